@@ -1,0 +1,2 @@
+"""tierwise: customer segmentation and tiering."""
+__version__ = "0.1.0"

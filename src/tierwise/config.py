@@ -1,0 +1,96 @@
+"""Workspace settings: ``tierwise.toml`` at the workspace root."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import tomli_w
+
+from tierwise.errors import WorkspaceError
+
+CONFIG_FILE = "tierwise.toml"
+ENV_WORKSPACE = "TIERWISE_WORKSPACE"
+LOCALES = ("zh-CN", "en")
+ENGINES = ("duckdb", "spark")
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """What ``tierwise init`` writes. Paths in ``control_store`` may be relative to the workspace.
+
+    >>> WorkspaceConfig().timezone
+    'Asia/Shanghai'
+    """
+
+    name: str = "tierwise"
+    timezone: str = "Asia/Shanghai"
+    currency: str = "CNY"
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    #: SQLAlchemy URL; the default is an SQLite file inside the workspace.
+    control_store: str = "sqlite:///control.db"
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise WorkspaceError(
+                f"unknown time zone {self.timezone!r}; expected an IANA name such as "
+                "'Asia/Shanghai' or 'UTC'"
+            ) from None
+        if self.locale not in LOCALES:
+            raise WorkspaceError(f"unknown locale {self.locale!r}; expected one of {LOCALES}")
+        if self.engine not in ENGINES:
+            raise WorkspaceError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
+        if len(self.currency) != 3 or not self.currency.isalpha():
+            raise WorkspaceError(
+                f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY"
+            )
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def control_store_url(self, root: Path) -> str:
+        """The control-store URL with a relative SQLite path resolved against ``root``."""
+        url = self.control_store
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            return prefix + str((root / url[len(prefix):]).resolve())
+        return url
+
+
+def write_config(root: Path, config: WorkspaceConfig) -> None:
+    (root / CONFIG_FILE).write_bytes(tomli_w.dumps({"workspace": asdict(config)}).encode())
+
+
+def read_config(root: Path) -> WorkspaceConfig:
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        raise WorkspaceError(
+            f"{root} is not a tierwise workspace (no {CONFIG_FILE}); "
+            f"create one with `tierwise init {root}`"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkspaceError(f"{path}: {exc}") from None
+    section = data.get("workspace", {})
+    known = set(WorkspaceConfig.__dataclass_fields__)
+    unknown = set(section) - known
+    if unknown:
+        raise WorkspaceError(
+            f"{path}: unknown setting(s) {sorted(unknown)}; expected some of {sorted(known)}"
+        )
+    return WorkspaceConfig(**section)
+
+
+def find_workspace(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace to use: the explicit path, else ``$TIERWISE_WORKSPACE``, else the cwd."""
+    chosen = explicit or os.environ.get(ENV_WORKSPACE) or "."
+    return Path(chosen).expanduser().resolve()

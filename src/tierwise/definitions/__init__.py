@@ -1,0 +1,1 @@
+"""Definitions: plain data describing tables, mappings and (later) segments and tiers."""

@@ -1,0 +1,126 @@
+"""The control store: an SQLAlchemy engine on SQLite (WAL) or PostgreSQL, kept migrated."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from tierwise.errors import WorkspaceError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+#: How long a writer waits for another process's write transaction before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 120_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything in the control store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself so that writers can ask for
+        # BEGIN IMMEDIATE: a deferred transaction that later tries to write cannot wait for
+        # the lock in WAL mode and fails at once with "database is locked".
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get("tierwise_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for the control-store URL (``sqlite:///path`` or ``postgresql+psycopg://``)."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    try:
+        return sa.create_engine(url, pool_pre_ping=True)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        raise WorkspaceError(f"cannot use control store URL {url!r}: {exc}") from None
+
+
+class ControlStore:
+    """Connections to the control store; ``write()`` serialises writers on SQLite.
+
+    >>> store = ControlStore("sqlite://")  # in memory
+    >>> store.upgrade()
+    >>> store.revision()
+    '0001'
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """One transaction that commits on success and rolls back on any exception."""
+        with self.engine.connect() as conn:
+            conn.execution_options(tierwise_write=True)
+            with conn.begin():
+                yield conn
+
+    # -- migrations ---------------------------------------------------------------------
+    def _alembic_config(self, conn: sa.Connection) -> Config:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        return cfg
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head(self) -> str | None:
+        with self.engine.connect() as conn:
+            return ScriptDirectory.from_config(self._alembic_config(conn)).get_current_head()
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        if self.revision() == self.head():
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(tierwise_write=True)
+            command.upgrade(self._alembic_config(conn), "head")
+            conn.commit()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
