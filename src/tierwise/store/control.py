@@ -98,6 +98,15 @@ class ControlStore:
             with conn.begin():
                 yield conn
 
+    def lock(self, conn: sa.Connection, name: str) -> None:
+        """Serialise writers that touch ``name`` until ``conn``'s transaction ends.
+
+        SQLite needs nothing: BEGIN IMMEDIATE already admits one writer at a time.
+        """
+        if self.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                         {"name": name})
+
     # -- migrations ---------------------------------------------------------------------
     def _alembic_config(self, conn: sa.Connection) -> Config:
         cfg = Config()

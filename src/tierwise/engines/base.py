@@ -1,0 +1,65 @@
+"""What every compute engine offers, and the description of a fact table it reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class ScanFile:
+    path: str  # absolute
+    seq: int
+
+
+@dataclass(frozen=True)
+class TableScan:
+    """The live Parquet files of one fact table, as the manifest listed them at one instant.
+
+    ``dedupe`` is true when some key appears in more than one file; the engine then keeps,
+    for each key, the row from the file with the highest ``seq``.
+    """
+
+    table: str
+    files: tuple[ScanFile, ...]
+    key: tuple[str, ...]
+    dedupe: bool
+    #: Columns visible to queries (the file's bookkeeping columns are hidden).
+    schema: pa.Schema
+
+
+class Session(Protocol):
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table: ...
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any: ...
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None: ...
+
+    def register_scan(self, name: str, scan: TableScan) -> None: ...
+
+    def register_arrow(self, name: str, table: pa.Table) -> None: ...
+
+    def copy_to_parquet(self, sql: str, path: str) -> None: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def session(self, scans: dict[str, TableScan] | None = None,
+                arrow: dict[str, pa.Table] | None = None) -> Any: ...
+
+
+def sql_literal(text: str) -> str:
+    """A SQL string literal for text tierwise itself produced (paths, settings)."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def make_engine(name: str) -> Engine:
+    """The engine named in the workspace config."""
+    if name == "duckdb":
+        from tierwise.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine()
+    raise ValueError(f"engine {name!r} is not available yet; expected 'duckdb'")

@@ -1,0 +1,108 @@
+"""DuckDB as the compute engine: an in-memory connection per job reading Parquet and Arrow.
+
+DuckDB is an engine here, never a store: nothing is kept in a DuckDB file, so any number of
+processes can compute over one workspace at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from tierwise.engines.base import Engine, TableScan, sql_literal
+
+
+class DuckDBEngine(Engine):
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.threads = threads
+        self.memory_limit = memory_limit
+
+    @contextmanager
+    def session(self, scans: dict[str, TableScan] | None = None,
+                arrow: dict[str, pa.Table] | None = None) -> Iterator[DuckDBSession]:
+        conn = duckdb.connect(":memory:")
+        try:
+            conn.execute("SET TimeZone = 'UTC'")
+            if self.threads:
+                conn.execute(f"SET threads = {int(self.threads)}")
+            if self.memory_limit:
+                conn.execute(f"SET memory_limit = {sql_literal(self.memory_limit)}")
+            session = DuckDBSession(conn)
+            for name, scan in (scans or {}).items():
+                session.register_scan(name, scan)
+            for name, table in (arrow or {}).items():
+                conn.register(name, table)
+            yield session
+        finally:
+            conn.close()
+
+
+class DuckDBSession:
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+
+    def register_scan(self, name: str, scan: TableScan) -> None:
+        self.conn.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {scan_sql(scan)}")
+
+    def register_arrow(self, name: str, table: pa.Table) -> None:
+        self.conn.register(name, table)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        relation = self.conn.sql(sql, params=params or None)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        row = self.conn.execute(sql, params or []).fetchone()
+        return None if row is None else row[0]
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        self.conn.execute(sql, params or [])
+
+    def copy_to_parquet(self, sql: str, path: str) -> None:
+        self.conn.execute(
+            f"COPY ({sql}) TO {sql_literal(path)} (FORMAT parquet, COMPRESSION zstd)"
+        )
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def scan_sql(scan: TableScan) -> str:
+    """A SELECT over the scan's Parquet files giving the current row for every key."""
+    if not scan.files:
+        cols = ", ".join(
+            f"CAST(NULL AS {_duck_type(f.type)}) AS {ident(f.name)}" for f in scan.schema
+        )
+        return f"SELECT {cols} WHERE false"
+    files = "[" + ", ".join(sql_literal(f.path) for f in scan.files) + "]"
+    wanted = ", ".join(ident(f.name) for f in scan.schema)
+    if not scan.dedupe:
+        return f"SELECT {wanted} FROM read_parquet({files}, union_by_name = true)"
+    seqs = ", ".join(f"({sql_literal(f.path)}, {int(f.seq)})" for f in scan.files)
+    key = ", ".join(ident(k) for k in scan.key)
+    return (
+        f"SELECT {wanted} FROM (SELECT t.*, row_number() OVER (PARTITION BY {key} "
+        f"ORDER BY m.seq DESC, t._row DESC) AS _rank "
+        f"FROM read_parquet({files}, union_by_name = true, filename = true) AS t "
+        f"JOIN (VALUES {seqs}) AS m(path, seq) ON t.filename = m.path) WHERE _rank = 1"
+    )
+
+
+_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.float64(): "DOUBLE",
+    pa.int64(): "BIGINT",
+    pa.date32(): "DATE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def _duck_type(dtype: pa.DataType) -> str:
+    return _TYPES[dtype]

@@ -1,0 +1,85 @@
+"""One raw batch of source text → one canonical Arrow table plus the rows it rejects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tierwise.definitions.schemas import TableSchema
+from tierwise.ingest.mapping import Resolved
+from tierwise.ingest.parsers import ColumnFormat, convert, normalize_text
+from tierwise.ingest.readers import RawBatch
+
+
+@dataclass(frozen=True)
+class Reject:
+    row: int
+    column: str  # the source's column name (or the canonical one for constants)
+    value: str | None
+    reason: str
+
+
+@dataclass
+class ConvertedBatch:
+    table: pa.Table  # canonical columns + _row
+    rejects: list[Reject]
+    bad_rows: int  # rows with at least one problem
+
+
+def _extras_json(raw: pa.Table, names: list[str]) -> pa.Array:
+    columns = [normalize_text(raw.column(n)).to_pylist() for n in names]
+    out: list[str | None] = []
+    for values in zip(*columns, strict=True):
+        obj = {n: v for n, v in zip(names, values, strict=True) if v is not None}
+        out.append(json.dumps(obj, ensure_ascii=False, sort_keys=True,
+                              separators=(",", ":")) if obj else None)
+    return pa.array(out, pa.string())
+
+
+def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
+                  max_rejects: int = 10_000) -> ConvertedBatch:
+    """Convert every canonical column of one batch; collect per-cell problems."""
+    schema: TableSchema = resolved.schema
+    n = raw.table.num_rows
+    arrays: dict[str, pa.Array] = {}
+    rejects: list[Reject] = []
+    bad = np.zeros(n, dtype=bool)
+    for col in schema.columns:
+        fmt = resolved.formats.get(col.name, ColumnFormat())
+        source = resolved.sources.get(col.name)
+        if source is not None:
+            text = normalize_text(raw.table.column(source).combine_chunks())
+            label = source
+        elif col.name in resolved.constants:
+            text = pa.array([resolved.constants[col.name]] * n, pa.string())
+            label = col.name
+        elif col.name == schema.extras_column and resolved.extras:
+            text = _extras_json(raw.table, resolved.extras)
+            label = col.name
+        else:
+            text = pa.nulls(n, pa.string())
+            label = col.name
+        converted = convert(text, col, fmt, zone)
+        values = converted.values
+        if col.default is not None:
+            values = pc.fill_null(values, col.default)
+        problems = list(converted.problems)
+        if col.required:
+            problems.append((pc.is_null(text), "required value is empty"))
+        for mask, reason in problems:
+            mask_np = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False),
+                                 dtype=bool)
+            if not mask_np.any():
+                continue
+            bad |= mask_np
+            if len(rejects) < max_rejects:
+                for i in np.flatnonzero(mask_np)[: max_rejects - len(rejects)]:
+                    rejects.append(Reject(int(raw.rows[i]), label, text[int(i)].as_py(),
+                                          reason))
+        arrays[col.name] = values.cast(col.arrow_type)
+    arrays["_row"] = pa.array(raw.rows, pa.int64())
+    return ConvertedBatch(pa.table(arrays), rejects, int(bad.sum()))

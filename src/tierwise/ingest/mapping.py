@@ -1,0 +1,210 @@
+"""Column mappings: which source column feeds which canonical column, and how to read it.
+
+A mapping is YAML a person writes once and reuses::
+
+    table: orders
+    columns:
+      订单号: order_id
+      客户编号: customer_id
+      下单时间: ordered_at
+      实付金额: amount
+    formats:
+      ordered_at: {date_order: DMY}
+      amount: {scale: 0.01}          # the file counts in fen
+    defaults:
+      currency: CNY
+    encoding: gbk
+    unknown_customers: create
+
+Without a mapping, source columns whose names match a canonical column or one of its known
+spellings (English or Chinese, see ``definitions.schemas``) are taken as that column.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tierwise.definitions.schemas import TableSchema, table_schema
+from tierwise.errors import MappingError
+from tierwise.ingest.parsers import DATE_ORDERS, ColumnFormat
+
+UnknownCustomers = Literal["reject", "create"]
+IGNORE = "ignore"
+
+
+class FormatSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: str | None = None
+    date_order: str | None = None
+    scale: float | None = None
+    timezone: str | None = None
+
+    @field_validator("date_order")
+    @classmethod
+    def _order(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in DATE_ORDERS:
+            raise ValueError(f"date_order must be one of {DATE_ORDERS}")
+        return value.upper() if value else value
+
+
+class Mapping(BaseModel):
+    """A reusable description of a source: column names, formats, constants, policies."""
+
+    model_config = ConfigDict(extra="forbid")
+    table: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    formats: dict[str, FormatSpec] = Field(default_factory=dict)
+    defaults: dict[str, str] = Field(default_factory=dict)
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    timezone: str | None = None
+    date_order: str | None = None
+    unknown_customers: UnknownCustomers | None = None
+
+    @classmethod
+    def from_yaml(cls, text: str, origin: str = "mapping") -> Mapping:
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise MappingError(f"{origin}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise MappingError(f"{origin}: expected a YAML mapping at the top level")
+        data["columns"] = {str(k): str(v) for k, v in (data.get("columns") or {}).items()}
+        data["defaults"] = {str(k): str(v) for k, v in (data.get("defaults") or {}).items()}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise MappingError(f"{origin}: {problems}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Mapping:
+        p = Path(path)
+        try:
+            return cls.from_yaml(p.read_text(encoding="utf-8"), str(p))
+        except OSError as exc:
+            raise MappingError(f"cannot read mapping {p}: {exc.strerror}") from None
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(exclude_none=True, exclude_defaults=True)
+        return yaml.safe_dump(data, allow_unicode=True, sort_keys=False)
+
+    def with_pairs(self, pairs: list[str]) -> Mapping:
+        """Add ``file_col=canonical`` pairs from the command line."""
+        columns = dict(self.columns)
+        for pair in pairs:
+            source, sep, target = pair.partition("=")
+            if not sep or not source.strip() or not target.strip():
+                raise MappingError(f"--map {pair!r}: expected file_column=canonical_column")
+            columns[source.strip()] = target.strip()
+        return self.model_copy(update={"columns": columns})
+
+
+@dataclass
+class Resolved:
+    """A mapping applied to one source header."""
+
+    schema: TableSchema
+    #: canonical column → source column
+    sources: dict[str, str]
+    #: canonical column → constant text for every row
+    constants: dict[str, str]
+    #: source columns folded into the schema's extras column (attributes / properties)
+    extras: list[str] = field(default_factory=list)
+    #: source columns dropped
+    ignored: list[str] = field(default_factory=list)
+    formats: dict[str, ColumnFormat] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, object]:
+        return {"columns": self.sources, "constants": self.constants, "extras": self.extras,
+                "ignored": self.ignored}
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Resolved:
+    """Match a source header to the canonical columns of ``table``."""
+    schema = table_schema(table)
+    if mapping.table and mapping.table != table:
+        raise MappingError(f"the mapping is for table {mapping.table!r}, not {table!r}")
+    canonical = schema.names
+    header_set = set(header)
+    sources: dict[str, str] = {}
+    ignored: list[str] = []
+    for source, target in mapping.columns.items():
+        if source not in header_set:
+            raise MappingError(
+                f"the mapping names source column {source!r}, which {origin} does not have"
+                f"{_suggest(source, header)} (its columns: {', '.join(header)})"
+            )
+        if target == IGNORE:
+            ignored.append(source)
+            continue
+        if target not in canonical:
+            raise MappingError(
+                f"the mapping sends {source!r} to {target!r}, which is not a column of "
+                f"{table}{_suggest(target, canonical)} (expected one of {', '.join(canonical)}"
+                f" or {IGNORE!r})"
+            )
+        if target in sources:
+            raise MappingError(
+                f"both {sources[target]!r} and {source!r} are mapped to {target!r}"
+            )
+        sources[target] = source
+    taken = set(mapping.columns)
+    for col in schema.columns:
+        if col.name in sources:
+            continue
+        for name in header:
+            if name in taken:
+                continue
+            lowered = name.strip().lower()
+            if lowered == col.name or lowered in col.synonyms:
+                sources[col.name] = name
+                taken.add(name)
+                break
+    for key in mapping.defaults:
+        if key not in canonical:
+            raise MappingError(f"default for unknown column {key!r} of {table}"
+                               f"{_suggest(key, canonical)}")
+    constants = {k: v for k, v in mapping.defaults.items() if k not in sources}
+    missing = [c for c in schema.required if c not in sources and c not in constants]
+    if missing:
+        raise MappingError(
+            f"{origin} has no column for required {table} column(s) {', '.join(missing)}; "
+            f"its columns are {', '.join(header)}. Name them with --map 'file_col=canonical' "
+            "or a mapping file"
+        )
+    leftover = [h for h in header if h not in taken]
+    extras = leftover if schema.extras_column and schema.extras_column not in sources else []
+    ignored += [h for h in leftover if h not in extras]
+    for key in mapping.formats:
+        if key not in canonical:
+            raise MappingError(f"format for unknown column {key!r} of {table}"
+                               f"{_suggest(key, canonical)}")
+    formats = {
+        col: ColumnFormat(
+            format=spec.format,
+            date_order=spec.date_order or mapping.date_order,
+            scale=spec.scale,
+            timezone=spec.timezone or mapping.timezone,
+        )
+        for col, spec in mapping.formats.items()
+    }
+    for col in schema.columns:
+        if col.name not in formats and (mapping.date_order or mapping.timezone):
+            formats[col.name] = ColumnFormat(date_order=mapping.date_order,
+                                             timezone=mapping.timezone)
+    return Resolved(schema, sources, constants, extras, ignored, formats)

@@ -1,0 +1,475 @@
+"""Source readers: a file (CSV, XLSX, Parquet, JSON Lines) in, batches of text columns out.
+
+Every reader yields ``RawBatch`` objects: the source's own column names, every value as text
+(or null), and the row number a person would see in the source (a spreadsheet's row with the
+header as row 1, a JSON Lines file's line). Nothing here knows the canonical schema.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from tierwise.errors import SourceError
+from tierwise.ingest.parsers import cell_text
+
+BATCH_ROWS = 262_144
+CSV_BLOCK_BYTES = 16 << 20
+FORMATS = ("csv", "xlsx", "parquet", "jsonl")
+_SAMPLE_BYTES = 1 << 20
+_FULL_SCAN_BYTES = 64 << 20
+
+
+@dataclass
+class RawBatch:
+    table: pa.Table  # every column a string column, named as in the source
+    rows: np.ndarray  # int64 row numbers as the source shows them
+
+
+@dataclass
+class SourceInfo:
+    path: str
+    format: str
+    encoding: str | None = None
+    delimiter: str | None = None
+    header: list[str] = field(default_factory=list)
+
+
+class RetryRead(Exception):  # noqa: N818 - a signal, not an error
+    """The source must be read again from the start (nothing read so far counts)."""
+
+
+class Source:
+    """A readable source; ``batches()`` may be called once."""
+
+    info: SourceInfo
+
+    def batches(self) -> Iterator[RawBatch]:
+        raise NotImplementedError
+
+
+# -- detection -----------------------------------------------------------------------------
+def detect_format(path: Path) -> str:
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise SourceError(f"{path}: the file is empty")
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise SourceError(f"{path}: this is an old .xls workbook; save it as .xlsx or CSV")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    return "csv"
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        decoder.decode(data, final=False)  # a character cut at the sample's end is fine
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _samples(path: Path) -> list[bytes]:
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        if size <= _FULL_SCAN_BYTES:
+            return [fh.read()]
+        samples = []
+        for i in range(8):
+            fh.seek(size * i // 8)
+            chunk = fh.read(_SAMPLE_BYTES)
+            if i:  # start at a line boundary so no character is cut in front
+                chunk = chunk[chunk.find(b"\n") + 1:]
+            samples.append(chunk)
+        return samples
+
+
+def detect_encoding(path: Path) -> str:
+    """utf-8-sig, utf-8 or gb18030 (a superset of GBK), judged from the file's bytes."""
+    samples = _samples(path)
+    head = samples[0]
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in head[:4096]:
+        raise SourceError(f"{path}: this is not a text file (it contains NUL bytes)")
+    for encoding in ("utf-8", "gb18030"):
+        if all(_decodes(s, encoding) for s in samples):
+            return encoding
+    raise SourceError(
+        f"{path}: cannot tell the text encoding: it is neither UTF-8 nor GBK/GB18030; "
+        "save it as UTF-8 or pass --encoding"
+    )
+
+
+def _first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                decoder.decode(line)
+            except UnicodeDecodeError as exc:
+                return number, line[max(exc.start - 4, 0):exc.end + 4]
+    return None
+
+
+def encoding_error(path: Path, encoding: str) -> SourceError:
+    where = _first_bad_line(path, encoding)
+    guess = ""
+    try:
+        other = detect_encoding(path)
+        if other.replace("-sig", "") != encoding.replace("-sig", ""):
+            guess = f"; the file looks like {other.upper()}: pass --encoding {other}"
+    except SourceError:
+        pass
+    if where is None:
+        return SourceError(f"{path}: the text is not valid {encoding}{guess}")
+    line, context = where
+    return SourceError(
+        f"{path}: line {line}: bytes {context!r} are not valid {encoding}{guess}"
+    )
+
+
+def detect_delimiter(text: str) -> str:
+    lines = [ln for ln in text.splitlines()[:20] if ln.strip()]
+    if not lines:
+        return ","
+    best, best_score = ",", -1
+    for delim in (",", "\t", ";", "|"):
+        counts = [len(next(csv.reader([ln], delimiter=delim))) for ln in lines]
+        if counts[0] < 2:
+            continue
+        score = sum(c == counts[0] for c in counts) * 100 + counts[0]
+        if score > best_score:
+            best, best_score = delim, score
+    return best
+
+
+def _has_multiline_cells(sample: str, delimiter: str) -> bool:
+    try:
+        rows = csv.reader(io.StringIO(sample), delimiter=delimiter)
+        return any("\n" in cell for row in rows for cell in row)
+    except csv.Error:
+        return True  # the sample ends inside a quoted cell: read in the careful mode
+
+
+def _check_header(path: Path, header: list[str]) -> list[str]:
+    clean = [h.strip().lstrip("\ufeff") for h in header]
+    for i, name in enumerate(clean, start=1):
+        if not name:
+            raise SourceError(f"{path}: header column {i} has no name")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(clean, start=1):
+        if name in seen:
+            raise SourceError(
+                f"{path}: header names {name!r} twice (columns {seen[name]} and {i})"
+            )
+        seen[name] = i
+    return clean
+
+
+# -- CSV -----------------------------------------------------------------------------------
+class CsvSource(Source):
+    def __init__(self, path: Path, encoding: str | None = None, delimiter: str | None = None):
+        self.path = path
+        self.declared_encoding = encoding is not None
+        enc = encoding or detect_encoding(path)
+        with path.open("rb") as fh:
+            head = fh.read(_SAMPLE_BYTES)
+        try:
+            text = codecs.getincrementaldecoder(enc)().decode(head, final=False)
+        except UnicodeDecodeError:
+            raise encoding_error(path, enc) from None
+        except LookupError:
+            raise SourceError(f"unknown encoding {enc!r}") from None
+        text = text.lstrip("\ufeff")
+        delim = delimiter or detect_delimiter(text)
+        first = text.splitlines()[0] if text.strip() else ""
+        if not first.strip():
+            raise SourceError(f"{path}: the file has no header line")
+        header = _check_header(path, next(csv.reader([first], delimiter=delim)))
+        self.info = SourceInfo(str(path), "csv", enc, delim, header)
+        self._multiline = _has_multiline_cells(text, delim)
+
+    def _reader(self, invalid: list[tuple[int, int, str]]) -> pacsv.CSVStreamingReader:
+        def on_invalid(row: pacsv.InvalidRow) -> str:
+            invalid.append((row.expected_columns, row.actual_columns, row.text))
+            return "skip"
+
+        encoding = self.info.encoding or "utf-8"
+        return pacsv.open_csv(
+            self.path,
+            read_options=pacsv.ReadOptions(
+                encoding="utf8" if encoding in ("utf-8", "utf-8-sig") else encoding,
+                block_size=CSV_BLOCK_BYTES,
+                column_names=self.info.header,
+                skip_rows=1,
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.info.delimiter or ",",
+                newlines_in_values=self._multiline,
+                invalid_row_handler=on_invalid,
+            ),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in self.info.header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+
+    def batches(self) -> Iterator[RawBatch]:
+        invalid: list[tuple[int, int, str]] = []
+        emitted = 0
+        try:
+            for batch in self._reader(invalid):
+                if invalid:
+                    break
+                rows = np.arange(emitted + 2, emitted + 2 + batch.num_rows, dtype=np.int64)
+                emitted += batch.num_rows
+                yield RawBatch(pa.Table.from_batches([batch]), rows)
+        except pa.ArrowInvalid as exc:
+            message = str(exc)
+            if "UTF8" in message or "UTF-8" in message or "decode" in message.lower():
+                raise encoding_error(self.path, self.info.encoding or "utf-8") from None
+            raise self._structure_error(message) from None
+        if invalid:
+            problems = self._rescan()
+            if problems:
+                raise self._invalid_rows_error(problems)
+            if not self._multiline:
+                # Quoted cells with line breaks made rows look short to the block reader;
+                # Python's csv module found every row well-formed, so read again.
+                self._multiline = True
+                raise RetryRead()
+            raise SourceError(f"{self.path}: malformed CSV near: {invalid[0][2][:80]!r}")
+
+    def _rescan(self) -> list[tuple[int, str]]:
+        """Exact row numbers of malformed rows, found with Python's csv module."""
+        problems: list[tuple[int, str]] = []
+        width = len(self.info.header)
+        with self.path.open(encoding=self.info.encoding or "utf-8", newline="") as fh:
+            reader = csv.reader(fh, delimiter=self.info.delimiter or ",", strict=True)
+            try:
+                next(reader)
+                for number, row in enumerate(reader, start=2):
+                    if len(row) != width and not (len(row) == 0):
+                        problems.append((number, f"expected {width} fields, found {len(row)}"))
+                        if len(problems) >= 1000:
+                            break
+            except csv.Error as exc:
+                problems.append((reader.line_num, f"malformed CSV: {exc}"))
+        return problems
+
+    def _invalid_rows_error(self, problems: list[tuple[int, str]]) -> SourceError:
+        last_row_only = len(problems) == 1
+        hint = " (the file may be truncated)" if last_row_only else ""
+        shown = "; ".join(f"row {r}: {why}" for r, why in problems[:5])
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        return SourceError(f"{self.path}: {shown}{more}{hint}")
+
+    def _structure_error(self, message: str) -> SourceError:
+        problems = self._rescan()
+        if problems:
+            row, why = problems[0]
+            if "end of data" in why:
+                return SourceError(
+                    f"{self.path}: row {row}: a quoted cell is not closed before the end of "
+                    "the file (the file may be truncated)"
+                )
+            return self._invalid_rows_error(problems)
+        return SourceError(f"{self.path}: cannot parse as CSV: {message}")
+
+
+# -- Excel ---------------------------------------------------------------------------------
+class XlsxSource(Source):
+    def __init__(self, path: Path, sheet: str | None = None):
+        from python_calamine import CalamineWorkbook
+
+        self.path = path
+        try:
+            book = CalamineWorkbook.from_path(str(path))
+        except Exception as exc:  # calamine raises several unrelated types
+            raise SourceError(f"{path}: cannot open as an Excel workbook: {exc}") from None
+        names = book.sheet_names
+        if sheet is not None and sheet not in names:
+            raise SourceError(f"{path}: no sheet {sheet!r}; the workbook has {names}")
+        self._sheet = book.get_sheet_by_name(sheet or names[0])
+        self._rows = self._sheet.iter_rows()
+        try:
+            raw_header = next(self._rows)
+        except StopIteration:
+            raise SourceError(f"{path}: the sheet {self._sheet.name!r} is empty") from None
+        while raw_header and cell_text(raw_header[-1]) in (None, ""):
+            raw_header = raw_header[:-1]
+        header = _check_header(path, [cell_text(c) or "" for c in raw_header])
+        self.info = SourceInfo(str(path), "xlsx", None, None, header)
+
+    def batches(self) -> Iterator[RawBatch]:
+        width = len(self.info.header)
+        columns: list[list[str | None]] = [[] for _ in range(width)]
+        rows: list[int] = []
+        row_number = self._sheet.start[0] + 1 if self._sheet.start else 1
+        for cells in self._rows:
+            row_number += 1
+            texts = [cell_text(c) for c in cells[:width]]
+            if all(t in (None, "") for t in texts) and all(
+                    cell_text(c) in (None, "") for c in cells[width:]):
+                continue  # blank spreadsheet row
+            if any(cell_text(c) not in (None, "") for c in cells[width:]):
+                raise SourceError(f"{self.path}: row {row_number}: cells beyond the header's "
+                                  f"{width} columns are not empty")
+            texts += [None] * (width - len(texts))
+            for col, value in zip(columns, texts, strict=True):
+                col.append(value)
+            rows.append(row_number)
+            if len(rows) >= BATCH_ROWS:
+                yield self._batch(columns, rows)
+                columns, rows = [[] for _ in range(width)], []
+        if rows:
+            yield self._batch(columns, rows)
+
+    def _batch(self, columns: list[list[str | None]], rows: list[int]) -> RawBatch:
+        table = pa.table({h: pa.array(c, pa.string()) for h, c in
+                          zip(self.info.header, columns, strict=True)})
+        return RawBatch(table, np.array(rows, dtype=np.int64))
+
+
+# -- Parquet -------------------------------------------------------------------------------
+def _as_text(array: pa.Array) -> pa.Array:
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return array.cast(pa.string())
+    if pa.types.is_nested(array.type) or pa.types.is_dictionary(array.type):
+        return pa.array([cell_text(v) for v in array.to_pylist()], pa.string())
+    if pa.types.is_floating(array.type):
+        return pa.array([cell_text(v) for v in array.to_pylist()], pa.string())
+    return array.cast(pa.string())
+
+
+class ParquetSource(Source):
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._file = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(f"{path}: cannot read as Parquet: {exc}") from None
+        header = _check_header(path, list(self._file.schema_arrow.names))
+        self.info = SourceInfo(str(path), "parquet", None, None, header)
+
+    def batches(self) -> Iterator[RawBatch]:
+        start = 1
+        for batch in self._file.iter_batches(batch_size=BATCH_ROWS):
+            table = pa.table({name: _as_text(batch.column(i))
+                              for i, name in enumerate(self.info.header)})
+            rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
+            start += batch.num_rows
+            yield RawBatch(table, rows)
+
+
+# -- JSON Lines ----------------------------------------------------------------------------
+class JsonLinesSource(Source):
+    def __init__(self, path: Path, encoding: str | None = None):
+        self.path = path
+        self.encoding = encoding or detect_encoding(path)
+        header: dict[str, None] = {}
+        # Column names are the union of keys in the file's objects, in order of appearance.
+        for _, obj in self._objects():
+            header.update(dict.fromkeys(obj))
+        if not header:
+            raise SourceError(f"{path}: the file has no JSON objects")
+        self.info = SourceInfo(str(path), "jsonl", self.encoding, None,
+                               _check_header(path, list(header)))
+
+    def _objects(self) -> Iterator[tuple[int, dict[str, object]]]:
+        try:
+            with self.path.open(encoding=self.encoding) as fh:
+                for number, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise SourceError(f"{self.path}: line {number}: not valid JSON: "
+                                          f"{exc.msg} at column {exc.colno}") from None
+                    if not isinstance(obj, dict):
+                        raise SourceError(f"{self.path}: line {number}: expected a JSON "
+                                          f"object, found {type(obj).__name__}")
+                    yield number, obj
+        except UnicodeDecodeError:
+            raise encoding_error(self.path, self.encoding) from None
+
+    def batches(self) -> Iterator[RawBatch]:
+        names = self.info.header
+        columns: dict[str, list[str | None]] = {n: [] for n in names}
+        rows: list[int] = []
+        for number, obj in self._objects():
+            for name in names:
+                columns[name].append(cell_text(obj.get(name)))
+            rows.append(number)
+            if len(rows) >= BATCH_ROWS:
+                yield _text_batch(columns, rows)
+                columns, rows = {n: [] for n in names}, []
+        if rows:
+            yield _text_batch(columns, rows)
+
+
+def _text_batch(columns: dict[str, list[str | None]], rows: list[int]) -> RawBatch:
+    table = pa.table({n: pa.array(v, pa.string()) for n, v in columns.items()})
+    return RawBatch(table, np.array(rows, dtype=np.int64))
+
+
+class RecordsSource(Source):
+    """Python rows (dicts) or Arrow batches already in memory, e.g. from a database cursor."""
+
+    def __init__(self, name: str, header: list[str], batches: Iterator[pa.Table],
+                 fmt: str = "records"):
+        self._batches = batches
+        self.info = SourceInfo(name, fmt, None, None, header)
+
+    def batches(self) -> Iterator[RawBatch]:
+        start = 1
+        for table in self._batches:
+            text = pa.table({n: _as_text(table.column(n).combine_chunks())
+                             for n in self.info.header})
+            yield RawBatch(text, np.arange(start, start + text.num_rows, dtype=np.int64))
+            start += text.num_rows
+
+
+def open_file(path: str | os.PathLike[str], fmt: str | None = None,
+              encoding: str | None = None, delimiter: str | None = None,
+              sheet: str | None = None) -> Source:
+    """Open a source file, detecting its format, text encoding and delimiter."""
+    p = Path(path)
+    if not p.is_file():
+        raise SourceError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise SourceError(f"{p}: the file is empty")
+    fmt = fmt or detect_format(p)
+    if fmt not in FORMATS:
+        raise SourceError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+    if fmt == "csv":
+        return CsvSource(p, encoding, delimiter)
+    if fmt == "xlsx":
+        return XlsxSource(p, sheet)
+    if fmt == "parquet":
+        return ParquetSource(p)
+    return JsonLinesSource(p, encoding)
+
+

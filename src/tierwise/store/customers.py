@@ -1,0 +1,87 @@
+"""Customer master data in the control store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tierwise.definitions.schemas import CUSTOMERS
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import customers
+
+UPSERT_CHUNK = 2_000
+
+
+def _insert(conn: sa.Connection) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(customers)
+
+
+def known_ids(conn: sa.Connection) -> pa.Array:
+    result = conn.execute(sa.select(customers.c.customer_id))
+    return pa.array([r[0] for r in result], pa.string())
+
+
+def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
+             where: sa.ColumnElement[bool] | None = None) -> pa.Table:
+    """Customers as an Arrow table with the canonical column types."""
+    names = columns or CUSTOMERS.names
+    query = sa.select(*[customers.c[n] for n in names])
+    if where is not None:
+        query = query.where(where)
+    rows = conn.execute(query).all()
+    data: dict[str, pa.Array] = {}
+    for i, name in enumerate(names):
+        values = [r[i] for r in rows]
+        col = CUSTOMERS.column(name)
+        if col.kind == "timestamp":
+            values = [as_utc(v) for v in values]
+        data[name] = pa.array(values, col.arrow_type)
+    return pa.table(data)
+
+
+def upsert(conn: sa.Connection, table: pa.Table, columns: list[str],
+           import_id: int) -> None:
+    """Insert new customers and overwrite ``columns`` of existing ones (others are kept)."""
+    now = utcnow()
+    stmt = _insert(conn)
+    update = {c: stmt.excluded[c] for c in columns if c != "customer_id"}
+    update.update(updated_at=stmt.excluded.updated_at, is_stub=sa.false(),
+                  import_id=stmt.excluded.import_id)
+    stmt = stmt.on_conflict_do_update(index_elements=["customer_id"], set_=update)
+    for batch in table.select(columns).to_batches(UPSERT_CHUNK):
+        rows = batch.to_pylist()
+        for row in rows:
+            row.update(created_at=now, updated_at=now, import_id=import_id, is_stub=False)
+        conn.execute(stmt, rows)
+
+
+def create_stubs(conn: sa.Connection, ids: Iterable[str], import_id: int) -> int:
+    """Create placeholder customers for ids that facts mention; existing ids are left alone."""
+    now = utcnow()
+    rows = [{"customer_id": i, "is_stub": True, "created_at": now, "updated_at": now,
+             "import_id": import_id} for i in ids]
+    stmt = _insert(conn).on_conflict_do_nothing(index_elements=["customer_id"])
+    created = 0
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        result = conn.execute(stmt, rows[start:start + UPSERT_CHUNK])
+        created += max(result.rowcount, 0)
+    return created
+
+
+def get(conn: sa.Connection, customer_id: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(customers).where(customers.c.customer_id == customer_id)).first()
+    if row is None:
+        return None
+    data = dict(row._mapping)
+    for key in ("signup_at", "created_at", "updated_at"):
+        data[key] = as_utc(data[key])
+    return data
+
+
+def count(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(customers)).scalar() or 0)

@@ -1,0 +1,253 @@
+"""The fact store: Parquet files in the workspace plus their manifest in the control store.
+
+A file becomes part of a table in exactly one control-store transaction: it is written under
+``facts/_staging``, renamed into ``facts/<table>/`` and then registered. A crash before the
+registration commits leaves an unregistered file that no reader lists and that the next
+``collect_garbage`` deletes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from tierwise.definitions.schemas import TABLES, TableSchema
+from tierwise.engines.base import Engine, ScanFile, TableScan
+from tierwise.store.control import ControlStore, as_utc, utcnow
+from tierwise.store.tables import fact_files
+
+#: Files removed by compaction stay on disk this long for readers that listed them earlier.
+REMOVED_GRACE = timedelta(minutes=30)
+#: Staging files older than this belong to a crashed process.
+STALE_STAGING = timedelta(hours=6)
+COMPRESSION = "zstd"
+
+
+def key_columns(schema: TableSchema) -> tuple[str, ...]:
+    """Columns that identify a row in the fact files (``_key`` for tables without a key)."""
+    return schema.key if schema.key else ("_key",)
+
+
+def file_schema(schema: TableSchema) -> pa.Schema:
+    fields = schema.arrow_schema()
+    if not schema.key:
+        fields = fields.append(pa.field("_key", pa.string()))
+    return fields
+
+
+def visible_schema(schema: TableSchema) -> pa.Schema:
+    return pa.schema([pa.field(c.name, c.arrow_type) for c in schema.columns])
+
+
+@dataclass
+class StagedFile:
+    table: str
+    path: Path
+    rows: int = 0
+
+
+class StagingWriter:
+    """Writes validated batches of one table to a staging Parquet file."""
+
+    def __init__(self, staging_dir: Path, schema: TableSchema) -> None:
+        staging_dir.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.arrow_schema = file_schema(schema)
+        self.staged = StagedFile(schema.name, staging_dir / f"{uuid.uuid4().hex}.parquet")
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.staged.path, self.arrow_schema,
+                                            compression=COMPRESSION)
+        self._writer.write_table(table.select(self.arrow_schema.names).cast(self.arrow_schema))
+        self.staged.rows += table.num_rows
+
+    def close(self) -> StagedFile:
+        if self._writer is None:  # nothing written: still leave a valid, empty file
+            pq.write_table(self.arrow_schema.empty_table(), self.staged.path)
+        else:
+            self._writer.close()
+        return self.staged
+
+    def discard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.staged.path.unlink(missing_ok=True)
+
+
+class FactStore:
+    """Parquet facts of one workspace. Readers take a ``TableScan`` snapshot of the manifest."""
+
+    def __init__(self, root: Path, control: ControlStore) -> None:
+        self.root = root
+        self.dir = root / "facts"
+        self.staging_dir = self.dir / "_staging"
+        self.control = control
+
+    def staging_writer(self, table: str) -> StagingWriter:
+        return StagingWriter(self.staging_dir, TABLES[table])
+
+    def staging_path(self) -> Path:
+        self.staging_dir.mkdir(parents=True, exist_ok=True)
+        return self.staging_dir / f"{uuid.uuid4().hex}.parquet"
+
+    # -- reading -------------------------------------------------------------------------
+    def scan(self, table: str, conn: sa.Connection | None = None) -> TableScan:
+        schema = TABLES[table]
+        query = (sa.select(fact_files.c.path, fact_files.c.seq, fact_files.c.overlaps)
+                 .where(fact_files.c.table_name == table, fact_files.c.removed_at.is_(None))
+                 .order_by(fact_files.c.seq))
+        if conn is None:
+            with self.control.read() as c:
+                rows = c.execute(query).all()
+        else:
+            rows = conn.execute(query).all()
+        files = tuple(ScanFile(str(self.root / r.path), r.seq) for r in rows)
+        return TableScan(table, files, key_columns(schema), any(r.overlaps for r in rows),
+                         visible_schema(schema))
+
+    def scans(self) -> dict[str, TableScan]:
+        with self.control.read() as conn:
+            return {t.name: self.scan(t.name, conn) for t in TABLES.values()
+                    if t.home == "facts"}
+
+    def max_file_id(self, conn: sa.Connection, table: str) -> int:
+        value = conn.execute(sa.select(sa.func.max(fact_files.c.file_id))
+                             .where(fact_files.c.table_name == table)).scalar()
+        return int(value or 0)
+
+    # -- writing -------------------------------------------------------------------------
+    def publish(self, conn: sa.Connection, staged: StagedFile, *, import_id: int | None,
+                overlaps: bool, seq: int | None = None) -> str:
+        """Move a staged file into the table and register it inside ``conn``'s transaction.
+
+        The caller commits. If the transaction rolls back, call ``unpublish`` with the
+        returned path: the file is then unregistered and removed.
+        """
+        table_dir = self.dir / staged.table
+        table_dir.mkdir(parents=True, exist_ok=True)
+        final = table_dir / staged.path.name
+        os.replace(staged.path, final)
+        relative = final.relative_to(self.root).as_posix()
+        meta = pq.read_metadata(final)
+        min_time, max_time = _time_range(final, TABLES[staged.table])
+        result = conn.execute(fact_files.insert().values(
+            table_name=staged.table, path=relative, rows=meta.num_rows,
+            bytes=final.stat().st_size, min_time=min_time, max_time=max_time,
+            overlaps=overlaps, import_id=import_id, added_at=utcnow(), seq=seq,
+        ))
+        file_id = result.inserted_primary_key[0]
+        if seq is None:
+            conn.execute(fact_files.update().where(fact_files.c.file_id == file_id)
+                         .values(seq=file_id))
+        return relative
+
+    def unpublish(self, relative: str) -> None:
+        (self.root / relative).unlink(missing_ok=True)
+
+    # -- maintenance ---------------------------------------------------------------------
+    def compact(self, engine: Engine, table: str, *, min_files: int = 2,
+                target_rows: int = 8_000_000) -> tuple[int, int]:
+        """Merge a table's live files into as few as possible; returns (files in, files out).
+
+        Superseded rows are dropped. The merged file keeps the highest ``seq`` it replaced,
+        so an import committed meanwhile (higher seq) still wins.
+        """
+        schema = TABLES[table]
+        with self.control.read() as conn:
+            scan = self.scan(table, conn)
+            rows = conn.execute(sa.select(fact_files.c.file_id, fact_files.c.rows)
+                                .where(fact_files.c.table_name == table,
+                                       fact_files.c.removed_at.is_(None))).all()
+        if len(scan.files) < min_files:
+            return len(scan.files), len(scan.files)
+        replaced = [r.file_id for r in rows]
+        top_seq = max(f.seq for f in scan.files)
+        hidden = file_schema(schema).names
+        full_scan = TableScan(scan.table, scan.files, scan.key, scan.dedupe, file_schema(schema))
+        outputs: list[StagedFile] = []
+        with engine.session() as session:
+            session.register_scan("facts", full_scan)
+            total = int(session.scalar("SELECT count(*) FROM facts"))
+            parts = max(1, -(-total // target_rows))
+            for part in range(parts):
+                path = self.staging_path()
+                order = ", ".join(f'"{k}"' for k in scan.key)
+                session.copy_to_parquet(
+                    f"SELECT {', '.join(chr(34) + n + chr(34) for n in hidden)} FROM facts "
+                    f"ORDER BY {order} LIMIT {target_rows} OFFSET {part * target_rows}",
+                    str(path),
+                )
+                outputs.append(StagedFile(table, path, 0))
+        published: list[str] = []
+        try:
+            with self.control.write() as conn:
+                now = utcnow()
+                done = conn.execute(
+                    fact_files.update()
+                    .where(fact_files.c.file_id.in_(replaced), fact_files.c.removed_at.is_(None))
+                    .values(removed_at=now)
+                )
+                if done.rowcount != len(replaced):
+                    raise RuntimeError("another compaction of this table ran at the same time")
+                for staged in outputs:
+                    published.append(self.publish(conn, staged, import_id=None,
+                                                  overlaps=False, seq=top_seq))
+        except BaseException:
+            for staged in outputs:
+                staged.path.unlink(missing_ok=True)
+            for relative in published:
+                self.unpublish(relative)
+            raise
+        return len(replaced), len(outputs)
+
+    def collect_garbage(self, *, now_grace: timedelta = REMOVED_GRACE) -> int:
+        """Delete files compaction replaced long enough ago, and abandoned staging files."""
+        removed = 0
+        cutoff = utcnow() - now_grace
+        with self.control.write() as conn:
+            rows = conn.execute(sa.select(fact_files.c.file_id, fact_files.c.path,
+                                          fact_files.c.removed_at)
+                                .where(fact_files.c.removed_at.is_not(None))).all()
+            gone = [r for r in rows if as_utc(r.removed_at) <= cutoff]
+            for r in gone:
+                (self.root / r.path).unlink(missing_ok=True)
+                removed += 1
+            if gone:
+                conn.execute(fact_files.delete().where(
+                    fact_files.c.file_id.in_([r.file_id for r in gone])))
+            registered = {r.path for r in conn.execute(sa.select(fact_files.c.path))}
+        stale = time.time() - STALE_STAGING.total_seconds()
+        for table_dir in self.dir.glob("*"):
+            if not table_dir.is_dir():
+                continue
+            for path in table_dir.glob("*.parquet"):
+                relative = path.relative_to(self.root).as_posix()
+                if relative not in registered and path.stat().st_mtime < stale:
+                    path.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _time_range(path: Path, schema: TableSchema) -> tuple[object, object]:
+    """Min and max of the table's time column from the Parquet statistics."""
+    if not schema.time_column:
+        return None, None
+    meta = pq.read_metadata(path)
+    index = meta.schema.to_arrow_schema().get_field_index(schema.time_column)
+    lows, highs = [], []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(index).statistics
+        if stats is not None and stats.has_min_max:
+            lows.append(stats.min)
+            highs.append(stats.max)
+    return (min(lows), max(highs)) if lows else (None, None)
