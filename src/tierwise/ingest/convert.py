@@ -40,6 +40,23 @@ def _extras_json(raw: pa.Table, names: list[str]) -> pa.Array:
     return pa.array(out, pa.string())
 
 
+def _typed(values: pa.Array, kind: str, zone: str) -> pa.Array | None:
+    """Values that already have the column's type (Parquet, databases, the demo) pass as is."""
+    t = values.type
+    if kind == "timestamp" and pa.types.is_timestamp(t):
+        if t.tz is None:
+            values = pc.assume_timezone(values.cast(pa.timestamp("us")), zone,
+                                        ambiguous="earliest", nonexistent="earliest")
+        return values.cast(pa.timestamp("us", tz="UTC"))
+    if kind == "date" and pa.types.is_date(t):
+        return values.cast(pa.date32())
+    if kind == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        return values.cast(pa.float64())
+    if kind == "int" and pa.types.is_integer(t):
+        return values.cast(pa.int64())
+    return None
+
+
 def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
                   max_rejects: int = 10_000) -> ConvertedBatch:
     """Convert every canonical column of one batch; collect per-cell problems."""
@@ -52,7 +69,12 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
         fmt = resolved.formats.get(col.name, ColumnFormat())
         source = resolved.sources.get(col.name)
         if source is not None:
-            text = normalize_text(raw.table.column(source).combine_chunks())
+            native = raw.table.column(source).combine_chunks()
+            typed = _typed(native, col.kind, fmt.timezone or zone)
+            if typed is not None:
+                arrays[col.name] = typed
+                continue
+            text = normalize_text(native)
             label = source
         elif col.name in resolved.constants:
             text = pa.array([resolved.constants[col.name]] * n, pa.string())

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -33,7 +34,7 @@ _FULL_SCAN_BYTES = 64 << 20
 
 @dataclass
 class RawBatch:
-    table: pa.Table  # every column a string column, named as in the source
+    table: pa.Table  # text columns, or typed ones (numbers, times) from typed sources
     rows: np.ndarray  # int64 row numbers as the source shows them
 
 
@@ -354,8 +355,13 @@ class XlsxSource(Source):
 
 # -- Parquet -------------------------------------------------------------------------------
 def _as_text(array: pa.Array) -> pa.Array:
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+    """Strings stay strings, numbers and times keep their type, anything else becomes text."""
+    t = array.type
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
         return array.cast(pa.string())
+    if (pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_integer(t)
+            or (pa.types.is_floating(t) and pc.all(pc.is_finite(array)).as_py() is not False)):
+        return array
     if pa.types.is_nested(array.type) or pa.types.is_dictionary(array.type):
         return pa.array([cell_text(v) for v in array.to_pylist()], pa.string())
     if pa.types.is_floating(array.type):
@@ -364,23 +370,38 @@ def _as_text(array: pa.Array) -> pa.Array:
 
 
 class ParquetSource(Source):
+    """One Parquet file, or a folder of them read in name order as one source.
+
+    Row numbers count data rows from 1 across the whole source.
+    """
+
     def __init__(self, path: Path):
         self.path = path
+        self._paths = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        if not self._paths:
+            raise SourceError(f"{path}: the folder has no .parquet files")
         try:
-            self._file = pq.ParquetFile(path)
+            first = pq.ParquetFile(self._paths[0])
         except (pa.ArrowInvalid, OSError) as exc:
-            raise SourceError(f"{path}: cannot read as Parquet: {exc}") from None
-        header = _check_header(path, list(self._file.schema_arrow.names))
+            raise SourceError(f"{self._paths[0]}: cannot read as Parquet: {exc}") from None
+        header = _check_header(path, list(first.schema_arrow.names))
         self.info = SourceInfo(str(path), "parquet", None, None, header)
 
     def batches(self) -> Iterator[RawBatch]:
         start = 1
-        for batch in self._file.iter_batches(batch_size=BATCH_ROWS):
-            table = pa.table({name: _as_text(batch.column(i))
-                              for i, name in enumerate(self.info.header)})
-            rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
-            start += batch.num_rows
-            yield RawBatch(table, rows)
+        for path in self._paths:
+            try:
+                file = pq.ParquetFile(path)
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise SourceError(f"{path}: cannot read as Parquet: {exc}") from None
+            if list(file.schema_arrow.names) != self.info.header:
+                raise SourceError(f"{path}: its columns differ from {self._paths[0].name}'s")
+            for batch in file.iter_batches(batch_size=BATCH_ROWS):
+                table = pa.table({name: _as_text(batch.column(i))
+                                  for i, name in enumerate(self.info.header)})
+                rows = np.arange(start, start + batch.num_rows, dtype=np.int64)
+                start += batch.num_rows
+                yield RawBatch(table, rows)
 
 
 # -- JSON Lines ----------------------------------------------------------------------------
@@ -457,6 +478,8 @@ def open_file(path: str | os.PathLike[str], fmt: str | None = None,
               sheet: str | None = None) -> Source:
     """Open a source file, detecting its format, text encoding and delimiter."""
     p = Path(path)
+    if p.is_dir():
+        return ParquetSource(p)
     if not p.is_file():
         raise SourceError(f"{p}: no such file")
     if p.stat().st_size == 0:
