@@ -65,6 +65,16 @@ def _with_nulls(rng: np.random.Generator, values: np.ndarray, present: float) ->
     return [v if k else None for v, k in zip(values.tolist(), keep.tolist(), strict=True)]
 
 
+def _per_customer_ids(prefix: str, ids: np.ndarray, owner: np.ndarray) -> list[str]:
+    """``O000123-2`` is customer C000123's second order; ``owner`` must be sorted."""
+    if len(owner) == 0:
+        return []
+    starts = np.r_[0, np.flatnonzero(np.diff(owner)) + 1]
+    seq = np.arange(len(owner)) - np.repeat(starts, np.diff(np.r_[starts, len(owner)])) + 1
+    return [f"{prefix}{ids[o][1:]}-{k}" for o, k in zip(owner.tolist(), seq.tolist(),
+                                                         strict=True)]
+
+
 def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
     """All tables for customers ``index*CHUNK`` … (at most CHUNK of them)."""
     rng = np.random.default_rng(np.random.SeedSequence([spec.seed, index]))
@@ -112,8 +122,7 @@ def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
     cust_channel = _choice(rng, channels, n)
     same_channel = rng.random(m) < 0.7
     orders = pa.table({
-        # Unique across chunks, ordered by customer and time within a chunk.
-        "order_id": pa.array([f"O{first:0{width}d}{k:06d}" for k in range(m)], pa.string()),
+        "order_id": pa.array(_per_customer_ids("O", ids, oc), pa.string()),
         "customer_id": pa.array(ids[oc].tolist(), pa.string()),
         "ordered_at": _ts(ot),
         "amount": pa.array(amount, pa.float64()),
@@ -156,8 +165,7 @@ def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
             props.append(None)
     ev_order = np.lexsort((et, ec))
     events = pa.table({
-        "event_id": pa.array([f"E{first:0{width}d}{k:07d}" for k in range(len(ec))],
-                             pa.string()),
+        "event_id": pa.array(_per_customer_ids("E", ids, ec[ev_order]), pa.string()),
         "customer_id": pa.array(ids[ec[ev_order]].tolist(), pa.string()),
         "occurred_at": _ts(np.minimum(et[ev_order], end)),
         "type": pa.array(etype[ev_order].tolist(), pa.string()),
@@ -173,8 +181,7 @@ def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
     is_closed = (rng.random(len(tc)) < 0.85) & (closed <= end)
     csat = np.clip(np.round(5 - 4 * dropout[tc] + rng.normal(0, 0.8, len(tc))), 1, 5)
     tickets = pa.table({
-        "ticket_id": pa.array([f"T{first:0{width}d}{k:05d}" for k in range(len(tc))],
-                              pa.string()),
+        "ticket_id": pa.array(_per_customer_ids("T", ids, tc), pa.string()),
         "customer_id": pa.array(ids[tc].tolist(), pa.string()),
         "opened_at": _ts(opened),
         "closed_at": pa.array([int(c * US) if ok else None for c, ok in

@@ -30,11 +30,28 @@ class ConvertedBatch:
     bad_rows: int  # rows with at least one problem
 
 
-def _extras_json(raw: pa.Table, names: list[str]) -> pa.Array:
+def _extras_json(raw: pa.Table, names: list[str], base: str | None) -> pa.Array:
+    """Fold unmapped source columns into a JSON object (merged into ``base``'s, if mapped).
+
+    A ``base`` cell that is not a JSON object is passed on unchanged so that the JSON
+    parser rejects it with the usual message.
+    """
     columns = [normalize_text(raw.column(n)).to_pylist() for n in names]
+    bases = (normalize_text(raw.column(base)).to_pylist() if base
+             else [None] * raw.num_rows)
     out: list[str | None] = []
-    for values in zip(*columns, strict=True):
+    for own, *values in zip(bases, *columns, strict=True):
         obj = {n: v for n, v in zip(names, values, strict=True) if v is not None}
+        if own is not None:
+            try:
+                parsed = json.loads(own)
+            except json.JSONDecodeError:
+                out.append(own)
+                continue
+            if not isinstance(parsed, dict):
+                out.append(own)
+                continue
+            obj = {**obj, **parsed}
         out.append(json.dumps(obj, ensure_ascii=False, sort_keys=True,
                               separators=(",", ":")) if obj else None)
     return pa.array(out, pa.string())
@@ -68,7 +85,10 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
     for col in schema.columns:
         fmt = resolved.formats.get(col.name, ColumnFormat())
         source = resolved.sources.get(col.name)
-        if source is not None:
+        if col.name == schema.extras_column and resolved.extras:
+            text = _extras_json(raw.table, resolved.extras, source)
+            label = source or col.name
+        elif source is not None:
             native = raw.table.column(source).combine_chunks()
             typed = _typed(native, col.kind, fmt.timezone or zone)
             if typed is not None:
@@ -78,9 +98,6 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
             label = source
         elif col.name in resolved.constants:
             text = pa.array([resolved.constants[col.name]] * n, pa.string())
-            label = col.name
-        elif col.name == schema.extras_column and resolved.extras:
-            text = _extras_json(raw.table, resolved.extras)
             label = col.name
         else:
             text = pa.nulls(n, pa.string())

@@ -188,7 +188,7 @@ def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Res
             "or a mapping file"
         )
     leftover = [h for h in header if h not in taken]
-    extras = leftover if schema.extras_column and schema.extras_column not in sources else []
+    extras = leftover if schema.extras_column else []
     ignored += [h for h in leftover if h not in extras]
     for key in mapping.formats:
         if key not in canonical:

@@ -103,7 +103,7 @@ def _samples(path: Path) -> list[bytes]:
 
 
 def detect_encoding(path: Path) -> str:
-    """utf-8-sig, utf-8 or gb18030 (a superset of GBK), judged from the file's bytes."""
+    """utf-8-sig, utf-8, gbk or gb18030 (its superset), judged from the file's bytes."""
     samples = _samples(path)
     head = samples[0]
     if head.startswith(codecs.BOM_UTF8):
@@ -112,7 +112,7 @@ def detect_encoding(path: Path) -> str:
         return "utf-16"
     if b"\x00" in head[:4096]:
         raise SourceError(f"{path}: this is not a text file (it contains NUL bytes)")
-    for encoding in ("utf-8", "gb18030"):
+    for encoding in ("utf-8", "gbk", "gb18030"):
         if all(_decodes(s, encoding) for s in samples):
             return encoding
     raise SourceError(

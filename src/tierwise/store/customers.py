@@ -14,6 +14,12 @@ from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import customers
 
 UPSERT_CHUNK = 2_000
+#: Control-store columns shown next to the canonical ones.
+BOOKKEEPING: dict[str, pa.DataType] = {
+    "is_stub": pa.bool_(),
+    "created_at": pa.timestamp("us", tz="UTC"),
+    "updated_at": pa.timestamp("us", tz="UTC"),
+}
 
 
 def _insert(conn: sa.Connection) -> Any:
@@ -29,7 +35,7 @@ def known_ids(conn: sa.Connection) -> pa.Array:
 def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
              where: sa.ColumnElement[bool] | None = None) -> pa.Table:
     """Customers as an Arrow table with the canonical column types."""
-    names = columns or CUSTOMERS.names
+    names = columns or CUSTOMERS.names + list(BOOKKEEPING)
     query = sa.select(*[customers.c[n] for n in names])
     if where is not None:
         query = query.where(where)
@@ -37,10 +43,12 @@ def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
     data: dict[str, pa.Array] = {}
     for i, name in enumerate(names):
         values = [r[i] for r in rows]
-        col = CUSTOMERS.column(name)
-        if col.kind == "timestamp":
+        dtype = BOOKKEEPING.get(name) or CUSTOMERS.column(name).arrow_type
+        if pa.types.is_timestamp(dtype):
             values = [as_utc(v) for v in values]
-        data[name] = pa.array(values, col.arrow_type)
+        elif pa.types.is_boolean(dtype):
+            values = [bool(v) for v in values]
+        data[name] = pa.array(values, dtype)
     return pa.table(data)
 
 

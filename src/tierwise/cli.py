@@ -1,0 +1,247 @@
+"""The ``tierwise`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from tierwise import render
+from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
+from tierwise.errors import ImportRejected, TierwiseError
+from tierwise.ingest.mapping import Mapping
+from tierwise.workspace import Workspace
+
+app = typer.Typer(help="tierwise: customer segmentation and tiering.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, rich_markup_mode=None)
+customers_app = typer.Typer(help="Look up customers.", no_args_is_help=True)
+mappings_app = typer.Typer(help="Saved column mappings.", no_args_is_help=True)
+app.add_typer(customers_app, name="customers")
+app.add_typer(mappings_app, name="mappings")
+
+out = Console()
+err = Console(stderr=True)
+
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", envvar=ENV_WORKSPACE,
+    help="Workspace folder (default: $TIERWISE_WORKSPACE, else the current folder).")]
+
+
+def _open(workspace: Path | None) -> Workspace:
+    return Workspace.open(workspace)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder for the new workspace.")],
+    timezone: Annotated[str, typer.Option(help="IANA time zone of naive timestamps.")]
+    = "Asia/Shanghai",
+    currency: Annotated[str, typer.Option(help="ISO 4217 currency of amounts.")] = "CNY",
+    locale: Annotated[str, typer.Option(help="zh-CN or en.")] = "zh-CN",
+    engine: Annotated[str, typer.Option(help="Compute engine: duckdb or spark.")] = "duckdb",
+    control_store: Annotated[str, typer.Option(
+        help="SQLAlchemy URL of the control store (default: SQLite in the workspace).")]
+    = "sqlite:///control.db",
+) -> None:
+    """Create a workspace: tierwise.toml, the control store and the fact store."""
+    config = WorkspaceConfig(name=directory.resolve().name, timezone=timezone,
+                             currency=currency.upper(), locale=locale,  # type: ignore[arg-type]
+                             engine=engine, control_store=control_store)  # type: ignore[arg-type]
+    ws = Workspace.create(directory, config)
+    out.print(f"Created workspace {ws.root} ({config.timezone}, {config.currency}, "
+              f"{config.locale}, engine {config.engine}, control store "
+              f"{ws.control.dialect}).")
+
+
+@app.command("import")
+def import_(
+    table: Annotated[str, typer.Argument(
+        help="customers, orders, events, tickets, feedback or referrals.")],
+    file: Annotated[Path | None, typer.Argument(
+        help="CSV, XLSX, Parquet (file or folder) or JSON Lines file.")] = None,
+    mapping: Annotated[str | None, typer.Option(
+        help="Mapping YAML file, or the name of a saved mapping.")] = None,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", help="file_column=canonical_column (repeatable).")] = None,
+    save_mapping: Annotated[str | None, typer.Option(
+        help="Save the mapping used under this name after a successful import.")] = None,
+    format_: Annotated[str | None, typer.Option("--format", help="csv, xlsx, parquet, jsonl.")]
+    = None,
+    encoding: Annotated[str | None, typer.Option(help="Text encoding (default: detect).")]
+    = None,
+    delimiter: Annotated[str | None, typer.Option(help="CSV delimiter (default: detect).")]
+    = None,
+    sheet: Annotated[str | None, typer.Option(help="Excel sheet (default: the first).")]
+    = None,
+    date_order: Annotated[str | None, typer.Option(
+        help="Order of day and month in dates like 12/03/2025: DMY or MDY.")] = None,
+    timezone: Annotated[str | None, typer.Option(
+        help="Time zone of timestamps without one (default: the workspace's).")] = None,
+    unknown_customers: Annotated[str, typer.Option(
+        help="Rows naming unknown customers: reject (default) or create stub customers.")]
+    = "reject",
+    from_sql: Annotated[str | None, typer.Option(
+        help="Read from this SQLAlchemy URL instead of a file (with --query).")] = None,
+    query: Annotated[str | None, typer.Option(help="SQL query for --from-sql.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        help="Check everything and report what would change; change nothing.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        help="Where to write rejected rows (default: ./<file>.rejected.csv).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Import a file or a SQL query into a canonical table: all or nothing, idempotent."""
+    ws = _open(workspace)
+    base = ws.resolve_mapping(mapping)
+    updates = {k: v for k, v in (("encoding", encoding), ("delimiter", delimiter),
+                                 ("sheet", sheet), ("timezone", timezone),
+                                 ("date_order", date_order.upper() if date_order else None))
+               if v is not None}
+    effective = Mapping.model_validate({**base.model_dump(), **updates}).with_pairs(map_ or [])
+    if (file is None) == (from_sql is None):
+        raise TierwiseError("give either a FILE or --from-sql URL --query SQL")
+    with render.RowProgress(out, f"Importing {table}", quiet=as_json) as progress:
+        if from_sql is not None:
+            if not query:
+                raise TierwiseError("--from-sql needs --query")
+            result = ws.import_sql(table, from_sql, query, mapping=effective,
+                                   unknown_customers=unknown_customers, dry_run=dry_run,
+                                   report_path=report, progress=progress.advance)
+        else:
+            assert file is not None
+            result = ws.import_file(table, file, mapping=effective, format=format_,
+                                    unknown_customers=unknown_customers, dry_run=dry_run,
+                                    report_path=report, progress=progress.advance)
+    if save_mapping and not dry_run:
+        ws.save_mapping(save_mapping, table, effective)
+    if as_json:
+        out.print_json(json.dumps(result.as_dict(), default=str, ensure_ascii=False))
+        return
+    out.print(result.summary())
+    if result.extras:
+        out.print(f"  kept in {table}.{'attributes' if table == 'customers' else 'properties'}: "
+                  f"{', '.join(result.extras)}")
+    if result.ignored:
+        out.print(f"  ignored columns: {', '.join(result.ignored)}")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="How many customers to generate.")] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same data.")] = 7,
+    locale: Annotated[str | None, typer.Option(
+        help="zh-CN (Chinese names, cities, phones) or en (default: the workspace's).")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="Last day of history, YYYY-MM-DD (default: yesterday).")] = None,
+    dataset: Annotated[str | None, typer.Option(
+        help="Load a real dataset instead: cdnow.")] = None,
+    keep_files: Annotated[Path | None, typer.Option(
+        help="Also keep the generated Parquet files in this folder.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fill a workspace (created if missing) with demo data."""
+    from tierwise.demo.generator import DemoSpec
+    from tierwise.demo.load import load_cdnow, load_generated
+
+    root = (workspace or Path(os.environ.get(ENV_WORKSPACE) or ".")).resolve()
+    if (root / "tierwise.toml").exists():
+        ws = Workspace.open(root)
+    elif dataset == "cdnow":  # a US record store: dollars, US Eastern dates
+        ws = Workspace.create(root, WorkspaceConfig(name=root.name, timezone="America/New_York",
+                                                    currency="USD", locale="en"))
+    else:
+        ws = Workspace.create(root, WorkspaceConfig(name=root.name, locale=(
+            locale or "zh-CN")))  # type: ignore[arg-type]
+    if dataset is not None:
+        if dataset != "cdnow":
+            raise TierwiseError(f"unknown dataset {dataset!r}; expected 'cdnow'")
+        with render.RowProgress(out, "Importing CDNOW") as progress:
+            results = load_cdnow(ws, progress=lambda _t, n: progress.advance(n))
+    else:
+        spec = DemoSpec(customers=customers, seed=seed, locale=locale or ws.config.locale,
+                        end=date.fromisoformat(end) if end else None)
+        with render.StepProgress(out, f"Generating {customers:,} customers") as steps:
+            results = load_generated(ws, spec, keep_files, step=steps.step,
+                                     progress=lambda t, n: steps.rows(t, n))
+    for r in results:
+        out.print(r.summary())
+    render.summary(out, ws)
+
+
+@app.command()
+def status(workspace: WorkspaceOpt = None) -> None:
+    """Rows, files and the last import of every table."""
+    render.summary(out, _open(workspace))
+
+
+@app.command()
+def compact(
+    table: Annotated[str | None, typer.Argument(help="One fact table (default: all).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Merge small Parquet files of the fact store and drop superseded rows."""
+    ws = _open(workspace)
+    with render.Spinner(out, "Compacting"):
+        done = ws.compact(table)
+    for name, (before, after) in done.items():
+        out.print(f"{name}: {before} file(s) → {after}")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="A SELECT over orders, events, tickets, "
+                                              "feedback, referrals and customers.")],
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run read-only SQL on the compute engine and print the result."""
+    ws = _open(workspace)
+    result = ws.sql(query, with_customers="customers" in query.lower())
+    render.arrow_table(out, result, limit, ws.config.zone)
+
+
+@customers_app.command("show")
+def customers_show(
+    customer_id: Annotated[str, typer.Argument(help="The customer's id.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """A 360° view: profile, orders, events, tickets, feedback."""
+    from tierwise.profile import customer_profile
+
+    ws = _open(workspace)
+    render.profile(out, customer_profile(ws, customer_id), ws.config)
+
+
+@mappings_app.command("list")
+def mappings_list(workspace: WorkspaceOpt = None) -> None:
+    """Saved mappings."""
+    for m in _open(workspace).saved_mappings():
+        out.print(f"{m['name']}\t{m['table_name']}\t{m['saved_at']}")
+
+
+@mappings_app.command("show")
+def mappings_show(name: str, workspace: WorkspaceOpt = None) -> None:
+    """Print a saved mapping as YAML (save it to a file to edit and reuse)."""
+    out.print(_open(workspace).resolve_mapping(name).to_yaml(), markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except ImportRejected as exc:
+        err.print("[red]rejected:[/]", escape(str(exc)), highlight=False)
+        sys.exit(2)
+    except TierwiseError as exc:
+        err.print("[red]error:[/]", escape(str(exc)), highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""A 360° view of one customer: master data plus their orders, events, tickets and feedback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from tierwise.errors import TierwiseError
+from tierwise.store import customers as customer_store
+from tierwise.workspace import Workspace
+
+RECENT = 10
+
+
+@dataclass
+class CustomerProfile:
+    customer: dict[str, Any]
+    order_summary: dict[str, Any]
+    recent_orders: list[dict[str, Any]]
+    event_counts: list[dict[str, Any]]
+    recent_events: list[dict[str, Any]]
+    tickets: list[dict[str, Any]]
+    feedback: list[dict[str, Any]]
+    as_of: datetime
+    referrals: dict[str, Any] = field(default_factory=dict)
+
+
+def _rows(table: pa.Table) -> list[dict[str, Any]]:
+    return table.to_pylist()
+
+
+def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = None
+                     ) -> CustomerProfile:
+    """Everything tierwise holds about ``customer_id`` as of an instant (default now).
+
+    >>> customer_profile(ws, "C000123").order_summary["orders"]  # doctest: +SKIP
+    7
+    """
+    with ws.control.read() as conn:
+        customer = customer_store.get(conn, customer_id)
+    if customer is None:
+        raise TierwiseError(f"no customer with id {customer_id!r}")
+    as_of = as_of or datetime.now().astimezone()
+    params = [customer_id, as_of]
+    with ws.engine.session(ws.facts.scans()) as s:
+        summary = _rows(s.query(
+            "SELECT count(*) FILTER (WHERE status = 'paid') AS orders, "
+            "coalesce(sum(amount) FILTER (WHERE status = 'paid'), 0) AS revenue, "
+            "avg(amount) FILTER (WHERE status = 'paid') AS average_order, "
+            "count(*) FILTER (WHERE status = 'refunded') AS refunds, "
+            "count(*) FILTER (WHERE status = 'cancelled') AS cancellations, "
+            "min(ordered_at) FILTER (WHERE status = 'paid') AS first_order_at, "
+            "max(ordered_at) FILTER (WHERE status = 'paid') AS last_order_at, "
+            "date_diff('day', max(ordered_at) FILTER (WHERE status = 'paid'), $2::TIMESTAMPTZ)"
+            " AS days_since_last_order, "
+            "coalesce(sum(amount - coalesce(cost, 0)) FILTER (WHERE status = 'paid'), 0)"
+            " AS gross_profit "
+            "FROM orders WHERE customer_id = $1 AND ordered_at <= $2", params))[0]
+        recent_orders = _rows(s.query(
+            "SELECT order_id, ordered_at, amount, currency, status, category, channel "
+            "FROM orders WHERE customer_id = $1 AND ordered_at <= $2 "
+            f"ORDER BY ordered_at DESC, order_id DESC LIMIT {RECENT}", params))
+        event_counts = _rows(s.query(
+            "SELECT type, count(*) AS total, count(*) FILTER (WHERE occurred_at > "
+            "$2::TIMESTAMPTZ - INTERVAL 30 DAY) AS last_30_days, max(occurred_at) AS last_at "
+            "FROM events WHERE customer_id = $1 AND occurred_at <= $2 "
+            "GROUP BY type ORDER BY total DESC, type", params))
+        recent_events = _rows(s.query(
+            "SELECT occurred_at, type, properties FROM events WHERE customer_id = $1 AND "
+            f"occurred_at <= $2 ORDER BY occurred_at DESC LIMIT {RECENT}", params))
+        tickets = _rows(s.query(
+            "SELECT ticket_id, opened_at, closed_at, priority, status, category, csat "
+            "FROM tickets WHERE customer_id = $1 AND opened_at <= $2 "
+            f"ORDER BY opened_at DESC LIMIT {RECENT}", params))
+        feedback = _rows(s.query(
+            "SELECT \"at\", nps, csat, comment FROM feedback WHERE customer_id = $1 AND \"at\" <= $2 "
+            f"ORDER BY \"at\" DESC LIMIT {RECENT}", params))
+        referrals = _rows(s.query(
+            "SELECT count(*) FILTER (WHERE referrer_id = $1) AS referred_others, "
+            "max(referrer_id) FILTER (WHERE referred_id = $1) AS referred_by "
+            "FROM referrals WHERE (referrer_id = $1 OR referred_id = $1) AND \"at\" <= $2",
+            params))[0]
+    return CustomerProfile(customer, summary, recent_orders, event_counts, recent_events,
+                           tickets, feedback, as_of, referrals)

@@ -1,0 +1,228 @@
+"""Imports of every format and encoding, mappings, dry runs, idempotency and upserts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import openpyxl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import tierwise
+from tierwise import Mapping
+from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, snapshot, write
+
+SH = timezone(timedelta(hours=8))
+
+
+def test_csv_with_chinese_headers_dates_and_amounts(loaded: tierwise.Workspace):
+    orders = {r["order_id"]: r for r in loaded.table("orders").to_pylist()}
+    assert orders["O1"]["amount"] == 1234.5
+    assert orders["O1"]["ordered_at"] == datetime(2025, 3, 12, 10, tzinfo=SH)
+    assert orders["O2"]["amount"] == 99.0
+    assert orders["O3"]["amount"] == 15000.0 and orders["O3"]["status"] == "refunded"
+    assert orders["O4"]["status"] == "paid"  # the default for an empty status
+    assert orders["O4"]["ordered_at"] == datetime(2025, 4, 3, tzinfo=UTC)
+    customers = {r["customer_id"]: r for r in loaded.customers().to_dict("records")}
+    assert customers["C001"]["name"] == "张三"
+    assert json.loads(customers["C001"]["tags"]) == ["vip", "高价值"]
+    assert customers["C002"]["signup_at"] == datetime(2025, 3, 1, tzinfo=SH)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "gbk", "gb18030"])
+def test_encodings_are_detected(ws: tierwise.Workspace, tmp_path: Path, encoding: str):
+    text = CUSTOMERS_CSV + "C004,欧阳𠀋,,广州,2025-01-01,\n" if encoding == "gb18030" \
+        else CUSTOMERS_CSV
+    result = ws.import_file("customers", write(tmp_path / "c.csv", text, encoding))
+    assert result.encoding == encoding
+    names = set(ws.customers()["name"])
+    assert {"张三", "李四", "王五"} <= names
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+def test_delimiters_are_detected(ws: tierwise.Workspace, tmp_path: Path, delimiter: str):
+    text = CUSTOMERS_CSV.replace(",", delimiter).replace('"vip' + delimiter + '高价值"',
+                                                         '"vip,高价值"')
+    ws.import_file("customers", write(tmp_path / "c.csv", text))
+    assert ws.count("customers") == 3
+
+
+def test_xlsx_with_dates_numbers_and_mapping(ws: tierwise.Workspace, tmp_path: Path):
+    ws.import_file("customers", write(tmp_path / "c.csv", CUSTOMERS_CSV))
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "订单"
+    sheet.append(["单号", "会员", "日期", "实付(分)"])
+    sheet.append([1001, "C001", datetime(2025, 5, 1, 9, 30), 12345])
+    sheet.append([1002, "C002", 45728, 500])  # an unformatted Excel serial date
+    sheet.append([None, None, None, None])  # blank rows are skipped
+    book.save(tmp_path / "orders.xlsx")
+    write(tmp_path / "map.yaml", """
+table: orders
+columns: {单号: order_id, 会员: customer_id, 日期: ordered_at, 实付(分): amount}
+formats: {amount: {scale: 0.01}}
+defaults: {currency: CNY}
+""")
+    result = ws.import_file("orders", tmp_path / "orders.xlsx", mapping=tmp_path / "map.yaml")
+    assert result.rows_read == 2 and result.format == "xlsx"
+    rows = {r["order_id"]: r for r in ws.table("orders").to_pylist()}
+    assert set(rows) == {"1001", "1002"}  # whole numbers lose their ".0"
+    assert rows["1001"]["amount"] == pytest.approx(123.45)
+    assert rows["1001"]["ordered_at"] == datetime(2025, 5, 1, 9, 30, tzinfo=SH)
+    assert rows["1002"]["ordered_at"] == datetime(2025, 3, 12, tzinfo=SH)
+    assert rows["1002"]["currency"] == "CNY"
+
+
+def test_parquet_and_jsonl(ws: tierwise.Workspace, tmp_path: Path):
+    ws.import_file("customers", write(tmp_path / "c.csv", CUSTOMERS_CSV))
+    pq.write_table(pa.table({
+        "order_id": ["P1", "P2"], "customer_id": ["C001", "C002"],
+        "ordered_at": pa.array([datetime(2025, 1, 1, 12, tzinfo=UTC)] * 2,
+                               pa.timestamp("ms", tz="UTC")),
+        "amount": pa.array([10, 20], pa.int32()),
+    }), tmp_path / "o.parquet")
+    ws.import_file("orders", tmp_path / "o.parquet")
+    assert sorted(ws.table("orders")["amount"].to_pylist()) == [10.0, 20.0]
+    lines = [
+        {"customer_id": "C001", "occurred_at": "2025-01-02 10:00", "type": "page_view",
+         "properties": {"page": "/pricing"}},
+        {"customer_id": "C002", "occurred_at": "2025-01-03", "type": "login",
+         "campaign": "spring"},
+    ]
+    write(tmp_path / "e.jsonl", "\n".join(json.dumps(x, ensure_ascii=False) for x in lines))
+    result = ws.import_file("events", tmp_path / "e.jsonl")
+    assert result.extras == ["campaign"]
+    events = sorted(ws.table("events").to_pylist(), key=lambda r: r["customer_id"])
+    assert json.loads(events[0]["properties"]) == {"page": "/pricing"}
+    assert json.loads(events[1]["properties"]) == {"campaign": "spring"}
+
+
+def test_map_option_and_saved_mapping(ws: tierwise.Workspace, tmp_path: Path):
+    write(tmp_path / "c.csv", "cid,who\nX1,Alice\n")
+    mapping = Mapping().with_pairs(["cid=customer_id", "who=name"])
+    ws.import_file("customers", tmp_path / "c.csv", mapping=mapping)
+    ws.save_mapping("crm", "customers", mapping)
+    write(tmp_path / "c2.csv", "cid,who\nX2,Bob\n")
+    ws.import_file("customers", tmp_path / "c2.csv", mapping="crm")
+    assert sorted(ws.customers()["name"]) == ["Alice", "Bob"]
+    assert [m["name"] for m in ws.saved_mappings()] == ["crm"]
+
+
+def test_unmapped_customer_columns_go_to_attributes(ws: tierwise.Workspace, tmp_path: Path):
+    write(tmp_path / "c.csv", "customer_id,会员等级,积分\nX1,金卡,1200\n")
+    result = ws.import_file("customers", tmp_path / "c.csv")
+    assert result.extras == ["会员等级", "积分"]
+    assert json.loads(ws.customers()["attributes"][0]) == {"会员等级": "金卡", "积分": "1200"}
+
+
+def test_dry_run_changes_nothing(loaded: tierwise.Workspace, tmp_path: Path):
+    before = snapshot(loaded)
+    text = ORDERS_CSV.replace("O4,C003,2025-04-03T08:00:00+08:00,300,",
+                              "O4,C003,2025-04-03T08:00:00+08:00,350,") + "O5,C003,2025-05-01,10,\n"
+    result = loaded.import_file("orders", write(tmp_path / "o2.csv", text), dry_run=True)
+    assert (result.inserted, result.updated, result.unchanged) == (1, 1, 3)
+    assert result.dry_run
+    assert snapshot(loaded) == before
+
+
+def test_reimport_is_idempotent(loaded: tierwise.Workspace, tmp_path: Path):
+    before = loaded.table("orders").sort_by("order_id")
+    files = loaded.summary()["orders"]["files"]
+    again = loaded.import_file("orders", tmp_path / "orders.csv")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 4)
+    assert loaded.summary()["orders"]["files"] == files  # nothing new was written
+    assert loaded.table("orders").sort_by("order_id").equals(before)
+    again = loaded.import_file("customers", tmp_path / "customers.csv")
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)
+
+
+def test_upsert_replaces_rows_by_key(loaded: tierwise.Workspace, tmp_path: Path):
+    write(tmp_path / "o2.csv", "order_id,customer_id,ordered_at,amount,status\n"
+          "O1,C001,2025-03-12 10:00:00,1300,paid\nO9,C002,2025-06-01,5,paid\n")
+    result = loaded.import_file("orders", tmp_path / "o2.csv")
+    assert (result.inserted, result.updated, result.unchanged) == (1, 1, 0)
+    rows = {r["order_id"]: r for r in loaded.table("orders").to_pylist()}
+    assert len(rows) == 5 and loaded.count("orders") == 5
+    assert rows["O1"]["amount"] == 1300.0
+    # Compaction keeps exactly the current rows.
+    loaded.compact("orders")
+    assert loaded.summary()["orders"]["files"] == 1
+    assert {r["order_id"]: r for r in loaded.table("orders").to_pylist()} == rows
+
+
+def test_customer_update_keeps_columns_the_file_lacks(loaded: tierwise.Workspace,
+                                                      tmp_path: Path):
+    write(tmp_path / "c.csv", "customer_id,城市\nC001,杭州\n")
+    result = loaded.import_file("customers", tmp_path / "c.csv")
+    assert result.updated == 1
+    row = loaded.customers().set_index("customer_id").loc["C001"]
+    assert row["city"] == "杭州" and row["name"] == "张三" and row["phone"] == "13800138000"
+
+
+def test_unknown_customers_create_stubs(ws: tierwise.Workspace, tmp_path: Path):
+    write(tmp_path / "o.csv", "order_id,customer_id,ordered_at,amount\nA,N1,2025-01-01,1\n"
+          "B,N2,2025-01-02,2\nC,N1,2025-01-03,3\n")
+    result = ws.import_file("orders", tmp_path / "o.csv", unknown_customers="create")
+    assert result.stubs_created == 2
+    customers = ws.customers()
+    assert sorted(customers["customer_id"]) == ["N1", "N2"] and customers["is_stub"].all()
+    write(tmp_path / "c.csv", "customer_id,name\nN1,Real Name\n")
+    ws.import_file("customers", tmp_path / "c.csv")
+    row = ws.customers().set_index("customer_id").loc["N1"]
+    assert row["name"] == "Real Name" and not row["is_stub"]
+
+
+def test_events_without_ids_are_idempotent(loaded: tierwise.Workspace, tmp_path: Path):
+    text = ("customer_id,occurred_at,type,page\nC001,2025-01-01 10:00,page_view,/pricing\n"
+            "C001,2025-01-01 10:00,page_view,/pricing\nC002,2025-01-02,login,\n")
+    first = loaded.import_file("events", write(tmp_path / "e.csv", text))
+    assert first.duplicates_collapsed == 1 and first.inserted == 2
+    second = loaded.import_file("events", tmp_path / "e.csv")
+    assert second.unchanged == 2 and loaded.count("events") == 2
+
+
+def test_other_tables(loaded: tierwise.Workspace, tmp_path: Path):
+    loaded.import_file("tickets", write(tmp_path / "t.csv", "工单号,客户编号,创建时间,关闭时间,优先级,满意度\n"
+                                        "T1,C001,2025-03-01 09:00,2025-03-02 10:00,高,5\n"))
+    loaded.import_file("feedback", write(tmp_path / "f.csv", "customer_id,at,nps,comment\n"
+                                         "C001,2025-03-05,9,很好\n"))
+    loaded.import_file("referrals", write(tmp_path / "r.csv", "推荐人,被推荐人,时间\n"
+                                          "C001,C002,2025-03-01\n"))
+    assert [loaded.count(t) for t in ("tickets", "feedback", "referrals")] == [1, 1, 1]
+    ticket = loaded.table("tickets").to_pylist()[0]
+    assert ticket["csat"] == 5 and ticket["priority"] == "高"
+
+
+def test_quoted_cells_with_line_breaks(ws: tierwise.Workspace, tmp_path: Path):
+    write(tmp_path / "c.csv", 'customer_id,name\nX1,"two\nlines"\nX2,plain\n')
+    ws.import_file("customers", tmp_path / "c.csv")
+    assert sorted(ws.customers()["name"]) == ["plain", "two\nlines"]
+
+
+def test_big_file_in_many_batches(ws: tierwise.Workspace, tmp_path: Path, monkeypatch):
+    from tierwise.ingest import readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1 << 16)
+    rows = "\n".join(f"C{i:06d},name {i},2025-01-{i % 28 + 1:02d}" for i in range(20_000))
+    write(tmp_path / "c.csv", "customer_id,name,signup_at\n" + rows + "\n")
+    result = ws.import_file("customers", tmp_path / "c.csv")
+    assert result.inserted == 20_000 and ws.count("customers") == 20_000
+
+
+def test_store_backends(any_ws: tierwise.Workspace, tmp_path: Path):
+    """The same import, upsert and compaction on SQLite and PostgreSQL control stores."""
+    any_ws.import_file("customers", write(tmp_path / "c.csv", CUSTOMERS_CSV))
+    any_ws.import_file("orders", write(tmp_path / "o.csv", ORDERS_CSV))
+    write(tmp_path / "o2.csv", "order_id,customer_id,ordered_at,amount\nO1,C001,2025-03-12,1\n"
+          "O7,N9,2025-03-12,2\n")
+    any_ws.import_file("orders", tmp_path / "o2.csv", unknown_customers="create")
+    assert any_ws.count("orders") == 5 and any_ws.count("customers") == 4
+    any_ws.compact()
+    assert any_ws.count("orders") == 5
+    assert any_ws.table("orders").filter(
+        pa.compute.equal(any_ws.table("orders")["order_id"], "O1"))["amount"][0].as_py() == 1.0
+    customers = any_ws.customers().set_index("customer_id")
+    assert customers.loc["C002", "signup_at"] == datetime(2025, 3, 1, tzinfo=SH)
