@@ -76,8 +76,12 @@ class Mapping(BaseModel):
             raise MappingError(f"{origin}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise MappingError(f"{origin}: expected a YAML mapping at the top level")
-        data["columns"] = {str(k): str(v) for k, v in (data.get("columns") or {}).items()}
-        data["defaults"] = {str(k): str(v) for k, v in (data.get("defaults") or {}).items()}
+        for key in ("columns", "defaults"):
+            value = data.get(key) or {}
+            if not isinstance(value, dict):
+                raise MappingError(f"{origin}: {key} must map names to names, such as "
+                                   f"'{key}: {{订单号: order_id}}'")
+            data[key] = {str(k): str(v) for k, v in value.items()}
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -30,6 +30,8 @@ CSV_BLOCK_BYTES = 16 << 20
 FORMATS = ("csv", "xlsx", "parquet", "jsonl")
 _SAMPLE_BYTES = 1 << 20
 _FULL_SCAN_BYTES = 64 << 20
+# Long cells are rejected by the length rules with a precise message, not by the csv module.
+csv.field_size_limit(1 << 30)
 
 
 @dataclass
@@ -276,12 +278,15 @@ class CsvSource(Source):
                         if len(problems) >= 1000:
                             break
             except csv.Error as exc:
-                problems.append((reader.line_num, f"malformed CSV: {exc}"))
+                if "end of data" in str(exc):
+                    problems.append((reader.line_num, "a quoted cell is not closed before the "
+                                                      "end of the file"))
+                else:
+                    problems.append((reader.line_num, f"malformed CSV: {exc}"))
         return problems
 
     def _invalid_rows_error(self, problems: list[tuple[int, str]]) -> SourceError:
-        last_row_only = len(problems) == 1
-        hint = " (the file may be truncated)" if last_row_only else ""
+        hint = " (the file may be truncated)" if len(problems) == 1 else ""
         shown = "; ".join(f"row {r}: {why}" for r, why in problems[:5])
         more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
         return SourceError(f"{self.path}: {shown}{more}{hint}")
@@ -290,11 +295,6 @@ class CsvSource(Source):
         problems = self._rescan()
         if problems:
             row, why = problems[0]
-            if "end of data" in why:
-                return SourceError(
-                    f"{self.path}: row {row}: a quoted cell is not closed before the end of "
-                    "the file (the file may be truncated)"
-                )
             return self._invalid_rows_error(problems)
         return SourceError(f"{self.path}: cannot parse as CSV: {message}")
 

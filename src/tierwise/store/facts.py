@@ -138,17 +138,21 @@ class FactStore:
         final = table_dir / staged.path.name
         os.replace(staged.path, final)
         relative = final.relative_to(self.root).as_posix()
-        meta = pq.read_metadata(final)
-        min_time, max_time = _time_range(final, TABLES[staged.table])
-        result = conn.execute(fact_files.insert().values(
-            table_name=staged.table, path=relative, rows=meta.num_rows,
-            bytes=final.stat().st_size, min_time=min_time, max_time=max_time,
-            overlaps=overlaps, import_id=import_id, added_at=utcnow(), seq=seq,
-        ))
-        file_id = result.inserted_primary_key[0]
-        if seq is None:
-            conn.execute(fact_files.update().where(fact_files.c.file_id == file_id)
-                         .values(seq=file_id))
+        try:
+            meta = pq.read_metadata(final)
+            min_time, max_time = _time_range(final, TABLES[staged.table])
+            result = conn.execute(fact_files.insert().values(
+                table_name=staged.table, path=relative, rows=meta.num_rows,
+                bytes=final.stat().st_size, min_time=min_time, max_time=max_time,
+                overlaps=overlaps, import_id=import_id, added_at=utcnow(), seq=seq,
+            ))
+            file_id = result.inserted_primary_key[0]
+            if seq is None:
+                conn.execute(fact_files.update().where(fact_files.c.file_id == file_id)
+                             .values(seq=file_id))
+        except BaseException:
+            self.unpublish(relative)
+            raise
         return relative
 
     def unpublish(self, relative: str) -> None:
