@@ -26,8 +26,8 @@ mappings_app = typer.Typer(help="Saved column mappings.", no_args_is_help=True)
 app.add_typer(customers_app, name="customers")
 app.add_typer(mappings_app, name="mappings")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 WorkspaceOpt = Annotated[Path | None, typer.Option(
     "--workspace", "-w", envvar=ENV_WORKSPACE,

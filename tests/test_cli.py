@@ -1,0 +1,127 @@
+"""The command line, end to end in one workspace."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+import tierwise
+from tierwise.cli import app
+from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, write
+
+runner = CliRunner()
+
+
+def tw(*args: str, code: int = 0) -> str:
+    from tierwise import cli
+
+    try:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        exit_code = result.exit_code
+        output = result.output
+    except tierwise.ImportRejected as exc:
+        exit_code, output = 2, str(exc)
+    except tierwise.TierwiseError as exc:
+        exit_code, output = 1, str(exc)
+    assert exit_code == code, output
+    assert cli.main  # the entry point that maps these errors to exit codes
+    return output
+
+
+def test_cli_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "acme"
+    assert "Created workspace" in tw("init", str(root))
+    monkeypatch.setenv("TIERWISE_WORKSPACE", str(root))
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "crm.csv", CUSTOMERS_CSV, "gbk")
+    out = tw("import", "customers", str(tmp_path / "crm.csv"))
+    assert "3 new" in out
+    write(tmp_path / "o.csv", ORDERS_CSV.replace("订单号", "单号"))
+    out = tw("import", "orders", str(tmp_path / "o.csv"), "--map", "单号=order_id",
+             "--save-mapping", "shop", "--dry-run")
+    assert "would import 4 rows" in out and tierwise.open(root).count("orders") == 0
+    tw("import", "orders", str(tmp_path / "o.csv"), "--mapping", "shop", code=1)  # not saved
+    tw("import", "orders", str(tmp_path / "o.csv"), "--map", "单号=order_id",
+       "--save-mapping", "shop")
+    assert "shop" in tw("mappings", "list")
+    assert "单号: order_id" in tw("mappings", "show", "shop")
+    out = tw("import", "orders", str(tmp_path / "o.csv"), "--mapping", "shop", "--json")
+    assert json.loads(out)["unchanged"] == 4
+    out = tw("customers", "show", "C001")
+    assert "张三" in out and "1,333.50" in out and "O2" in out
+    assert "orders" in tw("status")
+    assert "1,234.50" in tw("sql", "select order_id, amount from orders order by 1")
+    assert "orders: 1 file(s) → 1" in tw("compact")
+    tw("customers", "show", "NOPE", code=1)
+
+
+def test_cli_rejects_with_a_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    tw("init", str(tmp_path / "w"))
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "bad.csv", "order_id,customer_id,ordered_at,amount\nX,Y,2025-01-01,1\n")
+    out = tw("import", "orders", "bad.csv", "-w", str(tmp_path / "w"), code=2)
+    assert "unknown customer" in out
+    assert (tmp_path / "bad.rejected.csv").exists()
+
+
+def test_exit_codes_of_the_real_command(tmp_path: Path):
+    import subprocess
+    import sys
+
+    tw("init", str(tmp_path / "w"))
+    write(tmp_path / "bad.csv", "order_id,customer_id,ordered_at,amount\nX,Y,2025-01-01,1\n")
+    run = subprocess.run([sys.executable, "-m", "tierwise.cli", "import", "orders", "bad.csv",
+                          "-w", str(tmp_path / "w")], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert run.returncode == 2 and "rejected:" in run.stderr and "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, "-m", "tierwise.cli", "status", "-w",
+                          str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert run.returncode == 1 and "not a tierwise workspace" in run.stderr
+
+
+def test_demo_command(tmp_path: Path):
+    out = tw("demo", "-w", str(tmp_path / "d"), "--customers", "300", "--seed", "7",
+             "--end", "2026-06-30")
+    assert "customers: imported 300 rows" in out
+    assert tierwise.open(tmp_path / "d").count("orders") > 300
+
+
+def test_import_from_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    tw("init", str(tmp_path / "w"))
+    db = tmp_path / "crm.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table members (id text, full_name text, joined text, spend real)")
+        conn.executemany("insert into members values (?, ?, ?, ?)",
+                         [("M1", "赵六", "2024-05-01", 10.5), ("M2", "钱七", "2024/6/2", None)])
+    out = tw("import", "customers", "--from-sql", f"sqlite:///{db}", "--query",
+             "select id as customer_id, full_name as name, joined as signup_at, spend "
+             "from members", "-w", str(tmp_path / "w"))
+    assert "2 new" in out
+    ws = tierwise.open(tmp_path / "w")
+    assert sorted(ws.customers()["name"]) == ["赵六", "钱七"]
+    out = tw("import", "customers", "--from-sql", f"sqlite:///{db}", "--query",
+             "select nope from nowhere", "-w", str(tmp_path / "w"), code=1)
+    assert "the query failed" in out and "no such table: nowhere" in out
+
+
+def test_import_from_postgres(pg_url: str, ws: tierwise.Workspace):
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("create table crm_orders (no text, cust text, at timestamptz, "
+                             "total numeric(12,2))"))
+        conn.execute(sa.text("insert into crm_orders values ('A1', 'P1', "
+                             "'2025-03-01 10:00+08', 12.34), ('A2', 'P1', "
+                             "'2025-03-02 00:00+00', 5)"))
+    engine.dispose()
+    result = ws.import_sql("orders", pg_url, "select no as order_id, cust as customer_id, "
+                           "at as ordered_at, total as amount from crm_orders",
+                           unknown_customers="create")
+    assert result.inserted == 2 and result.stubs_created == 1
+    rows = sorted(ws.table("orders").to_pylist(), key=lambda r: r["order_id"])
+    assert rows[0]["amount"] == pytest.approx(12.34)
+    assert rows[0]["ordered_at"].isoformat() == "2025-03-01T02:00:00+00:00"

@@ -1,0 +1,129 @@
+"""Control store and fact store: migrations, manifest, compaction, garbage collection."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import tierwise
+from tierwise.config import WorkspaceConfig, read_config
+from tierwise.errors import WorkspaceError
+from tierwise.store.control import ControlStore
+from tierwise.store.tables import fact_files
+from tests.conftest import write
+
+
+def test_migrations_reach_head_on_both_stores(control_url: str, tmp_path: Path):
+    url = control_url.replace("sqlite:///control.db", f"sqlite:///{tmp_path}/c.db")
+    store = ControlStore(url)
+    assert store.revision() is None
+    store.upgrade()
+    assert store.revision() == store.head() == "0001"
+    store.upgrade()  # idempotent
+    tables = set(sa.inspect(store.engine).get_table_names())
+    assert {"customers", "imports", "fact_files", "mappings", "alembic_version"} <= tables
+    store.dispose()
+
+
+def test_sqlite_uses_wal(ws: tierwise.Workspace):
+    with ws.control.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_workspace_config_round_trip(tmp_path: Path):
+    ws = tierwise.init(tmp_path / "w", timezone="Europe/Berlin", currency="EUR", locale="en")
+    config = read_config(ws.root)
+    assert (config.timezone, config.currency, config.locale) == ("Europe/Berlin", "EUR", "en")
+    assert (ws.root / "control.db").exists()
+    with pytest.raises(WorkspaceError, match="already a tierwise workspace"):
+        tierwise.init(tmp_path / "w")
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("timezone", "Mars/Olympus", "unknown time zone"),
+    ("locale", "fr", "unknown locale"),
+    ("currency", "yuan", "three-letter"),
+    ("engine", "pandas", "unknown engine"),
+])
+def test_bad_settings(field: str, value: str, words: str):
+    with pytest.raises(WorkspaceError, match=words):
+        WorkspaceConfig(**{field: value})
+
+
+def test_open_finds_workspace_from_environment(ws: tierwise.Workspace, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TIERWISE_WORKSPACE", str(ws.root))
+    assert tierwise.open().root == ws.root
+    monkeypatch.delenv("TIERWISE_WORKSPACE")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WorkspaceError, match="tierwise init"):
+        tierwise.open()
+
+
+def test_unknown_setting_in_toml(ws: tierwise.Workspace):
+    path = ws.root / "tierwise.toml"
+    path.write_text(path.read_text() + 'colour = "blue"\n')
+    with pytest.raises(WorkspaceError, match="unknown setting"):
+        tierwise.open(ws.root)
+
+
+def _many_small_imports(ws: tierwise.Workspace, tmp_path: Path, n: int) -> None:
+    for k in range(n):
+        rows = "".join(f"O{k}-{i},N{i},2025-01-0{k % 9 + 1},{k}\n" for i in range(50))
+        # every second file also rewrites the previous file's orders
+        if k % 2:
+            rows += "".join(f"O{k - 1}-{i},N{i},2025-01-01,{-k}\n" for i in range(10))
+        ws.import_file("orders", write(tmp_path / f"o{k}.csv",
+                                       "order_id,customer_id,ordered_at,amount\n" + rows),
+                       unknown_customers="create")
+
+
+def test_compaction_keeps_current_rows(any_ws: tierwise.Workspace, tmp_path: Path):
+    _many_small_imports(any_ws, tmp_path, 6)
+    before = any_ws.table("orders").sort_by("order_id")
+    assert before.num_rows == 300
+    assert any_ws.summary()["orders"]["files"] == 6
+    assert any_ws.compact("orders") == {"orders": (6, 1)}
+    after = any_ws.table("orders").sort_by("order_id")
+    assert after.equals(before)
+    assert any_ws.summary()["orders"]["files"] == 1
+    # A later import still wins over the compacted rows.
+    any_ws.import_file("orders", write(tmp_path / "late.csv",
+                                       "order_id,customer_id,ordered_at,amount\n"
+                                       "O0-0,N0,2025-01-01,999\n"))
+    rows = {r["order_id"]: r["amount"] for r in any_ws.table("orders").to_pylist()}
+    assert rows["O0-0"] == 999 and rows["O1-0"] == 1 and rows["O0-5"] == -1
+
+
+def test_replaced_files_are_deleted_after_a_grace_period(ws: tierwise.Workspace,
+                                                         tmp_path: Path):
+    _many_small_imports(ws, tmp_path, 3)
+    old = sorted((ws.root / "facts" / "orders").glob("*.parquet"))
+    ws.compact("orders")
+    assert all(p.exists() for p in old)  # readers that listed them may still read them
+    removed = ws.facts.collect_garbage(now_grace=timedelta(0))
+    assert removed == 3 and not any(p.exists() for p in old)
+    with ws.control.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(fact_files)).scalar() == 1
+
+
+def test_orphans_from_a_crash_are_invisible_then_collected(ws: tierwise.Workspace,
+                                                            tmp_path: Path):
+    _many_small_imports(ws, tmp_path, 1)
+    orphan = ws.root / "facts" / "orders" / "deadbeef.parquet"
+    orphan.write_bytes((next((ws.root / "facts" / "orders").glob("*.parquet"))).read_bytes())
+    staging = ws.root / "facts" / "_staging" / "half.parquet"
+    staging.parent.mkdir(exist_ok=True)
+    staging.write_bytes(b"PAR1 half written")
+    assert ws.count("orders") == 50  # unregistered files are not part of the table
+    stale = time.time() - 7 * 3600
+    for p in (orphan, staging):
+        os.utime(p, (stale, stale))
+    assert ws.facts.collect_garbage() == 2
+    assert not orphan.exists() and not staging.exists()
+    assert ws.count("orders") == 50
