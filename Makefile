@@ -1,0 +1,39 @@
+# tierwise: `make run` builds a demo workspace and shows it; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO ?= demo-workspace
+DEMO_CUSTOMERS ?= 20000
+
+.PHONY: setup run test lint bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# The CDNOW data set ships inside this wheel; its own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps lifetimes==0.11.3
+	touch $@
+
+run: setup
+	@if [ ! -f $(DEMO)/tierwise.toml ]; then \
+	  $(VENV)/bin/tierwise demo -w $(DEMO) --customers $(DEMO_CUSTOMERS) --seed 7; \
+	else \
+	  $(VENV)/bin/tierwise status -w $(DEMO); \
+	fi
+	@echo "Workspace: $(DEMO)  (try: $(VENV)/bin/tierwise customers show C000123 -w $(DEMO))"
+
+test: setup
+	scripts/test
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy src
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache
