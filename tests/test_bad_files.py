@@ -7,10 +7,10 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from tests.conftest import ORDERS_CSV, snapshot, write
 
 import tierwise
 from tierwise import ImportRejected, MappingError, SourceError
-from tests.conftest import ORDERS_CSV, snapshot, write
 
 HEADER = "order_id,customer_id,ordered_at,amount\n"
 
@@ -193,4 +193,22 @@ def test_failure_while_committing_leaves_nothing(loaded, before, tmp_path, monke
     path = write(tmp_path / "o.csv", HEADER + "X1,C001,2025-01-01,1\n")
     with pytest.raises(RuntimeError):
         loaded.import_file("orders", path)
+    check_unchanged(loaded, before)
+
+
+def test_late_bad_value_in_a_big_file(loaded, before, tmp_path, monkeypatch):
+    """Clean blocks are converted by the CSV reader; a bad cell far down falls back to the
+    text parsers for the whole file and is still reported at its exact row."""
+    from tierwise.ingest import readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1 << 14)
+    rows = "".join(f"X{i},C001,2025-01-01 10:00:00,{i}.5\n" for i in range(5_000))
+    rows += "Y1,C001,2025-01-01 10:00:00,12.5元\nY2,C001,2025-13-01,1\nY3,GHOST,2025-01-01,1\n"
+    report = tmp_path / "r.csv"
+    with pytest.raises(ImportRejected) as info:
+        loaded.import_file("orders", write(tmp_path / "b.csv", HEADER + rows), report_path=report)
+    listed = [(int(r["row"]), r["column"], r["reason"][:20]) for r in reject_rows(report)]
+    assert listed == [(5003, "ordered_at", "not a real calendar "),
+                      (5004, "customer_id", "unknown customer: im")]
+    assert info.value.total == 2
     check_unchanged(loaded, before)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, write
 from typer.testing import CliRunner
 
 import tierwise
 from tierwise.cli import app
-from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, write
 
 runner = CliRunner()
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from tests.conftest import write
 
 import tierwise
 from tierwise.store.tables import fact_files, imports
-from tests.conftest import write
 
 WORKER = """
 import sys, time, pathlib, tierwise
@@ -61,7 +61,7 @@ def test_two_processes_import_at_once(any_ws: tierwise.Workspace, tmp_path: Path
                             .order_by(imports.c.import_id)).all()
         files = conn.execute(sa.select(fact_files.c.seq, fact_files.c.import_id)
                              .order_by(fact_files.c.seq)).all()
-    assert len([d for d in done if d.source.endswith((".csv"))]) == 2
+    assert len([d for d in done if d.source.endswith(".csv")]) == 2
     # The rows of the overlap come from the import that committed last.
     last_import = files[-1].import_id
     last_source = next(d.source for d in done if d.import_id == last_import)

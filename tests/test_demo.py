@@ -85,7 +85,7 @@ def test_events_include_pricing_page_views(demo_ws: tierwise.Workspace):
 def test_chinese_and_english_locales():
     zh = generate_chunk(DemoSpec(customers=200, seed=1, end=END), 0)["customers"]
     en = generate_chunk(DemoSpec(customers=200, seed=1, end=END, locale="en"), 0)["customers"]
-    assert any("上海" == c for c in zh["city"].to_pylist())
+    assert any(c == "上海" for c in zh["city"].to_pylist())
     assert all(p is None or (len(p) == 11 and p.startswith("1")) for p in zh["phone"].to_pylist())
     assert all(n.isascii() for n in en["name"].to_pylist())
     assert set(en["country"].to_pylist()) == {"United States"}

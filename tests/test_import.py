@@ -10,10 +10,10 @@ import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, snapshot, write
 
 import tierwise
 from tierwise import Mapping
-from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, snapshot, write
 
 SH = timezone(timedelta(hours=8))
 
@@ -185,7 +185,8 @@ def test_events_without_ids_are_idempotent(loaded: tierwise.Workspace, tmp_path:
 
 
 def test_other_tables(loaded: tierwise.Workspace, tmp_path: Path):
-    loaded.import_file("tickets", write(tmp_path / "t.csv", "工单号,客户编号,创建时间,关闭时间,优先级,满意度\n"
+    loaded.import_file("tickets", write(tmp_path / "t.csv",
+                                        "工单号,客户编号,创建时间,关闭时间,优先级,满意度\n"
                                         "T1,C001,2025-03-01 09:00,2025-03-02 10:00,高,5\n"))
     loaded.import_file("feedback", write(tmp_path / "f.csv", "customer_id,at,nps,comment\n"
                                          "C001,2025-03-05,9,很好\n"))

@@ -13,7 +13,8 @@ from tierwise.ingest.parsers import ColumnFormat, convert, normalize_text
 SH = timezone(timedelta(hours=8))
 
 
-def run(values, column, fmt=ColumnFormat(), zone="Asia/Shanghai"):
+def run(values, column, fmt=None, zone="Asia/Shanghai"):
+    fmt = fmt or ColumnFormat()
     result = convert(normalize_text(pa.array(values, pa.string())), column, fmt, zone)
     reasons = [None] * len(values)
     for mask, reason in result.problems:

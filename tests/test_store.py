@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import write
 
 import tierwise
 from tierwise.config import WorkspaceConfig, read_config
 from tierwise.errors import WorkspaceError
 from tierwise.store.control import ControlStore
 from tierwise.store.tables import fact_files
-from tests.conftest import write
 
 
 def test_migrations_reach_head_on_both_stores(control_url: str, tmp_path: Path):

@@ -76,8 +76,8 @@ def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = N
             "FROM tickets WHERE customer_id = $1 AND opened_at <= $2 "
             f"ORDER BY opened_at DESC LIMIT {RECENT}", params))
         feedback = _rows(s.query(
-            "SELECT \"at\", nps, csat, comment FROM feedback WHERE customer_id = $1 AND \"at\" <= $2 "
-            f"ORDER BY \"at\" DESC LIMIT {RECENT}", params))
+            'SELECT "at", nps, csat, comment FROM feedback WHERE customer_id = $1 AND '
+            f'"at" <= $2 ORDER BY "at" DESC LIMIT {RECENT}', params))
         referrals = _rows(s.query(
             "SELECT count(*) FILTER (WHERE referrer_id = $1) AS referred_others, "
             "max(referrer_id) FILTER (WHERE referred_id = $1) AS referred_by "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-SURNAMES_ZH = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢")
-GIVEN_ZH = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超霞平刚桂兰华建国红玉萍鹏辉宇浩然子轩梓涵欣怡俊凯雪梅志文博思雨晨嘉琪佳一诺婷晓东海波慧颖")
+SURNAMES_ZH = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓"
+                   "曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢")
+GIVEN_ZH = list("伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超霞平刚桂兰华建国红玉萍"
+                "鹏辉宇浩然子轩梓涵欣怡俊凯雪梅志文博思雨晨嘉琪佳一诺婷晓东海波慧颖")
 # (city, province, weight) — weights loosely follow population and online retail activity.
 CITIES_ZH = [
     ("上海", "上海", 10), ("北京", "北京", 10), ("深圳", "广东", 8), ("广州", "广东", 8),

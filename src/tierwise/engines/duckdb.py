@@ -28,12 +28,12 @@ class DuckDBEngine(Engine):
                 arrow: dict[str, pa.Table] | None = None) -> Iterator[DuckDBSession]:
         conn = duckdb.connect(":memory:")
         try:
-            conn.execute("SET TimeZone = 'UTC'")
-            if self.threads:
-                conn.execute(f"SET threads = {int(self.threads)}")
-            if self.memory_limit:
-                conn.execute(f"SET memory_limit = {sql_literal(self.memory_limit)}")
             session = DuckDBSession(conn)
+            session.execute("SET TimeZone = 'UTC'")
+            if self.threads:
+                session.execute(f"SET threads = {int(self.threads)}")
+            if self.memory_limit:
+                session.execute(f"SET memory_limit = {sql_literal(self.memory_limit)}")
             for name, scan in (scans or {}).items():
                 session.register_scan(name, scan)
             for name, table in (arrow or {}).items():
@@ -48,7 +48,7 @@ class DuckDBSession:
         self.conn = conn
 
     def register_scan(self, name: str, scan: TableScan) -> None:
-        self.conn.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {scan_sql(scan)}")
+        self.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {scan_sql(scan)}")
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
         self.conn.register(name, table)
@@ -58,16 +58,17 @@ class DuckDBSession:
         return relation.to_arrow_table() if relation is not None else pa.table({})
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
-        row = self.conn.execute(sql, params or []).fetchone()
-        return None if row is None else row[0]
+        relation = self.conn.sql(sql, params=params or None)
+        rows = relation.fetchall() if relation is not None else []
+        return rows[0][0] if rows else None
 
     def execute(self, sql: str, params: list[Any] | None = None) -> None:
-        self.conn.execute(sql, params or [])
+        relation = self.conn.sql(sql, params=params or None)
+        if relation is not None:
+            relation.fetchall()
 
     def copy_to_parquet(self, sql: str, path: str) -> None:
-        self.conn.execute(
-            f"COPY ({sql}) TO {sql_literal(path)} (FORMAT parquet, COMPRESSION zstd)"
-        )
+        self.execute(f"COPY ({sql}) TO {sql_literal(path)} (FORMAT parquet, COMPRESSION zstd)")
 
 
 def ident(name: str) -> str:

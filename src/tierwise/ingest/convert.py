@@ -67,7 +67,11 @@ def _typed(values: pa.Array, kind: str, zone: str) -> pa.Array | None:
         return values.cast(pa.timestamp("us", tz="UTC"))
     if kind == "date" and pa.types.is_date(t):
         return values.cast(pa.date32())
-    if kind == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+    if kind == "float" and pa.types.is_integer(t):
+        return values.cast(pa.float64())
+    if kind == "float" and pa.types.is_floating(t):
+        if pc.all(pc.is_finite(values)).as_py() is False:
+            return None  # NaN or infinity: let the text parser reject the cells
         return values.cast(pa.float64())
     if kind == "int" and pa.types.is_integer(t):
         return values.cast(pa.int64())
@@ -91,10 +95,7 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
         elif source is not None:
             native = raw.table.column(source).combine_chunks()
             typed = _typed(native, col.kind, fmt.timezone or zone)
-            if typed is not None:
-                arrays[col.name] = typed
-                continue
-            text = normalize_text(native)
+            text = normalize_text(native) if typed is None else None
             label = source
         elif col.name in resolved.constants:
             text = pa.array([resolved.constants[col.name]] * n, pa.string())
@@ -102,13 +103,16 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
         else:
             text = pa.nulls(n, pa.string())
             label = col.name
-        converted = convert(text, col, fmt, zone)
-        values = converted.values
+        if text is None:  # already typed: only emptiness can be wrong
+            values, problems = typed, []
+        else:
+            converted = convert(text, col, fmt, zone)
+            values, problems = converted.values, list(converted.problems)
         if col.default is not None:
             values = pc.fill_null(values, col.default)
-        problems = list(converted.problems)
         if col.required:
-            problems.append((pc.is_null(text), "required value is empty"))
+            present = text if text is not None else values
+            problems.append((pc.is_null(present), "required value is empty"))
         for mask, reason in problems:
             mask_np = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False),
                                  dtype=bool)
@@ -117,8 +121,8 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
             bad |= mask_np
             if len(rejects) < max_rejects:
                 for i in np.flatnonzero(mask_np)[: max_rejects - len(rejects)]:
-                    rejects.append(Reject(int(raw.rows[i]), label, text[int(i)].as_py(),
-                                          reason))
+                    shown = text[int(i)].as_py() if text is not None else None
+                    rejects.append(Reject(int(raw.rows[i]), label, shown, reason))
         arrays[col.name] = values.cast(col.arrow_type)
     arrays["_row"] = pa.array(raw.rows, pa.int64())
     return ConvertedBatch(pa.table(arrays), rejects, int(bad.sum()))

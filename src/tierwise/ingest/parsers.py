@@ -55,7 +55,10 @@ def normalize_text(values: pa.Array) -> pa.Array:
     if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
         values = pc.cast(values, pa.string())
     trimmed = pc.utf8_trim(values, characters=" \t\r\n\u3000\ufeff\xa0")
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    empty = pc.equal(pc.binary_length(trimmed), 0)
+    if not pc.any(empty).as_py():
+        return trimmed
+    return pc.if_else(empty, pa.scalar(None, pa.string()), trimmed)
 
 
 # -- text ----------------------------------------------------------------------------------

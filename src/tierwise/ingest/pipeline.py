@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tierwise.definitions.schemas import TableSchema, table_schema
-from tierwise.engines.base import TableScan, sql_literal
+from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
 from tierwise.errors import ImportRejected, SourceError
-from tierwise.ingest.convert import Reject, convert_batch
-from tierwise.ingest.mapping import Mapping, resolve
+from tierwise.ingest import checks
+from tierwise.ingest.convert import ConvertedBatch, Reject, convert_batch
+from tierwise.ingest.mapping import Mapping, Resolved, resolve
 from tierwise.ingest.readers import RetryRead, Source
 from tierwise.ingest.report import write_reject_report
 from tierwise.store import customers as customer_store
@@ -93,6 +95,9 @@ class _Rejects:
         room = MAX_REJECTS_KEPT - len(self.kept)
         self.kept.extend(rejects[:room])
 
+    def report_order(self) -> list[Reject]:
+        return sorted(self.kept, key=lambda r: r.row)
+
 
 def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions) -> ImportResult:
     """Import one source into ``table``; all or nothing."""
@@ -104,12 +109,12 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
     if policy not in ("reject", "create"):
         raise ValueError(f"unknown-customers policy {policy!r}; expected 'reject' or 'create'")
     resolved = resolve(mapping, table, source.info.header, source.info.path)
+    source.prefer_types(_type_hints(resolved))
 
     for _attempt in range(2):
         writer = StagingWriter(ws.facts.staging_dir, schema)
         try:
-            staged, rejects, unknown = _stage(ws, schema, source, resolved, policy, writer,
-                                              options.progress)
+            staged, rejects = _stage(ws, schema, source, resolved, writer, options.progress)
             break
         except RetryRead:
             writer.discard()
@@ -120,8 +125,6 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
         raise SourceError(f"{source.info.path}: could not read the file consistently")
 
     try:
-        if rejects.kept:
-            _reject(source, rejects, options.report_path)
         if staged.rows == 0:
             raise SourceError(f"{source.info.path}: the file has a header but no data rows")
         result = ImportResult(
@@ -130,68 +133,82 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             unchanged=0, dry_run=options.dry_run, columns=dict(resolved.sources),
             extras=resolved.extras, ignored=resolved.ignored,
         )
+        written = (list(resolved.sources) + list(resolved.constants)
+                   + ([schema.extras_column] if resolved.extras and schema.extras_column
+                      else []))
         with ws.engine.session() as session:
             session.register_scan("staged", _staged_scan(staged, schema))
-            _check_duplicates(session, schema, source, options.report_path, result, staged,
-                              ws)
+            duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
+            unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
+            rejects.add(duplicates + missing, len(duplicates) + len(missing))
+            if rejects.kept:
+                _reject(source, rejects, options.report_path)
             if schema.home == "facts":
-                snapshot = _classify_facts(ws, session, schema, staged, result)
+                snapshot = checks.classify_facts(ws, session, schema, staged, result)
             else:
                 snapshot = 0
-                _classify_customers(ws, session, staged, result, list(resolved.sources)
-                                    + ([schema.extras_column] if resolved.extras else [])
-                                    + list(resolved.constants))
-        new_ids = sorted(unknown)
-        result.stubs_created = len(new_ids)
-        if options.dry_run:
-            result.seconds = time.perf_counter() - t0
-            return result
-        _apply(ws, schema, staged, result, new_ids, snapshot, mapping, started,
-               list(resolved.sources) + list(resolved.constants)
-               + ([schema.extras_column] if resolved.extras and schema.extras_column else []))
+                checks.classify_customers(ws, session, staged, result, written, ws.facts)
+        result.stubs_created = len(unknown)
+        if not options.dry_run:
+            _apply(ws, schema, staged, result, unknown, snapshot, mapping, started, written)
         result.seconds = time.perf_counter() - t0
         return result
     finally:
         staged.path.unlink(missing_ok=True)
 
 
-def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved, policy: str,
-           writer: StagingWriter, progress: Progress | None
-           ) -> tuple[StagedFile, _Rejects, set[str]]:
+def _type_hints(resolved: Resolved) -> dict[str, pa.DataType]:
+    """Source columns a reader may convert itself: plain numbers and timestamps."""
+    hints: dict[str, pa.DataType] = {}
+    for name, source in resolved.sources.items():
+        col = resolved.schema.column(name)
+        fmt = resolved.formats.get(name)
+        if fmt is not None and (fmt.format or fmt.date_order):
+            continue
+        if col.kind == "float":
+            hints[source] = pa.float64()
+        elif col.kind == "timestamp":
+            hints[source] = pa.timestamp("us")
+    return hints
+
+
+def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolved,
+           writer: StagingWriter, progress: Progress | None) -> tuple[StagedFile, _Rejects]:
+    """Read, convert and write the staging file, overlapping the three on threads.
+
+    Arrow's kernels and the Parquet writer release the GIL, so reading batch n+1,
+    converting batch n and writing batch n-1 run at the same time; batches stay in order.
+    Rows with bad cells are written too (the bad cells empty) so that the checks after
+    staging still see every key and customer reference; the import is rejected anyway.
+    """
     rejects = _Rejects()
-    unknown: set[str] = set()
-    known = None
-    if schema.customer_refs:
-        with ws.control.read() as conn:
-            known = customer_store.known_ids(conn)
     zone = ws.config.timezone
-    with ws.engine.session() as session:
-        for raw in source.batches():
-            batch = convert_batch(raw, resolved, zone)
+    pending: deque[Future[ConvertedBatch]] = deque()
+    writing: Future[None] | None = None
+    with ws.engine.session() as session, ThreadPoolExecutor(2) as convert_pool, \
+            ThreadPoolExecutor(1) as write_pool:
+
+        def take(batch: ConvertedBatch) -> None:
+            nonlocal writing
             rejects.add(batch.rejects, batch.bad_rows)
             table = batch.table
-            if known is not None:
-                for ref in schema.customer_refs:
-                    ids = table.column(ref)
-                    missing = pc.and_(pc.is_valid(ids), pc.invert(pc.is_in(ids, known)))
-                    if not pc.any(missing).as_py():
-                        continue
-                    if policy == "create":
-                        unknown.update(pc.unique(pc.filter(ids, missing)).to_pylist())
-                        continue
-                    source_col = resolved.sources.get(ref, ref)
-                    found = pc.indices_nonzero(missing).to_pylist()
-                    rejects.add([Reject(int(raw.rows[i]), source_col, ids[i].as_py(),
-                                        "unknown customer: import customers first, or use "
-                                        "--unknown-customers create")
-                                 for i in found[:MAX_REJECTS_KEPT]], len(found))
-            if not rejects.kept:
-                if not schema.key:
-                    table = table.append_column("_key", _content_keys(session, table, schema))
-                writer.write(table)
+            if not schema.key:
+                table = table.append_column("_key", _content_keys(session, table, schema))
+            if writing is not None:
+                writing.result()
+            writing = write_pool.submit(writer.write, table)
             if progress:
-                progress(raw.table.num_rows)
-    return writer.close(), rejects, unknown
+                progress(table.num_rows)
+
+        for raw in source.batches():
+            pending.append(convert_pool.submit(convert_batch, raw, resolved, zone))
+            while len(pending) > 2:
+                take(pending.popleft().result())
+        while pending:
+            take(pending.popleft().result())
+        if writing is not None:
+            writing.result()
+    return writer.close(), rejects
 
 
 def _content_keys(session, table: pa.Table, schema: TableSchema) -> pa.Array:
@@ -214,115 +231,18 @@ def _staged_scan(staged: StagedFile, schema: TableSchema) -> TableScan:
 
 def _reject(source: Source, rejects: _Rejects, report_path: Path | None) -> None:
     path = report_path or Path.cwd() / f"{Path(source.info.path).stem}.rejected.csv"
+    ordered = rejects.report_order()
     write_reject_report(path, source.info.path,
-                        ((r.row, r.column, r.value, r.reason) for r in rejects.kept))
-    first = rejects.kept[0]
+                        ((r.row, r.column, r.value, r.reason) for r in ordered))
+    first = ordered[0]
     shown = first.value if first.value is None or len(first.value) <= 60 else (
         first.value[:60] + "…")
     raise ImportRejected(
         f"{source.info.path}: {rejects.rows:,} row(s) rejected, nothing imported; first: "
         f"row {first.row}, column {first.column!r}, value {shown!r}: {first.reason}. "
         f"Report: {path}",
-        [asdict(r) for r in rejects.kept[:100]], rejects.rows, str(path),
+        [asdict(r) for r in ordered[:100]], rejects.rows, str(path),
     )
-
-
-def _check_duplicates(session, schema: TableSchema, source: Source, report_path: Path | None,
-                      result: ImportResult, staged: StagedFile, ws: Workspace) -> None:
-    key = ", ".join(ident(k) for k in key_columns(schema))
-    if not schema.key:
-        total = session.scalar("SELECT count(*) FROM staged")
-        distinct = session.scalar(f"SELECT count(DISTINCT {key}) FROM staged")
-        if total != distinct:
-            # Identical rows (or repeated event ids) in one file: keep the last occurrence.
-            tmp = ws.facts.staging_path()
-            session.copy_to_parquet(
-                f"SELECT * FROM staged QUALIFY row_number() OVER (PARTITION BY {key} "
-                "ORDER BY _row DESC) = 1 ORDER BY _row", str(tmp))
-            tmp.replace(staged.path)
-            result.duplicates_collapsed = int(total - distinct)
-            staged.rows = int(distinct)
-        return
-    dupes = session.query(
-        f"SELECT {key}, list(_row ORDER BY _row) AS rows FROM staged GROUP BY {key} "
-        f"HAVING count(*) > 1 ORDER BY min(_row) LIMIT {MAX_REJECTS_KEPT}"
-    ).to_pylist()
-    if not dupes:
-        return
-    count = session.scalar(f"SELECT count(*) FROM (SELECT {key} FROM staged GROUP BY {key} "
-                           "HAVING count(*) > 1)")
-    rejects = _Rejects()
-    column = schema.key[0]
-    for d in dupes:
-        rows = d["rows"]
-        for r in rows[1:]:
-            rejects.add([Reject(r, column, str(d[column]),
-                                f"duplicate key: row {rows[0]} has the same {column}")], 1)
-    rejects.rows = int(session.scalar(
-        f"SELECT sum(c - 1) FROM (SELECT count(*) c FROM staged GROUP BY {key} "
-        "HAVING count(*) > 1)") or count)
-    _reject(source, rejects, report_path)
-
-
-def _changed_predicate(columns: list[str]) -> str:
-    return " OR ".join(f"s.{ident(c)} IS DISTINCT FROM l.{ident(c)}" for c in columns)
-
-
-def _classify_facts(ws: Workspace, session, schema: TableSchema, staged: StagedFile,
-                    result: ImportResult) -> int:
-    """Count new / changed / unchanged rows; drop unchanged ones from the staging file."""
-    with ws.control.read() as conn:
-        live = ws.facts.scan(schema.name, conn)
-        snapshot = ws.facts.max_file_id(conn, schema.name)
-    if not live.files:
-        result.inserted = staged.rows
-        return snapshot
-    full = TableScan(live.table, live.files, live.key, live.dedupe, file_schema(schema))
-    session.register_scan("live", full)
-    keys = key_columns(schema)
-    join = " AND ".join(f"s.{ident(k)} = l.{ident(k)}" for k in keys)
-    compare = [c.name for c in schema.columns]
-    counts = session.query(
-        f"SELECT count(*) FILTER (WHERE l.{ident(keys[0])} IS NULL) AS inserted, "
-        f"count(*) FILTER (WHERE l.{ident(keys[0])} IS NOT NULL AND "
-        f"({_changed_predicate(compare)})) AS updated, count(*) AS total "
-        f"FROM staged s LEFT JOIN live l ON {join}"
-    ).to_pylist()[0]
-    result.inserted = int(counts["inserted"])
-    result.updated = int(counts["updated"])
-    result.unchanged = int(counts["total"]) - result.inserted - result.updated
-    if result.unchanged:
-        tmp = ws.facts.staging_path()
-        session.copy_to_parquet(
-            f"SELECT s.* FROM staged s LEFT JOIN live l ON {join} WHERE l.{ident(keys[0])} "
-            f"IS NULL OR ({_changed_predicate(compare)}) ORDER BY s._row", str(tmp))
-        tmp.replace(staged.path)
-        staged.rows = result.inserted + result.updated
-    return snapshot
-
-
-def _classify_customers(ws: Workspace, session, staged: StagedFile, result: ImportResult,
-                        columns: list[str]) -> None:
-    with ws.control.read() as conn:
-        existing = customer_store.as_arrow(conn, columns=sorted(set(columns)))
-    session.register_arrow("live", existing)
-    compare = [c for c in sorted(set(columns)) if c != "customer_id"]
-    predicate = _changed_predicate(compare) if compare else "false"
-    counts = session.query(
-        "SELECT count(*) FILTER (WHERE l.customer_id IS NULL) AS inserted, "
-        f"count(*) FILTER (WHERE l.customer_id IS NOT NULL AND ({predicate})) AS updated, "
-        "count(*) AS total FROM staged s LEFT JOIN live l USING (customer_id)"
-    ).to_pylist()[0]
-    result.inserted = int(counts["inserted"])
-    result.updated = int(counts["updated"])
-    result.unchanged = int(counts["total"]) - result.inserted - result.updated
-    if result.unchanged:
-        tmp = ws.facts.staging_path()
-        session.copy_to_parquet(
-            "SELECT s.* FROM staged s LEFT JOIN live l USING (customer_id) WHERE "
-            f"l.customer_id IS NULL OR ({predicate}) ORDER BY s._row", str(tmp))
-        tmp.replace(staged.path)
-        staged.rows = result.inserted + result.updated
 
 
 def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: ImportResult,
@@ -360,4 +280,4 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
         raise
 
 
-__all__ = ["ImportOptions", "ImportResult", "run_import", "sql_literal"]
+__all__ = ["ImportOptions", "ImportResult", "run_import"]

@@ -54,9 +54,12 @@ class RetryRead(Exception):  # noqa: N818 - a signal, not an error
 
 
 class Source:
-    """A readable source; ``batches()`` may be called once."""
+    """A readable source; ``batches()`` may be called once (again after ``RetryRead``)."""
 
     info: SourceInfo
+
+    def prefer_types(self, types: dict[str, pa.DataType]) -> None:
+        """Hint that these columns should hold numbers or times (a reader may ignore it)."""
 
     def batches(self) -> Iterator[RawBatch]:
         raise NotImplementedError
@@ -211,6 +214,13 @@ class CsvSource(Source):
         header = _check_header(path, next(csv.reader([first], delimiter=delim)))
         self.info = SourceInfo(str(path), "csv", enc, delim, header)
         self._multiline = _has_multiline_cells(text, delim)
+        self._types: dict[str, pa.DataType] = {}
+
+    def prefer_types(self, types: dict[str, pa.DataType]) -> None:
+        # Arrow converts clean numbers and ISO timestamps while it parses, on all cores.
+        # The first value it cannot convert sends the whole read back to text (RetryRead),
+        # where every cell gets the full parsers and, if bad, a precise message.
+        self._types = {k: v for k, v in types.items() if k in self.info.header}
 
     def _reader(self, invalid: list[tuple[int, int, str]]) -> pacsv.CSVStreamingReader:
         def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -232,7 +242,8 @@ class CsvSource(Source):
                 invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in self.info.header},
+                column_types={h: self._types.get(h, pa.string()) for h in self.info.header},
+                null_values=[""],
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
@@ -250,6 +261,9 @@ class CsvSource(Source):
                 yield RawBatch(pa.Table.from_batches([batch]), rows)
         except pa.ArrowInvalid as exc:
             message = str(exc)
+            if self._types and "conversion error to" in message and "to string" not in message:
+                self._types = {}
+                raise RetryRead() from None
             if "UTF8" in message or "UTF-8" in message or "decode" in message.lower():
                 raise encoding_error(self.path, self.info.encoding or "utf-8") from None
             raise self._structure_error(message) from None
@@ -273,7 +287,7 @@ class CsvSource(Source):
             try:
                 next(reader)
                 for number, row in enumerate(reader, start=2):
-                    if len(row) != width and not (len(row) == 0):
+                    if len(row) not in (width, 0):  # blank lines are skipped
                         problems.append((number, f"expected {width} fields, found {len(row)}"))
                         if len(problems) >= 1000:
                             break

@@ -66,8 +66,11 @@ class StagingWriter:
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self.staged.path, self.arrow_schema,
-                                            compression=COMPRESSION)
+            # Keys and row numbers are (nearly) unique: a dictionary would only cost time.
+            unique = {"_row", "_key", *(self.schema.key or ())}
+            self._writer = pq.ParquetWriter(
+                self.staged.path, self.arrow_schema, compression=COMPRESSION,
+                use_dictionary=[n for n in self.arrow_schema.names if n not in unique])
         self._writer.write_table(table.select(self.arrow_schema.names).cast(self.arrow_schema))
         self.staged.rows += table.num_rows
 

@@ -1,0 +1,96 @@
+"""Import of a 10M-row orders CSV: rows/s and peak RSS, against pandas in the same run.
+
+    python bench/import_orders.py [--rows 10000000] [--repeat 3]
+
+The baseline is ``pandas.read_csv(path).to_parquet(out)`` on the same file: the plain
+"load it and write Parquet" a user would otherwise do, without tierwise's parsing of
+dates and amounts, validation, duplicate and reference checks or the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT, measure, median, python, report  # noqa: E402
+
+TIERWISE = """
+import sys, tierwise
+ws = tierwise.open(sys.argv[1])
+r = ws.import_file("orders", sys.argv[2])
+assert r.inserted == int(sys.argv[3]), r.summary()
+"""
+PANDAS = """
+import sys, pandas as pd
+pd.read_csv(sys.argv[1]).to_parquet(sys.argv[2])
+"""
+
+
+def make_csv(path: Path, rows: int, customers: int) -> None:
+    """Orders with ISO timestamps, two-decimal amounts and a status, written in chunks."""
+    rng = np.random.default_rng(42)
+    chunk = 1_000_000
+    with pacsv.CSVWriter(path, pa.schema([
+        ("order_id", pa.string()), ("customer_id", pa.string()), ("ordered_at", pa.string()),
+        ("amount", pa.string()), ("status", pa.string()), ("category", pa.string()),
+    ])) as writer:
+        for start in range(0, rows, chunk):
+            n = min(chunk, rows - start)
+            seconds = 1_700_000_000 + rng.integers(0, 60_000_000, n)
+            stamps = pa.array(seconds * 1_000_000, pa.int64()).cast(pa.timestamp("us"))
+            writer.write_table(pa.table({
+                "order_id": [f"O{i:09d}" for i in range(start, start + n)],
+                "customer_id": [f"C{c:07d}" for c in rng.integers(0, customers, n)],
+                "ordered_at": pa.compute.strftime(stamps, "%Y-%m-%d %H:%M:%S"),
+                "amount": pa.array(np.round(rng.gamma(2, 150, n), 2)).cast(pa.string()),
+                "status": rng.choice(["paid", "refunded", "cancelled"], n, p=[.94, .04, .02]),
+                "category": rng.choice(["books", "music", "video", "games"], n),
+            }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    csv = OUT / f"orders_{args.rows}.csv"
+    if not csv.exists():
+        make_csv(csv, args.rows, args.customers)
+    customers = OUT / f"customers_{args.customers}.parquet"
+    if not customers.exists():
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"customer_id": [f"C{c:07d}" for c in range(args.customers)]}),
+                       customers)
+    ours, base = [], []
+    for _ in range(args.repeat):
+        ws = OUT / "ws-import"
+        shutil.rmtree(ws, ignore_errors=True)
+        measure(python("import sys, tierwise; ws = tierwise.init(sys.argv[1]); "
+                       "ws.import_file('customers', sys.argv[2])", str(ws), str(customers)))
+        ours.append(measure(python(TIERWISE, str(ws), str(csv), str(args.rows))))
+        base.append(measure(python(PANDAS, str(csv), str(OUT / "pandas.parquet"))))
+    t_ours, t_base = median([s for s, _ in ours]), median([s for s, _ in base])
+    report("import_orders_csv", [{
+        "rows": args.rows, "file_mb": round(csv.stat().st_size / 1e6),
+        "tierwise_seconds": [round(s, 2) for s, _ in ours],
+        "tierwise_rows_per_s": round(args.rows / t_ours),
+        "tierwise_peak_rss_mb": round(max(m for _, m in ours)),
+        "pandas_seconds": [round(s, 2) for s, _ in base],
+        "pandas_rows_per_s": round(args.rows / t_base),
+        "pandas_peak_rss_mb": round(max(m for _, m in base)),
+        "speed_ratio_tierwise_over_pandas": round(t_base / t_ours, 2),
+    }])
+
+
+if __name__ == "__main__":
+    main()

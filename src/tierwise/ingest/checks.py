@@ -1,0 +1,143 @@
+"""Checks over a whole staged import, run on the compute engine.
+
+Each takes the engine session in which the staging file is registered as ``staged``:
+repeated keys inside the file, references to unknown customers, and the comparison with
+the rows already stored (new / changed / unchanged).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tierwise.definitions.schemas import TableSchema
+from tierwise.engines.base import TableScan
+from tierwise.engines.duckdb import ident
+from tierwise.ingest.convert import Reject
+from tierwise.ingest.mapping import Resolved
+from tierwise.store import customers as customer_store
+from tierwise.store.facts import FactStore, StagedFile, file_schema, key_columns
+
+if TYPE_CHECKING:
+    from tierwise.ingest.pipeline import ImportResult
+    from tierwise.workspace import Workspace
+
+#: At most this many rows of each kind of problem are listed in a report.
+LISTED = 10_000
+UNKNOWN_CUSTOMER = "unknown customer: import customers first, or use --unknown-customers create"
+
+
+def duplicate_keys(session: Any, schema: TableSchema, staged: StagedFile,
+                   result: ImportResult, facts: FactStore) -> list[Reject]:
+    """Keys repeated inside one file: rejected for keyed tables, collapsed for the others."""
+    key = ", ".join(ident(k) for k in key_columns(schema))
+    present = " AND ".join(f"{ident(k)} IS NOT NULL" for k in key_columns(schema))
+    counts = session.query(f"SELECT count(*) AS n, count(DISTINCT ({key})) AS d FROM staged "
+                           f"WHERE {present}").to_pylist()[0]
+    extra = counts["n"] - counts["d"]
+    if extra == 0:
+        return []
+    if not schema.key:
+        # Identical rows (or repeated event ids) in one file: keep the last occurrence.
+        tmp = facts.staging_path()
+        session.copy_to_parquet(
+            f"SELECT * FROM staged QUALIFY row_number() OVER (PARTITION BY {key} "
+            "ORDER BY _row DESC) = 1 ORDER BY _row", str(tmp))
+        tmp.replace(staged.path)
+        result.duplicates_collapsed = extra
+        staged.rows -= extra
+        result.rows_read = staged.rows
+        return []
+    dupes = session.query(
+        f"SELECT {key}, list(_row ORDER BY _row) AS rows FROM staged WHERE {present} "
+        f"GROUP BY {key} HAVING count(*) > 1 ORDER BY min(_row) LIMIT {LISTED}"
+    ).to_pylist()
+    column = schema.key[0]
+    found = [Reject(r, column, str(d[column]), f"duplicate key: row {d['rows'][0]} has the "
+                    f"same {column}") for d in dupes for r in d["rows"][1:]]
+    return sorted(found, key=lambda r: r.row)
+
+
+def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved: Resolved,
+                      policy: str) -> tuple[list[str], list[Reject]]:
+    """Customer ids the facts name but the control store lacks.
+
+    Returns (ids to create as stubs, rejects): one of the two is empty, by ``policy``.
+    """
+    if not schema.customer_refs:
+        return [], []
+    with ws.control.read() as conn:
+        session.register_arrow("known", _as_table(customer_store.known_ids(conn)))
+    ids: set[str] = set()
+    rejects: list[Reject] = []
+    for ref in schema.customer_refs:
+        missing = session.query(
+            f"SELECT s._row AS row, s.{ident(ref)} AS id FROM staged s ANTI JOIN known k "
+            f"ON s.{ident(ref)} = k.customer_id WHERE s.{ident(ref)} IS NOT NULL "
+            "ORDER BY s._row").to_pylist()
+        if policy == "create":
+            ids.update(m["id"] for m in missing)
+        else:
+            source = resolved.sources.get(ref, ref)
+            rejects += [Reject(m["row"], source, m["id"], UNKNOWN_CUSTOMER)
+                        for m in missing[:LISTED]]
+    return sorted(ids), rejects
+
+
+def _as_table(ids: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.table({"customer_id": ids})
+
+
+def _changed(columns: list[str]) -> str:
+    if not columns:
+        return "false"
+    return " OR ".join(f"s.{ident(c)} IS DISTINCT FROM l.{ident(c)}" for c in columns)
+
+
+def _classify(session: Any, result: ImportResult, staged: StagedFile, join: str,
+              first_key: str, compare: list[str], facts: FactStore) -> None:
+    """Count new / changed / unchanged rows against ``live``; keep only new and changed."""
+    counts = session.query(
+        f"SELECT count(*) FILTER (WHERE l.{first_key} IS NULL) AS inserted, "
+        f"count(*) FILTER (WHERE l.{first_key} IS NOT NULL AND ({_changed(compare)})) "
+        f"AS updated, count(*) AS total FROM staged s LEFT JOIN live l ON {join}"
+    ).to_pylist()[0]
+    result.inserted = int(counts["inserted"])
+    result.updated = int(counts["updated"])
+    result.unchanged = int(counts["total"]) - result.inserted - result.updated
+    if result.unchanged:
+        tmp = facts.staging_path()
+        session.copy_to_parquet(
+            f"SELECT s.* FROM staged s LEFT JOIN live l ON {join} WHERE l.{first_key} IS NULL "
+            f"OR ({_changed(compare)}) ORDER BY s._row", str(tmp))
+        tmp.replace(staged.path)
+        staged.rows = result.inserted + result.updated
+
+
+def classify_facts(ws: Workspace, session: Any, schema: TableSchema, staged: StagedFile,
+                   result: ImportResult) -> int:
+    """Compare with the stored rows; returns the manifest position the comparison saw."""
+    with ws.control.read() as conn:
+        live = ws.facts.scan(schema.name, conn)
+        snapshot = ws.facts.max_file_id(conn, schema.name)
+    if not live.files:
+        result.inserted = staged.rows
+        return snapshot
+    session.register_scan("live", TableScan(live.table, live.files, live.key, live.dedupe,
+                                            file_schema(schema)))
+    keys = key_columns(schema)
+    join = " AND ".join(f"s.{ident(k)} = l.{ident(k)}" for k in keys)
+    _classify(session, result, staged, join, ident(keys[0]),
+              [c.name for c in schema.columns], ws.facts)
+    return snapshot
+
+
+def classify_customers(ws: Workspace, session: Any, staged: StagedFile, result: ImportResult,
+                       columns: list[str], facts: FactStore) -> None:
+    """Compare the columns this import writes with the stored customers."""
+    names = sorted(set(columns) | {"customer_id"})
+    with ws.control.read() as conn:
+        session.register_arrow("live", customer_store.as_arrow(conn, columns=names))
+    _classify(session, result, staged, "s.customer_id = l.customer_id", "customer_id",
+              [c for c in names if c != "customer_id"], facts)
