@@ -140,6 +140,9 @@ def demo(
         help="zh-CN (Chinese names, cities, phones) or en (default: the workspace's).")] = None,
     end: Annotated[str | None, typer.Option(
         help="Last day of history, YYYY-MM-DD (default: yesterday).")] = None,
+    activity: Annotated[float, typer.Option(
+        help="Scale purchase rates up and dropout down (4: about 7 orders per customer).")]
+    = 1.0,
     dataset: Annotated[str | None, typer.Option(
         help="Load a real dataset instead: cdnow.")] = None,
     keep_files: Annotated[Path | None, typer.Option(
@@ -165,8 +168,10 @@ def demo(
         with render.RowProgress(out, "Importing CDNOW") as progress:
             results = load_cdnow(ws, progress=lambda _t, n: progress.advance(n))
     else:
+        if customers < 1 or activity <= 0:
+            raise TierwiseError("--customers must be at least 1 and --activity above 0")
         spec = DemoSpec(customers=customers, seed=seed, locale=locale or ws.config.locale,
-                        end=date.fromisoformat(end) if end else None)
+                        end=date.fromisoformat(end) if end else None, activity=activity)
         with render.StepProgress(out, f"Generating {customers:,} customers") as steps:
             results = load_generated(ws, spec, keep_files, step=steps.step,
                                      progress=lambda t, n: steps.rows(t, n))

@@ -36,6 +36,8 @@ class DemoSpec:
     #: Last day of generated history (inclusive); the default is yesterday.
     end: date | None = None
     years: float = 3.0
+    #: Scales purchase rates up and dropout chances down (4 gives about 7 orders and 23 events each).
+    activity: float = 1.0
 
     @property
     def end_date(self) -> date:
@@ -88,8 +90,8 @@ def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
 
     b2b = rng.random(n) < 0.25
     signup = start + rng.random(n) * (end - start - DAY)
-    rate = rng.gamma(0.7, 1 / 110, n) * np.where(b2b, 1.5, 1.0)  # purchases per day
-    dropout = rng.beta(0.9, 3.0, n)
+    rate = rng.gamma(0.7, 1 / 110, n) * np.where(b2b, 1.5, 1.0) * spec.activity  # per day
+    dropout = rng.beta(0.9, 3.0 * spec.activity, n)
     spend = np.exp(rng.normal(np.log(260), 0.6, n)) * np.where(b2b, 15, 1)
 
     # -- orders: a purchase at acquisition, then Poisson purchases until the customer drops
@@ -150,26 +152,25 @@ def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
     ec = np.concatenate([ec, oc[pricing]])
     et = np.concatenate([et, ot[pricing] - rng.random(int(pricing.sum())) * 3 * DAY])
     etype = np.concatenate([etype, np.full(int(pricing.sum()), "page_view", dtype=object)])
-    props = []
-    pages = _choice(rng, vocab.EVENT_PAGES, len(ec), [30, 20, 12, 10, 12, 10, 6])
-    campaigns = _choice(rng, vocab.CAMPAIGNS, len(ec))
-    n_base = len(ec) - int(pricing.sum())
-    for k, kind in enumerate(etype.tolist()):
-        if kind == "page_view":
-            props.append(json.dumps({"page": "/pricing" if k >= n_base else pages[k]}))
-        elif kind == "email_open":
-            props.append(json.dumps({"campaign": campaigns[k]}))
-        elif kind == "download":
-            props.append(json.dumps({"asset": "whitepaper.pdf"}))
-        else:
-            props.append(None)
+    # Properties come from a few distinct JSON texts: pick them by index, not per event.
+    page_json = np.array([json.dumps({"page": p}) for p in vocab.EVENT_PAGES], dtype=object)
+    campaign_json = np.array([json.dumps({"campaign": c}) for c in vocab.CAMPAIGNS],
+                             dtype=object)
+    page_pick = rng.choice(len(page_json), len(ec), p=np.array([30, 20, 12, 10, 12, 10, 6])
+                           / 100)
+    page_pick[len(ec) - int(pricing.sum()):] = vocab.EVENT_PAGES.index("/pricing")
+    props = np.full(len(ec), None, dtype=object)
+    props[etype == "page_view"] = page_json[page_pick][etype == "page_view"]
+    is_email = etype == "email_open"
+    props[is_email] = campaign_json[rng.integers(0, len(campaign_json), len(ec))][is_email]
+    props[etype == "download"] = json.dumps({"asset": "whitepaper.pdf"})
     ev_order = np.lexsort((et, ec))
     events = pa.table({
         "event_id": pa.array(_per_customer_ids("E", ids, ec[ev_order]), pa.string()),
         "customer_id": pa.array(ids[ec[ev_order]].tolist(), pa.string()),
         "occurred_at": _ts(np.minimum(et[ev_order], end)),
         "type": pa.array(etype[ev_order].tolist(), pa.string()),
-        "properties": pa.array([props[i] for i in ev_order], pa.string()),
+        "properties": pa.array(props[ev_order].tolist(), pa.string()),
     })
 
     # -- tickets and feedback: unhappy (likely to drop) customers complain more

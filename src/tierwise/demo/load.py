@@ -27,14 +27,20 @@ def load_generated(ws: Workspace, spec: DemoSpec, keep_files: Path | None = None
     """Generate ``spec`` into Parquet files and import them table by table."""
     with tempfile.TemporaryDirectory(dir=ws.root, prefix=".demo-") as tmp:
         out = keep_files or Path(tmp)
-        write_demo_files(spec, out, (lambda i, n: step("generate", i, n)) if step else None)
+        on_chunk = (lambda i, n: step("generate", i, n)) if step else None
+        write_demo_files(spec, out, on_chunk)
         results = []
         for name in ORDER:
-            results.append(ws.import_file(
-                name, out / name, progress=(lambda rows, t=name: progress(t, rows))
-                if progress else None))
+            results.append(ws.import_file(name, out / name, progress=_per_table(progress, name)))
         ws.compact()
         return results
+
+
+def _per_table(progress: Callable[[str, int], None] | None,
+               table: str) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    return lambda rows: progress(table, rows)
 
 
 def cdnow_path() -> Path:
@@ -102,8 +108,7 @@ def load_cdnow(ws: Workspace, progress: Callable[[str, int], None] | None = None
     for name, table in (("customers", customer_table), ("orders", orders)):
         source = RecordsSource(f"CDNOW_master.txt ({name})", table.column_names,
                                iter([table]), fmt="cdnow")
-        results.append(ws.import_source(
-            name, source, progress=(lambda n, t=name: progress(t, n)) if progress else None))
+        results.append(ws.import_source(name, source, progress=_per_table(progress, name)))
     return results
 
 

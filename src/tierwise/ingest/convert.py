@@ -104,6 +104,7 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
             text = pa.nulls(n, pa.string())
             label = col.name
         if text is None:  # already typed: only emptiness can be wrong
+            assert typed is not None
             values, problems = typed, []
         else:
             converted = convert(text, col, fmt, zone)

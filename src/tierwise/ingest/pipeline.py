@@ -257,7 +257,7 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
                     exclude_none=True), ensure_ascii=False),
                 rows_read=result.rows_read, inserted=result.inserted, updated=result.updated,
                 stubs_created=len(new_ids), started_at=started, finished_at=utcnow(),
-            )).inserted_primary_key[0]
+            )).inserted_primary_key[0]  # type: ignore[index]
             result.import_id = int(import_id)
             if new_ids:
                 result.stubs_created = customer_store.create_stubs(conn, new_ids, import_id)

@@ -149,7 +149,7 @@ class FactStore:
                 bytes=final.stat().st_size, min_time=min_time, max_time=max_time,
                 overlaps=overlaps, import_id=import_id, added_at=utcnow(), seq=seq,
             ))
-            file_id = result.inserted_primary_key[0]
+            file_id = result.inserted_primary_key[0]  # type: ignore[index]
             if seq is None:
                 conn.execute(fact_files.update().where(fact_files.c.file_id == file_id)
                              .values(seq=file_id))
@@ -225,7 +225,7 @@ class FactStore:
             rows = conn.execute(sa.select(fact_files.c.file_id, fact_files.c.path,
                                           fact_files.c.removed_at)
                                 .where(fact_files.c.removed_at.is_not(None))).all()
-            gone = [r for r in rows if as_utc(r.removed_at) <= cutoff]
+            gone = [r for r in rows if (as_utc(r.removed_at) or cutoff) <= cutoff]
             for r in gone:
                 (self.root / r.path).unlink(missing_ok=True)
                 removed += 1

@@ -33,7 +33,8 @@ def sql_source(url: str, query: str, chunk_rows: int = BATCH_ROWS) -> RecordsSou
     except sa.exc.SQLAlchemyError as exc:
         conn.close()
         engine.dispose()
-        raise SourceError(f"{shown}: the query failed: {exc.orig or exc}") from None
+        reason = getattr(exc, "orig", None) or exc
+        raise SourceError(f"{shown}: the query failed: {reason}") from None
     header = list(result.keys())
 
     def batches() -> Iterator[pa.Table]:
