@@ -53,11 +53,11 @@ class DuckDBSession:
     def register_arrow(self, name: str, table: pa.Table) -> None:
         self.conn.register(name, table)
 
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         relation = self.conn.sql(sql, params=params or None)
         return relation.to_arrow_table() if relation is not None else pa.table({})
 
-    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+    def scalar(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> Any:
         relation = self.conn.sql(sql, params=params or None)
         rows = relation.fetchall() if relation is not None else []
         return rows[0][0] if rows else None
