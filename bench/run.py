@@ -12,4 +12,4 @@ SCRIPTS = ["import_orders.py", "demo.py"]
 if __name__ == "__main__":
     for script in SCRIPTS:
         print(f"== {script}", flush=True)
-        subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], check=True)
+        subprocess.run([sys.executable, str(HERE / script)], check=True)

@@ -226,12 +226,22 @@ def fit_gamma_gamma(x: Array, m_x: Array, weights: Array | None = None) -> Fitte
                 "gamma_gamma", int(w.sum()))
 
 
-def gamma_gamma_expected_spend(p: dict[str, float], x: Array, m_x: Array) -> Array:
-    """E[mean spend | x, m_x]; customers without repeat purchases get the population mean."""
+def gamma_gamma_expected_spend(p: dict[str, float], x: Array, m_x: Array,
+                               fallback: float | None = None) -> Array:
+    """E[mean spend | x, m_x]; customers without repeat purchases get the population mean.
+
+    The population mean p·γ/(q − 1) exists only for q > 1 (spend with a lighter tail than
+    a power law of index 1); otherwise ``fallback`` (e.g. the observed mean) is used.
+    """
     pp, q, gamma = p["p"], p["q"], p["gamma"]
     x = np.asarray(x, float)
     m_x = np.nan_to_num(np.asarray(m_x, float))
-    return (gamma + m_x * x) * pp / (pp * x + q - 1)
+    with np.errstate(all="ignore"):
+        conditional = (gamma + m_x * x) * pp / (pp * x + q - 1)
+    population = pp * gamma / (q - 1) if q > 1 else fallback
+    if population is None:
+        population = float("nan")
+    return np.where((x > 0) & (conditional > 0), conditional, population)
 
 
 # -- BG/BB ---------------------------------------------------------------------------------
@@ -279,13 +289,15 @@ def bgbb_expected(p: dict[str, float], periods: int, x: Array, t_x: Array, n: Ar
     alpha, beta, gamma, delta = p["alpha"], p["beta"], p["gamma"], p["delta"]
     x, t_x, n = (np.asarray(v, float) for v in (x, t_x, n))
     ll = bgbb_log_likelihood(np.array([alpha, beta, gamma, delta]), x, t_x, n)
+    if abs(gamma - 1) < 1e-9:
+        gamma += 1e-9  # the formula's removable singularity at γ = 1
     lead = (_betaln(alpha + x + 1, beta + n - x) - _betaln(alpha, beta)
-            + np.log(delta) - np.log(gamma - 1) + special.gammaln(gamma + delta)
-            - special.gammaln(1 + delta))
+            + special.gammaln(gamma + delta) - special.gammaln(1 + delta))
     span = (np.exp(special.gammaln(1 + delta + n) - special.gammaln(gamma + delta + n))
             - np.exp(special.gammaln(1 + delta + n + periods)
                      - special.gammaln(gamma + delta + n + periods)))
-    return np.exp(lead - ll) * span
+    # δ/(γ − 1) and the span have the same sign for any γ ≠ 1, so the product is positive.
+    return np.exp(lead - ll) * delta / (gamma - 1) * span
 
 
 # -- shifted beta-geometric ----------------------------------------------------------------

@@ -34,13 +34,19 @@ days AS (
     SELECT customer_id, day, sum(amount) AS amount
     FROM paid GROUP BY customer_id, day
 ),
+gaps AS (
+    SELECT customer_id, day, amount,
+           date_diff('day', lag(day) OVER (PARTITION BY customer_id ORDER BY day), day) AS gap
+    FROM days
+),
 per_day AS (
     SELECT customer_id,
            count(*) AS purchase_days,
            min(day) AS first_day,
            max(day) AS last_day,
-           sum(amount) - arg_min(amount, day) AS repeat_amount
-    FROM days GROUP BY customer_id
+           sum(amount) - arg_min(amount, day) AS repeat_amount,
+           arg_max(gap, day) AS gap_before_last
+    FROM gaps GROUP BY customer_id
 )
 SELECT p.customer_id,
        min(p.ordered_at) AS first_order_at,
@@ -59,6 +65,7 @@ SELECT p.customer_id,
        date_diff('day', any_value(d.first_day), CAST(timezone(:tz, :as_of) AS DATE)) AS t_days,
        CAST(floor(date_diff('second', max(p.ordered_at), :as_of) / 86400) AS BIGINT)
            AS recency_days,
+       any_value(d.gap_before_last) AS gap_before_last_days,
        CASE WHEN any_value(d.purchase_days) > 1
             THEN any_value(d.repeat_amount) / (any_value(d.purchase_days) - 1) END AS m_x
 FROM paid AS p JOIN per_day AS d ON p.customer_id = d.customer_id
@@ -71,6 +78,12 @@ ORDER BY p.customer_id
 def stats_sql(dialect: str) -> str:
     """The statistics query rendered for ``dialect`` (placeholders stay named)."""
     return sqlglot.transpile(_STATS_SQL, read="duckdb", write=dialect)[0]
+
+
+_REFERRALS_SQL = """
+SELECT referrer_id AS customer_id, count(*) AS referrals
+FROM referrals WHERE "at" <= :as_of GROUP BY referrer_id
+"""
 
 
 @dataclass(frozen=True)
@@ -95,3 +108,10 @@ def customer_stats(ws: Workspace, as_of: datetime, period: Period | None = None)
                               "prev_start": prev_start}
     with ws.engine.session({"orders": ws.facts.scan("orders")}) as session:
         return session.query(stats_sql(ws.engine.name), params)
+
+
+def referrals_made(ws: Workspace, as_of: datetime) -> pa.Table:
+    """Referrals each customer made up to ``as_of``."""
+    sql = sqlglot.transpile(_REFERRALS_SQL, read="duckdb", write=ws.engine.name)[0]
+    with ws.engine.session({"referrals": ws.facts.scan("referrals")}) as session:
+        return session.query(sql, {"as_of": as_of})

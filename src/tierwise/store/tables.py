@@ -87,3 +87,31 @@ mappings = sa.Table(
     sa.Column("spec", sa.Text, nullable=False),  # YAML
     sa.Column("saved_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Versioned definitions: RFM settings, tier rules, lifecycle rules, CLV settings (and,
+# later, segments). A change never overwrites: it adds the next version.
+definitions = sa.Table(
+    "definitions",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("spec", sa.Text, nullable=False),  # JSON
+    sa.Column("note", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One Parquet file of customer facts (RFM, value score, tier, lifecycle, CLV, churn risk)
+# per computation; ``settings`` records the definition versions it used.
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("snapshot_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("path", sa.Text, nullable=False, unique=True),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("settings", sa.Text, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Index("ix_snapshots_as_of", "as_of"),
+)

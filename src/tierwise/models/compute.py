@@ -1,0 +1,318 @@
+"""`tierwise compute`: every customer's RFM, value score, tier, lifecycle stage, CLV and
+churn risk as of an instant, saved as a dated snapshot.
+
+Settings are versioned definitions in the control store (kind/key): ``rfm/settings``,
+``rfm_scheme/<key>`` (user schemes), ``tiers/value``, ``lifecycle/default``,
+``clv/settings``, ``churn/bands``. Defaults apply until a version is saved; each snapshot
+records the versions and fitted parameters it used.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierwise.errors import TierwiseError
+from tierwise.models import clv, lifecycle, rfm, stats, tiers
+from tierwise.store import customers as customer_store
+from tierwise.store import definitions
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import snapshots
+from tierwise.workspace import Workspace
+
+WEEK_DAYS = 7.0
+MONTH_WEEKS = 52.0 / 12.0
+
+
+class CLVSettings(BaseModel):
+    """CLV settings (versioned as ``clv/settings``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    #: Pareto/NBD by default: BG/NBD puts P(alive) = 1 for every customer without a repeat
+    #: purchase, however long ago, which would hide one-time buyers from churn warnings.
+    model: Literal["bgnbd", "pareto_nbd"] = "pareto_nbd"
+    horizon_weeks: int = Field(52, ge=1)
+    #: Share of revenue kept as profit; None: measured from orders' cost, else 1.
+    margin: float | None = Field(None, gt=0, le=1)
+    #: Yearly discount rate for future cash flows, applied monthly.
+    discount_rate: float = Field(0.10, ge=0, lt=1)
+    #: Service cost per expected future purchase, for profit CLV.
+    service_cost_per_purchase: float = Field(0.0, ge=0)
+
+
+SETTINGS: dict[str, tuple[str, str, type[BaseModel]]] = {
+    "rfm": ("rfm", "settings", rfm.RFMSettings),
+    "tiers": ("tiers", "value", tiers.TierSpec),
+    "lifecycle": ("lifecycle", "default", lifecycle.LifecycleSpec),
+    "clv": ("clv", "settings", CLVSettings),
+    "churn": ("churn", "bands", lifecycle.ChurnBands),
+}
+
+
+@dataclass
+class Settings:
+    rfm: rfm.RFMSettings
+    scheme: rfm.SegmentScheme
+    tiers: tiers.TierSpec
+    lifecycle: lifecycle.LifecycleSpec
+    clv: CLVSettings
+    churn: lifecycle.ChurnBands
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+def load_settings(ws: Workspace) -> Settings:
+    """The latest saved version of every setting, or its default (version 0)."""
+    loaded: dict[str, Any] = {}
+    versions: dict[str, int] = {}
+    with ws.control.read() as conn:
+        for name, (kind, key, model) in SETTINGS.items():
+            saved = definitions.latest(conn, kind, key)
+            loaded[name] = model.model_validate(saved.spec) if saved else model()
+            versions[name] = saved.version if saved else 0
+        scheme_key = loaded["rfm"].scheme
+        if scheme_key in rfm.SCHEMES:
+            scheme = rfm.SCHEMES[scheme_key]
+        else:
+            saved = definitions.latest(conn, "rfm_scheme", scheme_key)
+            if saved is None:
+                raise TierwiseError(f"RFM scheme {scheme_key!r} is neither built in "
+                                    f"({', '.join(rfm.SCHEMES)}) nor saved")
+            scheme = rfm.scheme_from_spec(saved.spec)
+            versions["rfm_scheme"] = saved.version
+    if scheme.kind == "cells" and scheme.bins != loaded["rfm"].bins:
+        raise TierwiseError(f"RFM scheme {scheme.key} is for {scheme.bins} score levels but "
+                            f"RFM is scored in {loaded['rfm'].bins}")
+    return Settings(loaded["rfm"], scheme, loaded["tiers"], loaded["lifecycle"],
+                    loaded["clv"], loaded["churn"], versions)
+
+
+def save_setting(ws: Workspace, name: str, spec: BaseModel, note: str | None = None) -> int:
+    kind, key, model = SETTINGS[name]
+    with ws.control.write() as conn:
+        return definitions.save(conn, kind, key, model.model_validate(
+            spec.model_dump()).model_dump(mode="json"), note)
+
+
+@dataclass
+class Snapshot:
+    snapshot_id: int | None
+    as_of: datetime
+    path: Path | None
+    table: pa.Table
+    settings: dict[str, Any]
+    seconds: float
+
+
+def _np(table: pa.Table, name: str, fill: float = np.nan) -> np.ndarray:
+    return np.asarray(pc.fill_null(table[name].cast(pa.float64()), fill)
+                      .to_numpy(zero_copy_only=False), dtype=float)
+
+
+def _fit_clv(settings: CLVSettings, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+             m_x: np.ndarray) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
+    """(fitted parameters, P(alive), expected purchases over the horizon, expected spend)."""
+    data = clv.Summary.compress(x, t_x, T)
+    if settings.model == "bgnbd":
+        fitted = clv.fit_bgnbd(data)
+        p_alive = clv.bgnbd_p_alive(fitted.params, x, t_x, T)
+
+        def cumulative(t: float) -> np.ndarray:
+            return clv.bgnbd_expected(fitted.params, t, x, t_x, T)
+    else:
+        fitted = clv.fit_pareto_nbd(data)
+        p_alive = clv.pareto_p_alive(fitted.params, x, t_x, T)
+
+        def cumulative(t: float) -> np.ndarray:
+            return clv.pareto_expected(fitted.params, t, x, t_x, T)
+    info: dict[str, Any] = {"purchases": fitted.as_dict()}
+    try:
+        spend_model = clv.fit_gamma_gamma(x, np.nan_to_num(m_x))
+        observed = float(np.nanmean(m_x)) if np.any(~np.isnan(m_x)) else 0.0
+        spend = clv.gamma_gamma_expected_spend(spend_model.params, x, m_x, observed)
+        info["spend"] = spend_model.as_dict()
+    except TierwiseError:
+        spend = np.full(len(x), np.nanmean(m_x) if np.any(~np.isnan(m_x)) else 0.0)
+        info["spend"] = {"model": "mean", "note": "too few repeat buyers for gamma_gamma"}
+    info["cumulative"] = cumulative
+    return info, p_alive, cumulative(float(settings.horizon_weeks)), spend
+
+
+def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
+            settings: Settings | None = None) -> Snapshot:
+    """Compute every customer's facts as of ``as_of`` (default now) and save a snapshot."""
+    t0 = time.perf_counter()
+    as_of = as_of or utcnow()
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=ws.config.zone)
+    settings = settings or load_settings(ws)
+    period = stats.Period(settings.rfm.period_days)
+    buyer_stats = stats.customer_stats(ws, as_of, period)
+    referrals = stats.referrals_made(ws, as_of)
+    with ws.control.read() as conn:
+        people = customer_store.as_arrow(conn, columns=["customer_id", "acquisition_cost"])
+    with ws.engine.session(arrow={"stats": buyer_stats}) as session:
+        scores = rfm.score(session, settings.rfm, ws.engine.name)
+    # One row per customer (prospects included), ordered by id.
+    base = people.sort_by("customer_id")
+    ids = base["customer_id"]
+    s_idx = pc.index_in(ids, buyer_stats["customer_id"])
+    bought = np.asarray(pc.is_valid(s_idx).to_numpy(zero_copy_only=False), dtype=bool)
+
+    def col(table: pa.Table, name: str, index: pa.Array) -> pa.Array:
+        return pc.take(table[name], index)
+
+    st = pa.table({name: col(buyer_stats, name, s_idx) for name in buyer_stats.column_names
+                   if name != "customer_id"})
+    sc_idx = pc.index_in(ids, scores["customer_id"])
+    sc = pa.table({name: col(scores, name, sc_idx) for name in ("recency", "frequency",
+                                                                 "monetary", "r", "f", "m")})
+    segment = rfm.assign(settings.scheme, scores)
+    segment = pc.take(segment, sc_idx)
+    ref_idx = pc.index_in(ids, referrals["customer_id"])
+    referrals_made = np.nan_to_num(_np(pa.table({"n": col(referrals, "referrals", ref_idx)}),
+                                       "n"))
+
+    x = np.nan_to_num(_np(st, "x"))
+    t_x = np.nan_to_num(_np(st, "t_x_days")) / WEEK_DAYS
+    T = np.nan_to_num(_np(st, "t_days")) / WEEK_DAYS
+    m_x = _np(st, "m_x")
+    revenue_total = np.nan_to_num(_np(st, "revenue_total"))
+    profit_total = np.nan_to_num(_np(st, "profit_total"))
+    clv_info: dict[str, Any] = {}
+    p_alive = np.full(len(ids), np.nan)
+    expected = np.full(len(ids), np.nan)
+    spend = np.full(len(ids), np.nan)
+    value = np.full(len(ids), np.nan)
+    margin = settings.clv.margin
+    if margin is None:
+        cost_known = revenue_total.sum() > 0 and profit_total.sum() < revenue_total.sum()
+        margin = float(np.clip(profit_total.sum() / revenue_total.sum(), 0.01, 1.0)) \
+            if cost_known else 1.0
+    if bought.sum() >= 10:
+        b = np.flatnonzero(bought)
+        info, pa_b, exp_b, spend_b = _fit_clv(settings.clv, x[b], t_x[b], T[b], m_x[b])
+        cumulative = info.pop("cumulative")
+        clv_info = info
+        p_alive[b], expected[b], spend[b] = pa_b, exp_b, spend_b
+        months = max(1, round(settings.clv.horizon_weeks / MONTH_WEEKS))
+        monthly = (1 + settings.clv.discount_rate) ** (1 / 12) - 1
+        value[b] = clv.discounted_value(cumulative, spend_b, months, MONTH_WEEKS, margin,
+                                        monthly)
+    acquisition = np.nan_to_num(_np(base, "acquisition_cost"))
+    profit_clv = value - settings.clv.service_cost_per_purchase * np.nan_to_num(expected) \
+        - acquisition
+
+    metrics = {
+        "monetary": _np(sc, "monetary"), "frequency": _np(sc, "frequency"),
+        "recency": _np(sc, "recency"), "profit": profit_total, "clv": np.nan_to_num(value),
+        "referrals": referrals_made,
+        "growth": np.nan_to_num(_np(st, "revenue")) - np.nan_to_num(_np(st, "revenue_previous")),
+    }
+    score = tiers.value_score(metrics, settings.tiers.weights, bought)
+    id_np = np.asarray(ids.to_pylist(), dtype=object)
+    tier = tiers.assign_tiers(settings.tiers, id_np, score, revenue_total)
+    gap = lifecycle.typical_gap(x, np.nan_to_num(_np(st, "t_x_days")), settings.lifecycle)
+    stage = lifecycle.stages(settings.lifecycle, bought, _np(st, "recency_days"),
+                             _np(st, "t_days"), np.nan_to_num(_np(st, "purchase_days")), gap,
+                             _np(st, "gap_before_last_days"))
+    risk = lifecycle.churn_risk(p_alive, settings.churn)
+
+    def maybe(values: np.ndarray) -> pa.Array:
+        return pa.array(np.where(np.isnan(values), None, values).tolist(), pa.float64())
+
+    table = pa.table({
+        "customer_id": ids,
+        "as_of": pa.array([as_of] * len(ids), pa.timestamp("us", tz="UTC")),
+        "first_order_at": st["first_order_at"],
+        "last_order_at": st["last_order_at"],
+        "orders_total": st["orders_total"],
+        "revenue_total": st["revenue_total"],
+        "profit_total": st["profit_total"],
+        "recency_days": st["recency_days"],
+        "rfm_recency": sc["recency"],
+        "rfm_frequency": sc["frequency"],
+        "rfm_monetary": sc["monetary"],
+        "rfm_r": sc["r"],
+        "rfm_f": sc["f"],
+        "rfm_m": sc["m"],
+        "rfm_score": pc.add(pc.add(sc["r"], sc["f"]), sc["m"]),
+        "rfm_cell": pc.binary_join_element_wise(sc["r"].cast(pa.string()),
+                                                sc["f"].cast(pa.string()),
+                                                sc["m"].cast(pa.string()), ""),
+        "rfm_segment": segment,
+        "referrals": pa.array(referrals_made.astype(np.int64)),
+        "value_score": pa.array(score),
+        "tier": pa.array(tier.tolist(), pa.string()),
+        "lifecycle": pa.array(stage.tolist(), pa.string()),
+        "typical_gap_days": pa.array(np.where(bought, gap, np.nan).tolist()),
+        "p_alive": maybe(p_alive),
+        "expected_purchases": maybe(expected),
+        "expected_spend": maybe(spend),
+        "clv": maybe(value),
+        "profit_clv": maybe(profit_clv),
+        "churn_risk": pa.array(risk.tolist(), pa.string()),
+    })
+    record = {"versions": settings.versions, "scheme": settings.scheme.key,
+              "margin": margin, "clv": clv_info,
+              "rfm": settings.rfm.model_dump(mode="json"),
+              "tiers": settings.tiers.model_dump(mode="json")}
+    seconds = time.perf_counter() - t0
+    snap = Snapshot(None, as_of, None, table, record, seconds)
+    if save:
+        _save(ws, snap)
+    return snap
+
+
+def _save(ws: Workspace, snap: Snapshot) -> None:
+    folder = ws.root / "snapshots"
+    folder.mkdir(exist_ok=True)
+    name = f"{snap.as_of.astimezone(ws.config.zone):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    tmp = folder / f".{name}.parquet"
+    pq.write_table(snap.table, tmp, compression="zstd")
+    final = folder / f"{name}.parquet"
+    tmp.replace(final)
+    try:
+        with ws.control.write() as conn:
+            result = conn.execute(snapshots.insert().values(
+                as_of=snap.as_of, computed_at=utcnow(), path=final.relative_to(ws.root)
+                .as_posix(), rows=snap.table.num_rows, seconds=snap.seconds,
+                settings=json.dumps(snap.settings, ensure_ascii=False, default=str)))
+            snap.snapshot_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    except BaseException:
+        final.unlink(missing_ok=True)
+        raise
+    snap.path = final
+
+
+def list_snapshots(ws: Workspace) -> list[dict[str, Any]]:
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(snapshots).order_by(snapshots.c.snapshot_id)).all()
+    return [{**dict(r._mapping), "as_of": as_utc(r.as_of),
+             "computed_at": as_utc(r.computed_at)} for r in rows]
+
+
+def load_snapshot(ws: Workspace, snapshot_id: int | None = None) -> Snapshot:
+    """A saved snapshot (default: the latest computed)."""
+    with ws.control.read() as conn:
+        query = sa.select(snapshots)
+        query = (query.where(snapshots.c.snapshot_id == snapshot_id) if snapshot_id
+                 else query.order_by(snapshots.c.snapshot_id.desc()).limit(1))
+        row = conn.execute(query).first()
+    if row is None:
+        raise TierwiseError("no snapshot yet: run `tierwise compute` first"
+                            if snapshot_id is None else f"no snapshot {snapshot_id}")
+    path = ws.root / row.path
+    return Snapshot(row.snapshot_id, as_utc(row.as_of) or utcnow(), path, pq.read_table(path),
+                    json.loads(row.settings), row.seconds)

@@ -1,0 +1,100 @@
+"""Lifecycle stages from each customer's own rhythm, and churn-risk bands from P(alive).
+
+A customer's **typical gap** is their mean time between purchase days
+(``t_x / x``); customers with a single purchase day take the population's median gap.
+With ``gap`` clamped to ``[min_gap_days, max_gap_days]`` and ``recency`` the days since
+the last purchase, the first matching rule wins:
+
+| stage | rule (defaults) |
+|---|---|
+| prospect | never bought |
+| new | first purchase within ``new_days`` (30) |
+| reactivated | recency ≤ active limit, and the gap before the last purchase was longer than the dormant limit |
+| loyal | recency ≤ active limit, ≥ ``loyal_purchase_days`` (4) purchase days and ≥ ``loyal_tenure_days`` (180) as a customer |
+| active | recency ≤ ``active × gap`` (1.5) |
+| at_risk | recency ≤ ``at_risk × gap`` (3) |
+| dormant | recency ≤ ``dormant × gap`` (6) |
+| churned | otherwise |
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+STAGES = ("prospect", "new", "reactivated", "loyal", "active", "at_risk", "dormant",
+          "churned")
+STAGE_LABELS = {
+    "prospect": {"zh-CN": "潜在客户", "en": "Prospect"},
+    "new": {"zh-CN": "新客户", "en": "New"},
+    "reactivated": {"zh-CN": "回流客户", "en": "Reactivated"},
+    "loyal": {"zh-CN": "忠诚客户", "en": "Loyal"},
+    "active": {"zh-CN": "活跃客户", "en": "Active"},
+    "at_risk": {"zh-CN": "流失预警", "en": "At risk"},
+    "dormant": {"zh-CN": "沉睡客户", "en": "Dormant"},
+    "churned": {"zh-CN": "已流失", "en": "Churned"},
+}
+
+
+class LifecycleSpec(BaseModel):
+    """Lifecycle rules (versioned as ``lifecycle/default``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    new_days: int = Field(30, ge=1)
+    active: float = Field(1.5, gt=0)
+    at_risk: float = Field(3.0, gt=0)
+    dormant: float = Field(6.0, gt=0)
+    min_gap_days: float = Field(7, gt=0)
+    max_gap_days: float = Field(180, gt=0)
+    loyal_purchase_days: int = Field(4, ge=2)
+    loyal_tenure_days: int = Field(180, ge=0)
+
+
+def typical_gap(x: np.ndarray, t_x_days: np.ndarray, spec: LifecycleSpec) -> np.ndarray:
+    x = np.asarray(x, float)
+    own = np.where(x > 0, np.asarray(t_x_days, float) / np.maximum(x, 1), np.nan)
+    fallback = float(np.nanmedian(own)) if np.any(x > 0) else spec.max_gap_days
+    gap = np.where(np.isnan(own), fallback, own)
+    return np.clip(gap, spec.min_gap_days, spec.max_gap_days)
+
+
+def stages(spec: LifecycleSpec, bought: np.ndarray, recency: np.ndarray,
+           tenure_days: np.ndarray, purchase_days: np.ndarray, gap: np.ndarray,
+           gap_before_last: np.ndarray) -> np.ndarray:
+    """Stage of each customer (see the module docstring)."""
+    n = len(bought)
+    out = np.full(n, "prospect", dtype=object)
+    recency = np.asarray(recency, float)
+    active_limit = spec.active * gap
+    dormant_limit = spec.dormant * gap
+    rules = [
+        ("new", tenure_days <= spec.new_days),
+        ("reactivated", (recency <= active_limit)
+         & (np.nan_to_num(gap_before_last, nan=0.0) > dormant_limit)),
+        ("loyal", (recency <= active_limit) & (purchase_days >= spec.loyal_purchase_days)
+         & (tenure_days >= spec.loyal_tenure_days)),
+        ("active", recency <= active_limit),
+        ("at_risk", recency <= spec.at_risk * gap),
+        ("dormant", recency <= dormant_limit),
+        ("churned", np.ones(n, dtype=bool)),
+    ]
+    free = np.asarray(bought, bool).copy()
+    for stage, mask in rules:
+        hit = free & mask
+        out[hit] = stage
+        free &= ~hit
+    return out
+
+
+class ChurnBands(BaseModel):
+    """Churn risk from P(alive): high below ``high``, medium below ``medium``, else low."""
+
+    model_config = ConfigDict(extra="forbid")
+    high: float = Field(0.3, gt=0, lt=1)
+    medium: float = Field(0.7, gt=0, lt=1)
+
+
+def churn_risk(p_alive: np.ndarray, bands: ChurnBands) -> np.ndarray:
+    p = np.asarray(p_alive, float)
+    out = np.where(p < bands.high, "high", np.where(p < bands.medium, "medium", "low"))
+    return np.where(np.isnan(p), None, out).astype(object)

@@ -1,0 +1,142 @@
+"""Value tiers: a composite value score, then tiers by percentile, threshold or Pareto share.
+
+**Value score** (0–100): each metric is normalised to its percentile rank among
+customers who bought, ``(customers strictly below) / (n − 1)``, so ties share a value and
+outliers cannot squash everyone else; recency is reversed (recent is high). The score is
+the weighted mean × 100. Customers without a purchase score 0.
+
+**Tiers**, best first (A, B, C, D by default):
+- ``percentile`` — cuts are the shares of customers in each tier but the last, best first:
+  ``[0.1, 0.2, 0.3]`` puts the top 10% by value score in A, the next 20% in B, … ;
+- ``threshold`` — cuts are value-score floors, best first: ``[80, 60, 40]``;
+- ``pareto`` — cuts are cumulative revenue shares: ``[0.5, 0.8, 0.95]`` puts in A the
+  customers who, ranked by revenue, make the first 50% of it, and so on.
+Ties are broken by customer_id so the same data always gives the same tiers.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+METRICS = ("monetary", "frequency", "recency", "profit", "clv", "referrals", "growth")
+
+
+class TierSpec(BaseModel):
+    """A tier definition (versioned as ``tiers/value``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tiers: list[str] = Field(default_factory=lambda: ["A", "B", "C", "D"], min_length=2)
+    labels: dict[str, dict[str, str]] = Field(default_factory=lambda: {
+        "A": {"zh-CN": "A 类 · 核心客户", "en": "A · key accounts"},
+        "B": {"zh-CN": "B 类 · 重要客户", "en": "B · important"},
+        "C": {"zh-CN": "C 类 · 普通客户", "en": "C · regular"},
+        "D": {"zh-CN": "D 类 · 低价值客户", "en": "D · low value"},
+    })
+    weights: dict[str, float] = Field(default_factory=lambda: {
+        "monetary": 0.35, "frequency": 0.2, "recency": 0.15, "profit": 0.1, "clv": 0.2})
+    method: Literal["percentile", "threshold", "pareto"] = "pareto"
+    cuts: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.95])
+
+    @model_validator(mode="after")
+    def _check(self) -> TierSpec:
+        unknown = set(self.weights) - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; expected some of {METRICS}")
+        if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
+            raise ValueError("weights must be non-negative and not all zero")
+        if len(self.cuts) != len(self.tiers) - 1:
+            raise ValueError(f"{len(self.tiers)} tiers need {len(self.tiers) - 1} cuts")
+        if self.method == "threshold":
+            if any(b >= a for a, b in zip(self.cuts, self.cuts[1:], strict=False)):
+                raise ValueError("threshold cuts are value-score floors, best tier first: "
+                                 "strictly descending")
+        else:
+            if self.method == "percentile" and not 0 < sum(self.cuts) < 1:
+                raise ValueError("percentile cuts are tier shares that must sum to below 1")
+            if self.method == "pareto" and (
+                    any(b <= a for a, b in zip(self.cuts, self.cuts[1:], strict=False))
+                    or not 0 < self.cuts[0] and self.cuts[-1] < 1):
+                raise ValueError("pareto cuts are cumulative revenue shares, ascending in (0, 1)")
+        return self
+
+
+def percentile_rank(values: np.ndarray, higher_is_better: bool = True) -> np.ndarray:
+    """(number of values strictly worse) / (n − 1); ties share the rank; NaN counts as worst."""
+    v = np.where(np.isnan(values), -np.inf, values) if higher_is_better else \
+        np.where(np.isnan(values), np.inf, -values)
+    if len(v) <= 1:
+        return np.zeros(len(v))
+    ordered = np.sort(v)
+    below = np.searchsorted(ordered, v, side="left")
+    return below / (len(v) - 1)
+
+
+def value_score(metrics: dict[str, np.ndarray], weights: dict[str, float],
+                bought: np.ndarray) -> np.ndarray:
+    """Weighted mean of percentile ranks × 100 among buyers; 0 for customers who never bought."""
+    total = sum(weights.values())
+    score = np.zeros(len(bought))
+    idx = np.flatnonzero(bought)
+    for name, weight in weights.items():
+        if weight == 0:
+            continue
+        values = np.asarray(metrics[name], float)[idx]
+        score[idx] += weight * percentile_rank(values, higher_is_better=name != "recency")
+    return np.round(100 * score / total, 4)
+
+
+def assign_tiers(spec: TierSpec, customer_id: np.ndarray, score: np.ndarray,
+                 revenue: np.ndarray) -> np.ndarray:
+    """Tier of each customer (object array of tier names)."""
+    n = len(score)
+    out = np.full(n, spec.tiers[-1], dtype=object)
+    if n == 0:
+        return out
+    if spec.method == "threshold":
+        for tier, floor in reversed(list(zip(spec.tiers[:-1], spec.cuts, strict=True))):
+            out[score >= floor] = tier
+        return out
+    if spec.method == "percentile":
+        order = np.lexsort((customer_id, -score))  # best first, ties by id
+        bounds = np.round(np.cumsum(spec.cuts) * n).astype(int)
+        position = np.empty(n, dtype=int)
+        position[order] = np.arange(n)
+        tier_index = np.searchsorted(bounds, position, side="right")
+        return np.asarray(spec.tiers, dtype=object)[tier_index]
+    # pareto: rank by revenue, a customer belongs to the tier in which their revenue starts
+    revenue = np.nan_to_num(np.asarray(revenue, float))
+    order = np.lexsort((customer_id, -revenue))
+    total = revenue.sum()
+    if total <= 0:
+        return out
+    before = np.concatenate([[0.0], np.cumsum(revenue[order])[:-1]]) / total
+    tier_index = np.searchsorted(np.asarray(spec.cuts), before, side="right")
+    result = np.empty(n, dtype=object)
+    result[order] = np.asarray(spec.tiers, dtype=object)[tier_index]
+    result[revenue <= 0] = spec.tiers[-1]
+    return result
+
+
+def tier_summary(tiers: np.ndarray, revenue: np.ndarray, spec: TierSpec) -> pa.Table:
+    """Customers, revenue and revenue share per tier."""
+    revenue = np.nan_to_num(np.asarray(revenue, float))
+    total = revenue.sum() or 1.0
+    rows = [{"tier": t, "customers": int(np.sum(tiers == t)),
+             "revenue": float(revenue[tiers == t].sum()),
+             "revenue_share": float(revenue[tiers == t].sum() / total)} for t in spec.tiers]
+    return pa.Table.from_pylist(rows)
+
+
+def migration(before: np.ndarray, after: np.ndarray, labels: list[str]) -> pa.Table:
+    """Counts of customers moving from each tier (rows) to each tier (columns)."""
+    rows = []
+    for a in labels:
+        row: dict[str, object] = {"from": a}
+        for b in labels:
+            row[b] = int(np.sum((before == a) & (after == b)))
+        rows.append(row)
+    return pa.Table.from_pylist(rows)
