@@ -125,3 +125,41 @@ def test_import_from_postgres(pg_url: str, ws: tierwise.Workspace):
     rows = sorted(ws.table("orders").to_pylist(), key=lambda r: r["order_id"])
     assert rows[0]["amount"] == pytest.approx(12.34)
     assert rows[0]["ordered_at"].isoformat() == "2025-03-01T02:00:00+00:00"
+
+
+def test_value_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    root = tmp_path / "v"
+    tw("demo", "-w", str(root), "--customers", "1500", "--seed", "3", "--end", "2026-06-30")
+    monkeypatch.setenv("TIERWISE_WORKSPACE", str(root))
+    tw("rfm", code=1)  # no snapshot yet: a clear error, not a traceback
+    out = tw("compute", "--as-of", "2026-06-30")
+    assert "1,500 customers as of 2026-06-30 23:59" in out and "A 类" in out
+    assert "冠军客户" in tw("rfm") or "忠诚客户" in tw("rfm")
+    assert "Tiers (pareto [0.5, 0.8, 0.95])" in tw("tiers")
+    assert "已流失" in tw("lifecycle")
+    out = tw("tiers", "plan", "--method", "percentile", "--cuts", "0.1,0.2,0.3",
+             "--as-of", "2026-06-30")
+    assert "would change tier" in out and "150 │" in out.replace(",", "")
+    assert "version 1" in tw("tiers", "apply", "--method", "percentile", "--cuts",
+                             "0.1,0.2,0.3")
+    tw("compute", "--as-of", "2026-06-30")
+    assert "snapshot 1 (rows) → 2" in tw("tiers", "migration", "--from", "1", "--to", "2")
+    result = json.loads(tw("clv", "fit", "--model", "bgnbd", "--calibration-end",
+                           "2026-03-31", "--as-of", "2026-06-30", "--json"))
+    assert set(result["params"]) == {"r", "alpha", "a", "b"}
+    assert result["holdout"]["actual_total"] > 0
+    result = json.loads(tw("clv", "fit", "--model", "sbg", "--survivors",
+                           "1000,631,468,382,326,289,262,241", "--json"))
+    assert round(result["params"]["alpha"], 3) == 0.704
+    tw("clv", "fit", "--model", "sbg", code=1)
+    out = tw("clv", "predict", "--horizon", "12m", "--out", str(tmp_path / "p.csv"),
+             "--as-of", "2026-06-30")
+    assert "wrote 1,500 predictions" in out
+    assert (tmp_path / "p.csv").read_text(encoding="utf-8-sig").startswith("customer_id,p_alive")
+    assert "version 1" in tw("rfm", "settings", "--scheme", "cn8")
+    tw("compute", "--as-of", "2026-06-30")
+    assert "重要价值客户" in tw("rfm")
+    write(tmp_path / "s.yaml", "key: mine\nlabels: {a: {zh-CN: 甲, en: A}, b: {zh-CN: 乙, en: B}}"
+          "\nrules:\n  - {segment: a, r: 5}\n  - {segment: b, r: 1-3}\n")
+    out = tw("rfm", "scheme", str(tmp_path / "s.yaml"))
+    assert "uncovered cells: R4F1" in out and "unreachable segments: none" in out

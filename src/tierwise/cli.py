@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tierwise import render
+from tierwise import cli_value, render
 from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
 from tierwise.errors import ImportRejected, TierwiseError
 from tierwise.ingest.mapping import Mapping
@@ -235,6 +235,9 @@ def mappings_list(workspace: WorkspaceOpt = None) -> None:
 def mappings_show(name: str, workspace: WorkspaceOpt = None) -> None:
     """Print a saved mapping as YAML (save it to a file to edit and reuse)."""
     out.print(_open(workspace).resolve_mapping(name).to_yaml(), markup=False)
+
+
+cli_value.register(app)
 
 
 def main() -> None:

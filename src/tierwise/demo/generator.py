@@ -36,7 +36,7 @@ class DemoSpec:
     #: Last day of generated history (inclusive); the default is yesterday.
     end: date | None = None
     years: float = 3.0
-    #: Scales purchase rates up and dropout chances down (4 gives about 7 orders and 23 events each).
+    #: Scales purchase rates up and dropout chances down (4: ~7 orders, 23 events each).
     activity: float = 1.0
 
     @property

@@ -84,7 +84,7 @@ def _fit(neg_ll: Callable[[Array], float], start: Array, names: list[str], model
     return Fitted(model, params, float(-best.fun), customers, bool(best.success))
 
 
-def _safe(fn: Callable[[Array], Array]) -> Callable[[Array], float]:
+def _safe(fn: Callable[[Array], Array | float]) -> Callable[[Array], float]:
     def wrapped(log_params: Array) -> float:
         with np.errstate(all="ignore"):
             value = float(fn(np.exp(log_params)))
@@ -150,6 +150,7 @@ def _log_a0(r: float, alpha: float, s: float, beta: float, x: Array, t_x: Array,
             T: Array) -> Array:
     """log of the A0 term of the Pareto/NBD likelihood (Fader & Hardie 2005, eq. 22-23)."""
     rsx = r + s + x
+    second: Array | float
     if alpha >= beta:
         big, second, shift = alpha, s + 1, alpha - beta
     else:

@@ -26,6 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tierwise.errors import TierwiseError
 from tierwise.models import clv, lifecycle, rfm, stats, tiers
+from tierwise.models.lifecycle import ChurnBands, LifecycleSpec
+from tierwise.models.rfm import RFMSettings, SegmentScheme
+from tierwise.models.tiers import TierSpec
 from tierwise.store import customers as customer_store
 from tierwise.store import definitions
 from tierwise.store.control import as_utc, utcnow
@@ -63,12 +66,12 @@ SETTINGS: dict[str, tuple[str, str, type[BaseModel]]] = {
 
 @dataclass
 class Settings:
-    rfm: rfm.RFMSettings
-    scheme: rfm.SegmentScheme
-    tiers: tiers.TierSpec
-    lifecycle: lifecycle.LifecycleSpec
+    rfm: RFMSettings
+    scheme: SegmentScheme
+    tiers: TierSpec
+    lifecycle: LifecycleSpec
     clv: CLVSettings
-    churn: lifecycle.ChurnBands
+    churn: ChurnBands
     versions: dict[str, int] = field(default_factory=dict)
 
 
@@ -230,7 +233,7 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     risk = lifecycle.churn_risk(p_alive, settings.churn)
 
     def maybe(values: np.ndarray) -> pa.Array:
-        return pa.array(np.where(np.isnan(values), None, values).tolist(), pa.float64())
+        return pa.array(values, pa.float64(), from_pandas=True)  # NaN → null
 
     table = pa.table({
         "customer_id": ids,
@@ -256,7 +259,7 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         "value_score": pa.array(score),
         "tier": pa.array(tier.tolist(), pa.string()),
         "lifecycle": pa.array(stage.tolist(), pa.string()),
-        "typical_gap_days": pa.array(np.where(bought, gap, np.nan).tolist()),
+        "typical_gap_days": maybe(np.where(bought, gap, np.nan)),
         "p_alive": maybe(p_alive),
         "expected_purchases": maybe(expected),
         "expected_spend": maybe(spend),

@@ -5,16 +5,16 @@ A customer's **typical gap** is their mean time between purchase days
 With ``gap`` clamped to ``[min_gap_days, max_gap_days]`` and ``recency`` the days since
 the last purchase, the first matching rule wins:
 
-| stage | rule (defaults) |
-|---|---|
-| prospect | never bought |
-| new | first purchase within ``new_days`` (30) |
-| reactivated | recency ≤ active limit, and the gap before the last purchase was longer than the dormant limit |
-| loyal | recency ≤ active limit, ≥ ``loyal_purchase_days`` (4) purchase days and ≥ ``loyal_tenure_days`` (180) as a customer |
-| active | recency ≤ ``active × gap`` (1.5) |
-| at_risk | recency ≤ ``at_risk × gap`` (3) |
-| dormant | recency ≤ ``dormant × gap`` (6) |
-| churned | otherwise |
+- prospect: never bought;
+- new: first purchase within ``new_days`` (30);
+- reactivated: recency ≤ the active limit, and the gap before the last purchase was
+  longer than the dormant limit;
+- loyal: recency ≤ the active limit, at least ``loyal_purchase_days`` (4) purchase days
+  and ``loyal_tenure_days`` (180) as a customer;
+- active: recency ≤ ``active × gap`` (1.5 × gap, the active limit);
+- at_risk: recency ≤ ``at_risk × gap`` (3 ×);
+- dormant: recency ≤ ``dormant × gap`` (6 ×, the dormant limit);
+- churned: otherwise.
 """
 
 from __future__ import annotations
@@ -97,4 +97,6 @@ class ChurnBands(BaseModel):
 def churn_risk(p_alive: np.ndarray, bands: ChurnBands) -> np.ndarray:
     p = np.asarray(p_alive, float)
     out = np.where(p < bands.high, "high", np.where(p < bands.medium, "medium", "low"))
-    return np.where(np.isnan(p), None, out).astype(object)
+    result = out.astype(object)
+    result[np.isnan(p)] = None
+    return result

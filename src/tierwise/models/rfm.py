@@ -234,7 +234,7 @@ def validate_scheme(scheme: SegmentScheme) -> dict[str, list[object]]:
                     uncovered.append(f"R{r}F{f}" + (f"M{m}" if m else ""))
                 else:
                     reached.add(hit)
-    unreachable = [s for s in scheme.labels if s not in reached]
+    unreachable: list[object] = [s for s in scheme.labels if s not in reached]
     return {"uncovered": uncovered, "unreachable": unreachable}
 
 

@@ -59,7 +59,7 @@ class TierSpec(BaseModel):
                 raise ValueError("percentile cuts are tier shares that must sum to below 1")
             if self.method == "pareto" and (
                     any(b <= a for a, b in zip(self.cuts, self.cuts[1:], strict=False))
-                    or not 0 < self.cuts[0] and self.cuts[-1] < 1):
+                    or not (self.cuts[0] > 0 and self.cuts[-1] < 1)):
                 raise ValueError("pareto cuts are cumulative revenue shares, ascending in (0, 1)")
         return self
 

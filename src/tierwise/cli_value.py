@@ -1,0 +1,353 @@
+"""CLI commands for customer value: compute, rfm, tiers, lifecycle, clv."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from tierwise.errors import TierwiseError
+from tierwise.ingest.report import write_safe_csv
+from tierwise.models import clv_fit, compute, lifecycle, rfm, tiers
+from tierwise.store import definitions
+from tierwise.workspace import Workspace
+
+out = Console(soft_wrap=True)
+rfm_app = typer.Typer(help="RFM scores and named segments.", invoke_without_command=True)
+tiers_app = typer.Typer(help="A/B/C/D value tiers.", invoke_without_command=True)
+clv_app = typer.Typer(help="Customer lifetime value models.", no_args_is_help=True)
+
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
+SnapshotOpt = Annotated[int | None, typer.Option(
+    "--snapshot", help="Snapshot id (default: the latest).")]
+
+
+def _as_of(ws: Workspace, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise TierwiseError(f"--as-of {text!r}: expected a date or time such as 2026-09-30 "
+                            "or 2026-09-30T18:00") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=ws.config.zone)
+        if len(text) <= 10:  # a bare date means the end of that day
+            value = value.replace(hour=23, minute=59, second=59, microsecond=999999)
+    return value
+
+
+def _label(ws: Workspace, labels: dict[str, dict[str, str]], key: str | None) -> str:
+    if key is None:
+        return "—"
+    return labels.get(key, {}).get(ws.config.locale, key)
+
+
+def _stamp(ws: Workspace, snap: compute.Snapshot) -> str:
+    return (f"as of {snap.as_of.astimezone(ws.config.zone):%Y-%m-%d %H:%M} "
+            f"(snapshot {snap.snapshot_id}, computed in {snap.seconds:.1f}s)")
+
+
+def _counts(ws: Workspace, title: str, table: pa.Table, column: str,
+            labels: dict[str, dict[str, str]], order: list[str] | None = None) -> Table:
+    values = np.asarray(table[column].to_pylist(), dtype=object)
+    revenue = np.nan_to_num(np.asarray(pc.fill_null(table["revenue_total"], 0.0)
+                                       .to_numpy(zero_copy_only=False), float))
+    total_rev = revenue.sum() or 1.0
+    keys = order or sorted({v for v in values if v is not None},
+                           key=lambda k: -np.sum(values == k))
+    grid = Table(title=title, title_justify="left")
+    for name in ("", "customers", "share", "revenue share"):
+        grid.add_column(name, justify="left" if not name else "right")
+    for key in keys:
+        mask = values == key
+        grid.add_row(_label(ws, labels, key), f"{int(mask.sum()):,}",
+                     f"{mask.mean():.1%}", f"{revenue[mask].sum() / total_rev:.1%}")
+    return grid
+
+
+def compute_cmd(
+    as_of: Annotated[str | None, typer.Option(help="Instant to compute as of (default now).")]
+    = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Compute RFM, value score, tier, lifecycle, CLV and churn risk; save a snapshot."""
+    ws = Workspace.open(workspace)
+    with out.status("Computing customer value…"):
+        snap = compute.compute(ws, _as_of(ws, as_of))
+    settings = compute.load_settings(ws)
+    out.print(f"{snap.table.num_rows:,} customers {_stamp(ws, snap)}")
+    out.print(_counts(ws, "Tiers", snap.table, "tier", settings.tiers.labels,
+                      settings.tiers.tiers))
+    out.print(_counts(ws, "Lifecycle", snap.table, "lifecycle", lifecycle.STAGE_LABELS,
+                      list(lifecycle.STAGES)))
+    model = snap.settings.get("clv", {}).get("purchases")
+    if model:
+        params = ", ".join(f"{k} {v:.4g}" for k, v in model["params"].items())
+        out.print(f"CLV: {model['model']} ({params}), margin {snap.settings['margin']:.0%}")
+
+
+def rfm_cmd(ctx: typer.Context, snapshot: SnapshotOpt = None,
+            workspace: WorkspaceOpt = None) -> None:
+    """RFM segments of the latest snapshot."""
+    if ctx.invoked_subcommand:
+        return
+    ws = Workspace.open(workspace)
+    snap = compute.load_snapshot(ws, snapshot)
+    settings = compute.load_settings(ws)
+    out.print(f"RFM ({settings.scheme.key}) {_stamp(ws, snap)}")
+    out.print(_counts(ws, "Segments", snap.table, "rfm_segment", settings.scheme.labels))
+
+
+@rfm_app.command("settings")
+def rfm_settings(
+    period_days: Annotated[str | None, typer.Option(help="Days of history, or 'all'.")] = None,
+    frequency: Annotated[str | None, typer.Option(help="orders or purchase_days.")] = None,
+    monetary: Annotated[str | None, typer.Option(help="total or mean.")] = None,
+    bins: Annotated[int | None, typer.Option(help="Score levels (5 or 3 …).")] = None,
+    scheme: Annotated[str | None, typer.Option(help="rf_map, cn8, cn8_median or saved.")]
+    = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Show the RFM settings; with options, save them as a new version."""
+    ws = Workspace.open(workspace)
+    current = compute.load_settings(ws).rfm.model_dump()
+    changes: dict[str, Any] = {k: v for k, v in (("frequency", frequency),
+                                                 ("monetary", monetary), ("bins", bins),
+                                                 ("scheme", scheme)) if v is not None}
+    if period_days is not None:
+        changes["period_days"] = None if period_days == "all" else int(period_days)
+    if changes:
+        version = compute.save_setting(ws, "rfm", rfm.RFMSettings(**{**current, **changes}))
+        out.print(f"saved RFM settings version {version}")
+        current.update(changes)
+    out.print(yaml.safe_dump(current, allow_unicode=True, sort_keys=False), markup=False)
+
+
+@rfm_app.command("scheme")
+def rfm_scheme(
+    file: Annotated[Path, typer.Argument(help="YAML scheme: key, labels, rules.")],
+    save: Annotated[bool, typer.Option(help="Save it (as the next version).")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Validate a user-defined segment scheme: uncovered cells, unreachable segments."""
+    spec = yaml.safe_load(file.read_text(encoding="utf-8"))
+    scheme = rfm.scheme_from_spec(spec)
+    report = rfm.validate_scheme(scheme)
+    out.print(f"uncovered cells: {', '.join(report['uncovered']) or 'none'}")  # type: ignore[arg-type]
+    out.print(f"unreachable segments: {', '.join(report['unreachable']) or 'none'}")  # type: ignore[arg-type]
+    if save:
+        ws = Workspace.open(workspace)
+        with ws.control.write() as conn:
+            version = definitions.save(conn, "rfm_scheme", scheme.key, spec)
+        out.print(f"saved scheme {scheme.key} version {version}; use it with "
+                  f"`tierwise rfm settings --scheme {scheme.key}`")
+
+
+def tiers_cmd(ctx: typer.Context, snapshot: SnapshotOpt = None,
+              workspace: WorkspaceOpt = None) -> None:
+    """Tier distribution and revenue share of the latest snapshot."""
+    if ctx.invoked_subcommand:
+        return
+    ws = Workspace.open(workspace)
+    snap = compute.load_snapshot(ws, snapshot)
+    spec = compute.load_settings(ws).tiers
+    out.print(f"Tiers ({spec.method} {spec.cuts}) {_stamp(ws, snap)}")
+    out.print(_counts(ws, "Tiers", snap.table, "tier", spec.labels, spec.tiers))
+
+
+def _tier_spec(ws: Workspace, file: Path | None, method: str | None, cuts: str | None,
+               weights: str | None) -> tiers.TierSpec:
+    base = compute.load_settings(ws).tiers.model_dump()
+    if file is not None:
+        base.update(yaml.safe_load(file.read_text(encoding="utf-8")) or {})
+    if method:
+        base["method"] = method
+    if cuts:
+        base["cuts"] = [float(c) for c in cuts.split(",")]
+    if weights:
+        base["weights"] = {k.strip(): float(v) for k, v in
+                           (pair.split("=", 1) for pair in weights.split(","))}
+    try:
+        return tiers.TierSpec.model_validate(base)
+    except ValueError as exc:
+        raise TierwiseError(f"invalid tier definition: {exc}") from None
+
+
+TierOptions = {
+    "file": typer.Option(None, help="YAML tier definition."),
+    "method": typer.Option(None, help="percentile, threshold or pareto."),
+    "cuts": typer.Option(None, help="Comma-separated cuts, best tier first."),
+    "weights": typer.Option(None, help="metric=weight,… (monetary, frequency, recency, "
+                                       "profit, clv, referrals, growth)."),
+}
+
+
+@tiers_app.command("plan")
+def tiers_plan(file: Path | None = TierOptions["file"], method: str | None = TierOptions["method"],
+               cuts: str | None = TierOptions["cuts"],
+               weights: str | None = TierOptions["weights"],
+               as_of: Annotated[str | None, typer.Option(help="As of (default now).")] = None,
+               workspace: WorkspaceOpt = None) -> None:
+    """Show how customers would move between tiers under a new definition; save nothing."""
+    ws = Workspace.open(workspace)
+    when = _as_of(ws, as_of)
+    settings = compute.load_settings(ws)
+    proposed = _tier_spec(ws, file, method, cuts, weights)
+    before = compute.compute(ws, when, save=False, settings=settings)
+    settings.tiers = proposed
+    after = compute.compute(ws, when, save=False, settings=settings)
+    labels = list(dict.fromkeys(compute.load_settings(ws).tiers.tiers + proposed.tiers))
+    moves = tiers.migration(np.asarray(before.table["tier"].to_pylist(), dtype=object),
+                            np.asarray(after.table["tier"].to_pylist(), dtype=object), labels)
+    grid = Table(title="Customers moving (rows: now, columns: proposed)", title_justify="left")
+    for name in moves.column_names:
+        grid.add_column(name, justify="right")
+    for row in moves.to_pylist():
+        grid.add_row(*[str(v) if isinstance(v, str) else f"{v:,}" for v in row.values()])
+    out.print(grid)
+    out.print(_counts(ws, "Proposed tiers", after.table, "tier", proposed.labels,
+                      proposed.tiers))
+    moved = int(np.sum(np.asarray(before.table["tier"].to_pylist(), dtype=object)
+                       != np.asarray(after.table["tier"].to_pylist(), dtype=object)))
+    out.print(f"{moved:,} customers would change tier. Save with `tierwise tiers apply` "
+              "and the same options.")
+
+
+@tiers_app.command("apply")
+def tiers_apply(file: Path | None = TierOptions["file"],
+                method: str | None = TierOptions["method"],
+                cuts: str | None = TierOptions["cuts"],
+                weights: str | None = TierOptions["weights"],
+                note: Annotated[str | None, typer.Option(help="Why it changed.")] = None,
+                workspace: WorkspaceOpt = None) -> None:
+    """Save a tier definition as a new version (used by the next `tierwise compute`)."""
+    ws = Workspace.open(workspace)
+    version = compute.save_setting(ws, "tiers", _tier_spec(ws, file, method, cuts, weights),
+                                   note)
+    out.print(f"saved tier definition version {version}")
+
+
+@tiers_app.command("migration")
+def tiers_migration(
+    from_: Annotated[int, typer.Option("--from", help="Earlier snapshot id.")],
+    to: Annotated[int, typer.Option("--to", help="Later snapshot id.")],
+    field: Annotated[str, typer.Option(help="tier, rfm_segment or lifecycle.")] = "tier",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """How customers moved between two snapshots."""
+    ws = Workspace.open(workspace)
+    if field not in ("tier", "rfm_segment", "lifecycle"):
+        raise TierwiseError("--field must be tier, rfm_segment or lifecycle")
+    a, b = compute.load_snapshot(ws, from_), compute.load_snapshot(ws, to)
+    joined = a.table.select(["customer_id", field]).join(
+        b.table.select(["customer_id", field]), "customer_id", right_suffix="_to",
+        join_type="full outer")
+    before = np.asarray(pc.fill_null(joined[field], "(none)").to_pylist(), dtype=object)
+    after = np.asarray(pc.fill_null(joined[f"{field}_to"], "(none)").to_pylist(), dtype=object)
+    labels = sorted(set(before) | set(after))
+    moves = tiers.migration(before, after, labels)
+    grid = Table(title=f"{field}: snapshot {from_} (rows) → {to} (columns)",
+                 title_justify="left")
+    for name in moves.column_names:
+        grid.add_column(name, justify="right")
+    for row in moves.to_pylist():
+        grid.add_row(*[str(v) if isinstance(v, str) else f"{v:,}" for v in row.values()])
+    out.print(grid)
+
+
+def lifecycle_cmd(snapshot: SnapshotOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Customers per lifecycle stage in the latest snapshot."""
+    ws = Workspace.open(workspace)
+    snap = compute.load_snapshot(ws, snapshot)
+    out.print(f"Lifecycle {_stamp(ws, snap)}")
+    out.print(_counts(ws, "Stages", snap.table, "lifecycle", lifecycle.STAGE_LABELS,
+                      list(lifecycle.STAGES)))
+
+
+@clv_app.command("fit")
+def clv_fit_cmd(
+    model: Annotated[str, typer.Option(help="bgnbd, pareto_nbd, gamma_gamma, bgbb or sbg.")]
+    = "pareto_nbd",
+    calibration_end: Annotated[str | None, typer.Option(
+        help="Fit on orders up to this date and score the model on the rest.")] = None,
+    time_unit: Annotated[str, typer.Option(help="day, week or month.")] = "week",
+    as_of: Annotated[str | None, typer.Option(help="End of the data (default now).")] = None,
+    survivors: Annotated[str | None, typer.Option(
+        help="sbg only: a cohort's survivor counts, e.g. 1000,631,468,382.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Fit a CLV model and print its parameters and log-likelihood."""
+    ws = Workspace.open(workspace)
+    if time_unit not in clv_fit.UNIT_DAYS:
+        raise TierwiseError("--time-unit must be day, week or month")
+    end = _as_of(ws, as_of) or datetime.now(ws.config.zone)
+    result = clv_fit.fit(ws, model, end, time_unit,  # type: ignore[arg-type]
+                         _as_of(ws, calibration_end),
+                         [float(s) for s in survivors.split(",")] if survivors else None)
+    if as_json:
+        out.print_json(json.dumps(result, ensure_ascii=False))
+        return
+    params = ", ".join(f"{k} = {v:.4f}" for k, v in result["params"].items())
+    out.print(f"{result['model']}: {params}; log-likelihood {result['log_likelihood']:.2f} "
+              f"({result['customers']:,} customers)")
+    if "holdout" in result:
+        h = result["holdout"]
+        out.print(f"holdout ({h['periods']} {time_unit}s): predicted {h['predicted_total']:,.1f}"
+                  f" vs actual {h['actual_total']:,.0f} repeat purchases; MAE "
+                  f"{h['mean_absolute_error']}, correlation {h['correlation']}")
+
+
+def _horizon_weeks(text: str) -> int:
+    match = re.fullmatch(r"(\d+)\s*([dwmy])", text.strip().lower())
+    if not match:
+        raise TierwiseError(f"--horizon {text!r}: expected e.g. 52w, 12m, 365d or 1y")
+    n, unit = int(match.group(1)), match.group(2)
+    weeks = {"d": n / 7, "w": n, "m": n * 52 / 12, "y": n * 52}[unit]
+    return max(1, round(weeks))
+
+
+@clv_app.command("predict")
+def clv_predict(
+    horizon: Annotated[str, typer.Option(help="How far ahead: 52w, 12m, 365d, 1y.")] = "52w",
+    output: Annotated[Path, typer.Option("--out", help="CSV or Parquet file to write.")]
+    = Path("clv_predictions.csv"),
+    as_of: Annotated[str | None, typer.Option(help="As of (default now).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write each customer's P(alive), expected purchases and spend, CLV and profit CLV."""
+    ws = Workspace.open(workspace)
+    settings = compute.load_settings(ws)
+    settings.clv = settings.clv.model_copy(update={"horizon_weeks": _horizon_weeks(horizon)})
+    snap = compute.compute(ws, _as_of(ws, as_of), save=False, settings=settings)
+    columns = ["customer_id", "p_alive", "expected_purchases", "expected_spend", "clv",
+               "profit_clv", "churn_risk"]
+    table = snap.table.select(columns)
+    if output.suffix.lower() == ".parquet":
+        pq.write_table(table, output)
+    else:
+        write_safe_csv(output, columns, (r.values() for r in table.to_pylist()))
+    out.print(f"wrote {table.num_rows:,} predictions over {horizon} to {output}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compute")(compute_cmd)
+    app.command("lifecycle")(lifecycle_cmd)
+    rfm_app.callback()(rfm_cmd)
+    tiers_app.callback()(tiers_cmd)
+    app.add_typer(rfm_app, name="rfm")
+    app.add_typer(tiers_app, name="tiers")
+    app.add_typer(clv_app, name="clv")

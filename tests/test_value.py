@@ -1,0 +1,232 @@
+"""RFM scores and segments, value tiers, lifecycle stages and compute snapshots."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import tierwise
+from tierwise.demo.generator import DemoSpec
+from tierwise.demo.load import load_cdnow, load_generated
+from tierwise.models import compute, lifecycle, rfm, stats, tiers
+
+NY = ZoneInfo("America/New_York")
+
+
+@pytest.fixture(scope="module")
+def cdnow(tmp_path_factory: pytest.TempPathFactory) -> tierwise.Workspace:
+    ws = tierwise.init(tmp_path_factory.mktemp("cdnow") / "ws", timezone="America/New_York",
+                       currency="USD")
+    load_cdnow(ws)
+    return ws
+
+
+def scores_of(table: pa.Table, settings: rfm.RFMSettings) -> pa.Table:
+    from tierwise.engines.duckdb import DuckDBEngine
+
+    with DuckDBEngine().session(arrow={"stats": table}) as session:
+        return rfm.score(session, settings, "duckdb")
+
+
+def test_quantile_ties_share_a_score_on_cdnow(cdnow: tierwise.Workspace):
+    st = stats.customer_stats(cdnow, datetime(1998, 6, 30, 23, 59, tzinfo=NY),
+                              stats.Period(None))
+    assert st.num_rows == 23_570
+    settings = rfm.RFMSettings(period_days=None, frequency="purchase_days")
+    sc = scores_of(st, settings).to_pandas()
+    one_timers = sc[sc.frequency == 1]
+    assert len(one_timers) > len(sc) / 2  # more than half bought on a single day
+    assert set(one_timers.f) == {1}  # ... and they all share F = 1
+    for letter, value in (("r", "recency"), ("f", "frequency"), ("m", "monetary")):
+        assert sc[letter].between(1, 5).all()
+        # equal values, equal scores; better values never score lower
+        assert (sc.groupby(value)[letter].nunique() == 1).all()
+        ordered = sc.sort_values(value)[letter].to_numpy()
+        assert np.all(np.diff(ordered) <= 0) if letter == "r" else np.all(np.diff(ordered) >= 0)
+    # Row order does not matter.
+    rows = st.to_pylist()
+    random.Random(1).shuffle(rows)
+    again = scores_of(pa.Table.from_pylist(rows, schema=st.schema), settings).to_pandas()
+    assert again.sort_values("customer_id").reset_index(drop=True)[["r", "f", "m"]].equals(
+        sc.sort_values("customer_id").reset_index(drop=True)[["r", "f", "m"]])
+
+
+def test_three_bins_and_thresholds():
+    st = pa.table({"customer_id": ["a", "b", "c", "d"], "recency_days": [5, 40, 100, 400],
+                   "orders": [9, 3, 1, 1], "purchase_days_period": [9, 3, 1, 1],
+                   "revenue": [900.0, 90.0, 10.0, 10.0]})
+    three = scores_of(st, rfm.RFMSettings(bins=3)).to_pylist()
+    assert [(r["r"], r["f"], r["m"]) for r in three] == [(3, 3, 3), (2, 2, 2), (1, 1, 1),
+                                                          (1, 1, 1)]
+    cut = rfm.RFMSettings(scoring="thresholds", thresholds={
+        "r": [30, 90, 180, 365], "f": [2, 3, 5, 8], "m": [20, 50, 100, 500]})
+    got = [(r["r"], r["f"], r["m"]) for r in scores_of(st, cut).to_pylist()]
+    assert got == [(5, 5, 5), (4, 3, 3), (3, 1, 1), (1, 1, 1)]
+    with pytest.raises(ValueError, match="strictly ascending"):
+        rfm.RFMSettings(scoring="thresholds", thresholds={"r": [3, 2, 4, 5], "f": [1, 2, 3, 4],
+                                                          "m": [1, 2, 3, 4]})
+
+
+def test_rf_map_covers_every_cell_and_assigns_first_match():
+    assert rfm.validate_scheme(rfm.RF_MAP) == {"uncovered": [], "unreachable": []}
+    sc = pa.table({"r": [5, 1, 1, 3, 4], "f": [5, 1, 2, 3, 1], "m": [1, 1, 1, 1, 1],
+                   "recency": [1, 1, 1, 1, 1], "frequency": [1, 1, 1, 1, 1],
+                   "monetary": [1.0] * 5})
+    assert rfm.assign(rfm.RF_MAP, sc).to_pylist() == [
+        "champions", "lost", "hibernating", "need_attention", "promising"]
+    assert set(rfm.RF_MAP.labels["champions"]) == {"zh-CN", "en"}
+
+
+def test_user_scheme_validator():
+    scheme = rfm.scheme_from_spec({
+        "key": "mine", "labels": {"best": {"zh-CN": "最好", "en": "Best"},
+                                  "rest": {"zh-CN": "其他", "en": "Rest"},
+                                  "never": {"zh-CN": "永不", "en": "Never"}},
+        "rules": [{"segment": "best", "r": "4-5", "f": "4-5", "m": "5"},
+                  {"segment": "rest", "r": "*", "f": "1-4"},
+                  {"segment": "never", "r": "5", "f": "1"}]})
+    report = rfm.validate_scheme(scheme)
+    assert report["unreachable"] == ["never"]  # R5F1 is taken by "rest" first
+    assert "R1F5M1" in report["uncovered"] and "R4F4M5" not in report["uncovered"]
+
+
+def test_chinese_eight_classes_against_mean_and_median():
+    sc = pa.table({"recency": [1, 100, 1, 100], "frequency": [9, 9, 1, 1],
+                   "monetary": [1000.0, 1000.0, 1.0, 1.0], "r": [1] * 4, "f": [1] * 4,
+                   "m": [1] * 4})
+    assert rfm.assign(rfm.CN8, sc).to_pylist() == [
+        "important_value", "important_retention", "general_development", "general_recovery"]
+    skewed = pa.table({"recency": [1, 2, 3, 100], "frequency": [1, 1, 1, 1],
+                       "monetary": [1.0, 1.0, 1.0, 1.0], "r": [1] * 4, "f": [1] * 4,
+                       "m": [1] * 4})
+    by_mean = rfm.assign(rfm.CN8, skewed).to_pylist()
+    by_median = rfm.assign(rfm.CN8_MEDIAN, skewed).to_pylist()
+    assert by_mean[2] == "general_development" and by_median[2] == "general_recovery"
+    assert rfm.CN8.labels["important_value"]["zh-CN"] == "重要价值客户"
+
+
+def test_pareto_tiers_follow_revenue_share():
+    spec = tiers.TierSpec(method="pareto", cuts=[0.5, 0.8, 0.95])
+    ids = np.array([f"c{i}" for i in range(6)], dtype=object)
+    revenue = np.array([50.0, 20.0, 10.0, 10.0, 5.0, 5.0])
+    got = tiers.assign_tiers(spec, ids, np.zeros(6), revenue)
+    # c0 makes the first 50%; c1 starts at 50% → B; c2 at 70% → B; c3 at 80% → C ...
+    assert got.tolist() == ["A", "B", "B", "C", "C", "D"]
+    summary = tiers.tier_summary(got, revenue, spec).to_pylist()
+    assert summary[0] == {"tier": "A", "customers": 1, "revenue": 50.0, "revenue_share": 0.5}
+
+
+def test_percentile_and_threshold_tiers():
+    ids = np.array([f"c{i:02d}" for i in range(10)], dtype=object)
+    score = np.array([90, 80, 70, 60, 50, 40, 30, 20, 10, 10], float)
+    spec = tiers.TierSpec(method="percentile", cuts=[0.1, 0.2, 0.3])
+    assert Counter(tiers.assign_tiers(spec, ids, score, score).tolist()) == {
+        "A": 1, "B": 2, "C": 3, "D": 4}
+    spec = tiers.TierSpec(method="threshold", cuts=[75, 45, 25])
+    assert tiers.assign_tiers(spec, ids, score, score).tolist()[:8] == [
+        "A", "A", "B", "B", "B", "C", "C", "D"]
+    with pytest.raises(ValueError, match="need 3 cuts"):
+        tiers.TierSpec(cuts=[0.5])
+    with pytest.raises(ValueError, match="unknown metrics"):
+        tiers.TierSpec(weights={"luck": 1.0})
+
+
+def test_value_score_uses_ranks_and_ignores_non_buyers():
+    metrics = {"monetary": np.array([10.0, 10.0, 1000.0, 0.0]),
+               "recency": np.array([5.0, 50.0, 500.0, np.nan])}
+    score = tiers.value_score(metrics, {"monetary": 1.0, "recency": 1.0},
+                              np.array([True, True, True, False]))
+    assert score[3] == 0
+    assert score[0] > score[1]  # same spend, more recent
+    assert score[2] == pytest.approx(50.0)  # best spender, least recent
+
+
+def test_lifecycle_rules():
+    spec = lifecycle.LifecycleSpec()
+    bought = np.array([False, True, True, True, True, True, True, True])
+    recency = np.array([np.nan, 10, 20, 20, 40, 80, 200, 900], float)
+    tenure = np.array([np.nan, 10, 400, 400, 400, 400, 400, 900], float)
+    days = np.array([0, 1, 2, 6, 2, 2, 2, 2], float)
+    gap = np.full(8, 20.0)
+    before_last = np.array([np.nan, np.nan, 300, 20, 20, 20, 20, 20], float)
+    got = lifecycle.stages(spec, bought, recency, tenure, days, gap, before_last)
+    assert got.tolist() == ["prospect", "new", "reactivated", "loyal", "at_risk", "dormant",
+                            "churned", "churned"]
+    risk = lifecycle.churn_risk(np.array([0.1, 0.5, 0.9, np.nan]), lifecycle.ChurnBands())
+    assert risk.tolist() == ["high", "medium", "low", None]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tierwise.Workspace:
+    ws = tierwise.init(tmp_path_factory.mktemp("demo") / "ws")
+    load_generated(ws, DemoSpec(customers=3_000, seed=5, end=date(2026, 6, 30)))
+    return ws
+
+
+AS_OF = datetime(2026, 7, 1, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_compute_snapshot(demo: tierwise.Workspace):
+    snap = compute.compute(demo, AS_OF)
+    table = snap.table.to_pandas()
+    assert len(table) == 3_000 and table.customer_id.is_unique
+    assert set(table.tier) == {"A", "B", "C", "D"}
+    prospects = table[table.orders_total.isna()]
+    assert (prospects.lifecycle == "prospect").all() and prospects.clv.isna().all()
+    buyers = table[table.orders_total.notna()]
+    assert buyers.p_alive.between(0, 1).all() and (buyers.clv >= 0).all()
+    assert buyers.rfm_segment.notna().all()
+    # Churned customers are far less likely to be alive than active ones.
+    by_stage = buyers.groupby("lifecycle").p_alive.mean()
+    assert by_stage["churned"] < by_stage["active"] - 0.3
+    # A is the customers making the first half of revenue: few customers, half the money.
+    a = buyers[buyers.tier == "A"]
+    assert a.revenue_total.sum() / buyers.revenue_total.sum() == pytest.approx(0.5, abs=0.05)
+    assert len(a) < 0.2 * len(buyers)
+    loaded = compute.load_snapshot(demo, snap.snapshot_id)
+    assert loaded.table.equals(snap.table)
+    assert loaded.settings["clv"]["purchases"]["model"] == "pareto_nbd"
+    assert compute.list_snapshots(demo)[-1]["rows"] == 3_000
+
+
+def test_settings_are_versioned_and_change_results(demo: tierwise.Workspace):
+    before = compute.compute(demo, AS_OF, save=False)
+    version = compute.save_setting(demo, "tiers", tiers.TierSpec(method="percentile",
+                                                                cuts=[0.1, 0.2, 0.3]))
+    assert version == 1
+    assert compute.save_setting(demo, "tiers", tiers.TierSpec(method="percentile",
+                                                             cuts=[0.1, 0.2, 0.3])) == 1
+    after = compute.compute(demo, AS_OF, save=False)
+    assert after.settings["versions"]["tiers"] == 1
+    counts = Counter(after.table["tier"].to_pylist())
+    assert counts["A"] == 300  # 10% of all customers
+    moves = tiers.migration(np.array(before.table["tier"].to_pylist()),
+                            np.array(after.table["tier"].to_pylist()), ["A", "B", "C", "D"])
+    assert sum(sum(v for k, v in row.items() if k != "from") for row in moves.to_pylist()) \
+        == 3_000
+    compute.save_setting(demo, "tiers", tiers.TierSpec())  # back to the default
+
+
+def test_user_scheme_is_used(demo: tierwise.Workspace, tmp_path: Path):
+    from tierwise.store import definitions
+
+    spec = {"key": "two", "labels": {"top": {"zh-CN": "顶级", "en": "Top"},
+                                     "other": {"zh-CN": "其他", "en": "Other"}},
+            "rules": [{"segment": "top", "r": "4-5", "f": "4-5"},
+                      {"segment": "other"}]}
+    with demo.control.write() as conn:
+        definitions.save(conn, "rfm_scheme", "two", spec)
+    compute.save_setting(demo, "rfm", rfm.RFMSettings(scheme="two"))
+    snap = compute.compute(demo, AS_OF, save=False)
+    assert set(snap.table["rfm_segment"].drop_null().to_pylist()) == {"top", "other"}
+    compute.save_setting(demo, "rfm", rfm.RFMSettings(scheme="nope"))
+    with pytest.raises(tierwise.TierwiseError, match="neither built in"):
+        compute.compute(demo, AS_OF, save=False)
+    compute.save_setting(demo, "rfm", rfm.RFMSettings())
