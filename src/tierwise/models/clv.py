@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,14 +41,55 @@ class Summary:
 
     @classmethod
     def compress(cls, x: Array, t_x: Array, T: Array) -> Summary:
-        stacked = np.column_stack([np.asarray(x, float), np.asarray(t_x, float),
-                                   np.asarray(T, float)])
-        rows, counts = np.unique(stacked, axis=0, return_counts=True)
-        return cls(rows[:, 0], rows[:, 1], rows[:, 2], counts.astype(float))
+        columns = [np.asarray(v, float) for v in (x, t_x, T)]
+        firsts, inverse = _unique_rows(columns)
+        counts = np.bincount(inverse, minlength=len(firsts)).astype(float)
+        return cls(*(c[firsts] for c in columns), counts)
 
     @property
     def customers(self) -> int:
         return int(self.weights.sum())
+
+    # Expensive terms depend on (x, T) or (x, t_x) only, and those pairs are far fewer than
+    # the (x, t_x, T) rows: the likelihoods evaluate them once per pair.
+    @cached_property
+    def x_T(self) -> tuple[Array, Array, Array]:
+        return _pairs(self.x, self.T)
+
+    @cached_property
+    def x_tx(self) -> tuple[Array, Array, Array]:
+        return _pairs(self.x, self.t_x)
+
+    def subsample(self, customers: int, seed: int = 0) -> Summary:
+        """A random sample of ``customers`` customers (with replacement), compressed."""
+        rng = np.random.default_rng(seed)
+        counts = rng.multinomial(customers, self.weights / self.weights.sum())
+        keep = counts > 0
+        return Summary(self.x[keep], self.t_x[keep], self.T[keep], counts[keep].astype(float))
+
+
+def _unique_rows(columns: list[Array]) -> tuple[Array, Array]:
+    """Index of one row per distinct combination (sorted), and each row's combination.
+
+    A lexsort and one pass: several times faster than ``np.unique(..., axis=0)``.
+    """
+    order = np.lexsort(columns[::-1])
+    changed = np.zeros(len(order), dtype=bool)
+    if len(order):
+        changed[0] = True
+        for c in columns:
+            sorted_c = c[order]
+            changed[1:] |= sorted_c[1:] != sorted_c[:-1]
+    group = np.cumsum(changed) - 1
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = group
+    return order[changed], inverse
+
+
+def _pairs(a: Array, b: Array) -> tuple[Array, Array, Array]:
+    """Unique (a, b) pairs as two arrays, and the index mapping each row to its pair."""
+    firsts, inverse = _unique_rows([a, b])
+    return a[firsts], b[firsts], inverse
 
 
 @dataclass
@@ -67,12 +109,20 @@ class Fitted:
                 "converged": self.converged}
 
 
-def _fit(neg_ll: Callable[[Array], float], start: Array, names: list[str], model: str,
-         customers: int) -> Fitted:
-    """Minimise the negative log-likelihood over log-parameters."""
+#: Above this many unique rows a fit first runs on a sample, then refines on all rows.
+WARM_START_ROWS = 50_000
+
+
+def _fit(neg_ll: Callable[[Array], Any], start: Array, names: list[str], model: str,
+         customers: int, jac: bool = False) -> Fitted:
+    """Minimise the negative log-likelihood over log-parameters.
+
+    With ``jac`` the objective returns (value, gradient) and no finite differences are
+    needed.
+    """
     best = None
     for scale in (1.0, 0.3, 3.0):  # a few starting points guard against poor local optima
-        result = optimize.minimize(neg_ll, np.log(start * scale), method="L-BFGS-B",
+        result = optimize.minimize(neg_ll, np.log(start * scale), method="L-BFGS-B", jac=jac,
                                    options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-8})
         if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
             best = result
@@ -106,12 +156,50 @@ def bgnbd_log_likelihood(params: Array, d: Summary) -> Array:
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
+def _bgnbd_objective(d: Summary) -> Callable[[Array], tuple[float, Array]]:
+    """Negative log-likelihood and its gradient in log-parameters (analytic)."""
+    x, t_x, T, w = d.x, d.t_x, d.T, d.weights
+    repeat = x > 0
+    xm1 = np.where(repeat, x - 1, 0.0)
+
+    def objective(log_params: Array) -> tuple[float, Array]:
+        r, alpha, a, b = np.exp(log_params)
+        with np.errstate(all="ignore"):
+            a3 = -(r + x) * np.log(alpha + T)
+            a4 = np.where(repeat, np.log(a) - np.log(b + xm1) - (r + x) * np.log(alpha + t_x),
+                          -np.inf)
+            top = np.maximum(a3, a4)
+            mix = np.log(np.exp(a3 - top) + np.exp(a4 - top)) + top
+            w3 = np.exp(a3 - mix)  # share of the "still alive" term
+            w4 = 1.0 - w3
+            ll = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+                  + special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b)
+                  - special.gammaln(a + b + x) + mix)
+            d_r = (special.digamma(r + x) - special.digamma(r) + np.log(alpha)
+                   - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x))
+            d_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
+            psi_ab = special.digamma(a + b) - special.digamma(a + b + x)
+            d_a = psi_ab + w4 / a
+            d_b = (psi_ab + special.digamma(b + x) - special.digamma(b)
+                   - w4 / np.where(repeat, b + xm1, 1.0))
+            value = -float(np.sum(w * ll))
+            grad = -np.array([np.sum(w * d_r) * r, np.sum(w * d_alpha) * alpha,
+                              np.sum(w * d_a) * a, np.sum(w * d_b) * b])
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros(4)
+        return value, grad
+
+    return objective
+
+
 def fit_bgnbd(d: Summary) -> Fitted:
     """BG/NBD: Poisson purchases at rate λ ~ Gamma(r, α); after each purchase the customer
     drops out with probability p ~ Beta(a, b)."""
-    neg = _safe(lambda p: -np.sum(d.weights * bgnbd_log_likelihood(p, d)))
-    return _fit(neg, np.array([1.0, np.mean(d.T) or 1.0, 1.0, 1.0]),
-                ["r", "alpha", "a", "b"], "bgnbd", d.customers)
+    start = np.array([1.0, float(np.mean(d.T)) or 1.0, 1.0, 1.0])
+    if len(d.x) > WARM_START_ROWS:
+        start = np.array(list(fit_bgnbd(d.subsample(WARM_START_ROWS)).params.values()))
+    return _fit(_bgnbd_objective(d), start, ["r", "alpha", "a", "b"], "bgnbd", d.customers,
+                jac=True)
 
 
 def bgnbd_p_alive(p: dict[str, float], x: Array, t_x: Array, T: Array) -> Array:
@@ -149,17 +237,30 @@ def bgnbd_expected_new(p: dict[str, float], t: Array) -> Array:
 def _log_a0(r: float, alpha: float, s: float, beta: float, x: Array, t_x: Array,
             T: Array) -> Array:
     """log of the A0 term of the Pareto/NBD likelihood (Fader & Hardie 2005, eq. 22-23)."""
+    term1 = _log_hyp_term(r, alpha, s, beta, x, t_x)
+    term2 = _log_hyp_term(r, alpha, s, beta, x, T)
+    # term1 > term2 always (the customer could have died in (t_x, T]); log(e^1 - e^2)
+    return term1 + np.log1p(-np.exp(term2 - term1))
+
+
+def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: Array,
+                  t: Array) -> Array:
+    """log[2F1(r+s+x, ·; r+s+x+1; z) / (max(α, β) + t)^(r+s+x)], one A0 term."""
     rsx = r + s + x
     second: Array | float
     if alpha >= beta:
         big, second, shift = alpha, s + 1, alpha - beta
     else:
         big, second, shift = beta, r + x, beta - alpha
-    z1 = shift / (big + t_x)
-    z2 = shift / (big + T)
-    term1 = np.log(special.hyp2f1(rsx, second, rsx + 1, z1)) - rsx * np.log(big + t_x)
-    term2 = np.log(special.hyp2f1(rsx, second, rsx + 1, z2)) - rsx * np.log(big + T)
-    # term1 > term2 always (the customer could have died in (t_x, T]); log(e^1 - e^2)
+    return (np.log(special.hyp2f1(rsx, second, rsx + 1, shift / (big + t)))
+            - rsx * np.log(big + t))
+
+
+def _log_a0_summary(r: float, alpha: float, s: float, beta: float, d: Summary) -> Array:
+    x1, tx1, index1 = d.x_tx
+    x2, T2, index2 = d.x_T
+    term1 = _log_hyp_term(r, alpha, s, beta, x1, tx1)[index1]
+    term2 = _log_hyp_term(r, alpha, s, beta, x2, T2)[index2]
     return term1 + np.log1p(-np.exp(term2 - term1))
 
 
@@ -169,7 +270,7 @@ def pareto_log_likelihood(params: Array, d: Summary) -> Array:
     head = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
             + s * np.log(beta))
     alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    dead = np.log(s) - np.log(r + s + x) + _log_a0(r, alpha, s, beta, x, t_x, T)
+    dead = np.log(s) - np.log(r + s + x) + _log_a0_summary(r, alpha, s, beta, d)
     # Customers with t_x == T have A0 == 0 (log -inf): only the "alive" term remains.
     dead = np.where(t_x < T, dead, -np.inf)
     return head + np.logaddexp(alive, dead)
@@ -180,8 +281,10 @@ def fit_pareto_nbd(d: Summary) -> Fitted:
     exponential with rate μ ~ Gamma(s, β)."""
     neg = _safe(lambda p: -np.sum(d.weights * pareto_log_likelihood(p, d)))
     scale = float(np.mean(d.T) or 1.0)
-    return _fit(neg, np.array([1.0, scale, 1.0, scale]), ["r", "alpha", "s", "beta"],
-                "pareto_nbd", d.customers)
+    start = np.array([1.0, scale, 1.0, scale])
+    if len(d.x) > WARM_START_ROWS:
+        start = np.array(list(fit_pareto_nbd(d.subsample(WARM_START_ROWS)).params.values()))
+    return _fit(neg, start, ["r", "alpha", "s", "beta"], "pareto_nbd", d.customers)
 
 
 def pareto_p_alive(p: dict[str, float], x: Array, t_x: Array, T: Array) -> Array:
