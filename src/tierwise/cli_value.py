@@ -26,7 +26,7 @@ from tierwise.workspace import Workspace
 out = Console(soft_wrap=True)
 rfm_app = typer.Typer(help="RFM scores and named segments.", invoke_without_command=True)
 tiers_app = typer.Typer(help="A/B/C/D value tiers.", invoke_without_command=True)
-clv_app = typer.Typer(help="Customer lifetime value models.", no_args_is_help=True)
+clv_app = typer.Typer(help="Customer lifetime value models.", invoke_without_command=True)
 
 WorkspaceOpt = Annotated[Path | None, typer.Option(
     "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
@@ -277,6 +277,50 @@ def lifecycle_cmd(snapshot: SnapshotOpt = None, workspace: WorkspaceOpt = None) 
                       list(lifecycle.STAGES)))
 
 
+def clv_cmd(ctx: typer.Context, snapshot: SnapshotOpt = None,
+            workspace: WorkspaceOpt = None) -> None:
+    """CLV and churn risk of the latest snapshot, by tier and by risk band."""
+    if ctx.invoked_subcommand:
+        return
+    ws = Workspace.open(workspace)
+    snap = compute.load_snapshot(ws, snapshot)
+    settings = compute.load_settings(ws)
+    t = snap.table
+    value = np.nan_to_num(np.asarray(pc.fill_null(t["clv"], 0.0).to_numpy(
+        zero_copy_only=False), float))
+    alive = np.asarray(pc.fill_null(t["p_alive"], np.nan).to_numpy(zero_copy_only=False),
+                       float)
+    risk = np.asarray(t["churn_risk"].to_pylist(), dtype=object)
+    model = snap.settings.get("clv", {}).get("purchases", {})
+    out.print(f"CLV ({model.get('model', 'not fitted')}, "
+              f"{settings.clv.horizon_weeks} weeks, margin {snap.settings.get('margin', 1):.0%})"
+              f" {_stamp(ws, snap)}")
+    grid = Table(title="By churn risk", title_justify="left")
+    for name in ("risk", "customers", "mean P(alive)", f"CLV ({ws.config.currency})",
+                 "CLV share"):
+        grid.add_column(name, justify="right")
+    total = value.sum() or 1.0
+    for band in ("high", "medium", "low"):
+        mask = risk == band
+        grid.add_row(band, f"{int(mask.sum()):,}",
+                     f"{np.nanmean(alive[mask]):.2f}" if mask.any() else "—",
+                     f"{value[mask].sum():,.0f}", f"{value[mask].sum() / total:.1%}")
+    out.print(grid)
+    tiers_seen = np.asarray(t["tier"].to_pylist(), dtype=object)
+    by_tier = Table(title="By tier", title_justify="left")
+    for name in ("tier", "customers", f"mean CLV ({ws.config.currency})", "CLV share"):
+        by_tier.add_column(name, justify="right")
+    for tier in settings.tiers.tiers:
+        mask = tiers_seen == tier
+        by_tier.add_row(tier, f"{int(mask.sum()):,}",
+                        f"{value[mask].mean():,.0f}" if mask.any() else "—",
+                        f"{value[mask].sum() / total:.1%}")
+    out.print(by_tier)
+    at_risk = value[(risk == "high") | (risk == "medium")].sum()
+    out.print(f"Expected value at risk (medium and high churn risk): {at_risk:,.0f} "
+              f"{ws.config.currency}")
+
+
 @clv_app.command("fit")
 def clv_fit_cmd(
     model: Annotated[str, typer.Option(help="bgnbd, pareto_nbd, gamma_gamma, bgbb or sbg.")]
@@ -348,6 +392,7 @@ def register(app: typer.Typer) -> None:
     app.command("lifecycle")(lifecycle_cmd)
     rfm_app.callback()(rfm_cmd)
     tiers_app.callback()(tiers_cmd)
+    clv_app.callback()(clv_cmd)
     app.add_typer(rfm_app, name="rfm")
     app.add_typer(tiers_app, name="tiers")
     app.add_typer(clv_app, name="clv")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,24 @@ class Workspace:
                 out[name] = {"rows": self.count(name), "files": files[0], "bytes": files[1],
                              "last_import": last}
         return out
+
+    # -- customer value ------------------------------------------------------------------
+    def compute(self, as_of: datetime | None = None, save: bool = True) -> Any:
+        """RFM, value score, tier, lifecycle, CLV and churn risk of every customer.
+
+        Returns a ``Snapshot`` whose ``table`` is one Arrow row per customer.
+
+        >>> ws.compute().table.to_pandas().groupby("tier").clv.sum()  # doctest: +SKIP
+        """
+        from tierwise.models.compute import compute
+
+        return compute(self, as_of, save=save)
+
+    def customer_facts(self, snapshot_id: int | None = None) -> pd.DataFrame:
+        """The customer facts of a saved snapshot (default: the latest) as pandas."""
+        from tierwise.models.compute import load_snapshot
+
+        return load_snapshot(self, snapshot_id).table.to_pandas()
 
     def compact(self, table: str | None = None) -> dict[str, tuple[int, int]]:
         """Merge small fact files; delete files that earlier compactions replaced."""

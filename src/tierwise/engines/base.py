@@ -64,4 +64,13 @@ def make_engine(name: str) -> Engine:
         from tierwise.engines.duckdb import DuckDBEngine
 
         return DuckDBEngine()
-    raise ValueError(f"engine {name!r} is not available yet; expected 'duckdb'")
+    if name == "spark":
+        try:
+            import pyspark  # noqa: F401
+        except ImportError:
+            raise ValueError("the Spark engine needs pyspark: pip install 'tierwise[spark]' "
+                             "(and Java 17 or newer)") from None
+        from tierwise.engines.spark import SparkEngine
+
+        return SparkEngine()
+    raise ValueError(f"unknown engine {name!r}; expected 'duckdb' or 'spark'")

@@ -44,7 +44,7 @@ class Summary:
         columns = [np.asarray(v, float) for v in (x, t_x, T)]
         firsts, inverse = _unique_rows(columns)
         counts = np.bincount(inverse, minlength=len(firsts)).astype(float)
-        return cls(*(c[firsts] for c in columns), counts)
+        return cls(columns[0][firsts], columns[1][firsts], columns[2][firsts], counts)
 
     @property
     def customers(self) -> int:

@@ -20,9 +20,9 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-import sqlglot
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tierwise.engines.dialects import render
 from tierwise.errors import TierwiseError
 
 
@@ -87,7 +87,7 @@ def _scores_sql(settings_json: str, dialect: str) -> str:
            f"{frequency} AS frequency, {monetary} AS monetary FROM stats) "
            f"SELECT customer_id, recency, frequency, monetary, {r} AS r, {f} AS f, "
            f"{m} AS m FROM base ORDER BY customer_id")
-    return sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+    return render(sql, dialect)
 
 
 def score(session: object, settings: RFMSettings, dialect: str) -> pa.Table:

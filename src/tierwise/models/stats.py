@@ -12,72 +12,85 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
 import pyarrow as pa
-import sqlglot
 
+from tierwise.engines.dialects import render
 from tierwise.workspace import Workspace
 
 # One row per customer with at least one paid order at or before :as_of.
 # :start bounds the RFM period (orders after it count for frequency and monetary);
 # :prev_start..:start is the previous period of the same length, for growth.
+# The orders are read once, grouped by customer and local calendar day; everything else is
+# aggregated from those day rows (a join back to the orders cost twice as much).
 _STATS_SQL = """
-WITH paid AS (
-    SELECT customer_id, ordered_at, amount, coalesce(cost, 0) AS cost,
-           CAST(timezone(:tz, ordered_at) AS DATE) AS day
+WITH days AS (
+    SELECT customer_id,
+           CAST(LOCAL_TS(:tz, ordered_at) AS DATE) AS day,
+           min(ordered_at) AS first_at,
+           max(ordered_at) AS last_at,
+           count(*) AS n,
+           sum(amount) AS amount,
+           sum(amount - coalesce(cost, 0)) AS profit,
+           count(*) FILTER (WHERE ordered_at > :start) AS n_period,
+           coalesce(sum(amount) FILTER (WHERE ordered_at > :start), 0) AS amount_period,
+           coalesce(sum(amount) FILTER (WHERE ordered_at > :prev_start
+                                        AND ordered_at <= :start), 0) AS amount_previous
     FROM orders
     WHERE status = 'paid' AND ordered_at <= :as_of
+    GROUP BY customer_id, CAST(LOCAL_TS(:tz, ordered_at) AS DATE)
 ),
-days AS (
-    SELECT customer_id, day, sum(amount) AS amount
-    FROM paid GROUP BY customer_id, day
-),
-gaps AS (
-    SELECT customer_id, day, amount,
-           date_diff('day', lag(day) OVER (PARTITION BY customer_id ORDER BY day), day) AS gap
-    FROM days
-),
-per_day AS (
+per AS (
     SELECT customer_id,
+           min(first_at) AS first_order_at,
+           max(last_at) AS last_order_at,
+           sum(n) AS orders_total,
+           sum(amount) AS revenue_total,
+           sum(profit) AS profit_total,
+           sum(n_period) AS orders,
+           sum(amount_period) AS revenue,
+           count(*) FILTER (WHERE last_at > :start) AS purchase_days_period,
+           sum(amount_previous) AS revenue_previous,
            count(*) AS purchase_days,
            min(day) AS first_day,
            max(day) AS last_day,
-           sum(amount) - arg_min(amount, day) AS repeat_amount,
-           arg_max(gap, day) AS gap_before_last
-    FROM gaps GROUP BY customer_id
+           SECOND_MAX(day) AS previous_day,
+           sum(amount) - arg_min(amount, day) AS repeat_amount
+    FROM days GROUP BY customer_id
 )
-SELECT p.customer_id,
-       min(p.ordered_at) AS first_order_at,
-       max(p.ordered_at) AS last_order_at,
-       count(*) AS orders_total,
-       sum(p.amount) AS revenue_total,
-       sum(p.amount - p.cost) AS profit_total,
-       count(*) FILTER (WHERE p.ordered_at > :start) AS orders,
-       coalesce(sum(p.amount) FILTER (WHERE p.ordered_at > :start), 0) AS revenue,
-       count(DISTINCT p.day) FILTER (WHERE p.ordered_at > :start) AS purchase_days_period,
-       coalesce(sum(p.amount) FILTER (WHERE p.ordered_at > :prev_start
-                                      AND p.ordered_at <= :start), 0) AS revenue_previous,
-       any_value(d.purchase_days) AS purchase_days,
-       any_value(d.purchase_days) - 1 AS x,
-       date_diff('day', any_value(d.first_day), any_value(d.last_day)) AS t_x_days,
-       date_diff('day', any_value(d.first_day), CAST(timezone(:tz, :as_of) AS DATE)) AS t_days,
-       CAST(floor(date_diff('second', max(p.ordered_at), :as_of) / 86400) AS BIGINT)
+SELECT customer_id, first_order_at, last_order_at, orders_total, revenue_total, profit_total,
+       orders, revenue, purchase_days_period, revenue_previous, purchase_days,
+       purchase_days - 1 AS x,
+       date_diff('day', first_day, last_day) AS t_x_days,
+       date_diff('day', first_day, CAST(LOCAL_TS(:tz, :as_of) AS DATE)) AS t_days,
+       CAST(floor(date_diff('second', last_order_at, :as_of) / 86400) AS BIGINT)
            AS recency_days,
-       any_value(d.gap_before_last) AS gap_before_last_days,
-       CASE WHEN any_value(d.purchase_days) > 1
-            THEN any_value(d.repeat_amount) / (any_value(d.purchase_days) - 1) END AS m_x
-FROM paid AS p JOIN per_day AS d ON p.customer_id = d.customer_id
-GROUP BY p.customer_id
-ORDER BY p.customer_id
+       date_diff('day', previous_day, last_day) AS gap_before_last_days,
+       CASE WHEN purchase_days > 1 THEN repeat_amount / (purchase_days - 1) END AS m_x
+FROM per
+ORDER BY customer_id
+"""
+
+# Recency, frequency and monetary at order level only: what RFM needs when frequency
+# counts orders (the default) and nothing day-level is asked for.
+_RFM_SQL = """
+SELECT customer_id,
+       max(ordered_at) AS last_order_at,
+       CAST(floor(date_diff('second', max(ordered_at), :as_of) / 86400) AS BIGINT)
+           AS recency_days,
+       count(*) FILTER (WHERE ordered_at > :start) AS orders,
+       coalesce(sum(amount) FILTER (WHERE ordered_at > :start), 0) AS revenue
+FROM orders
+WHERE status = 'paid' AND ordered_at <= :as_of
+GROUP BY customer_id
+ORDER BY customer_id
 """
 
 
-@cache
 def stats_sql(dialect: str) -> str:
     """The statistics query rendered for ``dialect`` (placeholders stay named)."""
-    return sqlglot.transpile(_STATS_SQL, read="duckdb", write=dialect)[0]
+    return render(_STATS_SQL, dialect)
 
 
 _REFERRALS_SQL = """
@@ -110,8 +123,16 @@ def customer_stats(ws: Workspace, as_of: datetime, period: Period | None = None)
         return session.query(stats_sql(ws.engine.name), params)
 
 
+def rfm_summary(ws: Workspace, as_of: datetime, period: Period | None = None) -> pa.Table:
+    """Recency (days), orders and revenue in the period, per customer, in one order pass."""
+    start, _ = (period or Period()).bounds(as_of)
+    with ws.engine.session({"orders": ws.facts.scan("orders")}) as session:
+        return session.query(render(_RFM_SQL, ws.engine.name),
+                             {"as_of": as_of, "start": start})
+
+
 def referrals_made(ws: Workspace, as_of: datetime) -> pa.Table:
     """Referrals each customer made up to ``as_of``."""
-    sql = sqlglot.transpile(_REFERRALS_SQL, read="duckdb", write=ws.engine.name)[0]
+    sql = render(_REFERRALS_SQL, ws.engine.name)
     with ws.engine.session({"referrals": ws.facts.scan("referrals")}) as session:
         return session.query(sql, {"as_of": as_of})

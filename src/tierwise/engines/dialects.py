@@ -1,0 +1,56 @@
+"""SQL written once in DuckDB's dialect, rendered for each engine with sqlglot.
+
+What sqlglot cannot translate by itself is declared here as data: portable helper
+functions a query may call, and how each dialect spells them.
+
+- ``SECOND_MAX(x)`` — aggregate: the second-largest distinct value in a group (NULL if
+  none). DuckDB: ``max(x, 2)[2]``; Spark: the second of the sorted distinct values.
+- ``LOCAL_TS(zone, ts)`` — the wall-clock time of instant ``ts`` in ``zone``
+  (DuckDB: ``timezone(zone, ts)`` on a TIMESTAMPTZ; Spark: ``from_utc_timestamp(ts,
+  zone)`` with the session time zone set to UTC, see
+  https://spark.apache.org/docs/latest/api/sql/#from_utc_timestamp).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import sqlglot
+from sqlglot import exp
+
+Rewrite = Callable[[list[exp.Expression]], exp.Expression]
+
+def _duck_second_max(a: list[exp.Expression]) -> exp.Expression:
+    return exp.maybe_parse(f"max({a[0].sql('duckdb')}, 2)[2]", dialect="duckdb")
+
+
+def _spark_second_max(a: list[exp.Expression]) -> exp.Expression:
+    arg = a[0].sql("spark")
+    return exp.maybe_parse(f"try_element_at(sort_array(collect_set({arg}), false), 2)",
+                           dialect="spark")
+
+
+HELPERS: dict[str, dict[str, Rewrite]] = {
+    "SECOND_MAX": {"duckdb": _duck_second_max, "spark": _spark_second_max},
+    "LOCAL_TS": {
+        "duckdb": lambda a: exp.Anonymous(this="timezone", expressions=[a[0], a[1]]),
+        "spark": lambda a: exp.Anonymous(this="from_utc_timestamp", expressions=[a[1], a[0]]),
+    },
+}
+
+
+@cache
+def render(sql: str, dialect: str) -> str:
+    """Parse ``sql`` (DuckDB dialect plus the helpers above) and print it for ``dialect``."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.upper() in HELPERS:
+            spellings = HELPERS[node.name.upper()]
+            if dialect not in spellings:
+                raise ValueError(f"{node.name} has no spelling for {dialect}")
+            return spellings[dialect](list(node.expressions))
+        return node
+
+    return tree.transform(rewrite).sql(dialect=dialect)
