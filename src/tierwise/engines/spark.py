@@ -91,7 +91,7 @@ class SparkSessionAdapter:
         self._view(name, frame.select(*columns))
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
-        self._view(name, self.spark.createDataFrame(table.to_pandas()))
+        self._view(name, self.spark.createDataFrame(table))
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         frame = self.spark.sql(sql, args=params or None)

@@ -23,7 +23,9 @@ from tierwise.workspace import Workspace
 # :start bounds the RFM period (orders after it count for frequency and monetary);
 # :prev_start..:start is the previous period of the same length, for growth.
 # The orders are read once, grouped by customer and local calendar day; everything else is
-# aggregated from those day rows (a join back to the orders cost twice as much).
+# aggregated from those day rows (a join back to the orders cost twice as much). Money is
+# summed as DECIMAL: float sums depend on the engine's summation order, decimal sums do not,
+# so every engine and every run gives the same figures (and the same fitted models).
 _STATS_SQL = """
 WITH days AS (
     SELECT customer_id,
@@ -31,12 +33,13 @@ WITH days AS (
            min(ordered_at) AS first_at,
            max(ordered_at) AS last_at,
            count(*) AS n,
-           sum(amount) AS amount,
-           sum(amount - coalesce(cost, 0)) AS profit,
+           sum(CAST(amount AS DECIMAL(18, 4))) AS amount,
+           sum(CAST(amount - coalesce(cost, 0) AS DECIMAL(18, 4))) AS profit,
            count(*) FILTER (WHERE ordered_at > :start) AS n_period,
-           coalesce(sum(amount) FILTER (WHERE ordered_at > :start), 0) AS amount_period,
-           coalesce(sum(amount) FILTER (WHERE ordered_at > :prev_start
-                                        AND ordered_at <= :start), 0) AS amount_previous
+           coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (WHERE ordered_at > :start), 0)
+               AS amount_period,
+           coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (
+               WHERE ordered_at > :prev_start AND ordered_at <= :start), 0) AS amount_previous
     FROM orders
     WHERE status = 'paid' AND ordered_at <= :as_of
     GROUP BY customer_id, CAST(LOCAL_TS(:tz, ordered_at) AS DATE)
@@ -59,15 +62,19 @@ per AS (
            sum(amount) - arg_min(amount, day) AS repeat_amount
     FROM days GROUP BY customer_id
 )
-SELECT customer_id, first_order_at, last_order_at, orders_total, revenue_total, profit_total,
-       orders, revenue, purchase_days_period, revenue_previous, purchase_days,
+SELECT customer_id, first_order_at, last_order_at, orders_total,
+       CAST(revenue_total AS DOUBLE) AS revenue_total,
+       CAST(profit_total AS DOUBLE) AS profit_total,
+       orders, CAST(revenue AS DOUBLE) AS revenue, purchase_days_period,
+       CAST(revenue_previous AS DOUBLE) AS revenue_previous, purchase_days,
        purchase_days - 1 AS x,
        date_diff('day', first_day, last_day) AS t_x_days,
        date_diff('day', first_day, CAST(LOCAL_TS(:tz, :as_of) AS DATE)) AS t_days,
        CAST(floor(date_diff('second', last_order_at, :as_of) / 86400) AS BIGINT)
            AS recency_days,
        date_diff('day', previous_day, last_day) AS gap_before_last_days,
-       CASE WHEN purchase_days > 1 THEN repeat_amount / (purchase_days - 1) END AS m_x
+       CASE WHEN purchase_days > 1
+            THEN CAST(repeat_amount AS DOUBLE) / (purchase_days - 1) END AS m_x
 FROM per
 ORDER BY customer_id
 """
@@ -80,7 +87,8 @@ SELECT customer_id,
        CAST(floor(date_diff('second', max(ordered_at), :as_of) / 86400) AS BIGINT)
            AS recency_days,
        count(*) FILTER (WHERE ordered_at > :start) AS orders,
-       coalesce(sum(amount) FILTER (WHERE ordered_at > :start), 0) AS revenue
+       CAST(coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (WHERE ordered_at > :start),
+                     0) AS DOUBLE) AS revenue
 FROM orders
 WHERE status = 'paid' AND ordered_at <= :as_of
 GROUP BY customer_id
