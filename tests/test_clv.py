@@ -40,6 +40,13 @@ def weeks(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             table["t_days"].to_numpy() / 7)
 
 
+def test_the_light_clv_summary_agrees(cdnow_sample: pa.Table, tmp_path_factory):
+    ws = tierwise.open(next(tmp_path_factory.getbasetemp().glob("cds*")) / "ws")
+    light = stats.clv_summary(ws, CALIBRATION_END)
+    for column in ("x", "t_x_days", "t_days", "m_x", "purchase_days"):
+        assert light[column].to_pylist() == cdnow_sample[column].to_pylist(), column
+
+
 def test_summary_of_the_sample(cdnow_sample: pa.Table):
     x, t_x, T = weeks(cdnow_sample)
     assert cdnow_sample.num_rows == 2357

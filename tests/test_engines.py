@@ -64,13 +64,15 @@ def _results(ws: tierwise.Workspace, engine: str) -> dict[str, list[dict[str, ob
     try:
         table = stats.customer_stats(ws, AS_OF, stats.Period(365))
         light = stats.rfm_summary(ws, AS_OF, stats.Period(365))
+        clv_inputs = stats.clv_summary(ws, AS_OF)
         with ws.engine.session(arrow={"stats": table}) as session:
             scores = rfm.score(session, rfm.RFMSettings(), engine)
         snap = compute(ws, AS_OF, save=False)
     finally:
         ws.engine = make_engine("duckdb")
     return {"stats": table.to_pylist(), "rfm": scores.to_pylist(),
-            "light": light.to_pylist(), "snapshot": snap.table.to_pylist()}
+            "light": light.to_pylist(), "clv": clv_inputs.to_pylist(),
+            "snapshot": snap.table.to_pylist()}
 
 
 # Model outputs come from numerical optimisation on sums whose last bits depend on the
@@ -92,7 +94,7 @@ def _same(a: object, b: object, rel: float = 1e-9) -> bool:
 def test_engines_agree(workspace: tierwise.Workspace,
                        reference: dict[str, list[dict[str, object]]], engine: str):
     got = _results(workspace, engine)
-    for part in ("stats", "rfm", "light", "snapshot"):
+    for part in ("stats", "rfm", "light", "clv", "snapshot"):
         assert len(got[part]) == len(reference[part]), part
         for mine, theirs in zip(got[part], reference[part], strict=True):
             for key, value in theirs.items():

@@ -120,18 +120,27 @@ def _fit(neg_ll: Callable[[Array], Any], start: Array, names: list[str], model: 
     With ``jac`` the objective returns (value, gradient) and no finite differences are
     needed.
     """
-    best = None
-    for scale in (1.0, 0.3, 3.0):  # a few starting points guard against poor local optima
-        result = optimize.minimize(neg_ll, np.log(start * scale), method="L-BFGS-B", jac=jac,
-                                   options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-8})
-        if np.isfinite(result.fun) and (best is None or result.fun < best.fun):
-            best = result
-        if best is not None and best.success:
-            break
-    if best is None:
+    def run(x0: Array) -> Any:
+        return optimize.minimize(neg_ll, x0, method="L-BFGS-B", jac=jac,
+                                 options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-8})
+
+    best = run(np.log(start))
+    converged = bool(best.success)
+    if not converged and np.isfinite(best.fun):
+        # A line search that gives up on a flat likelihood usually finishes from where it
+        # stopped; a restart that no longer improves means we are at the optimum.
+        again = run(best.x)
+        converged = bool(again.success) or abs(again.fun - best.fun) <= 1e-10 * abs(best.fun)
+        best = again if again.fun <= best.fun else best
+    if not converged or not np.isfinite(best.fun):
+        for scale in (0.3, 3.0):  # other starting points guard against poor local optima
+            result = run(np.log(start * scale))
+            if np.isfinite(result.fun) and (not np.isfinite(best.fun) or result.fun < best.fun):
+                best, converged = result, bool(result.success)
+    if not np.isfinite(best.fun) or best.fun >= 1e300:
         raise TierwiseError(f"{model}: the likelihood could not be evaluated on this data")
     params = dict(zip(names, np.exp(best.x).tolist(), strict=True))
-    return Fitted(model, params, float(-best.fun), customers, bool(best.success))
+    return Fitted(model, params, float(-best.fun), customers, converged)
 
 
 def _safe(fn: Callable[[Array], Array | float]) -> Callable[[Array], float]:
@@ -297,10 +306,13 @@ def pareto_p_alive(p: dict[str, float], x: Array, t_x: Array, T: Array) -> Array
     return 1.0 / (1.0 + np.exp(log_ratio))
 
 
-def pareto_expected(p: dict[str, float], t: float, x: Array, t_x: Array, T: Array) -> Array:
+def pareto_expected(p: dict[str, float], t: float, x: Array, t_x: Array, T: Array,
+                    alive: Array | None = None) -> Array:
+    """Expected purchases in the next ``t``; pass ``alive`` (P(alive)) to reuse it."""
     r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
     x = np.asarray(x, float)
-    alive = pareto_p_alive(p, x, t_x, T)
+    if alive is None:
+        alive = pareto_p_alive(p, x, t_x, T)
     if abs(s - 1) < 1e-9:  # the limit s → 1
         horizon = np.log((beta + T + t) / (beta + T)) * (beta + T)
     else:
@@ -319,15 +331,33 @@ def fit_gamma_gamma(x: Array, m_x: Array, weights: Array | None = None) -> Fitte
     if len(x) < 3:
         raise TierwiseError("gamma_gamma needs at least 3 customers with repeat purchases")
 
-    def ll(params: Array) -> Array:
-        p, q, gamma = params
-        return (special.gammaln(p * x + q) - special.gammaln(p * x) - special.gammaln(q)
-                + q * np.log(gamma) + (p * x - 1) * np.log(m_x) + p * x * np.log(x)
-                - (p * x + q) * np.log(gamma + m_x * x))
+    log_m, log_x, mx = np.log(m_x), np.log(x), m_x * x
 
-    neg = _safe(lambda params: -np.sum(w * ll(params)))
-    return _fit(neg, np.array([1.0, 1.0, float(np.mean(m_x))]), ["p", "q", "gamma"],
-                "gamma_gamma", int(w.sum()))
+    def objective(log_params: Array) -> tuple[float, Array]:
+        """Negative log-likelihood and its analytic gradient in log-parameters."""
+        p, q, gamma = np.exp(log_params)
+        px = p * x
+        with np.errstate(all="ignore"):
+            log_total = np.log(gamma + mx)
+            ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q)
+                  + q * np.log(gamma) + (px - 1) * log_m + px * log_x - (px + q) * log_total)
+            psi = special.digamma(px + q)
+            d_p = x * (psi - special.digamma(px) + log_m + log_x - log_total)
+            d_q = psi - special.digamma(q) + np.log(gamma) - log_total
+            d_gamma = q / gamma - (px + q) / (gamma + mx)
+            value = -float(np.sum(w * ll))
+            grad = -np.array([np.sum(w * d_p) * p, np.sum(w * d_q) * q,
+                              np.sum(w * d_gamma) * gamma])
+        if not np.isfinite(value) or not np.all(np.isfinite(grad)):
+            return 1e300, np.zeros(3)
+        return value, grad
+
+    start = np.array([1.0, 1.0, float(np.mean(m_x))])
+    if len(x) > WARM_START_ROWS:
+        pick = np.random.default_rng(0).choice(len(x), WARM_START_ROWS, replace=False)
+        sample = fit_gamma_gamma(x[pick], m_x[pick], w[pick])
+        start = np.array(list(sample.params.values()))
+    return _fit(objective, start, ["p", "q", "gamma"], "gamma_gamma", int(w.sum()), jac=True)
 
 
 def gamma_gamma_expected_spend(p: dict[str, float], x: Array, m_x: Array,

@@ -18,7 +18,7 @@ UNIT_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}
 
 def _summary(ws: Workspace, as_of: datetime, unit: TimeUnit) -> tuple[pa.Table, np.ndarray,
                                                                       np.ndarray, np.ndarray]:
-    table = stats.customer_stats(ws, as_of, stats.Period(None))
+    table = stats.clv_summary(ws, as_of)
     days = UNIT_DAYS[unit]
     x = table["x"].to_numpy().astype(float)
     t_x = table["t_x_days"].to_numpy().astype(float) / days
@@ -79,7 +79,7 @@ def _holdout(ws: Workspace, fitted: clv.Fitted, model: str, table: pa.Table, x: 
     if end <= start:
         raise TierwiseError("the calibration end must be before as_of")
     horizon = (end - start) / timedelta(days=UNIT_DAYS[unit])
-    later = stats.customer_stats(ws, end, stats.Period(None))
+    later = stats.clv_summary(ws, end)
     index = {c: i for i, c in enumerate(later["customer_id"].to_pylist())}
     total_days = later["purchase_days"].to_numpy()
     actual = np.array([total_days[index[c]] for c in table["customer_id"].to_pylist()], float)

@@ -138,7 +138,7 @@ def _fit_clv(settings: CLVSettings, x: np.ndarray, t_x: np.ndarray, T: np.ndarra
         p_alive = clv.pareto_p_alive(fitted.params, x, t_x, T)
 
         def cumulative(t: float) -> np.ndarray:
-            return clv.pareto_expected(fitted.params, t, x, t_x, T)
+            return clv.pareto_expected(fitted.params, t, x, t_x, T, p_alive)
     info: dict[str, Any] = {"purchases": fitted.as_dict()}
     try:
         spend_model = clv.fit_gamma_gamma(x, np.nan_to_num(m_x))

@@ -96,6 +96,30 @@ ORDER BY customer_id
 """
 
 
+# What CLV models need and nothing more (the content of lifetimes'
+# summary_data_from_transaction_data): repeat purchase days x, t_x and T in days, and the
+# mean value of repeat purchase days.
+_CLV_SQL = """
+WITH days AS (
+    SELECT customer_id, CAST(LOCAL_TS(:tz, ordered_at) AS DATE) AS day,
+           sum(CAST(amount AS DECIMAL(18, 4))) AS amount
+    FROM orders
+    WHERE status = 'paid' AND ordered_at <= :as_of
+    GROUP BY customer_id, CAST(LOCAL_TS(:tz, ordered_at) AS DATE)
+)
+SELECT customer_id,
+       count(*) AS purchase_days,
+       count(*) - 1 AS x,
+       date_diff('day', min(day), max(day)) AS t_x_days,
+       date_diff('day', min(day), CAST(LOCAL_TS(:tz, :as_of) AS DATE)) AS t_days,
+       CASE WHEN count(*) > 1
+            THEN CAST(sum(amount) - arg_min(amount, day) AS DOUBLE) / (count(*) - 1) END AS m_x
+FROM days
+GROUP BY customer_id
+ORDER BY customer_id
+"""
+
+
 def stats_sql(dialect: str) -> str:
     """The statistics query rendered for ``dialect`` (placeholders stay named)."""
     return render(_STATS_SQL, dialect)
@@ -129,6 +153,13 @@ def customer_stats(ws: Workspace, as_of: datetime, period: Period | None = None)
                               "prev_start": prev_start}
     with ws.engine.session({"orders": ws.facts.scan("orders")}) as session:
         return session.query(stats_sql(ws.engine.name), params)
+
+
+def clv_summary(ws: Workspace, as_of: datetime) -> pa.Table:
+    """x, t_x_days, t_days, m_x and purchase_days per customer (all history to as_of)."""
+    with ws.engine.session({"orders": ws.facts.scan("orders")}) as session:
+        return session.query(render(_CLV_SQL, ws.engine.name),
+                             {"tz": ws.config.timezone, "as_of": as_of})
 
 
 def rfm_summary(ws: Workspace, as_of: datetime, period: Period | None = None) -> pa.Table:
