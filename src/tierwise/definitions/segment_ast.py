@@ -1,0 +1,310 @@
+"""The segment language's syntax tree, its JSON form, and its canonical text form.
+
+Every node is a frozen dataclass. ``to_json`` / ``from_json`` convert to and from plain
+dicts (the JSON form the UI and API speak); ``to_text`` prints the canonical text form.
+Text → tree → JSON → tree → text gives back the canonical text, and JSON → tree → text →
+tree → JSON gives back the same JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+from tierwise.errors import TierwiseError
+
+# -- operands ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """A customer or computed field: ``city``, ``attributes.industry``, ``rfm.segment``."""
+
+    path: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A number, a string, or None (only produced by ``IS NULL`` internally)."""
+
+    value: str | int | float
+
+
+@dataclass(frozen=True)
+class RelativeDate:
+    """``-30d``, ``-4w``, ``-6m``, ``-1y`` (as_of minus that), or ``today`` (amount 0, 'd')."""
+
+    amount: int
+    unit: str  # d, w, m, y
+    today: bool = False
+
+
+@dataclass(frozen=True)
+class Window:
+    amount: int
+    unit: str  # d, w, m, y
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """``SUM(orders.amount WHERE status = 'paid', LAST 30d)``."""
+
+    function: str  # COUNT, SUM, AVG, MIN, MAX, COUNT_DISTINCT, DAYS_SINCE_LAST, ...
+    source: str  # orders, events, tickets, feedback
+    column: str | None
+    where: Condition | None
+    window: Window | None
+
+
+Operand = Union[Field, Literal, RelativeDate, Aggregate]
+
+# -- conditions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Compare:
+    op: str  # = != > >= < <=
+    left: Operand
+    right: Operand
+
+
+@dataclass(frozen=True)
+class InList:
+    operand: Operand
+    values: tuple[Literal, ...]
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Between:
+    operand: Operand
+    low: Operand
+    high: Operand
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class IsNull:
+    operand: Operand
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Contains:
+    operand: Operand
+    value: Operand
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class InSegment:
+    key: str
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Condition
+
+
+@dataclass(frozen=True)
+class And:
+    operands: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    operands: tuple[Condition, ...]
+
+
+Condition = Union[Compare, InList, Between, IsNull, Contains, InSegment, Not, And, Or]
+
+AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "DAYS_SINCE_LAST",
+              "DAYS_SINCE_FIRST")
+SOURCES = ("orders", "events", "tickets", "feedback")
+COMPARE_OPS = ("=", "!=", ">", ">=", "<", "<=")
+
+# -- text form -----------------------------------------------------------------------------
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def operand_text(node: Operand) -> str:
+    if isinstance(node, Field):
+        return node.name
+    if isinstance(node, Literal):
+        value = node.value
+        if isinstance(value, str):
+            return _quote(value)
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(node, RelativeDate):
+        return "today" if node.today else f"-{node.amount}{node.unit}"
+    target = node.source if node.column is None else f"{node.source}.{node.column}"
+    parts = [target]
+    if node.where is not None:
+        parts[0] += f" WHERE {to_text(node.where)}"
+    if node.window is not None:
+        parts.append(f"LAST {node.window.amount}{node.window.unit}")
+    return f"{node.function}({', '.join(parts)})"
+
+
+_PRECEDENCE = {"Or": 1, "And": 2, "Not": 3}
+
+
+def to_text(node: Condition, parent: int = 0) -> str:
+    """The canonical text of a condition (keywords upper case, minimal parentheses)."""
+    kind = type(node).__name__
+    if isinstance(node, Or | And):
+        joiner = " OR " if isinstance(node, Or) else " AND "
+        own = _PRECEDENCE[kind]
+        text = joiner.join(to_text(o, own) for o in node.operands)
+        return f"({text})" if own < parent else text
+    if isinstance(node, Not):
+        return f"NOT {to_text(node.operand, _PRECEDENCE['Not'])}"
+    if isinstance(node, Compare):
+        return f"{operand_text(node.left)} {node.op} {operand_text(node.right)}"
+    if isinstance(node, InList):
+        values = ", ".join(operand_text(v) for v in node.values)
+        return f"{operand_text(node.operand)} {'NOT IN' if node.negated else 'IN'} ({values})"
+    if isinstance(node, Between):
+        word = "NOT BETWEEN" if node.negated else "BETWEEN"
+        return (f"{operand_text(node.operand)} {word} {operand_text(node.low)} AND "
+                f"{operand_text(node.high)}")
+    if isinstance(node, IsNull):
+        return f"{operand_text(node.operand)} IS {'NOT ' if node.negated else ''}NULL"
+    if isinstance(node, Contains):
+        word = "NOT CONTAINS" if node.negated else "CONTAINS"
+        return f"{operand_text(node.operand)} {word} {operand_text(node.value)}"
+    if isinstance(node, InSegment):
+        return f"IN_SEGMENT({_quote(node.key)})"
+    raise TypeError(f"not a condition: {node!r}")
+
+
+# -- JSON form -----------------------------------------------------------------------------
+
+
+def operand_json(node: Operand) -> dict[str, Any]:
+    if isinstance(node, Field):
+        return {"field": node.name}
+    if isinstance(node, Literal):
+        return {"value": node.value}
+    if isinstance(node, RelativeDate):
+        return {"today": True} if node.today else {"relative": f"-{node.amount}{node.unit}"}
+    out: dict[str, Any] = {"aggregate": node.function, "source": node.source}
+    if node.column is not None:
+        out["column"] = node.column
+    if node.where is not None:
+        out["where"] = to_json(node.where)
+    if node.window is not None:
+        out["last"] = f"{node.window.amount}{node.window.unit}"
+    return out
+
+
+def to_json(node: Condition) -> dict[str, Any]:
+    if isinstance(node, And):
+        return {"and": [to_json(o) for o in node.operands]}
+    if isinstance(node, Or):
+        return {"or": [to_json(o) for o in node.operands]}
+    if isinstance(node, Not):
+        return {"not": to_json(node.operand)}
+    if isinstance(node, Compare):
+        return {"op": node.op, "left": operand_json(node.left),
+                "right": operand_json(node.right)}
+    if isinstance(node, InList):
+        return {"op": "not_in" if node.negated else "in", "left": operand_json(node.operand),
+                "values": [v.value for v in node.values]}
+    if isinstance(node, Between):
+        return {"op": "not_between" if node.negated else "between",
+                "left": operand_json(node.operand), "low": operand_json(node.low),
+                "high": operand_json(node.high)}
+    if isinstance(node, IsNull):
+        return {"op": "is_not_null" if node.negated else "is_null",
+                "left": operand_json(node.operand)}
+    if isinstance(node, Contains):
+        return {"op": "not_contains" if node.negated else "contains",
+                "left": operand_json(node.operand), "right": operand_json(node.value)}
+    if isinstance(node, InSegment):
+        return {"in_segment": node.key}
+    raise TypeError(f"not a condition: {node!r}")
+
+
+class JSONRuleError(TierwiseError):
+    """The JSON form of a rule is malformed; the message gives the path to the problem."""
+
+
+def _unit(text: str, where: str) -> tuple[int, str]:
+    body = text.lstrip("-")
+    if len(body) < 2 or body[-1] not in "dwmy" or not body[:-1].isdigit():
+        raise JSONRuleError(f"{where}: {text!r} is not a duration such as 30d, 4w, 6m or 1y")
+    return int(body[:-1]), body[-1]
+
+
+def operand_from_json(data: Any, where: str) -> Operand:
+    if not isinstance(data, dict):
+        raise JSONRuleError(f"{where}: expected an object, found {data!r}")
+    if "field" in data:
+        return Field(tuple(str(data["field"]).split(".")))
+    if "value" in data:
+        value = data["value"]
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise JSONRuleError(f"{where}.value: expected a number or a string")
+        return Literal(value)
+    if data.get("today"):
+        return RelativeDate(0, "d", today=True)
+    if "relative" in data:
+        amount, unit = _unit(str(data["relative"]), f"{where}.relative")
+        return RelativeDate(amount, unit)
+    if "aggregate" in data:
+        function = str(data["aggregate"]).upper()
+        if function not in AGGREGATES:
+            raise JSONRuleError(f"{where}.aggregate: {function!r} is not one of "
+                                f"{', '.join(AGGREGATES)}")
+        window = None
+        if "last" in data:
+            window = Window(*_unit(str(data["last"]), f"{where}.last"))
+        condition = from_json(data["where"], f"{where}.where") if "where" in data else None
+        return Aggregate(function, str(data.get("source")), data.get("column"), condition,
+                         window)
+    raise JSONRuleError(f"{where}: expected one of field, value, relative, today, aggregate")
+
+
+def from_json(data: Any, where: str = "rule") -> Condition:
+    """The condition a JSON form describes; errors name the path (``rule.and[1].left``)."""
+    if not isinstance(data, dict):
+        raise JSONRuleError(f"{where}: expected an object, found {data!r}")
+    for key, cls in (("and", And), ("or", Or)):
+        if key in data:
+            items = data[key]
+            if not isinstance(items, list) or len(items) < 2:
+                raise JSONRuleError(f"{where}.{key}: expected a list of at least 2 conditions")
+            return cls(tuple(from_json(v, f"{where}.{key}[{i}]") for i, v in enumerate(items)))
+    if "not" in data:
+        return Not(from_json(data["not"], f"{where}.not"))
+    if "in_segment" in data:
+        return InSegment(str(data["in_segment"]))
+    op = data.get("op")
+    left = operand_from_json(data.get("left"), f"{where}.left")
+    if op in COMPARE_OPS:
+        return Compare(op, left, operand_from_json(data.get("right"), f"{where}.right"))
+    if op in ("in", "not_in"):
+        values = data.get("values")
+        if not isinstance(values, list) or not values:
+            raise JSONRuleError(f"{where}.values: expected a non-empty list")
+        return InList(left, tuple(Literal(v) for v in values), op == "not_in")
+    if op in ("between", "not_between"):
+        return Between(left, operand_from_json(data.get("low"), f"{where}.low"),
+                       operand_from_json(data.get("high"), f"{where}.high"),
+                       op == "not_between")
+    if op in ("is_null", "is_not_null"):
+        return IsNull(left, op == "is_not_null")
+    if op in ("contains", "not_contains"):
+        return Contains(left, operand_from_json(data.get("right"), f"{where}.right"),
+                        op == "not_contains")
+    raise JSONRuleError(f"{where}.op: {op!r} is not one of {', '.join(COMPARE_OPS)}, in, "
+                        "not_in, between, not_between, is_null, is_not_null, contains, "
+                        "not_contains")
