@@ -9,7 +9,7 @@ tree → JSON gives back the same JSON.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from tierwise.errors import TierwiseError
 
@@ -60,7 +60,7 @@ class Aggregate:
     window: Window | None
 
 
-Operand = Union[Field, Literal, RelativeDate, Aggregate]
+Operand = Field | Literal | RelativeDate | Aggregate
 
 # -- conditions ----------------------------------------------------------------------------
 
@@ -120,7 +120,7 @@ class Or:
     operands: tuple[Condition, ...]
 
 
-Condition = Union[Compare, InList, Between, IsNull, Contains, InSegment, Not, And, Or]
+Condition = Compare | InList | Between | IsNull | Contains | InSegment | Not | And | Or
 
 AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "DAYS_SINCE_LAST",
               "DAYS_SINCE_FIRST")

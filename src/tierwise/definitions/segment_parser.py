@@ -1,0 +1,296 @@
+"""The text form of the segment language → syntax tree, with errors that point at the spot.
+
+>>> to_text(parse("count(orders, last 30d) >= 2 and not in_segment('churned')"))
+"COUNT(orders, LAST 30d) >= 2 AND NOT IN_SEGMENT('churned')"
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tierwise.definitions.segment_ast import (
+    AGGREGATES,
+    Aggregate,
+    And,
+    Between,
+    Compare,
+    Condition,
+    Contains,
+    Field,
+    InList,
+    InSegment,
+    IsNull,
+    Literal,
+    Not,
+    Operand,
+    Or,
+    RelativeDate,
+    Window,
+    to_text,
+)
+from tierwise.errors import TierwiseError
+
+KEYWORDS = {"AND", "OR", "NOT", "IN", "BETWEEN", "IS", "NULL", "CONTAINS", "WHERE", "LAST",
+            "IN_SEGMENT", "TODAY"}
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<duration>-?\d+[dwmy](?![\w]))
+  | (?P<number>-?\d+(?:\.\d+)?(?![\w]))
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<op>!=|<>|>=|<=|=|>|<)
+  | (?P<punct>[(),.])
+  | (?P<ident>[^\W\d][\w]*)
+""", re.VERBOSE | re.UNICODE)
+
+
+class SegmentSyntaxError(TierwiseError):
+    """A rule that does not parse. ``line`` and ``column`` are 1-based."""
+
+    def __init__(self, message: str, text: str, offset: int) -> None:
+        line = text.count("\n", 0, offset) + 1
+        start = text.rfind("\n", 0, offset) + 1
+        end = text.find("\n", offset)
+        source_line = text[start:end if end >= 0 else len(text)]
+        column = offset - start + 1
+        super().__init__(f"line {line}, column {column}: {message}\n  {source_line}\n"
+                         f"  {' ' * (column - 1)}^")
+        self.line, self.column, self.reason = line, column, message
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # duration number string op punct ident keyword end
+    text: str
+    offset: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper()
+
+    def describe(self) -> str:
+        return "the end of the rule" if self.kind == "end" else repr(self.text)
+
+
+def tokenize(text: str) -> list[Token]:
+    tokens: list[Token] = []
+    position = 0
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            if text[position] == "'":
+                raise SegmentSyntaxError("this 'string' is not closed with a quote", text,
+                                         position)
+            raise SegmentSyntaxError(f"unexpected character {text[position]!r}", text, position)
+        kind = match.lastgroup or ""
+        value = match.group()
+        if kind != "space":
+            if kind == "ident" and value.upper() in KEYWORDS | set(AGGREGATES):
+                kind = "keyword"
+            tokens.append(Token(kind, value, position))
+        position = match.end()
+    tokens.append(Token("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = tokenize(text)
+        self.index = 0
+
+    # -- helpers -------------------------------------------------------------------------
+    @property
+    def token(self) -> Token:
+        return self.tokens[self.index]
+
+    def peek(self, ahead: int = 1) -> Token:
+        return self.tokens[min(self.index + ahead, len(self.tokens) - 1)]
+
+    def advance(self) -> Token:
+        token = self.token
+        self.index += 1
+        return token
+
+    def is_keyword(self, *words: str) -> bool:
+        return self.token.kind == "keyword" and self.token.upper in words
+
+    def accept(self, *words: str) -> bool:
+        if self.is_keyword(*words):
+            self.advance()
+            return True
+        return False
+
+    def fail(self, expected: str, token: Token | None = None) -> SegmentSyntaxError:
+        token = token or self.token
+        return SegmentSyntaxError(f"expected {expected}, found {token.describe()}", self.text,
+                                  token.offset)
+
+    def expect_punct(self, char: str, what: str) -> None:
+        if self.token.kind == "punct" and self.token.text == char:
+            self.advance()
+            return
+        raise self.fail(what)
+
+    # -- grammar -------------------------------------------------------------------------
+    def parse(self) -> Condition:
+        if self.token.kind == "end":
+            raise self.fail("a condition")
+        node = self.or_expr()
+        if self.token.kind != "end":
+            raise self.fail("AND, OR or the end of the rule")
+        return node
+
+    def or_expr(self) -> Condition:
+        items = [self.and_expr()]
+        while self.accept("OR"):
+            items.append(self.and_expr())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def and_expr(self) -> Condition:
+        items = [self.not_expr()]
+        while self.accept("AND"):
+            items.append(self.not_expr())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def not_expr(self) -> Condition:
+        if self.accept("NOT"):
+            return Not(self.not_expr())
+        return self.primary()
+
+    def primary(self) -> Condition:
+        if self.token.kind == "punct" and self.token.text == "(":
+            self.advance()
+            node = self.or_expr()
+            self.expect_punct(")", "')' to close the parenthesis")
+            return node
+        if self.accept("IN_SEGMENT"):
+            self.expect_punct("(", "'(' after IN_SEGMENT")
+            if self.token.kind != "string":
+                raise self.fail("a segment key in quotes, such as 'churned'")
+            key = _unquote(self.advance().text)
+            self.expect_punct(")", "')' after the segment key")
+            return InSegment(key)
+        return self.predicate()
+
+    def predicate(self) -> Condition:
+        left = self.operand()
+        token = self.token
+        if token.kind == "op":
+            self.advance()
+            op = "!=" if token.text == "<>" else token.text
+            return Compare(op, left, self.operand())
+        negated = self.accept("NOT")
+        if self.accept("IN"):
+            self.expect_punct("(", "'(' to start the list after IN")
+            values = [self.literal()]
+            while self.token.kind == "punct" and self.token.text == ",":
+                self.advance()
+                values.append(self.literal())
+            self.expect_punct(")", "',' or ')' in the IN list")
+            return InList(left, tuple(values), negated)
+        if self.accept("BETWEEN"):
+            low = self.operand()
+            if not self.accept("AND"):
+                raise self.fail("AND between the two bounds of BETWEEN")
+            return Between(left, low, self.operand(), negated)
+        if self.accept("CONTAINS"):
+            return Contains(left, self.operand(), negated)
+        if negated:
+            raise self.fail("IN, BETWEEN or CONTAINS after NOT")
+        if self.accept("IS"):
+            is_not = self.accept("NOT")
+            if not self.accept("NULL"):
+                raise self.fail("NULL after IS" + (" NOT" if is_not else ""))
+            return IsNull(left, is_not)
+        raise self.fail("a comparison (=, !=, >, >=, <, <=, IN, NOT IN, BETWEEN, IS NULL, "
+                        f"CONTAINS) after {_describe(left)}")
+
+    def literal(self) -> Literal:
+        token = self.token
+        if token.kind == "string":
+            self.advance()
+            return Literal(_unquote(token.text))
+        if token.kind == "number":
+            self.advance()
+            return Literal(_number(token.text))
+        raise self.fail("a number or a 'string'")
+
+    def operand(self) -> Operand:
+        token = self.token
+        if token.kind in ("string", "number"):
+            return self.literal()
+        if token.kind == "duration":
+            if not token.text.startswith("-"):
+                raise SegmentSyntaxError(f"a relative date needs a minus sign: -{token.text} "
+                                         "means that long before as_of", self.text,
+                                         token.offset)
+            self.advance()
+            return RelativeDate(int(token.text[1:-1]), token.text[-1])
+        if self.accept("TODAY"):
+            return RelativeDate(0, "d", today=True)
+        if token.kind == "keyword" and token.upper in AGGREGATES:
+            return self.aggregate()
+        if token.kind == "ident":
+            return Field(self.path())
+        raise self.fail("a field, a number, a 'string', a relative date such as -30d, or an "
+                        "aggregate such as COUNT(orders)")
+
+    def path(self) -> tuple[str, ...]:
+        parts = [self.advance().text]
+        while self.token.kind == "punct" and self.token.text == ".":
+            self.advance()
+            if self.token.kind not in ("ident", "keyword"):
+                raise self.fail("a name after '.'")
+            parts.append(self.advance().text)
+        return tuple(parts)
+
+    def aggregate(self) -> Aggregate:
+        function = self.advance().upper
+        self.expect_punct("(", f"'(' after {function}")
+        if self.token.kind != "ident":
+            raise self.fail("a source: orders, events, tickets or feedback")
+        start = self.token
+        path = self.path()
+        if len(path) > 2:
+            raise SegmentSyntaxError(f"expected source or source.column, found "
+                                     f"{'.'.join(path)!r}", self.text, start.offset)
+        source = path[0].lower()
+        column = path[1] if len(path) == 2 else None
+        where = self.or_expr() if self.accept("WHERE") else None
+        window = None
+        if self.token.kind == "punct" and self.token.text == ",":
+            self.advance()
+            if not self.accept("LAST"):
+                raise self.fail("LAST after ',' (as in LAST 30d)")
+            if self.token.kind != "duration" or self.token.text.startswith("-"):
+                raise self.fail("a window such as 30d, 4w, 6m or 1y after LAST")
+            text = self.advance().text
+            window = Window(int(text[:-1]), text[-1])
+        self.expect_punct(")", f"',' LAST …, WHERE … or ')' to close {function}(")
+        return Aggregate(function, source, column, where, window)
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1].replace("''", "'")
+
+
+def _number(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
+def _describe(node: Operand) -> str:
+    if isinstance(node, Field):
+        return node.name
+    if isinstance(node, Aggregate):
+        return f"{node.function}(…)"
+    return "the value"
+
+
+def parse(text: str) -> Condition:
+    """Parse a rule's text form; raises ``SegmentSyntaxError`` pointing at the problem."""
+    return _Parser(text).parse()
+
+
+__all__ = ["SegmentSyntaxError", "parse", "to_text", "tokenize"]
