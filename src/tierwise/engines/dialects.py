@@ -5,6 +5,8 @@ functions a query may call, and how each dialect spells them.
 
 - ``SECOND_MAX(x)`` — aggregate: the second-largest distinct value in a group (NULL if
   none). DuckDB: ``max(x, 2)[2]``; Spark: the second of the sorted distinct values.
+- ``JSON_TEXT(json, path)`` — the text at a JSON path (``$.key``) of a JSON string.
+- ``JSON_LIST_HAS(json_list, value)`` — whether a JSON array of strings holds ``value``.
 - ``LOCAL_TS(zone, ts)`` — the wall-clock time of instant ``ts`` in ``zone``
   (DuckDB: ``timezone(zone, ts)`` on a TIMESTAMPTZ; Spark: ``from_utc_timestamp(ts,
   zone)`` with the session time zone set to UTC, see
@@ -19,19 +21,31 @@ from functools import cache
 import sqlglot
 from sqlglot import exp
 
-Rewrite = Callable[[list[exp.Expression]], exp.Expression]
+Rewrite = Callable[[list[exp.Expr]], exp.Expr]
 
-def _duck_second_max(a: list[exp.Expression]) -> exp.Expression:
+def _duck_second_max(a: list[exp.Expr]) -> exp.Expr:
     return exp.maybe_parse(f"max({a[0].sql('duckdb')}, 2)[2]", dialect="duckdb")
 
 
-def _spark_second_max(a: list[exp.Expression]) -> exp.Expression:
+def _spark_second_max(a: list[exp.Expr]) -> exp.Expr:
     arg = a[0].sql("spark")
     return exp.maybe_parse(f"try_element_at(sort_array(collect_set({arg}), false), 2)",
                            dialect="spark")
 
 
+def _fn(name: str, *args: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
 HELPERS: dict[str, dict[str, Rewrite]] = {
+    "JSON_TEXT": {"duckdb": lambda a: _fn("json_extract_string", a[0], a[1]),
+                  "spark": lambda a: _fn("get_json_object", a[0], a[1])},
+    "JSON_LIST_HAS": {
+        "duckdb": lambda a: _fn("list_contains", exp.maybe_parse(
+            f"from_json({a[0].sql('duckdb')}, '[\"VARCHAR\"]')", dialect="duckdb"), a[1]),
+        "spark": lambda a: _fn("array_contains", exp.maybe_parse(
+            f"from_json({a[0].sql('spark')}, 'array<string>')", dialect="spark"), a[1]),
+    },
     "SECOND_MAX": {"duckdb": _duck_second_max, "spark": _spark_second_max},
     "LOCAL_TS": {
         "duckdb": lambda a: exp.Anonymous(this="timezone", expressions=[a[0], a[1]]),
@@ -43,9 +57,13 @@ HELPERS: dict[str, dict[str, Rewrite]] = {
 @cache
 def render(sql: str, dialect: str) -> str:
     """Parse ``sql`` (DuckDB dialect plus the helpers above) and print it for ``dialect``."""
-    tree = sqlglot.parse_one(sql, read="duckdb")
+    return render_tree(sqlglot.parse_one(sql, read="duckdb"), dialect)
 
-    def rewrite(node: exp.Expression) -> exp.Expression:
+
+def render_tree(tree: exp.Expr, dialect: str, pretty: bool = False) -> str:
+    """Print an expression tree for ``dialect``, spelling out the helpers."""
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Anonymous) and node.name.upper() in HELPERS:
             spellings = HELPERS[node.name.upper()]
             if dialect not in spellings:
@@ -53,4 +71,4 @@ def render(sql: str, dialect: str) -> str:
             return spellings[dialect](list(node.expressions))
         return node
 
-    return tree.transform(rewrite).sql(dialect=dialect)
+    return tree.transform(rewrite).sql(dialect=dialect, pretty=pretty)

@@ -1,0 +1,386 @@
+"""Segment rule → sqlglot expression tree → SQL for the engine's dialect.
+
+A pure function of the rule, ``as_of`` and the time zone. Every value from a rule
+(strings, numbers, dates, relative dates, window starts, JSON keys) becomes a bound named
+parameter; identifiers come only from the field catalogue. The query returns the ids of
+the members, ordered by customer_id:
+
+    SELECT c.customer_id FROM customers AS c
+    LEFT JOIN snapshot AS s ON ...                         -- computed fields, if used
+    LEFT JOIN (SELECT customer_id, COUNT(*) AS v FROM orders WHERE ... GROUP BY customer_id)
+         AS a1 ON a1.customer_id = c.customer_id           -- one join per distinct aggregate
+    WHERE <condition, two-valued: a comparison with a NULL side is false>
+
+Semantics (see docs/segments.md): aggregates see rows with ``as_of − window < time ≤
+as_of``; order aggregates count paid orders unless the WHERE mentions ``status``;
+``COUNT``/``SUM``/``COUNT_DISTINCT`` of no rows are 0, the others NULL; ``DAYS_SINCE_*``
+are whole days elapsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlglot import exp
+
+from tierwise.definitions.segment_ast import (
+    Aggregate,
+    And,
+    Between,
+    Compare,
+    Condition,
+    Contains,
+    Field,
+    InList,
+    InSegment,
+    IsNull,
+    Literal,
+    Not,
+    Operand,
+    Or,
+    RelativeDate,
+)
+from tierwise.definitions.segment_fields import (
+    LIVE_FIELDS,
+    TIME_COLUMN,
+    FieldInfo,
+    RuleError,
+    customer_field,
+    source_field,
+    validate,
+)
+from tierwise.engines.dialects import render_tree
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_OPS: dict[str, type[exp.Expr]] = {"=": exp.EQ, "!=": exp.EQ, ">": exp.GT,
+                                          ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}
+
+
+@dataclass
+class CompiledRule:
+    sql: str
+    params: dict[str, Any]
+    uses_snapshot: bool
+    sources: set[str]
+
+
+def shift(as_of: datetime, amount: int, unit: str, zone: ZoneInfo) -> datetime:
+    """as_of minus a duration, in wall-clock terms of ``zone`` (months and years are
+    calendar months and years; the day is clamped to the month's length)."""
+    local = as_of.astimezone(zone)
+    if unit in ("d", "w"):
+        return (local - timedelta(days=amount * (7 if unit == "w" else 1))).astimezone(zone)
+    months = amount * (12 if unit == "y" else 1)
+    year, month = divmod(local.month - 1 - months, 12)
+    year += local.year
+    month += 1
+    last_day = (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    return local.replace(year=year, month=month, day=min(local.day, last_day))
+
+
+def _false() -> exp.Expr:
+    return exp.false()
+
+
+def _two_valued(expression: exp.Expr) -> exp.Expr:
+    return exp.Coalesce(this=expression, expressions=[_false()])
+
+
+def _fn(name: str, *args: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+@dataclass
+class _Scope:
+    """One SELECT over customers (IN_SEGMENT opens a nested one)."""
+
+    alias: str
+    joins: list[tuple[str, exp.Select]] = field(default_factory=list)
+    aggregates: dict[Aggregate, str] = field(default_factory=dict)
+    uses_snapshot: bool = False
+
+
+class _Compiler:
+    def __init__(self, as_of: datetime, zone: ZoneInfo,
+                 resolve: Callable[[str], Condition] | None) -> None:
+        self.as_of = as_of
+        self.zone = zone
+        self.resolve = resolve
+        self.params: dict[str, Any] = {"as_of": as_of, "tz": zone.key}
+        self.counter = 0
+        self.sources: set[str] = set()
+        self.uses_snapshot = False
+        self.stack: list[str] = []
+
+    def name(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def bind(self, value: Any) -> exp.Expr:
+        key = self.name("p")
+        self.params[key] = value
+        return exp.Placeholder(this=key)
+
+    # -- query ---------------------------------------------------------------------------
+    def query(self, rule: Condition) -> tuple[exp.Select, str]:
+        scope = _Scope(self.name("c"))
+        where = self.condition(rule, scope)
+        select = (exp.select(exp.column("customer_id", table=scope.alias))
+                  .from_(exp.alias_(exp.to_table("customers"), scope.alias, table=True)))
+        if scope.uses_snapshot:
+            self.uses_snapshot = True
+            s = scope.alias + "_s"
+            select = select.join(exp.alias_(exp.to_table("snapshot"), s, table=True),
+                                 on=exp.EQ(this=exp.column("customer_id", table=s),
+                                           expression=exp.column("customer_id",
+                                                                 table=scope.alias)),
+                                 join_type="left")
+        for alias, subquery in scope.joins:
+            select = select.join(subquery.subquery(alias),
+                                 on=exp.EQ(this=exp.column("customer_id", table=alias),
+                                           expression=exp.column("customer_id",
+                                                                 table=scope.alias)),
+                                 join_type="left")
+        return select.where(where), scope.alias
+
+    # -- conditions ----------------------------------------------------------------------
+    def condition(self, node: Condition, scope: _Scope,
+                  source: str | None = None) -> exp.Expr:
+        if isinstance(node, And):
+            return exp.and_(*[self.condition(o, scope, source) for o in node.operands])
+        if isinstance(node, Or):
+            return exp.or_(*[self.condition(o, scope, source) for o in node.operands])
+        if isinstance(node, Not):
+            return exp.Not(this=exp.paren(self.condition(node.operand, scope, source)))
+        if isinstance(node, InSegment):
+            return self.in_segment(node, scope)
+        if isinstance(node, IsNull):
+            value, _ = self.operand(node.operand, scope, source)
+            test: exp.Expr = exp.Is(this=value, expression=exp.Null())
+            return exp.Not(this=test) if node.negated else test
+        if isinstance(node, Compare):
+            left, right = self.pair(node.left, node.right, scope, source)
+            test = _two_valued(_OPS[node.op](this=left, expression=right))
+            return exp.Not(this=test) if node.op == "!=" else test
+        if isinstance(node, InList):
+            value, kind = self.operand(node.operand, scope, source)
+            items = [self.coerce(v, kind) for v in node.values]
+            value = self.adapt(value, kind, node.values[0])
+            test = _two_valued(exp.In(this=value, expressions=items))
+            return exp.Not(this=test) if node.negated else test
+        if isinstance(node, Between):
+            left, low = self.pair(node.operand, node.low, scope, source)
+            left_again, high = self.pair(node.operand, node.high, scope, source)
+            test = _two_valued(exp.and_(exp.GTE(this=left, expression=low),
+                                        exp.LTE(this=left_again, expression=high)))
+            return exp.Not(this=test) if node.negated else test
+        if isinstance(node, Contains):
+            value, kind = self.operand(node.operand, scope, source)
+            needle, _ = self.operand(node.value, scope, source)
+            if kind == "list":
+                found: exp.Expr = _fn("JSON_LIST_HAS", value, needle)
+            else:
+                found = exp.GT(this=exp.StrPosition(this=value, substr=needle),
+                               expression=exp.Literal.number(0))
+            test = _two_valued(found)
+            return exp.Not(this=test) if node.negated else test
+        raise TypeError(f"not a condition: {node!r}")
+
+    def in_segment(self, node: InSegment, scope: _Scope) -> exp.Expr:
+        if self.resolve is None:
+            raise RuleError(f"IN_SEGMENT({node.key!r}): no segments are defined here")
+        if node.key in self.stack:
+            cycle = " → ".join([*self.stack[self.stack.index(node.key):], node.key])
+            raise RuleError(f"IN_SEGMENT forms a cycle: {cycle}")
+        self.stack.append(node.key)
+        try:
+            inner, _ = self.query(self.resolve(node.key))
+        finally:
+            self.stack.pop()
+        return exp.In(this=exp.column("customer_id", table=scope.alias),
+                      query=inner.subquery())
+
+    # -- operands ------------------------------------------------------------------------
+    def pair(self, left: Operand, right: Operand, scope: _Scope,
+             source: str | None) -> tuple[exp.Expr, exp.Expr]:
+        """Both sides of a comparison, with literals coerced to the other side's kind."""
+        if isinstance(left, Literal | RelativeDate) and not isinstance(right, Literal |
+                                                                       RelativeDate):
+            r, l_ = self.pair(right, left, scope, source)
+            return l_, r
+        value, kind = self.operand(left, scope, source)
+        if isinstance(right, Literal | RelativeDate):
+            return self.adapt(value, kind, right), self.coerce(right, kind)
+        other, other_kind = self.operand(right, scope, source)
+        return value, other
+
+    def adapt(self, value: exp.Expr, kind: str, literal: Operand) -> exp.Expr:
+        """Change the field side for the literal: local date, or JSON text as a number."""
+        if kind == "timestamp" and isinstance(literal, Literal) and isinstance(
+                literal.value, str) and _DATE_ONLY.match(literal.value):
+            return exp.cast(_fn("LOCAL_TS", exp.Placeholder(this="tz"), value), "DATE")
+        if kind == "timestamp" and isinstance(literal, RelativeDate) and literal.today:
+            return exp.cast(_fn("LOCAL_TS", exp.Placeholder(this="tz"), value), "DATE")
+        if kind == "json" and isinstance(literal, Literal) and not isinstance(literal.value,
+                                                                               str):
+            return exp.TryCast(this=value, to=exp.DataType.build("DOUBLE"))
+        return value
+
+    def coerce(self, literal: Operand, kind: str) -> exp.Expr:
+        if isinstance(literal, RelativeDate):
+            if literal.today:
+                return self.bind(self.as_of.astimezone(self.zone).date())
+            instant = shift(self.as_of, literal.amount, literal.unit, self.zone)
+            if kind == "date":
+                return self.bind(instant.date())
+            if kind != "timestamp":
+                raise RuleError(f"a relative date such as -{literal.amount}{literal.unit} can "
+                                f"only be compared with a date or time, not a {kind}")
+            return self.bind(instant)
+        assert isinstance(literal, Literal)
+        value = literal.value
+        if kind in ("timestamp", "date"):
+            if not isinstance(value, str):
+                raise RuleError(f"compare dates with a date in quotes such as '2025-01-31', "
+                                f"not {value!r}")
+            try:
+                if _DATE_ONLY.match(value) or kind == "date":
+                    return self.bind(date.fromisoformat(value[:10]))
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                raise RuleError(f"{value!r} is not a date such as '2025-01-31' or a time such "
+                                f"as '2025-01-31 18:00'") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=self.zone)
+            return self.bind(parsed)
+        if kind == "number" and isinstance(value, str):
+            raise RuleError(f"{value!r} is text; this field holds numbers")
+        if kind in ("string", "list") and not isinstance(value, str):
+            return self.bind(str(value))
+        return self.bind(value)
+
+    def operand(self, node: Operand, scope: _Scope,
+                source: str | None) -> tuple[exp.Expr, str]:
+        if isinstance(node, Literal):
+            return self.bind(node.value), "number" if not isinstance(node.value, str) \
+                else "string"
+        if isinstance(node, RelativeDate):
+            return self.coerce(node, "timestamp"), "timestamp"
+        if isinstance(node, Aggregate):
+            return self.aggregate(node, scope)
+        assert isinstance(node, Field)
+        if source is not None:
+            return self.column(source_field(source, node), "r"), \
+                source_field(source, node).kind
+        info = customer_field(node)
+        if info.table == "live":
+            return self.aggregate(Aggregate(LIVE_FIELDS[node.name], "orders", "ordered_at",
+                                            None, None), scope)
+        if info.table == "snapshot":
+            scope.uses_snapshot = True
+            return exp.column(info.column, table=scope.alias + "_s"), info.kind
+        return self.column(info, scope.alias), info.kind
+
+    def column(self, info: FieldInfo, table: str) -> exp.Expr:
+        ref = exp.column(info.column, table=table)
+        if info.json_key is not None:
+            return _fn("JSON_TEXT", ref, self.bind(f"$.{info.json_key}"))
+        return ref
+
+    # -- aggregates ----------------------------------------------------------------------
+    def aggregate(self, node: Aggregate, scope: _Scope) -> tuple[exp.Expr, str]:
+        if node in scope.aggregates:
+            alias = scope.aggregates[node]
+        else:
+            alias = self.name("a")
+            scope.aggregates[node] = alias
+            scope.joins.append((alias, self.aggregate_query(node)))
+        value: exp.Expr = exp.column("v", table=alias)
+        if node.function in ("COUNT", "SUM", "COUNT_DISTINCT"):
+            value = exp.Coalesce(this=value, expressions=[exp.Literal.number(0)])
+        kind = "number"
+        if node.function in ("MIN", "MAX") and node.column is not None:
+            kind = source_field(node.source, Field((node.column,))).kind
+        return value, kind
+
+    def aggregate_query(self, node: Aggregate) -> exp.Select:
+        self.sources.add(node.source)
+        scope = _Scope("r")
+        time_col = exp.column(TIME_COLUMN[node.source], table="r")
+        filters: list[exp.Expr] = [
+            exp.LTE(this=time_col, expression=exp.Placeholder(this="as_of"))]
+        if node.window is not None:
+            filters.append(exp.GT(this=time_col.copy(), expression=self.bind(
+                shift(self.as_of, node.window.amount, node.window.unit, self.zone))))
+        if node.source == "orders" and not _mentions(node.where, "status"):
+            filters.append(exp.EQ(this=exp.column("status", table="r"),
+                                  expression=self.bind("paid")))
+        if node.where is not None:
+            filters.append(self.condition(node.where, scope, node.source))
+        column = (self.column(source_field(node.source, Field((node.column,))), "r")
+                  if node.column else None)
+        fn = node.function
+        if fn == "COUNT":
+            value: exp.Expr = exp.Count(this=exp.Star())
+        elif fn == "COUNT_DISTINCT":
+            value = exp.Count(this=exp.Distinct(expressions=[column]))
+        elif fn in ("SUM", "AVG", "MIN", "MAX"):
+            value = {"SUM": exp.Sum, "AVG": exp.Avg, "MIN": exp.Min, "MAX": exp.Max}[fn](
+                this=column)
+        else:  # DAYS_SINCE_LAST / DAYS_SINCE_FIRST: whole days elapsed
+            edge = exp.Max(this=time_col.copy()) if fn == "DAYS_SINCE_LAST" else \
+                exp.Min(this=time_col.copy())
+            seconds = exp.DateDiff(this=exp.Placeholder(this="as_of"), expression=edge,
+                                   unit=exp.var("SECOND"))
+            value = exp.cast(exp.Floor(this=exp.Div(this=seconds,
+                                                    expression=exp.Literal.number(86400))),
+                             "BIGINT")
+        return (exp.select(exp.column("customer_id", table="r"), exp.alias_(value, "v"))
+                .from_(exp.alias_(exp.to_table(node.source), "r", table=True))
+                .where(exp.and_(*filters))
+                .group_by(exp.column("customer_id", table="r")))
+
+
+def _mentions(node: Condition | None, name: str) -> bool:
+    if node is None:
+        return False
+    from tierwise.definitions.segment_fields import children
+
+    operands: list[Operand] = []
+    if isinstance(node, Compare):
+        operands = [node.left, node.right]
+    elif isinstance(node, InList | IsNull):
+        operands = [node.operand]
+    elif isinstance(node, Between):
+        operands = [node.operand, node.low, node.high]
+    elif isinstance(node, Contains):
+        operands = [node.operand, node.value]
+    if any(isinstance(o, Field) and o.path[-1] == name for o in operands):
+        return True
+    return any(_mentions(child, name) for child in children(node))
+
+
+def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
+                 resolve: Callable[[str], Condition] | None = None,
+                 pretty: bool = False, key: str | None = None) -> CompiledRule:
+    """SQL (for ``dialect``) and parameters selecting the members of ``rule`` at ``as_of``.
+
+    ``resolve`` maps an IN_SEGMENT key to that segment's rule; ``key`` is the rule's own
+    segment key, if it has one, so that a reference back to it is reported as a cycle.
+    """
+    validate(rule)
+    compiler = _Compiler(as_of, zone, resolve)
+    if key is not None:
+        compiler.stack.append(key)
+    tree, alias = compiler.query(rule)
+    tree = tree.order_by(exp.column("customer_id", table=alias))
+    return CompiledRule(render_tree(tree, dialect, pretty), compiler.params,
+                        compiler.uses_snapshot, compiler.sources)
+
+
+__all__ = ["CompiledRule", "compile_rule", "shift"]

@@ -1,0 +1,185 @@
+"""What a segment rule may name: customer fields, computed fields, aggregate sources.
+
+``validate`` checks a parsed rule against this catalogue and rejects unknown names with
+the closest valid ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tierwise.definitions.segment_ast import (
+    Aggregate,
+    And,
+    Between,
+    Compare,
+    Condition,
+    Contains,
+    Field,
+    InList,
+    InSegment,
+    IsNull,
+    Not,
+    Operand,
+    Or,
+)
+from tierwise.errors import TierwiseError
+
+Kind = str  # string, number, timestamp, date, list, json
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    kind: Kind
+    table: str  # customers, snapshot, live (computed from orders at as_of), source
+    column: str
+    json_key: str | None = None
+
+
+CUSTOMER_FIELDS: dict[str, Kind] = {
+    "customer_id": "string", "name": "string", "email": "string", "phone": "string",
+    "gender": "string", "birth_date": "date", "city": "string", "province": "string",
+    "country": "string", "industry": "string", "company_size": "string",
+    "channel": "string", "owner": "string", "signup_at": "timestamp",
+    "acquisition_cost": "number", "tags": "list",
+}
+#: Fields of the latest customer-facts snapshot (``tierwise compute``), by rule name.
+COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
+    "rfm.r": ("rfm_r", "number"), "rfm.f": ("rfm_f", "number"), "rfm.m": ("rfm_m", "number"),
+    "rfm.score": ("rfm_score", "number"), "rfm.cell": ("rfm_cell", "string"),
+    "rfm.segment": ("rfm_segment", "string"), "tier": ("tier", "string"),
+    "value_score": ("value_score", "number"), "lifecycle": ("lifecycle", "string"),
+    "clv": ("clv", "number"), "profit_clv": ("profit_clv", "number"),
+    "p_alive": ("p_alive", "number"), "expected_purchases": ("expected_purchases", "number"),
+    "churn_risk": ("churn_risk", "string"),
+}
+#: Computed from paid orders at as_of, like an aggregate.
+LIVE_FIELDS: dict[str, str] = {"last_order_at": "MAX", "first_order_at": "MIN"}
+
+SOURCE_COLUMNS: dict[str, dict[str, Kind]] = {
+    "orders": {"order_id": "string", "ordered_at": "timestamp", "amount": "number",
+               "currency": "string", "status": "string", "quantity": "number",
+               "product_id": "string", "category": "string", "cost": "number",
+               "discount": "number", "channel": "string"},
+    "events": {"event_id": "string", "occurred_at": "timestamp", "type": "string",
+               "properties": "json"},
+    "tickets": {"ticket_id": "string", "opened_at": "timestamp", "closed_at": "timestamp",
+                "priority": "string", "status": "string", "category": "string",
+                "csat": "number"},
+    "feedback": {"at": "timestamp", "nps": "number", "csat": "number", "comment": "string"},
+}
+TIME_COLUMN = {"orders": "ordered_at", "events": "occurred_at", "tickets": "opened_at",
+               "feedback": "at"}
+JSON_COLUMNS = {"customers": "attributes", "events": "properties"}
+
+
+class RuleError(TierwiseError):
+    """A rule that parses but names something that does not exist or cannot work."""
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def customer_field(field: Field) -> FieldInfo:
+    name = field.name
+    if name in CUSTOMER_FIELDS:
+        return FieldInfo(CUSTOMER_FIELDS[name], "customers", name)
+    if name in COMPUTED_FIELDS:
+        column, kind = COMPUTED_FIELDS[name]
+        return FieldInfo(kind, "snapshot", column)
+    if name in LIVE_FIELDS:
+        return FieldInfo("timestamp", "live", name)
+    if field.path[0] == "attributes" and len(field.path) == 2:
+        return FieldInfo("json", "customers", "attributes", field.path[1])
+    options = [*CUSTOMER_FIELDS, *COMPUTED_FIELDS, *LIVE_FIELDS, "attributes.<key>"]
+    raise RuleError(f"unknown field {name!r}{_suggest(name, options)} "
+                    f"(fields: {', '.join(options)})")
+
+
+def source_field(source: str, field: Field) -> FieldInfo:
+    columns = SOURCE_COLUMNS[source]
+    path = field.path[1:] if field.path[0] == source and len(field.path) > 1 else field.path
+    name = path[0]
+    if name in columns and columns[name] == "json" and len(path) == 2:
+        return FieldInfo("json", "source", name, path[1])
+    if name in columns and len(path) == 1:
+        return FieldInfo(columns[name], "source", name)
+    options = [c if k != "json" else f"{c}.<key>" for c, k in columns.items()]
+    raise RuleError(f"{source} has no column {'.'.join(path)!r}"
+                    f"{_suggest('.'.join(path), options)} (columns: {', '.join(options)})")
+
+
+def _operands(node: Condition) -> Iterator[Operand]:
+    if isinstance(node, Compare):
+        yield from (node.left, node.right)
+    elif isinstance(node, InList | IsNull):
+        yield node.operand
+    elif isinstance(node, Between):
+        yield from (node.operand, node.low, node.high)
+    elif isinstance(node, Contains):
+        yield from (node.operand, node.value)
+
+
+def children(node: Condition) -> Iterator[Condition]:
+    if isinstance(node, And | Or):
+        yield from node.operands
+    elif isinstance(node, Not):
+        yield node.operand
+
+
+def segment_references(node: Condition) -> set[str]:
+    """Keys named by IN_SEGMENT anywhere in the rule."""
+    found = {node.key} if isinstance(node, InSegment) else set()
+    for child in children(node):
+        found |= segment_references(child)
+    return found
+
+
+def validate(node: Condition, source: str | None = None) -> None:
+    """Raise ``RuleError`` for unknown fields, sources, columns or misused aggregates."""
+    if isinstance(node, InSegment):
+        if source is not None:
+            raise RuleError("IN_SEGMENT cannot be used inside an aggregate's WHERE")
+        return
+    for child in children(node):
+        validate(child, source)
+    for operand in _operands(node):
+        if isinstance(operand, Field):
+            if source is None:
+                customer_field(operand)
+            else:
+                source_field(source, operand)
+        elif isinstance(operand, Aggregate):
+            if source is not None:
+                raise RuleError("an aggregate cannot be nested inside another's WHERE")
+            check_aggregate(operand)
+
+
+def check_aggregate(node: Aggregate) -> None:
+    if node.source not in SOURCE_COLUMNS:
+        hint = _suggest(node.source, list(SOURCE_COLUMNS))
+        raise RuleError(f"unknown source {node.source!r}{hint}; expected one of "
+                        f"{', '.join(SOURCE_COLUMNS)}")
+    needs_column = node.function in ("SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT")
+    if needs_column and node.column is None:
+        raise RuleError(f"{node.function} needs a column, such as {node.function}"
+                        f"({node.source}.{_example(node.source)})")
+    if not needs_column and node.column is not None:
+        raise RuleError(f"{node.function} counts rows of a source: write "
+                        f"{node.function}({node.source}), not {node.source}.{node.column}")
+    if node.column is not None:
+        info = source_field(node.source, Field((node.column,)))
+        if node.function in ("SUM", "AVG") and info.kind != "number":
+            raise RuleError(f"{node.function} needs a numeric column; {node.source}."
+                            f"{node.column} is {info.kind}")
+    if node.where is not None:
+        validate(node.where, node.source)
+
+
+def _example(source: str) -> str:
+    return next(c for c, k in SOURCE_COLUMNS[source].items() if k == "number") \
+        if any(k == "number" for k in SOURCE_COLUMNS[source].values()) else "type"
