@@ -67,6 +67,8 @@ class CompiledRule:
     params: dict[str, Any]
     uses_snapshot: bool
     sources: set[str]
+    #: True when a stored membership (a static or snapshot segment) is read.
+    uses_members: bool = False
 
 
 def shift(as_of: datetime, amount: int, unit: str, zone: ZoneInfo) -> datetime:
@@ -107,7 +109,7 @@ class _Scope:
 
 class _Compiler:
     def __init__(self, as_of: datetime, zone: ZoneInfo,
-                 resolve: Callable[[str], Condition] | None) -> None:
+                 resolve: Callable[[str], Condition | None] | None) -> None:
         self.as_of = as_of
         self.zone = zone
         self.resolve = resolve
@@ -115,6 +117,7 @@ class _Compiler:
         self.counter = 0
         self.sources: set[str] = set()
         self.uses_snapshot = False
+        self.uses_members = False
         self.stack: list[str] = []
 
     def name(self, prefix: str) -> str:
@@ -147,6 +150,29 @@ class _Compiler:
                                                                  table=scope.alias)),
                                  join_type="left")
         return select.where(where), scope.alias
+
+    def values(self, operands: list[Operand]) -> exp.Select:
+        """SELECT customer_id and the value of each operand (for explanations)."""
+        scope = _Scope(self.name("c"))
+        outputs = [exp.alias_(self.operand(o, scope, None)[0], f"v{i}")
+                   for i, o in enumerate(operands)]
+        select = (exp.select(exp.column("customer_id", table=scope.alias), *outputs)
+                  .from_(exp.alias_(exp.to_table("customers"), scope.alias, table=True)))
+        if scope.uses_snapshot:
+            self.uses_snapshot = True
+            s = scope.alias + "_s"
+            select = select.join(exp.alias_(exp.to_table("snapshot"), s, table=True),
+                                 on=exp.EQ(this=exp.column("customer_id", table=s),
+                                           expression=exp.column("customer_id",
+                                                                 table=scope.alias)),
+                                 join_type="left")
+        for alias, subquery in scope.joins:
+            select = select.join(subquery.subquery(alias),
+                                 on=exp.EQ(this=exp.column("customer_id", table=alias),
+                                           expression=exp.column("customer_id",
+                                                                 table=scope.alias)),
+                                 join_type="left")
+        return select
 
     # -- conditions ----------------------------------------------------------------------
     def condition(self, node: Condition, scope: _Scope,
@@ -197,9 +223,18 @@ class _Compiler:
         if node.key in self.stack:
             cycle = " → ".join([*self.stack[self.stack.index(node.key):], node.key])
             raise RuleError(f"IN_SEGMENT forms a cycle: {cycle}")
+        rule = self.resolve(node.key)
+        if rule is None:  # a static list or a frozen snapshot: its stored members
+            self.uses_members = True
+            stored = (exp.select(exp.column("customer_id", table="m"))
+                      .from_(exp.alias_(exp.to_table("segment_members"), "m", table=True))
+                      .where(exp.EQ(this=exp.column("segment_key", table="m"),
+                                    expression=self.bind(node.key))))
+            return exp.In(this=exp.column("customer_id", table=scope.alias),
+                          query=stored.subquery())
         self.stack.append(node.key)
         try:
-            inner, _ = self.query(self.resolve(node.key))
+            inner, _ = self.query(rule)
         finally:
             self.stack.pop()
         return exp.In(this=exp.column("customer_id", table=scope.alias),
@@ -366,7 +401,7 @@ def _mentions(node: Condition | None, name: str) -> bool:
 
 
 def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
-                 resolve: Callable[[str], Condition] | None = None,
+                 resolve: Callable[[str], Condition | None] | None = None,
                  pretty: bool = False, key: str | None = None) -> CompiledRule:
     """SQL (for ``dialect``) and parameters selecting the members of ``rule`` at ``as_of``.
 
@@ -380,7 +415,16 @@ def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
     tree, alias = compiler.query(rule)
     tree = tree.order_by(exp.column("customer_id", table=alias))
     return CompiledRule(render_tree(tree, dialect, pretty), compiler.params,
-                        compiler.uses_snapshot, compiler.sources)
+                        compiler.uses_snapshot, compiler.sources, compiler.uses_members)
 
 
-__all__ = ["CompiledRule", "compile_rule", "shift"]
+def compile_values(operands: list[Operand], dialect: str, as_of: datetime,
+                   zone: ZoneInfo) -> CompiledRule:
+    """SQL giving, per customer, the value of each operand (fields, aggregates, …)."""
+    compiler = _Compiler(as_of, zone, None)
+    tree = compiler.values(operands)
+    return CompiledRule(render_tree(tree, dialect), compiler.params, compiler.uses_snapshot,
+                        compiler.sources)
+
+
+__all__ = ["CompiledRule", "compile_rule", "compile_values", "shift"]

@@ -172,8 +172,8 @@ def _bgnbd_objective(d: Summary) -> Callable[[Array], tuple[float, Array]]:
     xm1 = np.where(repeat, x - 1, 0.0)
 
     def objective(log_params: Array) -> tuple[float, Array]:
-        r, alpha, a, b = np.exp(log_params)
         with np.errstate(all="ignore"):
+            r, alpha, a, b = np.exp(log_params)
             a3 = -(r + x) * np.log(alpha + T)
             a4 = np.where(repeat, np.log(a) - np.log(b + xm1) - (r + x) * np.log(alpha + t_x),
                           -np.inf)
@@ -335,9 +335,9 @@ def fit_gamma_gamma(x: Array, m_x: Array, weights: Array | None = None) -> Fitte
 
     def objective(log_params: Array) -> tuple[float, Array]:
         """Negative log-likelihood and its analytic gradient in log-parameters."""
-        p, q, gamma = np.exp(log_params)
-        px = p * x
         with np.errstate(all="ignore"):
+            p, q, gamma = np.exp(log_params)
+            px = p * x
             log_total = np.log(gamma + mx)
             ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q)
                   + q * np.log(gamma) + (px - 1) * log_m + px * log_x - (px + q) * log_total)

@@ -37,6 +37,16 @@ def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
     return None if row is None else pq.read_table(ws.root / row.path)
 
 
+def stored_members(ws: Workspace) -> pa.Table:
+    from tierwise.store.tables import segment_members
+
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(segment_members.c.segment_key,
+                                      segment_members.c.customer_id)).all()
+    return pa.table({"segment_key": pa.array([r[0] for r in rows], pa.string()),
+                     "customer_id": pa.array([r[1] for r in rows], pa.string())})
+
+
 def run_compiled(ws: Workspace, compiled: CompiledRule, as_of: datetime) -> pa.Table:
     with ws.control.read() as conn:
         people = customer_store.as_arrow(conn)
@@ -47,18 +57,21 @@ def run_compiled(ws: Workspace, compiled: CompiledRule, as_of: datetime) -> pa.T
             raise RuleError("this rule uses computed fields (RFM, tier, lifecycle, CLV, …): "
                             "run `tierwise compute` first")
         arrow["snapshot"] = facts
+    if compiled.uses_members:
+        arrow["segment_members"] = stored_members(ws)
     scans = {name: ws.facts.scan(name) for name in compiled.sources}
     with ws.engine.session(scans, arrow) as session:
         return session.query(compiled.sql, _used(compiled.params, compiled.sql))
 
 
 def evaluate_rule(ws: Workspace, rule: str | Condition, as_of: datetime | None = None,
-                  resolve: Callable[[str], Condition] | None = None) -> pa.Table:
+                  resolve: Callable[[str], Condition | None] | None = None,
+                  key: str | None = None) -> pa.Table:
     """Members (a one-column ``customer_id`` table, sorted) of a rule at ``as_of``.
 
     >>> evaluate_rule(ws, "COUNT(orders, LAST 30d) >= 2").num_rows  # doctest: +SKIP
     """
     tree = parse(rule) if isinstance(rule, str) else rule
     as_of = as_of or utcnow()
-    compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve)
+    compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key)
     return run_compiled(ws, compiled, as_of)

@@ -7,9 +7,36 @@ of a table exactly when a committed row here says so.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Instants stored as UTC and read back as UTC-aware datetimes, on every database.
+
+    SQLite keeps no zone: without this, an aware 23:59 Asia/Shanghai would be stored as
+    23:59 and read back as 23:59 UTC, eight hours off.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if isinstance(value, datetime):
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value
+
 
 customers = sa.Table(
     "customers",
@@ -27,15 +54,15 @@ customers = sa.Table(
     sa.Column("company_size", sa.Text),
     sa.Column("channel", sa.Text),
     sa.Column("owner", sa.Text),
-    sa.Column("signup_at", sa.DateTime(timezone=True)),
+    sa.Column("signup_at", UtcDateTime()),
     sa.Column("acquisition_cost", sa.Float),
     sa.Column("tags", sa.Text),  # JSON array
     sa.Column("attributes", sa.Text),  # JSON object
     # A stub is created when facts name a customer no import has described yet.
     sa.Column("is_stub", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("import_id", sa.Integer),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 imports = sa.Table(
@@ -51,8 +78,8 @@ imports = sa.Table(
     sa.Column("inserted", sa.BigInteger, nullable=False),
     sa.Column("updated", sa.BigInteger, nullable=False),
     sa.Column("stubs_created", sa.BigInteger, nullable=False, server_default="0"),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime(), nullable=False),
 )
 
 fact_files = sa.Table(
@@ -67,15 +94,15 @@ fact_files = sa.Table(
     sa.Column("seq", sa.Integer),
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("bytes", sa.BigInteger, nullable=False),
-    sa.Column("min_time", sa.DateTime(timezone=True)),
-    sa.Column("max_time", sa.DateTime(timezone=True)),
+    sa.Column("min_time", UtcDateTime()),
+    sa.Column("max_time", UtcDateTime()),
     # True when some key in this file also appears in an older file, so readers deduplicate.
     sa.Column("overlaps", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("import_id", sa.Integer),
-    sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("added_at", UtcDateTime(), nullable=False),
     # Set when compaction replaces the file; it is deleted from disk some time later so that
     # readers that listed it before still find it.
-    sa.Column("removed_at", sa.DateTime(timezone=True)),
+    sa.Column("removed_at", UtcDateTime()),
     sa.Index("ix_fact_files_table_live", "table_name", "removed_at"),
 )
 
@@ -85,7 +112,7 @@ mappings = sa.Table(
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("table_name", sa.String(32), nullable=False),
     sa.Column("spec", sa.Text, nullable=False),  # YAML
-    sa.Column("saved_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("saved_at", UtcDateTime(), nullable=False),
 )
 
 # Versioned definitions: RFM settings, tier rules, lifecycle rules, CLV settings (and,
@@ -98,7 +125,7 @@ definitions = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("spec", sa.Text, nullable=False),  # JSON
     sa.Column("note", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # One Parquet file of customer facts (RFM, value score, tier, lifecycle, CLV, churn risk)
@@ -107,11 +134,55 @@ snapshots = sa.Table(
     "snapshots",
     metadata,
     sa.Column("snapshot_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("as_of", UtcDateTime(), nullable=False),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
     sa.Column("path", sa.Text, nullable=False, unique=True),
     sa.Column("rows", sa.BigInteger, nullable=False),
     sa.Column("settings", sa.Text, nullable=False),
     sa.Column("seconds", sa.Float, nullable=False),
     sa.Index("ix_snapshots_as_of", "as_of"),
+)
+
+# Who is in each segment now (the definition version that put them there).
+segment_members = sa.Table(
+    "segment_members",
+    metadata,
+    sa.Column("segment_key", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("entered_at", UtcDateTime(), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+# One row per stay in a segment. Reasons: rule_change, data_change, manual, backfill.
+segment_history = sa.Table(
+    "segment_history",
+    metadata,
+    sa.Column("history_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("segment_key", sa.String(128), nullable=False),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("entered_at", UtcDateTime(), nullable=False),
+    sa.Column("exited_at", UtcDateTime()),
+    sa.Column("enter_reason", sa.String(16), nullable=False),
+    sa.Column("exit_reason", sa.String(16)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_segment_history_key_customer", "segment_key", "customer_id"),
+    sa.Index("ix_segment_history_customer", "customer_id"),
+)
+
+# Every evaluation of a segment: when, how long, how many, what changed, or the error.
+segment_runs = sa.Table(
+    "segment_runs",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("segment_key", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("as_of", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("members", sa.BigInteger),
+    sa.Column("entered", sa.BigInteger),
+    sa.Column("exited", sa.BigInteger),
+    sa.Column("reason", sa.String(16)),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_segment_runs_key", "segment_key", "run_id"),
 )

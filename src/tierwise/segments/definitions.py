@@ -1,0 +1,179 @@
+"""Segment definitions: YAML files in ``segments/`` (reviewable in git), applied versions in
+the control store.
+
+``segments/<key>.yaml``::
+
+    key: high_value_active
+    names: {zh-CN: 高价值活跃客户, en: High-value active}
+    description: Two or more orders in 30 days, average order above 5,000.
+    rule: COUNT(orders, LAST 30d) >= 2 AND AVG(orders.amount, LAST 30d) > 5000
+    owner: crm-team
+    tags: [value]
+    status: active          # or paused
+    kind: dynamic           # dynamic | static | snapshot
+
+The rule may also be given in its JSON form (``rule_json``). ``plan`` compares the files
+with the applied versions; ``apply`` stores changed ones as new versions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tierwise.definitions.segment_ast import Condition, from_json, to_text
+from tierwise.definitions.segment_fields import RuleError, segment_references, validate
+from tierwise.definitions.segment_parser import parse
+from tierwise.errors import TierwiseError
+from tierwise.store import definitions as versions
+from tierwise.workspace import Workspace
+
+KIND = "segment"
+_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class SegmentDefinition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str
+    names: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    rule: str | None = None
+    rule_json: dict[str, Any] | None = None
+    owner: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    status: Literal["active", "paused"] = "active"
+    kind: Literal["dynamic", "static", "snapshot"] = "dynamic"
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not _KEY.match(value):
+            raise ValueError("a key is lower-case letters, digits and _, starting with a "
+                             "letter (at most 64)")
+        return value
+
+    def condition(self) -> Condition | None:
+        if self.kind != "dynamic":
+            return None
+        if self.rule is not None:
+            return parse(self.rule)
+        if self.rule_json is not None:
+            return from_json(self.rule_json)
+        raise RuleError(f"segment {self.key}: a dynamic segment needs a rule")
+
+    def canonical(self) -> dict[str, Any]:
+        """The stored form: the rule in canonical text, no JSON duplicate."""
+        data = self.model_dump(exclude_none=True)
+        tree = self.condition()
+        data.pop("rule_json", None)
+        if tree is not None:
+            data["rule"] = to_text(tree)
+        return data
+
+
+def load_file(path: Path) -> SegmentDefinition:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        definition = SegmentDefinition.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise TierwiseError(f"{path}: not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise TierwiseError(f"{path}: {problems}") from None
+    if definition.key != path.stem:
+        raise TierwiseError(f"{path}: the key {definition.key!r} must match the file name")
+    try:
+        tree = definition.condition()
+        if tree is not None:
+            validate(tree)
+    except TierwiseError as exc:
+        raise TierwiseError(f"{path}: {exc}") from None
+    return definition
+
+
+def folder(ws: Workspace) -> Path:
+    return ws.root / "segments"
+
+
+def load_files(ws: Workspace) -> dict[str, SegmentDefinition]:
+    found = {}
+    for path in sorted(folder(ws).glob("*.yaml")):
+        definition = load_file(path)
+        found[definition.key] = definition
+    return found
+
+
+def write_file(ws: Workspace, definition: SegmentDefinition) -> Path:
+    folder(ws).mkdir(exist_ok=True)
+    path = folder(ws) / f"{definition.key}.yaml"
+    path.write_text(yaml.safe_dump(definition.canonical(), allow_unicode=True,
+                                   sort_keys=False, width=100), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Applied:
+    definition: SegmentDefinition
+    version: int
+
+
+def applied(ws: Workspace) -> dict[str, Applied]:
+    """The latest applied version of every segment."""
+    import sqlalchemy as sa
+
+    from tierwise.store.tables import definitions as table
+
+    out: dict[str, Applied] = {}
+    with ws.control.read() as conn:
+        keys = [r[0] for r in conn.execute(sa.select(table.c.key).where(
+            table.c.kind == KIND).distinct())]
+        for key in sorted(keys):
+            latest = versions.latest(conn, KIND, key)
+            if latest is not None:
+                out[key] = Applied(SegmentDefinition.model_validate(latest.spec),
+                                   latest.version)
+    return out
+
+
+def save(ws: Workspace, definition: SegmentDefinition, note: str | None = None) -> int:
+    with ws.control.write() as conn:
+        return versions.save(conn, KIND, definition.key, definition.canonical(), note)
+
+
+def dependency_order(definitions: dict[str, SegmentDefinition]) -> list[str]:
+    """Keys so that every segment comes after the segments it references.
+
+    A reference to an unknown segment or a cycle is an error naming it.
+    """
+    refs: dict[str, set[str]] = {}
+    for key, definition in definitions.items():
+        tree = definition.condition()
+        refs[key] = segment_references(tree) if tree is not None else set()
+        missing = refs[key] - set(definitions)
+        if missing:
+            raise RuleError(f"segment {key} references unknown segment(s) "
+                            f"{', '.join(sorted(missing))}")
+    order: list[str] = []
+    state: dict[str, int] = {}
+
+    def visit(key: str, path: list[str]) -> None:
+        if state.get(key) == 2:
+            return
+        if state.get(key) == 1:
+            cycle = path[path.index(key):] + [key]
+            raise RuleError(f"IN_SEGMENT forms a cycle: {' → '.join(cycle)}")
+        state[key] = 1
+        for ref in sorted(refs[key]):
+            visit(ref, [*path, key])
+        state[key] = 2
+        order.append(key)
+
+    for key in sorted(definitions):
+        visit(key, [])
+    return order

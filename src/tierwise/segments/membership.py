@@ -1,0 +1,194 @@
+"""Batch evaluation: members now vs members before → the diff, the history, the run record.
+
+Each segment's diff, history rows and run record are written in one transaction. A
+segment that fails records its error and the others still run.
+
+Reasons: ``rule_change`` (the definition version differs from the last run's),
+``backfill`` (as_of earlier than the last run's), ``data_change`` (otherwise), ``manual``
+(static lists edited by hand, snapshots frozen).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from tierwise.definitions.segment_ast import Condition
+from tierwise.errors import TierwiseError
+from tierwise.segments import definitions as defs
+from tierwise.segments.evaluate import evaluate_rule
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import segment_history, segment_members, segment_runs
+from tierwise.workspace import Workspace
+
+CHUNK = 2_000
+
+
+@dataclass
+class RunResult:
+    key: str
+    version: int
+    as_of: datetime
+    members: int | None
+    entered: int | None
+    exited: int | None
+    seconds: float
+    reason: str | None
+    error: str | None = None
+
+
+def resolver(definitions: dict[str, defs.SegmentDefinition]
+             ) -> Callable[[str], Condition | None]:
+    """IN_SEGMENT resolution: a dynamic segment's rule, or None for stored members."""
+
+    def resolve(key: str) -> Condition | None:
+        if key not in definitions:
+            raise TierwiseError(f"IN_SEGMENT({key!r}): no such segment; known: "
+                                f"{', '.join(sorted(definitions)) or 'none'}")
+        return definitions[key].condition()
+
+    return resolve
+
+
+def current_members(conn: sa.Connection, key: str) -> set[str]:
+    return {r[0] for r in conn.execute(sa.select(segment_members.c.customer_id)
+                                       .where(segment_members.c.segment_key == key))}
+
+
+def _last_run(conn: sa.Connection, key: str) -> Any:
+    return conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key,
+                                                      segment_runs.c.error.is_(None))
+                        .order_by(segment_runs.c.run_id.desc()).limit(1)).first()
+
+
+def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
+               entered: Iterable[str], exited: Iterable[str], reason: str) -> None:
+    entered, exited = sorted(entered), sorted(exited)
+    for start in range(0, len(entered), CHUNK):
+        part = entered[start:start + CHUNK]
+        conn.execute(segment_members.insert(), [
+            {"segment_key": key, "customer_id": c, "entered_at": as_of, "version": version}
+            for c in part])
+        conn.execute(segment_history.insert(), [
+            {"segment_key": key, "customer_id": c, "entered_at": as_of,
+             "enter_reason": reason, "version": version} for c in part])
+    for start in range(0, len(exited), CHUNK):
+        part = exited[start:start + CHUNK]
+        conn.execute(segment_members.delete().where(segment_members.c.segment_key == key,
+                                                    segment_members.c.customer_id.in_(part)))
+        conn.execute(segment_history.update().where(
+            segment_history.c.segment_key == key, segment_history.c.customer_id.in_(part),
+            segment_history.c.exited_at.is_(None)).values(exited_at=as_of,
+                                                           exit_reason=reason))
+
+
+def evaluate_segment(ws: Workspace, key: str, definition: defs.SegmentDefinition,
+                     version: int, as_of: datetime,
+                     resolve: Callable[[str], Condition | None]) -> RunResult:
+    started = utcnow()
+    t0 = time.perf_counter()
+    try:
+        tree = definition.condition()
+        if tree is None:
+            raise TierwiseError(f"{key} is a {definition.kind} segment: edit its members, "
+                                "do not evaluate it")
+        members = set(evaluate_rule(ws, tree, as_of, resolve, key=key)["customer_id"]
+                      .to_pylist())
+        with ws.control.write() as conn:
+            ws.control.lock(conn, f"segment:{key}")
+            last = _last_run(conn, key)
+            if last is not None and last.version != version:
+                reason = "rule_change"
+            elif last is not None and as_utc(last.as_of) > as_of:  # type: ignore[operator]
+                reason = "backfill"
+            else:
+                reason = "data_change"
+            before = current_members(conn, key)
+            entered, exited = members - before, before - members
+            apply_diff(conn, key, version, as_of, entered, exited, reason)
+            seconds = time.perf_counter() - t0
+            conn.execute(segment_runs.insert().values(
+                segment_key=key, version=version, as_of=as_of, started_at=started,
+                seconds=seconds, members=len(members), entered=len(entered),
+                exited=len(exited), reason=reason))
+        return RunResult(key, version, as_of, len(members), len(entered), len(exited),
+                         seconds, reason)
+    except TierwiseError as exc:
+        seconds = time.perf_counter() - t0
+        with ws.control.write() as conn:
+            conn.execute(segment_runs.insert().values(
+                segment_key=key, version=version, as_of=as_of, started_at=started,
+                seconds=seconds, error=str(exc)))
+        return RunResult(key, version, as_of, None, None, None, seconds, None, str(exc))
+
+
+def evaluate_all(ws: Workspace, as_of: datetime | None = None,
+                 keys: list[str] | None = None) -> list[RunResult]:
+    """Evaluate active dynamic segments (all, or ``keys``) in dependency order."""
+    as_of = as_of or utcnow()
+    applied = defs.applied(ws)
+    definitions = {k: a.definition for k, a in applied.items()}
+    order = defs.dependency_order(definitions)
+    resolve = resolver(definitions)
+    results = []
+    for key in order:
+        definition = definitions[key]
+        if keys is not None and key not in keys:
+            continue
+        if definition.status != "active" or definition.kind != "dynamic":
+            continue
+        results.append(evaluate_segment(ws, key, definition, applied[key].version, as_of,
+                                        resolve))
+    return results
+
+
+def members_at(ws: Workspace, key: str, at: datetime | None = None) -> list[str]:
+    """Members now, or at a past instant from the history."""
+    with ws.control.read() as conn:
+        if at is None:
+            return sorted(current_members(conn, key))
+        h = segment_history.c
+        rows = conn.execute(sa.select(h.customer_id).where(
+            h.segment_key == key, h.entered_at <= at,
+            sa.or_(h.exited_at.is_(None), h.exited_at > at)).distinct())
+        return sorted(r[0] for r in rows)
+
+
+def edit_static(ws: Workspace, key: str, add: Iterable[str] = (),
+                remove: Iterable[str] = (), at: datetime | None = None) -> tuple[int, int]:
+    """Add or remove members of a static list (reason ``manual``); returns the counts."""
+    applied = defs.applied(ws).get(key)
+    if applied is None:
+        raise TierwiseError(f"no applied segment {key!r}")
+    if applied.definition.kind == "dynamic":
+        raise TierwiseError(f"{key} is dynamic: its members follow its rule")
+    at = at or utcnow()
+    with ws.control.write() as conn:
+        from tierwise.store.customers import known_ids
+
+        known = set(known_ids(conn).to_pylist())
+        unknown = sorted(set(add) - known)
+        if unknown:
+            raise TierwiseError(f"unknown customer id(s): {', '.join(unknown[:10])}"
+                                + (" …" if len(unknown) > 10 else ""))
+        before = current_members(conn, key)
+        entered, exited = set(add) - before, set(remove) & before
+        apply_diff(conn, key, applied.version, at, entered, exited, "manual")
+    return len(entered), len(exited)
+
+
+def customer_segments(ws: Workspace, customer_id: str) -> list[dict[str, Any]]:
+    """Every stay of a customer in any segment, newest first."""
+    h = segment_history.c
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(h.segment_key, h.entered_at, h.exited_at,
+                                      h.enter_reason, h.exit_reason, h.version)
+                            .where(h.customer_id == customer_id)
+                            .order_by(h.entered_at.desc(), h.segment_key)).all()
+    return [{**dict(r._mapping), "entered_at": as_utc(r.entered_at),
+             "exited_at": as_utc(r.exited_at)} for r in rows]

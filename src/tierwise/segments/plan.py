@@ -1,0 +1,65 @@
+"""Plan before apply: what changing segment definitions would do, before anything is saved."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tierwise.segments import definitions as defs
+from tierwise.segments.evaluate import evaluate_rule
+from tierwise.segments.membership import current_members, resolver
+from tierwise.workspace import Workspace
+
+SAMPLE = 10
+
+
+@dataclass
+class PlanItem:
+    key: str
+    change: str  # new, changed, unchanged
+    version: int | None  # the applied version, if any
+    old_rule: str | None
+    new_rule: str | None
+    entering: list[str] = field(default_factory=list)
+    leaving: list[str] = field(default_factory=list)
+    members_after: int | None = None
+
+
+def plan(ws: Workspace, as_of: datetime) -> list[PlanItem]:
+    """Compare ``segments/*.yaml`` with the applied versions and evaluate the changes."""
+    files = defs.load_files(ws)
+    applied = defs.applied(ws)
+    merged = {k: a.definition for k, a in applied.items()}
+    merged.update(files)
+    defs.dependency_order(merged)  # unknown references and cycles fail here
+    resolve = resolver(merged)
+    items = []
+    for key, definition in files.items():
+        before = applied.get(key)
+        new_spec = definition.canonical()
+        if before is not None and before.definition.canonical() == new_spec:
+            items.append(PlanItem(key, "unchanged", before.version, new_spec.get("rule"),
+                                  new_spec.get("rule")))
+            continue
+        item = PlanItem(key, "new" if before is None else "changed",
+                        before.version if before else None,
+                        before.definition.canonical().get("rule") if before else None,
+                        new_spec.get("rule"))
+        tree = definition.condition()
+        if tree is not None and definition.status == "active":
+            after = set(evaluate_rule(ws, tree, as_of, resolve, key=key)["customer_id"]
+                        .to_pylist())
+            with ws.control.read() as conn:
+                now = current_members(conn, key)
+            item.entering = sorted(after - now)
+            item.leaving = sorted(now - after)
+            item.members_after = len(after)
+        items.append(item)
+    return items
+
+
+def apply(ws: Workspace, items: list[PlanItem], note: str | None = None) -> dict[str, int]:
+    """Save the new and changed definitions of a plan; returns key → new version."""
+    files = defs.load_files(ws)
+    return {item.key: defs.save(ws, files[item.key], note) for item in items
+            if item.change != "unchanged"}
