@@ -121,6 +121,8 @@ def plan_cmd(as_of: AsOfOpt = None, workspace: WorkspaceOpt = None) -> None:
             out.print(f"  - {item.old_rule}", markup=False)
         if item.new_rule:
             out.print(f"  + {item.new_rule}", markup=False)
+        if item.error:
+            out.print(f"  cannot evaluate yet: {item.error}", markup=False)
         if item.members_after is not None:
             out.print(f"  {len(item.entering):,} would enter, {len(item.leaving):,} would "
                       f"leave, {item.members_after:,} members after (as of {_when(ws, when)})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tierwise.errors import TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.membership import current_members, resolver
@@ -23,6 +24,8 @@ class PlanItem:
     entering: list[str] = field(default_factory=list)
     leaving: list[str] = field(default_factory=list)
     members_after: int | None = None
+    #: Why the new rule could not be evaluated (it can still be applied).
+    error: str | None = None
 
 
 def plan(ws: Workspace, as_of: datetime) -> list[PlanItem]:
@@ -47,8 +50,13 @@ def plan(ws: Workspace, as_of: datetime) -> list[PlanItem]:
                         new_spec.get("rule"))
         tree = definition.condition()
         if tree is not None and definition.status == "active":
-            after = set(evaluate_rule(ws, tree, as_of, resolve, key=key)["customer_id"]
-                        .to_pylist())
+            try:
+                after = set(evaluate_rule(ws, tree, as_of, resolve, key=key)["customer_id"]
+                            .to_pylist())
+            except TierwiseError as exc:
+                item.error = str(exc)
+                items.append(item)
+                continue
             with ws.control.read() as conn:
                 now = current_members(conn, key)
             item.entering = sorted(after - now)
