@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from tierwise.compile.segments import CompiledRule, compile_rule
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
-from tierwise.store import customers as customer_store
+from tierwise.store import customer_mirror
 from tierwise.store.control import utcnow
 from tierwise.store.tables import snapshots
 from tierwise.workspace import Workspace
@@ -47,21 +48,50 @@ def stored_members(ws: Workspace) -> pa.Table:
                      "customer_id": pa.array([r[1] for r in rows], pa.string())})
 
 
+class Evaluation:
+    """One engine session with everything rules read, for evaluating many rules at once.
+
+    >>> with Evaluation(ws, as_of) as ev:  # doctest: +SKIP
+    ...     members = ev.run(compiled)
+    """
+
+    def __init__(self, ws: Workspace, as_of: datetime) -> None:
+        self.ws = ws
+        self.as_of = as_of
+        self._session_cm: Any = None
+        self.session: Any = None
+        self._snapshot = False
+        self._members = False
+
+    def __enter__(self) -> Evaluation:
+        ws = self.ws
+        scans = {name: ws.facts.scan(name) for name in ("orders", "events", "tickets",
+                                                         "feedback")}
+        self._session_cm = ws.engine.session(scans, {"customers": customer_mirror.read(
+            ws.root, ws.control)})
+        self.session = self._session_cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._session_cm.__exit__(*exc)
+
+    def run(self, compiled: CompiledRule) -> pa.Table:
+        if compiled.uses_snapshot and not self._snapshot:
+            facts = snapshot_for(self.ws, self.as_of)
+            if facts is None:
+                raise RuleError("this rule uses computed fields (RFM, tier, lifecycle, CLV, "
+                                "…): run `tierwise compute` first")
+            self.session.register_arrow("snapshot", facts)
+            self._snapshot = True
+        if compiled.uses_members and not self._members:
+            self.session.register_arrow("segment_members", stored_members(self.ws))
+            self._members = True
+        return self.session.query(compiled.sql, _used(compiled.params, compiled.sql))
+
+
 def run_compiled(ws: Workspace, compiled: CompiledRule, as_of: datetime) -> pa.Table:
-    with ws.control.read() as conn:
-        people = customer_store.as_arrow(conn)
-    arrow = {"customers": people}
-    if compiled.uses_snapshot:
-        facts = snapshot_for(ws, as_of)
-        if facts is None:
-            raise RuleError("this rule uses computed fields (RFM, tier, lifecycle, CLV, …): "
-                            "run `tierwise compute` first")
-        arrow["snapshot"] = facts
-    if compiled.uses_members:
-        arrow["segment_members"] = stored_members(ws)
-    scans = {name: ws.facts.scan(name) for name in compiled.sources}
-    with ws.engine.session(scans, arrow) as session:
-        return session.query(compiled.sql, _used(compiled.params, compiled.sql))
+    with Evaluation(ws, as_of) as evaluation:
+        return evaluation.run(compiled)
 
 
 def evaluate_rule(ws: Workspace, rule: str | Condition, as_of: datetime | None = None,

@@ -18,10 +18,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tierwise.compile.segments import compile_rule
 from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import TierwiseError
 from tierwise.segments import definitions as defs
-from tierwise.segments.evaluate import evaluate_rule
+from tierwise.segments.evaluate import Evaluation
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import segment_history, segment_members, segment_runs
 from tierwise.workspace import Workspace
@@ -89,7 +90,8 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
 
 def evaluate_segment(ws: Workspace, key: str, definition: defs.SegmentDefinition,
                      version: int, as_of: datetime,
-                     resolve: Callable[[str], Condition | None]) -> RunResult:
+                     resolve: Callable[[str], Condition | None],
+                     evaluation: Evaluation) -> RunResult:
     started = utcnow()
     t0 = time.perf_counter()
     try:
@@ -97,8 +99,8 @@ def evaluate_segment(ws: Workspace, key: str, definition: defs.SegmentDefinition
         if tree is None:
             raise TierwiseError(f"{key} is a {definition.kind} segment: edit its members, "
                                 "do not evaluate it")
-        members = set(evaluate_rule(ws, tree, as_of, resolve, key=key)["customer_id"]
-                      .to_pylist())
+        compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key)
+        members = set(evaluation.run(compiled)["customer_id"].to_pylist())
         with ws.control.write() as conn:
             ws.control.lock(conn, f"segment:{key}")
             last = _last_run(conn, key)
@@ -136,14 +138,15 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
     order = defs.dependency_order(definitions)
     resolve = resolver(definitions)
     results = []
-    for key in order:
-        definition = definitions[key]
-        if keys is not None and key not in keys:
-            continue
-        if definition.status != "active" or definition.kind != "dynamic":
-            continue
-        results.append(evaluate_segment(ws, key, definition, applied[key].version, as_of,
-                                        resolve))
+    with Evaluation(ws, as_of) as evaluation:
+        for key in order:
+            definition = definitions[key]
+            if keys is not None and key not in keys:
+                continue
+            if definition.status != "active" or definition.kind != "dynamic":
+                continue
+            results.append(evaluate_segment(ws, key, definition, applied[key].version,
+                                            as_of, resolve, evaluation))
     return results
 
 

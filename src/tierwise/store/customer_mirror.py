@@ -1,0 +1,63 @@
+"""A Parquet copy of the customers table for the compute engines.
+
+The control store stays the system of record. Engines (DuckDB, and Spark on another
+machine) read customers far faster from Parquet than through SQLAlchemy, so the workspace
+keeps ``facts/_mirror/customers-<token>.parquet``, where the token is derived from the
+table's row count and latest ``updated_at``: any import or edit changes the token and the
+next reader rebuilds the copy. Old copies are deleted when a new one is written.
+
+Anything that changes customers without touching ``updated_at`` (none today; erasure
+will) must call ``invalidate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from tierwise.store import customers as customer_store
+from tierwise.store.control import ControlStore
+from tierwise.store.tables import customers
+
+
+def _token(control: ControlStore) -> str:
+    with control.read() as conn:
+        count, latest = conn.execute(sa.select(sa.func.count(),
+                                               sa.func.max(customers.c.updated_at))).one()
+    return hashlib.sha1(f"{count}|{latest}".encode()).hexdigest()[:16]
+
+
+def folder(root: Path) -> Path:
+    return root / "facts" / "_mirror"
+
+
+def path_for(root: Path, control: ControlStore) -> Path:
+    """The mirror file for the current customers, built first if needed."""
+    target = folder(root) / f"customers-{_token(control)}.parquet"
+    if target.exists():
+        return target
+    folder(root).mkdir(parents=True, exist_ok=True)
+    with control.read() as conn:
+        table = customer_store.as_arrow(conn)
+    tmp = folder(root) / f".{uuid.uuid4().hex}.parquet"
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, target)  # concurrent builders write identical content
+    for old in folder(root).glob("customers-*.parquet"):
+        if old != target:
+            old.unlink(missing_ok=True)
+    return target
+
+
+def read(root: Path, control: ControlStore) -> pa.Table:
+    return pq.read_table(path_for(root, control))
+
+
+def invalidate(root: Path) -> None:
+    for old in folder(root).glob("customers-*.parquet"):
+        old.unlink(missing_ok=True)
