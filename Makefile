@@ -19,11 +19,13 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	@if [ ! -f $(DEMO)/tierwise.toml ]; then \
-	  $(VENV)/bin/tierwise demo -w $(DEMO) --customers $(DEMO_CUSTOMERS) --seed 7; \
+	  $(VENV)/bin/tierwise demo -w $(DEMO) --customers $(DEMO_CUSTOMERS) --seed 7 && \
+	  $(VENV)/bin/tierwise compute -w $(DEMO); \
 	else \
-	  $(VENV)/bin/tierwise status -w $(DEMO); \
+	  $(VENV)/bin/tierwise status -w $(DEMO) && $(VENV)/bin/tierwise tiers -w $(DEMO); \
 	fi
-	@echo "Workspace: $(DEMO)  (try: $(VENV)/bin/tierwise customers show C000123 -w $(DEMO))"
+	@echo "Workspace: $(DEMO)  (try: $(VENV)/bin/tierwise customers show C000123 -w $(DEMO);"
+	@echo "  $(VENV)/bin/tierwise segments preview \"COUNT(orders, LAST 90d) >= 2\" -w $(DEMO))"
 
 test: setup
 	scripts/test

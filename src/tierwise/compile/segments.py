@@ -105,6 +105,8 @@ class _Scope:
     joins: list[tuple[str, exp.Select]] = field(default_factory=list)
     aggregates: dict[Aggregate, str] = field(default_factory=dict)
     uses_snapshot: bool = False
+    #: True when aggregates come from the batch's shared ``aggregates`` table.
+    uses_shared: bool = False
 
 
 class _Compiler:
@@ -119,6 +121,8 @@ class _Compiler:
         self.uses_snapshot = False
         self.uses_members = False
         self.stack: list[str] = []
+        #: Aggregate → column of the shared aggregates table (batch mode), else None.
+        self.shared: dict[Aggregate, str] | None = None
 
     def name(self, prefix: str) -> str:
         self.counter += 1
@@ -133,45 +137,34 @@ class _Compiler:
     def query(self, rule: Condition) -> tuple[exp.Select, str]:
         scope = _Scope(self.name("c"))
         where = self.condition(rule, scope)
-        select = (exp.select(exp.column("customer_id", table=scope.alias))
-                  .from_(exp.alias_(exp.to_table("customers"), scope.alias, table=True)))
-        if scope.uses_snapshot:
-            self.uses_snapshot = True
-            s = scope.alias + "_s"
-            select = select.join(exp.alias_(exp.to_table("snapshot"), s, table=True),
-                                 on=exp.EQ(this=exp.column("customer_id", table=s),
-                                           expression=exp.column("customer_id",
-                                                                 table=scope.alias)),
-                                 join_type="left")
-        for alias, subquery in scope.joins:
-            select = select.join(subquery.subquery(alias),
-                                 on=exp.EQ(this=exp.column("customer_id", table=alias),
-                                           expression=exp.column("customer_id",
-                                                                 table=scope.alias)),
-                                 join_type="left")
-        return select.where(where), scope.alias
+        select = exp.select(exp.column("customer_id", table=scope.alias))
+        return self._joins(scope, select).where(where), scope.alias
 
     def values(self, operands: list[Operand]) -> exp.Select:
         """SELECT customer_id and the value of each operand (for explanations)."""
         scope = _Scope(self.name("c"))
         outputs = [exp.alias_(self.operand(o, scope, None)[0], f"v{i}")
                    for i, o in enumerate(operands)]
-        select = (exp.select(exp.column("customer_id", table=scope.alias), *outputs)
-                  .from_(exp.alias_(exp.to_table("customers"), scope.alias, table=True)))
+        return self._joins(scope, exp.select(exp.column("customer_id", table=scope.alias),
+                                             *outputs))
+
+    def _joins(self, scope: _Scope, select: exp.Select) -> exp.Select:
+        """FROM customers, and the LEFT JOINs the scope's fields and aggregates need."""
+        select = select.from_(exp.alias_(exp.to_table("customers"), scope.alias, table=True))
+        tables: list[tuple[str, exp.Expr]] = []
         if scope.uses_snapshot:
             self.uses_snapshot = True
-            s = scope.alias + "_s"
-            select = select.join(exp.alias_(exp.to_table("snapshot"), s, table=True),
-                                 on=exp.EQ(this=exp.column("customer_id", table=s),
-                                           expression=exp.column("customer_id",
-                                                                 table=scope.alias)),
-                                 join_type="left")
-        for alias, subquery in scope.joins:
-            select = select.join(subquery.subquery(alias),
+            tables.append((scope.alias + "_s", exp.to_table("snapshot")))
+        if scope.uses_shared:
+            tables.append((scope.alias + "_g", exp.to_table("aggregates")))
+        tables += [(alias, subquery.subquery()) for alias, subquery in scope.joins]
+        for alias, table in tables:
+            joined = (table.as_(alias) if isinstance(table, exp.Subquery)
+                      else exp.alias_(table, alias, table=True))
+            select = select.join(joined, join_type="left",
                                  on=exp.EQ(this=exp.column("customer_id", table=alias),
                                            expression=exp.column("customer_id",
-                                                                 table=scope.alias)),
-                                 join_type="left")
+                                                                 table=scope.alias)))
         return select
 
     # -- conditions ----------------------------------------------------------------------
@@ -329,13 +322,21 @@ class _Compiler:
 
     # -- aggregates ----------------------------------------------------------------------
     def aggregate(self, node: Aggregate, scope: _Scope) -> tuple[exp.Expr, str]:
-        if node in scope.aggregates:
-            alias = scope.aggregates[node]
+        if self.shared is not None:
+            # Batch mode: every aggregate of every rule is one column of one table, computed
+            # in a single pass per source (see aggregates_query).
+            if node not in self.shared:
+                self.shared[node] = f"g{len(self.shared) + 1}"
+            scope.uses_shared = True
+            value: exp.Expr = exp.column(self.shared[node], table=scope.alias + "_g")
         else:
-            alias = self.name("a")
-            scope.aggregates[node] = alias
-            scope.joins.append((alias, self.aggregate_query(node)))
-        value: exp.Expr = exp.column("v", table=alias)
+            if node in scope.aggregates:
+                alias = scope.aggregates[node]
+            else:
+                alias = self.name("a")
+                scope.aggregates[node] = alias
+                scope.joins.append((alias, self.aggregate_query(node)))
+            value = exp.column("v", table=alias)
         if node.function in ("COUNT", "SUM", "COUNT_DISTINCT"):
             value = exp.Coalesce(this=value, expressions=[exp.Literal.number(0)])
         kind = "number"
@@ -344,11 +345,51 @@ class _Compiler:
         return value, kind
 
     def aggregate_query(self, node: Aggregate) -> exp.Select:
+        """One aggregate as its own grouped subquery (single-rule mode)."""
+        time_col = exp.column(TIME_COLUMN[node.source], table="r")
+        filters = [exp.LTE(this=time_col, expression=exp.Placeholder(this="as_of")),
+                   *self.aggregate_filters(node)]
+        return (exp.select(exp.column("customer_id", table="r"),
+                           exp.alias_(self.aggregate_value(node, None), "v"))
+                .from_(exp.alias_(exp.to_table(node.source), "r", table=True))
+                .where(exp.and_(*filters))
+                .group_by(exp.column("customer_id", table="r")))
+
+    def aggregates_query(self) -> exp.Select | None:
+        """Batch mode: every shared aggregate, one grouped pass per source, one row per
+        customer."""
+        if not self.shared:
+            return None
+        by_source: dict[str, list[tuple[Aggregate, str]]] = {}
+        for node, column in self.shared.items():
+            by_source.setdefault(node.source, []).append((node, column))
+        select = exp.select(exp.column("customer_id", table="c"))
+        parts = []
+        for source, nodes in sorted(by_source.items()):
+            alias = f"s_{source}"
+            time_col = exp.column(TIME_COLUMN[source], table="r")
+            outputs = [exp.alias_(self.aggregate_value(node, exp.and_(
+                *(self.aggregate_filters(node) or [exp.true()]))), column)
+                for node, column in nodes]
+            grouped = (exp.select(exp.column("customer_id", table="r"), *outputs)
+                       .from_(exp.alias_(exp.to_table(source), "r", table=True))
+                       .where(exp.LTE(this=time_col, expression=exp.Placeholder(this="as_of")))
+                       .group_by(exp.column("customer_id", table="r")))
+            parts.append((alias, grouped))
+            select = select.select(*[exp.column(column, table=alias) for _, column in nodes])
+        select = select.from_(exp.alias_(exp.to_table("customers"), "c", table=True))
+        for alias, grouped in parts:
+            select = select.join(grouped.subquery().as_(alias), join_type="left",
+                                 on=exp.EQ(this=exp.column("customer_id", table=alias),
+                                           expression=exp.column("customer_id", table="c")))
+        return select
+
+    def aggregate_filters(self, node: Aggregate) -> list[exp.Expr]:
+        """Row conditions of an aggregate besides time ≤ as_of: window, paid, WHERE."""
         self.sources.add(node.source)
         scope = _Scope("r")
         time_col = exp.column(TIME_COLUMN[node.source], table="r")
-        filters: list[exp.Expr] = [
-            exp.LTE(this=time_col, expression=exp.Placeholder(this="as_of"))]
+        filters: list[exp.Expr] = []
         if node.window is not None:
             filters.append(exp.GT(this=time_col.copy(), expression=self.bind(
                 shift(self.as_of, node.window.amount, node.window.unit, self.zone))))
@@ -357,28 +398,34 @@ class _Compiler:
                                   expression=self.bind("paid")))
         if node.where is not None:
             filters.append(self.condition(node.where, scope, node.source))
+        return filters
+
+    def aggregate_value(self, node: Aggregate, condition: exp.Expr | None) -> exp.Expr:
+        """The aggregate over source rows ``r``; with ``condition``, as FILTER (WHERE …)."""
         column = (self.column(source_field(node.source, Field((node.column,))), "r")
                   if node.column else None)
+        time_col = exp.column(TIME_COLUMN[node.source], table="r")
+
+        def filtered(agg: exp.Expr) -> exp.Expr:
+            return agg if condition is None else exp.Filter(
+                this=agg, expression=exp.Where(this=condition))
+
         fn = node.function
         if fn == "COUNT":
-            value: exp.Expr = exp.Count(this=exp.Star())
-        elif fn == "COUNT_DISTINCT":
-            value = exp.Count(this=exp.Distinct(expressions=[column]))
-        elif fn in ("SUM", "AVG", "MIN", "MAX"):
-            value = {"SUM": exp.Sum, "AVG": exp.Avg, "MIN": exp.Min, "MAX": exp.Max}[fn](
-                this=column)
-        else:  # DAYS_SINCE_LAST / DAYS_SINCE_FIRST: whole days elapsed
-            edge = exp.Max(this=time_col.copy()) if fn == "DAYS_SINCE_LAST" else \
-                exp.Min(this=time_col.copy())
-            seconds = exp.DateDiff(this=exp.Placeholder(this="as_of"), expression=edge,
-                                   unit=exp.var("SECOND"))
-            value = exp.cast(exp.Floor(this=exp.Div(this=seconds,
-                                                    expression=exp.Literal.number(86400))),
-                             "BIGINT")
-        return (exp.select(exp.column("customer_id", table="r"), exp.alias_(value, "v"))
-                .from_(exp.alias_(exp.to_table(node.source), "r", table=True))
-                .where(exp.and_(*filters))
-                .group_by(exp.column("customer_id", table="r")))
+            return filtered(exp.Count(this=exp.Star()))
+        if fn == "COUNT_DISTINCT":
+            return filtered(exp.Count(this=exp.Distinct(expressions=[column])))
+        if fn in ("SUM", "AVG", "MIN", "MAX"):
+            return filtered({"SUM": exp.Sum, "AVG": exp.Avg, "MIN": exp.Min,
+                             "MAX": exp.Max}[fn](this=column))
+        # DAYS_SINCE_LAST / DAYS_SINCE_FIRST: whole days elapsed
+        edge = filtered(exp.Max(this=time_col) if fn == "DAYS_SINCE_LAST"
+                        else exp.Min(this=time_col))
+        seconds = exp.DateDiff(this=exp.Placeholder(this="as_of"), expression=edge,
+                               unit=exp.var("SECOND"))
+        return exp.cast(exp.Floor(this=exp.Div(this=seconds,
+                                               expression=exp.Literal.number(86400))),
+                        "BIGINT")
 
 
 def _mentions(node: Condition | None, name: str) -> bool:
@@ -418,6 +465,43 @@ def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
                         compiler.uses_snapshot, compiler.sources, compiler.uses_members)
 
 
+@dataclass
+class CompiledBatch:
+    """Many rules sharing one aggregates table: materialise ``aggregates_sql`` as
+    ``aggregates`` (if not None), then run each rule's SQL."""
+
+    aggregates_sql: str | None
+    rules: dict[str, CompiledRule]
+    errors: dict[str, str]
+    params: dict[str, Any]
+    sources: set[str]
+
+
+def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
+                  zone: ZoneInfo, resolve: Callable[[str], Condition | None] | None = None
+                  ) -> CompiledBatch:
+    """Compile many rules at once so that each source is read once for all of them."""
+    compiler = _Compiler(as_of, zone, resolve)
+    compiler.shared = {}
+    compiled: dict[str, CompiledRule] = {}
+    errors: dict[str, str] = {}
+    for key, rule in rules.items():
+        compiler.uses_snapshot = compiler.uses_members = False
+        try:
+            validate(rule)
+            compiler.stack = [key]
+            tree, alias = compiler.query(rule)
+        except RuleError as exc:
+            errors[key] = str(exc)
+            continue
+        tree = tree.order_by(exp.column("customer_id", table=alias))
+        compiled[key] = CompiledRule(render_tree(tree, dialect), compiler.params,
+                                     compiler.uses_snapshot, set(), compiler.uses_members)
+    aggregates = compiler.aggregates_query()
+    return CompiledBatch(render_tree(aggregates, dialect) if aggregates is not None else None,
+                         compiled, errors, compiler.params, compiler.sources)
+
+
 def compile_values(operands: list[Operand], dialect: str, as_of: datetime,
                    zone: ZoneInfo) -> CompiledRule:
     """SQL giving, per customer, the value of each operand (fields, aggregates, …)."""
@@ -427,4 +511,5 @@ def compile_values(operands: list[Operand], dialect: str, as_of: datetime,
                         compiler.sources)
 
 
-__all__ = ["CompiledRule", "compile_rule", "compile_values", "shift"]
+__all__ = ["CompiledBatch", "CompiledRule", "compile_batch", "compile_rule",
+           "compile_values", "shift"]

@@ -45,6 +45,9 @@ class Session(Protocol):
 
     def copy_to_parquet(self, sql: str, path: str) -> None: ...
 
+    def materialize(self, name: str, sql: str,
+                    params: dict[str, Any] | None = None) -> None: ...
+
 
 class Engine(Protocol):
     name: str

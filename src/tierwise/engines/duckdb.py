@@ -67,6 +67,11 @@ class DuckDBSession:
         if relation is not None:
             relation.fetchall()
 
+    def materialize(self, name: str, sql: str, params: dict[str, Any] | None = None) -> None:
+        """Run ``sql`` once and keep its result as table ``name`` for later queries."""
+        self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {ident(name)} AS {sql}",
+                          params or None)
+
     def copy_to_parquet(self, sql: str, path: str) -> None:
         self.execute(f"COPY ({sql}) TO {sql_literal(path)} (FORMAT parquet, COMPRESSION zstd)")
 

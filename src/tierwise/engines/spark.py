@@ -104,6 +104,11 @@ class SparkSessionAdapter:
     def execute(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> None:
         self.spark.sql(sql, args=params or None).collect()
 
+    def materialize(self, name: str, sql: str, params: dict[str, Any] | None = None) -> None:
+        frame = self.spark.sql(sql, args=params or None).cache()
+        frame.count()  # compute it now, once
+        self._view(name, frame)
+
     def copy_to_parquet(self, sql: str, path: str) -> None:
         raise NotImplementedError("the Spark engine reads the fact store; imports use DuckDB")
 

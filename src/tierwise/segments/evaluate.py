@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from tierwise.compile.segments import CompiledRule, compile_rule
+from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_rule
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
@@ -87,6 +87,13 @@ class Evaluation:
             self.session.register_arrow("segment_members", stored_members(self.ws))
             self._members = True
         return self.session.query(compiled.sql, _used(compiled.params, compiled.sql))
+
+
+    def prepare(self, batch: CompiledBatch) -> None:
+        """Compute the batch's shared aggregates table (one pass per source)."""
+        if batch.aggregates_sql is not None:
+            self.session.materialize("aggregates", batch.aggregates_sql,
+                                     _used(batch.params, batch.aggregates_sql))
 
 
 def run_compiled(ws: Workspace, compiled: CompiledRule, as_of: datetime) -> pa.Table:

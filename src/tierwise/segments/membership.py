@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tierwise.compile.segments import compile_rule
+from tierwise.compile.segments import CompiledRule, compile_batch
 from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import TierwiseError
 from tierwise.segments import definitions as defs
@@ -88,18 +88,17 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
                                                            exit_reason=reason))
 
 
-def evaluate_segment(ws: Workspace, key: str, definition: defs.SegmentDefinition,
-                     version: int, as_of: datetime,
-                     resolve: Callable[[str], Condition | None],
-                     evaluation: Evaluation) -> RunResult:
+def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
+                     compiled: CompiledRule | str, evaluation: Evaluation,
+                     shared_seconds: float = 0.0) -> RunResult:
+    """Evaluate one compiled rule (or record ``compiled``, an error message) and write the
+    diff, history and run. ``shared_seconds`` is this segment's share of the batch's
+    aggregate pass, counted in its duration."""
     started = utcnow()
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - shared_seconds
     try:
-        tree = definition.condition()
-        if tree is None:
-            raise TierwiseError(f"{key} is a {definition.kind} segment: edit its members, "
-                                "do not evaluate it")
-        compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key)
+        if isinstance(compiled, str):
+            raise TierwiseError(compiled)
         members = set(evaluation.run(compiled)["customer_id"].to_pylist())
         with ws.control.write() as conn:
             ws.control.lock(conn, f"segment:{key}")
@@ -120,7 +119,7 @@ def evaluate_segment(ws: Workspace, key: str, definition: defs.SegmentDefinition
                 exited=len(exited), reason=reason))
         return RunResult(key, version, as_of, len(members), len(entered), len(exited),
                          seconds, reason)
-    except TierwiseError as exc:
+    except Exception as exc:  # noqa: BLE001 - one failing segment must not stop the others
         seconds = time.perf_counter() - t0
         with ws.control.write() as conn:
             conn.execute(segment_runs.insert().values(
@@ -137,16 +136,24 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
     definitions = {k: a.definition for k, a in applied.items()}
     order = defs.dependency_order(definitions)
     resolve = resolver(definitions)
+    chosen = [k for k in order if (keys is None or k in keys)
+              and definitions[k].status == "active" and definitions[k].kind == "dynamic"]
+    rules = {k: definitions[k].condition() for k in chosen}
+    batch = compile_batch({k: r for k, r in rules.items() if r is not None}, ws.engine.name,
+                          as_of, ws.config.zone, resolve)
     results = []
     with Evaluation(ws, as_of) as evaluation:
-        for key in order:
-            definition = definitions[key]
-            if keys is not None and key not in keys:
-                continue
-            if definition.status != "active" or definition.kind != "dynamic":
-                continue
-            results.append(evaluate_segment(ws, key, definition, applied[key].version,
-                                            as_of, resolve, evaluation))
+        t0 = time.perf_counter()
+        try:
+            evaluation.prepare(batch)
+        except Exception as exc:  # the shared pass failed: every segment records why
+            batch.errors.update({k: f"aggregate pass failed: {exc}" for k in batch.rules})
+            batch.rules.clear()
+        share = (time.perf_counter() - t0) / max(1, len(chosen))
+        for key in chosen:
+            compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
+            results.append(evaluate_segment(ws, key, applied[key].version, as_of, compiled,
+                                            evaluation, share))
     return results
 
 
