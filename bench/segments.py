@@ -120,7 +120,8 @@ for text, kind, p in rules():
         size = window(orders, "ordered_at", pd.Timedelta(days=p["d"])).groupby("customer_id").size()
         got = size[size >= p["k"]].index
     elif kind == "sum":
-        s = window(orders, "ordered_at", pd.DateOffset(months=p["m"])).groupby("customer_id").amount.sum()
+        w = window(orders, "ordered_at", pd.DateOffset(months=p["m"]))
+        s = w.groupby("customer_id").amount.sum()
         got = s[s > p["x"]].index
     elif kind == "avg":
         a = orders.groupby("customer_id").amount.mean()
@@ -183,7 +184,7 @@ def main() -> None:
                                                                   2),
                            "members": data["members"]}
     reference = results.get("duckdb", {}).get("members")
-    for engine, result in results.items():
+    for result in results.values():
         if reference is not None:
             result["same_members_as_duckdb"] = result["members"] == reference
         result.pop("members")
