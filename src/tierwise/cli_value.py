@@ -78,6 +78,15 @@ def _counts(ws: Workspace, title: str, table: pa.Table, column: str,
     return grid
 
 
+def _print_matrix(title: str, moves: pa.Table) -> None:
+    grid = Table(title=title, title_justify="left")
+    for name in moves.column_names:
+        grid.add_column(name, justify="right")
+    for row in moves.to_pylist():
+        grid.add_row(*[str(v) if isinstance(v, str) else f"{v:,}" for v in row.values()])
+    out.print(grid)
+
+
 def compute_cmd(
     as_of: Annotated[str | None, typer.Option(help="Instant to compute as of (default now).")]
     = None,
@@ -212,12 +221,7 @@ def tiers_plan(file: Path | None = TierOptions["file"], method: str | None = Tie
     labels = list(dict.fromkeys(compute.load_settings(ws).tiers.tiers + proposed.tiers))
     moves = tiers.migration(np.asarray(before.table["tier"].to_pylist(), dtype=object),
                             np.asarray(after.table["tier"].to_pylist(), dtype=object), labels)
-    grid = Table(title="Customers moving (rows: now, columns: proposed)", title_justify="left")
-    for name in moves.column_names:
-        grid.add_column(name, justify="right")
-    for row in moves.to_pylist():
-        grid.add_row(*[str(v) if isinstance(v, str) else f"{v:,}" for v in row.values()])
-    out.print(grid)
+    _print_matrix("Customers moving (rows: now, columns: proposed)", moves)
     out.print(_counts(ws, "Proposed tiers", after.table, "tier", proposed.labels,
                       proposed.tiers))
     moved = int(np.sum(np.asarray(before.table["tier"].to_pylist(), dtype=object)
@@ -259,13 +263,7 @@ def tiers_migration(
     after = np.asarray(pc.fill_null(joined[f"{field}_to"], "(none)").to_pylist(), dtype=object)
     labels = sorted(set(before) | set(after))
     moves = tiers.migration(before, after, labels)
-    grid = Table(title=f"{field}: snapshot {from_} (rows) → {to} (columns)",
-                 title_justify="left")
-    for name in moves.column_names:
-        grid.add_column(name, justify="right")
-    for row in moves.to_pylist():
-        grid.add_row(*[str(v) if isinstance(v, str) else f"{v:,}" for v in row.values()])
-    out.print(grid)
+    _print_matrix(f"{field}: snapshot {from_} (rows) → {to} (columns)", moves)
 
 
 def lifecycle_cmd(snapshot: SnapshotOpt = None, workspace: WorkspaceOpt = None) -> None:
