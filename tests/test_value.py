@@ -230,3 +230,19 @@ def test_user_scheme_is_used(demo: tierwise.Workspace, tmp_path: Path):
     with pytest.raises(tierwise.TierwiseError, match="neither built in"):
         compute.compute(demo, AS_OF, save=False)
     compute.save_setting(demo, "rfm", rfm.RFMSettings())
+
+
+def test_reactivation_is_measured_against_the_rhythm_before_the_comeback():
+    spec = lifecycle.LifecycleSpec()
+    # Two customers with 3 purchase days: 20 and 20 days apart, then a 400-day gap, last
+    # purchase 10 days ago; the second bought steadily every 140 days.
+    x = np.array([3.0, 3.0])
+    t_x = np.array([440.0, 420.0])
+    before_last = np.array([400.0, 140.0])
+    earlier = lifecycle.prior_gap(x, t_x, before_last, spec)
+    assert earlier.tolist() == [20.0, 140.0]
+    gap = lifecycle.typical_gap(x, t_x, spec)
+    got = lifecycle.stages(spec, np.array([True, True]), np.array([10.0, 10.0]),
+                           np.array([450.0, 430.0]), np.array([3.0, 3.0]), gap, before_last,
+                           earlier)
+    assert got.tolist() == ["reactivated", "active"]

@@ -227,9 +227,11 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     id_np = np.asarray(ids.to_pylist(), dtype=object)
     tier = tiers.assign_tiers(settings.tiers, id_np, score, revenue_total)
     gap = lifecycle.typical_gap(x, np.nan_to_num(_np(st, "t_x_days")), settings.lifecycle)
+    earlier = lifecycle.prior_gap(x, np.nan_to_num(_np(st, "t_x_days")),
+                                  _np(st, "gap_before_last_days"), settings.lifecycle)
     stage = lifecycle.stages(settings.lifecycle, bought, _np(st, "recency_days"),
                              _np(st, "t_days"), np.nan_to_num(_np(st, "purchase_days")), gap,
-                             _np(st, "gap_before_last_days"))
+                             _np(st, "gap_before_last_days"), earlier)
     risk = lifecycle.churn_risk(p_alive, settings.churn)
 
     def maybe(values: np.ndarray) -> pa.Array:

@@ -8,7 +8,7 @@ the last purchase, the first matching rule wins:
 - prospect: never bought;
 - new: first purchase within ``new_days`` (30);
 - reactivated: recency ≤ the active limit, and the gap before the last purchase was
-  longer than the dormant limit;
+  longer than ``dormant ×`` the typical gap *before* it (see ``prior_gap``);
 - loyal: recency ≤ the active limit, at least ``loyal_purchase_days`` (4) purchase days
   and ``loyal_tenure_days`` (180) as a customer;
 - active: recency ≤ ``active × gap`` (1.5 × gap, the active limit);
@@ -58,19 +58,40 @@ def typical_gap(x: np.ndarray, t_x_days: np.ndarray, spec: LifecycleSpec) -> np.
     return np.clip(gap, spec.min_gap_days, spec.max_gap_days)
 
 
+def prior_gap(x: np.ndarray, t_x_days: np.ndarray, gap_before_last: np.ndarray,
+              spec: LifecycleSpec) -> np.ndarray:
+    """The typical gap before the last purchase: the rhythm a comeback is measured against.
+
+    The mean gap over all purchases would include the long gap itself, so a customer with
+    two purchase days could never look reactivated; customers with fewer than two earlier
+    gaps take the population's median gap.
+    """
+    x = np.asarray(x, float)
+    before = np.nan_to_num(np.asarray(gap_before_last, float))
+    own = np.where(x >= 2, (np.asarray(t_x_days, float) - before) / np.maximum(x - 1, 1),
+                   np.nan)
+    everyone = np.where(x > 0, np.asarray(t_x_days, float) / np.maximum(x, 1), np.nan)
+    fallback = float(np.nanmedian(everyone)) if np.any(x > 0) else spec.max_gap_days
+    return np.clip(np.where(np.isnan(own), fallback, own), spec.min_gap_days,
+                   spec.max_gap_days)
+
+
 def stages(spec: LifecycleSpec, bought: np.ndarray, recency: np.ndarray,
            tenure_days: np.ndarray, purchase_days: np.ndarray, gap: np.ndarray,
-           gap_before_last: np.ndarray) -> np.ndarray:
-    """Stage of each customer (see the module docstring)."""
+           gap_before_last: np.ndarray, earlier_gap: np.ndarray | None = None
+           ) -> np.ndarray:
+    """Stage of each customer (see the module docstring). ``earlier_gap`` is the rhythm
+    before the last purchase (``prior_gap``); it defaults to ``gap``."""
     n = len(bought)
     out = np.full(n, "prospect", dtype=object)
     recency = np.asarray(recency, float)
     active_limit = spec.active * gap
     dormant_limit = spec.dormant * gap
+    comeback_limit = spec.dormant * (gap if earlier_gap is None else earlier_gap)
     rules = [
         ("new", tenure_days <= spec.new_days),
         ("reactivated", (recency <= active_limit)
-         & (np.nan_to_num(gap_before_last, nan=0.0) > dormant_limit)),
+         & (np.nan_to_num(gap_before_last, nan=0.0) > comeback_limit)),
         ("loyal", (recency <= active_limit) & (purchase_days >= spec.loyal_purchase_days)
          & (tenure_days >= spec.loyal_tenure_days)),
         ("active", recency <= active_limit),
