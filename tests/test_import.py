@@ -159,7 +159,7 @@ def test_customer_update_keeps_columns_the_file_lacks(loaded: tierwise.Workspace
     result = loaded.import_file("customers", tmp_path / "c.csv")
     assert result.updated == 1
     row = loaded.customers().set_index("customer_id").loc["C001"]
-    assert row["city"] == "杭州" and row["name"] == "张三" and row["phone"] == "13800138000"
+    assert row["city"] == "杭州" and row["name"] == "张三" and row["phone"] == "+8613800138000"
 
 
 def test_unknown_customers_create_stubs(ws: tierwise.Workspace, tmp_path: Path):
@@ -198,9 +198,9 @@ def test_other_tables(loaded: tierwise.Workspace, tmp_path: Path):
 
 
 def test_quoted_cells_with_line_breaks(ws: tierwise.Workspace, tmp_path: Path):
-    write(tmp_path / "c.csv", 'customer_id,name\nX1,"two\nlines"\nX2,plain\n')
+    write(tmp_path / "c.csv", 'customer_id,channel\nX1,"two\nlines"\nX2,plain\n')
     ws.import_file("customers", tmp_path / "c.csv")
-    assert sorted(ws.customers()["name"]) == ["plain", "two\nlines"]
+    assert sorted(ws.customers()["channel"]) == ["plain", "two\nlines"]
 
 
 def test_big_file_in_many_batches(ws: tierwise.Workspace, tmp_path: Path, monkeypatch):

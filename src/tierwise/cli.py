@@ -224,6 +224,53 @@ def customers_show(
     render.profile(out, customer_profile(ws, customer_id), ws.config)
 
 
+clean_app = typer.Typer(help="What import cleaning changed or flagged.", no_args_is_help=True)
+app.add_typer(clean_app, name="clean")
+
+
+@app.command()
+def quality(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Data quality: completeness, invalid values, shared contacts, orphans, freshness."""
+    from tierwise.quality import report
+
+    ws = _open(workspace)
+    data = report(ws)
+    if as_json:
+        out.print_json(json.dumps(data, default=str, ensure_ascii=False))
+        return
+    render.quality(out, data, ws.config.zone)
+
+
+@clean_app.command("log")
+def clean_log(
+    import_id: Annotated[int | None, typer.Option("--import", help="One import only.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Values import cleaning changed or flagged (newest first)."""
+    from tierwise.quality import cleaning_entries
+
+    rows = cleaning_entries(_open(workspace), import_id, limit)
+    for r in rows:
+        undone = " (undone)" if r["undone_at"] else ""
+        out.print(f"import {r['import_id']} · {r['customer_id']} · {r['column_name']}: "
+                  f"{r['before']!r} → {r['after']!r} [{r['rule']}]{undone}", markup=False)
+    if not rows:
+        out.print("nothing was cleaned")
+
+
+@clean_app.command("undo")
+def clean_undo(import_id: int, workspace: WorkspaceOpt = None) -> None:
+    """Put back the original values of one import's cleaning."""
+    from tierwise.quality import undo_cleaning
+
+    restored = undo_cleaning(_open(workspace), import_id)
+    out.print(f"restored {restored:,} value(s) of import {import_id}")
+
+
 @mappings_app.command("list")
 def mappings_list(workspace: WorkspaceOpt = None) -> None:
     """Saved mappings."""

@@ -34,6 +34,8 @@ class WorkspaceConfig:
     engine: Literal["duckdb", "spark"] = "duckdb"
     #: SQLAlchemy URL; the default is an SQLite file inside the workspace.
     control_store: str = "sqlite:///control.db"
+    #: Region for phone numbers written without a country code (ISO 3166 alpha-2).
+    phone_region: str = "CN"
 
     def __post_init__(self) -> None:
         try:

@@ -139,6 +139,34 @@ def _records(title: str, rows: list[dict[str, Any]], zone: ZoneInfo) -> Table | 
     return table
 
 
+def quality(console: Console, data: dict[str, Any], zone: ZoneInfo) -> None:
+    total = data["customers"]
+    console.print(f"{total:,} customers ({data['stub_customers']:,} stubs known only from "
+                  f"facts), computed {_fmt(data['computed_at'], zone)}")
+    grid = Table(title="Completeness", title_justify="left")
+    grid.add_column("field")
+    grid.add_column("filled", justify="right")
+    for name, share in data["completeness"].items():
+        grid.add_row(name, f"{share:.1%}")
+    console.print(grid)
+    invalid, shared = data["invalid"], data["shared_contacts"]
+    console.print(f"invalid: {invalid['email']:,} e-mails, {invalid['phone']:,} phones "
+                  "(not normalisable to E.164)")
+    for column, info in shared.items():
+        console.print(f"shared {column}: {info['groups']:,} values held by "
+                      f"{info['customers']:,} customers (likely duplicates)")
+    if data["cleaning"]:
+        console.print("cleaning on import: " + ", ".join(
+            f"{n:,} {rule}" for rule, n in sorted(data["cleaning"].items())))
+    fresh = Table(title="Orphans and freshness", title_justify="left")
+    for name in ("table", "orphan rows", "last import", "latest fact"):
+        fresh.add_column(name)
+    for table, info in data["freshness"].items():
+        fresh.add_row(table, f"{data['orphans'].get(table, 0):,}",
+                      _fmt(info["last_import"], zone), _fmt(info["latest_fact"], zone))
+    console.print(fresh)
+
+
 def profile(console: Console, p: CustomerProfile, config: WorkspaceConfig) -> None:
     zone = config.zone
     c = p.customer

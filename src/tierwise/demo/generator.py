@@ -242,8 +242,16 @@ def _customers(rng: np.random.Generator, lang: _Lang, ids: np.ndarray, b2b: np.n
         company = [f"{c}{g}{h}{ind[:2]}有限公司" for c, g, h, ind in zip(
             _choice(rng, [p[0] for p in places], n), given, _choice(rng, vocab.GIVEN_ZH, n),
             _choice(rng, industries, n), strict=True)]
-        phone = [f"1{a}{b:09d}" for a, b in zip(rng.choice([3, 5, 7, 8, 9], n),
-                                                rng.integers(0, 10**9, n), strict=True)]
+        # Mobile prefixes in use in mainland China, so numbers pass phone validation.
+        prefixes = ["130", "131", "132", "133", "135", "136", "137", "138", "139", "150",
+                    "151", "152", "155", "156", "157", "158", "159", "166", "176", "177",
+                    "180", "181", "182", "183", "185", "186", "187", "188", "189", "199"]
+        # Mostly E.164 already, some as people type them: cleaning on import has work to do.
+        style = rng.choice(3, n, p=[0.85, 0.10, 0.05])
+        phone = [f"+86{a}{b:08d}" if s == 0 else f"{a}{b:08d}" if s == 1
+                 else f"{a} {b // 10**4:04d} {b % 10**4:04d}"
+                 for a, b, s in zip(_choice(rng, prefixes, n), rng.integers(0, 10**8, n),
+                                    style, strict=True)]
         country = "中国"
         owners, tags = vocab.OWNERS_ZH, vocab.TAGS_ZH
     else:

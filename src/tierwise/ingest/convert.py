@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tierwise.definitions.schemas import TableSchema
+from tierwise.ingest.cleaning import Change, Cleaner
 from tierwise.ingest.mapping import Resolved
 from tierwise.ingest.parsers import ColumnFormat, convert, normalize_text
 from tierwise.ingest.readers import RawBatch
@@ -28,6 +29,32 @@ class ConvertedBatch:
     table: pa.Table  # canonical columns + _row
     rejects: list[Reject]
     bad_rows: int  # rows with at least one problem
+    changes: list[Change] = field(default_factory=list)  # what cleaning changed or flagged
+
+
+def clean_batch(batch: ConvertedBatch, cleaners: dict[str, Cleaner]) -> ConvertedBatch:
+    """Apply per-column cleaners (once per distinct value) and record every change."""
+    table = batch.table
+    ids = table.column("customer_id").to_pylist()
+    rows = table.column("_row").to_pylist()
+    for column, cleaner in cleaners.items():
+        values = table.column(column).to_pylist()
+        outcome: dict[str, tuple[str, str | None]] = {}
+        cleaned: list[str | None] = []
+        for i, value in enumerate(values):
+            if value is None:
+                cleaned.append(None)
+                continue
+            if value not in outcome:
+                outcome[value] = cleaner(value)
+            after, rule = outcome[value]
+            cleaned.append(after)
+            if rule is not None and ids[i] is not None:
+                batch.changes.append(Change(rows[i], ids[i], column, value, after, rule))
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array(cleaned, pa.string()))
+    batch.table = table
+    return batch
 
 
 def _extras_json(raw: pa.Table, names: list[str], base: str | None) -> pa.Array:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -23,14 +23,15 @@ from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
 from tierwise.errors import ImportRejected, SourceError
 from tierwise.ingest import checks
-from tierwise.ingest.convert import ConvertedBatch, Reject, convert_batch
+from tierwise.ingest.cleaning import Change, Cleaner, cleaners
+from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert_batch
 from tierwise.ingest.mapping import Mapping, Resolved, resolve
-from tierwise.ingest.readers import RetryRead, Source
+from tierwise.ingest.readers import RawBatch, RetryRead, Source
 from tierwise.ingest.report import write_reject_report
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
 from tierwise.store.facts import StagedFile, StagingWriter, file_schema, key_columns
-from tierwise.store.tables import imports
+from tierwise.store.tables import cleaning_log, imports
 
 if TYPE_CHECKING:
     from tierwise.workspace import Workspace
@@ -56,6 +57,8 @@ class ImportResult:
     dry_run: bool = False
     import_id: int | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    #: Cleaning rule → how many values it changed or flagged (customers only).
+    cleaned: dict[str, int] = field(default_factory=dict)
     extras: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -69,6 +72,9 @@ class ImportResult:
                          f"{'to create' if self.dry_run else 'created'}")
         if self.duplicates_collapsed:
             parts.append(f"{self.duplicates_collapsed:,} identical rows collapsed")
+        if self.cleaned:
+            parts.append("cleaned: " + ", ".join(f"{n:,} {rule}" for rule, n in
+                                                  sorted(self.cleaned.items())))
         return (f"{self.table}: {verb} {self.rows_read:,} rows from {self.source} "
                 f"({', '.join(parts)}) in {self.seconds:.1f}s")
 
@@ -111,10 +117,13 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
     resolved = resolve(mapping, table, source.info.header, source.info.path)
     source.prefer_types(_type_hints(resolved))
 
+    changes: list[Change] = []
     for _attempt in range(2):
         writer = StagingWriter(ws.facts.staging_dir, schema)
+        changes.clear()
         try:
-            staged, rejects = _stage(ws, schema, source, resolved, writer, options.progress)
+            staged, rejects = _stage(ws, schema, source, resolved, writer, options.progress,
+                                     changes)
             break
         except RetryRead:
             writer.discard()
@@ -149,8 +158,14 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
                 snapshot = 0
                 checks.classify_customers(ws, session, staged, result, written, ws.facts)
         result.stubs_created = len(unknown)
+        if changes:
+            kept = set(pq.read_table(staged.path, columns=["customer_id"])["customer_id"]
+                       .to_pylist()) if staged.rows else set()
+            changes = [c for c in changes if c.customer_id in kept]
+            result.cleaned = dict(Counter(c.rule for c in changes))
         if not options.dry_run:
-            _apply(ws, schema, staged, result, unknown, snapshot, mapping, started, written)
+            _apply(ws, schema, staged, result, unknown, snapshot, mapping, started, written,
+                   changes)
         result.seconds = time.perf_counter() - t0
         return result
     finally:
@@ -172,8 +187,15 @@ def _type_hints(resolved: Resolved) -> dict[str, pa.DataType]:
     return hints
 
 
+def _convert_and_clean(raw: RawBatch, resolved: Resolved, zone: str,
+                       cleaners: dict[str, Cleaner] | None) -> ConvertedBatch:
+    batch = convert_batch(raw, resolved, zone)
+    return clean_batch(batch, cleaners) if cleaners else batch
+
+
 def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolved,
-           writer: StagingWriter, progress: Progress | None) -> tuple[StagedFile, _Rejects]:
+           writer: StagingWriter, progress: Progress | None, changes: list[Change]
+           ) -> tuple[StagedFile, _Rejects]:
     """Read, convert and write the staging file, overlapping the three on threads.
 
     Arrow's kernels and the Parquet writer release the GIL, so reading batch n+1,
@@ -183,6 +205,9 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
     """
     rejects = _Rejects()
     zone = ws.config.timezone
+    cleaning = ({c: f for c, f in cleaners(ws.config.phone_region).items()
+                 if c in resolved.sources or c in resolved.constants}
+                if schema.name == "customers" else None)
     pending: deque[Future[ConvertedBatch]] = deque()
     writing: Future[None] | None = None
     with ws.engine.session() as session, ThreadPoolExecutor(2) as convert_pool, \
@@ -191,6 +216,7 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
         def take(batch: ConvertedBatch) -> None:
             nonlocal writing
             rejects.add(batch.rejects, batch.bad_rows)
+            changes.extend(batch.changes)
             table = batch.table
             if not schema.key:
                 table = table.append_column("_key", _content_keys(session, table, schema))
@@ -201,7 +227,8 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
                 progress(table.num_rows)
 
         for raw in source.batches():
-            pending.append(convert_pool.submit(convert_batch, raw, resolved, zone))
+            pending.append(convert_pool.submit(_convert_and_clean, raw, resolved, zone,
+                                               cleaning))
             while len(pending) > 2:
                 take(pending.popleft().result())
         while pending:
@@ -246,8 +273,8 @@ def _reject(source: Source, rejects: _Rejects, report_path: Path | None) -> None
 
 
 def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: ImportResult,
-           new_ids: list[str], snapshot: int, mapping: Mapping, started, columns: list[str]
-           ) -> None:
+           new_ids: list[str], snapshot: int, mapping: Mapping, started, columns: list[str],
+           changes: list[Change] | None = None) -> None:
     published: str | None = None
     try:
         with ws.control.write() as conn:
@@ -265,6 +292,12 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
                 if staged.rows:
                     table = pq.read_table(staged.path)
                     customer_store.upsert(conn, table, sorted(set(columns)), import_id)
+                if changes:
+                    now = utcnow()
+                    conn.execute(cleaning_log.insert(), [
+                        {"import_id": import_id, "customer_id": c.customer_id,
+                         "column_name": c.column, "before": c.before, "after": c.after,
+                         "rule": c.rule, "at": now} for c in changes])
                 return
             if staged.rows == 0:
                 return

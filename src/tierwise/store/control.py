@@ -74,7 +74,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0003'
+    '0004'
     """
 
     def __init__(self, url: str) -> None:

@@ -186,3 +186,19 @@ segment_runs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Index("ix_segment_runs_key", "segment_key", "run_id"),
 )
+
+# Every value cleaning changed (rule: what it did) or flagged (rule: flag_…) on import.
+cleaning_log = sa.Table(
+    "cleaning_log",
+    metadata,
+    sa.Column("log_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("import_id", sa.Integer, nullable=False),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("column_name", sa.String(64), nullable=False),
+    sa.Column("before", sa.Text, nullable=False),
+    sa.Column("after", sa.Text, nullable=False),
+    sa.Column("rule", sa.String(32), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("undone_at", UtcDateTime()),
+    sa.Index("ix_cleaning_log_import", "import_id"),
+)

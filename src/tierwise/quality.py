@@ -1,0 +1,110 @@
+"""The data-quality report, and undoing what import cleaning changed.
+
+Report: completeness of every customer field, invalid e-mails and phones, customers that
+share an e-mail or a phone (likely duplicates), stub customers, fact rows that name
+unknown customers (orphans), and freshness (last import, latest fact per table).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from tierwise.definitions.schemas import CUSTOMERS, FACT_TABLES
+from tierwise.engines.dialects import render
+from tierwise.errors import TierwiseError
+from tierwise.store import customer_mirror
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import cleaning_log, customers, imports
+from tierwise.workspace import Workspace
+
+_EMAIL_RE = r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$"
+
+
+def report(ws: Workspace) -> dict[str, Any]:
+    """Everything ``tierwise quality`` prints, as data."""
+    fields = [c.name for c in CUSTOMERS.columns]
+    completeness = ", ".join(f"count({c}) AS {c}" for c in fields)
+    out: dict[str, Any] = {"computed_at": utcnow()}
+    scans = {t.name: ws.facts.scan(t.name) for t in FACT_TABLES}
+    with ws.engine.session(scans, {"customers": customer_mirror.read(ws.root, ws.control)}
+                           ) as session:
+        row = session.query(f"SELECT count(*) AS total, {completeness} FROM customers"
+                            ).to_pylist()[0]
+        total = row.pop("total")
+        out["customers"] = total
+        out["completeness"] = {k: (v / total if total else 0.0) for k, v in row.items()}
+        out["invalid"] = session.query(render(
+            "SELECT count(*) FILTER (WHERE email IS NOT NULL AND NOT regexp_matches(email, "
+            ":pattern)) AS email, count(*) FILTER (WHERE phone IS NOT NULL AND NOT "
+            "starts_with(phone, '+')) AS phone FROM customers", ws.engine.name),
+            {"pattern": _EMAIL_RE}).to_pylist()[0]
+        duplicates = {}
+        for column, key in (("email", "lower(email)"), ("phone", "phone")):
+            duplicates[column] = session.query(
+                f"SELECT count(*) AS groups, coalesce(sum(n), 0) AS customers FROM (SELECT "
+                f"{key} AS k, count(*) AS n FROM customers WHERE {column} IS NOT NULL "
+                f"GROUP BY {key} HAVING count(*) > 1)").to_pylist()[0]
+        out["shared_contacts"] = duplicates
+        orphans: dict[str, int] = {}
+        freshness: dict[str, Any] = {}
+        for table in FACT_TABLES:
+            refs = " OR ".join(f"f.{r} NOT IN (SELECT customer_id FROM customers)"
+                               for r in table.customer_refs)
+            orphans[table.name] = int(session.scalar(
+                f"SELECT count(*) FROM {table.name} AS f WHERE {refs}") or 0)
+            # through Arrow: DuckDB's own Python conversion of TIMESTAMPTZ needs pytz
+            freshness[table.name] = session.query(
+                f'SELECT max("{table.time_column}") AS t FROM {table.name}').column(0)[0].as_py()
+    with ws.control.read() as conn:
+        out["stub_customers"] = int(conn.execute(sa.select(sa.func.count()).select_from(
+            customers).where(customers.c.is_stub.is_(True))).scalar() or 0)
+        last = dict(conn.execute(sa.select(imports.c.table_name,
+                                           sa.func.max(imports.c.finished_at))
+                                 .group_by(imports.c.table_name)).all())
+        flags: dict[str, int] = dict(conn.execute(sa.select(cleaning_log.c.rule,
+                                                            sa.func.count())
+                                  .where(cleaning_log.c.undone_at.is_(None))
+                                  .group_by(cleaning_log.c.rule)).all())
+    out["orphans"] = orphans
+    out["freshness"] = {t: {"last_import": as_utc(last.get(t)), "latest_fact": f}
+                        for t, f in freshness.items()}
+    out["freshness"]["customers"] = {"last_import": as_utc(last.get("customers")),
+                                     "latest_fact": None}
+    out["cleaning"] = flags
+    return out
+
+
+def undo_cleaning(ws: Workspace, import_id: int) -> int:
+    """Restore the values an import's cleaning changed, where nobody changed them since."""
+    now = utcnow()
+    restored = 0
+    with ws.control.write() as conn:
+        rows = conn.execute(sa.select(cleaning_log).where(
+            cleaning_log.c.import_id == import_id, cleaning_log.c.undone_at.is_(None))).all()
+        if not rows:
+            raise TierwiseError(f"import {import_id} has no cleaning to undo")
+        for r in rows:
+            if r.before != r.after:
+                column = customers.c[r.column_name]
+                done = conn.execute(customers.update().where(
+                    customers.c.customer_id == r.customer_id, column == r.after)
+                    .values({r.column_name: r.before, "updated_at": now}))
+                restored += done.rowcount
+        conn.execute(cleaning_log.update().where(cleaning_log.c.import_id == import_id,
+                                                 cleaning_log.c.undone_at.is_(None))
+                     .values(undone_at=now))
+    return restored
+
+
+def cleaning_entries(ws: Workspace, import_id: int | None = None,
+                     limit: int = 50) -> list[dict[str, Any]]:
+    query = sa.select(cleaning_log).order_by(cleaning_log.c.log_id.desc()).limit(limit)
+    if import_id is not None:
+        query = query.where(cleaning_log.c.import_id == import_id)
+    with ws.control.read() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+__all__ = ["cleaning_entries", "report", "undo_cleaning"]
