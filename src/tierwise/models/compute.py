@@ -29,8 +29,7 @@ from tierwise.models import clv, lifecycle, rfm, stats, tiers
 from tierwise.models.lifecycle import ChurnBands, LifecycleSpec
 from tierwise.models.rfm import RFMSettings, SegmentScheme
 from tierwise.models.tiers import TierSpec
-from tierwise.store import customers as customer_store
-from tierwise.store import definitions
+from tierwise.store import customer_mirror, definitions
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import snapshots
 from tierwise.workspace import Workspace
@@ -163,8 +162,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     period = stats.Period(settings.rfm.period_days)
     buyer_stats = stats.customer_stats(ws, as_of, period)
     referrals = stats.referrals_made(ws, as_of)
-    with ws.control.read() as conn:
-        people = customer_store.as_arrow(conn, columns=["customer_id", "acquisition_cost"])
+    people = customer_mirror.read(ws.root, ws.control).select(["customer_id",
+                                                                "acquisition_cost"])
     with ws.engine.session(arrow={"stats": buyer_stats}) as session:
         scores = rfm.score(session, settings.rfm, ws.engine.name)
     # One row per customer (prospects included), ordered by id.
