@@ -244,6 +244,38 @@ def quality(
     render.quality(out, data, ws.config.zone)
 
 
+@app.command()
+def duplicates(
+    threshold: Annotated[float, typer.Option(help="Match probability to report.")] = 0.5,
+    retrain: Annotated[bool, typer.Option(help="Train the model again.")] = False,
+    output: Annotated[Path | None, typer.Option("--out", help="CSV of the pairs.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Find customer records that are likely the same customer (nothing is merged)."""
+    from tierwise.identity.match import match
+    from tierwise.ingest.report import write_safe_csv
+
+    ws = _open(workspace)
+    model_path = ws.root / "identity" / "model.json"
+    model = None if retrain or not model_path.exists() else json.loads(
+        model_path.read_text(encoding="utf-8"))
+    with render.Spinner(out, "Matching"):
+        result = match(ws.table("customers"), threshold, ws.config.phone_region, model)
+    model_path.parent.mkdir(exist_ok=True)
+    model_path.write_text(json.dumps(result.model, ensure_ascii=False, indent=1),
+                          encoding="utf-8")
+    pairs = result.pairs.sort_by([("match_probability", "descending")]).to_pylist()
+    out.print(f"{len(pairs):,} likely duplicate pairs at probability ≥ {threshold}"
+              + (" (reused the trained model)" if model else " (model trained and saved)"))
+    for p in pairs[:20]:
+        out.print(f"  {p['unique_id_l']} ~ {p['unique_id_r']}: {p['match_probability']:.3f}")
+    if output:
+        write_safe_csv(output, ["customer_id_l", "customer_id_r", "match_probability"],
+                       ([p["unique_id_l"], p["unique_id_r"], p["match_probability"]]
+                        for p in pairs))
+        out.print(f"wrote {output}")
+
+
 @clean_app.command("log")
 def clean_log(
     import_id: Annotated[int | None, typer.Option("--import", help="One import only.")] = None,
