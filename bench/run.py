@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["import_orders.py", "demo.py", "value.py"]
+SCRIPTS = ["import_orders.py", "demo.py", "value.py", "segments.py", "duplicates.py"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:

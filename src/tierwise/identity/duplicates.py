@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from tierwise.demo.generator import DemoSpec, generate_chunk
+from tierwise.demo.generator import CHUNK, DemoSpec, generate_chunk
 
 # Simplified → traditional for characters common in generated names and cities.
 _TRADITIONAL = str.maketrans({
@@ -72,7 +72,8 @@ def _vary_email(rng: np.random.Generator, email: str | None) -> str | None:
 def with_duplicates(customers: int, share: float = 0.1, seed: int = 1) -> DuplicateSet:
     """``customers`` generated customers plus duplicates of about ``share`` of them."""
     spec = DemoSpec(customers=customers, seed=seed)
-    table = generate_chunk(spec, 0)["customers"]
+    chunks = max(1, -(-customers // CHUNK))
+    table = pa.concat_tables([generate_chunk(spec, i)["customers"] for i in range(chunks)])
     originals = table.to_pylist()
     rng = np.random.default_rng(seed + 1000)
     records = []
