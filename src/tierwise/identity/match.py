@@ -4,7 +4,8 @@ Records are first reduced to comparison columns — cleaned e-mail and E.164 pho
 cleaners as imports use) and ``match_key`` forms of name, company and city (simplified
 characters, no suffixes, no punctuation). Pairs that share an e-mail or a phone are always
 candidates; a Fellegi-Sunter model (splink, on DuckDB) weighs name, phone, e-mail, city
-and birth date, trained without labels (u by random sampling, m by EM).
+and birth date, trained without labels (u by random sampling, m by EM on small blocks:
+shared phone, shared e-mail, same name and birth date).
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ def match(records: pa.Table, threshold: float = 0.5, phone_region: str = "CN",
             block_on("phone_key"))
         linker.training.estimate_parameters_using_expectation_maximisation(
             block_on("email_key"))
+        # Blocks must stay small: EM on a single low-cardinality column such as the city
+        # pairs up every two customers of a city (tried: it filled the disk on 1M records).
         linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("city_key"))
+            block_on("name_key", "birth_date"))
     predictions = linker.inference.predict(threshold_match_probability=threshold)
     pairs = predictions.as_duckdbpyrelation().select(
         "unique_id_l, unique_id_r, match_probability").to_arrow_table()
