@@ -50,7 +50,9 @@ from tierwise.definitions.segment_fields import (
     TIME_COLUMN,
     FieldInfo,
     RuleError,
+    children,
     customer_field,
+    operands,
     source_field,
     validate,
 )
@@ -431,18 +433,7 @@ class _Compiler:
 def _mentions(node: Condition | None, name: str) -> bool:
     if node is None:
         return False
-    from tierwise.definitions.segment_fields import children
-
-    operands: list[Operand] = []
-    if isinstance(node, Compare):
-        operands = [node.left, node.right]
-    elif isinstance(node, InList | IsNull):
-        operands = [node.operand]
-    elif isinstance(node, Between):
-        operands = [node.operand, node.low, node.high]
-    elif isinstance(node, Contains):
-        operands = [node.operand, node.value]
-    if any(isinstance(o, Field) and o.path[-1] == name for o in operands):
+    if any(isinstance(o, Field) and o.path[-1] == name for o in operands(node)):
         return True
     return any(_mentions(child, name) for child in children(node))
 

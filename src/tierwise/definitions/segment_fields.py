@@ -113,7 +113,8 @@ def source_field(source: str, field: Field) -> FieldInfo:
                     f"{_suggest('.'.join(path), options)} (columns: {', '.join(options)})")
 
 
-def _operands(node: Condition) -> Iterator[Operand]:
+def operands(node: Condition) -> Iterator[Operand]:
+    """The operands a leaf condition compares (none for AND, OR, NOT, IN_SEGMENT)."""
     if isinstance(node, Compare):
         yield from (node.left, node.right)
     elif isinstance(node, InList | IsNull):
@@ -147,7 +148,7 @@ def validate(node: Condition, source: str | None = None) -> None:
         return
     for child in children(node):
         validate(child, source)
-    for operand in _operands(node):
+    for operand in operands(node):
         if isinstance(operand, Field):
             if source is None:
                 customer_field(operand)

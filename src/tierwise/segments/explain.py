@@ -27,7 +27,7 @@ from tierwise.definitions.segment_ast import (
     to_text,
 )
 from tierwise.errors import TierwiseError
-from tierwise.segments.evaluate import run_compiled
+from tierwise.segments.evaluate import Evaluation
 from tierwise.workspace import Workspace
 
 
@@ -56,14 +56,14 @@ def explain(ws: Workspace, rule: Condition, customer_id: str, as_of: datetime,
 
     def holds(node: Condition) -> bool:
         compiled = compile_rule(node, dialect, as_of, zone, resolve)
-        members = run_compiled(ws, compiled, as_of)["customer_id"]
+        members = evaluation.run(compiled)["customer_id"]
         return bool(pc.any(pc.equal(members, customer_id)).as_py())
 
     def value_of(operands: list[Operand]) -> dict[str, Any]:
         if not operands:
             return {}
         compiled = compile_values(operands, dialect, as_of, zone)
-        table: pa.Table = run_compiled(ws, compiled, as_of)
+        table: pa.Table = evaluation.run(compiled)
         row = table.filter(pc.equal(table["customer_id"], customer_id)).to_pylist()
         from tierwise.definitions.segment_ast import operand_text
 
@@ -84,5 +84,7 @@ def explain(ws: Workspace, rule: Condition, customer_id: str, as_of: datetime,
     with ws.control.read() as conn:
         if customer_store.get(conn, customer_id) is None:
             raise TierwiseError(f"no customer with id {customer_id!r}")
-    walk(rule, 0)
+    # One engine session for every step: the data is read and registered once.
+    with Evaluation(ws, as_of) as evaluation:
+        walk(rule, 0)
     return steps
