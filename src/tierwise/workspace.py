@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -71,11 +70,6 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def with_config(self, **changes: Any) -> Workspace:
-        config = replace(self.config, **changes)
-        write_config(self.root, config)
-        return Workspace(self.root, config)
 
     # -- import --------------------------------------------------------------------------
     def import_source(self, table: str, source: Source, *, mapping: Mapping | None = None,

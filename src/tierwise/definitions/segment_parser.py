@@ -105,9 +105,6 @@ class _Parser:
     def token(self) -> Token:
         return self.tokens[self.index]
 
-    def peek(self, ahead: int = 1) -> Token:
-        return self.tokens[min(self.index + ahead, len(self.tokens) - 1)]
-
     def advance(self) -> Token:
         token = self.token
         self.index += 1

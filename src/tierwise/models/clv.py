@@ -152,19 +152,6 @@ def _safe(fn: Callable[[Array], Array | float]) -> Callable[[Array], float]:
 
 
 # -- BG/NBD --------------------------------------------------------------------------------
-def bgnbd_log_likelihood(params: Array, d: Summary) -> Array:
-    r, alpha, a, b = params
-    x, t_x, T = d.x, d.t_x, d.T
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = (special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b)
-          - special.gammaln(a + b + x))
-    a3 = -(r + x) * np.log(alpha + T)
-    repeat = x > 0
-    a4 = np.where(repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0))
-                  - (r + x) * np.log(alpha + t_x), -np.inf)
-    return a1 + a2 + np.logaddexp(a3, a4)
-
-
 def _bgnbd_objective(d: Summary) -> Callable[[Array], tuple[float, Array]]:
     """Negative log-likelihood and its gradient in log-parameters (analytic)."""
     x, t_x, T, w = d.x, d.t_x, d.T, d.weights

@@ -96,9 +96,6 @@ class FactStore:
         self.staging_dir = self.dir / "_staging"
         self.control = control
 
-    def staging_writer(self, table: str) -> StagingWriter:
-        return StagingWriter(self.staging_dir, TABLES[table])
-
     def staging_path(self) -> Path:
         self.staging_dir.mkdir(parents=True, exist_ok=True)
         return self.staging_dir / f"{uuid.uuid4().hex}.parquet"
