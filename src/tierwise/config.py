@@ -36,6 +36,9 @@ class WorkspaceConfig:
     control_store: str = "sqlite:///control.db"
     #: Region for phone numbers written without a country code (ISO 3166 alpha-2).
     phone_region: str = "CN"
+    #: Key file for PII encryption when $TIERWISE_PII_KEY is not set (relative to the
+    #: workspace or absolute; keep it outside the workspace in production).
+    pii_key_file: str = "keys/pii.json"
 
     def __post_init__(self) -> None:
         try:

@@ -15,6 +15,7 @@ from tierwise.definitions.schemas import CUSTOMERS, FACT_TABLES
 from tierwise.engines.dialects import render
 from tierwise.errors import TierwiseError
 from tierwise.store import customer_mirror
+from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import cleaning_log, customers, imports
 from tierwise.workspace import Workspace
@@ -85,13 +86,15 @@ def undo_cleaning(ws: Workspace, import_id: int) -> int:
             cleaning_log.c.import_id == import_id, cleaning_log.c.undone_at.is_(None))).all()
         if not rows:
             raise TierwiseError(f"import {import_id} has no cleaning to undo")
+        ring = conn.info.get("pii")
         for r in rows:
-            if r.before != r.after:
-                column = customers.c[r.column_name]
-                done = conn.execute(customers.update().where(
-                    customers.c.customer_id == r.customer_id, column == r.after)
-                    .values({r.column_name: r.before, "updated_at": now}))
-                restored += done.rowcount
+            before, after = r.before, r.after
+            if ring is not None:
+                before, after = (ring.decrypt(r.column_name, before),
+                                 ring.decrypt(r.column_name, after))
+            if before != after:
+                restored += customer_store.restore_value(conn, r.customer_id, r.column_name,
+                                                         after, before)
         conn.execute(cleaning_log.update().where(cleaning_log.c.import_id == import_id,
                                                  cleaning_log.c.undone_at.is_(None))
                      .values(undone_at=now))
@@ -104,7 +107,13 @@ def cleaning_entries(ws: Workspace, import_id: int | None = None,
     if import_id is not None:
         query = query.where(cleaning_log.c.import_id == import_id)
     with ws.control.read() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
+        ring = conn.info.get("pii")
+        entries = [dict(r._mapping) for r in conn.execute(query)]
+    if ring is not None:
+        for entry in entries:
+            for side in ("before", "after"):
+                entry[side] = ring.decrypt(entry["column_name"], entry[side])
+    return entries
 
 
 __all__ = ["cleaning_entries", "report", "undo_cleaning"]

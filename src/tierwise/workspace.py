@@ -18,6 +18,7 @@ from tierwise.errors import MappingError, WorkspaceError
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.pipeline import ImportOptions, ImportResult, Progress, run_import
 from tierwise.ingest.readers import Source, open_file
+from tierwise.security.pii import KeyRing
 from tierwise.store import customers as customer_store
 from tierwise.store.control import ControlStore, utcnow
 from tierwise.store.facts import FactStore
@@ -36,9 +37,14 @@ class Workspace:
     def __init__(self, root: Path, config: WorkspaceConfig) -> None:
         self.root = root
         self.config = config
-        self.control = ControlStore(config.control_store_url(root))
+        self.control = ControlStore(config.control_store_url(root),
+                                    KeyRing.load(self.pii_key_path(root, config)))
         self.facts = FactStore(root, self.control)
         self.engine: Engine = make_engine(config.engine)
+
+    @staticmethod
+    def pii_key_path(root: Path, config: WorkspaceConfig) -> Path:
+        return (root / config.pii_key_file).resolve()
 
     # -- lifecycle -----------------------------------------------------------------------
     @classmethod

@@ -119,6 +119,8 @@ CUSTOMERS = TableSchema(
         _c("email", "string", "邮箱", "电子邮箱", "e-mail", "mail", max_length=320),
         _c("phone", "string", "手机", "手机号", "手机号码", "电话", "联系电话", "mobile", "tel",
            max_length=64),
+        _c("address", "string", "地址", "联系地址", "详细地址", "收货地址", "street",
+           "street_address"),
         _c("gender", "enum", "性别", "sex", choices=GENDER),
         _c("birth_date", "date", "生日", "出生日期", "birthday", "dob"),
         _c("city", "string", "城市", "所在城市"),

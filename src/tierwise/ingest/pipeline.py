@@ -28,6 +28,7 @@ from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert
 from tierwise.ingest.mapping import Mapping, Resolved, resolve
 from tierwise.ingest.readers import RawBatch, RetryRead, Source
 from tierwise.ingest.report import write_reject_report
+from tierwise.security.pii import PII_COLUMNS
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
 from tierwise.store.facts import StagedFile, StagingWriter, file_schema, key_columns
@@ -294,10 +295,14 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
                     customer_store.upsert(conn, table, sorted(set(columns)), import_id)
                 if changes:
                     now = utcnow()
+                    ring = ws.control.pii
+                    seal = ((lambda col, v: ring.encrypt(col, v) if col in PII_COLUMNS else v)
+                            if ring is not None else (lambda col, v: v))
                     conn.execute(cleaning_log.insert(), [
                         {"import_id": import_id, "customer_id": c.customer_id,
-                         "column_name": c.column, "before": c.before, "after": c.after,
-                         "rule": c.rule, "at": now} for c in changes])
+                         "column_name": c.column, "before": seal(c.column, c.before),
+                         "after": seal(c.column, c.after), "rule": c.rule, "at": now}
+                        for c in changes])
                 return
             if staged.rows == 0:
                 return

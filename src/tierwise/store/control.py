@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from tierwise.errors import WorkspaceError
+from tierwise.security.pii import KeyRing
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: How long a writer waits for another process's write transaction before giving up.
@@ -74,12 +75,15 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0004'
+    '0005'
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pii: KeyRing | None = None) -> None:
         self.url = url
         self.engine = create_engine(url)
+        #: Encrypts PII columns; every connection carries it in ``conn.info["pii"]``. Without
+        #: one (bare stores in tests), PII is stored as given.
+        self.pii = pii
 
     @property
     def dialect(self) -> str:
@@ -88,6 +92,7 @@ class ControlStore:
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         with self.engine.connect() as conn, conn.begin():
+            conn.info["pii"] = self.pii
             yield conn
 
     @contextmanager
@@ -95,6 +100,7 @@ class ControlStore:
         """One transaction that commits on success and rolls back on any exception."""
         with self.engine.connect() as conn:
             conn.execution_options(tierwise_write=True)
+            conn.info["pii"] = self.pii
             with conn.begin():
                 yield conn
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tierwise.definitions.schemas import CUSTOMERS
+from tierwise.security.pii import HASHED_COLUMNS, PII_COLUMNS, KeyRing
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import customers
 
@@ -25,6 +26,10 @@ BOOKKEEPING: dict[str, pa.DataType] = {
 def _insert(conn: sa.Connection) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(customers)
+
+
+def _ring(conn: sa.Connection) -> KeyRing | None:
+    return conn.info.get("pii")
 
 
 def known_ids(conn: sa.Connection) -> pa.Array:
@@ -45,9 +50,12 @@ def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
     if where is not None:
         query = query.where(where)
     rows = conn.execute(query).all()
+    ring = _ring(conn)
     data: dict[str, pa.Array] = {}
     for i, name in enumerate(names):
         values = [r[i] for r in rows]
+        if ring is not None and name in PII_COLUMNS:
+            values = ring.reveal(name, values)
         dtype = BOOKKEEPING.get(name) or CUSTOMERS.column(name).arrow_type
         if pa.types.is_timestamp(dtype):
             values = [as_utc(v) for v in values]
@@ -61,8 +69,11 @@ def upsert(conn: sa.Connection, table: pa.Table, columns: list[str],
            import_id: int) -> None:
     """Insert new customers and overwrite ``columns`` of existing ones (others are kept)."""
     now = utcnow()
+    ring = _ring(conn)
+    written = list(columns) + [h for c, h in HASHED_COLUMNS.items()
+                               if c in columns and ring is not None]
     stmt = _insert(conn)
-    update = {c: stmt.excluded[c] for c in columns if c != "customer_id"}
+    update = {c: stmt.excluded[c] for c in written if c != "customer_id"}
     update.update(updated_at=stmt.excluded.updated_at, is_stub=sa.false(),
                   import_id=stmt.excluded.import_id)
     stmt = stmt.on_conflict_do_update(index_elements=["customer_id"], set_=update)
@@ -70,6 +81,8 @@ def upsert(conn: sa.Connection, table: pa.Table, columns: list[str],
         rows = batch.to_pylist()
         for row in rows:
             row.update(created_at=now, updated_at=now, import_id=import_id, is_stub=False)
+            if ring is not None:
+                ring.protect_row(row)
         conn.execute(stmt, rows)
 
 
@@ -93,7 +106,47 @@ def get(conn: sa.Connection, customer_id: str) -> dict[str, Any] | None:
     data = dict(row._mapping)
     for key in ("signup_at", "created_at", "updated_at"):
         data[key] = as_utc(data[key])
+    ring = _ring(conn)
+    for column in PII_COLUMNS:
+        if ring is not None:
+            data[column] = ring.decrypt(column, data[column])
+    for hashed in HASHED_COLUMNS.values():
+        data.pop(hashed, None)
     return data
+
+
+def find(conn: sa.Connection, column: str, value: str) -> list[str]:
+    """Ids of customers whose e-mail or phone equals ``value`` (through the search hash)."""
+    ring = _ring(conn)
+    if column not in HASHED_COLUMNS:
+        raise ValueError(f"search by {column!r}: only {', '.join(HASHED_COLUMNS)}")
+    if ring is None:
+        where = customers.c[column] == value
+    else:
+        where = customers.c[HASHED_COLUMNS[column]] == ring.search_hash(column, value)
+    return [r[0] for r in conn.execute(sa.select(customers.c.customer_id).where(where)
+                                       .order_by(customers.c.customer_id))]
+
+
+def set_fields(conn: sa.Connection, customer_id: str, values: dict[str, Any]) -> bool:
+    """Overwrite some columns of one customer (PII encrypted); False if there is none."""
+    row = dict(values)
+    ring = _ring(conn)
+    if ring is not None:
+        ring.protect_row(row)
+    row["updated_at"] = utcnow()
+    done = conn.execute(customers.update().where(customers.c.customer_id == customer_id)
+                        .values(row))
+    return done.rowcount > 0
+
+
+def restore_value(conn: sa.Connection, customer_id: str, column: str, expected: str,
+                  value: str) -> bool:
+    """Set ``column`` back to ``value`` if it still holds ``expected`` (undo of cleaning)."""
+    current = get(conn, customer_id)
+    if current is None or current.get(column) != expected:
+        return False
+    return set_fields(conn, customer_id, {column: value})
 
 
 def count(conn: sa.Connection) -> int:

@@ -45,6 +45,7 @@ customers = sa.Table(
     sa.Column("name", sa.Text),
     sa.Column("email", sa.Text),
     sa.Column("phone", sa.Text),
+    sa.Column("address", sa.Text),
     sa.Column("gender", sa.String(16)),
     sa.Column("birth_date", sa.Date),
     sa.Column("city", sa.Text),
@@ -63,6 +64,13 @@ customers = sa.Table(
     sa.Column("import_id", sa.Integer),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+    # Name, e-mail, phone and address are stored encrypted (security/pii.py); these keyed
+    # hashes of the normalised e-mail and phone let a search find a customer by equality.
+    sa.Column("email_hash", sa.String(64)),
+    sa.Column("phone_hash", sa.String(64)),
+    sa.Index("ix_customers_email_hash", "email_hash"),
+    sa.Index("ix_customers_phone_hash", "phone_hash"),
+    sa.Index("ix_customers_owner", "owner"),
 )
 
 imports = sa.Table(
@@ -201,4 +209,77 @@ cleaning_log = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Column("undone_at", UtcDateTime()),
     sa.Index("ix_cleaning_log_import", "import_id"),
+)
+
+# -- people and machines that use the API, and what they did ------------------------------
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(64), nullable=False, unique=True),
+    sa.Column("display_name", sa.Text),
+    sa.Column("password_hash", sa.Text, nullable=False),  # argon2id
+    sa.Column("role", sa.String(16), nullable=False),
+    # For operators: the ``customers.owner`` value whose customers' PII they may see.
+    sa.Column("owner_name", sa.Text),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("disabled_at", UtcDateTime()),
+    sa.Column("last_login_at", UtcDateTime()),
+)
+
+# Dashboard sessions: the cookie carries a random token; only its SHA-256 is stored.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+    sa.Column("client", sa.Text),
+)
+
+# Machine keys: ``tw_<key_id>_<secret>`` is shown once; the secret's SHA-256 is stored.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.Text, nullable=False),  # JSON list of permissions
+    sa.Column("owner_name", sa.Text),
+    sa.Column("rate_per_second", sa.Float, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("expires_at", UtcDateTime()),
+    sa.Column("revoked_at", UtcDateTime()),
+    sa.Column("last_used_at", UtcDateTime()),
+)
+
+# Append-only and hash-chained: each entry's hash covers its content and the previous hash.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON object
+    sa.Column("client", sa.Text),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# Consent and unsubscribe, per customer and channel ("all" covers every channel).
+contact_preferences = sa.Table(
+    "contact_preferences",
+    metadata,
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("consent", sa.Boolean),
+    sa.Column("unsubscribed_at", UtcDateTime()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )

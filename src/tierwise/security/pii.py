@@ -1,0 +1,182 @@
+"""Personal data at rest: encrypted columns, keyed search hashes, masking.
+
+Name, e-mail, phone and address are stored in the control store as
+``pii1:<key id>:<base64(nonce ‖ AES-256-GCM ciphertext)>`` with the column name as associated
+data, so a value copied into another column does not decrypt. Values without the prefix are
+read as plain text: a workspace created before encryption keeps working and
+``tierwise pii rotate-key`` encrypts them.
+
+Keys come from ``$TIERWISE_PII_KEY`` (base64 of 32 bytes; older keys that must stay readable in
+``$TIERWISE_PII_OLD_KEYS``, comma-separated) or else from the workspace's key file
+(``pii_key_file`` in tierwise.toml; created with mode 0600 on first use). Keep the key file
+outside the workspace in production: whoever holds both can read the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from tierwise.errors import TierwiseError
+
+PII_COLUMNS = ("name", "email", "phone", "address")
+#: Columns with a keyed hash for equality search.
+HASHED_COLUMNS = {"email": "email_hash", "phone": "phone_hash"}
+PREFIX = "pii1:"
+ENV_KEY = "TIERWISE_PII_KEY"
+ENV_OLD_KEYS = "TIERWISE_PII_OLD_KEYS"
+
+
+class PiiKeyError(TierwiseError):
+    """A PII key is missing, malformed, or a value was encrypted with an unknown key."""
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(b"tierwise-key-id" + key).hexdigest()[:12]
+
+
+def _decode_key(text: str, where: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (ValueError, TypeError):
+        raise PiiKeyError(f"{where}: a PII key is base64 of 32 random bytes") from None
+    if len(key) != 32:
+        raise PiiKeyError(f"{where}: a PII key is 32 bytes (base64 of 44 characters), "
+                        f"got {len(key)} bytes")
+    return key
+
+
+def new_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass
+class KeyRing:
+    """The current key (for writing) and every key that may still be needed for reading."""
+
+    current: bytes
+    older: tuple[bytes, ...] = ()
+    source: str = "memory"
+
+    def __post_init__(self) -> None:
+        self._aead = {_key_id(k): AESGCM(k) for k in (self.current, *self.older)}
+        self.current_id = _key_id(self.current)
+        self._index_key = hmac.new(self.current, b"tierwise blind index v1",
+                                   hashlib.sha256).digest()
+
+    # -- load / store --------------------------------------------------------------------
+    @classmethod
+    def load(cls, key_file: Path, create: bool = True) -> KeyRing:
+        env = os.environ.get(ENV_KEY)
+        if env:
+            older = tuple(_decode_key(k, ENV_OLD_KEYS)
+                          for k in os.environ.get(ENV_OLD_KEYS, "").split(",") if k.strip())
+            return cls(_decode_key(env, ENV_KEY), older, f"${ENV_KEY}")
+        if not key_file.exists():
+            if not create:
+                raise PiiKeyError(f"no PII key: set ${ENV_KEY} or create {key_file}")
+            write_key_file(key_file, [new_key()])
+        try:
+            data = json.loads(key_file.read_text(encoding="utf-8"))
+            keys = [_decode_key(k, str(key_file)) for k in data["keys"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if isinstance(exc, PiiKeyError):
+                raise
+            raise PiiKeyError(f"{key_file}: expected JSON {{\"keys\": [current, older…]}} "
+                            f"({exc})") from None
+        if not keys:
+            raise PiiKeyError(f"{key_file}: the key list is empty")
+        return cls(keys[0], tuple(keys[1:]), str(key_file))
+
+    # -- values --------------------------------------------------------------------------
+    def encrypt(self, column: str, value: str | None) -> str | None:
+        if value is None or value.startswith(PREFIX):
+            return value
+        nonce = secrets.token_bytes(12)
+        sealed = self._aead[self.current_id].encrypt(nonce, value.encode(), column.encode())
+        return f"{PREFIX}{self.current_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, column: str, value: str | None) -> str | None:
+        if value is None or not value.startswith(PREFIX):
+            return value
+        key_id, _, body = value[len(PREFIX):].partition(":")
+        aead = self._aead.get(key_id)
+        if aead is None:
+            raise PiiKeyError(f"a {column} value was encrypted with key {key_id}, which is not "
+                            f"in the key ring ({self.source}); add the old key to read it")
+        raw = base64.b64decode(body)
+        return aead.decrypt(raw[:12], raw[12:], column.encode()).decode()
+
+    def key_id_of(self, value: str | None) -> str | None:
+        if value is None or not value.startswith(PREFIX):
+            return None
+        return value[len(PREFIX):].partition(":")[0]
+
+    def search_hash(self, column: str, value: str | None) -> str | None:
+        """Keyed hash of a normalised e-mail or phone: equal inputs, equal hashes."""
+        if value is None or not value.strip():
+            return None
+        normal = value.strip().lower() if column == "email" else value.strip()
+        return hmac.new(self._index_key, f"{column}:{normal}".encode(),
+                        hashlib.sha256).hexdigest()
+
+    def protect_row(self, row: dict[str, object]) -> dict[str, object]:
+        """Encrypt a customer row's PII columns in place and add the search hashes."""
+        for column, hash_column in HASHED_COLUMNS.items():
+            if column in row:
+                row[hash_column] = self.search_hash(column, row[column])  # type: ignore[arg-type]
+        for column in PII_COLUMNS:
+            if column in row:
+                row[column] = self.encrypt(column, row[column])  # type: ignore[arg-type]
+        return row
+
+    def reveal(self, column: str, values: Iterable[str | None]) -> list[str | None]:
+        return [self.decrypt(column, v) for v in values]
+
+
+def write_key_file(path: Path, keys: list[str]) -> None:
+    """Write the key file (current key first) readable by its owner only, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"keys": keys}, fh)
+    os.replace(tmp, path)
+
+
+# -- masking -----------------------------------------------------------------------------
+
+def mask(column: str, value: str | None) -> str | None:
+    """A value as shown to someone without PII rights: 138****5678, z***@example.com, 张*."""
+    if value is None or value == "":
+        return value
+    if column == "phone":
+        digits = value[3:] if value.startswith("+86") else value.lstrip("+")
+        if len(digits) <= 4:
+            return "*" * len(digits)
+        head = digits[:3] if len(digits) >= 11 else ""
+        return f"{head}{'*' * (len(digits) - len(head) - 4)}{digits[-4:]}"
+    if column == "email":
+        local, at, domain = value.partition("@")
+        return f"{local[:1]}***{at}{domain}" if at else f"{value[:1]}***"
+    if column == "name":
+        return value[:1] + "*" * max(1, min(len(value) - 1, 3))
+    if column == "address":
+        return value[:6] + "***"
+    return value
+
+
+def mask_row(row: dict[str, object]) -> dict[str, object]:
+    for column in PII_COLUMNS:
+        if column in row:
+            row[column] = mask(column, row[column])  # type: ignore[arg-type]
+    return row
