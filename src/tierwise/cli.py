@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tierwise import cli_segments, cli_value, render
+from tierwise import cli_admin, cli_segments, cli_value, render
 from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
 from tierwise.errors import ImportRejected, TierwiseError
 from tierwise.ingest.mapping import Mapping
@@ -317,6 +317,7 @@ def mappings_show(name: str, workspace: WorkspaceOpt = None) -> None:
 
 
 cli_value.register(app)
+cli_admin.register(app)
 app.add_typer(cli_segments.app, name="segments")
 customers_app.command("segments")(cli_segments.customer_segments_cmd)
 

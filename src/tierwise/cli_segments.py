@@ -15,7 +15,7 @@ from rich.table import Table
 from tierwise.cli_value import _as_of
 from tierwise.definitions.segment_ast import to_json, to_text
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import TierwiseError
+from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.ingest.report import write_safe_csv
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership, plan
@@ -226,7 +226,7 @@ def explain_cmd(key: str, customer_id: str, as_of: AsOfOpt = None,
     ws = Workspace.open(workspace)
     applied = defs.applied(ws).get(key)
     if applied is None or applied.definition.condition() is None:
-        raise TierwiseError(f"no applied dynamic segment {key!r}")
+        raise NotFoundError(f"no applied dynamic segment {key!r}")
     when = _as_of(ws, as_of) or utcnow()
     tree = applied.definition.condition()
     assert tree is not None
@@ -254,7 +254,7 @@ def new_cmd(key: str, template: Annotated[str | None, typer.Option()] = None,
     ws = Workspace.open(workspace)
     if template:
         if template not in TEMPLATES:
-            raise TierwiseError(f"no template {template!r}; see `tierwise segments templates`")
+            raise NotFoundError(f"no template {template!r}; see `tierwise segments templates`")
         definition = TEMPLATES[template].model_copy(update={"key": key})
     else:
         definition = defs.SegmentDefinition(key=key, rule=rule, kind=kind)  # type: ignore[arg-type]

@@ -32,3 +32,7 @@ class ImportRejected(TierwiseError):
         self.rejects = rejects
         self.total = total
         self.report_path = report_path
+
+
+class NotFoundError(TierwiseError):
+    """A customer, segment, snapshot, user or key that does not exist."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tierwise.errors import TierwiseError
+from tierwise.errors import NotFoundError
 from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
@@ -42,7 +42,7 @@ def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = N
     with ws.control.read() as conn:
         customer = customer_store.get(conn, customer_id)
     if customer is None:
-        raise TierwiseError(f"no customer with id {customer_id!r}")
+        raise NotFoundError(f"no customer with id {customer_id!r}")
     as_of = as_of or datetime.now().astimezone()
     params = [customer_id, as_of]
     with ws.engine.session(ws.facts.scans()) as s:

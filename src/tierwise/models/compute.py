@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierwise.errors import TierwiseError
+from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models import clv, lifecycle, rfm, stats, tiers
 from tierwise.models.lifecycle import ChurnBands, LifecycleSpec
 from tierwise.models.rfm import RFMSettings, SegmentScheme
@@ -315,7 +315,7 @@ def load_snapshot(ws: Workspace, snapshot_id: int | None = None) -> Snapshot:
                  else query.order_by(snapshots.c.snapshot_id.desc()).limit(1))
         row = conn.execute(query).first()
     if row is None:
-        raise TierwiseError("no snapshot yet: run `tierwise compute` first"
+        raise NotFoundError("no snapshot yet: run `tierwise compute` first"
                             if snapshot_id is None else f"no snapshot {snapshot_id}")
     path = ws.root / row.path
     return Snapshot(row.snapshot_id, as_utc(row.as_of) or utcnow(), path, pq.read_table(path),

@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from tierwise.errors import TierwiseError
 
 PII_COLUMNS = ("name", "email", "phone", "address")
 #: Columns with a keyed hash for equality search.
-HASHED_COLUMNS = {"email": "email_hash", "phone": "phone_hash"}
+HASHED_COLUMNS = {"name": "name_hash", "email": "email_hash", "phone": "phone_hash"}
 PREFIX = "pii1:"
 ENV_KEY = "TIERWISE_PII_KEY"
 ENV_OLD_KEYS = "TIERWISE_PII_OLD_KEYS"
@@ -99,7 +100,7 @@ class KeyRing:
 
     # -- values --------------------------------------------------------------------------
     def encrypt(self, column: str, value: str | None) -> str | None:
-        if value is None or value.startswith(PREFIX):
+        if value is None:
             return value
         nonce = secrets.token_bytes(12)
         sealed = self._aead[self.current_id].encrypt(nonce, value.encode(), column.encode())
@@ -122,10 +123,10 @@ class KeyRing:
         return value[len(PREFIX):].partition(":")[0]
 
     def search_hash(self, column: str, value: str | None) -> str | None:
-        """Keyed hash of a normalised e-mail or phone: equal inputs, equal hashes."""
+        """Keyed hash of a normalised name, e-mail or phone: equal inputs, equal hashes."""
         if value is None or not value.strip():
             return None
-        normal = value.strip().lower() if column == "email" else value.strip()
+        normal = " ".join(unicodedata.normalize("NFKC", value).split()).lower()
         return hmac.new(self._index_key, f"{column}:{normal}".encode(),
                         hashlib.sha256).hexdigest()
 

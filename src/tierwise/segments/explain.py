@@ -26,7 +26,7 @@ from tierwise.definitions.segment_ast import (
     Or,
     to_text,
 )
-from tierwise.errors import TierwiseError
+from tierwise.errors import NotFoundError
 from tierwise.segments.evaluate import Evaluation
 from tierwise.workspace import Workspace
 
@@ -83,7 +83,7 @@ def explain(ws: Workspace, rule: Condition, customer_id: str, as_of: datetime,
 
     with ws.control.read() as conn:
         if customer_store.get(conn, customer_id) is None:
-            raise TierwiseError(f"no customer with id {customer_id!r}")
+            raise NotFoundError(f"no customer with id {customer_id!r}")
     # One engine session for every step: the data is read and registered once.
     with Evaluation(ws, as_of) as evaluation:
         walk(rule, 0)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from tierwise.compile.segments import CompiledRule, compile_batch
 from tierwise.definitions.segment_ast import Condition
-from tierwise.errors import TierwiseError
+from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
 from tierwise.store.control import as_utc, utcnow
@@ -174,7 +174,7 @@ def edit_static(ws: Workspace, key: str, add: Iterable[str] = (),
     """Add or remove members of a static list (reason ``manual``); returns the counts."""
     applied = defs.applied(ws).get(key)
     if applied is None:
-        raise TierwiseError(f"no applied segment {key!r}")
+        raise NotFoundError(f"no applied segment {key!r}")
     if applied.definition.kind == "dynamic":
         raise TierwiseError(f"{key} is dynamic: its members follow its rule")
     at = at or utcnow()

@@ -42,12 +42,12 @@ def plan(ws: Workspace, as_of: datetime) -> list[PlanItem]:
     items = []
     with Evaluation(ws, as_of) as evaluation:  # one engine session for every definition
         for key, definition in files.items():
-            items.append(_plan_item(ws, key, definition, applied.get(key), as_of, resolve,
+            items.append(plan_item(ws, key, definition, applied.get(key), as_of, resolve,
                                     evaluation))
     return items
 
 
-def _plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
+def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
                before: defs.Applied | None, as_of: datetime,
                resolve: Callable[[str], Condition | None], evaluation: Evaluation
                ) -> PlanItem:

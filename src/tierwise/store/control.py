@@ -33,6 +33,15 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def advisory_lock(conn: sa.Connection, name: str) -> None:
+    """Serialise writers that touch ``name`` until ``conn``'s transaction ends.
+
+    SQLite needs nothing: BEGIN IMMEDIATE already admits one writer at a time.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
 def _sqlite_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
@@ -47,6 +56,8 @@ def _sqlite_engine(url: str) -> sa.Engine:
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Deleted content is overwritten, so an erased customer leaves nothing in free pages.
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
@@ -109,9 +120,7 @@ class ControlStore:
 
         SQLite needs nothing: BEGIN IMMEDIATE already admits one writer at a time.
         """
-        if self.dialect == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                         {"name": name})
+        advisory_lock(conn, name)
 
     # -- migrations ---------------------------------------------------------------------
     def _alembic_config(self, conn: sa.Connection) -> Config:

@@ -14,8 +14,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -213,6 +215,59 @@ class FactStore:
                 self.unpublish(relative)
             raise
         return len(replaced), len(outputs)
+
+    def drop_rows(self, table: str, drop: ds.Expression) -> int:
+        """Rewrite every file of ``table`` holding rows that match ``drop``, without them.
+
+        For erasure and retention, where no copy may stay behind: the replaced files (and
+        files an earlier compaction replaced that still hold matching rows) are deleted at
+        once rather than after the usual grace period. Returns the number of rows dropped.
+        """
+        with self.control.read() as conn:
+            rows = conn.execute(sa.select(fact_files).where(
+                fact_files.c.table_name == table)).all()
+        dropped = 0
+        changes: list[tuple[Any, StagedFile | None]] = []  # (old row, replacement)
+        published: list[str] = []
+        try:
+            for row in rows:
+                path = self.root / row.path
+                if not path.exists():
+                    continue
+                data = ds.dataset(pq.read_table(path))
+                # ``drop`` must never be null (is_in, comparisons of required columns)
+                if data.count_rows(filter=drop) == 0:
+                    continue
+                if row.removed_at is not None:  # superseded already: just delete it
+                    changes.append((row, None))
+                    continue
+                keep = data.to_table(filter=~drop)
+                dropped += data.count_rows() - keep.num_rows
+                staged: StagedFile | None = None
+                if keep.num_rows:
+                    target = self.staging_path()
+                    pq.write_table(keep, target, compression=COMPRESSION)
+                    staged = StagedFile(table, target, keep.num_rows)
+                changes.append((row, staged))
+            if not changes:
+                return 0
+            with self.control.write() as conn:
+                self.control.lock(conn, f"facts:{table}")
+                for row, staged in changes:
+                    conn.execute(fact_files.delete().where(fact_files.c.file_id == row.file_id))
+                    if staged is not None:
+                        published.append(self.publish(conn, staged, import_id=row.import_id,
+                                                      overlaps=row.overlaps, seq=row.seq))
+        except BaseException:
+            for _, staged in changes:
+                if staged is not None:
+                    staged.path.unlink(missing_ok=True)
+            for relative in published:
+                self.unpublish(relative)
+            raise
+        for row, _ in changes:
+            (self.root / row.path).unlink(missing_ok=True)
+        return dropped
 
     def collect_garbage(self, *, now_grace: timedelta = REMOVED_GRACE) -> int:
         """Delete files compaction replaced long enough ago, and abandoned staging files."""

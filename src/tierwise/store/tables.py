@@ -65,9 +65,11 @@ customers = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     # Name, e-mail, phone and address are stored encrypted (security/pii.py); these keyed
-    # hashes of the normalised e-mail and phone let a search find a customer by equality.
+    # hashes of the normalised name, e-mail and phone let a search find a customer by equality.
+    sa.Column("name_hash", sa.String(64)),
     sa.Column("email_hash", sa.String(64)),
     sa.Column("phone_hash", sa.String(64)),
+    sa.Index("ix_customers_name_hash", "name_hash"),
     sa.Index("ix_customers_email_hash", "email_hash"),
     sa.Index("ix_customers_phone_hash", "phone_hash"),
     sa.Index("ix_customers_owner", "owner"),
@@ -282,4 +284,20 @@ contact_preferences = sa.Table(
     sa.Column("consent", sa.Boolean),
     sa.Column("unsubscribed_at", UtcDateTime()),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Long operations started through the API (imports, computations): status and progress.
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # queued, running, done, failed
+    sa.Column("progress", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("params", sa.Text, nullable=False),  # JSON
+    sa.Column("result", sa.Text),  # JSON
+    sa.Column("error", sa.Text),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime()),
 )

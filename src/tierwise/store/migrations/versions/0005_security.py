@@ -17,8 +17,10 @@ TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     with op.batch_alter_table("customers") as batch:
         batch.add_column(sa.Column("address", sa.Text))
+        batch.add_column(sa.Column("name_hash", sa.String(64)))
         batch.add_column(sa.Column("email_hash", sa.String(64)))
         batch.add_column(sa.Column("phone_hash", sa.String(64)))
+    op.create_index("ix_customers_name_hash", "customers", ["name_hash"])
     op.create_index("ix_customers_email_hash", "customers", ["email_hash"])
     op.create_index("ix_customers_phone_hash", "customers", ["phone_hash"])
     op.create_index("ix_customers_owner", "customers", ["owner"])
@@ -70,6 +72,20 @@ def upgrade() -> None:
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
     )
+    _append_only("audit_log")
+    op.create_table(
+        "jobs",
+        sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("progress", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("params", sa.Text, nullable=False),
+        sa.Column("result", sa.Text),
+        sa.Column("error", sa.Text),
+        sa.Column("created_by", sa.Text, nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("finished_at", TS),
+    )
     op.create_table(
         "contact_preferences",
         sa.Column("customer_id", sa.String(128), primary_key=True),
@@ -80,12 +96,30 @@ def upgrade() -> None:
     )
 
 
+def _append_only(table: str) -> None:
+    """Refuse UPDATE and DELETE on ``table`` in the database itself."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"""CREATE FUNCTION {table}_append_only() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION '{table} is append-only'; END $$ LANGUAGE plpgsql""")
+        op.execute(f"""CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION {table}_append_only()""")
+        return
+    for verb in ("UPDATE", "DELETE"):
+        op.execute(f"""CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table}
+            BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END""")
+
+
 def downgrade() -> None:
-    for table in ("contact_preferences", "audit_log", "api_keys", "sessions", "users"):
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS audit_log_no_change ON audit_log")
+        op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
+    for table in ("jobs", "contact_preferences", "audit_log", "api_keys", "sessions", "users"):
         op.drop_table(table)
-    for index in ("ix_customers_owner", "ix_customers_phone_hash", "ix_customers_email_hash"):
+    for index in ("ix_customers_owner", "ix_customers_phone_hash", "ix_customers_email_hash",
+                  "ix_customers_name_hash"):
         op.drop_index(index, "customers")
     with op.batch_alter_table("customers") as batch:
         batch.drop_column("phone_hash")
         batch.drop_column("email_hash")
+        batch.drop_column("name_hash")
         batch.drop_column("address")

@@ -1,0 +1,201 @@
+"""The FastAPI application: ``create_app(workspace)``.
+
+Middleware, outermost first: request-size limits, security headers, and the audit of every
+write (who, when, what, from where, and the answer's status).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI
+
+from tierwise.api import problems
+from tierwise.api.auth import SAFE_METHODS, RateLimiter
+from tierwise.security import audit
+from tierwise.workspace import Workspace
+
+log = logging.getLogger("tierwise.api")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Largest request body in bytes; uploads of files to import may be larger.
+MAX_BODY = 1 << 20
+MAX_UPLOAD = 512 << 20
+UPLOAD_PATHS = ("/v1/imports",)
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"content-security-policy",
+     b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+     b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+    (b"cache-control", b"no-store"),
+]
+
+
+async def _problem(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"type": "about:blank", "title": problems._TITLES.get(status, "Error"),
+                       "status": status, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", problems.MEDIA_TYPE.encode()),
+                            (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse bodies over the limit: by Content-Length at once, else while streaming."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = MAX_UPLOAD if scope["path"].startswith(UPLOAD_PATHS) else MAX_BODY
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _problem(send, 400, "Content-Length is not a number")
+                    return
+                if declared > limit:
+                    await _problem(send, 413, f"the request body is {declared:,} bytes; the "
+                                   f"limit here is {limit:,}")
+                    return
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _TooLarge as exc:
+            if not started:
+                await _problem(send, 413, f"the request body exceeds {exc.limit:,} bytes")
+
+
+class _TooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {n.lower() for n, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    h for h in SECURITY_HEADERS if h[0] not in present]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class AuditWrites:
+    """Record every unsafe request in the audit log once its answer is known."""
+
+    def __init__(self, app: ASGIApp, ws: Workspace) -> None:
+        self.app = app
+        self.ws = ws
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            state = scope.get("state") or {}
+            principal = state.get("principal")
+            if not state.get("audited"):  # routes that write their own entry set this
+                route = scope.get("route")
+                detail = {"status": status, "route": getattr(route, "path", None)}
+                actor = principal.actor if principal else "anonymous"
+                client = scope["client"][0] if scope.get("client") else None
+                try:
+                    with self.ws.control.write() as conn:
+                        audit.append(conn, actor, f"{scope['method']} {scope['path']}"[:64],
+                                     scope["path"], detail, client)
+                except Exception:  # the answer is sent; losing the entry must be loud
+                    log.exception("could not write the audit entry for %s %s",
+                                  scope["method"], scope["path"])
+
+
+def create_app(ws: Workspace) -> FastAPI:
+    """The API for one workspace.
+
+    >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+    >>> TestClient(create_app(Workspace.open("demo-workspace"))).get("/health").json()
+    {'status': 'ok'}
+    """
+    from tierwise.api import (
+        routes_admin,
+        routes_auth,
+        routes_customers,
+        routes_docs,
+        routes_imports,
+        routes_segments,
+        routes_values,
+    )
+
+    app = FastAPI(title="tierwise", version="1", docs_url=None, redoc_url=None,
+                  openapi_url=None,
+                  description="Customer segmentation and tiering. Every route needs a signed-in "
+                  "session or an API key (`Authorization: Bearer tw_…`) except /health.")
+    app.state.ws = ws
+    app.state.limiter = RateLimiter()
+    app.state.login_limiter = RateLimiter()
+    app.state.key_touched = {}
+    problems.install(app)
+
+    @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for module in (routes_auth, routes_customers, routes_imports, routes_segments,
+                   routes_values, routes_admin, routes_docs):
+        app.include_router(module.router)
+    # Starlette wraps the last added middleware outermost.
+    app.add_middleware(AuditWrites, ws=ws)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit)
+    return app

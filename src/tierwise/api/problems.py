@@ -1,0 +1,88 @@
+"""Errors as RFC 9457 ``application/problem+json``: a title, the status and a precise detail."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tierwise.errors import ImportRejected, NotFoundError, TierwiseError
+from tierwise.security.accounts import AuthError
+
+log = logging.getLogger("tierwise.api")
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise in a route to answer with a problem document."""
+
+    def __init__(self, status: int, detail: str, title: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.title = title
+        self.headers = headers
+        self.extra = extra
+
+
+_TITLES = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found",
+           405: "Method not allowed", 409: "Conflict", 413: "Request too large",
+           415: "Unsupported media type", 422: "Invalid request", 429: "Too many requests",
+           500: "Internal error"}
+
+
+def problem_response(status: int, detail: str, title: str | None = None,
+                     instance: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": title or _TITLES.get(status, "Error"),
+            "status": status, "detail": detail, **extra}
+    if instance:
+        body["instance"] = instance
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, exc.title, request.url.path,
+                                exc.headers, **exc.extra)
+
+    @app.exception_handler(ImportRejected)
+    async def _rejected(request: Request, exc: ImportRejected) -> JSONResponse:
+        return problem_response(422, str(exc), "Import rejected", request.url.path,
+                                rejected_rows=exc.total, rejects=exc.rejects[:100])
+
+    @app.exception_handler(TierwiseError)
+    async def _user_error(request: Request, exc: TierwiseError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFoundError) else 400
+        if isinstance(exc, AuthError):
+            status = 401
+        return problem_response(status, str(exc), None, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"location": _location(e.get("loc", ())), "message": e.get("msg", ""),
+                   "type": e.get("type", "")} for e in exc.errors()]
+        detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
+        return problem_response(422, detail or "invalid request", None, request.url.path,
+                                errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), None, request.url.path,
+                                dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "the server failed to handle this request; the error "
+                                "was logged", None, request.url.path)

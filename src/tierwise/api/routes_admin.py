@@ -1,0 +1,173 @@
+"""Administration: users and API keys, the audit log, privacy rights, data quality."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from tierwise import privacy, quality
+from tierwise.api.auth import client_of, require, workspace
+from tierwise.api.problems import Problem
+from tierwise.api.views import jsonable
+from tierwise.security import accounts, audit
+from tierwise.security.roles import ROLES, Principal
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+
+
+class UserIn(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=accounts.MIN_PASSWORD, max_length=1024)
+    role: str = Field(description=f"one of {', '.join(ROLES)}")
+    owner_name: str | None = Field(None, max_length=200)
+    display_name: str | None = Field(None, max_length=200)
+
+
+class UserChange(BaseModel):
+    disabled: bool | None = None
+    role: str | None = None
+    owner_name: str | None = Field(None, max_length=200)
+
+
+class KeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: str
+    scopes: list[str] | None = None
+    expires_at: datetime | None = None
+    owner_name: str | None = Field(None, max_length=200)
+    rate_per_second: float = Field(accounts.DEFAULT_KEY_RATE, gt=0, le=100_000)
+
+
+class RetentionIn(BaseModel):
+    days: dict[str, int] = Field(description="table → days to keep, e.g. {\"events\": 365}")
+
+
+def _audit(request: Request, principal: Principal, action: str, target: str | None,
+           detail: dict[str, Any]) -> None:
+    with workspace(request).control.write() as conn:
+        audit.append(conn, principal.actor, action, target, detail, client_of(request))
+    request.state.audited = True
+
+
+@router.get("/users", tags=["admin"], summary="Users")
+def users(request: Request, principal: Principal = require("users:admin")
+          ) -> list[dict[str, Any]]:
+    with workspace(request).control.read() as conn:
+        return [jsonable(u) for u in accounts.list_users(conn)]
+
+
+@router.post("/users", status_code=201, summary="Add a user")
+def add_user(body: UserIn, request: Request,
+             principal: Principal = require("users:admin")) -> dict[str, Any]:
+    if body.role not in ROLES:
+        raise Problem(422, f"unknown role {body.role!r}; expected one of {', '.join(ROLES)}")
+    with workspace(request).control.write() as conn:
+        user_id = accounts.add_user(conn, body.username, body.password, body.role,
+                                    body.owner_name, body.display_name)
+        audit.append(conn, principal.actor, "user_add", f"user:{body.username}",
+                     {"role": body.role, "owner_name": body.owner_name}, client_of(request))
+    request.state.audited = True
+    return {"user_id": user_id, "username": body.username, "role": body.role}
+
+
+@router.patch("/users/{username}", summary="Disable, enable or change a user's role")
+def change_user(username: str, body: UserChange, request: Request,
+                principal: Principal = require("users:admin")) -> dict[str, str]:
+    if body.role is not None and body.role not in ROLES:
+        raise Problem(422, f"unknown role {body.role!r}; expected one of {', '.join(ROLES)}")
+    with workspace(request).control.write() as conn:
+        accounts.set_user(conn, username, disabled=body.disabled, role=body.role,
+                          owner_name=body.owner_name)
+        audit.append(conn, principal.actor, "user_change", f"user:{username}",
+                     body.model_dump(exclude_none=True), client_of(request))
+    request.state.audited = True
+    return {"username": username}
+
+
+@router.get("/keys", summary="API keys (never their secrets)")
+def keys(request: Request, principal: Principal = require("users:admin")
+         ) -> list[dict[str, Any]]:
+    with workspace(request).control.read() as conn:
+        return [jsonable(k) for k in accounts.list_keys(conn)]
+
+
+@router.post("/keys", status_code=201, summary="Create an API key; its secret is shown once")
+def create_key(body: KeyIn, request: Request,
+               principal: Principal = require("users:admin")) -> dict[str, Any]:
+    try:
+        with workspace(request).control.write() as conn:
+            new = accounts.create_key(conn, body.name, body.role, principal.actor,
+                                      scopes=body.scopes, expires_at=body.expires_at,
+                                      owner_name=body.owner_name,
+                                      rate_per_second=body.rate_per_second)
+            audit.append(conn, principal.actor, "key_create", f"key:{new.key_id}",
+                         {"role": body.role, "scopes": body.scopes,
+                          "expires_at": body.expires_at}, client_of(request))
+    except ValueError as exc:
+        raise Problem(422, str(exc)) from None
+    request.state.audited = True
+    return {"key_id": new.key_id, "key": new.secret}
+
+
+@router.delete("/keys/{key_id}", status_code=204, summary="Revoke an API key")
+def revoke_key(key_id: str, request: Request,
+               principal: Principal = require("users:admin")) -> None:
+    with workspace(request).control.write() as conn:
+        accounts.revoke_key(conn, key_id)
+        audit.append(conn, principal.actor, "key_revoke", f"key:{key_id}", {},
+                     client_of(request))
+    request.state.audited = True
+
+
+@router.get("/audit", summary="Audit entries, newest first")
+def audit_entries(request: Request, before: int | None = Query(None),
+                  actor: str | None = Query(None, max_length=200),
+                  action: str | None = Query(None, max_length=64),
+                  limit: int = Query(100, ge=1, le=1000),
+                  principal: Principal = require("audit:read")) -> list[dict[str, Any]]:
+    with workspace(request).control.read() as conn:
+        return [jsonable(e) for e in audit.entries(conn, limit=limit, before=before,
+                                                   actor=actor, action=action)]
+
+
+@router.get("/audit/verify", summary="Check the audit chain")
+def audit_verify(request: Request, principal: Principal = require("audit:read")
+                 ) -> dict[str, Any]:
+    with workspace(request).control.read() as conn:
+        result = audit.verify(conn)
+    return vars(result)
+
+
+@router.get("/privacy/customers/{customer_id}", summary="Everything held about a customer "
+            "(subject access request)")
+def privacy_export(customer_id: str, request: Request,
+                   principal: Principal = require("privacy:admin")) -> dict[str, Any]:
+    data = privacy.export_customer(workspace(request), customer_id)
+    _audit(request, principal, "export_pii", f"customer:{customer_id}",
+           {"kind": "subject_access"})
+    return jsonable(data)  # type: ignore[no-any-return]
+
+
+@router.delete("/privacy/customers/{customer_id}", summary="Erase a customer everywhere")
+def privacy_erase(customer_id: str, request: Request,
+                  principal: Principal = require("privacy:admin")) -> dict[str, Any]:
+    result = privacy.erase_customer(workspace(request), customer_id)
+    _audit(request, principal, "erase_customer", result.customer_ref, vars(result))
+    return vars(result)
+
+
+@router.post("/privacy/retention", summary="Delete facts older than a number of days")
+def retention(body: RetentionIn, request: Request,
+              principal: Principal = require("privacy:admin")) -> dict[str, int]:
+    done = privacy.apply_retention(workspace(request), body.days)
+    _audit(request, principal, "retention", None, {"days": body.days, "deleted": done})
+    return done
+
+
+@router.get("/quality", tags=["quality"], summary="The data-quality report")
+def quality_report(request: Request, principal: Principal = require("quality:read")
+                   ) -> dict[str, Any]:
+    return jsonable(quality.report(workspace(request)))  # type: ignore[no-any-return]

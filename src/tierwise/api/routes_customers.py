@@ -1,0 +1,208 @@
+"""Customers: search, create and update, the 360° profile, segments, contact preferences."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from tierwise.api.auth import require, workspace
+from tierwise.api.problems import Problem
+from tierwise.api.views import LatestValues, jsonable, present_customer
+from tierwise.ingest.cleaning import phone_cleaner
+from tierwise.ingest.readers import RecordsSource
+from tierwise.privacy import CHANNELS, set_preference
+from tierwise.profile import customer_profile
+from tierwise.security.roles import Principal
+from tierwise.segments.membership import customer_segments
+from tierwise.store import customers as customer_store
+from tierwise.store.tables import customers, segment_members
+
+router = APIRouter(prefix="/v1/customers", tags=["customers"])
+MAX_BATCH = 1_000
+
+
+class CustomerPage(BaseModel):
+    items: list[dict[str, Any]]
+    next_after: str | None = Field(None, description="Pass as `after` for the next page.")
+
+
+class CustomerBatch(BaseModel):
+    customers: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ImportSummary(BaseModel):
+    table: str
+    rows_read: int
+    inserted: int
+    updated: int
+    unchanged: int
+    import_id: int | None = None
+    cleaned: dict[str, int] = Field(default_factory=dict)
+    extras: list[str] = Field(default_factory=list)
+
+
+class Preference(BaseModel):
+    channel: str = Field("all", description=f"one of {', '.join(CHANNELS)}")
+    consent: bool | None = None
+    unsubscribed: bool | None = None
+
+
+def _values(request: Request) -> LatestValues:
+    state = request.app.state
+    if getattr(state, "latest_values", None) is None:
+        state.latest_values = LatestValues(workspace(request))
+    cache: LatestValues = state.latest_values
+    return cache
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _search(conn: sa.Connection, q: str, region: str) -> sa.ColumnElement[bool]:
+    ring = conn.info.get("pii")
+    text = q.strip()
+    terms = [customers.c.customer_id.like(_escape_like(text) + "%", escape="\\")]
+    if ring is not None:
+        if "@" in text:
+            terms.append(customers.c.email_hash == ring.search_hash("email", text))
+        digits = text.replace("+", "").replace("-", "").replace(" ", "")
+        if digits.isdigit() and len(digits) >= 5:
+            phone, rule = phone_cleaner(region)(text)
+            if not (rule or "").startswith("flag_"):
+                terms.append(customers.c.phone_hash == ring.search_hash("phone", phone))
+        terms.append(customers.c.name_hash == ring.search_hash("name", text))
+    return sa.or_(*terms)
+
+
+@router.get("", response_model=CustomerPage, summary="List and search customers")
+def list_customers(
+    request: Request,
+    q: str | None = Query(None, max_length=320, description=(
+        "Customer id prefix, or an exact name, e-mail or phone (in any common format).")),
+    owner: str | None = Query(None, max_length=200),
+    city: str | None = Query(None, max_length=200),
+    segment: str | None = Query(None, max_length=128, description="Current members only."),
+    after: str | None = Query(None, max_length=128, description="Cursor: the last id seen."),
+    limit: int = Query(50, ge=1, le=500),
+    principal: Principal = require("customers:read"),
+) -> CustomerPage:
+    ws = workspace(request)
+    with ws.control.read() as conn:
+        query = sa.select(customers)
+        if q:
+            query = query.where(_search(conn, q, ws.config.phone_region))
+        if owner:
+            query = query.where(customers.c.owner == owner)
+        if city:
+            query = query.where(customers.c.city == city)
+        if segment:
+            query = query.where(customers.c.customer_id.in_(
+                sa.select(segment_members.c.customer_id)
+                .where(segment_members.c.segment_key == segment)))
+        if after:
+            query = query.where(customers.c.customer_id > after)
+        rows = conn.execute(query.order_by(customers.c.customer_id).limit(limit + 1)).all()
+        ring = conn.info.get("pii")
+    items = []
+    for r in rows[:limit]:
+        row = dict(r._mapping)
+        if ring is not None:
+            for column in ("name", "email", "phone", "address"):
+                row[column] = ring.decrypt(column, row[column])
+        items.append(present_customer(principal, row))
+    return CustomerPage(items=items,
+                        next_after=items[-1]["customer_id"] if len(rows) > limit else None)
+
+
+def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSummary:
+    ws = workspace(request)
+    header: list[str] = []
+    for record in records:
+        header.extend(k for k in record if k not in header)
+    text = {name: [None if r.get(name) is None else
+                   json.dumps(r[name], ensure_ascii=False) if isinstance(r[name], dict | list)
+                   else str(r[name]) for r in records] for name in header}
+    table = pa.table({n: pa.array(v, pa.string()) for n, v in text.items()})
+    source = RecordsSource("api request", header, iter([table]), "json")
+    result = ws.import_source("customers", source)
+    return ImportSummary(table=result.table, rows_read=result.rows_read,
+                         inserted=result.inserted, updated=result.updated,
+                         unchanged=result.unchanged, import_id=result.import_id,
+                         cleaned=result.cleaned, extras=result.extras)
+
+
+@router.post("", response_model=ImportSummary, summary="Create or update customers (a batch)")
+def upsert_customers(body: CustomerBatch, request: Request,
+                     principal: Principal = require("customers:write")) -> ImportSummary:
+    """Rows are validated and cleaned like an import; any bad row rejects the whole batch."""
+    return _import_records(request, body.customers)
+
+
+@router.get("/{customer_id}", summary="A customer with computed values and segments")
+def get_customer(customer_id: str, request: Request,
+                 principal: Principal = require("customers:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    with ws.control.read() as conn:
+        row = customer_store.get(conn, customer_id)
+        if row is None:
+            raise Problem(404, f"no customer with id {customer_id!r}")
+        segments = [r[0] for r in conn.execute(
+            sa.select(segment_members.c.segment_key)
+            .where(segment_members.c.customer_id == customer_id)
+            .order_by(segment_members.c.segment_key))]
+    return {"customer": present_customer(principal, row),
+            "values": _values(request).of(customer_id), "segments": segments}
+
+
+@router.patch("/{customer_id}", response_model=ImportSummary, summary="Update a customer")
+def update_customer(customer_id: str, body: dict[str, Any], request: Request,
+                    principal: Principal = require("customers:write")) -> ImportSummary:
+    ws = workspace(request)
+    if "customer_id" in body and body["customer_id"] != customer_id:
+        raise Problem(422, "customer_id in the body differs from the path; ids cannot change")
+    with ws.control.read() as conn:
+        if customer_store.get(conn, customer_id) is None:
+            raise Problem(404, f"no customer with id {customer_id!r}")
+    if not body:
+        raise Problem(422, "give at least one field to change")
+    return _import_records(request, [{**body, "customer_id": customer_id}])
+
+
+@router.get("/{customer_id}/profile", summary="The 360° profile: orders, events, tickets, "
+            "feedback, values and segment history")
+def profile(customer_id: str, request: Request,
+            principal: Principal = require("customers:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    found = customer_profile(ws, customer_id)
+    out = {k: jsonable(v) for k, v in vars(found).items()}
+    out["customer"] = present_customer(principal, found.customer)
+    out["values"] = _values(request).of(customer_id)
+    out["segment_history"] = jsonable(customer_segments(ws, customer_id))
+    return out
+
+
+@router.get("/{customer_id}/segments", summary="Segments a customer is in and has been in")
+def segments_of(customer_id: str, request: Request,
+                principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
+    ws = workspace(request)
+    with ws.control.read() as conn:
+        if customer_store.get(conn, customer_id) is None:
+            raise Problem(404, f"no customer with id {customer_id!r}")
+    return jsonable(customer_segments(ws, customer_id))  # type: ignore[no-any-return]
+
+
+@router.put("/{customer_id}/preferences", status_code=204,
+            summary="Set consent or unsubscribe for a channel")
+def preferences(customer_id: str, body: Preference, request: Request,
+                principal: Principal = require("customers:write")) -> None:
+    if body.channel not in CHANNELS:
+        raise Problem(422, f"unknown channel {body.channel!r}; expected one of "
+                      f"{', '.join(CHANNELS)}")
+    set_preference(workspace(request), customer_id, body.channel, consent=body.consent,
+                   unsubscribed=body.unsubscribed)

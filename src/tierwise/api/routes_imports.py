@@ -1,0 +1,129 @@
+"""Imports: upload a file with a mapping, follow its progress, download rejected rows; jobs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from tierwise.api.auth import require, workspace
+from tierwise.api.jobs import JobRunner, get_job, job_view
+from tierwise.api.problems import Problem
+from tierwise.api.views import jsonable
+from tierwise.definitions.schemas import TABLES
+from tierwise.errors import MappingError
+from tierwise.ingest.mapping import Mapping
+from tierwise.security.roles import Principal
+from tierwise.store.tables import imports, jobs, mappings
+from tierwise.workspace import Workspace
+
+router = APIRouter(tags=["imports"])
+CHUNK = 1 << 20
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def runner(request: Request) -> JobRunner:
+    state = request.app.state
+    if getattr(state, "jobs", None) is None:
+        state.jobs = JobRunner(workspace(request))
+    jobs_: JobRunner = state.jobs
+    return jobs_
+
+
+def rejects_path(ws: Workspace, job_id: int) -> Path:
+    return ws.root / "reports" / "imports" / f"job-{job_id}-rejects.csv"
+
+
+def _mapping(ws: Workspace, text: str | None) -> Mapping:
+    if not text or not text.strip():
+        return Mapping()
+    if "\n" in text or ":" in text:
+        return Mapping.from_yaml(text, "the mapping field")
+    with ws.control.read() as conn:
+        spec = conn.execute(sa.select(mappings.c.spec).where(mappings.c.name == text.strip())
+                            ).scalar()
+    if spec is None:
+        raise MappingError(f"no saved mapping named {text.strip()!r}")
+    return Mapping.from_yaml(spec, f"saved mapping {text.strip()!r}")
+
+
+@router.post("/v1/imports", status_code=202, summary="Upload a file to import (a job)")
+async def upload(
+    request: Request,
+    file: UploadFile = File(..., description="CSV, XLSX, Parquet or JSON Lines"),
+    table: str = Form(..., description=f"one of {', '.join(TABLES)}"),
+    mapping: str | None = Form(None, description="YAML mapping, or a saved mapping's name"),
+    unknown_customers: str = Form("reject", description="reject or create"),
+    dry_run: bool = Form(False),
+    principal: Principal = require("imports:write"),
+) -> dict[str, Any]:
+    ws = workspace(request)
+    if table not in TABLES:
+        raise Problem(422, f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    if unknown_customers not in ("reject", "create"):
+        raise Problem(422, "unknown_customers is 'reject' or 'create'")
+    resolved = _mapping(ws, mapping)
+    # Uploads wait outside the workspace and are deleted when the job ends.
+    folder = Path(tempfile.mkdtemp(prefix="tierwise-upload-"))
+    name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name)[-120:] or "upload"
+    target = folder / name
+    with target.open("wb") as out:
+        while chunk := await file.read(CHUNK):
+            out.write(chunk)
+    if target.stat().st_size == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Problem(422, f"{file.filename}: the file is empty")
+    params = {"table": table, "file": file.filename, "dry_run": dry_run,
+              "unknown_customers": unknown_customers}
+
+    def work(job_id: int, progress: Any) -> dict[str, Any]:
+        result = ws.import_file(table, target, mapping=resolved,
+                                unknown_customers=unknown_customers, dry_run=dry_run,
+                                report_path=rejects_path(ws, job_id), progress=progress)
+        return dict(vars(result))
+
+    job_id = runner(request).submit("import", params, principal.actor, work,
+                                    cleanup=lambda: shutil.rmtree(folder, ignore_errors=True))
+    return {"job_id": job_id, "status_url": f"/v1/jobs/{job_id}"}
+
+
+@router.get("/v1/imports", summary="Past imports, newest first")
+def list_imports(request: Request, limit: int = Query(50, ge=1, le=500),
+                 principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
+    with workspace(request).control.read() as conn:
+        rows = conn.execute(sa.select(imports).order_by(imports.c.import_id.desc())
+                            .limit(limit)).all()
+    return [jsonable({k: v for k, v in r._mapping.items() if k != "mapping"}) for r in rows]
+
+
+@router.get("/v1/imports/{job_id}/rejects", summary="Rejected rows of an import job (CSV)",
+            response_class=FileResponse)
+def rejects(job_id: int, request: Request,
+            principal: Principal = require("imports:write")) -> FileResponse:
+    path = rejects_path(workspace(request), job_id)
+    if not path.exists():
+        raise Problem(404, f"job {job_id} has no rejected-rows report")
+    return FileResponse(path, media_type="text/csv", filename=path.name)
+
+
+@router.get("/v1/jobs", summary="Recent jobs")
+def list_jobs(request: Request, limit: int = Query(50, ge=1, le=500),
+              principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
+    with workspace(request).control.read() as conn:
+        rows = conn.execute(sa.select(jobs).order_by(jobs.c.job_id.desc()).limit(limit)).all()
+    return [job_view(r) for r in rows]
+
+
+@router.get("/v1/jobs/{job_id}", summary="A job's status, progress and result")
+def job(job_id: int, request: Request,
+        principal: Principal = require("customers:read")) -> dict[str, Any]:
+    found = get_job(workspace(request), job_id)
+    if found is None:
+        raise Problem(404, f"no job {job_id}")
+    return found

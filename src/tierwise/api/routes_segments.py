@@ -1,0 +1,338 @@
+"""Segments: definitions with plan-before-apply, preview, members (paged and exported),
+history, runs and explanations."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from tierwise.api.auth import client_of, require, workspace
+from tierwise.api.problems import Problem
+from tierwise.api.views import jsonable, present_customer
+from tierwise.definitions.schemas import CUSTOMERS
+from tierwise.definitions.segment_ast import to_json, to_text
+from tierwise.definitions.segment_fields import validate
+from tierwise.definitions.segment_parser import parse
+from tierwise.ingest.report import safe_cell
+from tierwise.security import audit
+from tierwise.security.pii import PII_COLUMNS
+from tierwise.security.roles import Principal
+from tierwise.segments import definitions as defs
+from tierwise.segments import membership
+from tierwise.segments.evaluate import Evaluation, evaluate_rule
+from tierwise.segments.explain import explain
+from tierwise.segments.plan import SAMPLE, plan_item
+from tierwise.segments.templates import TEMPLATES
+from tierwise.store import definitions as versions
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import customers, segment_history, segment_members, segment_runs
+from tierwise.workspace import Workspace
+
+router = APIRouter(prefix="/v1/segments", tags=["segments"])
+EXPORT_COLUMNS = [c for c in CUSTOMERS.names if c not in ("attributes",)]
+
+
+class RuleIn(BaseModel):
+    rule: str = Field(min_length=1, max_length=20_000)
+
+
+class PreviewIn(RuleIn):
+    as_of: datetime | None = None
+    sample: int = Field(10, ge=0, le=100)
+
+
+class EvaluateIn(BaseModel):
+    keys: list[str] | None = None
+    as_of: datetime | None = None
+
+
+class StaticEdit(BaseModel):
+    add: list[str] = Field(default_factory=list, max_length=100_000)
+    remove: list[str] = Field(default_factory=list, max_length=100_000)
+
+
+def _resolver(ws: Workspace) -> Any:
+    return membership.resolver({k: a.definition for k, a in defs.applied(ws).items()})
+
+
+def _applied(ws: Workspace, key: str) -> defs.Applied:
+    found = defs.applied(ws).get(key)
+    if found is None:
+        raise Problem(404, f"no segment {key!r}")
+    return found
+
+
+def _last_run(conn: sa.Connection, key: str) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
+                       .order_by(segment_runs.c.run_id.desc()).limit(1)).first()
+    return jsonable(dict(row._mapping)) if row else None  # type: ignore[no-any-return]
+
+
+@router.get("", summary="Applied segments with size and last run")
+def list_segments(request: Request, principal: Principal = require("segments:read")
+                  ) -> list[dict[str, Any]]:
+    ws = workspace(request)
+    applied = defs.applied(ws)
+    with ws.control.read() as conn:
+        counted = conn.execute(sa.select(segment_members.c.segment_key, sa.func.count())
+                               .group_by(segment_members.c.segment_key)).all()
+        sizes: dict[str, int] = {r[0]: int(r[1]) for r in counted}
+        return [{"key": key, "version": a.version, "members": int(sizes.get(key, 0)),
+                 "definition": a.definition.canonical(), "last_run": _last_run(conn, key)}
+                for key, a in applied.items()]
+
+
+@router.get("/templates", summary="Built-in segment templates")
+def templates(principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
+    return [{"template": k, **t.canonical()} for k, t in TEMPLATES.items()]
+
+
+@router.post("/check", summary="Parse and validate a rule; canonical text and JSON")
+def check(body: RuleIn, principal: Principal = require("segments:read")) -> dict[str, Any]:
+    tree = parse(body.rule)
+    validate(tree)
+    return {"rule": to_text(tree), "rule_json": to_json(tree)}
+
+
+@router.post("/preview", summary="Count and sample who a rule selects (nothing saved)")
+def preview(body: PreviewIn, request: Request,
+            principal: Principal = require("segments:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    when = body.as_of or utcnow()
+    ids = evaluate_rule(ws, body.rule, when, _resolver(ws))["customer_id"].to_pylist()
+    return {"count": len(ids), "customers": ws.count("customers"), "as_of": jsonable(when),
+            "sample": ids[:body.sample]}
+
+
+@router.post("/evaluate", summary="Evaluate segments now (all active, or some)")
+def evaluate(body: EvaluateIn, request: Request,
+             principal: Principal = require("segments:write")) -> list[dict[str, Any]]:
+    runs = membership.evaluate_all(workspace(request), body.as_of, body.keys)
+    return [jsonable(asdict(r)) for r in runs]
+
+
+@router.get("/{key}", summary="A segment's applied definition and its versions")
+def get_segment(key: str, request: Request,
+                principal: Principal = require("segments:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    applied = _applied(ws, key)
+    with ws.control.read() as conn:
+        history = versions.history(conn, defs.KIND, key)
+        size = len(membership.current_members(conn, key))
+        last = _last_run(conn, key)
+    return {"key": key, "version": applied.version, "definition": applied.definition.canonical(),
+            "members": size, "last_run": last,
+            "versions": [{"version": v.version, "note": v.note, "created_at": jsonable(
+                v.created_at), "spec": v.spec} for v in history]}
+
+
+@router.put("/{key}", summary="Plan (dry_run) or apply a new version of a segment")
+def put_segment(key: str, body: dict[str, Any], request: Request,
+                dry_run: bool = Query(True, description="Only show who would enter and leave."),
+                evaluate_after: bool = Query(False, alias="evaluate"),
+                note: str | None = Query(None, max_length=500),
+                principal: Principal = require("segments:write")) -> dict[str, Any]:
+    ws = workspace(request)
+    body = {**body, "key": body.get("key", key)}
+    if body["key"] != key:
+        raise Problem(422, f"the body's key {body['key']!r} differs from the path's {key!r}")
+    try:
+        definition = defs.SegmentDefinition.model_validate(body)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                           for e in exc.errors())
+        raise Problem(422, detail) from None
+    tree = definition.condition()
+    if tree is not None:
+        validate(tree)
+    applied = defs.applied(ws)
+    merged = {k: a.definition for k, a in applied.items()}
+    merged[key] = definition
+    defs.dependency_order(merged)
+    when = utcnow()
+    with Evaluation(ws, when) as evaluation:
+        item = plan_item(ws, key, definition, applied.get(key), when,
+                          membership.resolver(merged), evaluation)
+    plan = {**asdict(item), "entering": item.entering[:SAMPLE],
+            "leaving": item.leaving[:SAMPLE], "entering_count": len(item.entering),
+            "leaving_count": len(item.leaving)}
+    out: dict[str, Any] = {"plan": jsonable(plan), "applied": False}
+    if dry_run or item.change == "unchanged":
+        return out
+    version = defs.save(ws, definition, note)
+    defs.write_file(ws, definition)  # keep segments/*.yaml in step with what is applied
+    out.update(applied=True, version=version)
+    if evaluate_after and definition.kind == "dynamic":
+        out["runs"] = [jsonable(asdict(r)) for r in membership.evaluate_all(ws, keys=[key])]
+    return out
+
+
+def _customers_by_id(ws: Workspace, ids: list[str]) -> dict[str, dict[str, Any]]:
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(customers).where(customers.c.customer_id.in_(ids))).all()
+        ring = conn.info.get("pii")
+    out = {}
+    for r in rows:
+        row = dict(r._mapping)
+        if ring is not None:
+            for column in PII_COLUMNS:
+                row[column] = ring.decrypt(column, row[column])
+        out[row["customer_id"]] = row
+    return out
+
+
+@router.get("/{key}/members", summary="Current members, a page at a time")
+def members(key: str, request: Request,
+            after: str | None = Query(None, max_length=128, description="The last id seen."),
+            limit: int = Query(100, ge=1, le=1000),
+            details: bool = Query(True, description="Include each member's customer record."),
+            principal: Principal = require("segments:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    _applied(ws, key)
+    m = segment_members.c
+    query = sa.select(m.customer_id, m.entered_at).where(m.segment_key == key)
+    if after:
+        query = query.where(m.customer_id > after)
+    with ws.control.read() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(segment_members)
+                             .where(m.segment_key == key)).scalar()
+        rows = conn.execute(query.order_by(m.customer_id).limit(limit + 1)).all()
+    page = rows[:limit]
+    people = _customers_by_id(ws, [r.customer_id for r in page]) if details else {}
+    items = []
+    for r in page:
+        item: dict[str, Any] = {"customer_id": r.customer_id,
+                                "entered_at": jsonable(as_utc(r.entered_at))}
+        if r.customer_id in people:
+            item["customer"] = present_customer(principal, people[r.customer_id])
+        items.append(item)
+    return {"total": int(total or 0), "items": items,
+            "next_after": page[-1].customer_id if len(rows) > limit else None}
+
+
+@router.get("/{key}/members/export", summary="Export members as CSV or XLSX",
+            response_class=StreamingResponse)
+def export_members(key: str, request: Request,
+                   format: Literal["csv", "xlsx"] = Query("csv"),
+                   include_pii: bool = Query(False, description="Needs pii:export; audited."),
+                   principal: Principal = require("segments:read")) -> StreamingResponse:
+    ws = workspace(request)
+    _applied(ws, key)
+    if include_pii and not principal.can("pii:export"):
+        raise Problem(403, f"role {principal.role} may not export PII (needs pii:export)")
+    with ws.control.read() as conn:
+        ids = sorted(membership.current_members(conn, key))
+    if include_pii:
+        with ws.control.write() as conn:
+            audit.append(conn, principal.actor, "export_pii", f"segment:{key}",
+                         {"members": len(ids), "format": format}, client_of(request))
+
+    def rows() -> Iterator[list[Any]]:
+        for start in range(0, len(ids), 2_000):
+            chunk = _customers_by_id(ws, ids[start:start + 2_000])
+            for cid in ids[start:start + 2_000]:
+                row = chunk.get(cid)
+                if row is None:
+                    continue
+                shown = row if include_pii else present_customer(principal, dict(row))
+                if not include_pii:
+                    shown = {**row, **{c: shown[c] for c in PII_COLUMNS}}
+                yield [jsonable(shown.get(c)) for c in EXPORT_COLUMNS]
+
+    name = f"{key}-members-{utcnow():%Y%m%dT%H%M%S}"
+    if format == "xlsx":
+        data = _xlsx(rows())
+        return StreamingResponse(iter([data]), media_type=(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'})
+
+    def csv_lines() -> Iterator[bytes]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EXPORT_COLUMNS)
+        yield ("\ufeff" + buffer.getvalue()).encode()
+        for row in rows():
+            buffer.seek(0)
+            buffer.truncate()
+            writer.writerow([safe_cell(v) if v is not None else "" for v in row])
+            yield buffer.getvalue().encode()
+
+    return StreamingResponse(csv_lines(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+def _xlsx(rows: Iterator[list[Any]]) -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("members")
+    sheet.append(EXPORT_COLUMNS)
+    for row in rows:
+        sheet.append([safe_cell(v) if isinstance(v, str) else v for v in row])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+@router.post("/{key}/members", summary="Add or remove members of a static list")
+def edit_members(key: str, body: StaticEdit, request: Request,
+                 principal: Principal = require("segments:write")) -> dict[str, int]:
+    entered, exited = membership.edit_static(workspace(request), key, body.add, body.remove)
+    return {"added": entered, "removed": exited}
+
+
+@router.get("/{key}/history", summary="Entries and exits, newest first")
+def history(key: str, request: Request,
+            customer_id: str | None = Query(None, max_length=128),
+            before: int | None = Query(None, description="Cursor: history_id of the last row."),
+            limit: int = Query(100, ge=1, le=1000),
+            principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
+    ws = workspace(request)
+    _applied(ws, key)
+    h = segment_history.c
+    query = sa.select(segment_history).where(h.segment_key == key)
+    if customer_id:
+        query = query.where(h.customer_id == customer_id)
+    if before is not None:
+        query = query.where(h.history_id < before)
+    with ws.control.read() as conn:
+        rows = conn.execute(query.order_by(h.history_id.desc()).limit(limit)).all()
+    return [jsonable({**dict(r._mapping), "entered_at": as_utc(r.entered_at),
+                      "exited_at": as_utc(r.exited_at)}) for r in rows]
+
+
+@router.get("/{key}/runs", summary="Evaluations of a segment: when, how long, what changed")
+def runs(key: str, request: Request, limit: int = Query(50, ge=1, le=500),
+         principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
+    ws = workspace(request)
+    _applied(ws, key)
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
+                            .order_by(segment_runs.c.run_id.desc()).limit(limit)).all()
+    return [jsonable(dict(r._mapping)) for r in rows]
+
+
+@router.get("/{key}/explain/{customer_id}", summary="Why a customer is in or out")
+def explain_customer(key: str, customer_id: str, request: Request,
+                     as_of: datetime | None = Query(None),
+                     principal: Principal = require("segments:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    tree = _applied(ws, key).definition.condition()
+    if tree is None:
+        raise Problem(422, f"{key} is not a dynamic segment: it has no rule to explain")
+    when = as_of or utcnow()
+    steps = explain(ws, tree, customer_id, when, _resolver(ws))
+    return {"segment": key, "customer_id": customer_id, "as_of": jsonable(when),
+            "result": steps[0].result if steps else None,
+            "steps": [jsonable(asdict(s)) for s in steps]}
+
+

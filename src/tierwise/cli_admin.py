@@ -1,0 +1,286 @@
+"""CLI commands for the service and its guard rails: serve, users, keys, audit, privacy, PII."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tierwise.errors import TierwiseError
+from tierwise.security import accounts, audit
+from tierwise.store.control import utcnow
+from tierwise.workspace import Workspace
+
+out = Console(soft_wrap=True)
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
+users_app = typer.Typer(help="People who sign in to the API and dashboard.",
+                        no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for machines.", no_args_is_help=True)
+audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
+privacy_app = typer.Typer(help="Privacy rights: export, erase, retention.",
+                          no_args_is_help=True)
+pii_app = typer.Typer(help="Encryption of personal data at rest.", no_args_is_help=True)
+ACTOR = "cli:" + (os.environ.get("USER") or "unknown")
+
+
+def _password(given: str | None) -> str:
+    if given:
+        return given
+    env = os.environ.get("TIERWISE_PASSWORD")
+    if env:
+        return env
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise TierwiseError("the passwords differ")
+    return first
+
+
+def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option()] = 8000,
+          workspace: WorkspaceOpt = None) -> None:
+    """Run the REST API (and, as they land, the dashboard) for a workspace."""
+    import uvicorn
+
+    from tierwise.api.app import create_app
+
+    ws = Workspace.open(workspace)
+    with ws.control.read() as conn:
+        if not accounts.list_users(conn):
+            out.print("[yellow]no users yet:[/] add one with `tierwise users add NAME --role "
+                      "admin`")
+    out.print(f"tierwise API for {ws.root} on http://{host}:{port} (reference at /docs)")
+    uvicorn.run(create_app(ws), host=host, port=port, log_level="info",
+                server_header=False, proxy_headers=False)
+
+
+@users_app.command("add")
+def users_add(username: str,
+              role: Annotated[str, typer.Option(help="admin, analyst, operator or viewer.")],
+              owner: Annotated[str | None, typer.Option(
+                  help="For operators: the owner value of their customers.")] = None,
+              password: Annotated[str | None, typer.Option(
+                  help="Prompted (or $TIERWISE_PASSWORD) when not given.")] = None,
+              workspace: WorkspaceOpt = None) -> None:
+    """Add a user (the password is stored as an argon2id hash)."""
+    ws = Workspace.open(workspace)
+    secret = _password(password)
+    with ws.control.write() as conn:
+        accounts.add_user(conn, username, secret, role, owner)
+        audit.append(conn, ACTOR, "user_add", f"user:{username}",
+                     {"role": role, "owner_name": owner})
+    out.print(f"added {username} ({role})")
+
+
+@users_app.command("list")
+def users_list(workspace: WorkspaceOpt = None) -> None:
+    """Users, their roles and last sign-in."""
+    ws = Workspace.open(workspace)
+    grid = Table()
+    for name in ("user", "role", "owner", "created", "last login", "disabled"):
+        grid.add_column(name)
+    with ws.control.read() as conn:
+        for u in accounts.list_users(conn):
+            grid.add_row(u["username"], u["role"], u["owner_name"] or "—",
+                         f"{u['created_at']:%Y-%m-%d}",
+                         f"{u['last_login_at']:%Y-%m-%d %H:%M}" if u["last_login_at"] else "—",
+                         "yes" if u["disabled_at"] else "")
+    out.print(grid)
+
+
+def _set_user(workspace: Path | None, username: str, disabled: bool) -> None:
+    ws = Workspace.open(workspace)
+    with ws.control.write() as conn:
+        accounts.set_user(conn, username, disabled=disabled)
+        audit.append(conn, ACTOR, "user_change", f"user:{username}", {"disabled": disabled})
+
+
+@users_app.command("disable")
+def users_disable(username: str, workspace: WorkspaceOpt = None) -> None:
+    """Disable a user and end their sessions."""
+    _set_user(workspace, username, True)
+    out.print(f"disabled {username}")
+
+
+@users_app.command("enable")
+def users_enable(username: str, workspace: WorkspaceOpt = None) -> None:
+    """Enable a disabled user."""
+    _set_user(workspace, username, False)
+    out.print(f"enabled {username}")
+
+
+@keys_app.command("create")
+def keys_create(name: str,
+                role: Annotated[str, typer.Option(help="admin, analyst, operator or viewer.")],
+                scope: Annotated[list[str] | None, typer.Option(
+                    help="Limit to these permissions (repeat); default: the role's.")] = None,
+                days: Annotated[int | None, typer.Option(help="Expire after N days.")] = 90,
+                rate: Annotated[float, typer.Option(help="Requests per second.")]
+                = accounts.DEFAULT_KEY_RATE,
+                owner: Annotated[str | None, typer.Option()] = None,
+                workspace: WorkspaceOpt = None) -> None:
+    """Create an API key. The key is printed once and stored only as a hash."""
+    ws = Workspace.open(workspace)
+    expires = utcnow() + timedelta(days=days) if days else None
+    try:
+        with ws.control.write() as conn:
+            new = accounts.create_key(conn, name, role, ACTOR, scopes=scope, expires_at=expires,
+                                      owner_name=owner, rate_per_second=rate)
+            audit.append(conn, ACTOR, "key_create", f"key:{new.key_id}",
+                         {"role": role, "scopes": scope, "expires_at": expires})
+    except ValueError as exc:
+        raise TierwiseError(str(exc)) from None
+    out.print(f"key {new.key_id} ({role}" + (f", expires {expires:%Y-%m-%d}" if expires else "")
+              + "); store it now, it is not shown again:")
+    print(new.secret)
+
+
+@keys_app.command("list")
+def keys_list(workspace: WorkspaceOpt = None) -> None:
+    """API keys (never their secrets)."""
+    ws = Workspace.open(workspace)
+    grid = Table()
+    for name in ("id", "name", "role", "expires", "revoked", "last used"):
+        grid.add_column(name)
+    with ws.control.read() as conn:
+        for k in accounts.list_keys(conn):
+            grid.add_row(k["key_id"], k["name"], k["role"],
+                         f"{k['expires_at']:%Y-%m-%d}" if k["expires_at"] else "never",
+                         "yes" if k["revoked_at"] else "",
+                         f"{k['last_used_at']:%Y-%m-%d %H:%M}" if k["last_used_at"] else "—")
+    out.print(grid)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, workspace: WorkspaceOpt = None) -> None:
+    """Revoke an API key at once."""
+    ws = Workspace.open(workspace)
+    with ws.control.write() as conn:
+        accounts.revoke_key(conn, key_id)
+        audit.append(conn, ACTOR, "key_revoke", f"key:{key_id}", {})
+    out.print(f"revoked {key_id}")
+
+
+@audit_app.command("verify")
+def audit_verify(expect_head: Annotated[str | None, typer.Option(
+                     help="SEQ:HASH printed by an earlier verify, to detect truncation.")]
+                 = None,
+                 workspace: WorkspaceOpt = None) -> None:
+    """Check the hash chain; exit 1 on any edited, deleted or missing entry."""
+    ws = Workspace.open(workspace)
+    expected = None
+    if expect_head:
+        seq, _, digest = expect_head.partition(":")
+        expected = (int(seq), digest)
+    with ws.control.read() as conn:
+        result = audit.verify(conn, expected)
+    if not result.ok:
+        out.print(f"[red]audit log is broken:[/] {result.problem}")
+        raise typer.Exit(1)
+    out.print(f"audit log intact: {result.entries:,} entries; head "
+              f"{result.head_seq}:{result.head_hash}")
+
+
+@audit_app.command("show")
+def audit_show(limit: int = 30, actor: str | None = None, action: str | None = None,
+               workspace: WorkspaceOpt = None) -> None:
+    """The newest audit entries."""
+    ws = Workspace.open(workspace)
+    grid = Table()
+    for name in ("seq", "at", "actor", "action", "target", "from", "detail"):
+        grid.add_column(name)
+    with ws.control.read() as conn:
+        for e in audit.entries(conn, limit=limit, actor=actor, action=action):
+            grid.add_row(str(e["seq"]), f"{e['at'].astimezone(ws.config.zone):%Y-%m-%d %H:%M:%S}",
+                         e["actor"], e["action"], e["target"] or "", e["client"] or "",
+                         json.dumps(e["detail"], ensure_ascii=False)[:80])
+    out.print(grid)
+
+
+@privacy_app.command("export")
+def privacy_export(customer_id: str,
+                   out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")],
+                   workspace: WorkspaceOpt = None) -> None:
+    """Everything held about a customer, as JSON (a subject-access request)."""
+    from tierwise.api.views import jsonable
+    from tierwise.privacy import export_customer
+
+    ws = Workspace.open(workspace)
+    data = export_customer(ws, customer_id)
+    out_file.write_text(json.dumps(jsonable(data), ensure_ascii=False, indent=2),
+                        encoding="utf-8")
+    with ws.control.write() as conn:
+        audit.append(conn, ACTOR, "export_pii", f"customer:{customer_id}",
+                     {"kind": "subject_access", "file": str(out_file)})
+    out.print(f"wrote {out_file}")
+
+
+@privacy_app.command("erase")
+def privacy_erase(customer_id: str,
+                  yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+                  workspace: WorkspaceOpt = None) -> None:
+    """Erase a customer everywhere: control store, facts, snapshots, reports."""
+    from tierwise.privacy import erase_customer
+
+    ws = Workspace.open(workspace)
+    if not yes and not typer.confirm(f"erase {customer_id} everywhere? this cannot be undone"):
+        raise typer.Exit(1)
+    result = erase_customer(ws, customer_id)
+    with ws.control.write() as conn:
+        audit.append(conn, ACTOR, "erase_customer", result.customer_ref, vars(result))
+    facts = sum(result.fact_rows.values())
+    out.print(f"erased {customer_id}: {result.control_rows} control-store rows, {facts} fact "
+              f"rows, {result.snapshot_rows} snapshot rows, {result.report_lines} report lines")
+
+
+@privacy_app.command("retention")
+def privacy_retention(keep: Annotated[list[str], typer.Option(
+                          help="TABLE=DAYS, e.g. events=365 (repeat).")],
+                      workspace: WorkspaceOpt = None) -> None:
+    """Delete facts older than the given number of days."""
+    from tierwise.privacy import apply_retention
+
+    days = {}
+    for item in keep:
+        table, _, value = item.partition("=")
+        if not value.isdigit():
+            raise TierwiseError(f"--keep {item!r}: expected TABLE=DAYS, e.g. events=365")
+        days[table] = int(value)
+    ws = Workspace.open(workspace)
+    done = apply_retention(ws, days)
+    with ws.control.write() as conn:
+        audit.append(conn, ACTOR, "retention", None, {"days": days, "deleted": done})
+    for table, rows in done.items():
+        out.print(f"{table}: deleted {rows:,} rows older than {days[table]} days")
+
+
+@pii_app.command("rotate-key")
+def pii_rotate(keep_old: Annotated[bool, typer.Option(
+                   help="Keep the old keys in the key file after re-encrypting.")] = False,
+               workspace: WorkspaceOpt = None) -> None:
+    """Re-encrypt all personal data under a new key."""
+    from tierwise.security.rotation import rotate
+
+    ws = Workspace.open(workspace)
+    result = rotate(ws, drop_old=not keep_old)
+    with ws.control.write() as conn:
+        audit.append(conn, ACTOR, "pii_key_rotate", None,
+                     {"key_id": result["key_id"], "customers": result["customers"]})
+    out.print(f"re-encrypted {result['customers']:,} customers and {result['cleaning_log']:,} "
+              f"cleaning-log values under key {result['key_id']} ({result['key_source']})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(privacy_app, name="privacy")
+    app.add_typer(pii_app, name="pii")

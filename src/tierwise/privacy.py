@@ -1,0 +1,251 @@
+"""Privacy rights (GDPR / PIPL): export everything about a customer, erase a customer
+everywhere, delete old facts on a retention schedule, and consent / unsubscribe flags.
+
+Erasure reaches every place a customer's data lives: the control store (customer row,
+memberships, history, cleaning log, contact preferences), the fact store (Parquet files are
+rewritten without the customer's rows; the old files are deleted at once), computed
+snapshots, the customers mirror, and CSV reports under ``reports/``. On SQLite, freed pages
+are zeroed (``secure_delete``) and the write-ahead log is truncated afterwards.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from tierwise.definitions.schemas import FACT_TABLES
+from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.store import customer_mirror
+from tierwise.store import customers as customer_store
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import (
+    cleaning_log,
+    contact_preferences,
+    customers,
+    segment_history,
+    segment_members,
+    snapshots,
+)
+from tierwise.workspace import Workspace
+
+CHANNELS = ("all", "email", "sms", "phone", "webhook", "wechat")
+
+
+def _rows(table: Any) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in table]
+
+
+def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
+    """Everything held about one customer, as JSON-ready data (a subject-access request)."""
+    with ws.control.read() as conn:
+        customer = customer_store.get(conn, customer_id)
+        if customer is None:
+            raise NotFoundError(f"no customer with id {customer_id!r}")
+        history = _rows(conn.execute(sa.select(segment_history).where(
+            segment_history.c.customer_id == customer_id).order_by(segment_history.c.history_id)))
+        members = _rows(conn.execute(sa.select(segment_members).where(
+            segment_members.c.customer_id == customer_id)))
+        preferences = _rows(conn.execute(sa.select(contact_preferences).where(
+            contact_preferences.c.customer_id == customer_id)))
+        cleaning = _rows(conn.execute(sa.select(cleaning_log).where(
+            cleaning_log.c.customer_id == customer_id)))
+        ring = conn.info.get("pii")
+        snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path,
+                                       snapshots.c.as_of)).all()
+    if ring is not None:
+        for entry in cleaning:
+            entry["before"] = ring.decrypt(entry["column_name"], entry["before"])
+            entry["after"] = ring.decrypt(entry["column_name"], entry["after"])
+    facts: dict[str, list[dict[str, Any]]] = {}
+    for schema in FACT_TABLES:
+        rows: list[dict[str, Any]] = []
+        for path in _fact_paths(ws, schema.name):
+            hit = _customer_filter(schema.customer_refs, [customer_id])
+            rows.extend(ds.dataset(path).to_table(filter=hit).drop_columns(
+                [c for c in ("_row", "_key") if c in pq.read_schema(path).names]).to_pylist())
+        facts[schema.name] = rows
+    values: list[dict[str, Any]] = []
+    for snap in snaps:
+        path = ws.root / snap.path
+        if path.exists():
+            found = ds.dataset(path).to_table(filter=pc.field("customer_id") == customer_id)
+            values.extend({"snapshot_id": snap.snapshot_id, "as_of": as_utc(snap.as_of), **r}
+                          for r in found.to_pylist())
+    return {"customer": customer, "contact_preferences": preferences, "facts": facts,
+            "segment_memberships": members, "segment_history": history,
+            "computed_values": values, "cleaning_log": cleaning,
+            "exported_at": utcnow()}
+
+
+def _fact_paths(ws: Workspace, table: str) -> list[str]:
+    return [f.path for f in ws.facts.scan(table).files]
+
+
+def _customer_filter(refs: tuple[str, ...], ids: list[str]) -> pc.Expression:
+    expr = None
+    for ref in refs:
+        part = pc.field(ref).isin(ids)
+        expr = part if expr is None else (expr | part)
+    assert expr is not None
+    return expr
+
+
+@dataclass
+class Erasure:
+    customer_ref: str  # a hash of the id, for the audit log
+    control_rows: int = 0
+    fact_rows: dict[str, int] = field(default_factory=dict)
+    snapshot_rows: int = 0
+    report_lines: int = 0
+
+
+def customer_ref(customer_id: str) -> str:
+    """What the audit log records of an erased customer: not the id itself."""
+    return "sha256:" + hashlib.sha256(customer_id.encode()).hexdigest()[:16]
+
+
+def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
+    """Remove a customer from everywhere tierwise keeps data (see the module docstring)."""
+    with ws.control.read() as conn:
+        customer = customer_store.get(conn, customer_id)
+    if customer is None:
+        raise NotFoundError(f"no customer with id {customer_id!r}")
+    result = Erasure(customer_ref(customer_id))
+    # Facts first: if anything fails midway the customer row still exists and the erasure
+    # can be run again; the control store goes last, in one transaction.
+    for schema in FACT_TABLES:
+        result.fact_rows[schema.name] = ws.facts.drop_rows(
+            schema.name, _customer_filter(schema.customer_refs, [customer_id]))
+    result.snapshot_rows = _scrub_snapshots(ws, customer_id)
+    needles = [v for v in (customer_id, customer.get("email"), customer.get("phone")) if v]
+    result.report_lines = _scrub_reports(ws, needles)
+    with ws.control.write() as conn:
+        for table in (segment_members, segment_history, cleaning_log, contact_preferences,
+                      customers):
+            done = conn.execute(table.delete().where(table.c.customer_id == customer_id))
+            result.control_rows += max(done.rowcount, 0)
+    customer_mirror.invalidate(ws.root)
+    _compact_control_store(ws)
+    return result
+
+
+def _scrub_snapshots(ws: Workspace, customer_id: str) -> int:
+    removed = 0
+    with ws.control.read() as conn:
+        snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path)).all()
+    for snap in snaps:
+        path = ws.root / snap.path
+        if not path.exists():
+            continue
+        data = ds.dataset(pq.read_table(path))
+        hit = pc.field("customer_id") == customer_id
+        count = data.count_rows(filter=hit)
+        if not count:
+            continue
+        keep = data.to_table(filter=~hit)
+        tmp = path.with_name(f".{path.name}.erase")
+        pq.write_table(keep, tmp, compression="zstd")
+        os.replace(tmp, path)
+        with ws.control.write() as conn:
+            conn.execute(snapshots.update().where(snapshots.c.snapshot_id == snap.snapshot_id)
+                         .values(rows=keep.num_rows))
+        removed += count
+    return removed
+
+
+def _scrub_reports(ws: Workspace, needles: list[str]) -> int:
+    """Drop CSV report lines that mention the customer (reject reports of imports)."""
+    removed = 0
+    folder = ws.root / "reports"
+    for path in folder.rglob("*.csv") if folder.exists() else []:
+        text = path.read_text(encoding="utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text)))
+        kept = [r for r in rows if not any(n in cell for cell in r for n in needles)]
+        if len(kept) == len(rows):
+            continue
+        removed += len(rows) - len(kept)
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(kept)
+        tmp = path.with_name(f".{path.name}.erase")
+        tmp.write_text(buffer.getvalue(), encoding="utf-8-sig")
+        os.replace(tmp, path)
+    return removed
+
+
+def _compact_control_store(ws: Workspace) -> None:
+    if ws.control.dialect != "sqlite":
+        return  # PostgreSQL: deleted tuples are reclaimed by (auto)vacuum
+    with ws.control.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# -- retention ---------------------------------------------------------------------------
+
+def apply_retention(ws: Workspace, days: dict[str, int]) -> dict[str, int]:
+    """Delete facts older than ``days[table]`` days (by the table's time column)."""
+    done = {}
+    now = utcnow()
+    by_name = {t.name: t for t in FACT_TABLES}
+    for table, keep_days in days.items():
+        schema = by_name.get(table)
+        if schema is None or schema.time_column is None:
+            raise TierwiseError(f"retention: {table!r} is not a fact table with a time column; "
+                                f"expected one of {', '.join(by_name)}")
+        if keep_days < 1:
+            raise TierwiseError(f"retention for {table}: keep at least 1 day, got {keep_days}")
+        cutoff = now - timedelta(days=keep_days)
+        done[table] = ws.facts.drop_rows(table, pc.field(schema.time_column) < cutoff)
+    return done
+
+
+# -- consent -----------------------------------------------------------------------------
+
+def set_preference(ws: Workspace, customer_id: str, channel: str = "all", *,
+                   consent: bool | None = None, unsubscribed: bool | None = None) -> None:
+    if channel not in CHANNELS:
+        raise TierwiseError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
+    now = utcnow()
+    with ws.control.write() as conn:
+        if customer_store.get(conn, customer_id) is None:
+            raise NotFoundError(f"no customer with id {customer_id!r}")
+        key = (contact_preferences.c.customer_id == customer_id) & (
+            contact_preferences.c.channel == channel)
+        row = conn.execute(sa.select(contact_preferences).where(key)).first()
+        values: dict[str, Any] = {"updated_at": now}
+        if consent is not None:
+            values["consent"] = consent
+        if unsubscribed is not None:
+            values["unsubscribed_at"] = now if unsubscribed else None
+        if row is None:
+            conn.execute(contact_preferences.insert().values(
+                customer_id=customer_id, channel=channel, **values))
+        else:
+            conn.execute(contact_preferences.update().where(key).values(values))
+
+
+def may_contact(ws: Workspace, customer_id: str, channel: str) -> tuple[bool, str]:
+    """Whether an action may reach the customer on ``channel``, and why not.
+
+    Unsubscribed (from the channel or from everything) or consent withdrawn means no;
+    consent never given is left to the action's own setting (marketing vs service).
+    """
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(contact_preferences).where(
+            contact_preferences.c.customer_id == customer_id,
+            contact_preferences.c.channel.in_(["all", channel]))).all()
+    for r in rows:
+        if r.unsubscribed_at is not None:
+            return False, f"unsubscribed ({r.channel}) at {as_utc(r.unsubscribed_at)}"
+        if r.consent is False:
+            return False, f"consent withdrawn ({r.channel})"
+    return True, "ok"

@@ -1,0 +1,201 @@
+"""Users (argon2id), dashboard sessions and API keys in the control store.
+
+Secrets are never stored: passwords as argon2id hashes, session tokens and API-key secrets
+(random, 256 bits) as SHA-256. Comparisons of secrets are constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.security.roles import ROLES, Principal, check_role, check_scopes
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import api_keys, sessions, users
+
+SESSION_HOURS = 12
+MIN_PASSWORD = 10
+DEFAULT_KEY_RATE = 50.0  # requests per second
+_hasher = PasswordHasher()
+# Verified when the user does not exist, so that a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash("tierwise-no-such-user")
+
+
+class AuthError(TierwiseError):
+    """Bad credentials, a disabled user, an expired or revoked key."""
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- users -------------------------------------------------------------------------------
+
+def add_user(conn: sa.Connection, username: str, password: str, role: str,
+             owner_name: str | None = None, display_name: str | None = None) -> int:
+    check_role(role)
+    if not username or len(username) > 64 or not username.replace("_", "").replace(
+            ".", "").replace("-", "").isalnum():
+        raise TierwiseError(f"user name {username!r}: letters, digits, '.', '_', '-' "
+                            "(at most 64)")
+    if len(password) < MIN_PASSWORD:
+        raise TierwiseError(f"a password has at least {MIN_PASSWORD} characters")
+    if conn.execute(sa.select(users.c.user_id).where(users.c.username == username)).first():
+        raise TierwiseError(f"user {username!r} exists already")
+    result = conn.execute(users.insert().values(
+        username=username, display_name=display_name, password_hash=_hasher.hash(password),
+        role=role, owner_name=owner_name, created_at=utcnow()))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+def list_users(conn: sa.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(users.c.user_id, users.c.username, users.c.display_name,
+                                  users.c.role, users.c.owner_name, users.c.created_at,
+                                  users.c.disabled_at, users.c.last_login_at)
+                        .order_by(users.c.username)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def set_user(conn: sa.Connection, username: str, *, disabled: bool | None = None,
+             role: str | None = None, owner_name: str | None = None) -> None:
+    values: dict[str, Any] = {}
+    if disabled is not None:
+        values["disabled_at"] = utcnow() if disabled else None
+    if role is not None:
+        values["role"] = check_role(role)
+    if owner_name is not None:
+        values["owner_name"] = owner_name or None
+    done = conn.execute(users.update().where(users.c.username == username).values(values))
+    if done.rowcount == 0:
+        raise NotFoundError(f"no user {username!r}")
+    if disabled or role is not None:  # sessions end with the rights they were opened with
+        ids = sa.select(users.c.user_id).where(users.c.username == username)
+        conn.execute(sessions.delete().where(sessions.c.user_id.in_(ids)))
+
+
+def authenticate(conn: sa.Connection, username: str, password: str) -> int:
+    """The user id for correct credentials of an enabled user; AuthError otherwise."""
+    row = conn.execute(sa.select(users.c.user_id, users.c.password_hash,
+                                 users.c.disabled_at)
+                       .where(users.c.username == username)).first()
+    try:
+        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise AuthError("wrong user name or password") from None
+    if row is None:
+        raise AuthError("wrong user name or password")
+    if row.disabled_at is not None:
+        raise AuthError("this user is disabled")
+    conn.execute(users.update().where(users.c.user_id == row.user_id)
+                 .values(last_login_at=utcnow()))
+    return int(row.user_id)
+
+
+def _user_principal(row: Any, csrf: str | None) -> Principal:
+    return Principal("user", row.username, row.role, ROLES[row.role], row.owner_name, csrf)
+
+
+# -- sessions ----------------------------------------------------------------------------
+
+def open_session(conn: sa.Connection, user_id: int, client: str | None) -> tuple[str, str]:
+    """A new session: (cookie token, CSRF token)."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    now = utcnow()
+    conn.execute(sessions.insert().values(
+        token_hash=_sha256(token), user_id=user_id, csrf_token=csrf, created_at=now,
+        expires_at=now + timedelta(hours=SESSION_HOURS), client=client))
+    return token, csrf
+
+
+def session_principal(conn: sa.Connection, token: str) -> Principal | None:
+    row = conn.execute(
+        sa.select(users.c.username, users.c.role, users.c.owner_name, users.c.disabled_at,
+                  sessions.c.csrf_token, sessions.c.expires_at)
+        .join(users, users.c.user_id == sessions.c.user_id)
+        .where(sessions.c.token_hash == _sha256(token))).first()
+    if row is None or row.disabled_at is not None:
+        return None
+    if (as_utc(row.expires_at) or utcnow()) <= utcnow():
+        return None
+    return _user_principal(row, row.csrf_token)
+
+
+def close_session(conn: sa.Connection, token: str) -> None:
+    conn.execute(sessions.delete().where(sessions.c.token_hash == _sha256(token)))
+
+
+# -- API keys ----------------------------------------------------------------------------
+
+@dataclass
+class NewKey:
+    key_id: str
+    secret: str  # the whole ``tw_<id>_<secret>`` string; shown once
+
+
+def create_key(conn: sa.Connection, name: str, role: str, created_by: str, *,
+               scopes: list[str] | None = None, expires_at: datetime | None = None,
+               owner_name: str | None = None, rate_per_second: float = DEFAULT_KEY_RATE
+               ) -> NewKey:
+    granted = check_scopes(role, scopes)
+    if rate_per_second <= 0:
+        raise TierwiseError("a key's rate limit is a positive number of requests per second")
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    conn.execute(api_keys.insert().values(
+        key_id=key_id, name=name, secret_hash=_sha256(secret), role=role,
+        scopes=json.dumps(granted), owner_name=owner_name, rate_per_second=rate_per_second,
+        created_by=created_by, created_at=utcnow(), expires_at=expires_at))
+    return NewKey(key_id, f"tw_{key_id}_{secret}")
+
+
+def key_principal(conn: sa.Connection, presented: str) -> tuple[Principal, float]:
+    """The principal and rate limit of a presented key; AuthError says why it is refused."""
+    prefix, _, rest = presented.partition("_")
+    key_id, _, secret = rest.partition("_")
+    if prefix != "tw" or not key_id or not secret:
+        raise AuthError("malformed API key (expected tw_<id>_<secret>)")
+    row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).first()
+    expected = row.secret_hash if row is not None else _sha256("tierwise-no-such-key")
+    if not hmac.compare_digest(expected, _sha256(secret)) or row is None:
+        raise AuthError("unknown API key")
+    if row.revoked_at is not None:
+        raise AuthError(f"API key {key_id} was revoked")
+    if row.expires_at is not None and (as_utc(row.expires_at) or utcnow()) <= utcnow():
+        raise AuthError(f"API key {key_id} expired")
+    permissions = frozenset(json.loads(row.scopes)) & ROLES[row.role]
+    return (Principal("key", key_id, row.role, permissions, row.owner_name),
+            float(row.rate_per_second))
+
+
+def touch_key(conn: sa.Connection, key_id: str) -> None:
+    conn.execute(api_keys.update().where(api_keys.c.key_id == key_id)
+                 .values(last_used_at=utcnow()))
+
+
+def revoke_key(conn: sa.Connection, key_id: str) -> None:
+    done = conn.execute(api_keys.update().where(api_keys.c.key_id == key_id,
+                                                api_keys.c.revoked_at.is_(None))
+                        .values(revoked_at=utcnow()))
+    if done.rowcount == 0:
+        raise NotFoundError(f"no active API key {key_id!r}")
+
+
+def list_keys(conn: sa.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).all()
+    out = []
+    for r in rows:
+        item = dict(r._mapping)
+        item.pop("secret_hash")
+        item["scopes"] = json.loads(item["scopes"])
+        out.append(item)
+    return out
