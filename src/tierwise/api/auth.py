@@ -28,15 +28,16 @@ TOUCH_EVERY = 60.0  # seconds between writes of a key's last_used_at
 
 
 class RateLimiter:
-    """Token buckets per principal: ``rate`` per second, bursts up to twice that."""
+    """Token buckets per principal: ``rate`` per second, bursts up to twice that (or
+    ``burst``)."""
 
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, name: str, rate: float) -> float | None:
+    def take(self, name: str, rate: float, burst: float | None = None) -> float | None:
         """None if allowed; else the seconds to wait."""
-        burst = max(2.0 * rate, 1.0)
+        burst = burst or max(2.0 * rate, 1.0)
         now = time.monotonic()
         with self._lock:
             tokens, last = self._buckets.get(name, (burst, now))

@@ -37,7 +37,9 @@ def runner(request: Request) -> JobRunner:
 
 
 def rejects_path(ws: Workspace, job_id: int) -> Path:
-    return ws.root / "reports" / "imports" / f"job-{job_id}-rejects.csv"
+    folder = ws.root / "reports" / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"job-{job_id}-rejects.csv"
 
 
 def _mapping(ws: Workspace, text: str | None) -> Mapping:
@@ -106,7 +108,7 @@ def list_imports(request: Request, limit: int = Query(50, ge=1, le=500),
             response_class=FileResponse)
 def rejects(job_id: int, request: Request,
             principal: Principal = require("imports:write")) -> FileResponse:
-    path = rejects_path(workspace(request), job_id)
+    path = workspace(request).root / "reports" / "imports" / f"job-{job_id}-rejects.csv"
     if not path.exists():
         raise Problem(404, f"job {job_id} has no rejected-rows report")
     return FileResponse(path, media_type="text/csv", filename=path.name)

@@ -1,0 +1,358 @@
+"""The REST API: authentication, the role matrix, masking, limits, and the main flows."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from tests.api_helpers import PASSWORD, Served, build
+
+from tierwise.api.auth import required_permission
+from tierwise.security import accounts
+from tierwise.security.roles import ROLES
+from tierwise.store.control import utcnow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
+    found = build(tmp_path_factory.mktemp("api"))
+    yield found  # type: ignore[misc]
+    found.ws.close()
+
+
+# -- the role matrix ---------------------------------------------------------------------
+
+#: Path parameters that name things that exist in the fixture workspace.
+PATH_VALUES = {"customer_id": "C003", "key": "buyers", "job_id": "999999", "username": "nobody",
+               "key_id": "000000000000", "name": "rfm"}
+#: A body each write route accepts as well-formed (the answer may still be 4xx for state).
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/customers"): {"customers": [{"customer_id": "C900", "name": "测试"}]},
+    ("PATCH", "/v1/customers/{customer_id}"): {"city": "深圳"},
+    ("PUT", "/v1/customers/{customer_id}/preferences"): {"channel": "email",
+                                                         "unsubscribed": True},
+    ("POST", "/v1/segments/check"): {"rule": "COUNT(orders) >= 1"},
+    ("POST", "/v1/segments/preview"): {"rule": "COUNT(orders) >= 1"},
+    ("POST", "/v1/segments/evaluate"): {"keys": ["buyers"]},
+    ("PUT", "/v1/segments/{key}"): {"rule": "COUNT(orders) >= 1"},
+    ("POST", "/v1/segments/{key}/members"): {"add": []},
+    ("PUT", "/v1/settings/{name}"): {},
+    ("POST", "/v1/users"): {"username": "someone", "password": PASSWORD, "role": "viewer"},
+    ("PATCH", "/v1/users/{username}"): {"disabled": True},
+    ("POST", "/v1/keys"): {"name": "x", "role": "viewer"},
+    ("POST", "/v1/privacy/retention"): {"days": {"events": 100000}},
+}
+SKIP = {("DELETE", "/v1/privacy/customers/{customer_id}"),  # covered by the erasure test
+        ("POST", "/v1/imports")}  # multipart; covered by the import test
+
+
+def _api_routes(routes: list[Any]) -> list[APIRoute]:
+    """APIRoutes, looking inside included routers (FastAPI keeps them wrapped)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            found.extend(_api_routes(inner.routes))
+        elif isinstance(route, APIRoute):
+            found.append(route)
+    return found
+
+
+def _routes(served: Served) -> list[tuple[str, str, str | None]]:
+    found = []
+    for route in _api_routes(served.app.routes):  # type: ignore[attr-defined]
+        if not route.path.startswith("/v1"):
+            continue
+        needed = [required_permission(d.call) for d in route.dependant.dependencies]
+        permission = next((p for p in needed if p), None)
+        for method in route.methods:
+            found.append((method, route.path, permission))
+    return sorted(found)
+
+
+def test_every_route_needs_authentication(served: Served) -> None:
+    client = served.client()
+    for method, path, _ in _routes(served):
+        if path == "/v1/auth/login":
+            continue
+        url = path.format(**PATH_VALUES)
+        response = client.request(method, url, json=BODIES.get((method, path)))
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/openapi.json").status_code == 401
+    assert client.get("/docs").status_code == 401
+    assert client.get("/health").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("role", list(ROLES))
+def test_role_matrix(served: Served, role: str) -> None:
+    """Every route, with this role's key: denied exactly when the role lacks the permission."""
+    client = served.client(role)
+    checked = 0
+    for method, path, permission in _routes(served):
+        if (method, path) in SKIP:
+            continue
+        url = path.format(**PATH_VALUES)
+        response = client.request(method, url, json=BODIES.get((method, path)))
+        assert response.status_code < 500, (role, method, path, response.text)
+        if permission is not None and permission not in ROLES[role]:
+            assert response.status_code == 403, (role, method, path, response.text)
+            assert permission in response.json()["detail"]
+        else:
+            assert response.status_code not in (401, 403), (role, method, path, response.text)
+        checked += 1
+    assert checked >= 35
+
+
+def test_every_v1_route_declares_a_permission(served: Served) -> None:
+    unguarded = [(m, p) for m, p, perm in _routes(served) if perm is None
+                 and not p.startswith("/v1/auth/")]
+    assert unguarded == []
+
+
+# -- sessions, CSRF, keys ----------------------------------------------------------------
+
+def test_login_session_and_csrf(served: Served) -> None:
+    client = served.client()
+    wrong = client.post("/v1/auth/login", json={"username": "analyst", "password": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["detail"] == "wrong user name or password"
+    ok = client.post("/v1/auth/login", json={"username": "analyst", "password": PASSWORD})
+    assert ok.status_code == 200
+    assert "httponly" in ok.headers["set-cookie"].lower()
+    assert "samesite=strict" in ok.headers["set-cookie"].lower()
+    csrf = ok.json()["csrf_token"]
+    assert client.get("/v1/auth/me").json()["role"] == "analyst"
+    body = {"rule": "COUNT(orders) >= 1"}
+    refused = client.post("/v1/segments/check", json=body)
+    assert refused.status_code == 403 and "X-CSRF-Token" in refused.json()["detail"]
+    assert client.post("/v1/segments/check", json=body,
+                       headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert client.post("/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert client.get("/v1/auth/me").status_code == 401
+
+
+def test_disabled_user_loses_sessions(served: Served) -> None:
+    ws = served.ws
+    with ws.control.write() as conn:
+        accounts.add_user(conn, "temp", PASSWORD, "viewer")
+    client = served.client()
+    assert client.post("/v1/auth/login", json={"username": "temp", "password": PASSWORD}
+                       ).status_code == 200
+    with ws.control.write() as conn:
+        accounts.set_user(conn, "temp", disabled=True)
+    assert client.get("/v1/auth/me").status_code == 401
+    again = client.post("/v1/auth/login", json={"username": "temp", "password": PASSWORD})
+    assert again.status_code == 401 and "disabled" in again.json()["detail"]
+
+
+def test_key_expiry_revocation_and_scopes(served: Served) -> None:
+    ws = served.ws
+    with ws.control.write() as conn:
+        expired = accounts.create_key(conn, "old", "analyst", "test",
+                                      expires_at=utcnow() - timedelta(seconds=1)).secret
+        scoped = accounts.create_key(conn, "narrow", "analyst", "test",
+                                     scopes=["segments:read"]).secret
+        revoked = accounts.create_key(conn, "gone", "analyst", "test")
+    client = served.client()
+
+    def get(key: str, url: str = "/v1/segments") -> Any:
+        return client.get(url, headers={"Authorization": f"Bearer {key}"})
+
+    assert get(expired).status_code == 401 and "expired" in get(expired).json()["detail"]
+    assert get(scoped).status_code == 200
+    assert get(scoped, "/v1/customers").status_code == 403
+    assert get(revoked.secret).status_code == 200
+    with ws.control.write() as conn:
+        accounts.revoke_key(conn, revoked.key_id)
+    assert get(revoked.secret).status_code == 401
+    assert "revoked" in get(revoked.secret).json()["detail"]
+    tampered = revoked.secret[:-2] + ("AA" if not revoked.secret.endswith("AA") else "BB")
+    assert get(tampered).json()["detail"] == "unknown API key"
+    assert get("not-a-key").status_code == 401
+    with ws.control.read() as conn:
+        stored = json.dumps([dict(k) for k in accounts.list_keys(conn)], default=str)
+    assert revoked.secret.split("_", 2)[2] not in stored
+
+
+def test_rate_limit_per_key(served: Served) -> None:
+    with served.ws.control.write() as conn:
+        slow = accounts.create_key(conn, "slow", "viewer", "test", rate_per_second=1).secret
+    client = served.client()
+    codes = [client.get("/v1/segments", headers={"Authorization": f"Bearer {slow}"})
+             for _ in range(4)]
+    assert [c.status_code for c in codes[:2]] == [200, 200]
+    assert codes[-1].status_code == 429
+    assert int(codes[-1].headers["retry-after"]) >= 1
+
+
+def test_limits_headers_and_problems(served: Served) -> None:
+    client = served.client("admin")
+    huge = client.post("/v1/segments/check", content=b"{" + b" " * (2 << 20) + b"}",
+                       headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+    assert huge.headers["content-type"] == "application/problem+json"
+    page = client.get("/v1/segments")
+    for header in ("x-content-type-options", "x-frame-options", "content-security-policy",
+                   "referrer-policy"):
+        assert header in page.headers
+    assert "access-control-allow-origin" not in client.options(
+        "/v1/segments", headers={"Origin": "https://evil.example",
+                                 "Access-Control-Request-Method": "GET"}).headers
+    bad = client.post("/v1/segments/check", json={"rule": "COUNT(orders >= 1"})
+    assert bad.status_code == 400
+    assert bad.headers["content-type"] == "application/problem+json"
+    assert "column" in bad.json()["detail"] or "position" in bad.json()["detail"] \
+        or "expected" in bad.json()["detail"]
+    invalid = client.get("/v1/customers?limit=0")
+    assert invalid.status_code == 422 and invalid.json()["errors"][0]["location"] == "query.limit"
+    missing = client.get("/v1/customers/NOPE")
+    assert missing.status_code == 404 and "NOPE" in missing.json()["detail"]
+    assert "tierwise API" in client.get("/docs").text
+
+
+# -- customers and PII -------------------------------------------------------------------
+
+def test_masking_by_role(served: Served) -> None:
+    rows = {role: served.client(role).get("/v1/customers").json()["items"]
+            for role in ("analyst", "operator", "viewer")}
+    analyst = {r["customer_id"]: r for r in rows["analyst"]}
+    assert analyst["C001"]["phone"] == "+8613800138000"
+    assert analyst["C001"]["email"] == "zhang.san@example.com"
+    viewer = {r["customer_id"]: r for r in rows["viewer"]}
+    assert viewer["C001"]["phone"] == "138****8000"
+    assert viewer["C001"]["email"] == "z***@example.com"
+    assert viewer["C001"]["name"] == "张*"
+    assert viewer["C001"]["address"].endswith("***")
+    assert viewer["C001"]["pii_masked"] is True
+    operator = {r["customer_id"]: r for r in rows["operator"]}
+    assert operator["C001"]["phone"] == "+8613800138000"  # owned by 王经理
+    assert operator["C002"]["phone"] == "139****9000"  # owned by someone else
+
+
+def test_search_by_name_email_phone(served: Served) -> None:
+    client = served.client("analyst")
+
+    def ids(q: str) -> list[str]:
+        return [r["customer_id"] for r in client.get("/v1/customers", params={"q": q}
+                                                     ).json()["items"]]
+
+    assert ids("ZHANG.SAN@example.com") == ["C001"]
+    assert ids("138 0013 8000") == ["C001"]
+    assert ids("+86 139-0013-9000") == ["C002"]
+    assert ids("李四") == ["C002"]
+    assert ids("C00") == ["C001", "C002", "C003", "C004"]
+    page = client.get("/v1/customers", params={"limit": 2}).json()
+    rest = client.get("/v1/customers", params={"limit": 2, "after": page["next_after"]}).json()
+    assert [r["customer_id"] for r in page["items"] + rest["items"]] == [
+        "C001", "C002", "C003", "C004"]
+
+
+def test_customer_write_and_profile(served: Served) -> None:
+    client = served.client("analyst")
+    created = client.post("/v1/customers", json={"customers": [
+        {"customer_id": "C100", "name": "新 客户", "email": " New@Example.COM ",
+         "phone": "13700137000", "city": "杭州市"}]})
+    assert created.status_code == 200, created.text
+    assert created.json()["inserted"] == 1
+    shown = client.get("/v1/customers/C100").json()["customer"]
+    assert (shown["name"], shown["email"], shown["phone"], shown["city"]) == (
+        "新客户", "new@example.com", "+8613700137000", "杭州")
+    bad = client.post("/v1/customers", json={"customers": [
+        {"customer_id": "C101", "signup_at": "not a date"}]})
+    assert bad.status_code == 422
+    assert bad.json()["rejects"][0]["column"] == "signup_at"
+    assert client.get("/v1/customers/C101").status_code == 404
+    patched = client.patch("/v1/customers/C100", json={"city": "宁波"})
+    assert patched.status_code == 200
+    assert client.get("/v1/customers/C100").json()["customer"]["city"] == "宁波"
+    profile = client.get("/v1/customers/C001/profile").json()
+    assert profile["order_summary"]["orders"] == 2
+    assert profile["values"]["customer_id"] == "C001"
+    assert {h["segment_key"] for h in profile["segment_history"]} >= {"buyers", "vip_list"}
+    values = client.get("/v1/customers/C001").json()
+    assert values["segments"] == ["buyers", "big", "vip_list"] or set(values["segments"]) == {
+        "buyers", "big", "vip_list"}
+
+
+# -- segments ----------------------------------------------------------------------------
+
+def test_segment_plan_apply_members_export(served: Served) -> None:
+    client = served.client("analyst")
+    rule = "COUNT(orders) >= 1 AND city IN ('上海', '北京')"
+    plan = client.put("/v1/segments/shoppers", json={"rule": rule,
+                                                     "names": {"en": "Shoppers"}})
+    assert plan.status_code == 200, plan.text
+    assert plan.json()["applied"] is False
+    assert plan.json()["plan"]["change"] == "new"
+    assert plan.json()["plan"]["members_after"] == 2
+    assert plan.json()["plan"]["entering"] == ["C001", "C002"]
+    applied = client.put("/v1/segments/shoppers?dry_run=false&evaluate=true",
+                         json={"rule": rule})
+    assert applied.json()["applied"] is True and applied.json()["version"] == 1
+    members = client.get("/v1/segments/shoppers/members").json()
+    assert members["total"] == 2
+    viewer = served.client("viewer")
+    masked = viewer.get("/v1/segments/shoppers/members/export").text
+    assert "138****8000" in masked and "13800138000" not in masked
+    assert viewer.get("/v1/segments/shoppers/members/export?include_pii=true"
+                      ).status_code == 403
+    full = client.get("/v1/segments/shoppers/members/export?include_pii=true")
+    assert "+8613800138000" in full.text
+    xlsx = client.get("/v1/segments/shoppers/members/export?format=xlsx")
+    from openpyxl import load_workbook
+
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    assert sheet.cell(1, 1).value == "customer_id" and sheet.max_row == 3
+    audit = served.client("admin").get("/v1/audit", params={"action": "export_pii"}).json()
+    assert audit[0]["target"] == "segment:shoppers" and audit[0]["actor"].startswith("key:")
+    history = client.get("/v1/segments/shoppers/history").json()
+    assert {h["customer_id"] for h in history} == {"C001", "C002"}
+    explained = client.get("/v1/segments/shoppers/explain/C003").json()
+    assert explained["result"] is False
+    assert client.get("/v1/segments/nope/members").status_code == 404
+
+
+# -- imports through the API -------------------------------------------------------------
+
+def _wait(client: Any, job_id: int) -> dict[str, Any]:
+    for _ in range(200):
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError("job did not finish")
+
+
+def test_import_upload_progress_and_rejects(served: Served, tmp_path: Path) -> None:
+    client = served.client("analyst")
+    good = "订单号,客户编号,下单时间,金额\nO90,C001,2025-07-01 10:00,88\n"
+    started = client.post("/v1/imports", data={"table": "orders"},
+                          files={"file": ("new orders.csv", good.encode(), "text/csv")})
+    assert started.status_code == 202, started.text
+    job = _wait(client, started.json()["job_id"])
+    assert job["status"] == "done", job
+    assert job["result"]["inserted"] == 1
+    bad = "订单号,客户编号,下单时间,金额\nO91,C001,yesterday,88\nO92,C001,2025-07-01,abc\n"
+    started = client.post("/v1/imports", data={"table": "orders"},
+                          files={"file": ("bad.csv", bad.encode(), "text/csv")})
+    job = _wait(client, started.json()["job_id"])
+    assert job["status"] == "failed"
+    assert job["result"]["rejected_rows"] == 2
+    report = client.get(f"/v1/imports/{job['job_id']}/rejects")
+    assert report.status_code == 200 and "yesterday" in report.text
+    mapped = client.post("/v1/imports", data={"table": "orders", "mapping":
+                                              "columns:\n  单号: order_id\n"},
+                         files={"file": ("m.csv", "单号,客户编号,下单时间,金额\nO93,C002,"
+                                         "2025-07-02,5\n".encode(), "text/csv")})
+    mapped_job = _wait(client, mapped.json()["job_id"])
+    assert mapped_job["status"] == "done", mapped_job
+    assert served.client("viewer").post(
+        "/v1/imports", data={"table": "orders"},
+        files={"file": ("x.csv", good.encode(), "text/csv")}).status_code == 403
