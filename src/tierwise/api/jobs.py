@@ -63,9 +63,14 @@ class JobRunner:
             self._set(job_id, status="done", finished_at=utcnow(),
                       result=json.dumps(jsonable(result), ensure_ascii=False, default=str))
         except ImportRejected as exc:
-            self._set(job_id, status="failed", finished_at=utcnow(), error=str(exc),
+            # The rejected values stay in the report file (which erasure scrubs), not here.
+            rejects = [{k: v for k, v in r.items() if k != "value"} for r in exc.rejects[:100]]
+            first = rejects[0] if rejects else {}
+            error = (f"{exc.total:,} row(s) rejected, nothing imported; first: row "
+                     f"{first.get('row')}, column {first.get('column')!r}: {first.get('reason')}")
+            self._set(job_id, status="failed", finished_at=utcnow(), error=error,
                       result=json.dumps(jsonable({"rejected_rows": exc.total,
-                                                  "rejects": exc.rejects[:100],
+                                                  "rejects": rejects,
                                                   "report": exc.report_path is not None}),
                                         ensure_ascii=False, default=str))
         except TierwiseError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pyarrow as pa
@@ -130,7 +131,9 @@ def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSu
                    else str(r[name]) for r in records] for name in header}
     table = pa.table({n: pa.array(v, pa.string()) for n, v in text.items()})
     source = RecordsSource("api request", header, iter([table]), "json")
-    result = ws.import_source("customers", source)
+    report = ws.root / "reports" / "imports" / f"api-{uuid.uuid4().hex[:12]}.rejected.csv"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    result = ws.import_source("customers", source, report_path=report)
     return ImportSummary(table=result.table, rows_read=result.rows_read,
                          inserted=result.inserted, updated=result.updated,
                          unchanged=result.unchanged, import_id=result.import_id,

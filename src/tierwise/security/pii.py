@@ -161,10 +161,12 @@ def mask(column: str, value: str | None) -> str | None:
     if value is None or value == "":
         return value
     if column == "phone":
+        chinese = value.startswith("+86") or (len(value) == 11 and value.startswith("1"))
         digits = value[3:] if value.startswith("+86") else value.lstrip("+")
         if len(digits) <= 4:
             return "*" * len(digits)
-        head = digits[:3] if len(digits) >= 11 else ""
+        # Chinese mobiles keep the carrier prefix, as shown on receipts and by banks.
+        head = digits[:3] if chinese and len(digits) == 11 else ""
         return f"{head}{'*' * (len(digits) - len(head) - 4)}{digits[-4:]}"
     if column == "email":
         local, at, domain = value.partition("@")

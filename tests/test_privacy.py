@@ -1,0 +1,119 @@
+"""Privacy rights: erasure leaves nothing behind, subject-access export, retention, consent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from tests.api_helpers import Served, build
+
+from tierwise import privacy
+from tierwise.security import audit
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Served:
+    found = build(tmp_path)
+    yield found  # type: ignore[misc]
+    found.ws.close()
+
+
+def _texts(root: Path) -> dict[str, str]:
+    """Every file of the workspace as text: Parquet decoded to its values, the rest raw."""
+    out = {}
+    for path in root.rglob("*"):
+        if not path.is_file():
+            continue
+        raw = path.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        if path.suffix == ".parquet" and raw[:4] == b"PAR1":
+            text += json.dumps(pq.read_table(path).to_pylist(), ensure_ascii=False, default=str)
+        out[path.relative_to(root).as_posix()] = text
+    return out
+
+
+def test_erasure_leaves_no_trace(served: Served, tmp_path: Path) -> None:
+    ws = served.ws
+    client = served.client("admin")
+    # Leave the customer's data in every kind of place: a rejected import's report, a file
+    # replaced by compaction but not yet collected, the customers mirror, a snapshot.
+    bad = "customer_id,邮箱,注册时间\nC001,zhang.san@example.com,not-a-date\n"
+    job = client.post("/v1/imports", data={"table": "customers"},
+                      files={"file": ("c.csv", bad.encode(), "text/csv")}).json()["job_id"]
+    for _ in range(200):
+        if client.get(f"/v1/jobs/{job}").json()["status"] == "failed":
+            break
+    more = tmp_path / "more.csv"
+    more.write_text("order_id,customer_id,ordered_at,amount\nO7,C001,2025-08-01,5\n"
+                    "O8,C002,2025-08-01,6\n", encoding="utf-8")
+    ws.import_file("orders", more)
+    ws.compact()
+    ws.compute()
+    ws.table("customers")  # builds the mirror
+    needles = ["zhang.san@example.com", "Zhang.San@Example.com", "+8613800138000",
+               "13800138000", "张三", "世纪大道"]
+    before = _texts(ws.root)
+    assert any(n in t for t in before.values() for n in needles)  # the search can see them
+
+    erased = client.delete("/v1/privacy/customers/C001")
+    assert erased.status_code == 200, erased.text
+    assert erased.json()["fact_rows"]["orders"] == 3
+    assert erased.json()["fact_rows"]["events"] == 1
+
+    found = {name: [n for n in needles if n in text]
+             for name, text in _texts(ws.root).items()}
+    assert {k: v for k, v in found.items() if v} == {}
+    assert client.get("/v1/customers/C001").status_code == 404
+    assert ws.sql("SELECT count(*) AS n FROM orders WHERE customer_id = 'C001'"
+                  ).column("n")[0].as_py() == 0
+    assert ws.sql("SELECT count(*) AS n FROM orders").column("n")[0].as_py() == 5
+    assert client.get("/v1/customers/C002").status_code == 200
+    members = client.get("/v1/segments/vip_list/members").json()
+    assert [m["customer_id"] for m in members["items"]] == ["C004"]
+    entry = client.get("/v1/audit", params={"action": "erase_customer"}).json()[0]
+    assert entry["target"] == privacy.customer_ref("C001")
+    with ws.control.read() as conn:
+        assert audit.verify(conn).ok
+
+
+def test_subject_access_export(served: Served) -> None:
+    client = served.client("admin")
+    data = client.get("/v1/privacy/customers/C002").json()
+    assert data["customer"]["email"] == "lisi@example.cn"
+    assert sorted(o["order_id"] for o in data["facts"]["orders"]) == ["O3", "O6"]
+    assert [e["type"] for e in data["facts"]["events"]] == ["page_view"]
+    assert {m["segment_key"] for m in data["segment_memberships"]} == {"buyers"}
+    assert data["computed_values"][0]["customer_id"] == "C002"
+    assert served.client("analyst").get("/v1/privacy/customers/C002").status_code == 403
+    logged = client.get("/v1/audit", params={"action": "export_pii"}).json()[0]
+    assert logged["target"] == "customer:C002"
+
+
+def test_retention_deletes_old_facts_only(served: Served) -> None:
+    ws = served.ws
+    before = ws.count("events")
+    done = privacy.apply_retention(ws, {"orders": 100_000})
+    assert done == {"orders": 0}
+    # Every demo order is from 2025: keeping 30 days drops them all, events alike.
+    done = privacy.apply_retention(ws, {"events": 30})
+    assert done == {"events": before}
+    assert ws.count("events") == 0 and ws.count("orders") == 6
+    with pytest.raises(Exception, match="not a fact table"):
+        privacy.apply_retention(ws, {"customers": 10})
+
+
+def test_consent_and_unsubscribe(served: Served) -> None:
+    ws = served.ws
+    assert privacy.may_contact(ws, "C002", "email") == (True, "ok")
+    client = served.client("analyst")
+    assert client.put("/v1/customers/C002/preferences",
+                      json={"channel": "email", "unsubscribed": True}).status_code == 204
+    allowed, why = privacy.may_contact(ws, "C002", "email")
+    assert not allowed and why.startswith("unsubscribed (email)")
+    assert privacy.may_contact(ws, "C002", "sms") == (True, "ok")
+    privacy.set_preference(ws, "C002", "all", consent=False)
+    assert privacy.may_contact(ws, "C002", "sms") == (False, "consent withdrawn (all)")
+    bad = client.put("/v1/customers/C002/preferences", json={"channel": "pigeon"})
+    assert bad.status_code == 422
