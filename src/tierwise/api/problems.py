@@ -15,6 +15,8 @@ from tierwise.security.accounts import AuthError
 
 log = logging.getLogger("tierwise.api")
 MEDIA_TYPE = "application/problem+json"
+#: Largest id or cursor a route accepts (ids are 64-bit in the control store).
+MAX_ID = 2**62
 
 
 class Problem(Exception):
@@ -34,6 +36,24 @@ _TITLES = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: 
            405: "Method not allowed", 409: "Conflict", 413: "Request too large",
            415: "Unsupported media type", 422: "Invalid request", 429: "Too many requests",
            500: "Internal error"}
+
+
+_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+#: The error answers every route may give, documented for the OpenAPI document.
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": _TITLES[status],
+             "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+    for status in (400, 401, 403, 404, 413, 422, 429)
+}
 
 
 def problem_response(status: int, detail: str, title: str | None = None,

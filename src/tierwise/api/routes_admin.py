@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 
 from tierwise import privacy, quality
 from tierwise.api.auth import client_of, require, workspace
-from tierwise.api.problems import Problem
+from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
 from tierwise.security import accounts, audit
 from tierwise.security.roles import ROLES, Principal
 
-router = APIRouter(prefix="/v1", tags=["admin"])
+router = APIRouter(prefix="/v1", tags=["admin"], responses=RESPONSES)
 
 
 class UserIn(BaseModel):
@@ -123,7 +123,7 @@ def revoke_key(key_id: str, request: Request,
 
 
 @router.get("/audit", summary="Audit entries, newest first")
-def audit_entries(request: Request, before: int | None = Query(None),
+def audit_entries(request: Request, before: int | None = Query(None, ge=1, le=MAX_ID),
                   actor: str | None = Query(None, max_length=200),
                   action: str | None = Query(None, max_length=64),
                   limit: int = Query(100, ge=1, le=1000),

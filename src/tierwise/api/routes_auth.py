@@ -11,11 +11,11 @@ from tierwise.api.auth import (
     client_of,
     workspace,
 )
-from tierwise.api.problems import Problem
+from tierwise.api.problems import RESPONSES, Problem
 from tierwise.security import accounts, audit
 from tierwise.security.roles import Principal
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=RESPONSES)
 #: Sign-in attempts per client address: 10 at once, then one every 5 seconds.
 LOGIN_RATE, LOGIN_BURST = 0.2, 10.0
 

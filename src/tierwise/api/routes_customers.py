@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from tierwise.api.auth import require, workspace
-from tierwise.api.problems import Problem
+from tierwise.api.problems import RESPONSES, Problem
 from tierwise.api.views import LatestValues, jsonable, present_customer
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.ingest.readers import RecordsSource
@@ -23,7 +23,7 @@ from tierwise.segments.membership import customer_segments
 from tierwise.store import customers as customer_store
 from tierwise.store.tables import customers, segment_members
 
-router = APIRouter(prefix="/v1/customers", tags=["customers"])
+router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=RESPONSES)
 MAX_BATCH = 1_000
 
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from tierwise.api.auth import require, workspace
 from tierwise.api.jobs import JobRunner, get_job, job_view
-from tierwise.api.problems import Problem
+from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
 from tierwise.definitions.schemas import TABLES
 from tierwise.errors import MappingError
@@ -23,7 +23,7 @@ from tierwise.security.roles import Principal
 from tierwise.store.tables import imports, jobs, mappings
 from tierwise.workspace import Workspace
 
-router = APIRouter(tags=["imports"])
+router = APIRouter(tags=["imports"], responses=RESPONSES)
 CHUNK = 1 << 20
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -36,7 +36,7 @@ def runner(request: Request) -> JobRunner:
     return jobs_
 
 
-def rejects_path(ws: Workspace, job_id: int) -> Path:
+def rejects_path(ws: Workspace, job_id: int) -> FilePath:
     folder = ws.root / "reports" / "imports"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"job-{job_id}-rejects.csv"
@@ -72,8 +72,8 @@ async def upload(
         raise Problem(422, "unknown_customers is 'reject' or 'create'")
     resolved = _mapping(ws, mapping)
     # Uploads wait outside the workspace and are deleted when the job ends.
-    folder = Path(tempfile.mkdtemp(prefix="tierwise-upload-"))
-    name = _SAFE_NAME.sub("_", Path(file.filename or "upload").name)[-120:] or "upload"
+    folder = FilePath(tempfile.mkdtemp(prefix="tierwise-upload-"))
+    name = _SAFE_NAME.sub("_", FilePath(file.filename or "upload").name)[-120:] or "upload"
     target = folder / name
     with target.open("wb") as out:
         while chunk := await file.read(CHUNK):
@@ -106,7 +106,7 @@ def list_imports(request: Request, limit: int = Query(50, ge=1, le=500),
 
 @router.get("/v1/imports/{job_id}/rejects", summary="Rejected rows of an import job (CSV)",
             response_class=FileResponse)
-def rejects(job_id: int, request: Request,
+def rejects(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request,
             principal: Principal = require("imports:write")) -> FileResponse:
     path = workspace(request).root / "reports" / "imports" / f"job-{job_id}-rejects.csv"
     if not path.exists():
@@ -123,7 +123,7 @@ def list_jobs(request: Request, limit: int = Query(50, ge=1, le=500),
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's status, progress and result")
-def job(job_id: int, request: Request,
+def job(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request,
         principal: Principal = require("customers:read")) -> dict[str, Any]:
     found = get_job(workspace(request), job_id)
     if found is None:

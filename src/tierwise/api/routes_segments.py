@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from tierwise.api.auth import client_of, require, workspace
-from tierwise.api.problems import Problem
+from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable, present_customer
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.definitions.segment_ast import to_json, to_text
@@ -37,7 +37,7 @@ from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import customers, segment_history, segment_members, segment_runs
 from tierwise.workspace import Workspace
 
-router = APIRouter(prefix="/v1/segments", tags=["segments"])
+router = APIRouter(prefix="/v1/segments", tags=["segments"], responses=RESPONSES)
 EXPORT_COLUMNS = [c for c in CUSTOMERS.names if c not in ("attributes",)]
 
 
@@ -293,7 +293,8 @@ def edit_members(key: str, body: StaticEdit, request: Request,
 @router.get("/{key}/history", summary="Entries and exits, newest first")
 def history(key: str, request: Request,
             customer_id: str | None = Query(None, max_length=128),
-            before: int | None = Query(None, description="Cursor: history_id of the last row."),
+            before: int | None = Query(None, ge=1, le=MAX_ID,
+                                       description="Cursor: history_id of the last row."),
             limit: int = Query(100, ge=1, le=1000),
             principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
     ws = workspace(request)

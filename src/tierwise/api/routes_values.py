@@ -10,14 +10,14 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
 from tierwise.api.auth import require, workspace
-from tierwise.api.problems import Problem
+from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.routes_imports import runner
 from tierwise.api.views import jsonable
 from tierwise.models import compute
 from tierwise.security.roles import Principal
 from tierwise.workspace import Workspace
 
-router = APIRouter(prefix="/v1", tags=["values"])
+router = APIRouter(prefix="/v1", tags=["values"], responses=RESPONSES)
 
 
 def _snapshot(ws: Workspace, snapshot_id: int | None) -> compute.Snapshot:
@@ -63,7 +63,7 @@ def run_compute(request: Request, principal: Principal = require("values:write")
 
 @router.get("/values/summary", summary="Tier, lifecycle, RFM-segment and churn-band mix with "
             "revenue shares")
-def summary(request: Request, snapshot_id: int | None = Query(None),
+def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
             principal: Principal = require("values:read")) -> dict[str, Any]:
     snap = _snapshot(workspace(request), snapshot_id)
     table = snap.table
@@ -76,7 +76,7 @@ def summary(request: Request, snapshot_id: int | None = Query(None),
 
 
 @router.get("/values/rfm/grid", summary="R × F grid: customers and revenue per cell")
-def rfm_grid(request: Request, snapshot_id: int | None = Query(None),
+def rfm_grid(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
              principal: Principal = require("values:read")) -> dict[str, Any]:
     snap = _snapshot(workspace(request), snapshot_id)
     t = snap.table.filter(pc.is_valid(snap.table.column("rfm_r")))
@@ -90,7 +90,7 @@ def rfm_grid(request: Request, snapshot_id: int | None = Query(None),
 
 
 @router.get("/values/clv", summary="CLV distribution: total, mean and quantiles per tier")
-def clv(request: Request, snapshot_id: int | None = Query(None),
+def clv(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
         principal: Principal = require("values:read")) -> dict[str, Any]:
     snap = _snapshot(workspace(request), snapshot_id)
     t = snap.table
@@ -109,7 +109,8 @@ def clv(request: Request, snapshot_id: int | None = Query(None),
 
 
 @router.get("/values/migration", summary="Tier migration between two snapshots")
-def migration(request: Request, before: int = Query(...), after: int | None = Query(None),
+def migration(request: Request, before: int = Query(..., ge=1, le=MAX_ID),
+              after: int | None = Query(None, ge=1, le=MAX_ID),
               principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
     old, new = _snapshot(ws, before), _snapshot(ws, after)

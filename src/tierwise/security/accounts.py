@@ -75,9 +75,12 @@ def set_user(conn: sa.Connection, username: str, *, disabled: bool | None = None
         values["role"] = check_role(role)
     if owner_name is not None:
         values["owner_name"] = owner_name or None
-    done = conn.execute(users.update().where(users.c.username == username).values(values))
-    if done.rowcount == 0:
+    if conn.execute(sa.select(users.c.user_id).where(users.c.username == username)).first() \
+            is None:
         raise NotFoundError(f"no user {username!r}")
+    if not values:
+        raise TierwiseError("nothing to change: give disabled, role or owner_name")
+    conn.execute(users.update().where(users.c.username == username).values(values))
     if disabled or role is not None:  # sessions end with the rights they were opened with
         ids = sa.select(users.c.user_id).where(users.c.username == username)
         conn.execute(sessions.delete().where(sessions.c.user_id.in_(ids)))
