@@ -1,9 +1,11 @@
-# tierwise: `make run` builds a demo workspace and shows it; `make test` runs every test.
+# tierwise: `make run` builds a demo workspace and serves it; `make test` runs every test.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO ?= demo-workspace
 DEMO_CUSTOMERS ?= 20000
+DEMO_USER ?= demo
+DEMO_PASSWORD ?= tierwise-demo
 
 .PHONY: setup run test lint bench clean
 
@@ -24,8 +26,12 @@ run: setup
 	else \
 	  $(VENV)/bin/tierwise status -w $(DEMO) && $(VENV)/bin/tierwise tiers -w $(DEMO); \
 	fi
+	@TIERWISE_PASSWORD='$(DEMO_PASSWORD)' $(VENV)/bin/tierwise users add $(DEMO_USER) \
+	  --role admin --if-missing -w $(DEMO)
 	@echo "Workspace: $(DEMO)  (try: $(VENV)/bin/tierwise customers show C000123 -w $(DEMO);"
 	@echo "  $(VENV)/bin/tierwise segments preview \"COUNT(orders, LAST 90d) >= 2\" -w $(DEMO))"
+	@echo "API: http://127.0.0.1:8000/docs  sign in as $(DEMO_USER) / $(DEMO_PASSWORD)"
+	$(VENV)/bin/tierwise serve -w $(DEMO)
 
 test: setup
 	scripts/test

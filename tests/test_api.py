@@ -86,7 +86,7 @@ def test_every_route_needs_authentication(served: Served) -> None:
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
     assert client.get("/openapi.json").status_code == 401
-    assert client.get("/docs").status_code == 401
+    assert client.get("/docs", follow_redirects=False).status_code == 303
     assert client.get("/health").json() == {"status": "ok"}
 
 
@@ -136,6 +136,26 @@ def test_login_session_and_csrf(served: Served) -> None:
                        headers={"X-CSRF-Token": csrf}).status_code == 200
     assert client.post("/v1/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert client.get("/v1/auth/me").status_code == 401
+
+
+def test_sign_in_form_with_csrf(served: Served) -> None:
+    import re
+
+    client = served.client()
+    to_login = client.get("/docs", follow_redirects=False)
+    assert to_login.status_code == 303 and to_login.headers["location"].startswith("/login")
+    form = client.get("/login?next=//evil.example")
+    assert 'name="next" value="/docs"' in form.text  # no open redirect
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    fields = {"username": "viewer", "password": PASSWORD, "next": "/docs"}
+    forged = client.post("/login", data={**fields, "csrf": "made-up"}, follow_redirects=False)
+    assert forged.status_code == 403
+    wrong = client.post("/login", data={**fields, "password": "nope", "csrf": token})
+    assert wrong.status_code == 401 and "密码错误" in wrong.text
+    token = re.search(r'name="csrf" value="([^"]+)"', wrong.text).group(1)  # type: ignore[union-attr]
+    ok = client.post("/login", data={**fields, "csrf": token}, follow_redirects=False)
+    assert ok.status_code == 303 and ok.headers["location"] == "/docs"
+    assert "tierwise API" in client.get("/docs").text
 
 
 def test_disabled_user_loses_sessions(served: Served) -> None:

@@ -68,9 +68,15 @@ def users_add(username: str,
                   help="For operators: the owner value of their customers.")] = None,
               password: Annotated[str | None, typer.Option(
                   help="Prompted (or $TIERWISE_PASSWORD) when not given.")] = None,
+              if_missing: Annotated[bool, typer.Option(
+                  help="Do nothing when the user exists already.")] = False,
               workspace: WorkspaceOpt = None) -> None:
     """Add a user (the password is stored as an argon2id hash)."""
     ws = Workspace.open(workspace)
+    if if_missing:
+        with ws.control.read() as conn:
+            if any(u["username"] == username for u in accounts.list_users(conn)):
+                return
     secret = _password(password)
     with ws.control.write() as conn:
         accounts.add_user(conn, username, secret, role, owner)

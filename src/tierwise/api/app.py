@@ -194,6 +194,7 @@ def create_app(ws: Workspace) -> FastAPI:
     for module in (routes_auth, routes_customers, routes_imports, routes_segments,
                    routes_values, routes_admin, routes_docs):
         app.include_router(module.router)
+    app.include_router(routes_auth.pages)
     # Starlette wraps the last added middleware outermost.
     app.add_middleware(AuditWrites, ws=ws)
     app.add_middleware(SecurityHeaders)

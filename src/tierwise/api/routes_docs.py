@@ -6,9 +6,10 @@ import html
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from tierwise.api.auth import authenticate
+from tierwise.api.problems import Problem
 from tierwise.security.roles import Principal
 
 router = APIRouter(tags=["docs"])
@@ -31,7 +32,13 @@ def openapi(request: Request, principal: Principal = Depends(authenticate)) -> J
 
 
 @router.get("/docs", include_in_schema=False, response_class=HTMLResponse)
-def docs(request: Request, principal: Principal = Depends(authenticate)) -> HTMLResponse:
+def docs(request: Request) -> Response:
+    try:
+        authenticate(request)
+    except Problem as exc:
+        if exc.status == 401:  # a person in a browser: to the sign-in form and back
+            return RedirectResponse("/login?next=/docs", status_code=303)
+        raise
     spec = _spec(request)
     by_tag: dict[str, list[str]] = {}
     for path, item in spec.get("paths", {}).items():

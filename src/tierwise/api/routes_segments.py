@@ -203,8 +203,10 @@ def members(key: str, request: Request,
     if after:
         query = query.where(m.customer_id > after)
     with ws.control.read() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(segment_members)
-                             .where(m.segment_key == key)).scalar()
+        # Counting a large segment costs more than a page: only the first page carries it.
+        total = None if after else conn.execute(
+            sa.select(sa.func.count()).select_from(segment_members)
+            .where(m.segment_key == key)).scalar()
         rows = conn.execute(query.order_by(m.customer_id).limit(limit + 1)).all()
     page = rows[:limit]
     people = _customers_by_id(ws, [r.customer_id for r in page]) if details else {}
@@ -215,7 +217,7 @@ def members(key: str, request: Request,
         if r.customer_id in people:
             item["customer"] = present_customer(principal, people[r.customer_id])
         items.append(item)
-    return {"total": int(total or 0), "items": items,
+    return {"total": None if total is None else int(total), "items": items,
             "next_after": page[-1].customer_id if len(rows) > limit else None}
 
 

@@ -161,6 +161,7 @@ segment_members = sa.Table(
     sa.Column("customer_id", sa.String(128), primary_key=True),
     sa.Column("entered_at", UtcDateTime(), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
+    sa.Index("ix_segment_members_customer", "customer_id"),
 )
 
 # One row per stay in a segment. Reasons: rule_change, data_change, manual, backfill.

@@ -24,6 +24,7 @@ def upgrade() -> None:
     op.create_index("ix_customers_email_hash", "customers", ["email_hash"])
     op.create_index("ix_customers_phone_hash", "customers", ["phone_hash"])
     op.create_index("ix_customers_owner", "customers", ["owner"])
+    op.create_index("ix_segment_members_customer", "segment_members", ["customer_id"])
     op.create_table(
         "users",
         sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
@@ -115,6 +116,7 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
     for table in ("jobs", "contact_preferences", "audit_log", "api_keys", "sessions", "users"):
         op.drop_table(table)
+    op.drop_index("ix_segment_members_customer", "segment_members")
     for index in ("ix_customers_owner", "ix_customers_phone_hash", "ix_customers_email_hash",
                   "ix_customers_name_hash"):
         op.drop_index(index, "customers")

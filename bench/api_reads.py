@@ -1,0 +1,197 @@
+"""Read load on the REST API over a 1M-customer workspace.
+
+``python bench/api_reads.py [--rate 200] [--seconds 300]``
+
+The workspace is bench/out/ws-seg (built by bench/segments.py: 1M customers, ~5M orders),
+with three evaluated segments added here. ``tierwise serve`` runs in its own process; a
+separate load process sends requests over loopback at a fixed rate (open loop: latency is
+measured from each request's scheduled start, so a slow server cannot slow the sender and
+hide its own delay). The mix: customer profiles (``GET /v1/customers/{id}``: master data
+with PII decrypted, computed values, current segments), a customer's segment history, and
+pages of segment members (keyset cursors at random points). The baseline, in the same run
+and at the same rate, is ``GET /health``: the server and client floor without any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import OUT, report  # noqa: E402
+from segments import AS_OF, WS, ensure_workspace  # noqa: E402
+
+SEGMENTS = {
+    "bench_champions": "rfm.segment = 'champions'",
+    "bench_big_spenders": "SUM(orders.amount) > 5000",
+    "bench_recent": "COUNT(orders, LAST 90d) >= 1",
+}
+
+LOAD = r"""
+import asyncio, json, sys, time
+import httpx
+
+base, key, rate, seconds, targets_file, out = sys.argv[1:7]
+rate, seconds = float(rate), float(seconds)
+targets = json.load(open(targets_file))
+
+async def one(client, url, start, results):
+    try:
+        response = await client.get(url)
+        status = response.status_code
+    except Exception as exc:
+        status = type(exc).__name__
+    results.append((time.perf_counter() - start, status))
+
+async def main():
+    results = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30,
+                                 headers={"Authorization": f"Bearer {key}"}) as client:
+        t0 = time.perf_counter()
+        tasks = []
+        total = int(rate * seconds)
+        for i in range(total):
+            start = t0 + i / rate
+            delay = start - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(client, targets[i % len(targets)], start,
+                                                 results)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    json.dump({"results": results, "elapsed": elapsed}, open(out, "w"))
+
+asyncio.run(main())
+"""
+
+
+def prepare() -> str:
+    """Segments evaluated and an analyst key; returns the key."""
+    from tierwise import open as open_ws
+    from tierwise.security import accounts
+    from tierwise.segments import definitions as defs
+    from tierwise.segments import membership
+
+    ws = open_ws(WS)
+    applied = defs.applied(ws)
+    missing = [k for k in SEGMENTS if k not in applied]
+    for key in missing:
+        definition = defs.SegmentDefinition(key=key, rule=SEGMENTS[key])
+        defs.save(ws, definition)
+    if missing:
+        from datetime import datetime
+
+        membership.evaluate_all(ws, datetime.fromisoformat(AS_OF), keys=list(SEGMENTS))
+    with ws.control.write() as conn:
+        key = accounts.create_key(conn, "bench", "analyst", "bench",
+                                  rate_per_second=100_000).secret
+    ws.close()
+    return key
+
+
+def targets(count: int = 20_000) -> list[str]:
+    import sqlalchemy as sa
+
+    from tierwise import open as open_ws
+    from tierwise.store.tables import customers, segment_members
+
+    ws = open_ws(WS)
+    rng = random.Random(7)
+    with ws.control.read() as conn:
+        ids = [r[0] for r in conn.execute(sa.select(customers.c.customer_id))]
+        cursors = {k: [r[0] for r in conn.execute(
+            sa.select(segment_members.c.customer_id).where(segment_members.c.segment_key == k))]
+            for k in SEGMENTS}
+    ws.close()
+    out = []
+    for i in range(count):
+        kind = i % 4
+        if kind in (0, 1):
+            out.append(f"/v1/customers/{rng.choice(ids)}")
+        elif kind == 2:
+            out.append(f"/v1/customers/{rng.choice(ids)}/segments")
+        else:
+            key = rng.choice(list(SEGMENTS))
+            after = rng.choice(cursors[key]) if cursors[key] else ""
+            out.append(f"/v1/segments/{key}/members?limit=50&after={after}")
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_load(base: str, key: str, rate: float, seconds: float, urls: list[str],
+             server: psutil.Process, name: str) -> dict[str, object]:
+    targets_file = OUT / f"api-targets-{name}.json"
+    targets_file.write_text(json.dumps(urls))
+    out = OUT / f"api-load-{name}.json"
+    load = psutil.Popen([sys.executable, "-c", LOAD, base, key, str(rate), str(seconds),
+                         str(targets_file), str(out)])
+    peak = 0
+    while load.poll() is None:
+        peak = max(peak, server.memory_info().rss)
+        time.sleep(0.2)
+    if load.returncode != 0:
+        raise RuntimeError(f"load process failed ({load.returncode})")
+    data = json.loads(out.read_text())
+    latencies = sorted(r[0] for r in data["results"])
+    errors = sum(1 for r in data["results"] if r[1] != 200)
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
+
+    return {"requests": len(latencies), "errors": errors,
+            "achieved_rate": round(len(latencies) / data["elapsed"], 1),
+            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+            "max_ms": round(latencies[-1] * 1000, 2), "server_peak_rss_mb": round(peak / 1e6)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=300)
+    args = parser.parse_args()
+    ensure_workspace()
+    key = prepare()
+    urls = targets()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = psutil.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(WS),
+                           "--port", str(port)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        # Warm up: the first profile read loads the latest snapshot (1M rows) into memory.
+        httpx.get(f"{base}{urls[0]}", headers={"Authorization": f"Bearer {key}"}, timeout=120)
+        baseline = run_load(base, key, args.rate, min(args.seconds, 60), ["/health"], server,
+                            "baseline")
+        reads = run_load(base, key, args.rate, args.seconds, urls, server, "reads")
+    finally:
+        server.terminate()
+        server.wait(30)
+    reads["p50_over_baseline"] = round(float(reads["p50_ms"]) / float(baseline["p50_ms"]), 2)  # type: ignore[arg-type]
+    reads["p99_over_baseline"] = round(float(reads["p99_ms"]) / float(baseline["p99_ms"]), 2)  # type: ignore[arg-type]
+    report("api_reads", [{"rate": args.rate, "seconds": args.seconds,
+                          "baseline_health": baseline, "profile_and_membership_reads": reads}])
+
+
+if __name__ == "__main__":
+    main()
