@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from tests.api_helpers import Served, build
 
+from tierwise import open as tierwise_open
 from tierwise import privacy
 from tierwise.security import audit
 
@@ -117,3 +118,29 @@ def test_consent_and_unsubscribe(served: Served) -> None:
     assert privacy.may_contact(ws, "C002", "sms") == (False, "consent withdrawn (all)")
     bad = client.put("/v1/customers/C002/preferences", json={"channel": "pigeon"})
     assert bad.status_code == 422
+
+
+def test_retention_runs_with_the_server(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tierwise.api.app import create_app
+    from tierwise.config import read_config, write_config
+
+    served = build(tmp_path)
+    root = served.ws.root
+    served.ws.close()
+    config = read_config(root)
+    write_config(root, type(config)(**{**vars(config), "retention_days": {"events": 30}}))
+    ws = tierwise_open(root)
+    assert ws.count("events") == 2
+    with TestClient(create_app(ws)):  # the lifespan starts the maintenance thread
+        for _ in range(100):
+            if ws.count("events") == 0:
+                break
+            import time
+
+            time.sleep(0.05)
+    assert ws.count("events") == 0
+    with ws.control.read() as conn:
+        assert audit.entries(conn, action="retention")[0]["actor"] == "system:retention"
+    ws.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -39,6 +39,8 @@ class WorkspaceConfig:
     #: Key file for PII encryption when $TIERWISE_PII_KEY is not set (relative to the
     #: workspace or absolute; keep it outside the workspace in production).
     pii_key_file: str = "keys/pii.json"
+    #: Days to keep facts per table, e.g. {events = 365}; `tierwise serve` applies it hourly.
+    retention_days: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         try:
@@ -52,6 +54,10 @@ class WorkspaceConfig:
             raise WorkspaceError(f"unknown locale {self.locale!r}; expected one of {LOCALES}")
         if self.engine not in ENGINES:
             raise WorkspaceError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
+        for table, days in self.retention_days.items():
+            if not isinstance(days, int) or days < 1:
+                raise WorkspaceError(f"retention_days.{table} = {days!r}: expected a whole "
+                                     "number of days, at least 1")
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise WorkspaceError(
                 f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY"

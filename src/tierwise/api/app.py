@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -160,6 +162,41 @@ class AuditWrites:
                                   scope["method"], scope["path"])
 
 
+#: Seconds between runs of the retention policy while the server runs.
+MAINTENANCE_EVERY = 3600.0
+
+
+def _maintenance(ws: Workspace, stop: threading.Event) -> None:
+    """Apply the workspace's retention policy now and then every hour until stopped."""
+    from tierwise.privacy import apply_retention
+
+    while not stop.is_set():
+        if ws.config.retention_days:
+            try:
+                deleted = apply_retention(ws, dict(ws.config.retention_days))
+                with ws.control.write() as conn:
+                    audit.append(conn, "system:retention", "retention", None,
+                                 {"days": ws.config.retention_days, "deleted": deleted})
+            except Exception:
+                log.exception("the retention run failed; it is retried in an hour")
+        stop.wait(MAINTENANCE_EVERY)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    stop = threading.Event()
+    worker = threading.Thread(target=_maintenance, args=(app.state.ws, stop),
+                              name="tierwise-maintenance", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        jobs = getattr(app.state, "jobs", None)
+        if jobs is not None:
+            jobs.shutdown()
+
+
 def create_app(ws: Workspace) -> FastAPI:
     """The API for one workspace.
 
@@ -178,7 +215,7 @@ def create_app(ws: Workspace) -> FastAPI:
     )
 
     app = FastAPI(title="tierwise", version="1", docs_url=None, redoc_url=None,
-                  openapi_url=None,
+                  openapi_url=None, lifespan=_lifespan,
                   description="Customer segmentation and tiering. Every route needs a signed-in "
                   "session or an API key (`Authorization: Bearer tw_…`) except /health.")
     app.state.ws = ws
