@@ -325,6 +325,8 @@ def test_segment_plan_apply_members_export(served: Served) -> None:
                       ).status_code == 403
     full = client.get("/v1/segments/shoppers/members/export?include_pii=true")
     assert "+8613800138000" in full.text
+    plain = client.get("/v1/segments/shoppers/members/export").text  # analyst, no flag
+    assert "138****8000" in plain and "13800138000" not in plain
     xlsx = client.get("/v1/segments/shoppers/members/export?format=xlsx")
     from openpyxl import load_workbook
 

@@ -148,7 +148,9 @@ class AuditWrites:
         finally:
             state = scope.get("state") or {}
             principal = state.get("principal")
-            if not state.get("audited"):  # routes that write their own entry set this
+            # Routes that write their own entry set "audited"; requests refused before anyone
+            # was identified are not recorded (sign-in failures are, by the sign-in route).
+            if not state.get("audited") and (principal is not None or status != 401):
                 route = scope.get("route")
                 detail = {"status": status, "route": getattr(route, "path", None)}
                 actor = principal.actor if principal else "anonymous"

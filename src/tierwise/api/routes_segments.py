@@ -24,7 +24,7 @@ from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
 from tierwise.security import audit
-from tierwise.security.pii import PII_COLUMNS
+from tierwise.security.pii import PII_COLUMNS, mask_row
 from tierwise.security.roles import Principal
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
@@ -245,9 +245,9 @@ def export_members(key: str, request: Request,
                 row = chunk.get(cid)
                 if row is None:
                     continue
-                shown = row if include_pii else present_customer(principal, dict(row))
-                if not include_pii:
-                    shown = {**row, **{c: shown[c] for c in PII_COLUMNS}}
+                # Without include_pii an export is masked for everyone, even for roles that
+                # may read PII on screen: files travel.
+                shown = row if include_pii else mask_row(dict(row))
                 yield [jsonable(shown.get(c)) for c in EXPORT_COLUMNS]
 
     name = f"{key}-members-{utcnow():%Y%m%dT%H%M%S}"
