@@ -15,6 +15,7 @@ and at the same rate, is ``GET /health``: the server and client floor without an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import socket
@@ -37,39 +38,70 @@ SEGMENTS = {
 }
 
 LOAD = r"""
+# A lean open-loop client: a dispatcher releases each request at its scheduled instant into
+# a queue; a pool of keep-alive connections (HTTP/1.1 over asyncio streams) sends them.
+# Latency runs from the scheduled instant to the end of the answer, so time spent waiting
+# for a free connection counts against the server, as it would for a real caller.
 import asyncio, json, sys, time
-import httpx
 
-base, key, rate, seconds, targets_file, out = sys.argv[1:7]
-rate, seconds = float(rate), float(seconds)
+host, port, key, rate, seconds, targets_file, out = sys.argv[1:8]
+port, rate, seconds = int(port), float(rate), float(seconds)
 targets = json.load(open(targets_file))
+CONNECTIONS = 64
 
-async def one(client, url, start, results):
-    try:
-        response = await client.get(url)
-        status = response.status_code
-    except Exception as exc:
-        status = type(exc).__name__
-    results.append((time.perf_counter() - start, status))
+async def read_answer(reader):
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length, chunked = None, False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if length is not None:
+        await reader.readexactly(length)
+    elif chunked:
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
+    return status
+
+async def worker(queue, results):
+    reader = writer = None
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        url, start = item
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            writer.write(f"GET {url} HTTP/1.1\r\nHost: {host}\r\n"
+                         f"Authorization: Bearer {key}\r\n\r\n".encode())
+            status = await read_answer(reader)
+        except Exception as exc:
+            status, writer = type(exc).__name__, None
+        results.append((time.perf_counter() - start, status))
 
 async def main():
-    results = []
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30,
-                                 headers={"Authorization": f"Bearer {key}"}) as client:
-        t0 = time.perf_counter()
-        tasks = []
-        total = int(rate * seconds)
-        for i in range(total):
-            start = t0 + i / rate
-            delay = start - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(client, targets[i % len(targets)], start,
-                                                 results)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
-    json.dump({"results": results, "elapsed": elapsed}, open(out, "w"))
+    queue, results = asyncio.Queue(), []
+    workers = [asyncio.create_task(worker(queue, results)) for _ in range(CONNECTIONS)]
+    t0 = time.perf_counter()
+    for i in range(int(rate * seconds)):
+        start = t0 + i / rate
+        delay = start - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((targets[i % len(targets)], start))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    json.dump({"results": results, "elapsed": time.perf_counter() - t0}, open(out, "w"))
 
 asyncio.run(main())
 """
@@ -138,11 +170,15 @@ def run_load(base: str, key: str, rate: float, seconds: float, urls: list[str],
     targets_file = OUT / f"api-targets-{name}.json"
     targets_file.write_text(json.dumps(urls))
     out = OUT / f"api-load-{name}.json"
-    load = psutil.Popen([sys.executable, "-c", LOAD, base, key, str(rate), str(seconds),
+    host, port = base.removeprefix("http://").split(":")
+    load = psutil.Popen([sys.executable, "-c", LOAD, host, port, key, str(rate), str(seconds),
                          str(targets_file), str(out)])
+    client_cpu = 0.0
     peak = 0
     while load.poll() is None:
         peak = max(peak, server.memory_info().rss)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            client_cpu = sum(load.cpu_times()[:2])
         time.sleep(0.2)
     if load.returncode != 0:
         raise RuntimeError(f"load process failed ({load.returncode})")
@@ -156,7 +192,8 @@ def run_load(base: str, key: str, rate: float, seconds: float, urls: list[str],
     return {"requests": len(latencies), "errors": errors,
             "achieved_rate": round(len(latencies) / data["elapsed"], 1),
             "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
-            "max_ms": round(latencies[-1] * 1000, 2), "server_peak_rss_mb": round(peak / 1e6)}
+            "max_ms": round(latencies[-1] * 1000, 2), "server_peak_rss_mb": round(peak / 1e6),
+            "load_client_cpu_seconds": round(client_cpu, 1)}
 
 
 def main() -> None:

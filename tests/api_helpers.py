@@ -51,8 +51,9 @@ class Served:
         return client
 
 
-def build(root: Path) -> Served:
-    ws = tierwise.init(root / "ws")
+def build(root: Path, control_store: str | None = None) -> Served:
+    ws = tierwise.init(root / "ws", **({"control_store": control_store} if control_store
+                                       else {}))
     for name, text in (("customers", CUSTOMERS), ("orders", ORDERS), ("events", EVENTS)):
         path = root / f"{name}.csv"
         path.write_text(text, encoding="utf-8")

@@ -48,6 +48,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/keys"): {"name": "x", "role": "viewer"},
     ("POST", "/v1/privacy/retention"): {"days": {"events": 100000}},
 }
+#: Destructive routes get ids that do not exist: allowed roles get 404, others 403.
+PATH_OVERRIDES = {("DELETE", "/v1/segments/{key}"): {"key": "no_such_segment"}}
 SKIP = {("DELETE", "/v1/privacy/customers/{customer_id}"),  # covered by the erasure test
         ("POST", "/v1/imports")}  # multipart; covered by the import test
 
@@ -98,7 +100,7 @@ def test_role_matrix(served: Served, role: str) -> None:
     for method, path, permission in _routes(served):
         if (method, path) in SKIP:
             continue
-        url = path.format(**PATH_VALUES)
+        url = path.format(**{**PATH_VALUES, **PATH_OVERRIDES.get((method, path), {})})
         response = client.request(method, url, json=BODIES.get((method, path)))
         assert response.status_code < 500, (role, method, path, response.text)
         if permission is not None and permission not in ROLES[role]:
@@ -339,6 +341,11 @@ def test_segment_plan_apply_members_export(served: Served) -> None:
     explained = client.get("/v1/segments/shoppers/explain/C003").json()
     assert explained["result"] is False
     assert client.get("/v1/segments/nope/members").status_code == 404
+    retired = client.delete("/v1/segments/shoppers")
+    assert retired.json() == {"key": "shoppers", "status": "paused", "members_left": 2}
+    assert client.get("/v1/segments/shoppers").json()["definition"]["status"] == "paused"
+    assert all(h["exit_reason"] == "rule_change"
+               for h in client.get("/v1/segments/shoppers/history").json())
 
 
 # -- imports through the API -------------------------------------------------------------

@@ -15,8 +15,9 @@ from tierwise.security import audit
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Served:
-    found = build(tmp_path)
+def served(tmp_path: Path, control_url: str) -> Served:
+    """On each control store (SQLite, PostgreSQL)."""
+    found = build(tmp_path, control_url)
     yield found  # type: ignore[misc]
     found.ws.close()
 

@@ -176,6 +176,15 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
     return out
 
 
+@router.delete("/{key}", summary="Retire a segment: pause it and record every member's exit")
+def retire_segment(key: str, request: Request,
+                   note: str | None = Query(None, max_length=500),
+                   principal: Principal = require("segments:write")) -> dict[str, Any]:
+    """Versions and history stay (past memberships remain explainable)."""
+    left = membership.retire(workspace(request), key, note)
+    return {"key": key, "status": "paused", "members_left": left}
+
+
 def _customers_by_id(ws: Workspace, ids: list[str]) -> dict[str, dict[str, Any]]:
     with ws.control.read() as conn:
         rows = conn.execute(sa.select(customers).where(customers.c.customer_id.in_(ids))).all()

@@ -192,6 +192,26 @@ def edit_static(ws: Workspace, key: str, add: Iterable[str] = (),
     return len(entered), len(exited)
 
 
+def retire(ws: Workspace, key: str, note: str | None = None) -> int:
+    """Pause a segment and let every member leave (reason ``rule_change``).
+
+    Definitions and history are kept (a segment's past stays explainable); the paused
+    version is saved like any other change and can be re-activated by saving it active.
+    Returns how many members left.
+    """
+    applied = defs.applied(ws).get(key)
+    if applied is None:
+        raise NotFoundError(f"no applied segment {key!r}")
+    paused = applied.definition.model_copy(update={"status": "paused"})
+    version = defs.save(ws, paused, note or "retired")
+    if (defs.folder(ws) / f"{key}.yaml").exists():
+        defs.write_file(ws, paused)
+    with ws.control.write() as conn:
+        members = current_members(conn, key)
+        apply_diff(conn, key, version, utcnow(), (), members, "rule_change")
+    return len(members)
+
+
 def customer_segments(ws: Workspace, customer_id: str) -> list[dict[str, Any]]:
     """Every stay of a customer in any segment, newest first."""
     h = segment_history.c
