@@ -176,7 +176,9 @@ def run_load(base: str, key: str, rate: float, seconds: float, urls: list[str],
     client_cpu = 0.0
     peak = 0
     while load.poll() is None:
-        peak = max(peak, server.memory_info().rss)
+        with contextlib.suppress(psutil.NoSuchProcess):  # workers are children of the server
+            peak = max(peak, sum(p.memory_info().rss
+                                 for p in [server, *server.children(recursive=True)]))
         with contextlib.suppress(psutil.NoSuchProcess):
             client_cpu = sum(load.cpu_times()[:2])
         time.sleep(0.2)
@@ -200,6 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--workers", type=int, default=1, help="tierwise serve --workers")
     args = parser.parse_args()
     ensure_workspace()
     key = prepare()
@@ -207,7 +210,8 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = psutil.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(WS),
-                           "--port", str(port)], stdout=subprocess.DEVNULL,
+                           "--port", str(port), "--workers", str(args.workers)],
+                          stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):
@@ -226,7 +230,7 @@ def main() -> None:
         server.wait(30)
     reads["p50_over_baseline"] = round(float(reads["p50_ms"]) / float(baseline["p50_ms"]), 2)  # type: ignore[arg-type]
     reads["p99_over_baseline"] = round(float(reads["p99_ms"]) / float(baseline["p99_ms"]), 2)  # type: ignore[arg-type]
-    report("api_reads", [{"rate": args.rate, "seconds": args.seconds,
+    report("api_reads", [{"rate": args.rate, "seconds": args.seconds, "workers": args.workers,
                           "baseline_health": baseline, "profile_and_membership_reads": reads}])
 
 

@@ -45,6 +45,8 @@ def _password(given: str | None) -> str:
 
 def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option()] = 8000,
+          workers: Annotated[int, typer.Option(
+              help="Server processes (rate limits then apply per process).")] = 1,
           workspace: WorkspaceOpt = None) -> None:
     """Run the REST API (and, as they land, the dashboard) for a workspace."""
     import uvicorn
@@ -57,8 +59,15 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
             out.print("[yellow]no users yet:[/] add one with `tierwise users add NAME --role "
                       "admin`")
     out.print(f"tierwise API for {ws.root} on http://{host}:{port} (reference at /docs)")
-    uvicorn.run(create_app(ws), host=host, port=port, log_level="info",
-                server_header=False, proxy_headers=False)
+    options: dict[str, object] = {"host": host, "port": port, "log_level": "info",
+                                  "server_header": False, "proxy_headers": False}
+    if workers > 1:  # each process opens the workspace itself
+        os.environ["TIERWISE_WORKSPACE"] = str(ws.root)
+        ws.close()
+        uvicorn.run("tierwise.api.app:app_from_environment", factory=True, workers=workers,
+                    **options)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(ws), **options)  # type: ignore[arg-type]
 
 
 @users_app.command("add")

@@ -17,6 +17,8 @@ from fastapi import FastAPI
 
 from tierwise.api import problems
 from tierwise.api.auth import SAFE_METHODS, RateLimiter
+from tierwise.api.jobs import JobRunner
+from tierwise.api.views import LatestValues
 from tierwise.security import audit
 from tierwise.workspace import Workspace
 
@@ -54,8 +56,8 @@ async def _problem(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyLimit:
-    """Refuse bodies over the limit: by Content-Length at once, else while streaming."""
+class _HttpMiddleware:
+    """Pure ASGI middleware that looks at HTTP requests only (no per-request objects)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -63,7 +65,17 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
+        else:
+            await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class BodyLimit(_HttpMiddleware):
+    """Refuse bodies over the limit: by Content-Length at once, else while streaming."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = MAX_UPLOAD if scope["path"].startswith(UPLOAD_PATHS) else MAX_BODY
         for name, value in scope["headers"]:
             if name == b"content-length":
@@ -105,14 +117,8 @@ class _TooLarge(Exception):
         self.limit = limit
 
 
-class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class SecurityHeaders(_HttpMiddleware):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -124,15 +130,15 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-class AuditWrites:
+class AuditWrites(_HttpMiddleware):
     """Record every unsafe request in the audit log once its answer is known."""
 
     def __init__(self, app: ASGIApp, ws: Workspace) -> None:
-        self.app = app
+        super().__init__(app)
         self.ws = ws
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
         status = 500
@@ -194,9 +200,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        jobs = getattr(app.state, "jobs", None)
-        if jobs is not None:
-            jobs.shutdown()
+        app.state.jobs.shutdown()
+
+
+def app_from_environment() -> FastAPI:
+    """The app for ``$TIERWISE_WORKSPACE``: what each ``serve --workers N`` process loads."""
+    return create_app(Workspace.open())
 
 
 def create_app(ws: Workspace) -> FastAPI:
@@ -224,6 +233,8 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.limiter = RateLimiter()
     app.state.login_limiter = RateLimiter()
     app.state.key_touched = {}
+    app.state.jobs = JobRunner(ws)
+    app.state.latest_values = LatestValues(ws)
     problems.install(app)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")

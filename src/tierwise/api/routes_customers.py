@@ -8,12 +8,12 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from tierwise.api.auth import require, workspace
 from tierwise.api.problems import RESPONSES, Problem
-from tierwise.api.views import LatestValues, jsonable, present_customer
+from tierwise.api.views import LatestValues, json_response, jsonable, present_customer
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.ingest.readers import RecordsSource
 from tierwise.privacy import CHANNELS, set_preference
@@ -54,10 +54,7 @@ class Preference(BaseModel):
 
 
 def _values(request: Request) -> LatestValues:
-    state = request.app.state
-    if getattr(state, "latest_values", None) is None:
-        state.latest_values = LatestValues(workspace(request))
-    cache: LatestValues = state.latest_values
+    cache: LatestValues = request.app.state.latest_values
     return cache
 
 
@@ -92,7 +89,7 @@ def list_customers(
     after: str | None = Query(None, max_length=128, description="Cursor: the last id seen."),
     limit: int = Query(50, ge=1, le=500),
     principal: Principal = require("customers:read"),
-) -> CustomerPage:
+) -> Response:
     ws = workspace(request)
     with ws.control.read() as conn:
         query = sa.select(customers)
@@ -117,8 +114,8 @@ def list_customers(
             for column in ("name", "email", "phone", "address"):
                 row[column] = ring.decrypt(column, row[column])
         items.append(present_customer(principal, row))
-    return CustomerPage(items=items,
-                        next_after=items[-1]["customer_id"] if len(rows) > limit else None)
+    return json_response({"items": items, "next_after":
+                          items[-1]["customer_id"] if len(rows) > limit else None})
 
 
 def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSummary:
@@ -147,9 +144,10 @@ def upsert_customers(body: CustomerBatch, request: Request,
     return _import_records(request, body.customers)
 
 
-@router.get("/{customer_id}", summary="A customer with computed values and segments")
+@router.get("/{customer_id}", summary="A customer with computed values and segments",
+            response_model=dict[str, Any])
 def get_customer(customer_id: str, request: Request,
-                 principal: Principal = require("customers:read")) -> dict[str, Any]:
+                 principal: Principal = require("customers:read")) -> Response:
     ws = workspace(request)
     with ws.control.read() as conn:
         row = customer_store.get(conn, customer_id)
@@ -159,8 +157,8 @@ def get_customer(customer_id: str, request: Request,
             sa.select(segment_members.c.segment_key)
             .where(segment_members.c.customer_id == customer_id)
             .order_by(segment_members.c.segment_key))]
-    return {"customer": present_customer(principal, row),
-            "values": _values(request).of(customer_id), "segments": segments}
+    return json_response({"customer": present_customer(principal, row),
+                          "values": _values(request).of(customer_id), "segments": segments})
 
 
 @router.patch("/{customer_id}", response_model=ImportSummary, summary="Update a customer")
@@ -190,14 +188,15 @@ def profile(customer_id: str, request: Request,
     return out
 
 
-@router.get("/{customer_id}/segments", summary="Segments a customer is in and has been in")
+@router.get("/{customer_id}/segments", summary="Segments a customer is in and has been in",
+            response_model=list[dict[str, Any]])
 def segments_of(customer_id: str, request: Request,
-                principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
+                principal: Principal = require("segments:read")) -> Response:
     ws = workspace(request)
     with ws.control.read() as conn:
         if customer_store.get(conn, customer_id) is None:
             raise Problem(404, f"no customer with id {customer_id!r}")
-    return jsonable(customer_segments(ws, customer_id))  # type: ignore[no-any-return]
+    return json_response(jsonable(customer_segments(ws, customer_id)))
 
 
 @router.put("/{customer_id}/preferences", status_code=204,

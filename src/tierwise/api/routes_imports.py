@@ -29,10 +29,7 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def runner(request: Request) -> JobRunner:
-    state = request.app.state
-    if getattr(state, "jobs", None) is None:
-        state.jobs = JobRunner(workspace(request))
-    jobs_: JobRunner = state.jobs
+    jobs_: JobRunner = request.app.state.jobs
     return jobs_
 
 

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from tierwise.api.auth import client_of, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
-from tierwise.api.views import jsonable, present_customer
+from tierwise.api.views import json_response, jsonable, present_customer
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.definitions.segment_ast import to_json, to_text
 from tierwise.definitions.segment_fields import validate
@@ -204,7 +204,7 @@ def members(key: str, request: Request,
             after: str | None = Query(None, max_length=128, description="The last id seen."),
             limit: int = Query(100, ge=1, le=1000),
             details: bool = Query(True, description="Include each member's customer record."),
-            principal: Principal = require("segments:read")) -> dict[str, Any]:
+            principal: Principal = require("segments:read")) -> Response:
     ws = workspace(request)
     _applied(ws, key)
     m = segment_members.c
@@ -226,8 +226,8 @@ def members(key: str, request: Request,
         if r.customer_id in people:
             item["customer"] = present_customer(principal, people[r.customer_id])
         items.append(item)
-    return {"total": None if total is None else int(total), "items": items,
-            "next_after": page[-1].customer_id if len(rows) > limit else None}
+    return json_response({"total": None if total is None else int(total), "items": items,
+                          "next_after": page[-1].customer_id if len(rows) > limit else None})
 
 
 @router.get("/{key}/members/export", summary="Export members as CSV or XLSX",

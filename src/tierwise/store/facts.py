@@ -254,7 +254,11 @@ class FactStore:
             with self.control.write() as conn:
                 self.control.lock(conn, f"facts:{table}")
                 for row, staged in changes:
-                    conn.execute(fact_files.delete().where(fact_files.c.file_id == row.file_id))
+                    gone = conn.execute(fact_files.delete().where(
+                        fact_files.c.file_id == row.file_id))
+                    if gone.rowcount != 1:  # another rewrite or compaction got there first
+                        raise RuntimeError(f"{row.path} changed while its rows were being "
+                                           "dropped; run it again")
                     if staged is not None:
                         published.append(self.publish(conn, staged, import_id=row.import_id,
                                                       overlaps=row.overlaps, seq=row.seq))
