@@ -30,7 +30,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
 
 #: Path parameters that name things that exist in the fixture workspace.
 PATH_VALUES = {"customer_id": "C003", "key": "buyers", "job_id": "999999", "username": "nobody",
-               "key_id": "000000000000", "name": "rfm"}
+               "key_id": "000000000000", "name": "rfm", "pair_id": "999999",
+               "merge_id": "999999"}
 #: A body each write route accepts as well-formed (the answer may still be 4xx for state).
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/customers"): {"customers": [{"customer_id": "C900", "name": "测试"}]},
@@ -47,6 +48,10 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/v1/users/{username}"): {"disabled": True},
     ("POST", "/v1/keys"): {"name": "x", "role": "viewer"},
     ("POST", "/v1/privacy/retention"): {"days": {"events": 100000}},
+    ("POST", "/v1/customers/match"): {"customers": [{"email": "lisi@example.cn"}]},
+    ("POST", "/v1/duplicates/scan"): {"lower": 0.99, "upper": 1.0},
+    ("POST", "/v1/duplicates/{pair_id}/accept"): {},
+    ("POST", "/v1/merges"): {"survivor_id": "NOPE", "merged_ids": ["NOPE2"]},
 }
 #: Destructive routes get ids that do not exist: allowed roles get 404, others 403.
 PATH_OVERRIDES = {("DELETE", "/v1/segments/{key}"): {"key": "no_such_segment"}}
@@ -346,6 +351,25 @@ def test_segment_plan_apply_members_export(served: Served) -> None:
     assert client.get("/v1/segments/shoppers").json()["definition"]["status"] == "paused"
     assert all(h["exit_reason"] == "rule_change"
                for h in client.get("/v1/segments/shoppers/history").json())
+
+
+# -- identity resolution -----------------------------------------------------------------
+
+def test_match_merge_and_undo_through_the_api(served: Served) -> None:
+    client = served.client("analyst")
+    found = client.post("/v1/customers/match", json={"customers": [
+        {"name": "李四", "phone": "13900139000"}, {"email": "nobody@example.org"}]}).json()
+    assert [c["customer_id"] for c in found[0]] == ["C002"]
+    assert found[0][0]["found_by"] in ("same phone", "same name") and found[1] == []
+    merged = client.post("/v1/merges", json={"survivor_id": "C002", "merged_ids": ["C004"]})
+    assert merged.status_code == 201, merged.text
+    assert client.get("/v1/customers/C004").status_code == 404
+    assert client.get("/v1/merges").json()[0]["merged_ids"] == ["C004"]
+    undone = client.delete(f"/v1/merges/{merged.json()['merge_id']}")
+    assert undone.status_code == 200
+    assert client.get("/v1/customers/C004").json()["customer"]["name"] == "Erin Ode"
+    assert served.client("viewer").post("/v1/merges", json={
+        "survivor_id": "C002", "merged_ids": ["C004"]}).status_code == 403
 
 
 # -- imports through the API -------------------------------------------------------------

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tierwise import cli_admin, cli_segments, cli_value, render
+from tierwise import cli_admin, cli_identity, cli_segments, cli_value, render
 from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
 from tierwise.errors import ImportRejected, TierwiseError
 from tierwise.ingest.mapping import Mapping
@@ -95,6 +95,9 @@ def import_(
     report: Annotated[Path | None, typer.Option(
         help="Where to write rejected rows (default: ./<file>.rejected.csv).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    match: Annotated[bool, typer.Option(
+        "--match", help="Customers: match the imported records against the others; merge "
+        "sure pairs, queue likely ones for review.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Import a file or a SQL query into a canonical table: all or nothing, idempotent."""
@@ -121,6 +124,8 @@ def import_(
                                     report_path=report, progress=progress.advance)
     if save_mapping and not dry_run:
         ws.save_mapping(save_mapping, table, effective)
+    if match and table == "customers" and not dry_run and result.import_id is not None:
+        cli_identity.match_import(ws, result.import_id)
     if as_json:
         out.print_json(json.dumps(result.as_dict(), default=str, ensure_ascii=False))
         return
@@ -244,38 +249,6 @@ def quality(
     render.quality(out, data, ws.config.zone)
 
 
-@app.command()
-def duplicates(
-    threshold: Annotated[float, typer.Option(help="Match probability to report.")] = 0.5,
-    retrain: Annotated[bool, typer.Option(help="Train the model again.")] = False,
-    output: Annotated[Path | None, typer.Option("--out", help="CSV of the pairs.")] = None,
-    workspace: WorkspaceOpt = None,
-) -> None:
-    """Find customer records that are likely the same customer (nothing is merged)."""
-    from tierwise.identity.match import match
-    from tierwise.ingest.report import write_safe_csv
-
-    ws = _open(workspace)
-    model_path = ws.root / "identity" / "model.json"
-    model = None if retrain or not model_path.exists() else json.loads(
-        model_path.read_text(encoding="utf-8"))
-    with render.Spinner(out, "Matching"):
-        result = match(ws.table("customers"), threshold, ws.config.phone_region, model)
-    model_path.parent.mkdir(exist_ok=True)
-    model_path.write_text(json.dumps(result.model, ensure_ascii=False, indent=1),
-                          encoding="utf-8")
-    pairs = result.pairs.sort_by([("match_probability", "descending")]).to_pylist()
-    out.print(f"{len(pairs):,} likely duplicate pairs at probability ≥ {threshold}"
-              + (" (reused the trained model)" if model else " (model trained and saved)"))
-    for p in pairs[:20]:
-        out.print(f"  {p['unique_id_l']} ~ {p['unique_id_r']}: {p['match_probability']:.3f}")
-    if output:
-        write_safe_csv(output, ["customer_id_l", "customer_id_r", "match_probability"],
-                       ([p["unique_id_l"], p["unique_id_r"], p["match_probability"]]
-                        for p in pairs))
-        out.print(f"wrote {output}")
-
-
 @clean_app.command("log")
 def clean_log(
     import_id: Annotated[int | None, typer.Option("--import", help="One import only.")] = None,
@@ -319,6 +292,7 @@ def mappings_show(name: str, workspace: WorkspaceOpt = None) -> None:
 cli_value.register(app)
 cli_admin.register(app)
 app.add_typer(cli_segments.app, name="segments")
+cli_identity.register(app)
 customers_app.command("segments")(cli_segments.customer_segments_cmd)
 
 

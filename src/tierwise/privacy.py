@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -31,7 +32,10 @@ from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import (
     cleaning_log,
     contact_preferences,
+    customer_redirects,
     customers,
+    duplicate_pairs,
+    merges,
     segment_history,
     segment_members,
     snapshots,
@@ -46,8 +50,12 @@ def _rows(table: Any) -> list[dict[str, Any]]:
 
 
 def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
-    """Everything held about one customer, as JSON-ready data (a subject-access request)."""
+    """Everything held about one customer, as JSON-ready data (a subject-access request).
+
+    A merged person's export covers the records merged into them.
+    """
     with ws.control.read() as conn:
+        customer_id, ids = person_ids(conn, customer_id)
         customer = customer_store.get(conn, customer_id)
         if customer is None:
             raise NotFoundError(f"no customer with id {customer_id!r}")
@@ -58,7 +66,7 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
         preferences = _rows(conn.execute(sa.select(contact_preferences).where(
             contact_preferences.c.customer_id == customer_id)))
         cleaning = _rows(conn.execute(sa.select(cleaning_log).where(
-            cleaning_log.c.customer_id == customer_id)))
+            cleaning_log.c.customer_id.in_(ids))))
         ring = conn.info.get("pii")
         snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path,
                                        snapshots.c.as_of)).all()
@@ -70,7 +78,7 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
     for schema in FACT_TABLES:
         rows: list[dict[str, Any]] = []
         for path in _fact_paths(ws, schema.name):
-            hit = _customer_filter(schema.customer_refs, [customer_id])
+            hit = _customer_filter(schema.customer_refs, ids)
             rows.extend(ds.dataset(path).to_table(filter=hit).drop_columns(
                 [c for c in ("_row", "_key") if c in pq.read_schema(path).names]).to_pylist())
         facts[schema.name] = rows
@@ -78,10 +86,11 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
     for snap in snaps:
         path = ws.root / snap.path
         if path.exists():
-            found = ds.dataset(path).to_table(filter=pc.field("customer_id") == customer_id)
+            found = ds.dataset(path).to_table(filter=pc.field("customer_id").isin(ids))
             values.extend({"snapshot_id": snap.snapshot_id, "as_of": as_utc(snap.as_of), **r}
                           for r in found.to_pylist())
-    return {"customer": customer, "contact_preferences": preferences, "facts": facts,
+    return {"customer": customer, "merged_ids": ids[1:],
+            "contact_preferences": preferences, "facts": facts,
             "segment_memberships": members, "segment_history": history,
             "computed_values": values, "cleaning_log": cleaning,
             "exported_at": utcnow()}
@@ -114,29 +123,57 @@ def customer_ref(customer_id: str) -> str:
     return "sha256:" + hashlib.sha256(customer_id.encode()).hexdigest()[:16]
 
 
+def person_ids(conn: sa.Connection, customer_id: str) -> tuple[str, list[str]]:
+    """The surviving id of a person and every id merged into it (a merged id resolves to
+    its survivor: erasing or exporting a person covers all their records)."""
+    survivor = conn.execute(sa.select(customer_redirects.c.survivor_id).where(
+        customer_redirects.c.customer_id == customer_id)).scalar() or customer_id
+    merged = [r[0] for r in conn.execute(sa.select(customer_redirects.c.customer_id).where(
+        customer_redirects.c.survivor_id == survivor))]
+    return survivor, [survivor, *sorted(merged)]
+
+
 def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
     """Remove a customer from everywhere tierwise keeps data (see the module docstring)."""
     with ws.control.read() as conn:
-        customer = customer_store.get(conn, customer_id)
+        survivor, ids = person_ids(conn, customer_id)
+        customer = customer_store.get(conn, survivor)
+        merge_rows = conn.execute(sa.select(merges.c.merge_id, merges.c.undo).where(
+            merges.c.survivor_id.in_(ids))).all()
+        earlier = [_merged_record(conn, r.undo) for r in merge_rows]
     if customer is None:
         raise NotFoundError(f"no customer with id {customer_id!r}")
-    result = Erasure(customer_ref(customer_id))
+    result = Erasure(customer_ref(survivor))
     # Facts first: if anything fails midway the customer row still exists and the erasure
     # can be run again; the control store goes last, in one transaction.
     for schema in FACT_TABLES:
         result.fact_rows[schema.name] = ws.facts.drop_rows(
-            schema.name, _customer_filter(schema.customer_refs, [customer_id]))
-    result.snapshot_rows = _scrub_snapshots(ws, customer_id)
-    needles = [v for v in (customer_id, customer.get("email"), customer.get("phone")) if v]
-    result.report_lines = _scrub_reports(ws, needles)
+            schema.name, _customer_filter(schema.customer_refs, ids))
+    result.snapshot_rows = sum(_scrub_snapshots(ws, cid) for cid in ids)
+    needles = [v for record in [customer, *[r for rs in earlier for r in rs]]
+               for v in (record.get("customer_id"), record.get("email"), record.get("phone"))
+               if v]
+    result.report_lines = _scrub_reports(ws, sorted(set(needles)))
     with ws.control.write() as conn:
         for table in (segment_members, segment_history, cleaning_log, contact_preferences,
-                      customers):
-            done = conn.execute(table.delete().where(table.c.customer_id == customer_id))
+                      customers, customer_redirects):
+            done = conn.execute(table.delete().where(table.c.customer_id.in_(ids)))
             result.control_rows += max(done.rowcount, 0)
+        for statement in (
+                merges.delete().where(merges.c.survivor_id.in_(ids)),
+                duplicate_pairs.delete().where(sa.or_(duplicate_pairs.c.left_id.in_(ids),
+                                                      duplicate_pairs.c.right_id.in_(ids)))):
+            result.control_rows += max(conn.execute(statement).rowcount, 0)
     customer_mirror.invalidate(ws.root)
     _compact_control_store(ws)
     return result
+
+
+def _merged_record(conn: sa.Connection, sealed: str) -> list[dict[str, Any]]:
+    """The customer records kept for undoing a merge (to find them in reports)."""
+    ring = conn.info.get("pii")
+    data = json.loads(ring.decrypt("merge", sealed) if ring is not None else sealed)
+    return list(data["records"])
 
 
 def _scrub_snapshots(ws: Workspace, customer_id: str) -> int:
@@ -204,7 +241,9 @@ def apply_retention(ws: Workspace, days: dict[str, int]) -> dict[str, int]:
         if keep_days < 1:
             raise TierwiseError(f"retention for {table}: keep at least 1 day, got {keep_days}")
         cutoff = now - timedelta(days=keep_days)
-        done[table] = ws.facts.drop_rows(table, pc.field(schema.time_column) < cutoff)
+        # Old facts may stay on disk for the grace period, unlike an erased customer's.
+        done[table] = ws.facts.drop_rows(table, pc.field(schema.time_column) < cutoff,
+                                         immediate=False)
     return done
 
 

@@ -182,6 +182,7 @@ def _maintenance(ws: Workspace, stop: threading.Event) -> None:
         if ws.config.retention_days:
             try:
                 deleted = apply_retention(ws, dict(ws.config.retention_days))
+                ws.facts.collect_garbage()
                 with ws.control.write() as conn:
                     audit.append(conn, "system:retention", "retention", None,
                                  {"days": ws.config.retention_days, "deleted": deleted})
@@ -220,6 +221,7 @@ def create_app(ws: Workspace) -> FastAPI:
         routes_auth,
         routes_customers,
         routes_docs,
+        routes_identity,
         routes_imports,
         routes_segments,
         routes_values,
@@ -241,8 +243,9 @@ def create_app(ws: Workspace) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    for module in (routes_auth, routes_customers, routes_imports, routes_segments,
-                   routes_values, routes_admin, routes_docs):
+    # routes_identity first: /v1/customers/match must win over /v1/customers/{id}
+    for module in (routes_identity, routes_auth, routes_customers, routes_imports,
+                   routes_segments, routes_values, routes_admin, routes_docs):
         app.include_router(module.router)
     app.include_router(routes_auth.pages)
     # Starlette wraps the last added middleware outermost.

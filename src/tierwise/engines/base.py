@@ -28,6 +28,16 @@ class TableScan:
     dedupe: bool
     #: Columns visible to queries (the file's bookkeeping columns are hidden).
     schema: pa.Schema
+    #: Merged customer ids and their survivors: the engine shows ``refs`` columns through
+    #: this map, so facts of merged records read as the survivor's (files keep the old ids).
+    redirects: tuple[tuple[str, str], ...] = ()
+    refs: tuple[str, ...] = ()
+
+    def redirect_table(self) -> pa.Table:
+        return pa.table({"customer_id": [a for a, _ in self.redirects],
+                         "survivor_id": [b for _, b in self.redirects]},
+                        schema=pa.schema([("customer_id", pa.string()),
+                                          ("survivor_id", pa.string())]))
 
 
 class Session(Protocol):

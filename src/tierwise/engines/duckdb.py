@@ -48,7 +48,12 @@ class DuckDBSession:
         self.conn = conn
 
     def register_scan(self, name: str, scan: TableScan) -> None:
-        self.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {scan_sql(scan)}")
+        sql = scan_sql(scan)
+        if scan.redirects and scan.refs:
+            redirects = f"_redirects_{name}"
+            self.conn.register(redirects, scan.redirect_table())
+            sql = redirected_sql(scan, sql, redirects)
+        self.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {sql}")
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
         self.conn.register(name, table)
@@ -99,6 +104,21 @@ def scan_sql(scan: TableScan) -> str:
         f"FROM read_parquet({files}, union_by_name = true, filename = true) AS t "
         f"JOIN (VALUES {seqs}) AS m(path, seq) ON t.filename = m.path) WHERE _rank = 1"
     )
+
+
+def redirected_sql(scan: TableScan, inner: str, redirects: str) -> str:
+    """``inner`` with each customer reference read through the merge redirects."""
+    joins, columns = [], []
+    for i, ref in enumerate(scan.refs):
+        joins.append(f"LEFT JOIN {ident(redirects)} AS r{i} ON f.{ident(ref)} = "
+                     f"r{i}.customer_id")
+    for f in scan.schema:
+        if f.name in scan.refs:
+            i = scan.refs.index(f.name)
+            columns.append(f"coalesce(r{i}.survivor_id, f.{ident(f.name)}) AS {ident(f.name)}")
+        else:
+            columns.append(f"f.{ident(f.name)}")
+    return f"SELECT {', '.join(columns)} FROM ({inner}) AS f {' '.join(joins)}"
 
 
 _TYPES = {

@@ -88,7 +88,17 @@ class SparkSessionAdapter:
             rank = Window.partitionBy(*scan.key).orderBy(F.col("_seq").desc(),
                                                          F.col("_row").desc())
             frame = frame.withColumn("_rank", F.row_number().over(rank)).where("_rank = 1")
-        self._view(name, frame.select(*columns))
+        frame = frame.select(*columns)
+        if scan.redirects and scan.refs:
+            redirects = self.spark.createDataFrame(list(scan.redirects),
+                                                   ["_merged_id", "_survivor_id"])
+            for ref in scan.refs:
+                frame = (frame.join(F.broadcast(redirects), frame[ref] == redirects._merged_id,
+                                    "left")
+                         .withColumn(ref, F.coalesce("_survivor_id", ref))
+                         .drop("_merged_id", "_survivor_id"))
+            frame = frame.select(*columns)
+        self._view(name, frame)
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
         self._view(name, self.spark.createDataFrame(table))

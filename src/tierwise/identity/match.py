@@ -10,13 +10,19 @@ shared phone, shared e-mail, same name and birth date).
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tierwise.ingest.cleaning import clean_email, clean_region, match_key, phone_cleaner
+
+if TYPE_CHECKING:
+    from tierwise.workspace import Workspace
 
 
 def comparison_table(records: pa.Table, phone_region: str = "CN") -> pa.Table:
@@ -104,3 +110,83 @@ def pair_scores(pairs: pa.Table, truth: dict[str, str],
     recall = correct / true_pairs if true_pairs else 1.0
     return {"precision": precision, "recall": recall, "predicted": len(predicted),
             "true_pairs": true_pairs}
+
+
+def model_path(root: Path) -> Path:
+    return root / "identity" / "model.json"
+
+
+def find_duplicates(ws: Workspace, threshold: float = 0.5, retrain: bool = False,
+                    only: set[str] | None = None) -> tuple[pa.Table, bool]:
+    """Scored pairs among the workspace's customers with the saved model (trained and saved
+    on first use or with ``retrain``); ``only`` keeps pairs that touch those ids. Returns
+    the pairs and whether a saved model was reused."""
+    path = model_path(ws.root)
+    model = None if retrain or not path.exists() else json.loads(
+        path.read_text(encoding="utf-8"))
+    result = match(ws.table("customers"), threshold, ws.config.phone_region, model)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result.model, ensure_ascii=False, indent=1), encoding="utf-8")
+    pairs = result.pairs
+    if only is not None:
+        wanted = pa.array(sorted(only), pa.string())
+        pairs = pairs.filter(pc.or_(pc.is_in(pairs["unique_id_l"], wanted),
+                                    pc.is_in(pairs["unique_id_r"], wanted)))
+    return pairs, model is not None
+
+
+def score_records(ws: Workspace, records: list[dict[str, Any]]
+                  ) -> list[list[dict[str, Any]]]:
+    """For each new record (not imported), the existing customers it may be, best first.
+
+    Candidates are customers with the same e-mail, phone or name (through the search
+    hashes, so this stays fast on a million customers); with a saved model each candidate
+    gets its match probability, else the rule that found it.
+    """
+    from tierwise.store import customers as customer_store
+
+    path = model_path(ws.root)
+    model = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    phone = phone_cleaner(ws.config.phone_region)
+    out: list[list[dict[str, Any]]] = []
+    for record in records:
+        found: dict[str, str] = {}
+        with ws.control.read() as conn:
+            for column in ("email", "phone", "name"):
+                value = record.get(column)
+                if not value:
+                    continue
+                value = (clean_email(value)[0] if column == "email" else
+                         phone(value)[0] if column == "phone" else value)
+                for cid in customer_store.find(conn, column, value)[:50]:
+                    found.setdefault(cid, f"same {column}")
+            rows = [customer_store.get(conn, cid) for cid in found]
+        candidates = [r for r in rows if r is not None]
+        if not candidates:
+            out.append([])
+            continue
+        if model is None:
+            out.append([{"customer_id": c["customer_id"], "found_by": found[c["customer_id"]],
+                         "match_probability": None} for c in candidates])
+            continue
+        out.append(_score(model, record, candidates, found, ws.config.phone_region))
+    return out
+
+
+def _score(model: dict[str, Any], record: dict[str, Any], candidates: list[dict[str, Any]],
+           found: dict[str, str], region: str) -> list[dict[str, Any]]:
+    from splink import DuckDBAPI, Linker
+
+    new = comparison_table(pa.Table.from_pylist([{**record, "customer_id": "_new"}]),
+                           region).to_pylist()
+    existing = comparison_table(pa.Table.from_pylist(
+        [{k: c.get(k) for k in ("customer_id", "name", "email", "phone", "city", "birth_date",
+                                 "industry")} for c in candidates]), region)
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    api = DuckDBAPI()
+    linker = Linker(api.register(existing), model, log_level=None)
+    scored = linker.inference.score_pairs(new, existing.to_pylist()).as_record_list()
+    ranked = sorted(({"customer_id": r["unique_id_r"], "found_by": found[r["unique_id_r"]],
+                      "match_probability": float(r["match_probability"])} for r in scored),
+                    key=lambda r: -r["match_probability"])
+    return ranked

@@ -36,7 +36,9 @@ def known_ids(conn: sa.Connection) -> pa.Array:
     # The driver's own cursor: SQLAlchemy's row objects cost more than the query here.
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute("SELECT customer_id FROM customers")
+        # Ids merged into another customer stay known: their systems keep sending them.
+        cursor.execute("SELECT customer_id FROM customers UNION ALL "
+                       "SELECT customer_id FROM customer_redirects")
         return pa.array([r[0] for r in cursor.fetchall()], pa.string())
     finally:
         cursor.close()
@@ -138,6 +140,32 @@ def set_fields(conn: sa.Connection, customer_id: str, values: dict[str, Any]) ->
     done = conn.execute(customers.update().where(customers.c.customer_id == customer_id)
                         .values(row))
     return done.rowcount > 0
+
+
+def from_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A row from ``get`` that went through JSON (dates as text) with its types back."""
+    from datetime import date, datetime
+
+    out = dict(record)
+    for column in CUSTOMERS.columns:
+        value = out.get(column.name)
+        if isinstance(value, str) and column.kind == "timestamp":
+            out[column.name] = datetime.fromisoformat(value)
+        elif isinstance(value, str) and column.kind == "date":
+            out[column.name] = date.fromisoformat(value)
+    for key in ("created_at", "updated_at"):
+        if isinstance(out.get(key), str):
+            out[key] = datetime.fromisoformat(out[key])
+    return out
+
+
+def restore_record(conn: sa.Connection, record: dict[str, Any]) -> None:
+    """Insert a customer row exactly as ``get`` returned it (undo of a merge)."""
+    row = {k: v for k, v in record.items() if k in customers.c}
+    ring = _ring(conn)
+    if ring is not None:
+        ring.protect_row(row)
+    conn.execute(customers.insert().values(row))
 
 
 def restore_value(conn: sa.Connection, customer_id: str, column: str, expected: str,

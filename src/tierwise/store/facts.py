@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from tierwise.definitions.schemas import TABLES, TableSchema
 from tierwise.engines.base import Engine, ScanFile, TableScan
 from tierwise.store.control import ControlStore, as_utc, utcnow
-from tierwise.store.tables import fact_files
+from tierwise.store.tables import customer_redirects, fact_files
 
 #: Files removed by compaction stay on disk this long for readers that listed them earlier.
 REMOVED_GRACE = timedelta(minutes=30)
@@ -104,18 +104,21 @@ class FactStore:
 
     # -- reading -------------------------------------------------------------------------
     def scan(self, table: str, conn: sa.Connection | None = None) -> TableScan:
-        schema = TABLES[table]
-        query = (sa.select(fact_files.c.path, fact_files.c.seq, fact_files.c.overlaps)
-                 .where(fact_files.c.table_name == table, fact_files.c.removed_at.is_(None))
-                 .order_by(fact_files.c.seq))
         if conn is None:
             with self.control.read() as c:
-                rows = c.execute(query).all()
-        else:
-            rows = conn.execute(query).all()
+                return self.scan(table, c)
+        schema = TABLES[table]
+        rows = conn.execute(
+            sa.select(fact_files.c.path, fact_files.c.seq, fact_files.c.overlaps)
+            .where(fact_files.c.table_name == table, fact_files.c.removed_at.is_(None))
+            .order_by(fact_files.c.seq)).all()
         files = tuple(ScanFile(str(self.root / r.path), r.seq) for r in rows)
+        redirects: tuple[tuple[str, str], ...] = ()
+        if schema.customer_refs:
+            redirects = tuple((a, b) for a, b in conn.execute(sa.select(
+                customer_redirects.c.customer_id, customer_redirects.c.survivor_id)))
         return TableScan(table, files, key_columns(schema), any(r.overlaps for r in rows),
-                         visible_schema(schema))
+                         visible_schema(schema), redirects, schema.customer_refs)
 
     def scans(self) -> dict[str, TableScan]:
         with self.control.read() as conn:
@@ -216,12 +219,14 @@ class FactStore:
             raise
         return len(replaced), len(outputs)
 
-    def drop_rows(self, table: str, drop: ds.Expression) -> int:
+    def drop_rows(self, table: str, drop: ds.Expression, immediate: bool = True) -> int:
         """Rewrite every file of ``table`` holding rows that match ``drop``, without them.
 
-        For erasure and retention, where no copy may stay behind: the replaced files (and
-        files an earlier compaction replaced that still hold matching rows) are deleted at
-        once rather than after the usual grace period. Returns the number of rows dropped.
+        ``immediate`` (erasure, where no copy may stay behind): the replaced files, and files
+        an earlier compaction replaced that still hold matching rows, are deleted at once,
+        so a query running at that moment may fail and must be repeated. Otherwise
+        (retention) replaced files are retired like compaction's and deleted after the grace
+        period. Returns the number of rows dropped.
         """
         with self.control.read() as conn:
             rows = conn.execute(sa.select(fact_files).where(
@@ -254,8 +259,13 @@ class FactStore:
             with self.control.write() as conn:
                 self.control.lock(conn, f"facts:{table}")
                 for row, staged in changes:
-                    gone = conn.execute(fact_files.delete().where(
-                        fact_files.c.file_id == row.file_id))
+                    if immediate or row.removed_at is not None:
+                        gone = conn.execute(fact_files.delete().where(
+                            fact_files.c.file_id == row.file_id))
+                    else:
+                        gone = conn.execute(fact_files.update().where(
+                            fact_files.c.file_id == row.file_id,
+                            fact_files.c.removed_at.is_(None)).values(removed_at=utcnow()))
                     if gone.rowcount != 1:  # another rewrite or compaction got there first
                         raise RuntimeError(f"{row.path} changed while its rows were being "
                                            "dropped; run it again")
@@ -270,7 +280,8 @@ class FactStore:
                 self.unpublish(relative)
             raise
         for row, _ in changes:
-            (self.root / row.path).unlink(missing_ok=True)
+            if immediate or row.removed_at is not None:
+                (self.root / row.path).unlink(missing_ok=True)
         return dropped
 
     def collect_garbage(self, *, now_grace: timedelta = REMOVED_GRACE) -> int:

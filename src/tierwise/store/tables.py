@@ -302,3 +302,50 @@ jobs = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("finished_at", UtcDateTime()),
 )
+
+# -- identity resolution ------------------------------------------------------------------
+
+# One row per merge: who survived, who was merged, where each golden field came from, and
+# (encrypted) everything needed to undo it.
+merges = sa.Table(
+    "merges",
+    metadata,
+    sa.Column("merge_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("survivor_id", sa.String(128), nullable=False),
+    sa.Column("merged_ids", sa.Text, nullable=False),  # JSON list
+    sa.Column("reason", sa.String(16), nullable=False),  # auto, review, manual
+    sa.Column("fields", sa.Text, nullable=False),  # JSON: column → source customer id
+    sa.Column("undo", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("undone_at", UtcDateTime()),
+    sa.Column("undone_by", sa.Text),
+    sa.Index("ix_merges_survivor", "survivor_id"),
+)
+
+# Merged ids and the id that survived them; fact scans read facts through this map.
+customer_redirects = sa.Table(
+    "customer_redirects",
+    metadata,
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("survivor_id", sa.String(128), nullable=False),
+    sa.Column("merge_id", sa.Integer, nullable=False),
+    sa.Index("ix_customer_redirects_survivor", "survivor_id"),
+)
+
+# Candidate duplicates between the review thresholds, and what was decided about them.
+duplicate_pairs = sa.Table(
+    "duplicate_pairs",
+    metadata,
+    sa.Column("pair_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("left_id", sa.String(128), nullable=False),
+    sa.Column("right_id", sa.String(128), nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, accepted, rejected, merged
+    sa.Column("found_at", UtcDateTime(), nullable=False),
+    sa.Column("decided_by", sa.Text),
+    sa.Column("decided_at", UtcDateTime()),
+    sa.Column("merge_id", sa.Integer),
+    sa.UniqueConstraint("left_id", "right_id", name="uq_duplicate_pairs"),
+    sa.Index("ix_duplicate_pairs_status", "status"),
+)

@@ -1,0 +1,129 @@
+"""Identity resolution: match records against customers, the duplicate review queue,
+merges and their undo."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
+
+from tierwise.api.auth import client_of, require, workspace
+from tierwise.api.problems import MAX_ID, RESPONSES, Problem
+from tierwise.api.routes_imports import runner
+from tierwise.api.views import jsonable
+from tierwise.identity import review
+from tierwise.identity.match import find_duplicates, score_records
+from tierwise.identity.merge import merge, merges_of, undo
+from tierwise.security import audit
+from tierwise.security.roles import Principal
+
+router = APIRouter(prefix="/v1", tags=["identity"], responses=RESPONSES)
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+class Records(BaseModel):
+    customers: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+
+
+class ScanIn(BaseModel):
+    lower: float = Field(review.LOWER, gt=0, le=1)
+    upper: float = Field(review.UPPER, gt=0, le=1)
+    retrain: bool = False
+
+
+class MergeIn(BaseModel):
+    survivor_id: str = Field(min_length=1, max_length=128)
+    merged_ids: list[str] = Field(min_length=1, max_length=100)
+
+
+class AcceptIn(BaseModel):
+    survivor_id: str | None = Field(None, max_length=128)
+
+
+def _log(request: Request, principal: Principal, action: str, target: str,
+         detail: dict[str, Any]) -> None:
+    with workspace(request).control.write() as conn:
+        audit.append(conn, principal.actor, action, target, detail, client_of(request))
+    request.state.audited = True
+
+
+@router.post("/customers/match", summary="Which existing customers each record may be")
+def match_records(body: Records, request: Request,
+                  principal: Principal = require("customers:read")) -> list[list[dict[str, Any]]]:
+    """Nothing is saved. Candidates share an e-mail, phone or name; the saved model (trained
+    by the first duplicate scan) scores them."""
+    return score_records(workspace(request), body.customers)
+
+
+@router.post("/duplicates/scan", status_code=202, summary="Find duplicates (a job): merge "
+             "pairs ≥ upper, queue pairs ≥ lower for review")
+def scan(body: ScanIn, request: Request,
+         principal: Principal = require("customers:write")) -> dict[str, Any]:
+    ws = workspace(request)
+    if body.lower > body.upper:
+        raise Problem(422, f"lower ({body.lower}) must not exceed upper ({body.upper})")
+
+    def work(job_id: int, progress: Any) -> dict[str, Any]:
+        pairs, reused = find_duplicates(ws, body.lower, body.retrain)
+        result = review.queue(ws, pairs, actor=principal.actor, upper=body.upper,
+                              lower=body.lower)
+        with ws.control.write() as conn:
+            for m in result.merged:
+                audit.append(conn, principal.actor, "merge", f"customer:{m.survivor_id}",
+                             {"merge_id": m.merge_id, "merged": m.merged_ids,
+                              "reason": "auto"})
+        return {"pairs": pairs.num_rows, "merged": len(result.merged),
+                "queued": result.queued, "seen_before": result.known, "model_reused": reused}
+
+    job_id = runner(request).submit("duplicates", body.model_dump(), principal.actor, work)
+    return {"job_id": job_id, "status_url": f"/v1/jobs/{job_id}"}
+
+
+@router.get("/duplicates", summary="The review queue (or decided pairs)")
+def pairs(request: Request, status: str = Query("pending", pattern="^(pending|merged|"
+                                                  "rejected)$"),
+          limit: int = Query(100, ge=1, le=1000),
+          principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
+    return [jsonable(p) for p in review.pending(workspace(request), limit, status)]
+
+
+@router.post("/duplicates/{pair_id}/accept", summary="Merge a pending pair")
+def accept(pair_id: Id, body: AcceptIn, request: Request,
+           principal: Principal = require("customers:write")) -> dict[str, Any]:
+    m = review.accept(workspace(request), pair_id, actor=principal.actor,
+                      survivor=body.survivor_id)
+    _log(request, principal, "merge", f"customer:{m.survivor_id}",
+         {"merge_id": m.merge_id, "merged": m.merged_ids, "pair": pair_id})
+    return jsonable(vars(m))  # type: ignore[no-any-return]
+
+
+@router.post("/duplicates/{pair_id}/reject", status_code=204,
+             summary="Not the same customer (not proposed again)")
+def reject(pair_id: Id, request: Request,
+           principal: Principal = require("customers:write")) -> None:
+    review.reject(workspace(request), pair_id, actor=principal.actor)
+
+
+@router.get("/merges", summary="Recent merges")
+def list_merges(request: Request, limit: int = Query(100, ge=1, le=1000),
+                principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
+    return [jsonable(m) for m in merges_of(workspace(request), limit)]
+
+
+@router.post("/merges", status_code=201, summary="Merge customers into a survivor")
+def create_merge(body: MergeIn, request: Request,
+                 principal: Principal = require("customers:write")) -> dict[str, Any]:
+    m = merge(workspace(request), body.survivor_id, body.merged_ids, actor=principal.actor)
+    _log(request, principal, "merge", f"customer:{m.survivor_id}",
+         {"merge_id": m.merge_id, "merged": m.merged_ids, "reason": "manual"})
+    return jsonable(vars(m))  # type: ignore[no-any-return]
+
+
+@router.delete("/merges/{merge_id}", summary="Undo a merge")
+def undo_merge(merge_id: Id, request: Request,
+               principal: Principal = require("customers:write")) -> dict[str, Any]:
+    m = undo(workspace(request), merge_id, actor=principal.actor)
+    _log(request, principal, "merge_undo", f"customer:{m.survivor_id}",
+         {"merge_id": merge_id})
+    return jsonable(vars(m))  # type: ignore[no-any-return]

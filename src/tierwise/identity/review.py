@@ -1,0 +1,143 @@
+"""The duplicate review queue: pairs above the upper threshold merge at once, pairs between
+the thresholds wait for a person to accept or reject them, and a decision is remembered (a
+rejected pair is not asked about again).
+
+Automatic merges group pairs transitively (A~B and B~C merge A, B and C) and keep the record
+created first as the survivor (ties: the smaller id), so the id the oldest systems know
+survives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.identity.merge import MergeResult, Survivorship, merge
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import customers, duplicate_pairs
+from tierwise.workspace import Workspace
+
+#: Default thresholds on the match probability.
+UPPER = 0.95
+LOWER = 0.5
+
+
+@dataclass
+class QueueResult:
+    merged: list[MergeResult] = field(default_factory=list)
+    queued: int = 0
+    known: int = 0  # pairs decided or queued before
+
+
+def _groups(pairs: list[tuple[str, str]]) -> list[set[str]]:
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[str, set[str]] = {}
+    for x in parent:
+        groups.setdefault(find(x), set()).add(x)
+    return list(groups.values())
+
+
+def _survivor(ws: Workspace, ids: set[str]) -> str:
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(customers.c.customer_id, customers.c.created_at)
+                            .where(customers.c.customer_id.in_(ids))).all()
+    if not rows:
+        raise NotFoundError(f"none of {sorted(ids)} is a customer any more")
+    return str(min(rows, key=lambda r: (as_utc(r.created_at), r.customer_id)).customer_id)
+
+
+def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
+          lower: float = LOWER, rules: Survivorship | None = None) -> QueueResult:
+    """Merge pairs ≥ ``upper``; queue pairs in [``lower``, ``upper``) for review."""
+    if not 0 < lower <= upper <= 1:
+        raise TierwiseError(f"thresholds must satisfy 0 < lower ≤ upper ≤ 1, got {lower} and "
+                            f"{upper}")
+    result = QueueResult()
+    rows = [(min(a, b), max(a, b), float(p)) for a, b, p in zip(
+        pairs["unique_id_l"].to_pylist(), pairs["unique_id_r"].to_pylist(),
+        pairs["match_probability"].to_pylist(), strict=True) if p >= lower]
+    with ws.control.read() as conn:
+        decided = {(r.left_id, r.right_id) for r in conn.execute(
+            sa.select(duplicate_pairs.c.left_id, duplicate_pairs.c.right_id))}
+    fresh = [r for r in rows if (r[0], r[1]) not in decided]
+    result.known = len(rows) - len(fresh)
+    now = utcnow()
+    review = [r for r in fresh if r[2] < upper]
+    if review:
+        with ws.control.write() as conn:
+            conn.execute(duplicate_pairs.insert(), [
+                {"left_id": a, "right_id": b, "probability": p, "status": "pending",
+                 "found_at": now} for a, b, p in review])
+    result.queued = len(review)
+    sure = [r for r in fresh if r[2] >= upper]
+    for group in _groups([(a, b) for a, b, _ in sure]):
+        survivor = _survivor(ws, group)
+        done = merge(ws, survivor, sorted(group - {survivor}), actor=actor, reason="auto",
+                     rules=rules)
+        result.merged.append(done)
+        with ws.control.write() as conn:  # remembered, so the pair is not merged twice
+            conn.execute(duplicate_pairs.insert(), [
+                {"left_id": a, "right_id": b, "probability": p, "status": "merged",
+                 "found_at": now, "decided_by": actor, "decided_at": now,
+                 "merge_id": done.merge_id} for a, b, p in sure if a in group])
+    return result
+
+
+def pending(ws: Workspace, limit: int = 100, status: str = "pending") -> list[dict[str, Any]]:
+    p = duplicate_pairs.c
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(duplicate_pairs).where(p.status == status)
+                            .order_by(p.probability.desc(), p.pair_id).limit(limit)).all()
+    return [{**dict(r._mapping), "found_at": as_utc(r.found_at),
+             "decided_at": as_utc(r.decided_at)} for r in rows]
+
+
+def _pair(ws: Workspace, pair_id: int) -> Any:
+    with ws.control.read() as conn:
+        row = conn.execute(sa.select(duplicate_pairs).where(
+            duplicate_pairs.c.pair_id == pair_id)).first()
+    if row is None:
+        raise NotFoundError(f"no duplicate pair {pair_id}")
+    if row.status != "pending":
+        raise TierwiseError(f"pair {pair_id} is {row.status} already")
+    return row
+
+
+def accept(ws: Workspace, pair_id: int, *, actor: str, survivor: str | None = None,
+           rules: Survivorship | None = None) -> MergeResult:
+    """Merge the two records of a pending pair (the older one survives unless named)."""
+    row = _pair(ws, pair_id)
+    ids = {row.left_id, row.right_id}
+    if survivor is not None and survivor not in ids:
+        raise TierwiseError(f"the survivor must be {row.left_id} or {row.right_id}")
+    keep = survivor or _survivor(ws, ids)
+    result = merge(ws, keep, sorted(ids - {keep}), actor=actor, reason="review", rules=rules)
+    with ws.control.write() as conn:
+        conn.execute(duplicate_pairs.update().where(duplicate_pairs.c.pair_id == pair_id)
+                     .values(status="merged", merge_id=result.merge_id, decided_by=actor,
+                             decided_at=utcnow()))
+    return result
+
+
+def reject(ws: Workspace, pair_id: int, *, actor: str) -> None:
+    """Not the same customer: the pair leaves the queue and is not proposed again."""
+    _pair(ws, pair_id)
+    with ws.control.write() as conn:
+        conn.execute(duplicate_pairs.update().where(duplicate_pairs.c.pair_id == pair_id)
+                     .values(status="rejected", decided_by=actor, decided_at=utcnow()))

@@ -1,0 +1,146 @@
+"""Merging duplicates: golden records, facts and history under the survivor, exact undo,
+the review queue, and merges seen by both engines and by privacy rights."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.api_helpers import Served, build
+from tests.test_cli import tw
+from tests.test_engines import ENGINES
+
+import tierwise
+from tierwise import privacy
+from tierwise.identity import review
+from tierwise.identity.merge import Survivorship, golden_record, merge, undo
+from tierwise.segments import membership
+
+
+@pytest.fixture
+def served(tmp_path: Path, control_url: str) -> Served:
+    found = build(tmp_path, control_url)
+    yield found  # type: ignore[misc]
+    found.ws.close()
+
+
+def _state(ws: tierwise.Workspace) -> dict[str, object]:
+    people = {r["customer_id"]: {k: v for k, v in r.items() if k != "updated_at"}
+              for r in ws.table("customers").to_pylist()}
+    orders = sorted((r["order_id"], r["customer_id"]) for r in ws.table("orders").to_pylist())
+    return {"people": people, "orders": orders,
+            "segments": {c: membership.customer_segments(ws, c) for c in people}}
+
+
+def test_golden_record_rules() -> None:
+    survivor = {"customer_id": "A", "name": "张", "email": None, "phone": "+861",
+                "signup_at": "2025-02-01", "tags": '["vip"]', "attributes": '{"a": 1}',
+                "owner": None, "updated_at": datetime(2025, 1, 1, tzinfo=UTC), "channel": "crm"}
+    other = {"customer_id": "B", "name": "张三", "email": "z@x.cn", "phone": "+862",
+             "signup_at": "2024-05-01", "tags": '["new"]', "attributes": '{"a": 2, "b": 3}',
+             "owner": "王经理", "updated_at": datetime(2025, 6, 1, tzinfo=UTC), "channel": "web"}
+    values, sources = golden_record([survivor, other], Survivorship())
+    assert values["name"] == "张三" and sources["name"] == "B"  # most complete
+    assert values["phone"] == "+862"  # most recent
+    assert values["email"] == "z@x.cn"
+    assert values["signup_at"] == "2024-05-01"  # earliest
+    assert values["owner"] == "王经理"  # survivor's is empty
+    assert json.loads(values["tags"]) == ["new", "vip"]
+    assert json.loads(values["attributes"]) == {"a": 1, "b": 3}
+    picky = Survivorship(default="survivor", fields={}, source_priority=["web"])
+    values, _ = golden_record([survivor, other], picky)
+    assert values["phone"] == "+861"
+
+
+def test_merge_moves_everything_and_undo_restores_it(served: Served) -> None:
+    ws = served.ws
+    before = _state(ws)
+    result = merge(ws, "C001", ["C003"], actor="test")
+    assert result.fields["phone"] == "C001"
+    people = {r["customer_id"]: r for r in ws.table("customers").to_pylist()}
+    assert "C003" not in people
+    # C003's order now counts for C001, in every query through the engine.
+    orders = {r["order_id"]: r["customer_id"] for r in ws.table("orders").to_pylist()}
+    assert orders["O4"] == "C001"
+    assert ws.sql("SELECT count(*) AS n FROM orders WHERE customer_id = 'C001'"
+                  ).column("n")[0].as_py() == 3
+    history = {h["segment_key"] for h in membership.customer_segments(ws, "C001")}
+    assert "buyers" in history
+    runs = membership.evaluate_all(ws)
+    assert not [r.error for r in runs if r.error]
+    # New facts that still carry the merged id are accepted and land with the survivor.
+    served.client("analyst")
+    more = ws.root.parent / "late.csv"
+    more.write_text("order_id,customer_id,ordered_at,amount\nO99,C003,2025-09-01,7\n",
+                    encoding="utf-8")
+    ws.import_file("orders", more)
+    assert ws.sql("SELECT customer_id FROM orders WHERE order_id = 'O99'"
+                  ).column(0)[0].as_py() == "C001"
+    export = privacy.export_customer(ws, "C003")  # a merged id resolves to its person
+    assert export["customer"]["customer_id"] == "C001" and export["merged_ids"] == ["C003"]
+    assert "O4" in {o["order_id"] for o in export["facts"]["orders"]}
+    undo(ws, result.merge_id, actor="test")
+    after = _state(ws)
+    after_orders = [o for o in after["orders"] if o[0] != "O99"]  # type: ignore[attr-defined]
+    assert after_orders == before["orders"]
+    assert after["people"] == before["people"]
+    with pytest.raises(tierwise.TierwiseError, match="undone already"):
+        undo(ws, result.merge_id, actor="test")
+
+
+def test_review_queue(served: Served) -> None:
+    import pyarrow as pa
+
+    ws = served.ws
+    pairs = pa.table({"unique_id_l": ["C001", "C002", "C004"],
+                      "unique_id_r": ["C003", "C004", "C001"],
+                      "match_probability": [0.99, 0.7, 0.3]})
+    first = review.queue(ws, pairs, actor="test")
+    assert [m.merged_ids for m in first.merged] == [["C003"]]
+    assert first.queued == 1
+    again = review.queue(ws, pairs, actor="test")
+    assert again.queued == 0 and again.merged == [] and again.known == 2
+    waiting = review.pending(ws)
+    assert [(p["left_id"], p["right_id"]) for p in waiting] == [("C002", "C004")]
+    review.reject(ws, waiting[0]["pair_id"], actor="test")
+    assert review.pending(ws) == []
+    assert review.queue(ws, pairs, actor="test").queued == 0  # rejected stays rejected
+    with pytest.raises(tierwise.TierwiseError, match="rejected already"):
+        review.accept(ws, waiting[0]["pair_id"], actor="test")
+
+
+def test_erasing_a_merged_person_erases_every_record(served: Served) -> None:
+    ws = served.ws
+    merge(ws, "C001", ["C003"], actor="test")
+    erased = privacy.erase_customer(ws, "C003")
+    assert erased.fact_rows["orders"] == 3
+    ids = {r["customer_id"] for r in ws.table("customers").to_pylist()}
+    assert ids == {"C002", "C004"}
+    assert ws.sql("SELECT count(*) FROM orders").column(0)[0].as_py() == 3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engines_read_facts_through_redirects(tmp_path: Path, engine: str) -> None:
+    served = build(tmp_path)
+    merge(served.ws, "C002", ["C004"], actor="test")
+    ws = tierwise.init(tmp_path / "copy", engine=engine) if False else served.ws
+    ws.engine = tierwise.workspace.make_engine(engine)
+    rows = ws.sql("SELECT customer_id, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1"
+                  ).to_pylist()
+    assert rows == [{"customer_id": "C001", "n": 2}, {"customer_id": "C002", "n": 3},
+                    {"customer_id": "C003", "n": 1}]
+    served.ws.close()
+
+
+def test_identity_cli(tmp_path: Path) -> None:
+    served = build(tmp_path)
+    root = str(served.ws.root)
+    out = tw("merge", "C002", "C004", "-w", root)
+    assert "C004 → C002" in out and "name: from" in out
+    assert "C002" in tw("merges", "-w", root)
+    merge_id = out.split()[1].rstrip(":")
+    assert "separate again" in tw("merges", "undo", merge_id, "-w", root)
+    tw("merges", "undo", merge_id, "-w", root, code=1)
+    served.ws.close()
