@@ -15,7 +15,7 @@ from tests.test_engines import ENGINES
 import tierwise
 from tierwise import privacy
 from tierwise.identity import review
-from tierwise.identity.merge import Survivorship, golden_record, merge, undo
+from tierwise.identity.merge import Survivorship, golden_record, merge, merges_of, undo
 from tierwise.segments import membership
 
 
@@ -144,3 +144,40 @@ def test_identity_cli(tmp_path: Path) -> None:
     assert "separate again" in tw("merges", "undo", merge_id, "-w", root)
     tw("merges", "undo", merge_id, "-w", root, code=1)
     served.ws.close()
+
+
+def test_queue_and_match_at_import_cli(tmp_path: Path) -> None:
+    from tierwise.identity.duplicates import with_duplicates
+    from tierwise.ingest.readers import RecordsSource
+
+    data = with_duplicates(400, share=0.2, seed=8)
+    originals = data.records.filter(pa_is_original(data.records))
+    copies = data.records.filter(pa_is_original(data.records, invert=True))
+    ws = tierwise.init(tmp_path / "w")
+    ws.import_source("customers", RecordsSource("crm", originals.column_names,
+                                                iter([originals])))
+    root = str(ws.root)
+    copies.to_pandas().to_csv(tmp_path / "fair.csv", index=False)
+    out = tw("import", "customers", str(tmp_path / "fair.csv"), "--match", "-w", root)
+    assert "matching: merged" in out
+    ws = tierwise.open(root)
+    merges = merges_of(ws, 10_000)
+    # Every automatic merge joined records of one person …
+    assert merges and all({data.truth[i] for i in [m["survivor_id"], *m["merged_ids"]]}
+                          == {data.truth[m["survivor_id"]]} for m in merges)
+    # … and most copies were merged or are waiting for review.
+    merged_away = {i for m in merges for i in m["merged_ids"]}
+    waiting = {i for p in review.pending(ws, 10_000) for i in (p["left_id"], p["right_id"])}
+    found = [c for c in copies["customer_id"].to_pylist() if c in merged_away | waiting]
+    assert len(found) >= 0.8 * copies.num_rows, (len(found), copies.num_rows)
+    ws.close()
+    assert "probability" in tw("duplicates", "review", "-w", root)
+    again = tw("duplicates", "--queue", "-w", root)  # nothing new: decided pairs are known
+    assert "merged 0 group(s)" in again and "queued 0 pair(s)" in again
+
+
+def pa_is_original(records, invert: bool = False):  # type: ignore[no-untyped-def]
+    import pyarrow.compute as pc
+
+    copy = pc.match_substring(records["customer_id"], "-D")
+    return pc.invert(copy) if not invert else copy

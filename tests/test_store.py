@@ -68,7 +68,7 @@ def test_open_finds_workspace_from_environment(ws: tierwise.Workspace, tmp_path:
 
 def test_unknown_setting_in_toml(ws: tierwise.Workspace):
     path = ws.root / "tierwise.toml"
-    path.write_text(path.read_text() + 'colour = "blue"\n')
+    path.write_text(path.read_text().replace("[workspace]\n", '[workspace]\ncolour = "blue"\n'))
     with pytest.raises(WorkspaceError, match="unknown setting"):
         tierwise.open(ws.root)
 

@@ -45,6 +45,15 @@ def comparison_table(records: pa.Table, phone_region: str = "CN") -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
+def _shares_contact(table: pa.Table) -> bool:
+    """Whether any two records share a cleaned e-mail or phone."""
+    for column in ("email_key", "phone_key"):
+        values = pc.drop_null(table[column])
+        if len(values) and pc.max(pc.value_counts(values).field("counts")).as_py() > 1:
+            return True
+    return False
+
+
 @dataclass
 class MatchResult:
     pairs: pa.Table  # unique_id_l, unique_id_r, match_probability
@@ -78,17 +87,22 @@ def match(records: pa.Table, threshold: float = 0.5, phone_region: str = "CN",
     logging.getLogger("splink").setLevel(logging.ERROR)  # training chatter is not news
     linker = Linker(frame, settings, log_level=None)
     if model is None:
-        linker.training.estimate_probability_two_random_records_match(
-            [block_on("email_key"), block_on("phone_key")], recall=0.8)
+        if _shares_contact(table):  # else the estimate is 0: keep splink's small default
+            linker.training.estimate_probability_two_random_records_match(
+                [block_on("email_key"), block_on("phone_key")], recall=0.8)
         linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("phone_key"))
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("email_key"))
+        from splink.internals.exceptions import EMTrainingException
+
         # Blocks must stay small: EM on a single low-cardinality column such as the city
         # pairs up every two customers of a city (tried: it filled the disk on 1M records).
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            block_on("name_key", "birth_date"))
+        for rule in (block_on("phone_key"), block_on("email_key"),
+                     block_on("name_key", "birth_date")):
+            try:
+                linker.training.estimate_parameters_using_expectation_maximisation(rule)
+            except EMTrainingException:
+                # No pairs share this block (data without duplicates yet): the m values
+                # keep their estimates from the other blocks, or splink's defaults.
+                continue
     predictions = linker.inference.predict(threshold_match_probability=threshold)
     pairs = predictions.as_duckdbpyrelation().select(
         "unique_id_l, unique_id_r, match_probability").to_arrow_table()
