@@ -181,3 +181,17 @@ def pa_is_original(records, invert: bool = False):  # type: ignore[no-untyped-de
 
     copy = pc.match_substring(records["customer_id"], "-D")
     return pc.invert(copy) if not invert else copy
+
+
+def test_quality_counts_merges_and_reviews(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    served = build(tmp_path)
+    ws = served.ws
+    review.queue(ws, pa.table({"unique_id_l": ["C001", "C002"], "unique_id_r": ["C003", "C004"],
+                               "match_probability": [0.99, 0.7]}), actor="test")
+    report = served.client("viewer").get("/v1/quality").json()
+    assert report["identity"] == {"merges": 1, "merged_records": 1,
+                                  "pairs_waiting_for_review": 1, "pairs_rejected": 0}
+    assert "1 merges (1 records merged), 1 pairs waiting" in tw("quality", "-w", str(ws.root))
+    ws.close()

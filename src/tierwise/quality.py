@@ -17,7 +17,14 @@ from tierwise.errors import TierwiseError
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow
-from tierwise.store.tables import cleaning_log, customers, imports
+from tierwise.store.tables import (
+    cleaning_log,
+    customer_redirects,
+    customers,
+    duplicate_pairs,
+    imports,
+    merges,
+)
 from tierwise.workspace import Workspace
 
 _EMAIL_RE = r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$"
@@ -64,6 +71,19 @@ def report(ws: Workspace) -> dict[str, Any]:
         last = dict(conn.execute(sa.select(imports.c.table_name,
                                            sa.func.max(imports.c.finished_at))
                                  .group_by(imports.c.table_name)).all())
+        live = merges.c.undone_at.is_(None)
+        out["identity"] = {
+            "merges": int(conn.execute(sa.select(sa.func.count()).select_from(merges)
+                                       .where(live)).scalar() or 0),
+            "merged_records": int(conn.execute(sa.select(sa.func.count()).select_from(
+                customer_redirects)).scalar() or 0),
+            "pairs_waiting_for_review": int(conn.execute(
+                sa.select(sa.func.count()).select_from(duplicate_pairs)
+                .where(duplicate_pairs.c.status == "pending")).scalar() or 0),
+            "pairs_rejected": int(conn.execute(
+                sa.select(sa.func.count()).select_from(duplicate_pairs)
+                .where(duplicate_pairs.c.status == "rejected")).scalar() or 0),
+        }
         flags: dict[str, int] = dict(conn.execute(sa.select(cleaning_log.c.rule,
                                                             sa.func.count())
                                   .where(cleaning_log.c.undone_at.is_(None))

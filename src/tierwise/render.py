@@ -155,6 +155,11 @@ def quality(console: Console, data: dict[str, Any], zone: ZoneInfo) -> None:
     for column, info in shared.items():
         console.print(f"shared {column}: {info['groups']:,} values held by "
                       f"{info['customers']:,} customers (likely duplicates)")
+    identity = data.get("identity") or {}
+    if identity:
+        console.print(f"duplicates: {identity['merges']:,} merges ({identity['merged_records']:,}"
+                      f" records merged), {identity['pairs_waiting_for_review']:,} pairs "
+                      f"waiting for review, {identity['pairs_rejected']:,} rejected")
     if data["cleaning"]:
         console.print("cleaning on import: " + ", ".join(
             f"{n:,} {rule}" for rule, n in sorted(data["cleaning"].items())))
