@@ -54,3 +54,16 @@ def test_duplicates_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert (tmp_path / "w" / "identity" / "model.json").exists()
     assert (tmp_path / "pairs.csv").read_text(encoding="utf-8-sig").startswith("customer_id_l")
     assert "reused the trained model" in tw("duplicates", "-w", str(tmp_path / "w"))
+
+
+@pytest.mark.slow
+def test_matching_on_spark_agrees_in_quality():
+    """The same model on Spark (splink's SparkAPI with its similarity jar) for scale-out."""
+    from tests.test_engines import SPARK_MISSING
+
+    if SPARK_MISSING:
+        pytest.skip(SPARK_MISSING)
+    data = with_duplicates(600, share=0.1, seed=3)
+    result = match(data.records, threshold=0.3, engine="spark")
+    scores = pair_scores(result.pairs, data.truth, 0.5)
+    assert scores["precision"] >= 0.95 and scores["recall"] >= 0.90, scores

@@ -36,10 +36,18 @@ def spark_session() -> Any:
             .config("spark.driver.host", "127.0.0.1")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
             .config("spark.driver.memory", os.environ.get("TIERWISE_SPARK_MEMORY", "2g"))
+            # splink's string-similarity functions (Jaro-Winkler …) for duplicate matching
+            .config("spark.jars", _similarity_jar())
             .getOrCreate()
         )
         _SESSION.sparkContext.setLogLevel("ERROR")
     return _SESSION
+
+
+def _similarity_jar() -> str:
+    from splink.backends.spark import similarity_jar_location
+
+    return str(similarity_jar_location())
 
 
 class SparkEngine(Engine):

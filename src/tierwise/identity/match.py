@@ -60,15 +60,30 @@ class MatchResult:
     model: dict[str, Any]  # the trained splink settings (saved for reuse)
 
 
+def _backend(engine: str, table: pa.Table) -> tuple[Any, Any]:
+    """splink's database API for the workspace's engine, and the registered input."""
+    if engine == "spark":
+        from splink import SparkAPI
+
+        from tierwise.engines.spark import spark_session
+
+        spark = spark_session()
+        spark_api = SparkAPI(spark_session=spark, break_lineage_method="persist")
+        return spark_api, spark_api.register(spark.createDataFrame(table.to_pandas()))
+    from splink import DuckDBAPI
+
+    duck_api = DuckDBAPI()
+    return duck_api, duck_api.register(table)
+
+
 def match(records: pa.Table, threshold: float = 0.5, phone_region: str = "CN",
-          model: dict[str, Any] | None = None) -> MatchResult:
+          model: dict[str, Any] | None = None, engine: str = "duckdb") -> MatchResult:
     """Scored candidate pairs of records that may be the same customer."""
     import splink.comparison_library as cl
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink import Linker, SettingsCreator, block_on
 
     table = comparison_table(records, phone_region)
-    api = DuckDBAPI()
-    frame = api.register(table)
+    _, frame = _backend(engine, table)
     settings: Any = model or SettingsCreator(
         link_type="dedupe_only",
         comparisons=[
@@ -104,7 +119,9 @@ def match(records: pa.Table, threshold: float = 0.5, phone_region: str = "CN",
                 # keep their estimates from the other blocks, or splink's defaults.
                 continue
     predictions = linker.inference.predict(threshold_match_probability=threshold)
-    pairs = predictions.as_duckdbpyrelation().select(
+    pairs = pa.Table.from_pandas(predictions.as_pandas_dataframe()[
+        ["unique_id_l", "unique_id_r", "match_probability"]], preserve_index=False) \
+        if engine == "spark" else predictions.as_duckdbpyrelation().select(
         "unique_id_l, unique_id_r, match_probability").to_arrow_table()
     return MatchResult(pairs, linker.misc.save_model_to_json())
 
@@ -138,7 +155,8 @@ def find_duplicates(ws: Workspace, threshold: float = 0.5, retrain: bool = False
     path = model_path(ws.root)
     model = None if retrain or not path.exists() else json.loads(
         path.read_text(encoding="utf-8"))
-    result = match(ws.table("customers"), threshold, ws.config.phone_region, model)
+    result = match(ws.table("customers"), threshold, ws.config.phone_region, model,
+                   ws.config.engine)
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(result.model, ensure_ascii=False, indent=1), encoding="utf-8")
     pairs = result.pairs
