@@ -1,0 +1,76 @@
+"""CLI commands for insights: clustering with profiles, names and rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tierwise import render
+from tierwise.workspace import Workspace
+
+out = Console(soft_wrap=True)
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
+
+
+def clusters_cmd(
+    features: Annotated[str, typer.Option(
+        help="Feature groups: rfm, value, engagement, categories (comma-separated).")]
+    = "rfm,value,engagement",
+    k: Annotated[str, typer.Option(help="Number of clusters, or auto.")] = "auto",
+    method: Annotated[str, typer.Option(help="kmeans, minibatch or gmm.")] = "kmeans",
+    criterion: Annotated[str, typer.Option(
+        help="How k is chosen: silhouette, or bic (gmm only).")] = "silhouette",
+    save: Annotated[str | None, typer.Option(
+        help="Save each cluster's rule as segment PREFIX_<n>.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Cluster the buyers of the latest snapshot; profile, name and describe each cluster."""
+    from tierwise.errors import TierwiseError
+    from tierwise.insights.clustering import cluster_workspace, save_as_segments
+
+    if method not in ("kmeans", "minibatch", "gmm"):
+        raise TierwiseError(f"unknown method {method!r}; expected kmeans, minibatch or gmm")
+    chosen = None if k == "auto" else int(k)
+    ws = Workspace.open(workspace)
+    with render.Spinner(out, "Clustering"):
+        result = cluster_workspace(ws, [g.strip() for g in features.split(",") if g.strip()],
+                                   chosen, method, criterion=criterion)  # type: ignore[arg-type]
+    locale = ws.config.locale
+    if as_json:
+        out.print_json(json.dumps({
+            "algorithm": result.algorithm, "k": result.k, "curve": result.curve,
+            "clusters": [vars(c) for c in result.clusters]}, ensure_ascii=False))
+        return
+    for metric in ("silhouette", "bic"):
+        if result.curve and metric in result.curve[0]:
+            out.print(f"{metric} by k: " + ", ".join(f"{c['k']}: {c[metric]:,.3f}"
+                                                     for c in result.curve)
+                      + (f" → k = {result.k}" if metric == criterion else ""))
+    for c in result.clusters:
+        label = c.names.get(locale, c.names["en"])
+        out.print(f"\n[bold]cluster {c.cluster}[/] · {label} · {c.size:,} ({c.share:.1%})")
+        grid = Table(show_header=True)
+        for name in ("feature", "mean", "vs population (sd)"):
+            grid.add_column(name)
+        labels = {f.name: f.labels[0 if locale == "zh-CN" else 1] for f in result.features}
+        for name in c.distinctive[:5] or list(c.z)[:3]:
+            grid.add_row(labels[name], f"{c.means[name]:,.2f}", f"{c.z[name]:+.2f}")
+        out.print(grid)
+        if c.rule:
+            out.print(f"rule: {c.rule}  (precision {c.rule_precision:.2f}, recall "
+                      f"{c.rule_recall:.2f})", markup=False, highlight=False)
+    if save:
+        keys = save_as_segments(ws, result, save)
+        out.print(f"\nsaved segments {', '.join(keys)} (evaluate with `tierwise segments "
+                  f"evaluate`)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("clusters")(clusters_cmd)

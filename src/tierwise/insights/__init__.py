@@ -1,0 +1,1 @@
+"""Insights: statistical segmentation of customers (see README.md)."""
