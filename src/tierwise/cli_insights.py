@@ -72,5 +72,59 @@ def clusters_cmd(
                   f"evaluate`)")
 
 
+def churn_cmd(
+    horizon: Annotated[int, typer.Option(help="Days without a purchase that mean churned.")]
+    = 90,
+    test_horizon: Annotated[int | None, typer.Option(
+        help="Days of the test label window (default: --horizon).")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="Last day of history to use, YYYY-MM-DD (default: the latest order).")] = None,
+    scores: Annotated[Path | None, typer.Option(
+        "--out", help="CSV of every buyer's churn probability now, with top reasons.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Train and test a churn model on a time split; compare it with P(alive)."""
+    from datetime import datetime, time
+
+    from tierwise.ingest.report import write_safe_csv
+    from tierwise.insights import churn
+
+    ws = Workspace.open(workspace)
+    until = (datetime.combine(datetime.strptime(end, "%Y-%m-%d").date(), time(23, 59, 59),
+                              ws.config.zone) if end else None)
+    with render.Spinner(out, "Training"):
+        report, _ = churn.evaluate(ws, horizon, until, test_horizon_days=test_horizon)
+    if as_json:
+        out.print_json(json.dumps(vars(report), default=str))
+    else:
+        out.print(f"trained as of {report.train_cutoff:%Y-%m-%d} ({report.train_rows:,} "
+                  f"buyers), tested as of {report.test_cutoff:%Y-%m-%d} ({report.test_rows:,}"
+                  f" buyers, {report.churn_rate:.1%} churned within "
+                  f"{report.horizon_days if test_horizon is None else test_horizon} days)")
+        grid = Table()
+        for name in ("scorer", "AUC", "PR-AUC", "lift, riskiest 10%"):
+            grid.add_column(name)
+        for label, m in (("churn model", report.model),
+                         ("1 − P(alive), BG/NBD", report.p_alive_baseline),
+                         ("1 − P(alive), Pareto/NBD", report.pareto_p_alive)):
+            grid.add_row(label, f"{m['auc']:.3f}", f"{m['pr_auc']:.3f}",
+                         f"{m['lift_top_10pct']:.2f}")
+        out.print(grid)
+        locale = 0 if ws.config.locale == "zh-CN" else 1
+        out.print("importance (AUC lost when shuffled): " + ", ".join(
+            f"{churn.LABELS[f][locale]} {v:.3f}" for f, v in list(report.importance.items())[:6]))
+    if scores:
+        with render.Spinner(out, "Scoring"):
+            _, now, risk, model = churn.score_now(ws, horizon)
+            why = churn.reasons(model, now.x)
+        write_safe_csv(scores, ["customer_id", "churn_probability", "reasons"], (
+            [cid, f"{p:.4f}", "; ".join(f"{f} (+{e:.2f})" for f, e in r)]
+            for cid, p, r in zip(now.customer_ids, risk, why, strict=True)))
+        out.print(f"wrote {scores} ({len(now.customer_ids):,} buyers)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("clusters")(clusters_cmd)
+    app.command("churn")(churn_cmd)
