@@ -125,6 +125,66 @@ def churn_cmd(
         out.print(f"wrote {scores} ({len(now.customer_ids):,} buyers)")
 
 
+def lookalikes_cmd(
+    seed: Annotated[str, typer.Option(help="tier:<A|B|C|D> or segment:<key>.")] = "tier:A",
+    top: Annotated[int, typer.Option(help="How many to show.")] = 20,
+    output: Annotated[Path | None, typer.Option("--out", help="CSV of every score.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Score customers without orders by how much they resemble the seed group."""
+    from tierwise.ingest.report import write_safe_csv
+    from tierwise.insights.lookalike import score
+
+    ws = Workspace.open(workspace)
+    with render.Spinner(out, "Learning"):
+        result = score(ws, seed)
+    out.print(f"seed {seed}: {result.seed_size:,} of {result.buyers:,} buyers; "
+              f"cross-validated AUC {result.cv_auc:.3f}; {len(result.customer_ids):,} "
+              "prospects scored")
+    for cid, value in list(zip(result.customer_ids, result.scores, strict=True))[:top]:
+        out.print(f"  {cid}  {value:.3f}")
+    if output:
+        write_safe_csv(output, ["customer_id", "lookalike_score"],
+                       ([c, f"{v:.4f}"] for c, v in zip(result.customer_ids, result.scores,
+                                                        strict=True)))
+        out.print(f"wrote {output}")
+
+
+def patterns_cmd(
+    segment: Annotated[str | None, typer.Option(help="A segment (default: all buyers).")]
+    = None,
+    item: Annotated[str, typer.Option(help="category or product_id for the rules.")]
+    = "category",
+    min_support: Annotated[float, typer.Option()] = 0.02,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Category affinity, purchase hours and weekdays, and association rules."""
+    from tierwise.insights import patterns
+
+    ws = Workspace.open(workspace)
+    who = f"segment {segment}" if segment else "all buyers"
+    grid = Table(title=f"Category affinity: {who}", title_justify="left")
+    for name in ("category", "share of spend", "all buyers", "lift"):
+        grid.add_column(name)
+    for r in patterns.category_affinity(ws, segment)[:12]:
+        grid.add_row(str(r["category"]), f"{r['share']:.1%}", f"{r['share_all']:.1%}",
+                     f"{r['lift']:.2f}" if r["lift"] is not None else "—")
+    out.print(grid)
+    times = patterns.purchase_times(ws, segment)
+    peak = max(range(24), key=lambda h: times["hour"][h])
+    out.print("orders by hour: " + " ".join(str(n) for n in times["hour"])
+              + f" (peak {peak}:00)")
+    out.print("by weekday: " + ", ".join(f"{d} {n}" for d, n in
+                                        zip(patterns.WEEKDAYS, times["weekday"], strict=True)))
+    rules = patterns.association_rules(ws, segment, item, min_support)
+    out.print(f"{len(rules)} association rules (support ≥ {min_support:.0%}):")
+    for r in rules[:10]:
+        out.print(f"  {r['if']} → {r['then']}: support {r['support']:.1%}, confidence "
+                  f"{r['confidence']:.1%}, lift {r['lift']:.2f}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("clusters")(clusters_cmd)
     app.command("churn")(churn_cmd)
+    app.command("lookalikes")(lookalikes_cmd)
+    app.command("patterns")(patterns_cmd)
