@@ -67,3 +67,13 @@ def test_cdnow_reported_honestly(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # P(alive) = 1 under BG/NBD although they churn most).
     assert report.model["auc"] > 0.70
     ws.close()
+
+
+def test_probabilities_become_a_segment_field(generated: tierwise.Workspace) -> None:
+    from tierwise.segments.evaluate import evaluate_rule
+
+    generated.compute()
+    assert "saved churn_probability" in tw("churn", "--save", "-w", str(generated.root))
+    risky = evaluate_rule(generated, "churn_probability > 0.8")["customer_id"].to_pylist()
+    safe = evaluate_rule(generated, "churn_probability < 0.2")["customer_id"].to_pylist()
+    assert risky and safe and not set(risky) & set(safe)

@@ -82,6 +82,9 @@ def churn_cmd(
     scores: Annotated[Path | None, typer.Option(
         "--out", help="CSV of every buyer's churn probability now, with top reasons.")]
     = None,
+    save: Annotated[bool, typer.Option(
+        "--save", help="Write every buyer's probability into the latest snapshot "
+        "(segment field churn_probability).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -115,10 +118,18 @@ def churn_cmd(
         locale = 0 if ws.config.locale == "zh-CN" else 1
         out.print("importance (AUC lost when shuffled): " + ", ".join(
             f"{churn.LABELS[f][locale]} {v:.3f}" for f, v in list(report.importance.items())[:6]))
+    if save and not scores:
+        with render.Spinner(out, "Scoring"):
+            _, now, risk, model = churn.score_now(ws, horizon)
+        saved = churn.save_to_snapshot(ws, now.customer_ids, risk)
+        out.print(f"saved churn_probability for {saved:,} buyers in the latest snapshot")
     if scores:
         with render.Spinner(out, "Scoring"):
             _, now, risk, model = churn.score_now(ws, horizon)
             why = churn.reasons(model, now.x)
+        if save:
+            saved = churn.save_to_snapshot(ws, now.customer_ids, risk)
+            out.print(f"saved churn_probability for {saved:,} buyers in the latest snapshot")
         write_safe_csv(scores, ["customer_id", "churn_probability", "reasons"], (
             [cid, f"{p:.4f}", "; ".join(f"{f} (+{e:.2f})" for f, e in r)]
             for cid, p, r in zip(now.customer_ids, risk, why, strict=True)))

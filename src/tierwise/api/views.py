@@ -75,6 +75,7 @@ class LatestValues:
         self._snapshot_id: int | None = None
         self._table: pa.Table | None = None
         self._index: dict[str, int] = {}
+        self._version: tuple[int, int] | None = None
 
     def _latest(self) -> tuple[int, str] | None:
         with self.ws.control.read() as conn:
@@ -86,12 +87,14 @@ class LatestValues:
         latest = self._latest()
         if latest is None:
             return None, None
+        # The file can be rewritten in place (the churn model adds its probabilities).
+        version = (latest[0], (self.ws.root / latest[1]).stat().st_mtime_ns)
         with self._lock:
-            if latest[0] != self._snapshot_id:
+            if version != self._version:
                 table = pq.read_table(self.ws.root / latest[1])
                 self._index = {cid: i for i, cid in enumerate(
                     table.column("customer_id").to_pylist())}
-                self._table, self._snapshot_id = table, latest[0]
+                self._table, self._snapshot_id, self._version = table, latest[0], version
             return self._snapshot_id, self._table
 
     def of(self, customer_id: str) -> dict[str, Any] | None:

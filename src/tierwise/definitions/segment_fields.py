@@ -54,6 +54,7 @@ COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
     "clv": ("clv", "number"), "profit_clv": ("profit_clv", "number"),
     "p_alive": ("p_alive", "number"), "expected_purchases": ("expected_purchases", "number"),
     "churn_risk": ("churn_risk", "string"),
+    "churn_probability": ("churn_probability", "number"),
 }
 #: Computed from paid orders at as_of, like an aggregate.
 LIVE_FIELDS: dict[str, str] = {"last_order_at": "MAX", "first_order_at": "MIN"}

@@ -267,6 +267,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         "clv": maybe(value),
         "profit_clv": maybe(profit_clv),
         "churn_risk": pa.array(risk.tolist(), pa.string()),
+        # Filled by the supervised churn model (`tierwise churn --save`), else empty.
+        "churn_probability": pa.nulls(len(ids), pa.float64()),
     })
     record = {"versions": settings.versions, "scheme": settings.scheme.key,
               "margin": margin, "clv": clv_info,
