@@ -194,7 +194,62 @@ def patterns_cmd(
                   f"{r['confidence']:.1%}, lift {r['lift']:.2f}")
 
 
+def holdout_cmd(
+    key: Annotated[str, typer.Argument(help="A static list to split.")],
+    share: Annotated[float, typer.Option(help="Share of members to hold out.")] = 0.1,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Move a random, reproducible share of a static list into KEY_holdout."""
+    from tierwise.insights.effectiveness import holdout
+    from tierwise.segments import definitions as defs
+    from tierwise.segments import membership
+
+    ws = Workspace.open(workspace)
+    ids = membership.members_at(ws, key)
+    treated, held = holdout(ids, share, key)
+    target = f"{key}_holdout"
+    if target not in defs.applied(ws):
+        definition = defs.SegmentDefinition(key=target, kind="static", tags=["holdout"],
+                                            description=f"holdout of {key} ({share:.0%})")
+        defs.write_file(ws, definition)
+        defs.save(ws, definition)
+    membership.edit_static(ws, key, remove=held)
+    membership.edit_static(ws, target, add=held)
+    out.print(f"{key}: {len(treated):,} treated; {target}: {len(held):,} held out")
+
+
+def uplift_cmd(
+    treated: Annotated[str, typer.Option(help="Segment of treated customers.")],
+    holdout: Annotated[str, typer.Option(help="Segment of held-out customers.")],
+    since: Annotated[str, typer.Option(help="When treatment started, YYYY-MM-DD.")],
+    days: Annotated[int, typer.Option(help="Days of the outcome window.")] = 30,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Uplift of treated over holdout: repurchase, retention, revenue, with 95% CIs."""
+    from datetime import datetime, time
+
+    from tierwise.insights.effectiveness import uplift
+    from tierwise.segments import membership
+
+    ws = Workspace.open(workspace)
+    start = datetime.combine(datetime.strptime(since, "%Y-%m-%d").date(), time(0),
+                             ws.config.zone)
+    effects = uplift(ws, membership.members_at(ws, treated), membership.members_at(ws, holdout),
+                     start, days)
+    grid = Table()
+    for name in ("metric", "treated", "holdout", "difference", "95% CI", "relative"):
+        grid.add_column(name)
+    for e in effects:
+        grid.add_row(e.metric, f"{e.treated:,.3f}", f"{e.holdout:,.3f}",
+                     f"{e.difference:+,.3f}" + (" *" if e.significant else ""),
+                     f"[{e.low:+,.3f}, {e.high:+,.3f}]",
+                     f"{e.relative:+.1%}" if e.relative is not None else "—")
+    out.print(grid)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("holdout")(holdout_cmd)
+    app.command("uplift")(uplift_cmd)
     app.command("clusters")(clusters_cmd)
     app.command("churn")(churn_cmd)
     app.command("lookalikes")(lookalikes_cmd)
