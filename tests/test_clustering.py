@@ -73,7 +73,8 @@ def test_cluster_a_workspace_and_save_segments(tmp_path: Path) -> None:
     ws = tierwise.init(tmp_path / "ws")
     load_generated(ws, DemoSpec(customers=1500, seed=4, end=date(2026, 6, 30)))
     ws.compute()
-    out = tw("clusters", "--features", "rfm,value,engagement,categories", "-w", str(ws.root))
+    out = tw("clusters", "--features", "rfm,value,engagement,categories,firmographics",
+             "-w", str(ws.root))
     assert "silhouette" in out and "cluster 0" in out
     from tierwise.insights.clustering import cluster_workspace
 

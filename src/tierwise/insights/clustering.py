@@ -179,12 +179,13 @@ def _names(features: list[Feature], z: dict[str, float], distinctive: list[str]
         high = z[name] > 0
         if name in _WORDS:
             words = _WORDS[name][0 if high else 1]
-        else:  # a category share
-            label_zh, label_en = by_name[name].labels
+        elif name.startswith("share_"):
             category = name.removeprefix("share_")
             words = ((f"偏好{category}", f"{category} lovers") if high
                      else (f"少买{category}", f"few {category}"))
-            del label_zh, label_en
+        else:  # a firmographic indicator: only its presence names a cluster
+            label_zh, label_en = by_name[name].labels
+            words = (label_zh, label_en) if high else (f"非{label_zh}", f"not {label_en}")
         zh.append(words[0])
         en.append(words[1])
     if not zh:

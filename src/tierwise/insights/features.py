@@ -44,7 +44,10 @@ FEATURES: dict[str, tuple[Feature, ...]] = {
                                                                  "orders in a year")),
     ),
 }
-GROUPS = (*FEATURES, "categories")
+GROUPS = (*FEATURES, "categories", "firmographics")
+#: Firmographic columns, one-hot encoded for the most common values.
+FIRMOGRAPHICS = ("industry", "company_size")
+TOP_VALUES = 5
 TOP_CATEGORIES = 6
 
 
@@ -93,6 +96,10 @@ def customer_features(ws: Workspace, groups: list[str], buyers_only: bool = True
                 features.append(feature)
                 column = counts.get(feature.name, {})
                 columns.append(np.array([column.get(i, 0.0) for i in ids], dtype=float))
+        elif group == "firmographics":
+            for feature, indicator in _firmographics(ws, ids):
+                features.append(feature)
+                columns.append(indicator)
         else:
             shares, names = _category_shares(ws, as_of)
             for name in names:
@@ -107,6 +114,24 @@ def customer_features(ws: Workspace, groups: list[str], buyers_only: bool = True
         if missing.any():
             values[missing, j] = np.nanmedian(values[:, j]) if (~missing).any() else 0.0
     return FeatureMatrix(ids, features, values)
+
+
+def _firmographics(ws: Workspace, ids: list[str]) -> list[tuple[Feature, np.ndarray]]:
+    """0/1 indicators for the most common industries and company sizes."""
+    people = {r["customer_id"]: r for r in ws.table("customers").select(
+        ["customer_id", *FIRMOGRAPHICS]).to_pylist()}
+    out = []
+    for name in FIRMOGRAPHICS:
+        values = [people.get(i, {}).get(name) for i in ids]
+        tally: dict[str, int] = {}
+        for v in values:
+            if v:
+                tally[v] = tally.get(v, 0) + 1
+        for value in sorted(tally, key=lambda v: (-tally[v], v))[:TOP_VALUES]:
+            out.append((Feature(f"{name}={value}", None, False,
+                                (f"{name}为{value}", f"{name} {value}")),
+                        np.array([1.0 if v == value else 0.0 for v in values])))
+    return out
 
 
 def _numbers(column: pa.ChunkedArray) -> np.ndarray:
