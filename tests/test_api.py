@@ -52,9 +52,14 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/duplicates/scan"): {"lower": 0.99, "upper": 1.0},
     ("POST", "/v1/duplicates/{pair_id}/accept"): {},
     ("POST", "/v1/merges"): {"survivor_id": "NOPE", "merged_ids": ["NOPE2"]},
+    ("POST", "/v1/insights/clusters"): {"k": 2},
+    ("POST", "/v1/insights/churn"): {},
+    ("POST", "/v1/insights/lookalikes"): {},
 }
 #: Destructive routes get ids that do not exist: allowed roles get 404, others 403.
 PATH_OVERRIDES = {("DELETE", "/v1/segments/{key}"): {"key": "no_such_segment"}}
+#: Query strings for routes with required parameters.
+QUERIES = {("GET", "/v1/insights/uplift"): "?treated=buyers&holdout=vip_list&since=2025-01-01"}
 SKIP = {("DELETE", "/v1/privacy/customers/{customer_id}"),  # covered by the erasure test
         ("POST", "/v1/imports")}  # multipart; covered by the import test
 
@@ -105,7 +110,8 @@ def test_role_matrix(served: Served, role: str) -> None:
     for method, path, permission in _routes(served):
         if (method, path) in SKIP:
             continue
-        url = path.format(**{**PATH_VALUES, **PATH_OVERRIDES.get((method, path), {})})
+        url = path.format(**{**PATH_VALUES, **PATH_OVERRIDES.get((method, path), {})}) \
+            + QUERIES.get((method, path), "")
         response = client.request(method, url, json=BODIES.get((method, path)))
         assert response.status_code < 500, (role, method, path, response.text)
         if permission is not None and permission not in ROLES[role]:
@@ -370,6 +376,22 @@ def test_match_merge_and_undo_through_the_api(served: Served) -> None:
     assert client.get("/v1/customers/C004").json()["customer"]["name"] == "Erin Ode"
     assert served.client("viewer").post("/v1/merges", json={
         "survivor_id": "C002", "merged_ids": ["C004"]}).status_code == 403
+
+
+# -- insights ------------------------------------------------------------------------------
+
+def test_insights_routes(served: Served) -> None:
+    client = served.client("analyst")
+    found = client.get("/v1/insights/patterns").json()
+    assert {r["category"] for r in found["category_affinity"]} >= {"手机", "配件"}
+    assert sum(found["purchase_times"]["hour"]) == 5
+    effects = client.get("/v1/insights/uplift", params={
+        "treated": "buyers", "holdout": "vip_list", "since": "2025-01-01T00:00:00+08:00"})
+    assert [e["metric"] for e in effects.json()] == [
+        "repurchase_rate", "retention_rate", "revenue_per_customer"]
+    job = client.post("/v1/insights/clusters", json={"k": 2}).json()
+    assert _wait(client, job["job_id"])["status"] in ("done", "failed")
+    assert served.client("viewer").post("/v1/insights/churn", json={}).status_code == 403
 
 
 # -- imports through the API -------------------------------------------------------------

@@ -223,6 +223,7 @@ def create_app(ws: Workspace) -> FastAPI:
         routes_docs,
         routes_identity,
         routes_imports,
+        routes_insights,
         routes_segments,
         routes_values,
     )
@@ -245,7 +246,8 @@ def create_app(ws: Workspace) -> FastAPI:
 
     # routes_identity first: /v1/customers/match must win over /v1/customers/{id}
     for module in (routes_identity, routes_auth, routes_customers, routes_imports,
-                   routes_segments, routes_values, routes_admin, routes_docs):
+                   routes_segments, routes_values, routes_insights, routes_admin,
+                   routes_docs):
         app.include_router(module.router)
     app.include_router(routes_auth.pages)
     # Starlette wraps the last added middleware outermost.
