@@ -31,8 +31,12 @@ def test_lookalikes_learn_the_seed_and_score_prospects(demo: tierwise.Workspace,
     bought = set(demo.sql("SELECT DISTINCT customer_id FROM orders WHERE status = 'paid'"
                           ).column(0).to_pylist())
     assert not bought & set(result.customer_ids)  # only prospects are scored
-    out = tw("lookalikes", "--out", str(tmp_path / "look.csv"), "-w", str(demo.root))
-    assert "cross-validated AUC" in out
+    out = tw("lookalikes", "--out", str(tmp_path / "look.csv"), "--save", "-w", str(demo.root))
+    assert "cross-validated AUC" in out and "saved lookalike_score" in out
+    from tierwise.segments.evaluate import evaluate_rule
+
+    likely = evaluate_rule(demo, "lookalike_score > 0.5")["customer_id"].to_pylist()
+    assert likely and set(likely) <= set(result.customer_ids)
     with pytest.raises(tierwise.TierwiseError, match="expected tier"):
         score(demo, "vip")
 

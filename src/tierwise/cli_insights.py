@@ -140,6 +140,9 @@ def lookalikes_cmd(
     seed: Annotated[str, typer.Option(help="tier:<A|B|C|D> or segment:<key>.")] = "tier:A",
     top: Annotated[int, typer.Option(help="How many to show.")] = 20,
     output: Annotated[Path | None, typer.Option("--out", help="CSV of every score.")] = None,
+    save: Annotated[bool, typer.Option(
+        "--save", help="Write the scores into the latest snapshot (segment field "
+        "lookalike_score).")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Score customers without orders by how much they resemble the seed group."""
@@ -159,6 +162,12 @@ def lookalikes_cmd(
                        ([c, f"{v:.4f}"] for c, v in zip(result.customer_ids, result.scores,
                                                         strict=True)))
         out.print(f"wrote {output}")
+    if save:
+        from tierwise.models.compute import set_snapshot_column
+
+        saved = set_snapshot_column(ws, "lookalike_score", result.customer_ids,
+                                    result.scores.tolist())
+        out.print(f"saved lookalike_score for {saved:,} prospects in the latest snapshot")
 
 
 def patterns_cmd(

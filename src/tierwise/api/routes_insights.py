@@ -40,6 +40,7 @@ class ChurnIn(BaseModel):
 class LookalikesIn(BaseModel):
     seed: str = Field("tier:A", pattern="^(tier|segment):[A-Za-z0-9_]{1,64}$")
     top: int = Field(100, ge=1, le=10_000)
+    save: bool = False
 
 
 def _job(request: Request, principal: Principal, kind: str, params: dict[str, Any],
@@ -95,7 +96,14 @@ def lookalikes(body: LookalikesIn, request: Request,
 
     def work(job_id: int, progress: Any) -> dict[str, Any]:
         result = score(ws, body.seed)
-        return {"seed": result.seed, "seed_size": result.seed_size, "buyers": result.buyers,
+        saved = None
+        if body.save:
+            from tierwise.models.compute import set_snapshot_column
+
+            saved = set_snapshot_column(ws, "lookalike_score", result.customer_ids,
+                                        result.scores.tolist())
+        return {"saved": saved, "seed": result.seed, "seed_size": result.seed_size,
+                "buyers": result.buyers,
                 "cv_auc": result.cv_auc, "prospects": len(result.customer_ids),
                 "top": [{"customer_id": c, "lookalike_score": float(v)} for c, v in
                         list(zip(result.customer_ids, result.scores, strict=True))[:body.top]]}

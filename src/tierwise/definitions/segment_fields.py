@@ -55,6 +55,7 @@ COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
     "p_alive": ("p_alive", "number"), "expected_purchases": ("expected_purchases", "number"),
     "churn_risk": ("churn_risk", "string"),
     "churn_probability": ("churn_probability", "number"),
+    "lookalike_score": ("lookalike_score", "number"),
 }
 #: Computed from paid orders at as_of, like an aggregate.
 LIVE_FIELDS: dict[str, str] = {"last_order_at": "MAX", "first_order_at": "MIN"}

@@ -213,24 +213,6 @@ def score_now(ws: Workspace, horizon_days: int = 90, seed: int = 7
 def save_to_snapshot(ws: Workspace, customer_ids: list[str], risk: np.ndarray) -> int:
     """Write the model's probabilities into the latest snapshot's ``churn_probability``
     (the segment field of that name); returns how many customers got one."""
-    import os
+    from tierwise.models.compute import set_snapshot_column
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from tierwise.models.compute import load_snapshot
-
-    snap = load_snapshot(ws)
-    assert snap.path is not None
-    scores = dict(zip(customer_ids, risk.tolist(), strict=True))
-    values = pa.array([scores.get(c) for c in snap.table["customer_id"].to_pylist()],
-                      pa.float64())
-    table = snap.table
-    if "churn_probability" in table.column_names:
-        table = table.drop_columns(["churn_probability"])
-    table = table.append_column("churn_probability", values)
-    tmp = snap.path.with_name(f".{snap.path.name}.churn")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, snap.path)
-    return int(pc.sum(pc.is_valid(values)).as_py() or 0)
+    return set_snapshot_column(ws, "churn_probability", customer_ids, risk.tolist())

@@ -267,8 +267,10 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         "clv": maybe(value),
         "profit_clv": maybe(profit_clv),
         "churn_risk": pa.array(risk.tolist(), pa.string()),
-        # Filled by the supervised churn model (`tierwise churn --save`), else empty.
+        # Filled by the insights models (`tierwise churn --save`, `tierwise lookalikes
+        # --save`), else empty.
         "churn_probability": pa.nulls(len(ids), pa.float64()),
+        "lookalike_score": pa.nulls(len(ids), pa.float64()),
     })
     record = {"versions": settings.versions, "scheme": settings.scheme.key,
               "margin": margin, "clv": clv_info,
@@ -322,3 +324,24 @@ def load_snapshot(ws: Workspace, snapshot_id: int | None = None) -> Snapshot:
     path = ws.root / row.path
     return Snapshot(row.snapshot_id, as_utc(row.as_of) or utcnow(), path, pq.read_table(path),
                     json.loads(row.settings), row.seconds)
+
+
+def set_snapshot_column(ws: Workspace, column: str, customer_ids: list[str],
+                        values: list[float]) -> int:
+    """Fill a model's column (churn_probability, lookalike_score) of the latest snapshot,
+    rewriting its file in place; customers not given get null. Returns how many got one."""
+    import os
+
+    snap = load_snapshot(ws)
+    assert snap.path is not None
+    scores = dict(zip(customer_ids, values, strict=True))
+    filled = pa.array([scores.get(c) for c in snap.table["customer_id"].to_pylist()],
+                      pa.float64())
+    table = snap.table
+    if column in table.column_names:
+        table = table.drop_columns([column])
+    table = table.append_column(column, filled)
+    tmp = snap.path.with_name(f".{snap.path.name}.{column}")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, snap.path)
+    return int(pc.sum(pc.is_valid(filled)).as_py() or 0)
