@@ -191,12 +191,29 @@ def _maintenance(ws: Workspace, stop: threading.Event) -> None:
         stop.wait(MAINTENANCE_EVERY)
 
 
+#: Seconds between moves of received rows to the fact store.
+INTAKE_EVERY = 1.0
+
+
+def _intake_worker(ws: Workspace, stop: threading.Event) -> None:
+    """Move rows received through the API to the fact store in micro-batches."""
+    from tierwise.ingest import intake
+
+    while not stop.is_set():
+        try:
+            intake.flush(ws)
+        except Exception:
+            log.exception("moving received rows failed; retried in %s s", INTAKE_EVERY)
+        stop.wait(INTAKE_EVERY)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
-    worker = threading.Thread(target=_maintenance, args=(app.state.ws, stop),
-                              name="tierwise-maintenance", daemon=True)
-    worker.start()
+    for target, name in ((_maintenance, "tierwise-maintenance"),
+                         (_intake_worker, "tierwise-intake")):
+        threading.Thread(target=target, args=(app.state.ws, stop), name=name,
+                         daemon=True).start()
     try:
         yield
     finally:
@@ -224,6 +241,7 @@ def create_app(ws: Workspace) -> FastAPI:
         routes_identity,
         routes_imports,
         routes_insights,
+        routes_intake,
         routes_segments,
         routes_values,
     )
@@ -246,8 +264,8 @@ def create_app(ws: Workspace) -> FastAPI:
 
     # routes_identity first: /v1/customers/match must win over /v1/customers/{id}
     for module in (routes_identity, routes_auth, routes_customers, routes_imports,
-                   routes_segments, routes_values, routes_insights, routes_admin,
-                   routes_docs):
+                   routes_segments, routes_values, routes_insights, routes_intake,
+                   routes_admin, routes_docs):
         app.include_router(module.router)
     app.include_router(routes_auth.pages)
     # Starlette wraps the last added middleware outermost.

@@ -349,3 +349,21 @@ duplicate_pairs = sa.Table(
     sa.UniqueConstraint("left_id", "right_id", name="uq_duplicate_pairs"),
     sa.Index("ix_duplicate_pairs_status", "status"),
 )
+
+# -- real-time intake --------------------------------------------------------------------
+
+# Rows posted to the API: committed here before the answer, moved to the fact store in
+# micro-batches. (table_name, row_key) makes a repeated post of the same row a no-op.
+intake = sa.Table(
+    "intake",
+    metadata,
+    sa.Column("intake_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(32), nullable=False),
+    sa.Column("row_key", sa.String(256), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON object (PII encrypted)
+    sa.Column("received_at", UtcDateTime(), nullable=False),
+    sa.Column("moved_at", UtcDateTime()),
+    sa.Column("import_id", sa.Integer),
+    sa.UniqueConstraint("table_name", "row_key", name="uq_intake_key"),
+    sa.Index("ix_intake_pending", "table_name", "moved_at"),
+)

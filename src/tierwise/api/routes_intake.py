@@ -1,0 +1,59 @@
+"""Real-time intake: events, orders, tickets and feedback, one row or a batch per request.
+
+A 202 means the rows are committed in the control store; the server's worker moves them to
+the fact store within about a second (``GET /v1/intake`` shows what is still pending).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Request
+
+from tierwise.api.auth import require, workspace
+from tierwise.api.problems import RESPONSES, Problem
+from tierwise.ingest import intake
+from tierwise.security.roles import Principal
+
+router = APIRouter(prefix="/v1", tags=["intake"], responses=RESPONSES)
+MAX_ROWS = 1_000
+Rows = dict[str, Any] | list[dict[str, Any]]
+
+
+def _receive(request: Request, table: str, body: Rows) -> dict[str, int]:
+    rows = body if isinstance(body, list) else [body]
+    if not rows or len(rows) > MAX_ROWS:
+        raise Problem(422, f"send between 1 and {MAX_ROWS:,} rows, got {len(rows):,}")
+    result = intake.receive(workspace(request), table, rows)
+    return {"accepted": result.accepted, "duplicates": result.duplicates}
+
+
+@router.post("/events", status_code=202, summary="Record events (one or a batch); "
+             "idempotent by event_id")
+def events(request: Request, body: Rows = Body(...),
+           principal: Principal = require("imports:write")) -> dict[str, int]:
+    return _receive(request, "events", body)
+
+
+@router.post("/orders", status_code=202, summary="Record orders (one or a batch)")
+def orders(request: Request, body: Rows = Body(...),
+           principal: Principal = require("imports:write")) -> dict[str, int]:
+    return _receive(request, "orders", body)
+
+
+@router.post("/tickets", status_code=202, summary="Record service tickets (one or a batch)")
+def tickets(request: Request, body: Rows = Body(...),
+            principal: Principal = require("imports:write")) -> dict[str, int]:
+    return _receive(request, "tickets", body)
+
+
+@router.post("/feedback", status_code=202, summary="Record feedback (one or a batch)")
+def feedback(request: Request, body: Rows = Body(...),
+             principal: Principal = require("imports:write")) -> dict[str, int]:
+    return _receive(request, "feedback", body)
+
+
+@router.get("/intake", summary="Rows received and not yet in the fact store, per table")
+def pending(request: Request, principal: Principal = require("customers:read")
+            ) -> dict[str, int]:
+    return intake.pending(workspace(request))

@@ -1,0 +1,137 @@
+"""Real-time intake: rows posted to the API are validated, stored durably in the control
+store (so a 2xx means the row survives any crash), and moved to the fact store in
+micro-batches by a worker.
+
+Every posted event needs its ``event_id``, every order its ``order_id`` and every ticket its
+``ticket_id``. An event posted again with an ``event_id`` already received is acknowledged
+and ignored; orders and tickets change (a refund, a closed ticket), so for them a row is a
+repeat only when its content is identical too, and a changed order replaces the stored one.
+
+Moving is at-least-once (a worker killed after an import but before marking the rows moved
+imports them again) and imports are idempotent by key, so the fact store holds each row
+once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from tierwise.errors import TierwiseError
+from tierwise.ingest.readers import RecordsSource
+from tierwise.store.control import utcnow
+from tierwise.store.tables import intake
+from tierwise.workspace import Workspace
+
+#: Tables that take rows through intake, with the field that identifies a row.
+KEYS: dict[str, str | None] = {"events": "event_id", "orders": "order_id",
+                               "tickets": "ticket_id", "feedback": None}
+BATCH = 5_000
+
+
+@dataclass
+class Received:
+    accepted: int
+    duplicates: int
+
+
+def _source(table: str, rows: list[dict[str, Any]]) -> RecordsSource:
+    header: list[str] = []
+    for row in rows:
+        header.extend(k for k in row if k not in header)
+    text = {name: [None if r.get(name) is None else
+                   json.dumps(r[name], ensure_ascii=False) if isinstance(r[name], dict | list)
+                   else str(r[name]) for r in rows] for name in header}
+    data = pa.table({n: pa.array(v, pa.string()) for n, v in text.items()})
+    return RecordsSource(f"intake {table}", header, iter([data]), "json")
+
+
+def _report_path(ws: Workspace) -> Path:
+    """Rejected rows are reported inside the workspace (erasure scrubs them there)."""
+    folder = ws.root / "reports" / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"intake-{uuid.uuid4().hex[:12]}.rejected.csv"
+
+
+def _row_key(table: str, row: dict[str, Any]) -> str:
+    if table == "events":
+        return str(row["event_id"])
+    content = hashlib.sha256(json.dumps(row, sort_keys=True, ensure_ascii=False,
+                                        default=str).encode()).hexdigest()[:24]
+    key = KEYS[table]
+    return f"{row[key]}#{content}" if key else content
+
+
+def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
+    """Validate ``rows`` like an import (all or nothing) and store them durably."""
+    if table not in KEYS:
+        raise TierwiseError(f"intake takes {', '.join(KEYS)}, not {table!r}")
+    key = KEYS[table]
+    missing = [i for i, r in enumerate(rows) if key and not str(r.get(key) or "").strip()]
+    if missing:
+        raise TierwiseError(f"{table}: row(s) {', '.join(str(i) for i in missing[:10])} have "
+                            f"no {key}; every posted row needs one (it makes a retry harmless)")
+    ws.import_source(table, _source(table, rows), unknown_customers="create", dry_run=True,
+                     report_path=_report_path(ws))
+    now = utcnow()
+    accepted = duplicates = 0
+    keyed = [_row_key(table, row) for row in rows]
+    with ws.control.write() as conn:
+        seen = {r[0] for r in conn.execute(sa.select(intake.c.row_key).where(
+            intake.c.table_name == table, intake.c.row_key.in_(keyed)))}
+        fresh: dict[str, dict[str, Any]] = {}
+        for row, row_key in zip(rows, keyed, strict=True):
+            if row_key in seen or row_key in fresh:
+                duplicates += 1
+            else:
+                fresh[row_key] = row
+        if fresh:
+            conn.execute(intake.insert(), [
+                {"table_name": table, "row_key": k, "received_at": now,
+                 "payload": json.dumps(v, ensure_ascii=False, default=str)}
+                for k, v in fresh.items()])
+        accepted = len(fresh)
+    return Received(accepted, duplicates)
+
+
+def flush(ws: Workspace, batch: int = BATCH) -> dict[str, int]:
+    """Move pending rows of every intake table to the fact store; returns rows moved."""
+    moved: dict[str, int] = {}
+    for table in KEYS:
+        while True:
+            with ws.control.read() as conn:
+                rows = conn.execute(sa.select(intake.c.intake_id, intake.c.payload).where(
+                    intake.c.table_name == table, intake.c.moved_at.is_(None))
+                    .order_by(intake.c.intake_id).limit(batch)).all()
+            if not rows:
+                break
+            payloads = [json.loads(r.payload) for r in rows]
+            key = KEYS[table]
+            if key:  # a later version of a row (a refund) replaces the earlier one
+                payloads = list({str(p[key]): p for p in payloads}.values())
+            result = ws.import_source(table, _source(table, payloads),
+                                      unknown_customers="create",
+                                      report_path=_report_path(ws))
+            with ws.control.write() as conn:
+                conn.execute(intake.update().where(
+                    intake.c.intake_id.in_([r.intake_id for r in rows])).values(
+                    moved_at=utcnow(), import_id=result.import_id))
+            moved[table] = moved.get(table, 0) + len(rows)
+    return moved
+
+
+def pending(ws: Workspace) -> dict[str, int]:
+    with ws.control.read() as conn:
+        return {t: int(n) for t, n in conn.execute(
+            sa.select(intake.c.table_name, sa.func.count()).where(intake.c.moved_at.is_(None))
+            .group_by(intake.c.table_name))}
+
+
+__all__ = ["KEYS", "flush", "pending", "receive"]
