@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -26,6 +25,9 @@ import sqlalchemy as sa
 
 from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.identity.merge import unseal
+from tierwise.models.compute import replace_snapshot_file
+from tierwise.quality import reveal_cleaning
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow
@@ -65,15 +67,10 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
             segment_members.c.customer_id == customer_id)))
         preferences = _rows(conn.execute(sa.select(contact_preferences).where(
             contact_preferences.c.customer_id == customer_id)))
-        cleaning = _rows(conn.execute(sa.select(cleaning_log).where(
-            cleaning_log.c.customer_id.in_(ids))))
-        ring = conn.info.get("pii")
+        cleaning = reveal_cleaning(conn, _rows(conn.execute(sa.select(cleaning_log).where(
+            cleaning_log.c.customer_id.in_(ids)))))
         snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path,
                                        snapshots.c.as_of)).all()
-    if ring is not None:
-        for entry in cleaning:
-            entry["before"] = ring.decrypt(entry["column_name"], entry["before"])
-            entry["after"] = ring.decrypt(entry["column_name"], entry["after"])
     facts: dict[str, list[dict[str, Any]]] = {}
     for schema in FACT_TABLES:
         rows: list[dict[str, Any]] = []
@@ -140,7 +137,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
         customer = customer_store.get(conn, survivor)
         merge_rows = conn.execute(sa.select(merges.c.merge_id, merges.c.undo).where(
             merges.c.survivor_id.in_(ids))).all()
-        earlier = [_merged_record(conn, r.undo) for r in merge_rows]
+        earlier = [unseal(conn, r.undo)["records"] for r in merge_rows]
     if customer is None:
         raise NotFoundError(f"no customer with id {customer_id!r}")
     result = Erasure(customer_ref(survivor))
@@ -149,7 +146,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
     for schema in FACT_TABLES:
         result.fact_rows[schema.name] = ws.facts.drop_rows(
             schema.name, _customer_filter(schema.customer_refs, ids))
-    result.snapshot_rows = sum(_scrub_snapshots(ws, cid) for cid in ids)
+    result.snapshot_rows = _scrub_snapshots(ws, ids)
     needles = [v for record in [customer, *[r for rs in earlier for r in rs]]
                for v in (record.get("customer_id"), record.get("email"), record.get("phone"))
                if v]
@@ -169,14 +166,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
     return result
 
 
-def _merged_record(conn: sa.Connection, sealed: str) -> list[dict[str, Any]]:
-    """The customer records kept for undoing a merge (to find them in reports)."""
-    ring = conn.info.get("pii")
-    data = json.loads(ring.decrypt("merge", sealed) if ring is not None else sealed)
-    return list(data["records"])
-
-
-def _scrub_snapshots(ws: Workspace, customer_id: str) -> int:
+def _scrub_snapshots(ws: Workspace, ids: list[str]) -> int:
     removed = 0
     with ws.control.read() as conn:
         snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path)).all()
@@ -185,14 +175,12 @@ def _scrub_snapshots(ws: Workspace, customer_id: str) -> int:
         if not path.exists():
             continue
         data = ds.dataset(pq.read_table(path))
-        hit = pc.field("customer_id") == customer_id
+        hit = pc.field("customer_id").isin(ids)
         count = data.count_rows(filter=hit)
         if not count:
             continue
         keep = data.to_table(filter=~hit)
-        tmp = path.with_name(f".{path.name}.erase")
-        pq.write_table(keep, tmp, compression="zstd")
-        os.replace(tmp, path)
+        replace_snapshot_file(path, keep)
         with ws.control.write() as conn:
             conn.execute(snapshots.update().where(snapshots.c.snapshot_id == snap.snapshot_id)
                          .values(rows=keep.num_rows))

@@ -106,15 +106,11 @@ def undo_cleaning(ws: Workspace, import_id: int) -> int:
             cleaning_log.c.import_id == import_id, cleaning_log.c.undone_at.is_(None))).all()
         if not rows:
             raise TierwiseError(f"import {import_id} has no cleaning to undo")
-        ring = conn.info.get("pii")
-        for r in rows:
-            before, after = r.before, r.after
-            if ring is not None:
-                before, after = (ring.decrypt(r.column_name, before),
-                                 ring.decrypt(r.column_name, after))
-            if before != after:
-                restored += customer_store.restore_value(conn, r.customer_id, r.column_name,
-                                                         after, before)
+        for entry in reveal_cleaning(conn, [dict(r._mapping) for r in rows]):
+            if entry["before"] != entry["after"]:
+                restored += customer_store.restore_value(
+                    conn, entry["customer_id"], entry["column_name"], entry["after"],
+                    entry["before"])
         conn.execute(cleaning_log.update().where(cleaning_log.c.import_id == import_id,
                                                  cleaning_log.c.undone_at.is_(None))
                      .values(undone_at=now))
@@ -127,8 +123,13 @@ def cleaning_entries(ws: Workspace, import_id: int | None = None,
     if import_id is not None:
         query = query.where(cleaning_log.c.import_id == import_id)
     with ws.control.read() as conn:
-        ring = conn.info.get("pii")
-        entries = [dict(r._mapping) for r in conn.execute(query)]
+        return reveal_cleaning(conn, [dict(r._mapping) for r in conn.execute(query)])
+
+
+def reveal_cleaning(conn: sa.Connection, entries: list[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Cleaning-log entries with the before/after values of PII columns decrypted."""
+    ring = conn.info.get("pii")
     if ring is not None:
         for entry in entries:
             for side in ("before", "after"):
@@ -136,4 +137,4 @@ def cleaning_entries(ws: Workspace, import_id: int | None = None,
     return entries
 
 
-__all__ = ["cleaning_entries", "report", "undo_cleaning"]
+__all__ = ["cleaning_entries", "report", "reveal_cleaning", "undo_cleaning"]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -16,6 +14,7 @@ from tierwise.api.problems import RESPONSES, Problem
 from tierwise.api.views import LatestValues, json_response, jsonable, present_customer
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.ingest.readers import RecordsSource
+from tierwise.ingest.report import reject_report_path
 from tierwise.privacy import CHANNELS, set_preference
 from tierwise.profile import customer_profile
 from tierwise.security.roles import Principal
@@ -105,32 +104,18 @@ def list_customers(
                 .where(segment_members.c.segment_key == segment)))
         if after:
             query = query.where(customers.c.customer_id > after)
-        rows = conn.execute(query.order_by(customers.c.customer_id).limit(limit + 1)).all()
-        ring = conn.info.get("pii")
-    items = []
-    for r in rows[:limit]:
-        row = dict(r._mapping)
-        if ring is not None:
-            for column in ("name", "email", "phone", "address"):
-                row[column] = ring.decrypt(column, row[column])
-        items.append(present_customer(principal, row))
+        rows = customer_store.select(conn, query.order_by(customers.c.customer_id)
+                                     .limit(limit + 1))
+    items = [present_customer(principal, row) for row in rows[:limit]]
     return json_response({"items": items, "next_after":
                           items[-1]["customer_id"] if len(rows) > limit else None})
 
 
 def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSummary:
     ws = workspace(request)
-    header: list[str] = []
-    for record in records:
-        header.extend(k for k in record if k not in header)
-    text = {name: [None if r.get(name) is None else
-                   json.dumps(r[name], ensure_ascii=False) if isinstance(r[name], dict | list)
-                   else str(r[name]) for r in records] for name in header}
-    table = pa.table({n: pa.array(v, pa.string()) for n, v in text.items()})
-    source = RecordsSource("api request", header, iter([table]), "json")
-    report = ws.root / "reports" / "imports" / f"api-{uuid.uuid4().hex[:12]}.rejected.csv"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    result = ws.import_source("customers", source, report_path=report)
+    report = reject_report_path(ws.root, f"api-{uuid.uuid4().hex[:12]}.rejected.csv")
+    result = ws.import_source("customers", RecordsSource.from_dicts("api request", records),
+                              report_path=report)
     return ImportSummary(table=result.table, rows_read=result.rows_read,
                          inserted=result.inserted, updated=result.updated,
                          unchanged=result.unchanged, import_id=result.import_id,

@@ -19,6 +19,7 @@ from tierwise.api.views import jsonable
 from tierwise.definitions.schemas import TABLES
 from tierwise.errors import MappingError
 from tierwise.ingest.mapping import Mapping
+from tierwise.ingest.report import reject_report_path
 from tierwise.security.roles import Principal
 from tierwise.store.tables import imports, jobs, mappings
 from tierwise.workspace import Workspace
@@ -34,9 +35,7 @@ def runner(request: Request) -> JobRunner:
 
 
 def rejects_path(ws: Workspace, job_id: int) -> FilePath:
-    folder = ws.root / "reports" / "imports"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"job-{job_id}-rejects.csv"
+    return reject_report_path(ws.root, f"job-{job_id}-rejects.csv")
 
 
 def _mapping(ws: Workspace, text: str | None) -> Mapping:
@@ -105,7 +104,7 @@ def list_imports(request: Request, limit: int = Query(50, ge=1, le=500),
             response_class=FileResponse)
 def rejects(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request,
             principal: Principal = require("imports:write")) -> FileResponse:
-    path = workspace(request).root / "reports" / "imports" / f"job-{job_id}-rejects.csv"
+    path = rejects_path(workspace(request), job_id)
     if not path.exists():
         raise Problem(404, f"job {job_id} has no rejected-rows report")
     return FileResponse(path, media_type="text/csv", filename=path.name)

@@ -24,7 +24,7 @@ from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
 from tierwise.security import audit
-from tierwise.security.pii import PII_COLUMNS, mask_row
+from tierwise.security.pii import mask_row
 from tierwise.security.roles import Principal
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
@@ -32,6 +32,7 @@ from tierwise.segments.evaluate import Evaluation, evaluate_rule
 from tierwise.segments.explain import explain
 from tierwise.segments.plan import SAMPLE, plan_item
 from tierwise.segments.templates import TEMPLATES
+from tierwise.store import customers as customer_store
 from tierwise.store import definitions as versions
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import customers, segment_history, segment_members, segment_runs
@@ -187,16 +188,9 @@ def retire_segment(key: str, request: Request,
 
 def _customers_by_id(ws: Workspace, ids: list[str]) -> dict[str, dict[str, Any]]:
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(customers).where(customers.c.customer_id.in_(ids))).all()
-        ring = conn.info.get("pii")
-    out = {}
-    for r in rows:
-        row = dict(r._mapping)
-        if ring is not None:
-            for column in PII_COLUMNS:
-                row[column] = ring.decrypt(column, row[column])
-        out[row["customer_id"]] = row
-    return out
+        rows = customer_store.select(conn, sa.select(customers).where(
+            customers.c.customer_id.in_(ids)))
+    return {row["customer_id"]: row for row in rows}
 
 
 @router.get("/{key}/members", summary="Current members, a page at a time")

@@ -138,7 +138,8 @@ def _seal(conn: sa.Connection, data: Any) -> str:
     return ring.encrypt("merge", text) if ring is not None else text
 
 
-def _open(conn: sa.Connection, text: str) -> Any:
+def unseal(conn: sa.Connection, text: str) -> Any:
+    """A merge's undo record (customer records, moved rows), decrypted."""
     ring = conn.info.get("pii")
     return json.loads(ring.decrypt("merge", text) if ring is not None else text)
 
@@ -259,7 +260,7 @@ def undo(ws: Workspace, merge_id: int, *, actor: str) -> MergeResult:
         if later is not None:
             raise TierwiseError(f"merge {later[0]} came after merge {merge_id} and involves "
                                 f"the same customers: undo it first")
-        saved = _open(conn, row.undo)
+        saved = unseal(conn, row.undo)
         records = [customer_store.from_json(r) for r in saved["records"]]
         survivor = records[0]
         customer_store.set_fields(conn, row.survivor_id, {

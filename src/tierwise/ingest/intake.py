@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 
 from tierwise.errors import TierwiseError
 from tierwise.ingest.readers import RecordsSource
+from tierwise.ingest.report import reject_report_path
 from tierwise.store.control import utcnow
 from tierwise.store.tables import intake
 from tierwise.workspace import Workspace
@@ -43,21 +43,11 @@ class Received:
 
 
 def _source(table: str, rows: list[dict[str, Any]]) -> RecordsSource:
-    header: list[str] = []
-    for row in rows:
-        header.extend(k for k in row if k not in header)
-    text = {name: [None if r.get(name) is None else
-                   json.dumps(r[name], ensure_ascii=False) if isinstance(r[name], dict | list)
-                   else str(r[name]) for r in rows] for name in header}
-    data = pa.table({n: pa.array(v, pa.string()) for n, v in text.items()})
-    return RecordsSource(f"intake {table}", header, iter([data]), "json")
+    return RecordsSource.from_dicts(f"intake {table}", rows)
 
 
 def _report_path(ws: Workspace) -> Path:
-    """Rejected rows are reported inside the workspace (erasure scrubs them there)."""
-    folder = ws.root / "reports" / "imports"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"intake-{uuid.uuid4().hex[:12]}.rejected.csv"
+    return reject_report_path(ws.root, f"intake-{uuid.uuid4().hex[:12]}.rejected.csv")
 
 
 def _row_key(table: str, row: dict[str, Any]) -> str:

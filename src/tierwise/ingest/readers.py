@@ -478,6 +478,18 @@ class RecordsSource(Source):
         self._batches = batches
         self.info = SourceInfo(name, fmt, None, None, header)
 
+    @classmethod
+    def from_dicts(cls, name: str, rows: list[dict[str, object]]) -> RecordsSource:
+        """Rows posted as JSON objects: every value as text (objects and lists as JSON)."""
+        header: list[str] = []
+        for row in rows:
+            header.extend(k for k in row if k not in header)
+        text = {n: [None if r.get(n) is None else
+                    json.dumps(r[n], ensure_ascii=False) if isinstance(r[n], dict | list)
+                    else str(r[n]) for r in rows] for n in header}
+        table = pa.table({n: pa.array(v, pa.string()) for n, v in text.items()})
+        return cls(name, header, iter([table]), "json")
+
     def batches(self) -> Iterator[RawBatch]:
         start = 1
         for table in self._batches:

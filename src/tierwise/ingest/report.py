@@ -45,6 +45,14 @@ def shorten(value: str | None) -> str | None:
     return f"{value[:MAX_VALUE_CHARS]}… ({len(value):,} characters)"
 
 
+def reject_report_path(root: Path, name: str) -> Path:
+    """Where a rejected-rows report of an API import goes: inside the workspace, under
+    reports/imports/, so that erasure finds and scrubs it."""
+    folder = root / "reports" / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 def write_reject_report(path: Path, source: str,
                         rejects: Iterable[tuple[int, str, str | None, str]]) -> None:
     write_safe_csv(path, REPORT_COLUMNS,

@@ -330,8 +330,6 @@ def set_snapshot_column(ws: Workspace, column: str, customer_ids: list[str],
                         values: list[float]) -> int:
     """Fill a model's column (churn_probability, lookalike_score) of the latest snapshot,
     rewriting its file in place; customers not given get null. Returns how many got one."""
-    import os
-
     snap = load_snapshot(ws)
     assert snap.path is not None
     scores = dict(zip(customer_ids, values, strict=True))
@@ -340,8 +338,14 @@ def set_snapshot_column(ws: Workspace, column: str, customer_ids: list[str],
     table = snap.table
     if column in table.column_names:
         table = table.drop_columns([column])
-    table = table.append_column(column, filled)
-    tmp = snap.path.with_name(f".{snap.path.name}.{column}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, snap.path)
+    replace_snapshot_file(snap.path, table.append_column(column, filled))
     return int(pc.sum(pc.is_valid(filled)).as_py() or 0)
+
+
+def replace_snapshot_file(path: Path, table: pa.Table) -> None:
+    """Rewrite a snapshot file in place, atomically (readers see the old or the new file)."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.rewrite")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)

@@ -101,20 +101,28 @@ def create_stubs(conn: sa.Connection, ids: Iterable[str], import_id: int) -> int
     return created
 
 
-def get(conn: sa.Connection, customer_id: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(customers).where(customers.c.customer_id == customer_id)).first()
-    if row is None:
-        return None
-    data = dict(row._mapping)
-    for key in ("signup_at", "created_at", "updated_at"):
-        data[key] = as_utc(data[key])
+def select(conn: sa.Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
+    """Rows of a query on ``customers`` as dicts: PII decrypted, search hashes left out."""
     ring = _ring(conn)
-    for column in PII_COLUMNS:
+    out = []
+    for row in conn.execute(query):
+        data = dict(row._mapping)
+        for key in ("signup_at", "created_at", "updated_at"):
+            if key in data:
+                data[key] = as_utc(data[key])
         if ring is not None:
-            data[column] = ring.decrypt(column, data[column])
-    for hashed in HASHED_COLUMNS.values():
-        data.pop(hashed, None)
-    return data
+            for column in PII_COLUMNS:
+                if column in data:
+                    data[column] = ring.decrypt(column, data[column])
+        for hashed in HASHED_COLUMNS.values():
+            data.pop(hashed, None)
+        out.append(data)
+    return out
+
+
+def get(conn: sa.Connection, customer_id: str) -> dict[str, Any] | None:
+    found = select(conn, sa.select(customers).where(customers.c.customer_id == customer_id))
+    return found[0] if found else None
 
 
 def find(conn: sa.Connection, column: str, value: str) -> list[str]:
