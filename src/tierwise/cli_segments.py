@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import sqlalchemy as sa
 import typer
@@ -37,10 +37,6 @@ def _when(ws: Workspace, value: datetime) -> str:
     return f"{value.astimezone(ws.config.zone):%Y-%m-%d %H:%M}"
 
 
-def _resolver(ws: Workspace) -> Any:
-    return membership.resolver({k: a.definition for k, a in defs.applied(ws).items()})
-
-
 @app.command("check")
 def check(rule: Annotated[str, typer.Argument(help="A rule in the text form.")]) -> None:
     """Parse a rule and print its canonical text and JSON form."""
@@ -63,7 +59,7 @@ def preview(
     """Count and show who a rule selects; nothing is saved."""
     ws = Workspace.open(workspace)
     when = _as_of(ws, as_of) or utcnow()
-    ids = evaluate_rule(ws, rule, when, _resolver(ws))["customer_id"].to_pylist()
+    ids = evaluate_rule(ws, rule, when, membership.applied_resolver(ws))["customer_id"].to_pylist()
     total = ws.count("customers")
     out.print(f"{len(ids):,} of {total:,} customers as of {_when(ws, when)}")
     if ids and sample:
@@ -230,7 +226,7 @@ def explain_cmd(key: str, customer_id: str, as_of: AsOfOpt = None,
     when = _as_of(ws, as_of) or utcnow()
     tree = applied.definition.condition()
     assert tree is not None
-    for step in explain(ws, tree, customer_id, when, _resolver(ws)):
+    for step in explain(ws, tree, customer_id, when, membership.applied_resolver(ws)):
         mark = "[green]✓[/]" if step.result else "[red]✗[/]"
         values = "; ".join(f"{k} = {v}" for k, v in step.values.items())
         out.print(f"{'  ' * step.depth}{mark} {step.text}" + (f"   ({values})" if values

@@ -121,5 +121,16 @@ def require(permission: str) -> Any:
     return Depends(check)
 
 
+def record(request: Request, principal: Principal, action: str, target: str | None,
+           detail: dict[str, Any]) -> None:
+    """An audit entry for this request (in its own transaction); the generic entry of the
+    audit middleware is then left out."""
+    from tierwise.security import audit
+
+    with workspace(request).control.write() as conn:
+        audit.append(conn, principal.actor, action, target, detail, client_of(request))
+    request.state.audited = True
+
+
 def required_permission(dependency: Callable[..., Any]) -> str | None:
     return getattr(dependency, "permission", None)

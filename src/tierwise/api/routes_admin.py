@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from tierwise import privacy, quality
-from tierwise.api.auth import client_of, require, workspace
+from tierwise.api.auth import client_of, record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
 from tierwise.security import accounts, audit
@@ -43,13 +43,6 @@ class KeyIn(BaseModel):
 
 class RetentionIn(BaseModel):
     days: dict[str, int] = Field(description="table → days to keep, e.g. {\"events\": 365}")
-
-
-def _audit(request: Request, principal: Principal, action: str, target: str | None,
-           detail: dict[str, Any]) -> None:
-    with workspace(request).control.write() as conn:
-        audit.append(conn, principal.actor, action, target, detail, client_of(request))
-    request.state.audited = True
 
 
 @router.get("/users", tags=["admin"], summary="Users")
@@ -146,7 +139,7 @@ def audit_verify(request: Request, principal: Principal = require("audit:read")
 def privacy_export(customer_id: str, request: Request,
                    principal: Principal = require("privacy:admin")) -> dict[str, Any]:
     data = privacy.export_customer(workspace(request), customer_id)
-    _audit(request, principal, "export_pii", f"customer:{customer_id}",
+    record(request, principal, "export_pii", f"customer:{customer_id}",
            {"kind": "subject_access"})
     return jsonable(data)  # type: ignore[no-any-return]
 
@@ -155,7 +148,7 @@ def privacy_export(customer_id: str, request: Request,
 def privacy_erase(customer_id: str, request: Request,
                   principal: Principal = require("privacy:admin")) -> dict[str, Any]:
     result = privacy.erase_customer(workspace(request), customer_id)
-    _audit(request, principal, "erase_customer", result.customer_ref, vars(result))
+    record(request, principal, "erase_customer", result.customer_ref, vars(result))
     return vars(result)
 
 
@@ -163,7 +156,7 @@ def privacy_erase(customer_id: str, request: Request,
 def retention(body: RetentionIn, request: Request,
               principal: Principal = require("privacy:admin")) -> dict[str, int]:
     done = privacy.apply_retention(workspace(request), body.days)
-    _audit(request, principal, "retention", None, {"days": body.days, "deleted": done})
+    record(request, principal, "retention", None, {"days": body.days, "deleted": done})
     return done
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from tierwise.api.auth import client_of, require, workspace
+from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.routes_imports import runner
 from tierwise.api.views import jsonable
@@ -39,13 +39,6 @@ class MergeIn(BaseModel):
 
 class AcceptIn(BaseModel):
     survivor_id: str | None = Field(None, max_length=128)
-
-
-def _log(request: Request, principal: Principal, action: str, target: str,
-         detail: dict[str, Any]) -> None:
-    with workspace(request).control.write() as conn:
-        audit.append(conn, principal.actor, action, target, detail, client_of(request))
-    request.state.audited = True
 
 
 @router.post("/customers/match", summary="Which existing customers each record may be")
@@ -93,7 +86,7 @@ def accept(pair_id: Id, body: AcceptIn, request: Request,
            principal: Principal = require("customers:write")) -> dict[str, Any]:
     m = review.accept(workspace(request), pair_id, actor=principal.actor,
                       survivor=body.survivor_id)
-    _log(request, principal, "merge", f"customer:{m.survivor_id}",
+    record(request, principal, "merge", f"customer:{m.survivor_id}",
          {"merge_id": m.merge_id, "merged": m.merged_ids, "pair": pair_id})
     return jsonable(vars(m))  # type: ignore[no-any-return]
 
@@ -115,7 +108,7 @@ def list_merges(request: Request, limit: int = Query(100, ge=1, le=1000),
 def create_merge(body: MergeIn, request: Request,
                  principal: Principal = require("customers:write")) -> dict[str, Any]:
     m = merge(workspace(request), body.survivor_id, body.merged_ids, actor=principal.actor)
-    _log(request, principal, "merge", f"customer:{m.survivor_id}",
+    record(request, principal, "merge", f"customer:{m.survivor_id}",
          {"merge_id": m.merge_id, "merged": m.merged_ids, "reason": "manual"})
     return jsonable(vars(m))  # type: ignore[no-any-return]
 
@@ -124,6 +117,6 @@ def create_merge(body: MergeIn, request: Request,
 def undo_merge(merge_id: Id, request: Request,
                principal: Principal = require("customers:write")) -> dict[str, Any]:
     m = undo(workspace(request), merge_id, actor=principal.actor)
-    _log(request, principal, "merge_undo", f"customer:{m.survivor_id}",
+    record(request, principal, "merge_undo", f"customer:{m.survivor_id}",
          {"merge_id": merge_id})
     return jsonable(vars(m))  # type: ignore[no-any-return]

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from tierwise.api.auth import client_of, require, workspace
+from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import json_response, jsonable, present_customer
 from tierwise.definitions.schemas import CUSTOMERS
@@ -23,7 +23,6 @@ from tierwise.definitions.segment_ast import to_json, to_text
 from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
-from tierwise.security import audit
 from tierwise.security.pii import mask_row
 from tierwise.security.roles import Principal
 from tierwise.segments import definitions as defs
@@ -59,10 +58,6 @@ class EvaluateIn(BaseModel):
 class StaticEdit(BaseModel):
     add: list[str] = Field(default_factory=list, max_length=100_000)
     remove: list[str] = Field(default_factory=list, max_length=100_000)
-
-
-def _resolver(ws: Workspace) -> Any:
-    return membership.resolver({k: a.definition for k, a in defs.applied(ws).items()})
 
 
 def _applied(ws: Workspace, key: str) -> defs.Applied:
@@ -109,7 +104,8 @@ def preview(body: PreviewIn, request: Request,
             principal: Principal = require("segments:read")) -> dict[str, Any]:
     ws = workspace(request)
     when = body.as_of or utcnow()
-    ids = evaluate_rule(ws, body.rule, when, _resolver(ws))["customer_id"].to_pylist()
+    found = evaluate_rule(ws, body.rule, when, membership.applied_resolver(ws))
+    ids = found["customer_id"].to_pylist()
     return {"count": len(ids), "customers": ws.count("customers"), "as_of": jsonable(when),
             "sample": ids[:body.sample]}
 
@@ -237,9 +233,8 @@ def export_members(key: str, request: Request,
     with ws.control.read() as conn:
         ids = sorted(membership.current_members(conn, key))
     if include_pii:
-        with ws.control.write() as conn:
-            audit.append(conn, principal.actor, "export_pii", f"segment:{key}",
-                         {"members": len(ids), "format": format}, client_of(request))
+        record(request, principal, "export_pii", f"segment:{key}",
+               {"members": len(ids), "format": format})
 
     def rows() -> Iterator[list[Any]]:
         for start in range(0, len(ids), 2_000):
@@ -336,7 +331,7 @@ def explain_customer(key: str, customer_id: str, request: Request,
     if tree is None:
         raise Problem(422, f"{key} is not a dynamic segment: it has no rule to explain")
     when = as_of or utcnow()
-    steps = explain(ws, tree, customer_id, when, _resolver(ws))
+    steps = explain(ws, tree, customer_id, when, membership.applied_resolver(ws))
     return {"segment": key, "customer_id": customer_id, "as_of": jsonable(when),
             "result": steps[0].result if steps else None,
             "steps": [jsonable(asdict(s)) for s in steps]}

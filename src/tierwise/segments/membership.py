@@ -56,6 +56,11 @@ def resolver(definitions: dict[str, defs.SegmentDefinition]
     return resolve
 
 
+def applied_resolver(ws: Workspace) -> Callable[[str], Condition | None]:
+    """IN_SEGMENT resolution over the applied definitions of the workspace."""
+    return resolver({k: a.definition for k, a in defs.applied(ws).items()})
+
+
 def current_members(conn: sa.Connection, key: str) -> set[str]:
     return {r[0] for r in conn.execute(sa.select(segment_members.c.customer_id)
                                        .where(segment_members.c.segment_key == key))}
