@@ -35,8 +35,9 @@ def test_events_are_idempotent_and_moved(served: Served) -> None:
     assert again.json() == {"accepted": 0, "duplicates": 1}
     assert client.get("/v1/intake").json() == {"events": 2}
     assert ws.count("events") == before  # durable, not yet moved
-    assert intake.flush(ws) == {"events": 2}
-    assert intake.flush(ws) == {}
+    moved = intake.flush(ws)
+    assert moved.moved == {"events": 2} and moved.customers == {"events": {"C001", "NEW9"}}
+    assert not intake.flush(ws)
     assert ws.count("events") == before + 2
     assert client.get("/v1/customers/NEW9").status_code == 200  # a stub for the new id
 

@@ -41,6 +41,15 @@ class WorkspaceConfig:
     pii_key_file: str = "keys/pii.json"
     #: Days to keep facts per table, e.g. {events = 365}; `tierwise serve` applies it hourly.
     retention_days: dict[str, int] = field(default_factory=dict)
+    #: Seconds between sweeps that move customers across time windows (LAST 30d, -90d, …).
+    sweep_seconds: int = 30
+    #: Outgoing mail for e-mail actions: smtp://host:port, smtp+starttls://user@host:587 or
+    #: smtps://user@host:465 (the password from $TIERWISE_SMTP_PASSWORD). Empty: e-mail
+    #: actions wait (they are retried) until it is set.
+    smtp_url: str = ""
+    mail_from: str = "tierwise@localhost"
+    #: Seconds a webhook receiver has to answer before the attempt counts as failed.
+    webhook_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         try:
@@ -58,6 +67,12 @@ class WorkspaceConfig:
             if not isinstance(days, int) or days < 1:
                 raise WorkspaceError(f"retention_days.{table} = {days!r}: expected a whole "
                                      "number of days, at least 1")
+        if not 1 <= self.sweep_seconds <= 3600:
+            raise WorkspaceError(f"sweep_seconds = {self.sweep_seconds!r}: expected 1 to 3600")
+        if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://",
+                                                          "smtp+starttls://")):
+            raise WorkspaceError(f"smtp_url = {self.smtp_url!r}: expected smtp://host:port, "
+                                 "smtps://… or smtp+starttls://…")
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise WorkspaceError(
                 f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY"

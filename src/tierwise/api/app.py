@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from tierwise.actions.worker import Worker
 from tierwise.api import problems
 from tierwise.api.auth import SAFE_METHODS, RateLimiter
 from tierwise.api.jobs import JobRunner
@@ -191,33 +192,17 @@ def _maintenance(ws: Workspace, stop: threading.Event) -> None:
         stop.wait(MAINTENANCE_EVERY)
 
 
-#: Seconds between moves of received rows to the fact store.
-INTAKE_EVERY = 1.0
-
-
-def _intake_worker(ws: Workspace, stop: threading.Event) -> None:
-    """Move rows received through the API to the fact store in micro-batches."""
-    from tierwise.ingest import intake
-
-    while not stop.is_set():
-        try:
-            intake.flush(ws)
-        except Exception:
-            log.exception("moving received rows failed; retried in %s s", INTAKE_EVERY)
-        stop.wait(INTAKE_EVERY)
-
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
-    for target, name in ((_maintenance, "tierwise-maintenance"),
-                         (_intake_worker, "tierwise-intake")):
-        threading.Thread(target=target, args=(app.state.ws, stop), name=name,
-                         daemon=True).start()
+    threading.Thread(target=_maintenance, args=(app.state.ws, stop),
+                     name="tierwise-maintenance", daemon=True).start()
+    app.state.worker.start()
     try:
         yield
     finally:
         stop.set()
+        app.state.worker.stop()
         app.state.jobs.shutdown()
 
 
@@ -256,6 +241,7 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.key_touched = {}
     app.state.jobs = JobRunner(ws)
     app.state.latest_values = LatestValues(ws)
+    app.state.worker = Worker(ws)
     problems.install(app)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")

@@ -1,7 +1,8 @@
 """Real-time intake: events, orders, tickets and feedback, one row or a batch per request.
 
 A 202 means the rows are committed in the control store; the server's worker moves them to
-the fact store within about a second (``GET /v1/intake`` shows what is still pending).
+the fact store at once in micro-batches and updates the segments they affect
+(``GET /v1/intake`` shows what is still pending).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def _receive(request: Request, table: str, body: Rows) -> dict[str, int]:
     if not rows or len(rows) > MAX_ROWS:
         raise Problem(422, f"send between 1 and {MAX_ROWS:,} rows, got {len(rows):,}")
     result = intake.receive(workspace(request), table, rows)
+    if result.accepted:
+        request.app.state.worker.notify()
     return {"accepted": result.accepted, "duplicates": result.duplicates}
 
 

@@ -71,6 +71,8 @@ class CompiledRule:
     sources: set[str]
     #: True when a stored membership (a static or snapshot segment) is read.
     uses_members: bool = False
+    #: True when ``lead_score`` is read (the ``lead_scores`` table).
+    uses_leads: bool = False
 
 
 def shift(as_of: datetime, amount: int, unit: str, zone: ZoneInfo) -> datetime:
@@ -107,6 +109,7 @@ class _Scope:
     joins: list[tuple[str, exp.Select]] = field(default_factory=list)
     aggregates: dict[Aggregate, str] = field(default_factory=dict)
     uses_snapshot: bool = False
+    uses_leads: bool = False
     #: True when aggregates come from the batch's shared ``aggregates`` table.
     uses_shared: bool = False
 
@@ -122,6 +125,7 @@ class _Compiler:
         self.sources: set[str] = set()
         self.uses_snapshot = False
         self.uses_members = False
+        self.uses_leads = False
         self.stack: list[str] = []
         #: Aggregate → column of the shared aggregates table (batch mode), else None.
         self.shared: dict[Aggregate, str] | None = None
@@ -157,6 +161,9 @@ class _Compiler:
         if scope.uses_snapshot:
             self.uses_snapshot = True
             tables.append((scope.alias + "_s", exp.to_table("snapshot")))
+        if scope.uses_leads:
+            self.uses_leads = True
+            tables.append((scope.alias + "_l", exp.to_table("lead_scores")))
         if scope.uses_shared:
             tables.append((scope.alias + "_g", exp.to_table("aggregates")))
         tables += [(alias, subquery.subquery()) for alias, subquery in scope.joins]
@@ -314,6 +321,10 @@ class _Compiler:
         if info.table == "snapshot":
             scope.uses_snapshot = True
             return exp.column(info.column, table=scope.alias + "_s"), info.kind
+        if info.table == "leads":  # no score yet reads as 0
+            scope.uses_leads = True
+            return exp.Coalesce(this=exp.column(info.column, table=scope.alias + "_l"),
+                                expressions=[exp.Literal.number(0)]), info.kind
         return self.column(info, scope.alias), info.kind
 
     def column(self, info: FieldInfo, table: str) -> exp.Expr:
@@ -453,7 +464,8 @@ def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
     tree, alias = compiler.query(rule)
     tree = tree.order_by(exp.column("customer_id", table=alias))
     return CompiledRule(render_tree(tree, dialect, pretty), compiler.params,
-                        compiler.uses_snapshot, compiler.sources, compiler.uses_members)
+                        compiler.uses_snapshot, compiler.sources, compiler.uses_members,
+                        compiler.uses_leads)
 
 
 @dataclass
@@ -477,7 +489,7 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
     compiled: dict[str, CompiledRule] = {}
     errors: dict[str, str] = {}
     for key, rule in rules.items():
-        compiler.uses_snapshot = compiler.uses_members = False
+        compiler.uses_snapshot = compiler.uses_members = compiler.uses_leads = False
         try:
             validate(rule)
             compiler.stack = [key]
@@ -487,7 +499,8 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
             continue
         tree = tree.order_by(exp.column("customer_id", table=alias))
         compiled[key] = CompiledRule(render_tree(tree, dialect), compiler.params,
-                                     compiler.uses_snapshot, set(), compiler.uses_members)
+                                     compiler.uses_snapshot, set(), compiler.uses_members,
+                                     compiler.uses_leads)
     aggregates = compiler.aggregates_query()
     return CompiledBatch(render_tree(aggregates, dialect) if aggregates is not None else None,
                          compiled, errors, compiler.params, compiler.sources)

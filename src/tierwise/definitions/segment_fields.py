@@ -57,6 +57,8 @@ COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
     "churn_probability": ("churn_probability", "number"),
     "lookalike_score": ("lookalike_score", "number"),
 }
+#: Kept current by the server as events arrive (``actions.leads``).
+LEAD_FIELDS: dict[str, tuple[str, Kind]] = {"lead_score": ("lead_score", "number")}
 #: Computed from paid orders at as_of, like an aggregate.
 LIVE_FIELDS: dict[str, str] = {"last_order_at": "MAX", "first_order_at": "MIN"}
 
@@ -95,9 +97,13 @@ def customer_field(field: Field) -> FieldInfo:
         return FieldInfo(kind, "snapshot", column)
     if name in LIVE_FIELDS:
         return FieldInfo("timestamp", "live", name)
+    if name in LEAD_FIELDS:
+        column, kind = LEAD_FIELDS[name]
+        return FieldInfo(kind, "leads", column)
     if field.path[0] == "attributes" and len(field.path) == 2:
         return FieldInfo("json", "customers", "attributes", field.path[1])
-    options = [*CUSTOMER_FIELDS, *COMPUTED_FIELDS, *LIVE_FIELDS, "attributes.<key>"]
+    options = [*CUSTOMER_FIELDS, *COMPUTED_FIELDS, *LIVE_FIELDS, *LEAD_FIELDS,
+               "attributes.<key>"]
     raise RuleError(f"unknown field {name!r}{_suggest(name, options)} "
                     f"(fields: {', '.join(options)})")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,31 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
     return Received(accepted, duplicates)
 
 
-def flush(ws: Workspace, batch: int = BATCH) -> dict[str, int]:
-    """Move pending rows of every intake table to the fact store; returns rows moved."""
-    moved: dict[str, int] = {}
+@dataclass
+class Flushed:
+    """What one ``flush`` moved: rows per table, and the customers each table has new rows
+    for (merged ids already read as their survivors)."""
+
+    moved: dict[str, int] = field(default_factory=dict)
+    customers: dict[str, set[str]] = field(default_factory=dict)
+    #: Ids of the tickets moved (new or changed), for SLA escalation.
+    ticket_ids: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.moved)
+
+
+def _survivors(conn: sa.Connection, ids: set[str]) -> set[str]:
+    from tierwise.store.tables import customer_redirects as r
+
+    found = dict(conn.execute(sa.select(r.c.customer_id, r.c.survivor_id)
+                              .where(r.c.customer_id.in_(sorted(ids)))).all())
+    return {found.get(i, i) for i in ids}
+
+
+def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
+    """Move pending rows of every intake table to the fact store."""
+    done = Flushed()
     for table in KEYS:
         while True:
             with ws.control.read() as conn:
@@ -113,8 +135,12 @@ def flush(ws: Workspace, batch: int = BATCH) -> dict[str, int]:
                 conn.execute(intake.update().where(
                     intake.c.intake_id.in_([r.intake_id for r in rows])).values(
                     moved_at=utcnow(), import_id=result.import_id))
-            moved[table] = moved.get(table, 0) + len(rows)
-    return moved
+                ids = _survivors(conn, {str(p["customer_id"]) for p in payloads})
+            done.moved[table] = done.moved.get(table, 0) + len(rows)
+            done.customers.setdefault(table, set()).update(ids)
+            if table == "tickets":
+                done.ticket_ids.update(str(p["ticket_id"]) for p in payloads)
+    return done
 
 
 def pending(ws: Workspace) -> dict[str, int]:
@@ -124,4 +150,4 @@ def pending(ws: Workspace) -> dict[str, int]:
             .group_by(intake.c.table_name))}
 
 
-__all__ = ["KEYS", "flush", "pending", "receive"]
+__all__ = ["KEYS", "Flushed", "flush", "pending", "receive"]

@@ -283,7 +283,28 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     return snap
 
 
+def value_changes(before: pa.Table, after: pa.Table, column: str
+                  ) -> list[tuple[str, str | None, str | None]]:
+    """(customer, before, after) for every customer whose ``column`` differs between two
+    snapshots; customers new in ``after`` have ``before`` None."""
+    old = dict(zip(before["customer_id"].to_pylist(), before[column].to_pylist(),
+                   strict=True))
+    return [(c, old.get(c), v) for c, v in zip(after["customer_id"].to_pylist(),
+                                               after[column].to_pylist(), strict=True)
+            if old.get(c) != v]
+
+
+def _latest_row(conn: sa.Connection) -> Any:
+    return conn.execute(sa.select(snapshots).order_by(snapshots.c.as_of.desc(),
+                                                      snapshots.c.snapshot_id.desc())
+                        .limit(1)).first()
+
+
 def _save(ws: Workspace, snap: Snapshot) -> None:
+    """Write the snapshot file and register it; tier and lifecycle changes against the
+    latest earlier snapshot fire their triggers in the same transaction."""
+    from tierwise.actions import outbox
+
     folder = ws.root / "snapshots"
     folder.mkdir(exist_ok=True)
     name = f"{snap.as_of.astimezone(ws.config.zone):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -291,13 +312,41 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
     pq.write_table(snap.table, tmp, compression="zstd")
     final = folder / f"{name}.parquet"
     tmp.replace(final)
+    with ws.control.read() as conn:
+        previous = _latest_row(conn)
+    changes: dict[str, list[tuple[str, str | None, str | None]]] = {}
+    if previous is not None:
+        before = pq.read_table(ws.root / previous.path, columns=["customer_id", "tier",
+                                                                 "lifecycle"])
+        changes = {"tier_change": value_changes(before, snap.table, "tier"),
+                   "lifecycle_change": value_changes(before, snap.table, "lifecycle")}
     try:
         with ws.control.write() as conn:
+            ws.control.lock(conn, "snapshots")
             result = conn.execute(snapshots.insert().values(
                 as_of=snap.as_of, computed_at=utcnow(), path=final.relative_to(ws.root)
                 .as_posix(), rows=snap.table.num_rows, seconds=snap.seconds,
                 settings=json.dumps(snap.settings, ensure_ascii=False, default=str)))
             snap.snapshot_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            latest = _latest_row(conn)
+            if previous is not None and latest.snapshot_id == snap.snapshot_id:
+                # The first snapshot is a baseline, not a wave of changes. A snapshot
+                # computed while another was registered compares with that one instead.
+                earlier = conn.execute(sa.select(snapshots).where(
+                    snapshots.c.snapshot_id != snap.snapshot_id).order_by(
+                    snapshots.c.as_of.desc(), snapshots.c.snapshot_id.desc()).limit(1)).one()
+                if earlier.snapshot_id != previous.snapshot_id:
+                    before = pq.read_table(ws.root / earlier.path,
+                                           columns=["customer_id", "tier", "lifecycle"])
+                    changes = {e: value_changes(before, snap.table, c) for e, c in
+                               (("tier_change", "tier"), ("lifecycle_change", "lifecycle"))}
+                old = json.loads(earlier.settings)
+                reason = "rule_change" if (old.get("tiers"), old.get("versions")) != (
+                    snap.settings.get("tiers"), snap.settings.get("versions")) \
+                    else "data_change"
+                for event, found in changes.items():
+                    if found:
+                        outbox.on_value_change(conn, event, found, reason, snap.as_of)
     except BaseException:
         final.unlink(missing_ok=True)
         raise

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_rule
@@ -55,21 +56,38 @@ class Evaluation:
     ...     members = ev.run(compiled)
     """
 
-    def __init__(self, ws: Workspace, as_of: datetime) -> None:
+    #: Tables a restricted evaluation (``only``) narrows to the chosen customers.
+    FACTS = ("orders", "events", "tickets", "feedback")
+
+    def __init__(self, ws: Workspace, as_of: datetime,
+                 only: Collection[str] | None = None) -> None:
         self.ws = ws
         self.as_of = as_of
+        #: Evaluate for these customers only (real-time updates of a few customers): every
+        #: table a rule reads is narrowed to them, so the cost follows their number.
+        self.only = None if only is None else sorted(set(only))
         self._session_cm: Any = None
         self.session: Any = None
         self._snapshot = False
         self._members = False
+        self._leads = False
 
     def __enter__(self) -> Evaluation:
         ws = self.ws
-        scans = {name: ws.facts.scan(name) for name in ("orders", "events", "tickets",
-                                                         "feedback")}
-        self._session_cm = ws.engine.session(scans, {"customers": customer_mirror.read(
-            ws.root, ws.control)})
+        customers = customer_mirror.read(ws.root, ws.control)
+        prefix = "" if self.only is None else "_all_"
+        scans = {prefix + name: ws.facts.scan(name) for name in self.FACTS}
+        if self.only is not None:
+            chosen = pa.array(self.only, pa.string())
+            customers = customers.filter(pc.is_in(customers["customer_id"], chosen))
+        self._session_cm = ws.engine.session(scans, {"customers": customers})
         self.session = self._session_cm.__enter__()
+        if self.only is not None:
+            self.session.register_arrow("_only", pa.table({"customer_id": chosen}))
+            for name in self.FACTS:
+                self.session.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _all_{name} "
+                    "WHERE customer_id IN (SELECT customer_id FROM _only)")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -86,6 +104,11 @@ class Evaluation:
         if compiled.uses_members and not self._members:
             self.session.register_arrow("segment_members", stored_members(self.ws))
             self._members = True
+        if compiled.uses_leads and not self._leads:
+            from tierwise.actions.leads import as_table
+
+            self.session.register_arrow("lead_scores", as_table(self.ws))
+            self._leads = True
         return self.session.query(compiled.sql, _used(compiled.params, compiled.sql))
 
 

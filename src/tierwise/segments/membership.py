@@ -4,20 +4,22 @@ Each segment's diff, history rows and run record are written in one transaction.
 segment that fails records its error and the others still run.
 
 Reasons: ``rule_change`` (the definition version differs from the last run's),
-``backfill`` (as_of earlier than the last run's), ``data_change`` (otherwise), ``manual``
-(static lists edited by hand, snapshots frozen).
+``backfill`` (as_of earlier than the last run's), ``data_change`` (otherwise), ``time``
+(a sweep found that time alone moved someone across a window), ``manual`` (static lists
+edited by hand, snapshots frozen).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from tierwise.actions import outbox
 from tierwise.compile.segments import CompiledRule, compile_batch
 from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
@@ -91,16 +93,41 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
             segment_history.c.segment_key == key, segment_history.c.customer_id.in_(part),
             segment_history.c.exited_at.is_(None)).values(exited_at=as_of,
                                                            exit_reason=reason))
+    # Triggers and playbooks: their outbox rows commit with the change (nothing lost, nothing
+    # recorded twice).
+    outbox.on_membership(conn, key, entered, exited, reason, as_of)
+
+
+def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
+    """The current members of ``key`` among the customers in ``scope``."""
+    ids, found = sorted(scope), set[str]()
+    for start in range(0, len(ids), CHUNK):
+        found.update(r[0] for r in conn.execute(sa.select(segment_members.c.customer_id).where(
+            segment_members.c.segment_key == key,
+            segment_members.c.customer_id.in_(ids[start:start + CHUNK]))))
+    return found
+
+
+def _member_count(conn: sa.Connection, key: str) -> int:
+    return int(conn.execute(sa.select(sa.func.count()).select_from(segment_members).where(
+        segment_members.c.segment_key == key)).scalar_one())
 
 
 def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
                      compiled: CompiledRule | str, evaluation: Evaluation,
-                     shared_seconds: float = 0.0) -> RunResult:
+                     shared_seconds: float = 0.0, *, reason: str | None = None
+                     ) -> RunResult:
     """Evaluate one compiled rule (or record ``compiled``, an error message) and write the
     diff, history and run. ``shared_seconds`` is this segment's share of the batch's
-    aggregate pass, counted in its duration."""
+    aggregate pass, counted in its duration.
+
+    When ``evaluation`` is restricted to some customers (``Evaluation(only=…)``), only
+    their memberships are compared and changed, and a run is recorded only if one changed.
+    ``reason`` (``time`` for sweeps) replaces ``data_change`` as the reason.
+    """
     started = utcnow()
     t0 = time.perf_counter() - shared_seconds
+    scope = evaluation.only
     try:
         if isinstance(compiled, str):
             raise TierwiseError(compiled)
@@ -109,21 +136,24 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
             ws.control.lock(conn, f"segment:{key}")
             last = _last_run(conn, key)
             if last is not None and last.version != version:
-                reason = "rule_change"
+                why = "rule_change"
             elif last is not None and as_utc(last.as_of) > as_of:  # type: ignore[operator]
-                reason = "backfill"
+                why = "backfill"
             else:
-                reason = "data_change"
-            before = current_members(conn, key)
+                why = reason or "data_change"
+            before = current_members(conn, key) if scope is None else members_among(
+                conn, key, scope)
             entered, exited = members - before, before - members
-            apply_diff(conn, key, version, as_of, entered, exited, reason)
+            apply_diff(conn, key, version, as_of, entered, exited, why)
             seconds = time.perf_counter() - t0
-            conn.execute(segment_runs.insert().values(
-                segment_key=key, version=version, as_of=as_of, started_at=started,
-                seconds=seconds, members=len(members), entered=len(entered),
-                exited=len(exited), reason=reason))
-        return RunResult(key, version, as_of, len(members), len(entered), len(exited),
-                         seconds, reason)
+            total = len(members) if scope is None else _member_count(conn, key)
+            if scope is None or entered or exited:
+                conn.execute(segment_runs.insert().values(
+                    segment_key=key, version=version, as_of=as_of, started_at=started,
+                    seconds=seconds, members=total, entered=len(entered),
+                    exited=len(exited), reason=why))
+        return RunResult(key, version, as_of, total, len(entered), len(exited),
+                         seconds, why)
     except Exception as exc:  # noqa: BLE001 - one failing segment must not stop the others
         seconds = time.perf_counter() - t0
         with ws.control.write() as conn:
@@ -134,8 +164,11 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
 
 
 def evaluate_all(ws: Workspace, as_of: datetime | None = None,
-                 keys: list[str] | None = None) -> list[RunResult]:
-    """Evaluate active dynamic segments (all, or ``keys``) in dependency order."""
+                 keys: Collection[str] | None = None, *,
+                 only: Collection[str] | None = None,
+                 reason: str | None = None) -> list[RunResult]:
+    """Evaluate active dynamic segments (all, or ``keys``) in dependency order, for every
+    customer or ``only`` some (see ``evaluate_segment`` for ``reason``)."""
     as_of = as_of or utcnow()
     applied = defs.applied(ws)
     definitions = {k: a.definition for k, a in applied.items()}
@@ -147,7 +180,7 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
     batch = compile_batch({k: r for k, r in rules.items() if r is not None}, ws.engine.name,
                           as_of, ws.config.zone, resolve)
     results = []
-    with Evaluation(ws, as_of) as evaluation:
+    with Evaluation(ws, as_of, only) as evaluation:
         t0 = time.perf_counter()
         try:
             evaluation.prepare(batch)
@@ -158,7 +191,7 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
         for key in chosen:
             compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
             results.append(evaluate_segment(ws, key, applied[key].version, as_of, compiled,
-                                            evaluation, share))
+                                            evaluation, share, reason=reason))
     return results
 
 

@@ -86,7 +86,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0007'
+    '0008'
     """
 
     def __init__(self, url: str, pii: KeyRing | None = None) -> None:

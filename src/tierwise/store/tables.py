@@ -367,3 +367,112 @@ intake = sa.Table(
     sa.UniqueConstraint("table_name", "row_key", name="uq_intake_key"),
     sa.Index("ix_intake_pending", "table_name", "moved_at"),
 )
+
+# -- actions -----------------------------------------------------------------------------
+
+# One row per action to carry out, written in the same transaction as the change that
+# caused it (a membership change, a tier change, a qualified lead, a playbook step); the
+# dispatcher delivers it at least once. ``idempotency_key`` is sent with every attempt.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("outbox_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("source", sa.String(160), nullable=False),  # trigger:<key> / playbook:<key>
+    sa.Column("event", sa.String(32), nullable=False),  # enter, exit, tier_change, …
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # webhook, email, task, tag
+    sa.Column("payload", sa.Text, nullable=False),  # JSON: the event and the action
+    # pending, delivered, dead (gave up), held_out (holdout group), suppressed (no consent)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("delivered_at", UtcDateTime()),
+    sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    sa.Index("ix_outbox_customer", "customer_id"),
+)
+
+# When each trigger last fired for each customer (fire-once and cooldown).
+trigger_fires = sa.Table(
+    "trigger_fires",
+    metadata,
+    sa.Column("trigger_key", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("first_at", UtcDateTime(), nullable=False),
+    sa.Column("last_at", UtcDateTime(), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+)
+
+# Follow-up work for people: assigned to the customer's owner (or a role), completable.
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("task_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("idempotency_key", sa.String(64), unique=True),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("owner", sa.Text),
+    sa.Column("role", sa.String(32)),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text),
+    sa.Column("source", sa.String(160), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False, server_default="normal"),
+    sa.Column("due_at", UtcDateTime()),
+    sa.Column("status", sa.String(16), nullable=False),  # open, done, cancelled
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("completed_at", UtcDateTime()),
+    sa.Column("completed_by", sa.Text),
+    sa.Index("ix_tasks_owner", "owner", "status"),
+    sa.Index("ix_tasks_customer", "customer_id"),
+)
+
+# A customer's way through a playbook's steps; leaving the segment stops it.
+playbook_runs = sa.Table(
+    "playbook_runs",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("playbook_key", sa.String(128), nullable=False),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("next_step", sa.Integer, nullable=False),
+    sa.Column("next_at", UtcDateTime()),
+    sa.Column("status", sa.String(16), nullable=False),  # active, done, stopped
+    sa.Column("ended_at", UtcDateTime()),
+    sa.Index("ix_playbook_runs_due", "status", "next_at"),
+    sa.Index("ix_playbook_runs_customer", "customer_id", "playbook_key"),
+)
+
+# Lead scores kept current as events arrive; qualified_at is set once, on crossing.
+lead_scores = sa.Table(
+    "lead_scores",
+    metadata,
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("computed_at", UtcDateTime(), nullable=False),
+    sa.Column("qualified_at", UtcDateTime()),
+)
+
+# Service tickets under a playbook's SLA: escalated priority, deadline, breach alert.
+ticket_sla = sa.Table(
+    "ticket_sla",
+    metadata,
+    sa.Column("ticket_id", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("playbook_key", sa.String(128), nullable=False),
+    sa.Column("priority", sa.String(16), nullable=False),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("due_at", UtcDateTime(), nullable=False),
+    sa.Column("closed_at", UtcDateTime()),
+    sa.Column("breached_at", UtcDateTime()),
+    sa.Index("ix_ticket_sla_open", "closed_at", "due_at"),
+)
+
+# Which server process runs the real-time worker (one at a time across processes).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", UtcDateTime(), nullable=False),
+)

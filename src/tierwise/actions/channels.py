@@ -1,0 +1,228 @@
+"""How each kind of action is carried out: webhook, e-mail, task, tag.
+
+Every channel gets the outbox row (its idempotency key and payload) and either returns
+(delivered), raises ``Retry`` (try again later) or ``Refused`` (never deliver: no consent,
+no address). Tasks and tags change the control store and are idempotent by themselves;
+webhooks and e-mails carry the idempotency key so that the receiver can drop a repeat
+(delivery is at least once).
+
+Webhook requests are signed: ``X-Tierwise-Signature: t=<unix seconds>,v1=<hex>`` where
+``<hex>`` is HMAC-SHA256 over ``"<t>.<body>"`` with the workspace's webhook secret
+(``$TIERWISE_WEBHOOK_SECRET`` or the key file ``keys/webhook.key``, created on first use).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import smtplib
+import time
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+import sqlalchemy as sa
+from jinja2.sandbox import SandboxedEnvironment
+
+from tierwise import __version__
+from tierwise.store import customers as customer_store
+from tierwise.store.control import utcnow
+from tierwise.store.tables import contact_preferences, customers, tasks
+from tierwise.workspace import Workspace
+
+ENV_SECRET = "TIERWISE_WEBHOOK_SECRET"
+ENV_SMTP_PASSWORD = "TIERWISE_SMTP_PASSWORD"
+SIGNATURE_HEADER = "X-Tierwise-Signature"
+
+
+class Retry(Exception):
+    """The attempt failed and may succeed later."""
+
+
+class Refused(Exception):
+    """The action must not be delivered (recorded as ``suppressed``)."""
+
+
+def webhook_secret(ws: Workspace) -> bytes:
+    """The secret webhook signatures are made with."""
+    if os.environ.get(ENV_SECRET):
+        return os.environ[ENV_SECRET].encode()
+    path = ws.root / "keys" / "webhook.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{secrets.token_hex(6)}.key")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # the first writer wins; a concurrent one reads its key
+        tmp.unlink()
+    return path.read_text().strip().encode()
+
+
+def sign(secret: bytes, body: bytes, at: int | None = None) -> str:
+    """The signature header value for ``body``.
+
+    >>> sign(b"s", b"{}", 1700000000)[:13]
+    't=1700000000,'
+    """
+    at = int(time.time()) if at is None else at
+    digest = hmac.new(secret, f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={digest}"
+
+
+def verify(secret: bytes, body: bytes, header: str, tolerance: float = 300.0) -> bool:
+    """Check a signature header (for receivers written in Python, and the tests)."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        at = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(time.time() - at) > tolerance:
+        return False
+    return hmac.compare_digest(sign(secret, body, at), header)
+
+
+def _consent(conn: sa.Connection, customer_id: str, channel: str) -> str | None:
+    """Why the customer may not be contacted on ``channel`` (None: they may)."""
+    for row in conn.execute(sa.select(contact_preferences).where(
+            contact_preferences.c.customer_id == customer_id,
+            contact_preferences.c.channel.in_(["all", channel]))):
+        if row.unsubscribed_at is not None:
+            return f"unsubscribed ({row.channel})"
+        if row.consent is False:
+            return f"consent withdrawn ({row.channel})"
+    return None
+
+
+class Channels:
+    """The channels of one workspace, sharing one HTTP connection pool."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.http = httpx.Client(timeout=ws.config.webhook_timeout_seconds,
+                                 follow_redirects=False)
+        self._secret: bytes | None = None
+        self.templates = SandboxedEnvironment(autoescape=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def deliver(self, row: Any) -> None:
+        payload = json.loads(row.payload)
+        getattr(self, f"_{row.action}")(row, payload["event"], payload["action"])
+
+    # -- channels ------------------------------------------------------------------------
+    def _webhook(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
+        if action.get("channel"):
+            with self.ws.control.read() as conn:
+                refused = _consent(conn, row.customer_id, action["channel"])
+            if refused:
+                raise Refused(refused)
+        if self._secret is None:
+            self._secret = webhook_secret(self.ws)
+        body = json.dumps(event, ensure_ascii=False, sort_keys=True).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key":
+                   row.idempotency_key, "X-Tierwise-Event": event["event"],
+                   SIGNATURE_HEADER: sign(self._secret, body),
+                   "User-Agent": f"tierwise/{__version__}"}
+        try:
+            answer = self.http.post(action["url"], content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Retry(f"{type(exc).__name__}: {exc}") from None
+        if not 200 <= answer.status_code < 300:
+            raise Retry(f"HTTP {answer.status_code}: {answer.text[:200]}")
+
+    def _email(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
+        with self.ws.control.read() as conn:
+            refused = _consent(conn, row.customer_id, "email")
+            customer = customer_store.get(conn, row.customer_id)
+            consented = conn.execute(sa.select(contact_preferences.c.consent).where(
+                contact_preferences.c.customer_id == row.customer_id,
+                contact_preferences.c.channel.in_(["all", "email"]),
+                contact_preferences.c.consent.is_(True))).first() is not None
+        if refused:
+            raise Refused(refused)
+        if action.get("purpose", "marketing") == "marketing" and not consented:
+            raise Refused("no consent to marketing e-mail")
+        if customer is None or not customer.get("email"):
+            raise Refused("the customer has no e-mail address")
+        attributes = json.loads(customer.get("attributes") or "{}")
+        language = attributes.get("language") or self.ws.config.locale
+        templates = action["templates"]
+        template = templates.get(language) or templates.get(self.ws.config.locale) or \
+            next(iter(templates.values()))
+        context = {"customer": customer, "event": event, "segment": event.get("segment")}
+        message = EmailMessage()
+        message["Subject"] = self.templates.from_string(template["subject"]).render(context)
+        message["From"] = self.ws.config.mail_from
+        message["To"] = customer["email"]
+        message["Message-ID"] = f"<{row.idempotency_key}@tierwise>"
+        message["X-Tierwise-Idempotency-Key"] = row.idempotency_key
+        message.set_content(self.templates.from_string(template["body"]).render(context))
+        self._send(message)
+
+    def _send(self, message: EmailMessage) -> None:
+        url = self.ws.config.smtp_url
+        if not url:
+            raise Retry("no smtp_url in tierwise.toml: e-mail waits until one is set")
+        parts = urlsplit(url)
+        host, user = parts.hostname or "localhost", unquote(parts.username or "")
+        timeout = self.ws.config.webhook_timeout_seconds
+        try:
+            if parts.scheme == "smtps":
+                server: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465,
+                                                        timeout=timeout)
+            else:
+                server = smtplib.SMTP(host, parts.port or 25, timeout=timeout)
+            with server:
+                if parts.scheme == "smtp+starttls":
+                    server.starttls()
+                if user:
+                    server.login(user, os.environ.get(ENV_SMTP_PASSWORD, ""))
+                server.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise Retry(f"SMTP: {exc}") from None
+
+    def _task(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
+        now = utcnow()
+        with self.ws.control.write() as conn:
+            if conn.execute(sa.select(tasks.c.task_id).where(
+                    tasks.c.idempotency_key == row.idempotency_key)).first():
+                return
+            owner = conn.execute(sa.select(customers.c.owner).where(
+                customers.c.customer_id == row.customer_id)).scalar()
+            due = action.get("due_hours")
+            conn.execute(tasks.insert().values(
+                idempotency_key=row.idempotency_key, customer_id=row.customer_id,
+                owner=owner, role=action.get("role"), title=action["title"],
+                body=action.get("body"), source=row.source,
+                priority=action.get("priority", "normal"),
+                due_at=now + timedelta(hours=due) if due else None, status="open",
+                created_at=now))
+
+    def _tag(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
+        with self.ws.control.write() as conn:
+            current = conn.execute(sa.select(customers.c.tags).where(
+                customers.c.customer_id == row.customer_id)).first()
+            if current is None:
+                raise Refused("no such customer (erased or merged)")
+            tags = list(json.loads(current.tags or "[]"))
+            wanted = action["tag"]
+            if action.get("op", "add") == "add" and wanted not in tags:
+                tags.append(wanted)
+            elif action.get("op") == "remove" and wanted in tags:
+                tags.remove(wanted)
+            else:
+                return
+            customer_store.set_fields(conn, row.customer_id,
+                                      {"tags": json.dumps(tags, ensure_ascii=False)})
+
+
+__all__ = ["Channels", "Refused", "Retry", "sign", "verify", "webhook_secret"]

@@ -1,0 +1,138 @@
+"""The dispatcher: deliver due outbox rows, retry with exponential backoff, give up into the
+dead-letter state after the trigger's ``max_attempts``, replay on request.
+
+Delivery is at least once: a row is marked delivered after its channel returned, so a
+process killed in between delivers it again, with the same idempotency key.
+
+>>> backoff(1, 30.0, jitter=0.0), backoff(3, 30.0, jitter=0.0)
+(30.0, 120.0)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from tierwise.actions.channels import Channels, Refused, Retry
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import outbox
+from tierwise.workspace import Workspace
+
+#: Longest wait between two attempts.
+MAX_DELAY_SECONDS = 6 * 3600.0
+#: Deliveries carried out at once (webhook receivers answer slowly; tasks and tags are
+#: quick control-store writes).
+PARALLEL = 8
+STATUSES = ("pending", "delivered", "dead", "held_out", "suppressed")
+
+
+def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:
+    """Seconds to wait after the ``attempts``-th failure: base, 2·base, 4·base, … capped."""
+    delay = min(base * 2 ** (attempts - 1), MAX_DELAY_SECONDS)
+    return delay * (1 + random.uniform(-jitter, jitter)) if jitter else delay
+
+
+def _attempt(channels: Channels, row: Any) -> tuple[str, str | None]:
+    try:
+        channels.deliver(row)
+    except Refused as exc:
+        return "suppressed", str(exc)
+    except Retry as exc:
+        return "retry", str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in one delivery must not stop the rest
+        return "retry", f"{type(exc).__name__}: {exc}"
+    return "delivered", None
+
+
+def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
+                 now: datetime | None = None) -> Counter[str]:
+    """Deliver up to ``limit`` due rows; returns counts by outcome."""
+    now = now or utcnow()
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(outbox).where(
+            outbox.c.status == "pending", outbox.c.next_attempt_at <= now)
+            .order_by(outbox.c.next_attempt_at, outbox.c.outbox_id).limit(limit)).all()
+    outcomes: Counter[str] = Counter()
+    if not rows:
+        return outcomes
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        results = list(pool.map(lambda r: _attempt(channels, r), rows))
+    finished = utcnow()
+    with ws.control.write() as conn:
+        for row, (outcome, error) in zip(rows, results, strict=True):
+            attempts = row.attempts + 1
+            values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+            if outcome in ("delivered", "suppressed"):
+                values.update(status=outcome, delivered_at=finished)
+            else:
+                extra = json.loads(row.payload)
+                if attempts >= int(extra.get("max_attempts", 8)):
+                    values["status"] = outcome = "dead"
+                else:
+                    values["next_attempt_at"] = finished + timedelta(
+                        seconds=backoff(attempts, float(extra.get("retry_seconds", 30.0))))
+            conn.execute(outbox.update().where(outbox.c.outbox_id == row.outbox_id,
+                                               outbox.c.status == "pending").values(values))
+            outcomes[outcome] += 1
+    return outcomes
+
+
+def replay(ws: Workspace, ids: Iterable[int] | None = None, status: str = "dead") -> int:
+    """Send rows again: the given ids (any status but held_out), or every row in ``status``.
+
+    They go out with their original idempotency keys; returns how many were queued.
+    """
+    now = utcnow()
+    with ws.control.write() as conn:
+        query = outbox.update().values(status="pending", attempts=0, next_attempt_at=now,
+                                       last_error=None, delivered_at=None)
+        if ids is not None:
+            query = query.where(outbox.c.outbox_id.in_(list(ids)),
+                                outbox.c.status != "held_out")
+        else:
+            query = query.where(outbox.c.status == status)
+        return int(conn.execute(query).rowcount)
+
+
+def deliveries(ws: Workspace, *, status: str | None = None, source: str | None = None,
+               customer_id: str | None = None, after: int = 0, limit: int = 100
+               ) -> list[dict[str, Any]]:
+    """Outbox rows, oldest first, filtered; ``after`` is the last outbox_id already seen."""
+    query = sa.select(outbox).where(outbox.c.outbox_id > after)
+    if status:
+        query = query.where(outbox.c.status == status)
+    if source:
+        query = query.where(outbox.c.source == source)
+    if customer_id:
+        query = query.where(outbox.c.customer_id == customer_id)
+    with ws.control.read() as conn:
+        rows = conn.execute(query.order_by(outbox.c.outbox_id).limit(limit)).all()
+    out = []
+    for r in rows:
+        data = dict(r._mapping)
+        payload = json.loads(data.pop("payload"))
+        data["event"] = payload["event"]
+        data["target"] = payload["action"].get("url") or payload["action"].get("title") \
+            or payload["action"].get("tag") or payload["action"]["type"]
+        for key in ("next_attempt_at", "created_at", "delivered_at"):
+            data[key] = as_utc(data[key])
+        out.append(data)
+    return out
+
+
+def summary(ws: Workspace) -> dict[str, int]:
+    """Outbox rows by status."""
+    with ws.control.read() as conn:
+        found: dict[str, int] = dict(conn.execute(sa.select(outbox.c.status, sa.func.count())
+                                  .group_by(outbox.c.status)).all())
+    return {s: int(found.get(s, 0)) for s in STATUSES}
+
+
+__all__ = ["STATUSES", "backoff", "deliveries", "dispatch_due", "replay", "summary"]

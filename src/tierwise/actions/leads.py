@@ -1,0 +1,147 @@
+"""Lead scoring: points for events and properties, decaying with age; crossing the
+threshold qualifies the lead once and hands it to sales.
+
+The definition (kind ``lead_scoring``, key ``default``)::
+
+    events:
+      - {when: "type = 'page_view' AND properties.page = '/pricing'", points: 10}
+      - {when: "type = 'download' AND properties.asset = 'whitepaper'", points: 20}
+    properties:
+      - {when: "industry = '制造业'", points: 5}
+    half_life_days: 30        # an event's points halve every 30 days
+    threshold: 50
+    task: {type: task, title: "Qualified lead: call within a day", role: sales,
+           due_hours: 24}
+
+Scores live in the ``lead_scores`` table and are the segment field ``lead_score``. The
+server rescores customers as their events arrive and everyone with a score hourly (decay).
+A lead qualifies the first time its score reaches the threshold: ``qualified_at`` is set,
+``lead_qualified`` triggers fire and the task is queued, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from tierwise.actions import definitions as automations
+from tierwise.actions.definitions import LeadScoring
+from tierwise.actions.outbox import enqueue, on_event
+from tierwise.compile.scores import compile_event_points
+from tierwise.compile.segments import compile_rule
+from tierwise.definitions.segment_parser import parse
+from tierwise.errors import NotFoundError
+from tierwise.segments.evaluate import Evaluation
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import lead_scores
+from tierwise.workspace import Workspace
+
+CHUNK = 1_000
+
+
+def definition(ws: Workspace) -> LeadScoring | None:
+    with ws.control.read() as conn:
+        try:
+            found: LeadScoring = automations.get(conn, "lead_scoring", "default")
+        except NotFoundError:
+            return None
+    return found
+
+
+def score(ws: Workspace, spec: LeadScoring, customer_ids: Collection[str] | None,
+          as_of: datetime) -> dict[str, float]:
+    """Scores at ``as_of`` of the given customers (or everyone with events or matching
+    properties); customers with nothing score 0."""
+    scores: dict[str, float] = {c: 0.0 for c in customer_ids or ()}
+    with Evaluation(ws, as_of, customer_ids) as evaluation:
+        if spec.events:
+            compiled = compile_event_points([(parse(r.when), r.points) for r in spec.events],
+                                            spec.half_life_days, ws.engine.name, as_of,
+                                            ws.config.zone)
+            table = evaluation.run(compiled)
+            for customer, value in zip(table["customer_id"].to_pylist(),
+                                       table["score"].to_pylist(), strict=True):
+                scores[customer] = float(value or 0.0)
+        for rule in spec.properties:
+            compiled = compile_rule(parse(rule.when), ws.engine.name, as_of, ws.config.zone)
+            for customer in evaluation.run(compiled)["customer_id"].to_pylist():
+                scores[customer] = scores.get(customer, 0.0) + rule.points
+    return scores
+
+
+def update(ws: Workspace, customer_ids: Collection[str] | None = None,
+           as_of: datetime | None = None) -> int:
+    """Rescore customers (all scored ones and everyone matching, when None); store the
+    scores and qualify leads that reached the threshold. Returns how many qualified."""
+    spec = definition(ws)
+    if spec is None:
+        return 0
+    as_of = as_of or utcnow()
+    if customer_ids is None:
+        with ws.control.read() as conn:
+            known = [r[0] for r in conn.execute(sa.select(lead_scores.c.customer_id))]
+        scores = score(ws, spec, None, as_of)
+        for customer in known:
+            scores.setdefault(customer, 0.0)
+    else:
+        scores = score(ws, spec, customer_ids, as_of)
+    ids = sorted(scores)
+    qualified: list[str] = []
+    with ws.control.write() as conn:
+        ws.control.lock(conn, "lead_scores")
+        before: dict[str, datetime | None] = {}
+        for start in range(0, len(ids), CHUNK):
+            before.update({r.customer_id: r.qualified_at for r in conn.execute(
+                sa.select(lead_scores.c.customer_id, lead_scores.c.qualified_at).where(
+                    lead_scores.c.customer_id.in_(ids[start:start + CHUNK])))})
+        fresh: list[dict[str, Any]] = []
+        changed: list[dict[str, Any]] = []
+        for customer in ids:
+            value = round(scores[customer], 4)
+            crossed = value >= spec.threshold and before.get(customer) is None
+            if crossed:
+                qualified.append(customer)
+            row = {"customer_id": customer, "score": value, "computed_at": as_of,
+                   "qualified_at": as_of if crossed else before.get(customer)}
+            (changed if customer in before else fresh).append(row)
+        if fresh:
+            conn.execute(lead_scores.insert(), fresh)
+        for row in changed:
+            conn.execute(lead_scores.update().where(
+                lead_scores.c.customer_id == row["customer_id"]).values(
+                score=row["score"], computed_at=as_of, qualified_at=row["qualified_at"]))
+        if qualified:
+            items = [{"customer_id": c, "score": round(scores[c], 2),
+                      "threshold": spec.threshold} for c in qualified]
+            on_event(conn, "lead_qualified", items, as_of)
+            if spec.task is not None:
+                enqueue(conn, "lead_scoring:default", "lead_qualified", spec.task, items,
+                        as_of)
+    return len(qualified)
+
+
+def as_table(ws: Workspace) -> pa.Table:
+    """``customer_id``, ``lead_score`` for the engines (the segment field)."""
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score)).all()
+    return pa.table({"customer_id": pa.array([r[0] for r in rows], pa.string()),
+                     "lead_score": pa.array([r[1] for r in rows], pa.float64())})
+
+
+def leads(ws: Workspace, qualified_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+    query = sa.select(lead_scores)
+    if qualified_only:
+        query = query.where(lead_scores.c.qualified_at.is_not(None))
+    with ws.control.read() as conn:
+        rows = conn.execute(query.order_by(lead_scores.c.score.desc(),
+                                           lead_scores.c.customer_id).limit(limit)).all()
+    return [{"customer_id": r.customer_id, "score": r.score,
+             "computed_at": as_utc(r.computed_at), "qualified_at": as_utc(r.qualified_at)}
+            for r in rows]
+
+
+__all__ = ["as_table", "definition", "leads", "score", "update"]

@@ -1,0 +1,245 @@
+"""The real-time worker that ``tierwise serve`` runs next to the API.
+
+One process at a time does this work (a lease in the control store, renewed every few
+seconds; another server process takes over within ``LEASE_SECONDS`` of the holder dying):
+
+* the **loop** thread moves received rows to the fact store, re-evaluates the segments
+  they affect for the customers they name, rescores leads, escalates tickets, sweeps
+  clock-driven segments every ``sweep_seconds``, checks SLA deadlines and moves playbook
+  runs along;
+* the **dispatcher** thread delivers the outbox.
+
+On start the loop re-evaluates every segment once for everyone (reason ``data_change``),
+so changes made while no server ran — imports, edits — are caught up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from tierwise.actions import leads, playbooks, sla
+from tierwise.actions.channels import Channels
+from tierwise.actions.dispatch import dispatch_due
+from tierwise.ingest import intake
+from tierwise.segments import realtime
+from tierwise.segments.membership import evaluate_all
+from tierwise.store.control import as_utc, utcnow
+from tierwise.store.tables import customers, leases
+from tierwise.workspace import Workspace
+
+log = logging.getLogger("tierwise.worker")
+LEASE = "realtime-worker"
+LEASE_SECONDS = 15.0
+#: Longest sleep of the loop when nothing arrives (a post wakes it at once).
+IDLE_SECONDS = 0.25
+LEAD_DECAY_EVERY = 3600.0
+
+
+def try_lease(ws: Workspace, holder: str, seconds: float = LEASE_SECONDS) -> bool:
+    """Take or renew the worker lease; True when ``holder`` has it."""
+    now = utcnow()
+    with ws.control.write() as conn:
+        row = conn.execute(sa.select(leases).where(leases.c.name == LEASE)).first()
+        if row is None:
+            conn.execute(leases.insert().values(name=LEASE, holder=holder,
+                                                expires_at=now + timedelta(seconds=seconds)))
+            return True
+        if row.holder != holder and (as_utc(row.expires_at) or now) > now:
+            return False
+        conn.execute(leases.update().where(leases.c.name == LEASE).values(
+            holder=holder, expires_at=now + timedelta(seconds=seconds)))
+        return True
+
+
+def release(ws: Workspace, holder: str) -> None:
+    with ws.control.write() as conn:
+        conn.execute(leases.delete().where(leases.c.name == LEASE, leases.c.holder == holder))
+
+
+@dataclass
+class Stats:
+    """What the worker did (``GET /v1/realtime``)."""
+
+    started_at: datetime = field(default_factory=utcnow)
+    holder: bool = False
+    batches: int = 0
+    rows_moved: int = 0
+    segment_changes: int = 0
+    last_batch_seconds: float = 0.0
+    last_sweep_at: datetime | None = None
+    last_sweep_seconds: float = 0.0
+    delivered: int = 0
+    failed_attempts: int = 0
+    errors: int = 0
+
+
+def _updated_customers(ws: Workspace, since: datetime) -> tuple[set[str], datetime]:
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(customers.c.customer_id, customers.c.updated_at).where(
+            customers.c.updated_at > since)).all()
+    latest = max((as_utc(r.updated_at) or since for r in rows), default=since)
+    return {r.customer_id for r in rows}, latest
+
+
+def _tickets(ws: Workspace, ids: set[str]) -> list[dict[str, object]]:
+    """The stored rows (times as imported, UTC) of the given tickets."""
+    if not ids:
+        return []
+    with ws.engine.session({"tickets": ws.facts.scan("tickets")}) as session:
+        session.register_arrow("_ids", pa.table({"ticket_id": pa.array(sorted(ids),
+                                                                        pa.string())}))
+        return session.query("SELECT ticket_id, customer_id, opened_at, closed_at FROM "
+                             "tickets WHERE ticket_id IN (SELECT ticket_id FROM _ids)"
+                             ).to_pylist()
+
+
+class Worker:
+    """Both threads; ``start`` and ``stop`` them with the server."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stop_event = threading.Event()
+        self.wake = threading.Event()
+        self.stats = Stats()
+        self._threads: list[threading.Thread] = []
+        self._watermark = utcnow()
+        self._caught_up = False
+        self._last_sweep = 0.0
+        self._last_decay = time.monotonic()
+
+    def start(self) -> None:
+        for target, name in ((self._loop, "tierwise-worker"),
+                             (self._dispatch_loop, "tierwise-dispatcher")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        self.wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        if self.stats.holder:
+            try:
+                release(self.ws, self.holder)
+            except Exception:  # noqa: BLE001 - the lease expires by itself
+                log.exception("could not release the worker lease")
+
+    def notify(self) -> None:
+        """Rows were received: run a batch now instead of after the idle wait."""
+        self.wake.set()
+
+    # -- the loop ------------------------------------------------------------------------
+    def _guard(self, what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception:
+            self.stats.errors += 1
+            log.exception("%s failed; it is tried again on the next round", what)
+
+    def _loop(self) -> None:
+        renewed = 0.0
+        while not self.stop_event.is_set():
+            if time.monotonic() - renewed > LEASE_SECONDS / 3:
+                try:
+                    self.stats.holder = try_lease(self.ws, self.holder)
+                    renewed = time.monotonic()
+                except Exception:  # noqa: BLE001
+                    log.exception("could not renew the worker lease")
+                    self.stats.holder = False
+            if not self.stats.holder:
+                self.stop_event.wait(LEASE_SECONDS / 3)
+                continue
+            if not self._caught_up:
+                self._guard("catching up", self.catch_up)
+                self._caught_up = True
+            self.wake.clear()
+            self._guard("a real-time batch", self.run_batch)
+            if time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
+                self._guard("the time sweep", self.run_sweep)
+            self.wake.wait(IDLE_SECONDS)
+
+    def catch_up(self) -> None:
+        self._watermark = utcnow()
+        evaluate_all(self.ws)
+        leads.update(self.ws)
+
+    def run_batch(self) -> None:
+        t0 = time.perf_counter()
+        ws = self.ws
+        moved = intake.flush(ws)
+        changes: dict[str, set[str]] = dict(moved.customers)
+        updated, self._watermark = _updated_customers(ws, self._watermark)
+        if updated:
+            changes["customers"] = updated
+        if moved.customers.get("events") or updated:
+            touched = set(moved.customers.get("events", ())) | updated
+            leads.update(ws, touched)
+            changes["leads"] = touched
+        results = realtime.evaluate_changed(ws, changes) if any(changes.values()) else []
+        if moved.ticket_ids:
+            sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
+        playbooks.advance(ws)
+        if moved or results:
+            self.stats.batches += 1
+            self.stats.rows_moved += sum(moved.moved.values())
+            self.stats.segment_changes += sum((r.entered or 0) + (r.exited or 0)
+                                              for r in results)
+            self.stats.last_batch_seconds = time.perf_counter() - t0
+        failed = [r for r in results if r.error]
+        if failed:
+            log.error("segments failed in a real-time batch: %s",
+                      "; ".join(f"{r.key}: {r.error}" for r in failed))
+
+    def run_sweep(self) -> None:
+        t0 = time.perf_counter()
+        self._last_sweep = time.monotonic()
+        realtime.sweep(self.ws)
+        sla.check(self.ws)
+        if time.monotonic() - self._last_decay >= LEAD_DECAY_EVERY:
+            self._last_decay = time.monotonic()
+            before = {r["customer_id"]: r["score"] for r in leads.leads(self.ws, limit=10**9)}
+            leads.update(self.ws)
+            after = {r["customer_id"]: r["score"] for r in leads.leads(self.ws, limit=10**9)}
+            moved = {c for c, v in after.items() if before.get(c) != v}
+            realtime.evaluate_changed(self.ws, {"leads": moved})
+        self.stats.last_sweep_at = utcnow()
+        self.stats.last_sweep_seconds = time.perf_counter() - t0
+
+    # -- the dispatcher ------------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
+        channels = Channels(self.ws)
+        try:
+            while not self.stop_event.is_set():
+                if not self.stats.holder:
+                    self.stop_event.wait(1.0)
+                    continue
+                try:
+                    outcome = dispatch_due(self.ws, channels)
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("delivering the outbox failed; retried in a second")
+                    outcome = None
+                if outcome:
+                    self.stats.delivered += outcome.get("delivered", 0)
+                    self.stats.failed_attempts += outcome.get("retry", 0) + \
+                        outcome.get("dead", 0)
+                else:
+                    self.stop_event.wait(0.2)
+        finally:
+            channels.close()
+
+
+__all__ = ["Stats", "Worker", "release", "try_lease"]
