@@ -1,0 +1,321 @@
+"""Triggers, the outbox and the dispatcher, playbooks, SLA escalation and lead scoring."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from tests.api_helpers import Served, build
+from tests.receivers import smtp_receiver, webhook_receiver
+
+import tierwise
+from tierwise.actions import definitions as automations
+from tierwise.actions import dispatch, leads, playbooks, sla
+from tierwise.actions.channels import SIGNATURE_HEADER, Channels, verify, webhook_secret
+from tierwise.actions.outbox import in_holdout
+from tierwise.errors import TierwiseError
+from tierwise.ingest.readers import RecordsSource
+from tierwise.privacy import set_preference
+from tierwise.segments import definitions as defs
+from tierwise.segments import membership
+from tierwise.store.tables import outbox, tasks
+
+
+@pytest.fixture
+def served(tmp_path: Path, control_url: str) -> Served:
+    found = build(tmp_path, control_url)
+    yield found  # type: ignore[misc]
+    found.ws.close()
+
+
+@pytest.fixture
+def now(served: Served) -> datetime:
+    """An instant after the workspace's first evaluation (earlier ones are backfills)."""
+    return datetime.now(UTC)
+
+
+def _define(ws: tierwise.Workspace, kind: str, data: dict[str, object]) -> None:
+    model = automations.parse_definition(kind, data, "test")
+    with ws.control.write() as conn:
+        automations.save(conn, kind, model)
+
+
+def _order(ws: tierwise.Workspace, order_id: str, customer: str, amount: float,
+           at: datetime | None = None) -> None:
+    at = at or datetime.now(UTC) - timedelta(minutes=1)
+    ws.import_source("orders", RecordsSource.from_dicts("test", [
+        {"order_id": order_id, "customer_id": customer, "ordered_at": at.isoformat(),
+         "amount": amount}]), unknown_customers="create")
+
+
+def _rows(ws: tierwise.Workspace, **where: object) -> list[sa.Row]:
+    with ws.control.read() as conn:
+        query = sa.select(outbox).order_by(outbox.c.outbox_id)
+        for column, value in where.items():
+            query = query.where(outbox.c[column] == value)
+        return list(conn.execute(query))
+
+
+def _deliver(ws: tierwise.Workspace, now: datetime | None = None) -> dict[str, int]:
+    channels = Channels(ws)
+    try:
+        return dict(dispatch.dispatch_due(ws, channels, now=now))
+    finally:
+        channels.close()
+
+
+def test_definitions_are_validated_with_the_field_named() -> None:
+    with pytest.raises(TierwiseError, match="on: .*needs on.segment"):
+        automations.parse_definition("trigger", {"key": "t", "on": {"event": "enter"},
+                                                 "action": {"type": "tag", "tag": "x"}}, "t")
+    with pytest.raises(TierwiseError, match="action.webhook.url"):
+        automations.parse_definition("trigger", {
+            "key": "t", "on": {"event": "enter", "segment": "s"},
+            "action": {"type": "webhook", "url": "ftp://x"}}, "t")
+    with pytest.raises(TierwiseError, match="cooldown"):
+        automations.parse_definition("trigger", {
+            "key": "t", "on": {"event": "enter", "segment": "s"}, "cooldown": "soon",
+            "action": {"type": "tag", "tag": "x"}}, "t")
+    with pytest.raises(TierwiseError, match="unknown field 'industy'"):
+        automations.parse_definition("lead_scoring", {
+            "properties": [{"when": "industy = 'x'", "points": 1}]}, "lead.yaml")
+    book = automations.parse_definition("playbook", {
+        "key": "recall", "applies_to": {"segment": "lapsed"},
+        "steps": [{"after": "0d", "action": {"type": "tag", "tag": "recall"}},
+                  {"after": "3d", "action": {"type": "task", "title": "call"}}]}, "p")
+    assert [automations.duration(s.after) for s in book.steps] == [timedelta(0),
+                                                                   timedelta(days=3)]
+
+
+def test_entering_fires_a_signed_webhook_with_retries_and_replay(served: Served,
+                                                                 now: datetime) -> None:
+    ws = served.ws
+    with webhook_receiver() as hook:
+        _define(ws, "trigger", {"key": "big_hook", "on": {"event": "enter", "segment": "big"},
+                                "action": {"type": "webhook", "url": hook.url},
+                                "max_attempts": 2, "retry_seconds": 1})
+        _order(ws, "N1", "C004", 5000)
+        results = {r.key: r for r in membership.evaluate_all(ws, now)}
+        assert results["big"].entered == 1
+        [row] = _rows(ws, source="trigger:big_hook")
+        assert (row.customer_id, row.status, row.event) == ("C004", "pending", "enter")
+        hook.answers[:] = [500]
+        assert _deliver(ws) == {"retry": 1}
+        [row] = _rows(ws, source="trigger:big_hook")
+        assert row.attempts == 1 and "HTTP 500" in row.last_error
+        assert _deliver(ws) == {}  # not due yet: backoff
+        assert _deliver(ws, now=datetime.now(UTC) + timedelta(seconds=5)) == {"delivered": 1}
+        first, second = hook.received
+        assert first["headers"]["Idempotency-Key"] == second["headers"]["Idempotency-Key"] \
+            == row.idempotency_key
+        assert verify(webhook_secret(ws), second["raw"], second["headers"][SIGNATURE_HEADER])
+        assert not verify(b"other", second["raw"], second["headers"][SIGNATURE_HEADER])
+        assert second["body"]["event"] == "segment.entered"
+        assert second["body"]["customer_id"] == "C004" and second["body"]["segment"] == "big"
+
+        # a dead letter after max_attempts, then a manual replay with the same key
+        membership.edit_static(ws, "vip_list", remove=["C004"])
+        _define(ws, "trigger", {"key": "vip_exit", "on": {"event": "exit",
+                                                          "segment": "vip_list"},
+                                "action": {"type": "webhook", "url": hook.url},
+                                "max_attempts": 2, "retry_seconds": 0.01})
+        membership.edit_static(ws, "vip_list", remove=["C001"])
+        hook.answers[:] = [503, 503]
+        _deliver(ws)
+        assert _deliver(ws, now=datetime.now(UTC) + timedelta(seconds=1)) == {"dead": 1}
+        [dead] = _rows(ws, source="trigger:vip_exit")
+        assert dead.status == "dead" and dead.attempts == 2
+        assert dispatch.replay(ws) == 1
+        assert _deliver(ws) == {"delivered": 1}
+        assert hook.received[-1]["headers"]["Idempotency-Key"] == dead.idempotency_key
+
+
+def test_rule_edits_do_not_fire_and_fire_once_holds(served: Served, now: datetime) -> None:
+    ws = served.ws
+    _define(ws, "trigger", {"key": "tag_buyers", "on": {"event": "enter",
+                                                         "segment": "buyers"},
+                            "action": {"type": "tag", "tag": "buyer"}, "fire": "once"})
+    defs.save(ws, defs.SegmentDefinition(key="buyers", rule="COUNT(orders) >= 3"))
+    membership.evaluate_all(ws, now)  # everyone leaves (a rule change)
+    defs.save(ws, defs.SegmentDefinition(key="buyers", rule="COUNT(orders) >= 1"))
+    results = {r.key: r for r in membership.evaluate_all(ws, now)}
+    assert results["buyers"].reason == "rule_change" and results["buyers"].entered == 4
+    assert _rows(ws, source="trigger:tag_buyers") == []  # rule edits do not fire
+    _order(ws, "N2", "C004", 10)
+    # an order for a customer who is a member already changes nothing; a new customer enters
+    _order(ws, "N3", "NEW1", 10)
+    membership.evaluate_all(ws, now + timedelta(seconds=1))
+    fired = _rows(ws, source="trigger:tag_buyers")
+    assert [r.customer_id for r in fired] == ["NEW1"]
+    assert _deliver(ws, now + timedelta(seconds=5)) == {"delivered": 1}
+    with ws.control.read() as conn:
+        from tierwise.store import customers
+
+        assert json.loads(customers.get(conn, "NEW1")["tags"]) == ["buyer"]
+    # leave (the order is refunded) and come back: fire once means no second action
+    ws.import_source("orders", RecordsSource.from_dicts("test", [
+        {"order_id": "N3", "customer_id": "NEW1", "ordered_at": now.isoformat(),
+         "amount": 10, "status": "refunded"}]))
+    membership.evaluate_all(ws, now + timedelta(seconds=2))
+    _order(ws, "N4", "NEW1", 10)
+    membership.evaluate_all(ws, now + timedelta(seconds=3))
+    assert len(_rows(ws, source="trigger:tag_buyers")) == 1
+
+
+def test_holdout_is_stable_and_recorded(served: Served, now: datetime) -> None:
+    draws = [in_holdout("trigger:x", f"C{i}", 0.2) for i in range(5000)]
+    assert 0.17 < sum(draws) / len(draws) < 0.23
+    assert draws == [in_holdout("trigger:x", f"C{i}", 0.2) for i in range(5000)]
+    ws = served.ws
+    _define(ws, "trigger", {"key": "half", "on": {"event": "enter", "segment": "vip_list"},
+                            "action": {"type": "tag", "tag": "h"}, "holdout": 0.5})
+    ids = [f"C00{i}" for i in (2, 3)]
+    membership.edit_static(ws, "vip_list", add=ids, at=now)
+    statuses = {r.customer_id: r.status for r in _rows(ws, source="trigger:half")}
+    assert statuses == {c: "held_out" if in_holdout("trigger:half", c, 0.5) else "pending"
+                        for c in ids}
+    _deliver(ws)
+    assert {r.status for r in _rows(ws, source="trigger:half")} <= {"held_out", "delivered"}
+
+
+def test_tasks_emails_and_consent(served: Served, now: datetime) -> None:
+    ws = served.ws
+    _define(ws, "trigger", {"key": "welcome", "on": {"event": "enter", "segment": "vip_list"},
+                            "action": {"type": "email", "templates": {
+                                "zh-CN": {"subject": "{{ customer.name }}，欢迎加入",
+                                          "body": "您已进入 {{ segment }}。"},
+                                "en": {"subject": "Welcome, {{ customer.name }}",
+                                       "body": "You joined {{ segment }}."}}}})
+    _define(ws, "trigger", {"key": "call", "on": {"event": "enter", "segment": "vip_list"},
+                            "action": {"type": "task", "title": "Call the new VIP",
+                                       "due_hours": 24, "priority": "high"}})
+    set_preference(ws, "C002", "email", consent=True)
+    set_preference(ws, "C003", "email", consent=True)
+    set_preference(ws, "C003", "all", unsubscribed=True)
+    membership.edit_static(ws, "vip_list", add=["C002", "C003"], at=now)
+    with smtp_receiver() as box:
+        config = ws.config
+        ws.config = replace(config, smtp_url=f"smtp://127.0.0.1:{box.port}")  # type: ignore[misc]
+        try:
+            assert _deliver(ws) == {"delivered": 3, "suppressed": 1}
+            assert _deliver(ws) == {}
+        finally:
+            ws.config = config  # type: ignore[misc]
+        [mail] = box.messages
+    assert mail["To"] == "lisi@example.cn" and mail["Subject"] == "李四，欢迎加入"
+    assert "vip_list" in mail.get_content()
+    [suppressed] = _rows(ws, source="trigger:welcome", status="suppressed")
+    assert suppressed.customer_id == "C003" and "unsubscribed" in suppressed.last_error
+    with ws.control.read() as conn:
+        made = conn.execute(sa.select(tasks).order_by(tasks.c.customer_id)).all()
+    assert [(t.customer_id, t.owner, t.priority, t.status) for t in made] == [
+        ("C002", "赵经理", "high", "open"), ("C003", "王经理", "high", "open")]
+    # a replay of a delivered task does not create it twice
+    dispatch.replay(ws, [r.outbox_id for r in _rows(ws, source="trigger:call")])
+    _deliver(ws)
+    with ws.control.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(tasks)).scalar() == 2
+
+
+def test_tier_changes_fire_on_compute(served: Served, now: datetime) -> None:
+    ws = served.ws
+    _define(ws, "trigger", {"key": "to_a", "on": {"event": "tier_change", "to": ["A"]},
+                            "action": {"type": "tag", "tag": "tier-a"}})
+    for i in range(6):
+        _order(ws, f"BIG{i}", "C003", 90000, now - timedelta(days=i))
+    snap = ws.compute(as_of=now)
+    tiers = dict(zip(snap.table["customer_id"].to_pylist(), snap.table["tier"].to_pylist(),
+                     strict=True))
+    fired = _rows(ws, source="trigger:to_a")
+    assert tiers["C003"] == "A"
+    assert [r.customer_id for r in fired] == ["C003"]
+    payload = json.loads(fired[0].payload)["event"]
+    assert payload["event"] == "tier.changed" and payload["to"] == "A"
+    assert payload["from"] != "A"
+
+
+def test_playbook_sequence_starts_on_entry_and_stops_on_exit(served: Served, now: datetime) -> None:
+    ws = served.ws
+    _define(ws, "playbook", {"key": "vip_care", "applies_to": {"segment": "vip_list"},
+                             "service_level": "gold", "sla_response_hours": 2,
+                             "steps": [{"after": "0d", "action": {"type": "tag",
+                                                                  "tag": "care"}},
+                                       {"after": "3d", "action": {"type": "task",
+                                                                  "title": "Check in"}}]})
+    membership.edit_static(ws, "vip_list", add=["C002"], at=now)
+    assert playbooks.advance(ws, now) == 1
+    assert playbooks.advance(ws, now + timedelta(days=1)) == 0
+    assert playbooks.advance(ws, now + timedelta(days=3)) == 1
+    [run] = playbooks.runs(ws, customer_id="C002")
+    assert run["status"] == "done" and run["next_step"] == 2
+    steps = _rows(ws, source="playbook:vip_care")
+    assert [r.action for r in steps] == ["tag", "task"]
+    membership.edit_static(ws, "vip_list", add=["C003"], at=now)
+    playbooks.advance(ws, now)
+    membership.edit_static(ws, "vip_list", remove=["C003"], at=now + timedelta(days=1))
+    assert playbooks.advance(ws, now + timedelta(days=5)) == 0
+    stopped = playbooks.runs(ws, customer_id="C003")[0]
+    assert stopped["status"] == "stopped" and stopped["next_step"] == 1
+    assert playbooks.applying(ws, ["C001", "C002", "C003"]).keys() == {"C001", "C002"}
+
+
+def test_sla_escalation_and_breach_alert(served: Served, now: datetime) -> None:
+    ws = served.ws
+    _define(ws, "playbook", {"key": "vip_service", "applies_to": {"segment": "vip_list"},
+                             "sla_response_hours": 4, "ticket_priority": "urgent"})
+    _define(ws, "trigger", {"key": "breach", "on": {"event": "sla_breach"},
+                            "action": {"type": "tag", "tag": "sla-breached"}})
+    opened = now
+    tickets = [{"ticket_id": "T1", "customer_id": "C001", "opened_at": opened},
+               {"ticket_id": "T2", "customer_id": "C002", "opened_at": opened},
+               {"ticket_id": "T3", "customer_id": "C004", "opened_at": opened}]
+    assert sla.on_tickets(ws, tickets) == 2  # C001 and C004 are on the VIP list
+    assert sla.on_tickets(ws, tickets) == 0
+    sla.on_tickets(ws, [{**tickets[2], "closed_at": opened + timedelta(hours=1)}])
+    assert sla.check(ws, opened + timedelta(hours=3)) == 0
+    assert sla.check(ws, opened + timedelta(hours=5)) == 1
+    assert sla.check(ws, opened + timedelta(hours=6)) == 0
+    [open_ticket] = sla.escalated(ws)
+    assert open_ticket["ticket_id"] == "T1" and open_ticket["priority"] == "urgent"
+    assert open_ticket["due_at"] == opened + timedelta(hours=4)
+    assert open_ticket["breached_at"] == opened + timedelta(hours=5)
+    assert {r.action for r in _rows(ws, event="sla_breach")} == {"tag", "task"}
+    _deliver(ws, now + timedelta(hours=6))
+    with ws.control.read() as conn:
+        alert = conn.execute(sa.select(tasks)).one()
+    assert (alert.customer_id, alert.priority, alert.owner) == ("C001", "urgent", "王经理")
+
+
+def test_lead_scores_decay_qualify_once_and_feed_segments(served: Served, now: datetime) -> None:
+    ws = served.ws
+    _define(ws, "lead_scoring", {
+        "events": [{"when": "type = 'page_view' AND properties.page = '/pricing'",
+                    "points": 10},
+                   {"when": "type = 'download'", "points": 20}],
+        "properties": [{"when": "city = '北京'", "points": 5}],
+        "half_life_days": 10, "threshold": 30,
+        "task": {"type": "task", "title": "Qualified lead", "role": "sales"}})
+    _define(ws, "trigger", {"key": "hot", "on": {"event": "lead_qualified"},
+                            "action": {"type": "tag", "tag": "hot"}})
+    events = [{"event_id": f"L{i}", "customer_id": "C002", "occurred_at": (
+        now - timedelta(days=10)).isoformat(), "type": "download"} for i in range(2)]
+    events += [{"event_id": "L9", "customer_id": "C002", "occurred_at": now.isoformat(),
+                "type": "page_view", "properties": {"page": "/pricing"}},
+               {"event_id": "L10", "customer_id": "C003", "occurred_at": now.isoformat(),
+                "type": "page_view", "properties": {"page": "/pricing"}}]
+    ws.import_source("events", RecordsSource.from_dicts("test", events))
+    assert leads.update(ws, {"C002", "C003"}, now) == 1
+    scores = {r["customer_id"]: r for r in leads.leads(ws)}
+    # two downloads, one half-life old (2 × 20 × 0.5) + pricing today (10) + Beijing (5)
+    assert scores["C002"]["score"] == pytest.approx(2 * 20 * 0.5 + 10 + 5)
+    assert scores["C003"]["score"] == pytest.approx(10)
+    assert scores["C002"]["qualified_at"] == now and scores["C003"]["qualified_at"] is None
+    assert leads.update(ws, {"C002"}, now + timedelta(hours=1)) == 0  # qualifies once
+    assert {r.action for r in _rows(ws, event="lead_qualified")} == {"tag", "task"}
+    from tierwise.segments.evaluate import evaluate_rule
+
+    assert evaluate_rule(ws, "lead_score >= 20", now)["customer_id"].to_pylist() == ["C002"]
