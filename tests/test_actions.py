@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from tests.api_helpers import Served, build
 from tests.receivers import smtp_receiver, webhook_receiver
 
@@ -319,3 +322,63 @@ def test_lead_scores_decay_qualify_once_and_feed_segments(served: Served, now: d
     from tierwise.segments.evaluate import evaluate_rule
 
     assert evaluate_rule(ws, "lead_score >= 20", now)["customer_id"].to_pylist() == ["C002"]
+
+
+def _wait(check: Callable[[], object], seconds: float = 20.0) -> object:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not true within {seconds} s: {check}")
+
+
+def test_through_the_api_events_move_members_and_fire_actions(served: Served,
+                                                              now: datetime) -> None:
+    admin = served.client("admin")
+    with webhook_receiver() as hook, TestClient(served.app) as client:  # type: ignore[arg-type]
+        client.headers["Authorization"] = f"Bearer {served.keys['analyst']}"
+        assert client.put("/v1/segments/pricing_fans?dry_run=false", json={
+            "rule": "COUNT(events WHERE type = 'page_view', LAST 1d) >= 2"}).status_code == 200
+        saved = client.put("/v1/triggers/pricing_hook", json={
+            "on": {"event": "enter", "segment": "pricing_fans"},
+            "action": {"type": "webhook", "url": hook.url}})
+        assert saved.status_code == 200 and saved.json()["version"] == 1
+        bad = client.put("/v1/triggers/broken", json={"on": {"event": "enter"},
+                                                      "action": {"type": "tag", "tag": "x"}})
+        assert bad.status_code == 400 and "on.segment" in bad.json()["detail"]
+        assert client.put("/v1/playbooks/fans", json={
+            "applies_to": {"segment": "pricing_fans"}, "steps": [
+                {"after": "0d", "action": {"type": "task", "title": "Call the fan"}}]}
+        ).status_code == 200
+        assert [t["key"] for t in client.get("/v1/triggers").json()] == ["pricing_hook"]
+        stamp = (now - timedelta(minutes=5)).isoformat()
+        events = [{"event_id": f"P{i}", "customer_id": "C003", "occurred_at": stamp,
+                   "type": "page_view"} for i in range(2)]
+        assert client.post("/v1/events", json=events).status_code == 202
+        _wait(lambda: "pricing_fans" in {s["segment_key"] for s in client.get(
+            "/v1/customers/C003/segments").json() if s["exited_at"] is None})
+        _wait(lambda: hook.bodies())
+        assert hook.bodies()[0]["customer_id"] == "C003"
+        assert hook.bodies()[0]["event"] == "segment.entered"
+        task = _wait(lambda: client.get("/v1/tasks", params={"customer_id": "C003"}).json())
+        assert task[0]["title"] == "Call the fan"  # type: ignore[index]
+        assert client.get("/v1/customers/C003/playbook").json()["key"] == "fans"
+        deliveries = client.get("/v1/deliveries", params={"source": "trigger:pricing_hook"})
+        assert deliveries.json()["items"][0]["status"] == "delivered"
+        status = client.get("/v1/realtime").json()
+        assert status["worker"]["holder"] is True and status["worker"]["rows_moved"] >= 2
+        assert served.client("viewer").post("/v1/deliveries/replay",
+                                            json={}).status_code == 403
+        task_id = task[0]["task_id"]  # type: ignore[index]
+        done = served.client("operator").post(f"/v1/tasks/{task_id}/complete")
+        assert done.status_code == 200 and done.json()["status"] == "done"
+        again = admin.post(f"/v1/tasks/{task_id}/complete")
+        assert again.status_code == 400
+        replayed = admin.post("/v1/deliveries/replay", json={"ids": [
+            deliveries.json()["items"][0]["outbox_id"]]})
+        assert replayed.json() == {"queued": 1}
+        _wait(lambda: len(hook.bodies()) == 2)
+        first, second = hook.received
+        assert first["headers"]["Idempotency-Key"] == second["headers"]["Idempotency-Key"]

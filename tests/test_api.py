@@ -31,7 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
 #: Path parameters that name things that exist in the fixture workspace.
 PATH_VALUES = {"customer_id": "C003", "key": "buyers", "job_id": "999999", "username": "nobody",
                "key_id": "000000000000", "name": "rfm", "pair_id": "999999",
-               "merge_id": "999999"}
+               "merge_id": "999999", "task_id": "999999"}
 #: A body each write route accepts as well-formed (the answer may still be 4xx for state).
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/customers"): {"customers": [{"customer_id": "C900", "name": "测试"}]},
@@ -55,9 +55,17 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/insights/clusters"): {"k": 2},
     ("POST", "/v1/insights/churn"): {},
     ("POST", "/v1/insights/lookalikes"): {},
+    ("PUT", "/v1/triggers/{key}"): {"on": {"event": "enter", "segment": "buyers"},
+                                    "action": {"type": "tag", "tag": "buyer"}},
+    ("PUT", "/v1/playbooks/{key}"): {"applies_to": {"tier": "A"}, "sla_response_hours": 4},
+    ("PUT", "/v1/lead-scoring"): {"events": [{"when": "type = 'page_view'", "points": 1}]},
+    ("POST", "/v1/deliveries/replay"): {"ids": [999999]},
 }
 #: Destructive routes get ids that do not exist: allowed roles get 404, others 403.
-PATH_OVERRIDES = {("DELETE", "/v1/segments/{key}"): {"key": "no_such_segment"}}
+PATH_OVERRIDES = {("DELETE", "/v1/segments/{key}"): {"key": "no_such_segment"},
+                  ("DELETE", "/v1/triggers/{key}"): {"key": "no_such_trigger"},
+                  ("DELETE", "/v1/playbooks/{key}"): {"key": "no_such_playbook"},
+                  ("POST", "/v1/tasks/{task_id}/complete"): {"task_id": "999999"}}
 #: Query strings for routes with required parameters.
 QUERIES = {("GET", "/v1/insights/uplift"): "?treated=buyers&holdout=vip_list&since=2025-01-01"}
 SKIP = {("DELETE", "/v1/privacy/customers/{customer_id}"),  # covered by the erasure test

@@ -2,7 +2,8 @@
 everywhere, delete old facts on a retention schedule, and consent / unsubscribe flags.
 
 Erasure reaches every place a customer's data lives: the control store (customer row,
-memberships, history, cleaning log, contact preferences), the fact store (Parquet files are
+memberships, history, cleaning log, contact preferences, the action outbox, tasks, playbook
+runs, lead scores, ticket SLAs, rows received through the API), the fact store (Parquet files are
 rewritten without the customer's rows; the old files are deleted at once), computed
 snapshots, the customers mirror, and CSV reports under ``reports/``. On SQLite, freed pages
 are zeroed (``secure_delete``) and the write-ahead log is truncated afterwards.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,12 +39,22 @@ from tierwise.store.tables import (
     customer_redirects,
     customers,
     duplicate_pairs,
+    intake,
+    lead_scores,
     merges,
+    outbox,
+    playbook_runs,
     segment_history,
     segment_members,
     snapshots,
+    tasks,
+    ticket_sla,
+    trigger_fires,
 )
 from tierwise.workspace import Workspace
+
+#: Control-store tables with a ``customer_id`` column, erased and exported with the rest.
+ACTION_TABLES = (outbox, trigger_fires, tasks, playbook_runs, lead_scores, ticket_sla)
 
 CHANNELS = ("all", "email", "sms", "phone", "webhook", "wechat")
 
@@ -71,6 +83,8 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
             cleaning_log.c.customer_id.in_(ids)))))
         snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path,
                                        snapshots.c.as_of)).all()
+        actions = {table.name: _rows(conn.execute(sa.select(table).where(
+            table.c.customer_id.in_(ids)))) for table in ACTION_TABLES}
     facts: dict[str, list[dict[str, Any]]] = {}
     for schema in FACT_TABLES:
         rows: list[dict[str, Any]] = []
@@ -89,7 +103,7 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
     return {"customer": customer, "merged_ids": ids[1:],
             "contact_preferences": preferences, "facts": facts,
             "segment_memberships": members, "segment_history": history,
-            "computed_values": values, "cleaning_log": cleaning,
+            "computed_values": values, "cleaning_log": cleaning, "actions": actions,
             "exported_at": utcnow()}
 
 
@@ -153,8 +167,13 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
     result.report_lines = _scrub_reports(ws, sorted(set(needles)))
     with ws.control.write() as conn:
         for table in (segment_members, segment_history, cleaning_log, contact_preferences,
-                      customers, customer_redirects):
+                      customers, customer_redirects, *ACTION_TABLES):
             done = conn.execute(table.delete().where(table.c.customer_id.in_(ids)))
+            result.control_rows += max(done.rowcount, 0)
+        for cid in ids:  # rows received through the API name the customer in their JSON
+            marker = json.dumps({"customer_id": cid}, ensure_ascii=False)[1:-1]
+            done = conn.execute(intake.delete().where(intake.c.payload.contains(
+                marker, autoescape=True)))
             result.control_rows += max(done.rowcount, 0)
         for statement in (
                 merges.delete().where(merges.c.survivor_id.in_(ids)),

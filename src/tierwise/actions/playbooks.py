@@ -25,12 +25,14 @@ def advance(ws: Workspace, now: datetime | None = None, limit: int = 1000) -> in
     """Carry out every step that is due; returns how many steps were queued."""
     now = now or utcnow()
     done = 0
-    with ws.control.write() as conn:
-        due = conn.execute(sa.select(playbook_runs).where(
-            playbook_runs.c.status == "active", playbook_runs.c.next_at <= now)
-            .order_by(playbook_runs.c.next_at).limit(limit)).all()
-        if not due:
+    due_query = (sa.select(playbook_runs).where(playbook_runs.c.status == "active",
+                                                playbook_runs.c.next_at <= now)
+                 .order_by(playbook_runs.c.next_at).limit(limit))
+    with ws.control.read() as conn:  # most rounds have nothing due: no write lock for them
+        if conn.execute(due_query.limit(1)).first() is None:
             return 0
+    with ws.control.write() as conn:
+        due = conn.execute(due_query).all()
         books = automations.all_of(conn, "playbook", enabled_only=True)
         for run in due:
             book: Playbook | None = books.get(run.playbook_key)

@@ -73,10 +73,14 @@ def on_tickets(ws: Workspace, tickets: list[dict[str, Any]]) -> int:
 def check(ws: Workspace, now: datetime | None = None) -> int:
     """Raise the alert for open escalated tickets past their deadline; returns how many."""
     now = now or utcnow()
+    late_query = sa.select(ticket_sla).where(
+        ticket_sla.c.closed_at.is_(None), ticket_sla.c.breached_at.is_(None),
+        ticket_sla.c.due_at < now)
+    with ws.control.read() as conn:
+        if conn.execute(late_query.limit(1)).first() is None:
+            return 0
     with ws.control.write() as conn:
-        late = conn.execute(sa.select(ticket_sla).where(
-            ticket_sla.c.closed_at.is_(None), ticket_sla.c.breached_at.is_(None),
-            ticket_sla.c.due_at < now)).all()
+        late = conn.execute(late_query).all()
         if not late:
             return 0
         conn.execute(ticket_sla.update().where(

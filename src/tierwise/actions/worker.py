@@ -4,7 +4,8 @@ One process at a time does this work (a lease in the control store, renewed ever
 seconds; another server process takes over within ``LEASE_SECONDS`` of the holder dying):
 
 * the **loop** thread moves received rows to the fact store, re-evaluates the segments
-  they affect for the customers they name, rescores leads, escalates tickets, sweeps
+  they affect for the customers they name, evaluates segments applied without an
+  evaluation (new or changed definitions) for everyone, rescores leads, escalates tickets, sweeps
   clock-driven segments every ``sweep_seconds``, checks SLA deadlines and moves playbook
   runs along;
 * the **dispatcher** thread delivers the outbox.
@@ -189,6 +190,9 @@ class Worker:
             leads.update(ws, touched)
             changes["leads"] = touched
         results = realtime.evaluate_changed(ws, changes) if any(changes.values()) else []
+        fresh = realtime.unevaluated(ws)
+        if fresh:  # applied without an evaluation: populate them for everyone
+            results += evaluate_all(ws, keys=fresh)
         if moved.ticket_ids:
             sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
         playbooks.advance(ws)

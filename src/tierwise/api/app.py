@@ -219,6 +219,7 @@ def create_app(ws: Workspace) -> FastAPI:
     {'status': 'ok'}
     """
     from tierwise.api import (
+        routes_actions,
         routes_admin,
         routes_auth,
         routes_customers,
@@ -251,7 +252,7 @@ def create_app(ws: Workspace) -> FastAPI:
     # routes_identity first: /v1/customers/match must win over /v1/customers/{id}
     for module in (routes_identity, routes_auth, routes_customers, routes_imports,
                    routes_segments, routes_values, routes_insights, routes_intake,
-                   routes_admin, routes_docs):
+                   routes_actions, routes_admin, routes_docs):
         app.include_router(module.router)
     app.include_router(routes_auth.pages)
     # Starlette wraps the last added middleware outermost.

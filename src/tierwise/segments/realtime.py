@@ -150,6 +150,24 @@ def evaluate_changed(ws: Workspace, changes: Mapping[str, Collection[str]],
     return results
 
 
+def unevaluated(ws: Workspace) -> list[str]:
+    """Active dynamic segments whose applied version has no successful run yet (new or
+    changed definitions saved without an evaluation)."""
+    import sqlalchemy as sa
+
+    from tierwise.store.tables import definitions, segment_runs
+
+    with ws.control.read() as conn:
+        applied = dict(conn.execute(sa.select(definitions.c.key, sa.func.max(
+            definitions.c.version)).where(definitions.c.kind == defs.KIND)
+            .group_by(definitions.c.key)).all())
+        ran = dict(conn.execute(sa.select(segment_runs.c.segment_key, sa.func.max(
+            segment_runs.c.version)).where(segment_runs.c.error.is_(None))
+            .group_by(segment_runs.c.segment_key)).all())
+    stale = {k for k, v in applied.items() if ran.get(k) != v}
+    return [k for k in segment_reads(ws) if k in stale] if stale else []
+
+
 def sweep(ws: Workspace, as_of: datetime | None = None) -> list[RunResult]:
     """Re-evaluate, for everyone, the segments that the clock alone can change."""
     keys = clocked(ws)
@@ -157,4 +175,4 @@ def sweep(ws: Workspace, as_of: datetime | None = None) -> list[RunResult]:
 
 
 __all__ = ["Reads", "affected", "clocked", "evaluate_changed", "reads", "segment_reads",
-           "sweep"]
+           "sweep", "unevaluated"]

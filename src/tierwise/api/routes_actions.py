@@ -1,0 +1,216 @@
+"""Triggers, playbooks and lead scoring (definitions); deliveries, tasks, leads, escalated
+tickets and the real-time worker (what they did).
+
+Definitions are read with ``segments:read`` and changed with ``segments:write`` (they
+decide what is sent to whom); replaying deliveries and working on tasks needs
+``actions:run``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, Field
+
+from tierwise.actions import definitions as automations
+from tierwise.actions import dispatch, leads, playbooks, sla, tasks
+from tierwise.api.auth import record, require, workspace
+from tierwise.api.problems import MAX_ID, RESPONSES, Problem
+from tierwise.api.views import jsonable
+from tierwise.errors import NotFoundError
+from tierwise.ingest import intake
+from tierwise.security.roles import Principal
+
+router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
+Kind = Literal["triggers", "playbooks"]
+_KINDS = {"triggers": "trigger", "playbooks": "playbook"}
+
+
+class ReplayIn(BaseModel):
+    ids: list[int] | None = Field(None, max_length=10_000,
+                                  description="outbox ids; without them every dead row")
+
+
+def _list(request: Request, kind: str) -> list[dict[str, Any]]:
+    with workspace(request).control.read() as conn:
+        found = automations.all_of(conn, kind)
+    return [m.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for m in found.values()]
+
+
+def _get(request: Request, kind: str, key: str) -> dict[str, Any]:
+    with workspace(request).control.read() as conn:
+        try:
+            model = automations.get(conn, kind, key)
+        except NotFoundError as exc:
+            raise Problem(404, str(exc)) from None
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+def _put(request: Request, principal: Principal, kind: str, key: str,
+         body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("key", key) != key:
+        raise Problem(422, f"the body's key {body.get('key')!r} differs from the path's {key!r}")
+    model = automations.parse_definition(kind, {**body, "key": key}, f"{kind} {key}")
+    with workspace(request).control.write() as conn:
+        version = automations.save(conn, kind, model, body.get("note"))
+    record(request, principal, f"{kind}_save", f"{kind}:{key}", {"version": version})
+    return {"key": key, "version": version}
+
+
+def _delete(request: Request, principal: Principal, kind: str, key: str) -> dict[str, Any]:
+    with workspace(request).control.write() as conn:
+        try:
+            version = automations.disable(conn, kind, key)
+        except NotFoundError as exc:
+            raise Problem(404, str(exc)) from None
+    record(request, principal, f"{kind}_disable", f"{kind}:{key}", {"version": version})
+    return {"key": key, "version": version, "enabled": False}
+
+
+@router.get("/triggers", summary="Triggers (latest versions)")
+def list_triggers(request: Request, principal: Principal = require("segments:read")
+                  ) -> list[dict[str, Any]]:
+    return _list(request, "trigger")
+
+
+@router.get("/triggers/{key}", summary="One trigger")
+def get_trigger(key: str, request: Request, principal: Principal = require("segments:read")
+                ) -> dict[str, Any]:
+    return _get(request, "trigger", key)
+
+
+@router.put("/triggers/{key}", summary="Create or change a trigger (a new version)")
+def put_trigger(key: str, request: Request, body: dict[str, Any] = Body(...),
+                principal: Principal = require("segments:write")) -> dict[str, Any]:
+    return _put(request, principal, "trigger", key, body)
+
+
+@router.delete("/triggers/{key}", summary="Disable a trigger (kept, with its history)")
+def delete_trigger(key: str, request: Request,
+                   principal: Principal = require("segments:write")) -> dict[str, Any]:
+    return _delete(request, principal, "trigger", key)
+
+
+@router.get("/playbooks", summary="Playbooks (latest versions)")
+def list_playbooks(request: Request, principal: Principal = require("segments:read")
+                   ) -> list[dict[str, Any]]:
+    return _list(request, "playbook")
+
+
+@router.get("/playbooks/runs", summary="Playbook runs, newest first")
+def playbook_runs(request: Request, customer_id: str | None = Query(None, max_length=128),
+                  playbook: str | None = Query(None, max_length=128),
+                  status: Literal["active", "done", "stopped"] | None = None,
+                  limit: int = Query(200, ge=1, le=5000),
+                  principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
+    return [jsonable(r) for r in playbooks.runs(workspace(request), customer_id, playbook,
+                                                 status, limit)]
+
+
+@router.get("/playbooks/{key}", summary="One playbook")
+def get_playbook(key: str, request: Request, principal: Principal = require("segments:read")
+                 ) -> dict[str, Any]:
+    return _get(request, "playbook", key)
+
+
+@router.put("/playbooks/{key}", summary="Create or change a playbook (a new version)")
+def put_playbook(key: str, request: Request, body: dict[str, Any] = Body(...),
+                 principal: Principal = require("segments:write")) -> dict[str, Any]:
+    return _put(request, principal, "playbook", key, body)
+
+
+@router.delete("/playbooks/{key}", summary="Disable a playbook")
+def delete_playbook(key: str, request: Request,
+                    principal: Principal = require("segments:write")) -> dict[str, Any]:
+    return _delete(request, principal, "playbook", key)
+
+
+@router.get("/customers/{customer_id}/playbook",
+            summary="The playbook that applies to a customer (null if none)")
+def customer_playbook(customer_id: str, request: Request,
+                      principal: Principal = require("customers:read")
+                      ) -> dict[str, Any] | None:
+    found = playbooks.applying(workspace(request), [customer_id]).get(customer_id)
+    return None if found is None else found.model_dump(mode="json", by_alias=True,
+                                                        exclude_none=True)
+
+
+@router.get("/lead-scoring", summary="The lead-scoring rules")
+def get_lead_scoring(request: Request, principal: Principal = require("segments:read")
+                     ) -> dict[str, Any]:
+    return _get(request, "lead_scoring", "default")
+
+
+@router.put("/lead-scoring", summary="Change the lead-scoring rules (a new version)")
+def put_lead_scoring(request: Request, body: dict[str, Any] = Body(...),
+                     principal: Principal = require("segments:write")) -> dict[str, Any]:
+    return _put(request, principal, "lead_scoring", "default", body)
+
+
+@router.get("/leads", summary="Lead scores, highest first")
+def list_leads(request: Request, qualified: bool = False,
+               limit: int = Query(200, ge=1, le=5000),
+               principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
+    return [jsonable(r) for r in leads.leads(workspace(request), qualified, limit)]
+
+
+@router.get("/deliveries", summary="Outbox rows (deliveries), oldest first, keyset-paged")
+def list_deliveries(request: Request,
+                    status: Literal["pending", "delivered", "dead", "held_out",
+                                    "suppressed"] | None = None,
+                    source: str | None = Query(None, max_length=160),
+                    customer_id: str | None = Query(None, max_length=128),
+                    after: int = Query(0, ge=0, le=MAX_ID),
+                    limit: int = Query(100, ge=1, le=1000),
+                    principal: Principal = require("segments:read")) -> dict[str, Any]:
+    rows = dispatch.deliveries(workspace(request), status=status, source=source,
+                               customer_id=customer_id, after=after, limit=limit)
+    return {"items": [jsonable(r) for r in rows],
+            "next_after": rows[-1]["outbox_id"] if len(rows) == limit else None,
+            "summary": dispatch.summary(workspace(request))}
+
+
+@router.post("/deliveries/replay", summary="Send deliveries again (same idempotency keys)")
+def replay(request: Request, body: ReplayIn,
+           principal: Principal = require("actions:run")) -> dict[str, int]:
+    queued = dispatch.replay(workspace(request), body.ids)
+    record(request, principal, "deliveries_replay", None,
+           {"ids": body.ids[:100] if body.ids else None, "queued": queued})
+    return {"queued": queued}
+
+
+@router.get("/tasks", summary="Tasks, by owner and status")
+def list_tasks(request: Request, owner: str | None = Query(None, max_length=200),
+               status: Literal["open", "done", "cancelled"] | None = "open",
+               customer_id: str | None = Query(None, max_length=128),
+               limit: int = Query(200, ge=1, le=5000),
+               principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
+    return [jsonable(t) for t in tasks.listing(workspace(request), owner=owner, status=status,
+                                               customer_id=customer_id, limit=limit)]
+
+
+@router.post("/tasks/{task_id}/complete", summary="Mark a task done")
+def complete_task(task_id: int, request: Request,
+                  principal: Principal = require("actions:run")) -> dict[str, Any]:
+    if not 0 < task_id <= MAX_ID:
+        raise Problem(404, f"no task {task_id}")
+    done = tasks.complete(workspace(request), task_id, principal.actor)
+    return jsonable(done)
+
+
+@router.get("/sla/tickets", summary="Escalated tickets and their SLA deadlines")
+def sla_tickets(request: Request, open_only: bool = True,
+                limit: int = Query(200, ge=1, le=5000),
+                principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
+    return [jsonable(t) for t in sla.escalated(workspace(request), open_only, limit)]
+
+
+@router.get("/realtime", summary="The real-time worker: batches, sweeps, deliveries")
+def realtime_status(request: Request, principal: Principal = require("segments:read")
+                    ) -> dict[str, Any]:
+    stats = request.app.state.worker.stats
+    return {"worker": jsonable(vars(stats)), "pending_intake": intake.pending(
+        workspace(request)), "outbox": dispatch.summary(workspace(request))}
