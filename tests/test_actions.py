@@ -14,12 +14,14 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from tests.api_helpers import Served, build
 from tests.receivers import smtp_receiver, webhook_receiver
+from tests.test_cli import tw
 
 import tierwise
 from tierwise.actions import definitions as automations
 from tierwise.actions import dispatch, leads, playbooks, sla
 from tierwise.actions.channels import SIGNATURE_HEADER, Channels, verify, webhook_secret
 from tierwise.actions.outbox import in_holdout
+from tierwise.actions.tasks import listing as tasks_listing
 from tierwise.errors import TierwiseError
 from tierwise.ingest.readers import RecordsSource
 from tierwise.privacy import set_preference
@@ -382,3 +384,41 @@ def test_through_the_api_events_move_members_and_fire_actions(served: Served,
         _wait(lambda: len(hook.bodies()) == 2)
         first, second = hook.received
         assert first["headers"]["Idempotency-Key"] == second["headers"]["Idempotency-Key"]
+
+
+def test_cli_applies_definitions_whole_and_shows_the_outbox(served: Served, now: datetime,
+                                                            tmp_path: Path) -> None:
+    ws = served.ws
+    w = str(ws.root)
+    folder = tmp_path / "triggers"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("key: vip_tag\non: {event: enter, segment: vip_list}\n"
+                                   "action: {type: tag, tag: vip}\n", encoding="utf-8")
+    (folder / "b.yaml").write_text("key: broken\non: {event: enter}\n"
+                                   "action: {type: tag, tag: x}\n", encoding="utf-8")
+    failed = tw("triggers", "apply", str(folder), "-w", w, code=1)
+    assert "b.yaml" in failed and "on.segment" in failed
+    assert "no triggers yet" in tw("triggers", "list", "-w", w)  # nothing stored
+    (folder / "b.yaml").unlink()
+    assert "vip_tag: version 1" in tw("triggers", "apply", str(folder), "-w", w)
+    playbook = tmp_path / "care.yaml"
+    playbook.write_text("key: care\napplies_to: {segment: vip_list}\nsteps:\n"
+                        "  - {after: 0d, action: {type: task, title: 欢迎回访}}\n",
+                        encoding="utf-8")
+    assert "care: version 1" in tw("playbooks", "apply", str(playbook), "-w", w)
+    membership.edit_static(ws, "vip_list", add=["C002"], at=now)
+    playbooks.advance(ws, now)
+    _deliver(ws, now + timedelta(seconds=1))
+    shown = tw("deliveries", "-w", w)
+    assert "delivered 2" in shown and "C002" in shown
+    assert "C002" in tw("tasks", "-w", w) and "欢迎回访" in tw("tasks", "-w", w)
+    task_id = tasks_listing(ws)[0]["task_id"]
+    assert f"task {task_id} done" in tw("tasks", "done", str(task_id), "-w", w)
+    assert "queued again" in tw("deliveries", "replay", "-w", w)
+    scoring = tmp_path / "lead.yaml"
+    scoring.write_text("events:\n  - {when: \"type = 'page_view'\", points: 10}\n"
+                       "half_life_days: 10000\nthreshold: 5\n", encoding="utf-8")
+    tw("lead-scoring", str(scoring), "-w", w)
+    assert "newly qualified" in tw("leads", "--rescore", "-w", w)
+    assert "C001" in tw("leads", "--qualified", "-w", w)
+    tw("sweep", "-w", w)

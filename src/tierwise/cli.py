@@ -13,7 +13,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tierwise import cli_admin, cli_identity, cli_insights, cli_segments, cli_value, render
+from tierwise import (
+    cli_actions,
+    cli_admin,
+    cli_identity,
+    cli_insights,
+    cli_segments,
+    cli_value,
+    render,
+)
 from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
 from tierwise.errors import ImportRejected, TierwiseError
 from tierwise.ingest.mapping import Mapping
@@ -294,6 +302,7 @@ cli_admin.register(app)
 app.add_typer(cli_segments.app, name="segments")
 cli_identity.register(app)
 cli_insights.register(app)
+cli_actions.register(app)
 customers_app.command("segments")(cli_segments.customer_segments_cmd)
 
 

@@ -259,6 +259,8 @@ def load_yaml(kind: str, text: str, where: str) -> Any:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise TierwiseError(f"{where}: not valid YAML: {exc}") from None
+    if isinstance(data, dict) and True in data and "on" not in data:
+        data["on"] = data.pop(True)  # YAML 1.1 reads a bare ``on:`` key as true
     return parse_definition(kind, data, where)
 
 

@@ -102,9 +102,10 @@ def replay(ws: Workspace, ids: Iterable[int] | None = None, status: str = "dead"
 
 
 def deliveries(ws: Workspace, *, status: str | None = None, source: str | None = None,
-               customer_id: str | None = None, after: int = 0, limit: int = 100
-               ) -> list[dict[str, Any]]:
-    """Outbox rows, oldest first, filtered; ``after`` is the last outbox_id already seen."""
+               customer_id: str | None = None, after: int = 0, limit: int = 100,
+               newest: bool = False) -> list[dict[str, Any]]:
+    """Outbox rows, oldest first, filtered; ``after`` is the last outbox_id already seen.
+    ``newest``: the last ``limit`` rows instead (still oldest first)."""
     query = sa.select(outbox).where(outbox.c.outbox_id > after)
     if status:
         query = query.where(outbox.c.status == status)
@@ -113,7 +114,10 @@ def deliveries(ws: Workspace, *, status: str | None = None, source: str | None =
     if customer_id:
         query = query.where(outbox.c.customer_id == customer_id)
     with ws.control.read() as conn:
-        rows = conn.execute(query.order_by(outbox.c.outbox_id).limit(limit)).all()
+        order = outbox.c.outbox_id.desc() if newest else outbox.c.outbox_id
+        rows = conn.execute(query.order_by(order).limit(limit)).all()
+    if newest:
+        rows = rows[::-1]
     out = []
     for r in rows:
         data = dict(r._mapping)

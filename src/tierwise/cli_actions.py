@@ -1,0 +1,240 @@
+"""CLI commands for real-time work and actions: triggers, playbooks, lead scoring,
+deliveries, tasks, escalated tickets, and running the worker without the API."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tierwise.workspace import Workspace
+
+out = Console(soft_wrap=True)
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
+
+triggers_app = typer.Typer(help="Triggers: actions when customers enter or leave segments, "
+                           "change tier or lifecycle stage, qualify as leads, breach SLAs.",
+                           no_args_is_help=True)
+playbooks_app = typer.Typer(help="Playbooks: service level, SLA and follow-up steps per tier "
+                            "or segment.", no_args_is_help=True)
+deliveries_app = typer.Typer(help="The action outbox: what was sent, what waits, what failed.",
+                             invoke_without_command=True)
+tasks_app = typer.Typer(help="Tasks for people (follow-ups, qualified leads, SLA alerts).",
+                        invoke_without_command=True)
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+    return [path]
+
+
+def _apply(kind: str, path: Path, workspace: Path | None) -> None:
+    """Validate every file first; store them all in one transaction, or none."""
+    from tierwise.actions import definitions as automations
+
+    models = [automations.load_yaml(kind, f.read_text(encoding="utf-8"), str(f))
+              for f in _files(path)]
+    ws = Workspace.open(workspace)
+    with ws.control.write() as conn:
+        versions = [(m.key, automations.save(conn, kind, m, f"applied from {path.name}"))
+                    for m in models]
+    for key, version in versions:
+        out.print(f"{kind.replace('_', ' ')} {key}: version {version}")
+
+
+def _list(kind: str, workspace: Path | None) -> None:
+    from tierwise.actions import definitions as automations
+
+    ws = Workspace.open(workspace)
+    with ws.control.read() as conn:
+        found = automations.all_of(conn, kind)
+    for key, model in found.items():
+        data = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        state = "" if data.get("enabled", True) else " (disabled)"
+        summary = json.dumps({k: data[k] for k in ("on", "action", "applies_to", "steps")
+                              if k in data}, ensure_ascii=False)
+        out.print(f"[bold]{key}[/]{state}  {summary}", highlight=False)
+    if not found:
+        out.print(f"no {kind}s yet")
+
+
+@triggers_app.command("apply")
+def triggers_apply(path: Annotated[Path, typer.Argument(help="A YAML file or a folder.")],
+                   workspace: WorkspaceOpt = None) -> None:
+    """Validate and store triggers (each changed one becomes a new version)."""
+    _apply("trigger", path, workspace)
+
+
+@triggers_app.command("list")
+def triggers_list(workspace: WorkspaceOpt = None) -> None:
+    """Triggers and what they do."""
+    _list("trigger", workspace)
+
+
+@triggers_app.command("disable")
+def triggers_disable(key: str, workspace: WorkspaceOpt = None) -> None:
+    """Stop a trigger from firing (it is kept, with its history)."""
+    from tierwise.actions import definitions as automations
+
+    with Workspace.open(workspace).control.write() as conn:
+        out.print(f"trigger {key}: version {automations.disable(conn, 'trigger', key)}, "
+                  "disabled")
+
+
+@playbooks_app.command("apply")
+def playbooks_apply(path: Annotated[Path, typer.Argument(help="A YAML file or a folder.")],
+                    workspace: WorkspaceOpt = None) -> None:
+    """Validate and store playbooks."""
+    _apply("playbook", path, workspace)
+
+
+@playbooks_app.command("list")
+def playbooks_list(workspace: WorkspaceOpt = None) -> None:
+    """Playbooks and what they apply to."""
+    _list("playbook", workspace)
+
+
+@playbooks_app.command("runs")
+def playbooks_runs(customer: Annotated[str | None, typer.Option(help="One customer.")] = None,
+                   workspace: WorkspaceOpt = None) -> None:
+    """Playbook runs, newest first."""
+    from tierwise.actions import playbooks
+
+    table = Table("run", "playbook", "customer", "started", "next step", "next at", "status")
+    for r in playbooks.runs(Workspace.open(workspace), customer_id=customer):
+        table.add_row(str(r["run_id"]), r["playbook_key"], r["customer_id"],
+                      f"{r['started_at']:%Y-%m-%d %H:%M}", str(r["next_step"]),
+                      f"{r['next_at']:%Y-%m-%d %H:%M}" if r["next_at"] else "",
+                      r["status"])
+    out.print(table)
+
+
+def lead_scoring_cmd(path: Annotated[Path, typer.Argument(help="The lead-scoring YAML.")],
+                     workspace: WorkspaceOpt = None) -> None:
+    """Store the lead-scoring rules; scores follow as events arrive (or `tierwise leads
+    --rescore`)."""
+    _apply("lead_scoring", path, workspace)
+
+
+def leads_cmd(qualified: Annotated[bool, typer.Option(help="Only qualified leads.")] = False,
+              rescore: Annotated[bool, typer.Option(help="Rescore everyone first.")] = False,
+              limit: int = 50, workspace: WorkspaceOpt = None) -> None:
+    """Lead scores, highest first."""
+    from tierwise.actions import leads
+
+    ws = Workspace.open(workspace)
+    if rescore:
+        out.print(f"{leads.update(ws)} lead(s) newly qualified")
+    table = Table("customer", "score", "qualified at")
+    for r in leads.leads(ws, qualified, limit):
+        table.add_row(r["customer_id"], f"{r['score']:,.1f}",
+                      f"{r['qualified_at']:%Y-%m-%d %H:%M}" if r["qualified_at"] else "")
+    out.print(table)
+
+
+@deliveries_app.callback()
+def deliveries_list(ctx: typer.Context,
+                    status: Annotated[str | None, typer.Option(
+                        help="pending, delivered, dead, held_out or suppressed.")] = None,
+                    limit: int = 50, workspace: WorkspaceOpt = None) -> None:
+    """Deliveries, newest last, and counts by status."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tierwise.actions import dispatch
+
+    ws = Workspace.open(workspace)
+    summary = dispatch.summary(ws)
+    out.print(" · ".join(f"{k} {v:,}" for k, v in summary.items()))
+    rows = dispatch.deliveries(ws, status=status, limit=limit, newest=True)
+    table = Table("id", "source", "event", "customer", "action", "status", "attempts",
+                  "last error")
+    for r in rows:
+        table.add_row(str(r["outbox_id"]), r["source"], r["event"]["event"],
+                      r["customer_id"], f"{r['action']} → {r['target']}", r["status"],
+                      str(r["attempts"]), (r["last_error"] or "")[:60])
+    out.print(table)
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(ids: Annotated[list[int] | None, typer.Argument(
+                          help="Outbox ids; without them, every dead delivery.")] = None,
+                      workspace: WorkspaceOpt = None) -> None:
+    """Send deliveries again, with their original idempotency keys."""
+    from tierwise.actions import dispatch
+
+    out.print(f"{dispatch.replay(Workspace.open(workspace), ids or None)} delivery(ies) "
+              "queued again")
+
+
+@tasks_app.callback()
+def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] = None,
+               status: str = "open", workspace: WorkspaceOpt = None) -> None:
+    """Tasks, soonest due first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tierwise.actions import tasks
+
+    table = Table("task", "customer", "owner", "title", "priority", "due", "status")
+    for t in tasks.listing(Workspace.open(workspace), owner=owner, status=status):
+        table.add_row(str(t["task_id"]), t["customer_id"], t["owner"] or f"({t['role']})",
+                      t["title"], t["priority"],
+                      f"{t['due_at']:%Y-%m-%d %H:%M}" if t["due_at"] else "", t["status"])
+    out.print(table)
+
+
+@tasks_app.command("done")
+def tasks_done(task_id: int, by: Annotated[str, typer.Option()] = "cli",
+               workspace: WorkspaceOpt = None) -> None:
+    """Mark a task done."""
+    from tierwise.actions import tasks
+
+    tasks.complete(Workspace.open(workspace), task_id, by)
+    out.print(f"task {task_id} done")
+
+
+def worker_cmd(seconds: Annotated[float | None, typer.Option(
+                   help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+               workspace: WorkspaceOpt = None) -> None:
+    """Run the real-time worker without the API: intake, incremental updates, sweeps,
+    playbooks, SLA checks and deliveries (what `tierwise serve` runs next to the API)."""
+    from tierwise.actions.worker import Worker
+
+    worker = Worker(Workspace.open(workspace))
+    worker.start()
+    out.print(f"worker {worker.holder} running; Ctrl-C stops it")
+    deadline = None if seconds is None else time.monotonic() + seconds
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.stop()
+    out.print(json.dumps(vars(worker.stats), default=str))
+
+
+def sweep_cmd(workspace: WorkspaceOpt = None) -> None:
+    """Re-evaluate now the segments whose rules depend on the clock (LAST 30d, -90d, …)."""
+    from tierwise.segments import realtime
+
+    for r in realtime.sweep(Workspace.open(workspace)):
+        out.print(f"{r.key}: {r.members:,} members (+{r.entered:,} −{r.exited:,})"
+                  if r.error is None else f"{r.key}: failed: {r.error}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(triggers_app, name="triggers")
+    app.add_typer(playbooks_app, name="playbooks")
+    app.add_typer(deliveries_app, name="deliveries")
+    app.add_typer(tasks_app, name="tasks")
+    app.command("lead-scoring")(lead_scoring_cmd)
+    app.command("leads")(leads_cmd)
+    app.command("worker")(worker_cmd)
+    app.command("sweep")(sweep_cmd)
