@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ class Hook:
     received: list[dict[str, Any]] = field(default_factory=list)
     #: Status codes to answer with, in turn (then 200).
     answers: list[int] = field(default_factory=list)
+    #: Seconds to wait before answering (a slow receiver keeps deliveries in flight).
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bodies(self) -> list[dict[str, Any]]:
@@ -34,6 +37,8 @@ def webhook_receiver() -> Iterator[Hook]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             raw = self.rfile.read(int(self.headers["Content-Length"]))
+            if hook.delay:
+                time.sleep(hook.delay)
             with hook.lock:
                 status = hook.answers.pop(0) if hook.answers else 200
                 hook.received.append({"headers": dict(self.headers), "raw": raw,
