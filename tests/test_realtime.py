@@ -129,3 +129,26 @@ def test_a_sweep_moves_customers_as_time_passes(ws: tierwise.Workspace) -> None:
     assert exits and {r.exit_reason for r in exits} == {"time"}
     assert {r.exited_at.replace(tzinfo=UTC) if r.exited_at.tzinfo is None
             else r.exited_at for r in exits} == {later}
+
+
+def test_micro_batch_files_merge_without_changing_what_is_read(ws: tierwise.Workspace) -> None:
+    big_files = len(ws.facts.scan("orders").files)
+    before = ws.sql("SELECT * FROM orders ORDER BY order_id").to_pylist()
+    when = T.isoformat()
+    for i in range(6):  # six micro-batches, the last one refunds an order of the first
+        rows = [{"order_id": f"MB{i}-{n}", "customer_id": "C00001" if n else "C00002",
+                 "ordered_at": when, "amount": 10 + i} for n in range(3)]
+        if i == 5:
+            rows.append({"order_id": "MB0-1", "customer_id": "C00001", "ordered_at": when,
+                         "amount": 10, "status": "refunded"})
+        ws.import_source("orders", RecordsSource.from_dicts("batch", rows),
+                         unknown_customers="create")
+    expected = ws.sql("SELECT * FROM orders ORDER BY order_id").to_pylist()
+    assert len(expected) == len(before) + 18
+    replaced, written = ws.facts.compact(ws.engine, "orders", min_files=4, small_rows=10)
+    assert (replaced, written) == (6, 1)
+    assert len(ws.facts.scan("orders").files) == big_files + 1  # the large files stay
+    assert ws.sql("SELECT * FROM orders ORDER BY order_id").to_pylist() == expected
+    refunded = ws.sql("SELECT status FROM orders WHERE order_id = 'MB0-1'").to_pylist()
+    assert refunded == [{"status": "refunded"}]
+    assert ws.facts.compact(ws.engine, "orders", min_files=4, small_rows=10) == (0, 0)

@@ -6,8 +6,8 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
 * the **loop** thread moves received rows to the fact store, re-evaluates the segments
   they affect for the customers they name, evaluates segments applied without an
   evaluation (new or changed definitions) for everyone, rescores leads, escalates tickets, sweeps
-  clock-driven segments every ``sweep_seconds``, checks SLA deadlines and moves playbook
-  runs along;
+  clock-driven segments every ``sweep_seconds``, checks SLA deadlines, moves playbook
+  runs along and merges the micro-batch files of the fact store;
 * the **dispatcher** thread delivers the outbox.
 
 On start the loop re-evaluates every segment once for everyone (reason ``data_change``),
@@ -45,6 +45,10 @@ LEASE_SECONDS = 15.0
 #: Longest sleep of the loop when nothing arrives (a post wakes it at once).
 IDLE_SECONDS = 0.25
 LEAD_DECAY_EVERY = 3600.0
+#: Micro-batch files of a table are merged once there are this many (each at most
+#: SMALL_FILE_ROWS rows): readers open few files however long the server runs.
+COMPACT_AT_FILES = 20
+SMALL_FILE_ROWS = 200_000
 
 
 def try_lease(ws: Workspace, holder: str, seconds: float = LEASE_SECONDS) -> bool:
@@ -93,6 +97,15 @@ def _updated_customers(ws: Workspace, since: datetime) -> tuple[set[str], dateti
     return {r.customer_id for r in rows}, latest
 
 
+def _definitions_token(ws: Workspace) -> tuple[object, ...]:
+    """Changes whenever a definition is saved (versions are only ever added)."""
+    from tierwise.store.tables import definitions
+
+    with ws.control.read() as conn:
+        return tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(
+            definitions.c.created_at))).one())
+
+
 def _tickets(ws: Workspace, ids: set[str]) -> list[dict[str, object]]:
     """The stored rows (times as imported, UTC) of the given tickets."""
     if not ids:
@@ -119,6 +132,7 @@ class Worker:
         self._caught_up = False
         self._last_sweep = 0.0
         self._last_decay = time.monotonic()
+        self._definitions_seen: tuple[object, ...] = ()
 
     def start(self) -> None:
         for target, name in ((self._loop, "tierwise-worker"),
@@ -190,9 +204,12 @@ class Worker:
             leads.update(ws, touched)
             changes["leads"] = touched
         results = realtime.evaluate_changed(ws, changes) if any(changes.values()) else []
-        fresh = realtime.unevaluated(ws)
-        if fresh:  # applied without an evaluation: populate them for everyone
-            results += evaluate_all(ws, keys=fresh)
+        token = _definitions_token(ws)
+        if token != self._definitions_seen:  # a definition was saved: any not evaluated yet
+            fresh = realtime.unevaluated(ws)  # (applied without one) is run for everyone
+            if fresh:
+                results += evaluate_all(ws, keys=fresh)
+            self._definitions_seen = token
         if moved.ticket_ids:
             sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
         playbooks.advance(ws)
@@ -212,6 +229,7 @@ class Worker:
         self._last_sweep = time.monotonic()
         realtime.sweep(self.ws)
         sla.check(self.ws)
+        self.compact()
         if time.monotonic() - self._last_decay >= LEAD_DECAY_EVERY:
             self._last_decay = time.monotonic()
             before = {r["customer_id"]: r["score"] for r in leads.leads(self.ws, limit=10**9)}
@@ -221,6 +239,16 @@ class Worker:
             realtime.evaluate_changed(self.ws, {"leads": moved})
         self.stats.last_sweep_at = utcnow()
         self.stats.last_sweep_seconds = time.perf_counter() - t0
+
+    def compact(self) -> None:
+        merged = 0
+        for table in intake.KEYS:
+            replaced, _ = self.ws.facts.compact(self.ws.engine, table,
+                                                min_files=COMPACT_AT_FILES,
+                                                small_rows=SMALL_FILE_ROWS)
+            merged += replaced if replaced >= COMPACT_AT_FILES else 0
+        if merged:
+            self.ws.facts.collect_garbage()
 
     # -- the dispatcher ------------------------------------------------------------------
     def _dispatch_loop(self) -> None:

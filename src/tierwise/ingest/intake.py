@@ -68,8 +68,8 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
     if missing:
         raise TierwiseError(f"{table}: row(s) {', '.join(str(i) for i in missing[:10])} have "
                             f"no {key}; every posted row needs one (it makes a retry harmless)")
-    ws.import_source(table, _source(table, rows), unknown_customers="create", dry_run=True,
-                     report_path=_report_path(ws))
+    ws.import_source(table, _source(table, rows), unknown_customers="create",
+                     validate_only=True, report_path=_report_path(ws))
     now = utcnow()
     accepted = duplicates = 0
     keyed = [_row_key(table, row) for row in rows]

@@ -90,6 +90,9 @@ class ImportOptions:
     dry_run: bool = False
     report_path: Path | None = None
     progress: Progress | None = None
+    #: Check the rows only (types, required columns, duplicate keys within the source),
+    #: without comparing them with stored rows: what real-time intake needs per request.
+    validate_only: bool = False
 
 
 class _Rejects:
@@ -149,11 +152,14 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
         with ws.engine.session() as session:
             session.register_scan("staged", _staged_scan(staged, schema))
             duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
-            unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
+            unknown, missing = ([], []) if options.validate_only and policy == "create" \
+                else checks.unknown_customers(ws, session, schema, resolved, policy)
             rejects.add(duplicates + missing, len(duplicates) + len(missing))
             if rejects.kept:
                 _reject(source, rejects, options.report_path)
-            if schema.home == "facts":
+            if options.validate_only:
+                snapshot = 0
+            elif schema.home == "facts":
                 snapshot = checks.classify_facts(ws, session, schema, staged, result)
             else:
                 snapshot = 0
@@ -164,7 +170,7 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
                        .to_pylist()) if staged.rows else set()
             changes = [c for c in changes if c.customer_id in kept]
             result.cleaned = dict(Counter(c.rule for c in changes))
-        if not options.dry_run:
+        if not options.dry_run and not options.validate_only:
             _apply(ws, schema, staged, result, unknown, snapshot, mapping, started, written,
                    changes)
         result.seconds = time.perf_counter() - t0

@@ -165,18 +165,43 @@ class FactStore:
 
     # -- maintenance ---------------------------------------------------------------------
     def compact(self, engine: Engine, table: str, *, min_files: int = 2,
-                target_rows: int = 8_000_000) -> tuple[int, int]:
+                target_rows: int = 8_000_000, small_rows: int | None = None
+                ) -> tuple[int, int]:
         """Merge a table's live files into as few as possible; returns (files in, files out).
 
         Superseded rows are dropped. The merged file keeps the highest ``seq`` it replaced,
         so an import committed meanwhile (higher seq) still wins.
+
+        ``small_rows``: merge only the newest run of files with at most that many rows each
+        (the micro-batches of real-time intake), leaving the large files alone. Only a run
+        of the *newest* files may be merged on its own: its rows then keep winning over
+        every older file, as they did.
         """
         schema = TABLES[table]
         with self.control.read() as conn:
             scan = self.scan(table, conn)
-            rows = conn.execute(sa.select(fact_files.c.file_id, fact_files.c.rows)
+            rows = conn.execute(sa.select(fact_files.c.file_id, fact_files.c.rows,
+                                          fact_files.c.seq, fact_files.c.overlaps,
+                                          fact_files.c.path)
                                 .where(fact_files.c.table_name == table,
-                                       fact_files.c.removed_at.is_(None))).all()
+                                       fact_files.c.removed_at.is_(None))
+                                .order_by(fact_files.c.seq.desc())).all()
+        overlaps = False
+        if small_rows is not None:
+            tail = []
+            for r in rows:
+                if r.rows > small_rows:
+                    break
+                tail.append(r)
+            if len(tail) < min_files:
+                return len(tail), len(tail)
+            kept = {str(self.root / r.path) for r in tail}
+            scan = TableScan(scan.table, tuple(f for f in scan.files if f.path in kept),
+                             scan.key, True, scan.schema)
+            # each part was checked against every older file when it was imported: the
+            # merged file overlaps an older one only if some part did
+            overlaps = any(r.overlaps for r in tail)
+            rows = tail
         if len(scan.files) < min_files:
             return len(scan.files), len(scan.files)
         replaced = [r.file_id for r in rows]
@@ -210,7 +235,7 @@ class FactStore:
                     raise RuntimeError("another compaction of this table ran at the same time")
                 for staged in outputs:
                     published.append(self.publish(conn, staged, import_id=None,
-                                                  overlaps=False, seq=top_seq))
+                                                  overlaps=overlaps, seq=top_seq))
         except BaseException:
             for staged in outputs:
                 staged.path.unlink(missing_ok=True)

@@ -1,0 +1,390 @@
+"""Real-time intake, incremental segments, time-based exits and webhook deliveries.
+
+    python bench/realtime.py [--rate 2000] [--seconds 600] [--customers 100000]
+
+Workspace bench/out/ws-rt: ``tierwise demo --customers 100000 --activity 5`` ending
+yesterday, computed, with 20 active segments (event, order, window, recency, tier and
+lifecycle rules). ``tierwise serve`` runs in its own process; a separate load process on
+loopback posts events (batches of 100) at a fixed rate, open loop, for a bounded time.
+
+Measured:
+* **intake**: events accepted per second, the POST latency, errors;
+* **2xx → membership readable**: twice a second the load process posts one probe event for
+  a customer that is in no probe segment yet, then polls ``GET /v1/customers/{id}/segments``
+  every 20 ms until ``bench_rt_probe`` shows up; p50 / p99 of that delay (target p99 < 1 s);
+* **time-based exits**: before the server starts, 60 customers get one event each timed so
+  that ``COUNT(events WHERE type = 'rt_expiry', LAST 10m) >= 1`` turns false at known
+  instants spread over the run; the lag between each true instant and the ``exited_at``
+  the server records (target < 60 s);
+* **webhook deliveries per second**: after the load, 5,000 deliveries are queued and timed
+  until the server's dispatcher has delivered them to a local receiver process; baseline:
+  the same receiver driven directly by 8 client threads (no tierwise in between);
+* peak RSS of the server process.
+
+The baseline for latencies is ``GET /health`` at the same rate in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_reads import free_port, run_load  # noqa: E402
+from common import OUT, report  # noqa: E402
+
+WS = OUT / "ws-rt"
+EXPIRY_WINDOW = timedelta(minutes=10)
+PROBES_FOR_EXPIRY = 60
+
+SEGMENTS = {
+    "rt_pricing_7d": "COUNT(events WHERE type = 'page_view' AND properties.page = '/pricing', "
+                     "LAST 7d) >= 2",
+    "rt_pricing_30d": "COUNT(events WHERE type = 'page_view' AND properties.page = '/pricing', "
+                      "LAST 30d) >= 5",
+    "rt_email_engaged": "COUNT(events WHERE type = 'email_open', LAST 30d) >= 3",
+    "rt_email_cold": "COUNT(events WHERE type = 'email_open', LAST 90d) = 0",
+    "rt_clickers": "COUNT(events WHERE type = 'click', LAST 1d) >= 3",
+    "rt_active_browsers": "COUNT(events, LAST 1d) >= 5",
+    "rt_buyers_30d": "COUNT(orders, LAST 30d) >= 1",
+    "rt_repeat_90d": "COUNT(orders, LAST 90d) >= 2",
+    "rt_big_year": "SUM(orders.amount, LAST 12m) > 5000",
+    "rt_lapsed_90": "DAYS_SINCE_LAST(orders) > 90",
+    "rt_lapsed_180": "DAYS_SINCE_LAST(orders) > 180",
+    "rt_tier_a_quiet": "tier = 'A' AND COUNT(events, LAST 14d) = 0",
+    "rt_tier_b_pricing": "tier IN ('A', 'B') AND COUNT(events WHERE type = 'page_view', "
+                         "LAST 3d) >= 1",
+    "rt_at_risk_active": "lifecycle = 'at_risk' AND COUNT(events, LAST 7d) >= 1",
+    "rt_champions": "rfm.segment = 'champions'",
+    "rt_shanghai_recent": "city = '上海' AND COUNT(events, LAST 7d) >= 1",
+    "rt_vip_engaged": "IN_SEGMENT('rt_big_year') AND IN_SEGMENT('rt_email_engaged')",
+    "rt_new_signups": "signup_at > -30d",
+    "bench_rt_probe": "COUNT(events WHERE type = 'rt_latency') >= 1",
+    "bench_rt_expiry": "COUNT(events WHERE type = 'rt_expiry', LAST 10m) >= 1",
+}
+
+LOAD = r"""
+# Open-loop event sender plus latency probes, one asyncio process.
+import asyncio, json, random, sys, time, uuid
+
+host, port, key, rate, seconds, ids_file, probes_file, out = sys.argv[1:9]
+port, rate, seconds = int(port), float(rate), float(seconds)
+ids = json.load(open(ids_file))
+probes = json.load(open(probes_file))
+BATCH, CONNECTIONS = 100, 16
+TYPES = [("page_view", {"page": "/pricing"}), ("page_view", {"page": "/home"}),
+         ("email_open", {}), ("click", {}), ("page_view", {"page": "/docs"})]
+
+async def request(reader, writer, method, url, body=None):
+    data = b"" if body is None else json.dumps(body).encode()
+    writer.write((f"{method} {url} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                  ).encode() + data)
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    payload = await reader.readexactly(length)
+    return status, payload
+
+def now_iso():
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "+00:00"
+
+async def sender(queue, results):
+    reader = writer = None
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        batch, start = item
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            status, _ = await request(reader, writer, "POST", "/v1/events", batch)
+        except Exception as exc:
+            status, writer = type(exc).__name__, None
+        results.append((time.perf_counter() - start, status, len(batch)))
+
+async def probe(customer, delays):
+    reader, writer = await asyncio.open_connection(host, port)
+    event = {"event_id": "probe-" + customer, "customer_id": customer, "type": "rt_latency",
+             "occurred_at": now_iso()}
+    status, _ = await request(reader, writer, "POST", "/v1/events", [event])
+    acked = time.perf_counter()
+    while time.perf_counter() - acked < 30:
+        status, body = await request(reader, writer, "GET", f"/v1/customers/{customer}/segments")
+        if b"bench_rt_probe" in body:
+            delays.append(time.perf_counter() - acked)
+            break
+        await asyncio.sleep(0.02)
+    else:
+        delays.append(None)
+    writer.close()
+
+async def main():
+    queue, results, delays, tasks = asyncio.Queue(), [], [], []
+    senders = [asyncio.create_task(sender(queue, results)) for _ in range(CONNECTIONS)]
+    rng = random.Random(3)
+    t0 = time.perf_counter()
+    batches = int(rate * seconds / BATCH)
+    next_probe = 0
+    for i in range(batches):
+        start = t0 + i * BATCH / rate
+        delay = start - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        stamp = now_iso()
+        batch = []
+        for _ in range(BATCH):
+            kind, props = rng.choice(TYPES)
+            batch.append({"event_id": uuid.uuid4().hex, "customer_id": rng.choice(ids),
+                          "type": kind, "properties": props, "occurred_at": stamp})
+        queue.put_nowait((batch, start))
+        if start - t0 >= next_probe * 0.5 and next_probe < len(probes):
+            tasks.append(asyncio.create_task(probe(probes[next_probe], delays)))
+            next_probe += 1
+    for _ in senders:
+        queue.put_nowait(None)
+    await asyncio.gather(*senders, *tasks)
+    json.dump({"results": results, "delays": delays, "elapsed": time.perf_counter() - t0},
+              open(out, "w"))
+
+asyncio.run(main())
+"""
+
+RECEIVER = r"""
+# A minimal webhook receiver: counts POSTs, answers 200 at once.
+import sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+count = [0]
+lock = threading.Lock()
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        with lock:
+            count[0] += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def do_GET(self):
+        body = str(count[0]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+ThreadingHTTPServer.daemon_threads = True
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+
+def ensure_workspace(customers: int) -> None:
+    if (WS / "snapshots").exists():
+        return
+    end = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    subprocess.run([sys.executable, "-m", "tierwise.cli", "demo", "-w", str(WS), "--customers",
+                    str(customers), "--activity", "5", "--seed", "7", "--end", end],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "tierwise.cli", "compute", "-w", str(WS)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str],
+                                                         dict[str, datetime]]:
+    """Segments, the probe trigger, expiring customers; returns the key, customer ids,
+    latency-probe customers and the true exit instant of each expiring customer."""
+    import sqlalchemy as sa
+
+    from tierwise import open as open_ws
+    from tierwise.actions import definitions as automations
+    from tierwise.ingest.readers import RecordsSource
+    from tierwise.security import accounts
+    from tierwise.segments import definitions as defs
+    from tierwise.store.tables import customers
+
+    ws = open_ws(WS)
+    for key, rule in SEGMENTS.items():
+        defs.save(ws, defs.SegmentDefinition(key=key, rule=rule))
+    with ws.control.write() as conn:
+        automations.save(conn, "trigger", automations.parse_definition("trigger", {
+            "key": "bench_probe_hook", "on": {"event": "enter", "segment": "bench_rt_probe"},
+            "action": {"type": "webhook", "url": receiver_url}}, "bench"))
+        key = accounts.create_key(conn, "bench-rt", "admin", "bench",
+                                  rate_per_second=100_000).secret
+        ids = sorted(r[0] for r in conn.execute(sa.select(customers.c.customer_id)))
+    rng = random.Random()  # fresh probe customers on every run
+    rng.shuffle(ids)
+    run_tag = f"{int(time.time())}"
+    expiring = ids[:PROBES_FOR_EXPIRY]
+    probes = ids[PROBES_FOR_EXPIRY:PROBES_FOR_EXPIRY + int(seconds * 2) + 10]
+    others = ids[PROBES_FOR_EXPIRY + len(probes):]
+    start = datetime.now(UTC) + timedelta(seconds=90)  # after the server's catch-up
+    span = max(60.0, seconds - 120)
+    exits: dict[str, datetime] = {}
+    rows = []
+    for i, customer in enumerate(expiring):
+        exit_at = start + timedelta(seconds=span * i / len(expiring))
+        exits[customer] = exit_at
+        rows.append({"event_id": f"exp-{run_tag}-{i}", "customer_id": customer,
+                     "type": "rt_expiry", "occurred_at": (exit_at - EXPIRY_WINDOW).isoformat()})
+    ws.import_source("events", RecordsSource.from_dicts("bench expiry", rows))
+    ws.close()
+    # latency probes need customers never probed before (a rerun uses fresh ones)
+    return key, others, [f"{p}" for p in probes], exits
+
+
+def exit_lags(exits: dict[str, datetime]) -> list[float | None]:
+    import sqlalchemy as sa
+
+    from tierwise import open as open_ws
+    from tierwise.store.control import as_utc
+    from tierwise.store.tables import segment_history
+
+    ws = open_ws(WS)
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(segment_history.c.customer_id, segment_history.c.exited_at)
+                            .where(segment_history.c.segment_key == "bench_rt_expiry",
+                                   segment_history.c.customer_id.in_(list(exits)))).all()
+    ws.close()
+    recorded = {r.customer_id: as_utc(r.exited_at) for r in rows if r.exited_at is not None}
+    return [(recorded[c] - t).total_seconds() if c in recorded else None
+            for c, t in exits.items() if t < datetime.now(UTC)]
+
+
+def deliveries_per_second(base: str, key: str, receiver: str, count: int = 5000
+                          ) -> dict[str, float]:
+    """Queue ``count`` webhook deliveries and time the server's dispatcher; the baseline
+    posts the same number straight to the receiver from 8 threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tierwise import open as open_ws
+    from tierwise.actions.definitions import Webhook
+    from tierwise.actions.outbox import enqueue
+    from tierwise.store.control import utcnow
+
+    before = int(httpx.get(receiver).text)
+    ws = open_ws(WS)
+    with ws.control.write() as conn:
+        enqueue(conn, "bench:deliveries", "enter", Webhook(type="webhook", url=receiver),
+                [{"customer_id": f"D{i}", "segment": "bench"} for i in range(count)], utcnow())
+    ws.close()
+    t0 = time.perf_counter()
+    while int(httpx.get(receiver).text) < before + count:
+        time.sleep(0.05)
+    served = count / (time.perf_counter() - t0)
+    with httpx.Client() as client:
+        def post(i: int) -> None:
+            client.post(receiver, json={"i": i})
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(post, range(count)))
+        direct = count / (time.perf_counter() - t0)
+    return {"deliveries_per_second": round(served, 1),
+            "baseline_direct_posts_per_second": round(direct, 1),
+            "ratio": round(served / direct, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, default=2000)
+    parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--customers", type=int, default=100_000)
+    args = parser.parse_args()
+    ensure_workspace(args.customers)
+    receiver_port = free_port()
+    receiver_proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(receiver_port)])
+    receiver = f"http://127.0.0.1:{receiver_port}/hook"
+    key, ids, probes, exits = prepare(receiver, args.seconds)
+    (OUT / "rt-ids.json").write_text(json.dumps(ids))
+    (OUT / "rt-probes.json").write_text(json.dumps(probes))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = psutil.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(WS),
+                           "--port", str(port)], stdout=subprocess.DEVNULL,
+                          stderr=open(OUT / "rt-server.log", "w"))  # noqa: SIM115
+    peak = 0
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        headers = {"Authorization": f"Bearer {key}"}
+        t_catch = time.perf_counter()
+        while httpx.get(f"{base}/v1/realtime", headers=headers).json()["worker"][
+                "last_sweep_at"] is None:  # the start-up catch-up has run
+            time.sleep(0.5)
+        catch_up = time.perf_counter() - t_catch
+        baseline = run_load(base, key, 20, 30, ["/health"], server, "rt-baseline")
+        out = OUT / "rt-load.json"
+        load = psutil.Popen([sys.executable, "-c", LOAD, "127.0.0.1", str(port), key,
+                             str(args.rate), str(args.seconds), str(OUT / "rt-ids.json"),
+                             str(OUT / "rt-probes.json"), str(out)])
+        while load.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                peak = max(peak, server.memory_info().rss)
+            time.sleep(0.5)
+        status = httpx.get(f"{base}/v1/realtime", headers=headers).json()
+        for _ in range(120):  # let intake drain before the delivery phase
+            status = httpx.get(f"{base}/v1/realtime", headers=headers).json()
+            if not status["pending_intake"]:
+                break
+            time.sleep(0.5)
+        delivery = deliveries_per_second(base, key, receiver)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            peak = max(peak, server.memory_info().rss)
+    finally:
+        server.terminate()
+        server.wait(30)
+        receiver_proc.terminate()
+    data = json.loads(out.read_text())
+    posts = data["results"]
+    ok = [r for r in posts if r[1] == 202]
+    latencies = sorted(r[0] for r in ok)
+    delays = sorted(d for d in data["delays"] if d is not None)
+    lags = [x for x in exit_lags(exits) if x is not None]
+    missing = sum(1 for x in exit_lags(exits) if x is None)
+
+    def pct(values: list[float], q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) \
+            if values else float("nan")
+
+    report("realtime", [{
+        "customers": args.customers, "segments": len(SEGMENTS), "target_rate": args.rate,
+        "seconds": args.seconds, "catch_up_seconds": round(catch_up, 1),
+        "intake": {"events_accepted": sum(r[2] for r in ok),
+                   "events_per_second": round(sum(r[2] for r in ok) / data["elapsed"], 1),
+                   "failed_posts": len(posts) - len(ok),
+                   "post_p50_ms": pct(latencies, 0.5), "post_p99_ms": pct(latencies, 0.99)},
+        "ack_to_membership": {"probes": len(data["delays"]), "seen": len(delays),
+                              "p50_ms": pct(delays, 0.5), "p90_ms": pct(delays, 0.9),
+                              "p99_ms": pct(delays, 0.99), "max_ms": pct(delays, 1.0)},
+        "baseline_health": {"p50_ms": baseline["p50_ms"], "p99_ms": baseline["p99_ms"]},
+        "time_based_exits": {"due": len(lags) + missing, "recorded": len(lags),
+                             "lag_p50_s": round(sorted(lags)[len(lags) // 2], 1) if lags
+                             else None, "lag_max_s": round(max(lags), 1) if lags else None},
+        "webhooks": delivery, "worker": status["worker"],
+        "server_peak_rss_mb": round(peak / 1e6)}])
+
+
+if __name__ == "__main__":
+    main()
