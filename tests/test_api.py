@@ -67,7 +67,8 @@ PATH_OVERRIDES = {("DELETE", "/v1/segments/{key}"): {"key": "no_such_segment"},
                   ("DELETE", "/v1/playbooks/{key}"): {"key": "no_such_playbook"},
                   ("POST", "/v1/tasks/{task_id}/complete"): {"task_id": "999999"}}
 #: Query strings for routes with required parameters.
-QUERIES = {("GET", "/v1/insights/uplift"): "?treated=buyers&holdout=vip_list&since=2025-01-01"}
+QUERIES = {("GET", "/v1/insights/uplift"): "?treated=buyers&holdout=vip_list&since=2025-01-01",
+           ("GET", "/v1/insights/uplift/action"): "?source=trigger:none"}
 SKIP = {("DELETE", "/v1/privacy/customers/{customer_id}"),  # covered by the erasure test
         ("POST", "/v1/imports")}  # multipart; covered by the import test
 

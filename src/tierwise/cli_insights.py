@@ -228,23 +228,36 @@ def holdout_cmd(
 
 
 def uplift_cmd(
-    treated: Annotated[str, typer.Option(help="Segment of treated customers.")],
-    holdout: Annotated[str, typer.Option(help="Segment of held-out customers.")],
-    since: Annotated[str, typer.Option(help="When treatment started, YYYY-MM-DD.")],
+    treated: Annotated[str | None, typer.Option(help="Segment of treated customers.")] = None,
+    holdout: Annotated[str | None, typer.Option(help="Segment of held-out customers.")]
+    = None,
+    since: Annotated[str | None, typer.Option(help="When treatment started, YYYY-MM-DD.")]
+    = None,
+    action: Annotated[str | None, typer.Option(
+        help="Instead: a trigger or playbook (trigger:KEY, playbook:KEY) against its own "
+             "holdout group, each customer from the instant the action was due.")] = None,
     days: Annotated[int, typer.Option(help="Days of the outcome window.")] = 30,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Uplift of treated over holdout: repurchase, retention, revenue, with 95% CIs."""
     from datetime import datetime, time
 
-    from tierwise.insights.effectiveness import uplift
+    from tierwise.errors import TierwiseError
+    from tierwise.insights.effectiveness import action_uplift, uplift
     from tierwise.segments import membership
 
     ws = Workspace.open(workspace)
-    start = datetime.combine(datetime.strptime(since, "%Y-%m-%d").date(), time(0),
-                             ws.config.zone)
-    effects = uplift(ws, membership.members_at(ws, treated), membership.members_at(ws, holdout),
-                     start, days)
+    if action is not None:
+        n_treated, n_held, effects = action_uplift(ws, action, days)
+        out.print(f"{action}: {n_treated:,} treated, {n_held:,} held out")
+    elif treated and holdout and since:
+        start = datetime.combine(datetime.strptime(since, "%Y-%m-%d").date(), time(0),
+                                 ws.config.zone)
+        effects = uplift(ws, membership.members_at(ws, treated),
+                         membership.members_at(ws, holdout), start, days)
+    else:
+        raise TierwiseError("give --action trigger:KEY (or playbook:KEY), or --treated, "
+                            "--holdout and --since")
     grid = Table()
     for name in ("metric", "treated", "holdout", "difference", "95% CI", "relative"):
         grid.add_column(name)

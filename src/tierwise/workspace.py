@@ -81,11 +81,9 @@ class Workspace:
     def import_source(self, table: str, source: Source, *, mapping: Mapping | None = None,
                       unknown_customers: str = "reject", dry_run: bool = False,
                       report_path: str | os.PathLike[str] | None = None,
-                      progress: Progress | None = None,
-                      validate_only: bool = False) -> ImportResult:
+                      progress: Progress | None = None) -> ImportResult:
         options = ImportOptions(mapping or Mapping(), unknown_customers, dry_run,
-                                Path(report_path) if report_path else None, progress,
-                                validate_only)
+                                Path(report_path) if report_path else None, progress)
         return run_import(self, table, source, options)
 
     def import_file(self, table: str, path: str | os.PathLike[str], *,

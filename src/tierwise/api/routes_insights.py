@@ -134,3 +134,17 @@ def uplift(request: Request, treated: str = Query(..., max_length=128),
     ws = workspace(request)
     effects = measure(ws, members_at(ws, treated), members_at(ws, holdout), since, days)
     return [jsonable({**asdict(e), "significant": e.significant}) for e in effects]
+
+
+@router.get("/uplift/action", summary="A trigger's or playbook's actions vs its holdout group")
+def action_uplift(request: Request,
+                  source: str = Query(..., max_length=160, pattern="^(trigger|playbook):",
+                                      description="trigger:KEY or playbook:KEY"),
+                  days: int = Query(30, ge=1, le=730),
+                  principal: Principal = require("values:read")) -> dict[str, Any]:
+    from tierwise.insights.effectiveness import action_uplift as measure
+
+    treated, held, effects = measure(workspace(request), source, days)
+    return {"source": source, "treated": treated, "held_out": held,
+            "effects": [jsonable({**asdict(e), "significant": e.significant})
+                        for e in effects]}

@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.errors import TierwiseError
+from tierwise.ingest.pipeline import check_rows
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
 from tierwise.store.control import utcnow
@@ -68,8 +69,7 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
     if missing:
         raise TierwiseError(f"{table}: row(s) {', '.join(str(i) for i in missing[:10])} have "
                             f"no {key}; every posted row needs one (it makes a retry harmless)")
-    ws.import_source(table, _source(table, rows), unknown_customers="create",
-                     validate_only=True, report_path=_report_path(ws))
+    check_rows(ws, table, _source(table, rows), _report_path(ws))
     now = utcnow()
     accepted = duplicates = 0
     keyed = [_row_key(table, row) for row in rows]

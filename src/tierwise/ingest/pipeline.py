@@ -90,9 +90,6 @@ class ImportOptions:
     dry_run: bool = False
     report_path: Path | None = None
     progress: Progress | None = None
-    #: Check the rows only (types, required columns, duplicate keys within the source),
-    #: without comparing them with stored rows: what real-time intake needs per request.
-    validate_only: bool = False
 
 
 class _Rejects:
@@ -152,14 +149,11 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
         with ws.engine.session() as session:
             session.register_scan("staged", _staged_scan(staged, schema))
             duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
-            unknown, missing = ([], []) if options.validate_only and policy == "create" \
-                else checks.unknown_customers(ws, session, schema, resolved, policy)
+            unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
             rejects.add(duplicates + missing, len(duplicates) + len(missing))
             if rejects.kept:
                 _reject(source, rejects, options.report_path)
-            if options.validate_only:
-                snapshot = 0
-            elif schema.home == "facts":
+            if schema.home == "facts":
                 snapshot = checks.classify_facts(ws, session, schema, staged, result)
             else:
                 snapshot = 0
@@ -170,13 +164,34 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
                        .to_pylist()) if staged.rows else set()
             changes = [c for c in changes if c.customer_id in kept]
             result.cleaned = dict(Counter(c.rule for c in changes))
-        if not options.dry_run and not options.validate_only:
+        if not options.dry_run:
             _apply(ws, schema, staged, result, unknown, snapshot, mapping, started, written,
                    changes)
         result.seconds = time.perf_counter() - t0
         return result
     finally:
         staged.path.unlink(missing_ok=True)
+
+
+def check_rows(ws: Workspace, table: str, source: Source,
+               report_path: Path | None = None) -> int:
+    """Check rows the way an import does — every cell converts, required values are there —
+    without writing or comparing anything; returns the row count or raises
+    ``ImportRejected`` naming each bad row, column and value (real-time intake checks every
+    request this way, in a few milliseconds)."""
+    resolved = resolve(Mapping(), table, source.info.header, source.info.path)
+    source.prefer_types(_type_hints(resolved))
+    rejects = _Rejects()
+    rows = 0
+    for raw in source.batches():
+        batch = convert_batch(raw, resolved, ws.config.timezone)
+        rejects.add(batch.rejects, batch.bad_rows)
+        rows += batch.table.num_rows
+    if rows == 0:
+        raise SourceError(f"{source.info.path}: no rows")
+    if rejects.kept:
+        _reject(source, rejects, report_path)
+    return rows
 
 
 def _type_hints(resolved: Resolved) -> dict[str, pa.DataType]:

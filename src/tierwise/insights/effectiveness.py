@@ -51,19 +51,26 @@ class Effect:
         return self.low > 0 or self.high < 0
 
 
-def _window_outcomes(ws: Workspace, ids: list[str], start: datetime, days: int
+def _window_outcomes(ws: Workspace, ids: list[str], starts: list[datetime], days: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    members = pa.table({"customer_id": pa.array(ids, pa.string())})
-    end = start + timedelta(days=days)
+    """Per customer, over (their start, start + days]: bought, came back, revenue."""
+    stamp = pa.timestamp("us", tz="UTC")
+    members = pa.table({"customer_id": pa.array(ids, pa.string()),
+                        "t0": pa.array(starts, stamp),
+                        "t1": pa.array([t + timedelta(days=days) for t in starts], stamp)})
     with ws.engine.session(ws.facts.scans(), {"_group": members}) as s:
         rows = s.query(
             "SELECT g.customer_id, coalesce(o.n, 0) AS orders, coalesce(o.revenue, 0) AS revenue,"
             " coalesce(e.n, 0) AS events FROM _group AS g "
-            "LEFT JOIN (SELECT customer_id, count(*) AS n, sum(amount) AS revenue FROM orders "
-            "WHERE status = 'paid' AND ordered_at > $1 AND ordered_at <= $2 GROUP BY 1) AS o "
+            "LEFT JOIN (SELECT r.customer_id, count(*) AS n, sum(r.amount) AS revenue "
+            "FROM orders r JOIN _group w ON r.customer_id = w.customer_id "
+            "WHERE r.status = 'paid' AND r.ordered_at > w.t0 "
+            "AND r.ordered_at <= w.t1 GROUP BY 1) AS o "
             "USING (customer_id) "
-            "LEFT JOIN (SELECT customer_id, count(*) AS n FROM events WHERE occurred_at > $1 "
-            "AND occurred_at <= $2 GROUP BY 1) AS e USING (customer_id)", [start, end])
+            "LEFT JOIN (SELECT r.customer_id, count(*) AS n FROM events r "
+            "JOIN _group w ON r.customer_id = w.customer_id WHERE r.occurred_at > w.t0 "
+            "AND r.occurred_at <= w.t1 GROUP BY 1) AS e USING (customer_id) "
+            "ORDER BY g.customer_id")
     orders = np.asarray(rows["orders"].to_numpy(zero_copy_only=False), dtype=float)
     events = np.asarray(rows["events"].to_numpy(zero_copy_only=False), dtype=float)
     revenue = np.asarray(rows["revenue"].to_numpy(zero_copy_only=False), dtype=float)
@@ -89,8 +96,43 @@ def uplift(ws: Workspace, treated: list[str], held: list[str], start: datetime,
     """Treated − holdout over ``days`` after ``start``, with 95% confidence intervals."""
     if len(treated) < 2 or len(held) < 2:
         raise TierwiseError("both groups need at least two customers")
-    a = _window_outcomes(ws, treated, start, days)
-    b = _window_outcomes(ws, held, start, days)
+    a = _window_outcomes(ws, treated, [start] * len(treated), days)
+    b = _window_outcomes(ws, held, [start] * len(held), days)
+    return _effects(a, b)
+
+
+def _effects(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> list[Effect]:
     return [_rate_effect("repurchase_rate", a[0], b[0]),
             _rate_effect("retention_rate", a[1], b[1]),
             _mean_effect("revenue_per_customer", a[2], b[2])]
+
+
+def action_uplift(ws: Workspace, source: str, days: int = 30) -> tuple[int, int,
+                                                                       list[Effect]]:
+    """Uplift of a trigger's or playbook's actions (``source``: ``trigger:<key>`` or
+    ``playbook:<key>``) against its holdout group, each customer measured over ``days``
+    from the instant the action was due for them. The treated group is everyone the action
+    was meant for (intention to treat: failed and suppressed deliveries count as treated),
+    the holdout group everyone the ``holdout`` share kept out. Returns (treated, held,
+    effects)."""
+    import sqlalchemy as sa
+
+    from tierwise.store.control import as_utc
+    from tierwise.store.tables import outbox
+
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(outbox.c.customer_id, outbox.c.status,
+                                      outbox.c.created_at).where(outbox.c.source == source)
+                            .order_by(outbox.c.created_at)).all()
+    first: dict[str, tuple[str, datetime]] = {}
+    for r in rows:  # a customer's first action decides their group and start
+        first.setdefault(r.customer_id, (r.status, as_utc(r.created_at) or r.created_at))
+    treated = [(c, t) for c, (status, t) in first.items() if status != "held_out"]
+    held = [(c, t) for c, (status, t) in first.items() if status == "held_out"]
+    if len(treated) < 2 or len(held) < 2:
+        raise TierwiseError(f"{source}: {len(treated)} treated and {len(held)} held-out "
+                            "customers; both groups need at least two (set a holdout share on "
+                            "the trigger or playbook)")
+    a = _window_outcomes(ws, [c for c, _ in treated], [t for _, t in treated], days)
+    b = _window_outcomes(ws, [c for c, _ in held], [t for _, t in held], days)
+    return len(treated), len(held), _effects(a, b)
