@@ -57,6 +57,10 @@ def duplicate_keys(session: Any, schema: TableSchema, staged: StagedFile,
     return sorted(found, key=lambda r: r.row)
 
 
+#: Up to this many distinct customer ids, an import looks up just those ids.
+SMALL_LOOKUP = 20_000
+
+
 def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved: Resolved,
                       policy: str) -> tuple[list[str], list[Reject]]:
     """Customer ids the facts name but the control store lacks.
@@ -65,8 +69,14 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
     """
     if not schema.customer_refs:
         return [], []
+    refs = " UNION ".join(f"SELECT {ident(r)} AS id FROM staged WHERE {ident(r)} IS NOT NULL"
+                          for r in schema.customer_refs)
+    named = session.query(f"SELECT DISTINCT id FROM ({refs}) AS t").column(0).to_pylist()
     with ws.control.read() as conn:
-        session.register_arrow("known", _as_table(customer_store.known_ids(conn)))
+        # a few thousand ids (real-time micro-batches): ask about those; else read them all
+        known = (customer_store.known_among(conn, named) if len(named) <= SMALL_LOOKUP
+                 else customer_store.known_ids(conn))
+        session.register_arrow("known", _as_table(known))
     ids: set[str] = set()
     rejects: list[Reject] = []
     for ref in schema.customer_refs:

@@ -34,7 +34,7 @@ from tierwise.workspace import Workspace
 #: Tables that take rows through intake, with the field that identifies a row.
 KEYS: dict[str, str | None] = {"events": "event_id", "orders": "order_id",
                                "tickets": "ticket_id", "feedback": None}
-BATCH = 5_000
+BATCH = 20_000
 
 
 @dataclass
@@ -108,38 +108,40 @@ class Flushed:
 def _survivors(conn: sa.Connection, ids: set[str]) -> set[str]:
     from tierwise.store.tables import customer_redirects as r
 
-    found = dict(conn.execute(sa.select(r.c.customer_id, r.c.survivor_id)
-                              .where(r.c.customer_id.in_(sorted(ids)))).all())
+    ordered, found = sorted(ids), dict[str, str]()
+    for start in range(0, len(ordered), 2_000):
+        found.update(conn.execute(sa.select(r.c.customer_id, r.c.survivor_id).where(
+            r.c.customer_id.in_(ordered[start:start + 2_000]))).all())
     return {found.get(i, i) for i in ids}
 
 
 def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
-    """Move pending rows of every intake table to the fact store."""
+    """Move pending rows to the fact store: for each table, at most ``batch`` of the oldest
+    (one import each), so that a caller running this in a loop gets control back between
+    micro-batches however fast rows arrive."""
     done = Flushed()
     for table in KEYS:
-        while True:
-            with ws.control.read() as conn:
-                rows = conn.execute(sa.select(intake.c.intake_id, intake.c.payload).where(
-                    intake.c.table_name == table, intake.c.moved_at.is_(None))
-                    .order_by(intake.c.intake_id).limit(batch)).all()
-            if not rows:
-                break
-            payloads = [json.loads(r.payload) for r in rows]
-            key = KEYS[table]
-            if key:  # a later version of a row (a refund) replaces the earlier one
-                payloads = list({str(p[key]): p for p in payloads}.values())
-            result = ws.import_source(table, _source(table, payloads),
-                                      unknown_customers="create",
-                                      report_path=_report_path(ws))
-            with ws.control.write() as conn:
-                conn.execute(intake.update().where(
-                    intake.c.intake_id.in_([r.intake_id for r in rows])).values(
-                    moved_at=utcnow(), import_id=result.import_id))
-                ids = _survivors(conn, {str(p["customer_id"]) for p in payloads})
-            done.moved[table] = done.moved.get(table, 0) + len(rows)
-            done.customers.setdefault(table, set()).update(ids)
-            if table == "tickets":
-                done.ticket_ids.update(str(p["ticket_id"]) for p in payloads)
+        with ws.control.read() as conn:
+            rows = conn.execute(sa.select(intake.c.intake_id, intake.c.payload).where(
+                intake.c.table_name == table, intake.c.moved_at.is_(None))
+                .order_by(intake.c.intake_id).limit(batch)).all()
+        if not rows:
+            continue
+        payloads = [json.loads(r.payload) for r in rows]
+        key = KEYS[table]
+        if key:  # a later version of a row (a refund) replaces the earlier one
+            payloads = list({str(p[key]): p for p in payloads}.values())
+        result = ws.import_source(table, _source(table, payloads), unknown_customers="create",
+                                  report_path=_report_path(ws))
+        with ws.control.write() as conn:
+            conn.execute(intake.update().where(
+                intake.c.intake_id.in_([r.intake_id for r in rows])).values(
+                moved_at=utcnow(), import_id=result.import_id))
+            ids = _survivors(conn, {str(p["customer_id"]) for p in payloads})
+        done.moved[table] = len(rows)
+        done.customers[table] = ids
+        if table == "tickets":
+            done.ticket_ids.update(str(p["ticket_id"]) for p in payloads)
     return done
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -54,8 +55,23 @@ def path_for(root: Path, control: ControlStore) -> Path:
     return target
 
 
+_cache: dict[Path, pa.Table] = {}
+_cache_lock = threading.Lock()
+
+
 def read(root: Path, control: ControlStore) -> pa.Table:
-    return pq.read_table(path_for(root, control))
+    """The current customers as Arrow; the last copy read stays in memory (the server's
+    worker reads it for every micro-batch, and it changes only when customers do)."""
+    path = path_for(root, control)
+    with _cache_lock:
+        cached = _cache.get(path)
+    if cached is not None:
+        return cached
+    table = pq.read_table(path)
+    with _cache_lock:
+        _cache.clear()
+        _cache[path] = table
+    return table
 
 
 def invalidate(root: Path) -> None:

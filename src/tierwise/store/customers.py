@@ -44,6 +44,22 @@ def known_ids(conn: sa.Connection) -> pa.Array:
         cursor.close()
 
 
+def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
+    """Which of ``ids`` are known (customers or merged ids): for small batches, where
+    reading every id (``known_ids``) would cost more than asking about these."""
+    from tierwise.store.tables import customer_redirects
+
+    found: list[str] = []
+    for start in range(0, len(ids), 2_000):
+        part = ids[start:start + 2_000]
+        found += [r[0] for r in conn.execute(sa.select(customers.c.customer_id).where(
+            customers.c.customer_id.in_(part)))]
+        found += [r[0] for r in conn.execute(sa.select(customer_redirects.c.customer_id)
+                                             .where(customer_redirects.c.customer_id
+                                                    .in_(part)))]
+    return pa.array(found, pa.string())
+
+
 def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
              where: sa.ColumnElement[bool] | None = None) -> pa.Table:
     """Customers as an Arrow table with the canonical column types."""
