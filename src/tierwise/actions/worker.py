@@ -5,9 +5,10 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
 
 * the **loop** thread moves received rows to the fact store, re-evaluates the segments
   they affect for the customers they name, evaluates segments applied without an
-  evaluation (new or changed definitions) for everyone, rescores leads, escalates tickets, sweeps
-  clock-driven segments every ``sweep_seconds``, checks SLA deadlines, moves playbook
-  runs along and merges the micro-batch files of the fact store;
+  evaluation (new or changed definitions) for everyone, rescores leads, escalates
+  tickets, moves playbook runs along, and sweeps one clock-driven segment per round (each
+  every ``sweep_seconds``); every ``sweep_seconds`` it also checks SLA deadlines and merges
+  the micro-batch files of the fact store;
 * the **dispatcher** thread delivers the outbox.
 
 On start the loop re-evaluates every segment once for everyone (reason ``data_change``),
@@ -34,7 +35,7 @@ from tierwise.actions.channels import Channels
 from tierwise.actions.dispatch import dispatch_due
 from tierwise.ingest import intake
 from tierwise.segments import realtime
-from tierwise.segments.membership import evaluate_all
+from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import customers, leases
 from tierwise.workspace import Workspace
@@ -82,6 +83,7 @@ class Stats:
     rows_moved: int = 0
     segment_changes: int = 0
     last_batch_seconds: float = 0.0
+    sweeps: int = 0
     last_sweep_at: datetime | None = None
     last_sweep_seconds: float = 0.0
     delivered: int = 0
@@ -133,6 +135,9 @@ class Worker:
         self._last_sweep = 0.0
         self._last_decay = time.monotonic()
         self._definitions_seen: tuple[object, ...] = ()
+        self._reads: dict[str, realtime.Reads] = {}
+        #: When each clock-driven segment was last swept (monotonic seconds).
+        self._swept: dict[str, float] = {}
 
     def start(self) -> None:
         for target, name in ((self._loop, "tierwise-worker"),
@@ -182,14 +187,43 @@ class Worker:
                 self._caught_up = True
             self.wake.clear()
             self._guard("a real-time batch", self.run_batch)
+            self._guard("the time sweep", self.sweep_step)
             if time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
-                self._guard("the time sweep", self.run_sweep)
+                self._guard("maintenance", self.run_sweep)
             self.wake.wait(IDLE_SECONDS)
 
     def catch_up(self) -> None:
         self._watermark = utcnow()
         evaluate_all(self.ws)
         leads.update(self.ws)
+
+    def _refresh_definitions(self) -> list[RunResult]:
+        """After a definition is saved: what rules read again, and a first evaluation for
+        everyone of segments applied without one."""
+        token = _definitions_token(self.ws)
+        if token == self._definitions_seen:
+            return []
+        self._reads = realtime.segment_reads(self.ws)
+        fresh = realtime.unevaluated(self.ws)
+        self._definitions_seen = token
+        return evaluate_all(self.ws, keys=fresh) if fresh else []
+
+    def sweep_step(self) -> None:
+        """Sweep one clock-driven segment whose turn has come: each is swept every
+        ``sweep_seconds``, one per round, so that no round waits for all of them."""
+        now = time.monotonic()
+        due = sorted((self._swept.get(k, 0.0), k) for k, r in self._reads.items()
+                     if r.timed and now - self._swept.get(k, 0.0) >= self.ws.config.sweep_seconds)
+        if not due:
+            return
+        key = due[0][1]
+        self._swept[key] = now
+        t0 = time.perf_counter()
+        results = evaluate_all(self.ws, utcnow(), [key], reason="time")
+        self.stats.sweeps += 1
+        self.stats.last_sweep_seconds = time.perf_counter() - t0
+        self.stats.last_sweep_at = utcnow()
+        self.stats.segment_changes += sum((r.entered or 0) + (r.exited or 0) for r in results)
 
     def run_batch(self) -> None:
         t0 = time.perf_counter()
@@ -203,13 +237,9 @@ class Worker:
             touched = set(moved.customers.get("events", ())) | updated
             leads.update(ws, touched)
             changes["leads"] = touched
-        results = realtime.evaluate_changed(ws, changes) if any(changes.values()) else []
-        token = _definitions_token(ws)
-        if token != self._definitions_seen:  # a definition was saved: any not evaluated yet
-            fresh = realtime.unevaluated(ws)  # (applied without one) is run for everyone
-            if fresh:
-                results += evaluate_all(ws, keys=fresh)
-            self._definitions_seen = token
+        results = self._refresh_definitions()
+        if any(changes.values()):
+            results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
         if moved.ticket_ids:
             sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
         playbooks.advance(ws)
@@ -225,9 +255,8 @@ class Worker:
                       "; ".join(f"{r.key}: {r.error}" for r in failed))
 
     def run_sweep(self) -> None:
-        t0 = time.perf_counter()
+        """Every ``sweep_seconds``: SLA deadlines, merging micro-batch files, lead decay."""
         self._last_sweep = time.monotonic()
-        realtime.sweep(self.ws)
         sla.check(self.ws)
         self.compact()
         if time.monotonic() - self._last_decay >= LEAD_DECAY_EVERY:
@@ -236,9 +265,7 @@ class Worker:
             leads.update(self.ws)
             after = {r["customer_id"]: r["score"] for r in leads.leads(self.ws, limit=10**9)}
             moved = {c for c, v in after.items() if before.get(c) != v}
-            realtime.evaluate_changed(self.ws, {"leads": moved})
-        self.stats.last_sweep_at = utcnow()
-        self.stats.last_sweep_seconds = time.perf_counter() - t0
+            realtime.evaluate_changed(self.ws, {"leads": moved}, read_by=self._reads)
 
     def compact(self) -> None:
         merged = 0

@@ -129,18 +129,19 @@ def clocked(ws: Workspace) -> list[str]:
 
 
 def evaluate_changed(ws: Workspace, changes: Mapping[str, Collection[str]],
-                     as_of: datetime | None = None) -> list[RunResult]:
+                     as_of: datetime | None = None,
+                     read_by: dict[str, Reads] | None = None) -> list[RunResult]:
     """Bring memberships up to date after new rows: ``changes`` maps a table (orders,
     events, tickets, feedback, customers) to the customers it has new rows for.
 
     Each affected segment is evaluated once, for the union of the customers changed in
-    any table it reads.
+    any table it reads. ``read_by`` is ``segment_reads(ws)`` if the caller keeps it.
     """
     if not any(changes.values()):
         return []
     as_of = as_of or utcnow()
     by_customers: dict[frozenset[str], list[str]] = {}
-    for key, read in segment_reads(ws).items():
+    for key, read in (read_by if read_by is not None else segment_reads(ws)).items():
         customers = frozenset().union(*(set(changes.get(t, ())) for t in read.tables))
         if customers:
             by_customers.setdefault(customers, []).append(key)

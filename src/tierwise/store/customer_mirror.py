@@ -75,5 +75,7 @@ def read(root: Path, control: ControlStore) -> pa.Table:
 
 
 def invalidate(root: Path) -> None:
+    with _cache_lock:
+        _cache.clear()
     for old in folder(root).glob("customers-*.parquet"):
         old.unlink(missing_ok=True)
