@@ -72,4 +72,9 @@ def test_association_rules_exact(tmp_path: Path) -> None:
     assert rules[("配件", "手机")]["confidence"] == 1.0
     affinity = {r["category"]: r for r in patterns.category_affinity(ws)}
     assert affinity["手机"]["share"] == pytest.approx(3 / 6)
+    # one customer: D spends everything on computers, 1/6 of all spend → lift 6
+    mine = patterns.category_affinity(ws, customer_id="D")
+    assert mine == [{"category": "电脑", "share": 1.0, "share_all": pytest.approx(1 / 6),
+                     "lift": pytest.approx(6.0)}]
+    assert "电脑" in tw("patterns", "--customer", "D", "-w", str(ws.root))
     ws.close()

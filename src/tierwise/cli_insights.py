@@ -176,20 +176,25 @@ def patterns_cmd(
     item: Annotated[str, typer.Option(help="category or product_id for the rules.")]
     = "category",
     min_support: Annotated[float, typer.Option()] = 0.02,
+    customer: Annotated[str | None, typer.Option(
+        help="Only one customer's category affinity.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Category affinity, purchase hours and weekdays, and association rules."""
     from tierwise.insights import patterns
 
     ws = Workspace.open(workspace)
-    who = f"segment {segment}" if segment else "all buyers"
+    who = f"customer {customer}" if customer else (f"segment {segment}" if segment
+                                                    else "all buyers")
     grid = Table(title=f"Category affinity: {who}", title_justify="left")
     for name in ("category", "share of spend", "all buyers", "lift"):
         grid.add_column(name)
-    for r in patterns.category_affinity(ws, segment)[:12]:
+    for r in patterns.category_affinity(ws, segment, customer)[:12]:
         grid.add_row(str(r["category"]), f"{r['share']:.1%}", f"{r['share_all']:.1%}",
                      f"{r['lift']:.2f}" if r["lift"] is not None else "—")
     out.print(grid)
+    if customer:
+        return
     times = patterns.purchase_times(ws, segment)
     peak = max(range(24), key=lambda h: times["hour"][h])
     out.print("orders by hour: " + " ".join(str(n) for n in times["hour"])

@@ -123,6 +123,14 @@ def behaviour(request: Request, segment: str | None = Query(None, max_length=128
                          ws, segment, item, min_support)[:100]})  # type: ignore[no-any-return]
 
 
+@router.get("/affinity/{customer_id}",
+            summary="One customer's category affinity: share of spend and lift vs all buyers")
+def customer_affinity(customer_id: str, request: Request,
+                      principal: Principal = require("values:read")) -> list[dict[str, Any]]:
+    rows = patterns.category_affinity(workspace(request), customer_id=customer_id)
+    return [jsonable(r) for r in rows]
+
+
 @router.get("/uplift", summary="Treated vs holdout: repurchase, retention, revenue (95% CI)")
 def uplift(request: Request, treated: str = Query(..., max_length=128),
            holdout: str = Query(..., max_length=128), since: datetime = Query(...),

@@ -1,5 +1,6 @@
-"""Behaviour patterns of all buyers or of one segment: category affinity, purchase hours and
-weekdays, expected next purchase, and association rules between categories.
+"""Behaviour patterns of all buyers, of one segment or of one customer: category affinity,
+purchase hours and weekdays, expected next purchase, and association rules between
+categories.
 
 Association rules treat each customer's set of bought categories (or products) as one
 basket: support = share of baskets holding the items, confidence(A → B) = support(A ∪ B) /
@@ -22,31 +23,41 @@ from tierwise.workspace import Workspace
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _orders(ws: Workspace, segment: str | None, columns: str) -> pa.Table:
+def _orders(ws: Workspace, segment: str | None, columns: str,
+            customers: list[str] | None = None) -> pa.Table:
     arrow: dict[str, pa.Table] = {}
     where = "status = 'paid'"
+    ids = customers
     if segment:
         from tierwise.segments.membership import members_at
 
         ids = members_at(ws, segment)
         if not ids:
             raise TierwiseError(f"segment {segment!r} has no members (evaluate it first)")
+    if ids is not None:
         arrow["_members"] = pa.table({"customer_id": pa.array(ids, pa.string())})
         where += " AND customer_id IN (SELECT customer_id FROM _members)"
     with ws.engine.session(ws.facts.scans(), arrow) as s:
         return s.query(f"SELECT {columns} FROM orders WHERE {where}")
 
 
-def category_affinity(ws: Workspace, segment: str | None = None) -> list[dict[str, Any]]:
-    """Each category's share of spend in the segment, in all buyers, and the lift."""
-    def shares(table: pa.Table) -> dict[str, float]:
-        grouped = table.group_by("category").aggregate([("amount", "sum")])
-        total = pc.sum(grouped["amount_sum"]).as_py() or 1.0
-        return {c or "?": (v or 0.0) / total for c, v in zip(
-            grouped["category"].to_pylist(), grouped["amount_sum"].to_pylist(), strict=True)}
+def _shares(table: pa.Table) -> dict[str, float]:
+    grouped = table.group_by("category").aggregate([("amount", "sum")])
+    total = pc.sum(grouped["amount_sum"]).as_py() or 1.0
+    return {c or "?": (v or 0.0) / total for c, v in zip(
+        grouped["category"].to_pylist(), grouped["amount_sum"].to_pylist(), strict=True)}
 
-    inside = shares(_orders(ws, segment, "category, amount"))
-    everyone = shares(_orders(ws, None, "category, amount")) if segment else inside
+
+def category_affinity(ws: Workspace, segment: str | None = None,
+                      customer_id: str | None = None) -> list[dict[str, Any]]:
+    """Each category's share of spend in the segment (or of one customer), in all buyers,
+    and the lift: 3.0 means three times the share an average buyer spends there."""
+    if customer_id is not None:
+        inside = _shares(_orders(ws, None, "category, amount", [customer_id]))
+    else:
+        inside = _shares(_orders(ws, segment, "category, amount"))
+    narrowed = segment is not None or customer_id is not None
+    everyone = _shares(_orders(ws, None, "category, amount")) if narrowed else inside
     rows = [{"category": c, "share": s, "share_all": everyone.get(c, 0.0),
              "lift": s / everyone[c] if everyone.get(c) else None}
             for c, s in inside.items()]
