@@ -23,8 +23,6 @@ from tierwise.ingest import intake
 from tierwise.security.roles import Principal
 
 router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
-Kind = Literal["triggers", "playbooks"]
-_KINDS = {"triggers": "trigger", "playbooks": "playbook"}
 
 
 class ReplayIn(BaseModel):
@@ -70,37 +68,41 @@ def _delete(request: Request, principal: Principal, kind: str, key: str) -> dict
     return {"key": key, "version": version, "enabled": False}
 
 
-@router.get("/triggers", summary="Triggers (latest versions)")
-def list_triggers(request: Request, principal: Principal = require("segments:read")
-                  ) -> list[dict[str, Any]]:
-    return _list(request, "trigger")
+def _definition_routes(kind: str, plural: str, what: str) -> None:
+    """List, get, put (a new version) and delete (disable) for one kind of definition."""
 
+    def list_all(request: Request, principal: Principal = require("segments:read")
+                 ) -> list[dict[str, Any]]:
+        return _list(request, kind)
 
-@router.get("/triggers/{key}", summary="One trigger")
-def get_trigger(key: str, request: Request, principal: Principal = require("segments:read")
+    def get_one(key: str, request: Request, principal: Principal = require("segments:read")
                 ) -> dict[str, Any]:
-    return _get(request, "trigger", key)
+        return _get(request, kind, key)
 
-
-@router.put("/triggers/{key}", summary="Create or change a trigger (a new version)")
-def put_trigger(key: str, request: Request, body: dict[str, Any] = Body(...),
+    def put_one(key: str, request: Request, body: dict[str, Any] = Body(...),
                 principal: Principal = require("segments:write")) -> dict[str, Any]:
-    return _put(request, principal, "trigger", key, body)
+        return _put(request, principal, kind, key, body)
 
-
-@router.delete("/triggers/{key}", summary="Disable a trigger (kept, with its history)")
-def delete_trigger(key: str, request: Request,
+    def delete_one(key: str, request: Request,
                    principal: Principal = require("segments:write")) -> dict[str, Any]:
-    return _delete(request, principal, "trigger", key)
+        return _delete(request, principal, kind, key)
+
+    router.add_api_route(f"/{plural}", list_all, methods=["GET"],
+                         summary=f"{what.capitalize()}s (latest versions)",
+                         operation_id=f"list_{plural}")
+    if kind == "playbook":
+        router.add_api_route("/playbooks/runs", playbook_runs, methods=["GET"],
+                             summary="Playbook runs, newest first")
+    router.add_api_route(f"/{plural}/{{key}}", get_one, methods=["GET"],
+                         summary=f"One {what}", operation_id=f"get_{kind}")
+    router.add_api_route(f"/{plural}/{{key}}", put_one, methods=["PUT"],
+                         summary=f"Create or change a {what} (a new version)",
+                         operation_id=f"put_{kind}")
+    router.add_api_route(f"/{plural}/{{key}}", delete_one, methods=["DELETE"],
+                         summary=f"Disable a {what} (kept, with its history)",
+                         operation_id=f"delete_{kind}")
 
 
-@router.get("/playbooks", summary="Playbooks (latest versions)")
-def list_playbooks(request: Request, principal: Principal = require("segments:read")
-                   ) -> list[dict[str, Any]]:
-    return _list(request, "playbook")
-
-
-@router.get("/playbooks/runs", summary="Playbook runs, newest first")
 def playbook_runs(request: Request, customer_id: str | None = Query(None, max_length=128),
                   playbook: str | None = Query(None, max_length=128),
                   status: Literal["active", "done", "stopped"] | None = None,
@@ -110,22 +112,8 @@ def playbook_runs(request: Request, customer_id: str | None = Query(None, max_le
                                                  status, limit)]
 
 
-@router.get("/playbooks/{key}", summary="One playbook")
-def get_playbook(key: str, request: Request, principal: Principal = require("segments:read")
-                 ) -> dict[str, Any]:
-    return _get(request, "playbook", key)
-
-
-@router.put("/playbooks/{key}", summary="Create or change a playbook (a new version)")
-def put_playbook(key: str, request: Request, body: dict[str, Any] = Body(...),
-                 principal: Principal = require("segments:write")) -> dict[str, Any]:
-    return _put(request, principal, "playbook", key, body)
-
-
-@router.delete("/playbooks/{key}", summary="Disable a playbook")
-def delete_playbook(key: str, request: Request,
-                    principal: Principal = require("segments:write")) -> dict[str, Any]:
-    return _delete(request, principal, "playbook", key)
+_definition_routes("trigger", "triggers", "trigger")
+_definition_routes("playbook", "playbooks", "playbook")
 
 
 @router.get("/customers/{customer_id}/playbook",
