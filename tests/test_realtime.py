@@ -152,16 +152,3 @@ def test_micro_batch_files_merge_without_changing_what_is_read(ws: tierwise.Work
     refunded = ws.sql("SELECT status FROM orders WHERE order_id = 'MB0-1'").to_pylist()
     assert refunded == [{"status": "refunded"}]
     assert ws.facts.compact(ws.engine, "orders", min_files=4, small_rows=10) == (0, 0)
-
-
-def test_a_sweep_leaves_alone_customers_a_newer_batch_evaluated(ws: tierwise.Workspace
-                                                                 ) -> None:
-    membership.evaluate_all(ws, T)
-    later = T + timedelta(days=20)
-    leaving = set(membership.members_at(ws, "recent_buyers")) - set(
-        _expected(ws, "recent_buyers", later))
-    kept = sorted(leaving)[:3]
-    results = membership.evaluate_all(ws, later, ["recent_buyers"], reason="time",
-                                      exclude=lambda: kept)
-    assert results[0].exited == len(leaving) - 3
-    assert set(kept) <= set(membership.members_at(ws, "recent_buyers"))

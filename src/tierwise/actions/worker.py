@@ -6,11 +6,9 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
 * the **loop** thread moves received rows to the fact store, re-evaluates the segments
   they affect for the customers they name, evaluates segments applied without an
   evaluation (new or changed definitions) for everyone, rescores leads, escalates
-  tickets and moves playbook runs along; every ``sweep_seconds`` it also checks SLA
-  deadlines and merges the micro-batch files of the fact store;
-* the **sweeper** thread re-evaluates clock-driven segments, one at a time, each every
-  ``sweep_seconds``, beside the batches (a customer a batch evaluated after the sweep read
-  its data keeps the batch's newer result);
+  tickets, moves playbook runs along, and sweeps one clock-driven segment per round (each
+  every ``sweep_seconds``); every ``sweep_seconds`` it also checks SLA deadlines and merges
+  the micro-batch files of the fact store;
 * the **dispatcher** thread delivers the outbox.
 
 On start the loop re-evaluates every segment once for everyone (reason ``data_change``),
@@ -140,13 +138,9 @@ class Worker:
         self._reads: dict[str, realtime.Reads] = {}
         #: When each clock-driven segment was last swept (monotonic seconds).
         self._swept: dict[str, float] = {}
-        #: When the batches last evaluated each customer (monotonic seconds).
-        self._touched: dict[str, float] = {}
-        self._touched_lock = threading.Lock()
 
     def start(self) -> None:
         for target, name in ((self._loop, "tierwise-worker"),
-                             (self._sweep_loop, "tierwise-sweeper"),
                              (self._dispatch_loop, "tierwise-dispatcher")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -193,6 +187,7 @@ class Worker:
                 self._caught_up = True
             self.wake.clear()
             self._guard("a real-time batch", self.run_batch)
+            self._guard("the time sweep", self.sweep_step)
             if time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
                 self._guard("maintenance", self.run_sweep)
             self.wake.wait(IDLE_SECONDS)
@@ -213,58 +208,22 @@ class Worker:
         self._definitions_seen = token
         return evaluate_all(self.ws, keys=fresh) if fresh else []
 
-    def _touch(self, customers: set[str]) -> None:
-        now = time.monotonic()
-        with self._touched_lock:
-            for customer in customers:
-                self._touched[customer] = now
-
-    def _touched_since(self, since: float) -> set[str]:
-        with self._touched_lock:
-            return {c for c, t in self._touched.items() if t >= since}
-
-    def _forget_touches(self, before: float) -> None:
-        with self._touched_lock:
-            self._touched = {c: t for c, t in self._touched.items() if t >= before}
-
-    def _sweep_loop(self) -> None:
-        """The sweeper thread: clock-driven segments, next to the real-time batches."""
-        while not self.stop_event.is_set():
-            if not (self.stats.holder and self._caught_up and self._reads):
-                self.stop_event.wait(0.5)
-                continue
-            swept = False
-            try:
-                swept = self.sweep_step()
-            except Exception:
-                self.stats.errors += 1
-                log.exception("the time sweep failed; it is tried again")
-            if not swept:
-                self.stop_event.wait(0.5)
-
-    def sweep_step(self) -> bool:
-        """Sweep the clock-driven segment whose turn has come (each every
-        ``sweep_seconds``); False if none is due.
-
-        It runs beside the real-time batches: customers a batch evaluates after the sweep
-        read its data keep the batch's (newer) result.
-        """
+    def sweep_step(self) -> None:
+        """Sweep one clock-driven segment whose turn has come: each is swept every
+        ``sweep_seconds``, one per round, so that no round waits for all of them."""
         now = time.monotonic()
         due = sorted((self._swept.get(k, 0.0), k) for k, r in self._reads.items()
                      if r.timed and now - self._swept.get(k, 0.0) >= self.ws.config.sweep_seconds)
         if not due:
-            return False
+            return
         key = due[0][1]
         self._swept[key] = now
         t0 = time.perf_counter()
-        results = evaluate_all(self.ws, utcnow(), [key], reason="time",
-                               exclude=lambda: self._touched_since(now))
-        self._forget_touches(now - 600)
+        results = evaluate_all(self.ws, utcnow(), [key], reason="time")
         self.stats.sweeps += 1
         self.stats.last_sweep_seconds = time.perf_counter() - t0
         self.stats.last_sweep_at = utcnow()
         self.stats.segment_changes += sum((r.entered or 0) + (r.exited or 0) for r in results)
-        return True
 
     def run_batch(self) -> None:
         t0 = time.perf_counter()
@@ -280,7 +239,6 @@ class Worker:
             changes["leads"] = touched
         results = self._refresh_definitions()
         if any(changes.values()):
-            self._touch(set().union(*changes.values()))
             results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
         if moved.ticket_ids:
             sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))

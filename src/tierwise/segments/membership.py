@@ -115,8 +115,8 @@ def _member_count(conn: sa.Connection, key: str) -> int:
 
 def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
                      compiled: CompiledRule | str, evaluation: Evaluation,
-                     shared_seconds: float = 0.0, *, reason: str | None = None,
-                     exclude: Callable[[], Collection[str]] | None = None) -> RunResult:
+                     shared_seconds: float = 0.0, *, reason: str | None = None
+                     ) -> RunResult:
     """Evaluate one compiled rule (or record ``compiled``, an error message) and write the
     diff, history and run. ``shared_seconds`` is this segment's share of the batch's
     aggregate pass, counted in its duration.
@@ -124,9 +124,6 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
     When ``evaluation`` is restricted to some customers (``Evaluation(only=…)``), only
     their memberships are compared and changed, and a run is recorded only if one changed.
     ``reason`` (``time`` for sweeps) replaces ``data_change`` as the reason.
-    ``exclude``, asked inside the write transaction, names customers whose membership this
-    run must leave alone: a sweep running next to real-time updates skips the customers
-    those updates evaluated after the sweep read its data (their result is newer).
     """
     started = utcnow()
     t0 = time.perf_counter() - shared_seconds
@@ -147,9 +144,6 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
             before = current_members(conn, key) if scope is None else members_among(
                 conn, key, scope)
             entered, exited = members - before, before - members
-            if exclude is not None:
-                skip = set(exclude())
-                entered, exited = entered - skip, exited - skip
             apply_diff(conn, key, version, as_of, entered, exited, why)
             seconds = time.perf_counter() - t0
             total = len(members) if scope is None else _member_count(conn, key)
@@ -172,8 +166,7 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
 def evaluate_all(ws: Workspace, as_of: datetime | None = None,
                  keys: Collection[str] | None = None, *,
                  only: Collection[str] | None = None,
-                 reason: str | None = None,
-                 exclude: Callable[[], Collection[str]] | None = None) -> list[RunResult]:
+                 reason: str | None = None) -> list[RunResult]:
     """Evaluate active dynamic segments (all, or ``keys``) in dependency order, for every
     customer or ``only`` some (see ``evaluate_segment`` for ``reason``)."""
     as_of = as_of or utcnow()
@@ -198,8 +191,7 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
         for key in chosen:
             compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
             results.append(evaluate_segment(ws, key, applied[key].version, as_of, compiled,
-                                            evaluation, share, reason=reason,
-                                            exclude=exclude))
+                                            evaluation, share, reason=reason))
     return results
 
 
