@@ -313,13 +313,16 @@ def test_lead_scores_decay_qualify_once_and_feed_segments(served: Served, now: d
                {"event_id": "L10", "customer_id": "C003", "occurred_at": now.isoformat(),
                 "type": "page_view", "properties": {"page": "/pricing"}}]
     ws.import_source("events", RecordsSource.from_dicts("test", events))
-    assert leads.update(ws, {"C002", "C003"}, now) == 1
+    first = leads.update(ws, {"C002", "C003"}, now)
+    assert first.qualified == 1 and first.changed == {"C002", "C003"}
     scores = {r["customer_id"]: r for r in leads.leads(ws)}
     # two downloads, one half-life old (2 × 20 × 0.5) + pricing today (10) + Beijing (5)
     assert scores["C002"]["score"] == pytest.approx(2 * 20 * 0.5 + 10 + 5)
     assert scores["C003"]["score"] == pytest.approx(10)
     assert scores["C002"]["qualified_at"] == now and scores["C003"]["qualified_at"] is None
-    assert leads.update(ws, {"C002"}, now + timedelta(hours=1)) == 0  # qualifies once
+    again = leads.update(ws, {"C002"}, now + timedelta(hours=1))
+    assert again.qualified == 0  # qualifies once
+    assert again.changed == {"C002"}  # an hour of decay lowers the score
     assert {r.action for r in _rows(ws, event="lead_qualified")} == {"tag", "task"}
     from tierwise.segments.evaluate import evaluate_rule
 

@@ -131,7 +131,7 @@ def leads_cmd(qualified: Annotated[bool, typer.Option(help="Only qualified leads
 
     ws = Workspace.open(workspace)
     if rescore:
-        out.print(f"{leads.update(ws)} lead(s) newly qualified")
+        out.print(f"{leads.update(ws).qualified} lead(s) newly qualified")
     table = Table("customer", "score", "qualified at")
     for r in leads.leads(ws, qualified, limit):
         table.add_row(r["customer_id"], f"{r['score']:,.1f}",

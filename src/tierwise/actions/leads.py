@@ -22,6 +22,7 @@ A lead qualifies the first time its score reaches the threshold: ``qualified_at`
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -73,13 +74,20 @@ def score(ws: Workspace, spec: LeadScoring, customer_ids: Collection[str] | None
     return scores
 
 
+@dataclass
+class Rescored:
+    qualified: int = 0
+    #: Customers whose stored score changed (segments on ``lead_score`` follow them).
+    changed: set[str] = field(default_factory=set)
+
+
 def update(ws: Workspace, customer_ids: Collection[str] | None = None,
-           as_of: datetime | None = None) -> int:
+           as_of: datetime | None = None) -> Rescored:
     """Rescore customers (all scored ones and everyone matching, when None); store the
-    scores and qualify leads that reached the threshold. Returns how many qualified."""
+    scores and qualify leads that reached the threshold."""
     spec = definition(ws)
     if spec is None:
-        return 0
+        return Rescored()
     as_of = as_of or utcnow()
     if customer_ids is None:
         with ws.control.read() as conn:
@@ -94,10 +102,13 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
     with ws.control.write() as conn:
         ws.control.lock(conn, "lead_scores")
         before: dict[str, datetime | None] = {}
+        old_scores: dict[str, float] = {}
         for start in range(0, len(ids), CHUNK):
-            before.update({r.customer_id: r.qualified_at for r in conn.execute(
-                sa.select(lead_scores.c.customer_id, lead_scores.c.qualified_at).where(
-                    lead_scores.c.customer_id.in_(ids[start:start + CHUNK])))})
+            for r in conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score,
+                                            lead_scores.c.qualified_at).where(
+                    lead_scores.c.customer_id.in_(ids[start:start + CHUNK]))):
+                before[r.customer_id] = r.qualified_at
+                old_scores[r.customer_id] = r.score
         fresh: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         for customer in ids:
@@ -110,6 +121,8 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
             (changed if customer in before else fresh).append(row)
         if fresh:
             conn.execute(lead_scores.insert(), fresh)
+        changed = [r for r in changed if r["score"] != old_scores.get(r["customer_id"])
+                   or r["qualified_at"] != before.get(r["customer_id"])]
         for row in changed:
             conn.execute(lead_scores.update().where(
                 lead_scores.c.customer_id == row["customer_id"]).values(
@@ -121,7 +134,7 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
             if spec.task is not None:
                 enqueue(conn, "lead_scoring:default", "lead_qualified", spec.task, items,
                         as_of)
-    return len(qualified)
+    return Rescored(len(qualified), {r["customer_id"] for r in (*fresh, *changed)})
 
 
 def as_table(ws: Workspace) -> pa.Table:
@@ -144,4 +157,4 @@ def leads(ws: Workspace, qualified_only: bool = False, limit: int = 200) -> list
             for r in rows]
 
 
-__all__ = ["as_table", "definition", "leads", "score", "update"]
+__all__ = ["Rescored", "as_table", "definition", "leads", "score", "update"]

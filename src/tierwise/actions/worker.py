@@ -235,8 +235,7 @@ class Worker:
             changes["customers"] = updated
         if moved.customers.get("events") or updated:
             touched = set(moved.customers.get("events", ())) | updated
-            leads.update(ws, touched)
-            changes["leads"] = touched
+            changes["leads"] = leads.update(ws, touched).changed
         results = self._refresh_definitions()
         if any(changes.values()):
             results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
@@ -261,11 +260,9 @@ class Worker:
         self.compact()
         if time.monotonic() - self._last_decay >= LEAD_DECAY_EVERY:
             self._last_decay = time.monotonic()
-            before = {r["customer_id"]: r["score"] for r in leads.leads(self.ws, limit=10**9)}
-            leads.update(self.ws)
-            after = {r["customer_id"]: r["score"] for r in leads.leads(self.ws, limit=10**9)}
-            moved = {c for c, v in after.items() if before.get(c) != v}
-            realtime.evaluate_changed(self.ws, {"leads": moved}, read_by=self._reads)
+            decayed = leads.update(self.ws).changed
+            if decayed:
+                realtime.evaluate_changed(self.ws, {"leads": decayed}, read_by=self._reads)
 
     def compact(self) -> None:
         merged = 0
