@@ -425,3 +425,45 @@ def test_cli_applies_definitions_whole_and_shows_the_outbox(served: Served, now:
     assert "newly qualified" in tw("leads", "--rescore", "-w", w)
     assert "C001" in tw("leads", "--qualified", "-w", w)
     tw("sweep", "-w", w)
+
+
+def test_one_worker_holds_the_lease_until_it_lapses(served: Served, now: datetime) -> None:
+    from tierwise.actions.worker import release, try_lease
+
+    ws = served.ws
+    assert try_lease(ws, "a", seconds=60)
+    assert not try_lease(ws, "b", seconds=60)
+    assert try_lease(ws, "a", seconds=60)  # renewal
+    assert try_lease(ws, "a", seconds=-1)  # a holder that stops renewing …
+    assert try_lease(ws, "b", seconds=60)  # … is replaced
+    release(ws, "a")  # only the holder can release
+    assert not try_lease(ws, "a", seconds=60)
+    release(ws, "b")
+    assert try_lease(ws, "a", seconds=60)
+
+
+def test_service_mail_and_webhook_channels_honour_unsubscribes(served: Served,
+                                                                now: datetime) -> None:
+    ws = served.ws
+    with webhook_receiver() as hook, smtp_receiver() as box:
+        _define(ws, "trigger", {"key": "sms", "on": {"event": "enter", "segment": "vip_list"},
+                                "action": {"type": "webhook", "url": hook.url,
+                                           "channel": "sms"}})
+        _define(ws, "trigger", {"key": "notice", "on": {"event": "enter",
+                                                        "segment": "vip_list"},
+                                "action": {"type": "email", "purpose": "service",
+                                           "templates": {"en": {"subject": "Notice",
+                                                                "body": "Hello"}}}})
+        set_preference(ws, "C002", "sms", unsubscribed=True)
+        membership.edit_static(ws, "vip_list", add=["C002", "C003"], at=now)
+        config = ws.config
+        ws.config = replace(config, smtp_url=f"smtp://127.0.0.1:{box.port}")  # type: ignore[misc]
+        try:
+            outcome = _deliver(ws, now + timedelta(seconds=1))
+        finally:
+            ws.config = config  # type: ignore[misc]
+        # service mail needs no consent, only no unsubscribe: both customers get it
+        assert sorted(m["To"] for m in box.messages) == ["lisi@example.cn",
+                                                         "wangwu@example.cn"]
+        assert [b["customer_id"] for b in hook.bodies()] == ["C003"]
+    assert outcome == {"delivered": 3, "suppressed": 1}
