@@ -2,8 +2,9 @@
 
     python bench/realtime.py [--rate 2000] [--seconds 600] [--customers 100000]
 
-Workspace bench/out/ws-rt: ``tierwise demo --customers 100000 --activity 5`` ending
-yesterday, computed, with 20 active segments (event, order, window, recency, tier and
+Workspace bench/out/ws-rt, copied afresh for every run from bench/out/ws-rt-base
+(``tierwise demo --customers 100000 --activity 5`` ending yesterday, computed), with 20
+active segments (event, order, window, recency, tier and
 lifecycle rules). ``tierwise serve`` runs in its own process; a separate load process on
 loopback posts events (batches of 100) at a fixed rate, open loop, for a bounded time.
 
@@ -30,6 +31,7 @@ import argparse
 import contextlib
 import json
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -44,6 +46,7 @@ from api_reads import free_port, run_load  # noqa: E402
 from common import OUT, report  # noqa: E402
 
 WS = OUT / "ws-rt"
+BASE = OUT / "ws-rt-base"
 EXPIRY_WINDOW = timedelta(days=1)
 PROBES_FOR_EXPIRY = 60
 
@@ -196,14 +199,17 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 
 
 def ensure_workspace(customers: int) -> None:
-    if (WS / "snapshots").exists():
-        return
-    end = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-    subprocess.run([sys.executable, "-m", "tierwise.cli", "demo", "-w", str(WS), "--customers",
-                    str(customers), "--activity", "5", "--seed", "7", "--end", end],
-                   check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "tierwise.cli", "compute", "-w", str(WS)],
-                   check=True, stdout=subprocess.DEVNULL)
+    """A fresh copy of the pristine workspace for every run: each run adds its events, and
+    the per-batch cost grows with the history (runs on a grown workspace do not compare)."""
+    if not (BASE / "snapshots").exists():
+        end = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+        subprocess.run([sys.executable, "-m", "tierwise.cli", "demo", "-w", str(BASE),
+                        "--customers", str(customers), "--activity", "5", "--seed", "7",
+                        "--end", end], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "tierwise.cli", "compute", "-w", str(BASE)],
+                       check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(WS, ignore_errors=True)
+    shutil.copytree(BASE, WS)
 
 
 def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str],
@@ -318,6 +324,10 @@ def main() -> None:
     receiver_proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(receiver_port)])
     receiver = f"http://127.0.0.1:{receiver_port}/hook"
     key, ids, probes, exits = prepare(receiver, args.seconds)
+    from tierwise import open as open_ws
+
+    with open_ws(WS) as ws:
+        events_at_start = ws.count("events")
     (OUT / "rt-ids.json").write_text(json.dumps(ids))
     (OUT / "rt-probes.json").write_text(json.dumps(probes))
     port = free_port()
@@ -374,7 +384,8 @@ def main() -> None:
             if values else float("nan")
 
     report("realtime", [{
-        "customers": args.customers, "segments": len(SEGMENTS), "target_rate": args.rate,
+        "customers": args.customers, "events_at_start": events_at_start,
+        "segments": len(SEGMENTS), "target_rate": args.rate,
         "seconds": args.seconds, "catch_up_seconds": round(catch_up, 1),
         "intake": {"events_accepted": sum(r[2] for r in ok),
                    "events_per_second": round(sum(r[2] for r in ok) / data["elapsed"], 1),
