@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.actions.channels import Channels, Refused, Retry
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store.control import utcnow
 from tierwise.store.tables import outbox
 from tierwise.workspace import Workspace
 
@@ -125,8 +125,6 @@ def deliveries(ws: Workspace, *, status: str | None = None, source: str | None =
         data["event"] = payload["event"]
         data["target"] = payload["action"].get("url") or payload["action"].get("title") \
             or payload["action"].get("tag") or payload["action"]["type"]
-        for key in ("next_attempt_at", "created_at", "delivered_at"):
-            data[key] = as_utc(data[key])
         out.append(data)
     return out
 

@@ -37,11 +37,9 @@ from tierwise.compile.segments import compile_rule
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError
 from tierwise.segments.evaluate import Evaluation
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store.control import chunked, utcnow
 from tierwise.store.tables import lead_scores
 from tierwise.workspace import Workspace
-
-CHUNK = 1_000
 
 
 def definition(ws: Workspace) -> LeadScoring | None:
@@ -103,10 +101,10 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
         ws.control.lock(conn, "lead_scores")
         before: dict[str, datetime | None] = {}
         old_scores: dict[str, float] = {}
-        for start in range(0, len(ids), CHUNK):
+        for part in chunked(ids):
             for r in conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score,
                                             lead_scores.c.qualified_at).where(
-                    lead_scores.c.customer_id.in_(ids[start:start + CHUNK]))):
+                    lead_scores.c.customer_id.in_(part))):
                 before[r.customer_id] = r.qualified_at
                 old_scores[r.customer_id] = r.score
         fresh: list[dict[str, Any]] = []
@@ -153,7 +151,7 @@ def leads(ws: Workspace, qualified_only: bool = False, limit: int = 200) -> list
         rows = conn.execute(query.order_by(lead_scores.c.score.desc(),
                                            lead_scores.c.customer_id).limit(limit)).all()
     return [{"customer_id": r.customer_id, "score": r.score,
-             "computed_at": as_utc(r.computed_at), "qualified_at": as_utc(r.qualified_at)}
+             "computed_at": r.computed_at, "qualified_at": r.qualified_at}
             for r in rows]
 
 

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 
 from tierwise.actions import definitions as automations
 from tierwise.actions.definitions import Playbook, Trigger
+from tierwise.store.control import chunked
 from tierwise.store.tables import outbox, playbook_runs, trigger_fires
 
-CHUNK = 2_000
 #: Names of events in payloads.
 EVENT_NAMES = {"enter": "segment.entered", "exit": "segment.exited",
                "tier_change": "tier.changed", "lifecycle_change": "lifecycle.changed",
@@ -69,8 +69,7 @@ def enqueue(conn: sa.Connection, source: str, event: str, action: Any,
                      "status": "held_out" if in_holdout(source, customer, holdout)
                      else "pending", "next_attempt_at": at, "created_at": at})
     written = 0
-    for start in range(0, len(rows), CHUNK):
-        part = rows[start:start + CHUNK]
+    for part in chunked(rows):
         known = {r[0] for r in conn.execute(sa.select(outbox.c.idempotency_key).where(
             outbox.c.idempotency_key.in_([r["idempotency_key"] for r in part])))}
         fresh = [r for r in part if r["idempotency_key"] not in known]
@@ -85,43 +84,26 @@ def _eligible(conn: sa.Connection, trigger: Trigger, customers: list[str],
     """The customers the trigger may fire for now (fire-once and cooldown), recorded as
     fired."""
     if trigger.fire == "every_entry" and trigger.cooldown is None:
-        chosen = customers
-        fired: dict[str, Any] = {}
-    else:
-        fired = {}
-        for start in range(0, len(customers), CHUNK):
-            fired.update({r.customer_id: r for r in conn.execute(
-                sa.select(trigger_fires).where(
-                    trigger_fires.c.trigger_key == trigger.key,
-                    trigger_fires.c.customer_id.in_(customers[start:start + CHUNK])))})
-        gap = automations.duration(trigger.cooldown) if trigger.cooldown else None
-        chosen = []
-        for customer in customers:
-            before = fired.get(customer)
-            if before is None:
-                chosen.append(customer)
-            elif trigger.fire == "once":
-                continue
-            elif gap is None or at - _aware(before.last_at) >= gap:
-                chosen.append(customer)
-    if trigger.fire == "once" or trigger.cooldown is not None:
-        for customer in chosen:
-            if customer in fired:
-                conn.execute(trigger_fires.update().where(
-                    trigger_fires.c.trigger_key == trigger.key,
-                    trigger_fires.c.customer_id == customer).values(
-                    last_at=at, count=trigger_fires.c.count + 1))
-            else:
-                conn.execute(trigger_fires.insert().values(
-                    trigger_key=trigger.key, customer_id=customer, first_at=at, last_at=at,
-                    count=1))
+        return customers
+    fired: dict[str, Any] = {}
+    for part in chunked(customers):
+        fired.update({r.customer_id: r for r in conn.execute(sa.select(trigger_fires).where(
+            trigger_fires.c.trigger_key == trigger.key,
+            trigger_fires.c.customer_id.in_(part)))})
+    gap = automations.duration(trigger.cooldown) if trigger.cooldown else None
+    chosen = [c for c in customers if c not in fired or (
+        trigger.fire != "once" and (gap is None or at - fired[c].last_at >= gap))]
+    for customer in chosen:
+        if customer in fired:
+            conn.execute(trigger_fires.update().where(
+                trigger_fires.c.trigger_key == trigger.key,
+                trigger_fires.c.customer_id == customer).values(
+                last_at=at, count=trigger_fires.c.count + 1))
+        else:
+            conn.execute(trigger_fires.insert().values(
+                trigger_key=trigger.key, customer_id=customer, first_at=at, last_at=at,
+                count=1))
     return chosen
-
-
-def _aware(value: datetime) -> datetime:
-    from tierwise.store.control import as_utc
-
-    return as_utc(value) or value
 
 
 def fire(conn: sa.Connection, trigger: Trigger, events: list[dict[str, Any]],
@@ -208,10 +190,10 @@ def stop_runs(conn: sa.Connection, playbook: Playbook, customers: Iterable[str],
               at: datetime) -> int:
     customers = sorted(customers)
     stopped = 0
-    for start in range(0, len(customers), CHUNK):
+    for part in chunked(customers):
         stopped += conn.execute(playbook_runs.update().where(
             playbook_runs.c.playbook_key == playbook.key, playbook_runs.c.status == "active",
-            playbook_runs.c.customer_id.in_(customers[start:start + CHUNK])).values(
+            playbook_runs.c.customer_id.in_(part)).values(
             status="stopped", ended_at=at, next_at=None)).rowcount
     return stopped
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from tierwise.actions import definitions as automations
 from tierwise.actions.definitions import Playbook
 from tierwise.actions.outbox import enqueue
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store.control import chunked, utcnow
 from tierwise.store.tables import playbook_runs, segment_members
 from tierwise.workspace import Workspace
 
@@ -43,14 +43,13 @@ def advance(ws: Workspace, now: datetime | None = None, limit: int = 1000) -> in
                     next_at=None))
                 continue
             step = book.steps[run.next_step]
-            at = as_utc(run.next_at) or now
             done += enqueue(conn, f"playbook:{book.key}", "playbook_step", step.action,
                             [{"customer_id": run.customer_id, "playbook": book.key,
-                              "step": f"{run.run_id}:{run.next_step}"}], at, book.holdout)
+                              "step": f"{run.run_id}:{run.next_step}"}], run.next_at,
+                            book.holdout)
             following = run.next_step + 1
-            started = as_utc(run.started_at) or now
             if following < len(book.steps):
-                values: dict[str, Any] = {"next_step": following, "next_at": started
+                values: dict[str, Any] = {"next_step": following, "next_at": run.started_at
                                           + automations.duration(book.steps[following].after)}
             else:
                 values = {"next_step": following, "next_at": None, "status": "done",
@@ -73,11 +72,11 @@ def applying(ws: Workspace, customer_ids: list[str],
         segments = {b.applies_to.segment for b in books if b.applies_to.segment}
         members: dict[str, set[str]] = {}
         if segments:
-            for start in range(0, len(customer_ids), 1000):
+            for part in chunked(customer_ids):
                 for key, customer in conn.execute(sa.select(
                         segment_members.c.segment_key, segment_members.c.customer_id).where(
                         segment_members.c.segment_key.in_(sorted(segments)),
-                        segment_members.c.customer_id.in_(customer_ids[start:start + 1000]))):
+                        segment_members.c.customer_id.in_(part))):
                     members.setdefault(customer, set()).add(key)
     if tiers is None and any(b.applies_to.tier for b in books):
         tiers = latest_tiers(ws, customer_ids)
@@ -122,8 +121,7 @@ def runs(ws: Workspace, customer_id: str | None = None, playbook: str | None = N
         query = query.where(playbook_runs.c.status == status)
     with ws.control.read() as conn:
         rows = conn.execute(query.order_by(playbook_runs.c.run_id.desc()).limit(limit)).all()
-    return [{**dict(r._mapping), **{k: as_utc(getattr(r, k)) for k in
-                                    ("started_at", "next_at", "ended_at")}} for r in rows]
+    return [dict(r._mapping) for r in rows]
 
 
 __all__ = ["advance", "applying", "latest_tiers", "runs"]

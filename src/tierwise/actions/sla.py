@@ -87,7 +87,7 @@ def check(ws: Workspace, now: datetime | None = None) -> int:
             ticket_sla.c.ticket_id.in_([r.ticket_id for r in late])).values(breached_at=now))
         items = [{"customer_id": r.customer_id, "ticket_id": r.ticket_id,
                   "playbook": r.playbook_key, "priority": r.priority,
-                  "due_at": as_utc(r.due_at).isoformat()}  # type: ignore[union-attr]
+                  "due_at": r.due_at.isoformat()}
                  for r in late]
         on_event(conn, "sla_breach", items, now)
         for item in items:
@@ -104,9 +104,7 @@ def escalated(ws: Workspace, open_only: bool = True, limit: int = 200
         query = query.where(ticket_sla.c.closed_at.is_(None))
     with ws.control.read() as conn:
         rows = conn.execute(query.order_by(ticket_sla.c.due_at).limit(limit)).all()
-    return [{**dict(r._mapping), **{k: as_utc(getattr(r, k)) for k in
-                                    ("opened_at", "due_at", "closed_at", "breached_at")}}
-            for r in rows]
+    return [dict(r._mapping) for r in rows]
 
 
 __all__ = ["check", "escalated", "on_tickets"]

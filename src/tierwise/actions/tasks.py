@@ -7,17 +7,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.errors import NotFoundError, TierwiseError
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store.control import utcnow
 from tierwise.store.tables import tasks
 from tierwise.workspace import Workspace
-
-_TIMES = ("due_at", "created_at", "completed_at")
 
 
 def _row(row: Any) -> dict[str, Any]:
     data = dict(row._mapping)
     data.pop("idempotency_key", None)
-    return {**data, **{k: as_utc(data[k]) for k in _TIMES}}
+    return data
 
 
 def listing(ws: Workspace, *, owner: str | None = None, status: str | None = "open",

@@ -36,7 +36,7 @@ from tierwise.actions.dispatch import dispatch_due
 from tierwise.ingest import intake
 from tierwise.segments import realtime
 from tierwise.segments.membership import RunResult, evaluate_all
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store.control import utcnow
 from tierwise.store.tables import customers, leases
 from tierwise.workspace import Workspace
 
@@ -61,7 +61,7 @@ def try_lease(ws: Workspace, holder: str, seconds: float = LEASE_SECONDS) -> boo
             conn.execute(leases.insert().values(name=LEASE, holder=holder,
                                                 expires_at=now + timedelta(seconds=seconds)))
             return True
-        if row.holder != holder and (as_utc(row.expires_at) or now) > now:
+        if row.holder != holder and row.expires_at > now:
             return False
         conn.execute(leases.update().where(leases.c.name == LEASE).values(
             holder=holder, expires_at=now + timedelta(seconds=seconds)))
@@ -95,7 +95,7 @@ def _updated_customers(ws: Workspace, since: datetime) -> tuple[set[str], dateti
     with ws.control.read() as conn:
         rows = conn.execute(sa.select(customers.c.customer_id, customers.c.updated_at).where(
             customers.c.updated_at > since)).all()
-    latest = max((as_utc(r.updated_at) or since for r in rows), default=since)
+    latest = max((r.updated_at for r in rows), default=since)
     return {r.customer_id for r in rows}, latest
 
 
@@ -204,7 +204,7 @@ class Worker:
         if token == self._definitions_seen:
             return []
         self._reads = realtime.segment_reads(self.ws)
-        fresh = realtime.unevaluated(self.ws)
+        fresh = realtime.unevaluated(self.ws, self._reads)
         self._definitions_seen = token
         return evaluate_all(self.ws, keys=fresh) if fresh else []
 
@@ -265,12 +265,12 @@ class Worker:
                 realtime.evaluate_changed(self.ws, {"leads": decayed}, read_by=self._reads)
 
     def compact(self) -> None:
-        merged = 0
+        merged = False
         for table in intake.KEYS:
-            replaced, _ = self.ws.facts.compact(self.ws.engine, table,
-                                                min_files=COMPACT_AT_FILES,
-                                                small_rows=SMALL_FILE_ROWS)
-            merged += replaced if replaced >= COMPACT_AT_FILES else 0
+            replaced, written = self.ws.facts.compact(self.ws.engine, table,
+                                                      min_files=COMPACT_AT_FILES,
+                                                      small_rows=SMALL_FILE_ROWS)
+            merged |= written < replaced
         if merged:
             self.ws.facts.collect_garbage()
 

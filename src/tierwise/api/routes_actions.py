@@ -18,7 +18,6 @@ from tierwise.actions import dispatch, leads, playbooks, sla, tasks
 from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
-from tierwise.errors import NotFoundError
 from tierwise.ingest import intake
 from tierwise.security.roles import Principal
 
@@ -38,11 +37,8 @@ def _list(request: Request, kind: str) -> list[dict[str, Any]]:
 
 
 def _get(request: Request, kind: str, key: str) -> dict[str, Any]:
-    with workspace(request).control.read() as conn:
-        try:
-            model = automations.get(conn, kind, key)
-        except NotFoundError as exc:
-            raise Problem(404, str(exc)) from None
+    with workspace(request).control.read() as conn:  # NotFoundError answers 404
+        model = automations.get(conn, kind, key)
     data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return data
 
@@ -59,11 +55,8 @@ def _put(request: Request, principal: Principal, kind: str, key: str,
 
 
 def _delete(request: Request, principal: Principal, kind: str, key: str) -> dict[str, Any]:
-    with workspace(request).control.write() as conn:
-        try:
-            version = automations.disable(conn, kind, key)
-        except NotFoundError as exc:
-            raise Problem(404, str(exc)) from None
+    with workspace(request).control.write() as conn:  # NotFoundError answers 404
+        version = automations.disable(conn, kind, key)
     record(request, principal, f"{kind}_disable", f"{kind}:{key}", {"version": version})
     return {"key": key, "version": version, "enabled": False}
 

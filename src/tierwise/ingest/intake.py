@@ -27,7 +27,7 @@ from tierwise.errors import TierwiseError
 from tierwise.ingest.pipeline import check_rows
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
-from tierwise.store.control import utcnow
+from tierwise.store.control import chunked, utcnow
 from tierwise.store.tables import intake
 from tierwise.workspace import Workspace
 
@@ -108,10 +108,10 @@ class Flushed:
 def _survivors(conn: sa.Connection, ids: set[str]) -> set[str]:
     from tierwise.store.tables import customer_redirects as r
 
-    ordered, found = sorted(ids), dict[str, str]()
-    for start in range(0, len(ordered), 2_000):
+    found = dict[str, str]()
+    for part in chunked(sorted(ids)):
         found.update(conn.execute(sa.select(r.c.customer_id, r.c.survivor_id).where(
-            r.c.customer_id.in_(ordered[start:start + 2_000]))).all())
+            r.c.customer_id.in_(part))).all())
     return {found.get(i, i) for i in ids}
 
 

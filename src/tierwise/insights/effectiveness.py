@@ -117,7 +117,6 @@ def action_uplift(ws: Workspace, source: str, days: int = 30) -> tuple[int, int,
     effects)."""
     import sqlalchemy as sa
 
-    from tierwise.store.control import as_utc
     from tierwise.store.tables import outbox
 
     with ws.control.read() as conn:
@@ -126,7 +125,7 @@ def action_uplift(ws: Workspace, source: str, days: int = 30) -> tuple[int, int,
                             .order_by(outbox.c.created_at)).all()
     first: dict[str, tuple[str, datetime]] = {}
     for r in rows:  # a customer's first action decides their group and start
-        first.setdefault(r.customer_id, (r.status, as_utc(r.created_at) or r.created_at))
+        first.setdefault(r.customer_id, (r.status, r.created_at))
     treated = [(c, t) for c, (status, t) in first.items() if status != "held_out"]
     held = [(c, t) for c, (status, t) in first.items() if status == "held_out"]
     if len(treated) < 2 or len(held) < 2:

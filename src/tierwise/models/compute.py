@@ -294,6 +294,17 @@ def value_changes(before: pa.Table, after: pa.Table, column: str
             if old.get(c) != v]
 
 
+#: Snapshot columns whose changes fire triggers, by event.
+WATCHED = {"tier_change": "tier", "lifecycle_change": "lifecycle"}
+
+
+def _changes_since(ws: Workspace, row: Any, table: pa.Table
+                   ) -> dict[str, list[tuple[str, str | None, str | None]]]:
+    """Tier and lifecycle changes from the snapshot registered as ``row`` to ``table``."""
+    before = pq.read_table(ws.root / row.path, columns=["customer_id", *WATCHED.values()])
+    return {event: value_changes(before, table, column) for event, column in WATCHED.items()}
+
+
 def _latest_row(conn: sa.Connection) -> Any:
     return conn.execute(sa.select(snapshots).order_by(snapshots.c.as_of.desc(),
                                                       snapshots.c.snapshot_id.desc())
@@ -314,12 +325,8 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
     tmp.replace(final)
     with ws.control.read() as conn:
         previous = _latest_row(conn)
-    changes: dict[str, list[tuple[str, str | None, str | None]]] = {}
-    if previous is not None:
-        before = pq.read_table(ws.root / previous.path, columns=["customer_id", "tier",
-                                                                 "lifecycle"])
-        changes = {"tier_change": value_changes(before, snap.table, "tier"),
-                   "lifecycle_change": value_changes(before, snap.table, "lifecycle")}
+    # read before the write transaction: comparing 1M rows should not hold the write lock
+    changes = _changes_since(ws, previous, snap.table) if previous is not None else {}
     try:
         with ws.control.write() as conn:
             ws.control.lock(conn, "snapshots")
@@ -336,10 +343,7 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
                     snapshots.c.snapshot_id != snap.snapshot_id).order_by(
                     snapshots.c.as_of.desc(), snapshots.c.snapshot_id.desc()).limit(1)).one()
                 if earlier.snapshot_id != previous.snapshot_id:
-                    before = pq.read_table(ws.root / earlier.path,
-                                           columns=["customer_id", "tier", "lifecycle"])
-                    changes = {e: value_changes(before, snap.table, c) for e, c in
-                               (("tier_change", "tier"), ("lifecycle_change", "lifecycle"))}
+                    changes = _changes_since(ws, earlier, snap.table)
                 old = json.loads(earlier.settings)
                 reason = "rule_change" if (old.get("tiers"), old.get("versions")) != (
                     snap.settings.get("tiers"), snap.settings.get("versions")) \

@@ -25,11 +25,9 @@ from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store.control import as_utc, chunked, utcnow
 from tierwise.store.tables import segment_history, segment_members, segment_runs
 from tierwise.workspace import Workspace
-
-CHUNK = 2_000
 
 
 @dataclass
@@ -77,16 +75,14 @@ def _last_run(conn: sa.Connection, key: str) -> Any:
 def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
                entered: Iterable[str], exited: Iterable[str], reason: str) -> None:
     entered, exited = sorted(entered), sorted(exited)
-    for start in range(0, len(entered), CHUNK):
-        part = entered[start:start + CHUNK]
+    for part in chunked(entered):
         conn.execute(segment_members.insert(), [
             {"segment_key": key, "customer_id": c, "entered_at": as_of, "version": version}
             for c in part])
         conn.execute(segment_history.insert(), [
             {"segment_key": key, "customer_id": c, "entered_at": as_of,
              "enter_reason": reason, "version": version} for c in part])
-    for start in range(0, len(exited), CHUNK):
-        part = exited[start:start + CHUNK]
+    for part in chunked(exited):
         conn.execute(segment_members.delete().where(segment_members.c.segment_key == key,
                                                     segment_members.c.customer_id.in_(part)))
         conn.execute(segment_history.update().where(
@@ -100,11 +96,10 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
 
 def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
     """The current members of ``key`` among the customers in ``scope``."""
-    ids, found = sorted(scope), set[str]()
-    for start in range(0, len(ids), CHUNK):
+    found = set[str]()
+    for part in chunked(sorted(scope)):
         found.update(r[0] for r in conn.execute(sa.select(segment_members.c.customer_id).where(
-            segment_members.c.segment_key == key,
-            segment_members.c.customer_id.in_(ids[start:start + CHUNK]))))
+            segment_members.c.segment_key == key, segment_members.c.customer_id.in_(part))))
     return found
 
 

@@ -151,9 +151,10 @@ def evaluate_changed(ws: Workspace, changes: Mapping[str, Collection[str]],
     return results
 
 
-def unevaluated(ws: Workspace) -> list[str]:
+def unevaluated(ws: Workspace, read_by: dict[str, Reads] | None = None) -> list[str]:
     """Active dynamic segments whose applied version has no successful run yet (new or
-    changed definitions saved without an evaluation)."""
+    changed definitions saved without an evaluation); ``read_by`` as in
+    ``evaluate_changed``."""
     import sqlalchemy as sa
 
     from tierwise.store.tables import definitions, segment_runs
@@ -166,7 +167,9 @@ def unevaluated(ws: Workspace) -> list[str]:
             segment_runs.c.version)).where(segment_runs.c.error.is_(None))
             .group_by(segment_runs.c.segment_key)).all())
     stale = {k for k, v in applied.items() if ran.get(k) != v}
-    return [k for k in segment_reads(ws) if k in stale] if stale else []
+    if not stale:
+        return []
+    return [k for k in (read_by if read_by is not None else segment_reads(ws)) if k in stale]
 
 
 def sweep(ws: Workspace, as_of: datetime | None = None) -> list[RunResult]:

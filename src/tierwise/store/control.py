@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -20,6 +20,21 @@ from tierwise.security.pii import KeyRing
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: How long a writer waits for another process's write transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 120_000
+
+
+#: Most values bound in one ``IN (…)`` list (drivers limit the parameters of a statement).
+IN_CHUNK = 2_000
+_T = TypeVar("_T")
+
+
+def chunked(items: Sequence[_T], size: int = IN_CHUNK) -> Iterator[Sequence[_T]]:
+    """``items`` in slices of at most ``size``, for ``IN`` lists of any length.
+
+    >>> [list(c) for c in chunked([1, 2, 3], 2)]
+    [[1, 2], [3]]
+    """
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def utcnow() -> datetime:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.security.pii import HASHED_COLUMNS, PII_COLUMNS, KeyRing
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store.control import as_utc, chunked, utcnow
 from tierwise.store.tables import customers
 
 UPSERT_CHUNK = 2_000
@@ -50,8 +50,7 @@ def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
     from tierwise.store.tables import customer_redirects
 
     found: list[str] = []
-    for start in range(0, len(ids), 2_000):
-        part = ids[start:start + 2_000]
+    for part in chunked(ids):
         found += [r[0] for r in conn.execute(sa.select(customers.c.customer_id).where(
             customers.c.customer_id.in_(part)))]
         found += [r[0] for r in conn.execute(sa.select(customer_redirects.c.customer_id)
