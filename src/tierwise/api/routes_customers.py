@@ -21,6 +21,7 @@ from tierwise.security.roles import Principal
 from tierwise.segments.membership import customer_segments
 from tierwise.store import customers as customer_store
 from tierwise.store.tables import customers, segment_members
+from tierwise.workspace import Workspace
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=RESPONSES)
 MAX_BATCH = 1_000
@@ -89,7 +90,16 @@ def list_customers(
     limit: int = Query(50, ge=1, le=500),
     principal: Principal = require("customers:read"),
 ) -> Response:
-    ws = workspace(request)
+    items, next_after = search(workspace(request), principal, q=q, owner=owner, city=city,
+                               segment=segment, after=after, limit=limit)
+    return json_response({"items": items, "next_after": next_after})
+
+
+def search(ws: Workspace, principal: Principal, *, q: str | None = None,
+           owner: str | None = None, city: str | None = None, segment: str | None = None,
+           after: str | None = None, limit: int = 50
+           ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of customers as the principal may see them, and the cursor of the next."""
     with ws.control.read() as conn:
         query = sa.select(customers)
         if q:
@@ -107,8 +117,7 @@ def list_customers(
         rows = customer_store.select(conn, query.order_by(customers.c.customer_id)
                                      .limit(limit + 1))
     items = [present_customer(principal, row) for row in rows[:limit]]
-    return json_response({"items": items, "next_after":
-                          items[-1]["customer_id"] if len(rows) > limit else None})
+    return items, items[-1]["customer_id"] if len(rows) > limit else None
 
 
 def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSummary:

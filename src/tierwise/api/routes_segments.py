@@ -19,7 +19,7 @@ from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import json_response, jsonable, present_customer
 from tierwise.definitions.schemas import CUSTOMERS
-from tierwise.definitions.segment_ast import to_json, to_text
+from tierwise.definitions.segment_ast import conditions_of, to_json, to_text
 from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
@@ -96,7 +96,8 @@ def templates(principal: Principal = require("segments:read")) -> list[dict[str,
 def check(body: RuleIn, principal: Principal = require("segments:read")) -> dict[str, Any]:
     tree = parse(body.rule)
     validate(tree)
-    return {"rule": to_text(tree), "rule_json": to_json(tree)}
+    return {"rule": to_text(tree), "rule_json": to_json(tree),
+            "conditions": conditions_of(tree)}
 
 
 @router.post("/preview", summary="Count and sample who a rule selects (nothing saved)")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
@@ -13,6 +11,7 @@ from tierwise.api.auth import require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.routes_imports import runner
 from tierwise.api.views import jsonable
+from tierwise.dashboard.data import breakdown, clv_by_tier, moves, rf_grid
 from tierwise.models import compute
 from tierwise.security.roles import Principal
 from tierwise.workspace import Workspace
@@ -22,21 +21,6 @@ router = APIRouter(prefix="/v1", tags=["values"], responses=RESPONSES)
 
 def _snapshot(ws: Workspace, snapshot_id: int | None) -> compute.Snapshot:
     return compute.load_snapshot(ws, snapshot_id)
-
-
-def _breakdown(table: pa.Table, column: str) -> list[dict[str, Any]]:
-    """Customers, revenue and their shares per value of ``column``."""
-    revenue = pc.fill_null(table.column("revenue_total"), 0.0)
-    grouped = pa.table({"key": table.column(column), "revenue": revenue}).group_by(
-        "key").aggregate([("revenue", "sum"), ("revenue", "count")])
-    total_customers = max(table.num_rows, 1)
-    total_revenue = float(pc.sum(revenue).as_py() or 0.0) or 1.0
-    rows = [{"value": r["key"], "customers": int(r["revenue_count"]),
-             "revenue": float(r["revenue_sum"] or 0.0),
-             "customer_share": r["revenue_count"] / total_customers,
-             "revenue_share": float(r["revenue_sum"] or 0.0) / total_revenue}
-            for r in grouped.to_pylist()]
-    return sorted(rows, key=lambda r: (r["value"] is None, str(r["value"])))
 
 
 @router.get("/snapshots", summary="Saved computations, oldest first")
@@ -71,7 +55,7 @@ def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX
                            "customers": table.num_rows}
     for column in ("tier", "lifecycle", "rfm_segment", "churn_risk"):
         if column in table.column_names:
-            out[column] = _breakdown(table, column)
+            out[column] = breakdown(table, column)
     return out
 
 
@@ -79,14 +63,7 @@ def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX
 def rfm_grid(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
              principal: Principal = require("values:read")) -> dict[str, Any]:
     snap = _snapshot(workspace(request), snapshot_id)
-    t = snap.table.filter(pc.is_valid(snap.table.column("rfm_r")))
-    grouped = pa.table({"r": t.column("rfm_r"), "f": t.column("rfm_f"),
-                        "revenue": pc.fill_null(t.column("revenue_total"), 0.0)}).group_by(
-        ["r", "f"]).aggregate([("revenue", "sum"), ("revenue", "count")])
-    cells = [{"r": int(r["r"]), "f": int(r["f"]), "customers": int(r["revenue_count"]),
-              "revenue": float(r["revenue_sum"] or 0.0)} for r in grouped.to_pylist()]
-    return {"snapshot_id": snap.snapshot_id,
-            "cells": sorted(cells, key=lambda c: (c["r"], c["f"]))}
+    return {"snapshot_id": snap.snapshot_id, "cells": rf_grid(snap.table)}
 
 
 @router.get("/values/clv", summary="CLV distribution: total, mean and quantiles per tier")
@@ -96,15 +73,7 @@ def clv(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX_ID)
     t = snap.table
     if "clv" not in t.column_names:
         raise Problem(404, "this snapshot has no CLV values")
-    out = []
-    for tier in sorted({v for v in t.column("tier").to_pylist() if v is not None}):
-        values = pc.drop_null(t.filter(pc.equal(t.column("tier"), tier)).column("clv"))
-        q = pc.quantile(values, q=[0.1, 0.5, 0.9]).to_pylist() if len(values) else []
-        out.append({"tier": tier, "customers": len(values),
-                    "total": float(pc.sum(values).as_py() or 0.0),
-                    "mean": pc.mean(values).as_py() if len(values) else None,
-                    "p10": q[0] if q else None, "median": q[1] if q else None,
-                    "p90": q[2] if q else None})
+    out = clv_by_tier(t)
     return {"snapshot_id": snap.snapshot_id, "by_tier": jsonable(out)}
 
 
@@ -114,15 +83,9 @@ def migration(request: Request, before: int = Query(..., ge=1, le=MAX_ID),
               principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
     old, new = _snapshot(ws, before), _snapshot(ws, after)
-    joined = old.table.select(["customer_id", "tier"]).join(
-        new.table.select(["customer_id", "tier"]), "customer_id", join_type="full outer",
-        left_suffix="_before", right_suffix="_after")
-    grouped = joined.group_by(["tier_before", "tier_after"]).aggregate(
-        [("customer_id", "count")])
-    moves = [{"from": r["tier_before"], "to": r["tier_after"], "customers": r["customer_id_count"]}
-             for r in grouped.to_pylist()]
+    found = moves(old.table, new.table, "tier")
     return {"before": old.snapshot_id, "after": new.snapshot_id,
-            "moves": sorted(moves, key=lambda m: (str(m["from"]), str(m["to"])))}
+            "moves": found}
 
 
 @router.get("/settings", summary="Current value settings (RFM, tiers, lifecycle, CLV, churn)")

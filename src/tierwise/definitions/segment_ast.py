@@ -185,6 +185,44 @@ def to_text(node: Condition, parent: int = 0) -> str:
     raise TypeError(f"not a condition: {node!r}")
 
 
+def conditions_of(node: Condition) -> dict[str, Any] | None:
+    """A rule as one flat list of conditions joined by AND or by OR, for a form with a row
+    per condition: ``{"join": "AND", "rows": [{"left", "op", "value"}, ...]}``.
+
+    None when the rule nests AND inside OR (or the other way), or negates a group: such a
+    rule only has a text form.
+    """
+    join = "OR" if isinstance(node, Or) else "AND"
+    operands = node.operands if isinstance(node, And | Or) else (node,)
+    rows = []
+    for item in operands:
+        if isinstance(item, Compare):
+            rows.append({"left": operand_text(item.left), "op": item.op,
+                         "value": operand_text(item.right)})
+        elif isinstance(item, InList):
+            rows.append({"left": operand_text(item.operand),
+                         "op": "NOT IN" if item.negated else "IN",
+                         "value": ", ".join(operand_text(v) for v in item.values)})
+        elif isinstance(item, Between):
+            rows.append({"left": operand_text(item.operand),
+                         "op": "NOT BETWEEN" if item.negated else "BETWEEN",
+                         "value": f"{operand_text(item.low)} AND {operand_text(item.high)}"})
+        elif isinstance(item, IsNull):
+            rows.append({"left": operand_text(item.operand),
+                         "op": "IS NOT NULL" if item.negated else "IS NULL", "value": ""})
+        elif isinstance(item, Contains):
+            rows.append({"left": operand_text(item.operand),
+                         "op": "NOT CONTAINS" if item.negated else "CONTAINS",
+                         "value": operand_text(item.value)})
+        elif isinstance(item, InSegment):
+            rows.append({"left": "IN_SEGMENT", "op": "", "value": _quote(item.key)})
+        elif isinstance(item, Not) and isinstance(item.operand, InSegment):
+            rows.append({"left": "NOT IN_SEGMENT", "op": "", "value": _quote(item.operand.key)})
+        else:
+            return None
+    return {"join": join, "rows": rows}
+
+
 # -- JSON form -----------------------------------------------------------------------------
 
 

@@ -138,6 +138,27 @@ def _suggest(name: str, options: list[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+def matched(schema: TableSchema, header: list[str], taken: set[str] | None = None,
+            done: set[str] | None = None) -> dict[str, str]:
+    """Canonical column -> source column for header names that spell a column (its name or
+    a synonym, in any case); ``taken`` source columns and ``done`` canonical ones are skipped.
+    ``taken`` is updated."""
+    taken = set() if taken is None else taken
+    found: dict[str, str] = {}
+    for col in schema.columns:
+        if done and col.name in done:
+            continue
+        for name in header:
+            if name in taken:
+                continue
+            lowered = name.strip().lower()
+            if lowered == col.name or lowered in col.synonyms:
+                found[col.name] = name
+                taken.add(name)
+                break
+    return found
+
+
 def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Resolved:
     """Match a source header to the canonical columns of ``table``."""
     schema = table_schema(table)
@@ -168,17 +189,7 @@ def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Res
             )
         sources[target] = source
     taken = set(mapping.columns)
-    for col in schema.columns:
-        if col.name in sources:
-            continue
-        for name in header:
-            if name in taken:
-                continue
-            lowered = name.strip().lower()
-            if lowered == col.name or lowered in col.synonyms:
-                sources[col.name] = name
-                taken.add(name)
-                break
+    sources.update(matched(schema, header, taken, set(sources)))
     for key in mapping.defaults:
         if key not in canonical:
             raise MappingError(f"default for unknown column {key!r} of {table}"

@@ -1,0 +1,323 @@
+"""What the pages show, computed from a snapshot once and kept while the snapshot is current.
+
+A snapshot never changes once saved, so its aggregates are cached per (workspace, snapshot
+id); a new compute run makes a new snapshot and so new aggregates. Monthly trends read the
+orders up to the snapshot's as_of and are cached the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tierwise.models import compute
+from tierwise.models.lifecycle import STAGE_LABELS, STAGES
+from tierwise.workspace import Workspace
+
+#: Lifecycle stages counted as active customers.
+ACTIVE_STAGES = ("new", "reactivated", "loyal", "active")
+CACHE_SIZE = 8
+PARETO_POINTS = 101
+AT_RISK_ROWS = 100
+
+
+def breakdown(table: pa.Table, column: str) -> list[dict[str, Any]]:
+    """Customers, revenue and their shares per value of ``column``."""
+    revenue = pc.fill_null(table.column("revenue_total"), 0.0)
+    grouped = pa.table({"key": table.column(column), "revenue": revenue}).group_by(
+        "key").aggregate([("revenue", "sum"), ("revenue", "count")])
+    total_customers = max(table.num_rows, 1)
+    total_revenue = float(pc.sum(revenue).as_py() or 0.0) or 1.0
+    rows = [{"value": r["key"], "customers": int(r["revenue_count"]),
+             "revenue": float(r["revenue_sum"] or 0.0),
+             "customer_share": r["revenue_count"] / total_customers,
+             "revenue_share": float(r["revenue_sum"] or 0.0) / total_revenue}
+            for r in grouped.to_pylist()]
+    return sorted(rows, key=lambda r: (r["value"] is None, str(r["value"])))
+
+
+def clv_by_tier(table: pa.Table) -> list[dict[str, Any]]:
+    """CLV total, mean and 10/50/90 % quantiles per tier."""
+    out = []
+    for tier in sorted({v for v in table.column("tier").to_pylist() if v is not None}):
+        values = pc.drop_null(table.filter(pc.equal(table.column("tier"), tier)).column("clv"))
+        q = pc.quantile(values, q=[0.1, 0.5, 0.9]).to_pylist() if len(values) else []
+        out.append({"tier": tier, "customers": len(values),
+                    "total": float(pc.sum(values).as_py() or 0.0),
+                    "mean": pc.mean(values).as_py() if len(values) else None,
+                    "p10": q[0] if q else None, "median": q[1] if q else None,
+                    "p90": q[2] if q else None})
+    return out
+
+
+def rf_grid(table: pa.Table) -> list[dict[str, Any]]:
+    """Customers and revenue per (R score, F score) cell."""
+    t = table.filter(pc.is_valid(table.column("rfm_r")))
+    grouped = pa.table({"r": t.column("rfm_r"), "f": t.column("rfm_f"),
+                        "revenue": pc.fill_null(t.column("revenue_total"), 0.0)}).group_by(
+        ["r", "f"]).aggregate([("revenue", "sum"), ("revenue", "count")])
+    cells = [{"r": int(r["r"]), "f": int(r["f"]), "customers": int(r["revenue_count"]),
+              "revenue": float(r["revenue_sum"] or 0.0)} for r in grouped.to_pylist()]
+    return sorted(cells, key=lambda c: (c["r"], c["f"]))
+
+
+def moves(before: pa.Table, after: pa.Table, column: str) -> list[dict[str, Any]]:
+    """Customers per (value before, value after) of ``column`` between two snapshots."""
+    joined = before.select(["customer_id", column]).join(
+        after.select(["customer_id", column]), "customer_id", join_type="full outer",
+        left_suffix="_before", right_suffix="_after")
+    grouped = joined.group_by([f"{column}_before", f"{column}_after"]).aggregate(
+        [("customer_id", "count")])
+    found = [{"from": r[f"{column}_before"], "to": r[f"{column}_after"],
+              "customers": int(r["customer_id_count"])} for r in grouped.to_pylist()]
+    return sorted(found, key=lambda m: (str(m["from"]), str(m["to"])))
+
+
+def _floats(table: pa.Table, name: str) -> np.ndarray:
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    return np.asarray(pc.fill_null(table.column(name).cast(pa.float64()), np.nan)
+                      .to_numpy(zero_copy_only=False), dtype=float)
+
+
+@dataclass
+class View:
+    """One snapshot and its settings, with aggregates computed on first use."""
+
+    ws: Workspace
+    snapshot: compute.Snapshot
+    settings: compute.Settings
+    _memo: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def table(self) -> pa.Table:
+        return self.snapshot.table
+
+    @property
+    def as_of(self) -> datetime:
+        return self.snapshot.as_of
+
+    def _once(self, name: str, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            if name not in self._memo:
+                self._memo[name] = make()
+            return self._memo[name]
+
+    # -- labels --------------------------------------------------------------------------
+
+    def tier_label(self, tier: str | None, lang: str) -> str:
+        if tier is None:
+            return "—"
+        return self.settings.tiers.labels.get(tier, {}).get(lang, tier)
+
+    def rfm_label(self, segment: str | None, lang: str) -> str:
+        if segment is None:
+            return "—"
+        return self.settings.scheme.labels.get(segment, {}).get(lang, segment)
+
+    @staticmethod
+    def stage_label(stage: str | None, lang: str) -> str:
+        if stage is None:
+            return "—"
+        return STAGE_LABELS.get(stage, {}).get(lang, stage)
+
+    # -- aggregates ----------------------------------------------------------------------
+
+    def kpis(self) -> dict[str, Any]:
+        def make() -> dict[str, Any]:
+            t = self.table
+            stage = t.column("lifecycle")
+            active = int(pc.sum(pc.is_in(stage, pa.array(ACTIVE_STAGES))).as_py() or 0)
+            risk = t.column("churn_risk") if "churn_risk" in t.column_names else None
+            high = int(pc.sum(pc.equal(risk, "high")).as_py() or 0) if risk is not None else 0
+            return {"customers": t.num_rows, "active": active,
+                    "revenue": float(pc.sum(t.column("revenue_total")).as_py() or 0.0),
+                    "orders": int(pc.sum(t.column("orders_total")).as_py() or 0),
+                    "churn_high": high, "value_at_risk": self.value_at_risk()}
+        return self._once("kpis", make)  # type: ignore[no-any-return]
+
+    def value_at_risk(self) -> float:
+        """Σ (1 − P(alive)) × M over buyers: the RFM-window spend expected to be lost."""
+        p = _floats(self.table, "p_alive")
+        m = _floats(self.table, "rfm_monetary")
+        known = ~np.isnan(p) & ~np.isnan(m)
+        return float(((1 - p[known]) * m[known]).sum())
+
+    def breakdown(self, column: str) -> list[dict[str, Any]]:
+        if column not in self.table.column_names:
+            return []
+        return self._once(f"breakdown:{column}",  # type: ignore[no-any-return]
+                          lambda: breakdown(self.table, column))
+
+    def rf_grid(self) -> list[dict[str, Any]]:
+        return self._once("rf_grid", lambda: rf_grid(self.table))  # type: ignore[no-any-return]
+
+    def rfm_segments(self) -> list[dict[str, Any]]:
+        """Per RFM segment: customers, revenue, shares, mean recency, mean orders and AOV."""
+        def make() -> list[dict[str, Any]]:
+            t = self.table.filter(pc.is_valid(self.table.column("rfm_segment")))
+            grouped = pa.table({
+                "segment": t.column("rfm_segment"),
+                "revenue": pc.fill_null(t.column("revenue_total"), 0.0),
+                "orders": pc.fill_null(t.column("orders_total"), 0),
+                "recency": t.column("recency_days"),
+            }).group_by("segment").aggregate([
+                ("revenue", "sum"), ("revenue", "count"), ("orders", "sum"),
+                ("orders", "mean"), ("recency", "mean")])
+            total_c = max(t.num_rows, 1)
+            total_r = float(pc.sum(pc.fill_null(t.column("revenue_total"), 0.0)).as_py()
+                            or 0.0) or 1.0
+            rows = []
+            for r in grouped.to_pylist():
+                revenue = float(r["revenue_sum"] or 0.0)
+                orders = int(r["orders_sum"] or 0)
+                rows.append({"segment": r["segment"], "customers": int(r["revenue_count"]),
+                             "customer_share": r["revenue_count"] / total_c,
+                             "revenue": revenue, "revenue_share": revenue / total_r,
+                             "mean_recency": r["recency_mean"], "mean_orders": r["orders_mean"],
+                             "aov": revenue / orders if orders else None})
+            return sorted(rows, key=lambda r: -r["revenue"])
+        return self._once("rfm_segments", make)  # type: ignore[no-any-return]
+
+    def pareto(self) -> list[tuple[float, float]]:
+        """(share of customers, share of revenue) with customers sorted best first."""
+        def make() -> list[tuple[float, float]]:
+            revenue = np.sort(np.nan_to_num(_floats(self.table, "revenue_total")))[::-1]
+            total = revenue.sum()
+            if not len(revenue) or total <= 0:
+                return []
+            cumulative = np.cumsum(revenue) / total
+            points = np.linspace(0, 1, PARETO_POINTS)
+            index = np.clip(np.round(points * len(revenue)).astype(int) - 1, 0, len(revenue) - 1)
+            shares = np.where(points == 0, 0.0, cumulative[index])
+            return [(float(x), float(y)) for x, y in zip(points, shares, strict=True)]
+        return self._once("pareto", make)  # type: ignore[no-any-return]
+
+    def clv_by_tier(self) -> list[dict[str, Any]]:
+        if "clv" not in self.table.column_names:
+            return []
+        return self._once("clv_by_tier",  # type: ignore[no-any-return]
+                          lambda: clv_by_tier(self.table))
+
+    def clv_histogram(self, bins: int = 20) -> list[dict[str, Any]]:
+        """Buyers per CLV band (bands up to the 99th percentile, the rest in the last)."""
+        def make() -> list[dict[str, Any]]:
+            values = _floats(self.table, "clv")
+            values = values[~np.isnan(values) & (values > 0)]
+            if not len(values):
+                return []
+            top = float(np.quantile(values, 0.99))
+            edges = np.linspace(0, top, bins + 1)
+            counts, _ = np.histogram(np.minimum(values, top), edges)
+            return [{"low": float(a), "high": float(b), "customers": int(c)}
+                    for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)]
+        return self._once("clv_histogram", make)  # type: ignore[no-any-return]
+
+    def at_risk(self, lang: str, limit: int = AT_RISK_ROWS) -> list[dict[str, Any]]:
+        """High-risk customers with the most value at stake first, each with its reasons."""
+        t = self.table
+        if "churn_risk" not in t.column_names:
+            return []
+        rows = self._once("at_risk", lambda: _at_risk_rows(t, limit))
+        return [{**row, "reasons": reasons(row, lang)} for row in rows]
+
+    def stage_flows(self, previous: pa.Table | None) -> list[dict[str, Any]]:
+        if previous is None:
+            return []
+        return self._once("stage_flows",  # type: ignore[no-any-return]
+                          lambda: moves(previous, self.table, "lifecycle"))
+
+    def monthly(self, months: int = 12) -> list[dict[str, Any]]:
+        """Revenue, orders and buyers per calendar month up to the snapshot's as_of."""
+        def make() -> list[dict[str, Any]]:
+            as_of = self.as_of.replace(tzinfo=None)
+            found = self.ws.sql(
+                "SELECT strftime(date_trunc('month', ordered_at), '%Y-%m') AS month, "
+                "sum(amount) AS revenue, count(*) AS orders, "
+                "count(DISTINCT customer_id) AS buyers FROM orders "
+                "WHERE status = 'paid' AND ordered_at <= ? "
+                "AND ordered_at > ?::TIMESTAMP - INTERVAL (?) MONTH "
+                "GROUP BY 1 ORDER BY 1", [as_of, as_of, months])
+            return [{"month": r["month"], "revenue": float(r["revenue"] or 0.0),
+                     "orders": int(r["orders"]), "buyers": int(r["buyers"])}
+                    for r in found.to_pylist()]
+        return self._once("monthly", make)  # type: ignore[no-any-return]
+
+    def stage_order(self) -> list[str]:
+        present = {r["value"] for r in self.breakdown("lifecycle")}
+        return [s for s in STAGES if s in present]
+
+
+def _at_risk_rows(t: pa.Table, limit: int) -> list[dict[str, Any]]:
+    high = t.filter(pc.equal(t.column("churn_risk"), "high"))
+    if not high.num_rows:
+        return []
+    stake = (1 - np.nan_to_num(_floats(high, "p_alive"), nan=1.0)) * np.nan_to_num(
+        _floats(high, "rfm_monetary"))
+    order = np.argsort(-stake, kind="stable")[:limit]
+    picked = high.take(pa.array(order)).select([c for c in (
+        "customer_id", "tier", "lifecycle", "recency_days", "typical_gap_days", "orders_total",
+        "revenue_total", "p_alive", "clv", "churn_probability") if c in high.column_names])
+    rows = picked.to_pylist()
+    for row, value in zip(rows, stake[order], strict=True):
+        row["value_at_risk"] = float(value)
+    return rows
+
+
+def reasons(row: dict[str, Any], lang: str) -> list[str]:
+    """Plain reasons why a customer is flagged, from the snapshot's own measures."""
+    zh = lang == "zh-CN"
+    out = []
+    recency, gap = row.get("recency_days"), row.get("typical_gap_days")
+    if recency is not None and gap:
+        ratio = recency / gap
+        if ratio >= 1.5:
+            out.append(f"已 {recency:.0f} 天未购买，是平常间隔（{gap:.0f} 天）的 {ratio:.1f} 倍"
+                       if zh else f"no order for {recency:.0f} days, {ratio:.1f}× the usual "
+                       f"gap of {gap:.0f} days")
+    elif recency is not None:
+        out.append(f"已 {recency:.0f} 天未购买" if zh else f"no order for {recency:.0f} days")
+    p = row.get("p_alive")
+    if p is not None:
+        out.append(f"存活概率仅 {p:.0%}" if zh else f"P(alive) only {p:.0%}")
+    if row.get("orders_total") == 1:
+        out.append("只购买过一次" if zh else "bought only once")
+    return out
+
+
+class Views:
+    """Views of recent snapshots per workspace, least recently used dropped first."""
+
+    def __init__(self) -> None:
+        self._views: OrderedDict[tuple[str, int | None], View] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, ws: Workspace, snapshot_id: int | None = None) -> View:
+        """The view of a snapshot (default the latest); NotFoundError if there is none."""
+        if snapshot_id is None:
+            latest = compute.list_snapshots(ws)
+            snapshot_id = latest[-1]["snapshot_id"] if latest else None
+        key = (str(ws.root), snapshot_id)
+        with self._lock:
+            found = self._views.get(key)
+            if found is not None:
+                self._views.move_to_end(key)
+                return found
+        view = View(ws, compute.load_snapshot(ws, snapshot_id), compute.load_settings(ws))
+        with self._lock:
+            self._views[key] = view
+            while len(self._views) > CACHE_SIZE:
+                self._views.popitem(last=False)
+        return view
+
+
+VIEWS = Views()

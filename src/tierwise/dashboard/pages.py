@@ -1,0 +1,601 @@
+"""The dashboard's pages. Each page checks the same permission as the API route it mirrors;
+a browser without a session is sent to the sign-in form and back."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from tierwise.api.auth import authenticate, workspace
+from tierwise.api.problems import Problem
+from tierwise.api.views import jsonable, present_customer
+from tierwise.dashboard import charts, i18n
+from tierwise.dashboard.data import VIEWS, View
+from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.security.roles import Principal
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+router = APIRouter(include_in_schema=False)
+#: Words the browser script needs (the rest are rendered on the server).
+SCRIPT_WORDS = ("counting", "customers", "ignore", "rows", "queued", "running", "done",
+                "failed", "tier", "now", "after", "change", "moved", "saved", "new", "changed",
+                "unchanged")
+NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/lifecycle"),
+       ("segments", "/segments"), ("customers", "/customers"), ("clv", "/clv"),
+       ("actions", "/actions"), ("review", "/review"), ("imports", "/imports"))
+
+
+class SignIn(Exception):
+    """Raised by a page when nobody is signed in: answered with a redirect to /login."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _percent(value: Any, digits: int = 1) -> str:
+    return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+def _when(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return f"{value:%Y-%m-%d %H:%M}"
+
+
+def _chart_json(option: Any) -> Markup:
+    """JSON safe inside <script type="application/json">: no '</' can close the element."""
+    text = json.dumps(jsonable(option), ensure_ascii=False, separators=(",", ":"))
+    return Markup(text.replace("</", "<\\/").replace("<!--", "<\\!--"))
+
+
+ENV = Environment(loader=FileSystemLoader(HERE / "templates"),
+                  autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+ENV.filters.update(number=_number, percent=_percent, when=_when, chart_json=_chart_json,
+                   urlquote=lambda v: quote(str(v), safe=""))
+
+
+def viewer(request: Request, permission: str) -> Principal:
+    """The signed-in principal; SignIn without a session, 403 without the permission."""
+    try:
+        principal = authenticate(request)
+    except Problem as exc:
+        if exc.status == 401:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise SignIn(target) from None
+        raise
+    if not principal.can(permission):
+        raise Problem(403, f"role {principal.role} may not {permission}")
+    return principal
+
+
+def render(request: Request, principal: Principal, template: str, active: str,
+           status_code: int = 200, **context: Any) -> HTMLResponse:
+    ws = workspace(request)
+    lang = i18n.language(request, ws.config.locale)
+    words = i18n.table(lang)
+    page = ENV.get_template(template).render(
+        w=words, lang=lang, user=principal, csrf=principal.csrf_token or "", active=active,
+        nav=NAV, path=request.url.path, query=request.url.query,
+        script_words={k: words[k] for k in SCRIPT_WORDS}, **context)
+    response = HTMLResponse(page, status_code=status_code)
+    if request.query_params.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(i18n.LANG_COOKIE, request.query_params["lang"], samesite="strict",
+                            max_age=365 * 86400, path="/")
+    return response
+
+
+def _view(request: Request, snapshot_id: int | None = None) -> View | None:
+    try:
+        return VIEWS.get(workspace(request), snapshot_id)
+    except NotFoundError:
+        return None
+
+
+def _lang(request: Request) -> str:
+    return i18n.language(request, workspace(request).config.locale)
+
+
+# -- overview, RFM, tiers, lifecycle, CLV ------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request) -> HTMLResponse:
+    principal = viewer(request, "values:read")
+    view, lang = _view(request), _lang(request)
+    w = i18n.table(lang)
+    if view is None:
+        return render(request, principal, "empty.html", "overview")
+    tiers = view.breakdown("tier")
+    stages = {r["value"]: r["customers"] for r in view.breakdown("lifecycle")}
+    risk = view.breakdown("churn_risk")
+    monthly = view.monthly()
+    figures = {
+        "tier-mix": charts.donut(w["tier_mix"], [(view.tier_label(r["value"], lang),
+                                                  r["customers"]) for r in tiers],
+                                 [charts.TIER_COLOURS.get(r["value"], "#495057") for r in tiers]),
+        "stages": charts.bars(w["lifecycle"], [view.stage_label(s, lang)
+                                               for s in view.stage_order()],
+                              [(w["customers"], [stages[s] for s in view.stage_order()])]),
+        "risk": charts.donut(w["churn_risk"], [(str(r["value"] or "—"), r["customers"])
+                                               for r in risk],
+                             ["#c92a2a", "#e67700", "#2b8a3e", "#868e96"]),
+        "trend": charts.trend(w["monthly_revenue"], [m["month"] for m in monthly], w["revenue"],
+                              [round(m["revenue"], 2) for m in monthly], w["buyers"],
+                              [m["buyers"] for m in monthly]),
+    }
+    return render(request, principal, "overview.html", "overview", view=view,
+                  kpis=view.kpis(), figures=figures)
+
+
+@router.get("/rfm", response_class=HTMLResponse)
+def rfm(request: Request) -> HTMLResponse:
+    principal = viewer(request, "values:read")
+    view, lang = _view(request), _lang(request)
+    if view is None:
+        return render(request, principal, "empty.html", "rfm")
+    w = i18n.table(lang)
+    grid = view.rf_grid()
+    segments = view.rfm_segments()
+    figures = {
+        "rf-count": charts.heatmap(w["rf_heatmap_count"], [(c["r"], c["f"], c["customers"])
+                                                          for c in grid], "R", "F"),
+        "rf-revenue": charts.heatmap(w["rf_heatmap_revenue"], [(c["r"], c["f"], c["revenue"])
+                                                              for c in grid], "R", "F"),
+        "rfm-tree": charts.treemap(w["rfm_treemap"], [(view.rfm_label(s["segment"], lang),
+                                                       s["customers"]) for s in segments]),
+    }
+    return render(request, principal, "rfm.html", "rfm", view=view, segments=segments,
+                  figures=figures, label=lambda s: view.rfm_label(s, lang))
+
+
+def _snapshot_pair(request: Request, view: View) -> tuple[list[dict[str, Any]], int | None,
+                                                          int | None]:
+    from tierwise.models import compute
+
+    found = compute.list_snapshots(workspace(request))
+    ids = [s["snapshot_id"] for s in found]
+    after = _int(request.query_params.get("after")) or view.snapshot.snapshot_id
+    before = _int(request.query_params.get("before"))
+    if before not in ids:
+        earlier = [i for i in ids if after is not None and i < after]
+        before = earlier[-1] if earlier else None
+    return found, before, after
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+@router.get("/tiers", response_class=HTMLResponse)
+def tiers(request: Request) -> HTMLResponse:
+    principal = viewer(request, "values:read")
+    view, lang = _view(request), _lang(request)
+    if view is None:
+        return render(request, principal, "empty.html", "tiers")
+    w = i18n.table(lang)
+    rows = view.breakdown("tier")
+    snapshots, before, after = _snapshot_pair(request, view)
+    figures = {
+        "tier-dist": charts.bars(w["distribution"], [view.tier_label(r["value"], lang)
+                                                     for r in rows],
+                                 [(w["customer_share"], [round(100 * r["customer_share"], 2)
+                                                         for r in rows]),
+                                  (w["revenue_share"], [round(100 * r["revenue_share"], 2)
+                                                        for r in rows])], percent=True),
+        "pareto": charts.curve(w["pareto"], view.pareto(), w["top_customers_share"],
+                               w["revenue_share"]),
+    }
+    if before is not None and after is not None and before != after:
+        old, new = _view(request, before), _view(request, after)
+        if old is not None and new is not None:
+            from tierwise.dashboard.data import moves
+
+            flows = moves(old.table, new.table, "tier")
+            figures["migration"] = charts.sankey(
+                w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
+                                 for m in flows if m["customers"]],
+                f"#{before}", f"#{after}")
+    spec = json.dumps(view.settings.tiers.model_dump(mode="json"), ensure_ascii=False, indent=2)
+    return render(request, principal, "tiers.html", "tiers", view=view, rows=rows,
+                  figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
+                  can_write=principal.can("values:write"),
+                  label=lambda t: view.tier_label(t, lang))
+
+
+@router.post("/dashboard/tiers/plan")
+def tier_plan(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+    """How many customers each tier would hold under a new tier rule (nothing saved)."""
+    from pydantic import ValidationError
+
+    from tierwise.dashboard.plans import tier_plan as plan
+    from tierwise.models.tiers import TierSpec
+
+    viewer(request, "values:read")
+    try:
+        spec = TierSpec.model_validate(body)
+    except ValidationError as exc:
+        raise Problem(422, "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                     for e in exc.errors())) from None
+    view = _view(request)
+    if view is None:
+        raise Problem(409, "no snapshot yet: compute first")
+    return plan(view, spec)
+
+
+@router.get("/lifecycle", response_class=HTMLResponse)
+def lifecycle(request: Request) -> HTMLResponse:
+    principal = viewer(request, "values:read")
+    view, lang = _view(request), _lang(request)
+    if view is None:
+        return render(request, principal, "empty.html", "lifecycle")
+    w = i18n.table(lang)
+    rows = {r["value"]: r for r in view.breakdown("lifecycle")}
+    order = view.stage_order()
+    figures = {"funnel": charts.funnel(w["stage_funnel"], [
+        (view.stage_label(s, lang), rows[s]["customers"]) for s in order])}
+    snapshots, before, after = _snapshot_pair(request, view)
+    if before is not None:
+        old = _view(request, before)
+        if old is not None:
+            flows = view.stage_flows(old.table)
+            figures["flows"] = charts.sankey(
+                w["stage_flows"], [(view.stage_label(m["from"], lang),
+                                    view.stage_label(m["to"], lang), m["customers"])
+                                   for m in flows if m["customers"]],
+                f"#{before}", f"#{after}")
+    return render(request, principal, "lifecycle.html", "lifecycle", view=view,
+                  rows=[rows[s] for s in order], figures=figures,
+                  label=lambda s: view.stage_label(s, lang))
+
+
+@router.get("/clv", response_class=HTMLResponse)
+def clv(request: Request) -> HTMLResponse:
+    principal = viewer(request, "values:read")
+    view, lang = _view(request), _lang(request)
+    if view is None:
+        return render(request, principal, "empty.html", "clv")
+    w = i18n.table(lang)
+    by_tier = view.clv_by_tier()
+    histogram = view.clv_histogram()
+    figures = {
+        "clv-tier": charts.bars(w["clv_distribution"], [view.tier_label(r["tier"], lang)
+                                                        for r in by_tier],
+                                [(w["mean"], [round(r["mean"] or 0, 2) for r in by_tier]),
+                                 (w["median"], [round(r["median"] or 0, 2) for r in by_tier])]),
+        "clv-hist": charts.bars("CLV", [f"{h['low']:,.0f}–{h['high']:,.0f}" for h in histogram],
+                                [(w["customers"], [h["customers"] for h in histogram])]),
+    }
+    return render(request, principal, "clv.html", "clv", view=view, by_tier=by_tier,
+                  at_risk=view.at_risk(lang), kpis=view.kpis(), figures=figures,
+                  label=lambda t: view.tier_label(t, lang))
+
+
+# -- segments ------------------------------------------------------------------------------
+
+
+@router.get("/segments", response_class=HTMLResponse)
+def segments(request: Request) -> HTMLResponse:
+    from tierwise.segments import definitions as defs
+    from tierwise.store.tables import segment_members, segment_runs
+
+    principal = viewer(request, "segments:read")
+    ws, lang = workspace(request), _lang(request)
+    applied = defs.applied(ws)
+    r = segment_runs.c
+    with ws.control.read() as conn:
+        sizes = dict(conn.execute(sa.select(segment_members.c.segment_key, sa.func.count())
+                                  .group_by(segment_members.c.segment_key)).all())
+        recent = sa.select(r.segment_key, r.started_at, r.seconds, r.members, sa.func.row_number()
+                           .over(partition_by=r.segment_key, order_by=r.run_id.desc())
+                           .label("n")).subquery()
+        runs = conn.execute(sa.select(recent).where(recent.c.n <= 30)
+                            .order_by(recent.c.segment_key, recent.c.n.desc())).all()
+    trend: dict[str, list[int]] = {}
+    last: dict[str, Any] = {}
+    for row in runs:
+        if row.members is not None:
+            trend.setdefault(row.segment_key, []).append(int(row.members))
+        last[row.segment_key] = row
+    items = []
+    for key, a in applied.items():
+        d = a.definition
+        items.append({"key": key, "name": d.names.get(lang) or d.names.get("en") or key,
+                      "kind": d.kind, "status": d.status, "version": a.version,
+                      "members": int(sizes.get(key, 0)), "rule": d.rule or "",
+                      "last": last.get(key), "spark": charts.sparkline(trend.get(key, []))
+                      if len(trend.get(key, [])) > 1 else None})
+    return render(request, principal, "segments.html", "segments", items=items,
+                  can_write=principal.can("segments:write"))
+
+
+def _builder(request: Request, principal: Principal, definition: Any | None) -> HTMLResponse:
+    from tierwise.definitions.segment_fields import FIELDS
+
+    suggestions = sorted(FIELDS) + [
+        "COUNT(orders)", "COUNT(orders, LAST 30d)", "COUNT(orders, LAST 90d)",
+        "SUM(orders.amount)", "SUM(orders.amount, LAST 365d)", "AVG(orders.amount)",
+        "DAYS_SINCE_LAST(orders)", "COUNT(events, LAST 7d)", "COUNT(tickets, LAST 30d)",
+        "AVG(feedback.score)", "IN_SEGMENT", "NOT IN_SEGMENT"]
+    return render(request, principal, "builder.html", "segments", definition=definition,
+                  suggestions=suggestions,
+                  operators=["=", "!=", ">", ">=", "<", "<=", "IN", "NOT IN", "BETWEEN",
+                             "NOT BETWEEN", "CONTAINS", "NOT CONTAINS", "IS NULL",
+                             "IS NOT NULL"])
+
+
+@router.get("/segments/new", response_class=HTMLResponse)
+def new_segment(request: Request) -> HTMLResponse:
+    return _builder(request, viewer(request, "segments:write"), None)
+
+
+@router.get("/segments/{key}/edit", response_class=HTMLResponse)
+def edit_segment(key: str, request: Request) -> HTMLResponse:
+    from tierwise.segments import definitions as defs
+
+    principal = viewer(request, "segments:write")
+    found = defs.applied(workspace(request)).get(key)
+    if found is None:
+        raise Problem(404, f"no segment {key!r}")
+    return _builder(request, principal, found.definition)
+
+
+@router.get("/segments/{key}", response_class=HTMLResponse)
+def segment(key: str, request: Request) -> HTMLResponse:
+    from tierwise.api.routes_customers import search
+    from tierwise.segments import definitions as defs
+    from tierwise.store.tables import segment_history, segment_members, segment_runs
+
+    principal = viewer(request, "segments:read")
+    ws, lang = workspace(request), _lang(request)
+    found = defs.applied(ws).get(key)
+    if found is None:
+        raise Problem(404, f"no segment {key!r}")
+    q = request.query_params.get("q") or None
+    after = request.query_params.get("after") or None
+    members, next_after = search(ws, principal, q=q, segment=key, after=after, limit=50)
+    with ws.control.read() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(segment_members)
+                             .where(segment_members.c.segment_key == key)).scalar()
+        history = conn.execute(sa.select(segment_history)
+                               .where(segment_history.c.segment_key == key)
+                               .order_by(segment_history.c.history_id.desc()).limit(50)).all()
+        runs = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
+                            .order_by(segment_runs.c.run_id.desc()).limit(20)).all()
+    d = found.definition
+    return render(request, principal, "segment.html", "segments", key=key, definition=d,
+                  name=d.names.get(lang) or d.names.get("en") or key, version=found.version,
+                  total=total, members=members, next_after=next_after, q=q or "",
+                  history=history, runs=runs, can_write=principal.can("segments:write"))
+
+
+# -- customers -----------------------------------------------------------------------------
+
+
+@router.get("/customers", response_class=HTMLResponse)
+def customers(request: Request) -> HTMLResponse:
+    from tierwise.api.routes_customers import search
+
+    principal = viewer(request, "customers:read")
+    q = request.query_params.get("q") or None
+    after = request.query_params.get("after") or None
+    items, next_after = search(workspace(request), principal, q=q, after=after, limit=50)
+    return render(request, principal, "customers.html", "customers", items=items,
+                  next_after=next_after, q=q or "")
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+def customer(customer_id: str, request: Request) -> HTMLResponse:
+    from tierwise.actions import playbooks
+    from tierwise.profile import customer_profile
+    from tierwise.segments.membership import customer_segments
+
+    principal = viewer(request, "customers:read")
+    ws, lang = workspace(request), _lang(request)
+    try:
+        found = customer_profile(ws, customer_id)
+    except NotFoundError:
+        raise Problem(404, f"no customer with id {customer_id!r}") from None
+    values = request.app.state.latest_values.of(customer_id)
+    history = customer_segments(ws, customer_id)
+    timeline = _timeline(found, history, lang)
+    playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
+    view = _view(request)
+    return render(request, principal, "customer.html", "customers",
+                  customer=present_customer(principal, found.customer), profile=found,
+                  values=values or {}, timeline=timeline, playbook=playbook,
+                  segments=[h for h in history if h.get("current")],
+                  tier_label=(lambda t: view.tier_label(t, lang)) if view else str,
+                  stage_label=lambda s: View.stage_label(s, lang))
+
+
+def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Orders, events, tickets, feedback and segment entries/exits, newest first."""
+    w = i18n.table(lang)
+    items: list[dict[str, Any]] = []
+    for o in found.recent_orders:
+        items.append({"at": o.get("ordered_at"), "kind": w["orders"],
+                      "text": f"{o.get('order_id')} · {_number(o.get('amount'), 2)} · "
+                              f"{o.get('status')}"})
+    for e in found.recent_events:
+        items.append({"at": e.get("occurred_at"), "kind": w["events"],
+                      "text": str(e.get("type") or e.get("event_type") or "")})
+    for t in found.tickets:
+        items.append({"at": t.get("opened_at") or t.get("created_at"), "kind": w["tickets"],
+                      "text": " · ".join(str(t.get(k)) for k in ("subject", "status", "priority")
+                                         if t.get(k))})
+    for f in found.feedback:
+        items.append({"at": f.get("submitted_at") or f.get("created_at"), "kind": w["feedback"],
+                      "text": " · ".join(str(f.get(k)) for k in ("score", "comment") if f.get(k)
+                                         is not None)})
+    for h in history:
+        items.append({"at": h.get("entered_at"), "kind": w["segment_changes"],
+                      "text": f"→ {h.get('segment_key')}"})
+        if h.get("exited_at"):
+            items.append({"at": h.get("exited_at"), "kind": w["segment_changes"],
+                          "text": f"← {h.get('segment_key')}"})
+    dated = [i for i in items if i["at"] is not None]
+    return sorted(dated, key=lambda i: str(jsonable(i["at"])), reverse=True)[:200]
+
+
+# -- actions, review, imports --------------------------------------------------------------
+
+
+@router.get("/actions", response_class=HTMLResponse)
+def actions(request: Request) -> HTMLResponse:
+    from tierwise.actions import dispatch, tasks
+    from tierwise.store import automations
+
+    principal = viewer(request, "segments:read")
+    ws = workspace(request)
+    status = request.query_params.get("status") or None
+    if status not in (None, "pending", "delivered", "dead", "held_out", "suppressed"):
+        status = None
+    with ws.control.read() as conn:
+        triggers = list(automations.all_of(conn, "trigger").values())
+        playbooks = list(automations.all_of(conn, "playbook").values())
+    deliveries = dispatch.deliveries(ws, status=status, limit=100, newest=True)[::-1]
+    open_tasks = tasks.listing(ws, status="open", limit=500) if principal.can(
+        "customers:read") else []
+    by_owner: dict[str, list[dict[str, Any]]] = {}
+    for t in open_tasks:
+        by_owner.setdefault(t.get("owner") or "—", []).append(t)
+    return render(request, principal, "actions.html", "actions", triggers=triggers,
+                  playbooks=playbooks, deliveries=deliveries,
+                  summary=dispatch.summary(ws), status=status or "", tasks_by_owner=by_owner,
+                  can_run=principal.can("actions:run"))
+
+
+def _default_period() -> str:
+    from tierwise.store.control import utcnow
+
+    now = utcnow()
+    quarter = (now.month - 1) // 3  # the last full quarter
+    return f"{now.year}Q{quarter}" if quarter else f"{now.year - 1}Q4"
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_page(request: Request) -> HTMLResponse:
+    from tierwise import review
+
+    principal = viewer(request, "values:read")
+    period = request.query_params.get("period") or _default_period()
+    segment_key = request.query_params.get("segment") or None
+    lang = _lang(request)
+    try:
+        found = review.review(workspace(request), period, segment_key)
+    except TierwiseError as exc:
+        return render(request, principal, "review.html", "review", period=period, error=str(exc),
+                      result=None, figures={}, segment=segment_key or "")
+    w = i18n.table(lang)
+    view = _view(request)
+    label = (lambda t: view.tier_label(t, lang)) if view and found.grouping == "tier" else str
+    figures = {"kpi": charts.bars(w["revenue"], [label(g["group"]) for g in found.groups], [
+        (found.previous.name, [round(g["before"]["revenue"], 2) for g in found.groups]),
+        (found.period.name, [round(g["now"]["revenue"], 2) for g in found.groups])])}
+    if found.migration:
+        figures["migration"] = charts.sankey(
+            w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
+                             for m in found.migration if m["customers"]],
+            found.previous.name, found.period.name)
+    return render(request, principal, "review.html", "review", period=period, error=None,
+                  result=found, figures=figures, label=label, segment=segment_key or "")
+
+
+@router.get("/review/report.{fmt}")
+def review_report(fmt: str, request: Request) -> Response:
+    from tierwise import review
+    from tierwise.dashboard import report
+
+    viewer(request, "values:read")
+    if fmt not in ("html", "pdf"):
+        raise Problem(404, "reports are html or pdf")
+    period = request.query_params.get("period") or _default_period()
+    ws, lang = workspace(request), _lang(request)
+    try:
+        found = review.review(ws, period, request.query_params.get("segment") or None)
+    except TierwiseError as exc:
+        raise Problem(422, str(exc)) from None
+    name = f"tierwise-review-{found.period.name}.{fmt}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "html":
+        return HTMLResponse(report.html(ws, found, lang), headers=headers)
+    return Response(report.pdf(ws, found, lang), media_type="application/pdf", headers=headers)
+
+
+@router.get("/imports", response_class=HTMLResponse)
+def imports_page(request: Request) -> HTMLResponse:
+    from tierwise.ingest.schema import TABLES
+    from tierwise.store.tables import imports, jobs
+
+    principal = viewer(request, "customers:read")
+    ws = workspace(request)
+    with ws.control.read() as conn:
+        past = conn.execute(sa.select(imports).order_by(imports.c.import_id.desc()).limit(30)
+                            ).all()
+        recent_jobs = conn.execute(sa.select(jobs).where(jobs.c.kind == "import")
+                                   .order_by(jobs.c.job_id.desc()).limit(10)).all()
+    return render(request, principal, "imports.html", "imports", tables=list(TABLES),
+                  past=past, jobs=recent_jobs, can_write=principal.can("imports:write"))
+
+
+@router.post("/dashboard/imports/inspect")
+async def inspect_upload(request: Request, file: UploadFile = File(...),
+                         table: str = Form(...)) -> dict[str, Any]:
+    """The columns of an uploaded file, a sample of rows and the suggested mapping."""
+    from tierwise.dashboard.plans import inspect_file
+
+    viewer(request, "imports:write")
+    head = await file.read(4 << 20)
+    try:
+        return inspect_file(file.filename or "upload", head, table)
+    except TierwiseError as exc:
+        raise Problem(422, str(exc)) from None
+
+
+@router.get("/lang/{code}")
+def switch_language(code: str, request: Request, next: str = "/") -> RedirectResponse:  # noqa: A002
+    from tierwise.api.routes_auth import _safe_next
+
+    target = _safe_next(next if next != "/docs" else "/")
+    response = RedirectResponse(target, status_code=303)
+    if code in i18n.LANGUAGES:
+        response.set_cookie(i18n.LANG_COOKIE, code, samesite="strict", max_age=365 * 86400,
+                            path="/")
+    return response
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages, the static files and the sign-in redirect to an app."""
+
+    async def to_sign_in(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SignIn)
+        return RedirectResponse(f"/login?next={quote(exc.target, safe='/')}", status_code=303)
+
+    app.add_exception_handler(SignIn, to_sign_in)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    app.include_router(router)

@@ -1,0 +1,235 @@
+"""The periodic review (定期复盘): segment KPIs for a period against the one before it, tier
+migration between the snapshots that close each period, and the biggest movers.
+
+Periods are written ``2026Q3``, ``2026-07`` (a month), ``2026H2`` or ``2026`` and run in the
+workspace's time zone from their first instant (inclusive) to the next period's first
+instant (exclusive). KPIs per group, over paid orders:
+
+- conversion rate: buyers in the period / customers in the group
+- repurchase rate: customers with two or more orders in the period / buyers
+- average order value: revenue / orders
+- reactivation rate: lapsed customers (an order before, none in the ``lapse_days`` before
+  the period) who bought in the period / lapsed customers
+- churn rate: buyers of the previous period who did not buy in this one / those buyers
+- revenue share: the group's revenue / all revenue in the period
+
+Groups are the tiers of the snapshot that closes the period (the latest snapshot at or
+before its end, else the earliest after), or the members of one segment at the period's end.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from tierwise.errors import TierwiseError
+from tierwise.models import compute
+from tierwise.workspace import Workspace
+
+LAPSE_DAYS = 90
+MOVERS = 10
+_PERIOD = re.compile(r"^(\d{4})(?:(Q[1-4])|(H[12])|-(\d{2}))?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str
+    start: datetime
+    end: datetime  # exclusive
+
+    def previous(self) -> Period:
+        months = _months_between(self.start, self.end)
+        start = _add_months(self.start, -months)
+        return Period(_name(start, months), start, self.start)
+
+
+def _add_months(when: datetime, months: int) -> datetime:
+    index = when.year * 12 + when.month - 1 + months
+    return when.replace(year=index // 12, month=index % 12 + 1)
+
+
+def _months_between(a: datetime, b: datetime) -> int:
+    return (b.year - a.year) * 12 + b.month - a.month
+
+
+def _name(start: datetime, months: int) -> str:
+    if months == 12:
+        return f"{start.year}"
+    if months == 6:
+        return f"{start.year}H{1 if start.month == 1 else 2}"
+    if months == 3:
+        return f"{start.year}Q{(start.month - 1) // 3 + 1}"
+    return f"{start.year}-{start.month:02d}"
+
+
+def parse_period(text: str, zone: str = "UTC") -> Period:
+    """``2026Q3`` → 1 July 2026 00:00 to 1 October 2026 00:00 in ``zone``."""
+    found = _PERIOD.match(text.strip())
+    if not found:
+        raise TierwiseError(f"period {text!r}: expected a year (2026), a half (2026H2), a "
+                            "quarter (2026Q3) or a month (2026-07)")
+    year = int(found.group(1))
+    quarter, half, month = found.group(2), found.group(3), found.group(4)
+    tz = ZoneInfo(zone)
+    if quarter:
+        first, months = (int(quarter[1]) - 1) * 3 + 1, 3
+    elif half:
+        first, months = (1 if half[1] == "1" else 7), 6
+    elif month:
+        first, months = int(month), 1
+        if not 1 <= first <= 12:
+            raise TierwiseError(f"period {text!r}: month {first} does not exist")
+    else:
+        first, months = 1, 12
+    start = datetime(year, first, 1, tzinfo=tz)
+    return Period(_name(start, months), start, _add_months(start, months))
+
+
+@dataclass
+class Review:
+    period: Period
+    previous: Period
+    grouping: str
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    migration: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: tuple[int | None, int | None] = (None, None)
+    movers_up: list[dict[str, Any]] = field(default_factory=list)
+    movers_down: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _closing_snapshot(ws: Workspace, end: datetime) -> compute.Snapshot | None:
+    found = compute.list_snapshots(ws)
+    if not found:
+        return None
+    before = [s for s in found if s["as_of"] is not None and s["as_of"] < end]
+    chosen = before[-1] if before else found[0]
+    return compute.load_snapshot(ws, chosen["snapshot_id"])
+
+
+def _naive_utc(when: datetime) -> datetime:
+    from tierwise.store.control import as_utc
+
+    value = as_utc(when)
+    assert value is not None
+    return value.replace(tzinfo=None)
+
+
+def _kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Period
+          ) -> list[dict[str, Any]]:
+    start, end = _naive_utc(period.start), _naive_utc(period.end)
+    p_start = _naive_utc(previous.start)
+    lapse = start - timedelta(days=LAPSE_DAYS)
+    query = """
+    WITH o AS (
+      SELECT customer_id, ordered_at, amount FROM orders WHERE status = 'paid' AND ordered_at < ?
+    ), per AS (
+      SELECT g.customer_id, g.grp,
+        count(*) FILTER (WHERE o.ordered_at >= ? AND o.ordered_at < ?) AS n_now,
+        coalesce(sum(o.amount) FILTER (WHERE o.ordered_at >= ? AND o.ordered_at < ?), 0)
+          AS rev_now,
+        count(*) FILTER (WHERE o.ordered_at >= ? AND o.ordered_at < ?) AS n_prev,
+        coalesce(sum(o.amount) FILTER (WHERE o.ordered_at >= ? AND o.ordered_at < ?), 0)
+          AS rev_prev,
+        count(*) FILTER (WHERE o.ordered_at < ?) AS n_before_lapse,
+        count(*) FILTER (WHERE o.ordered_at >= ? AND o.ordered_at < ?) AS n_in_lapse
+      FROM _groups g LEFT JOIN o ON o.customer_id = g.customer_id
+      GROUP BY g.customer_id, g.grp
+    )
+    SELECT grp, count(*) AS customers,
+      count(*) FILTER (WHERE n_now > 0) AS buyers,
+      count(*) FILTER (WHERE n_now > 1) AS repeaters,
+      sum(n_now) AS orders, sum(rev_now) AS revenue,
+      count(*) FILTER (WHERE n_prev > 0) AS buyers_prev,
+      count(*) FILTER (WHERE n_prev > 1) AS repeaters_prev,
+      sum(n_prev) AS orders_prev, sum(rev_prev) AS revenue_prev,
+      count(*) FILTER (WHERE n_prev > 0 AND n_now = 0) AS churned,
+      count(*) FILTER (WHERE n_before_lapse > 0 AND n_in_lapse = 0) AS lapsed,
+      count(*) FILTER (WHERE n_before_lapse > 0 AND n_in_lapse = 0 AND n_now > 0)
+        AS reactivated
+    FROM per GROUP BY grp ORDER BY grp
+    """
+    params = [end, start, end, start, end, p_start, start, p_start, start, lapse, lapse, start]
+    with ws.engine.session(ws.facts.scans(), {"_groups": groups}) as session:
+        rows = session.query(query, params).to_pylist()
+    total_now = sum(float(r["revenue"] or 0) for r in rows) or 1.0
+    total_prev = sum(float(r["revenue_prev"] or 0) for r in rows) or 1.0
+
+    def ratio(a: Any, b: Any) -> float | None:
+        return float(a) / float(b) if b else None
+
+    out = []
+    for r in rows:
+        now = {"buyers": int(r["buyers"]), "orders": int(r["orders"] or 0),
+               "revenue": float(r["revenue"] or 0),
+               "conversion_rate": ratio(r["buyers"], r["customers"]),
+               "repurchase_rate": ratio(r["repeaters"], r["buyers"]),
+               "aov": ratio(r["revenue"], r["orders"]),
+               "reactivation_rate": ratio(r["reactivated"], r["lapsed"]),
+               "churn_rate": ratio(r["churned"], r["buyers_prev"]),
+               "revenue_share": float(r["revenue"] or 0) / total_now}
+        before = {"buyers": int(r["buyers_prev"]), "orders": int(r["orders_prev"] or 0),
+                  "revenue": float(r["revenue_prev"] or 0),
+                  "conversion_rate": ratio(r["buyers_prev"], r["customers"]),
+                  "repurchase_rate": ratio(r["repeaters_prev"], r["buyers_prev"]),
+                  "aov": ratio(r["revenue_prev"], r["orders_prev"]),
+                  "revenue_share": float(r["revenue_prev"] or 0) / total_prev}
+        out.append({"group": r["grp"], "customers": int(r["customers"]), "now": now,
+                    "before": before})
+    return out
+
+
+def _movers(ws: Workspace, period: Period, previous: Period) -> tuple[list[dict[str, Any]],
+                                                                       list[dict[str, Any]]]:
+    start, end, p_start = (_naive_utc(period.start), _naive_utc(period.end),
+                           _naive_utc(previous.start))
+    query = """
+    SELECT customer_id,
+      coalesce(sum(amount) FILTER (WHERE ordered_at >= ? AND ordered_at < ?), 0) AS revenue,
+      coalesce(sum(amount) FILTER (WHERE ordered_at >= ? AND ordered_at < ?), 0)
+        AS revenue_before
+    FROM orders WHERE status = 'paid' AND ordered_at >= ? AND ordered_at < ?
+    GROUP BY customer_id
+    """
+    rows = ws.sql(f"SELECT *, revenue - revenue_before AS change FROM ({query}) "
+                  "ORDER BY change DESC, customer_id",
+                  [start, end, p_start, start, p_start, end]).to_pylist()
+    up = [r for r in rows if r["change"] > 0][:MOVERS]
+    down = sorted((r for r in rows if r["change"] < 0),
+                  key=lambda r: (r["change"], r["customer_id"]))[:MOVERS]
+    return up, down
+
+
+def review(ws: Workspace, period_text: str, segment: str | None = None) -> Review:
+    """The review of one period against the period before it."""
+    from tierwise.dashboard.data import moves
+
+    period = parse_period(period_text, ws.config.timezone)
+    previous = period.previous()
+    closing = _closing_snapshot(ws, period.end)
+    opening = _closing_snapshot(ws, period.start)
+    if segment:
+        from tierwise.segments.membership import members_at
+
+        ids = members_at(ws, segment, period.end)
+        groups = pa.table({"customer_id": pa.array(ids, pa.string()),
+                           "grp": pa.array([segment] * len(ids), pa.string())})
+        grouping = f"segment:{segment}"
+    elif closing is not None:
+        groups = closing.table.select(["customer_id", "tier"]).rename_columns(
+            ["customer_id", "grp"])
+        grouping = "tier"
+    else:
+        raise TierwiseError("no snapshot yet: run `tierwise compute` first, or review a "
+                            "segment with --segment")
+    result = Review(period, previous, grouping, _kpis(ws, groups, period, previous))
+    if closing is not None and opening is not None:
+        result.snapshots = (opening.snapshot_id, closing.snapshot_id)
+        if opening.snapshot_id != closing.snapshot_id:
+            result.migration = moves(opening.table, closing.table, "tier")
+    result.movers_up, result.movers_down = _movers(ws, period, previous)
+    return result
