@@ -410,12 +410,13 @@ function wireTierEditor() {
       const moved = document.createElement("p");
       moved.textContent = `${word("moved")}: ${plan.moved.toLocaleString()}`;
       output.append(table, moved);
-      $("#tier-save-button").disabled = false;
+      const saveButton = $("#tier-save-button");
+      if (saveButton) saveButton.disabled = false;
     } catch (error) {
       flash(problemText(error));
     }
   });
-  $("#tier-save-button").addEventListener("click", async () => {
+  $("#tier-save-button")?.addEventListener("click", async () => {
     try {
       await api("PUT", "/v1/settings/tiers", spec());
       flash(word("saved"), "ok");

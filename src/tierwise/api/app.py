@@ -255,6 +255,9 @@ def create_app(ws: Workspace) -> FastAPI:
                    routes_actions, routes_admin, routes_docs):
         app.include_router(module.router)
     app.include_router(routes_auth.pages)
+    from tierwise.dashboard import pages
+
+    pages.install(app)
     # Starlette wraps the last added middleware outermost.
     app.add_middleware(AuditWrites, ws=ws)
     app.add_middleware(SecurityHeaders)

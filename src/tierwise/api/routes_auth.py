@@ -125,7 +125,7 @@ _WORDS = {"zh-CN": {"title": "登录 tierwise", "user": "用户名", "password":
 def _safe_next(target: str | None) -> str:
     """Only paths on this server (no //host or scheme) may be redirected to."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/docs"
+        return "/"
     return target
 
 
@@ -155,7 +155,7 @@ def login_page(request: Request, next: str | None = None) -> HTMLResponse:  # no
 @pages.post("/login")
 def login_form(request: Request, username: str = Form(..., max_length=64),
                password: str = Form(..., max_length=1024), csrf: str = Form(...),
-               next: str = Form("/docs")) -> Response:  # noqa: A002
+               next: str = Form("/")) -> Response:  # noqa: A002
     """Form sign-in. CSRF: the hidden field must equal the cookie set with the form."""
     import hmac
 

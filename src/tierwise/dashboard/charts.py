@@ -6,6 +6,7 @@ Colours are a palette with enough contrast on white for text and marks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 PALETTE = ["#0b5cad", "#d9480f", "#2b8a3e", "#862e9c", "#c2255c", "#1864ab", "#e67700",
@@ -142,7 +143,7 @@ def curve(title: str, points: list[tuple[float, float]], x_name: str, y_name: st
     return option
 
 
-def sparkline(values: list[float]) -> Option:
+def sparkline(values: Sequence[float]) -> Option:
     return {"animation": False, "grid": {"left": 0, "right": 0, "top": 2, "bottom": 2},
             "xAxis": {"type": "category", "show": False,
                       "data": list(range(len(values)))},

@@ -162,6 +162,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "past_imports": ("导入记录", "Past imports"),
     "rows": ("行", "rows"),
     "accepted": ("接受", "Accepted"),
+    "inserted": ("新增", "Inserted"),
+    "updated": ("更新", "Updated"),
     "rejected": ("拒绝", "Rejected"),
     "rejected_rows": ("被拒绝的行", "Rejected rows"),
     "progress": ("进度", "Progress"),

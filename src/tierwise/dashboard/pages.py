@@ -308,8 +308,9 @@ def segments(request: Request) -> HTMLResponse:
     applied = defs.applied(ws)
     r = segment_runs.c
     with ws.control.read() as conn:
-        sizes = dict(conn.execute(sa.select(segment_members.c.segment_key, sa.func.count())
-                                  .group_by(segment_members.c.segment_key)).all())
+        m = segment_members.c
+        sizes: dict[str, int] = dict(conn.execute(  # type: ignore[arg-type]
+            sa.select(m.segment_key, sa.func.count()).group_by(m.segment_key)).all())
         recent = sa.select(r.segment_key, r.started_at, r.seconds, r.members, sa.func.row_number()
                            .over(partition_by=r.segment_key, order_by=r.run_id.desc())
                            .label("n")).subquery()
@@ -334,9 +335,10 @@ def segments(request: Request) -> HTMLResponse:
 
 
 def _builder(request: Request, principal: Principal, definition: Any | None) -> HTMLResponse:
-    from tierwise.definitions.segment_fields import FIELDS
+    from tierwise.definitions import segment_fields as sf
 
-    suggestions = sorted(FIELDS) + [
+    suggestions = sorted([*sf.CUSTOMER_FIELDS, *sf.COMPUTED_FIELDS, *sf.LEAD_FIELDS,
+                          *sf.LIVE_FIELDS]) + [
         "COUNT(orders)", "COUNT(orders, LAST 30d)", "COUNT(orders, LAST 90d)",
         "SUM(orders.amount)", "SUM(orders.amount, LAST 365d)", "AVG(orders.amount)",
         "DAYS_SINCE_LAST(orders)", "COUNT(events, LAST 7d)", "COUNT(tickets, LAST 30d)",
@@ -467,8 +469,8 @@ def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict
 
 @router.get("/actions", response_class=HTMLResponse)
 def actions(request: Request) -> HTMLResponse:
+    from tierwise.actions import definitions as automations
     from tierwise.actions import dispatch, tasks
-    from tierwise.store import automations
 
     principal = viewer(request, "segments:read")
     ws = workspace(request)
@@ -549,7 +551,7 @@ def review_report(fmt: str, request: Request) -> Response:
 
 @router.get("/imports", response_class=HTMLResponse)
 def imports_page(request: Request) -> HTMLResponse:
-    from tierwise.ingest.schema import TABLES
+    from tierwise.definitions.schemas import TABLES
     from tierwise.store.tables import imports, jobs
 
     principal = viewer(request, "customers:read")

@@ -1,0 +1,146 @@
+"""The periodic review as a file: self-contained HTML (no scripts, charts as inline SVG) and
+PDF (reportlab; Chinese text in the STSong-Light CID font, which PDF readers supply)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+from markupsafe import Markup
+
+from tierwise.dashboard import i18n
+from tierwise.models import compute
+from tierwise.review import Review
+from tierwise.store.control import utcnow
+from tierwise.workspace import Workspace
+
+KPI_COLUMNS = ("revenue", "revenue_share", "conversion_rate", "repurchase_rate", "aov",
+               "reactivation_rate", "churn_rate")
+PERCENTS = {"revenue_share", "conversion_rate", "repurchase_rate", "reactivation_rate",
+            "churn_rate"}
+
+
+def _labeller(ws: Workspace, review: Review, lang: str) -> Callable[[Any], str]:
+    if review.grouping != "tier":
+        return lambda g: str(g)
+    labels = compute.load_settings(ws).tiers.labels
+    return lambda g: "—" if g is None else labels.get(g, {}).get(lang, str(g))
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if name in PERCENTS:
+        return f"{100 * value:.1f}%"
+    return f"{value:,.2f}" if name == "aov" else f"{value:,.0f}"
+
+
+def _words(lang: str) -> dict[str, str]:
+    w = dict(i18n.table(lang))
+    w["aov"] = w["avg_order_value"]
+    return w
+
+
+def _matrix(review: Review) -> tuple[list[str], list[list[int]]]:
+    states = sorted({str(m["from"] or "—") for m in review.migration}
+                    | {str(m["to"] or "—") for m in review.migration})
+    index = {s: i for i, s in enumerate(states)}
+    grid = [[0] * len(states) for _ in states]
+    for m in review.migration:
+        grid[index[str(m["from"] or "—")]][index[str(m["to"] or "—")]] += m["customers"]
+    return states, grid
+
+
+def _bars_svg(review: Review, label: Callable[[Any], str]) -> Markup:
+    """Revenue per group, the previous period beside this one, as an SVG bar chart."""
+    groups = review.groups
+    if not groups:
+        return Markup("")
+    top = max(max(g["now"]["revenue"], g["before"]["revenue"]) for g in groups) or 1.0
+    width, bar, gap, height = 640, 18, 14, 180
+    slot = 2 * bar + gap
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+             f'height="{height + 40}" role="img" aria-label="revenue">']
+    for i, g in enumerate(groups):
+        x = 40 + i * slot * 1.5
+        for j, (value, colour) in enumerate(((g["before"]["revenue"], "#adb5bd"),
+                                             (g["now"]["revenue"], "#0b5cad"))):
+            h = height * value / top
+            parts.append(f'<rect x="{x + j * bar:.1f}" y="{height - h + 10:.1f}" width="{bar}" '
+                         f'height="{h:.1f}" fill="{colour}"/>')
+        name = Markup.escape(label(g["group"]))
+        parts.append(f'<text x="{x:.1f}" y="{height + 28}" font-size="12">{name}</text>')
+    parts.append(f'<text x="{width - 200}" y="20" font-size="12" fill="#495057">■ '
+                 f'{Markup.escape(review.previous.name)}</text>')
+    parts.append(f'<text x="{width - 100}" y="20" font-size="12" fill="#0b5cad">■ '
+                 f'{Markup.escape(review.period.name)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def html(ws: Workspace, review: Review, lang: str) -> str:
+    from tierwise.dashboard.pages import ENV
+
+    label = _labeller(ws, review, lang)
+    states, grid = _matrix(review)
+    return ENV.get_template("report.html").render(
+        w=_words(lang), lang=lang, r=review, label=label, columns=KPI_COLUMNS, cell=_cell,
+        states=states, grid=grid, chart=_bars_svg(review, label), made=utcnow())
+
+
+def pdf(ws: Workspace, review: Review, lang: str) -> bytes:
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4, landscape
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    font = "STSong-Light"
+    if font not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont(font))
+    w = _words(lang)
+    label = _labeller(ws, review, lang)
+    styles = getSampleStyleSheet()
+    for style in styles.byName.values():
+        style.fontName = font  # type: ignore[attr-defined]
+    style = TableStyle([
+        ("FONT", (0, 0), (-1, -1), font, 8),
+        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f1f3f5")),
+        ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#ced4da")),
+        ("ALIGN", (1, 1), (-1, -1), "RIGHT")])
+
+    story: list[Any] = [
+        Paragraph(f"{w['report']} · {review.period.name}", styles["Title"]),
+        Paragraph(f"{review.period.start:%Y-%m-%d} – {review.period.end:%Y-%m-%d} · "
+                  f"{w['compare_with']} {review.previous.name}", styles["Normal"]),
+        Spacer(1, 4 * mm), Paragraph(w["kpis"], styles["Heading2"])]
+    rows: list[list[str]] = [[w["segment"], w["period"], w["customers"],
+                              *[w[c] for c in KPI_COLUMNS]]]
+    for g in review.groups:
+        rows.append([label(g["group"]), review.period.name, f"{g['customers']:,}",
+                     *[_cell(c, g["now"].get(c)) for c in KPI_COLUMNS]])
+        rows.append(["", review.previous.name, "",
+                     *[_cell(c, g["before"].get(c)) for c in KPI_COLUMNS]])
+    story.append(Table(rows, repeatRows=1, style=style))
+    if review.migration:
+        states, grid = _matrix(review)
+        story += [Spacer(1, 4 * mm), Paragraph(w["migration"], styles["Heading2"]),
+                  Table([[f"{w['before']} \\ {w['after']}", *states],
+                         *[[s, *[f"{v:,}" for v in line]] for s, line in zip(states, grid,
+                                                                             strict=True)]],
+                        style=style)]
+    for title, movers in ((f"↑ {w['biggest_movers']}", review.movers_up),
+                          (f"↓ {w['biggest_movers']}", review.movers_down)):
+        story += [Spacer(1, 4 * mm), Paragraph(title, styles["Heading2"])]
+        table = [[w["customer"], review.previous.name, review.period.name, w["change"]]]
+        table += [[m["customer_id"], f"{m['revenue_before']:,.2f}", f"{m['revenue']:,.2f}",
+                   f"{m['change']:,.2f}"] for m in movers] or [[w["none"], "", "", ""]]
+        story.append(Table(table, style=style))
+    buffer = io.BytesIO()
+    SimpleDocTemplate(buffer, pagesize=landscape(A4), title=f"tierwise {review.period.name}",
+                      leftMargin=12 * mm, rightMargin=12 * mm, topMargin=12 * mm,
+                      bottomMargin=12 * mm).build(story)
+    return buffer.getvalue()
