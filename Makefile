@@ -7,9 +7,17 @@ DEMO_CUSTOMERS ?= 20000
 DEMO_USER ?= demo
 DEMO_PASSWORD ?= tierwise-demo
 
+BUNDLE := src/tierwise/dashboard/static/build/app.js
+
 .PHONY: setup run test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(BUNDLE)
+
+# The dashboard's script: ECharts and our code from npm (web/package-lock.json), bundled.
+$(BUNDLE): web/package.json web/package-lock.json web/build.mjs web/src/app.js
+	@command -v npm >/dev/null || { echo "npm is needed to build the dashboard's script" \
+	  "(Debian: apt-get install nodejs npm)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +29,7 @@ $(VENV)/.installed: pyproject.toml
 
 run: setup
 	@if [ ! -f $(DEMO)/tierwise.toml ]; then \
-	  $(VENV)/bin/tierwise demo -w $(DEMO) --customers $(DEMO_CUSTOMERS) --seed 7 && \
-	  $(VENV)/bin/tierwise compute -w $(DEMO); \
+	  $(VENV)/bin/tierwise demo -w $(DEMO) --customers $(DEMO_CUSTOMERS) --seed 7 --showcase; \
 	else \
 	  $(VENV)/bin/tierwise status -w $(DEMO) && $(VENV)/bin/tierwise tiers -w $(DEMO); \
 	fi
@@ -30,7 +37,7 @@ run: setup
 	  --role admin --if-missing -w $(DEMO)
 	@echo "Workspace: $(DEMO)  (try: $(VENV)/bin/tierwise customers show C000123 -w $(DEMO);"
 	@echo "  $(VENV)/bin/tierwise segments preview \"COUNT(orders, LAST 90d) >= 2\" -w $(DEMO))"
-	@echo "API: http://127.0.0.1:8000/docs  sign in as $(DEMO_USER) / $(DEMO_PASSWORD)"
+	@echo "Dashboard: http://127.0.0.1:8000/  API: /docs  sign in as $(DEMO_USER) / $(DEMO_PASSWORD)"
 	$(VENV)/bin/tierwise serve -w $(DEMO)
 
 test: setup
@@ -44,4 +51,4 @@ bench: setup
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache web/node_modules src/tierwise/dashboard/static/build

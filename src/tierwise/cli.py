@@ -160,11 +160,15 @@ def demo(
         help="Load a real dataset instead: cdnow.")] = None,
     keep_files: Annotated[Path | None, typer.Option(
         help="Also keep the generated Parquet files in this folder.")] = None,
+    showcase: Annotated[bool, typer.Option(
+        help="Then compute a snapshot 90 days back and one now, and save and evaluate the "
+        "built-in segment templates (what `make run` shows).")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Fill a workspace (created if missing) with demo data."""
     from tierwise.demo.generator import DemoSpec
     from tierwise.demo.load import load_cdnow, load_generated
+    from tierwise.demo.load import showcase as make_showcase
 
     root = (workspace or Path(os.environ.get(ENV_WORKSPACE) or ".")).resolve()
     if (root / "tierwise.toml").exists():
@@ -190,6 +194,9 @@ def demo(
                                      progress=lambda t, n: steps.rows(t, n))
     for r in results:
         out.print(r.summary())
+    if showcase:
+        with render.StepProgress(out, "Computing values and segments") as steps:
+            make_showcase(ws, step=steps.step)
     render.summary(out, ws)
 
 

@@ -385,8 +385,54 @@ def clv_predict(
     out.print(f"wrote {table.num_rows:,} predictions over {horizon} to {output}")
 
 
+def report_cmd(
+    period: Annotated[str, typer.Option(help="2026Q3, 2026H2, 2026-07 or 2026.")],
+    html: Annotated[Path | None, typer.Option("--html", help="Write the report as HTML.")]
+    = None,
+    pdf: Annotated[Path | None, typer.Option("--pdf", help="Write the report as PDF.")] = None,
+    segment: Annotated[str | None, typer.Option(
+        help="Review one segment's members instead of the tiers.")] = None,
+    lang: Annotated[str | None, typer.Option(
+        help="zh-CN or en (default: the workspace's locale).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The periodic review (定期复盘): segment KPIs against the previous period, tier
+    migration and the biggest movers; printed, and written as HTML and/or PDF."""
+    from tierwise.dashboard import report
+    from tierwise.review import review
+
+    ws = Workspace.open(workspace)
+    language = lang or ws.config.locale
+    if language not in ("zh-CN", "en"):
+        raise TierwiseError(f"--lang {language!r}: expected zh-CN or en")
+    found = review(ws, period, segment)
+    table = Table(title=f"{found.period.name} vs {found.previous.name} ({found.grouping})")
+    for name in ("group", "customers", "revenue", "Δ revenue", "conversion", "repurchase",
+                 "AOV", "reactivation", "churn"):
+        table.add_column(name, justify="left" if name == "group" else "right")
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.1f}%"
+
+    for g in found.groups:
+        now, before = g["now"], g["before"]
+        table.add_row(str(g["group"]), f"{g['customers']:,}", f"{now['revenue']:,.0f}",
+                      f"{now['revenue'] - before['revenue']:+,.0f}", pct(now["conversion_rate"]),
+                      pct(now["repurchase_rate"]),
+                      "—" if now["aov"] is None else f"{now['aov']:,.2f}",
+                      pct(now["reactivation_rate"]), pct(now["churn_rate"]))
+    out.print(table)
+    if html:
+        html.write_text(report.html(ws, found, language), "utf-8")
+        out.print(f"HTML report: {html}")
+    if pdf:
+        pdf.write_bytes(report.pdf(ws, found, language))
+        out.print(f"PDF report: {pdf}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("compute")(compute_cmd)
+    app.command("report")(report_cmd)
     app.command("lifecycle")(lifecycle_cmd)
     rfm_app.callback()(rfm_cmd)
     tiers_app.callback()(tiers_cmd)

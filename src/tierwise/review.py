@@ -14,7 +14,8 @@ instant (exclusive). KPIs per group, over paid orders:
 - revenue share: the group's revenue / all revenue in the period
 
 Groups are the tiers of the snapshot that closes the period (the latest snapshot at or
-before its end, else the earliest after), or the members of one segment at the period's end.
+before its end, else the earliest after), or the members of one segment at the period's end
+(its current members when the segment has no history that far back).
 """
 
 from __future__ import annotations
@@ -216,9 +217,12 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
         from tierwise.segments.membership import members_at
 
         ids = members_at(ws, segment, period.end)
+        grouping = f"segment:{segment}"
+        if not ids:  # the segment is younger than the period: its members now
+            ids = members_at(ws, segment)
+            grouping = f"segment:{segment} (current members)"
         groups = pa.table({"customer_id": pa.array(ids, pa.string()),
                            "grp": pa.array([segment] * len(ids), pa.string())})
-        grouping = f"segment:{segment}"
     elif closing is not None:
         groups = closing.table.select(["customer_id", "tier"]).rename_columns(
             ["customer_id", "grp"])

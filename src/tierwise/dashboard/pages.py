@@ -599,5 +599,10 @@ def install(app: FastAPI) -> None:
         return RedirectResponse(f"/login?next={quote(exc.target, safe='/')}", status_code=303)
 
     app.add_exception_handler(SignIn, to_sign_in)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return RedirectResponse("/static/favicon.svg", status_code=308)
+
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     app.include_router(router)

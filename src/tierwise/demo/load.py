@@ -113,3 +113,31 @@ def load_cdnow(ws: Workspace, progress: Callable[[str, int], None] | None = None
 
 
 __all__ = ["TABLES", "DemoSpec", "load_cdnow", "load_generated"]
+
+
+#: Days between the two snapshots a showcase computes (so pages can show migration).
+SHOWCASE_GAP_DAYS = 90
+
+
+def showcase(ws: Workspace, step: Step | None = None) -> None:
+    """Make a demo workspace look lived-in: a snapshot 90 days back and one now (tier
+    migration has two ends), and the built-in segment templates saved and evaluated, twice
+    (at the earlier instant and now), so segments have history and a size trend."""
+    from datetime import timedelta
+
+    from tierwise.segments import definitions as defs
+    from tierwise.segments.membership import evaluate_all
+    from tierwise.segments.templates import TEMPLATES
+    from tierwise.store.control import utcnow
+
+    now = utcnow()
+    earlier = now - timedelta(days=SHOWCASE_GAP_DAYS)
+    stages = [("compute", lambda: ws.compute(earlier)),
+              ("segments", lambda: [defs.save(ws, t, "demo showcase") for t in TEMPLATES.values()]),
+              ("evaluate", lambda: evaluate_all(ws, earlier)),
+              ("compute", lambda: ws.compute(now)),
+              ("evaluate", lambda: evaluate_all(ws, now))]
+    for i, (name, run) in enumerate(stages, 1):
+        run()
+        if step:
+            step(name, i, len(stages))

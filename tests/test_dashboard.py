@@ -1,0 +1,271 @@
+"""Dashboard pages, previews, the review and its reports, without a browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+import tierwise
+from tierwise.api.app import create_app
+from tierwise.dashboard import charts
+from tierwise.dashboard.data import VIEWS, reasons
+from tierwise.definitions.segment_ast import conditions_of
+from tierwise.definitions.segment_parser import parse
+from tierwise.demo.generator import DemoSpec
+from tierwise.demo.load import load_generated, showcase
+from tierwise.errors import TierwiseError
+from tierwise.review import parse_period, review
+from tierwise.security import accounts
+
+PASSWORD = "dashboard-pass-1"
+PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/clv", "/segments", "/segments/new",
+         "/customers", "/actions", "/review?period=2026Q3", "/imports"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tierwise.Workspace]:
+    ws = tierwise.init(tmp_path_factory.mktemp("dash") / "ws")
+    load_generated(ws, DemoSpec(customers=400, seed=5, locale="zh-CN"))
+    showcase(ws)
+    with ws.control.write() as conn:
+        for role in ("admin", "viewer", "analyst"):
+            accounts.add_user(conn, role, PASSWORD, role)
+    yield ws
+    ws.close()
+
+
+def _client(ws: tierwise.Workspace, user: str | None = "admin") -> TestClient:
+    client = TestClient(create_app(ws))
+    if user:
+        ok = client.post("/v1/auth/login", json={"username": user, "password": PASSWORD})
+        assert ok.status_code == 200
+        client.headers["X-CSRF-Token"] = ok.json()["csrf_token"]
+    return client
+
+
+def _chart_options(html: str) -> dict[str, Any]:
+    found = re.findall(r'<script type="application/json" id="(opt-[^"]+)">(.*?)</script>',
+                       html, re.S)
+    return {name: json.loads(body) for name, body in found}
+
+
+def test_every_page_answers_in_both_languages_with_chart_data(demo: tierwise.Workspace) -> None:
+    client = _client(demo)
+    for lang, overview in (("zh-CN", "总览"), ("en", "Overview")):
+        for path in PAGES:
+            sep = "&" if "?" in path else "?"
+            page = client.get(f"{path}{sep}lang={lang}")
+            assert page.status_code == 200, (path, page.text[:300])
+            assert f'<html lang="{lang}">' in page.text
+            assert overview in page.text  # the navigation is translated
+            assert "content-security-policy" in page.headers
+            for option in _chart_options(page.text).values():
+                assert option.get("series"), path
+    home = _chart_options(client.get("/").text)
+    assert {"opt-trend", "opt-tier-mix", "opt-risk", "opt-stages"} <= set(home)
+    tiers = _chart_options(client.get("/tiers").text)
+    assert tiers["opt-migration"]["series"][0]["type"] == "sankey"
+
+
+def test_pages_need_a_session_and_the_permission(demo: tierwise.Workspace) -> None:
+    anonymous = _client(demo, None)
+    to_login = anonymous.get("/rfm?x=1", follow_redirects=False)
+    assert to_login.status_code == 303
+    assert to_login.headers["location"] == "/login?next=/rfm%3Fx%3D1"
+    viewer = _client(demo, "viewer")
+    assert viewer.get("/rfm").status_code == 200
+    assert viewer.get("/segments/new").status_code == 403  # needs segments:write
+    assert viewer.get("/imports").status_code == 200
+    assert 'id="import-form"' not in viewer.get("/imports").text  # may not import
+
+
+def test_overview_figures_match_the_snapshot(demo: tierwise.Workspace) -> None:
+    view = VIEWS.get(demo)
+    t = view.table
+    kpis = view.kpis()
+    assert kpis["customers"] == t.num_rows == demo.count("customers")
+    assert kpis["revenue"] == pytest.approx(sum(v or 0 for v in t.column("revenue_total")
+                                                .to_pylist()))
+    tiers = {r["value"]: r["customers"] for r in view.breakdown("tier")}
+    assert sum(tiers.values()) == t.num_rows
+    pareto = view.pareto()
+    assert pareto[0] == (0.0, 0.0) and pareto[-1][1] == pytest.approx(1.0)
+    assert all(b[1] >= a[1] for a, b in zip(pareto, pareto[1:], strict=False))
+    months = view.monthly()
+    orders = demo.sql("SELECT count(*) AS n FROM orders WHERE status = 'paid' AND "
+                      f"strftime(ordered_at, '%Y-%m') = '{months[-1]['month']}'")
+    assert months[-1]["orders"] == orders.column("n")[0].as_py()
+
+
+def test_tier_plan_counts_what_a_rule_would_do(demo: tierwise.Workspace) -> None:
+    client = _client(demo)
+    current = client.get("/v1/settings").json()["tiers"]["spec"]
+    same = client.post("/dashboard/tiers/plan", json=current).json()
+    assert same["moved"] == 0
+    assert all(r["before"] == r["after"] for r in same["tiers"])
+    wider = {**current, "method": "percentile", "cuts": [0.1, 0.2, 0.3]}
+    plan = client.post("/dashboard/tiers/plan", json=wider).json()
+    after = {r["tier"]: r["after"] for r in plan["tiers"]}
+    total = VIEWS.get(demo).table.num_rows
+    assert after["A"] == round(0.1 * total) and sum(after.values()) == total
+    bad = client.post("/dashboard/tiers/plan", json={**current, "cuts": [0.5]})
+    assert bad.status_code == 422 and "cuts" in bad.json()["detail"]
+    assert client.get("/v1/settings").json()["tiers"]["version"] == 0  # nothing saved
+
+
+def test_upload_inspection_suggests_a_mapping(demo: tierwise.Workspace) -> None:
+    client = _client(demo)
+    data = "客户编号,姓名,notes\nX1,张三,hello\nX2,李四,\n".encode()
+    found = client.post("/dashboard/imports/inspect", data={"table": "customers"},
+                        files={"file": ("people.csv", data, "text/csv")}).json()
+    assert found["columns"] == ["客户编号", "姓名", "notes"]
+    assert found["suggested"] == {"客户编号": "customer_id", "姓名": "name"}
+    assert found["sample"][0] == ["X1", "张三", "hello"] and len(found["sample"]) == 2
+    wrong = client.post("/dashboard/imports/inspect", data={"table": "nope"},
+                        files={"file": ("people.csv", data, "text/csv")})
+    assert wrong.status_code == 422 and "unknown table" in wrong.json()["detail"]
+
+
+def test_rule_rows_for_the_visual_builder() -> None:
+    flat = conditions_of(parse("tier IN ('A', 'B') AND COUNT(orders, LAST 90d) >= 2 "
+                               "AND NOT IN_SEGMENT('vip') AND email IS NOT NULL"))
+    assert flat == {"join": "AND", "rows": [
+        {"left": "tier", "op": "IN", "value": "'A', 'B'"},
+        {"left": "COUNT(orders, LAST 90d)", "op": ">=", "value": "2"},
+        {"left": "NOT IN_SEGMENT", "op": "", "value": "'vip'"},
+        {"left": "email", "op": "IS NOT NULL", "value": ""}]}
+    assert conditions_of(parse("city = '上海' OR tier = 'A'"))["join"] == "OR"
+    assert conditions_of(parse("tier = 'A'"))["rows"] == [
+        {"left": "tier", "op": "=", "value": "'A'"}]
+    assert conditions_of(parse("tier = 'A' OR (city = 'x' AND tier = 'B')")) is None
+
+
+def test_check_route_returns_rows(demo: tierwise.Workspace) -> None:
+    client = _client(demo)
+    checked = client.post("/v1/segments/check", json={"rule": "tier = 'A' AND clv > 10"}).json()
+    assert [r["left"] for r in checked["conditions"]["rows"]] == ["tier", "clv"]
+
+
+def test_periods() -> None:
+    q = parse_period("2026q3", "Asia/Shanghai")
+    assert (q.name, q.start.month, q.end.month, q.end.year) == ("2026Q3", 7, 10, 2026)
+    assert q.previous().name == "2026Q2"
+    assert parse_period("2026Q1").previous().name == "2025Q4"
+    assert parse_period("2026-01").previous().name == "2025-12"
+    assert parse_period("2026H1").previous().name == "2025H2"
+    assert parse_period("2026").previous().name == "2025"
+    for bad in ("2026Q5", "26Q1", "2026-13", "Q3"):
+        with pytest.raises(TierwiseError, match="period"):
+            parse_period(bad)
+
+
+def test_review_kpis_on_hand_made_orders(tmp_path: Path) -> None:
+    ws = tierwise.init(tmp_path / "ws")
+    ws.import_source("customers", _records([{"customer_id": c} for c in "ABCDE"]))
+
+    def order(oid: str, cid: str, day: str, amount: float) -> dict[str, Any]:
+        return {"order_id": oid, "customer_id": cid, "ordered_at": f"{day} 12:00:00",
+                "amount": amount, "status": "paid"}
+
+    ws.import_source("orders", _records([
+        order("1", "A", "2026-05-01", 100), order("2", "A", "2026-07-10", 50),
+        order("3", "A", "2026-08-10", 150),  # A: buys twice in Q3
+        order("4", "B", "2026-05-02", 80),  # B: Q2 only → churned in Q3
+        order("5", "C", "2025-12-01", 40), order("6", "C", "2026-09-01", 60),  # C: lapsed, back
+        order("7", "D", "2026-09-02", 200)]))  # D: first order in Q3; E never buys
+    ws.compute(datetime(2026, 9, 30, tzinfo=UTC))
+    found = review(ws, "2026Q3", None)
+    assert found.grouping == "tier"
+    now = {k: 0.0 for k in ("buyers", "orders", "revenue")}
+    for g in found.groups:
+        for k in now:
+            now[k] += g["now"][k]
+    assert now == {"buyers": 3, "orders": 4, "revenue": 460.0}
+    seg = review(ws, "2026Q3", None)
+    total = {"customers": sum(g["customers"] for g in seg.groups)}
+    assert total == {"customers": 5}
+    # one group holding everyone: build it from a segment of all customers
+    from tierwise.segments import definitions as defs
+    from tierwise.segments.membership import evaluate_all
+
+    defs.save(ws, defs.SegmentDefinition(key="all", rule="customer_id IS NOT NULL"))
+    evaluate_all(ws)
+    whole = review(ws, "2026Q3", "all").groups[0]
+    assert whole["customers"] == 5
+    assert whole["now"]["conversion_rate"] == pytest.approx(3 / 5)  # A, C, D bought
+    assert whole["now"]["repurchase_rate"] == pytest.approx(1 / 3)  # A twice
+    assert whole["now"]["aov"] == pytest.approx(460 / 4)
+    assert whole["now"]["churn_rate"] == pytest.approx(1 / 2)  # of A, B (Q2 buyers): B
+    assert whole["now"]["reactivation_rate"] == pytest.approx(1 / 1)  # C lapsed, came back
+    assert whole["before"]["revenue"] == pytest.approx(180.0)
+    movers = review(ws, "2026Q3", "all")
+    assert movers.movers_up[0]["customer_id"] == "D"
+    assert movers.movers_down[0]["customer_id"] == "B"
+
+
+def _records(rows: list[dict[str, Any]]) -> Any:
+    from tierwise.ingest.readers import RecordsSource
+
+    return RecordsSource.from_dicts("test", rows)
+
+
+def test_reports_as_html_and_pdf(demo: tierwise.Workspace, tmp_path: Path) -> None:
+    client = _client(demo)
+    page = client.get("/review/report.html?period=2026Q3&lang=en")
+    assert page.status_code == 200 and "attachment" in page.headers["content-disposition"]
+    assert "Review report · 2026Q3" in page.text and "<script" not in page.text
+    assert "<svg" in page.text
+    pdf = client.get("/review/report.pdf?period=2026Q3")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert client.get("/review/report.pdf?period=20X6").status_code == 422
+
+
+def test_report_command_writes_both_files(demo: tierwise.Workspace, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tierwise.cli import app
+
+    html, pdf = tmp_path / "r.html", tmp_path / "r.pdf"
+    result = CliRunner().invoke(app, ["report", "--period", "2026Q3", "--html", str(html),
+                                      "--pdf", str(pdf), "-w", str(demo.root)])
+    assert result.exit_code == 0, result.output
+    assert "2026Q3" in html.read_text("utf-8") and pdf.read_bytes().startswith(b"%PDF")
+    assert "2026Q3" in result.output
+
+
+def test_chart_options_are_plain_json() -> None:
+    option = charts.sankey("t", [("A", "A", 3), ("A", "B", 1)], "before", "after")
+    names = [n["name"] for n in option["series"][0]["data"]]
+    assert names == ["A · before", "A · after", "B · after"]
+    json.dumps(option)  # nothing a browser could not parse
+    assert charts.sparkline([1, 2, 3])["series"][0]["data"] == [1, 2, 3]
+
+
+def test_at_risk_reasons_in_both_languages() -> None:
+    row = {"recency_days": 120.0, "typical_gap_days": 30.0, "p_alive": 0.12, "orders_total": 1}
+    assert reasons(row, "en") == ["no order for 120 days, 4.0× the usual gap of 30 days",
+                                  "P(alive) only 12%", "bought only once"]
+    assert reasons(row, "zh-CN")[0].startswith("已 120 天未购买")
+
+
+def test_script_json_cannot_close_its_element() -> None:
+    from tierwise.dashboard.pages import _chart_json
+
+    assert "</script>" not in str(_chart_json({"name": "</script><b>"}))
+
+
+def test_segment_list_shows_size_trend(demo: tierwise.Workspace) -> None:
+    client = _client(demo)
+    page = client.get("/segments").text
+    assert "to_be_awakened" in page
+    assert re.search(r'id="spark-\d+"', page)  # two evaluations: a trend line
+    key = "to_be_awakened"
+    detail = client.get(f"/segments/{key}").text
+    assert "format=csv" in detail and "format=xlsx" in detail
