@@ -149,6 +149,8 @@ def test_keyboard_reaches_the_content_first(page: Any) -> None:
 
 
 def test_visual_segment_builder_counts_and_saves(page: Any, server: str) -> None:
+    from playwright.sync_api import expect
+
     page.goto("/segments/new")
     page.fill("#key", "two_plus_orders")
     page.fill("#name-en", "Two or more orders")
@@ -156,23 +158,22 @@ def test_visual_segment_builder_counts_and_saves(page: Any, server: str) -> None
     row.locator(".c-left").fill("COUNT(orders)")
     row.locator(".c-op").select_option(">=")
     row.locator(".c-value").fill("2")
-    page.wait_for_function("document.querySelector('#rule').value === 'COUNT(orders) >= 2'")
-    page.wait_for_function("/\\d+ \\/ \\d+/.test(document.querySelector('#live-count')"
-                           ".textContent.replace(/,/g, ''))")
+    expect(page.locator("#rule")).to_have_value("COUNT(orders) >= 2")
+    expect(page.locator("#live-count")).to_have_text(re.compile(r"^[\d,]+ / [\d,]+ "))
     shown = int(page.locator("#live-count").inner_text().split("/")[0].replace(",", ""))
     assert shown > 0
     page.screenshot(path=str(SCREENS / "segment-builder.png"), full_page=True)
     # a typing error is reported inline with its place, and nothing is counted
     page.fill("#rule", "COUNT(orders) >= ")
-    page.wait_for_function("document.querySelector('#rule-errors').textContent.length > 0")
-    assert "column" in page.locator("#rule-errors").inner_text()
+    expect(page.locator("#rule-errors")).to_contain_text("column")
     # text → rows: a flat AND becomes two rows
     page.fill("#rule", "tier IN ('A', 'B') AND COUNT(orders) >= 2")
-    page.wait_for_function("document.querySelectorAll('.condition').length === 2")
-    assert page.locator(".condition .c-left").first.input_value() == "tier"
-    page.wait_for_function("document.querySelector('#rule-errors').textContent === ''")
+    expect(page.locator(".condition")).to_have_count(2)
+    expect(page.locator(".condition .c-left").first).to_have_value("tier")
+    expect(page.locator("#rule-errors")).to_have_text("")
     page.click("#plan-button")
-    page.wait_for_function("!document.querySelector('#plan').hidden")
+    expect(page.locator("#plan")).to_be_visible()
+    expect(page.locator(".plan-entering")).to_have_text(re.compile(r"\d"))
     entering = int(page.locator(".plan-entering").inner_text().replace(",", ""))
     page.click("#save-button")
     page.wait_for_url(re.compile(r"/segments/two_plus_orders$"))

@@ -27,9 +27,9 @@ def _base(title: str | None = None) -> Option:
 def donut(title: str, items: list[tuple[str, float]], colours: list[str] | None = None) -> Option:
     option = _base(title)
     option["tooltip"] = {"trigger": "item", "formatter": "{b}: {c} ({d}%)"}
-    option["legend"] = {"bottom": 0, "type": "scroll"}
-    series: Option = {"type": "pie", "radius": ["45%", "70%"], "center": ["50%", "48%"],
-                      "label": {"formatter": "{b}\n{d}%"},
+    option["legend"] = {"bottom": 0}
+    series: Option = {"type": "pie", "radius": ["42%", "68%"], "center": ["50%", "46%"],
+                      "label": {"formatter": "{d}%"},
                       "data": [{"name": n, "value": v} for n, v in items]}
     if colours:
         option["color"] = colours
@@ -41,8 +41,8 @@ def bars(title: str, categories: list[str], series: list[tuple[str, list[float]]
          horizontal: bool = False, percent: bool = False) -> Option:
     option = _base(title)
     option["tooltip"] = {"trigger": "axis"}
-    option["legend"] = {"top": 0, "right": 0} if len(series) > 1 else {"show": False}
-    option["grid"] = {"left": 8, "right": 16, "bottom": 8, "top": 40, "containLabel": True}
+    option["legend"] = {"top": 24, "right": 0} if len(series) > 1 else {"show": False}
+    option["grid"] = {"left": 8, "right": 16, "bottom": 8, "top": 56, "containLabel": True}
     category = {"type": "category", "data": categories}
     value: Option = {"type": "value"}
     if percent:
@@ -57,10 +57,10 @@ def trend(title: str, months: list[str], bars_name: str, bar_values: list[float]
     """Bars on the left axis and a line on the right (e.g. revenue and buyers per month)."""
     option = _base(title)
     option["tooltip"] = {"trigger": "axis"}
-    option["legend"] = {"top": 0, "right": 0}
-    option["grid"] = {"left": 8, "right": 8, "bottom": 8, "top": 40, "containLabel": True}
+    option["legend"] = {"top": 24, "right": 0}
+    option["grid"] = {"left": 8, "right": 8, "bottom": 8, "top": 56, "containLabel": True}
     option["xAxis"] = {"type": "category", "data": months}
-    option["yAxis"] = [{"type": "value", "name": bars_name}, {"type": "value", "name": line_name}]
+    option["yAxis"] = [{"type": "value"}, {"type": "value", "splitLine": {"show": False}}]
     option["series"] = [
         {"type": "bar", "name": bars_name, "data": bar_values},
         {"type": "line", "name": line_name, "yAxisIndex": 1, "data": line_values,
@@ -133,7 +133,7 @@ def curve(title: str, points: list[tuple[float, float]], x_name: str, y_name: st
     option["xAxis"] = {"type": "value", "min": 0, "max": 100, "name": x_name,
                        "nameLocation": "middle", "nameGap": 28,
                        "axisLabel": {"formatter": "{value}%"}}
-    option["yAxis"] = {"type": "value", "min": 0, "max": 100, "name": y_name,
+    option["yAxis"] = {"type": "value", "min": 0, "max": 100,
                        "axisLabel": {"formatter": "{value}%"}}
     option["series"] = [
         {"type": "line", "name": y_name, "showSymbol": False, "areaStyle": {"opacity": 0.15},

@@ -4,16 +4,17 @@ a browser without a session is sent to the sign-in form and back."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from markupsafe import Markup
 
 from tierwise.api.auth import authenticate, workspace
@@ -36,6 +37,10 @@ NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/
        ("actions", "/actions"), ("review", "/review"), ("imports", "/imports"))
 
 
+RISK_ORDER = ("high", "medium", "low", "unknown")
+RISK_COLOURS = {"high": "#c92a2a", "medium": "#e67700", "low": "#2b8a3e", "unknown": "#868e96"}
+
+
 class SignIn(Exception):
     """Raised by a page when nobody is signed in: answered with a redirect to /login."""
 
@@ -53,7 +58,9 @@ def _percent(value: Any, digits: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}%"
 
 
-def _when(value: Any) -> str:
+@pass_context
+def _when(context: Any, value: Any) -> str:
+    """A date-time in the workspace's time zone (naive values are UTC)."""
     if value is None:
         return "—"
     if isinstance(value, str):
@@ -61,6 +68,10 @@ def _when(value: Any) -> str:
             value = datetime.fromisoformat(value)
         except ValueError:
             return value
+    if isinstance(value, datetime):
+        zone = context.get("zone")
+        if zone is not None:
+            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
     return f"{value:%Y-%m-%d %H:%M}"
 
 
@@ -96,8 +107,9 @@ def render(request: Request, principal: Principal, template: str, active: str,
     lang = i18n.language(request, ws.config.locale)
     words = i18n.table(lang)
     page = ENV.get_template(template).render(
-        w=words, lang=lang, user=principal, csrf=principal.csrf_token or "", active=active,
-        nav=NAV, path=request.url.path, query=request.url.query,
+        w=words, lang=lang, zone=ZoneInfo(ws.config.timezone), user=principal,
+        csrf=principal.csrf_token or "", active=active, nav=NAV, path=request.url.path,
+        query=request.url.query,
         script_words={k: words[k] for k in SCRIPT_WORDS}, **context)
     response = HTMLResponse(page, status_code=status_code)
     if request.query_params.get("lang") in i18n.LANGUAGES:
@@ -129,7 +141,8 @@ def overview(request: Request) -> HTMLResponse:
         return render(request, principal, "empty.html", "overview")
     tiers = view.breakdown("tier")
     stages = {r["value"]: r["customers"] for r in view.breakdown("lifecycle")}
-    risk = view.breakdown("churn_risk")
+    risk = sorted(view.breakdown("churn_risk"), key=lambda r: RISK_ORDER.index(
+        r["value"] or "unknown"))
     monthly = view.monthly()
     figures = {
         "tier-mix": charts.donut(w["tier_mix"], [(view.tier_label(r["value"], lang),
@@ -138,9 +151,9 @@ def overview(request: Request) -> HTMLResponse:
         "stages": charts.bars(w["lifecycle"], [view.stage_label(s, lang)
                                                for s in view.stage_order()],
                               [(w["customers"], [stages[s] for s in view.stage_order()])]),
-        "risk": charts.donut(w["churn_risk"], [(str(r["value"] or "—"), r["customers"])
-                                               for r in risk],
-                             ["#c92a2a", "#e67700", "#2b8a3e", "#868e96"]),
+        "risk": charts.donut(w["churn_risk"], [(w[f"risk_{r['value'] or 'unknown'}"],
+                                                r["customers"]) for r in risk],
+                             [RISK_COLOURS[r["value"] or "unknown"] for r in risk]),
         "trend": charts.trend(w["monthly_revenue"], [m["month"] for m in monthly], w["revenue"],
                               [round(m["revenue"], 2) for m in monthly], w["buyers"],
                               [m["buyers"] for m in monthly]),
@@ -430,7 +443,7 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
     return render(request, principal, "customer.html", "customers",
                   customer=present_customer(principal, found.customer), profile=found,
                   values=values or {}, timeline=timeline, playbook=playbook,
-                  segments=[h for h in history if h.get("current")],
+                  segments=[h for h in history if h.get("exited_at") is None],
                   tier_label=(lambda t: view.tier_label(t, lang)) if view else str,
                   stage_label=lambda s: View.stage_label(s, lang))
 
