@@ -95,6 +95,11 @@ def test_overview_figures_match_the_snapshot(demo: tierwise.Workspace) -> None:
                                                 .to_pylist()))
     tiers = {r["value"]: r["customers"] for r in view.breakdown("tier")}
     assert sum(tiers.values()) == t.num_rows
+    rows = t.select(["p_alive", "revenue_total", "first_order_at", "as_of"]).to_pylist()
+    expected = sum((1 - r["p_alive"]) * r["revenue_total"] / max(
+        (r["as_of"] - r["first_order_at"]).total_seconds() / 86400 / 365.25, 1.0)
+        for r in rows if r["p_alive"] is not None and r["first_order_at"] is not None)
+    assert kpis["value_at_risk"] == pytest.approx(expected, rel=1e-6)
     pareto = view.pareto()
     assert pareto[0] == (0.0, 0.0) and pareto[-1][1] == pytest.approx(1.0)
     assert all(b[1] >= a[1] for a, b in zip(pareto, pareto[1:], strict=False))

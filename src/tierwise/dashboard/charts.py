@@ -73,18 +73,18 @@ def heatmap(title: str, cells: list[tuple[int, int, float]], x_name: str, y_name
     """R (x) × F (y) scores 1..n; cells are (r, f, value)."""
     option = _base(title)
     option["tooltip"] = {"position": "top"}
-    option["grid"] = {"left": 8, "right": 8, "bottom": 56, "top": 36, "containLabel": True}
+    option["grid"] = {"left": 28, "right": 8, "bottom": 64, "top": 36, "containLabel": True}
     axis = [str(i) for i in range(1, scores + 1)]
     option["xAxis"] = {"type": "category", "data": axis, "name": x_name,
-                       "splitArea": {"show": True}}
+                       "nameLocation": "middle", "nameGap": 24, "splitArea": {"show": True}}
     option["yAxis"] = {"type": "category", "data": axis, "name": y_name,
-                       "splitArea": {"show": True}}
+                       "nameLocation": "middle", "nameGap": 24, "splitArea": {"show": True}}
     values = [v for _, _, v in cells] or [0]
     option["visualMap"] = {"min": 0, "max": max(values), "calculable": True,
                            "orient": "horizontal", "left": "center", "bottom": 0,
                            "inRange": {"color": ["#e7f0fa", "#0b5cad"]}}
     option["series"] = [{"type": "heatmap", "label": {"show": True},
-                         "data": [[r - 1, f - 1, round(v, 2)] for r, f, v in cells]}]
+                         "data": [[r - 1, f - 1, round(v)] for r, f, v in cells]}]
     return option
 
 

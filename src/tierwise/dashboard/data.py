@@ -26,7 +26,7 @@ from tierwise.workspace import Workspace
 ACTIVE_STAGES = ("new", "reactivated", "loyal", "active")
 CACHE_SIZE = 8
 PARETO_POINTS = 101
-AT_RISK_ROWS = 100
+AT_RISK_ROWS = 50
 
 
 def breakdown(table: pa.Table, column: str) -> list[dict[str, Any]]:
@@ -146,11 +146,9 @@ class View:
         return self._once("kpis", make)  # type: ignore[no-any-return]
 
     def value_at_risk(self) -> float:
-        """Σ (1 − P(alive)) × M over buyers: the RFM-window spend expected to be lost."""
-        p = _floats(self.table, "p_alive")
-        m = _floats(self.table, "rfm_monetary")
-        known = ~np.isnan(p) & ~np.isnan(m)
-        return float(((1 - p[known]) * m[known]).sum())
+        """Σ (1 − P(alive)) × annual revenue run-rate over buyers: a year's revenue the
+        business can expect to lose to churn (see ``annual_run_rate``)."""
+        return float(np.nansum(stake(self.table)))
 
     def breakdown(self, column: str) -> list[dict[str, Any]]:
         if column not in self.table.column_names:
@@ -257,18 +255,36 @@ class View:
         return [s for s in STAGES if s in present]
 
 
+def annual_run_rate(t: pa.Table) -> np.ndarray:
+    """Revenue per year of each customer since the first order (tenure under a year counts
+    as a year, so a new customer's first order is not multiplied)."""
+    revenue = np.nan_to_num(_floats(t, "revenue_total"))
+    if "first_order_at" not in t.column_names:
+        return revenue
+    first = pc.cast(t.column("first_order_at"), pa.timestamp("us", "UTC"))
+    as_of = pc.cast(t.column("as_of"), pa.timestamp("us", "UTC"))
+    micros = pc.cast(pc.cast(pc.subtract(as_of, first), pa.int64()), pa.float64())
+    days = np.asarray(pc.fill_null(pc.divide(micros, 86_400_000_000.0), 0.0)
+                      .to_numpy(zero_copy_only=False), dtype=float)
+    return revenue / np.maximum(days / 365.25, 1.0)
+
+
+def stake(t: pa.Table) -> np.ndarray:
+    """(1 − P(alive)) × annual run-rate per customer (NaN where P(alive) is unknown)."""
+    return (1 - _floats(t, "p_alive")) * annual_run_rate(t)
+
+
 def _at_risk_rows(t: pa.Table, limit: int) -> list[dict[str, Any]]:
     high = t.filter(pc.equal(t.column("churn_risk"), "high"))
     if not high.num_rows:
         return []
-    stake = (1 - np.nan_to_num(_floats(high, "p_alive"), nan=1.0)) * np.nan_to_num(
-        _floats(high, "rfm_monetary"))
-    order = np.argsort(-stake, kind="stable")[:limit]
+    at_stake = np.nan_to_num(stake(high))
+    order = np.argsort(-at_stake, kind="stable")[:limit]
     picked = high.take(pa.array(order)).select([c for c in (
         "customer_id", "tier", "lifecycle", "recency_days", "typical_gap_days", "orders_total",
         "revenue_total", "p_alive", "clv", "churn_probability") if c in high.column_names])
     rows = picked.to_pylist()
-    for row, value in zip(rows, stake[order], strict=True):
+    for row, value in zip(rows, at_stake[order], strict=True):
         row["value_at_risk"] = float(value)
     return rows
 

@@ -129,6 +129,10 @@ _WORDS: dict[str, tuple[str, str]] = {
     "at_risk": ("流失预警名单", "At-risk customers"),
     "value_at_risk": ("风险价值（预期损失）", "Expected value at risk"),
     "reasons": ("原因", "Reasons"),
+    "value_at_risk_help": ("风险价值 = Σ（1 − 存活概率）× 年化销售额"
+                           "（累计销售额 ÷ 首单至今年数，不足一年按一年）。",
+                           "Value at risk = Σ (1 − P(alive)) × yearly revenue (revenue to date ÷ "
+                           "years since the first order, at least one)."),
     "p_alive": ("存活概率", "P(alive)"),
     "churn_probability": ("流失概率", "Churn probability"),
     "triggers": ("触发器", "Triggers"),
