@@ -224,3 +224,19 @@ def test_import_through_the_mapping_screen(page: Any, server: str, tmp_path: Pat
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_screens() -> None:
     shutil.rmtree(SCREENS, ignore_errors=True)
+
+
+def test_tier_rule_form_previews_before_saving(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/tiers")
+    page.select_option("#tier-method", "percentile")
+    page.fill("#tier-cuts", "0.1, 0.2, 0.3")
+    spec = page.locator("#tier-spec")
+    expect(spec).to_have_value(re.compile(r'"method": "percentile"'))
+    expect(spec).to_have_value(re.compile(r'"cuts": \[\s*0.1,\s*0.2,\s*0.3\s*\]'))
+    page.click("#tier-plan-button")
+    first = page.locator("#tier-plan tbody tr").first
+    expect(first.locator("td").nth(2)).to_have_text("60")  # 10 % of 600 customers in A
+    expect(page.locator("#tier-save-button")).to_be_enabled()
+    page.screenshot(path=str(SCREENS / "tier-plan.png"), full_page=True)

@@ -388,7 +388,46 @@ function wireTierEditor() {
   const form = $("#tier-form");
   if (!form) return;
   const output = $("#tier-plan");
-  const spec = () => JSON.parse($("#tier-spec", form).value);
+  const text = $("#tier-spec", form);
+  const spec = () => JSON.parse(text.value);
+  const method = $("#tier-method", form);
+  const cuts = $("#tier-cuts", form);
+  const weights = $$("input[data-weight]", form);
+
+  // The fields and the JSON are one rule: a field edit rewrites the JSON, valid JSON
+  // refills the fields.
+  function fromFields() {
+    let current;
+    try {
+      current = spec();
+    } catch {
+      return;
+    }
+    current.method = method.value;
+    current.cuts = cuts.value.split(",").map((v) => Number(v.trim())).filter((v) => !Number.isNaN(v));
+    current.weights = {};
+    for (const input of weights) {
+      const value = Number(input.value);
+      if (input.value !== "" && value > 0) current.weights[input.dataset.weight] = value;
+    }
+    text.value = JSON.stringify(current, null, 2);
+  }
+
+  function fromText() {
+    let current;
+    try {
+      current = spec();
+    } catch {
+      return;
+    }
+    method.value = current.method || "pareto";
+    cuts.value = (current.cuts || []).join(", ");
+    for (const input of weights) input.value = (current.weights || {})[input.dataset.weight] ?? "";
+  }
+
+  for (const field of [method, cuts, ...weights]) field.addEventListener("input", fromFields);
+  text.addEventListener("input", fromText);
+  fromText();
   $("#tier-plan-button").addEventListener("click", async () => {
     try {
       const plan = await api("POST", "/dashboard/tiers/plan", spec());

@@ -71,6 +71,24 @@ _WORDS: dict[str, tuple[str, str]] = {
                         "先预览再保存；保存后下次计算生效。",
                         "Edit the rule as JSON: method (pareto / percentile / threshold), cuts "
                         "and weights. Preview, then save; the next compute applies it."),
+    "tier_method": ("分级方法", "Method"),
+    "method_pareto": ("帕累托（按累计销售额）", "Pareto (cumulative revenue)"),
+    "method_percentile": ("按人数比例", "Percentile (share of customers)"),
+    "method_threshold": ("按价值分阈值", "Threshold (value score)"),
+    "tier_cuts": ("切分点（逗号分隔）", "Cuts (comma-separated)"),
+    "tier_cuts_help": ("帕累托：累计销售额占比，递增，如 0.5, 0.8, 0.95；按人数比例：各级人数占比，"
+                       "如 0.05, 0.15, 0.3；按阈值：价值分下限，递减，如 80, 60, 40。",
+                       "Pareto: cumulative revenue shares, ascending (0.5, 0.8, 0.95); "
+                       "percentile: each tier's share of customers (0.05, 0.15, 0.3); "
+                       "threshold: value-score floors, descending (80, 60, 40)."),
+    "tier_weights": ("价值分权重", "Value-score weights"),
+    "metric_monetary": ("消费金额", "Monetary"),
+    "metric_frequency": ("购买频次", "Frequency"),
+    "metric_recency": ("最近购买", "Recency"),
+    "metric_profit": ("利润", "Profit"),
+    "metric_clv": ("CLV", "CLV"),
+    "metric_referrals": ("推荐", "Referrals"),
+    "metric_growth": ("增长", "Growth"),
     "snapshots": ("快照", "Snapshots"),
     "stage_funnel": ("生命周期阶段", "Lifecycle stages"),
     "stage_flows": ("阶段流转", "Flows between stages"),

@@ -23,6 +23,7 @@ from tierwise.api.views import jsonable, present_customer
 from tierwise.dashboard import charts, i18n
 from tierwise.dashboard.data import VIEWS, View
 from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.models.tiers import METRICS as TIER_METRICS
 from tierwise.security.roles import Principal
 
 HERE = Path(__file__).parent
@@ -236,7 +237,7 @@ def tiers(request: Request) -> HTMLResponse:
     spec = json.dumps(view.settings.tiers.model_dump(mode="json"), ensure_ascii=False, indent=2)
     return render(request, principal, "tiers.html", "tiers", view=view, rows=rows,
                   figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
-                  can_write=principal.can("values:write"),
+                  can_write=principal.can("values:write"), metrics=TIER_METRICS,
                   label=lambda t: view.tier_label(t, lang))
 
 
