@@ -274,3 +274,23 @@ def test_segment_list_shows_size_trend(demo: tierwise.Workspace) -> None:
     key = "to_be_awakened"
     detail = client.get(f"/segments/{key}").text
     assert "format=csv" in detail and "format=xlsx" in detail
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_text_colours_meet_wcag_aa() -> None:
+    css = (Path(tierwise.__file__).parent / "dashboard" / "static" / "dashboard.css").read_text()
+    colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", css))
+    for name in ("ink", "muted", "accent", "bad", "good", "warn"):
+        assert _contrast(colours[name], "#ffffff") >= 4.5, name
+        assert _contrast(colours[name], colours["bg"]) >= 4.5, name  # table heads, header
+    assert _contrast(colours["accent-ink"], colours["accent"]) >= 4.5  # buttons
