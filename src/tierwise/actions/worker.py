@@ -9,7 +9,9 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
   tickets, moves playbook runs along, and sweeps one clock-driven segment per round (each
   every ``sweep_seconds``); every ``sweep_seconds`` it also checks SLA deadlines and merges
   the micro-batch files of the fact store;
-* the **dispatcher** thread delivers the outbox.
+* the **dispatcher** thread delivers the outbox;
+* the **lease** thread renews the lease, apart from the loop so that a long round (the
+  catch-up after a start on a large workspace) cannot let it lapse.
 
 On start the loop re-evaluates every segment once for everyone (reason ``data_change``),
 so changes made while no server ran — imports, edits — are caught up.
@@ -121,13 +123,15 @@ def _tickets(ws: Workspace, ids: set[str]) -> list[dict[str, object]]:
 
 
 class Worker:
-    """Both threads; ``start`` and ``stop`` them with the server."""
+    """The lease, loop and dispatcher threads; ``start`` and ``stop`` them with the server."""
 
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stop_event = threading.Event()
         self.wake = threading.Event()
+        #: Set while this process holds the lease.
+        self.leased = threading.Event()
         self.stats = Stats()
         self._threads: list[threading.Thread] = []
         self._watermark = utcnow()
@@ -140,7 +144,8 @@ class Worker:
         self._swept: dict[str, float] = {}
 
     def start(self) -> None:
-        for target, name in ((self._loop, "tierwise-worker"),
+        for target, name in ((self._lease_loop, "tierwise-lease"),
+                             (self._loop, "tierwise-worker"),
                              (self._dispatch_loop, "tierwise-dispatcher")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -169,18 +174,29 @@ class Worker:
             self.stats.errors += 1
             log.exception("%s failed; it is tried again on the next round", what)
 
-    def _loop(self) -> None:
-        renewed = 0.0
+    def _lease_loop(self) -> None:
+        """Take or renew the lease every third of its life, in its own thread, so that a
+        long round (catching up after a start) cannot let it lapse."""
         while not self.stop_event.is_set():
-            if time.monotonic() - renewed > LEASE_SECONDS / 3:
-                try:
-                    self.stats.holder = try_lease(self.ws, self.holder)
-                    renewed = time.monotonic()
-                except Exception:  # noqa: BLE001
-                    log.exception("could not renew the worker lease")
-                    self.stats.holder = False
+            try:
+                held = try_lease(self.ws, self.holder)
+            except Exception:  # noqa: BLE001
+                log.exception("could not renew the worker lease")
+                held = False
+            self.stats.holder = held
+            if held:
+                self.leased.set()
+            else:
+                self.leased.clear()
+            self.stop_event.wait(LEASE_SECONDS / 3)
+        self.leased.set()  # let a waiting loop see the stop
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
             if not self.stats.holder:
-                self.stop_event.wait(LEASE_SECONDS / 3)
+                # Another process works meanwhile: catch up again once the lease is back.
+                self._caught_up = False
+                self.leased.wait(LEASE_SECONDS / 3)
                 continue
             if not self._caught_up:
                 self._guard("catching up", self.catch_up)
