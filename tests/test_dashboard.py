@@ -294,3 +294,19 @@ def test_text_colours_meet_wcag_aa() -> None:
         assert _contrast(colours[name], "#ffffff") >= 4.5, name
         assert _contrast(colours[name], colours["bg"]) >= 4.5, name  # table heads, header
     assert _contrast(colours["accent-ink"], colours["accent"]) >= 4.5  # buttons
+
+
+def test_customer_timeline_has_tier_changes(demo: tierwise.Workspace) -> None:
+    from tierwise.models import compute
+
+    first, last = (compute.load_snapshot(demo, s["snapshot_id"])
+                   for s in compute.list_snapshots(demo)[-2:])
+    before = dict(zip(first.table.column("customer_id").to_pylist(),
+                      first.table.column("tier").to_pylist(), strict=True))
+    moved = next(c for c, t in zip(last.table.column("customer_id").to_pylist(),
+                                   last.table.column("tier").to_pylist(), strict=True)
+                 if before.get(c) not in (None, t))
+    page = _client(demo).get(f"/customers/{moved}?lang=en").text
+    assert "Tier change" in page
+    timeline = page[page.index('<ol class="timeline">'):]
+    assert f"{before[moved]} · " in timeline  # the old tier's label, then the new one

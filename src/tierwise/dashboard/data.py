@@ -310,6 +310,26 @@ def reasons(row: dict[str, Any], lang: str) -> list[str]:
     return out
 
 
+#: Snapshots read for one customer's tier and lifecycle history.
+HISTORY_SNAPSHOTS = 12
+
+
+def value_history(ws: Workspace, customer_id: str,
+                  limit: int = HISTORY_SNAPSHOTS) -> list[dict[str, Any]]:
+    """One customer's tier and lifecycle stage in each of the latest ``limit`` snapshots,
+    oldest first (snapshots are sorted by customer id, so the filter reads little)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for snap in compute.list_snapshots(ws)[-limit:]:
+        found = pq.read_table(ws.root / snap["path"], columns=["tier", "lifecycle"],
+                              filters=[("customer_id", "=", customer_id)])
+        if found.num_rows:
+            row = found.to_pylist()[0]
+            out.append({"snapshot_id": snap["snapshot_id"], "as_of": snap["as_of"], **row})
+    return sorted(out, key=lambda r: r["as_of"])
+
+
 class Views:
     """Views of recent snapshots per workspace, least recently used dropped first."""
 

@@ -218,6 +218,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "feedback": ("反馈", "Feedback"),
     "events": ("行为事件", "Events"),
     "segment_changes": ("分群变化", "Segment changes"),
+    "tier_change": ("等级变化", "Tier change"),
+    "stage_change": ("阶段变化", "Stage change"),
     "open": ("打开", "Open"),
     "report": ("复盘报告", "Review report"),
     "kpis": ("客户群指标", "Segment KPIs"),

@@ -21,7 +21,7 @@ from tierwise.api.auth import authenticate, workspace
 from tierwise.api.problems import Problem
 from tierwise.api.views import jsonable, present_customer
 from tierwise.dashboard import charts, i18n
-from tierwise.dashboard.data import VIEWS, View
+from tierwise.dashboard.data import VIEWS, View, value_history
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
 from tierwise.security.roles import Principal
@@ -438,9 +438,11 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
         raise Problem(404, f"no customer with id {customer_id!r}") from None
     values = request.app.state.latest_values.of(customer_id)
     history = customer_segments(ws, customer_id)
-    timeline = _timeline(found, history, lang)
-    playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
     view = _view(request)
+    timeline = _timeline(found, history, lang)
+    timeline += _value_changes(value_history(ws, customer_id), view, lang)
+    timeline.sort(key=lambda i: str(jsonable(i["at"])), reverse=True)
+    playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
     return render(request, principal, "customer.html", "customers",
                   customer=present_customer(principal, found.customer), profile=found,
                   values=values or {}, timeline=timeline, playbook=playbook,
@@ -476,6 +478,23 @@ def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict
                           "text": f"← {h.get('segment_key')}"})
     dated = [i for i in items if i["at"] is not None]
     return sorted(dated, key=lambda i: str(jsonable(i["at"])), reverse=True)[:200]
+
+
+def _value_changes(history: list[dict[str, Any]], view: View | None,
+                   lang: str) -> list[dict[str, Any]]:
+    """Timeline items for tier and lifecycle changes between consecutive snapshots."""
+    w = i18n.table(lang)
+    items = []
+    for before, after in zip(history, history[1:], strict=False):
+        if before["tier"] != after["tier"]:
+            name = view.tier_label if view else (lambda t, _lang: str(t))
+            items.append({"at": after["as_of"], "kind": w["tier_change"],
+                          "text": f"{name(before['tier'], lang)} → {name(after['tier'], lang)}"})
+        if before["lifecycle"] != after["lifecycle"]:
+            items.append({"at": after["as_of"], "kind": w["stage_change"],
+                          "text": f"{View.stage_label(before['lifecycle'], lang)} → "
+                                  f"{View.stage_label(after['lifecycle'], lang)}"})
+    return items
 
 
 # -- actions, review, imports --------------------------------------------------------------
