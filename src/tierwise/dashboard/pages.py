@@ -536,16 +536,18 @@ def _default_period() -> str:
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request) -> HTMLResponse:
     from tierwise import review
+    from tierwise.segments import definitions as defs
 
     principal = viewer(request, "values:read")
     period = request.query_params.get("period") or _default_period()
     segment_key = request.query_params.get("segment") or None
     lang = _lang(request)
+    keys = sorted(defs.applied(workspace(request)))
     try:
         found = review.review(workspace(request), period, segment_key)
     except TierwiseError as exc:
         return render(request, principal, "review.html", "review", period=period, error=str(exc),
-                      result=None, figures={}, segment=segment_key or "")
+                      result=None, figures={}, segment=segment_key or "", segment_keys=keys)
     w = i18n.table(lang)
     view = _view(request)
     label = (lambda t: view.tier_label(t, lang)) if view and found.grouping == "tier" else str
@@ -558,7 +560,8 @@ def review_page(request: Request) -> HTMLResponse:
                              for m in found.migration if m["customers"]],
             found.previous.name, found.period.name)
     return render(request, principal, "review.html", "review", period=period, error=None,
-                  result=found, figures=figures, label=label, segment=segment_key or "")
+                  result=found, figures=figures, label=label, segment=segment_key or "",
+                  segment_keys=keys)
 
 
 @router.get("/review/report.{fmt}")
