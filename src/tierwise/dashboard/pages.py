@@ -4,6 +4,7 @@ a browser without a session is sent to the sign-in form and back."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -130,16 +131,34 @@ def _lang(request: Request) -> str:
     return i18n.language(request, workspace(request).config.locale)
 
 
+@dataclass
+class ValuePage:
+    """What every page over the latest snapshot starts with."""
+
+    principal: Principal
+    view: View
+    lang: str
+    w: dict[str, str]
+
+
+def _value_page(request: Request, active: str) -> ValuePage | HTMLResponse:
+    """The page's context, or the "compute first" page when there is no snapshot yet."""
+    principal = viewer(request, "values:read")
+    view, lang = _view(request), _lang(request)
+    if view is None:
+        return render(request, principal, "empty.html", active)
+    return ValuePage(principal, view, lang, i18n.table(lang))
+
+
 # -- overview, RFM, tiers, lifecycle, CLV ------------------------------------------------
 
 
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request) -> HTMLResponse:
-    principal = viewer(request, "values:read")
-    view, lang = _view(request), _lang(request)
-    w = i18n.table(lang)
-    if view is None:
-        return render(request, principal, "empty.html", "overview")
+    page = _value_page(request, "overview")
+    if isinstance(page, HTMLResponse):
+        return page
+    principal, view, lang, w = page.principal, page.view, page.lang, page.w
     tiers = view.breakdown("tier")
     stages = {r["value"]: r["customers"] for r in view.breakdown("lifecycle")}
     risk = sorted(view.breakdown("churn_risk"), key=lambda r: RISK_ORDER.index(
@@ -165,11 +184,10 @@ def overview(request: Request) -> HTMLResponse:
 
 @router.get("/rfm", response_class=HTMLResponse)
 def rfm(request: Request) -> HTMLResponse:
-    principal = viewer(request, "values:read")
-    view, lang = _view(request), _lang(request)
-    if view is None:
-        return render(request, principal, "empty.html", "rfm")
-    w = i18n.table(lang)
+    page = _value_page(request, "rfm")
+    if isinstance(page, HTMLResponse):
+        return page
+    principal, view, lang, w = page.principal, page.view, page.lang, page.w
     grid = view.rf_grid()
     segments = view.rfm_segments()
     figures = {
@@ -207,11 +225,10 @@ def _int(text: str | None) -> int | None:
 
 @router.get("/tiers", response_class=HTMLResponse)
 def tiers(request: Request) -> HTMLResponse:
-    principal = viewer(request, "values:read")
-    view, lang = _view(request), _lang(request)
-    if view is None:
-        return render(request, principal, "empty.html", "tiers")
-    w = i18n.table(lang)
+    page = _value_page(request, "tiers")
+    if isinstance(page, HTMLResponse):
+        return page
+    principal, view, lang, w = page.principal, page.view, page.lang, page.w
     rows = view.breakdown("tier")
     snapshots, before, after = _snapshot_pair(request, view)
     figures = {
@@ -263,11 +280,10 @@ def tier_plan(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/lifecycle", response_class=HTMLResponse)
 def lifecycle(request: Request) -> HTMLResponse:
-    principal = viewer(request, "values:read")
-    view, lang = _view(request), _lang(request)
-    if view is None:
-        return render(request, principal, "empty.html", "lifecycle")
-    w = i18n.table(lang)
+    page = _value_page(request, "lifecycle")
+    if isinstance(page, HTMLResponse):
+        return page
+    principal, view, lang, w = page.principal, page.view, page.lang, page.w
     rows = {r["value"]: r for r in view.breakdown("lifecycle")}
     order = view.stage_order()
     figures = {"funnel": charts.funnel(w["stage_funnel"], [
@@ -289,11 +305,10 @@ def lifecycle(request: Request) -> HTMLResponse:
 
 @router.get("/clv", response_class=HTMLResponse)
 def clv(request: Request) -> HTMLResponse:
-    principal = viewer(request, "values:read")
-    view, lang = _view(request), _lang(request)
-    if view is None:
-        return render(request, principal, "empty.html", "clv")
-    w = i18n.table(lang)
+    page = _value_page(request, "clv")
+    if isinstance(page, HTMLResponse):
+        return page
+    principal, view, lang, w = page.principal, page.view, page.lang, page.w
     by_tier = view.clv_by_tier()
     histogram = view.clv_histogram()
     figures = {
