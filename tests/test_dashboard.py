@@ -310,3 +310,23 @@ def test_customer_timeline_has_tier_changes(demo: tierwise.Workspace) -> None:
     assert "Tier change" in page
     timeline = page[page.index('<ol class="timeline">'):]
     assert f"{before[moved]} · " in timeline  # the old tier's label, then the new one
+
+
+def test_import_result_page_names_the_rejected_rows(demo: tierwise.Workspace) -> None:
+    import time
+
+    client = _client(demo)
+    bad = "客户编号,注册时间\nB1,2026-01-01\nB2,not a date\n".encode()
+    started = client.post("/v1/imports", data={"table": "customers"},
+                          files={"file": ("bad.csv", bad, "text/csv")}).json()
+    for _ in range(200):
+        job = client.get(f"/v1/jobs/{started['job_id']}").json()
+        if job["status"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert job["status"] == "failed"
+    page = client.get(f"/imports?job={started['job_id']}&lang=en").text
+    assert "Import result" in page and "bad.csv" in page
+    assert f'/v1/imports/{started["job_id"]}/rejects' in page
+    rejected = client.get(f"/v1/imports/{started['job_id']}/rejects").text
+    assert "not a date" in rejected

@@ -190,6 +190,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "rows": ("行", "rows"),
     "accepted": ("接受", "Accepted"),
     "inserted": ("新增", "Inserted"),
+    "unchanged_rows": ("未变", "Unchanged"),
+    "import_result": ("导入结果", "Import result"),
     "updated": ("更新", "Updated"),
     "rejected": ("拒绝", "Rejected"),
     "rejected_rows": ("被拒绝的行", "Rejected rows"),

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2 import Environment, FileSystemLoader, Undefined, pass_context, select_autoescape
 from markupsafe import Markup
 
 from tierwise.api.auth import authenticate, workspace
@@ -51,13 +51,13 @@ class SignIn(Exception):
 
 
 def _number(value: Any, digits: int = 0) -> str:
-    if value is None:
+    if value is None or isinstance(value, Undefined):
         return "—"
     return f"{value:,.{digits}f}"
 
 
 def _percent(value: Any, digits: int = 1) -> str:
-    return "—" if value is None else f"{100 * value:.{digits}f}%"
+    return "—" if value is None or isinstance(value, Undefined) else f"{100 * value:.{digits}f}%"
 
 
 @pass_context
@@ -612,8 +612,20 @@ def imports_page(request: Request) -> HTMLResponse:
                             ).all()
         recent_jobs = conn.execute(sa.select(jobs).where(jobs.c.kind == "import")
                                    .order_by(jobs.c.job_id.desc()).limit(10)).all()
+        asked = _int(request.query_params.get("job"))
+        job = conn.execute(sa.select(jobs).where(jobs.c.job_id == asked, jobs.c.kind == "import")
+                           ).first() if asked else None
+    finished = None
+    if job is not None:
+        from tierwise.api.routes_imports import rejects_path
+
+        finished = {"job_id": job.job_id, "status": job.status, "error": job.error,
+                    "result": json.loads(job.result) if job.result else None,
+                    "params": json.loads(job.params),
+                    "rejects": rejects_path(ws, job.job_id).exists()}
     return render(request, principal, "imports.html", "imports", tables=list(TABLES),
-                  past=past, jobs=recent_jobs, can_write=principal.can("imports:write"))
+                  past=past, jobs=recent_jobs, finished=finished,
+                  can_write=principal.can("imports:write"))
 
 
 @router.post("/dashboard/imports/inspect")
