@@ -166,6 +166,11 @@ def test_periods() -> None:
     assert parse_period("2026-01").previous().name == "2025-12"
     assert parse_period("2026H1").previous().name == "2025H2"
     assert parse_period("2026").previous().name == "2025"
+    from tierwise.review import last_full_quarter
+
+    assert last_full_quarter(datetime(2026, 6, 30, 15, 59, tzinfo=UTC)) == "2026Q2"
+    assert last_full_quarter(datetime(2026, 11, 15, tzinfo=UTC)) == "2026Q3"
+    assert last_full_quarter(datetime(2026, 1, 10, tzinfo=UTC)) == "2025Q4"
     for bad in ("2026Q5", "26Q1", "2026-13", "Q3"):
         with pytest.raises(TierwiseError, match="period"):
             parse_period(bad)

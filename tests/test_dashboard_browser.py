@@ -216,6 +216,7 @@ def test_import_through_the_mapping_screen(page: Any, server: str, tmp_path: Pat
     page.screenshot(path=str(SCREENS / "import-mapping.png"), full_page=True)
     page.click("#import-button")
     page.wait_for_url(re.compile(r"/imports\?job=\d+&status=done"), timeout=30_000)
+    assert "新客户.csv" in page.locator("section.result").inner_text()
     page.goto("/customers?q=WEB-00")
     assert page.locator("tbody th a").count() == 2
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}

@@ -21,6 +21,7 @@ before its end, else the earliest after), or the members of one segment at the p
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -237,3 +238,49 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
             result.migration = moves(opening.table, closing.table, "tier")
     result.movers_up, result.movers_down = _movers(ws, period, previous)
     return result
+
+
+_CACHE: dict[tuple[object, ...], Review] = {}
+_CACHE_SIZE = 16
+_LOCK = threading.Lock()
+
+
+def last_full_quarter(at: datetime | None = None) -> str:
+    """The latest quarter complete at an instant (default now): ``2026Q3`` in November
+    2026. Data as of a quarter's last day (a snapshot as of 30 June) completes it."""
+    from tierwise.store.control import utcnow
+
+    now = (at or utcnow()) + timedelta(days=1)
+    quarter = (now.month - 1) // 3
+    return f"{now.year}Q{quarter}" if quarter else f"{now.year - 1}Q4"
+
+
+def _data_token(ws: Workspace, segment: str | None) -> tuple[object, ...]:
+    """Changes whenever the review's inputs could: orders, snapshots, the segment's
+    history, the time zone."""
+    import sqlalchemy as sa
+
+    from tierwise.store.tables import segment_history, snapshots
+
+    with ws.control.read() as conn:
+        orders = ws.facts.max_file_id(conn, "orders")
+        snaps = conn.execute(sa.select(sa.func.count(), sa.func.max(snapshots.c.snapshot_id))
+                             ).one()
+        history = conn.execute(sa.select(sa.func.max(segment_history.c.history_id)).where(
+            segment_history.c.segment_key == segment)).scalar() if segment else None
+    return (str(ws.root), ws.config.timezone, orders, tuple(snaps), history)
+
+
+def cached_review(ws: Workspace, period_text: str, segment: str | None = None) -> Review:
+    """``review`` computed once for the same inputs (the dashboard asks often; the answer
+    only changes with new orders, snapshots or segment history)."""
+    key = (_data_token(ws, segment), period_text.strip().upper(), segment)
+    with _LOCK:
+        found = _CACHE.get(key)
+    if found is None:
+        found = review(ws, period_text, segment)
+        with _LOCK:
+            if len(_CACHE) >= _CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+            _CACHE[key] = found
+    return found

@@ -197,6 +197,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
     threading.Thread(target=_maintenance, args=(app.state.ws, stop),
                      name="tierwise-maintenance", daemon=True).start()
+    from tierwise.dashboard.data import keep_warm
+
+    threading.Thread(target=keep_warm, args=(app.state.ws, stop),
+                     kwargs={"also": app.state.latest_values.table},
+                     name="tierwise-dashboard-warm", daemon=True).start()
     app.state.worker.start()
     try:
         yield

@@ -7,6 +7,7 @@ orders up to the snapshot's as_of and are cached the same way.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -228,24 +229,23 @@ class View:
         rows = self._once("at_risk", lambda: _at_risk_rows(t, limit))
         return [{**row, "reasons": reasons(row, lang)} for row in rows]
 
-    def stage_flows(self, previous: pa.Table | None) -> list[dict[str, Any]]:
-        if previous is None:
-            return []
-        return self._once("stage_flows",  # type: ignore[no-any-return]
-                          lambda: moves(previous, self.table, "lifecycle"))
+    def moves_from(self, earlier: View, column: str) -> list[dict[str, Any]]:
+        """Customers per (value in ``earlier``, value here) of ``column``."""
+        return self._once(  # type: ignore[no-any-return]
+            f"moves:{earlier.snapshot.snapshot_id}:{column}",
+            lambda: moves(earlier.table, self.table, column))
 
     def monthly(self, months: int = 12) -> list[dict[str, Any]]:
         """Revenue, orders and buyers per calendar month up to the snapshot's as_of."""
         def make() -> list[dict[str, Any]]:
             as_of = self.as_of.replace(tzinfo=None)
             found = self.ws.sql(
-                "SELECT strftime(date_trunc('month', ordered_at), '%Y-%m') AS month, "
-                "sum(amount) AS revenue, count(*) AS orders, "
-                "count(DISTINCT customer_id) AS buyers FROM orders "
+                "SELECT date_trunc('month', ordered_at) AS month, sum(amount) AS revenue, "
+                "count(*) AS orders, count(DISTINCT customer_id) AS buyers FROM orders "
                 "WHERE status = 'paid' AND ordered_at <= ? "
                 "AND ordered_at > ?::TIMESTAMP - INTERVAL (?) MONTH "
                 "GROUP BY 1 ORDER BY 1", [as_of, as_of, months])
-            return [{"month": r["month"], "revenue": float(r["revenue"] or 0.0),
+            return [{"month": f"{r['month']:%Y-%m}", "revenue": float(r["revenue"] or 0.0),
                      "orders": int(r["orders"]), "buyers": int(r["buyers"])}
                     for r in found.to_pylist()]
         return self._once("monthly", make)  # type: ignore[no-any-return]
@@ -330,6 +330,20 @@ def value_history(ws: Workspace, customer_id: str,
     return sorted(out, key=lambda r: r["as_of"])
 
 
+def warm(view: View, lang: str) -> None:
+    """Compute every aggregate a page of this view shows, so that no request waits."""
+    view.kpis()
+    view.monthly()
+    for column in ("tier", "lifecycle", "churn_risk", "rfm_segment"):
+        view.breakdown(column)
+    view.rf_grid()
+    view.rfm_segments()
+    view.pareto()
+    view.clv_by_tier()
+    view.clv_histogram()
+    view.at_risk(lang)
+
+
 class Views:
     """Views of recent snapshots per workspace, least recently used dropped first."""
 
@@ -357,3 +371,34 @@ class Views:
 
 
 VIEWS = Views()
+#: Seconds between looks for a new snapshot to warm.
+WARM_EVERY = 15.0
+log = logging.getLogger("tierwise.dashboard")
+
+
+def keep_warm(ws: Workspace, stop: threading.Event, every: float = WARM_EVERY,
+              also: Callable[[], object] | None = None) -> None:
+    """While the server runs: whenever a snapshot becomes the latest (at start, after a
+    compute run in any process), compute what the pages show of it, the migration from the
+    snapshot before it and the review of the last full quarter; ``also`` is called then too
+    (the API's per-customer values)."""
+    from tierwise.review import cached_review, last_full_quarter
+
+    seen = None
+    while not stop.is_set():
+        try:
+            found = compute.list_snapshots(ws)
+            if found and found[-1]["snapshot_id"] != seen:
+                seen = found[-1]["snapshot_id"]  # tried once: a failure is not retried
+                view = VIEWS.get(ws, seen)
+                warm(view, ws.config.locale)
+                if len(found) > 1:
+                    earlier = VIEWS.get(ws, found[-2]["snapshot_id"])
+                    view.moves_from(earlier, "tier")
+                    view.moves_from(earlier, "lifecycle")
+                cached_review(ws, last_full_quarter(view.as_of))
+                if also is not None:
+                    also()
+        except Exception:  # noqa: BLE001 - pages compute on demand instead
+            log.exception("could not precompute the dashboard's figures")
+        stop.wait(every)

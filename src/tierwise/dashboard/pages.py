@@ -244,9 +244,7 @@ def tiers(request: Request) -> HTMLResponse:
     if before is not None and after is not None and before != after:
         old, new = _view(request, before), _view(request, after)
         if old is not None and new is not None:
-            from tierwise.dashboard.data import moves
-
-            flows = moves(old.table, new.table, "tier")
+            flows = new.moves_from(old, "tier")
             figures["migration"] = charts.sankey(
                 w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
                                  for m in flows if m["customers"]],
@@ -292,7 +290,7 @@ def lifecycle(request: Request) -> HTMLResponse:
     if before is not None:
         old = _view(request, before)
         if old is not None:
-            flows = view.stage_flows(old.table)
+            flows = view.moves_from(old, "lifecycle")
             figures["flows"] = charts.sankey(
                 w["stage_flows"], [(view.stage_label(m["from"], lang),
                                     view.stage_label(m["to"], lang), m["customers"])
@@ -540,31 +538,24 @@ def actions(request: Request) -> HTMLResponse:
                   can_run=principal.can("actions:run"))
 
 
-def _default_period() -> str:
-    from tierwise.store.control import utcnow
-
-    now = utcnow()
-    quarter = (now.month - 1) // 3  # the last full quarter
-    return f"{now.year}Q{quarter}" if quarter else f"{now.year - 1}Q4"
-
-
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request) -> HTMLResponse:
     from tierwise import review
     from tierwise.segments import definitions as defs
 
     principal = viewer(request, "values:read")
-    period = request.query_params.get("period") or _default_period()
+    view = _view(request)
+    period = request.query_params.get("period") or review.last_full_quarter(
+        view.as_of if view else None)
     segment_key = request.query_params.get("segment") or None
     lang = _lang(request)
     keys = sorted(defs.applied(workspace(request)))
     try:
-        found = review.review(workspace(request), period, segment_key)
+        found = review.cached_review(workspace(request), period, segment_key)
     except TierwiseError as exc:
         return render(request, principal, "review.html", "review", period=period, error=str(exc),
                       result=None, figures={}, segment=segment_key or "", segment_keys=keys)
     w = i18n.table(lang)
-    view = _view(request)
     label = (lambda t: view.tier_label(t, lang)) if view and found.grouping == "tier" else str
     figures = {"kpi": charts.bars(w["revenue"], [label(g["group"]) for g in found.groups], [
         (found.previous.name, [round(g["before"]["revenue"], 2) for g in found.groups]),
@@ -587,10 +578,12 @@ def review_report(fmt: str, request: Request) -> Response:
     viewer(request, "values:read")
     if fmt not in ("html", "pdf"):
         raise Problem(404, "reports are html or pdf")
-    period = request.query_params.get("period") or _default_period()
+    view = _view(request)
+    period = request.query_params.get("period") or review.last_full_quarter(
+        view.as_of if view else None)
     ws, lang = workspace(request), _lang(request)
     try:
-        found = review.review(ws, period, request.query_params.get("segment") or None)
+        found = review.cached_review(ws, period, request.query_params.get("segment") or None)
     except TierwiseError as exc:
         raise Problem(422, str(exc)) from None
     name = f"tierwise-review-{found.period.name}.{fmt}"

@@ -117,6 +117,11 @@ class Snapshot:
     seconds: float
 
 
+#: Rows per Parquet row group of a snapshot file: snapshots are sorted by customer id, so
+#: reading one customer's row (their tier history) touches one group of this size.
+SNAPSHOT_ROW_GROUP = 65_536
+
+
 def _np(table: pa.Table, name: str, fill: float = np.nan) -> np.ndarray:
     return np.asarray(pc.fill_null(table[name].cast(pa.float64()), fill)
                       .to_numpy(zero_copy_only=False), dtype=float)
@@ -320,7 +325,7 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
     folder.mkdir(exist_ok=True)
     name = f"{snap.as_of.astimezone(ws.config.zone):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     tmp = folder / f".{name}.parquet"
-    pq.write_table(snap.table, tmp, compression="zstd")
+    pq.write_table(snap.table, tmp, compression="zstd", row_group_size=SNAPSHOT_ROW_GROUP)
     final = folder / f"{name}.parquet"
     tmp.replace(final)
     with ws.control.read() as conn:
@@ -400,5 +405,5 @@ def replace_snapshot_file(path: Path, table: pa.Table) -> None:
     import os
 
     tmp = path.with_name(f".{path.name}.rewrite")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", row_group_size=SNAPSHOT_ROW_GROUP)
     os.replace(tmp, path)
