@@ -335,3 +335,16 @@ def test_import_result_page_names_the_rejected_rows(demo: tierwise.Workspace) ->
     assert f'/v1/imports/{started["job_id"]}/rejects' in page
     rejected = client.get(f"/v1/imports/{started['job_id']}/rejects").text
     assert "not a date" in rejected
+
+
+def test_actions_page_lists_the_showcase_automations(demo: tierwise.Workspace) -> None:
+    from tierwise.actions import dispatch
+    from tierwise.actions.channels import Channels
+
+    dispatch.dispatch_due(demo, Channels(demo))  # what the server's dispatcher does
+    page = _client(demo).get("/actions?lang=en").text
+    assert "awaken_call" in page and "tier_a_care" in page and "awaken_sequence" in page
+    assert "Owner:" in page and "/v1/tasks/" in page  # open tasks with a complete button
+    customer = re.search(r'/customers/([^"]+)"', page[page.index("Tasks"):]).group(1)
+    assert "Tier A care" in _client(demo).get(f"/customers/{customer}?lang=en").text or \
+        "Recall sequence" in _client(demo).get(f"/customers/{customer}?lang=en").text

@@ -6,6 +6,7 @@ import importlib.metadata
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -121,8 +122,10 @@ SHOWCASE_GAP_DAYS = 90
 
 def showcase(ws: Workspace, step: Step | None = None) -> None:
     """Make a demo workspace look lived-in: a snapshot 90 days back and one now (tier
-    migration has two ends), and the built-in segment templates saved and evaluated, twice
-    (at the earlier instant and now), so segments have history and a size trend."""
+    migration has two ends), the built-in segment templates saved and evaluated, twice
+    (at the earlier instant and now), so segments have history and a size trend, and a
+    trigger and two playbooks (tasks only: nothing leaves the machine) that the second
+    evaluation sets off."""
     from datetime import timedelta
 
     from tierwise.segments import definitions as defs
@@ -135,9 +138,39 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
     stages = [("compute", lambda: ws.compute(earlier)),
               ("segments", lambda: [defs.save(ws, t, "demo showcase") for t in TEMPLATES.values()]),
               ("evaluate", lambda: evaluate_all(ws, earlier)),
+              ("automations", lambda: _showcase_automations(ws)),
               ("compute", lambda: ws.compute(now)),
               ("evaluate", lambda: evaluate_all(ws, now))]
     for i, (name, run) in enumerate(stages, 1):
         run()
         if step:
             step(name, i, len(stages))
+
+
+SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {
+    "trigger": [{
+        "key": "awaken_call", "names": {"zh-CN": "待唤醒客户回访", "en": "Call to awaken"},
+        "on": {"event": "enter", "segment": "to_be_awakened"},
+        "action": {"type": "task", "title": "回访待唤醒客户 / call a customer to awaken",
+                   "due_hours": 72, "priority": "normal"}}],
+    "playbook": [{
+        "key": "tier_a_care", "names": {"zh-CN": "A 类客户专属服务", "en": "Tier A care"},
+        "applies_to": {"tier": "A"}, "priority": 10, "service_level": "premium",
+        "sla_response_hours": 4, "ticket_priority": "high", "owner_role": "analyst",
+        "cadence_days": 14, "channels": ["phone", "wechat"], "offers": ["专属顾问", "优先发货"]},
+        {"key": "awaken_sequence", "names": {"zh-CN": "沉睡唤醒序列", "en": "Recall sequence"},
+         "applies_to": {"segment": "to_be_awakened"}, "priority": 50,
+         "service_level": "standard", "channels": ["email"], "offers": ["回归礼券"],
+         "steps": [{"after": "0d", "action": {"type": "task", "title": "发送回归礼券"}},
+                   {"after": "7d", "action": {"type": "task", "title": "电话回访"}}]}],
+}
+
+
+def _showcase_automations(ws: Workspace) -> None:
+    from tierwise.actions import definitions as automations
+
+    with ws.control.write() as conn:
+        for kind, items in SHOWCASE_AUTOMATIONS.items():
+            for item in items:
+                automations.save(conn, kind, automations.parse_definition(
+                    kind, item, f"showcase {kind} {item['key']}"), "demo showcase")
