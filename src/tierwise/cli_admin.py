@@ -58,7 +58,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         if not accounts.list_users(conn):
             out.print("[yellow]no users yet:[/] add one with `tierwise users add NAME --role "
                       "admin`")
-    out.print(f"tierwise API for {ws.root} on http://{host}:{port} (reference at /docs)")
+    out.print(f"tierwise for {ws.root}: dashboard on http://{host}:{port}/, API under /v1 "
+              "(reference at /docs)")
     options: dict[str, object] = {"host": host, "port": port, "log_level": "info",
                                   "server_header": False, "proxy_headers": False}
     if workers > 1:  # each process opens the workspace itself
