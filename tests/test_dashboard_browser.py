@@ -180,6 +180,17 @@ def test_visual_segment_builder_counts_and_saves(page: Any, server: str) -> None
     assert page.locator("h1").inner_text().startswith("two_plus_orders") or \
         "Two or more" in page.locator("h1").inner_text() or "two_plus_orders" in page.content()
     assert f"{entering:,}" in page.locator("main").inner_text()
+    # editing starts from the applied rule, as rows, and keeps what the form does not show
+    page.goto("/segments/two_plus_orders/edit")
+    expect(page.locator(".condition")).to_have_count(2)
+    expect(page.locator("#name-en")).to_have_value("Two or more orders")
+    page.locator(".condition .c-value").last.fill("3")
+    expect(page.locator("#rule")).to_have_value("tier IN ('A', 'B') AND COUNT(orders) >= 3")
+    page.click("#save-button")
+    page.wait_for_url(re.compile(r"/segments/two_plus_orders$"))
+    applied = page.request.get(f"{server}/v1/segments/two_plus_orders").json()
+    assert applied["version"] == 2 and applied["definition"]["names"]["en"] == \
+        "Two or more orders"
 
 
 def test_customer_360_and_member_export(page: Any) -> None:

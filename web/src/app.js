@@ -266,9 +266,14 @@ function wireBuilder() {
 
   async function save(dryRun) {
     const key = $("#key", form).value.trim();
+    // Editing keeps what the form does not show (owner, tags, status) from the applied
+    // definition; the rule is taken as text.
+    const existing = readJson("definition") || {};
+    delete existing.rule_json;
     const body = {
+      ...existing,
       key,
-      names: { "zh-CN": $("#name-zh", form).value, en: $("#name-en", form).value },
+      names: { ...(existing.names || {}), "zh-CN": $("#name-zh", form).value, en: $("#name-en", form).value },
       description: $("#description", form).value,
       rule: text.value,
     };

@@ -390,6 +390,9 @@ def edit_segment(key: str, request: Request) -> HTMLResponse:
     found = defs.applied(workspace(request)).get(key)
     if found is None:
         raise Problem(404, f"no segment {key!r}")
+    if found.definition.kind != "dynamic":
+        raise Problem(409, f"segment {key!r} is a {found.definition.kind} list: change its "
+                      "members instead (POST /v1/segments/{key}/members)")
     return _builder(request, principal, found.definition)
 
 
