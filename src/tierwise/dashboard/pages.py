@@ -4,6 +4,7 @@ a browser without a session is sent to the sign-in form and back."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,23 +142,33 @@ class ValuePage:
     w: dict[str, str]
 
 
-def _value_page(request: Request, active: str) -> ValuePage | HTMLResponse:
-    """The page's context, or the "compute first" page when there is no snapshot yet."""
-    principal = viewer(request, "values:read")
-    view, lang = _view(request), _lang(request)
-    if view is None:
-        return render(request, principal, "empty.html", active)
-    return ValuePage(principal, view, lang, i18n.table(lang))
+def value_page(active: str) -> Callable[[Callable[[Request, ValuePage], HTMLResponse]],
+                                        Callable[[Request], HTMLResponse]]:
+    """A page over the latest snapshot: ``build(request, page)`` runs when there is one;
+    without a snapshot the "compute first" page answers instead."""
+
+    def wrap(build: Callable[[Request, ValuePage], HTMLResponse]
+             ) -> Callable[[Request], HTMLResponse]:
+        def route(request: Request) -> HTMLResponse:
+            principal = viewer(request, "values:read")
+            view, lang = _view(request), _lang(request)
+            if view is None:
+                return render(request, principal, "empty.html", active)
+            return build(request, ValuePage(principal, view, lang, i18n.table(lang)))
+
+        route.__name__ = build.__name__
+        route.__doc__ = build.__doc__
+        return route
+
+    return wrap
 
 
 # -- overview, RFM, tiers, lifecycle, CLV ------------------------------------------------
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview(request: Request) -> HTMLResponse:
-    page = _value_page(request, "overview")
-    if isinstance(page, HTMLResponse):
-        return page
+@value_page("overview")
+def overview(request: Request, page: ValuePage) -> HTMLResponse:
     principal, view, lang, w = page.principal, page.view, page.lang, page.w
     tiers = view.breakdown("tier")
     stages = {r["value"]: r["customers"] for r in view.breakdown("lifecycle")}
@@ -183,10 +194,8 @@ def overview(request: Request) -> HTMLResponse:
 
 
 @router.get("/rfm", response_class=HTMLResponse)
-def rfm(request: Request) -> HTMLResponse:
-    page = _value_page(request, "rfm")
-    if isinstance(page, HTMLResponse):
-        return page
+@value_page("rfm")
+def rfm(request: Request, page: ValuePage) -> HTMLResponse:
     principal, view, lang, w = page.principal, page.view, page.lang, page.w
     grid = view.rf_grid()
     segments = view.rfm_segments()
@@ -224,10 +233,8 @@ def _int(text: str | None) -> int | None:
 
 
 @router.get("/tiers", response_class=HTMLResponse)
-def tiers(request: Request) -> HTMLResponse:
-    page = _value_page(request, "tiers")
-    if isinstance(page, HTMLResponse):
-        return page
+@value_page("tiers")
+def tiers(request: Request, page: ValuePage) -> HTMLResponse:
     principal, view, lang, w = page.principal, page.view, page.lang, page.w
     rows = view.breakdown("tier")
     snapshots, before, after = _snapshot_pair(request, view)
@@ -277,10 +284,8 @@ def tier_plan(request: Request, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/lifecycle", response_class=HTMLResponse)
-def lifecycle(request: Request) -> HTMLResponse:
-    page = _value_page(request, "lifecycle")
-    if isinstance(page, HTMLResponse):
-        return page
+@value_page("lifecycle")
+def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
     principal, view, lang, w = page.principal, page.view, page.lang, page.w
     rows = {r["value"]: r for r in view.breakdown("lifecycle")}
     order = view.stage_order()
@@ -302,10 +307,8 @@ def lifecycle(request: Request) -> HTMLResponse:
 
 
 @router.get("/clv", response_class=HTMLResponse)
-def clv(request: Request) -> HTMLResponse:
-    page = _value_page(request, "clv")
-    if isinstance(page, HTMLResponse):
-        return page
+@value_page("clv")
+def clv(request: Request, page: ValuePage) -> HTMLResponse:
     principal, view, lang, w = page.principal, page.view, page.lang, page.w
     by_tier = view.clv_by_tier()
     histogram = view.clv_histogram()
