@@ -348,3 +348,25 @@ def test_actions_page_lists_the_showcase_automations(demo: tierwise.Workspace) -
     customer = re.search(r'/customers/([^"]+)"', page[page.index("Tasks"):]).group(1)
     assert "Tier A care" in _client(demo).get(f"/customers/{customer}?lang=en").text or \
         "Recall sequence" in _client(demo).get(f"/customers/{customer}?lang=en").text
+
+
+def test_customer_list_filtered_by_snapshot_values(demo: tierwise.Workspace) -> None:
+    view = VIEWS.get(demo)
+    t = view.table
+    ids = sorted(c for c, tier, stage in zip(t.column("customer_id").to_pylist(),
+                                              t.column("tier").to_pylist(),
+                                              t.column("lifecycle").to_pylist(), strict=True)
+                 if tier == "D" and stage == "churned")
+    assert len(ids) > 50  # two pages
+    client = _client(demo)
+    first = client.get("/customers?tier=D&lifecycle=churned&lang=en").text
+    assert f"{len(ids):,} Customers" in first
+    shown = re.findall(r'<th scope="row"><a href="/customers/([^"]+)"', first)
+    assert shown == ids[:50]
+    cursor = re.search(r'after=([^"&]+)" rel="next"', first).group(1)
+    second = client.get(f"/customers?tier=D&lifecycle=churned&after={cursor}").text
+    assert re.findall(r'<th scope="row"><a href="/customers/([^"]+)"', second) == ids[50:100]
+    tiers = client.get("/tiers").text
+    assert 'href="/customers?tier=A"' in tiers
+    nothing = client.get("/customers?tier=Z&lang=en").text
+    assert "0 Customers" in nothing and "None yet" in nothing

@@ -97,11 +97,14 @@ def list_customers(
 
 def search(ws: Workspace, principal: Principal, *, q: str | None = None,
            owner: str | None = None, city: str | None = None, segment: str | None = None,
-           after: str | None = None, limit: int = 50
+           after: str | None = None, limit: int = 50, ids: list[str] | None = None
            ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of customers as the principal may see them, and the cursor of the next."""
+    """A page of customers as the principal may see them, and the cursor of the next;
+    ``ids`` limits the page to those customers (at most a page of them)."""
     with ws.control.read() as conn:
         query = sa.select(customers)
+        if ids is not None:
+            query = query.where(customers.c.customer_id.in_(ids))
         if q:
             query = query.where(_search(conn, q, ws.config.phone_region))
         if owner:

@@ -250,6 +250,21 @@ class View:
                     for r in found.to_pylist()]
         return self._once("monthly", make)  # type: ignore[no-any-return]
 
+    def matching(self, filters: dict[str, str], after: str | None, limit: int) -> tuple[
+            list[str], int]:
+        """Customer ids (in id order, after ``after``, at most ``limit``) whose values in
+        this snapshot equal ``filters`` (column -> value), and how many match in all."""
+        t = self.table
+        mask = None
+        for column, value in filters.items():
+            hit = pc.fill_null(pc.equal(t.column(column), value), False)
+            mask = hit if mask is None else pc.and_(mask, hit)
+        ids = t.column("customer_id") if mask is None else t.filter(mask).column("customer_id")
+        total = len(ids)
+        if after:
+            ids = ids.filter(pc.greater(ids, after))
+        return ids.slice(0, limit).to_pylist(), total
+
     def stage_order(self) -> list[str]:
         present = {r["value"] for r in self.breakdown("lifecycle")}
         return [s for s in STAGES if s in present]

@@ -54,6 +54,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "avg_frequency": ("平均购买次数", "Mean orders"),
     "share": ("占比", "Share"),
     "tier": ("等级", "Tier"),
+    "rfm_segment": ("RFM 客户群", "RFM segment"),
     "distribution": ("分布", "Distribution"),
     "pareto": ("帕累托曲线（累计销售额占比）", "Pareto curve (cumulative revenue share)"),
     "top_customers_share": ("客户累计占比", "Share of customers, best first"),

@@ -41,6 +41,9 @@ NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/
 
 
 RISK_ORDER = ("high", "medium", "low", "unknown")
+#: Snapshot columns the customer list can be filtered by (?tier=A&lifecycle=at_risk).
+VALUE_FILTERS = ("tier", "lifecycle", "rfm_segment", "churn_risk")
+PAGE = 50
 RISK_COLOURS = {"high": "#c92a2a", "medium": "#e67700", "low": "#2b8a3e", "unknown": "#868e96"}
 
 
@@ -438,9 +441,25 @@ def customers(request: Request) -> HTMLResponse:
     principal = viewer(request, "customers:read")
     q = request.query_params.get("q") or None
     after = request.query_params.get("after") or None
-    items, next_after = search(workspace(request), principal, q=q, after=after, limit=50)
+    filters = {c: v for c in VALUE_FILTERS if (v := request.query_params.get(c))}
+    view, lang = _view(request), _lang(request)
+    matched = None
+    if filters and view is not None:
+        if not principal.can("values:read"):
+            raise Problem(403, f"role {principal.role} may not read values")
+        page_ids, matched = view.matching(filters, after, PAGE + 1)
+        items, _ = search(workspace(request), principal, ids=page_ids[:PAGE], limit=PAGE)
+        next_after = page_ids[PAGE - 1] if len(page_ids) > PAGE else None
+    else:
+        items, next_after = search(workspace(request), principal, q=q, after=after, limit=PAGE)
+    labels = {"tier": view.tier_label, "lifecycle": View.stage_label,
+              "rfm_segment": view.rfm_label} if view else {}
+    shown = {c: (labels[c](v, lang) if c in labels else i18n.table(lang).get(f"risk_{v}", v))
+             for c, v in filters.items()}
+    base = "&".join(f"{c}={quote(v)}" for c, v in filters.items())
     return render(request, principal, "customers.html", "customers", items=items,
-                  next_after=next_after, q=q or "")
+                  next_after=next_after, q=q or "", filters=shown, matched=matched,
+                  filter_query=base)
 
 
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
