@@ -132,6 +132,9 @@ class Worker:
         self.wake = threading.Event()
         #: Set while this process holds the lease.
         self.leased = threading.Event()
+        #: Set once the first catch-up after start is done (others wait for it: at start
+        #: the real-time work goes first).
+        self.caught_up = threading.Event()
         self.stats = Stats()
         self._threads: list[threading.Thread] = []
         self._watermark = utcnow()
@@ -201,6 +204,7 @@ class Worker:
             if not self._caught_up:
                 self._guard("catching up", self.catch_up)
                 self._caught_up = True
+                self.caught_up.set()
             self.wake.clear()
             self._guard("a real-time batch", self.run_batch)
             self._guard("the time sweep", self.sweep_step)

@@ -200,7 +200,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     from tierwise.dashboard.data import keep_warm
 
     threading.Thread(target=keep_warm, args=(app.state.ws, stop),
-                     kwargs={"also": app.state.latest_values.table},
+                     kwargs={"also": app.state.latest_values.table,
+                             "after": app.state.worker.caught_up},
                      name="tierwise-dashboard-warm", daemon=True).start()
     app.state.worker.start()
     try:

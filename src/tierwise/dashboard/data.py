@@ -388,17 +388,22 @@ class Views:
 VIEWS = Views()
 #: Seconds between looks for a new snapshot to warm.
 WARM_EVERY = 15.0
+WARM_AFTER = 120.0
 log = logging.getLogger("tierwise.dashboard")
 
 
 def keep_warm(ws: Workspace, stop: threading.Event, every: float = WARM_EVERY,
-              also: Callable[[], object] | None = None) -> None:
+              also: Callable[[], object] | None = None,
+              after: threading.Event | None = None) -> None:
     """While the server runs: whenever a snapshot becomes the latest (at start, after a
     compute run in any process), compute what the pages show of it, the migration from the
     snapshot before it and the review of the last full quarter; ``also`` is called then too
-    (the API's per-customer values)."""
+    (the API's per-customer values). The first round waits for ``after`` (the real-time
+    worker's catch-up), at most ``WARM_AFTER`` seconds."""
     from tierwise.review import cached_review, last_full_quarter
 
+    if after is not None:
+        after.wait(WARM_AFTER)
     seen = None
     while not stop.is_set():
         try:
