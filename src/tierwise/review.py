@@ -208,7 +208,7 @@ def _movers(ws: Workspace, period: Period, previous: Period) -> tuple[list[dict[
 
 def review(ws: Workspace, period_text: str, segment: str | None = None) -> Review:
     """The review of one period against the period before it."""
-    from tierwise.dashboard.data import moves
+    from tierwise.models.summaries import moves
 
     period = parse_period(period_text, ws.config.timezone)
     previous = period.previous()
