@@ -370,3 +370,24 @@ def test_customer_list_filtered_by_snapshot_values(demo: tierwise.Workspace) -> 
     assert 'href="/customers?tier=A"' in tiers
     nothing = client.get("/customers?tier=Z&lang=en").text
     assert "0 Customers" in nothing and "None yet" in nothing
+
+
+def test_upload_inspection_reads_large_and_binary_files(demo: tierwise.Workspace,
+                                                        tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    client = _client(demo)
+    big = "客户编号,姓名\n" + "".join(f"L{i:07d},顾客{i}\n" for i in range(120_000))
+    assert len(big.encode()) > 2 << 20  # larger than the API's 1 MB body limit
+    found = client.post("/dashboard/imports/inspect", data={"table": "customers"},
+                        files={"file": ("big.csv", big.encode(), "text/csv")})
+    assert found.status_code == 200 and found.json()["sample"][0] == ["L0000000", "顾客0"]
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["customer_id", "城市"])
+    sheet.append(["X9", "上海"])
+    book.save(tmp_path / "people.xlsx")
+    xlsx = client.post("/dashboard/imports/inspect", data={"table": "customers"},
+                       files={"file": ("people.xlsx", (tmp_path / "people.xlsx").read_bytes())})
+    assert xlsx.json()["suggested"] == {"customer_id": "customer_id", "城市": "city"}
+    assert xlsx.json()["sample"] == [["X9", "上海"]]

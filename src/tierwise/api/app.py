@@ -33,7 +33,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Largest request body in bytes; uploads of files to import may be larger.
 MAX_BODY = 1 << 20
 MAX_UPLOAD = 512 << 20
-UPLOAD_PATHS = ("/v1/imports",)
+UPLOAD_PATHS = ("/v1/imports", "/dashboard/imports/inspect")
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

@@ -51,6 +51,21 @@ def _mapping(ws: Workspace, text: str | None) -> Mapping:
     return Mapping.from_yaml(spec, f"saved mapping {text.strip()!r}")
 
 
+async def save_upload(file: UploadFile) -> FilePath:
+    """The uploaded file, saved under its (sanitised) name in a new temporary folder that
+    the caller removes; 422 for an empty file."""
+    folder = FilePath(tempfile.mkdtemp(prefix="tierwise-upload-"))
+    name = _SAFE_NAME.sub("_", FilePath(file.filename or "upload").name)[-120:] or "upload"
+    target = folder / name
+    with target.open("wb") as out:
+        while chunk := await file.read(CHUNK):
+            out.write(chunk)
+    if target.stat().st_size == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Problem(422, f"{file.filename}: the file is empty")
+    return target
+
+
 @router.post("/v1/imports", status_code=202, summary="Upload a file to import (a job)")
 async def upload(
     request: Request,
@@ -68,15 +83,8 @@ async def upload(
         raise Problem(422, "unknown_customers is 'reject' or 'create'")
     resolved = _mapping(ws, mapping)
     # Uploads wait outside the workspace and are deleted when the job ends.
-    folder = FilePath(tempfile.mkdtemp(prefix="tierwise-upload-"))
-    name = _SAFE_NAME.sub("_", FilePath(file.filename or "upload").name)[-120:] or "upload"
-    target = folder / name
-    with target.open("wb") as out:
-        while chunk := await file.read(CHUNK):
-            out.write(chunk)
-    if target.stat().st_size == 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise Problem(422, f"{file.filename}: the file is empty")
+    target = await save_upload(file)
+    folder = target.parent
     params = {"table": table, "file": file.filename, "dry_run": dry_run,
               "unknown_customers": unknown_customers}
 

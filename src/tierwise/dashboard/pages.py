@@ -19,13 +19,14 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, Undefined, pass_context, select_autoescape
 from markupsafe import Markup
 
-from tierwise.api.auth import authenticate, workspace
+from tierwise.api.auth import authenticate, require, workspace
 from tierwise.api.problems import Problem
 from tierwise.api.views import jsonable, present_customer
 from tierwise.dashboard import charts, i18n
 from tierwise.dashboard.data import VIEWS, View, value_history
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
+from tierwise.models.tiers import TierSpec
 from tierwise.security.roles import Principal
 
 HERE = Path(__file__).parent
@@ -267,19 +268,11 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
 
 
 @router.post("/dashboard/tiers/plan")
-def tier_plan(request: Request, body: dict[str, Any]) -> dict[str, Any]:
+def tier_plan(request: Request, spec: TierSpec,
+              principal: Principal = require("values:read")) -> dict[str, Any]:
     """How many customers each tier would hold under a new tier rule (nothing saved)."""
-    from pydantic import ValidationError
-
     from tierwise.dashboard.plans import tier_plan as plan
-    from tierwise.models.tiers import TierSpec
 
-    viewer(request, "values:read")
-    try:
-        spec = TierSpec.model_validate(body)
-    except ValidationError as exc:
-        raise Problem(422, "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                                     for e in exc.errors())) from None
     view = _view(request)
     if view is None:
         raise Problem(409, "no snapshot yet: compute first")
@@ -648,16 +641,21 @@ def imports_page(request: Request) -> HTMLResponse:
 
 @router.post("/dashboard/imports/inspect")
 async def inspect_upload(request: Request, file: UploadFile = File(...),
-                         table: str = Form(...)) -> dict[str, Any]:
+                         table: str = Form(...),
+                         principal: Principal = require("imports:write")) -> dict[str, Any]:
     """The columns of an uploaded file, a sample of rows and the suggested mapping."""
+    import shutil
+
+    from tierwise.api.routes_imports import save_upload
     from tierwise.dashboard.plans import inspect_file
 
-    viewer(request, "imports:write")
-    head = await file.read(4 << 20)
+    path = await save_upload(file)
     try:
-        return inspect_file(file.filename or "upload", head, table)
+        return inspect_file(path, file.filename or path.name, table)
     except TierwiseError as exc:
         raise Problem(422, str(exc)) from None
+    finally:
+        shutil.rmtree(path.parent, ignore_errors=True)
 
 
 @router.get("/lang/{code}")

@@ -3,8 +3,6 @@ uploaded file's columns with the mapping the importer would pick."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +46,7 @@ def tier_plan(view: View, spec: TierSpec) -> dict[str, Any]:
             "snapshot_id": view.snapshot.snapshot_id}
 
 
-def inspect_file(name: str, data: bytes, table: str) -> dict[str, Any]:
+def inspect_file(path: Path, name: str, table: str) -> dict[str, Any]:
     """Header, the first rows as text and the suggested mapping of an uploaded file."""
     from tierwise.definitions.schemas import TABLES, table_schema
     from tierwise.errors import TierwiseError
@@ -57,23 +55,16 @@ def inspect_file(name: str, data: bytes, table: str) -> dict[str, Any]:
 
     if table not in TABLES:
         raise TierwiseError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
-    folder = Path(tempfile.mkdtemp(prefix="tierwise-inspect-"))
-    try:
-        path = folder / (Path(name).name or "upload")
-        path.write_bytes(data)
-        source = open_file(path)
-        sample: list[list[Any]] = []
-        for batch in source.batches():
-            for row in batch.table.slice(0, SAMPLE_ROWS - len(sample)).to_pylist():
-                sample.append([None if v is None else str(v) for v in row.values()])
-            if len(sample) >= SAMPLE_ROWS:
-                break
-        header = list(source.info.header)
-        schema = table_schema(table)
-        suggested = {source_col: target for target, source_col in
-                     matched(schema, header).items()}
-        return {"file": name, "format": source.info.format, "columns": header,
-                "sample": sample, "fields": list(schema.names), "suggested": suggested,
-                "required": list(schema.required)}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    source = open_file(path)
+    sample: list[list[Any]] = []
+    for batch in source.batches():
+        for row in batch.table.slice(0, SAMPLE_ROWS - len(sample)).to_pylist():
+            sample.append([None if v is None else str(v) for v in row.values()])
+        if len(sample) >= SAMPLE_ROWS:
+            break
+    header = list(source.info.header)
+    schema = table_schema(table)
+    suggested = {source_col: target for target, source_col in matched(schema, header).items()}
+    return {"file": name, "format": source.info.format, "columns": header, "sample": sample,
+            "fields": list(schema.names), "suggested": suggested,
+            "required": list(schema.required)}
