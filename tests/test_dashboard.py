@@ -391,3 +391,14 @@ def test_upload_inspection_reads_large_and_binary_files(demo: tierwise.Workspace
                        files={"file": ("people.xlsx", (tmp_path / "people.xlsx").read_bytes())})
     assert xlsx.json()["suggested"] == {"customer_id": "customer_id", "城市": "city"}
     assert xlsx.json()["sample"] == [["X9", "上海"]]
+
+
+def test_customer_timeline_shows_tickets_and_feedback(demo: tierwise.Workspace) -> None:
+    row = demo.sql("SELECT f.customer_id, f.nps FROM feedback f JOIN tickets t "
+                   "ON t.customer_id = f.customer_id WHERE f.nps IS NOT NULL LIMIT 1"
+                   ).to_pylist()[0]
+    page = _client(demo).get(f"/customers/{row['customer_id']}?lang=en").text
+    timeline = page[page.index('<ol class="timeline">'):]
+    assert '<span class="tag">Feedback</span>' in timeline
+    assert f"nps {row['nps']}" in timeline
+    assert '<span class="tag">Tickets</span>' in timeline

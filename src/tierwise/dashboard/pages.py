@@ -45,6 +45,7 @@ RISK_ORDER = ("high", "medium", "low", "unknown")
 #: Snapshot columns the customer list can be filtered by (?tier=A&lifecycle=at_risk).
 VALUE_FILTERS = ("tier", "lifecycle", "rfm_segment", "churn_risk")
 PAGE = 50
+TIMELINE_ITEMS = 200
 RISK_COLOURS = {"high": "#c92a2a", "medium": "#e67700", "low": "#2b8a3e", "unknown": "#868e96"}
 
 
@@ -470,9 +471,9 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
     values = request.app.state.latest_values.of(customer_id)
     history = customer_segments(ws, customer_id)
     view = _view(request)
-    timeline = _timeline(found, history, lang)
-    timeline += _value_changes(value_history(ws, customer_id), view, lang)
-    timeline.sort(key=lambda i: str(jsonable(i["at"])), reverse=True)
+    timeline = sorted(_timeline(found, history, lang)
+                      + _value_changes(value_history(ws, customer_id), view, lang),
+                      key=lambda i: str(jsonable(i["at"])), reverse=True)[:TIMELINE_ITEMS]
     playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
     return render(request, principal, "customer.html", "customers",
                   customer=present_customer(principal, found.customer), profile=found,
@@ -483,32 +484,37 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
 
 
 def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
-    """Orders, events, tickets, feedback and segment entries/exits, newest first."""
+    """Orders, events, tickets, feedback and segment entries/exits (unsorted), each placed
+    at its table's time column."""
+    from tierwise.definitions.schemas import table_schema
+
     w = i18n.table(lang)
+
+    def at(table: str, row: dict[str, Any]) -> Any:
+        return row.get(table_schema(table).time_column or "")
+
+    def joined(row: dict[str, Any], names: tuple[str, ...]) -> str:
+        return " · ".join(f"{n} {row[n]}" if n in ("nps", "csat") else str(row[n])
+                          for n in names if row.get(n) is not None)
+
     items: list[dict[str, Any]] = []
-    for o in found.recent_orders:
-        items.append({"at": o.get("ordered_at"), "kind": w["orders"],
-                      "text": f"{o.get('order_id')} · {_number(o.get('amount'), 2)} · "
-                              f"{o.get('status')}"})
-    for e in found.recent_events:
-        items.append({"at": e.get("occurred_at"), "kind": w["events"],
-                      "text": str(e.get("type") or e.get("event_type") or "")})
-    for t in found.tickets:
-        items.append({"at": t.get("opened_at") or t.get("created_at"), "kind": w["tickets"],
-                      "text": " · ".join(str(t.get(k)) for k in ("subject", "status", "priority")
-                                         if t.get(k))})
-    for f in found.feedback:
-        items.append({"at": f.get("submitted_at") or f.get("created_at"), "kind": w["feedback"],
-                      "text": " · ".join(str(f.get(k)) for k in ("score", "comment") if f.get(k)
-                                         is not None)})
+    items += [{"at": at("orders", o), "kind": w["orders"],
+               "text": f"{o.get('order_id')} · {_number(o.get('amount'), 2)} · "
+                       f"{o.get('status')}"} for o in found.recent_orders]
+    items += [{"at": at("events", e), "kind": w["events"], "text": str(e.get("type") or "")}
+              for e in found.recent_events]
+    items += [{"at": at("tickets", t), "kind": w["tickets"],
+               "text": joined(t, ("ticket_id", "category", "status", "priority"))}
+              for t in found.tickets]
+    items += [{"at": at("feedback", f), "kind": w["feedback"],
+               "text": joined(f, ("nps", "csat", "comment"))} for f in found.feedback]
     for h in history:
         items.append({"at": h.get("entered_at"), "kind": w["segment_changes"],
                       "text": f"→ {h.get('segment_key')}"})
         if h.get("exited_at"):
             items.append({"at": h.get("exited_at"), "kind": w["segment_changes"],
                           "text": f"← {h.get('segment_key')}"})
-    dated = [i for i in items if i["at"] is not None]
-    return sorted(dated, key=lambda i: str(jsonable(i["at"])), reverse=True)[:200]
+    return [i for i in items if i["at"] is not None]
 
 
 def _value_changes(history: list[dict[str, Any]], view: View | None,
