@@ -132,13 +132,12 @@ class Worker:
         self.wake = threading.Event()
         #: Set while this process holds the lease.
         self.leased = threading.Event()
-        #: Set once the first catch-up after start is done (others wait for it: at start
-        #: the real-time work goes first).
+        #: Set once this process has caught up since it took the lease (others wait for
+        #: the first one: at start the real-time work goes first).
         self.caught_up = threading.Event()
         self.stats = Stats()
         self._threads: list[threading.Thread] = []
         self._watermark = utcnow()
-        self._caught_up = False
         self._last_sweep = 0.0
         self._last_decay = time.monotonic()
         self._definitions_seen: tuple[object, ...] = ()
@@ -198,12 +197,11 @@ class Worker:
         while not self.stop_event.is_set():
             if not self.stats.holder:
                 # Another process works meanwhile: catch up again once the lease is back.
-                self._caught_up = False
+                self.caught_up.clear()
                 self.leased.wait(LEASE_SECONDS / 3)
                 continue
-            if not self._caught_up:
+            if not self.caught_up.is_set():
                 self._guard("catching up", self.catch_up)
-                self._caught_up = True
                 self.caught_up.set()
             self.wake.clear()
             self._guard("a real-time batch", self.run_batch)
