@@ -104,13 +104,12 @@ class Review:
     movers_down: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _closing_snapshot(ws: Workspace, end: datetime) -> compute.Snapshot | None:
-    found = compute.list_snapshots(ws)
+def _closing_id(found: list[dict[str, Any]], end: datetime) -> int | None:
+    """The snapshot that closes a period: the latest before ``end``, else the earliest."""
     if not found:
         return None
     before = [s for s in found if s["as_of"] is not None and s["as_of"] < end]
-    chosen = before[-1] if before else found[0]
-    return compute.load_snapshot(ws, chosen["snapshot_id"])
+    return int((before[-1] if before else found[0])["snapshot_id"])
 
 
 def _naive_utc(when: datetime) -> datetime:
@@ -212,8 +211,10 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
 
     period = parse_period(period_text, ws.config.timezone)
     previous = period.previous()
-    closing = _closing_snapshot(ws, period.end)
-    opening = _closing_snapshot(ws, period.start)
+    found = compute.list_snapshots(ws)
+    closing_id, opening_id = _closing_id(found, period.end), _closing_id(found, period.start)
+    closing = compute.load_snapshot(ws, closing_id) if closing_id is not None else None
+    opening = closing if opening_id == closing_id else compute.load_snapshot(ws, opening_id)
     if segment:
         from tierwise.segments.membership import members_at
 
