@@ -168,14 +168,14 @@ class View:
             counts, _ = np.histogram(np.minimum(values, top), edges)
             return [{"low": float(a), "high": float(b), "customers": int(c)}
                     for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)]
-        return self._once("clv_histogram", make)  # type: ignore[no-any-return]
+        return self._once(f"clv_histogram:{bins}", make)  # type: ignore[no-any-return]
 
     def at_risk(self, lang: str, limit: int = AT_RISK_ROWS) -> list[dict[str, Any]]:
         """High-risk customers with the most value at stake first, each with its reasons."""
         t = self.table
         if "churn_risk" not in t.column_names:
             return []
-        rows = self._once("at_risk", lambda: _at_risk_rows(t, limit))
+        rows = self._once(f"at_risk:{limit}", lambda: _at_risk_rows(t, limit))
         return [{**row, "reasons": reasons(row, lang)} for row in rows]
 
     def moves_from(self, earlier: View, column: str) -> list[dict[str, Any]]:
@@ -197,7 +197,7 @@ class View:
             return [{"month": f"{r['month']:%Y-%m}", "revenue": float(r["revenue"] or 0.0),
                      "orders": int(r["orders"]), "buyers": int(r["buyers"])}
                     for r in found.to_pylist()]
-        return self._once("monthly", make)  # type: ignore[no-any-return]
+        return self._once(f"monthly:{months}", make)  # type: ignore[no-any-return]
 
     def matching(self, filters: dict[str, str], after: str | None, limit: int) -> tuple[
             list[str], int]:
