@@ -1,7 +1,12 @@
-"""DuckDB as the compute engine: an in-memory connection per job reading Parquet and Arrow.
+"""DuckDB as the compute engine: an in-memory database per process, a connection (cursor)
+per job, reading Parquet and Arrow.
 
 DuckDB is an engine here, never a store: nothing is kept in a DuckDB file, so any number of
-processes can compute over one workspace at once.
+processes can compute over one workspace at once. Within a process the jobs share one
+in-memory database (opening one costs ~20 ms, a cursor on it ~0.5 ms, which matters to the
+real-time worker's many small jobs); everything a job defines — views over the Parquet
+files, registered Arrow tables, temporary tables, the time zone — is local to its cursor
+and gone when it closes.
 """
 
 from __future__ import annotations
@@ -9,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import os
+import threading
 
 import duckdb
 import pyarrow as pa
@@ -22,18 +30,28 @@ class DuckDBEngine(Engine):
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         self.threads = threads
         self.memory_limit = memory_limit
+        self._database: tuple[int, duckdb.DuckDBPyConnection] | None = None
+        self._lock = threading.Lock()
+
+    def _shared(self) -> duckdb.DuckDBPyConnection:
+        """This process's database (a forked child opens its own)."""
+        with self._lock:
+            if self._database is None or self._database[0] != os.getpid():
+                database = duckdb.connect(":memory:")
+                if self.threads:
+                    database.execute(f"SET threads = {int(self.threads)}")
+                if self.memory_limit:
+                    database.execute(f"SET memory_limit = {sql_literal(self.memory_limit)}")
+                self._database = (os.getpid(), database)
+            return self._database[1]
 
     @contextmanager
     def session(self, scans: dict[str, TableScan] | None = None,
                 arrow: dict[str, pa.Table] | None = None) -> Iterator[DuckDBSession]:
-        conn = duckdb.connect(":memory:")
+        conn = self._shared().cursor()
         try:
             session = DuckDBSession(conn)
             session.execute("SET TimeZone = 'UTC'")
-            if self.threads:
-                session.execute(f"SET threads = {int(self.threads)}")
-            if self.memory_limit:
-                session.execute(f"SET memory_limit = {sql_literal(self.memory_limit)}")
             for name, scan in (scans or {}).items():
                 session.register_scan(name, scan)
             for name, table in (arrow or {}).items():
@@ -53,7 +71,7 @@ class DuckDBSession:
             redirects = f"_redirects_{name}"
             self.conn.register(redirects, scan.redirect_table())
             sql = redirected_sql(scan, sql, redirects)
-        self.execute(f"CREATE OR REPLACE VIEW {ident(name)} AS {sql}")
+        self.execute(f"CREATE OR REPLACE TEMP VIEW {ident(name)} AS {sql}")
 
     def register_arrow(self, name: str, table: pa.Table) -> None:
         self.conn.register(name, table)

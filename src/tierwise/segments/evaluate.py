@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Collection
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -36,7 +38,25 @@ def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
         if row is None:
             row = conn.execute(sa.select(snapshots.c.path).order_by(snapshots.c.as_of)
                                .limit(1)).first()
-    return None if row is None else pq.read_table(ws.root / row.path)
+    if row is None:
+        return None
+    path = ws.root / row.path
+    stat = path.stat()
+    # keep the last one read (the real-time worker reads the same one for every
+    # micro-batch); erasure rewrites a snapshot in place, hence time and size in the key
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    with _snapshot_lock:
+        cached = _snapshot_cache.get(key)
+    if cached is None:
+        cached = pq.read_table(path)
+        with _snapshot_lock:
+            _snapshot_cache.clear()
+            _snapshot_cache[key] = cached
+    return cached
+
+
+_snapshot_cache: dict[tuple[Path, int, int], pa.Table] = {}
+_snapshot_lock = threading.Lock()
 
 
 def stored_members(ws: Workspace) -> pa.Table:

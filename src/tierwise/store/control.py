@@ -101,7 +101,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0008'
+    '0009'
     """
 
     def __init__(self, url: str, pii: KeyRing | None = None) -> None:

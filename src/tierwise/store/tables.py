@@ -73,6 +73,7 @@ customers = sa.Table(
     sa.Index("ix_customers_email_hash", "email_hash"),
     sa.Index("ix_customers_phone_hash", "phone_hash"),
     sa.Index("ix_customers_owner", "owner"),
+    sa.Index("ix_customers_updated_at", "updated_at"),
 )
 
 imports = sa.Table(
