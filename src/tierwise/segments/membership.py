@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.actions import outbox
-from tierwise.compile.segments import CompiledRule, compile_batch
+from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_batch
 from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
@@ -183,10 +183,104 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
             batch.errors.update({k: f"aggregate pass failed: {exc}" for k in batch.rules})
             batch.rules.clear()
         share = (time.perf_counter() - t0) / max(1, len(chosen))
+        if evaluation.only is not None:
+            return _evaluate_scoped(ws, {k: applied[k].version for k in chosen}, as_of,
+                                    batch, evaluation, share, reason)
         for key in chosen:
             compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
             results.append(evaluate_segment(ws, key, applied[key].version, as_of, compiled,
                                             evaluation, share, reason=reason))
+    return results
+
+
+def _last_runs(conn: sa.Connection, keys: Collection[str]) -> dict[str, Any]:
+    r = segment_runs.c
+    latest = sa.select(sa.func.max(r.run_id)).where(
+        r.segment_key.in_(sorted(keys)), r.error.is_(None)).group_by(r.segment_key)
+    return {row.segment_key: row for row in conn.execute(
+        sa.select(r.segment_key, r.version, r.as_of).where(r.run_id.in_(latest)))}
+
+
+def _members_among_many(conn: sa.Connection, keys: Collection[str], scope: Collection[str]
+                        ) -> dict[str, set[str]]:
+    m = segment_members.c
+    found: dict[str, set[str]] = {k: set() for k in keys}
+    for part in chunked(sorted(scope)):
+        for key, customer in conn.execute(sa.select(m.segment_key, m.customer_id).where(
+                m.segment_key.in_(sorted(keys)), m.customer_id.in_(part))):
+            found[key].add(customer)
+    return found
+
+
+def _evaluate_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
+                     batch: CompiledBatch, evaluation: Evaluation, share: float,
+                     reason: str | None) -> list[RunResult]:
+    """``evaluate_segment`` for many segments restricted to a few customers (real-time
+    batches and edge sweeps): every rule runs first, then one transaction reads their
+    current members among those customers and writes all diffs, history and outbox rows.
+    A segment whose rule fails records its error alone; if the shared write fails, each
+    segment is written on its own, so one bad write cannot hold back the others."""
+    started = utcnow()
+    scope = evaluation.only
+    assert scope is not None
+    found: dict[str, tuple[set[str], float]] = {}
+    results: dict[str, RunResult] = {}
+    for key, version in versions.items():
+        compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
+        t0 = time.perf_counter()
+        try:
+            if isinstance(compiled, str):
+                raise TierwiseError(compiled)
+            members = set(evaluation.run(compiled)["customer_id"].to_pylist())
+            found[key] = members, time.perf_counter() - t0 + share
+        except Exception as exc:  # noqa: BLE001 - recorded like evaluate_segment does
+            results[key] = evaluate_segment(ws, key, version, as_of, str(exc), evaluation,
+                                            share, reason=reason)
+    try:
+        results.update(_write_scoped(ws, versions, as_of, found, scope, started, reason))
+    except Exception:  # noqa: BLE001 - fall back to one transaction per segment
+        for key in found:
+            compiled = batch.rules[key]
+            results[key] = evaluate_segment(ws, key, versions[key], as_of, compiled,
+                                            evaluation, share, reason=reason)
+    return [results[k] for k in versions if k in results]
+
+
+def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
+                  found: dict[str, tuple[set[str], float]], scope: Collection[str],
+                  started: datetime, reason: str | None) -> dict[str, RunResult]:
+    results: dict[str, RunResult] = {}
+    if not found:
+        return results
+    t0 = time.perf_counter()
+    with ws.control.write() as conn:
+        for key in sorted(found):
+            ws.control.lock(conn, f"segment:{key}")
+        last = _last_runs(conn, found)
+        before_all = _members_among_many(conn, found, scope)
+        shared = time.perf_counter() - t0
+        for key, (members, own) in found.items():
+            version, previous = versions[key], last.get(key)
+            if previous is not None and previous.version != version:
+                why = "rule_change"
+            elif previous is not None and as_utc(previous.as_of) > as_of:  # type: ignore[operator]
+                why = "backfill"
+            else:
+                why = reason or "data_change"
+            before = before_all[key]
+            entered, exited = members - before, before - members
+            total = None
+            if entered or exited:
+                apply_diff(conn, key, version, as_of, entered, exited, why)
+                total = _member_count(conn, key)
+            seconds = own + shared / len(found)
+            if total is not None:
+                conn.execute(segment_runs.insert().values(
+                    segment_key=key, version=version, as_of=as_of, started_at=started,
+                    seconds=seconds, members=total, entered=len(entered),
+                    exited=len(exited), reason=why))
+            results[key] = RunResult(key, version, as_of, total, len(entered), len(exited),
+                                     seconds, why)
     return results
 
 
