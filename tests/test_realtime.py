@@ -152,3 +152,130 @@ def test_micro_batch_files_merge_without_changing_what_is_read(ws: tierwise.Work
     refunded = ws.sql("SELECT status FROM orders WHERE order_id = 'MB0-1'").to_pylist()
     assert refunded == [{"status": "refunded"}]
     assert ws.facts.compact(ws.engine, "orders", min_files=4, small_rows=10) == (0, 0)
+
+
+def test_time_edges_of_rules() -> None:
+    def edges(text: str, resolve=None):  # type: ignore[no-untyped-def]
+        found = realtime.time_edges(parse(text), resolve)
+        return None if found is None else {(e.table, e.column, e.amount, e.unit)
+                                           for e in found}
+
+    assert edges("COUNT(orders, LAST 30d) >= 2") == {("orders", "ordered_at", 30, "d")}
+    # whole days since the last order pass 60 → 61 when it is 61 days old
+    assert edges("DAYS_SINCE_LAST(orders) > 60") == {("orders", "ordered_at", 60 * 86400, "s"),
+                                                     ("orders", "ordered_at", 61 * 86400, "s")}
+    assert edges("signup_at > -30d AND city = 'x'") == {("customers", "signup_at", 30, "d")}
+    assert edges("last_order_at < -2m") == {("orders", "ordered_at", 2, "m")}
+    assert edges("COUNT(tickets WHERE closed_at > -3d) >= 1") == {
+        ("tickets", "closed_at", 3, "d")}
+    assert edges("SUM(orders.amount) > 5 AND tier = 'A'") == set()
+    inner = parse("COUNT(events, LAST 7d) >= 1")
+    assert edges("IN_SEGMENT('a') OR city = 'x'", lambda key: inner) == {
+        ("events", "occurred_at", 7, "d")}
+    assert edges("IN_SEGMENT('a')", lambda key: None) == set()
+    # the clock enters in ways without an edge: such segments are swept for everyone
+    assert edges("MAX(orders.ordered_at) > -30d") is None
+    assert edges("DAYS_SINCE_LAST(orders) > DAYS_SINCE_FIRST(events)") is None
+    assert edges("attributes.renewal < -3d") is None
+
+
+EDGE_RULES = {
+    "e_recent": "COUNT(orders, LAST 30d) >= 1",
+    "e_viewers": "COUNT(events WHERE type = 'page_view', LAST 14d) >= 2",
+    "e_lapsed": "DAYS_SINCE_LAST(orders) > 60",
+    "e_second_year": "DAYS_SINCE_FIRST(orders) BETWEEN 300 AND 400",
+    "e_new": "signup_at > -45d",
+    "e_quiet_sh": "last_order_at < -20d AND city = '上海'",
+    "e_months": "SUM(orders.amount, LAST 2m) > 500",
+    "e_where": "COUNT(orders WHERE ordered_at > -10d) >= 1",
+    "e_nested": "IN_SEGMENT('e_recent') AND COUNT(events, LAST 7d) = 0",
+    "e_not": "NOT COUNT(orders, LAST 90d) >= 2",
+    "e_today": "signup_at < today AND COUNT(orders, LAST 1d) = 0",
+    "e_age": "birth_date > -30y",
+    "e_signup_day": "signup_at < -1d",
+}
+
+
+def test_edge_sweeps_equal_a_full_evaluation(ws: tierwise.Workspace) -> None:
+    """Sweeping only the customers on the edges, step after step of the clock, leaves
+    exactly the members a full evaluation at each instant gives."""
+    import random
+
+    for key, rule in EDGE_RULES.items():
+        defs.save(ws, defs.SegmentDefinition(key=key, rule=rule))
+    membership.evaluate_all(ws, T)
+    read_by = realtime.segment_reads(ws)
+    keys = [k for k in EDGE_RULES if read_by[k].timed]
+    assert keys == list(EDGE_RULES) and all(read_by[k].edges is not None for k in keys)
+    resolve = membership.applied_resolver(ws)
+    rng = random.Random(5)
+    since, moved, looked = T, 0, 0
+    while since < T + timedelta(days=150):
+        now = since + timedelta(minutes=rng.randint(30, 4 * 24 * 60))
+        results = realtime.sweep_since(ws, keys, since, now, read_by)
+        assert all(r.error is None and r.reason in ("time", None) for r in results)
+        moved += sum((r.entered or 0) + (r.exited or 0) for r in results)
+        for key in keys:
+            expected = evaluate_rule(ws, EDGE_RULES[key], now, resolve, key)
+            assert membership.members_at(ws, key) == expected["customer_id"].to_pylist(), (
+                key, now)
+        looked += len(realtime.crossing(ws, set().union(*(read_by[k].edges or ()
+                                                         for k in keys)), since, now))
+        since = now
+    assert moved > 100  # the clock did move people, in and out
+    with ws.control.read() as conn:
+        everyone = len(known_ids(conn))
+    steps = 150 * 24 * 60 // ((30 + 4 * 24 * 60) // 2)
+    assert looked < everyone * steps / 3  # and the sweeps looked at far fewer than all
+
+
+def test_the_worker_reevaluates_after_imports_and_computes_elsewhere(
+        ws: tierwise.Workspace) -> None:
+    """An import through the CLI or a compute run does not pass the worker's intake: the
+    worker notices and evaluates every segment for everyone."""
+    from tierwise.actions.worker import Worker
+
+    worker = Worker(ws)
+    worker.catch_up()
+    worker.run_batch()
+    with ws.control.read() as conn:
+        everyone = known_ids(conn).to_pylist()
+    members = set(membership.members_at(ws, "big_spenders"))
+    outsider = next(c for c in everyone if c not in members)
+    ws.import_source("orders", RecordsSource.from_dicts("a file", [
+        {"order_id": "BIG1", "customer_id": outsider, "ordered_at": T.isoformat(),
+         "amount": 99_000}]))
+    worker.run_batch()
+    assert outsider in membership.members_at(ws, "big_spenders")
+    with ws.control.read() as conn:
+        reasons = {r[0] for r in conn.execute(sa.select(segment_history.c.enter_reason).where(
+            segment_history.c.customer_id == outsider,
+            segment_history.c.segment_key == "big_spenders"))}
+    assert reasons == {"data_change"}
+
+
+def test_the_worker_sweeps_the_edges_since_it_last_looked(ws: tierwise.Workspace) -> None:
+    from tierwise.actions.worker import Worker
+    from tierwise.store.control import utcnow
+
+    defs.save(ws, defs.SegmentDefinition(key="half_year", rule="COUNT(orders, LAST 180d) >= 1"))
+    worker = Worker(ws)
+    worker.catch_up()
+    worker.run_batch()
+    earlier = utcnow() - timedelta(days=40)
+    # memberships as they were 40 days ago, as if the worker had not looked since
+    membership.evaluate_all(ws, earlier, ["half_year"])
+    before = set(membership.members_at(ws, "half_year"))
+    worker._clock["half_year"] = earlier
+    worker._last_edge_sweep = 0.0
+    worker.sweep_step()
+    now = worker._clock["half_year"]
+    assert now > earlier + timedelta(days=39)
+    expected = evaluate_rule(ws, "COUNT(orders, LAST 180d) >= 1", now)["customer_id"]
+    assert membership.members_at(ws, "half_year") == expected.to_pylist()
+    assert before - set(expected.to_pylist())  # some left as their orders aged out
+    with ws.control.read() as conn:
+        reasons = {r[0] for r in conn.execute(sa.select(segment_history.c.exit_reason).where(
+            segment_history.c.segment_key == "half_year",
+            segment_history.c.exited_at == now))}
+    assert reasons == {"time"}

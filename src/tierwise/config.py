@@ -42,7 +42,10 @@ class WorkspaceConfig:
     #: Days to keep facts per table, e.g. {events = 365}; `tierwise serve` applies it hourly.
     retention_days: dict[str, int] = field(default_factory=dict)
     #: Seconds between sweeps that move customers across time windows (LAST 30d, -90d, …).
-    sweep_seconds: int = 30
+    sweep_seconds: int = 10
+    #: Seconds between sweeps of each clock-driven segment for everyone (the sweeps in
+    #: between look only at the customers on a window's edge).
+    full_sweep_seconds: int = 900
     #: Outgoing mail for e-mail actions: smtp://host:port, smtp+starttls://user@host:587 or
     #: smtps://user@host:465 (the password from $TIERWISE_SMTP_PASSWORD). Empty: e-mail
     #: actions wait (they are retried) until it is set.
@@ -69,6 +72,9 @@ class WorkspaceConfig:
                                      "number of days, at least 1")
         if not 1 <= self.sweep_seconds <= 3600:
             raise WorkspaceError(f"sweep_seconds = {self.sweep_seconds!r}: expected 1 to 3600")
+        if not self.sweep_seconds <= self.full_sweep_seconds <= 86400:
+            raise WorkspaceError(f"full_sweep_seconds = {self.full_sweep_seconds!r}: expected "
+                                 f"sweep_seconds ({self.sweep_seconds}) to 86400")
         if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://",
                                                           "smtp+starttls://")):
             raise WorkspaceError(f"smtp_url = {self.smtp_url!r}: expected smtp://host:port, "

@@ -6,9 +6,12 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
 * the **loop** thread moves received rows to the fact store, re-evaluates the segments
   they affect for the customers they name, evaluates segments applied without an
   evaluation (new or changed definitions) for everyone, rescores leads, escalates
-  tickets, moves playbook runs along, and sweeps one clock-driven segment per round (each
-  every ``sweep_seconds``); every ``sweep_seconds`` it also checks SLA deadlines and merges
-  the micro-batch files of the fact store;
+  tickets and moves playbook runs along. Every ``sweep_seconds`` it evaluates the
+  clock-driven segments for the customers on a window's edge since the last sweep
+  (``realtime.sweep_since``), checks SLA deadlines and merges the micro-batch files of the
+  fact store; one clock-driven segment per round is swept for everyone when its turn
+  comes (every ``full_sweep_seconds``, or every ``sweep_seconds`` for rules without
+  edges). A new snapshot or an import by another process re-evaluates every segment;
 * the **dispatcher** thread delivers the outbox;
 * the **lease** thread renews the lease, apart from the loop so that a long round (the
   catch-up after a start on a large workspace) cannot let it lapse.
@@ -101,6 +104,19 @@ def _updated_customers(ws: Workspace, since: datetime) -> tuple[set[str], dateti
     return {r.customer_id for r in rows}, latest
 
 
+def _outside_token(ws: Workspace) -> tuple[object, ...]:
+    """Changes when a snapshot is computed or rows are imported other than through intake
+    (the CLI, the import API): what the loop's incremental work does not see."""
+    from tierwise.store.tables import imports, snapshots
+
+    with ws.control.read() as conn:
+        snapshot = conn.execute(sa.select(sa.func.max(snapshots.c.snapshot_id))).scalar()
+        imported = conn.execute(sa.select(sa.func.max(imports.c.import_id)).where(
+            imports.c.table_name != "customers",
+            sa.not_(imports.c.source.startswith("intake ")))).scalar()
+    return snapshot, imported
+
+
 def _definitions_token(ws: Workspace) -> tuple[object, ...]:
     """Changes whenever a definition is saved (versions are only ever added)."""
     from tierwise.store.tables import definitions
@@ -142,8 +158,13 @@ class Worker:
         self._last_decay = time.monotonic()
         self._definitions_seen: tuple[object, ...] = ()
         self._reads: dict[str, realtime.Reads] = {}
-        #: When each clock-driven segment was last swept (monotonic seconds).
+        #: When each clock-driven segment was last swept for everyone (monotonic seconds).
         self._swept: dict[str, float] = {}
+        #: The instant up to which each segment's memberships are right about the clock
+        #: (its last evaluation for everyone or its last edge sweep).
+        self._clock: dict[str, datetime] = {}
+        self._last_edge_sweep = 0.0
+        self._outside: tuple[object, ...] | None = None
 
     def start(self) -> None:
         for target, name in ((self._lease_loop, "tierwise-lease"),
@@ -211,9 +232,17 @@ class Worker:
             self.wake.wait(IDLE_SECONDS)
 
     def catch_up(self) -> None:
-        self._watermark = utcnow()
-        evaluate_all(self.ws)
+        self._watermark = as_of = utcnow()
+        self._outside = _outside_token(self.ws)
+        self._note_full(evaluate_all(self.ws, as_of))
         leads.update(self.ws)
+
+    def _note_full(self, results: list[RunResult]) -> list[RunResult]:
+        """Remember that these segments were evaluated for everyone at their as_of."""
+        for r in results:
+            if r.error is None:
+                self._clock[r.key] = r.as_of
+        return results
 
     def _refresh_definitions(self) -> list[RunResult]:
         """After a definition is saved: what rules read again, and a first evaluation for
@@ -224,22 +253,64 @@ class Worker:
         self._reads = realtime.segment_reads(self.ws)
         fresh = realtime.unevaluated(self.ws, self._reads)
         self._definitions_seen = token
-        return evaluate_all(self.ws, keys=fresh) if fresh else []
+        self._clock = {k: v for k, v in self._clock.items() if k in self._reads}
+        return self._note_full(evaluate_all(self.ws, keys=fresh)) if fresh else []
+
+    def _refresh_outside(self) -> list[RunResult]:
+        """After a compute run or an import by another process: every segment, for
+        everyone (what a snapshot or an import changed is not known here)."""
+        token = _outside_token(self.ws)
+        if self._outside is None or token == self._outside:
+            self._outside = token
+            return []
+        self._outside = token
+        return self._note_full(evaluate_all(self.ws, utcnow()))
 
     def sweep_step(self) -> None:
-        """Sweep one clock-driven segment whose turn has come: each is swept every
-        ``sweep_seconds``, one per round, so that no round waits for all of them."""
+        """The clock's changes. Every ``sweep_seconds``: the segments with edges, for the
+        customers on those edges since each was last right about the clock. Each round at
+        most one segment for everyone whose turn has come: every ``sweep_seconds`` for rules
+        without edges (or not evaluated yet by this process), every ``full_sweep_seconds``
+        for the others, so that nothing the edges miss stays wrong for long."""
+        config = self.ws.config
         now = time.monotonic()
-        due = sorted((self._swept.get(k, 0.0), k) for k, r in self._reads.items()
-                     if r.timed and now - self._swept.get(k, 0.0) >= self.ws.config.sweep_seconds)
+        if now - self._last_edge_sweep >= config.sweep_seconds:
+            self._last_edge_sweep = now
+            keys = [k for k, r in self._reads.items()
+                    if r.timed and r.edges is not None and k in self._clock]
+            if keys:
+                self._sweep_edges(keys)
+        due = []
+        for key, read in self._reads.items():
+            if not read.timed:
+                continue
+            edged = read.edges is not None and key in self._clock
+            every = config.full_sweep_seconds if edged else config.sweep_seconds
+            last = self._swept.setdefault(key, now) if edged else self._swept.get(key, 0.0)
+            if now - last >= every:
+                due.append((last, key))
         if not due:
             return
-        key = due[0][1]
+        key = min(due)[1]
         self._swept[key] = now
         t0 = time.perf_counter()
-        results = evaluate_all(self.ws, utcnow(), [key], reason="time")
+        results = self._note_full(evaluate_all(self.ws, utcnow(), [key], reason="time"))
+        self._count_sweep(results, time.perf_counter() - t0)
+
+    def _sweep_edges(self, keys: list[str]) -> None:
+        t0 = time.perf_counter()
+        as_of = utcnow()
+        since = min(self._clock[k] for k in keys)
+        results = realtime.sweep_since(self.ws, keys, since, as_of, read_by=self._reads)
+        failed = {r.key for r in results if r.error}
+        for key in keys:
+            if key not in failed:
+                self._clock[key] = as_of
+        self._count_sweep(results, time.perf_counter() - t0)
+
+    def _count_sweep(self, results: list[RunResult], seconds: float) -> None:
         self.stats.sweeps += 1
-        self.stats.last_sweep_seconds = time.perf_counter() - t0
+        self.stats.last_sweep_seconds = seconds
         self.stats.last_sweep_at = utcnow()
         self.stats.segment_changes += sum((r.entered or 0) + (r.exited or 0) for r in results)
 
@@ -254,7 +325,7 @@ class Worker:
         if moved.customers.get("events") or updated:
             touched = set(moved.customers.get("events", ())) | updated
             changes["leads"] = leads.update(ws, touched).changed
-        results = self._refresh_definitions()
+        results = self._refresh_definitions() + self._refresh_outside()
         if any(changes.values()):
             results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
         if moved.ticket_ids:

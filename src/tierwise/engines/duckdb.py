@@ -11,12 +11,11 @@ and gone when it closes.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-import os
-import threading
 
 import duckdb
 import pyarrow as pa

@@ -10,9 +10,13 @@ Two things move a customer across a rule without a batch run:
   thresholds (RFM quantiles, tier percentiles) stay as of that run.
 * **time** — ``LAST 30d``, ``DAYS_SINCE_LAST(orders) > 90``, ``signup_at < -1y`` and
   ``today`` change value as the clock moves. ``sweep`` re-evaluates every segment whose
-  rule depends on the clock, for everyone, with the reason ``time``; the server runs it
-  every ``sweep_seconds`` (30 s by default), so a member leaves within that long of the
-  instant the rule became false.
+  rule depends on the clock, for everyone, with the reason ``time``. Between two instants
+  the clock can only move a customer whose rows (or master data) lie on a moving *edge*:
+  an event leaving a ``LAST 7d`` window, a last order turning 91 days old, a sign-up date
+  passing ``-30d``. ``time_edges`` derives those edges from a rule and ``crossing`` finds
+  the customers on them, so ``sweep_since`` evaluates only those customers: the server
+  does that every ``sweep_seconds``, and a member leaves within that long of the instant
+  the rule became false.
 
 >>> reads(parse("COUNT(orders, LAST 30d) >= 2"))  # doctest: +SKIP
 Reads(tables=frozenset({'orders'}), timed=True)
@@ -20,19 +24,30 @@ Reads(tables=frozenset({'orders'}), timed=True)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
+from tierwise.compile.segments import shift
 from tierwise.definitions.segment_ast import (
     Aggregate,
     Condition,
     Field,
     InSegment,
+    Literal,
     Operand,
     RelativeDate,
 )
-from tierwise.definitions.segment_fields import children, customer_field, operands
+from tierwise.definitions.segment_fields import (
+    TIME_COLUMN,
+    RuleError,
+    children,
+    customer_field,
+    operands,
+    source_field,
+)
 from tierwise.segments import definitions as defs
 from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store.control import utcnow
@@ -51,6 +66,8 @@ class Reads:
     tables: frozenset[str]
     #: True when the rule's value can change with the clock alone.
     timed: bool
+    #: Where the clock moves it (``time_edges``); None: sweep everyone.
+    edges: frozenset[Edge] | None = frozenset()
 
     def __or__(self, other: Reads) -> Reads:
         return Reads(self.tables | other.tables, self.timed or other.timed)
@@ -95,6 +112,114 @@ def reads(rule: Condition, resolve: Callable[[str], Condition | None] | None = N
     return found
 
 
+@dataclass(frozen=True)
+class Edge:
+    """An instant that trails the clock — ``amount`` ``unit`` before it — and the column
+    whose values cross it: the edge of a ``LAST 7d`` window on ``events.occurred_at``, or
+    ``-30d`` on ``customers.signup_at``. Calendar units (d, w, m, y) shift in the
+    workspace's zone like the compiled rule does; ``s`` is exact seconds (``DAYS_SINCE_*``
+    counts whole periods of 86,400 s). ``pad`` widens the band where a rule compares local
+    dates rather than instants."""
+
+    table: str  # orders, events, tickets, feedback or customers
+    column: str
+    amount: int
+    unit: str
+    pad: timedelta = timedelta(0)
+
+    def at(self, as_of: datetime, zone: ZoneInfo) -> datetime:
+        if self.unit == "s":
+            return as_of - timedelta(seconds=self.amount)
+        return shift(as_of, self.amount, self.unit, zone)
+
+    def band(self, since: datetime, now: datetime, zone: ZoneInfo
+             ) -> tuple[datetime, datetime]:
+        """Values that the edge passed while the clock went from ``since`` to ``now``
+        (both ends included)."""
+        return self.at(since, zone) - self.pad, self.at(now, zone) + self.pad
+
+
+_DAY = timedelta(days=1)
+
+
+def _numbers(values: Iterable[Operand]) -> list[float] | None:
+    found = [float(v.value) for v in values if isinstance(v, Literal)
+             and isinstance(v.value, int | float) and not isinstance(v.value, bool)]
+    return found or None
+
+
+def _leaf_edges(leaf: Condition, source: str | None) -> set[Edge] | None:
+    """Edges of one comparison; None when the clock enters it in a way not covered here
+    (the segment is then swept for everyone)."""
+    found: set[Edge] = set()
+    items = list(operands(leaf))
+    for item in items:
+        if isinstance(item, Aggregate):
+            time_column = TIME_COLUMN[item.source]
+            if item.window is not None:
+                found.add(Edge(item.source, time_column, item.window.amount,
+                               item.window.unit))
+            if item.function in _CLOCKED:
+                # floor((as_of - t) / 1 day) compared with N changes only when as_of - t
+                # passes a whole number of days next to N
+                numbers = _numbers(o for o in items if o is not item)
+                if numbers is None:
+                    return None
+                days = {d for n in numbers for d in (math.floor(n), math.floor(n) + 1,
+                                                     math.ceil(n))}
+                found |= {Edge(item.source, time_column, d * 86400, "s") for d in days}
+            if item.where is not None:
+                inner = time_edges(item.where, None, item.source)
+                if inner is None:
+                    return None
+                found |= inner
+    for item in items:
+        if not isinstance(item, RelativeDate):
+            continue
+        fields = [o for o in items if isinstance(o, Field)]
+        if len(fields) != 1:
+            return None
+        amount, unit = (0, "d") if item.today else (item.amount, item.unit)
+        try:
+            info = (source_field(source, fields[0]) if source is not None
+                    else customer_field(fields[0]))
+        except RuleError:
+            return None
+        if info.json_key is not None:
+            return None
+        if info.table in ("source", "customers"):
+            table = source if info.table == "source" else "customers"
+            found.add(Edge(str(table), info.column, amount, unit, _DAY))
+        elif info.table == "live":  # last_order_at / first_order_at: paid orders
+            found.add(Edge("orders", TIME_COLUMN["orders"], amount, unit, _DAY))
+        else:
+            return None
+    return found
+
+
+def time_edges(rule: Condition, resolve: Callable[[str], Condition | None] | None = None,
+               source: str | None = None) -> frozenset[Edge] | None:
+    """Every edge at which the clock alone can change ``rule``'s value for a customer, or
+    None when some part depends on the clock in another way.
+
+    >>> time_edges(parse("COUNT(events, LAST 7d) >= 2"))  # doctest: +SKIP
+    frozenset({Edge(table='events', column='occurred_at', amount=7, unit='d', ...)})
+    """
+    if isinstance(rule, InSegment):
+        inner = resolve(rule.key) if resolve is not None else None
+        return frozenset() if inner is None else time_edges(inner, resolve)
+    found: set[Edge] = set()
+    for child in children(rule):
+        part = time_edges(child, resolve, source)
+        if part is None:
+            return None
+        found |= part
+    leaf = _leaf_edges(rule, source)
+    if leaf is None:
+        return None
+    return frozenset(found | leaf)
+
+
 def segment_reads(ws: Workspace) -> dict[str, Reads]:
     """What each active dynamic segment reads, in dependency order."""
     definitions = {k: a.definition for k, a in defs.applied(ws).items()}
@@ -104,7 +229,9 @@ def segment_reads(ws: Workspace) -> dict[str, Reads]:
         definition = definitions[key]
         rule = definition.condition() if definition.status == "active" else None
         if rule is not None:
-            result[key] = reads(rule, resolve)
+            found = reads(rule, resolve)
+            edges = time_edges(rule, resolve) if found.timed else frozenset()
+            result[key] = Reads(found.tables, found.timed, edges)
     return result
 
 
@@ -172,11 +299,61 @@ def unevaluated(ws: Workspace, read_by: dict[str, Reads] | None = None) -> list[
     return [k for k in (read_by if read_by is not None else segment_reads(ws)) if k in stale]
 
 
+def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetime
+             ) -> set[str]:
+    """The customers with a value on one of ``edges`` between ``since`` and ``now``: the
+    only ones whose membership the clock can have changed (merged ids as survivors)."""
+    from tierwise.store import customer_mirror
+
+    by_table: dict[str, list[tuple[str, datetime, datetime]]] = {}
+    for edge in set(edges):
+        low, high = edge.band(since, now, ws.config.zone)
+        by_table.setdefault(edge.table, []).append((edge.column, low, high))
+    if not by_table:
+        return set()
+    mark = ":" if ws.engine.name == "spark" else "$"
+    facts = {t: ws.facts.scan(t) for t in by_table if t != "customers"}
+    arrow = ({"customers": customer_mirror.read(ws.root, ws.control)}
+             if "customers" in by_table else {})
+    found: set[str] = set()
+    with ws.engine.session(facts, arrow) as session:
+        for table, bands in by_table.items():
+            params: dict[str, object] = {}
+            terms = []
+            for i, (column, low, high) in enumerate(bands):
+                params[f"lo{i}"], params[f"hi{i}"] = low, high
+                terms.append(f'"{column}" BETWEEN {mark}lo{i} AND {mark}hi{i}')
+            rows = session.query(f"SELECT DISTINCT customer_id FROM {table} WHERE "
+                                 f"customer_id IS NOT NULL AND ({' OR '.join(terms)})", params)
+            found.update(str(v) for v in rows.column(0).to_pylist())
+    return found
+
+
+def sweep_since(ws: Workspace, keys: Collection[str], since: datetime,
+                now: datetime | None = None, read_by: dict[str, Reads] | None = None
+                ) -> list[RunResult]:
+    """The clock's changes to ``keys`` (segments with edges) since ``since``, when every
+    membership was last right about the clock: evaluates only the customers ``crossing``
+    finds, with the reason ``time``."""
+    now = now or utcnow()
+    read_by = read_by if read_by is not None else segment_reads(ws)
+    edges: set[Edge] = set()
+    for key in keys:
+        found = read_by[key].edges
+        if found is None:
+            raise ValueError(f"segment {key!r} has no edges: sweep it for everyone")
+        edges |= found
+    customers = crossing(ws, edges, since, now)
+    if not customers:
+        return []
+    return evaluate_all(ws, now, keys, only=customers, reason="time")
+
+
 def sweep(ws: Workspace, as_of: datetime | None = None) -> list[RunResult]:
     """Re-evaluate, for everyone, the segments that the clock alone can change."""
     keys = clocked(ws)
     return evaluate_all(ws, as_of or utcnow(), keys, reason="time") if keys else []
 
 
-__all__ = ["Reads", "affected", "clocked", "evaluate_changed", "reads", "segment_reads",
-           "sweep", "unevaluated"]
+__all__ = ["Edge", "Reads", "affected", "clocked", "crossing", "evaluate_changed", "reads",
+           "segment_reads", "sweep", "sweep_since", "time_edges", "unevaluated"]
