@@ -70,3 +70,49 @@ def test_changed_orders_replace_and_the_worker_moves_rows(served: Served) -> Non
             time.sleep(0.05)
     rows = ws.sql("SELECT status FROM orders WHERE order_id = 'O500'").to_pylist()
     assert rows == [{"status": "refunded"}]
+
+
+def test_the_key_index_skips_the_comparison_only_when_it_is_safe(tmp_path: Path) -> None:
+    """Micro-batches ask an in-memory index of stored key hashes before comparing with the
+    stored rows; what an import finds (new, changed, unchanged) stays the same."""
+    import numpy as np
+    import pyarrow as pa
+
+    import tierwise
+    from tierwise.ingest.readers import RecordsSource
+    from tierwise.store.key_index import KeyIndex, key_hashes
+
+    ws = tierwise.init(tmp_path / "ws")
+    index = ws.facts.key_index("orders")
+    assert ws.facts.key_index("orders") is index
+
+    def orders(ids: range, amount: float) -> RecordsSource:
+        return RecordsSource.from_dicts("test", [
+            {"order_id": f"O{i}", "customer_id": f"C{i % 7}", "ordered_at": "2026-05-01",
+             "amount": amount} for i in ids])
+
+    first = ws.import_source("orders", orders(range(50), 10), unknown_customers="create",
+                             key_index=index)
+    assert first.inserted == 50 and len(index) == 0  # nothing stored yet: nothing to read
+    fresh = ws.import_source("orders", orders(range(50, 60), 10), key_index=index)
+    assert (fresh.inserted, fresh.updated, fresh.unchanged) == (10, 0, 0)
+    assert len(index) == 50  # read the first file's keys
+    # a repeat (a worker killed before marking its rows moved) and a change (a refund):
+    # the index says "maybe", the import compares, and finds what it always found
+    again = ws.import_source("orders", orders(range(55, 65), 10), key_index=index)
+    assert (again.inserted, again.updated, again.unchanged) == (5, 0, 5)
+    changed = ws.import_source("orders", orders(range(0, 3), 99), key_index=index)
+    assert (changed.inserted, changed.updated, changed.unchanged) == (0, 3, 0)
+    assert ws.count("orders") == 65
+    assert ws.sql("SELECT count(*) AS n FROM orders WHERE amount = 99").column(0)[0].as_py() == 3
+    # compaction replaces files: their keys are read again under the new path
+    ws.facts.compact(ws.engine, "orders")
+    with ws.engine.session() as session:
+        index.refresh(session, ws.facts.scan("orders"))
+    assert len(index) >= 65
+    with ws.engine.session() as session:
+        session.register_arrow("probe", pa.table({"order_id": ["O1", "X"]}))
+        hashes = key_hashes(session, "probe", ("order_id",))
+    assert index.any_of(hashes[:1]) and not index.any_of(hashes[1:])
+    empty = KeyIndex("orders")
+    assert not empty.any_of(np.array([1, 2], np.uint64))

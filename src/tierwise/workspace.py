@@ -22,6 +22,7 @@ from tierwise.security.pii import KeyRing
 from tierwise.store import customers as customer_store
 from tierwise.store.control import ControlStore, utcnow
 from tierwise.store.facts import FactStore
+from tierwise.store.key_index import KeyIndex
 from tierwise.store.tables import fact_files, imports, mappings
 
 
@@ -81,9 +82,11 @@ class Workspace:
     def import_source(self, table: str, source: Source, *, mapping: Mapping | None = None,
                       unknown_customers: str = "reject", dry_run: bool = False,
                       report_path: str | os.PathLike[str] | None = None,
-                      progress: Progress | None = None) -> ImportResult:
+                      progress: Progress | None = None,
+                      key_index: KeyIndex | None = None) -> ImportResult:
         options = ImportOptions(mapping or Mapping(), unknown_customers, dry_run,
-                                Path(report_path) if report_path else None, progress)
+                                Path(report_path) if report_path else None, progress,
+                                key_index)
         return run_import(self, table, source, options)
 
     def import_file(self, table: str, path: str | os.PathLike[str], *,

@@ -16,6 +16,7 @@ from tierwise.ingest.convert import Reject
 from tierwise.ingest.mapping import Resolved
 from tierwise.store import customers as customer_store
 from tierwise.store.facts import FactStore, StagedFile, file_schema, key_columns
+from tierwise.store.key_index import KeyIndex, key_hashes
 
 if TYPE_CHECKING:
     from tierwise.ingest.pipeline import ImportResult
@@ -126,14 +127,23 @@ def _classify(session: Any, result: ImportResult, staged: StagedFile, join: str,
 
 
 def classify_facts(ws: Workspace, session: Any, schema: TableSchema, staged: StagedFile,
-                   result: ImportResult) -> int:
-    """Compare with the stored rows; returns the manifest position the comparison saw."""
+                   result: ImportResult, key_index: KeyIndex | None = None) -> int:
+    """Compare with the stored rows; returns the manifest position the comparison saw.
+
+    With a ``key_index`` of the table, an import none of whose keys may be stored skips
+    reading the stored rows: every row is new.
+    """
     with ws.control.read() as conn:
         live = ws.facts.scan(schema.name, conn)
         snapshot = ws.facts.max_file_id(conn, schema.name)
     if not live.files:
         result.inserted = staged.rows
         return snapshot
+    if key_index is not None:
+        key_index.refresh(session, live)
+        if not key_index.any_of(key_hashes(session, "staged", key_columns(schema))):
+            result.inserted = staged.rows
+            return snapshot
     session.register_scan("live", TableScan(live.table, live.files, live.key, live.dedupe,
                                             file_schema(schema)))
     keys = key_columns(schema)

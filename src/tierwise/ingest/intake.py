@@ -131,8 +131,9 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
         key = KEYS[table]
         if key:  # a later version of a row (a refund) replaces the earlier one
             payloads = list({str(p[key]): p for p in payloads}.values())
+        index = ws.facts.key_index(table) if ws.engine.name == "duckdb" else None
         result = ws.import_source(table, _source(table, payloads), unknown_customers="create",
-                                  report_path=_report_path(ws))
+                                  report_path=_report_path(ws), key_index=index)
         with ws.control.write() as conn:
             conn.execute(intake.update().where(
                 intake.c.intake_id.in_([r.intake_id for r in rows])).values(

@@ -32,6 +32,7 @@ from tierwise.security.pii import PII_COLUMNS
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
 from tierwise.store.facts import StagedFile, StagingWriter, file_schema, key_columns
+from tierwise.store.key_index import KeyIndex
 from tierwise.store.tables import cleaning_log, imports
 
 if TYPE_CHECKING:
@@ -90,6 +91,9 @@ class ImportOptions:
     dry_run: bool = False
     report_path: Path | None = None
     progress: Progress | None = None
+    #: Hashes of the table's stored keys (``store.key_index``): lets a small import skip
+    #: the comparison with the stored rows when none of its keys can be among them.
+    key_index: KeyIndex | None = None
 
 
 class _Rejects:
@@ -154,7 +158,8 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             if rejects.kept:
                 _reject(source, rejects, options.report_path)
             if schema.home == "facts":
-                snapshot = checks.classify_facts(ws, session, schema, staged, result)
+                snapshot = checks.classify_facts(ws, session, schema, staged, result,
+                                                 options.key_index)
             else:
                 snapshot = 0
                 checks.classify_customers(ws, session, staged, result, written, ws.facts)

@@ -9,12 +9,13 @@ registration commits leaves an unregistered file that no reader lists and that t
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -25,6 +26,9 @@ from tierwise.definitions.schemas import TABLES, TableSchema
 from tierwise.engines.base import Engine, ScanFile, TableScan
 from tierwise.store.control import ControlStore, as_utc, utcnow
 from tierwise.store.tables import customer_redirects, fact_files
+
+if TYPE_CHECKING:
+    from tierwise.store.key_index import KeyIndex
 
 #: Files removed by compaction stay on disk this long for readers that listed them earlier.
 REMOVED_GRACE = timedelta(minutes=30)
@@ -97,6 +101,16 @@ class FactStore:
         self.dir = root / "facts"
         self.staging_dir = self.dir / "_staging"
         self.control = control
+        self._key_indexes: dict[str, KeyIndex] = {}
+        self._indexes_lock = threading.Lock()
+
+    def key_index(self, table: str) -> KeyIndex:
+        """The in-memory index of ``table``'s stored keys (built on first use and kept
+        for this FactStore's life: the real-time worker's imports use it)."""
+        from tierwise.store.key_index import KeyIndex
+
+        with self._indexes_lock:
+            return self._key_indexes.setdefault(table, KeyIndex(table))
 
     def staging_path(self) -> Path:
         self.staging_dir.mkdir(parents=True, exist_ok=True)
