@@ -18,7 +18,7 @@ from tests.segment_reference import Reference
 from tests.test_engines import SPARK_MISSING
 
 import tierwise
-from tierwise.compile.segments import compile_rule, shift
+from tierwise.compile.segments import compile_batch, compile_rule, shift
 from tierwise.definitions.segment_ast import (
     And,
     Compare,
@@ -133,6 +133,26 @@ def test_calendar_windows():
     assert shift(end, 1, "m", SH) == datetime(2026, 2, 28, 12, tzinfo=SH)
     assert shift(end, 1, "y", SH) == datetime(2025, 3, 31, 12, tzinfo=SH)
     assert shift(end, 2, "w", SH) == datetime(2026, 3, 17, 12, tzinfo=SH)
+
+
+def test_a_compiled_batch_moves_to_another_instant():
+    """The worker compiles a batch once and re-binds it for every micro-batch: the result
+    must equal compiling at the new instant."""
+    rules = {k: parse(t) for k, t in {
+        "w": "COUNT(orders, LAST 1m) >= 1 AND SUM(orders.amount, LAST 2w) > 5",
+        "r": "signup_at > -30d OR birth_date < -18y",
+        "t": "signup_at < today AND COUNT(events WHERE occurred_at > -3d) = 0",
+        "d": "DAYS_SINCE_LAST(orders) > 60 AND IN_SEGMENT('w')",
+    }.items()}
+    first = datetime(2026, 3, 31, 23, 30, tzinfo=SH)
+    later = datetime(2026, 5, 1, 0, 15, tzinfo=SH)
+    resolve = rules.get
+    moved = compile_batch(rules, "duckdb", first, SH, resolve).at(later)
+    fresh = compile_batch(rules, "duckdb", later, SH, resolve)
+    assert moved.params == fresh.params and moved.aggregates_sql == fresh.aggregates_sql
+    assert {k: (r.sql, r.params) for k, r in moved.rules.items()} == {
+        k: (r.sql, r.params) for k, r in fresh.rules.items()}
+    assert moved.params != compile_batch(rules, "duckdb", first, SH, resolve).params
 
 
 # -- evaluation ----------------------------------------------------------------------------

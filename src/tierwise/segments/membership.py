@@ -11,17 +11,20 @@ edited by hand, snapshots frozen).
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from tierwise.actions import outbox
 from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_batch
-from tierwise.definitions.segment_ast import Condition
+from tierwise.definitions.segment_ast import Condition, to_text
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
@@ -171,9 +174,9 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
     resolve = resolver(definitions)
     chosen = [k for k in order if (keys is None or k in keys)
               and definitions[k].status == "active" and definitions[k].kind == "dynamic"]
-    rules = {k: definitions[k].condition() for k in chosen}
-    batch = compile_batch({k: r for k, r in rules.items() if r is not None}, ws.engine.name,
-                          as_of, ws.config.zone, resolve)
+    rules = {k: r for k in chosen if (r := definitions[k].condition()) is not None}
+    batch = _compiled(rules, ws.engine.name, as_of, ws.config.zone, resolve,
+                      tuple(sorted((k, a.version) for k, a in applied.items())))
     results = []
     with Evaluation(ws, as_of, only) as evaluation:
         t0 = time.perf_counter()
@@ -191,6 +194,31 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
             results.append(evaluate_segment(ws, key, applied[key].version, as_of, compiled,
                                             evaluation, share, reason=reason))
     return results
+
+
+_compiled_cache: OrderedDict[tuple[object, ...], CompiledBatch] = OrderedDict()
+_compiled_lock = threading.Lock()
+
+
+def _compiled(rules: dict[str, Condition], dialect: str, as_of: datetime, zone: ZoneInfo,
+              resolve: Callable[[str], Condition | None], versions: tuple[object, ...]
+              ) -> CompiledBatch:
+    """``compile_batch``, kept per rules, applied versions (IN_SEGMENT inlines other
+    segments' rules), dialect and zone, and re-bound to ``as_of``: the real-time worker
+    compiles the same few batches for every micro-batch."""
+    key = (dialect, zone.key, versions, tuple((k, to_text(r)) for k, r in rules.items()))
+    with _compiled_lock:
+        cached = _compiled_cache.get(key)
+        if cached is not None:
+            _compiled_cache.move_to_end(key)
+    if cached is not None:
+        return cached.at(as_of)
+    batch = compile_batch(rules, dialect, as_of, zone, resolve)
+    with _compiled_lock:
+        _compiled_cache[key] = batch
+        while len(_compiled_cache) > 32:
+            _compiled_cache.popitem(last=False)
+    return batch.at(as_of)
 
 
 def _last_runs(conn: sa.Connection, keys: Collection[str]) -> dict[str, Any]:
