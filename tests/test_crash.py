@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -41,8 +42,17 @@ def _start(root: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def _kill(server: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the server and its worker process at once, as a machine failure would."""
+    import psutil
+
+    children = psutil.Process(server.pid).children(recursive=True)
+    assert children, "the server runs its worker in a child process"
     os.kill(server.pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.send_signal(signal.SIGKILL)
     server.wait(10)
+    psutil.wait_procs(children, timeout=10)
 
 
 def test_sigkill_during_intake_and_delivery_loses_nothing(tmp_path: Path) -> None:

@@ -201,11 +201,16 @@ def tasks_done(task_id: int, by: Annotated[str, typer.Option()] = "cli",
 
 def worker_cmd(seconds: Annotated[float | None, typer.Option(
                    help="Stop after this many seconds (default: until Ctrl-C).")] = None,
+               wake_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+               status_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
                workspace: WorkspaceOpt = None) -> None:
     """Run the real-time worker without the API: intake, incremental updates, sweeps,
     playbooks, SLA checks and deliveries (what `tierwise serve` runs next to the API)."""
-    from tierwise.actions.worker import Worker
+    from tierwise.actions.worker import Worker, serve_child
 
+    if wake_fd is not None and status_fd is not None:  # started by `tierwise serve`
+        serve_child(Workspace.open(workspace), wake_fd, status_fd)
+        return
     worker = Worker(Workspace.open(workspace))
     worker.start()
     out.print(f"worker {worker.holder} running; Ctrl-C stops it")

@@ -68,7 +68,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         uvicorn.run("tierwise.api.app:app_from_environment", factory=True, workers=workers,
                     **options)  # type: ignore[arg-type]
     else:
-        uvicorn.run(create_app(ws), **options)  # type: ignore[arg-type]
+        uvicorn.run(create_app(ws, worker="process"), **options)  # type: ignore[arg-type]
 
 
 @users_app.command("add")

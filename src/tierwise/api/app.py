@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tierwise.actions.worker import Worker
+from tierwise.actions.worker import Worker, WorkerProcess
 from tierwise.api import problems
 from tierwise.api.auth import SAFE_METHODS, RateLimiter
 from tierwise.api.jobs import JobRunner
@@ -214,11 +214,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def app_from_environment() -> FastAPI:
     """The app for ``$TIERWISE_WORKSPACE``: what each ``serve --workers N`` process loads."""
-    return create_app(Workspace.open())
+    return create_app(Workspace.open(), worker="process")
 
 
-def create_app(ws: Workspace) -> FastAPI:
-    """The API for one workspace.
+def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
+    """The API for one workspace, with the real-time worker in a thread of this process or
+    (``worker="process"``, what ``tierwise serve`` does) in a child process.
 
     >>> from fastapi.testclient import TestClient  # doctest: +SKIP
     >>> TestClient(create_app(Workspace.open("demo-workspace"))).get("/health").json()
@@ -248,7 +249,9 @@ def create_app(ws: Workspace) -> FastAPI:
     app.state.key_touched = {}
     app.state.jobs = JobRunner(ws)
     app.state.latest_values = LatestValues(ws)
-    app.state.worker = Worker(ws)
+    if worker not in ("thread", "process"):
+        raise ValueError(f"worker={worker!r}: expected 'thread' or 'process'")
+    app.state.worker = Worker(ws) if worker == "thread" else WorkerProcess(ws)
     problems.install(app)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")
