@@ -202,12 +202,13 @@ class Worker:
         self.wake.set()
 
     # -- the loop ------------------------------------------------------------------------
-    def _guard(self, what: str, step: Callable[[], object]) -> None:
+    def _guard(self, what: str, step: Callable[[], object]) -> object:
         try:
-            step()
+            return step()
         except Exception:
             self.stats.errors += 1
             log.exception("%s failed; it is tried again on the next round", what)
+            return None
 
     def _lease_loop(self) -> None:
         """Take or renew the lease every third of its life, in its own thread, so that a
@@ -238,8 +239,10 @@ class Worker:
                 self.caught_up.set()
             self.wake.clear()
             self._guard("a real-time batch", self.run_batch)
-            self._guard("the time sweep", self.sweep_step)
-            if time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
+            swept = self._guard("the time sweep", self.sweep_step)
+            # not in the round that swept: no round carries both (a post waits for at most
+            # the round under way and the next)
+            if not swept and time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
                 self._guard("maintenance", self.run_sweep)
             self.wake.wait(IDLE_SECONDS)
 
@@ -278,20 +281,23 @@ class Worker:
         self._outside = token
         return self._note_full(evaluate_all(self.ws, utcnow()))
 
-    def sweep_step(self) -> None:
+    def sweep_step(self) -> bool:
         """The clock's changes. Every ``sweep_seconds``: the segments with edges, for the
         customers on those edges since each was last right about the clock. Each round at
         most one segment for everyone whose turn has come: every ``sweep_seconds`` for rules
         without edges (or not evaluated yet by this process), every ``full_sweep_seconds``
-        for the others, so that nothing the edges miss stays wrong for long."""
+        for the others, so that nothing the edges miss stays wrong for long. True when
+        it swept anything."""
         config = self.ws.config
         now = time.monotonic()
+        swept = False
         if now - self._last_edge_sweep >= config.sweep_seconds:
             self._last_edge_sweep = now
             keys = [k for k, r in self._reads.items()
                     if r.timed and r.edges is not None and k in self._clock]
             if keys:
                 self._sweep_edges(keys)
+                swept = True
         due = []
         for key, read in self._reads.items():
             if not read.timed:
@@ -301,13 +307,14 @@ class Worker:
             last = self._swept.setdefault(key, now) if edged else self._swept.get(key, 0.0)
             if now - last >= every:
                 due.append((last, key))
-        if not due:
-            return
+        if not due or swept:
+            return swept
         key = min(due)[1]
         self._swept[key] = now
         t0 = time.perf_counter()
         results = self._note_full(evaluate_all(self.ws, utcnow(), [key], reason="time"))
         self._count_sweep(results, time.perf_counter() - t0)
+        return True
 
     def _sweep_edges(self, keys: list[str]) -> None:
         t0 = time.perf_counter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -251,7 +252,9 @@ def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
     app.state.latest_values = LatestValues(ws)
     if worker not in ("thread", "process"):
         raise ValueError(f"worker={worker!r}: expected 'thread' or 'process'")
-    app.state.worker = Worker(ws) if worker == "thread" else WorkerProcess(ws)
+    # passing pipe ends to a child needs POSIX; elsewhere the worker stays a thread
+    in_process = worker == "thread" or os.name != "posix"
+    app.state.worker = Worker(ws) if in_process else WorkerProcess(ws)
     problems.install(app)
 
     @app.get("/health", tags=["health"], summary="Liveness check (no authentication)")

@@ -4,8 +4,8 @@ An import compares its keys with the stored rows to tell new rows from changed a
 unchanged ones. For the real-time worker's micro-batches — a few thousand events against
 millions stored — reading every stored key costs more than the rest of the import
 together, and almost always finds nothing. A ``KeyIndex`` keeps the hash of every stored
-key of one table (8 bytes a row), sorted; an import asks it first: when none of its keys
-hashes to a stored one, every row is new and the comparison is skipped. A match only
+key of one table (8 bytes a row) in a few sorted runs; an import asks it first: when none
+of its keys hashes to a stored one, every row is new and the comparison is skipped. A match only
 means "maybe" (another key can share the hash), and the import then compares with the
 stored rows as always, so the index can make an import faster but never different.
 
@@ -31,9 +31,6 @@ import pyarrow.parquet as pq
 from tierwise.engines.base import TableScan, sql_literal
 from tierwise.engines.duckdb import ident
 
-#: Hashes appended since the last merge are searched unsorted up to this many.
-MERGE_AT = 1_000_000
-
 
 def key_hashes(session: Any, relation: str, key: tuple[str, ...]) -> np.ndarray:
     """``hash(key columns)`` of every row of ``relation`` (a table, view or read_parquet)."""
@@ -46,13 +43,22 @@ class KeyIndex:
     def __init__(self, table: str) -> None:
         self.table = table
         self._lock = threading.Lock()
-        self._sorted = np.empty(0, np.uint64)
-        self._recent: list[np.ndarray] = []
+        #: Sorted runs, each at least four times longer than the next: a micro-batch's
+        #: keys add a short run, and runs merge as they grow (a handful however many
+        #: files), so a lookup is a few binary searches.
+        self._runs: list[np.ndarray] = []
         #: path → rows of every file whose keys are in the index
         self._files: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self._sorted) + sum(len(a) for a in self._recent)
+        return sum(len(run) for run in self._runs)
+
+    def _add(self, hashes: np.ndarray) -> None:
+        self._runs.append(np.sort(hashes))
+        while len(self._runs) > 1 and len(self._runs[-1]) * 4 >= len(self._runs[-2]):
+            last = self._runs.pop()
+            # two sorted runs: a stable sort (timsort) merges them in one pass
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]), kind="stable")
 
     def refresh(self, session: Any, scan: TableScan) -> int:
         """Add the keys of the scan's files not read yet; returns how many files it read."""
@@ -60,7 +66,7 @@ class KeyIndex:
             current = {f.path for f in scan.files}
             gone = sum(rows for path, rows in self._files.items() if path not in current)
             if gone and gone * 2 > len(self):
-                self._sorted, self._recent, self._files = np.empty(0, np.uint64), [], {}
+                self._runs, self._files = [], {}
             new = [f.path for f in scan.files if f.path not in self._files]
             if not new:
                 return 0
@@ -69,21 +75,18 @@ class KeyIndex:
                                 scan.key)
             for path in new:
                 self._files[path] = pq.ParquetFile(path).metadata.num_rows
-            self._recent.append(hashes)
-            if sum(len(a) for a in self._recent) > max(MERGE_AT, len(self._sorted) // 4):
-                self._sorted = np.sort(np.concatenate([self._sorted, *self._recent]))
-                self._recent = []
+            self._add(hashes)
             return len(new)
 
     def any_of(self, hashes: np.ndarray) -> bool:
         """True when some of ``hashes`` may be a stored key."""
         with self._lock:
-            if len(self._sorted):
-                at = np.searchsorted(self._sorted, hashes)
-                at[at == len(self._sorted)] = 0
-                if bool(np.any(self._sorted[at] == hashes)):
+            for run in self._runs:
+                at = np.searchsorted(run, hashes)
+                at[at == len(run)] = 0
+                if bool(np.any(run[at] == hashes)):
                     return True
-            return any(bool(np.isin(hashes, a).any()) for a in self._recent)
+            return False
 
 
 __all__ = ["KeyIndex", "key_hashes"]
