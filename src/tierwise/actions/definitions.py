@@ -19,6 +19,8 @@ role, due_hours, priority) and ``tag`` (tag, op add|remove).
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -280,11 +282,16 @@ def all_of(conn: sa.Connection, kind: str, enabled_only: bool = False) -> dict[s
     rows = conn.execute(sa.select(table.c.key, table.c.spec).join(
         latest, sa.and_(table.c.key == latest.c.key, table.c.version == latest.c.version))
         .where(table.c.kind == kind)).all()
-    import json
-
-    found = {r.key: MODELS[kind].model_validate(json.loads(r.spec)) for r in rows}
+    found = {r.key: _validated(kind, r.spec) for r in rows}
     return {k: v for k, v in sorted(found.items())
             if not enabled_only or getattr(v, "enabled", True)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _validated(kind: str, spec: str) -> Any:
+    """A stored definition, validated once per text (every membership change of the
+    real-time worker asks for the triggers and playbooks). Shared: read, never change."""
+    return MODELS[kind].model_validate(json.loads(spec))
 
 
 def get(conn: sa.Connection, kind: str, key: str) -> Any:
