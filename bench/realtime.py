@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -210,6 +211,10 @@ def ensure_workspace(customers: int) -> None:
                        check=True, stdout=subprocess.DEVNULL)
     shutil.rmtree(WS, ignore_errors=True)
     shutil.copytree(BASE, WS)
+    # the base was built when the default was 30 s; runs use today's default
+    toml = WS / "tierwise.toml"
+    toml.write_text(re.sub(r"(?m)^sweep_seconds = \d+$", "sweep_seconds = 10",
+                           toml.read_text()))
 
 
 def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str],

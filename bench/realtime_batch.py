@@ -7,7 +7,9 @@ The workspace is a fresh copy of bench/out/ws-rt-base (bench/realtime.py: 100k c
 batch posts ``--size`` events for random customers into the intake (as ``POST /v1/events``
 does), then times what the worker's loop does with them: move them into the fact store
 (the import, with its comparison against the stored keys), evaluate the affected segments
-for the affected customers, and sweep one clock-driven segment for everyone. Figures are
+for the affected customers, sweep the clock-driven segments for the customers on their
+edges since the previous batch (what the worker does every ``sweep_seconds``), and sweep
+one clock-driven segment for everyone (every ``full_sweep_seconds``). Figures are
 medians over the batches after the first (which warms caches). The baseline in the same run
 is a query that reads every stored event once (``count(*)`` and ``count(DISTINCT
 customer_id)``): the floor of any step that scans the history.
@@ -64,7 +66,10 @@ def main() -> None:
         ids = [r[0] for r in conn.execute(sa.select(customers.c.customer_id))]
     rng = random.Random(7)
     steps: dict[str, list[float]] = {"receive": [], "flush": [], "evaluate_changed": [],
-                                     "leads": [], "sweep_one_segment": [], "scan_floor": []}
+                                     "leads": [], "edge_sweep_all_clocked": [],
+                                     "sweep_one_segment_for_everyone": [], "scan_floor": []}
+    edged = [k for k in timed if reads[k].edges is not None]
+    swept_at = datetime.now(UTC)
     for batch in range(args.batches):
         now = datetime.now(UTC).isoformat()
         rows = []
@@ -80,6 +85,10 @@ def main() -> None:
         realtime.evaluate_changed(ws, moved.customers, read_by=reads)
         marks.append(time.perf_counter())
         leads.update(ws, moved.customers.get("events", set()))
+        marks.append(time.perf_counter())
+        as_of = datetime.now(UTC)
+        realtime.sweep_since(ws, edged, swept_at, as_of, reads)
+        swept_at = as_of
         marks.append(time.perf_counter())
         evaluate_all(ws, keys=[timed[batch % len(timed)]], reason="time")
         marks.append(time.perf_counter())
