@@ -111,6 +111,15 @@ def _member_count(conn: sa.Connection, key: str) -> int:
         segment_members.c.segment_key == key)).scalar_one())
 
 
+def _why(last: Any, version: int, as_of: datetime, reason: str | None) -> str:
+    """The reason of a run given the segment's last successful one (see the module)."""
+    if last is not None and last.version != version:
+        return "rule_change"
+    if last is not None and as_utc(last.as_of) > as_of:  # type: ignore[operator]
+        return "backfill"
+    return reason or "data_change"
+
+
 def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
                      compiled: CompiledRule | str, evaluation: Evaluation,
                      shared_seconds: float = 0.0, *, reason: str | None = None
@@ -132,13 +141,7 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
         members = set(evaluation.run(compiled)["customer_id"].to_pylist())
         with ws.control.write() as conn:
             ws.control.lock(conn, f"segment:{key}")
-            last = _last_run(conn, key)
-            if last is not None and last.version != version:
-                why = "rule_change"
-            elif last is not None and as_utc(last.as_of) > as_of:  # type: ignore[operator]
-                why = "backfill"
-            else:
-                why = reason or "data_change"
+            why = _why(_last_run(conn, key), version, as_of, reason)
             before = current_members(conn, key) if scope is None else members_among(
                 conn, key, scope)
             entered, exited = members - before, before - members
@@ -288,13 +291,8 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
         before_all = _members_among_many(conn, found, scope)
         shared = time.perf_counter() - t0
         for key, (members, own) in found.items():
-            version, previous = versions[key], last.get(key)
-            if previous is not None and previous.version != version:
-                why = "rule_change"
-            elif previous is not None and as_utc(previous.as_of) > as_of:  # type: ignore[operator]
-                why = "backfill"
-            else:
-                why = reason or "data_change"
+            version = versions[key]
+            why = _why(last.get(key), version, as_of, reason)
             before = before_all[key]
             entered, exited = members - before, before - members
             total = None
