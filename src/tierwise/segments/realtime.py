@@ -48,6 +48,7 @@ from tierwise.definitions.segment_fields import (
     operands,
     source_field,
 )
+from tierwise.engines.dialects import render
 from tierwise.segments import definitions as defs
 from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store.control import utcnow
@@ -311,7 +312,6 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
         by_table.setdefault(edge.table, []).append((edge.column, low, high))
     if not by_table:
         return set()
-    mark = ":" if ws.engine.name == "spark" else "$"
     facts = {t: ws.facts.scan(t) for t in by_table if t != "customers"}
     arrow = ({"customers": customer_mirror.read(ws.root, ws.control)}
              if "customers" in by_table else {})
@@ -322,9 +322,10 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
             terms = []
             for i, (column, low, high) in enumerate(bands):
                 params[f"lo{i}"], params[f"hi{i}"] = low, high
-                terms.append(f'"{column}" BETWEEN {mark}lo{i} AND {mark}hi{i}')
-            rows = session.query(f"SELECT DISTINCT customer_id FROM {table} WHERE "
-                                 f"customer_id IS NOT NULL AND ({' OR '.join(terms)})", params)
+                terms.append(f'"{column}" BETWEEN :lo{i} AND :hi{i}')
+            sql = render(f"SELECT DISTINCT customer_id FROM {table} WHERE customer_id IS NOT "
+                         f"NULL AND ({' OR '.join(terms)})", ws.engine.name)
+            rows = session.query(sql, params)
             found.update(str(v) for v in rows.column(0).to_pylist())
     return found
 
