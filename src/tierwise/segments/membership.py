@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from tierwise.actions import outbox
 from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_batch
-from tierwise.definitions.segment_ast import Condition, to_text
+from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
@@ -206,10 +206,10 @@ _compiled_lock = threading.Lock()
 def _compiled(rules: dict[str, Condition], dialect: str, as_of: datetime, zone: ZoneInfo,
               resolve: Callable[[str], Condition | None], versions: tuple[object, ...]
               ) -> CompiledBatch:
-    """``compile_batch``, kept per rules, applied versions (IN_SEGMENT inlines other
-    segments' rules), dialect and zone, and re-bound to ``as_of``: the real-time worker
-    compiles the same few batches for every micro-batch."""
-    key = (dialect, zone.key, versions, tuple((k, to_text(r)) for k, r in rules.items()))
+    """``compile_batch``, kept per segment keys, applied versions (which fix every rule,
+    including those IN_SEGMENT inlines), dialect and zone, and re-bound to ``as_of``: the
+    real-time worker compiles the same few batches for every micro-batch."""
+    key = (dialect, zone.key, versions, tuple(rules))
     with _compiled_lock:
         cached = _compiled_cache.get(key)
         if cached is not None:
