@@ -116,17 +116,29 @@ def _updated_customers(ws: Workspace, since: datetime) -> tuple[set[str], dateti
     return {r.customer_id for r in rows}, latest
 
 
-def _outside_token(ws: Workspace) -> tuple[object, ...]:
-    """Changes when a snapshot is computed or rows are imported other than through intake
-    (the CLI, the import API): what the loop's incremental work does not see."""
-    from tierwise.store.tables import imports, snapshots
+@dataclass(frozen=True)
+class _Outside:
+    """What the loop's incremental work does not see: the latest snapshot, and the latest
+    import (every import is a row; only those after the last look are read)."""
 
-    with ws.control.read() as conn:
-        snapshot = conn.execute(sa.select(sa.func.max(snapshots.c.snapshot_id))).scalar()
-        imported = conn.execute(sa.select(sa.func.max(imports.c.import_id)).where(
-            imports.c.table_name != "customers",
-            sa.not_(imports.c.source.startswith("intake ")))).scalar()
-    return snapshot, imported
+    snapshot: int
+    last_import: int
+
+    def look(self, ws: Workspace) -> tuple[_Outside, bool]:
+        """The state now, and whether a snapshot was computed or facts were imported other
+        than through intake (the CLI, the import API) since ``self``."""
+        from tierwise.store.tables import imports, snapshots
+
+        with ws.control.read() as conn:
+            snapshot = conn.execute(sa.select(sa.func.max(snapshots.c.snapshot_id))
+                                    ).scalar() or 0
+            rows = conn.execute(sa.select(imports.c.import_id, imports.c.table_name,
+                                          imports.c.source).where(
+                imports.c.import_id > self.last_import)).all()
+        now = _Outside(snapshot, max((r.import_id for r in rows), default=self.last_import))
+        foreign = any(r.table_name != "customers" and not r.source.startswith("intake ")
+                      for r in rows)
+        return now, snapshot != self.snapshot or foreign
 
 
 def _definitions_token(ws: Workspace) -> tuple[object, ...]:
@@ -176,7 +188,7 @@ class Worker:
         #: (its last evaluation for everyone or its last edge sweep).
         self._clock: dict[str, datetime] = {}
         self._last_edge_sweep = 0.0
-        self._outside: tuple[object, ...] | None = None
+        self._outside: _Outside | None = None
 
     def start(self) -> None:
         for target, name in ((self._lease_loop, "tierwise-lease"),
@@ -248,7 +260,7 @@ class Worker:
 
     def catch_up(self) -> None:
         self._watermark = as_of = utcnow()
-        self._outside = _outside_token(self.ws)
+        self._outside = _Outside(0, 0).look(self.ws)[0]
         self._note_full(evaluate_all(self.ws, as_of))
         leads.update(self.ws)
 
@@ -274,12 +286,11 @@ class Worker:
     def _refresh_outside(self) -> list[RunResult]:
         """After a compute run or an import by another process: every segment, for
         everyone (what a snapshot or an import changed is not known here)."""
-        token = _outside_token(self.ws)
-        if self._outside is None or token == self._outside:
-            self._outside = token
+        if self._outside is None:  # the first look (catch-up takes it, unless it failed)
+            self._outside = _Outside(0, 0).look(self.ws)[0]
             return []
-        self._outside = token
-        return self._note_full(evaluate_all(self.ws, utcnow()))
+        self._outside, changed = self._outside.look(self.ws)
+        return self._note_full(evaluate_all(self.ws, utcnow())) if changed else []
 
     def sweep_step(self) -> bool:
         """The clock's changes. Every ``sweep_seconds``: the segments with edges, for the
