@@ -279,3 +279,110 @@ def test_the_worker_sweeps_the_edges_since_it_last_looked(ws: tierwise.Workspace
             segment_history.c.segment_key == "half_year",
             segment_history.c.exited_at == now))}
     assert reasons == {"time"}
+
+
+FACT_RULES = [
+    "COUNT(orders, LAST 30d) >= 1",
+    "SUM(orders.amount WHERE status = 'paid') >= 500",
+    "COUNT(events WHERE type = 'page_view' AND properties.page = '/pricing') >= 1",
+    "COUNT(events, LAST 90d) >= 3 OR COUNT(tickets) >= 1",
+    "DAYS_SINCE_LAST(orders) > 60",
+    "AVG(feedback.csat) < 4",
+]
+
+
+def _members_of(ws: tierwise.Workspace, customers: list[str], keep: bool
+                ) -> list[list[str]]:
+    from tierwise.compile.segments import compile_rule
+    from tierwise.segments.evaluate import Evaluation
+
+    ws.facts.keep_rows = keep
+    try:
+        with Evaluation(ws, T, customers) as evaluation:
+            return [evaluation.run(compile_rule(parse(rule), "duckdb", T, ws.config.zone))
+                    ["customer_id"].to_pylist() for rule in FACT_RULES]
+    finally:
+        ws.facts.keep_rows = False
+
+
+def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> None:
+    """The worker's in-memory copy of the facts (store.customer_rows) gives what the files
+    give after appends, compaction, erasure, merges and changed rows."""
+    import pyarrow.dataset as ds
+
+    from tierwise import privacy
+    from tierwise.identity.merge import merge
+
+    with ws.control.read() as conn:
+        everyone = sorted(known_ids(conn).to_pylist())
+    chosen = everyone[::7]
+
+    def same() -> list[list[str]]:
+        from_memory = _members_of(ws, chosen, keep=True)
+        assert from_memory == _members_of(ws, chosen, keep=False)
+        return from_memory
+
+    first = same()
+    assert any(first) and ws.facts.customer_rows("orders").rows > 0
+    kept = ws.facts.customer_rows("events").rows
+    when = (T - timedelta(days=2)).isoformat()
+    for i in range(3):  # micro-batches, each a new file
+        ws.import_source("events", RecordsSource.from_dicts("batch", [
+            {"event_id": f"KR{i}-{n}", "customer_id": chosen[n], "occurred_at": when,
+             "type": "page_view", "properties": {"page": "/pricing"}} for n in range(4)]))
+        ws.import_source("orders", RecordsSource.from_dicts("batch", [
+            {"order_id": f"KR{i}", "customer_id": chosen[i], "ordered_at": when,
+             "amount": 900}]))
+    assert same() != first
+    assert ws.facts.customer_rows("events").rows == kept + 12
+    assert ws.facts.compact(ws.engine, "events", min_files=2, small_rows=10) == (3, 1)
+    same()
+    ws.facts.drop_rows("events", ds.field("customer_id") == chosen[0])
+    same()
+    merge(ws, chosen[1], [chosen[2]], actor="test")
+    same()
+    privacy.erase_customer(ws, chosen[3])
+    same()
+    # a changed row stored again: the newest version must win across files, which the
+    # copy does not do, so the evaluation reads the files
+    ws.import_source("orders", RecordsSource.from_dicts("batch", [
+        {"order_id": "KR0", "customer_id": chosen[0], "ordered_at": when, "amount": 900,
+         "status": "refunded"}]))
+    assert ws.facts.scan("orders").dedupe
+    same()
+
+
+def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
+    from tierwise.compile.segments import compile_batch
+    from tierwise.segments.evaluate import Evaluation
+
+    membership.evaluate_all(ws, T)
+    rules = {f"r{i}": parse(rule) for i, rule in enumerate(FACT_RULES)}
+    rules["in_vip_or_shanghai"] = parse("IN_SEGMENT('vip') OR city = '上海'")
+    batch = compile_batch(rules, "duckdb", T, ws.config.zone, membership.applied_resolver(ws))
+    with ws.control.read() as conn:
+        chosen = sorted(known_ids(conn).to_pylist())[::3]
+    with Evaluation(ws, T, chosen) as evaluation:
+        evaluation.prepare(batch)
+        together = evaluation.run_many(batch.rules)
+        one_by_one = {k: evaluation.run(c)["customer_id"].to_pylist()
+                      for k, c in batch.rules.items()}
+        assert together == one_by_one and any(together.values())
+        broken = dict(batch.rules)
+        broken["bad"] = type(batch.rules["r0"])(**{
+            **batch.rules["r0"].__dict__, "sql": "SELECT customer_id FROM no_such_table"})
+        assert evaluation.run_many(broken) is None
+
+
+def test_columns_a_query_reads() -> None:
+    import pyarrow as pa
+
+    from tierwise.store.customer_rows import columns_read
+
+    schema = pa.schema([(n, pa.string()) for n in
+                        ("event_id", "customer_id", "occurred_at", "type", "properties")])
+    assert columns_read(schema, "SELECT r.customer_id, COUNT(*) FILTER (WHERE r.type = $p1) "
+                                "FROM events AS r") == ("customer_id", "type")
+    assert columns_read(schema, "SELECT * FROM events") == tuple(schema.names)
+    assert columns_read(schema, "SELECT occurred_at FROM x", "properties") == (
+        "customer_id", "occurred_at", "properties")

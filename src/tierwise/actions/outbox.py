@@ -116,21 +116,31 @@ def fire(conn: sa.Connection, trigger: Trigger, events: list[dict[str, Any]],
                                      "retry_seconds": trigger.retry_seconds})
 
 
+def membership_hooks(conn: sa.Connection) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The enabled triggers and playbooks, read once for many ``on_membership`` calls in
+    one transaction (the real-time worker writes the changes of many segments at once)."""
+    return (automations.all_of(conn, "trigger", enabled_only=True),
+            automations.all_of(conn, "playbook", enabled_only=True))
+
+
 def on_membership(conn: sa.Connection, segment_key: str, entered: Iterable[str],
-                  exited: Iterable[str], reason: str, at: datetime) -> int:
-    """Triggers and playbooks for customers who entered or left ``segment_key``."""
+                  exited: Iterable[str], reason: str, at: datetime,
+                  hooks: tuple[dict[str, Any], dict[str, Any]] | None = None) -> int:
+    """Triggers and playbooks for customers who entered or left ``segment_key``
+    (``hooks``: ``membership_hooks`` read earlier in the same transaction)."""
     entered, exited = sorted(entered), sorted(exited)
     if not entered and not exited:
         return 0
+    triggers, books = hooks if hooks is not None else membership_hooks(conn)
     written = 0
-    for trigger in automations.all_of(conn, "trigger", enabled_only=True).values():
+    for trigger in triggers.values():
         if trigger.on.segment != segment_key or reason not in trigger.fire_on:
             continue
         ids = entered if trigger.on.event == "enter" else exited
         if ids:
             written += fire(conn, trigger, [{"customer_id": c, "segment": segment_key,
                                              "reason": reason} for c in ids], at)
-    for playbook in automations.all_of(conn, "playbook", enabled_only=True).values():
+    for playbook in books.values():
         if playbook.applies_to.segment == segment_key:
             stop_runs(conn, playbook, exited, at)
             if reason in automations.DEFAULT_FIRE_ON:
@@ -198,5 +208,6 @@ def stop_runs(conn: sa.Connection, playbook: Playbook, customers: Iterable[str],
     return stopped
 
 
-__all__ = ["enqueue", "fire", "idempotency_key", "in_holdout", "on_event", "on_membership",
+__all__ = ["enqueue", "fire", "idempotency_key", "in_holdout", "membership_hooks", "on_event",
+           "on_membership",
            "on_value_change", "start_runs", "stop_runs"]

@@ -191,6 +191,12 @@ class Worker:
         self._outside: _Outside | None = None
 
     def start(self) -> None:
+        # Every evaluation of the loop is for a few customers, and it commits several times
+        # a second: keep the facts it reads in memory by customer, and checkpoint the
+        # SQLite log on a thread of its own (see FactStore.keep_rows and
+        # ControlStore.checkpoint_in_background).
+        self.ws.facts.keep_rows = self.ws.engine.name == "duckdb"
+        self.ws.control.checkpoint_in_background()
         for target, name in ((self._lease_loop, "tierwise-lease"),
                              (self._loop, "tierwise-worker"),
                              (self._dispatch_loop, "tierwise-dispatcher")):

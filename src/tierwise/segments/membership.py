@@ -76,7 +76,8 @@ def _last_run(conn: sa.Connection, key: str) -> Any:
 
 
 def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
-               entered: Iterable[str], exited: Iterable[str], reason: str) -> None:
+               entered: Iterable[str], exited: Iterable[str], reason: str,
+               hooks: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
     entered, exited = sorted(entered), sorted(exited)
     for part in chunked(entered):
         conn.execute(segment_members.insert(), [
@@ -94,7 +95,7 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
                                                            exit_reason=reason))
     # Triggers and playbooks: their outbox rows commit with the change (nothing lost, nothing
     # recorded twice).
-    outbox.on_membership(conn, key, entered, exited, reason, as_of)
+    outbox.on_membership(conn, key, entered, exited, reason, as_of, hooks)
 
 
 def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
@@ -109,6 +110,17 @@ def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[
 def _member_count(conn: sa.Connection, key: str) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(segment_members).where(
         segment_members.c.segment_key == key)).scalar_one())
+
+
+def _member_counts(conn: sa.Connection, keys: Collection[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    m = segment_members.c
+    counts = {k: 0 for k in keys}
+    counts.update({k: int(n) for k, n in conn.execute(
+        sa.select(m.segment_key, sa.func.count()).where(m.segment_key.in_(sorted(keys)))
+        .group_by(m.segment_key))})
+    return counts
 
 
 def _why(last: Any, version: int, as_of: datetime, reason: str | None) -> str:
@@ -256,7 +268,15 @@ def _evaluate_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
     assert scope is not None
     found: dict[str, tuple[set[str], float]] = {}
     results: dict[str, RunResult] = {}
+    ready = {k: c for k in versions if isinstance(c := batch.rules.get(k), CompiledRule)}
+    t0 = time.perf_counter()
+    together = evaluation.run_many(ready) if len(ready) > 1 else None
+    if together is not None:
+        own = (time.perf_counter() - t0) / len(ready) + share
+        found = {k: (set(members), own) for k, members in together.items()}
     for key, version in versions.items():
+        if key in found:
+            continue
         compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
         t0 = time.perf_counter()
         try:
@@ -289,24 +309,26 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
             ws.control.lock(conn, f"segment:{key}")
         last = _last_runs(conn, found)
         before_all = _members_among_many(conn, found, scope)
+        hooks = outbox.membership_hooks(conn)
         shared = time.perf_counter() - t0
-        for key, (members, own) in found.items():
-            version = versions[key]
-            why = _why(last.get(key), version, as_of, reason)
+        changed: dict[str, tuple[set[str], set[str], str]] = {}
+        for key, (members, _) in found.items():
+            why = _why(last.get(key), versions[key], as_of, reason)
             before = before_all[key]
-            entered, exited = members - before, before - members
-            total = None
-            if entered or exited:
-                apply_diff(conn, key, version, as_of, entered, exited, why)
-                total = _member_count(conn, key)
-            seconds = own + shared / len(found)
+            changed[key] = members - before, before - members, why
+            if changed[key][0] or changed[key][1]:
+                apply_diff(conn, key, versions[key], as_of, *changed[key], hooks)
+        totals = _member_counts(conn, [k for k, (a, b, _) in changed.items() if a or b])
+        for key, (entered, exited, why) in changed.items():
+            seconds = found[key][1] + shared / len(found)
+            total = totals.get(key)
             if total is not None:
                 conn.execute(segment_runs.insert().values(
-                    segment_key=key, version=version, as_of=as_of, started_at=started,
-                    seconds=seconds, members=total, entered=len(entered),
-                    exited=len(exited), reason=why))
-            results[key] = RunResult(key, version, as_of, total, len(entered), len(exited),
-                                     seconds, why)
+                    segment_key=key, version=versions[key], as_of=as_of,
+                    started_at=started, seconds=seconds, members=total,
+                    entered=len(entered), exited=len(exited), reason=why))
+            results[key] = RunResult(key, versions[key], as_of, total, len(entered),
+                                     len(exited), seconds, why)
     return results
 
 

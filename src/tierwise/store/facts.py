@@ -28,6 +28,7 @@ from tierwise.store.control import ControlStore, as_utc, utcnow
 from tierwise.store.tables import customer_redirects, fact_files
 
 if TYPE_CHECKING:
+    from tierwise.store.customer_rows import CustomerRows
     from tierwise.store.key_index import KeyIndex
 
 #: Files removed by compaction stay on disk this long for readers that listed them earlier.
@@ -103,6 +104,11 @@ class FactStore:
         self.control = control
         self._key_indexes: dict[str, KeyIndex] = {}
         self._indexes_lock = threading.Lock()
+        #: Keep the rows of the tables segment rules read in memory, by customer, for
+        #: evaluations of a few customers (``store.customer_rows``): set by the real-time
+        #: worker, whose every micro-batch is such an evaluation.
+        self.keep_rows = False
+        self._customer_rows: dict[str, CustomerRows] = {}
 
     def key_index(self, table: str) -> KeyIndex:
         """The in-memory index of ``table``'s stored keys (built on first use and kept
@@ -111,6 +117,13 @@ class FactStore:
 
         with self._indexes_lock:
             return self._key_indexes.setdefault(table, KeyIndex(table))
+
+    def customer_rows(self, table: str) -> CustomerRows:
+        """The in-memory copy of ``table``'s rows by customer (see ``keep_rows``)."""
+        from tierwise.store.customer_rows import CustomerRows
+
+        with self._indexes_lock:
+            return self._customer_rows.setdefault(table, CustomerRows(table))
 
     def staging_path(self) -> Path:
         self.staging_dir.mkdir(parents=True, exist_ok=True)
