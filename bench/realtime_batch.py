@@ -60,6 +60,10 @@ def main() -> None:
     start = time.perf_counter()
     evaluate_all(ws)
     catch_up = time.perf_counter() - start
+    # as the worker does (Worker.start): facts by customer in memory, log checkpoints on a
+    # thread of their own
+    ws.facts.keep_rows = True
+    ws.control.checkpoint_in_background()
     reads = realtime.segment_reads(ws)
     timed = sorted(k for k, r in reads.items() if r.timed)
     with ws.control.read() as conn:
