@@ -17,7 +17,7 @@ from tierwise.segments import definitions as defs
 from tierwise.segments import membership, realtime
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.store.customers import known_ids
-from tierwise.store.tables import segment_history
+from tierwise.store.tables import segment_history, segment_runs
 
 T = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
 
@@ -268,9 +268,16 @@ def test_the_worker_sweeps_the_edges_since_it_last_looked(ws: tierwise.Workspace
     before = set(membership.members_at(ws, "half_year"))
     worker._clock["half_year"] = earlier
     worker._last_edge_sweep = 0.0
-    worker.sweep_step()
-    now = worker._clock["half_year"]
-    assert now > earlier + timedelta(days=39)
+    assert not worker.sweep_step()  # starts the search on its thread
+    assert worker._search is not None
+    worker._search[0].result(timeout=60)
+    assert worker.sweep_step()  # evaluates what it found
+    assert worker._clock["half_year"] > earlier + timedelta(days=39)
+    with ws.control.read() as conn:
+        now = conn.execute(sa.select(sa.func.max(segment_runs.c.as_of)).where(
+            segment_runs.c.segment_key == "half_year")).scalar_one()
+    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+    assert now >= worker._clock["half_year"]
     expected = evaluate_rule(ws, "COUNT(orders, LAST 180d) >= 1", now)["customer_id"]
     assert membership.members_at(ws, "half_year") == expected.to_pylist()
     assert before - set(expected.to_pylist())  # some left as their orders aged out

@@ -7,11 +7,13 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
   they affect for the customers they name, evaluates segments applied without an
   evaluation (new or changed definitions) for everyone, rescores leads, escalates
   tickets and moves playbook runs along. Every ``sweep_seconds`` it evaluates the
-  clock-driven segments for the customers on a window's edge since the last sweep
-  (``realtime.sweep_since``), checks SLA deadlines and merges the micro-batch files of the
-  fact store; one clock-driven segment per round is swept for everyone when its turn
-  comes (every ``full_sweep_seconds``, or every ``sweep_seconds`` for rules without
-  edges). A new snapshot or an import by another process re-evaluates every segment;
+  clock-driven segments for the customers on a window's edge since the last sweep (the
+  search for those customers, ``realtime.crossing``, reads whole tables and runs on a
+  thread of its own while the loop goes on; a later round evaluates what it found), checks
+  SLA deadlines and merges the micro-batch files of the fact store; one clock-driven
+  segment per round is swept for everyone when its turn comes (every
+  ``full_sweep_seconds``, or every ``sweep_seconds`` for rules without edges). A new
+  snapshot or an import by another process re-evaluates every segment;
 * the **dispatcher** thread delivers the outbox;
 * the **lease** thread renews the lease, apart from the loop so that a long round (the
   catch-up after a start on a large workspace) cannot let it lapse.
@@ -41,6 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -188,6 +191,9 @@ class Worker:
         #: (its last evaluation for everyone or its last edge sweep).
         self._clock: dict[str, datetime] = {}
         self._last_edge_sweep = 0.0
+        #: The search for customers on time edges under way: (result, segments, instant).
+        self._search: tuple[Future[set[str]], list[str], datetime] | None = None
+        self._searcher = ThreadPoolExecutor(1, thread_name_prefix="tierwise-edges")
         self._outside: _Outside | None = None
 
     def start(self) -> None:
@@ -209,6 +215,7 @@ class Worker:
         self.wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        self._searcher.shutdown(wait=False, cancel_futures=True)
         if self.stats.holder:
             try:
                 release(self.ws, self.holder)
@@ -308,13 +315,14 @@ class Worker:
         config = self.ws.config
         now = time.monotonic()
         swept = False
-        if now - self._last_edge_sweep >= config.sweep_seconds:
+        if self._search is not None and self._search[0].done():
+            swept = self._sweep_edges()
+        elif self._search is None and now - self._last_edge_sweep >= config.sweep_seconds:
             self._last_edge_sweep = now
             keys = [k for k, r in self._reads.items()
                     if r.timed and r.edges is not None and k in self._clock]
             if keys:
-                self._sweep_edges(keys)
-                swept = True
+                self._search_edges(keys)
         due = []
         for key, read in self._reads.items():
             if not read.timed:
@@ -333,16 +341,40 @@ class Worker:
         self._count_sweep(results, time.perf_counter() - t0)
         return True
 
-    def _sweep_edges(self, keys: list[str]) -> None:
-        t0 = time.perf_counter()
+    def _search_edges(self, keys: list[str]) -> None:
+        """Start looking for the customers on the edges of ``keys`` since each was last
+        right about the clock, on a thread: the search reads whole tables (0.1 s and more),
+        the loop goes on with micro-batches meanwhile, and a later round evaluates what it
+        found (``_sweep_edges``)."""
         as_of = utcnow()
         since = min(self._clock[k] for k in keys)
-        results = realtime.sweep_since(self.ws, keys, since, as_of, read_by=self._reads)
+        edges = set().union(*(self._reads[k].edges or () for k in keys))
+        future = self._searcher.submit(realtime.crossing, self.ws, edges, since, as_of)
+        self._search = (future, keys, as_of)
+
+    def _sweep_edges(self) -> bool:
+        """Evaluate, now, the segments of the finished search for the customers it found:
+        each is then right about the clock up to the instant the search looked at."""
+        assert self._search is not None
+        future, keys, searched_at = self._search
+        self._search = None
+        t0 = time.perf_counter()
+        try:
+            customers = future.result()
+        except Exception:  # noqa: BLE001 - the next sweep searches the same span again
+            self.stats.errors += 1
+            log.exception("the search for customers on time edges failed")
+            return False
+        keys = [k for k in keys if k in self._clock and self._reads.get(k) is not None
+                and self._reads[k].edges is not None]
+        results = (evaluate_all(self.ws, utcnow(), keys, only=customers, reason="time")
+                   if customers and keys else [])
         failed = {r.key for r in results if r.error}
         for key in keys:
             if key not in failed:
-                self._clock[key] = as_of
+                self._clock[key] = max(self._clock[key], searched_at)
         self._count_sweep(results, time.perf_counter() - t0)
+        return bool(results)
 
     def _count_sweep(self, results: list[RunResult], seconds: float) -> None:
         self.stats.sweeps += 1
