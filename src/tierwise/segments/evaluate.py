@@ -20,7 +20,7 @@ from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
 from tierwise.engines.base import TableScan
 from tierwise.store import customer_mirror
-from tierwise.store.control import utcnow
+from tierwise.store.control import chunked, utcnow
 from tierwise.store.customer_rows import columns_read
 from tierwise.store.tables import snapshots
 from tierwise.workspace import Workspace
@@ -62,12 +62,17 @@ _snapshot_cache: dict[tuple[Path, int, int], pa.Table] = {}
 _snapshot_lock = threading.Lock()
 
 
-def stored_members(ws: Workspace) -> pa.Table:
+def stored_members(ws: Workspace, only: list[str] | None = None) -> pa.Table:
+    """Every stored membership, or those of the customers ``only``."""
     from tierwise.store.tables import segment_members
 
+    m = segment_members.c
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(segment_members.c.segment_key,
-                                      segment_members.c.customer_id)).all()
+        if only is None:
+            rows = conn.execute(sa.select(m.segment_key, m.customer_id)).all()
+        else:
+            rows = [r for part in chunked(only) for r in conn.execute(
+                sa.select(m.segment_key, m.customer_id).where(m.customer_id.in_(part)))]
     return pa.table({"segment_key": pa.array([r[0] for r in rows], pa.string()),
                      "customer_id": pa.array([r[1] for r in rows], pa.string())})
 
@@ -98,6 +103,7 @@ class Evaluation:
         self._held: dict[str, TableScan] = {}
         self._from_memory: dict[str, tuple[str, ...]] = {}
         self._wanted: np.ndarray | None = None
+        self._chosen: pa.Array | None = None
 
     def __enter__(self) -> Evaluation:
         ws = self.ws
@@ -105,7 +111,7 @@ class Evaluation:
         prefix = "" if self.only is None else "_all_"
         scans = {prefix + name: ws.facts.scan(name) for name in self.FACTS}
         if self.only is not None:
-            chosen = pa.array(self.only, pa.string())
+            chosen = self._chosen = pa.array(self.only, pa.string())
             customers = customers.filter(pc.is_in(customers["customer_id"], chosen))
             if ws.facts.keep_rows and ws.engine.name == "duckdb":
                 # the facts come from memory (store.customer_rows) once a query names them
@@ -157,10 +163,12 @@ class Evaluation:
             if facts is None:
                 raise RuleError("this rule uses computed fields (RFM, tier, lifecycle, CLV, "
                                 "…): run `tierwise compute` first")
+            if self._chosen is not None:  # the chosen customers' rows only
+                facts = facts.filter(pc.is_in(facts["customer_id"], self._chosen))
             self.session.register_arrow("snapshot", facts)
             self._snapshot = True
         if compiled.uses_members and not self._members:
-            self.session.register_arrow("segment_members", stored_members(self.ws))
+            self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
         if compiled.uses_leads and not self._leads:
             from tierwise.actions.leads import as_table
