@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ LEAD_DECAY_EVERY = 3600.0
 #: Micro-batch files of a table are merged once there are this many (each at most
 #: SMALL_FILE_ROWS rows): readers open few files however long the server runs.
 COMPACT_AT_FILES = 20
+#: Rounds whose durations ``Stats`` sums up.
+ROUNDS_KEPT = 1000
 SMALL_FILE_ROWS = 200_000
 
 
@@ -103,6 +106,12 @@ class Stats:
     rows_moved: int = 0
     segment_changes: int = 0
     last_batch_seconds: float = 0.0
+    #: Durations of the last ``ROUNDS_KEPT`` rounds that moved rows or swept (a post waits
+    #: for the round under way and the next), and how many of them swept.
+    round_p50_seconds: float = 0.0
+    round_p99_seconds: float = 0.0
+    round_max_seconds: float = 0.0
+    sweep_rounds: int = 0
     sweeps: int = 0
     last_sweep_at: datetime | None = None
     last_sweep_seconds: float = 0.0
@@ -191,9 +200,13 @@ class Worker:
         #: (its last evaluation for everyone or its last edge sweep).
         self._clock: dict[str, datetime] = {}
         self._last_edge_sweep = 0.0
+        self._rounds: deque[tuple[float, bool]] = deque(maxlen=ROUNDS_KEPT)
         #: The search for customers on time edges under way: (result, segments, instant).
         self._search: tuple[Future[set[str]], list[str], datetime] | None = None
-        self._searcher = ThreadPoolExecutor(1, thread_name_prefix="tierwise-edges")
+        #: One thread for work that only reads, or that other readers and writers may see
+        #: happen at any moment: the edge search, merging micro-batch files.
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="tierwise-background")
+        self._merging: Future[object] | None = None
         self._outside: _Outside | None = None
 
     def start(self) -> None:
@@ -215,7 +228,7 @@ class Worker:
         self.wake.set()
         for thread in self._threads:
             thread.join(timeout)
-        self._searcher.shutdown(wait=False, cancel_futures=True)
+        self._background.shutdown(wait=False, cancel_futures=True)
         if self.stats.holder:
             try:
                 release(self.ws, self.holder)
@@ -263,13 +276,27 @@ class Worker:
                 self._guard("catching up", self.catch_up)
                 self.caught_up.set()
             self.wake.clear()
+            t0, batches = time.perf_counter(), self.stats.batches
             self._guard("a real-time batch", self.run_batch)
             swept = self._guard("the time sweep", self.sweep_step)
             # not in the round that swept: no round carries both (a post waits for at most
             # the round under way and the next)
             if not swept and time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
                 self._guard("maintenance", self.run_sweep)
+            if swept or self.stats.batches > batches:
+                self._round(time.perf_counter() - t0, bool(swept))
             self.wake.wait(IDLE_SECONDS)
+
+    def _round(self, seconds: float, swept: bool) -> None:
+        """Keep the durations of the last rounds that did work, for ``Stats``."""
+        self._rounds.append((seconds, swept))
+        ordered = sorted(s for s, _ in self._rounds)
+        stats = self.stats
+        stats.round_p50_seconds = round(ordered[len(ordered) // 2], 4)
+        stats.round_p99_seconds = round(ordered[min(len(ordered) - 1,
+                                                    int(len(ordered) * 0.99))], 4)
+        stats.round_max_seconds = round(ordered[-1], 4)
+        stats.sweep_rounds = sum(1 for _, w in self._rounds if w)
 
     def catch_up(self) -> None:
         self._watermark = as_of = utcnow()
@@ -349,7 +376,7 @@ class Worker:
         as_of = utcnow()
         since = min(self._clock[k] for k in keys)
         edges = set().union(*(self._reads[k].edges or () for k in keys))
-        future = self._searcher.submit(realtime.crossing, self.ws, edges, since, as_of)
+        future = self._background.submit(realtime.crossing, self.ws, edges, since, as_of)
         self._search = (future, keys, as_of)
 
     def _sweep_edges(self) -> bool:
@@ -414,7 +441,11 @@ class Worker:
         """Every ``sweep_seconds``: SLA deadlines, merging micro-batch files, lead decay."""
         self._last_sweep = time.monotonic()
         sla.check(self.ws)
-        self.compact()
+        if self._merging is None or self._merging.done():
+            # on the background thread: merging rewrites files (0.1 s and more), and readers
+            # see the table before or after it, the same rows either way
+            self._merging = self._background.submit(self._guard, "merging micro-batch files",
+                                                    self.compact)
         if time.monotonic() - self._last_decay >= LEAD_DECAY_EVERY:
             self._last_decay = time.monotonic()
             decayed = leads.update(self.ws).changed

@@ -14,6 +14,7 @@ from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
 from tierwise.ingest.convert import Reject
 from tierwise.ingest.mapping import Resolved
+from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
 from tierwise.store.facts import FactStore, StagedFile, file_schema, key_columns
 from tierwise.store.key_index import KeyIndex, key_hashes
@@ -75,8 +76,10 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
     named = session.query(f"SELECT DISTINCT id FROM ({refs}) AS t").column(0).to_pylist()
     with ws.control.read() as conn:
         # a few thousand ids (real-time micro-batches): ask about those; else read them all
-        known = (customer_store.known_among(conn, named) if len(named) <= SMALL_LOOKUP
-                 else customer_store.known_ids(conn))
+        if len(named) > SMALL_LOOKUP:
+            known = customer_store.known_ids(conn)
+        else:
+            known = _known_among(ws, conn, named)
         session.register_arrow("known", _as_table(known))
     ids: set[str] = set()
     rejects: list[Reject] = []
@@ -92,6 +95,24 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
             rejects += [Reject(m["row"], source, m["id"], UNKNOWN_CUSTOMER)
                         for m in missing[:LISTED]]
     return sorted(ids), rejects
+
+
+def _known_among(ws: Workspace, conn: Any, named: list[str]) -> Any:
+    """Which of ``named`` are known: where the customers are kept in memory (the real-time
+    worker), the ids found there plus what the control store says about the others
+    (merged ids, customers created since the copy was made)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kept = customer_mirror.read_if_kept(ws.root, ws.control)
+    if kept is None:
+        return customer_store.known_among(conn, named)
+    ids = kept["customer_id"]
+    found = ids.filter(pc.is_in(ids, value_set=pa.array(named, pa.string())))
+    seen = set(found.to_pylist())
+    rest = [n for n in named if n not in seen]
+    others = customer_store.known_among(conn, rest) if rest else pa.array([], pa.string())
+    return pa.concat_arrays([found.combine_chunks(), others])
 
 
 def _as_table(ids: Any) -> Any:

@@ -18,6 +18,7 @@ with the applied versions; ``apply`` stores changed ones as new versions.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,16 +130,16 @@ def applied(ws: Workspace) -> dict[str, Applied]:
 
     from tierwise.store.tables import definitions as table
 
-    out: dict[str, Applied] = {}
+    # one query (the real-time worker asks on every micro-batch)
+    newest = (sa.select(table.c.key, sa.func.max(table.c.version).label("version"))
+              .where(table.c.kind == KIND).group_by(table.c.key).subquery())
     with ws.control.read() as conn:
-        keys = [r[0] for r in conn.execute(sa.select(table.c.key).where(
-            table.c.kind == KIND).distinct())]
-        for key in sorted(keys):
-            latest = versions.latest(conn, KIND, key)
-            if latest is not None:
-                out[key] = Applied(SegmentDefinition.model_validate(latest.spec),
-                                   latest.version)
-    return out
+        rows = conn.execute(sa.select(table.c.key, table.c.version, table.c.spec).join(
+            newest, sa.and_(table.c.key == newest.c.key,
+                            table.c.version == newest.c.version))
+            .where(table.c.kind == KIND)).all()
+    return {r.key: Applied(SegmentDefinition.model_validate(json.loads(r.spec)), r.version)
+            for r in sorted(rows, key=lambda r: r.key)}
 
 
 def save(ws: Workspace, definition: SegmentDefinition, note: str | None = None) -> int:

@@ -75,6 +75,15 @@ def read(root: Path, control: ControlStore) -> pa.Table:
     return table
 
 
+def read_if_kept(root: Path, control: ControlStore) -> pa.Table | None:
+    """``read``, but only in a process that keeps a copy in memory already (one that
+    evaluates segments, like the real-time worker); None elsewhere, where building the
+    copy for one question would cost more than asking the control store."""
+    with _cache_lock:
+        kept = bool(_cache)
+    return read(root, control) if kept else None
+
+
 def invalidate(root: Path) -> None:
     with _cache_lock:
         _cache.clear()
