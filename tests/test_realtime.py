@@ -393,3 +393,20 @@ def test_columns_a_query_reads() -> None:
     assert columns_read(schema, "SELECT * FROM events") == tuple(schema.names)
     assert columns_read(schema, "SELECT occurred_at FROM x", "properties") == (
         "customer_id", "occurred_at", "properties")
+
+
+def test_the_worker_sums_up_its_rounds_and_names_the_steps_of_a_slow_one(
+        ws: tierwise.Workspace, caplog: pytest.LogCaptureFixture) -> None:
+    from tierwise.actions.worker import SLOW_ROUND_SECONDS, Worker
+
+    worker = Worker(ws)
+    for i in range(100):
+        worker._round(0.01 * (i + 1), swept=i % 10 == 0)
+    assert worker.stats.round_p50_seconds == 0.51
+    assert worker.stats.round_p99_seconds == 1.0
+    assert worker.stats.round_max_seconds == 1.0
+    assert worker.stats.sweep_rounds == 10
+    worker._steps.update({"flush": 0.2, "evaluate": SLOW_ROUND_SECONDS})
+    with caplog.at_level("WARNING", logger="tierwise.worker"):
+        worker._round(SLOW_ROUND_SECONDS + 0.2, swept=False)
+    assert "a round took 1.20 s (flush 0.20 s, evaluate 1.00 s)" in caplog.text

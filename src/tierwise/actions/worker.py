@@ -72,6 +72,8 @@ LEAD_DECAY_EVERY = 3600.0
 COMPACT_AT_FILES = 20
 #: Rounds whose durations ``Stats`` sums up.
 ROUNDS_KEPT = 1000
+#: A round this long is logged with the time of each of its steps.
+SLOW_ROUND_SECONDS = 1.0
 SMALL_FILE_ROWS = 200_000
 
 
@@ -201,6 +203,8 @@ class Worker:
         self._clock: dict[str, datetime] = {}
         self._last_edge_sweep = 0.0
         self._rounds: deque[tuple[float, bool]] = deque(maxlen=ROUNDS_KEPT)
+        #: Seconds of each step of the round under way (logged when it is slow).
+        self._steps: dict[str, float] = {}
         #: The search for customers on time edges under way: (result, segments, instant).
         self._search: tuple[Future[set[str]], list[str], datetime] | None = None
         #: One thread for work that only reads, or that other readers and writers may see
@@ -278,18 +282,27 @@ class Worker:
             self.wake.clear()
             t0, batches = time.perf_counter(), self.stats.batches
             self._guard("a real-time batch", self.run_batch)
+            t1 = time.perf_counter()
             swept = self._guard("the time sweep", self.sweep_step)
+            self._steps["time sweep"] = time.perf_counter() - t1
             # not in the round that swept: no round carries both (a post waits for at most
             # the round under way and the next)
             if not swept and time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
+                t1 = time.perf_counter()
                 self._guard("maintenance", self.run_sweep)
+                self._steps["maintenance"] = time.perf_counter() - t1
             if swept or self.stats.batches > batches:
                 self._round(time.perf_counter() - t0, bool(swept))
+            self._steps.clear()
             self.wake.wait(IDLE_SECONDS)
 
     def _round(self, seconds: float, swept: bool) -> None:
-        """Keep the durations of the last rounds that did work, for ``Stats``."""
+        """Keep the durations of the last rounds that did work, for ``Stats``; say where
+        the time of a slow one went."""
         self._rounds.append((seconds, swept))
+        if seconds >= SLOW_ROUND_SECONDS:
+            log.warning("a round took %.2f s (%s)", seconds, ", ".join(
+                f"{name} {value:.2f} s" for name, value in self._steps.items()))
         ordered = sorted(s for s, _ in self._rounds)
         stats = self.stats
         stats.round_p50_seconds = round(ordered[len(ordered) // 2], 4)
@@ -412,7 +425,9 @@ class Worker:
     def run_batch(self) -> None:
         t0 = time.perf_counter()
         ws = self.ws
+        steps = self._steps
         moved = intake.flush(ws)
+        steps["flush"] = time.perf_counter() - t0
         changes: dict[str, set[str]] = dict(moved.customers)
         updated, self._watermark = _updated_customers(ws, self._watermark)
         if updated:
@@ -420,12 +435,18 @@ class Worker:
         if moved.customers.get("events") or updated:
             touched = set(moved.customers.get("events", ())) | updated
             changes["leads"] = leads.update(ws, touched).changed
+        t1 = time.perf_counter()
         results = self._refresh_definitions() + self._refresh_outside()
+        steps["outside changes"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
         if any(changes.values()):
             results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
+        steps["evaluate"] = time.perf_counter() - t1
+        t1 = time.perf_counter()
         if moved.ticket_ids:
             sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
         playbooks.advance(ws)
+        steps["tickets and playbooks"] = time.perf_counter() - t1
         if moved or results:
             self.stats.batches += 1
             self.stats.rows_moved += sum(moved.moved.values())
