@@ -100,16 +100,7 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
 
 def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
     """The current members of ``key`` among the customers in ``scope``."""
-    found = set[str]()
-    for part in chunked(sorted(scope)):
-        found.update(r[0] for r in conn.execute(sa.select(segment_members.c.customer_id).where(
-            segment_members.c.segment_key == key, segment_members.c.customer_id.in_(part))))
-    return found
-
-
-def _member_count(conn: sa.Connection, key: str) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(segment_members).where(
-        segment_members.c.segment_key == key)).scalar_one())
+    return _members_among_many(conn, [key], scope)[key]
 
 
 def _member_counts(conn: sa.Connection, keys: Collection[str]) -> dict[str, int]:
@@ -159,7 +150,7 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
             entered, exited = members - before, before - members
             apply_diff(conn, key, version, as_of, entered, exited, why)
             seconds = time.perf_counter() - t0
-            total = len(members) if scope is None else _member_count(conn, key)
+            total = len(members) if scope is None else _member_counts(conn, [key])[key]
             if scope is None or entered or exited:
                 conn.execute(segment_runs.insert().values(
                     segment_key=key, version=version, as_of=as_of, started_at=started,
