@@ -33,7 +33,6 @@ from tierwise.definitions.segment_fields import RuleError, validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.store import definitions as versions
-from tierwise.store.tables import definitions as table
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -277,14 +276,8 @@ def save(conn: sa.Connection, kind: str, model: Any, note: str | None = None) ->
 
 def all_of(conn: sa.Connection, kind: str, enabled_only: bool = False) -> dict[str, Any]:
     """The latest version of every definition of ``kind``, validated, by key."""
-    latest = (sa.select(table.c.key, sa.func.max(table.c.version).label("version"))
-              .where(table.c.kind == kind).group_by(table.c.key).subquery())
-    rows = conn.execute(sa.select(table.c.key, table.c.spec).join(
-        latest, sa.and_(table.c.key == latest.c.key, table.c.version == latest.c.version))
-        .where(table.c.kind == kind)).all()
-    found = {r.key: _validated(kind, r.spec) for r in rows}
-    return {k: v for k, v in sorted(found.items())
-            if not enabled_only or getattr(v, "enabled", True)}
+    found = {key: _validated(kind, spec) for key, _, spec in versions.latest_specs(conn, kind)}
+    return {k: v for k, v in found.items() if not enabled_only or getattr(v, "enabled", True)}
 
 
 @functools.lru_cache(maxsize=1024)

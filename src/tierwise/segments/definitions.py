@@ -126,20 +126,10 @@ class Applied:
 
 def applied(ws: Workspace) -> dict[str, Applied]:
     """The latest applied version of every segment."""
-    import sqlalchemy as sa
-
-    from tierwise.store.tables import definitions as table
-
-    # one query (the real-time worker asks on every micro-batch)
-    newest = (sa.select(table.c.key, sa.func.max(table.c.version).label("version"))
-              .where(table.c.kind == KIND).group_by(table.c.key).subquery())
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(table.c.key, table.c.version, table.c.spec).join(
-            newest, sa.and_(table.c.key == newest.c.key,
-                            table.c.version == newest.c.version))
-            .where(table.c.kind == KIND)).all()
-    return {r.key: Applied(SegmentDefinition.model_validate(json.loads(r.spec)), r.version)
-            for r in sorted(rows, key=lambda r: r.key)}
+        latest = versions.latest_specs(conn, KIND)
+    return {key: Applied(SegmentDefinition.model_validate(json.loads(spec)), version)
+            for key, version, spec in latest}
 
 
 def save(ws: Workspace, definition: SegmentDefinition, note: str | None = None) -> int:

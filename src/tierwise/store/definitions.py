@@ -34,6 +34,18 @@ def latest(conn: sa.Connection, kind: str, key: str) -> Version | None:
                    as_utc(row.created_at) or utcnow())
 
 
+def latest_specs(conn: sa.Connection, kind: str) -> list[tuple[str, int, str]]:
+    """(key, version, stored JSON text) of the latest version of every ``kind`` definition,
+    by key, in one query (the real-time worker asks on every micro-batch)."""
+    newest = (sa.select(definitions.c.key, sa.func.max(definitions.c.version).label("version"))
+              .where(definitions.c.kind == kind).group_by(definitions.c.key).subquery())
+    rows = conn.execute(sa.select(definitions.c.key, definitions.c.version, definitions.c.spec)
+                        .join(newest, sa.and_(definitions.c.key == newest.c.key,
+                                              definitions.c.version == newest.c.version))
+                        .where(definitions.c.kind == kind)).all()
+    return sorted((r.key, r.version, r.spec) for r in rows)
+
+
 def save(conn: sa.Connection, kind: str, key: str, spec: dict[str, Any],
          note: str | None = None) -> int:
     """Store ``spec`` as the next version (unless it equals the latest); returns the version."""
