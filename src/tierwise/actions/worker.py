@@ -43,8 +43,9 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -282,19 +283,26 @@ class Worker:
             self.wake.clear()
             t0, batches = time.perf_counter(), self.stats.batches
             self._guard("a real-time batch", self.run_batch)
-            t1 = time.perf_counter()
-            swept = self._guard("the time sweep", self.sweep_step)
-            self._steps["time sweep"] = time.perf_counter() - t1
+            with self._step("time sweep"):
+                swept = self._guard("the time sweep", self.sweep_step)
             # not in the round that swept: no round carries both (a post waits for at most
             # the round under way and the next)
             if not swept and time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
-                t1 = time.perf_counter()
-                self._guard("maintenance", self.run_sweep)
-                self._steps["maintenance"] = time.perf_counter() - t1
+                with self._step("maintenance"):
+                    self._guard("maintenance", self.run_sweep)
             if swept or self.stats.batches > batches:
                 self._round(time.perf_counter() - t0, bool(swept))
             self._steps.clear()
             self.wake.wait(IDLE_SECONDS)
+
+    @contextmanager
+    def _step(self, name: str) -> Iterator[None]:
+        """Time one step of the round under way (``_round`` logs them when it is slow)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._steps[name] = time.perf_counter() - t0
 
     def _round(self, seconds: float, swept: bool) -> None:
         """Keep the durations of the last rounds that did work, for ``Stats``; say where
@@ -425,9 +433,8 @@ class Worker:
     def run_batch(self) -> None:
         t0 = time.perf_counter()
         ws = self.ws
-        steps = self._steps
-        moved = intake.flush(ws)
-        steps["flush"] = time.perf_counter() - t0
+        with self._step("flush"):
+            moved = intake.flush(ws)
         changes: dict[str, set[str]] = dict(moved.customers)
         updated, self._watermark = _updated_customers(ws, self._watermark)
         if updated:
@@ -435,18 +442,15 @@ class Worker:
         if moved.customers.get("events") or updated:
             touched = set(moved.customers.get("events", ())) | updated
             changes["leads"] = leads.update(ws, touched).changed
-        t1 = time.perf_counter()
-        results = self._refresh_definitions() + self._refresh_outside()
-        steps["outside changes"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        if any(changes.values()):
-            results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
-        steps["evaluate"] = time.perf_counter() - t1
-        t1 = time.perf_counter()
-        if moved.ticket_ids:
-            sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
-        playbooks.advance(ws)
-        steps["tickets and playbooks"] = time.perf_counter() - t1
+        with self._step("outside changes"):
+            results = self._refresh_definitions() + self._refresh_outside()
+        with self._step("evaluate"):
+            if any(changes.values()):
+                results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
+        with self._step("tickets and playbooks"):
+            if moved.ticket_ids:
+                sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
+            playbooks.advance(ws)
         if moved or results:
             self.stats.batches += 1
             self.stats.rows_moved += sum(moved.moved.values())
