@@ -396,7 +396,7 @@ class Worker:
         found (``_sweep_edges``)."""
         as_of = utcnow()
         since = min(self._clock[k] for k in keys)
-        edges = set().union(*(self._reads[k].edges or () for k in keys))
+        edges = realtime.edges_of(keys, self._reads)
         future = self._background.submit(realtime.crossing, self.ws, edges, since, as_of)
         self._search = (future, keys, as_of)
 

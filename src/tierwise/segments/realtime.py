@@ -330,6 +330,17 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
     return found
 
 
+def edges_of(keys: Iterable[str], read_by: Mapping[str, Reads]) -> set[Edge]:
+    """The edges of all of ``keys`` (segments with edges)."""
+    edges: set[Edge] = set()
+    for key in keys:
+        found = read_by[key].edges
+        if found is None:
+            raise ValueError(f"segment {key!r} has no edges: sweep it for everyone")
+        edges |= found
+    return edges
+
+
 def sweep_since(ws: Workspace, keys: Collection[str], since: datetime,
                 now: datetime | None = None, read_by: dict[str, Reads] | None = None
                 ) -> list[RunResult]:
@@ -338,13 +349,7 @@ def sweep_since(ws: Workspace, keys: Collection[str], since: datetime,
     finds, with the reason ``time``."""
     now = now or utcnow()
     read_by = read_by if read_by is not None else segment_reads(ws)
-    edges: set[Edge] = set()
-    for key in keys:
-        found = read_by[key].edges
-        if found is None:
-            raise ValueError(f"segment {key!r} has no edges: sweep it for everyone")
-        edges |= found
-    customers = crossing(ws, edges, since, now)
+    customers = crossing(ws, edges_of(keys, read_by), since, now)
     if not customers:
         return []
     return evaluate_all(ws, now, keys, only=customers, reason="time")
@@ -356,5 +361,5 @@ def sweep(ws: Workspace, as_of: datetime | None = None) -> list[RunResult]:
     return evaluate_all(ws, as_of or utcnow(), keys, reason="time") if keys else []
 
 
-__all__ = ["Edge", "Reads", "affected", "clocked", "crossing", "evaluate_changed", "reads",
-           "segment_reads", "sweep", "sweep_since", "time_edges", "unevaluated"]
+__all__ = ["Edge", "Reads", "affected", "clocked", "crossing", "edges_of", "evaluate_changed",
+           "reads", "segment_reads", "sweep", "sweep_since", "time_edges", "unevaluated"]
