@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,34 @@ def test_events_are_idempotent_and_moved(served: Served) -> None:
     assert not intake.flush(ws)
     assert ws.count("events") == before + 2
     assert client.get("/v1/customers/NEW9").status_code == 200  # a stub for the new id
+
+
+def test_moved_rows_keep_their_key_until_pruned(served: Served) -> None:
+    """A moved row's payload is emptied (the fact store has it); its key answers repeats
+    until ``prune`` deletes it, after which a repeat is imported again as unchanged."""
+    import sqlalchemy as sa
+
+    from tierwise.store.tables import intake as rows
+
+    ws = served.ws
+    client = served.client("analyst")
+    event = {"event_id": "keep1", "customer_id": "C001", "occurred_at": "2026-01-03 08:00",
+             "type": "page_view"}
+    assert client.post("/v1/events", json=event).json()["accepted"] == 1
+    assert intake.flush(ws).moved == {"events": 1}
+    before = ws.count("events")
+    with ws.control.read() as conn:
+        kept = conn.execute(sa.select(rows.c.payload, rows.c.moved_at)).one()
+    assert kept.payload == "" and kept.moved_at is not None
+    assert intake.prune(ws, keep_hours=1) == 0  # moved just now
+    assert client.post("/v1/events", json=event).json() == {"accepted": 0, "duplicates": 1}
+    with ws.control.write() as conn:
+        conn.execute(rows.update().values(moved_at=kept.moved_at - timedelta(hours=2)))
+    assert intake.prune(ws, keep_hours=1) == 1
+    assert client.post("/v1/events", json=event).json() == {"accepted": 1, "duplicates": 0}
+    moved = intake.flush(ws)
+    assert moved.moved == {"events": 1}
+    assert ws.count("events") == before  # imported as unchanged: still stored once
 
 
 def test_bad_rows_are_refused_whole(served: Served) -> None:

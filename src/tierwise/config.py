@@ -46,6 +46,10 @@ class WorkspaceConfig:
     #: Seconds between sweeps of each clock-driven segment for everyone (the sweeps in
     #: between look only at the customers on a window's edge).
     full_sweep_seconds: int = 900
+    #: Hours the intake remembers the keys of rows it has moved to the fact store: a row
+    #: posted again within them is acknowledged as a duplicate (later, it is accepted and
+    #: imported as unchanged).
+    intake_keep_hours: float = 168.0
     #: Outgoing mail for e-mail actions: smtp://host:port, smtp+starttls://user@host:587 or
     #: smtps://user@host:465 (the password from $TIERWISE_SMTP_PASSWORD). Empty: e-mail
     #: actions wait (they are retried) until it is set.
@@ -75,6 +79,9 @@ class WorkspaceConfig:
         if not self.sweep_seconds <= self.full_sweep_seconds <= 86400:
             raise WorkspaceError(f"full_sweep_seconds = {self.full_sweep_seconds!r}: expected "
                                  f"sweep_seconds ({self.sweep_seconds}) to 86400")
+        if not 1 <= self.intake_keep_hours <= 24 * 366:
+            raise WorkspaceError(f"intake_keep_hours = {self.intake_keep_hours!r}: expected 1 "
+                                 "to 8784 (a year)")
         if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://",
                                                           "smtp+starttls://")):
             raise WorkspaceError(f"smtp_url = {self.smtp_url!r}: expected smtp://host:port, "

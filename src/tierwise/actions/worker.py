@@ -68,6 +68,8 @@ LEASE_SECONDS = 15.0
 #: Longest sleep of the loop when nothing arrives (a post wakes it at once).
 IDLE_SECONDS = 0.25
 LEAD_DECAY_EVERY = 3600.0
+#: Seconds between deletions of intake rows moved longer ago than ``intake_keep_hours``.
+PRUNE_INTAKE_EVERY = 3600.0
 #: Micro-batch files of a table are merged once there are this many (each at most
 #: SMALL_FILE_ROWS rows): readers open few files however long the server runs.
 COMPACT_AT_FILES = 20
@@ -195,6 +197,7 @@ class Worker:
         self._watermark = utcnow()
         self._last_sweep = 0.0
         self._last_decay = time.monotonic()
+        self._last_prune = 0.0
         self._definitions_seen: tuple[object, ...] = ()
         self._reads: dict[str, realtime.Reads] = {}
         #: When each clock-driven segment was last swept for everyone (monotonic seconds).
@@ -463,7 +466,8 @@ class Worker:
                       "; ".join(f"{r.key}: {r.error}" for r in failed))
 
     def run_sweep(self) -> None:
-        """Every ``sweep_seconds``: SLA deadlines, merging micro-batch files, lead decay."""
+        """Every ``sweep_seconds``: SLA deadlines, merging micro-batch files; hourly, lead
+        decay and the deletion of intake rows moved long ago."""
         self._last_sweep = time.monotonic()
         sla.check(self.ws)
         if self._merging is None or self._merging.done():
@@ -476,6 +480,9 @@ class Worker:
             decayed = leads.update(self.ws).changed
             if decayed:
                 realtime.evaluate_changed(self.ws, {"leads": decayed}, read_by=self._reads)
+        if time.monotonic() - self._last_prune >= PRUNE_INTAKE_EVERY:
+            self._last_prune = time.monotonic()
+            intake.prune(self.ws, self.ws.config.intake_keep_hours)
 
     def compact(self) -> None:
         merged = False

@@ -10,6 +10,11 @@ repeat only when its content is identical too, and a changed order replaces the 
 Moving is at-least-once (a worker killed after an import but before marking the rows moved
 imports them again) and imports are idempotent by key, so the fact store holds each row
 once.
+
+A moved row keeps only its key (its payload is emptied when it is marked moved: the fact
+store has the data), and ``prune`` deletes moved rows after ``intake_keep_hours``: a repeat
+posted later than that is accepted again and imported as unchanged, so the fact store still
+holds the row once, but the answer counts it as accepted, not as a duplicate.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -134,16 +140,31 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
         index = ws.facts.key_index(table) if ws.engine.name == "duckdb" else None
         result = ws.import_source(table, _source(table, payloads), unknown_customers="create",
                                   report_path=_report_path(ws), key_index=index)
+        moved_at = utcnow()
         with ws.control.write() as conn:
-            conn.execute(intake.update().where(
-                intake.c.intake_id.in_([r.intake_id for r in rows])).values(
-                moved_at=utcnow(), import_id=result.import_id))
+            # one statement run for each row: an IN list of thousands of ids costs more to
+            # render than the updates
+            conn.execute(intake.update().where(intake.c.intake_id == sa.bindparam("id_"))
+                         .values(moved_at=moved_at, import_id=result.import_id, payload=""),
+                         [{"id_": r.intake_id} for r in rows])
             ids = _survivors(conn, {str(p["customer_id"]) for p in payloads})
         done.moved[table] = len(rows)
         done.customers[table] = ids
         if table == "tickets":
             done.ticket_ids.update(str(p["ticket_id"]) for p in payloads)
     return done
+
+
+def prune(ws: Workspace, keep_hours: float) -> int:
+    """Delete rows moved more than ``keep_hours`` ago (their keys are what makes a repeat
+    a duplicate; see the module). Returns how many were deleted."""
+    cutoff = utcnow() - timedelta(hours=keep_hours)
+    deleted = 0
+    with ws.control.write() as conn:
+        for table in KEYS:  # the (table_name, moved_at) index finds them
+            deleted += max(conn.execute(intake.delete().where(
+                intake.c.table_name == table, intake.c.moved_at < cutoff)).rowcount, 0)
+    return deleted
 
 
 def pending(ws: Workspace) -> dict[str, int]:
@@ -153,4 +174,4 @@ def pending(ws: Workspace) -> dict[str, int]:
             .group_by(intake.c.table_name))}
 
 
-__all__ = ["KEYS", "Flushed", "flush", "pending", "receive"]
+__all__ = ["KEYS", "Flushed", "flush", "pending", "prune", "receive"]
