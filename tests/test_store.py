@@ -50,8 +50,9 @@ def test_workspace_config_round_trip(tmp_path: Path):
     ("locale", "fr", "unknown locale"),
     ("currency", "yuan", "three-letter"),
     ("engine", "pandas", "unknown engine"),
+    ("intake_keep_hours", 0, "expected 1 to 8784"),
 ])
-def test_bad_settings(field: str, value: str, words: str):
+def test_bad_settings(field: str, value: object, words: str):
     with pytest.raises(WorkspaceError, match=words):
         WorkspaceConfig(**{field: value})
 
@@ -128,3 +129,20 @@ def test_orphans_from_a_crash_are_invisible_then_collected(ws: tierwise.Workspac
     assert ws.facts.collect_garbage() == 2
     assert not orphan.exists() and not staging.exists()
     assert ws.count("orders") == 50
+
+
+def test_rows_of_the_customers_copy_match_a_filter() -> None:
+    """``customer_mirror.rows_of`` (binary search in ids sorted once) returns what a plain
+    filter returns, in the same order, for ids present, absent and repeated."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tierwise.store import customer_mirror
+
+    table = pa.table({"customer_id": ["c9", "c1", "c5", "c3", "c10"],
+                      "name": ["i", "a", "e", "c", "j"]})
+    for ids in (["c5", "c1"], ["c10", "x", "c10"], [], ["zz"], ["c9", "c1", "c5", "c3", "c10"]):
+        expected = table.filter(pc.is_in(table["customer_id"], pa.array(ids, pa.string())))
+        assert customer_mirror.rows_of(table, ids).equals(expected), ids
+    other = pa.table({"customer_id": ["b", "a"]})  # a new copy replaces the sorted ids
+    assert customer_mirror.rows_of(other, ["a"])["customer_id"].to_pylist() == ["a"]

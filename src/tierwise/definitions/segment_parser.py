@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from tierwise.definitions.segment_ast import (
     AGGREGATES,
@@ -285,8 +286,12 @@ def _describe(node: Operand) -> str:
     return "the value"
 
 
+@lru_cache(maxsize=1024)
 def parse(text: str) -> Condition:
-    """Parse a rule's text form; raises ``SegmentSyntaxError`` pointing at the problem."""
+    """Parse a rule's text form; raises ``SegmentSyntaxError`` pointing at the problem.
+
+    Kept per text (the trees are immutable): the real-time worker reads every applied
+    definition several times a second."""
     return _Parser(text).parse()
 
 

@@ -109,10 +109,10 @@ class Evaluation:
         ws = self.ws
         customers = customer_mirror.read(ws.root, ws.control)
         prefix = "" if self.only is None else "_all_"
-        scans = {prefix + name: ws.facts.scan(name) for name in self.FACTS}
+        scans = {prefix + name: scan for name, scan in ws.facts.scans(self.FACTS).items()}
         if self.only is not None:
             chosen = self._chosen = pa.array(self.only, pa.string())
-            customers = customers.filter(pc.is_in(customers["customer_id"], chosen))
+            customers = customer_mirror.rows_of(customers, self.only)
             if ws.facts.keep_rows and ws.engine.name == "duckdb":
                 # the facts come from memory (store.customer_rows) once a query names them
                 self._held = {name: scans.pop(prefix + name) for name in self.FACTS}

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -94,6 +95,11 @@ class StagingWriter:
         self.staged.path.unlink(missing_ok=True)
 
 
+def _redirects(conn: sa.Connection) -> tuple[tuple[str, str], ...]:
+    return tuple((a, b) for a, b in conn.execute(sa.select(
+        customer_redirects.c.customer_id, customer_redirects.c.survivor_id)))
+
+
 class FactStore:
     """Parquet facts of one workspace. Readers take a ``TableScan`` snapshot of the manifest."""
 
@@ -134,23 +140,30 @@ class FactStore:
         if conn is None:
             with self.control.read() as c:
                 return self.scan(table, c)
+        return self._scan(conn, table, None)
+
+    def _scan(self, conn: sa.Connection, table: str,
+              redirects: tuple[tuple[str, str], ...] | None) -> TableScan:
         schema = TABLES[table]
         rows = conn.execute(
             sa.select(fact_files.c.path, fact_files.c.seq, fact_files.c.overlaps)
             .where(fact_files.c.table_name == table, fact_files.c.removed_at.is_(None))
             .order_by(fact_files.c.seq)).all()
         files = tuple(ScanFile(str(self.root / r.path), r.seq) for r in rows)
-        redirects: tuple[tuple[str, str], ...] = ()
-        if schema.customer_refs:
-            redirects = tuple((a, b) for a, b in conn.execute(sa.select(
-                customer_redirects.c.customer_id, customer_redirects.c.survivor_id)))
+        if not schema.customer_refs:
+            redirects = ()
+        elif redirects is None:
+            redirects = _redirects(conn)
         return TableScan(table, files, key_columns(schema), any(r.overlaps for r in rows),
                          visible_schema(schema), redirects, schema.customer_refs)
 
-    def scans(self) -> dict[str, TableScan]:
+    def scans(self, tables: Iterable[str] | None = None) -> dict[str, TableScan]:
+        """Scans of several fact tables (all of them by default), read in one go."""
+        names = [t.name for t in TABLES.values() if t.home == "facts"] if tables is None \
+            else list(tables)
         with self.control.read() as conn:
-            return {t.name: self.scan(t.name, conn) for t in TABLES.values()
-                    if t.home == "facts"}
+            redirects = _redirects(conn)
+            return {name: self._scan(conn, name, redirects) for name in names}
 
     def max_file_id(self, conn: sa.Connection, table: str) -> int:
         value = conn.execute(sa.select(sa.func.max(fact_files.c.file_id))
