@@ -149,7 +149,8 @@ class FactStore:
             sa.select(fact_files.c.path, fact_files.c.seq, fact_files.c.overlaps)
             .where(fact_files.c.table_name == table, fact_files.c.removed_at.is_(None))
             .order_by(fact_files.c.seq)).all()
-        files = tuple(ScanFile(str(self.root / r.path), r.seq) for r in rows)
+        base = str(self.root)  # os.path.join: Path's / costs more than the query here
+        files = tuple(ScanFile(os.path.join(base, r.path), r.seq) for r in rows)
         if not schema.customer_refs:
             redirects = ()
         elif redirects is None:
