@@ -271,7 +271,7 @@ def test_the_worker_sweeps_the_edges_since_it_last_looked(ws: tierwise.Workspace
     assert not worker.sweep_step()  # starts the search on its thread
     assert worker._search is not None
     worker._search[0].result(timeout=60)
-    assert worker.sweep_step()  # evaluates what it found
+    assert worker.run_batch()  # the next round evaluates what it found
     assert worker._clock["half_year"] > earlier + timedelta(days=39)
     with ws.control.read() as conn:
         now = conn.execute(sa.select(sa.func.max(segment_runs.c.as_of)).where(
@@ -286,6 +286,39 @@ def test_the_worker_sweeps_the_edges_since_it_last_looked(ws: tierwise.Workspace
             segment_history.c.segment_key == "half_year",
             segment_history.c.exited_at == now))}
     assert reasons == {"time"}
+
+
+def test_a_pass_with_new_rows_and_the_clock_records_each_change_under_its_reason(
+        ws: tierwise.Workspace) -> None:
+    """An edge search's customers join a micro-batch's pass: a customer with new rows in a
+    table the segment reads changes for ``data_change``, one found on a time edge (or
+    evaluated only because another table changed for them) for ``time``."""
+    earlier = T - timedelta(days=40)
+    membership.evaluate_all(ws, earlier, ["recent_buyers"])
+    members = set(membership.members_at(ws, "recent_buyers"))
+    now_expected = set(_expected(ws, "recent_buyers", T))
+    aged = sorted(members - now_expected)  # their last order turned 30 days old since
+    with ws.control.read() as conn:
+        everyone = sorted(known_ids(conn).to_pylist())
+    buyer = next(c for c in everyone if c not in members and c not in now_expected)
+    viewer = next(c for c in everyone if c in members and c in now_expected)
+    ws.import_source("orders", RecordsSource.from_dicts("test", [
+        {"order_id": "CLK1", "customer_id": buyer,
+         "ordered_at": (T - timedelta(days=1)).isoformat(), "amount": 10}]))
+    results = realtime.evaluate_changed(
+        ws, {"orders": {buyer}, "events": {viewer}}, T,
+        clock=(["recent_buyers"], set(aged[:3])))
+    run = {r.key: r for r in results}["recent_buyers"]
+    assert (run.entered, run.exited, run.reason) == (1, 3, "data_change")
+    h = segment_history.c
+    with ws.control.read() as conn:
+        entered = dict(conn.execute(sa.select(h.customer_id, h.enter_reason).where(
+            h.segment_key == "recent_buyers", h.entered_at == T)).all())
+        exited = dict(conn.execute(sa.select(h.customer_id, h.exit_reason).where(
+            h.segment_key == "recent_buyers", h.exited_at == T)).all())
+    assert entered == {buyer: "data_change"}
+    assert exited == {c: "time" for c in aged[:3]}
+    assert viewer in membership.members_at(ws, "recent_buyers")
 
 
 FACT_RULES = [

@@ -285,9 +285,9 @@ class Worker:
                 self.caught_up.set()
             self.wake.clear()
             t0, batches = time.perf_counter(), self.stats.batches
-            self._guard("a real-time batch", self.run_batch)
+            searched = self._guard("a real-time batch", self.run_batch)
             with self._step("time sweep"):
-                swept = self._guard("the time sweep", self.sweep_step)
+                swept = self._guard("the time sweep", self.sweep_step) or searched
             # not in the round that swept: no round carries both (a post waits for at most
             # the round under way and the next)
             if not swept and time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
@@ -357,18 +357,17 @@ class Worker:
         return self._note_full(evaluate_all(self.ws, utcnow())) if changed else []
 
     def sweep_step(self) -> bool:
-        """The clock's changes. Every ``sweep_seconds``: the segments with edges, for the
-        customers on those edges since each was last right about the clock. Each round at
-        most one segment for everyone whose turn has come: every ``sweep_seconds`` for rules
-        without edges (or not evaluated yet by this process), every ``full_sweep_seconds``
-        for the others, so that nothing the edges miss stays wrong for long. True when
-        it swept anything."""
+        """The clock's changes. Every ``sweep_seconds``: start the search for the customers
+        on the edges of the segments with edges since each was last right about the clock
+        (the next ``run_batch`` after it ends evaluates them). Each round at most one
+        segment for everyone whose turn has come: every ``sweep_seconds`` for rules without
+        edges (or not evaluated yet by this process), every ``full_sweep_seconds`` for the
+        others, so that nothing the edges miss stays wrong for long. True when it swept a
+        segment for everyone."""
         config = self.ws.config
         now = time.monotonic()
         swept = False
-        if self._search is not None and self._search[0].done():
-            swept = self._sweep_edges()
-        elif self._search is None and now - self._last_edge_sweep >= config.sweep_seconds:
+        if self._search is None and now - self._last_edge_sweep >= config.sweep_seconds:
             self._last_edge_sweep = now
             keys = [k for k, r in self._reads.items()
                     if r.timed and r.edges is not None and k in self._clock]
@@ -396,36 +395,29 @@ class Worker:
         """Start looking for the customers on the edges of ``keys`` since each was last
         right about the clock, on a thread: the search reads whole tables (0.1 s and more),
         the loop goes on with micro-batches meanwhile, and a later round evaluates what it
-        found (``_sweep_edges``)."""
+        found (``_searched``, ``run_batch``)."""
         as_of = utcnow()
         since = min(self._clock[k] for k in keys)
         edges = realtime.edges_of(keys, self._reads)
         future = self._background.submit(realtime.crossing, self.ws, edges, since, as_of)
         self._search = (future, keys, as_of)
 
-    def _sweep_edges(self) -> bool:
-        """Evaluate, now, the segments of the finished search for the customers it found:
-        each is then right about the clock up to the instant the search looked at."""
-        assert self._search is not None
+    def _searched(self) -> tuple[list[str], set[str], datetime] | None:
+        """The finished edge search, if one is: its segments (those still clock-driven),
+        the customers it found and the instant it looked at."""
+        if self._search is None or not self._search[0].done():
+            return None
         future, keys, searched_at = self._search
         self._search = None
-        t0 = time.perf_counter()
         try:
             customers = future.result()
         except Exception:  # noqa: BLE001 - the next sweep searches the same span again
             self.stats.errors += 1
             log.exception("the search for customers on time edges failed")
-            return False
+            return None
         keys = [k for k in keys if k in self._clock and self._reads.get(k) is not None
                 and self._reads[k].edges is not None]
-        results = (evaluate_all(self.ws, utcnow(), keys, only=customers, reason="time")
-                   if customers and keys else [])
-        failed = {r.key for r in results if r.error}
-        for key in keys:
-            if key not in failed:
-                self._clock[key] = max(self._clock[key], searched_at)
-        self._count_sweep(results, time.perf_counter() - t0)
-        return bool(results)
+        return keys, customers, searched_at
 
     def _count_sweep(self, results: list[RunResult], seconds: float) -> None:
         self.stats.sweeps += 1
@@ -433,11 +425,16 @@ class Worker:
         self.stats.last_sweep_at = utcnow()
         self.stats.segment_changes += sum((r.entered or 0) + (r.exited or 0) for r in results)
 
-    def run_batch(self) -> None:
+    def run_batch(self) -> bool:
+        """Move received rows, evaluate what they (and a finished edge search) affect;
+        True when an edge search's customers were evaluated."""
         t0 = time.perf_counter()
         ws = self.ws
         with self._step("flush"):
             moved = intake.flush(ws)
+        # the customers an edge search found join this round's evaluation: one pass (its
+        # fixed cost paid once) instead of a round of their own
+        searched = self._searched()
         changes: dict[str, set[str]] = dict(moved.customers)
         updated, self._watermark = _updated_customers(ws, self._watermark)
         if updated:
@@ -448,8 +445,18 @@ class Worker:
         with self._step("outside changes"):
             results = self._refresh_definitions() + self._refresh_outside()
         with self._step("evaluate"):
-            if any(changes.values()):
-                results += realtime.evaluate_changed(ws, changes, read_by=self._reads)
+            clock = searched[:2] if searched and searched[0] and searched[1] else None
+            if any(changes.values()) or clock:
+                results += realtime.evaluate_changed(ws, changes, read_by=self._reads,
+                                                     clock=clock)
+        if searched:
+            failed = {r.key for r in results if r.error}
+            for key in searched[0]:
+                if key not in failed:
+                    self._clock[key] = max(self._clock[key], searched[2])
+            self.stats.sweeps += 1
+            self.stats.last_sweep_seconds = self._steps.get("evaluate", 0.0)
+            self.stats.last_sweep_at = utcnow()
         with self._step("tickets and playbooks"):
             if moved.ticket_ids:
                 sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
@@ -460,10 +467,11 @@ class Worker:
             self.stats.segment_changes += sum((r.entered or 0) + (r.exited or 0)
                                               for r in results)
             self.stats.last_batch_seconds = time.perf_counter() - t0
-        failed = [r for r in results if r.error]
-        if failed:
+        failed_runs = [r for r in results if r.error]
+        if failed_runs:
             log.error("segments failed in a real-time batch: %s",
-                      "; ".join(f"{r.key}: {r.error}" for r in failed))
+                      "; ".join(f"{r.key}: {r.error}" for r in failed_runs))
+        return searched is not None
 
     def run_sweep(self) -> None:
         """Every ``sweep_seconds``: SLA deadlines, merging micro-batch files; hourly, lead

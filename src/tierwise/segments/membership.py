@@ -170,9 +170,14 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
 def evaluate_all(ws: Workspace, as_of: datetime | None = None,
                  keys: Collection[str] | None = None, *,
                  only: Collection[str] | None = None,
-                 reason: str | None = None) -> list[RunResult]:
+                 reason: str | None = None,
+                 reason_of: Callable[[str, str], str] | None = None) -> list[RunResult]:
     """Evaluate active dynamic segments (all, or ``keys``) in dependency order, for every
-    customer or ``only`` some (see ``evaluate_segment`` for ``reason``)."""
+    customer or ``only`` some (see ``evaluate_segment`` for ``reason``).
+
+    With ``only``, ``reason_of(segment, customer)`` may give the reason of each change
+    instead (a real-time pass that carries both new data and the clock's changes); rule
+    changes and backfills still take precedence."""
     as_of = as_of or utcnow()
     applied = defs.applied(ws)
     definitions = {k: a.definition for k, a in applied.items()}
@@ -194,7 +199,7 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
         share = (time.perf_counter() - t0) / max(1, len(chosen))
         if evaluation.only is not None:
             return _evaluate_scoped(ws, {k: applied[k].version for k in chosen}, as_of,
-                                    batch, evaluation, share, reason)
+                                    batch, evaluation, share, reason, reason_of)
         for key in chosen:
             compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
             results.append(evaluate_segment(ws, key, applied[key].version, as_of, compiled,
@@ -248,7 +253,8 @@ def _members_among_many(conn: sa.Connection, keys: Collection[str], scope: Colle
 
 def _evaluate_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
                      batch: CompiledBatch, evaluation: Evaluation, share: float,
-                     reason: str | None) -> list[RunResult]:
+                     reason: str | None,
+                     reason_of: Callable[[str, str], str] | None = None) -> list[RunResult]:
     """``evaluate_segment`` for many segments restricted to a few customers (real-time
     batches and edge sweeps): every rule runs first, then one transaction reads their
     current members among those customers and writes all diffs, history and outbox rows.
@@ -279,7 +285,8 @@ def _evaluate_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
             results[key] = evaluate_segment(ws, key, version, as_of, str(exc), evaluation,
                                             share, reason=reason)
     try:
-        results.update(_write_scoped(ws, versions, as_of, found, scope, started, reason))
+        results.update(_write_scoped(ws, versions, as_of, found, scope, started, reason,
+                                     reason_of))
     except Exception:  # noqa: BLE001 - fall back to one transaction per segment
         for key in found:
             compiled = batch.rules[key]
@@ -290,7 +297,9 @@ def _evaluate_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
 
 def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
                   found: dict[str, tuple[set[str], float]], scope: Collection[str],
-                  started: datetime, reason: str | None) -> dict[str, RunResult]:
+                  started: datetime, reason: str | None,
+                  reason_of: Callable[[str, str], str] | None = None
+                  ) -> dict[str, RunResult]:
     results: dict[str, RunResult] = {}
     if not found:
         return results
@@ -306,9 +315,20 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
         for key, (members, _) in found.items():
             why = _why(last.get(key), versions[key], as_of, reason)
             before = before_all[key]
-            changed[key] = members - before, before - members, why
-            if changed[key][0] or changed[key][1]:
-                apply_diff(conn, key, versions[key], as_of, *changed[key], hooks)
+            entered, exited = members - before, before - members
+            if reason_of is None or why in ("rule_change", "backfill"):
+                parts = {why: (entered, exited)}
+            else:  # each change under its own reason; the run under data_change if any
+                parts = {}
+                for side, ids in enumerate((entered, exited)):
+                    for c in ids:
+                        parts.setdefault(reason_of(key, c), (set(), set()))[side].add(c)
+                if parts:
+                    why = "data_change" if "data_change" in parts else sorted(parts)[0]
+            changed[key] = entered, exited, why
+            for part_reason, (ins, outs) in sorted(parts.items()):
+                if ins or outs:
+                    apply_diff(conn, key, versions[key], as_of, ins, outs, part_reason, hooks)
         totals = _member_counts(conn, [k for k, (a, b, _) in changed.items() if a or b])
         for key, (entered, exited, why) in changed.items():
             seconds = found[key][1] + shared / len(found)

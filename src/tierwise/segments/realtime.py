@@ -258,7 +258,9 @@ def clocked(ws: Workspace) -> list[str]:
 
 def evaluate_changed(ws: Workspace, changes: Mapping[str, Collection[str]],
                      as_of: datetime | None = None,
-                     read_by: dict[str, Reads] | None = None) -> list[RunResult]:
+                     read_by: dict[str, Reads] | None = None,
+                     clock: tuple[Collection[str], Collection[str]] | None = None
+                     ) -> list[RunResult]:
     """Bring memberships up to date after new rows: ``changes`` maps a table (orders,
     events, tickets, feedback, customers) to the customers it has new rows for.
 
@@ -266,18 +268,31 @@ def evaluate_changed(ws: Workspace, changes: Mapping[str, Collection[str]],
     table one of them reads: a segment sees some customers it need not look at (their
     memberships come out the same), and the pass's fixed cost (sessions, the aggregate
     query, the write) is paid once instead of once per distinct set of customers.
+    ``clock`` — segment keys and the customers an edge search found on their time edges
+    (``crossing``) — joins the same pass. A change is recorded as ``data_change`` when the
+    customer has new rows in a table the segment reads, else as ``time``.
     ``read_by`` is ``segment_reads(ws)`` if the caller keeps it.
     """
-    if not any(changes.values()):
-        return []
-    as_of = as_of or utcnow()
     reads = read_by if read_by is not None else segment_reads(ws)
-    keys = [key for key, read in reads.items() if any(changes.get(t) for t in read.tables)]
+    clock_keys = [k for k in (clock[0] if clock else ()) if k in reads]
+    clock_customers = set(clock[1]) if clock and clock_keys else set()
+    keys = [key for key, read in reads.items()
+            if any(changes.get(t) for t in read.tables)
+            or (clock_customers and key in clock_keys)]
     if not keys:
         return []
-    tables = set().union(*(reads[k].tables for k in keys))
-    customers: set[str] = set().union(*(changes.get(t, ()) for t in tables))
-    return evaluate_all(ws, as_of, keys, only=customers)
+    by_tables: dict[frozenset[str], set[str]] = {}
+    for key in keys:
+        tables = frozenset(reads[key].tables)
+        if tables not in by_tables:
+            by_tables[tables] = set().union(*(changes.get(t, ()) for t in tables))
+    fresh = {key: by_tables[frozenset(reads[key].tables)] for key in keys}
+    customers = set().union(clock_customers, *by_tables.values())
+
+    def reason_of(key: str, customer: str) -> str:
+        return "data_change" if customer in fresh[key] else "time"
+
+    return evaluate_all(ws, as_of or utcnow(), keys, only=customers, reason_of=reason_of)
 
 
 def unevaluated(ws: Workspace, read_by: dict[str, Reads] | None = None) -> list[str]:
