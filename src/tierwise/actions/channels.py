@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import smtplib
+import threading
 import time
 from datetime import timedelta
 from email.message import EmailMessage
@@ -28,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 import sqlalchemy as sa
+from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from tierwise import __version__
@@ -110,6 +112,21 @@ class Channels:
                                  follow_redirects=False)
         self._secret: bytes | None = None
         self.templates = SandboxedEnvironment(autoescape=False)
+        #: Compiled templates by source text: every delivery of an action renders the same
+        #: few, and compiling one costs far more than rendering it.
+        self._compiled: dict[str, Template] = {}
+        self._compiled_lock = threading.Lock()
+
+    def _render(self, source: str, context: dict[str, Any]) -> str:
+        with self._compiled_lock:
+            template = self._compiled.get(source)
+        if template is None:
+            template = self.templates.from_string(source)
+            with self._compiled_lock:
+                if len(self._compiled) >= 256:
+                    self._compiled.clear()
+                self._compiled[source] = template
+        return template.render(context)
 
     def close(self) -> None:
         self.http.close()
@@ -160,12 +177,12 @@ class Channels:
             next(iter(templates.values()))
         context = {"customer": customer, "event": event, "segment": event.get("segment")}
         message = EmailMessage()
-        message["Subject"] = self.templates.from_string(template["subject"]).render(context)
+        message["Subject"] = self._render(template["subject"], context)
         message["From"] = self.ws.config.mail_from
         message["To"] = customer["email"]
         message["Message-ID"] = f"<{row.idempotency_key}@tierwise>"
         message["X-Tierwise-Idempotency-Key"] = row.idempotency_key
-        message.set_content(self.templates.from_string(template["body"]).render(context))
+        message.set_content(self._render(template["body"], context))
         self._send(message)
 
     def _send(self, message: EmailMessage) -> None:

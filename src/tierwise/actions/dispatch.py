@@ -52,8 +52,10 @@ def _attempt(channels: Channels, row: Any) -> tuple[str, str | None]:
 
 
 def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
-                 now: datetime | None = None) -> Counter[str]:
-    """Deliver up to ``limit`` due rows; returns counts by outcome."""
+                 now: datetime | None = None, pool: ThreadPoolExecutor | None = None
+                 ) -> Counter[str]:
+    """Deliver up to ``limit`` due rows, ``PARALLEL`` at a time (on ``pool`` if given: a
+    caller that dispatches in a loop keeps one); returns counts by outcome."""
     now = now or utcnow()
     with ws.control.read() as conn:
         rows = conn.execute(sa.select(outbox).where(
@@ -62,7 +64,10 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
     outcomes: Counter[str] = Counter()
     if not rows:
         return outcomes
-    with ThreadPoolExecutor(PARALLEL) as pool:
+    if pool is None:
+        with ThreadPoolExecutor(PARALLEL) as own:
+            results = list(own.map(lambda r: _attempt(channels, r), rows))
+    else:
         results = list(pool.map(lambda r: _attempt(channels, r), rows))
     finished = utcnow()
     with ws.control.write() as conn:
@@ -137,4 +142,4 @@ def summary(ws: Workspace) -> dict[str, int]:
     return {s: int(found.get(s, 0)) for s in STATUSES}
 
 
-__all__ = ["STATUSES", "backoff", "deliveries", "dispatch_due", "replay", "summary"]
+__all__ = ["PARALLEL", "STATUSES", "backoff", "deliveries", "dispatch_due", "replay", "summary"]

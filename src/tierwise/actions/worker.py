@@ -54,7 +54,7 @@ import sqlalchemy as sa
 
 from tierwise.actions import leads, playbooks, sla
 from tierwise.actions.channels import Channels
-from tierwise.actions.dispatch import dispatch_due
+from tierwise.actions.dispatch import PARALLEL, dispatch_due
 from tierwise.ingest import intake
 from tierwise.segments import realtime
 from tierwise.segments.membership import RunResult, evaluate_all
@@ -505,13 +505,14 @@ class Worker:
     # -- the dispatcher ------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
         channels = Channels(self.ws)
+        pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="tierwise-delivery")
         try:
             while not self.stop_event.is_set():
                 if not self.stats.holder:
                     self.stop_event.wait(1.0)
                     continue
                 try:
-                    outcome = dispatch_due(self.ws, channels)
+                    outcome = dispatch_due(self.ws, channels, pool=pool)
                 except Exception:
                     self.stats.errors += 1
                     log.exception("delivering the outbox failed; retried in a second")
@@ -523,6 +524,7 @@ class Worker:
                 else:
                     self.stop_event.wait(0.2)
         finally:
+            pool.shutdown(wait=True)
             channels.close()
 
 
