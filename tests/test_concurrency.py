@@ -77,3 +77,49 @@ def test_customers_and_orders_at_once(any_ws: tierwise.Workspace, tmp_path: Path
     _run_pair(any_ws.root, [("customers", customers), ("orders", orders)], tmp_path / "go")
     assert any_ws.count("orders") == 20_000
     assert any_ws.count("customers") == 20_500
+
+
+def test_a_merge_during_an_import_does_not_make_it_overlap(ws: tierwise.Workspace,
+                                                           monkeypatch) -> None:
+    """An import whose comparison ran before another process committed decides whether
+    readers must deduplicate: after another import, yes (its keys were not compared);
+    after a merge or rewrite of stored files, no (they bring no new key, and marking the
+    file would make every later read deduplicate the whole table)."""
+    from tierwise.ingest import checks
+    from tierwise.ingest.readers import RecordsSource
+
+    def orders(tag: str, n: int = 3) -> RecordsSource:
+        return RecordsSource.from_dicts("test", [
+            {"order_id": f"{tag}{i}", "customer_id": "C1", "ordered_at": "2025-03-01 10:00",
+             "amount": 5} for i in range(n)])
+
+    for i in range(3):
+        ws.import_source("orders", orders(f"base{i}-"), unknown_customers="create")
+    compare = checks.classify_facts
+    meanwhile: list[str] = []
+
+    def compare_then_commit_another(*args, **kwargs):
+        found = compare(*args, **kwargs)
+        if meanwhile == ["merge"]:
+            assert ws.facts.compact(ws.engine, "orders", min_files=2) == (3, 1)
+        elif meanwhile == ["import"]:
+            monkeypatch.setattr(checks, "classify_facts", compare)
+            ws.import_source("orders", orders("other-"), unknown_customers="create")
+        return found
+
+    monkeypatch.setattr(checks, "classify_facts", compare_then_commit_another)
+
+    def last_overlaps() -> bool:
+        with ws.control.read() as conn:
+            return bool(conn.execute(sa.select(fact_files.c.overlaps).order_by(
+                fact_files.c.file_id.desc()).limit(1)).scalar_one())
+
+    meanwhile[:] = ["merge"]
+    ws.import_source("orders", orders("after-merge-"), unknown_customers="create")
+    assert not last_overlaps()
+    assert ws.count("orders") == 12
+    meanwhile[:] = ["import"]
+    monkeypatch.setattr(checks, "classify_facts", compare_then_commit_another)
+    ws.import_source("orders", orders("after-import-"), unknown_customers="create")
+    assert last_overlaps()
+    assert ws.count("orders") == 18

@@ -327,6 +327,24 @@ class Worker:
         self._outside = _Outside(0, 0).look(self.ws)[0]
         self._note_full(evaluate_all(self.ws, as_of))
         leads.update(self.ws)
+        self._warm()
+
+    def _warm(self) -> None:
+        """Fill the in-memory copies the micro-batches use before reporting caught up: the
+        key index of each intake table and the facts by customer with the columns the
+        rules read (one evaluation of every segment for one customer). Built by the first
+        micro-batch instead, they made it take ~10 s on 2.8M events, and every row posted
+        meanwhile waited for it."""
+        ws = self.ws
+        if ws.engine.name != "duckdb":
+            return
+        for table in intake.KEYS:
+            ws.facts.key_index(table)
+            ws.facts.follow(ws.engine, table)
+        with ws.control.read() as conn:
+            one = conn.execute(sa.select(customers.c.customer_id).limit(1)).scalar()
+        if one is not None:
+            evaluate_all(ws, utcnow(), only=[one], reason="time")
 
     def _note_full(self, results: list[RunResult]) -> list[RunResult]:
         """Remember that these segments were evaluated for everyone at their as_of."""
@@ -493,14 +511,19 @@ class Worker:
             intake.prune(self.ws, self.ws.config.intake_keep_hours)
 
     def compact(self) -> None:
-        merged = False
+        """Merge the micro-batch files of each table that has ``COMPACT_AT_FILES``, then
+        read the merged files into the in-memory copies the loop uses (the key index, the
+        facts by customer) here, off the loop: a merged file holds up to
+        ``SMALL_FILE_ROWS`` rows, and reading them in the loop's next round made it the
+        slowest of its ten seconds."""
+        facts = self.ws.facts
         for table in intake.KEYS:
-            replaced, written = self.ws.facts.compact(self.ws.engine, table,
-                                                      min_files=COMPACT_AT_FILES,
-                                                      small_rows=SMALL_FILE_ROWS)
-            merged |= written < replaced
-        if merged:
-            self.ws.facts.collect_garbage()
+            replaced, written = facts.compact(self.ws.engine, table,
+                                              min_files=COMPACT_AT_FILES,
+                                              small_rows=SMALL_FILE_ROWS)
+            if written < replaced:
+                facts.collect_garbage()
+                facts.follow(self.ws.engine, table)
 
     # -- the dispatcher ------------------------------------------------------------------
     def _dispatch_loop(self) -> None:

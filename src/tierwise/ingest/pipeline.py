@@ -334,8 +334,11 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
                 return
             ws.control.lock(conn, f"facts:{schema.name}")
             # Another import of this table committed after our comparison: readers must
-            # deduplicate, since its keys were not compared with ours.
-            raced = ws.facts.max_file_id(conn, schema.name) > snapshot
+            # deduplicate, since its keys were not compared with ours. (A merge of stored
+            # files meanwhile — the real-time worker's, on a thread of its own — brings no
+            # new key: marking the file overlapping then would make every later reader
+            # deduplicate the whole table for nothing.)
+            raced = ws.facts.imported_since(conn, schema.name, snapshot)
             published = ws.facts.publish(conn, staged, import_id=import_id,
                                          overlaps=result.updated > 0 or raced)
     except BaseException:

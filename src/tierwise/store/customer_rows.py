@@ -78,6 +78,11 @@ class CustomerRows:
         self._schema = pa.schema([])
 
     @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns kept (none before the first ``refresh``)."""
+        return self._columns
+
+    @property
     def rows(self) -> int:
         return sum(p.table.num_rows for p in self._parts.values())
 

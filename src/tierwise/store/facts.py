@@ -131,6 +131,19 @@ class FactStore:
         with self._indexes_lock:
             return self._customer_rows.setdefault(table, CustomerRows(table))
 
+    def follow(self, engine: Engine, table: str) -> None:
+        """Bring the in-memory copies of ``table`` that exist (its key index, its rows by
+        customer) up to the manifest now, so that the next reader does not pay for it."""
+        scan = self.scan(table)
+        with self._indexes_lock:
+            index = self._key_indexes.get(table)
+            rows = self._customer_rows.get(table)
+        if index is not None:
+            with engine.session() as session:
+                index.refresh(session, scan)
+        if rows is not None and rows.columns:
+            rows.refresh(engine, scan, rows.columns)
+
     def staging_path(self) -> Path:
         self.staging_dir.mkdir(parents=True, exist_ok=True)
         return self.staging_dir / f"{uuid.uuid4().hex}.parquet"
@@ -170,6 +183,15 @@ class FactStore:
         value = conn.execute(sa.select(sa.func.max(fact_files.c.file_id))
                              .where(fact_files.c.table_name == table)).scalar()
         return int(value or 0)
+
+    def imported_since(self, conn: sa.Connection, table: str, file_id: int) -> bool:
+        """Whether an import published a file of ``table`` after ``file_id``: new rows, as
+        opposed to a merge (compaction) or a rewrite (retention, erasure) of stored ones,
+        which keep an older ``seq`` and bring no key that was not stored before."""
+        f = fact_files.c
+        return conn.execute(sa.select(f.file_id).where(
+            f.table_name == table, f.file_id > file_id, f.seq == f.file_id).limit(1)
+        ).first() is not None
 
     # -- writing -------------------------------------------------------------------------
     def publish(self, conn: sa.Connection, staged: StagedFile, *, import_id: int | None,
@@ -236,7 +258,7 @@ class FactStore:
                 tail.append(r)
             if len(tail) < min_files:
                 return len(tail), len(tail)
-            kept = {str(self.root / r.path) for r in tail}
+            kept = {os.path.join(str(self.root), r.path) for r in tail}
             scan = TableScan(scan.table, tuple(f for f in scan.files if f.path in kept),
                              scan.key, True, scan.schema)
             # each part was checked against every older file when it was imported: the
