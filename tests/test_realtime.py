@@ -383,13 +383,32 @@ def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> Non
     same()
     privacy.erase_customer(ws, chosen[3])
     same()
-    # a changed row stored again: the newest version must win across files, which the
-    # copy does not do, so the evaluation reads the files
+    # changed rows stored again: the newest version wins across files, also when the
+    # change moves the row to another customer, after merging the newest files, after a
+    # third version, and once every file is merged
     ws.import_source("orders", RecordsSource.from_dicts("batch", [
         {"order_id": "KR0", "customer_id": chosen[0], "ordered_at": when, "amount": 900,
          "status": "refunded"}]))
     assert ws.facts.scan("orders").dedupe
     same()
+    rows = ws.facts.customer_rows("orders")
+    assert rows.refresh(ws.engine, ws.facts.scan("orders"), rows.columns)  # from memory
+    big = {"order_id": "KR1", "ordered_at": when, "amount": 5000}
+    ws.import_source("orders", RecordsSource.from_dicts("batch", [
+        {**big, "customer_id": chosen[5]}]))
+    moved = same()
+    assert ws.facts.compact(ws.engine, "orders", min_files=2, small_rows=10)[0] >= 2
+    assert same() == moved
+    ws.import_source("orders", RecordsSource.from_dicts("batch", [
+        {**big, "customer_id": chosen[6], "amount": 7000}]))
+    third = same()
+    assert third != moved
+    # the newest version dropped (as erasure or retention would): the one before is back
+    ws.facts.drop_rows("orders", (ds.field("order_id") == "KR1")
+                       & (ds.field("customer_id") == chosen[6]))
+    assert same() == moved
+    ws.facts.compact(ws.engine, "orders", min_files=2)
+    assert same() == moved
 
 
 def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
