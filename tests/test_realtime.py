@@ -459,6 +459,8 @@ def test_the_worker_sums_up_its_rounds_and_names_the_steps_of_a_slow_one(
     assert worker.stats.round_max_seconds == 1.0
     assert worker.stats.sweep_rounds == 10
     worker._steps.update({"flush": 0.2, "evaluate": SLOW_ROUND_SECONDS})
+    worker._carried.update(rows=2000, customers=1900)
     with caplog.at_level("WARNING", logger="tierwise.worker"):
         worker._round(SLOW_ROUND_SECONDS + 0.2, swept=False)
-    assert "a round took 1.20 s (flush 0.20 s, evaluate 1.00 s)" in caplog.text
+    assert "a round took 1.20 s (flush 0.20 s, evaluate 1.00 s; rows 2000, customers 1900)" \
+        in caplog.text

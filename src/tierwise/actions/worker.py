@@ -209,6 +209,8 @@ class Worker:
         self._rounds: deque[tuple[float, bool]] = deque(maxlen=ROUNDS_KEPT)
         #: Seconds of each step of the round under way (logged when it is slow).
         self._steps: dict[str, float] = {}
+        #: What the round under way carried (logged with its steps when it is slow).
+        self._carried: dict[str, int] = {}
         #: The search for customers on time edges under way: (result, segments, instant).
         self._search: tuple[Future[set[str]], list[str], datetime] | None = None
         #: One thread for work that only reads, or that other readers and writers may see
@@ -296,6 +298,7 @@ class Worker:
             if swept or self.stats.batches > batches:
                 self._round(time.perf_counter() - t0, bool(swept))
             self._steps.clear()
+            self._carried.clear()
             self.wake.wait(IDLE_SECONDS)
 
     @contextmanager
@@ -312,8 +315,9 @@ class Worker:
         the time of a slow one went."""
         self._rounds.append((seconds, swept))
         if seconds >= SLOW_ROUND_SECONDS:
-            log.warning("a round took %.2f s (%s)", seconds, ", ".join(
-                f"{name} {value:.2f} s" for name, value in self._steps.items()))
+            log.warning("a round took %.2f s (%s; %s)", seconds, ", ".join(
+                f"{name} {value:.2f} s" for name, value in self._steps.items()), ", ".join(
+                f"{name} {value}" for name, value in self._carried.items()))
         ordered = sorted(s for s, _ in self._rounds)
         stats = self.stats
         stats.round_p50_seconds = round(ordered[len(ordered) // 2], 4)
@@ -462,6 +466,8 @@ class Worker:
             changes["leads"] = leads.update(ws, touched).changed
         with self._step("outside changes"):
             results = self._refresh_definitions() + self._refresh_outside()
+        self._carried.update(rows=sum(moved.moved.values()), customers=len(
+            set().union(*changes.values())), edge_customers=len(searched[1]) if searched else 0)
         with self._step("evaluate"):
             clock = searched[:2] if searched and searched[0] and searched[1] else None
             if any(changes.values()) or clock:
