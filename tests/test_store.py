@@ -146,3 +146,43 @@ def test_rows_of_the_customers_copy_match_a_filter() -> None:
         assert customer_mirror.rows_of(table, ids).equals(expected), ids
     other = pa.table({"customer_id": ["b", "a"]})  # a new copy replaces the sorted ids
     assert customer_mirror.rows_of(other, ["a"])["customer_id"].to_pylist() == ["a"]
+
+
+def test_the_customers_copy_catches_up_with_new_changed_and_deleted_customers(
+        ws: tierwise.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-memory copy reads only customers changed since it was made, and all of them
+    again when some were deleted; either way it equals the control store."""
+    import pyarrow.compute as pc
+
+    from tierwise.ingest.readers import RecordsSource
+    from tierwise.store import customer_mirror
+    from tierwise.store import customers as customer_store
+    from tierwise.store.tables import customers
+
+    full_reads: list[object] = []
+    build = customer_mirror.path_for
+    monkeypatch.setattr(customer_mirror, "path_for",
+                        lambda *a: full_reads.append(a) or build(*a))
+
+    def people(rows: list[dict[str, object]]) -> None:
+        ws.import_source("customers", RecordsSource.from_dicts("test", rows))
+
+    def matches() -> None:
+        kept = customer_mirror.read(ws.root, ws.control)
+        with ws.control.read() as conn:
+            stored = customer_store.as_arrow(conn)
+        order = pc.sort_indices(kept, [("customer_id", "ascending")])
+        expected = stored.take(pc.sort_indices(stored, [("customer_id", "ascending")]))
+        assert kept.take(order).cast(expected.schema).equals(expected)
+
+    people([{"customer_id": f"M{i}", "name": f"n{i}", "city": "上海"} for i in range(5)])
+    matches()
+    assert len(full_reads) == 1
+    people([{"customer_id": "M1", "name": "renamed"}, {"customer_id": "M9", "name": "new"}])
+    matches()
+    assert len(full_reads) == 1  # caught up with the two changed customers only
+    with ws.control.write() as conn:  # deleted without telling the copy
+        conn.execute(customers.delete().where(customers.c.customer_id == "M2"))
+    matches()
+    assert len(full_reads) == 2  # one fewer customer: read again whole
+    assert "M2" not in customer_mirror.read(ws.root, ws.control)["customer_id"].to_pylist()
