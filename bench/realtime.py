@@ -1,12 +1,15 @@
 """Real-time intake, incremental segments, time-based exits and webhook deliveries.
 
     python bench/realtime.py [--rate 2000] [--seconds 600] [--customers 100000]
+                             [--new-customers 0.0]
 
 Workspace bench/out/ws-rt, copied afresh for every run from bench/out/ws-rt-base
 (``tierwise demo --customers 100000 --activity 5`` ending yesterday, computed), with 20
 active segments (event, order, window, recency, tier and
 lifecycle rules). ``tierwise serve`` runs in its own process; a separate load process on
-loopback posts events (batches of 100) at a fixed rate, open loop, for a bounded time.
+loopback posts events (batches of 100) at a fixed rate, open loop, for a bounded time;
+``--new-customers 0.01`` makes 1 % of them come from customers not seen before (each
+creates a customer, as sign-ups do).
 
 Measured:
 * **intake**: events accepted per second, the POST latency, errors;
@@ -81,8 +84,8 @@ LOAD = r"""
 # Open-loop event sender plus latency probes, one asyncio process.
 import asyncio, json, random, sys, time, uuid
 
-host, port, key, rate, seconds, ids_file, probes_file, out = sys.argv[1:9]
-port, rate, seconds = int(port), float(rate), float(seconds)
+host, port, key, rate, seconds, ids_file, probes_file, out, new_share = sys.argv[1:10]
+port, rate, seconds, new_share = int(port), float(rate), float(seconds), float(new_share)
 ids = json.load(open(ids_file))
 probes = json.load(open(probes_file))
 BATCH, CONNECTIONS = 100, 16
@@ -155,7 +158,9 @@ async def main():
         batch = []
         for _ in range(BATCH):
             kind, props = rng.choice(TYPES)
-            batch.append({"event_id": uuid.uuid4().hex, "customer_id": rng.choice(ids),
+            customer = (f"new-{uuid.uuid4().hex[:12]}" if new_share and rng.random() < new_share
+                        else rng.choice(ids))
+            batch.append({"event_id": uuid.uuid4().hex, "customer_id": customer,
                           "type": kind, "properties": props, "occurred_at": stamp})
         queue.put_nowait((batch, start))
         if start - t0 >= next_probe * 0.5 and next_probe < len(probes):
@@ -333,6 +338,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--seconds", type=float, default=600)
     parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--new-customers", type=float, default=0.0,
+                        help="share of events from customers not seen before (each "
+                             "creates one)")
     args = parser.parse_args()
     ensure_workspace(args.customers)
     receiver_port = free_port()
@@ -368,7 +376,8 @@ def main() -> None:
         out = OUT / "rt-load.json"
         load = psutil.Popen([sys.executable, "-c", LOAD, "127.0.0.1", str(port), key,
                              str(args.rate), str(args.seconds), str(OUT / "rt-ids.json"),
-                             str(OUT / "rt-probes.json"), str(out)])
+                             str(OUT / "rt-probes.json"), str(out),
+                             str(args.new_customers)])
         while load.poll() is None:
             peak = max(peak, tree_rss(server))
             time.sleep(0.5)
@@ -399,7 +408,8 @@ def main() -> None:
     report("realtime", [{
         "customers": args.customers, "events_at_start": events_at_start,
         "segments": len(SEGMENTS), "target_rate": args.rate,
-        "seconds": args.seconds, "catch_up_seconds": round(catch_up, 1),
+        "seconds": args.seconds, "new_customer_share": args.new_customers,
+        "catch_up_seconds": round(catch_up, 1),
         "intake": {"events_accepted": sum(r[2] for r in ok),
                    "events_per_second": round(sum(r[2] for r in ok) / data["elapsed"], 1),
                    "failed_posts": len(posts) - len(ok),
