@@ -134,11 +134,18 @@ def test_the_key_index_skips_the_comparison_only_when_it_is_safe(tmp_path: Path)
     assert (changed.inserted, changed.updated, changed.unchanged) == (0, 3, 0)
     assert ws.count("orders") == 65
     assert ws.sql("SELECT count(*) AS n FROM orders WHERE amount = 99").column(0)[0].as_py() == 3
-    # compaction replaces files: their keys are read again under the new path
-    ws.facts.compact(ws.engine, "orders")
+    # compaction replaces files: their keys are read again under the new path, ahead on
+    # another thread (``follow(ahead=True)``), taken in by the next refresh
+    before = ws.facts.scan("orders")
     with ws.engine.session() as session:
-        index.refresh(session, ws.facts.scan("orders"))
-    assert len(index) >= 65
+        index.refresh(session, before)
+    ws.facts.compact(ws.engine, "orders")
+    ws.facts.follow(ws.engine, "orders", ahead=True)
+    assert len(index._prefetched) == 1
+    with ws.engine.session() as session:
+        assert index.refresh(session, before) == 0  # an older scan takes nothing in
+        assert index.refresh(session, ws.facts.scan("orders")) == 1
+    assert not index._prefetched and len(index) >= 65
     with ws.engine.session() as session:
         session.register_arrow("probe", pa.table({"order_id": ["O1", "X"]}))
         hashes = key_hashes(session, "probe", ("order_id",))

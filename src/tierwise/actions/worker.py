@@ -518,10 +518,11 @@ class Worker:
 
     def compact(self) -> None:
         """Merge the micro-batch files of each table that has ``COMPACT_AT_FILES``, then
-        read the merged files into the in-memory copies the loop uses (the key index, the
-        facts by customer) here, off the loop: a merged file holds up to
+        read the merged files ahead for the in-memory copies the loop uses (the key index,
+        the facts by customer) here, off the loop: a merged file holds up to
         ``SMALL_FILE_ROWS`` rows, and reading them in the loop's next round made it the
-        slowest of its ten seconds."""
+        slowest of its ten seconds. The loop's next refresh installs what was read (only
+        the loop changes the copies: its scans decide which files count)."""
         facts = self.ws.facts
         for table in intake.KEYS:
             replaced, written = facts.compact(self.ws.engine, table,
@@ -529,7 +530,7 @@ class Worker:
                                               small_rows=SMALL_FILE_ROWS)
             if written < replaced:
                 facts.collect_garbage()
-                facts.follow(self.ws.engine, table)
+                facts.follow(self.ws.engine, table, ahead=True)
 
     # -- the dispatcher ------------------------------------------------------------------
     def _dispatch_loop(self) -> None:

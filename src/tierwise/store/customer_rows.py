@@ -112,6 +112,10 @@ class CustomerRows:
         self._columns: tuple[str, ...] = ()
         self._redirects: tuple[tuple[str, str], ...] = ()
         self._schema = pa.schema([])
+        #: Parts read ahead by ``prefetch`` (another thread), by path, with the columns and
+        #: redirects they were read with; only ``refresh`` installs them.
+        self._prefetched: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...],
+                                          _Part]] = {}
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -145,19 +149,45 @@ class CustomerRows:
                 self._supersede(list(self._parts.values()))
             new = [f for f in scan.files if f.path not in self._parts]
             if new:
-                added = self._read(engine, scan, new)
+                added = {}
+                for file in new:
+                    ahead = self._prefetched.pop(file.path, None)
+                    if ahead is not None and ahead[:2] == (self._columns, self._redirects):
+                        added[file.path] = ahead[2]
+                rest = [f for f in new if f.path not in added]
+                if rest:
+                    added.update(self._read(engine, scan, rest, self._columns))
                 self._parts.update(added)
                 if scan.dedupe:
                     self._supersede(list(added.values()))
             return True
 
-    def _read(self, engine: Any, scan: TableScan, files: list[Any]) -> dict[str, _Part]:
-        wanted = ", ".join('"' + c + '"' for c in self._columns)
+    def prefetch(self, engine: Any, scan: TableScan) -> None:
+        """Read the files of ``scan`` not kept yet (a merged file, up to 200k rows) ahead,
+        on the caller's thread, for the next ``refresh`` to install: the thread that reads
+        from the copy then does not wait for the reading. Nothing changes what the copy
+        hands out until ``refresh`` (whose caller's scan decides which files count)."""
+        with self._lock:
+            columns, redirects = self._columns, self._redirects
+            new = [f for f in scan.files if f.path not in self._parts
+                   and f.path not in self._prefetched]
+        if not columns or redirects != scan.redirects or not new:
+            return
+        parts = self._read(engine, scan, new, columns)
+        with self._lock:
+            for path, part in parts.items():
+                self._prefetched[path] = (columns, redirects, part)
+            while len(self._prefetched) > 8:  # never installed (their files went away)
+                self._prefetched.pop(next(iter(self._prefetched)))
+
+    def _read(self, engine: Any, scan: TableScan, files: list[Any],
+              columns: tuple[str, ...]) -> dict[str, _Part]:
+        wanted = ", ".join('"' + c + '"' for c in columns)
         keys = ", ".join('"' + k + '"' for k in scan.key)
         # the key columns a query of the table does not show (``_key``) are in the files
         schema = pa.schema(list(scan.schema) + [pa.field(k, pa.string()) for k in scan.key
                                                 if k not in scan.schema.names])
-        kept = pa.schema([scan.schema.field(c) for c in self._columns]
+        kept = pa.schema([scan.schema.field(c) for c in columns]
                          + [pa.field(HASH, pa.uint64())])
         parts = {}
         with engine.session() as session:

@@ -131,18 +131,26 @@ class FactStore:
         with self._indexes_lock:
             return self._customer_rows.setdefault(table, CustomerRows(table))
 
-    def follow(self, engine: Engine, table: str) -> None:
+    def follow(self, engine: Engine, table: str, *, ahead: bool = False) -> None:
         """Bring the in-memory copies of ``table`` that exist (its key index, its rows by
-        customer) up to the manifest now, so that the next reader does not pay for it."""
+        customer) up to the manifest now, so that the next reader does not pay for it; with
+        ``ahead``, only read the new files for the next refresh to take (what another
+        thread may do while the reader's own scans are older or newer than this one)."""
         scan = self.scan(table)
         with self._indexes_lock:
             index = self._key_indexes.get(table)
             rows = self._customer_rows.get(table)
         if index is not None:
             with engine.session() as session:
-                index.refresh(session, scan)
+                if ahead:
+                    index.prefetch(session, scan)
+                else:
+                    index.refresh(session, scan)
         if rows is not None and rows.columns:
-            rows.refresh(engine, scan, rows.columns)
+            if ahead:
+                rows.prefetch(engine, scan)
+            else:
+                rows.refresh(engine, scan, rows.columns)
 
     def staging_path(self) -> Path:
         self.staging_dir.mkdir(parents=True, exist_ok=True)

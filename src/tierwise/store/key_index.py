@@ -49,6 +49,8 @@ class KeyIndex:
         self._runs: list[np.ndarray] = []
         #: path → rows of every file whose keys are in the index
         self._files: dict[str, int] = {}
+        #: path → (hashes, rows) read ahead by ``prefetch``; only ``refresh`` adds them
+        self._prefetched: dict[str, tuple[np.ndarray, int]] = {}
 
     def __len__(self) -> int:
         return sum(len(run) for run in self._runs)
@@ -70,13 +72,35 @@ class KeyIndex:
             new = [f.path for f in scan.files if f.path not in self._files]
             if not new:
                 return 0
-            files = "[" + ", ".join(sql_literal(p) for p in new) + "]"
-            hashes = key_hashes(session, f"read_parquet({files}, union_by_name = true)",
-                                scan.key)
+            ahead = {p: self._prefetched.pop(p) for p in new if p in self._prefetched}
+            rest = [p for p in new if p not in ahead]
+            runs = [hashes for hashes, _ in ahead.values()]
+            if rest:
+                runs.append(self._read(session, rest, scan.key))
             for path in new:
-                self._files[path] = pq.ParquetFile(path).metadata.num_rows
-            self._add(hashes)
+                self._files[path] = ahead[path][1] if path in ahead else \
+                    pq.ParquetFile(path).metadata.num_rows
+            self._add(np.concatenate(runs) if len(runs) > 1 else runs[0])
             return len(new)
+
+    @staticmethod
+    def _read(session: Any, paths: list[str], key: tuple[str, ...]) -> np.ndarray:
+        files = "[" + ", ".join(sql_literal(p) for p in paths) + "]"
+        return key_hashes(session, f"read_parquet({files}, union_by_name = true)", key)
+
+    def prefetch(self, session: Any, scan: TableScan) -> None:
+        """Hash the keys of the scan's files not in the index yet, on the caller's thread,
+        for the next ``refresh`` to add (the index itself changes only there, so that a
+        scan older than the last one refreshed cannot drop keys the newer one added)."""
+        with self._lock:
+            new = [f.path for f in scan.files
+                   if f.path not in self._files and f.path not in self._prefetched]
+        for path in new:
+            hashes = self._read(session, [path], scan.key)
+            with self._lock:
+                self._prefetched[path] = (hashes, len(hashes))
+                while len(self._prefetched) > 8:
+                    self._prefetched.pop(next(iter(self._prefetched)))
 
     def any_of(self, hashes: np.ndarray) -> bool:
         """True when some of ``hashes`` may be a stored key."""
