@@ -478,9 +478,8 @@ class Worker:
             for key in searched[0]:
                 if key not in failed:
                     self._clock[key] = max(self._clock[key], searched[2])
-            self.stats.sweeps += 1
-            self.stats.last_sweep_seconds = self._steps.get("evaluate", 0.0)
-            self.stats.last_sweep_at = utcnow()
+            # its changes count with the batch's below
+            self._count_sweep([], self._steps.get("evaluate", 0.0))
         with self._step("tickets and playbooks"):
             if moved.ticket_ids:
                 sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
