@@ -23,7 +23,7 @@ millions stored. A change of the redirects or a column not kept yet starts the c
 as does a file removed while keys are stored twice (the marks are then recomputed).
 
 Memory: the kept columns of every row (for 2.8M events with customer, time, type and
-properties, about 150 MB), plus 16 bytes a row for the key hashes.
+properties, about 150 MB), plus 12 bytes a row for the key hashes.
 """
 
 from __future__ import annotations
@@ -46,15 +46,14 @@ HASH = "_key_hash"
 @dataclass
 class _Part:
     """One file's rows sorted by customer: ``ids[i]``'s rows are
-    ``table[starts[i]:starts[i + 1]]``; ``hashes`` the hash of each row's key, also as
-    ``sorted_hashes`` with their rows ``by_hash``; ``alive`` False for rows a newer file
-    supersedes (None: all alive)."""
+    ``table[starts[i]:starts[i + 1]]``; ``sorted_hashes`` the hashes of the rows' keys,
+    sorted, with their rows ``by_hash``; ``alive`` False for rows a newer file supersedes
+    (None: all alive)."""
 
     table: pa.Table
     ids: np.ndarray
     starts: np.ndarray
     seq: int
-    hashes: np.ndarray
     sorted_hashes: np.ndarray
     by_hash: np.ndarray
     alive: np.ndarray | None = None
@@ -68,10 +67,7 @@ class _Part:
         hit = hi > lo
         if not hit.any():
             return np.zeros(0, np.int64)
-        lo, hi = lo[hit], hi[hit]
-        counts = hi - lo
-        spots = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        return self.by_hash[spots].astype(np.int64)
+        return self.by_hash[_ranges(lo[hit], hi[hit])].astype(np.int64)
 
     def supersede(self, rows: np.ndarray) -> None:
         if len(rows) == 0:
@@ -81,16 +77,22 @@ class _Part:
         self.alive[rows] = False
 
 
+def _ranges(lows: np.ndarray, highs: np.ndarray) -> np.ndarray:
+    """The positions ``lows[i] … highs[i] - 1`` of every range, one after the other."""
+    counts = highs - lows
+    return np.repeat(lows - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+
+
 def _part(table: pa.Table, seq: int) -> _Part:
     hashes = table[HASH].to_numpy(zero_copy_only=False).astype(np.uint64)
     table = table.drop_columns([HASH]).combine_chunks()
     order = np.argsort(hashes, kind="stable").astype(np.int32)
     ids_all = table[CUSTOMER].to_numpy(zero_copy_only=False).astype(str)
     if len(ids_all) == 0:
-        return _Part(table, ids_all, np.zeros(1, np.int64), seq, hashes, hashes, order)
+        return _Part(table, ids_all, np.zeros(1, np.int64), seq, hashes, order)
     change = np.flatnonzero(ids_all[1:] != ids_all[:-1]) + 1
     starts = np.concatenate([[0], change, [len(ids_all)]]).astype(np.int64)
-    return _Part(table, ids_all[starts[:-1]], starts, seq, hashes, hashes[order], order)
+    return _Part(table, ids_all[starts[:-1]], starts, seq, hashes[order], order)
 
 
 def columns_read(schema: pa.Schema, *sql: str) -> tuple[str, ...]:
@@ -209,9 +211,9 @@ class CustomerRows:
                 if other is part:
                     continue
                 if other.seq < part.seq:
-                    other.supersede(other.rows_with(part.hashes))
+                    other.supersede(other.rows_with(part.sorted_hashes))
                 elif other.seq > part.seq:
-                    part.supersede(part.rows_with(other.hashes))
+                    part.supersede(part.rows_with(other.sorted_hashes))
 
     def of(self, customers: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
         """The rows of ``customers`` (a sorted array of unique ids), ``columns`` only."""
@@ -225,10 +227,7 @@ class CustomerRows:
                 at = at[inside][part.ids[at[inside]] == customers[inside]]
                 if len(at) == 0:
                     continue
-                lows, highs = part.starts[at], part.starts[at + 1]
-                counts = highs - lows
-                index = np.repeat(lows - np.cumsum(counts) + counts, counts) + np.arange(
-                    counts.sum())
+                index = _ranges(part.starts[at], part.starts[at + 1])
                 if part.alive is not None:
                     index = index[part.alive[index]]
                 pieces.append(part.table.select(list(columns)).take(pa.array(index)))
