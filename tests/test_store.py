@@ -186,3 +186,36 @@ def test_the_customers_copy_catches_up_with_new_changed_and_deleted_customers(
     matches()
     assert len(full_reads) == 2  # one fewer customer: read again whole
     assert "M2" not in customer_mirror.read(ws.root, ws.control)["customer_id"].to_pylist()
+
+
+def test_writers_wait_for_each_other(ws: tierwise.Workspace) -> None:
+    """Writers on one SQLite store take turns: each BEGIN IMMEDIATE waits for the lock
+    (retrying every few milliseconds) instead of failing with "database is locked"."""
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    from tierwise.store.control import utcnow
+    from tierwise.store.tables import leases
+
+    errors: list[BaseException] = []
+
+    def write(name: str) -> None:
+        try:
+            for i in range(30):
+                with ws.control.write() as conn:
+                    conn.execute(leases.insert().values(name=f"{name}{i}", holder=name,
+                                                        expires_at=utcnow()))
+                    time.sleep(0.002)  # hold the lock a little while the other waits
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in ("a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with ws.control.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(leases)).scalar() == 90
