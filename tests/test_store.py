@@ -153,6 +153,7 @@ def test_the_customers_copy_catches_up_with_new_changed_and_deleted_customers(
     """The in-memory copy reads only customers changed since it was made, and all of them
     again when some were deleted; either way it equals the control store."""
     import pyarrow.compute as pc
+    import sqlalchemy as sa
 
     from tierwise.ingest.readers import RecordsSource
     from tierwise.store import customer_mirror
@@ -175,12 +176,30 @@ def test_the_customers_copy_catches_up_with_new_changed_and_deleted_customers(
         expected = stored.take(pc.sort_indices(stored, [("customer_id", "ascending")]))
         assert kept.take(order).cast(expected.schema).equals(expected)
 
+    read_rows: list[int] = []
+    as_arrow = customer_store.as_arrow
+
+    def counted(*args: object, **kwargs: object) -> object:
+        table = as_arrow(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("where") is not None:  # the copy catching up
+            read_rows.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(customer_store, "as_arrow", counted)
+
     people([{"customer_id": f"M{i}", "name": f"n{i}", "city": "上海"} for i in range(5)])
+    with ws.control.write() as conn:  # imported an hour ago, as a bulk load would be
+        conn.execute(customers.update().values(
+            updated_at=sa.func.datetime(customers.c.updated_at, "-1 hour")
+            if ws.control.dialect == "sqlite" else customers.c.updated_at
+            - sa.text("interval '1 hour'")))
     matches()
     assert len(full_reads) == 1
+    read_rows.clear()
     people([{"customer_id": "M1", "name": "renamed"}, {"customer_id": "M9", "name": "new"}])
     matches()
     assert len(full_reads) == 1  # caught up with the two changed customers only
+    assert read_rows == [2]  # not the five imported an hour before
     with ws.control.write() as conn:  # deleted without telling the copy
         conn.execute(customers.delete().where(customers.c.customer_id == "M2"))
     matches()

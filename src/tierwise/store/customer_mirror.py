@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from tierwise.store import customers as customer_store
-from tierwise.store.control import ControlStore
+from tierwise.store.control import ControlStore, utcnow
 from tierwise.store.tables import customers
 
 
@@ -70,14 +70,15 @@ def path_for(root: Path, control: ControlStore) -> Path:
 class _Kept:
     count: int
     latest: datetime | None
+    #: This process's clock just before the state was read.
+    read_at: datetime
     table: pa.Table
 
 
 _cache: dict[Path, _Kept] = {}
 _cache_lock = threading.Lock()
-#: Customers updated this long before the latest ``updated_at`` kept are read again when
-#: the copy catches up: a transaction that took its clock reading before another one
-#: committed may commit just after it.
+#: Customers updated this long before the copy was read are read again when it catches up:
+#: a transaction that took its clock reading before the copy was read may commit after.
 CATCH_UP_MARGIN = timedelta(seconds=5)
 
 
@@ -86,11 +87,14 @@ def read(root: Path, control: ControlStore) -> pa.Table:
     worker reads it for every micro-batch).
 
     When customers were added or changed since, the copy catches up by reading just those
-    (``updated_at`` from the latest it holds, less ``CATCH_UP_MARGIN``): new customers
+    (``updated_at`` after the latest it holds, or within ``CATCH_UP_MARGIN`` before it was
+    read; not the margin before the latest, which after a bulk import is everyone): new
+    customers
     arrive all the time under real-time intake, and reading all of them again (100k with
     their PII decrypted: ~4 s) for every new one made each micro-batch that brought one that
     slow. A count that then disagrees (customers deleted: erasure, merges) reads them all.
     """
+    read_at = utcnow()
     count, latest = _state(control)
     with _cache_lock:
         kept = _cache.get(root)
@@ -105,15 +109,16 @@ def read(root: Path, control: ControlStore) -> pa.Table:
         table = pq.read_table(path_for(root, control))
     with _cache_lock:
         _cache.clear()
-        _cache[root] = _Kept(count, latest, table)
+        _cache[root] = _Kept(count, latest, read_at, table)
     return table
 
 
 def _caught_up(kept: _Kept, control: ControlStore) -> pa.Table:
     assert kept.latest is not None
     with control.read() as conn:
-        fresh = customer_store.as_arrow(
-            conn, where=customers.c.updated_at >= kept.latest - CATCH_UP_MARGIN)
+        fresh = customer_store.as_arrow(conn, where=sa.or_(
+            customers.c.updated_at > kept.latest,
+            customers.c.updated_at >= kept.read_at - CATCH_UP_MARGIN))
     old = kept.table
     rest = old.filter(pc.invert(pc.is_in(old["customer_id"], value_set=fresh["customer_id"])))
     table = pa.concat_tables([rest, fresh.select(old.column_names).cast(old.schema)])
