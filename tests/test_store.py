@@ -131,23 +131,6 @@ def test_orphans_from_a_crash_are_invisible_then_collected(ws: tierwise.Workspac
     assert ws.count("orders") == 50
 
 
-def test_rows_of_the_customers_copy_match_a_filter() -> None:
-    """``customer_mirror.rows_of`` (binary search in ids sorted once) returns what a plain
-    filter returns, in the same order, for ids present, absent and repeated."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from tierwise.store import customer_mirror
-
-    table = pa.table({"customer_id": ["c9", "c1", "c5", "c3", "c10"],
-                      "name": ["i", "a", "e", "c", "j"]})
-    for ids in (["c5", "c1"], ["c10", "x", "c10"], [], ["zz"], ["c9", "c1", "c5", "c3", "c10"]):
-        expected = table.filter(pc.is_in(table["customer_id"], pa.array(ids, pa.string())))
-        assert customer_mirror.rows_of(table, ids).equals(expected), ids
-    other = pa.table({"customer_id": ["b", "a"]})  # a new copy replaces the sorted ids
-    assert customer_mirror.rows_of(other, ["a"])["customer_id"].to_pylist() == ["a"]
-
-
 def test_the_customers_copy_catches_up_with_new_changed_and_deleted_customers(
         ws: tierwise.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The in-memory copy reads only customers changed since it was made, and all of them

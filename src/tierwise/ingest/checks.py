@@ -102,11 +102,13 @@ def _known_among(ws: Workspace, conn: Any, named: list[str]) -> Any:
     worker), the ids found there plus what the control store says about the others
     (merged ids, customers created since the copy was made)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     kept = customer_mirror.read_if_kept(ws.root, ws.control)
     if kept is None:
         return customer_store.known_among(conn, named)
-    found = customer_mirror.rows_of(kept, named)["customer_id"]
+    ids = kept["customer_id"]
+    found = ids.filter(pc.is_in(ids, value_set=pa.array(named, pa.string())))
     seen = set(found.to_pylist())
     rest = [n for n in named if n not in seen]
     others = customer_store.known_among(conn, rest) if rest else pa.array([], pa.string())

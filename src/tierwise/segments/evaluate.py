@@ -112,7 +112,7 @@ class Evaluation:
         scans = {prefix + name: scan for name, scan in ws.facts.scans(self.FACTS).items()}
         if self.only is not None:
             chosen = self._chosen = pa.array(self.only, pa.string())
-            customers = customer_mirror.rows_of(customers, self.only)
+            customers = customers.filter(pc.is_in(customers["customer_id"], chosen))
             if ws.facts.keep_rows and ws.engine.name == "duckdb":
                 # the facts come from memory (store.customer_rows) once a query names them
                 self._held = {name: scans.pop(prefix + name) for name in self.FACTS}

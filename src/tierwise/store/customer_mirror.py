@@ -126,11 +126,6 @@ def _caught_up(kept: _Kept, control: ControlStore) -> pa.Table:
     return table.combine_chunks() if table["customer_id"].num_chunks > 32 else table
 
 
-def rows_of(table: pa.Table, ids: list[str]) -> pa.Table:
-    """The rows of ``table`` whose ``customer_id`` is in ``ids``, in the table's order."""
-    return table.filter(pc.is_in(table["customer_id"], value_set=pa.array(ids, pa.string())))
-
-
 def read_if_kept(root: Path, control: ControlStore) -> pa.Table | None:
     """``read``, but only in a process that keeps a copy in memory already (one that
     evaluates segments, like the real-time worker); None elsewhere, where building the
