@@ -49,8 +49,9 @@ class KeyIndex:
         self._runs: list[np.ndarray] = []
         #: path → rows of every file whose keys are in the index
         self._files: dict[str, int] = {}
-        #: path → (hashes, rows) read ahead by ``prefetch``; only ``refresh`` adds them
-        self._prefetched: dict[str, tuple[np.ndarray, int]] = {}
+        #: path → the hashes of its keys (one a row) read ahead by ``prefetch``; only
+        #: ``refresh`` adds them
+        self._prefetched: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return sum(len(run) for run in self._runs)
@@ -74,11 +75,11 @@ class KeyIndex:
                 return 0
             ahead = {p: self._prefetched.pop(p) for p in new if p in self._prefetched}
             rest = [p for p in new if p not in ahead]
-            runs = [hashes for hashes, _ in ahead.values()]
+            runs = list(ahead.values())
             if rest:
                 runs.append(self._read(session, rest, scan.key))
             for path in new:
-                self._files[path] = ahead[path][1] if path in ahead else \
+                self._files[path] = len(ahead[path]) if path in ahead else \
                     pq.ParquetFile(path).metadata.num_rows
             self._add(np.concatenate(runs) if len(runs) > 1 else runs[0])
             return len(new)
@@ -98,7 +99,7 @@ class KeyIndex:
         for path in new:
             hashes = self._read(session, [path], scan.key)
             with self._lock:
-                self._prefetched[path] = (hashes, len(hashes))
+                self._prefetched[path] = hashes
                 while len(self._prefetched) > 8:
                     self._prefetched.pop(next(iter(self._prefetched)))
 
