@@ -15,6 +15,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,11 +65,8 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
     outcomes: Counter[str] = Counter()
     if not rows:
         return outcomes
-    if pool is None:
-        with ThreadPoolExecutor(PARALLEL) as own:
-            results = list(own.map(lambda r: _attempt(channels, r), rows))
-    else:
-        results = list(pool.map(lambda r: _attempt(channels, r), rows))
+    with ThreadPoolExecutor(PARALLEL) if pool is None else nullcontext(pool) as executor:
+        results = list(executor.map(lambda r: _attempt(channels, r), rows))
     finished = utcnow()
     with ws.control.write() as conn:
         for row, (outcome, error) in zip(rows, results, strict=True):
