@@ -170,14 +170,19 @@ class FactStore:
             sa.select(fact_files.c.path, fact_files.c.seq, fact_files.c.overlaps)
             .where(fact_files.c.table_name == table, fact_files.c.removed_at.is_(None))
             .order_by(fact_files.c.seq)).all()
-        base = str(self.root)  # os.path.join: Path's / costs more than the query here
-        files = tuple(ScanFile(os.path.join(base, r.path), r.seq) for r in rows)
+        files = tuple(ScanFile(self._absolute(r.path), r.seq) for r in rows)
         if not schema.customer_refs:
             redirects = ()
         elif redirects is None:
             redirects = _redirects(conn)
         return TableScan(table, files, key_columns(schema), any(r.overlaps for r in rows),
                          visible_schema(schema), redirects, schema.customer_refs)
+
+    def _absolute(self, relative: str) -> str:
+        """The path a ``ScanFile`` carries for a manifest path (readers and the in-memory
+        copies compare these strings). ``os.path.join``: ``Path``'s ``/`` cost more than
+        the manifest query for a table of a few dozen files."""
+        return os.path.join(str(self.root), relative)
 
     def scans(self, tables: Iterable[str] | None = None) -> dict[str, TableScan]:
         """Scans of several fact tables (all of them by default), read in one go."""
@@ -266,7 +271,7 @@ class FactStore:
                 tail.append(r)
             if len(tail) < min_files:
                 return len(tail), len(tail)
-            kept = {os.path.join(str(self.root), r.path) for r in tail}
+            kept = {self._absolute(r.path) for r in tail}
             scan = TableScan(scan.table, tuple(f for f in scan.files if f.path in kept),
                              scan.key, True, scan.schema)
             # each part was checked against every older file when it was imported: the
