@@ -523,13 +523,17 @@ class Worker:
         slowest of its ten seconds. The loop's next refresh installs what was read (only
         the loop changes the copies: its scans decide which files count)."""
         facts = self.ws.facts
+        merged = []
         for table in intake.KEYS:
             replaced, written = facts.compact(self.ws.engine, table,
                                               min_files=COMPACT_AT_FILES,
                                               small_rows=SMALL_FILE_ROWS)
             if written < replaced:
-                facts.collect_garbage()
-                facts.follow(self.ws.engine, table, ahead=True)
+                merged.append(table)
+        if merged:
+            facts.collect_garbage()
+        for table in merged:
+            facts.follow(self.ws.engine, table, ahead=True)
 
     # -- the dispatcher ------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
