@@ -89,10 +89,10 @@ def read(root: Path, control: ControlStore) -> pa.Table:
     When customers were added or changed since, the copy catches up by reading just those
     (``updated_at`` after the latest it holds, or within ``CATCH_UP_MARGIN`` before it was
     read; not the margin before the latest, which after a bulk import is everyone): new
-    customers
-    arrive all the time under real-time intake, and reading all of them again (100k with
-    their PII decrypted: ~4 s) for every new one made each micro-batch that brought one that
-    slow. A count that then disagrees (customers deleted: erasure, merges) reads them all.
+    customers arrive all the time under real-time intake, and reading all of them again
+    (100k with their PII decrypted: ~4 s) for every new one made each micro-batch that
+    brought one that slow. A count that then disagrees (customers deleted: erasure,
+    merges) reads them all.
     """
     read_at = utcnow()
     count, latest = _state(control)
