@@ -114,6 +114,10 @@ def test_the_key_index_skips_the_comparison_only_when_it_is_safe(tmp_path: Path)
     ws = tierwise.init(tmp_path / "ws")
     index = ws.facts.key_index("orders")
     assert ws.facts.key_index("orders") is index
+    reads: list[int] = []  # files the index read, per read
+    read = index._read
+    index._read = lambda session, paths, key: reads.append(len(paths)) or read(  # type: ignore[method-assign]
+        session, paths, key)
 
     def orders(ids: range, amount: float) -> RecordsSource:
         return RecordsSource.from_dicts("test", [
@@ -125,27 +129,42 @@ def test_the_key_index_skips_the_comparison_only_when_it_is_safe(tmp_path: Path)
     assert first.inserted == 50 and len(index) == 0  # nothing stored yet: nothing to read
     fresh = ws.import_source("orders", orders(range(50, 60), 10), key_index=index)
     assert (fresh.inserted, fresh.updated, fresh.unchanged) == (10, 0, 0)
-    assert len(index) == 50  # read the first file's keys
+    assert len(index) == 50 and reads == [1]  # read the first file's keys
     # a repeat (a worker killed before marking its rows moved) and a change (a refund):
     # the index says "maybe", the import compares, and finds what it always found
     again = ws.import_source("orders", orders(range(55, 65), 10), key_index=index)
     assert (again.inserted, again.updated, again.unchanged) == (5, 0, 5)
+    assert reads == [1]  # the keys of its own files an import hands over, unread
     changed = ws.import_source("orders", orders(range(0, 3), 99), key_index=index)
     assert (changed.inserted, changed.updated, changed.unchanged) == (0, 3, 0)
     assert ws.count("orders") == 65
     assert ws.sql("SELECT count(*) AS n FROM orders WHERE amount = 99").column(0)[0].as_py() == 3
-    # compaction replaces files: their keys are read again under the new path, ahead on
-    # another thread (``follow(ahead=True)``), taken in by the next refresh
+    # a merge this FactStore made from files whose keys the index holds (or was handed,
+    # as the last import's) brings no key: the merged file takes their place unread (the
+    # worker merges its micro-batches every 10 s)
     before = ws.facts.scan("orders")
-    with ws.engine.session() as session:
-        index.refresh(session, before)
-    ws.facts.compact(ws.engine, "orders")
+    assert ws.facts.compact(ws.engine, "orders") == (4, 1)
     ws.facts.follow(ws.engine, "orders", ahead=True)
-    assert len(index._prefetched) == 1
+    assert not index._prefetched.keys() - {f.path for f in before.files}  # nothing read
     with ws.engine.session() as session:
-        assert index.refresh(session, before) == 0  # an older scan takes nothing in
+        merged = ws.facts.scan("orders")
+        assert index.refresh(session, merged) == 1
+    assert reads == [1] and set(index._files) == {f.path for f in merged.files}
+    assert len(index) >= 65 and not index._prefetched
+    # another process's merge is read: ahead on another thread (``follow(ahead=True)``),
+    # taken in by the next refresh, not by one with an older scan
+    more = ws.import_source("orders", orders(range(65, 70), 10), key_index=index)
+    assert more.inserted == 5
+    stale = ws.facts.scan("orders")
+    other = tierwise.open(ws.root)
+    assert other.facts.compact(other.engine, "orders") == (2, 1)
+    ws.facts.follow(ws.engine, "orders", ahead=True)
+    assert reads == [1, 1]
+    with ws.engine.session() as session:
+        assert index.refresh(session, stale) == 1  # the import's own file, handed over
+        assert len(index._prefetched) == 1  # the merged file, read ahead, kept
         assert index.refresh(session, ws.facts.scan("orders")) == 1
-    assert not index._prefetched and len(index) >= 65
+    assert not index._prefetched and len(index) >= 70 and reads == [1, 1]
     with ws.engine.session() as session:
         session.register_arrow("probe", pa.table({"order_id": ["O1", "X"]}))
         hashes = key_hashes(session, "probe", ("order_id",))

@@ -32,6 +32,7 @@ second.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -284,6 +285,10 @@ class Worker:
                 continue
             if not self.caught_up.is_set():
                 self._guard("catching up", self.catch_up)
+                # what catching up built lives as long as the worker: out of the cyclic
+                # collector's sight, a full collection takes milliseconds instead of
+                # ~150 ms stolen from a round every 20 s or so
+                gc.freeze()
                 self.caught_up.set()
             self.wake.clear()
             t0, batches = time.perf_counter(), self.stats.batches

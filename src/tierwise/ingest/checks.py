@@ -162,7 +162,11 @@ def classify_facts(ws: Workspace, session: Any, schema: TableSchema, staged: Sta
         return snapshot
     if key_index is not None:
         key_index.refresh(session, live)
-        if not key_index.any_of(key_hashes(session, "staged", key_columns(schema))):
+        hashes = key_hashes(session, "staged", key_columns(schema))
+        # the file this import publishes holds these keys or fewer: the index need not
+        # read it (nor wait for it to be read before a merge of it counts as known)
+        key_index.expect(ws.facts.published_path(staged), hashes)
+        if not key_index.any_of(hashes):
             result.inserted = staged.rows
             return snapshot
     session.register_scan("live", TableScan(live.table, live.files, live.key, live.dedupe,

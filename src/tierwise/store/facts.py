@@ -37,6 +37,9 @@ REMOVED_GRACE = timedelta(minutes=30)
 #: Staging files older than this belong to a crashed process.
 STALE_STAGING = timedelta(hours=6)
 COMPRESSION = "zstd"
+#: Merges a FactStore remembers for its key indexes (each refresh looks at the newest; one
+#: that was forgotten is read like any other file).
+MERGES_REMEMBERED = 256
 
 
 def key_columns(schema: TableSchema) -> tuple[str, ...]:
@@ -110,6 +113,9 @@ class FactStore:
         self.control = control
         self._key_indexes: dict[str, KeyIndex] = {}
         self._indexes_lock = threading.Lock()
+        #: path of a file ``compact`` wrote → the paths of the files it replaced, for the
+        #: key indexes: a merged file holds no key its parts did not (the newest few)
+        self._merged: dict[str, tuple[str, ...]] = {}
         #: Keep the rows of the tables segment rules read in memory, by customer, for
         #: evaluations of a few customers (``store.customer_rows``): set by the real-time
         #: worker, whose every micro-batch is such an evaluation.
@@ -122,7 +128,7 @@ class FactStore:
         from tierwise.store.key_index import KeyIndex
 
         with self._indexes_lock:
-            return self._key_indexes.setdefault(table, KeyIndex(table))
+            return self._key_indexes.setdefault(table, KeyIndex(table, self._merged))
 
     def customer_rows(self, table: str) -> CustomerRows:
         """The in-memory copy of ``table``'s rows by customer (see ``keep_rows``)."""
@@ -214,11 +220,10 @@ class FactStore:
         The caller commits. If the transaction rolls back, call ``unpublish`` with the
         returned path: the file is then unregistered and removed.
         """
-        table_dir = self.dir / staged.table
-        table_dir.mkdir(parents=True, exist_ok=True)
-        final = table_dir / staged.path.name
+        relative = self._relative(staged)
+        final = self.root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staged.path, final)
-        relative = final.relative_to(self.root).as_posix()
         try:
             meta = pq.read_metadata(final)
             min_time, max_time = _time_range(final, TABLES[staged.table])
@@ -235,6 +240,13 @@ class FactStore:
             self.unpublish(relative)
             raise
         return relative
+
+    def _relative(self, staged: StagedFile) -> str:
+        return (self.dir / staged.table / staged.path.name).relative_to(self.root).as_posix()
+
+    def published_path(self, staged: StagedFile) -> str:
+        """The path scans will list for ``staged`` once it is published."""
+        return self._absolute(self._relative(staged))
 
     def unpublish(self, relative: str) -> None:
         (self.root / relative).unlink(missing_ok=True)
@@ -312,6 +324,13 @@ class FactStore:
                 for staged in outputs:
                     published.append(self.publish(conn, staged, import_id=None,
                                                   overlaps=overlaps, seq=top_seq))
+                # before the commit, so that no reader sees a merged file without its
+                # parts (a path that never commits is never looked up)
+                sources = tuple(self._absolute(r.path) for r in rows)
+                for relative in published:
+                    self._merged[self._absolute(relative)] = sources
+                while len(self._merged) > MERGES_REMEMBERED:
+                    self._merged.pop(next(iter(self._merged)))
         except BaseException:
             for staged in outputs:
                 staged.path.unlink(missing_ok=True)

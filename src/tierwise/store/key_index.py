@@ -10,9 +10,20 @@ means "maybe" (another key can share the hash), and the import then compares wit
 stored rows as always, so the index can make an import faster but never different.
 
 The index follows the manifest: each ``refresh`` reads the keys of files it has not seen
-(the worker's own micro-batches, imports by other processes, compacted files) and starts
-over once files it read have been replaced by compaction or retention for more than half
-its size. Hashes are DuckDB's ``hash()`` of the key columns, computed in this process.
+(imports by other processes, files rewritten by retention or erasure) and starts over
+once files it read have been replaced for more than half its size. Two kinds of file are
+not read:
+
+* the file an import is about to publish: the import hands over the hashes of its keys
+  (it computed them for its own question), so the worker's micro-batches are never read
+  back;
+* a file that compaction in this process merged from files whose keys the index holds:
+  its keys are theirs, and it takes their place (the FactStore tells which files a merge
+  replaced). The worker merges its micro-batches every few seconds into a tail file of
+  up to 200k rows; reading that file each time, and starting over once the replaced files
+  added up, made one micro-batch in a few hundred take a second.
+
+Hashes are DuckDB's ``hash()`` of the key columns, computed in this process.
 
 >>> index = KeyIndex("events")  # doctest: +SKIP
 >>> index.refresh(session, ws.facts.scan("events"))  # doctest: +SKIP
@@ -23,6 +34,7 @@ False
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -40,8 +52,11 @@ def key_hashes(session: Any, relation: str, key: tuple[str, ...]) -> np.ndarray:
 
 
 class KeyIndex:
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, merged: Mapping[str, tuple[str, ...]] | None = None
+                 ) -> None:
         self.table = table
+        #: path of a merged file → the paths of the files it replaced
+        self._merged: Mapping[str, tuple[str, ...]] = merged if merged is not None else {}
         self._lock = threading.Lock()
         #: Sorted runs, each at least four times longer than the next: a micro-batch's
         #: keys add a short run, and runs merge as they grow (a handful however many
@@ -49,8 +64,8 @@ class KeyIndex:
         self._runs: list[np.ndarray] = []
         #: path → rows of every file whose keys are in the index
         self._files: dict[str, int] = {}
-        #: path → the hashes of its keys (one a row) read ahead by ``prefetch``; only
-        #: ``refresh`` adds them
+        #: path → the hashes of its keys (one a row) read ahead by ``prefetch`` or given
+        #: by the import about to publish it (``expect``); only ``refresh`` adds them
         self._prefetched: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -64,15 +79,17 @@ class KeyIndex:
             self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]), kind="stable")
 
     def refresh(self, session: Any, scan: TableScan) -> int:
-        """Add the keys of the scan's files not read yet; returns how many files it read."""
+        """Add the keys of the scan's files not in the index yet; returns how many files
+        it added (read, read ahead, handed over by an import, or merged from others)."""
         with self._lock:
+            taken = self._take_merges(scan)
             current = {f.path for f in scan.files}
             gone = sum(rows for path, rows in self._files.items() if path not in current)
             if gone and gone * 2 > len(self):
                 self._runs, self._files = [], {}
             new = [f.path for f in scan.files if f.path not in self._files]
             if not new:
-                return 0
+                return taken
             ahead = {p: self._prefetched.pop(p) for p in new if p in self._prefetched}
             rest = [p for p in new if p not in ahead]
             runs = list(ahead.values())
@@ -82,7 +99,45 @@ class KeyIndex:
                 self._files[path] = len(ahead[path]) if path in ahead else \
                     pq.ParquetFile(path).metadata.num_rows
             self._add(np.concatenate(runs) if len(runs) > 1 else runs[0])
-            return len(new)
+            return taken + len(new)
+
+    def _covered(self, path: str) -> tuple[str, ...] | None:
+        """The files merged into ``path`` when the index holds the keys of each of them
+        (or has them at hand, read ahead or expected)."""
+        parts = self._merged.get(path)
+        return parts if parts and all(p in self._files or p in self._prefetched
+                                      for p in parts) else None
+
+    def _take_merges(self, scan: TableScan) -> int:
+        """Let the scan's merged files whose parts the index holds take their place;
+        returns how many."""
+        outputs: dict[tuple[str, ...], list[str]] = {}
+        for f in scan.files:
+            if f.path not in self._files and (parts := self._covered(f.path)):
+                outputs.setdefault(parts, []).append(f.path)
+        for parts, paths in outputs.items():
+            # a part at hand but not in the index yet: the worker's latest micro-batch,
+            # merged before the next import refreshed the index
+            fresh = [self._prefetched.pop(p) for p in parts if p not in self._files]
+            if fresh:
+                self._add(np.concatenate(fresh))
+            rows = sum(self._files.pop(p) for p in parts if p in self._files) + \
+                sum(len(hashes) for hashes in fresh)
+            for i, path in enumerate(paths):  # a merge writes one file or a few
+                self._files[path] = rows if i == 0 else 0
+                self._prefetched.pop(path, None)
+        return sum(len(paths) for paths in outputs.values())
+
+    def expect(self, path: str, hashes: np.ndarray) -> None:
+        """The hashes of every key the file ``path`` will hold (an import about to publish
+        it; more is harmless): a refresh takes them instead of reading the file."""
+        with self._lock:
+            self._keep_ahead(path, hashes)
+
+    def _keep_ahead(self, path: str, hashes: np.ndarray) -> None:
+        self._prefetched[path] = hashes
+        while len(self._prefetched) > 8:
+            self._prefetched.pop(next(iter(self._prefetched)))
 
     @staticmethod
     def _read(session: Any, paths: list[str], key: tuple[str, ...]) -> np.ndarray:
@@ -94,14 +149,12 @@ class KeyIndex:
         for the next ``refresh`` to add (the index itself changes only there, so that a
         scan older than the last one refreshed cannot drop keys the newer one added)."""
         with self._lock:
-            new = [f.path for f in scan.files
-                   if f.path not in self._files and f.path not in self._prefetched]
+            new = [f.path for f in scan.files if f.path not in self._files
+                   and f.path not in self._prefetched and self._covered(f.path) is None]
         for path in new:
             hashes = self._read(session, [path], scan.key)
             with self._lock:
-                self._prefetched[path] = hashes
-                while len(self._prefetched) > 8:
-                    self._prefetched.pop(next(iter(self._prefetched)))
+                self._keep_ahead(path, hashes)
 
     def any_of(self, hashes: np.ndarray) -> bool:
         """True when some of ``hashes`` may be a stored key."""
