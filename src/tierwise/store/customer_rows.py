@@ -164,21 +164,25 @@ class CustomerRows:
                     self._supersede(list(added.values()))
             return True
 
-    def prefetch(self, engine: Any, scan: TableScan) -> None:
+    def prefetch(self, engine: Any, scan: TableScan, names: dict[str, str] | None = None
+                 ) -> None:
         """Read the files of ``scan`` not kept yet (a merged file, up to 200k rows) ahead,
         on the caller's thread, for the next ``refresh`` to install: the thread that reads
         from the copy then does not wait for the reading. Nothing changes what the copy
-        hands out until ``refresh`` (whose caller's scan decides which files count)."""
+        hands out until ``refresh`` (whose caller's scan decides which files count).
+        ``names``: the path a file will be listed under, when it is read before it is
+        published (a merge about to commit)."""
+        names = names or {}
         with self._lock:
             columns, redirects = self._columns, self._redirects
-            new = [f for f in scan.files if f.path not in self._parts
-                   and f.path not in self._prefetched]
+            new = [f for f in scan.files if names.get(f.path, f.path) not in self._parts
+                   and names.get(f.path, f.path) not in self._prefetched]
         if not columns or redirects != scan.redirects or not new:
             return
         parts = self._read(engine, scan, new, columns)
         with self._lock:
             for path, part in parts.items():
-                self._prefetched[path] = (columns, redirects, part)
+                self._prefetched[names.get(path, path)] = (columns, redirects, part)
             while len(self._prefetched) > 8:  # never installed (their files went away)
                 self._prefetched.pop(next(iter(self._prefetched)))
 

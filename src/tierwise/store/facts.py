@@ -267,7 +267,7 @@ class FactStore:
         """
         schema = TABLES[table]
         with self.control.read() as conn:
-            scan = self.scan(table, conn)
+            scan = listed = self.scan(table, conn)
             rows = conn.execute(sa.select(fact_files.c.file_id, fact_files.c.rows,
                                           fact_files.c.seq, fact_files.c.overlaps,
                                           fact_files.c.path)
@@ -310,6 +310,7 @@ class FactStore:
                     str(path),
                 )
                 outputs.append(StagedFile(table, path, 0))
+        self._read_ahead(engine, listed, outputs, top_seq)
         published: list[str] = []
         try:
             with self.control.write() as conn:
@@ -338,6 +339,21 @@ class FactStore:
                 self.unpublish(relative)
             raise
         return len(replaced), len(outputs)
+
+    def _read_ahead(self, engine: Engine, listed: TableScan, outputs: list[StagedFile],
+                    seq: int) -> None:
+        """Let the in-memory rows by customer of the table, if kept, read merged files
+        before the manifest lists them: the reader's next refresh finds them ready. Read
+        after the commit instead, the reader often got there first and read the 200k rows
+        of the worker's tail file itself, in a micro-batch."""
+        with self._indexes_lock:
+            copy = self._customer_rows.get(listed.table)
+        if copy is None or not outputs:
+            return
+        files = tuple(ScanFile(str(o.path), seq) for o in outputs)
+        copy.prefetch(engine, TableScan(listed.table, files, listed.key, False, listed.schema,
+                                        listed.redirects, listed.refs),
+                      names={str(o.path): self.published_path(o) for o in outputs})
 
     def drop_rows(self, table: str, drop: ds.Expression, immediate: bool = True) -> int:
         """Rewrite every file of ``table`` holding rows that match ``drop``, without them.
