@@ -286,8 +286,10 @@ class Worker:
             if not self.caught_up.is_set():
                 self._guard("catching up", self.catch_up)
                 # what catching up built lives as long as the worker: out of the cyclic
-                # collector's sight, a full collection takes milliseconds instead of
-                # ~150 ms stolen from a round every 20 s or so
+                # collector's sight (after one last collection, so that no garbage is
+                # kept), a full collection takes milliseconds instead of ~150 ms stolen
+                # from a round every 20 s or so
+                gc.collect()
                 gc.freeze()
                 self.caught_up.set()
             self.wake.clear()

@@ -6,6 +6,7 @@ write (who, when, what, from where, and the answer's status).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -205,6 +206,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                              "after": app.state.worker.caught_up},
                      name="tierwise-dashboard-warm", daemon=True).start()
     app.state.worker.start()
+    # the modules and the app live as long as the process: out of the cyclic collector's
+    # sight (after one last collection, so that no garbage is kept), a full collection of
+    # this process takes a few milliseconds instead of ~160 ms, a pause of every request
+    # under way every minute or so
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
