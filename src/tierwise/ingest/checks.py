@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pyarrow.compute as pc
+
 from tierwise.definitions.schemas import TableSchema
 from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
@@ -80,6 +82,8 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
             known = customer_store.known_ids(conn)
         else:
             known = _known_among(ws, conn, named)
+            if len(pc.unique(known)) == len(named):  # all of them (most micro-batches)
+                return [], []
         session.register_arrow("known", _as_table(known))
     ids: set[str] = set()
     rejects: list[Reject] = []
@@ -102,7 +106,6 @@ def _known_among(ws: Workspace, conn: Any, named: list[str]) -> Any:
     worker), the ids found there plus what the control store says about the others
     (merged ids, customers created since the copy was made)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     kept = customer_mirror.read_if_kept(ws.root, ws.control)
     if kept is None:
