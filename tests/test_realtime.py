@@ -145,13 +145,65 @@ def test_micro_batch_files_merge_without_changing_what_is_read(ws: tierwise.Work
                          unknown_customers="create")
     expected = ws.sql("SELECT * FROM orders ORDER BY order_id").to_pylist()
     assert len(expected) == len(before) + 18
-    replaced, written = ws.facts.compact(ws.engine, "orders", min_files=4, small_rows=10)
+    # not before the run's files hold ``min_rows`` together (19 stored, the refund too;
+    # the worker's second tier)
+    assert ws.facts.compact(ws.engine, "orders", min_files=2, small_rows=10,
+                            min_rows=20) == (6, 6)
+    replaced, written = ws.facts.compact(ws.engine, "orders", min_files=4, small_rows=10,
+                                         min_rows=19)
     assert (replaced, written) == (6, 1)
     assert len(ws.facts.scan("orders").files) == big_files + 1  # the large files stay
     assert ws.sql("SELECT * FROM orders ORDER BY order_id").to_pylist() == expected
     refunded = ws.sql("SELECT status FROM orders WHERE order_id = 'MB0-1'").to_pylist()
     assert refunded == [{"status": "refunded"}]
     assert ws.facts.compact(ws.engine, "orders", min_files=4, small_rows=10) == (0, 0)
+
+
+def test_the_worker_merges_micro_batches_in_two_tiers(ws: tierwise.Workspace,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Micro-batches go into chunks; once the chunks and micro-batches at the end hold
+    SMALL_FILE_ROWS rows together, they become one file that later merges leave alone."""
+    from tierwise.actions import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "COMPACT_AT_FILES", 3)
+    monkeypatch.setattr(worker_module, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(worker_module, "SMALL_FILE_ROWS", 14)
+    worker = worker_module.Worker(ws)
+    big = {f.path for f in ws.facts.scan("events").files}
+    when = T.isoformat()
+    batch = 0
+
+    def micro_batches(n: int) -> None:
+        nonlocal batch
+        for _ in range(n):
+            batch += 1
+            ws.import_source("events", RecordsSource.from_dicts("batch", [
+                {"event_id": f"TB{batch}-{i}", "customer_id": "C00001", "occurred_at": when,
+                 "type": "click"} for i in range(2)]), unknown_customers="create")
+
+    def tail() -> list[int]:
+        """Rows of each file after the large ones, oldest first."""
+        scan = ws.facts.scan("events")
+        return [ws.sql(f"SELECT count(*) FROM read_parquet('{f.path}')").column(0)[0]
+                .as_py() for f in scan.files if f.path not in big]
+
+    expected = ws.count("events") + 2 * 8
+    micro_batches(2)
+    worker.compact()
+    assert tail() == [2, 2]  # fewer than COMPACT_AT_FILES: left
+    micro_batches(1)
+    worker.compact()
+    assert tail() == [6]  # a chunk
+    micro_batches(3)
+    worker.compact()
+    assert tail() == [6, 6]  # the chunk was full (over CHUNK_ROWS): a new one
+    micro_batches(2)
+    worker.compact()
+    assert tail() == [16]  # 14 rows and more together: one file, which stays
+    assert ws.count("events") == expected
+    micro_batches(3)
+    worker.compact()
+    assert tail() == [16, 6]
 
 
 def test_time_edges_of_rules() -> None:

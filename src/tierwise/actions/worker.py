@@ -71,9 +71,14 @@ IDLE_SECONDS = 0.25
 LEAD_DECAY_EVERY = 3600.0
 #: Seconds between deletions of intake rows moved longer ago than ``intake_keep_hours``.
 PRUNE_INTAKE_EVERY = 3600.0
-#: Micro-batch files of a table are merged once there are this many (each at most
-#: SMALL_FILE_ROWS rows): readers open few files however long the server runs.
+#: Micro-batch files of a table are merged, in two tiers, once there are this many:
+#: readers open few files however long the server runs. The micro-batches go into a chunk
+#: of about CHUNK_ROWS rows; once the chunks and micro-batches at the end of a table hold
+#: SMALL_FILE_ROWS rows together, they become one file that stays. Merging every few
+#: seconds into one growing file of up to SMALL_FILE_ROWS rows instead rewrote each row
+#: five times on average, and read it ahead as often for the in-memory facts.
 COMPACT_AT_FILES = 20
+CHUNK_ROWS = 25_000
 #: Rounds whose durations ``Stats`` sums up.
 ROUNDS_KEPT = 1000
 #: A round this long is logged with the time of each of its steps.
@@ -523,10 +528,10 @@ class Worker:
             intake.prune(self.ws, self.ws.config.intake_keep_hours)
 
     def compact(self) -> None:
-        """Merge the micro-batch files of each table that has ``COMPACT_AT_FILES``. The
-        in-memory copies the loop uses need not read the merged files in the loop (a
-        merged file holds up to ``SMALL_FILE_ROWS`` rows; reading them in a round made it
-        the slowest of its ten seconds): the key index knows a merge of files it holds,
+        """Merge the micro-batch files of each table that has ``COMPACT_AT_FILES`` (see
+        there). The in-memory copies the loop uses need not read the merged files in the
+        loop (a merged file holds up to ``SMALL_FILE_ROWS`` rows; reading them in a round
+        made it the slowest of its ten seconds): the key index knows a merge of files it holds,
         and the facts by customer read a merged file here before it is published. What
         either could not take that way (redirects changed meanwhile) is read ahead here
         too; the loop's next refresh installs it (only the loop changes the copies: its
@@ -534,9 +539,13 @@ class Worker:
         facts = self.ws.facts
         merged = []
         for table in intake.KEYS:
-            replaced, written = facts.compact(self.ws.engine, table,
-                                              min_files=COMPACT_AT_FILES,
-                                              small_rows=SMALL_FILE_ROWS)
+            replaced, written = facts.compact(self.ws.engine, table, min_files=2,
+                                              small_rows=SMALL_FILE_ROWS,
+                                              min_rows=SMALL_FILE_ROWS)
+            if written == replaced:  # not that many rows yet: micro-batches into a chunk
+                replaced, written = facts.compact(self.ws.engine, table,
+                                                  min_files=COMPACT_AT_FILES,
+                                                  small_rows=CHUNK_ROWS)
             if written < replaced:
                 merged.append(table)
         if merged:

@@ -253,7 +253,8 @@ class FactStore:
 
     # -- maintenance ---------------------------------------------------------------------
     def compact(self, engine: Engine, table: str, *, min_files: int = 2,
-                target_rows: int = 8_000_000, small_rows: int | None = None
+                target_rows: int = 8_000_000, small_rows: int | None = None,
+                min_rows: int = 0
                 ) -> tuple[int, int]:
         """Merge a table's live files into as few as possible; returns (files in, files out).
 
@@ -264,6 +265,7 @@ class FactStore:
         (the micro-batches of real-time intake), leaving the large files alone. Only a run
         of the *newest* files may be merged on its own: its rows then keep winning over
         every older file, as they did.
+        ``min_rows``: merge that run only once its files hold this many rows together.
         """
         schema = TABLES[table]
         with self.control.read() as conn:
@@ -281,7 +283,7 @@ class FactStore:
                 if r.rows > small_rows:
                     break
                 tail.append(r)
-            if len(tail) < min_files:
+            if len(tail) < min_files or sum(r.rows for r in tail) < min_rows:
                 return len(tail), len(tail)
             kept = {self._absolute(r.path) for r in tail}
             scan = TableScan(scan.table, tuple(f for f in scan.files if f.path in kept),
