@@ -528,14 +528,14 @@ class Worker:
             intake.prune(self.ws, self.ws.config.intake_keep_hours)
 
     def compact(self) -> None:
-        """Merge the micro-batch files of each table that has ``COMPACT_AT_FILES`` (see
-        there). The in-memory copies the loop uses need not read the merged files in the
-        loop (a merged file holds up to ``SMALL_FILE_ROWS`` rows; reading them in a round
-        made it the slowest of its ten seconds): the key index knows a merge of files it holds,
-        and the facts by customer read a merged file here before it is published. What
-        either could not take that way (redirects changed meanwhile) is read ahead here
-        too; the loop's next refresh installs it (only the loop changes the copies: its
-        scans decide which files count)."""
+        """Merge the micro-batch files of each table, in two tiers (see
+        ``COMPACT_AT_FILES``). The in-memory copies the loop uses need not read a merged
+        file in the loop (up to ``SMALL_FILE_ROWS`` rows; reading one in a round made it
+        the slowest of its ten seconds): the key index knows a merge of files it holds, and
+        the facts by customer read a merged file here before it is published. What either
+        could not take that way (redirects changed meanwhile) is read ahead here too; the
+        loop's next refresh installs it (only the loop changes the copies: its scans decide
+        which files count)."""
         facts = self.ws.facts
         merged = []
         for table in intake.KEYS:

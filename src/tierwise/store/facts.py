@@ -114,7 +114,8 @@ class FactStore:
         self._key_indexes: dict[str, KeyIndex] = {}
         self._indexes_lock = threading.Lock()
         #: path of a file ``compact`` wrote → the paths of the files it replaced, for the
-        #: key indexes: a merged file holds no key its parts did not (the newest few)
+        #: key indexes (a merged file holds no key its parts did not); the newest
+        #: ``MERGES_REMEMBERED``
         self._merged: dict[str, tuple[str, ...]] = {}
         #: Keep the rows of the tables segment rules read in memory, by customer, for
         #: evaluations of a few customers (``store.customer_rows``): set by the real-time

@@ -19,9 +19,9 @@ not read:
   back;
 * a file that compaction in this process merged from files whose keys the index holds:
   its keys are theirs, and it takes their place (the FactStore tells which files a merge
-  replaced). The worker merges its micro-batches every few seconds into a tail file of
-  up to 200k rows; reading that file each time, and starting over once the replaced files
-  added up, made one micro-batch in a few hundred take a second.
+  replaced). The worker merges its micro-batches every ten seconds; reading each merged
+  file (up to 200k rows) again, and starting over once the replaced files added up, made
+  one micro-batch in a few hundred take a second.
 
 Hashes are DuckDB's ``hash()`` of the key columns, computed in this process.
 
