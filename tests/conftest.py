@@ -90,6 +90,15 @@ def snapshot(ws: tierwise.Workspace) -> dict[str, object]:
     return state
 
 
+def sizes_agree(ws: tierwise.Workspace) -> None:
+    """The kept member count of every segment is what counting its members gives."""
+    from tierwise.store import sizes
+
+    with ws.control.read() as conn:
+        kept = {key: n for key, n in sizes.of(conn).items() if n}
+        assert kept == sizes.recount(conn)
+
+
 CUSTOMERS_CSV = """customer_id,姓名,手机号,城市,注册时间,标签
 C001,张三,13800138000,上海,2025/3/12,"vip,高价值"
 C002,李四,13900139000,北京,2025年3月1日,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.api_helpers import Served, build
+from tests.conftest import sizes_agree
 from tests.test_cli import tw
 from tests.test_engines import ENGINES
 
@@ -56,9 +57,12 @@ def test_golden_record_rules() -> None:
 
 def test_merge_moves_everything_and_undo_restores_it(served: Served) -> None:
     ws = served.ws
+    # the merged customer holds a membership the survivor lacks: it moves to the survivor
+    membership.edit_static(ws, "vip_list", add=["C003"], remove=["C001"])
     before = _state(ws)
     result = merge(ws, "C001", ["C003"], actor="test")
     assert result.fields["phone"] == "C001"
+    sizes_agree(ws)
     people = {r["customer_id"]: r for r in ws.table("customers").to_pylist()}
     assert "C003" not in people
     # C003's order now counts for C001, in every query through the engine.
@@ -70,6 +74,7 @@ def test_merge_moves_everything_and_undo_restores_it(served: Served) -> None:
     assert "buyers" in history
     runs = membership.evaluate_all(ws)
     assert not [r.error for r in runs if r.error]
+    sizes_agree(ws)
     # New facts that still carry the merged id are accepted and land with the survivor.
     served.client("analyst")
     more = ws.root.parent / "late.csv"
@@ -82,6 +87,7 @@ def test_merge_moves_everything_and_undo_restores_it(served: Served) -> None:
     assert export["customer"]["customer_id"] == "C001" and export["merged_ids"] == ["C003"]
     assert "O4" in {o["order_id"] for o in export["facts"]["orders"]}
     undo(ws, result.merge_id, actor="test")
+    sizes_agree(ws)
     after = _state(ws)
     after_orders = [o for o in after["orders"] if o[0] != "O99"]  # type: ignore[attr-defined]
     assert after_orders == before["orders"]
@@ -116,6 +122,7 @@ def test_erasing_a_merged_person_erases_every_record(served: Served) -> None:
     merge(ws, "C001", ["C003"], actor="test")
     erased = privacy.erase_customer(ws, "C003")
     assert erased.fact_rows["orders"] == 3
+    sizes_agree(ws)
     ids = {r["customer_id"] for r in ws.table("customers").to_pylist()}
     assert ids == {"C002", "C004"}
     assert ws.sql("SELECT count(*) FROM orders").column(0)[0].as_py() == 3

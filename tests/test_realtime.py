@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import sizes_agree
 
 import tierwise
 from tierwise.definitions.segment_parser import parse
@@ -91,6 +92,7 @@ def test_incremental_updates_equal_a_full_evaluation(ws: tierwise.Workspace) -> 
     assert set(outsiders) <= set(membership.members_at(ws, "big_spenders"))
     assert results["big_spenders"].entered == 5
     assert results["big_spenders"].members == len(known) + 5
+    sizes_agree(ws)
     with ws.control.read() as conn:
         reasons = {r[0] for r in conn.execute(sa.select(segment_history.c.enter_reason).where(
             segment_history.c.customer_id.in_(outsiders)))}

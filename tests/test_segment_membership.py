@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import sizes_agree
 from tests.test_cli import tw
 
 import tierwise
@@ -132,6 +133,9 @@ def test_static_lists_snapshots_and_in_segment(ws: tierwise.Workspace):
                                                             "C000003"} & buyers
     assert result.members == len({"C000001", "C000002", "C000003"} & buyers)
     assert membership.edit_static(ws, "vips", remove=["C000001"]) == (0, 1)
+    sizes_agree(ws)
+    assert membership.retire(ws, "vip_buyers") == result.members
+    sizes_agree(ws)
     history = membership.customer_segments(ws, "C000001")
     vips = [h for h in history if h["segment_key"] == "vips"]
     assert vips[0]["exit_reason"] == "manual" and vips[0]["exited_at"] is not None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,33 @@ def test_migrations_reach_head_on_both_stores(control_url: str, tmp_path: Path):
     store = ControlStore(url)
     assert store.revision() is None
     store.upgrade()
-    assert store.revision() == store.head() == "0009"
+    assert store.revision() == store.head() == "0010"
     store.upgrade()  # idempotent
     tables = set(sa.inspect(store.engine).get_table_names())
     assert {"customers", "imports", "fact_files", "mappings", "definitions", "snapshots",
             "alembic_version"} <= tables
+    store.dispose()
+
+
+def test_the_member_counts_start_from_the_members_stored(tmp_path: Path):
+    from alembic import command
+
+    from tierwise.store import sizes
+    from tierwise.store.tables import segment_members
+
+    store = ControlStore(f"sqlite:///{tmp_path}/c.db")
+    with store.engine.connect() as conn:
+        command.upgrade(store._alembic_config(conn), "0009")
+        conn.commit()
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(segment_members.insert(), [
+            {"segment_key": key, "customer_id": f"C{i}", "entered_at": now, "version": 1}
+            for key, n in (("a", 3), ("b", 1)) for i in range(n)])
+    store.upgrade()
+    with store.read() as conn:
+        assert sizes.of(conn) == {"a": 3, "b": 1} == sizes.recount(conn)
+        assert sizes.of(conn, ["a", "c"]) == {"a": 3, "c": 0}
     store.dispose()
 
 

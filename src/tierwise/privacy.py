@@ -30,7 +30,7 @@ from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.identity.merge import unseal
 from tierwise.models.compute import replace_snapshot_file
 from tierwise.quality import reveal_cleaning
-from tierwise.store import customer_mirror
+from tierwise.store import customer_mirror, sizes
 from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import (
@@ -166,6 +166,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
                if v]
     result.report_lines = _scrub_reports(ws, sorted(set(needles)))
     with ws.control.write() as conn:
+        sizes.change(conn, sizes.leaving(conn, ids))
         for table in (segment_members, segment_history, cleaning_log, contact_preferences,
                       customers, customer_redirects, *ACTION_TABLES):
             done = conn.execute(table.delete().where(table.c.customer_id.in_(ids)))

@@ -33,6 +33,7 @@ from tierwise.segments.plan import SAMPLE, plan_item
 from tierwise.segments.templates import TEMPLATES
 from tierwise.store import customers as customer_store
 from tierwise.store import definitions as versions
+from tierwise.store import sizes
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import customers, segment_history, segment_members, segment_runs
 from tierwise.workspace import Workspace
@@ -79,10 +80,8 @@ def list_segments(request: Request, principal: Principal = require("segments:rea
     ws = workspace(request)
     applied = defs.applied(ws)
     with ws.control.read() as conn:
-        counted = conn.execute(sa.select(segment_members.c.segment_key, sa.func.count())
-                               .group_by(segment_members.c.segment_key)).all()
-        sizes: dict[str, int] = {r[0]: int(r[1]) for r in counted}
-        return [{"key": key, "version": a.version, "members": int(sizes.get(key, 0)),
+        counts = sizes.of(conn)
+        return [{"key": key, "version": a.version, "members": counts.get(key, 0),
                  "definition": a.definition.canonical(), "last_run": _last_run(conn, key)}
                 for key, a in applied.items()]
 
@@ -203,10 +202,7 @@ def members(key: str, request: Request,
     if after:
         query = query.where(m.customer_id > after)
     with ws.control.read() as conn:
-        # Counting a large segment costs more than a page: only the first page carries it.
-        total = None if after else conn.execute(
-            sa.select(sa.func.count()).select_from(segment_members)
-            .where(m.segment_key == key)).scalar()
+        total = None if after else sizes.of(conn, [key])[key]  # on the first page
         rows = conn.execute(query.order_by(m.customer_id).limit(limit + 1)).all()
     page = rows[:limit]
     people = _customers_by_id(ws, [r.customer_id for r in page]) if details else {}

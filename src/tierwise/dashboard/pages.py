@@ -328,16 +328,15 @@ def clv(request: Request, page: ValuePage) -> HTMLResponse:
 @router.get("/segments", response_class=HTMLResponse)
 def segments(request: Request) -> HTMLResponse:
     from tierwise.segments import definitions as defs
-    from tierwise.store.tables import segment_members, segment_runs
+    from tierwise.store import sizes
+    from tierwise.store.tables import segment_runs
 
     principal = viewer(request, "segments:read")
     ws, lang = workspace(request), _lang(request)
     applied = defs.applied(ws)
     r = segment_runs.c
     with ws.control.read() as conn:
-        m = segment_members.c
-        sizes: dict[str, int] = dict(conn.execute(  # type: ignore[arg-type]
-            sa.select(m.segment_key, sa.func.count()).group_by(m.segment_key)).all())
+        counts = sizes.of(conn)
         recent = sa.select(r.segment_key, r.started_at, r.seconds, r.members, sa.func.row_number()
                            .over(partition_by=r.segment_key, order_by=r.run_id.desc())
                            .label("n")).subquery()
@@ -354,7 +353,7 @@ def segments(request: Request) -> HTMLResponse:
         d = a.definition
         items.append({"key": key, "name": d.names.get(lang) or d.names.get("en") or key,
                       "kind": d.kind, "status": d.status, "version": a.version,
-                      "members": int(sizes.get(key, 0)), "rule": d.rule or "",
+                      "members": counts.get(key, 0), "rule": d.rule or "",
                       "last": last.get(key), "spark": charts.sparkline(trend.get(key, []))
                       if len(trend.get(key, [])) > 1 else None})
     return render(request, principal, "segments.html", "segments", items=items,
@@ -400,7 +399,8 @@ def edit_segment(key: str, request: Request) -> HTMLResponse:
 def segment(key: str, request: Request) -> HTMLResponse:
     from tierwise.api.routes_customers import search
     from tierwise.segments import definitions as defs
-    from tierwise.store.tables import segment_history, segment_members, segment_runs
+    from tierwise.store import sizes
+    from tierwise.store.tables import segment_history, segment_runs
 
     principal = viewer(request, "segments:read")
     ws, lang = workspace(request), _lang(request)
@@ -411,8 +411,7 @@ def segment(key: str, request: Request) -> HTMLResponse:
     after = request.query_params.get("after") or None
     members, next_after = search(ws, principal, q=q, segment=key, after=after, limit=50)
     with ws.control.read() as conn:
-        total = conn.execute(sa.select(sa.func.count()).select_from(segment_members)
-                             .where(segment_members.c.segment_key == key)).scalar()
+        total = sizes.of(conn, [key])[key]
         history = conn.execute(sa.select(segment_history)
                                .where(segment_history.c.segment_key == key)
                                .order_by(segment_history.c.history_id.desc()).limit(50)).all()

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierwise.errors import NotFoundError, TierwiseError
-from tierwise.store import customer_mirror
+from tierwise.store import customer_mirror, sizes
 from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import (
@@ -216,6 +216,10 @@ def _move_memberships(conn: sa.Connection, survivor_id: str, merged_ids: list[st
             added[row["segment_key"]] = {**row, "customer_id": survivor_id}
     if added:
         conn.execute(segment_members.insert(), list(added.values()))
+    change: dict[str, int] = {key: 1 for key in added}
+    for row in memberships:  # the merged ids' rows, all deleted above
+        change[row["segment_key"]] = change.get(row["segment_key"], 0) - 1
+    sizes.change(conn, change)
 
 
 def _move_preferences(conn: sa.Connection, survivor_id: str,
@@ -278,12 +282,16 @@ def undo(ws: Workspace, merge_id: int, *, actor: str) -> MergeResult:
             conn.execute(segment_history.update().where(h.history_id == history_id)
                          .values(customer_id=owner))
         m = segment_members.c
+        change: dict[str, int] = {}
         for membership in saved["memberships"]:
-            conn.execute(segment_members.delete().where(
+            gone = conn.execute(segment_members.delete().where(
                 m.segment_key == membership["segment_key"], m.customer_id == row.survivor_id,
-                m.entered_at == _instant(membership["entered_at"])))
+                m.entered_at == _instant(membership["entered_at"]))).rowcount
             conn.execute(segment_members.insert().values(
                 {**membership, "entered_at": _instant(membership["entered_at"])}))
+            change[membership["segment_key"]] = change.get(membership["segment_key"], 0) \
+                + 1 - max(gone, 0)
+        sizes.change(conn, change)
         for pref in saved["preferences"]:
             conn.execute(contact_preferences.insert().values(
                 {**pref, "updated_at": _instant(pref["updated_at"]),

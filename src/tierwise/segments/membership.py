@@ -28,6 +28,7 @@ from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
+from tierwise.store import sizes
 from tierwise.store.control import as_utc, chunked, utcnow
 from tierwise.store.tables import segment_history, segment_members, segment_runs
 from tierwise.workspace import Workspace
@@ -93,6 +94,8 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
             segment_history.c.segment_key == key, segment_history.c.customer_id.in_(part),
             segment_history.c.exited_at.is_(None)).values(exited_at=as_of,
                                                            exit_reason=reason))
+    # ``entered`` are not members yet and ``exited`` are: the size moves by the difference
+    sizes.change(conn, {key: len(entered) - len(exited)})
     # Triggers and playbooks: their outbox rows commit with the change (nothing lost, nothing
     # recorded twice).
     outbox.on_membership(conn, key, entered, exited, reason, as_of, hooks)
@@ -101,17 +104,6 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
 def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
     """The current members of ``key`` among the customers in ``scope``."""
     return _members_among_many(conn, [key], scope)[key]
-
-
-def _member_counts(conn: sa.Connection, keys: Collection[str]) -> dict[str, int]:
-    if not keys:
-        return {}
-    m = segment_members.c
-    counts = {k: 0 for k in keys}
-    counts.update({k: int(n) for k, n in conn.execute(
-        sa.select(m.segment_key, sa.func.count()).where(m.segment_key.in_(sorted(keys)))
-        .group_by(m.segment_key))})
-    return counts
 
 
 def _why(last: Any, version: int, as_of: datetime, reason: str | None) -> str:
@@ -150,7 +142,11 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
             entered, exited = members - before, before - members
             apply_diff(conn, key, version, as_of, entered, exited, why)
             seconds = time.perf_counter() - t0
-            total = len(members) if scope is None else _member_counts(conn, [key])[key]
+            if scope is None:
+                total = len(members)
+                sizes.settle(conn, {key: total})
+            else:
+                total = sizes.of(conn, [key])[key]
             if scope is None or entered or exited:
                 conn.execute(segment_runs.insert().values(
                     segment_key=key, version=version, as_of=as_of, started_at=started,
@@ -233,9 +229,14 @@ def _compiled(rules: dict[str, Condition], dialect: str, as_of: datetime, zone: 
 
 
 def _last_runs(conn: sa.Connection, keys: Collection[str]) -> dict[str, Any]:
+    """The last successful run of each of ``keys``. One lookup per key, newest first on
+    the (segment_key, run_id) index: a grouped ``MAX`` with the error filter read every
+    run of the segments (~20 ms a real-time round after 10 minutes)."""
     r = segment_runs.c
-    latest = sa.select(sa.func.max(r.run_id)).where(
-        r.segment_key.in_(sorted(keys)), r.error.is_(None)).group_by(r.segment_key)
+    latest = [sa.select(r.run_id).where(r.segment_key == key, r.error.is_(None))
+              .order_by(r.run_id.desc()).limit(1).scalar_subquery() for key in sorted(keys)]
+    if not latest:
+        return {}
     return {row.segment_key: row for row in conn.execute(
         sa.select(r.segment_key, r.version, r.as_of).where(r.run_id.in_(latest)))}
 
@@ -330,7 +331,7 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
             for part_reason, (ins, outs) in sorted(parts.items()):
                 if ins or outs:
                     apply_diff(conn, key, versions[key], as_of, ins, outs, part_reason, hooks)
-        totals = _member_counts(conn, [k for k, (a, b, _) in changed.items() if a or b])
+        totals = sizes.of(conn, [k for k, (a, b, _) in changed.items() if a or b])
         for key, (entered, exited, why) in changed.items():
             seconds = found[key][1] + shared / len(found)
             total = totals.get(key)

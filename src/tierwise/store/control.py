@@ -135,7 +135,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0009'
+    '0010'
     """
 
     def __init__(self, url: str, pii: KeyRing | None = None) -> None:
