@@ -126,24 +126,29 @@ async def sender(queue, results):
             status, writer = type(exc).__name__, None
         results.append((time.perf_counter() - start, status, len(batch)))
 
-async def probe(customer, delays):
+async def probe(customer, delays, timeline):
     reader, writer = await asyncio.open_connection(host, port)
     event = {"event_id": "probe-" + customer, "customer_id": customer, "type": "rt_latency",
              "occurred_at": now_iso()}
     status, _ = await request(reader, writer, "POST", "/v1/events", [event])
-    acked = time.perf_counter()
+    acked, acked_at, polls, last_get = time.perf_counter(), time.time(), 0, 0.0
     while time.perf_counter() - acked < 30:
+        asked = time.perf_counter()
         status, body = await request(reader, writer, "GET", f"/v1/customers/{customer}/segments")
+        polls, last_get = polls + 1, time.perf_counter() - asked
         if b"bench_rt_probe" in body:
             delays.append(time.perf_counter() - acked)
             break
         await asyncio.sleep(0.05)
     else:
         delays.append(None)
+    # when it was acknowledged (wall clock), how long until seen, the polls it took and
+    # how long the last one took: lines a slow probe up with the worker's rounds
+    timeline.append((acked_at, delays[-1], polls, last_get))
     writer.close()
 
 async def main():
-    queue, results, delays, tasks = asyncio.Queue(), [], [], []
+    queue, results, delays, timeline, tasks = asyncio.Queue(), [], [], [], []
     senders = [asyncio.create_task(sender(queue, results)) for _ in range(CONNECTIONS)]
     rng = random.Random(3)
     t0 = time.perf_counter()
@@ -164,13 +169,13 @@ async def main():
                           "type": kind, "properties": props, "occurred_at": stamp})
         queue.put_nowait((batch, start))
         if start - t0 >= next_probe * 0.5 and next_probe < len(probes):
-            tasks.append(asyncio.create_task(probe(probes[next_probe], delays)))
+            tasks.append(asyncio.create_task(probe(probes[next_probe], delays, timeline)))
             next_probe += 1
     for _ in senders:
         queue.put_nowait(None)
     await asyncio.gather(*senders, *tasks)
-    json.dump({"results": results, "delays": delays, "elapsed": time.perf_counter() - t0},
-              open(out, "w"))
+    json.dump({"results": results, "delays": delays, "timeline": timeline,
+               "elapsed": time.perf_counter() - t0}, open(out, "w"))
 
 asyncio.run(main())
 """

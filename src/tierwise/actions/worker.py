@@ -8,11 +8,12 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
   evaluation (new or changed definitions) for everyone, rescores leads, escalates
   tickets and moves playbook runs along. Every ``sweep_seconds`` it evaluates the
   clock-driven segments for the customers on a window's edge since the last sweep (the
-  search for those customers, ``realtime.crossing``, reads whole tables and runs on a
-  thread of its own while the loop goes on; a later round evaluates what it found), checks
-  SLA deadlines and merges the micro-batch files of the fact store; one clock-driven
-  segment per round is swept for everyone when its turn comes (every
-  ``full_sweep_seconds``, or every ``sweep_seconds`` for rules without edges). A new
+  search for those customers, ``realtime.crossing``, looks them up in the facts kept in
+  memory; where they are not kept it reads whole tables, on a thread of its own while the
+  loop goes on; the next round evaluates what it found), checks SLA deadlines and merges
+  the micro-batch files of the fact store; one clock-driven segment per round is swept
+  for everyone when its turn comes (every ``full_sweep_seconds``, or every
+  ``sweep_seconds`` for rules without edges). A new
   snapshot or an import by another process re-evaluates every segment;
 * the **dispatcher** thread delivers the outbox;
 * the **lease** thread renews the lease, apart from the loop so that a long round (the
@@ -326,10 +327,14 @@ class Worker:
         """Keep the durations of the last rounds that did work, for ``Stats``; say where
         the time of a slow one went."""
         self._rounds.append((seconds, swept))
-        if seconds >= SLOW_ROUND_SECONDS:
-            log.warning("a round took %.2f s (%s; %s)", seconds, ", ".join(
-                f"{name} {value:.2f} s" for name, value in self._steps.items()), ", ".join(
-                f"{name} {value}" for name, value in self._carried.items()))
+        slow = seconds >= SLOW_ROUND_SECONDS
+        if slow or log.isEnabledFor(logging.DEBUG):
+            # at DEBUG every round, with the wall-clock instant it began (to line rounds up
+            # with what a client saw)
+            log.log(logging.WARNING if slow else logging.DEBUG,
+                    "a round took %.3f s from %.3f (%s; %s)", seconds, time.time() - seconds,
+                    ", ".join(f"{name} {value:.3f} s" for name, value in self._steps.items()),
+                    ", ".join(f"{name} {value}" for name, value in self._carried.items()))
         ordered = sorted(s for s, _ in self._rounds)
         stats = self.stats
         stats.round_p50_seconds = round(ordered[len(ordered) // 2], 4)
@@ -348,9 +353,9 @@ class Worker:
     def _warm(self) -> None:
         """Fill the in-memory copies the micro-batches use before reporting caught up: the
         key index of each intake table and the facts by customer with the columns the
-        rules read (one evaluation of every segment for one customer). Built by the first
-        micro-batch instead, they made it take ~10 s on 2.8M events, and every row posted
-        meanwhile waited for it."""
+        rules and the edge searches read (one evaluation of every segment for one
+        customer, one search). Built by the first micro-batch instead, they made it take
+        ~10 s on 2.8M events, and every row posted meanwhile waited for it."""
         ws = self.ws
         if ws.engine.name != "duckdb":
             return
@@ -361,6 +366,12 @@ class Worker:
             one = conn.execute(sa.select(customers.c.customer_id).limit(1)).scalar()
         if one is not None:
             evaluate_all(ws, utcnow(), only=[one], reason="time")
+        # the columns the edge searches read (the rules read them too; this makes sure)
+        reads = realtime.segment_reads(ws)
+        edged = [k for k, r in reads.items() if r.timed and r.edges is not None]
+        if edged and ws.facts.keep_rows:
+            now = utcnow()
+            realtime.crossing(ws, realtime.edges_of(edged, reads), now, now, in_memory=True)
 
     def _note_full(self, results: list[RunResult]) -> list[RunResult]:
         """Remember that these segments were evaluated for everyone at their as_of."""
@@ -426,14 +437,25 @@ class Worker:
         return True
 
     def _search_edges(self, keys: list[str]) -> None:
-        """Start looking for the customers on the edges of ``keys`` since each was last
-        right about the clock, on a thread: the search reads whole tables (0.1 s and more),
-        the loop goes on with micro-batches meanwhile, and a later round evaluates what it
-        found (``_searched``, ``run_batch``)."""
+        """Look for the customers on the edges of ``keys`` since each was last right about
+        the clock; the next ``run_batch`` evaluates what it found (``_searched``). With the
+        facts kept in memory the search is a few binary searches (on the loop: it brings
+        the copies up to date, which only the loop may do). Without, it reads whole tables
+        (0.1 s and more) on the background thread while the loop goes on."""
         as_of = utcnow()
         since = min(self._clock[k] for k in keys)
         edges = realtime.edges_of(keys, self._reads)
-        future = self._background.submit(realtime.crossing, self.ws, edges, since, as_of)
+        future: Future[set[str]]
+        if self.ws.facts.keep_rows:
+            future = Future()
+            try:
+                future.set_result(realtime.crossing(self.ws, edges, since, as_of,
+                                                    in_memory=True))
+            except Exception as exc:  # noqa: BLE001 - reported like a failed search
+                future.set_exception(exc)
+        else:
+            future = self._background.submit(realtime.crossing, self.ws, edges, since,
+                                              as_of)
         self._search = (future, keys, as_of)
 
     def _searched(self) -> tuple[list[str], set[str], datetime] | None:
@@ -479,7 +501,10 @@ class Worker:
         with self._step("outside changes"):
             results = self._refresh_definitions() + self._refresh_outside()
         self._carried.update(rows=sum(moved.moved.values()), customers=len(
-            set().union(*changes.values())), edge_customers=len(searched[1]) if searched else 0)
+            set().union(*changes.values())), edge_customers=len(searched[1]) if searched else 0,
+            # work on the background thread meanwhile (it shares the cores)
+            searching=int(self._search is not None),
+            merging=int(self._merging is not None and not self._merging.done()))
         with self._step("evaluate"):
             clock = searched[:2] if searched and searched[0] and searched[1] else None
             if any(changes.values()) or clock:

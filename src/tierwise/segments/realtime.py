@@ -316,22 +316,34 @@ def unevaluated(ws: Workspace, read_by: dict[str, Reads] | None = None) -> list[
     return [k for k in (read_by if read_by is not None else segment_reads(ws)) if k in stale]
 
 
-def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetime
-             ) -> set[str]:
+def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetime,
+             *, in_memory: bool = False) -> set[str]:
     """The customers with a value on one of ``edges`` between ``since`` and ``now``: the
-    only ones whose membership the clock can have changed (merged ids as survivors)."""
+    only ones whose membership the clock can have changed (merged ids as survivors).
+
+    ``in_memory``: answer for fact tables from the facts kept in memory by customer
+    (``FactStore.keep_rows``), brought up to the manifest first. It changes those copies,
+    so only the thread that evaluates with them may ask for it. A search is then a few
+    binary searches instead of a scan of the whole table. The answer may hold a few
+    customers more than the scan's (rows a newer version replaced): those are looked at
+    again and come out unchanged."""
     from tierwise.store import customer_mirror
 
     by_table: dict[str, list[tuple[str, datetime, datetime]]] = {}
     for edge in set(edges):
         low, high = edge.band(since, now, ws.config.zone)
         by_table.setdefault(edge.table, []).append((edge.column, low, high))
+    found: set[str] = set()
+    if in_memory and ws.facts.keep_rows:
+        for table in [t for t in by_table if t != "customers"]:
+            if (hits := _crossing_in_memory(ws, table, by_table[table])) is not None:
+                found |= hits
+                del by_table[table]
     if not by_table:
-        return set()
+        return found
     facts = {t: ws.facts.scan(t) for t in by_table if t != "customers"}
     arrow = ({"customers": customer_mirror.read(ws.root, ws.control)}
              if "customers" in by_table else {})
-    found: set[str] = set()
     with ws.engine.session(facts, arrow) as session:
         for table, bands in by_table.items():
             params: dict[str, object] = {}
@@ -343,6 +355,27 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
                          f"NULL AND ({' OR '.join(terms)})", ws.engine.name)
             rows = session.query(sql, params)
             found.update(str(v) for v in rows.column(0).to_pylist())
+    return found
+
+
+def _crossing_in_memory(ws: Workspace, table: str,
+                        bands: list[tuple[str, datetime, datetime]]) -> set[str] | None:
+    """``crossing`` for one fact table from its in-memory copy; None when the copy cannot
+    answer (then the table is scanned)."""
+    from tierwise.store.customer_rows import CUSTOMER
+
+    rows = ws.facts.customer_rows(table)
+    wanted = tuple(dict.fromkeys([*rows.columns, CUSTOMER,
+                                  *(column for column, _, _ in bands)]))
+    if not rows.refresh(ws.engine, ws.facts.scan(table), wanted):
+        return None
+    found: set[str] = set()
+    for column in dict.fromkeys(column for column, _, _ in bands):
+        hits = rows.customers_between(column, [(low, high) for c, low, high in bands
+                                               if c == column])
+        if hits is None:
+            return None
+        found |= hits
     return found
 
 
