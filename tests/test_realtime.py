@@ -575,3 +575,21 @@ def test_the_worker_sums_up_its_rounds_and_names_the_steps_of_a_slow_one(
         worker._round(SLOW_ROUND_SECONDS + 0.2, swept=False)
     assert re.search(r"a round took 1\.200 s from \d+\.\d{3} \(flush 0\.200 s, evaluate "
                      r"1\.000 s; rows 2000, customers 1900\)", caplog.text)
+
+
+def test_maintenance_runs_half_way_between_edge_searches(ws: tierwise.Workspace) -> None:
+    """Merges start apart from the edge searches: the round after a search carries its
+    customers, and a merge beside it would make it slower still."""
+    import time
+
+    from tierwise.actions.worker import Worker
+
+    worker = Worker(ws)
+    every = ws.config.sweep_seconds
+    now = time.monotonic()
+    worker._last_sweep, worker._last_edge_sweep = now - every, now - 0.1 * every
+    assert not worker._maintenance_due()  # a search just started: wait
+    worker._last_edge_sweep = now - 0.6 * every
+    assert worker._maintenance_due()
+    worker._last_sweep = now - 0.5 * every  # and not more often than every sweep_seconds
+    assert not worker._maintenance_due()

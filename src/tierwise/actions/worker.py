@@ -305,7 +305,7 @@ class Worker:
                 swept = self._guard("the time sweep", self.sweep_step) or searched
             # not in the round that swept: no round carries both (a post waits for at most
             # the round under way and the next)
-            if not swept and time.monotonic() - self._last_sweep >= self.ws.config.sweep_seconds:
+            if not swept and self._maintenance_due():
                 with self._step("maintenance"):
                     self._guard("maintenance", self.run_sweep)
             if swept or self.stats.batches > batches:
@@ -313,6 +313,14 @@ class Worker:
             self._steps.clear()
             self._carried.clear()
             self.wake.wait(IDLE_SECONDS)
+
+    def _maintenance_due(self) -> bool:
+        """Every ``sweep_seconds``, half-way between two edge searches. The merges it starts
+        on the background thread slow the round running beside them, and the round after a
+        search carries the customers it found: in step (they were, both every ten
+        seconds) they made that round the slowest of its ten seconds."""
+        now, every = time.monotonic(), self.ws.config.sweep_seconds
+        return now - self._last_sweep >= every and now - self._last_edge_sweep >= every / 2
 
     @contextmanager
     def _step(self, name: str) -> Iterator[None]:
