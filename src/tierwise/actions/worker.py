@@ -87,6 +87,21 @@ SLOW_ROUND_SECONDS = 1.0
 SMALL_FILE_ROWS = 200_000
 
 
+#: Niceness of the worker's background thread on Linux. Its merges and searches have no
+#: deadline; at the same priority, the rounds running beside a merge took ~70 % longer
+#: (median 0.42 s against 0.25 s in a 10-minute run).
+BACKGROUND_NICENESS = 10
+
+
+def _yield_the_cores() -> None:
+    """Lower the calling thread's priority (Linux schedules threads one by one)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
+        except OSError:  # not allowed here: merges then run at the loop's priority
+            log.info("could not lower the priority of the background thread")
+
+
 def try_lease(ws: Workspace, holder: str, seconds: float = LEASE_SECONDS) -> bool:
     """Take or renew the worker lease; True when ``holder`` has it."""
     now = utcnow()
@@ -222,7 +237,17 @@ class Worker:
         self._search: tuple[Future[set[str]], list[str], datetime] | None = None
         #: One thread for work that only reads, or that other readers and writers may see
         #: happen at any moment: the edge search, merging micro-batch files.
-        self._background = ThreadPoolExecutor(1, thread_name_prefix="tierwise-background")
+        self._background = ThreadPoolExecutor(1, thread_name_prefix="tierwise-background",
+                                               initializer=_yield_the_cores)
+        #: What the background thread merges with: a DuckDB of one thread (its own, so all
+        #: of a merge's work stays on that yielding thread; the shared one would run it on
+        #: its own threads too).
+        self._background_engine = ws.engine
+        if ws.engine.name == "duckdb":
+            from tierwise.engines.duckdb import DuckDBEngine
+
+            self._background_engine = DuckDBEngine(
+                threads=1, memory_limit=getattr(ws.engine, "memory_limit", None))
         self._merging: Future[object] | None = None
         self._outside: _Outside | None = None
 
@@ -569,22 +594,21 @@ class Worker:
         could not take that way (redirects changed meanwhile) is read ahead here too; the
         loop's next refresh installs it (only the loop changes the copies: its scans decide
         which files count)."""
-        facts = self.ws.facts
+        facts, engine = self.ws.facts, self._background_engine
         merged = []
         for table in intake.KEYS:
-            replaced, written = facts.compact(self.ws.engine, table, min_files=2,
+            replaced, written = facts.compact(engine, table, min_files=2,
                                               small_rows=SMALL_FILE_ROWS,
                                               min_rows=SMALL_FILE_ROWS)
             if written == replaced:  # not that many rows yet: micro-batches into a chunk
-                replaced, written = facts.compact(self.ws.engine, table,
-                                                  min_files=COMPACT_AT_FILES,
+                replaced, written = facts.compact(engine, table, min_files=COMPACT_AT_FILES,
                                                   small_rows=CHUNK_ROWS)
             if written < replaced:
                 merged.append(table)
         if merged:
             facts.collect_garbage()
         for table in merged:
-            facts.follow(self.ws.engine, table, ahead=True)
+            facts.follow(engine, table, ahead=True)
 
     # -- the dispatcher ------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
