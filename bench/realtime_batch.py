@@ -8,7 +8,8 @@ batch posts ``--size`` events for random customers into the intake (as ``POST /v
 does), then times what the worker's loop does with them: move them into the fact store
 (the import, with its comparison against the stored keys), evaluate the affected segments
 for the affected customers, sweep the clock-driven segments for the customers on their
-edges since the previous batch (what the worker does every ``sweep_seconds``), and sweep
+edges since the previous batch (what the worker does every ``sweep_seconds``, looking them
+up in the facts kept in memory), and sweep
 one clock-driven segment for everyone (every ``full_sweep_seconds``). Figures are
 medians over the batches after the first (which warms caches). The baseline in the same run
 is a query that reads every stored event once (``count(*)`` and ``count(DISTINCT
@@ -91,7 +92,7 @@ def main() -> None:
         leads.update(ws, moved.customers.get("events", set()))
         marks.append(time.perf_counter())
         as_of = datetime.now(UTC)
-        realtime.sweep_since(ws, edged, swept_at, as_of, reads)
+        realtime.sweep_since(ws, edged, swept_at, as_of, reads, in_memory=True)
         swept_at = as_of
         marks.append(time.perf_counter())
         evaluate_all(ws, keys=[timed[batch % len(timed)]], reason="time")

@@ -391,14 +391,14 @@ def edges_of(keys: Iterable[str], read_by: Mapping[str, Reads]) -> set[Edge]:
 
 
 def sweep_since(ws: Workspace, keys: Collection[str], since: datetime,
-                now: datetime | None = None, read_by: dict[str, Reads] | None = None
-                ) -> list[RunResult]:
+                now: datetime | None = None, read_by: dict[str, Reads] | None = None,
+                *, in_memory: bool = False) -> list[RunResult]:
     """The clock's changes to ``keys`` (segments with edges) since ``since``, when every
     membership was last right about the clock: evaluates only the customers ``crossing``
-    finds, with the reason ``time``."""
+    finds (``in_memory`` as there), with the reason ``time``."""
     now = now or utcnow()
     read_by = read_by if read_by is not None else segment_reads(ws)
-    customers = crossing(ws, edges_of(keys, read_by), since, now)
+    customers = crossing(ws, edges_of(keys, read_by), since, now, in_memory=in_memory)
     if not customers:
         return []
     return evaluate_all(ws, now, keys, only=customers, reason="time")
