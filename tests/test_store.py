@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import write
+from tests.conftest import recount, write
 
 import tierwise
 from tierwise.config import WorkspaceConfig, read_config
@@ -48,7 +48,7 @@ def test_the_member_counts_start_from_the_members_stored(tmp_path: Path):
             for key, n in (("a", 3), ("b", 1)) for i in range(n)])
     store.upgrade()
     with store.read() as conn:
-        assert sizes.of(conn) == {"a": 3, "b": 1} == sizes.recount(conn)
+        assert sizes.of(conn) == {"a": 3, "b": 1} == recount(conn)
         assert sizes.of(conn, ["a", "c"]) == {"a": 3, "c": 0}
     store.dispose()
 

@@ -70,12 +70,6 @@ def current_members(conn: sa.Connection, key: str) -> set[str]:
                                        .where(segment_members.c.segment_key == key))}
 
 
-def _last_run(conn: sa.Connection, key: str) -> Any:
-    return conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key,
-                                                      segment_runs.c.error.is_(None))
-                        .order_by(segment_runs.c.run_id.desc()).limit(1)).first()
-
-
 def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
                entered: Iterable[str], exited: Iterable[str], reason: str,
                hooks: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
@@ -136,7 +130,7 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
         members = set(evaluation.run(compiled)["customer_id"].to_pylist())
         with ws.control.write() as conn:
             ws.control.lock(conn, f"segment:{key}")
-            why = _why(_last_run(conn, key), version, as_of, reason)
+            why = _why(_last_runs(conn, [key]).get(key), version, as_of, reason)
             before = current_members(conn, key) if scope is None else members_among(
                 conn, key, scope)
             entered, exited = members - before, before - members

@@ -77,11 +77,4 @@ def of(conn: sa.Connection, keys: Collection[str] | None = None) -> dict[str, in
     return counts
 
 
-def recount(conn: sa.Connection) -> dict[str, int]:
-    """Count every segment's members from the rows (migrations, checks)."""
-    m = segment_members.c
-    return {k: int(n) for k, n in conn.execute(
-        sa.select(m.segment_key, sa.func.count()).group_by(m.segment_key))}
-
-
-__all__ = ["change", "leaving", "of", "recount", "settle"]
+__all__ = ["change", "leaving", "of", "settle"]
