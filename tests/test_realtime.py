@@ -524,25 +524,40 @@ def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> Non
 
 
 def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
-    from tierwise.compile.segments import compile_batch
+    from dataclasses import replace
+
+    from tierwise.compile.segments import compile_batch, flat_query
     from tierwise.segments.evaluate import Evaluation
 
+    ws.compute(T)
     membership.evaluate_all(ws, T)
     rules = {f"r{i}": parse(rule) for i, rule in enumerate(FACT_RULES)}
     rules["in_vip_or_shanghai"] = parse("IN_SEGMENT('vip') OR city = '上海'")
+    # fields of the snapshot and lead scores: the tables a flat rule joins besides its
+    # aggregates
+    rules["tier_active"] = parse("tier IN ('A', 'B') AND COUNT(events, LAST 90d) >= 1")
+    rules["scored_or_lapsed"] = parse("lead_score >= 0 OR lifecycle = 'churned'")
     batch = compile_batch(rules, "duckdb", T, ws.config.zone, membership.applied_resolver(ws))
     with ws.control.read() as conn:
         chosen = sorted(known_ids(conn).to_pylist())[::3]
     with Evaluation(ws, T, chosen) as evaluation:
         evaluation.prepare(batch)
+        # every rule has a flat form (IN_SEGMENT's subquery included): one SELECT with a
+        # column per rule
+        assert flat_query(list(batch.rules.values())) is not None
         together = evaluation.run_many(batch.rules)
         one_by_one = {k: evaluation.run(c)["customer_id"].to_pylist()
                       for k, c in batch.rules.items()}
         assert together == one_by_one and any(together.values())
-        broken = dict(batch.rules)
-        broken["bad"] = type(batch.rules["r0"])(**{
-            **batch.rules["r0"].__dict__, "sql": "SELECT customer_id FROM no_such_table"})
-        assert evaluation.run_many(broken) is None
+        # one rule without a flat form: the rules run as a UNION of their SELECTs
+        mixed = {**batch.rules, "r0": replace(batch.rules["r0"], condition=None)}
+        assert flat_query(list(mixed.values())) is None
+        assert evaluation.run_many(mixed) == one_by_one
+        for rules in (batch.rules, mixed):
+            broken = {**rules, "bad": replace(
+                batch.rules["r0"], sql="SELECT customer_id FROM no_such_table",
+                condition="c.customer_id IN (SELECT customer_id FROM no_such_table)")}
+            assert evaluation.run_many(broken) is None
 
 
 def test_columns_a_query_reads() -> None:

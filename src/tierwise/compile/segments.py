@@ -73,6 +73,11 @@ class CompiledRule:
     uses_members: bool = False
     #: True when ``lead_score`` is read (the ``lead_scores`` table).
     uses_leads: bool = False
+    #: Batch mode: the rule as a condition over ``customers AS c`` and the tables of
+    #: ``FLAT_JOINS`` it names (None when it needs more, such as its own aggregates): many
+    #: rules then run as the columns of one SELECT (``flat_query``).
+    condition: str | None = None
+    tables: tuple[str, ...] = ()
 
 
 def shift(as_of: datetime, amount: int, unit: str, zone: ZoneInfo) -> datetime:
@@ -517,14 +522,58 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
         except RuleError as exc:
             errors[key] = str(exc)
             continue
+        flat = _flat(tree, alias, dialect)
         tree = tree.order_by(exp.column("customer_id", table=alias))
         compiled[key] = CompiledRule(render_tree(tree, dialect), compiler.params,
                                      compiler.uses_snapshot, set(), compiler.uses_members,
-                                     compiler.uses_leads)
+                                     compiler.uses_leads, *(flat or (None, ())))
     aggregates = compiler.aggregates_query()
     return CompiledBatch(render_tree(aggregates, dialect) if aggregates is not None else None,
                          compiled, errors, compiler.params, compiler.sources,
                          compiler.recipes)
+
+
+#: The per-customer tables a rule's SELECT may LEFT JOIN and still run as a column of
+#: ``flat_query``, with the suffix of their alias.
+FLAT_JOINS = {"snapshot": "_s", "lead_scores": "_l", "aggregates": "_g"}
+
+
+def _flat(tree: exp.Select, alias: str, dialect: str) -> tuple[str, tuple[str, ...]] | None:
+    """The rule ``SELECT alias.customer_id FROM customers AS alias [LEFT JOIN …] WHERE …``
+    as a two-valued condition over ``customers AS c`` and its joins renamed ``c_s``,
+    ``c_l``, ``c_g``; None for any other shape."""
+    if any(v for k, v in tree.args.items() if k not in ("expressions", "from_", "joins",
+                                                          "where")):
+        return None
+    where = tree.args.get("where")
+    if where is None:
+        return None
+    names, tables = {alias: "c"}, []
+    for join in tree.args.get("joins") or []:
+        table = join.this
+        suffix = FLAT_JOINS.get(table.name) if isinstance(table, exp.Table) else None
+        if suffix is None or table.alias != alias + suffix:
+            return None
+        names[table.alias] = "c" + suffix
+        tables.append(table.name)
+    condition = where.this.copy()
+    for column in condition.find_all(exp.Column):
+        if column.table in names:
+            column.set("table", exp.to_identifier(names[column.table]))
+    return render_tree(_two_valued(condition), dialect), tuple(tables)
+
+
+def flat_query(rules: list[CompiledRule]) -> str | None:
+    """One SELECT giving, for every customer, whether each of ``rules`` holds (columns
+    ``_r0``, ``_r1``, …): a UNION of their SELECTs costs the engine ~20 ms to plan for
+    twenty rules, their conditions side by side ~2 ms. None unless each has a flat form."""
+    if not rules or any(r.condition is None for r in rules):
+        return None
+    wanted = {t for r in rules for t in r.tables}
+    joins = "".join(f" LEFT JOIN {t} AS c{suffix} ON c{suffix}.customer_id = c.customer_id"
+                    for t, suffix in FLAT_JOINS.items() if t in wanted)
+    columns = ", ".join(f"{r.condition} AS _r{i}" for i, r in enumerate(rules))
+    return f"SELECT c.customer_id, {columns} FROM customers AS c{joins}"
 
 
 def compile_values(operands: list[Operand], dialect: str, as_of: datetime,
@@ -536,5 +585,5 @@ def compile_values(operands: list[Operand], dialect: str, as_of: datetime,
                         compiler.sources)
 
 
-__all__ = ["CompiledBatch", "CompiledRule", "compile_batch", "compile_rule",
-           "compile_values", "shift"]
+__all__ = ["FLAT_JOINS", "CompiledBatch", "CompiledRule", "compile_batch", "compile_rule",
+           "compile_values", "flat_query", "shift"]

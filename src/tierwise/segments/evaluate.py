@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_rule
+from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_rule, flat_query
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
@@ -186,21 +186,29 @@ class Evaluation:
         """The members of several rules of one batch in one query (each query has a fixed
         cost of a few milliseconds, which dominates when the rules see a few customers);
         None when they cannot share one (a parameter bound differently) or the shared
-        query fails, so that the caller runs them one by one and each error is its own."""
+        query fails, so that the caller runs them one by one and each error is its own.
+        Rules with a flat form run as the columns of one SELECT, others as a UNION."""
         params: dict[str, object] = {}
-        parts = []
-        for i, compiled in enumerate(rules.values()):
+        for compiled in rules.values():
             used = _used(compiled.params, compiled.sql)
             if any(k in params and params[k] != v for k, v in used.items()):
                 return None
             params.update(used)
-            parts.append(f"SELECT {i} AS _rule, customer_id FROM ({compiled.sql}) AS _r{i}")
+        flat = flat_query(list(rules.values()))
+        sql = flat or " UNION ALL ".join(
+            f"SELECT {i} AS _rule, customer_id FROM ({compiled.sql}) AS _r{i}"
+            for i, compiled in enumerate(rules.values()))
         try:
             for compiled in rules.values():
                 self._register(compiled)
-            table = self.session.query(" UNION ALL ".join(parts), params)
+            table = self.session.query(sql, params)
         except Exception:  # noqa: BLE001 - the caller runs each rule on its own
             return None
+        if flat is not None:  # in order, as the rules' own SELECTs give them
+            table = table.sort_by("customer_id")
+            customers = table["customer_id"]
+            return {key: customers.filter(table[f"_r{i}"]).to_pylist()
+                    for i, key in enumerate(rules)}
         found: dict[str, list[str]] = {k: [] for k in rules}
         keys = list(rules)
         for i, customer in zip(table["_rule"].to_pylist(), table["customer_id"].to_pylist(),
