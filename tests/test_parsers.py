@@ -49,6 +49,23 @@ def test_timestamps(text, expected):
     assert values[0] == expected
 
 
+def test_values_with_offsets_parse_alike_alone_and_among_others():
+    """Every value with an offset (what the API receives) takes Arrow's parser; mixed with
+    other spellings, the patterns: the same instants either way."""
+    col = ORDERS.column("ordered_at")
+    aware = ["2025-03-12T14:30:00Z", "2025-03-12T14:30:00+02:00",
+             "2025-03-12 14:30:00.250-0500", None]
+    alone, reasons = run(aware, col)
+    mixed, _ = run([*aware, "2025-03-12", "45728"], col)
+    assert reasons == [None] * 4 and alone == mixed[:4]
+    assert alone[:3] == [datetime(2025, 3, 12, 14, 30, tzinfo=UTC),
+                         datetime(2025, 3, 12, 12, 30, tzinfo=UTC),
+                         datetime(2025, 3, 12, 19, 30, 0, 250000, tzinfo=UTC)]
+    values, reasons = run(["2025-03-12T14:30:00Z", "2025-02-30T10:00:00Z"], col)
+    assert values == [datetime(2025, 3, 12, 14, 30, tzinfo=UTC), None]
+    assert "not a real calendar date" in reasons[1]
+
+
 def test_day_month_order_must_be_declared():
     col = ORDERS.column("ordered_at")
     _, reasons = run(["12/03/2025"], col)

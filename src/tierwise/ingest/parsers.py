@@ -313,6 +313,11 @@ def parse_timestamp(values: pa.Array, col: Column, fmt: ColumnFormat, zone: str)
     fast = _try_cast(values, pa.timestamp("us"))
     if fast is not None:
         return Converted(pc.cast(_localize(fast, zone), pa.timestamp("us", tz="UTC")))
+    # ISO 8601 with an offset or Z on every value (what APIs post): Arrow's own parser,
+    # ~100 times faster than the patterns below
+    aware = _try_cast(values, pa.timestamp("us", tz="UTC"))
+    if aware is not None:
+        return Converted(aware)
 
     n = len(values)
     utc_us = np.zeros(n, dtype=np.int64)
