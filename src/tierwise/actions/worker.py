@@ -584,6 +584,9 @@ class Worker:
         if time.monotonic() - self._last_prune >= PRUNE_INTAKE_EVERY:
             self._last_prune = time.monotonic()
             intake.prune(self.ws, self.ws.config.intake_keep_hours)
+            # files abandoned by a crash (merges delete only what they replaced)
+            self._background.submit(self._guard, "deleting stray fact files",
+                                    self.ws.facts.collect_garbage)
 
     def compact(self) -> None:
         """Merge the micro-batch files of each table, in two tiers (see
@@ -605,8 +608,8 @@ class Worker:
                                                   small_rows=CHUNK_ROWS)
             if written < replaced:
                 merged.append(table)
-        if merged:
-            facts.collect_garbage()
+        if merged:  # what merges replaced long enough ago (strays: hourly, run_sweep)
+            facts.collect_garbage(strays=False)
         for table in merged:
             facts.follow(engine, table, ahead=True)
 
