@@ -84,6 +84,29 @@ def test_bad_rows_are_refused_whole(served: Served) -> None:
     assert served.client("viewer").post("/v1/events", json={}).status_code == 403
 
 
+def test_each_post_is_audited_once_with_its_rows(served: Served) -> None:
+    """The entry of an accepted post commits with its rows; a refused one is recorded by
+    the audit middleware; the chain stays whole."""
+    from tierwise.security import audit
+
+    client = served.client("analyst")
+    event = {"event_id": "a1", "customer_id": "C001", "occurred_at": "2026-01-01T10:00:00Z",
+             "type": "page_view"}
+    assert client.post("/v1/events", json=[event]).status_code == 202
+    assert client.post("/v1/events", json=event).json() == {"accepted": 0, "duplicates": 1}
+    assert client.post("/v1/events", json={**event, "event_id": "a2",
+                                           "occurred_at": "someday"}).status_code == 422
+    with served.ws.control.read() as conn:
+        entries = audit.entries(conn, action="POST /v1/events")
+        assert audit.verify(conn).ok
+    details = [e["detail"] for e in reversed(entries)]  # oldest first
+    assert [d["status"] for d in details] == [202, 202, 422]
+    assert [(d.get("accepted"), d.get("duplicates")) for d in details] == [
+        (1, 0), (0, 1), (None, None)]
+    assert {e["actor"] for e in entries} == {entries[0]["actor"]} and \
+        entries[0]["actor"].startswith("key:")
+
+
 def test_changed_orders_replace_and_the_worker_moves_rows(served: Served) -> None:
     ws = served.ws
     order = {"order_id": "O500", "customer_id": "C002", "ordered_at": "2026-02-01 09:00",

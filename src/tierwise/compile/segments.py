@@ -557,6 +557,8 @@ def _flat(tree: exp.Select, alias: str, dialect: str) -> tuple[str, tuple[str, .
         names[table.alias] = "c" + suffix
         tables.append(table.name)
     condition = where.this.copy()
+    if dialect == "spark" and condition.find(exp.Select):
+        return None  # Spark takes IN (SELECT …) in a filter only, not as a column
     for column in condition.find_all(exp.Column):
         if column.table in names:
             column.set("table", exp.to_identifier(names[column.table]))

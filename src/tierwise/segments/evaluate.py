@@ -195,13 +195,18 @@ class Evaluation:
                 return None
             params.update(used)
         flat = flat_query(list(rules.values()))
-        sql = flat or " UNION ALL ".join(
+        union = " UNION ALL ".join(
             f"SELECT {i} AS _rule, customer_id FROM ({compiled.sql}) AS _r{i}"
             for i, compiled in enumerate(rules.values()))
         try:
             for compiled in rules.values():
                 self._register(compiled)
-            table = self.session.query(sql, params)
+            try:
+                table = self.session.query(flat or union, params)
+            except Exception:  # noqa: BLE001 - an engine may refuse the flat form
+                if flat is None:
+                    raise
+                flat, table = None, self.session.query(union, params)
         except Exception:  # noqa: BLE001 - the caller runs each rule on its own
             return None
         if flat is not None:  # in order, as the rules' own SELECTs give them
