@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 from fastapi import FastAPI
 
 from tierwise.actions.worker import Worker, WorkerProcess
@@ -165,17 +164,10 @@ class AuditWrites(_HttpMiddleware):
                 detail = {"status": status, "route": getattr(route, "path", None)}
                 actor = principal.actor if principal else "anonymous"
                 client = scope["client"][0] if scope.get("client") else None
-
-                def write() -> None:
+                try:
                     with self.ws.control.write() as conn:
                         audit.append(conn, actor, f"{scope['method']} {scope['path']}"[:64],
                                      scope["path"], detail, client)
-
-                try:
-                    # on a worker thread: on the event loop, a wait for the write lock
-                    # (the real-time worker commits several times a second) held up every
-                    # request meanwhile
-                    await anyio.to_thread.run_sync(write)
                 except Exception:  # the answer is sent; losing the entry must be loud
                     log.exception("could not write the audit entry for %s %s",
                                   scope["method"], scope["path"])

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Body, Request
 
 from tierwise.api.auth import require, workspace
 from tierwise.api.problems import RESPONSES, Problem
 from tierwise.ingest import intake
-from tierwise.security import audit
 from tierwise.security.roles import Principal
 
 router = APIRouter(prefix="/v1", tags=["intake"], responses=RESPONSES)
@@ -23,23 +21,11 @@ MAX_ROWS = 1_000
 Rows = dict[str, Any] | list[dict[str, Any]]
 
 
-def _receive(request: Request, principal: Principal, table: str, body: Rows
-             ) -> dict[str, int]:
+def _receive(request: Request, table: str, body: Rows) -> dict[str, int]:
     rows = body if isinstance(body, list) else [body]
     if not rows or len(rows) > MAX_ROWS:
         raise Problem(422, f"send between 1 and {MAX_ROWS:,} rows, got {len(rows):,}")
-    path = request.url.path
-
-    def record(conn: sa.Connection, result: intake.Received) -> None:
-        # the request's audit entry commits with the rows (the audit middleware would
-        # write it in a transaction of its own: a second commit for every post)
-        audit.append(conn, principal.actor, f"POST {path}"[:64], path,
-                     {"status": 202, "route": path, "accepted": result.accepted,
-                      "duplicates": result.duplicates},
-                     request.client.host if request.client else None)
-
-    result = intake.receive(workspace(request), table, rows, record=record)
-    request.state.audited = True
+    result = intake.receive(workspace(request), table, rows)
     if result.accepted:
         request.app.state.worker.notify()
     return {"accepted": result.accepted, "duplicates": result.duplicates}
@@ -49,25 +35,25 @@ def _receive(request: Request, principal: Principal, table: str, body: Rows
              "idempotent by event_id")
 def events(request: Request, body: Rows = Body(...),
            principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, principal, "events", body)
+    return _receive(request, "events", body)
 
 
 @router.post("/orders", status_code=202, summary="Record orders (one or a batch)")
 def orders(request: Request, body: Rows = Body(...),
            principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, principal, "orders", body)
+    return _receive(request, "orders", body)
 
 
 @router.post("/tickets", status_code=202, summary="Record service tickets (one or a batch)")
 def tickets(request: Request, body: Rows = Body(...),
             principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, principal, "tickets", body)
+    return _receive(request, "tickets", body)
 
 
 @router.post("/feedback", status_code=202, summary="Record feedback (one or a batch)")
 def feedback(request: Request, body: Rows = Body(...),
              principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, principal, "feedback", body)
+    return _receive(request, "feedback", body)
 
 
 @router.get("/intake", summary="Rows received and not yet in the fact store, per table")

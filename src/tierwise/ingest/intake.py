@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -67,11 +66,8 @@ def _row_key(table: str, row: dict[str, Any]) -> str:
     return f"{row[key]}#{content}" if key else content
 
 
-def receive(ws: Workspace, table: str, rows: list[dict[str, Any]],
-            record: Callable[[sa.Connection, Received], object] | None = None) -> Received:
-    """Validate ``rows`` like an import (all or nothing) and store them durably;
-    ``record`` runs in the same transaction once the rows are in (the API's audit entry:
-    one commit per request instead of two)."""
+def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
+    """Validate ``rows`` like an import (all or nothing) and store them durably."""
     if table not in KEYS:
         raise TierwiseError(f"intake takes {', '.join(KEYS)}, not {table!r}")
     key = KEYS[table]
@@ -81,7 +77,7 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]],
                             f"no {key}; every posted row needs one (it makes a retry harmless)")
     check_rows(ws, table, _source(table, rows), _report_path(ws))
     now = utcnow()
-    duplicates = 0
+    accepted = duplicates = 0
     keyed = [_row_key(table, row) for row in rows]
     with ws.control.write() as conn:
         seen = {r[0] for r in conn.execute(sa.select(intake.c.row_key).where(
@@ -97,10 +93,8 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]],
                 {"table_name": table, "row_key": k, "received_at": now,
                  "payload": json.dumps(v, ensure_ascii=False, default=str)}
                 for k, v in fresh.items()])
-        received = Received(len(fresh), duplicates)
-        if record is not None:
-            record(conn, received)
-    return received
+        accepted = len(fresh)
+    return Received(accepted, duplicates)
 
 
 @dataclass
