@@ -567,8 +567,9 @@ def _flat(tree: exp.Select, alias: str, dialect: str) -> tuple[str, tuple[str, .
 
 def flat_query(rules: list[CompiledRule]) -> str | None:
     """One SELECT giving, for every customer, whether each of ``rules`` holds (columns
-    ``_r0``, ``_r1``, …): a UNION of their SELECTs costs the engine ~20 ms to plan for
-    twenty rules, their conditions side by side ~2 ms. None unless each has a flat form."""
+    ``_r0``, ``_r1``, …): a UNION of their SELECTs took DuckDB ~23 ms for a dozen rules
+    over 400 customers, nearly all of it planning; their conditions side by side ~7 ms.
+    None unless each has a flat form."""
     if not rules or any(r.condition is None for r in rules):
         return None
     wanted = {t for r in rules for t in r.tables}
