@@ -103,10 +103,40 @@ def test_overview_figures_match_the_snapshot(demo: tierwise.Workspace) -> None:
     pareto = view.pareto()
     assert pareto[0] == (0.0, 0.0) and pareto[-1][1] == pytest.approx(1.0)
     assert all(b[1] >= a[1] for a, b in zip(pareto, pareto[1:], strict=False))
+
+def test_monthly_trend_counts_local_calendar_months(demo: tierwise.Workspace) -> None:
+    """Months are those of the workspace's time zone (an order at 20:00 UTC on the last day
+    of a month belongs to the next one in Shanghai), the last twelve up to as_of."""
+    view = VIEWS.get(demo)
+    zone = demo.config.zone
+    as_of = view.as_of
+    expected: dict[str, list[float]] = {}
+    paid = demo.sql("SELECT ordered_at, amount, customer_id FROM orders "
+                    "WHERE status = 'paid'").to_pylist()
+    local_now = as_of.astimezone(zone)
+    first = local_now.year * 12 + local_now.month - 1 - 11  # months since year 0
+    keep = {f"{(first + k) // 12:04d}-{(first + k) % 12 + 1:02d}" for k in range(12)}
+    buyers: dict[str, set[str]] = {}
+    for o in paid:
+        if o["ordered_at"] > as_of:
+            continue
+        month = f"{o['ordered_at'].astimezone(zone):%Y-%m}"
+        if month in keep:
+            expected.setdefault(month, [0, 0.0])
+            expected[month][0] += 1
+            expected[month][1] += float(o["amount"])
+            buyers.setdefault(month, set()).add(o["customer_id"])
     months = view.monthly()
-    orders = demo.sql("SELECT count(*) AS n FROM orders WHERE status = 'paid' AND "
-                      f"strftime(ordered_at, '%Y-%m') = '{months[-1]['month']}'")
-    assert months[-1]["orders"] == orders.column("n")[0].as_py()
+    assert [m["month"] for m in months] == sorted(expected)
+    assert len(months) == 12
+    for m in months:
+        assert m["orders"] == expected[m["month"]][0]
+        assert m["revenue"] == pytest.approx(expected[m["month"]][1])
+        assert m["buyers"] == len(buyers[m["month"]])
+    # the demo has orders near month ends: some fall in another month in UTC than locally
+    moved = [o for o in paid if f"{o['ordered_at'].astimezone(zone):%Y-%m}"
+             != f"{o['ordered_at']:%Y-%m}"]
+    assert moved
 
 
 def test_tier_plan_counts_what_a_rule_would_do(demo: tierwise.Workspace) -> None:
@@ -136,6 +166,56 @@ def test_upload_inspection_suggests_a_mapping(demo: tierwise.Workspace) -> None:
     wrong = client.post("/dashboard/imports/inspect", data={"table": "nope"},
                         files={"file": ("people.csv", data, "text/csv")})
     assert wrong.status_code == 422 and "unknown table" in wrong.json()["detail"]
+
+
+def test_an_inspected_upload_is_sent_once(demo: tierwise.Workspace) -> None:
+    """The inspection holds the file; a second inspection and the import name it by its
+    id; only its sender can, and an import takes it (once)."""
+    import time
+
+    from tierwise.api import uploads
+
+    client = _client(demo)
+    data = "客户编号,姓名\nH1,张三\nH2,李四\n".encode()
+    found = client.post("/dashboard/imports/inspect", data={"table": "customers"},
+                        files={"file": ("新客户.csv", data, "text/csv")}).json()
+    upload_id = found["upload_id"]
+    again = client.post("/dashboard/imports/inspect",
+                        data={"table": "orders", "upload_id": upload_id}).json()
+    assert again["columns"] == ["客户编号", "姓名"] and again["file"] == "新客户.csv"
+    assert again["upload_id"] == upload_id and "order_id" in again["fields"]
+    both = client.post("/dashboard/imports/inspect",
+                       data={"table": "customers", "upload_id": upload_id},
+                       files={"file": ("x.csv", data, "text/csv")})
+    assert both.status_code == 422
+    # another principal is told there is no such upload
+    other = _client(demo, "analyst").post("/v1/imports", data={
+        "table": "customers", "upload_id": upload_id, "mapping": "columns: {}"})
+    assert other.status_code == 404 and upload_id in other.json()["detail"]
+    started = client.post("/v1/imports", data={
+        "table": "customers", "upload_id": upload_id, "dry_run": "true",
+        "mapping": "columns:\n  客户编号: customer_id\n  姓名: name"})
+    assert started.status_code == 202, started.text
+    for _ in range(200):
+        job = client.get(f"/v1/jobs/{started.json()['job_id']}").json()
+        if job["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.05)
+    assert job["status"] == "done", job
+    assert job["params"]["file"] == "新客户.csv" and job["result"]["inserted"] == 2
+    assert not (uploads.root() / upload_id).exists()
+    twice = client.post("/v1/imports", data={"table": "customers", "upload_id": upload_id})
+    assert twice.status_code == 404
+    neither = client.post("/v1/imports", data={"table": "customers"})
+    assert neither.status_code == 422
+    # an upload nobody imports goes after an hour
+    kept = client.post("/dashboard/imports/inspect", data={"table": "customers"},
+                       files={"file": ("p.csv", data, "text/csv")}).json()["upload_id"]
+    assert uploads.expire(time.time() + uploads.KEEP.total_seconds() + 1) >= 1
+    assert not (uploads.root() / kept).exists()
+    gone = client.post("/dashboard/imports/inspect",
+                       data={"table": "customers", "upload_id": kept})
+    assert gone.status_code == 404 and "send the file again" in gone.json()["detail"]
 
 
 def test_rule_rows_for_the_visual_builder() -> None:
@@ -266,7 +346,7 @@ def test_at_risk_reasons_in_both_languages() -> None:
 
 
 def test_script_json_cannot_close_its_element() -> None:
-    from tierwise.dashboard.pages import _chart_json
+    from tierwise.dashboard.templating import _chart_json
 
     assert "</script>" not in str(_chart_json({"name": "</script><b>"}))
 

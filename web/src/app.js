@@ -74,6 +74,7 @@ async function api(method, url, body, isForm = false) {
   if (!response.ok) {
     const error = new Error((data && (data.detail || data.title)) || response.statusText);
     error.problem = data;
+    error.status = response.status;
     throw error;
   }
   return data;
@@ -309,15 +310,26 @@ function wireImport() {
   const fileInput = $("#file", form);
   const tableSelect = $("#table", form);
 
-  async function inspect() {
+  // The server holds the file it inspected: a second inspection (another table) and the
+  // import name it by its upload id, so the file is sent once. A held file expires; then
+  // the file goes again.
+  let held = null;
+
+  async function inspect(resend) {
     if (!fileInput.files.length) return;
     const data = new FormData();
-    data.append("file", fileInput.files[0]);
+    if (held && !resend) data.append("upload_id", held);
+    else data.append("file", fileInput.files[0]);
     data.append("table", tableSelect.value);
     try {
       const found = await api("POST", "/dashboard/imports/inspect", data, true);
+      held = found.upload_id;
       renderMapping(found);
     } catch (error) {
+      if (held && !resend && error.status === 404) { // it had expired
+        held = null;
+        return inspect(true);
+      }
       flash(error.message);
     }
   }
@@ -362,22 +374,38 @@ function wireImport() {
     $("#import-button").disabled = false;
   }
 
-  fileInput.addEventListener("change", inspect);
-  tableSelect.addEventListener("change", inspect);
+  fileInput.addEventListener("change", () => {
+    held = null;
+    inspect(true);
+  });
+  tableSelect.addEventListener("change", () => inspect(false));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     // A mapping sends each source column to a canonical one, or to "ignore".
     const lines = ["columns:", ...$$("select[data-column]", mappingBox).map((select) =>
       `  ${JSON.stringify(select.dataset.column)}: ${select.value || "ignore"}`)];
-    const data = new FormData();
-    data.append("file", fileInput.files[0]);
-    data.append("table", tableSelect.value);
-    data.append("mapping", lines.join("\n"));
-    data.append("unknown_customers", $("#unknown", form).value);
-    data.append("dry_run", $("#dry-run", form).checked ? "true" : "false");
+    // upload: the id of the held file, or null to send the file itself
+    const fields = (upload) => {
+      const data = new FormData();
+      if (upload) data.append("upload_id", upload);
+      else data.append("file", fileInput.files[0]);
+      data.append("table", tableSelect.value);
+      data.append("mapping", lines.join("\n"));
+      data.append("unknown_customers", $("#unknown", form).value);
+      data.append("dry_run", $("#dry-run", form).checked ? "true" : "false");
+      return data;
+    };
     $("#import-button").disabled = true;
     try {
-      const started = await api("POST", "/v1/imports", data, true);
+      let started;
+      try {
+        started = await api("POST", "/v1/imports", fields(held), true);
+      } catch (error) {
+        if (!held || error.status !== 404) throw error;
+        held = null; // it had expired
+        started = await api("POST", "/v1/imports", fields(null), true);
+      }
+      held = null; // the import took it
       const job = await followJob(started.job_id, $("#job-progress"));
       window.location.href = `/imports?job=${started.job_id}&status=${job.status}`;
     } catch (error) {

@@ -401,7 +401,7 @@ class Worker:
             evaluate_all(ws, utcnow(), only=[one], reason="time")
         # the columns the edge searches read (the rules read them too; this makes sure)
         reads = realtime.segment_reads(ws)
-        edged = [k for k, r in reads.items() if r.timed and r.edges is not None]
+        edged = [k for k, r in reads.items() if r.on_edges]
         if edged and ws.facts.keep_rows:
             now = utcnow()
             realtime.crossing(ws, realtime.edges_of(edged, reads), now, now, in_memory=True)
@@ -447,15 +447,14 @@ class Worker:
         swept = False
         if self._search is None and now - self._last_edge_sweep >= config.sweep_seconds:
             self._last_edge_sweep = now
-            keys = [k for k, r in self._reads.items()
-                    if r.timed and r.edges is not None and k in self._clock]
+            keys = [k for k, r in self._reads.items() if r.on_edges and k in self._clock]
             if keys:
                 self._search_edges(keys)
         due = []
         for key, read in self._reads.items():
             if not read.timed:
                 continue
-            edged = read.edges is not None and key in self._clock
+            edged = read.on_edges and key in self._clock
             every = config.full_sweep_seconds if edged else config.sweep_seconds
             last = self._swept.setdefault(key, now) if edged else self._swept.get(key, 0.0)
             if now - last >= every:
@@ -504,8 +503,8 @@ class Worker:
             self.stats.errors += 1
             log.exception("the search for customers on time edges failed")
             return None
-        keys = [k for k in keys if k in self._clock and self._reads.get(k) is not None
-                and self._reads[k].edges is not None]
+        keys = [k for k in keys if k in self._clock and (r := self._reads.get(k)) is not None
+                and r.on_edges]
         return keys, customers, searched_at
 
     def _count_sweep(self, results: list[RunResult], seconds: float) -> None:

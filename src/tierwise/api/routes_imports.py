@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
+from tierwise.api import uploads
 from tierwise.api.auth import require, workspace
 from tierwise.api.jobs import JobRunner, get_job, job_view
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
@@ -69,8 +70,10 @@ async def save_upload(file: UploadFile) -> FilePath:
 @router.post("/v1/imports", status_code=202, summary="Upload a file to import (a job)")
 async def upload(
     request: Request,
-    file: UploadFile = File(..., description="CSV, XLSX, Parquet or JSON Lines"),
+    file: UploadFile | None = File(None, description="CSV, XLSX, Parquet or JSON Lines"),
     table: str = Form(..., description=f"one of {', '.join(TABLES)}"),
+    upload_id: str | None = Form(None, description="instead of the file: a file the import "
+                                 "screen's inspection holds (its answer's upload_id)"),
     mapping: str | None = Form(None, description="YAML mapping, or a saved mapping's name"),
     unknown_customers: str = Form("reject", description="reject or create"),
     dry_run: bool = Form(False),
@@ -81,11 +84,18 @@ async def upload(
         raise Problem(422, f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     if unknown_customers not in ("reject", "create"):
         raise Problem(422, "unknown_customers is 'reject' or 'create'")
+    if (file is None) == (upload_id is None):
+        raise Problem(422, "send the file, or the upload_id of a held upload; not both")
     resolved = _mapping(ws, mapping)
     # Uploads wait outside the workspace and are deleted when the job ends.
-    target = await save_upload(file)
+    if file is not None:
+        target = await save_upload(file)
+        name = file.filename
+    else:
+        assert upload_id is not None
+        target, name = uploads.take(ws.root, principal.actor, upload_id)
     folder = target.parent
-    params = {"table": table, "file": file.filename, "dry_run": dry_run,
+    params = {"table": table, "file": name, "dry_run": dry_run,
               "unknown_customers": unknown_customers}
 
     def work(job_id: int, progress: Any) -> dict[str, Any]:

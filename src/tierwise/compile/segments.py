@@ -74,7 +74,7 @@ class CompiledRule:
     #: True when ``lead_score`` is read (the ``lead_scores`` table).
     uses_leads: bool = False
     #: Batch mode: the rule as a condition over ``customers AS c`` and the tables of
-    #: ``FLAT_JOINS`` it names (None when it needs more, such as its own aggregates): many
+    #: ``_FLAT_JOINS`` it names (None when it needs more, such as its own aggregates): many
     #: rules then run as the columns of one SELECT (``flat_query``).
     condition: str | None = None
     tables: tuple[str, ...] = ()
@@ -535,7 +535,7 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
 
 #: The per-customer tables a rule's SELECT may LEFT JOIN and still run as a column of
 #: ``flat_query``, with the suffix of their alias.
-FLAT_JOINS = {"snapshot": "_s", "lead_scores": "_l", "aggregates": "_g"}
+_FLAT_JOINS = {"snapshot": "_s", "lead_scores": "_l", "aggregates": "_g"}
 
 
 def _flat(tree: exp.Select, alias: str, dialect: str) -> tuple[str, tuple[str, ...]] | None:
@@ -551,7 +551,7 @@ def _flat(tree: exp.Select, alias: str, dialect: str) -> tuple[str, tuple[str, .
     names, tables = {alias: "c"}, []
     for join in tree.args.get("joins") or []:
         table = join.this
-        suffix = FLAT_JOINS.get(table.name) if isinstance(table, exp.Table) else None
+        suffix = _FLAT_JOINS.get(table.name) if isinstance(table, exp.Table) else None
         if suffix is None or table.alias != alias + suffix:
             return None
         names[table.alias] = "c" + suffix
@@ -574,7 +574,7 @@ def flat_query(rules: list[CompiledRule]) -> str | None:
         return None
     wanted = {t for r in rules for t in r.tables}
     joins = "".join(f" LEFT JOIN {t} AS c{suffix} ON c{suffix}.customer_id = c.customer_id"
-                    for t, suffix in FLAT_JOINS.items() if t in wanted)
+                    for t, suffix in _FLAT_JOINS.items() if t in wanted)
     columns = ", ".join(f"{r.condition} AS _r{i}" for i, r in enumerate(rules))
     return f"SELECT c.customer_id, {columns} FROM customers AS c{joins}"
 
@@ -588,5 +588,5 @@ def compile_values(operands: list[Operand], dialect: str, as_of: datetime,
                         compiler.sources)
 
 
-__all__ = ["FLAT_JOINS", "CompiledBatch", "CompiledRule", "compile_batch", "compile_rule",
+__all__ = ["CompiledBatch", "CompiledRule", "compile_batch", "compile_rule",
            "compile_values", "flat_query", "shift"]

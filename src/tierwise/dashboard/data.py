@@ -29,9 +29,18 @@ ACTIVE_STAGES = ("new", "reactivated", "loyal", "active")
 CACHE_SIZE = 8
 PARETO_POINTS = 101
 AT_RISK_ROWS = 50
+#: Paid orders per local calendar month from :start (a local midnight) to :as_of.
+MONTHLY_SQL = """
+SELECT date_trunc('month', LOCAL_TS(:tz, ordered_at)) AS month, sum(amount) AS revenue,
+       count(*) AS orders, count(DISTINCT customer_id) AS buyers
+FROM orders
+WHERE status = 'paid' AND ordered_at >= :start AND ordered_at <= :as_of
+GROUP BY 1 ORDER BY 1
+"""
 
 
-def _floats(table: pa.Table, name: str) -> np.ndarray:
+def column_floats(table: pa.Table, name: str) -> np.ndarray:
+    """A snapshot column as floats, NaN where empty (all NaN when the column is absent)."""
     if name not in table.column_names:
         return np.full(table.num_rows, np.nan)
     return np.asarray(pc.fill_null(table.column(name).cast(pa.float64()), np.nan)
@@ -139,7 +148,7 @@ class View:
     def pareto(self) -> list[tuple[float, float]]:
         """(share of customers, share of revenue) with customers sorted best first."""
         def make() -> list[tuple[float, float]]:
-            revenue = np.sort(np.nan_to_num(_floats(self.table, "revenue_total")))[::-1]
+            revenue = np.sort(np.nan_to_num(column_floats(self.table, "revenue_total")))[::-1]
             total = revenue.sum()
             if not len(revenue) or total <= 0:
                 return []
@@ -159,7 +168,7 @@ class View:
     def clv_histogram(self, bins: int = 20) -> list[dict[str, Any]]:
         """Buyers per CLV band (bands up to the 99th percentile, the rest in the last)."""
         def make() -> list[dict[str, Any]]:
-            values = _floats(self.table, "clv")
+            values = column_floats(self.table, "clv")
             values = values[~np.isnan(values) & (values > 0)]
             if not len(values):
                 return []
@@ -185,15 +194,18 @@ class View:
             lambda: moves(earlier.table, self.table, column))
 
     def monthly(self, months: int = 12) -> list[dict[str, Any]]:
-        """Revenue, orders and buyers per calendar month up to the snapshot's as_of."""
+        """Revenue, orders and buyers per calendar month of the workspace's time zone, the
+        last ``months`` of them up to the snapshot's as_of (the last one runs to as_of)."""
         def make() -> list[dict[str, Any]]:
-            as_of = self.as_of.replace(tzinfo=None)
-            found = self.ws.sql(
-                "SELECT date_trunc('month', ordered_at) AS month, sum(amount) AS revenue, "
-                "count(*) AS orders, count(DISTINCT customer_id) AS buyers FROM orders "
-                "WHERE status = 'paid' AND ordered_at <= ? "
-                "AND ordered_at > ?::TIMESTAMP - INTERVAL (?) MONTH "
-                "GROUP BY 1 ORDER BY 1", [as_of, as_of, months])
+            from tierwise.engines.dialects import render
+
+            zone = self.ws.config.zone
+            local = self.as_of.astimezone(zone)
+            first = local.year * 12 + local.month - 1 - (months - 1)
+            start = datetime(first // 12, first % 12 + 1, 1, tzinfo=zone)
+            with self.ws.engine.session({"orders": self.ws.facts.scan("orders")}) as session:
+                found = session.query(render(MONTHLY_SQL, self.ws.engine.name), {
+                    "tz": self.ws.config.timezone, "start": start, "as_of": self.as_of})
             return [{"month": f"{r['month']:%Y-%m}", "revenue": float(r["revenue"] or 0.0),
                      "orders": int(r["orders"]), "buyers": int(r["buyers"])}
                     for r in found.to_pylist()]
@@ -222,7 +234,7 @@ class View:
 def annual_run_rate(t: pa.Table) -> np.ndarray:
     """Revenue per year of each customer since the first order (tenure under a year counts
     as a year, so a new customer's first order is not multiplied)."""
-    revenue = np.nan_to_num(_floats(t, "revenue_total"))
+    revenue = np.nan_to_num(column_floats(t, "revenue_total"))
     if "first_order_at" not in t.column_names:
         return revenue
     first = pc.cast(t.column("first_order_at"), pa.timestamp("us", "UTC"))
@@ -235,7 +247,7 @@ def annual_run_rate(t: pa.Table) -> np.ndarray:
 
 def stake(t: pa.Table) -> np.ndarray:
     """(1 − P(alive)) × annual run-rate per customer (NaN where P(alive) is unknown)."""
-    return (1 - _floats(t, "p_alive")) * annual_run_rate(t)
+    return (1 - column_floats(t, "p_alive")) * annual_run_rate(t)
 
 
 def _at_risk_rows(t: pa.Table, limit: int) -> list[dict[str, Any]]:

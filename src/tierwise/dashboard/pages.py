@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,14 +15,13 @@ import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, Undefined, pass_context, select_autoescape
-from markupsafe import Markup
 
 from tierwise.api.auth import authenticate, require, workspace
 from tierwise.api.problems import Problem
 from tierwise.api.views import jsonable, present_customer
 from tierwise.dashboard import charts, i18n
 from tierwise.dashboard.data import VIEWS, View, value_history
+from tierwise.dashboard.templating import ENV, number
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
 from tierwise.models.tiers import TierSpec
@@ -56,43 +54,6 @@ class SignIn(Exception):
         self.target = target
 
 
-def _number(value: Any, digits: int = 0) -> str:
-    if value is None or isinstance(value, Undefined):
-        return "—"
-    return f"{value:,.{digits}f}"
-
-
-def _percent(value: Any, digits: int = 1) -> str:
-    return "—" if value is None or isinstance(value, Undefined) else f"{100 * value:.{digits}f}%"
-
-
-@pass_context
-def _when(context: Any, value: Any) -> str:
-    """A date-time in the workspace's time zone (naive values are UTC)."""
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-    if isinstance(value, datetime):
-        zone = context.get("zone")
-        if zone is not None:
-            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
-    return f"{value:%Y-%m-%d %H:%M}"
-
-
-def _chart_json(option: Any) -> Markup:
-    """JSON safe inside <script type="application/json">: no '</' can close the element."""
-    text = json.dumps(jsonable(option), ensure_ascii=False, separators=(",", ":"))
-    return Markup(text.replace("</", "<\\/").replace("<!--", "<\\!--"))
-
-
-ENV = Environment(loader=FileSystemLoader(HERE / "templates"),
-                  autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-ENV.filters.update(number=_number, percent=_percent, when=_when, chart_json=_chart_json,
-                   urlquote=lambda v: quote(str(v), safe=""))
 
 
 def viewer(request: Request, permission: str) -> Principal:
@@ -498,7 +459,7 @@ def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict
 
     items: list[dict[str, Any]] = []
     items += [{"at": at("orders", o), "kind": w["orders"],
-               "text": f"{o.get('order_id')} · {_number(o.get('amount'), 2)} · "
+               "text": f"{o.get('order_id')} · {number(o.get('amount'), 2)} · "
                        f"{o.get('status')}"} for o in found.recent_orders]
     items += [{"at": at("events", e), "kind": w["events"], "text": str(e.get("type") or "")}
               for e in found.recent_events]
@@ -645,22 +606,29 @@ def imports_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/dashboard/imports/inspect")
-async def inspect_upload(request: Request, file: UploadFile = File(...),
-                         table: str = Form(...),
+async def inspect_upload(request: Request, file: UploadFile | None = File(None),
+                         upload_id: str | None = Form(None), table: str = Form(...),
                          principal: Principal = require("imports:write")) -> dict[str, Any]:
-    """The columns of an uploaded file, a sample of rows and the suggested mapping."""
-    import shutil
-
+    """The columns of an uploaded file, a sample of rows and the suggested mapping. The
+    file is held (``api.uploads``): the answer's ``upload_id`` stands for it in a second
+    inspection (another table) and in the import, so the browser sends it once."""
+    from tierwise.api import uploads
     from tierwise.api.routes_imports import save_upload
     from tierwise.dashboard.plans import inspect_file
 
-    path = await save_upload(file)
+    root = workspace(request).root
+    if (file is None) == (upload_id is None):
+        raise Problem(422, "send the file, or the upload_id of a held upload; not both")
+    if file is not None:
+        saved = await save_upload(file)
+        upload_id = uploads.hold(root, principal.actor, saved, file.filename or saved.name)
+    assert upload_id is not None
+    path, sent_as = uploads.find(root, principal.actor, upload_id)
     try:
-        return inspect_file(path, file.filename or path.name, table)
+        found = inspect_file(path, sent_as, table)
     except TierwiseError as exc:
         raise Problem(422, str(exc)) from None
-    finally:
-        shutil.rmtree(path.parent, ignore_errors=True)
+    return {**found, "upload_id": upload_id}
 
 
 @router.get("/lang/{code}")

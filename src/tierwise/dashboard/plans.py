@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tierwise.dashboard.data import View, _floats
+from tierwise.dashboard.data import View, column_floats
 from tierwise.models import tiers
 from tierwise.models.tiers import TierSpec
 
@@ -24,13 +24,13 @@ def tier_plan(view: View, spec: TierSpec) -> dict[str, Any]:
     """Customers per tier now and under ``spec``, from the latest snapshot's measures."""
     t = view.table
     ids = np.asarray(t.column("customer_id").to_pylist(), dtype=object)
-    revenue = np.nan_to_num(_floats(t, "revenue_total"))
-    bought = np.nan_to_num(_floats(t, "orders_total")) > 0
+    revenue = np.nan_to_num(column_floats(t, "revenue_total"))
+    bought = np.nan_to_num(column_floats(t, "orders_total")) > 0
     notes = []
     if spec.weights == view.settings.tiers.weights:
-        score = np.nan_to_num(_floats(t, "value_score"))
+        score = np.nan_to_num(column_floats(t, "value_score"))
     else:
-        metrics = {name: np.nan_to_num(_floats(t, column))
+        metrics = {name: np.nan_to_num(column_floats(t, column))
                    for name, column in METRIC_COLUMNS.items()}
         metrics["growth"] = np.zeros(len(ids))
         if spec.weights.get("growth"):

@@ -10,6 +10,7 @@ from typing import Any
 from markupsafe import Markup
 
 from tierwise.dashboard import i18n
+from tierwise.dashboard.templating import ENV
 from tierwise.models import compute
 from tierwise.review import Review
 from tierwise.store.control import utcnow
@@ -80,8 +81,6 @@ def _bars_svg(review: Review, label: Callable[[Any], str]) -> Markup:
 
 
 def html(ws: Workspace, review: Review, lang: str) -> str:
-    from tierwise.dashboard.pages import ENV
-
     label = _labeller(ws, review, lang)
     states, grid = _matrix(review)
     return ENV.get_template("report.html").render(

@@ -195,18 +195,15 @@ class Evaluation:
                 return None
             params.update(used)
         flat = flat_query(list(rules.values()))
-        union = " UNION ALL ".join(
-            f"SELECT {i} AS _rule, customer_id FROM ({compiled.sql}) AS _r{i}"
-            for i, compiled in enumerate(rules.values()))
         try:
             for compiled in rules.values():
                 self._register(compiled)
             try:
-                table = self.session.query(flat or union, params)
+                table = self.session.query(flat or _union(rules), params)
             except Exception:  # noqa: BLE001 - an engine may refuse the flat form
                 if flat is None:
                     raise
-                flat, table = None, self.session.query(union, params)
+                flat, table = None, self.session.query(_union(rules), params)
         except Exception:  # noqa: BLE001 - the caller runs each rule on its own
             return None
         if flat is not None:  # in order, as the rules' own SELECTs give them
@@ -228,6 +225,13 @@ class Evaluation:
                 self._facts(batch.aggregates_sql)
             self.session.materialize("aggregates", batch.aggregates_sql,
                                      _used(batch.params, batch.aggregates_sql))
+
+
+def _union(rules: dict[str, CompiledRule]) -> str:
+    """The rules' members as one table of (rule position, customer)."""
+    return " UNION ALL ".join(
+        f"SELECT {i} AS _rule, customer_id FROM ({compiled.sql}) AS _r{i}"
+        for i, compiled in enumerate(rules.values()))
 
 
 def run_compiled(ws: Workspace, compiled: CompiledRule, as_of: datetime) -> pa.Table:

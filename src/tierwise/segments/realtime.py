@@ -70,6 +70,12 @@ class Reads:
     #: Where the clock moves it (``time_edges``); None: sweep everyone.
     edges: frozenset[Edge] | None = frozenset()
 
+    @property
+    def on_edges(self) -> bool:
+        """The clock moves the rule's value and its edges say where: an edge search finds
+        the customers it moves (no sweep of everyone needed between full sweeps)."""
+        return self.timed and self.edges is not None
+
     def __or__(self, other: Reads) -> Reads:
         return Reads(self.tables | other.tables, self.timed or other.timed)
 

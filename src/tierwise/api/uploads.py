@@ -1,0 +1,100 @@
+"""Uploads held between the import screen's inspection and the import itself, so that a
+browser sends a file once: the inspection keeps what it read and answers with an
+``upload_id``, which ``POST /v1/imports`` (and a second inspection, for another table)
+accepts instead of the file.
+
+A held upload belongs to the principal who sent it and to the workspace it was sent to;
+it is deleted when an import takes it, or ``KEEP`` after it was sent. Held uploads wait
+outside the workspace, like every upload.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from tierwise.api.problems import Problem
+
+KEEP = timedelta(hours=1)
+_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+_META = ".held.json"
+
+
+def root() -> Path:
+    return Path(tempfile.gettempdir()) / "tierwise-held"
+
+
+def hold(workspace: Path, actor: str, upload: Path, sent_as: str) -> str:
+    """Keep ``upload`` (a file alone in its temporary folder, as ``save_upload`` leaves
+    it; ``sent_as``: the name the client gave it) for ``actor`` in ``workspace``; returns
+    its id."""
+    expire()
+    upload_id = secrets.token_urlsafe(16)
+    meta = {"actor": actor, "workspace": str(workspace.resolve()), "name": upload.name,
+            "sent_as": sent_as}
+    (upload.parent / _META).write_text(json.dumps(meta), "utf-8")
+    root().mkdir(parents=True, exist_ok=True)
+    os.replace(upload.parent, root() / upload_id)
+    return upload_id
+
+
+def _folder(workspace: Path, actor: str, upload_id: str) -> tuple[Path, dict[str, str]]:
+    missing = Problem(404, f"no upload {upload_id!r} (an upload is kept for "
+                           f"{KEEP.total_seconds() / 3600:g} h after it is sent, until an "
+                           "import takes it): send the file again")
+    folder = root() / upload_id
+    if not _ID.fullmatch(upload_id) or not folder.is_dir():
+        raise missing
+    try:
+        meta = json.loads((folder / _META).read_text("utf-8"))
+    except (OSError, ValueError):
+        raise missing from None
+    if meta.get("actor") != actor or meta.get("workspace") != str(workspace.resolve()):
+        raise missing  # another principal's (or workspace's) upload is not named to them
+    return folder, meta
+
+
+def find(workspace: Path, actor: str, upload_id: str) -> tuple[Path, str]:
+    """The held file, which stays held (another inspection may read it again), and the
+    name it was sent as."""
+    folder, meta = _folder(workspace, actor, upload_id)
+    return folder / meta["name"], meta["sent_as"]
+
+
+def take(workspace: Path, actor: str, upload_id: str) -> tuple[Path, str]:
+    """The held file, moved to a new temporary folder that the caller removes, and the
+    name it was sent as: an upload is imported at most once (a second ``take`` of the same
+    id finds nothing)."""
+    folder, meta = _folder(workspace, actor, upload_id)
+    target = Path(tempfile.mkdtemp(prefix="tierwise-upload-"))
+    try:  # onto the new empty folder, atomically: of two takes at once, one wins
+        os.replace(folder, target)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise Problem(404, f"no upload {upload_id!r}: an import took it already") from None
+    return target / meta["name"], meta["sent_as"]
+
+
+def expire(now: float | None = None) -> int:
+    """Delete held uploads older than ``KEEP``; returns how many."""
+    now = time.time() if now is None else now
+    gone = 0
+    for folder in root().glob("*") if root().is_dir() else ():
+        try:
+            sent = (folder / _META).stat().st_mtime
+        except OSError:
+            sent = folder.stat().st_mtime
+        if now - sent > KEEP.total_seconds():
+            shutil.rmtree(folder, ignore_errors=True)
+            gone += 1
+    return gone
+
+
+__all__ = ["KEEP", "expire", "find", "hold", "take"]
