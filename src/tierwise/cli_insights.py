@@ -120,12 +120,12 @@ def churn_cmd(
             f"{churn.LABELS[f][locale]} {v:.3f}" for f, v in list(report.importance.items())[:6]))
     if save and not scores:
         with render.Spinner(out, "Scoring"):
-            _, now, risk, model = churn.score_now(ws, horizon)
+            now, risk, model = churn.score_now(ws, horizon, end=until)
         saved = churn.save_to_snapshot(ws, now.customer_ids, risk)
         out.print(f"saved churn_probability for {saved:,} buyers in the latest snapshot")
     if scores:
         with render.Spinner(out, "Scoring"):
-            _, now, risk, model = churn.score_now(ws, horizon)
+            now, risk, model = churn.score_now(ws, horizon, end=until)
             why = churn.reasons(model, now.x)
         if save:
             saved = churn.save_to_snapshot(ws, now.customer_ids, risk)

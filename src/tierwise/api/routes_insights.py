@@ -79,7 +79,7 @@ def churn_model(body: ChurnIn, request: Request,
                                    test_horizon_days=body.test_horizon_days)
         out = vars(report)
         if body.save:
-            _, now, risk, _ = churn.score_now(ws, body.horizon_days)
+            now, risk, _ = churn.score_now(ws, body.horizon_days)
             out["saved"] = churn.save_to_snapshot(ws, now.customer_ids, risk)
         return out
 

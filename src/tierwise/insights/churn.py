@@ -199,15 +199,16 @@ def reasons(model: Any, x: np.ndarray, top: int = 3) -> list[list[tuple[str, flo
     return out
 
 
-def score_now(ws: Workspace, horizon_days: int = 90, seed: int = 7
-              ) -> tuple[ChurnReport, Dataset, np.ndarray, Any]:
-    """Evaluate, then retrain on the latest labelled cutoff and score every buyer now."""
-    report, _ = evaluate(ws, horizon_days, seed=seed)
-    end = _last_fact(ws)
+def score_now(ws: Workspace, horizon_days: int = 90, seed: int = 7,
+              end: datetime | None = None) -> tuple[Dataset, np.ndarray, Any]:
+    """Train on the latest labelled cutoff (``end`` − horizon; ``end``: the latest order
+    by default) and score every buyer as of ``end``: the buyers, their probabilities and
+    the model. ``evaluate`` tells how far such a model can be trusted."""
+    end = end or _last_fact(ws)
     latest = dataset(ws, end - timedelta(days=horizon_days), horizon_days)
     model = _classifier(seed).fit(latest.x, latest.churned)
     now = dataset(ws, end, horizon_days)
-    return report, now, model.predict_proba(now.x)[:, 1], model
+    return now, model.predict_proba(now.x)[:, 1], model
 
 
 def save_to_snapshot(ws: Workspace, customer_ids: list[str], risk: np.ndarray) -> int:
