@@ -46,6 +46,14 @@ def test_reasons_and_cli(generated: tierwise.Workspace, tmp_path: Path) -> None:
     assert lines[0] == "customer_id,churn_probability,reasons"
     assert len(lines) > 1000
     assert any("recency_days" in line or "events_90d" in line for line in lines[1:200])
+    # --end scores as of that day: fewer buyers had bought by then
+    tw("churn", "-w", str(generated.root), "--end", "2026-03-31",
+       "--out", str(tmp_path / "early.csv"))
+    early = (tmp_path / "early.csv").read_text(encoding="utf-8-sig").splitlines()
+    buyers = generated.sql("SELECT count(DISTINCT customer_id) AS n FROM orders WHERE "
+                           "status = 'paid' AND "
+                           "ordered_at <= TIMESTAMPTZ '2026-03-31 23:59:59+08'")["n"][0]
+    assert 1000 < len(early) - 1 == buyers.as_py() < len(lines) - 1
 
 
 @pytest.mark.slow
