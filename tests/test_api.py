@@ -259,6 +259,31 @@ def test_limits_headers_and_problems(served: Served) -> None:
     assert "tierwise API" in client.get("/docs").text
 
 
+def test_bodies_take_exactly_the_json_types_they_declare(served: Served) -> None:
+    """No guessing: ``true`` is not the integer 1, ``1`` not a boolean, a number not a
+    date-time (the schema says what each field is, and the answer names the field)."""
+    client = served.client("admin")
+    wrong = [("/v1/deliveries/replay", {"ids": [True]}, "body.ids.0"),
+             ("/v1/insights/churn", {"horizon_days": True}, "body.horizon_days"),
+             ("/v1/insights/churn", {"save": 1}, "body.save"),
+             ("/v1/segments/preview", {"rule": "COUNT(orders) >= 1", "sample": False},
+              "body.sample"),
+             ("/v1/segments/preview", {"rule": "COUNT(orders) >= 1", "as_of": 1782813600},
+              "body.as_of"),
+             ("/v1/duplicates/scan", {"lower": True}, "body.lower"),
+             ("/v1/privacy/retention", {"days": {"events": True}}, "body.days.events")]
+    for path, body, location in wrong:
+        answer = client.post(path, json=body)
+        assert answer.status_code == 422, (path, body, answer.text)
+        assert answer.json()["errors"][0]["location"] == location, answer.json()
+    instant = client.post("/v1/segments/preview", json={
+        "rule": "COUNT(orders) >= 1", "as_of": "2026-06-30T18:00:00+08:00", "sample": 2})
+    assert instant.status_code == 200, instant.text
+    # JSON has one number type: 1 is a float too (this scan is turned away for its band)
+    band = client.post("/v1/duplicates/scan", json={"lower": 1, "upper": 0.5})
+    assert band.status_code == 422 and "must not exceed" in band.json()["detail"]
+
+
 # -- customers and PII -------------------------------------------------------------------
 
 def test_masking_by_role(served: Served) -> None:

@@ -39,6 +39,9 @@ def test_precision_and_recall_on_known_duplicates(capsys: pytest.CaptureFixture[
     # The trained model can be reused without training again.
     again = match(data.records, threshold=0.5, model=result.model)
     assert pair_scores(again.pairs, data.truth, 0.5) == scores
+    # a threshold of 1 (the API allows it) is an infinite match weight to splink
+    certain = match(data.records, threshold=1.0, model=result.model).pairs
+    assert all(p >= 1.0 for p in certain["match_probability"].to_pylist())
 
 
 def test_duplicates_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

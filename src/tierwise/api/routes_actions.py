@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from tierwise.actions import definitions as automations
 from tierwise.actions import dispatch, leads, playbooks, sla, tasks
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
 
 
 class ReplayIn(BaseModel):
-    ids: list[int] | None = Field(None, max_length=10_000,
+    ids: list[StrictInt] | None = Field(None, max_length=10_000,
                                   description="outbox ids; without them every dead row")
 
 

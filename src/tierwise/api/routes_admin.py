@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from tierwise import privacy, quality
 from tierwise.api.auth import client_of, record, require, workspace
+from tierwise.api.fields import Instant
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
 from tierwise.security import accounts, audit
@@ -27,7 +27,7 @@ class UserIn(BaseModel):
 
 
 class UserChange(BaseModel):
-    disabled: bool | None = None
+    disabled: StrictBool | None = None
     role: str | None = None
     owner_name: str | None = Field(None, max_length=200)
 
@@ -36,13 +36,13 @@ class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: str
     scopes: list[str] | None = None
-    expires_at: datetime | None = None
+    expires_at: Instant | None = None
     owner_name: str | None = Field(None, max_length=200)
-    rate_per_second: float = Field(accounts.DEFAULT_KEY_RATE, gt=0, le=100_000)
+    rate_per_second: StrictFloat = Field(accounts.DEFAULT_KEY_RATE, gt=0, le=100_000)
 
 
 class RetentionIn(BaseModel):
-    days: dict[str, int] = Field(description="table → days to keep, e.g. {\"events\": 365}")
+    days: dict[str, StrictInt] = Field(description="table → days to keep, e.g. {\"events\": 365}")
 
 
 @router.get("/users", tags=["admin"], summary="Users")

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from tierwise.api.auth import require, workspace
 from tierwise.api.problems import RESPONSES, Problem
@@ -49,8 +49,8 @@ class ImportSummary(BaseModel):
 
 class Preference(BaseModel):
     channel: str = Field("all", description=f"one of {', '.join(CHANNELS)}")
-    consent: bool | None = None
-    unsubscribed: bool | None = None
+    consent: StrictBool | None = None
+    unsubscribed: StrictBool | None = None
 
 
 def _values(request: Request) -> LatestValues:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictFloat
 
 from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
@@ -27,9 +27,9 @@ class Records(BaseModel):
 
 
 class ScanIn(BaseModel):
-    lower: float = Field(review.LOWER, gt=0, le=1)
-    upper: float = Field(review.UPPER, gt=0, le=1)
-    retrain: bool = False
+    lower: StrictFloat = Field(review.LOWER, gt=0, le=1)
+    upper: StrictFloat = Field(review.UPPER, gt=0, le=1)
+    retrain: StrictBool = False
 
 
 class MergeIn(BaseModel):

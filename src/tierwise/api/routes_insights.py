@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from tierwise.api.auth import require, workspace
 from tierwise.api.problems import RESPONSES
@@ -25,22 +25,22 @@ DEFAULT_GROUPS: list[Group] = ["rfm", "value", "engagement"]
 
 class ClustersIn(BaseModel):
     features: list[Group] = Field(default_factory=lambda: list(DEFAULT_GROUPS), min_length=1)
-    k: int | None = Field(None, ge=2, le=20)
+    k: StrictInt | None = Field(None, ge=2, le=20)
     method: Literal["kmeans", "minibatch", "gmm"] = "kmeans"
     criterion: Literal["silhouette", "bic"] = "silhouette"
     save_prefix: str | None = Field(None, pattern="^[a-z][a-z0-9_]{0,40}$")
 
 
 class ChurnIn(BaseModel):
-    horizon_days: int = Field(90, ge=7, le=730)
-    test_horizon_days: int | None = Field(None, ge=7, le=730)
-    save: bool = False
+    horizon_days: StrictInt = Field(90, ge=7, le=730)
+    test_horizon_days: StrictInt | None = Field(None, ge=7, le=730)
+    save: StrictBool = False
 
 
 class LookalikesIn(BaseModel):
     seed: str = Field("tier:A", pattern="^(tier|segment):[A-Za-z0-9_]{1,64}$")
-    top: int = Field(100, ge=1, le=10_000)
-    save: bool = False
+    top: StrictInt = Field(100, ge=1, le=10_000)
+    save: StrictBool = False
 
 
 def _job(request: Request, principal: Principal, kind: str, params: dict[str, Any],

@@ -13,9 +13,10 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, StrictInt, ValidationError
 
 from tierwise.api.auth import record, require, workspace
+from tierwise.api.fields import Instant
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import json_response, jsonable, present_customer
 from tierwise.definitions.schemas import CUSTOMERS
@@ -47,13 +48,13 @@ class RuleIn(BaseModel):
 
 
 class PreviewIn(RuleIn):
-    as_of: datetime | None = None
-    sample: int = Field(10, ge=0, le=100)
+    as_of: Instant | None = None
+    sample: StrictInt = Field(10, ge=0, le=100)
 
 
 class EvaluateIn(BaseModel):
     keys: list[str] | None = None
-    as_of: datetime | None = None
+    as_of: Instant | None = None
 
 
 class StaticEdit(BaseModel):

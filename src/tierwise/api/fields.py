@@ -1,0 +1,28 @@
+"""Field types for JSON request bodies that take exactly the JSON type the schema names.
+
+Pydantic's lax mode would take ``true`` for an integer, ``1`` or ``"yes"`` for a boolean,
+and a number (of seconds since 1970) for a date-time: a client that sends those has a bug
+that the answer should name, not guess around. Bodies use ``StrictInt``, ``StrictFloat``
+(which takes integers too: JSON has one number type) and ``StrictBool`` from pydantic, and
+``Instant`` from here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("expected a date-time as ISO 8601 text, such as "
+                     "2026-06-30T18:00:00+08:00")
+
+
+#: A date-time sent as ISO 8601 text.
+Instant = Annotated[datetime, BeforeValidator(_text)]
+
+__all__ = ["Instant"]
