@@ -85,7 +85,7 @@ async def upload(
     if unknown_customers not in ("reject", "create"):
         raise Problem(422, "unknown_customers is 'reject' or 'create'")
     if (file is None) == (upload_id is None):
-        raise Problem(422, "send the file, or the upload_id of a held upload; not both")
+        raise Problem(422, "send either the file or the upload_id of a held upload")
     resolved = _mapping(ws, mapping)
     # Uploads wait outside the workspace and are deleted when the job ends.
     if file is not None:

@@ -54,8 +54,6 @@ class SignIn(Exception):
         self.target = target
 
 
-
-
 def viewer(request: Request, permission: str) -> Principal:
     """The signed-in principal; SignIn without a session, 403 without the permission."""
     try:
@@ -618,7 +616,7 @@ async def inspect_upload(request: Request, file: UploadFile | None = File(None),
 
     root = workspace(request).root
     if (file is None) == (upload_id is None):
-        raise Problem(422, "send the file, or the upload_id of a held upload; not both")
+        raise Problem(422, "send either the file or the upload_id of a held upload")
     if file is not None:
         saved = await save_upload(file)
         upload_id = uploads.hold(root, principal.actor, saved, file.filename or saved.name)
