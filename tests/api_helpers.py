@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -77,3 +79,13 @@ def build(root: Path, control_store: str | None = None) -> Served:
                                                     owner_name=owner,
                                                     rate_per_second=1000).secret
     return served
+
+
+def wait_for_job(client: TestClient, job_id: int) -> dict[str, Any]:
+    """The job once it is done or failed (10 s at most)."""
+    for _ in range(200):
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")

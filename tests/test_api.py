@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
-from tests.api_helpers import PASSWORD, Served, build
+from tests.api_helpers import PASSWORD, Served, build, wait_for_job
 
 from tierwise.api.auth import required_permission
 from tierwise.security import accounts
@@ -424,20 +423,11 @@ def test_insights_routes(served: Served) -> None:
     assert [e["metric"] for e in effects.json()] == [
         "repurchase_rate", "retention_rate", "revenue_per_customer"]
     job = client.post("/v1/insights/clusters", json={"k": 2}).json()
-    assert _wait(client, job["job_id"])["status"] in ("done", "failed")
+    assert wait_for_job(client, job["job_id"])["status"] in ("done", "failed")
     assert served.client("viewer").post("/v1/insights/churn", json={}).status_code == 403
 
 
 # -- imports through the API -------------------------------------------------------------
-
-def _wait(client: Any, job_id: int) -> dict[str, Any]:
-    for _ in range(200):
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job  # type: ignore[no-any-return]
-        time.sleep(0.05)
-    raise AssertionError("job did not finish")
-
 
 def test_import_upload_progress_and_rejects(served: Served, tmp_path: Path) -> None:
     client = served.client("analyst")
@@ -445,13 +435,13 @@ def test_import_upload_progress_and_rejects(served: Served, tmp_path: Path) -> N
     started = client.post("/v1/imports", data={"table": "orders"},
                           files={"file": ("new orders.csv", good.encode(), "text/csv")})
     assert started.status_code == 202, started.text
-    job = _wait(client, started.json()["job_id"])
+    job = wait_for_job(client, started.json()["job_id"])
     assert job["status"] == "done", job
     assert job["result"]["inserted"] == 1
     bad = "订单号,客户编号,下单时间,金额\nO91,C001,yesterday,88\nO92,C001,2025-07-01,abc\n"
     started = client.post("/v1/imports", data={"table": "orders"},
                           files={"file": ("bad.csv", bad.encode(), "text/csv")})
-    job = _wait(client, started.json()["job_id"])
+    job = wait_for_job(client, started.json()["job_id"])
     assert job["status"] == "failed"
     assert job["result"]["rejected_rows"] == 2
     report = client.get(f"/v1/imports/{job['job_id']}/rejects")
@@ -460,7 +450,7 @@ def test_import_upload_progress_and_rejects(served: Served, tmp_path: Path) -> N
                                               "columns:\n  单号: order_id\n"},
                          files={"file": ("m.csv", "单号,客户编号,下单时间,金额\nO93,C002,"
                                          "2025-07-02,5\n".encode(), "text/csv")})
-    mapped_job = _wait(client, mapped.json()["job_id"])
+    mapped_job = wait_for_job(client, mapped.json()["job_id"])
     assert mapped_job["status"] == "done", mapped_job
     assert served.client("viewer").post(
         "/v1/imports", data={"table": "orders"},

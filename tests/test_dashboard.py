@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.api_helpers import wait_for_job
 
 import tierwise
 from tierwise.api.app import create_app
@@ -104,6 +105,7 @@ def test_overview_figures_match_the_snapshot(demo: tierwise.Workspace) -> None:
     assert pareto[0] == (0.0, 0.0) and pareto[-1][1] == pytest.approx(1.0)
     assert all(b[1] >= a[1] for a, b in zip(pareto, pareto[1:], strict=False))
 
+
 def test_monthly_trend_counts_local_calendar_months(demo: tierwise.Workspace) -> None:
     """Months are those of the workspace's time zone (an order at 20:00 UTC on the last day
     of a month belongs to the next one in Shanghai), the last twelve up to as_of."""
@@ -196,11 +198,7 @@ def test_an_inspected_upload_is_sent_once(demo: tierwise.Workspace) -> None:
         "table": "customers", "upload_id": upload_id, "dry_run": "true",
         "mapping": "columns:\n  客户编号: customer_id\n  姓名: name"})
     assert started.status_code == 202, started.text
-    for _ in range(200):
-        job = client.get(f"/v1/jobs/{started.json()['job_id']}").json()
-        if job["status"] not in ("queued", "running"):
-            break
-        time.sleep(0.05)
+    job = wait_for_job(client, started.json()["job_id"])
     assert job["status"] == "done", job
     assert job["params"]["file"] == "新客户.csv" and job["result"]["inserted"] == 2
     assert not (uploads.root() / upload_id).exists()
@@ -398,17 +396,12 @@ def test_customer_timeline_has_tier_changes(demo: tierwise.Workspace) -> None:
 
 
 def test_import_result_page_names_the_rejected_rows(demo: tierwise.Workspace) -> None:
-    import time
 
     client = _client(demo)
     bad = "客户编号,注册时间\nB1,2026-01-01\nB2,not a date\n".encode()
     started = client.post("/v1/imports", data={"table": "customers"},
                           files={"file": ("bad.csv", bad, "text/csv")}).json()
-    for _ in range(200):
-        job = client.get(f"/v1/jobs/{started['job_id']}").json()
-        if job["status"] in ("done", "failed"):
-            break
-        time.sleep(0.05)
+    job = wait_for_job(client, started["job_id"])
     assert job["status"] == "failed"
     page = client.get(f"/imports?job={started['job_id']}&lang=en").text
     assert "Import result" in page and "bad.csv" in page

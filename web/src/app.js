@@ -315,21 +315,38 @@ function wireImport() {
   // the file goes again.
   let held = null;
 
-  async function inspect(resend) {
-    if (!fileInput.files.length) return;
+  // post(upload) sends the form with the held file's id, or with the file when upload is
+  // null: the id first while one is held, the file when none is or the held one is gone.
+  async function sendOnce(post) {
+    if (held) {
+      try {
+        return await post(held);
+      } catch (error) {
+        if (error.status !== 404) throw error;
+        held = null; // it had expired
+      }
+    }
+    return post(null);
+  }
+
+  function uploadForm(upload) {
     const data = new FormData();
-    if (held && !resend) data.append("upload_id", held);
+    if (upload) data.append("upload_id", upload);
     else data.append("file", fileInput.files[0]);
-    data.append("table", tableSelect.value);
+    return data;
+  }
+
+  async function inspect() {
+    if (!fileInput.files.length) return;
     try {
-      const found = await api("POST", "/dashboard/imports/inspect", data, true);
+      const found = await sendOnce((upload) => {
+        const data = uploadForm(upload);
+        data.append("table", tableSelect.value);
+        return api("POST", "/dashboard/imports/inspect", data, true);
+      });
       held = found.upload_id;
       renderMapping(found);
     } catch (error) {
-      if (held && !resend && error.status === 404) { // it had expired
-        held = null;
-        return inspect(true);
-      }
       flash(error.message);
     }
   }
@@ -376,35 +393,24 @@ function wireImport() {
 
   fileInput.addEventListener("change", () => {
     held = null;
-    inspect(true);
+    inspect();
   });
-  tableSelect.addEventListener("change", () => inspect(false));
+  tableSelect.addEventListener("change", inspect);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     // A mapping sends each source column to a canonical one, or to "ignore".
     const lines = ["columns:", ...$$("select[data-column]", mappingBox).map((select) =>
       `  ${JSON.stringify(select.dataset.column)}: ${select.value || "ignore"}`)];
-    // upload: the id of the held file, or null to send the file itself
-    const fields = (upload) => {
-      const data = new FormData();
-      if (upload) data.append("upload_id", upload);
-      else data.append("file", fileInput.files[0]);
-      data.append("table", tableSelect.value);
-      data.append("mapping", lines.join("\n"));
-      data.append("unknown_customers", $("#unknown", form).value);
-      data.append("dry_run", $("#dry-run", form).checked ? "true" : "false");
-      return data;
-    };
     $("#import-button").disabled = true;
     try {
-      let started;
-      try {
-        started = await api("POST", "/v1/imports", fields(held), true);
-      } catch (error) {
-        if (!held || error.status !== 404) throw error;
-        held = null; // it had expired
-        started = await api("POST", "/v1/imports", fields(null), true);
-      }
+      const started = await sendOnce((upload) => {
+        const data = uploadForm(upload);
+        data.append("table", tableSelect.value);
+        data.append("mapping", lines.join("\n"));
+        data.append("unknown_customers", $("#unknown", form).value);
+        data.append("dry_run", $("#dry-run", form).checked ? "true" : "false");
+        return api("POST", "/v1/imports", data, true);
+      });
       held = null; // the import took it
       const job = await followJob(started.job_id, $("#job-progress"));
       window.location.href = `/imports?job=${started.job_id}&status=${job.status}`;

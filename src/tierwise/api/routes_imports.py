@@ -84,8 +84,7 @@ async def upload(
         raise Problem(422, f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     if unknown_customers not in ("reject", "create"):
         raise Problem(422, "unknown_customers is 'reject' or 'create'")
-    if (file is None) == (upload_id is None):
-        raise Problem(422, "send either the file or the upload_id of a held upload")
+    uploads.one_of(file, upload_id)
     resolved = _mapping(ws, mapping)
     # Uploads wait outside the workspace and are deleted when the job ends.
     if file is not None:

@@ -61,6 +61,12 @@ def _folder(workspace: Path, actor: str, upload_id: str) -> tuple[Path, dict[str
     return folder, meta
 
 
+def one_of(file: object | None, upload_id: str | None) -> None:
+    """A request names its file once: sent with it, or by a held upload's id."""
+    if (file is None) == (upload_id is None):
+        raise Problem(422, "send either the file or the upload_id of a held upload")
+
+
 def find(workspace: Path, actor: str, upload_id: str) -> tuple[Path, str]:
     """The held file, which stays held (another inspection may read it again), and the
     name it was sent as."""
@@ -97,4 +103,4 @@ def expire(now: float | None = None) -> int:
     return gone
 
 
-__all__ = ["KEEP", "expire", "find", "hold", "take"]
+__all__ = ["KEEP", "expire", "find", "hold", "one_of", "take"]

@@ -197,12 +197,11 @@ class View:
         """Revenue, orders and buyers per calendar month of the workspace's time zone, the
         last ``months`` of them up to the snapshot's as_of (the last one runs to as_of)."""
         def make() -> list[dict[str, Any]]:
+            from tierwise.compile.segments import shift
             from tierwise.engines.dialects import render
 
-            zone = self.ws.config.zone
-            local = self.as_of.astimezone(zone)
-            first = local.year * 12 + local.month - 1 - (months - 1)
-            start = datetime(first // 12, first % 12 + 1, 1, tzinfo=zone)
+            start = shift(self.as_of, months - 1, "m", self.ws.config.zone).replace(
+                day=1, hour=0, minute=0, second=0, microsecond=0)
             with self.ws.engine.session({"orders": self.ws.facts.scan("orders")}) as session:
                 found = session.query(render(MONTHLY_SQL, self.ws.engine.name), {
                     "tz": self.ws.config.timezone, "start": start, "as_of": self.as_of})

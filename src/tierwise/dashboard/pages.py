@@ -615,8 +615,7 @@ async def inspect_upload(request: Request, file: UploadFile | None = File(None),
     from tierwise.dashboard.plans import inspect_file
 
     root = workspace(request).root
-    if (file is None) == (upload_id is None):
-        raise Problem(422, "send either the file or the upload_id of a held upload")
+    uploads.one_of(file, upload_id)
     if file is not None:
         saved = await save_upload(file)
         upload_id = uploads.hold(root, principal.actor, saved, file.filename or saved.name)

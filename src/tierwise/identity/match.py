@@ -120,13 +120,13 @@ def match(records: pa.Table, threshold: float = 0.5, phone_region: str = "CN",
                 continue
     # splink filters on the match weight, log2(p / (1 - p)), which is infinite at p = 1
     # (its SQL then names a column "inf"): ask for a little less, keep the exact threshold
-    predictions = linker.inference.predict(
-        threshold_match_probability=min(threshold, 1 - 1e-9))
+    asked = min(threshold, 1 - 1e-9)
+    predictions = linker.inference.predict(threshold_match_probability=asked)
     pairs = pa.Table.from_pandas(predictions.as_pandas_dataframe()[
         ["unique_id_l", "unique_id_r", "match_probability"]], preserve_index=False) \
         if engine == "spark" else predictions.as_duckdbpyrelation().select(
         "unique_id_l, unique_id_r, match_probability").to_arrow_table()
-    if threshold >= 1 - 1e-9:
+    if asked < threshold:
         pairs = pairs.filter(pc.greater_equal(pairs["match_probability"], threshold))
     return MatchResult(pairs, linker.misc.save_model_to_json())
 

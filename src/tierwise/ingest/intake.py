@@ -77,24 +77,20 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
                             f"no {key}; every posted row needs one (it makes a retry harmless)")
     check_rows(ws, table, _source(table, rows), _report_path(ws))
     now = utcnow()
-    accepted = duplicates = 0
     keyed = [_row_key(table, row) for row in rows]
     with ws.control.write() as conn:
         seen = {r[0] for r in conn.execute(sa.select(intake.c.row_key).where(
             intake.c.table_name == table, intake.c.row_key.in_(keyed)))}
         fresh: dict[str, dict[str, Any]] = {}
         for row, row_key in zip(rows, keyed, strict=True):
-            if row_key in seen or row_key in fresh:
-                duplicates += 1
-            else:
+            if row_key not in seen and row_key not in fresh:
                 fresh[row_key] = row
         if fresh:
             conn.execute(intake.insert(), [
                 {"table_name": table, "row_key": k, "received_at": now,
                  "payload": json.dumps(v, ensure_ascii=False, default=str)}
                 for k, v in fresh.items()])
-        accepted = len(fresh)
-    return Received(accepted, duplicates)
+    return Received(len(fresh), len(rows) - len(fresh))
 
 
 @dataclass
