@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from tests.api_helpers import Served, build
+from tests.api_helpers import Served, build, wait_for_job
 
 from tierwise import open as tierwise_open
 from tierwise import privacy
@@ -44,9 +44,7 @@ def test_erasure_leaves_no_trace(served: Served, tmp_path: Path) -> None:
     bad = "customer_id,邮箱,注册时间\nC001,zhang.san@example.com,not-a-date\n"
     job = client.post("/v1/imports", data={"table": "customers"},
                       files={"file": ("c.csv", bad.encode(), "text/csv")}).json()["job_id"]
-    for _ in range(200):
-        if client.get(f"/v1/jobs/{job}").json()["status"] == "failed":
-            break
+    assert wait_for_job(client, job)["status"] == "failed"
     more = tmp_path / "more.csv"
     more.write_text("order_id,customer_id,ordered_at,amount\nO7,C001,2025-08-01,5\n"
                     "O8,C002,2025-08-01,6\n", encoding="utf-8")
