@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 import tierwise
 from tierwise.api.app import create_app
+from tierwise.api.auth import required_permission
 from tierwise.security import accounts
 from tierwise.security.roles import ROLES
 from tierwise.segments import definitions as defs
@@ -79,6 +81,31 @@ def build(root: Path, control_store: str | None = None) -> Served:
                                                     owner_name=owner,
                                                     rate_per_second=1000).secret
     return served
+
+
+def _flat_routes(routes: list[Any]) -> list[APIRoute]:
+    """APIRoutes, looking inside included routers (FastAPI keeps them wrapped)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            found.extend(_flat_routes(inner.routes))
+        elif isinstance(route, APIRoute):
+            found.append(route)
+    return found
+
+
+def api_routes(app: Any) -> list[tuple[str, str, str | None]]:
+    """Every (method, path, permission) of the REST API under /v1, sorted."""
+    found = []
+    for route in _flat_routes(app.routes):
+        if not route.path.startswith("/v1"):
+            continue
+        needed = [required_permission(d.call) for d in route.dependant.dependencies]
+        permission = next((p for p in needed if p), None)
+        for method in route.methods:
+            found.append((method, route.path, permission))
+    return sorted(found)
 
 
 def wait_for_job(client: TestClient, job_id: int) -> dict[str, Any]:

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
-from tests.api_helpers import PASSWORD, Served, build, wait_for_job
+from tests.api_helpers import PASSWORD, Served, api_routes, build, wait_for_job
 
-from tierwise.api.auth import required_permission
 from tierwise.security import accounts
 from tierwise.security.roles import ROLES
 from tierwise.store.control import utcnow
@@ -72,33 +70,9 @@ SKIP = {("DELETE", "/v1/privacy/customers/{customer_id}"),  # covered by the era
         ("POST", "/v1/imports")}  # multipart; covered by the import test
 
 
-def _api_routes(routes: list[Any]) -> list[APIRoute]:
-    """APIRoutes, looking inside included routers (FastAPI keeps them wrapped)."""
-    found: list[APIRoute] = []
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        if inner is not None:
-            found.extend(_api_routes(inner.routes))
-        elif isinstance(route, APIRoute):
-            found.append(route)
-    return found
-
-
-def _routes(served: Served) -> list[tuple[str, str, str | None]]:
-    found = []
-    for route in _api_routes(served.app.routes):  # type: ignore[attr-defined]
-        if not route.path.startswith("/v1"):
-            continue
-        needed = [required_permission(d.call) for d in route.dependant.dependencies]
-        permission = next((p for p in needed if p), None)
-        for method in route.methods:
-            found.append((method, route.path, permission))
-    return sorted(found)
-
-
 def test_every_route_needs_authentication(served: Served) -> None:
     client = served.client()
-    for method, path, _ in _routes(served):
+    for method, path, _ in api_routes(served.app):
         if path == "/v1/auth/login":
             continue
         url = path.format(**PATH_VALUES)
@@ -115,7 +89,7 @@ def test_role_matrix(served: Served, role: str) -> None:
     """Every route, with this role's key: denied exactly when the role lacks the permission."""
     client = served.client(role)
     checked = 0
-    for method, path, permission in _routes(served):
+    for method, path, permission in api_routes(served.app):
         if (method, path) in SKIP:
             continue
         url = path.format(**{**PATH_VALUES, **PATH_OVERRIDES.get((method, path), {})}) \
@@ -132,7 +106,7 @@ def test_role_matrix(served: Served, role: str) -> None:
 
 
 def test_every_v1_route_declares_a_permission(served: Served) -> None:
-    unguarded = [(m, p) for m, p, perm in _routes(served) if perm is None
+    unguarded = [(m, p) for m, p, perm in api_routes(served.app) if perm is None
                  and not p.startswith("/v1/auth/")]
     assert unguarded == []
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +59,19 @@ class WorkspaceConfig:
     mail_from: str = "tierwise@localhost"
     #: Seconds a webhook receiver has to answer before the attempt counts as failed.
     webhook_timeout_seconds: float = 10.0
+    #: Hosts (``crm.internal``) and networks (``10.20.0.0/16``) webhooks may reach although
+    #: they are loopback, private, link-local or otherwise not public; by default webhooks
+    #: only go to public addresses.
+    webhook_allowed_targets: list[str] = field(default_factory=list)
+    #: Attribute and event-property keys that hold personal data, beyond the common names
+    #: tierwise knows (ID card, passport, WeChat, QQ, bank card, address, e-mail, phone…):
+    #: encrypted at rest, masked like name, e-mail and phone, and only usable in rules by
+    #: roles that may read PII.
+    sensitive_attributes: list[str] = field(default_factory=list)
+    #: Keys the common names would catch that are not personal data here.
+    public_attributes: list[str] = field(default_factory=list)
+    #: Longest life of an API key in days (``--no-expiry`` lets an admin go beyond).
+    api_key_max_days: int = 366
 
     def __post_init__(self) -> None:
         try:
@@ -86,6 +101,19 @@ class WorkspaceConfig:
                                                           "smtp+starttls://")):
             raise WorkspaceError(f"smtp_url = {self.smtp_url!r}: expected smtp://host:port, "
                                  "smtps://… or smtp+starttls://…")
+        for name in ("webhook_allowed_targets", "sensitive_attributes", "public_attributes"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip()
+                                                      for v in value):
+                raise WorkspaceError(f"{name} = {value!r}: expected a list of names")
+        for entry in self.webhook_allowed_targets:
+            if allowed_target(entry) is None:
+                raise WorkspaceError(f"webhook_allowed_targets: {entry!r} is neither a host "
+                                     "name (crm.internal) nor an address or network "
+                                     "(10.0.0.5, 10.20.0.0/16, fd00::/8)")
+        if not isinstance(self.api_key_max_days, int) or not 1 <= self.api_key_max_days <= 3660:
+            raise WorkspaceError(f"api_key_max_days = {self.api_key_max_days!r}: expected a "
+                                 "whole number of days from 1 to 3660")
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise WorkspaceError(
                 f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY"
@@ -102,6 +130,26 @@ class WorkspaceConfig:
         if url.startswith(prefix) and not url.startswith(prefix + "/"):
             return prefix + str((root / url[len(prefix):]).resolve())
         return url
+
+
+_HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)"
+                   r"(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+
+
+def allowed_target(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    """An entry of ``webhook_allowed_targets`` as a network or a lower-case host name (None
+    when it is neither).
+
+    >>> allowed_target("10.20.0.0/16"), allowed_target("CRM.internal"), allowed_target("a b")
+    (IPv4Network('10.20.0.0/16'), 'crm.internal', None)
+    """
+    text = entry.strip()
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        pass
+    host = text.lower().rstrip(".")
+    return host if _HOST.match(host) and not host.replace(".", "").isdigit() else None
 
 
 def write_config(root: Path, config: WorkspaceConfig) -> None:

@@ -36,3 +36,7 @@ class ImportRejected(TierwiseError):
 
 class NotFoundError(TierwiseError):
     """A customer, segment, snapshot, user or key that does not exist."""
+
+
+class ForbiddenError(TierwiseError):
+    """The caller may not do this (their role lacks a permission the request needs)."""

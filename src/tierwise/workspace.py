@@ -18,6 +18,7 @@ from tierwise.errors import MappingError, WorkspaceError
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.pipeline import ImportOptions, ImportResult, Progress, run_import
 from tierwise.ingest.readers import Source, open_file
+from tierwise.security.personal_data import PersonalData
 from tierwise.security.pii import KeyRing
 from tierwise.store import customers as customer_store
 from tierwise.store.control import ControlStore, utcnow
@@ -38,8 +39,12 @@ class Workspace:
     def __init__(self, root: Path, config: WorkspaceConfig) -> None:
         self.root = root
         self.config = config
-        self.control = ControlStore(config.control_store_url(root),
-                                    KeyRing.load(self.pii_key_path(root, config)))
+        #: What is personal data here: the PII columns and the sensitive attribute keys.
+        self.personal_data = PersonalData.of(config.sensitive_attributes,
+                                             config.public_attributes)
+        ring = KeyRing.load(self.pii_key_path(root, config))
+        ring.sensitive_key = self.personal_data.is_sensitive_key
+        self.control = ControlStore(config.control_store_url(root), ring)
         self.facts = FactStore(root, self.control)
         self.engine: Engine = make_engine(config.engine)
 

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tierwise.errors import ImportRejected, NotFoundError, TierwiseError
+from tierwise.errors import ForbiddenError, ImportRejected, NotFoundError, TierwiseError
 from tierwise.security.accounts import AuthError
 
 log = logging.getLogger("tierwise.api")
@@ -86,6 +86,8 @@ def install(app: FastAPI) -> None:
         status = 404 if isinstance(exc, NotFoundError) else 400
         if isinstance(exc, AuthError):
             status = 401
+        elif isinstance(exc, ForbiddenError):
+            status = 403
         return problem_response(status, str(exc), None, request.url.path)
 
     @app.exception_handler(RequestValidationError)

@@ -18,7 +18,9 @@ from tierwise.actions import dispatch, leads, playbooks, sla, tasks
 from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
+from tierwise.definitions.segment_parser import parse
 from tierwise.ingest import intake
+from tierwise.security.personal_data import require_unmasked
 from tierwise.security.roles import Principal
 
 router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
@@ -48,7 +50,14 @@ def _put(request: Request, principal: Principal, kind: str, key: str,
     if body.get("key", key) != key:
         raise Problem(422, f"the body's key {body.get('key')!r} differs from the path's {key!r}")
     model = automations.parse_definition(kind, {**body, "key": key}, f"{kind} {key}")
-    with workspace(request).control.write() as conn:
+    ws = workspace(request)
+    if isinstance(model, automations.LeadScoring):
+        # Lead scores are shown to every reader: points for personal data would be an oracle.
+        for rules, source in ((model.events, "events"), (model.properties, None)):
+            for item in rules:
+                require_unmasked(principal, parse(item.when), ws.personal_data, None,
+                                 "score leads with", source=source)
+    with ws.control.write() as conn:
         version = automations.save(conn, kind, model, body.get("note"))
     record(request, principal, f"{kind}_save", f"{kind}:{key}", {"version": version})
     return {"key": key, "version": version}

@@ -11,7 +11,13 @@ from pydantic import BaseModel, Field, StrictBool
 
 from tierwise.api.auth import require, workspace
 from tierwise.api.problems import RESPONSES, Problem
-from tierwise.api.views import LatestValues, json_response, jsonable, present_customer
+from tierwise.api.views import (
+    LatestValues,
+    json_response,
+    jsonable,
+    present_customer,
+    present_profile,
+)
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
@@ -30,6 +36,9 @@ MAX_BATCH = 1_000
 class CustomerPage(BaseModel):
     items: list[dict[str, Any]]
     next_after: str | None = Field(None, description="Pass as `after` for the next page.")
+    searched_by: list[str] = Field(default_factory=list, description=(
+        "What `q` was compared with: the id prefix always; name, e-mail and phone only for "
+        "callers who may read PII (pii:read or pii:own)."))
 
 
 class CustomerBatch(BaseModel):
@@ -62,11 +71,20 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _search(conn: sa.Connection, q: str, region: str) -> sa.ColumnElement[bool]:
+def searched_by(principal: Principal) -> list[str]:
+    """What a search text is compared with for this caller. Looking a customer up by an exact
+    name, e-mail or phone tells whether that person is a customer: only callers who may read
+    PII (their own customers' at least) may ask."""
+    if principal.can("pii:read") or principal.can("pii:own"):
+        return ["customer_id", "name", "email", "phone"]
+    return ["customer_id"]
+
+
+def _search(conn: sa.Connection, q: str, region: str, by_pii: bool) -> sa.ColumnElement[bool]:
     ring = conn.info.get("pii")
     text = q.strip()
     terms = [customers.c.customer_id.like(_escape_like(text) + "%", escape="\\")]
-    if ring is not None:
+    if ring is not None and by_pii:
         if "@" in text:
             terms.append(customers.c.email_hash == ring.search_hash("email", text))
         digits = text.replace("+", "").replace("-", "").replace(" ", "")
@@ -82,7 +100,8 @@ def _search(conn: sa.Connection, q: str, region: str) -> sa.ColumnElement[bool]:
 def list_customers(
     request: Request,
     q: str | None = Query(None, max_length=320, description=(
-        "Customer id prefix, or an exact name, e-mail or phone (in any common format).")),
+        "Customer id prefix, or an exact name, e-mail or phone (in any common format; only for "
+    "callers who may read PII).")),
     owner: str | None = Query(None, max_length=200),
     city: str | None = Query(None, max_length=200),
     segment: str | None = Query(None, max_length=128, description="Current members only."),
@@ -92,7 +111,8 @@ def list_customers(
 ) -> Response:
     items, next_after = search(workspace(request), principal, q=q, owner=owner, city=city,
                                segment=segment, after=after, limit=limit)
-    return json_response({"items": items, "next_after": next_after})
+    return json_response({"items": items, "next_after": next_after,
+                          "searched_by": searched_by(principal) if q else []})
 
 
 def search(ws: Workspace, principal: Principal, *, q: str | None = None,
@@ -106,7 +126,8 @@ def search(ws: Workspace, principal: Principal, *, q: str | None = None,
         if ids is not None:
             query = query.where(customers.c.customer_id.in_(ids))
         if q:
-            query = query.where(_search(conn, q, ws.config.phone_region))
+            query = query.where(_search(conn, q, ws.config.phone_region,
+                                        len(searched_by(principal)) > 1))
         if owner:
             query = query.where(customers.c.owner == owner)
         if city:
@@ -119,7 +140,7 @@ def search(ws: Workspace, principal: Principal, *, q: str | None = None,
             query = query.where(customers.c.customer_id > after)
         rows = customer_store.select(conn, query.order_by(customers.c.customer_id)
                                      .limit(limit + 1))
-    items = [present_customer(principal, row) for row in rows[:limit]]
+    items = [present_customer(ws, principal, row) for row in rows[:limit]]
     return items, items[-1]["customer_id"] if len(rows) > limit else None
 
 
@@ -154,7 +175,7 @@ def get_customer(customer_id: str, request: Request,
             sa.select(segment_members.c.segment_key)
             .where(segment_members.c.customer_id == customer_id)
             .order_by(segment_members.c.segment_key))]
-    return json_response({"customer": present_customer(principal, row),
+    return json_response({"customer": present_customer(ws, principal, row),
                           "values": _values(request).of(customer_id), "segments": segments})
 
 
@@ -177,9 +198,8 @@ def update_customer(customer_id: str, body: dict[str, Any], request: Request,
 def profile(customer_id: str, request: Request,
             principal: Principal = require("customers:read")) -> dict[str, Any]:
     ws = workspace(request)
-    found = customer_profile(ws, customer_id)
+    found = present_profile(ws, principal, customer_profile(ws, customer_id))
     out = {k: jsonable(v) for k, v in vars(found).items()}
-    out["customer"] = present_customer(principal, found.customer)
     out["values"] = _values(request).of(customer_id)
     out["segment_history"] = jsonable(customer_segments(ws, customer_id))
     return out

@@ -43,9 +43,10 @@ class AcceptIn(BaseModel):
 
 @router.post("/customers/match", summary="Which existing customers each record may be")
 def match_records(body: Records, request: Request,
-                  principal: Principal = require("customers:read")) -> list[list[dict[str, Any]]]:
+                  principal: Principal = require("pii:read")) -> list[list[dict[str, Any]]]:
     """Nothing is saved. Candidates share an e-mail, phone or name; the saved model (trained
-    by the first duplicate scan) scores them."""
+    by the first duplicate scan) scores them. Needs ``pii:read``: an answer tells whether a
+    person with that e-mail or phone is a customer."""
     return score_records(workspace(request), body.customers)
 
 

@@ -24,7 +24,7 @@ from tierwise.definitions.segment_ast import conditions_of, to_json, to_text
 from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
-from tierwise.security.pii import mask_row
+from tierwise.security.personal_data import require_unmasked, rule_as_shown
 from tierwise.security.roles import Principal
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
@@ -69,6 +69,13 @@ def _applied(ws: Workspace, key: str) -> defs.Applied:
     return found
 
 
+def _as_shown(ws: Workspace, principal: Principal, spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored definition as this caller may see it (literals on PII masked)."""
+    if not spec.get("rule"):
+        return spec
+    return {**spec, "rule": rule_as_shown(principal, spec["rule"], ws.personal_data)}
+
+
 def _last_run(conn: sa.Connection, key: str) -> dict[str, Any] | None:
     row = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
                        .order_by(segment_runs.c.run_id.desc()).limit(1)).first()
@@ -83,7 +90,8 @@ def list_segments(request: Request, principal: Principal = require("segments:rea
     with ws.control.read() as conn:
         counts = sizes.of(conn)
         return [{"key": key, "version": a.version, "members": counts.get(key, 0),
-                 "definition": a.definition.canonical(), "last_run": _last_run(conn, key)}
+                 "definition": _as_shown(ws, principal, a.definition.canonical()),
+                 "last_run": _last_run(conn, key)}
                 for key, a in applied.items()]
 
 
@@ -105,7 +113,9 @@ def preview(body: PreviewIn, request: Request,
             principal: Principal = require("segments:read")) -> dict[str, Any]:
     ws = workspace(request)
     when = body.as_of or utcnow()
-    found = evaluate_rule(ws, body.rule, when, membership.applied_resolver(ws))
+    tree, resolve = parse(body.rule), membership.applied_resolver(ws)
+    require_unmasked(principal, tree, ws.personal_data, resolve, "preview")
+    found = evaluate_rule(ws, tree, when, resolve)
     ids = found["customer_id"].to_pylist()
     return {"count": len(ids), "customers": ws.count("customers"), "as_of": jsonable(when),
             "sample": ids[:body.sample]}
@@ -127,10 +137,11 @@ def get_segment(key: str, request: Request,
         history = versions.history(conn, defs.KIND, key)
         size = len(membership.current_members(conn, key))
         last = _last_run(conn, key)
-    return {"key": key, "version": applied.version, "definition": applied.definition.canonical(),
+    return {"key": key, "version": applied.version,
+            "definition": _as_shown(ws, principal, applied.definition.canonical()),
             "members": size, "last_run": last,
             "versions": [{"version": v.version, "note": v.note, "created_at": jsonable(
-                v.created_at), "spec": v.spec} for v in history]}
+                v.created_at), "spec": _as_shown(ws, principal, v.spec)} for v in history]}
 
 
 @router.put("/{key}", summary="Plan (dry_run) or apply a new version of a segment")
@@ -156,6 +167,9 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
     merged = {k: a.definition for k, a in applied.items()}
     merged[key] = definition
     defs.dependency_order(merged)
+    if tree is not None:
+        require_unmasked(principal, tree, ws.personal_data, membership.resolver(merged),
+                         "plan or save")
     when = utcnow()
     with Evaluation(ws, when) as evaluation:
         item = plan_item(ws, key, definition, applied.get(key), when,
@@ -212,7 +226,7 @@ def members(key: str, request: Request,
         item: dict[str, Any] = {"customer_id": r.customer_id,
                                 "entered_at": jsonable(as_utc(r.entered_at))}
         if r.customer_id in people:
-            item["customer"] = present_customer(principal, people[r.customer_id])
+            item["customer"] = present_customer(ws, principal, people[r.customer_id])
         items.append(item)
     return json_response({"total": None if total is None else int(total), "items": items,
                           "next_after": page[-1].customer_id if len(rows) > limit else None})
@@ -243,7 +257,7 @@ def export_members(key: str, request: Request,
                     continue
                 # Without include_pii an export is masked for everyone, even for roles that
                 # may read PII on screen: files travel.
-                shown = row if include_pii else mask_row(dict(row))
+                shown = row if include_pii else ws.personal_data.mask_customer(dict(row))
                 yield [jsonable(shown.get(c)) for c in EXPORT_COLUMNS]
 
     name = f"{key}-members-{utcnow():%Y%m%dT%H%M%S}"
@@ -329,7 +343,14 @@ def explain_customer(key: str, customer_id: str, request: Request,
     if tree is None:
         raise Problem(422, f"{key} is not a dynamic segment: it has no rule to explain")
     when = as_of or utcnow()
-    steps = explain(ws, tree, customer_id, when, membership.applied_resolver(ws))
+    resolve = membership.applied_resolver(ws)
+    with ws.control.read() as conn:
+        customer = customer_store.get(conn, customer_id)
+    if customer is None:
+        raise Problem(404, f"no customer with id {customer_id!r}")
+    require_unmasked(principal, tree, ws.personal_data, resolve, "explain",
+                     customer_owner=customer.get("owner"), one_customer=True)
+    steps = explain(ws, tree, customer_id, when, resolve)
     return {"segment": key, "customer_id": customer_id, "as_of": jsonable(when),
             "result": steps[0].result if steps else None,
             "steps": [jsonable(asdict(s)) for s in steps]}

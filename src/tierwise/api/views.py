@@ -3,6 +3,7 @@ indexed by customer, JSON-safe conversion."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from fastapi.responses import JSONResponse
 
-from tierwise.security.pii import mask_row
+from tierwise.profile import CustomerProfile
 from tierwise.security.roles import Principal
 from tierwise.store.tables import snapshots
 from tierwise.workspace import Workspace
@@ -46,8 +47,10 @@ def json_response(content: Any, status_code: int = 200) -> JSONResponse:
     return JSONResponse(content, status_code=status_code)
 
 
-def present_customer(principal: Principal, row: dict[str, Any]) -> dict[str, Any]:
-    """A customer row as this principal may see it: PII masked without the right."""
+def present_customer(ws: Workspace, principal: Principal, row: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """A customer row as this principal may see it: PII and sensitive attributes masked
+    without the right to see this customer's PII."""
     out = {k: v for k, v in row.items() if not k.endswith("_hash")}
     for key, empty in (("tags", []), ("attributes", {})):
         text = out.get(key)
@@ -60,9 +63,22 @@ def present_customer(principal: Principal, row: dict[str, Any]) -> dict[str, Any
             out[key] = empty
     visible = principal.sees_pii_of(out.get("owner"))
     if not visible:
-        mask_row(out)
+        ws.personal_data.mask_customer(out)
     out["pii_masked"] = not visible
     return jsonable(out)  # type: ignore[no-any-return]
+
+
+def present_profile(ws: Workspace, principal: Principal, found: CustomerProfile
+                    ) -> CustomerProfile:
+    """A 360° profile as this principal may see it: the customer as ``present_customer``
+    shows it and, without the right to this customer's PII, the sensitive keys of event
+    properties masked."""
+    visible = principal.sees_pii_of(found.customer.get("owner"))
+    events = found.recent_events if visible else [
+        {**e, "properties": ws.personal_data.mask_json(e.get("properties"))}
+        for e in found.recent_events]
+    return dataclasses.replace(found, customer=present_customer(ws, principal, found.customer),
+                               recent_events=events)
 
 
 class LatestValues:

@@ -124,6 +124,11 @@ _WORDS: dict[str, tuple[str, str]] = {
     "search": ("搜索", "Search"),
     "search_customers": ("按客户编号、姓名、邮箱或手机号搜索",
                          "Search by id, name, e-mail or phone"),
+    "search_customers_by_id": ("按客户编号搜索", "Search by customer id"),
+    "search_by_id_only": ("你的角色不能查看个人信息，只能按客户编号搜索"
+                          "（不能按姓名、邮箱或手机号）。",
+                          "Your role may not read personal data: search looks at customer ids "
+                          "only, not names, e-mails or phones."),
     "next_page": ("下一页", "Next page"),
     "first_page": ("第一页", "First page"),
     "export_csv": ("导出 CSV", "Export CSV"),

@@ -18,13 +18,14 @@ from fastapi.staticfiles import StaticFiles
 
 from tierwise.api.auth import authenticate, require, workspace
 from tierwise.api.problems import Problem
-from tierwise.api.views import jsonable, present_customer
+from tierwise.api.views import jsonable, present_profile
 from tierwise.dashboard import charts, i18n
 from tierwise.dashboard.data import VIEWS, View, value_history
 from tierwise.dashboard.templating import ENV, number
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
 from tierwise.models.tiers import TierSpec
+from tierwise.security.personal_data import rule_as_shown
 from tierwise.security.roles import Principal
 
 HERE = Path(__file__).parent
@@ -312,7 +313,9 @@ def segments(request: Request) -> HTMLResponse:
         d = a.definition
         items.append({"key": key, "name": d.names.get(lang) or d.names.get("en") or key,
                       "kind": d.kind, "status": d.status, "version": a.version,
-                      "members": counts.get(key, 0), "rule": d.rule or "",
+                      "members": counts.get(key, 0),
+                      "rule": rule_as_shown(principal, d.canonical().get("rule"),
+                                            ws.personal_data) or "",
                       "last": last.get(key), "spark": charts.sparkline(trend.get(key, []))
                       if len(trend.get(key, [])) > 1 else None})
     return render(request, principal, "segments.html", "segments", items=items,
@@ -377,7 +380,9 @@ def segment(key: str, request: Request) -> HTMLResponse:
         runs = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
                             .order_by(segment_runs.c.run_id.desc()).limit(20)).all()
     d = found.definition
-    return render(request, principal, "segment.html", "segments", key=key, definition=d,
+    shown = d.model_copy(update={"rule": rule_as_shown(principal, d.canonical().get("rule"),
+                                                       ws.personal_data)})
+    return render(request, principal, "segment.html", "segments", key=key, definition=shown,
                   name=d.names.get(lang) or d.names.get("en") or key, version=found.version,
                   total=total, members=members, next_after=next_after, q=q or "",
                   history=history, runs=runs, can_write=principal.can("segments:write"))
@@ -388,7 +393,7 @@ def segment(key: str, request: Request) -> HTMLResponse:
 
 @router.get("/customers", response_class=HTMLResponse)
 def customers(request: Request) -> HTMLResponse:
-    from tierwise.api.routes_customers import search
+    from tierwise.api.routes_customers import search, searched_by
 
     principal = viewer(request, "customers:read")
     q = request.query_params.get("q") or None
@@ -411,7 +416,7 @@ def customers(request: Request) -> HTMLResponse:
     base = "&".join(f"{c}={quote(v)}" for c, v in filters.items())
     return render(request, principal, "customers.html", "customers", items=items,
                   next_after=next_after, q=q or "", filters=shown, matched=matched,
-                  filter_query=base)
+                  filter_query=base, search_pii=len(searched_by(principal)) > 1)
 
 
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
@@ -423,7 +428,7 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
     principal = viewer(request, "customers:read")
     ws, lang = workspace(request), _lang(request)
     try:
-        found = customer_profile(ws, customer_id)
+        found = present_profile(ws, principal, customer_profile(ws, customer_id))
     except NotFoundError:
         raise Problem(404, f"no customer with id {customer_id!r}") from None
     values = request.app.state.latest_values.of(customer_id)
@@ -434,7 +439,7 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
                       key=lambda i: str(jsonable(i["at"])), reverse=True)[:TIMELINE_ITEMS]
     playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
     return render(request, principal, "customer.html", "customers",
-                  customer=present_customer(principal, found.customer), profile=found,
+                  customer=found.customer, profile=found,
                   values=values or {}, timeline=timeline, playbook=playbook,
                   segments=[h for h in history if h.get("exited_at") is None],
                   tier_label=(lambda t: view.tier_label(t, lang)) if view else str,

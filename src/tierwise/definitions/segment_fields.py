@@ -40,6 +40,7 @@ class FieldInfo:
 
 CUSTOMER_FIELDS: dict[str, Kind] = {
     "customer_id": "string", "name": "string", "email": "string", "phone": "string",
+    "address": "string",
     "gender": "string", "birth_date": "date", "city": "string", "province": "string",
     "country": "string", "industry": "string", "company_size": "string",
     "channel": "string", "owner": "string", "signup_at": "timestamp",

@@ -62,6 +62,10 @@ class ImportResult:
     #: Cleaning rule → how many values it changed or flagged (customers only).
     cleaned: dict[str, int] = field(default_factory=dict)
     extras: list[str] = field(default_factory=list)
+    #: Extra columns that hold personal data (``sensitive_attributes`` and the common
+    #: names): encrypted at rest in customers' attributes, masked for roles without PII
+    #: rights wherever they are shown.
+    sensitive: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -77,6 +81,9 @@ class ImportResult:
         if self.cleaned:
             parts.append("cleaned: " + ", ".join(f"{n:,} {rule}" for rule, n in
                                                   sorted(self.cleaned.items())))
+        if self.sensitive:
+            parts.append("sensitive (masked" + (", encrypted" if self.table == "customers"
+                                                else "") + "): " + ", ".join(self.sensitive))
         return (f"{self.table}: {verb} {self.rows_read:,} rows from {self.source} "
                 f"({', '.join(parts)}) in {self.seconds:.1f}s")
 
@@ -146,6 +153,7 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             encoding=source.info.encoding, rows_read=staged.rows, inserted=0, updated=0,
             unchanged=0, dry_run=options.dry_run, columns=dict(resolved.sources),
             extras=resolved.extras, ignored=resolved.ignored,
+            sensitive=ws.personal_data.sensitive_keys(resolved.extras),
         )
         written = (list(resolved.sources) + list(resolved.constants)
                    + ([schema.extras_column] if resolved.extras and schema.extras_column

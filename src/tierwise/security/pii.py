@@ -21,9 +21,10 @@ import json
 import os
 import secrets
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -67,6 +68,9 @@ class KeyRing:
     current: bytes
     older: tuple[bytes, ...] = ()
     source: str = "memory"
+    #: Which keys of ``customers.attributes`` hold personal data (the workspace's
+    #: ``PersonalData.is_sensitive_key``); their values are sealed like the PII columns.
+    sensitive_key: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         self._aead = {_key_id(k): AESGCM(k) for k in (self.current, *self.older)}
@@ -131,17 +135,69 @@ class KeyRing:
                         hashlib.sha256).hexdigest()
 
     def protect_row(self, row: dict[str, object]) -> dict[str, object]:
-        """Encrypt a customer row's PII columns in place and add the search hashes."""
+        """Encrypt a customer row's PII columns and sensitive attributes in place and add the
+        search hashes."""
         for column, hash_column in HASHED_COLUMNS.items():
             if column in row:
                 row[hash_column] = self.search_hash(column, row[column])  # type: ignore[arg-type]
         for column in PII_COLUMNS:
             if column in row:
                 row[column] = self.encrypt(column, row[column])  # type: ignore[arg-type]
+        if isinstance(row.get(ATTRIBUTES), str):
+            row[ATTRIBUTES] = self.seal_attributes(row[ATTRIBUTES])  # type: ignore[arg-type]
         return row
+
+    def reveal_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Decrypt a stored customer row's PII columns and sensitive attributes in place."""
+        for column in PII_COLUMNS:
+            if column in row:
+                row[column] = self.decrypt(column, row[column])
+        if isinstance(row.get(ATTRIBUTES), str):
+            row[ATTRIBUTES] = self.open_attributes(row[ATTRIBUTES])
+        return row
+
+    def seal_attributes(self, text: str | None) -> str | None:
+        """An attributes JSON object with each sensitive key's value encrypted (bound to
+        ``attributes.<key>``); other keys, and text that is not an object, stay as they are."""
+        data = _object(text)
+        if data is None or self.sensitive_key is None:
+            return text
+        sealed = {k: self.encrypt(f"{ATTRIBUTES}.{k}", json.dumps(v, ensure_ascii=False))
+                  if v is not None and self.sensitive_key(k) and not _is_sealed(v) else v
+                  for k, v in data.items()}
+        return json.dumps(sealed, ensure_ascii=False) if sealed != data else text
+
+    def open_attributes(self, text: str | None) -> str | None:
+        """The attributes JSON object with sealed values decrypted (the inverse of
+        ``seal_attributes``)."""
+        if text is None or PREFIX not in text:
+            return text
+        data = _object(text)
+        if data is None:
+            return text
+        opened = {k: json.loads(self.decrypt(f"{ATTRIBUTES}.{k}", v) or "null")
+                  if _is_sealed(v) else v for k, v in data.items()}
+        return json.dumps(opened, ensure_ascii=False)
 
     def reveal(self, column: str, values: Iterable[str | None]) -> list[str | None]:
         return [self.decrypt(column, v) for v in values]
+
+
+ATTRIBUTES = "attributes"
+
+
+def _is_sealed(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(PREFIX)
+
+
+def _object(text: str | None) -> dict[str, Any] | None:
+    if not text or not text.lstrip().startswith("{"):
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def write_key_file(path: Path, keys: list[str]) -> None:
@@ -176,10 +232,3 @@ def mask(column: str, value: str | None) -> str | None:
     if column == "address":
         return value[:6] + "***"
     return value
-
-
-def mask_row(row: dict[str, object]) -> dict[str, object]:
-    for column in PII_COLUMNS:
-        if column in row:
-            row[column] = mask(column, row[column])  # type: ignore[arg-type]
-    return row

@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tierwise.security.pii import (
+    ATTRIBUTES,
     ENV_KEY,
     HASHED_COLUMNS,
     PII_COLUMNS,
@@ -39,6 +40,7 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
         write_key_file(key_file, [new_key(), *old])
         ring = KeyRing.load(key_file)
     before = ws.control.pii
+    ring.sensitive_key = before.sensitive_key if before is not None else None
     ws.control.pii = ring
     counts = {"customers": 0, "cleaning_log": 0}
     try:
@@ -52,6 +54,7 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
         current = json.loads(key_file.read_text(encoding="utf-8"))["keys"][0]
         write_key_file(key_file, [current])
         ws.control.pii = KeyRing.load(key_file)
+        ws.control.pii.sensitive_key = ring.sensitive_key
     customer_mirror.invalidate(ws.root)
     return {"key_id": ring.current_id, **counts, "key_source": _where(key_file)}
 
@@ -61,13 +64,14 @@ def _where(path: Path) -> str:
 
 
 def _customers(conn: sa.Connection, ring: KeyRing) -> int:
-    cols = [customers.c.customer_id, *[customers.c[c] for c in PII_COLUMNS]]
+    sealed = (*PII_COLUMNS, ATTRIBUTES)
+    cols = [customers.c.customer_id, *[customers.c[c] for c in sealed]]
     rows = conn.execute(sa.select(*cols)).all()
     stmt = customers.update().where(customers.c.customer_id == sa.bindparam("_id")).values(
-        {c: sa.bindparam(c) for c in (*PII_COLUMNS, *HASHED_COLUMNS.values())})
+        {c: sa.bindparam(c) for c in (*sealed, *HASHED_COLUMNS.values())})
     batch: list[dict[str, object]] = []
     for r in rows:
-        plain = {c: ring.decrypt(c, getattr(r, c)) for c in PII_COLUMNS}
+        plain = ring.reveal_row({c: getattr(r, c) for c in sealed})
         row: dict[str, object] = {"_id": r.customer_id, **plain}
         ring.protect_row(row)
         batch.append(row)

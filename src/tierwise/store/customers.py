@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tierwise.definitions.schemas import CUSTOMERS
-from tierwise.security.pii import HASHED_COLUMNS, PII_COLUMNS, KeyRing
+from tierwise.security.pii import ATTRIBUTES, HASHED_COLUMNS, PII_COLUMNS, KeyRing
 from tierwise.store.control import as_utc, chunked, utcnow
 from tierwise.store.tables import customers
 
@@ -73,6 +73,8 @@ def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
         values = [r[i] for r in rows]
         if ring is not None and name in PII_COLUMNS:
             values = ring.reveal(name, values)
+        elif ring is not None and name == ATTRIBUTES:
+            values = [ring.open_attributes(v) for v in values]
         dtype = BOOKKEEPING.get(name) or CUSTOMERS.column(name).arrow_type
         if pa.types.is_timestamp(dtype):
             values = [as_utc(v) for v in values]
@@ -126,9 +128,7 @@ def select(conn: sa.Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
             if key in data:
                 data[key] = as_utc(data[key])
         if ring is not None:
-            for column in PII_COLUMNS:
-                if column in data:
-                    data[column] = ring.decrypt(column, data[column])
+            ring.reveal_row(data)
         for hashed in HASHED_COLUMNS.values():
             data.pop(hashed, None)
         out.append(data)
