@@ -143,3 +143,44 @@ def test_retention_runs_with_the_server(tmp_path: Path) -> None:
     with ws.control.read() as conn:
         assert audit.entries(conn, action="retention")[0]["actor"] == "system:retention"
     ws.close()
+
+
+def test_rejected_rows_hold_no_pii_in_clear_and_erasure_reaches_every_report(
+        tmp_path: Path) -> None:
+    import tierwise
+
+    ws = tierwise.init(tmp_path / "ws")
+    good = tmp_path / "good.csv"
+    good.write_text("customer_id,name,email,phone,address,微信号\n"
+                    "C1,Zephyrine Quill,zephyrine.q@mail.test,13712345678,Quill Street 9,"
+                    "wx_zephyrine\n", encoding="utf-8")
+    ws.import_file("customers", good)
+    bad = tmp_path / "bad.csv"
+    long_email = "octavian.brume." + "x" * 320 + "@mail.test"  # over the 320 allowed
+    bad.write_text("customer_id,name,email,phone,signup_at,微信号\n"
+                   f"C2,Octavian Brume,{long_email},13700000000,2025-01-01,wx_octavian\n"
+                   "C3,Octavia Brume,octavia@mail.test,13700000001,yesterday-ish,wx_octo\n",
+                   encoding="utf-8")
+    report = ws.root / "reports" / "imports" / "bad.rejected.csv"
+    with pytest.raises(tierwise.errors.ImportRejected) as rejected:
+        ws.import_file("customers", bad, report_path=report)
+    text = report.read_text(encoding="utf-8-sig")
+    assert rejected.value.total == 2
+    assert "yesterday-ish" in text  # not personal data: shown as read
+    assert ",email,o***@mail.test," in text  # the row and column say where it is
+    shown = json.dumps(rejected.value.rejects, ensure_ascii=False) + str(rejected.value)
+    for secret in ("octavian.brume", "xxxxxxxx"):
+        assert secret not in text and secret not in shown, secret
+    # A report written before masking (or by hand) still names the customer in clear:
+    # erasure finds every value that names them, in CSV and in any other report file.
+    legacy = ws.root / "reports" / "imports" / "old.rejected.csv"
+    legacy.write_text("file,row,column,value,reason\nx.csv,2,name,Zephyrine Quill,bad\n"
+                      "x.csv,3,name,Someone Else,bad\n", encoding="utf-8-sig")
+    note = ws.root / "reports" / "notes.html"
+    note.write_text("<p>call wx_zephyrine at Quill Street 9</p>", encoding="utf-8")
+    done = privacy.erase_customer(ws, "C1")
+    assert done.report_lines >= 3
+    assert "Zephyrine" not in legacy.read_text(encoding="utf-8-sig")
+    assert "Someone Else" in legacy.read_text(encoding="utf-8-sig")
+    assert note.read_text(encoding="utf-8") == "<p>call [erased] at [erased]</p>"
+    ws.close()

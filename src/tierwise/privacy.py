@@ -5,8 +5,11 @@ Erasure reaches every place a customer's data lives: the control store (customer
 memberships, history, cleaning log, contact preferences, the action outbox, tasks, playbook
 runs, lead scores, ticket SLAs, rows received through the API), the fact store (Parquet files are
 rewritten without the customer's rows; the old files are deleted at once), computed
-snapshots, the customers mirror, and CSV reports under ``reports/``. On SQLite, freed pages
-are zeroed (``secure_delete``) and the write-ahead log is truncated afterwards.
+snapshots, the customers mirror (its files are deleted), and every report under
+``reports/`` (lines of CSV reports that name the customer by id, name, e-mail, phone,
+address or a sensitive attribute are dropped; other files have those values blanked). On
+SQLite, freed pages are zeroed (``secure_delete``) and the write-ahead log is truncated
+afterwards.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.identity.merge import unseal
 from tierwise.models.compute import replace_snapshot_file
 from tierwise.quality import reveal_cleaning
+from tierwise.security.pii import PII_COLUMNS
 from tierwise.store import customer_mirror, sizes
 from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow
@@ -162,8 +166,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
             schema.name, _customer_filter(schema.customer_refs, ids))
     result.snapshot_rows = _scrub_snapshots(ws, ids)
     needles = [v for record in [customer, *[r for rs in earlier for r in rs]]
-               for v in (record.get("customer_id"), record.get("email"), record.get("phone"))
-               if v]
+               for v in _identifying(ws, record)]
     result.report_lines = _scrub_reports(ws, sorted(set(needles)))
     with ws.control.write() as conn:
         sizes.change(conn, sizes.leaving(conn, ids))
@@ -181,7 +184,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
                 duplicate_pairs.delete().where(sa.or_(duplicate_pairs.c.left_id.in_(ids),
                                                       duplicate_pairs.c.right_id.in_(ids)))):
             result.control_rows += max(conn.execute(statement).rowcount, 0)
-    customer_mirror.invalidate(ws.root)
+    customer_mirror.invalidate(ws.root, files=True)
     _compact_control_store(ws)
     return result
 
@@ -208,23 +211,55 @@ def _scrub_snapshots(ws: Workspace, ids: list[str]) -> int:
     return removed
 
 
+def _identifying(ws: Workspace, record: dict[str, Any]) -> list[str]:
+    """The values that can name a customer in a report: id, name, e-mail, phone, address
+    and the values of sensitive attributes (at least 2 characters: shorter ones would
+    match anything)."""
+    values = [record.get(c) for c in ("customer_id", *PII_COLUMNS)]
+    try:
+        attributes = json.loads(record.get("attributes") or "{}")
+    except ValueError:
+        attributes = {}
+    if isinstance(attributes, dict):
+        values += [str(v) for k, v in attributes.items()
+                   if v is not None and ws.personal_data.is_sensitive_key(k)]
+    return [str(v) for v in values if v and len(str(v)) >= 2]
+
+
 def _scrub_reports(ws: Workspace, needles: list[str]) -> int:
-    """Drop CSV report lines that mention the customer (reject reports of imports)."""
+    """Drop the lines of CSV reports that mention the customer (rejected rows of imports)
+    and blank the customer out of any other text file under ``reports/``."""
     removed = 0
     folder = ws.root / "reports"
-    for path in folder.rglob("*.csv") if folder.exists() else []:
-        text = path.read_text(encoding="utf-8-sig")
-        rows = list(csv.reader(io.StringIO(text)))
-        kept = [r for r in rows if not any(n in cell for cell in r for n in needles)]
-        if len(kept) == len(rows):
+    for path in sorted(folder.rglob("*")) if folder.exists() else []:
+        if not path.is_file() or path.name.startswith("."):
             continue
-        removed += len(rows) - len(kept)
-        buffer = io.StringIO()
-        csv.writer(buffer).writerows(kept)
-        tmp = path.with_name(f".{path.name}.erase")
-        tmp.write_text(buffer.getvalue(), encoding="utf-8-sig")
-        os.replace(tmp, path)
+        if path.suffix.lower() == ".csv":
+            text = path.read_text(encoding="utf-8-sig", errors="replace")
+            rows = list(csv.reader(io.StringIO(text)))
+            kept = [r for r in rows if not any(n in cell for cell in r for n in needles)]
+            if len(kept) == len(rows):
+                continue
+            removed += len(rows) - len(kept)
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows(kept)
+            _replace_file(path, buffer.getvalue().encode("utf-8-sig"))
+        else:
+            data = path.read_bytes()
+            found = sum(data.count(n.encode()) for n in needles)
+            if not found:
+                continue
+            for needle in needles:
+                data = data.replace(needle.encode(), b"[erased]")
+            removed += found
+            _replace_file(path, data)
     return removed
+
+
+def _replace_file(path: Any, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.erase")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _compact_control_store(ws: Workspace) -> None:

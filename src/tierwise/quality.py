@@ -36,8 +36,9 @@ def report(ws: Workspace) -> dict[str, Any]:
     completeness = ", ".join(f"count({c}) AS {c}" for c in fields)
     out: dict[str, Any] = {"computed_at": utcnow()}
     scans = {t.name: ws.facts.scan(t.name) for t in FACT_TABLES}
-    with ws.engine.session(scans, {"customers": customer_mirror.read(ws.root, ws.control)}
-                           ) as session:
+    people = customer_store.reveal(customer_mirror.read(ws.root, ws.control), ws.control.pii,
+                                   ("email", "phone"))
+    with ws.engine.session(scans, {"customers": people}) as session:
         row = session.query(f"SELECT count(*) AS total, {completeness} FROM customers"
                             ).to_pylist()[0]
         total = row.pop("total")

@@ -11,7 +11,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,8 @@ from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert
 from tierwise.ingest.mapping import Mapping, Resolved, resolve
 from tierwise.ingest.readers import RawBatch, RetryRead, Source
 from tierwise.ingest.report import write_reject_report
-from tierwise.security.pii import PII_COLUMNS
+from tierwise.security.personal_data import PersonalData, mask_value
+from tierwise.security.pii import PII_COLUMNS, mask
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
 from tierwise.store.facts import StagedFile, StagingWriter, file_schema, key_columns
@@ -164,7 +165,8 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
             rejects.add(duplicates + missing, len(duplicates) + len(missing))
             if rejects.kept:
-                _reject(source, rejects, options.report_path)
+                _reject(source, rejects, options.report_path,
+                        _concealer(resolved, ws.personal_data))
             if schema.home == "facts":
                 snapshot = checks.classify_facts(ws, session, schema, staged, result,
                                                  options.key_index)
@@ -203,7 +205,7 @@ def check_rows(ws: Workspace, table: str, source: Source,
     if rows == 0:
         raise SourceError(f"{source.info.path}: no rows")
     if rejects.kept:
-        _reject(source, rejects, report_path)
+        _reject(source, rejects, report_path, _concealer(resolved, ws.personal_data))
     return rows
 
 
@@ -291,9 +293,31 @@ def _staged_scan(staged: StagedFile, schema: TableSchema) -> TableScan:
                      file_schema(schema))
 
 
-def _reject(source: Source, rejects: _Rejects, report_path: Path | None) -> None:
+def _concealer(resolved: Resolved, personal: PersonalData) -> Callable[[Reject], Reject]:
+    """How a rejected value is written to reports and errors: values of personal data (PII
+    columns, sensitive keys of the extras) masked; the file and row locate the original."""
+    canonical = {source: column for column, source in resolved.sources.items()}
+    extras = resolved.schema.extras_column
+
+    def conceal(reject: Reject) -> Reject:
+        if reject.value is None:
+            return reject
+        column = canonical.get(reject.column, reject.column)
+        if column in PII_COLUMNS and resolved.schema.name == "customers":
+            return replace(reject, value=mask(column, reject.value))
+        if column == extras:
+            return replace(reject, value=personal.mask_json(reject.value))
+        if reject.column in resolved.extras and personal.is_sensitive_key(reject.column):
+            return replace(reject, value=mask_value(reject.value))
+        return reject
+
+    return conceal
+
+
+def _reject(source: Source, rejects: _Rejects, report_path: Path | None,
+            conceal: Callable[[Reject], Reject]) -> None:
     path = report_path or Path.cwd() / f"{Path(source.info.path).stem}.rejected.csv"
-    ordered = rejects.report_order()
+    ordered = [conceal(r) for r in rejects.report_order()]
     write_reject_report(path, source.info.path,
                         ((r.row, r.column, r.value, r.reason) for r in ordered))
     first = ordered[0]

@@ -32,6 +32,7 @@ def safe_cell(value: object) -> str:
 
 def write_safe_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """Write a UTF-8 CSV (with BOM, so Excel reads Chinese correctly) with escaped cells."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow([safe_cell(h) for h in header])

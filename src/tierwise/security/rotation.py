@@ -55,7 +55,7 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
         write_key_file(key_file, [current])
         ws.control.pii = KeyRing.load(key_file)
         ws.control.pii.sensitive_key = ring.sensitive_key
-    customer_mirror.invalidate(ws.root)
+    customer_mirror.invalidate(ws.root, files=True)  # sealed with the old key
     return {"key_id": ring.current_id, **counts, "key_source": _where(key_file)}
 
 

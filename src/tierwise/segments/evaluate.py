@@ -20,6 +20,7 @@ from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
 from tierwise.engines.base import TableScan
 from tierwise.store import customer_mirror
+from tierwise.store import customers as customer_store
 from tierwise.store.control import chunked, utcnow
 from tierwise.store.customer_rows import columns_read
 from tierwise.store.tables import snapshots
@@ -104,6 +105,9 @@ class Evaluation:
         self._from_memory: dict[str, tuple[str, ...]] = {}
         self._wanted: np.ndarray | None = None
         self._chosen: pa.Array | None = None
+        #: The customers registered, personal data sealed until a query reads it.
+        self._customers: pa.Table | None = None
+        self._revealed: set[str] = set()
 
     def __enter__(self) -> Evaluation:
         ws = self.ws
@@ -116,6 +120,7 @@ class Evaluation:
             if ws.facts.keep_rows and ws.engine.name == "duckdb":
                 # the facts come from memory (store.customer_rows) once a query names them
                 self._held = {name: scans.pop(prefix + name) for name in self.FACTS}
+        self._customers = customers
         self._session_cm = ws.engine.session(scans, {"customers": customers})
         self.session = self._session_cm.__enter__()
         if self.only is not None:
@@ -156,8 +161,20 @@ class Evaluation:
     def __exit__(self, *exc: object) -> None:
         self._session_cm.__exit__(*exc)
 
+    def _reveal(self, sql: str) -> None:
+        """Open the sealed customer columns (PII, attributes) that ``sql`` may read."""
+        assert self._customers is not None
+        wanted = set(columns_read(self._customers.schema, sql)) & set(
+            customer_store.SEALED_COLUMNS)
+        if wanted <= self._revealed:
+            return
+        self._revealed |= wanted
+        self._customers = customer_store.reveal(self._customers, self.ws.control.pii, wanted)
+        self.session.register_arrow("customers", self._customers)
+
     def _register(self, compiled: CompiledRule) -> None:
-        """Make what ``compiled`` reads besides the customers available in the session."""
+        """Make what ``compiled`` reads available in the session."""
+        self._reveal(compiled.sql)
         if compiled.uses_snapshot and not self._snapshot:
             facts = snapshot_for(self.ws, self.as_of)
             if facts is None:
@@ -221,6 +238,7 @@ class Evaluation:
     def prepare(self, batch: CompiledBatch) -> None:
         """Compute the batch's shared aggregates table (one pass per source)."""
         if batch.aggregates_sql is not None:
+            self._reveal(batch.aggregates_sql)
             if self._held:
                 self._facts(batch.aggregates_sql)
             self.session.materialize("aggregates", batch.aggregates_sql,

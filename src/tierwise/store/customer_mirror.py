@@ -1,5 +1,10 @@
 """A Parquet copy of the customers table for the compute engines.
 
+The copy holds personal data as the control store does, sealed: name, e-mail, phone,
+address and sensitive attributes stay encrypted in the file and in the copy kept in memory,
+and a reader that needs them opens the columns it reads (``customers.reveal``), so no file
+of the workspace holds them in clear.
+
 The control store stays the system of record. Engines (DuckDB, and Spark on another
 machine) read customers far faster from Parquet than through SQLAlchemy, so the workspace
 keeps ``facts/_mirror/customers-<token>.parquet``, where the token is derived from the
@@ -56,7 +61,7 @@ def path_for(root: Path, control: ControlStore) -> Path:
         return target
     folder(root).mkdir(parents=True, exist_ok=True)
     with control.read() as conn:
-        table = customer_store.as_arrow(conn)
+        table = customer_store.as_arrow(conn, sealed=True)
     tmp = folder(root) / f".{uuid.uuid4().hex}.parquet"
     pq.write_table(table, tmp, compression="zstd")
     os.replace(tmp, target)  # concurrent builders write identical content
@@ -83,8 +88,8 @@ CATCH_UP_MARGIN = timedelta(seconds=5)
 
 
 def read(root: Path, control: ControlStore) -> pa.Table:
-    """The current customers as Arrow; the last copy read stays in memory (the server's
-    worker reads it for every micro-batch).
+    """The current customers as Arrow, personal data sealed; the last copy read stays in
+    memory (the server's worker reads it for every micro-batch).
 
     When customers were added or changed since, the copy catches up by reading just those
     (``updated_at`` after the latest it holds, or within ``CATCH_UP_MARGIN`` before it was
@@ -118,7 +123,7 @@ def _caught_up(kept: _Kept, control: ControlStore) -> pa.Table:
     with control.read() as conn:
         fresh = customer_store.as_arrow(conn, where=sa.or_(
             customers.c.updated_at > kept.latest,
-            customers.c.updated_at >= kept.read_at - CATCH_UP_MARGIN))
+            customers.c.updated_at >= kept.read_at - CATCH_UP_MARGIN), sealed=True)
     old = kept.table
     rest = old.filter(pc.invert(pc.is_in(old["customer_id"], value_set=fresh["customer_id"])))
     table = pa.concat_tables([rest, fresh.select(old.column_names).cast(old.schema)])
@@ -135,8 +140,13 @@ def read_if_kept(root: Path, control: ControlStore) -> pa.Table | None:
     return read(root, control) if kept else None
 
 
-def invalidate(root: Path) -> None:
+def invalidate(root: Path, files: bool = False) -> None:
+    """Forget the copy kept in memory; with ``files`` delete the copies on disk too (an
+    erased customer must leave no trace in any file)."""
     with _cache_lock:
         _cache.clear()
+    if files:
+        for old in folder(root).glob("*.parquet"):
+            old.unlink(missing_ok=True)
     for old in folder(root).glob("customers-*.parquet"):
         old.unlink(missing_ok=True)

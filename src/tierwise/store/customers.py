@@ -6,11 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tierwise.definitions.schemas import CUSTOMERS
-from tierwise.security.pii import ATTRIBUTES, HASHED_COLUMNS, PII_COLUMNS, KeyRing
+from tierwise.security.pii import ATTRIBUTES, HASHED_COLUMNS, PII_COLUMNS, PREFIX, KeyRing
 from tierwise.store.control import as_utc, chunked, utcnow
 from tierwise.store.tables import customers
 
@@ -60,14 +61,15 @@ def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
 
 
 def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
-             where: sa.ColumnElement[bool] | None = None) -> pa.Table:
-    """Customers as an Arrow table with the canonical column types."""
+             where: sa.ColumnElement[bool] | None = None, sealed: bool = False) -> pa.Table:
+    """Customers as an Arrow table with the canonical column types; with ``sealed`` the PII
+    columns and sensitive attributes stay encrypted as stored (``reveal`` opens them)."""
     names = columns or CUSTOMERS.names + list(BOOKKEEPING)
     query = sa.select(*[customers.c[n] for n in names])
     if where is not None:
         query = query.where(where)
     rows = conn.execute(query).all()
-    ring = _ring(conn)
+    ring = None if sealed else _ring(conn)
     data: dict[str, pa.Array] = {}
     for i, name in enumerate(names):
         values = [r[i] for r in rows]
@@ -82,6 +84,31 @@ def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
             values = [bool(v) for v in values]
         data[name] = pa.array(values, dtype)
     return pa.table(data)
+
+
+#: The columns that may hold sealed values.
+SEALED_COLUMNS = (*PII_COLUMNS, ATTRIBUTES)
+
+
+def reveal(table: pa.Table, ring: KeyRing | None, columns: Iterable[str]) -> pa.Table:
+    """``table`` (from ``as_arrow(sealed=True)``) with its sealed values in ``columns``
+    decrypted."""
+    if ring is None:
+        return table
+    for name in columns:
+        if name not in SEALED_COLUMNS or name not in table.column_names:
+            continue
+        column = table[name]
+        found = pc.starts_with(column, PREFIX) if name in PII_COLUMNS else \
+            pc.match_substring(column, PREFIX)
+        if not pc.any(found).as_py():
+            continue
+        values = column.to_pylist()
+        opened = ring.reveal(name, values) if name in PII_COLUMNS else \
+            [ring.open_attributes(v) for v in values]
+        table = table.set_column(table.schema.get_field_index(name), name,
+                                 pa.array(opened, column.type))
+    return table
 
 
 def upsert(conn: sa.Connection, table: pa.Table, columns: list[str],
