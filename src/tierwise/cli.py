@@ -16,6 +16,7 @@ from rich.markup import escape
 from tierwise import (
     cli_actions,
     cli_admin,
+    cli_audit,
     cli_identity,
     cli_insights,
     cli_segments,
@@ -44,6 +45,16 @@ WorkspaceOpt = Annotated[Path | None, typer.Option(
 
 def _open(workspace: Path | None) -> Workspace:
     return Workspace.open(workspace)
+
+
+@app.callback()
+def _everyone(
+    actor: Annotated[str | None, typer.Option(
+        "--actor", envvar=cli_audit.ENV_ACTOR,
+        help="Who is acting, recorded in the audit log next to the operating-system user; "
+        "when it names a tierwise user, that user's role must allow the command.")] = None,
+) -> None:
+    cli_audit.set_named(actor)
 
 
 @app.command()
@@ -221,15 +232,38 @@ def compact(
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="A SELECT over orders, events, tickets, "
+    query: Annotated[str, typer.Argument(help="One SELECT over orders, events, tickets, "
                                               "feedback, referrals and customers.")],
-    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="Rows to show (default: 50 in a table, all as CSV or JSON).")] = None,
+    format_: Annotated[str, typer.Option(
+        "--format", help="table, csv or json (an array of objects).")] = "table",
+    pii: Annotated[bool, typer.Option(
+        "--pii", help="Show customers' name, e-mail, phone, address and sensitive attributes "
+        "unmasked (needs pii:read when --actor names a user; audited).")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Run read-only SQL on the compute engine and print the result."""
+    """Run one read-only SELECT and print the result.
+
+    The query sees the workspace's tables and nothing else: no files, no writing, no
+    settings. Personal data of customers is masked unless --pii is given.
+    """
+    if format_ not in ("table", "csv", "json"):
+        raise TierwiseError(f"--format {format_!r}: expected table, csv or json")
     ws = _open(workspace)
-    result = ws.sql(query, with_customers="customers" in query.lower())
-    render.arrow_table(out, result, limit, ws.config.zone)
+    if pii:
+        cli_audit.require(ws, "pii:read", "read personal data with SQL")
+    shown = limit or (50 if format_ == "table" else None)
+    # one row beyond what is shown tells the table that there are more
+    result = ws.sql(query, pii=pii, limit=None if shown is None else shown + 1)
+    if pii:
+        cli_audit.record(ws, "sql_pii", None, {"query": query[:2000], "rows": result.num_rows})
+    if format_ == "csv":
+        render.csv_rows(sys.stdout, result.slice(0, shown))
+    elif format_ == "json":
+        render.json_rows(sys.stdout, result.slice(0, shown))
+    else:
+        render.arrow_table(out, result, shown or 50, ws.config.zone)
 
 
 @customers_app.command("show")

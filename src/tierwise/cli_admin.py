@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tierwise.cli_audit import actor
 from tierwise.errors import TierwiseError
 from tierwise.security import accounts, audit
 from tierwise.store.control import utcnow
@@ -28,7 +29,6 @@ audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
 privacy_app = typer.Typer(help="Privacy rights: export, erase, retention.",
                           no_args_is_help=True)
 pii_app = typer.Typer(help="Encryption of personal data at rest.", no_args_is_help=True)
-ACTOR = "cli:" + (os.environ.get("USER") or "unknown")
 
 
 def _password(given: str | None) -> str:
@@ -90,7 +90,7 @@ def users_add(username: str,
     secret = _password(password)
     with ws.control.write() as conn:
         accounts.add_user(conn, username, secret, role, owner)
-        audit.append(conn, ACTOR, "user_add", f"user:{username}",
+        audit.append(conn, actor(), "user_add", f"user:{username}",
                      {"role": role, "owner_name": owner})
     out.print(f"added {username} ({role})")
 
@@ -115,7 +115,7 @@ def _set_user(workspace: Path | None, username: str, disabled: bool) -> None:
     ws = Workspace.open(workspace)
     with ws.control.write() as conn:
         accounts.set_user(conn, username, disabled=disabled)
-        audit.append(conn, ACTOR, "user_change", f"user:{username}", {"disabled": disabled})
+        audit.append(conn, actor(), "user_change", f"user:{username}", {"disabled": disabled})
 
 
 @users_app.command("disable")
@@ -147,9 +147,9 @@ def keys_create(name: str,
     expires = utcnow() + timedelta(days=days) if days else None
     try:
         with ws.control.write() as conn:
-            new = accounts.create_key(conn, name, role, ACTOR, scopes=scope, expires_at=expires,
+            new = accounts.create_key(conn, name, role, actor(), scopes=scope, expires_at=expires,
                                       owner_name=owner, rate_per_second=rate)
-            audit.append(conn, ACTOR, "key_create", f"key:{new.key_id}",
+            audit.append(conn, actor(), "key_create", f"key:{new.key_id}",
                          {"role": role, "scopes": scope, "expires_at": expires})
     except ValueError as exc:
         raise TierwiseError(str(exc)) from None
@@ -180,7 +180,7 @@ def keys_revoke(key_id: str, workspace: WorkspaceOpt = None) -> None:
     ws = Workspace.open(workspace)
     with ws.control.write() as conn:
         accounts.revoke_key(conn, key_id)
-        audit.append(conn, ACTOR, "key_revoke", f"key:{key_id}", {})
+        audit.append(conn, actor(), "key_revoke", f"key:{key_id}", {})
     out.print(f"revoked {key_id}")
 
 
@@ -233,7 +233,7 @@ def privacy_export(customer_id: str,
     out_file.write_text(json.dumps(jsonable(data), ensure_ascii=False, indent=2),
                         encoding="utf-8")
     with ws.control.write() as conn:
-        audit.append(conn, ACTOR, "export_pii", f"customer:{customer_id}",
+        audit.append(conn, actor(), "export_pii", f"customer:{customer_id}",
                      {"kind": "subject_access", "file": str(out_file)})
     out.print(f"wrote {out_file}")
 
@@ -250,7 +250,7 @@ def privacy_erase(customer_id: str,
         raise typer.Exit(1)
     result = erase_customer(ws, customer_id)
     with ws.control.write() as conn:
-        audit.append(conn, ACTOR, "erase_customer", result.customer_ref, vars(result))
+        audit.append(conn, actor(), "erase_customer", result.customer_ref, vars(result))
     facts = sum(result.fact_rows.values())
     out.print(f"erased {customer_id}: {result.control_rows} control-store rows, {facts} fact "
               f"rows, {result.snapshot_rows} snapshot rows, {result.report_lines} report lines")
@@ -272,7 +272,7 @@ def privacy_retention(keep: Annotated[list[str], typer.Option(
     ws = Workspace.open(workspace)
     done = apply_retention(ws, days)
     with ws.control.write() as conn:
-        audit.append(conn, ACTOR, "retention", None, {"days": days, "deleted": done})
+        audit.append(conn, actor(), "retention", None, {"days": days, "deleted": done})
     for table, rows in done.items():
         out.print(f"{table}: deleted {rows:,} rows older than {days[table]} days")
 
@@ -287,7 +287,7 @@ def pii_rotate(keep_old: Annotated[bool, typer.Option(
     ws = Workspace.open(workspace)
     result = rotate(ws, drop_old=not keep_old)
     with ws.control.write() as conn:
-        audit.append(conn, ACTOR, "pii_key_rotate", None,
+        audit.append(conn, actor(), "pii_key_rotate", None,
                      {"key_id": result["key_id"], "customers": result["customers"]})
     out.print(f"re-encrypted {result['customers']:,} customers and {result['cleaning_log']:,} "
               f"cleaning-log values under key {result['key_id']} ({result['key_source']})")

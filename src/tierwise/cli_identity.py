@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,24 +10,18 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise import render
+from tierwise.cli_audit import actor, record
 from tierwise.identity import review
 from tierwise.identity.match import find_duplicates
 from tierwise.identity.merge import merge, merges_of, undo
 from tierwise.ingest.report import write_safe_csv
-from tierwise.security import audit
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)
 WorkspaceOpt = Annotated[Path | None, typer.Option(
     "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
-ACTOR = "cli:" + (os.environ.get("USER") or "unknown")
 duplicates_app = typer.Typer(help="Likely duplicate customers and their review queue.")
 merges_app = typer.Typer(help="Merges of duplicate customers.")
-
-
-def _log(ws: Workspace, action: str, target: str, detail: dict[str, object]) -> None:
-    with ws.control.write() as conn:
-        audit.append(conn, ACTOR, action, target, detail)
 
 
 def duplicates_cmd(
@@ -59,9 +52,9 @@ def duplicates_cmd(
                         for p in pairs))
         out.print(f"wrote {output}")
     if apply:
-        result = review.queue(ws, found, actor=ACTOR, upper=upper, lower=threshold)
+        result = review.queue(ws, found, actor=actor(), upper=upper, lower=threshold)
         for m in result.merged:
-            _log(ws, "merge", f"customer:{m.survivor_id}",
+            record(ws, "merge", f"customer:{m.survivor_id}",
                  {"merge_id": m.merge_id, "merged": m.merged_ids, "reason": "auto"})
         out.print(f"merged {len(result.merged):,} group(s) at ≥ {upper}; queued "
                   f"{result.queued:,} pair(s) for review ({result.known:,} seen before)")
@@ -100,8 +93,8 @@ def accept_cmd(pair_id: int, survivor: Annotated[str | None, typer.Option(
                workspace: WorkspaceOpt = None) -> None:
     """Merge a pending pair."""
     ws = Workspace.open(workspace)
-    m = review.accept(ws, pair_id, actor=ACTOR, survivor=survivor)
-    _log(ws, "merge", f"customer:{m.survivor_id}",
+    m = review.accept(ws, pair_id, actor=actor(), survivor=survivor)
+    record(ws, "merge", f"customer:{m.survivor_id}",
          {"merge_id": m.merge_id, "merged": m.merged_ids, "pair": pair_id})
     out.print(f"merge {m.merge_id}: {', '.join(m.merged_ids)} → {m.survivor_id}")
 
@@ -110,16 +103,16 @@ def accept_cmd(pair_id: int, survivor: Annotated[str | None, typer.Option(
 def reject_cmd(pair_id: int, workspace: WorkspaceOpt = None) -> None:
     """Not the same customer; the pair is not proposed again."""
     ws = Workspace.open(workspace)
-    review.reject(ws, pair_id, actor=ACTOR)
-    _log(ws, "duplicate_reject", f"pair:{pair_id}", {})
+    review.reject(ws, pair_id, actor=actor())
+    record(ws, "duplicate_reject", f"pair:{pair_id}", {})
     out.print(f"pair {pair_id} rejected")
 
 
 def merge_cmd(survivor: str, merged: list[str], workspace: WorkspaceOpt = None) -> None:
     """Merge customers into SURVIVOR (survivorship rules build the golden record)."""
     ws = Workspace.open(workspace)
-    m = merge(ws, survivor, merged, actor=ACTOR)
-    _log(ws, "merge", f"customer:{survivor}", {"merge_id": m.merge_id, "merged": m.merged_ids,
+    m = merge(ws, survivor, merged, actor=actor())
+    record(ws, "merge", f"customer:{survivor}", {"merge_id": m.merge_id, "merged": m.merged_ids,
                                                "reason": "manual"})
     out.print(f"merge {m.merge_id}: {', '.join(m.merged_ids)} → {survivor}")
     for column, source in sorted(m.fields.items()):
@@ -146,8 +139,8 @@ def merges_cmd(ctx: typer.Context, limit: int = 30, workspace: WorkspaceOpt = No
 def undo_cmd(merge_id: int, workspace: WorkspaceOpt = None) -> None:
     """Undo a merge: the records, facts, history and memberships are as they were."""
     ws = Workspace.open(workspace)
-    m = undo(ws, merge_id, actor=ACTOR)
-    _log(ws, "merge_undo", f"customer:{m.survivor_id}", {"merge_id": merge_id})
+    m = undo(ws, merge_id, actor=actor())
+    record(ws, "merge_undo", f"customer:{m.survivor_id}", {"merge_id": merge_id})
     out.print(f"undid merge {merge_id}: {', '.join(m.merged_ids)} are separate again")
 
 
@@ -164,9 +157,9 @@ def match_import(ws: Workspace, import_id: int) -> None:
         return
     with render.Spinner(out, "Matching the imported customers"):
         pairs, _ = find_duplicates(ws, review.LOWER, only=ids)
-        result = review.queue(ws, pairs, actor=ACTOR)
+        result = review.queue(ws, pairs, actor=actor())
     for m in result.merged:
-        _log(ws, "merge", f"customer:{m.survivor_id}",
+        record(ws, "merge", f"customer:{m.survivor_id}",
              {"merge_id": m.merge_id, "merged": m.merged_ids, "reason": "auto"})
     out.print(f"matching: merged {len(result.merged):,} group(s), queued {result.queued:,} "
               "pair(s) for review (`tierwise duplicates review`)")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from datetime import date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from rich.columns import Columns
 from rich.console import Console
 from rich.panel import Panel
@@ -85,8 +89,11 @@ def _fmt(value: Any, zone: ZoneInfo) -> str:
         return "—"
     if isinstance(value, datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(zone)
-        return value.strftime("%Y-%m-%d %H:%M")
+            try:
+                value = value.astimezone(zone)
+            except OverflowError:  # 0001-01-01 west of UTC, 9999-12-31 east of it
+                return _minutes(value) + " UTC"
+        return _minutes(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, float):
@@ -112,11 +119,96 @@ def arrow_table(console: Console, result: pa.Table, limit: int, zone: ZoneInfo) 
     table = Table()
     for name in result.column_names:
         table.add_column(name)
-    for row in result.slice(0, limit).to_pylist():
+    for row in python_rows(result.slice(0, limit)):
         table.add_row(*[_fmt(v, zone) for v in row.values()])
     console.print(table)
     if result.num_rows > limit:
-        console.print(f"… {result.num_rows - limit:,} more rows")
+        console.print("… more rows (--limit shows more)")
+
+
+def _minutes(value: datetime) -> str:
+    # strftime's %Y drops the leading zeros of years before 1000 on some C libraries
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d} {value.hour:02d}:" \
+        f"{value.minute:02d}"
+
+
+def python_rows(result: pa.Table) -> list[dict[str, Any]]:
+    """A result's rows as Python values; dates and instants beyond Python's years 1 to 9999
+    (which SQL can produce) become ISO text instead of failing."""
+    columns: dict[str, list[Any]] = {}
+    for name, column in zip(result.column_names, result.columns, strict=True):
+        try:
+            columns[name] = column.to_pylist()
+        except OverflowError:
+            columns[name] = _iso_text(column)
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(),
+                                                                     strict=True)]
+
+
+def _iso_text(column: pa.ChunkedArray) -> list[str | None]:
+    """ISO text of dates or timestamps from their integers (proleptic Gregorian calendar)."""
+    unit = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+    if pa.types.is_timestamp(column.type):
+        per_second = unit[column.type.unit]
+        raw = column.cast(pa.int64()).to_pylist()
+        suffix = "Z" if column.type.tz else ""
+        out: list[str | None] = []
+        for v in raw:
+            if v is None:
+                out.append(None)
+                continue
+            days, rest = divmod(v, 86_400 * per_second)
+            seconds = rest // per_second
+            out.append(f"{_civil(days)}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:"
+                       f"{seconds % 60:02d}{suffix}")
+        return out
+    days_of = column.cast(pa.int32()) if pa.types.is_date32(column.type) else \
+        pc.divide(column.cast(pa.int64()), 86_400_000)
+    return [None if d is None else _civil(d) for d in days_of.to_pylist()]
+
+
+def _civil(days: int) -> str:
+    """The date ``days`` after 1970-01-01 (any sign, any size) as YYYY-MM-DD."""
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    return f"{year:04d}-{month:02d}-{day:02d}" if year >= 0 else f"-{-year:04d}-{month:02d}-" \
+        f"{day:02d}"
+
+
+def csv_rows(stream: IO[str], result: pa.Table) -> None:
+    """A result as CSV for other programs: a header, ISO dates, empty cells for NULL."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(result.column_names)
+    for row in python_rows(result):
+        writer.writerow(["" if v is None else _plain(v) for v in row.values()])
+
+
+def json_rows(stream: IO[str], result: pa.Table) -> None:
+    """A result as a JSON array of objects (ISO dates, decimals as numbers)."""
+    json.dump([{k: _plain(v) for k, v in row.items()} for row in python_rows(result)],
+              stream, ensure_ascii=False, default=str)
+    stream.write("\n")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _kv(rows: list[tuple[str, Any]], zone: ZoneInfo) -> Table:

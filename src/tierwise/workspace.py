@@ -167,13 +167,28 @@ class Workspace:
         return self.table("customers").to_pandas()
 
     def sql(self, query: str, params: list[Any] | None = None,
-            with_customers: bool = False) -> pa.Table:
-        """Run read-only SQL over the fact tables (and optionally customers) on the engine."""
+            with_customers: bool | None = None, pii: bool = False,
+            limit: int | None = None) -> pa.Table:
+        """Run one read-only SELECT over the fact tables and customers (DuckDB).
+
+        The query sees the views ``orders``, ``events``, ``tickets``, ``feedback``,
+        ``referrals`` and ``customers`` and nothing else: no other file, no writing, no
+        settings (``engines.duckdb.sandbox``). Customers' name, e-mail, phone, address and
+        sensitive attributes are masked unless ``pii`` is true. ``limit`` keeps the first
+        rows only (the rest is never computed).
+
+        >>> ws.sql("select customer_id, sum(amount) from orders group by 1")  # doctest: +SKIP
+        """
+        from tierwise.engines.duckdb import sandbox
+
+        if with_customers is None:
+            with_customers = "customers" in query.lower()
         arrow = {}
         if with_customers:
-            arrow["customers"] = self.table("customers")
-        with self.engine.session(self.facts.scans(), arrow) as session:
-            return session.query(query, params)
+            people = self.table("customers")
+            arrow["customers"] = people if pii else self.personal_data.mask_table(people)
+        with sandbox(self.facts.scans(), arrow) as session:
+            return session.select(query, params, limit)
 
     def count(self, name: str) -> int:
         schema = table_schema(name)

@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from tierwise.engines.base import Engine, TableScan, sql_literal
+from tierwise.errors import TierwiseError
 
 
 class DuckDBEngine(Engine):
@@ -149,3 +150,82 @@ _TYPES = {
 
 def _duck_type(dtype: pa.DataType) -> str:
     return _TYPES[dtype]
+
+
+class ReadOnlyQuery(TierwiseError):
+    """SQL a person wrote that the sandbox refuses or that fails: one line saying why."""
+
+
+@contextmanager
+def sandbox(scans: dict[str, TableScan], arrow: dict[str, pa.Table] | None = None,
+            memory_limit: str = "2GB") -> Iterator[Sandbox]:
+    """A session for SQL written by people (``tierwise sql``, ``Workspace.sql``).
+
+    It is a database of its own, not the shared one: after the views over the fact files
+    and the Arrow tables are registered, it may read exactly those files and nothing else
+    of the file system (no other files, no writing, no extensions, no attaching), and its
+    configuration is locked so that a query cannot undo that. ``Sandbox.select`` runs one
+    SELECT and refuses every other kind of statement.
+    """
+    database = duckdb.connect(":memory:")
+    try:
+        files = sorted({f.path for scan in scans.values() for f in scan.files})
+        database.execute("SET TimeZone = 'UTC'")
+        database.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+        database.execute("SET allowed_paths = [" + ", ".join(sql_literal(f) for f in files)
+                         + "]")
+        database.execute("SET enable_external_access = false")
+        database.execute("SET autoinstall_known_extensions = false")
+        database.execute("SET autoload_known_extensions = false")
+        session = DuckDBSession(database)
+        for name, scan in scans.items():
+            session.register_scan(name, scan)
+        for name, table in (arrow or {}).items():
+            database.register(name, table)
+        database.execute("SET lock_configuration = true")
+        yield Sandbox(database)
+    finally:
+        database.close()
+
+
+class Sandbox:
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+
+    def select(self, sql: str, params: list[Any] | dict[str, Any] | None = None,
+               limit: int | None = None) -> pa.Table:
+        """The result of one SELECT (WITH … SELECT, UNION, VALUES are SELECTs too), its first
+        ``limit`` rows when given (the rest is never computed)."""
+        try:
+            statements = self.conn.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ReadOnlyQuery(_first_line(exc)) from None
+        if len(statements) != 1:
+            raise ReadOnlyQuery(f"give one SELECT statement, not {len(statements)}")
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise ReadOnlyQuery(f"only SELECT is allowed here, not {kind.name}: this SQL "
+                                "reads the workspace's tables and changes nothing")
+        try:
+            relation = self.conn.sql(sql, params=params or None)
+            if relation is None:
+                return pa.table({})
+            return (relation.limit(limit) if limit is not None else relation).to_arrow_table()
+        except duckdb.Error as exc:
+            raise ReadOnlyQuery(_first_line(exc)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """DuckDB's message without the echo of the query and the caret lines."""
+    text = str(exc).strip()
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("LINE "):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    first = " ".join(lines) if lines else type(exc).__name__
+    if "file system operations are disabled" in text or "Permission Error" in text:
+        return (f"{first} (queries read the registered tables only: orders, events, "
+                "tickets, feedback, referrals, customers)")
+    return first

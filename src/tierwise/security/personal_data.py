@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pyarrow as pa
+
 from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
@@ -125,6 +127,18 @@ class PersonalData:
         if "attributes" in row:
             row["attributes"] = self.mask_json(row["attributes"])
         return row
+
+    def mask_table(self, table: pa.Table) -> pa.Table:
+        """Customers as Arrow (``Workspace.table("customers")``) with PII masked."""
+        for name in (*self.columns, "attributes"):
+            if name not in table.column_names:
+                continue
+            values = table[name].to_pylist()
+            shown = [self.mask_json(v) for v in values] if name == "attributes" else \
+                [mask(name, v) for v in values]
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     pa.array(shown, table[name].type))
+        return table
 
     def mask_field(self, path: tuple[str, ...], value: Any) -> Any:
         """A value of a personal field (``email``, ``attributes.wechat``,
