@@ -241,17 +241,21 @@ def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str
                                                          dict[str, datetime]]:
     """Segments, the probe trigger, expiring customers; returns the key, customer ids,
     latency-probe customers and the true exit instant of each expiring customer."""
+    from dataclasses import replace
+
     import sqlalchemy as sa
 
     from tierwise import open as open_ws
     from tierwise.actions import definitions as automations
+    from tierwise.config import read_config, write_config
     from tierwise.ingest.readers import RecordsSource
     from tierwise.security import accounts
     from tierwise.segments import definitions as defs
-    from tierwise.store.tables import customers
+    from tierwise.store.tables import customers, outbox
 
+    # the receiver listens on loopback, which webhooks may reach only when allowed
+    write_config(WS, replace(read_config(WS), webhook_allowed_targets=["127.0.0.1"]))
     ws = open_ws(WS)
-    from tierwise.store.tables import outbox
 
     with ws.control.write() as conn:  # receivers of earlier runs are gone
         conn.execute(outbox.update().where(outbox.c.status == "pending").values(status="dead"))
@@ -260,7 +264,8 @@ def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str
     with ws.control.write() as conn:
         automations.save(conn, "trigger", automations.parse_definition("trigger", {
             "key": "bench_probe_hook", "on": {"event": "enter", "segment": "bench_rt_probe"},
-            "action": {"type": "webhook", "url": receiver_url}}, "bench"))
+            "action": {"type": "webhook", "url": receiver_url}}, "bench"),
+            allowed_targets=ws.config.webhook_allowed_targets)
         key = accounts.create_key(conn, "bench-rt", "admin", "bench",
                                   rate_per_second=100_000).secret
         ids = sorted(r[0] for r in conn.execute(sa.select(customers.c.customer_id)))

@@ -55,9 +55,11 @@ class Served:
         return client
 
 
-def build(root: Path, control_store: str | None = None) -> Served:
-    ws = tierwise.init(root / "ws", **({"control_store": control_store} if control_store
-                                       else {}))
+def build(root: Path, control_store: str | None = None, **settings: object) -> Served:
+    """The workspace, served; ``settings`` as in tierwise.toml."""
+    if control_store:
+        settings["control_store"] = control_store
+    ws = tierwise.init(root / "ws", **settings)
     for name, text in (("customers", CUSTOMERS), ("orders", ORDERS), ("events", EVENTS)):
         path = root / f"{name}.csv"
         path.write_text(text, encoding="utf-8")

@@ -23,6 +23,8 @@ class Hook:
     answers: list[int] = field(default_factory=list)
     #: Seconds to wait before answering (a slow receiver keeps deliveries in flight).
     delay: float = 0.0
+    #: The body of every answer.
+    reply: bytes = b"ok"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def bodies(self) -> list[dict[str, Any]]:
@@ -45,7 +47,7 @@ def webhook_receiver() -> Iterator[Hook]:
                                       "body": json.loads(raw), "status": status})
             self.send_response(status)
             self.end_headers()
-            self.wfile.write(b"ok")
+            self.wfile.write(hook.reply)
 
         def log_message(self, *args: object) -> None:
             pass

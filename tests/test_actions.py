@@ -32,7 +32,8 @@ from tierwise.store.tables import outbox, tasks
 
 @pytest.fixture
 def served(tmp_path: Path, control_url: str) -> Served:
-    found = build(tmp_path, control_url)
+    # the test receivers listen on loopback, which webhooks may reach only when allowed
+    found = build(tmp_path, control_url, webhook_allowed_targets=["127.0.0.1"])
     yield found  # type: ignore[misc]
     found.ws.close()
 
@@ -46,7 +47,8 @@ def now(served: Served) -> datetime:
 def _define(ws: tierwise.Workspace, kind: str, data: dict[str, object]) -> None:
     model = automations.parse_definition(kind, data, "test")
     with ws.control.write() as conn:
-        automations.save(conn, kind, model)
+        automations.save(conn, kind, model,
+                         allowed_targets=ws.config.webhook_allowed_targets)
 
 
 def _order(ws: tierwise.Workspace, order_id: str, customer: str, amount: float,

@@ -57,7 +57,7 @@ def _kill(server: subprocess.Popen[bytes]) -> None:
 
 def test_sigkill_during_intake_and_delivery_loses_nothing(tmp_path: Path) -> None:
     root = tmp_path / "ws"
-    ws = tierwise.init(root)
+    ws = tierwise.init(root, webhook_allowed_targets=["127.0.0.1"])  # the receiver's host
     defs.save(ws, defs.SegmentDefinition(
         key="clickers", rule=f"COUNT(events WHERE type = 'click') >= {CLICKS}"))
     with webhook_receiver() as hook:
@@ -65,7 +65,8 @@ def test_sigkill_during_intake_and_delivery_loses_nothing(tmp_path: Path) -> Non
         with ws.control.write() as conn:
             automations.save(conn, "trigger", automations.parse_definition("trigger", {
                 "key": "clicked", "on": {"event": "enter", "segment": "clickers"},
-                "action": {"type": "webhook", "url": hook.url}}, "test"))
+                "action": {"type": "webhook", "url": hook.url}}, "test"),
+                allowed_targets=ws.config.webhook_allowed_targets)
             key = accounts.create_key(conn, "load", "admin", "test",
                                       rate_per_second=10_000).secret
         ws.close()

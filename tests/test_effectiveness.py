@@ -99,7 +99,8 @@ def test_uplift_of_a_triggered_action_against_its_holdout(tmp_path: Path) -> Non
     with ws.control.write() as conn:
         automations.save(conn, "trigger", automations.parse_definition("trigger", {
             "key": "winback_offer", "on": {"event": "enter", "segment": "winback"},
-            "action": {"type": "tag", "tag": "offer"}, "holdout": 0.3}, "test"))
+            "action": {"type": "tag", "tag": "offer"}, "holdout": 0.3}, "test"),
+            allowed_targets=[])
     membership.edit_static(ws, "winback", add=ids, at=start)
     orders = []
     for c in ids:

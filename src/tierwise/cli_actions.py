@@ -43,8 +43,9 @@ def _apply(kind: str, path: Path, workspace: Path | None) -> None:
               for f in _files(path)]
     ws = Workspace.open(workspace)
     with ws.control.write() as conn:
-        versions = [(m.key, automations.save(conn, kind, m, f"applied from {path.name}"))
-                    for m in models]
+        versions = [(m.key, automations.save(
+            conn, kind, m, f"applied from {path.name}",
+            allowed_targets=ws.config.webhook_allowed_targets)) for m in models]
     for key, version in versions:
         out.print(f"{kind.replace('_', ' ')} {key}: version {version}")
 
@@ -152,13 +153,14 @@ def deliveries_list(ctx: typer.Context,
     ws = Workspace.open(workspace)
     summary = dispatch.summary(ws)
     out.print(" · ".join(f"{k} {v:,}" for k, v in summary.items()))
-    rows = dispatch.deliveries(ws, status=status, limit=limit, newest=True)
+    rows = dispatch.deliveries(ws, status=status, limit=limit, newest=True, replies=True)
     table = Table("id", "source", "event", "customer", "action", "status", "attempts",
                   "last error")
     for r in rows:
         table.add_row(str(r["outbox_id"]), r["source"], r["event"]["event"],
                       r["customer_id"], f"{r['action']} → {r['target']}", r["status"],
-                      str(r["attempts"]), (r["last_error"] or "")[:60])
+                      str(r["attempts"]), " — ".join(
+                          t for t in (r["last_error"], r.get("last_reply")) if t)[:120])
     out.print(table)
 
 

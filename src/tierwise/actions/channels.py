@@ -33,6 +33,7 @@ from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from tierwise import __version__
+from tierwise.security import targets
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
 from tierwise.store.tables import contact_preferences, customers, tasks
@@ -44,7 +45,12 @@ SIGNATURE_HEADER = "X-Tierwise-Signature"
 
 
 class Retry(Exception):
-    """The attempt failed and may succeed later."""
+    """The attempt failed and may succeed later. ``reply`` is the start of what the receiver
+    answered: kept for admins only (it can be anything an internal service says)."""
+
+    def __init__(self, message: str, reply: str | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 class Refused(Exception):
@@ -144,17 +150,26 @@ class Channels:
                 raise Refused(refused)
         if self._secret is None:
             self._secret = webhook_secret(self.ws)
+        try:
+            target = targets.check(action["url"], self.ws.config.webhook_allowed_targets)
+        except targets.TargetRefused as exc:
+            raise Refused(str(exc)) from None
+        except OSError as exc:
+            raise Retry(f"cannot resolve the webhook's host: {exc}") from None
         body = json.dumps(event, ensure_ascii=False, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key":
                    row.idempotency_key, "X-Tierwise-Event": event["event"],
                    SIGNATURE_HEADER: sign(self._secret, body),
-                   "User-Agent": f"tierwise/{__version__}"}
+                   "User-Agent": f"tierwise/{__version__}", "Host": target.host_header()}
         try:
-            answer = self.http.post(action["url"], content=body, headers=headers)
+            # To the address that was checked: a second lookup could answer differently.
+            answer = self.http.post(target.pinned_url(), content=body, headers=headers,
+                                    extensions={"sni_hostname": target.host})
         except httpx.HTTPError as exc:
             raise Retry(f"{type(exc).__name__}: {exc}") from None
         if not 200 <= answer.status_code < 300:
-            raise Retry(f"HTTP {answer.status_code}: {answer.text[:200]}")
+            raise Retry(f"HTTP {answer.status_code} {answer.reason_phrase}".strip(),
+                        reply=answer.text[:200])
 
     def _email(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
         with self.ws.control.read() as conn:

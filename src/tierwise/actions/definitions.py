@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tierwise.definitions.segment_fields import RuleError, validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.security import targets
 from tierwise.store import definitions as versions
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -80,6 +82,9 @@ class Webhook(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        # Stored definitions are read with this check too; the stricter one (no control
+        # characters or credentials, an allowed address) runs when a definition is saved
+        # and at every delivery (``security.targets``).
         if not value.startswith(("http://", "https://")):
             raise ValueError("a webhook url starts with http:// or https://")
         return value
@@ -269,8 +274,24 @@ def _stored(model: _Strict) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def save(conn: sa.Connection, kind: str, model: Any, note: str | None = None) -> int:
-    """Store a validated definition as the next version; returns the version."""
+def webhook_urls(model: Any) -> list[str]:
+    """The webhook URLs a trigger or playbook sends to."""
+    actions = [model.action] if isinstance(model, Trigger) else \
+        [s.action for s in model.steps] if isinstance(model, Playbook) else []
+    return [a.url for a in actions if isinstance(a, Webhook)]
+
+
+def save(conn: sa.Connection, kind: str, model: Any, note: str | None = None, *,
+         allowed_targets: Iterable[str]) -> int:
+    """Store a validated definition as the next version; returns the version. Webhook
+    targets of an enabled definition must be allowed (``security.targets``;
+    ``allowed_targets`` is the workspace's ``webhook_allowed_targets``)."""
+    allowed = list(allowed_targets)
+    for url in webhook_urls(model) if getattr(model, "enabled", True) else []:
+        try:
+            targets.check_at_save(url, allowed)
+        except targets.TargetRefused as exc:
+            raise TierwiseError(f"{kind} {model.key}: {exc}") from None
     return versions.save(conn, kind, model.key, _stored(model), note)
 
 
@@ -296,7 +317,8 @@ def get(conn: sa.Connection, kind: str, key: str) -> Any:
 
 def disable(conn: sa.Connection, kind: str, key: str, note: str | None = None) -> int:
     model = get(conn, kind, key)
-    return save(conn, kind, model.model_copy(update={"enabled": False}), note or "disabled")
+    return save(conn, kind, model.model_copy(update={"enabled": False}), note or "disabled",
+                allowed_targets=())
 
 
 __all__ = ["DEFAULT_FIRE_ON", "EVENTS", "LeadScoring", "Playbook", "Trigger", "all_of",

@@ -40,16 +40,17 @@ def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:
     return delay * (1 + random.uniform(-jitter, jitter)) if jitter else delay
 
 
-def _attempt(channels: Channels, row: Any) -> tuple[str, str | None]:
+def _attempt(channels: Channels, row: Any) -> tuple[str, str | None, str | None]:
+    """The outcome of one delivery, the error, and the receiver's reply (if any)."""
     try:
         channels.deliver(row)
     except Refused as exc:
-        return "suppressed", str(exc)
+        return "suppressed", str(exc), None
     except Retry as exc:
-        return "retry", str(exc)
+        return "retry", str(exc), exc.reply
     except Exception as exc:  # noqa: BLE001 - a bug in one delivery must not stop the rest
-        return "retry", f"{type(exc).__name__}: {exc}"
-    return "delivered", None
+        return "retry", f"{type(exc).__name__}: {exc}", None
+    return "delivered", None, None
 
 
 def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
@@ -69,9 +70,10 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
         results = list(executor.map(lambda r: _attempt(channels, r), rows))
     finished = utcnow()
     with ws.control.write() as conn:
-        for row, (outcome, error) in zip(rows, results, strict=True):
+        for row, (outcome, error, reply) in zip(rows, results, strict=True):
             attempts = row.attempts + 1
-            values: dict[str, Any] = {"attempts": attempts, "last_error": error}
+            values: dict[str, Any] = {"attempts": attempts, "last_error": error,
+                                      "last_reply": reply}
             if outcome in ("delivered", "suppressed"):
                 values.update(status=outcome, delivered_at=finished)
             else:
@@ -95,7 +97,7 @@ def replay(ws: Workspace, ids: Iterable[int] | None = None, status: str = "dead"
     now = utcnow()
     with ws.control.write() as conn:
         query = outbox.update().values(status="pending", attempts=0, next_attempt_at=now,
-                                       last_error=None, delivered_at=None)
+                                       last_error=None, last_reply=None, delivered_at=None)
         if ids is not None:
             query = query.where(outbox.c.outbox_id.in_(list(ids)),
                                 outbox.c.status != "held_out")
@@ -106,9 +108,11 @@ def replay(ws: Workspace, ids: Iterable[int] | None = None, status: str = "dead"
 
 def deliveries(ws: Workspace, *, status: str | None = None, source: str | None = None,
                customer_id: str | None = None, after: int = 0, limit: int = 100,
-               newest: bool = False) -> list[dict[str, Any]]:
+               newest: bool = False, replies: bool = False) -> list[dict[str, Any]]:
     """Outbox rows, oldest first, filtered; ``after`` is the last outbox_id already seen.
-    ``newest``: the last ``limit`` rows instead (still oldest first)."""
+    ``newest``: the last ``limit`` rows instead (still oldest first). Receivers' replies
+    (``last_reply``) only with ``replies``: for admins, since a reply can be anything an
+    internal service answers."""
     query = sa.select(outbox).where(outbox.c.outbox_id > after)
     if status:
         query = query.where(outbox.c.status == status)
@@ -124,6 +128,8 @@ def deliveries(ws: Workspace, *, status: str | None = None, source: str | None =
     out = []
     for r in rows:
         data = dict(r._mapping)
+        if not replies:
+            data.pop("last_reply", None)
         payload = json.loads(data.pop("payload"))
         data["event"] = payload["event"]
         data["target"] = payload["action"].get("url") or payload["action"].get("title") \

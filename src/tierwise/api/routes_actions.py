@@ -58,7 +58,8 @@ def _put(request: Request, principal: Principal, kind: str, key: str,
                 require_unmasked(principal, parse(item.when), ws.personal_data, None,
                                  "score leads with", source=source)
     with ws.control.write() as conn:
-        version = automations.save(conn, kind, model, body.get("note"))
+        version = automations.save(conn, kind, model, body.get("note"),
+                                   allowed_targets=ws.config.webhook_allowed_targets)
     record(request, principal, f"{kind}_save", f"{kind}:{key}", {"version": version})
     return {"key": key, "version": version}
 
@@ -157,7 +158,8 @@ def list_deliveries(request: Request,
                     limit: int = Query(100, ge=1, le=1000),
                     principal: Principal = require("segments:read")) -> dict[str, Any]:
     rows = dispatch.deliveries(workspace(request), status=status, source=source,
-                               customer_id=customer_id, after=after, limit=limit)
+                               customer_id=customer_id, after=after, limit=limit,
+                               replies=principal.can("users:admin"))
     return {"items": [jsonable(r) for r in rows],
             "next_after": rows[-1]["outbox_id"] if len(rows) == limit else None,
             "summary": dispatch.summary(workspace(request))}

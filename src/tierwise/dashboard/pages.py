@@ -513,7 +513,8 @@ def actions(request: Request) -> HTMLResponse:
     with ws.control.read() as conn:
         triggers = list(automations.all_of(conn, "trigger").values())
         playbooks = list(automations.all_of(conn, "playbook").values())
-    deliveries = dispatch.deliveries(ws, status=status, limit=100, newest=True)[::-1]
+    deliveries = dispatch.deliveries(ws, status=status, limit=100, newest=True,
+                                     replies=principal.can("users:admin"))[::-1]
     open_tasks = tasks.listing(ws, status="open", limit=500) if principal.can(
         "customers:read") else []
     by_owner: dict[str, list[dict[str, Any]]] = {}

@@ -173,4 +173,5 @@ def _showcase_automations(ws: Workspace) -> None:
         for kind, items in SHOWCASE_AUTOMATIONS.items():
             for item in items:
                 automations.save(conn, kind, automations.parse_definition(
-                    kind, item, f"showcase {kind} {item['key']}"), "demo showcase")
+                    kind, item, f"showcase {kind} {item['key']}"), "demo showcase",
+                    allowed_targets=ws.config.webhook_allowed_targets)

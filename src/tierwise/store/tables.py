@@ -399,6 +399,8 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
     sa.Column("last_error", sa.Text),
+    # the start of the receiver's last answer (shown to admins only)
+    sa.Column("last_reply", sa.Text),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("delivered_at", UtcDateTime()),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
