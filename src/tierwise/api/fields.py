@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BeforeValidator
+
+from tierwise.definitions.segment_ast import RuleLimitError, check_as_of
 
 
 def _text(value: Any) -> Any:
@@ -22,7 +24,15 @@ def _text(value: Any) -> Any:
                      "2026-06-30T18:00:00+08:00")
 
 
-#: A date-time sent as ISO 8601 text.
-Instant = Annotated[datetime, BeforeValidator(_text)]
+def _in_range(value: datetime) -> datetime:
+    try:
+        check_as_of(value)
+    except RuleLimitError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+#: A date-time sent as ISO 8601 text, from 1900 to 2999.
+Instant = Annotated[datetime, BeforeValidator(_text), AfterValidator(_in_range)]
 
 __all__ = ["Instant"]

@@ -52,18 +52,31 @@ def _mapping(ws: Workspace, text: str | None) -> Mapping:
     return Mapping.from_yaml(spec, f"saved mapping {text.strip()!r}")
 
 
+def upload_name(filename: str | None) -> str:
+    """A file name safe to create in a folder of one's own: the last part of what the
+    client sent, letters, digits, ``._-`` only, no leading dots (so never ``..``).
+
+    >>> upload_name("../../etc/passwd"), upload_name(".."), upload_name("客户 2026.xlsx")
+    ('passwd', 'upload', '_2026.xlsx')
+    """
+    name = _SAFE_NAME.sub("_", FilePath(filename or "").name)[-120:].lstrip(".")
+    return name or "upload"
+
+
 async def save_upload(file: UploadFile) -> FilePath:
     """The uploaded file, saved under its (sanitised) name in a new temporary folder that
-    the caller removes; 422 for an empty file."""
+    the caller removes; 422 for an empty file. Nothing is left behind when it fails."""
     folder = FilePath(tempfile.mkdtemp(prefix="tierwise-upload-"))
-    name = _SAFE_NAME.sub("_", FilePath(file.filename or "upload").name)[-120:] or "upload"
-    target = folder / name
-    with target.open("wb") as out:
-        while chunk := await file.read(CHUNK):
-            out.write(chunk)
-    if target.stat().st_size == 0:
+    target = folder / upload_name(file.filename)
+    try:
+        with target.open("wb") as out:
+            while chunk := await file.read(CHUNK):
+                out.write(chunk)
+        if target.stat().st_size == 0:
+            raise Problem(422, f"{file.filename}: the file is empty")
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
-        raise Problem(422, f"{file.filename}: the file is empty")
+        raise
     return target
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from tierwise.api.auth import require, workspace
+from tierwise.api.fields import Instant
 from tierwise.api.problems import RESPONSES
 from tierwise.api.routes_imports import runner
 from tierwise.api.views import jsonable
@@ -133,7 +133,7 @@ def customer_affinity(customer_id: str, request: Request,
 
 @router.get("/uplift", summary="Treated vs holdout: repurchase, retention, revenue (95% CI)")
 def uplift(request: Request, treated: str = Query(..., max_length=128),
-           holdout: str = Query(..., max_length=128), since: datetime = Query(...),
+           holdout: str = Query(..., max_length=128), since: Instant = Query(...),
            days: int = Query(30, ge=1, le=730),
            principal: Principal = require("values:read")) -> list[dict[str, Any]]:
     from tierwise.insights.effectiveness import uplift as measure

@@ -7,7 +7,6 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -336,7 +335,7 @@ def runs(key: str, request: Request, limit: int = Query(50, ge=1, le=500),
 
 @router.get("/{key}/explain/{customer_id}", summary="Why a customer is in or out")
 def explain_customer(key: str, customer_id: str, request: Request,
-                     as_of: datetime | None = Query(None),
+                     as_of: Instant | None = Query(None),
                      principal: Principal = require("segments:read")) -> dict[str, Any]:
     ws = workspace(request)
     tree = _applied(ws, key).definition.condition()

@@ -44,6 +44,7 @@ from tierwise.definitions.segment_ast import (
     Operand,
     Or,
     RelativeDate,
+    check_as_of,
 )
 from tierwise.definitions.segment_fields import (
     LIVE_FIELDS,
@@ -122,6 +123,7 @@ class _Scope:
 class _Compiler:
     def __init__(self, as_of: datetime, zone: ZoneInfo,
                  resolve: Callable[[str], Condition | None] | None) -> None:
+        check_as_of(as_of)
         self.as_of = as_of
         self.zone = zone
         self.resolve = resolve

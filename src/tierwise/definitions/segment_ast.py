@@ -8,10 +8,60 @@ tree → JSON gives back the same JSON.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from tierwise.errors import TierwiseError
+
+# -- limits --------------------------------------------------------------------------------
+# Every rule tierwise accepts can be compiled and run: numbers fit the engines' types,
+# windows and relative dates stay within the calendar, nesting stays within what the
+# compiler walks. A rule beyond them is refused where it is written, with the limit named.
+
+#: Conditions nested deeper than this (NOT, parentheses, aggregate WHERE) are refused.
+MAX_DEPTH = 50
+#: The longest window or relative date per unit: a hundred years.
+MAX_SPAN = {"d": 36_600, "w": 5_220, "m": 1_200, "y": 100}
+#: Whole numbers are 64-bit, as in every engine's BIGINT.
+MAX_INTEGER = 2**63 - 1
+#: Evaluations happen at instants in these years (relative dates and windows reach at most
+#: a hundred years further back).
+EARLIEST_AS_OF = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_AS_OF = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+class RuleLimitError(TierwiseError):
+    """A rule (or an evaluation instant) beyond what tierwise evaluates; says the limit."""
+
+
+def check_span(amount: int, unit: str, shown: str) -> None:
+    """``shown`` is how the rule wrote it (``LAST 30d``, ``-6m``)."""
+    if unit not in MAX_SPAN:
+        raise RuleLimitError(f"{shown}: the unit is d, w, m or y")
+    if not 0 <= amount <= MAX_SPAN[unit]:
+        raise RuleLimitError(f"{shown}: at most {MAX_SPAN[unit]:,}{unit} (a hundred years)")
+
+
+def check_number(value: int | float) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RuleLimitError(f"the number {value!r} is not finite")
+    if isinstance(value, int) and abs(value) > MAX_INTEGER:
+        raise RuleLimitError(f"the number {value} is too large: whole numbers go up to "
+                             f"{MAX_INTEGER:,} (write it with a decimal point for a "
+                             "larger, approximate number)")
+    if isinstance(value, float) and abs(value) > 1e300:
+        raise RuleLimitError(f"the number {value:g} is too large (at most 1e300)")
+
+
+def check_as_of(as_of: datetime) -> None:
+    """Refuse an evaluation instant outside 1900–2999 (naive instants count as UTC)."""
+    at = as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)
+    if not EARLIEST_AS_OF <= at < LATEST_AS_OF:
+        raise RuleLimitError(f"as_of {as_of.isoformat()}: expected an instant from "
+                             f"{EARLIEST_AS_OF.year} to {LATEST_AS_OF.year - 1}")
+
 
 # -- operands ------------------------------------------------------------------------------
 
@@ -33,6 +83,10 @@ class Literal:
 
     value: str | int | float
 
+    def __post_init__(self) -> None:
+        if isinstance(self.value, int | float) and not isinstance(self.value, bool):
+            check_number(self.value)
+
 
 @dataclass(frozen=True)
 class RelativeDate:
@@ -42,11 +96,17 @@ class RelativeDate:
     unit: str  # d, w, m, y
     today: bool = False
 
+    def __post_init__(self) -> None:
+        check_span(self.amount, self.unit, f"-{self.amount}{self.unit}")
+
 
 @dataclass(frozen=True)
 class Window:
     amount: int
     unit: str  # d, w, m, y
+
+    def __post_init__(self) -> None:
+        check_span(self.amount, self.unit, f"LAST {self.amount}{self.unit}")
 
 
 @dataclass(frozen=True)
@@ -282,9 +342,14 @@ def _unit(text: str, where: str) -> tuple[int, str]:
     return int(body[:-1]), body[-1]
 
 
-def operand_from_json(data: Any, where: str) -> Operand:
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "…"
+
+
+def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
     if not isinstance(data, dict):
-        raise JSONRuleError(f"{where}: expected an object, found {data!r}")
+        raise JSONRuleError(f"{where}: expected an object, found {_short(data)}")
     if "field" in data:
         return Field(tuple(str(data["field"]).split(".")))
     if "value" in data:
@@ -305,43 +370,58 @@ def operand_from_json(data: Any, where: str) -> Operand:
         window = None
         if "last" in data:
             window = Window(*_unit(str(data["last"]), f"{where}.last"))
-        condition = from_json(data["where"], f"{where}.where") if "where" in data else None
+        condition = from_json(data["where"], f"{where}.where", depth + 1) \
+            if "where" in data else None
         return Aggregate(function, str(data.get("source")), data.get("column"), condition,
                          window)
     raise JSONRuleError(f"{where}: expected one of field, value, relative, today, aggregate")
 
 
-def from_json(data: Any, where: str = "rule") -> Condition:
+def from_json(data: Any, where: str = "rule", depth: int = 0) -> Condition:
     """The condition a JSON form describes; errors name the path (``rule.and[1].left``)."""
+    if depth > MAX_DEPTH:
+        raise JSONRuleError(f"{where}: conditions are nested more than {MAX_DEPTH} deep")
+    try:
+        return _condition_from_json(data, where, depth)
+    except RuleLimitError as exc:
+        raise JSONRuleError(f"{where}: {exc}") from None
+
+
+def _condition_from_json(data: Any, where: str, depth: int) -> Condition:
     if not isinstance(data, dict):
-        raise JSONRuleError(f"{where}: expected an object, found {data!r}")
+        raise JSONRuleError(f"{where}: expected an object, found {_short(data)}")
     for key, cls in (("and", And), ("or", Or)):
         if key in data:
             items = data[key]
             if not isinstance(items, list) or len(items) < 2:
                 raise JSONRuleError(f"{where}.{key}: expected a list of at least 2 conditions")
-            return cls(tuple(from_json(v, f"{where}.{key}[{i}]") for i, v in enumerate(items)))
+            return cls(tuple(from_json(v, f"{where}.{key}[{i}]", depth + 1)
+                             for i, v in enumerate(items)))
     if "not" in data:
-        return Not(from_json(data["not"], f"{where}.not"))
+        return Not(from_json(data["not"], f"{where}.not", depth + 1))
     if "in_segment" in data:
         return InSegment(str(data["in_segment"]))
     op = data.get("op")
-    left = operand_from_json(data.get("left"), f"{where}.left")
+    left = operand_from_json(data.get("left"), f"{where}.left", depth)
     if op in COMPARE_OPS:
-        return Compare(op, left, operand_from_json(data.get("right"), f"{where}.right"))
+        return Compare(op, left, operand_from_json(data.get("right"), f"{where}.right", depth))
     if op in ("in", "not_in"):
         values = data.get("values")
         if not isinstance(values, list) or not values:
             raise JSONRuleError(f"{where}.values: expected a non-empty list")
+        for i, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                raise JSONRuleError(f"{where}.values[{i}]: expected a number or a string, "
+                                    f"found {_short(v)}")
         return InList(left, tuple(Literal(v) for v in values), op == "not_in")
     if op in ("between", "not_between"):
-        return Between(left, operand_from_json(data.get("low"), f"{where}.low"),
-                       operand_from_json(data.get("high"), f"{where}.high"),
+        return Between(left, operand_from_json(data.get("low"), f"{where}.low", depth),
+                       operand_from_json(data.get("high"), f"{where}.high", depth),
                        op == "not_between")
     if op in ("is_null", "is_not_null"):
         return IsNull(left, op == "is_not_null")
     if op in ("contains", "not_contains"):
-        return Contains(left, operand_from_json(data.get("right"), f"{where}.right"),
+        return Contains(left, operand_from_json(data.get("right"), f"{where}.right", depth),
                         op == "not_contains")
     raise JSONRuleError(f"{where}.op: {op!r} is not one of {', '.join(COMPARE_OPS)}, in, "
                         "not_in, between, not_between, is_null, is_not_null, contains, "

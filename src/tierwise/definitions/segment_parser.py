@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TypeVar
 
 from tierwise.definitions.segment_ast import (
     AGGREGATES,
+    MAX_DEPTH,
     Aggregate,
     And,
     Between,
@@ -27,11 +30,13 @@ from tierwise.definitions.segment_ast import (
     Operand,
     Or,
     RelativeDate,
+    RuleLimitError,
     Window,
     to_text,
 )
 from tierwise.errors import TierwiseError
 
+_T = TypeVar("_T")
 KEYWORDS = {"AND", "OR", "NOT", "IN", "BETWEEN", "IS", "NULL", "CONTAINS", "WHERE", "LAST",
             "IN_SEGMENT", "TODAY"}
 
@@ -100,6 +105,22 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.depth = 0
+
+    def nested(self, token: Token) -> None:
+        """One level deeper (NOT, a parenthesis, an aggregate's WHERE); refused past the
+        limit, so that no rule is too deep to compile."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise SegmentSyntaxError(f"conditions are nested more than {MAX_DEPTH} levels "
+                                     "deep here", self.text, token.offset)
+
+    def made(self, token: Token, build: Callable[[], _T]) -> _T:
+        """``build()``, with a value beyond the language's limits reported at ``token``."""
+        try:
+            return build()
+        except RuleLimitError as exc:
+            raise SegmentSyntaxError(str(exc), self.text, token.offset) from None
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -153,15 +174,20 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def not_expr(self) -> Condition:
+        token = self.token
         if self.accept("NOT"):
-            return Not(self.not_expr())
+            self.nested(token)
+            node = Not(self.not_expr())
+            self.depth -= 1
+            return node
         return self.primary()
 
     def primary(self) -> Condition:
         if self.token.kind == "punct" and self.token.text == "(":
-            self.advance()
+            self.nested(self.advance())
             node = self.or_expr()
             self.expect_punct(")", "')' to close the parenthesis")
+            self.depth -= 1
             return node
         if self.accept("IN_SEGMENT"):
             self.expect_punct("(", "'(' after IN_SEGMENT")
@@ -212,7 +238,7 @@ class _Parser:
             return Literal(_unquote(token.text))
         if token.kind == "number":
             self.advance()
-            return Literal(_number(token.text))
+            return self.made(token, lambda: Literal(_number(token.text)))
         raise self.fail("a number or a 'string'")
 
     def operand(self) -> Operand:
@@ -225,7 +251,7 @@ class _Parser:
                                          "means that long before as_of", self.text,
                                          token.offset)
             self.advance()
-            return RelativeDate(int(token.text[1:-1]), token.text[-1])
+            return self.made(token, lambda: RelativeDate(int(token.text[1:-1]), token.text[-1]))
         if self.accept("TODAY"):
             return RelativeDate(0, "d", today=True)
         if token.kind == "keyword" and token.upper in AGGREGATES:
@@ -256,7 +282,11 @@ class _Parser:
                                      f"{'.'.join(path)!r}", self.text, start.offset)
         source = path[0].lower()
         column = path[1] if len(path) == 2 else None
-        where = self.or_expr() if self.accept("WHERE") else None
+        where = None
+        if self.is_keyword("WHERE"):
+            self.nested(self.advance())
+            where = self.or_expr()
+            self.depth -= 1
         window = None
         if self.token.kind == "punct" and self.token.text == ",":
             self.advance()
@@ -264,8 +294,8 @@ class _Parser:
                 raise self.fail("LAST after ',' (as in LAST 30d)")
             if self.token.kind != "duration" or self.token.text.startswith("-"):
                 raise self.fail("a window such as 30d, 4w, 6m or 1y after LAST")
-            text = self.advance().text
-            window = Window(int(text[:-1]), text[-1])
+            token = self.advance()
+            window = self.made(token, lambda: Window(int(token.text[:-1]), token.text[-1]))
         self.expect_punct(")", f"',' LAST …, WHERE … or ')' to close {function}(")
         return Aggregate(function, source, column, where, window)
 

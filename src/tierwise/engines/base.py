@@ -61,6 +61,10 @@ class Session(Protocol):
 
 class Engine(Protocol):
     name: str
+    #: What the engine raises for a query that cannot run as written: types that do not
+    #: match, a value out of range, a cast that fails. Raised by a compiled rule, it means
+    #: the rule asks for something impossible (a user's error, answered as such).
+    query_errors: tuple[type[BaseException], ...]
 
     def session(self, scans: dict[str, TableScan] | None = None,
                 arrow: dict[str, pa.Table] | None = None) -> Any: ...

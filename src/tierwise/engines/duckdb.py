@@ -26,6 +26,9 @@ from tierwise.errors import TierwiseError
 
 class DuckDBEngine(Engine):
     name = "duckdb"
+    query_errors: tuple[type[BaseException], ...] = (
+        duckdb.BinderException, duckdb.ConversionException, duckdb.OutOfRangeException,
+        duckdb.InvalidInputException, duckdb.TypeMismatchException)
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
         self.threads = threads

@@ -14,6 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
+from pyspark.errors import (
+    AnalysisException,
+    ArithmeticException,
+    DateTimeException,
+    NumberFormatException,
+    SparkRuntimeException,
+)
 
 from tierwise.engines.base import Engine, TableScan
 
@@ -52,6 +59,9 @@ def _similarity_jar() -> str:
 
 class SparkEngine(Engine):
     name = "spark"
+    query_errors: tuple[type[BaseException], ...] = (
+        AnalysisException, ArithmeticException, DateTimeException, NumberFormatException,
+        SparkRuntimeException)
 
     @contextmanager
     def session(self, scans: dict[str, TableScan] | None = None,

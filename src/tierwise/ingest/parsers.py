@@ -202,9 +202,14 @@ def parse_int(values: pa.Array, col: Column, fmt: ColumnFormat) -> Converted:
         as_float = parse_float(values, Column(col.name, "float"), ColumnFormat())
         numbers = as_float.values
         whole = pc.equal(pc.floor(numbers), numbers)
-        out = Converted(pc.cast(pc.if_else(whole, numbers, None), pa.int64()))
+        # 2**63 as a double: every whole double below it in size fits 64 bits
+        fits = pc.less(pc.abs(numbers), 9.223372036854775808e18)
+        usable = pc.and_(whole, fits)
+        out = Converted(pc.cast(pc.if_else(usable, numbers, None), pa.int64()))
         out.problems = as_float.problems
         out.add(pc.and_(pc.is_valid(numbers), pc.invert(whole)), "not a whole number")
+        out.add(pc.and_(pc.and_(pc.is_valid(numbers), whole), pc.invert(fits)),
+                "too large for a whole number (at most 9,223,372,036,854,775,807)")
     _check_bounds(out, col)
     return out
 

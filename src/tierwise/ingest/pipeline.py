@@ -27,7 +27,7 @@ from tierwise.ingest.cleaning import Change, Cleaner, cleaners
 from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert_batch
 from tierwise.ingest.mapping import Mapping, Resolved, resolve
 from tierwise.ingest.readers import RawBatch, RetryRead, Source
-from tierwise.ingest.report import write_reject_report
+from tierwise.ingest.report import MAX_VALUE_CHARS, write_reject_report
 from tierwise.security.personal_data import PersonalData, mask_value
 from tierwise.security.pii import PII_COLUMNS, mask
 from tierwise.store import customers as customer_store
@@ -299,17 +299,24 @@ def _concealer(resolved: Resolved, personal: PersonalData) -> Callable[[Reject],
     canonical = {source: column for column, source in resolved.sources.items()}
     extras = resolved.schema.extras_column
 
-    def conceal(reject: Reject) -> Reject:
-        if reject.value is None:
-            return reject
-        column = canonical.get(reject.column, reject.column)
+    def masked(label: str, value: str) -> str | None:
+        """The value as reports show it, or None when it is not personal data."""
+        column = canonical.get(label, label)
         if column in PII_COLUMNS and resolved.schema.name == "customers":
-            return replace(reject, value=mask(column, reject.value))
+            return mask(column, value)
         if column == extras:
-            return replace(reject, value=personal.mask_json(reject.value))
-        if reject.column in resolved.extras and personal.is_sensitive_key(reject.column):
-            return replace(reject, value=mask_value(reject.value))
-        return reject
+            return str(personal.mask_json(value))
+        if label in resolved.extras and personal.is_sensitive_key(label):
+            return str(mask_value(value))
+        return None
+
+    def conceal(reject: Reject) -> Reject:
+        shown = None if reject.value is None else masked(reject.column, reject.value)
+        if shown is None:
+            return reject
+        if len(reject.value or "") > MAX_VALUE_CHARS:  # the length stays a clue
+            shown = f"{shown[:MAX_VALUE_CHARS]}… ({len(reject.value or ''):,} characters)"
+        return replace(reject, value=shown)
 
     return conceal
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,19 @@ class Evaluation:
 
     def run(self, compiled: CompiledRule) -> pa.Table:
         self._register(compiled)
-        return self.session.query(compiled.sql, _used(compiled.params, compiled.sql))
+        with self._rule_errors():
+            return self.session.query(compiled.sql, _used(compiled.params, compiled.sql))
+
+    @contextmanager
+    def _rule_errors(self) -> Iterator[None]:
+        """An engine's refusal of a compiled rule (a string compared with a number, a value
+        out of range) as the rule's error, not the server's."""
+        try:
+            yield
+        except self.ws.engine.query_errors as exc:
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()),
+                         type(exc).__name__)
+            raise RuleError(f"this rule cannot be evaluated: {first[:300]}") from None
 
     def run_many(self, rules: dict[str, CompiledRule]) -> dict[str, list[str]] | None:
         """The members of several rules of one batch in one query (each query has a fixed
@@ -241,8 +254,9 @@ class Evaluation:
             self._reveal(batch.aggregates_sql)
             if self._held:
                 self._facts(batch.aggregates_sql)
-            self.session.materialize("aggregates", batch.aggregates_sql,
-                                     _used(batch.params, batch.aggregates_sql))
+            with self._rule_errors():
+                self.session.materialize("aggregates", batch.aggregates_sql,
+                                         _used(batch.params, batch.aggregates_sql))
 
 
 def _union(rules: dict[str, CompiledRule]) -> str:
