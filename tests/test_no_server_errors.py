@@ -211,3 +211,18 @@ ROW_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30),
 def test_generated_intake_rows_never_give_a_5xx(served: Served, table: str,
                                                row: dict[str, Any]) -> None:
     _no_5xx(served.client("admin").post(f"/v1/{table}", json=[row]), (table, row))
+
+
+def test_a_chunked_body_over_the_limit_gets_413(served: Served) -> None:
+    def chunks(count: int) -> Iterator[bytes]:
+        for _ in range(count):
+            yield b" " * (1 << 20)
+
+    client = served.client("admin")
+    for url, megabytes, kind in (("/v1/segments/check", 50, "application/json"),
+                                 ("/v1/imports", 600, "multipart/form-data; boundary=x")):
+        answer = client.post(url, content=chunks(megabytes), headers={"content-type": kind})
+        assert answer.status_code == 413, (url, answer.text)
+        assert "exceeds" in answer.json()["detail"]
+    assert client.post("/v1/segments/check", json={"rule": "COUNT(orders) > 1"}
+                       ).status_code == 200

@@ -46,7 +46,8 @@ def test_serve_answers_on_loopback(tmp_path: Path) -> None:
             me = client.post("/v1/auth/login", json={"username": "ops",
                                                      "password": "a-long-password"})
             assert me.status_code == 200
-            assert client.get("/v1/customers").json() == {"items": [], "next_after": None}
+            assert client.get("/v1/customers").json() == {"items": [], "next_after": None,
+                                                          "searched_by": []}
     finally:
         server.terminate()
         server.wait(20)

@@ -93,18 +93,27 @@ class BodyLimit(_HttpMiddleware):
                     return
         seen = 0
         started = False
+        exceeded = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise _TooLarge(limit)
             return message
 
         async def tracking(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                # Whatever the application made of the interrupted body (a parser says 400,
+                # a form reader 422), the answer is that it was too large.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _problem(send, 413, f"the request body exceeds {limit:,} bytes")
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 

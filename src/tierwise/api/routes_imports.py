@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 
 from tierwise.api import uploads
 from tierwise.api.auth import require, workspace
-from tierwise.api.jobs import JobRunner, get_job, job_view
+from tierwise.api.jobs import JobRunner, get_job
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
 from tierwise.definitions.schemas import TABLES
@@ -22,7 +22,9 @@ from tierwise.errors import MappingError
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.report import reject_report_path
 from tierwise.security.roles import Principal
-from tierwise.store.tables import imports, jobs, mappings
+from tierwise.store import jobs as job_store
+from tierwise.store.jobs import UPLOAD_PREFIX
+from tierwise.store.tables import imports, mappings
 from tierwise.workspace import Workspace
 
 router = APIRouter(tags=["imports"], responses=RESPONSES)
@@ -66,7 +68,7 @@ def upload_name(filename: str | None) -> str:
 async def save_upload(file: UploadFile) -> FilePath:
     """The uploaded file, saved under its (sanitised) name in a new temporary folder that
     the caller removes; 422 for an empty file. Nothing is left behind when it fails."""
-    folder = FilePath(tempfile.mkdtemp(prefix="tierwise-upload-"))
+    folder = FilePath(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
     target = folder / upload_name(file.filename)
     try:
         with target.open("wb") as out:
@@ -117,7 +119,7 @@ async def upload(
         return dict(vars(result))
 
     job_id = runner(request).submit("import", params, principal.actor, work,
-                                    cleanup=lambda: shutil.rmtree(folder, ignore_errors=True))
+                                    upload_folder=folder)
     return {"job_id": job_id, "status_url": f"/v1/jobs/{job_id}"}
 
 
@@ -144,8 +146,7 @@ def rejects(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request,
 def list_jobs(request: Request, limit: int = Query(50, ge=1, le=500),
               principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
     with workspace(request).control.read() as conn:
-        rows = conn.execute(sa.select(jobs).order_by(jobs.c.job_id.desc()).limit(limit)).all()
-    return [job_view(r) for r in rows]
+        return [jsonable(j) for j in job_store.recent(conn, limit)]
 
 
 @router.get("/v1/jobs/{job_id}", summary="A job's status, progress and result")

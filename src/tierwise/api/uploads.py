@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from tierwise.api.problems import Problem
+from tierwise.store.jobs import UPLOAD_PREFIX
 
 KEEP = timedelta(hours=1)
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -79,7 +80,7 @@ def take(workspace: Path, actor: str, upload_id: str) -> tuple[Path, str]:
     name it was sent as: an upload is imported at most once (a second ``take`` of the same
     id finds nothing)."""
     folder, meta = _folder(workspace, actor, upload_id)
-    target = Path(tempfile.mkdtemp(prefix="tierwise-upload-"))
+    target = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
     try:  # onto the new empty folder, atomically: of two takes at once, one wins
         os.replace(folder, target)
     except OSError:

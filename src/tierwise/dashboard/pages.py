@@ -584,26 +584,22 @@ def review_report(fmt: str, request: Request) -> Response:
 @router.get("/imports", response_class=HTMLResponse)
 def imports_page(request: Request) -> HTMLResponse:
     from tierwise.definitions.schemas import TABLES
-    from tierwise.store.tables import imports, jobs
+    from tierwise.store import jobs as job_store
+    from tierwise.store.tables import imports
 
     principal = viewer(request, "customers:read")
     ws = workspace(request)
     with ws.control.read() as conn:
         past = conn.execute(sa.select(imports).order_by(imports.c.import_id.desc()).limit(30)
                             ).all()
-        recent_jobs = conn.execute(sa.select(jobs).where(jobs.c.kind == "import")
-                                   .order_by(jobs.c.job_id.desc()).limit(10)).all()
+        recent_jobs = job_store.recent(conn, 10, kind="import")
         asked = _int(request.query_params.get("job"))
-        job = conn.execute(sa.select(jobs).where(jobs.c.job_id == asked, jobs.c.kind == "import")
-                           ).first() if asked else None
+        job = job_store.get(conn, asked, kind="import") if asked else None
     finished = None
     if job is not None:
         from tierwise.api.routes_imports import rejects_path
 
-        finished = {"job_id": job.job_id, "status": job.status, "error": job.error,
-                    "result": json.loads(job.result) if job.result else None,
-                    "params": json.loads(job.params),
-                    "rejects": rejects_path(ws, job.job_id).exists()}
+        finished = {**job, "rejects": rejects_path(ws, job["job_id"]).exists()}
     return render(request, principal, "imports.html", "imports", tables=list(TABLES),
                   past=past, jobs=recent_jobs, finished=finished,
                   can_write=principal.can("imports:write"))

@@ -312,6 +312,9 @@ jobs = sa.Table(
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("finished_at", UtcDateTime()),
+    # the process running it (host:pid:start) and its upload's folder, for crash recovery
+    sa.Column("runner", sa.String(300)),
+    sa.Column("upload_folder", sa.Text),
 )
 
 # -- identity resolution ------------------------------------------------------------------
