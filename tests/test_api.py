@@ -429,3 +429,41 @@ def test_import_upload_progress_and_rejects(served: Served, tmp_path: Path) -> N
     assert served.client("viewer").post(
         "/v1/imports", data={"table": "orders"},
         files={"file": ("x.csv", good.encode(), "text/csv")}).status_code == 403
+
+
+def test_every_key_expires_unless_an_admin_says_otherwise(served: Served) -> None:
+    client = served.client("admin")
+    made = client.post("/v1/keys", json={"name": "etl", "role": "viewer"})
+    assert made.status_code == 201, made.text
+    from datetime import datetime
+
+    expires = datetime.fromisoformat(made.json()["expires_at"])
+    assert timedelta(days=89) < expires - utcnow() <= timedelta(days=90)
+    for body, said in (
+            ({"expires_at": (utcnow() + timedelta(days=400)).isoformat()}, "at most 366 days"),
+            ({"expires_at": (utcnow() - timedelta(days=1)).isoformat()}, "in the future"),
+            ({"no_expiry": True, "expires_at": (utcnow() + timedelta(days=9)).isoformat()},
+             "not both")):
+        refused = client.post("/v1/keys", json={"name": "x", "role": "viewer", **body})
+        assert refused.status_code == 422 and said in refused.json()["detail"], refused.text
+    forever = client.post("/v1/keys", json={"name": "forever", "role": "viewer",
+                                            "no_expiry": True})
+    assert forever.status_code == 201 and forever.json()["expires_at"] is None
+    entry = client.get("/v1/audit", params={"action": "key_create"}).json()[0]
+    assert entry["target"] == f"key:{forever.json()['key_id']}"
+    assert entry["detail"]["no_expiry"] is True
+
+
+def test_cli_keys_expire(served: Served) -> None:
+    from tests.test_cli import tw
+
+    w = str(served.ws.root)
+    assert "expires" in tw("keys", "create", "etl", "--role", "viewer", "-w", w)
+    assert "at least 1 day" in tw("keys", "create", "x", "--role", "viewer", "--days", "0",
+                                  "-w", w, code=1)
+    assert "at most 366 days" in tw("keys", "create", "x", "--role", "viewer", "--days",
+                                    "400", "-w", w, code=1)
+    tw("keys", "create", "forever", "--role", "viewer", "--no-expiry", "-w", w)
+    refused = tw("--actor", "viewer", "keys", "create", "y", "--role", "viewer",
+                 "--no-expiry", "-w", w, code=1)
+    assert "viewer (viewer) may not create API keys" in refused

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tierwise.cli_audit import actor
+from tierwise.cli_audit import actor, named_role, require
 from tierwise.errors import TierwiseError
 from tierwise.security import accounts, audit
 from tierwise.store.control import utcnow
@@ -137,20 +137,33 @@ def keys_create(name: str,
                 role: Annotated[str, typer.Option(help="admin, analyst, operator or viewer.")],
                 scope: Annotated[list[str] | None, typer.Option(
                     help="Limit to these permissions (repeat); default: the role's.")] = None,
-                days: Annotated[int | None, typer.Option(help="Expire after N days.")] = 90,
+                days: Annotated[int, typer.Option(
+                    help="Expire after N days (at most api_key_max_days).")]
+                = accounts.DEFAULT_KEY_DAYS,
+                no_expiry: Annotated[bool, typer.Option(
+                    "--no-expiry", help="A key that never expires (admins only; audited).")]
+                = False,
                 rate: Annotated[float, typer.Option(help="Requests per second.")]
                 = accounts.DEFAULT_KEY_RATE,
                 owner: Annotated[str | None, typer.Option()] = None,
                 workspace: WorkspaceOpt = None) -> None:
     """Create an API key. The key is printed once and stored only as a hash."""
     ws = Workspace.open(workspace)
-    expires = utcnow() + timedelta(days=days) if days else None
+    require(ws, "users:admin", "create API keys")
+    if days < 1:
+        raise TierwiseError(f"--days {days}: a key lives at least 1 day (--no-expiry, for an "
+                            "admin, makes one that never expires)")
+    expires = None if no_expiry else utcnow() + timedelta(days=days)
     try:
         with ws.control.write() as conn:
-            new = accounts.create_key(conn, name, role, actor(), scopes=scope, expires_at=expires,
-                                      owner_name=owner, rate_per_second=rate)
+            new = accounts.create_key(conn, name, role, actor(), scopes=scope,
+                                      expires_at=expires, owner_name=owner,
+                                      rate_per_second=rate, no_expiry=no_expiry,
+                                      max_days=ws.config.api_key_max_days,
+                                      creator_role=named_role(ws))
             audit.append(conn, actor(), "key_create", f"key:{new.key_id}",
-                         {"role": role, "scopes": scope, "expires_at": expires})
+                         {"role": role, "scopes": scope, "expires_at": expires,
+                          "no_expiry": no_expiry})
     except ValueError as exc:
         raise TierwiseError(str(exc)) from None
     out.print(f"key {new.key_id} ({role}" + (f", expires {expires:%Y-%m-%d}" if expires else "")

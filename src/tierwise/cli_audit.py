@@ -41,26 +41,39 @@ def actor() -> str:
     return f"cli:{os_user()}" + (f" as {named[:80]}" if named else "")
 
 
+def _named_user(ws: Workspace) -> dict[str, Any] | None:
+    from tierwise.security import accounts
+
+    named = _named[0] or os.environ.get(ENV_ACTOR, "").strip() or None
+    if named is None:
+        return None
+    with ws.control.read() as conn:
+        return next((u for u in accounts.list_users(conn) if u["username"] == named), None)
+
+
+def named_role(ws: Workspace) -> str:
+    """The role the command runs with: the named user's, else admin (whoever can read the
+    workspace and its keys)."""
+    user = _named_user(ws)
+    return str(user["role"]) if user is not None else "admin"
+
+
 def require(ws: Workspace, permission: str, doing: str) -> None:
     """Refuse ``doing`` when ``--actor`` names a tierwise user whose role lacks
     ``permission`` (a disabled user may do nothing). Without a named user the command runs
     with the rights of whoever can read the workspace and its keys, and the audit entry
     says which operating-system user that was."""
     from tierwise.errors import ForbiddenError
-    from tierwise.security import accounts
     from tierwise.security.roles import ROLES
 
-    named = _named[0] or os.environ.get(ENV_ACTOR, "").strip() or None
-    if named is None:
-        return
-    with ws.control.read() as conn:
-        user = next((u for u in accounts.list_users(conn) if u["username"] == named), None)
+    user = _named_user(ws)
     if user is None:
-        return  # a system or a person without a tierwise account: recorded as named
+        return  # no name, or a system or person without a tierwise account: recorded
     disabled = user.get("disabled_at") is not None
     if disabled or permission not in ROLES[user["role"]]:
         state = f"{user['role']}, disabled" if disabled else user["role"]
-        raise ForbiddenError(f"{named} ({state}) may not {doing} (needs {permission})")
+        raise ForbiddenError(f"{user['username']} ({state}) may not {doing} (needs "
+                             f"{permission})")
 
 
 def record(ws: Workspace, action: str, target: str | None = None,

@@ -12,6 +12,7 @@ from tierwise.api.auth import client_of, record, require, workspace
 from tierwise.api.fields import Instant
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
+from tierwise.errors import TierwiseError
 from tierwise.security import accounts, audit
 from tierwise.security.roles import ROLES, Principal
 
@@ -36,7 +37,10 @@ class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: str
     scopes: list[str] | None = None
-    expires_at: Instant | None = None
+    expires_at: Instant | None = Field(None, description=(
+        "Default: 90 days from now; at most api_key_max_days (tierwise.toml, default 366)."))
+    no_expiry: StrictBool = Field(False, description="A key that never expires (admins only; "
+                                  "audited).")
     owner_name: str | None = Field(None, max_length=200)
     rate_per_second: StrictFloat = Field(accounts.DEFAULT_KEY_RATE, gt=0, le=100_000)
 
@@ -90,19 +94,24 @@ def keys(request: Request, principal: Principal = require("users:admin")
 @router.post("/keys", status_code=201, summary="Create an API key; its secret is shown once")
 def create_key(body: KeyIn, request: Request,
                principal: Principal = require("users:admin")) -> dict[str, Any]:
+    ws = workspace(request)
     try:
-        with workspace(request).control.write() as conn:
+        with ws.control.write() as conn:
             new = accounts.create_key(conn, body.name, body.role, principal.actor,
                                       scopes=body.scopes, expires_at=body.expires_at,
                                       owner_name=body.owner_name,
-                                      rate_per_second=body.rate_per_second)
+                                      rate_per_second=body.rate_per_second,
+                                      no_expiry=body.no_expiry,
+                                      max_days=ws.config.api_key_max_days,
+                                      creator_role=principal.role)
             audit.append(conn, principal.actor, "key_create", f"key:{new.key_id}",
                          {"role": body.role, "scopes": body.scopes,
-                          "expires_at": body.expires_at}, client_of(request))
-    except ValueError as exc:
+                          "expires_at": new.expires_at, "no_expiry": body.no_expiry},
+                         client_of(request))
+    except (ValueError, TierwiseError) as exc:
         raise Problem(422, str(exc)) from None
     request.state.audited = True
-    return {"key_id": new.key_id, "key": new.secret}
+    return {"key_id": new.key_id, "key": new.secret, "expires_at": jsonable(new.expires_at)}
 
 
 @router.delete("/keys/{key_id}", status_code=204, summary="Revoke an API key")

@@ -26,6 +26,8 @@ from tierwise.store.tables import api_keys, sessions, users
 SESSION_HOURS = 12
 MIN_PASSWORD = 10
 DEFAULT_KEY_RATE = 50.0  # requests per second
+#: A key's life when its creator names none.
+DEFAULT_KEY_DAYS = 90
 _hasher = PasswordHasher()
 # Verified when the user does not exist, so that a wrong name costs as long as a wrong password.
 _DUMMY_HASH = _hasher.hash("tierwise-no-such-user")
@@ -143,22 +145,50 @@ def close_session(conn: sa.Connection, token: str) -> None:
 class NewKey:
     key_id: str
     secret: str  # the whole ``tw_<id>_<secret>`` string; shown once
+    expires_at: datetime | None = None
+
+
+def key_expiry(expires_at: datetime | None, max_days: int, no_expiry: bool = False,
+               creator_role: str = "admin") -> datetime | None:
+    """When a new key expires: ``expires_at`` (default ``DEFAULT_KEY_DAYS`` from now), in
+    the future and at most ``max_days`` away (the workspace's ``api_key_max_days``); never
+    only with ``no_expiry``, which only an admin may ask for."""
+    now = utcnow()
+    if no_expiry:
+        if expires_at is not None:
+            raise TierwiseError("give an expiry or ask for no expiry, not both")
+        if creator_role != "admin":
+            raise TierwiseError("only an admin may create a key that never expires")
+        return None
+    if expires_at is None:
+        expires_at = now + timedelta(days=min(DEFAULT_KEY_DAYS, max_days))
+    if expires_at.tzinfo is None:
+        raise TierwiseError("a key's expiry needs a time zone (such as +08:00 or Z)")
+    if expires_at <= now:
+        raise TierwiseError(f"a key's expiry must be in the future, not {expires_at:%Y-%m-%d}")
+    if expires_at > now + timedelta(days=max_days, minutes=5):
+        raise TierwiseError(f"a key lives at most {max_days} days (api_key_max_days in "
+                            f"tierwise.toml); {expires_at:%Y-%m-%d} is later")
+    return expires_at
 
 
 def create_key(conn: sa.Connection, name: str, role: str, created_by: str, *,
                scopes: list[str] | None = None, expires_at: datetime | None = None,
-               owner_name: str | None = None, rate_per_second: float = DEFAULT_KEY_RATE
+               owner_name: str | None = None, rate_per_second: float = DEFAULT_KEY_RATE,
+               no_expiry: bool = False, max_days: int = 366, creator_role: str = "admin"
                ) -> NewKey:
+    """A new key; its expiry as ``key_expiry`` decides (stored in ``api_keys``)."""
     granted = check_scopes(role, scopes)
-    if rate_per_second <= 0:
+    if not rate_per_second > 0 or rate_per_second == float("inf"):
         raise TierwiseError("a key's rate limit is a positive number of requests per second")
+    expires_at = key_expiry(expires_at, max_days, no_expiry, creator_role)
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     conn.execute(api_keys.insert().values(
         key_id=key_id, name=name, secret_hash=_sha256(secret), role=role,
         scopes=json.dumps(granted), owner_name=owner_name, rate_per_second=rate_per_second,
         created_by=created_by, created_at=utcnow(), expires_at=expires_at))
-    return NewKey(key_id, f"tw_{key_id}_{secret}")
+    return NewKey(key_id, f"tw_{key_id}_{secret}", expires_at)
 
 
 def key_principal(conn: sa.Connection, presented: str) -> tuple[Principal, float]:
