@@ -14,6 +14,7 @@ from tests.api_helpers import PASSWORD, Served, api_routes, build, wait_for_job
 from tierwise.security import accounts
 from tierwise.security.roles import ROLES
 from tierwise.store.control import utcnow
+from tierwise.store.tables import api_keys
 
 
 @pytest.fixture(scope="module")
@@ -170,8 +171,11 @@ def test_disabled_user_loses_sessions(served: Served) -> None:
 def test_key_expiry_revocation_and_scopes(served: Served) -> None:
     ws = served.ws
     with ws.control.write() as conn:
-        expired = accounts.create_key(conn, "old", "analyst", "test",
-                                      expires_at=utcnow() - timedelta(seconds=1)).secret
+        old = accounts.create_key(conn, "old", "analyst", "test",
+                                  expires_at=utcnow() + timedelta(seconds=1))
+        conn.execute(api_keys.update().where(api_keys.c.key_id == old.key_id)
+                     .values(expires_at=utcnow() - timedelta(seconds=1)))  # time passed
+        expired = old.secret
         scoped = accounts.create_key(conn, "narrow", "analyst", "test",
                                      scopes=["segments:read"]).secret
         revoked = accounts.create_key(conn, "gone", "analyst", "test")

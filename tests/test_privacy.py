@@ -73,7 +73,8 @@ def test_erasure_leaves_no_trace(served: Served, tmp_path: Path) -> None:
     members = client.get("/v1/segments/vip_list/members").json()
     assert [m["customer_id"] for m in members["items"]] == ["C004"]
     entry = client.get("/v1/audit", params={"action": "erase_customer"}).json()[0]
-    assert entry["target"] == privacy.customer_ref("C001")
+    assert entry["target"] == privacy.customer_ref(ws, "C001")
+    assert entry["target"].startswith("hmac:") and "C001" not in entry["target"]
     with ws.control.read() as conn:
         assert audit.verify(conn).ok
 

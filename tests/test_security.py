@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from tests.conftest import CUSTOMERS_CSV, write
 from tests.test_cli import tw
 
 import tierwise
-from tierwise.security import audit
+from tierwise import privacy
+from tierwise.security import audit, audit_key
 from tierwise.security.pii import ENV_KEY, KeyRing, PiiKeyError, mask, new_key
 from tierwise.store import customers as customer_store
 from tierwise.store.tables import audit_log
@@ -82,6 +84,7 @@ def test_key_rotation(loaded: tierwise.Workspace) -> None:
 
 def test_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_KEY, new_key())
+    monkeypatch.setenv(audit_key.ENV_KEY, new_key())  # both keys outside the workspace
     ws = tierwise.init(tmp_path / "ws")
     ws.import_file("customers", write(tmp_path / "c.csv", CUSTOMERS_CSV))
     assert not (ws.root / "keys").exists()
@@ -140,6 +143,90 @@ def test_audit_verify_cli_and_truncation(ws: tierwise.Workspace) -> None:
     tw("audit", "verify", "-w", str(ws.root))  # a shorter chain is still a chain …
     out = tw("audit", "verify", "--expect-head", head, "-w", str(ws.root), code=1)
     assert "cut off the end" in out  # … but not the one recorded
+
+
+def _rewrite_chain(ws: tierwise.Workspace, key: audit_key.AuditKey | None) -> None:
+    """What someone with write access to the control store could do: change an entry and
+    recompute every hash after it, with the key they have (none, or a key of their own)."""
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(audit_log).order_by(audit_log.c.seq)).all()
+    prev = audit.GENESIS
+    for r in rows:
+        detail = '{"i": 99}' if r.seq == 2 else r.detail
+        digest = audit._digest(key, prev, r.seq, r.at, r.actor, r.action, r.target, detail,
+                               r.client)
+        _force(ws, f"UPDATE audit_log SET detail = '{detail}', prev_hash = '{prev}', "
+               f"hash = '{digest}' WHERE seq = {r.seq}")
+        prev = digest
+
+
+def test_the_chain_is_keyed_outside_the_control_store(any_ws: tierwise.Workspace) -> None:
+    ws = any_ws
+    key_file = ws.root / "keys" / "audit.json"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert json.loads(key_file.read_text())["keyed_from"] == 1
+    _entries(ws, 4)
+    for forged_with in (None, audit_key.AuditKey(b"k" * 32, 1)):
+        _rewrite_chain(ws, forged_with)
+        with ws.control.read() as conn:
+            found = audit.verify(conn)
+        assert not found.ok and found.problem == "entry 1 was changed after it was written"
+    _rewrite_chain(ws, ws.control.audit)  # with the real key, it would verify
+    with ws.control.read() as conn:
+        assert audit.verify(conn).ok
+    assert ws.control.audit is not None
+    ref = privacy.customer_ref(ws, "C000001")
+    assert ref.startswith("hmac:") and hashlib.sha256(b"C000001").hexdigest()[:16] not in ref
+
+
+def test_entries_from_before_the_key_stay_verifiable(ws: tierwise.Workspace) -> None:
+    """A workspace whose log was written before the chain was keyed: the old entries keep
+    their SHA-256 links, every later one is keyed, and none after may be unkeyed."""
+    key = ws.control.audit
+    ws.control.audit = None  # an older version of tierwise writes three entries
+    _entries(ws, 3)
+    (ws.root / "keys" / "audit.json").unlink()
+    ws.close()
+    reopened = tierwise.open(ws.root)
+    assert reopened.control.audit is not None and reopened.control.audit != key
+    assert reopened.control.audit.keyed_from == 4
+    _entries(reopened, 2)
+    with reopened.control.read() as conn:
+        assert audit.verify(conn).ok and audit.verify(conn).entries == 5
+    # entry 2 changed and every link after it recomputed without the key: the unkeyed part
+    # cannot tell, the first keyed entry can
+    _rewrite_chain(reopened, None)
+    with reopened.control.read() as conn:
+        assert audit.verify(conn).problem == "entry 4 was changed after it was written"
+    reopened.close()
+
+
+def test_cli_changes_are_audited_with_the_os_user(loaded: tierwise.Workspace,
+                                                 tmp_path: Path) -> None:
+    root = str(loaded.root)
+    write(tmp_path / "more.csv", "customer_id,城市\nC009,杭州\n")
+    tw("import", "customers", str(tmp_path / "more.csv"), "-w", root)
+    tw("--actor", "ann", "tiers", "apply", "--method", "pareto", "--cuts", "0.5,0.8,0.95",
+       "-w", root)
+    tw("rfm", "settings", "--bins", "3", "-w", root)
+    tw("segments", "new", "big", "--rule", "SUM(orders.amount) > 1000", "-w", root)
+    tw("segments", "apply", "-w", root)
+    folder = tmp_path / "triggers"
+    folder.mkdir()
+    (folder / "tag.yaml").write_text("key: tag_big\non: {event: enter, segment: big}\n"
+                                     "action: {type: tag, tag: big}\n", encoding="utf-8")
+    tw("triggers", "apply", str(folder), "-w", root)
+    with loaded.control.read() as conn:
+        listed = audit.entries(conn, limit=50)
+        assert audit.verify(conn).ok
+    found = {e["action"]: e for e in listed}
+    for action in ("import", "settings_save", "segment_save", "trigger_save"):
+        assert action in found, action
+        assert found[action]["actor"].startswith("cli:") and "unknown" not in \
+            found[action]["actor"]
+    assert found["import"]["detail"]["rows"] == 1
+    tiers = [e for e in listed if e["target"] == "settings:tiers"]
+    assert tiers and tiers[0]["actor"].endswith(" as ann")
 
 
 # -- the admin CLI -----------------------------------------------------------------------

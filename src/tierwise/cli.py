@@ -141,8 +141,14 @@ def import_(
             result = ws.import_file(table, file, mapping=effective, format=format_,
                                     unknown_customers=unknown_customers, dry_run=dry_run,
                                     report_path=report, progress=progress.advance)
+    if not dry_run:
+        cli_audit.record(ws, "import", f"table:{table}", {
+            "source": "a SQL query" if from_sql else str(file), "import_id": result.import_id,
+            "rows": result.rows_read, "inserted": result.inserted, "updated": result.updated,
+            "sensitive": result.sensitive})
     if save_mapping and not dry_run:
         ws.save_mapping(save_mapping, table, effective)
+        cli_audit.record(ws, "mapping_save", f"mapping:{save_mapping}", {"table": table})
     if match and table == "customers" and not dry_run and result.import_id is not None:
         cli_identity.match_import(ws, result.import_id)
     if as_json:
@@ -321,7 +327,9 @@ def clean_undo(import_id: int, workspace: WorkspaceOpt = None) -> None:
     """Put back the original values of one import's cleaning."""
     from tierwise.quality import undo_cleaning
 
-    restored = undo_cleaning(_open(workspace), import_id)
+    ws = _open(workspace)
+    restored = undo_cleaning(ws, import_id)
+    cli_audit.record(ws, "cleaning_undo", f"import:{import_id}", {"restored": restored})
     out.print(f"restored {restored:,} value(s) of import {import_id}")
 
 

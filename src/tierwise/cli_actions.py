@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tierwise import cli_audit
+from tierwise.security import audit
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)
@@ -46,6 +48,9 @@ def _apply(kind: str, path: Path, workspace: Path | None) -> None:
         versions = [(m.key, automations.save(
             conn, kind, m, f"applied from {path.name}",
             allowed_targets=ws.config.webhook_allowed_targets)) for m in models]
+        for key, version in versions:  # recorded in the same transaction
+            audit.append(conn, cli_audit.actor(), f"{kind}_save", f"{kind}:{key}",
+                         {"version": version, "file": str(path)})
     for key, version in versions:
         out.print(f"{kind.replace('_', ' ')} {key}: version {version}")
 
@@ -85,8 +90,10 @@ def triggers_disable(key: str, workspace: WorkspaceOpt = None) -> None:
     from tierwise.actions import definitions as automations
 
     with Workspace.open(workspace).control.write() as conn:
-        out.print(f"trigger {key}: version {automations.disable(conn, 'trigger', key)}, "
-                  "disabled")
+        version = automations.disable(conn, "trigger", key)
+        audit.append(conn, cli_audit.actor(), "trigger_disable", f"trigger:{key}",
+                     {"version": version})
+    out.print(f"trigger {key}: version {version}, disabled")
 
 
 @playbooks_app.command("apply")
@@ -171,8 +178,10 @@ def deliveries_replay(ids: Annotated[list[int] | None, typer.Argument(
     """Send deliveries again, with their original idempotency keys."""
     from tierwise.actions import dispatch
 
-    out.print(f"{dispatch.replay(Workspace.open(workspace), ids or None)} delivery(ies) "
-              "queued again")
+    ws = Workspace.open(workspace)
+    queued = dispatch.replay(ws, ids or None)
+    cli_audit.record(ws, "deliveries_replay", None, {"ids": ids or "dead", "queued": queued})
+    out.print(f"{queued} delivery(ies) queued again")
 
 
 @tasks_app.callback()
@@ -197,7 +206,9 @@ def tasks_done(task_id: int, by: Annotated[str, typer.Option()] = "cli",
     """Mark a task done."""
     from tierwise.actions import tasks
 
-    tasks.complete(Workspace.open(workspace), task_id, by)
+    ws = Workspace.open(workspace)
+    tasks.complete(ws, task_id, by)
+    cli_audit.record(ws, "task_complete", f"task:{task_id}", {"by": by})
     out.print(f"task {task_id} done")
 
 

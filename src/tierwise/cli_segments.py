@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tierwise import cli_audit
 from tierwise.cli_value import _as_of
 from tierwise.definitions.segment_ast import to_json, to_text
 from tierwise.definitions.segment_parser import parse
@@ -138,6 +139,8 @@ def apply_cmd(note: Annotated[str | None, typer.Option(help="Why it changed.")] 
     ws = Workspace.open(workspace)
     saved = plan.apply(ws, plan.plan(ws, utcnow()), note)
     for key, version in saved.items():
+        cli_audit.record(ws, "segment_save", f"segment:{key}", {"version": version,
+                                                                "note": note})
         out.print(f"{key}: saved version {version}")
     if not saved:
         out.print("nothing to apply: every file matches its applied version")
@@ -267,6 +270,7 @@ def add_cmd(key: str, ids: Annotated[list[str] | None, typer.Argument()] = None,
     """Add customers to a static list."""
     ws = Workspace.open(workspace)
     entered, _ = membership.edit_static(ws, key, add=_ids(ids, file))
+    cli_audit.record(ws, "segment_members_add", f"segment:{key}", {"added": entered})
     out.print(f"{key}: {entered:,} added")
 
 
@@ -277,6 +281,7 @@ def remove_cmd(key: str, ids: Annotated[list[str] | None, typer.Argument()] = No
     """Remove customers from a static list."""
     ws = Workspace.open(workspace)
     _, exited = membership.edit_static(ws, key, remove=_ids(ids, file))
+    cli_audit.record(ws, "segment_members_remove", f"segment:{key}", {"removed": exited})
     out.print(f"{key}: {exited:,} removed")
 
 
@@ -295,6 +300,8 @@ def freeze_cmd(new_key: str, source: Annotated[str, typer.Option("--from")],
     defs.write_file(ws, definition)
     defs.save(ws, definition)
     entered, _ = membership.edit_static(ws, new_key, add=ids, at=when)
+    cli_audit.record(ws, "segment_freeze", f"segment:{new_key}", {"from": source,
+                                                                  "members": entered})
     out.print(f"{new_key}: froze {entered:,} members of {source}")
 
 

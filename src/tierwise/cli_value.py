@@ -17,6 +17,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from tierwise import cli_audit
 from tierwise.errors import TierwiseError
 from tierwise.ingest.report import write_safe_csv
 from tierwise.models import clv_fit, compute, lifecycle, rfm, tiers
@@ -140,6 +141,8 @@ def rfm_settings(
         changes["period_days"] = None if period_days == "all" else int(period_days)
     if changes:
         version = compute.save_setting(ws, "rfm", rfm.RFMSettings(**{**current, **changes}))
+        cli_audit.record(ws, "settings_save", "settings:rfm", {"version": version,
+                                                               "changes": changes})
         out.print(f"saved RFM settings version {version}")
         current.update(changes)
     out.print(yaml.safe_dump(current, allow_unicode=True, sort_keys=False), markup=False)
@@ -161,6 +164,8 @@ def rfm_scheme(
         ws = Workspace.open(workspace)
         with ws.control.write() as conn:
             version = definitions.save(conn, "rfm_scheme", scheme.key, spec)
+        cli_audit.record(ws, "rfm_scheme_save", f"rfm_scheme:{scheme.key}",
+                         {"version": version})
         out.print(f"saved scheme {scheme.key} version {version}; use it with "
                   f"`tierwise rfm settings --scheme {scheme.key}`")
 
@@ -241,6 +246,7 @@ def tiers_apply(file: Path | None = TierOptions["file"],
     ws = Workspace.open(workspace)
     version = compute.save_setting(ws, "tiers", _tier_spec(ws, file, method, cuts, weights),
                                    note)
+    cli_audit.record(ws, "settings_save", "settings:tiers", {"version": version, "note": note})
     out.print(f"saved tier definition version {version}")
 
 

@@ -41,6 +41,9 @@ class WorkspaceConfig:
     #: Key file for PII encryption when $TIERWISE_PII_KEY is not set (relative to the
     #: workspace or absolute; keep it outside the workspace in production).
     pii_key_file: str = "keys/pii.json"
+    #: Key file of the audit chain when $TIERWISE_AUDIT_KEY is not set (keep it outside the
+    #: workspace too: whoever holds it can write entries that verify).
+    audit_key_file: str = "keys/audit.json"
     #: Days to keep facts per table, e.g. {events = 365}; `tierwise serve` applies it hourly.
     retention_days: dict[str, int] = field(default_factory=dict)
     #: Seconds between sweeps that move customers across time windows (LAST 30d, -90d, …).

@@ -15,7 +15,6 @@ afterwards.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -133,9 +132,13 @@ class Erasure:
     report_lines: int = 0
 
 
-def customer_ref(customer_id: str) -> str:
-    """What the audit log records of an erased customer: not the id itself."""
-    return "sha256:" + hashlib.sha256(customer_id.encode()).hexdigest()[:16]
+def customer_ref(ws: Workspace, customer_id: str) -> str:
+    """What the audit log records of an erased customer: a hash of the id under the audit
+    key, which trying likely ids cannot reverse without the key."""
+    key = ws.control.audit
+    if key is None:
+        raise TierwiseError("no audit key: erasures are recorded under a keyed hash")
+    return key.pseudonym(customer_id)
 
 
 def person_ids(conn: sa.Connection, customer_id: str) -> tuple[str, list[str]]:
@@ -158,7 +161,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
         earlier = [unseal(conn, r.undo)["records"] for r in merge_rows]
     if customer is None:
         raise NotFoundError(f"no customer with id {customer_id!r}")
-    result = Erasure(customer_ref(survivor))
+    result = Erasure(customer_ref(ws, survivor))
     # Facts first: if anything fails midway the customer row still exists and the erasure
     # can be run again; the control store goes last, in one transaction.
     for schema in FACT_TABLES:

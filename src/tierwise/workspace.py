@@ -18,6 +18,7 @@ from tierwise.errors import MappingError, WorkspaceError
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.pipeline import ImportOptions, ImportResult, Progress, run_import
 from tierwise.ingest.readers import Source, open_file
+from tierwise.security import audit
 from tierwise.security.personal_data import PersonalData
 from tierwise.security.pii import KeyRing
 from tierwise.store import customers as customer_store
@@ -64,15 +65,22 @@ class Workspace:
         (path / "facts").mkdir(exist_ok=True)
         write_config(path, config)
         ws = cls(path, config)
-        ws.control.upgrade()
+        ws._prepare()
         return ws
 
     @classmethod
     def open(cls, root: str | os.PathLike[str] | None = None) -> Workspace:
         path = find_workspace(root)
         ws = cls(path, read_config(path))
-        ws.control.upgrade()
+        ws._prepare()
         return ws
+
+    def _prepare(self) -> None:
+        """Migrate the control store and load the audit key (created on first use)."""
+        self.control.upgrade()
+        with self.control.read() as conn:
+            self.control.audit = audit.open_key(conn, (self.root / self.config.audit_key_file)
+                                                .resolve())
 
     def close(self) -> None:
         self.control.dispose()

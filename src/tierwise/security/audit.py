@@ -1,10 +1,13 @@
-"""The audit log: append-only, hash-chained.
+"""The audit log: append-only, chained with a keyed hash.
 
-Each entry's hash is SHA-256 over the previous entry's hash and the entry's own content, so
-changing or deleting any entry breaks the chain from there on; database triggers refuse
-UPDATE and DELETE on the table. Cutting entries off the end leaves a valid shorter chain:
-``verify`` prints the head (sequence number and hash) so it can be recorded elsewhere and
-checked later with ``expect_head``.
+Each entry's hash is HMAC-SHA256, under the audit key kept outside the control store
+(``security.audit_key``), over the previous entry's hash and the entry's own content, so
+changing or deleting any entry breaks the chain from there on, and whoever can write the
+control store but not read the key cannot write an entry that verifies. Entries written
+before the chain was keyed (before the key's ``keyed_from``) are plain SHA-256 links.
+Database triggers refuse UPDATE and DELETE on the table. Cutting entries off the end leaves
+a valid shorter chain: ``verify`` prints the head (sequence number and hash) so it can be
+recorded elsewhere (anchored) and checked later with ``expect_head``.
 
 Entries name what was touched (a customer id, a segment key, field names) but never PII
 values.
@@ -13,24 +16,31 @@ values.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from tierwise.security.audit_key import AuditKey
+from tierwise.security.audit_key import load as load_audit_key
 from tierwise.store.control import advisory_lock, as_utc, utcnow
 from tierwise.store.tables import audit_log
 
 GENESIS = "0" * 64
 
 
-def _digest(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
-            target: str | None, detail: str, client: str | None) -> str:
+def _digest(key: AuditKey | None, prev_hash: str, seq: int, at: datetime, actor: str,
+            action: str, target: str | None, detail: str, client: str | None) -> str:
     body = json.dumps([seq, as_utc(at).isoformat(), actor, action, target, detail,  # type: ignore[union-attr]
                        client], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(f"{prev_hash}|{body}".encode()).hexdigest()
+    text = f"{prev_hash}|{body}"
+    if key is not None and seq >= key.keyed_from:
+        return key.digest(text)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def append(conn: sa.Connection, actor: str, action: str, target: str | None = None,
@@ -45,8 +55,20 @@ def append(conn: sa.Connection, actor: str, action: str, target: str | None = No
     text = json.dumps(detail or {}, ensure_ascii=False, sort_keys=True, default=str)
     conn.execute(audit_log.insert().values(
         seq=seq, at=at, actor=actor, action=action, target=target, detail=text, client=client,
-        prev_hash=prev, hash=_digest(prev, seq, at, actor, action, target, text, client)))
+        prev_hash=prev, hash=_digest(conn.info.get("audit"), prev, seq, at, actor, action,
+                                     target, text, client)))
     return seq
+
+
+def next_seq(conn: sa.Connection) -> int:
+    """The sequence number the next entry will take."""
+    return int(conn.execute(sa.select(sa.func.max(audit_log.c.seq))).scalar() or 0) + 1
+
+
+def open_key(conn: sa.Connection, path: Path) -> AuditKey:
+    """The workspace's audit key (created on first use, keying the chain from the next
+    entry on)."""
+    return load_audit_key(path, next_seq(conn))
 
 
 @dataclass
@@ -59,7 +81,9 @@ class Verification:
 
 
 def verify(conn: sa.Connection, expect_head: tuple[int, str] | None = None) -> Verification:
-    """Walk the chain; the first broken link (edit, deletion, reordering) is reported."""
+    """Walk the chain; the first broken link (edit, deletion, reordering, an entry written
+    without the key) is reported."""
+    key: AuditKey | None = conn.info.get("audit")
     prev, expected_seq, count = GENESIS, 1, 0
     result = conn.execution_options(yield_per=10_000).execute(
         sa.select(audit_log).order_by(audit_log.c.seq))
@@ -71,8 +95,9 @@ def verify(conn: sa.Connection, expect_head: tuple[int, str] | None = None) -> V
         if r.prev_hash != prev:
             return Verification(False, count, r.seq, prev,
                                 f"entry {r.seq} does not link to entry {r.seq - 1}")
-        digest = _digest(prev, r.seq, r.at, r.actor, r.action, r.target, r.detail, r.client)
-        if digest != r.hash:
+        digest = _digest(key, prev, r.seq, r.at, r.actor, r.action, r.target, r.detail,
+                         r.client)
+        if not hmac.compare_digest(digest, r.hash):
             return Verification(False, count, r.seq, prev,
                                 f"entry {r.seq} was changed after it was written")
         prev, expected_seq = r.hash, r.seq + 1

@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from tierwise.errors import WorkspaceError
+from tierwise.security.audit_key import AuditKey
 from tierwise.security.pii import KeyRing
 
 log = logging.getLogger("tierwise.control")
@@ -135,7 +136,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0010'
+    '0011'
     """
 
     def __init__(self, url: str, pii: KeyRing | None = None) -> None:
@@ -144,6 +145,9 @@ class ControlStore:
         #: Encrypts PII columns; every connection carries it in ``conn.info["pii"]``. Without
         #: one (bare stores in tests), PII is stored as given.
         self.pii = pii
+        #: Keys the audit chain (``conn.info["audit"]``); set by the workspace once the store
+        #: is migrated. Without one (bare stores in tests) entries are chained unkeyed.
+        self.audit: AuditKey | None = None
         self._checkpointer: tuple[threading.Thread, threading.Event] | None = None
 
     def checkpoint_in_background(self, every: float = 1.0) -> None:
@@ -192,6 +196,7 @@ class ControlStore:
     def read(self) -> Iterator[sa.Connection]:
         with self.engine.connect() as conn, conn.begin():
             conn.info["pii"] = self.pii
+            conn.info["audit"] = self.audit
             yield conn
 
     @contextmanager
@@ -200,6 +205,7 @@ class ControlStore:
         with self.engine.connect() as conn:
             conn.execution_options(tierwise_write=True)
             conn.info["pii"] = self.pii
+            conn.info["audit"] = self.audit
             with conn.begin():
                 yield conn
 
