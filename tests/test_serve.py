@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -129,3 +130,97 @@ def test_the_worker_runs_in_a_child_process_that_never_outlives_the_server(
         if server.poll() is None:
             server.terminate()
             server.wait(20)
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made here (no network, no openssl)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _serving(root: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(root),
+                             "--port", str(port), *options], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
+
+
+def _wait(base: str) -> None:
+    for _ in range(300):
+        try:
+            if httpx.get(f"{base}/health", timeout=1, verify=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise AssertionError(f"{base} did not answer")
+
+
+def _login_cookie(client: httpx.Client, **headers: str) -> str:
+    answer = client.post("/v1/auth/login", json={"username": "ops",
+                                                 "password": "a-long-password"},
+                         headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.headers["set-cookie"].lower()
+
+
+def test_cookies_are_secure_behind_an_https_proxy_and_with_tls(tmp_path: Path) -> None:
+    ws = tierwise.init(tmp_path / "ws")
+    with ws.control.write() as conn:
+        accounts.add_user(conn, "ops", "a-long-password", "admin")
+    ws.close()
+    port = _free_port()
+    server = _serving(tmp_path / "ws", port, "--proxy-headers", "--forwarded-allow-ips",
+                      "127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait(base)
+        with httpx.Client(base_url=base) as client:
+            behind = _login_cookie(client, **{"X-Forwarded-Proto": "https"})
+            assert "secure" in behind
+            to_login = client.get("/rfm", headers={"X-Forwarded-Proto": "https"},
+                                  follow_redirects=False)
+            assert to_login.status_code == 303
+            assert "strict-transport-security" in to_login.headers
+            assert "secure" not in _login_cookie(client)  # plain HTTP on loopback: not
+    finally:
+        server.terminate()
+        server.wait(20)
+    cert, key = _self_signed(tmp_path)
+    port = _free_port()
+    server = _serving(tmp_path / "ws", port, "--ssl-certfile", str(cert), "--ssl-keyfile",
+                      str(key))
+    base = f"https://127.0.0.1:{port}"
+    try:
+        _wait(base)
+        with httpx.Client(base_url=base,
+                          verify=ssl.create_default_context(cafile=str(cert))) as client:
+            assert "secure" in _login_cookie(client)
+            assert client.get("/health").headers["strict-transport-security"]
+    finally:
+        server.terminate()
+        server.wait(20)
+    failed = subprocess.run([sys.executable, "-m", "tierwise.cli", "serve", "-w",
+                             str(tmp_path / "ws"), "--ssl-certfile", str(cert)],
+                            capture_output=True, text=True)
+    assert failed.returncode == 1 and "--ssl-keyfile" in failed.stderr

@@ -47,21 +47,47 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
           port: Annotated[int, typer.Option()] = 8000,
           workers: Annotated[int, typer.Option(
               help="Server processes (rate limits then apply per process).")] = 1,
+          proxy_headers: Annotated[bool, typer.Option(
+              help="Behind a reverse proxy that terminates HTTPS: take the client's address "
+              "and scheme from X-Forwarded-For and X-Forwarded-Proto (only from "
+              "--forwarded-allow-ips), so that cookies are Secure and redirects use "
+              "https.")] = False,
+          forwarded_allow_ips: Annotated[str, typer.Option(
+              help="Proxies whose X-Forwarded-* headers are trusted (comma-separated "
+              "addresses or networks).")] = "127.0.0.1",
+          ssl_certfile: Annotated[Path | None, typer.Option(
+              help="Serve HTTPS with this certificate (PEM) instead of a proxy.")] = None,
+          ssl_keyfile: Annotated[Path | None, typer.Option(
+              help="The certificate's private key (PEM).")] = None,
           workspace: WorkspaceOpt = None) -> None:
-    """Run the REST API (and, as they land, the dashboard) for a workspace."""
+    """Run the dashboard, the REST API, the real-time worker and the dispatcher."""
     import uvicorn
 
     from tierwise.api.app import create_app
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise TierwiseError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    for path in (ssl_certfile, ssl_keyfile):
+        if path is not None and not path.is_file():
+            raise TierwiseError(f"{path}: no such file")
     ws = Workspace.open(workspace)
     with ws.control.read() as conn:
         if not accounts.list_users(conn):
             out.print("[yellow]no users yet:[/] add one with `tierwise users add NAME --role "
                       "admin`")
-    out.print(f"tierwise for {ws.root}: dashboard on http://{host}:{port}/, API under /v1 "
+    scheme = "https" if ssl_certfile else "http"
+    out.print(f"tierwise for {ws.root}: dashboard on {scheme}://{host}:{port}/, API under /v1 "
               "(reference at /docs)")
+    if scheme == "http" and not proxy_headers and host not in ("127.0.0.1", "::1",
+                                                               "localhost"):
+        out.print("[yellow]plain HTTP on a network address:[/] sign-in cookies are not "
+                  "Secure; serve behind an HTTPS proxy with --proxy-headers, or give "
+                  "--ssl-certfile and --ssl-keyfile (docs/api.md, Deployment)")
     options: dict[str, object] = {"host": host, "port": port, "log_level": "info",
-                                  "server_header": False, "proxy_headers": False}
+                                  "server_header": False, "proxy_headers": proxy_headers,
+                                  "forwarded_allow_ips": forwarded_allow_ips}
+    if ssl_certfile is not None:
+        options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile))
     if workers > 1:  # each process opens the workspace itself
         os.environ["TIERWISE_WORKSPACE"] = str(ws.root)
         ws.close()

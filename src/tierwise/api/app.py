@@ -129,14 +129,20 @@ class _TooLarge(Exception):
         self.limit = limit
 
 
+#: Sent over HTTPS only: browsers then refuse plain HTTP to this host for a year.
+HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
 class SecurityHeaders(_HttpMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra = [*SECURITY_HEADERS, HSTS] if scope.get("scheme") == "https" \
+            else SECURITY_HEADERS
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {n.lower() for n, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
-                    h for h in SECURITY_HEADERS if h[0] not in present]
+                    h for h in extra if h[0] not in present]
             await send(message)
 
         await self.app(scope, receive, with_headers)

@@ -82,6 +82,7 @@ def render(request: Request, principal: Principal, template: str, active: str,
     response = HTMLResponse(page, status_code=status_code)
     if request.query_params.get("lang") in i18n.LANGUAGES:
         response.set_cookie(i18n.LANG_COOKIE, request.query_params["lang"], samesite="strict",
+                            secure=request.url.scheme == "https",
                             max_age=365 * 86400, path="/")
     return response
 
@@ -638,6 +639,7 @@ def switch_language(code: str, request: Request, next: str = "/") -> RedirectRes
     response = RedirectResponse(target, status_code=303)
     if code in i18n.LANGUAGES:
         response.set_cookie(i18n.LANG_COOKIE, code, samesite="strict", max_age=365 * 86400,
+                            secure=request.url.scheme == "https",
                             path="/")
     return response
 
