@@ -49,9 +49,15 @@ def test_serve_answers_on_loopback(tmp_path: Path) -> None:
             assert me.status_code == 200
             assert client.get("/v1/customers").json() == {"items": [], "next_after": None,
                                                           "searched_by": []}
+            assert client.get("/v1/customers", params={"q": "secret.person@mail.test"}
+                              ).status_code == 200
     finally:
         server.terminate()
         server.wait(20)
+    logged = server.stdout.read().decode() if server.stdout else ""
+    assert '"GET /v1/customers?q=… HTTP' not in logged  # not uvicorn's line …
+    assert '"GET /v1/customers?q=…" 200' in logged  # … but tierwise's, without the value
+    assert "secret.person" not in logged
 
 
 def test_the_worker_runs_in_a_child_process_that_never_outlives_the_server(

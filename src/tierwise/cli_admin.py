@@ -85,7 +85,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                   "--ssl-certfile and --ssl-keyfile (docs/api.md, Deployment)")
     options: dict[str, object] = {"host": host, "port": port, "log_level": "info",
                                   "server_header": False, "proxy_headers": proxy_headers,
-                                  "forwarded_allow_ips": forwarded_allow_ips}
+                                  "forwarded_allow_ips": forwarded_allow_ips,
+                                  # tierwise.access logs requests, without query values
+                                  "access_log": False, "log_config": _log_config()}
     if ssl_certfile is not None:
         options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile))
     if workers > 1:  # each process opens the workspace itself
@@ -95,6 +97,19 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                     **options)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(ws, worker="process"), **options)  # type: ignore[arg-type]
+
+
+def _log_config() -> dict[str, object]:
+    """uvicorn's logging, with tierwise's own loggers (the access log among them) on the
+    same console."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["tierwise"] = {"handlers": ["default"], "level": "INFO",
+                                     "propagate": False}
+    return config
 
 
 @users_app.command("add")

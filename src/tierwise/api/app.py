@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -188,6 +189,46 @@ class AuditWrites(_HttpMiddleware):
                                   scope["method"], scope["path"])
 
 
+access_log = logging.getLogger("tierwise.access")
+
+
+class AccessLog(_HttpMiddleware):
+    """One line per request: client, method, path, status, milliseconds. Query values are
+    left out, names kept (``?q=…``): a search for an e-mail or a phone must not reach a log."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            access_log.info('%s "%s %s%s" %d %.0fms', _client(scope), scope["method"],
+                            scope["path"], redacted_query(scope.get("query_string", b"")),
+                            status, (time.perf_counter() - started) * 1000)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}" if client else "-"
+
+
+def redacted_query(raw: bytes) -> str:
+    """A query string with its values left out.
+
+    >>> redacted_query(b"q=zhang%40example.com&limit=50"), redacted_query(b"")
+    ('?q=…&limit=…', '')
+    """
+    names = [part.split(b"=", 1)[0].decode("latin-1") for part in raw.split(b"&") if part]
+    return "?" + "&".join(f"{n}=…" for n in names) if names else ""
+
+
 #: Seconds between runs of the retention policy while the server runs.
 MAINTENANCE_EVERY = 3600.0
 
@@ -296,4 +337,5 @@ def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
     app.add_middleware(AuditWrites, ws=ws)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)
+    app.add_middleware(AccessLog)
     return app
