@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 import tierwise
 from tierwise.api.app import create_app
 from tierwise.api.auth import required_permission
+from tierwise.definitions.roles import ROLES
 from tierwise.security import accounts
-from tierwise.security.roles import ROLES
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
 

@@ -18,13 +18,14 @@ from tests.test_cli import tw
 
 import tierwise
 from tierwise.actions import definitions as automations
-from tierwise.actions import dispatch, leads, playbooks, sla
+from tierwise.actions import dispatch, playbooks, sla
 from tierwise.actions.channels import SIGNATURE_HEADER, Channels, verify, webhook_secret
 from tierwise.actions.outbox import in_holdout
 from tierwise.actions.tasks import listing as tasks_listing
 from tierwise.errors import TierwiseError
 from tierwise.ingest.readers import RecordsSource
-from tierwise.privacy import set_preference
+from tierwise.models import leads
+from tierwise.security.privacy import set_preference
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
 from tierwise.store.tables import outbox, tasks

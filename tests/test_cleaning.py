@@ -15,7 +15,7 @@ from tierwise.ingest.cleaning import (
     match_key,
     phone_cleaner,
 )
-from tierwise.quality import cleaning_entries, report, undo_cleaning
+from tierwise.ingest.quality import cleaning_entries, report, undo_cleaning
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -22,8 +22,8 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated, showcase
 from tierwise.errors import TierwiseError
-from tierwise.review import parse_period, review
 from tierwise.security import accounts
+from tierwise.services.review import parse_period, review
 
 PASSWORD = "dashboard-pass-1"
 PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/clv", "/segments", "/segments/new",
@@ -244,7 +244,7 @@ def test_periods() -> None:
     assert parse_period("2026-01").previous().name == "2025-12"
     assert parse_period("2026H1").previous().name == "2025H2"
     assert parse_period("2026").previous().name == "2025"
-    from tierwise.review import last_full_quarter
+    from tierwise.services.review import last_full_quarter
 
     assert last_full_quarter(datetime(2026, 6, 30, 15, 59, tzinfo=UTC)) == "2026Q2"
     assert last_full_quarter(datetime(2026, 11, 15, tzinfo=UTC)) == "2026Q3"

@@ -14,9 +14,9 @@ from tests.test_cli import tw
 from tests.test_engines import ENGINES
 
 import tierwise
-from tierwise import privacy
 from tierwise.identity import review
 from tierwise.identity.merge import Survivorship, golden_record, merge, merges_of, undo
+from tierwise.security import privacy
 from tierwise.segments import membership
 
 

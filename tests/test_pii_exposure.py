@@ -14,9 +14,9 @@ from tests.api_helpers import PASSWORD, api_routes
 
 import tierwise
 from tierwise.api.app import create_app
+from tierwise.definitions.roles import ROLES
 from tierwise.security import accounts
 from tierwise.security.personal_data import PersonalData, looks_personal, personal_fields
-from tierwise.security.roles import ROLES
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
 

@@ -10,8 +10,7 @@ import pytest
 from tests.api_helpers import Served, build, wait_for_job
 
 from tierwise import open as tierwise_open
-from tierwise import privacy
-from tierwise.security import audit
+from tierwise.security import audit, privacy
 
 
 @pytest.fixture

@@ -457,8 +457,8 @@ def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> Non
     give after appends, compaction, erasure, merges and changed rows."""
     import pyarrow.dataset as ds
 
-    from tierwise import privacy
     from tierwise.identity.merge import merge
+    from tierwise.security import privacy
 
     with ws.control.read() as conn:
         everyone = sorted(known_ids(conn).to_pylist())

@@ -13,8 +13,7 @@ from tests.conftest import CUSTOMERS_CSV, write
 from tests.test_cli import tw
 
 import tierwise
-from tierwise import privacy
-from tierwise.security import audit, audit_key
+from tierwise.security import audit, audit_key, privacy
 from tierwise.security.pii import ENV_KEY, KeyRing, PiiKeyError, mask, new_key
 from tierwise.store import customers as customer_store
 from tierwise.store.tables import audit_log

@@ -278,7 +278,7 @@ def customers_show(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """A 360° view: profile, orders, events, tickets, feedback."""
-    from tierwise.profile import customer_profile
+    from tierwise.services.customers import customer_profile
 
     ws = _open(workspace)
     render.profile(out, customer_profile(ws, customer_id), ws.config)
@@ -294,7 +294,7 @@ def quality(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Data quality: completeness, invalid values, shared contacts, orphans, freshness."""
-    from tierwise.quality import report
+    from tierwise.ingest.quality import report
 
     ws = _open(workspace)
     data = report(ws)
@@ -311,7 +311,7 @@ def clean_log(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Values import cleaning changed or flagged (newest first)."""
-    from tierwise.quality import cleaning_entries
+    from tierwise.ingest.quality import cleaning_entries
 
     rows = cleaning_entries(_open(workspace), import_id, limit)
     for r in rows:
@@ -325,7 +325,7 @@ def clean_log(
 @clean_app.command("undo")
 def clean_undo(import_id: int, workspace: WorkspaceOpt = None) -> None:
     """Put back the original values of one import's cleaning."""
-    from tierwise.quality import undo_cleaning
+    from tierwise.ingest.quality import undo_cleaning
 
     ws = _open(workspace)
     restored = undo_cleaning(ws, import_id)

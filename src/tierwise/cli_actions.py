@@ -135,7 +135,7 @@ def leads_cmd(qualified: Annotated[bool, typer.Option(help="Only qualified leads
               rescore: Annotated[bool, typer.Option(help="Rescore everyone first.")] = False,
               limit: int = 50, workspace: WorkspaceOpt = None) -> None:
     """Lead scores, highest first."""
-    from tierwise.actions import leads
+    from tierwise.models import leads
 
     ws = Workspace.open(workspace)
     if rescore:

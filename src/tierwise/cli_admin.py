@@ -280,7 +280,7 @@ def privacy_export(customer_id: str,
                    workspace: WorkspaceOpt = None) -> None:
     """Everything held about a customer, as JSON (a subject-access request)."""
     from tierwise.api.views import jsonable
-    from tierwise.privacy import export_customer
+    from tierwise.security.privacy import export_customer
 
     ws = Workspace.open(workspace)
     data = export_customer(ws, customer_id)
@@ -297,7 +297,7 @@ def privacy_erase(customer_id: str,
                   yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
                   workspace: WorkspaceOpt = None) -> None:
     """Erase a customer everywhere: control store, facts, snapshots, reports."""
-    from tierwise.privacy import erase_customer
+    from tierwise.security.privacy import erase_customer
 
     ws = Workspace.open(workspace)
     if not yes and not typer.confirm(f"erase {customer_id} everywhere? this cannot be undone"):
@@ -315,7 +315,7 @@ def privacy_retention(keep: Annotated[list[str], typer.Option(
                           help="TABLE=DAYS, e.g. events=365 (repeat).")],
                       workspace: WorkspaceOpt = None) -> None:
     """Delete facts older than the given number of days."""
-    from tierwise.privacy import apply_retention
+    from tierwise.security.privacy import apply_retention
 
     days = {}
     for item in keep:

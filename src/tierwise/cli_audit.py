@@ -63,8 +63,8 @@ def require(ws: Workspace, permission: str, doing: str) -> None:
     ``permission`` (a disabled user may do nothing). Without a named user the command runs
     with the rights of whoever can read the workspace and its keys, and the audit entry
     says which operating-system user that was."""
+    from tierwise.definitions.roles import ROLES
     from tierwise.errors import ForbiddenError
-    from tierwise.security.roles import ROLES
 
     user = _named_user(ws)
     if user is None:

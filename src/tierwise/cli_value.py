@@ -405,7 +405,7 @@ def report_cmd(
     """The periodic review (定期复盘): segment KPIs against the previous period, tier
     migration and the biggest movers; printed, and written as HTML and/or PDF."""
     from tierwise.dashboard import report
-    from tierwise.review import review
+    from tierwise.services.review import review
 
     ws = Workspace.open(workspace)
     language = lang or ws.config.locale

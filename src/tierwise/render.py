@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tierwise.config import WorkspaceConfig
-from tierwise.profile import CustomerProfile
+from tierwise.services.customers import CustomerProfile
 from tierwise.workspace import Workspace
 
 

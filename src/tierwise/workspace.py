@@ -124,7 +124,7 @@ class Workspace:
                    report_path: str | os.PathLike[str] | None = None,
                    progress: Progress | None = None) -> ImportResult:
         """Import the rows of ``query`` run against any SQLAlchemy URL."""
-        from tierwise.store.sqlsource import sql_source
+        from tierwise.ingest.sqlsource import sql_source
 
         source = sql_source(url, query)
         return self.import_source(table, source, mapping=mapping,

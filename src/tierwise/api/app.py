@@ -235,7 +235,7 @@ MAINTENANCE_EVERY = 3600.0
 
 def _maintenance(ws: Workspace, stop: threading.Event) -> None:
     """Apply the workspace's retention policy now and then every hour until stopped."""
-    from tierwise.privacy import apply_retention
+    from tierwise.security.privacy import apply_retention
 
     while not stop.is_set():
         if ws.config.retention_days:

@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import Depends, Request
 
 from tierwise.api.problems import Problem
+from tierwise.definitions.roles import PERMISSIONS, Principal
 from tierwise.security import accounts
-from tierwise.security.roles import PERMISSIONS, Principal
 from tierwise.workspace import Workspace
 
 SESSION_COOKIE = "tierwise_session"

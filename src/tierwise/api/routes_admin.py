@@ -7,14 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
-from tierwise import privacy, quality
 from tierwise.api.auth import client_of, record, require, workspace
 from tierwise.api.fields import Instant
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
+from tierwise.definitions.roles import ROLES, Principal
 from tierwise.errors import TierwiseError
-from tierwise.security import accounts, audit
-from tierwise.security.roles import ROLES, Principal
+from tierwise.ingest import quality
+from tierwise.security import accounts, audit, privacy
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=RESPONSES)
 

@@ -18,13 +18,13 @@ from tierwise.api.views import (
     present_customer,
     present_profile,
 )
+from tierwise.definitions.roles import Principal
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
-from tierwise.privacy import CHANNELS, set_preference
-from tierwise.profile import customer_profile
-from tierwise.security.roles import Principal
+from tierwise.security.privacy import CHANNELS, set_preference
 from tierwise.segments.membership import customer_segments
+from tierwise.services.customers import customer_profile
 from tierwise.store import customers as customer_store
 from tierwise.store.tables import customers, segment_members
 from tierwise.workspace import Workspace

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from tierwise.api.auth import authenticate
 from tierwise.api.problems import Problem
-from tierwise.security.roles import Principal
+from tierwise.definitions.roles import Principal
 
 router = APIRouter(tags=["docs"])
 _STYLE = ("body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"

@@ -12,11 +12,11 @@ from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.routes_imports import runner
 from tierwise.api.views import jsonable
+from tierwise.definitions.roles import Principal
 from tierwise.identity import review
 from tierwise.identity.match import find_duplicates, score_records
 from tierwise.identity.merge import merge, merges_of, undo
 from tierwise.security import audit
-from tierwise.security.roles import Principal
 
 router = APIRouter(prefix="/v1", tags=["identity"], responses=RESPONSES)
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]

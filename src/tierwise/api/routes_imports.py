@@ -17,11 +17,11 @@ from tierwise.api.auth import require, workspace
 from tierwise.api.jobs import JobRunner, get_job
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
+from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import TABLES
 from tierwise.errors import MappingError
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.report import reject_report_path
-from tierwise.security.roles import Principal
 from tierwise.store import jobs as job_store
 from tierwise.store.jobs import UPLOAD_PREFIX
 from tierwise.store.tables import imports, mappings

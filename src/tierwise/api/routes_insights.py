@@ -13,8 +13,8 @@ from tierwise.api.fields import Instant
 from tierwise.api.problems import RESPONSES
 from tierwise.api.routes_imports import runner
 from tierwise.api.views import jsonable
+from tierwise.definitions.roles import Principal
 from tierwise.insights import patterns
-from tierwise.security.roles import Principal
 
 router = APIRouter(prefix="/v1/insights", tags=["insights"], responses=RESPONSES)
 

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Body, Request
 
 from tierwise.api.auth import require, workspace
 from tierwise.api.problems import RESPONSES, Problem
+from tierwise.definitions.roles import Principal
 from tierwise.ingest import intake
-from tierwise.security.roles import Principal
 
 router = APIRouter(prefix="/v1", tags=["intake"], responses=RESPONSES)
 MAX_ROWS = 1_000

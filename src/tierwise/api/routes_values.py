@@ -11,9 +11,9 @@ from tierwise.api.auth import require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.routes_imports import runner
 from tierwise.api.views import jsonable
+from tierwise.definitions.roles import Principal
 from tierwise.models import compute
 from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid
-from tierwise.security.roles import Principal
 from tierwise.workspace import Workspace
 
 router = APIRouter(prefix="/v1", tags=["values"], responses=RESPONSES)

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from fastapi.responses import JSONResponse
 
-from tierwise.profile import CustomerProfile
-from tierwise.security.roles import Principal
+from tierwise.definitions.roles import Principal
+from tierwise.services.customers import CustomerProfile
 from tierwise.store.tables import snapshots
 from tierwise.workspace import Workspace
 

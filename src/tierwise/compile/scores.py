@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 from sqlglot import exp
 
+from tierwise.compile.dialects import render_tree
 from tierwise.compile.segments import CompiledRule, _Compiler, _Scope
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import validate
-from tierwise.engines.dialects import render_tree
 
 
 def compile_event_points(rules: list[tuple[Condition, float]], half_life_days: float,

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from sqlglot import exp
 
+from tierwise.compile.dialects import render_tree
 from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
@@ -57,7 +58,6 @@ from tierwise.definitions.segment_fields import (
     source_field,
     validate,
 )
-from tierwise.engines.dialects import render_tree
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _OPS: dict[str, type[exp.Expr]] = {"=": exp.EQ, "!=": exp.EQ, ">": exp.GT,

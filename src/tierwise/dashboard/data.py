@@ -197,8 +197,8 @@ class View:
         """Revenue, orders and buyers per calendar month of the workspace's time zone, the
         last ``months`` of them up to the snapshot's as_of (the last one runs to as_of)."""
         def make() -> list[dict[str, Any]]:
+            from tierwise.compile.dialects import render
             from tierwise.compile.segments import shift
-            from tierwise.engines.dialects import render
 
             start = shift(self.as_of, months - 1, "m", self.ws.config.zone).replace(
                 day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -360,7 +360,7 @@ def keep_warm(ws: Workspace, stop: threading.Event, every: float = WARM_EVERY,
     snapshot before it and the review of the last full quarter; ``also`` is called then too
     (the API's per-customer values). The first round waits for ``after`` (the real-time
     worker's catch-up), at most ``WARM_AFTER`` seconds."""
-    from tierwise.review import cached_review, last_full_quarter
+    from tierwise.services.review import cached_review, last_full_quarter
 
     if after is not None:
         after.wait(WARM_AFTER)

@@ -22,11 +22,11 @@ from tierwise.api.views import jsonable, present_profile
 from tierwise.dashboard import charts, i18n
 from tierwise.dashboard.data import VIEWS, View, value_history
 from tierwise.dashboard.templating import ENV, number
+from tierwise.definitions.roles import Principal
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
 from tierwise.models.tiers import TierSpec
 from tierwise.security.personal_data import rule_as_shown
-from tierwise.security.roles import Principal
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -423,8 +423,8 @@ def customers(request: Request) -> HTMLResponse:
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
 def customer(customer_id: str, request: Request) -> HTMLResponse:
     from tierwise.actions import playbooks
-    from tierwise.profile import customer_profile
     from tierwise.segments.membership import customer_segments
+    from tierwise.services.customers import customer_profile
 
     principal = viewer(request, "customers:read")
     ws, lang = workspace(request), _lang(request)
@@ -529,8 +529,8 @@ def actions(request: Request) -> HTMLResponse:
 
 @router.get("/review", response_class=HTMLResponse)
 def review_page(request: Request) -> HTMLResponse:
-    from tierwise import review
     from tierwise.segments import definitions as defs
+    from tierwise.services import review
 
     principal = viewer(request, "values:read")
     view = _view(request)
@@ -561,8 +561,8 @@ def review_page(request: Request) -> HTMLResponse:
 
 @router.get("/review/report.{fmt}")
 def review_report(fmt: str, request: Request) -> Response:
-    from tierwise import review
     from tierwise.dashboard import report
+    from tierwise.services import review
 
     viewer(request, "values:read")
     if fmt not in ("html", "pdf"):

@@ -12,7 +12,7 @@ from markupsafe import Markup
 from tierwise.dashboard import i18n
 from tierwise.dashboard.templating import ENV
 from tierwise.models import compute
-from tierwise.review import Review
+from tierwise.services.review import Review
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tierwise.engines.dialects import render
+from tierwise.compile.dialects import render
 from tierwise.errors import TierwiseError
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tierwise.engines.dialects import render
+from tierwise.compile.dialects import render
 from tierwise.workspace import Workspace
 
 # One row per customer with at least one paid order at or before :as_of.

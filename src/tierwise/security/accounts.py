@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from tierwise.definitions.roles import ROLES, Principal, check_role, check_scopes
 from tierwise.errors import NotFoundError, TierwiseError
-from tierwise.security.roles import ROLES, Principal, check_role, check_scopes
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import api_keys, sessions, users
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from tierwise.definitions.roles import Principal
 from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
@@ -47,7 +48,6 @@ from tierwise.definitions.segment_fields import children, operands
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import ForbiddenError
 from tierwise.security.pii import PII_COLUMNS, mask
-from tierwise.security.roles import Principal
 
 #: Fragments of attribute and property names that hold personal data, found anywhere in
 #: the name (lower-cased, NFKC, with everything but letters, digits and CJK removed).

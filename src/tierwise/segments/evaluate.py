@@ -189,7 +189,7 @@ class Evaluation:
             self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
         if compiled.uses_leads and not self._leads:
-            from tierwise.actions.leads import as_table
+            from tierwise.models.leads import as_table
 
             self.session.register_arrow("lead_scores", as_table(self.ws))
             self._leads = True

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from tierwise.compile.dialects import render
 from tierwise.compile.segments import shift
 from tierwise.definitions.segment_ast import (
     Aggregate,
@@ -48,7 +49,6 @@ from tierwise.definitions.segment_fields import (
     operands,
     source_field,
 )
-from tierwise.engines.dialects import render
 from tierwise.segments import definitions as defs
 from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store.control import utcnow

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.identity.merge import unseal
+from tierwise.ingest.quality import reveal_cleaning
 from tierwise.models.compute import replace_snapshot_file
-from tierwise.quality import reveal_cleaning
 from tierwise.security.pii import PII_COLUMNS
 from tierwise.store import customer_mirror, sizes
 from tierwise.store import customers as customer_store

@@ -11,8 +11,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tierwise.compile.dialects import render
 from tierwise.definitions.schemas import CUSTOMERS, FACT_TABLES
-from tierwise.engines.dialects import render
 from tierwise.errors import TierwiseError
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store

@@ -1,0 +1,1 @@
+"""Actions: the outbox, its dispatcher, channels, triggers, playbooks and tasks."""

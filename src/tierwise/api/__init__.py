@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): authentication, problems, one routes module per area."""

@@ -1,0 +1,1 @@
+"""Compute engines: thin adapters that run SQL and return Arrow (DuckDB, Spark)."""

@@ -1,0 +1,1 @@
+"""Roles, personal data, encryption at rest, accounts, the audit chain, webhook targets."""
