@@ -110,9 +110,9 @@ asyncio.run(main())
 def prepare() -> str:
     """Segments evaluated and an analyst key; returns the key."""
     from tierwise import open as open_ws
-    from tierwise.security import accounts
     from tierwise.segments import definitions as defs
     from tierwise.segments import membership
+    from tierwise.store import accounts
 
     ws = open_ws(WS)
     applied = defs.applied(ws)

@@ -39,10 +39,10 @@ def prepare() -> None:
     ensure_workspace()
     from tierwise import open as open_ws
     from tierwise.models import compute
-    from tierwise.security import accounts
     from tierwise.segments import definitions as defs
     from tierwise.segments.membership import evaluate_all
     from tierwise.segments.templates import TEMPLATES
+    from tierwise.store import accounts
 
     ws = open_ws(WS)
     found = compute.list_snapshots(ws)

@@ -249,8 +249,8 @@ def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str
     from tierwise.actions import definitions as automations
     from tierwise.config import read_config, write_config
     from tierwise.ingest.readers import RecordsSource
-    from tierwise.security import accounts
     from tierwise.segments import definitions as defs
+    from tierwise.store import accounts
     from tierwise.store.tables import customers, outbox
 
     # the receiver listens on loopback, which webhooks may reach only when allowed

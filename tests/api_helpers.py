@@ -14,9 +14,9 @@ import tierwise
 from tierwise.api.app import create_app
 from tierwise.api.auth import required_permission
 from tierwise.definitions.roles import ROLES
-from tierwise.security import accounts
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
+from tierwise.store import accounts
 
 PASSWORD = "a-long-test-password"
 

@@ -12,7 +12,7 @@ import pytest
 from tests.api_helpers import PASSWORD, Served, api_routes, build, wait_for_job
 
 from tierwise.definitions.roles import ROLES
-from tierwise.security import accounts
+from tierwise.store import accounts
 from tierwise.store.control import utcnow
 from tierwise.store.tables import api_keys
 

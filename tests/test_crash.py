@@ -19,8 +19,8 @@ from tests.test_serve import _free_port
 
 import tierwise
 from tierwise.actions import definitions as automations
-from tierwise.security import accounts
 from tierwise.segments import definitions as defs
+from tierwise.store import accounts
 from tierwise.store.tables import outbox, segment_history
 
 CUSTOMERS = 60

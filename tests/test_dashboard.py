@@ -22,8 +22,8 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated, showcase
 from tierwise.errors import TierwiseError
-from tierwise.security import accounts
 from tierwise.services.review import parse_period, review
+from tierwise.store import accounts
 
 PASSWORD = "dashboard-pass-1"
 PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/clv", "/segments", "/segments/new",

@@ -24,7 +24,7 @@ from tests.test_serve import _free_port
 import tierwise
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated, showcase
-from tierwise.security import accounts
+from tierwise.store import accounts
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

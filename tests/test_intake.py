@@ -86,7 +86,7 @@ def test_bad_rows_are_refused_whole(served: Served) -> None:
 
 def test_each_post_is_audited_once(served: Served) -> None:
     """Accepted, repeated and refused posts each leave one entry; the chain stays whole."""
-    from tierwise.security import audit
+    from tierwise.store import audit
 
     client = served.client("analyst")
     event = {"event_id": "a1", "customer_id": "C001", "occurred_at": "2026-01-01T10:00:00Z",

@@ -14,11 +14,11 @@ from tests.api_helpers import PASSWORD, api_routes
 
 import tierwise
 from tierwise.api.app import create_app
+from tierwise.definitions.personal_data import PersonalData, looks_personal, personal_fields
 from tierwise.definitions.roles import ROLES
-from tierwise.security import accounts
-from tierwise.security.personal_data import PersonalData, looks_personal, personal_fields
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
+from tierwise.store import accounts
 
 #: Values that appear nowhere but in this customer's record; none may reach a viewer.
 CANARY = {

@@ -10,7 +10,8 @@ import pytest
 from tests.api_helpers import Served, build, wait_for_job
 
 from tierwise import open as tierwise_open
-from tierwise.security import audit, privacy
+from tierwise.security import privacy
+from tierwise.store import audit
 
 
 @pytest.fixture

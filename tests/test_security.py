@@ -13,9 +13,11 @@ from tests.conftest import CUSTOMERS_CSV, write
 from tests.test_cli import tw
 
 import tierwise
-from tierwise.security import audit, audit_key, privacy
-from tierwise.security.pii import ENV_KEY, KeyRing, PiiKeyError, mask, new_key
+from tierwise.definitions.personal_data import mask
+from tierwise.security import privacy
+from tierwise.store import audit, audit_key
 from tierwise.store import customers as customer_store
+from tierwise.store.sealing import ENV_KEY, KeyRing, PiiKeyError, new_key
 from tierwise.store.tables import audit_log
 
 PLAIN = ["13800138000", "张三", "李四"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 import tierwise
-from tierwise.security import accounts
+from tierwise.store import accounts
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ from tests.test_cli import tw
 import tierwise
 from tierwise.engines.duckdb import ReadOnlyQuery
 from tierwise.render import _fmt
-from tierwise.security import accounts
+from tierwise.store import accounts
 from tierwise.store.tables import audit_log
 
 CUSTOMERS = """customer_id,name,email,phone,city

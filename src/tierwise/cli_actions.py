@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise import cli_audit
-from tierwise.security import audit
+from tierwise.store import audit
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from tierwise.cli_audit import actor, named_role, require
 from tierwise.errors import TierwiseError
-from tierwise.security import accounts, audit
+from tierwise.store import accounts, audit
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 

@@ -11,7 +11,7 @@ import getpass
 import os
 from typing import Any
 
-from tierwise.security import audit
+from tierwise.store import audit
 from tierwise.workspace import Workspace
 
 ENV_ACTOR = "TIERWISE_ACTOR"
@@ -42,7 +42,7 @@ def actor() -> str:
 
 
 def _named_user(ws: Workspace) -> dict[str, Any] | None:
-    from tierwise.security import accounts
+    from tierwise.store import accounts
 
     named = _named[0] or os.environ.get(ENV_ACTOR, "").strip() or None
     if named is None:

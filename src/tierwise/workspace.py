@@ -12,19 +12,19 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from tierwise.config import WorkspaceConfig, find_workspace, read_config, write_config
+from tierwise.definitions.personal_data import PersonalData
 from tierwise.definitions.schemas import TABLES, table_schema
 from tierwise.engines.base import Engine, make_engine
 from tierwise.errors import MappingError, WorkspaceError
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.pipeline import ImportOptions, ImportResult, Progress, run_import
 from tierwise.ingest.readers import Source, open_file
-from tierwise.security import audit
-from tierwise.security.personal_data import PersonalData
-from tierwise.security.pii import KeyRing
+from tierwise.store import audit
 from tierwise.store import customers as customer_store
 from tierwise.store.control import ControlStore, utcnow
 from tierwise.store.facts import FactStore
 from tierwise.store.key_index import KeyIndex
+from tierwise.store.sealing import KeyRing
 from tierwise.store.tables import fact_files, imports, mappings
 
 

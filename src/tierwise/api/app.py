@@ -23,7 +23,7 @@ from tierwise.api import problems
 from tierwise.api.auth import SAFE_METHODS, RateLimiter
 from tierwise.api.jobs import JobRunner
 from tierwise.api.views import LatestValues
-from tierwise.security import audit
+from tierwise.store import audit
 from tierwise.workspace import Workspace
 
 log = logging.getLogger("tierwise.api")

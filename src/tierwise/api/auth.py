@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 
 from tierwise.api.problems import Problem
 from tierwise.definitions.roles import PERMISSIONS, Principal
-from tierwise.security import accounts
+from tierwise.store import accounts
 from tierwise.workspace import Workspace
 
 SESSION_COOKIE = "tierwise_session"
@@ -125,7 +125,7 @@ def record(request: Request, principal: Principal, action: str, target: str | No
            detail: dict[str, Any]) -> None:
     """An audit entry for this request (in its own transaction); the generic entry of the
     audit middleware is then left out."""
-    from tierwise.security import audit
+    from tierwise.store import audit
 
     with workspace(request).control.write() as conn:
         audit.append(conn, principal.actor, action, target, detail, client_of(request))

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tierwise.errors import ForbiddenError, ImportRejected, NotFoundError, TierwiseError
-from tierwise.security.accounts import AuthError
+from tierwise.store.accounts import AuthError
 
 log = logging.getLogger("tierwise.api")
 MEDIA_TYPE = "application/problem+json"

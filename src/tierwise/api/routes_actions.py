@@ -18,11 +18,11 @@ from tierwise.actions import dispatch, playbooks, sla, tasks
 from tierwise.api.auth import record, require, workspace
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import jsonable
+from tierwise.definitions.personal_data import require_unmasked
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest import intake
 from tierwise.models import leads
-from tierwise.security.personal_data import require_unmasked
 
 router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
 

@@ -14,7 +14,8 @@ from tierwise.api.views import jsonable
 from tierwise.definitions.roles import ROLES, Principal
 from tierwise.errors import TierwiseError
 from tierwise.ingest import quality
-from tierwise.security import accounts, audit, privacy
+from tierwise.security import privacy
+from tierwise.store import accounts, audit
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=RESPONSES)
 

@@ -14,7 +14,7 @@ from tierwise.api.auth import (
 )
 from tierwise.api.problems import RESPONSES, Problem
 from tierwise.definitions.roles import Principal
-from tierwise.security import accounts, audit
+from tierwise.store import accounts, audit
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=RESPONSES)
 #: Sign-in attempts per client address: 10 at once, then one every 5 seconds.

@@ -16,7 +16,7 @@ from tierwise.definitions.roles import Principal
 from tierwise.identity import review
 from tierwise.identity.match import find_duplicates, score_records
 from tierwise.identity.merge import merge, merges_of, undo
-from tierwise.security import audit
+from tierwise.store import audit
 
 router = APIRouter(prefix="/v1", tags=["identity"], responses=RESPONSES)
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]

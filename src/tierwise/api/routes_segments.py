@@ -18,13 +18,13 @@ from tierwise.api.auth import record, require, workspace
 from tierwise.api.fields import Instant
 from tierwise.api.problems import MAX_ID, RESPONSES, Problem
 from tierwise.api.views import json_response, jsonable, present_customer
+from tierwise.definitions.personal_data import require_unmasked, rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.definitions.segment_ast import conditions_of, to_json, to_text
 from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
-from tierwise.security.personal_data import require_unmasked, rule_as_shown
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
 from tierwise.segments.evaluate import Evaluation, evaluate_rule

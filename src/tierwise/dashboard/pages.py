@@ -22,11 +22,11 @@ from tierwise.api.views import jsonable, present_profile
 from tierwise.dashboard import charts, i18n
 from tierwise.dashboard.data import VIEWS, View, value_history
 from tierwise.dashboard.templating import ENV, number
+from tierwise.definitions.personal_data import rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
 from tierwise.models.tiers import TierSpec
-from tierwise.security.personal_data import rule_as_shown
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tierwise.definitions.personal_data import PII_COLUMNS, PersonalData, mask, mask_value
 from tierwise.definitions.schemas import TableSchema, table_schema
 from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
@@ -28,8 +29,6 @@ from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert
 from tierwise.ingest.mapping import Mapping, Resolved, resolve
 from tierwise.ingest.readers import RawBatch, RetryRead, Source
 from tierwise.ingest.report import MAX_VALUE_CHARS, write_reject_report
-from tierwise.security.personal_data import PersonalData, mask_value
-from tierwise.security.pii import PII_COLUMNS, mask
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
 from tierwise.store.facts import StagedFile, StagingWriter, file_schema, key_columns

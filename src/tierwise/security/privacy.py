@@ -27,12 +27,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from tierwise.definitions.personal_data import PII_COLUMNS
 from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.identity.merge import unseal
 from tierwise.ingest.quality import reveal_cleaning
 from tierwise.models.compute import replace_snapshot_file
-from tierwise.security.pii import PII_COLUMNS
 from tierwise.store import customer_mirror, sizes
 from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow

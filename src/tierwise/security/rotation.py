@@ -8,16 +8,16 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tierwise.security.pii import (
+from tierwise.definitions.personal_data import PII_COLUMNS
+from tierwise.store import customer_mirror
+from tierwise.store.sealing import (
     ATTRIBUTES,
     ENV_KEY,
     HASHED_COLUMNS,
-    PII_COLUMNS,
     KeyRing,
     new_key,
     write_key_file,
 )
-from tierwise.store import customer_mirror
 from tierwise.store.tables import cleaning_log, customers
 from tierwise.workspace import Workspace
 

@@ -19,8 +19,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from tierwise.errors import WorkspaceError
-from tierwise.security.audit_key import AuditKey
-from tierwise.security.pii import KeyRing
+from tierwise.store.audit_key import AuditKey
+from tierwise.store.sealing import KeyRing
 
 log = logging.getLogger("tierwise.control")
 

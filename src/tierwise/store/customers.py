@@ -10,9 +10,10 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tierwise.definitions.personal_data import PII_COLUMNS
 from tierwise.definitions.schemas import CUSTOMERS
-from tierwise.security.pii import ATTRIBUTES, HASHED_COLUMNS, PII_COLUMNS, PREFIX, KeyRing
 from tierwise.store.control import as_utc, chunked, utcnow
+from tierwise.store.sealing import ATTRIBUTES, HASHED_COLUMNS, PREFIX, KeyRing
 from tierwise.store.tables import customers
 
 UPSERT_CHUNK = 2_000

@@ -28,9 +28,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from tierwise.definitions.personal_data import PII_COLUMNS
 from tierwise.errors import TierwiseError
 
-PII_COLUMNS = ("name", "email", "phone", "address")
 #: Columns with a keyed hash for equality search.
 HASHED_COLUMNS = {"name": "name_hash", "email": "email_hash", "phone": "phone_hash"}
 PREFIX = "pii1:"
@@ -208,27 +208,3 @@ def write_key_file(path: Path, keys: list[str]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump({"keys": keys}, fh)
     os.replace(tmp, path)
-
-
-# -- masking -----------------------------------------------------------------------------
-
-def mask(column: str, value: str | None) -> str | None:
-    """A value as shown to someone without PII rights: 138****5678, z***@example.com, 张*."""
-    if value is None or value == "":
-        return value
-    if column == "phone":
-        chinese = value.startswith("+86") or (len(value) == 11 and value.startswith("1"))
-        digits = value[3:] if value.startswith("+86") else value.lstrip("+")
-        if len(digits) <= 4:
-            return "*" * len(digits)
-        # Chinese mobiles keep the carrier prefix, as shown on receipts and by banks.
-        head = digits[:3] if chinese and len(digits) == 11 else ""
-        return f"{head}{'*' * (len(digits) - len(head) - 4)}{digits[-4:]}"
-    if column == "email":
-        local, at, domain = value.partition("@")
-        return f"{local[:1]}***{at}{domain}" if at else f"{value[:1]}***"
-    if column == "name":
-        return value[:1] + "*" * max(1, min(len(value) - 1, 3))
-    if column == "address":
-        return value[:6] + "***"
-    return value

@@ -25,8 +25,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tierwise.security.audit_key import AuditKey
-from tierwise.security.audit_key import load as load_audit_key
+from tierwise.store.audit_key import AuditKey
+from tierwise.store.audit_key import load as load_audit_key
 from tierwise.store.control import advisory_lock, as_utc, utcnow
 from tierwise.store.tables import audit_log
 

@@ -47,7 +47,32 @@ from tierwise.definitions.segment_ast import (
 from tierwise.definitions.segment_fields import children, operands
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import ForbiddenError
-from tierwise.security.pii import PII_COLUMNS, mask
+
+#: The customer columns that hold personal data.
+PII_COLUMNS = ("name", "email", "phone", "address")
+
+
+def mask(column: str, value: str | None) -> str | None:
+    """A value as shown to someone without PII rights: 138****5678, z***@example.com, 张*."""
+    if value is None or value == "":
+        return value
+    if column == "phone":
+        chinese = value.startswith("+86") or (len(value) == 11 and value.startswith("1"))
+        digits = value[3:] if value.startswith("+86") else value.lstrip("+")
+        if len(digits) <= 4:
+            return "*" * len(digits)
+        # Chinese mobiles keep the carrier prefix, as shown on receipts and by banks.
+        head = digits[:3] if chinese and len(digits) == 11 else ""
+        return f"{head}{'*' * (len(digits) - len(head) - 4)}{digits[-4:]}"
+    if column == "email":
+        local, at, domain = value.partition("@")
+        return f"{local[:1]}***{at}{domain}" if at else f"{value[:1]}***"
+    if column == "name":
+        return value[:1] + "*" * max(1, min(len(value) - 1, 3))
+    if column == "address":
+        return value[:6] + "***"
+    return value
+
 
 #: Fragments of attribute and property names that hold personal data, found anywhere in
 #: the name (lower-cased, NFKC, with everything but letters, digits and CJK removed).
