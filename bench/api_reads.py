@@ -209,7 +209,7 @@ def main() -> None:
     urls = targets()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = psutil.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(WS),
+    server = psutil.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w", str(WS),
                            "--port", str(port), "--workers", str(args.workers)],
                           stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)

@@ -83,7 +83,7 @@ def main() -> None:
     args = parser.parse_args()
     prepare()
     port = _port()
-    server = subprocess.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(WS),
+    server = subprocess.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w", str(WS),
                                "--port", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -35,7 +35,7 @@ def main() -> None:
         ws, files = OUT / "ws-demo", OUT / "demo-files"
         shutil.rmtree(ws, ignore_errors=True)
         shutil.rmtree(files, ignore_errors=True)
-        full.append(measure([sys.executable, "-m", "tierwise.cli", "demo", "-w", str(ws),
+        full.append(measure([sys.executable, "-m", "tierwise.cli.main", "demo", "-w", str(ws),
                              "--customers", str(args.customers), "--seed", "7",
                              "--end", "2026-06-30"]))
         base.append(measure(python(GENERATE_ONLY, str(args.customers), str(files))))

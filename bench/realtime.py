@@ -224,10 +224,10 @@ def ensure_workspace(customers: int) -> None:
     the per-batch cost grows with the history (runs on a grown workspace do not compare)."""
     if not (BASE / "snapshots").exists():
         end = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-        subprocess.run([sys.executable, "-m", "tierwise.cli", "demo", "-w", str(BASE),
+        subprocess.run([sys.executable, "-m", "tierwise.cli.main", "demo", "-w", str(BASE),
                         "--customers", str(customers), "--activity", "5", "--seed", "7",
                         "--end", end], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([sys.executable, "-m", "tierwise.cli", "compute", "-w", str(BASE)],
+        subprocess.run([sys.executable, "-m", "tierwise.cli.main", "compute", "-w", str(BASE)],
                        check=True, stdout=subprocess.DEVNULL)
     shutil.rmtree(WS, ignore_errors=True)
     shutil.copytree(BASE, WS)
@@ -365,7 +365,7 @@ def main() -> None:
     (OUT / "rt-probes.json").write_text(json.dumps(probes))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = psutil.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(WS),
+    server = psutil.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w", str(WS),
                            "--port", str(port)], stdout=subprocess.DEVNULL,
                           stderr=open(OUT / "rt-server.log", "w"))  # noqa: SIM115
     peak = 0

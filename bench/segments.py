@@ -156,10 +156,10 @@ json.dump({"seconds": time.perf_counter() - t0, "members": members}, open(sys.ar
 def ensure_workspace() -> None:
     if (WS / "snapshots").exists():
         return
-    subprocess.run([sys.executable, "-m", "tierwise.cli", "demo", "-w", str(WS), "--customers",
+    subprocess.run([sys.executable, "-m", "tierwise.cli.main", "demo", "-w", str(WS), "--customers",
                     "1000000", "--activity", "5", "--seed", "7", "--end", "2026-06-30"],
                    check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "tierwise.cli", "compute", "-w", str(WS),
+    subprocess.run([sys.executable, "-m", "tierwise.cli.main", "compute", "-w", str(WS),
                     "--as-of", "2026-06-30"], check=True, stdout=subprocess.DEVNULL)
 
 

@@ -103,7 +103,7 @@ def main() -> None:
     T = table["t_days"].to_numpy() / 7  # type: ignore[index]
     bg, _ = timed(lambda: clv.fit_bgnbd(clv.Summary.compress(x, t_x, T)), args.repeat)
     pareto, _ = timed(lambda: clv.fit_pareto_nbd(clv.Summary.compress(x, t_x, T)), 1)
-    compute_runs = [measure([sys.executable, "-m", "tierwise.cli", "compute", "-w", str(root),
+    compute_runs = [measure([sys.executable, "-m", "tierwise.cli.main", "compute", "-w", str(root),
                              "--as-of", "2025-11-15"]) for _ in range(args.repeat)]
     lifetimes_seconds = None
     if ensure_lifetimes():

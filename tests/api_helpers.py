@@ -11,12 +11,12 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 import tierwise
-from tierwise.api.app import create_app
-from tierwise.api.auth import required_permission
 from tierwise.definitions.roles import ROLES
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
+from tierwise.server.app import create_app
 from tierwise.store import accounts
+from tierwise.web.auth import required_permission
 
 PASSWORD = "a-long-test-password"
 

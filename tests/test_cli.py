@@ -12,13 +12,13 @@ from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, write
 from typer.testing import CliRunner
 
 import tierwise
-from tierwise.cli import app
+from tierwise.cli.main import app
 
 runner = CliRunner()
 
 
 def tw(*args: str, code: int = 0) -> str:
-    """Run the CLI in-process; errors map to exit codes as ``tierwise.cli.main`` does."""
+    """Run the CLI in-process; errors map to exit codes as ``tierwise.cli.main.main`` does."""
     try:
         result = runner.invoke(app, list(args), catch_exceptions=False)
         exit_code = result.exit_code
@@ -73,11 +73,11 @@ def test_exit_codes_of_the_real_command(tmp_path: Path):
 
     tw("init", str(tmp_path / "w"))
     write(tmp_path / "bad.csv", "order_id,customer_id,ordered_at,amount\nX,Y,2025-01-01,1\n")
-    run = subprocess.run([sys.executable, "-m", "tierwise.cli", "import", "orders", "bad.csv",
+    run = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "import", "orders", "bad.csv",
                           "-w", str(tmp_path / "w")], cwd=tmp_path, capture_output=True,
                          text=True)
     assert run.returncode == 2 and "rejected:" in run.stderr and "Traceback" not in run.stderr
-    run = subprocess.run([sys.executable, "-m", "tierwise.cli", "status", "-w",
+    run = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "status", "-w",
                           str(tmp_path / "nothing")], capture_output=True, text=True)
     assert run.returncode == 1 and "not a tierwise workspace" in run.stderr
 

@@ -28,7 +28,7 @@ CLICKS = 3  # each customer enters the segment with its third click
 
 
 def _start(root: Path, port: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(root),
+    server = subprocess.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w", str(root),
                                "--port", str(port)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
     for _ in range(400):

@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from tests.api_helpers import wait_for_job
 
 import tierwise
-from tierwise.api.app import create_app
 from tierwise.dashboard import charts
 from tierwise.dashboard.data import VIEWS, reasons
 from tierwise.definitions.segment_ast import conditions_of
@@ -22,6 +21,7 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated, showcase
 from tierwise.errors import TierwiseError
+from tierwise.server.app import create_app
 from tierwise.services.review import parse_period, review
 from tierwise.store import accounts
 
@@ -175,7 +175,7 @@ def test_an_inspected_upload_is_sent_once(demo: tierwise.Workspace) -> None:
     id; only its sender can, and an import takes it (once)."""
     import time
 
-    from tierwise.api import uploads
+    from tierwise.web import uploads
 
     client = _client(demo)
     data = "客户编号,姓名\nH1,张三\nH2,李四\n".encode()
@@ -318,7 +318,7 @@ def test_reports_as_html_and_pdf(demo: tierwise.Workspace, tmp_path: Path) -> No
 def test_report_command_writes_both_files(demo: tierwise.Workspace, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from tierwise.cli import app
+    from tierwise.cli.main import app
 
     html, pdf = tmp_path / "r.html", tmp_path / "r.pdf"
     result = CliRunner().invoke(app, ["report", "--period", "2026Q3", "--html", str(html),
@@ -344,7 +344,7 @@ def test_at_risk_reasons_in_both_languages() -> None:
 
 
 def test_script_json_cannot_close_its_element() -> None:
-    from tierwise.dashboard.templating import _chart_json
+    from tierwise.web.templating import _chart_json
 
     assert "</script>" not in str(_chart_json({"name": "</script><b>"}))
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import tierwise
-from tierwise.api.jobs import JobRunner
 from tierwise.store import jobs as job_store
 from tierwise.store.tables import jobs
+from tierwise.web.jobs import JobRunner
 
 
 def test_jobs_of_a_dead_process_are_failed_and_their_uploads_removed(tmp_path: Path) -> None:

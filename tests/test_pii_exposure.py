@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from tests.api_helpers import PASSWORD, api_routes
 
 import tierwise
-from tierwise.api.app import create_app
 from tierwise.definitions.personal_data import PersonalData, looks_personal, personal_fields
 from tierwise.definitions.roles import ROLES
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
+from tierwise.server.app import create_app
 from tierwise.store import accounts
 
 #: Values that appear nowhere but in this customer's record; none may reach a viewer.

@@ -123,8 +123,8 @@ def test_consent_and_unsubscribe(served: Served) -> None:
 def test_retention_runs_with_the_server(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from tierwise.api.app import create_app
     from tierwise.config import read_config, write_config
+    from tierwise.server.app import create_app
 
     served = build(tmp_path)
     root = served.ws.root

@@ -28,7 +28,7 @@ def test_serve_answers_on_loopback(tmp_path: Path) -> None:
         accounts.add_user(conn, "ops", "a-long-password", "admin")
     ws.close()
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w",
+    server = subprocess.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w",
                                str(tmp_path / "ws"), "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               env={**os.environ, "NO_COLOR": "1"})
@@ -78,7 +78,7 @@ def test_the_worker_runs_in_a_child_process_that_never_outlives_the_server(
 
     def start() -> tuple[subprocess.Popen[bytes], str]:
         port = _free_port()
-        server = subprocess.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w",
+        server = subprocess.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w",
                                    str(tmp_path / "ws"), "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
@@ -167,7 +167,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 
 def _serving(root: Path, port: int, *options: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tierwise.cli", "serve", "-w", str(root),
+    return subprocess.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w", str(root),
                              "--port", str(port), *options], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"})
 
@@ -226,7 +226,7 @@ def test_cookies_are_secure_behind_an_https_proxy_and_with_tls(tmp_path: Path) -
     finally:
         server.terminate()
         server.wait(20)
-    failed = subprocess.run([sys.executable, "-m", "tierwise.cli", "serve", "-w",
+    failed = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "serve", "-w",
                              str(tmp_path / "ws"), "--ssl-certfile", str(cert)],
                             capture_output=True, text=True)
     assert failed.returncode == 1 and "--ssl-keyfile" in failed.stderr

@@ -13,8 +13,8 @@ from tests.conftest import write
 from tests.test_cli import tw
 
 import tierwise
+from tierwise.cli.render import _fmt
 from tierwise.engines.duckdb import ReadOnlyQuery
-from tierwise.render import _fmt
 from tierwise.store import accounts
 from tierwise.store.tables import audit_log
 

@@ -656,7 +656,7 @@ class WorkerProcess:
         status_read, status_write = os.pipe()
         os.set_blocking(wake_write, False)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli", "worker", "-w", str(self.ws.root),
+            [sys.executable, "-m", "tierwise.cli.main", "worker", "-w", str(self.ws.root),
              "--wake-fd", str(wake_read), "--status-fd", str(status_write)],
             pass_fds=(wake_read, status_write), stdout=subprocess.DEVNULL)
         os.close(wake_read)

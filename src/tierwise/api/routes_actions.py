@@ -15,14 +15,14 @@ from pydantic import BaseModel, Field, StrictInt
 
 from tierwise.actions import definitions as automations
 from tierwise.actions import dispatch, playbooks, sla, tasks
-from tierwise.api.auth import record, require, workspace
-from tierwise.api.problems import MAX_ID, RESPONSES, Problem
-from tierwise.api.views import jsonable
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.personal_data import require_unmasked
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest import intake
 from tierwise.models import leads
+from tierwise.web.auth import record, require, workspace
+from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
 

@@ -7,15 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
-from tierwise.api.auth import client_of, record, require, workspace
-from tierwise.api.fields import Instant
-from tierwise.api.problems import MAX_ID, RESPONSES, Problem
-from tierwise.api.views import jsonable
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import ROLES, Principal
 from tierwise.errors import TierwiseError
 from tierwise.ingest import quality
 from tierwise.security import privacy
 from tierwise.store import accounts, audit
+from tierwise.web.auth import client_of, record, require, workspace
+from tierwise.web.fields import Instant
+from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", tags=["admin"], responses=RESPONSES)
 

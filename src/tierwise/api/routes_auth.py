@@ -6,15 +6,16 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
-from tierwise.api.auth import (
+from tierwise.definitions.roles import Principal
+from tierwise.store import accounts, audit
+from tierwise.web.auth import (
     SESSION_COOKIE,
     authenticate,
     client_of,
+    safe_next,
     workspace,
 )
-from tierwise.api.problems import RESPONSES, Problem
-from tierwise.definitions.roles import Principal
-from tierwise.store import accounts, audit
+from tierwise.web.problems import RESPONSES, Problem
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=RESPONSES)
 #: Sign-in attempts per client address: 10 at once, then one every 5 seconds.
@@ -122,13 +123,6 @@ _WORDS = {"zh-CN": {"title": "登录 tierwise", "user": "用户名", "password":
                  "submit": "Sign in", "wrong": "Wrong user name or password"}}
 
 
-def _safe_next(target: str | None) -> str:
-    """Only paths on this server (no //host or scheme) may be redirected to."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
-
-
 def _form(request: Request, error: bool, target: str) -> HTMLResponse:
     import html
     import secrets
@@ -149,7 +143,7 @@ def _form(request: Request, error: bool, target: str) -> HTMLResponse:
 
 @pages.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str | None = None) -> HTMLResponse:  # noqa: A002
-    return _form(request, False, _safe_next(next))
+    return _form(request, False, safe_next(next))
 
 
 @pages.post("/login")
@@ -166,9 +160,9 @@ def login_form(request: Request, username: str = Form(..., max_length=64),
         token, _ = _sign_in(request, username, password)
     except Problem as exc:
         if exc.status == 401:
-            return _form(request, True, _safe_next(next))
+            return _form(request, True, safe_next(next))
         raise
-    target = RedirectResponse(_safe_next(next), status_code=303)
+    target = RedirectResponse(safe_next(next), status_code=303)
     _set_session(request, target, token)
     target.delete_cookie(FORM_CSRF_COOKIE, path="/login")
     return target

@@ -9,25 +9,24 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, StrictBool
 
-from tierwise.api.auth import require, workspace
-from tierwise.api.problems import RESPONSES, Problem
-from tierwise.api.views import (
-    LatestValues,
-    json_response,
-    jsonable,
-    present_customer,
-    present_profile,
-)
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
-from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
 from tierwise.security.privacy import CHANNELS, set_preference
 from tierwise.segments.membership import customer_segments
-from tierwise.services.customers import customer_profile
+from tierwise.services.customers import (
+    customer_profile,
+    present_customer,
+    present_profile,
+    search,
+    searched_by,
+)
 from tierwise.store import customers as customer_store
-from tierwise.store.tables import customers, segment_members
-from tierwise.workspace import Workspace
+from tierwise.store.tables import segment_members
+from tierwise.web.auth import require, workspace
+from tierwise.web.problems import RESPONSES, Problem
+from tierwise.web.views import LatestValues, json_response
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=RESPONSES)
 MAX_BATCH = 1_000
@@ -67,35 +66,6 @@ def _values(request: Request) -> LatestValues:
     return cache
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def searched_by(principal: Principal) -> list[str]:
-    """What a search text is compared with for this caller. Looking a customer up by an exact
-    name, e-mail or phone tells whether that person is a customer: only callers who may read
-    PII (their own customers' at least) may ask."""
-    if principal.can("pii:read") or principal.can("pii:own"):
-        return ["customer_id", "name", "email", "phone"]
-    return ["customer_id"]
-
-
-def _search(conn: sa.Connection, q: str, region: str, by_pii: bool) -> sa.ColumnElement[bool]:
-    ring = conn.info.get("pii")
-    text = q.strip()
-    terms = [customers.c.customer_id.like(_escape_like(text) + "%", escape="\\")]
-    if ring is not None and by_pii:
-        if "@" in text:
-            terms.append(customers.c.email_hash == ring.search_hash("email", text))
-        digits = text.replace("+", "").replace("-", "").replace(" ", "")
-        if digits.isdigit() and len(digits) >= 5:
-            phone, rule = phone_cleaner(region)(text)
-            if not (rule or "").startswith("flag_"):
-                terms.append(customers.c.phone_hash == ring.search_hash("phone", phone))
-        terms.append(customers.c.name_hash == ring.search_hash("name", text))
-    return sa.or_(*terms)
-
-
 @router.get("", response_model=CustomerPage, summary="List and search customers")
 def list_customers(
     request: Request,
@@ -113,35 +83,6 @@ def list_customers(
                                segment=segment, after=after, limit=limit)
     return json_response({"items": items, "next_after": next_after,
                           "searched_by": searched_by(principal) if q else []})
-
-
-def search(ws: Workspace, principal: Principal, *, q: str | None = None,
-           owner: str | None = None, city: str | None = None, segment: str | None = None,
-           after: str | None = None, limit: int = 50, ids: list[str] | None = None
-           ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of customers as the principal may see them, and the cursor of the next;
-    ``ids`` limits the page to those customers (at most a page of them)."""
-    with ws.control.read() as conn:
-        query = sa.select(customers)
-        if ids is not None:
-            query = query.where(customers.c.customer_id.in_(ids))
-        if q:
-            query = query.where(_search(conn, q, ws.config.phone_region,
-                                        len(searched_by(principal)) > 1))
-        if owner:
-            query = query.where(customers.c.owner == owner)
-        if city:
-            query = query.where(customers.c.city == city)
-        if segment:
-            query = query.where(customers.c.customer_id.in_(
-                sa.select(segment_members.c.customer_id)
-                .where(segment_members.c.segment_key == segment)))
-        if after:
-            query = query.where(customers.c.customer_id > after)
-        rows = customer_store.select(conn, query.order_by(customers.c.customer_id)
-                                     .limit(limit + 1))
-    items = [present_customer(ws, principal, row) for row in rows[:limit]]
-    return items, items[-1]["customer_id"] if len(rows) > limit else None
 
 
 def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSummary:

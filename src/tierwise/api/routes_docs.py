@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from tierwise.api.auth import authenticate
-from tierwise.api.problems import Problem
 from tierwise.definitions.roles import Principal
+from tierwise.web.auth import authenticate
+from tierwise.web.problems import Problem
 
 router = APIRouter(tags=["docs"])
 _STYLE = ("body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;"

@@ -8,15 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field, StrictBool, StrictFloat
 
-from tierwise.api.auth import record, require, workspace
-from tierwise.api.problems import MAX_ID, RESPONSES, Problem
-from tierwise.api.routes_imports import runner
-from tierwise.api.views import jsonable
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.identity import review
 from tierwise.identity.match import find_duplicates, score_records
 from tierwise.identity.merge import merge, merges_of, undo
 from tierwise.store import audit
+from tierwise.web.auth import record, require, workspace
+from tierwise.web.jobs import runner
+from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", tags=["identity"], responses=RESPONSES)
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]

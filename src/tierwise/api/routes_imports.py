@@ -2,43 +2,29 @@
 
 from __future__ import annotations
 
-import re
-import shutil
-import tempfile
-from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
-from tierwise.api import uploads
-from tierwise.api.auth import require, workspace
-from tierwise.api.jobs import JobRunner, get_job
-from tierwise.api.problems import MAX_ID, RESPONSES, Problem
-from tierwise.api.views import jsonable
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import TABLES
 from tierwise.errors import MappingError
 from tierwise.ingest.mapping import Mapping
-from tierwise.ingest.report import reject_report_path
 from tierwise.store import jobs as job_store
-from tierwise.store.jobs import UPLOAD_PREFIX
 from tierwise.store.tables import imports, mappings
+from tierwise.web import uploads
+from tierwise.web.auth import require, workspace
+from tierwise.web.jobs import get_job, rejects_path, runner
+from tierwise.web.problems import MAX_ID, RESPONSES, Problem
+from tierwise.web.uploads import save_upload
 from tierwise.workspace import Workspace
 
 router = APIRouter(tags=["imports"], responses=RESPONSES)
-CHUNK = 1 << 20
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def runner(request: Request) -> JobRunner:
-    jobs_: JobRunner = request.app.state.jobs
-    return jobs_
-
-
-def rejects_path(ws: Workspace, job_id: int) -> FilePath:
-    return reject_report_path(ws.root, f"job-{job_id}-rejects.csv")
 
 
 def _mapping(ws: Workspace, text: str | None) -> Mapping:
@@ -54,32 +40,6 @@ def _mapping(ws: Workspace, text: str | None) -> Mapping:
     return Mapping.from_yaml(spec, f"saved mapping {text.strip()!r}")
 
 
-def upload_name(filename: str | None) -> str:
-    """A file name safe to create in a folder of one's own: the last part of what the
-    client sent, letters, digits, ``._-`` only, no leading dots (so never ``..``).
-
-    >>> upload_name("../../etc/passwd"), upload_name(".."), upload_name("客户 2026.xlsx")
-    ('passwd', 'upload', '_2026.xlsx')
-    """
-    name = _SAFE_NAME.sub("_", FilePath(filename or "").name)[-120:].lstrip(".")
-    return name or "upload"
-
-
-async def save_upload(file: UploadFile) -> FilePath:
-    """The uploaded file, saved under its (sanitised) name in a new temporary folder that
-    the caller removes; 422 for an empty file. Nothing is left behind when it fails."""
-    folder = FilePath(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
-    target = folder / upload_name(file.filename)
-    try:
-        with target.open("wb") as out:
-            while chunk := await file.read(CHUNK):
-                out.write(chunk)
-        if target.stat().st_size == 0:
-            raise Problem(422, f"{file.filename}: the file is empty")
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return target
 
 
 @router.post("/v1/imports", status_code=202, summary="Upload a file to import (a job)")

@@ -8,13 +8,13 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, StrictBool, StrictInt
 
-from tierwise.api.auth import require, workspace
-from tierwise.api.fields import Instant
-from tierwise.api.problems import RESPONSES
-from tierwise.api.routes_imports import runner
-from tierwise.api.views import jsonable
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.insights import patterns
+from tierwise.web.auth import require, workspace
+from tierwise.web.fields import Instant
+from tierwise.web.jobs import runner
+from tierwise.web.problems import RESPONSES
 
 router = APIRouter(prefix="/v1/insights", tags=["insights"], responses=RESPONSES)
 

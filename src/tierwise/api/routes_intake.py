@@ -11,10 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Request
 
-from tierwise.api.auth import require, workspace
-from tierwise.api.problems import RESPONSES, Problem
 from tierwise.definitions.roles import Principal
 from tierwise.ingest import intake
+from tierwise.web.auth import require, workspace
+from tierwise.web.problems import RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", tags=["intake"], responses=RESPONSES)
 MAX_ROWS = 1_000

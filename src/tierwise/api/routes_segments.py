@@ -14,10 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
-from tierwise.api.auth import record, require, workspace
-from tierwise.api.fields import Instant
-from tierwise.api.problems import MAX_ID, RESPONSES, Problem
-from tierwise.api.views import json_response, jsonable, present_customer
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.personal_data import require_unmasked, rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import CUSTOMERS
@@ -31,11 +28,16 @@ from tierwise.segments.evaluate import Evaluation, evaluate_rule
 from tierwise.segments.explain import explain
 from tierwise.segments.plan import SAMPLE, plan_item
 from tierwise.segments.templates import TEMPLATES
+from tierwise.services.customers import present_customer
 from tierwise.store import customers as customer_store
 from tierwise.store import definitions as versions
 from tierwise.store import sizes
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import customers, segment_history, segment_members, segment_runs
+from tierwise.web.auth import record, require, workspace
+from tierwise.web.fields import Instant
+from tierwise.web.problems import MAX_ID, RESPONSES, Problem
+from tierwise.web.views import json_response
 from tierwise.workspace import Workspace
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"], responses=RESPONSES)

@@ -7,13 +7,13 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
-from tierwise.api.auth import require, workspace
-from tierwise.api.problems import MAX_ID, RESPONSES, Problem
-from tierwise.api.routes_imports import runner
-from tierwise.api.views import jsonable
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.models import compute
 from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid
+from tierwise.web.auth import require, workspace
+from tierwise.web.jobs import runner
+from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 from tierwise.workspace import Workspace
 
 router = APIRouter(prefix="/v1", tags=["values"], responses=RESPONSES)

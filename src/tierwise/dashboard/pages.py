@@ -16,17 +16,19 @@ from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tierwise.api.auth import authenticate, require, workspace
-from tierwise.api.problems import Problem
-from tierwise.api.views import jsonable, present_profile
-from tierwise.dashboard import charts, i18n
+from tierwise.dashboard import charts
 from tierwise.dashboard.data import VIEWS, View, value_history
-from tierwise.dashboard.templating import ENV, number
+from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.personal_data import rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
 from tierwise.models.tiers import TierSpec
+from tierwise.services.customers import present_profile
+from tierwise.web import i18n
+from tierwise.web.auth import authenticate, require, workspace
+from tierwise.web.problems import Problem
+from tierwise.web.templating import ENV, number
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -360,8 +362,8 @@ def edit_segment(key: str, request: Request) -> HTMLResponse:
 
 @router.get("/segments/{key}", response_class=HTMLResponse)
 def segment(key: str, request: Request) -> HTMLResponse:
-    from tierwise.api.routes_customers import search
     from tierwise.segments import definitions as defs
+    from tierwise.services.customers import search
     from tierwise.store import sizes
     from tierwise.store.tables import segment_history, segment_runs
 
@@ -394,7 +396,7 @@ def segment(key: str, request: Request) -> HTMLResponse:
 
 @router.get("/customers", response_class=HTMLResponse)
 def customers(request: Request) -> HTMLResponse:
-    from tierwise.api.routes_customers import search, searched_by
+    from tierwise.services.customers import search, searched_by
 
     principal = viewer(request, "customers:read")
     q = request.query_params.get("q") or None
@@ -561,8 +563,8 @@ def review_page(request: Request) -> HTMLResponse:
 
 @router.get("/review/report.{fmt}")
 def review_report(fmt: str, request: Request) -> Response:
-    from tierwise.dashboard import report
     from tierwise.services import review
+    from tierwise.web import report
 
     viewer(request, "values:read")
     if fmt not in ("html", "pdf"):
@@ -598,7 +600,7 @@ def imports_page(request: Request) -> HTMLResponse:
         job = job_store.get(conn, asked, kind="import") if asked else None
     finished = None
     if job is not None:
-        from tierwise.api.routes_imports import rejects_path
+        from tierwise.web.jobs import rejects_path
 
         finished = {**job, "rejects": rejects_path(ws, job["job_id"]).exists()}
     return render(request, principal, "imports.html", "imports", tables=list(TABLES),
@@ -613,9 +615,9 @@ async def inspect_upload(request: Request, file: UploadFile | None = File(None),
     """The columns of an uploaded file, a sample of rows and the suggested mapping. The
     file is held (``api.uploads``): the answer's ``upload_id`` stands for it in a second
     inspection (another table) and in the import, so the browser sends it once."""
-    from tierwise.api import uploads
-    from tierwise.api.routes_imports import save_upload
     from tierwise.dashboard.plans import inspect_file
+    from tierwise.web import uploads
+    from tierwise.web.uploads import save_upload
 
     root = workspace(request).root
     uploads.one_of(file, upload_id)
@@ -633,9 +635,9 @@ async def inspect_upload(request: Request, file: UploadFile | None = File(None),
 
 @router.get("/lang/{code}")
 def switch_language(code: str, request: Request, next: str = "/") -> RedirectResponse:  # noqa: A002
-    from tierwise.api.routes_auth import _safe_next
+    from tierwise.web.auth import safe_next
 
-    target = _safe_next(next if next != "/docs" else "/")
+    target = safe_next(next if next != "/docs" else "/")
     response = RedirectResponse(target, status_code=303)
     if code in i18n.LANGUAGES:
         response.set_cookie(i18n.LANG_COOKIE, code, samesite="strict", max_age=365 * 86400,

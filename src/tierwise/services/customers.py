@@ -1,14 +1,20 @@
-"""A 360° view of one customer: master data plus their orders, events, tickets and feedback."""
+"""Customers as the front ends show them: a page of a search, and the 360° view of one
+customer (master data plus their orders, events, tickets and feedback)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
+from tierwise.definitions.json_values import jsonable
+from tierwise.definitions.roles import Principal
 from tierwise.errors import NotFoundError
+from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
@@ -85,3 +91,77 @@ def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = N
             params))[0]
     return CustomerProfile(customer, summary, recent_orders, event_counts, recent_events,
                            tickets, feedback, as_of, referrals)
+
+
+def searched_by(principal: Principal) -> list[str]:
+    """What a search text is compared with for this caller. Looking a customer up by an exact
+    name, e-mail or phone tells whether that person is a customer: only callers who may read
+    PII (their own customers' at least) may ask."""
+    if principal.can("pii:read") or principal.can("pii:own"):
+        return ["customer_id", "name", "email", "phone"]
+    return ["customer_id"]
+
+
+def _exact(q: str, region: str) -> dict[str, str]:
+    """The name, e-mail and phone a search text could be, normalised like an import."""
+    text = q.strip()
+    found = {"name": text}
+    if "@" in text:
+        found["email"] = text
+    digits = text.replace("+", "").replace("-", "").replace(" ", "")
+    if digits.isdigit() and len(digits) >= 5:
+        phone, rule = phone_cleaner(region)(text)
+        if phone and not (rule or "").startswith("flag_"):
+            found["phone"] = phone
+    return found
+
+
+def search(ws: Workspace, principal: Principal, *, q: str | None = None,
+           owner: str | None = None, city: str | None = None, segment: str | None = None,
+           after: str | None = None, limit: int = 50, ids: list[str] | None = None
+           ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of customers as the principal may see them, and the cursor of the next;
+    ``q`` matches an id prefix or (for callers who may read PII) an exact name, e-mail or
+    phone; ``ids`` limits the page to those customers (at most a page of them)."""
+    exact = _exact(q, ws.config.phone_region) if q and len(searched_by(principal)) > 1 \
+        else None
+    with ws.control.read() as conn:
+        rows = customer_store.page(conn, id_prefix=q.strip() if q else None, exact=exact,
+                                   owner=owner, city=city, segment=segment, after=after,
+                                   ids=ids, limit=limit + 1)
+    items = [present_customer(ws, principal, row) for row in rows[:limit]]
+    return items, items[-1]["customer_id"] if len(rows) > limit else None
+
+
+def present_customer(ws: Workspace, principal: Principal, row: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """A customer row as this principal may see it: PII and sensitive attributes masked
+    without the right to see this customer's PII."""
+    out = {k: v for k, v in row.items() if not k.endswith("_hash")}
+    for key, empty in (("tags", []), ("attributes", {})):
+        text = out.get(key)
+        if isinstance(text, str):
+            try:
+                out[key] = json.loads(text)
+            except ValueError:
+                out[key] = text
+        elif text is None:
+            out[key] = empty
+    visible = principal.sees_pii_of(out.get("owner"))
+    if not visible:
+        ws.personal_data.mask_customer(out)
+    out["pii_masked"] = not visible
+    return jsonable(out)  # type: ignore[no-any-return]
+
+
+def present_profile(ws: Workspace, principal: Principal, found: CustomerProfile
+                    ) -> CustomerProfile:
+    """A 360° profile as this principal may see it: the customer as ``present_customer``
+    shows it and, without the right to this customer's PII, the sensitive keys of event
+    properties masked."""
+    visible = principal.sees_pii_of(found.customer.get("owner"))
+    events = found.recent_events if visible else [
+        {**e, "properties": ws.personal_data.mask_json(e.get("properties"))}
+        for e in found.recent_events]
+    return dataclasses.replace(found, customer=present_customer(ws, principal, found.customer),
+                               recent_events=events)

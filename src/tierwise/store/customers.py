@@ -163,6 +163,45 @@ def select(conn: sa.Connection, query: sa.Select[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def page(conn: sa.Connection, *, id_prefix: str | None = None,
+         exact: dict[str, str] | None = None, owner: str | None = None,
+         city: str | None = None, segment: str | None = None, after: str | None = None,
+         ids: list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Up to ``limit`` customers in id order after ``after``: those whose id starts with
+    ``id_prefix`` or whose name, e-mail or phone equals a value of ``exact`` (through the
+    search hashes), narrowed by owner, city, current membership of ``segment`` and ``ids``."""
+    from tierwise.store.tables import segment_members
+
+    query = sa.select(customers)
+    if ids is not None:
+        query = query.where(customers.c.customer_id.in_(ids))
+    if id_prefix is not None or exact:
+        terms: list[sa.ColumnElement[bool]] = []
+        if id_prefix is not None:
+            terms.append(customers.c.customer_id.like(_escape_like(id_prefix) + "%",
+                                                      escape="\\"))
+        ring = _ring(conn)
+        for column, value in (exact or {}).items():
+            terms.append(customers.c[HASHED_COLUMNS[column]] == ring.search_hash(column, value)
+                         if ring is not None else customers.c[column] == value)
+        query = query.where(sa.or_(*terms))
+    if owner:
+        query = query.where(customers.c.owner == owner)
+    if city:
+        query = query.where(customers.c.city == city)
+    if segment:
+        query = query.where(customers.c.customer_id.in_(
+            sa.select(segment_members.c.customer_id)
+            .where(segment_members.c.segment_key == segment)))
+    if after:
+        query = query.where(customers.c.customer_id > after)
+    return select(conn, query.order_by(customers.c.customer_id).limit(limit))
+
+
 def get(conn: sa.Connection, customer_id: str) -> dict[str, Any] | None:
     found = select(conn, sa.select(customers).where(customers.c.customer_id == customer_id))
     return found[0] if found else None

@@ -9,11 +9,11 @@ from typing import Any
 
 from markupsafe import Markup
 
-from tierwise.dashboard import i18n
-from tierwise.dashboard.templating import ENV
 from tierwise.models import compute
 from tierwise.services.review import Review
 from tierwise.store.control import utcnow
+from tierwise.web import i18n
+from tierwise.web.templating import ENV
 from tierwise.workspace import Workspace
 
 KPI_COLUMNS = ("revenue", "revenue_share", "conversion_rate", "repurchase_rate", "aov",

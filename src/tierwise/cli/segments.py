@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tierwise import cli_audit
-from tierwise.cli_value import _as_of
+from tierwise.cli import audit as cli_audit
+from tierwise.cli.value import _as_of
 from tierwise.definitions.segment_ast import to_json, to_text
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError, TierwiseError

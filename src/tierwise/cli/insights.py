@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tierwise import render
+from tierwise.cli import render
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)

@@ -17,7 +17,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from tierwise import cli_audit
+from tierwise.cli import audit as cli_audit
 from tierwise.errors import TierwiseError
 from tierwise.ingest.report import write_safe_csv
 from tierwise.models import clv_fit, compute, lifecycle, rfm, tiers
@@ -404,8 +404,8 @@ def report_cmd(
 ) -> None:
     """The periodic review (定期复盘): segment KPIs against the previous period, tier
     migration and the biggest movers; printed, and written as HTML and/or PDF."""
-    from tierwise.dashboard import report
     from tierwise.services.review import review
+    from tierwise.web import report
 
     ws = Workspace.open(workspace)
     language = lang or ws.config.locale

@@ -13,16 +13,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tierwise import (
-    cli_actions,
-    cli_admin,
-    cli_audit,
-    cli_identity,
-    cli_insights,
-    cli_segments,
-    cli_value,
-    render,
-)
+from tierwise.cli import actions as cli_actions
+from tierwise.cli import admin as cli_admin
+from tierwise.cli import audit as cli_audit
+from tierwise.cli import identity as cli_identity
+from tierwise.cli import insights as cli_insights
+from tierwise.cli import render
+from tierwise.cli import segments as cli_segments
+from tierwise.cli import value as cli_value
 from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
 from tierwise.errors import ImportRejected, TierwiseError
 from tierwise.ingest.mapping import Mapping

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tierwise.cli_audit import actor, named_role, require
+from tierwise.cli.audit import actor, named_role, require
 from tierwise.errors import TierwiseError
 from tierwise.store import accounts, audit
 from tierwise.store.control import utcnow
@@ -63,7 +63,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     """Run the dashboard, the REST API, the real-time worker and the dispatcher."""
     import uvicorn
 
-    from tierwise.api.app import create_app
+    from tierwise.server.app import create_app
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise TierwiseError("give both --ssl-certfile and --ssl-keyfile, or neither")
@@ -93,7 +93,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     if workers > 1:  # each process opens the workspace itself
         os.environ["TIERWISE_WORKSPACE"] = str(ws.root)
         ws.close()
-        uvicorn.run("tierwise.api.app:app_from_environment", factory=True, workers=workers,
+        uvicorn.run("tierwise.server.app:app_from_environment", factory=True, workers=workers,
                     **options)  # type: ignore[arg-type]
     else:
         uvicorn.run(create_app(ws, worker="process"), **options)  # type: ignore[arg-type]
@@ -279,7 +279,7 @@ def privacy_export(customer_id: str,
                    out_file: Annotated[Path, typer.Option("--out", help="JSON file to write.")],
                    workspace: WorkspaceOpt = None) -> None:
     """Everything held about a customer, as JSON (a subject-access request)."""
-    from tierwise.api.views import jsonable
+    from tierwise.definitions.json_values import jsonable
     from tierwise.security.privacy import export_customer
 
     ws = Workspace.open(workspace)

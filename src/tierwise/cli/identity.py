@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tierwise import render
-from tierwise.cli_audit import actor, record
+from tierwise.cli import render
+from tierwise.cli.audit import actor, record
 from tierwise.identity import review
 from tierwise.identity.match import find_duplicates
 from tierwise.identity.merge import merge, merges_of, undo

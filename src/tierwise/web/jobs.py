@@ -14,8 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tierwise.api.views import jsonable
+from fastapi import Request
+
+from tierwise.definitions.json_values import jsonable
 from tierwise.errors import ImportRejected, TierwiseError
+from tierwise.ingest.report import reject_report_path
 from tierwise.store import jobs as job_store
 from tierwise.workspace import Workspace
 
@@ -95,3 +98,12 @@ def get_job(ws: Workspace, job_id: int) -> dict[str, Any] | None:
     with ws.control.read() as conn:
         found = job_store.get(conn, job_id)
     return jsonable(found) if found else None  # type: ignore[no-any-return]
+
+
+def runner(request: Request) -> JobRunner:
+    jobs_: JobRunner = request.app.state.jobs
+    return jobs_
+
+
+def rejects_path(ws: Workspace, job_id: int) -> Path:
+    return reject_report_path(ws.root, f"job-{job_id}-rejects.csv")

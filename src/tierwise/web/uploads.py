@@ -20,8 +20,10 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from tierwise.api.problems import Problem
+from fastapi import UploadFile
+
 from tierwise.store.jobs import UPLOAD_PREFIX
+from tierwise.web.problems import Problem
 
 KEEP = timedelta(hours=1)
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -105,3 +107,35 @@ def expire(now: float | None = None) -> int:
 
 
 __all__ = ["KEEP", "expire", "find", "hold", "one_of", "take"]
+
+
+CHUNK = 1 << 20
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def upload_name(filename: str | None) -> str:
+    """A file name safe to create in a folder of one's own: the last part of what the
+    client sent, letters, digits, ``._-`` only, no leading dots (so never ``..``).
+
+    >>> upload_name("../../etc/passwd"), upload_name(".."), upload_name("客户 2026.xlsx")
+    ('passwd', 'upload', '_2026.xlsx')
+    """
+    name = _SAFE_NAME.sub("_", Path(filename or "").name)[-120:].lstrip(".")
+    return name or "upload"
+
+
+async def save_upload(file: UploadFile) -> Path:
+    """The uploaded file, saved under its (sanitised) name in a new temporary folder that
+    the caller removes; 422 for an empty file. Nothing is left behind when it fails."""
+    folder = Path(tempfile.mkdtemp(prefix=UPLOAD_PREFIX))
+    target = folder / upload_name(file.filename)
+    try:
+        with target.open("wb") as out:
+            while chunk := await file.read(CHUNK):
+                out.write(chunk)
+        if target.stat().st_size == 0:
+            raise Problem(422, f"{file.filename}: the file is empty")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return target

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, Undefined, pass_context, select_autoescape
 from markupsafe import Markup
 
-from tierwise.api.views import jsonable
+from tierwise.definitions.json_values import jsonable
 
 
 def number(value: Any, digits: int = 0) -> str:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tierwise import cli_audit
+from tierwise.cli import audit as cli_audit
 from tierwise.store import audit
 from tierwise.workspace import Workspace
 

@@ -19,11 +19,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from tierwise.actions.worker import Worker, WorkerProcess
-from tierwise.api import problems
-from tierwise.api.auth import SAFE_METHODS, RateLimiter
-from tierwise.api.jobs import JobRunner
-from tierwise.api.views import LatestValues
 from tierwise.store import audit
+from tierwise.web import problems
+from tierwise.web.auth import SAFE_METHODS, RateLimiter
+from tierwise.web.jobs import JobRunner
+from tierwise.web.views import LatestValues
 from tierwise.workspace import Workspace
 
 log = logging.getLogger("tierwise.api")

@@ -15,9 +15,9 @@ from typing import Any
 
 from fastapi import Depends, Request
 
-from tierwise.api.problems import Problem
 from tierwise.definitions.roles import PERMISSIONS, Principal
 from tierwise.store import accounts
+from tierwise.web.problems import Problem
 from tierwise.workspace import Workspace
 
 SESSION_COOKIE = "tierwise_session"
@@ -134,3 +134,10 @@ def record(request: Request, principal: Principal, action: str, target: str | No
 
 def required_permission(dependency: Callable[..., Any]) -> str | None:
     return getattr(dependency, "permission", None)
+
+
+def safe_next(target: str | None) -> str:
+    """Only paths on this server (no //host or scheme) may be redirected to."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target

@@ -1,0 +1,5 @@
+"""`python -m tierwise.cli`: the command line."""
+
+from tierwise.cli.main import main
+
+main()
