@@ -315,8 +315,8 @@ def deliveries_per_second(base: str, key: str, receiver: str, count: int = 5000
     from concurrent.futures import ThreadPoolExecutor
 
     from tierwise import open as open_ws
-    from tierwise.actions.definitions import Webhook
     from tierwise.actions.outbox import enqueue
+    from tierwise.definitions.automations import Webhook
     from tierwise.store.control import utcnow
 
     before = int(httpx.get(receiver).text)

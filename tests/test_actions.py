@@ -28,6 +28,7 @@ from tierwise.models import leads
 from tierwise.security.privacy import set_preference
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
+from tierwise.store import leads as lead_store
 from tierwise.store.tables import outbox, tasks
 
 
@@ -318,7 +319,7 @@ def test_lead_scores_decay_qualify_once_and_feed_segments(served: Served, now: d
     ws.import_source("events", RecordsSource.from_dicts("test", events))
     first = leads.update(ws, {"C002", "C003"}, now)
     assert first.qualified == 1 and first.changed == {"C002", "C003"}
-    scores = {r["customer_id"]: r for r in leads.leads(ws)}
+    scores = {r["customer_id"]: r for r in lead_store.leads(ws.control)}
     # two downloads, one half-life old (2 × 20 × 0.5) + pricing today (10) + Beijing (5)
     assert scores["C002"]["score"] == pytest.approx(2 * 20 * 0.5 + 10 + 5)
     assert scores["C003"]["score"] == pytest.approx(10)

@@ -181,3 +181,18 @@ def test_segments_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert "awaken" in tw("customers", "segments", member)
     assert "froze" in tw("segments", "freeze", "awaken_june", "--from", "awaken")
     assert "data_change" in tw("segments", "history", "awaken")
+
+
+def test_a_change_nobody_listens_to_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers listen to membership changes (store.changes); a change announced with no
+    listener installed must fail, not fire nothing."""
+    from datetime import UTC, datetime
+
+    from tierwise.store import changes
+
+    monkeypatch.setattr(changes, "_listener", [])
+    with pytest.raises(RuntimeError, match="no listener"):
+        changes.membership_changed(None, "vip", ["C1"], [], "manual",  # type: ignore[arg-type]
+                                   datetime.now(UTC))
+    changes.membership_changed(None, "vip", [], [], "manual",  # type: ignore[arg-type]
+                               datetime.now(UTC))  # nothing changed: nothing to announce

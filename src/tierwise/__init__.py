@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from tierwise.actions import hooks as _hooks
 from tierwise.config import WorkspaceConfig
 from tierwise.errors import ImportRejected, MappingError, SourceError, TierwiseError
 from tierwise.ingest.mapping import Mapping
@@ -17,6 +18,10 @@ from tierwise.ingest.pipeline import ImportResult
 from tierwise.workspace import Workspace
 
 __version__ = "0.1.0"
+
+# Every process that imports tierwise has the triggers and playbooks listen to the changes
+# segments, snapshots and lead scores announce (store.changes): none goes unseen.
+_hooks.install()
 __all__ = [
     "ImportRejected",
     "ImportResult",

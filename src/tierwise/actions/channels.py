@@ -24,6 +24,7 @@ import threading
 import time
 from datetime import timedelta
 from email.message import EmailMessage
+from importlib.metadata import version as package_version
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,7 +33,6 @@ import sqlalchemy as sa
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from tierwise import __version__
 from tierwise.security import targets
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
@@ -42,6 +42,7 @@ from tierwise.workspace import Workspace
 ENV_SECRET = "TIERWISE_WEBHOOK_SECRET"
 ENV_SMTP_PASSWORD = "TIERWISE_SMTP_PASSWORD"
 SIGNATURE_HEADER = "X-Tierwise-Signature"
+USER_AGENT = f"tierwise/{package_version('tierwise')}"
 
 
 class Retry(Exception):
@@ -160,7 +161,7 @@ class Channels:
         headers = {"Content-Type": "application/json", "Idempotency-Key":
                    row.idempotency_key, "X-Tierwise-Event": event["event"],
                    SIGNATURE_HEADER: sign(self._secret, body),
-                   "User-Agent": f"tierwise/{__version__}", "Host": target.host_header()}
+                   "User-Agent": USER_AGENT, "Host": target.host_header()}
         try:
             # To the address that was checked: a second lookup could answer differently.
             answer = self.http.post(target.pinned_url(), content=body, headers=headers,

@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.actions import definitions as automations
-from tierwise.actions.definitions import Playbook, Trigger
+from tierwise.definitions.automations import Playbook, Trigger
 from tierwise.store.control import chunked
 from tierwise.store.tables import outbox, playbook_runs, trigger_fires
 

@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.actions import definitions as automations
-from tierwise.actions.definitions import Playbook
 from tierwise.actions.outbox import enqueue
+from tierwise.definitions.automations import Playbook
 from tierwise.store.control import chunked, utcnow
 from tierwise.store.tables import playbook_runs, segment_members
 from tierwise.workspace import Workspace

@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.actions import playbooks
-from tierwise.actions.definitions import Task
 from tierwise.actions.outbox import enqueue, on_event
+from tierwise.definitions.automations import Task
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import ticket_sla
 from tierwise.workspace import Workspace

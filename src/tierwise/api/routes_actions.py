@@ -20,7 +20,7 @@ from tierwise.definitions.personal_data import require_unmasked
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest import intake
-from tierwise.models import leads
+from tierwise.store import leads as lead_store
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 
@@ -146,7 +146,7 @@ def put_lead_scoring(request: Request, body: dict[str, Any] = Body(...),
 def list_leads(request: Request, qualified: bool = False,
                limit: int = Query(200, ge=1, le=5000),
                principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
-    return [jsonable(r) for r in leads.leads(workspace(request), qualified, limit)]
+    return [jsonable(r) for r in lead_store.leads(workspace(request).control, qualified, limit)]
 
 
 @router.get("/deliveries", summary="Outbox rows (deliveries), oldest first, keyset-paged")

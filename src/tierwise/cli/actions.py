@@ -136,12 +136,13 @@ def leads_cmd(qualified: Annotated[bool, typer.Option(help="Only qualified leads
               limit: int = 50, workspace: WorkspaceOpt = None) -> None:
     """Lead scores, highest first."""
     from tierwise.models import leads
+    from tierwise.store import leads as lead_store
 
     ws = Workspace.open(workspace)
     if rescore:
         out.print(f"{leads.update(ws).qualified} lead(s) newly qualified")
     table = Table("customer", "score", "qualified at")
-    for r in leads.leads(ws, qualified, limit):
+    for r in lead_store.leads(ws.control, qualified, limit):
         table.add_row(r["customer_id"], f"{r['score']:,.1f}",
                       f"{r['qualified_at']:%Y-%m-%d %H:%M}" if r["qualified_at"] else "")
     out.print(table)

@@ -29,6 +29,7 @@ from tierwise.models import clv, lifecycle, rfm, stats, tiers
 from tierwise.models.lifecycle import ChurnBands, LifecycleSpec
 from tierwise.models.rfm import RFMSettings, SegmentScheme
 from tierwise.models.tiers import TierSpec
+from tierwise.store import changes as store_changes
 from tierwise.store import customer_mirror, definitions
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import snapshots
@@ -319,8 +320,6 @@ def _latest_row(conn: sa.Connection) -> Any:
 def _save(ws: Workspace, snap: Snapshot) -> None:
     """Write the snapshot file and register it; tier and lifecycle changes against the
     latest earlier snapshot fire their triggers in the same transaction."""
-    from tierwise.actions import outbox
-
     folder = ws.root / "snapshots"
     folder.mkdir(exist_ok=True)
     name = f"{snap.as_of.astimezone(ws.config.zone):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -354,8 +353,7 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
                     snap.settings.get("tiers"), snap.settings.get("versions")) \
                     else "data_change"
                 for event, found in changes.items():
-                    if found:
-                        outbox.on_value_change(conn, event, found, reason, snap.as_of)
+                    store_changes.values_changed(conn, event, found, reason, snap.as_of)
     except BaseException:
         final.unlink(missing_ok=True)
         raise

@@ -26,29 +26,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
 import sqlalchemy as sa
 
-from tierwise.actions import definitions as automations
-from tierwise.actions.definitions import LeadScoring
-from tierwise.actions.outbox import enqueue, on_event
 from tierwise.compile.scores import compile_event_points
 from tierwise.compile.segments import compile_rule
+from tierwise.definitions.automations import LeadScoring
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import NotFoundError
 from tierwise.segments.evaluate import Evaluation
+from tierwise.store import changes
+from tierwise.store import definitions as versions
 from tierwise.store.control import chunked, utcnow
 from tierwise.store.tables import lead_scores
 from tierwise.workspace import Workspace
 
 
 def definition(ws: Workspace) -> LeadScoring | None:
+    """The lead-scoring rules in force (None: none were ever saved)."""
     with ws.control.read() as conn:
-        try:
-            found: LeadScoring = automations.get(conn, "lead_scoring", "default")
-        except NotFoundError:
-            return None
-    return found
+        latest = versions.latest(conn, "lead_scoring", "default")
+    return None if latest is None else LeadScoring.model_validate(latest.spec)
 
 
 def score(ws: Workspace, spec: LeadScoring, customer_ids: Collection[str] | None,
@@ -128,31 +124,8 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
         if qualified:
             items = [{"customer_id": c, "score": round(scores[c], 2),
                       "threshold": spec.threshold} for c in qualified]
-            on_event(conn, "lead_qualified", items, as_of)
-            if spec.task is not None:
-                enqueue(conn, "lead_scoring:default", "lead_qualified", spec.task, items,
-                        as_of)
+            changes.lead_qualified(conn, items, spec.task, as_of)
     return Rescored(len(qualified), {r["customer_id"] for r in (*fresh, *changed)})
 
 
-def as_table(ws: Workspace) -> pa.Table:
-    """``customer_id``, ``lead_score`` for the engines (the segment field)."""
-    with ws.control.read() as conn:
-        rows = conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score)).all()
-    return pa.table({"customer_id": pa.array([r[0] for r in rows], pa.string()),
-                     "lead_score": pa.array([r[1] for r in rows], pa.float64())})
-
-
-def leads(ws: Workspace, qualified_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
-    query = sa.select(lead_scores)
-    if qualified_only:
-        query = query.where(lead_scores.c.qualified_at.is_not(None))
-    with ws.control.read() as conn:
-        rows = conn.execute(query.order_by(lead_scores.c.score.desc(),
-                                           lead_scores.c.customer_id).limit(limit)).all()
-    return [{"customer_id": r.customer_id, "score": r.score,
-             "computed_at": r.computed_at, "qualified_at": r.qualified_at}
-            for r in rows]
-
-
-__all__ = ["Rescored", "as_table", "definition", "leads", "score", "update"]
+__all__ = ["Rescored", "definition", "score", "update"]

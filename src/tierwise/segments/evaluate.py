@@ -22,6 +22,7 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.engines.base import TableScan
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
+from tierwise.store import leads as lead_store
 from tierwise.store.control import chunked, utcnow
 from tierwise.store.customer_rows import columns_read
 from tierwise.store.tables import snapshots
@@ -189,9 +190,7 @@ class Evaluation:
             self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
         if compiled.uses_leads and not self._leads:
-            from tierwise.models.leads import as_table
-
-            self.session.register_arrow("lead_scores", as_table(self.ws))
+            self.session.register_arrow("lead_scores", lead_store.as_table(self.ws.control))
             self._leads = True
         if self._held:
             self._facts(compiled.sql)

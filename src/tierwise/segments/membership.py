@@ -22,13 +22,12 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from tierwise.actions import outbox
 from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_batch
 from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
-from tierwise.store import sizes
+from tierwise.store import changes, sizes
 from tierwise.store.control import as_utc, chunked, utcnow
 from tierwise.store.tables import segment_history, segment_members, segment_runs
 from tierwise.workspace import Workspace
@@ -72,7 +71,7 @@ def current_members(conn: sa.Connection, key: str) -> set[str]:
 
 def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
                entered: Iterable[str], exited: Iterable[str], reason: str,
-               hooks: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
+               prepared: Any = None) -> None:
     entered, exited = sorted(entered), sorted(exited)
     for part in chunked(entered):
         conn.execute(segment_members.insert(), [
@@ -92,7 +91,7 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
     sizes.change(conn, {key: len(entered) - len(exited)})
     # Triggers and playbooks: their outbox rows commit with the change (nothing lost, nothing
     # recorded twice).
-    outbox.on_membership(conn, key, entered, exited, reason, as_of, hooks)
+    changes.membership_changed(conn, key, entered, exited, reason, as_of, prepared)
 
 
 def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
@@ -305,7 +304,7 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
             ws.control.lock(conn, f"segment:{key}")
         last = _last_runs(conn, found)
         before_all = _members_among_many(conn, found, scope)
-        hooks = outbox.membership_hooks(conn)
+        hooks = changes.prepare(conn)
         shared = time.perf_counter() - t0
         changed: dict[str, tuple[set[str], set[str], str]] = {}
         for key, (members, _) in found.items():

@@ -1,0 +1,33 @@
+"""Lead scores (``lead_scores``): the scores lead scoring (``models.leads``) keeps, read as
+the segment field ``lead_score`` and listed highest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from tierwise.store.control import ControlStore
+from tierwise.store.tables import lead_scores
+
+
+def as_table(control: ControlStore) -> pa.Table:
+    """``customer_id``, ``lead_score`` for the engines (the segment field)."""
+    with control.read() as conn:
+        rows = conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score)).all()
+    return pa.table({"customer_id": pa.array([r[0] for r in rows], pa.string()),
+                     "lead_score": pa.array([r[1] for r in rows], pa.float64())})
+
+
+def leads(control: ControlStore, qualified_only: bool = False, limit: int = 200
+          ) -> list[dict[str, Any]]:
+    query = sa.select(lead_scores)
+    if qualified_only:
+        query = query.where(lead_scores.c.qualified_at.is_not(None))
+    with control.read() as conn:
+        rows = conn.execute(query.order_by(lead_scores.c.score.desc(),
+                                           lead_scores.c.customer_id).limit(limit)).all()
+    return [{"customer_id": r.customer_id, "score": r.score,
+             "computed_at": r.computed_at, "qualified_at": r.qualified_at}
+            for r in rows]
