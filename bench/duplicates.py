@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=900_000)
     parser.add_argument("--share", type=float, default=0.1)
     args = parser.parse_args()
-    from tierwise.identity.duplicates import with_duplicates
+    from tierwise.demo.duplicates import with_duplicates
 
     OUT.mkdir(exist_ok=True)
     records_path = OUT / f"dup-records-{args.customers}.parquet"

@@ -8,7 +8,7 @@ import pytest
 from tests.test_cli import tw
 
 import tierwise
-from tierwise.identity.duplicates import with_duplicates
+from tierwise.demo.duplicates import with_duplicates
 from tierwise.identity.match import comparison_table, match, pair_scores
 
 

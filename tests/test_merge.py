@@ -154,7 +154,7 @@ def test_identity_cli(tmp_path: Path) -> None:
 
 
 def test_queue_and_match_at_import_cli(tmp_path: Path) -> None:
-    from tierwise.identity.duplicates import with_duplicates
+    from tierwise.demo.duplicates import with_duplicates
     from tierwise.ingest.readers import RecordsSource
 
     data = with_duplicates(400, share=0.2, seed=8)

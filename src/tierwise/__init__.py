@@ -9,13 +9,19 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
+from typing import Any
 
+import pandas as pd
+
+from tierwise import workspace as _workspace
 from tierwise.actions import hooks as _hooks
 from tierwise.config import WorkspaceConfig
 from tierwise.errors import ImportRejected, MappingError, SourceError, TierwiseError
+from tierwise.ingest import imports as _imports
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.pipeline import ImportResult
-from tierwise.workspace import Workspace
+from tierwise.models import compute as _compute
 
 __version__ = "0.1.0"
 
@@ -36,12 +42,59 @@ __all__ = [
 ]
 
 
+class Workspace(_workspace.Workspace):
+    """A workspace for the Python API: the stores and engine of ``tierwise.workspace``, plus
+    imports and computations.
+
+    >>> ws = tierwise.open("./acme")  # doctest: +SKIP
+    >>> ws.import_file("orders", "orders.csv", mapping="orders_map.yaml")  # doctest: +SKIP
+    >>> ws.compute().table.to_pandas().groupby("tier").clv.sum()  # doctest: +SKIP
+    """
+
+    def import_file(self, table: str, path: str | os.PathLike[str], *,
+                    mapping: _imports.MappingLike = None, **options: Any) -> ImportResult:
+        """Import a CSV, XLSX, Parquet or JSON Lines file (``ingest.imports.import_file``:
+        format, unknown_customers, dry_run, report_path, progress)."""
+        return _imports.import_file(self, table, path, mapping=mapping, **options)
+
+    def import_source(self, table: str, source: Any, **options: Any) -> ImportResult:
+        """Import rows from a ``Source`` (``ingest.imports.import_source``)."""
+        return _imports.import_source(self, table, source, **options)
+
+    def import_sql(self, table: str, url: str, query: str, **options: Any) -> ImportResult:
+        """Import the rows of ``query`` run against any SQLAlchemy URL."""
+        return _imports.import_sql(self, table, url, query, **options)
+
+    def resolve_mapping(self, mapping: _imports.MappingLike) -> Mapping:
+        """A Mapping object, a YAML file path, or the name of a saved mapping."""
+        return _imports.resolve_mapping(self, mapping)
+
+    def save_mapping(self, name: str, table: str, mapping: Mapping) -> None:
+        _imports.save_mapping(self, name, table, mapping)
+
+    def saved_mappings(self) -> list[dict[str, Any]]:
+        return _imports.saved_mappings(self)
+
+    def compute(self, as_of: datetime | None = None, save: bool = True) -> _compute.Snapshot:
+        """RFM, value score, tier, lifecycle, CLV and churn risk of every customer; a
+        ``Snapshot`` whose ``table`` is one Arrow row per customer."""
+        return _compute.compute(self, as_of, save=save)
+
+    def customer_facts(self, snapshot_id: int | None = None) -> pd.DataFrame:
+        """The customer facts of a saved snapshot (default: the latest) as pandas."""
+        return _compute.load_snapshot(self, snapshot_id).table.to_pandas()
+
+
 def init(path: str | os.PathLike[str], **settings: object) -> Workspace:
     """Create a workspace at ``path`` (settings as in ``tierwise.toml``) and open it."""
     config = WorkspaceConfig(**settings) if settings else None  # type: ignore[arg-type]
-    return Workspace.create(path, config)
+    ws = Workspace.create(path, config)
+    assert isinstance(ws, Workspace)
+    return ws
 
 
 def open(path: str | os.PathLike[str] | None = None) -> Workspace:  # noqa: A001
     """Open the workspace at ``path`` (default: ``$TIERWISE_WORKSPACE`` or the cwd)."""
-    return Workspace.open(path)
+    ws = Workspace.open(path)
+    assert isinstance(ws, Workspace)
+    return ws

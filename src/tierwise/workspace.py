@@ -1,31 +1,28 @@
-"""A workspace: ``tierwise.toml``, the control store, the fact store and the compute engine."""
+"""A workspace: ``tierwise.toml``, the control store, the fact store and the compute engine.
+
+This is the handle every layer above the stores receives. The Python API's
+``tierwise.Workspace`` adds imports and computations to it (``tierwise/__init__.py``).
+"""
 
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import sqlalchemy as sa
 
 from tierwise.config import WorkspaceConfig, find_workspace, read_config, write_config
 from tierwise.definitions.personal_data import PersonalData
 from tierwise.definitions.schemas import TABLES, table_schema
 from tierwise.engines.base import Engine, make_engine
-from tierwise.errors import MappingError, WorkspaceError
-from tierwise.ingest.mapping import Mapping
-from tierwise.ingest.pipeline import ImportOptions, ImportResult, Progress, run_import
-from tierwise.ingest.readers import Source, open_file
-from tierwise.store import audit
+from tierwise.errors import WorkspaceError
+from tierwise.store import audit, import_log
 from tierwise.store import customers as customer_store
-from tierwise.store.control import ControlStore, utcnow
+from tierwise.store.control import ControlStore
 from tierwise.store.facts import FactStore
-from tierwise.store.key_index import KeyIndex
 from tierwise.store.sealing import KeyRing
-from tierwise.store.tables import fact_files, imports, mappings
 
 
 class Workspace:
@@ -91,76 +88,6 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- import --------------------------------------------------------------------------
-    def import_source(self, table: str, source: Source, *, mapping: Mapping | None = None,
-                      unknown_customers: str = "reject", dry_run: bool = False,
-                      report_path: str | os.PathLike[str] | None = None,
-                      progress: Progress | None = None,
-                      key_index: KeyIndex | None = None) -> ImportResult:
-        options = ImportOptions(mapping or Mapping(), unknown_customers, dry_run,
-                                Path(report_path) if report_path else None, progress,
-                                key_index)
-        return run_import(self, table, source, options)
-
-    def import_file(self, table: str, path: str | os.PathLike[str], *,
-                    mapping: Mapping | str | os.PathLike[str] | None = None,
-                    format: str | None = None, unknown_customers: str = "reject",
-                    dry_run: bool = False, report_path: str | os.PathLike[str] | None = None,
-                    progress: Progress | None = None) -> ImportResult:
-        """Import a CSV, XLSX, Parquet or JSON Lines file into a canonical table.
-
-        >>> ws.import_file("orders", "orders.csv", mapping="orders_map.yaml")  # doctest: +SKIP
-        """
-        table_schema(table)
-        resolved_mapping = self.resolve_mapping(mapping)
-        source = open_file(path, format, resolved_mapping.encoding, resolved_mapping.delimiter,
-                           resolved_mapping.sheet)
-        return self.import_source(table, source, mapping=resolved_mapping,
-                                  unknown_customers=unknown_customers, dry_run=dry_run,
-                                  report_path=report_path, progress=progress)
-
-    def import_sql(self, table: str, url: str, query: str, *, mapping: Mapping | None = None,
-                   unknown_customers: str = "reject", dry_run: bool = False,
-                   report_path: str | os.PathLike[str] | None = None,
-                   progress: Progress | None = None) -> ImportResult:
-        """Import the rows of ``query`` run against any SQLAlchemy URL."""
-        from tierwise.ingest.sqlsource import sql_source
-
-        source = sql_source(url, query)
-        return self.import_source(table, source, mapping=mapping,
-                                  unknown_customers=unknown_customers, dry_run=dry_run,
-                                  report_path=report_path, progress=progress)
-
-    # -- saved mappings ------------------------------------------------------------------
-    def resolve_mapping(self, mapping: Mapping | str | os.PathLike[str] | None) -> Mapping:
-        """A Mapping object, a YAML file path, or the name of a saved mapping."""
-        if mapping is None:
-            return Mapping()
-        if isinstance(mapping, Mapping):
-            return mapping
-        path = Path(mapping)
-        if path.is_file():
-            return Mapping.load(path)
-        with self.control.read() as conn:
-            row = conn.execute(sa.select(mappings.c.spec)
-                               .where(mappings.c.name == str(mapping))).first()
-        if row is None:
-            raise MappingError(f"no mapping file or saved mapping named {str(mapping)!r}")
-        return Mapping.from_yaml(row.spec, f"saved mapping {mapping!r}")
-
-    def save_mapping(self, name: str, table: str, mapping: Mapping) -> None:
-        spec = mapping.model_copy(update={"table": table}).to_yaml()
-        with self.control.write() as conn:
-            conn.execute(mappings.delete().where(mappings.c.name == name))
-            conn.execute(mappings.insert().values(name=name, table_name=table, spec=spec,
-                                                  saved_at=utcnow()))
-
-    def saved_mappings(self) -> list[dict[str, Any]]:
-        with self.control.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                sa.select(mappings.c.name, mappings.c.table_name, mappings.c.saved_at)
-                .order_by(mappings.c.name))]
-
     # -- reading -------------------------------------------------------------------------
     def table(self, name: str) -> pa.Table:
         """The current rows of a canonical table as Arrow."""
@@ -211,33 +138,10 @@ class Workspace:
         out: dict[str, Any] = {}
         with self.control.read() as conn:
             for name in TABLES:
-                files = conn.execute(
-                    sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(fact_files.c.bytes), 0))
-                    .where(fact_files.c.table_name == name, fact_files.c.removed_at.is_(None))
-                ).one()
-                last = conn.execute(sa.select(sa.func.max(imports.c.finished_at))
-                                    .where(imports.c.table_name == name)).scalar()
-                out[name] = {"rows": self.count(name), "files": files[0], "bytes": files[1],
-                             "last_import": last}
+                files, size = self.facts.live_files(conn, name)
+                out[name] = {"rows": self.count(name), "files": files, "bytes": size,
+                             "last_import": import_log.last_finished(conn, name)}
         return out
-
-    # -- customer value ------------------------------------------------------------------
-    def compute(self, as_of: datetime | None = None, save: bool = True) -> Any:
-        """RFM, value score, tier, lifecycle, CLV and churn risk of every customer.
-
-        Returns a ``Snapshot`` whose ``table`` is one Arrow row per customer.
-
-        >>> ws.compute().table.to_pandas().groupby("tier").clv.sum()  # doctest: +SKIP
-        """
-        from tierwise.models.compute import compute
-
-        return compute(self, as_of, save=save)
-
-    def customer_facts(self, snapshot_id: int | None = None) -> pd.DataFrame:
-        """The customer facts of a saved snapshot (default: the latest) as pandas."""
-        from tierwise.models.compute import load_snapshot
-
-        return load_snapshot(self, snapshot_id).table.to_pandas()
 
     def compact(self, table: str | None = None) -> dict[str, tuple[int, int]]:
         """Merge small fact files; delete files that earlier compactions replaced."""

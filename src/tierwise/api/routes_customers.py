@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
+from tierwise.ingest import imports
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
 from tierwise.security.privacy import CHANNELS, set_preference
@@ -88,8 +89,9 @@ def list_customers(
 def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSummary:
     ws = workspace(request)
     report = reject_report_path(ws.root, f"api-{uuid.uuid4().hex[:12]}.rejected.csv")
-    result = ws.import_source("customers", RecordsSource.from_dicts("api request", records),
-                              report_path=report)
+    result = imports.import_source(ws, "customers",
+                                   RecordsSource.from_dicts("api request", records),
+                                   report_path=report)
     return ImportSummary(table=result.table, rows_read=result.rows_read,
                          inserted=result.inserted, updated=result.updated,
                          unchanged=result.unchanged, import_id=result.import_id,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 
@@ -12,9 +11,11 @@ from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import TABLES
 from tierwise.errors import MappingError
+from tierwise.ingest import imports
 from tierwise.ingest.mapping import Mapping
+from tierwise.store import import_log
 from tierwise.store import jobs as job_store
-from tierwise.store.tables import imports, mappings
+from tierwise.store import mappings as mapping_store
 from tierwise.web import uploads
 from tierwise.web.auth import require, workspace
 from tierwise.web.jobs import get_job, rejects_path, runner
@@ -33,8 +34,7 @@ def _mapping(ws: Workspace, text: str | None) -> Mapping:
     if "\n" in text or ":" in text:
         return Mapping.from_yaml(text, "the mapping field")
     with ws.control.read() as conn:
-        spec = conn.execute(sa.select(mappings.c.spec).where(mappings.c.name == text.strip())
-                            ).scalar()
+        spec = mapping_store.spec(conn, text.strip())
     if spec is None:
         raise MappingError(f"no saved mapping named {text.strip()!r}")
     return Mapping.from_yaml(spec, f"saved mapping {text.strip()!r}")
@@ -73,7 +73,7 @@ async def upload(
               "unknown_customers": unknown_customers}
 
     def work(job_id: int, progress: Any) -> dict[str, Any]:
-        result = ws.import_file(table, target, mapping=resolved,
+        result = imports.import_file(ws, table, target, mapping=resolved,
                                 unknown_customers=unknown_customers, dry_run=dry_run,
                                 report_path=rejects_path(ws, job_id), progress=progress)
         return dict(vars(result))
@@ -87,9 +87,7 @@ async def upload(
 def list_imports(request: Request, limit: int = Query(50, ge=1, le=500),
                  principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
     with workspace(request).control.read() as conn:
-        rows = conn.execute(sa.select(imports).order_by(imports.c.import_id.desc())
-                            .limit(limit)).all()
-    return [jsonable({k: v for k, v in r._mapping.items() if k != "mapping"}) for r in rows]
+        return [jsonable(r) for r in import_log.recent(conn, limit)]
 
 
 @router.get("/v1/imports/{job_id}/rejects", summary="Rejected rows of an import job (CSV)",

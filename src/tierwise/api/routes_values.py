@@ -37,7 +37,7 @@ def run_compute(request: Request, principal: Principal = require("values:write")
     ws = workspace(request)
 
     def work(job_id: int, progress: Any) -> dict[str, Any]:
-        snap = ws.compute()
+        snap = compute.compute(ws)
         return {"snapshot_id": snap.snapshot_id, "customers": snap.table.num_rows,
                 "seconds": snap.seconds, "as_of": snap.as_of}
 

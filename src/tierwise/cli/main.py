@@ -23,6 +23,7 @@ from tierwise.cli import segments as cli_segments
 from tierwise.cli import value as cli_value
 from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
 from tierwise.errors import ImportRejected, TierwiseError
+from tierwise.ingest import imports
 from tierwise.ingest.mapping import Mapping
 from tierwise.workspace import Workspace
 
@@ -119,7 +120,7 @@ def import_(
 ) -> None:
     """Import a file or a SQL query into a canonical table: all or nothing, idempotent."""
     ws = _open(workspace)
-    base = ws.resolve_mapping(mapping)
+    base = imports.resolve_mapping(ws, mapping)
     updates = {k: v for k, v in (("encoding", encoding), ("delimiter", delimiter),
                                  ("sheet", sheet), ("timezone", timezone),
                                  ("date_order", date_order.upper() if date_order else None))
@@ -131,12 +132,12 @@ def import_(
         if from_sql is not None:
             if not query:
                 raise TierwiseError("--from-sql needs --query")
-            result = ws.import_sql(table, from_sql, query, mapping=effective,
+            result = imports.import_sql(ws, table, from_sql, query, mapping=effective,
                                    unknown_customers=unknown_customers, dry_run=dry_run,
                                    report_path=report, progress=progress.advance)
         else:
             assert file is not None
-            result = ws.import_file(table, file, mapping=effective, format=format_,
+            result = imports.import_file(ws, table, file, mapping=effective, format=format_,
                                     unknown_customers=unknown_customers, dry_run=dry_run,
                                     report_path=report, progress=progress.advance)
     if not dry_run:
@@ -145,7 +146,7 @@ def import_(
             "rows": result.rows_read, "inserted": result.inserted, "updated": result.updated,
             "sensitive": result.sensitive})
     if save_mapping and not dry_run:
-        ws.save_mapping(save_mapping, table, effective)
+        imports.save_mapping(ws, save_mapping, table, effective)
         cli_audit.record(ws, "mapping_save", f"mapping:{save_mapping}", {"table": table})
     if match and table == "customers" and not dry_run and result.import_id is not None:
         cli_identity.match_import(ws, result.import_id)
@@ -334,14 +335,14 @@ def clean_undo(import_id: int, workspace: WorkspaceOpt = None) -> None:
 @mappings_app.command("list")
 def mappings_list(workspace: WorkspaceOpt = None) -> None:
     """Saved mappings."""
-    for m in _open(workspace).saved_mappings():
+    for m in imports.saved_mappings(_open(workspace)):
         out.print(f"{m['name']}\t{m['table_name']}\t{m['saved_at']}")
 
 
 @mappings_app.command("show")
 def mappings_show(name: str, workspace: WorkspaceOpt = None) -> None:
     """Print a saved mapping as YAML (save it to a file to edit and reuse)."""
-    out.print(_open(workspace).resolve_mapping(name).to_yaml(), markup=False)
+    out.print(imports.resolve_mapping(_open(workspace), name).to_yaml(), markup=False)
 
 
 cli_value.register(app)

@@ -14,8 +14,10 @@ import pyarrow.csv as pacsv
 from tierwise.definitions.schemas import TABLES
 from tierwise.demo.generator import DemoSpec, write_demo_files
 from tierwise.errors import TierwiseError
+from tierwise.ingest import imports
 from tierwise.ingest.pipeline import ImportResult
 from tierwise.ingest.readers import RecordsSource
+from tierwise.models.compute import compute
 from tierwise.workspace import Workspace
 
 ORDER = ["customers", "orders", "events", "tickets", "feedback", "referrals"]
@@ -32,7 +34,8 @@ def load_generated(ws: Workspace, spec: DemoSpec, keep_files: Path | None = None
         write_demo_files(spec, out, on_chunk)
         results = []
         for name in ORDER:
-            results.append(ws.import_file(name, out / name, progress=_per_table(progress, name)))
+            results.append(imports.import_file(ws, name, out / name,
+                                               progress=_per_table(progress, name)))
         ws.compact()
         return results
 
@@ -109,7 +112,7 @@ def load_cdnow(ws: Workspace, progress: Callable[[str, int], None] | None = None
     for name, table in (("customers", customer_table), ("orders", orders)):
         source = RecordsSource(f"CDNOW_master.txt ({name})", table.column_names,
                                iter([table]), fmt="cdnow")
-        results.append(ws.import_source(name, source, progress=_per_table(progress, name)))
+        results.append(imports.import_source(ws, name, source, progress=_per_table(progress, name)))
     return results
 
 
@@ -135,11 +138,11 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
 
     now = utcnow()
     earlier = now - timedelta(days=SHOWCASE_GAP_DAYS)
-    stages = [("compute", lambda: ws.compute(earlier)),
+    stages = [("compute", lambda: compute(ws, earlier)),
               ("segments", lambda: [defs.save(ws, t, "demo showcase") for t in TEMPLATES.values()]),
               ("evaluate", lambda: evaluate_all(ws, earlier)),
               ("automations", lambda: _showcase_automations(ws)),
-              ("compute", lambda: ws.compute(now)),
+              ("compute", lambda: compute(ws, now)),
               ("evaluate", lambda: evaluate_all(ws, now))]
     for i, (name, run) in enumerate(stages, 1):
         run()

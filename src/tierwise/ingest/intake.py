@@ -30,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.errors import TierwiseError
+from tierwise.ingest.imports import import_source
 from tierwise.ingest.pipeline import check_rows
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
@@ -134,7 +135,7 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
         if key:  # a later version of a row (a refund) replaces the earlier one
             payloads = list({str(p[key]): p for p in payloads}.values())
         index = ws.facts.key_index(table) if ws.engine.name == "duckdb" else None
-        result = ws.import_source(table, _source(table, payloads), unknown_customers="create",
+        result = import_source(ws, table, _source(table, payloads), unknown_customers="create",
                                   report_path=_report_path(ws), key_index=index)
         moved_at = utcnow()
         with ws.control.write() as conn:

@@ -199,6 +199,13 @@ class FactStore:
             redirects = _redirects(conn)
             return {name: self._scan(conn, name, redirects) for name in names}
 
+    def live_files(self, conn: sa.Connection, table: str) -> tuple[int, int]:
+        """How many live files ``table`` has and their bytes."""
+        found = conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(fact_files.c.bytes), 0))
+            .where(fact_files.c.table_name == table, fact_files.c.removed_at.is_(None))).one()
+        return int(found[0]), int(found[1])
+
     def max_file_id(self, conn: sa.Connection, table: str) -> int:
         value = conn.execute(sa.select(sa.func.max(fact_files.c.file_id))
                              .where(fact_files.c.table_name == table)).scalar()
