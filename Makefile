@@ -46,6 +46,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy src
+	PYTHONPATH=src $(VENV)/bin/lint-imports
 
 bench: setup
 	$(PY) bench/run.py

@@ -64,7 +64,7 @@ from datetime import datetime
 import tierwise
 from tierwise.compile.segments import compile_batch
 from tierwise.definitions.segment_parser import parse
-from tierwise.engines.base import make_engine
+from tierwise.engines import make_engine
 from tierwise.segments.evaluate import Evaluation
 sys.path.insert(0, sys.argv[3])
 from segments import rules

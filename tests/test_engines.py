@@ -15,7 +15,7 @@ import pytest
 import tierwise
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated
-from tierwise.engines.base import make_engine
+from tierwise.engines import make_engine
 from tierwise.models import rfm, stats
 from tierwise.models.compute import compute
 

@@ -133,7 +133,7 @@ def test_engines_read_facts_through_redirects(tmp_path: Path, engine: str) -> No
     served = build(tmp_path)
     merge(served.ws, "C002", ["C004"], actor="test")
     ws = tierwise.init(tmp_path / "copy", engine=engine) if False else served.ws
-    ws.engine = tierwise.workspace.make_engine(engine)
+    ws.engine = tierwise.engines.make_engine(engine)
     rows = ws.sql("SELECT customer_id, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1"
                   ).to_pylist()
     assert rows == [{"customer_id": "C001", "n": 2}, {"customer_id": "C002", "n": 3},

@@ -35,7 +35,7 @@ from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import SegmentSyntaxError, parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated
-from tierwise.engines.base import make_engine
+from tierwise.engines import make_engine
 from tierwise.segments.evaluate import evaluate_rule
 
 SH = ZoneInfo("Asia/Shanghai")

@@ -20,7 +20,7 @@ from tierwise.config import WorkspaceConfig
 from tierwise.errors import ImportRejected, MappingError, SourceError, TierwiseError
 from tierwise.ingest import imports as _imports
 from tierwise.ingest.mapping import Mapping
-from tierwise.ingest.pipeline import ImportResult
+from tierwise.ingest.results import ImportResult
 from tierwise.models import compute as _compute
 
 __version__ = "0.1.0"

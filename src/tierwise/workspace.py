@@ -16,7 +16,8 @@ import pyarrow as pa
 from tierwise.config import WorkspaceConfig, find_workspace, read_config, write_config
 from tierwise.definitions.personal_data import PersonalData
 from tierwise.definitions.schemas import TABLES, table_schema
-from tierwise.engines.base import Engine, make_engine
+from tierwise.engines import make_engine
+from tierwise.engines.base import Engine
 from tierwise.errors import WorkspaceError
 from tierwise.store import audit, import_log
 from tierwise.store import customers as customer_store

@@ -15,8 +15,8 @@ from tierwise.definitions.schemas import TABLES
 from tierwise.demo.generator import DemoSpec, write_demo_files
 from tierwise.errors import TierwiseError
 from tierwise.ingest import imports
-from tierwise.ingest.pipeline import ImportResult
 from tierwise.ingest.readers import RecordsSource
+from tierwise.ingest.results import ImportResult
 from tierwise.models.compute import compute
 from tierwise.workspace import Workspace
 

@@ -73,21 +73,3 @@ class Engine(Protocol):
 def sql_literal(text: str) -> str:
     """A SQL string literal for text tierwise itself produced (paths, settings)."""
     return "'" + str(text).replace("'", "''") + "'"
-
-
-def make_engine(name: str) -> Engine:
-    """The engine named in the workspace config."""
-    if name == "duckdb":
-        from tierwise.engines.duckdb import DuckDBEngine
-
-        return DuckDBEngine()
-    if name == "spark":
-        try:
-            import pyspark  # noqa: F401
-        except ImportError:
-            raise ValueError("the Spark engine needs pyspark: pip install 'tierwise[spark]' "
-                             "(and Java 17 or newer)") from None
-        from tierwise.engines.spark import SparkEngine
-
-        return SparkEngine()
-    raise ValueError(f"unknown engine {name!r}; expected 'duckdb' or 'spark'")

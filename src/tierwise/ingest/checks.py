@@ -22,7 +22,7 @@ from tierwise.store.facts import FactStore, StagedFile, file_schema, key_columns
 from tierwise.store.key_index import KeyIndex, key_hashes
 
 if TYPE_CHECKING:
-    from tierwise.ingest.pipeline import ImportResult
+    from tierwise.ingest.results import ImportResult
     from tierwise.workspace import Workspace
 
 #: At most this many rows of each kind of problem are listed in a report.

@@ -10,8 +10,9 @@ from typing import Any
 from tierwise.definitions.schemas import table_schema
 from tierwise.errors import MappingError
 from tierwise.ingest.mapping import Mapping
-from tierwise.ingest.pipeline import ImportOptions, ImportResult, Progress, run_import
+from tierwise.ingest.pipeline import ImportOptions, Progress, run_import
 from tierwise.ingest.readers import Source, open_file
+from tierwise.ingest.results import ImportResult
 from tierwise.store import mappings as mapping_store
 from tierwise.store.key_index import KeyIndex
 from tierwise.workspace import Workspace
