@@ -25,7 +25,7 @@ from tierwise.actions.tasks import listing as tasks_listing
 from tierwise.errors import TierwiseError
 from tierwise.ingest.readers import RecordsSource
 from tierwise.models import leads
-from tierwise.security.privacy import set_preference
+from tierwise.security.consent import set_preference
 from tierwise.segments import definitions as defs
 from tierwise.segments import membership
 from tierwise.store import leads as lead_store

@@ -144,15 +144,15 @@ def test_monthly_trend_counts_local_calendar_months(demo: tierwise.Workspace) ->
 def test_tier_plan_counts_what_a_rule_would_do(demo: tierwise.Workspace) -> None:
     client = _client(demo)
     current = client.get("/v1/settings").json()["tiers"]["spec"]
-    same = client.post("/dashboard/tiers/plan", json=current).json()
+    same = client.post("/v1/tiers/plan", json=current).json()
     assert same["moved"] == 0
     assert all(r["before"] == r["after"] for r in same["tiers"])
     wider = {**current, "method": "percentile", "cuts": [0.1, 0.2, 0.3]}
-    plan = client.post("/dashboard/tiers/plan", json=wider).json()
+    plan = client.post("/v1/tiers/plan", json=wider).json()
     after = {r["tier"]: r["after"] for r in plan["tiers"]}
     total = VIEWS.get(demo).table.num_rows
     assert after["A"] == round(0.1 * total) and sum(after.values()) == total
-    bad = client.post("/dashboard/tiers/plan", json={**current, "cuts": [0.5]})
+    bad = client.post("/v1/tiers/plan", json={**current, "cuts": [0.5]})
     assert bad.status_code == 422 and "cuts" in bad.json()["detail"]
     assert client.get("/v1/settings").json()["tiers"]["version"] == 0  # nothing saved
 

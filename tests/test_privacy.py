@@ -10,7 +10,7 @@ import pytest
 from tests.api_helpers import Served, build, wait_for_job
 
 from tierwise import open as tierwise_open
-from tierwise.security import privacy
+from tierwise.security import consent, privacy
 from tierwise.store import audit
 
 
@@ -107,17 +107,26 @@ def test_retention_deletes_old_facts_only(served: Served) -> None:
 
 def test_consent_and_unsubscribe(served: Served) -> None:
     ws = served.ws
-    assert privacy.may_contact(ws, "C002", "email") == (True, "ok")
+    assert consent.may_contact(ws, "C002", "email") == consent.Decision(
+        True, "no objection (service messages)")
+    assert consent.may_contact(ws, "C002", "email", "marketing") == consent.Decision(
+        False, "no consent to marketing on email")
     client = served.client("analyst")
     assert client.put("/v1/customers/C002/preferences",
+                      json={"channel": "email", "consent": True}).status_code == 204
+    assert consent.may_contact(ws, "C002", "email", "marketing").allowed
+    assert client.put("/v1/customers/C002/preferences",
                       json={"channel": "email", "unsubscribed": True}).status_code == 204
-    allowed, why = privacy.may_contact(ws, "C002", "email")
-    assert not allowed and why.startswith("unsubscribed (email)")
-    assert privacy.may_contact(ws, "C002", "sms") == (True, "ok")
-    privacy.set_preference(ws, "C002", "all", consent=False)
-    assert privacy.may_contact(ws, "C002", "sms") == (False, "consent withdrawn (all)")
+    found = consent.may_contact(ws, "C002", "email", "service")
+    assert not found.allowed and found.reason.startswith("unsubscribed (email)")
+    assert consent.may_contact(ws, "C002", "sms").allowed
+    consent.set_preference(ws, "C002", "all", consent=False)
+    assert consent.may_contact(ws, "C002", "sms") == consent.Decision(
+        False, "consent withdrawn (all)")
     bad = client.put("/v1/customers/C002/preferences", json={"channel": "pigeon"})
     assert bad.status_code == 422
+    unknown = client.get("/v1/customers/C002/consent", params={"channel": "pigeon"})
+    assert unknown.status_code == 400 and "unknown channel" in unknown.json()["detail"]
 
 
 def test_retention_runs_with_the_server(tmp_path: Path) -> None:

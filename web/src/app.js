@@ -469,7 +469,7 @@ function wireTierEditor() {
   fromText();
   $("#tier-plan-button").addEventListener("click", async () => {
     try {
-      const plan = await api("POST", "/dashboard/tiers/plan", spec());
+      const plan = await api("POST", "/v1/tiers/plan", spec());
       output.replaceChildren();
       const table = document.createElement("table");
       const head = table.createTHead().insertRow();
@@ -488,6 +488,12 @@ function wireTierEditor() {
       const moved = document.createElement("p");
       moved.textContent = `${word("moved")}: ${plan.moved.toLocaleString()}`;
       output.append(table, moved);
+      for (const note of plan.notes) {
+        const p = document.createElement("p");
+        p.className = "muted";
+        p.textContent = note;
+        output.append(p);
+      }
       const saveButton = $("#tier-save-button");
       if (saveButton) saveButton.disabled = false;
     } catch (error) {

@@ -33,10 +33,11 @@ import sqlalchemy as sa
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from tierwise.security import targets
+from tierwise.errors import TierwiseError
+from tierwise.security import consent, targets
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
-from tierwise.store.tables import contact_preferences, customers, tasks
+from tierwise.store.tables import customers, tasks
 from tierwise.workspace import Workspace
 
 ENV_SECRET = "TIERWISE_WEBHOOK_SECRET"
@@ -98,18 +99,6 @@ def verify(secret: bytes, body: bytes, header: str, tolerance: float = 300.0) ->
     return hmac.compare_digest(sign(secret, body, at), header)
 
 
-def _consent(conn: sa.Connection, customer_id: str, channel: str) -> str | None:
-    """Why the customer may not be contacted on ``channel`` (None: they may)."""
-    for row in conn.execute(sa.select(contact_preferences).where(
-            contact_preferences.c.customer_id == customer_id,
-            contact_preferences.c.channel.in_(["all", channel]))):
-        if row.unsubscribed_at is not None:
-            return f"unsubscribed ({row.channel})"
-        if row.consent is False:
-            return f"consent withdrawn ({row.channel})"
-    return None
-
-
 class Channels:
     """The channels of one workspace, sharing one HTTP connection pool."""
 
@@ -138,6 +127,17 @@ class Channels:
     def close(self) -> None:
         self.http.close()
 
+    def _may_contact(self, customer_id: str, channel: str, purpose: str) -> None:
+        """``Refused`` unless ``security.consent`` allows the contact now."""
+        try:
+            with self.ws.control.read() as conn:
+                found = consent.decide(conn, customer_id, channel,
+                                       purpose)  # type: ignore[arg-type]
+        except TierwiseError as exc:  # an unknown channel or purpose: never a guess
+            raise Refused(f"consent cannot be checked: {exc}") from None
+        if not found.allowed:
+            raise Refused(found.reason)
+
     def deliver(self, row: Any) -> None:
         payload = json.loads(row.payload)
         getattr(self, f"_{row.action}")(row, payload["event"], payload["action"])
@@ -145,10 +145,7 @@ class Channels:
     # -- channels ------------------------------------------------------------------------
     def _webhook(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
         if action.get("channel"):
-            with self.ws.control.read() as conn:
-                refused = _consent(conn, row.customer_id, action["channel"])
-            if refused:
-                raise Refused(refused)
+            self._may_contact(row.customer_id, action["channel"], "service")
         if self._secret is None:
             self._secret = webhook_secret(self.ws)
         try:
@@ -173,17 +170,9 @@ class Channels:
                         reply=answer.text[:200])
 
     def _email(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
+        self._may_contact(row.customer_id, "email", action.get("purpose", "marketing"))
         with self.ws.control.read() as conn:
-            refused = _consent(conn, row.customer_id, "email")
             customer = customer_store.get(conn, row.customer_id)
-            consented = conn.execute(sa.select(contact_preferences.c.consent).where(
-                contact_preferences.c.customer_id == row.customer_id,
-                contact_preferences.c.channel.in_(["all", "email"]),
-                contact_preferences.c.consent.is_(True))).first() is not None
-        if refused:
-            raise Refused(refused)
-        if action.get("purpose", "marketing") == "marketing" and not consented:
-            raise Refused("no consent to marketing e-mail")
         if customer is None or not customer.get("email"):
             raise Refused("the customer has no e-mail address")
         attributes = json.loads(customer.get("attributes") or "{}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
@@ -14,7 +14,7 @@ from tierwise.definitions.roles import Principal
 from tierwise.ingest import imports
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
-from tierwise.security.privacy import CHANNELS, set_preference
+from tierwise.security.consent import may_contact, set_preference
 from tierwise.segments.membership import customer_segments
 from tierwise.services.customers import (
     customer_profile,
@@ -24,6 +24,7 @@ from tierwise.services.customers import (
     searched_by,
 )
 from tierwise.store import customers as customer_store
+from tierwise.store.preferences import CHANNELS
 from tierwise.store.tables import segment_members
 from tierwise.web.auth import require, workspace
 from tierwise.web.problems import RESPONSES, Problem
@@ -168,3 +169,14 @@ def preferences(customer_id: str, body: Preference, request: Request,
                       f"{', '.join(CHANNELS)}")
     set_preference(workspace(request), customer_id, body.channel, consent=body.consent,
                    unsubscribed=body.unsubscribed)
+
+
+@router.get("/{customer_id}/consent", summary="Whether an action may reach the customer on a "
+            "channel for a purpose, and why")
+def consent_of(customer_id: str, request: Request,
+               channel: str = Query(..., description="email, sms, phone, webhook or wechat"),
+               purpose: Literal["marketing", "service"] = Query("marketing"),
+               principal: Principal = require("customers:read")) -> dict[str, Any]:
+    found = may_contact(workspace(request), customer_id, channel, purpose)
+    return {"customer_id": customer_id, "channel": channel, "purpose": purpose,
+            "allowed": found.allowed, "reason": found.reason}

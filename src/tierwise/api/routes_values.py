@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -10,8 +11,11 @@ from pydantic import ValidationError
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.models import compute
-from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid
+from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid, value_at_risk
+from tierwise.models.tiers import TierSpec
+from tierwise.services.tiers import tier_plan
 from tierwise.web.auth import require, workspace
+from tierwise.web.fields import Instant
 from tierwise.web.jobs import runner
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 from tierwise.workspace import Workspace
@@ -46,13 +50,14 @@ def run_compute(request: Request, principal: Principal = require("values:write")
 
 
 @router.get("/values/summary", summary="Tier, lifecycle, RFM-segment and churn-band mix with "
-            "revenue shares")
+            "revenue shares, and the expected value at risk of churn")
 def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
             principal: Principal = require("values:read")) -> dict[str, Any]:
     snap = _snapshot(workspace(request), snapshot_id)
     table = snap.table
     out: dict[str, Any] = {"snapshot_id": snap.snapshot_id, "as_of": jsonable(snap.as_of),
-                           "customers": table.num_rows}
+                           "customers": table.num_rows,
+                           "value_at_risk": value_at_risk(table)}
     for column in ("tier", "lifecycle", "rfm_segment", "churn_risk"):
         if column in table.column_names:
             out[column] = breakdown(table, column)
@@ -111,3 +116,13 @@ def save_settings(name: str, body: dict[str, Any], request: Request,
                                      for e in exc.errors())) from None
     version = compute.save_setting(workspace(request), name, spec, note)
     return {"name": name, "version": version}
+
+
+@router.post("/tiers/plan", summary="How many customers each tier would hold under a tier "
+             "definition, and who moves (nothing saved)")
+def tiers_plan(spec: TierSpec, request: Request,
+               as_of: Instant | None = Query(None, description=(
+                   "Plan on a computation for this instant instead of the latest snapshot.")),
+               principal: Principal = require("values:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    return jsonable(asdict(tier_plan(ws, spec, as_of=as_of)))  # type: ignore[no-any-return]

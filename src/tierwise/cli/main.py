@@ -283,6 +283,22 @@ def customers_show(
     render.profile(out, customer_profile(ws, customer_id), ws.config)
 
 
+@customers_app.command("consent")
+def customers_consent(
+    customer_id: Annotated[str, typer.Argument(help="The customer's id.")],
+    channel: Annotated[str, typer.Option(help="email, sms, phone, webhook or wechat.")],
+    purpose: Annotated[str, typer.Option(help="marketing or service.")] = "marketing",
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Whether an action may reach the customer on a channel for a purpose, and why."""
+    from tierwise.security.consent import may_contact
+
+    found = may_contact(_open(workspace), customer_id, channel,
+                        purpose)  # type: ignore[arg-type]
+    out.print(f"{customer_id} {channel} {purpose}: "
+              f"{'allowed' if found.allowed else 'not allowed'} ({found.reason})")
+
+
 clean_app = typer.Typer(help="What import cleaning changed or flagged.", no_args_is_help=True)
 app.add_typer(clean_app, name="clean")
 

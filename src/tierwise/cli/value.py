@@ -20,7 +20,8 @@ from rich.table import Table
 from tierwise.cli import audit as cli_audit
 from tierwise.errors import TierwiseError
 from tierwise.ingest.report import write_safe_csv
-from tierwise.models import clv_fit, compute, lifecycle, rfm, tiers
+from tierwise.models import clv_fit, compute, lifecycle, rfm, summaries, tiers
+from tierwise.services.tiers import tier_apply, tier_plan
 from tierwise.store import definitions
 from tierwise.workspace import Workspace
 
@@ -213,25 +214,28 @@ TierOptions = {
 def tiers_plan(file: Path | None = TierOptions["file"], method: str | None = TierOptions["method"],
                cuts: str | None = TierOptions["cuts"],
                weights: str | None = TierOptions["weights"],
-               as_of: Annotated[str | None, typer.Option(help="As of (default now).")] = None,
+               as_of: Annotated[str | None, typer.Option(
+                   help="Plan on a computation for this instant (default: the latest "
+                   "snapshot).")] = None,
                workspace: WorkspaceOpt = None) -> None:
     """Show how customers would move between tiers under a new definition; save nothing."""
     ws = Workspace.open(workspace)
-    when = _as_of(ws, as_of)
-    settings = compute.load_settings(ws)
     proposed = _tier_spec(ws, file, method, cuts, weights)
-    before = compute.compute(ws, when, save=False, settings=settings)
-    settings.tiers = proposed
-    after = compute.compute(ws, when, save=False, settings=settings)
-    labels = list(dict.fromkeys(compute.load_settings(ws).tiers.tiers + proposed.tiers))
-    moves = tiers.migration(np.asarray(before.table["tier"].to_pylist(), dtype=object),
-                            np.asarray(after.table["tier"].to_pylist(), dtype=object), labels)
-    _print_matrix("Customers moving (rows: now, columns: proposed)", moves)
-    out.print(_counts(ws, "Proposed tiers", after.table, "tier", proposed.labels,
-                      proposed.tiers))
-    moved = int(np.sum(np.asarray(before.table["tier"].to_pylist(), dtype=object)
-                       != np.asarray(after.table["tier"].to_pylist(), dtype=object)))
-    out.print(f"{moved:,} customers would change tier. Save with `tierwise tiers apply` "
+    plan = tier_plan(ws, proposed, as_of=_as_of(ws, as_of))
+    out.print(f"Tier plan on snapshot {plan.snapshot_id or '(not saved)'} as of "
+              f"{plan.as_of.astimezone(ws.config.zone):%Y-%m-%d %H:%M}")
+    _print_matrix("Customers moving (rows: now, columns: proposed)",
+                  pa.Table.from_pylist(plan.migration))
+    grid = Table(title="Customers per tier", title_justify="left")
+    for name in ("tier", "now", "proposed", "change"):
+        grid.add_column(name, justify="right")
+    for row in plan.tiers:
+        grid.add_row(_label(ws, proposed.labels, row["tier"]), f"{row['before']:,}",
+                     f"{row['after']:,}", f"{row['after'] - row['before']:+,}")
+    out.print(grid)
+    for note in plan.notes:
+        out.print(f"[yellow]note:[/] {note}")
+    out.print(f"{plan.moved:,} customers would change tier. Save with `tierwise tiers apply` "
               "and the same options.")
 
 
@@ -244,8 +248,7 @@ def tiers_apply(file: Path | None = TierOptions["file"],
                 workspace: WorkspaceOpt = None) -> None:
     """Save a tier definition as a new version (used by the next `tierwise compute`)."""
     ws = Workspace.open(workspace)
-    version = compute.save_setting(ws, "tiers", _tier_spec(ws, file, method, cuts, weights),
-                                   note)
+    version = tier_apply(ws, _tier_spec(ws, file, method, cuts, weights), note)
     cli_audit.record(ws, "settings_save", "settings:tiers", {"version": version, "note": note})
     out.print(f"saved tier definition version {version}")
 
@@ -320,9 +323,8 @@ def clv_cmd(ctx: typer.Context, snapshot: SnapshotOpt = None,
                         f"{value[mask].mean():,.0f}" if mask.any() else "—",
                         f"{value[mask].sum() / total:.1%}")
     out.print(by_tier)
-    at_risk = value[(risk == "high") | (risk == "medium")].sum()
-    out.print(f"Expected value at risk (medium and high churn risk): {at_risk:,.0f} "
-              f"{ws.config.currency}")
+    out.print(f"Expected value at risk (Σ (1 − P(alive)) × annual revenue run-rate): "
+              f"{summaries.value_at_risk(t):,.0f} {ws.config.currency}")
 
 
 @clv_app.command("fit")

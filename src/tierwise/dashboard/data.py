@@ -21,7 +21,15 @@ import pyarrow.compute as pc
 
 from tierwise.models import compute
 from tierwise.models.lifecycle import STAGE_LABELS, STAGES
-from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid
+from tierwise.models.summaries import (
+    at_risk,
+    breakdown,
+    clv_by_tier,
+    column_floats,
+    moves,
+    rf_grid,
+    value_at_risk,
+)
 from tierwise.workspace import Workspace
 
 #: Lifecycle stages counted as active customers.
@@ -37,14 +45,6 @@ FROM orders
 WHERE status = 'paid' AND ordered_at >= :start AND ordered_at <= :as_of
 GROUP BY 1 ORDER BY 1
 """
-
-
-def column_floats(table: pa.Table, name: str) -> np.ndarray:
-    """A snapshot column as floats, NaN where empty (all NaN when the column is absent)."""
-    if name not in table.column_names:
-        return np.full(table.num_rows, np.nan)
-    return np.asarray(pc.fill_null(table.column(name).cast(pa.float64()), np.nan)
-                      .to_numpy(zero_copy_only=False), dtype=float)
 
 
 @dataclass
@@ -105,9 +105,7 @@ class View:
         return self._once("kpis", make)  # type: ignore[no-any-return]
 
     def value_at_risk(self) -> float:
-        """Σ (1 − P(alive)) × annual revenue run-rate over buyers: a year's revenue the
-        business can expect to lose to churn (see ``annual_run_rate``)."""
-        return float(np.nansum(stake(self.table)))
+        return value_at_risk(self.table)
 
     def breakdown(self, column: str) -> list[dict[str, Any]]:
         if column not in self.table.column_names:
@@ -184,7 +182,7 @@ class View:
         t = self.table
         if "churn_risk" not in t.column_names:
             return []
-        rows = self._once(f"at_risk:{limit}", lambda: _at_risk_rows(t, limit))
+        rows = self._once(f"at_risk:{limit}", lambda: at_risk(t, limit))
         return [{**row, "reasons": reasons(row, lang)} for row in rows]
 
     def moves_from(self, earlier: View, column: str) -> list[dict[str, Any]]:
@@ -228,40 +226,6 @@ class View:
     def stage_order(self) -> list[str]:
         present = {r["value"] for r in self.breakdown("lifecycle")}
         return [s for s in STAGES if s in present]
-
-
-def annual_run_rate(t: pa.Table) -> np.ndarray:
-    """Revenue per year of each customer since the first order (tenure under a year counts
-    as a year, so a new customer's first order is not multiplied)."""
-    revenue = np.nan_to_num(column_floats(t, "revenue_total"))
-    if "first_order_at" not in t.column_names:
-        return revenue
-    first = pc.cast(t.column("first_order_at"), pa.timestamp("us", "UTC"))
-    as_of = pc.cast(t.column("as_of"), pa.timestamp("us", "UTC"))
-    micros = pc.cast(pc.cast(pc.subtract(as_of, first), pa.int64()), pa.float64())
-    days = np.asarray(pc.fill_null(pc.divide(micros, 86_400_000_000.0), 0.0)
-                      .to_numpy(zero_copy_only=False), dtype=float)
-    return revenue / np.maximum(days / 365.25, 1.0)
-
-
-def stake(t: pa.Table) -> np.ndarray:
-    """(1 − P(alive)) × annual run-rate per customer (NaN where P(alive) is unknown)."""
-    return (1 - column_floats(t, "p_alive")) * annual_run_rate(t)
-
-
-def _at_risk_rows(t: pa.Table, limit: int) -> list[dict[str, Any]]:
-    high = t.filter(pc.equal(t.column("churn_risk"), "high"))
-    if not high.num_rows:
-        return []
-    at_stake = np.nan_to_num(stake(high))
-    order = np.argsort(-at_stake, kind="stable")[:limit]
-    picked = high.take(pa.array(order)).select([c for c in (
-        "customer_id", "tier", "lifecycle", "recency_days", "typical_gap_days", "orders_total",
-        "revenue_total", "p_alive", "clv", "churn_probability") if c in high.column_names])
-    rows = picked.to_pylist()
-    for row, value in zip(rows, at_stake[order], strict=True):
-        row["value_at_risk"] = float(value)
-    return rows
 
 
 def reasons(row: dict[str, Any], lang: str) -> list[str]:

@@ -23,7 +23,6 @@ from tierwise.definitions.personal_data import rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models.tiers import METRICS as TIER_METRICS
-from tierwise.models.tiers import TierSpec
 from tierwise.services.customers import present_profile
 from tierwise.web import i18n
 from tierwise.web.auth import authenticate, require, workspace
@@ -231,18 +230,6 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
                   label=lambda t: view.tier_label(t, lang))
 
 
-@router.post("/dashboard/tiers/plan")
-def tier_plan(request: Request, spec: TierSpec,
-              principal: Principal = require("values:read")) -> dict[str, Any]:
-    """How many customers each tier would hold under a new tier rule (nothing saved)."""
-    from tierwise.dashboard.plans import tier_plan as plan
-
-    view = _view(request)
-    if view is None:
-        raise Problem(409, "no snapshot yet: compute first")
-    return plan(view, spec)
-
-
 @router.get("/lifecycle", response_class=HTMLResponse)
 @value_page("lifecycle")
 def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
@@ -425,8 +412,10 @@ def customers(request: Request) -> HTMLResponse:
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
 def customer(customer_id: str, request: Request) -> HTMLResponse:
     from tierwise.actions import playbooks
+    from tierwise.security import consent
     from tierwise.segments.membership import customer_segments
     from tierwise.services.customers import customer_profile
+    from tierwise.store.preferences import CHANNELS
 
     principal = viewer(request, "customers:read")
     ws, lang = workspace(request), _lang(request)
@@ -441,8 +430,12 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
                       + _value_changes(value_history(ws, customer_id), view, lang),
                       key=lambda i: str(jsonable(i["at"])), reverse=True)[:TIMELINE_ITEMS]
     playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
+    with ws.control.read() as conn:
+        contact = {channel: {purpose: consent.decide(conn, customer_id, channel, purpose)
+                             for purpose in consent.PURPOSES}
+                   for channel in CHANNELS if channel != "all"}
     return render(request, principal, "customer.html", "customers",
-                  customer=found.customer, profile=found,
+                  customer=found.customer, profile=found, contact=contact,
                   values=values or {}, timeline=timeline, playbook=playbook,
                   segments=[h for h in history if h.get("exited_at") is None],
                   tier_label=(lambda t: view.tier_label(t, lang)) if view else str,

@@ -222,11 +222,11 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     profit_clv = value - settings.clv.service_cost_per_purchase * np.nan_to_num(expected) \
         - acquisition
 
+    growth = np.nan_to_num(_np(st, "revenue")) - np.nan_to_num(_np(st, "revenue_previous"))
     metrics = {
         "monetary": _np(sc, "monetary"), "frequency": _np(sc, "frequency"),
         "recency": _np(sc, "recency"), "profit": profit_total, "clv": np.nan_to_num(value),
-        "referrals": referrals_made,
-        "growth": np.nan_to_num(_np(st, "revenue")) - np.nan_to_num(_np(st, "revenue_previous")),
+        "referrals": referrals_made, "growth": growth,
     }
     score = tiers.value_score(metrics, settings.tiers.weights, bought)
     id_np = np.asarray(ids.to_pylist(), dtype=object)
@@ -263,6 +263,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
                                                 sc["m"].cast(pa.string()), ""),
         "rfm_segment": segment,
         "referrals": pa.array(referrals_made.astype(np.int64)),
+        # revenue this period minus the period before (the tier metric "growth")
+        "revenue_growth": pa.array(growth, pa.float64()),
         "value_score": pa.array(score),
         "tier": pa.array(tier.tolist(), pa.string()),
         "lifecycle": pa.array(stage.tolist(), pa.string()),

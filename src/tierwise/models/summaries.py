@@ -1,10 +1,12 @@
-"""Summaries of a snapshot that the API, the dashboard and the review share: customers and
-revenue per value of a column, CLV per tier, the R × F grid, and moves between snapshots."""
+"""Summaries of a snapshot that the CLI, the API, the dashboard and the review share:
+customers and revenue per value of a column, CLV per tier, the R × F grid, moves between
+snapshots, and the expected value at risk of churn."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -59,3 +61,59 @@ def moves(before: pa.Table, after: pa.Table, column: str) -> list[dict[str, Any]
     found = [{"from": r[f"{column}_before"], "to": r[f"{column}_after"],
               "customers": int(r["customer_id_count"])} for r in grouped.to_pylist()]
     return sorted(found, key=lambda m: (str(m["from"]), str(m["to"])))
+
+
+def column_floats(table: pa.Table, name: str) -> np.ndarray:
+    """A snapshot column as floats, NaN where empty (all NaN when the column is absent)."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    return np.asarray(pc.fill_null(table.column(name).cast(pa.float64()), np.nan)
+                      .to_numpy(zero_copy_only=False), dtype=float)
+
+
+def annual_run_rate(t: pa.Table) -> np.ndarray:
+    """Revenue per year of each customer since the first order (tenure under a year counts
+    as a year, so a new customer's first order is not multiplied)."""
+    revenue = np.nan_to_num(column_floats(t, "revenue_total"))
+    if "first_order_at" not in t.column_names:
+        return revenue
+    first = pc.cast(t.column("first_order_at"), pa.timestamp("us", "UTC"))
+    as_of = pc.cast(t.column("as_of"), pa.timestamp("us", "UTC"))
+    micros = pc.cast(pc.cast(pc.subtract(as_of, first), pa.int64()), pa.float64())
+    days = np.asarray(pc.fill_null(pc.divide(micros, 86_400_000_000.0), 0.0)
+                      .to_numpy(zero_copy_only=False), dtype=float)
+    return revenue / np.maximum(days / 365.25, 1.0)
+
+
+def stake(t: pa.Table) -> np.ndarray:
+    """(1 − P(alive)) × annual run-rate per customer (NaN where P(alive) is unknown)."""
+    return (1 - column_floats(t, "p_alive")) * annual_run_rate(t)
+
+
+def value_at_risk(table: pa.Table) -> float:
+    """The expected value at risk of churn: Σ (1 − P(alive)) × annual revenue run-rate over
+    the customers with a P(alive) — a year's revenue the business can expect to lose to
+    churn. The one definition the CLI, the API, the dashboard and the review show.
+
+    >>> t = pa.table({"p_alive": [0.9, 0.5, None], "revenue_total": [100.0, 200.0, 50.0]})
+    >>> value_at_risk(t)  # 0.1 × 100 + 0.5 × 200; the third has no P(alive)
+    110.0
+    """
+    return float(np.nansum(stake(table)))
+
+
+def at_risk(t: pa.Table, limit: int) -> list[dict[str, Any]]:
+    """The high-risk customers with the most value at stake first (``limit`` of them), each
+    with its value at risk."""
+    high = t.filter(pc.equal(t.column("churn_risk"), "high"))
+    if not high.num_rows:
+        return []
+    at_stake = np.nan_to_num(stake(high))
+    order = np.argsort(-at_stake, kind="stable")[:limit]
+    picked = high.take(pa.array(order)).select([c for c in (
+        "customer_id", "tier", "lifecycle", "recency_days", "typical_gap_days", "orders_total",
+        "revenue_total", "p_alive", "clv", "churn_probability") if c in high.column_names])
+    rows = picked.to_pylist()
+    for row, value in zip(rows, at_stake[order], strict=True):
+        row["value_at_risk"] = float(value)
+    return rows

@@ -59,7 +59,6 @@ from tierwise.workspace import Workspace
 #: Control-store tables with a ``customer_id`` column, erased and exported with the rest.
 ACTION_TABLES = (outbox, trigger_fires, tasks, playbook_runs, lead_scores, ticket_sla)
 
-CHANNELS = ("all", "email", "sms", "phone", "webhook", "wechat")
 
 
 def _rows(table: Any) -> list[dict[str, Any]]:
@@ -291,46 +290,3 @@ def apply_retention(ws: Workspace, days: dict[str, int]) -> dict[str, int]:
         done[table] = ws.facts.drop_rows(table, pc.field(schema.time_column) < cutoff,
                                          immediate=False)
     return done
-
-
-# -- consent -----------------------------------------------------------------------------
-
-def set_preference(ws: Workspace, customer_id: str, channel: str = "all", *,
-                   consent: bool | None = None, unsubscribed: bool | None = None) -> None:
-    if channel not in CHANNELS:
-        raise TierwiseError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
-    now = utcnow()
-    with ws.control.write() as conn:
-        if customer_store.get(conn, customer_id) is None:
-            raise NotFoundError(f"no customer with id {customer_id!r}")
-        key = (contact_preferences.c.customer_id == customer_id) & (
-            contact_preferences.c.channel == channel)
-        row = conn.execute(sa.select(contact_preferences).where(key)).first()
-        values: dict[str, Any] = {"updated_at": now}
-        if consent is not None:
-            values["consent"] = consent
-        if unsubscribed is not None:
-            values["unsubscribed_at"] = now if unsubscribed else None
-        if row is None:
-            conn.execute(contact_preferences.insert().values(
-                customer_id=customer_id, channel=channel, **values))
-        else:
-            conn.execute(contact_preferences.update().where(key).values(values))
-
-
-def may_contact(ws: Workspace, customer_id: str, channel: str) -> tuple[bool, str]:
-    """Whether an action may reach the customer on ``channel``, and why not.
-
-    Unsubscribed (from the channel or from everything) or consent withdrawn means no;
-    consent never given is left to the action's own setting (marketing vs service).
-    """
-    with ws.control.read() as conn:
-        rows = conn.execute(sa.select(contact_preferences).where(
-            contact_preferences.c.customer_id == customer_id,
-            contact_preferences.c.channel.in_(["all", channel]))).all()
-    for r in rows:
-        if r.unsubscribed_at is not None:
-            return False, f"unsubscribed ({r.channel}) at {as_utc(r.unsubscribed_at)}"
-        if r.consent is False:
-            return False, f"consent withdrawn ({r.channel})"
-    return True, "ok"

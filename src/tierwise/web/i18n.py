@@ -124,6 +124,12 @@ _WORDS: dict[str, tuple[str, str]] = {
     "search": ("搜索", "Search"),
     "search_customers": ("按客户编号、姓名、邮箱或手机号搜索",
                          "Search by id, name, e-mail or phone"),
+    "contact": ("联系许可", "May we contact them"),
+    "channel": ("渠道", "Channel"),
+    "purpose_marketing": ("营销", "Marketing"),
+    "purpose_service": ("服务", "Service"),
+    "allowed": ("可以", "Yes"),
+    "not_allowed": ("不可以", "No"),
     "search_customers_by_id": ("按客户编号搜索", "Search by customer id"),
     "search_by_id_only": ("你的角色不能查看个人信息，只能按客户编号搜索"
                           "（不能按姓名、邮箱或手机号）。",
