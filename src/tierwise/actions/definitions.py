@@ -8,8 +8,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.definitions.automations import (
     DEFAULT_FIRE_ON,
     EVENTS,
@@ -26,6 +24,7 @@ from tierwise.definitions.automations import (
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.security import targets
 from tierwise.store import definitions as versions
+from tierwise.store.control import Connection
 
 
 def _stored(model: _Strict) -> dict[str, Any]:
@@ -39,7 +38,7 @@ def webhook_urls(model: Any) -> list[str]:
     return [a.url for a in actions if isinstance(a, Webhook)]
 
 
-def save(conn: sa.Connection, kind: str, model: Any, note: str | None = None, *,
+def save(conn: Connection, kind: str, model: Any, note: str | None = None, *,
          allowed_targets: Iterable[str]) -> int:
     """Store a validated definition as the next version; returns the version. Webhook
     targets of an enabled definition must be allowed (``security.targets``;
@@ -53,7 +52,7 @@ def save(conn: sa.Connection, kind: str, model: Any, note: str | None = None, *,
     return versions.save(conn, kind, model.key, _stored(model), note)
 
 
-def all_of(conn: sa.Connection, kind: str, enabled_only: bool = False) -> dict[str, Any]:
+def all_of(conn: Connection, kind: str, enabled_only: bool = False) -> dict[str, Any]:
     """The latest version of every definition of ``kind``, validated, by key."""
     found = {key: _validated(kind, spec) for key, _, spec in versions.latest_specs(conn, kind)}
     return {k: v for k, v in found.items() if not enabled_only or getattr(v, "enabled", True)}
@@ -66,14 +65,14 @@ def _validated(kind: str, spec: str) -> Any:
     return MODELS[kind].model_validate(json.loads(spec))
 
 
-def get(conn: sa.Connection, kind: str, key: str) -> Any:
+def get(conn: Connection, kind: str, key: str) -> Any:
     latest = versions.latest(conn, kind, key)
     if latest is None:
         raise NotFoundError(f"no {kind.replace('_', ' ')} {key!r}")
     return MODELS[kind].model_validate(latest.spec)
 
 
-def disable(conn: sa.Connection, kind: str, key: str, note: str | None = None) -> int:
+def disable(conn: Connection, kind: str, key: str, note: str | None = None) -> int:
     model = get(conn, kind, key)
     return save(conn, kind, model.model_copy(update={"enabled": False}), note or "disabled",
                 allowed_targets=())

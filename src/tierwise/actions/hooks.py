@@ -7,26 +7,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.actions import outbox
 from tierwise.store import changes
+from tierwise.store.control import Connection
 
 
 class OutboxListener:
-    def prepare(self, conn: sa.Connection) -> Any:
+    def prepare(self, conn: Connection) -> Any:
         return outbox.membership_hooks(conn)
 
-    def membership_changed(self, conn: sa.Connection, segment: str, entered: list[str],
+    def membership_changed(self, conn: Connection, segment: str, entered: list[str],
                            exited: list[str], reason: str, at: datetime,
                            prepared: Any) -> None:
         outbox.on_membership(conn, segment, entered, exited, reason, at, prepared)
 
-    def values_changed(self, conn: sa.Connection, event: str,
+    def values_changed(self, conn: Connection, event: str,
                        found: list[changes.ValueChange], reason: str, at: datetime) -> None:
         outbox.on_value_change(conn, event, found, reason, at)
 
-    def lead_qualified(self, conn: sa.Connection, items: list[dict[str, Any]], task: Any,
+    def lead_qualified(self, conn: Connection, items: list[dict[str, Any]], task: Any,
                        at: datetime) -> None:
         outbox.on_event(conn, "lead_qualified", items, at)
         if task is not None:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, ValidationError
@@ -23,17 +22,16 @@ from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
 from tierwise.segments import definitions as defs
-from tierwise.segments import membership
-from tierwise.segments.evaluate import Evaluation, evaluate_rule
+from tierwise.segments import membership, plan
+from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain
-from tierwise.segments.plan import SAMPLE, plan_item
+from tierwise.segments.plan import SAMPLE
 from tierwise.segments.templates import TEMPLATES
 from tierwise.services.customers import present_customer
 from tierwise.store import customers as customer_store
 from tierwise.store import definitions as versions
-from tierwise.store import sizes
-from tierwise.store.control import as_utc, utcnow
-from tierwise.store.tables import customers, segment_history, segment_members, segment_runs
+from tierwise.store import memberships, sizes
+from tierwise.store.control import Connection, utcnow
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.fields import Instant
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
@@ -77,10 +75,8 @@ def _as_shown(ws: Workspace, principal: Principal, spec: dict[str, Any]) -> dict
     return {**spec, "rule": rule_as_shown(principal, spec["rule"], ws.personal_data)}
 
 
-def _last_run(conn: sa.Connection, key: str) -> dict[str, Any] | None:
-    row = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
-                       .order_by(segment_runs.c.run_id.desc()).limit(1)).first()
-    return jsonable(dict(row._mapping)) if row else None  # type: ignore[no-any-return]
+def _last_run(conn: Connection, key: str) -> dict[str, Any] | None:
+    return jsonable(memberships.last_run(conn, key))  # type: ignore[no-any-return]
 
 
 @router.get("", summary="Applied segments with size and last run")
@@ -161,28 +157,19 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                            for e in exc.errors())
         raise Problem(422, detail) from None
+    merged = plan.definitions_with(ws, definition)
     tree = definition.condition()
-    if tree is not None:
-        validate(tree)
-    applied = defs.applied(ws)
-    merged = {k: a.definition for k, a in applied.items()}
-    merged[key] = definition
-    defs.dependency_order(merged)
     if tree is not None:
         require_unmasked(principal, tree, ws.personal_data, membership.resolver(merged),
                          "plan or save")
-    when = utcnow()
-    with Evaluation(ws, when) as evaluation:
-        item = plan_item(ws, key, definition, applied.get(key), when,
-                          membership.resolver(merged), evaluation)
-    plan = {**asdict(item), "entering": item.entering[:SAMPLE],
-            "leaving": item.leaving[:SAMPLE], "entering_count": len(item.entering),
-            "leaving_count": len(item.leaving)}
-    out: dict[str, Any] = {"plan": jsonable(plan), "applied": False}
+    item = plan.plan_definition(ws, definition, utcnow())
+    shown = {**asdict(item), "entering": item.entering[:SAMPLE],
+             "leaving": item.leaving[:SAMPLE], "entering_count": len(item.entering),
+             "leaving_count": len(item.leaving)}
+    out: dict[str, Any] = {"plan": jsonable(shown), "applied": False}
     if dry_run or item.change == "unchanged":
         return out
-    version = defs.save(ws, definition, note)
-    defs.write_file(ws, definition)  # keep segments/*.yaml in step with what is applied
+    version = plan.apply_definition(ws, definition, note)
     out.update(applied=True, version=version)
     if evaluate_after and definition.kind == "dynamic":
         out["runs"] = [jsonable(asdict(r)) for r in membership.evaluate_all(ws, keys=[key])]
@@ -200,8 +187,7 @@ def retire_segment(key: str, request: Request,
 
 def _customers_by_id(ws: Workspace, ids: list[str]) -> dict[str, dict[str, Any]]:
     with ws.control.read() as conn:
-        rows = customer_store.select(conn, sa.select(customers).where(
-            customers.c.customer_id.in_(ids)))
+        rows = customer_store.page(conn, ids=ids, limit=len(ids))
     return {row["customer_id"]: row for row in rows}
 
 
@@ -213,24 +199,19 @@ def members(key: str, request: Request,
             principal: Principal = require("segments:read")) -> Response:
     ws = workspace(request)
     _applied(ws, key)
-    m = segment_members.c
-    query = sa.select(m.customer_id, m.entered_at).where(m.segment_key == key)
-    if after:
-        query = query.where(m.customer_id > after)
     with ws.control.read() as conn:
         total = None if after else sizes.of(conn, [key])[key]  # on the first page
-        rows = conn.execute(query.order_by(m.customer_id).limit(limit + 1)).all()
+        rows = memberships.members_page(conn, key, after, limit + 1)
     page = rows[:limit]
-    people = _customers_by_id(ws, [r.customer_id for r in page]) if details else {}
+    people = _customers_by_id(ws, [r["customer_id"] for r in page]) if details else {}
     items = []
     for r in page:
-        item: dict[str, Any] = {"customer_id": r.customer_id,
-                                "entered_at": jsonable(as_utc(r.entered_at))}
-        if r.customer_id in people:
-            item["customer"] = present_customer(ws, principal, people[r.customer_id])
+        item: dict[str, Any] = jsonable(r)
+        if r["customer_id"] in people:
+            item["customer"] = present_customer(ws, principal, people[r["customer_id"]])
         items.append(item)
     return json_response({"total": None if total is None else int(total), "items": items,
-                          "next_after": page[-1].customer_id if len(rows) > limit else None})
+                          "next_after": page[-1]["customer_id"] if len(rows) > limit else None})
 
 
 @router.get("/{key}/members/export", summary="Export members as CSV or XLSX",
@@ -312,16 +293,9 @@ def history(key: str, request: Request,
             principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
     ws = workspace(request)
     _applied(ws, key)
-    h = segment_history.c
-    query = sa.select(segment_history).where(h.segment_key == key)
-    if customer_id:
-        query = query.where(h.customer_id == customer_id)
-    if before is not None:
-        query = query.where(h.history_id < before)
     with ws.control.read() as conn:
-        rows = conn.execute(query.order_by(h.history_id.desc()).limit(limit)).all()
-    return [jsonable({**dict(r._mapping), "entered_at": as_utc(r.entered_at),
-                      "exited_at": as_utc(r.exited_at)}) for r in rows]
+        return [jsonable(r) for r in memberships.history(
+            conn, key, customer_id=customer_id, before=before, limit=limit)]
 
 
 @router.get("/{key}/runs", summary="Evaluations of a segment: when, how long, what changed")
@@ -330,9 +304,7 @@ def runs(key: str, request: Request, limit: int = Query(50, ge=1, le=500),
     ws = workspace(request)
     _applied(ws, key)
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
-                            .order_by(segment_runs.c.run_id.desc()).limit(limit)).all()
-    return [jsonable(dict(r._mapping)) for r in rows]
+        return [jsonable(r) for r in memberships.runs(conn, key, limit)]
 
 
 @router.get("/{key}/explain/{customer_id}", summary="Why a customer is in or out")

@@ -7,7 +7,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -23,8 +22,8 @@ from tierwise.segments import membership, plan
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain
 from tierwise.segments.templates import TEMPLATES
-from tierwise.store.control import as_utc, utcnow
-from tierwise.store.tables import segment_history, segment_runs
+from tierwise.store import memberships
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)
@@ -88,15 +87,14 @@ def list_(workspace: WorkspaceOpt = None) -> None:
         grid.add_column(name)
     with ws.control.read() as conn:
         for key, applied in defs.applied(ws).items():
-            last = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
-                                .order_by(segment_runs.c.run_id.desc()).limit(1)).first()
+            last = memberships.last_run(conn, key)
             count = len(membership.current_members(conn, key))
             d = applied.definition
             grid.add_row(key, d.names.get(ws.config.locale, ""), d.kind, d.status,
                          str(applied.version), f"{count:,}",
-                         _when(ws, as_utc(last.as_of)) if last else "never",  # type: ignore[arg-type]
-                         f"{last.seconds:.2f}" if last else "—",
-                         (last.error or "")[:60] if last else "")
+                         _when(ws, last["as_of"]) if last else "never",
+                         f"{last['seconds']:.2f}" if last else "—",
+                         (last["error"] or "")[:60] if last else "")
     out.print(grid)
 
 
@@ -184,10 +182,8 @@ def members_cmd(key: str, at: Annotated[str | None, typer.Option(
     ws = Workspace.open(workspace)
     ids = membership.members_at(ws, key, _as_of(ws, at))
     with ws.control.read() as conn:
-        last = conn.execute(sa.select(segment_runs.c.as_of).where(
-            segment_runs.c.segment_key == key, segment_runs.c.error.is_(None))
-            .order_by(segment_runs.c.run_id.desc()).limit(1)).scalar()
-    when = f"at {at}" if at else (f"computed as of {_when(ws, as_utc(last))}"  # type: ignore[arg-type]
+        last = memberships.last_run(conn, key, succeeded=True)
+    when = f"at {at}" if at else (f"computed as of {_when(ws, last['as_of'])}"
                                   if last else "never computed")
     out.print(f"{key}: {len(ids):,} members ({when})")
     if out_file:
@@ -202,19 +198,15 @@ def history_cmd(key: str, customer: Annotated[str | None, typer.Option()] = None
                 limit: int = 30, workspace: WorkspaceOpt = None) -> None:
     """Entries and exits of a segment (optionally for one customer)."""
     ws = Workspace.open(workspace)
-    h = segment_history.c
-    query = sa.select(segment_history).where(h.segment_key == key)
-    if customer:
-        query = query.where(h.customer_id == customer)
     with ws.control.read() as conn:
-        rows = conn.execute(query.order_by(h.history_id.desc()).limit(limit)).all()
+        rows = memberships.history(conn, key, customer_id=customer, limit=limit)
     grid = Table()
     for name in ("customer", "entered", "reason", "exited", "reason ", "version"):
         grid.add_column(name)
     for r in rows:
-        grid.add_row(r.customer_id, _when(ws, as_utc(r.entered_at)), r.enter_reason,  # type: ignore[arg-type]
-                     _when(ws, as_utc(r.exited_at)) if r.exited_at else "—",  # type: ignore[arg-type]
-                     r.exit_reason or "—", str(r.version))
+        grid.add_row(r["customer_id"], _when(ws, r["entered_at"]), r["enter_reason"],
+                     _when(ws, r["exited_at"]) if r["exited_at"] else "—",
+                     r["exit_reason"] or "—", str(r["version"]))
     out.print(grid)
 
 

@@ -278,26 +278,17 @@ def clv(request: Request, page: ValuePage) -> HTMLResponse:
 @router.get("/segments", response_class=HTMLResponse)
 def segments(request: Request) -> HTMLResponse:
     from tierwise.segments import definitions as defs
-    from tierwise.store import sizes
-    from tierwise.store.tables import segment_runs
+    from tierwise.store import memberships, sizes
 
     principal = viewer(request, "segments:read")
     ws, lang = workspace(request), _lang(request)
     applied = defs.applied(ws)
-    r = segment_runs.c
     with ws.control.read() as conn:
         counts = sizes.of(conn)
-        recent = sa.select(r.segment_key, r.started_at, r.seconds, r.members, sa.func.row_number()
-                           .over(partition_by=r.segment_key, order_by=r.run_id.desc())
-                           .label("n")).subquery()
-        runs = conn.execute(sa.select(recent).where(recent.c.n <= 30)
-                            .order_by(recent.c.segment_key, recent.c.n.desc())).all()
-    trend: dict[str, list[int]] = {}
-    last: dict[str, Any] = {}
-    for row in runs:
-        if row.members is not None:
-            trend.setdefault(row.segment_key, []).append(int(row.members))
-        last[row.segment_key] = row
+        recent = memberships.recent_runs(conn, 30)
+    trend = {key: [int(r["members"]) for r in found if r["members"] is not None]
+             for key, found in recent.items()}
+    last = {key: found[-1] for key, found in recent.items()}
     items = []
     for key, a in applied.items():
         d = a.definition
@@ -351,8 +342,7 @@ def edit_segment(key: str, request: Request) -> HTMLResponse:
 def segment(key: str, request: Request) -> HTMLResponse:
     from tierwise.segments import definitions as defs
     from tierwise.services.customers import search
-    from tierwise.store import sizes
-    from tierwise.store.tables import segment_history, segment_runs
+    from tierwise.store import memberships, sizes
 
     principal = viewer(request, "segments:read")
     ws, lang = workspace(request), _lang(request)
@@ -364,11 +354,8 @@ def segment(key: str, request: Request) -> HTMLResponse:
     members, next_after = search(ws, principal, q=q, segment=key, after=after, limit=50)
     with ws.control.read() as conn:
         total = sizes.of(conn, [key])[key]
-        history = conn.execute(sa.select(segment_history)
-                               .where(segment_history.c.segment_key == key)
-                               .order_by(segment_history.c.history_id.desc()).limit(50)).all()
-        runs = conn.execute(sa.select(segment_runs).where(segment_runs.c.segment_key == key)
-                            .order_by(segment_runs.c.run_id.desc()).limit(20)).all()
+        history = memberships.history(conn, key, limit=50)
+        runs = memberships.runs(conn, key, 20)
     d = found.definition
     shown = d.model_copy(update={"rule": rule_as_shown(principal, d.canonical().get("rule"),
                                                        ws.personal_data)})

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import sqlalchemy as sa
-
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.store import customers as customer_store
 from tierwise.store import preferences
+from tierwise.store.control import Connection
 from tierwise.workspace import Workspace
 
 Purpose = Literal["marketing", "service"]
@@ -29,7 +28,7 @@ class Decision:
     reason: str
 
 
-def decide(conn: sa.Connection, customer_id: str, channel: str,
+def decide(conn: Connection, customer_id: str, channel: str,
            purpose: Purpose = "service") -> Decision:
     """The decision for one customer, channel and purpose (inside the caller's
     transaction, so that a send and its check see the same preferences)."""

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from tierwise.compile.segments import compile_rule
 from tierwise.definitions.segment_ast import Condition
+from tierwise.definitions.segment_fields import validate
 from tierwise.errors import TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
@@ -74,6 +75,37 @@ def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
     item.leaving = sorted(now - after)
     item.members_after = len(after)
     return item
+
+
+def definitions_with(ws: Workspace, definition: defs.SegmentDefinition
+                     ) -> dict[str, defs.SegmentDefinition]:
+    """The applied definitions with ``definition`` in place of its key's: checked for
+    unknown fields, unknown references and IN_SEGMENT cycles."""
+    tree = definition.condition()
+    if tree is not None:
+        validate(tree)
+    merged = {k: a.definition for k, a in defs.applied(ws).items()}
+    merged[definition.key] = definition
+    defs.dependency_order(merged)
+    return merged
+
+
+def plan_definition(ws: Workspace, definition: defs.SegmentDefinition,
+                    as_of: datetime) -> PlanItem:
+    """The plan of one definition given as it is (by the API, not from its file)."""
+    merged = definitions_with(ws, definition)
+    with Evaluation(ws, as_of) as evaluation:
+        return plan_item(ws, definition.key, definition, defs.applied(ws).get(definition.key),
+                         as_of, resolver(merged), evaluation)
+
+
+def apply_definition(ws: Workspace, definition: defs.SegmentDefinition,
+                     note: str | None = None) -> int:
+    """Save ``definition`` as its segment's next version and keep ``segments/<key>.yaml``
+    in step with it; returns the version."""
+    version = defs.save(ws, definition, note)
+    defs.write_file(ws, definition)
+    return version
 
 
 def apply(ws: Workspace, items: list[PlanItem], note: str | None = None) -> dict[str, int]:

@@ -29,6 +29,10 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 120_000
 
 
+#: A connection to the control store, for the type hints of layers above the store (which
+#: hand connections to store functions but never build queries themselves).
+Connection = sa.Connection
+
 #: Most values bound in one ``IN (…)`` list (drivers limit the parameters of a statement).
 IN_CHUNK = 2_000
 _T = TypeVar("_T")

@@ -1,0 +1,83 @@
+"""Segment members, their history and the runs that changed them, as the front ends read
+them (``segment_members``, ``segment_history``, ``segment_runs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from tierwise.store.control import as_utc
+from tierwise.store.tables import segment_history, segment_members, segment_runs
+
+
+def _run(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for key in ("as_of", "started_at", "finished_at"):
+        if key in out:
+            out[key] = as_utc(out[key])
+    return out
+
+
+def runs(conn: sa.Connection, key: str, limit: int = 50) -> list[dict[str, Any]]:
+    """A segment's evaluations, newest first."""
+    return [_run(r) for r in conn.execute(
+        sa.select(segment_runs).where(segment_runs.c.segment_key == key)
+        .order_by(segment_runs.c.run_id.desc()).limit(limit))]
+
+
+def last_run(conn: sa.Connection, key: str, succeeded: bool = False) -> dict[str, Any] | None:
+    """A segment's latest evaluation (``succeeded``: the latest without an error)."""
+    query = sa.select(segment_runs).where(segment_runs.c.segment_key == key)
+    if succeeded:
+        query = query.where(segment_runs.c.error.is_(None))
+    row = conn.execute(query.order_by(segment_runs.c.run_id.desc()).limit(1)).first()
+    return _run(row) if row is not None else None
+
+
+def recent_runs(conn: sa.Connection, per_segment: int = 30) -> dict[str, list[dict[str, Any]]]:
+    """The latest ``per_segment`` evaluations of every segment, oldest first."""
+    r = segment_runs.c
+    ranked = sa.select(r.segment_key, r.started_at, r.seconds, r.members, r.as_of,
+                       sa.func.row_number().over(partition_by=r.segment_key,
+                                                 order_by=r.run_id.desc()).label("n")
+                       ).subquery()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in conn.execute(sa.select(ranked).where(ranked.c.n <= per_segment)
+                            .order_by(ranked.c.segment_key, ranked.c.n.desc())):
+        found.setdefault(row.segment_key, []).append(_run(row))
+    return found
+
+
+def history(conn: sa.Connection, key: str, *, customer_id: str | None = None,
+            before: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Entries and exits of a segment, newest first (``before``: a history_id cursor)."""
+    h = segment_history.c
+    query = sa.select(segment_history).where(h.segment_key == key)
+    if customer_id:
+        query = query.where(h.customer_id == customer_id)
+    if before is not None:
+        query = query.where(h.history_id < before)
+    return [{**dict(r._mapping), "entered_at": as_utc(r.entered_at),
+             "exited_at": as_utc(r.exited_at)}
+            for r in conn.execute(query.order_by(h.history_id.desc()).limit(limit))]
+
+
+def members_page(conn: sa.Connection, key: str, after: str | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
+    """Up to ``limit`` current members in id order after ``after``, with when they
+    entered."""
+    m = segment_members.c
+    query = sa.select(m.customer_id, m.entered_at).where(m.segment_key == key)
+    if after:
+        query = query.where(m.customer_id > after)
+    return [{"customer_id": r.customer_id, "entered_at": as_utc(r.entered_at)}
+            for r in conn.execute(query.order_by(m.customer_id).limit(limit))]
+
+
+def segments_of(conn: sa.Connection, customer_id: str) -> list[str]:
+    """The segments a customer is a member of now."""
+    return [r[0] for r in conn.execute(
+        sa.select(segment_members.c.segment_key)
+        .where(segment_members.c.customer_id == customer_id)
+        .order_by(segment_members.c.segment_key))]
