@@ -99,3 +99,21 @@ def test_a_contact_decision_is_one_decision(demo: tierwise.Workspace) -> None:
     sms = _api(demo).get(f"/v1/customers/{customer}/consent",
                          params={"channel": "sms", "purpose": "service"}).json()
     assert email["allowed"] and not sms["allowed"]
+
+
+def test_the_latest_snapshot_is_the_latest_instant(demo: tierwise.Workspace) -> None:
+    """A backfill (a snapshot computed now for an earlier instant) does not become the
+    customers' current values on any front end."""
+    from datetime import timedelta
+
+    from tierwise.models import compute
+
+    current = compute.load_snapshot(demo)
+    backfill = demo.compute(current.as_of - timedelta(days=400))
+    assert backfill.snapshot_id is not None and backfill.snapshot_id > current.snapshot_id
+    assert compute.load_snapshot(demo).snapshot_id == current.snapshot_id
+    api = _api(demo).get("/v1/values/summary").json()
+    assert api["snapshot_id"] == current.snapshot_id
+    customer = demo.customers()["customer_id"].iloc[0]
+    values = _api(demo).get(f"/v1/customers/{customer}").json()["values"]
+    assert values["snapshot_id"] == current.snapshot_id

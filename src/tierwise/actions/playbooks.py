@@ -96,14 +96,13 @@ def latest_tiers(ws: Workspace, customer_ids: list[str]) -> dict[str, str | None
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from tierwise.store.tables import snapshots
+    from tierwise.store import snapshots
 
     with ws.control.read() as conn:
-        row = conn.execute(sa.select(snapshots.c.path).order_by(
-            snapshots.c.as_of.desc(), snapshots.c.snapshot_id.desc()).limit(1)).first()
+        row = snapshots.latest(conn)
     if row is None:
         return {}
-    table = pq.read_table(ws.root / row.path, columns=["customer_id", "tier"])
+    table = pq.read_table(ws.root / row["path"], columns=["customer_id", "tier"])
     table = table.filter(pc.is_in(table["customer_id"],
                                   value_set=pa.array(customer_ids, pa.string())))
     return dict(zip(table["customer_id"].to_pylist(), table["tier"].to_pylist(),

@@ -167,11 +167,11 @@ class _Outside:
     def look(self, ws: Workspace) -> tuple[_Outside, bool]:
         """The state now, and whether a snapshot was computed or facts were imported other
         than through intake (the CLI, the import API) since ``self``."""
-        from tierwise.store.tables import imports, snapshots
+        from tierwise.store import snapshots
+        from tierwise.store.tables import imports
 
         with ws.control.read() as conn:
-            snapshot = conn.execute(sa.select(sa.func.max(snapshots.c.snapshot_id))
-                                    ).scalar() or 0
+            snapshot = snapshots.state(conn)[1]
             rows = conn.execute(sa.select(imports.c.import_id, imports.c.table_name,
                                           imports.c.source).where(
                 imports.c.import_id > self.last_import)).all()

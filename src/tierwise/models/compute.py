@@ -21,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierwise.errors import NotFoundError, TierwiseError
@@ -31,8 +30,8 @@ from tierwise.models.rfm import RFMSettings, SegmentScheme
 from tierwise.models.tiers import TierSpec
 from tierwise.store import changes as store_changes
 from tierwise.store import customer_mirror, definitions
-from tierwise.store.control import as_utc, utcnow
-from tierwise.store.tables import snapshots
+from tierwise.store import snapshots as snapshot_store
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 WEEK_DAYS = 7.0
@@ -306,17 +305,11 @@ def value_changes(before: pa.Table, after: pa.Table, column: str
 WATCHED = {"tier_change": "tier", "lifecycle_change": "lifecycle"}
 
 
-def _changes_since(ws: Workspace, row: Any, table: pa.Table
+def _changes_since(ws: Workspace, row: dict[str, Any], table: pa.Table
                    ) -> dict[str, list[tuple[str, str | None, str | None]]]:
     """Tier and lifecycle changes from the snapshot registered as ``row`` to ``table``."""
-    before = pq.read_table(ws.root / row.path, columns=["customer_id", *WATCHED.values()])
+    before = pq.read_table(ws.root / row["path"], columns=["customer_id", *WATCHED.values()])
     return {event: value_changes(before, table, column) for event, column in WATCHED.items()}
-
-
-def _latest_row(conn: sa.Connection) -> Any:
-    return conn.execute(sa.select(snapshots).order_by(snapshots.c.as_of.desc(),
-                                                      snapshots.c.snapshot_id.desc())
-                        .limit(1)).first()
 
 
 def _save(ws: Workspace, snap: Snapshot) -> None:
@@ -330,27 +323,27 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
     final = folder / f"{name}.parquet"
     tmp.replace(final)
     with ws.control.read() as conn:
-        previous = _latest_row(conn)
+        previous = snapshot_store.latest(conn)
     # read before the write transaction: comparing 1M rows should not hold the write lock
     changes = _changes_since(ws, previous, snap.table) if previous is not None else {}
     try:
         with ws.control.write() as conn:
             ws.control.lock(conn, "snapshots")
-            result = conn.execute(snapshots.insert().values(
-                as_of=snap.as_of, computed_at=utcnow(), path=final.relative_to(ws.root)
-                .as_posix(), rows=snap.table.num_rows, seconds=snap.seconds,
-                settings=json.dumps(snap.settings, ensure_ascii=False, default=str)))
-            snap.snapshot_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-            latest = _latest_row(conn)
-            if previous is not None and latest.snapshot_id == snap.snapshot_id:
+            snap.snapshot_id = snapshot_store.register(
+                conn, as_of=snap.as_of, computed_at=utcnow(),
+                path=final.relative_to(ws.root).as_posix(), rows=snap.table.num_rows,
+                seconds=snap.seconds,
+                settings=json.dumps(snap.settings, ensure_ascii=False, default=str))
+            latest = snapshot_store.latest(conn)
+            assert latest is not None
+            if previous is not None and latest["snapshot_id"] == snap.snapshot_id:
                 # The first snapshot is a baseline, not a wave of changes. A snapshot
                 # computed while another was registered compares with that one instead.
-                earlier = conn.execute(sa.select(snapshots).where(
-                    snapshots.c.snapshot_id != snap.snapshot_id).order_by(
-                    snapshots.c.as_of.desc(), snapshots.c.snapshot_id.desc()).limit(1)).one()
-                if earlier.snapshot_id != previous.snapshot_id:
+                earlier = snapshot_store.latest(conn, excluding=snap.snapshot_id)
+                assert earlier is not None
+                if earlier["snapshot_id"] != previous["snapshot_id"]:
                     changes = _changes_since(ws, earlier, snap.table)
-                old = json.loads(earlier.settings)
+                old = json.loads(earlier["settings"])
                 reason = "rule_change" if (old.get("tiers"), old.get("versions")) != (
                     snap.settings.get("tiers"), snap.settings.get("versions")) \
                     else "data_change"
@@ -364,24 +357,20 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
 
 def list_snapshots(ws: Workspace) -> list[dict[str, Any]]:
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(snapshots).order_by(snapshots.c.snapshot_id)).all()
-    return [{**dict(r._mapping), "as_of": as_utc(r.as_of),
-             "computed_at": as_utc(r.computed_at)} for r in rows]
+        return snapshot_store.listing(conn)
 
 
 def load_snapshot(ws: Workspace, snapshot_id: int | None = None) -> Snapshot:
-    """A saved snapshot (default: the latest computed)."""
+    """A saved snapshot (default: the latest, ``store.snapshots.latest``)."""
     with ws.control.read() as conn:
-        query = sa.select(snapshots)
-        query = (query.where(snapshots.c.snapshot_id == snapshot_id) if snapshot_id
-                 else query.order_by(snapshots.c.snapshot_id.desc()).limit(1))
-        row = conn.execute(query).first()
+        row = snapshot_store.get(conn, snapshot_id) if snapshot_id \
+            else snapshot_store.latest(conn)
     if row is None:
         raise NotFoundError("no snapshot yet: run `tierwise compute` first"
                             if snapshot_id is None else f"no snapshot {snapshot_id}")
-    path = ws.root / row.path
-    return Snapshot(row.snapshot_id, as_utc(row.as_of) or utcnow(), path, pq.read_table(path),
-                    json.loads(row.settings), row.seconds)
+    path = ws.root / row["path"]
+    return Snapshot(row["snapshot_id"], row["as_of"] or utcnow(), path, pq.read_table(path),
+                    json.loads(row["settings"]), row["seconds"])
 
 
 def set_snapshot_column(ws: Workspace, column: str, customer_ids: list[str],

@@ -35,7 +35,8 @@ from tierwise.ingest.quality import reveal_cleaning
 from tierwise.models.compute import replace_snapshot_file
 from tierwise.store import customer_mirror, sizes
 from tierwise.store import customers as customer_store
-from tierwise.store.control import as_utc, utcnow
+from tierwise.store import snapshots as snapshot_store
+from tierwise.store.control import utcnow
 from tierwise.store.tables import (
     cleaning_log,
     contact_preferences,
@@ -49,7 +50,6 @@ from tierwise.store.tables import (
     playbook_runs,
     segment_history,
     segment_members,
-    snapshots,
     tasks,
     ticket_sla,
     trigger_fires,
@@ -83,8 +83,7 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
             contact_preferences.c.customer_id == customer_id)))
         cleaning = reveal_cleaning(conn, _rows(conn.execute(sa.select(cleaning_log).where(
             cleaning_log.c.customer_id.in_(ids)))))
-        snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path,
-                                       snapshots.c.as_of)).all()
+        snaps = snapshot_store.listing(conn)
         actions = {table.name: _rows(conn.execute(sa.select(table).where(
             table.c.customer_id.in_(ids)))) for table in ACTION_TABLES}
     facts: dict[str, list[dict[str, Any]]] = {}
@@ -97,10 +96,10 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
         facts[schema.name] = rows
     values: list[dict[str, Any]] = []
     for snap in snaps:
-        path = ws.root / snap.path
+        path = ws.root / snap["path"]
         if path.exists():
             found = ds.dataset(path).to_table(filter=pc.field("customer_id").isin(ids))
-            values.extend({"snapshot_id": snap.snapshot_id, "as_of": as_utc(snap.as_of), **r}
+            values.extend({"snapshot_id": snap["snapshot_id"], "as_of": snap["as_of"], **r}
                           for r in found.to_pylist())
     return {"customer": customer, "merged_ids": ids[1:],
             "contact_preferences": preferences, "facts": facts,
@@ -194,9 +193,9 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
 def _scrub_snapshots(ws: Workspace, ids: list[str]) -> int:
     removed = 0
     with ws.control.read() as conn:
-        snaps = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path)).all()
+        snaps = snapshot_store.listing(conn)
     for snap in snaps:
-        path = ws.root / snap.path
+        path = ws.root / snap["path"]
         if not path.exists():
             continue
         data = ds.dataset(pq.read_table(path))
@@ -207,8 +206,7 @@ def _scrub_snapshots(ws: Workspace, ids: list[str]) -> int:
         keep = data.to_table(filter=~hit)
         replace_snapshot_file(path, keep)
         with ws.control.write() as conn:
-            conn.execute(snapshots.update().where(snapshots.c.snapshot_id == snap.snapshot_id)
-                         .values(rows=keep.num_rows))
+            snapshot_store.set_rows(conn, snap["snapshot_id"], keep.num_rows)
         removed += count
     return removed
 

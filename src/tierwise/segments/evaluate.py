@@ -23,9 +23,9 @@ from tierwise.engines.base import TableScan
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
 from tierwise.store import leads as lead_store
+from tierwise.store import snapshots as snapshot_store
 from tierwise.store.control import chunked, utcnow
 from tierwise.store.customer_rows import columns_read
-from tierwise.store.tables import snapshots
 from tierwise.workspace import Workspace
 
 
@@ -38,15 +38,10 @@ def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
     import pyarrow.parquet as pq
 
     with ws.control.read() as conn:
-        row = conn.execute(sa.select(snapshots.c.path).where(snapshots.c.as_of <= as_of)
-                           .order_by(snapshots.c.as_of.desc(), snapshots.c.snapshot_id.desc())
-                           .limit(1)).first()
-        if row is None:
-            row = conn.execute(sa.select(snapshots.c.path).order_by(snapshots.c.as_of)
-                               .limit(1)).first()
+        row = snapshot_store.as_of(conn, as_of)
     if row is None:
         return None
-    path = ws.root / row.path
+    path = ws.root / row["path"]
     stat = path.stat()
     # keep the last one read (the real-time worker reads the same one for every
     # micro-batch); erasure rewrites a snapshot in place, hence time and size in the key

@@ -259,17 +259,13 @@ def last_full_quarter(at: datetime | None = None) -> str:
 def _data_token(ws: Workspace, segment: str | None) -> tuple[object, ...]:
     """Changes whenever the review's inputs could: orders, snapshots, the segment's
     history, the time zone."""
-    import sqlalchemy as sa
-
-    from tierwise.store.tables import segment_history, snapshots
+    from tierwise.store import memberships, snapshots
 
     with ws.control.read() as conn:
         orders = ws.facts.max_file_id(conn, "orders")
-        snaps = conn.execute(sa.select(sa.func.count(), sa.func.max(snapshots.c.snapshot_id))
-                             ).one()
-        history = conn.execute(sa.select(sa.func.max(segment_history.c.history_id)).where(
-            segment_history.c.segment_key == segment)).scalar() if segment else None
-    return (str(ws.root), ws.config.timezone, orders, tuple(snaps), history)
+        snaps = snapshots.state(conn)
+        history = memberships.last_history_id(conn, segment) if segment else None
+    return (str(ws.root), ws.config.timezone, orders, snaps, history)
 
 
 def cached_review(ws: Workspace, period_text: str, segment: str | None = None) -> Review:

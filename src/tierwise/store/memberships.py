@@ -81,3 +81,10 @@ def segments_of(conn: sa.Connection, customer_id: str) -> list[str]:
         sa.select(segment_members.c.segment_key)
         .where(segment_members.c.customer_id == customer_id)
         .order_by(segment_members.c.segment_key))]
+
+
+def last_history_id(conn: sa.Connection, key: str) -> int | None:
+    """The newest history entry of a segment: changes with every entry or exit."""
+    found = conn.execute(sa.select(sa.func.max(segment_history.c.history_id))
+                         .where(segment_history.c.segment_key == key)).scalar()
+    return None if found is None else int(found)

@@ -7,11 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 from fastapi.responses import JSONResponse
 
 from tierwise.definitions.json_values import jsonable
-from tierwise.store.tables import snapshots
+from tierwise.store import snapshots as snapshot_store
 from tierwise.workspace import Workspace
 
 
@@ -35,9 +34,8 @@ class LatestValues:
 
     def _latest(self) -> tuple[int, str] | None:
         with self.ws.control.read() as conn:
-            row = conn.execute(sa.select(snapshots.c.snapshot_id, snapshots.c.path)
-                               .order_by(snapshots.c.snapshot_id.desc()).limit(1)).first()
-        return (int(row.snapshot_id), row.path) if row else None
+            row = snapshot_store.latest(conn)
+        return (int(row["snapshot_id"]), row["path"]) if row else None
 
     def table(self) -> tuple[int | None, pa.Table | None]:
         latest = self._latest()
