@@ -30,11 +30,11 @@ from tierwise.ingest.mapping import Mapping, Resolved, resolve
 from tierwise.ingest.readers import RawBatch, RetryRead, Source
 from tierwise.ingest.report import MAX_VALUE_CHARS, write_reject_report
 from tierwise.ingest.results import ImportResult
+from tierwise.store import cleaning_log, import_log
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
 from tierwise.store.facts import StagedFile, StagingWriter, file_schema, key_columns
 from tierwise.store.key_index import KeyIndex
-from tierwise.store.tables import cleaning_log, imports
 
 if TYPE_CHECKING:
     from tierwise.workspace import Workspace
@@ -295,14 +295,13 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
     published: str | None = None
     try:
         with ws.control.write() as conn:
-            import_id = conn.execute(imports.insert().values(
-                table_name=schema.name, source=result.source, source_format=result.format,
-                encoding=result.encoding, mapping=json.dumps(mapping.model_dump(
-                    exclude_none=True), ensure_ascii=False),
+            import_id = import_log.record(
+                conn, table_name=schema.name, source=result.source,
+                source_format=result.format, encoding=result.encoding,
+                mapping=json.dumps(mapping.model_dump(exclude_none=True), ensure_ascii=False),
                 rows_read=result.rows_read, inserted=result.inserted, updated=result.updated,
-                stubs_created=len(new_ids), started_at=started, finished_at=utcnow(),
-            )).inserted_primary_key[0]  # type: ignore[index]
-            result.import_id = int(import_id)
+                stubs_created=len(new_ids), started_at=started, finished_at=utcnow())
+            result.import_id = import_id
             if new_ids:
                 result.stubs_created = customer_store.create_stubs(conn, new_ids, import_id)
             if schema.home == "control":
@@ -310,15 +309,7 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
                     table = pq.read_table(staged.path)
                     customer_store.upsert(conn, table, sorted(set(columns)), import_id)
                 if changes:
-                    now = utcnow()
-                    ring = ws.control.pii
-                    seal = ((lambda col, v: ring.encrypt(col, v) if col in PII_COLUMNS else v)
-                            if ring is not None else (lambda col, v: v))
-                    conn.execute(cleaning_log.insert(), [
-                        {"import_id": import_id, "customer_id": c.customer_id,
-                         "column_name": c.column, "before": seal(c.column, c.before),
-                         "after": seal(c.column, c.after), "rule": c.rule, "at": now}
-                        for c in changes])
+                    cleaning_log.record(conn, import_id, changes)
                 return
             if staged.rows == 0:
                 return

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from tierwise.compile.dialects import render
 from tierwise.definitions.schemas import CUSTOMERS, FACT_TABLES
 from tierwise.errors import TierwiseError
+from tierwise.store import cleaning_log as cleaning
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
 from tierwise.store.control import as_utc, utcnow
 from tierwise.store.tables import (
-    cleaning_log,
     customer_redirects,
     customers,
     duplicate_pairs,
@@ -85,10 +85,7 @@ def report(ws: Workspace) -> dict[str, Any]:
                 sa.select(sa.func.count()).select_from(duplicate_pairs)
                 .where(duplicate_pairs.c.status == "rejected")).scalar() or 0),
         }
-        flags: dict[str, int] = dict(conn.execute(sa.select(cleaning_log.c.rule,
-                                                            sa.func.count())
-                                  .where(cleaning_log.c.undone_at.is_(None))
-                                  .group_by(cleaning_log.c.rule)).all())
+        flags = cleaning.rule_counts(conn)
     out["orphans"] = orphans
     out["freshness"] = {t: {"last_import": as_utc(last.get(t)), "latest_fact": f}
                         for t, f in freshness.items()}
@@ -100,42 +97,24 @@ def report(ws: Workspace) -> dict[str, Any]:
 
 def undo_cleaning(ws: Workspace, import_id: int) -> int:
     """Restore the values an import's cleaning changed, where nobody changed them since."""
-    now = utcnow()
     restored = 0
     with ws.control.write() as conn:
-        rows = conn.execute(sa.select(cleaning_log).where(
-            cleaning_log.c.import_id == import_id, cleaning_log.c.undone_at.is_(None))).all()
-        if not rows:
+        found = cleaning.entries(conn, import_id=import_id, pending_only=True)
+        if not found:
             raise TierwiseError(f"import {import_id} has no cleaning to undo")
-        for entry in reveal_cleaning(conn, [dict(r._mapping) for r in rows]):
+        for entry in found:
             if entry["before"] != entry["after"]:
                 restored += customer_store.restore_value(
                     conn, entry["customer_id"], entry["column_name"], entry["after"],
                     entry["before"])
-        conn.execute(cleaning_log.update().where(cleaning_log.c.import_id == import_id,
-                                                 cleaning_log.c.undone_at.is_(None))
-                     .values(undone_at=now))
+        cleaning.mark_undone(conn, import_id)
     return restored
 
 
 def cleaning_entries(ws: Workspace, import_id: int | None = None,
                      limit: int = 50) -> list[dict[str, Any]]:
-    query = sa.select(cleaning_log).order_by(cleaning_log.c.log_id.desc()).limit(limit)
-    if import_id is not None:
-        query = query.where(cleaning_log.c.import_id == import_id)
     with ws.control.read() as conn:
-        return reveal_cleaning(conn, [dict(r._mapping) for r in conn.execute(query)])
+        return cleaning.entries(conn, import_id=import_id, limit=limit)
 
 
-def reveal_cleaning(conn: sa.Connection, entries: list[dict[str, Any]]
-                    ) -> list[dict[str, Any]]:
-    """Cleaning-log entries with the before/after values of PII columns decrypted."""
-    ring = conn.info.get("pii")
-    if ring is not None:
-        for entry in entries:
-            for side in ("before", "after"):
-                entry[side] = ring.decrypt(entry["column_name"], entry[side])
-    return entries
-
-
-__all__ = ["cleaning_entries", "report", "reveal_cleaning", "undo_cleaning"]
+__all__ = ["cleaning_entries", "report", "undo_cleaning"]

@@ -25,44 +25,17 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-import sqlalchemy as sa
 
 from tierwise.definitions.personal_data import PII_COLUMNS
 from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.identity.merge import unseal
-from tierwise.ingest.quality import reveal_cleaning
 from tierwise.models.compute import replace_snapshot_file
-from tierwise.store import customer_mirror, sizes
+from tierwise.store import customer_mirror, people
 from tierwise.store import customers as customer_store
 from tierwise.store import snapshots as snapshot_store
 from tierwise.store.control import utcnow
-from tierwise.store.tables import (
-    cleaning_log,
-    contact_preferences,
-    customer_redirects,
-    customers,
-    duplicate_pairs,
-    intake,
-    lead_scores,
-    merges,
-    outbox,
-    playbook_runs,
-    segment_history,
-    segment_members,
-    tasks,
-    ticket_sla,
-    trigger_fires,
-)
 from tierwise.workspace import Workspace
-
-#: Control-store tables with a ``customer_id`` column, erased and exported with the rest.
-ACTION_TABLES = (outbox, trigger_fires, tasks, playbook_runs, lead_scores, ticket_sla)
-
-
-
-def _rows(table: Any) -> list[dict[str, Any]]:
-    return [dict(r._mapping) for r in table]
 
 
 def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
@@ -71,21 +44,12 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
     A merged person's export covers the records merged into them.
     """
     with ws.control.read() as conn:
-        customer_id, ids = person_ids(conn, customer_id)
+        customer_id, ids = people.ids_of(conn, customer_id)
         customer = customer_store.get(conn, customer_id)
         if customer is None:
             raise NotFoundError(f"no customer with id {customer_id!r}")
-        history = _rows(conn.execute(sa.select(segment_history).where(
-            segment_history.c.customer_id == customer_id).order_by(segment_history.c.history_id)))
-        members = _rows(conn.execute(sa.select(segment_members).where(
-            segment_members.c.customer_id == customer_id)))
-        preferences = _rows(conn.execute(sa.select(contact_preferences).where(
-            contact_preferences.c.customer_id == customer_id)))
-        cleaning = reveal_cleaning(conn, _rows(conn.execute(sa.select(cleaning_log).where(
-            cleaning_log.c.customer_id.in_(ids)))))
+        held = people.held_about(conn, customer_id, ids)
         snaps = snapshot_store.listing(conn)
-        actions = {table.name: _rows(conn.execute(sa.select(table).where(
-            table.c.customer_id.in_(ids)))) for table in ACTION_TABLES}
     facts: dict[str, list[dict[str, Any]]] = {}
     for schema in FACT_TABLES:
         rows: list[dict[str, Any]] = []
@@ -101,11 +65,8 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
             found = ds.dataset(path).to_table(filter=pc.field("customer_id").isin(ids))
             values.extend({"snapshot_id": snap["snapshot_id"], "as_of": snap["as_of"], **r}
                           for r in found.to_pylist())
-    return {"customer": customer, "merged_ids": ids[1:],
-            "contact_preferences": preferences, "facts": facts,
-            "segment_memberships": members, "segment_history": history,
-            "computed_values": values, "cleaning_log": cleaning, "actions": actions,
-            "exported_at": utcnow()}
+    return {"customer": customer, "merged_ids": ids[1:], **held, "facts": facts,
+            "computed_values": values, "exported_at": utcnow()}
 
 
 def _fact_paths(ws: Workspace, table: str) -> list[str]:
@@ -139,24 +100,13 @@ def customer_ref(ws: Workspace, customer_id: str) -> str:
     return key.pseudonym(customer_id)
 
 
-def person_ids(conn: sa.Connection, customer_id: str) -> tuple[str, list[str]]:
-    """The surviving id of a person and every id merged into it (a merged id resolves to
-    its survivor: erasing or exporting a person covers all their records)."""
-    survivor = conn.execute(sa.select(customer_redirects.c.survivor_id).where(
-        customer_redirects.c.customer_id == customer_id)).scalar() or customer_id
-    merged = [r[0] for r in conn.execute(sa.select(customer_redirects.c.customer_id).where(
-        customer_redirects.c.survivor_id == survivor))]
-    return survivor, [survivor, *sorted(merged)]
-
-
 def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
     """Remove a customer from everywhere tierwise keeps data (see the module docstring)."""
     with ws.control.read() as conn:
-        survivor, ids = person_ids(conn, customer_id)
+        survivor, ids = people.ids_of(conn, customer_id)
         customer = customer_store.get(conn, survivor)
-        merge_rows = conn.execute(sa.select(merges.c.merge_id, merges.c.undo).where(
-            merges.c.survivor_id.in_(ids))).all()
-        earlier = [unseal(conn, r.undo)["records"] for r in merge_rows]
+        earlier = [unseal(conn, undo)["records"]
+                   for undo in people.merge_undo_records(conn, ids)]
     if customer is None:
         raise NotFoundError(f"no customer with id {customer_id!r}")
     result = Erasure(customer_ref(ws, survivor))
@@ -170,21 +120,7 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
                for v in _identifying(ws, record)]
     result.report_lines = _scrub_reports(ws, sorted(set(needles)))
     with ws.control.write() as conn:
-        sizes.change(conn, sizes.leaving(conn, ids))
-        for table in (segment_members, segment_history, cleaning_log, contact_preferences,
-                      customers, customer_redirects, *ACTION_TABLES):
-            done = conn.execute(table.delete().where(table.c.customer_id.in_(ids)))
-            result.control_rows += max(done.rowcount, 0)
-        for cid in ids:  # rows received through the API name the customer in their JSON
-            marker = json.dumps({"customer_id": cid}, ensure_ascii=False)[1:-1]
-            done = conn.execute(intake.delete().where(intake.c.payload.contains(
-                marker, autoescape=True)))
-            result.control_rows += max(done.rowcount, 0)
-        for statement in (
-                merges.delete().where(merges.c.survivor_id.in_(ids)),
-                duplicate_pairs.delete().where(sa.or_(duplicate_pairs.c.left_id.in_(ids),
-                                                      duplicate_pairs.c.right_id.in_(ids)))):
-            result.control_rows += max(conn.execute(statement).rowcount, 0)
+        result.control_rows = people.erase(conn, ids)
     customer_mirror.invalidate(ws.root, files=True)
     _compact_control_store(ws)
     return result

@@ -6,19 +6,14 @@ import json
 import os
 from pathlib import Path
 
-import sqlalchemy as sa
-
-from tierwise.definitions.personal_data import PII_COLUMNS
-from tierwise.store import customer_mirror
+from tierwise.store import cleaning_log, customer_mirror
+from tierwise.store import customers as customer_store
 from tierwise.store.sealing import (
-    ATTRIBUTES,
     ENV_KEY,
-    HASHED_COLUMNS,
     KeyRing,
     new_key,
     write_key_file,
 )
-from tierwise.store.tables import cleaning_log, customers
 from tierwise.workspace import Workspace
 
 CHUNK = 5_000
@@ -45,8 +40,8 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
     counts = {"customers": 0, "cleaning_log": 0}
     try:
         with ws.control.write() as conn:
-            counts["customers"] = _customers(conn, ring)
-            counts["cleaning_log"] = _cleaning_log(conn, ring)
+            counts["customers"] = customer_store.reseal(conn, ring)
+            counts["cleaning_log"] = cleaning_log.reseal(conn, ring)
     except BaseException:
         ws.control.pii = before
         raise
@@ -61,38 +56,3 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
 
 def _where(path: Path) -> str:
     return f"${ENV_KEY}" if os.environ.get(ENV_KEY) else str(path)
-
-
-def _customers(conn: sa.Connection, ring: KeyRing) -> int:
-    sealed = (*PII_COLUMNS, ATTRIBUTES)
-    cols = [customers.c.customer_id, *[customers.c[c] for c in sealed]]
-    rows = conn.execute(sa.select(*cols)).all()
-    stmt = customers.update().where(customers.c.customer_id == sa.bindparam("_id")).values(
-        {c: sa.bindparam(c) for c in (*sealed, *HASHED_COLUMNS.values())})
-    batch: list[dict[str, object]] = []
-    for r in rows:
-        plain = ring.reveal_row({c: getattr(r, c) for c in sealed})
-        row: dict[str, object] = {"_id": r.customer_id, **plain}
-        ring.protect_row(row)
-        batch.append(row)
-        if len(batch) >= CHUNK:
-            conn.execute(stmt, batch)
-            batch = []
-    if batch:
-        conn.execute(stmt, batch)
-    return len(rows)
-
-
-def _cleaning_log(conn: sa.Connection, ring: KeyRing) -> int:
-    rows = conn.execute(sa.select(cleaning_log.c.log_id, cleaning_log.c.column_name,
-                                  cleaning_log.c.before, cleaning_log.c.after)
-                        .where(cleaning_log.c.column_name.in_(PII_COLUMNS))).all()
-    stmt = cleaning_log.update().where(cleaning_log.c.log_id == sa.bindparam("_id")).values(
-        before=sa.bindparam("b"), after=sa.bindparam("a"))
-    batch = [{"_id": r.log_id,
-              "b": ring.encrypt(r.column_name, ring.decrypt(r.column_name, r.before)),
-              "a": ring.encrypt(r.column_name, ring.decrypt(r.column_name, r.after))}
-             for r in rows]
-    for start in range(0, len(batch), CHUNK):
-        conn.execute(stmt, batch[start:start + CHUNK])
-    return len(batch)

@@ -269,3 +269,25 @@ def restore_value(conn: sa.Connection, customer_id: str, column: str, expected: 
 
 def count(conn: sa.Connection) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(customers)).scalar() or 0)
+
+
+def reseal(conn: sa.Connection, ring: KeyRing) -> int:
+    """Seal every customer's PII and sensitive attributes again under ``ring``'s current
+    key, with fresh search hashes (key rotation); returns how many customers."""
+    sealed = SEALED_COLUMNS
+    cols = [customers.c.customer_id, *[customers.c[c] for c in sealed]]
+    rows = conn.execute(sa.select(*cols)).all()
+    stmt = customers.update().where(customers.c.customer_id == sa.bindparam("_id")).values(
+        {c: sa.bindparam(c) for c in (*sealed, *HASHED_COLUMNS.values())})
+    batch: list[dict[str, object]] = []
+    for r in rows:
+        plain = ring.reveal_row({c: getattr(r, c) for c in sealed})
+        row: dict[str, object] = {"_id": r.customer_id, **plain}
+        ring.protect_row(row)
+        batch.append(row)
+        if len(batch) >= UPSERT_CHUNK:
+            conn.execute(stmt, batch)
+            batch = []
+    if batch:
+        conn.execute(stmt, batch)
+    return len(rows)

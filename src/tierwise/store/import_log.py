@@ -11,6 +11,12 @@ from tierwise.store.control import as_utc
 from tierwise.store.tables import imports
 
 
+def record(conn: sa.Connection, **values: Any) -> int:
+    """Log an applied import (table_name, source, …, started_at, finished_at); its id."""
+    result = conn.execute(imports.insert().values(**values))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
 def recent(conn: sa.Connection, limit: int = 50) -> list[dict[str, Any]]:
     """The latest imports (without their mapping specs)."""
     rows = conn.execute(sa.select(imports).order_by(imports.c.import_id.desc())
