@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import sqlalchemy as sa
 
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.identity.merge import MergeResult, Survivorship, merge
-from tierwise.store.control import as_utc, utcnow
-from tierwise.store.tables import customers, duplicate_pairs
+from tierwise.store import customers as customer_store
+from tierwise.store import merges as merge_store
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 #: Default thresholds on the match probability.
@@ -55,11 +55,10 @@ def _groups(pairs: list[tuple[str, str]]) -> list[set[str]]:
 
 def _survivor(ws: Workspace, ids: set[str]) -> str:
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(customers.c.customer_id, customers.c.created_at)
-                            .where(customers.c.customer_id.in_(ids))).all()
+        rows = customer_store.page(conn, ids=sorted(ids), limit=len(ids))
     if not rows:
         raise NotFoundError(f"none of {sorted(ids)} is a customer any more")
-    return str(min(rows, key=lambda r: (as_utc(r.created_at), r.customer_id)).customer_id)
+    return str(min(rows, key=lambda r: (r["created_at"], r["customer_id"]))["customer_id"])
 
 
 def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
@@ -73,15 +72,14 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
         pairs["unique_id_l"].to_pylist(), pairs["unique_id_r"].to_pylist(),
         pairs["match_probability"].to_pylist(), strict=True) if p >= lower]
     with ws.control.read() as conn:
-        decided = {(r.left_id, r.right_id) for r in conn.execute(
-            sa.select(duplicate_pairs.c.left_id, duplicate_pairs.c.right_id))}
+        decided = merge_store.known_pairs(conn)
     fresh = [r for r in rows if (r[0], r[1]) not in decided]
     result.known = len(rows) - len(fresh)
     now = utcnow()
     review = [r for r in fresh if r[2] < upper]
     if review:
         with ws.control.write() as conn:
-            conn.execute(duplicate_pairs.insert(), [
+            merge_store.add_pairs(conn, [
                 {"left_id": a, "right_id": b, "probability": p, "status": "pending",
                  "found_at": now} for a, b, p in review])
     result.queued = len(review)
@@ -92,7 +90,7 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
                      rules=rules)
         result.merged.append(done)
         with ws.control.write() as conn:  # remembered, so the pair is not merged twice
-            conn.execute(duplicate_pairs.insert(), [
+            merge_store.add_pairs(conn, [
                 {"left_id": a, "right_id": b, "probability": p, "status": "merged",
                  "found_at": now, "decided_by": actor, "decided_at": now,
                  "merge_id": done.merge_id} for a, b, p in sure if a in group])
@@ -100,22 +98,17 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
 
 
 def pending(ws: Workspace, limit: int = 100, status: str = "pending") -> list[dict[str, Any]]:
-    p = duplicate_pairs.c
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(duplicate_pairs).where(p.status == status)
-                            .order_by(p.probability.desc(), p.pair_id).limit(limit)).all()
-    return [{**dict(r._mapping), "found_at": as_utc(r.found_at),
-             "decided_at": as_utc(r.decided_at)} for r in rows]
+        return merge_store.pairs(conn, status, limit)
 
 
-def _pair(ws: Workspace, pair_id: int) -> Any:
+def _pair(ws: Workspace, pair_id: int) -> dict[str, Any]:
     with ws.control.read() as conn:
-        row = conn.execute(sa.select(duplicate_pairs).where(
-            duplicate_pairs.c.pair_id == pair_id)).first()
+        row = merge_store.pair(conn, pair_id)
     if row is None:
         raise NotFoundError(f"no duplicate pair {pair_id}")
-    if row.status != "pending":
-        raise TierwiseError(f"pair {pair_id} is {row.status} already")
+    if row["status"] != "pending":
+        raise TierwiseError(f"pair {pair_id} is {row['status']} already")
     return row
 
 
@@ -123,15 +116,13 @@ def accept(ws: Workspace, pair_id: int, *, actor: str, survivor: str | None = No
            rules: Survivorship | None = None) -> MergeResult:
     """Merge the two records of a pending pair (the older one survives unless named)."""
     row = _pair(ws, pair_id)
-    ids = {row.left_id, row.right_id}
+    ids = {row["left_id"], row["right_id"]}
     if survivor is not None and survivor not in ids:
-        raise TierwiseError(f"the survivor must be {row.left_id} or {row.right_id}")
+        raise TierwiseError(f"the survivor must be {row['left_id']} or {row['right_id']}")
     keep = survivor or _survivor(ws, ids)
     result = merge(ws, keep, sorted(ids - {keep}), actor=actor, reason="review", rules=rules)
     with ws.control.write() as conn:
-        conn.execute(duplicate_pairs.update().where(duplicate_pairs.c.pair_id == pair_id)
-                     .values(status="merged", merge_id=result.merge_id, decided_by=actor,
-                             decided_at=utcnow()))
+        merge_store.decide_pair(conn, pair_id, "merged", actor, utcnow(), result.merge_id)
     return result
 
 
@@ -139,5 +130,4 @@ def reject(ws: Workspace, pair_id: int, *, actor: str) -> None:
     """Not the same customer: the pair leaves the queue and is not proposed again."""
     _pair(ws, pair_id)
     with ws.control.write() as conn:
-        conn.execute(duplicate_pairs.update().where(duplicate_pairs.c.pair_id == pair_id)
-                     .values(status="rejected", decided_by=actor, decided_at=utcnow()))
+        merge_store.decide_pair(conn, pair_id, "rejected", actor, utcnow())

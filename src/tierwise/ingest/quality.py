@@ -9,22 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.compile.dialects import render
-from tierwise.definitions.schemas import CUSTOMERS, FACT_TABLES
+from tierwise.definitions.schemas import CUSTOMERS, FACT_TABLES, TABLES
 from tierwise.errors import TierwiseError
 from tierwise.store import cleaning_log as cleaning
-from tierwise.store import customer_mirror
+from tierwise.store import customer_mirror, import_log
 from tierwise.store import customers as customer_store
-from tierwise.store.control import as_utc, utcnow
-from tierwise.store.tables import (
-    customer_redirects,
-    customers,
-    duplicate_pairs,
-    imports,
-    merges,
-)
+from tierwise.store import merges as merge_store
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 _EMAIL_RE = r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$"
@@ -67,29 +59,14 @@ def report(ws: Workspace) -> dict[str, Any]:
             freshness[table.name] = session.query(
                 f'SELECT max("{table.time_column}") AS t FROM {table.name}').column(0)[0].as_py()
     with ws.control.read() as conn:
-        out["stub_customers"] = int(conn.execute(sa.select(sa.func.count()).select_from(
-            customers).where(customers.c.is_stub.is_(True))).scalar() or 0)
-        last = dict(conn.execute(sa.select(imports.c.table_name,
-                                           sa.func.max(imports.c.finished_at))
-                                 .group_by(imports.c.table_name)).all())
-        live = merges.c.undone_at.is_(None)
-        out["identity"] = {
-            "merges": int(conn.execute(sa.select(sa.func.count()).select_from(merges)
-                                       .where(live)).scalar() or 0),
-            "merged_records": int(conn.execute(sa.select(sa.func.count()).select_from(
-                customer_redirects)).scalar() or 0),
-            "pairs_waiting_for_review": int(conn.execute(
-                sa.select(sa.func.count()).select_from(duplicate_pairs)
-                .where(duplicate_pairs.c.status == "pending")).scalar() or 0),
-            "pairs_rejected": int(conn.execute(
-                sa.select(sa.func.count()).select_from(duplicate_pairs)
-                .where(duplicate_pairs.c.status == "rejected")).scalar() or 0),
-        }
+        out["stub_customers"] = customer_store.count(conn, stubs_only=True)
+        last = {t: import_log.last_finished(conn, t) for t in [*TABLES]}
+        out["identity"] = merge_store.counts(conn)
         flags = cleaning.rule_counts(conn)
     out["orphans"] = orphans
-    out["freshness"] = {t: {"last_import": as_utc(last.get(t)), "latest_fact": f}
+    out["freshness"] = {t: {"last_import": last.get(t), "latest_fact": f}
                         for t, f in freshness.items()}
-    out["freshness"]["customers"] = {"last_import": as_utc(last.get("customers")),
+    out["freshness"]["customers"] = {"last_import": last.get("customers"),
                                      "latest_fact": None}
     out["cleaning"] = flags
     return out

@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 from tierwise.definitions.personal_data import PII_COLUMNS
 from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import NotFoundError, TierwiseError
-from tierwise.identity.merge import unseal
 from tierwise.models.compute import replace_snapshot_file
 from tierwise.store import customer_mirror, people
 from tierwise.store import customers as customer_store
 from tierwise.store import snapshots as snapshot_store
 from tierwise.store.control import utcnow
+from tierwise.store.merges import unseal
 from tierwise.workspace import Workspace
 
 

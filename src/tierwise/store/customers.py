@@ -220,6 +220,12 @@ def find(conn: sa.Connection, column: str, value: str) -> list[str]:
                                        .order_by(customers.c.customer_id))]
 
 
+def delete(conn: sa.Connection, ids: list[str]) -> int:
+    """Delete customer rows (merged into another); returns how many."""
+    return max(conn.execute(customers.delete().where(customers.c.customer_id.in_(ids)))
+               .rowcount, 0)
+
+
 def set_fields(conn: sa.Connection, customer_id: str, values: dict[str, Any]) -> bool:
     """Overwrite some columns of one customer (PII encrypted); False if there is none."""
     row = dict(values)
@@ -267,8 +273,12 @@ def restore_value(conn: sa.Connection, customer_id: str, column: str, expected: 
     return set_fields(conn, customer_id, {column: value})
 
 
-def count(conn: sa.Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(customers)).scalar() or 0)
+def count(conn: sa.Connection, stubs_only: bool = False) -> int:
+    """How many customers (``stubs_only``: placeholders known only from facts)."""
+    query = sa.select(sa.func.count()).select_from(customers)
+    if stubs_only:
+        query = query.where(customers.c.is_stub.is_(True))
+    return int(conn.execute(query).scalar() or 0)
 
 
 def reseal(conn: sa.Connection, ring: KeyRing) -> int:
