@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field, StrictBool
 
@@ -24,8 +23,8 @@ from tierwise.services.customers import (
     searched_by,
 )
 from tierwise.store import customers as customer_store
+from tierwise.store import memberships
 from tierwise.store.preferences import CHANNELS
-from tierwise.store.tables import segment_members
 from tierwise.web.auth import require, workspace
 from tierwise.web.problems import RESPONSES, Problem
 from tierwise.web.views import LatestValues, json_response
@@ -115,10 +114,7 @@ def get_customer(customer_id: str, request: Request,
         row = customer_store.get(conn, customer_id)
         if row is None:
             raise Problem(404, f"no customer with id {customer_id!r}")
-        segments = [r[0] for r in conn.execute(
-            sa.select(segment_members.c.segment_key)
-            .where(segment_members.c.customer_id == customer_id)
-            .order_by(segment_members.c.segment_key))]
+        segments = memberships.segments_of(conn, customer_id)
     return json_response({"customer": present_customer(ws, principal, row),
                           "values": _values(request).of(customer_id), "segments": segments})
 

@@ -146,13 +146,10 @@ def undo_cmd(merge_id: int, workspace: WorkspaceOpt = None) -> None:
 
 def match_import(ws: Workspace, import_id: int) -> None:
     """Match the records an import wrote against all customers and act on the pairs."""
-    import sqlalchemy as sa
-
-    from tierwise.store.tables import customers
+    from tierwise.store import customers as customer_store
 
     with ws.control.read() as conn:
-        ids = {r[0] for r in conn.execute(sa.select(customers.c.customer_id).where(
-            customers.c.import_id == import_id))}
+        ids = set(customer_store.ids_of_import(conn, import_id))
     if not ids:
         return
     with render.Spinner(out, "Matching the imported customers"):

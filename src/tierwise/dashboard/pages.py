@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -567,14 +566,13 @@ def review_report(fmt: str, request: Request) -> Response:
 @router.get("/imports", response_class=HTMLResponse)
 def imports_page(request: Request) -> HTMLResponse:
     from tierwise.definitions.schemas import TABLES
+    from tierwise.store import import_log
     from tierwise.store import jobs as job_store
-    from tierwise.store.tables import imports
 
     principal = viewer(request, "customers:read")
     ws = workspace(request)
     with ws.control.read() as conn:
-        past = conn.execute(sa.select(imports).order_by(imports.c.import_id.desc()).limit(30)
-                            ).all()
+        past = import_log.recent(conn, 30)
         recent_jobs = job_store.recent(conn, 10, kind="import")
         asked = _int(request.query_params.get("job"))
         job = job_store.get(conn, asked, kind="import") if asked else None

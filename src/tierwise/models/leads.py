@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.compile.scores import compile_event_points
 from tierwise.compile.segments import compile_rule
 from tierwise.definitions.automations import LeadScoring
@@ -35,8 +33,8 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.segments.evaluate import Evaluation
 from tierwise.store import changes
 from tierwise.store import definitions as versions
-from tierwise.store.control import chunked, utcnow
-from tierwise.store.tables import lead_scores
+from tierwise.store import leads as lead_store
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 
@@ -85,7 +83,7 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
     as_of = as_of or utcnow()
     if customer_ids is None:
         with ws.control.read() as conn:
-            known = [r[0] for r in conn.execute(sa.select(lead_scores.c.customer_id))]
+            known = lead_store.scored(conn)
         scores = score(ws, spec, None, as_of)
         for customer in known:
             scores.setdefault(customer, 0.0)
@@ -95,14 +93,9 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
     qualified: list[str] = []
     with ws.control.write() as conn:
         ws.control.lock(conn, "lead_scores")
-        before: dict[str, datetime | None] = {}
-        old_scores: dict[str, float] = {}
-        for part in chunked(ids):
-            for r in conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score,
-                                            lead_scores.c.qualified_at).where(
-                    lead_scores.c.customer_id.in_(part))):
-                before[r.customer_id] = r.qualified_at
-                old_scores[r.customer_id] = r.score
+        stored = lead_store.of(conn, ids)
+        before = {c: qualified_at for c, (_, qualified_at) in stored.items()}
+        old_scores = {c: score for c, (score, _) in stored.items()}
         fresh: list[dict[str, Any]] = []
         changed: list[dict[str, Any]] = []
         for customer in ids:
@@ -113,14 +106,9 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
             row = {"customer_id": customer, "score": value, "computed_at": as_of,
                    "qualified_at": as_of if crossed else before.get(customer)}
             (changed if customer in before else fresh).append(row)
-        if fresh:
-            conn.execute(lead_scores.insert(), fresh)
         changed = [r for r in changed if r["score"] != old_scores.get(r["customer_id"])
                    or r["qualified_at"] != before.get(r["customer_id"])]
-        for row in changed:
-            conn.execute(lead_scores.update().where(
-                lead_scores.c.customer_id == row["customer_id"]).values(
-                score=row["score"], computed_at=as_of, qualified_at=row["qualified_at"]))
+        lead_store.write(conn, fresh, changed)
         if qualified:
             items = [{"customer_id": c, "score": round(scores[c], 2),
                       "threshold": spec.threshold} for c in qualified]

@@ -13,18 +13,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import sqlalchemy as sa
 
 from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_rule, flat_query
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
 from tierwise.engines.base import TableScan
-from tierwise.store import customer_mirror
+from tierwise.store import customer_mirror, memberships
 from tierwise.store import customers as customer_store
 from tierwise.store import leads as lead_store
 from tierwise.store import snapshots as snapshot_store
-from tierwise.store.control import chunked, utcnow
+from tierwise.store.control import utcnow
 from tierwise.store.customer_rows import columns_read
 from tierwise.workspace import Workspace
 
@@ -62,15 +61,8 @@ _snapshot_lock = threading.Lock()
 
 def stored_members(ws: Workspace, only: list[str] | None = None) -> pa.Table:
     """Every stored membership, or those of the customers ``only``."""
-    from tierwise.store.tables import segment_members
-
-    m = segment_members.c
     with ws.control.read() as conn:
-        if only is None:
-            rows = conn.execute(sa.select(m.segment_key, m.customer_id)).all()
-        else:
-            rows = [r for part in chunked(only) for r in conn.execute(
-                sa.select(m.segment_key, m.customer_id).where(m.customer_id.in_(part)))]
+        rows = memberships.pairs(conn, only)
     return pa.table({"segment_key": pa.array([r[0] for r in rows], pa.string()),
                      "customer_id": pa.array([r[1] for r in rows], pa.string())})
 

@@ -305,17 +305,11 @@ def unevaluated(ws: Workspace, read_by: dict[str, Reads] | None = None) -> list[
     """Active dynamic segments whose applied version has no successful run yet (new or
     changed definitions saved without an evaluation); ``read_by`` as in
     ``evaluate_changed``."""
-    import sqlalchemy as sa
-
-    from tierwise.store.tables import definitions, segment_runs
+    from tierwise.store import definitions, memberships
 
     with ws.control.read() as conn:
-        applied = dict(conn.execute(sa.select(definitions.c.key, sa.func.max(
-            definitions.c.version)).where(definitions.c.kind == defs.KIND)
-            .group_by(definitions.c.key)).all())
-        ran = dict(conn.execute(sa.select(segment_runs.c.segment_key, sa.func.max(
-            segment_runs.c.version)).where(segment_runs.c.error.is_(None))
-            .group_by(segment_runs.c.segment_key)).all())
+        applied = definitions.latest_versions(conn, defs.KIND)
+        ran = memberships.evaluated_versions(conn)
     stale = {k for k, v in applied.items() if ran.get(k) != v}
     if not stale:
         return []

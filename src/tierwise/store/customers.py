@@ -220,6 +220,12 @@ def find(conn: sa.Connection, column: str, value: str) -> list[str]:
                                        .order_by(customers.c.customer_id))]
 
 
+def ids_of_import(conn: sa.Connection, import_id: int) -> list[str]:
+    """The customers an import wrote last."""
+    return [r[0] for r in conn.execute(sa.select(customers.c.customer_id).where(
+        customers.c.import_id == import_id).order_by(customers.c.customer_id))]
+
+
 def delete(conn: sa.Connection, ids: list[str]) -> int:
     """Delete customer rows (merged into another); returns how many."""
     return max(conn.execute(customers.delete().where(customers.c.customer_id.in_(ids)))

@@ -66,3 +66,10 @@ def history(conn: sa.Connection, kind: str, key: str) -> list[Version]:
     ).all()
     return [Version(r.kind, r.key, r.version, json.loads(r.spec), r.note,
                     as_utc(r.created_at) or utcnow()) for r in rows]
+
+
+def latest_versions(conn: sa.Connection, kind: str) -> dict[str, int]:
+    """Per key of ``kind``, its latest version."""
+    return {str(k): int(v) for k, v in conn.execute(
+        sa.select(definitions.c.key, sa.func.max(definitions.c.version))
+        .where(definitions.c.kind == kind).group_by(definitions.c.key))}

@@ -3,12 +3,13 @@ the segment field ``lead_score`` and listed highest first."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 
-from tierwise.store.control import ControlStore
+from tierwise.store.control import ControlStore, chunked
 from tierwise.store.tables import lead_scores
 
 
@@ -31,3 +32,32 @@ def leads(control: ControlStore, qualified_only: bool = False, limit: int = 200
     return [{"customer_id": r.customer_id, "score": r.score,
              "computed_at": r.computed_at, "qualified_at": r.qualified_at}
             for r in rows]
+
+
+def scored(conn: sa.Connection) -> list[str]:
+    """Every customer with a stored score."""
+    return [r[0] for r in conn.execute(sa.select(lead_scores.c.customer_id))]
+
+
+def of(conn: sa.Connection, ids: list[str]) -> dict[str, tuple[float, datetime | None]]:
+    """(score, qualified_at) of those of ``ids`` with a stored score."""
+    found: dict[str, tuple[float, datetime | None]] = {}
+    for part in chunked(ids):
+        for r in conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score,
+                                        lead_scores.c.qualified_at).where(
+                lead_scores.c.customer_id.in_(part))):
+            found[r.customer_id] = (r.score, r.qualified_at)
+    return found
+
+
+def write(conn: sa.Connection, fresh: list[dict[str, Any]],
+          changed: list[dict[str, Any]]) -> None:
+    """Insert the scores of customers new to the table and update ``changed`` ones (rows of
+    customer_id, score, computed_at, qualified_at)."""
+    if fresh:
+        conn.execute(lead_scores.insert(), fresh)
+    for row in changed:
+        conn.execute(lead_scores.update().where(
+            lead_scores.c.customer_id == row["customer_id"]).values(
+            score=row["score"], computed_at=row["computed_at"],
+            qualified_at=row["qualified_at"]))

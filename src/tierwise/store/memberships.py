@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tierwise.store.control import as_utc
+from tierwise.store.control import as_utc, chunked
 from tierwise.store.tables import segment_history, segment_members, segment_runs
 
 
@@ -88,3 +88,19 @@ def last_history_id(conn: sa.Connection, key: str) -> int | None:
     found = conn.execute(sa.select(sa.func.max(segment_history.c.history_id))
                          .where(segment_history.c.segment_key == key)).scalar()
     return None if found is None else int(found)
+
+
+def pairs(conn: sa.Connection, only: list[str] | None = None) -> list[tuple[str, str]]:
+    """Every stored (segment, customer) membership, or those of the customers ``only``."""
+    m = segment_members.c
+    if only is None:
+        return [(r[0], r[1]) for r in conn.execute(sa.select(m.segment_key, m.customer_id))]
+    return [(r[0], r[1]) for part in chunked(only) for r in conn.execute(
+        sa.select(m.segment_key, m.customer_id).where(m.customer_id.in_(part)))]
+
+
+def evaluated_versions(conn: sa.Connection) -> dict[str, int]:
+    """Per segment, the latest definition version that was evaluated without an error."""
+    return {str(k): int(v) for k, v in conn.execute(
+        sa.select(segment_runs.c.segment_key, sa.func.max(segment_runs.c.version))
+        .where(segment_runs.c.error.is_(None)).group_by(segment_runs.c.segment_key))}
