@@ -132,7 +132,7 @@ def get_segment(key: str, request: Request,
     applied = _applied(ws, key)
     with ws.control.read() as conn:
         history = versions.history(conn, defs.KIND, key)
-        size = len(membership.current_members(conn, key))
+        size = sizes.of(conn, [key])[key]
         last = _last_run(conn, key)
     return {"key": key, "version": applied.version,
             "definition": _as_shown(ws, principal, applied.definition.canonical()),
@@ -225,7 +225,7 @@ def export_members(key: str, request: Request,
     if include_pii and not principal.can("pii:export"):
         raise Problem(403, f"role {principal.role} may not export PII (needs pii:export)")
     with ws.control.read() as conn:
-        ids = sorted(membership.current_members(conn, key))
+        ids = sorted(memberships.current(conn, key))
     if include_pii:
         record(request, principal, "export_pii", f"segment:{key}",
                {"members": len(ids), "format": format})

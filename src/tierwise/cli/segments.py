@@ -22,7 +22,7 @@ from tierwise.segments import membership, plan
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain
 from tierwise.segments.templates import TEMPLATES
-from tierwise.store import memberships
+from tierwise.store import memberships, sizes
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
@@ -88,7 +88,7 @@ def list_(workspace: WorkspaceOpt = None) -> None:
     with ws.control.read() as conn:
         for key, applied in defs.applied(ws).items():
             last = memberships.last_run(conn, key)
-            count = len(membership.current_members(conn, key))
+            count = sizes.of(conn, [key])[key]
             d = applied.definition
             grid.add_row(key, d.names.get(ws.config.locale, ""), d.kind, d.status,
                          str(applied.version), f"{count:,}",

@@ -27,9 +27,8 @@ from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
-from tierwise.store import changes, sizes
-from tierwise.store.control import as_utc, chunked, utcnow
-from tierwise.store.tables import segment_history, segment_members, segment_runs
+from tierwise.store import changes, memberships, sizes
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 
@@ -64,31 +63,11 @@ def applied_resolver(ws: Workspace) -> Callable[[str], Condition | None]:
     return resolver({k: a.definition for k, a in defs.applied(ws).items()})
 
 
-def current_members(conn: sa.Connection, key: str) -> set[str]:
-    return {r[0] for r in conn.execute(sa.select(segment_members.c.customer_id)
-                                       .where(segment_members.c.segment_key == key))}
-
-
 def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
                entered: Iterable[str], exited: Iterable[str], reason: str,
                prepared: Any = None) -> None:
     entered, exited = sorted(entered), sorted(exited)
-    for part in chunked(entered):
-        conn.execute(segment_members.insert(), [
-            {"segment_key": key, "customer_id": c, "entered_at": as_of, "version": version}
-            for c in part])
-        conn.execute(segment_history.insert(), [
-            {"segment_key": key, "customer_id": c, "entered_at": as_of,
-             "enter_reason": reason, "version": version} for c in part])
-    for part in chunked(exited):
-        conn.execute(segment_members.delete().where(segment_members.c.segment_key == key,
-                                                    segment_members.c.customer_id.in_(part)))
-        conn.execute(segment_history.update().where(
-            segment_history.c.segment_key == key, segment_history.c.customer_id.in_(part),
-            segment_history.c.exited_at.is_(None)).values(exited_at=as_of,
-                                                           exit_reason=reason))
-    # ``entered`` are not members yet and ``exited`` are: the size moves by the difference
-    sizes.change(conn, {key: len(entered) - len(exited)})
+    memberships.write_diff(conn, key, version, as_of, entered, exited, reason)
     # Triggers and playbooks: their outbox rows commit with the change (nothing lost, nothing
     # recorded twice).
     changes.membership_changed(conn, key, entered, exited, reason, as_of, prepared)
@@ -96,14 +75,14 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
 
 def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
     """The current members of ``key`` among the customers in ``scope``."""
-    return _members_among_many(conn, [key], scope)[key]
+    return memberships.among(conn, [key], scope)[key]
 
 
 def _why(last: Any, version: int, as_of: datetime, reason: str | None) -> str:
     """The reason of a run given the segment's last successful one (see the module)."""
-    if last is not None and last.version != version:
+    if last is not None and last["version"] != version:
         return "rule_change"
-    if last is not None and as_utc(last.as_of) > as_of:  # type: ignore[operator]
+    if last is not None and last["as_of"] > as_of:
         return "backfill"
     return reason or "data_change"
 
@@ -129,8 +108,9 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
         members = set(evaluation.run(compiled)["customer_id"].to_pylist())
         with ws.control.write() as conn:
             ws.control.lock(conn, f"segment:{key}")
-            why = _why(_last_runs(conn, [key]).get(key), version, as_of, reason)
-            before = current_members(conn, key) if scope is None else members_among(
+            why = _why(memberships.last_succeeded(conn, [key]).get(key), version, as_of,
+                       reason)
+            before = memberships.current(conn, key) if scope is None else members_among(
                 conn, key, scope)
             entered, exited = members - before, before - members
             apply_diff(conn, key, version, as_of, entered, exited, why)
@@ -141,18 +121,18 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
             else:
                 total = sizes.of(conn, [key])[key]
             if scope is None or entered or exited:
-                conn.execute(segment_runs.insert().values(
-                    segment_key=key, version=version, as_of=as_of, started_at=started,
+                memberships.record_run(
+                    conn, segment_key=key, version=version, as_of=as_of, started_at=started,
                     seconds=seconds, members=total, entered=len(entered),
-                    exited=len(exited), reason=why))
+                    exited=len(exited), reason=why)
         return RunResult(key, version, as_of, total, len(entered), len(exited),
                          seconds, why)
     except Exception as exc:  # noqa: BLE001 - one failing segment must not stop the others
         seconds = time.perf_counter() - t0
         with ws.control.write() as conn:
-            conn.execute(segment_runs.insert().values(
-                segment_key=key, version=version, as_of=as_of, started_at=started,
-                seconds=seconds, error=str(exc)))
+            memberships.record_run(
+                conn, segment_key=key, version=version, as_of=as_of, started_at=started,
+                seconds=seconds, error=str(exc))
         return RunResult(key, version, as_of, None, None, None, seconds, None, str(exc))
 
 
@@ -221,31 +201,6 @@ def _compiled(rules: dict[str, Condition], dialect: str, as_of: datetime, zone: 
     return batch.at(as_of)
 
 
-def _last_runs(conn: sa.Connection, keys: Collection[str]) -> dict[str, Any]:
-    """The last successful run of each of ``keys``. One lookup per key, newest first on
-    the (segment_key, run_id) index: a grouped ``MAX`` with the error filter read every
-    run of the segments (~20 ms a real-time round after 10 minutes)."""
-    r = segment_runs.c
-    latest = [sa.select(r.run_id).where(r.segment_key == key, r.error.is_(None))
-              .order_by(r.run_id.desc()).limit(1).scalar_subquery() for key in sorted(keys)]
-    if not latest:
-        return {}
-    return {row.segment_key: row for row in conn.execute(
-        sa.select(r.segment_key, r.version, r.as_of).where(r.run_id.in_(latest)))}
-
-
-def _members_among_many(conn: sa.Connection, keys: Collection[str], scope: Collection[str]
-                        ) -> dict[str, set[str]]:
-    m = segment_members.c
-    found: dict[str, set[str]] = {k: set() for k in keys}
-    for part in chunked(sorted(scope)):
-        # ``all()``: one fetch for thousands of rows instead of one call per row
-        for key, customer in conn.execute(sa.select(m.segment_key, m.customer_id).where(
-                m.segment_key.in_(sorted(keys)), m.customer_id.in_(part))).all():
-            found[key].add(customer)
-    return found
-
-
 def _evaluate_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
                      batch: CompiledBatch, evaluation: Evaluation, share: float,
                      reason: str | None,
@@ -302,8 +257,8 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
     with ws.control.write() as conn:
         for key in sorted(found):
             ws.control.lock(conn, f"segment:{key}")
-        last = _last_runs(conn, found)
-        before_all = _members_among_many(conn, found, scope)
+        last = memberships.last_succeeded(conn, found)
+        before_all = memberships.among(conn, found, scope)
         hooks = changes.prepare(conn)
         shared = time.perf_counter() - t0
         changed: dict[str, tuple[set[str], set[str], str]] = {}
@@ -329,10 +284,10 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
             seconds = found[key][1] + shared / len(found)
             total = totals.get(key)
             if total is not None:
-                conn.execute(segment_runs.insert().values(
-                    segment_key=key, version=versions[key], as_of=as_of,
+                memberships.record_run(
+                    conn, segment_key=key, version=versions[key], as_of=as_of,
                     started_at=started, seconds=seconds, members=total,
-                    entered=len(entered), exited=len(exited), reason=why))
+                    entered=len(entered), exited=len(exited), reason=why)
             results[key] = RunResult(key, versions[key], as_of, total, len(entered),
                                      len(exited), seconds, why)
     return results
@@ -342,12 +297,8 @@ def members_at(ws: Workspace, key: str, at: datetime | None = None) -> list[str]
     """Members now, or at a past instant from the history."""
     with ws.control.read() as conn:
         if at is None:
-            return sorted(current_members(conn, key))
-        h = segment_history.c
-        rows = conn.execute(sa.select(h.customer_id).where(
-            h.segment_key == key, h.entered_at <= at,
-            sa.or_(h.exited_at.is_(None), h.exited_at > at)).distinct())
-        return sorted(r[0] for r in rows)
+            return sorted(memberships.current(conn, key))
+        return memberships.members_at(conn, key, at)
 
 
 def edit_static(ws: Workspace, key: str, add: Iterable[str] = (),
@@ -367,7 +318,7 @@ def edit_static(ws: Workspace, key: str, add: Iterable[str] = (),
         if unknown:
             raise TierwiseError(f"unknown customer id(s): {', '.join(unknown[:10])}"
                                 + (" …" if len(unknown) > 10 else ""))
-        before = current_members(conn, key)
+        before = memberships.current(conn, key)
         entered, exited = set(add) - before, set(remove) & before
         apply_diff(conn, key, applied.version, at, entered, exited, "manual")
     return len(entered), len(exited)
@@ -388,18 +339,12 @@ def retire(ws: Workspace, key: str, note: str | None = None) -> int:
     if (defs.folder(ws) / f"{key}.yaml").exists():
         defs.write_file(ws, paused)
     with ws.control.write() as conn:
-        members = current_members(conn, key)
+        members = memberships.current(conn, key)
         apply_diff(conn, key, version, utcnow(), (), members, "rule_change")
     return len(members)
 
 
 def customer_segments(ws: Workspace, customer_id: str) -> list[dict[str, Any]]:
     """Every stay of a customer in any segment, newest first."""
-    h = segment_history.c
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(h.segment_key, h.entered_at, h.exited_at,
-                                      h.enter_reason, h.exit_reason, h.version)
-                            .where(h.customer_id == customer_id)
-                            .order_by(h.entered_at.desc(), h.segment_key)).all()
-    return [{**dict(r._mapping), "entered_at": as_utc(r.entered_at),
-             "exited_at": as_utc(r.exited_at)} for r in rows]
+        return memberships.stays_of(conn, customer_id)

@@ -12,7 +12,8 @@ from tierwise.definitions.segment_fields import validate
 from tierwise.errors import TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
-from tierwise.segments.membership import current_members, resolver
+from tierwise.segments.membership import resolver
+from tierwise.store import memberships
 from tierwise.workspace import Workspace
 
 SAMPLE = 10
@@ -70,7 +71,7 @@ def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
         item.error = str(exc)
         return item
     with ws.control.read() as conn:
-        now = current_members(conn, key)
+        now = memberships.current(conn, key)
     item.entering = sorted(after - now)
     item.leaving = sorted(now - after)
     item.members_after = len(after)
