@@ -48,8 +48,8 @@ def main() -> None:
     import sqlalchemy as sa
 
     from tierwise import open as open_ws
-    from tierwise.ingest import intake
     from tierwise.models import leads
+    from tierwise.realtime import intake
     from tierwise.segments import definitions as defs
     from tierwise.segments import realtime
     from tierwise.segments.membership import evaluate_all

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.api_helpers import Served, build
 
-from tierwise.ingest import intake
+from tierwise.realtime import intake
 
 
 @pytest.fixture

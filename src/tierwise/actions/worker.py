@@ -57,8 +57,8 @@ import sqlalchemy as sa
 from tierwise.actions import playbooks, sla
 from tierwise.actions.channels import Channels
 from tierwise.actions.dispatch import PARALLEL, dispatch_due
-from tierwise.ingest import intake
 from tierwise.models import leads
+from tierwise.realtime import intake
 from tierwise.segments import realtime
 from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store.control import utcnow

@@ -19,7 +19,7 @@ from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.personal_data import require_unmasked
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.segment_parser import parse
-from tierwise.ingest import intake
+from tierwise.realtime import intake
 from tierwise.store import leads as lead_store
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem

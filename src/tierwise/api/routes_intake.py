@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 
 from tierwise.definitions.roles import Principal
-from tierwise.ingest import intake
+from tierwise.realtime import intake
 from tierwise.web.auth import require, workspace
 from tierwise.web.problems import RESPONSES, Problem
 

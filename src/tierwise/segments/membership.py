@@ -20,15 +20,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-
 from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_batch
 from tierwise.definitions.segment_ast import Condition
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import definitions as defs
 from tierwise.segments.evaluate import Evaluation
 from tierwise.store import changes, memberships, sizes
-from tierwise.store.control import utcnow
+from tierwise.store.control import Connection, utcnow
 from tierwise.workspace import Workspace
 
 
@@ -63,7 +61,7 @@ def applied_resolver(ws: Workspace) -> Callable[[str], Condition | None]:
     return resolver({k: a.definition for k, a in defs.applied(ws).items()})
 
 
-def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
+def apply_diff(conn: Connection, key: str, version: int, as_of: datetime,
                entered: Iterable[str], exited: Iterable[str], reason: str,
                prepared: Any = None) -> None:
     entered, exited = sorted(entered), sorted(exited)
@@ -73,7 +71,7 @@ def apply_diff(conn: sa.Connection, key: str, version: int, as_of: datetime,
     changes.membership_changed(conn, key, entered, exited, reason, as_of, prepared)
 
 
-def members_among(conn: sa.Connection, key: str, scope: Collection[str]) -> set[str]:
+def members_among(conn: Connection, key: str, scope: Collection[str]) -> set[str]:
     """The current members of ``key`` among the customers in ``scope``."""
     return memberships.among(conn, [key], scope)[key]
 

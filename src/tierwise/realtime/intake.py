@@ -27,15 +27,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.errors import TierwiseError
 from tierwise.ingest.imports import import_source
 from tierwise.ingest.pipeline import check_rows
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
-from tierwise.store.control import chunked, utcnow
-from tierwise.store.tables import intake
+from tierwise.store import intake as intake_store
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 #: Tables that take rows through intake, with the field that identifies a row.
@@ -80,17 +78,12 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
     now = utcnow()
     keyed = [_row_key(table, row) for row in rows]
     with ws.control.write() as conn:
-        seen = {r[0] for r in conn.execute(sa.select(intake.c.row_key).where(
-            intake.c.table_name == table, intake.c.row_key.in_(keyed)))}
+        seen = intake_store.known_keys(conn, table, keyed)
         fresh: dict[str, dict[str, Any]] = {}
         for row, row_key in zip(rows, keyed, strict=True):
             if row_key not in seen and row_key not in fresh:
                 fresh[row_key] = row
-        if fresh:
-            conn.execute(intake.insert(), [
-                {"table_name": table, "row_key": k, "received_at": now,
-                 "payload": json.dumps(v, ensure_ascii=False, default=str)}
-                for k, v in fresh.items()])
+        intake_store.add(conn, table, fresh, now)
     return Received(len(fresh), len(rows) - len(fresh))
 
 
@@ -108,16 +101,6 @@ class Flushed:
         return bool(self.moved)
 
 
-def _survivors(conn: sa.Connection, ids: set[str]) -> set[str]:
-    from tierwise.store.tables import customer_redirects as r
-
-    found = dict[str, str]()
-    for part in chunked(sorted(ids)):
-        found.update(conn.execute(sa.select(r.c.customer_id, r.c.survivor_id).where(
-            r.c.customer_id.in_(part))).all())
-    return {found.get(i, i) for i in ids}
-
-
 def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
     """Move pending rows to the fact store: for each table, at most ``batch`` of the oldest
     (one import each), so that a caller running this in a loop gets control back between
@@ -125,12 +108,10 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
     done = Flushed()
     for table in KEYS:
         with ws.control.read() as conn:
-            rows = conn.execute(sa.select(intake.c.intake_id, intake.c.payload).where(
-                intake.c.table_name == table, intake.c.moved_at.is_(None))
-                .order_by(intake.c.intake_id).limit(batch)).all()
+            rows = intake_store.waiting(conn, table, batch)
         if not rows:
             continue
-        payloads = [json.loads(r.payload) for r in rows]
+        payloads = [row for _, row in rows]
         key = KEYS[table]
         if key:  # a later version of a row (a refund) replaces the earlier one
             payloads = list({str(p[key]): p for p in payloads}.values())
@@ -139,12 +120,8 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
                                   report_path=_report_path(ws), key_index=index)
         moved_at = utcnow()
         with ws.control.write() as conn:
-            # one statement run for each row: an IN list of thousands of ids costs more to
-            # render than the updates
-            conn.execute(intake.update().where(intake.c.intake_id == sa.bindparam("id_"))
-                         .values(moved_at=moved_at, import_id=result.import_id, payload=""),
-                         [{"id_": r.intake_id} for r in rows])
-            ids = _survivors(conn, {str(p["customer_id"]) for p in payloads})
+            intake_store.mark_moved(conn, [i for i, _ in rows], result.import_id, moved_at)
+            ids = intake_store.survivors(conn, {str(p["customer_id"]) for p in payloads})
         done.moved[table] = len(rows)
         done.customers[table] = ids
         if table == "tickets":
@@ -155,20 +132,13 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
 def prune(ws: Workspace, keep_hours: float) -> int:
     """Delete rows moved more than ``keep_hours`` ago (their keys are what makes a repeat
     a duplicate; see the module). Returns how many were deleted."""
-    cutoff = utcnow() - timedelta(hours=keep_hours)
-    deleted = 0
     with ws.control.write() as conn:
-        for table in KEYS:  # the (table_name, moved_at) index finds them
-            deleted += max(conn.execute(intake.delete().where(
-                intake.c.table_name == table, intake.c.moved_at < cutoff)).rowcount, 0)
-    return deleted
+        return intake_store.prune(conn, list(KEYS), utcnow() - timedelta(hours=keep_hours))
 
 
 def pending(ws: Workspace) -> dict[str, int]:
     with ws.control.read() as conn:
-        return {t: int(n) for t, n in conn.execute(
-            sa.select(intake.c.table_name, sa.func.count()).where(intake.c.moved_at.is_(None))
-            .group_by(intake.c.table_name))}
+        return intake_store.pending(conn)
 
 
 __all__ = ["KEYS", "Flushed", "flush", "pending", "prune", "receive"]

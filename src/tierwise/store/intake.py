@@ -1,0 +1,73 @@
+"""Rows received through the API before they reach the fact store (``intake``): stored
+durably as they arrive, marked moved (and their payload emptied) once imported, pruned
+after a while. ``realtime.intake`` decides what is a repeat and when to move them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from tierwise.store.control import chunked
+from tierwise.store.tables import customer_redirects, intake
+
+
+def known_keys(conn: sa.Connection, table: str, keys: list[str]) -> set[str]:
+    """Those of ``keys`` received for ``table`` before (moved or not, until pruned)."""
+    return {r[0] for r in conn.execute(sa.select(intake.c.row_key).where(
+        intake.c.table_name == table, intake.c.row_key.in_(keys)))}
+
+
+def add(conn: sa.Connection, table: str, rows: dict[str, dict[str, Any]],
+        at: datetime) -> None:
+    """Store received rows by key."""
+    if rows:
+        conn.execute(intake.insert(), [
+            {"table_name": table, "row_key": k, "received_at": at,
+             "payload": json.dumps(v, ensure_ascii=False, default=str)}
+            for k, v in rows.items()])
+
+
+def waiting(conn: sa.Connection, table: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """The oldest rows of ``table`` not moved yet: (intake id, row)."""
+    return [(int(r.intake_id), json.loads(r.payload)) for r in conn.execute(
+        sa.select(intake.c.intake_id, intake.c.payload).where(
+            intake.c.table_name == table, intake.c.moved_at.is_(None))
+        .order_by(intake.c.intake_id).limit(limit))]
+
+
+def mark_moved(conn: sa.Connection, ids: list[int], import_id: int | None,
+               at: datetime) -> None:
+    # one statement run for each row: an IN list of thousands of ids costs more to render
+    # than the updates
+    conn.execute(intake.update().where(intake.c.intake_id == sa.bindparam("id_"))
+                 .values(moved_at=at, import_id=import_id, payload=""),
+                 [{"id_": i} for i in ids])
+
+
+def prune(conn: sa.Connection, tables: list[str], before: datetime) -> int:
+    """Delete rows moved before ``before``; returns how many."""
+    deleted = 0
+    for table in tables:  # the (table_name, moved_at) index finds them
+        deleted += max(conn.execute(intake.delete().where(
+            intake.c.table_name == table, intake.c.moved_at < before)).rowcount, 0)
+    return deleted
+
+
+def pending(conn: sa.Connection) -> dict[str, int]:
+    """Rows not moved yet, per table."""
+    return {t: int(n) for t, n in conn.execute(
+        sa.select(intake.c.table_name, sa.func.count()).where(intake.c.moved_at.is_(None))
+        .group_by(intake.c.table_name))}
+
+
+def survivors(conn: sa.Connection, ids: set[str]) -> set[str]:
+    """``ids`` with merged ids replaced by their survivors."""
+    r = customer_redirects.c
+    found = dict[str, str]()
+    for part in chunked(sorted(ids)):
+        found.update(conn.execute(sa.select(r.customer_id, r.survivor_id).where(
+            r.customer_id.in_(part))).all())
+    return {found.get(i, i) for i in ids}
