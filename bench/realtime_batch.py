@@ -51,7 +51,7 @@ def main() -> None:
     from tierwise.models import leads
     from tierwise.realtime import intake
     from tierwise.segments import definitions as defs
-    from tierwise.segments import realtime
+    from tierwise.segments import incremental
     from tierwise.segments.membership import evaluate_all
     from tierwise.store.tables import customers
 
@@ -65,7 +65,7 @@ def main() -> None:
     # thread of their own
     ws.facts.keep_rows = True
     ws.control.checkpoint_in_background()
-    reads = realtime.segment_reads(ws)
+    reads = incremental.segment_reads(ws)
     timed = sorted(k for k, r in reads.items() if r.timed)
     with ws.control.read() as conn:
         ids = [r[0] for r in conn.execute(sa.select(customers.c.customer_id))]
@@ -87,12 +87,12 @@ def main() -> None:
         marks.append(time.perf_counter())
         moved = intake.flush(ws)
         marks.append(time.perf_counter())
-        realtime.evaluate_changed(ws, moved.customers, read_by=reads)
+        incremental.evaluate_changed(ws, moved.customers, read_by=reads)
         marks.append(time.perf_counter())
         leads.update(ws, moved.customers.get("events", set()))
         marks.append(time.perf_counter())
         as_of = datetime.now(UTC)
-        realtime.sweep_since(ws, edged, swept_at, as_of, reads, in_memory=True)
+        incremental.sweep_since(ws, edged, swept_at, as_of, reads, in_memory=True)
         swept_at = as_of
         marks.append(time.perf_counter())
         evaluate_all(ws, keys=[timed[batch % len(timed)]], reason="time")

@@ -299,6 +299,21 @@ def test_sla_escalation_and_breach_alert(served: Served, now: datetime) -> None:
     assert (alert.customer_id, alert.priority, alert.owner) == ("C001", "urgent", "王经理")
 
 
+def test_sla_ticket_opened_and_closed_in_one_batch(served: Served, now: datetime) -> None:
+    """Two versions of a ticket in one batch (opened, then closed): escalated once, and the
+    clock stops, so no breach is raised later."""
+    ws = served.ws
+    _define(ws, "playbook", {"key": "vip_service", "applies_to": {"segment": "vip_list"},
+                             "sla_response_hours": 4})
+    opened = {"ticket_id": "T7", "customer_id": "C001", "opened_at": now}
+    closed = {**opened, "closed_at": now + timedelta(hours=1)}
+    assert sla.on_tickets(ws, [opened, closed]) == 1
+    assert sla.escalated(ws) == []
+    assert sla.check(ws, now + timedelta(hours=5)) == 0
+    [record] = sla.escalated(ws, open_only=False)
+    assert record["closed_at"] == now + timedelta(hours=1) and record["breached_at"] is None
+
+
 def test_lead_scores_decay_qualify_once_and_feed_segments(served: Served, now: datetime) -> None:
     ws = served.ws
     _define(ws, "lead_scoring", {
@@ -432,7 +447,7 @@ def test_cli_applies_definitions_whole_and_shows_the_outbox(served: Served, now:
 
 
 def test_one_worker_holds_the_lease_until_it_lapses(served: Served, now: datetime) -> None:
-    from tierwise.actions.worker import release, try_lease
+    from tierwise.realtime.worker import release, try_lease
 
     ws = served.ws
     assert try_lease(ws, "a", seconds=60)

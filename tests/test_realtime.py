@@ -17,7 +17,7 @@ from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated
 from tierwise.ingest.readers import RecordsSource
 from tierwise.segments import definitions as defs
-from tierwise.segments import membership, realtime
+from tierwise.segments import incremental, membership
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.store.customers import known_ids
 from tierwise.store.tables import segment_history, segment_runs
@@ -50,12 +50,12 @@ def _expected(ws: tierwise.Workspace, key: str, at: datetime) -> list[str]:
 
 
 def test_what_a_rule_reads() -> None:
-    reads = realtime.reads
-    assert reads(parse("COUNT(orders, LAST 30d) >= 2")) == realtime.Reads(
+    reads = incremental.reads
+    assert reads(parse("COUNT(orders, LAST 30d) >= 2")) == incremental.Reads(
         frozenset({"orders"}), True)
     assert reads(parse("SUM(orders.amount) > 5")).timed is False
     assert reads(parse("city = '上海' AND tier = 'A'")).tables == {"customers", "snapshot"}
-    assert reads(parse("last_order_at < -90d")) == realtime.Reads(frozenset({"orders"}),
+    assert reads(parse("last_order_at < -90d")) == incremental.Reads(frozenset({"orders"}),
                                                                    True)
     assert reads(parse("DAYS_SINCE_LAST(events WHERE type = 'login') > 7")).timed
     assert reads(parse("COUNT(events WHERE occurred_at > -7d) > 1")).timed
@@ -63,7 +63,7 @@ def test_what_a_rule_reads() -> None:
     inner = parse("COUNT(tickets, LAST 7d) >= 1")
     through = reads(parse("IN_SEGMENT('a') AND city = 'x'"),
                     lambda key: inner if key == "a" else None)
-    assert through == realtime.Reads(frozenset({"tickets", "customers"}), True)
+    assert through == incremental.Reads(frozenset({"tickets", "customers"}), True)
     assert reads(parse("IN_SEGMENT('static')"), lambda key: None).tables == {"members"}
 
 
@@ -86,7 +86,7 @@ def test_incremental_updates_equal_a_full_evaluation(ws: tierwise.Workspace) -> 
 
     changes = {"orders": set(outsiders), "events": set(outsiders[:3]),
                "tickets": {outsiders[4]}, "members": {outsiders[3]}}
-    results = {r.key: r for r in realtime.evaluate_changed(ws, changes, T)}
+    results = {r.key: r for r in incremental.evaluate_changed(ws, changes, T)}
     assert "lapsed" in results and "pricing_viewers" in results
     assert all(r.error is None for r in results.values())
     for key in RULES:
@@ -109,18 +109,18 @@ def test_customer_edits_reach_rules_on_master_data(ws: tierwise.Workspace) -> No
         from tierwise.store import customers
 
         customers.set_fields(conn, outside, {"city": "上海"})
-    realtime.evaluate_changed(ws, {"customers": {outside}}, T)
+    incremental.evaluate_changed(ws, {"customers": {outside}}, T)
     assert outside in membership.members_at(ws, "shanghai_recent")
     assert membership.members_at(ws, "shanghai_recent") == _expected(ws, "shanghai_recent", T)
 
 
 def test_a_sweep_moves_customers_as_time_passes(ws: tierwise.Workspace) -> None:
     membership.evaluate_all(ws, T)
-    assert set(realtime.clocked(ws)) == {"recent_buyers", "pricing_viewers",
+    assert set(incremental.clocked(ws)) == {"recent_buyers", "pricing_viewers",
                                          "shanghai_recent", "lapsed"}
     later = T + timedelta(days=20)
-    results = {r.key: r for r in realtime.sweep(ws, later)}
-    assert set(results) == set(realtime.clocked(ws))
+    results = {r.key: r for r in incremental.sweep(ws, later)}
+    assert set(results) == set(incremental.clocked(ws))
     assert results["recent_buyers"].reason == "time"
     assert results["recent_buyers"].exited
     for key in results:
@@ -167,12 +167,13 @@ def test_the_worker_merges_micro_batches_in_two_tiers(ws: tierwise.Workspace,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Micro-batches go into chunks; once the chunks and micro-batches at the end hold
     SMALL_FILE_ROWS rows together, they become one file that later merges leave alone."""
-    from tierwise.actions import worker as worker_module
+    from tierwise.realtime import compaction
+    from tierwise.realtime.worker import Worker
 
-    monkeypatch.setattr(worker_module, "COMPACT_AT_FILES", 3)
-    monkeypatch.setattr(worker_module, "CHUNK_ROWS", 5)
-    monkeypatch.setattr(worker_module, "SMALL_FILE_ROWS", 14)
-    worker = worker_module.Worker(ws)
+    monkeypatch.setattr(compaction, "COMPACT_AT_FILES", 3)
+    monkeypatch.setattr(compaction, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(compaction, "SMALL_FILE_ROWS", 14)
+    worker = Worker(ws)
     big = {f.path for f in ws.facts.scan("events").files}
     when = T.isoformat()
     batch = 0
@@ -212,7 +213,7 @@ def test_the_worker_merges_micro_batches_in_two_tiers(ws: tierwise.Workspace,
 
 def test_time_edges_of_rules() -> None:
     def edges(text: str, resolve=None):  # type: ignore[no-untyped-def]
-        found = realtime.time_edges(parse(text), resolve)
+        found = incremental.time_edges(parse(text), resolve)
         return None if found is None else {(e.table, e.column, e.amount, e.unit)
                                            for e in found}
 
@@ -260,7 +261,7 @@ def test_edge_sweeps_equal_a_full_evaluation(ws: tierwise.Workspace) -> None:
     for key, rule in EDGE_RULES.items():
         defs.save(ws, defs.SegmentDefinition(key=key, rule=rule))
     membership.evaluate_all(ws, T)
-    read_by = realtime.segment_reads(ws)
+    read_by = incremental.segment_reads(ws)
     keys = [k for k in EDGE_RULES if read_by[k].timed]
     assert keys == list(EDGE_RULES) and all(read_by[k].edges is not None for k in keys)
     resolve = membership.applied_resolver(ws)
@@ -268,14 +269,14 @@ def test_edge_sweeps_equal_a_full_evaluation(ws: tierwise.Workspace) -> None:
     since, moved, looked = T, 0, 0
     while since < T + timedelta(days=150):
         now = since + timedelta(minutes=rng.randint(30, 4 * 24 * 60))
-        results = realtime.sweep_since(ws, keys, since, now, read_by)
+        results = incremental.sweep_since(ws, keys, since, now, read_by)
         assert all(r.error is None and r.reason in ("time", None) for r in results)
         moved += sum((r.entered or 0) + (r.exited or 0) for r in results)
         for key in keys:
             expected = evaluate_rule(ws, EDGE_RULES[key], now, resolve, key)
             assert membership.members_at(ws, key) == expected["customer_id"].to_pylist(), (
                 key, now)
-        looked += len(realtime.crossing(ws, set().union(*(read_by[k].edges or ()
+        looked += len(incremental.crossing(ws, set().union(*(read_by[k].edges or ()
                                                          for k in keys)), since, now))
         since = now
     assert moved > 100  # the clock did move people, in and out
@@ -291,7 +292,7 @@ def test_the_edge_search_in_memory_finds_what_a_scan_finds(ws: tierwise.Workspac
     for key, rule in EDGE_RULES.items():
         defs.save(ws, defs.SegmentDefinition(key=key, rule=rule))
     membership.evaluate_all(ws, T)
-    edges = realtime.edges_of(list(EDGE_RULES), realtime.segment_reads(ws))
+    edges = incremental.edges_of(list(EDGE_RULES), incremental.segment_reads(ws))
     spans = [(T, T + timedelta(hours=1)), (T + timedelta(days=3), T + timedelta(days=5)),
              (T + timedelta(days=20), T + timedelta(days=50))]
     sessions: list[set[str]] = []
@@ -307,9 +308,9 @@ def test_the_edge_search_in_memory_finds_what_a_scan_finds(ws: tierwise.Workspac
         ws.facts.keep_rows = True
         for since, now in spans:
             sessions.clear()
-            found = realtime.crossing(ws, edges, since, now, in_memory=True)
+            found = incremental.crossing(ws, edges, since, now, in_memory=True)
             assert not set().union(*sessions) - {"customers"}  # no fact table scanned
-            assert found == realtime.crossing(ws, edges, since, now), (since, now)
+            assert found == incremental.crossing(ws, edges, since, now), (since, now)
             assert found
         ws.facts.keep_rows = False
 
@@ -326,7 +327,7 @@ def test_the_edge_search_in_memory_finds_what_a_scan_finds(ws: tierwise.Workspac
              "occurred_at": (since - timedelta(days=14, minutes=-30)).isoformat(),
              "type": "page_view"} for n, (since, _) in enumerate(spans)]))
     same()
-    assert {everyone[0], everyone[5]} <= realtime.crossing(ws, edges, *spans[0])
+    assert {everyone[0], everyone[5]} <= incremental.crossing(ws, edges, *spans[0])
     for table in ("orders", "events"):
         assert ws.facts.compact(ws.engine, table, min_files=2, small_rows=10)[1] == 1
     same()
@@ -336,7 +337,7 @@ def test_the_worker_reevaluates_after_imports_and_computes_elsewhere(
         ws: tierwise.Workspace) -> None:
     """An import through the CLI or a compute run does not pass the worker's intake: the
     worker notices and evaluates every segment for everyone."""
-    from tierwise.actions.worker import Worker
+    from tierwise.realtime.worker import Worker
 
     worker = Worker(ws)
     worker.catch_up()
@@ -360,7 +361,7 @@ def test_the_worker_reevaluates_after_imports_and_computes_elsewhere(
 @pytest.mark.parametrize("in_memory", [False, True], ids=["scan", "in_memory"])
 def test_the_worker_sweeps_the_edges_since_it_last_looked(ws: tierwise.Workspace,
                                                           in_memory: bool) -> None:
-    from tierwise.actions.worker import Worker
+    from tierwise.realtime.worker import Worker
     from tierwise.store.control import utcnow
 
     defs.save(ws, defs.SegmentDefinition(key="half_year", rule="COUNT(orders, LAST 180d) >= 1"))
@@ -412,7 +413,7 @@ def test_a_pass_with_new_rows_and_the_clock_records_each_change_under_its_reason
     ws.import_source("orders", RecordsSource.from_dicts("test", [
         {"order_id": "CLK1", "customer_id": buyer,
          "ordered_at": (T - timedelta(days=1)).isoformat(), "amount": 10}]))
-    results = realtime.evaluate_changed(
+    results = incremental.evaluate_changed(
         ws, {"orders": {buyer}, "events": {viewer}}, T,
         clock=(["recent_buyers"], set(aged[:3])))
     run = {r.key: r for r in results}["recent_buyers"]
@@ -584,7 +585,7 @@ def test_columns_a_query_reads() -> None:
 
 def test_the_worker_sums_up_its_rounds_and_names_the_steps_of_a_slow_one(
         ws: tierwise.Workspace, caplog: pytest.LogCaptureFixture) -> None:
-    from tierwise.actions.worker import SLOW_ROUND_SECONDS, Worker
+    from tierwise.realtime.worker import SLOW_ROUND_SECONDS, Worker
 
     worker = Worker(ws)
     for i in range(100):
@@ -606,7 +607,7 @@ def test_maintenance_runs_half_way_between_edge_searches(ws: tierwise.Workspace)
     customers, and a merge beside it would make it slower still."""
     import time
 
-    from tierwise.actions.worker import Worker
+    from tierwise.realtime.worker import Worker
 
     worker = Worker(ws)
     every = ws.config.sweep_seconds
@@ -626,7 +627,8 @@ def test_the_background_thread_yields_the_cores(ws: tierwise.Workspace) -> None:
     import os
     import threading
 
-    from tierwise.actions.worker import BACKGROUND_NICENESS, Worker
+    from tierwise.realtime.compaction import BACKGROUND_NICENESS
+    from tierwise.realtime.worker import Worker
 
     worker = Worker(ws)
     try:

@@ -29,15 +29,14 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-import sqlalchemy as sa
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from tierwise.errors import TierwiseError
 from tierwise.security import consent, targets
 from tierwise.store import customers as customer_store
+from tierwise.store import tasks as task_store
 from tierwise.store.control import utcnow
-from tierwise.store.tables import customers, tasks
 from tierwise.workspace import Workspace
 
 ENV_SECRET = "TIERWISE_WEBHOOK_SECRET"
@@ -214,28 +213,20 @@ class Channels:
 
     def _task(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
         now = utcnow()
+        due = action.get("due_hours")
         with self.ws.control.write() as conn:
-            if conn.execute(sa.select(tasks.c.task_id).where(
-                    tasks.c.idempotency_key == row.idempotency_key)).first():
-                return
-            owner = conn.execute(sa.select(customers.c.owner).where(
-                customers.c.customer_id == row.customer_id)).scalar()
-            due = action.get("due_hours")
-            conn.execute(tasks.insert().values(
-                idempotency_key=row.idempotency_key, customer_id=row.customer_id,
-                owner=owner, role=action.get("role"), title=action["title"],
-                body=action.get("body"), source=row.source,
-                priority=action.get("priority", "normal"),
-                due_at=now + timedelta(hours=due) if due else None, status="open",
-                created_at=now))
+            task_store.create_once(
+                conn, row.idempotency_key, customer_id=row.customer_id,
+                role=action.get("role"), title=action["title"], body=action.get("body"),
+                source=row.source, priority=action.get("priority", "normal"),
+                due_at=now + timedelta(hours=due) if due else None, at=now)
 
     def _tag(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
         with self.ws.control.write() as conn:
-            current = conn.execute(sa.select(customers.c.tags).where(
-                customers.c.customer_id == row.customer_id)).first()
+            current = customer_store.tags_of(conn, row.customer_id)
             if current is None:
                 raise Refused("no such customer (erased or merged)")
-            tags = list(json.loads(current.tags or "[]"))
+            tags = list(current)
             wanted = action["tag"]
             if action.get("op", "add") == "add" and wanted not in tags:
                 tags.append(wanted)

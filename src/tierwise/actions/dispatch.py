@@ -19,11 +19,9 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.actions.channels import Channels, Refused, Retry
+from tierwise.store import outbox as outbox_store
 from tierwise.store.control import utcnow
-from tierwise.store.tables import outbox
 from tierwise.workspace import Workspace
 
 #: Longest wait between two attempts.
@@ -60,9 +58,7 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
     caller that dispatches in a loop keeps one); returns counts by outcome."""
     now = now or utcnow()
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(outbox).where(
-            outbox.c.status == "pending", outbox.c.next_attempt_at <= now)
-            .order_by(outbox.c.next_attempt_at, outbox.c.outbox_id).limit(limit)).all()
+        rows = outbox_store.due(conn, now, limit)
     outcomes: Counter[str] = Counter()
     if not rows:
         return outcomes
@@ -83,8 +79,7 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
                 else:
                     values["next_attempt_at"] = finished + timedelta(
                         seconds=backoff(attempts, float(extra.get("retry_seconds", 30.0))))
-            conn.execute(outbox.update().where(outbox.c.outbox_id == row.outbox_id,
-                                               outbox.c.status == "pending").values(values))
+            outbox_store.settle(conn, row.outbox_id, values)
             outcomes[outcome] += 1
     return outcomes
 
@@ -94,16 +89,8 @@ def replay(ws: Workspace, ids: Iterable[int] | None = None, status: str = "dead"
 
     They go out with their original idempotency keys; returns how many were queued.
     """
-    now = utcnow()
     with ws.control.write() as conn:
-        query = outbox.update().values(status="pending", attempts=0, next_attempt_at=now,
-                                       last_error=None, last_reply=None, delivered_at=None)
-        if ids is not None:
-            query = query.where(outbox.c.outbox_id.in_(list(ids)),
-                                outbox.c.status != "held_out")
-        else:
-            query = query.where(outbox.c.status == status)
-        return int(conn.execute(query).rowcount)
+        return outbox_store.requeue(conn, utcnow(), ids, status)
 
 
 def deliveries(ws: Workspace, *, status: str | None = None, source: str | None = None,
@@ -113,21 +100,11 @@ def deliveries(ws: Workspace, *, status: str | None = None, source: str | None =
     ``newest``: the last ``limit`` rows instead (still oldest first). Receivers' replies
     (``last_reply``) only with ``replies``: for admins, since a reply can be anything an
     internal service answers."""
-    query = sa.select(outbox).where(outbox.c.outbox_id > after)
-    if status:
-        query = query.where(outbox.c.status == status)
-    if source:
-        query = query.where(outbox.c.source == source)
-    if customer_id:
-        query = query.where(outbox.c.customer_id == customer_id)
     with ws.control.read() as conn:
-        order = outbox.c.outbox_id.desc() if newest else outbox.c.outbox_id
-        rows = conn.execute(query.order_by(order).limit(limit)).all()
-    if newest:
-        rows = rows[::-1]
+        rows = outbox_store.rows(conn, status=status, source=source, customer_id=customer_id,
+                                 after=after, limit=limit, newest=newest)
     out = []
-    for r in rows:
-        data = dict(r._mapping)
+    for data in rows:
         if not replies:
             data.pop("last_reply", None)
         payload = json.loads(data.pop("payload"))
@@ -141,8 +118,7 @@ def deliveries(ws: Workspace, *, status: str | None = None, source: str | None =
 def summary(ws: Workspace) -> dict[str, int]:
     """Outbox rows by status."""
     with ws.control.read() as conn:
-        found: dict[str, int] = dict(conn.execute(sa.select(outbox.c.status, sa.func.count())
-                                  .group_by(outbox.c.status)).all())
+        found = outbox_store.counts(conn)
     return {s: int(found.get(s, 0)) for s in STATUSES}
 
 

@@ -21,12 +21,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.actions import definitions as automations
 from tierwise.definitions.automations import Playbook, Trigger
-from tierwise.store.control import chunked
-from tierwise.store.tables import outbox, playbook_runs, trigger_fires
+from tierwise.store import outbox as outbox_store
+from tierwise.store.control import Connection
 
 #: Names of events in payloads.
 EVENT_NAMES = {"enter": "segment.entered", "exit": "segment.exited",
@@ -48,7 +46,7 @@ def in_holdout(source: str, customer_id: str, share: float) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < share
 
 
-def enqueue(conn: sa.Connection, source: str, event: str, action: Any,
+def enqueue(conn: Connection, source: str, event: str, action: Any,
             events: list[dict[str, Any]], at: datetime, holdout: float = 0.0,
             extra: dict[str, Any] | None = None) -> int:
     """Write one outbox row per event (each names its ``customer_id``); returns how many.
@@ -68,45 +66,24 @@ def enqueue(conn: sa.Connection, source: str, event: str, action: Any,
                          mode="json"), **(extra or {})}, ensure_ascii=False),
                      "status": "held_out" if in_holdout(source, customer, holdout)
                      else "pending", "next_attempt_at": at, "created_at": at})
-    written = 0
-    for part in chunked(rows):
-        known = {r[0] for r in conn.execute(sa.select(outbox.c.idempotency_key).where(
-            outbox.c.idempotency_key.in_([r["idempotency_key"] for r in part])))}
-        fresh = [r for r in part if r["idempotency_key"] not in known]
-        if fresh:
-            conn.execute(outbox.insert(), fresh)
-        written += len(fresh)
-    return written
+    return outbox_store.add(conn, rows)
 
 
-def _eligible(conn: sa.Connection, trigger: Trigger, customers: list[str],
+def _eligible(conn: Connection, trigger: Trigger, customers: list[str],
               at: datetime) -> list[str]:
     """The customers the trigger may fire for now (fire-once and cooldown), recorded as
     fired."""
     if trigger.fire == "every_entry" and trigger.cooldown is None:
         return customers
-    fired: dict[str, Any] = {}
-    for part in chunked(customers):
-        fired.update({r.customer_id: r for r in conn.execute(sa.select(trigger_fires).where(
-            trigger_fires.c.trigger_key == trigger.key,
-            trigger_fires.c.customer_id.in_(part)))})
+    fired = outbox_store.last_fired(conn, trigger.key, customers)
     gap = automations.duration(trigger.cooldown) if trigger.cooldown else None
     chosen = [c for c in customers if c not in fired or (
-        trigger.fire != "once" and (gap is None or at - fired[c].last_at >= gap))]
-    for customer in chosen:
-        if customer in fired:
-            conn.execute(trigger_fires.update().where(
-                trigger_fires.c.trigger_key == trigger.key,
-                trigger_fires.c.customer_id == customer).values(
-                last_at=at, count=trigger_fires.c.count + 1))
-        else:
-            conn.execute(trigger_fires.insert().values(
-                trigger_key=trigger.key, customer_id=customer, first_at=at, last_at=at,
-                count=1))
+        trigger.fire != "once" and (gap is None or at - fired[c] >= gap))]
+    outbox_store.record_fires(conn, trigger.key, chosen, fired, at)
     return chosen
 
 
-def fire(conn: sa.Connection, trigger: Trigger, events: list[dict[str, Any]],
+def fire(conn: Connection, trigger: Trigger, events: list[dict[str, Any]],
          at: datetime) -> int:
     """Fire ``trigger`` for these events (one per customer) as its semantics allow."""
     chosen = set(_eligible(conn, trigger, [str(e["customer_id"]) for e in events], at))
@@ -116,14 +93,14 @@ def fire(conn: sa.Connection, trigger: Trigger, events: list[dict[str, Any]],
                                      "retry_seconds": trigger.retry_seconds})
 
 
-def membership_hooks(conn: sa.Connection) -> tuple[dict[str, Any], dict[str, Any]]:
+def membership_hooks(conn: Connection) -> tuple[dict[str, Any], dict[str, Any]]:
     """The enabled triggers and playbooks, read once for many ``on_membership`` calls in
     one transaction (the real-time worker writes the changes of many segments at once)."""
     return (automations.all_of(conn, "trigger", enabled_only=True),
             automations.all_of(conn, "playbook", enabled_only=True))
 
 
-def on_membership(conn: sa.Connection, segment_key: str, entered: Iterable[str],
+def on_membership(conn: Connection, segment_key: str, entered: Iterable[str],
                   exited: Iterable[str], reason: str, at: datetime,
                   hooks: tuple[dict[str, Any], dict[str, Any]] | None = None) -> int:
     """Triggers and playbooks for customers who entered or left ``segment_key``
@@ -148,7 +125,7 @@ def on_membership(conn: sa.Connection, segment_key: str, entered: Iterable[str],
     return written
 
 
-def on_value_change(conn: sa.Connection, event: str,
+def on_value_change(conn: Connection, event: str,
                     changes: list[tuple[str, str | None, str | None]], reason: str,
                     at: datetime) -> int:
     """Triggers and tier playbooks for ``tier_change`` / ``lifecycle_change``: each change
@@ -174,7 +151,7 @@ def on_value_change(conn: sa.Connection, event: str,
     return written
 
 
-def on_event(conn: sa.Connection, event: str, items: list[dict[str, Any]],
+def on_event(conn: Connection, event: str, items: list[dict[str, Any]],
              at: datetime) -> int:
     """Triggers for ``lead_qualified`` and ``sla_breach`` (one item per customer)."""
     return sum(fire(conn, trigger, items, at)
@@ -184,28 +161,19 @@ def on_event(conn: sa.Connection, event: str, items: list[dict[str, Any]],
 
 # -- playbook runs -------------------------------------------------------------------------
 
-def start_runs(conn: sa.Connection, playbook: Playbook, customers: Iterable[str],
+def start_runs(conn: Connection, playbook: Playbook, customers: Iterable[str],
                at: datetime) -> int:
     customers = sorted(customers)
     if not customers or not playbook.steps:
         return 0
-    first = at + automations.duration(playbook.steps[0].after)
-    conn.execute(playbook_runs.insert(), [
-        {"playbook_key": playbook.key, "customer_id": c, "started_at": at, "next_step": 0,
-         "next_at": first, "status": "active"} for c in customers])
+    outbox_store.start_runs(conn, playbook.key, customers, at,
+                            at + automations.duration(playbook.steps[0].after))
     return len(customers)
 
 
-def stop_runs(conn: sa.Connection, playbook: Playbook, customers: Iterable[str],
+def stop_runs(conn: Connection, playbook: Playbook, customers: Iterable[str],
               at: datetime) -> int:
-    customers = sorted(customers)
-    stopped = 0
-    for part in chunked(customers):
-        stopped += conn.execute(playbook_runs.update().where(
-            playbook_runs.c.playbook_key == playbook.key, playbook_runs.c.status == "active",
-            playbook_runs.c.customer_id.in_(part)).values(
-            status="stopped", ended_at=at, next_at=None)).rowcount
-    return stopped
+    return outbox_store.stop_runs(conn, playbook.key, sorted(customers), at)
 
 
 __all__ = ["enqueue", "fire", "idempotency_key", "in_holdout", "membership_hooks", "on_event",

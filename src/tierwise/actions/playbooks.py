@@ -11,13 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
 from tierwise.actions import definitions as automations
 from tierwise.actions.outbox import enqueue
 from tierwise.definitions.automations import Playbook
-from tierwise.store.control import chunked, utcnow
-from tierwise.store.tables import playbook_runs, segment_members
+from tierwise.store import memberships
+from tierwise.store import outbox as outbox_store
+from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 
@@ -25,22 +24,18 @@ def advance(ws: Workspace, now: datetime | None = None, limit: int = 1000) -> in
     """Carry out every step that is due; returns how many steps were queued."""
     now = now or utcnow()
     done = 0
-    due_query = (sa.select(playbook_runs).where(playbook_runs.c.status == "active",
-                                                playbook_runs.c.next_at <= now)
-                 .order_by(playbook_runs.c.next_at).limit(limit))
     with ws.control.read() as conn:  # most rounds have nothing due: no write lock for them
-        if conn.execute(due_query.limit(1)).first() is None:
+        if not outbox_store.any_run_due(conn, now):
             return 0
     with ws.control.write() as conn:
-        due = conn.execute(due_query).all()
+        due = outbox_store.due_runs(conn, now, limit)
         books = automations.all_of(conn, "playbook", enabled_only=True)
         for run in due:
             book: Playbook | None = books.get(run.playbook_key)
             if book is None or run.next_step >= len(book.steps):
-                conn.execute(playbook_runs.update().where(
-                    playbook_runs.c.run_id == run.run_id).values(
-                    status="stopped" if book is None else "done", ended_at=now,
-                    next_at=None))
+                outbox_store.update_run(conn, run.run_id, {
+                    "status": "stopped" if book is None else "done", "ended_at": now,
+                    "next_at": None})
                 continue
             step = book.steps[run.next_step]
             done += enqueue(conn, f"playbook:{book.key}", "playbook_step", step.action,
@@ -54,8 +49,7 @@ def advance(ws: Workspace, now: datetime | None = None, limit: int = 1000) -> in
             else:
                 values = {"next_step": following, "next_at": None, "status": "done",
                           "ended_at": now}
-            conn.execute(playbook_runs.update().where(
-                playbook_runs.c.run_id == run.run_id).values(values))
+            outbox_store.update_run(conn, run.run_id, values)
     return done
 
 
@@ -70,14 +64,11 @@ def applying(ws: Workspace, customer_ids: list[str],
         books = sorted(automations.all_of(conn, "playbook", enabled_only=True).values(),
                        key=lambda b: (b.priority, b.key))
         segments = {b.applies_to.segment for b in books if b.applies_to.segment}
-        members: dict[str, set[str]] = {}
-        if segments:
-            for part in chunked(customer_ids):
-                for key, customer in conn.execute(sa.select(
-                        segment_members.c.segment_key, segment_members.c.customer_id).where(
-                        segment_members.c.segment_key.in_(sorted(segments)),
-                        segment_members.c.customer_id.in_(part))):
-                    members.setdefault(customer, set()).add(key)
+        by_segment = memberships.among(conn, segments, customer_ids) if segments else {}
+    members: dict[str, set[str]] = {}
+    for key, customers in by_segment.items():
+        for customer in customers:
+            members.setdefault(customer, set()).add(key)
     if tiers is None and any(b.applies_to.tier for b in books):
         tiers = latest_tiers(ws, customer_ids)
     found: dict[str, Playbook] = {}
@@ -111,16 +102,9 @@ def latest_tiers(ws: Workspace, customer_ids: list[str]) -> dict[str, str | None
 
 def runs(ws: Workspace, customer_id: str | None = None, playbook: str | None = None,
          status: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    query = sa.select(playbook_runs)
-    if customer_id:
-        query = query.where(playbook_runs.c.customer_id == customer_id)
-    if playbook:
-        query = query.where(playbook_runs.c.playbook_key == playbook)
-    if status:
-        query = query.where(playbook_runs.c.status == status)
     with ws.control.read() as conn:
-        rows = conn.execute(query.order_by(playbook_runs.c.run_id.desc()).limit(limit)).all()
-    return [dict(r._mapping) for r in rows]
+        return outbox_store.runs(conn, customer_id=customer_id, playbook=playbook,
+                                 status=status, limit=limit)
 
 
 __all__ = ["advance", "applying", "latest_tiers", "runs"]

@@ -220,7 +220,8 @@ def worker_cmd(seconds: Annotated[float | None, typer.Option(
                workspace: WorkspaceOpt = None) -> None:
     """Run the real-time worker without the API: intake, incremental updates, sweeps,
     playbooks, SLA checks and deliveries (what `tierwise serve` runs next to the API)."""
-    from tierwise.actions.worker import Worker, serve_child
+    from tierwise.realtime.process import serve_child
+    from tierwise.realtime.worker import Worker
 
     if wake_fd is not None and status_fd is not None:  # started by `tierwise serve`
         serve_child(Workspace.open(workspace), wake_fd, status_fd)
@@ -241,9 +242,9 @@ def worker_cmd(seconds: Annotated[float | None, typer.Option(
 
 def sweep_cmd(workspace: WorkspaceOpt = None) -> None:
     """Re-evaluate now the segments whose rules depend on the clock (LAST 30d, -90d, …)."""
-    from tierwise.segments import realtime
+    from tierwise.segments import incremental
 
-    for r in realtime.sweep(Workspace.open(workspace)):
+    for r in incremental.sweep(Workspace.open(workspace)):
         out.print(f"{r.key}: {r.members:,} members (+{r.entered:,} −{r.exited:,})"
                   if r.error is None else f"{r.key}: failed: {r.error}")
 

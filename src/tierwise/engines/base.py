@@ -60,7 +60,12 @@ class Session(Protocol):
 
 
 class Engine(Protocol):
+    #: The engine and the SQL dialect its rules are compiled to.
     name: str
+    #: Runs in this process on Arrow tables it is handed without a copy: facts held in
+    #: memory by customer (``FactStore.keep_rows``) and key indexes pay off. An engine in a
+    #: cluster (Spark) reads files itself; memory copies would only be shipped to it.
+    in_process: bool
     #: What the engine raises for a query that cannot run as written: types that do not
     #: match, a value out of range, a cast that fails. Raised by a compiled rule, it means
     #: the rule asks for something impossible (a user's error, answered as such).
@@ -68,6 +73,11 @@ class Engine(Protocol):
 
     def session(self, scans: dict[str, TableScan] | None = None,
                 arrow: dict[str, pa.Table] | None = None) -> Any: ...
+
+    def for_background(self) -> Engine:
+        """An engine for work with no deadline on a low-priority thread (merging files):
+        one that keeps all of that work on the calling thread where the engine can."""
+        ...
 
 
 def sql_literal(text: str) -> str:

@@ -26,6 +26,7 @@ from tierwise.errors import TierwiseError
 
 class DuckDBEngine(Engine):
     name = "duckdb"
+    in_process = True
     query_errors: tuple[type[BaseException], ...] = (
         duckdb.BinderException, duckdb.ConversionException, duckdb.OutOfRangeException,
         duckdb.InvalidInputException, duckdb.TypeMismatchException)
@@ -35,6 +36,11 @@ class DuckDBEngine(Engine):
         self.memory_limit = memory_limit
         self._database: tuple[int, duckdb.DuckDBPyConnection] | None = None
         self._lock = threading.Lock()
+
+    def for_background(self) -> DuckDBEngine:
+        """A database of its own with one thread: all of a merge's work stays on the
+        yielding thread that runs it (the shared database would run it on its threads)."""
+        return DuckDBEngine(threads=1, memory_limit=self.memory_limit)
 
     def _shared(self) -> duckdb.DuckDBPyConnection:
         """This process's database (a forked child opens its own)."""

@@ -59,9 +59,14 @@ def _similarity_jar() -> str:
 
 class SparkEngine(Engine):
     name = "spark"
+    in_process = False
     query_errors: tuple[type[BaseException], ...] = (
         AnalysisException, ArithmeticException, DateTimeException, NumberFormatException,
         SparkRuntimeException)
+
+    def for_background(self) -> SparkEngine:
+        """The same engine: the cluster's executors do the work, not the calling thread."""
+        return self
 
     @contextmanager
     def session(self, scans: dict[str, TableScan] | None = None,

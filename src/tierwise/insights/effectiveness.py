@@ -115,17 +115,13 @@ def action_uplift(ws: Workspace, source: str, days: int = 30) -> tuple[int, int,
     was meant for (intention to treat: failed and suppressed deliveries count as treated),
     the holdout group everyone the ``holdout`` share kept out. Returns (treated, held,
     effects)."""
-    import sqlalchemy as sa
-
-    from tierwise.store.tables import outbox
+    from tierwise.store import outbox as outbox_store
 
     with ws.control.read() as conn:
-        rows = conn.execute(sa.select(outbox.c.customer_id, outbox.c.status,
-                                      outbox.c.created_at).where(outbox.c.source == source)
-                            .order_by(outbox.c.created_at)).all()
+        rows = outbox_store.of_source(conn, source)
     first: dict[str, tuple[str, datetime]] = {}
-    for r in rows:  # a customer's first action decides their group and start
-        first.setdefault(r.customer_id, (r.status, r.created_at))
+    for customer, status, created in rows:  # a customer's first action decides the group
+        first.setdefault(customer, (status, created))
     treated = [(c, t) for c, (status, t) in first.items() if status != "held_out"]
     held = [(c, t) for c, (status, t) in first.items() if status == "held_out"]
     if len(treated) < 2 or len(held) < 2:

@@ -115,7 +115,7 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
         key = KEYS[table]
         if key:  # a later version of a row (a refund) replaces the earlier one
             payloads = list({str(p[key]): p for p in payloads}.values())
-        index = ws.facts.key_index(table) if ws.engine.name == "duckdb" else None
+        index = ws.facts.key_index(table) if ws.engine.in_process else None
         result = import_source(ws, table, _source(table, payloads), unknown_customers="create",
                                   report_path=_report_path(ws), key_index=index)
         moved_at = utcnow()

@@ -106,7 +106,7 @@ class Evaluation:
         if self.only is not None:
             chosen = self._chosen = pa.array(self.only, pa.string())
             customers = customers.filter(pc.is_in(customers["customer_id"], chosen))
-            if ws.facts.keep_rows and ws.engine.name == "duckdb":
+            if ws.facts.keep_rows and ws.engine.in_process:
                 # the facts come from memory (store.customer_rows) once a query names them
                 self._held = {name: scans.pop(prefix + name) for name in self.FACTS}
         self._customers = customers

@@ -18,7 +18,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tierwise.actions.worker import Worker, WorkerProcess
+from tierwise.realtime.process import WorkerProcess
+from tierwise.realtime.worker import Worker
 from tierwise.store import audit
 from tierwise.web import problems
 from tierwise.web.auth import SAFE_METHODS, RateLimiter

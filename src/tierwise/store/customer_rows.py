@@ -24,7 +24,7 @@ as does a file removed while keys are stored twice (the marks are then recompute
 
 Each part also keeps, for each column of instants (``occurred_at``, ``ordered_at``, …), its
 values sorted with their rows: the real-time worker's search for the customers on a time
-edge (``segments.realtime.crossing``) is then two binary searches a part instead of a scan
+edge (``segments.incremental.crossing``) is then two binary searches a part instead of a scan
 of every stored row (it read the whole table every ten seconds, and slowed the rounds
 running next to it by half).
 

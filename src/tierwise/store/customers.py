@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -218,6 +220,26 @@ def find(conn: sa.Connection, column: str, value: str) -> list[str]:
         where = customers.c[HASHED_COLUMNS[column]] == ring.search_hash(column, value)
     return [r[0] for r in conn.execute(sa.select(customers.c.customer_id).where(where)
                                        .order_by(customers.c.customer_id))]
+
+
+def updated_since(conn: sa.Connection, since: datetime) -> tuple[set[str], datetime]:
+    """The customers whose record changed after ``since``, and the latest change's instant
+    (``since`` when none did)."""
+    rows = conn.execute(sa.select(customers.c.customer_id, customers.c.updated_at).where(
+        customers.c.updated_at > since)).all()
+    return {r.customer_id for r in rows}, max((r.updated_at for r in rows), default=since)
+
+
+def any_id(conn: sa.Connection) -> str | None:
+    """Some customer's id (None: there are none)."""
+    return conn.execute(sa.select(customers.c.customer_id).limit(1)).scalar()
+
+
+def tags_of(conn: sa.Connection, customer_id: str) -> list[str] | None:
+    """A customer's tags; None when there is no such customer."""
+    row = conn.execute(sa.select(customers.c.tags).where(
+        customers.c.customer_id == customer_id)).first()
+    return None if row is None else list(json.loads(row.tags or "[]"))
 
 
 def ids_of_import(conn: sa.Connection, import_id: int) -> list[str]:

@@ -73,3 +73,9 @@ def latest_versions(conn: sa.Connection, kind: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in conn.execute(
         sa.select(definitions.c.key, sa.func.max(definitions.c.version))
         .where(definitions.c.kind == kind).group_by(definitions.c.key))}
+
+
+def change_token(conn: sa.Connection) -> tuple[object, ...]:
+    """Changes whenever a definition of any kind is saved (versions are only added)."""
+    return tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(
+        definitions.c.created_at))).one())

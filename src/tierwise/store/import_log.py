@@ -28,3 +28,10 @@ def last_finished(conn: sa.Connection, table: str) -> datetime | None:
     """When the latest import into ``table`` finished (None: never)."""
     return as_utc(conn.execute(sa.select(sa.func.max(imports.c.finished_at))
                                .where(imports.c.table_name == table)).scalar())
+
+
+def after(conn: sa.Connection, import_id: int) -> list[tuple[int, str, str]]:
+    """(import_id, table, source) of the imports logged after ``import_id``."""
+    return [(r.import_id, r.table_name, r.source) for r in conn.execute(
+        sa.select(imports.c.import_id, imports.c.table_name, imports.c.source)
+        .where(imports.c.import_id > import_id).order_by(imports.c.import_id))]

@@ -8,7 +8,7 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
   evaluation (new or changed definitions) for everyone, rescores leads, escalates
   tickets and moves playbook runs along. Every ``sweep_seconds`` it evaluates the
   clock-driven segments for the customers on a window's edge since the last sweep (the
-  search for those customers, ``realtime.crossing``, looks them up in the facts kept in
+  search for those customers, ``incremental.crossing``, looks them up in the facts kept in
   memory; where they are not kept it reads whole tables, on a thread of its own while the
   loop goes on; the next round evaluates what it found), checks SLA deadlines and merges
   the micro-batch files of the fact store; one clock-driven segment per round is swept
@@ -22,25 +22,15 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
 On start the loop re-evaluates every segment once for everyone (reason ``data_change``),
 so changes made while no server ran — imports, edits — are caught up.
 
-``tierwise serve`` runs the worker in a child process (``WorkerProcess``), so that the
-API's request threads and the worker's loop do not take turns on one interpreter lock:
-under a sustained 2,000 events/s that cut the answer time of ``POST /v1/events`` and the
-whole path from a 2xx to the membership by more than half. Two pipes join them: the
-server writes a byte to wake the loop when rows arrive (the child stops when that pipe
-closes, so it never outlives its server), and the child writes its counters back twice a
-second.
+The server runs it in a child process (``realtime.process``).
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -48,21 +38,23 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import pyarrow as pa
-import sqlalchemy as sa
 
 from tierwise.actions import playbooks, sla
 from tierwise.actions.channels import Channels
 from tierwise.actions.dispatch import PARALLEL, dispatch_due
 from tierwise.models import leads
-from tierwise.realtime import intake
-from tierwise.segments import realtime
+from tierwise.realtime import compaction, intake
+from tierwise.realtime.compaction import yield_the_cores
+from tierwise.realtime.outside import Outside, definitions_token, updated_customers
+from tierwise.realtime.stats import ROUNDS_KEPT, Stats
+from tierwise.segments import incremental
 from tierwise.segments.membership import RunResult, evaluate_all
+from tierwise.store import customers as customer_store
+from tierwise.store import leases
 from tierwise.store.control import utcnow
-from tierwise.store.tables import customers, leases
 from tierwise.workspace import Workspace
 
 log = logging.getLogger("tierwise.worker")
@@ -73,121 +65,19 @@ IDLE_SECONDS = 0.25
 LEAD_DECAY_EVERY = 3600.0
 #: Seconds between deletions of intake rows moved longer ago than ``intake_keep_hours``.
 PRUNE_INTAKE_EVERY = 3600.0
-#: Micro-batch files of a table are merged, in two tiers, once there are this many:
-#: readers open few files however long the server runs. The micro-batches go into a chunk
-#: of about CHUNK_ROWS rows; once the chunks and micro-batches at the end of a table hold
-#: SMALL_FILE_ROWS rows together, they become one file that stays. Merging every few
-#: seconds into one growing file of up to SMALL_FILE_ROWS rows instead rewrote each row
-#: five times on average, and read it ahead as often for the in-memory facts.
-COMPACT_AT_FILES = 20
-CHUNK_ROWS = 25_000
-#: Rounds whose durations ``Stats`` sums up.
-ROUNDS_KEPT = 1000
 #: A round this long is logged with the time of each of its steps.
 SLOW_ROUND_SECONDS = 1.0
-SMALL_FILE_ROWS = 200_000
-
-
-#: Niceness of the worker's background thread on Linux. Its merges and searches have no
-#: deadline; at the same priority, the rounds running beside a merge took ~70 % longer
-#: (median 0.42 s against 0.25 s in a 10-minute run).
-BACKGROUND_NICENESS = 10
-
-
-def _yield_the_cores() -> None:
-    """Lower the calling thread's priority (Linux schedules threads one by one)."""
-    if sys.platform.startswith("linux"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICENESS)
-        except OSError:  # not allowed here: merges then run at the loop's priority
-            log.info("could not lower the priority of the background thread")
 
 
 def try_lease(ws: Workspace, holder: str, seconds: float = LEASE_SECONDS) -> bool:
     """Take or renew the worker lease; True when ``holder`` has it."""
-    now = utcnow()
     with ws.control.write() as conn:
-        row = conn.execute(sa.select(leases).where(leases.c.name == LEASE)).first()
-        if row is None:
-            conn.execute(leases.insert().values(name=LEASE, holder=holder,
-                                                expires_at=now + timedelta(seconds=seconds)))
-            return True
-        if row.holder != holder and row.expires_at > now:
-            return False
-        conn.execute(leases.update().where(leases.c.name == LEASE).values(
-            holder=holder, expires_at=now + timedelta(seconds=seconds)))
-        return True
+        return leases.take(conn, LEASE, holder, utcnow(), seconds)
 
 
 def release(ws: Workspace, holder: str) -> None:
     with ws.control.write() as conn:
-        conn.execute(leases.delete().where(leases.c.name == LEASE, leases.c.holder == holder))
-
-
-@dataclass
-class Stats:
-    """What the worker did (``GET /v1/realtime``)."""
-
-    started_at: datetime = field(default_factory=utcnow)
-    holder: bool = False
-    batches: int = 0
-    rows_moved: int = 0
-    segment_changes: int = 0
-    last_batch_seconds: float = 0.0
-    #: Durations of the last ``ROUNDS_KEPT`` rounds that moved rows or swept (a post waits
-    #: for the round under way and the next), and how many of them swept.
-    round_p50_seconds: float = 0.0
-    round_p99_seconds: float = 0.0
-    round_max_seconds: float = 0.0
-    sweep_rounds: int = 0
-    sweeps: int = 0
-    last_sweep_at: datetime | None = None
-    last_sweep_seconds: float = 0.0
-    delivered: int = 0
-    failed_attempts: int = 0
-    errors: int = 0
-
-
-def _updated_customers(ws: Workspace, since: datetime) -> tuple[set[str], datetime]:
-    with ws.control.read() as conn:
-        rows = conn.execute(sa.select(customers.c.customer_id, customers.c.updated_at).where(
-            customers.c.updated_at > since)).all()
-    latest = max((r.updated_at for r in rows), default=since)
-    return {r.customer_id for r in rows}, latest
-
-
-@dataclass(frozen=True)
-class _Outside:
-    """What the loop's incremental work does not see: the latest snapshot, and the latest
-    import (every import is a row; only those after the last look are read)."""
-
-    snapshot: int
-    last_import: int
-
-    def look(self, ws: Workspace) -> tuple[_Outside, bool]:
-        """The state now, and whether a snapshot was computed or facts were imported other
-        than through intake (the CLI, the import API) since ``self``."""
-        from tierwise.store import snapshots
-        from tierwise.store.tables import imports
-
-        with ws.control.read() as conn:
-            snapshot = snapshots.state(conn)[1]
-            rows = conn.execute(sa.select(imports.c.import_id, imports.c.table_name,
-                                          imports.c.source).where(
-                imports.c.import_id > self.last_import)).all()
-        now = _Outside(snapshot, max((r.import_id for r in rows), default=self.last_import))
-        foreign = any(r.table_name != "customers" and not r.source.startswith("intake ")
-                      for r in rows)
-        return now, snapshot != self.snapshot or foreign
-
-
-def _definitions_token(ws: Workspace) -> tuple[object, ...]:
-    """Changes whenever a definition is saved (versions are only ever added)."""
-    from tierwise.store.tables import definitions
-
-    with ws.control.read() as conn:
-        return tuple(conn.execute(sa.select(sa.func.count(), sa.func.max(
-            definitions.c.created_at))).one())
+        leases.release(conn, LEASE, holder)
 
 
 def _tickets(ws: Workspace, ids: set[str]) -> list[dict[str, object]]:
@@ -222,7 +112,7 @@ class Worker:
         self._last_decay = time.monotonic()
         self._last_prune = 0.0
         self._definitions_seen: tuple[object, ...] = ()
-        self._reads: dict[str, realtime.Reads] = {}
+        self._reads: dict[str, incremental.Reads] = {}
         #: When each clock-driven segment was last swept for everyone (monotonic seconds).
         self._swept: dict[str, float] = {}
         #: The instant up to which each segment's memberships are right about the clock
@@ -239,25 +129,18 @@ class Worker:
         #: One thread for work that only reads, or that other readers and writers may see
         #: happen at any moment: the edge search, merging micro-batch files.
         self._background = ThreadPoolExecutor(1, thread_name_prefix="tierwise-background",
-                                               initializer=_yield_the_cores)
-        #: What the background thread merges with: a DuckDB of one thread (its own, so all
-        #: of a merge's work stays on that yielding thread; the shared one would run it on
-        #: its own threads too).
-        self._background_engine = ws.engine
-        if ws.engine.name == "duckdb":
-            from tierwise.engines.duckdb import DuckDBEngine
-
-            self._background_engine = DuckDBEngine(
-                threads=1, memory_limit=getattr(ws.engine, "memory_limit", None))
+                                               initializer=yield_the_cores)
+        #: What the background thread merges with.
+        self._background_engine = ws.engine.for_background()
         self._merging: Future[object] | None = None
-        self._outside: _Outside | None = None
+        self._outside: Outside | None = None
 
     def start(self) -> None:
         # Every evaluation of the loop is for a few customers, and it commits several times
         # a second: keep the facts it reads in memory by customer, and checkpoint the
         # SQLite log on a thread of its own (see FactStore.keep_rows and
         # ControlStore.checkpoint_in_background).
-        self.ws.facts.keep_rows = self.ws.engine.name == "duckdb"
+        self.ws.facts.keep_rows = self.ws.engine.in_process
         self.ws.control.checkpoint_in_background()
         for target, name in ((self._lease_loop, "tierwise-lease"),
                              (self._loop, "tierwise-worker"),
@@ -369,17 +252,11 @@ class Worker:
                     "a round took %.3f s from %.3f (%s; %s)", seconds, time.time() - seconds,
                     ", ".join(f"{name} {value:.3f} s" for name, value in self._steps.items()),
                     ", ".join(f"{name} {value}" for name, value in self._carried.items()))
-        ordered = sorted(s for s, _ in self._rounds)
-        stats = self.stats
-        stats.round_p50_seconds = round(ordered[len(ordered) // 2], 4)
-        stats.round_p99_seconds = round(ordered[min(len(ordered) - 1,
-                                                    int(len(ordered) * 0.99))], 4)
-        stats.round_max_seconds = round(ordered[-1], 4)
-        stats.sweep_rounds = sum(1 for _, w in self._rounds if w)
+        self.stats.take_rounds(self._rounds)
 
     def catch_up(self) -> None:
         self._watermark = as_of = utcnow()
-        self._outside = _Outside(0, 0).look(self.ws)[0]
+        self._outside = Outside(0, 0).look(self.ws)[0]
         self._note_full(evaluate_all(self.ws, as_of))
         leads.update(self.ws)
         self._warm()
@@ -391,21 +268,21 @@ class Worker:
         customer, one search). Built by the first micro-batch instead, they made it take
         ~10 s on 2.8M events, and every row posted meanwhile waited for it."""
         ws = self.ws
-        if ws.engine.name != "duckdb":
+        if not ws.engine.in_process:
             return
         for table in intake.KEYS:
             ws.facts.key_index(table)
             ws.facts.follow(ws.engine, table)
         with ws.control.read() as conn:
-            one = conn.execute(sa.select(customers.c.customer_id).limit(1)).scalar()
+            one = customer_store.any_id(conn)
         if one is not None:
             evaluate_all(ws, utcnow(), only=[one], reason="time")
         # the columns the edge searches read (the rules read them too; this makes sure)
-        reads = realtime.segment_reads(ws)
+        reads = incremental.segment_reads(ws)
         edged = [k for k, r in reads.items() if r.on_edges]
         if edged and ws.facts.keep_rows:
             now = utcnow()
-            realtime.crossing(ws, realtime.edges_of(edged, reads), now, now, in_memory=True)
+            incremental.crossing(ws, incremental.edges_of(edged, reads), now, now, in_memory=True)
 
     def _note_full(self, results: list[RunResult]) -> list[RunResult]:
         """Remember that these segments were evaluated for everyone at their as_of."""
@@ -417,11 +294,11 @@ class Worker:
     def _refresh_definitions(self) -> list[RunResult]:
         """After a definition is saved: what rules read again, and a first evaluation for
         everyone of segments applied without one."""
-        token = _definitions_token(self.ws)
+        token = definitions_token(self.ws)
         if token == self._definitions_seen:
             return []
-        self._reads = realtime.segment_reads(self.ws)
-        fresh = realtime.unevaluated(self.ws, self._reads)
+        self._reads = incremental.segment_reads(self.ws)
+        fresh = incremental.unevaluated(self.ws, self._reads)
         self._definitions_seen = token
         self._clock = {k: v for k, v in self._clock.items() if k in self._reads}
         return self._note_full(evaluate_all(self.ws, keys=fresh)) if fresh else []
@@ -430,7 +307,7 @@ class Worker:
         """After a compute run or an import by another process: every segment, for
         everyone (what a snapshot or an import changed is not known here)."""
         if self._outside is None:  # the first look (catch-up takes it, unless it failed)
-            self._outside = _Outside(0, 0).look(self.ws)[0]
+            self._outside = Outside(0, 0).look(self.ws)[0]
             return []
         self._outside, changed = self._outside.look(self.ws)
         return self._note_full(evaluate_all(self.ws, utcnow())) if changed else []
@@ -477,17 +354,17 @@ class Worker:
         (0.1 s and more) on the background thread while the loop goes on."""
         as_of = utcnow()
         since = min(self._clock[k] for k in keys)
-        edges = realtime.edges_of(keys, self._reads)
+        edges = incremental.edges_of(keys, self._reads)
         future: Future[set[str]]
         if self.ws.facts.keep_rows:
             future = Future()
             try:
-                future.set_result(realtime.crossing(self.ws, edges, since, as_of,
+                future.set_result(incremental.crossing(self.ws, edges, since, as_of,
                                                     in_memory=True))
             except Exception as exc:  # noqa: BLE001 - reported like a failed search
                 future.set_exception(exc)
         else:
-            future = self._background.submit(realtime.crossing, self.ws, edges, since,
+            future = self._background.submit(incremental.crossing, self.ws, edges, since,
                                               as_of)
         self._search = (future, keys, as_of)
 
@@ -525,7 +402,7 @@ class Worker:
         # fixed cost paid once) instead of a round of their own
         searched = self._searched()
         changes: dict[str, set[str]] = dict(moved.customers)
-        updated, self._watermark = _updated_customers(ws, self._watermark)
+        updated, self._watermark = updated_customers(ws, self._watermark)
         if updated:
             changes["customers"] = updated
         if moved.customers.get("events") or updated:
@@ -541,7 +418,7 @@ class Worker:
         with self._step("evaluate"):
             clock = searched[:2] if searched and searched[0] and searched[1] else None
             if any(changes.values()) or clock:
-                results += realtime.evaluate_changed(ws, changes, read_by=self._reads,
+                results += incremental.evaluate_changed(ws, changes, read_by=self._reads,
                                                      clock=clock)
         if searched:
             failed = {r.key for r in results if r.error}
@@ -580,7 +457,7 @@ class Worker:
             self._last_decay = time.monotonic()
             decayed = leads.update(self.ws).changed
             if decayed:
-                realtime.evaluate_changed(self.ws, {"leads": decayed}, read_by=self._reads)
+                incremental.evaluate_changed(self.ws, {"leads": decayed}, read_by=self._reads)
         if time.monotonic() - self._last_prune >= PRUNE_INTAKE_EVERY:
             self._last_prune = time.monotonic()
             intake.prune(self.ws, self.ws.config.intake_keep_hours)
@@ -589,29 +466,8 @@ class Worker:
                                     self.ws.facts.collect_garbage)
 
     def compact(self) -> None:
-        """Merge the micro-batch files of each table, in two tiers (see
-        ``COMPACT_AT_FILES``). The in-memory copies the loop uses need not read a merged
-        file in the loop (up to ``SMALL_FILE_ROWS`` rows; reading one in a round made it
-        the slowest of its ten seconds): the key index knows a merge of files it holds, and
-        the facts by customer read a merged file here before it is published. What either
-        could not take that way (redirects changed meanwhile) is read ahead here too; the
-        loop's next refresh installs it (only the loop changes the copies: its scans decide
-        which files count)."""
-        facts, engine = self.ws.facts, self._background_engine
-        merged = []
-        for table in intake.KEYS:
-            replaced, written = facts.compact(engine, table, min_files=2,
-                                              small_rows=SMALL_FILE_ROWS,
-                                              min_rows=SMALL_FILE_ROWS)
-            if written == replaced:  # not that many rows yet: micro-batches into a chunk
-                replaced, written = facts.compact(engine, table, min_files=COMPACT_AT_FILES,
-                                                  small_rows=CHUNK_ROWS)
-            if written < replaced:
-                merged.append(table)
-        if merged:  # what merges replaced long enough ago (strays: hourly, run_sweep)
-            facts.collect_garbage(strays=False)
-        for table in merged:
-            facts.follow(engine, table, ahead=True)
+        """Merge the micro-batch files (``realtime.compaction``)."""
+        compaction.compact(self.ws.facts, self._background_engine)
 
     # -- the dispatcher ------------------------------------------------------------------
     def _dispatch_loop(self) -> None:
@@ -639,105 +495,4 @@ class Worker:
             channels.close()
 
 
-class WorkerProcess:
-    """The worker in a child process (``tierwise worker --wake-fd … --status-fd …``), with
-    the same face as ``Worker``: ``start``, ``stop``, ``notify``, ``stats``, ``caught_up``."""
-
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-        self.stats = Stats()
-        self.caught_up = threading.Event()
-        self.process: subprocess.Popen[bytes] | None = None
-        self._wake: int | None = None
-        self._reader: threading.Thread | None = None
-
-    def start(self) -> None:
-        wake_read, wake_write = os.pipe()
-        status_read, status_write = os.pipe()
-        os.set_blocking(wake_write, False)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tierwise.cli.main", "worker", "-w", str(self.ws.root),
-             "--wake-fd", str(wake_read), "--status-fd", str(status_write)],
-            pass_fds=(wake_read, status_write), stdout=subprocess.DEVNULL)
-        os.close(wake_read)
-        os.close(status_write)
-        self._wake = wake_write
-        self._reader = threading.Thread(target=self._read_status, args=(status_read,),
-                                        name="tierwise-worker-status", daemon=True)
-        self._reader.start()
-
-    def _read_status(self, fd: int) -> None:
-        with os.fdopen(fd, "rb") as pipe:
-            for line in pipe:
-                try:
-                    self._take(json.loads(line))
-                except (ValueError, TypeError):
-                    log.warning("unreadable worker status: %r", line[:200])
-
-    def _take(self, status: dict[str, object]) -> None:
-        for name, value in status.items():
-            if name in ("started_at", "last_sweep_at") and isinstance(value, str):
-                value = datetime.fromisoformat(value)
-            if hasattr(self.stats, name):
-                setattr(self.stats, name, value)
-        if status.get("caught_up"):
-            self.caught_up.set()
-        else:
-            self.caught_up.clear()
-
-    def notify(self) -> None:
-        if self._wake is None:
-            return
-        try:
-            os.write(self._wake, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups the loop has not read yet: awake anyway
-        except OSError:
-            log.warning("the worker process is gone; `tierwise serve` needs a restart")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Close the wake pipe (the child stops at the end of its round) and wait."""
-        if self._wake is not None:
-            os.close(self._wake)
-            self._wake = None
-        if self.process is not None:
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        if self._reader is not None:
-            self._reader.join(2)
-
-
-def serve_child(ws: Workspace, wake_fd: int, status_fd: int) -> Worker:
-    """The child's side of ``WorkerProcess``: run a worker until the wake pipe closes,
-    reporting its counters on the status pipe. Returns the stopped worker."""
-    # Ctrl-C in a terminal reaches the whole process group: the server stops this process
-    # by closing the pipe, after its own shutdown
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker = Worker(ws)
-    done = threading.Event()
-
-    def wakes() -> None:
-        with os.fdopen(wake_fd, "rb", buffering=0) as pipe:
-            while pipe.read(4096):
-                worker.notify()
-        done.set()  # the server is gone or stopping
-
-    threading.Thread(target=wakes, name="tierwise-wake", daemon=True).start()
-    worker.start()
-    with os.fdopen(status_fd, "w", buffering=1) as status:
-        try:
-            while not done.wait(0.5):
-                status.write(json.dumps({**vars(worker.stats),
-                                         "caught_up": worker.caught_up.is_set()},
-                                        default=str) + "\n")
-        except OSError:  # the server is gone
-            pass
-        finally:
-            worker.stop()
-    return worker
-
-
-__all__ = ["Stats", "Worker", "WorkerProcess", "release", "serve_child", "try_lease"]
+__all__ = ["LEASE", "LEASE_SECONDS", "Worker", "release", "try_lease"]
