@@ -181,6 +181,23 @@ def test_values_are_bound_never_pasted(ws: tierwise.Workspace):
     assert ws.count("orders") == before
 
 
+def test_fields_compared_with_fields(ws: tierwise.Workspace):
+    """A field against a field: a date against a time compares the local date, numbers
+    against numbers as they are; kinds that cannot be compared are the rule's error."""
+    customers = ws.table("customers").to_pylist()
+
+    def ids(rule: str) -> set[str]:
+        return set(evaluate_rule(ws, rule, AS_OF)["customer_id"].to_pylist())
+
+    expected = {c["customer_id"] for c in customers if c["birth_date"] and c["signup_at"]
+                and c["birth_date"] < c["signup_at"].astimezone(SH).date()}
+    assert expected and ids("birth_date < signup_at") == expected
+    spent = ids("acquisition_cost < SUM(orders.amount)")
+    assert spent and spent < {c["customer_id"] for c in customers}
+    with pytest.raises(RuleError, match="birth_date is a date and tags is a list"):
+        compile_rule(parse("birth_date = tags"), "duckdb", AS_OF, SH)
+
+
 def _atoms(rng: random.Random) -> list[str]:
     day = rng.choice([7, 30, 90, 180, 365])
     return [

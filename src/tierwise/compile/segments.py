@@ -46,6 +46,7 @@ from tierwise.definitions.segment_ast import (
     Or,
     RelativeDate,
     check_as_of,
+    operand_text,
 )
 from tierwise.definitions.segment_fields import (
     LIVE_FIELDS,
@@ -97,6 +98,11 @@ def shift(as_of: datetime, amount: int, unit: str, zone: ZoneInfo) -> datetime:
 
 def _false() -> exp.Expr:
     return exp.false()
+
+
+def _article(kind: str) -> str:
+    return {"number": "a number", "string": "text", "timestamp": "a time", "date": "a date",
+            "list": "a list", "json": "an event property"}.get(kind, kind)
 
 
 def _two_valued(expression: exp.Expr) -> exp.Expr:
@@ -270,7 +276,32 @@ class _Compiler:
         if isinstance(right, Literal | RelativeDate):
             return self.adapt(value, kind, right), self.coerce(right, kind)
         other, other_kind = self.operand(right, scope, source)
-        return value, other
+        return self.match(value, kind, left, other, other_kind, right)
+
+    def match(self, value: exp.Expr, kind: str, node: Operand, other: exp.Expr,
+              other_kind: str, other_node: Operand) -> tuple[exp.Expr, exp.Expr]:
+        """Two non-literal sides of a comparison in one kind: a time against a date is
+        compared as the local date, an event property against a number as a number; sides
+        that cannot be compared (a date against an amount) are the rule's error, not an
+        engine's guess."""
+        if kind == other_kind:
+            return value, other
+        kinds = {kind, other_kind}
+        if kinds == {"timestamp", "date"}:
+            def day(v: exp.Expr, k: str) -> exp.Expr:
+                return exp.cast(_fn("LOCAL_TS", exp.Placeholder(this="tz"), v), "DATE") \
+                    if k == "timestamp" else v
+            return day(value, kind), day(other, other_kind)
+        if kinds == {"json", "number"}:
+            def number(v: exp.Expr, k: str) -> exp.Expr:
+                return exp.TryCast(this=v, to=exp.DataType.build("DOUBLE")) \
+                    if k == "json" else v
+            return number(value, kind), number(other, other_kind)
+        if kinds == {"json", "string"}:
+            return value, other
+        raise RuleError(f"{operand_text(node)} is {_article(kind)} and "
+                        f"{operand_text(other_node)} is {_article(other_kind)}: they cannot "
+                        "be compared")
 
     def adapt(self, value: exp.Expr, kind: str, literal: Operand) -> exp.Expr:
         """Change the field side for the literal: local date, or JSON text as a number."""

@@ -221,14 +221,6 @@ def bgnbd_expected(p: dict[str, float], t: float, x: Array, t_x: Array, T: Array
     return numerator / (1 + odds)
 
 
-def bgnbd_expected_new(p: dict[str, float], t: Array) -> Array:
-    """Expected purchases by a new customer in (0, t]."""
-    r, alpha, a, b = p["r"], p["alpha"], p["a"], p["b"]
-    t = np.asarray(t, float)
-    hyp = special.hyp2f1(r, b, a + b - 1, t / (alpha + t))
-    return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp)
-
-
 # -- Pareto/NBD ----------------------------------------------------------------------------
 def _log_a0(r: float, alpha: float, s: float, beta: float, x: Array, t_x: Array,
             T: Array) -> Array:
