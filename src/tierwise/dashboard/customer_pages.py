@@ -1,0 +1,142 @@
+"""The customer pages: the list (search and filters by value) and the 360° view with its
+timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from tierwise.actions import playbooks
+from tierwise.dashboard.data import View, value_history
+from tierwise.dashboard.page import (
+    language_of,
+    render,
+    view_of,
+    viewer,
+)
+from tierwise.definitions.json_values import jsonable
+from tierwise.definitions.schemas import table_schema
+from tierwise.errors import NotFoundError
+from tierwise.security import consent
+from tierwise.segments.membership import customer_segments
+from tierwise.services.customers import customer_profile, present_profile, search, searched_by
+from tierwise.store.preferences import CHANNELS
+from tierwise.web import i18n
+from tierwise.web.auth import workspace
+from tierwise.web.problems import Problem
+from tierwise.web.templating import number
+
+router = APIRouter(include_in_schema=False)
+#: Snapshot columns the customer list can be filtered by (?tier=A&lifecycle=at_risk).
+VALUE_FILTERS = ("tier", "lifecycle", "rfm_segment", "churn_risk")
+PAGE = 50
+TIMELINE_ITEMS = 200
+
+
+# -- customers -----------------------------------------------------------------------------
+
+
+@router.get("/customers", response_class=HTMLResponse)
+def customers(request: Request) -> HTMLResponse:
+    principal = viewer(request, "customers:read")
+    q = request.query_params.get("q") or None
+    after = request.query_params.get("after") or None
+    filters = {c: v for c in VALUE_FILTERS if (v := request.query_params.get(c))}
+    view, lang = view_of(request), language_of(request)
+    matched = None
+    if filters and view is not None:
+        if not principal.can("values:read"):
+            raise Problem(403, f"role {principal.role} may not read values")
+        page_ids, matched = view.matching(filters, after, PAGE + 1)
+        items, _ = search(workspace(request), principal, ids=page_ids[:PAGE], limit=PAGE)
+        next_after = page_ids[PAGE - 1] if len(page_ids) > PAGE else None
+    else:
+        items, next_after = search(workspace(request), principal, q=q, after=after, limit=PAGE)
+    labels = {"tier": view.tier_label, "lifecycle": View.stage_label,
+              "rfm_segment": view.rfm_label} if view else {}
+    shown = {c: (labels[c](v, lang) if c in labels else i18n.table(lang).get(f"risk_{v}", v))
+             for c, v in filters.items()}
+    base = "&".join(f"{c}={quote(v)}" for c, v in filters.items())
+    return render(request, principal, "customers.html", "customers", items=items,
+                  next_after=next_after, q=q or "", filters=shown, matched=matched,
+                  filter_query=base, search_pii=len(searched_by(principal)) > 1)
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+def customer(customer_id: str, request: Request) -> HTMLResponse:
+    principal = viewer(request, "customers:read")
+    ws, lang = workspace(request), language_of(request)
+    try:
+        found = present_profile(ws, principal, customer_profile(ws, customer_id))
+    except NotFoundError:
+        raise Problem(404, f"no customer with id {customer_id!r}") from None
+    values = request.app.state.latest_values.of(customer_id)
+    history = customer_segments(ws, customer_id)
+    view = view_of(request)
+    timeline = sorted(_timeline(found, history, lang)
+                      + _value_changes(value_history(ws, customer_id), view, lang),
+                      key=lambda i: str(jsonable(i["at"])), reverse=True)[:TIMELINE_ITEMS]
+    playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
+    with ws.control.read() as conn:
+        contact = {channel: {purpose: consent.decide(conn, customer_id, channel, purpose)
+                             for purpose in consent.PURPOSES}
+                   for channel in CHANNELS if channel != "all"}
+    return render(request, principal, "customer.html", "customers",
+                  customer=found.customer, profile=found, contact=contact,
+                  values=values or {}, timeline=timeline, playbook=playbook,
+                  segments=[h for h in history if h.get("exited_at") is None],
+                  tier_label=(lambda t: view.tier_label(t, lang)) if view else str,
+                  stage_label=lambda s: View.stage_label(s, lang))
+
+
+def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Orders, events, tickets, feedback and segment entries/exits (unsorted), each placed
+    at its table's time column."""
+
+    w = i18n.table(lang)
+
+    def at(table: str, row: dict[str, Any]) -> Any:
+        return row.get(table_schema(table).time_column or "")
+
+    def joined(row: dict[str, Any], names: tuple[str, ...]) -> str:
+        return " · ".join(f"{n} {row[n]}" if n in ("nps", "csat") else str(row[n])
+                          for n in names if row.get(n) is not None)
+
+    items: list[dict[str, Any]] = []
+    items += [{"at": at("orders", o), "kind": w["orders"],
+               "text": f"{o.get('order_id')} · {number(o.get('amount'), 2)} · "
+                       f"{o.get('status')}"} for o in found.recent_orders]
+    items += [{"at": at("events", e), "kind": w["events"], "text": str(e.get("type") or "")}
+              for e in found.recent_events]
+    items += [{"at": at("tickets", t), "kind": w["tickets"],
+               "text": joined(t, ("ticket_id", "category", "status", "priority"))}
+              for t in found.tickets]
+    items += [{"at": at("feedback", f), "kind": w["feedback"],
+               "text": joined(f, ("nps", "csat", "comment"))} for f in found.feedback]
+    for h in history:
+        items.append({"at": h.get("entered_at"), "kind": w["segment_changes"],
+                      "text": f"→ {h.get('segment_key')}"})
+        if h.get("exited_at"):
+            items.append({"at": h.get("exited_at"), "kind": w["segment_changes"],
+                          "text": f"← {h.get('segment_key')}"})
+    return [i for i in items if i["at"] is not None]
+
+
+def _value_changes(history: list[dict[str, Any]], view: View | None,
+                   lang: str) -> list[dict[str, Any]]:
+    """Timeline items for tier and lifecycle changes between consecutive snapshots."""
+    w = i18n.table(lang)
+    items = []
+    for before, after in zip(history, history[1:], strict=False):
+        if before["tier"] != after["tier"]:
+            name = view.tier_label if view else (lambda t, _lang: str(t))
+            items.append({"at": after["as_of"], "kind": w["tier_change"],
+                          "text": f"{name(before['tier'], lang)} → {name(after['tier'], lang)}"})
+        if before["lifecycle"] != after["lifecycle"]:
+            items.append({"at": after["as_of"], "kind": w["stage_change"],
+                          "text": f"{View.stage_label(before['lifecycle'], lang)} → "
+                                  f"{View.stage_label(after['lifecycle'], lang)}"})
+    return items

@@ -1,0 +1,119 @@
+"""What every dashboard page shares: who is looking, the page frame in their language, and
+the latest snapshot's view (or the "compute first" page without one)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from tierwise.dashboard.data import VIEWS, View
+from tierwise.definitions.roles import Principal
+from tierwise.errors import NotFoundError
+from tierwise.web import i18n
+from tierwise.web.auth import authenticate, workspace
+from tierwise.web.problems import Problem
+from tierwise.web.templating import ENV
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+#: Words the browser script needs (the rest are rendered on the server).
+SCRIPT_WORDS = ("counting", "customers", "ignore", "rows", "queued", "running", "done",
+                "failed", "tier", "now", "after", "change", "moved", "saved", "new", "changed",
+                "unchanged")
+NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/lifecycle"),
+       ("segments", "/segments"), ("customers", "/customers"), ("clv", "/clv"),
+       ("actions", "/actions"), ("review", "/review"), ("imports", "/imports"))
+
+
+
+class SignIn(Exception):
+    """Raised by a page when nobody is signed in: answered with a redirect to /login."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+
+def viewer(request: Request, permission: str) -> Principal:
+    """The signed-in principal; SignIn without a session, 403 without the permission."""
+    try:
+        principal = authenticate(request)
+    except Problem as exc:
+        if exc.status == 401:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise SignIn(target) from None
+        raise
+    if not principal.can(permission):
+        raise Problem(403, f"role {principal.role} may not {permission}")
+    return principal
+
+
+def render(request: Request, principal: Principal, template: str, active: str,
+           status_code: int = 200, **context: Any) -> HTMLResponse:
+    ws = workspace(request)
+    lang = i18n.language(request, ws.config.locale)
+    words = i18n.table(lang)
+    page = ENV.get_template(template).render(
+        w=words, lang=lang, zone=ZoneInfo(ws.config.timezone), user=principal,
+        csrf=principal.csrf_token or "", active=active, nav=NAV, path=request.url.path,
+        query=request.url.query,
+        script_words={k: words[k] for k in SCRIPT_WORDS}, **context)
+    response = HTMLResponse(page, status_code=status_code)
+    if request.query_params.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(i18n.LANG_COOKIE, request.query_params["lang"], samesite="strict",
+                            secure=request.url.scheme == "https",
+                            max_age=365 * 86400, path="/")
+    return response
+
+
+def view_of(request: Request, snapshot_id: int | None = None) -> View | None:
+    try:
+        return VIEWS.get(workspace(request), snapshot_id)
+    except NotFoundError:
+        return None
+
+
+def language_of(request: Request) -> str:
+    return i18n.language(request, workspace(request).config.locale)
+
+
+@dataclass
+class ValuePage:
+    """What every page over the latest snapshot starts with."""
+
+    principal: Principal
+    view: View
+    lang: str
+    w: dict[str, str]
+
+
+def value_page(active: str) -> Callable[[Callable[[Request, ValuePage], HTMLResponse]],
+                                        Callable[[Request], HTMLResponse]]:
+    """A page over the latest snapshot: ``build(request, page)`` runs when there is one;
+    without a snapshot the "compute first" page answers instead."""
+
+    def wrap(build: Callable[[Request, ValuePage], HTMLResponse]
+             ) -> Callable[[Request], HTMLResponse]:
+        def route(request: Request) -> HTMLResponse:
+            principal = viewer(request, "values:read")
+            view, lang = view_of(request), language_of(request)
+            if view is None:
+                return render(request, principal, "empty.html", active)
+            return build(request, ValuePage(principal, view, lang, i18n.table(lang)))
+
+        route.__name__ = build.__name__
+        route.__doc__ = build.__doc__
+        return route
+
+    return wrap
+
+def int_param(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None

@@ -1,0 +1,144 @@
+"""The pages of daily work: actions (deliveries, tasks, escalations), the periodic review
+and its report, imports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from tierwise.actions import definitions as automations
+from tierwise.actions import dispatch, tasks
+from tierwise.dashboard import charts
+from tierwise.dashboard.page import int_param, language_of, render, view_of, viewer
+from tierwise.dashboard.plans import inspect_file
+from tierwise.definitions.roles import Principal
+from tierwise.definitions.schemas import TABLES
+from tierwise.errors import TierwiseError
+from tierwise.segments import definitions as defs
+from tierwise.services import review
+from tierwise.store import import_log
+from tierwise.store import jobs as job_store
+from tierwise.web import i18n, report, uploads
+from tierwise.web.auth import require, workspace
+from tierwise.web.jobs import rejects_path
+from tierwise.web.problems import Problem
+from tierwise.web.uploads import save_upload
+
+router = APIRouter(include_in_schema=False)
+
+
+# -- actions, review, imports --------------------------------------------------------------
+
+
+@router.get("/actions", response_class=HTMLResponse)
+def actions(request: Request) -> HTMLResponse:
+    principal = viewer(request, "segments:read")
+    ws = workspace(request)
+    status = request.query_params.get("status") or None
+    if status not in (None, "pending", "delivered", "dead", "held_out", "suppressed"):
+        status = None
+    with ws.control.read() as conn:
+        triggers = list(automations.all_of(conn, "trigger").values())
+        playbooks = list(automations.all_of(conn, "playbook").values())
+    deliveries = dispatch.deliveries(ws, status=status, limit=100, newest=True,
+                                     replies=principal.can("users:admin"))[::-1]
+    open_tasks = tasks.listing(ws, status="open", limit=500) if principal.can(
+        "customers:read") else []
+    by_owner: dict[str, list[dict[str, Any]]] = {}
+    for t in open_tasks:
+        by_owner.setdefault(t.get("owner") or "—", []).append(t)
+    return render(request, principal, "actions.html", "actions", triggers=triggers,
+                  playbooks=playbooks, deliveries=deliveries,
+                  summary=dispatch.summary(ws), status=status or "", tasks_by_owner=by_owner,
+                  can_run=principal.can("actions:run"))
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_page(request: Request) -> HTMLResponse:
+    principal = viewer(request, "values:read")
+    view = view_of(request)
+    period = request.query_params.get("period") or review.last_full_quarter(
+        view.as_of if view else None)
+    segment_key = request.query_params.get("segment") or None
+    lang = language_of(request)
+    keys = sorted(defs.applied(workspace(request)))
+    try:
+        found = review.cached_review(workspace(request), period, segment_key)
+    except TierwiseError as exc:
+        return render(request, principal, "review.html", "review", period=period, error=str(exc),
+                      result=None, figures={}, segment=segment_key or "", segment_keys=keys)
+    w = i18n.table(lang)
+    label = (lambda t: view.tier_label(t, lang)) if view and found.grouping == "tier" else str
+    figures = {"kpi": charts.bars(w["revenue"], [label(g["group"]) for g in found.groups], [
+        (found.previous.name, [round(g["before"]["revenue"], 2) for g in found.groups]),
+        (found.period.name, [round(g["now"]["revenue"], 2) for g in found.groups])])}
+    if found.migration:
+        figures["migration"] = charts.sankey(
+            w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
+                             for m in found.migration if m["customers"]],
+            found.previous.name, found.period.name)
+    return render(request, principal, "review.html", "review", period=period, error=None,
+                  result=found, figures=figures, label=label, segment=segment_key or "",
+                  segment_keys=keys)
+
+
+@router.get("/review/report.{fmt}")
+def review_report(fmt: str, request: Request) -> Response:
+    viewer(request, "values:read")
+    if fmt not in ("html", "pdf"):
+        raise Problem(404, "reports are html or pdf")
+    view = view_of(request)
+    period = request.query_params.get("period") or review.last_full_quarter(
+        view.as_of if view else None)
+    ws, lang = workspace(request), language_of(request)
+    try:
+        found = review.cached_review(ws, period, request.query_params.get("segment") or None)
+    except TierwiseError as exc:
+        raise Problem(422, str(exc)) from None
+    name = f"tierwise-review-{found.period.name}.{fmt}"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "html":
+        return HTMLResponse(report.html(ws, found, lang), headers=headers)
+    return Response(report.pdf(ws, found, lang), media_type="application/pdf", headers=headers)
+
+
+@router.get("/imports", response_class=HTMLResponse)
+def imports_page(request: Request) -> HTMLResponse:
+    principal = viewer(request, "customers:read")
+    ws = workspace(request)
+    with ws.control.read() as conn:
+        past = import_log.recent(conn, 30)
+        recent_jobs = job_store.recent(conn, 10, kind="import")
+        asked = int_param(request.query_params.get("job"))
+        job = job_store.get(conn, asked, kind="import") if asked else None
+    finished = None
+    if job is not None:
+
+        finished = {**job, "rejects": rejects_path(ws, job["job_id"]).exists()}
+    return render(request, principal, "imports.html", "imports", tables=list(TABLES),
+                  past=past, jobs=recent_jobs, finished=finished,
+                  can_write=principal.can("imports:write"))
+
+
+@router.post("/dashboard/imports/inspect")
+async def inspect_upload(request: Request, file: UploadFile | None = File(None),
+                         upload_id: str | None = Form(None), table: str = Form(...),
+                         principal: Principal = require("imports:write")) -> dict[str, Any]:
+    """The columns of an uploaded file, a sample of rows and the suggested mapping. The
+    file is held (``api.uploads``): the answer's ``upload_id`` stands for it in a second
+    inspection (another table) and in the import, so the browser sends it once."""
+
+    root = workspace(request).root
+    uploads.one_of(file, upload_id)
+    if file is not None:
+        saved = await save_upload(file)
+        upload_id = uploads.hold(root, principal.actor, saved, file.filename or saved.name)
+    assert upload_id is not None
+    path, sent_as = uploads.find(root, principal.actor, upload_id)
+    try:
+        found = inspect_file(path, sent_as, table)
+    except TierwiseError as exc:
+        raise Problem(422, str(exc)) from None
+    return {**found, "upload_id": upload_id}
