@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 import tierwise
 from tierwise.definitions.roles import ROLES
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments import membership
 from tierwise.server.app import create_app
 from tierwise.store import accounts

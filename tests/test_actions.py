@@ -17,7 +17,7 @@ from tests.receivers import smtp_receiver, webhook_receiver
 from tests.test_cli import tw
 
 import tierwise
-from tierwise.actions import definitions as automations
+from tierwise.actions import catalog as automations
 from tierwise.actions import dispatch, playbooks, sla
 from tierwise.actions.channels import SIGNATURE_HEADER, Channels, verify, webhook_secret
 from tierwise.actions.outbox import in_holdout
@@ -26,7 +26,7 @@ from tierwise.errors import TierwiseError
 from tierwise.ingest.readers import RecordsSource
 from tierwise.models import leads
 from tierwise.security.consent import set_preference
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments import membership
 from tierwise.store import leads as lead_store
 from tierwise.store.tables import outbox, tasks

@@ -18,8 +18,8 @@ from tests.receivers import webhook_receiver
 from tests.test_serve import _free_port
 
 import tierwise
-from tierwise.actions import definitions as automations
-from tierwise.segments import definitions as defs
+from tierwise.actions import catalog as automations
+from tierwise.segments import catalog as defs
 from tierwise.store import accounts
 from tierwise.store.tables import outbox, segment_history
 

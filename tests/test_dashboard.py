@@ -280,7 +280,7 @@ def test_review_kpis_on_hand_made_orders(tmp_path: Path) -> None:
     total = {"customers": sum(g["customers"] for g in seg.groups)}
     assert total == {"customers": 5}
     # one group holding everyone: build it from a segment of all customers
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments.membership import evaluate_all
 
     defs.save(ws, defs.SegmentDefinition(key="all", rule="customer_id IS NOT NULL"))

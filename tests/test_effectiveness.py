@@ -61,7 +61,7 @@ def test_no_effect_is_not_significant(tmp_path: Path) -> None:
 
 def test_holdout_and_uplift_cli(tmp_path: Path) -> None:
     ws, treated, held = _workspace(tmp_path, 0.45, 0.30)
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments import membership
 
     campaign = defs.SegmentDefinition(key="spring", kind="static")
@@ -81,11 +81,11 @@ def test_uplift_of_a_triggered_action_against_its_holdout(tmp_path: Path) -> Non
     then buy more often than held-out ones, and the measurement finds it."""
     from datetime import timedelta
 
-    from tierwise.actions import definitions as automations
+    from tierwise.actions import catalog as automations
     from tierwise.actions.outbox import in_holdout
     from tierwise.ingest.readers import RecordsSource
     from tierwise.insights.effectiveness import action_uplift
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments import membership
 
     rng = np.random.default_rng(5)

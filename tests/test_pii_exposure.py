@@ -15,7 +15,7 @@ from tests.api_helpers import PASSWORD, api_routes
 import tierwise
 from tierwise.definitions.personal_data import PersonalData, looks_personal, personal_fields
 from tierwise.definitions.roles import ROLES
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments import membership
 from tierwise.server.app import create_app
 from tierwise.store import accounts

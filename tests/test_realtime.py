@@ -6,6 +6,7 @@ import re
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated
 from tierwise.ingest.readers import RecordsSource
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments import incremental, membership
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.store.customers import known_ids
@@ -547,7 +548,8 @@ def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
         # column per rule
         assert flat_query(list(batch.rules.values())) is not None
         spark = compile_batch(rules, "spark", T, ws.config.zone,
-                              membership.applied_resolver(ws)).rules
+                              membership.applied_resolver(ws),
+                              subqueries_in_columns=False).rules
         assert [k for k, r in spark.items() if r.condition is None] == ["in_vip_or_shanghai"]
         together = evaluation.run_many(batch.rules)
         one_by_one = {k: evaluation.run(c)["customer_id"].to_pylist()
@@ -569,18 +571,27 @@ def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
             assert evaluation.run_many(broken) is None
 
 
-def test_columns_a_query_reads() -> None:
-    import pyarrow as pa
+def test_compiled_rules_carry_what_they_read() -> None:
+    """Parameters, tables and columns come from the rule's tree, not from its SQL text: a
+    column named like a table or a parameter named like a column cannot confuse them."""
+    from tierwise.compile.segments import compile_batch, compile_rule
 
-    from tierwise.store.customer_rows import columns_read
-
-    schema = pa.schema([(n, pa.string()) for n in
-                        ("event_id", "customer_id", "occurred_at", "type", "properties")])
-    assert columns_read(schema, "SELECT r.customer_id, COUNT(*) FILTER (WHERE r.type = $p1) "
-                                "FROM events AS r") == ("customer_id", "type")
-    assert columns_read(schema, "SELECT * FROM events") == tuple(schema.names)
-    assert columns_read(schema, "SELECT occurred_at FROM x", "properties") == (
-        "customer_id", "occurred_at", "properties")
+    names = ("event_id", "customer_id", "occurred_at", "type", "properties")
+    one = compile_rule(parse("COUNT(events WHERE type = 'orders') >= 2 AND city = 'x'"),
+                       "duckdb", T, ZoneInfo("Asia/Shanghai"))
+    assert {"events", "customers"} <= one.sources and "orders" not in one.sources
+    assert one.columns_in(names) == ("customer_id", "occurred_at", "type")
+    assert set(one.params.values()) >= {"orders", "x", 2} and "as_of" in one.params
+    batch = compile_batch({"a": parse("SUM(orders.amount, LAST 30d) > 5"),
+                           "b": parse("tier = 'A'")}, "duckdb", T, ZoneInfo("Asia/Shanghai"))
+    assert batch.sources == {"orders", "customers"}
+    # revenue counts paid orders only: the status is read too, the product is not
+    assert batch.aggregates_columns_in(("customer_id", "amount", "status", "product_id",
+                                        "ordered_at")) \
+        == ("customer_id", "amount", "status", "ordered_at")
+    assert "snapshot" in batch.rules["b"].sources and "orders" not in batch.rules["b"].sources
+    assert "A" in batch.rules["b"].params.values()
+    assert 5 not in batch.rules["b"].params.values()
 
 
 def test_the_worker_sums_up_its_rounds_and_names_the_steps_of_a_slow_one(

@@ -16,7 +16,7 @@ from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments import membership, plan
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain

@@ -317,7 +317,8 @@ def test_batch_evaluation_matches_single_rules(ws: tierwise.Workspace, reference
     rules = {f"r{i}": parse(t) for i, t in enumerate(RULES)}
     ws.engine = make_engine(engine)
     try:
-        batch = compile_batch(rules, engine, AS_OF, SH, _resolver(reference))
+        batch = compile_batch(rules, engine, AS_OF, SH, _resolver(reference),
+                              subqueries_in_columns=ws.engine.subqueries_in_columns)
         assert not batch.errors
         with Evaluation(ws, AS_OF) as evaluation:
             evaluation.prepare(batch)

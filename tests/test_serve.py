@@ -67,7 +67,7 @@ def test_the_worker_runs_in_a_child_process_that_never_outlives_the_server(
     server is killed outright."""
     import psutil
 
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
 
     ws = tierwise.init(tmp_path / "ws")
     defs.save(ws, defs.SegmentDefinition(key="clickers", rule="COUNT(events WHERE "

@@ -215,7 +215,7 @@ def test_settings_are_versioned_and_change_results(demo: tierwise.Workspace):
 
 
 def test_user_scheme_is_used(demo: tierwise.Workspace, tmp_path: Path):
-    from tierwise.store import definitions
+    from tierwise.store import versions as definitions
 
     spec = {"key": "two", "labels": {"top": {"zh-CN": "顶级", "en": "Top"},
                                      "other": {"zh-CN": "其他", "en": "Other"}},

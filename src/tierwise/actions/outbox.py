@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from tierwise.actions import definitions as automations
+from tierwise.actions import catalog as automations
 from tierwise.definitions.automations import Playbook, Trigger
 from tierwise.store import outbox as outbox_store
 from tierwise.store.control import Connection

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from tierwise.actions import definitions as automations
+from tierwise.actions import catalog as automations
 from tierwise.actions.outbox import enqueue
 from tierwise.definitions.automations import Playbook
 from tierwise.store import memberships

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field, StrictInt
 
-from tierwise.actions import definitions as automations
+from tierwise.actions import catalog as automations
 from tierwise.actions import dispatch, playbooks, sla, tasks
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.personal_data import require_unmasked

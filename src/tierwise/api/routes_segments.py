@@ -21,7 +21,7 @@ from tierwise.definitions.segment_ast import conditions_of, to_json, to_text
 from tierwise.definitions.segment_fields import validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments import membership, plan
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain
@@ -29,8 +29,7 @@ from tierwise.segments.plan import SAMPLE
 from tierwise.segments.templates import TEMPLATES
 from tierwise.services.customers import present_customer
 from tierwise.store import customers as customer_store
-from tierwise.store import definitions as versions
-from tierwise.store import memberships, sizes
+from tierwise.store import memberships, sizes, versions
 from tierwise.store.control import Connection, utcnow
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.fields import Instant

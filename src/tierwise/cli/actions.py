@@ -39,7 +39,7 @@ def _files(path: Path) -> list[Path]:
 
 def _apply(kind: str, path: Path, workspace: Path | None) -> None:
     """Validate every file first; store them all in one transaction, or none."""
-    from tierwise.actions import definitions as automations
+    from tierwise.actions import catalog as automations
 
     models = [automations.load_yaml(kind, f.read_text(encoding="utf-8"), str(f))
               for f in _files(path)]
@@ -56,7 +56,7 @@ def _apply(kind: str, path: Path, workspace: Path | None) -> None:
 
 
 def _list(kind: str, workspace: Path | None) -> None:
-    from tierwise.actions import definitions as automations
+    from tierwise.actions import catalog as automations
 
     ws = Workspace.open(workspace)
     with ws.control.read() as conn:
@@ -87,7 +87,7 @@ def triggers_list(workspace: WorkspaceOpt = None) -> None:
 @triggers_app.command("disable")
 def triggers_disable(key: str, workspace: WorkspaceOpt = None) -> None:
     """Stop a trigger from firing (it is kept, with its history)."""
-    from tierwise.actions import definitions as automations
+    from tierwise.actions import catalog as automations
 
     with Workspace.open(workspace).control.write() as conn:
         version = automations.disable(conn, "trigger", key)

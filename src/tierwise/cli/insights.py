@@ -215,7 +215,7 @@ def holdout_cmd(
 ) -> None:
     """Move a random, reproducible share of a static list into KEY_holdout."""
     from tierwise.insights.effectiveness import holdout
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments import membership
 
     ws = Workspace.open(workspace)

@@ -17,7 +17,7 @@ from tierwise.definitions.segment_ast import to_json, to_text
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.ingest.report import write_safe_csv
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments import membership, plan
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain

@@ -22,7 +22,7 @@ from tierwise.errors import TierwiseError
 from tierwise.ingest.report import write_safe_csv
 from tierwise.models import clv_fit, compute, lifecycle, rfm, summaries, tiers
 from tierwise.services.tiers import tier_apply, tier_plan
-from tierwise.store import definitions
+from tierwise.store import versions
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)
@@ -164,7 +164,7 @@ def rfm_scheme(
     if save:
         ws = Workspace.open(workspace)
         with ws.control.write() as conn:
-            version = definitions.save(conn, "rfm_scheme", scheme.key, spec)
+            version = versions.save(conn, "rfm_scheme", scheme.key, spec)
         cli_audit.record(ws, "rfm_scheme_save", f"rfm_scheme:{scheme.key}",
                          {"version": version})
         out.print(f"saved scheme {scheme.key} version {version}; use it with "

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlglot import exp
 
 from tierwise.compile.dialects import render_tree
-from tierwise.compile.segments import CompiledRule, _Compiler, _Scope
+from tierwise.compile.segments import CompiledRule, _Compiler, _Scope, compiled_from
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import validate
 
@@ -50,7 +50,7 @@ def compile_event_points(rules: list[tuple[Condition, float]], half_life_days: f
                            expression=exp.Placeholder(this="as_of")))
             .group_by(exp.column("customer_id", table="r"))
             .order_by(exp.column("customer_id", table="r")))
-    return CompiledRule(render_tree(tree, dialect), compiler.params, False, {"events"})
+    return compiled_from(tree, render_tree(tree, dialect), compiler.params, False)
 
 
 __all__ = ["compile_event_points"]

@@ -20,7 +20,7 @@ are whole days elapsed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -68,9 +68,11 @@ _OPS: dict[str, type[exp.Expr]] = {"=": exp.EQ, "!=": exp.EQ, ">": exp.GT,
 @dataclass
 class CompiledRule:
     sql: str
+    #: The parameters the SQL uses (no more: an engine may refuse unused ones).
     params: dict[str, Any]
     uses_snapshot: bool
-    sources: set[str]
+    #: The tables the SQL reads (fact tables, ``customers``, ``snapshot``, ``aggregates``…).
+    sources: frozenset[str]
     #: True when a stored membership (a static or snapshot segment) is read.
     uses_members: bool = False
     #: True when ``lead_score`` is read (the ``lead_scores`` table).
@@ -80,6 +82,47 @@ class CompiledRule:
     #: rules then run as the columns of one SELECT (``flat_query``).
     condition: str | None = None
     tables: tuple[str, ...] = ()
+    #: The column names the SQL reads from any table; None when it reads every column.
+    columns: frozenset[str] | None = None
+
+    def columns_in(self, names: Iterable[str]) -> tuple[str, ...]:
+        """Which of a table's columns ``names`` the SQL may read (``customer_id`` always)."""
+        return _columns_in(self.columns, names)
+
+
+def _columns_in(columns: frozenset[str] | None, names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(n for n in names if columns is None or n in columns or n == "customer_id")
+
+
+@dataclass(frozen=True)
+class _Reads:
+    """What an expression tree reads, taken from the tree itself."""
+
+    placeholders: frozenset[str]
+    tables: frozenset[str]
+    columns: frozenset[str] | None
+
+    @classmethod
+    def of(cls, tree: exp.Expr) -> _Reads:
+        stars = any(not isinstance(s.parent, exp.Count) for s in tree.find_all(exp.Star))
+        return cls(frozenset(p.name for p in tree.find_all(exp.Placeholder)),
+                   frozenset(t.name for t in tree.find_all(exp.Table)),
+                   None if stars else frozenset(c.name for c in tree.find_all(exp.Column)))
+
+    def params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k in self.placeholders}
+
+
+def compiled_from(tree: exp.Expr, sql: str, params: dict[str, Any], uses_snapshot: bool,
+                  uses_members: bool = False, uses_leads: bool = False,
+                  flat: tuple[str, tuple[str, ...]] | None = None) -> CompiledRule:
+    """A compiled query that carries what its tree reads: the parameters, tables and
+    columns (never recovered from the SQL text)."""
+    reads = _Reads.of(tree)
+    condition, tables = flat or (None, ())
+    return CompiledRule(sql, reads.params(params), uses_snapshot, reads.tables,
+                        uses_members=uses_members, uses_leads=uses_leads, condition=condition,
+                        tables=tables, columns=reads.columns)
 
 
 def shift(as_of: datetime, amount: int, unit: str, zone: ZoneInfo) -> datetime:
@@ -138,7 +181,6 @@ class _Compiler:
         #: (``CompiledBatch.at`` recomputes them for another instant).
         self.recipes: dict[str, Callable[[datetime], Any]] = {}
         self.counter = 0
-        self.sources: set[str] = set()
         self.uses_snapshot = False
         self.uses_members = False
         self.uses_leads = False
@@ -446,7 +488,6 @@ class _Compiler:
 
     def aggregate_filters(self, node: Aggregate) -> list[exp.Expr]:
         """Row conditions of an aggregate besides time ≤ as_of: window, paid, WHERE."""
-        self.sources.add(node.source)
         scope = _Scope("r")
         time_col = exp.column(TIME_COLUMN[node.source], table="r")
         filters: list[exp.Expr] = []
@@ -511,9 +552,8 @@ def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
         compiler.stack.append(key)
     tree, alias = compiler.query(rule)
     tree = tree.order_by(exp.column("customer_id", table=alias))
-    return CompiledRule(render_tree(tree, dialect, pretty), compiler.params,
-                        compiler.uses_snapshot, compiler.sources, compiler.uses_members,
-                        compiler.uses_leads)
+    return compiled_from(tree, render_tree(tree, dialect, pretty), compiler.params,
+                     compiler.uses_snapshot, compiler.uses_members, compiler.uses_leads)
 
 
 @dataclass
@@ -524,24 +564,40 @@ class CompiledBatch:
     aggregates_sql: str | None
     rules: dict[str, CompiledRule]
     errors: dict[str, str]
+    #: Every parameter of the batch (each rule carries those it uses).
     params: dict[str, Any]
-    sources: set[str]
+    #: What the aggregates query reads (empty without one).
+    aggregates_reads: _Reads
     recipes: dict[str, Callable[[datetime], Any]] = field(default_factory=dict)
+
+    @property
+    def sources(self) -> frozenset[str]:
+        """The tables the aggregates query reads."""
+        return self.aggregates_reads.tables
+
+    @property
+    def aggregates_params(self) -> dict[str, Any]:
+        return self.aggregates_reads.params(self.params)
+
+    def aggregates_columns_in(self, names: Iterable[str]) -> tuple[str, ...]:
+        return _columns_in(self.aggregates_reads.columns, names)
 
     def at(self, as_of: datetime) -> CompiledBatch:
         """The same batch for another instant: the SQL does not depend on as_of, only
         the parameters that follow the clock do (compiling takes far longer)."""
         params = {**self.params, "as_of": as_of,
                   **{k: recipe(as_of) for k, recipe in self.recipes.items()}}
-        return CompiledBatch(self.aggregates_sql,
-                             {k: replace(r, params=params) for k, r in self.rules.items()},
-                             dict(self.errors), params, self.sources, self.recipes)
+        return CompiledBatch(self.aggregates_sql, {k: replace(r, params={
+            name: params[name] for name in r.params}) for k, r in self.rules.items()},
+            dict(self.errors), params, self.aggregates_reads, self.recipes)
 
 
 def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
-                  zone: ZoneInfo, resolve: Callable[[str], Condition | None] | None = None
-                  ) -> CompiledBatch:
-    """Compile many rules at once so that each source is read once for all of them."""
+                  zone: ZoneInfo, resolve: Callable[[str], Condition | None] | None = None,
+                  subqueries_in_columns: bool = True) -> CompiledBatch:
+    """Compile many rules at once so that each source is read once for all of them.
+    ``subqueries_in_columns``: the engine takes ``IN (SELECT …)`` in a SELECT column, so
+    rules holding one may run as columns of one SELECT too (``Engine`` says)."""
     compiler = _Compiler(as_of, zone, resolve)
     compiler.shared = {}
     compiled: dict[str, CompiledRule] = {}
@@ -555,14 +611,16 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
         except RuleError as exc:
             errors[key] = str(exc)
             continue
-        flat = _flat(tree, alias, dialect)
+        flat = _flat(tree, alias, dialect, subqueries_in_columns)
         tree = tree.order_by(exp.column("customer_id", table=alias))
-        compiled[key] = CompiledRule(render_tree(tree, dialect), compiler.params,
-                                     compiler.uses_snapshot, set(), compiler.uses_members,
-                                     compiler.uses_leads, *(flat or (None, ())))
+        compiled[key] = compiled_from(tree, render_tree(tree, dialect), compiler.params,
+                                  compiler.uses_snapshot, compiler.uses_members,
+                                  compiler.uses_leads, flat)
     aggregates = compiler.aggregates_query()
     return CompiledBatch(render_tree(aggregates, dialect) if aggregates is not None else None,
-                         compiled, errors, compiler.params, compiler.sources,
+                         compiled, errors, compiler.params,
+                         _Reads.of(aggregates) if aggregates is not None
+                         else _Reads(frozenset(), frozenset(), frozenset()),
                          compiler.recipes)
 
 
@@ -571,7 +629,8 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
 _FLAT_JOINS = {"snapshot": "_s", "lead_scores": "_l", "aggregates": "_g"}
 
 
-def _flat(tree: exp.Select, alias: str, dialect: str) -> tuple[str, tuple[str, ...]] | None:
+def _flat(tree: exp.Select, alias: str, dialect: str, subqueries_in_columns: bool
+          ) -> tuple[str, tuple[str, ...]] | None:
     """The rule ``SELECT alias.customer_id FROM customers AS alias [LEFT JOIN …] WHERE …``
     as a two-valued condition over ``customers AS c`` and its joins renamed ``c_s``,
     ``c_l``, ``c_g``; None for any other shape."""
@@ -590,8 +649,8 @@ def _flat(tree: exp.Select, alias: str, dialect: str) -> tuple[str, tuple[str, .
         names[table.alias] = "c" + suffix
         tables.append(table.name)
     condition = where.this.copy()
-    if dialect == "spark" and condition.find(exp.Select):
-        return None  # Spark takes IN (SELECT …) in a filter only, not as a column
+    if not subqueries_in_columns and condition.find(exp.Select):
+        return None
     for column in condition.find_all(exp.Column):
         if column.table in names:
             column.set("table", exp.to_identifier(names[column.table]))
@@ -617,9 +676,8 @@ def compile_values(operands: list[Operand], dialect: str, as_of: datetime,
     """SQL giving, per customer, the value of each operand (fields, aggregates, …)."""
     compiler = _Compiler(as_of, zone, None)
     tree = compiler.values(operands)
-    return CompiledRule(render_tree(tree, dialect), compiler.params, compiler.uses_snapshot,
-                        compiler.sources)
+    return compiled_from(tree, render_tree(tree, dialect), compiler.params, compiler.uses_snapshot)
 
 
 __all__ = ["CompiledBatch", "CompiledRule", "compile_batch", "compile_rule",
-           "compile_values", "flat_query", "shift"]
+           "compile_values", "compiled_from", "flat_query", "shift"]

@@ -13,7 +13,7 @@ from tierwise.dashboard.page import language_of, render, viewer
 from tierwise.definitions import segment_fields as sf
 from tierwise.definitions.personal_data import rule_as_shown
 from tierwise.definitions.roles import Principal
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.services.customers import search
 from tierwise.store import memberships, sizes
 from tierwise.web.auth import workspace

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from tierwise.actions import definitions as automations
+from tierwise.actions import catalog as automations
 from tierwise.actions import dispatch, tasks
 from tierwise.dashboard import charts
 from tierwise.dashboard.page import int_param, language_of, render, view_of, viewer
@@ -16,7 +16,7 @@ from tierwise.dashboard.plans import inspect_file
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import TABLES
 from tierwise.errors import TierwiseError
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.services import review
 from tierwise.store import import_log
 from tierwise.store import jobs as job_store

@@ -10,7 +10,9 @@ import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from tierwise.definitions.schemas import TABLES
 from tierwise.definitions.segment_ast import (
+    SOURCES,
     Aggregate,
     And,
     Between,
@@ -38,14 +40,22 @@ class FieldInfo:
     json_key: str | None = None
 
 
-CUSTOMER_FIELDS: dict[str, Kind] = {
-    "customer_id": "string", "name": "string", "email": "string", "phone": "string",
-    "address": "string",
-    "gender": "string", "birth_date": "date", "city": "string", "province": "string",
-    "country": "string", "industry": "string", "company_size": "string",
-    "channel": "string", "owner": "string", "signup_at": "timestamp",
-    "acquisition_cost": "number", "tags": "list",
-}
+#: The kind a rule sees for each kind of canonical column.
+RULE_KIND: dict[str, Kind] = {"string": "string", "enum": "string", "float": "number",
+                              "int": "number", "timestamp": "timestamp", "date": "date",
+                              "tags": "list", "json": "json"}
+
+
+def _columns(table: str) -> dict[str, Kind]:
+    """A canonical table's columns as rules see them (``definitions.schemas`` declares
+    them once; the customer reference is how a source joins, not a column to ask about)."""
+    return {c.name: RULE_KIND[c.kind] for c in TABLES[table].columns
+            if c.name != "customer_id" or table == "customers"}
+
+
+#: Customer master data; the JSON column is reached through ``attributes.<key>``.
+CUSTOMER_FIELDS: dict[str, Kind] = {name: kind for name, kind in _columns("customers").items()
+                                    if kind != "json"}
 #: Fields of the latest customer-facts snapshot (``tierwise compute``), by rule name.
 COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
     "rfm.r": ("rfm_r", "number"), "rfm.f": ("rfm_f", "number"), "rfm.m": ("rfm_m", "number"),
@@ -58,27 +68,15 @@ COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
     "churn_probability": ("churn_probability", "number"),
     "lookalike_score": ("lookalike_score", "number"),
 }
-#: Kept current by the server as events arrive (``actions.leads``).
+#: Kept current by the server as events arrive (``models.leads``).
 LEAD_FIELDS: dict[str, tuple[str, Kind]] = {"lead_score": ("lead_score", "number")}
 #: Computed from paid orders at as_of, like an aggregate.
 LIVE_FIELDS: dict[str, str] = {"last_order_at": "MAX", "first_order_at": "MIN"}
 
-SOURCE_COLUMNS: dict[str, dict[str, Kind]] = {
-    "orders": {"order_id": "string", "ordered_at": "timestamp", "amount": "number",
-               "currency": "string", "status": "string", "quantity": "number",
-               "product_id": "string", "category": "string", "cost": "number",
-               "discount": "number", "channel": "string"},
-    "events": {"event_id": "string", "occurred_at": "timestamp", "type": "string",
-               "properties": "json"},
-    "tickets": {"ticket_id": "string", "opened_at": "timestamp", "closed_at": "timestamp",
-                "priority": "string", "status": "string", "category": "string",
-                "csat": "number"},
-    "feedback": {"at": "timestamp", "nps": "number", "csat": "number", "comment": "string"},
-}
-TIME_COLUMN = {"orders": "ordered_at", "events": "occurred_at", "tickets": "opened_at",
-               "feedback": "at"}
-JSON_COLUMNS = {"customers": "attributes", "events": "properties"}
-
+SOURCE_COLUMNS: dict[str, dict[str, Kind]] = {source: _columns(source) for source in SOURCES}
+TIME_COLUMN: dict[str, str] = {source: str(TABLES[source].time_column) for source in SOURCES}
+JSON_COLUMNS: dict[str, str] = {table: c.name for table in ("customers", *SOURCES)
+                                for c in TABLES[table].columns if c.kind == "json"}
 
 class RuleError(TierwiseError):
     """A rule that parses but names something that does not exist or cannot work."""

@@ -131,7 +131,7 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
     evaluation sets off."""
     from datetime import timedelta
 
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments.membership import evaluate_all
     from tierwise.segments.templates import TEMPLATES
     from tierwise.store.control import utcnow
@@ -170,7 +170,7 @@ SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {
 
 
 def _showcase_automations(ws: Workspace) -> None:
-    from tierwise.actions import definitions as automations
+    from tierwise.actions import catalog as automations
 
     with ws.control.write() as conn:
         for kind, items in SHOWCASE_AUTOMATIONS.items():

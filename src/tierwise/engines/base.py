@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,7 +48,8 @@ class Session(Protocol):
     def scalar(self, sql: str, params: list[Any] | dict[str, Any] | None = None
                ) -> Any: ...
 
-    def execute(self, sql: str, params: list[Any] | None = None) -> None: ...
+    def execute(self, sql: str, params: list[Any] | dict[str, Any] | None = None
+                ) -> None: ...
 
     def register_scan(self, name: str, scan: TableScan) -> None: ...
 
@@ -66,13 +68,17 @@ class Engine(Protocol):
     #: memory by customer (``FactStore.keep_rows``) and key indexes pay off. An engine in a
     #: cluster (Spark) reads files itself; memory copies would only be shipped to it.
     in_process: bool
+    #: Takes ``IN (SELECT …)`` inside a SELECT column, not only in a filter: many segment
+    #: rules then run as the columns of one SELECT (DuckDB); Spark refuses it.
+    subqueries_in_columns: bool
     #: What the engine raises for a query that cannot run as written: types that do not
     #: match, a value out of range, a cast that fails. Raised by a compiled rule, it means
     #: the rule asks for something impossible (a user's error, answered as such).
     query_errors: tuple[type[BaseException], ...]
 
     def session(self, scans: dict[str, TableScan] | None = None,
-                arrow: dict[str, pa.Table] | None = None) -> Any: ...
+                arrow: dict[str, pa.Table] | None = None
+                ) -> AbstractContextManager[Session]: ...
 
     def for_background(self) -> Engine:
         """An engine for work with no deadline on a low-priority thread (merging files):

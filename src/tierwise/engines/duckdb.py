@@ -27,6 +27,7 @@ from tierwise.errors import TierwiseError
 class DuckDBEngine(Engine):
     name = "duckdb"
     in_process = True
+    subqueries_in_columns = True
     query_errors: tuple[type[BaseException], ...] = (
         duckdb.BinderException, duckdb.ConversionException, duckdb.OutOfRangeException,
         duckdb.InvalidInputException, duckdb.TypeMismatchException)
@@ -94,7 +95,7 @@ class DuckDBSession:
         rows = relation.fetchall() if relation is not None else []
         return rows[0][0] if rows else None
 
-    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+    def execute(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> None:
         relation = self.conn.sql(sql, params=params or None)
         if relation is not None:
             relation.fetchall()

@@ -60,6 +60,7 @@ def _similarity_jar() -> str:
 class SparkEngine(Engine):
     name = "spark"
     in_process = False
+    subqueries_in_columns = False
     query_errors: tuple[type[BaseException], ...] = (
         AnalysisException, ArithmeticException, DateTimeException, NumberFormatException,
         SparkRuntimeException)

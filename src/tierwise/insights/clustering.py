@@ -262,7 +262,7 @@ def save_as_segments(ws: Any, result: Clustering, prefix: str, note: str | None 
     """Each cluster with a rule becomes a dynamic segment ``<prefix>_<n>`` (a new version)."""
     from tierwise.definitions.segment_fields import validate
     from tierwise.definitions.segment_parser import parse
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
 
     keys = []
     for cluster in result.clusters:

@@ -29,8 +29,9 @@ from tierwise.models.lifecycle import ChurnBands, LifecycleSpec
 from tierwise.models.rfm import RFMSettings, SegmentScheme
 from tierwise.models.tiers import TierSpec
 from tierwise.store import changes as store_changes
-from tierwise.store import customer_mirror, definitions
+from tierwise.store import customer_mirror
 from tierwise.store import snapshots as snapshot_store
+from tierwise.store import versions as stored
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
@@ -80,14 +81,14 @@ def load_settings(ws: Workspace) -> Settings:
     versions: dict[str, int] = {}
     with ws.control.read() as conn:
         for name, (kind, key, model) in SETTINGS.items():
-            saved = definitions.latest(conn, kind, key)
+            saved = stored.latest(conn, kind, key)
             loaded[name] = model.model_validate(saved.spec) if saved else model()
             versions[name] = saved.version if saved else 0
         scheme_key = loaded["rfm"].scheme
         if scheme_key in rfm.SCHEMES:
             scheme = rfm.SCHEMES[scheme_key]
         else:
-            saved = definitions.latest(conn, "rfm_scheme", scheme_key)
+            saved = stored.latest(conn, "rfm_scheme", scheme_key)
             if saved is None:
                 raise TierwiseError(f"RFM scheme {scheme_key!r} is neither built in "
                                     f"({', '.join(rfm.SCHEMES)}) nor saved")
@@ -103,7 +104,7 @@ def load_settings(ws: Workspace) -> Settings:
 def save_setting(ws: Workspace, name: str, spec: BaseModel, note: str | None = None) -> int:
     kind, key, model = SETTINGS[name]
     with ws.control.write() as conn:
-        return definitions.save(conn, kind, key, model.model_validate(
+        return stored.save(conn, kind, key, model.model_validate(
             spec.model_dump()).model_dump(mode="json"), note)
 
 

@@ -31,8 +31,7 @@ from tierwise.compile.segments import compile_rule
 from tierwise.definitions.automations import LeadScoring
 from tierwise.definitions.segment_parser import parse
 from tierwise.segments.evaluate import Evaluation
-from tierwise.store import changes
-from tierwise.store import definitions as versions
+from tierwise.store import changes, versions
 from tierwise.store import leads as lead_store
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace

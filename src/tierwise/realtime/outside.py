@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tierwise.store import customers as customer_store
-from tierwise.store import definitions, import_log, snapshots
+from tierwise.store import import_log, snapshots, versions
 from tierwise.workspace import Workspace
 
 
@@ -35,7 +35,7 @@ class Outside:
 def definitions_token(ws: Workspace) -> tuple[object, ...]:
     """Changes whenever a definition is saved."""
     with ws.control.read() as conn:
-        return definitions.change_token(conn)
+        return versions.change_token(conn)
 
 
 def updated_customers(ws: Workspace, since: datetime) -> tuple[set[str], datetime]:

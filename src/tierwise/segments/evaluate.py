@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -24,12 +23,7 @@ from tierwise.store import customers as customer_store
 from tierwise.store import leads as lead_store
 from tierwise.store import snapshots as snapshot_store
 from tierwise.store.control import utcnow
-from tierwise.store.customer_rows import columns_read
 from tierwise.workspace import Workspace
-
-
-def _used(params: dict[str, object], sql: str) -> dict[str, object]:
-    return {k: v for k, v in params.items() if re.search(rf"[$:]{k}\b", sql)}
 
 
 def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
@@ -124,14 +118,16 @@ class Evaluation:
             f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _all_{name} "
             "WHERE customer_id IN (SELECT customer_id FROM _only)")
 
-    def _facts(self, sql: str) -> None:
-        """Register the held fact tables ``sql`` names, from the in-memory rows of the
-        chosen customers (or as narrowed file scans when memory cannot stand for them)."""
+    def _facts(self, tables: frozenset[str],
+                columns_in: Callable[[Iterable[str]], tuple[str, ...]]) -> None:
+        """Register the held fact tables a query reads (``tables``; ``columns_in`` picks the
+        columns it reads), from the in-memory rows of the chosen customers (or as narrowed
+        file scans when memory cannot stand for them)."""
         for name, scan in self._held.items():
-            if not re.search(rf"\b{name}\b", sql):
+            if name not in tables:
                 continue
             have = self._from_memory.get(name)
-            columns = columns_read(scan.schema, sql)
+            columns = columns_in(scan.schema.names)
             if have is not None and set(columns) <= set(have):
                 continue
             if have is not None:
@@ -150,11 +146,10 @@ class Evaluation:
     def __exit__(self, *exc: object) -> None:
         self._session_cm.__exit__(*exc)
 
-    def _reveal(self, sql: str) -> None:
-        """Open the sealed customer columns (PII, attributes) that ``sql`` may read."""
+    def _reveal(self, columns_in: Callable[[Iterable[str]], tuple[str, ...]]) -> None:
+        """Open the sealed customer columns (PII, attributes) a query reads."""
         assert self._customers is not None
-        wanted = set(columns_read(self._customers.schema, sql)) & set(
-            customer_store.SEALED_COLUMNS)
+        wanted = set(columns_in(customer_store.SEALED_COLUMNS))
         if wanted <= self._revealed:
             return
         self._revealed |= wanted
@@ -163,7 +158,7 @@ class Evaluation:
 
     def _register(self, compiled: CompiledRule) -> None:
         """Make what ``compiled`` reads available in the session."""
-        self._reveal(compiled.sql)
+        self._reveal(compiled.columns_in)
         if compiled.uses_snapshot and not self._snapshot:
             facts = snapshot_for(self.ws, self.as_of)
             if facts is None:
@@ -180,12 +175,12 @@ class Evaluation:
             self.session.register_arrow("lead_scores", lead_store.as_table(self.ws.control))
             self._leads = True
         if self._held:
-            self._facts(compiled.sql)
+            self._facts(compiled.sources, compiled.columns_in)
 
     def run(self, compiled: CompiledRule) -> pa.Table:
         self._register(compiled)
         with self._rule_errors():
-            return self.session.query(compiled.sql, _used(compiled.params, compiled.sql))
+            return self.session.query(compiled.sql, compiled.params)
 
     @contextmanager
     def _rule_errors(self) -> Iterator[None]:
@@ -206,10 +201,9 @@ class Evaluation:
         Rules with a flat form run as the columns of one SELECT, others as a UNION."""
         params: dict[str, object] = {}
         for compiled in rules.values():
-            used = _used(compiled.params, compiled.sql)
-            if any(k in params and params[k] != v for k, v in used.items()):
+            if any(k in params and params[k] != v for k, v in compiled.params.items()):
                 return None
-            params.update(used)
+            params.update(compiled.params)
         flat = flat_query(list(rules.values()))
         try:
             for compiled in rules.values():
@@ -237,12 +231,12 @@ class Evaluation:
     def prepare(self, batch: CompiledBatch) -> None:
         """Compute the batch's shared aggregates table (one pass per source)."""
         if batch.aggregates_sql is not None:
-            self._reveal(batch.aggregates_sql)
+            self._reveal(batch.aggregates_columns_in)
             if self._held:
-                self._facts(batch.aggregates_sql)
+                self._facts(batch.sources, batch.aggregates_columns_in)
             with self._rule_errors():
                 self.session.materialize("aggregates", batch.aggregates_sql,
-                                         _used(batch.params, batch.aggregates_sql))
+                                         batch.aggregates_params)
 
 
 def _union(rules: dict[str, CompiledRule]) -> str:

@@ -49,7 +49,7 @@ from tierwise.definitions.segment_fields import (
     operands,
     source_field,
 )
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
@@ -305,10 +305,10 @@ def unevaluated(ws: Workspace, read_by: dict[str, Reads] | None = None) -> list[
     """Active dynamic segments whose applied version has no successful run yet (new or
     changed definitions saved without an evaluation); ``read_by`` as in
     ``evaluate_changed``."""
-    from tierwise.store import definitions, memberships
+    from tierwise.store import memberships, versions
 
     with ws.control.read() as conn:
-        applied = definitions.latest_versions(conn, defs.KIND)
+        applied = versions.latest_versions(conn, defs.KIND)
         ran = memberships.evaluated_versions(conn)
     stale = {k for k, v in applied.items() if ran.get(k) != v}
     if not stale:

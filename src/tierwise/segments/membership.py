@@ -22,8 +22,9 @@ from zoneinfo import ZoneInfo
 
 from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_batch
 from tierwise.definitions.segment_ast import Condition
+from tierwise.engines.base import Engine
 from tierwise.errors import NotFoundError, TierwiseError
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments.evaluate import Evaluation
 from tierwise.store import changes, memberships, sizes
 from tierwise.store.control import Connection, utcnow
@@ -153,7 +154,7 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
     chosen = [k for k in order if (keys is None or k in keys)
               and definitions[k].status == "active" and definitions[k].kind == "dynamic"]
     rules = {k: r for k in chosen if (r := definitions[k].condition()) is not None}
-    batch = _compiled(rules, ws.engine.name, as_of, ws.config.zone, resolve,
+    batch = _compiled(rules, ws.engine, as_of, ws.config.zone, resolve,
                       tuple(sorted((k, a.version) for k, a in applied.items())))
     results = []
     with Evaluation(ws, as_of, only) as evaluation:
@@ -178,20 +179,21 @@ _compiled_cache: OrderedDict[tuple[object, ...], CompiledBatch] = OrderedDict()
 _compiled_lock = threading.Lock()
 
 
-def _compiled(rules: dict[str, Condition], dialect: str, as_of: datetime, zone: ZoneInfo,
+def _compiled(rules: dict[str, Condition], engine: Engine, as_of: datetime, zone: ZoneInfo,
               resolve: Callable[[str], Condition | None], versions: tuple[object, ...]
               ) -> CompiledBatch:
     """``compile_batch``, kept per segment keys, applied versions (which fix every rule,
     including those IN_SEGMENT inlines), dialect and zone, and re-bound to ``as_of``: the
     real-time worker compiles the same few batches for every micro-batch."""
-    key = (dialect, zone.key, versions, tuple(rules))
+    key = (engine.name, zone.key, versions, tuple(rules))
     with _compiled_lock:
         cached = _compiled_cache.get(key)
         if cached is not None:
             _compiled_cache.move_to_end(key)
     if cached is not None:
         return cached.at(as_of)
-    batch = compile_batch(rules, dialect, as_of, zone, resolve)
+    batch = compile_batch(rules, engine.name, as_of, zone, resolve,
+                          subqueries_in_columns=engine.subqueries_in_columns)
     with _compiled_lock:
         _compiled_cache[key] = batch
         while len(_compiled_cache) > 32:

@@ -10,7 +10,7 @@ from tierwise.compile.segments import compile_rule
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import validate
 from tierwise.errors import TierwiseError
-from tierwise.segments import definitions as defs
+from tierwise.segments import catalog as defs
 from tierwise.segments.evaluate import Evaluation
 from tierwise.segments.membership import resolver
 from tierwise.store import memberships

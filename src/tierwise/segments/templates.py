@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tierwise.segments.definitions import SegmentDefinition
+from tierwise.segments.catalog import SegmentDefinition
 
 TEMPLATES: dict[str, SegmentDefinition] = {t.key: t for t in (
     SegmentDefinition(

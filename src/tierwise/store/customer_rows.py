@@ -35,7 +35,6 @@ each column of instants.
 
 from __future__ import annotations
 
-import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -148,17 +147,6 @@ def _ticks(at: datetime, unit: str, *, up: bool) -> int:
         return micros * (per // 10**6)
     step = 10**6 // per
     return -(-micros // step) if up else micros // step
-
-
-def columns_read(schema: pa.Schema, *sql: str) -> tuple[str, ...]:
-    """The columns of ``schema`` that the SQL texts may read: every column whose name occurs
-    as a word, or all of them when a ``*`` other than ``COUNT(*)`` occurs (a superset is
-    only memory; a column missed would be an error)."""
-    text = " ".join(sql)
-    if re.search(r"\*", re.sub(r"(?i)count\(\s*\*\s*\)", "", text)):
-        return tuple(schema.names)
-    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
-    return tuple(n for n in schema.names if n in words or n == CUSTOMER)
 
 
 class CustomerRows:
@@ -316,4 +304,4 @@ class CustomerRows:
             return pa.concat_tables(pieces)
 
 
-__all__ = ["CustomerRows", "columns_read"]
+__all__ = ["CustomerRows"]

@@ -23,7 +23,7 @@ from tierwise.definitions.automations import (
 )
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.security import targets
-from tierwise.store import definitions as versions
+from tierwise.store import versions
 from tierwise.store.control import Connection
 
 

@@ -31,7 +31,7 @@ from tierwise.definitions.segment_ast import Condition, from_json, to_text
 from tierwise.definitions.segment_fields import RuleError, segment_references, validate
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import TierwiseError
-from tierwise.store import definitions as versions
+from tierwise.store import versions
 from tierwise.workspace import Workspace
 
 KIND = "segment"
