@@ -528,7 +528,8 @@ def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> Non
 def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
     from dataclasses import replace
 
-    from tierwise.compile.segments import compile_batch, flat_query
+    from tierwise.compile.compiled import flat_query
+    from tierwise.compile.segments import compile_batch
     from tierwise.segments.evaluate import Evaluation
 
     ws.compute(T)

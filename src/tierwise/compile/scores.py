@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 
 from sqlglot import exp
 
+from tierwise.compile.compiled import CompiledRule, compiled_from
 from tierwise.compile.dialects import render_tree
-from tierwise.compile.segments import CompiledRule, _Compiler, _Scope, compiled_from
+from tierwise.compile.segments import _Compiler, _Scope
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import validate
 

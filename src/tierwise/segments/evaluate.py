@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_rule, flat_query
+from tierwise.compile.compiled import CompiledBatch, CompiledRule, flat_query
+from tierwise.compile.segments import compile_rule
 from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse

@@ -20,7 +20,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tierwise.compile.segments import CompiledBatch, CompiledRule, compile_batch
+from tierwise.compile.compiled import CompiledBatch, CompiledRule
+from tierwise.compile.segments import compile_batch
 from tierwise.definitions.segment_ast import Condition
 from tierwise.engines.base import Engine
 from tierwise.errors import NotFoundError, TierwiseError
