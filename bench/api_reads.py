@@ -110,7 +110,7 @@ asyncio.run(main())
 def prepare() -> str:
     """Segments evaluated and an analyst key; returns the key."""
     from tierwise import open as open_ws
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments import membership
     from tierwise.store import accounts
 

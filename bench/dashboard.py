@@ -39,7 +39,7 @@ def prepare() -> None:
     ensure_workspace()
     from tierwise import open as open_ws
     from tierwise.models import compute
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments.membership import evaluate_all
     from tierwise.segments.templates import TEMPLATES
     from tierwise.store import accounts

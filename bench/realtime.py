@@ -246,10 +246,10 @@ def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str
     import sqlalchemy as sa
 
     from tierwise import open as open_ws
-    from tierwise.actions import definitions as automations
+    from tierwise.actions import catalog as automations
     from tierwise.config import read_config, write_config
     from tierwise.ingest.readers import RecordsSource
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.store import accounts
     from tierwise.store.tables import customers, outbox
 

@@ -50,7 +50,7 @@ def main() -> None:
     from tierwise import open as open_ws
     from tierwise.models import leads
     from tierwise.realtime import intake
-    from tierwise.segments import definitions as defs
+    from tierwise.segments import catalog as defs
     from tierwise.segments import incremental
     from tierwise.segments.membership import evaluate_all
     from tierwise.store.tables import customers
