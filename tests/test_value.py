@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import tierwise
@@ -246,3 +247,32 @@ def test_reactivation_is_measured_against_the_rhythm_before_the_comeback():
                            np.array([450.0, 430.0]), np.array([3.0, 3.0]), gap, before_last,
                            earlier)
     assert got.tolist() == ["reactivated", "active"]
+
+
+@pytest.mark.parametrize("data", ["demo", "cdnow"])
+@pytest.mark.parametrize("center", ["cn8", "cn8_median"])
+def test_every_class_of_the_chinese_eight_class_model_fills(
+        data: str, center: str, request: pytest.FixtureRequest):
+    """On default settings (F and M scored over 365 days) every one of the 8 classes has
+    customers, and each customer's class is R against the center of recency, F and M over
+    the whole history against their centers."""
+    ws = request.getfixturevalue(data)
+    at = datetime(1998, 6, 30, 23, 59, tzinfo=NY) if data == "cdnow" else \
+        datetime(2026, 6, 30, 23, 59, tzinfo=ZoneInfo("Asia/Shanghai"))
+    settings = compute.load_settings(ws).rfm
+    assert settings.period_days == 365
+    compute.save_setting(ws, "rfm", settings.model_copy(update={"scheme": center}))
+    try:
+        table = ws.compute(at, save=False).table.filter(pc.is_valid(pc.field("rfm_segment")))
+    finally:
+        compute.save_setting(ws, "rfm", settings)
+    found = table["rfm_segment"].to_pylist()
+    assert set(found) == set(rfm.CN8.labels), sorted(set(found))
+    middle = np.median if center == "cn8_median" else np.mean
+    recency = np.asarray(table["rfm_recency"].to_pylist(), float)
+    orders = np.asarray(table["orders_total"].to_pylist(), float)
+    revenue = np.asarray(table["revenue_total"].to_pylist(), float)
+    high = (recency < middle(recency), orders > middle(orders), revenue > middle(revenue))
+    expected = [rfm.CN8_CELLS[(bool(r), bool(f), bool(m))] for r, f, m in zip(*high,
+                                                                              strict=True)]
+    assert found == expected

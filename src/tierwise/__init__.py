@@ -22,12 +22,16 @@ from tierwise.ingest import imports as _imports
 from tierwise.ingest.mapping import Mapping
 from tierwise.ingest.results import ImportResult
 from tierwise.models import compute as _compute
+from tierwise.models import labels as _labels
+from tierwise.segments import vocabulary as _vocabulary
 
 __version__ = "0.1.0"
 
 # Every process that imports tierwise has the triggers and playbooks listen to the changes
 # segments, snapshots and lead scores announce (store.changes): none goes unseen.
 _hooks.install()
+# ... and rules name tiers, RFM segments and stages with the labels the workspace shows.
+_vocabulary.provide(_labels.vocabulary)
 __all__ = [
     "ImportRejected",
     "ImportResult",

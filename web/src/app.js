@@ -170,6 +170,7 @@ function wireBuilder() {
   const join = $("#join", form);
   const count = $("#live-count");
   const errors = $("#rule-errors");
+  const warnings = $("#rule-warnings");
   const visualNote = $("#visual-note");
   let syncing = false;
 
@@ -251,8 +252,11 @@ function wireBuilder() {
       const found = await api("POST", "/v1/segments/preview", { rule: text.value, sample: 5 });
       errors.textContent = "";
       count.textContent = `${found.count.toLocaleString()} / ${found.customers.toLocaleString()} ${word("customers")}`;
+      // free-text values no customer has: the rule is valid but probably not meant
+      warnings.textContent = (found.warnings || []).join("\n");
     } catch (error) {
       errors.textContent = problemText(error);
+      warnings.textContent = "";
       count.textContent = "";
     }
   }

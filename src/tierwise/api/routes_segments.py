@@ -18,15 +18,13 @@ from tierwise.definitions.personal_data import require_unmasked, rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.definitions.segment_ast import conditions_of, to_json, to_text
-from tierwise.definitions.segment_fields import validate
-from tierwise.definitions.segment_parser import parse
 from tierwise.ingest.report import safe_cell
 from tierwise.segments import catalog as defs
-from tierwise.segments import membership, plan
+from tierwise.segments import literals, membership, plan
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain
 from tierwise.segments.plan import SAMPLE
-from tierwise.segments.templates import TEMPLATES
+from tierwise.segments.templates import DESCRIPTIONS, TEMPLATES
 from tierwise.services.customers import present_customer
 from tierwise.store import customers as customer_store
 from tierwise.store import memberships, sizes, versions
@@ -93,15 +91,20 @@ def list_segments(request: Request, principal: Principal = require("segments:rea
 
 @router.get("/templates", summary="Built-in segment templates")
 def templates(principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
-    return [{"template": k, **t.canonical()} for k, t in TEMPLATES.items()]
+    return [{"template": k, **t.canonical(), "descriptions": DESCRIPTIONS[k]}
+            for k, t in TEMPLATES.items()]
 
 
 @router.post("/check", summary="Parse and validate a rule; canonical text and JSON")
-def check(body: RuleIn, principal: Principal = require("segments:read")) -> dict[str, Any]:
-    tree = parse(body.rule)
-    validate(tree)
+def check(body: RuleIn, request: Request,
+          principal: Principal = require("segments:read")) -> dict[str, Any]:
+    """Labels of enumerated values come back as their codes; ``warnings`` name free-text
+    literals no customer or row carries."""
+    ws = workspace(request)
+    tree = literals.check(ws, body.rule, look_up=False).rule
     return {"rule": to_text(tree), "rule_json": to_json(tree),
-            "conditions": conditions_of(tree)}
+            "conditions": conditions_of(tree),
+            "warnings": literals.unseen(ws, tree, utcnow())}
 
 
 @router.post("/preview", summary="Count and sample who a rule selects (nothing saved)")
@@ -109,12 +112,14 @@ def preview(body: PreviewIn, request: Request,
             principal: Principal = require("segments:read")) -> dict[str, Any]:
     ws = workspace(request)
     when = body.as_of or utcnow()
-    tree, resolve = parse(body.rule), membership.applied_resolver(ws)
+    resolve = membership.applied_resolver(ws)
+    tree = literals.check(ws, body.rule, look_up=False).rule
     require_unmasked(principal, tree, ws.personal_data, resolve, "preview")
     found = evaluate_rule(ws, tree, when, resolve)
     ids = found["customer_id"].to_pylist()
     return {"count": len(ids), "customers": ws.count("customers"), "as_of": jsonable(when),
-            "sample": ids[:body.sample]}
+            "sample": ids[:body.sample], "rule": to_text(tree),
+            "warnings": literals.unseen(ws, tree, when)}
 
 
 @router.post("/evaluate", summary="Evaluate segments now (all active, or some)")
@@ -156,6 +161,7 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                            for e in exc.errors())
         raise Problem(422, detail) from None
+    definition = plan.in_codes(ws, definition)
     merged = plan.definitions_with(ws, definition)
     tree = definition.condition()
     if tree is not None:

@@ -14,19 +14,19 @@ from rich.table import Table
 from tierwise.cli import audit as cli_audit
 from tierwise.cli.value import _as_of
 from tierwise.definitions.segment_ast import to_json, to_text
-from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.ingest.report import write_safe_csv
 from tierwise.segments import catalog as defs
-from tierwise.segments import membership, plan
+from tierwise.segments import literals, membership, plan, templates
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain
-from tierwise.segments.templates import TEMPLATES
+from tierwise.segments.templates import TEMPLATES, template
 from tierwise.store import memberships, sizes
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)
+err = Console(soft_wrap=True, stderr=True)
 app = typer.Typer(help="Rule-based segments.", no_args_is_help=True)
 WorkspaceOpt = Annotated[Path | None, typer.Option(
     "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
@@ -38,14 +38,20 @@ def _when(ws: Workspace, value: datetime) -> str:
 
 
 @app.command("check")
-def check(rule: Annotated[str, typer.Argument(help="A rule in the text form.")]) -> None:
-    """Parse a rule and print its canonical text and JSON form."""
-    from tierwise.definitions.segment_fields import validate
+def check(rule: Annotated[str, typer.Argument(help="A rule in the text form.")],
+          workspace: WorkspaceOpt = None) -> None:
+    """Parse a rule and print its canonical text (labels of tiers, RFM segments, stages, …
+    as their codes) and JSON form; warn about free-text values no customer has."""
+    ws = Workspace.open(workspace)
+    checked = literals.check(ws, rule)
+    out.print(to_text(checked.rule), markup=False)
+    out.print_json(json.dumps(to_json(checked.rule), ensure_ascii=False))
+    _warn(checked.warnings)
 
-    tree = parse(rule)
-    validate(tree)
-    out.print(to_text(tree), markup=False)
-    out.print_json(json.dumps(to_json(tree), ensure_ascii=False))
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        err.print(f"warning: {warning}", markup=False, style="yellow")
 
 
 @app.command("preview")
@@ -59,7 +65,10 @@ def preview(
     """Count and show who a rule selects; nothing is saved."""
     ws = Workspace.open(workspace)
     when = _as_of(ws, as_of) or utcnow()
-    ids = evaluate_rule(ws, rule, when, membership.applied_resolver(ws))["customer_id"].to_pylist()
+    checked = literals.check(ws, rule, when)
+    ids = evaluate_rule(ws, checked.rule, when,
+                        membership.applied_resolver(ws))["customer_id"].to_pylist()
+    _warn(checked.warnings)
     total = ws.count("customers")
     out.print(f"{len(ids):,} of {total:,} customers as of {_when(ws, when)}")
     if ids and sample:
@@ -118,6 +127,7 @@ def plan_cmd(as_of: AsOfOpt = None, workspace: WorkspaceOpt = None) -> None:
             out.print(f"  + {item.new_rule}", markup=False)
         if item.error:
             out.print(f"  cannot evaluate yet: {item.error}", markup=False)
+        _warn(item.warnings)
         if item.members_after is not None:
             out.print(f"  {len(item.entering):,} would enter, {len(item.leaving):,} would "
                       f"leave, {item.members_after:,} members after (as of {_when(ws, when)})")
@@ -232,8 +242,10 @@ def explain_cmd(key: str, customer_id: str, as_of: AsOfOpt = None,
 def templates_cmd(workspace: WorkspaceOpt = None) -> None:
     """Built-in templates (use one with `tierwise segments new KEY --template NAME`)."""
     ws = Workspace.open(workspace)
-    for key, t in TEMPLATES.items():
-        out.print(f"{key}: {t.names.get(ws.config.locale, '')} — {t.rule}", markup=False)
+    for key in TEMPLATES:
+        t = template(key, ws.config.locale)
+        out.print(f"{key}: {t.names.get(ws.config.locale, '')} — {t.rule}\n  {t.description}",
+                  markup=False)
 
 
 @app.command("new")
@@ -244,9 +256,8 @@ def new_cmd(key: str, template: Annotated[str | None, typer.Option()] = None,
     """Write segments/KEY.yaml from a template or a rule (then `plan` and `apply`)."""
     ws = Workspace.open(workspace)
     if template:
-        if template not in TEMPLATES:
-            raise NotFoundError(f"no template {template!r}; see `tierwise segments templates`")
-        definition = TEMPLATES[template].model_copy(update={"key": key})
+        definition = templates.template(template, ws.config.locale).model_copy(
+            update={"key": key})
     else:
         definition = defs.SegmentDefinition(key=key, rule=rule, kind=kind)  # type: ignore[arg-type]
     definition = defs.SegmentDefinition.model_validate(definition.model_dump())

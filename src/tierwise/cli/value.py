@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise.cli import audit as cli_audit
+from tierwise.definitions.vocabulary import label_of
 from tierwise.errors import TierwiseError
 from tierwise.ingest.report import write_safe_csv
 from tierwise.models import clv_fit, compute, lifecycle, rfm, summaries, tiers
@@ -52,9 +53,7 @@ def _as_of(ws: Workspace, text: str | None) -> datetime | None:
 
 
 def _label(ws: Workspace, labels: dict[str, dict[str, str]], key: str | None) -> str:
-    if key is None:
-        return "—"
-    return labels.get(key, {}).get(ws.config.locale, key)
+    return label_of(labels, key, ws.config.locale)
 
 
 def _stamp(ws: Workspace, snap: compute.Snapshot) -> str:

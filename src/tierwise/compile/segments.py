@@ -66,6 +66,7 @@ from tierwise.definitions.segment_fields import (
     source_field,
     validate,
 )
+from tierwise.definitions.vocabulary import Vocabulary
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _OPS: dict[str, type[exp.Expr]] = {"=": exp.EQ, "!=": exp.EQ, ">": exp.GT,
@@ -487,14 +488,18 @@ def _mentions(node: Condition | None, name: str) -> bool:
 
 def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
                  resolve: Callable[[str], Condition | None] | None = None,
-                 pretty: bool = False, key: str | None = None) -> CompiledRule:
+                 pretty: bool = False, key: str | None = None, *,
+                 vocabulary: Vocabulary) -> CompiledRule:
     """SQL (for ``dialect``) and parameters selecting the members of ``rule`` at ``as_of``.
 
     ``resolve`` maps an IN_SEGMENT key to that segment's rule; ``key`` is the rule's own
     segment key, if it has one, so that a reference back to it is reported as a cycle.
+    Literals of enumerated fields are turned into codes with ``vocabulary`` (a label in
+    either language names its code; a literal that names no value is a ``RuleError``).
     """
     validate(rule)
-    compiler = _Compiler(as_of, zone, resolve)
+    rule = vocabulary.normalize(rule)
+    compiler = _Compiler(as_of, zone, vocabulary.resolving(resolve))
     if key is not None:
         compiler.stack.append(key)
     tree, alias = compiler.query(rule)
@@ -505,11 +510,12 @@ def compile_rule(rule: Condition, dialect: str, as_of: datetime, zone: ZoneInfo,
 
 def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
                   zone: ZoneInfo, resolve: Callable[[str], Condition | None] | None = None,
-                  subqueries_in_columns: bool = True) -> CompiledBatch:
+                  subqueries_in_columns: bool = True, *,
+                  vocabulary: Vocabulary) -> CompiledBatch:
     """Compile many rules at once so that each source is read once for all of them.
     ``subqueries_in_columns``: the engine takes ``IN (SELECT …)`` in a SELECT column, so
     rules holding one may run as columns of one SELECT too (``Engine`` says)."""
-    compiler = _Compiler(as_of, zone, resolve)
+    compiler = _Compiler(as_of, zone, vocabulary.resolving(resolve))
     compiler.shared = {}
     compiled: dict[str, CompiledRule] = {}
     errors: dict[str, str] = {}
@@ -517,6 +523,7 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
         compiler.uses_snapshot = compiler.uses_members = compiler.uses_leads = False
         try:
             validate(rule)
+            rule = vocabulary.normalize(rule)
             compiler.stack = [key]
             tree, alias = compiler.query(rule)
         except RuleError as exc:

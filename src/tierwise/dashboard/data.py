@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tierwise.definitions.vocabulary import label_of
 from tierwise.models import compute
 from tierwise.models.lifecycle import STAGE_LABELS, STAGES
 from tierwise.models.summaries import (
@@ -74,20 +75,14 @@ class View:
     # -- labels --------------------------------------------------------------------------
 
     def tier_label(self, tier: str | None, lang: str) -> str:
-        if tier is None:
-            return "—"
-        return self.settings.tiers.labels.get(tier, {}).get(lang, tier)
+        return label_of(self.settings.tiers.labels, tier, lang)
 
     def rfm_label(self, segment: str | None, lang: str) -> str:
-        if segment is None:
-            return "—"
-        return self.settings.scheme.labels.get(segment, {}).get(lang, segment)
+        return label_of(self.settings.scheme.labels, segment, lang)
 
     @staticmethod
     def stage_label(stage: str | None, lang: str) -> str:
-        if stage is None:
-            return "—"
-        return STAGE_LABELS.get(stage, {}).get(lang, stage)
+        return label_of(STAGE_LABELS, stage, lang)
 
     # -- aggregates ----------------------------------------------------------------------
 

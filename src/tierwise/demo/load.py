@@ -133,13 +133,14 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
 
     from tierwise.segments import catalog as defs
     from tierwise.segments.membership import evaluate_all
-    from tierwise.segments.templates import TEMPLATES
+    from tierwise.segments.templates import TEMPLATES, template
     from tierwise.store.control import utcnow
 
     now = utcnow()
     earlier = now - timedelta(days=SHOWCASE_GAP_DAYS)
     stages = [("compute", lambda: compute(ws, earlier)),
-              ("segments", lambda: [defs.save(ws, t, "demo showcase") for t in TEMPLATES.values()]),
+              ("segments", lambda: [defs.save(ws, template(k, ws.config.locale), "demo showcase")
+                                    for k in TEMPLATES]),
               ("evaluate", lambda: evaluate_all(ws, earlier)),
               ("automations", lambda: _showcase_automations(ws)),
               ("compute", lambda: compute(ws, now)),

@@ -186,7 +186,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     sc_idx = pc.index_in(ids, scores["customer_id"])
     sc = pa.table({name: col(scores, name, sc_idx) for name in ("recency", "frequency",
                                                                  "monetary", "r", "f", "m")})
-    segment = rfm.assign(settings.scheme, scores)
+    segment = rfm.assign(settings.scheme, rfm.segment_basis(settings.scheme, settings.rfm,
+                                                             scores, buyer_stats))
     segment = pc.take(segment, sc_idx)
     ref_idx = pc.index_in(ids, referrals["customer_id"])
     referrals_made = np.nan_to_num(_np(pa.table({"n": col(referrals, "referrals", ref_idx)}),

@@ -31,6 +31,7 @@ from tierwise.compile.segments import compile_rule
 from tierwise.definitions.automations import LeadScoring
 from tierwise.definitions.segment_parser import parse
 from tierwise.segments.evaluate import Evaluation
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import changes, versions
 from tierwise.store import leads as lead_store
 from tierwise.store.control import utcnow
@@ -58,8 +59,11 @@ def score(ws: Workspace, spec: LeadScoring, customer_ids: Collection[str] | None
             for customer, value in zip(table["customer_id"].to_pylist(),
                                        table["score"].to_pylist(), strict=True):
                 scores[customer] = float(value or 0.0)
+        words = vocabulary(ws) if spec.properties else None
         for rule in spec.properties:
-            compiled = compile_rule(parse(rule.when), ws.engine.name, as_of, ws.config.zone)
+            assert words is not None
+            compiled = compile_rule(parse(rule.when), ws.engine.name, as_of, ws.config.zone,
+                                    vocabulary=words)
             for customer in evaluation.run(compiled)["customer_id"].to_pylist():
                 scores[customer] = scores.get(customer, 0.0) + rule.points
     return scores

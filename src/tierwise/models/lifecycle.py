@@ -22,18 +22,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-STAGES = ("prospect", "new", "reactivated", "loyal", "active", "at_risk", "dormant",
-          "churned")
-STAGE_LABELS = {
-    "prospect": {"zh-CN": "潜在客户", "en": "Prospect"},
-    "new": {"zh-CN": "新客户", "en": "New"},
-    "reactivated": {"zh-CN": "回流客户", "en": "Reactivated"},
-    "loyal": {"zh-CN": "忠诚客户", "en": "Loyal"},
-    "active": {"zh-CN": "活跃客户", "en": "Active"},
-    "at_risk": {"zh-CN": "流失预警", "en": "At risk"},
-    "dormant": {"zh-CN": "沉睡客户", "en": "Dormant"},
-    "churned": {"zh-CN": "已流失", "en": "Churned"},
-}
+# the stages and their labels are declared once, with every enumerated field
+from tierwise.definitions.vocabulary import STAGE_LABELS as STAGE_LABELS
+from tierwise.definitions.vocabulary import STAGES as STAGES
 
 
 class LifecycleSpec(BaseModel):

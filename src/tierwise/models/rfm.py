@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tierwise.compile.dialects import render
@@ -241,6 +242,28 @@ def validate_scheme(scheme: SegmentScheme) -> dict[str, list[object]]:
 def _matches(rule: CellRule, r: int, f: int, m: int | None) -> bool:
     return ((rule.r is None or r in rule.r) and (rule.f is None or f in rule.f)
             and (rule.m is None or m is None or m in rule.m))
+
+
+def segment_basis(scheme: SegmentScheme, settings: RFMSettings, scores: pa.Table,
+                  buyer_stats: pa.Table) -> pa.Table:
+    """What a scheme's segments are assigned from. Cell schemes read the scores. The
+    8-class model (``relative``) compares recency with the population's center and
+    frequency and monetary **over each customer's whole history** (up to as_of): over
+    the scoring period alone, every customer whose last order is older than the period
+    has F = M = 0, so 重要保持 / 重要挽留 / 一般保持 (low recency, high F or M) could never
+    fill, although 重要挽留客户 is exactly the valuable customer to win back."""
+    if scheme.kind != "relative" or scores.num_rows == 0:
+        return scores
+    index = pc.index_in(scores["customer_id"], buyer_stats["customer_id"])
+    orders = pc.take(buyer_stats["orders_total"], index).cast(pa.float64())
+    days = pc.take(buyer_stats["purchase_days"], index).cast(pa.float64())
+    revenue = pc.take(buyer_stats["revenue_total"], index).cast(pa.float64())
+    frequency = orders if settings.frequency == "orders" else days
+    monetary = revenue if settings.monetary == "total" else pc.if_else(
+        pc.greater(orders, 0), pc.divide(revenue, orders), 0.0)
+    return pa.table({"customer_id": scores["customer_id"], "recency": scores["recency"],
+                     "frequency": pc.fill_null(frequency, 0.0),
+                     "monetary": pc.fill_null(monetary, 0.0)})
 
 
 def assign(scheme: SegmentScheme, scores: pa.Table) -> pa.Array:

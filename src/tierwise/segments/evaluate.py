@@ -19,6 +19,7 @@ from tierwise.definitions.segment_ast import Condition
 from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
 from tierwise.engines.base import TableScan
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import customer_mirror, memberships
 from tierwise.store import customers as customer_store
 from tierwise.store import leads as lead_store
@@ -261,5 +262,6 @@ def evaluate_rule(ws: Workspace, rule: str | Condition, as_of: datetime | None =
     """
     tree = parse(rule) if isinstance(rule, str) else rule
     as_of = as_of or utcnow()
-    compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key)
+    compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key,
+                            vocabulary=vocabulary(ws))
     return run_compiled(ws, compiled, as_of)

@@ -28,6 +28,7 @@ from tierwise.definitions.segment_ast import (
 )
 from tierwise.errors import NotFoundError
 from tierwise.segments.evaluate import Evaluation
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.workspace import Workspace
 
 
@@ -53,9 +54,10 @@ def explain(ws: Workspace, rule: Condition, customer_id: str, as_of: datetime,
     """Every condition of ``rule`` for one customer, outermost first."""
     steps: list[Step] = []
     dialect, zone = ws.engine.name, ws.config.zone
+    words = vocabulary(ws)
 
     def holds(node: Condition) -> bool:
-        compiled = compile_rule(node, dialect, as_of, zone, resolve)
+        compiled = compile_rule(node, dialect, as_of, zone, resolve, vocabulary=words)
         members = evaluation.run(compiled)["customer_id"]
         return bool(pc.any(pc.equal(members, customer_id)).as_py())
 

@@ -23,10 +23,12 @@ from zoneinfo import ZoneInfo
 from tierwise.compile.compiled import CompiledBatch, CompiledRule
 from tierwise.compile.segments import compile_batch
 from tierwise.definitions.segment_ast import Condition
+from tierwise.definitions.vocabulary import Vocabulary
 from tierwise.engines.base import Engine
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.segments import catalog as defs
 from tierwise.segments.evaluate import Evaluation
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import changes, memberships, sizes
 from tierwise.store.control import Connection, utcnow
 from tierwise.workspace import Workspace
@@ -156,7 +158,8 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
               and definitions[k].status == "active" and definitions[k].kind == "dynamic"]
     rules = {k: r for k in chosen if (r := definitions[k].condition()) is not None}
     batch = _compiled(rules, ws.engine, as_of, ws.config.zone, resolve,
-                      tuple(sorted((k, a.version) for k, a in applied.items())))
+                      tuple(sorted((k, a.version) for k, a in applied.items())),
+                      vocabulary(ws))
     results = []
     with Evaluation(ws, as_of, only) as evaluation:
         t0 = time.perf_counter()
@@ -181,12 +184,13 @@ _compiled_lock = threading.Lock()
 
 
 def _compiled(rules: dict[str, Condition], engine: Engine, as_of: datetime, zone: ZoneInfo,
-              resolve: Callable[[str], Condition | None], versions: tuple[object, ...]
-              ) -> CompiledBatch:
+              resolve: Callable[[str], Condition | None], versions: tuple[object, ...],
+              words: Vocabulary) -> CompiledBatch:
     """``compile_batch``, kept per segment keys, applied versions (which fix every rule,
     including those IN_SEGMENT inlines), dialect and zone, and re-bound to ``as_of``: the
-    real-time worker compiles the same few batches for every micro-batch."""
-    key = (engine.name, zone.key, versions, tuple(rules))
+    real-time worker compiles the same few batches for every micro-batch. The vocabulary
+    (tiers and RFM segments change with the settings) is part of the key."""
+    key = (engine.name, zone.key, versions, tuple(rules), words)
     with _compiled_lock:
         cached = _compiled_cache.get(key)
         if cached is not None:
@@ -194,7 +198,8 @@ def _compiled(rules: dict[str, Condition], engine: Engine, as_of: datetime, zone
     if cached is not None:
         return cached.at(as_of)
     batch = compile_batch(rules, engine.name, as_of, zone, resolve,
-                          subqueries_in_columns=engine.subqueries_in_columns)
+                          subqueries_in_columns=engine.subqueries_in_columns,
+                          vocabulary=words)
     with _compiled_lock:
         _compiled_cache[key] = batch
         while len(_compiled_cache) > 32:

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tierwise.compile.segments import compile_rule
-from tierwise.definitions.segment_ast import Condition
+from tierwise.definitions.segment_ast import Condition, to_text
 from tierwise.definitions.segment_fields import validate
 from tierwise.errors import TierwiseError
 from tierwise.segments import catalog as defs
 from tierwise.segments.evaluate import Evaluation
+from tierwise.segments.literals import unseen
 from tierwise.segments.membership import resolver
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import memberships
 from tierwise.workspace import Workspace
 
@@ -31,11 +33,13 @@ class PlanItem:
     members_after: int | None = None
     #: Why the new rule could not be evaluated (it can still be applied).
     error: str | None = None
+    #: Free-text literals no row carries (``segments.literals.unseen``).
+    warnings: list[str] = field(default_factory=list)
 
 
 def plan(ws: Workspace, as_of: datetime) -> list[PlanItem]:
     """Compare ``segments/*.yaml`` with the applied versions and evaluate the changes."""
-    files = defs.load_files(ws)
+    files = files_in_codes(ws)
     applied = defs.applied(ws)
     merged = {k: a.definition for k, a in applied.items()}
     merged.update(files)
@@ -65,7 +69,9 @@ def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
     if tree is None or definition.status != "active":
         return item
     try:
-        compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key)
+        item.warnings = unseen(ws, tree, as_of)
+        compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key,
+                                vocabulary=vocabulary(ws))
         after = set(evaluation.run(compiled)["customer_id"].to_pylist())
     except TierwiseError as exc:
         item.error = str(exc)
@@ -78,13 +84,36 @@ def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
     return item
 
 
+def in_codes(ws: Workspace, definition: defs.SegmentDefinition) -> defs.SegmentDefinition:
+    """``definition`` checked for unknown fields and with its rule in code form: a label of
+    a tier, RFM segment, stage, … names its code, a literal that names no value is an
+    error (``segments.literals``). What is planned and saved is this form."""
+    tree = definition.condition()
+    if tree is None:
+        return definition
+    validate(tree)
+    text = to_text(vocabulary(ws).normalize(tree))
+    return definition.model_copy(update={"rule": text, "rule_json": None})
+
+
+def files_in_codes(ws: Workspace) -> dict[str, defs.SegmentDefinition]:
+    """``segments/*.yaml`` in code form; a file whose rule names no valid value fails
+    with its path."""
+    found = {}
+    for key, definition in defs.load_files(ws).items():
+        try:
+            found[key] = in_codes(ws, definition)
+        except TierwiseError as exc:
+            raise TierwiseError(f"{defs.folder(ws) / (key + '.yaml')}: {exc}") from None
+    return found
+
+
 def definitions_with(ws: Workspace, definition: defs.SegmentDefinition
                      ) -> dict[str, defs.SegmentDefinition]:
-    """The applied definitions with ``definition`` in place of its key's: checked for
-    unknown fields, unknown references and IN_SEGMENT cycles."""
-    tree = definition.condition()
-    if tree is not None:
-        validate(tree)
+    """The applied definitions with ``definition`` (in code form) in place of its key's:
+    checked for unknown fields, unknown values, unknown references and IN_SEGMENT
+    cycles."""
+    definition = in_codes(ws, definition)
     merged = {k: a.definition for k, a in defs.applied(ws).items()}
     merged[definition.key] = definition
     defs.dependency_order(merged)
@@ -94,6 +123,7 @@ def definitions_with(ws: Workspace, definition: defs.SegmentDefinition
 def plan_definition(ws: Workspace, definition: defs.SegmentDefinition,
                     as_of: datetime) -> PlanItem:
     """The plan of one definition given as it is (by the API, not from its file)."""
+    definition = in_codes(ws, definition)
     merged = definitions_with(ws, definition)
     with Evaluation(ws, as_of) as evaluation:
         return plan_item(ws, definition.key, definition, defs.applied(ws).get(definition.key),
@@ -104,6 +134,7 @@ def apply_definition(ws: Workspace, definition: defs.SegmentDefinition,
                      note: str | None = None) -> int:
     """Save ``definition`` as its segment's next version and keep ``segments/<key>.yaml``
     in step with it; returns the version."""
+    definition = in_codes(ws, definition)
     version = defs.save(ws, definition, note)
     defs.write_file(ws, definition)
     return version
@@ -111,6 +142,6 @@ def apply_definition(ws: Workspace, definition: defs.SegmentDefinition,
 
 def apply(ws: Workspace, items: list[PlanItem], note: str | None = None) -> dict[str, int]:
     """Save the new and changed definitions of a plan; returns key → new version."""
-    files = defs.load_files(ws)
+    files = files_in_codes(ws)
     return {item.key: defs.save(ws, files[item.key], note) for item in items
             if item.change != "unchanged"}

@@ -1,34 +1,71 @@
-"""Built-in segment templates for what users ask for first (zh-CN and en names)."""
+"""Built-in segment templates for what users ask for first, with names and descriptions in
+zh-CN and en. Each rule follows the words of its name: 高价值活跃客户 is *more than* two
+orders in 30 days, 待唤醒客户 a *high-value* customer who has not bought for 90 days.
+
+``template(key, lang)`` gives a template with its description in one language (what the CLI
+writes to a new segment file and the demo saves); ``DESCRIPTIONS`` holds both.
+"""
 
 from __future__ import annotations
 
+from tierwise.errors import NotFoundError
 from tierwise.segments.catalog import SegmentDefinition
 
-TEMPLATES: dict[str, SegmentDefinition] = {t.key: t for t in (
-    SegmentDefinition(
-        key="high_value_active", names={"zh-CN": "高价值活跃客户", "en": "High-value active"},
-        description="At least 2 orders in the last 30 days with an average order above 5,000.",
-        rule="COUNT(orders, LAST 30d) >= 2 AND AVG(orders.amount, LAST 30d) > 5000",
-        tags=["value"]),
-    SegmentDefinition(
-        key="to_be_awakened", names={"zh-CN": "待唤醒客户", "en": "To be awakened"},
-        description="Bought at least twice, but nothing in the last 90 days.",
-        rule="COUNT(orders) >= 2 AND DAYS_SINCE_LAST(orders) > 90", tags=["retention"]),
-    SegmentDefinition(
-        key="churn_risk", names={"zh-CN": "流失风险客户", "en": "Churn risk"},
-        description="High churn risk by the CLV model (run `tierwise compute` first).",
-        rule="churn_risk = 'high' AND lifecycle != 'churned'", tags=["retention"]),
-    SegmentDefinition(
-        key="new_customers", names={"zh-CN": "新客户", "en": "New customers"},
-        description="First purchase within the last 30 days.",
-        rule="DAYS_SINCE_FIRST(orders) <= 30", tags=["lifecycle"]),
-    SegmentDefinition(
-        key="vip_key_accounts", names={"zh-CN": "VIP / 重点客户", "en": "VIP / key accounts"},
-        description="Tier A, or tagged vip.",
-        rule="tier = 'A' OR tags CONTAINS 'vip'", tags=["value"]),
-    SegmentDefinition(
-        key="big_spenders_at_risk", names={"zh-CN": "高消费流失预警", "en": "Big spenders at risk"},
-        description="Spent over 20,000 in the last year and churn risk is medium or high.",
-        rule="SUM(orders.amount, LAST 1y) > 20000 AND churn_risk IN ('medium', 'high')",
-        tags=["value", "retention"]),
-)}
+
+def _template(key: str, zh: str, en: str, rule: str, zh_text: str, en_text: str,
+              *tags: str) -> tuple[SegmentDefinition, dict[str, str]]:
+    return (SegmentDefinition(key=key, names={"zh-CN": zh, "en": en}, description=en_text,
+                              rule=rule, tags=list(tags)),
+            {"zh-CN": zh_text, "en": en_text})
+
+
+_ALL = (
+    _template("high_value_active", "高价值活跃客户", "High-value active",
+              "COUNT(orders, LAST 30d) > 2 AND AVG(orders.amount, LAST 30d) > 5000",
+              "近 30 天下单超过 2 次，且平均客单价高于 5,000。",
+              "More than 2 orders in the last 30 days with an average order above 5,000.",
+              "value"),
+    _template("to_be_awakened", "待唤醒客户", "To be awakened",
+              "rfm.m >= 4 AND DAYS_SINCE_LAST(orders) > 90",
+              "高价值客户（RFM 金额得分前 40%）已超过 90 天没有复购。",
+              "High-value customers (RFM monetary score in the top 40%) who have not bought "
+              "for more than 90 days.", "value", "retention"),
+    _template("churn_risk", "流失风险客户", "Churn risk",
+              "churn_risk = 'high' AND lifecycle != 'churned'",
+              "CLV 模型判断为高流失风险、尚未流失的客户（需先运行 tierwise compute）。",
+              "High churn risk by the CLV model and not churned yet (run `tierwise compute` "
+              "first).", "retention"),
+    _template("new_customers", "新客户", "New customers", "DAYS_SINCE_FIRST(orders) <= 30",
+              "最近 30 天内首次购买的客户。", "First purchase within the last 30 days.",
+              "lifecycle"),
+    _template("vip_key_accounts", "VIP / 重点客户", "VIP / key accounts",
+              "tier = 'A' OR tags CONTAINS 'vip'",
+              "A 类客户，或带有 vip 标签的客户。", "Tier A, or tagged vip.", "value"),
+    _template("big_spenders_at_risk", "高消费流失预警", "Big spenders at risk",
+              "SUM(orders.amount, LAST 1y) > 20000 AND churn_risk IN ('medium', 'high')",
+              "近一年消费超过 20,000，且流失风险为中或高。",
+              "Spent over 20,000 in the last year and churn risk is medium or high.",
+              "value", "retention"),
+    _template("promoters", "推荐者（NPS 9–10）", "Promoters (NPS 9–10)",
+              "AVG(feedback.nps, LAST 1y) >= 9",
+              "近一年 NPS 评分平均 9 分及以上：适合邀请推荐、评价和案例。",
+              "Average NPS score of 9 or more in the last year: ask for referrals, reviews "
+              "and case studies.", "satisfaction"),
+    _template("detractors", "贬损者（NPS 0–6）", "Detractors (NPS 0–6)",
+              "AVG(feedback.nps, LAST 1y) <= 6",
+              "近一年 NPS 评分平均 6 分及以下：需要回访和服务补救。",
+              "Average NPS score of 6 or less in the last year: call back and recover.",
+              "satisfaction", "retention"),
+)
+
+TEMPLATES: dict[str, SegmentDefinition] = {t.key: t for t, _ in _ALL}
+DESCRIPTIONS: dict[str, dict[str, str]] = {t.key: texts for t, texts in _ALL}
+
+
+def template(key: str, lang: str) -> SegmentDefinition:
+    """The template ``key`` with its description in ``lang``."""
+    if key not in TEMPLATES:
+        raise NotFoundError(f"no template {key!r}; the templates are "
+                            f"{', '.join(TEMPLATES)}")
+    return TEMPLATES[key].model_copy(
+        update={"description": DESCRIPTIONS[key].get(lang, TEMPLATES[key].description)})

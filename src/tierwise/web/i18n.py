@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from tierwise.definitions.vocabulary import CHURN_RISK
+
 LANGUAGES = ("zh-CN", "en")
 LANG_COOKIE = "tierwise_lang"
 
@@ -36,9 +38,6 @@ _WORDS: dict[str, tuple[str, str]] = {
     "customer_share": ("客户占比", "Customer share"),
     "tier_mix": ("客户等级构成", "Tier mix"),
     "churn_risk": ("流失风险", "Churn risk"),
-    "risk_high": ("高风险", "High"),
-    "risk_medium": ("中风险", "Medium"),
-    "risk_low": ("低风险", "Low"),
     "risk_unknown": ("未购买", "No purchase"),
     "churn_high": ("高流失风险客户", "High churn risk"),
     "trend": ("趋势", "Trend"),
@@ -239,6 +238,11 @@ _WORDS: dict[str, tuple[str, str]] = {
     "kpis": ("客户群指标", "Segment KPIs"),
     "customers_count": ("客户数", "Customers"),
 }
+
+
+# the churn-risk bands are labelled where rules read their labels too
+_WORDS.update({f"risk_{code}": (CHURN_RISK.label(code, "zh-CN"), CHURN_RISK.label(code, "en"))
+               for code in CHURN_RISK.codes})
 
 
 def words(lang: str) -> dict[str, str]:
