@@ -66,6 +66,7 @@ from tierwise.compile.segments import compile_batch
 from tierwise.definitions.segment_parser import parse
 from tierwise.engines import make_engine
 from tierwise.segments.evaluate import Evaluation
+from tierwise.segments.vocabulary import vocabulary
 sys.path.insert(0, sys.argv[3])
 from segments import rules
 ws = tierwise.open(sys.argv[1])
@@ -75,7 +76,7 @@ t0 = time.perf_counter()
 counts = {}
 texts = [text for text, _, _ in rules()]
 batch = compile_batch({str(i): parse(t) for i, t in enumerate(texts)}, ws.engine.name, as_of,
-                      ws.config.zone)
+                      ws.config.zone, vocabulary=vocabulary(ws))
 with Evaluation(ws, as_of) as ev:
     t_ready = time.perf_counter()
     ev.prepare(batch)

@@ -17,6 +17,7 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated
 from tierwise.ingest.readers import RecordsSource
+from tierwise.models.labels import DEFAULT as WORDS
 from tierwise.segments import catalog as defs
 from tierwise.segments import incremental, membership
 from tierwise.segments.evaluate import evaluate_rule
@@ -448,7 +449,8 @@ def _members_of(ws: tierwise.Workspace, customers: list[str], keep: bool
     ws.facts.keep_rows = keep
     try:
         with Evaluation(ws, T, customers) as evaluation:
-            return [evaluation.run(compile_rule(parse(rule), "duckdb", T, ws.config.zone))
+            return [evaluation.run(compile_rule(parse(rule), "duckdb", T, ws.config.zone,
+                    vocabulary=WORDS))
                     ["customer_id"].to_pylist() for rule in FACT_RULES]
     finally:
         ws.facts.keep_rows = False
@@ -540,7 +542,8 @@ def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
     # aggregates
     rules["tier_active"] = parse("tier IN ('A', 'B') AND COUNT(events, LAST 90d) >= 1")
     rules["scored_or_lapsed"] = parse("lead_score >= 0 OR lifecycle = 'churned'")
-    batch = compile_batch(rules, "duckdb", T, ws.config.zone, membership.applied_resolver(ws))
+    batch = compile_batch(rules, "duckdb", T, ws.config.zone, membership.applied_resolver(ws),
+            vocabulary=WORDS)
     with ws.control.read() as conn:
         chosen = sorted(known_ids(conn).to_pylist())[::3]
     with Evaluation(ws, T, chosen) as evaluation:
@@ -550,7 +553,7 @@ def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
         assert flat_query(list(batch.rules.values())) is not None
         spark = compile_batch(rules, "spark", T, ws.config.zone,
                               membership.applied_resolver(ws),
-                              subqueries_in_columns=False).rules
+                              subqueries_in_columns=False, vocabulary=WORDS).rules
         assert [k for k, r in spark.items() if r.condition is None] == ["in_vip_or_shanghai"]
         together = evaluation.run_many(batch.rules)
         one_by_one = {k: evaluation.run(c)["customer_id"].to_pylist()
@@ -579,12 +582,13 @@ def test_compiled_rules_carry_what_they_read() -> None:
 
     names = ("event_id", "customer_id", "occurred_at", "type", "properties")
     one = compile_rule(parse("COUNT(events WHERE type = 'orders') >= 2 AND city = 'x'"),
-                       "duckdb", T, ZoneInfo("Asia/Shanghai"))
+                       "duckdb", T, ZoneInfo("Asia/Shanghai"), vocabulary=WORDS)
     assert {"events", "customers"} <= one.sources and "orders" not in one.sources
     assert one.columns_in(names) == ("customer_id", "occurred_at", "type")
     assert set(one.params.values()) >= {"orders", "x", 2} and "as_of" in one.params
     batch = compile_batch({"a": parse("SUM(orders.amount, LAST 30d) > 5"),
-                           "b": parse("tier = 'A'")}, "duckdb", T, ZoneInfo("Asia/Shanghai"))
+                           "b": parse("tier = 'A'")}, "duckdb", T, ZoneInfo("Asia/Shanghai"),
+                                   vocabulary=WORDS)
     assert batch.sources == {"orders", "customers"}
     # revenue counts paid orders only: the status is read too, the product is not
     assert batch.aggregates_columns_in(("customer_id", "amount", "status", "product_id",

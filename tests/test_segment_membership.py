@@ -166,6 +166,7 @@ def test_segments_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert "of 500 customers as of 2026-06-30 23:59" in out
     assert (tmp_path / "ids.csv").read_text(encoding="utf-8-sig").startswith("customer_id")
     assert "待唤醒客户" in tw("segments", "templates")
+    tw("compute", "--as-of", "2026-06-30")  # the template reads RFM scores
     tw("segments", "new", "awaken", "--template", "to_be_awakened")
     tw("segments", "new", "list1", "--kind", "static")
     assert "would enter" in tw("segments", "plan", "--as-of", "2026-06-30")

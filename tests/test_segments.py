@@ -36,6 +36,7 @@ from tierwise.definitions.segment_parser import SegmentSyntaxError, parse
 from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated
 from tierwise.engines import make_engine
+from tierwise.models.labels import DEFAULT as WORDS
 from tierwise.segments.evaluate import evaluate_rule
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -102,7 +103,7 @@ def test_syntax_errors_point_at_the_spot(text, line, column, words):
 ])
 def test_unknown_names_suggest_the_closest(text, words):
     with pytest.raises(RuleError, match=words):
-        compile_rule(parse(text), "duckdb", AS_OF, SH)
+        compile_rule(parse(text), "duckdb", AS_OF, SH, vocabulary=WORDS)
 
 
 class _BlockDumper(yaml.SafeDumper):
@@ -120,7 +121,7 @@ def test_golden_sql():
     cases = yaml.safe_load(path.read_text(encoding="utf-8"))
     fresh = [{"rule": c["rule"], **{d: compile_rule(parse(c["rule"]), d, AS_OF, SH,
                                                      lambda k: parse("tier = 'D'"),
-                                                     pretty=True).sql + "\n"
+                                                     pretty=True, vocabulary=WORDS).sql + "\n"
                                     for d in ("duckdb", "spark")}} for c in cases]
     if os.environ.get("UPDATE_GOLDEN"):
         path.write_text(yaml.dump(fresh, Dumper=_BlockDumper, allow_unicode=True,
@@ -147,12 +148,13 @@ def test_a_compiled_batch_moves_to_another_instant():
     first = datetime(2026, 3, 31, 23, 30, tzinfo=SH)
     later = datetime(2026, 5, 1, 0, 15, tzinfo=SH)
     resolve = rules.get
-    moved = compile_batch(rules, "duckdb", first, SH, resolve).at(later)
-    fresh = compile_batch(rules, "duckdb", later, SH, resolve)
+    moved = compile_batch(rules, "duckdb", first, SH, resolve, vocabulary=WORDS).at(later)
+    fresh = compile_batch(rules, "duckdb", later, SH, resolve, vocabulary=WORDS)
     assert moved.params == fresh.params and moved.aggregates_sql == fresh.aggregates_sql
     assert {k: (r.sql, r.params) for k, r in moved.rules.items()} == {
         k: (r.sql, r.params) for k, r in fresh.rules.items()}
-    assert moved.params != compile_batch(rules, "duckdb", first, SH, resolve).params
+    assert moved.params != compile_batch(rules, "duckdb", first, SH, resolve,
+            vocabulary=WORDS).params
 
 
 # -- evaluation ----------------------------------------------------------------------------
@@ -174,7 +176,7 @@ def test_values_are_bound_never_pasted(ws: tierwise.Workspace):
     evil = "'); DROP TABLE orders; --"
     quoted = "'" + evil.replace("'", "''") + "'"
     rule = f"city = {quoted} OR name CONTAINS {quoted}"
-    compiled = compile_rule(parse(rule), "duckdb", AS_OF, SH)
+    compiled = compile_rule(parse(rule), "duckdb", AS_OF, SH, vocabulary=WORDS)
     assert "DROP" not in compiled.sql and evil in compiled.params.values()
     before = ws.count("orders")
     assert evaluate_rule(ws, rule, AS_OF).num_rows == 0
@@ -195,7 +197,7 @@ def test_fields_compared_with_fields(ws: tierwise.Workspace):
     spent = ids("acquisition_cost < SUM(orders.amount)")
     assert spent and spent < {c["customer_id"] for c in customers}
     with pytest.raises(RuleError, match="birth_date is a date and tags is a list"):
-        compile_rule(parse("birth_date = tags"), "duckdb", AS_OF, SH)
+        compile_rule(parse("birth_date = tags"), "duckdb", AS_OF, SH, vocabulary=WORDS)
 
 
 def _atoms(rng: random.Random) -> list[str]:
@@ -299,7 +301,8 @@ def test_conformance_spark_vs_duckdb(ws: tierwise.Workspace, reference: Referenc
     try:
         with Evaluation(ws, AS_OF) as evaluation:
             for text in RULES:
-                compiled = compile_rule(parse(text), "spark", AS_OF, SH, _resolver(reference))
+                compiled = compile_rule(parse(text), "spark", AS_OF, SH, _resolver(reference),
+                        vocabulary=WORDS)
                 got = evaluation.run(compiled)["customer_id"].to_pylist()
                 assert got == duck[text], text
     finally:
@@ -318,7 +321,8 @@ def test_batch_evaluation_matches_single_rules(ws: tierwise.Workspace, reference
     ws.engine = make_engine(engine)
     try:
         batch = compile_batch(rules, engine, AS_OF, SH, _resolver(reference),
-                              subqueries_in_columns=ws.engine.subqueries_in_columns)
+                              subqueries_in_columns=ws.engine.subqueries_in_columns,
+                                      vocabulary=WORDS)
         assert not batch.errors
         with Evaluation(ws, AS_OF) as evaluation:
             evaluation.prepare(batch)
@@ -333,10 +337,10 @@ def test_batch_evaluation_matches_single_rules(ws: tierwise.Workspace, reference
 def test_in_segment_cycles_are_named(ws: tierwise.Workspace):
     rules = {"a": parse("IN_SEGMENT('b')"), "b": parse("tier = 'A' OR IN_SEGMENT('a')")}
     with pytest.raises(RuleError, match="cycle: a → b → a"):
-        compile_rule(rules["a"], "duckdb", AS_OF, SH, rules.__getitem__, key="a")
+        compile_rule(rules["a"], "duckdb", AS_OF, SH, rules.__getitem__, key="a", vocabulary=WORDS)
     with pytest.raises(RuleError, match="unknown field"):
         compile_rule(parse("IN_SEGMENT('x')"), "duckdb", AS_OF, SH,
-                     lambda k: parse("nope = 1"))
+                     lambda k: parse("nope = 1"), vocabulary=WORDS)
 
 
 # -- random rules --------------------------------------------------------------------------

@@ -75,8 +75,10 @@ class Settings:
     versions: dict[str, int] = field(default_factory=dict)
 
 
-def load_settings(ws: Workspace) -> Settings:
-    """The latest saved version of every setting, or its default (version 0)."""
+def load_settings(ws: Workspace, for_compute: bool = True) -> Settings:
+    """The latest saved version of every setting, or its default (version 0).
+    ``for_compute``: also refuse settings that cannot compute together (a cell scheme for
+    another number of score levels); labels are read without that check."""
     loaded: dict[str, Any] = {}
     versions: dict[str, int] = {}
     with ws.control.read() as conn:
@@ -94,7 +96,7 @@ def load_settings(ws: Workspace) -> Settings:
                                     f"({', '.join(rfm.SCHEMES)}) nor saved")
             scheme = rfm.scheme_from_spec(saved.spec)
             versions["rfm_scheme"] = saved.version
-    if scheme.kind == "cells" and scheme.bins != loaded["rfm"].bins:
+    if for_compute and scheme.kind == "cells" and scheme.bins != loaded["rfm"].bins:
         raise TierwiseError(f"RFM scheme {scheme.key} is for {scheme.bins} score levels but "
                             f"RFM is scored in {loaded['rfm'].bins}")
     return Settings(loaded["rfm"], scheme, loaded["tiers"], loaded["lifecycle"],

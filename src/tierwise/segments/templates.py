@@ -27,9 +27,9 @@ _ALL = (
               "value"),
     _template("to_be_awakened", "待唤醒客户", "To be awakened",
               "rfm.m >= 4 AND DAYS_SINCE_LAST(orders) > 90",
-              "高价值客户（RFM 金额得分前 40%）已超过 90 天没有复购。",
+              "高价值客户（RFM 金额得分前 40%）已超过 90 天没有复购（需先运行 tierwise compute）。",
               "High-value customers (RFM monetary score in the top 40%) who have not bought "
-              "for more than 90 days.", "value", "retention"),
+              "for more than 90 days (run `tierwise compute` first).", "value", "retention"),
     _template("churn_risk", "流失风险客户", "Churn risk",
               "churn_risk = 'high' AND lifecycle != 'churned'",
               "CLV 模型判断为高流失风险、尚未流失的客户（需先运行 tierwise compute）。",
