@@ -13,11 +13,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import holidays
+
 import tierwise
 from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
     Between,
+    Call,
     Compare,
     Condition,
     Contains,
@@ -39,6 +42,14 @@ SNAPSHOT = {"rfm.r": "rfm_r", "rfm.f": "rfm_f", "rfm.m": "rfm_m", "rfm.score": "
             "value_score": "value_score", "lifecycle": "lifecycle", "clv": "clv",
             "profit_clv": "profit_clv", "p_alive": "p_alive",
             "expected_purchases": "expected_purchases", "churn_risk": "churn_risk"}
+
+
+#: A holiday code → its name in the holidays package's English China calendar.
+HOLIDAY_NAMES = {"new_year": "New Year's Day", "new_years_eve": "Chinese New Year's Eve",
+                 "spring_festival": "Chinese New Year (Spring Festival)",
+                 "qingming": "Tomb-Sweeping Day", "labour_day": "Labor Day",
+                 "dragon_boat": "Dragon Boat Festival", "mid_autumn": "Mid-Autumn Festival",
+                 "national_day": "National Day"}
 
 
 def months_back(moment: datetime, months: int) -> datetime:
@@ -164,6 +175,8 @@ class Reference:
             return self.back(node.amount, node.unit)
         if isinstance(node, Aggregate):
             return self.aggregate(node, customer)
+        if isinstance(node, Call):
+            return self.call(node, customer, row)
         assert isinstance(node, Field)
         if row is not None:
             name = node.path[-1] if node.path[0] in TIME and len(node.path) > 1 else node.path[0]
@@ -188,6 +201,40 @@ class Reference:
         if name == "tags":
             return json.loads(customer["tags"]) if customer.get("tags") else None
         return customer.get(name)
+
+    def call(self, node: Call, customer: dict[str, Any], row: dict[str, Any] | None) -> Any:
+        today = self.as_of.date()
+        if node.function == "DAYS_UNTIL_HOLIDAY":
+            wanted = HOLIDAY_NAMES[str(node.argument.value)]  # type: ignore[union-attr]
+            days = sorted(d for d, name in holidays.China(years=[today.year, today.year + 1],
+                                                          language="en_US").items()
+                          if wanted in str(name).split("; ") and d >= today)
+            return (days[0] - today).days
+        value = self.value(node.argument, customer, row)
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            value = value.astimezone(self.zone)
+        if node.function == "YEAR":
+            return value.year
+        if node.function == "MONTH":
+            return value.month
+        if node.function == "DAY":
+            return value.day
+        if node.function == "WEEKDAY":
+            return value.isoweekday()
+        if node.function == "HOUR":
+            return value.hour
+        assert node.function == "DAYS_UNTIL_ANNIVERSARY"
+        day = value.date() if isinstance(value, datetime) else value
+        for year in (today.year, today.year + 1):
+            try:
+                mark = day.replace(year=year)
+            except ValueError:  # 29 February in a common year
+                mark = date(year, 2, 28)
+            if mark >= today:
+                return (mark - today).days
+        raise AssertionError("unreachable")
 
     def back(self, amount: int, unit: str) -> datetime:
         if unit == "d":

@@ -7,6 +7,7 @@ functions a query may call, and how each dialect spells them.
   none). DuckDB: ``max(x, 2)[2]``; Spark: the second of the sorted distinct values.
 - ``JSON_TEXT(json, path)`` — the text at a JSON path (``$.key``) of a JSON string.
 - ``JSON_LIST_HAS(json_list, value)`` — whether a JSON array of strings holds ``value``.
+- ``ISO_WEEKDAY(d)`` — Monday 1 … Sunday 7 (DuckDB ``isodow``; Spark from ``dayofweek``).
 - ``LOCAL_TS(zone, ts)`` — the wall-clock time of instant ``ts`` in ``zone``
   (DuckDB: ``timezone(zone, ts)`` on a TIMESTAMPTZ; Spark: ``from_utc_timestamp(ts,
   zone)`` with the session time zone set to UTC, see
@@ -47,6 +48,12 @@ HELPERS: dict[str, dict[str, Rewrite]] = {
             f"from_json({a[0].sql('spark')}, 'array<string>')", dialect="spark"), a[1]),
     },
     "SECOND_MAX": {"duckdb": _duck_second_max, "spark": _spark_second_max},
+    # ISO day of the week, Monday 1 … Sunday 7 (Spark's dayofweek counts from Sunday = 1)
+    "ISO_WEEKDAY": {
+        "duckdb": lambda a: _fn("isodow", a[0]),
+        "spark": lambda a: exp.maybe_parse(
+            f"((dayofweek({a[0].sql('spark')}) + 5) % 7) + 1", dialect="spark"),
+    },
     "LOCAL_TS": {
         "duckdb": lambda a: exp.Anonymous(this="timezone", expressions=[a[0], a[1]]),
         "spark": lambda a: exp.Anonymous(this="from_utc_timestamp", expressions=[a[1], a[0]]),
@@ -68,7 +75,8 @@ def render_tree(tree: exp.Expr, dialect: str, pretty: bool = False) -> str:
             spellings = HELPERS[node.name.upper()]
             if dialect not in spellings:
                 raise ValueError(f"{node.name} has no spelling for {dialect}")
-            return spellings[dialect](list(node.expressions))
+            # helpers inside a helper's arguments are spelled out first
+            return spellings[dialect]([arg.transform(rewrite) for arg in node.expressions])
         return node
 
     return tree.transform(rewrite).sql(dialect=dialect, pretty=pretty)

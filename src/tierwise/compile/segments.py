@@ -19,6 +19,7 @@ are whole days elapsed.
 
 from __future__ import annotations
 
+import calendar
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,10 +37,12 @@ from tierwise.compile.compiled import (
     compiled_from,
 )
 from tierwise.compile.dialects import render_tree
+from tierwise.definitions import holidays
 from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
     Between,
+    Call,
     Compare,
     Condition,
     Contains,
@@ -347,6 +350,8 @@ class _Compiler:
             return self.coerce(node, "timestamp"), "timestamp"
         if isinstance(node, Aggregate):
             return self.aggregate(node, scope)
+        if isinstance(node, Call):
+            return self.call(node, scope, source), "number"
         assert isinstance(node, Field)
         if source is not None:
             return self.column(source_field(source, node), "r"), \
@@ -363,6 +368,53 @@ class _Compiler:
             return exp.Coalesce(this=exp.column(info.column, table=scope.alias + "_l"),
                                 expressions=[exp.Literal.number(0)]), info.kind
         return self.column(info, scope.alias), info.kind
+
+    def call(self, node: Call, scope: _Scope, source: str | None) -> exp.Expr:
+        """A part of a date or time in the workspace's zone, or a countdown in days."""
+        zone = self.zone
+        if node.function == "DAYS_UNTIL_HOLIDAY":
+            code = str(getattr(node.argument, "value", ""))
+            if code not in holidays.LABELS:
+                raise RuleError(f"DAYS_UNTIL_HOLIDAY({operand_text(node.argument)}): not a "
+                                f"holiday; expected one of {', '.join(holidays.LABELS)}")
+
+            def countdown(t: datetime) -> int:
+                try:
+                    return holidays.days_until(code, t.astimezone(zone).date())
+                except LookupError as exc:
+                    raise RuleError(str(exc)) from None
+
+            return self.bind_clock(countdown)
+        value, kind = self.operand(node.argument, scope, source)
+        local = _fn("LOCAL_TS", exp.Placeholder(this="tz"), value) if kind == "timestamp" \
+            else value
+        simple = {"YEAR": "YEAR", "MONTH": "MONTH", "DAY": "DAYOFMONTH", "HOUR": "HOUR",
+                  "WEEKDAY": "ISO_WEEKDAY"}
+        if node.function in simple:
+            return _fn(simple[node.function], local)
+        # DAYS_UNTIL_ANNIVERSARY: days from today to the next (month, day) of the date,
+        # 0 on the day; 29 February falls on 28 February in a common year.
+        day = exp.cast(local, "DATE") if kind == "timestamp" else local
+        month, dom = _fn("MONTH", day), _fn("DAYOFMONTH", day.copy())
+        today = self.bind_clock(lambda t: t.astimezone(zone).date())
+
+        def anniversary(years_on: int) -> exp.Expr:
+            year = self.bind_clock(lambda t: t.astimezone(zone).year + years_on)
+            leap_day = self.bind_clock(
+                lambda t: 29 if calendar.isleap(t.astimezone(zone).year + years_on) else 28)
+            on = exp.Case(ifs=[exp.If(this=exp.and_(
+                exp.EQ(this=month.copy(), expression=exp.Literal.number(2)),
+                exp.EQ(this=dom.copy(), expression=exp.Literal.number(29))),
+                true=leap_day)], default=dom.copy())
+            return _fn("MAKE_DATE", year, month.copy(), on)
+
+        def days_to(target: exp.Expr) -> exp.Expr:
+            return exp.DateDiff(this=target, expression=today.copy(), unit=exp.var("DAY"))
+
+        this_year, next_year = anniversary(0), anniversary(1)
+        return exp.Case(ifs=[exp.If(this=exp.GTE(this=this_year, expression=today.copy()),
+                                    true=days_to(this_year.copy()))],
+                        default=days_to(next_year))
 
     def column(self, info: FieldInfo, table: str) -> exp.Expr:
         ref = exp.column(info.column, table=table)

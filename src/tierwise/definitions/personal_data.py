@@ -31,6 +31,7 @@ from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
     Between,
+    Call,
     Compare,
     Condition,
     Contains,
@@ -245,6 +246,8 @@ def personal_fields(rule: Condition, personal: PersonalData,
         for name in personal_fields(child, personal, resolve, source, _seen):
             add(name)
     for operand in operands(rule):
+        if isinstance(operand, Call) and isinstance(operand.argument, Field):
+            operand = operand.argument  # MONTH(birth_date) reads birth_date
         if isinstance(operand, Field) and personal.field_is_personal(operand.path, source):
             add(operand.name if source is None else f"{source}.{operand.name}")
         elif isinstance(operand, Aggregate) and operand.where is not None:

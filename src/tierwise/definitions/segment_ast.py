@@ -120,7 +120,17 @@ class Aggregate:
     window: Window | None
 
 
-Operand = Field | Literal | RelativeDate | Aggregate
+@dataclass(frozen=True)
+class Call:
+    """A part of a date or time, or a countdown: ``MONTH(birth_date)``,
+    ``HOUR(events.occurred_at)``, ``DAYS_UNTIL_ANNIVERSARY(signup_at)``,
+    ``DAYS_UNTIL_HOLIDAY('春节')`` (see ``FUNCTIONS``)."""
+
+    function: str
+    argument: Field | Literal
+
+
+Operand = Field | Literal | RelativeDate | Aggregate | Call
 
 # -- conditions ----------------------------------------------------------------------------
 
@@ -184,6 +194,9 @@ Condition = Compare | InList | Between | IsNull | Contains | InSegment | Not | A
 
 AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "DAYS_SINCE_LAST",
               "DAYS_SINCE_FIRST")
+#: Functions of one date or time field (or, for holidays, a holiday's name): numbers.
+FUNCTIONS = ("YEAR", "MONTH", "DAY", "WEEKDAY", "HOUR", "DAYS_UNTIL_ANNIVERSARY",
+             "DAYS_UNTIL_HOLIDAY")
 SOURCES = ("orders", "events", "tickets", "feedback")
 COMPARE_OPS = ("=", "!=", ">", ">=", "<", "<=")
 
@@ -204,6 +217,8 @@ def operand_text(node: Operand) -> str:
         return repr(value) if isinstance(value, float) else str(value)
     if isinstance(node, RelativeDate):
         return "today" if node.today else f"-{node.amount}{node.unit}"
+    if isinstance(node, Call):
+        return f"{node.function}({operand_text(node.argument)})"
     target = node.source if node.column is None else f"{node.source}.{node.column}"
     parts = [target]
     if node.where is not None:
@@ -293,6 +308,8 @@ def operand_json(node: Operand) -> dict[str, Any]:
         return {"value": node.value}
     if isinstance(node, RelativeDate):
         return {"today": True} if node.today else {"relative": f"-{node.amount}{node.unit}"}
+    if isinstance(node, Call):
+        return {"function": node.function, "of": operand_json(node.argument)}
     out: dict[str, Any] = {"aggregate": node.function, "source": node.source}
     if node.column is not None:
         out["column"] = node.column
@@ -374,7 +391,17 @@ def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
             if "where" in data else None
         return Aggregate(function, str(data.get("source")), data.get("column"), condition,
                          window)
-    raise JSONRuleError(f"{where}: expected one of field, value, relative, today, aggregate")
+    if "function" in data:
+        function = str(data["function"]).upper()
+        if function not in FUNCTIONS:
+            raise JSONRuleError(f"{where}.function: {function!r} is not one of "
+                                f"{', '.join(FUNCTIONS)}")
+        argument = operand_from_json(data.get("of"), f"{where}.of", depth)
+        if not isinstance(argument, Field | Literal):
+            raise JSONRuleError(f"{where}.of: expected a field (or a holiday's name)")
+        return Call(function, argument)
+    raise JSONRuleError(f"{where}: expected one of field, value, relative, today, aggregate, "
+                        "function")
 
 
 def from_json(data: Any, where: str = "rule", depth: int = 0) -> Condition:

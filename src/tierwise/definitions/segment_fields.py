@@ -16,6 +16,7 @@ from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
     Between,
+    Call,
     Compare,
     Condition,
     Contains,
@@ -23,6 +24,7 @@ from tierwise.definitions.segment_ast import (
     InList,
     InSegment,
     IsNull,
+    Literal,
     Not,
     Operand,
     Or,
@@ -165,6 +167,35 @@ def validate(node: Condition, source: str | None = None) -> None:
             if source is not None:
                 raise RuleError("an aggregate cannot be nested inside another's WHERE")
             check_aggregate(operand)
+        elif isinstance(operand, Call):
+            check_call(operand, source)
+
+
+def call_field(node: Call, source: str | None) -> FieldInfo | None:
+    """The field a function reads (None for a holiday's countdown)."""
+    if not isinstance(node.argument, Field):
+        return None
+    return customer_field(node.argument) if source is None \
+        else source_field(source, node.argument)
+
+
+def check_call(node: Call, source: str | None) -> None:
+    if node.function == "DAYS_UNTIL_HOLIDAY":
+        if not (isinstance(node.argument, Literal) and isinstance(node.argument.value, str)):
+            raise RuleError("DAYS_UNTIL_HOLIDAY takes a holiday's name in quotes, such as "
+                            "DAYS_UNTIL_HOLIDAY('春节')")
+        return
+    info = call_field(node, source)
+    if info is None:
+        raise RuleError(f"{node.function} takes a date or time field, such as "
+                        f"{node.function}(birth_date)")
+    wanted = ("timestamp",) if node.function == "HOUR" else ("date", "timestamp")
+    if info.kind not in wanted:
+        what = "a time field such as signup_at" if node.function == "HOUR" \
+            else "a date or time field such as birth_date or signup_at"
+        name = node.argument.name if isinstance(node.argument, Field) else ""
+        raise RuleError(f"{node.function}({name}): {name} is {_article(info.kind)}; "
+                        f"{node.function} takes {what}")
 
 
 def check_aggregate(node: Aggregate) -> None:
@@ -186,6 +217,11 @@ def check_aggregate(node: Aggregate) -> None:
                             f"{node.column} is {info.kind}")
     if node.where is not None:
         validate(node.where, node.source)
+
+
+def _article(kind: str) -> str:
+    return {"number": "a number", "string": "text", "timestamp": "a time", "date": "a date",
+            "list": "a list", "json": "an event property"}.get(kind, kind)
 
 
 def _example(source: str) -> str:

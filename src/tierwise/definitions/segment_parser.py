@@ -14,10 +14,12 @@ from typing import TypeVar
 
 from tierwise.definitions.segment_ast import (
     AGGREGATES,
+    FUNCTIONS,
     MAX_DEPTH,
     Aggregate,
     And,
     Between,
+    Call,
     Compare,
     Condition,
     Contains,
@@ -39,6 +41,8 @@ from tierwise.errors import TierwiseError
 _T = TypeVar("_T")
 KEYWORDS = {"AND", "OR", "NOT", "IN", "BETWEEN", "IS", "NULL", "CONTAINS", "WHERE", "LAST",
             "IN_SEGMENT", "TODAY"}
+
+_RESERVED = KEYWORDS | set(AGGREGATES) | set(FUNCTIONS)
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -92,7 +96,7 @@ def tokenize(text: str) -> list[Token]:
         kind = match.lastgroup or ""
         value = match.group()
         if kind != "space":
-            if kind == "ident" and value.upper() in KEYWORDS | set(AGGREGATES):
+            if kind == "ident" and value.upper() in _RESERVED:
                 kind = "keyword"
             tokens.append(Token(kind, value, position))
         position = match.end()
@@ -256,6 +260,8 @@ class _Parser:
             return RelativeDate(0, "d", today=True)
         if token.kind == "keyword" and token.upper in AGGREGATES:
             return self.aggregate()
+        if token.kind == "keyword" and token.upper in FUNCTIONS:
+            return self.call()
         if token.kind == "ident":
             return Field(self.path())
         raise self.fail("a field, a number, a 'string', a relative date such as -30d, or an "
@@ -269,6 +275,21 @@ class _Parser:
                 raise self.fail("a name after '.'")
             parts.append(self.advance().text)
         return tuple(parts)
+
+    def call(self) -> Call:
+        function = self.advance().upper
+        self.expect_punct("(", f"'(' after {function}")
+        argument: Field | Literal
+        if function == "DAYS_UNTIL_HOLIDAY":
+            if self.token.kind != "string":
+                raise self.fail("a holiday's name in quotes, such as '春节' or 'National Day'")
+            argument = self.literal()
+        elif self.token.kind == "ident":
+            argument = Field(self.path())
+        else:
+            raise self.fail(f"a date or time field, such as {function}(birth_date)")
+        self.expect_punct(")", f"')' to close {function}(")
+        return Call(function, argument)
 
     def aggregate(self) -> Aggregate:
         function = self.advance().upper
@@ -311,7 +332,7 @@ def _number(text: str) -> int | float:
 def _describe(node: Operand) -> str:
     if isinstance(node, Field):
         return node.name
-    if isinstance(node, Aggregate):
+    if isinstance(node, Aggregate | Call):
         return f"{node.function}(…)"
     return "the value"
 

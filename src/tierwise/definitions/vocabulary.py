@@ -27,11 +27,13 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
+from tierwise.definitions import holidays
 from tierwise.definitions.schemas import GENDER, ORDER_STATUS
 from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
     Between,
+    Call,
     Compare,
     Condition,
     Contains,
@@ -197,6 +199,12 @@ class _Normalizer:
     def operand(self, node: Operand) -> Operand:
         if isinstance(node, Aggregate) and node.where is not None:
             return replace(node, where=self.condition(node.where, node.source))
+        if isinstance(node, Call) and node.function == "DAYS_UNTIL_HOLIDAY":
+            found = self.vocabulary.of(HOLIDAY.name)
+            if found is not None:
+                argument = self._literal(found, node.argument)
+                assert isinstance(argument, Literal)
+                return replace(node, argument=argument)
         return node
 
     def condition(self, node: Condition, source: str | None) -> Condition:
@@ -288,8 +296,12 @@ ORDER_STATUS_VALUES = Enumeration.of("orders.status", _labels(
     paid=("已支付", "Paid"), refunded=("已退款", "Refunded"),
     cancelled=("已取消", "Cancelled")), spellings=ORDER_STATUS)
 
+#: China's public holidays ``DAYS_UNTIL_HOLIDAY`` counts down to.
+HOLIDAY = Enumeration.of("DAYS_UNTIL_HOLIDAY", holidays.LABELS, spellings=holidays.SPELLINGS)
+
 #: The enumerations that do not depend on a workspace's settings.
-FIXED: tuple[Enumeration, ...] = (LIFECYCLE, CHURN_RISK, GENDER_VALUES, ORDER_STATUS_VALUES)
+FIXED: tuple[Enumeration, ...] = (LIFECYCLE, CHURN_RISK, GENDER_VALUES, ORDER_STATUS_VALUES,
+                                  HOLIDAY)
 
 
 def label_of(labels: Labels, code: str | None, lang: str) -> str:

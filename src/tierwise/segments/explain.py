@@ -15,6 +15,7 @@ from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
     Between,
+    Call,
     Compare,
     Condition,
     Contains,
@@ -46,7 +47,7 @@ def _leaf_operands(node: Condition) -> list[Operand]:
         candidates = [node.left, node.right]
     elif isinstance(node, InList | IsNull | Between | Contains):
         candidates = [node.operand]
-    return [o for o in candidates if isinstance(o, Field | Aggregate)]
+    return [o for o in candidates if isinstance(o, Field | Aggregate | Call)]
 
 
 def explain(ws: Workspace, rule: Condition, customer_id: str, as_of: datetime,

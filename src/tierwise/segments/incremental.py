@@ -34,6 +34,7 @@ from tierwise.compile.dialects import render
 from tierwise.compile.segments import shift
 from tierwise.definitions.segment_ast import (
     Aggregate,
+    Call,
     Condition,
     Field,
     InSegment,
@@ -92,6 +93,8 @@ def _operand_reads(node: Operand) -> Reads:
             inner = reads(node.where, source=node.source)
         return inner | Reads(frozenset({node.source}),
                              node.window is not None or node.function in _CLOCKED)
+    if isinstance(node, Call) and node.function.startswith("DAYS_UNTIL_"):
+        return Reads(frozenset(), True)  # counts down with the calendar
     if isinstance(node, Field):
         return NOTHING  # resolved by the caller, which knows whether it is a source column
     return NOTHING
@@ -113,6 +116,8 @@ def reads(rule: Condition, resolve: Callable[[str], Condition | None] | None = N
         found |= reads(child, resolve, source)
     for operand in operands(rule):
         found |= _operand_reads(operand)
+        if isinstance(operand, Call) and isinstance(operand.argument, Field):
+            operand = operand.argument  # the field a date part or countdown reads
         if isinstance(operand, Field) and source is None:
             table = customer_field(operand).table
             found |= Reads(frozenset({"orders" if table == "live" else table}), False)
@@ -160,6 +165,8 @@ def _leaf_edges(leaf: Condition, source: str | None) -> set[Edge] | None:
     (the segment is then swept for everyone)."""
     found: set[Edge] = set()
     items = list(operands(leaf))
+    if any(isinstance(i, Call) and i.function.startswith("DAYS_UNTIL_") for i in items):
+        return None  # a countdown moves at local midnight for everyone: swept
     for item in items:
         if isinstance(item, Aggregate):
             time_column = TIME_COLUMN[item.source]
