@@ -276,3 +276,55 @@ def test_every_class_of_the_chinese_eight_class_model_fills(
     expected = [rfm.CN8_CELLS[(bool(r), bool(f), bool(m))] for r, f, m in zip(*high,
                                                                               strict=True)]
     assert found == expected
+
+
+RULE_TIERS = tiers.TierSpec(
+    tiers=["流失", "VIP", "普通", "潜在"],
+    labels={"流失": {"zh-CN": "流失客户", "en": "Churned"}, "VIP": {"zh-CN": "VIP", "en": "VIP"},
+            "普通": {"zh-CN": "普通会员", "en": "Regular"},
+            "潜在": {"zh-CN": "潜在客户", "en": "Potential"}},
+    method="rules",
+    rules=[tiers.TierRule(tier="流失", when="DAYS_SINCE_LAST(orders) > 365"),
+           tiers.TierRule(tier="VIP", when="SUM(orders.amount, LAST 12m) >= 50000"),
+           tiers.TierRule(tier="普通", when="SUM(orders.amount, LAST 12m) >= 10000")])
+
+
+def test_tiers_by_rules_first_match_wins(demo: tierwise.Workspace):
+    """Absolute thresholds (and a churned tier) as segment rules: each customer gets the
+    tier of the first rule the reference evaluator says they meet, else the last tier."""
+    from segment_reference import Reference
+    from tierwise.definitions.segment_parser import parse
+    from tierwise.services.tiers import tier_plan
+
+    settings = compute.load_settings(demo)
+    settings.tiers = RULE_TIERS
+    table = compute.compute(demo, AS_OF, save=False, settings=settings).table
+    reference = Reference(demo, AS_OF)
+    members = [set(reference.members(parse(r.when))) for r in RULE_TIERS.rules]
+    expected = []
+    for customer in table["customer_id"].to_pylist():
+        found = [r.tier for r, m in zip(RULE_TIERS.rules, members, strict=True) if customer in m]
+        expected.append(found[0] if found else "潜在")
+    got = table["tier"].to_pylist()
+    assert got == expected
+    assert {t: got.count(t) > 0 for t in RULE_TIERS.tiers} == dict.fromkeys(RULE_TIERS.tiers,
+                                                                           True)
+    # the plan (what every front end shows) gives the same counts
+    plan = tier_plan(demo, RULE_TIERS, as_of=AS_OF)
+    after = {row["tier"]: row["after"] for row in plan.tiers}
+    assert all(after[t] == got.count(t) for t in RULE_TIERS.tiers)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"rules": []}, "method 'rules' needs rules"),
+    ({"rules": [{"tier": "金卡", "when": "COUNT(orders) >= 1"}]}, "'金卡' is not one of"),
+    ({"rules": [{"tier": "VIP", "when": "clv > 100"}]}, "cannot read clv"),
+    ({"rules": [{"tier": "VIP", "when": "IN_SEGMENT('x')"}]}, "cannot read IN_SEGMENT"),
+    ({"rules": [{"tier": "VIP", "when": "SUM(orders.amount >= 1"}]}, r"rules\[0\] \(VIP\)"),
+    ({"method": "pareto"}, "rules are for method 'rules'"),
+    ({"tiers": ["VIP", "VIP", "普通", "潜在"]}, "tier names must differ"),
+])
+def test_tier_rules_are_checked_when_saved(change: dict[str, object], message: str):
+    spec = {**RULE_TIERS.model_dump(), **change}
+    with pytest.raises(ValueError, match=message):
+        tiers.TierSpec.model_validate(spec)

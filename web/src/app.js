@@ -447,6 +447,15 @@ function wireTierEditor() {
       return;
     }
     current.method = method.value;
+    if (current.method === "rules" && !(current.rules || []).length) {
+      // a starting point: absolute spend thresholds for the first two tiers
+      const names = current.tiers || ["A", "B"];
+      current.rules = [
+        { tier: names[0], when: "SUM(orders.amount, LAST 12m) >= 50000" },
+        { tier: names[1], when: "SUM(orders.amount, LAST 12m) >= 10000" },
+      ];
+    }
+    if (current.method !== "rules") delete current.rules;
     current.cuts = cuts.value.split(",").map((v) => Number(v.trim())).filter((v) => !Number.isNaN(v));
     current.weights = {};
     for (const input of weights) {

@@ -202,7 +202,8 @@ def _tier_spec(ws: Workspace, file: Path | None, method: str | None, cuts: str |
 
 TierOptions = {
     "file": typer.Option(None, help="YAML tier definition."),
-    "method": typer.Option(None, help="percentile, threshold or pareto."),
+    "method": typer.Option(None, help="percentile, threshold, pareto or rules (with "
+                                      "--file)."),
     "cuts": typer.Option(None, help="Comma-separated cuts, best tier first."),
     "weights": typer.Option(None, help="metric=weight,… (monetary, frequency, recency, "
                                        "profit, clv, referrals, growth)."),

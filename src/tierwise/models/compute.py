@@ -23,11 +23,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierwise.compile.segments import compile_rule
+from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.models import clv, lifecycle, rfm, stats, tiers
 from tierwise.models.lifecycle import ChurnBands, LifecycleSpec
 from tierwise.models.rfm import RFMSettings, SegmentScheme
 from tierwise.models.tiers import TierSpec
+from tierwise.segments.evaluate import Evaluation
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import changes as store_changes
 from tierwise.store import customer_mirror
 from tierwise.store import snapshots as snapshot_store
@@ -159,6 +163,23 @@ def _fit_clv(settings: CLVSettings, x: np.ndarray, t_x: np.ndarray, T: np.ndarra
     return info, p_alive, cumulative(float(settings.horizon_weeks)), spend
 
 
+def tiers_of(ws: Workspace, spec: TierSpec, customer_id: np.ndarray, score: np.ndarray,
+             revenue: np.ndarray, as_of: datetime) -> np.ndarray:
+    """Each customer's tier under ``spec``: from the value score or revenue, or — method
+    ``rules`` — from its rules evaluated at ``as_of`` (what compute and the tier plan
+    both call)."""
+    if spec.method != "rules":
+        return tiers.assign_tiers(spec, customer_id, score, revenue)
+    words = vocabulary(ws)
+    members = []
+    with Evaluation(ws, as_of) as evaluation:
+        for rule in spec.rules:
+            compiled = compile_rule(parse(rule.when), ws.engine.name, as_of, ws.config.zone,
+                                    vocabulary=words)
+            members.append(set(evaluation.run(compiled)["customer_id"].to_pylist()))
+    return tiers.assign_by_rules(spec, customer_id, members)
+
+
 def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
             settings: Settings | None = None) -> Snapshot:
     """Compute every customer's facts as of ``as_of`` (default now) and save a snapshot."""
@@ -233,7 +254,7 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     }
     score = tiers.value_score(metrics, settings.tiers.weights, bought)
     id_np = np.asarray(ids.to_pylist(), dtype=object)
-    tier = tiers.assign_tiers(settings.tiers, id_np, score, revenue_total)
+    tier = tiers_of(ws, settings.tiers, id_np, score, revenue_total, as_of)
     gap = lifecycle.typical_gap(x, np.nan_to_num(_np(st, "t_x_days")), settings.lifecycle)
     earlier = lifecycle.prior_gap(x, np.nan_to_num(_np(st, "t_x_days")),
                                   _np(st, "gap_before_last_days"), settings.lifecycle)

@@ -10,7 +10,12 @@ the weighted mean × 100. Customers without a purchase score 0.
   ``[0.1, 0.2, 0.3]`` puts the top 10% by value score in A, the next 20% in B, … ;
 - ``threshold`` — cuts are value-score floors, best first: ``[80, 60, 40]``;
 - ``pareto`` — cuts are cumulative revenue shares: ``[0.5, 0.8, 0.95]`` puts in A the
-  customers who, ranked by revenue, make the first 50% of it, and so on.
+  customers who, ranked by revenue, make the first 50% of it, and so on;
+- ``rules`` — a rule of the segment language per tier, first match wins, the last tier for
+  customers no rule selects: ``SUM(orders.amount, LAST 12m) >= 50000`` → VIP,
+  ``>= 10000`` → 普通. Absolute thresholds, or any condition the segment language can say
+  (a tier may mean "churned": ``DAYS_SINCE_LAST(orders) > 365``). Rules are evaluated at
+  the computation's as_of and may not read the computed fields themselves.
 Ties are broken by customer_id so the same data always gives the same tiers.
 """
 
@@ -22,7 +27,38 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tierwise.definitions.segment_ast import Call, Condition, InSegment
+from tierwise.definitions.segment_ast import Field as RuleField
+from tierwise.definitions.segment_fields import (
+    COMPUTED_FIELDS,
+    children,
+    operands,
+    validate,
+)
+from tierwise.definitions.segment_parser import parse
+
 METRICS = ("monetary", "frequency", "recency", "profit", "clv", "referrals", "growth")
+
+
+class TierRule(BaseModel):
+    """``when`` (a segment rule) puts a customer in ``tier``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tier: str
+    when: str = Field(min_length=1, max_length=20_000)
+
+
+def _computed_fields(rule: Condition) -> list[str]:
+    """Computed fields (and IN_SEGMENT) a tier rule names: tiers are computed with them."""
+    found = ["IN_SEGMENT"] if isinstance(rule, InSegment) else []
+    for child in children(rule):
+        found += _computed_fields(child)
+    for operand in operands(rule):
+        if isinstance(operand, Call) and isinstance(operand.argument, RuleField):
+            operand = operand.argument
+        if isinstance(operand, RuleField) and operand.name in COMPUTED_FIELDS:
+            found.append(operand.name)
+    return found
 
 
 class TierSpec(BaseModel):
@@ -38,8 +74,30 @@ class TierSpec(BaseModel):
     })
     weights: dict[str, float] = Field(default_factory=lambda: {
         "monetary": 0.35, "frequency": 0.2, "recency": 0.15, "profit": 0.1, "clv": 0.2})
-    method: Literal["percentile", "threshold", "pareto"] = "pareto"
+    method: Literal["percentile", "threshold", "pareto", "rules"] = "pareto"
     cuts: list[float] = Field(default_factory=lambda: [0.5, 0.8, 0.95])
+    #: For ``rules``: first match wins; customers no rule selects get the last tier.
+    rules: list[TierRule] = Field(default_factory=list)
+
+    def _check_rules(self) -> TierSpec:
+        if not self.rules:
+            raise ValueError("method 'rules' needs rules: [{tier: VIP, when: "
+                             "'SUM(orders.amount, LAST 12m) >= 50000'}, …]")
+        for i, rule in enumerate(self.rules):
+            if rule.tier not in self.tiers:
+                raise ValueError(f"rules[{i}]: tier {rule.tier!r} is not one of {self.tiers}")
+            try:
+                tree = parse(rule.when)
+                validate(tree)
+            except Exception as exc:  # the rule's own message, with where it is
+                raise ValueError(f"rules[{i}] ({rule.tier}): {exc}") from None
+            computed = _computed_fields(tree)
+            if computed:
+                raise ValueError(f"rules[{i}] ({rule.tier}): a tier rule cannot read "
+                                 f"{', '.join(sorted(set(computed)))}, which are computed "
+                                 "together with the tiers; use what they come from, such "
+                                 "as SUM(orders.amount, LAST 12m) or DAYS_SINCE_LAST(orders)")
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> TierSpec:
@@ -48,6 +106,12 @@ class TierSpec(BaseModel):
             raise ValueError(f"unknown metrics {sorted(unknown)}; expected some of {METRICS}")
         if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
             raise ValueError("weights must be non-negative and not all zero")
+        if len(set(self.tiers)) != len(self.tiers):
+            raise ValueError(f"tier names must differ: {self.tiers}")
+        if self.method == "rules":
+            return self._check_rules()
+        if self.rules:
+            raise ValueError(f"rules are for method 'rules', not {self.method!r}")
         if len(self.cuts) != len(self.tiers) - 1:
             raise ValueError(f"{len(self.tiers)} tiers need {len(self.tiers) - 1} cuts")
         if self.method == "threshold":
@@ -119,6 +183,19 @@ def assign_tiers(spec: TierSpec, customer_id: np.ndarray, score: np.ndarray,
     result[order] = np.asarray(spec.tiers, dtype=object)[tier_index]
     result[revenue <= 0] = spec.tiers[-1]
     return result
+
+
+def assign_by_rules(spec: TierSpec, customer_id: np.ndarray,
+                    members: list[set[str]]) -> np.ndarray:
+    """Tiers by ``spec.rules`` given each rule's members: first match wins, the last tier
+    for everyone else."""
+    out = np.full(len(customer_id), spec.tiers[-1], dtype=object)
+    free = np.ones(len(customer_id), dtype=bool)
+    for rule, found in zip(spec.rules, members, strict=True):
+        mask = free & np.isin(customer_id, np.asarray(sorted(found), dtype=object))
+        out[mask] = rule.tier
+        free &= ~mask
+    return out
 
 
 def tier_summary(tiers: np.ndarray, revenue: np.ndarray, spec: TierSpec) -> pa.Table:

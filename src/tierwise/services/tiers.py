@@ -69,7 +69,7 @@ def tier_plan(ws: Workspace, spec: TierSpec, *, snapshot: compute.Snapshot | Non
                          "before it was): counted as 0 here; compute again for the real "
                          "figures")
         score = tiers.value_score(metrics, spec.weights, bought)
-    after = tiers.assign_tiers(spec, ids, score, revenue)
+    after = compute.tiers_of(ws, spec, ids, score, revenue, snapshot.as_of)
     before = np.asarray(t.column("tier").to_pylist(), dtype=object)
     labels = list(dict.fromkeys([*current.tiers, *spec.tiers]))
     rows = [{"tier": label, "before": int((before == label).sum()),

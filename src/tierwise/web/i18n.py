@@ -67,14 +67,21 @@ _WORDS: dict[str, tuple[str, str]] = {
     "plan": ("预览变化", "Preview the change"),
     "save": ("保存", "Save"),
     "saved": ("已保存", "Saved"),
-    "tier_rules_help": ("规则以 JSON 编辑：方法（pareto / percentile / threshold）、切分点和权重。"
-                        "先预览再保存；保存后下次计算生效。",
-                        "Edit the rule as JSON: method (pareto / percentile / threshold), cuts "
-                        "and weights. Preview, then save; the next compute applies it."),
+    "tier_rules_help": ("规则以 JSON 编辑：方法（pareto / percentile / threshold / rules）、"
+                        "切分点和权重；rules 方法为每个等级写一条分群规则（如 "
+                        "SUM(orders.amount, LAST 12m) >= 50000），按顺序首条命中，"
+                        "其余归最后一级。先预览再保存；保存后下次计算生效。",
+                        "Edit the rule as JSON: method (pareto / percentile / threshold / "
+                        "rules), cuts and weights; with rules, each tier gets a segment rule "
+                        "(such as SUM(orders.amount, LAST 12m) >= 50000), the first match "
+                        "wins and everyone else gets the last tier. Preview, then save; the "
+                        "next compute applies it."),
     "tier_method": ("分级方法", "Method"),
     "method_pareto": ("帕累托（按累计销售额）", "Pareto (cumulative revenue)"),
     "method_percentile": ("按人数比例", "Percentile (share of customers)"),
     "method_threshold": ("按价值分阈值", "Threshold (value score)"),
+    "method_rules": ("按规则（如近 12 个月消费 ≥ 50,000 为 VIP）",
+                     "Rules (e.g. spent ≥ 50,000 in 12 months → VIP)"),
     "tier_cuts": ("切分点（逗号分隔）", "Cuts (comma-separated)"),
     "tier_cuts_help": ("帕累托：累计销售额占比，递增，如 0.5, 0.8, 0.95；按人数比例：各级人数占比，"
                        "如 0.05, 0.15, 0.3；按阈值：价值分下限，递减，如 80, 60, 40。",
