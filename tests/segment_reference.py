@@ -191,6 +191,15 @@ class Reference:
             if isinstance(value, float) and math.isnan(value):
                 return None
             return value
+        if name in ("nps", "nps_class"):
+            score = self.aggregate(Aggregate("LATEST", "feedback", "nps",
+                                             IsNull(Field(("nps",)), negated=True), None),
+                                   customer)
+            if name == "nps" or score is None:
+                return score
+            return "promoter" if score >= 9 else "passive" if score >= 7 else "detractor"
+        if name == "csat":
+            return self.aggregate(Aggregate("AVG", "feedback", "csat", None, None), customer)
         if name in ("last_order_at", "first_order_at"):
             return self.aggregate(Aggregate("MAX" if name == "last_order_at" else "MIN",
                                             "orders", "ordered_at", None, None), customer)
@@ -271,6 +280,9 @@ class Reference:
             return min(present) if present else None
         if fn == "MAX":
             return max(present) if present else None
+        if fn == "LATEST":  # the value of the latest row (rules here skip rows without one)
+            latest = max(rows, key=lambda r: r[TIME[node.source]], default=None)
+            return None if latest is None else latest[node.column]
         times = [r[TIME[node.source]] for r in rows]
         if not times:
             return None

@@ -84,7 +84,7 @@ def _check_labels(ws: tierwise.Workspace) -> dict[str, int]:
 def test_every_label_selects_what_its_code_selects(ws: tierwise.Workspace):
     found = _check_labels(ws)
     assert set(found) == {"lifecycle", "churn_risk", "gender", "orders.status", "tier",
-                          "rfm.segment", "DAYS_UNTIL_HOLIDAY"}
+                          "rfm.segment", "DAYS_UNTIL_HOLIDAY", "nps_class"}
     # not vacuous: every field has members under its codes
     assert all(n > 0 for n in found.values()), found
     # the issue's own examples
@@ -274,3 +274,34 @@ def test_templates_follow_their_words(ws: tierwise.Workspace):
     awakened = set(_members(ws, "DAYS_SINCE_LAST(orders) > 90"))
     valuable = set(_members(ws, "rfm.m >= 4"))
     assert set(_members(ws, str(TEMPLATES["to_be_awakened"].rule))) == awakened & valuable
+
+
+SATISFACTION = ["nps_class = 'promoter'", "nps_class = '贬损者'", "nps_class = 'Passive'",
+                "nps >= 9", "nps IS NULL", "csat >= 4", "csat < 3",
+                "LATEST(feedback.csat) <= 2", "LATEST(orders.amount) > 1000",
+                "COUNT(feedback WHERE nps <= 6, LAST 1y) >= 1 AND nps_class != 'detractor'"]
+
+
+def test_satisfaction_fields_agree_with_the_reference(ws: tierwise.Workspace):
+    from segment_reference import Reference
+
+    reference = Reference(ws, AS_OF)
+    words = vocabulary(ws)
+    for rule in SATISFACTION:
+        expected = reference.members(words.normalize(parse(rule)))
+        assert _members(ws, rule) == expected, rule
+    assert _members(ws, "nps >= 9") == _members(ws, "nps_class = 'promoter'") != []
+    assert _members(ws, "nps BETWEEN 0 AND 6") == _members(ws, "nps_class = '贬损者'") != []
+    assert _members(ws, "csat >= 4") != []
+
+
+@pytest.mark.skipif(SPARK_MISSING is not None, reason=str(SPARK_MISSING))
+def test_satisfaction_fields_on_spark(ws: tierwise.Workspace):
+    rules = SATISFACTION[:3] + SATISFACTION[7:9]
+    expected = {rule: _members(ws, rule) for rule in rules}
+    ws.engine = make_engine("spark")
+    try:
+        got = {rule: _members(ws, rule) for rule in rules}
+    finally:
+        ws.engine = make_engine("duckdb")
+    assert got == expected

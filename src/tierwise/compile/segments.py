@@ -60,6 +60,7 @@ from tierwise.definitions.segment_ast import (
 )
 from tierwise.definitions.segment_fields import (
     LIVE_FIELDS,
+    NPS_CLASSES,
     TIME_COLUMN,
     FieldInfo,
     RuleError,
@@ -358,8 +359,13 @@ class _Compiler:
                 source_field(source, node).kind
         info = customer_field(node)
         if info.table == "live":
-            return self.aggregate(Aggregate(LIVE_FIELDS[node.name], "orders", "ordered_at",
-                                            None, None), scope)
+            value, _ = self.aggregate(LIVE_FIELDS[node.name], scope)
+            if node.name == "nps_class":
+                return exp.Case(ifs=[exp.If(this=exp.GTE(this=value.copy(),
+                                                         expression=exp.Literal.number(floor)),
+                                            true=exp.Literal.string(name))
+                                     for name, floor in NPS_CLASSES]), "string"
+            return value, info.kind
         if info.table == "snapshot":
             scope.uses_snapshot = True
             return exp.column(info.column, table=scope.alias + "_s"), info.kind
@@ -442,7 +448,7 @@ class _Compiler:
         if node.function in ("COUNT", "SUM", "COUNT_DISTINCT"):
             value = exp.Coalesce(this=value, expressions=[exp.Literal.number(0)])
         kind = "number"
-        if node.function in ("MIN", "MAX") and node.column is not None:
+        if node.function in ("MIN", "MAX", "LATEST") and node.column is not None:
             kind = source_field(node.source, Field((node.column,))).kind
         return value, kind
 
@@ -517,6 +523,8 @@ class _Compiler:
             return filtered(exp.Count(this=exp.Star()))
         if fn == "COUNT_DISTINCT":
             return filtered(exp.Count(this=exp.Distinct(expressions=[column])))
+        if fn == "LATEST":  # the value in the latest row (by the source's time)
+            return filtered(exp.ArgMax(this=column, expression=time_col))
         if fn in ("SUM", "AVG", "MIN", "MAX"):
             return filtered({"SUM": exp.Sum, "AVG": exp.Avg, "MIN": exp.Min,
                              "MAX": exp.Max}[fn](this=column))

@@ -113,7 +113,7 @@ class Window:
 class Aggregate:
     """``SUM(orders.amount WHERE status = 'paid', LAST 30d)``."""
 
-    function: str  # COUNT, SUM, AVG, MIN, MAX, COUNT_DISTINCT, DAYS_SINCE_LAST, ...
+    function: str  # COUNT, SUM, AVG, MIN, MAX, COUNT_DISTINCT, DAYS_SINCE_LAST, LATEST, …
     source: str  # orders, events, tickets, feedback
     column: str | None
     where: Condition | None
@@ -193,7 +193,7 @@ class Or:
 Condition = Compare | InList | Between | IsNull | Contains | InSegment | Not | And | Or
 
 AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "DAYS_SINCE_LAST",
-              "DAYS_SINCE_FIRST")
+              "DAYS_SINCE_FIRST", "LATEST")
 #: Functions of one date or time field (or, for holidays, a holiday's name): numbers.
 FUNCTIONS = ("YEAR", "MONTH", "DAY", "WEEKDAY", "HOUR", "DAYS_UNTIL_ANNIVERSARY",
              "DAYS_UNTIL_HOLIDAY")

@@ -72,8 +72,24 @@ COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
 }
 #: Kept current by the server as events arrive (``models.leads``).
 LEAD_FIELDS: dict[str, tuple[str, Kind]] = {"lead_score": ("lead_score", "number")}
-#: Computed from paid orders at as_of, like an aggregate.
-LIVE_FIELDS: dict[str, str] = {"last_order_at": "MAX", "first_order_at": "MIN"}
+def _latest(source: str, column: str) -> Aggregate:
+    """The value of ``column`` in the customer's latest row of ``source`` that has one."""
+    return Aggregate("LATEST", source, column, IsNull(Field((column,)), negated=True), None)
+
+
+#: Computed at as_of like an aggregate: the first and last paid order, the customer's
+#: latest NPS score (0–10) and its class, and their mean CSAT (1–5) over all feedback.
+LIVE_FIELDS: dict[str, Aggregate] = {
+    "last_order_at": Aggregate("MAX", "orders", "ordered_at", None, None),
+    "first_order_at": Aggregate("MIN", "orders", "ordered_at", None, None),
+    "nps": _latest("feedback", "nps"),
+    "nps_class": _latest("feedback", "nps"),
+    "csat": Aggregate("AVG", "feedback", "csat", None, None),
+}
+LIVE_KINDS: dict[str, Kind] = {"last_order_at": "timestamp", "first_order_at": "timestamp",
+                               "nps": "number", "nps_class": "string", "csat": "number"}
+#: NPS classes by score: promoters 9–10, passives 7–8, detractors 0–6.
+NPS_CLASSES = (("promoter", 9), ("passive", 7), ("detractor", 0))
 
 SOURCE_COLUMNS: dict[str, dict[str, Kind]] = {source: _columns(source) for source in SOURCES}
 TIME_COLUMN: dict[str, str] = {source: str(TABLES[source].time_column) for source in SOURCES}
@@ -97,7 +113,7 @@ def customer_field(field: Field) -> FieldInfo:
         column, kind = COMPUTED_FIELDS[name]
         return FieldInfo(kind, "snapshot", column)
     if name in LIVE_FIELDS:
-        return FieldInfo("timestamp", "live", name)
+        return FieldInfo(LIVE_KINDS[name], "live", name)
     if name in LEAD_FIELDS:
         column, kind = LEAD_FIELDS[name]
         return FieldInfo(kind, "leads", column)
@@ -203,7 +219,7 @@ def check_aggregate(node: Aggregate) -> None:
         hint = _suggest(node.source, list(SOURCE_COLUMNS))
         raise RuleError(f"unknown source {node.source!r}{hint}; expected one of "
                         f"{', '.join(SOURCE_COLUMNS)}")
-    needs_column = node.function in ("SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT")
+    needs_column = node.function in ("SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "LATEST")
     if needs_column and node.column is None:
         raise RuleError(f"{node.function} needs a column, such as {node.function}"
                         f"({node.source}.{_example(node.source)})")

@@ -296,12 +296,19 @@ ORDER_STATUS_VALUES = Enumeration.of("orders.status", _labels(
     paid=("已支付", "Paid"), refunded=("已退款", "Refunded"),
     cancelled=("已取消", "Cancelled")), spellings=ORDER_STATUS)
 
+#: NPS classes (``nps_class``): promoters score 9–10, passives 7–8, detractors 0–6.
+NPS_CLASS = Enumeration.of("nps_class", _labels(
+    promoter=("推荐者", "Promoter"), passive=("中立者", "Passive"),
+    detractor=("贬损者", "Detractor")),
+    spellings={"promoters": "promoter", "passives": "passive", "detractors": "detractor",
+               "推荐": "promoter", "中立": "passive", "被动者": "passive", "贬损": "detractor"})
+
 #: China's public holidays ``DAYS_UNTIL_HOLIDAY`` counts down to.
 HOLIDAY = Enumeration.of("DAYS_UNTIL_HOLIDAY", holidays.LABELS, spellings=holidays.SPELLINGS)
 
 #: The enumerations that do not depend on a workspace's settings.
 FIXED: tuple[Enumeration, ...] = (LIFECYCLE, CHURN_RISK, GENDER_VALUES, ORDER_STATUS_VALUES,
-                                  HOLIDAY)
+                                  NPS_CLASS, HOLIDAY)
 
 
 def label_of(labels: Labels, code: str | None, lang: str) -> str:

@@ -43,6 +43,7 @@ from tierwise.definitions.segment_ast import (
     RelativeDate,
 )
 from tierwise.definitions.segment_fields import (
+    LIVE_FIELDS,
     TIME_COLUMN,
     RuleError,
     children,
@@ -120,7 +121,8 @@ def reads(rule: Condition, resolve: Callable[[str], Condition | None] | None = N
             operand = operand.argument  # the field a date part or countdown reads
         if isinstance(operand, Field) and source is None:
             table = customer_field(operand).table
-            found |= Reads(frozenset({"orders" if table == "live" else table}), False)
+            found |= Reads(frozenset({LIVE_FIELDS[operand.name].source if table == "live"
+                                      else table}), False)
     return found
 
 
@@ -204,7 +206,8 @@ def _leaf_edges(leaf: Condition, source: str | None) -> set[Edge] | None:
         if info.table in ("source", "customers"):
             table = source if info.table == "source" else "customers"
             found.add(Edge(str(table), info.column, amount, unit, _DAY))
-        elif info.table == "live":  # last_order_at / first_order_at: paid orders
+        elif info.table == "live" and LIVE_FIELDS[info.column].source == "orders":
+            # last_order_at / first_order_at: paid orders
             found.add(Edge("orders", TIME_COLUMN["orders"], amount, unit, _DAY))
         else:
             return None
