@@ -62,15 +62,14 @@ _ALL = (
               "Customers who bought in the last year, in the 14 days before the Spring "
               "Festival: greetings and holiday offers.", "care"),
     _template("promoters", "推荐者（NPS 9–10）", "Promoters (NPS 9–10)",
-              "AVG(feedback.nps, LAST 1y) >= 9",
-              "近一年 NPS 评分平均 9 分及以上：适合邀请推荐、评价和案例。",
-              "Average NPS score of 9 or more in the last year: ask for referrals, reviews "
-              "and case studies.", "satisfaction"),
+              "nps_class = 'promoter'",
+              "最近一次 NPS 评分为 9–10 分：适合邀请推荐、评价和案例。",
+              "Latest NPS score 9–10: ask for referrals, reviews and case studies.",
+              "satisfaction"),
     _template("detractors", "贬损者（NPS 0–6）", "Detractors (NPS 0–6)",
-              "AVG(feedback.nps, LAST 1y) <= 6",
-              "近一年 NPS 评分平均 6 分及以下：需要回访和服务补救。",
-              "Average NPS score of 6 or less in the last year: call back and recover.",
-              "satisfaction", "retention"),
+              "nps_class = 'detractor'",
+              "最近一次 NPS 评分为 0–6 分：需要回访和服务补救。",
+              "Latest NPS score 0–6: call back and recover.", "satisfaction", "retention"),
 )
 
 TEMPLATES: dict[str, SegmentDefinition] = {t.key: t for t, _ in _ALL}
