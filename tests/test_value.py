@@ -328,3 +328,33 @@ def test_tier_rules_are_checked_when_saved(change: dict[str, object], message: s
     spec = {**RULE_TIERS.model_dump(), **change}
     with pytest.raises(ValueError, match=message):
         tiers.TierSpec.model_validate(spec)
+
+
+def test_referral_value(demo: tierwise.Workspace):
+    """referral_revenue: the paid revenue, up to as_of, of the customers each one referred
+    (each referred customer once); both it and the count are fields rules can use."""
+    from tierwise.segments.evaluate import evaluate_rule
+
+    snap = compute.compute(demo, AS_OF)
+    orders = demo.table("orders").to_pylist()
+    spent: dict[str, float] = {}
+    for o in orders:
+        if o["status"] == "paid" and o["ordered_at"] <= AS_OF:
+            spent[o["customer_id"]] = spent.get(o["customer_id"], 0.0) + o["amount"]
+    pairs: dict[str, set[str]] = {}
+    made: Counter[str] = Counter()
+    for r in demo.table("referrals").to_pylist():
+        if r["at"] <= AS_OF:
+            pairs.setdefault(r["referrer_id"], set()).add(r["referred_id"])
+            made[r["referrer_id"]] += 1
+    expected = {c: sum(spent.get(x, 0.0) for x in referred) for c, referred in pairs.items()}
+    rows = {r["customer_id"]: r for r in snap.table.to_pylist()}
+    assert any(v > 0 for v in expected.values())
+    for customer, row in rows.items():
+        assert row["referrals"] == made.get(customer, 0), customer
+        assert row["referral_revenue"] == pytest.approx(expected.get(customer, 0.0)), customer
+    many = sorted(c for c, n in made.items() if n >= 2)
+    assert evaluate_rule(demo, "referrals >= 2", AS_OF)["customer_id"].to_pylist() == many
+    valuable = sorted(c for c, v in expected.items() if v > 1000)
+    assert evaluate_rule(demo, "referral_revenue > 1000", AS_OF)["customer_id"].to_pylist() \
+        == valuable != []

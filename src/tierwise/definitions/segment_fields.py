@@ -69,6 +69,8 @@ COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
     "churn_risk": ("churn_risk", "string"),
     "churn_probability": ("churn_probability", "number"),
     "lookalike_score": ("lookalike_score", "number"),
+    "referrals": ("referrals", "number"),
+    "referral_revenue": ("referral_revenue", "number"),
 }
 #: Kept current by the server as events arrive (``models.leads``).
 LEAD_FIELDS: dict[str, tuple[str, Kind]] = {"lead_score": ("lead_score", "number")}

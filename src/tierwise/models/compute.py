@@ -215,6 +215,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     ref_idx = pc.index_in(ids, referrals["customer_id"])
     referrals_made = np.nan_to_num(_np(pa.table({"n": col(referrals, "referrals", ref_idx)}),
                                        "n"))
+    referral_revenue = np.nan_to_num(_np(pa.table(
+        {"v": col(referrals, "referral_revenue", ref_idx)}), "v"))
 
     x = np.nan_to_num(_np(st, "x"))
     t_x = np.nan_to_num(_np(st, "t_x_days")) / WEEK_DAYS
@@ -287,6 +289,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
                                                 sc["m"].cast(pa.string()), ""),
         "rfm_segment": segment,
         "referrals": pa.array(referrals_made.astype(np.int64)),
+        # paid revenue of the customers this one referred: the value of their referrals
+        "referral_revenue": pa.array(referral_revenue, pa.float64()),
         # revenue this period minus the period before (the tier metric "growth")
         "revenue_growth": pa.array(growth, pa.float64()),
         "value_score": pa.array(score),

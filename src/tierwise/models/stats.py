@@ -125,9 +125,23 @@ def stats_sql(dialect: str) -> str:
     return render(_STATS_SQL, dialect)
 
 
+# Referrals made, and the paid revenue (up to as_of) of the customers each one referred,
+# every referred customer counted once per referrer.
 _REFERRALS_SQL = """
-SELECT referrer_id AS customer_id, count(*) AS referrals
-FROM referrals WHERE "at" <= :as_of GROUP BY referrer_id
+WITH made AS (
+  SELECT referrer_id, count(*) AS referrals FROM referrals WHERE "at" <= :as_of
+  GROUP BY referrer_id),
+pairs AS (
+  SELECT DISTINCT referrer_id, referred_id FROM referrals WHERE "at" <= :as_of),
+spent AS (
+  SELECT customer_id, sum(amount) AS revenue FROM orders
+  WHERE status = 'paid' AND ordered_at <= :as_of GROUP BY customer_id),
+value AS (
+  SELECT p.referrer_id, sum(s.revenue) AS revenue FROM pairs AS p
+  JOIN spent AS s ON s.customer_id = p.referred_id GROUP BY p.referrer_id)
+SELECT m.referrer_id AS customer_id, m.referrals,
+       CAST(coalesce(v.revenue, 0) AS DOUBLE) AS referral_revenue
+FROM made AS m LEFT JOIN value AS v ON v.referrer_id = m.referrer_id
 """
 
 
@@ -171,7 +185,8 @@ def rfm_summary(ws: Workspace, as_of: datetime, period: Period | None = None) ->
 
 
 def referrals_made(ws: Workspace, as_of: datetime) -> pa.Table:
-    """Referrals each customer made up to ``as_of``."""
+    """Referrals each customer made up to ``as_of``, and the paid revenue of the customers
+    they referred (``referral_revenue``)."""
     sql = render(_REFERRALS_SQL, ws.engine.name)
-    with ws.engine.session({"referrals": ws.facts.scan("referrals")}) as session:
+    with ws.engine.session(ws.facts.scans(("referrals", "orders"))) as session:
         return session.query(sql, {"as_of": as_of})
