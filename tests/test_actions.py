@@ -28,6 +28,7 @@ from tierwise.models import leads
 from tierwise.security.consent import set_preference
 from tierwise.segments import catalog as defs
 from tierwise.segments import membership
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import leads as lead_store
 from tierwise.store.tables import outbox, tasks
 
@@ -48,9 +49,10 @@ def now(served: Served) -> datetime:
 
 def _define(ws: tierwise.Workspace, kind: str, data: dict[str, object]) -> None:
     model = automations.parse_definition(kind, data, "test")
+    words = vocabulary(ws)
     with ws.control.write() as conn:
         automations.save(conn, kind, model,
-                         allowed_targets=ws.config.webhook_allowed_targets)
+                         allowed_targets=ws.config.webhook_allowed_targets, vocabulary=words)
 
 
 def _order(ws: tierwise.Workspace, order_id: str, customer: str, amount: float,

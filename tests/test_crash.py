@@ -20,6 +20,7 @@ from tests.test_serve import _free_port
 import tierwise
 from tierwise.actions import catalog as automations
 from tierwise.segments import catalog as defs
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import accounts
 from tierwise.store.tables import outbox, segment_history
 
@@ -62,11 +63,12 @@ def test_sigkill_during_intake_and_delivery_loses_nothing(tmp_path: Path) -> Non
         key="clickers", rule=f"COUNT(events WHERE type = 'click') >= {CLICKS}"))
     with webhook_receiver() as hook:
         hook.delay = 0.15
+        words = vocabulary(ws)
         with ws.control.write() as conn:
             automations.save(conn, "trigger", automations.parse_definition("trigger", {
                 "key": "clicked", "on": {"event": "enter", "segment": "clickers"},
                 "action": {"type": "webhook", "url": hook.url}}, "test"),
-                allowed_targets=ws.config.webhook_allowed_targets)
+                allowed_targets=ws.config.webhook_allowed_targets, vocabulary=words)
             key = accounts.create_key(conn, "load", "admin", "test",
                                       rate_per_second=10_000).secret
         ws.close()

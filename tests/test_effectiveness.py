@@ -10,6 +10,7 @@ from tests.test_cli import tw
 
 import tierwise
 from tierwise.insights.effectiveness import holdout, uplift
+from tierwise.segments.vocabulary import vocabulary
 
 
 def test_holdout_is_random_reproducible_and_sized() -> None:
@@ -96,11 +97,12 @@ def test_uplift_of_a_triggered_action_against_its_holdout(tmp_path: Path) -> Non
         {"order_id": f"A{c}", "customer_id": c, "ordered_at": "2026-01-05T10:00:00+00:00",
          "amount": 50} for c in ids]), unknown_customers="create")
     defs.save(ws, defs.SegmentDefinition(key="winback", kind="static"))
+    words = vocabulary(ws)
     with ws.control.write() as conn:
         automations.save(conn, "trigger", automations.parse_definition("trigger", {
             "key": "winback_offer", "on": {"event": "enter", "segment": "winback"},
             "action": {"type": "tag", "tag": "offer"}, "holdout": 0.3}, "test"),
-            allowed_targets=[])
+            allowed_targets=[], vocabulary=words)
     membership.edit_static(ws, "winback", add=ids, at=start)
     orders = []
     for c in ids:

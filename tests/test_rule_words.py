@@ -305,3 +305,28 @@ def test_satisfaction_fields_on_spark(ws: tierwise.Workspace):
     finally:
         ws.engine = make_engine("duckdb")
     assert got == expected
+
+
+def test_triggers_and_playbooks_take_labels(client: TestClient):
+    """A trigger on tier or lifecycle changes and a playbook for a tier store the codes;
+    a value that names none is refused, never a trigger that silently never fires."""
+    put = client.put("/v1/triggers/to_core", json={
+        "on": {"event": "tier_change", "to": ["A 类 · 核心客户"], "from": ["b", "C 类"]},
+        "action": {"type": "tag", "tag": "core"}})
+    assert put.status_code == 200, put.text
+    on = client.get("/v1/triggers/to_core").json()["on"]
+    assert on["to"] == ["A"] and on["from"] == ["B", "C"]
+    put = client.put("/v1/triggers/lapsing", json={
+        "on": {"event": "lifecycle_change", "to": ["流失预警"]},
+        "action": {"type": "tag", "tag": "lapsing"}})
+    assert put.status_code == 200, put.text
+    assert client.get("/v1/triggers/lapsing").json()["on"]["to"] == ["at_risk"]
+    wrong = client.put("/v1/triggers/nowhere", json={
+        "on": {"event": "tier_change", "to": ["Z"]}, "action": {"type": "tag", "tag": "z"}})
+    assert wrong.status_code == 400 and "可用的取值：'A'" in wrong.json()["detail"]
+    book = client.put("/v1/playbooks/core_care", json={
+        "applies_to": {"tier": "核心客户"}, "service_level": "gold"})
+    assert book.status_code == 200, book.text
+    assert client.get("/v1/playbooks/core_care").json()["applies_to"]["tier"] == "A"
+    assert client.put("/v1/playbooks/nobody", json={"applies_to": {"tier": "金卡"}}
+                      ).status_code == 400

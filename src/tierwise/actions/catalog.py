@@ -21,6 +21,7 @@ from tierwise.definitions.automations import (
     load_yaml,
     parse_definition,
 )
+from tierwise.definitions.vocabulary import Vocabulary
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.security import targets
 from tierwise.store import versions
@@ -38,11 +39,39 @@ def webhook_urls(model: Any) -> list[str]:
     return [a.url for a in actions if isinstance(a, Webhook)]
 
 
+def in_codes(model: Any, words: Vocabulary) -> Any:
+    """``model`` with the tiers and stages it names as codes: a trigger on tier or
+    lifecycle changes ``from`` / ``to`` and a playbook's ``applies_to.tier`` may use the
+    labels the workspace shows (``'A 类'``, ``'流失预警'``); a value that names none is an
+    error with the valid ones, never a trigger that silently never fires."""
+    try:
+        if isinstance(model, Trigger) and model.on.event in ("tier_change",
+                                                             "lifecycle_change"):
+            name = "tier" if model.on.event == "tier_change" else "lifecycle"
+            on = model.on.model_copy(update={
+                "from_": None if model.on.from_ is None else
+                [words.code(name, v) for v in model.on.from_],
+                "to": None if model.on.to is None else [words.code(name, v)
+                                                        for v in model.on.to]})
+            return model.model_copy(update={"on": on})
+        if isinstance(model, Playbook) and model.applies_to.tier is not None:
+            applies = model.applies_to.model_copy(
+                update={"tier": words.code("tier", model.applies_to.tier)})
+            return model.model_copy(update={"applies_to": applies})
+    except TierwiseError as exc:
+        raise TierwiseError(f"{model.key}: {exc}") from None
+    return model
+
+
 def save(conn: Connection, kind: str, model: Any, note: str | None = None, *,
-         allowed_targets: Iterable[str]) -> int:
+         allowed_targets: Iterable[str], vocabulary: Vocabulary | None) -> int:
     """Store a validated definition as the next version; returns the version. Webhook
     targets of an enabled definition must be allowed (``security.targets``;
-    ``allowed_targets`` is the workspace's ``webhook_allowed_targets``)."""
+    ``allowed_targets`` is the workspace's ``webhook_allowed_targets``). Tiers and stages
+    it names are stored as codes (``in_codes`` with the workspace's ``vocabulary``; None
+    only to store again a definition read back as it is)."""
+    if vocabulary is not None:
+        model = in_codes(model, vocabulary)
     allowed = list(allowed_targets)
     for url in webhook_urls(model) if getattr(model, "enabled", True) else []:
         try:
@@ -75,7 +104,7 @@ def get(conn: Connection, kind: str, key: str) -> Any:
 def disable(conn: Connection, kind: str, key: str, note: str | None = None) -> int:
     model = get(conn, kind, key)
     return save(conn, kind, model.model_copy(update={"enabled": False}), note or "disabled",
-                allowed_targets=())
+                allowed_targets=(), vocabulary=None)
 
 
 __all__ = ["DEFAULT_FIRE_ON", "EVENTS", "LeadScoring", "Playbook", "Trigger", "all_of",

@@ -20,6 +20,7 @@ from tierwise.definitions.personal_data import require_unmasked
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.segment_parser import parse
 from tierwise.realtime import intake
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import leads as lead_store
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
@@ -58,9 +59,11 @@ def _put(request: Request, principal: Principal, kind: str, key: str,
             for item in rules:
                 require_unmasked(principal, parse(item.when), ws.personal_data, None,
                                  "score leads with", source=source)
+    words = vocabulary(ws)
     with ws.control.write() as conn:
         version = automations.save(conn, kind, model, body.get("note"),
-                                   allowed_targets=ws.config.webhook_allowed_targets)
+                                   allowed_targets=ws.config.webhook_allowed_targets,
+                                   vocabulary=words)
     record(request, principal, f"{kind}_save", f"{kind}:{key}", {"version": version})
     return {"key": key, "version": version}
 

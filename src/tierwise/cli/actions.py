@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise.cli import audit as cli_audit
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import audit
 from tierwise.workspace import Workspace
 
@@ -44,10 +45,12 @@ def _apply(kind: str, path: Path, workspace: Path | None) -> None:
     models = [automations.load_yaml(kind, f.read_text(encoding="utf-8"), str(f))
               for f in _files(path)]
     ws = Workspace.open(workspace)
+    words = vocabulary(ws)
     with ws.control.write() as conn:
         versions = [(m.key, automations.save(
             conn, kind, m, f"applied from {path.name}",
-            allowed_targets=ws.config.webhook_allowed_targets)) for m in models]
+            allowed_targets=ws.config.webhook_allowed_targets, vocabulary=words))
+            for m in models]
         for key, version in versions:  # recorded in the same transaction
             audit.append(conn, cli_audit.actor(), f"{kind}_save", f"{kind}:{key}",
                          {"version": version, "file": str(path)})

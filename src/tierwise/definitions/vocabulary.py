@@ -143,6 +143,17 @@ class Vocabulary:
     def of(self, name: str) -> Enumeration | None:
         return next((e for e in self.enumerations if e.name == name), None)
 
+    def code(self, name: str, literal: str) -> str:
+        """The code ``literal`` names among the values of field ``name`` (a field without
+        an enumeration takes any text); ``RuleError`` when it names none."""
+        enumeration = self.of(name)
+        if enumeration is None:
+            return literal
+        found = enumeration.code(literal)
+        if found is None:
+            raise self.unknown(enumeration, literal)
+        return found
+
     def normalize(self, rule: Condition) -> Condition:
         """``rule`` with every literal compared with an enumerated field in code form;
         ``RuleError`` for a literal that names no value of its field."""

@@ -172,10 +172,12 @@ SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {
 
 def _showcase_automations(ws: Workspace) -> None:
     from tierwise.actions import catalog as automations
+    from tierwise.segments.vocabulary import vocabulary
 
+    words = vocabulary(ws)
     with ws.control.write() as conn:
         for kind, items in SHOWCASE_AUTOMATIONS.items():
             for item in items:
                 automations.save(conn, kind, automations.parse_definition(
                     kind, item, f"showcase {kind} {item['key']}"), "demo showcase",
-                    allowed_targets=ws.config.webhook_allowed_targets)
+                    allowed_targets=ws.config.webhook_allowed_targets, vocabulary=words)
