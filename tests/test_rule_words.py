@@ -95,6 +95,10 @@ def test_every_label_selects_what_its_code_selects(ws: tierwise.Workspace):
     assert _members(ws, "lifecycle IN ('流失预警', 'Dormant')") == \
         _members(ws, "lifecycle IN ('at_risk', 'dormant')")
     assert _members(ws, "NOT churn_risk != '高风险'") == _members(ws, "churn_risk = 'high'")
+    # every comparison, not only =, reads a label as its code
+    assert _members(ws, "tier >= 'B 类'") == _members(ws, "tier >= 'B'") != []
+    assert _members(ws, "tier BETWEEN 'A 类' AND 'b'") == _members(ws, "tier IN ('A', 'B')")
+    assert _members(ws, "lifecycle CONTAINS '已流失'") == _members(ws, "lifecycle = 'churned'")
 
 
 def test_the_chinese_eight_class_scheme_and_own_tier_labels(ws: tierwise.Workspace):
@@ -151,7 +155,10 @@ WRONG = [("tier = 'E'", "'A'（A 类 · 核心客户）, 'B'"),
          ("lifecycle IN ('active', 'sleeping')", "'dormant'（沉睡客户）"),
          ("churn_risk = 'hihg'", "是否要写 'high'（高风险）"),
          ("gender = 'femail'", "'female'（女）"),
-         ("COUNT(orders WHERE status = 'shipped') >= 1", "'paid'（已支付）, 'refunded'")]
+         ("COUNT(orders WHERE status = 'shipped') >= 1", "'paid'（已支付）, 'refunded'"),
+         ("tier = 1", "tier 没有取值 '1'"),
+         ("lifecycle CONTAINS '流式'", "lifecycle 没有取值 '流式'"),
+         ("tier BETWEEN 'A' AND 'Q'", "tier 没有取值 'Q'")]
 
 
 @pytest.mark.parametrize(("rule", "shown"), WRONG)

@@ -200,11 +200,16 @@ class _Normalizer:
         return self.vocabulary.of(f"{source}.{'.'.join(path)}")
 
     def _literal(self, enumeration: Enumeration, value: Operand) -> Operand:
-        if not isinstance(value, Literal) or not isinstance(value.value, str):
+        """A literal compared with an enumerated field, as its code. A number names the
+        value spelt that way (tiers may be called 1, 2, 3): ``tier = 1`` is not quietly
+        compared as text with no match."""
+        if not isinstance(value, Literal):
             return value
-        code = enumeration.code(value.value)
+        text = value.value if isinstance(value.value, str) else \
+            repr(value.value) if isinstance(value.value, float) else str(value.value)
+        code = enumeration.code(text)
         if code is None:
-            raise self.vocabulary.unknown(enumeration, value.value)
+            raise self.vocabulary.unknown(enumeration, text)
         return value if code == value.value else Literal(code)
 
     def operand(self, node: Operand) -> Operand:
@@ -225,11 +230,10 @@ class _Normalizer:
             return Not(self.condition(node.operand, source))
         if isinstance(node, Compare):
             left, right = self.operand(node.left), self.operand(node.right)
-            if node.op in ("=", "!=", "<>"):
-                if (found := self._enumeration(left, source)) is not None:
-                    right = self._literal(found, right)
-                elif (found := self._enumeration(right, source)) is not None:
-                    left = self._literal(found, left)
+            if (found := self._enumeration(left, source)) is not None:
+                right = self._literal(found, right)
+            elif (found := self._enumeration(right, source)) is not None:
+                left = self._literal(found, left)
             return replace(node, left=left, right=right)
         if isinstance(node, InList):
             operand = self.operand(node.operand)
@@ -240,9 +244,18 @@ class _Normalizer:
             return replace(node, operand=operand,
                            values=tuple(v for v in values if isinstance(v, Literal)))
         if isinstance(node, Between):
-            return replace(node, operand=self.operand(node.operand),
-                           low=self.operand(node.low), high=self.operand(node.high))
-        if isinstance(node, IsNull | Contains):
+            operand = self.operand(node.operand)
+            low, high = self.operand(node.low), self.operand(node.high)
+            if (found := self._enumeration(operand, source)) is not None:
+                low, high = self._literal(found, low), self._literal(found, high)
+            return replace(node, operand=operand, low=low, high=high)
+        if isinstance(node, Contains):
+            operand = self.operand(node.operand)
+            value = self.operand(node.value)
+            if (found := self._enumeration(operand, source)) is not None:
+                value = self._literal(found, value)  # a stage label never is a substring
+            return replace(node, operand=operand, value=value)
+        if isinstance(node, IsNull):
             return replace(node, operand=self.operand(node.operand))
         return node
 
