@@ -357,6 +357,8 @@ def test_segment_list_shows_size_trend(demo: tierwise.Workspace) -> None:
     key = "to_be_awakened"
     detail = client.get(f"/segments/{key}").text
     assert "format=csv" in detail and "format=xlsx" in detail
+    # why members came and went, in the page's language, not as codes
+    assert "数据变化" in detail and "data_change" not in detail
 
 
 def _luminance(colour: str) -> float:

@@ -80,6 +80,12 @@ _WORDS: dict[str, tuple[str, str]] = {
     "method_pareto": ("帕累托（按累计销售额）", "Pareto (cumulative revenue)"),
     "method_percentile": ("按人数比例", "Percentile (share of customers)"),
     "method_threshold": ("按价值分阈值", "Threshold (value score)"),
+    # why a membership changed (segments.membership, store.memberships)
+    "reason_data_change": ("数据变化", "Data change"),
+    "reason_time": ("时间推移", "Time passed"),
+    "reason_manual": ("手动调整", "Manual"),
+    "reason_rule_change": ("规则变更", "Rule change"),
+    "reason_backfill": ("历史回填", "Backfill"),
     "method_rules": ("按规则（如近 12 个月消费 ≥ 50,000 为 VIP）",
                      "Rules (e.g. spent ≥ 50,000 in 12 months → VIP)"),
     "tier_cuts": ("切分点（逗号分隔）", "Cuts (comma-separated)"),
