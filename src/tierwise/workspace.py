@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from tierwise.compile.dialects import render
 from tierwise.config import WorkspaceConfig, find_workspace, read_config, write_config
 from tierwise.definitions.personal_data import PersonalData
 from tierwise.definitions.schemas import TABLES, table_schema
@@ -97,7 +98,7 @@ class Workspace:
             with self.control.read() as conn:
                 return customer_store.as_arrow(conn)
         with self.engine.session({name: self.facts.scan(name)}) as session:
-            return session.query(f'SELECT * FROM "{name}"')
+            return session.query(render(f'SELECT * FROM "{name}"', self.engine.name))
 
     def customers(self) -> pd.DataFrame:
         return self.table("customers").to_pandas()

@@ -143,6 +143,8 @@ ORDERS = TableSchema(
     key=("order_id",),
     customer_refs=("customer_id",),
     time_column="ordered_at",
+    # columns of an order file beyond these (payment method, store, device, …) are kept
+    extras_column="properties",
     columns=(
         _c("order_id", "string", "订单号", "订单编号", "订单id", "order id", "order_no",
            required=True, max_length=128),
@@ -160,6 +162,7 @@ ORDERS = TableSchema(
         _c("cost", "float", "成本", min_value=None),
         _c("discount", "float", "折扣", "优惠金额", "优惠"),
         _c("channel", "string", "渠道", "销售渠道", "下单渠道"),
+        _c("properties", "json", "订单属性", "扩展属性", "props", max_length=MAX_LONG_TEXT),
     ),
 )
 

@@ -136,8 +136,12 @@ def source_field(source: str, field: Field) -> FieldInfo:
     if name in columns and len(path) == 1:
         return FieldInfo(columns[name], "source", name)
     options = [c if k != "json" else f"{c}.<key>" for c, k in columns.items()]
+    extras = JSON_COLUMNS.get(source)
+    kept = (f"; columns an import did not map are kept as {extras}: write "
+            f"{extras}.{'.'.join(path)}" if extras and len(path) == 1 else "")
     raise RuleError(f"{source} has no column {'.'.join(path)!r}"
-                    f"{_suggest('.'.join(path), options)} (columns: {', '.join(options)})")
+                    f"{_suggest('.'.join(path), options)}{kept} (columns: "
+                    f"{', '.join(options)})")
 
 
 def operands(node: Condition) -> Iterator[Operand]:

@@ -85,6 +85,12 @@ class Engine(Protocol):
         one that keeps all of that work on the calling thread where the engine can."""
         ...
 
+    def for_staging(self) -> Engine:
+        """The engine that stages and checks an import: the staged file is on this machine
+        and its checks are written in DuckDB's SQL, so an in-process DuckDB engine (the
+        engine itself where it is one)."""
+        ...
+
 
 def sql_literal(text: str) -> str:
     """A SQL string literal for text tierwise itself produced (paths, settings)."""

@@ -11,6 +11,7 @@ and gone when it closes.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tierwise.engines.base import Engine, TableScan, sql_literal
 from tierwise.errors import TierwiseError
@@ -37,6 +39,9 @@ class DuckDBEngine(Engine):
         self.memory_limit = memory_limit
         self._database: tuple[int, duckdb.DuckDBPyConnection] | None = None
         self._lock = threading.Lock()
+
+    def for_staging(self) -> DuckDBEngine:
+        return self
 
     def for_background(self) -> DuckDBEngine:
         """A database of its own with one thread: all of a merge's work stays on the
@@ -113,6 +118,12 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@functools.lru_cache(maxsize=8192)
+def _file_columns(path: str) -> frozenset[str]:
+    """The columns of a fact file (files are written once and never changed)."""
+    return frozenset(pq.read_schema(path).names)
+
+
 def scan_sql(scan: TableScan) -> str:
     """A SELECT over the scan's Parquet files giving the current row for every key."""
     if not scan.files:
@@ -121,7 +132,11 @@ def scan_sql(scan: TableScan) -> str:
         )
         return f"SELECT {cols} WHERE false"
     files = "[" + ", ".join(sql_literal(f.path) for f in scan.files) + "]"
-    wanted = ", ".join(ident(f.name) for f in scan.schema)
+    present = set().union(*(_file_columns(f.path) for f in scan.files))
+    # a column added to the schema after every file was written reads as NULL
+    wanted = ", ".join(ident(f.name) if f.name in present else
+                       f"CAST(NULL AS {_duck_type(f.type)}) AS {ident(f.name)}"
+                       for f in scan.schema)
     if not scan.dedupe:
         return f"SELECT {wanted} FROM read_parquet({files}, union_by_name = true)"
     seqs = ", ".join(f"({sql_literal(f.path)}, {int(f.seq)})" for f in scan.files)

@@ -69,6 +69,12 @@ class SparkEngine(Engine):
         """The same engine: the cluster's executors do the work, not the calling thread."""
         return self
 
+    def for_staging(self) -> Engine:
+        """A DuckDB engine in this process: an import's staged rows are local."""
+        from tierwise.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine()
+
     @contextmanager
     def session(self, scans: dict[str, TableScan] | None = None,
                 arrow: dict[str, pa.Table] | None = None) -> Iterator[SparkSessionAdapter]:
@@ -103,7 +109,11 @@ class SparkSessionAdapter:
                                    for f in scan.schema])
             self._view(name, self.spark.createDataFrame([], schema))
             return
-        frame = self.spark.read.parquet(*[f.path for f in scan.files])
+        frame = self.spark.read.option("mergeSchema", "true").parquet(
+            *[f.path for f in scan.files])
+        for f in scan.schema:  # added to the schema after every file was written
+            if f.name not in frame.columns:
+                frame = frame.withColumn(f.name, F.lit(None).cast(_spark_type(f.type)))
         if scan.dedupe:
             seqs = self.spark.createDataFrame(
                 [("file://" + f.path, f.seq) for f in scan.files] +

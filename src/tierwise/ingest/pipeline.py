@@ -110,7 +110,7 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
         written = (list(resolved.sources) + list(resolved.constants)
                    + ([schema.extras_column] if resolved.extras and schema.extras_column
                       else []))
-        with ws.engine.session() as session:
+        with ws.engine.for_staging().session() as session:
             session.register_scan("staged", _staged_scan(staged, schema))
             duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
             unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
@@ -198,7 +198,7 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
                 if schema.name == "customers" else None)
     pending: deque[Future[ConvertedBatch]] = deque()
     writing: Future[None] | None = None
-    with ws.engine.session() as session, ThreadPoolExecutor(2) as convert_pool, \
+    with ws.engine.for_staging().session() as session, ThreadPoolExecutor(2) as convert_pool, \
             ThreadPoolExecutor(1) as write_pool:
 
         def take(batch: ConvertedBatch) -> None:
