@@ -337,3 +337,13 @@ def test_triggers_and_playbooks_take_labels(client: TestClient):
     assert client.get("/v1/playbooks/core_care").json()["applies_to"]["tier"] == "A"
     assert client.put("/v1/playbooks/nobody", json={"applies_to": {"tier": "金卡"}}
                       ).status_code == 400
+
+
+def test_every_builder_suggestion_is_a_valid_operand():
+    from tierwise.dashboard.segment_pages import SUGGESTIONS
+    from tierwise.definitions.segment_fields import validate
+
+    for suggestion in SUGGESTIONS:
+        if "IN_SEGMENT" in suggestion:
+            continue
+        validate(parse(f"{suggestion} IS NULL"))  # AVG(feedback.score) named no column

@@ -50,15 +50,20 @@ def segments(request: Request) -> HTMLResponse:
                   can_write=principal.can("segments:write"))
 
 
+#: What the builder offers on the left of a condition (each one a valid operand: tested).
+SUGGESTIONS = sorted([*sf.CUSTOMER_FIELDS, *sf.COMPUTED_FIELDS, *sf.LEAD_FIELDS,
+                      *sf.LIVE_FIELDS]) + [
+    "COUNT(orders)", "COUNT(orders, LAST 30d)", "COUNT(orders, LAST 90d)",
+    "SUM(orders.amount)", "SUM(orders.amount, LAST 365d)", "AVG(orders.amount)",
+    "DAYS_SINCE_LAST(orders)", "COUNT(events, LAST 7d)", "COUNT(tickets, LAST 30d)",
+    "AVG(feedback.csat)", "LATEST(feedback.nps)", "MONTH(birth_date)",
+    "DAYS_UNTIL_ANNIVERSARY(birth_date)", "DAYS_UNTIL_ANNIVERSARY(signup_at)",
+    "DAYS_UNTIL_HOLIDAY('春节')", "IN_SEGMENT", "NOT IN_SEGMENT"]
+
+
 def _builder(request: Request, principal: Principal, definition: Any | None) -> HTMLResponse:
-    suggestions = sorted([*sf.CUSTOMER_FIELDS, *sf.COMPUTED_FIELDS, *sf.LEAD_FIELDS,
-                          *sf.LIVE_FIELDS]) + [
-        "COUNT(orders)", "COUNT(orders, LAST 30d)", "COUNT(orders, LAST 90d)",
-        "SUM(orders.amount)", "SUM(orders.amount, LAST 365d)", "AVG(orders.amount)",
-        "DAYS_SINCE_LAST(orders)", "COUNT(events, LAST 7d)", "COUNT(tickets, LAST 30d)",
-        "AVG(feedback.score)", "IN_SEGMENT", "NOT IN_SEGMENT"]
     return render(request, principal, "builder.html", "segments", definition=definition,
-                  suggestions=suggestions,
+                  suggestions=SUGGESTIONS,
                   operators=["=", "!=", ">", ">=", "<", "<=", "IN", "NOT IN", "BETWEEN",
                              "NOT BETWEEN", "CONTAINS", "NOT CONTAINS", "IS NULL",
                              "IS NOT NULL"])
