@@ -347,3 +347,15 @@ def test_every_builder_suggestion_is_a_valid_operand():
         if "IN_SEGMENT" in suggestion:
             continue
         validate(parse(f"{suggestion} IS NULL"))  # AVG(feedback.score) named no column
+
+
+def test_messages_follow_the_callers_language(client: TestClient):
+    english = {"Accept-Language": "en-US,en;q=0.9"}
+    wrong = client.post("/v1/segments/check", json={"rule": "tier = 'E'"}, headers=english)
+    assert wrong.status_code == 400
+    assert wrong.json()["detail"].startswith("tier has no value 'E'. Valid values: 'A' (A · ")
+    warned = client.post("/v1/segments/preview", json={"rule": "city = '火星'"},
+                         headers=english).json()
+    assert warned["warnings"][0].startswith("no customer has city = '火星'")
+    chinese = client.post("/v1/segments/check?lang=zh-CN", json={"rule": "tier = 'E'"})
+    assert chinese.json()["detail"].startswith("tier 没有取值 'E'。可用的取值：'A'（A 类")

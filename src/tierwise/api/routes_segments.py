@@ -31,6 +31,7 @@ from tierwise.store import memberships, sizes, versions
 from tierwise.store.control import Connection, utcnow
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.fields import Instant
+from tierwise.web.i18n import language
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 from tierwise.web.views import json_response
 from tierwise.workspace import Workspace
@@ -101,10 +102,11 @@ def check(body: RuleIn, request: Request,
     """Labels of enumerated values come back as their codes; ``warnings`` name free-text
     literals no customer or row carries."""
     ws = workspace(request)
-    tree = literals.check(ws, body.rule, look_up=False).rule
+    lang = language(request, ws.config.locale)
+    tree = literals.check(ws, body.rule, look_up=False, lang=lang).rule
     return {"rule": to_text(tree), "rule_json": to_json(tree),
             "conditions": conditions_of(tree),
-            "warnings": literals.unseen(ws, tree, utcnow())}
+            "warnings": literals.unseen(ws, tree, utcnow(), lang)}
 
 
 @router.post("/preview", summary="Count and sample who a rule selects (nothing saved)")
@@ -113,13 +115,14 @@ def preview(body: PreviewIn, request: Request,
     ws = workspace(request)
     when = body.as_of or utcnow()
     resolve = membership.applied_resolver(ws)
-    tree = literals.check(ws, body.rule, look_up=False).rule
+    lang = language(request, ws.config.locale)
+    tree = literals.check(ws, body.rule, look_up=False, lang=lang).rule
     require_unmasked(principal, tree, ws.personal_data, resolve, "preview")
     found = evaluate_rule(ws, tree, when, resolve)
     ids = found["customer_id"].to_pylist()
     return {"count": len(ids), "customers": ws.count("customers"), "as_of": jsonable(when),
             "sample": ids[:body.sample], "rule": to_text(tree),
-            "warnings": literals.unseen(ws, tree, when)}
+            "warnings": literals.unseen(ws, tree, when, lang)}
 
 
 @router.post("/evaluate", summary="Evaluate segments now (all active, or some)")
@@ -161,7 +164,7 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                            for e in exc.errors())
         raise Problem(422, detail) from None
-    definition = plan.in_codes(ws, definition)
+    definition = plan.in_codes(ws, definition, language(request, ws.config.locale))
     merged = plan.definitions_with(ws, definition)
     tree = definition.condition()
     if tree is not None:

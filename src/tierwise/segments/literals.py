@@ -32,8 +32,8 @@ from tierwise.workspace import Workspace
 SUGGEST_FROM = 5_000
 
 
-def _text(ws: Workspace, key: str, **values: object) -> str:
-    zh = ws.config.locale == "zh-CN"
+def _text(lang: str, key: str, **values: object) -> str:
+    zh = lang == "zh-CN"
     texts = {
         "none": ("没有{who}满足 {field} = '{literal}'", "no {who} has {field} = '{literal}'"),
         "close": ("；{values}", "; {values}"),
@@ -48,11 +48,12 @@ _WHO = {None: ("客户", "customer"), "orders": ("订单", "order"), "events": (
         "referrals": ("推荐记录", "referral")}
 
 
-def unseen(ws: Workspace, rule: Condition, as_of: datetime) -> list[str]:
+def unseen(ws: Workspace, rule: Condition, as_of: datetime,
+           lang: str | None = None) -> list[str]:
     """Warnings for the free-text literals of ``rule`` that no row carries, each with the
     closest values that do (personal fields are not looked up: a warning must not tell
     which names or phone numbers exist)."""
-    words = vocabulary(ws)
+    words = vocabulary(ws, lang)
     wanted: dict[tuple[str | None, Field], list[str]] = defaultdict(list)
     for source, field, text in literals(rule):
         name = field.name if source is None else f"{source}.{field.path[-1]}"
@@ -73,14 +74,14 @@ def unseen(ws: Workspace, rule: Condition, as_of: datetime) -> list[str]:
             for text in texts:
                 if counts.get(text):
                     continue
-                zh = ws.config.locale == "zh-CN"
+                zh = words.lang == "zh-CN"
                 who = _WHO.get(source, (source, source))[0 if zh else 1]
                 shown = field.name if source is None else f"{source}.{field.name}"
-                message = _text(ws, "none", who=who, field=shown, literal=text)
+                message = _text(words.lang, "none", who=who, field=shown, literal=text)
                 close = difflib.get_close_matches(text, list(counts), n=3, cutoff=0.4)
                 if close:
-                    message += _text(ws, "close", values=", ".join(
-                        _text(ws, "has", value=v, count=counts[v]) for v in close))
+                    message += _text(words.lang, "close", values=", ".join(
+                        _text(words.lang, "has", value=v, count=counts[v]) for v in close))
                 warnings.append(message)
     return warnings
 
@@ -113,11 +114,11 @@ class Checked:
 
 
 def check(ws: Workspace, rule: str | Condition, as_of: datetime | None = None,
-          look_up: bool = True) -> Checked:
+          look_up: bool = True, lang: str | None = None) -> Checked:
     """Parse (if text), validate and normalize ``rule``; with ``look_up``, also look its
     free-text literals up in the data. What check, preview, plan and save all do first."""
     tree = parse(rule) if isinstance(rule, str) else rule
     validate(tree)
-    tree = vocabulary(ws).normalize(tree)
-    warnings = unseen(ws, tree, as_of or utcnow()) if look_up else []
+    tree = vocabulary(ws, lang).normalize(tree)
+    warnings = unseen(ws, tree, as_of or utcnow(), lang) if look_up else []
     return Checked(tree, warnings)

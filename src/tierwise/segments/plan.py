@@ -84,7 +84,8 @@ def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
     return item
 
 
-def in_codes(ws: Workspace, definition: defs.SegmentDefinition) -> defs.SegmentDefinition:
+def in_codes(ws: Workspace, definition: defs.SegmentDefinition,
+             lang: str | None = None) -> defs.SegmentDefinition:
     """``definition`` checked for unknown fields and with its rule in code form: a label of
     a tier, RFM segment, stage, … names its code, a literal that names no value is an
     error (``segments.literals``). What is planned and saved is this form."""
@@ -92,7 +93,7 @@ def in_codes(ws: Workspace, definition: defs.SegmentDefinition) -> defs.SegmentD
     if tree is None:
         return definition
     validate(tree)
-    text = to_text(vocabulary(ws).normalize(tree))
+    text = to_text(vocabulary(ws, lang).normalize(tree))
     return definition.model_copy(update={"rule": text, "rule_json": None})
 
 

@@ -9,6 +9,7 @@ is an error, never a rule whose labels silently match nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from tierwise.definitions.vocabulary import Vocabulary
 from tierwise.workspace import Workspace
@@ -21,9 +22,12 @@ def provide(provider: Provider) -> None:
     _provider[:] = [provider]
 
 
-def vocabulary(ws: Workspace) -> Vocabulary:
+def vocabulary(ws: Workspace, lang: str | None = None) -> Vocabulary:
+    """The workspace's vocabulary, its messages in ``lang`` (default: the workspace's
+    locale; the API passes the caller's language)."""
     if not _provider:
         raise RuntimeError("no vocabulary provider: import tierwise (the package), which "
                            "installs models.labels.vocabulary; rules must not be compiled "
                            "without their enumerated values")
-    return _provider[0](ws)
+    words = _provider[0](ws)
+    return words if lang is None or lang == words.lang else replace(words, lang=lang)
