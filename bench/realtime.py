@@ -250,6 +250,7 @@ def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str
     from tierwise.config import read_config, write_config
     from tierwise.ingest.readers import RecordsSource
     from tierwise.segments import catalog as defs
+    from tierwise.segments.vocabulary import vocabulary
     from tierwise.store import accounts
     from tierwise.store.tables import customers, outbox
 
@@ -261,11 +262,12 @@ def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str
         conn.execute(outbox.update().where(outbox.c.status == "pending").values(status="dead"))
     for key, rule in SEGMENTS.items():
         defs.save(ws, defs.SegmentDefinition(key=key, rule=rule))
+    words = vocabulary(ws)
     with ws.control.write() as conn:
         automations.save(conn, "trigger", automations.parse_definition("trigger", {
             "key": "bench_probe_hook", "on": {"event": "enter", "segment": "bench_rt_probe"},
             "action": {"type": "webhook", "url": receiver_url}}, "bench"),
-            allowed_targets=ws.config.webhook_allowed_targets)
+            allowed_targets=ws.config.webhook_allowed_targets, vocabulary=words)
         key = accounts.create_key(conn, "bench-rt", "admin", "bench",
                                   rate_per_second=100_000).secret
         ids = sorted(r[0] for r in conn.execute(sa.select(customers.c.customer_id)))
