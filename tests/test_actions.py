@@ -299,6 +299,10 @@ def test_sla_escalation_and_breach_alert(served: Served, now: datetime) -> None:
     with ws.control.read() as conn:
         alert = conn.execute(sa.select(tasks)).one()
     assert (alert.customer_id, alert.priority, alert.owner) == ("C001", "urgent", "王经理")
+    # in the workspace's language (zh-CN here), the deadline in its time zone
+    due = (opened + timedelta(hours=4)).astimezone(ws.config.zone)
+    assert (alert.title, alert.body) == ("SLA 已超时：请立即回复工单",
+                                         f"工单 T1 应在 {due:%Y-%m-%d %H:%M %Z} 前回复")
 
 
 def test_sla_ticket_opened_and_closed_in_one_batch(served: Served, now: datetime) -> None:

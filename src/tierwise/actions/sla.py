@@ -20,8 +20,16 @@ from tierwise.store import tasks as task_store
 from tierwise.store.control import as_utc, utcnow
 from tierwise.workspace import Workspace
 
-ALERT = Task(type="task", title="SLA breached: answer the ticket now",
-             priority="urgent", role="operator")
+#: The urgent task a breach raises, in the workspace's language (title, body).
+ALERT = {"zh-CN": ("SLA 已超时：请立即回复工单", "工单 {ticket} 应在 {due} 前回复"),
+         "en": ("SLA breached: answer the ticket now", "ticket {ticket} was due {due}")}
+
+
+def alert(lang: str, ticket: str, due: datetime) -> Task:
+    """The task for one breached ticket; ``due`` is shown in the workspace's zone."""
+    title, body = ALERT.get(lang, ALERT["en"])
+    return Task(type="task", title=title, priority="urgent", role="operator",
+                body=body.format(ticket=ticket, due=f"{due:%Y-%m-%d %H:%M %Z}"))
 
 
 def _instant(value: Any) -> datetime | None:
@@ -84,9 +92,11 @@ def check(ws: Workspace, now: datetime | None = None) -> int:
                  for r in late]
         on_event(conn, "sla_breach", items, now)
         for item in items:
-            enqueue(conn, f"sla:{item['playbook']}", "sla_breach", ALERT.model_copy(
-                update={"body": f"ticket {item['ticket_id']} was due {item['due_at']}"}),
-                [item], now)
+            due = _instant(item["due_at"])
+            assert due is not None  # every escalation has a deadline
+            due = due.astimezone(ws.config.zone)
+            enqueue(conn, f"sla:{item['playbook']}", "sla_breach",
+                    alert(ws.config.locale, item["ticket_id"], due), [item], now)
     return len(late)
 
 
