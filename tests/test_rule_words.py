@@ -232,6 +232,9 @@ def test_free_text_literals_no_row_carries_are_warned_about(ws: tierwise.Workspa
     assert answer["warnings"][1].startswith("没有事件满足 events.type = 'page_veiw'；"
                                             "'page_view' 有 ")
     assert len(answer["warnings"]) == 2
+    qualified = client.post("/v1/segments/check", json={
+        "rule": "COUNT(events WHERE events.type = 'page_veiw') >= 1"}).json()
+    assert qualified["warnings"][0].startswith("没有事件满足 events.type = 'page_veiw'")
     fine = client.post("/v1/segments/preview", json={"rule": f"city = '{city}'"}).json()
     assert fine["warnings"] == [] and fine["count"] == cities.count(city)
     # personal fields are not looked up: no warning may tell which names exist

@@ -76,7 +76,7 @@ def unseen(ws: Workspace, rule: Condition, as_of: datetime,
                     continue
                 zh = words.lang == "zh-CN"
                 who = _WHO.get(source, (source, source))[0 if zh else 1]
-                shown = field.name if source is None else f"{source}.{field.name}"
+                shown = field.name if source is None else f"{source}.{field.path[-1]}"
                 message = _text(words.lang, "none", who=who, field=shown, literal=text)
                 close = difflib.get_close_matches(text, list(counts), n=3, cutoff=0.4)
                 if close:
