@@ -172,7 +172,8 @@ def test_a_wrong_literal_is_refused_with_the_valid_values(ws: tierwise.Workspace
 def test_messages_follow_the_workspace_language(tmp_path: Path):
     ws = tierwise.init(tmp_path / "en", locale="en")
     with pytest.raises(TierwiseError) as raised:
-        plan.in_codes(ws, defs.SegmentDefinition(key="x", rule="rfm.segment = 'champion'"))
+        plan.in_codes(defs.SegmentDefinition(key="x", rule="rfm.segment = 'champion'"),
+                      vocabulary(ws))
     text = str(raised.value)
     assert "rfm.segment has no value 'champion'; did you mean 'champions' (Champions)?" in text
     assert "Valid values: 'champions' (Champions), 'loyal_customers'" in text

@@ -25,6 +25,7 @@ from tierwise.segments.evaluate import evaluate_rule
 from tierwise.segments.explain import explain
 from tierwise.segments.plan import SAMPLE
 from tierwise.segments.templates import DESCRIPTIONS, TEMPLATES
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.customers import present_customer
 from tierwise.store import customers as customer_store
 from tierwise.store import memberships, sizes, versions
@@ -102,11 +103,10 @@ def check(body: RuleIn, request: Request,
     """Labels of enumerated values come back as their codes; ``warnings`` name free-text
     literals no customer or row carries."""
     ws = workspace(request)
-    lang = language(request, ws.config.locale)
-    tree = literals.check(ws, body.rule, look_up=False, lang=lang).rule
+    checked = literals.check(ws, body.rule, lang=language(request, ws.config.locale))
+    tree = checked.rule
     return {"rule": to_text(tree), "rule_json": to_json(tree),
-            "conditions": conditions_of(tree),
-            "warnings": literals.unseen(ws, tree, utcnow(), lang)}
+            "conditions": conditions_of(tree), "warnings": checked.warnings}
 
 
 @router.post("/preview", summary="Count and sample who a rule selects (nothing saved)")
@@ -164,7 +164,8 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
         detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                            for e in exc.errors())
         raise Problem(422, detail) from None
-    definition = plan.in_codes(ws, definition, language(request, ws.config.locale))
+    definition = plan.in_codes(definition,
+                               vocabulary(ws, language(request, ws.config.locale)))
     merged = plan.definitions_with(ws, definition)
     tree = definition.condition()
     if tree is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter, defaultdict
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,8 +49,8 @@ _WHO = {None: ("客户", "customer"), "orders": ("订单", "order"), "events": (
         "referrals": ("推荐记录", "referral")}
 
 
-def unseen(ws: Workspace, rule: Condition, as_of: datetime,
-           lang: str | None = None) -> list[str]:
+def unseen(ws: Workspace, rule: Condition, as_of: datetime, lang: str | None = None,
+           evaluation: Evaluation | None = None) -> list[str]:
     """Warnings for the free-text literals of ``rule`` that no row carries, each with the
     closest values that do (personal fields are not looked up: a warning must not tell
     which names or phone numbers exist)."""
@@ -68,9 +69,10 @@ def unseen(ws: Workspace, rule: Condition, as_of: datetime,
     if not wanted:
         return []
     warnings = []
-    with Evaluation(ws, as_of) as evaluation:
+    # the caller's session when it has one open for as_of (a plan), else one of our own
+    with nullcontext(evaluation) if evaluation is not None else Evaluation(ws, as_of) as ev:
         for (source, field), texts in wanted.items():
-            counts = _counts(ws, evaluation, source, field, as_of)
+            counts = _counts(ws, ev, source, field, as_of)
             for text in texts:
                 if counts.get(text):
                     continue

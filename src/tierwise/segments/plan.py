@@ -9,6 +9,7 @@ from datetime import datetime
 from tierwise.compile.segments import compile_rule
 from tierwise.definitions.segment_ast import Condition, to_text
 from tierwise.definitions.segment_fields import validate
+from tierwise.definitions.vocabulary import Vocabulary
 from tierwise.errors import TierwiseError
 from tierwise.segments import catalog as defs
 from tierwise.segments.evaluate import Evaluation
@@ -39,7 +40,8 @@ class PlanItem:
 
 def plan(ws: Workspace, as_of: datetime) -> list[PlanItem]:
     """Compare ``segments/*.yaml`` with the applied versions and evaluate the changes."""
-    files = files_in_codes(ws)
+    words = vocabulary(ws)
+    files = files_in_codes(ws, words)
     applied = defs.applied(ws)
     merged = {k: a.definition for k, a in applied.items()}
     merged.update(files)
@@ -49,14 +51,14 @@ def plan(ws: Workspace, as_of: datetime) -> list[PlanItem]:
     with Evaluation(ws, as_of) as evaluation:  # one engine session for every definition
         for key, definition in files.items():
             items.append(plan_item(ws, key, definition, applied.get(key), as_of, resolve,
-                                    evaluation))
+                                    evaluation, words))
     return items
 
 
 def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
                before: defs.Applied | None, as_of: datetime,
-               resolve: Callable[[str], Condition | None], evaluation: Evaluation
-               ) -> PlanItem:
+               resolve: Callable[[str], Condition | None], evaluation: Evaluation,
+               words: Vocabulary) -> PlanItem:
     new_spec = definition.canonical()
     if before is not None and before.definition.canonical() == new_spec:
         return PlanItem(key, "unchanged", before.version, new_spec.get("rule"),
@@ -69,9 +71,9 @@ def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
     if tree is None or definition.status != "active":
         return item
     try:
-        item.warnings = unseen(ws, tree, as_of)
+        item.warnings = unseen(ws, tree, as_of, words.lang, evaluation)
         compiled = compile_rule(tree, ws.engine.name, as_of, ws.config.zone, resolve, key=key,
-                                vocabulary=vocabulary(ws))
+                                vocabulary=words)
         after = set(evaluation.run(compiled)["customer_id"].to_pylist())
     except TierwiseError as exc:
         item.error = str(exc)
@@ -84,26 +86,26 @@ def plan_item(ws: Workspace, key: str, definition: defs.SegmentDefinition,
     return item
 
 
-def in_codes(ws: Workspace, definition: defs.SegmentDefinition,
-             lang: str | None = None) -> defs.SegmentDefinition:
+def in_codes(definition: defs.SegmentDefinition, words: Vocabulary
+             ) -> defs.SegmentDefinition:
     """``definition`` checked for unknown fields and with its rule in code form: a label of
     a tier, RFM segment, stage, … names its code, a literal that names no value is an
-    error (``segments.literals``). What is planned and saved is this form."""
+    error (``words``: the workspace's vocabulary). What is planned and saved is this form."""
     tree = definition.condition()
     if tree is None:
         return definition
     validate(tree)
-    text = to_text(vocabulary(ws, lang).normalize(tree))
+    text = to_text(words.normalize(tree))
     return definition.model_copy(update={"rule": text, "rule_json": None})
 
 
-def files_in_codes(ws: Workspace) -> dict[str, defs.SegmentDefinition]:
+def files_in_codes(ws: Workspace, words: Vocabulary) -> dict[str, defs.SegmentDefinition]:
     """``segments/*.yaml`` in code form; a file whose rule names no valid value fails
     with its path."""
     found = {}
     for key, definition in defs.load_files(ws).items():
         try:
-            found[key] = in_codes(ws, definition)
+            found[key] = in_codes(definition, words)
         except TierwiseError as exc:
             raise TierwiseError(f"{defs.folder(ws) / (key + '.yaml')}: {exc}") from None
     return found
@@ -111,10 +113,12 @@ def files_in_codes(ws: Workspace) -> dict[str, defs.SegmentDefinition]:
 
 def definitions_with(ws: Workspace, definition: defs.SegmentDefinition
                      ) -> dict[str, defs.SegmentDefinition]:
-    """The applied definitions with ``definition`` (in code form) in place of its key's:
-    checked for unknown fields, unknown values, unknown references and IN_SEGMENT
-    cycles."""
-    definition = in_codes(ws, definition)
+    """The applied definitions with ``definition`` in place of its key's: checked for
+    unknown fields, unknown references and IN_SEGMENT cycles (its values are checked
+    where it is put in code form or compiled)."""
+    tree = definition.condition()
+    if tree is not None:
+        validate(tree)
     merged = {k: a.definition for k, a in defs.applied(ws).items()}
     merged[definition.key] = definition
     defs.dependency_order(merged)
@@ -123,19 +127,19 @@ def definitions_with(ws: Workspace, definition: defs.SegmentDefinition
 
 def plan_definition(ws: Workspace, definition: defs.SegmentDefinition,
                     as_of: datetime) -> PlanItem:
-    """The plan of one definition given as it is (by the API, not from its file)."""
-    definition = in_codes(ws, definition)
+    """The plan of one definition given as it is (by the API, not from its file); give it
+    in code form (``in_codes``) so that the plan shows the rule that would be saved."""
     merged = definitions_with(ws, definition)
     with Evaluation(ws, as_of) as evaluation:
         return plan_item(ws, definition.key, definition, defs.applied(ws).get(definition.key),
-                         as_of, resolver(merged), evaluation)
+                         as_of, resolver(merged), evaluation, vocabulary(ws))
 
 
 def apply_definition(ws: Workspace, definition: defs.SegmentDefinition,
                      note: str | None = None) -> int:
     """Save ``definition`` as its segment's next version and keep ``segments/<key>.yaml``
-    in step with it; returns the version."""
-    definition = in_codes(ws, definition)
+    in step with it; returns the version. Saved in code form, whatever the caller did."""
+    definition = in_codes(definition, vocabulary(ws))
     version = defs.save(ws, definition, note)
     defs.write_file(ws, definition)
     return version
@@ -143,6 +147,6 @@ def apply_definition(ws: Workspace, definition: defs.SegmentDefinition,
 
 def apply(ws: Workspace, items: list[PlanItem], note: str | None = None) -> dict[str, int]:
     """Save the new and changed definitions of a plan; returns key → new version."""
-    files = files_in_codes(ws)
+    files = files_in_codes(ws, vocabulary(ws))
     return {item.key: defs.save(ws, files[item.key], note) for item in items
             if item.change != "unchanged"}
