@@ -91,10 +91,8 @@ def check(ws: Workspace, now: datetime | None = None) -> int:
                   "due_at": r["due_at"].isoformat()}
                  for r in late]
         on_event(conn, "sla_breach", items, now)
-        for item in items:
-            due = _instant(item["due_at"])
-            assert due is not None  # every escalation has a deadline
-            due = due.astimezone(ws.config.zone)
+        for row, item in zip(late, items, strict=True):
+            due = as_utc(row["due_at"]).astimezone(ws.config.zone)
             enqueue(conn, f"sla:{item['playbook']}", "sla_breach",
                     alert(ws.config.locale, item["ticket_id"], due), [item], now)
     return len(late)
