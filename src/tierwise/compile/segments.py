@@ -73,6 +73,9 @@ from tierwise.definitions.segment_fields import (
 from tierwise.definitions.vocabulary import Vocabulary
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: A rule's date-part function → the SQL function (or ``compile.dialects`` helper).
+_DATE_PARTS = {"YEAR": "YEAR", "MONTH": "MONTH", "DAY": "DAYOFMONTH", "HOUR": "HOUR",
+               "WEEKDAY": "ISO_WEEKDAY"}
 _OPS: dict[str, type[exp.Expr]] = {"=": exp.EQ, "!=": exp.EQ, ">": exp.GT,
                                           ">=": exp.GTE, "<": exp.LT, "<=": exp.LTE}
 
@@ -394,10 +397,8 @@ class _Compiler:
         value, kind = self.operand(node.argument, scope, source)
         local = _fn("LOCAL_TS", exp.Placeholder(this="tz"), value) if kind == "timestamp" \
             else value
-        simple = {"YEAR": "YEAR", "MONTH": "MONTH", "DAY": "DAYOFMONTH", "HOUR": "HOUR",
-                  "WEEKDAY": "ISO_WEEKDAY"}
-        if node.function in simple:
-            return _fn(simple[node.function], local)
+        if node.function in _DATE_PARTS:
+            return _fn(_DATE_PARTS[node.function], local)
         # DAYS_UNTIL_ANNIVERSARY: days from today to the next (month, day) of the date,
         # 0 on the day; 29 February falls on 28 February in a common year.
         day = exp.cast(local, "DATE") if kind == "timestamp" else local
