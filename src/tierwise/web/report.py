@@ -9,6 +9,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from tierwise.definitions.vocabulary import label_of
 from tierwise.models import compute
 from tierwise.services.review import Review
 from tierwise.store.control import utcnow
@@ -26,7 +27,7 @@ def _labeller(ws: Workspace, review: Review, lang: str) -> Callable[[Any], str]:
     if review.grouping != "tier":
         return lambda g: str(g)
     labels = compute.load_settings(ws).tiers.labels
-    return lambda g: "—" if g is None else labels.get(g, {}).get(lang, str(g))
+    return lambda g: label_of(labels, None if g is None else str(g), lang)
 
 
 def _cell(name: str, value: Any) -> str:
