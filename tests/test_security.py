@@ -117,10 +117,10 @@ def _force(ws: tierwise.Workspace, sql: str) -> None:
 
 def test_audit_chain_detects_edits_and_deletions(any_ws: tierwise.Workspace) -> None:
     ws = any_ws
-    _entries(ws, 5)
+    _entries(ws, 5)  # after the entry of init that names the keys
     with ws.control.read() as conn:
         head = audit.verify(conn)
-    assert head.ok and head.entries == 5
+    assert head.ok and head.entries == 6
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), ws.control.write() as conn:
         conn.execute(audit_log.update().values(actor="user:someone-else"))
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), ws.control.write() as conn:
@@ -139,8 +139,8 @@ def test_audit_verify_cli_and_truncation(ws: tierwise.Workspace) -> None:
     _entries(ws, 4)
     out = tw("audit", "verify", "-w", str(ws.root))
     head = out.strip().rsplit(" ", 1)[1]
-    assert head.startswith("4:")
-    _force(ws, "DELETE FROM audit_log WHERE seq = 4")
+    assert head.startswith("5:")
+    _force(ws, "DELETE FROM audit_log WHERE seq = 5")
     tw("audit", "verify", "-w", str(ws.root))  # a shorter chain is still a chain …
     out = tw("audit", "verify", "--expect-head", head, "-w", str(ws.root), code=1)
     assert "cut off the end" in out  # … but not the one recorded
@@ -184,7 +184,8 @@ def test_entries_from_before_the_key_stay_verifiable(ws: tierwise.Workspace) -> 
     """A workspace whose log was written before the chain was keyed: the old entries keep
     their SHA-256 links, every later one is keyed, and none after may be unkeyed."""
     key = ws.control.audit
-    ws.control.audit = None  # an older version of tierwise writes three entries
+    _force(ws, "DELETE FROM audit_log")  # an older version of tierwise wrote no init entry
+    ws.control.audit = None  # and three entries without a key
     _entries(ws, 3)
     (ws.root / "keys" / "audit.json").unlink()
     ws.close()
@@ -252,7 +253,8 @@ def test_users_and_keys_cli(ws: tierwise.Workspace, monkeypatch: pytest.MonkeyPa
     tw("keys", "revoke", key_id, "-w", root)
     tw("keys", "revoke", key_id, "-w", root, code=1)
     actions = [e["action"] for e in reversed(_audit(ws))]
-    assert actions == ["user_add", "user_change", "key_create", "key_revoke"]
+    assert actions == ["workspace_keys", "user_add", "user_change", "key_create",
+                       "key_revoke"]
 
 
 def _audit(ws: tierwise.Workspace) -> list[dict[str, object]]:

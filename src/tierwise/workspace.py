@@ -24,7 +24,8 @@ from tierwise.store import audit, import_log
 from tierwise.store import customers as customer_store
 from tierwise.store.control import ControlStore
 from tierwise.store.facts import FactStore
-from tierwise.store.sealing import KeyRing
+from tierwise.store.key_inventory import sealed_key_ids
+from tierwise.store.sealing import ENV_KEY, KeyRing, MissingPiiKey
 
 
 class Workspace:
@@ -36,13 +37,17 @@ class Workspace:
     0
     """
 
-    def __init__(self, root: Path, config: WorkspaceConfig) -> None:
+    def __init__(self, root: Path, config: WorkspaceConfig, *, new: bool = False) -> None:
+        """Open the workspace at ``root``; ``new`` (``create`` only) makes its keys."""
         self.root = root
         self.config = config
         #: What is personal data here: the PII columns and the sensitive attribute keys.
         self.personal_data = PersonalData.of(config.sensitive_attributes,
                                              config.public_attributes)
-        ring = KeyRing.load(self.pii_key_path(root, config))
+        try:
+            ring = KeyRing.load(self.pii_key_path(root, config), create=new)
+        except MissingPiiKey as exc:
+            raise missing_key_error(config.control_store_url(root), exc.key_file) from None
         ring.sensitive_key = self.personal_data.is_sensitive_key
         self.control = ControlStore(config.control_store_url(root), ring)
         self.facts = FactStore(root, self.control)
@@ -63,8 +68,8 @@ class Workspace:
         config = config or WorkspaceConfig(name=path.name)
         (path / "facts").mkdir(exist_ok=True)
         write_config(path, config)
-        ws = cls(path, config)
-        ws._prepare()
+        ws = cls(path, config, new=True)
+        ws._prepare(new=True)
         return ws
 
     @classmethod
@@ -74,12 +79,28 @@ class Workspace:
         ws._prepare()
         return ws
 
-    def _prepare(self) -> None:
-        """Migrate the control store and load the audit key (created on first use)."""
+    def _prepare(self, new: bool = False) -> None:
+        """Migrate the control store and load the audit key (``new``: create it and record
+        the ids of both keys in the audit log, so that a lost key can be named)."""
         self.control.upgrade()
         with self.control.read() as conn:
-            self.control.audit = audit.open_key(conn, (self.root / self.config.audit_key_file)
-                                                .resolve())
+            self.control.audit = audit.open_key(conn, self.audit_key_path(self.root,
+                                                                          self.config),
+                                                create=new)
+        if new:
+            self.record_key_ids("system:init")
+
+    @staticmethod
+    def audit_key_path(root: Path, config: WorkspaceConfig) -> Path:
+        return (root / config.audit_key_file).resolve()
+
+    def record_key_ids(self, actor: str) -> None:
+        """Write the ids (never the keys) of the PII and audit keys in use to the audit log."""
+        assert self.control.pii is not None and self.control.audit is not None
+        with self.control.write() as conn:
+            audit.append(conn, actor, audit.KEYS_ACTION, None,
+                         {"pii_keys": list(self.control.pii.key_ids),
+                          "audit_key": self.control.audit.key_id})
 
     def close(self) -> None:
         self.control.dispose()
@@ -151,3 +172,55 @@ class Workspace:
         done = {name: self.facts.compact(self.engine, name) for name in names}
         self.facts.collect_garbage()
         return done
+
+
+def sealed_keys(control_url: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Read without any key: the key ids sealed values need (id → columns) and the ids the
+    audit log recorded for this workspace."""
+    store = ControlStore(control_url)
+    try:
+        if store.revision() is None:
+            return {}, {}
+        with store.read() as conn:
+            return sealed_key_ids(conn), audit.recorded_key_ids(conn)
+    finally:
+        store.dispose()
+
+
+def missing_key_error(control_url: str, key_file: Path) -> WorkspaceError:
+    """Why a workspace without its PII key does not open: which keys its data needs, where
+    the key was looked for, and the fix."""
+    needed, recorded = sealed_keys(control_url)
+    looked = f"looked for ${ENV_KEY} (not set) and {key_file} (no such file)"
+    if needed:
+        ids = ", ".join(f"{k} ({', '.join(v)})" for k, v in needed.items())
+        return WorkspaceError(
+            f"the personal data here is encrypted with key {ids}, and no PII key was found: "
+            f"{looked}. Put the key file back from where you keep it, restore it from a "
+            f"backup made with --include-keys, or set ${ENV_KEY}. A new key could not read "
+            "this data, so none was created.")
+    known = recorded.get("pii_keys") or []
+    hint = f" (it was created with key {known[0]})" if known else ""
+    return WorkspaceError(
+        f"no PII key{hint}: {looked}. No stored value is encrypted yet, so if that key is "
+        f"truly lost, `tierwise pii new-key` creates one; otherwise put it back first.")
+
+
+def new_pii_key(root: str | os.PathLike[str] | None = None) -> Workspace:
+    """Create the PII key of a workspace that has none and holds nothing sealed (the one
+    explicit way besides ``init``); with sealed data a new key could read none of it, so
+    this refuses and names the key that is needed."""
+    path = find_workspace(root)
+    config = read_config(path)
+    key_file = Workspace.pii_key_path(path, config)
+    if os.environ.get(ENV_KEY) or key_file.exists():
+        raise WorkspaceError(f"this workspace has a PII key already "
+                             f"({'$' + ENV_KEY if os.environ.get(ENV_KEY) else key_file}); "
+                             "`tierwise pii rotate-key` replaces it safely")
+    if sealed_keys(config.control_store_url(path))[0]:
+        raise missing_key_error(config.control_store_url(path), key_file)
+    KeyRing.load(key_file, create=True)
+    ws = Workspace(path, config)
+    ws._prepare()
+    ws.record_key_ids("system:pii_new_key")
+    return ws

@@ -347,6 +347,18 @@ def pii_rotate(keep_old: Annotated[bool, typer.Option(
               f"cleaning-log values under key {result['key_id']} ({result['key_source']})")
 
 
+@pii_app.command("new-key")
+def pii_new_key(workspace: WorkspaceOpt = None) -> None:
+    """Create a PII key for a workspace that has lost its key before storing anything
+    encrypted (refused when data is encrypted: restore the key instead)."""
+    from tierwise.workspace import new_pii_key
+
+    ws = new_pii_key(workspace)
+    assert ws.control.pii is not None
+    out.print(f"created PII key {ws.control.pii.current_id} ({ws.control.pii.source}); "
+              "keep a copy where you keep backups")
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(users_app, name="users")

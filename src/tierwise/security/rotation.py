@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from tierwise.store import cleaning_log, customer_mirror
+from tierwise.store import cleaning_log, customer_mirror, merges
 from tierwise.store import customers as customer_store
 from tierwise.store.sealing import (
     ENV_KEY,
@@ -37,11 +37,12 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
     before = ws.control.pii
     ring.sensitive_key = before.sensitive_key if before is not None else None
     ws.control.pii = ring
-    counts = {"customers": 0, "cleaning_log": 0}
+    counts = {"customers": 0, "cleaning_log": 0, "merges": 0}
     try:
         with ws.control.write() as conn:
             counts["customers"] = customer_store.reseal(conn, ring)
             counts["cleaning_log"] = cleaning_log.reseal(conn, ring)
+            counts["merges"] = merges.reseal(conn, ring)
     except BaseException:
         ws.control.pii = before
         raise
@@ -51,6 +52,7 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
         ws.control.pii = KeyRing.load(key_file)
         ws.control.pii.sensitive_key = ring.sensitive_key
     customer_mirror.invalidate(ws.root, files=True)  # sealed with the old key
+    ws.record_key_ids("system:pii_key_rotate")
     return {"key_id": ring.current_id, **counts, "key_source": _where(key_file)}
 
 

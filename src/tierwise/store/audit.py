@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,12 +27,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tierwise.store.audit_key import AuditKey
+from tierwise.store.audit_key import ENV_KEY as ENV_AUDIT_KEY
+from tierwise.store.audit_key import AuditKey, AuditKeyError
 from tierwise.store.audit_key import load as load_audit_key
 from tierwise.store.control import advisory_lock, as_utc, utcnow
 from tierwise.store.tables import audit_log
 
 GENESIS = "0" * 64
+log = logging.getLogger("tierwise.audit")
 
 
 def _digest(key: AuditKey | None, prev_hash: str, seq: int, at: datetime, actor: str,
@@ -65,10 +69,56 @@ def next_seq(conn: sa.Connection) -> int:
     return int(conn.execute(sa.select(sa.func.max(audit_log.c.seq))).scalar() or 0) + 1
 
 
-def open_key(conn: sa.Connection, path: Path) -> AuditKey:
-    """The workspace's audit key (created on first use, keying the chain from the next
-    entry on)."""
-    return load_audit_key(path, next_seq(conn))
+#: The entry that records which keys a workspace was created with (and a rotation's).
+KEYS_ACTION = "workspace_keys"
+
+
+def open_key(conn: sa.Connection, path: Path, create: bool = False) -> AuditKey:
+    """The workspace's audit key. Missing, it is created (keying the chain from the next
+    entry on) when ``create`` (``tierwise init``) or when no entry was ever chained with a
+    key (a workspace from before the chain was keyed: nothing is lost); a chain already keyed
+    with a key that cannot be found is ``AuditKeyError``, and no key is created."""
+    if create or os.environ.get(ENV_AUDIT_KEY) or path.exists():
+        return load_audit_key(path, next_seq(conn))
+    keyed = _keyed_entries(conn)
+    if keyed is None:
+        log.warning("the audit log was not keyed yet: created %s, which keys it from entry "
+                    "%d on", path, next_seq(conn))
+        return load_audit_key(path, next_seq(conn))
+    first, last = keyed
+    known = recorded_key_ids(conn).get("audit_key")
+    which = f"key {known}" if known else "its key"
+    raise AuditKeyError(
+        f"the audit log's entries {first}–{last} were chained with {which}, which is not "
+        f"here: ${ENV_AUDIT_KEY} is not set and {path} does not exist. Put the key file "
+        f"back from where you keep it (or restore a backup made with --include-keys), "
+        f"or set ${ENV_AUDIT_KEY}. A new key would make the log fail verification, so "
+        "none was created.")
+
+
+def _keyed_entries(conn: sa.Connection) -> tuple[int, int] | None:
+    """The first and last entries chained with a key, or None when no entry was: an
+    entry whose hash is not the plain SHA-256 link was keyed."""
+    last = conn.execute(sa.select(audit_log).order_by(audit_log.c.seq.desc()).limit(1)).first()
+    if last is None or _digest(None, last.prev_hash, last.seq, last.at, last.actor,
+                               last.action, last.target, last.detail,
+                               last.client) == last.hash:
+        return None
+    first = 1
+    for r in conn.execute(sa.select(audit_log).order_by(audit_log.c.seq)):
+        if _digest(None, r.prev_hash, r.seq, r.at, r.actor, r.action, r.target, r.detail,
+                   r.client) != r.hash:
+            first = r.seq
+            break
+    return first, last.seq
+
+
+def recorded_key_ids(conn: sa.Connection) -> dict[str, Any]:
+    """The key ids the newest ``workspace_keys`` entry recorded (``pii_keys``,
+    ``audit_key``), or {}."""
+    row = conn.execute(sa.select(audit_log.c.detail).where(audit_log.c.action == KEYS_ACTION)
+                       .order_by(audit_log.c.seq.desc()).limit(1)).first()
+    return json.loads(row.detail) if row is not None else {}
 
 
 @dataclass

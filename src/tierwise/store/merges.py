@@ -19,6 +19,7 @@ from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.store import customers as customer_store
 from tierwise.store import sizes
 from tierwise.store.control import as_utc
+from tierwise.store.sealing import KeyRing
 from tierwise.store.tables import (
     contact_preferences,
     customer_redirects,
@@ -264,3 +265,12 @@ def counts(conn: sa.Connection) -> dict[str, int]:
                                     .select_from(customer_redirects)),
             "pairs_waiting_for_review": int(by_status.get("pending", 0)),
             "pairs_rejected": int(by_status.get("rejected", 0))}
+
+
+def reseal(conn: sa.Connection, ring: KeyRing) -> int:
+    """Seal every merge's undo record again under ``ring``'s current key (key rotation)."""
+    rows = conn.execute(sa.select(merges.c.merge_id, merges.c.undo)).all()
+    for r in rows:
+        conn.execute(merges.update().where(merges.c.merge_id == r.merge_id).values(
+            undo=ring.encrypt("merge", ring.decrypt("merge", r.undo))))
+    return len(rows)

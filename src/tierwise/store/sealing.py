@@ -8,7 +8,8 @@ read as plain text: a workspace created before encryption keeps working and
 
 Keys come from ``$TIERWISE_PII_KEY`` (base64 of 32 bytes; older keys that must stay readable in
 ``$TIERWISE_PII_OLD_KEYS``, comma-separated) or else from the workspace's key file
-(``pii_key_file`` in tierwise.toml; created with mode 0600 on first use). Keep the key file
+(``pii_key_file`` in tierwise.toml; created with mode 0600 by ``tierwise init``, never on
+the fly: a workspace whose key is missing refuses to open, see ``Workspace``). Keep the key file
 outside the workspace in production: whoever holds both can read the data.
 """
 
@@ -40,6 +41,14 @@ ENV_OLD_KEYS = "TIERWISE_PII_OLD_KEYS"
 
 class PiiKeyError(TierwiseError):
     """A PII key is missing, malformed, or a value was encrypted with an unknown key."""
+
+
+class MissingPiiKey(PiiKeyError):
+    """Neither ``$TIERWISE_PII_KEY`` nor the key file is there."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.key_file = key_file
+        super().__init__(f"no PII key: ${ENV_KEY} is not set and {key_file} does not exist")
 
 
 def _key_id(key: bytes) -> str:
@@ -80,7 +89,10 @@ class KeyRing:
 
     # -- load / store --------------------------------------------------------------------
     @classmethod
-    def load(cls, key_file: Path, create: bool = True) -> KeyRing:
+    def load(cls, key_file: Path, create: bool = False) -> KeyRing:
+        """The ring from ``$TIERWISE_PII_KEY`` or ``key_file``. A missing key is
+        ``MissingPiiKey`` unless ``create`` (``tierwise init`` and the explicit key commands
+        only: a new key silently put in place of a lost one reads nothing stored before)."""
         env = os.environ.get(ENV_KEY)
         if env:
             older = tuple(_decode_key(k, ENV_OLD_KEYS)
@@ -88,7 +100,7 @@ class KeyRing:
             return cls(_decode_key(env, ENV_KEY), older, f"${ENV_KEY}")
         if not key_file.exists():
             if not create:
-                raise PiiKeyError(f"no PII key: set ${ENV_KEY} or create {key_file}")
+                raise MissingPiiKey(key_file)
             write_key_file(key_file, [new_key()])
         try:
             data = json.loads(key_file.read_text(encoding="utf-8"))
@@ -120,6 +132,15 @@ class KeyRing:
                             f"in the key ring ({self.source}); add the old key to read it")
         raw = base64.b64decode(body)
         return aead.decrypt(raw[:12], raw[12:], column.encode()).decode()
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Ids of every key in the ring, the current one first."""
+        return tuple(_key_id(k) for k in (self.current, *self.older))
+
+    def exported(self) -> list[str]:
+        """The keys as a key file lists them (base64, the current one first)."""
+        return [base64.b64encode(k).decode() for k in (self.current, *self.older)]
 
     def key_id_of(self, value: str | None) -> str | None:
         if value is None or not value.startswith(PREFIX):
@@ -208,3 +229,8 @@ def write_key_file(path: Path, keys: list[str]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump({"keys": keys}, fh)
     os.replace(tmp, path)
+
+
+def key_id_of_key(encoded: str, where: str = "key") -> str:
+    """The id of a base64 key as written in a key file (what sealed values name)."""
+    return _key_id(_decode_key(encoded, where))
