@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise.cli import audit as cli_audit
+from tierwise.errors import TierwiseError
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import audit
 from tierwise.workspace import Workspace
@@ -177,14 +178,20 @@ def deliveries_list(ctx: typer.Context,
 
 @deliveries_app.command("replay")
 def deliveries_replay(ids: Annotated[list[int] | None, typer.Argument(
-                          help="Outbox ids; without them, every dead delivery.")] = None,
+                          help="Outbox ids; without them, every delivery in --status.")]
+                      = None,
+                      status: Annotated[str, typer.Option(
+                          help="Without ids: `dead` (gave up) or `held` (pending when the "
+                          "backup a workspace was restored from was taken).")] = "dead",
                       workspace: WorkspaceOpt = None) -> None:
     """Send deliveries again, with their original idempotency keys."""
     from tierwise.actions import dispatch
 
+    if status not in ("dead", "held"):
+        raise TierwiseError(f"--status {status!r}: expected dead or held")
     ws = Workspace.open(workspace)
-    queued = dispatch.replay(ws, ids or None)
-    cli_audit.record(ws, "deliveries_replay", None, {"ids": ids or "dead", "queued": queued})
+    queued = dispatch.replay(ws, ids or None, status)
+    cli_audit.record(ws, "deliveries_replay", None, {"ids": ids or status, "queued": queued})
     out.print(f"{queued} delivery(ies) queued again")
 
 

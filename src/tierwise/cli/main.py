@@ -18,6 +18,7 @@ from tierwise.cli import admin as cli_admin
 from tierwise.cli import audit as cli_audit
 from tierwise.cli import identity as cli_identity
 from tierwise.cli import insights as cli_insights
+from tierwise.cli import operations as cli_operations
 from tierwise.cli import render
 from tierwise.cli import segments as cli_segments
 from tierwise.cli import value as cli_value
@@ -367,6 +368,7 @@ app.add_typer(cli_segments.app, name="segments")
 cli_identity.register(app)
 cli_insights.register(app)
 cli_actions.register(app)
+cli_operations.register(app)
 customers_app.command("segments")(cli_segments.customer_segments_cmd)
 
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from tierwise.definitions.schemas import TABLES, TableSchema
 from tierwise.engines.base import Engine, ScanFile, TableScan
+from tierwise.store.backup import backup_running
 from tierwise.store.control import ControlStore, as_utc, utcnow
 from tierwise.store.tables import customer_redirects, fact_files
 
@@ -193,11 +194,16 @@ class FactStore:
 
     def scans(self, tables: Iterable[str] | None = None) -> dict[str, TableScan]:
         """Scans of several fact tables (all of them by default), read in one go."""
+        with self.control.read() as conn:
+            return self.scans_in(conn, tables)
+
+    def scans_in(self, conn: sa.Connection,
+                 tables: Iterable[str] | None = None) -> dict[str, TableScan]:
+        """``scans`` as the manifest is seen by ``conn`` (a backup's instant, for one)."""
         names = [t.name for t in TABLES.values() if t.home == "facts"] if tables is None \
             else list(tables)
-        with self.control.read() as conn:
-            redirects = _redirects(conn)
-            return {name: self._scan(conn, name, redirects) for name in names}
+        redirects = _redirects(conn)
+        return {name: self._scan(conn, name, redirects) for name in names}
 
     def live_files(self, conn: sa.Connection, table: str) -> tuple[int, int]:
         """How many live files ``table`` has and their bytes."""
@@ -444,6 +450,8 @@ class FactStore:
         in between) is a stray the next sweep deletes."""
         cutoff = utcnow() - now_grace
         with self.control.read() as conn:
+            if backup_running(conn):  # it may still copy a file live at its instant
+                return 0
             rows = conn.execute(sa.select(fact_files.c.file_id, fact_files.c.path,
                                           fact_files.c.removed_at)
                                 .where(fact_files.c.removed_at.is_not(None))).all()

@@ -1,0 +1,140 @@
+"""CLI commands for running a workspace safely: backup, its verification, restore."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tierwise.cli import audit as cli_audit
+from tierwise.errors import TierwiseError
+from tierwise.workspace import Workspace
+
+out = Console(soft_wrap=True)
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", envvar="TIERWISE_WORKSPACE", help="Workspace folder.")]
+PassphraseOpt = Annotated[Path | None, typer.Option(
+    help="File whose first line is the passphrase of the keys in the backup (else "
+    "$TIERWISE_BACKUP_PASSPHRASE, else asked on a terminal).")]
+
+
+def _passphrase(path: Path | None, *, needed: bool, twice: bool = False) -> str | None:
+    from tierwise.security.backup import ENV_PASSPHRASE
+
+    if path is not None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise TierwiseError(f"{path}: {exc.strerror}") from None
+        return lines[0] if lines else ""
+    if os.environ.get(ENV_PASSPHRASE):
+        return os.environ[ENV_PASSPHRASE]
+    if not needed or not sys.stdin.isatty():
+        return None
+    first = getpass.getpass("passphrase for the keys: ")
+    if twice and getpass.getpass("again: ") != first:
+        raise TierwiseError("the passphrases differ")
+    return first
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def backup_cmd(dest: Annotated[str, typer.Argument(
+                   help="A new folder for the backup; or `verify` followed by a backup "
+                   "folder to check one.")],
+               checked: Annotated[Path | None, typer.Argument(
+                   help="(after `verify`) the backup to check.", show_default=False)] = None,
+               base: Annotated[Path | None, typer.Option(
+                   help="An earlier backup: fact and snapshot files it holds are hard-linked "
+                   "from it instead of copied (an incremental backup, complete on its "
+                   "own).")] = None,
+               include_keys: Annotated[bool, typer.Option(
+                   help="Put the PII, audit and webhook keys in the backup, encrypted with "
+                   "a passphrase. Without it the backup records which keys it needs; keep "
+                   "them apart.")] = False,
+               passphrase_file: PassphraseOpt = None,
+               workspace: WorkspaceOpt = None) -> None:
+    """Back up the workspace while it runs: `tierwise backup DEST`; check a backup:
+    `tierwise backup verify DEST`."""
+    from tierwise.security import backup
+
+    if dest == "verify" and checked is not None:
+        result = backup.verify(checked, _passphrase(passphrase_file, needed=False))
+        for problem in result["problems"]:
+            out.print(f"[red]✗[/] {problem}", highlight=False)
+        keys = result["keys"]
+        where = "in the backup (sealed)" if keys.get("included") else "kept apart"
+        out.print(f"{result['path']}: instant {result['instant']}, {result['files']} files, "
+                  f"{_size(result['bytes'])}; needs PII key {', '.join(keys['pii'])} and "
+                  f"audit key {keys['audit']} ({where})", highlight=False)
+        if result["problems"]:
+            out.print(f"[red]the backup is damaged:[/] {len(result['problems'])} problem(s)")
+            raise typer.Exit(1)
+        out.print("backup intact")
+        return
+    if checked is not None:
+        raise TierwiseError(f"unexpected argument {checked}; `tierwise backup DEST` or "
+                            "`tierwise backup verify DEST`")
+    ws = Workspace.open(workspace)
+    phrase = _passphrase(passphrase_file, needed=include_keys, twice=True)
+    manifest = backup.backup(ws, dest, base=str(base) if base else None,
+                             include_keys=include_keys, passphrase=phrase)
+    cli_audit.record(ws, "backup", None, {"dest": str(Path(dest).resolve()),
+                                          "instant": manifest["instant"],
+                                          "bytes": manifest["bytes"],
+                                          "keys_included": include_keys})
+    rows = manifest["rows"]
+    out.print(f"backed up {ws.root} at {manifest['instant']} to {Path(dest).resolve()}: "
+              f"{len(manifest['files'])} files, {_size(manifest['bytes'])}"
+              + (f" ({_size(manifest['reused_bytes'])} linked from {base})" if base else "")
+              + f"; {rows['customers']:,} customers, {rows.get('orders', 0):,} orders, "
+              f"{rows.get('events', 0):,} events", highlight=False)
+    keys = manifest["keys"]
+    if not include_keys:
+        out.print(f"the backup does not hold the keys: a restore needs PII key "
+                  f"{', '.join(keys['pii'])} and audit key {keys['audit']}", highlight=False)
+
+
+def restore_cmd(src: Annotated[Path, typer.Argument(help="The backup folder.")],
+                dest: Annotated[Path, typer.Argument(help="A new folder for the workspace.")],
+                control_store: Annotated[str | None, typer.Option(
+                    help="For a backup of a PostgreSQL control store: the empty database "
+                    "to restore it into (postgresql://user@host/db).")] = None,
+                keys_from: Annotated[Path | None, typer.Option(
+                    help="A folder holding the key files the backup needs (pii.json, "
+                    "audit.json, webhook.key).")] = None,
+                passphrase_file: PassphraseOpt = None) -> None:
+    """Rebuild a workspace from a backup, as it was at the backup instant."""
+    from tierwise.security import backup
+
+    manifest = backup.read_manifest(src.expanduser().resolve())
+    phrase = _passphrase(passphrase_file, needed=bool(manifest["keys"].get("included")))
+    report = backup.restore(src, dest, control_store=control_store,
+                            keys_from=str(keys_from) if keys_from else None,
+                            passphrase=phrase)
+    rows = report["rows"]
+    out.print(f"restored {report['path']} as of {report['instant']}: "
+              f"{rows['customers']:,} customers, {rows.get('orders', 0):,} orders, "
+              f"{rows.get('events', 0):,} events, {report['segments']} segments, "
+              f"{report['audit_entries']:,} audit entries (chain verified)", highlight=False)
+    if report["held_deliveries"]:
+        out.print(f"{report['held_deliveries']} deliveries were pending at the backup instant "
+                  "and are held (the original may have sent them since): "
+                  "`tierwise deliveries replay --status held` sends them with their "
+                  "idempotency keys", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_cmd)
+    app.command("restore")(restore_cmd)
