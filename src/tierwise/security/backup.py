@@ -31,6 +31,7 @@ import secrets
 import shutil
 import uuid
 from dataclasses import replace
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-import tierwise
 from tierwise.config import CONFIG_FILE, read_config, write_config
 from tierwise.errors import WorkspaceError
 from tierwise.store import audit, leases
@@ -138,7 +138,7 @@ def _backup_once(ws: Workspace, target: Path, base: str | None,
     assert ws.control.pii is not None and ws.control.audit is not None
     return {
         "format": FORMAT,
-        "tierwise": tierwise.__version__,
+        "tierwise": version("tierwise"),
         "workspace": ws.config.name,
         "created_at": utcnow().isoformat(),
         "instant": frozen.instant.isoformat(),
