@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,23 +27,36 @@ def _pg_admin_url() -> str | None:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+def pg_databases() -> Iterator[Callable[[], str]]:
+    """Make fresh, empty PostgreSQL databases (URLs) for one test; dropped afterwards."""
     admin = _pg_admin_url()
     if admin is None:
         pytest.skip(f"no PostgreSQL server: set {PG_ENV}=postgresql://user@host/db")
-    name = f"tw_{uuid.uuid4().hex[:12]}"
     engine = sa.create_engine(admin.replace("postgresql://", "postgresql+psycopg://", 1),
                               isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(admin).set(database=name).render_as_string(hide_password=False)
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"tw_{uuid.uuid4().hex[:12]}"
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        made.append(name)
+        return sa.engine.make_url(admin).set(database=name).render_as_string(
+            hide_password=False)
+
     try:
-        yield url
+        yield make
     finally:
         with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in made:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_databases: Callable[[], str]) -> str:
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    return pg_databases()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -33,7 +33,7 @@ import uuid
 from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -401,7 +401,10 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
     if dialect == "sqlite" and control_store and not control_store.startswith("sqlite"):
         raise WorkspaceError("this backup's control store is SQLite; it restores into the "
                              "workspace folder (leave out --control-store)")
-    config = read_config(folder / "files")
+    try:
+        config = read_config(folder / "files")
+    except WorkspaceError:
+        _refuse_damaged(verify(folder)["problems"] or [f"{CONFIG_FILE} does not read"])
     root_paths = (Path(config.pii_key_file), Path(config.audit_key_file))
     keys, looked = _available_keys(folder, manifest, Path(keys_from) if keys_from else None,
                                    passphrase, root_paths)
@@ -417,10 +420,9 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
             "audit.json, as kept outside the workspace), set $TIERWISE_PII_KEY and "
             "$TIERWISE_AUDIT_KEY, or, for a backup made with --include-keys, its passphrase "
             f"(--passphrase-file FILE or ${ENV_PASSPHRASE}). Nothing was restored.")
-    checked = verify(folder)
-    if checked["problems"]:
-        raise WorkspaceError("the backup is damaged, nothing was restored: "
-                             + "; ".join(checked["problems"][:10]))
+    problems = verify(folder)["problems"]
+    if problems:
+        _refuse_damaged(problems)
     work = target.parent / f".{target.name}.restoring-{secrets.token_hex(4)}"
     filled_database = None
     try:
@@ -452,6 +454,11 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
         target.rmdir()
     os.replace(work, target)
     return {"path": str(target), "instant": manifest["instant"], **report}
+
+
+def _refuse_damaged(problems: list[str]) -> NoReturn:
+    raise WorkspaceError("the backup is damaged, nothing was restored: "
+                         + "; ".join(problems[:10]))
 
 
 def _ordered(encoded: list[str], needed: list[str]) -> list[str]:
