@@ -75,6 +75,17 @@ class WorkspaceConfig:
     public_attributes: list[str] = field(default_factory=list)
     #: Longest life of an API key in days (``--no-expiry`` lets an admin go beyond).
     api_key_max_days: int = 366
+    #: When ``tierwise serve`` recomputes values and re-evaluates every segment: a local
+    #: time each day ("02:00"), or "off" (then run `tierwise schedule run compute` from
+    #: your own scheduler).
+    schedule_compute: str = "02:00"
+    #: The periodic review written to reports/ (and mailed to ``review_subscribers``):
+    #: "monthly" (the month before, on the 1st), "quarterly" (the quarter before, on
+    #: 1 January, April, July and October) or "off"; at ``schedule_review_at`` local time.
+    schedule_review: str = "monthly"
+    schedule_review_at: str = "06:00"
+    #: Addresses the scheduled review is e-mailed to (through smtp_url).
+    review_subscribers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         try:
@@ -117,6 +128,21 @@ class WorkspaceConfig:
         if not isinstance(self.api_key_max_days, int) or not 1 <= self.api_key_max_days <= 3660:
             raise WorkspaceError(f"api_key_max_days = {self.api_key_max_days!r}: expected a "
                                  "whole number of days from 1 to 3660")
+        for name in ("schedule_compute", "schedule_review_at"):
+            value = getattr(self, name)
+            if not (value == "off" and name == "schedule_compute") \
+                    and local_time(value) is None:
+                raise WorkspaceError(f"{name} = {value!r}: expected a local time such as "
+                                     "'02:00'" + (" or 'off'" if name == "schedule_compute"
+                                                  else ""))
+        if self.schedule_review not in ("monthly", "quarterly", "off"):
+            raise WorkspaceError(f"schedule_review = {self.schedule_review!r}: expected "
+                                 "'monthly', 'quarterly' or 'off'")
+        if not isinstance(self.review_subscribers, list) or not all(
+                isinstance(a, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", a)
+                for a in self.review_subscribers):
+            raise WorkspaceError(f"review_subscribers = {self.review_subscribers!r}: "
+                                 "expected a list of e-mail addresses")
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise WorkspaceError(
                 f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY"
@@ -133,6 +159,17 @@ class WorkspaceConfig:
         if url.startswith(prefix) and not url.startswith(prefix + "/"):
             return prefix + str((root / url[len(prefix):]).resolve())
         return url
+
+
+def local_time(text: str) -> tuple[int, int] | None:
+    """(hour, minute) of "HH:MM", or None.
+
+    >>> local_time("02:30"), local_time("24:00")
+    ((2, 30), None)
+    """
+    found = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text.strip()) \
+        if isinstance(text, str) else None
+    return (int(found[1]), int(found[2])) if found else None
 
 
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)"

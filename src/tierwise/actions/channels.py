@@ -32,6 +32,7 @@ import httpx
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
+from tierwise.config import WorkspaceConfig
 from tierwise.errors import TierwiseError
 from tierwise.security import consent, targets
 from tierwise.store import customers as customer_store
@@ -73,6 +74,31 @@ def webhook_secret(ws: Workspace) -> bytes:
             os.link(tmp, path)  # the first writer wins; a concurrent one reads its key
         tmp.unlink()
     return path.read_text().strip().encode()
+
+
+def send_mail(config: WorkspaceConfig, message: EmailMessage) -> None:
+    """Send ``message`` through the workspace's ``smtp_url``; ``Retry`` when it cannot go
+    now (no server set, the server unreachable or refusing)."""
+    url = config.smtp_url
+    if not url:
+        raise Retry("no smtp_url in tierwise.toml: e-mail waits until one is set")
+    parts = urlsplit(url)
+    host, user = parts.hostname or "localhost", unquote(parts.username or "")
+    timeout = config.webhook_timeout_seconds
+    try:
+        if parts.scheme == "smtps":
+            server: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465,
+                                                    timeout=timeout)
+        else:
+            server = smtplib.SMTP(host, parts.port or 25, timeout=timeout)
+        with server:
+            if parts.scheme == "smtp+starttls":
+                server.starttls()
+            if user:
+                server.login(user, os.environ.get(ENV_SMTP_PASSWORD, ""))
+            server.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise Retry(f"SMTP: {exc}") from None
 
 
 def sign(secret: bytes, body: bytes, at: int | None = None) -> str:
@@ -190,26 +216,7 @@ class Channels:
         self._send(message)
 
     def _send(self, message: EmailMessage) -> None:
-        url = self.ws.config.smtp_url
-        if not url:
-            raise Retry("no smtp_url in tierwise.toml: e-mail waits until one is set")
-        parts = urlsplit(url)
-        host, user = parts.hostname or "localhost", unquote(parts.username or "")
-        timeout = self.ws.config.webhook_timeout_seconds
-        try:
-            if parts.scheme == "smtps":
-                server: smtplib.SMTP = smtplib.SMTP_SSL(host, parts.port or 465,
-                                                        timeout=timeout)
-            else:
-                server = smtplib.SMTP(host, parts.port or 25, timeout=timeout)
-            with server:
-                if parts.scheme == "smtp+starttls":
-                    server.starttls()
-                if user:
-                    server.login(user, os.environ.get(ENV_SMTP_PASSWORD, ""))
-                server.send_message(message)
-        except (OSError, smtplib.SMTPException) as exc:
-            raise Retry(f"SMTP: {exc}") from None
+        send_mail(self.ws.config, message)
 
     def _task(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
         now = utcnow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -135,6 +136,55 @@ def restore_cmd(src: Annotated[Path, typer.Argument(help="The backup folder.")],
                   "idempotency keys", highlight=False)
 
 
+
+
+schedule_app = typer.Typer(help="Scheduled jobs (nightly compute, periodic review): next runs "
+                           "and last outcomes; `run` for an external scheduler.")
+
+
+@schedule_app.callback(invoke_without_command=True)
+def schedule_list(ctx: typer.Context, workspace: WorkspaceOpt = None) -> None:
+    """Each job's schedule, its next run and its last runs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from tierwise.server.schedule import overview
+
+    ws = Workspace.open(workspace)
+    zone = ws.config.zone
+    table = Table("job", "schedule", "next run", "last runs (due → outcome)")
+    for job in overview(ws):
+        runs = "\n".join(
+            f"{datetime.fromisoformat(r['due']).astimezone(zone):%Y-%m-%d %H:%M} → "
+            f"{r['status']}"
+            + (f": {r['error'][:80]}" if r["error"] else "") for r in job["runs"][:3])
+        upcoming = f"{job['next'].astimezone(zone):%Y-%m-%d %H:%M}" if job["next"] else "—"
+        if job["missed"]:
+            upcoming = f"now (missed), then {upcoming}"
+        table.add_row(job["job"], job["schedule"], upcoming, runs or "none yet")
+    out.print(table)
+
+
+@schedule_app.command("run")
+def schedule_run(job: Annotated[str, typer.Argument(help="compute or review.")],
+                 workspace: WorkspaceOpt = None) -> None:
+    """Run one job now: what an external scheduler (cron, a systemd timer, a Kubernetes
+    CronJob) calls instead of `tierwise serve`'s schedule. Exit 1 when it fails."""
+    from tierwise.server.schedule import Scheduler
+
+    ws = Workspace.open(workspace)
+    done = Scheduler(ws).run(job, actor=cli_audit.actor())
+    if done is None:
+        raise TierwiseError(f"{job} is running in another process; try again when it ends")
+    if done["status"] != "done":
+        out.print(f"[red]{job} failed:[/] {done['error']}", highlight=False)
+        raise typer.Exit(1)
+    out.print(f"{job} done: " + ", ".join(f"{k} {v}" for k, v in done["result"].items()),
+              highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("backup")(backup_cmd)
     app.command("restore")(restore_cmd)
+    app.add_typer(schedule_app, name="schedule")

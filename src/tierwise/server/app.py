@@ -251,11 +251,27 @@ def _maintenance(ws: Workspace, stop: threading.Event) -> None:
         stop.wait(MAINTENANCE_EVERY)
 
 
+def _schedule(ws: Workspace, stop: threading.Event) -> None:
+    """Run the scheduled jobs: at start-up (a run missed while no server ran) and then
+    whenever one falls due (``server.schedule``)."""
+    from tierwise.server.schedule import TICK_SECONDS, Scheduler
+
+    scheduler = Scheduler(ws)
+    while not stop.is_set():
+        try:
+            scheduler.tick()
+        except Exception:
+            log.exception("the scheduler's tick failed; it tries again")
+        stop.wait(TICK_SECONDS)
+
+
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     stop = threading.Event()
     threading.Thread(target=_maintenance, args=(app.state.ws, stop),
                      name="tierwise-maintenance", daemon=True).start()
+    threading.Thread(target=_schedule, args=(app.state.ws, stop),
+                     name="tierwise-schedule", daemon=True).start()
     from tierwise.dashboard.data import keep_warm
 
     threading.Thread(target=keep_warm, args=(app.state.ws, stop),
