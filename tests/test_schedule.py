@@ -158,3 +158,81 @@ def test_schedule_from_the_command_line(tmp_path: Path) -> None:
     assert "done" in tw("schedule", "-w", root)
     assert "no job" in tw("schedule", "run", "backup", "-w", root, code=1)
     ws.close()
+
+
+def test_metrics_and_health(tmp_path: Path) -> None:
+    import json
+    import logging
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tierwise.server.metrics import JsonFormatter
+
+    served = build(tmp_path)
+    assert served.client().get("/metrics").status_code == 401
+    assert served.client().get("/health/live").json() == {"status": "ok"}
+    stopped = served.client().get("/health/ready")  # no lifespan: the worker never started
+    assert stopped.status_code == 503
+    assert stopped.json()["checks"] == {"control_store": "ok", "worker": "not running"}
+    with served.client("viewer") as client:  # the lifespan starts the worker
+        deadline = time.monotonic() + 30
+        while client.get("/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/health/ready").json()
+            time.sleep(0.1)
+        answer = client.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(answer.text)}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in families.values() for s in f.samples}
+    assert samples[("tierwise_import_rows", (("table", "orders"),))] == 6
+    assert samples[("tierwise_segment_members", (("segment", "buyers"),))] >= 3
+    assert ("tierwise_intake_rows_received_total", ()) in samples
+    assert {"tierwise_deliveries", "tierwise_outbox_backlog", "tierwise_worker_round_seconds",
+            "tierwise_job_runs", "tierwise_membership_changes"} <= set(families)
+    assert "C001" not in answer.text and "@" not in answer.text
+    record = logging.LogRecord("tierwise.api", logging.INFO, __file__, 1, "hello %s", ("世界",),
+                               None)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "hello 世界" and line["level"] == "info"
+    served.ws.close()
+
+
+def test_prune_keeps_month_ends_pending_deliveries_and_recent_reports(tmp_path: Path) -> None:
+    import os
+    from datetime import UTC, timedelta
+
+    from tierwise.security.housekeeping import prune
+    from tierwise.store.control import utcnow
+    from tierwise.store.tables import outbox
+
+    ws = build(tmp_path).ws
+    for day in ((2025, 1, 10), (2025, 1, 20), (2025, 2, 5)):
+        ws.compute(as_of=datetime(*day, 12, tzinfo=UTC))
+    with ws.control.read() as conn:
+        before = [r.as_of.day for r in conn.execute(sa.select(snapshots)
+                                                    .order_by(snapshots.c.snapshot_id))]
+    assert before[-3:] == [10, 20, 5]
+    old = utcnow() - timedelta(days=400)
+    with ws.control.write() as conn:
+        for i, status in enumerate(("delivered", "dead", "pending", "held", "suppressed")):
+            conn.execute(outbox.insert().values(
+                idempotency_key=f"k{i}", source="trigger:t", event="enter", customer_id="C001",
+                action="tag", payload="{}", status=status, next_attempt_at=old, created_at=old))
+    reports = ws.root / "reports" / "imports"
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "old.csv").write_text("x")
+    (reports / "new.csv").write_text("x")
+    os.utime(reports / "old.csv", (old.timestamp(), old.timestamp()))
+    done = prune(ws, now=utcnow() + timedelta(days=120))
+    assert done["deliveries"] == 3 and done["import_reports"] == 1
+    with ws.control.read() as conn:
+        left = sorted(r.status for r in conn.execute(sa.select(outbox.c.status)))
+        kept = [r.as_of.day for r in conn.execute(sa.select(snapshots)
+                                                  .order_by(snapshots.c.snapshot_id))]
+    assert left == ["held", "pending"]
+    assert 10 not in kept and kept[-2:] == [20, 5]  # January's last and the latest
+    assert done["snapshots"] == len(before) - len(kept)
+    assert not (reports / "old.csv").exists() and (reports / "new.csv").exists()
+    out = tw("status", "-w", str(ws.root))
+    assert "Space" in out and "audit_log" in out and "snapshots" in out
+    ws.close()

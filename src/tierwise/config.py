@@ -86,6 +86,13 @@ class WorkspaceConfig:
     schedule_review_at: str = "06:00"
     #: Addresses the scheduled review is e-mailed to (through smtp_url).
     review_subscribers: list[str] = field(default_factory=list)
+    #: What tierwise keeps of its own records (`tierwise serve` prunes hourly; `tierwise
+    #: prune` now): finished deliveries (delivered, dead, suppressed, held out) this many
+    #: days after they were queued; snapshots this many days, except the last one of each
+    #: month and the latest; rejected-row reports of imports this many days.
+    keep_deliveries_days: int = 180
+    keep_snapshots_days: int = 90
+    keep_import_reports_days: int = 180
 
     def __post_init__(self) -> None:
         try:
@@ -128,6 +135,12 @@ class WorkspaceConfig:
         if not isinstance(self.api_key_max_days, int) or not 1 <= self.api_key_max_days <= 3660:
             raise WorkspaceError(f"api_key_max_days = {self.api_key_max_days!r}: expected a "
                                  "whole number of days from 1 to 3660")
+        for name in ("keep_deliveries_days", "keep_snapshots_days",
+                     "keep_import_reports_days"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 36600:
+                raise WorkspaceError(f"{name} = {value!r}: expected a whole number of days "
+                                     "from 1")
         for name in ("schedule_compute", "schedule_review_at"):
             value = getattr(self, name)
             if not (value == "off" and name == "schedule_compute") \

@@ -59,14 +59,20 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
               help="Serve HTTPS with this certificate (PEM) instead of a proxy.")] = None,
           ssl_keyfile: Annotated[Path | None, typer.Option(
               help="The certificate's private key (PEM).")] = None,
+          log_format: Annotated[str, typer.Option(
+              help="`text` for people, `json` for a log collector (one object per "
+              "line).")] = "text",
           workspace: WorkspaceOpt = None) -> None:
-    """Run the dashboard, the REST API, the real-time worker and the dispatcher."""
+    """Run the dashboard, the REST API, the real-time worker, the dispatcher and the
+    scheduled jobs (`tierwise schedule`)."""
     import uvicorn
 
     from tierwise.server.app import create_app
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
         raise TierwiseError("give both --ssl-certfile and --ssl-keyfile, or neither")
+    if log_format not in ("text", "json"):
+        raise TierwiseError(f"--log-format {log_format!r}: expected text or json")
     for path in (ssl_certfile, ssl_keyfile):
         if path is not None and not path.is_file():
             raise TierwiseError(f"{path}: no such file")
@@ -87,7 +93,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
                                   "server_header": False, "proxy_headers": proxy_headers,
                                   "forwarded_allow_ips": forwarded_allow_ips,
                                   # tierwise.access logs requests, without query values
-                                  "access_log": False, "log_config": _log_config()}
+                                  "access_log": False, "log_config": _log_config(log_format)}
     if ssl_certfile is not None:
         options.update(ssl_certfile=str(ssl_certfile), ssl_keyfile=str(ssl_keyfile))
     if workers > 1:  # each process opens the workspace itself
@@ -99,9 +105,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         uvicorn.run(create_app(ws, worker="process"), **options)  # type: ignore[arg-type]
 
 
-def _log_config() -> dict[str, object]:
+def _log_config(log_format: str = "text") -> dict[str, object]:
     """uvicorn's logging, with tierwise's own loggers (the access log among them) on the
-    same console."""
+    same console; ``json``: every line one JSON object."""
     import copy
 
     from uvicorn.config import LOGGING_CONFIG
@@ -109,6 +115,9 @@ def _log_config() -> dict[str, object]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["loggers"]["tierwise"] = {"handlers": ["default"], "level": "INFO",
                                      "propagate": False}
+    if log_format == "json":
+        for name in config["formatters"]:
+            config["formatters"][name] = {"()": "tierwise.server.metrics.JsonFormatter"}
     return config
 
 

@@ -219,8 +219,10 @@ def demo(
 
 @app.command()
 def status(workspace: WorkspaceOpt = None) -> None:
-    """Rows, files and the last import of every table."""
-    render.summary(out, _open(workspace))
+    """Rows, files and the last import of every table, and what takes space."""
+    ws = _open(workspace)
+    render.summary(out, ws)
+    out.print(cli_operations.space_table(ws))
 
 
 @app.command()

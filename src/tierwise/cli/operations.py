@@ -184,7 +184,36 @@ def schedule_run(job: Annotated[str, typer.Argument(help="compute or review.")],
               highlight=False)
 
 
+def prune_cmd(workspace: WorkspaceOpt = None) -> None:
+    """Delete what the keep_* settings of tierwise.toml no longer keep (finished deliveries,
+    old snapshots, import reports, retired fact files); `tierwise serve` does it hourly."""
+    from tierwise.security.housekeeping import prune
+
+    ws = Workspace.open(workspace)
+    done = prune(ws)
+    cli_audit.record(ws, "prune", None, done)
+    out.print("deleted " + ", ".join(f"{n:,} {what.replace('_', ' ')}"
+                                     for what, n in done.items()))
+
+
+def space_table(ws: Workspace) -> object:
+    """What takes space in the workspace (for `tierwise status`)."""
+    from rich.table import Table
+
+    from tierwise.security.housekeeping import space
+
+    table = Table("what", "rows / files", "size", "kept", title="Space")
+    for item in space(ws):
+        if item["what"] == "seconds":
+            continue
+        count = item.get("rows") if item.get("rows") is not None else item.get("files")
+        table.add_row(item["what"], "" if count is None else f"{count:,}",
+                      "" if item["bytes"] is None else _size(item["bytes"]), item["kept"])
+    return table
+
+
 def register(app: typer.Typer) -> None:
+    app.command("prune")(prune_cmd)
     app.command("backup")(backup_cmd)
     app.command("restore")(restore_cmd)
     app.add_typer(schedule_app, name="schedule")

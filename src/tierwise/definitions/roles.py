@@ -21,9 +21,10 @@ PERMISSIONS: dict[str, str] = {
     "audit:read": "read and verify the audit log",
     "privacy:admin": "export or erase everything held about a customer; retention",
     "users:admin": "manage users and API keys",
+    "metrics:read": "read the service's metrics (/metrics): counts and latencies only",
 }
 
-_READ = {"customers:read", "segments:read", "values:read", "quality:read"}
+_READ = {"customers:read", "segments:read", "values:read", "quality:read", "metrics:read"}
 
 ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS),

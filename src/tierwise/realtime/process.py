@@ -73,6 +73,10 @@ class WorkerProcess:
         else:
             self.caught_up.clear()
 
+    def alive(self) -> bool:
+        """Whether the child process still runs (false before ``start``)."""
+        return self.process is not None and self.process.poll() is None
+
     def notify(self) -> None:
         if self._wake is None:
             return

@@ -149,6 +149,10 @@ class Worker:
             thread.start()
             self._threads.append(thread)
 
+    def alive(self) -> bool:
+        """Whether every thread of the worker still runs (false before ``start``)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
         self.wake.set()

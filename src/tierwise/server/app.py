@@ -235,19 +235,26 @@ MAINTENANCE_EVERY = 3600.0
 
 
 def _maintenance(ws: Workspace, stop: threading.Event) -> None:
-    """Apply the workspace's retention policy now and then every hour until stopped."""
+    """Apply the workspace's retention policy and keep settings now and then every hour
+    until stopped."""
+    from tierwise.security.housekeeping import prune
     from tierwise.security.privacy import apply_retention
 
     while not stop.is_set():
         if ws.config.retention_days:
             try:
                 deleted = apply_retention(ws, dict(ws.config.retention_days))
-                ws.facts.collect_garbage()
                 with ws.control.write() as conn:
                     audit.append(conn, "system:retention", "retention", None,
                                  {"days": ws.config.retention_days, "deleted": deleted})
             except Exception:
                 log.exception("the retention run failed; it is retried in an hour")
+        try:
+            pruned = prune(ws)
+            if any(pruned.values()):
+                log.info("pruned %s", pruned)
+        except Exception:
+            log.exception("pruning failed; it is retried in an hour")
         stop.wait(MAINTENANCE_EVERY)
 
 
@@ -347,6 +354,9 @@ def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
                    routes_actions, routes_admin, routes_docs):
         app.include_router(module.router)
     app.include_router(routes_auth.pages)
+    from tierwise.server import metrics
+
+    app.include_router(metrics.router)
     from tierwise.dashboard import pages
 
     pages.install(app)

@@ -162,3 +162,13 @@ def runs(conn: sa.Connection, *, customer_id: str | None = None, playbook: str |
         query = query.where(playbook_runs.c.status == status)
     return [dict(r._mapping) for r in conn.execute(
         query.order_by(playbook_runs.c.run_id.desc()).limit(limit))]
+
+
+#: Statuses of deliveries that are over: nothing will send them again by itself.
+FINISHED = ("delivered", "dead", "suppressed", "held_out")
+
+
+def prune(conn: sa.Connection, before: datetime) -> int:
+    """Delete finished deliveries queued before ``before``; pending and held ones stay."""
+    return int(conn.execute(outbox.delete().where(
+        outbox.c.status.in_(FINISHED), outbox.c.created_at < before)).rowcount)

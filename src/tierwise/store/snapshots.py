@@ -74,3 +74,7 @@ def state(conn: sa.Connection) -> tuple[int, int]:
     found = conn.execute(sa.select(sa.func.count(), sa.func.max(snapshots.c.snapshot_id))
                          ).one()
     return int(found[0] or 0), int(found[1] or 0)
+
+
+def remove(conn: sa.Connection, snapshot_ids: list[int]) -> None:
+    conn.execute(snapshots.delete().where(snapshots.c.snapshot_id.in_(snapshot_ids)))
