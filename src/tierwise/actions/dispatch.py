@@ -29,7 +29,7 @@ MAX_DELAY_SECONDS = 6 * 3600.0
 #: Deliveries carried out at once (webhook receivers answer slowly; tasks and tags are
 #: quick control-store writes).
 PARALLEL = 8
-STATUSES = ("pending", "delivered", "dead", "held_out", "suppressed")
+STATUSES = ("pending", "delivered", "dead", "held_out", "suppressed", "held")
 
 
 def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:

@@ -30,7 +30,10 @@ router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
 
 class ReplayIn(BaseModel):
     ids: list[StrictInt] | None = Field(None, max_length=10_000,
-                                  description="outbox ids; without them every dead row")
+                                  description="outbox ids; without them every row in status")
+    status: Literal["dead", "held"] = Field(
+        "dead", description="without ids: dead (gave up) or held (pending when the backup "
+        "this workspace was restored from was taken)")
 
 
 def _list(request: Request, kind: str) -> list[dict[str, Any]]:
@@ -155,7 +158,7 @@ def list_leads(request: Request, qualified: bool = False,
 @router.get("/deliveries", summary="Outbox rows (deliveries), oldest first, keyset-paged")
 def list_deliveries(request: Request,
                     status: Literal["pending", "delivered", "dead", "held_out",
-                                    "suppressed"] | None = None,
+                                    "suppressed", "held"] | None = None,
                     source: str | None = Query(None, max_length=160),
                     customer_id: str | None = Query(None, max_length=128),
                     after: int = Query(0, ge=0, le=MAX_ID),
@@ -172,9 +175,9 @@ def list_deliveries(request: Request,
 @router.post("/deliveries/replay", summary="Send deliveries again (same idempotency keys)")
 def replay(request: Request, body: ReplayIn,
            principal: Principal = require("actions:run")) -> dict[str, int]:
-    queued = dispatch.replay(workspace(request), body.ids)
+    queued = dispatch.replay(workspace(request), body.ids, body.status)
     record(request, principal, "deliveries_replay", None,
-           {"ids": body.ids[:100] if body.ids else None, "queued": queued})
+           {"ids": body.ids[:100] if body.ids else body.status, "queued": queued})
     return {"queued": queued}
 
 
