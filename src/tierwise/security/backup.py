@@ -182,20 +182,15 @@ def _link_or_copy(source: Path, dest: Path) -> None:
 
 
 def _copy(source: Path, target: Path, relative: str) -> dict[str, Any]:
-    """Copy ``source`` to ``target/relative``, hashing what was copied."""
+    """Copy ``source`` to ``target/relative`` (in the kernel where it can) and hash the copy
+    as written."""
     dest = target / relative
     dest.parent.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
     try:
-        with source.open("rb") as src, dest.open("wb") as out:
-            while chunk := src.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+        shutil.copyfile(source, dest)
     except FileNotFoundError:
         raise _Vanished(relative) from None
-    return {"path": relative, "bytes": size, "sha256": digest.hexdigest()}
+    return _entry(target, relative)
 
 
 def _entry(target: Path, relative: str) -> dict[str, Any]:
