@@ -4,6 +4,7 @@ deliveries, tasks, escalated tickets, and running the worker without the API."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -234,6 +235,14 @@ def worker_cmd(seconds: Annotated[float | None, typer.Option(
     from tierwise.realtime.worker import Worker
 
     if wake_fd is not None and status_fd is not None:  # started by `tierwise serve`
+        if os.environ.get("TIERWISE_LOG_FORMAT") == "json":  # serve --log-format json
+            import logging
+
+            from tierwise.server.metrics import JsonFormatter
+
+            handler = logging.StreamHandler()
+            handler.setFormatter(JsonFormatter())
+            logging.basicConfig(level=logging.INFO, handlers=[handler])
         serve_child(Workspace.open(workspace), wake_fd, status_fd)
         return
     worker = Worker(Workspace.open(workspace))

@@ -73,6 +73,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         raise TierwiseError("give both --ssl-certfile and --ssl-keyfile, or neither")
     if log_format not in ("text", "json"):
         raise TierwiseError(f"--log-format {log_format!r}: expected text or json")
+    os.environ["TIERWISE_LOG_FORMAT"] = log_format  # the worker's child process logs alike
     for path in (ssl_certfile, ssl_keyfile):
         if path is not None and not path.is_file():
             raise TierwiseError(f"{path}: no such file")

@@ -45,6 +45,7 @@ from tierwise.store import audit, leases
 from tierwise.store import backup as frozen_store
 from tierwise.store.audit_key import ENV_KEY as ENV_AUDIT_KEY
 from tierwise.store.audit_key import AuditKey
+from tierwise.store.audit_key import from_environment as audit_key_from_environment
 from tierwise.store.audit_key import load as load_audit_key
 from tierwise.store.control import utcnow
 from tierwise.store.sealing import ENV_KEY, KeyRing, key_id_of_key, write_key_file
@@ -311,13 +312,14 @@ def _available_keys(src: Path, manifest: dict[str, Any], keys_from: Path | None,
             found["written"] = True
         if (keys_from / "webhook.key").exists() and found["webhook"] is None:
             found["webhook"] = (keys_from / "webhook.key").read_text().strip()
-    looked.append(f"${ENV_KEY}" + ("" if os.environ.get(ENV_KEY) else " (not set)"))
-    if os.environ.get(ENV_KEY):
-        found["pii"] = [*found["pii"], *KeyRing.load(Path("/nonexistent")).exported()]
-    looked.append(f"${ENV_AUDIT_KEY}" + ("" if os.environ.get(ENV_AUDIT_KEY) else " (not set)"))
-    if os.environ.get(ENV_AUDIT_KEY) and found["audit"] is None:
-        key = load_audit_key(Path("/nonexistent"), None)
-        found["audit"] = {"key": base64.b64encode(key.key).decode(), "env": True}
+    ring = KeyRing.from_environment()
+    looked.append(f"${ENV_KEY}" + ("" if ring else " (not set)"))
+    if ring is not None:
+        found["pii"] = [*found["pii"], *ring.exported()]
+    env_audit = audit_key_from_environment()
+    looked.append(f"${ENV_AUDIT_KEY}" + ("" if env_audit else " (not set)"))
+    if env_audit is not None and found["audit"] is None:
+        found["audit"] = {"key": base64.b64encode(env_audit.key).decode(), "env": True}
     pii_path, audit_path = config_paths
     if pii_path.is_absolute() and pii_path.exists():
         looked.append(str(pii_path))

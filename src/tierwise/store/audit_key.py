@@ -61,17 +61,26 @@ def _decode(text: str, where: str) -> bytes:
     return key
 
 
+def from_environment() -> AuditKey | None:
+    """The key ``$TIERWISE_AUDIT_KEY`` gives (keyed from ``$TIERWISE_AUDIT_KEYED_FROM``), if
+    set."""
+    env = os.environ.get(ENV_KEY)
+    if not env:
+        return None
+    start = os.environ.get(ENV_KEYED_FROM, "1")
+    if not start.isdigit() or int(start) < 1:
+        raise AuditKeyError(f"${ENV_KEYED_FROM} = {start!r}: expected an entry number")
+    return AuditKey(_decode(env, f"${ENV_KEY}"), int(start), f"${ENV_KEY}")
+
+
 def load(path: Path, next_seq: int | None = None) -> AuditKey:
     """The audit key from ``$TIERWISE_AUDIT_KEY`` (with ``$TIERWISE_AUDIT_KEYED_FROM``,
     default 1) or ``path``; without either, a new key file is created that keys the chain
     from ``next_seq`` on (the entry after the last one written), or fails when
     ``next_seq`` is None."""
-    env = os.environ.get(ENV_KEY)
-    if env:
-        start = os.environ.get(ENV_KEYED_FROM, "1")
-        if not start.isdigit() or int(start) < 1:
-            raise AuditKeyError(f"${ENV_KEYED_FROM} = {start!r}: expected an entry number")
-        return AuditKey(_decode(env, f"${ENV_KEY}"), int(start), f"${ENV_KEY}")
+    from_env = from_environment()
+    if from_env is not None:
+        return from_env
     if not path.exists():
         if next_seq is None:
             raise AuditKeyError(f"no audit key: set ${ENV_KEY} or restore {path}")

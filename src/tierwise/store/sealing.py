@@ -93,11 +93,9 @@ class KeyRing:
         """The ring from ``$TIERWISE_PII_KEY`` or ``key_file``. A missing key is
         ``MissingPiiKey`` unless ``create`` (``tierwise init`` and the explicit key commands
         only: a new key silently put in place of a lost one reads nothing stored before)."""
-        env = os.environ.get(ENV_KEY)
-        if env:
-            older = tuple(_decode_key(k, ENV_OLD_KEYS)
-                          for k in os.environ.get(ENV_OLD_KEYS, "").split(",") if k.strip())
-            return cls(_decode_key(env, ENV_KEY), older, f"${ENV_KEY}")
+        from_env = cls.from_environment()
+        if from_env is not None:
+            return from_env
         if not key_file.exists():
             if not create:
                 raise MissingPiiKey(key_file)
@@ -113,6 +111,16 @@ class KeyRing:
         if not keys:
             raise PiiKeyError(f"{key_file}: the key list is empty")
         return cls(keys[0], tuple(keys[1:]), str(key_file))
+
+    @classmethod
+    def from_environment(cls) -> KeyRing | None:
+        """The ring ``$TIERWISE_PII_KEY`` (and ``$TIERWISE_PII_OLD_KEYS``) give, if set."""
+        env = os.environ.get(ENV_KEY)
+        if not env:
+            return None
+        older = tuple(_decode_key(k, ENV_OLD_KEYS)
+                      for k in os.environ.get(ENV_OLD_KEYS, "").split(",") if k.strip())
+        return cls(_decode_key(env, ENV_KEY), older, f"${ENV_KEY}")
 
     # -- values --------------------------------------------------------------------------
     def encrypt(self, column: str, value: str | None) -> str | None:
