@@ -327,7 +327,9 @@ def test_incremental_backups_link_files_and_verify_finds_damage(ws: tierwise.Wor
     path.unlink()  # linked: write a changed copy instead of changing b1's file too
     path.write_bytes(b"x" * victim["bytes"])
     (tmp_path / "b2" / "files" / "tierwise.toml").unlink()
+    (tmp_path / "b2" / "files" / "extra").symlink_to("/etc/hostname")
     problems = backup.verify(tmp_path / "b2")["problems"]
+    assert "files/extra: not in the manifest" in problems
     assert any(victim["path"] in p and "sha256" in p for p in problems)
     assert any("tierwise.toml: missing" in p for p in problems)
     with pytest.raises(WorkspaceError, match="damaged, nothing was restored"):

@@ -345,8 +345,17 @@ def verify(src: str | os.PathLike[str], passphrase: str | None = None) -> dict[s
     folder = Path(src).expanduser().resolve()
     manifest = read_manifest(folder)
     problems: list[str] = []
+    listed = set()
     for f in manifest["files"]:
-        path = folder / f["path"]
+        relative = Path(f["path"])
+        if relative.is_absolute() or ".." in relative.parts:
+            problems.append(f"{f['path']}: a path outside the backup")
+            continue
+        listed.add(relative.as_posix())
+        path = folder / relative
+        if path.is_symlink():
+            problems.append(f"{f['path']}: a symbolic link, not a file")
+            continue
         if not path.is_file():
             problems.append(f"{f['path']}: missing")
             continue
@@ -354,6 +363,10 @@ def verify(src: str | os.PathLike[str], passphrase: str | None = None) -> dict[s
         if size != f["bytes"] or digest != f["sha256"]:
             problems.append(f"{f['path']}: {size:,} bytes, sha256 {digest[:12]}…; the "
                             f"manifest says {f['bytes']:,} bytes, {f['sha256'][:12]}…")
+    for path in sorted((folder / "files").rglob("*")) if (folder / "files").is_dir() else []:
+        relative_path = path.relative_to(folder).as_posix()
+        if (path.is_file() or path.is_symlink()) and relative_path not in listed:
+            problems.append(f"{relative_path}: not in the manifest")
     control = folder / manifest["control_store"]["file"]
     if control.is_file():
         try:
