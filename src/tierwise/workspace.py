@@ -62,14 +62,15 @@ class Workspace:
     def create(cls, root: str | os.PathLike[str], config: WorkspaceConfig | None = None,
                exist_ok: bool = False) -> Workspace:
         path = Path(root).expanduser().resolve()
-        if (path / "tierwise.toml").exists() and not exist_ok:
+        existed = (path / "tierwise.toml").exists()
+        if existed and not exist_ok:
             raise WorkspaceError(f"{path} is already a tierwise workspace")
         path.mkdir(parents=True, exist_ok=True)
         config = config or WorkspaceConfig(name=path.name)
         (path / "facts").mkdir(exist_ok=True)
         write_config(path, config)
-        ws = cls(path, config, new=True)
-        ws._prepare(new=True)
+        ws = cls(path, config, new=not existed)  # keys are made for a new workspace only
+        ws._prepare(new=not existed)
         return ws
 
     @classmethod
