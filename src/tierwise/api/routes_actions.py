@@ -8,7 +8,7 @@ decide what is sent to whom); replaying deliveries and working on tasks needs
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field, StrictInt
@@ -29,8 +29,9 @@ router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
 
 
 class ReplayIn(BaseModel):
-    ids: list[StrictInt] | None = Field(None, max_length=10_000,
-                                  description="outbox ids; without them every row in status")
+    ids: list[Annotated[StrictInt, Field(ge=1, le=MAX_ID)]] | None = Field(
+        None, max_length=10_000,
+        description="outbox ids; without them every row in status")
     status: Literal["dead", "held"] = Field(
         "dead", description="without ids: dead (gave up) or held (pending when the backup "
         "this workspace was restored from was taken)")
