@@ -19,9 +19,10 @@ from tierwise.dashboard.page import (
 )
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.schemas import table_schema
-from tierwise.errors import NotFoundError
+from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.security import consent
 from tierwise.segments.membership import customer_segments
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.customers import customer_profile, present_profile, search, searched_by
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
@@ -39,13 +40,39 @@ TIMELINE_ITEMS = 200
 # -- customers -----------------------------------------------------------------------------
 
 
+#: Query parameters of the customers page besides the value filters.
+PAGE_PARAMS = ("q", "after", "lang")
+#: The enumeration (segments' vocabulary) each value filter takes its values from.
+FILTER_FIELDS = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segment",
+                 "churn_risk": "churn_risk"}
+
+
+def _value_filters(request: Request, lang: str) -> dict[str, str]:
+    """The page's value filters as codes (a label in either language is taken too); an
+    unknown parameter or value is a 400 naming the valid ones, never an unfiltered list."""
+    params = request.query_params
+    unknown = sorted(set(params) - set(VALUE_FILTERS) - set(PAGE_PARAMS))
+    if unknown:
+        raise Problem(400, f"unknown filter {', '.join(repr(u) for u in unknown)}; the "
+                      f"customers page filters by {', '.join(VALUE_FILTERS)} (and searches "
+                      f"with q)" if lang == "en" else
+                      f"未知的筛选条件 {', '.join(repr(u) for u in unknown)}；客户列表可按 "
+                      f"{', '.join(VALUE_FILTERS)} 筛选（q 为搜索）")
+    words = vocabulary(workspace(request), lang)
+    try:
+        return {c: words.code(FILTER_FIELDS[c], v) for c in VALUE_FILTERS
+                if (v := params.get(c))}
+    except TierwiseError as exc:
+        raise Problem(400, str(exc)) from None
+
+
 @router.get("/customers", response_class=HTMLResponse)
 def customers(request: Request) -> HTMLResponse:
     principal = viewer(request, "customers:read")
     q = request.query_params.get("q") or None
     after = request.query_params.get("after") or None
-    filters = {c: v for c in VALUE_FILTERS if (v := request.query_params.get(c))}
     view, lang = view_of(request), language_of(request)
+    filters = _value_filters(request, lang)
     matched = None
     if filters and view is not None:
         if not principal.can("values:read"):

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from tierwise.realtime.process import WorkerProcess
 from tierwise.realtime.worker import Worker
@@ -352,7 +352,7 @@ def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
     for module in (routes_identity, routes_auth, routes_customers, routes_imports,
                    routes_segments, routes_values, routes_insights, routes_intake,
                    routes_actions, routes_admin, routes_docs):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Depends(problems.known_query)])
     app.include_router(routes_auth.pages)
     from tierwise.server import metrics
 

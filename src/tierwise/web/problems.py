@@ -19,6 +19,34 @@ MEDIA_TYPE = "application/problem+json"
 MAX_ID = 2**62
 
 
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+#: Query parameters every route accepts: the language of the answer's words.
+GLOBAL_QUERY = frozenset({"lang"})
+
+
+def known_query(request: Request) -> None:
+    """Refuse query parameters the route does not take (``?industry=…`` on a route without
+    such a filter) instead of answering as if they were not there."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    allowed = _query_names(dependant) | GLOBAL_QUERY
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise Problem(400, f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                      f"{', '.join(repr(u) for u in unknown)}; "
+                      f"{getattr(route, 'path', 'this route')} takes "
+                      f"{', '.join(sorted(allowed))}", unknown=unknown,
+                      allowed=sorted(allowed))
+
+
 class Problem(Exception):
     """Raise in a route to answer with a problem document."""
 

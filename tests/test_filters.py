@@ -1,0 +1,56 @@
+"""Filters that are not understood are refused with the valid ones, never ignored: every
+API route's query parameters, and the dashboard's customer list (whose values may be given
+as codes or as the labels the product prints)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from tests.api_helpers import build
+
+from tierwise.definitions.vocabulary import STAGE_LABELS
+
+
+def test_unknown_query_parameters_are_refused_on_every_api_route(tmp_path: Path) -> None:
+    served = build(tmp_path)
+    client = served.client("admin")
+    wrong = client.get("/v1/customers", params={"industry": "IT", "city": "上海"})
+    assert wrong.status_code == 400
+    body = wrong.json()
+    assert body["unknown"] == ["industry"] and "city" in body["allowed"]
+    assert "industry" in body["detail"] and "owner" in body["detail"]
+    assert client.get("/v1/customers", params={"city": "上海", "lang": "en"}).status_code == 200
+    for path in ("/v1/segments", "/v1/deliveries", "/v1/tasks", "/v1/jobs"):
+        answer = client.get(path, params={"no_such_filter": "1"})
+        assert answer.status_code == 400 and "no_such_filter" in answer.json()["detail"], path
+        assert client.get(path).status_code == 200, path
+    served.ws.close()
+
+
+def test_the_customer_list_takes_codes_and_labels_and_refuses_the_rest(tmp_path: Path) -> None:
+    served = build(tmp_path)
+    client = served.client("admin")
+
+    def shown(params: dict[str, str]) -> list[str]:
+        answer = client.get("/customers", params=params)
+        assert answer.status_code == 200, answer.text
+        return sorted(set(re.findall(r"/customers/(C\d+)", answer.text)))
+
+    everyone = shown({})
+    snapshot = next((served.ws.root / "snapshots").glob("*.parquet"))
+    stages = pq.read_table(snapshot, columns=["lifecycle"])["lifecycle"].to_pylist()
+    stage = max(set(stages), key=stages.count)  # the commonest stage: some customers have it
+    by_code = shown({"lifecycle": stage})
+    assert by_code and set(by_code) <= set(everyone)
+    for lang in ("zh-CN", "en"):
+        assert shown({"lifecycle": STAGE_LABELS[stage][lang]}) == by_code, lang
+    for params, needle in (({"industry": "IT"}, "industry"), ({"city": "上海"}, "city"),
+                           ({"tier": "Z"}, "'Z'"), ({"lifecycle": "asleep"}, "asleep")):
+        answer = client.get("/customers", params=params)
+        assert answer.status_code == 400 and needle in answer.json()["detail"], params
+    assert "可用的取值" in client.get("/customers", params={"tier": "Z"}).json()["detail"]
+    english = client.get("/customers", params={"tier": "Z", "lang": "en"}).json()["detail"]
+    assert "Valid values" in english and "'A'" in english
+    served.ws.close()
