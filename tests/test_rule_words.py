@@ -363,3 +363,65 @@ def test_messages_follow_the_callers_language(client: TestClient):
     assert warned["warnings"][0].startswith("no customer has city = '火星'")
     chinese = client.post("/v1/segments/check?lang=zh-CN", json={"rule": "tier = 'E'"})
     assert chinese.json()["detail"].startswith("tier 没有取值 'E'。可用的取值：'A'（A 类")
+
+
+RULE_ERRORS = [  # (rule, English, Chinese): each kind of mistake a user makes
+    ("cty = 'x'", "unknown field 'cty'; did you mean city", "未知字段 'cty'（是不是要写 city"),
+    ("COUNT(order) > 1", "unknown source 'order'", "未知数据源 'order'"),
+    ("COUNT(orders WHERE amout > 1) > 1", "orders has no column 'amout'", "orders 没有列 'amout'"),
+    ("SUM(orders) > 1", "SUM needs a column", "SUM 需要指定一列"),
+    ("COUNT(orders.amount) > 1", "COUNT counts rows of a source", "COUNT 统计数据源的行数"),
+    ("signup_at = city", "cannot be compared", "两者不能比较"),
+    ("acquisition_cost = 'abc'", "is text; this field holds numbers", "是文本；这个字段是数值"),
+    ("city = -5d", "can only be compared with a date or time", "只能与日期或时间比较"),
+    ("signup_at > 'soon'", "is not a date", "不是日期"),
+    ("MONTH(city) = 1", "MONTH takes a date or time field", "MONTH 需要日期或时间字段"),
+    ("city = ", "expected a field, a number", "这里应为字段、数字"),
+    ("city = 'x", "is not closed with a quote", "缺少结尾的引号"),
+    ("(city = 'x'", "expected ')' to close the parenthesis", "这里应为闭合括号的 ')'"),
+    ("COUNT(orders, LAST 999999d) > 1", "at most 36,600d", "最多 36,600d"),
+    ("tier = 'Z'", "tier has no value 'Z'. Valid values", "tier 没有取值 'Z'。可用的取值"),
+]
+
+
+@pytest.mark.parametrize(("rule", "english", "chinese"), RULE_ERRORS)
+def test_rule_errors_speak_the_callers_language(ws: tierwise.Workspace, client: TestClient,
+                                                rule: str, english: str, chinese: str):
+    from tierwise.errors import speaking
+
+    with pytest.raises(TierwiseError) as raised:
+        compile_rule(parse(rule), "duckdb", AS_OF, ZoneInfo("Asia/Shanghai"),
+                     vocabulary=vocabulary(ws))
+    with speaking("en"):
+        assert english in str(raised.value)
+    with speaking("zh-CN"):
+        assert chinese in str(raised.value)
+    for headers, params, expected in (({"Accept-Language": "en"}, {}, english),
+                                      ({"Accept-Language": "zh-CN,zh"}, {}, chinese),
+                                      ({}, {"lang": "en"}, english)):
+        answer = client.post("/v1/segments/preview", json={"rule": rule}, headers=headers,
+                             params=params)
+        assert answer.status_code == 400 and expected in answer.json()["detail"], answer.text
+
+
+def test_the_cli_speaks_the_workspaces_locale(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch):
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "zh"
+    tierwise.init(root).close()  # zh-CN by default
+    tierwise.init(tmp_path / "en", locale="en").close()
+    monkeypatch.delenv("TIERWISE_LANG", raising=False)
+
+    def check(*args: str, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "segments", "check",
+                               "cty = 'x'", *args], capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
+        assert done.returncode == 1
+        return done.stderr + done.stdout
+
+    assert "未知字段 'cty'" in check("-w", str(root))
+    assert "unknown field 'cty'" in check("-w", str(tmp_path / "en"))
+    assert "unknown field 'cty'" in check("-w", str(root), env={"TIERWISE_LANG": "en"})

@@ -181,7 +181,7 @@ def test_segments_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     assert "✓" in tw("segments", "explain", "awaken", member, "--as-of", "2026-06-30")
     assert "awaken" in tw("customers", "segments", member)
     assert "froze" in tw("segments", "freeze", "awaken_june", "--from", "awaken")
-    assert "data_change" in tw("segments", "history", "awaken")
+    assert "Data change" in tw("segments", "history", "awaken")
 
 
 def test_a_change_nobody_listens_to_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

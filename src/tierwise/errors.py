@@ -1,10 +1,63 @@
-"""Errors a user sees. Each says what was wrong, where, and what was expected."""
+"""Errors a user sees. Each says what was wrong, where, and what was expected.
+
+An error may carry its message in Chinese too (``zh=``); ``str(error)`` gives the language
+being spoken where it is shown: ``speaking(lang)`` sets it for a request (the API and the
+dashboard: the caller's language, else the workspace's locale) or a command (the CLI: the
+workspace's locale, or ``$TIERWISE_LANG``). Elsewhere (the Python API, logs) English.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+#: None where nothing chose a language (an error then shows the message it was made with).
+_SPEAKING: ContextVar[str | None] = ContextVar("tierwise_speaking", default=None)
+
+
+@contextmanager
+def speaking(lang: str) -> Iterator[None]:
+    """Show errors (and other bilingual words) in ``lang`` ("zh-CN" or "en") meanwhile."""
+    token = _SPEAKING.set(lang)
+    try:
+        yield
+    finally:
+        _SPEAKING.reset(token)
+
+
+def spoken() -> str:
+    """The language errors are shown in here and now (English unless chosen)."""
+    return _SPEAKING.get() or "en"
+
+
+def say(en: str, zh: str) -> str:
+    """``en`` or ``zh``, whichever language is being spoken."""
+    return zh if _SPEAKING.get() == "zh-CN" else en
 
 
 class TierwiseError(Exception):
     """Base class: a problem the user can fix; the CLI prints it without a traceback."""
+
+    #: The message in Chinese and in English, when it was made in both (the first
+    #: argument is the message shown where no language was chosen).
+    zh: str | None = None
+    en: str | None = None
+
+    def __init__(self, *args: object, zh: str | None = None, en: str | None = None) -> None:
+        super().__init__(*args)
+        if zh is not None:
+            self.zh = zh
+        if en is not None:
+            self.en = en
+
+    def __str__(self) -> str:
+        chosen = _SPEAKING.get()
+        if chosen == "zh-CN" and self.zh is not None:
+            return self.zh
+        if chosen == "en" and self.en is not None:
+            return self.en
+        return super().__str__()
 
 
 class WorkspaceError(TierwiseError):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
+from tierwise.errors import spoken
 from tierwise.ingest import imports
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
@@ -25,6 +26,7 @@ from tierwise.services.customers import (
 from tierwise.store import customers as customer_store
 from tierwise.store import memberships
 from tierwise.store.preferences import CHANNELS
+from tierwise.web import i18n
 from tierwise.web.auth import require, workspace
 from tierwise.web.problems import RESPONSES, Problem
 from tierwise.web.views import LatestValues, json_response
@@ -141,7 +143,8 @@ def profile(customer_id: str, request: Request,
     found = present_profile(ws, principal, customer_profile(ws, customer_id))
     out = {k: jsonable(v) for k, v in vars(found).items()}
     out["values"] = _values(request).of(customer_id)
-    out["segment_history"] = jsonable(customer_segments(ws, customer_id))
+    out["segment_history"] = jsonable(i18n.with_reason_labels(
+        customer_segments(ws, customer_id), spoken()))
     return out
 
 

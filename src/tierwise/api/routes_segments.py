@@ -18,6 +18,7 @@ from tierwise.definitions.personal_data import require_unmasked, rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.definitions.segment_ast import conditions_of, to_json, to_text
+from tierwise.errors import spoken
 from tierwise.ingest.report import safe_cell
 from tierwise.segments import catalog as defs
 from tierwise.segments import literals, membership, plan
@@ -30,6 +31,7 @@ from tierwise.services.customers import present_customer
 from tierwise.store import customers as customer_store
 from tierwise.store import memberships, sizes, versions
 from tierwise.store.control import Connection, utcnow
+from tierwise.web import i18n
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.fields import Instant
 from tierwise.web.i18n import language
@@ -303,8 +305,9 @@ def history(key: str, request: Request,
     ws = workspace(request)
     _applied(ws, key)
     with ws.control.read() as conn:
-        return [jsonable(r) for r in memberships.history(
-            conn, key, customer_id=customer_id, before=before, limit=limit)]
+        rows = memberships.history(conn, key, customer_id=customer_id, before=before,
+                                   limit=limit)
+    return [jsonable(r) for r in i18n.with_reason_labels(rows, spoken())]
 
 
 @router.get("/{key}/runs", summary="Evaluations of a segment: when, how long, what changed")

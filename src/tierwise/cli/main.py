@@ -374,7 +374,35 @@ cli_operations.register(app)
 customers_app.command("segments")(cli_segments.customer_segments_cmd)
 
 
+def _language(argv: list[str]) -> str:
+    """The language of the command's messages: ``$TIERWISE_LANG``, else the locale of the
+    workspace it names (``-w``, ``$TIERWISE_WORKSPACE`` or the folder it runs in), else
+    English."""
+    chosen = os.environ.get("TIERWISE_LANG")
+    if chosen in ("zh-CN", "en"):
+        return chosen
+    root = None
+    for i, arg in enumerate(argv):
+        if arg in ("-w", "--workspace") and i + 1 < len(argv):
+            root = argv[i + 1]
+        elif arg.startswith("--workspace="):
+            root = arg.split("=", 1)[1]
+    try:
+        from tierwise.config import find_workspace, read_config
+
+        return read_config(find_workspace(root)).locale
+    except (TierwiseError, OSError):
+        return "en"
+
+
 def main() -> None:
+    from tierwise.errors import speaking
+
+    with speaking(_language(sys.argv[1:])):
+        _main()
+
+
+def _main() -> None:
     try:
         app()
     except ImportRejected as exc:

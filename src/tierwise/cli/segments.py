@@ -163,7 +163,7 @@ def _print_runs(ws: Workspace, runs: list[membership.RunResult]) -> None:
     for r in runs:
         grid.add_row(r.key, f"{r.members:,}" if r.members is not None else "—",
                      str(r.entered if r.entered is not None else "—"),
-                     str(r.exited if r.exited is not None else "—"), r.reason or "—",
+                     str(r.exited if r.exited is not None else "—"), _reason(r.reason),
                      f"{r.seconds:.2f}", r.error or "")
     out.print(grid)
     if runs:
@@ -214,9 +214,9 @@ def history_cmd(key: str, customer: Annotated[str | None, typer.Option()] = None
     for name in ("customer", "entered", "reason", "exited", "reason ", "version"):
         grid.add_column(name)
     for r in rows:
-        grid.add_row(r["customer_id"], _when(ws, r["entered_at"]), r["enter_reason"],
+        grid.add_row(r["customer_id"], _when(ws, r["entered_at"]), _reason(r["enter_reason"]),
                      _when(ws, r["exited_at"]) if r["exited_at"] else "—",
-                     r["exit_reason"] or "—", str(r["version"]))
+                     _reason(r["exit_reason"]), str(r["version"]))
     out.print(grid)
 
 
@@ -327,7 +327,15 @@ def customer_segments_cmd(customer_id: str, workspace: WorkspaceOpt = None) -> N
     for name in ("segment", "entered", "reason", "exited", "reason ", "version"):
         grid.add_column(name)
     for r in membership.customer_segments(ws, customer_id):
-        grid.add_row(r["segment_key"], _when(ws, r["entered_at"]), r["enter_reason"],
+        grid.add_row(r["segment_key"], _when(ws, r["entered_at"]), _reason(r["enter_reason"]),
                      _when(ws, r["exited_at"]) if r["exited_at"] else "— (member)",
-                     r["exit_reason"] or "—", str(r["version"]))
+                     _reason(r["exit_reason"]), str(r["version"]))
     out.print(grid)
+
+
+def _reason(code: str | None) -> str:
+    """A membership change's reason in the language spoken (the workspace's locale)."""
+    from tierwise.errors import spoken
+    from tierwise.web import i18n
+
+    return i18n.reason_label(code, spoken()) or "—"

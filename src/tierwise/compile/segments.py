@@ -64,6 +64,7 @@ from tierwise.definitions.segment_fields import (
     TIME_COLUMN,
     FieldInfo,
     RuleError,
+    article,
     children,
     customer_field,
     operands,
@@ -98,9 +99,6 @@ def _false() -> exp.Expr:
     return exp.false()
 
 
-def _article(kind: str) -> str:
-    return {"number": "a number", "string": "text", "timestamp": "a time", "date": "a date",
-            "list": "a list", "json": "an event property"}.get(kind, kind)
 
 
 def _two_valued(expression: exp.Expr) -> exp.Expr:
@@ -240,10 +238,12 @@ class _Compiler:
 
     def in_segment(self, node: InSegment, scope: _Scope) -> exp.Expr:
         if self.resolve is None:
-            raise RuleError(f"IN_SEGMENT({node.key!r}): no segments are defined here")
+            raise RuleError(f"IN_SEGMENT({node.key!r}): no segments are defined here",
+                            zh=f"IN_SEGMENT({node.key!r})：这里没有定义任何分群")
         if node.key in self.stack:
             cycle = " → ".join([*self.stack[self.stack.index(node.key):], node.key])
-            raise RuleError(f"IN_SEGMENT forms a cycle: {cycle}")
+            raise RuleError(f"IN_SEGMENT forms a cycle: {cycle}",
+                            zh=f"IN_SEGMENT 形成了循环引用：{cycle}")
         rule = self.resolve(node.key)
         if rule is None:  # a static list or a frozen snapshot: its stored members
             self.uses_members = True
@@ -296,9 +296,11 @@ class _Compiler:
             return number(value, kind), number(other, other_kind)
         if kinds == {"json", "string"}:
             return value, other
-        raise RuleError(f"{operand_text(node)} is {_article(kind)} and "
-                        f"{operand_text(other_node)} is {_article(other_kind)}: they cannot "
-                        "be compared")
+        raise RuleError(f"{operand_text(node)} is {article(kind)} and "
+                        f"{operand_text(other_node)} is {article(other_kind)}: they cannot "
+                        "be compared",
+                        zh=f"{operand_text(node)} 是{article(kind, True)}，"
+                        f"{operand_text(other_node)} 是{article(other_kind, True)}：两者不能比较")
 
     def adapt(self, value: exp.Expr, kind: str, literal: Operand) -> exp.Expr:
         """Change the field side for the literal: local date, or JSON text as a number."""
@@ -321,26 +323,33 @@ class _Compiler:
                 return self.bind_clock(lambda t: shift(t, amount, unit, zone).date())
             if kind != "timestamp":
                 raise RuleError(f"a relative date such as -{literal.amount}{literal.unit} can "
-                                f"only be compared with a date or time, not a {kind}")
+                                f"only be compared with a date or time, not a {kind}",
+                                zh=f"相对日期（如 -{literal.amount}{literal.unit}）只能与日期或"
+                                f"时间比较，不能与{article(kind, True)}比较")
             return self.bind_clock(lambda t: shift(t, amount, unit, zone))
         assert isinstance(literal, Literal)
         value = literal.value
         if kind in ("timestamp", "date"):
             if not isinstance(value, str):
                 raise RuleError(f"compare dates with a date in quotes such as '2025-01-31', "
-                                f"not {value!r}")
+                                f"not {value!r}",
+                                zh=f"日期请用引号括起的日期比较，例如 '2025-01-31'，"
+                                f"而不是 {value!r}")
             try:
                 if _DATE_ONLY.match(value) or kind == "date":
                     return self.bind(date.fromisoformat(value[:10]))
                 parsed = datetime.fromisoformat(value)
             except ValueError:
                 raise RuleError(f"{value!r} is not a date such as '2025-01-31' or a time such "
-                                f"as '2025-01-31 18:00'") from None
+                                f"as '2025-01-31 18:00'",
+                                zh=f"{value!r} 不是日期（如 '2025-01-31'）或时间"
+                                f"（如 '2025-01-31 18:00'）") from None
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=self.zone)
             return self.bind(parsed)
         if kind == "number" and isinstance(value, str):
-            raise RuleError(f"{value!r} is text; this field holds numbers")
+            raise RuleError(f"{value!r} is text; this field holds numbers",
+                            zh=f"{value!r} 是文本；这个字段是数值")
         if kind in ("string", "list") and not isinstance(value, str):
             return self.bind(str(value))
         return self.bind(value)
@@ -385,7 +394,9 @@ class _Compiler:
             code = str(getattr(node.argument, "value", ""))
             if code not in holidays.LABELS:
                 raise RuleError(f"DAYS_UNTIL_HOLIDAY({operand_text(node.argument)}): not a "
-                                f"holiday; expected one of {', '.join(holidays.LABELS)}")
+                                f"holiday; expected one of {', '.join(holidays.LABELS)}",
+                                zh=f"DAYS_UNTIL_HOLIDAY({operand_text(node.argument)})：不是"
+                                f"节日；可用的节日：{', '.join(holidays.LABELS)}")
 
             def countdown(t: datetime) -> int:
                 try:

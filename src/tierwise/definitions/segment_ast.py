@@ -39,20 +39,26 @@ class RuleLimitError(TierwiseError):
 def check_span(amount: int, unit: str, shown: str) -> None:
     """``shown`` is how the rule wrote it (``LAST 30d``, ``-6m``)."""
     if unit not in MAX_SPAN:
-        raise RuleLimitError(f"{shown}: the unit is d, w, m or y")
+        raise RuleLimitError(f"{shown}: the unit is d, w, m or y",
+                             zh=f"{shown}：单位是 d、w、m 或 y")
     if not 0 <= amount <= MAX_SPAN[unit]:
-        raise RuleLimitError(f"{shown}: at most {MAX_SPAN[unit]:,}{unit} (a hundred years)")
+        raise RuleLimitError(f"{shown}: at most {MAX_SPAN[unit]:,}{unit} (a hundred years)",
+                             zh=f"{shown}：最多 {MAX_SPAN[unit]:,}{unit}（一百年）")
 
 
 def check_number(value: int | float) -> None:
     if isinstance(value, float) and not math.isfinite(value):
-        raise RuleLimitError(f"the number {value!r} is not finite")
+        raise RuleLimitError(f"the number {value!r} is not finite",
+                             zh=f"数字 {value!r} 不是有限数")
     if isinstance(value, int) and abs(value) > MAX_INTEGER:
         raise RuleLimitError(f"the number {value} is too large: whole numbers go up to "
                              f"{MAX_INTEGER:,} (write it with a decimal point for a "
-                             "larger, approximate number)")
+                             "larger, approximate number)",
+                             zh=f"数字 {value} 太大：整数最大为 {MAX_INTEGER:,}"
+                             "（更大的近似数请带小数点书写）")
     if isinstance(value, float) and abs(value) > 1e300:
-        raise RuleLimitError(f"the number {value:g} is too large (at most 1e300)")
+        raise RuleLimitError(f"the number {value:g} is too large (at most 1e300)",
+                             zh=f"数字 {value:g} 太大（最大 1e300）")
 
 
 def check_as_of(as_of: datetime) -> None:
@@ -60,7 +66,9 @@ def check_as_of(as_of: datetime) -> None:
     at = as_of if as_of.tzinfo is not None else as_of.replace(tzinfo=UTC)
     if not EARLIEST_AS_OF <= at < LATEST_AS_OF:
         raise RuleLimitError(f"as_of {as_of.isoformat()}: expected an instant from "
-                             f"{EARLIEST_AS_OF.year} to {LATEST_AS_OF.year - 1}")
+                             f"{EARLIEST_AS_OF.year} to {LATEST_AS_OF.year - 1}",
+                             zh=f"as_of {as_of.isoformat()}：时刻应在 {EARLIEST_AS_OF.year} 年到 "
+                             f"{LATEST_AS_OF.year - 1} 年之间")
 
 
 # -- operands ------------------------------------------------------------------------------
@@ -355,7 +363,8 @@ class JSONRuleError(TierwiseError):
 def _unit(text: str, where: str) -> tuple[int, str]:
     body = text.lstrip("-")
     if len(body) < 2 or body[-1] not in "dwmy" or not body[:-1].isdigit():
-        raise JSONRuleError(f"{where}: {text!r} is not a duration such as 30d, 4w, 6m or 1y")
+        raise JSONRuleError(f"{where}: {text!r} is not a duration such as 30d, 4w, 6m or 1y",
+                            zh=f"{where}：{text!r} 不是时长（如 30d、4w、6m 或 1y）")
     return int(body[:-1]), body[-1]
 
 
@@ -366,13 +375,15 @@ def _short(value: Any) -> str:
 
 def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
     if not isinstance(data, dict):
-        raise JSONRuleError(f"{where}: expected an object, found {_short(data)}")
+        raise JSONRuleError(f"{where}: expected an object, found {_short(data)}",
+                            zh=f"{where}：应为对象，实际是 {_short(data)}")
     if "field" in data:
         return Field(tuple(str(data["field"]).split(".")))
     if "value" in data:
         value = data["value"]
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise JSONRuleError(f"{where}.value: expected a number or a string")
+            raise JSONRuleError(f"{where}.value: expected a number or a string",
+                                zh=f"{where}.value：应为数字或字符串")
         return Literal(value)
     if data.get("today"):
         return RelativeDate(0, "d", today=True)
@@ -383,7 +394,9 @@ def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
         function = str(data["aggregate"]).upper()
         if function not in AGGREGATES:
             raise JSONRuleError(f"{where}.aggregate: {function!r} is not one of "
-                                f"{', '.join(AGGREGATES)}")
+                                f"{', '.join(AGGREGATES)}",
+                                zh=f"{where}.aggregate：{function!r} 不在 "
+                                f"{', '.join(AGGREGATES)} 之中")
         window = None
         if "last" in data:
             window = Window(*_unit(str(data["last"]), f"{where}.last"))
@@ -395,33 +408,41 @@ def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
         function = str(data["function"]).upper()
         if function not in FUNCTIONS:
             raise JSONRuleError(f"{where}.function: {function!r} is not one of "
-                                f"{', '.join(FUNCTIONS)}")
+                                f"{', '.join(FUNCTIONS)}",
+                                zh=f"{where}.function：{function!r} 不在 "
+                                f"{', '.join(FUNCTIONS)} 之中")
         argument = operand_from_json(data.get("of"), f"{where}.of", depth)
         if not isinstance(argument, Field | Literal):
-            raise JSONRuleError(f"{where}.of: expected a field (or a holiday's name)")
+            raise JSONRuleError(f"{where}.of: expected a field (or a holiday's name)",
+                                zh=f"{where}.of：应为字段（或节日名称）")
         return Call(function, argument)
     raise JSONRuleError(f"{where}: expected one of field, value, relative, today, aggregate, "
-                        "function")
+                        "function", zh=f"{where}：应为 field、value、relative、today、aggregate "
+                        "或 function 之一")
 
 
 def from_json(data: Any, where: str = "rule", depth: int = 0) -> Condition:
     """The condition a JSON form describes; errors name the path (``rule.and[1].left``)."""
     if depth > MAX_DEPTH:
-        raise JSONRuleError(f"{where}: conditions are nested more than {MAX_DEPTH} deep")
+        raise JSONRuleError(f"{where}: conditions are nested more than {MAX_DEPTH} deep",
+                            zh=f"{where}：条件嵌套超过 {MAX_DEPTH} 层")
     try:
         return _condition_from_json(data, where, depth)
     except RuleLimitError as exc:
-        raise JSONRuleError(f"{where}: {exc}") from None
+        raise JSONRuleError(f"{where}: {exc.args[0]}",
+                            zh=f"{where}：{getattr(exc, 'zh', None) or exc.args[0]}") from None
 
 
 def _condition_from_json(data: Any, where: str, depth: int) -> Condition:
     if not isinstance(data, dict):
-        raise JSONRuleError(f"{where}: expected an object, found {_short(data)}")
+        raise JSONRuleError(f"{where}: expected an object, found {_short(data)}",
+                            zh=f"{where}：应为对象，实际是 {_short(data)}")
     for key, cls in (("and", And), ("or", Or)):
         if key in data:
             items = data[key]
             if not isinstance(items, list) or len(items) < 2:
-                raise JSONRuleError(f"{where}.{key}: expected a list of at least 2 conditions")
+                raise JSONRuleError(f"{where}.{key}: expected a list of at least 2 conditions",
+                                    zh=f"{where}.{key}：应为至少包含 2 个条件的列表")
             return cls(tuple(from_json(v, f"{where}.{key}[{i}]", depth + 1)
                              for i, v in enumerate(items)))
     if "not" in data:
@@ -435,11 +456,14 @@ def _condition_from_json(data: Any, where: str, depth: int) -> Condition:
     if op in ("in", "not_in"):
         values = data.get("values")
         if not isinstance(values, list) or not values:
-            raise JSONRuleError(f"{where}.values: expected a non-empty list")
+            raise JSONRuleError(f"{where}.values: expected a non-empty list",
+                                zh=f"{where}.values：应为非空列表")
         for i, v in enumerate(values):
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise JSONRuleError(f"{where}.values[{i}]: expected a number or a string, "
-                                    f"found {_short(v)}")
+                                    f"found {_short(v)}",
+                                    zh=f"{where}.values[{i}]：应为数字或字符串，实际是 "
+                                    f"{_short(v)}")
         return InList(left, tuple(Literal(v) for v in values), op == "not_in")
     if op in ("between", "not_between"):
         return Between(left, operand_from_json(data.get("low"), f"{where}.low", depth),
@@ -452,4 +476,7 @@ def _condition_from_json(data: Any, where: str, depth: int) -> Condition:
                         op == "not_contains")
     raise JSONRuleError(f"{where}.op: {op!r} is not one of {', '.join(COMPARE_OPS)}, in, "
                         "not_in, between, not_between, is_null, is_not_null, contains, "
-                        "not_contains")
+                        "not_contains",
+                        zh=f"{where}.op：{op!r} 不在 {', '.join(COMPARE_OPS)}、in、not_in、"
+                        "between、not_between、is_null、is_not_null、contains、not_contains "
+                        "之中")

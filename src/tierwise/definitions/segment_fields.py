@@ -102,9 +102,11 @@ class RuleError(TierwiseError):
     """A rule that parses but names something that does not exist or cannot work."""
 
 
-def _suggest(name: str, options: list[str]) -> str:
+def _suggest(name: str, options: list[str], zh: bool = False) -> str:
     close = difflib.get_close_matches(name, options, n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(close)}?" if close else ""
+    if not close:
+        return ""
+    return f"（是不是要写 {'、'.join(close)}？）" if zh else f"; did you mean {', '.join(close)}?"
 
 
 def customer_field(field: Field) -> FieldInfo:
@@ -124,7 +126,9 @@ def customer_field(field: Field) -> FieldInfo:
     options = [*CUSTOMER_FIELDS, *COMPUTED_FIELDS, *LIVE_FIELDS, *LEAD_FIELDS,
                "attributes.<key>"]
     raise RuleError(f"unknown field {name!r}{_suggest(name, options)} "
-                    f"(fields: {', '.join(options)})")
+                    f"(fields: {', '.join(options)})",
+                    zh=f"未知字段 {name!r}{_suggest(name, options, True)}；"
+                    f"可用字段：{', '.join(options)}")
 
 
 def source_field(source: str, field: Field) -> FieldInfo:
@@ -139,9 +143,14 @@ def source_field(source: str, field: Field) -> FieldInfo:
     extras = JSON_COLUMNS.get(source)
     kept = (f"; columns an import did not map are kept as {extras}: write "
             f"{extras}.{'.'.join(path)}" if extras and len(path) == 1 else "")
+    kept_zh = (f"；导入时未映射的列保存在 {extras} 中：请写 {extras}.{'.'.join(path)}"
+               if extras and len(path) == 1 else "")
     raise RuleError(f"{source} has no column {'.'.join(path)!r}"
                     f"{_suggest('.'.join(path), options)}{kept} (columns: "
-                    f"{', '.join(options)})")
+                    f"{', '.join(options)})",
+                    zh=f"{source} 没有列 {'.'.join(path)!r}"
+                    f"{_suggest('.'.join(path), options, True)}{kept_zh}；可用的列："
+                    f"{', '.join(options)}")
 
 
 def operands(node: Condition) -> Iterator[Operand]:
@@ -175,7 +184,8 @@ def validate(node: Condition, source: str | None = None) -> None:
     """Raise ``RuleError`` for unknown fields, sources, columns or misused aggregates."""
     if isinstance(node, InSegment):
         if source is not None:
-            raise RuleError("IN_SEGMENT cannot be used inside an aggregate's WHERE")
+            raise RuleError("IN_SEGMENT cannot be used inside an aggregate's WHERE",
+                            zh="聚合的 WHERE 中不能使用 IN_SEGMENT")
         return
     for child in children(node):
         validate(child, source)
@@ -187,7 +197,8 @@ def validate(node: Condition, source: str | None = None) -> None:
                 source_field(source, operand)
         elif isinstance(operand, Aggregate):
             if source is not None:
-                raise RuleError("an aggregate cannot be nested inside another's WHERE")
+                raise RuleError("an aggregate cannot be nested inside another's WHERE",
+                                zh="聚合不能嵌套在另一个聚合的 WHERE 中")
             check_aggregate(operand)
         elif isinstance(operand, Call):
             check_call(operand, source)
@@ -205,43 +216,63 @@ def check_call(node: Call, source: str | None) -> None:
     if node.function == "DAYS_UNTIL_HOLIDAY":
         if not (isinstance(node.argument, Literal) and isinstance(node.argument.value, str)):
             raise RuleError("DAYS_UNTIL_HOLIDAY takes a holiday's name in quotes, such as "
+                            "DAYS_UNTIL_HOLIDAY('春节')",
+                            zh="DAYS_UNTIL_HOLIDAY 需要用引号括起的节日名称，例如 "
                             "DAYS_UNTIL_HOLIDAY('春节')")
         return
     info = call_field(node, source)
     if info is None:
         raise RuleError(f"{node.function} takes a date or time field, such as "
+                        f"{node.function}(birth_date)",
+                        zh=f"{node.function} 需要一个日期或时间字段，例如 "
                         f"{node.function}(birth_date)")
     wanted = ("timestamp",) if node.function == "HOUR" else ("date", "timestamp")
     if info.kind not in wanted:
         what = "a time field such as signup_at" if node.function == "HOUR" \
             else "a date or time field such as birth_date or signup_at"
         name = node.argument.name if isinstance(node.argument, Field) else ""
-        raise RuleError(f"{node.function}({name}): {name} is {_article(info.kind)}; "
-                        f"{node.function} takes {what}")
+        what_zh = "时间字段（如 signup_at）" if node.function == "HOUR" \
+            else "日期或时间字段（如 birth_date 或 signup_at）"
+        raise RuleError(f"{node.function}({name}): {name} is {article(info.kind)}; "
+                        f"{node.function} takes {what}",
+                        zh=f"{node.function}({name})：{name} 是{article(info.kind, True)}；"
+                        f"{node.function} 需要{what_zh}")
 
 
 def check_aggregate(node: Aggregate) -> None:
     if node.source not in SOURCE_COLUMNS:
         hint = _suggest(node.source, list(SOURCE_COLUMNS))
         raise RuleError(f"unknown source {node.source!r}{hint}; expected one of "
+                        f"{', '.join(SOURCE_COLUMNS)}",
+                        zh=f"未知数据源 {node.source!r}"
+                        f"{_suggest(node.source, list(SOURCE_COLUMNS), True)}；可用的数据源："
                         f"{', '.join(SOURCE_COLUMNS)}")
     needs_column = node.function in ("SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "LATEST")
     if needs_column and node.column is None:
         raise RuleError(f"{node.function} needs a column, such as {node.function}"
+                        f"({node.source}.{_example(node.source)})",
+                        zh=f"{node.function} 需要指定一列，例如 {node.function}"
                         f"({node.source}.{_example(node.source)})")
     if not needs_column and node.column is not None:
         raise RuleError(f"{node.function} counts rows of a source: write "
-                        f"{node.function}({node.source}), not {node.source}.{node.column}")
+                        f"{node.function}({node.source}), not {node.source}.{node.column}",
+                        zh=f"{node.function} 统计数据源的行数：请写 "
+                        f"{node.function}({node.source})，而不是 {node.source}.{node.column}")
     if node.column is not None:
         info = source_field(node.source, Field((node.column,)))
         if node.function in ("SUM", "AVG") and info.kind != "number":
             raise RuleError(f"{node.function} needs a numeric column; {node.source}."
-                            f"{node.column} is {info.kind}")
+                            f"{node.column} is {info.kind}",
+                            zh=f"{node.function} 需要数值列；{node.source}.{node.column} "
+                            f"是{article(info.kind, True)}")
     if node.where is not None:
         validate(node.where, node.source)
 
 
-def _article(kind: str) -> str:
+def article(kind: str, zh: bool = False) -> str:
+    if zh:
+        return {"number": "数值", "string": "文本", "timestamp": "时间", "date": "日期",
+                "list": "列表", "json": "事件属性"}.get(kind, kind)
     return {"number": "a number", "string": "text", "timestamp": "a time", "date": "a date",
             "list": "a list", "json": "an event property"}.get(kind, kind)
 

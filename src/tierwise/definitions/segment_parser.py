@@ -58,14 +58,15 @@ _TOKEN = re.compile(r"""
 class SegmentSyntaxError(TierwiseError):
     """A rule that does not parse. ``line`` and ``column`` are 1-based."""
 
-    def __init__(self, message: str, text: str, offset: int) -> None:
+    def __init__(self, message: str, text: str, offset: int, zh: str | None = None) -> None:
         line = text.count("\n", 0, offset) + 1
         start = text.rfind("\n", 0, offset) + 1
         end = text.find("\n", offset)
         source_line = text[start:end if end >= 0 else len(text)]
         column = offset - start + 1
-        super().__init__(f"line {line}, column {column}: {message}\n  {source_line}\n"
-                         f"  {' ' * (column - 1)}^")
+        pointer = f"\n  {source_line}\n  {' ' * (column - 1)}^"
+        super().__init__(f"line {line}, column {column}: {message}{pointer}",
+                         zh=f"第 {line} 行第 {column} 列：{zh or message}{pointer}")
         self.line, self.column, self.reason = line, column, message
 
 
@@ -79,8 +80,10 @@ class Token:
     def upper(self) -> str:
         return self.text.upper()
 
-    def describe(self) -> str:
-        return "the end of the rule" if self.kind == "end" else repr(self.text)
+    def describe(self, zh: bool = False) -> str:
+        if self.kind == "end":
+            return "规则结尾" if zh else "the end of the rule"
+        return repr(self.text)
 
 
 def tokenize(text: str) -> list[Token]:
@@ -91,8 +94,9 @@ def tokenize(text: str) -> list[Token]:
         if match is None:
             if text[position] == "'":
                 raise SegmentSyntaxError("this 'string' is not closed with a quote", text,
-                                         position)
-            raise SegmentSyntaxError(f"unexpected character {text[position]!r}", text, position)
+                                         position, zh="这个 '字符串' 缺少结尾的引号")
+            raise SegmentSyntaxError(f"unexpected character {text[position]!r}", text, position,
+                                     zh=f"意外的字符 {text[position]!r}")
         kind = match.lastgroup or ""
         value = match.group()
         if kind != "space":
@@ -117,14 +121,15 @@ class _Parser:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise SegmentSyntaxError(f"conditions are nested more than {MAX_DEPTH} levels "
-                                     "deep here", self.text, token.offset)
+                                     "deep here", self.text, token.offset,
+                                     zh=f"此处条件嵌套超过 {MAX_DEPTH} 层")
 
     def made(self, token: Token, build: Callable[[], _T]) -> _T:
         """``build()``, with a value beyond the language's limits reported at ``token``."""
         try:
             return build()
         except RuleLimitError as exc:
-            raise SegmentSyntaxError(str(exc), self.text, token.offset) from None
+            raise SegmentSyntaxError(exc.args[0], self.text, token.offset, exc.zh) from None
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -145,24 +150,25 @@ class _Parser:
             return True
         return False
 
-    def fail(self, expected: str, token: Token | None = None) -> SegmentSyntaxError:
+    def fail(self, expected: str, zh: str, token: Token | None = None) -> SegmentSyntaxError:
+        """``expected`` (in English and Chinese) was not found at ``token``."""
         token = token or self.token
         return SegmentSyntaxError(f"expected {expected}, found {token.describe()}", self.text,
-                                  token.offset)
+                                  token.offset, zh=f"这里应为{zh}，实际是{token.describe(True)}")
 
-    def expect_punct(self, char: str, what: str) -> None:
+    def expect_punct(self, char: str, what: str, zh: str) -> None:
         if self.token.kind == "punct" and self.token.text == char:
             self.advance()
             return
-        raise self.fail(what)
+        raise self.fail(what, zh)
 
     # -- grammar -------------------------------------------------------------------------
     def parse(self) -> Condition:
         if self.token.kind == "end":
-            raise self.fail("a condition")
+            raise self.fail("a condition", "一个条件")
         node = self.or_expr()
         if self.token.kind != "end":
-            raise self.fail("AND, OR or the end of the rule")
+            raise self.fail("AND, OR or the end of the rule", " AND、OR 或规则结尾")
         return node
 
     def or_expr(self) -> Condition:
@@ -190,15 +196,16 @@ class _Parser:
         if self.token.kind == "punct" and self.token.text == "(":
             self.nested(self.advance())
             node = self.or_expr()
-            self.expect_punct(")", "')' to close the parenthesis")
+            self.expect_punct(")", "')' to close the parenthesis", "闭合括号的 ')'")
             self.depth -= 1
             return node
         if self.accept("IN_SEGMENT"):
-            self.expect_punct("(", "'(' after IN_SEGMENT")
+            self.expect_punct("(", "'(' after IN_SEGMENT", " IN_SEGMENT 后的 '('")
             if self.token.kind != "string":
-                raise self.fail("a segment key in quotes, such as 'churned'")
+                raise self.fail("a segment key in quotes, such as 'churned'",
+                                "用引号括起的分群键，例如 'churned'")
             key = _unquote(self.advance().text)
-            self.expect_punct(")", "')' after the segment key")
+            self.expect_punct(")", "')' after the segment key", "分群键后的 ')'")
             return InSegment(key)
         return self.predicate()
 
@@ -211,29 +218,34 @@ class _Parser:
             return Compare(op, left, self.operand())
         negated = self.accept("NOT")
         if self.accept("IN"):
-            self.expect_punct("(", "'(' to start the list after IN")
+            self.expect_punct("(", "'(' to start the list after IN", " IN 后开始列表的 '('")
             values = [self.literal()]
             while self.token.kind == "punct" and self.token.text == ",":
                 self.advance()
                 values.append(self.literal())
-            self.expect_punct(")", "',' or ')' in the IN list")
+            self.expect_punct(")", "',' or ')' in the IN list", " IN 列表中的 ',' 或 ')'")
             return InList(left, tuple(values), negated)
         if self.accept("BETWEEN"):
             low = self.operand()
             if not self.accept("AND"):
-                raise self.fail("AND between the two bounds of BETWEEN")
+                raise self.fail("AND between the two bounds of BETWEEN",
+                                "BETWEEN 两个边界之间的 AND")
             return Between(left, low, self.operand(), negated)
         if self.accept("CONTAINS"):
             return Contains(left, self.operand(), negated)
         if negated:
-            raise self.fail("IN, BETWEEN or CONTAINS after NOT")
+            raise self.fail("IN, BETWEEN or CONTAINS after NOT",
+                            " NOT 后的 IN、BETWEEN 或 CONTAINS")
         if self.accept("IS"):
             is_not = self.accept("NOT")
             if not self.accept("NULL"):
-                raise self.fail("NULL after IS" + (" NOT" if is_not else ""))
+                raise self.fail("NULL after IS" + (" NOT" if is_not else ""),
+                                f" IS{' NOT' if is_not else ''} 后的 NULL")
             return IsNull(left, is_not)
         raise self.fail("a comparison (=, !=, >, >=, <, <=, IN, NOT IN, BETWEEN, IS NULL, "
-                        f"CONTAINS) after {_describe(left)}")
+                        f"CONTAINS) after {_describe(left)}",
+                        f" {_describe(left)} 后的比较（=、!=、>、>=、<、<=、IN、NOT IN、BETWEEN、"
+                        "IS NULL、CONTAINS）")
 
     def literal(self) -> Literal:
         token = self.token
@@ -243,7 +255,7 @@ class _Parser:
         if token.kind == "number":
             self.advance()
             return self.made(token, lambda: Literal(_number(token.text)))
-        raise self.fail("a number or a 'string'")
+        raise self.fail("a number or a 'string'", "数字或 '字符串'")
 
     def operand(self) -> Operand:
         token = self.token
@@ -253,7 +265,9 @@ class _Parser:
             if not token.text.startswith("-"):
                 raise SegmentSyntaxError(f"a relative date needs a minus sign: -{token.text} "
                                          "means that long before as_of", self.text,
-                                         token.offset)
+                                         token.offset,
+                                         zh=f"相对日期需要负号：-{token.text} 表示计算时刻之前"
+                                         "这么久")
             self.advance()
             return self.made(token, lambda: RelativeDate(int(token.text[1:-1]), token.text[-1]))
         if self.accept("TODAY"):
@@ -265,42 +279,47 @@ class _Parser:
         if token.kind == "ident":
             return Field(self.path())
         raise self.fail("a field, a number, a 'string', a relative date such as -30d, or an "
-                        "aggregate such as COUNT(orders)")
+                        "aggregate such as COUNT(orders)",
+                        "字段、数字、'字符串'、相对日期（如 -30d）或聚合（如 COUNT(orders)）")
 
     def path(self) -> tuple[str, ...]:
         parts = [self.advance().text]
         while self.token.kind == "punct" and self.token.text == ".":
             self.advance()
             if self.token.kind not in ("ident", "keyword"):
-                raise self.fail("a name after '.'")
+                raise self.fail("a name after '.'", " '.' 后的名称")
             parts.append(self.advance().text)
         return tuple(parts)
 
     def call(self) -> Call:
         function = self.advance().upper
-        self.expect_punct("(", f"'(' after {function}")
+        self.expect_punct("(", f"'(' after {function}", f" {function} 后的 '('")
         argument: Field | Literal
         if function == "DAYS_UNTIL_HOLIDAY":
             if self.token.kind != "string":
-                raise self.fail("a holiday's name in quotes, such as '春节' or 'National Day'")
+                raise self.fail("a holiday's name in quotes, such as '春节' or 'National Day'",
+                                "用引号括起的节日名称，例如 '春节' 或 'National Day'")
             argument = self.literal()
         elif self.token.kind == "ident":
             argument = Field(self.path())
         else:
-            raise self.fail(f"a date or time field, such as {function}(birth_date)")
-        self.expect_punct(")", f"')' to close {function}(")
+            raise self.fail(f"a date or time field, such as {function}(birth_date)",
+                            f"日期或时间字段，例如 {function}(birth_date)")
+        self.expect_punct(")", f"')' to close {function}(", f"闭合 {function}( 的 ')'")
         return Call(function, argument)
 
     def aggregate(self) -> Aggregate:
         function = self.advance().upper
-        self.expect_punct("(", f"'(' after {function}")
+        self.expect_punct("(", f"'(' after {function}", f" {function} 后的 '('")
         if self.token.kind != "ident":
-            raise self.fail("a source: orders, events, tickets or feedback")
+            raise self.fail("a source: orders, events, tickets or feedback",
+                            "数据源：orders、events、tickets 或 feedback")
         start = self.token
         path = self.path()
         if len(path) > 2:
             raise SegmentSyntaxError(f"expected source or source.column, found "
-                                     f"{'.'.join(path)!r}", self.text, start.offset)
+                                     f"{'.'.join(path)!r}", self.text, start.offset,
+                                     zh=f"这里应为 数据源 或 数据源.列，实际是 {'.'.join(path)!r}")
         source = path[0].lower()
         column = path[1] if len(path) == 2 else None
         where = None
@@ -312,12 +331,14 @@ class _Parser:
         if self.token.kind == "punct" and self.token.text == ",":
             self.advance()
             if not self.accept("LAST"):
-                raise self.fail("LAST after ',' (as in LAST 30d)")
+                raise self.fail("LAST after ',' (as in LAST 30d)", " ',' 后的 LAST（如 LAST 30d）")
             if self.token.kind != "duration" or self.token.text.startswith("-"):
-                raise self.fail("a window such as 30d, 4w, 6m or 1y after LAST")
+                raise self.fail("a window such as 30d, 4w, 6m or 1y after LAST",
+                                " LAST 后的时间窗口，如 30d、4w、6m 或 1y")
             token = self.advance()
             window = self.made(token, lambda: Window(int(token.text[:-1]), token.text[-1]))
-        self.expect_punct(")", f"',' LAST …, WHERE … or ')' to close {function}(")
+        self.expect_punct(")", f"',' LAST …, WHERE … or ')' to close {function}(",
+                          f" ',' LAST …、WHERE … 或闭合 {function}( 的 ')'")
         return Aggregate(function, source, column, where, window)
 
 

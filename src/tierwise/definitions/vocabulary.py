@@ -173,17 +173,21 @@ class Vocabulary:
         return normalized
 
     def unknown(self, enumeration: Enumeration, literal: str) -> RuleError:
+        """The error for ``literal``, naming the valid values, in both languages (shown in
+        this vocabulary's language unless the caller's language is chosen)."""
         close = enumeration.closest(literal)
-        zh = self.lang == "zh-CN"
-        hint = ""
-        if close:
-            names = ", ".join(enumeration.shown(c, self.lang) for c in close)
-            hint = f"；是否要写 {names}？" if zh else f"; did you mean {names}?"
-        if zh:
-            return RuleError(f"{enumeration.name} 没有取值 '{literal}'{hint or '。'}"
-                             f"可用的取值：{enumeration.listing(self.lang)}")
-        return RuleError(f"{enumeration.name} has no value '{literal}'{hint or '.'} "
-                         f"Valid values: {enumeration.listing(self.lang)}")
+
+        def text(lang: str) -> str:
+            names = ", ".join(enumeration.shown(c, lang) for c in close)
+            if lang == "zh-CN":
+                hint = f"；是否要写 {names}？" if close else "。"
+                return (f"{enumeration.name} 没有取值 '{literal}'{hint}"
+                        f"可用的取值：{enumeration.listing(lang)}")
+            hint = f"; did you mean {names}?" if close else "."
+            return (f"{enumeration.name} has no value '{literal}'{hint} "
+                    f"Valid values: {enumeration.listing(lang)}")
+
+        return RuleError(text(self.lang), zh=text("zh-CN"), en=text("en"))
 
 
 class _Normalizer:

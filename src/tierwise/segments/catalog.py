@@ -65,7 +65,8 @@ class SegmentDefinition(BaseModel):
             return parse(self.rule)
         if self.rule_json is not None:
             return from_json(self.rule_json)
-        raise RuleError(f"segment {self.key}: a dynamic segment needs a rule")
+        raise RuleError(f"segment {self.key}: a dynamic segment needs a rule",
+                        zh=f"分群 {self.key}：动态分群需要一条规则")
 
     def canonical(self) -> dict[str, Any]:
         """The stored form: the rule in canonical text, no JSON duplicate."""
@@ -149,7 +150,8 @@ def dependency_order(definitions: dict[str, SegmentDefinition]) -> list[str]:
         missing = refs[key] - set(definitions)
         if missing:
             raise RuleError(f"segment {key} references unknown segment(s) "
-                            f"{', '.join(sorted(missing))}")
+                            f"{', '.join(sorted(missing))}",
+                            zh=f"分群 {key} 引用了不存在的分群 {', '.join(sorted(missing))}")
     order: list[str] = []
     state: dict[str, int] = {}
 
@@ -158,7 +160,8 @@ def dependency_order(definitions: dict[str, SegmentDefinition]) -> list[str]:
             return
         if state.get(key) == 1:
             cycle = path[path.index(key):] + [key]
-            raise RuleError(f"IN_SEGMENT forms a cycle: {' → '.join(cycle)}")
+            raise RuleError(f"IN_SEGMENT forms a cycle: {' → '.join(cycle)}",
+                            zh=f"IN_SEGMENT 形成了循环引用：{' → '.join(cycle)}")
         state[key] = 1
         for ref in sorted(refs[key]):
             visit(ref, [*path, key])

@@ -165,7 +165,9 @@ class Evaluation:
             facts = snapshot_for(self.ws, self.as_of)
             if facts is None:
                 raise RuleError("this rule uses computed fields (RFM, tier, lifecycle, CLV, "
-                                "…): run `tierwise compute` first")
+                                "…): run `tierwise compute` first",
+                                zh="这条规则用到了计算字段（RFM、等级、生命周期、CLV 等）："
+                                "请先运行 `tierwise compute`")
             if self._chosen is not None:  # the chosen customers' rows only
                 facts = facts.filter(pc.is_in(facts["customer_id"], self._chosen))
             self.session.register_arrow("snapshot", facts)
@@ -193,7 +195,8 @@ class Evaluation:
         except self.ws.engine.query_errors as exc:
             first = next((line.strip() for line in str(exc).splitlines() if line.strip()),
                          type(exc).__name__)
-            raise RuleError(f"this rule cannot be evaluated: {first[:300]}") from None
+            raise RuleError(f"this rule cannot be evaluated: {first[:300]}",
+                            zh=f"这条规则无法计算：{first[:300]}") from None
 
     def run_many(self, rules: dict[str, CompiledRule]) -> dict[str, list[str]] | None:
         """The members of several rules of one batch in one query (each query has a fixed

@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from tierwise.errors import speaking
 from tierwise.realtime.process import WorkerProcess
 from tierwise.realtime.worker import Worker
 from tierwise.store import audit
@@ -193,6 +194,23 @@ class AuditWrites(_HttpMiddleware):
 access_log = logging.getLogger("tierwise.access")
 
 
+class Speaking(_HttpMiddleware):
+    """Errors and messages of a request in the caller's language (``?lang=``, the cookie,
+    Accept-Language), else the workspace's locale."""
+
+    def __init__(self, app: ASGIApp, ws: Workspace) -> None:
+        super().__init__(app)
+        self.ws = ws
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from starlette.requests import Request
+
+        from tierwise.web.i18n import language
+
+        with speaking(language(Request(scope), self.ws.config.locale)):
+            await self.app(scope, receive, send)
+
+
 class AccessLog(_HttpMiddleware):
     """One line per request: client, method, path, status, milliseconds. Query values are
     left out, names kept (``?q=…``): a search for an e-mail or a phone must not reach a log."""
@@ -361,6 +379,7 @@ def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
 
     pages.install(app)
     # Starlette wraps the last added middleware outermost.
+    app.add_middleware(Speaking, ws=ws)
     app.add_middleware(AuditWrites, ws=ws)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodyLimit)

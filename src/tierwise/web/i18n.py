@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import Request
 
 from tierwise.definitions.vocabulary import CHURN_RISK
@@ -283,3 +285,17 @@ def language(request: Request, default: str) -> str:
     if accept.startswith("en"):
         return "en"
     return default if default in LANGUAGES else "en"
+
+
+def reason_label(code: str | None, lang: str) -> str | None:
+    """A membership change's reason (``data_change``, ``time``, …) in words."""
+    if not code:
+        return None
+    return table(lang).get(f"reason_{code}", code)
+
+
+def with_reason_labels(rows: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+    """Membership rows with ``enter_reason_label`` and ``exit_reason_label`` beside the
+    codes (the codes stay: they are what programs match on)."""
+    return [{**r, "enter_reason_label": reason_label(r.get("enter_reason"), lang),
+             "exit_reason_label": reason_label(r.get("exit_reason"), lang)} for r in rows]
