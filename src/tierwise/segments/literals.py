@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tierwise.compile.dialects import render
-from tierwise.compile.segments import compile_values
+from tierwise.compile.segments import compile_rule, compile_values
 from tierwise.definitions.segment_ast import Condition, Field
 from tierwise.definitions.segment_fields import customer_field, source_field, validate
 from tierwise.definitions.segment_parser import parse
@@ -121,6 +121,13 @@ def check(ws: Workspace, rule: str | Condition, as_of: datetime | None = None,
     free-text literals up in the data. What check, preview, plan and save all do first."""
     tree = parse(rule) if isinstance(rule, str) else rule
     validate(tree)
-    tree = vocabulary(ws, lang).normalize(tree)
-    warnings = unseen(ws, tree, as_of or utcnow(), lang) if look_up else []
+    words = vocabulary(ws, lang)
+    tree = words.normalize(tree)
+    when = as_of or utcnow()
+    # compiled once, so that kinds that cannot meet (a time compared with text, a number
+    # with a word) are errors here too, not only when the rule runs; the segments a rule
+    # names are read as member lists (their own rules are checked when they are saved)
+    compile_rule(tree, ws.engine.name, when, ws.config.zone, lambda _key: None,
+                 vocabulary=words)
+    warnings = unseen(ws, tree, when, lang) if look_up else []
     return Checked(tree, warnings)
