@@ -224,7 +224,8 @@ def test_limits_headers_and_problems(served: Served) -> None:
     assert "access-control-allow-origin" not in client.options(
         "/v1/segments", headers={"Origin": "https://evil.example",
                                  "Access-Control-Request-Method": "GET"}).headers
-    bad = client.post("/v1/segments/check", json={"rule": "COUNT(orders >= 1"})
+    bad = client.post("/v1/segments/check", json={"rule": "COUNT(orders >= 1"},
+                      headers={"Accept-Language": "en"})
     assert bad.status_code == 400
     assert bad.headers["content-type"] == "application/problem+json"
     assert "column" in bad.json()["detail"] or "position" in bad.json()["detail"] \

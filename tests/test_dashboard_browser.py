@@ -163,9 +163,9 @@ def test_visual_segment_builder_counts_and_saves(page: Any, server: str) -> None
     shown = int(page.locator("#live-count").inner_text().split("/")[0].replace(",", ""))
     assert shown > 0
     page.screenshot(path=str(SCREENS / "segment-builder.png"), full_page=True)
-    # a typing error is reported inline with its place, and nothing is counted
+    # a typing error is reported inline with its place, in the page's language (zh-CN)
     page.fill("#rule", "COUNT(orders) >= ")
-    expect(page.locator("#rule-errors")).to_contain_text("column")
+    expect(page.locator("#rule-errors")).to_contain_text(re.compile(r"第 1 行第 \d+ 列"))
     # text → rows: a flat AND becomes two rows
     page.fill("#rule", "tier IN ('A', 'B') AND COUNT(orders) >= 2")
     expect(page.locator(".condition")).to_have_count(2)

@@ -69,6 +69,7 @@ REPORTED: list[tuple[str, str, Any, str]] = [
 def test_reported_inputs_get_a_clear_4xx(served: Served, method: str, url: str, body: Any,
                                          said: str) -> None:
     client = served.client("admin")
+    client.headers["Accept-Language"] = "en"  # the messages below are the English ones
     answer = client.request(method, url, json=body)
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
