@@ -26,9 +26,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
+import threading
 import uuid
 from dataclasses import replace
 from importlib.metadata import version
@@ -51,6 +53,8 @@ from tierwise.store.control import utcnow
 from tierwise.store.sealing import ENV_KEY, KeyRing, key_id_of_key, write_key_file
 from tierwise.workspace import Workspace
 
+log = logging.getLogger("tierwise.backup")
+
 FORMAT = "tierwise-backup/1"
 MANIFEST = "manifest.json"
 KEYS_FILE = "keys.sealed"
@@ -60,7 +64,8 @@ MIN_PASSPHRASE = 12
 PLAIN_FOLDERS = ("segments", "reports", "identity")
 ATTEMPTS = 3
 CHUNK = 1 << 20
-LEASE_SECONDS = 6 * 3600
+#: The backup's lease; renewed every fifth of it while the backup runs.
+LEASE_SECONDS = 600
 
 
 class _Vanished(Exception):
@@ -80,9 +85,22 @@ def backup(ws: Workspace, dest: str | os.PathLike[str], *, base: str | None = No
     holder = uuid.uuid4().hex
     with ws.control.write() as conn:
         if not leases.take(conn, frozen_store.LEASE, holder, utcnow(), LEASE_SECONDS):
-            raise WorkspaceError("another backup of this workspace is running; wait for it")
-    target.mkdir(parents=True, exist_ok=True)
+            raise WorkspaceError("another backup of this workspace is running; wait for it "
+                                 f"(a backup that was killed frees it within "
+                                 f"{LEASE_SECONDS // 60} minutes)")
+    done = threading.Event()
+
+    def renew() -> None:  # a killed backup's lease runs out soon; a long one keeps it
+        while not done.wait(LEASE_SECONDS / 5):
+            try:
+                with ws.control.write() as conn:
+                    leases.take(conn, frozen_store.LEASE, holder, utcnow(), LEASE_SECONDS)
+            except Exception:  # noqa: BLE001 - the next try may work; the lease is long
+                log.warning("could not renew the backup lease", exc_info=True)
+
+    threading.Thread(target=renew, name="tierwise-backup-lease", daemon=True).start()
     try:
+        target.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 manifest = _backup_once(ws, target, base, base_files)
@@ -103,6 +121,7 @@ def backup(ws: Workspace, dest: str | os.PathLike[str], *, base: str | None = No
         shutil.rmtree(target, ignore_errors=True)
         raise
     finally:
+        done.set()
         with ws.control.write() as conn:
             leases.release(conn, frozen_store.LEASE, holder)
     return manifest
