@@ -7,7 +7,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pytest
@@ -356,3 +358,35 @@ def test_backup_and_restore_from_the_command_line(ws: tierwise.Workspace,
     with ws.control.read() as conn:
         assert [e["action"] for e in audit.entries(conn, action="backup")] == ["backup"]
     assert pc.sum(tierwise.open(tmp_path / "r").table("orders")["amount"]).as_py() == 435
+
+
+def test_a_damaged_or_forged_manifest_is_refused(ws: tierwise.Workspace,
+                                                 tmp_path: Path) -> None:
+    backup.backup(ws, tmp_path / "b")
+    manifest_path = tmp_path / "b" / backup.MANIFEST
+    original = json.loads(manifest_path.read_text())
+
+    def forge(change: Callable[[dict[str, Any]], object]) -> None:
+        forged = json.loads(json.dumps(original))
+        change(forged)
+        manifest_path.write_text(json.dumps(forged))
+
+    for change, said in (
+            (lambda m: m.pop("files"), "'files' is missing"),
+            (lambda m: m["control_store"].update(file="../../etc/passwd"), "control_store"),
+            (lambda m: m["keys"].pop("audit"), "keys.audit"),
+    ):
+        forge(change)
+        with pytest.raises(WorkspaceError, match=said):
+            backup.verify(tmp_path / "b")
+        with pytest.raises(WorkspaceError, match=said):
+            backup.restore(tmp_path / "b", tmp_path / "r", keys_from=str(ws.root / "keys"))
+        assert not (tmp_path / "r").exists()
+    forge(lambda m: m["files"].append({"path": "../outside", "bytes": 1, "sha256": "x"}))
+    assert backup.verify(tmp_path / "b")["problems"] == ["../outside: a path outside the backup"]
+    with pytest.raises(WorkspaceError, match="damaged, nothing was restored"):
+        backup.restore(tmp_path / "b", tmp_path / "r", keys_from=str(ws.root / "keys"))
+    manifest_path.write_text("{not json")
+    with pytest.raises(WorkspaceError, match="not JSON"):
+        backup.restore(tmp_path / "b", tmp_path / "r", keys_from=str(ws.root / "keys"))
+    assert not (tmp_path / "r").exists()

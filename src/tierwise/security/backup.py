@@ -254,7 +254,38 @@ def read_manifest(src: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise WorkspaceError(f"{path}: expected a manifest of format {FORMAT}, got "
                              f"{manifest.get('format') if isinstance(manifest, dict) else '?'}")
+    _check_shape(path, manifest)
     return manifest
+
+
+#: What a manifest must hold, and of which type (a damaged or hand-made one is refused
+#: with the key named, before anything reads it).
+_SHAPE: dict[str, type] = {"instant": str, "control_store": dict, "keys": dict, "rows": dict,
+                           "figures": dict, "files": list, "bytes": int}
+_CONTROL_FILES = {"sqlite": frozen_store.SQLITE_FILE, "postgresql": frozen_store.PG_FILE}
+
+
+def _check_shape(path: Path, manifest: dict[str, Any]) -> None:
+    def bad(what: str) -> NoReturn:
+        raise WorkspaceError(f"{path}: {what}; the manifest is damaged")
+
+    for key, kind in _SHAPE.items():
+        if not isinstance(manifest.get(key), kind):
+            bad(f"{key!r} is missing or not a {kind.__name__}")
+    control = manifest["control_store"]
+    if _CONTROL_FILES.get(control.get("dialect")) != control.get("file"):
+        bad(f"control_store names {control.get('dialect')!r} / {control.get('file')!r}")
+    keys = manifest["keys"]
+    if not isinstance(keys.get("pii"), list) or not isinstance(keys.get("audit"), str):
+        bad("keys.pii or keys.audit is missing")
+    for entry in manifest["files"]:
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                and isinstance(entry.get("bytes"), int)
+                and isinstance(entry.get("sha256"), str)):
+            bad(f"a file entry is not {{path, bytes, sha256}}: {str(entry)[:80]}")
+    head = manifest["figures"].get("audit_head")
+    if not (isinstance(head, list) and len(head) == 2):
+        bad("figures.audit_head is missing")
 
 
 # -- keys --------------------------------------------------------------------------------
