@@ -54,3 +54,13 @@ def test_the_customer_list_takes_codes_and_labels_and_refuses_the_rest(tmp_path:
     english = client.get("/customers", params={"tier": "Z", "lang": "en"}).json()["detail"]
     assert "Valid values" in english and "'A'" in english
     served.ws.close()
+
+
+def test_the_delivery_log_refuses_an_unknown_status(tmp_path: Path) -> None:
+    served = build(tmp_path)
+    client = served.client("admin")
+    assert client.get("/actions", params={"status": "dead"}).status_code == 200
+    wrong = client.get("/actions", params={"status": "lost"})
+    assert wrong.status_code == 400 and "held" in wrong.json()["detail"]
+    assert client.get("/v1/deliveries", params={"status": "lost"}).status_code == 422
+    served.ws.close()

@@ -37,8 +37,9 @@ def actions(request: Request) -> HTMLResponse:
     principal = viewer(request, "segments:read")
     ws = workspace(request)
     status = request.query_params.get("status") or None
-    if status not in (None, "pending", "delivered", "dead", "held_out", "suppressed"):
-        status = None
+    if status is not None and status not in dispatch.STATUSES:
+        raise Problem(400, f"unknown delivery status {status!r}; expected one of "
+                      f"{', '.join(dispatch.STATUSES)}")
     with ws.control.read() as conn:
         triggers = list(automations.all_of(conn, "trigger").values())
         playbooks = list(automations.all_of(conn, "playbook").values())
