@@ -64,3 +64,15 @@ def test_the_delivery_log_refuses_an_unknown_status(tmp_path: Path) -> None:
     assert wrong.status_code == 400 and "held" in wrong.json()["detail"]
     assert client.get("/v1/deliveries", params={"status": "lost"}).status_code == 422
     served.ws.close()
+
+
+def test_dashboard_pages_refuse_parameters_they_do_not_read(tmp_path: Path) -> None:
+    served = build(tmp_path)
+    client = served.client("admin")
+    for path, good in (("/tiers", {"before": "1"}), ("/segments/buyers", {"q": "C00"}),
+                       ("/review", {"period": "2025Q2"}), ("/rfm", {})):
+        assert client.get(path, params={**good, "lang": "en"}).status_code == 200, path
+        wrong = client.get(path, params={**good, "region": "华东", "lang": "en"})
+        assert wrong.status_code == 400, path
+        assert wrong.json()["unknown"] == ["region"] and "lang" in wrong.json()["allowed"]
+    served.ws.close()

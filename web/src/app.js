@@ -416,8 +416,8 @@ function wireImport() {
         return api("POST", "/v1/imports", data, true);
       });
       held = null; // the import took it
-      const job = await followJob(started.job_id, $("#job-progress"));
-      window.location.href = `/imports?job=${started.job_id}&status=${job.status}`;
+      await followJob(started.job_id, $("#job-progress"));
+      window.location.href = `/imports?job=${started.job_id}`;
     } catch (error) {
       flash(error.message);
       $("#import-button").disabled = false;

@@ -39,6 +39,38 @@ class SignIn(Exception):
         self.target = target
 
 
+#: The query parameters each page reads (besides ``lang``); any other is refused. The
+#: customer list checks its own, naming its filters and their values.
+PAGE_QUERY: dict[str, frozenset[str]] = {
+    "/tiers": frozenset({"after", "before"}),
+    "/lifecycle": frozenset({"after", "before"}),
+    "/segments/{key}": frozenset({"q", "after"}),
+    "/actions": frozenset({"status"}),
+    "/review": frozenset({"period", "segment"}),
+    "/review/report.{fmt}": frozenset({"period", "segment"}),
+    "/imports": frozenset({"job"}),
+}
+OWN_CHECK = frozenset({"/customers"})
+
+
+def known_page_query(request: Request) -> None:
+    """A page refuses query parameters it does not read (a 400 naming the ones it does),
+    instead of showing the unfiltered page as if they were not there; checked once the
+    caller is signed in and allowed (``viewer``)."""
+    path = getattr(request.scope.get("route"), "path", None)
+    if path is None or path in OWN_CHECK:
+        return
+    allowed = PAGE_QUERY.get(path, frozenset()) | {"lang"}
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        lang = i18n.language(request, "en")
+        names = ", ".join(repr(u) for u in unknown)
+        raise Problem(400, f"{path} does not take {names}; it takes {', '.join(sorted(allowed))}"
+                      if lang == "en" else
+                      f"{path} 不接受参数 {names}；可用的参数：{', '.join(sorted(allowed))}",
+                      unknown=unknown, allowed=sorted(allowed))
+
+
 def viewer(request: Request, permission: str) -> Principal:
     """The signed-in principal; SignIn without a session, 403 without the permission."""
     try:
@@ -50,6 +82,7 @@ def viewer(request: Request, permission: str) -> Principal:
         raise
     if not principal.can(permission):
         raise Problem(403, f"role {principal.role} may not {permission}")
+    known_page_query(request)
     return principal
 
 

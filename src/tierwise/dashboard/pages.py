@@ -16,7 +16,6 @@ from tierwise.web.auth import safe_next
 
 router = APIRouter(include_in_schema=False)
 
-
 @router.get("/lang/{code}")
 def switch_language(code: str, request: Request, next: str = "/") -> RedirectResponse:  # noqa: A002
 
