@@ -477,3 +477,57 @@ def test_customer_timeline_shows_tickets_and_feedback(demo: tierwise.Workspace) 
     assert '<span class="tag">Feedback</span>' in timeline
     assert f"nps {row['nps']}" in timeline
     assert '<span class="tag">Tickets</span>' in timeline
+
+
+def test_customers_by_their_own_fields_alone_and_with_values(demo: tierwise.Workspace) -> None:
+    """City, industry, gender (by label), tag … narrow the list in the API and the page,
+    alone or with tier/lifecycle, exactly as the data says."""
+    import pyarrow.parquet as pq
+
+    people = demo.customers()
+    city = people["city"].value_counts().index[0]
+    industry = people["industry"].dropna().value_counts().index[0]
+    client = _client(demo)
+
+    def api_ids(**params: str) -> list[str]:
+        found, after = [], None
+        while True:
+            page = client.get("/v1/customers", params={**params, "limit": "500",
+                                                       **({"after": after} if after else {})})
+            assert page.status_code == 200, page.text
+            found += [c["customer_id"] for c in page.json()["items"]]
+            after = page.json()["next_after"]
+            if after is None:
+                return found
+
+    assert api_ids(city=city) == sorted(people.loc[people["city"] == city, "customer_id"])
+    both = people[(people["city"] == city) & (people["industry"] == industry)]
+    assert api_ids(city=city, industry=industry) == sorted(both["customer_id"])
+    women = sorted(people.loc[people["gender"] == "female", "customer_id"])
+    assert women and api_ids(gender="女") == women == api_ids(gender="female")
+    assert client.get("/v1/customers", params={"gender": "unicorn"}).status_code == 400
+    tags = {c: json.loads(t) for c, t in zip(people["customer_id"], people["tags"],
+                                             strict=True) if isinstance(t, str)}
+    tag = next(t for listed in tags.values() for t in listed)
+    assert api_ids(tag=tag) == sorted(c for c, listed in tags.items() if tag in listed)
+
+    def page_ids(**params: str) -> list[str]:
+        found, after = [], None
+        while True:
+            html = client.get("/customers", params={**params, **(
+                {"after": after} if after else {})})
+            assert html.status_code == 200, html.text
+            found += re.findall(r'<th scope="row"><a href="/customers/([^"]+)"', html.text)
+            nxt = re.search(r'after=([^"&]+)" rel="next"', html.text)
+            if not nxt:
+                return found
+            after = nxt.group(1)
+
+    assert page_ids(city=city) == sorted(people.loc[people["city"] == city, "customer_id"])
+    snapshot = pq.read_table(sorted((demo.root / "snapshots").glob("*.parquet"))[-1],
+                             columns=["customer_id", "tier"]).to_pandas()
+    tier = snapshot["tier"].value_counts().index[0]
+    in_tier = set(snapshot.loc[snapshot["tier"] == tier, "customer_id"])
+    expected = sorted(c for c in people.loc[people["city"] == city, "customer_id"]
+                      if c in in_tier)
+    assert page_ids(city=city, tier=tier) == expected

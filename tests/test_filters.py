@@ -16,11 +16,11 @@ from tierwise.definitions.vocabulary import STAGE_LABELS
 def test_unknown_query_parameters_are_refused_on_every_api_route(tmp_path: Path) -> None:
     served = build(tmp_path)
     client = served.client("admin")
-    wrong = client.get("/v1/customers", params={"industry": "IT", "city": "上海"})
+    wrong = client.get("/v1/customers", params={"region": "华东", "city": "上海"})
     assert wrong.status_code == 400
     body = wrong.json()
-    assert body["unknown"] == ["industry"] and "city" in body["allowed"]
-    assert "industry" in body["detail"] and "owner" in body["detail"]
+    assert body["unknown"] == ["region"] and {"city", "industry", "tag"} <= set(body["allowed"])
+    assert "region" in body["detail"] and "owner" in body["detail"]
     assert client.get("/v1/customers", params={"city": "上海", "lang": "en"}).status_code == 200
     for path in ("/v1/segments", "/v1/deliveries", "/v1/tasks", "/v1/jobs"):
         answer = client.get(path, params={"no_such_filter": "1"})
@@ -46,8 +46,9 @@ def test_the_customer_list_takes_codes_and_labels_and_refuses_the_rest(tmp_path:
     assert by_code and set(by_code) <= set(everyone)
     for lang in ("zh-CN", "en"):
         assert shown({"lifecycle": STAGE_LABELS[stage][lang]}) == by_code, lang
-    for params, needle in (({"industry": "IT"}, "industry"), ({"city": "上海"}, "city"),
-                           ({"tier": "Z"}, "'Z'"), ({"lifecycle": "asleep"}, "asleep")):
+    for params, needle in (({"region": "华东"}, "region"), ({"size": "big"}, "size"),
+                           ({"tier": "Z"}, "'Z'"), ({"lifecycle": "asleep"}, "asleep"),
+                           ({"gender": "unicorn"}, "unicorn")):
         answer = client.get("/customers", params=params)
         assert answer.status_code == 400 and needle in answer.json()["detail"], params
     assert "可用的取值" in client.get("/customers", params={"tier": "Z"}).json()["detail"]

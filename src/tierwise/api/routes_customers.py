@@ -16,6 +16,7 @@ from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
 from tierwise.security.consent import may_contact, set_preference
 from tierwise.segments.membership import customer_segments
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.customers import (
     customer_profile,
     present_customer,
@@ -77,13 +78,25 @@ def list_customers(
     "callers who may read PII).")),
     owner: str | None = Query(None, max_length=200),
     city: str | None = Query(None, max_length=200),
+    province: str | None = Query(None, max_length=200),
+    country: str | None = Query(None, max_length=200),
+    industry: str | None = Query(None, max_length=200),
+    company_size: str | None = Query(None, max_length=200),
+    channel: str | None = Query(None, max_length=200),
+    gender: str | None = Query(None, max_length=32),
+    tag: str | None = Query(None, max_length=200, description="Customers with this tag."),
     segment: str | None = Query(None, max_length=128, description="Current members only."),
     after: str | None = Query(None, max_length=128, description="Cursor: the last id seen."),
     limit: int = Query(50, ge=1, le=500),
     principal: Principal = require("customers:read"),
 ) -> Response:
+    given = {"province": province, "country": country, "industry": industry,
+             "company_size": company_size, "channel": channel, "gender": gender, "tag": tag}
+    where = {k: v for k, v in given.items() if v}
+    if gender:  # an enumerated field: its labels are taken too, others refused
+        where["gender"] = vocabulary(workspace(request), spoken()).code("gender", gender)
     items, next_after = search(workspace(request), principal, q=q, owner=owner, city=city,
-                               segment=segment, after=after, limit=limit)
+                               segment=segment, after=after, limit=limit, where=where)
     return json_response({"items": items, "next_after": next_after,
                           "searched_by": searched_by(principal) if q else []})
 

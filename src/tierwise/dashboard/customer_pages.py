@@ -18,12 +18,19 @@ from tierwise.dashboard.page import (
     viewer,
 )
 from tierwise.definitions.json_values import jsonable
+from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import table_schema
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.security import consent
 from tierwise.segments.membership import customer_segments
 from tierwise.segments.vocabulary import vocabulary
-from tierwise.services.customers import customer_profile, present_profile, search, searched_by
+from tierwise.services.customers import FILTERS as CUSTOMER_FIELD_FILTERS
+from tierwise.services.customers import (
+    customer_profile,
+    present_profile,
+    search,
+    searched_by,
+)
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
@@ -33,6 +40,8 @@ from tierwise.web.templating import number
 router = APIRouter(include_in_schema=False)
 #: Snapshot columns the customer list can be filtered by (?tier=A&lifecycle=at_risk).
 VALUE_FILTERS = ("tier", "lifecycle", "rfm_segment", "churn_risk")
+#: Filters on the customer's own fields (the same as the API's).
+CUSTOMER_FILTERS = CUSTOMER_FIELD_FILTERS
 PAGE = 50
 TIMELINE_ITEMS = 200
 
@@ -40,30 +49,59 @@ TIMELINE_ITEMS = 200
 # -- customers -----------------------------------------------------------------------------
 
 
-#: Query parameters of the customers page besides the value filters.
+#: Query parameters of the customers page besides the filters.
 PAGE_PARAMS = ("q", "after", "lang")
 #: The enumeration (segments' vocabulary) each value filter takes its values from.
 FILTER_FIELDS = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segment",
                  "churn_risk": "churn_risk"}
+#: Ids looked at per step when value filters and customer fields are combined.
+STEP = 2_000
 
 
-def _value_filters(request: Request, lang: str) -> dict[str, str]:
-    """The page's value filters as codes (a label in either language is taken too); an
-    unknown parameter or value is a 400 naming the valid ones, never an unfiltered list."""
+def _filters(request: Request, lang: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The page's value filters (snapshot values, as codes: a label in either language is
+    taken too) and customer-field filters; an unknown parameter or value is a 400 naming
+    the valid ones, never an unfiltered list."""
     params = request.query_params
-    unknown = sorted(set(params) - set(VALUE_FILTERS) - set(PAGE_PARAMS))
+    known = (*VALUE_FILTERS, *CUSTOMER_FILTERS)
+    unknown = sorted(set(params) - set(known) - set(PAGE_PARAMS))
     if unknown:
         raise Problem(400, f"unknown filter {', '.join(repr(u) for u in unknown)}; the "
-                      f"customers page filters by {', '.join(VALUE_FILTERS)} (and searches "
+                      f"customers page filters by {', '.join(known)} (and searches "
                       f"with q)" if lang == "en" else
                       f"未知的筛选条件 {', '.join(repr(u) for u in unknown)}；客户列表可按 "
-                      f"{', '.join(VALUE_FILTERS)} 筛选（q 为搜索）")
+                      f"{', '.join(known)} 筛选（q 为搜索）")
     words = vocabulary(workspace(request), lang)
     try:
-        return {c: words.code(FILTER_FIELDS[c], v) for c in VALUE_FILTERS
-                if (v := params.get(c))}
+        values = {c: words.code(FILTER_FIELDS[c], v) for c in VALUE_FILTERS
+                  if (v := params.get(c))}
+        fields = {c: v for c in CUSTOMER_FILTERS if (v := params.get(c))}
+        if "gender" in fields:
+            fields["gender"] = words.code("gender", fields["gender"])
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
+    return values, fields
+
+
+def _combined(request: Request, principal: Principal, view: View, values: dict[str, str],
+              fields: dict[str, str], q: str | None, after: str | None
+              ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of customers whose snapshot values match ``values`` and whose fields match
+    ``fields`` (and ``q``): the value matches in id order, a step at a time, narrowed in the
+    control store, until the page is full."""
+    ws, cursor = workspace(request), after
+    found: list[dict[str, Any]] = []
+    while len(found) <= PAGE:
+        ids, _ = view.matching(values, cursor, STEP)
+        if not ids:
+            break
+        rows, _ = search(ws, principal, q=q, ids=ids, limit=STEP, where=fields)
+        found += rows
+        cursor = ids[-1]
+        if len(ids) < STEP:
+            break
+    items = found[:PAGE]
+    return items, items[-1]["customer_id"] if len(found) > PAGE else None
 
 
 @router.get("/customers", response_class=HTMLResponse)
@@ -72,21 +110,30 @@ def customers(request: Request) -> HTMLResponse:
     q = request.query_params.get("q") or None
     after = request.query_params.get("after") or None
     view, lang = view_of(request), language_of(request)
-    filters = _value_filters(request, lang)
+    filters, fields = _filters(request, lang)
     matched = None
-    if filters and view is not None:
+    if filters:
         if not principal.can("values:read"):
             raise Problem(403, f"role {principal.role} may not read values")
-        page_ids, matched = view.matching(filters, after, PAGE + 1)
-        items, _ = search(workspace(request), principal, ids=page_ids[:PAGE], limit=PAGE)
-        next_after = page_ids[PAGE - 1] if len(page_ids) > PAGE else None
+        if view is None:
+            raise Problem(409, "no computed values yet: run `tierwise compute` (or wait for "
+                          "the nightly run) before filtering by tier, lifecycle, RFM "
+                          "segment or churn risk")
+        if fields or q:
+            items, next_after = _combined(request, principal, view, filters, fields, q, after)
+        else:
+            page_ids, matched = view.matching(filters, after, PAGE + 1)
+            items, _ = search(workspace(request), principal, ids=page_ids[:PAGE], limit=PAGE)
+            next_after = page_ids[PAGE - 1] if len(page_ids) > PAGE else None
     else:
-        items, next_after = search(workspace(request), principal, q=q, after=after, limit=PAGE)
+        items, next_after = search(workspace(request), principal, q=q, after=after, limit=PAGE,
+                                   where=fields)
     labels = {"tier": view.tier_label, "lifecycle": View.stage_label,
               "rfm_segment": view.rfm_label} if view else {}
     shown = {c: (labels[c](v, lang) if c in labels else i18n.table(lang).get(f"risk_{v}", v))
              for c, v in filters.items()}
-    base = "&".join(f"{c}={quote(v)}" for c, v in filters.items())
+    shown.update(fields)
+    base = "&".join(f"{c}={quote(v)}" for c, v in (*filters.items(), *fields.items()))
     return render(request, principal, "customers.html", "customers", items=items,
                   next_after=next_after, q=q or "", filters=shown, matched=matched,
                   filter_query=base, search_pii=len(searched_by(principal)) > 1)

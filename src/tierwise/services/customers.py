@@ -116,19 +116,27 @@ def _exact(q: str, region: str) -> dict[str, str]:
     return found
 
 
+#: What a list of customers may be narrowed by, besides the search text and a segment.
+FILTERS = (*customer_store.FILTER_COLUMNS, "tag")
+
+
 def search(ws: Workspace, principal: Principal, *, q: str | None = None,
            owner: str | None = None, city: str | None = None, segment: str | None = None,
-           after: str | None = None, limit: int = 50, ids: list[str] | None = None
+           after: str | None = None, limit: int = 50, ids: list[str] | None = None,
+           where: dict[str, str] | None = None
            ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of customers as the principal may see them, and the cursor of the next;
     ``q`` matches an id prefix or (for callers who may read PII) an exact name, e-mail or
-    phone; ``ids`` limits the page to those customers (at most a page of them)."""
+    phone; ``where`` narrows by customer fields (``FILTERS``: equal values, a tag); ``ids``
+    limits the page to those customers (at most a page of them)."""
     exact = _exact(q, ws.config.phone_region) if q and len(searched_by(principal)) > 1 \
         else None
+    columns = dict(where or {})
+    tag = columns.pop("tag", None)
     with ws.control.read() as conn:
         rows = customer_store.page(conn, id_prefix=q.strip() if q else None, exact=exact,
                                    owner=owner, city=city, segment=segment, after=after,
-                                   ids=ids, limit=limit + 1)
+                                   ids=ids, limit=limit + 1, where=columns, tag=tag)
     items = [present_customer(ws, principal, row) for row in rows[:limit]]
     return items, items[-1]["customer_id"] if len(rows) > limit else None
 

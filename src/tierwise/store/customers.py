@@ -169,13 +169,22 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: Customer columns a list of customers may be narrowed by (equality; ``tag``: one of the
+#: customer's tags).
+FILTER_COLUMNS = ("owner", "city", "province", "country", "industry", "company_size",
+                  "channel", "gender")
+
+
 def page(conn: sa.Connection, *, id_prefix: str | None = None,
          exact: dict[str, str] | None = None, owner: str | None = None,
          city: str | None = None, segment: str | None = None, after: str | None = None,
-         ids: list[str] | None = None, limit: int = 50) -> list[dict[str, Any]]:
+         ids: list[str] | None = None, limit: int = 50,
+         where: dict[str, str] | None = None, tag: str | None = None
+         ) -> list[dict[str, Any]]:
     """Up to ``limit`` customers in id order after ``after``: those whose id starts with
     ``id_prefix`` or whose name, e-mail or phone equals a value of ``exact`` (through the
-    search hashes), narrowed by owner, city, current membership of ``segment`` and ``ids``."""
+    search hashes), narrowed by owner, city, the columns of ``where`` (``FILTER_COLUMNS``),
+    a ``tag``, current membership of ``segment`` and ``ids``."""
     from tierwise.store.tables import segment_members
 
     query = sa.select(customers)
@@ -195,6 +204,13 @@ def page(conn: sa.Connection, *, id_prefix: str | None = None,
         query = query.where(customers.c.owner == owner)
     if city:
         query = query.where(customers.c.city == city)
+    for column, value in (where or {}).items():
+        if column not in FILTER_COLUMNS:
+            raise ValueError(f"not a filter column: {column}")
+        query = query.where(customers.c[column] == value)
+    if tag:  # tags are a JSON list of strings: match the quoted element
+        quoted = json.dumps(tag, ensure_ascii=False)
+        query = query.where(customers.c.tags.like(f"%{_escape_like(quoted)}%", escape="\\"))
     if segment:
         query = query.where(customers.c.customer_id.in_(
             sa.select(segment_members.c.customer_id)
