@@ -420,6 +420,11 @@ def test_actions_page_lists_the_showcase_automations(demo: tierwise.Workspace) -
     page = _client(demo).get("/actions?lang=en").text
     assert "awaken_call" in page and "tier_a_care" in page and "awaken_sequence" in page
     assert "Owner:" in page and "/v1/tasks/" in page  # open tasks with a complete button
+    deliveries = page[page.index('id="deliveries"'):page.index("Tasks", page.index(
+        'id="deliveries"'))]
+    # payloads as readable fields (the raw JSON on demand), never a Python dict
+    assert "{&#39;" not in deliveries and "{'" not in deliveries
+    assert "segment.entered" in deliveries and "<details><summary>JSON</summary>" in deliveries
     customer = re.search(r'/customers/([^"]+)"', page[page.index("Tasks"):]).group(1)
     assert "Tier A care" in _client(demo).get(f"/customers/{customer}?lang=en").text or \
         "Recall sequence" in _client(demo).get(f"/customers/{customer}?lang=en").text
