@@ -425,3 +425,19 @@ def test_the_cli_speaks_the_workspaces_locale(tmp_path: Path,
     assert "未知字段 'cty'" in check("-w", str(root))
     assert "unknown field 'cty'" in check("-w", str(tmp_path / "en"))
     assert "unknown field 'cty'" in check("-w", str(root), env={"TIERWISE_LANG": "en"})
+
+
+def test_mapping_errors_speak_the_callers_language(tmp_path: Path):
+    from tierwise.errors import speaking
+    from tierwise.ingest.mapping import Mapping, resolve
+
+    with pytest.raises(TierwiseError) as raised:
+        resolve(Mapping(), "orders", ["a", "b"], "x.csv")
+    with speaking("en"):
+        assert "x.csv has no column for required orders column(s) order_id" in str(raised.value)
+    with speaking("zh-CN"):
+        assert "x.csv 缺少 orders 的必填列 order_id" in str(raised.value)
+    with pytest.raises(TierwiseError) as raised:
+        resolve(Mapping(columns={"订单号": "oder_id"}), "orders", ["订单号"], "x.csv")
+    with speaking("zh-CN"):
+        assert "不是 orders 的列（是不是要写 order_id？）" in str(raised.value)

@@ -108,7 +108,8 @@ class Mapping(BaseModel):
         for pair in pairs:
             source, sep, target = pair.partition("=")
             if not sep or not source.strip() or not target.strip():
-                raise MappingError(f"--map {pair!r}: expected file_column=canonical_column")
+                raise MappingError(f"--map {pair!r}: expected file_column=canonical_column",
+                                   zh=f"--map {pair!r}：应写成 文件列=标准列")
             columns[source.strip()] = target.strip()
         return self.model_copy(update={"columns": columns})
 
@@ -133,9 +134,11 @@ class Resolved:
                 "ignored": self.ignored}
 
 
-def _suggest(name: str, options: list[str]) -> str:
+def _suggest(name: str, options: list[str], zh: bool = False) -> str:
     close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(close)}?" if close else ""
+    if not close:
+        return ""
+    return f"（是不是要写 {'、'.join(close)}？）" if zh else f"; did you mean {', '.join(close)}?"
 
 
 def matched(schema: TableSchema, header: list[str], taken: set[str] | None = None,
@@ -163,7 +166,8 @@ def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Res
     """Match a source header to the canonical columns of ``table``."""
     schema = table_schema(table)
     if mapping.table and mapping.table != table:
-        raise MappingError(f"the mapping is for table {mapping.table!r}, not {table!r}")
+        raise MappingError(f"the mapping is for table {mapping.table!r}, not {table!r}",
+                           zh=f"这个映射是给表 {mapping.table!r} 用的，不是 {table!r}")
     canonical = schema.names
     header_set = set(header)
     sources: dict[str, str] = {}
@@ -172,7 +176,9 @@ def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Res
         if source not in header_set:
             raise MappingError(
                 f"the mapping names source column {source!r}, which {origin} does not have"
-                f"{_suggest(source, header)} (its columns: {', '.join(header)})"
+                f"{_suggest(source, header)} (its columns: {', '.join(header)})",
+                zh=f"映射中的源列 {source!r} 在 {origin} 中不存在"
+                f"{_suggest(source, header, True)}；它的列：{', '.join(header)}"
             )
         if target == IGNORE:
             ignored.append(source)
@@ -181,11 +187,15 @@ def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Res
             raise MappingError(
                 f"the mapping sends {source!r} to {target!r}, which is not a column of "
                 f"{table}{_suggest(target, canonical)} (expected one of {', '.join(canonical)}"
-                f" or {IGNORE!r})"
+                f" or {IGNORE!r})",
+                zh=f"映射把 {source!r} 对应到 {target!r}，但它不是 {table} 的列"
+                f"{_suggest(target, canonical, True)}；可用的列：{', '.join(canonical)} "
+                f"或 {IGNORE!r}"
             )
         if target in sources:
             raise MappingError(
-                f"both {sources[target]!r} and {source!r} are mapped to {target!r}"
+                f"both {sources[target]!r} and {source!r} are mapped to {target!r}",
+                zh=f"{sources[target]!r} 和 {source!r} 都被映射到了 {target!r}"
             )
         sources[target] = source
     taken = set(mapping.columns)
@@ -193,14 +203,18 @@ def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Res
     for key in mapping.defaults:
         if key not in canonical:
             raise MappingError(f"default for unknown column {key!r} of {table}"
-                               f"{_suggest(key, canonical)}")
+                               f"{_suggest(key, canonical)}",
+                               zh=f"默认值给了 {table} 不存在的列 {key!r}"
+                               f"{_suggest(key, canonical, True)}")
     constants = {k: v for k, v in mapping.defaults.items() if k not in sources}
     missing = [c for c in schema.required if c not in sources and c not in constants]
     if missing:
         raise MappingError(
             f"{origin} has no column for required {table} column(s) {', '.join(missing)}; "
             f"its columns are {', '.join(header)}. Name them with --map 'file_col=canonical' "
-            "or a mapping file"
+            "or a mapping file",
+            zh=f"{origin} 缺少 {table} 的必填列 {', '.join(missing)}；它的列是 "
+            f"{', '.join(header)}。请用 --map '文件列=标准列' 或映射文件指明"
         )
     leftover = [h for h in header if h not in taken]
     extras = leftover if schema.extras_column else []
@@ -208,7 +222,9 @@ def resolve(mapping: Mapping, table: str, header: list[str], origin: str) -> Res
     for key in mapping.formats:
         if key not in canonical:
             raise MappingError(f"format for unknown column {key!r} of {table}"
-                               f"{_suggest(key, canonical)}")
+                               f"{_suggest(key, canonical)}",
+                               zh=f"格式给了 {table} 不存在的列 {key!r}"
+                               f"{_suggest(key, canonical, True)}")
     formats = {
         col: ColumnFormat(
             format=spec.format,
