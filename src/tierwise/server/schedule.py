@@ -285,7 +285,10 @@ def overview(ws: Workspace, now: datetime | None = None) -> list[dict[str, Any]]
                 "next": plan.after(now, ws.config) if plan else None,
                 # its latest instant has no run yet: the next tick (or start-up) runs it
                 "missed": bool(plan and recent and _missed(recent, plan.due(now, ws.config))),
-                "runs": [{"due": r["params"].get("due"), "status": r["status"],
+                "runs": [{"due": r["params"].get("due"),
+                          # the first start records where the schedule begins: not a run
+                          "status": "start" if (r["result"] or {}).get("skipped")
+                          else r["status"],
                           "started": r["created_at"], "finished": r["finished_at"],
                           "result": r["result"], "error": r["error"]} for r in recent],
             })
