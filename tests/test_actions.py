@@ -492,3 +492,54 @@ def test_service_mail_and_webhook_channels_honour_unsubscribes(served: Served,
                                                          "wangwu@example.cn"]
         assert [b["customer_id"] for b in hook.bodies()] == ["C003"]
     assert outcome == {"delivered": 3, "suppressed": 1}
+
+
+def test_the_worklist_start_assign_snooze_complete(served: Served) -> None:
+    """A task is started, handed to someone else, put off and done, through the API and
+    the CLI; each step is checked (a finished task cannot be worked on) and audited."""
+    from tierwise.store import tasks as task_store
+
+    ws = served.ws
+    with ws.control.write() as conn:
+        for i, due in enumerate((-2, 5)):  # one overdue, one not
+            task_store.create_once(conn, f"k{i}", customer_id="C001", role=None,
+                                   title=f"call {i}", body=None, source="test",
+                                   priority="high", due_at=datetime.now(UTC)
+                                   + timedelta(hours=due), at=datetime.now(UTC))
+    client = served.client("operator")
+    listed = client.get("/v1/tasks", params={"status": "active"}).json()
+    first, second = sorted(listed, key=lambda t: t["title"])
+    late = client.get("/v1/tasks", params={"overdue": "true"}).json()
+    assert [t["task_id"] for t in late] == [first["task_id"]]
+    started = client.post(f"/v1/tasks/{first['task_id']}/start").json()
+    assert started["status"] == "in_progress"
+    assert [t["task_id"] for t in client.get("/v1/tasks", params={"status": "in_progress"})
+            .json()] == [first["task_id"]]
+    given = client.post(f"/v1/tasks/{first['task_id']}/assign", json={"owner": "赵经理"})
+    assert given.json()["owner"] == "赵经理"
+    assert client.get("/v1/tasks", params={"owner": "赵经理", "status": "active"}
+                      ).json()[0]["task_id"] == first["task_id"]
+    put_off = client.post(f"/v1/tasks/{first['task_id']}/snooze", json={"hours": 24}).json()
+    assert datetime.fromisoformat(put_off["due_at"]) > datetime.now(UTC) + timedelta(hours=23)
+    assert client.get("/v1/tasks", params={"overdue": "true"}).json() == []
+    assert client.post(f"/v1/tasks/{first['task_id']}/snooze",
+                       json={"until": "2020-01-01T00:00:00Z"}).status_code == 400
+    assert client.post(f"/v1/tasks/{first['task_id']}/snooze", json={}).status_code == 400
+    assert client.post(f"/v1/tasks/{first['task_id']}/complete").json()["status"] == "done"
+    again = client.post(f"/v1/tasks/{first['task_id']}/start")
+    assert again.status_code == 400 and "done" in again.json()["detail"]
+    assert client.post("/v1/tasks/999999/start").status_code == 404
+    assert served.client("viewer").post(f"/v1/tasks/{second['task_id']}/start"
+                                        ).status_code == 403
+    w = str(ws.root)
+    tid = str(second["task_id"])
+    assert f"task {tid} in progress" in tw("tasks", "start", tid, "-w", w)
+    assert "assigned to 钱经理" in tw("tasks", "assign", tid, "钱经理", "-w", w)
+    assert f"task {tid} due" in tw("tasks", "snooze", tid, "--hours", "2", "-w", w)
+    assert "call 1" in tw("tasks", "--owner", "钱经理", "-w", w)
+    assert tw("tasks", "--status", "someday", "-w", w, code=1)
+    with ws.control.read() as conn:
+        from tierwise.store import audit
+
+        actions = {e["action"] for e in audit.entries(conn, limit=100)}
+    assert {"task_start", "task_assign", "task_snooze", "task_complete"} <= actions

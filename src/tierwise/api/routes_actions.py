@@ -8,6 +8,7 @@ decide what is sent to whom); replaying deliveries and working on tasks needs
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
@@ -22,6 +23,7 @@ from tierwise.definitions.segment_parser import parse
 from tierwise.realtime import intake
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import leads as lead_store
+from tierwise.store.control import utcnow
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 
@@ -182,23 +184,69 @@ def replay(request: Request, body: ReplayIn,
     return {"queued": queued}
 
 
-@router.get("/tasks", summary="Tasks, by owner and status")
+@router.get("/tasks", summary="The worklist: tasks by owner, status and due time")
 def list_tasks(request: Request, owner: str | None = Query(None, max_length=200),
-               status: Literal["open", "done", "cancelled"] | None = "open",
+               status: Literal["open", "in_progress", "active", "done",
+                               "cancelled"] | None = "open",
                customer_id: str | None = Query(None, max_length=128),
+               overdue: bool = Query(False, description="Only tasks past their due time."),
                limit: int = Query(200, ge=1, le=5000),
                principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
     return [jsonable(t) for t in tasks.listing(workspace(request), owner=owner, status=status,
-                                               customer_id=customer_id, limit=limit)]
+                                               customer_id=customer_id, overdue=overdue,
+                                               limit=limit)]
+
+
+class AssignIn(BaseModel):
+    owner: str = Field(min_length=1, max_length=200)
+
+
+class SnoozeIn(BaseModel):
+    until: datetime | None = Field(None, description="The new due time (in the future).")
+    hours: float | None = Field(None, gt=0, le=24 * 366, description="Or: this many hours "
+                                "from now.")
+
+
+def _task_id(task_id: int) -> int:
+    if not 0 < task_id <= MAX_ID:
+        raise Problem(404, f"no task {task_id}")
+    return task_id
 
 
 @router.post("/tasks/{task_id}/complete", summary="Mark a task done")
 def complete_task(task_id: int, request: Request,
                   principal: Principal = require("actions:run")) -> dict[str, Any]:
-    if not 0 < task_id <= MAX_ID:
-        raise Problem(404, f"no task {task_id}")
-    done = tasks.complete(workspace(request), task_id, principal.actor)
+    done = tasks.complete(workspace(request), _task_id(task_id), principal.actor)
+    record(request, principal, "task_complete", str(task_id), {})
     return jsonable(done)
+
+
+@router.post("/tasks/{task_id}/start", summary="Mark a task in progress")
+def start_task(task_id: int, request: Request,
+               principal: Principal = require("actions:run")) -> dict[str, Any]:
+    found = tasks.start(workspace(request), _task_id(task_id))
+    record(request, principal, "task_start", str(task_id), {})
+    return jsonable(found)
+
+
+@router.post("/tasks/{task_id}/assign", summary="Give a task to another owner")
+def assign_task(task_id: int, body: AssignIn, request: Request,
+                principal: Principal = require("actions:run")) -> dict[str, Any]:
+    found = tasks.assign(workspace(request), _task_id(task_id), body.owner)
+    record(request, principal, "task_assign", str(task_id), {"owner": found["owner"]})
+    return jsonable(found)
+
+
+@router.post("/tasks/{task_id}/snooze", summary="Put a task off (a new due time)")
+def snooze_task(task_id: int, body: SnoozeIn, request: Request,
+                principal: Principal = require("actions:run")) -> dict[str, Any]:
+    if (body.until is None) == (body.hours is None):
+        raise Problem(400, "give either until (a time) or hours")
+    until = body.until or utcnow() + timedelta(hours=body.hours or 0)
+    found = tasks.snooze(workspace(request), _task_id(task_id), until)
+    record(request, principal, "task_snooze", str(task_id),
+           {"until": found["due_at"].isoformat() if found["due_at"] else None})
+    return jsonable(found)
 
 
 @router.get("/sla/tickets", summary="Escalated tickets and their SLA deadlines")

@@ -198,14 +198,21 @@ def deliveries_replay(ids: Annotated[list[int] | None, typer.Argument(
 
 @tasks_app.callback()
 def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] = None,
-               status: str = "open", workspace: WorkspaceOpt = None) -> None:
-    """Tasks, soonest due first."""
+               status: Annotated[str, typer.Option(
+                   help="open, in_progress, active (both), done or cancelled.")] = "active",
+               overdue: Annotated[bool, typer.Option(help="Only tasks past due.")] = False,
+               workspace: WorkspaceOpt = None) -> None:
+    """The worklist: tasks, soonest due first."""
     if ctx.invoked_subcommand is not None:
         return
     from tierwise.actions import tasks
 
+    if status not in (*tasks.STATUSES, "active"):
+        raise TierwiseError(f"--status {status!r}: expected one of "
+                            f"{', '.join((*tasks.STATUSES, 'active'))}")
     table = Table("task", "customer", "owner", "title", "priority", "due", "status")
-    for t in tasks.listing(Workspace.open(workspace), owner=owner, status=status):
+    for t in tasks.listing(Workspace.open(workspace), owner=owner, status=status,
+                           overdue=overdue):
         table.add_row(str(t["task_id"]), t["customer_id"], t["owner"] or f"({t['role']})",
                       t["title"], t["priority"],
                       f"{t['due_at']:%Y-%m-%d %H:%M}" if t["due_at"] else "", t["status"])
@@ -222,6 +229,44 @@ def tasks_done(task_id: int, by: Annotated[str, typer.Option()] = "cli",
     tasks.complete(ws, task_id, by)
     cli_audit.record(ws, "task_complete", f"task:{task_id}", {"by": by})
     out.print(f"task {task_id} done")
+
+
+@tasks_app.command("start")
+def tasks_start(task_id: int, workspace: WorkspaceOpt = None) -> None:
+    """Mark a task in progress."""
+    from tierwise.actions import tasks
+
+    ws = Workspace.open(workspace)
+    tasks.start(ws, task_id)
+    cli_audit.record(ws, "task_start", f"task:{task_id}", {})
+    out.print(f"task {task_id} in progress")
+
+
+@tasks_app.command("assign")
+def tasks_assign(task_id: int, owner: str, workspace: WorkspaceOpt = None) -> None:
+    """Give a task to another owner."""
+    from tierwise.actions import tasks
+
+    ws = Workspace.open(workspace)
+    found = tasks.assign(ws, task_id, owner)
+    cli_audit.record(ws, "task_assign", f"task:{task_id}", {"owner": found["owner"]})
+    out.print(f"task {task_id} assigned to {found['owner']}")
+
+
+@tasks_app.command("snooze")
+def tasks_snooze(task_id: int, hours: Annotated[float, typer.Option(
+                     min=0.01, max=24 * 366, help="Put it off this many hours from now.")],
+                 workspace: WorkspaceOpt = None) -> None:
+    """Put a task off: its new due time is HOURS from now."""
+    from datetime import timedelta
+
+    from tierwise.actions import tasks
+    from tierwise.store.control import utcnow
+
+    ws = Workspace.open(workspace)
+    found = tasks.snooze(ws, task_id, utcnow() + timedelta(hours=hours))
+    cli_audit.record(ws, "task_snooze", f"task:{task_id}", {"hours": hours})
+    out.print(f"task {task_id} due {found['due_at']:%Y-%m-%d %H:%M} (UTC)")
 
 
 def worker_cmd(seconds: Annotated[float | None, typer.Option(

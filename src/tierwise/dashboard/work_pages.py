@@ -45,7 +45,7 @@ def actions(request: Request) -> HTMLResponse:
         playbooks = list(automations.all_of(conn, "playbook").values())
     deliveries = dispatch.deliveries(ws, status=status, limit=100, newest=True,
                                      replies=principal.can("users:admin"))[::-1]
-    open_tasks = tasks.listing(ws, status="open", limit=500) if principal.can(
+    open_tasks = tasks.listing(ws, status="active", limit=500) if principal.can(
         "customers:read") else []
     by_owner: dict[str, list[dict[str, Any]]] = {}
     for t in open_tasks:

@@ -16,14 +16,25 @@ def _task(row: Any) -> dict[str, Any]:
     return data
 
 
-def listing(conn: sa.Connection, *, owner: str | None = None, status: str | None = "open",
-            customer_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """Tasks, soonest due first (those without a due time last)."""
+#: Statuses of work not finished yet.
+ACTIVE = ("open", "in_progress")
+STATUSES = (*ACTIVE, "done", "cancelled")
+
+
+def listing(conn: sa.Connection, *, owner: str | None = None,
+            status: str | tuple[str, ...] | None = "open", customer_id: str | None = None,
+            due_before: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Tasks, soonest due first (those without a due time last); ``status`` one or several;
+    ``due_before``: only tasks due before then (overdue ones, given the time now)."""
     query = sa.select(tasks)
     if owner is not None:
         query = query.where(tasks.c.owner == owner)
-    if status is not None:
+    if isinstance(status, tuple):
+        query = query.where(tasks.c.status.in_(status))
+    elif status is not None:
         query = query.where(tasks.c.status == status)
+    if due_before is not None:
+        query = query.where(tasks.c.due_at < due_before)
     if customer_id is not None:
         query = query.where(tasks.c.customer_id == customer_id)
     query = query.order_by(tasks.c.due_at.is_(None), tasks.c.due_at, tasks.c.task_id)
@@ -38,6 +49,11 @@ def get(conn: sa.Connection, task_id: int) -> dict[str, Any] | None:
 def complete(conn: sa.Connection, task_id: int, by: str, at: datetime) -> None:
     conn.execute(tasks.update().where(tasks.c.task_id == task_id).values(
         status="done", completed_at=at, completed_by=by))
+
+
+def change(conn: sa.Connection, task_id: int, **values: Any) -> None:
+    """Set ``values`` (status, owner, due_at) of one task."""
+    conn.execute(tasks.update().where(tasks.c.task_id == task_id).values(**values))
 
 
 def create_once(conn: sa.Connection, idempotency_key: str, **values: Any) -> bool:
