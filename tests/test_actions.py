@@ -511,6 +511,13 @@ def test_the_worklist_start_assign_snooze_complete(served: Served) -> None:
     first, second = sorted(listed, key=lambda t: t["title"])
     late = client.get("/v1/tasks", params={"overdue": "true"}).json()
     assert [t["task_id"] for t in late] == [first["task_id"]]
+    assert first["overdue"] and not second["overdue"]
+    page = client.get("/actions", params={"lang": "en"}).text
+    assert page.count('class="overdue"') == 1 and "(Overdue)" in page
+    assert f'/v1/tasks/{first["task_id"]}/start' in page
+    assert f'data-post="/v1/tasks/{second["task_id"]}/snooze" data-body=\'{{"hours": 24}}\'' \
+        in page
+    assert "overdue" in tw("tasks", "--overdue", "-w", str(ws.root))
     started = client.post(f"/v1/tasks/{first['task_id']}/start").json()
     assert started["status"] == "in_progress"
     assert [t["task_id"] for t in client.get("/v1/tasks", params={"status": "in_progress"})

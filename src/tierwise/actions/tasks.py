@@ -22,9 +22,14 @@ def listing(ws: Workspace, *, owner: str | None = None,
     open or in progress; ``overdue``: active tasks past their due time."""
     if status == "active" or overdue and status is None:
         status = ACTIVE
+    now = utcnow()
     with ws.control.read() as conn:
-        return task_store.listing(conn, owner=owner, status=status, customer_id=customer_id,
-                                  due_before=utcnow() if overdue else None, limit=limit)
+        found = task_store.listing(conn, owner=owner, status=status, customer_id=customer_id,
+                                   due_before=now if overdue else None, limit=limit)
+    for task in found:  # one answer to "is it late", for the API, the CLI and the dashboard
+        due = as_utc(task["due_at"]) if task["due_at"] is not None else None
+        task["overdue"] = task["status"] in ACTIVE and due is not None and due < now
+    return found
 
 
 def _active(conn: Any, task_id: int) -> dict[str, Any]:

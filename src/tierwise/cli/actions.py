@@ -215,7 +215,8 @@ def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] 
                            overdue=overdue):
         table.add_row(str(t["task_id"]), t["customer_id"], t["owner"] or f"({t['role']})",
                       t["title"], t["priority"],
-                      f"{t['due_at']:%Y-%m-%d %H:%M}" if t["due_at"] else "", t["status"])
+                      f"{t['due_at']:%Y-%m-%d %H:%M}" if t["due_at"] else "",
+                      t["status"] + (" · overdue" if t["overdue"] else ""))
     out.print(table)
 
 
