@@ -34,7 +34,7 @@ from tierwise.services.customers import (
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
-from tierwise.web.problems import Problem
+from tierwise.web.problems import Problem, refuse_unknown_query
 from tierwise.web.templating import number
 
 router = APIRouter(include_in_schema=False)
@@ -63,14 +63,8 @@ def _filters(request: Request, lang: str) -> tuple[dict[str, str], dict[str, str
     taken too) and customer-field filters; an unknown parameter or value is a 400 naming
     the valid ones, never an unfiltered list."""
     params = request.query_params
-    known = (*VALUE_FILTERS, *CUSTOMER_FILTERS)
-    unknown = sorted(set(params) - set(known) - set(PAGE_PARAMS))
-    if unknown:
-        raise Problem(400, f"unknown filter {', '.join(repr(u) for u in unknown)}; the "
-                      f"customers page filters by {', '.join(known)} (and searches "
-                      f"with q)" if lang == "en" else
-                      f"未知的筛选条件 {', '.join(repr(u) for u in unknown)}；客户列表可按 "
-                      f"{', '.join(known)} 筛选（q 为搜索）")
+    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, *PAGE_PARAMS),
+                         "/customers")
     words = vocabulary(workspace(request), lang)
     try:
         values = {c: words.code(FILTER_FIELDS[c], v) for c in VALUE_FILTERS

@@ -17,7 +17,7 @@ from tierwise.definitions.roles import Principal
 from tierwise.errors import NotFoundError
 from tierwise.web import i18n
 from tierwise.web.auth import authenticate, workspace
-from tierwise.web.problems import Problem
+from tierwise.web.problems import Problem, refuse_unknown_query
 from tierwise.web.templating import ENV
 
 HERE = Path(__file__).parent
@@ -58,17 +58,8 @@ def known_page_query(request: Request) -> None:
     instead of showing the unfiltered page as if they were not there; checked once the
     caller is signed in and allowed (``viewer``)."""
     path = getattr(request.scope.get("route"), "path", None)
-    if path is None or path in OWN_CHECK:
-        return
-    allowed = PAGE_QUERY.get(path, frozenset()) | {"lang"}
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        lang = i18n.language(request, "en")
-        names = ", ".join(repr(u) for u in unknown)
-        raise Problem(400, f"{path} does not take {names}; it takes {', '.join(sorted(allowed))}"
-                      if lang == "en" else
-                      f"{path} 不接受参数 {names}；可用的参数：{', '.join(sorted(allowed))}",
-                      unknown=unknown, allowed=sorted(allowed))
+    if path is not None and path not in OWN_CHECK:
+        refuse_unknown_query(request, PAGE_QUERY.get(path, frozenset()), path)
 
 
 def viewer(request: Request, permission: str) -> Principal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tierwise.errors import ForbiddenError, ImportRejected, NotFoundError, TierwiseError
+from tierwise.errors import (
+    ForbiddenError,
+    ImportRejected,
+    NotFoundError,
+    TierwiseError,
+    say,
+)
 from tierwise.store.accounts import AuthError
 
 log = logging.getLogger("tierwise.api")
@@ -30,21 +37,28 @@ def _query_names(dependant: Any) -> set[str]:
 GLOBAL_QUERY = frozenset({"lang"})
 
 
+def refuse_unknown_query(request: Request, allowed: Iterable[str], where: str) -> None:
+    """A 400 naming the query parameters outside ``allowed`` (``lang`` is always allowed)
+    and the ones ``where`` takes, in the language of the request; nothing when all are
+    known. The one check behind every API route, dashboard page and page filter."""
+    takes = sorted({*allowed, *GLOBAL_QUERY})
+    unknown = sorted(set(request.query_params) - set(takes))
+    if unknown:
+        names, listed = ", ".join(repr(u) for u in unknown), ", ".join(takes)
+        raise Problem(400, say(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                               f"{names}; {where} takes {listed}",
+                               f"未知的参数 {names}；{where} 可用的参数：{listed}"),
+                      unknown=unknown, allowed=takes)
+
+
 def known_query(request: Request) -> None:
     """Refuse query parameters the route does not take (``?industry=…`` on a route without
     such a filter) instead of answering as if they were not there."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return
-    allowed = _query_names(dependant) | GLOBAL_QUERY
-    unknown = sorted(set(request.query_params) - allowed)
-    if unknown:
-        raise Problem(400, f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
-                      f"{', '.join(repr(u) for u in unknown)}; "
-                      f"{getattr(route, 'path', 'this route')} takes "
-                      f"{', '.join(sorted(allowed))}", unknown=unknown,
-                      allowed=sorted(allowed))
+    if dependant is not None:
+        refuse_unknown_query(request, _query_names(dependant),
+                             getattr(route, "path", "this route"))
 
 
 class Problem(Exception):
