@@ -9,6 +9,7 @@ tree → JSON gives back the same JSON.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -373,6 +374,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
+def _one_of(data: dict[str, Any], key: str, names: Collection[str], where: str) -> str:
+    """``data[key]`` upper-cased, which must be one of ``names``."""
+    name = str(data[key]).upper()
+    if name not in names:
+        raise JSONRuleError(f"{where}.{key}: {name!r} is not one of {', '.join(names)}",
+                            zh=f"{where}.{key}：{name!r} 不在 {', '.join(names)} 之中")
+    return name
+
+
 def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
     if not isinstance(data, dict):
         raise JSONRuleError(f"{where}: expected an object, found {_short(data)}",
@@ -391,12 +401,7 @@ def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
         amount, unit = _unit(str(data["relative"]), f"{where}.relative")
         return RelativeDate(amount, unit)
     if "aggregate" in data:
-        function = str(data["aggregate"]).upper()
-        if function not in AGGREGATES:
-            raise JSONRuleError(f"{where}.aggregate: {function!r} is not one of "
-                                f"{', '.join(AGGREGATES)}",
-                                zh=f"{where}.aggregate：{function!r} 不在 "
-                                f"{', '.join(AGGREGATES)} 之中")
+        function = _one_of(data, "aggregate", AGGREGATES, where)
         window = None
         if "last" in data:
             window = Window(*_unit(str(data["last"]), f"{where}.last"))
@@ -405,12 +410,7 @@ def operand_from_json(data: Any, where: str, depth: int = 0) -> Operand:
         return Aggregate(function, str(data.get("source")), data.get("column"), condition,
                          window)
     if "function" in data:
-        function = str(data["function"]).upper()
-        if function not in FUNCTIONS:
-            raise JSONRuleError(f"{where}.function: {function!r} is not one of "
-                                f"{', '.join(FUNCTIONS)}",
-                                zh=f"{where}.function：{function!r} 不在 "
-                                f"{', '.join(FUNCTIONS)} 之中")
+        function = _one_of(data, "function", FUNCTIONS, where)
         argument = operand_from_json(data.get("of"), f"{where}.of", depth)
         if not isinstance(argument, Field | Literal):
             raise JSONRuleError(f"{where}.of: expected a field (or a holiday's name)",
