@@ -59,20 +59,23 @@ class Plan:
             if found > local:
                 found = _shift_days(found, -1, config)
             return found
-        step = 1 if self.every == "monthly" else 3
-        month = local.month - (local.month - 1) % step
+        month = local.month - (local.month - 1) % self.months
         found = local.replace(month=month, day=1, hour=hour, minute=minute, second=0,
                               microsecond=0)
         if found > local:
-            found = _months(found, -step)
+            found = _months(found, -self.months)
         return found
 
     def after(self, instant: datetime, config: WorkspaceConfig) -> datetime:
         """The first scheduled instant after ``instant``."""
         if self.every == "daily":
             return _shift_days(self.due(instant, config), 1, config)
-        step = 1 if self.every == "monthly" else 3
-        return _months(self.due(instant, config), step)
+        return _months(self.due(instant, config), self.months)
+
+    @property
+    def months(self) -> int:
+        """Months between two runs of a monthly or quarterly job."""
+        return 1 if self.every == "monthly" else 3
 
 
 def _shift_days(local: datetime, days: int, config: WorkspaceConfig) -> datetime:
