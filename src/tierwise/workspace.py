@@ -22,7 +22,7 @@ from tierwise.engines.base import Engine
 from tierwise.errors import WorkspaceError
 from tierwise.store import audit, import_log
 from tierwise.store import customers as customer_store
-from tierwise.store.control import ControlStore
+from tierwise.store.control import Connection, ControlStore
 from tierwise.store.facts import FactStore
 from tierwise.store.key_inventory import sealed_key_ids
 from tierwise.store.sealing import ENV_KEY, KeyRing, MissingPiiKey
@@ -149,12 +149,16 @@ class Workspace:
         with sandbox(self.facts.scans(), arrow) as session:
             return session.select(query, params, limit)
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, conn: Connection | None = None) -> int:
+        """Rows of a canonical table; ``conn``: as that connection sees the control store
+        (a backup's instant), else now."""
         schema = table_schema(name)
         if schema.home == "control":
-            with self.control.read() as conn:
+            if conn is not None:
                 return customer_store.count(conn)
-        with self.engine.session({name: self.facts.scan(name)}) as session:
+            with self.control.read() as own:
+                return customer_store.count(own)
+        with self.engine.session({name: self.facts.scan(name, conn)}) as session:
             return int(session.scalar(f'SELECT count(*) FROM "{name}"'))
 
     def summary(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from tierwise.config import CONFIG_FILE, read_config, write_config
+from tierwise.definitions.schemas import TABLES
 from tierwise.errors import WorkspaceError
 from tierwise.store import audit, leases
 from tierwise.store import backup as frozen_store
@@ -136,10 +137,7 @@ def _backup_once(ws: Workspace, target: Path, base: str | None,
         figures = frozen_store.figures(conn)
         sealed = frozen_store.sealed_keys(conn)
         revision = frozen_store.revision(conn)
-        rows = {}
-        for name, scan in ws.facts.scans_in(conn).items():
-            with ws.engine.session({name: scan}) as session:
-                rows[name] = int(session.scalar(f'SELECT count(*) FROM "{name}"'))
+        rows = {name: ws.count(name, conn) for name in TABLES}
     files = [_entry(target, frozen.file)]
     reused = 0
     for relative in [f["path"] for f in facts] + snapshot_paths:
@@ -171,7 +169,7 @@ def _backup_once(ws: Workspace, target: Path, base: str | None,
             "audit": ws.control.audit.key_id,
             "included": False,
         },
-        "rows": {**rows, "customers": figures.pop("customers")},
+        "rows": rows,
         "figures": figures,
         "files": files,
         "bytes": sum(f["bytes"] for f in files),
@@ -554,7 +552,6 @@ def _check_and_hold(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             figures = frozen_store.figures(conn)
             chain = audit.verify(conn, expect_head=tuple(manifest["figures"]["audit_head"])
                                  if manifest["figures"]["audit_head"][0] else None)
-        figures.pop("customers")
         differ = [f"{name}: {rows[name]:,} rows, the backup had {n:,}"
                   for name, n in manifest["rows"].items() if rows[name] != n]
         differ += [f"{name} differ from the backup's" for name, value in figures.items()

@@ -31,7 +31,6 @@ from tierwise.store.control import ControlStore, as_utc, create_engine, utcnow
 from tierwise.store.key_inventory import sealed_key_ids
 from tierwise.store.tables import (
     audit_log,
-    customers,
     fact_files,
     leases,
     outbox,
@@ -188,7 +187,7 @@ def revision(conn: sa.Connection) -> str | None:
 
 
 def figures(conn: sa.Connection) -> dict[str, Any]:
-    """What a restore must answer the same: row counts of the control store's tables, the
+    """What a restore must answer the same besides the tables' row counts: snapshots, the
     members and history entries of every segment, deliveries by status, the audit head."""
     def count(table: sa.Table) -> int:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() or 0)
@@ -201,7 +200,6 @@ def figures(conn: sa.Connection) -> dict[str, Any]:
     head = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash)
                         .order_by(audit_log.c.seq.desc()).limit(1)).first()
     return {
-        "customers": count(customers),
         "snapshots": count(snapshots),
         "segment_members": per_segment(segment_members),
         "segment_history": per_segment(segment_history),
