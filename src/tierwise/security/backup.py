@@ -51,7 +51,13 @@ from tierwise.store.audit_key import AuditKey
 from tierwise.store.audit_key import from_environment as audit_key_from_environment
 from tierwise.store.audit_key import load as load_audit_key
 from tierwise.store.control import utcnow
-from tierwise.store.sealing import ENV_KEY, KeyRing, key_id_of_key, write_key_file
+from tierwise.store.sealing import (
+    ENV_KEY,
+    KeyRing,
+    key_id_of_key,
+    write_key_file,
+    write_private,
+)
 from tierwise.workspace import Workspace
 
 log = logging.getLogger("tierwise.backup")
@@ -500,7 +506,7 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
             config = replace(config, pii_key_file="keys/pii.json",
                              audit_key_file="keys/audit.json")
         if keys["webhook"]:
-            _write_secret(work / "keys" / "webhook.key", keys["webhook"])
+            write_private(work / "keys" / "webhook.key", keys["webhook"])
         write_config(work, config)
         report = _check_and_hold(work, manifest)
     except BaseException:
@@ -529,17 +535,7 @@ def _ordered(encoded: list[str], needed: list[str]) -> list[str]:
 def _write_audit_key(path: Path, entry: dict[str, Any]) -> None:
     if entry.get("env") or entry.get("file"):
         return  # it stays where it is
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"key": entry["key"], "keyed_from": entry["keyed_from"]}, fh)
-
-
-def _write_secret(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
+    write_private(path, json.dumps({"key": entry["key"], "keyed_from": entry["keyed_from"]}))
 
 
 def _check_and_hold(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -229,14 +229,20 @@ def _object(text: str | None) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def write_key_file(path: Path, keys: list[str]) -> None:
-    """Write the key file (current key first) readable by its owner only, atomically."""
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file readable by its owner only (mode 0600), atomically: a key
+    file, a secret."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"keys": keys}, fh)
+        fh.write(text)
     os.replace(tmp, path)
+
+
+def write_key_file(path: Path, keys: list[str]) -> None:
+    """Write the key file (current key first) readable by its owner only, atomically."""
+    write_private(path, json.dumps({"keys": keys}))
 
 
 def key_id_of_key(encoded: str, where: str = "key") -> str:
