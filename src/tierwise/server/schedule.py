@@ -210,7 +210,8 @@ class Scheduler:
             if last_run(self.ws, name, conn) is None:
                 job = jobs.create(conn, f"{KIND}{name}", {"due": due.isoformat()},
                                   "system:schedule")
-                jobs.update(conn, job, status="done", result='{"skipped": "schedule start"}')
+                # not a run: neither a success (metrics) nor a failure, and no work done
+                jobs.update(conn, job, status="start", finished_at=utcnow())
             leases.release(conn, f"{KIND}{name}", self.holder)
 
     def run(self, name: str, due: datetime | None = None,
@@ -288,10 +289,7 @@ def overview(ws: Workspace, now: datetime | None = None) -> list[dict[str, Any]]
                 "next": plan.after(now, ws.config) if plan else None,
                 # its latest instant has no run yet: the next tick (or start-up) runs it
                 "missed": bool(plan and recent and _missed(recent, plan.due(now, ws.config))),
-                "runs": [{"due": r["params"].get("due"),
-                          # the first start records where the schedule begins: not a run
-                          "status": "start" if (r["result"] or {}).get("skipped")
-                          else r["status"],
+                "runs": [{"due": r["params"].get("due"), "status": r["status"],
                           "started": r["created_at"], "finished": r["finished_at"],
                           "result": r["result"], "error": r["error"]} for r in recent],
             })

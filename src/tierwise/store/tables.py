@@ -304,7 +304,8 @@ jobs = sa.Table(
     metadata,
     sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # queued, running, done, failed
+    # queued, running, done, failed; "start" marks where a schedule began (server.schedule)
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("progress", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("params", sa.Text, nullable=False),  # JSON
     sa.Column("result", sa.Text),  # JSON
