@@ -347,6 +347,9 @@ def test_incremental_backups_link_files_and_verify_finds_damage(ws: tierwise.Wor
         backup.restore(tmp_path / "b2", tmp_path / "r", keys_from=str(ws.root / "keys"))
     assert not (tmp_path / "r").exists()
     assert backup.verify(tmp_path / "b1")["problems"] == []  # the base is untouched
+    with pytest.raises(WorkspaceError, match="leave out --control-store"):
+        backup.restore(tmp_path / "b1", tmp_path / "r", control_store="sqlite:///elsewhere.db",
+                       keys_from=str(ws.root / "keys"))
 
 
 def test_backup_and_restore_from_the_command_line(ws: tierwise.Workspace,

@@ -425,6 +425,8 @@ def test_the_cli_speaks_the_workspaces_locale(tmp_path: Path,
     assert "未知字段 'cty'" in check("-w", str(root))
     assert "unknown field 'cty'" in check("-w", str(tmp_path / "en"))
     assert "unknown field 'cty'" in check("-w", str(root), env={"TIERWISE_LANG": "en"})
+    odd = check("-w", str(root), env={"TIERWISE_LANG": "fr"})
+    assert "TIERWISE_LANG='fr' is neither zh-CN nor en" in odd and "未知字段 'cty'" in odd
 
 
 def test_mapping_errors_speak_the_callers_language(tmp_path: Path):

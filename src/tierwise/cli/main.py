@@ -381,6 +381,9 @@ def _language(argv: list[str]) -> str:
     chosen = os.environ.get("TIERWISE_LANG")
     if chosen in ("zh-CN", "en"):
         return chosen
+    if chosen:
+        err.print(f"[yellow]warning:[/] TIERWISE_LANG={chosen!r} is neither zh-CN nor en; "
+                  "using the workspace's locale", highlight=False)
     root = None
     for i, arg in enumerate(argv):
         if arg in ("-w", "--workspace") and i + 1 < len(argv):

@@ -462,7 +462,7 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
         raise WorkspaceError("this backup's control store is PostgreSQL: name an empty "
                              "database to restore it into with --control-store "
                              "postgresql://user@host/db")
-    if dialect == "sqlite" and control_store and not control_store.startswith("sqlite"):
+    if dialect == "sqlite" and control_store:
         raise WorkspaceError("this backup's control store is SQLite; it restores into the "
                              "workspace folder (leave out --control-store)")
     try:
