@@ -267,3 +267,38 @@ def test_writers_wait_for_each_other(ws: tierwise.Workspace) -> None:
     assert not errors
     with ws.control.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(leases)).scalar() == 90
+
+
+def test_background_checkpoints_while_other_threads_connect(tmp_path: Path) -> None:
+    """Turning on background checkpoints while other threads open their first connections
+    neither breaks those connections nor leaves new ones checkpointing on commit."""
+    import threading
+
+    store = ControlStore(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    store.upgrade()
+    store.dispose()
+    failures: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            for _ in range(20):
+                with store.read() as conn:
+                    conn.execute(sa.text("SELECT 1"))
+                store.engine.dispose()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            failures.append(exc)
+
+    threads = [threading.Thread(target=connect) for _ in range(4)]
+    for t in threads:
+        t.start()
+    store.checkpoint_in_background(every=0.05)
+    for t in threads:
+        t.join()
+    assert failures == []
+    with store.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    other = ControlStore(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    with other.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    other.dispose()
+    store.dispose()

@@ -157,6 +157,11 @@ class ControlStore:
         #: is migrated. Without one (bare stores in tests) entries are chained unkeyed.
         self.audit: AuditKey | None = None
         self._checkpointer: tuple[threading.Thread, threading.Event] | None = None
+        if self.dialect == "sqlite":
+            # Registered here, before any thread connects: adding a listener later races with
+            # a first connection on another thread (SQLAlchemy iterates the listener deque
+            # without a lock: "deque mutated during iteration").
+            sa.event.listen(self.engine, "connect", self._on_sqlite_connect)
 
     def checkpoint_in_background(self, every: float = 1.0) -> None:
         """On a SQLite file: take the WAL checkpoints off this process's commits and run them
@@ -172,12 +177,7 @@ class ControlStore:
                 or self._checkpointer is not None:
             return
 
-        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA wal_autocheckpoint=0")
-            cur.close()
-
-        sa.event.listen(self.engine, "connect", _on_connect)
+        self._checkpoint_here = True
         self.engine.dispose()  # connections in the pool were opened with the default
         stop = threading.Event()
 
@@ -195,6 +195,15 @@ class ControlStore:
         thread = threading.Thread(target=_loop, name="tierwise-checkpoint", daemon=True)
         thread.start()
         self._checkpointer = (thread, stop)
+
+    #: Set by :meth:`checkpoint_in_background`: new connections leave checkpoints to its thread.
+    _checkpoint_here = False
+
+    def _on_sqlite_connect(self, dbapi_conn: Any, _record: Any) -> None:
+        if self._checkpoint_here:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA wal_autocheckpoint=0")
+            cur.close()
 
     @property
     def dialect(self) -> str:
