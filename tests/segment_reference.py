@@ -36,7 +36,9 @@ from tierwise.definitions.segment_ast import (
 )
 
 TIME = {"orders": "ordered_at", "events": "occurred_at", "tickets": "opened_at",
-        "feedback": "at"}
+        "feedback": "at", "referrals": "at"}
+#: Whom a row counts for, where it is not ``customer_id``: a referral, for the referrer.
+WHO = {"referrals": "referrer_id"}
 SNAPSHOT = {"rfm.r": "rfm_r", "rfm.f": "rfm_f", "rfm.m": "rfm_m", "rfm.score": "rfm_score",
             "rfm.cell": "rfm_cell", "rfm.segment": "rfm_segment", "tier": "tier",
             "value_score": "value_score", "lifecycle": "lifecycle", "clv": "clv",
@@ -74,7 +76,8 @@ class Reference:
         self.by_customer: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in TIME}
         for source, rows in self.rows.items():
             for row in rows:
-                self.by_customer[source].setdefault(row["customer_id"], []).append(row)
+                who = row[WHO.get(source, "customer_id")]
+                self.by_customer[source].setdefault(who, []).append(row)
         try:
             facts = ws.customer_facts().to_dict("records")
             self.snapshot = {r["customer_id"]: r for r in facts}

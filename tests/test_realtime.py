@@ -257,15 +257,18 @@ EDGE_RULES = {
 
 def test_edge_sweeps_equal_a_full_evaluation(ws: tierwise.Workspace) -> None:
     """Sweeping only the customers on the edges, step after step of the clock, leaves
-    exactly the members a full evaluation at each instant gives."""
+    exactly the members a full evaluation at each instant gives (referrals count for the
+    referrer, so their edge is searched by ``referrer_id``)."""
     import random
 
-    for key, rule in EDGE_RULES.items():
+    rules = {**EDGE_RULES, "e_referrer": "COUNT(referrals, LAST 60d) >= 1",
+             "e_referred_lately": "DAYS_SINCE_LAST(referrals) <= 90"}
+    for key, rule in rules.items():
         defs.save(ws, defs.SegmentDefinition(key=key, rule=rule))
     membership.evaluate_all(ws, T)
     read_by = incremental.segment_reads(ws)
-    keys = [k for k in EDGE_RULES if read_by[k].timed]
-    assert keys == list(EDGE_RULES) and all(read_by[k].edges is not None for k in keys)
+    keys = [k for k in rules if read_by[k].timed]
+    assert keys == list(rules) and all(read_by[k].edges is not None for k in keys)
     resolve = membership.applied_resolver(ws)
     rng = random.Random(5)
     since, moved, looked = T, 0, 0
@@ -275,7 +278,7 @@ def test_edge_sweeps_equal_a_full_evaluation(ws: tierwise.Workspace) -> None:
         assert all(r.error is None and r.reason in ("time", None) for r in results)
         moved += sum((r.entered or 0) + (r.exited or 0) for r in results)
         for key in keys:
-            expected = evaluate_rule(ws, EDGE_RULES[key], now, resolve, key)
+            expected = evaluate_rule(ws, rules[key], now, resolve, key)
             assert membership.members_at(ws, key) == expected["customer_id"].to_pylist(), (
                 key, now)
         looked += len(incremental.crossing(ws, set().union(*(read_by[k].edges or ()

@@ -247,6 +247,10 @@ def _atoms(rng: random.Random) -> list[str]:
         f"MIN(feedback.nps) < {rng.randint(3, 6)}",
         "IN_SEGMENT('churned')", "IN_SEGMENT('big')",
         "signup_at < today",
+        f"COUNT(referrals) >= {rng.randint(1, 2)}",
+        f"COUNT(referrals, LAST {rng.choice([6, 12, 24])}m) >= 1",
+        f"DAYS_SINCE_LAST(referrals) < {rng.choice([180, 365])}",
+        "COUNT_DISTINCT(referrals.referred_id) >= 1",
     ]
 
 
@@ -367,6 +371,7 @@ def atoms() -> st.SearchStrategy:
     aggregate_atom = st.builds(lambda t, k: parse(t.format(k=k)), st.sampled_from([
         "COUNT(orders, LAST 90d) >= {k}", "COUNT(events WHERE type = 'login') > {k}",
         "SUM(orders.amount, LAST 1y) > {k}00", "DAYS_SINCE_LAST(orders) < {k}0",
+        "COUNT(referrals) >= {k}",
     ]), st.integers(0, 5))
     return st.one_of(text_atom, in_atom, number_atom, aggregate_atom)
 

@@ -355,6 +355,11 @@ def test_referral_value(demo: tierwise.Workspace):
         assert row["referral_revenue"] == pytest.approx(expected.get(customer, 0.0)), customer
     many = sorted(c for c, n in made.items() if n >= 2)
     assert evaluate_rule(demo, "referrals >= 2", AS_OF)["customer_id"].to_pylist() == many
+    # referrals as a source: the same count, live, for the referrer
+    assert evaluate_rule(demo, "COUNT(referrals) >= 2", AS_OF)["customer_id"].to_pylist() \
+        == many != []
+    with pytest.raises(tierwise.TierwiseError, match="referral_revenue"):
+        evaluate_rule(demo, "SUM(referrals.revenue) > 1000", AS_OF)
     valuable = sorted(c for c, v in expected.items() if v > 1000)
     assert evaluate_rule(demo, "referral_revenue > 1000", AS_OF)["customer_id"].to_pylist() \
         == valuable != []

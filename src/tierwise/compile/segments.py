@@ -59,6 +59,7 @@ from tierwise.definitions.segment_ast import (
     operand_text,
 )
 from tierwise.definitions.segment_fields import (
+    CUSTOMER_COLUMN,
     LIVE_FIELDS,
     NPS_CLASSES,
     TIME_COLUMN,
@@ -469,11 +470,12 @@ class _Compiler:
         time_col = exp.column(TIME_COLUMN[node.source], table="r")
         filters = [exp.LTE(this=time_col, expression=exp.Placeholder(this="as_of")),
                    *self.aggregate_filters(node)]
-        return (exp.select(exp.column("customer_id", table="r"),
+        customer = _customer_of(node.source)
+        return (exp.select(_as_customer_id(customer),
                            exp.alias_(self.aggregate_value(node, None), "v"))
                 .from_(exp.alias_(exp.to_table(node.source), "r", table=True))
                 .where(exp.and_(*filters))
-                .group_by(exp.column("customer_id", table="r")))
+                .group_by(customer.copy()))
 
     def aggregates_query(self) -> exp.Select | None:
         """Batch mode: every shared aggregate, one grouped pass per source, one row per
@@ -491,10 +493,11 @@ class _Compiler:
             outputs = [exp.alias_(self.aggregate_value(node, exp.and_(
                 *(self.aggregate_filters(node) or [exp.true()]))), column)
                 for node, column in nodes]
-            grouped = (exp.select(exp.column("customer_id", table="r"), *outputs)
+            customer = _customer_of(source)
+            grouped = (exp.select(_as_customer_id(customer), *outputs)
                        .from_(exp.alias_(exp.to_table(source), "r", table=True))
                        .where(exp.LTE(this=time_col, expression=exp.Placeholder(this="as_of")))
-                       .group_by(exp.column("customer_id", table="r")))
+                       .group_by(customer.copy()))
             parts.append((alias, grouped))
             select = select.select(*[exp.column(column, table=alias) for _, column in nodes])
         select = select.from_(exp.alias_(exp.to_table("customers"), "c", table=True))
@@ -548,6 +551,16 @@ class _Compiler:
         return exp.cast(exp.Floor(this=exp.Div(this=seconds,
                                                expression=exp.Literal.number(86400))),
                         "BIGINT")
+
+
+def _customer_of(source: str) -> exp.Column:
+    """The column of source rows ``r`` naming the customer a row counts for."""
+    return exp.column(CUSTOMER_COLUMN[source], table="r")
+
+
+def _as_customer_id(column: exp.Column) -> exp.Expr:
+    return column.copy() if column.name == "customer_id" else exp.alias_(column.copy(),
+                                                                         "customer_id")
 
 
 def _mentions(node: Condition | None, name: str) -> bool:

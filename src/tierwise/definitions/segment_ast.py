@@ -123,7 +123,7 @@ class Aggregate:
     """``SUM(orders.amount WHERE status = 'paid', LAST 30d)``."""
 
     function: str  # COUNT, SUM, AVG, MIN, MAX, COUNT_DISTINCT, DAYS_SINCE_LAST, LATEST, …
-    source: str  # orders, events, tickets, feedback
+    source: str  # orders, events, tickets, feedback or referrals
     column: str | None
     where: Condition | None
     window: Window | None
@@ -206,7 +206,9 @@ AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "DAYS_SINCE
 #: Functions of one date or time field (or, for holidays, a holiday's name): numbers.
 FUNCTIONS = ("YEAR", "MONTH", "DAY", "WEEKDAY", "HOUR", "DAYS_UNTIL_ANNIVERSARY",
              "DAYS_UNTIL_HOLIDAY")
-SOURCES = ("orders", "events", "tickets", "feedback")
+#: Sources a rule can aggregate: a row counts for its customer; a referral counts for the one
+#: who referred (``COUNT(referrals) >= 3``).
+SOURCES = ("orders", "events", "tickets", "feedback", "referrals")
 COMPARE_OPS = ("=", "!=", ">", ">=", "<", "<=")
 
 # -- text form -----------------------------------------------------------------------------

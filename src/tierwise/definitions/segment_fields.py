@@ -52,7 +52,7 @@ def _columns(table: str) -> dict[str, Kind]:
     """A canonical table's columns as rules see them (``definitions.schemas`` declares
     them once; the customer reference is how a source joins, not a column to ask about)."""
     return {c.name: RULE_KIND[c.kind] for c in TABLES[table].columns
-            if c.name != "customer_id" or table == "customers"}
+            if table == "customers" or c.name != TABLES[table].customer_refs[0]}
 
 
 #: Customer master data; the JSON column is reached through ``attributes.<key>``.
@@ -95,6 +95,8 @@ NPS_CLASSES = (("promoter", 9), ("passive", 7), ("detractor", 0))
 
 SOURCE_COLUMNS: dict[str, dict[str, Kind]] = {source: _columns(source) for source in SOURCES}
 TIME_COLUMN: dict[str, str] = {source: str(TABLES[source].time_column) for source in SOURCES}
+#: The column naming the customer a source's row counts for (``referrer_id`` for referrals).
+CUSTOMER_COLUMN: dict[str, str] = {source: TABLES[source].customer_refs[0] for source in SOURCES}
 JSON_COLUMNS: dict[str, str] = {table: c.name for table in ("customers", *SOURCES)
                                 for c in TABLES[table].columns if c.kind == "json"}
 
@@ -145,6 +147,11 @@ def source_field(source: str, field: Field) -> FieldInfo:
             f"{extras}.{'.'.join(path)}" if extras and len(path) == 1 else "")
     kept_zh = (f"；导入时未映射的列保存在 {extras} 中：请写 {extras}.{'.'.join(path)}"
                if extras and len(path) == 1 else "")
+    if source == "referrals":  # what they are worth is a customer field, not a column
+        kept = ("; the paid revenue of the customers someone referred is the customer field "
+                "referral_revenue (e.g. referral_revenue >= 5000), computed by tierwise compute")
+        kept_zh = ("；被推荐客户的已付收入是客户字段 referral_revenue（例如 referral_revenue >= "
+                   "5000），由 tierwise compute 计算")
     raise RuleError(f"{source} has no column {'.'.join(path)!r}"
                     f"{_suggest('.'.join(path), options)}{kept} (columns: "
                     f"{', '.join(options)})",

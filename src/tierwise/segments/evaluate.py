@@ -15,8 +15,8 @@ import pyarrow.compute as pc
 
 from tierwise.compile.compiled import CompiledBatch, CompiledRule, flat_query
 from tierwise.compile.segments import compile_rule
-from tierwise.definitions.segment_ast import Condition
-from tierwise.definitions.segment_fields import RuleError
+from tierwise.definitions.segment_ast import SOURCES, Condition
+from tierwise.definitions.segment_fields import CUSTOMER_COLUMN, RuleError
 from tierwise.definitions.segment_parser import parse
 from tierwise.engines.base import TableScan
 from tierwise.segments.vocabulary import vocabulary
@@ -71,7 +71,9 @@ class Evaluation:
     """
 
     #: Tables a restricted evaluation (``only``) narrows to the chosen customers.
-    FACTS = ("orders", "events", "tickets", "feedback")
+    FACTS = SOURCES
+    #: Those that can come from the rows kept in memory by customer (``customer_id``).
+    HELD = tuple(name for name in SOURCES if CUSTOMER_COLUMN[name] == "customer_id")
 
     def __init__(self, ws: Workspace, as_of: datetime,
                  only: Collection[str] | None = None) -> None:
@@ -104,7 +106,7 @@ class Evaluation:
             customers = customers.filter(pc.is_in(customers["customer_id"], chosen))
             if ws.facts.keep_rows and ws.engine.in_process:
                 # the facts come from memory (store.customer_rows) once a query names them
-                self._held = {name: scans.pop(prefix + name) for name in self.FACTS}
+                self._held = {name: scans.pop(prefix + name) for name in self.HELD}
         self._customers = customers
         self._session_cm = ws.engine.session(scans, {"customers": customers})
         self.session = self._session_cm.__enter__()
@@ -118,7 +120,7 @@ class Evaluation:
     def _narrow(self, name: str) -> None:
         self.session.execute(
             f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _all_{name} "
-            "WHERE customer_id IN (SELECT customer_id FROM _only)")
+            f"WHERE {CUSTOMER_COLUMN[name]} IN (SELECT customer_id FROM _only)")
 
     def _facts(self, tables: frozenset[str],
                 columns_in: Callable[[Iterable[str]], tuple[str, ...]]) -> None:

@@ -43,6 +43,7 @@ from tierwise.definitions.segment_ast import (
     RelativeDate,
 )
 from tierwise.definitions.segment_fields import (
+    CUSTOMER_COLUMN,
     LIVE_FIELDS,
     TIME_COLUMN,
     RuleError,
@@ -59,8 +60,8 @@ from tierwise.workspace import Workspace
 #: What a rule can read: the four fact tables, ``customers`` (master data), ``snapshot``
 #: (computed fields), ``members`` (stored members of static lists) and ``leads`` (lead
 #: scores).
-TABLES = ("orders", "events", "tickets", "feedback", "customers", "snapshot", "members",
-          "leads")
+TABLES = ("orders", "events", "tickets", "feedback", "referrals", "customers", "snapshot",
+          "members", "leads")
 _CLOCKED = ("DAYS_SINCE_LAST", "DAYS_SINCE_FIRST")
 
 
@@ -135,7 +136,7 @@ class Edge:
     counts whole periods of 86,400 s). ``pad`` widens the band where a rule compares local
     dates rather than instants."""
 
-    table: str  # orders, events, tickets, feedback or customers
+    table: str  # a source (orders, events, …, referrals) or customers
     column: str
     amount: int
     unit: str
@@ -345,7 +346,7 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
         by_table.setdefault(edge.table, []).append((edge.column, low, high))
     found: set[str] = set()
     if in_memory and ws.facts.keep_rows:
-        for table in [t for t in by_table if t != "customers"]:
+        for table in [t for t in by_table if CUSTOMER_COLUMN.get(t) == "customer_id"]:
             if (hits := _crossing_in_memory(ws, table, by_table[table])) is not None:
                 found |= hits
                 del by_table[table]
@@ -361,8 +362,9 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
             for i, (column, low, high) in enumerate(bands):
                 params[f"lo{i}"], params[f"hi{i}"] = low, high
                 terms.append(f'"{column}" BETWEEN :lo{i} AND :hi{i}')
-            sql = render(f"SELECT DISTINCT customer_id FROM {table} WHERE customer_id IS NOT "
-                         f"NULL AND ({' OR '.join(terms)})", ws.engine.name)
+            who = CUSTOMER_COLUMN.get(table, "customer_id")
+            sql = render(f"SELECT DISTINCT {who} AS customer_id FROM {table} WHERE {who} IS "
+                         f"NOT NULL AND ({' OR '.join(terms)})", ws.engine.name)
             rows = session.query(sql, params)
             found.update(str(v) for v in rows.column(0).to_pylist())
     return found
