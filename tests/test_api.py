@@ -425,6 +425,16 @@ def test_import_upload_progress_and_rejects(served: Served, tmp_path: Path) -> N
     assert job["result"]["rejected_rows"] == 2
     report = client.get(f"/v1/imports/{job['job_id']}/rejects")
     assert report.status_code == 200 and "yesterday" in report.text
+    # the job speaks the submitter's language: its error, its reasons and its report
+    for lang, words in (("zh-CN", "不是数字"), ("en", "not a number")):
+        started = client.post("/v1/imports", data={"table": "orders"},
+                              files={"file": ("bad.csv", bad.encode(), "text/csv")},
+                              headers={"Accept-Language": lang})
+        job = wait_for_job(client, started.json()["job_id"])
+        assert words in job["error"] or words in str(job["result"]["rejects"]), (lang, job)
+        assert any(words in r["reason"] for r in job["result"]["rejects"]), job
+        report = client.get(f"/v1/imports/{job['job_id']}/rejects")
+        assert words in report.text, report.text
     mapped = client.post("/v1/imports", data={"table": "orders", "mapping":
                                               "columns:\n  单号: order_id\n"},
                          files={"file": ("m.csv", "单号,客户编号,下单时间,金额\nO93,C002,"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -76,7 +77,15 @@ def test_exit_codes_of_the_real_command(tmp_path: Path):
     run = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "import", "orders", "bad.csv",
                           "-w", str(tmp_path / "w")], cwd=tmp_path, capture_output=True,
                          text=True)
-    assert run.returncode == 2 and "rejected:" in run.stderr and "Traceback" not in run.stderr
+    # a new workspace speaks zh-CN: the label, the summary and the reason are Chinese
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "已拒绝：" in run.stderr and "未知客户" in run.stderr, run.stderr
+    assert "未知客户" in (tmp_path / "bad.rejected.csv").read_text(encoding="utf-8-sig")
+    run = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "import", "orders", "bad.csv",
+                          "-w", str(tmp_path / "w")], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "TIERWISE_LANG": "en"})
+    assert run.returncode == 2 and "rejected:" in run.stderr and "unknown customer" in run.stderr
+    assert "unknown customer" in (tmp_path / "bad.rejected.csv").read_text(encoding="utf-8-sig")
     run = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "status", "-w",
                           str(tmp_path / "nothing")], capture_output=True, text=True)
     assert run.returncode == 1 and "not a tierwise workspace" in run.stderr

@@ -36,6 +36,41 @@ def say(en: str, zh: str) -> str:
     return zh if _SPEAKING.get() == "zh-CN" else en
 
 
+class Said(str):
+    """Words made in English and Chinese, shown (``str()``, f-strings) in the language being
+    spoken where they are shown, not where they were made: a reason given on a worker
+    thread reads in the caller's language in the report written later. The string's own
+    value is the English (what code that compares or serialises it sees).
+
+    >>> reason = Said("not a whole number", "不是整数")
+    >>> with speaking("zh-CN"):
+    ...     f"row 2: {reason}"
+    'row 2: 不是整数'
+    >>> f"row 2: {reason}"
+    'row 2: not a whole number'
+    """
+
+    zh: str
+
+    def __new__(cls, en: str, zh: str) -> Said:
+        made = super().__new__(cls, en)
+        made.zh = zh
+        return made
+
+    def __str__(self) -> str:
+        return self.zh if _SPEAKING.get() == "zh-CN" else str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __reduce__(self) -> tuple[type[Said], tuple[str, str]]:
+        return Said, (str.__str__(self), self.zh)
+
+    def both(self) -> tuple[str, str]:
+        """(English, Chinese)."""
+        return str.__str__(self), self.zh
+
+
 class TierwiseError(Exception):
     """Base class: a problem the user can fix; the CLI prints it without a traceback."""
 

@@ -23,7 +23,7 @@ from tierwise.cli import render
 from tierwise.cli import segments as cli_segments
 from tierwise.cli import value as cli_value
 from tierwise.config import ENV_WORKSPACE, WorkspaceConfig
-from tierwise.errors import ImportRejected, TierwiseError
+from tierwise.errors import ImportRejected, TierwiseError, say
 from tierwise.ingest import imports
 from tierwise.ingest.mapping import Mapping
 from tierwise.workspace import Workspace
@@ -409,10 +409,10 @@ def _main() -> None:
     try:
         app()
     except ImportRejected as exc:
-        err.print("[red]rejected:[/]", escape(str(exc)), highlight=False)
+        err.print(f"[red]{say('rejected:', '已拒绝：')}[/]", escape(str(exc)), highlight=False)
         sys.exit(2)
     except TierwiseError as exc:
-        err.print("[red]error:[/]", escape(str(exc)), highlight=False)
+        err.print(f"[red]{say('error:', '错误：')}[/]", escape(str(exc)), highlight=False)
         sys.exit(1)
 
 

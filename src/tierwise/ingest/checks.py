@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from tierwise.definitions.schemas import TableSchema
 from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
+from tierwise.errors import Said
 from tierwise.ingest.convert import Reject
 from tierwise.ingest.mapping import Resolved
 from tierwise.store import customer_mirror
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 #: At most this many rows of each kind of problem are listed in a report.
 LISTED = 10_000
-UNKNOWN_CUSTOMER = "unknown customer: import customers first, or use --unknown-customers create"
+UNKNOWN_CUSTOMER = Said("unknown customer: import customers first, or use --unknown-customers "
+                        "create", "未知客户：请先导入客户，或使用 --unknown-customers create")
 
 
 def duplicate_keys(session: Any, schema: TableSchema, staged: StagedFile,
@@ -56,8 +58,10 @@ def duplicate_keys(session: Any, schema: TableSchema, staged: StagedFile,
         f"GROUP BY {key} HAVING count(*) > 1 ORDER BY min(_row) LIMIT {LISTED}"
     ).to_pylist()
     column = schema.key[0]
-    found = [Reject(r, column, str(d[column]), f"duplicate key: row {d['rows'][0]} has the "
-                    f"same {column}") for d in dupes for r in d["rows"][1:]]
+    found = [Reject(r, column, str(d[column]),
+                    Said(f"duplicate key: row {d['rows'][0]} has the same {column}",
+                         f"重复的键：第 {d['rows'][0]} 行的 {column} 与此相同"))
+             for d in dupes for r in d["rows"][1:]]
     return sorted(found, key=lambda r: r.row)
 
 

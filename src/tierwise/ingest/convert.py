@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tierwise.definitions.schemas import TableSchema
+from tierwise.errors import Said
 from tierwise.ingest.cleaning import Change, Cleaner
 from tierwise.ingest.mapping import Resolved
 from tierwise.ingest.parsers import ColumnFormat, convert, normalize_text
@@ -140,7 +141,7 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
             values = pc.fill_null(values, col.default)
         if col.required:
             present = text if text is not None else values
-            problems.append((pc.is_null(present), "required value is empty"))
+            problems.append((pc.is_null(present), Said("required value is empty", "必填值为空")))
         for mask, reason in problems:
             mask_np = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False),
                                  dtype=bool)

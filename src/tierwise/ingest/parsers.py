@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tierwise.definitions.schemas import Column
+from tierwise.errors import Said
 
-Problem = tuple[pa.Array, str]  # (boolean mask of bad rows, reason)
+Problem = tuple[pa.Array, str]  # (boolean mask of bad rows, reason: Said words)
 
 DATE_ORDERS = ("YMD", "DMY", "MDY")
 
@@ -66,7 +67,8 @@ def parse_string(values: pa.Array, col: Column) -> Converted:
     out = Converted(values)
     too_long = pc.greater(pc.utf8_length(values), col.max_length)
     if pc.any(pc.fill_null(too_long, False)).as_py():
-        out.add(too_long, f"text longer than {col.max_length:,} characters")
+        out.add(too_long, Said(f"text longer than {col.max_length:,} characters",
+                                f"文本超过 {col.max_length:,} 个字符"))
     return out
 
 
@@ -104,7 +106,8 @@ def parse_enum(values: pa.Array, col: Column) -> Converted:
     new, bad = _map_unique(values, lookup)
     out = Converted(new)
     canonical = sorted(set(choices.values()))
-    out.add(bad, f"not one of {', '.join(canonical)}")
+    out.add(bad, Said(f"not one of {', '.join(canonical)}",
+                      f"不是以下值之一：{', '.join(canonical)}"))
     return out
 
 
@@ -122,7 +125,8 @@ def parse_json(values: pa.Array, col: Column) -> Converted:
     out = parse_string(values, col)
     new, bad = _map_unique(values, _json_object)
     out.values = new
-    out.add(bad, 'not a JSON object such as {"page": "/pricing"}')
+    out.add(bad, Said('not a JSON object such as {"page": "/pricing"}',
+                      '不是 JSON 对象（例如 {"page": "/pricing"}）'))
     return out
 
 
@@ -147,7 +151,8 @@ def parse_tags(values: pa.Array, col: Column) -> Converted:
     out = parse_string(values, col)
     new, bad = _map_unique(values, _tags)
     out.values = new
-    out.add(bad, 'not a tag list such as "vip,高价值" or ["vip"]')
+    out.add(bad, Said('not a tag list such as "vip,高价值" or ["vip"]',
+                      '不是标签列表（例如 "vip,高价值" 或 ["vip"]）'))
     return out
 
 
@@ -187,7 +192,8 @@ def parse_float(values: pa.Array, col: Column, fmt: ColumnFormat) -> Converted:
         number = pc.multiply(pc.cast(good_text, pa.float64()), multiplier)
         out = Converted(number)
         out.add(pc.and_(pc.is_valid(values), pc.invert(ok)),
-                "not a number (expected e.g. 1234.50, ¥1,234.50, 1234.5元 or 1.2万)")
+                Said("not a number (expected e.g. 1234.50, ¥1,234.50, 1234.5元 or 1.2万)",
+                     "不是数字（应为例如 1234.50、¥1,234.50、1234.5元 或 1.2万）"))
     if fmt.scale is not None:
         out.values = pc.multiply(out.values, fmt.scale)
     _check_bounds(out, col)
@@ -207,9 +213,11 @@ def parse_int(values: pa.Array, col: Column, fmt: ColumnFormat) -> Converted:
         usable = pc.and_(whole, fits)
         out = Converted(pc.cast(pc.if_else(usable, numbers, None), pa.int64()))
         out.problems = as_float.problems
-        out.add(pc.and_(pc.is_valid(numbers), pc.invert(whole)), "not a whole number")
+        out.add(pc.and_(pc.is_valid(numbers), pc.invert(whole)),
+                Said("not a whole number", "不是整数"))
         out.add(pc.and_(pc.and_(pc.is_valid(numbers), whole), pc.invert(fits)),
-                "too large for a whole number (at most 9,223,372,036,854,775,807)")
+                Said("too large for a whole number (at most 9,223,372,036,854,775,807)",
+                     "整数太大（最大 9,223,372,036,854,775,807）"))
     _check_bounds(out, col)
     return out
 
@@ -218,10 +226,15 @@ def _check_bounds(out: Converted, col: Column) -> None:
     low, high = col.min_value, col.max_value
     if low is not None:
         below = pc.less(out.values, low)
-        out.add(below, f"less than {low:g}" if high is None else f"outside {low:g}..{high:g}")
+        out.add(below, Said(f"less than {low:g}", f"小于 {low:g}") if high is None
+                else _outside(low, high))
     if high is not None:
-        out.add(pc.greater(out.values, high), f"outside {low:g}..{high:g}"
-                if low is not None else f"greater than {high:g}")
+        out.add(pc.greater(out.values, high), _outside(low, high) if low is not None
+                else Said(f"greater than {high:g}", f"大于 {high:g}"))
+
+
+def _outside(low: float, high: float) -> Said:
+    return Said(f"outside {low:g}..{high:g}", f"超出范围 {low:g}..{high:g}")
 
 
 # -- dates and times -----------------------------------------------------------------------
@@ -237,8 +250,10 @@ _EPOCH_MS = r"^\d{13}$"
 _EXCEL_EPOCH_US = int((datetime(1899, 12, 30) - datetime(1970, 1, 1)).total_seconds() * 1e6)
 _US_PER_DAY = 86_400_000_000
 
-DATE_HELP = ("expected a date such as 2025-03-12, 2025/3/12, 2025年3月12日, "
-             "2025-03-12 14:30:00+08:00, an Excel serial date, or the mapping's format")
+DATE_HELP = Said("expected a date such as 2025-03-12, 2025/3/12, 2025年3月12日, "
+                 "2025-03-12 14:30:00+08:00, an Excel serial date, or the mapping's format",
+                 "应为日期，例如 2025-03-12、2025/3/12、2025年3月12日、"
+                 "2025-03-12 14:30:00+08:00、Excel 日期序号，或映射中声明的格式")
 
 
 def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -312,7 +327,8 @@ def parse_timestamp(values: pa.Array, col: Column, fmt: ColumnFormat, zone: str)
                                         nonexistent="earliest")
         out = Converted(pc.cast(parsed, pa.timestamp("us", tz="UTC")))
         out.add(pc.and_(present, pc.is_null(parsed)),
-                f"does not match the format {fmt.format!r}")
+                Said(f"does not match the format {fmt.format!r}",
+                     f"与格式 {fmt.format!r} 不符"))
         return out
 
     fast = _try_cast(values, pa.timestamp("us"))
@@ -384,10 +400,13 @@ def parse_timestamp(values: pa.Array, col: Column, fmt: ColumnFormat, zone: str)
     result = pc.if_else(pa.array(good), result, pa.scalar(None, result.type))
     out = Converted(result)
     out.add(pa.array(unparsed), DATE_HELP)
-    out.add(pa.array(invalid & present_np), "not a real calendar date or time")
+    out.add(pa.array(invalid & present_np),
+            Said("not a real calendar date or time", "不是真实存在的日期或时间"))
     out.add(pa.array(ambiguous & present_np),
-            "day and month order is ambiguous; declare date_order DMY or MDY in the mapping "
-            "(or --date-order)")
+            Said("day and month order is ambiguous; declare date_order DMY or MDY in the "
+                 "mapping (or --date-order)",
+                 "日和月的先后有歧义：请在映射中声明 date_order DMY 或 MDY（或使用 "
+                 "--date-order）"))
     return out
 
 

@@ -22,7 +22,7 @@ from tierwise.definitions.personal_data import PII_COLUMNS, PersonalData, mask, 
 from tierwise.definitions.schemas import TableSchema, table_schema
 from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
-from tierwise.errors import ImportRejected, SourceError
+from tierwise.errors import ImportRejected, SourceError, say, speaking
 from tierwise.ingest import checks
 from tierwise.ingest.cleaning import Change, Cleaner, cleaners
 from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert_batch
@@ -281,12 +281,21 @@ def _reject(source: Source, rejects: _Rejects, report_path: Path | None,
     first = ordered[0]
     shown = first.value if first.value is None or len(first.value) <= 60 else (
         first.value[:60] + "…")
-    raise ImportRejected(
-        f"{source.info.path}: {rejects.rows:,} row(s) rejected, nothing imported; first: "
-        f"row {first.row}, column {first.column!r}, value {shown!r}: {first.reason}. "
-        f"Report: {path}",
-        [asdict(r) for r in ordered[:100]], rejects.rows, str(path),
-    )
+    with speaking("en"):
+        en = (f"{source.info.path}: {rejects.rows:,} row(s) rejected, nothing imported; "
+              f"first: row {first.row}, column {first.column!r}, value {shown!r}: "
+              f"{first.reason}. Report: {path}")
+    with speaking("zh-CN"):
+        zh = (f"{source.info.path}：{rejects.rows:,} 行被拒绝，未导入任何数据；第一处：第 "
+              f"{first.row} 行，列 {first.column!r}，值 {shown!r}：{first.reason}。"
+              f"报告：{path}")
+    error = ImportRejected(
+        say(en, zh),
+        # the reasons as text in the language being spoken (the API's JSON shows them)
+        [{**asdict(r), "reason": str(r.reason)} for r in ordered[:100]], rejects.rows,
+        str(path))
+    error.en, error.zh = en, zh
+    raise error
 
 
 def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: ImportResult,

@@ -4,6 +4,7 @@ starts marks failed the jobs whose process died (``store.jobs.recover``)."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 from fastapi import Request
 
 from tierwise.definitions.json_values import jsonable
-from tierwise.errors import ImportRejected, TierwiseError
+from tierwise.errors import ImportRejected, TierwiseError, say
 from tierwise.ingest.report import reject_report_path
 from tierwise.store import jobs as job_store
 from tierwise.workspace import Workspace
@@ -45,7 +46,9 @@ class JobRunner:
         after a crash."""
         with self.ws.control.write() as conn:
             job_id = job_store.create(conn, kind, params, actor, upload_folder)
-        self.pool.submit(self._run, job_id, work, upload_folder)
+        # in the submitter's context: its language words the job's errors and reports
+        self.pool.submit(contextvars.copy_context().run, self._run, job_id, work,
+                         upload_folder)
         return job_id
 
     def _set(self, job_id: int, **values: Any) -> None:
@@ -74,8 +77,11 @@ class JobRunner:
             # The rejected values stay in the report file (which erasure scrubs), not here.
             rejects = [{k: v for k, v in r.items() if k != "value"} for r in exc.rejects[:100]]
             first = rejects[0] if rejects else {}
-            error = (f"{exc.total:,} row(s) rejected, nothing imported; first: row "
-                     f"{first.get('row')}, column {first.get('column')!r}: {first.get('reason')}")
+            error = say(f"{exc.total:,} row(s) rejected, nothing imported; first: row "
+                        f"{first.get('row')}, column {first.get('column')!r}: "
+                        f"{first.get('reason')}",
+                        f"{exc.total:,} 行被拒绝，未导入任何数据；第一处：第 {first.get('row')} "
+                        f"行，列 {first.get('column')!r}：{first.get('reason')}")
             self._set(job_id, status="failed", error=error,
                       result=json.dumps(jsonable({"rejected_rows": exc.total,
                                                   "rejects": rejects,
