@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from tests.conftest import recount, write
 
 import tierwise
 from tierwise.config import WorkspaceConfig, read_config
-from tierwise.errors import WorkspaceError
+from tierwise.errors import WorkspaceError, speaking
 from tierwise.store.control import ControlStore
 from tierwise.store.tables import fact_files
 
@@ -94,10 +95,41 @@ def test_workspace_config_round_trip(tmp_path: Path):
     ("currency", "yuan", "three-letter"),
     ("engine", "pandas", "unknown engine"),
     ("intake_keep_hours", 0, "expected 1 to 8784"),
+    # a value of the wrong type is named, not a crash deeper down
+    ("sweep_seconds", "10", "sweep_seconds = '10': expected a whole number"),
+    ("sweep_seconds", True, "expected a whole number"),
+    ("intake_keep_hours", "x", "expected a number"),
+    ("currency", 5, "currency = 5: expected text"),
+    ("smtp_url", 4, "expected text"),
+    ("webhook_allowed_targets", "crm.internal", "expected a list"),
+    ("retention_days", 30, "expected a table"),
+    ("retention_days", {"evnts": 30}, "retention_days.evnts: not a table with times"),
+    ("retention_days", {"events": "30"}, "expected a whole number of days"),
 ])
 def test_bad_settings(field: str, value: object, words: str):
-    with pytest.raises(WorkspaceError, match=words):
+    with pytest.raises(WorkspaceError, match=words) as raised:
         WorkspaceConfig(**{field: value})
+    with speaking("zh-CN"):  # and in Chinese
+        assert re.search("[\u4e00-\u9fff]", str(raised.value)), str(raised.value)
+
+
+def test_settings_errors_speak_the_declared_locale(ws: tierwise.Workspace) -> None:
+    """A zh-CN workspace with a wrong setting is told so in Chinese by the CLI, with a
+    "did you mean" for a misspelt name."""
+    import subprocess
+    import sys
+
+    path = ws.root / "tierwise.toml"
+    text = path.read_text()
+    path.write_text(text.replace("[workspace]\n", "[workspace]\nswep_seconds = 5\n"))
+    run = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "status", "-w",
+                          str(ws.root)], capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "未知设置" in run.stderr and "是不是要写 sweep_seconds" in run.stderr, run.stderr
+    path.write_text(text.replace("sweep_seconds = 10", 'sweep_seconds = "ten"'))
+    run = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "status", "-w",
+                          str(ws.root)], capture_output=True, text=True)
+    assert run.returncode == 1 and "sweep_seconds = 'ten'：应为整数" in run.stderr, run.stderr
 
 
 def test_open_finds_workspace_from_environment(ws: tierwise.Workspace, tmp_path: Path,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -13,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomli_w
 
+from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import WorkspaceError
 
 CONFIG_FILE = "tierwise.toml"
@@ -95,71 +98,128 @@ class WorkspaceConfig:
     keep_import_reports_days: int = 180
 
     def __post_init__(self) -> None:
+        self._check_types()
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise WorkspaceError(
                 f"unknown time zone {self.timezone!r}; expected an IANA name such as "
-                "'Asia/Shanghai' or 'UTC'"
+                "'Asia/Shanghai' or 'UTC'",
+                zh=f"未知时区 {self.timezone!r}：应为 IANA 时区名，例如 'Asia/Shanghai' 或 'UTC'"
             ) from None
         if self.locale not in LOCALES:
-            raise WorkspaceError(f"unknown locale {self.locale!r}; expected one of {LOCALES}")
+            raise WorkspaceError(f"unknown locale {self.locale!r}; expected one of {LOCALES}",
+                                 zh=f"未知语言 {self.locale!r}：应为 {LOCALES} 之一")
         if self.engine not in ENGINES:
-            raise WorkspaceError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
+            raise WorkspaceError(f"unknown engine {self.engine!r}; expected one of {ENGINES}",
+                                 zh=f"未知引擎 {self.engine!r}：应为 {ENGINES} 之一")
+        kept = [t.name for t in FACT_TABLES if t.time_column is not None]
         for table, days in self.retention_days.items():
-            if not isinstance(days, int) or days < 1:
+            if table not in kept:
+                raise WorkspaceError(
+                    f"retention_days.{table}: not a table with times; expected some of "
+                    f"{', '.join(kept)}",
+                    zh=f"retention_days.{table}：不是带时间的数据表；可用：{', '.join(kept)}")
+            if not isinstance(days, int) or isinstance(days, bool) or days < 1:
                 raise WorkspaceError(f"retention_days.{table} = {days!r}: expected a whole "
-                                     "number of days, at least 1")
+                                     "number of days, at least 1",
+                                     zh=f"retention_days.{table} = {days!r}：应为至少 1 的"
+                                     "整数天数")
         if not 1 <= self.sweep_seconds <= 3600:
-            raise WorkspaceError(f"sweep_seconds = {self.sweep_seconds!r}: expected 1 to 3600")
+            raise WorkspaceError(f"sweep_seconds = {self.sweep_seconds!r}: expected 1 to 3600",
+                                 zh=f"sweep_seconds = {self.sweep_seconds!r}：应为 1 到 3600")
         if not self.sweep_seconds <= self.full_sweep_seconds <= 86400:
             raise WorkspaceError(f"full_sweep_seconds = {self.full_sweep_seconds!r}: expected "
-                                 f"sweep_seconds ({self.sweep_seconds}) to 86400")
+                                 f"sweep_seconds ({self.sweep_seconds}) to 86400",
+                                 zh=f"full_sweep_seconds = {self.full_sweep_seconds!r}：应为 "
+                                 f"sweep_seconds（{self.sweep_seconds}）到 86400")
         if not 1 <= self.intake_keep_hours <= 24 * 366:
             raise WorkspaceError(f"intake_keep_hours = {self.intake_keep_hours!r}: expected 1 "
-                                 "to 8784 (a year)")
+                                 "to 8784 (a year)",
+                                 zh=f"intake_keep_hours = {self.intake_keep_hours!r}：应为 1 "
+                                 "到 8784（一年）")
         if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://",
                                                           "smtp+starttls://")):
             raise WorkspaceError(f"smtp_url = {self.smtp_url!r}: expected smtp://host:port, "
-                                 "smtps://… or smtp+starttls://…")
+                                 "smtps://… or smtp+starttls://…",
+                                 zh=f"smtp_url = {self.smtp_url!r}：应为 smtp://主机:端口、"
+                                 "smtps://… 或 smtp+starttls://…")
         for name in ("webhook_allowed_targets", "sensitive_attributes", "public_attributes"):
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) and v.strip()
                                                       for v in value):
-                raise WorkspaceError(f"{name} = {value!r}: expected a list of names")
+                raise WorkspaceError(f"{name} = {value!r}: expected a list of names",
+                                     zh=f"{name} = {value!r}：应为名称列表")
         for entry in self.webhook_allowed_targets:
             if allowed_target(entry) is None:
                 raise WorkspaceError(f"webhook_allowed_targets: {entry!r} is neither a host "
                                      "name (crm.internal) nor an address or network "
-                                     "(10.0.0.5, 10.20.0.0/16, fd00::/8)")
+                                     "(10.0.0.5, 10.20.0.0/16, fd00::/8)",
+                                     zh=f"webhook_allowed_targets：{entry!r} 既不是主机名"
+                                     "（crm.internal），也不是地址或网段（10.0.0.5、"
+                                     "10.20.0.0/16、fd00::/8）")
         if not isinstance(self.api_key_max_days, int) or not 1 <= self.api_key_max_days <= 3660:
             raise WorkspaceError(f"api_key_max_days = {self.api_key_max_days!r}: expected a "
-                                 "whole number of days from 1 to 3660")
+                                 "whole number of days from 1 to 3660",
+                                 zh=f"api_key_max_days = {self.api_key_max_days!r}：应为 1 到 "
+                                 "3660 的整数天数")
         for name in ("keep_deliveries_days", "keep_snapshots_days",
                      "keep_import_reports_days"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 36600:
                 raise WorkspaceError(f"{name} = {value!r}: expected a whole number of days "
-                                     "from 1")
+                                     "from 1", zh=f"{name} = {value!r}：应为至少 1 的整数天数")
         for name in ("schedule_compute", "schedule_review_at"):
             value = getattr(self, name)
             if not (value == "off" and name == "schedule_compute") \
                     and local_time(value) is None:
                 raise WorkspaceError(f"{name} = {value!r}: expected a local time such as "
                                      "'02:00'" + (" or 'off'" if name == "schedule_compute"
-                                                  else ""))
+                                                  else ""),
+                                     zh=f"{name} = {value!r}：应为本地时间，例如 '02:00'"
+                                     + ("，或 'off'" if name == "schedule_compute" else ""))
         if self.schedule_review not in ("monthly", "quarterly", "off"):
             raise WorkspaceError(f"schedule_review = {self.schedule_review!r}: expected "
-                                 "'monthly', 'quarterly' or 'off'")
+                                 "'monthly', 'quarterly' or 'off'",
+                                 zh=f"schedule_review = {self.schedule_review!r}：应为 "
+                                 "'monthly'、'quarterly' 或 'off'")
         if not isinstance(self.review_subscribers, list) or not all(
                 isinstance(a, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", a)
                 for a in self.review_subscribers):
             raise WorkspaceError(f"review_subscribers = {self.review_subscribers!r}: "
-                                 "expected a list of e-mail addresses")
+                                 "expected a list of e-mail addresses",
+                                 zh=f"review_subscribers = {self.review_subscribers!r}："
+                                 "应为电子邮件地址列表")
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise WorkspaceError(
-                f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY"
+                f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY",
+                zh=f"币种 {self.currency!r} 不是三个字母的 ISO 4217 代码（例如 CNY）"
             )
+
+    def _check_types(self) -> None:
+        """Each setting has its declared type (TOML gives "10" where 10 was meant)."""
+        for name, hint in typing.get_type_hints(type(self)).items():
+            value = getattr(self, name)
+            origin = typing.get_origin(hint)
+            if origin is typing.Literal or hint is str:
+                wanted, ok = ("text", "文本"), isinstance(value, str)
+            elif hint is int:
+                wanted = ("a whole number", "整数")
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            elif hint is float:
+                wanted = ("a number", "数字")
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            elif origin is list:
+                wanted, ok = ("a list such as [\"a\", \"b\"]", "列表，例如 [\"a\", \"b\"]"), \
+                    isinstance(value, list)
+            elif origin is dict:
+                wanted, ok = ("a table such as {events = 365}", "表，例如 {events = 365}"), \
+                    isinstance(value, dict)
+            else:  # pragma: no cover - a new kind of setting must be added here
+                raise TypeError(f"setting {name}: no type check for {hint}")
+            if not ok:
+                raise WorkspaceError(f"{name} = {value!r}: expected {wanted[0]}",
+                                     zh=f"{name} = {value!r}：应为{wanted[1]}")
 
     @property
     def zone(self) -> ZoneInfo:
@@ -214,20 +274,43 @@ def read_config(root: Path) -> WorkspaceConfig:
     if not path.is_file():
         raise WorkspaceError(
             f"{root} is not a tierwise workspace (no {CONFIG_FILE}); "
-            f"create one with `tierwise init {root}`"
+            f"create one with `tierwise init {root}`",
+            zh=f"{root} 不是 tierwise 工作区（没有 {CONFIG_FILE}）；"
+            f"可用 `tierwise init {root}` 创建"
         )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise WorkspaceError(f"{path}: {exc}") from None
+        raise WorkspaceError(f"{path}: {exc}", zh=f"{path}：TOML 格式错误：{exc}") from None
     section = data.get("workspace", {})
     known = set(WorkspaceConfig.__dataclass_fields__)
     unknown = set(section) - known
     if unknown:
+        hints = {name: difflib.get_close_matches(name, known, n=1) for name in unknown}
+        hint = "; ".join(f"{name}: did you mean {close[0]}?"
+                         for name, close in sorted(hints.items()) if close)
+        hint_zh = "；".join(f"{name}：是不是要写 {close[0]}？"
+                           for name, close in sorted(hints.items()) if close)
         raise WorkspaceError(
-            f"{path}: unknown setting(s) {sorted(unknown)}; expected some of {sorted(known)}"
+            f"{path}: unknown setting(s) {sorted(unknown)}"
+            f"{'; ' + hint if hint else ''}; expected some of {sorted(known)}",
+            zh=f"{path}：未知设置 {sorted(unknown)}{'；' + hint_zh if hint_zh else ''}；"
+            f"可用的设置：{sorted(known)}"
         )
     return WorkspaceConfig(**section)
+
+
+def declared_locale(root: Path) -> str | None:
+    """The locale ``root``'s settings file declares, read even when other settings are
+    wrong (so that their errors are told in it); None without a readable one."""
+    try:
+        data = tomllib.loads((root / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    section = data.get("workspace")
+    locale = section.get("locale", WorkspaceConfig.locale) if isinstance(section, dict) \
+        else None
+    return locale if locale in LOCALES else None
 
 
 def find_workspace(explicit: str | os.PathLike[str] | None = None) -> Path:

@@ -390,12 +390,9 @@ def _language(argv: list[str]) -> str:
             root = argv[i + 1]
         elif arg.startswith("--workspace="):
             root = arg.split("=", 1)[1]
-    try:
-        from tierwise.config import find_workspace, read_config
+    from tierwise.config import declared_locale, find_workspace
 
-        return read_config(find_workspace(root)).locale
-    except (TierwiseError, OSError):
-        return "en"
+    return declared_locale(find_workspace(root)) or "en"
 
 
 def main() -> None:
