@@ -365,6 +365,48 @@ def test_messages_follow_the_callers_language(client: TestClient):
     assert chinese.json()["detail"].startswith("tier 没有取值 'E'。可用的取值：'A'（A 类")
 
 
+def test_definition_and_body_errors_speak_the_callers_language(client: TestClient):
+    """A trigger, a playbook, a segment definition or a request body with a misspelt,
+    missing or mistyped field is refused in the caller's language, each field named."""
+    zh, en = {"Accept-Language": "zh-CN"}, {"Accept-Language": "en"}
+    trigger = {"on": {"event": "tier_change", "to": ["A"]},
+               "acton": {"type": "tag", "tag": "core"}}
+    said = client.put("/v1/triggers/typo", json=trigger, headers=zh)
+    assert said.status_code == 400, said.text
+    assert "action：缺少必填项" in said.json()["detail"], said.text
+    assert "acton：不认识这个字段" in said.json()["detail"], said.text
+    said = client.put("/v1/triggers/typo", json=trigger, headers=en)
+    assert "action: Field required" in said.json()["detail"], said.text
+    said = client.put("/v1/playbooks/typo", json={"applies_to": {"tier": "A"},
+                                                  "service_level": 5}, headers=zh)
+    assert said.status_code == 400 and "应为" in said.json()["detail"], said.text
+    said = client.put("/v1/segments/typo", json={"rule": "city = '上海'", "kind": "dynamc"},
+                      headers=zh)
+    assert said.status_code == 422 and "kind：应为 " in said.json()["detail"], said.text
+    said = client.post("/v1/segments/preview", json={"rule": 5}, headers=zh)
+    assert said.status_code == 422 and "应为文本" in said.json()["detail"], said.text
+    said = client.post("/v1/segments/preview", json={"rule": 5}, headers=en)
+    assert "valid string" in said.json()["detail"], said.text
+
+
+def test_segment_files_with_mistakes_are_named_in_both_languages(tmp_path: Path):
+    from tierwise.errors import speaking
+
+    path = tmp_path / "vip.yaml"
+    path.write_text("key: vip\nrule: \"cty = '上海'\"\nkindd: dynamic\n", encoding="utf-8")
+    with pytest.raises(TierwiseError) as raised:
+        defs.load_file(path)
+    with speaking("zh-CN"):
+        assert f"{path}：kindd：不认识这个字段" in str(raised.value)
+    with speaking("en"):
+        assert "kindd: Extra inputs are not permitted" in str(raised.value)
+    path.write_text("key: vip\nrule: \"cty = '上海'\"\n", encoding="utf-8")
+    with pytest.raises(TierwiseError) as raised:
+        defs.load_file(path)
+    with speaking("zh-CN"):
+        assert "未知字段 'cty'" in str(raised.value)
+
+
 RULE_ERRORS = [  # (rule, English, Chinese): each kind of mistake a user makes
     ("cty = 'x'", "unknown field 'cty'; did you mean city", "未知字段 'cty'（是不是要写 city"),
     ("COUNT(order) > 1", "unknown source 'order'", "未知数据源 'order'"),

@@ -71,6 +71,19 @@ class Said(str):
         return str.__str__(self), self.zh
 
 
+def in_both(words: object) -> tuple[str, str]:
+    """``words`` (an error, Said words, anything) as shown in English and in Chinese."""
+    with speaking("en"):
+        en = str(words)
+    with speaking("zh-CN"):
+        return en, str(words)
+
+
+def joined(parts: list[Said], en: str = "; ", zh: str = "；") -> Said:
+    """Several bilingual words as one, separated by ``en`` / ``zh``."""
+    return Said(en.join(str.__str__(p) for p in parts), zh.join(p.zh for p in parts))
+
+
 class TierwiseError(Exception):
     """Base class: a problem the user can fix; the CLI prints it without a traceback."""
 
@@ -81,6 +94,9 @@ class TierwiseError(Exception):
 
     def __init__(self, *args: object, zh: str | None = None, en: str | None = None) -> None:
         super().__init__(*args)
+        if args and isinstance(args[0], Said):  # words made in both languages
+            said_en, said_zh = args[0].both()
+            en, zh = en if en is not None else said_en, zh if zh is not None else said_zh
         if zh is not None:
             self.zh = zh
         if en is not None:

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, StrictInt, ValidationError
 
+from tierwise.definitions import invalid
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.personal_data import require_unmasked, rule_as_shown
 from tierwise.definitions.roles import Principal
@@ -163,9 +164,7 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
     try:
         definition = defs.SegmentDefinition.model_validate(body)
     except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                           for e in exc.errors())
-        raise Problem(422, detail) from None
+        raise Problem(422, str(invalid.problems(exc))) from None
     definition = plan.in_codes(definition,
                                vocabulary(ws, language(request, ws.config.locale)))
     merged = plan.definitions_with(ws, definition)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
+from tierwise.definitions import invalid
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.models import compute
@@ -112,8 +113,7 @@ def save_settings(name: str, body: dict[str, Any], request: Request,
     try:
         spec = model.model_validate(body)
     except ValidationError as exc:
-        raise Problem(422, "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                                     for e in exc.errors())) from None
+        raise Problem(422, str(invalid.problems(exc))) from None
     version = compute.save_setting(workspace(request), name, spec, note)
     return {"name": name, "version": version}
 

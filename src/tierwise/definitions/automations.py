@@ -26,9 +26,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tierwise.definitions import invalid
 from tierwise.definitions.segment_fields import RuleError, validate
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import TierwiseError
+from tierwise.errors import TierwiseError, in_both
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -243,22 +244,24 @@ FOLDERS = {"trigger": "triggers", "playbook": "playbooks", "lead_scoring": "lead
 def parse_definition(kind: str, data: Any, where: str) -> Any:
     """Validate ``data`` as a ``kind`` definition; errors name ``where`` and each field."""
     if kind not in MODELS:
-        raise TierwiseError(f"unknown kind {kind!r}; expected one of {', '.join(MODELS)}")
+        raise TierwiseError(f"unknown kind {kind!r}; expected one of {', '.join(MODELS)}",
+                            zh=f"未知的定义类型 {kind!r}：应为 {', '.join(MODELS)} 之一")
     try:
         return MODELS[kind].model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or kind}: {e['msg']}"
-                             for e in exc.errors())
-        raise TierwiseError(f"{where}: {problems}") from None
+        en, zh = invalid.problems(exc, kind).both()
+        raise TierwiseError(f"{where}: {en}", zh=f"{where}：{zh}") from None
     except (RuleError, ValueError) as exc:
-        raise TierwiseError(f"{where}: {exc}") from None
+        en, zh = in_both(exc)
+        raise TierwiseError(f"{where}: {en}", zh=f"{where}：{zh}") from None
 
 
 def load_yaml(kind: str, text: str, where: str) -> Any:
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise TierwiseError(f"{where}: not valid YAML: {exc}") from None
+        raise TierwiseError(f"{where}: not valid YAML: {exc}",
+                            zh=f"{where}：不是有效的 YAML：{exc}") from None
     if isinstance(data, dict) and True in data and "on" not in data:
         data["on"] = data.pop(True)  # YAML 1.1 reads a bare ``on:`` key as true
     return parse_definition(kind, data, where)

@@ -27,10 +27,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tierwise.definitions import invalid
 from tierwise.definitions.segment_ast import Condition, from_json, to_text
 from tierwise.definitions.segment_fields import RuleError, segment_references, validate
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import TierwiseError
+from tierwise.errors import TierwiseError, in_both
 from tierwise.store import versions
 from tierwise.workspace import Workspace
 
@@ -83,19 +84,21 @@ def load_file(path: Path) -> SegmentDefinition:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         definition = SegmentDefinition.model_validate(data)
     except yaml.YAMLError as exc:
-        raise TierwiseError(f"{path}: not valid YAML: {exc}") from None
+        raise TierwiseError(f"{path}: not valid YAML: {exc}",
+                            zh=f"{path}：不是有效的 YAML：{exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        raise TierwiseError(f"{path}: {problems}") from None
+        en, zh = invalid.problems(exc).both()
+        raise TierwiseError(f"{path}: {en}", zh=f"{path}：{zh}") from None
     if definition.key != path.stem:
-        raise TierwiseError(f"{path}: the key {definition.key!r} must match the file name")
+        raise TierwiseError(f"{path}: the key {definition.key!r} must match the file name",
+                            zh=f"{path}：key {definition.key!r} 必须与文件名一致")
     try:
         tree = definition.condition()
         if tree is not None:
             validate(tree)
     except TierwiseError as exc:
-        raise TierwiseError(f"{path}: {exc}") from None
+        en, zh = in_both(exc)
+        raise TierwiseError(f"{path}: {en}", zh=f"{path}：{zh}") from None
     return definition
 
 

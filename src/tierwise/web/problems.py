@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tierwise.definitions import invalid
 from tierwise.errors import (
     ForbiddenError,
     ImportRejected,
@@ -108,10 +109,6 @@ def problem_response(status: int, detail: str, title: str | None = None,
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -134,8 +131,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"location": _location(e.get("loc", ())), "message": e.get("msg", ""),
-                   "type": e.get("type", "")} for e in exc.errors()]
+        errors = [{"location": invalid.location(e.get("loc", ())),
+                   "message": str(invalid.message(e)), "type": e.get("type", "")}
+                  for e in exc.errors()]
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
         return problem_response(422, detail or "invalid request", None, request.url.path,
                                 errors=errors)
