@@ -11,6 +11,7 @@ from tests.conftest import ORDERS_CSV, snapshot, write
 
 import tierwise
 from tierwise import ImportRejected, MappingError, SourceError
+from tierwise.errors import speaking
 
 HEADER = "order_id,customer_id,ordered_at,amount\n"
 
@@ -30,30 +31,35 @@ def check_unchanged(ws: tierwise.Workspace, before: dict[str, object]) -> None:
 
 
 CASES = [
-    # (file name, content, error type, words the message must contain)
+    # (file name, content, error type, words the message must contain, and in Chinese)
     ("truncated.csv", HEADER + "X1,C001,2025-01-01,10\nX2,C0", SourceError,
-     ["row 3", "expected 4 fields, found 2", "truncated"]),
+     ["row 3", "expected 4 fields, found 2", "truncated"],
+     ["第 3 行", "应有 4 个字段，实际 2 个", "文件可能不完整"]),
     ("unclosed.csv", HEADER + 'X1,C001,2025-01-01,10\nX2,"C001,2025-01-01,10\n', SourceError,
-     ["row 3", "quoted cell is not closed", "truncated"]),
+     ["row 3", "quoted cell is not closed", "truncated"], ["第 3 行", "没有闭合"]),
     ("missing_column.csv", "order_id,customer_id,amount\nX1,C001,10\n", tierwise.MappingError,
-     ["no column for required orders column(s) ordered_at", "order_id, customer_id, amount"]),
-    ("empty.csv", "", SourceError, ["the file is empty"]),
-    ("header_only.csv", HEADER, SourceError, ["no data rows"]),
-    ("binary.csv", "\x00\x01\x02garbage", SourceError, ["not a text file"]),
+     ["no column for required orders column(s) ordered_at", "order_id, customer_id, amount"],
+     ["缺少 orders 的必填列 ordered_at"]),
+    ("empty.csv", "", SourceError, ["the file is empty"], ["文件是空的"]),
+    ("header_only.csv", HEADER, SourceError, ["no data rows"], ["没有数据行"]),
+    ("binary.csv", "\x00\x01\x02garbage", SourceError, ["not a text file"], ["不是文本文件"]),
     ("dup_header.csv", "order_id,order_id,ordered_at,amount\n1,2,3,4\n", SourceError,
-     ["names 'order_id' twice", "columns 1 and 2"]),
+     ["names 'order_id' twice", "columns 1 and 2"], ["'order_id' 出现了两次", "第 1 列和第 2 列"]),
 ]
 
 
-@pytest.mark.parametrize(("name", "content", "error", "words"), CASES,
+@pytest.mark.parametrize(("name", "content", "error", "words", "words_zh"), CASES,
                          ids=[c[0] for c in CASES])
-def test_unreadable_files(loaded, before, tmp_path, name, content, error, words):
+def test_unreadable_files(loaded, before, tmp_path, name, content, error, words, words_zh):
     path = write(tmp_path / name, content)
     with pytest.raises(error) as info:
         loaded.import_file("orders", path)
     for word in words:
         assert word in str(info.value)
     assert name in str(info.value) or error is MappingError
+    with speaking("zh-CN"):
+        for word in words_zh:
+            assert word in str(info.value), str(info.value)
     check_unchanged(loaded, before)
 
 

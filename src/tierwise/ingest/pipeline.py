@@ -22,7 +22,7 @@ from tierwise.definitions.personal_data import PII_COLUMNS, PersonalData, mask, 
 from tierwise.definitions.schemas import TableSchema, table_schema
 from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
-from tierwise.errors import ImportRejected, SourceError, say, speaking
+from tierwise.errors import ImportRejected, Said, SourceError, say, speaking
 from tierwise.ingest import checks
 from tierwise.ingest.cleaning import Change, Cleaner, cleaners
 from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert_batch
@@ -95,11 +95,13 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             writer.discard()
             raise
     else:  # pragma: no cover - RetryRead is raised at most once by a source
-        raise SourceError(f"{source.info.path}: could not read the file consistently")
+        raise SourceError(Said(f"{source.info.path}: could not read the file consistently",
+                               f"{source.info.path}：两次读取文件的结果不一致"))
 
     try:
         if staged.rows == 0:
-            raise SourceError(f"{source.info.path}: the file has a header but no data rows")
+            raise SourceError(Said(f"{source.info.path}: the file has a header but no data rows",
+                                   f"{source.info.path}：文件只有表头，没有数据行"))
         result = ImportResult(
             table=table, source=source.info.path, format=source.info.format,
             encoding=source.info.encoding, rows_read=staged.rows, inserted=0, updated=0,
@@ -154,7 +156,7 @@ def check_rows(ws: Workspace, table: str, source: Source,
         rejects.add(batch.rejects, batch.bad_rows)
         rows += batch.table.num_rows
     if rows == 0:
-        raise SourceError(f"{source.info.path}: no rows")
+        raise SourceError(Said(f"{source.info.path}: no rows", f"{source.info.path}：没有数据行"))
     if rejects.kept:
         _reject(source, rejects, report_path, _concealer(resolved, ws.personal_data))
     return rows

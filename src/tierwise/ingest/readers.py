@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from tierwise.errors import SourceError
+from tierwise.errors import Said, SourceError
 from tierwise.ingest.parsers import cell_text
 
 BATCH_ROWS = 262_144
@@ -70,13 +70,14 @@ def detect_format(path: Path) -> str:
     with path.open("rb") as fh:
         head = fh.read(8)
     if not head:
-        raise SourceError(f"{path}: the file is empty")
+        raise SourceError(Said(f"{path}: the file is empty", f"{path}：文件是空的"))
     if head.startswith(b"PK\x03\x04"):
         return "xlsx"
     if head.startswith(b"PAR1"):
         return "parquet"
     if head.startswith(b"\xd0\xcf\x11\xe0"):
-        raise SourceError(f"{path}: this is an old .xls workbook; save it as .xlsx or CSV")
+        raise SourceError(Said(f"{path}: this is an old .xls workbook; save it as .xlsx or CSV",
+                               f"{path}：这是旧的 .xls 工作簿；请另存为 .xlsx 或 CSV"))
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
@@ -116,14 +117,16 @@ def detect_encoding(path: Path) -> str:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in head[:4096]:
-        raise SourceError(f"{path}: this is not a text file (it contains NUL bytes)")
+        raise SourceError(Said(f"{path}: this is not a text file (it contains NUL bytes)",
+                               f"{path}：这不是文本文件（含有 NUL 字节）"))
     for encoding in ("utf-8", "gbk", "gb18030"):
         if all(_decodes(s, encoding) for s in samples):
             return encoding
-    raise SourceError(
+    raise SourceError(Said(
         f"{path}: cannot tell the text encoding: it is neither UTF-8 nor GBK/GB18030; "
-        "save it as UTF-8 or pass --encoding"
-    )
+        "save it as UTF-8 or pass --encoding",
+        f"{path}：无法判断文本编码：既不是 UTF-8 也不是 GBK/GB18030；请另存为 UTF-8 或使用 "
+        "--encoding"))
 
 
 def _first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
@@ -139,19 +142,21 @@ def _first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
 
 def encoding_error(path: Path, encoding: str) -> SourceError:
     where = _first_bad_line(path, encoding)
-    guess = ""
+    guess = guess_zh = ""
     try:
         other = detect_encoding(path)
         if other.replace("-sig", "") != encoding.replace("-sig", ""):
             guess = f"; the file looks like {other.upper()}: pass --encoding {other}"
+            guess_zh = f"；文件看起来是 {other.upper()}：请使用 --encoding {other}"
     except SourceError:
         pass
     if where is None:
-        return SourceError(f"{path}: the text is not valid {encoding}{guess}")
+        return SourceError(Said(f"{path}: the text is not valid {encoding}{guess}",
+                                f"{path}：文本不是有效的 {encoding}{guess_zh}"))
     line, context = where
-    return SourceError(
-        f"{path}: line {line}: bytes {context!r} are not valid {encoding}{guess}"
-    )
+    return SourceError(Said(
+        f"{path}: line {line}: bytes {context!r} are not valid {encoding}{guess}",
+        f"{path}：第 {line} 行：字节 {context!r} 不是有效的 {encoding}{guess_zh}"))
 
 
 def detect_delimiter(text: str) -> str:
@@ -181,13 +186,14 @@ def _check_header(path: Path, header: list[str]) -> list[str]:
     clean = [h.strip().lstrip("\ufeff") for h in header]
     for i, name in enumerate(clean, start=1):
         if not name:
-            raise SourceError(f"{path}: header column {i} has no name")
+            raise SourceError(Said(f"{path}: header column {i} has no name",
+                                   f"{path}：表头第 {i} 列没有名称"))
     seen: dict[str, int] = {}
     for i, name in enumerate(clean, start=1):
         if name in seen:
-            raise SourceError(
-                f"{path}: header names {name!r} twice (columns {seen[name]} and {i})"
-            )
+            raise SourceError(Said(
+                f"{path}: header names {name!r} twice (columns {seen[name]} and {i})",
+                f"{path}：表头中 {name!r} 出现了两次（第 {seen[name]} 列和第 {i} 列）"))
         seen[name] = i
     return clean
 
@@ -205,12 +211,14 @@ class CsvSource(Source):
         except UnicodeDecodeError:
             raise encoding_error(path, enc) from None
         except LookupError:
-            raise SourceError(f"unknown encoding {enc!r}") from None
+            raise SourceError(Said(f"unknown encoding {enc!r}",
+                                   f"未知编码 {enc!r}")) from None
         text = text.lstrip("\ufeff")
         delim = delimiter or detect_delimiter(text)
         first = text.splitlines()[0] if text.strip() else ""
         if not first.strip():
-            raise SourceError(f"{path}: the file has no header line")
+            raise SourceError(Said(f"{path}: the file has no header line",
+                                   f"{path}：文件没有表头行"))
         header = _check_header(path, next(csv.reader([first], delimiter=delim)))
         self.info = SourceInfo(str(path), "csv", enc, delim, header)
         self._multiline = _has_multiline_cells(text, delim)
@@ -276,11 +284,13 @@ class CsvSource(Source):
                 # Python's csv module found every row well-formed, so read again.
                 self._multiline = True
                 raise RetryRead()
-            raise SourceError(f"{self.path}: malformed CSV near: {invalid[0][2][:80]!r}")
+            raise SourceError(Said(
+                f"{self.path}: malformed CSV near: {invalid[0][2][:80]!r}",
+                f"{self.path}：CSV 格式错误，位置靠近：{invalid[0][2][:80]!r}"))
 
-    def _rescan(self) -> list[tuple[int, str]]:
+    def _rescan(self) -> list[tuple[int, Said]]:
         """Exact row numbers of malformed rows, found with Python's csv module."""
-        problems: list[tuple[int, str]] = []
+        problems: list[tuple[int, Said]] = []
         width = len(self.info.header)
         with self.path.open(encoding=self.info.encoding or "utf-8", newline="") as fh:
             reader = csv.reader(fh, delimiter=self.info.delimiter or ",", strict=True)
@@ -288,29 +298,38 @@ class CsvSource(Source):
                 next(reader)
                 for number, row in enumerate(reader, start=2):
                     if len(row) not in (width, 0):  # blank lines are skipped
-                        problems.append((number, f"expected {width} fields, found {len(row)}"))
+                        problems.append((number, Said(
+                            f"expected {width} fields, found {len(row)}",
+                            f"应有 {width} 个字段，实际 {len(row)} 个")))
                         if len(problems) >= 1000:
                             break
             except csv.Error as exc:
                 if "end of data" in str(exc):
-                    problems.append((reader.line_num, "a quoted cell is not closed before the "
-                                                      "end of the file"))
+                    problems.append((reader.line_num, Said(
+                        "a quoted cell is not closed before the end of the file",
+                        "有一个带引号的单元格直到文件结尾都没有闭合")))
                 else:
-                    problems.append((reader.line_num, f"malformed CSV: {exc}"))
+                    problems.append((reader.line_num, Said(f"malformed CSV: {exc}",
+                                                           f"CSV 格式错误：{exc}")))
         return problems
 
-    def _invalid_rows_error(self, problems: list[tuple[int, str]]) -> SourceError:
-        hint = " (the file may be truncated)" if len(problems) == 1 else ""
-        shown = "; ".join(f"row {r}: {why}" for r, why in problems[:5])
-        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
-        return SourceError(f"{self.path}: {shown}{more}{hint}")
+    def _invalid_rows_error(self, problems: list[tuple[int, Said]]) -> SourceError:
+        single = len(problems) == 1
+        rest = len(problems) - 5
+        return SourceError(Said(
+            f"{self.path}: " + "; ".join(f"row {r}: {why.both()[0]}" for r, why in problems[:5])
+            + (f"; and {rest} more" if rest > 0 else "")
+            + (" (the file may be truncated)" if single else ""),
+            f"{self.path}：" + "；".join(f"第 {r} 行：{why.zh}" for r, why in problems[:5])
+            + (f"；另有 {rest} 处" if rest > 0 else "") + ("（文件可能不完整）" if single else "")))
 
     def _structure_error(self, message: str) -> SourceError:
         problems = self._rescan()
         if problems:
             row, why = problems[0]
             return self._invalid_rows_error(problems)
-        return SourceError(f"{self.path}: cannot parse as CSV: {message}")
+        return SourceError(Said(f"{self.path}: cannot parse as CSV: {message}",
+                                f"{self.path}：无法按 CSV 解析：{message}"))
 
 
 # -- Excel ---------------------------------------------------------------------------------
@@ -322,16 +341,19 @@ class XlsxSource(Source):
         try:
             book = CalamineWorkbook.from_path(str(path))
         except Exception as exc:  # calamine raises several unrelated types
-            raise SourceError(f"{path}: cannot open as an Excel workbook: {exc}") from None
+            raise SourceError(Said(f"{path}: cannot open as an Excel workbook: {exc}",
+                                   f"{path}：无法作为 Excel 工作簿打开：{exc}")) from None
         names = book.sheet_names
         if sheet is not None and sheet not in names:
-            raise SourceError(f"{path}: no sheet {sheet!r}; the workbook has {names}")
+            raise SourceError(Said(f"{path}: no sheet {sheet!r}; the workbook has {names}",
+                                   f"{path}：没有工作表 {sheet!r}；工作簿中有 {names}"))
         self._sheet = book.get_sheet_by_name(sheet or names[0])
         self._rows = self._sheet.iter_rows()
         try:
             raw_header = next(self._rows)
         except StopIteration:
-            raise SourceError(f"{path}: the sheet {self._sheet.name!r} is empty") from None
+            raise SourceError(Said(f"{path}: the sheet {self._sheet.name!r} is empty",
+                                   f"{path}：工作表 {self._sheet.name!r} 是空的")) from None
         while raw_header and cell_text(raw_header[-1]) in (None, ""):
             raw_header = raw_header[:-1]
         header = _check_header(path, [cell_text(c) or "" for c in raw_header])
@@ -349,8 +371,10 @@ class XlsxSource(Source):
                     cell_text(c) in (None, "") for c in cells[width:]):
                 continue  # blank spreadsheet row
             if any(cell_text(c) not in (None, "") for c in cells[width:]):
-                raise SourceError(f"{self.path}: row {row_number}: cells beyond the header's "
-                                  f"{width} columns are not empty")
+                raise SourceError(Said(
+                    f"{self.path}: row {row_number}: cells beyond the header's {width} "
+                    "columns are not empty",
+                    f"{self.path}：第 {row_number} 行：表头 {width} 列以外的单元格不是空的"))
             texts += [None] * (width - len(texts))
             for col, value in zip(columns, texts, strict=True):
                 col.append(value)
@@ -393,11 +417,13 @@ class ParquetSource(Source):
         self.path = path
         self._paths = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
         if not self._paths:
-            raise SourceError(f"{path}: the folder has no .parquet files")
+            raise SourceError(Said(f"{path}: the folder has no .parquet files",
+                                   f"{path}：文件夹中没有 .parquet 文件"))
         try:
             first = pq.ParquetFile(self._paths[0])
         except (pa.ArrowInvalid, OSError) as exc:
-            raise SourceError(f"{self._paths[0]}: cannot read as Parquet: {exc}") from None
+            raise SourceError(Said(f"{self._paths[0]}: cannot read as Parquet: {exc}",
+                                   f"{self._paths[0]}：无法按 Parquet 读取：{exc}")) from None
         header = _check_header(path, list(first.schema_arrow.names))
         self.info = SourceInfo(str(path), "parquet", None, None, header)
 
@@ -407,9 +433,12 @@ class ParquetSource(Source):
             try:
                 file = pq.ParquetFile(path)
             except (pa.ArrowInvalid, OSError) as exc:
-                raise SourceError(f"{path}: cannot read as Parquet: {exc}") from None
+                raise SourceError(Said(f"{path}: cannot read as Parquet: {exc}",
+                                       f"{path}：无法按 Parquet 读取：{exc}")) from None
             if list(file.schema_arrow.names) != self.info.header:
-                raise SourceError(f"{path}: its columns differ from {self._paths[0].name}'s")
+                raise SourceError(Said(
+                    f"{path}: its columns differ from {self._paths[0].name}'s",
+                    f"{path}：它的列与 {self._paths[0].name} 不同"))
             for batch in file.iter_batches(batch_size=BATCH_ROWS):
                 table = pa.table({name: _as_text(batch.column(i))
                                   for i, name in enumerate(self.info.header)})
@@ -428,7 +457,8 @@ class JsonLinesSource(Source):
         for _, obj in self._objects():
             header.update(dict.fromkeys(obj))
         if not header:
-            raise SourceError(f"{path}: the file has no JSON objects")
+            raise SourceError(Said(f"{path}: the file has no JSON objects",
+                                   f"{path}：文件中没有 JSON 对象"))
         self.info = SourceInfo(str(path), "jsonl", self.encoding, None,
                                _check_header(path, list(header)))
 
@@ -441,11 +471,17 @@ class JsonLinesSource(Source):
                     try:
                         obj = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise SourceError(f"{self.path}: line {number}: not valid JSON: "
-                                          f"{exc.msg} at column {exc.colno}") from None
+                        raise SourceError(Said(
+                            f"{self.path}: line {number}: not valid JSON: {exc.msg} at "
+                            f"column {exc.colno}",
+                            f"{self.path}：第 {number} 行：不是有效的 JSON：{exc.msg}（第 "
+                            f"{exc.colno} 列）")) from None
                     if not isinstance(obj, dict):
-                        raise SourceError(f"{self.path}: line {number}: expected a JSON "
-                                          f"object, found {type(obj).__name__}")
+                        raise SourceError(Said(
+                            f"{self.path}: line {number}: expected a JSON object, found "
+                            f"{type(obj).__name__}",
+                            f"{self.path}：第 {number} 行：应为 JSON 对象，实际是 "
+                            f"{type(obj).__name__}"))
                     yield number, obj
         except UnicodeDecodeError:
             raise encoding_error(self.path, self.encoding) from None
@@ -507,12 +543,13 @@ def open_file(path: str | os.PathLike[str], fmt: str | None = None,
     if p.is_dir():
         return ParquetSource(p)
     if not p.is_file():
-        raise SourceError(f"{p}: no such file")
+        raise SourceError(Said(f"{p}: no such file", f"{p}：文件不存在"))
     if p.stat().st_size == 0:
-        raise SourceError(f"{p}: the file is empty")
+        raise SourceError(Said(f"{p}: the file is empty", f"{p}：文件是空的"))
     fmt = fmt or detect_format(p)
     if fmt not in FORMATS:
-        raise SourceError(f"unknown format {fmt!r}; expected one of {FORMATS}")
+        raise SourceError(Said(f"unknown format {fmt!r}; expected one of {FORMATS}",
+                               f"未知格式 {fmt!r}：应为 {FORMATS} 之一"))
     if fmt == "csv":
         return CsvSource(p, encoding, delimiter)
     if fmt == "xlsx":
