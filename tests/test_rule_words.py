@@ -253,7 +253,7 @@ def test_files_and_stored_rules(ws: tierwise.Workspace):
     assert items["sleepers"].members_after == len(_members(ws, "lifecycle = 'dormant'"))
     (folder / "typo.yaml").write_text("key: typo\nrule: lifecycle = '沉水'\n",
                                       encoding="utf-8")
-    with pytest.raises(TierwiseError, match=r"typo\.yaml: lifecycle 没有取值 '沉水'"):
+    with pytest.raises(TierwiseError, match=r"typo\.yaml：lifecycle 没有取值 '沉水'"):
         plan.plan(ws, AS_OF)
     (folder / "typo.yaml").unlink()
     (folder / "sleepers.yaml").unlink()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Self
 
 #: None where nothing chose a language (an error then shows the message it was made with).
 _SPEAKING: ContextVar[str | None] = ContextVar("tierwise_speaking", default=None)
@@ -101,6 +102,16 @@ class TierwiseError(Exception):
             self.zh = zh
         if en is not None:
             self.en = en
+
+    @classmethod
+    def about(cls, where: str, cause: object) -> Self:
+        """``cause`` (an error, words) said of ``where`` (a path, a key, or Said words),
+        in both languages: "where: …"."""
+        en, zh = in_both(cause)
+        where_en, where_zh = in_both(where)
+        # shown where no language is chosen: as the cause would be
+        shown = f"{where_zh}：{zh}" if str(cause) == zh and zh != en else f"{where_en}: {en}"
+        return cls(shown, zh=f"{where_zh}：{zh}", en=f"{where_en}: {en}")
 
     def __str__(self) -> str:
         chosen = _SPEAKING.get()

@@ -39,6 +39,9 @@ def webhook_urls(model: Any) -> list[str]:
     return [a.url for a in actions if isinstance(a, Webhook)]
 
 
+_KIND_ZH = {"trigger": "触发器", "playbook": "行动手册", "lead_scoring": "线索评分"}
+
+
 def in_codes(model: Any, words: Vocabulary) -> Any:
     """``model`` with the tiers and stages it names as codes: a trigger on tier or
     lifecycle changes ``from`` / ``to`` and a playbook's ``applies_to.tier`` may use the
@@ -59,7 +62,7 @@ def in_codes(model: Any, words: Vocabulary) -> Any:
                 update={"tier": words.code("tier", model.applies_to.tier)})
             return model.model_copy(update={"applies_to": applies})
     except TierwiseError as exc:
-        raise TierwiseError(f"{model.key}: {exc}") from None
+        raise TierwiseError.about(model.key, exc) from None
     return model
 
 
@@ -77,7 +80,7 @@ def save(conn: Connection, kind: str, model: Any, note: str | None = None, *,
         try:
             targets.check_at_save(url, allowed)
         except targets.TargetRefused as exc:
-            raise TierwiseError(f"{kind} {model.key}: {exc}") from None
+            raise TierwiseError.about(f"{kind} {model.key}", exc) from None
     return versions.save(conn, kind, model.key, _stored(model), note)
 
 
@@ -97,7 +100,8 @@ def _validated(kind: str, spec: str) -> Any:
 def get(conn: Connection, kind: str, key: str) -> Any:
     latest = versions.latest(conn, kind, key)
     if latest is None:
-        raise NotFoundError(f"no {kind.replace('_', ' ')} {key!r}")
+        raise NotFoundError(f"no {kind.replace('_', ' ')} {key!r}",
+                            zh=f"没有{_KIND_ZH.get(kind, kind)} {key!r}")
     return MODELS[kind].model_validate(latest.spec)
 
 

@@ -36,7 +36,8 @@ def _mapping(ws: Workspace, text: str | None) -> Mapping:
     with ws.control.read() as conn:
         spec = mapping_store.spec(conn, text.strip())
     if spec is None:
-        raise MappingError(f"no saved mapping named {text.strip()!r}")
+        raise MappingError(f"no saved mapping named {text.strip()!r}",
+                           zh=f"没有名为 {text.strip()!r} 的已保存映射")
     return Mapping.from_yaml(spec, f"saved mapping {text.strip()!r}")
 
 

@@ -403,7 +403,7 @@ class _Compiler:
                 try:
                     return holidays.days_until(code, t.astimezone(zone).date())
                 except LookupError as exc:
-                    raise RuleError(str(exc)) from None
+                    raise RuleError(exc.args[0]) from None  # Said words
 
             return self.bind_clock(countdown)
         value, kind = self.operand(node.argument, scope, source)

@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import holidays
 
+from tierwise.errors import Said
+
 #: code -> (name in the zh_CN calendar, zh-CN label, en label)
 _HOLIDAYS = {
     "new_year": ("元旦", "元旦", "New Year's Day"),
@@ -64,6 +66,9 @@ def days_until(code: str, today: date) -> int:
         upcoming = [d for d in _days(year)[code] if d >= today]
         if upcoming:
             return (upcoming[0] - today).days
-    raise LookupError(f"the holiday calendar has no {LABELS[code]['en']} ({LABELS[code]['zh-CN']}) "
-                      f"from {today} within a year (China's calendar in the holidays package "
-                      "starts with each holiday's first statutory year)")
+    raise LookupError(Said(
+        f"the holiday calendar has no {LABELS[code]['en']} ({LABELS[code]['zh-CN']}) from "
+        f"{today} within a year (China's calendar in the holidays package starts with each "
+        "holiday's first statutory year)",
+        f"节假日日历中从 {today} 起一年内没有{LABELS[code]['zh-CN']}（holidays 包的中国日历从"
+        "每个节日成为法定假日的那一年开始）"))

@@ -69,7 +69,8 @@ def resolve_mapping(ws: Workspace, mapping: MappingLike) -> Mapping:
     with ws.control.read() as conn:
         text = mapping_store.spec(conn, str(mapping))
     if text is None:
-        raise MappingError(f"no mapping file or saved mapping named {str(mapping)!r}")
+        raise MappingError(f"no mapping file or saved mapping named {str(mapping)!r}",
+                           zh=f"没有名为 {str(mapping)!r} 的映射文件或已保存的映射")
     return Mapping.from_yaml(text, f"saved mapping {mapping!r}")
 
 

@@ -30,6 +30,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tierwise.definitions import invalid
 from tierwise.definitions.schemas import TableSchema, table_schema
 from tierwise.errors import MappingError
 from tierwise.ingest.parsers import DATE_ORDERS, ColumnFormat
@@ -73,22 +74,23 @@ class Mapping(BaseModel):
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise MappingError(f"{origin}: not valid YAML: {exc}") from None
+            raise MappingError(f"{origin}: not valid YAML: {exc}",
+                               zh=f"{origin}：不是有效的 YAML：{exc}") from None
         if not isinstance(data, dict):
-            raise MappingError(f"{origin}: expected a YAML mapping at the top level")
+            raise MappingError(f"{origin}: expected a YAML mapping at the top level",
+                               zh=f"{origin}：顶层应为 YAML 映射（键: 值）")
         for key in ("columns", "defaults"):
             value = data.get(key) or {}
             if not isinstance(value, dict):
                 raise MappingError(f"{origin}: {key} must map names to names, such as "
+                                   f"'{key}: {{订单号: order_id}}'",
+                                   zh=f"{origin}：{key} 应把名称对应到名称，例如 "
                                    f"'{key}: {{订单号: order_id}}'")
             data[key] = {str(k): str(v) for k, v in value.items()}
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            )
-            raise MappingError(f"{origin}: {problems}") from None
+            raise MappingError.about(origin, invalid.problems(exc)) from None
 
     @classmethod
     def load(cls, path: str | Path) -> Mapping:
@@ -96,7 +98,8 @@ class Mapping(BaseModel):
         try:
             return cls.from_yaml(p.read_text(encoding="utf-8"), str(p))
         except OSError as exc:
-            raise MappingError(f"cannot read mapping {p}: {exc.strerror}") from None
+            raise MappingError(f"cannot read mapping {p}: {exc.strerror}",
+                               zh=f"无法读取映射文件 {p}：{exc.strerror}") from None
 
     def to_yaml(self) -> str:
         data = self.model_dump(exclude_none=True, exclude_defaults=True)

@@ -78,7 +78,8 @@ def undo_cleaning(ws: Workspace, import_id: int) -> int:
     with ws.control.write() as conn:
         found = cleaning.entries(conn, import_id=import_id, pending_only=True)
         if not found:
-            raise TierwiseError(f"import {import_id} has no cleaning to undo")
+            raise TierwiseError(f"import {import_id} has no cleaning to undo",
+                                zh=f"导入 {import_id} 没有可撤销的清洗")
         for entry in found:
             if entry["before"] != entry["after"]:
                 restored += customer_store.restore_value(

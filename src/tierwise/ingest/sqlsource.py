@@ -27,14 +27,16 @@ def sql_source(url: str, query: str, chunk_rows: int = BATCH_ROWS) -> RecordsSou
         engine = create_engine(url)
         conn = engine.connect()
     except Exception as exc:  # drivers raise their own types
-        raise SourceError(f"cannot connect to {shown}: {exc}") from None
+        raise SourceError(f"cannot connect to {shown}: {exc}",
+                          zh=f"无法连接到 {shown}：{exc}") from None
     try:
         result = conn.execution_options(stream_results=True).execute(sa.text(query))
     except sa.exc.SQLAlchemyError as exc:
         conn.close()
         engine.dispose()
         reason = getattr(exc, "orig", None) or exc
-        raise SourceError(f"{shown}: the query failed: {reason}") from None
+        raise SourceError(f"{shown}: the query failed: {reason}",
+                          zh=f"{shown}：查询失败：{reason}") from None
     header = list(result.keys())
 
     def batches() -> Iterator[pa.Table]:

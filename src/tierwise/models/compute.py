@@ -97,12 +97,16 @@ def load_settings(ws: Workspace, for_compute: bool = True) -> Settings:
             saved = stored.latest(conn, "rfm_scheme", scheme_key)
             if saved is None:
                 raise TierwiseError(f"RFM scheme {scheme_key!r} is neither built in "
-                                    f"({', '.join(rfm.SCHEMES)}) nor saved")
+                                    f"({', '.join(rfm.SCHEMES)}) nor saved",
+                                    zh=f"RFM 方案 {scheme_key!r} 既不是内置方案"
+                                    f"（{', '.join(rfm.SCHEMES)}），也没有保存过")
             scheme = rfm.scheme_from_spec(saved.spec)
             versions["rfm_scheme"] = saved.version
     if for_compute and scheme.kind == "cells" and scheme.bins != loaded["rfm"].bins:
         raise TierwiseError(f"RFM scheme {scheme.key} is for {scheme.bins} score levels but "
-                            f"RFM is scored in {loaded['rfm'].bins}")
+                            f"RFM is scored in {loaded['rfm'].bins}",
+                            zh=f"RFM 方案 {scheme.key} 用于 {scheme.bins} 级评分，但 RFM 按 "
+                            f"{loaded['rfm'].bins} 级评分")
     return Settings(loaded["rfm"], scheme, loaded["tiers"], loaded["lifecycle"],
                     loaded["clv"], loaded["churn"], versions)
 
@@ -396,7 +400,9 @@ def load_snapshot(ws: Workspace, snapshot_id: int | None = None) -> Snapshot:
             else snapshot_store.latest(conn)
     if row is None:
         raise NotFoundError("no snapshot yet: run `tierwise compute` first"
-                            if snapshot_id is None else f"no snapshot {snapshot_id}")
+                            if snapshot_id is None else f"no snapshot {snapshot_id}",
+                            zh="还没有快照：请先运行 `tierwise compute`"
+                            if snapshot_id is None else f"没有快照 {snapshot_id}")
     path = ws.root / row["path"]
     return Snapshot(row["snapshot_id"], row["as_of"] or utcnow(), path, pq.read_table(path),
                     json.loads(row["settings"]), row["seconds"])

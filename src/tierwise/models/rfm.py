@@ -21,10 +21,18 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tierwise.compile.dialects import render
-from tierwise.errors import TierwiseError
+from tierwise.definitions import invalid
+from tierwise.errors import Said, TierwiseError
 
 
 class RFMSettings(BaseModel):
@@ -216,12 +224,15 @@ def validate_scheme(scheme: SegmentScheme) -> dict[str, list[object]]:
     for rule in scheme.rules:
         if rule.segment not in scheme.labels:
             raise TierwiseError(f"scheme {scheme.key}: rule names segment {rule.segment!r} "
-                                f"that has no labels")
+                                f"that has no labels",
+                                zh=f"方案 {scheme.key}：规则中的分群 {rule.segment!r} 没有标签")
         for letter in ("r", "f", "m"):
             levels = getattr(rule, letter)
             if levels and not all(1 <= v <= scheme.bins for v in levels):
                 raise TierwiseError(f"scheme {scheme.key}: {rule.segment}: {letter} scores "
-                                    f"must be within 1..{scheme.bins}, got {levels}")
+                                    f"must be within 1..{scheme.bins}, got {levels}",
+                                    zh=f"方案 {scheme.key}：{rule.segment}：{letter} 分值应在 "
+                                    f"1..{scheme.bins} 之内，实际为 {levels}")
     uses_m = any(rule.m is not None for rule in scheme.rules)
     scores = range(1, scheme.bins + 1)
     uncovered: list[object] = []
@@ -299,6 +310,10 @@ def assign(scheme: SegmentScheme, scores: pa.Table) -> pa.Array:
 def scheme_from_spec(spec: dict[str, object]) -> SegmentScheme:
     try:
         scheme = SegmentScheme.model_validate(spec)
-    except Exception as exc:  # pydantic's message names the field
-        raise TierwiseError(f"invalid RFM segment scheme: {exc}") from None
+    except ValidationError as exc:
+        raise TierwiseError.about(Said("invalid RFM segment scheme", "RFM 分群方案无效"),
+                                  invalid.problems(exc)) from None
+    except (TypeError, KeyError) as exc:  # a spec of the wrong shape altogether
+        raise TierwiseError.about(Said("invalid RFM segment scheme", "RFM 分群方案无效"),
+                                  exc) from None
     return scheme

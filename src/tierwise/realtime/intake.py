@@ -68,12 +68,16 @@ def _row_key(table: str, row: dict[str, Any]) -> str:
 def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
     """Validate ``rows`` like an import (all or nothing) and store them durably."""
     if table not in KEYS:
-        raise TierwiseError(f"intake takes {', '.join(KEYS)}, not {table!r}")
+        raise TierwiseError(f"intake takes {', '.join(KEYS)}, not {table!r}",
+                            zh=f"实时接收只接受 {', '.join(KEYS)}，不接受 {table!r}")
     key = KEYS[table]
     missing = [i for i, r in enumerate(rows) if key and not str(r.get(key) or "").strip()]
     if missing:
-        raise TierwiseError(f"{table}: row(s) {', '.join(str(i) for i in missing[:10])} have "
-                            f"no {key}; every posted row needs one (it makes a retry harmless)")
+        rows_at = ", ".join(str(i) for i in missing[:10])
+        raise TierwiseError(f"{table}: row(s) {rows_at} have no {key}; every posted row needs "
+                            "one (it makes a retry harmless)",
+                            zh=f"{table}：第 {rows_at} 行没有 {key}；每一行都需要它（重试时才不会"
+                            "重复）")
     check_rows(ws, table, _source(table, rows), _report_path(ws))
     now = utcnow()
     keyed = [_row_key(table, row) for row in rows]

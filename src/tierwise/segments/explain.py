@@ -86,7 +86,8 @@ def explain(ws: Workspace, rule: Condition, customer_id: str, as_of: datetime,
 
     with ws.control.read() as conn:
         if customer_store.get(conn, customer_id) is None:
-            raise NotFoundError(f"no customer with id {customer_id!r}")
+            raise NotFoundError(f"no customer with id {customer_id!r}",
+                                zh=f"没有编号为 {customer_id!r} 的客户")
     # One engine session for every step: the data is read and registered once.
     with Evaluation(ws, as_of) as evaluation:
         walk(rule, 0)

@@ -54,7 +54,9 @@ def resolver(definitions: dict[str, defs.SegmentDefinition]
     def resolve(key: str) -> Condition | None:
         if key not in definitions:
             raise TierwiseError(f"IN_SEGMENT({key!r}): no such segment; known: "
-                                f"{', '.join(sorted(definitions)) or 'none'}")
+                                f"{', '.join(sorted(definitions)) or 'none'}",
+                                zh=f"IN_SEGMENT({key!r})：没有这个分群；已有的分群："
+                                f"{', '.join(sorted(definitions)) or '无'}")
         return definitions[key].condition()
 
     return resolve
@@ -312,9 +314,10 @@ def edit_static(ws: Workspace, key: str, add: Iterable[str] = (),
     """Add or remove members of a static list (reason ``manual``); returns the counts."""
     applied = defs.applied(ws).get(key)
     if applied is None:
-        raise NotFoundError(f"no applied segment {key!r}")
+        raise NotFoundError(f"no applied segment {key!r}", zh=f"没有已生效的分群 {key!r}")
     if applied.definition.kind == "dynamic":
-        raise TierwiseError(f"{key} is dynamic: its members follow its rule")
+        raise TierwiseError(f"{key} is dynamic: its members follow its rule",
+                            zh=f"{key} 是动态分群：成员由规则决定，不能手动增删")
     at = at or utcnow()
     with ws.control.write() as conn:
         from tierwise.store.customers import known_ids
@@ -322,8 +325,8 @@ def edit_static(ws: Workspace, key: str, add: Iterable[str] = (),
         known = set(known_ids(conn).to_pylist())
         unknown = sorted(set(add) - known)
         if unknown:
-            raise TierwiseError(f"unknown customer id(s): {', '.join(unknown[:10])}"
-                                + (" …" if len(unknown) > 10 else ""))
+            listed = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+            raise TierwiseError(f"unknown customer id(s): {listed}", zh=f"未知的客户编号：{listed}")
         before = memberships.current(conn, key)
         entered, exited = set(add) - before, set(remove) & before
         apply_diff(conn, key, applied.version, at, entered, exited, "manual")
@@ -339,7 +342,7 @@ def retire(ws: Workspace, key: str, note: str | None = None) -> int:
     """
     applied = defs.applied(ws).get(key)
     if applied is None:
-        raise NotFoundError(f"no applied segment {key!r}")
+        raise NotFoundError(f"no applied segment {key!r}", zh=f"没有已生效的分群 {key!r}")
     paused = applied.definition.model_copy(update={"status": "paused"})
     version = defs.save(ws, paused, note or "retired")
     if (defs.folder(ws) / f"{key}.yaml").exists():

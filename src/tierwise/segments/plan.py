@@ -107,7 +107,7 @@ def files_in_codes(ws: Workspace, words: Vocabulary) -> dict[str, defs.SegmentDe
         try:
             found[key] = in_codes(definition, words)
         except TierwiseError as exc:
-            raise TierwiseError(f"{defs.folder(ws) / (key + '.yaml')}: {exc}") from None
+            raise TierwiseError.about(str(defs.folder(ws) / (key + ".yaml")), exc) from None
     return found
 
 

@@ -80,6 +80,7 @@ def template(key: str, lang: str) -> SegmentDefinition:
     """The template ``key`` with its description in ``lang``."""
     if key not in TEMPLATES:
         raise NotFoundError(f"no template {key!r}; the templates are "
-                            f"{', '.join(TEMPLATES)}")
+                            f"{', '.join(TEMPLATES)}",
+                            zh=f"没有模板 {key!r}；可用的模板：{', '.join(TEMPLATES)}")
     return TEMPLATES[key].model_copy(
         update={"description": DESCRIPTIONS[key].get(lang, TEMPLATES[key].description)})
