@@ -116,9 +116,13 @@ def test_every_v1_route_declares_a_permission(served: Served) -> None:
 
 def test_login_session_and_csrf(served: Served) -> None:
     client = served.client()
-    wrong = client.post("/v1/auth/login", json={"username": "analyst", "password": "nope"})
+    wrong = client.post("/v1/auth/login", json={"username": "analyst", "password": "nope"},
+                        headers={"Accept-Language": "en"})
     assert wrong.status_code == 401
     assert wrong.json()["detail"] == "wrong user name or password"
+    # without a language asked for, the workspace's (zh-CN)
+    wrong = client.post("/v1/auth/login", json={"username": "analyst", "password": "nope"})
+    assert wrong.json()["detail"] == "用户名或密码错误"
     ok = client.post("/v1/auth/login", json={"username": "analyst", "password": PASSWORD})
     assert ok.status_code == 200
     assert "httponly" in ok.headers["set-cookie"].lower()
@@ -165,7 +169,7 @@ def test_disabled_user_loses_sessions(served: Served) -> None:
         accounts.set_user(conn, "temp", disabled=True)
     assert client.get("/v1/auth/me").status_code == 401
     again = client.post("/v1/auth/login", json={"username": "temp", "password": PASSWORD})
-    assert again.status_code == 401 and "disabled" in again.json()["detail"]
+    assert again.status_code == 401 and "已停用" in again.json()["detail"]
 
 
 def test_key_expiry_revocation_and_scopes(served: Served) -> None:
@@ -184,16 +188,16 @@ def test_key_expiry_revocation_and_scopes(served: Served) -> None:
     def get(key: str, url: str = "/v1/segments") -> Any:
         return client.get(url, headers={"Authorization": f"Bearer {key}"})
 
-    assert get(expired).status_code == 401 and "expired" in get(expired).json()["detail"]
+    assert get(expired).status_code == 401 and "已过期" in get(expired).json()["detail"]
     assert get(scoped).status_code == 200
     assert get(scoped, "/v1/customers").status_code == 403
     assert get(revoked.secret).status_code == 200
     with ws.control.write() as conn:
         accounts.revoke_key(conn, revoked.key_id)
     assert get(revoked.secret).status_code == 401
-    assert "revoked" in get(revoked.secret).json()["detail"]
+    assert "已被吊销" in get(revoked.secret).json()["detail"]
     tampered = revoked.secret[:-2] + ("AA" if not revoked.secret.endswith("AA") else "BB")
-    assert get(tampered).json()["detail"] == "unknown API key"
+    assert get(tampered).json()["detail"] == "未知的 API 密钥"
     assert get("not-a-key").status_code == 401
     with ws.control.read() as conn:
         stored = json.dumps([dict(k) for k in accounts.list_keys(conn)], default=str)
@@ -459,7 +463,8 @@ def test_every_key_expires_unless_an_admin_says_otherwise(served: Served) -> Non
             ({"expires_at": (utcnow() - timedelta(days=1)).isoformat()}, "in the future"),
             ({"no_expiry": True, "expires_at": (utcnow() + timedelta(days=9)).isoformat()},
              "not both")):
-        refused = client.post("/v1/keys", json={"name": "x", "role": "viewer", **body})
+        refused = client.post("/v1/keys", json={"name": "x", "role": "viewer", **body},
+                              headers={"Accept-Language": "en"})
         assert refused.status_code == 422 and said in refused.json()["detail"], refused.text
     forever = client.post("/v1/keys", json={"name": "forever", "role": "viewer",
                                             "no_expiry": True})

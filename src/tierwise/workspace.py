@@ -64,7 +64,8 @@ class Workspace:
         path = Path(root).expanduser().resolve()
         existed = (path / "tierwise.toml").exists()
         if existed and not exist_ok:
-            raise WorkspaceError(f"{path} is already a tierwise workspace")
+            raise WorkspaceError(f"{path} is already a tierwise workspace",
+                                 zh=f"{path} 已经是 tierwise 工作区")
         path.mkdir(parents=True, exist_ok=True)
         config = config or WorkspaceConfig(name=path.name)
         (path / "facts").mkdir(exist_ok=True)
@@ -221,7 +222,10 @@ def new_pii_key(root: str | os.PathLike[str] | None = None) -> Workspace:
     if os.environ.get(ENV_KEY) or key_file.exists():
         raise WorkspaceError(f"this workspace has a PII key already "
                              f"({'$' + ENV_KEY if os.environ.get(ENV_KEY) else key_file}); "
-                             "`tierwise pii rotate-key` replaces it safely")
+                             "`tierwise pii rotate-key` replaces it safely",
+                             zh=f"这个工作区已经有 PII 密钥（"
+                             f"{'$' + ENV_KEY if os.environ.get(ENV_KEY) else key_file}）；"
+                             "`tierwise pii rotate-key` 可以安全地替换它")
     if sealed_keys(config.control_store_url(path))[0]:
         raise missing_key_error(config.control_store_url(path), key_file)
     KeyRing.load(key_file, create=True)

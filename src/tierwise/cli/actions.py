@@ -189,7 +189,8 @@ def deliveries_replay(ids: Annotated[list[int] | None, typer.Argument(
     from tierwise.actions import dispatch
 
     if status not in ("dead", "held"):
-        raise TierwiseError(f"--status {status!r}: expected dead or held")
+        raise TierwiseError(f"--status {status!r}: expected dead or held",
+                            zh=f"--status {status!r}：应为 dead 或 held")
     ws = Workspace.open(workspace)
     queued = dispatch.replay(ws, ids or None, status)
     cli_audit.record(ws, "deliveries_replay", None, {"ids": ids or status, "queued": queued})
@@ -209,7 +210,9 @@ def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] 
 
     if status not in (*tasks.STATUSES, "active"):
         raise TierwiseError(f"--status {status!r}: expected one of "
-                            f"{', '.join((*tasks.STATUSES, 'active'))}")
+                            f"{', '.join((*tasks.STATUSES, 'active'))}",
+                            zh=f"--status {status!r}：应为 "
+                            f"{', '.join((*tasks.STATUSES, 'active'))} 之一")
     table = Table("task", "customer", "owner", "title", "priority", "due", "status")
     for t in tasks.listing(Workspace.open(workspace), owner=owner, status=status,
                            overdue=overdue):

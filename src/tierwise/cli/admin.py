@@ -39,7 +39,8 @@ def _password(given: str | None) -> str:
         return env
     first = getpass.getpass("password: ")
     if getpass.getpass("again: ") != first:
-        raise TierwiseError("the passwords differ")
+        raise TierwiseError("the passwords differ",
+                            zh="两次输入的密码不一致")
     return first
 
 
@@ -70,13 +71,16 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     from tierwise.server.app import create_app
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
-        raise TierwiseError("give both --ssl-certfile and --ssl-keyfile, or neither")
+        raise TierwiseError("give both --ssl-certfile and --ssl-keyfile, or neither",
+                            zh="--ssl-certfile 和 --ssl-keyfile 要么都给，要么都不给")
     if log_format not in ("text", "json"):
-        raise TierwiseError(f"--log-format {log_format!r}: expected text or json")
+        raise TierwiseError(f"--log-format {log_format!r}: expected text or json",
+                            zh=f"--log-format {log_format!r}：应为 text 或 json")
     os.environ["TIERWISE_LOG_FORMAT"] = log_format  # the worker's child process logs alike
     for path in (ssl_certfile, ssl_keyfile):
         if path is not None and not path.is_file():
-            raise TierwiseError(f"{path}: no such file")
+            raise TierwiseError(f"{path}: no such file",
+                                zh=f"{path}：文件不存在")
     ws = Workspace.open(workspace)
     with ws.control.read() as conn:
         if not accounts.list_users(conn):
@@ -203,7 +207,9 @@ def keys_create(name: str,
     require(ws, "users:admin", "create API keys")
     if days < 1:
         raise TierwiseError(f"--days {days}: a key lives at least 1 day (--no-expiry, for an "
-                            "admin, makes one that never expires)")
+                            "admin, makes one that never expires)",
+                            zh=f"--days {days}：密钥至少有效 1 天（管理员可用 --no-expiry "
+                            "创建永不过期的密钥）")
     expires = None if no_expiry else utcnow() + timedelta(days=days)
     try:
         with ws.control.write() as conn:
@@ -331,7 +337,8 @@ def privacy_retention(keep: Annotated[list[str], typer.Option(
     for item in keep:
         table, _, value = item.partition("=")
         if not value.isdigit():
-            raise TierwiseError(f"--keep {item!r}: expected TABLE=DAYS, e.g. events=365")
+            raise TierwiseError(f"--keep {item!r}: expected TABLE=DAYS, e.g. events=365",
+                                zh=f"--keep {item!r}：应为 表=天数，例如 events=365")
         days[table] = int(value)
     ws = Workspace.open(workspace)
     done = apply_retention(ws, days)

@@ -73,7 +73,8 @@ def require(ws: Workspace, permission: str, doing: str) -> None:
     if disabled or permission not in ROLES[user["role"]]:
         state = f"{user['role']}, disabled" if disabled else user["role"]
         raise ForbiddenError(f"{user['username']} ({state}) may not {doing} (needs "
-                             f"{permission})")
+                             f"{permission})",
+                             zh=f"{user['username']}（{state}）无权{doing}（需要 {permission}）")
 
 
 def record(ws: Workspace, action: str, target: str | None = None,

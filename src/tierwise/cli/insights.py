@@ -36,7 +36,8 @@ def clusters_cmd(
     from tierwise.insights.clustering import cluster_workspace, save_as_segments
 
     if method not in ("kmeans", "minibatch", "gmm"):
-        raise TierwiseError(f"unknown method {method!r}; expected kmeans, minibatch or gmm")
+        raise TierwiseError(f"unknown method {method!r}; expected kmeans, minibatch or gmm",
+                            zh=f"未知方法 {method!r}：应为 kmeans、minibatch 或 gmm")
     chosen = None if k == "auto" else int(k)
     ws = Workspace.open(workspace)
     with render.Spinner(out, "Clustering"):
@@ -262,7 +263,9 @@ def uplift_cmd(
                          membership.members_at(ws, holdout), start, days)
     else:
         raise TierwiseError("give --action trigger:KEY (or playbook:KEY), or --treated, "
-                            "--holdout and --since")
+                            "--holdout and --since",
+                            zh="请给出 --action trigger:KEY（或 playbook:KEY），"
+                            "或 --treated、--holdout 和 --since")
     grid = Table()
     for name in ("metric", "treated", "holdout", "difference", "95% CI", "relative"):
         grid.add_column(name)

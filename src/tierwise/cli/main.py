@@ -128,11 +128,13 @@ def import_(
                if v is not None}
     effective = Mapping.model_validate({**base.model_dump(), **updates}).with_pairs(map_ or [])
     if (file is None) == (from_sql is None):
-        raise TierwiseError("give either a FILE or --from-sql URL --query SQL")
+        raise TierwiseError("give either a FILE or --from-sql URL --query SQL",
+                            zh="请给出一个文件，或 --from-sql URL --query SQL")
     with render.RowProgress(out, f"Importing {table}", quiet=as_json) as progress:
         if from_sql is not None:
             if not query:
-                raise TierwiseError("--from-sql needs --query")
+                raise TierwiseError("--from-sql needs --query",
+                                    zh="--from-sql 需要同时给出 --query")
             result = imports.import_sql(ws, table, from_sql, query, mapping=effective,
                                    unknown_customers=unknown_customers, dry_run=dry_run,
                                    report_path=report, progress=progress.advance)
@@ -198,12 +200,14 @@ def demo(
             locale or "zh-CN")))  # type: ignore[arg-type]
     if dataset is not None:
         if dataset != "cdnow":
-            raise TierwiseError(f"unknown dataset {dataset!r}; expected 'cdnow'")
+            raise TierwiseError(f"unknown dataset {dataset!r}; expected 'cdnow'",
+                                zh=f"未知数据集 {dataset!r}：应为 'cdnow'")
         with render.RowProgress(out, "Importing CDNOW") as progress:
             results = load_cdnow(ws, progress=lambda _t, n: progress.advance(n))
     else:
         if customers < 1 or activity <= 0:
-            raise TierwiseError("--customers must be at least 1 and --activity above 0")
+            raise TierwiseError("--customers must be at least 1 and --activity above 0",
+                                zh="--customers 至少为 1，--activity 应大于 0")
         spec = DemoSpec(customers=customers, seed=seed, locale=locale or ws.config.locale,
                         end=date.fromisoformat(end) if end else None, activity=activity)
         with render.StepProgress(out, f"Generating {customers:,} customers") as steps:
@@ -257,7 +261,8 @@ def sql(
     settings. Personal data of customers is masked unless --pii is given.
     """
     if format_ not in ("table", "csv", "json"):
-        raise TierwiseError(f"--format {format_!r}: expected table, csv or json")
+        raise TierwiseError(f"--format {format_!r}: expected table, csv or json",
+                            zh=f"--format {format_!r}：应为 table、csv 或 json")
     ws = _open(workspace)
     if pii:
         cli_audit.require(ws, "pii:read", "read personal data with SQL")

@@ -31,7 +31,8 @@ def _passphrase(path: Path | None, *, needed: bool, twice: bool = False) -> str 
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            raise TierwiseError(f"{path}: {exc.strerror}") from None
+            raise TierwiseError(f"{path}: {exc.strerror}",
+                                zh=f"{path}：{exc.strerror}") from None
         return lines[0] if lines else ""
     if os.environ.get(ENV_PASSPHRASE):
         return os.environ[ENV_PASSPHRASE]
@@ -39,7 +40,8 @@ def _passphrase(path: Path | None, *, needed: bool, twice: bool = False) -> str 
         return None
     first = getpass.getpass("passphrase for the keys: ")
     if twice and getpass.getpass("again: ") != first:
-        raise TierwiseError("the passphrases differ")
+        raise TierwiseError("the passphrases differ",
+                            zh="两次输入的口令不一致")
     return first
 
 
@@ -86,6 +88,8 @@ def backup_cmd(dest: Annotated[str, typer.Argument(
         return
     if checked is not None:
         raise TierwiseError(f"unexpected argument {checked}; `tierwise backup DEST` or "
+                            "`tierwise backup verify DEST`",
+                            zh=f"多余的参数 {checked}；用法：`tierwise backup DEST` 或 "
                             "`tierwise backup verify DEST`")
     ws = Workspace.open(workspace)
     phrase = _passphrase(passphrase_file, needed=include_keys, twice=True)
@@ -176,7 +180,8 @@ def schedule_run(job: Annotated[str, typer.Argument(help="compute or review.")],
     ws = Workspace.open(workspace)
     done = Scheduler(ws).run(job, actor=cli_audit.actor())
     if done is None:
-        raise TierwiseError(f"{job} is running in another process; try again when it ends")
+        raise TierwiseError(f"{job} is running in another process; try again when it ends",
+                            zh=f"{job} 正在另一个进程中运行；请等它结束后再试")
     if done["status"] != "done":
         out.print(f"[red]{job} failed:[/] {done['error']}", highlight=False)
         raise typer.Exit(1)

@@ -227,7 +227,8 @@ def explain_cmd(key: str, customer_id: str, as_of: AsOfOpt = None,
     ws = Workspace.open(workspace)
     applied = defs.applied(ws).get(key)
     if applied is None or applied.definition.condition() is None:
-        raise NotFoundError(f"no applied dynamic segment {key!r}")
+        raise NotFoundError(f"no applied dynamic segment {key!r}",
+                            zh=f"没有已生效的动态分群 {key!r}")
     when = _as_of(ws, as_of) or utcnow()
     tree = applied.definition.condition()
     assert tree is not None
@@ -262,7 +263,8 @@ def new_cmd(key: str, template: Annotated[str | None, typer.Option()] = None,
         definition = defs.SegmentDefinition(key=key, rule=rule, kind=kind)  # type: ignore[arg-type]
     definition = defs.SegmentDefinition.model_validate(definition.model_dump())
     if (defs.folder(ws) / f"{key}.yaml").exists():
-        raise TierwiseError(f"segments/{key}.yaml exists already")
+        raise TierwiseError(f"segments/{key}.yaml exists already",
+                            zh=f"segments/{key}.yaml 已存在")
     out.print(f"wrote {defs.write_file(ws, definition)}")
 
 
@@ -316,7 +318,8 @@ def _ids(ids: list[str] | None, file: Path | None) -> list[str]:
             if value and value != "customer_id":
                 found.append(value)
     if not found:
-        raise TierwiseError("give customer ids as arguments or with --file")
+        raise TierwiseError("give customer ids as arguments or with --file",
+                            zh="请以参数或 --file 给出客户编号")
     return found
 
 

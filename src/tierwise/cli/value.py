@@ -44,7 +44,9 @@ def _as_of(ws: Workspace, text: str | None) -> datetime | None:
         value = datetime.fromisoformat(text)
     except ValueError:
         raise TierwiseError(f"--as-of {text!r}: expected a date or time such as 2026-09-30 "
-                            "or 2026-09-30T18:00") from None
+                            "or 2026-09-30T18:00",
+                            zh=f"--as-of {text!r}：应为日期或时间，例如 2026-09-30 或 "
+                            "2026-09-30T18:00") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ws.config.zone)
         if len(text) <= 10:  # a bare date means the end of that day
@@ -263,7 +265,8 @@ def tiers_migration(
     """How customers moved between two snapshots."""
     ws = Workspace.open(workspace)
     if field not in ("tier", "rfm_segment", "lifecycle"):
-        raise TierwiseError("--field must be tier, rfm_segment or lifecycle")
+        raise TierwiseError("--field must be tier, rfm_segment or lifecycle",
+                            zh="--field 应为 tier、rfm_segment 或 lifecycle")
     a, b = compute.load_snapshot(ws, from_), compute.load_snapshot(ws, to)
     joined = a.table.select(["customer_id", field]).join(
         b.table.select(["customer_id", field]), "customer_id", right_suffix="_to",
@@ -343,7 +346,8 @@ def clv_fit_cmd(
     """Fit a CLV model and print its parameters and log-likelihood."""
     ws = Workspace.open(workspace)
     if time_unit not in clv_fit.UNIT_DAYS:
-        raise TierwiseError("--time-unit must be day, week or month")
+        raise TierwiseError("--time-unit must be day, week or month",
+                            zh="--time-unit 应为 day、week 或 month")
     end = _as_of(ws, as_of) or datetime.now(ws.config.zone)
     result = clv_fit.fit(ws, model, end, time_unit,  # type: ignore[arg-type]
                          _as_of(ws, calibration_end),
@@ -364,7 +368,8 @@ def clv_fit_cmd(
 def _horizon_weeks(text: str) -> int:
     match = re.fullmatch(r"(\d+)\s*([dwmy])", text.strip().lower())
     if not match:
-        raise TierwiseError(f"--horizon {text!r}: expected e.g. 52w, 12m, 365d or 1y")
+        raise TierwiseError(f"--horizon {text!r}: expected e.g. 52w, 12m, 365d or 1y",
+                            zh=f"--horizon {text!r}：应为例如 52w、12m、365d 或 1y")
     n, unit = int(match.group(1)), match.group(2)
     weeks = {"d": n / 7, "w": n, "m": n * 52 / 12, "y": n * 52}[unit]
     return max(1, round(weeks))
@@ -412,7 +417,8 @@ def report_cmd(
     ws = Workspace.open(workspace)
     language = lang or ws.config.locale
     if language not in ("zh-CN", "en"):
-        raise TierwiseError(f"--lang {language!r}: expected zh-CN or en")
+        raise TierwiseError(f"--lang {language!r}: expected zh-CN or en",
+                            zh=f"--lang {language!r}：应为 zh-CN 或 en")
     found = review(ws, period, segment)
     table = Table(title=f"{found.period.name} vs {found.previous.name} ({found.grouping})")
     for name in ("group", "customers", "revenue", "Δ revenue", "conversion", "repurchase",

@@ -49,11 +49,15 @@ def add_user(conn: sa.Connection, username: str, password: str, role: str,
     if not username or len(username) > 64 or not username.replace("_", "").replace(
             ".", "").replace("-", "").isalnum():
         raise TierwiseError(f"user name {username!r}: letters, digits, '.', '_', '-' "
-                            "(at most 64)")
+                            "(at most 64)",
+                            zh=f"用户名 {username!r}：只能包含字母、数字、'.'、'_'、'-'"
+                            "（最多 64 个）")
     if len(password) < MIN_PASSWORD:
-        raise TierwiseError(f"a password has at least {MIN_PASSWORD} characters")
+        raise TierwiseError(f"a password has at least {MIN_PASSWORD} characters",
+                            zh=f"密码至少 {MIN_PASSWORD} 个字符")
     if conn.execute(sa.select(users.c.user_id).where(users.c.username == username)).first():
-        raise TierwiseError(f"user {username!r} exists already")
+        raise TierwiseError(f"user {username!r} exists already",
+                            zh=f"用户 {username!r} 已存在")
     result = conn.execute(users.insert().values(
         username=username, display_name=display_name, password_hash=_hasher.hash(password),
         role=role, owner_name=owner_name, created_at=utcnow()))
@@ -79,9 +83,11 @@ def set_user(conn: sa.Connection, username: str, *, disabled: bool | None = None
         values["owner_name"] = owner_name or None
     if conn.execute(sa.select(users.c.user_id).where(users.c.username == username)).first() \
             is None:
-        raise NotFoundError(f"no user {username!r}")
+        raise NotFoundError(f"no user {username!r}",
+                            zh=f"没有用户 {username!r}")
     if not values:
-        raise TierwiseError("nothing to change: give disabled, role or owner_name")
+        raise TierwiseError("nothing to change: give disabled, role or owner_name",
+                            zh="没有要修改的内容：请给出 disabled、role 或 owner_name")
     conn.execute(users.update().where(users.c.username == username).values(values))
     if disabled or role is not None:  # sessions end with the rights they were opened with
         ids = sa.select(users.c.user_id).where(users.c.username == username)
@@ -96,11 +102,14 @@ def authenticate(conn: sa.Connection, username: str, password: str) -> int:
     try:
         _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
-        raise AuthError("wrong user name or password") from None
+        raise AuthError("wrong user name or password",
+                        zh="用户名或密码错误") from None
     if row is None:
-        raise AuthError("wrong user name or password")
+        raise AuthError("wrong user name or password",
+                        zh="用户名或密码错误")
     if row.disabled_at is not None:
-        raise AuthError("this user is disabled")
+        raise AuthError("this user is disabled",
+                        zh="该用户已停用")
     conn.execute(users.update().where(users.c.user_id == row.user_id)
                  .values(last_login_at=utcnow()))
     return int(row.user_id)
@@ -156,19 +165,25 @@ def key_expiry(expires_at: datetime | None, max_days: int, no_expiry: bool = Fal
     now = utcnow()
     if no_expiry:
         if expires_at is not None:
-            raise TierwiseError("give an expiry or ask for no expiry, not both")
+            raise TierwiseError("give an expiry or ask for no expiry, not both",
+                                zh="到期时间与永不过期只能选一个")
         if creator_role != "admin":
-            raise TierwiseError("only an admin may create a key that never expires")
+            raise TierwiseError("only an admin may create a key that never expires",
+                                zh="只有管理员可以创建永不过期的密钥")
         return None
     if expires_at is None:
         expires_at = now + timedelta(days=min(DEFAULT_KEY_DAYS, max_days))
     if expires_at.tzinfo is None:
-        raise TierwiseError("a key's expiry needs a time zone (such as +08:00 or Z)")
+        raise TierwiseError("a key's expiry needs a time zone (such as +08:00 or Z)",
+                            zh="密钥的到期时间需要带时区（例如 +08:00 或 Z）")
     if expires_at <= now:
-        raise TierwiseError(f"a key's expiry must be in the future, not {expires_at:%Y-%m-%d}")
+        raise TierwiseError(f"a key's expiry must be in the future, not {expires_at:%Y-%m-%d}",
+                            zh=f"密钥的到期时间必须在将来，而不是 {expires_at:%Y-%m-%d}")
     if expires_at > now + timedelta(days=max_days, minutes=5):
         raise TierwiseError(f"a key lives at most {max_days} days (api_key_max_days in "
-                            f"tierwise.toml); {expires_at:%Y-%m-%d} is later")
+                            f"tierwise.toml); {expires_at:%Y-%m-%d} is later",
+                            zh=f"密钥最长有效 {max_days} 天（tierwise.toml 中的 "
+                            f"api_key_max_days）；{expires_at:%Y-%m-%d} 超出了")
     return expires_at
 
 
@@ -180,7 +195,8 @@ def create_key(conn: sa.Connection, name: str, role: str, created_by: str, *,
     """A new key; its expiry as ``key_expiry`` decides (stored in ``api_keys``)."""
     granted = check_scopes(role, scopes)
     if not rate_per_second > 0 or rate_per_second == float("inf"):
-        raise TierwiseError("a key's rate limit is a positive number of requests per second")
+        raise TierwiseError("a key's rate limit is a positive number of requests per second",
+                            zh="密钥的速率限制应为每秒请求数（正数）")
     expires_at = key_expiry(expires_at, max_days, no_expiry, creator_role)
     key_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
@@ -196,15 +212,19 @@ def key_principal(conn: sa.Connection, presented: str) -> tuple[Principal, float
     prefix, _, rest = presented.partition("_")
     key_id, _, secret = rest.partition("_")
     if prefix != "tw" or not key_id or not secret:
-        raise AuthError("malformed API key (expected tw_<id>_<secret>)")
+        raise AuthError("malformed API key (expected tw_<id>_<secret>)",
+                        zh="API 密钥格式错误（应为 tw_<id>_<secret>）")
     row = conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).first()
     expected = row.secret_hash if row is not None else _sha256("tierwise-no-such-key")
     if not hmac.compare_digest(expected, _sha256(secret)) or row is None:
-        raise AuthError("unknown API key")
+        raise AuthError("unknown API key",
+                        zh="未知的 API 密钥")
     if row.revoked_at is not None:
-        raise AuthError(f"API key {key_id} was revoked")
+        raise AuthError(f"API key {key_id} was revoked",
+                        zh=f"API 密钥 {key_id} 已被吊销")
     if row.expires_at is not None and (as_utc(row.expires_at) or utcnow()) <= utcnow():
-        raise AuthError(f"API key {key_id} expired")
+        raise AuthError(f"API key {key_id} expired",
+                        zh=f"API 密钥 {key_id} 已过期")
     permissions = frozenset(json.loads(row.scopes)) & ROLES[row.role]
     return (Principal("key", key_id, row.role, permissions, row.owner_name),
             float(row.rate_per_second))
@@ -220,7 +240,8 @@ def revoke_key(conn: sa.Connection, key_id: str) -> None:
                                                 api_keys.c.revoked_at.is_(None))
                         .values(revoked_at=utcnow()))
     if done.rowcount == 0:
-        raise NotFoundError(f"no active API key {key_id!r}")
+        raise NotFoundError(f"no active API key {key_id!r}",
+                            zh=f"没有有效的 API 密钥 {key_id!r}")
 
 
 def list_keys(conn: sa.Connection) -> list[dict[str, Any]]:

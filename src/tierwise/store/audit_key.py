@@ -55,9 +55,11 @@ def _decode(text: str, where: str) -> bytes:
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (ValueError, TypeError):
-        raise AuditKeyError(f"{where}: the audit key is base64 of 32 random bytes") from None
+        raise AuditKeyError(f"{where}: the audit key is base64 of 32 random bytes",
+                            zh=f"{where}：审计密钥应为 32 个随机字节的 base64") from None
     if len(key) != 32:
-        raise AuditKeyError(f"{where}: the audit key is 32 bytes, got {len(key)}")
+        raise AuditKeyError(f"{where}: the audit key is 32 bytes, got {len(key)}",
+                            zh=f"{where}：审计密钥为 32 字节，实际为 {len(key)}")
     return key
 
 
@@ -69,7 +71,8 @@ def from_environment() -> AuditKey | None:
         return None
     start = os.environ.get(ENV_KEYED_FROM, "1")
     if not start.isdigit() or int(start) < 1:
-        raise AuditKeyError(f"${ENV_KEYED_FROM} = {start!r}: expected an entry number")
+        raise AuditKeyError(f"${ENV_KEYED_FROM} = {start!r}: expected an entry number",
+                            zh=f"${ENV_KEYED_FROM} = {start!r}：应为条目编号")
     return AuditKey(_decode(env, f"${ENV_KEY}"), int(start), f"${ENV_KEY}")
 
 
@@ -83,7 +86,8 @@ def load(path: Path, next_seq: int | None = None) -> AuditKey:
         return from_env
     if not path.exists():
         if next_seq is None:
-            raise AuditKeyError(f"no audit key: set ${ENV_KEY} or restore {path}")
+            raise AuditKeyError(f"no audit key: set ${ENV_KEY} or restore {path}",
+                                zh=f"没有审计密钥：请设置 ${ENV_KEY} 或恢复 {path}")
         _create(path, next_seq)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -92,7 +96,9 @@ def load(path: Path, next_seq: int | None = None) -> AuditKey:
         if isinstance(exc, AuditKeyError):
             raise
         raise AuditKeyError(f"{path}: expected JSON {{\"key\": …, \"keyed_from\": …}} "
-                            f"({exc})") from None
+                            f"({exc})",
+                            zh=f"{path}：应为 JSON {{\"key\": …, \"keyed_from\": …}}"
+                            f"（{exc}）") from None
 
 
 def _create(path: Path, keyed_from: int) -> None:

@@ -59,10 +59,13 @@ def _decode_key(text: str, where: str) -> bytes:
     try:
         key = base64.b64decode(text.strip(), validate=True)
     except (ValueError, TypeError):
-        raise PiiKeyError(f"{where}: a PII key is base64 of 32 random bytes") from None
+        raise PiiKeyError(f"{where}: a PII key is base64 of 32 random bytes",
+                          zh=f"{where}：PII 密钥应为 32 个随机字节的 base64") from None
     if len(key) != 32:
         raise PiiKeyError(f"{where}: a PII key is 32 bytes (base64 of 44 characters), "
-                        f"got {len(key)} bytes")
+                          f"got {len(key)} bytes",
+                          zh=f"{where}：PII 密钥为 32 字节（44 个字符的 base64），"
+                          f"实际为 {len(key)} 字节")
     return key
 
 
@@ -107,9 +110,12 @@ class KeyRing:
             if isinstance(exc, PiiKeyError):
                 raise
             raise PiiKeyError(f"{key_file}: expected JSON {{\"keys\": [current, older…]}} "
-                            f"({exc})") from None
+                              f"({exc})",
+                              zh=f"{key_file}：应为 JSON {{\"keys\": [当前密钥, 旧密钥…]}}"
+                              f"（{exc}）") from None
         if not keys:
-            raise PiiKeyError(f"{key_file}: the key list is empty")
+            raise PiiKeyError(f"{key_file}: the key list is empty",
+                              zh=f"{key_file}：密钥列表是空的")
         return cls(keys[0], tuple(keys[1:]), str(key_file))
 
     @classmethod
@@ -137,7 +143,9 @@ class KeyRing:
         aead = self._aead.get(key_id)
         if aead is None:
             raise PiiKeyError(f"a {column} value was encrypted with key {key_id}, which is not "
-                            f"in the key ring ({self.source}); add the old key to read it")
+                              f"in the key ring ({self.source}); add the old key to read it",
+                              zh=f"有一个 {column} 值是用密钥 {key_id} 加密的，但密钥环"
+                              f"（{self.source}）中没有它；请把旧密钥加回来才能读取")
         raw = base64.b64decode(body)
         return aead.decrypt(raw[:12], raw[12:], column.encode()).decode()
 
