@@ -126,7 +126,7 @@ def test_consent_and_unsubscribe(served: Served) -> None:
     bad = client.put("/v1/customers/C002/preferences", json={"channel": "pigeon"})
     assert bad.status_code == 422
     unknown = client.get("/v1/customers/C002/consent", params={"channel": "pigeon"})
-    assert unknown.status_code == 400 and "unknown channel" in unknown.json()["detail"]
+    assert unknown.status_code == 400 and "未知渠道 'pigeon'" in unknown.json()["detail"]
 
 
 def test_retention_runs_with_the_server(tmp_path: Path) -> None:

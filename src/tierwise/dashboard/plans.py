@@ -16,7 +16,8 @@ def inspect_file(path: Path, name: str, table: str) -> dict[str, Any]:
     from tierwise.ingest.readers import open_file
 
     if table not in TABLES:
-        raise TierwiseError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+        raise TierwiseError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}",
+                            zh=f"未知的表 {table!r}：应为 {', '.join(TABLES)} 之一")
     source = open_file(path)
     sample: list[list[Any]] = []
     for batch in source.batches():

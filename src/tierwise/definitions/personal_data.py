@@ -278,7 +278,9 @@ def require_unmasked(principal: Principal, rule: Condition, personal: PersonalDa
     if not allowed:
         raise ForbiddenError(
             f"role {principal.role} may not {doing} a rule that reads personal data "
-            f"({', '.join(fields)}): that needs pii:read")
+            f"({', '.join(fields)}): that needs pii:read",
+            zh=f"角色 {principal.role} 不能{doing}读取个人数据的规则（{', '.join(fields)}）：这需要"
+            " pii:read 权限")
 
 
 def mask_literals(rule: Condition, personal: PersonalData, source: str | None = None

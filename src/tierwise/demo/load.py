@@ -59,7 +59,9 @@ def cdnow_path() -> Path:
     raise TierwiseError(
         "the CDNOW data ships in the lifetimes wheel, which is not installed; run "
         "`pip install --no-deps lifetimes==0.11.3` (make setup does this)"
-    )
+    ,
+        zh="CDNOW 数据随 lifetimes 安装包提供，但它没有安装；请运行 "
+        "`pip install --no-deps lifetimes==0.11.3`（make setup 会执行这一步）")
 
 
 def read_cdnow(path: Path | None = None) -> pa.Table:

@@ -118,7 +118,8 @@ def _load(conn: Connection, ids: Iterable[str]) -> list[dict[str, Any]]:
     for cid in ids:
         row = customer_store.get(conn, cid)
         if row is None:
-            raise NotFoundError(f"no customer with id {cid!r} (merged already?)")
+            raise NotFoundError(f"no customer with id {cid!r} (merged already?)",
+                                zh=f"没有编号为 {cid!r} 的客户（已经合并了？）")
         rows.append(row)
     return rows
 
@@ -128,7 +129,8 @@ def merge(ws: Workspace, survivor_id: str, merged_ids: list[str], *, actor: str,
     """Merge ``merged_ids`` into ``survivor_id`` in one control-store transaction."""
     merged_ids = [m for m in dict.fromkeys(merged_ids) if m != survivor_id]
     if not merged_ids:
-        raise TierwiseError("name at least one other customer to merge into the survivor")
+        raise TierwiseError("name at least one other customer to merge into the survivor",
+                            zh="请至少指定一个要并入存续客户的其他客户")
     rules = rules or Survivorship()
     now = utcnow()
     with ws.control.write() as conn:

@@ -57,7 +57,8 @@ def _survivor(ws: Workspace, ids: set[str]) -> str:
     with ws.control.read() as conn:
         rows = customer_store.page(conn, ids=sorted(ids), limit=len(ids))
     if not rows:
-        raise NotFoundError(f"none of {sorted(ids)} is a customer any more")
+        raise NotFoundError(f"none of {sorted(ids)} is a customer any more",
+                            zh=f"{sorted(ids)} 都已不再是客户")
     return str(min(rows, key=lambda r: (r["created_at"], r["customer_id"]))["customer_id"])
 
 
@@ -66,7 +67,8 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
     """Merge pairs ≥ ``upper``; queue pairs in [``lower``, ``upper``) for review."""
     if not 0 < lower <= upper <= 1:
         raise TierwiseError(f"thresholds must satisfy 0 < lower ≤ upper ≤ 1, got {lower} and "
-                            f"{upper}")
+                            f"{upper}",
+                            zh=f"阈值应满足 0 < lower ≤ upper ≤ 1，实际为 {lower} 和 {upper}")
     result = QueueResult()
     rows = [(min(a, b), max(a, b), float(p)) for a, b, p in zip(
         pairs["unique_id_l"].to_pylist(), pairs["unique_id_r"].to_pylist(),
@@ -106,9 +108,11 @@ def _pair(ws: Workspace, pair_id: int) -> dict[str, Any]:
     with ws.control.read() as conn:
         row = merge_store.pair(conn, pair_id)
     if row is None:
-        raise NotFoundError(f"no duplicate pair {pair_id}")
+        raise NotFoundError(f"no duplicate pair {pair_id}",
+                            zh=f"没有重复客户对 {pair_id}")
     if row["status"] != "pending":
-        raise TierwiseError(f"pair {pair_id} is {row['status']} already")
+        raise TierwiseError(f"pair {pair_id} is {row['status']} already",
+                            zh=f"客户对 {pair_id} 已经是 {row['status']} 状态")
     return row
 
 
@@ -118,7 +122,8 @@ def accept(ws: Workspace, pair_id: int, *, actor: str, survivor: str | None = No
     row = _pair(ws, pair_id)
     ids = {row["left_id"], row["right_id"]}
     if survivor is not None and survivor not in ids:
-        raise TierwiseError(f"the survivor must be {row['left_id']} or {row['right_id']}")
+        raise TierwiseError(f"the survivor must be {row['left_id']} or {row['right_id']}",
+                            zh=f"存续客户必须是 {row['left_id']} 或 {row['right_id']}")
     keep = survivor or _survivor(ws, ids)
     result = merge(ws, keep, sorted(ids - {keep}), actor=actor, reason="review", rules=rules)
     with ws.control.write() as conn:

@@ -95,7 +95,8 @@ def dataset(ws: Workspace, cutoff: datetime, horizon_days: int) -> Dataset:
     with ws.engine.session(ws.facts.scans()) as s:
         table = s.query(_SQL.replace("{horizon}", str(int(horizon_days))), [cutoff])
     if table.num_rows == 0:
-        raise TierwiseError(f"no customer has a paid order before {cutoff:%Y-%m-%d}")
+        raise TierwiseError(f"no customer has a paid order before {cutoff:%Y-%m-%d}",
+                            zh=f"没有客户在 {cutoff:%Y-%m-%d} 之前有已付订单")
     x = np.column_stack([np.asarray(table[f].to_numpy(zero_copy_only=False), dtype=float)
                          for f in FEATURES])
     x[:, np.isnan(x).all(axis=0)] = 0.0  # a source with no rows (CDNOW has only orders)
@@ -154,7 +155,9 @@ def evaluate(ws: Workspace, horizon_days: int = 90, end: datetime | None = None,
     test = dataset(ws, test_cutoff, test_horizon)
     if len(set(train.churned)) < 2 or len(set(test.churned)) < 2:
         raise TierwiseError("every customer churned or none did in a split: the history is "
-                            "too short for this horizon")
+                            "too short for this horizon",
+                            zh="某个时间切分中要么所有客户都流失了，要么都没有：对这个时间跨度来说"
+                            "历史太短")
     model = _classifier(seed).fit(train.x, train.churned)
     risk = model.predict_proba(test.x)[:, 1]
     # The baselines see the whole history up to the test cutoff, as they would in use.
@@ -178,7 +181,8 @@ def _last_fact(ws: Workspace) -> datetime:
     with ws.engine.session(ws.facts.scans()) as s:
         value = s.query("SELECT max(ordered_at) AS t FROM orders").column(0)[0].as_py()
     if value is None:
-        raise TierwiseError("no orders to learn churn from")
+        raise TierwiseError("no orders to learn churn from",
+                            zh="没有订单可用于学习流失")
     return value  # type: ignore[no-any-return]
 
 

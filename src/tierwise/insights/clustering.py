@@ -75,7 +75,8 @@ def choose_k(x: np.ndarray, ks: range, algorithm: Algorithm, seed: int = 7,
     (order counts) the BIC keeps falling as mixtures fit the spikes, so the silhouette is
     the default criterion for every algorithm."""
     if criterion == "bic" and algorithm != "gmm":
-        raise TierwiseError("the BIC criterion needs the gmm method")
+        raise TierwiseError("the BIC criterion needs the gmm method",
+                            zh="BIC 准则需要 gmm 方法")
     rows = x[_sample(len(x), SAMPLE, seed)]
     curve = []
     for k in ks:
@@ -90,7 +91,8 @@ def choose_k(x: np.ndarray, ks: range, algorithm: Algorithm, seed: int = 7,
             point["bic"] = float(model.bic(rows))
         curve.append(point)
     if not curve:
-        raise TierwiseError("too few customers to cluster")
+        raise TierwiseError("too few customers to cluster",
+                            zh="客户太少，无法聚类")
     if criterion == "bic":
         best = min(curve, key=lambda c: c["bic"])
     else:
@@ -133,7 +135,8 @@ def fit(values: np.ndarray, features: list[Feature], k: int | None = None,
     if k is None:
         k, curve = choose_k(x, ks, algorithm, seed, criterion)
     if k < 2 or k > len(x):
-        raise TierwiseError(f"k must be between 2 and the number of customers ({len(x)})")
+        raise TierwiseError(f"k must be between 2 and the number of customers ({len(x)})",
+                            zh=f"k 应在 2 到客户数（{len(x)}）之间")
     model = _model(algorithm, k, len(x), seed)
     if algorithm == "gmm":
         model.fit(x[_sample(len(x), SAMPLE * 5, seed)])

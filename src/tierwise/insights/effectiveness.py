@@ -27,7 +27,8 @@ Z95 = 1.959963984540054
 def holdout(ids: list[str], share: float, experiment: str) -> tuple[list[str], list[str]]:
     """(treated, holdout): each id's group is fixed by a hash of the experiment and the id."""
     if not 0 < share < 1:
-        raise TierwiseError(f"the holdout share must be between 0 and 1, got {share}")
+        raise TierwiseError(f"the holdout share must be between 0 and 1, got {share}",
+                            zh=f"留出组比例应在 0 到 1 之间，实际为 {share}")
     treated: list[str] = []
     held: list[str] = []
     for cid in ids:
@@ -95,7 +96,8 @@ def uplift(ws: Workspace, treated: list[str], held: list[str], start: datetime,
            days: int = 30) -> list[Effect]:
     """Treated − holdout over ``days`` after ``start``, with 95% confidence intervals."""
     if len(treated) < 2 or len(held) < 2:
-        raise TierwiseError("both groups need at least two customers")
+        raise TierwiseError("both groups need at least two customers",
+                            zh="两组都至少需要两位客户")
     a = _window_outcomes(ws, treated, [start] * len(treated), days)
     b = _window_outcomes(ws, held, [start] * len(held), days)
     return _effects(a, b)
@@ -127,7 +129,9 @@ def action_uplift(ws: Workspace, source: str, days: int = 30) -> tuple[int, int,
     if len(treated) < 2 or len(held) < 2:
         raise TierwiseError(f"{source}: {len(treated)} treated and {len(held)} held-out "
                             "customers; both groups need at least two (set a holdout share on "
-                            "the trigger or playbook)")
+                            "the trigger or playbook)",
+                            zh=f"{source}：实验组 {len(treated)} 位、留出组 {len(held)} 位客户；两"
+                            "组都至少需要两位（请在触发器或行动手册上设置留出比例）")
     a = _window_outcomes(ws, [c for c, _ in treated], [t for _, t in treated], days)
     b = _window_outcomes(ws, [c for c, _ in held], [t for _, t in held], days)
     return len(treated), len(held), _effects(a, b)

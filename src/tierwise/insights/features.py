@@ -75,12 +75,15 @@ def customer_features(ws: Workspace, groups: list[str], buyers_only: bool = True
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown or not groups:
         raise TierwiseError(f"unknown feature group(s) {', '.join(unknown) or '(none)'}; "
-                            f"expected some of {', '.join(GROUPS)}")
+                            f"expected some of {', '.join(GROUPS)}",
+                            zh=f"未知的特征组 {', '.join(unknown) or '（无）'}："
+                            f"可用的有 {', '.join(GROUPS)}")
     table = _snapshot_columns(ws)
     if buyers_only:
         table = table.filter(pc.greater(pc.fill_null(table["orders_total"], 0), 0))
     if table.num_rows == 0:
-        raise TierwiseError("no customers with orders in the latest snapshot to cluster")
+        raise TierwiseError("no customers with orders in the latest snapshot to cluster",
+                            zh="最新快照中没有有订单的客户可供聚类")
     ids = table["customer_id"].to_pylist()
     features: list[Feature] = []
     columns: list[np.ndarray] = []

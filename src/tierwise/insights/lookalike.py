@@ -46,7 +46,8 @@ def _seed_ids(ws: Workspace, seed: str) -> set[str]:
         from tierwise.segments.membership import members_at
 
         return set(members_at(ws, value))
-    raise TierwiseError(f"seed {seed!r}: expected tier:<A|B|C|D> or segment:<key>")
+    raise TierwiseError(f"seed {seed!r}: expected tier:<A|B|C|D> or segment:<key>",
+                        zh=f"种子 {seed!r}：应为 tier:<A|B|C|D> 或 segment:<key>")
 
 
 def _features(ws: Workspace, as_of: datetime) -> tuple[list[str], np.ndarray, list[str],
@@ -107,9 +108,12 @@ def score(ws: Workspace, seed: str = "tier:A", as_of: datetime | None = None,
     train = bought
     if y[train].sum() < 10 or (~y[train]).sum() < 10:
         raise TierwiseError(f"seed {seed!r} has {int(y[train].sum())} buyers: need at least "
-                            "10 in and 10 outside the seed to learn from")
+                            "10 in and 10 outside the seed to learn from",
+                            zh=f"种子 {seed!r} 有 {int(y[train].sum())} 位购买者：种子内外都至少需"
+                            "要 10 位才能学习")
     if (~bought).sum() == 0:
-        raise TierwiseError("every customer has bought: there are no prospects to score")
+        raise TierwiseError("every customer has bought: there are no prospects to score",
+                            zh="所有客户都已购买过：没有可评分的潜在客户")
     categorical = [i < len(CATEGORICAL) for i in range(len(names))]
     model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.06,
                                            categorical_features=np.array(categorical),

@@ -33,7 +33,8 @@ def _orders(ws: Workspace, segment: str | None, columns: str,
 
         ids = members_at(ws, segment)
         if not ids:
-            raise TierwiseError(f"segment {segment!r} has no members (evaluate it first)")
+            raise TierwiseError(f"segment {segment!r} has no members (evaluate it first)",
+                                zh=f"分群 {segment!r} 没有成员（请先计算它）")
     if ids is not None:
         arrow["_members"] = pa.table({"customer_id": pa.array(ids, pa.string())})
         where += " AND customer_id IN (SELECT customer_id FROM _members)"
@@ -101,7 +102,8 @@ def association_rules(ws: Workspace, segment: str | None = None, item: str = "ca
                       ) -> list[dict[str, Any]]:
     """Rules A → B between single items, strongest lift first."""
     if item not in ("category", "product_id"):
-        raise TierwiseError("item is category or product_id")
+        raise TierwiseError("item is category or product_id",
+                            zh="item 应为 category 或 product_id")
     table = _orders(ws, segment, f"DISTINCT customer_id, {item} AS item")
     baskets: dict[str, set[str]] = {}
     for cid, value in zip(table["customer_id"].to_pylist(), table["item"].to_pylist(),

@@ -138,7 +138,8 @@ def _fit(neg_ll: Callable[[Array], Any], start: Array, names: list[str], model: 
             if np.isfinite(result.fun) and (not np.isfinite(best.fun) or result.fun < best.fun):
                 best, converged = result, bool(result.success)
     if not np.isfinite(best.fun) or best.fun >= 1e300:
-        raise TierwiseError(f"{model}: the likelihood could not be evaluated on this data")
+        raise TierwiseError(f"{model}: the likelihood could not be evaluated on this data",
+                            zh=f"{model}：无法在这份数据上计算似然")
     params = dict(zip(names, np.exp(best.x).tolist(), strict=True))
     return Fitted(model, params, float(-best.fun), customers, converged)
 
@@ -308,7 +309,8 @@ def fit_gamma_gamma(x: Array, m_x: Array, weights: Array | None = None) -> Fitte
     x, m_x = x[keep], m_x[keep]
     w = np.ones_like(x) if weights is None else np.asarray(weights, float)[keep]
     if len(x) < 3:
-        raise TierwiseError("gamma_gamma needs at least 3 customers with repeat purchases")
+        raise TierwiseError("gamma_gamma needs at least 3 customers with repeat purchases",
+                            zh="gamma_gamma 至少需要 3 位有复购的客户")
 
     log_m, log_x, mx = np.log(m_x), np.log(x), m_x * x
 
@@ -419,7 +421,8 @@ def fit_sbg(active: Array) -> Fitted:
     renewal. Each customer churns at each renewal with probability θ ~ Beta(α, β)."""
     active = np.asarray(active, float)
     if len(active) < 3 or np.any(np.diff(active) > 0):
-        raise TierwiseError("sbg needs at least 3 non-increasing survivor counts")
+        raise TierwiseError("sbg needs at least 3 non-increasing survivor counts",
+                            zh="sbg 至少需要 3 个不增的存续人数")
     periods = np.arange(1, len(active))
     lost = active[:-1] - active[1:]
 

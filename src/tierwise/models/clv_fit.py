@@ -43,14 +43,18 @@ def fit(ws: Workspace, model: str, as_of: datetime, unit: TimeUnit = "week",
     if model == "sbg":
         if not survivors:
             raise TierwiseError("sbg is a contractual model: give the cohort's survivor counts "
-                                "per period with --survivors 1000,631,468,...")
+                                "per period with --survivors 1000,631,468,...",
+                                zh="sbg 是合约模型：请用 --survivors 1000,631,468,... 给出每期的存"
+                                "续人数")
         fitted = clv.fit_sbg(np.asarray(survivors, float))
         return {**fitted.as_dict(), "time_unit": "period"}
     end = calibration_end or as_of
     table, x, t_x, T = _summary(ws, end, unit)
     if table.num_rows < 10:
         raise TierwiseError(f"only {table.num_rows} customers bought by {end:%Y-%m-%d}; "
-                            "a CLV model needs more")
+                            "a CLV model needs more",
+                            zh=f"截至 {end:%Y-%m-%d} 只有 {table.num_rows} 位客户有购买；CLV 模型需"
+                            "要更多")
     if model == "bgnbd":
         fitted = clv.fit_bgnbd(clv.Summary.compress(x, t_x, T))
     elif model == "pareto_nbd":
@@ -63,7 +67,8 @@ def fit(ws: Workspace, model: str, as_of: datetime, unit: TimeUnit = "week",
         rows, counts = np.unique(np.column_stack([dx, dt, dn]), axis=0, return_counts=True)
         fitted = clv.fit_bgbb(rows[:, 0], rows[:, 1], rows[:, 2], counts)
     else:
-        raise TierwiseError(f"unknown model {model!r}; expected one of {', '.join(clv.MODELS)}")
+        raise TierwiseError(f"unknown model {model!r}; expected one of {', '.join(clv.MODELS)}",
+                            zh=f"未知模型 {model!r}：应为 {', '.join(clv.MODELS)} 之一")
     out: dict[str, Any] = {**fitted.as_dict(), "time_unit": unit,
                            "calibration_end": end.isoformat()}
     if calibration_end is not None and model in ("bgnbd", "pareto_nbd", "bgbb"):
@@ -77,7 +82,8 @@ def _holdout(ws: Workspace, fitted: clv.Fitted, model: str, table: pa.Table, x: 
              unit: TimeUnit) -> dict[str, Any]:
     """Predicted vs actual purchase days after calibration, for customers known by then."""
     if end <= start:
-        raise TierwiseError("the calibration end must be before as_of")
+        raise TierwiseError("the calibration end must be before as_of",
+                            zh="校准截止时间必须早于 as_of")
     horizon = (end - start) / timedelta(days=UNIT_DAYS[unit])
     later = stats.clv_summary(ws, end)
     index = {c: i for i, c in enumerate(later["customer_id"].to_pylist())}

@@ -85,7 +85,8 @@ def backup(ws: Workspace, dest: str | os.PathLike[str], *, base: str | None = No
     """Write a backup of ``ws`` to the new folder ``dest``; returns its manifest."""
     target = Path(dest).expanduser().resolve()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise WorkspaceError(f"{target} exists and is not empty; back up into a new folder")
+        raise WorkspaceError(f"{target} exists and is not empty; back up into a new folder",
+                             zh=f"{target} 已存在且不是空的；请备份到一个新文件夹")
     if include_keys:
         check_passphrase(passphrase)
     base_files = _base_files(Path(base).expanduser().resolve()) if base else {}
@@ -94,7 +95,9 @@ def backup(ws: Workspace, dest: str | os.PathLike[str], *, base: str | None = No
         if not leases.take(conn, frozen_store.LEASE, holder, utcnow(), LEASE_SECONDS):
             raise WorkspaceError("another backup of this workspace is running; wait for it "
                                  f"(a backup that was killed frees it within "
-                                 f"{LEASE_SECONDS // 60} minutes)")
+                                 f"{LEASE_SECONDS // 60} minutes)",
+                                 zh="这个工作区的另一个备份正在进行；请等它结束（被终止的备份会在 "
+                                 f"{LEASE_SECONDS // 60} 分钟内释放）")
     done = threading.Event()
 
     def renew() -> None:  # a killed backup's lease runs out soon; a long one keeps it
@@ -117,7 +120,9 @@ def backup(ws: Workspace, dest: str | os.PathLike[str], *, base: str | None = No
                 if attempt == ATTEMPTS:
                     raise WorkspaceError(f"{gone} was deleted while it was being backed up "
                                          f"({ATTEMPTS} tries; an erasure or retention run "
-                                         "was rewriting files): run the backup again") from None
+                                         "was rewriting files): run the backup again",
+                                         zh=f"{gone} 在备份过程中被删除了（已尝试 {ATTEMPTS} 次；有"
+                                         "擦除或保留期任务在重写文件）：请重新运行备份") from None
         if include_keys:
             assert passphrase is not None
             (target / KEYS_FILE).write_bytes(seal_keys(ws, passphrase))
@@ -250,13 +255,18 @@ def read_manifest(src: Path) -> dict[str, Any]:
     path = src / MANIFEST
     if not path.is_file():
         raise WorkspaceError(f"{src} is not a tierwise backup (no {MANIFEST}; a backup that "
-                             "did not finish has none)")
+                             "did not finish has none)",
+                             zh=f"{src} 不是 tierwise 备份（没有 {MANIFEST}；"
+                             "没有完成的备份没有它）")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise WorkspaceError(f"{path}: not JSON ({exc})") from None
+        raise WorkspaceError(f"{path}: not JSON ({exc})",
+                             zh=f"{path}：不是 JSON（{exc}）") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise WorkspaceError(f"{path}: expected a manifest of format {FORMAT}, got "
+                             f"{manifest.get('format') if isinstance(manifest, dict) else '?'}",
+                             zh=f"{path}：应为格式 {FORMAT} 的清单，实际为 "
                              f"{manifest.get('format') if isinstance(manifest, dict) else '?'}")
     _check_shape(path, manifest)
     return manifest
@@ -271,7 +281,8 @@ _CONTROL_FILES = {"sqlite": frozen_store.SQLITE_FILE, "postgresql": frozen_store
 
 def _check_shape(path: Path, manifest: dict[str, Any]) -> None:
     def bad(what: str) -> NoReturn:
-        raise WorkspaceError(f"{path}: {what}; the manifest is damaged")
+        raise WorkspaceError(f"{path}: {what}; the manifest is damaged",
+                             zh=f"{path}：{what}；清单已损坏")
 
     for key, kind in _SHAPE.items():
         if not isinstance(manifest.get(key), kind):
@@ -296,7 +307,9 @@ def _check_shape(path: Path, manifest: dict[str, Any]) -> None:
 def check_passphrase(passphrase: str | None) -> None:
     if not passphrase or len(passphrase) < MIN_PASSPHRASE:
         raise WorkspaceError(f"--include-keys needs a passphrase of at least {MIN_PASSPHRASE} "
-                             f"characters (--passphrase-file FILE or ${ENV_PASSPHRASE})")
+                             f"characters (--passphrase-file FILE or ${ENV_PASSPHRASE})",
+                             zh=f"--include-keys 需要至少 {MIN_PASSPHRASE} 个字符的口令"
+                             f"（--passphrase-file FILE 或 ${ENV_PASSPHRASE}）")
 
 
 def _kdf(salt: bytes) -> Scrypt:
@@ -330,7 +343,8 @@ def open_keys(path: Path, passphrase: str) -> dict[str, Any]:
         plain = AESGCM(key).decrypt(base64.b64decode(data["nonce"]),
                                     base64.b64decode(data["sealed"]), FORMAT.encode())
     except InvalidTag:
-        raise WorkspaceError(f"{path}: wrong passphrase (or the file was changed)") from None
+        raise WorkspaceError(f"{path}: wrong passphrase (or the file was changed)",
+                             zh=f"{path}：口令错误（或文件被改动过）") from None
     found: dict[str, Any] = json.loads(plain)
     return found
 
@@ -456,15 +470,20 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
     target = Path(dest).expanduser().resolve()
     manifest = read_manifest(folder)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise WorkspaceError(f"{target} exists and is not empty; restore into a new folder")
+        raise WorkspaceError(f"{target} exists and is not empty; restore into a new folder",
+                             zh=f"{target} 已存在且不是空的；请恢复到一个新文件夹")
     dialect = manifest["control_store"]["dialect"]
     if dialect == "postgresql" and not control_store:
         raise WorkspaceError("this backup's control store is PostgreSQL: name an empty "
                              "database to restore it into with --control-store "
-                             "postgresql://user@host/db")
+                             "postgresql://user@host/db",
+                             zh="这个备份的控制库是 PostgreSQL：请用 --control-store postgresql://"
+                             "user@host/db 指定一个空数据库来恢复")
     if dialect == "sqlite" and control_store:
         raise WorkspaceError("this backup's control store is SQLite; it restores into the "
-                             "workspace folder (leave out --control-store)")
+                             "workspace folder (leave out --control-store)",
+                             zh="这个备份的控制库是 SQLite；它恢复到工作区文件夹中"
+                             "（不要给 --control-store）")
     try:
         config = read_config(folder / "files")
     except WorkspaceError:
@@ -483,7 +502,12 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
             f"{'; '.join(looked)}. Give the key files with --keys-from DIR (pii.json and "
             "audit.json, as kept outside the workspace), set $TIERWISE_PII_KEY and "
             "$TIERWISE_AUDIT_KEY, or, for a backup made with --include-keys, its passphrase "
-            f"(--passphrase-file FILE or ${ENV_PASSPHRASE}). Nothing was restored.")
+            f"(--passphrase-file FILE or ${ENV_PASSPHRASE}). Nothing was restored.",
+            zh=f"这个备份需要 {' 和 '.join(parts)}，但没有找到；查找过：{'；'.join(looked)}。"
+            "请用 --keys-from DIR 给出密钥文件（pii.json 和 audit.json，即保存在工作区之外的"
+            "那些），或设置 $TIERWISE_PII_KEY 和 $TIERWISE_AUDIT_KEY；对用 --include-keys 做的"
+            f"备份，也可以给出它的口令（--passphrase-file FILE 或 ${ENV_PASSPHRASE}）。"
+            "没有恢复任何内容。")
     problems = verify(folder)["problems"]
     if problems:
         _refuse_damaged(problems)
@@ -522,7 +546,8 @@ def restore(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
 
 def _refuse_damaged(problems: list[str]) -> NoReturn:
     raise WorkspaceError("the backup is damaged, nothing was restored: "
-                         + "; ".join(problems[:10]))
+                         + "; ".join(problems[:10]),
+                         zh="备份已损坏，没有恢复任何内容：" + "；".join(problems[:10]))
 
 
 def _ordered(encoded: list[str], needed: list[str]) -> list[str]:
@@ -556,7 +581,9 @@ def _check_and_hold(root: Path, manifest: dict[str, Any]) -> dict[str, Any]:
             differ.append(f"the audit chain does not verify: {chain.problem}")
         if differ:
             raise WorkspaceError("the restored workspace does not answer as the backup "
-                                 "recorded, nothing was restored: " + "; ".join(differ))
+                                 "recorded, nothing was restored: " + "; ".join(differ),
+                                 zh="恢复出的工作区与备份记录的结果不一致，没有恢复任何内容："
+                                 + "；".join(differ))
         with ws.control.write() as conn:
             held = frozen_store.hold_pending(conn)
             audit.append(conn, "system:restore", "restore", None,

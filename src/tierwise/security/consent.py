@@ -34,9 +34,12 @@ def decide(conn: Connection, customer_id: str, channel: str,
     transaction, so that a send and its check see the same preferences)."""
     if channel not in preferences.CHANNELS or channel == "all":
         raise TierwiseError(f"unknown channel {channel!r}; expected one of "
-                            f"{', '.join(c for c in preferences.CHANNELS if c != 'all')}")
+                            f"{', '.join(c for c in preferences.CHANNELS if c != 'all')}",
+                            zh=f"未知渠道 {channel!r}：应为 "
+                            f"{', '.join(c for c in preferences.CHANNELS if c != 'all')} 之一")
     if purpose not in PURPOSES:
-        raise TierwiseError(f"unknown purpose {purpose!r}; expected marketing or service")
+        raise TierwiseError(f"unknown purpose {purpose!r}; expected marketing or service",
+                            zh=f"未知用途 {purpose!r}：应为 marketing 或 service")
     found = preferences.of(conn, customer_id, channel)
     for row in found:
         if row["unsubscribed_at"] is not None:
@@ -56,7 +59,8 @@ def may_contact(ws: Workspace, customer_id: str, channel: str,
     """``decide`` for a customer who must exist (``NotFoundError`` otherwise)."""
     with ws.control.read() as conn:
         if customer_store.get(conn, customer_id) is None:
-            raise NotFoundError(f"no customer with id {customer_id!r}")
+            raise NotFoundError(f"no customer with id {customer_id!r}",
+                                zh=f"没有编号为 {customer_id!r} 的客户")
         return decide(conn, customer_id, channel, purpose)
 
 
@@ -65,8 +69,10 @@ def set_preference(ws: Workspace, customer_id: str, channel: str = "all", *,
     """Record consent or an unsubscribe for a channel (or "all")."""
     if channel not in preferences.CHANNELS:
         raise TierwiseError(f"unknown channel {channel!r}; expected one of "
-                            f"{', '.join(preferences.CHANNELS)}")
+                            f"{', '.join(preferences.CHANNELS)}",
+                            zh=f"未知渠道 {channel!r}：应为 {', '.join(preferences.CHANNELS)} 之一")
     with ws.control.write() as conn:
         if customer_store.get(conn, customer_id) is None:
-            raise NotFoundError(f"no customer with id {customer_id!r}")
+            raise NotFoundError(f"no customer with id {customer_id!r}",
+                                zh=f"没有编号为 {customer_id!r} 的客户")
         preferences.put(conn, customer_id, channel, consent=consent, unsubscribed=unsubscribed)

@@ -47,7 +47,8 @@ def export_customer(ws: Workspace, customer_id: str) -> dict[str, Any]:
         customer_id, ids = people.ids_of(conn, customer_id)
         customer = customer_store.get(conn, customer_id)
         if customer is None:
-            raise NotFoundError(f"no customer with id {customer_id!r}")
+            raise NotFoundError(f"no customer with id {customer_id!r}",
+                                zh=f"没有编号为 {customer_id!r} 的客户")
         held = people.held_about(conn, customer_id, ids)
         snaps = snapshot_store.listing(conn)
     facts: dict[str, list[dict[str, Any]]] = {}
@@ -96,7 +97,8 @@ def customer_ref(ws: Workspace, customer_id: str) -> str:
     key, which trying likely ids cannot reverse without the key."""
     key = ws.control.audit
     if key is None:
-        raise TierwiseError("no audit key: erasures are recorded under a keyed hash")
+        raise TierwiseError("no audit key: erasures are recorded under a keyed hash",
+                            zh="没有审计密钥：擦除操作要用带密钥的哈希记录")
     return key.pseudonym(customer_id)
 
 
@@ -108,7 +110,8 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
         earlier = [unseal(conn, undo)["records"]
                    for undo in people.merge_undo_records(conn, ids)]
     if customer is None:
-        raise NotFoundError(f"no customer with id {customer_id!r}")
+        raise NotFoundError(f"no customer with id {customer_id!r}",
+                            zh=f"没有编号为 {customer_id!r} 的客户")
     result = Erasure(customer_ref(ws, survivor))
     # Facts first: if anything fails midway the customer row still exists and the erasure
     # can be run again; the control store goes last, in one transaction.
@@ -216,9 +219,12 @@ def apply_retention(ws: Workspace, days: dict[str, int]) -> dict[str, int]:
         schema = by_name.get(table)
         if schema is None or schema.time_column is None:
             raise TierwiseError(f"retention: {table!r} is not a fact table with a time column; "
-                                f"expected one of {', '.join(by_name)}")
+                                f"expected one of {', '.join(by_name)}",
+                                zh=f"保留期：{table!r} 不是带时间列的事实表；"
+                                f"应为 {', '.join(by_name)} 之一")
         if keep_days < 1:
-            raise TierwiseError(f"retention for {table}: keep at least 1 day, got {keep_days}")
+            raise TierwiseError(f"retention for {table}: keep at least 1 day, got {keep_days}",
+                                zh=f"{table} 的保留期：至少保留 1 天，实际为 {keep_days}")
         cutoff = now - timedelta(days=keep_days)
         # Old facts may stay on disk for the grace period, unlike an erased customer's.
         done[table] = ws.facts.drop_rows(table, pc.field(schema.time_column) < cutoff,

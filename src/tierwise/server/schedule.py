@@ -112,7 +112,9 @@ def run_compute(ws: Workspace, due: datetime) -> dict[str, Any]:
     failed = {r.key: r.error for r in runs if r.error}
     if failed:
         raise TierwiseError(f"{len(failed)} segment(s) failed to evaluate: " + "; ".join(
-            f"{k}: {v}" for k, v in list(failed.items())[:5]))
+            f"{k}: {v}" for k, v in list(failed.items())[:5]),
+                            zh=f"{len(failed)} 个分群计算失败：" + "；".join(
+                                f"{k}：{v}" for k, v in list(failed.items())[:5]))
     return {"customers": snap.table.num_rows,
             "segments": len(runs),
             "entered": sum(r.entered or 0 for r in runs),
@@ -162,7 +164,9 @@ def run_review(ws: Workspace, due: datetime) -> dict[str, Any]:
             send_mail(ws.config, message)
         except Retry as exc:
             raise TierwiseError(f"the review is in {result['files'][0]} but was not "
-                                f"e-mailed: {exc}") from None
+                                f"e-mailed: {exc}",
+                                zh=f"复盘报告在 {result['files'][0]}，但没有发出邮件："
+                                f"{exc}") from None
         result["mailed_to"] = len(ws.config.review_subscribers)
     return result
 
@@ -219,7 +223,8 @@ class Scheduler:
         """Run job ``name`` for ``due`` (default: now, as an unscheduled run) under its lease;
         None when another process holds the lease or already ran it for ``due``."""
         if name not in self.runners:
-            raise TierwiseError(f"no job {name!r}; the jobs are {', '.join(JOBS)}")
+            raise TierwiseError(f"no job {name!r}; the jobs are {', '.join(JOBS)}",
+                                zh=f"没有任务 {name!r}；可用的任务：{', '.join(JOBS)}")
         scheduled = due is not None
         due = due or self.clock()
         lease = f"{KIND}{name}"

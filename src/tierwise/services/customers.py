@@ -48,7 +48,8 @@ def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = N
     with ws.control.read() as conn:
         customer = customer_store.get(conn, customer_id)
     if customer is None:
-        raise NotFoundError(f"no customer with id {customer_id!r}")
+        raise NotFoundError(f"no customer with id {customer_id!r}",
+                            zh=f"没有编号为 {customer_id!r} 的客户")
     as_of = as_of or datetime.now().astimezone()
     params = [customer_id, as_of]
     with ws.engine.session(ws.facts.scans()) as s:

@@ -74,7 +74,9 @@ def parse_period(text: str, zone: str = "UTC") -> Period:
     found = _PERIOD.match(text.strip())
     if not found:
         raise TierwiseError(f"period {text!r}: expected a year (2026), a half (2026H2), a "
-                            "quarter (2026Q3) or a month (2026-07)")
+                            "quarter (2026Q3) or a month (2026-07)",
+                            zh=f"期间 {text!r}：应为年份（2026）、半年（2026H2）、季度（2026Q3）或"
+                            "月份（2026-07）")
     year = int(found.group(1))
     quarter, half, month = found.group(2), found.group(3), found.group(4)
     tz = ZoneInfo(zone)
@@ -85,7 +87,8 @@ def parse_period(text: str, zone: str = "UTC") -> Period:
     elif month:
         first, months = int(month), 1
         if not 1 <= first <= 12:
-            raise TierwiseError(f"period {text!r}: month {first} does not exist")
+            raise TierwiseError(f"period {text!r}: month {first} does not exist",
+                                zh=f"期间 {text!r}：月份 {first} 不存在")
     else:
         first, months = 1, 12
     start = datetime(year, first, 1, tzinfo=tz)
@@ -231,7 +234,9 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
         grouping = "tier"
     else:
         raise TierwiseError("no snapshot yet: run `tierwise compute` first, or review a "
-                            "segment with --segment")
+                            "segment with --segment",
+                            zh="还没有快照：请先运行 `tierwise compute`，或用 --segment 复盘一个分"
+                            "群")
     result = Review(period, previous, grouping, _kpis(ws, groups, period, previous))
     if closing is not None and opening is not None:
         result.snapshots = (opening.snapshot_id, closing.snapshot_id)

@@ -93,7 +93,10 @@ def open_key(conn: sa.Connection, path: Path, create: bool = False) -> AuditKey:
         f"here: ${ENV_AUDIT_KEY} is not set and {path} does not exist. Put the key file "
         f"back from where you keep it (or restore a backup made with --include-keys), "
         f"or set ${ENV_AUDIT_KEY}. A new key would make the log fail verification, so "
-        "none was created.")
+        "none was created.",
+        zh=f"审计日志第 {first}–{last} 条用 {which} 串联，但它不在这里：没有设置 ${ENV_AUDIT_KEY}，"
+        f"{path} 也不存在。请从保存的地方放回密钥文件（或恢复一个用 --include-keys 做的备份），或设"
+        f"置 ${ENV_AUDIT_KEY}。新密钥会让日志无法通过校验，所以没有创建。")
 
 
 def _keyed_entries(conn: sa.Connection) -> tuple[int, int] | None:

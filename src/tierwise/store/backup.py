@@ -63,7 +63,10 @@ def _pg_tool(name: str) -> str:
     if not found or not Path(found).exists():
         raise WorkspaceError(f"{name} is needed for a PostgreSQL control store and was not "
                              f"found on $PATH{' or in $' + ENV_PG_BIN if folder else ''} "
-                             "(Debian: apt-get install postgresql-client)")
+                             "(Debian: apt-get install postgresql-client)",
+                             zh=f"PostgreSQL 控制库需要 {name}，但在 "
+                             f"$PATH{' 或 $' + ENV_PG_BIN if folder else ''} 中没有找到"
+                             "（Debian：apt-get install postgresql-client）")
     return found
 
 
@@ -81,6 +84,8 @@ def _run(args: list[str], env: dict[str, str], what: str) -> None:
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise WorkspaceError(f"{what} failed ({Path(args[0]).name} exit {done.returncode}): "
+                             f"{done.stderr.strip()[-2000:]}",
+                             zh=f"{what} 失败（{Path(args[0]).name} 退出码 {done.returncode}）："
                              f"{done.stderr.strip()[-2000:]}")
 
 
@@ -93,13 +98,15 @@ def frozen_copy(control: ControlStore, dest: Path) -> Iterator[Frozen]:
     elif control.dialect == "postgresql":
         yield from _frozen_postgres(control, dest)
     else:
-        raise WorkspaceError(f"cannot back up a {control.dialect} control store")
+        raise WorkspaceError(f"cannot back up a {control.dialect} control store",
+                             zh=f"无法备份 {control.dialect} 控制库")
 
 
 def _frozen_sqlite(control: ControlStore, dest: Path) -> Iterator[Frozen]:
     source = control.engine.url.database
     if not source or source == ":memory:":
-        raise WorkspaceError("an in-memory control store cannot be backed up")
+        raise WorkspaceError("an in-memory control store cannot be backed up",
+                             zh="内存中的控制库无法备份")
     target = dest / SQLITE_FILE
     with closing(sqlite3.connect(source, timeout=120)) as src, \
             closing(sqlite3.connect(target)) as dst:
@@ -134,7 +141,8 @@ def check_sqlite(path: Path) -> None:
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         result = conn.execute("PRAGMA quick_check").fetchone()[0]
     if result != "ok":
-        raise WorkspaceError(f"SQLite integrity check: {result}")
+        raise WorkspaceError(f"SQLite integrity check: {result}",
+                             zh=f"SQLite 完整性检查：{result}")
 
 
 def pg_dump_list(path: Path) -> None:
@@ -150,7 +158,9 @@ def restore_postgres(dump: Path, url: str) -> None:
         if found:
             raise WorkspaceError(f"the database {engine.url.render_as_string()} is not empty "
                                  f"({len(found)} tables, e.g. {sorted(found)[0]}); restore "
-                                 "into a new, empty database")
+                                 "into a new, empty database",
+                                 zh=f"数据库 {engine.url.render_as_string()} 不是空的（{len(found)}"
+                                 f" 张表，例如 {sorted(found)[0]}）；请恢复到一个新的空数据库")
         uri, env = libpq_target(engine.url)
         _run([_pg_tool("pg_restore"), "--no-owner", "--no-privileges", "--exit-on-error",
               "--single-transaction", f"--dbname={uri}", str(dump)], env, "pg_restore")

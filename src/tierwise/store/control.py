@@ -135,7 +135,8 @@ def create_engine(url: str) -> sa.Engine:
     try:
         return sa.create_engine(url, pool_pre_ping=True)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
-        raise WorkspaceError(f"cannot use control store URL {url!r}: {exc}") from None
+        raise WorkspaceError(f"cannot use control store URL {url!r}: {exc}",
+                             zh=f"无法使用控制库 URL {url!r}：{exc}") from None
 
 
 class ControlStore:

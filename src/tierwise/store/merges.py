@@ -150,16 +150,20 @@ def undo(conn: sa.Connection, merge_id: int, *, actor: str, now: datetime
     """
     row = conn.execute(sa.select(merges).where(merges.c.merge_id == merge_id)).first()
     if row is None:
-        raise NotFoundError(f"no merge {merge_id}")
+        raise NotFoundError(f"no merge {merge_id}",
+                            zh=f"没有合并记录 {merge_id}")
     if row.undone_at is not None:
-        raise TierwiseError(f"merge {merge_id} was undone already")
+        raise TierwiseError(f"merge {merge_id} was undone already",
+                            zh=f"合并 {merge_id} 已经撤销过了")
     merged_ids = json.loads(row.merged_ids)
     later = conn.execute(sa.select(merges.c.merge_id).where(
         merges.c.merge_id > merge_id, merges.c.undone_at.is_(None),
         merges.c.survivor_id.in_([row.survivor_id, *merged_ids]))).first()
     if later is not None:
         raise TierwiseError(f"merge {later[0]} came after merge {merge_id} and involves "
-                            f"the same customers: undo it first")
+                            f"the same customers: undo it first",
+                            zh=f"合并 {later[0]} 在合并 {merge_id} 之后，且涉及相同的客户：请先撤销"
+                            "它")
     saved = unseal(conn, row.undo)
     records = [customer_store.from_json(r) for r in saved["records"]]
     survivor = records[0]
