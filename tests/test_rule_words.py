@@ -389,6 +389,19 @@ def test_definition_and_body_errors_speak_the_callers_language(client: TestClien
     assert "valid string" in said.json()["detail"], said.text
 
 
+def test_validators_speak_both_languages(client: TestClient):
+    """A value a definition's own check refuses (a tier plan with the wrong number of cuts,
+    a trigger on entering no segment) is worded in the caller's language too."""
+    plan_body = {"method": "percentile", "tiers": ["A", "B", "C", "D"], "cuts": [0.2, 0.5]}
+    said = client.post("/v1/tiers/plan", json=plan_body, headers={"Accept-Language": "zh-CN"})
+    assert said.status_code == 422 and "4 个等级需要 3 个分界点" in said.text, said.text
+    said = client.post("/v1/tiers/plan", json=plan_body, headers={"Accept-Language": "en"})
+    assert said.status_code == 422 and "4 tiers need 3 cuts" in said.text, said.text
+    trigger = {"on": {"event": "enter"}, "action": {"type": "tag", "tag": "x"}}
+    said = client.put("/v1/triggers/nowhere", json=trigger, headers={"Accept-Language": "zh-CN"})
+    assert said.status_code == 400 and "on.event enter 需要 on.segment" in said.text, said.text
+
+
 def test_segment_files_with_mistakes_are_named_in_both_languages(tmp_path: Path):
     from tierwise.errors import speaking
 

@@ -122,6 +122,11 @@ class TierwiseError(Exception):
         return super().__str__()
 
 
+class Invalid(TierwiseError, ValueError):
+    """A value a definition's validator refuses: pydantic reports it as that field's error,
+    worded in both languages (``definitions.invalid``)."""
+
+
 class WorkspaceError(TierwiseError):
     """The workspace is missing, malformed or of an unsupported version."""
 

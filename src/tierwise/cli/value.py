@@ -14,12 +14,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import typer
 import yaml
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from tierwise.cli import audit as cli_audit
+from tierwise.definitions import invalid
 from tierwise.definitions.vocabulary import label_of
-from tierwise.errors import TierwiseError
+from tierwise.errors import Said, TierwiseError
 from tierwise.ingest.report import write_safe_csv
 from tierwise.models import clv_fit, compute, lifecycle, rfm, summaries, tiers
 from tierwise.services.tiers import tier_apply, tier_plan
@@ -198,8 +200,9 @@ def _tier_spec(ws: Workspace, file: Path | None, method: str | None, cuts: str |
                            (pair.split("=", 1) for pair in weights.split(","))}
     try:
         return tiers.TierSpec.model_validate(base)
-    except ValueError as exc:
-        raise TierwiseError(f"invalid tier definition: {exc}") from None
+    except ValidationError as exc:
+        raise TierwiseError.about(Said("invalid tier definition", "等级定义无效"),
+                                  invalid.problems(exc)) from None
 
 
 TierOptions = {

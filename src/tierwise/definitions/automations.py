@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tierwise.definitions import invalid
 from tierwise.definitions.segment_fields import RuleError, validate
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import TierwiseError, in_both
+from tierwise.errors import Invalid, TierwiseError, in_both
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -44,7 +44,8 @@ def duration(text: str) -> timedelta:
     """``30m``, ``12h``, ``7d`` or ``2w`` as a timedelta."""
     found = _DURATION.match(text.strip())
     if not found:
-        raise ValueError(f"{text!r} is not a duration such as 30m, 12h, 7d or 2w")
+        raise Invalid(f"{text!r} is not a duration such as 30m, 12h, 7d or 2w",
+                      zh=f"{text!r} 不是时长，应为例如 30m、12h、7d 或 2w")
     amount, unit = int(found.group(1)), found.group(2)
     return timedelta(minutes=amount) if unit == "m" else timedelta(
         hours=amount * {"h": 1, "d": 24, "w": 168}[unit])
@@ -52,8 +53,9 @@ def duration(text: str) -> timedelta:
 
 def _check_key(value: str) -> str:
     if not _KEY.match(value):
-        raise ValueError("a key is lower-case letters, digits and _, starting with a letter "
-                         "(at most 64)")
+        raise Invalid("a key is lower-case letters, digits and _, starting with a letter "
+                      "(at most 64)",
+                      zh="key 由小写字母、数字和 _ 组成，以字母开头（最多 64 个字符）")
     return value
 
 
@@ -81,7 +83,8 @@ class Webhook(_Strict):
         # characters or credentials, an allowed address) runs when a definition is saved
         # and at every delivery (``security.targets``).
         if not value.startswith(("http://", "https://")):
-            raise ValueError("a webhook url starts with http:// or https://")
+            raise Invalid("a webhook url starts with http:// or https://",
+                          zh="webhook 的 url 应以 http:// 或 https:// 开头")
         return value
 
 
@@ -102,7 +105,8 @@ class Email(_Strict):
     @classmethod
     def _some(cls, value: dict[str, Template]) -> dict[str, Template]:
         if not value:
-            raise ValueError("give a template for zh-CN or en (or both)")
+            raise Invalid("give a template for zh-CN or en (or both)",
+                          zh="请给出 zh-CN 或 en 的模板（或两者）")
         return value
 
 
@@ -137,9 +141,11 @@ class On(_Strict):
 
     def model_post_init(self, _context: Any) -> None:
         if self.event in ("enter", "exit") and not self.segment:
-            raise ValueError(f"on.event {self.event} needs on.segment")
+            raise Invalid(f"on.event {self.event} needs on.segment",
+                          zh=f"on.event {self.event} 需要 on.segment")
         if self.event not in ("enter", "exit") and self.segment:
-            raise ValueError(f"on.segment applies to enter and exit, not {self.event}")
+            raise Invalid(f"on.segment applies to enter and exit, not {self.event}",
+                          zh=f"on.segment 只用于 enter 和 exit，不用于 {self.event}")
 
 
 class Trigger(_Strict):
@@ -175,7 +181,8 @@ class AppliesTo(_Strict):
 
     def model_post_init(self, _context: Any) -> None:
         if (self.segment is None) == (self.tier is None):
-            raise ValueError("applies_to names a segment or a tier (one of them)")
+            raise Invalid("applies_to names a segment or a tier (one of them)",
+                          zh="applies_to 指定一个分群或一个等级（二选一）")
 
 
 class Playbook(_Strict):

@@ -84,5 +84,5 @@ def problems(exc: ValidationError, first: str = "") -> Said:
     for error in exc.errors():
         where = location(error["loc"]) or first
         en, zh = message(error).both()
-        found.append(Said(f"{where}: {en}", f"{where}：{zh}"))
+        found.append(Said(f"{where}: {en}", f"{where}：{zh}") if where else Said(en, zh))
     return joined(found)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tierwise.errors import Invalid
+
 #: Every permission, with what it allows.
 PERMISSIONS: dict[str, str] = {
     "customers:read": "list, search and view customers and their profiles (PII masked)",
@@ -37,7 +39,8 @@ ROLES: dict[str, frozenset[str]] = {
 
 def check_role(role: str) -> str:
     if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        raise Invalid(f"unknown role {role!r}; expected one of {', '.join(ROLES)}",
+                      zh=f"未知角色 {role!r}：应为 {', '.join(ROLES)} 之一")
     return role
 
 
@@ -48,11 +51,13 @@ def check_scopes(role: str, scopes: list[str] | None) -> list[str]:
         return sorted(allowed)
     unknown = sorted(set(scopes) - set(PERMISSIONS))
     if unknown:
-        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; expected some of "
-                         f"{', '.join(PERMISSIONS)}")
+        raise Invalid(f"unknown scope(s) {', '.join(unknown)}; expected some of "
+                      f"{', '.join(PERMISSIONS)}",
+                      zh=f"未知权限范围 {', '.join(unknown)}：可用的有 {', '.join(PERMISSIONS)}")
     beyond = sorted(set(scopes) - allowed)
     if beyond:
-        raise ValueError(f"role {role} does not have {', '.join(beyond)}")
+        raise Invalid(f"role {role} does not have {', '.join(beyond)}",
+                      zh=f"角色 {role} 没有 {', '.join(beyond)} 权限")
     return sorted(set(scopes))
 
 

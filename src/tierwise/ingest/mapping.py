@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tierwise.definitions import invalid
 from tierwise.definitions.schemas import TableSchema, table_schema
-from tierwise.errors import MappingError
+from tierwise.errors import Invalid, MappingError
 from tierwise.ingest.parsers import DATE_ORDERS, ColumnFormat
 
 UnknownCustomers = Literal["reject", "create"]
@@ -50,7 +50,8 @@ class FormatSpec(BaseModel):
     @classmethod
     def _order(cls, value: str | None) -> str | None:
         if value is not None and value.upper() not in DATE_ORDERS:
-            raise ValueError(f"date_order must be one of {DATE_ORDERS}")
+            raise Invalid(f"date_order must be one of {DATE_ORDERS}",
+                          zh=f"date_order 应为 {DATE_ORDERS} 之一")
         return value.upper() if value else value
 
 

@@ -32,7 +32,7 @@ from pydantic import (
 
 from tierwise.compile.dialects import render
 from tierwise.definitions import invalid
-from tierwise.errors import Said, TierwiseError
+from tierwise.errors import Invalid, Said, TierwiseError
 
 
 class RFMSettings(BaseModel):
@@ -57,9 +57,11 @@ class RFMSettings(BaseModel):
         for letter in ("r", "f", "m"):
             cuts = self.thresholds.get(letter)
             if cuts is None or len(cuts) != self.bins - 1:
-                raise ValueError(f"thresholds.{letter} needs {self.bins - 1} cut points")
+                raise Invalid(f"thresholds.{letter} needs {self.bins - 1} cut points",
+                              zh=f"thresholds.{letter} 需要 {self.bins - 1} 个分界点")
             if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
-                raise ValueError(f"thresholds.{letter} must be strictly ascending: {cuts}")
+                raise Invalid(f"thresholds.{letter} must be strictly ascending: {cuts}",
+                              zh=f"thresholds.{letter} 必须严格递增：{cuts}")
         return self
 
 

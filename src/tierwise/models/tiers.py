@@ -36,6 +36,7 @@ from tierwise.definitions.segment_fields import (
     validate,
 )
 from tierwise.definitions.segment_parser import parse
+from tierwise.errors import Invalid
 
 METRICS = ("monetary", "frequency", "recency", "profit", "clv", "referrals", "growth")
 
@@ -81,50 +82,66 @@ class TierSpec(BaseModel):
 
     def _check_rules(self) -> TierSpec:
         if not self.rules:
-            raise ValueError("method 'rules' needs rules: [{tier: VIP, when: "
-                             "'SUM(orders.amount, LAST 12m) >= 50000'}, …]")
+            raise Invalid("method 'rules' needs rules: [{tier: VIP, when: "
+                          "'SUM(orders.amount, LAST 12m) >= 50000'}, …]",
+                          zh="method 'rules' 需要 rules：[{tier: VIP, when: "
+                          "'SUM(orders.amount, LAST 12m) >= 50000'}, …]")
         for i, rule in enumerate(self.rules):
             if rule.tier not in self.tiers:
-                raise ValueError(f"rules[{i}]: tier {rule.tier!r} is not one of {self.tiers}")
+                raise Invalid(f"rules[{i}]: tier {rule.tier!r} is not one of {self.tiers}",
+                              zh=f"rules[{i}]：等级 {rule.tier!r} 不在 {self.tiers} 之中")
             try:
                 tree = parse(rule.when)
                 validate(tree)
             except Exception as exc:  # the rule's own message, with where it is
-                raise ValueError(f"rules[{i}] ({rule.tier}): {exc}") from None
+                raise Invalid.about(f"rules[{i}] ({rule.tier})", exc) from None
             computed = _computed_fields(tree)
             if computed:
-                raise ValueError(f"rules[{i}] ({rule.tier}): a tier rule cannot read "
-                                 f"{', '.join(sorted(set(computed)))}, which are computed "
-                                 "together with the tiers; use what they come from, such "
-                                 "as SUM(orders.amount, LAST 12m) or DAYS_SINCE_LAST(orders)")
+                raise Invalid(f"rules[{i}] ({rule.tier}): a tier rule cannot read "
+                              f"{', '.join(sorted(set(computed)))}, which are computed "
+                              "together with the tiers; use what they come from, such "
+                              "as SUM(orders.amount, LAST 12m) or DAYS_SINCE_LAST(orders)",
+                              zh=f"rules[{i}]（{rule.tier}）：等级规则不能读取 "
+                              f"{', '.join(sorted(set(computed)))}，它们与等级一起计算；请改用"
+                              "它们的来源，例如 SUM(orders.amount, LAST 12m) 或 "
+                              "DAYS_SINCE_LAST(orders)")
         return self
 
     @model_validator(mode="after")
     def _check(self) -> TierSpec:
         unknown = set(self.weights) - set(METRICS)
         if unknown:
-            raise ValueError(f"unknown metrics {sorted(unknown)}; expected some of {METRICS}")
+            raise Invalid(f"unknown metrics {sorted(unknown)}; expected some of {METRICS}",
+                          zh=f"未知指标 {sorted(unknown)}：可用的有 {METRICS}")
         if any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
-            raise ValueError("weights must be non-negative and not all zero")
+            raise Invalid("weights must be non-negative and not all zero",
+                          zh="权重不能为负，且不能全为零")
         if len(set(self.tiers)) != len(self.tiers):
-            raise ValueError(f"tier names must differ: {self.tiers}")
+            raise Invalid(f"tier names must differ: {self.tiers}",
+                          zh=f"等级名称不能重复：{self.tiers}")
         if self.method == "rules":
             return self._check_rules()
         if self.rules:
-            raise ValueError(f"rules are for method 'rules', not {self.method!r}")
+            raise Invalid(f"rules are for method 'rules', not {self.method!r}",
+                          zh=f"rules 只用于 method 'rules'，不用于 {self.method!r}")
         if len(self.cuts) != len(self.tiers) - 1:
-            raise ValueError(f"{len(self.tiers)} tiers need {len(self.tiers) - 1} cuts")
+            raise Invalid(f"{len(self.tiers)} tiers need {len(self.tiers) - 1} cuts",
+                          zh=f"{len(self.tiers)} 个等级需要 {len(self.tiers) - 1} 个分界点")
         if self.method == "threshold":
             if any(b >= a for a, b in zip(self.cuts, self.cuts[1:], strict=False)):
-                raise ValueError("threshold cuts are value-score floors, best tier first: "
-                                 "strictly descending")
+                raise Invalid("threshold cuts are value-score floors, best tier first: "
+                              "strictly descending",
+                              zh="threshold 分界点是各等级的价值分下限，从最高等级开始：必须严"
+                              "格递减")
         else:
             if self.method == "percentile" and not 0 < sum(self.cuts) < 1:
-                raise ValueError("percentile cuts are tier shares that must sum to below 1")
+                raise Invalid("percentile cuts are tier shares that must sum to below 1",
+                              zh="percentile 分界点是各等级的人数占比，总和必须小于 1")
             if self.method == "pareto" and (
                     any(b <= a for a, b in zip(self.cuts, self.cuts[1:], strict=False))
                     or not (self.cuts[0] > 0 and self.cuts[-1] < 1)):
-                raise ValueError("pareto cuts are cumulative revenue shares, ascending in (0, 1)")
+                raise Invalid("pareto cuts are cumulative revenue shares, ascending in (0, 1)",
+                              zh="pareto 分界点是累计收入占比，必须在 (0, 1) 内递增")
         return self
 
 

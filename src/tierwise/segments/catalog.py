@@ -31,7 +31,7 @@ from tierwise.definitions import invalid
 from tierwise.definitions.segment_ast import Condition, from_json, to_text
 from tierwise.definitions.segment_fields import RuleError, segment_references, validate
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import TierwiseError, in_both
+from tierwise.errors import Invalid, TierwiseError, in_both
 from tierwise.store import versions
 from tierwise.workspace import Workspace
 
@@ -55,8 +55,9 @@ class SegmentDefinition(BaseModel):
     @classmethod
     def _key(cls, value: str) -> str:
         if not _KEY.match(value):
-            raise ValueError("a key is lower-case letters, digits and _, starting with a "
-                             "letter (at most 64)")
+            raise Invalid("a key is lower-case letters, digits and _, starting with a "
+                          "letter (at most 64)",
+                          zh="key 由小写字母、数字和 _ 组成，以字母开头（最多 64 个字符）")
         return value
 
     def condition(self) -> Condition | None:

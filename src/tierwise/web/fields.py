@@ -15,20 +15,22 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator
 
 from tierwise.definitions.segment_ast import RuleLimitError, check_as_of
+from tierwise.errors import Invalid
 
 
 def _text(value: Any) -> Any:
     if isinstance(value, str | datetime):
         return value
-    raise ValueError("expected a date-time as ISO 8601 text, such as "
-                     "2026-06-30T18:00:00+08:00")
+    raise Invalid("expected a date-time as ISO 8601 text, such as "
+                  "2026-06-30T18:00:00+08:00",
+                  zh="应为 ISO 8601 格式的日期时间文本，例如 2026-06-30T18:00:00+08:00")
 
 
 def _in_range(value: datetime) -> datetime:
     try:
         check_as_of(value)
     except RuleLimitError as exc:
-        raise ValueError(str(exc)) from None
+        raise Invalid.about("as_of", exc) from None
     return value
 
 
