@@ -153,7 +153,7 @@ def test_tier_plan_counts_what_a_rule_would_do(demo: tierwise.Workspace) -> None
     total = VIEWS.get(demo).table.num_rows
     assert after["A"] == round(0.1 * total) and sum(after.values()) == total
     bad = client.post("/v1/tiers/plan", json={**current, "cuts": [0.5]})
-    assert bad.status_code == 422 and "cuts" in bad.json()["detail"]
+    assert bad.status_code == 422 and "分界点" in bad.json()["detail"]  # zh-CN workspace
     assert client.get("/v1/settings").json()["tiers"]["version"] == 0  # nothing saved
 
 
@@ -167,7 +167,7 @@ def test_upload_inspection_suggests_a_mapping(demo: tierwise.Workspace) -> None:
     assert found["sample"][0] == ["X1", "张三", "hello"] and len(found["sample"]) == 2
     wrong = client.post("/dashboard/imports/inspect", data={"table": "nope"},
                         files={"file": ("people.csv", data, "text/csv")})
-    assert wrong.status_code == 422 and "unknown table" in wrong.json()["detail"]
+    assert wrong.status_code == 422 and "未知的表 'nope'" in wrong.json()["detail"]
 
 
 def test_an_inspected_upload_is_sent_once(demo: tierwise.Workspace) -> None:

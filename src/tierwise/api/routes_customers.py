@@ -191,4 +191,4 @@ def consent_of(customer_id: str, request: Request,
                principal: Principal = require("customers:read")) -> dict[str, Any]:
     found = may_contact(workspace(request), customer_id, channel, purpose)
     return {"customer_id": customer_id, "channel": channel, "purpose": purpose,
-            "allowed": found.allowed, "reason": found.reason}
+            "allowed": found.allowed, "reason": str(found.reason)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.errors import NotFoundError, Said, TierwiseError
 from tierwise.store import customers as customer_store
 from tierwise.store import preferences
 from tierwise.store.control import Connection
@@ -25,6 +25,7 @@ PURPOSES: tuple[Purpose, ...] = ("marketing", "service")
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
+    #: Words in both languages (``errors.Said``); their own value is the English.
     reason: str
 
 
@@ -43,15 +44,19 @@ def decide(conn: Connection, customer_id: str, channel: str,
     found = preferences.of(conn, customer_id, channel)
     for row in found:
         if row["unsubscribed_at"] is not None:
-            return Decision(False, f"unsubscribed ({row['channel']}) at "
-                                   f"{row['unsubscribed_at']:%Y-%m-%d %H:%M} UTC")
+            at = f"{row['unsubscribed_at']:%Y-%m-%d %H:%M} UTC"
+            return Decision(False, Said(f"unsubscribed ({row['channel']}) at {at}",
+                                        f"已退订（{row['channel']}），时间 {at}"))
     for row in found:
         if row["consent"] is False:
-            return Decision(False, f"consent withdrawn ({row['channel']})")
+            return Decision(False, Said(f"consent withdrawn ({row['channel']})",
+                                        f"已撤回同意（{row['channel']}）"))
     if purpose == "marketing" and not any(row["consent"] is True for row in found):
-        return Decision(False, f"no consent to marketing on {channel}")
-    return Decision(True, "consent given" if any(row["consent"] is True for row in found)
-                    else "no objection (service messages)")
+        return Decision(False, Said(f"no consent to marketing on {channel}",
+                                    f"没有同意通过 {channel} 接收营销信息"))
+    if any(row["consent"] is True for row in found):
+        return Decision(True, Said("consent given", "已同意"))
+    return Decision(True, Said("no objection (service messages)", "无异议（服务类消息）"))
 
 
 def may_contact(ws: Workspace, customer_id: str, channel: str,

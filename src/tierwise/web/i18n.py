@@ -259,6 +259,45 @@ _WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+# codes the pages show in words (the codes stay in links, filters and the raw JSON)
+_WORDS.update({
+    "ds_pending": ("待发送", "Pending"), "ds_delivered": ("已送达", "Delivered"),
+    "ds_dead": ("发送失败", "Dead"), "ds_held_out": ("对照组留出", "Held out"),
+    "ds_suppressed": ("已拦截（无同意）", "Suppressed (no consent)"),
+    "ds_held": ("暂停中", "Held"),
+    "ev_segment.entered": ("进入分群", "Entered segment"),
+    "ev_segment.exited": ("离开分群", "Left segment"),
+    "ev_tier.changed": ("等级变化", "Tier changed"),
+    "ev_lifecycle.changed": ("生命周期变化", "Lifecycle changed"),
+    "ev_lead.qualified": ("线索合格", "Lead qualified"),
+    "ev_ticket.sla_breached": ("工单超出 SLA", "Ticket SLA breached"),
+    "ev_playbook.step": ("行动手册步骤", "Playbook step"),
+    "on_enter": ("进入分群", "Enters segment"), "on_exit": ("离开分群", "Leaves segment"),
+    "on_tier_change": ("等级变化", "Tier change"),
+    "on_lifecycle_change": ("生命周期变化", "Lifecycle change"),
+    "on_lead_qualified": ("线索合格", "Lead qualified"),
+    "on_sla_breach": ("超出 SLA", "SLA breach"),
+    "src_trigger": ("触发器", "Trigger"), "src_playbook": ("行动手册", "Playbook"),
+    "act_webhook": ("Webhook", "Webhook"), "act_email": ("邮件", "E-mail"),
+    "act_task": ("任务", "Task"), "act_tag": ("标签", "Tag"),
+    "pri_low": ("低", "Low"), "pri_normal": ("普通", "Normal"), "pri_high": ("高", "High"),
+    "pri_urgent": ("紧急", "Urgent"),
+    "ch_email": ("邮件", "E-mail"), "ch_sms": ("短信", "SMS"), "ch_phone": ("电话", "Phone"),
+    "ch_webhook": ("Webhook", "Webhook"), "ch_wechat": ("微信", "WeChat"),
+    "ch_all": ("全部渠道", "All channels"),
+    "kind_dynamic": ("动态", "Dynamic"), "kind_static": ("静态名单", "Static list"),
+    "kind_snapshot": ("快照", "Snapshot"),
+    "segstatus_active": ("启用", "Active"), "segstatus_paused": ("已暂停", "Paused"),
+})
+
+
+def code_label(prefix: str, code: object, lang: str) -> str:
+    """A code the pages show (a delivery status, an event, a segment kind…) in words;
+    the code itself where none is known."""
+    text = "" if code is None else str(code)
+    return table(lang).get(f"{prefix}_{text}", text)
+
+
 # the churn-risk bands are labelled where rules read their labels too
 _WORDS.update({f"risk_{code}": (CHURN_RISK.label(code, "zh-CN"), CHURN_RISK.label(code, "en"))
                for code in CHURN_RISK.codes})

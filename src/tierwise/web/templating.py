@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, Undefined, pass_context, selec
 from markupsafe import Markup
 
 from tierwise.definitions.json_values import jsonable
+from tierwise.web.i18n import code_label
 
 
 def number(value: Any, digits: int = 0) -> str:
@@ -48,10 +49,16 @@ def _chart_json(option: Any) -> Markup:
     return Markup(text.replace("</", "<\\/").replace("<!--", "<\\!--"))
 
 
+@pass_context
+def _label(context: Any, code: object, prefix: str) -> str:
+    """``{{ d.status|label('ds') }}``: a code in the page's language (``i18n.code_label``)."""
+    return code_label(prefix, code, context.get("lang") or "en")
+
+
 ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 ENV.filters.update(number=number, percent=_percent, when=_when, chart_json=_chart_json,
-                   urlquote=lambda v: quote(str(v), safe=""))
+                   urlquote=lambda v: quote(str(v), safe=""), label=_label)
 
 
 __all__ = ["ENV", "number"]
