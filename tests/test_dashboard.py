@@ -536,3 +536,52 @@ def test_customers_by_their_own_fields_alone_and_with_values(demo: tierwise.Work
     expected = sorted(c for c in people.loc[people["city"] == city, "customer_id"]
                       if c in in_tier)
     assert page_ids(city=city, tier=tier) == expected
+
+
+def test_the_delivery_log_pages_by_keyset_and_filters(tmp_path: Path) -> None:
+    """The Actions page lists the newest 50 deliveries, pages back with an "older" link
+    that neither repeats nor skips a row, and filters by status, source, channel,
+    customer, event and local days; a filter value it does not know is a 400."""
+    from tierwise.actions.outbox import enqueue
+    from tierwise.definitions.automations import Tag, Task
+
+    ws = tierwise.init(tmp_path / "ws")
+    with ws.control.write() as conn:
+        accounts.add_user(conn, "admin", PASSWORD, "admin")
+        for day in range(1, 6):  # 5 days × 2 sources × 13 customers = 130 deliveries
+            at = datetime(2026, 7, day, 10, tzinfo=UTC)
+            enqueue(conn, "trigger:welcome", "enter", Tag(type="tag", tag="new"),
+                    [{"customer_id": f"C{i:03d}", "segment": "new"} for i in range(13)], at)
+            enqueue(conn, "playbook:care", "playbook_step",
+                    Task(type="task", title="call"),
+                    [{"customer_id": f"C{i:03d}"} for i in range(13)], at)
+    client = _client(ws)
+
+    def ids(query: str) -> tuple[list[int], str | None]:
+        page = client.get(f"/actions{query}")
+        assert page.status_code == 200, page.text[:300]
+        older = re.search(r'href="\?([^"]*)before=(\d+)#deliveries" rel="next"', page.text)
+        return ([int(n) for n in re.findall(r"<tr><td>(\d+)</td>", page.text)],
+                older.group(2) if older else None)
+
+    seen: list[int] = []
+    page, older = ids("")
+    while True:
+        assert len(page) <= 50 and page == sorted(page, reverse=True)
+        seen += page
+        if older is None:
+            break
+        page, older = ids(f"?before={older}")
+    assert seen == list(range(130, 0, -1))  # every row once, newest first
+    tasks, _ = ids("?action=task")
+    assert len(tasks) == 50 and all(n % 26 > 13 or n % 26 == 0 for n in tasks)
+    mine, _ = ids("?customer=C004&source=trigger:welcome")
+    assert len(mine) == 5
+    day, _ = ids("?since=2026-07-02&until=2026-07-03&event=enter")
+    assert len(day) == 26  # two local days, the trigger's 13 a day
+    older_tasks, _ = ids("?action=task&before=100")
+    assert older_tasks and max(older_tasks) < 100
+    for wrong in ("?status=lost", "?action=fax", "?event=left", "?since=yesterday",
+                  "?before=x", "?channel=sms"):
+        assert client.get(f"/actions{wrong}").status_code == 400, wrong
+    ws.close()

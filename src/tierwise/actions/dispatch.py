@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tierwise.actions.channels import Channels, Refused, Retry
+from tierwise.actions.outbox import EVENT_NAMES
+from tierwise.errors import TierwiseError
 from tierwise.store import outbox as outbox_store
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
@@ -30,6 +32,8 @@ MAX_DELAY_SECONDS = 6 * 3600.0
 #: quick control-store writes).
 PARALLEL = 8
 STATUSES = ("pending", "delivered", "dead", "held_out", "suppressed", "held")
+#: The kinds of action a delivery carries out (its channel).
+ACTIONS = ("webhook", "email", "task", "tag")
 
 
 def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:
@@ -94,15 +98,35 @@ def replay(ws: Workspace, ids: Iterable[int] | None = None, status: str = "dead"
 
 
 def deliveries(ws: Workspace, *, status: str | None = None, source: str | None = None,
-               customer_id: str | None = None, after: int = 0, limit: int = 100,
-               newest: bool = False, replies: bool = False) -> list[dict[str, Any]]:
-    """Outbox rows, oldest first, filtered; ``after`` is the last outbox_id already seen.
+               customer_id: str | None = None, action: str | None = None,
+               event: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, after: int = 0, before: int | None = None,
+               limit: int = 100, newest: bool = False,
+               replies: bool = False) -> list[dict[str, Any]]:
+    """Outbox rows, oldest first, filtered (status, source ``trigger:<key>`` or
+    ``playbook:<key>``, customer, action kind, event, created in [since, until)); ``after``
+    is the last outbox_id already seen, ``before`` the first one of a newer page.
     ``newest``: the last ``limit`` rows instead (still oldest first). Receivers' replies
     (``last_reply``) only with ``replies``: for admins, since a reply can be anything an
     internal service answers."""
+    if status is not None and status not in STATUSES:
+        raise TierwiseError(f"unknown delivery status {status!r}; expected one of "
+                            f"{', '.join(STATUSES)}",
+                            zh=f"未知的投递状态 {status!r}：应为 {', '.join(STATUSES)} 之一")
+    if action is not None and action not in ACTIONS:
+        raise TierwiseError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}",
+                            zh=f"未知的动作 {action!r}：应为 {', '.join(ACTIONS)} 之一")
+    if event is not None and event not in EVENT_NAMES:
+        raise TierwiseError(f"unknown event {event!r}; expected one of "
+                            f"{', '.join(EVENT_NAMES)}",
+                            zh=f"未知的事件 {event!r}：应为 {', '.join(EVENT_NAMES)} 之一")
+    zone = ws.config.zone  # a time without a zone is the workspace's local time
+    since, until = (None if t is None else t if t.tzinfo else t.replace(tzinfo=zone)
+                    for t in (since, until))
     with ws.control.read() as conn:
         rows = outbox_store.rows(conn, status=status, source=source, customer_id=customer_id,
-                                 after=after, limit=limit, newest=newest)
+                                 action=action, event=event, since=since, until=until,
+                                 after=after, before=before, limit=limit, newest=newest)
     out = []
     for data in rows:
         if not replies:
@@ -122,4 +146,5 @@ def summary(ws: Workspace) -> dict[str, int]:
     return {s: int(found.get(s, 0)) for s in STATUSES}
 
 
-__all__ = ["PARALLEL", "STATUSES", "backoff", "deliveries", "dispatch_due", "replay", "summary"]
+__all__ = ["ACTIONS", "PARALLEL", "STATUSES", "backoff", "deliveries", "dispatch_due", "replay",
+           "summary"]

@@ -25,6 +25,7 @@ from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import leads as lead_store
 from tierwise.store.control import utcnow
 from tierwise.web.auth import record, require, workspace
+from tierwise.web.fields import Instant
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", tags=["actions"], responses=RESPONSES)
@@ -158,20 +159,38 @@ def list_leads(request: Request, qualified: bool = False,
     return [jsonable(r) for r in lead_store.leads(workspace(request).control, qualified, limit)]
 
 
-@router.get("/deliveries", summary="Outbox rows (deliveries), oldest first, keyset-paged")
+@router.get("/deliveries", summary="Outbox rows (deliveries), keyset-paged and filtered")
 def list_deliveries(request: Request,
                     status: Literal["pending", "delivered", "dead", "held_out",
                                     "suppressed", "held"] | None = None,
-                    source: str | None = Query(None, max_length=160),
+                    source: str | None = Query(None, max_length=160, description=(
+                        "trigger:<key> or playbook:<key>")),
                     customer_id: str | None = Query(None, max_length=128),
-                    after: int = Query(0, ge=0, le=MAX_ID),
+                    action: Literal["webhook", "email", "task", "tag"] | None = Query(
+                        None, description="The channel: webhook, email, task or tag."),
+                    event: Literal["enter", "exit", "tier_change", "lifecycle_change",
+                                   "lead_qualified", "sla_breach", "playbook_step"] | None
+                    = None,
+                    since: Instant | None = Query(None, description="Queued at or after."),
+                    until: Instant | None = Query(None, description="Queued before."),
+                    after: int = Query(0, ge=0, le=MAX_ID, description=(
+                        "Oldest first: the rows after this outbox_id (next_after).")),
+                    before: int | None = Query(None, ge=1, le=MAX_ID, description=(
+                        "Newest first: the rows before this outbox_id (next_before).")),
+                    newest: bool = Query(False, description="Newest first (page with before)."),
                     limit: int = Query(100, ge=1, le=1000),
                     principal: Principal = require("segments:read")) -> dict[str, Any]:
     rows = dispatch.deliveries(workspace(request), status=status, source=source,
-                               customer_id=customer_id, after=after, limit=limit,
+                               customer_id=customer_id, action=action, event=event,
+                               since=since, until=until, after=after, before=before,
+                               limit=limit, newest=newest,
                                replies=principal.can("users:admin"))
+    full = len(rows) == limit
+    if newest:  # newest first, and the next page is older
+        rows = rows[::-1]
     return {"items": [jsonable(r) for r in rows],
-            "next_after": rows[-1]["outbox_id"] if len(rows) == limit else None,
+            "next_after": rows[-1]["outbox_id"] if full and not newest else None,
+            "next_before": rows[-1]["outbox_id"] if full and newest else None,
             "summary": dispatch.summary(workspace(request))}
 
 

@@ -3,6 +3,7 @@ and its report, imports."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -15,7 +16,7 @@ from tierwise.dashboard.page import int_param, language_of, render, view_of, vie
 from tierwise.dashboard.plans import inspect_file
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import TABLES
-from tierwise.errors import TierwiseError
+from tierwise.errors import TierwiseError, say
 from tierwise.segments import catalog as defs
 from tierwise.services import review
 from tierwise.store import import_log
@@ -36,24 +37,67 @@ router = APIRouter(include_in_schema=False)
 def actions(request: Request) -> HTMLResponse:
     principal = viewer(request, "segments:read")
     ws = workspace(request)
-    status = request.query_params.get("status") or None
-    if status is not None and status not in dispatch.STATUSES:
-        raise Problem(400, f"unknown delivery status {status!r}; expected one of "
-                      f"{', '.join(dispatch.STATUSES)}")
+    log = delivery_filters(request)
     with ws.control.read() as conn:
         triggers = list(automations.all_of(conn, "trigger").values())
         playbooks = list(automations.all_of(conn, "playbook").values())
-    deliveries = dispatch.deliveries(ws, status=status, limit=100, newest=True,
-                                     replies=principal.can("users:admin"))[::-1]
+    try:
+        deliveries = dispatch.deliveries(
+            ws, **{k: v for k, v in log.items() if k not in ("since_day", "until_day")},
+            limit=DELIVERIES_PER_PAGE, newest=True,
+            replies=principal.can("users:admin"))[::-1]
+    except TierwiseError as exc:
+        raise Problem(400, str(exc)) from None
+    older = deliveries[-1]["outbox_id"] if len(deliveries) == DELIVERIES_PER_PAGE else None
+    status = log.get("status") or ""
     open_tasks = tasks.listing(ws, status="active", limit=500) if principal.can(
         "customers:read") else []
     by_owner: dict[str, list[dict[str, Any]]] = {}
     for t in open_tasks:
         by_owner.setdefault(t.get("owner") or "—", []).append(t)
+    kept = {k: v for k, v in request.query_params.items() if k != "before" and v}
     return render(request, principal, "actions.html", "actions", triggers=triggers,
                   playbooks=playbooks, deliveries=deliveries,
-                  summary=dispatch.summary(ws), status=status or "", tasks_by_owner=by_owner,
-                  can_run=principal.can("actions:run"))
+                  summary=dispatch.summary(ws), status=status, tasks_by_owner=by_owner,
+                  can_run=principal.can("actions:run"), log=log, kept=kept, older=older,
+                  statuses=dispatch.STATUSES, actions_kinds=dispatch.ACTIONS,
+                  sources=[f"trigger:{t.key}" for t in triggers]
+                  + [f"playbook:{p.key}" for p in playbooks])
+
+
+#: Deliveries on one page of the log (newest first; "older" pages back by keyset).
+DELIVERIES_PER_PAGE = 50
+#: The delivery log's filters: query parameter → the keyword of ``dispatch.deliveries``.
+DELIVERY_FILTERS = {"status": "status", "source": "source", "action": "action",
+                    "customer": "customer_id", "event": "event"}
+
+
+def delivery_filters(request: Request) -> dict[str, Any]:
+    """The delivery log's filters from the page's query: status, source (trigger:<key> or
+    playbook:<key>), action (channel), customer, event, since / until (local days,
+    until inclusive) and ``before`` (the keyset cursor); a malformed one is a 400."""
+    query = request.query_params
+    found: dict[str, Any] = {DELIVERY_FILTERS[k]: query[k] for k in DELIVERY_FILTERS
+                             if query.get(k)}
+    zone = workspace(request).config.zone
+    for name, shift in (("since", 0), ("until", 1)):
+        text = query.get(name)
+        if not text:
+            continue
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise Problem(400, say(f"{name}={text!r}: expected a day such as 2026-07-01",
+                                   f"{name}={text!r}：应为日期，例如 2026-07-01")) from None
+        found[name] = datetime.combine(day + timedelta(days=shift), time(), zone)
+        found[f"{name}_day"] = text
+    if query.get("before"):
+        try:
+            found["before"] = int(query["before"])
+        except ValueError:
+            raise Problem(400, say(f"before={query['before']!r}: expected a delivery number",
+                                   f"before={query['before']!r}：应为投递编号")) from None
+    return found
 
 
 @router.get("/review", response_class=HTMLResponse)

@@ -55,16 +55,25 @@ def requeue(conn: sa.Connection, now: datetime, ids: Iterable[int] | None = None
 
 
 def rows(conn: sa.Connection, *, status: str | None = None, source: str | None = None,
-         customer_id: str | None = None, after: int = 0, limit: int = 100,
+         customer_id: str | None = None, action: str | None = None, event: str | None = None,
+         since: datetime | None = None, until: datetime | None = None, after: int = 0,
+         before: int | None = None, limit: int = 100,
          newest: bool = False) -> list[dict[str, Any]]:
-    """Rows after ``after``, oldest first (``newest``: the last ``limit`` of them)."""
+    """Rows with ``after`` < id < ``before`` that pass the filters (``since`` ≤ created
+    < ``until``), oldest first; ``newest``: the last ``limit`` of them. Keyset paging on
+    the primary key: a page costs the same deep in the log as at its end."""
     query = sa.select(outbox).where(outbox.c.outbox_id > after)
-    if status:
-        query = query.where(outbox.c.status == status)
-    if source:
-        query = query.where(outbox.c.source == source)
-    if customer_id:
-        query = query.where(outbox.c.customer_id == customer_id)
+    if before is not None:
+        query = query.where(outbox.c.outbox_id < before)
+    for column, value in ((outbox.c.status, status), (outbox.c.source, source),
+                          (outbox.c.customer_id, customer_id), (outbox.c.action, action),
+                          (outbox.c.event, event)):
+        if value:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(outbox.c.created_at >= since)
+    if until is not None:
+        query = query.where(outbox.c.created_at < until)
     order = outbox.c.outbox_id.desc() if newest else outbox.c.outbox_id
     found = [dict(r._mapping) for r in conn.execute(query.order_by(order).limit(limit))]
     return found[::-1] if newest else found
