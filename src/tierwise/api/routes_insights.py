@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
-from tierwise.insights import patterns
+from tierwise.insights import patterns, satisfaction
 from tierwise.web.auth import require, workspace
 from tierwise.web.fields import Instant
+from tierwise.web.i18n import language
 from tierwise.web.jobs import runner
 from tierwise.web.problems import RESPONSES
 
@@ -121,6 +122,20 @@ def behaviour(request: Request, segment: str | None = Query(None, max_length=128
                      "purchase_times": patterns.purchase_times(ws, segment),
                      "association_rules": patterns.association_rules(
                          ws, segment, item, min_support)[:100]})  # type: ignore[no-any-return]
+
+
+@router.get("/satisfaction", summary="NPS and CSAT from feedback, overall and by a dimension")
+def satisfaction_of(request: Request,
+                    by: Literal["tier", "lifecycle", "rfm_segment", "churn_risk", "city",
+                                "province", "country", "industry", "company_size", "channel",
+                                "owner", "gender"] | None = Query(None, description=(
+                                    "Break the figures down by this dimension.")),
+                    as_of: Instant | None = Query(None, description=(
+                        "Default: the latest snapshot's instant (as the dashboard).")),
+                    principal: Principal = require("values:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    found = satisfaction.satisfaction(ws, as_of or satisfaction.default_as_of(ws), by)
+    return jsonable(satisfaction.labelled(ws, found, language(request, ws.config.locale)))  # type: ignore[no-any-return]
 
 
 @router.get("/affinity/{customer_id}",

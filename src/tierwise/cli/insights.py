@@ -277,7 +277,48 @@ def uplift_cmd(
     out.print(grid)
 
 
+def satisfaction_cmd(
+    by: Annotated[str | None, typer.Option(help=(
+        "Break down by tier, lifecycle, rfm_segment, churn_risk, city, province, country, "
+        "industry, company_size, channel, owner or gender."))] = None,
+    as_of: Annotated[str | None, typer.Option(help=(
+        "An instant (default: the latest snapshot's)."))] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """NPS and CSAT from feedback: promoters, passives, detractors, mean rating, satisfied
+    share; overall and by a dimension (the dashboard's overview shows the same figures)."""
+    from tierwise.cli.value import _as_of
+    from tierwise.errors import spoken
+    from tierwise.insights import satisfaction
+
+    ws = Workspace.open(workspace)
+    at = _as_of(ws, as_of) or satisfaction.default_as_of(ws)
+    found = satisfaction.labelled(ws, satisfaction.satisfaction(ws, at, by), spoken())
+    if as_json:
+        out.print_json(json.dumps(found, default=str, ensure_ascii=False))
+        return
+    grid = Table(title=f"NPS / CSAT · {render._fmt(found['as_of'], ws.config.zone)}",
+                 title_justify="left")
+    for name in (by or "", "respondents", "promoters", "passives", "detractors", "NPS",
+                 "rated", "CSAT", "satisfied"):
+        grid.add_column(name, justify="left" if name == (by or "") else "right")
+
+    def row(name: str, f: dict[str, object]) -> None:
+        nps, csat, share = f["nps"], f["csat"], f["satisfied_share"]
+        grid.add_row(name, f"{f['respondents']:,}", f"{f['promoters']:,}", f"{f['passives']:,}",
+                     f"{f['detractors']:,}", "—" if nps is None else f"{nps:+.1f}",
+                     f"{f['rated']:,}", "—" if csat is None else f"{csat:.2f}",
+                     "—" if share is None else f"{share:.0%}")
+
+    row("all" if by else "", found)
+    for g in found.get("groups", []):
+        row(str(g["label"] if g["label"] is not None else "—"), g)
+    out.print(grid)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("satisfaction")(satisfaction_cmd)
     app.command("holdout")(holdout_cmd)
     app.command("uplift")(uplift_cmd)
     app.command("clusters")(clusters_cmd)

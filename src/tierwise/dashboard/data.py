@@ -99,6 +99,13 @@ class View:
                     "churn_high": high, "value_at_risk": self.value_at_risk()}
         return self._once("kpis", make)  # type: ignore[no-any-return]
 
+    def satisfaction(self, by: str | None = None) -> dict[str, Any]:
+        """NPS and CSAT at the snapshot's instant (``insights.satisfaction``)."""
+        from tierwise.insights.satisfaction import satisfaction
+
+        return self._once(f"satisfaction:{by}",  # type: ignore[no-any-return]
+                          lambda: satisfaction(self.ws, self.as_of, by))
+
     def value_at_risk(self) -> float:
         return value_at_risk(self.table)
 

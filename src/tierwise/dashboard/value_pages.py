@@ -29,6 +29,10 @@ RISK_COLOURS = {"high": "#c92a2a", "medium": "#e67700", "low": "#2b8a3e", "unkno
 # -- overview, RFM, tiers, lifecycle, CLV ------------------------------------------------
 
 
+#: Promoters, passives, detractors.
+NPS_COLOURS = ("#2b8a3e", "#868e96", "#c92a2a")
+
+
 @router.get("/", response_class=HTMLResponse)
 @value_page("overview")
 def overview(request: Request, page: ValuePage) -> HTMLResponse:
@@ -52,8 +56,18 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
                               [round(m["revenue"], 2) for m in monthly], w["buyers"],
                               [m["buyers"] for m in monthly]),
     }
+    happy = view.satisfaction("tier")
+    if happy["respondents"]:
+        groups = sorted(happy["groups"], key=lambda g: str(g["value"]))
+        satisfied = charts.bars(w["nps_by_tier"], [view.tier_label(g["value"], lang)
+                                                   for g in groups],
+                                [(w[f"nps_{c}"], [g[f"{c}s"] for g in groups])
+                                 for c in ("promoter", "passive", "detractor")])
+        for series, colour in zip(satisfied["series"], NPS_COLOURS, strict=True):
+            series.update(stack="nps", itemStyle={"color": colour})
+        figures["nps"] = satisfied
     return render(request, principal, "overview.html", "overview", view=view,
-                  kpis=view.kpis(), figures=figures)
+                  kpis=view.kpis(), figures=figures, happy=happy)
 
 
 @router.get("/rfm", response_class=HTMLResponse)
