@@ -283,6 +283,7 @@ def warm(view: View, lang: str) -> None:
     view.clv_by_tier()
     view.clv_histogram()
     view.at_risk(lang)
+    view.satisfaction("tier")
 
 
 class Views:
