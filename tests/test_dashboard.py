@@ -26,7 +26,7 @@ from tierwise.services.review import parse_period, review
 from tierwise.store import accounts
 
 PASSWORD = "dashboard-pass-1"
-PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/clv", "/segments", "/segments/new",
+PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/clv", "/segments", "/segments/new", "/breakdown",
          "/customers", "/actions", "/review?period=2026Q3", "/imports"]
 
 
@@ -585,3 +585,58 @@ def test_the_delivery_log_pages_by_keyset_and_filters(tmp_path: Path) -> None:
                   "?before=x", "?channel=sms"):
         assert client.get(f"/actions{wrong}").status_code == 400, wrong
     ws.close()
+
+
+def test_breakdown_by_any_dimension_links_to_its_customers(demo: tierwise.Workspace) -> None:
+    """The Breakdown page, GET /v1/values/breakdown and `tierwise breakdown` give one
+    answer: per group the overview's figures, groups adding up to the filtered total, and
+    each group's link listing exactly its customers; unknown dimensions, filters and
+    values are refused."""
+    import subprocess
+    import sys
+    from urllib.parse import unquote
+
+    from tierwise.models.compute import load_snapshot
+    from tierwise.services.breakdowns import by_dimension
+
+    client = _client(demo)
+    snap = load_snapshot(demo)
+    overview = by_dimension(demo, snap, "tier")
+    assert overview["total"] == VIEWS.get(demo).kpis()  # the overview's own figures
+    assert sum(g["customers"] for g in overview["groups"]) == snap.table.num_rows
+    tier = overview["groups"][-1]["value"]
+    found = by_dimension(demo, snap, "city", {"tier": tier})
+    assert sum(g["customers"] for g in found["groups"]) == found["total"]["customers"]
+    assert found["total"]["revenue"] == pytest.approx(sum(g["revenue"]
+                                                          for g in found["groups"]))
+    api = client.get("/v1/values/breakdown", params={"by": "city", "tier": tier}).json()
+    assert [(g["value"], g["customers"]) for g in api["groups"]] == [
+        (g["value"], g["customers"]) for g in found["groups"]]
+    page = client.get("/breakdown", params={"by": "city", "tier": tier, "lang": "en"})
+    assert page.status_code == 200, page.text[:300]
+    rows = re.findall(r'<tr><th scope="row"><a href="([^"]+)">[^<]*</a></th>'
+                      r'<td class="num">([\d,]+)</td>', page.text)
+    assert rows and 'data-links="links-by-customers"' in page.text
+    for href, shown in rows[:3]:  # the customers behind a row are exactly its count
+        query = dict(p.split("=", 1) for p in href.split("?", 1)[1].replace("&amp;", "&")
+                     .split("&"))
+        listed, after = [], None
+        while True:
+            html = client.get("/customers", params={k: unquote(v) for k, v in query.items()}
+                              | ({"after": after} if after else {})).text
+            listed += re.findall(r'<th scope="row"><a href="/customers/([^"]+)"', html)
+            nxt = re.search(r'after=([^"&]+)" rel="next"', html)
+            if not nxt:
+                break
+            after = nxt.group(1)
+        assert len(listed) == int(shown.replace(",", "")), href
+    cli = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "breakdown", "--by",
+                          "city", "--where", f"tier={tier}", "--json", "-w", str(demo.root)],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(cli.stdout)["total"]["customers"] == found["total"]["customers"]
+    by_tag = by_dimension(demo, snap, "tag")
+    assert sum(g["customers"] for g in by_tag["groups"]) >= snap.table.num_rows
+    for wrong in ({"by": "colour"}, {"by": "city", "tier": "Z"}, {"by": "city", "x": "1"}):
+        assert client.get("/breakdown", params=wrong).status_code == 400, wrong
+    assert client.get("/v1/values/breakdown", params={"by": "colour"}).status_code == 422
+    assert client.get("/v1/values/breakdown", params={"tier": "Z"}).status_code == 400

@@ -33,7 +33,7 @@ SCREENS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screens"
 BUNDLE = Path(tierwise.__file__).parent / "dashboard" / "static" / "build" / "app.js"
 USER, PASSWORD = "analyst", "dashboard-pass-1"
 PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/segments", "/customers", "/clv", "/actions",
-         "/review?period=2026Q3", "/imports", "/segments/new"]
+         "/review?period=2026Q3", "/imports", "/segments/new", "/breakdown?by=city"]
 
 
 def _missing() -> str | None:
@@ -124,6 +124,27 @@ def test_every_page_renders_with_charts_and_no_script_errors(page: Any) -> None:
     page.goto("/tiers")
     assert page.locator("#opt-migration").count() == 1
     assert page.locator("[data-chart=opt-migration] svg path").count() > 3
+
+
+def test_a_bar_of_a_breakdown_opens_its_customers(page: Any) -> None:
+    """Every chart element of the Breakdown page is a link to the customers behind it."""
+    page.goto("/breakdown?by=tier")
+    assert _charts_drawn(page) == 2
+    bars = page.locator("[data-chart=opt-by-customers] svg path[fill^='#']")  # not text
+    first_link = page.evaluate(
+        "JSON.parse(document.getElementById('links-by-customers').textContent)[0]")
+    assert first_link.startswith("/customers?tier=")
+    box = None
+    for i in range(bars.count()):  # the first bar: the left-most filled shape of the grid
+        candidate = bars.nth(i).bounding_box()
+        if candidate and candidate["height"] > 4 and candidate["width"] > 4 and (
+                box is None or candidate["x"] < box["x"]):
+            box = candidate
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_url(re.compile(r"/customers\?tier="))
+    assert page.url.endswith(first_link)
+    assert page.problems == []
 
 
 def test_language_switch(page: Any) -> None:

@@ -45,6 +45,15 @@ function drawCharts() {
     if (!option) continue;
     const chart = echarts.init(el, null, { renderer: "svg" });
     chart.setOption(option);
+    // data-links: the page behind each bar (by its index), e.g. the customers of a group
+    const links = el.dataset.links ? readJson(el.dataset.links) : null;
+    if (links) {
+      chart.on("click", (params) => {
+        const target = links[params.dataIndex];
+        if (target) window.location.href = target;
+      });
+      chart.getZr().setCursorStyle("pointer");
+    }
     charts.push(chart);
   }
   let pending = null;

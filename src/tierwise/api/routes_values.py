@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
@@ -14,9 +14,11 @@ from tierwise.definitions.roles import Principal
 from tierwise.models import compute
 from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid, value_at_risk
 from tierwise.models.tiers import TierSpec
+from tierwise.services import breakdowns
 from tierwise.services.tiers import tier_plan
 from tierwise.web.auth import require, workspace
 from tierwise.web.fields import Instant
+from tierwise.web.i18n import language
 from tierwise.web.jobs import runner
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
 from tierwise.workspace import Workspace
@@ -63,6 +65,39 @@ def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX
         if column in table.column_names:
             out[column] = breakdown(table, column)
     return out
+
+
+@router.get("/values/breakdown", summary="Customers side by side by a dimension: the overview's "
+            "figures per group, after any filters")
+def breakdown_of(request: Request,
+                 by: Literal["tier", "lifecycle", "rfm_segment", "churn_risk", "owner",
+                             "city", "province", "country", "industry", "company_size",
+                             "channel", "gender", "tag"] = Query("tier"),
+                 tier: str | None = Query(None, max_length=128),
+                 lifecycle: str | None = Query(None, max_length=128),
+                 rfm_segment: str | None = Query(None, max_length=128),
+                 churn_risk: str | None = Query(None, max_length=128),
+                 owner: str | None = Query(None, max_length=256),
+                 city: str | None = Query(None, max_length=256),
+                 province: str | None = Query(None, max_length=256),
+                 country: str | None = Query(None, max_length=256),
+                 industry: str | None = Query(None, max_length=256),
+                 company_size: str | None = Query(None, max_length=256),
+                 channel: str | None = Query(None, max_length=256),
+                 gender: str | None = Query(None, max_length=64),
+                 tag: str | None = Query(None, max_length=256),
+                 snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
+                 principal: Principal = require("values:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    given = {"tier": tier, "lifecycle": lifecycle, "rfm_segment": rfm_segment,
+             "churn_risk": churn_risk, "owner": owner, "city": city, "province": province,
+             "country": country, "industry": industry, "company_size": company_size,
+             "channel": channel, "gender": gender, "tag": tag}
+    values = {k: v for k, v in given.items() if v and k in breakdowns.VALUE_DIMENSIONS}
+    fields = {k: v for k, v in given.items() if v and k in breakdowns.FIELD_DIMENSIONS}
+    found = breakdowns.by_dimension(ws, _snapshot(ws, snapshot_id), by, values, fields,
+                                    language(request, ws.config.locale))
+    return jsonable(found)  # type: ignore[no-any-return]
 
 
 @router.get("/values/rfm/grid", summary="R × F grid: customers and revenue per cell")

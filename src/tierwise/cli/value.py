@@ -447,7 +447,66 @@ def report_cmd(
         out.print(f"PDF report: {pdf}")
 
 
+def breakdown_cmd(
+    by: Annotated[str, typer.Option(help=(
+        "tier, lifecycle, rfm_segment, churn_risk, owner, city, province, country, industry, "
+        "company_size, channel, gender or tag."))] = "tier",
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", help="A filter FIELD=VALUE (codes or labels), e.g. --where tier=A "
+        "--where city=上海; repeat to combine.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Customers side by side by a dimension: the overview's figures per group (the
+    dashboard's Breakdown page shows the same)."""
+    from tierwise.errors import spoken
+    from tierwise.models import compute
+    from tierwise.services import breakdowns
+
+    ws = Workspace.open(workspace)
+    given: dict[str, str] = {}
+    for item in where or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise TierwiseError(f"--where {item!r}: expected FIELD=VALUE, e.g. tier=A",
+                                zh=f"--where {item!r}：应为 字段=值，例如 tier=A")
+        given[name.strip()] = value.strip()
+    values = {k: v for k, v in given.items() if k not in breakdowns.FIELD_DIMENSIONS}
+    fields = {k: v for k, v in given.items() if k in breakdowns.FIELD_DIMENSIONS}
+    found = breakdowns.by_dimension(ws, compute.load_snapshot(ws), by, values, fields,
+                                    spoken())
+    if as_json:
+        out.print_json(json.dumps(found, default=str, ensure_ascii=False))
+        return
+    from tierwise.segments.vocabulary import vocabulary
+
+    words = vocabulary(ws, spoken())
+    enumeration = words.of({"rfm_segment": "rfm.segment"}.get(by, by))
+    grid = Table(title=f"by {by}" + (f" · {given}" if given else ""), title_justify="left")
+    for name in (by, "customers", "share", "active", "revenue", "share ", "per customer",
+                 "orders", "churn high", "value at risk"):
+        grid.add_column(name, justify="left" if name == by else "right")
+
+    def row(name: str, f: dict[str, Any]) -> None:
+        share = f.get("customer_share")
+        revenue_share = f.get("revenue_share")
+        per = f["revenue_per_customer"]
+        grid.add_row(name, f"{f['customers']:,}", "" if share is None else f"{share:.1%}",
+                     f"{f['active']:,}", f"{f['revenue']:,.2f}",
+                     "" if revenue_share is None else f"{revenue_share:.1%}",
+                     "—" if per is None else f"{per:,.2f}", f"{f['orders']:,}",
+                     f"{f['churn_high']:,}", f"{f['value_at_risk']:,.2f}")
+
+    for g in found["groups"]:
+        value = g["value"]
+        row("—" if value is None else enumeration.label(str(value), spoken())
+            if enumeration is not None else str(value), g)
+    row("all", found["total"])
+    out.print(grid)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("breakdown")(breakdown_cmd)
     app.command("compute")(compute_cmd)
     app.command("report")(report_cmd)
     app.command("lifecycle")(lifecycle_cmd)

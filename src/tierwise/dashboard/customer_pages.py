@@ -59,12 +59,16 @@ STEP = 2_000
 
 
 def _filters(request: Request, lang: str) -> tuple[dict[str, str], dict[str, str]]:
-    """The page's value filters (snapshot values, as codes: a label in either language is
-    taken too) and customer-field filters; an unknown parameter or value is a 400 naming
-    the valid ones, never an unfiltered list."""
+    return customer_filters(request, lang, "/customers", PAGE_PARAMS)
+
+
+def customer_filters(request: Request, lang: str, path: str, others: tuple[str, ...]
+                     ) -> tuple[dict[str, str], dict[str, str]]:
+    """A page's value filters (snapshot values, as codes: a label in either language is
+    taken too) and customer-field filters; an unknown parameter (beyond ``others``, the
+    page's own) or value is a 400 naming the valid ones, never an unfiltered list."""
     params = request.query_params
-    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, *PAGE_PARAMS),
-                         "/customers")
+    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, *others), path)
     words = vocabulary(workspace(request), lang)
     try:
         values = {c: words.code(FILTER_FIELDS[c], v) for c in VALUE_FILTERS

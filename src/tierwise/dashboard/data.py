@@ -27,14 +27,13 @@ from tierwise.models.summaries import (
     breakdown,
     clv_by_tier,
     column_floats,
+    kpis,
     moves,
     rf_grid,
     value_at_risk,
 )
 from tierwise.workspace import Workspace
 
-#: Lifecycle stages counted as active customers.
-ACTIVE_STAGES = ("new", "reactivated", "loyal", "active")
 CACHE_SIZE = 8
 PARETO_POINTS = 101
 AT_RISK_ROWS = 50
@@ -87,17 +86,7 @@ class View:
     # -- aggregates ----------------------------------------------------------------------
 
     def kpis(self) -> dict[str, Any]:
-        def make() -> dict[str, Any]:
-            t = self.table
-            stage = t.column("lifecycle")
-            active = int(pc.sum(pc.is_in(stage, pa.array(ACTIVE_STAGES))).as_py() or 0)
-            risk = t.column("churn_risk") if "churn_risk" in t.column_names else None
-            high = int(pc.sum(pc.equal(risk, "high")).as_py() or 0) if risk is not None else 0
-            return {"customers": t.num_rows, "active": active,
-                    "revenue": float(pc.sum(t.column("revenue_total")).as_py() or 0.0),
-                    "orders": int(pc.sum(t.column("orders_total")).as_py() or 0),
-                    "churn_high": high, "value_at_risk": self.value_at_risk()}
-        return self._once("kpis", make)  # type: ignore[no-any-return]
+        return self._once("kpis", lambda: kpis(self.table))  # type: ignore[no-any-return]
 
     def satisfaction(self, by: str | None = None) -> dict[str, Any]:
         """NPS and CSAT at the snapshot's instant (``insights.satisfaction``)."""

@@ -27,7 +27,8 @@ SCRIPT_WORDS = ("counting", "customers", "ignore", "rows", "queued", "running", 
                 "failed", "tier", "now", "after", "change", "moved", "saved", "new", "changed",
                 "unchanged")
 NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/lifecycle"),
-       ("segments", "/segments"), ("customers", "/customers"), ("clv", "/clv"),
+       ("segments", "/segments"), ("customers", "/customers"), ("breakdown", "/breakdown"),
+       ("clv", "/clv"),
        ("actions", "/actions"), ("review", "/review"), ("imports", "/imports"))
 
 
@@ -51,7 +52,7 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
     "/review/report.{fmt}": frozenset({"period", "segment"}),
     "/imports": frozenset({"job"}),
 }
-OWN_CHECK = frozenset({"/customers"})
+OWN_CHECK = frozenset({"/customers", "/breakdown"})
 
 
 def known_page_query(request: Request) -> None:

@@ -9,7 +9,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from tierwise.dashboard import customer_pages, segment_pages, value_pages, work_pages
+from tierwise.dashboard import (
+    breakdown_pages,
+    customer_pages,
+    segment_pages,
+    value_pages,
+    work_pages,
+)
 from tierwise.dashboard.page import STATIC, SignIn
 from tierwise.web import i18n
 from tierwise.web.auth import safe_next
@@ -42,6 +48,6 @@ def install(app: FastAPI) -> None:
         return RedirectResponse("/static/favicon.svg", status_code=308)
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
-    for pages in (value_pages, segment_pages, customer_pages, work_pages):
+    for pages in (value_pages, segment_pages, customer_pages, breakdown_pages, work_pages):
         app.include_router(pages.router)
     app.include_router(router)

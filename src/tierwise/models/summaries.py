@@ -26,6 +26,72 @@ def breakdown(table: pa.Table, column: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["value"] is None, str(r["value"])))
 
 
+#: Lifecycle stages counted as active customers.
+ACTIVE_STAGES = ("new", "reactivated", "loyal", "active")
+
+
+def kpi_parts(table: pa.Table) -> pa.Table:
+    """Each customer's part of the headline figures (``kpis``): one row per customer."""
+    names = table.column_names
+    n = table.num_rows
+
+    def floats(column: str) -> pa.Array:
+        return pa.array(np.nan_to_num(column_floats(table, column)) if column in names
+                        else np.zeros(n), pa.float64())
+
+    def flags(column: str, wanted: tuple[str, ...]) -> pa.Array:
+        if column not in names:
+            return pa.array(np.zeros(n, dtype=np.int64))
+        return pc.cast(pc.fill_null(pc.is_in(table.column(column), pa.array(wanted)), False),
+                       pa.int64())
+
+    return pa.table({"customers": pa.array(np.ones(n, dtype=np.int64)),
+                     "active": flags("lifecycle", ACTIVE_STAGES),
+                     "revenue": floats("revenue_total"), "orders": floats("orders_total"),
+                     "clv": floats("clv"), "churn_high": flags("churn_risk", ("high",)),
+                     "value_at_risk": pa.array(np.nan_to_num(stake(table)), pa.float64())})
+
+
+def _finished(sums: dict[str, Any], has_clv: bool) -> dict[str, Any]:
+    customers = int(sums["customers"] or 0)
+    revenue = float(sums["revenue"] or 0.0)
+    return {"customers": customers, "active": int(sums["active"] or 0), "revenue": revenue,
+            "orders": int(sums["orders"] or 0),
+            "revenue_per_customer": revenue / customers if customers else None,
+            "clv": float(sums["clv"] or 0.0) if has_clv else None,
+            "churn_high": int(sums["churn_high"] or 0),
+            "value_at_risk": float(sums["value_at_risk"] or 0.0)}
+
+
+def kpis(table: pa.Table) -> dict[str, Any]:
+    """The headline figures of a group of customers (a snapshot, or any part of it): how
+    many, how many active, revenue and orders to date, revenue per customer, CLV, how many
+    at high churn risk and the expected value at risk. The overview and every group of a
+    breakdown show these (``kpis_by`` sums the same parts per group).
+
+    >>> t = pa.table({"lifecycle": ["active", "churned"], "revenue_total": [100.0, None],
+    ...               "orders_total": [2, 1], "churn_risk": ["low", "high"],
+    ...               "p_alive": [0.9, 0.2], "clv": [50.0, None]})
+    >>> k = kpis(t)
+    >>> k["customers"], k["active"], k["revenue"], k["churn_high"], k["clv"]
+    (2, 1, 100.0, 1, 50.0)
+    """
+    parts = kpi_parts(table)
+    return _finished({c: pc.sum(parts.column(c)).as_py() for c in parts.column_names},
+                     "clv" in table.column_names)
+
+
+def kpis_by(table: pa.Table, keys: pa.Array) -> list[tuple[Any, dict[str, Any]]]:
+    """``kpis`` of each group of ``table``'s rows that share a value of ``keys`` (one per
+    row; nulls are a group of their own)."""
+    parts = kpi_parts(table)
+    grouped = parts.append_column("_key", keys).group_by("_key").aggregate(
+        [(c, "sum") for c in parts.column_names])
+    has_clv = "clv" in table.column_names
+    return [(row["_key"], _finished({c: row[f"{c}_sum"] for c in parts.column_names},
+                                    has_clv)) for row in grouped.to_pylist()]
+
+
 def clv_by_tier(table: pa.Table) -> list[dict[str, Any]]:
     """CLV total, mean and 10/50/90 % quantiles per tier."""
     out = []

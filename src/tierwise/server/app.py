@@ -46,7 +46,10 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+     # style attributes only (no <style> elements): the charts' tooltips and hover
+     # highlights are styled that way, and were blocked; scripts stay 'self' alone
+     b"default-src 'self'; img-src 'self' data:; style-src 'self'; "
+     b"style-src-attr 'unsafe-inline'; script-src 'self'; "
      b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
     (b"cache-control", b"no-store"),

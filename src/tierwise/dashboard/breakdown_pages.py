@@ -1,0 +1,81 @@
+"""Customers side by side by a dimension (分组对比): the overview's figures per tier,
+lifecycle stage, RFM segment, churn risk, city, province, country, industry, company size,
+channel, owner, gender or tag, narrowed by any of the same; every bar and every row links
+to the customers behind it (``services.breakdowns``)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from tierwise.dashboard import charts
+from tierwise.dashboard.customer_pages import customer_filters
+from tierwise.dashboard.page import language_of, render, view_of, viewer
+from tierwise.definitions.vocabulary import Vocabulary
+from tierwise.errors import TierwiseError, say
+from tierwise.segments.vocabulary import vocabulary
+from tierwise.services.breakdowns import DIMENSIONS, by_dimension
+from tierwise.web import i18n
+from tierwise.web.auth import workspace
+from tierwise.web.problems import Problem
+
+router = APIRouter(include_in_schema=False)
+#: Groups drawn in the charts (the table lists them all).
+CHART_GROUPS = 20
+#: The vocabulary field whose labels a dimension's values take.
+LABELLED = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segment",
+            "churn_risk": "churn_risk", "gender": "gender"}
+
+
+@router.get("/breakdown", response_class=HTMLResponse)
+def breakdown(request: Request) -> HTMLResponse:
+    principal = viewer(request, "values:read")
+    lang = language_of(request)
+    values, fields = customer_filters(request, lang, "/breakdown", ("by", "lang"))
+    by = request.query_params.get("by") or "tier"
+    if by not in DIMENSIONS:
+        raise Problem(400, say(f"by={by!r}: expected one of {', '.join(DIMENSIONS)}",
+                               f"by={by!r}：应为 {', '.join(DIMENSIONS)} 之一"))
+    view = view_of(request)
+    if view is None:
+        return render(request, principal, "empty.html", "breakdown")
+    try:
+        found = by_dimension(workspace(request), view.snapshot, by, values, fields, lang)
+    except TierwiseError as exc:
+        raise Problem(400, str(exc)) from None
+    words = vocabulary(workspace(request), lang)
+    w = i18n.table(lang)
+    kept = {**values, **fields}
+
+    def label(value: Any) -> str:
+        return w["no_value"] if value is None else _label(words, by, value, lang)
+
+    def link(value: Any) -> str | None:
+        if value is None:
+            return None
+        return "/customers?" + urlencode({**kept, by: value})
+
+    groups = [{**g, "label": label(g["value"]), "link": link(g["value"])}
+              for g in found["groups"]]
+    shown = groups[:CHART_GROUPS]
+    names = [g["label"] for g in shown]
+    figures = {
+        "customers": charts.bars(w["customers"], names,
+                                 [(w["customers"], [g["customers"] for g in shown])]),
+        "revenue": charts.bars(w["revenue"], names,
+                               [(w["revenue"], [round(g["revenue"], 2) for g in shown])]),
+    }
+    return render(request, principal, "breakdown.html", "breakdown", view=view, by=by,
+                  dimensions=DIMENSIONS, groups=groups, total=found["total"],
+                  figures=figures, links=[g["link"] for g in shown],
+                  filters={k: _label(words, k, v, lang) for k, v in kept.items()},
+                  kept=kept, more=len(groups) > CHART_GROUPS)
+
+
+def _label(words: Vocabulary, dimension: str, value: Any, lang: str) -> str:
+    """A dimension's value in words (tiers, stages, … by their labels; cities as they are)."""
+    enumeration = words.of(LABELLED[dimension]) if dimension in LABELLED else None
+    return enumeration.label(str(value), lang) if enumeration is not None else str(value)
