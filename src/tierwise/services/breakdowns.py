@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -93,27 +94,33 @@ def _joined(ws: Workspace, snap: pa.Table, dimension: str,
     return snap.join(people, "customer_id", join_type="left outer")
 
 
-def _tags(table: pa.Table) -> list[list[str]]:
-    """Each customer's tags (the customers' copy keeps them as JSON text)."""
-    return [sorted(set(json.loads(t))) if isinstance(t, str) else sorted(set(t or []))
-            for t in table.column("tags").to_pylist()]
+def _tag_sets(table: pa.Table) -> tuple[list[list[str]], np.ndarray]:
+    """The distinct tag lists (the customers' copy keeps them as JSON text) and, per
+    customer, the index of theirs (-1: none): a million customers share a few hundred."""
+    encoded = pc.dictionary_encode(table.column("tags").combine_chunks())
+    lists = [sorted(set(json.loads(t) if isinstance(t, str) else t or []))
+             for t in encoded.dictionary.to_pylist()]
+    return lists, np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False))
 
 
 def _with_tag(table: pa.Table, tag: str) -> pa.Table:
-    return table.filter(pa.array([tag in tags for tags in _tags(table)], pa.bool_()))
+    lists, index = _tag_sets(table)
+    return table.filter(pa.array(np.isin(index, [i for i, t in enumerate(lists) if tag in t])))
 
 
 def _grouped(table: pa.Table, dimension: str) -> list[tuple[Any, dict[str, Any]]]:
     if dimension != "tag":
         return kpis_by(table, table.column(dimension).combine_chunks())
-    rows: list[int] = []
-    keys: list[str | None] = []
-    for i, tags in enumerate(_tags(table)):
-        found: list[str | None] = [*tags] or [None]
-        for tag in found:
-            rows.append(i)
-            keys.append(tag)
-    return kpis_by(table.take(pa.array(rows, pa.int64())), pa.array(keys, pa.string()))
+    lists, index = _tag_sets(table)
+    tags = sorted({t for listed in lists for t in listed})
+    untagged = [i for i, listed in enumerate(lists) if not listed]
+    parts: list[tuple[str | None, np.ndarray]] = [(tag, np.flatnonzero(np.isin(index, [i for i, listed in enumerate(lists)
+                                                   if tag in listed]))) for tag in tags]
+    parts.append((None, np.flatnonzero(np.isin(index, [-1, *untagged]))))
+    rows = np.concatenate([p for _, p in parts]) if parts else np.array([], dtype=np.int64)
+    keys = pa.array([tag for tag, p in parts for _ in range(len(p))], pa.string())
+    return [g for g in kpis_by(table.take(pa.array(rows, pa.int64())), keys)
+            if g[1]["customers"]]
 
 
 __all__ = ["DIMENSIONS", "FIELD_DIMENSIONS", "VALUE_DIMENSIONS", "by_dimension"]
