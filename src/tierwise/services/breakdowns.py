@@ -114,8 +114,9 @@ def _grouped(table: pa.Table, dimension: str) -> list[tuple[Any, dict[str, Any]]
     lists, index = _tag_sets(table)
     tags = sorted({t for listed in lists for t in listed})
     untagged = [i for i, listed in enumerate(lists) if not listed]
-    parts: list[tuple[str | None, np.ndarray]] = [(tag, np.flatnonzero(np.isin(index, [i for i, listed in enumerate(lists)
-                                                   if tag in listed]))) for tag in tags]
+    parts: list[tuple[str | None, np.ndarray]] = [
+        (tag, np.flatnonzero(np.isin(index, [i for i, listed in enumerate(lists)
+                                             if tag in listed]))) for tag in tags]
     parts.append((None, np.flatnonzero(np.isin(index, [-1, *untagged]))))
     rows = np.concatenate([p for _, p in parts]) if parts else np.array([], dtype=np.int64)
     keys = pa.array([tag for tag, p in parts for _ in range(len(p))], pa.string())
