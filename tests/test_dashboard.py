@@ -315,6 +315,45 @@ def test_reports_as_html_and_pdf(demo: tierwise.Workspace, tmp_path: Path) -> No
     assert client.get("/review/report.pdf?period=20X6").status_code == 422
 
 
+def test_the_pdf_report_has_every_section_in_fonts_with_their_glyphs(
+        demo: tierwise.Workspace) -> None:
+    """The PDF review has what the HTML one has — KPIs, the revenue chart, the tier
+    migration, the biggest movers — and draws Chinese in the CJK font and the middle dot,
+    dashes and digits in Helvetica (the CJK font alone left them as empty boxes)."""
+    import io
+
+    from pypdf import PdfReader
+
+    client = _client(demo)
+    migrated = bool(review(demo, "2026Q3").migration)
+    for lang, words in (("zh-CN", ("复盘报告", "收入增加最多的客户", "收入减少最多的客户",
+                                   *(("等级迁移",) if migrated else ()))),
+                        ("en", ("Review report", "Biggest increases in revenue",
+                                *(("Tier migration",) if migrated else ())))):
+        reader = PdfReader(io.BytesIO(client.get(
+            f"/review/report.pdf?period=2026Q3&lang={lang}").content))
+        shown: list[tuple[str, str]] = []
+
+        def seen(text: str, _cm: Any, _tm: Any, font: Any, _size: Any,
+                 shown: list[tuple[str, str]] = shown) -> None:
+            if text.strip() and font is not None:
+                shown.append((text, str(font.get("/BaseFont"))))
+
+        whole = "".join(page.extract_text(visitor_text=seen) for page in reader.pages)
+        for word in words:
+            assert word in whole.replace("\n", ""), (lang, word)
+        for char in ("·", "–"):
+            fonts = {font for text, font in shown if char in text}
+            assert fonts == {"/Helvetica"}, (lang, char, fonts)
+        assert any("STSong" in font for _, font in shown) == (lang == "zh-CN")
+        # the chart: bars in the previous period's grey and this period's blue
+        drawn = b"".join(page.get_contents().get_data() for page in reader.pages)
+        for colour in ("#adb5bd", "#0b5cad"):
+            rgb = " ".join(f"{int(colour[i:i + 2], 16) / 255:.6f}".lstrip("0")
+                           for i in (1, 3, 5))  # as ReportLab writes it: .678431
+            assert f"{rgb} rg".encode() in drawn, (lang, colour)
+
+
 def test_report_command_writes_both_files(demo: tierwise.Workspace, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

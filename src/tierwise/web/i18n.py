@@ -232,6 +232,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "reactivation_rate": ("唤醒率", "Reactivation rate"),
     "churn_rate": ("流失率", "Churn rate"),
     "biggest_movers": ("变化最大的客户", "Biggest movers"),
+    "movers_up": ("收入增加最多的客户", "Biggest increases in revenue"),
+    "movers_down": ("收入减少最多的客户", "Biggest decreases in revenue"),
     "download_html": ("下载 HTML 报告", "Download HTML report"),
     "download_pdf": ("下载 PDF 报告", "Download PDF report"),
     "upload": ("上传文件", "Upload a file"),

@@ -1,13 +1,16 @@
 """The periodic review as a file: self-contained HTML (no scripts, charts as inline SVG) and
-PDF (reportlab; Chinese text in the STSong-Light CID font, which PDF readers supply)."""
+PDF (reportlab: the same sections — KPIs per group, the revenue chart, tier migration and
+the biggest movers — with Chinese text in the STSong-Light CID font, which PDF readers
+supply, and everything else in Helvetica)."""
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from typing import Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from tierwise.definitions.vocabulary import label_of
 from tierwise.models import compute
@@ -89,34 +92,61 @@ def html(ws: Workspace, review: Review, lang: str) -> str:
         states=states, grid=grid, chart=_bars_svg(review, label), made=utcnow())
 
 
+#: The PDF's fonts: Chinese in the STSong-Light CID font (PDF readers supply it), everything
+#: else — Latin text, digits, the middle dot, dashes — in Helvetica, one of the standard
+#: fonts every reader has. STSong-Light alone left "·", "–" and "—" as empty boxes in
+#: readers whose substitute for it lacks them.
+CJK_FONT, LATIN_FONT = "STSong-Light", "Helvetica"
+#: Code points drawn in the CJK font: CJK punctuation, kana, ideographs, full-width forms.
+_CJK = re.compile(r"([\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+                  r"\uf900-\ufaff\uff00-\uffef]+)")
+
+
+def mixed(text: str) -> str:
+    """``text`` as ReportLab paragraph markup, each run in the font that has its glyphs."""
+    parts = []
+    for i, run in enumerate(_CJK.split(text)):
+        if run:
+            parts.append(f'<font name="{CJK_FONT if i % 2 else LATIN_FONT}">'
+                         f"{escape(run)}</font>")
+    return "".join(parts)
+
+
 def pdf(ws: Workspace, review: Review, lang: str) -> bytes:
+    from reportlab.graphics.charts.barcharts import VerticalBarChart
+    from reportlab.graphics.shapes import Drawing, Rect, String
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4, landscape
-    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
     from reportlab.lib.units import mm
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-    font = "STSong-Light"
-    if font not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(font))
+    if CJK_FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
     w = _words(lang)
     label = _labeller(ws, review, lang)
     styles = getSampleStyleSheet()
-    for style in styles.byName.values():
-        style.fontName = font  # type: ignore[attr-defined]
-    style = TableStyle([
-        ("FONT", (0, 0), (-1, -1), font, 8),
-        ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f1f3f5")),
-        ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#ced4da")),
-        ("ALIGN", (1, 1), (-1, -1), "RIGHT")])
+    cell = ParagraphStyle("cell", fontName=LATIN_FONT, fontSize=8, leading=10)
+    number = ParagraphStyle("number", parent=cell, alignment=2)  # right
+
+    def para(text: str, style: Any) -> Any:
+        return Paragraph(mixed(text), style)
+
+    def table(rows: list[list[str]]) -> Any:
+        return Table([[para(v, cell if j == 0 or i == 0 else number)
+                       for j, v in enumerate(row)] for i, row in enumerate(rows)],
+                     repeatRows=1, style=TableStyle([
+                         ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#f1f3f5")),
+                         ("GRID", (0, 0), (-1, -1), 0.25, colors.HexColor("#ced4da")),
+                         ("VALIGN", (0, 0), (-1, -1), "MIDDLE")]))
 
     story: list[Any] = [
-        Paragraph(f"{w['report']} · {review.period.name}", styles["Title"]),
-        Paragraph(f"{review.period.start:%Y-%m-%d} – {review.period.end:%Y-%m-%d} · "
-                  f"{w['compare_with']} {review.previous.name}", styles["Normal"]),
-        Spacer(1, 4 * mm), Paragraph(w["kpis"], styles["Heading2"])]
+        para(f"{w['report']} · {review.period.name}", styles["Title"]),
+        para(f"{review.period.start:%Y-%m-%d} – {review.period.end:%Y-%m-%d} · "
+             f"{w['compare_with']} {review.previous.name}", styles["Normal"]),
+        Spacer(1, 4 * mm), para(w["kpis"], styles["Heading2"])]
     rows: list[list[str]] = [[w["segment"], w["period"], w["customers"],
                               *[w[c] for c in KPI_COLUMNS]]]
     for g in review.groups:
@@ -124,21 +154,44 @@ def pdf(ws: Workspace, review: Review, lang: str) -> bytes:
                      *[_cell(c, g["now"].get(c)) for c in KPI_COLUMNS]])
         rows.append(["", review.previous.name, "",
                      *[_cell(c, g["before"].get(c)) for c in KPI_COLUMNS]])
-    story.append(Table(rows, repeatRows=1, style=style))
+    story.append(table(rows))
+    if review.groups:  # revenue per group, the previous period beside this one
+        chart = VerticalBarChart()
+        chart.x, chart.y, chart.width, chart.height = 40, 30, 520, 150
+        chart.data = [[g["before"]["revenue"] for g in review.groups],
+                      [g["now"]["revenue"] for g in review.groups]]
+        chart.categoryAxis.categoryNames = [label(g["group"]).split(" · ")[0]
+                                            for g in review.groups]
+        chart.categoryAxis.labels.fontName = CJK_FONT if any(
+            _CJK.search(n) for n in chart.categoryAxis.categoryNames) else LATIN_FONT
+        chart.categoryAxis.labels.fontSize = 8
+        chart.valueAxis.labels.fontName = LATIN_FONT
+        chart.valueAxis.labels.fontSize = 7
+        chart.valueAxis.valueMin = 0
+        chart.valueAxis.labelTextFormat = lambda v: f"{v:,.0f}"
+        chart.bars[0].fillColor = colors.HexColor("#adb5bd")
+        chart.bars[1].fillColor = colors.HexColor("#0b5cad")
+        drawing = Drawing(600, 200)
+        drawing.add(chart)
+        for x, text, colour in ((380, review.previous.name, "#adb5bd"),
+                                (480, review.period.name, "#0b5cad")):  # the legend
+            drawing.add(Rect(x, 187, 8, 8, fillColor=colors.HexColor(colour),
+                             strokeColor=None))
+            drawing.add(String(x + 12, 188, text, fontName=LATIN_FONT, fontSize=8))
+        story += [Spacer(1, 4 * mm), para(w["revenue"], styles["Heading2"]), drawing]
     if review.migration:
         states, grid = _matrix(review)
-        story += [Spacer(1, 4 * mm), Paragraph(w["migration"], styles["Heading2"]),
-                  Table([[f"{w['before']} \\ {w['after']}", *states],
+        story += [Spacer(1, 4 * mm), para(w["migration"], styles["Heading2"]),
+                  table([[f"{w['before']} \\ {w['after']}", *states],
                          *[[s, *[f"{v:,}" for v in line]] for s, line in zip(states, grid,
-                                                                             strict=True)]],
-                        style=style)]
-    for title, movers in ((f"↑ {w['biggest_movers']}", review.movers_up),
-                          (f"↓ {w['biggest_movers']}", review.movers_down)):
-        story += [Spacer(1, 4 * mm), Paragraph(title, styles["Heading2"])]
-        table = [[w["customer"], review.previous.name, review.period.name, w["change"]]]
-        table += [[m["customer_id"], f"{m['revenue_before']:,.2f}", f"{m['revenue']:,.2f}",
+                                                                             strict=True)]])]
+    for title, movers in ((w["movers_up"], review.movers_up),
+                          (w["movers_down"], review.movers_down)):
+        story += [Spacer(1, 4 * mm), para(title, styles["Heading2"])]
+        moved = [[w["customer"], review.previous.name, review.period.name, w["change"]]]
+        moved += [[m["customer_id"], f"{m['revenue_before']:,.2f}", f"{m['revenue']:,.2f}",
                    f"{m['change']:,.2f}"] for m in movers] or [[w["none"], "", "", ""]]
-        story.append(Table(table, style=style))
+        story.append(table(moved))
     buffer = io.BytesIO()
     SimpleDocTemplate(buffer, pagesize=landscape(A4), title=f"tierwise {review.period.name}",
                       leftMargin=12 * mm, rightMargin=12 * mm, topMargin=12 * mm,
