@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -513,7 +514,7 @@ def test_the_worklist_start_assign_snooze_complete(served: Served) -> None:
     assert [t["task_id"] for t in late] == [first["task_id"]]
     assert first["overdue"] and not second["overdue"]
     page = client.get("/actions", params={"lang": "en"}).text
-    assert page.count('class="overdue"') == 1 and "(Overdue)" in page
+    assert page.count('<li class="overdue') == 1 and "(Overdue)" in page
     assert f'/v1/tasks/{first["task_id"]}/start' in page
     assert f'data-post="/v1/tasks/{second["task_id"]}/snooze" data-body=\'{{"hours": 24}}\'' \
         in page
@@ -550,3 +551,64 @@ def test_the_worklist_start_assign_snooze_complete(served: Served) -> None:
 
         actions = {e["action"] for e in audit.entries(conn, limit=100)}
     assert {"task_start", "task_assign", "task_snooze", "task_complete"} <= actions
+
+
+def test_strategic_overdue_tasks_stand_out_and_the_worklist_exports(tmp_path: Path) -> None:
+    """A task whose customer is in the best tier is `strategic` in every listing; overdue
+    ones of those come first on the Actions page and stand out; the worklist filters by
+    team and owner and exports as CSV (API, page link, CLI)."""
+    import csv
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from tierwise.demo.generator import DemoSpec
+    from tierwise.demo.load import load_generated
+    from tierwise.models.compute import load_snapshot
+    from tierwise.server.app import create_app
+    from tierwise.store import accounts
+    from tierwise.store import tasks as task_store
+
+    ws = tierwise.init(tmp_path / "ws")
+    load_generated(ws, DemoSpec(customers=300, seed=4, end=date(2026, 6, 30)))
+    ws.compute()
+    tiers = dict(zip(*(load_snapshot(ws).table.column(c).to_pylist()
+                       for c in ("customer_id", "tier")), strict=True))
+    best = next(c for c, t in tiers.items() if t == "A")
+    other = next(c for c, t in tiers.items() if t == "D")
+    now = datetime.now(UTC)
+    with ws.control.write() as conn:
+        accounts.add_user(conn, "ops", "worklist-pass-1", "operator")
+        for i, (customer, role, hours) in enumerate(((other, "service", -3), (best, "sales", -1),
+                                                      (best, "sales", 30))):
+            task_store.create_once(conn, f"w{i}", customer_id=customer, role=role,
+                                   title=f"follow up {i}", body=None, source="test",
+                                   priority="high", due_at=now + timedelta(hours=hours), at=now)
+    client = TestClient(create_app(ws))
+    ok = client.post("/v1/auth/login", json={"username": "ops", "password": "worklist-pass-1"})
+    client.headers["X-CSRF-Token"] = ok.json()["csrf_token"]
+    listed = {t["title"]: t for t in client.get("/v1/tasks", params={"status": "active"}).json()}
+    assert [listed[f"follow up {i}"]["strategic"] for i in range(3)] == [False, True, True]
+    assert [t["title"] for t in client.get("/v1/tasks", params={"team": "sales",
+                                                                "status": "active"}).json()] \
+        == ["follow up 1", "follow up 2"]
+    page = client.get("/actions", params={"lang": "en"}).text
+    items = re.findall(r'<li(?: class="([^"]*)")?><strong>([^<]+)</strong>', page)
+    assert items[0] == ("overdue strategic", "follow up 1")  # late and strategic: first
+    assert ("overdue", "follow up 0") in items and ("strategic", "follow up 2") in items
+    assert "1 overdue for strategic customers" in page
+    assert 'data-input="#assign-' in page and 'href="/v1/tasks/export?status=active"' in page
+    assert client.get("/actions", params={"overdue": "maybe"}).status_code == 400
+    only = client.get("/actions", params={"team": "service", "lang": "en"}).text
+    assert "follow up 0" in only and "follow up 1" not in only
+    exported = client.get("/v1/tasks/export", params={"status": "active", "overdue": "true"})
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert sorted((r["title"], r["strategic"], r["overdue"]) for r in rows) == [
+        ("follow up 0", "False", "True"), ("follow up 1", "True", "True")]
+    target = tmp_path / "tasks.csv"
+    tw("tasks", "--team", "sales", "--csv", str(target), "-w", str(ws.root))
+    assert [r["title"] for r in csv.DictReader(io.StringIO(
+        target.read_text(encoding="utf-8-sig")))] == ["follow up 1", "follow up 2"]
+    assert "★" in tw("tasks", "-w", str(ws.root))
+    ws.close()

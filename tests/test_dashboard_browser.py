@@ -147,6 +147,20 @@ def test_a_bar_of_a_breakdown_opens_its_customers(page: Any) -> None:
     assert page.problems == []
 
 
+def test_a_task_is_assigned_from_the_worklist(page: Any) -> None:
+    """The owner typed beside a task is sent with "assign" (data-input) and shows after."""
+    page.goto("/actions")
+    assign = page.locator("button[data-input^='#assign-']")
+    if assign.count() == 0:
+        pytest.skip("the showcase left no open task to assign")
+    task_input = assign.first.get_attribute("data-input")
+    page.fill(task_input, "王经理")
+    assign.first.click()
+    page.wait_for_load_state("load")
+    page.wait_for_selector("h3:has-text('王经理')")
+    assert page.problems == []
+
+
 def test_language_switch(page: Any) -> None:
     page.goto("/rfm")
     assert page.locator("h1").inner_text() == "RFM 分析"

@@ -104,6 +104,10 @@ function wireButtons() {
       button.disabled = true;
       try {
         const body = button.dataset.body ? JSON.parse(button.dataset.body) : {};
+        // data-input: a field of the body comes from an input beside the button
+        if (button.dataset.input) {
+          body[button.dataset.field || "value"] = $(button.dataset.input).value.trim();
+        }
         const result = await api("POST", button.dataset.post, body);
         if (result && result.job_id) {
           await followJob(result.job_id, $(button.dataset.progress || "#job-progress"));

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.ingest.report import safe_csv_bytes
+from tierwise.models import compute
 from tierwise.store import tasks as task_store
 from tierwise.store.control import as_utc, utcnow
 from tierwise.workspace import Workspace
@@ -15,21 +18,50 @@ STATUSES = task_store.STATUSES
 ACTIVE = task_store.ACTIVE
 
 
-def listing(ws: Workspace, *, owner: str | None = None,
+def listing(ws: Workspace, *, owner: str | None = None, team: str | None = None,
             status: str | tuple[str, ...] | None = "open", customer_id: str | None = None,
             overdue: bool = False, limit: int = 200) -> list[dict[str, Any]]:
     """Tasks, soonest due first (those without a due time last); ``status="active"`` means
-    open or in progress; ``overdue``: active tasks past their due time."""
+    open or in progress; ``team``: the role a task was given to (sales, service, …);
+    ``overdue``: active tasks past their due time.
+
+    One answer, for the API, the CLI and the dashboard, to two questions about each task:
+    ``overdue`` — is it late — and ``strategic`` — is its customer in the best tier of the
+    tier setting in force (A, VIP, …; from the latest snapshot; false before the first
+    compute)."""
     if status == "active" or overdue and status is None:
         status = ACTIVE
     now = utcnow()
     with ws.control.read() as conn:
-        found = task_store.listing(conn, owner=owner, status=status, customer_id=customer_id,
+        found = task_store.listing(conn, owner=owner, role=team, status=status,
+                                   customer_id=customer_id,
                                    due_before=now if overdue else None, limit=limit)
-    for task in found:  # one answer to "is it late", for the API, the CLI and the dashboard
+    values = compute.latest_values(ws, (t["customer_id"] for t in found), ["tier"])
+    best = compute.best_tier(ws) if values else None
+    for task in found:
         due = as_utc(task["due_at"]) if task["due_at"] is not None else None
         task["overdue"] = task["status"] in ACTIVE and due is not None and due < now
+        task["team"] = task.get("role")
+        tier = values.get(task["customer_id"], {}).get("tier")
+        task["strategic"] = best is not None and tier == best
     return found
+
+
+#: The worklist's columns in an export, in order.
+EXPORT_COLUMNS = ("task_id", "customer_id", "strategic", "owner", "team", "title", "priority",
+                  "status", "overdue", "due_at", "created_at", "source", "body")
+
+
+def export(found: list[dict[str, Any]], zone: ZoneInfo) -> bytes:
+    """Listed tasks as a spreadsheet-safe CSV (times in the workspace's zone)."""
+    def cell(task: dict[str, Any], name: str) -> object:
+        value = task.get(name)
+        if isinstance(value, datetime):
+            return f"{as_utc(value).astimezone(zone):%Y-%m-%d %H:%M}"
+        return "" if value is None else value
+
+    return safe_csv_bytes(EXPORT_COLUMNS, ([cell(t, c) for c in EXPORT_COLUMNS]
+                                           for t in found))
 
 
 def _active(conn: Any, task_id: int) -> dict[str, Any]:

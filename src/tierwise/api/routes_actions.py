@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, StrictInt
 
 from tierwise.actions import catalog as automations
@@ -203,17 +204,39 @@ def replay(request: Request, body: ReplayIn,
     return {"queued": queued}
 
 
-@router.get("/tasks", summary="The worklist: tasks by owner, status and due time")
+TaskStatus = Literal["open", "in_progress", "active", "done", "cancelled"]
+
+
+@router.get("/tasks", summary="The worklist: tasks by owner, team, status and due time; each "
+            "says whether it is overdue and whether its customer is strategic (best tier)")
 def list_tasks(request: Request, owner: str | None = Query(None, max_length=200),
-               status: Literal["open", "in_progress", "active", "done",
-                               "cancelled"] | None = "open",
+               team: str | None = Query(None, max_length=32, description=(
+                   "The role a task is for (sales, service, operator, …).")),
+               status: TaskStatus | None = "open",
                customer_id: str | None = Query(None, max_length=128),
                overdue: bool = Query(False, description="Only tasks past their due time."),
                limit: int = Query(200, ge=1, le=5000),
                principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
-    return [jsonable(t) for t in tasks.listing(workspace(request), owner=owner, status=status,
-                                               customer_id=customer_id, overdue=overdue,
-                                               limit=limit)]
+    return [jsonable(t) for t in tasks.listing(
+        workspace(request), owner=owner, team=team, status=status, customer_id=customer_id,
+        overdue=overdue, limit=limit)]
+
+
+@router.get("/tasks/export", summary="The worklist as CSV (the same filters)",
+            response_class=Response)
+def export_tasks(request: Request, owner: str | None = Query(None, max_length=200),
+                 team: str | None = Query(None, max_length=32),
+                 status: TaskStatus | None = "active",
+                 overdue: bool = Query(False),
+                 principal: Principal = require("customers:read")) -> Response:
+    ws = workspace(request)
+    found = tasks.listing(ws, owner=owner, team=team, status=status, overdue=overdue,
+                          limit=100_000)
+    record(request, principal, "tasks_export", None,
+           {"owner": owner, "team": team, "status": status, "rows": len(found)})
+    return Response(tasks.export(found, ws.config.zone), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="tasks-{utcnow():%Y%m%dT%H%M%S}.csv"'})
 
 
 class AssignIn(BaseModel):

@@ -199,11 +199,15 @@ def deliveries_replay(ids: Annotated[list[int] | None, typer.Argument(
 
 @tasks_app.callback()
 def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] = None,
+               team: Annotated[str | None, typer.Option(
+                   help="The role tasks are for: sales, service, operator, …")] = None,
                status: Annotated[str, typer.Option(
                    help="open, in_progress, active (both), done or cancelled.")] = "active",
                overdue: Annotated[bool, typer.Option(help="Only tasks past due.")] = False,
+               csv_file: Annotated[Path | None, typer.Option(
+                   "--csv", help="Write the list to this CSV file instead.")] = None,
                workspace: WorkspaceOpt = None) -> None:
-    """The worklist: tasks, soonest due first."""
+    """The worklist: tasks, soonest due first; ★ marks customers of the best tier."""
     if ctx.invoked_subcommand is not None:
         return
     from tierwise.actions import tasks
@@ -213,10 +217,17 @@ def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] 
                             f"{', '.join((*tasks.STATUSES, 'active'))}",
                             zh=f"--status {status!r}：应为 "
                             f"{', '.join((*tasks.STATUSES, 'active'))} 之一")
+    ws = Workspace.open(workspace)
+    found = tasks.listing(ws, owner=owner, team=team, status=status, overdue=overdue,
+                          limit=100_000 if csv_file else 200)
+    if csv_file is not None:
+        csv_file.write_bytes(tasks.export(found, ws.config.zone))
+        out.print(f"{len(found):,} tasks written to {csv_file}")
+        return
     table = Table("task", "customer", "owner", "title", "priority", "due", "status")
-    for t in tasks.listing(Workspace.open(workspace), owner=owner, status=status,
-                           overdue=overdue):
-        table.add_row(str(t["task_id"]), t["customer_id"], t["owner"] or f"({t['role']})",
+    for t in found:
+        table.add_row(str(t["task_id"]), ("★ " if t["strategic"] else "") + t["customer_id"],
+                      t["owner"] or f"({t['role']})",
                       t["title"], t["priority"],
                       f"{t['due_at']:%Y-%m-%d %H:%M}" if t["due_at"] else "",
                       t["status"] + (" · overdue" if t["overdue"] else ""))

@@ -47,7 +47,7 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
     "/lifecycle": frozenset({"after", "before"}),
     "/segments/{key}": frozenset({"q", "after"}),
     "/actions": frozenset({"status", "source", "action", "customer", "event", "since",
-                           "until", "before"}),
+                           "until", "before", "owner", "team", "overdue"}),
     "/review": frozenset({"period", "segment"}),
     "/review/report.{fmt}": frozenset({"period", "segment"}),
     "/imports": frozenset({"job"}),

@@ -50,17 +50,23 @@ def actions(request: Request) -> HTMLResponse:
         raise Problem(400, str(exc)) from None
     older = deliveries[-1]["outbox_id"] if len(deliveries) == DELIVERIES_PER_PAGE else None
     status = log.get("status") or ""
-    open_tasks = tasks.listing(ws, status="active", limit=500) if principal.can(
+    work = task_filters(request)
+    open_tasks = tasks.listing(ws, status="active", limit=500, **work) if principal.can(
         "customers:read") else []
     by_owner: dict[str, list[dict[str, Any]]] = {}
-    for t in open_tasks:
-        by_owner.setdefault(t.get("owner") or "—", []).append(t)
+    for t in sorted(open_tasks, key=lambda t: not (t["overdue"] and t["strategic"])):
+        by_owner.setdefault(t.get("owner") or "—", []).append(t)  # late strategic ones first
+    teams = sorted({t["team"] for t in open_tasks if t.get("team")} | (
+        {work["team"]} if work.get("team") else set()))
+    work_query = {"status": "active", **{k: ("true" if v is True else v)
+                                         for k, v in work.items() if v}}
     kept = {k: v for k, v in request.query_params.items() if k != "before" and v}
     return render(request, principal, "actions.html", "actions", triggers=triggers,
                   playbooks=playbooks, deliveries=deliveries,
                   summary=dispatch.summary(ws), status=status, tasks_by_owner=by_owner,
                   can_run=principal.can("actions:run"), log=log, kept=kept, older=older,
                   statuses=dispatch.STATUSES, actions_kinds=dispatch.ACTIONS,
+                  work=work, teams=teams, work_query=work_query,
                   sources=[f"trigger:{t.key}" for t in triggers]
                   + [f"playbook:{p.key}" for p in playbooks])
 
@@ -70,6 +76,19 @@ DELIVERIES_PER_PAGE = 50
 #: The delivery log's filters: query parameter → the keyword of ``dispatch.deliveries``.
 DELIVERY_FILTERS = {"status": "status", "source": "source", "action": "action",
                     "customer": "customer_id", "event": "event"}
+
+
+def task_filters(request: Request) -> dict[str, Any]:
+    """The worklist's filters from the page's query: owner, team and overdue (true/false)."""
+    query = request.query_params
+    found: dict[str, Any] = {k: query[k] for k in ("owner", "team") if query.get(k)}
+    late = (query.get("overdue") or "").lower()
+    if late not in ("", "true", "false", "on", "1", "0"):
+        raise Problem(400, say(f"overdue={query['overdue']!r}: expected true or false",
+                               f"overdue={query['overdue']!r}：应为 true 或 false"))
+    if late in ("true", "on", "1"):
+        found["overdue"] = True
+    return found
 
 
 def delivery_filters(request: Request) -> dict[str, Any]:

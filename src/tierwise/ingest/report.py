@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,6 +39,16 @@ def write_safe_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[ob
         writer.writerow([safe_cell(h) for h in header])
         for row in rows:
             writer.writerow([safe_cell(v) for v in row])
+
+
+def safe_csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+    """``write_safe_csv`` into bytes (UTF-8 with BOM), for a download."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([safe_cell(h) for h in header])
+    for row in rows:
+        writer.writerow([safe_cell(v) for v in row])
+    return ("\ufeff" + buffer.getvalue()).encode()
 
 
 def shorten(value: str | None) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -406,6 +407,25 @@ def load_snapshot(ws: Workspace, snapshot_id: int | None = None) -> Snapshot:
     path = ws.root / row["path"]
     return Snapshot(row["snapshot_id"], row["as_of"] or utcnow(), path, pq.read_table(path),
                     json.loads(row["settings"]), row["seconds"])
+
+
+def latest_values(ws: Workspace, customer_ids: Iterable[str], columns: list[str]
+                  ) -> dict[str, dict[str, Any]]:
+    """Some customers' values in the latest snapshot (none before the first compute),
+    read with the ids pushed down to the file rather than the whole snapshot."""
+    ids = sorted(set(customer_ids))
+    with ws.control.read() as conn:
+        row = snapshot_store.latest(conn)
+    if row is None or not ids:
+        return {}
+    found = pq.read_table(ws.root / row["path"], columns=["customer_id", *columns],
+                          filters=[("customer_id", "in", ids)])
+    return {r["customer_id"]: r for r in found.to_pylist()}
+
+
+def best_tier(ws: Workspace) -> str:
+    """The first tier of the tier setting in force: the customers who matter most."""
+    return str(load_settings(ws, for_compute=False).tiers.tiers[0])
 
 
 def set_snapshot_column(ws: Workspace, column: str, customer_ids: list[str],

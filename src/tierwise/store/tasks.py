@@ -21,14 +21,17 @@ ACTIVE = ("open", "in_progress")
 STATUSES = (*ACTIVE, "done", "cancelled")
 
 
-def listing(conn: sa.Connection, *, owner: str | None = None,
+def listing(conn: sa.Connection, *, owner: str | None = None, role: str | None = None,
             status: str | tuple[str, ...] | None = "open", customer_id: str | None = None,
             due_before: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
     """Tasks, soonest due first (those without a due time last); ``status`` one or several;
-    ``due_before``: only tasks due before then (overdue ones, given the time now)."""
+    ``role``: the team a task is for; ``due_before``: only tasks due before then (overdue
+    ones, given the time now)."""
     query = sa.select(tasks)
     if owner is not None:
         query = query.where(tasks.c.owner == owner)
+    if role is not None:
+        query = query.where(tasks.c.role == role)
     if isinstance(status, tuple):
         query = query.where(tasks.c.status.in_(status))
     elif status is not None:
