@@ -679,3 +679,44 @@ def test_breakdown_by_any_dimension_links_to_its_customers(demo: tierwise.Worksp
         assert client.get("/breakdown", params=wrong).status_code == 400, wrong
     assert client.get("/v1/values/breakdown", params={"by": "colour"}).status_code == 422
     assert client.get("/v1/values/breakdown", params={"tier": "Z"}).status_code == 400
+
+
+def test_a_segment_is_broken_down_and_its_groups_list_its_members(
+        demo: tierwise.Workspace) -> None:
+    """From a segment's page to its members by city, and from a city to exactly those
+    members on the customer list; an unknown segment is refused, never an empty list."""
+    from urllib.parse import unquote
+
+    from tierwise.models.compute import load_snapshot
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import evaluate_all, members_at
+    from tierwise.services.breakdowns import by_dimension
+
+    defs.save(demo, defs.SegmentDefinition(key="buyers_2", rule="COUNT(orders) >= 2"))
+    evaluate_all(demo, datetime.now(UTC), ["buyers_2"])
+    members = set(members_at(demo, "buyers_2"))
+    assert members
+    found = by_dimension(demo, load_snapshot(demo), "city", segment="buyers_2")
+    assert found["total"]["customers"] == len(members)
+    client = _client(demo)
+    assert "/breakdown?segment=buyers_2" in client.get("/segments/buyers_2").text
+    page = client.get("/breakdown", params={"segment": "buyers_2", "by": "city"}).text
+    href = re.search(r'<tr><th scope="row"><a href="([^"]+)">', page).group(1)
+    query = {k: unquote(v) for k, v in (p.split("=", 1) for p in href.split("?", 1)[1]
+                                        .replace("&amp;", "&").split("&"))}
+    assert query["segment"] == "buyers_2"
+    listed, after = [], None
+    while True:
+        html = client.get("/customers", params=query | ({"after": after} if after else {})).text
+        listed += re.findall(r'<th scope="row"><a href="/customers/([^"]+)"', html)
+        nxt = re.search(r'after=([^"&]+)" rel="next"', html)
+        if not nxt:
+            break
+        after = nxt.group(1)
+    city = query["city"]
+    expected = next(g["customers"] for g in found["groups"] if g["value"] == city)
+    assert len(listed) == expected and set(listed) <= members
+    for wrong in ("/breakdown?segment=nope", "/customers?segment=nope"):
+        answer = client.get(wrong)
+        assert answer.status_code == 400 and "buyers_2" in answer.json()["detail"], wrong
+    assert client.get("/v1/values/breakdown", params={"segment": "nope"}).status_code == 400

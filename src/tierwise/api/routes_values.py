@@ -86,6 +86,8 @@ def breakdown_of(request: Request,
                  channel: str | None = Query(None, max_length=256),
                  gender: str | None = Query(None, max_length=64),
                  tag: str | None = Query(None, max_length=256),
+                 segment: str | None = Query(None, max_length=128, description=(
+                     "Only the current members of this segment.")),
                  snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
                  principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
@@ -96,7 +98,7 @@ def breakdown_of(request: Request,
     values = {k: v for k, v in given.items() if v and k in breakdowns.VALUE_DIMENSIONS}
     fields = {k: v for k, v in given.items() if v and k in breakdowns.FIELD_DIMENSIONS}
     found = breakdowns.by_dimension(ws, _snapshot(ws, snapshot_id), by, values, fields,
-                                    language(request, ws.config.locale))
+                                    language(request, ws.config.locale), segment)
     return jsonable(found)  # type: ignore[no-any-return]
 
 

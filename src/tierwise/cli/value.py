@@ -454,6 +454,8 @@ def breakdown_cmd(
     where: Annotated[list[str] | None, typer.Option(
         "--where", help="A filter FIELD=VALUE (codes or labels), e.g. --where tier=A "
         "--where city=上海; repeat to combine.")] = None,
+    segment: Annotated[str | None, typer.Option(
+        help="Only the current members of this segment.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -474,7 +476,7 @@ def breakdown_cmd(
     values = {k: v for k, v in given.items() if k not in breakdowns.FIELD_DIMENSIONS}
     fields = {k: v for k, v in given.items() if k in breakdowns.FIELD_DIMENSIONS}
     found = breakdowns.by_dimension(ws, compute.load_snapshot(ws), by, values, fields,
-                                    spoken())
+                                    spoken(), segment)
     if as_json:
         out.print_json(json.dumps(found, default=str, ensure_ascii=False))
         return

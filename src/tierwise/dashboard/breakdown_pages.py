@@ -43,7 +43,9 @@ def breakdown(request: Request) -> HTMLResponse:
     if view is None:
         return render(request, principal, "empty.html", "breakdown")
     try:
-        found = by_dimension(workspace(request), view.snapshot, by, values, fields, lang)
+        found = by_dimension(workspace(request), view.snapshot, by, values,
+                             {k: v for k, v in fields.items() if k != "segment"}, lang,
+                             fields.get("segment"))
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
     words = vocabulary(workspace(request), lang)

@@ -24,6 +24,7 @@ from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.security import consent
 from tierwise.segments.membership import customer_segments
 from tierwise.segments.vocabulary import vocabulary
+from tierwise.services.breakdowns import known_segment
 from tierwise.services.customers import FILTERS as CUSTOMER_FIELD_FILTERS
 from tierwise.services.customers import (
     customer_profile,
@@ -68,7 +69,8 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
     taken too) and customer-field filters; an unknown parameter (beyond ``others``, the
     page's own) or value is a 400 naming the valid ones, never an unfiltered list."""
     params = request.query_params
-    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, *others), path)
+    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, "segment", *others),
+                         path)
     words = vocabulary(workspace(request), lang)
     try:
         values = {c: words.code(FILTER_FIELDS[c], v) for c in VALUE_FILTERS
@@ -76,14 +78,16 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
         fields = {c: v for c in CUSTOMER_FILTERS if (v := params.get(c))}
         if "gender" in fields:
             fields["gender"] = words.code("gender", fields["gender"])
+        if params.get("segment"):  # the members of a segment: one that exists
+            fields["segment"] = known_segment(workspace(request), params["segment"])
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
     return values, fields
 
 
 def _combined(request: Request, principal: Principal, view: View, values: dict[str, str],
-              fields: dict[str, str], q: str | None, after: str | None
-              ) -> tuple[list[dict[str, Any]], str | None]:
+              fields: dict[str, str], q: str | None, after: str | None,
+              segment: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """A page of customers whose snapshot values match ``values`` and whose fields match
     ``fields`` (and ``q``): the value matches in id order, a step at a time, narrowed in the
     control store, until the page is full."""
@@ -93,7 +97,8 @@ def _combined(request: Request, principal: Principal, view: View, values: dict[s
         ids, _ = view.matching(values, cursor, STEP)
         if not ids:
             break
-        rows, _ = search(ws, principal, q=q, ids=ids, limit=STEP, where=fields)
+        rows, _ = search(ws, principal, q=q, ids=ids, limit=STEP, where=fields,
+                         segment=segment)
         found += rows
         cursor = ids[-1]
         if len(ids) < STEP:
@@ -109,6 +114,8 @@ def customers(request: Request) -> HTMLResponse:
     after = request.query_params.get("after") or None
     view, lang = view_of(request), language_of(request)
     filters, fields = _filters(request, lang)
+    segment = fields.get("segment")
+    where = {k: v for k, v in fields.items() if k != "segment"}
     matched = None
     if filters:
         if not principal.can("values:read"):
@@ -118,14 +125,15 @@ def customers(request: Request) -> HTMLResponse:
                           "the nightly run) before filtering by tier, lifecycle, RFM "
                           "segment or churn risk")
         if fields or q:
-            items, next_after = _combined(request, principal, view, filters, fields, q, after)
+            items, next_after = _combined(request, principal, view, filters, where, q, after,
+                                          segment)
         else:
             page_ids, matched = view.matching(filters, after, PAGE + 1)
             items, _ = search(workspace(request), principal, ids=page_ids[:PAGE], limit=PAGE)
             next_after = page_ids[PAGE - 1] if len(page_ids) > PAGE else None
     else:
         items, next_after = search(workspace(request), principal, q=q, after=after, limit=PAGE,
-                                   where=fields)
+                                   where=where, segment=segment)
     labels = {"tier": view.tier_label, "lifecycle": View.stage_label,
               "rfm_segment": view.rfm_label} if view else {}
     shown = {c: (labels[c](v, lang) if c in labels else i18n.table(lang).get(f"risk_{v}", v))

@@ -42,11 +42,12 @@ ENUMERATED = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segm
 def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
                  values: dict[str, str] | None = None,
                  fields: dict[str, str] | None = None,
-                 lang: str | None = None) -> dict[str, Any]:
+                 lang: str | None = None, segment: str | None = None) -> dict[str, Any]:
     """Per value of ``dimension``: the customers' figures, biggest revenue first, and the
     figures of all the customers the filters leave (``total``). Filters on tier,
     lifecycle, RFM segment, churn risk and gender take codes or labels; a value that names
-    none is an error with the valid ones (in ``lang``)."""
+    none is an error with the valid ones (in ``lang``). ``segment``: only its current
+    members."""
     if dimension not in DIMENSIONS:
         raise TierwiseError(f"cannot group customers by {dimension!r}; expected one of "
                             f"{', '.join(DIMENSIONS)}",
@@ -64,6 +65,9 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
     if "gender" in fields:
         fields["gender"] = words.code("gender", fields["gender"])
     table = _joined(ws, snapshot.table, dimension, fields)
+    if segment is not None:
+        table = table.filter(pc.is_in(table.column("customer_id"),
+                                      pa.array(members(ws, segment), pa.string())))
     for column, wanted in values.items():
         table = table.filter(pc.equal(table.column(column), wanted))
     for column, wanted in fields.items():
@@ -79,7 +83,27 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
         groups.append({"value": value, **figures})
     groups.sort(key=lambda g: (-g["revenue"], -g["customers"], str(g["value"])))
     return {"snapshot_id": snapshot.snapshot_id, "as_of": snapshot.as_of, "by": dimension,
-            "values": values, "fields": fields, "total": total, "groups": groups}
+            "values": values, "fields": fields, "segment": segment, "total": total,
+            "groups": groups}
+
+
+def known_segment(ws: Workspace, key: str) -> str:
+    """``key`` when a segment of that key is applied, else an error naming the known ones:
+    an unknown key must not read as an empty segment."""
+    from tierwise.segments import catalog as defs
+
+    known = sorted(defs.applied(ws))
+    if key not in known:
+        raise TierwiseError(f"no segment {key!r}; the segments are {', '.join(known) or 'none'}",
+                            zh=f"没有分群 {key!r}；已有的分群：{'、'.join(known) or '无'}")
+    return key
+
+
+def members(ws: Workspace, key: str) -> list[str]:
+    """The current members of the applied segment ``key``."""
+    from tierwise.segments.membership import members_at
+
+    return members_at(ws, known_segment(ws, key))
 
 
 def _joined(ws: Workspace, snap: pa.Table, dimension: str,
@@ -124,4 +148,5 @@ def _grouped(table: pa.Table, dimension: str) -> list[tuple[Any, dict[str, Any]]
             if g[1]["customers"]]
 
 
-__all__ = ["DIMENSIONS", "FIELD_DIMENSIONS", "VALUE_DIMENSIONS", "by_dimension"]
+__all__ = ["DIMENSIONS", "FIELD_DIMENSIONS", "VALUE_DIMENSIONS", "by_dimension", "known_segment",
+           "members"]
