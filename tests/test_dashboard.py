@@ -720,3 +720,31 @@ def test_a_segment_is_broken_down_and_its_groups_list_its_members(
         answer = client.get(wrong)
         assert answer.status_code == 400 and "buyers_2" in answer.json()["detail"], wrong
     assert client.get("/v1/values/breakdown", params={"segment": "nope"}).status_code == 400
+
+
+def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace) -> None:
+    """On the overview, the tiers and the lifecycle page, each slice or bar of a chart over
+    tiers, churn risk or stages links to the customer list of exactly its customers."""
+    client = _client(demo)
+    checked = 0
+    for path, chart in (("/", "tier-mix"), ("/", "risk"), ("/", "stages"),
+                        ("/tiers", "tier-dist"), ("/lifecycle", "funnel")):
+        html = client.get(path, params={"lang": "en"}).text
+        links = json.loads(re.search(rf'<script type="application/json" id="links-{chart}">'
+                                     r"(.*?)</script>", html, re.S).group(1))
+        option = _chart_options(html)[f"opt-{chart}"]
+        data = option["series"][0]["data"]
+        assert len(links) == len(data), (path, chart)
+        for link, point in zip(links, data, strict=True):
+            if link is None:
+                continue
+            value = point["value"] if isinstance(point, dict) else point
+            listed = client.get(link + "&lang=en").text
+            matched = re.search(r"· ([\d,]+) Customers", listed)
+            if chart == "tier-dist":  # that chart shows shares, not counts: compare shares
+                total = VIEWS.get(demo).table.num_rows
+                assert round(100 * int(matched.group(1).replace(",", "")) / total, 2) == value
+            else:
+                assert int(matched.group(1).replace(",", "")) == value, (chart, link)
+            checked += 1
+    assert checked >= 10

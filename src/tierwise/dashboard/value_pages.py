@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -66,8 +67,20 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
         for series, colour in zip(satisfied["series"], NPS_COLOURS, strict=True):
             series.update(stack="nps", itemStyle={"color": colour})
         figures["nps"] = satisfied
+    links = {  # each chart element opens the customers behind it
+        "tier-mix": [_customers("tier", r["value"]) for r in tiers],
+        "risk": [_customers("churn_risk", r["value"]) for r in risk],
+        "stages": [_customers("lifecycle", s) for s in view.stage_order()],
+        "nps": [_customers("tier", g["value"]) for g in sorted(
+            happy.get("groups", []), key=lambda g: str(g["value"]))],
+    }
     return render(request, principal, "overview.html", "overview", view=view,
-                  kpis=view.kpis(), figures=figures, happy=happy)
+                  kpis=view.kpis(), figures=figures, happy=happy, links=links)
+
+
+def _customers(column: str, value: object) -> str | None:
+    """The customer list filtered to one value (none for customers without a value)."""
+    return None if value is None else f"/customers?{column}={quote(str(value))}"
 
 
 @router.get("/rfm", response_class=HTMLResponse)
@@ -129,6 +142,7 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
     spec = json.dumps(view.settings.tiers.model_dump(mode="json"), ensure_ascii=False, indent=2)
     return render(request, principal, "tiers.html", "tiers", view=view, rows=rows,
                   figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
+                  links=[_customers("tier", r["value"]) for r in rows],
                   can_write=principal.can("values:write"), metrics=TIER_METRICS,
                   label=lambda t: view.tier_label(t, lang))
 
@@ -153,6 +167,7 @@ def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
                 f"#{before}", f"#{after}")
     return render(request, principal, "lifecycle.html", "lifecycle", view=view,
                   rows=[rows[s] for s in order], figures=figures,
+                  links=[_customers("lifecycle", s) for s in order],
                   label=lambda s: view.stage_label(s, lang))
 
 
