@@ -748,3 +748,30 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
                 assert int(matched.group(1).replace(",", "")) == value, (chart, link)
             checked += 1
     assert checked >= 10
+
+
+def test_a_breakdown_over_a_period_shows_what_each_group_bought(
+        demo: tierwise.Workspace) -> None:
+    """With a period, each group and the total carry the periodic review's figures for it
+    and the period before: by tier they equal the review's own, groups add up to the total,
+    and a wrong period is refused."""
+    from tierwise.models.compute import load_snapshot
+    from tierwise.services.breakdowns import by_dimension
+
+    snap = load_snapshot(demo)
+    found = by_dimension(demo, snap, "city", period="2026Q3")
+    total = found["total"]["period"]
+    assert total["name"] == "2026Q3" and total["previous"] == "2026Q2"
+    assert sum(g["period"]["now"]["revenue"] for g in found["groups"]) == pytest.approx(
+        total["now"]["revenue"])
+    assert sum(g["period"]["now"]["buyers"] for g in found["groups"]) == total["now"]["buyers"]
+    reviewed = review(demo, "2026Q3")  # the same customers' purchases, grouped by tier
+    assert total["now"]["revenue"] == pytest.approx(sum(g["now"]["revenue"]
+                                                        for g in reviewed.groups))
+    assert total["before"]["orders"] == sum(g["before"]["orders"] for g in reviewed.groups)
+    client = _client(demo)
+    page = client.get("/breakdown", params={"by": "city", "period": "2026Q3", "lang": "en"})
+    assert page.status_code == 200 and "Buyers 2026Q3" in page.text
+    assert client.get("/breakdown", params={"period": "2026Q9"}).status_code == 400
+    api = client.get("/v1/values/breakdown", params={"by": "tier", "period": "2026-07"})
+    assert api.status_code == 200 and api.json()["total"]["period"]["name"] == "2026-07"

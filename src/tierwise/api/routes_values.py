@@ -88,6 +88,9 @@ def breakdown_of(request: Request,
                  tag: str | None = Query(None, max_length=256),
                  segment: str | None = Query(None, max_length=128, description=(
                      "Only the current members of this segment.")),
+                 period: str | None = Query(None, max_length=16, description=(
+                     "2026, 2026H2, 2026Q3 or 2026-07: add each group's purchases in it "
+                     "and in the period before (the periodic review's figures).")),
                  snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
                  principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
@@ -98,7 +101,7 @@ def breakdown_of(request: Request,
     values = {k: v for k, v in given.items() if v and k in breakdowns.VALUE_DIMENSIONS}
     fields = {k: v for k, v in given.items() if v and k in breakdowns.FIELD_DIMENSIONS}
     found = breakdowns.by_dimension(ws, _snapshot(ws, snapshot_id), by, values, fields,
-                                    language(request, ws.config.locale), segment)
+                                    language(request, ws.config.locale), segment, period)
     return jsonable(found)  # type: ignore[no-any-return]
 
 

@@ -456,6 +456,9 @@ def breakdown_cmd(
         "--where city=上海; repeat to combine.")] = None,
     segment: Annotated[str | None, typer.Option(
         help="Only the current members of this segment.")] = None,
+    period: Annotated[str | None, typer.Option(
+        help="2026, 2026H2, 2026Q3 or 2026-07: add each group's purchases in it and the "
+        "period before.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
@@ -476,7 +479,7 @@ def breakdown_cmd(
     values = {k: v for k, v in given.items() if k not in breakdowns.FIELD_DIMENSIONS}
     fields = {k: v for k, v in given.items() if k in breakdowns.FIELD_DIMENSIONS}
     found = breakdowns.by_dimension(ws, compute.load_snapshot(ws), by, values, fields,
-                                    spoken(), segment)
+                                    spoken(), segment, period)
     if as_json:
         out.print_json(json.dumps(found, default=str, ensure_ascii=False))
         return
@@ -485,19 +488,28 @@ def breakdown_cmd(
     words = vocabulary(ws, spoken())
     enumeration = words.of({"rfm_segment": "rfm.segment"}.get(by, by))
     grid = Table(title=f"by {by}" + (f" · {given}" if given else ""), title_justify="left")
-    for name in (by, "customers", "share", "active", "revenue", "share ", "per customer",
-                 "orders", "churn high", "value at risk"):
+    names = [by, "customers", "share", "active", "revenue", "share ", "per customer",
+             "orders", "churn high", "value at risk"]
+    if period:
+        names += [f"buyers {period}", f"revenue {period}", "change"]
+    for name in names:
         grid.add_column(name, justify="left" if name == by else "right")
 
     def row(name: str, f: dict[str, Any]) -> None:
         share = f.get("customer_share")
         revenue_share = f.get("revenue_share")
         per = f["revenue_per_customer"]
-        grid.add_row(name, f"{f['customers']:,}", "" if share is None else f"{share:.1%}",
-                     f"{f['active']:,}", f"{f['revenue']:,.2f}",
-                     "" if revenue_share is None else f"{revenue_share:.1%}",
-                     "—" if per is None else f"{per:,.2f}", f"{f['orders']:,}",
-                     f"{f['churn_high']:,}", f"{f['value_at_risk']:,.2f}")
+        cells = [name, f"{f['customers']:,}", "" if share is None else f"{share:.1%}",
+                 f"{f['active']:,}", f"{f['revenue']:,.2f}",
+                 "" if revenue_share is None else f"{revenue_share:.1%}",
+                 "—" if per is None else f"{per:,.2f}", f"{f['orders']:,}",
+                 f"{f['churn_high']:,}", f"{f['value_at_risk']:,.2f}"]
+        if period:
+            p = f.get("period")
+            cells += ["", "", ""] if not p else [
+                f"{p['now']['buyers']:,}", f"{p['now']['revenue']:,.2f}",
+                f"{p['now']['revenue'] - p['before']['revenue']:+,.2f}"]
+        grid.add_row(*cells)
 
     for g in found["groups"]:
         value = g["value"]

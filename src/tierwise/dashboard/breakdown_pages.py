@@ -34,7 +34,8 @@ LABELLED = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segmen
 def breakdown(request: Request) -> HTMLResponse:
     principal = viewer(request, "values:read")
     lang = language_of(request)
-    values, fields = customer_filters(request, lang, "/breakdown", ("by", "lang"))
+    values, fields = customer_filters(request, lang, "/breakdown", ("by", "period", "lang"))
+    period = request.query_params.get("period") or None
     by = request.query_params.get("by") or "tier"
     if by not in DIMENSIONS:
         raise Problem(400, say(f"by={by!r}: expected one of {', '.join(DIMENSIONS)}",
@@ -45,7 +46,7 @@ def breakdown(request: Request) -> HTMLResponse:
     try:
         found = by_dimension(workspace(request), view.snapshot, by, values,
                              {k: v for k, v in fields.items() if k != "segment"}, lang,
-                             fields.get("segment"))
+                             fields.get("segment"), period)
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
     words = vocabulary(workspace(request), lang)
@@ -74,7 +75,8 @@ def breakdown(request: Request) -> HTMLResponse:
                   dimensions=DIMENSIONS, groups=groups, total=found["total"],
                   figures=figures, links=[g["link"] for g in shown],
                   filters={k: _label(words, k, v, lang) for k, v in kept.items()},
-                  kept=kept, more=len(groups) > CHART_GROUPS)
+                  kept=kept, more=len(groups) > CHART_GROUPS, period=period or "",
+                  with_period={**kept, "period": period} if period else kept)
 
 
 def _label(words: Vocabulary, dimension: str, value: Any, lang: str) -> str:

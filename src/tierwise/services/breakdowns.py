@@ -42,12 +42,16 @@ ENUMERATED = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segm
 def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
                  values: dict[str, str] | None = None,
                  fields: dict[str, str] | None = None,
-                 lang: str | None = None, segment: str | None = None) -> dict[str, Any]:
+                 lang: str | None = None, segment: str | None = None,
+                 period: str | None = None) -> dict[str, Any]:
     """Per value of ``dimension``: the customers' figures, biggest revenue first, and the
     figures of all the customers the filters leave (``total``). Filters on tier,
     lifecycle, RFM segment, churn risk and gender take codes or labels; a value that names
     none is an error with the valid ones (in ``lang``). ``segment``: only its current
-    members."""
+    members. ``period`` (2026, 2026H2, 2026Q3, 2026-07): each group and the total also get
+    what its customers did in that period and the one before (``period``: buyers, orders,
+    revenue, conversion, repurchase, order value, reactivation, churn — the periodic
+    review's figures, ``services.review.period_kpis``)."""
     if dimension not in DIMENSIONS:
         raise TierwiseError(f"cannot group customers by {dimension!r}; expected one of "
                             f"{', '.join(DIMENSIONS)}",
@@ -81,10 +85,40 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
         figures["revenue_share"] = figures["revenue"] / total["revenue"] \
             if total["revenue"] else None
         groups.append({"value": value, **figures})
+    if period is not None:
+        found_period = _in_period(ws, table, dimension, period)
+        total["period"] = found_period.pop("\x00all")
+        for group in groups:
+            group["period"] = found_period.get(_key(group["value"]))
     groups.sort(key=lambda g: (-g["revenue"], -g["customers"], str(g["value"])))
     return {"snapshot_id": snapshot.snapshot_id, "as_of": snapshot.as_of, "by": dimension,
             "values": values, "fields": fields, "segment": segment, "total": total,
             "groups": groups}
+
+
+def _key(value: Any) -> str:
+    return "\x00none" if value is None else str(value)
+
+
+def _in_period(ws: Workspace, table: pa.Table, dimension: str, text: str
+               ) -> dict[str, dict[str, Any]]:
+    """The review's period figures per group (by ``_key``) and for all (``\x00all``)."""
+    from tierwise.services.review import parse_period, period_kpis
+
+    chosen = parse_period(text, ws.config.timezone)
+    ids = table.column("customer_id").to_pylist()
+    if dimension == "tag":
+        lists, index = _tag_sets(table)
+        pairs = [(c, t) for c, i in zip(ids, index.tolist(), strict=True)
+                 for t in ((lists[i] if i >= 0 else []) or [None])]
+    else:
+        pairs = list(zip(ids, table.column(dimension).to_pylist(), strict=True))
+    groups = pa.table({
+        "customer_id": pa.array([c for c, _ in pairs] + ids, pa.string()),
+        "grp": pa.array([_key(v) for _, v in pairs] + ["\x00all"] * len(ids), pa.string())})
+    found = period_kpis(ws, groups, chosen, chosen.previous())
+    named = {"name": chosen.name, "previous": chosen.previous().name}
+    return {r["group"]: {**named, "now": r["now"], "before": r["before"]} for r in found}
 
 
 def known_segment(ws: Workspace, key: str) -> str:

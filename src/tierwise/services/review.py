@@ -123,8 +123,12 @@ def _naive_utc(when: datetime) -> datetime:
     return value.replace(tzinfo=None)
 
 
-def _kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Period
-          ) -> list[dict[str, Any]]:
+def period_kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Period
+                ) -> list[dict[str, Any]]:
+    """Per group of ``groups`` (customer_id, grp; a customer may be in several groups):
+    buyers, orders, revenue and its share, conversion, repurchase, average order value,
+    reactivation and churn in ``period``, and the same in ``previous`` — the review's
+    figures, which the breakdown by any dimension shows for a chosen period too."""
     start, end = _naive_utc(period.start), _naive_utc(period.end)
     p_start = _naive_utc(previous.start)
     lapse = start - timedelta(days=LAPSE_DAYS)
@@ -237,7 +241,7 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
                             "segment with --segment",
                             zh="还没有快照：请先运行 `tierwise compute`，或用 --segment 复盘一个分"
                             "群")
-    result = Review(period, previous, grouping, _kpis(ws, groups, period, previous))
+    result = Review(period, previous, grouping, period_kpis(ws, groups, period, previous))
     if closing is not None and opening is not None:
         result.snapshots = (opening.snapshot_id, closing.snapshot_id)
         if opening.snapshot_id != closing.snapshot_id:
