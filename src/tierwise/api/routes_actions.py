@@ -21,6 +21,7 @@ from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.personal_data import require_unmasked
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.segment_parser import parse
+from tierwise.errors import say
 from tierwise.realtime import intake
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.store import leads as lead_store
@@ -58,7 +59,9 @@ def _get(request: Request, kind: str, key: str) -> dict[str, Any]:
 def _put(request: Request, principal: Principal, kind: str, key: str,
          body: dict[str, Any]) -> dict[str, Any]:
     if body.get("key", key) != key:
-        raise Problem(422, f"the body's key {body.get('key')!r} differs from the path's {key!r}")
+        raise Problem(422, say(f"the body's key {body.get('key')!r} differs from the path's "
+                               f"{key!r}",
+                               f"请求体中的 key {body.get('key')!r} 与路径中的 {key!r} 不一致"))
     model = automations.parse_definition(kind, {**body, "key": key}, f"{kind} {key}")
     ws = workspace(request)
     if isinstance(model, automations.LeadScoring):
@@ -251,7 +254,7 @@ class SnoozeIn(BaseModel):
 
 def _task_id(task_id: int) -> int:
     if not 0 < task_id <= MAX_ID:
-        raise Problem(404, f"no task {task_id}")
+        raise Problem(404, say(f"no task {task_id}", f"没有任务 {task_id}"))
     return task_id
 
 
@@ -283,7 +286,8 @@ def assign_task(task_id: int, body: AssignIn, request: Request,
 def snooze_task(task_id: int, body: SnoozeIn, request: Request,
                 principal: Principal = require("actions:run")) -> dict[str, Any]:
     if (body.until is None) == (body.hours is None):
-        raise Problem(400, "give either until (a time) or hours")
+        raise Problem(400, say("give either until (a time) or hours",
+                               "请给出 until（一个时间）或 hours 之一"))
     until = body.until or utcnow() + timedelta(hours=body.hours or 0)
     found = tasks.snooze(workspace(request), _task_id(task_id), until)
     record(request, principal, "task_snooze", str(task_id),

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictFloat, StrictInt
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import ROLES, Principal
-from tierwise.errors import TierwiseError
+from tierwise.errors import TierwiseError, say
 from tierwise.ingest import quality
 from tierwise.security import privacy
 from tierwise.store import accounts, audit
@@ -61,7 +61,8 @@ def users(request: Request, principal: Principal = require("users:admin")
 def add_user(body: UserIn, request: Request,
              principal: Principal = require("users:admin")) -> dict[str, Any]:
     if body.role not in ROLES:
-        raise Problem(422, f"unknown role {body.role!r}; expected one of {', '.join(ROLES)}")
+        raise Problem(422, say(f"unknown role {body.role!r}; expected one of {', '.join(ROLES)}",
+                               f"未知角色 {body.role!r}：应为 {', '.join(ROLES)} 之一"))
     with workspace(request).control.write() as conn:
         user_id = accounts.add_user(conn, body.username, body.password, body.role,
                                     body.owner_name, body.display_name)
@@ -75,7 +76,8 @@ def add_user(body: UserIn, request: Request,
 def change_user(username: str, body: UserChange, request: Request,
                 principal: Principal = require("users:admin")) -> dict[str, str]:
     if body.role is not None and body.role not in ROLES:
-        raise Problem(422, f"unknown role {body.role!r}; expected one of {', '.join(ROLES)}")
+        raise Problem(422, say(f"unknown role {body.role!r}; expected one of {', '.join(ROLES)}",
+                               f"未知角色 {body.role!r}：应为 {', '.join(ROLES)} 之一"))
     with workspace(request).control.write() as conn:
         accounts.set_user(conn, username, disabled=body.disabled, role=body.role,
                           owner_name=body.owner_name)

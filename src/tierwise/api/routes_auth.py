@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from tierwise.definitions.roles import Principal
+from tierwise.errors import say
 from tierwise.store import accounts, audit
 from tierwise.web.auth import (
     SESSION_COOKIE,
@@ -46,7 +47,8 @@ def _sign_in(request: Request, username: str, password: str) -> tuple[str, Princ
     client = client_of(request)
     wait = request.app.state.login_limiter.take(f"login:{client}", LOGIN_RATE, LOGIN_BURST)
     if wait is not None:
-        raise Problem(429, "too many sign-in attempts from this address",
+        raise Problem(429, say("too many sign-in attempts from this address",
+                               "这个地址的登录尝试次数过多"),
                       headers={"Retry-After": str(max(1, round(wait + 0.5)))})
     ws = workspace(request)
     request.state.audited = True
@@ -65,7 +67,7 @@ def _sign_in(request: Request, username: str, password: str) -> tuple[str, Princ
         with ws.control.write() as conn:
             audit.append(conn, f"user:{username}", "login_failed", None,
                          {"reason": failed}, client)
-        raise Problem(401, failed or "sign-in failed")
+        raise Problem(401, failed or say("sign-in failed", "登录失败"))
     request.state.principal = principal
     return token, principal
 
@@ -155,7 +157,8 @@ def login_form(request: Request, username: str = Form(..., max_length=64),
 
     cookie = request.cookies.get(FORM_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie.encode(), csrf.encode()):
-        raise Problem(403, "the sign-in form expired or came from another site; reload it")
+        raise Problem(403, say("the sign-in form expired or came from another site; reload it",
+                               "登录表单已过期或来自其他网站；请重新加载"))
     try:
         token, _ = _sign_in(request, username, password)
     except Problem as exc:

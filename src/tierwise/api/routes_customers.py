@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, StrictBool
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
-from tierwise.errors import spoken
+from tierwise.errors import say, spoken
 from tierwise.ingest import imports
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
@@ -128,7 +128,8 @@ def get_customer(customer_id: str, request: Request,
     with ws.control.read() as conn:
         row = customer_store.get(conn, customer_id)
         if row is None:
-            raise Problem(404, f"no customer with id {customer_id!r}")
+            raise Problem(404, say(f"no customer with id {customer_id!r}",
+                                   f"没有编号为 {customer_id!r} 的客户"))
         segments = memberships.segments_of(conn, customer_id)
     return json_response({"customer": present_customer(ws, principal, row),
                           "values": _values(request).of(customer_id), "segments": segments})
@@ -139,12 +140,14 @@ def update_customer(customer_id: str, body: dict[str, Any], request: Request,
                     principal: Principal = require("customers:write")) -> ImportSummary:
     ws = workspace(request)
     if "customer_id" in body and body["customer_id"] != customer_id:
-        raise Problem(422, "customer_id in the body differs from the path; ids cannot change")
+        raise Problem(422, say("customer_id in the body differs from the path; ids cannot change",
+                               "请求体中的 customer_id 与路径不一致；客户编号不能修改"))
     with ws.control.read() as conn:
         if customer_store.get(conn, customer_id) is None:
-            raise Problem(404, f"no customer with id {customer_id!r}")
+            raise Problem(404, say(f"no customer with id {customer_id!r}",
+                                   f"没有编号为 {customer_id!r} 的客户"))
     if not body:
-        raise Problem(422, "give at least one field to change")
+        raise Problem(422, say("give at least one field to change", "请至少给出一个要修改的字段"))
     return _import_records(request, [{**body, "customer_id": customer_id}])
 
 
@@ -168,7 +171,8 @@ def segments_of(customer_id: str, request: Request,
     ws = workspace(request)
     with ws.control.read() as conn:
         if customer_store.get(conn, customer_id) is None:
-            raise Problem(404, f"no customer with id {customer_id!r}")
+            raise Problem(404, say(f"no customer with id {customer_id!r}",
+                                   f"没有编号为 {customer_id!r} 的客户"))
     return json_response(jsonable(customer_segments(ws, customer_id)))
 
 
@@ -177,8 +181,9 @@ def segments_of(customer_id: str, request: Request,
 def preferences(customer_id: str, body: Preference, request: Request,
                 principal: Principal = require("customers:write")) -> None:
     if body.channel not in CHANNELS:
-        raise Problem(422, f"unknown channel {body.channel!r}; expected one of "
-                      f"{', '.join(CHANNELS)}")
+        raise Problem(422, say(f"unknown channel {body.channel!r}; expected one of "
+                               f"{', '.join(CHANNELS)}",
+                               f"未知渠道 {body.channel!r}：应为 {', '.join(CHANNELS)} 之一"))
     set_preference(workspace(request), customer_id, body.channel, consent=body.consent,
                    unsubscribed=body.unsubscribed)
 

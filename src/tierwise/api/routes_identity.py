@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictFloat
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
+from tierwise.errors import say
 from tierwise.identity import review
 from tierwise.identity.match import find_duplicates, score_records
 from tierwise.identity.merge import merge, merges_of, undo
@@ -56,7 +57,8 @@ def scan(body: ScanIn, request: Request,
          principal: Principal = require("customers:write")) -> dict[str, Any]:
     ws = workspace(request)
     if body.lower > body.upper:
-        raise Problem(422, f"lower ({body.lower}) must not exceed upper ({body.upper})")
+        raise Problem(422, say(f"lower ({body.lower}) must not exceed upper ({body.upper})",
+                               f"lower（{body.lower}）不能大于 upper（{body.upper}）"))
 
     def work(job_id: int, progress: Any) -> dict[str, Any]:
         pairs, reused = find_duplicates(ws, body.lower, body.retrain)

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import TABLES
-from tierwise.errors import MappingError
+from tierwise.errors import MappingError, say
 from tierwise.ingest import imports
 from tierwise.ingest.mapping import Mapping
 from tierwise.store import import_log
@@ -57,9 +57,11 @@ async def upload(
 ) -> dict[str, Any]:
     ws = workspace(request)
     if table not in TABLES:
-        raise Problem(422, f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+        raise Problem(422, say(f"unknown table {table!r}; expected one of {', '.join(TABLES)}",
+                               f"未知的表 {table!r}：应为 {', '.join(TABLES)} 之一"))
     if unknown_customers not in ("reject", "create"):
-        raise Problem(422, "unknown_customers is 'reject' or 'create'")
+        raise Problem(422, say("unknown_customers is 'reject' or 'create'",
+                               "unknown_customers 应为 'reject' 或 'create'"))
     uploads.one_of(file, upload_id)
     resolved = _mapping(ws, mapping)
     # Uploads wait outside the workspace and are deleted when the job ends.
@@ -97,7 +99,8 @@ def rejects(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request,
             principal: Principal = require("imports:write")) -> FileResponse:
     path = rejects_path(workspace(request), job_id)
     if not path.exists():
-        raise Problem(404, f"job {job_id} has no rejected-rows report")
+        raise Problem(404, say(f"job {job_id} has no rejected-rows report",
+                               f"任务 {job_id} 没有被拒绝行的报告"))
     return FileResponse(path, media_type="text/csv", filename=path.name)
 
 
@@ -113,5 +116,5 @@ def job(job_id: Annotated[int, Path(ge=1, le=MAX_ID)], request: Request,
         principal: Principal = require("customers:read")) -> dict[str, Any]:
     found = get_job(workspace(request), job_id)
     if found is None:
-        raise Problem(404, f"no job {job_id}")
+        raise Problem(404, say(f"no job {job_id}", f"没有任务 {job_id}"))
     return found

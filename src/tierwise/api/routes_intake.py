@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Request
 
 from tierwise.definitions.roles import Principal
+from tierwise.errors import say
 from tierwise.realtime import intake
 from tierwise.web.auth import require, workspace
 from tierwise.web.problems import RESPONSES, Problem
@@ -24,7 +25,8 @@ Rows = dict[str, Any] | list[dict[str, Any]]
 def _receive(request: Request, table: str, body: Rows) -> dict[str, int]:
     rows = body if isinstance(body, list) else [body]
     if not rows or len(rows) > MAX_ROWS:
-        raise Problem(422, f"send between 1 and {MAX_ROWS:,} rows, got {len(rows):,}")
+        raise Problem(422, say(f"send between 1 and {MAX_ROWS:,} rows, got {len(rows):,}",
+                               f"请发送 1 到 {MAX_ROWS:,} 行，实际 {len(rows):,} 行"))
     result = intake.receive(workspace(request), table, rows)
     if result.accepted:
         request.app.state.worker.notify()

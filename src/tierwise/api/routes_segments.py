@@ -19,7 +19,7 @@ from tierwise.definitions.personal_data import require_unmasked, rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.definitions.segment_ast import conditions_of, to_json, to_text
-from tierwise.errors import spoken
+from tierwise.errors import say, spoken
 from tierwise.ingest.report import safe_cell
 from tierwise.segments import catalog as defs
 from tierwise.segments import literals, membership, plan
@@ -66,7 +66,7 @@ class StaticEdit(BaseModel):
 def _applied(ws: Workspace, key: str) -> defs.Applied:
     found = defs.applied(ws).get(key)
     if found is None:
-        raise Problem(404, f"no segment {key!r}")
+        raise Problem(404, say(f"no segment {key!r}", f"没有分群 {key!r}"))
     return found
 
 
@@ -160,7 +160,8 @@ def put_segment(key: str, body: dict[str, Any], request: Request,
     ws = workspace(request)
     body = {**body, "key": body.get("key", key)}
     if body["key"] != key:
-        raise Problem(422, f"the body's key {body['key']!r} differs from the path's {key!r}")
+        raise Problem(422, say(f"the body's key {body['key']!r} differs from the path's {key!r}",
+                               f"请求体中的 key {body['key']!r} 与路径中的 {key!r} 不一致"))
     try:
         definition = defs.SegmentDefinition.model_validate(body)
     except ValidationError as exc:
@@ -233,7 +234,8 @@ def export_members(key: str, request: Request,
     ws = workspace(request)
     _applied(ws, key)
     if include_pii and not principal.can("pii:export"):
-        raise Problem(403, f"role {principal.role} may not export PII (needs pii:export)")
+        raise Problem(403, say(f"role {principal.role} may not export PII (needs pii:export)",
+                               f"角色 {principal.role} 不能导出个人数据（需要 pii:export 权限）"))
     with ws.control.read() as conn:
         ids = sorted(memberships.current(conn, key))
     if include_pii:
@@ -325,13 +327,15 @@ def explain_customer(key: str, customer_id: str, request: Request,
     ws = workspace(request)
     tree = _applied(ws, key).definition.condition()
     if tree is None:
-        raise Problem(422, f"{key} is not a dynamic segment: it has no rule to explain")
+        raise Problem(422, say(f"{key} is not a dynamic segment: it has no rule to explain",
+                               f"{key} 不是动态分群：没有可解释的规则"))
     when = as_of or utcnow()
     resolve = membership.applied_resolver(ws)
     with ws.control.read() as conn:
         customer = customer_store.get(conn, customer_id)
     if customer is None:
-        raise Problem(404, f"no customer with id {customer_id!r}")
+        raise Problem(404, say(f"no customer with id {customer_id!r}",
+                               f"没有编号为 {customer_id!r} 的客户"))
     require_unmasked(principal, tree, ws.personal_data, resolve, "explain",
                      customer_owner=customer.get("owner"), one_customer=True)
     steps = explain(ws, tree, customer_id, when, resolve)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from tierwise.definitions import invalid
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
+from tierwise.errors import say
 from tierwise.models import compute
 from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid, value_at_risk
 from tierwise.models.tiers import TierSpec
@@ -118,7 +119,7 @@ def clv(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX_ID)
     snap = _snapshot(workspace(request), snapshot_id)
     t = snap.table
     if "clv" not in t.column_names:
-        raise Problem(404, "this snapshot has no CLV values")
+        raise Problem(404, say("this snapshot has no CLV values", "这个快照没有 CLV 值"))
     out = clv_by_tier(t)
     return {"snapshot_id": snap.snapshot_id, "by_tier": jsonable(out)}
 
@@ -148,7 +149,9 @@ def save_settings(name: str, body: dict[str, Any], request: Request,
                   note: str | None = Query(None, max_length=500),
                   principal: Principal = require("values:write")) -> dict[str, Any]:
     if name not in compute.SETTINGS:
-        raise Problem(404, f"no setting {name!r}; expected one of {', '.join(compute.SETTINGS)}")
+        raise Problem(404, say(f"no setting {name!r}; expected one of "
+                               f"{', '.join(compute.SETTINGS)}",
+                               f"没有设置 {name!r}：应为 {', '.join(compute.SETTINGS)} 之一"))
     model = compute.SETTINGS[name][2]
     try:
         spec = model.model_validate(body)

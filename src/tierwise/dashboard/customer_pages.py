@@ -20,7 +20,7 @@ from tierwise.dashboard.page import (
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import table_schema
-from tierwise.errors import NotFoundError, TierwiseError
+from tierwise.errors import NotFoundError, TierwiseError, say
 from tierwise.security import consent
 from tierwise.segments.membership import customer_segments
 from tierwise.segments.vocabulary import vocabulary
@@ -119,11 +119,14 @@ def customers(request: Request) -> HTMLResponse:
     matched = None
     if filters:
         if not principal.can("values:read"):
-            raise Problem(403, f"role {principal.role} may not read values")
+            raise Problem(403, say(f"role {principal.role} may not read values",
+                                   f"角色 {principal.role} 不能读取客户价值数据"))
         if view is None:
-            raise Problem(409, "no computed values yet: run `tierwise compute` (or wait for "
-                          "the nightly run) before filtering by tier, lifecycle, RFM "
-                          "segment or churn risk")
+            raise Problem(409, say("no computed values yet: run `tierwise compute` (or wait for "
+                                   "the nightly run) before filtering by tier, lifecycle, RFM "
+                                   "segment or churn risk",
+                                   "还没有计算结果：请先运行 `tierwise compute`（或等待夜间的计算"
+                                   "），再按等级、生命周期、RFM 分群或流失风险筛选"))
         if fields or q:
             items, next_after = _combined(request, principal, view, filters, where, q, after,
                                           segment)
@@ -152,7 +155,8 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
     try:
         found = present_profile(ws, principal, customer_profile(ws, customer_id))
     except NotFoundError:
-        raise Problem(404, f"no customer with id {customer_id!r}") from None
+        raise Problem(404, say(f"no customer with id {customer_id!r}",
+                               f"没有编号为 {customer_id!r} 的客户")) from None
     values = request.app.state.latest_values.of(customer_id)
     history = customer_segments(ws, customer_id)
     view = view_of(request)

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from tierwise.dashboard.data import VIEWS, View
 from tierwise.definitions.roles import Principal
-from tierwise.errors import NotFoundError
+from tierwise.errors import NotFoundError, say
 from tierwise.web import i18n
 from tierwise.web.auth import authenticate, workspace
 from tierwise.web.problems import Problem, refuse_unknown_query
@@ -74,7 +74,8 @@ def viewer(request: Request, permission: str) -> Principal:
             raise SignIn(target) from None
         raise
     if not principal.can(permission):
-        raise Problem(403, f"role {principal.role} may not {permission}")
+        raise Problem(403, say(f"role {principal.role} may not {permission}",
+                               f"角色 {principal.role} 没有 {permission} 权限"))
     known_page_query(request)
     return principal
 

@@ -13,6 +13,7 @@ from tierwise.dashboard.page import language_of, render, viewer
 from tierwise.definitions import segment_fields as sf
 from tierwise.definitions.personal_data import rule_as_shown
 from tierwise.definitions.roles import Principal
+from tierwise.errors import say
 from tierwise.segments import catalog as defs
 from tierwise.services.customers import search
 from tierwise.store import memberships, sizes
@@ -79,10 +80,12 @@ def edit_segment(key: str, request: Request) -> HTMLResponse:
     principal = viewer(request, "segments:write")
     found = defs.applied(workspace(request)).get(key)
     if found is None:
-        raise Problem(404, f"no segment {key!r}")
+        raise Problem(404, say(f"no segment {key!r}", f"没有分群 {key!r}"))
     if found.definition.kind != "dynamic":
-        raise Problem(409, f"segment {key!r} is a {found.definition.kind} list: change its "
-                      "members instead (POST /v1/segments/{key}/members)")
+        raise Problem(409, say(f"segment {key!r} is a {found.definition.kind} list: change its "
+                               f"members instead (POST /v1/segments/{key}/members)",
+                               f"分群 {key!r} 是{found.definition.kind}名单：请改为修改它的成员"
+                               f"（POST /v1/segments/{key}/members）"))
     return _builder(request, principal, found.definition)
 
 
@@ -92,7 +95,7 @@ def segment(key: str, request: Request) -> HTMLResponse:
     ws, lang = workspace(request), language_of(request)
     found = defs.applied(ws).get(key)
     if found is None:
-        raise Problem(404, f"no segment {key!r}")
+        raise Problem(404, say(f"no segment {key!r}", f"没有分群 {key!r}"))
     q = request.query_params.get("q") or None
     after = request.query_params.get("after") or None
     members, next_after = search(ws, principal, q=q, segment=key, after=after, limit=50)

@@ -152,7 +152,7 @@ def review_page(request: Request) -> HTMLResponse:
 def review_report(fmt: str, request: Request) -> Response:
     viewer(request, "values:read")
     if fmt not in ("html", "pdf"):
-        raise Problem(404, "reports are html or pdf")
+        raise Problem(404, say("reports are html or pdf", "报告格式为 html 或 pdf"))
     view = view_of(request)
     period = request.query_params.get("period") or review.last_full_quarter(
         view.as_of if view else None)

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Depends, Request
 
 from tierwise.definitions.roles import PERMISSIONS, Principal
+from tierwise.errors import say
 from tierwise.store import accounts
 from tierwise.web.problems import Problem
 from tierwise.workspace import Workspace
@@ -96,11 +97,14 @@ def authenticate(request: Request) -> Principal:
         if request.method not in SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(sent.encode(), (principal.csrf_token or "").encode()):
-                raise Problem(403, f"missing or wrong {CSRF_HEADER} header (the session's "
-                              "CSRF token is returned by the login)")
+                raise Problem(403, say(f"missing or wrong {CSRF_HEADER} header (the session's "
+                                       "CSRF token is returned by the login)",
+                                       f"缺少或错误的 {CSRF_HEADER} 请求头（会话的 CSRF 令牌由登录"
+                                       "返回）"))
     wait = state.limiter.take(principal.actor, rate)
     if wait is not None:
-        raise Problem(429, f"rate limit of {rate:g} requests per second exceeded",
+        raise Problem(429, say(f"rate limit of {rate:g} requests per second exceeded",
+                               f"超出每秒 {rate:g} 次请求的速率限制"),
                       headers={"Retry-After": str(max(1, round(wait + 0.5)))})
     request.state.principal = principal
     return principal
@@ -113,8 +117,9 @@ def require(permission: str) -> Any:
 
     def check(principal: Principal = Depends(authenticate)) -> Principal:
         if not principal.can(permission):
-            raise Problem(403, f"role {principal.role} may not {PERMISSIONS[permission]} "
-                          f"(needs {permission})")
+            raise Problem(403, say(f"role {principal.role} may not {PERMISSIONS[permission]} "
+                                   f"(needs {permission})",
+                                   f"角色 {principal.role} 没有 {permission} 权限"))
         return principal
 
     check.permission = permission  # type: ignore[attr-defined]  # read by the role matrix

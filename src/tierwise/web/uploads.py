@@ -22,6 +22,7 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
+from tierwise.errors import say
 from tierwise.store.jobs import UPLOAD_PREFIX
 from tierwise.web.problems import Problem
 
@@ -67,7 +68,8 @@ def _folder(workspace: Path, actor: str, upload_id: str) -> tuple[Path, dict[str
 def one_of(file: object | None, upload_id: str | None) -> None:
     """A request names its file once: sent with it, or by a held upload's id."""
     if (file is None) == (upload_id is None):
-        raise Problem(422, "send either the file or the upload_id of a held upload")
+        raise Problem(422, say("send either the file or the upload_id of a held upload",
+                               "请发送文件，或发送已保留上传的 upload_id"))
 
 
 def find(workspace: Path, actor: str, upload_id: str) -> tuple[Path, str]:
@@ -87,7 +89,8 @@ def take(workspace: Path, actor: str, upload_id: str) -> tuple[Path, str]:
         os.replace(folder, target)
     except OSError:
         shutil.rmtree(target, ignore_errors=True)
-        raise Problem(404, f"no upload {upload_id!r}: an import took it already") from None
+        raise Problem(404, say(f"no upload {upload_id!r}: an import took it already",
+                               f"没有上传 {upload_id!r}：已被某次导入使用")) from None
     return target / meta["name"], meta["sent_as"]
 
 
@@ -134,7 +137,8 @@ async def save_upload(file: UploadFile) -> Path:
             while chunk := await file.read(CHUNK):
                 out.write(chunk)
         if target.stat().st_size == 0:
-            raise Problem(422, f"{file.filename}: the file is empty")
+            raise Problem(422, say(f"{file.filename}: the file is empty",
+                                   f"{file.filename}：文件是空的"))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
