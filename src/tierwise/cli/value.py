@@ -486,7 +486,6 @@ def breakdown_cmd(
     from tierwise.segments.vocabulary import vocabulary
 
     words = vocabulary(ws, spoken())
-    enumeration = words.of({"rfm_segment": "rfm.segment"}.get(by, by))
     grid = Table(title=f"by {by}" + (f" · {given}" if given else ""), title_justify="left")
     names = [by, "customers", "share", "active", "revenue", "share ", "per customer",
              "orders", "churn high", "value at risk"]
@@ -513,8 +512,7 @@ def breakdown_cmd(
 
     for g in found["groups"]:
         value = g["value"]
-        row("—" if value is None else enumeration.label(str(value), spoken())
-            if enumeration is not None else str(value), g)
+        row("—" if value is None else words.column_label(by, value, spoken()), g)
     row("all", found["total"])
     out.print(grid)
 

@@ -14,7 +14,6 @@ from fastapi.responses import HTMLResponse
 from tierwise.dashboard import charts
 from tierwise.dashboard.customer_pages import customer_filters
 from tierwise.dashboard.page import language_of, render, view_of, viewer
-from tierwise.definitions.vocabulary import Vocabulary
 from tierwise.errors import TierwiseError, say
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.breakdowns import DIMENSIONS, by_dimension
@@ -25,9 +24,6 @@ from tierwise.web.problems import Problem
 router = APIRouter(include_in_schema=False)
 #: Groups drawn in the charts (the table lists them all).
 CHART_GROUPS = 20
-#: The vocabulary field whose labels a dimension's values take.
-LABELLED = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segment",
-            "churn_risk": "churn_risk", "gender": "gender"}
 
 
 @router.get("/breakdown", response_class=HTMLResponse)
@@ -54,7 +50,7 @@ def breakdown(request: Request) -> HTMLResponse:
     kept = {**values, **fields}
 
     def label(value: Any) -> str:
-        return w["no_value"] if value is None else _label(words, by, value, lang)
+        return w["no_value"] if value is None else words.column_label(by, value, lang)
 
     def link(value: Any) -> str | None:
         if value is None:
@@ -74,12 +70,6 @@ def breakdown(request: Request) -> HTMLResponse:
     return render(request, principal, "breakdown.html", "breakdown", view=view, by=by,
                   dimensions=DIMENSIONS, groups=groups, total=found["total"],
                   figures=figures, links=[g["link"] for g in shown],
-                  filters={k: _label(words, k, v, lang) for k, v in kept.items()},
+                  filters={k: words.column_label(k, v, lang) for k, v in kept.items()},
                   kept=kept, more=len(groups) > CHART_GROUPS, period=period or "",
                   with_period={**kept, "period": period} if period else kept)
-
-
-def _label(words: Vocabulary, dimension: str, value: Any, lang: str) -> str:
-    """A dimension's value in words (tiers, stages, … by their labels; cities as they are)."""
-    enumeration = words.of(LABELLED[dimension]) if dimension in LABELLED else None
-    return enumeration.label(str(value), lang) if enumeration is not None else str(value)

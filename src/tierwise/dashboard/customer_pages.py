@@ -20,6 +20,7 @@ from tierwise.dashboard.page import (
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import table_schema
+from tierwise.definitions.vocabulary import VALUE_COLUMNS
 from tierwise.errors import NotFoundError, TierwiseError, say
 from tierwise.security import consent
 from tierwise.segments.membership import customer_segments
@@ -40,7 +41,7 @@ from tierwise.web.templating import number
 
 router = APIRouter(include_in_schema=False)
 #: Snapshot columns the customer list can be filtered by (?tier=A&lifecycle=at_risk).
-VALUE_FILTERS = ("tier", "lifecycle", "rfm_segment", "churn_risk")
+VALUE_FILTERS = tuple(VALUE_COLUMNS)
 #: Filters on the customer's own fields (the same as the API's).
 CUSTOMER_FILTERS = CUSTOMER_FIELD_FILTERS
 PAGE = 50
@@ -52,9 +53,6 @@ TIMELINE_ITEMS = 200
 
 #: Query parameters of the customers page besides the filters.
 PAGE_PARAMS = ("q", "after", "lang")
-#: The enumeration (segments' vocabulary) each value filter takes its values from.
-FILTER_FIELDS = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segment",
-                 "churn_risk": "churn_risk"}
 #: Ids looked at per step when value filters and customer fields are combined.
 STEP = 2_000
 
@@ -73,11 +71,11 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
                          path)
     words = vocabulary(workspace(request), lang)
     try:
-        values = {c: words.code(FILTER_FIELDS[c], v) for c in VALUE_FILTERS
+        values = {c: words.column_code(c, v) for c in VALUE_FILTERS
                   if (v := params.get(c))}
         fields = {c: v for c in CUSTOMER_FILTERS if (v := params.get(c))}
         if "gender" in fields:
-            fields["gender"] = words.code("gender", fields["gender"])
+            fields["gender"] = words.column_code("gender", fields["gender"])
         if params.get("segment"):  # the members of a segment: one that exists
             fields["segment"] = known_segment(workspace(request), params["segment"])
     except TierwiseError as exc:

@@ -49,6 +49,11 @@ from tierwise.definitions.segment_fields import RuleError
 
 Labels = Mapping[str, Mapping[str, str]]  # code -> language -> label
 LANGUAGES = ("zh-CN", "en")
+#: The computed values (snapshot columns) customers are filtered and grouped by, with the
+#: rule field — the enumeration — each one is. A customer's own fields (city, gender, …)
+#: are named alike in both.
+VALUE_COLUMNS: dict[str, str] = {"tier": "tier", "lifecycle": "lifecycle",
+                                 "rfm_segment": "rfm.segment", "churn_risk": "churn_risk"}
 
 
 def _key(text: str) -> str:
@@ -153,6 +158,17 @@ class Vocabulary:
         if found is None:
             raise self.unknown(enumeration, literal)
         return found
+
+    def column_code(self, column: str, literal: str) -> str:
+        """``code`` for a snapshot column or customer field (``tier``, ``rfm_segment``,
+        ``gender``, ``city``…): a filter's value as its code."""
+        return self.code(VALUE_COLUMNS.get(column, column), literal)
+
+    def column_label(self, column: str, value: object, lang: str) -> str:
+        """A column's value in words (tiers, stages, … by their labels; cities as they
+        are)."""
+        enumeration = self.of(VALUE_COLUMNS.get(column, column))
+        return enumeration.label(str(value), lang) if enumeration is not None else str(value)
 
     def normalize(self, rule: Condition) -> Condition:
         """``rule`` with every literal compared with an enumerated field in code form;

@@ -27,21 +27,19 @@ import pyarrow.compute as pc
 from tierwise.compile.segments import compile_values
 from tierwise.definitions.segment_ast import Field, Operand
 from tierwise.definitions.segment_fields import CUSTOMER_FIELDS
+from tierwise.definitions.vocabulary import VALUE_COLUMNS
 from tierwise.errors import TierwiseError
 from tierwise.segments.evaluate import Evaluation
+from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
-#: Snapshot columns a breakdown may group by, with the rule field each is.
-SNAPSHOT_DIMENSIONS = {"tier": "tier", "lifecycle": "lifecycle",
-                       "rfm_segment": "rfm.segment", "churn_risk": "churn_risk"}
-#: Customer fields a breakdown may group by (free text or enumerations, not personal data).
-CUSTOMER_DIMENSIONS = ("city", "province", "country", "industry", "company_size", "channel",
-                       "owner", "gender")
+#: The customers' own fields satisfaction is broken down by (none of them personal data).
+CUSTOMER_DIMENSIONS = customer_store.FILTER_COLUMNS
 SATISFIED = 4.0
 
 
 def dimensions() -> list[str]:
-    return [*SNAPSHOT_DIMENSIONS, *CUSTOMER_DIMENSIONS]
+    return [*VALUE_COLUMNS, *CUSTOMER_DIMENSIONS]
 
 
 def default_as_of(ws: Workspace) -> datetime:
@@ -60,23 +58,22 @@ def labelled(ws: Workspace, found: dict[str, Any], lang: str) -> dict[str, Any]:
     by = found.get("by")
     if by is None:
         return found
-    words = vocabulary(ws, lang).of(SNAPSHOT_DIMENSIONS.get(by, by))
-    groups = [{**g, "label": words.label(str(g["value"]), lang)
-               if words is not None and g["value"] is not None else g["value"]}
-              for g in found["groups"]]
+    words = vocabulary(ws, lang)
+    groups = [{**g, "label": g["value"] if g["value"] is None
+               else words.column_label(by, g["value"], lang)} for g in found["groups"]]
     return {**found, "groups": groups}
 
 
 def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None) -> dict[str, Any]:
     """NPS and CSAT at ``as_of`` for everyone, and per value of ``by`` when given."""
-    if by is not None and by not in SNAPSHOT_DIMENSIONS and by not in CUSTOMER_DIMENSIONS:
+    if by is not None and by not in VALUE_COLUMNS and by not in CUSTOMER_DIMENSIONS:
         raise TierwiseError(f"cannot break satisfaction down by {by!r}; expected one of "
                             f"{', '.join(dimensions())}",
                             zh=f"不能按 {by!r} 细分满意度：可用的维度有 {', '.join(dimensions())}")
     operands: list[Operand] = [Field(("nps",)), Field(("nps_class",)), Field(("csat",))]
     if by is not None:
-        name = SNAPSHOT_DIMENSIONS.get(by, by)
-        assert by in SNAPSHOT_DIMENSIONS or name in CUSTOMER_FIELDS
+        name = VALUE_COLUMNS.get(by, by)
+        assert by in VALUE_COLUMNS or name in CUSTOMER_FIELDS
         operands.append(Field(tuple(name.split("."))))
     compiled = compile_values(operands, ws.engine.name, as_of, ws.config.zone)
     with Evaluation(ws, as_of) as evaluation:

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tierwise.definitions.vocabulary import VALUE_COLUMNS
 from tierwise.errors import TierwiseError
 from tierwise.models.compute import Snapshot
 from tierwise.models.summaries import kpis, kpis_by
@@ -30,13 +31,10 @@ from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
 #: Computed values (snapshot columns) a breakdown groups or filters by.
-VALUE_DIMENSIONS = ("tier", "lifecycle", "rfm_segment", "churn_risk")
+VALUE_DIMENSIONS = tuple(VALUE_COLUMNS)
 #: The customers' own fields a breakdown groups or filters by.
 FIELD_DIMENSIONS = (*customer_store.FILTER_COLUMNS, "tag")
 DIMENSIONS = (*VALUE_DIMENSIONS, *FIELD_DIMENSIONS)
-#: The vocabulary's name of each computed value.
-ENUMERATED = {"tier": "tier", "lifecycle": "lifecycle", "rfm_segment": "rfm.segment",
-              "churn_risk": "churn_risk"}
 
 
 def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
@@ -65,9 +63,9 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
                             zh=f"未知的筛选条件 {', '.join(unknown)}："
                             f"可用的有 {', '.join(DIMENSIONS)}")
     words = vocabulary(ws, lang)  # labels in either language are taken for codes
-    values = {c: words.code(ENUMERATED[c], v) for c, v in values.items()}
+    values = {c: words.column_code(c, v) for c, v in values.items()}
     if "gender" in fields:
-        fields["gender"] = words.code("gender", fields["gender"])
+        fields["gender"] = words.column_code("gender", fields["gender"])
     table = _joined(ws, snapshot.table, dimension, fields)
     if segment is not None:
         table = table.filter(pc.is_in(table.column("customer_id"),
