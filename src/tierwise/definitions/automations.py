@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tierwise.definitions import invalid
 from tierwise.definitions.segment_fields import RuleError, validate
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import Invalid, TierwiseError, in_both
+from tierwise.errors import Invalid, TierwiseError
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -256,11 +256,9 @@ def parse_definition(kind: str, data: Any, where: str) -> Any:
     try:
         return MODELS[kind].model_validate(data)
     except ValidationError as exc:
-        en, zh = invalid.problems(exc, kind).both()
-        raise TierwiseError(f"{where}: {en}", zh=f"{where}：{zh}") from None
+        raise TierwiseError.about(where, invalid.problems(exc, kind)) from None
     except (RuleError, ValueError) as exc:
-        en, zh = in_both(exc)
-        raise TierwiseError(f"{where}: {en}", zh=f"{where}：{zh}") from None
+        raise TierwiseError.about(where, exc) from None
 
 
 def load_yaml(kind: str, text: str, where: str) -> Any:

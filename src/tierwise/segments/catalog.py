@@ -31,7 +31,7 @@ from tierwise.definitions import invalid
 from tierwise.definitions.segment_ast import Condition, from_json, to_text
 from tierwise.definitions.segment_fields import RuleError, segment_references, validate
 from tierwise.definitions.segment_parser import parse
-from tierwise.errors import Invalid, TierwiseError, in_both
+from tierwise.errors import Invalid, TierwiseError
 from tierwise.store import versions
 from tierwise.workspace import Workspace
 
@@ -88,8 +88,7 @@ def load_file(path: Path) -> SegmentDefinition:
         raise TierwiseError(f"{path}: not valid YAML: {exc}",
                             zh=f"{path}：不是有效的 YAML：{exc}") from None
     except ValidationError as exc:
-        en, zh = invalid.problems(exc).both()
-        raise TierwiseError(f"{path}: {en}", zh=f"{path}：{zh}") from None
+        raise TierwiseError.about(str(path), invalid.problems(exc)) from None
     if definition.key != path.stem:
         raise TierwiseError(f"{path}: the key {definition.key!r} must match the file name",
                             zh=f"{path}：key {definition.key!r} 必须与文件名一致")
@@ -98,8 +97,7 @@ def load_file(path: Path) -> SegmentDefinition:
         if tree is not None:
             validate(tree)
     except TierwiseError as exc:
-        en, zh = in_both(exc)
-        raise TierwiseError(f"{path}: {en}", zh=f"{path}：{zh}") from None
+        raise TierwiseError.about(str(path), exc) from None
     return definition
 
 
