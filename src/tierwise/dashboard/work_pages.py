@@ -43,7 +43,7 @@ def actions(request: Request) -> HTMLResponse:
         playbooks = list(automations.all_of(conn, "playbook").values())
     try:
         deliveries = dispatch.deliveries(
-            ws, **{k: v for k, v in log.items() if k not in ("since_day", "until_day")},
+            ws, **log,
             limit=DELIVERIES_PER_PAGE, newest=True,
             replies=principal.can("users:admin"))[::-1]
     except TierwiseError as exc:
@@ -109,7 +109,6 @@ def delivery_filters(request: Request) -> dict[str, Any]:
             raise Problem(400, say(f"{name}={text!r}: expected a day such as 2026-07-01",
                                    f"{name}={text!r}：应为日期，例如 2026-07-01")) from None
         found[name] = datetime.combine(day + timedelta(days=shift), time(), zone)
-        found[f"{name}_day"] = text
     if query.get("before"):
         try:
             found["before"] = int(query["before"])
