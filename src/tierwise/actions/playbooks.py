@@ -14,6 +14,7 @@ from typing import Any
 from tierwise.actions import catalog as automations
 from tierwise.actions.outbox import enqueue
 from tierwise.definitions.automations import Playbook
+from tierwise.models import compute
 from tierwise.store import memberships
 from tierwise.store import outbox as outbox_store
 from tierwise.store.control import utcnow
@@ -83,21 +84,9 @@ def applying(ws: Workspace, customer_ids: list[str],
 
 
 def latest_tiers(ws: Workspace, customer_ids: list[str]) -> dict[str, str | None]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from tierwise.store import snapshots
-
-    with ws.control.read() as conn:
-        row = snapshots.latest(conn)
-    if row is None:
-        return {}
-    table = pq.read_table(ws.root / row["path"], columns=["customer_id", "tier"])
-    table = table.filter(pc.is_in(table["customer_id"],
-                                  value_set=pa.array(customer_ids, pa.string())))
-    return dict(zip(table["customer_id"].to_pylist(), table["tier"].to_pylist(),
-                    strict=True))
+    """Each customer's tier in the latest snapshot (``compute.latest_values``)."""
+    return {c: row["tier"] for c, row in compute.latest_values(ws, customer_ids,
+                                                                ["tier"]).items()}
 
 
 def runs(ws: Workspace, customer_id: str | None = None, playbook: str | None = None,
