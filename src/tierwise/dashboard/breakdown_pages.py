@@ -6,14 +6,13 @@ to the customers behind it (``services.breakdowns``)."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from tierwise.dashboard import charts
 from tierwise.dashboard.customer_pages import customer_filters
-from tierwise.dashboard.page import language_of, render, view_of, viewer
+from tierwise.dashboard.page import customers_url, language_of, render, view_of, viewer
 from tierwise.errors import TierwiseError, say
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.breakdowns import DIMENSIONS, by_dimension
@@ -52,12 +51,7 @@ def breakdown(request: Request) -> HTMLResponse:
     def label(value: Any) -> str:
         return w["no_value"] if value is None else words.column_label(by, value, lang)
 
-    def link(value: Any) -> str | None:
-        if value is None:
-            return None
-        return "/customers?" + urlencode({**kept, by: value})
-
-    groups = [{**g, "label": label(g["value"]), "link": link(g["value"])}
+    groups = [{**g, "label": label(g["value"]), "link": customers_url({**kept, by: g["value"]})}
               for g in found["groups"]]
     shown = groups[:CHART_GROUPS]
     names = [g["label"] for g in shown]

@@ -3,10 +3,11 @@ the latest snapshot's view (or the "compute first" page without one)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
@@ -138,6 +139,14 @@ def value_page(active: str) -> Callable[[Callable[[Request, ValuePage], HTMLResp
         return route
 
     return wrap
+
+def customers_url(filters: Mapping[str, object]) -> str | None:
+    """The customer list narrowed by ``filters`` — what a chart element or a table row
+    links to; None when a value is missing (the list cannot ask for "no value")."""
+    if any(v is None for v in filters.values()):
+        return None
+    return "/customers?" + urlencode({k: str(v) for k, v in filters.items()})
+
 
 def int_param(text: str | None) -> int | None:
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -13,6 +12,7 @@ from tierwise.dashboard import charts
 from tierwise.dashboard.data import View
 from tierwise.dashboard.page import (
     ValuePage,
+    customers_url,
     int_param,
     render,
     value_page,
@@ -68,19 +68,15 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
             series.update(stack="nps", itemStyle={"color": colour})
         figures["nps"] = satisfied
     links = {  # each chart element opens the customers behind it
-        "tier-mix": [_customers("tier", r["value"]) for r in tiers],
-        "risk": [_customers("churn_risk", r["value"]) for r in risk],
-        "stages": [_customers("lifecycle", s) for s in view.stage_order()],
-        "nps": [_customers("tier", g["value"]) for g in sorted(
+        "tier-mix": [customers_url({"tier": r["value"]}) for r in tiers],
+        "risk": [customers_url({"churn_risk": r["value"]}) for r in risk],
+        "stages": [customers_url({"lifecycle": s}) for s in view.stage_order()],
+        "nps": [customers_url({"tier": g["value"]}) for g in sorted(
             happy.get("groups", []), key=lambda g: str(g["value"]))],
     }
     return render(request, principal, "overview.html", "overview", view=view,
                   kpis=view.kpis(), figures=figures, happy=happy, links=links)
 
-
-def _customers(column: str, value: object) -> str | None:
-    """The customer list filtered to one value (none for customers without a value)."""
-    return None if value is None else f"/customers?{column}={quote(str(value))}"
 
 
 @router.get("/rfm", response_class=HTMLResponse)
@@ -142,7 +138,7 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
     spec = json.dumps(view.settings.tiers.model_dump(mode="json"), ensure_ascii=False, indent=2)
     return render(request, principal, "tiers.html", "tiers", view=view, rows=rows,
                   figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
-                  links=[_customers("tier", r["value"]) for r in rows],
+                  links=[customers_url({"tier": r["value"]}) for r in rows],
                   can_write=principal.can("values:write"), metrics=TIER_METRICS,
                   label=lambda t: view.tier_label(t, lang))
 
@@ -167,7 +163,7 @@ def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
                 f"#{before}", f"#{after}")
     return render(request, principal, "lifecycle.html", "lifecycle", view=view,
                   rows=[rows[s] for s in order], figures=figures,
-                  links=[_customers("lifecycle", s) for s in order],
+                  links=[customers_url({"lifecycle": s}) for s in order],
                   label=lambda s: view.stage_label(s, lang))
 
 
