@@ -58,8 +58,8 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
                               [m["buyers"] for m in monthly]),
     }
     happy = view.satisfaction("tier")
+    groups = sorted(happy["groups"], key=lambda g: str(g["value"]))  # the chart's order
     if happy["respondents"]:
-        groups = sorted(happy["groups"], key=lambda g: str(g["value"]))
         satisfied = charts.bars(w["nps_by_tier"], [view.tier_label(g["value"], lang)
                                                    for g in groups],
                                 [(w[f"nps_{c}"], [g[f"{c}s"] for g in groups])
@@ -71,8 +71,7 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
         "tier-mix": [customers_url({"tier": r["value"]}) for r in tiers],
         "risk": [customers_url({"churn_risk": r["value"]}) for r in risk],
         "stages": [customers_url({"lifecycle": s}) for s in view.stage_order()],
-        "nps": [customers_url({"tier": g["value"]}) for g in sorted(
-            happy.get("groups", []), key=lambda g: str(g["value"]))],
+        "nps": [customers_url({"tier": g["value"]}) for g in groups],
     }
     return render(request, principal, "overview.html", "overview", view=view,
                   kpis=view.kpis(), figures=figures, happy=happy, links=links)
