@@ -13,7 +13,7 @@ from tests.conftest import write
 from tests.test_cli import tw
 
 import tierwise
-from tierwise.cli.render import _fmt
+from tierwise.cli.render import shown
 from tierwise.engines.duckdb import ReadOnlyQuery
 from tierwise.store import accounts
 from tierwise.store.tables import audit_log
@@ -110,7 +110,7 @@ def test_formats_dates_and_limits(root: Path) -> None:
                      "late": "9999-12-31T23:59:59+00:00", "far": "294000-01-01T00:00:00",
                      "before": "-5000-03-01"}]
     # the last minute of 9999 in UTC is in year 10000 in Shanghai: shown in UTC instead
-    assert _fmt(datetime(9999, 12, 31, 23, 59, tzinfo=UTC), ZoneInfo("Asia/Shanghai")) == \
+    assert shown(datetime(9999, 12, 31, 23, 59, tzinfo=UTC), ZoneInfo("Asia/Shanghai")) == \
         "9999-12-31 23:59 UTC"
     many = tw("sql", "select * from range(100000000000)", "--limit", "3", "-w", str(root))
     assert "more rows" in many

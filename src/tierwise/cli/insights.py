@@ -298,7 +298,7 @@ def satisfaction_cmd(
     if as_json:
         out.print_json(json.dumps(found, default=str, ensure_ascii=False))
         return
-    grid = Table(title=f"NPS / CSAT · {render._fmt(found['as_of'], ws.config.zone)}",
+    grid = Table(title=f"NPS / CSAT · {render.shown(found['as_of'], ws.config.zone)}",
                  title_justify="left")
     for name in (by or "", "respondents", "promoters", "passives", "detractors", "NPS",
                  "rated", "CSAT", "satisfied"):

@@ -84,7 +84,8 @@ class Spinner(RowProgress):
         super().__init__(console, label)
 
 
-def _fmt(value: Any, zone: ZoneInfo) -> str:
+def shown(value: Any, zone: ZoneInfo) -> str:
+    """A value as the CLI's tables show it (times in ``zone``, to the minute)."""
     if value is None:
         return "—"
     if isinstance(value, datetime):
@@ -111,7 +112,7 @@ def summary(console: Console, ws: Workspace) -> None:
         size = f"{info['bytes'] / 1e6:,.1f} MB" if info["bytes"] else "—"
         files = str(info["files"]) if name != "customers" else "control store"
         table.add_row(name, f"{info['rows']:,}", files, size,
-                      _fmt(info["last_import"], ws.config.zone))
+                      shown(info["last_import"], ws.config.zone))
     console.print(table)
 
 
@@ -120,7 +121,7 @@ def arrow_table(console: Console, result: pa.Table, limit: int, zone: ZoneInfo) 
     for name in result.column_names:
         table.add_column(name)
     for row in python_rows(result.slice(0, limit)):
-        table.add_row(*[_fmt(v, zone) for v in row.values()])
+        table.add_row(*[shown(v, zone) for v in row.values()])
     console.print(table)
     if result.num_rows > limit:
         console.print("… more rows (--limit shows more)")
@@ -216,7 +217,7 @@ def _kv(rows: list[tuple[str, Any]], zone: ZoneInfo) -> Table:
     grid.add_column(style="bold")
     grid.add_column()
     for key, value in rows:
-        grid.add_row(key, _fmt(value, zone))
+        grid.add_row(key, shown(value, zone))
     return grid
 
 
@@ -227,14 +228,14 @@ def _records(title: str, rows: list[dict[str, Any]], zone: ZoneInfo) -> Table | 
     for name in rows[0]:
         table.add_column(name)
     for row in rows:
-        table.add_row(*[_fmt(v, zone) for v in row.values()])
+        table.add_row(*[shown(v, zone) for v in row.values()])
     return table
 
 
 def quality(console: Console, data: dict[str, Any], zone: ZoneInfo) -> None:
     total = data["customers"]
     console.print(f"{total:,} customers ({data['stub_customers']:,} stubs known only from "
-                  f"facts), computed {_fmt(data['computed_at'], zone)}")
+                  f"facts), computed {shown(data['computed_at'], zone)}")
     grid = Table(title="Completeness", title_justify="left")
     grid.add_column("field")
     grid.add_column("filled", justify="right")
@@ -260,7 +261,7 @@ def quality(console: Console, data: dict[str, Any], zone: ZoneInfo) -> None:
         fresh.add_column(name)
     for table, info in data["freshness"].items():
         fresh.add_row(table, f"{data['orphans'].get(table, 0):,}",
-                      _fmt(info["last_import"], zone), _fmt(info["latest_fact"], zone))
+                      shown(info["last_import"], zone), shown(info["latest_fact"], zone))
     console.print(fresh)
 
 
@@ -291,7 +292,7 @@ def profile(console: Console, p: CustomerProfile, config: WorkspaceConfig) -> No
         ("first order", s["first_order_at"]), ("last order", s["last_order_at"]),
         ("days since last order", s["days_since_last_order"]),
         ("refunds / cancellations", f"{s['refunds']} / {s['cancellations']}"),
-    ], zone), title=f"Orders as of {_fmt(p.as_of, zone)}", title_align="left"))
+    ], zone), title=f"Orders as of {shown(p.as_of, zone)}", title_align="left"))
     console.print(_records("Recent orders", p.recent_orders, zone))
     console.print(_records("Events by type", p.event_counts, zone))
     console.print(_records("Recent events", p.recent_events, zone))
