@@ -775,3 +775,22 @@ def test_a_breakdown_over_a_period_shows_what_each_group_bought(
     assert client.get("/breakdown", params={"period": "2026Q9"}).status_code == 400
     api = client.get("/v1/values/breakdown", params={"by": "tier", "period": "2026-07"})
     assert api.status_code == 200 and api.json()["total"]["period"]["name"] == "2026-07"
+
+
+def test_the_customer_360_names_segments_in_the_page_language(
+        demo: tierwise.Workspace) -> None:
+    """A customer's segments and their entries on the timeline read as the segment's name in
+    the page's language (its key only as a tooltip)."""
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import evaluate_all, members_at
+
+    defs.save(demo, defs.SegmentDefinition(
+        key="two_orders_named", rule="COUNT(orders) >= 2",
+        names={"zh-CN": "两单以上客户", "en": "Two orders or more"}))
+    evaluate_all(demo, datetime.now(UTC), ["two_orders_named"])
+    someone = sorted(members_at(demo, "two_orders_named"))[0]
+    client = _client(demo)
+    for lang, name in (("zh-CN", "两单以上客户"), ("en", "Two orders or more")):
+        page = client.get(f"/customers/{someone}", params={"lang": lang}).text
+        assert f'title="two_orders_named">{name}</a>' in page
+        assert f"→ {name}" in page and "→ two_orders_named" not in page

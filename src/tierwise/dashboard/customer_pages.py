@@ -23,6 +23,7 @@ from tierwise.definitions.schemas import table_schema
 from tierwise.definitions.vocabulary import VALUE_COLUMNS
 from tierwise.errors import NotFoundError, TierwiseError, say
 from tierwise.security import consent
+from tierwise.segments import catalog
 from tierwise.segments.membership import customer_segments
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.breakdowns import known_segment
@@ -157,8 +158,9 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
                                f"没有编号为 {customer_id!r} 的客户")) from None
     values = request.app.state.latest_values.of(customer_id)
     history = customer_segments(ws, customer_id)
+    names = catalog.names_in(ws, lang)
     view = view_of(request)
-    timeline = sorted(_timeline(found, history, lang)
+    timeline = sorted(_timeline(found, history, names, lang)
                       + _value_changes(value_history(ws, customer_id), view, lang),
                       key=lambda i: str(jsonable(i["at"])), reverse=True)[:TIMELINE_ITEMS]
     playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
@@ -169,14 +171,17 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
     return render(request, principal, "customer.html", "customers",
                   customer=found.customer, profile=found, contact=contact,
                   values=values or {}, timeline=timeline, playbook=playbook,
-                  segments=[h for h in history if h.get("exited_at") is None],
+                  segments=[{**h, "name": names.get(h["segment_key"], h["segment_key"])}
+                            for h in history if h.get("exited_at") is None],
                   tier_label=(lambda t: view.tier_label(t, lang)) if view else str,
                   stage_label=lambda s: View.stage_label(s, lang))
 
 
-def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+def _timeline(found: Any, history: list[dict[str, Any]], names: dict[str, str],
+              lang: str) -> list[dict[str, Any]]:
     """Orders, events, tickets, feedback and segment entries/exits (unsorted), each placed
-    at its table's time column."""
+    at its table's time column; segments by their name in ``names`` (a removed one by its
+    key)."""
 
     w = i18n.table(lang)
 
@@ -199,11 +204,12 @@ def _timeline(found: Any, history: list[dict[str, Any]], lang: str) -> list[dict
     items += [{"at": at("feedback", f), "kind": w["feedback"],
                "text": joined(f, ("nps", "csat", "comment"))} for f in found.feedback]
     for h in history:
+        name = names.get(h["segment_key"], h["segment_key"])
         items.append({"at": h.get("entered_at"), "kind": w["segment_changes"],
-                      "text": f"→ {h.get('segment_key')}"})
+                      "text": f"→ {name}"})
         if h.get("exited_at"):
             items.append({"at": h.get("exited_at"), "kind": w["segment_changes"],
-                          "text": f"← {h.get('segment_key')}"})
+                          "text": f"← {name}"})
     return [i for i in items if i["at"] is not None]
 
 

@@ -40,7 +40,7 @@ def segments(request: Request) -> HTMLResponse:
     items = []
     for key, a in applied.items():
         d = a.definition
-        items.append({"key": key, "name": d.names.get(lang) or d.names.get("en") or key,
+        items.append({"key": key, "name": d.name(lang),
                       "kind": d.kind, "status": d.status, "version": a.version,
                       "members": counts.get(key, 0),
                       "rule": rule_as_shown(principal, d.canonical().get("rule"),
@@ -107,6 +107,6 @@ def segment(key: str, request: Request) -> HTMLResponse:
     shown = d.model_copy(update={"rule": rule_as_shown(principal, d.canonical().get("rule"),
                                                        ws.personal_data)})
     return render(request, principal, "segment.html", "segments", key=key, definition=shown,
-                  name=d.names.get(lang) or d.names.get("en") or key, version=found.version,
+                  name=d.name(lang), version=found.version,
                   total=total, members=members, next_after=next_after, q=q or "",
                   history=history, runs=runs, can_write=principal.can("segments:write"))

@@ -60,6 +60,10 @@ class SegmentDefinition(BaseModel):
                           zh="key 由小写字母、数字和 _ 组成，以字母开头（最多 64 个字符）")
         return value
 
+    def name(self, lang: str) -> str:
+        """The name shown in ``lang``: the English one, then the key, when it has none."""
+        return self.names.get(lang) or self.names.get("en") or self.key
+
     def condition(self) -> Condition | None:
         if self.kind != "dynamic":
             return None
@@ -133,6 +137,11 @@ def applied(ws: Workspace) -> dict[str, Applied]:
         latest = versions.latest_specs(conn, KIND)
     return {key: Applied(SegmentDefinition.model_validate(json.loads(spec)), version)
             for key, version, spec in latest}
+
+
+def names_in(ws: Workspace, lang: str) -> dict[str, str]:
+    """Every applied segment's name in ``lang``, by key."""
+    return {key: a.definition.name(lang) for key, a in applied(ws).items()}
 
 
 def save(ws: Workspace, definition: SegmentDefinition, note: str | None = None) -> int:
