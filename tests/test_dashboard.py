@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -315,43 +316,203 @@ def test_reports_as_html_and_pdf(demo: tierwise.Workspace, tmp_path: Path) -> No
     assert client.get("/review/report.pdf?period=20X6").status_code == 422
 
 
-def test_the_pdf_report_has_every_section_in_fonts_with_their_glyphs(
-        demo: tierwise.Workspace) -> None:
-    """The PDF review has what the HTML one has — KPIs, the revenue chart, the tier
-    migration, the biggest movers — and draws Chinese in the CJK font and the middle dot,
-    dashes and digits in Helvetica (the CJK font alone left them as empty boxes)."""
+def _pdf_text(data: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+    """A PDF's text, each run of it with its font's name, and its drawing operators."""
     import io
 
     from pypdf import PdfReader
 
+    reader = PdfReader(io.BytesIO(data))
+    shown: list[tuple[str, str]] = []
+
+    def seen(text: str, _cm: Any, _tm: Any, font: Any, _size: Any) -> None:
+        if text.strip() and font is not None:
+            shown.append((text, str(font.get("/BaseFont"))))
+
+    whole = "".join(page.extract_text(visitor_text=seen) for page in reader.pages)
+    drawn = b"".join(page.get_contents().get_data() for page in reader.pages)
+    return whole.replace("\n", ""), shown, drawn
+
+
+def _rgb(colour: str) -> bytes:
+    """A fill colour as ReportLab writes it: .678431 .709804 .741176 rg."""
+    return (" ".join(f"{int(colour[i:i + 2], 16) / 255:.6f}".lstrip("0") for i in (1, 3, 5))
+            + " rg").encode()
+
+
+def test_the_pdf_report_says_what_the_html_one_says_in_an_embedded_font(
+        demo: tierwise.Workspace) -> None:
+    """The PDF review has every section of the HTML one — KPIs with NPS and CSAT, the
+    revenue and NPS charts, satisfaction, the tier migration as a matrix and a Sankey, the
+    biggest movers — with the same figures; every character is drawn in the embedded CJK
+    font (no replacement glyph, no font the reader must supply)."""
+    from tierwise.web import report
+
+    font = report.embedded_font()
+    if font is None:
+        assert os.environ.get("CI") != "true", "CI installs fonts-wqy-zenhei"
+        pytest.skip("no embeddable CJK font here: apt-get install fonts-wqy-zenhei")
     client = _client(demo)
-    migrated = bool(review(demo, "2026Q3").migration)
-    for lang, words in (("zh-CN", ("复盘报告", "收入增加最多的客户", "收入减少最多的客户",
-                                   *(("等级迁移",) if migrated else ()))),
-                        ("en", ("Review report", "Biggest increases in revenue",
-                                *(("Tier migration",) if migrated else ())))):
-        reader = PdfReader(io.BytesIO(client.get(
-            f"/review/report.pdf?period=2026Q3&lang={lang}").content))
-        shown: list[tuple[str, str]] = []
+    found = review(demo, "2026Q3")
+    for lang in ("zh-CN", "en"):
+        said = report.content(demo, found, lang)
+        whole, shown, drawn = _pdf_text(client.get(
+            f"/review/report.pdf?period=2026Q3&lang={lang}").content)
+        page = client.get(f"/review/report.html?period=2026Q3&lang={lang}").text
+        headings = [said.title, said.words["kpis"], said.words["satisfaction"],
+                    said.words["migration"], *[title for title, _, _ in said.movers]]
+        if said.revenue:
+            headings.append(said.revenue.title)
+        for heading in headings:
+            assert heading in whole, (lang, heading)
+            assert str(escape_html(heading)) in page, (lang, heading)
+        cells = [v for _, row in said.kpi_rows for v in row if v] + [
+            v for row in said.satisfaction_rows for v in row]
+        for cell in cells:  # the same figures in both files
+            assert cell.replace(" ", "") in whole.replace(" ", ""), (lang, cell)
+            assert str(escape_html(cell)) in page, (lang, cell)
+        if said.flows:  # the matrix, and the Sankey's states with their counts
+            assert "<path d=" in page
+            for before, after, _ in said.flows:
+                assert before in whole and after in whole
+        else:
+            assert said.migration_note and said.migration_note in page
+        assert "\ufffd" not in whole
+        fonts = {f for _, f in shown}  # subsets of the embedded font, named /ABCDEF+Name-0
+        assert all(re.fullmatch(rf"/[A-Z]{{6}}\+{_embedded_name()}(-\d+)?", f)
+                   for f in fonts), (lang, fonts)
+        assert said.words["font_note"] not in whole
+        for colour in ("#adb5bd", "#0b5cad"):  # the bars of both periods
+            assert _rgb(colour) in drawn, (lang, colour)
 
-        def seen(text: str, _cm: Any, _tm: Any, font: Any, _size: Any,
-                 shown: list[tuple[str, str]] = shown) -> None:
-            if text.strip() and font is not None:
-                shown.append((text, str(font.get("/BaseFont"))))
 
-        whole = "".join(page.extract_text(visitor_text=seen) for page in reader.pages)
-        for word in words:
-            assert word in whole.replace("\n", ""), (lang, word)
+def _embedded_name() -> str:
+    from reportlab.pdfbase import pdfmetrics
+
+    from tierwise.web import report
+
+    return str(pdfmetrics.getFont(report.EMBEDDED).face.name.decode())
+
+
+def escape_html(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
+
+
+def test_without_an_embeddable_font_the_pdf_falls_back_and_says_so(
+        demo: tierwise.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no CJK font to embed, Chinese is set in the reader's STSong-Light and the rest
+    (the middle dot, dashes, digits) in Helvetica, and the PDF says which font it relies on;
+    a TIERWISE_PDF_FONT that is no font is an error, not a silent fallback."""
+    from tierwise.web import report
+
+    monkeypatch.setattr(report, "embedded_font", lambda: None)
+    found = review(demo, "2026Q3")
+    for lang in ("zh-CN", "en"):
+        whole, shown, _ = _pdf_text(report.pdf(demo, found, lang))
         for char in ("·", "–"):
-            fonts = {font for text, font in shown if char in text}
-            assert fonts == {"/Helvetica"}, (lang, char, fonts)
-        assert any("STSong" in font for _, font in shown) == (lang == "zh-CN")
-        # the chart: bars in the previous period's grey and this period's blue
-        drawn = b"".join(page.get_contents().get_data() for page in reader.pages)
-        for colour in ("#adb5bd", "#0b5cad"):
-            rgb = " ".join(f"{int(colour[i:i + 2], 16) / 255:.6f}".lstrip("0")
-                           for i in (1, 3, 5))  # as ReportLab writes it: .678431
-            assert f"{rgb} rg".encode() in drawn, (lang, colour)
+            assert {f for text, f in shown if char in text} == {"/Helvetica"}, (lang, char)
+        assert any("STSong" in f for _, f in shown) == (lang == "zh-CN")
+        assert report.content(demo, found, lang).words["font_note"].split("（")[0] \
+            .split(" (")[0] in whole
+    monkeypatch.undo()
+    from reportlab.pdfbase import pdfmetrics
+
+    registered = pdfmetrics._fonts.pop(report.EMBEDDED, None)  # noqa: SLF001
+    try:
+        monkeypatch.setenv("TIERWISE_PDF_FONT", str(Path(__file__)))
+        with pytest.raises(TierwiseError, match="TIERWISE_PDF_FONT"):
+            report.embedded_font()
+    finally:
+        if registered is not None:
+            pdfmetrics._fonts[report.EMBEDDED] = registered  # noqa: SLF001
+
+
+def test_a_review_under_way_is_partial_and_compared_with_as_many_days(
+        demo: tierwise.Workspace) -> None:
+    """The current quarter runs to now and is compared with the same stretch of the quarter
+    before; the notes and the period's NPS and CSAT (answers given in the period, each
+    customer's latest) match a direct computation."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from tierwise.services.review import parse_period
+    from tierwise.store.control import utcnow
+    from tierwise.web import report
+
+    now = utcnow()
+    quarter = f"{now.year}Q{(now.month - 1) // 3 + 1}"
+    found = review(demo, quarter)
+    assert found.partial and abs((found.period.end - now).total_seconds()) < 60
+    whole = parse_period(quarter, demo.config.timezone).previous()
+    assert found.previous.start == whole.start
+    assert abs((found.previous.end - found.previous.start)
+               - (found.period.end - found.period.start)) < timedelta(seconds=1)
+    for lang, word in (("zh-CN", "本期尚未结束"), ("en", "still under way")):
+        assert any(word in n for n in report.content(demo, found, lang).notes)
+    # NPS and CSAT of the period's answers, per tier of the closing snapshot
+    from tierwise.models.compute import load_snapshot
+
+    done = review(demo, "2026Q3")
+    tiers = load_snapshot(demo).table.select(["customer_id", "tier"]).to_pandas()
+    if done.closed_at is not None:
+        from tierwise.models import compute
+
+        ids = [s["snapshot_id"] for s in compute.list_snapshots(demo)
+               if s["as_of"] == done.closed_at]
+        tiers = load_snapshot(demo, ids[0]).table.select(["customer_id", "tier"]).to_pandas()
+    answers = demo.sql('SELECT customer_id, "at", nps, csat FROM feedback').to_pandas()
+    answers["at"] = pd.to_datetime(answers["at"], utc=True)
+    start, end = done.period.start.astimezone(UTC), done.period.end.astimezone(UTC)
+    inside = answers[(answers["at"] >= start) & (answers["at"] < end)].merge(tiers)
+    checked = 0
+    for g in done.groups:
+        mine = inside[inside["tier"] == g["group"]]
+        scores = mine.dropna(subset=["nps"]).sort_values("at").groupby("customer_id").nps.last()
+        ratings = mine.dropna(subset=["csat"]).groupby("customer_id").csat.mean()
+        assert g["now"]["respondents"] == len(scores)
+        if len(scores):
+            expected = 100 * ((scores >= 9).sum() - (scores <= 6).sum()) / len(scores)
+            assert g["now"]["nps"] == round(expected, 1)
+            checked += 1
+        if len(ratings):
+            assert g["now"]["csat"] == round(ratings.mean(), 2)
+    assert checked, "the demo has NPS answers in 2026Q3"
+
+
+def test_a_period_without_a_closing_snapshot_says_so(tmp_path: Path) -> None:
+    """With no snapshot before the period ended, the tiers are of a later one and the
+    review says so; with no snapshot at all, a segment's review says there is no
+    migration instead of leaving the section out."""
+    from tierwise.models.compute import compute
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import evaluate_all
+    from tierwise.web import report
+
+    ws = tierwise.init(tmp_path / "ws")
+    try:
+        load_generated(ws, DemoSpec(customers=60, seed=3))
+        defs.save(ws, defs.SegmentDefinition(key="buyers", rule="COUNT(orders) >= 1"))
+        evaluate_all(ws, datetime.now(UTC), ["buyers"])
+        bare = review(ws, "2026Q1", "buyers")
+        assert bare.closed_at is None and not bare.migration
+        for lang in ("zh-CN", "en"):
+            said = report.content(ws, bare, lang)
+            assert said.migration_note == said.words["no_migration_snapshot"]
+            assert said.migration_note in report.html(ws, bare, lang)
+        compute(ws, datetime(2026, 9, 30, tzinfo=UTC))
+        late = review(ws, "2026Q1")
+        assert late.closing_late and late.closed_at is not None
+        for lang, word in (("zh-CN", "本期结束前没有快照"), ("en", "No snapshot was taken")):
+            said = report.content(ws, late, lang)
+            assert any(word in n for n in said.notes)
+            assert said.migration_note is not None  # one snapshot: no migration
+            whole, _, _ = _pdf_text(report.pdf(ws, late, lang))
+            assert word in whole.replace(" ", "") or word in whole
+    finally:
+        ws.close()
 
 
 def test_report_command_writes_both_files(demo: tierwise.Workspace, tmp_path: Path) -> None:

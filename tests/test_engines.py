@@ -116,3 +116,24 @@ def test_dedupe_applies(workspace: tierwise.Workspace, engine: str):
     assert len(ids) > 1_000 and len(ids) == len(set(ids))
     assert {r["order_id"] for r in rows if r["order_id"] in updated and r["amount"] == 1.0} \
         == updated
+
+
+@pytest.mark.parametrize("engine", [p for p in ENGINES if p.values[0] != "duckdb"])
+def test_satisfaction_of_periods_agrees(workspace: tierwise.Workspace, engine: str):
+    """NPS and CSAT of the answers given in each month (the review's and the trend's
+    figures) are the same on every engine, overall and per group."""
+    from tierwise.insights.satisfaction import in_windows
+
+    months = [(datetime(2026, m, 1, tzinfo=ZoneInfo("Asia/Shanghai")),
+               datetime(2026, m + 1, 1, tzinfo=ZoneInfo("Asia/Shanghai"))) for m in range(1, 6)]
+    ids = workspace.table("customers")["customer_id"]
+    groups = pa.table({"customer_id": ids,
+                       "grp": pa.array(["even" if i % 2 else "odd" for i in range(len(ids))])})
+    expected = in_windows(workspace, months, groups)
+    assert sum(w["figures"]["respondents"] for w in expected) > 0
+    workspace.engine = make_engine(engine)
+    try:
+        got = in_windows(workspace, months, groups)
+    finally:
+        workspace.engine = make_engine("duckdb")
+    assert got == expected

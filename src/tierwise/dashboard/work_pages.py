@@ -142,9 +142,10 @@ def review_page(request: Request) -> HTMLResponse:
             w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
                              for m in found.migration if m["customers"]],
             found.previous.name, found.period.name)
+    said = report.content(workspace(request), found, lang)
     return render(request, principal, "review.html", "review", period=period, error=None,
                   result=found, figures=figures, label=label, segment=segment_key or "",
-                  segment_keys=keys)
+                  segment_keys=keys, notes=said.notes, migration_note=said.migration_note)
 
 
 @router.get("/review/report.{fmt}")

@@ -12,7 +12,13 @@ customers): ``nps`` — the customer's latest NPS score (0–10), ``nps_class`` 
   whose mean is 4 or more ("satisfied", the usual top-two-box reading of a 1–5 scale).
 
 ``by`` groups the same figures by a column of the latest snapshot (tier, lifecycle, RFM
-segment, churn risk) or by a customer field (city, industry, owner, …).
+segment, churn risk) or by a customer field (city, industry, owner, …); ``segment`` keeps
+the members of one segment at ``as_of``.
+
+``in_windows`` gives the same figures for the answers *given in* each of several windows of
+time (a month, a review period): each customer counts with their latest NPS score in the
+window and the mean of their CSAT ratings in it — the trend, and the review's NPS and CSAT
+beside conversion and churn. A customer who answered nothing in a window is not in it.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tierwise.compile.dialects import render
 from tierwise.compile.segments import compile_values
 from tierwise.definitions.segment_ast import Field, Operand
-from tierwise.definitions.segment_fields import CUSTOMER_FIELDS
+from tierwise.definitions.segment_fields import CUSTOMER_FIELDS, NPS_CLASSES
 from tierwise.definitions.vocabulary import VALUE_COLUMNS
 from tierwise.errors import TierwiseError
 from tierwise.segments.evaluate import Evaluation
@@ -64,8 +71,10 @@ def labelled(ws: Workspace, found: dict[str, Any], lang: str) -> dict[str, Any]:
     return {**found, "groups": groups}
 
 
-def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None) -> dict[str, Any]:
-    """NPS and CSAT at ``as_of`` for everyone, and per value of ``by`` when given."""
+def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None,
+                 segment: str | None = None) -> dict[str, Any]:
+    """NPS and CSAT at ``as_of`` for everyone (or the members of ``segment`` then), and per
+    value of ``by`` when given."""
     if by is not None and by not in VALUE_COLUMNS and by not in CUSTOMER_DIMENSIONS:
         raise TierwiseError(f"cannot break satisfaction down by {by!r}; expected one of "
                             f"{', '.join(dimensions())}",
@@ -78,12 +87,19 @@ def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None) -> dict[
     compiled = compile_values(operands, ws.engine.name, as_of, ws.config.zone)
     with Evaluation(ws, as_of) as evaluation:
         table: pa.Table = evaluation.run(compiled)
+    if segment is not None:
+        from tierwise.segments.membership import members_at
+
+        table = table.filter(pc.is_in(table["customer_id"],
+                                      pa.array(members_at(ws, segment, as_of), pa.string())))
     answered = table.filter(pc.or_(pc.is_valid(table["v0"]), pc.is_valid(table["v2"])))
     rows = answered.to_pylist()
     groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         groups[row.get("v3") if by is not None else None].append(row)
     found = {"as_of": as_of, "customers": table.num_rows, **_figures(rows)}
+    if segment is not None:
+        found["segment"] = segment
     if by is not None:
         found["by"] = by
         found["groups"] = sorted(
@@ -93,21 +109,104 @@ def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None) -> dict[
 
 
 def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of customers' (latest NPS class ``v1``, mean CSAT ``v2``)."""
     classes = [r["v1"] for r in rows if r["v1"] is not None]
-    respondents = len(classes)
-    promoters = classes.count("promoter")
-    detractors = classes.count("detractor")
     ratings = [float(r["v2"]) for r in rows if r["v2"] is not None]
+    return from_counts(respondents=len(classes), promoters=classes.count("promoter"),
+                       passives=classes.count("passive"),
+                       detractors=classes.count("detractor"), rated=len(ratings),
+                       csat_sum=sum(ratings), satisfied=sum(r >= SATISFIED for r in ratings))
+
+
+def from_counts(respondents: int, promoters: int, passives: int, detractors: int, rated: int,
+                csat_sum: float, satisfied: int) -> dict[str, Any]:
+    """NPS, CSAT and the satisfied share from the counts: the one place they are computed."""
     return {
-        "respondents": respondents, "promoters": promoters,
-        "passives": classes.count("passive"), "detractors": detractors,
+        "respondents": respondents, "promoters": promoters, "passives": passives,
+        "detractors": detractors,
         "nps": round(100.0 * (promoters - detractors) / respondents, 1) if respondents
         else None,
-        "rated": len(ratings),
-        "csat": round(sum(ratings) / len(ratings), 2) if ratings else None,
-        "satisfied_share": round(sum(r >= SATISFIED for r in ratings) / len(ratings), 4)
-        if ratings else None,
+        "rated": rated,
+        "csat": round(csat_sum / rated, 2) if rated else None,
+        "satisfied_share": round(satisfied / rated, 4) if rated else None,
     }
 
 
-__all__ = ["SATISFIED", "default_as_of", "dimensions", "labelled", "satisfaction"]
+def _class_counts() -> str:
+    """SQL counting the NPS classes of column ``nps`` (the thresholds of ``NPS_CLASSES``)."""
+    bounds = dict(NPS_CLASSES)
+    return (f"count(*) FILTER (WHERE nps >= {bounds['promoter']}) AS promoters, "
+            f"count(*) FILTER (WHERE nps >= {bounds['passive']} "
+            f"AND nps < {bounds['promoter']}) AS passives, "
+            f"count(*) FILTER (WHERE nps >= {bounds['detractor']} "
+            f"AND nps < {bounds['passive']}) AS detractors")
+
+
+def in_windows(ws: Workspace, windows: list[tuple[datetime, datetime]],
+               groups: pa.Table | None = None) -> list[dict[str, Any]]:
+    """NPS and CSAT of the answers given in each window ``[start, end)``, overall
+    (``figures``) and, with ``groups`` (customer_id, grp; a customer may be in several),
+    per group (``groups``: grp → figures; only groups with an answer)."""
+    if not windows:
+        return []
+    from tierwise.store.control import as_utc
+
+    params: dict[str, Any] = {}
+    cases = []
+    for i, (start, end) in enumerate(windows):
+        params[f"s{i}"], params[f"e{i}"] = (as_utc(start).replace(tzinfo=None),  # type: ignore[union-attr]
+                                            as_utc(end).replace(tzinfo=None))  # type: ignore[union-attr]
+        cases.append(f'WHEN f."at" >= :s{i} AND f."at" < :e{i} THEN {i}')
+    counts = (f"count(nps) AS respondents, {_class_counts()}, count(csat) AS rated, "
+              f"coalesce(sum(csat), 0) AS csat_sum, "
+              f"count(*) FILTER (WHERE csat >= {SATISFIED}) AS satisfied")
+    if groups is None:
+        grouped = ""
+        within = ""
+    else:  # everyone in a group once, then each group
+        within = "WHERE per.customer_id IN (SELECT customer_id FROM _groups)"
+        grouped = f"""UNION ALL
+    SELECT per.w, g.grp, 0 AS total, {counts}
+    FROM per JOIN _groups g ON g.customer_id = per.customer_id GROUP BY per.w, g.grp"""
+    query = f"""
+    WITH f AS (
+      SELECT f.customer_id, f."at", f.nps, f.csat, CASE {' '.join(cases)} END AS w
+      FROM feedback f
+    ), n AS (
+      SELECT customer_id, w, max_by(nps, "at") AS nps FROM f
+      WHERE w IS NOT NULL AND nps IS NOT NULL GROUP BY customer_id, w
+    ), c AS (
+      SELECT customer_id, w, avg(csat) AS csat FROM f
+      WHERE w IS NOT NULL AND csat IS NOT NULL GROUP BY customer_id, w
+    ), per AS (
+      SELECT coalesce(n.customer_id, c.customer_id) AS customer_id, coalesce(n.w, c.w) AS w,
+        n.nps, c.csat
+      FROM n FULL OUTER JOIN c ON n.customer_id = c.customer_id AND n.w = c.w
+    )
+    SELECT per.w, CAST(NULL AS VARCHAR) AS grp, 1 AS total, {counts}
+    FROM per {within} GROUP BY per.w
+    {grouped}
+    """
+    tables = {"_groups": groups} if groups is not None else None
+    with ws.engine.session(ws.facts.scans(("feedback",)), tables) as session:
+        rows = session.query(render(query, ws.engine.name), params).to_pylist()
+    out: list[dict[str, Any]] = [{"start": start, "end": end, "figures": _empty(), "groups": {}}
+                                 for start, end in windows]
+    for row in rows:
+        figures = from_counts(**{k: int(row[k] or 0) for k in (
+            "respondents", "promoters", "passives", "detractors", "rated", "satisfied")},
+            csat_sum=float(row["csat_sum"] or 0))
+        entry = out[int(row["w"])]
+        if row["total"]:
+            entry["figures"] = figures
+        else:
+            entry["groups"][row["grp"]] = figures
+    return out
+
+
+def _empty() -> dict[str, Any]:
+    return from_counts(0, 0, 0, 0, 0, 0.0, 0)
+
+
+__all__ = ["SATISFIED", "default_as_of", "dimensions", "from_counts", "in_windows",
+           "labelled", "satisfaction"]

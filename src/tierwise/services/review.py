@@ -12,6 +12,13 @@ instant (exclusive). KPIs per group, over paid orders:
   the period) who bought in the period / lapsed customers
 - churn rate: buyers of the previous period who did not buy in this one / those buyers
 - revenue share: the group's revenue / all revenue in the period
+- NPS and CSAT of the answers given in the period (``insights.satisfaction.in_windows``)
+
+A period still under way is *partial*: it runs to now and is compared with the same length
+of time from the start of the previous period (``Review.partial``). When no snapshot was
+taken before a period ended, its tiers come from the earliest later one and the review says
+so (``Review.closing_late``); with one snapshot or none there is no migration, and it says
+that too.
 
 Groups are the tiers of the snapshot that closes the period (the latest snapshot at or
 before its end, else the earliest after), or the members of one segment at the period's end
@@ -105,6 +112,14 @@ class Review:
     snapshots: tuple[int | None, int | None] = (None, None)
     movers_up: list[dict[str, Any]] = field(default_factory=list)
     movers_down: list[dict[str, Any]] = field(default_factory=list)
+    #: The period is under way: its figures run to ``period.end`` (now) and the previous
+    #: period's to the same length of time.
+    partial: bool = False
+    #: When the snapshots that open and close the period were taken (None: no snapshot).
+    opened_at: datetime | None = None
+    closed_at: datetime | None = None
+    #: No snapshot was taken before the period ended: the tiers are of a later one.
+    closing_late: bool = False
 
 
 def _closing_id(found: list[dict[str, Any]], end: datetime) -> int | None:
@@ -129,6 +144,8 @@ def period_kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Perio
     buyers, orders, revenue and its share, conversion, repurchase, average order value,
     reactivation and churn in ``period``, and the same in ``previous`` — the review's
     figures, which the breakdown by any dimension shows for a chosen period too."""
+    from tierwise.insights.satisfaction import from_counts, in_windows
+
     start, end = _naive_utc(period.start), _naive_utc(period.end)
     p_start = _naive_utc(previous.start)
     lapse = start - timedelta(days=LAPSE_DAYS)
@@ -164,6 +181,8 @@ def period_kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Perio
     params = [end, start, end, start, end, p_start, start, p_start, start, lapse, lapse, start]
     with ws.engine.session(ws.facts.scans(), {"_groups": groups}) as session:
         rows = session.query(query, params).to_pylist()
+    happy_now, happy_before = (w["groups"] for w in in_windows(
+        ws, [(period.start, period.end), (previous.start, previous.end)], groups))
     total_now = sum(float(r["revenue"] or 0) for r in rows) or 1.0
     total_prev = sum(float(r["revenue_prev"] or 0) for r in rows) or 1.0
 
@@ -186,6 +205,9 @@ def period_kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Perio
                   "repurchase_rate": ratio(r["repeaters_prev"], r["buyers_prev"]),
                   "aov": ratio(r["revenue_prev"], r["orders_prev"]),
                   "revenue_share": float(r["revenue_prev"] or 0) / total_prev}
+        for figures, happy in ((now, happy_now), (before, happy_before)):
+            said = happy.get(r["grp"]) or from_counts(0, 0, 0, 0, 0, 0.0, 0)
+            figures.update({k: said.get(k) for k in ("nps", "csat", "respondents", "rated")})
         out.append({"group": r["grp"], "customers": int(r["customers"]), "now": now,
                     "before": before})
     return out
@@ -215,9 +237,19 @@ def _movers(ws: Workspace, period: Period, previous: Period) -> tuple[list[dict[
 def review(ws: Workspace, period_text: str, segment: str | None = None) -> Review:
     """The review of one period against the period before it."""
     from tierwise.models.summaries import moves
+    from tierwise.store.control import utcnow
 
     period = parse_period(period_text, ws.config.timezone)
     previous = period.previous()
+    now, partial = utcnow(), False
+    if period.start >= now:
+        raise TierwiseError(f"period {period.name} has not started yet",
+                            zh=f"期间 {period.name} 还没有开始")
+    if period.end > now:  # under way: to now, against as long a stretch before
+        partial = True
+        period = Period(period.name, period.start, now.astimezone(period.start.tzinfo))
+        previous = Period(previous.name, previous.start,
+                          previous.start + (period.end - period.start))
     found = compute.list_snapshots(ws)
     closing_id, opening_id = _closing_id(found, period.end), _closing_id(found, period.start)
     closing = compute.load_snapshot(ws, closing_id) if closing_id is not None else None
@@ -241,11 +273,24 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
                             "segment with --segment",
                             zh="还没有快照：请先运行 `tierwise compute`，或用 --segment 复盘一个分"
                             "群")
-    result = Review(period, previous, grouping, period_kpis(ws, groups, period, previous))
+    result = Review(period, previous, grouping, period_kpis(ws, groups, period, previous),
+                    partial=partial)
+    if closing is not None:
+        result.closed_at = closing.as_of
+        result.closing_late = closing.as_of is not None and closing.as_of >= period.end
+    if opening is not None:
+        result.opened_at = opening.as_of
     if closing is not None and opening is not None:
         result.snapshots = (opening.snapshot_id, closing.snapshot_id)
         if opening.snapshot_id != closing.snapshot_id:
-            result.migration = moves(opening.table, closing.table, "tier")
+            before, after = opening.table, closing.table
+            if segment:  # the tiers of the segment's members
+                import pyarrow.compute as pc
+
+                ids = groups["customer_id"]
+                before = before.filter(pc.is_in(before["customer_id"], ids))
+                after = after.filter(pc.is_in(after["customer_id"], ids))
+            result.migration = moves(before, after, "tier")
     result.movers_up, result.movers_down = _movers(ws, period, previous)
     return result
 
@@ -280,7 +325,11 @@ def _data_token(ws: Workspace, segment: str | None) -> tuple[object, ...]:
 def cached_review(ws: Workspace, period_text: str, segment: str | None = None) -> Review:
     """``review`` computed once for the same inputs (the dashboard asks often; the answer
     only changes with new orders, snapshots or segment history)."""
-    key = (_data_token(ws, segment), period_text.strip().upper(), segment)
+    from tierwise.store.control import utcnow
+
+    # a period under way changes with the clock: its review is recomputed every hour
+    key = (_data_token(ws, segment), period_text.strip().upper(), segment,
+           utcnow().strftime("%Y%m%d%H"))
     with _LOCK:
         found = _CACHE.get(key)
     if found is None:

@@ -247,6 +247,27 @@ _WORDS: dict[str, tuple[str, str]] = {
     "biggest_movers": ("变化最大的客户", "Biggest movers"),
     "movers_up": ("收入增加最多的客户", "Biggest increases in revenue"),
     "movers_down": ("收入减少最多的客户", "Biggest decreases in revenue"),
+    "satisfaction": ("满意度", "Satisfaction"),
+    "respondents": ("回答 NPS 的客户", "NPS respondents"),
+    "rated": ("评 CSAT 的客户", "CSAT raters"),
+    "nps_of_period": ("本期回答的 NPS", "NPS of the period's answers"),
+    "partial_period": ("本期尚未结束：数据截至 {until}，与上期开头同样的 {days} 天"
+                       "（{previous}）对比。",
+                       "This period is still under way: figures run to {until} and are compared "
+                       "with the first {days} days of {previous}."),
+    "closing_late": ("本期结束前没有快照：客户等级取自期末之后 {at} 的快照。",
+                     "No snapshot was taken before this period ended: the tiers are those of "
+                     "the snapshot of {at}, after the period."),
+    "no_migration_snapshot": ("没有快照，无法显示等级迁移：请先运行 tierwise compute。",
+                              "No snapshot, so no tier migration: run `tierwise compute` first."),
+    "no_migration_same": ("本期首尾是同一个快照（{at}），没有等级迁移可显示。",
+                          "The same snapshot ({at}) opens and closes this period: no tier "
+                          "migration to show."),
+    "made_at": ("生成于", "Made"),
+    "font_note": ("本 PDF 的中文使用阅读器自带的 STSong-Light 字体（系统中没有可嵌入的中文"
+                  "字体：安装 fonts-wqy-zenhei 或设置 TIERWISE_PDF_FONT）。",
+                  "Chinese text in this PDF uses the reader's STSong-Light font (no embeddable "
+                  "CJK font was found: install fonts-wqy-zenhei or set TIERWISE_PDF_FONT)."),
     "download_html": ("下载 HTML 报告", "Download HTML report"),
     "download_pdf": ("下载 PDF 报告", "Download PDF report"),
     "upload": ("上传文件", "Upload a file"),
