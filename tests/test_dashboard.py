@@ -955,3 +955,30 @@ def test_the_customer_360_names_segments_in_the_page_language(
         page = client.get(f"/customers/{someone}", params={"lang": lang}).text
         assert f'title="two_orders_named">{name}</a>' in page
         assert f"→ {name}" in page and "→ two_orders_named" not in page
+
+
+def test_review_periods_run_in_the_workspace_zone(tmp_path: Path) -> None:
+    """A quarter starts at midnight in the workspace's zone: an order at 20:00 UTC on 30
+    September is on 1 October in Shanghai, so it counts in Q4, not Q3."""
+    from tests.conftest import write
+
+    ws = tierwise.init(tmp_path / "ws")
+    try:
+        assert ws.config.timezone == "Asia/Shanghai"
+        ws.import_file("customers", write(tmp_path / "c.csv", "customer_id\nC1\nC2\n"))
+        ws.import_file("orders", write(tmp_path / "o.csv", (
+            "order_id,customer_id,ordered_at,amount,status\n"
+            "O1,C1,2026-09-30T20:00:00Z,100,paid\n"
+            "O2,C2,2026-09-30T15:00:00Z,50,paid\n")))
+        ws.compute(datetime(2026, 10, 2, tzinfo=UTC))
+        from tierwise.segments import catalog as defs
+        from tierwise.segments.membership import evaluate_all
+
+        defs.save(ws, defs.SegmentDefinition(key="everyone", rule="COUNT(orders) >= 0"))
+        evaluate_all(ws, datetime(2026, 10, 2, tzinfo=UTC), ["everyone"])
+        q3 = review(ws, "2026Q3", "everyone").groups[0]["now"]
+        q4 = review(ws, "2026Q4", "everyone").groups[0]["now"]
+        assert (q3["orders"], q3["revenue"]) == (1, 50.0)
+        assert (q4["orders"], q4["revenue"]) == (1, 100.0)
+    finally:
+        ws.close()

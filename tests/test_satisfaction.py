@@ -91,3 +91,67 @@ def test_no_feedback_is_said_not_zero(tmp_path: Path) -> None:
     assert found["groups"] == []
     with pytest.raises(tierwise.TierwiseError, match="run `tierwise compute` first"):
         satisfaction(empty, AS_OF, "tier")  # tiers need a snapshot
+
+
+def test_months_segments_and_customers(ws: tierwise.Workspace) -> None:
+    """NPS and CSAT of each month's answers (the trend), of a segment's members, and of one
+    customer, on hand-made feedback, the same on the API, the CLI and the pages."""
+    from tierwise.insights.satisfaction import of_customer, trend
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import evaluate_all
+
+    months = {m["month"]: m for m in trend(ws, AS_OF, 7)}
+    assert list(months) == ["2025-12", *[f"2026-0{i}" for i in range(1, 7)]]
+    assert months["2026-06"]["partial"] and not months["2026-05"]["partial"]
+    # February: C3 7 (passive), C4 2 (detractor) → −50; C4 rated 1
+    assert (months["2026-02"]["respondents"], months["2026-02"]["nps"]) == (2, -50.0)
+    assert (months["2026-02"]["rated"], months["2026-02"]["csat"]) == (1, 1.0)
+    # January: C1 3 → −100; April: C2 rated 2 but gave no score
+    assert months["2026-01"]["nps"] == -100.0
+    assert months["2026-04"]["respondents"] == 0 and months["2026-04"]["csat"] == 2.0
+    assert months["2026-06"]["respondents"] == 0 and months["2026-06"]["nps"] is None
+    # a segment: the Shanghai customers C1 (10) and C2 (9)
+    defs.save(ws, defs.SegmentDefinition(key="shanghai", rule="city = '上海'",
+                                         names={"zh-CN": "上海客户", "en": "Shanghai"}))
+    evaluate_all(ws, AS_OF, ["shanghai"])
+    mine = satisfaction(ws, AS_OF, segment="shanghai")
+    assert (mine["respondents"], mine["nps"], mine["rated"]) == (2, 100.0, 2)
+    assert mine["csat"] == pytest.approx((5 + 3) / 2)
+    with pytest.raises(tierwise.TierwiseError, match="no segment 'nope'"):
+        satisfaction(ws, AS_OF, segment="nope")
+    # one customer: C2's latest score 9 (a promoter), mean rating (4 + 2) / 2
+    assert of_customer(ws, "C2", AS_OF) == {"nps": 9, "nps_class": "promoter",
+                                            "nps_answers": 1, "csat": 3.0, "csat_answers": 2}
+    client = TestClient(create_app(ws))
+    ok = client.post("/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    client.headers["X-CSRF-Token"] = ok.json()["csrf_token"]
+    api = client.get("/v1/insights/satisfaction/trend",
+                     params={"months": 7, "until": AS_OF.isoformat()}).json()
+    assert {m["month"]: m["nps"] for m in api["months"]} == {
+        k: m["nps"] for k, m in months.items()}
+    seg = client.get("/v1/insights/satisfaction", params={"segment": "shanghai"}).json()
+    assert seg["nps"] == 100.0
+    assert client.get("/v1/insights/satisfaction", params={"segment": "nope"}).status_code \
+        in (400, 422)
+    assert client.get("/v1/insights/satisfaction/trend",
+                      params={"months": 0}).status_code == 422
+    done = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "satisfaction",
+                           "--trend", "7", "--as-of", AS_OF.isoformat(), "--json", "-w",
+                           str(ws.root)], capture_output=True, text=True, check=True)
+    assert {m["month"]: m["nps"] for m in json.loads(done.stdout)} == {
+        k: m["nps"] for k, m in months.items()}
+    # the pages: the segment's tiles, the customer's, the tiers table
+    page = client.get("/segments/shanghai?lang=en").text
+    tiles = dict(re.findall(r'<span class="kpi-label">([^<]*)</span>'
+                            r'<span class="kpi-value">([^<]*)</span>', page))
+    now = satisfaction(ws, datetime.now(UTC), segment="shanghai")
+    assert tiles[f"NPS ({now['respondents']})"] == f"{now['nps']:+.1f}"
+    page = client.get("/customers/C2?lang=zh-CN").text
+    tiles = dict(re.findall(r'<span class="kpi-label">([^<]*)</span>'
+                            r'<span class="kpi-value">([^<]*)</span>', page))
+    assert tiles["最近一次 NPS (1)"] == "9 · 推荐者" and tiles["CSAT 满意度 (2)"] == "3.00"
+    tiers = client.get("/tiers?lang=en").text
+    by_tier = satisfaction(ws, AS_OF, "tier")
+    shown = re.findall(r'<td class="num" data-kpi="nps">([^<]*)</td>', tiers)
+    assert sorted(s for s in shown if s != "—") == sorted(
+        f"{g['nps']:+.1f}" for g in by_tier["groups"] if g["nps"] is not None)

@@ -130,12 +130,30 @@ def satisfaction_of(request: Request,
                                 "province", "country", "industry", "company_size", "channel",
                                 "owner", "gender"] | None = Query(None, description=(
                                     "Break the figures down by this dimension.")),
+                    segment: str | None = Query(None, description=(
+                        "Only the members of this segment at that instant.")),
                     as_of: Instant | None = Query(None, description=(
                         "Default: the latest snapshot's instant (as the dashboard).")),
                     principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
-    found = satisfaction.satisfaction(ws, as_of or satisfaction.default_as_of(ws), by)
+    found = satisfaction.satisfaction(ws, as_of or satisfaction.default_as_of(ws), by, segment)
     return jsonable(satisfaction.labelled(ws, found, language(request, ws.config.locale)))  # type: ignore[no-any-return]
+
+
+@router.get("/satisfaction/trend",
+            summary="NPS and CSAT of the answers given in each month (the last one partial)")
+def satisfaction_trend(request: Request,
+                       months: int = Query(satisfaction.MONTHS, ge=1, le=120),
+                       segment: str | None = Query(None, description=(
+                           "Only the members of this segment at the end.")),
+                       until: Instant | None = Query(None, description=(
+                           "The end of the last month counted (default: the latest "
+                           "snapshot's instant, as the dashboard).")),
+                       principal: Principal = require("values:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    end = until or satisfaction.default_as_of(ws)
+    return jsonable({"until": end, "segment": segment,  # type: ignore[no-any-return]
+                     "months": satisfaction.trend(ws, end, months, segment)})
 
 
 @router.get("/affinity/{customer_id}",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tierwise.cli import render
+from tierwise.errors import TierwiseError
 from tierwise.workspace import Workspace
 
 out = Console(soft_wrap=True)
@@ -281,20 +282,33 @@ def satisfaction_cmd(
     by: Annotated[str | None, typer.Option(help=(
         "Break down by tier, lifecycle, rfm_segment, churn_risk, city, province, country, "
         "industry, company_size, channel, owner or gender."))] = None,
+    segment: Annotated[str | None, typer.Option(help=(
+        "Only the members of this segment."))] = None,
+    trend: Annotated[int | None, typer.Option(help=(
+        "Instead: NPS and CSAT of the answers given in each of the last N months."))] = None,
     as_of: Annotated[str | None, typer.Option(help=(
         "An instant (default: the latest snapshot's)."))] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """NPS and CSAT from feedback: promoters, passives, detractors, mean rating, satisfied
-    share; overall and by a dimension (the dashboard's overview shows the same figures)."""
+    share; overall, by a dimension, of a segment's members, or month by month (the
+    dashboard shows the same figures)."""
     from tierwise.cli.value import _as_of
     from tierwise.errors import spoken
     from tierwise.insights import satisfaction
 
     ws = Workspace.open(workspace)
     at = _as_of(ws, as_of) or satisfaction.default_as_of(ws)
-    found = satisfaction.labelled(ws, satisfaction.satisfaction(ws, at, by), spoken())
+    if trend is not None:
+        if by is not None:
+            raise TierwiseError("--trend and --by cannot be combined: a trend is of everyone "
+                                "or of one segment (--segment)",
+                                zh="--trend 不能与 --by 同用：趋势针对全部客户或一个分群"
+                                   "（--segment）")
+        _satisfaction_trend(ws, satisfaction.trend(ws, at, trend, segment), as_json)
+        return
+    found = satisfaction.labelled(ws, satisfaction.satisfaction(ws, at, by, segment), spoken())
     if as_json:
         out.print_json(json.dumps(found, default=str, ensure_ascii=False))
         return
@@ -314,6 +328,22 @@ def satisfaction_cmd(
     row("all" if by else "", found)
     for g in found.get("groups", []):
         row(str(g["label"] if g["label"] is not None else "—"), g)
+    out.print(grid)
+
+
+def _satisfaction_trend(ws: Workspace, months: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(months, default=str, ensure_ascii=False))
+        return
+    grid = Table(title="NPS / CSAT", title_justify="left")
+    for name in ("month", "respondents", "NPS", "rated", "CSAT", "satisfied"):
+        grid.add_column(name, justify="left" if name == "month" else "right")
+    for m in months:
+        nps, csat, share = m["nps"], m["csat"], m["satisfied_share"]
+        grid.add_row(m["month"] + (" (partial)" if m["partial"] else ""),
+                     f"{m['respondents']:,}", "—" if nps is None else f"{nps:+.1f}",
+                     f"{m['rated']:,}", "—" if csat is None else f"{csat:.2f}",
+                     "—" if share is None else f"{share:.0%}")
     out.print(grid)
 
 

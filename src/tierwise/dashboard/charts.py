@@ -52,8 +52,8 @@ def bars(title: str, categories: list[str], series: list[tuple[str, list[float]]
     return option
 
 
-def trend(title: str, months: list[str], bars_name: str, bar_values: list[float],
-          line_name: str, line_values: list[float]) -> Option:
+def trend(title: str, months: list[str], bars_name: str, bar_values: Sequence[float | None],
+          line_name: str, line_values: Sequence[float | None]) -> Option:
     """Bars on the left axis and a line on the right (e.g. revenue and buyers per month)."""
     option = _base(title)
     option["tooltip"] = {"trigger": "axis"}
@@ -62,8 +62,8 @@ def trend(title: str, months: list[str], bars_name: str, bar_values: list[float]
     option["xAxis"] = {"type": "category", "data": months}
     option["yAxis"] = [{"type": "value"}, {"type": "value", "splitLine": {"show": False}}]
     option["series"] = [
-        {"type": "bar", "name": bars_name, "data": bar_values},
-        {"type": "line", "name": line_name, "yAxisIndex": 1, "data": line_values,
+        {"type": "bar", "name": bars_name, "data": list(bar_values)},
+        {"type": "line", "name": line_name, "yAxisIndex": 1, "data": list(line_values),
          "symbolSize": 6}]
     return option
 
@@ -150,3 +150,12 @@ def sparkline(values: Sequence[float]) -> Option:
             "yAxis": {"type": "value", "show": False, "scale": True},
             "series": [{"type": "line", "data": values, "showSymbol": False,
                         "lineStyle": {"width": 1.5, "color": PALETTE[0]}}]}
+
+
+def satisfaction_trend(title: str, months: list[dict[str, Any]], w: dict[str, str]) -> Option:
+    """NPS (bars, left axis) and CSAT (line, right axis) per month; a month under way is
+    marked as partial."""
+    return trend(title, [f"{m['month']} ({w['partial']})" if m["partial"] else m["month"]
+                         for m in months],
+                 w["nps_score"], [m["nps"] for m in months],
+                 w["csat_mean"], [m["csat"] for m in months])

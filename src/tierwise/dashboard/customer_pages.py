@@ -22,6 +22,7 @@ from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import table_schema
 from tierwise.definitions.vocabulary import VALUE_COLUMNS
 from tierwise.errors import NotFoundError, TierwiseError, say
+from tierwise.insights import satisfaction
 from tierwise.security import consent
 from tierwise.segments import catalog
 from tierwise.segments.membership import customer_segments
@@ -34,6 +35,7 @@ from tierwise.services.customers import (
     search,
     searched_by,
 )
+from tierwise.store.control import utcnow
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
@@ -164,13 +166,15 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
                       + _value_changes(value_history(ws, customer_id), view, lang),
                       key=lambda i: str(jsonable(i["at"])), reverse=True)[:TIMELINE_ITEMS]
     playbook = playbooks.applying(ws, [customer_id]).get(customer_id)
+    happy = satisfaction.of_customer(ws, customer_id, utcnow()) \
+        if principal.can("values:read") else None
     with ws.control.read() as conn:
         contact = {channel: {purpose: consent.decide(conn, customer_id, channel, purpose)
                              for purpose in consent.PURPOSES}
                    for channel in CHANNELS if channel != "all"}
     return render(request, principal, "customer.html", "customers",
                   customer=found.customer, profile=found, contact=contact,
-                  values=values or {}, timeline=timeline, playbook=playbook,
+                  values=values or {}, timeline=timeline, playbook=playbook, happy=happy,
                   segments=[{**h, "name": names.get(h["segment_key"], h["segment_key"])}
                             for h in history if h.get("exited_at") is None],
                   tier_label=(lambda t: view.tier_label(t, lang)) if view else str,

@@ -95,6 +95,13 @@ class View:
         return self._once(f"satisfaction:{by}",  # type: ignore[no-any-return]
                           lambda: satisfaction(self.ws, self.as_of, by))
 
+    def satisfaction_trend(self) -> list[dict[str, Any]]:
+        """NPS and CSAT of each month's answers, the last twelve months to the snapshot."""
+        from tierwise.insights.satisfaction import trend
+
+        return self._once("satisfaction_trend",  # type: ignore[no-any-return]
+                          lambda: trend(self.ws, self.as_of))
+
     def value_at_risk(self) -> float:
         return value_at_risk(self.table)
 
@@ -273,6 +280,7 @@ def warm(view: View, lang: str) -> None:
     view.clv_histogram()
     view.at_risk(lang)
     view.satisfaction("tier")
+    view.satisfaction_trend()
 
 
 class Views:

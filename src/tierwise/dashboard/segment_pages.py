@@ -14,9 +14,12 @@ from tierwise.definitions import segment_fields as sf
 from tierwise.definitions.personal_data import rule_as_shown
 from tierwise.definitions.roles import Principal
 from tierwise.errors import say
+from tierwise.insights import satisfaction
 from tierwise.segments import catalog as defs
 from tierwise.services.customers import search
 from tierwise.store import memberships, sizes
+from tierwise.store.control import utcnow
+from tierwise.web import i18n
 from tierwise.web.auth import workspace
 from tierwise.web.problems import Problem
 
@@ -106,7 +109,15 @@ def segment(key: str, request: Request) -> HTMLResponse:
     d = found.definition
     shown = d.model_copy(update={"rule": rule_as_shown(principal, d.canonical().get("rule"),
                                                        ws.personal_data)})
+    happy, figures = None, {}
+    if principal.can("values:read"):  # the members' satisfaction, now and by month
+        now = utcnow()
+        happy = satisfaction.satisfaction(ws, now, segment=key)
+        months = satisfaction.trend(ws, now, segment=key)
+        if any(m["respondents"] or m["rated"] for m in months):
+            w = i18n.table(lang)
+            figures["nps-trend"] = charts.satisfaction_trend(w["nps_trend"], months, w)
     return render(request, principal, "segment.html", "segments", key=key, definition=shown,
-                  name=d.name(lang), version=found.version,
+                  name=d.name(lang), version=found.version, happy=happy, figures=figures,
                   total=total, members=members, next_after=next_after, q=q or "",
                   history=history, runs=runs, can_write=principal.can("segments:write"))

@@ -67,6 +67,9 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
         for series, colour in zip(satisfied["series"], NPS_COLOURS, strict=True):
             series.update(stack="nps", itemStyle={"color": colour})
         figures["nps"] = satisfied
+    months = view.satisfaction_trend()
+    if any(m["respondents"] or m["rated"] for m in months):
+        figures["nps-trend"] = charts.satisfaction_trend(w["nps_trend"], months, w)
     links = {  # each chart element opens the customers behind it
         "tier-mix": [customers_url({"tier": r["value"]}) for r in tiers],
         "risk": [customers_url({"churn_risk": r["value"]}) for r in risk],
@@ -135,7 +138,8 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
                                  for m in flows if m["customers"]],
                 f"#{before}", f"#{after}")
     spec = json.dumps(view.settings.tiers.model_dump(mode="json"), ensure_ascii=False, indent=2)
-    return render(request, principal, "tiers.html", "tiers", view=view, rows=rows,
+    happy = {g["value"]: g for g in view.satisfaction("tier")["groups"]}
+    return render(request, principal, "tiers.html", "tiers", view=view, rows=rows, happy=happy,
                   figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
                   links=[customers_url({"tier": r["value"]}) for r in rows],
                   can_write=principal.can("values:write"), metrics=TIER_METRICS,

@@ -93,6 +93,13 @@ LIVE_KINDS: dict[str, Kind] = {"last_order_at": "timestamp", "first_order_at": "
 #: NPS classes by score: promoters 9–10, passives 7–8, detractors 0–6.
 NPS_CLASSES = (("promoter", 9), ("passive", 7), ("detractor", 0))
 
+
+def nps_class(score: float | None) -> str | None:
+    """The class of an NPS score, as the field ``nps_class`` computes it in a rule."""
+    if score is None:
+        return None
+    return next((name for name, floor in NPS_CLASSES if score >= floor), None)
+
 SOURCE_COLUMNS: dict[str, dict[str, Kind]] = {source: _columns(source) for source in SOURCES}
 TIME_COLUMN: dict[str, str] = {source: str(TABLES[source].time_column) for source in SOURCES}
 #: The column naming the customer a source's row counts for (``referrer_id`` for referrals).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -90,6 +91,13 @@ class Engine(Protocol):
         and its checks are written in DuckDB's SQL, so an in-process DuckDB engine (the
         engine itself where it is one)."""
         ...
+
+
+def naive_utc(when: datetime) -> datetime:
+    """An instant as a query parameter: a naive UTC timestamp (every engine's session runs
+    in UTC). An aware instant is converted, not merely stripped of its zone; a naive one is
+    taken as UTC already."""
+    return (when if when.tzinfo is None else when.astimezone(UTC)).replace(tzinfo=None)
 
 
 def sql_literal(text: str) -> str:

@@ -24,7 +24,7 @@ beside conversion and churn. A customer who answered nothing in a window is not 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -35,6 +35,7 @@ from tierwise.compile.segments import compile_values
 from tierwise.definitions.segment_ast import Field, Operand
 from tierwise.definitions.segment_fields import CUSTOMER_FIELDS, NPS_CLASSES
 from tierwise.definitions.vocabulary import VALUE_COLUMNS
+from tierwise.engines.base import naive_utc
 from tierwise.errors import TierwiseError
 from tierwise.segments.evaluate import Evaluation
 from tierwise.store import customers as customer_store
@@ -79,6 +80,10 @@ def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None,
         raise TierwiseError(f"cannot break satisfaction down by {by!r}; expected one of "
                             f"{', '.join(dimensions())}",
                             zh=f"不能按 {by!r} 细分满意度：可用的维度有 {', '.join(dimensions())}")
+    if by is None and segment is not None:  # the same figures, from the members' answers
+        members = _members(ws, segment, as_of)
+        return {"as_of": as_of, "customers": members.num_rows, "segment": segment,
+                **in_windows(ws, [(EPOCH, as_of + EPSILON)], members)[0]["figures"]}
     operands: list[Operand] = [Field(("nps",)), Field(("nps_class",)), Field(("csat",))]
     if by is not None:
         name = VALUE_COLUMNS.get(by, by)
@@ -87,11 +92,9 @@ def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None,
     compiled = compile_values(operands, ws.engine.name, as_of, ws.config.zone)
     with Evaluation(ws, as_of) as evaluation:
         table: pa.Table = evaluation.run(compiled)
-    if segment is not None:
-        from tierwise.segments.membership import members_at
-
-        table = table.filter(pc.is_in(table["customer_id"],
-                                      pa.array(members_at(ws, segment, as_of), pa.string())))
+    if segment is not None:  # the members' figures (by: within them)
+        table = table.filter(pc.is_in(table["customer_id"], _members(ws, segment, as_of)
+                                      ["customer_id"]))
     answered = table.filter(pc.or_(pc.is_valid(table["v0"]), pc.is_valid(table["v2"])))
     rows = answered.to_pylist()
     groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
@@ -106,6 +109,21 @@ def satisfaction(ws: Workspace, as_of: datetime, by: str | None = None,
             ({"value": value, **_figures(members)} for value, members in groups.items()),
             key=lambda g: (-g["respondents"], str(g["value"])))
     return found
+
+
+#: Before any answer, and the step that makes "at or before as_of" an exclusive end.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPSILON = timedelta(microseconds=1)
+
+
+def _members(ws: Workspace, segment: str, as_of: datetime) -> pa.Table:
+    """The members of ``segment`` at ``as_of`` as a groups table (customer_id, grp)."""
+    from tierwise.segments.catalog import known
+    from tierwise.segments.membership import members_at
+
+    ids = members_at(ws, known(ws, segment), as_of)
+    return pa.table({"customer_id": pa.array(ids, pa.string()),
+                     "grp": pa.array([segment] * len(ids), pa.string())})
 
 
 def _figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -149,13 +167,10 @@ def in_windows(ws: Workspace, windows: list[tuple[datetime, datetime]],
     per group (``groups``: grp → figures; only groups with an answer)."""
     if not windows:
         return []
-    from tierwise.store.control import as_utc
-
     params: dict[str, Any] = {}
     cases = []
     for i, (start, end) in enumerate(windows):
-        params[f"s{i}"], params[f"e{i}"] = (as_utc(start).replace(tzinfo=None),  # type: ignore[union-attr]
-                                            as_utc(end).replace(tzinfo=None))  # type: ignore[union-attr]
+        params[f"s{i}"], params[f"e{i}"] = naive_utc(start), naive_utc(end)
         cases.append(f'WHEN f."at" >= :s{i} AND f."at" < :e{i} THEN {i}')
     counts = (f"count(nps) AS respondents, {_class_counts()}, count(csat) AS rated, "
               f"coalesce(sum(csat), 0) AS csat_sum, "
@@ -204,9 +219,63 @@ def in_windows(ws: Workspace, windows: list[tuple[datetime, datetime]],
     return out
 
 
+MONTHS = 12
+
+
+def months_to(until: datetime, zone: Any, months: int = MONTHS
+              ) -> list[tuple[str, datetime, datetime]]:
+    """The calendar months (in ``zone``) up to the one holding ``until``, oldest first, as
+    (``2026-07``, first instant, end): the last one ends at ``until`` (under way)."""
+    local = until.astimezone(zone)
+    first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    found = []
+    for back in range(months - 1, -1, -1):
+        index = first.year * 12 + first.month - 1 - back
+        start = first.replace(year=index // 12, month=index % 12 + 1)
+        nxt = start.replace(year=(index + 1) // 12, month=(index + 1) % 12 + 1)
+        found.append((f"{start:%Y-%m}", start, min(nxt, local)))
+    return found
+
+
+def trend(ws: Workspace, until: datetime, months: int = MONTHS,
+          segment: str | None = None) -> list[dict[str, Any]]:
+    """NPS and CSAT of the answers given in each calendar month up to ``until`` (the last
+    one partial, marked so), of everyone or of the members of ``segment`` at ``until``."""
+    if not 1 <= months <= 120:
+        raise TierwiseError(f"months {months}: expected 1 to 120",
+                            zh=f"月数 {months}：应为 1 到 120")
+    windows = months_to(until, ws.config.zone, months)
+    groups = _members(ws, segment, until) if segment is not None else None
+    found = in_windows(ws, [(start, end) for _, start, end in windows], groups)
+    return [{"month": name, "start": start, "end": end,
+             "partial": end < start.replace(year=start.year + (start.month == 12),
+                                            month=start.month % 12 + 1),
+             **w["figures"]} for (name, start, end), w in zip(windows, found, strict=True)]
+
+
+def of_customer(ws: Workspace, customer_id: str, as_of: datetime) -> dict[str, Any]:
+    """One customer's satisfaction at ``as_of``: their latest NPS score and its class, the
+    mean of their CSAT ratings, and how many answers of each they gave."""
+    from tierwise.definitions.segment_fields import nps_class
+
+    at = naive_utc(as_of)
+    query = """
+    SELECT max_by(nps, "at") FILTER (WHERE nps IS NOT NULL) AS nps,
+      count(nps) AS nps_answers, avg(csat) AS csat, count(csat) AS csat_answers
+    FROM feedback WHERE customer_id = :customer AND "at" <= :as_of
+    """
+    with ws.engine.session(ws.facts.scans(("feedback",))) as session:
+        row = session.query(render(query, ws.engine.name),
+                            {"customer": customer_id, "as_of": at}).to_pylist()[0]
+    score = row["nps"]
+    return {"nps": score, "nps_class": nps_class(score), "nps_answers": int(row["nps_answers"]),
+            "csat": None if row["csat"] is None else round(float(row["csat"]), 2),
+            "csat_answers": int(row["csat_answers"])}
+
+
 def _empty() -> dict[str, Any]:
     return from_counts(0, 0, 0, 0, 0, 0.0, 0)
 
 
-__all__ = ["SATISFIED", "default_as_of", "dimensions", "from_counts", "in_windows",
-           "labelled", "satisfaction"]
+__all__ = ["MONTHS", "SATISFIED", "default_as_of", "dimensions", "from_counts", "in_windows",
+           "labelled", "months_to", "of_customer", "satisfaction", "trend"]

@@ -139,6 +139,16 @@ def applied(ws: Workspace) -> dict[str, Applied]:
             for key, version, spec in latest}
 
 
+def known(ws: Workspace, key: str) -> str:
+    """``key`` when a segment of that key is applied, else an error naming the known ones:
+    an unknown key must not read as an empty segment."""
+    found = sorted(applied(ws))
+    if key not in found:
+        raise TierwiseError(f"no segment {key!r}; the segments are {', '.join(found) or 'none'}",
+                            zh=f"没有分群 {key!r}；已有的分群：{'、'.join(found) or '无'}")
+    return key
+
+
 def names_in(ws: Workspace, lang: str) -> dict[str, str]:
     """Every applied segment's name in ``lang``, by key."""
     return {key: a.definition.name(lang) for key, a in applied(ws).items()}

@@ -120,15 +120,11 @@ def _in_period(ws: Workspace, table: pa.Table, dimension: str, text: str
 
 
 def known_segment(ws: Workspace, key: str) -> str:
-    """``key`` when a segment of that key is applied, else an error naming the known ones:
-    an unknown key must not read as an empty segment."""
+    """``key`` when a segment of that key is applied, else an error naming the known ones
+    (``segments.catalog.known``)."""
     from tierwise.segments import catalog as defs
 
-    known = sorted(defs.applied(ws))
-    if key not in known:
-        raise TierwiseError(f"no segment {key!r}; the segments are {', '.join(known) or 'none'}",
-                            zh=f"没有分群 {key!r}；已有的分群：{'、'.join(known) or '无'}")
-    return key
+    return defs.known(ws, key)
 
 
 def members(ws: Workspace, key: str) -> list[str]:

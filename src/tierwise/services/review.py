@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
+from tierwise.engines.base import naive_utc
 from tierwise.errors import TierwiseError
 from tierwise.models import compute
 from tierwise.workspace import Workspace
@@ -130,14 +131,6 @@ def _closing_id(found: list[dict[str, Any]], end: datetime) -> int | None:
     return int((before[-1] if before else found[0])["snapshot_id"])
 
 
-def _naive_utc(when: datetime) -> datetime:
-    from tierwise.store.control import as_utc
-
-    value = as_utc(when)
-    assert value is not None
-    return value.replace(tzinfo=None)
-
-
 def period_kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Period
                 ) -> list[dict[str, Any]]:
     """Per group of ``groups`` (customer_id, grp; a customer may be in several groups):
@@ -146,8 +139,8 @@ def period_kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Perio
     figures, which the breakdown by any dimension shows for a chosen period too."""
     from tierwise.insights.satisfaction import from_counts, in_windows
 
-    start, end = _naive_utc(period.start), _naive_utc(period.end)
-    p_start = _naive_utc(previous.start)
+    start, end = naive_utc(period.start), naive_utc(period.end)
+    p_start = naive_utc(previous.start)
     lapse = start - timedelta(days=LAPSE_DAYS)
     query = """
     WITH o AS (
@@ -215,8 +208,8 @@ def period_kpis(ws: Workspace, groups: pa.Table, period: Period, previous: Perio
 
 def _movers(ws: Workspace, period: Period, previous: Period) -> tuple[list[dict[str, Any]],
                                                                        list[dict[str, Any]]]:
-    start, end, p_start = (_naive_utc(period.start), _naive_utc(period.end),
-                           _naive_utc(previous.start))
+    start, end, p_start = (naive_utc(period.start), naive_utc(period.end),
+                           naive_utc(previous.start))
     query = """
     SELECT customer_id,
       coalesce(sum(amount) FILTER (WHERE ordered_at >= ? AND ordered_at < ?), 0) AS revenue,
