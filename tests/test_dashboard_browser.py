@@ -33,7 +33,8 @@ SCREENS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screens"
 BUNDLE = Path(tierwise.__file__).parent / "dashboard" / "static" / "build" / "app.js"
 USER, PASSWORD = "analyst", "dashboard-pass-1"
 PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/segments", "/customers", "/clv", "/actions",
-         "/review?period=2026Q3", "/imports", "/segments/new", "/breakdown?by=city"]
+         "/review?period=2026Q3", "/imports", "/segments/new", "/breakdown?by=city",
+         "/funnel?by=tier"]
 
 
 def _missing() -> str | None:
@@ -111,15 +112,21 @@ def _charts_drawn(tab: Any) -> int:
 def test_every_page_renders_with_charts_and_no_script_errors(page: Any) -> None:
     SCREENS.mkdir(parents=True, exist_ok=True)
     drawn = {}
-    for path in PAGES:
-        response = page.goto(path)
-        assert response.status == 200, path
-        drawn[path] = _charts_drawn(page)
-        name = path.strip("/").split("?")[0].replace("/", "-") or "overview"
-        page.screenshot(path=str(SCREENS / f"{name}.png"), full_page=True)
+    for lang in ("zh-CN", "en"):  # screenshots in both languages: name.png, name-en.png
+        page.goto(f"/lang/{lang}?next=/")
+        for path in PAGES:
+            response = page.goto(path)
+            assert response.status == 200, path
+            drawn[path] = _charts_drawn(page)
+            name = path.strip("/").split("?")[0].replace("/", "-") or "overview"
+            suffix = "" if lang == "zh-CN" else "-en"
+            page.screenshot(path=str(SCREENS / f"{name}{suffix}.png"), full_page=True)
+        assert page.locator("html").get_attribute("lang") == lang
+    page.goto("/lang/zh-CN?next=/")
     assert page.problems == []  # CSP violations and script errors show up here
     assert drawn["/"] >= 4 and drawn["/rfm"] >= 3 and drawn["/tiers"] >= 3
     assert drawn["/lifecycle"] >= 2 and drawn["/clv"] >= 2 and drawn["/review?period=2026Q3"] >= 1
+    assert drawn["/funnel?by=tier"] == 1
     # the Sankey of tier migration between the two snapshots is drawn with paths
     page.goto("/tiers")
     assert page.locator("#opt-migration").count() == 1
@@ -144,6 +151,27 @@ def test_a_bar_of_a_breakdown_opens_its_customers(page: Any) -> None:
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_url(re.compile(r"/customers\?tier="))
     assert page.url.endswith(first_link)
+    assert page.problems == []
+
+
+def test_a_step_of_the_funnel_opens_its_customers(page: Any) -> None:
+    """The funnel's chart: clicking a step lists exactly the leads who reached it."""
+    page.goto("/funnel?period=2026Q3")
+    assert _charts_drawn(page) == 1
+    links = page.evaluate(
+        "JSON.parse(document.getElementById('links-funnel').textContent)")
+    counts = [int(t.replace(",", "")) for t in page.locator(
+        "table.funnel tbody td.num a").all_inner_texts()]
+    assert len(links) == len(counts) >= 3
+    shapes = page.locator("[data-chart=opt-funnel] svg path[fill^='#']")
+    boxes = [b for b in (shapes.nth(i).bounding_box() for i in range(shapes.count()))
+             if b and b["width"] > 20 and b["height"] > 8]
+    top = min(boxes, key=lambda b: b["y"])  # the first step, drawn at the top
+    page.mouse.click(top["x"] + top["width"] / 2, top["y"] + top["height"] / 2)
+    page.wait_for_url(re.compile(r"/funnel/customers\?"))
+    assert "step=leads" in page.url
+    shown = page.locator("tbody th[scope=row] a").count()
+    assert shown == min(counts[0], 50)
     assert page.problems == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -15,7 +16,9 @@ from tierwise.errors import say
 from tierwise.models import compute
 from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid, value_at_risk
 from tierwise.models.tiers import TierSpec
+from tierwise.segments.vocabulary import vocabulary
 from tierwise.services import breakdowns
+from tierwise.services import funnel as funnels
 from tierwise.services.tiers import tier_plan
 from tierwise.web.auth import require, workspace
 from tierwise.web.fields import Instant
@@ -104,6 +107,51 @@ def breakdown_of(request: Request,
     found = breakdowns.by_dimension(ws, _snapshot(ws, snapshot_id), by, values, fields,
                                     language(request, ws.config.locale), segment, period)
     return jsonable(found)  # type: ignore[no-any-return]
+
+
+def _funnel_json(found: funnels.Funnel) -> dict[str, Any]:
+    return jsonable({"period": found.period.name, "start": found.period.start,  # type: ignore[no-any-return]
+                     "end": found.period.end, "as_of": found.as_of, "partial": found.partial,
+                     "qualifying": found.qualifying, "steps": found.steps,
+                     "bought_unqualified": found.bought_unqualified, "by": found.grouping,
+                     "segment": found.segment, "groups": found.groups})
+
+
+@router.get("/values/funnel", summary=(
+    "The funnel of a period's leads: qualified, first order, repeat (services.funnel)"))
+def funnel(request: Request,
+           period: str = Query(..., max_length=16, description="2026, 2026H2, 2026Q3 or "
+                               "2026-07: the period the leads came in."),
+           by: Literal["tier"] | None = Query(None, description="Also per tier."),
+           segment: str | None = Query(None, max_length=128, description=(
+               "Only the members of this segment.")),
+           trend: int = Query(0, ge=0, le=12, description=(
+               "Also the steps of this many periods up to this one (0: none).")),
+           principal: Principal = require("values:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    found = _funnel_json(funnels.funnel(ws, period, by, segment))
+    if trend:
+        found["trend"] = jsonable(funnels.trend(ws, period, trend, segment))
+    return found
+
+
+@router.get("/values/funnel/customers", summary="The leads of a period who reached a step")
+def funnel_customers(request: Request,
+                     period: str = Query(..., max_length=16),
+                     step: Literal["leads", "qualified", "first_order", "repeat"] = Query(...),
+                     tier: str | None = Query(None, max_length=128),
+                     segment: str | None = Query(None, max_length=128),
+                     after: str | None = Query(None, max_length=128),
+                     limit: int = Query(100, ge=1, le=1000),
+                     principal: Principal = require("values:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    code = vocabulary(ws, language(request, ws.config.locale)).column_code("tier", tier) \
+        if tier else None
+    ids = funnels.customers_at(ws, period, step, code, segment)
+    start = bisect_right(ids, after) if after else 0
+    chosen = ids[start:start + limit]
+    return {"total": len(ids), "customer_ids": chosen,
+            "next_after": chosen[-1] if start + limit < len(ids) else None}
 
 
 @router.get("/values/rfm/grid", summary="R × F grid: customers and revenue per cell")

@@ -517,8 +517,90 @@ def breakdown_cmd(
     out.print(grid)
 
 
+def funnel_cmd(
+    period: Annotated[str, typer.Option(help=(
+        "2026, 2026H2, 2026Q3 or 2026-07: the period the leads came in."))],
+    by: Annotated[str | None, typer.Option(help="tier: also per tier.")] = None,
+    segment: Annotated[str | None, typer.Option(
+        help="Only the members of this segment.")] = None,
+    trend: Annotated[int, typer.Option(help=(
+        "Also the steps of this many periods up to this one."))] = 0,
+    customers: Annotated[str | None, typer.Option(help=(
+        "Instead: list the ids of the leads who reached this step (leads, qualified, "
+        "first_order or repeat; with --tier).")) ] = None,
+    tier: Annotated[str | None, typer.Option(help="With --customers: only this tier.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The funnel from marketing to sales to service: the leads of a period, how many
+    qualified, bought and bought again, the rates and the median days between steps (the
+    dashboard's Funnel page shows the same)."""
+    from tierwise.definitions.json_values import jsonable
+    from tierwise.errors import spoken
+    from tierwise.segments.vocabulary import vocabulary
+    from tierwise.services import funnel as funnels
+
+    ws = Workspace.open(workspace)
+    if customers is not None:
+        code = vocabulary(ws, spoken()).column_code("tier", tier) if tier else None
+        for customer in funnels.customers_at(ws, period, customers, code, segment):
+            out.print(customer, highlight=False)
+        return
+    if tier is not None:
+        raise TierwiseError("--tier goes with --customers; to see every tier, use --by tier",
+                            zh="--tier 需与 --customers 同用；要看各等级请用 --by tier")
+    found = funnels.funnel(ws, period, by, segment)
+    recent = funnels.trend(ws, period, trend, segment) if trend else []
+    if as_json:
+        out.print_json(json.dumps(jsonable({
+            "period": found.period.name, "partial": found.partial,
+            "qualifying": found.qualifying, "steps": found.steps,
+            "bought_unqualified": found.bought_unqualified, "groups": found.groups,
+            "trend": recent}), ensure_ascii=False))
+        return
+
+    def pct(value: float | None) -> str:
+        return "—" if value is None else f"{value:.1%}"
+
+    title = f"{found.period.name}" + (" (partial)" if found.partial else "") + (
+        f" · {segment}" if segment else "")
+    grid = Table(title=title, title_justify="left")
+    for name in ("step", "customers", "from before", "of leads", "median days"):
+        grid.add_column(name, justify="left" if name == "step" else "right")
+    for s in found.steps:
+        grid.add_row(s["step"], f"{s['customers']:,}", pct(s["rate"]), pct(s["of_leads"]),
+                     "—" if s["median_days"] is None else f"{s['median_days']:.1f}")
+    out.print(grid)
+    if not found.qualifying:
+        out.print("No lead-scoring rules: the qualified step is left out.")
+    elif found.bought_unqualified:
+        out.print(f"{found.bought_unqualified:,} more leads bought without qualifying.")
+    words = vocabulary(ws, spoken())
+    if found.groups:
+        per = Table(title="by tier", title_justify="left")
+        per.add_column("tier")
+        for s in found.steps:
+            per.add_column(s["step"], justify="right")
+        for g in found.groups:
+            per.add_row("—" if g["group"] is None else words.column_label("tier", g["group"],
+                                                                          spoken()),
+                        *[f"{s['customers']:,}" for s in g["steps"]])
+        out.print(per)
+    if recent:
+        past = Table(title="recent periods", title_justify="left")
+        past.add_column("period")
+        for s in found.steps:
+            past.add_column(s["step"], justify="right")
+        for p in recent:
+            past.add_row(p["period"] + (" (partial)" if p["partial"] else ""),
+                         *[f"{s['customers']:,}" for s in p["steps"]])
+        out.print(past)
+
+
 def register(app: typer.Typer) -> None:
     app.command("breakdown")(breakdown_cmd)
+    app.command("funnel")(funnel_cmd)
     app.command("compute")(compute_cmd)
     app.command("report")(report_cmd)
     app.command("lifecycle")(lifecycle_cmd)

@@ -54,4 +54,30 @@ def compile_event_points(rules: list[tuple[Condition, float]], half_life_days: f
     return compiled_from(tree, render_tree(tree, dialect), compiler.params, False)
 
 
-__all__ = ["compile_event_points"]
+def compile_points_per_event(rules: list[tuple[Condition, float]], dialect: str,
+                             as_of: datetime, zone: ZoneInfo) -> CompiledRule:
+    """Every event up to ``as_of`` that earns points: ``customer_id``, ``occurred_at``,
+    ``points`` (not decayed), by customer and time — the history a replay walks."""
+    compiler = _Compiler(as_of, zone, None)
+    scope = _Scope("r")
+    total: exp.Expr = exp.Literal.number(0)
+    for condition, value in rules:
+        validate(condition, source="events")
+        test = exp.Coalesce(this=compiler.condition(condition, scope, "events"),
+                            expressions=[exp.false()])
+        total = exp.Add(this=total, expression=exp.Case(
+            ifs=[exp.If(this=test, true=compiler.bind(float(value)))],
+            default=exp.Literal.number(0)))
+    inner = (exp.select(exp.column("customer_id", table="r"),
+                        exp.column("occurred_at", table="r"), exp.alias_(total, "points"))
+             .from_(exp.alias_(exp.to_table("events"), "r", table=True))
+             .where(exp.LTE(this=exp.column("occurred_at", table="r"),
+                            expression=exp.Placeholder(this="as_of"))))
+    tree = (exp.select("customer_id", "occurred_at", "points")
+            .from_(inner.subquery("e"))
+            .where(exp.NEQ(this=exp.column("points"), expression=exp.Literal.number(0)))
+            .order_by("customer_id", "occurred_at"))
+    return compiled_from(tree, render_tree(tree, dialect), compiler.params, False)
+
+
+__all__ = ["compile_event_points", "compile_points_per_event"]

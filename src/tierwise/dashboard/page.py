@@ -29,7 +29,7 @@ SCRIPT_WORDS = ("counting", "customers", "ignore", "rows", "queued", "running", 
                 "unchanged")
 NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/lifecycle"),
        ("segments", "/segments"), ("customers", "/customers"), ("breakdown", "/breakdown"),
-       ("clv", "/clv"),
+       ("funnel", "/funnel"), ("clv", "/clv"),
        ("actions", "/actions"), ("review", "/review"), ("imports", "/imports"))
 
 
@@ -50,6 +50,8 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
     "/actions": frozenset({"status", "source", "action", "customer", "event", "since",
                            "until", "before", "owner", "team", "overdue"}),
     "/review": frozenset({"period", "segment"}),
+    "/funnel": frozenset({"period", "by", "segment"}),
+    "/funnel/customers": frozenset({"period", "by", "segment", "step", "tier", "after"}),
     "/review/report.{fmt}": frozenset({"period", "segment"}),
     "/imports": frozenset({"job"}),
 }

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from tierwise.dashboard import (
     breakdown_pages,
     customer_pages,
+    funnel_pages,
     segment_pages,
     value_pages,
     work_pages,
@@ -48,6 +49,7 @@ def install(app: FastAPI) -> None:
         return RedirectResponse("/static/favicon.svg", status_code=308)
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
-    for pages in (value_pages, segment_pages, customer_pages, breakdown_pages, work_pages):
+    for pages in (value_pages, segment_pages, customer_pages, breakdown_pages, funnel_pages,
+                  work_pages):
         app.include_router(pages.router)
     app.include_router(router)

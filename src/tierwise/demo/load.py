@@ -130,9 +130,11 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
     migration has two ends), the built-in segment templates saved and evaluated, twice
     (at the earlier instant and now), so segments have history and a size trend, and a
     trigger and two playbooks (tasks only: nothing leaves the machine) that the second
-    evaluation sets off."""
+    evaluation sets off, and lead scoring run at both instants (the funnel's qualified
+    leads)."""
     from datetime import timedelta
 
+    from tierwise.models import leads
     from tierwise.segments import catalog as defs
     from tierwise.segments.membership import evaluate_all
     from tierwise.segments.templates import TEMPLATES, template
@@ -145,8 +147,10 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
                                     for k in TEMPLATES]),
               ("evaluate", lambda: evaluate_all(ws, earlier)),
               ("automations", lambda: _showcase_automations(ws)),
+              ("leads", lambda: leads.update(ws, None, earlier)),
               ("compute", lambda: compute(ws, now)),
-              ("evaluate", lambda: evaluate_all(ws, now))]
+              ("evaluate", lambda: evaluate_all(ws, now)),
+              ("leads", lambda: (leads.replay(ws, now), leads.update(ws, None, now)))]
     for i, (name, run) in enumerate(stages, 1):
         run()
         if step:
@@ -169,6 +173,14 @@ SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {
          "service_level": "standard", "channels": ["email"], "offers": ["回归礼券"],
          "steps": [{"after": "0d", "action": {"type": "task", "title": "发送回归礼券"}},
                    {"after": "7d", "action": {"type": "task", "title": "电话回访"}}]}],
+    "lead_scoring": [{
+        "key": "default",
+        "events": [{"when": "type = 'page_view' AND properties.page = '/pricing'", "points": 15},
+                   {"when": "type = 'download'", "points": 20},
+                   {"when": "type = 'email_open'", "points": 3}],
+        "half_life_days": 30, "threshold": 15,
+        "task": {"type": "task", "title": "合格线索：一天内联系 / qualified lead: call within a "
+                 "day", "role": "sales", "due_hours": 24}}],
 }
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tierwise.compile.scores import compile_event_points
+from tierwise.compile.scores import compile_event_points, compile_points_per_event
 from tierwise.compile.segments import compile_rule
 from tierwise.definitions.automations import LeadScoring
 from tierwise.definitions.segment_parser import parse
@@ -119,4 +119,64 @@ def update(ws: Workspace, customer_ids: Collection[str] | None = None,
     return Rescored(len(qualified), {r["customer_id"] for r in (*fresh, *changed)})
 
 
-__all__ = ["Rescored", "definition", "score", "update"]
+def replay(ws: Workspace, as_of: datetime | None = None) -> int:
+    """Date qualifications from history: walk each customer's events up to ``as_of`` with
+    the rules in force, and where the score (property points plus decayed event points)
+    first reached the threshold at an event earlier than the stored ``qualified_at`` — or
+    a lead never marked qualified — store that event's instant. Used when lead scoring is
+    set up on existing data (scores run hourly would date everyone to their first run).
+    Nothing fires: those moments are past. Returns how many dates were set."""
+    import math
+
+    spec = definition(ws)
+    if spec is None or not spec.events:
+        return 0
+    as_of = as_of or utcnow()
+    static = score(ws, spec.model_copy(update={"events": []}), None, as_of) \
+        if spec.properties else {}
+    compiled = compile_points_per_event([(parse(r.when), r.points) for r in spec.events],
+                                        ws.engine.name, as_of, ws.config.zone)
+    with Evaluation(ws, as_of) as evaluation:
+        table = evaluation.run(compiled)
+    crossed: dict[str, datetime] = {}
+    customer, running, last = None, 0.0, None
+    rate = math.log(2) / (86400.0 * spec.half_life_days)
+    for who, at, points in zip(table["customer_id"].to_pylist(),
+                               table["occurred_at"].to_pylist(),
+                               table["points"].to_pylist(), strict=True):
+        if who != customer:
+            customer, running, last = who, 0.0, None
+        if who in crossed:
+            continue
+        if last is not None:
+            running *= math.exp(-rate * (at - last).total_seconds())
+        running += float(points)
+        last = at
+        if running + static.get(who, 0.0) >= spec.threshold:
+            crossed[who] = at
+    if not crossed:
+        return 0
+    ids = sorted(crossed)
+    with ws.control.read() as conn:
+        unscored = [c for c in ids if c not in lead_store.of(conn, ids)]
+    now = score(ws, spec, unscored, as_of) if unscored else {}
+    with ws.control.write() as conn:
+        ws.control.lock(conn, "lead_scores")
+        stored = lead_store.of(conn, ids)
+        fresh = [{"customer_id": c, "score": round(now.get(c, 0.0), 4), "computed_at": as_of,
+                  "qualified_at": crossed[c]} for c in ids if c not in stored]
+        changed = [{"customer_id": c, "score": stored[c][0], "computed_at": as_of,
+                    "qualified_at": crossed[c]} for c in ids if c in stored
+                   and _later(stored[c][1], crossed[c])]
+        lead_store.write(conn, fresh, changed)
+    return len(fresh) + len(changed)
+
+
+def _later(stored: datetime | None, crossed: datetime) -> bool:
+    """Whether a stored qualification is missing or later than the replayed one."""
+    from tierwise.store.control import as_utc
+
+    return stored is None or crossed < as_utc(stored)
+
+
+__all__ = ["Rescored", "definition", "replay", "score", "update"]

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from tierwise.store.control import ControlStore, chunked
+from tierwise.store.control import ControlStore, as_utc, chunked
 from tierwise.store.tables import lead_scores
 
 
@@ -19,6 +19,16 @@ def as_table(control: ControlStore) -> pa.Table:
         rows = conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.score)).all()
     return pa.table({"customer_id": pa.array([r[0] for r in rows], pa.string()),
                      "lead_score": pa.array([r[1] for r in rows], pa.float64())})
+
+
+def as_qualified(control: ControlStore) -> pa.Table:
+    """``customer_id``, ``qualified_at`` of the leads that qualified (the funnel's step)."""
+    with control.read() as conn:
+        rows = conn.execute(sa.select(lead_scores.c.customer_id, lead_scores.c.qualified_at)
+                            .where(lead_scores.c.qualified_at.is_not(None))).all()
+    return pa.table({"customer_id": pa.array([r[0] for r in rows], pa.string()),
+                     "qualified_at": pa.array([as_utc(r[1]) for r in rows],
+                                              pa.timestamp("us", "UTC"))})
 
 
 def leads(control: ControlStore, qualified_only: bool = False, limit: int = 200

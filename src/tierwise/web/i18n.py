@@ -251,6 +251,35 @@ _WORDS: dict[str, tuple[str, str]] = {
     "movers_up": ("收入增加最多的客户", "Biggest increases in revenue"),
     "movers_down": ("收入减少最多的客户", "Biggest decreases in revenue"),
     "satisfaction": ("满意度", "Satisfaction"),
+    "funnel": ("营销→销售→服务漏斗", "Funnel: marketing → sales → service"),
+    "funnel_about": ("某期进入的线索（注册时间，没有则取首次行为或首单），至今走到了哪一步；"
+                     "每一步都在上一步之内。",
+                     "The leads who came in during a period (at signup, else their first event "
+                     "or first order) and how far they have gone since; each step is within the "
+                     "one before."),
+    "nav_funnel": ("漏斗", "Funnel"),
+    "step": ("步骤", "Step"),
+    "step_leads": ("线索", "Leads"),
+    "step_qualified": ("合格线索", "Qualified"),
+    "step_first_order": ("首单客户", "First order"),
+    "step_repeat": ("复购客户", "Repeat customers"),
+    "rate_from_previous": ("上一步转化率", "From the step before"),
+    "of_leads": ("占线索", "Of leads"),
+    "median_days": ("距上一步天数（中位数）", "Median days from the step before"),
+    "by_tier": ("按等级", "By tier"),
+    "all_customers": ("全部客户", "All customers"),
+    "funnel_trend": ("最近几期", "Recent periods"),
+    "funnel_partial": ("本期尚未结束：只含截至 {until} 进入的线索。",
+                       "This period is still under way: only the leads who came in until "
+                       "{until}."),
+    "no_lead_scoring": ("没有线索评分规则：漏斗略去“合格线索”一步"
+                        "（`tierwise lead-scoring FILE`）。",
+                        "No lead-scoring rules: the funnel leaves out the qualified step "
+                        "(`tierwise lead-scoring FILE`)."),
+    "bought_unqualified": ("另有 {n} 位线索未经合格就下单，不计入之后的步骤。",
+                           "{n} more leads bought without qualifying; they are not counted in "
+                           "the later steps."),
+    "funnel_step_needed": ("请给出 step：{steps} 之一。", "Give a step: one of {steps}."),
     "nps_trend": ("每月 NPS 与 CSAT（当月的回答）", "NPS and CSAT by month (that month's answers)"),
     "partial": ("未满", "partial"),
     "nps_latest": ("最近一次 NPS", "Latest NPS"),

@@ -1,0 +1,234 @@
+"""The funnel from marketing to sales to service (营销→销售→服务漏斗): the leads who came in
+during a period, and how many of them went on to qualify, to buy and to buy again.
+
+A customer enters the funnel (becomes a *lead*) at ``signup_at``, or — when the record has
+no signup date — at their first event, else their first paid order. The steps after that
+count who has reached them by ``as_of`` (now, by default), each within the one before:
+
+1. ``leads`` — customers who entered in the period;
+2. ``qualified`` — of those, the ones lead scoring qualified (their score reached the
+   threshold: ``qualified_at``); left out, and said, when no lead-scoring rules exist;
+3. ``first_order`` — of those, the ones with a first paid order;
+4. ``repeat`` — of those, the ones with a second paid order.
+
+Each step has its count, its rate from the step before and from the leads, and the median
+days from the step before (entry → qualification → first order → second order). Leads
+who bought without qualifying are counted apart (``bought_unqualified``): they are not in
+the funnel's later steps, which would otherwise not be a funnel.
+
+Groups are the tiers of the latest snapshot (``by="tier"``); ``segment`` keeps the members
+of one segment. ``trend`` gives the same steps for the periods before this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tierwise.compile.dialects import render
+from tierwise.engines.base import naive_utc
+from tierwise.errors import TierwiseError
+from tierwise.models import compute
+from tierwise.models import leads as lead_model
+from tierwise.services.review import Period, parse_period
+from tierwise.store import customer_mirror
+from tierwise.store import leads as lead_store
+from tierwise.store.control import utcnow
+from tierwise.workspace import Workspace
+
+STEPS = ("leads", "qualified", "first_order", "repeat")
+#: When each step was reached: the column of the journeys table.
+REACHED = {"leads": "entered_at", "qualified": "qualified_at", "first_order": "first_order",
+           "repeat": "second_order"}
+GROUPINGS = ("tier",)
+TREND_PERIODS = 4
+
+_JOURNEYS = """
+WITH ev AS (
+  SELECT customer_id, min(occurred_at) AS first_event FROM events
+  WHERE occurred_at < :as_of GROUP BY customer_id
+), o AS (
+  SELECT customer_id, ordered_at,
+    row_number() OVER (PARTITION BY customer_id ORDER BY ordered_at, order_id) AS n
+  FROM orders WHERE status = 'paid' AND ordered_at < :as_of
+), firsts AS (
+  SELECT customer_id, min(ordered_at) FILTER (WHERE n = 1) AS first_order,
+    min(ordered_at) FILTER (WHERE n = 2) AS second_order
+  FROM o WHERE n <= 2 GROUP BY customer_id
+), j AS (
+  SELECT p.customer_id,
+    coalesce(p.signup_at, ev.first_event, f.first_order) AS entered_at,
+    l.qualified_at, f.first_order, f.second_order
+  FROM _people p
+  LEFT JOIN ev ON ev.customer_id = p.customer_id
+  LEFT JOIN firsts f ON f.customer_id = p.customer_id
+  LEFT JOIN _leads l ON l.customer_id = p.customer_id AND l.qualified_at < :as_of
+)
+SELECT * FROM j WHERE entered_at >= :start AND entered_at < :end ORDER BY customer_id
+"""
+
+
+@dataclass
+class Funnel:
+    period: Period
+    as_of: datetime
+    #: The period is still under way (it runs to ``as_of``).
+    partial: bool
+    #: Lead scoring exists: the ``qualified`` step is counted.
+    qualifying: bool
+    steps: list[dict[str, Any]]
+    bought_unqualified: int
+    grouping: str | None = None
+    segment: str | None = None
+    groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+def journeys(ws: Workspace, start: datetime, end: datetime, as_of: datetime) -> pa.Table:
+    """Per customer who entered in ``[start, end)``: ``entered_at``, ``qualified_at``,
+    ``first_order`` and ``second_order`` as reached by ``as_of`` (null: not yet)."""
+    people = customer_mirror.read(ws.root, ws.control).select(["customer_id", "signup_at"])
+    leads = lead_store.as_qualified(ws.control)
+    with ws.engine.session(ws.facts.scans(("orders", "events")),
+                           {"_people": people, "_leads": leads}) as session:
+        return session.query(render(_JOURNEYS, ws.engine.name), {
+            "start": naive_utc(start), "end": naive_utc(end), "as_of": naive_utc(as_of)})
+
+
+def _mask(table: pa.Table, step: str, qualifying: bool) -> np.ndarray:
+    """Who of ``table`` reached ``step``, and every step before it."""
+    reached = np.ones(table.num_rows, dtype=bool)
+    for name in STEPS[:STEPS.index(step) + 1]:
+        if name == "qualified" and not qualifying:
+            continue
+        reached &= pc.is_valid(table[REACHED[name]]).to_numpy(zero_copy_only=False)
+    return reached
+
+
+def _days(later: pa.ChunkedArray, earlier: pa.ChunkedArray, chosen: np.ndarray
+          ) -> float | None:
+    if not chosen.any():
+        return None
+    a = later.to_numpy(zero_copy_only=False)[chosen].astype("datetime64[us]")
+    b = earlier.to_numpy(zero_copy_only=False)[chosen].astype("datetime64[us]")
+    return round(float(np.median((a - b) / np.timedelta64(1, "D"))), 1)
+
+
+def _steps(table: pa.Table, qualifying: bool) -> list[dict[str, Any]]:
+    shown = [s for s in STEPS if qualifying or s != "qualified"]
+    out: list[dict[str, Any]] = []
+    leads = table.num_rows
+    for i, step in enumerate(shown):
+        chosen = _mask(table, step, qualifying)
+        count = int(chosen.sum())
+        before = out[-1]["customers"] if out else None
+        days = None
+        if i:
+            days = _days(table[REACHED[step]], table[REACHED[shown[i - 1]]], chosen)
+        out.append({"step": step, "customers": count,
+                    "rate": count / before if before else None if i else None,
+                    "of_leads": count / leads if leads else None,
+                    "median_days": days})
+    return out
+
+
+def _unqualified_buyers(table: pa.Table) -> int:
+    return int(pc.sum(pc.and_(pc.is_valid(table["first_order"]),
+                              pc.is_null(table["qualified_at"]))).as_py() or 0)
+
+
+def _scoped(ws: Workspace, table: pa.Table, segment: str | None, as_of: datetime) -> pa.Table:
+    if segment is None:
+        return table
+    from tierwise.segments.catalog import known
+    from tierwise.segments.membership import members_at
+
+    ids = pa.array(members_at(ws, known(ws, segment), as_of), pa.string())
+    return table.filter(pc.is_in(table["customer_id"], ids))
+
+
+def _tiers(ws: Workspace, table: pa.Table) -> pa.Array:
+    found = compute.list_snapshots(ws)
+    if not found:
+        raise TierwiseError("no snapshot yet: run `tierwise compute` before grouping the "
+                            "funnel by tier",
+                            zh="还没有快照：请先运行 `tierwise compute`，再按等级分组查看漏斗")
+    tiers = compute.load_snapshot(ws).table.select(["customer_id", "tier"])
+    joined = table.select(["customer_id"]).join(tiers, "customer_id", join_type="left outer")
+    order = pc.sort_indices(joined, [("customer_id", "ascending")])
+    return joined.take(order)["tier"]
+
+
+def funnel(ws: Workspace, period_text: str, by: str | None = None,
+           segment: str | None = None, as_of: datetime | None = None) -> Funnel:
+    """The funnel of the leads who entered in a period (``2026Q3``, ``2026-07``, …)."""
+    if by is not None and by not in GROUPINGS:
+        raise TierwiseError(f"by={by!r}: the funnel is grouped by {', '.join(GROUPINGS)}",
+                            zh=f"by={by!r}：漏斗可按 {', '.join(GROUPINGS)} 分组")
+    period = parse_period(period_text, ws.config.timezone)
+    as_of = as_of or utcnow()
+    if period.start >= as_of:
+        raise TierwiseError(f"period {period.name} has not started yet",
+                            zh=f"期间 {period.name} 还没有开始")
+    partial = period.end > as_of
+    qualifying = lead_model.definition(ws) is not None
+    table = _scoped(ws, journeys(ws, period.start, min(period.end, as_of), as_of), segment,
+                    as_of)
+    found = Funnel(period, as_of, partial, qualifying, _steps(table, qualifying),
+                   _unqualified_buyers(table) if qualifying else 0, by, segment)
+    if by == "tier":
+        tiers = _tiers(ws, table)
+        for value in sorted(set(tiers.to_pylist()), key=lambda t: (t is None, str(t))):
+            mine = table.filter(pc.is_null(tiers) if value is None
+                                else pc.equal(tiers, value))
+            found.groups.append({"group": value, "steps": _steps(mine, qualifying)})
+    return found
+
+
+def trend(ws: Workspace, period_text: str, periods: int = TREND_PERIODS,
+          segment: str | None = None, as_of: datetime | None = None) -> list[dict[str, Any]]:
+    """The funnel's steps for ``period`` and the ``periods - 1`` periods before it, oldest
+    first."""
+    as_of = as_of or utcnow()
+    period = parse_period(period_text, ws.config.timezone)
+    chain = [period]
+    while len(chain) < periods:
+        chain.insert(0, chain[0].previous())
+    out = []
+    for p in chain:
+        if p.start >= as_of:
+            continue
+        found = funnel(ws, p.name, None, segment, as_of)
+        out.append({"period": p.name, "partial": found.partial, "steps": found.steps})
+    return out
+
+
+def customers_at(ws: Workspace, period_text: str, step: str, tier: str | None = None,
+                 segment: str | None = None, as_of: datetime | None = None) -> list[str]:
+    """The ids (sorted) of the leads of a period who reached ``step`` — the customers
+    behind a number of ``funnel``."""
+    if step not in STEPS:
+        raise TierwiseError(f"step={step!r}: expected one of {', '.join(STEPS)}",
+                            zh=f"step={step!r}：应为 {', '.join(STEPS)} 之一")
+    period = parse_period(period_text, ws.config.timezone)
+    as_of = as_of or utcnow()
+    qualifying = lead_model.definition(ws) is not None
+    if step == "qualified" and not qualifying:
+        raise TierwiseError("no lead-scoring rules: nobody is qualified "
+                            "(`tierwise lead-scoring FILE`)",
+                            zh="没有线索评分规则：没有合格线索（`tierwise lead-scoring FILE`）")
+    table = _scoped(ws, journeys(ws, period.start, min(period.end, as_of), as_of), segment,
+                    as_of)
+    chosen = _mask(table, step, qualifying)
+    if tier is not None:
+        tiers = _tiers(ws, table)
+        chosen &= pc.fill_null(pc.equal(tiers, tier), False).to_numpy(zero_copy_only=False)
+    ids: list[str] = table["customer_id"].filter(pa.array(chosen)).to_pylist()
+    return ids
+
+
+__all__ = ["STEPS", "Funnel", "customers_at", "funnel", "journeys", "trend"]

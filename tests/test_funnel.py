@@ -1,0 +1,187 @@
+"""The funnel from marketing to sales to service: steps, rates and days on hand-made data,
+lead qualifications dated from history, and the same numbers on the page, the API and the
+CLI, every number a link to exactly its customers."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.conftest import write
+
+import tierwise
+from tierwise.server.app import create_app
+from tierwise.services import funnel as funnels
+from tierwise.store import accounts
+
+AS_OF = datetime(2026, 10, 15, tzinfo=UTC)
+PASSWORD = "funnel-pass-1"
+
+
+def _lead_scoring(ws: tierwise.Workspace) -> None:
+    from tierwise.actions import catalog as automations
+    from tierwise.segments.vocabulary import vocabulary
+
+    with ws.control.write() as conn:
+        automations.save(conn, "lead_scoring", automations.parse_definition(
+            "lead_scoring", {"key": "default", "threshold": 15, "half_life_days": 30,
+                             "events": [{"when": "type = 'download'", "points": 20},
+                                        {"when": "type = 'email_open'", "points": 3}]},
+            "test"), "test", allowed_targets=ws.config.webhook_allowed_targets,
+            vocabulary=vocabulary(ws))
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> tierwise.Workspace:
+    root = tmp_path_factory.mktemp("funnel")
+    made = tierwise.init(root / "ws")
+    made.import_file("customers", write(root / "c.csv", (
+        "customer_id,signup_at,city\n"
+        "L1,2026-07-01T00:00:00Z,上海\nL2,2026-07-02T00:00:00Z,上海\n"
+        "L3,2026-07-03T00:00:00Z,北京\nL4,2026-07-03T00:00:00Z,北京\n"
+        "L5,2026-07-04T00:00:00Z,北京\nL6,2026-09-30T00:00:00Z,北京\n"
+        "L7,2026-04-02T00:00:00Z,北京\nL8,,北京\n")))
+    made.import_file("events", write(root / "e.csv", (
+        "customer_id,occurred_at,type\n"
+        "L1,2026-07-05T00:00:00Z,download\n"    # 20 ≥ 15: qualified on 5 July
+        "L2,2026-07-10T00:00:00Z,download\n"
+        "L3,2026-07-12T00:00:00Z,email_open\n"  # 3 points: never qualified
+        "L4,2026-07-20T00:00:00Z,download\n"
+        "L8,2026-08-02T00:00:00Z,download\n"    # no signup date: enters at this event
+        "L7,2026-04-03T00:00:00Z,download\n")))
+    made.import_file("orders", write(root / "o.csv", (
+        "order_id,customer_id,ordered_at,amount,status\n"
+        "O1,L1,2026-07-08T00:00:00Z,100,paid\nO2,L1,2026-08-01T00:00:00Z,80,paid\n"
+        "O3,L2,2026-07-20T00:00:00Z,60,paid\nO4,L2,2026-07-25T00:00:00Z,60,refunded\n"
+        "O5,L3,2026-07-15T00:00:00Z,30,paid\n"  # bought without qualifying
+        "O6,L8,2026-08-10T00:00:00Z,50,paid\nO7,L8,2026-08-20T00:00:00Z,50,paid\n"
+        "O8,L7,2026-04-10T00:00:00Z,40,paid\n")))
+    _lead_scoring(made)
+    from tierwise.models import leads
+
+    assert leads.replay(made, AS_OF) == 5  # L1, L2, L4, L7, L8
+    made.compute(AS_OF)
+    with made.control.write() as conn:
+        accounts.add_user(conn, "admin", PASSWORD, "admin")
+    return made
+
+
+def test_steps_rates_and_days(ws: tierwise.Workspace) -> None:
+    found = funnels.funnel(ws, "2026Q3", as_of=AS_OF)
+    assert found.qualifying and not found.partial
+    steps = {s["step"]: s for s in found.steps}
+    # leads L1–L6 and L8 (entered at its first event); L7 came in during Q2
+    assert [s["customers"] for s in found.steps] == [7, 4, 3, 2]
+    assert steps["qualified"]["rate"] == pytest.approx(4 / 7)
+    assert steps["first_order"]["rate"] == pytest.approx(3 / 4)
+    assert steps["repeat"]["of_leads"] == pytest.approx(2 / 7)
+    # days: entry → qualified 4, 8, 17, 0; qualified → first order 3, 10, 8; first →
+    # second order 24, 10 (L2's second order was refunded: not a repeat)
+    assert steps["qualified"]["median_days"] == 6.0
+    assert steps["first_order"]["median_days"] == 8.0
+    assert steps["repeat"]["median_days"] == 17.0
+    assert found.bought_unqualified == 1  # L3
+    assert funnels.customers_at(ws, "2026Q3", "repeat", as_of=AS_OF) == ["L1", "L8"]
+    assert funnels.customers_at(ws, "2026Q3", "qualified", as_of=AS_OF) == [
+        "L1", "L2", "L4", "L8"]
+    earlier = funnels.funnel(ws, "2026Q2", as_of=AS_OF)
+    assert [s["customers"] for s in earlier.steps] == [1, 1, 1, 0]
+    assert [p["period"] for p in funnels.trend(ws, "2026Q3", 3, as_of=AS_OF)] == [
+        "2026Q1", "2026Q2", "2026Q3"]
+    # per tier: the groups add up to the whole
+    tiers = funnels.funnel(ws, "2026Q3", "tier", as_of=AS_OF)
+    for i in range(4):
+        assert sum(g["steps"][i]["customers"] for g in tiers.groups) == \
+            found.steps[i]["customers"]
+    with pytest.raises(tierwise.TierwiseError, match="by='city'"):
+        funnels.funnel(ws, "2026Q3", "city")
+    with pytest.raises(tierwise.TierwiseError, match="has not started"):
+        funnels.funnel(ws, "2099Q1")
+
+
+def test_replay_dates_qualifications_from_history(ws: tierwise.Workspace) -> None:
+    """Replayed qualifications are the instants the score first reached the threshold;
+    running it again changes nothing."""
+    from tierwise.models import leads
+    from tierwise.store import leads as lead_store
+
+    found = {r["customer_id"]: r["qualified_at"] for r in
+             lead_store.leads(ws.control, qualified_only=True)}
+    assert found["L1"].replace(tzinfo=UTC) == datetime(2026, 7, 5, tzinfo=UTC)
+    assert "L3" not in found
+    assert leads.replay(ws, AS_OF) == 0
+
+
+def test_without_lead_scoring_the_qualified_step_is_left_out_and_said(
+        tmp_path: Path) -> None:
+    made = tierwise.init(tmp_path / "ws")
+    try:
+        made.import_file("customers", write(tmp_path / "c.csv",
+                                            "customer_id,signup_at\nA,2026-07-01T00:00:00Z\n"))
+        found = funnels.funnel(made, "2026Q3", as_of=AS_OF)
+        assert not found.qualifying
+        assert [s["step"] for s in found.steps] == ["leads", "first_order", "repeat"]
+        with pytest.raises(tierwise.TierwiseError, match="no lead-scoring rules"):
+            funnels.customers_at(made, "2026Q3", "qualified", as_of=AS_OF)
+    finally:
+        made.close()
+
+
+def _client(ws: tierwise.Workspace) -> TestClient:
+    client = TestClient(create_app(ws))
+    ok = client.post("/v1/auth/login", json={"username": "admin", "password": PASSWORD})
+    client.headers["X-CSRF-Token"] = ok.json()["csrf_token"]
+    return client
+
+
+def test_page_api_and_cli_show_the_same_funnel(ws: tierwise.Workspace) -> None:
+    """Every count on the page links to a list of exactly its customers; the API and the
+    CLI give the same numbers; unknown parameters and values are refused."""
+    from urllib.parse import unquote
+
+    expected = funnels.funnel(ws, "2026Q3", "tier")
+    client = _client(ws)
+    for lang, word in (("zh-CN", "合格线索"), ("en", "Qualified")):
+        page = client.get("/funnel", params={"period": "2026Q3", "by": "tier", "lang": lang})
+        assert page.status_code == 200 and word in page.text
+        rows = re.findall(r'<tr data-step="([a-z_]+)"><th scope="row">[^<]*</th>'
+                          r'<td class="num"><a href="([^"]+)">([\d,]+)</a>', page.text)
+        assert [(s, int(n)) for s, _, n in rows] == [
+            (s["step"], s["customers"]) for s in expected.steps]
+        for step, href, count in rows:
+            listed = client.get(unquote(href.replace("&amp;", "&")) + f"&lang={lang}")
+            ids = re.findall(r'<th scope="row"><a href="/customers/([^"]+)"', listed.text)
+            assert len(ids) == int(count)
+            assert ids == funnels.customers_at(ws, "2026Q3", step)
+    api = client.get("/v1/values/funnel", params={"period": "2026Q3", "by": "tier",
+                                                  "trend": 2}).json()
+    assert [s["customers"] for s in api["steps"]] == [s["customers"] for s in expected.steps]
+    assert len(api["trend"]) == 2 and api["bought_unqualified"] == 1
+    listed = client.get("/v1/values/funnel/customers",
+                        params={"period": "2026Q3", "step": "repeat", "limit": 1}).json()
+    assert listed["total"] == 2 and listed["customer_ids"] == ["L1"]
+    nxt = client.get("/v1/values/funnel/customers",
+                     params={"period": "2026Q3", "step": "repeat",
+                             "after": listed["next_after"]}).json()
+    assert nxt["customer_ids"] == ["L8"] and nxt["next_after"] is None
+    for bad in ({"period": "2026Q3", "colour": "red"}, {"period": "2026Q3", "by": "city"},
+                {"period": "nope"}, {"period": "2026Q3", "segment": "nope"}):
+        answer = client.get("/funnel", params=bad)
+        assert answer.status_code == 400, bad
+    assert client.get("/funnel/customers", params={"period": "2026Q3", "step": "repeat",
+                                                   "tier": "Z"}).status_code == 400
+    assert client.get("/v1/values/funnel", params={"period": "2026Q3", "by": "city"}
+                      ).status_code == 422
+    assert client.get("/v1/values/funnel/customers", params={
+        "period": "2026Q3", "step": "repeat", "tier": "Z"}).status_code in (400, 422)
+    done = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "funnel", "--period",
+                           "2026Q3", "--json", "-w", str(ws.root)],
+                          capture_output=True, text=True, check=True)
+    cli = json.loads(done.stdout)
+    assert [s["customers"] for s in cli["steps"]] == [s["customers"] for s in expected.steps]
