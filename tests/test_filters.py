@@ -77,3 +77,25 @@ def test_dashboard_pages_refuse_parameters_they_do_not_read(tmp_path: Path) -> N
         assert wrong.status_code == 400, path
         assert wrong.json()["unknown"] == ["region"] and "lang" in wrong.json()["allowed"]
     served.ws.close()
+
+
+def test_a_value_no_customer_has_is_refused_with_the_closest_ones(tmp_path: Path) -> None:
+    """``city=上海市`` where the data says ``上海`` is a 400 that names 上海 (the closest) and
+    the values there are — on the customer list, the breakdown and the API — never an empty
+    list; a value some customer has is answered as before."""
+    served = build(tmp_path)
+    client = served.client("admin")
+    for path in ("/customers", "/breakdown", "/v1/customers", "/v1/values/breakdown"):
+        answer = client.get(path, params={"city": "上海市", "lang": "en"})
+        assert answer.status_code == 400, path
+        detail = answer.json()["detail"]
+        assert "did you mean 上海" in detail and "北京" in detail, (path, detail)
+        assert client.get(path, params={"city": "上海"}).status_code == 200, path
+    chinese = client.get("/customers", params={"city": "上海市", "lang": "zh-CN"})
+    assert "是否要找 上海" in chinese.json()["detail"]
+    owner = client.get("/v1/customers", params={"owner": "王经"}).json()["detail"]
+    assert "王经理" in owner
+    assert client.get("/v1/customers", params={"tag": "no-such-tag"}).status_code == 400
+    listed = client.get("/v1/customers", params={"city": "上海"}).json()["items"]
+    assert [c["customer_id"] for c in listed] == ["C001"]
+    served.ws.close()

@@ -18,6 +18,7 @@ from tierwise.security.consent import may_contact, set_preference
 from tierwise.segments.membership import customer_segments
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.customers import (
+    check_values,
     customer_profile,
     present_customer,
     present_profile,
@@ -95,6 +96,9 @@ def list_customers(
     where = {k: v for k, v in given.items() if v}
     if gender:  # an enumerated field: its labels are taken too, others refused
         where["gender"] = vocabulary(workspace(request), spoken()).code("gender", gender)
+    if after is None:  # a value nobody has is refused, not an empty list
+        check_values(workspace(request), {**where, **({"owner": owner} if owner else {}),
+                                          **({"city": city} if city else {})})
     items, next_after = search(workspace(request), principal, q=q, owner=owner, city=city,
                                segment=segment, after=after, limit=limit, where=where)
     return json_response({"items": items, "next_after": next_after,

@@ -138,12 +138,17 @@ def lead_scoring_cmd(path: Annotated[Path, typer.Argument(help="The lead-scoring
 
 def leads_cmd(qualified: Annotated[bool, typer.Option(help="Only qualified leads.")] = False,
               rescore: Annotated[bool, typer.Option(help="Rescore everyone first.")] = False,
+              replay: Annotated[bool, typer.Option(help=(
+                  "First date qualifications from the events' history (when lead scoring "
+                  "is set up on existing data); nothing fires."))] = False,
               limit: int = 50, workspace: WorkspaceOpt = None) -> None:
     """Lead scores, highest first."""
     from tierwise.models import leads
     from tierwise.store import leads as lead_store
 
     ws = Workspace.open(workspace)
+    if replay:
+        out.print(f"{leads.replay(ws)} qualification(s) dated from history")
     if rescore:
         out.print(f"{leads.update(ws).qualified} lead(s) newly qualified")
     table = Table("customer", "score", "qualified at")

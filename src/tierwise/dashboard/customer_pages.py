@@ -30,6 +30,7 @@ from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.breakdowns import known_segment
 from tierwise.services.customers import FILTERS as CUSTOMER_FIELD_FILTERS
 from tierwise.services.customers import (
+    check_values,
     customer_profile,
     present_profile,
     search,
@@ -79,6 +80,7 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
         fields = {c: v for c in CUSTOMER_FILTERS if (v := params.get(c))}
         if "gender" in fields:
             fields["gender"] = words.column_code("gender", fields["gender"])
+        check_values(workspace(request), fields)  # a value nobody has: refused, not empty
         if params.get("segment"):  # the members of a segment: one that exists
             fields["segment"] = known_segment(workspace(request), params["segment"])
     except TierwiseError as exc:

@@ -26,6 +26,7 @@ from tierwise.errors import TierwiseError
 from tierwise.models.compute import Snapshot
 from tierwise.models.summaries import kpis, kpis_by
 from tierwise.segments.vocabulary import vocabulary
+from tierwise.services.customers import check_values
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
@@ -66,6 +67,7 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
     values = {c: words.column_code(c, v) for c, v in values.items()}
     if "gender" in fields:
         fields["gender"] = words.column_code("gender", fields["gender"])
+    check_values(ws, fields)  # a value nobody has: refused, not an empty breakdown
     table = _joined(ws, snapshot.table, dimension, fields)
     if segment is not None:
         table = table.filter(pc.is_in(table.column("customer_id"),

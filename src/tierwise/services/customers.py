@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
-from tierwise.errors import NotFoundError
+from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
@@ -119,6 +119,36 @@ def _exact(q: str, region: str) -> dict[str, str]:
 
 #: What a list of customers may be narrowed by, besides the search text and a segment.
 FILTERS = (*customer_store.FILTER_COLUMNS, "tag")
+
+
+#: Values named in a "no such value" error: the closest, then the most common.
+SHOWN_VALUES = 20
+
+
+def check_values(ws: Workspace, where: dict[str, str]) -> None:
+    """Refuse a customer-field filter whose value no customer has (``city=上海市`` where the
+    data says ``上海``): an error naming the closest values and the most common ones, never
+    a list that is silently empty."""
+    import difflib
+
+    with ws.control.read() as conn:
+        for column, value in where.items():
+            if column not in FILTERS or customer_store.has_value(conn, column, value):
+                continue
+            if column == "tag":
+                raise TierwiseError(f"no customer has the tag {value!r}",
+                                    zh=f"没有客户带有标签 {value!r}")
+            common = customer_store.common_values(conn, column)
+            close = difflib.get_close_matches(value, common, 3, 0.4)
+            shown = list(dict.fromkeys([*close, *common]))[:SHOWN_VALUES]
+            listed = ", ".join(shown) + (", …" if len(common) > len(shown) else "")
+            hint_en = f"did you mean {' or '.join(close)}? " if close else ""
+            hint_zh = f"是否要找 {' 或 '.join(close)}？" if close else ""
+            raise TierwiseError(
+                f"no customer has {column} = {value!r}; {hint_en}"
+                f"values of {column}: {listed or 'none'}",
+                zh=f"没有客户的 {column} 为 {value!r}；{hint_zh}"
+                   f"{column} 的取值有：{listed or '无'}")
 
 
 def search(ws: Workspace, principal: Principal, *, q: str | None = None,

@@ -220,6 +220,32 @@ def page(conn: sa.Connection, *, id_prefix: str | None = None,
     return select(conn, query.order_by(customers.c.customer_id).limit(limit))
 
 
+def has_value(conn: sa.Connection, column: str, value: str) -> bool:
+    """Whether any customer has ``value`` in a filter column (``FILTER_COLUMNS`` or
+    ``tag``, an element of the tags)."""
+    test: sa.ColumnElement[bool]
+    if column == "tag":
+        quoted = json.dumps(value, ensure_ascii=False)
+        test = customers.c.tags.like(f"%{_escape_like(quoted)}%", escape="\\")
+    elif column in FILTER_COLUMNS:
+        test = customers.c[column] == value
+    else:
+        raise ValueError(f"not a filter column: {column}")
+    return conn.execute(sa.select(customers.c.customer_id).where(test).limit(1)).first() \
+        is not None
+
+
+def common_values(conn: sa.Connection, column: str, limit: int = 200) -> list[str]:
+    """The most common values of a filter column (``FILTER_COLUMNS``), most customers
+    first."""
+    if column not in FILTER_COLUMNS:
+        raise ValueError(f"not a filter column: {column}")
+    found = conn.execute(sa.select(customers.c[column]).where(customers.c[column].is_not(None))
+                         .group_by(customers.c[column])
+                         .order_by(sa.func.count().desc(), customers.c[column]).limit(limit))
+    return [str(r[0]) for r in found]
+
+
 def get(conn: sa.Connection, customer_id: str) -> dict[str, Any] | None:
     found = select(conn, sa.select(customers).where(customers.c.customer_id == customer_id))
     return found[0] if found else None
