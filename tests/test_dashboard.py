@@ -250,9 +250,17 @@ def test_periods() -> None:
     assert last_full_quarter(datetime(2026, 6, 30, 15, 59, tzinfo=UTC)) == "2026Q2"
     assert last_full_quarter(datetime(2026, 11, 15, tzinfo=UTC)) == "2026Q3"
     assert last_full_quarter(datetime(2026, 1, 10, tzinfo=UTC)) == "2025Q4"
-    for bad in ("2026Q5", "26Q1", "2026-13", "Q3"):
+    for bad in ("2026Q5", "26Q1", "2026-13", "Q3", "2026-07-10..2026-07-01",
+                "2026-02-30..2026-03-01", "2026-01-01..2036-12-31"):
         with pytest.raises(TierwiseError, match="period"):
             parse_period(bad)
+    # any stretch of days, both ends included; the one before is as many days before it
+    days = parse_period("2026-07-01..2026-08-15", "Asia/Shanghai")
+    assert (days.start.isoformat(), days.end.isoformat(), days.days) == (
+        "2026-07-01T00:00:00+08:00", "2026-08-16T00:00:00+08:00", 46)
+    before = days.previous()
+    assert (before.name, before.end) == ("2026-05-16..2026-06-30", days.start)
+    assert parse_period("2026-03-01..2026-03-01").previous().name == "2026-02-28..2026-02-28"
 
 
 def test_review_kpis_on_hand_made_orders(tmp_path: Path) -> None:

@@ -90,6 +90,9 @@ def test_steps_rates_and_days(ws: tierwise.Workspace) -> None:
     assert funnels.customers_at(ws, "2026Q3", "repeat", as_of=AS_OF) == ["L1", "L8"]
     assert funnels.customers_at(ws, "2026Q3", "qualified", as_of=AS_OF) == [
         "L1", "L2", "L4", "L8"]
+    # any stretch of days: July alone holds L1–L5 (L6 came in on 30 September, L8 in August)
+    july = funnels.funnel(ws, "2026-07-01..2026-07-31", as_of=AS_OF)
+    assert [s["customers"] for s in july.steps] == [5, 3, 2, 1]
     earlier = funnels.funnel(ws, "2026Q2", as_of=AS_OF)
     assert [s["customers"] for s in earlier.steps] == [1, 1, 1, 0]
     assert [p["period"] for p in funnels.trend(ws, "2026Q3", 3, as_of=AS_OF)] == [

@@ -92,8 +92,9 @@ def breakdown_of(request: Request,
                  tag: str | None = Query(None, max_length=256),
                  segment: str | None = Query(None, max_length=128, description=(
                      "Only the current members of this segment.")),
-                 period: str | None = Query(None, max_length=16, description=(
-                     "2026, 2026H2, 2026Q3 or 2026-07: add each group's purchases in it "
+                 period: str | None = Query(None, max_length=32, description=(
+                     "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15: add each "
+                     "group's purchases in it "
                      "and in the period before (the periodic review's figures).")),
                  snapshot_id: int | None = Query(None, ge=1, le=MAX_ID),
                  principal: Principal = require("values:read")) -> dict[str, Any]:
@@ -120,8 +121,9 @@ def _funnel_json(found: funnels.Funnel) -> dict[str, Any]:
 @router.get("/values/funnel", summary=(
     "The funnel of a period's leads: qualified, first order, repeat (services.funnel)"))
 def funnel(request: Request,
-           period: str = Query(..., max_length=16, description="2026, 2026H2, 2026Q3 or "
-                               "2026-07: the period the leads came in."),
+           period: str = Query(..., max_length=32, description="2026, 2026H2, 2026Q3, "
+                               "2026-07 or 2026-07-01..2026-08-15: the period the leads "
+                               "came in."),
            by: Literal["tier"] | None = Query(None, description="Also per tier."),
            segment: str | None = Query(None, max_length=128, description=(
                "Only the members of this segment.")),
@@ -137,7 +139,7 @@ def funnel(request: Request,
 
 @router.get("/values/funnel/customers", summary="The leads of a period who reached a step")
 def funnel_customers(request: Request,
-                     period: str = Query(..., max_length=16),
+                     period: str = Query(..., max_length=32),
                      step: Literal["leads", "qualified", "first_order", "repeat"] = Query(...),
                      tier: str | None = Query(None, max_length=128),
                      segment: str | None = Query(None, max_length=128),

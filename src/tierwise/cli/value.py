@@ -402,7 +402,8 @@ def clv_predict(
 
 
 def report_cmd(
-    period: Annotated[str, typer.Option(help="2026Q3, 2026H2, 2026-07 or 2026.")],
+    period: Annotated[str, typer.Option(
+        help="2026Q3, 2026H2, 2026-07, 2026 or days: 2026-07-01..2026-08-15.")],
     html: Annotated[Path | None, typer.Option("--html", help="Write the report as HTML.")]
     = None,
     pdf: Annotated[Path | None, typer.Option("--pdf", help="Write the report as PDF.")] = None,
@@ -457,7 +458,8 @@ def breakdown_cmd(
     segment: Annotated[str | None, typer.Option(
         help="Only the current members of this segment.")] = None,
     period: Annotated[str | None, typer.Option(
-        help="2026, 2026H2, 2026Q3 or 2026-07: add each group's purchases in it and the "
+        help="2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15: add each group's "
+        "purchases in it and the "
         "period before.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     workspace: WorkspaceOpt = None,
@@ -519,7 +521,8 @@ def breakdown_cmd(
 
 def funnel_cmd(
     period: Annotated[str, typer.Option(help=(
-        "2026, 2026H2, 2026Q3 or 2026-07: the period the leads came in."))],
+        "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15: the period the leads came "
+        "in."))],
     by: Annotated[str | None, typer.Option(help="tier: also per tier.")] = None,
     segment: Annotated[str | None, typer.Option(
         help="Only the members of this segment.")] = None,

@@ -158,7 +158,8 @@ def replay(ws: Workspace, as_of: datetime | None = None) -> int:
         return 0
     ids = sorted(crossed)
     with ws.control.read() as conn:
-        unscored = [c for c in ids if c not in lead_store.of(conn, ids)]
+        scored = lead_store.of(conn, ids)
+    unscored = [c for c in ids if c not in scored]
     now = score(ws, spec, unscored, as_of) if unscored else {}
     with ws.control.write() as conn:
         ws.control.lock(conn, "lead_scores")

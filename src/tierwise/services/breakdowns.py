@@ -47,10 +47,10 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
     figures of all the customers the filters leave (``total``). Filters on tier,
     lifecycle, RFM segment, churn risk and gender take codes or labels; a value that names
     none is an error with the valid ones (in ``lang``). ``segment``: only its current
-    members. ``period`` (2026, 2026H2, 2026Q3, 2026-07): each group and the total also get
-    what its customers did in that period and the one before (``period``: buyers, orders,
-    revenue, conversion, repurchase, order value, reactivation, churn — the periodic
-    review's figures, ``services.review.period_kpis``)."""
+    members. ``period`` (2026, 2026H2, 2026Q3, 2026-07, 2026-07-01..2026-08-15): each group
+    and the total also get what its customers did in that period and the one before
+    (``period``: buyers, orders, revenue, conversion, repurchase, order value, reactivation,
+    churn — the periodic review's figures, ``services.review.period_kpis``)."""
     if dimension not in DIMENSIONS:
         raise TierwiseError(f"cannot group customers by {dimension!r}; expected one of "
                             f"{', '.join(DIMENSIONS)}",

@@ -1,9 +1,11 @@
 """The periodic review (定期复盘): segment KPIs for a period against the one before it, tier
 migration between the snapshots that close each period, and the biggest movers.
 
-Periods are written ``2026Q3``, ``2026-07`` (a month), ``2026H2`` or ``2026`` and run in the
-workspace's time zone from their first instant (inclusive) to the next period's first
-instant (exclusive). KPIs per group, over paid orders:
+Periods are written ``2026Q3``, ``2026-07`` (a month), ``2026H2``, ``2026`` or as any
+stretch of days ``2026-07-01..2026-08-15`` (both days included), and run in the workspace's
+time zone from their first instant (inclusive) to the next period's first instant
+(exclusive). The period before a stretch of days is as many days just before it. KPIs per
+group, over paid orders:
 
 - conversion rate: buyers in the period / customers in the group
 - repurchase rate: customers with two or more orders in the period / buyers
@@ -44,6 +46,9 @@ from tierwise.workspace import Workspace
 LAPSE_DAYS = 90
 MOVERS = 10
 _PERIOD = re.compile(r"^(\d{4})(?:(Q[1-4])|(H[12])|-(\d{2}))?$", re.IGNORECASE)
+_DAYS = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})$")
+#: The longest stretch of days a period may be written as.
+MAX_DAYS = 3660
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,28 @@ class Period:
     name: str
     start: datetime
     end: datetime  # exclusive
+    #: A stretch of days (``2026-07-01..2026-08-15``): the period before is as many days.
+    days: int | None = None
 
     def previous(self) -> Period:
+        if self.days is not None:
+            start = (self.start - timedelta(days=self.days)).replace(tzinfo=self.start.tzinfo)
+            return _stretch(start.date(), self.days, self.start.tzinfo)
         months = _months_between(self.start, self.end)
         start = _add_months(self.start, -months)
         return Period(_name(start, months), start, self.start)
+
+
+def _stretch(first: Any, days: int, tz: Any) -> Period:
+    """The ``days`` days from ``first`` (a date) in zone ``tz``."""
+    from datetime import date
+
+    assert isinstance(first, date)
+    last = first + timedelta(days=days - 1)
+    start = datetime(first.year, first.month, first.day, tzinfo=tz)
+    after = last + timedelta(days=1)
+    return Period(f"{first.isoformat()}..{last.isoformat()}", start,
+                  datetime(after.year, after.month, after.day, tzinfo=tz), days)
 
 
 def _add_months(when: datetime, months: int) -> datetime:
@@ -78,13 +100,18 @@ def _name(start: datetime, months: int) -> str:
 
 
 def parse_period(text: str, zone: str = "UTC") -> Period:
-    """``2026Q3`` → 1 July 2026 00:00 to 1 October 2026 00:00 in ``zone``."""
+    """``2026Q3`` → 1 July 2026 00:00 to 1 October 2026 00:00 in ``zone``;
+    ``2026-07-01..2026-07-10`` → 1 July 00:00 to 11 July 00:00."""
+    days = _DAYS.match(text.strip())
+    if days:
+        return _parse_days(text, days.group(1), days.group(2), ZoneInfo(zone))
     found = _PERIOD.match(text.strip())
     if not found:
         raise TierwiseError(f"period {text!r}: expected a year (2026), a half (2026H2), a "
-                            "quarter (2026Q3) or a month (2026-07)",
-                            zh=f"期间 {text!r}：应为年份（2026）、半年（2026H2）、季度（2026Q3）或"
-                            "月份（2026-07）")
+                            "quarter (2026Q3), a month (2026-07) or days "
+                            "(2026-07-01..2026-08-15)",
+                            zh=f"期间 {text!r}：应为年份（2026）、半年（2026H2）、季度（2026Q3）、"
+                            "月份（2026-07）或日期范围（2026-07-01..2026-08-15）")
     year = int(found.group(1))
     quarter, half, month = found.group(2), found.group(3), found.group(4)
     tz = ZoneInfo(zone)
@@ -101,6 +128,21 @@ def parse_period(text: str, zone: str = "UTC") -> Period:
         first, months = 1, 12
     start = datetime(year, first, 1, tzinfo=tz)
     return Period(_name(start, months), start, _add_months(start, months))
+
+
+def _parse_days(text: str, first: str, last: str, tz: ZoneInfo) -> Period:
+    from datetime import date
+
+    try:
+        start, end = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError as exc:
+        raise TierwiseError(f"period {text!r}: {exc}", zh=f"期间 {text!r}：{exc}") from None
+    days = (end - start).days + 1
+    if not 1 <= days <= MAX_DAYS:
+        raise TierwiseError(f"period {text!r}: the last day must be on or after the first, "
+                            f"at most {MAX_DAYS} days later",
+                            zh=f"期间 {text!r}：结束日期不能早于开始日期，且最多相隔 {MAX_DAYS} 天")
+    return _stretch(start, days, tz)
 
 
 @dataclass

@@ -175,10 +175,10 @@ _WORDS: dict[str, tuple[str, str]] = {
     "dim_owner": ("负责人", "Owner"), "dim_gender": ("性别", "Gender"),
     "dim_tag": ("标签", "Tag"), "dim_segment": ("分群", "Segment"),
     "break_down_members": ("成员分组对比", "Break the members down"),
-    "period_hint": ("填写期间（如 2026、2026H2、2026Q3、2026-07）即加上各组在该期间"
-                    "与上一期间的购买",
-                    "A period (2026, 2026H2, 2026Q3, 2026-07) adds what each group bought in it "
-                    "and in the period before"),
+    "period_hint": ("填写期间（如 2026、2026H2、2026Q3、2026-07 或 2026-07-01..2026-08-15）"
+                    "即加上各组在该期间与上一期间的购买",
+                    "A period (2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15) adds "
+                    "what each group bought in it and in the period before"),
     "nps_score": ("NPS 净推荐值", "NPS"),
     "csat_mean": ("CSAT 满意度", "CSAT"),
     "satisfied": ("满意", "satisfied"),
