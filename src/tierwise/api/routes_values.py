@@ -131,9 +131,9 @@ def funnel(request: Request,
                "Also the steps of this many periods up to this one (0: none).")),
            principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
-    found = _funnel_json(funnels.funnel(ws, period, by, segment))
+    found = _funnel_json(funnels.cached_funnel(ws, period, by, segment))
     if trend:
-        found["trend"] = jsonable(funnels.trend(ws, period, trend, segment))
+        found["trend"] = jsonable(funnels.cached_trend(ws, period, trend, segment))
     return found
 
 
@@ -149,7 +149,7 @@ def funnel_customers(request: Request,
     ws = workspace(request)
     code = vocabulary(ws, language(request, ws.config.locale)).column_code("tier", tier) \
         if tier else None
-    ids = funnels.customers_at(ws, period, step, code, segment)
+    ids = funnels.cached_customers_at(ws, period, step, code, segment)
     start = bisect_right(ids, after) if after else 0
     chosen = ids[start:start + limit]
     return {"total": len(ids), "customer_ids": chosen,

@@ -49,8 +49,8 @@ def funnel_page(request: Request) -> HTMLResponse:
     period, segment = str(asked["period"]), asked["segment"]
     ws, lang = workspace(request), language_of(request)
     try:
-        found = funnels.funnel(ws, period, asked["by"], segment)
-        recent = funnels.trend(ws, found.period.name, segment=segment)
+        found = funnels.cached_funnel(ws, period, asked["by"], segment)
+        recent = funnels.cached_trend(ws, found.period.name, segment=segment)
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
     w = i18n.table(lang)
@@ -89,7 +89,7 @@ def funnel_customers(request: Request) -> HTMLResponse:
     try:
         tier = asked["tier"] and vocabulary(ws, language_of(request)).column_code(
             "tier", asked["tier"])  # a code or a label, in either language
-        ids = funnels.customers_at(ws, str(asked["period"]), step, tier, asked["segment"])
+        ids = funnels.cached_customers_at(ws, str(asked["period"]), step, tier, asked["segment"])
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
     start = 0

@@ -35,6 +35,7 @@ from tierwise.engines.base import naive_utc
 from tierwise.errors import TierwiseError
 from tierwise.models import compute
 from tierwise.models import leads as lead_model
+from tierwise.services.memo import Memo, data_token
 from tierwise.services.review import Period, parse_period
 from tierwise.store import customer_mirror
 from tierwise.store import leads as lead_store
@@ -49,13 +50,18 @@ GROUPINGS = ("tier",)
 TREND_PERIODS = 4
 
 _JOURNEYS = """
-WITH ev AS (
-  SELECT customer_id, min(occurred_at) AS first_event FROM events
-  WHERE occurred_at < :as_of GROUP BY customer_id
+WITH cand AS (
+  SELECT customer_id, signup_at FROM _people
+  WHERE signup_at IS NULL OR (signup_at >= :start AND signup_at < :end)
+), ev AS (
+  SELECT e.customer_id, min(e.occurred_at) AS first_event
+  FROM events e JOIN cand c ON c.customer_id = e.customer_id
+  WHERE c.signup_at IS NULL AND e.occurred_at < :as_of GROUP BY e.customer_id
 ), o AS (
-  SELECT customer_id, ordered_at,
-    row_number() OVER (PARTITION BY customer_id ORDER BY ordered_at, order_id) AS n
-  FROM orders WHERE status = 'paid' AND ordered_at < :as_of
+  SELECT r.customer_id, r.ordered_at,
+    row_number() OVER (PARTITION BY r.customer_id ORDER BY r.ordered_at, r.order_id) AS n
+  FROM orders r JOIN cand c ON c.customer_id = r.customer_id
+  WHERE r.status = 'paid' AND r.ordered_at < :as_of
 ), firsts AS (
   SELECT customer_id, min(ordered_at) FILTER (WHERE n = 1) AS first_order,
     min(ordered_at) FILTER (WHERE n = 2) AS second_order
@@ -64,7 +70,7 @@ WITH ev AS (
   SELECT p.customer_id,
     coalesce(p.signup_at, ev.first_event, f.first_order) AS entered_at,
     l.qualified_at, f.first_order, f.second_order
-  FROM _people p
+  FROM cand p
   LEFT JOIN ev ON ev.customer_id = p.customer_id
   LEFT JOIN firsts f ON f.customer_id = p.customer_id
   LEFT JOIN _leads l ON l.customer_id = p.customer_id AND l.qualified_at < :as_of
@@ -207,6 +213,38 @@ def trend(ws: Workspace, period_text: str, periods: int = TREND_PERIODS,
     return out
 
 
+_MEMO = Memo()
+
+
+def _key(ws: Workspace, segment: str | None, *parts: object) -> tuple[object, ...]:
+    return (data_token(ws, ("orders", "events"), segment, customers=True, leads=True),
+            segment, *parts)
+
+
+def cached_funnel(ws: Workspace, period_text: str, by: str | None = None,
+                  segment: str | None = None) -> Funnel:
+    """``funnel`` as of now, computed once for the same data and hour (the dashboard and
+    the API ask often; the answer changes with new orders, events, customers or
+    qualified leads)."""
+    return _MEMO.get(_key(ws, segment, "funnel", period_text.strip().upper(), by),
+                     lambda: funnel(ws, period_text, by, segment))
+
+
+def cached_trend(ws: Workspace, period_text: str, periods: int = TREND_PERIODS,
+                 segment: str | None = None) -> list[dict[str, Any]]:
+    """``trend`` as of now, computed once for the same data and hour."""
+    return _MEMO.get(_key(ws, segment, "trend", period_text.strip().upper(), periods),
+                     lambda: trend(ws, period_text, periods, segment))
+
+
+def cached_customers_at(ws: Workspace, period_text: str, step: str, tier: str | None = None,
+                        segment: str | None = None) -> list[str]:
+    """``customers_at`` as of now, computed once for the same data and hour (a list is
+    paged through one request at a time)."""
+    return _MEMO.get(_key(ws, segment, "ids", period_text.strip().upper(), step, tier),
+                     lambda: customers_at(ws, period_text, step, tier, segment))
+
+
 def customers_at(ws: Workspace, period_text: str, step: str, tier: str | None = None,
                  segment: str | None = None, as_of: datetime | None = None) -> list[str]:
     """The ids (sorted) of the leads of a period who reached ``step`` — the customers
@@ -231,4 +269,5 @@ def customers_at(ws: Workspace, period_text: str, step: str, tier: str | None = 
     return ids
 
 
-__all__ = ["STEPS", "Funnel", "customers_at", "funnel", "journeys", "trend"]
+__all__ = ["STEPS", "Funnel", "cached_customers_at", "cached_funnel", "cached_trend", "customers_at", "funnel",
+           "journeys", "trend"]

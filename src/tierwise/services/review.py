@@ -30,7 +30,6 @@ before its end, else the earliest after), or the members of one segment at the p
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +40,7 @@ import pyarrow as pa
 from tierwise.engines.base import naive_utc
 from tierwise.errors import TierwiseError
 from tierwise.models import compute
+from tierwise.services.memo import Memo, data_token
 from tierwise.workspace import Workspace
 
 LAPSE_DAYS = 90
@@ -330,9 +330,7 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
     return result
 
 
-_CACHE: dict[tuple[object, ...], Review] = {}
-_CACHE_SIZE = 16
-_LOCK = threading.Lock()
+_MEMO = Memo()
 
 
 def last_full_quarter(at: datetime | None = None) -> str:
@@ -345,32 +343,10 @@ def last_full_quarter(at: datetime | None = None) -> str:
     return f"{now.year}Q{quarter}" if quarter else f"{now.year - 1}Q4"
 
 
-def _data_token(ws: Workspace, segment: str | None) -> tuple[object, ...]:
-    """Changes whenever the review's inputs could: orders, snapshots, the segment's
-    history, the time zone."""
-    from tierwise.store import memberships, snapshots
-
-    with ws.control.read() as conn:
-        orders = ws.facts.max_file_id(conn, "orders")
-        snaps = snapshots.state(conn)
-        history = memberships.last_history_id(conn, segment) if segment else None
-    return (str(ws.root), ws.config.timezone, orders, snaps, history)
-
-
 def cached_review(ws: Workspace, period_text: str, segment: str | None = None) -> Review:
     """``review`` computed once for the same inputs (the dashboard asks often; the answer
-    only changes with new orders, snapshots or segment history)."""
-    from tierwise.store.control import utcnow
-
-    # a period under way changes with the clock: its review is recomputed every hour
-    key = (_data_token(ws, segment), period_text.strip().upper(), segment,
-           utcnow().strftime("%Y%m%d%H"))
-    with _LOCK:
-        found = _CACHE.get(key)
-    if found is None:
-        found = review(ws, period_text, segment)
-        with _LOCK:
-            if len(_CACHE) >= _CACHE_SIZE:
-                _CACHE.pop(next(iter(_CACHE)))
-            _CACHE[key] = found
-    return found
+    only changes with new orders or feedback, snapshots, the segment's history, and, for a
+    period under way, the clock)."""
+    key = (data_token(ws, ("orders", "feedback"), segment), "review",
+           period_text.strip().upper(), segment)
+    return _MEMO.get(key, lambda: review(ws, period_text, segment))

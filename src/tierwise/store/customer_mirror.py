@@ -39,10 +39,7 @@ def _state(control: ControlStore) -> tuple[int, datetime | None]:
     """The customers' row count and latest ``updated_at``: any import, edit or deletion
     changes one of the two."""
     with control.read() as conn:
-        # two queries: alone, max() is one step down the updated_at index
-        count = conn.execute(sa.select(sa.func.count()).select_from(customers)).scalar()
-        latest = conn.execute(sa.select(sa.func.max(customers.c.updated_at))).scalar()
-    return int(count or 0), latest
+        return customer_store.state(conn)
 
 
 def _token(control: ControlStore) -> str:

@@ -220,6 +220,15 @@ def page(conn: sa.Connection, *, id_prefix: str | None = None,
     return select(conn, query.order_by(customers.c.customer_id).limit(limit))
 
 
+def state(conn: sa.Connection) -> tuple[int, datetime | None]:
+    """The customers' row count and latest ``updated_at``: any import, edit or deletion
+    changes one of the two."""
+    # two queries: alone, max() is one step down the updated_at index
+    count = conn.execute(sa.select(sa.func.count()).select_from(customers)).scalar()
+    latest = conn.execute(sa.select(sa.func.max(customers.c.updated_at))).scalar()
+    return int(count or 0), latest
+
+
 def has_value(conn: sa.Connection, column: str, value: str) -> bool:
     """Whether any customer has ``value`` in a filter column (``FILTER_COLUMNS`` or
     ``tag``, an element of the tags)."""

@@ -31,6 +31,13 @@ def as_qualified(control: ControlStore) -> pa.Table:
                                               pa.timestamp("us", "UTC"))})
 
 
+def state(conn: sa.Connection) -> tuple[int, datetime | None]:
+    """How many leads qualified, and the latest qualification: changes when one does."""
+    row = conn.execute(sa.select(sa.func.count(lead_scores.c.qualified_at),
+                                 sa.func.max(lead_scores.c.qualified_at))).one()
+    return int(row[0] or 0), row[1]
+
+
 def leads(control: ControlStore, qualified_only: bool = False, limit: int = 200
           ) -> list[dict[str, Any]]:
     query = sa.select(lead_scores)
