@@ -269,5 +269,5 @@ def customers_at(ws: Workspace, period_text: str, step: str, tier: str | None = 
     return ids
 
 
-__all__ = ["STEPS", "Funnel", "cached_customers_at", "cached_funnel", "cached_trend", "customers_at", "funnel",
-           "journeys", "trend"]
+__all__ = ["STEPS", "Funnel", "cached_customers_at", "cached_funnel", "cached_trend",
+           "customers_at", "funnel", "journeys", "trend"]
