@@ -990,3 +990,34 @@ def test_review_periods_run_in_the_workspace_zone(tmp_path: Path) -> None:
         assert (q4["orders"], q4["revenue"]) == (1, 100.0)
     finally:
         ws.close()
+
+
+def test_a_breakdown_by_segment_has_each_segments_members(demo: tierwise.Workspace) -> None:
+    """by=segment: one group per segment holding its current members (a customer in two
+    segments is in both), one for customers in none; each named in the page's language and
+    linking to the customer list of exactly that segment."""
+    from tierwise.models.compute import load_snapshot
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import members_at
+    from tierwise.services.breakdowns import by_dimension
+
+    snapshot = load_snapshot(demo)
+    found = by_dimension(demo, snapshot, "segment")
+    in_snapshot = set(snapshot.table.column("customer_id").to_pylist())
+    groups = {g["value"]: g for g in found["groups"]}
+    anywhere: set[str] = set()
+    for key in defs.applied(demo):
+        members = set(members_at(demo, key)) & in_snapshot
+        anywhere |= members
+        assert groups.get(key, {"customers": 0})["customers"] == len(members), key
+    assert groups[None]["customers"] == len(in_snapshot - anywhere)
+    client = _client(demo)
+    names = defs.names_in(demo, "en")
+    page = client.get("/breakdown", params={"by": "segment", "lang": "en"}).text
+    key = max((k for k in groups if k), key=lambda k: groups[k]["revenue"])
+    assert f'<a href="/customers?segment={key}">{names[key]}</a>' in page
+    answer = client.get("/breakdown", params={"by": "segment", "segment": key})
+    assert answer.status_code == 400 and "by=segment" in answer.json()["detail"]
+    api = client.get("/v1/values/breakdown", params={"by": "segment"}).json()
+    assert {g["value"]: g["customers"] for g in api["groups"]} == {
+        k: g["customers"] for k, g in groups.items()}

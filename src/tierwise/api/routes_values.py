@@ -76,7 +76,8 @@ def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX
 def breakdown_of(request: Request,
                  by: Literal["tier", "lifecycle", "rfm_segment", "churn_risk", "owner",
                              "city", "province", "country", "industry", "company_size",
-                             "channel", "gender", "tag"] = Query("tier"),
+                             "channel", "gender", "tag", "segment"] = Query("tier", description=(
+                     "segment: each applied segment's current members.")),
                  tier: str | None = Query(None, max_length=128),
                  lifecycle: str | None = Query(None, max_length=128),
                  rfm_segment: str | None = Query(None, max_length=128),

@@ -14,8 +14,9 @@ from tierwise.dashboard import charts
 from tierwise.dashboard.customer_pages import customer_filters
 from tierwise.dashboard.page import customers_url, language_of, render, view_of, viewer
 from tierwise.errors import TierwiseError, say
+from tierwise.segments import catalog as defs
 from tierwise.segments.vocabulary import vocabulary
-from tierwise.services.breakdowns import DIMENSIONS, by_dimension
+from tierwise.services.breakdowns import DIMENSIONS, SEGMENT_DIMENSION, by_dimension
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
 from tierwise.web.problems import Problem
@@ -48,10 +49,22 @@ def breakdown(request: Request) -> HTMLResponse:
     w = i18n.table(lang)
     kept = {**values, **fields}
 
-    def label(value: Any) -> str:
-        return w["no_value"] if value is None else words.column_label(by, value, lang)
+    segment_names = defs.names_in(workspace(request), lang) if by == SEGMENT_DIMENSION \
+        else {}
 
-    groups = [{**g, "label": label(g["value"]), "link": customers_url({**kept, by: g["value"]})}
+    def label(value: Any) -> str:
+        if value is None:
+            return w["no_value"]
+        if by == SEGMENT_DIMENSION:
+            return segment_names.get(value, value)
+        return words.column_label(by, value, lang)
+
+    def link(value: Any) -> str | None:
+        if by == SEGMENT_DIMENSION and value is None:
+            return None  # "in no segment" is no filter of the customer list
+        return customers_url({**kept, by: value})
+
+    groups = [{**g, "label": label(g["value"]), "link": link(g["value"])}
               for g in found["groups"]]
     shown = groups[:CHART_GROUPS]
     names = [g["label"] for g in shown]

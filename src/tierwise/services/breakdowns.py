@@ -8,8 +8,10 @@ the same filters, so each group links to exactly its customers). Per group it gi
 ``summaries.kpis`` — the figures of the overview — and the group's shares of customers and
 revenue. The CLI, the API and the dashboard all call this one function.
 
-A customer with several tags is in each of their tags' groups (tag shares can add up to
-more than 1); customers without a value are one group (value ``None``).
+``segment`` groups by segment membership: each applied segment's current members are a
+group. A customer with several tags, or in several segments, is in each of their groups
+(shares can add up to more than 1); customers without a value (no tag, no segment) are one
+group (value ``None``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ from tierwise.workspace import Workspace
 VALUE_DIMENSIONS = tuple(VALUE_COLUMNS)
 #: The customers' own fields a breakdown groups or filters by.
 FIELD_DIMENSIONS = (*customer_store.FILTER_COLUMNS, "tag")
-DIMENSIONS = (*VALUE_DIMENSIONS, *FIELD_DIMENSIONS)
+#: Grouping by segment membership (each segment's current members).
+SEGMENT_DIMENSION = "segment"
+DIMENSIONS = (*VALUE_DIMENSIONS, *FIELD_DIMENSIONS, SEGMENT_DIMENSION)
 
 
 def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
@@ -68,6 +72,11 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
     if "gender" in fields:
         fields["gender"] = words.column_code("gender", fields["gender"])
     check_values(ws, fields)  # a value nobody has: refused, not an empty breakdown
+    if dimension == SEGMENT_DIMENSION and segment is not None:
+        raise TierwiseError("by=segment groups by every segment: it cannot also keep one "
+                            f"segment's members (segment={segment!r})",
+                            zh=f"by=segment 按每个分群分组，不能同时只看一个分群"
+                               f"（segment={segment!r}）")
     table = _joined(ws, snapshot.table, dimension, fields)
     if segment is not None:
         table = table.filter(pc.is_in(table.column("customer_id"),
@@ -79,14 +88,15 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
             pc.equal(table.column(column), wanted))
     total = kpis(table)
     groups = []
-    for value, figures in _grouped(table, dimension):
+    memberships = _memberships(ws) if dimension == SEGMENT_DIMENSION else {}
+    for value, figures in _grouped(table, dimension, memberships):
         figures["customer_share"] = figures["customers"] / total["customers"] \
             if total["customers"] else None
         figures["revenue_share"] = figures["revenue"] / total["revenue"] \
             if total["revenue"] else None
         groups.append({"value": value, **figures})
     if period is not None:
-        found_period = _in_period(ws, table, dimension, period)
+        found_period = _in_period(ws, table, dimension, period, memberships)
         total["period"] = found_period.pop("\x00all")
         for group in groups:
             group["period"] = found_period.get(_key(group["value"]))
@@ -100,8 +110,8 @@ def _key(value: Any) -> str:
     return "\x00none" if value is None else str(value)
 
 
-def _in_period(ws: Workspace, table: pa.Table, dimension: str, text: str
-               ) -> dict[str, dict[str, Any]]:
+def _in_period(ws: Workspace, table: pa.Table, dimension: str, text: str,
+               memberships: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
     """The review's period figures per group (by ``_key``) and for all (``\x00all``)."""
     from tierwise.services.review import parse_period, period_kpis
 
@@ -111,6 +121,9 @@ def _in_period(ws: Workspace, table: pa.Table, dimension: str, text: str
         lists, index = _tag_sets(table)
         pairs = [(c, t) for c, i in zip(ids, index.tolist(), strict=True)
                  for t in ((lists[i] if i >= 0 else []) or [None])]
+    elif dimension == SEGMENT_DIMENSION:
+        pairs = [(ids[i], key) for key, rows in _segment_parts(table, memberships)
+                 for i in rows.tolist()]
     else:
         pairs = list(zip(ids, table.column(dimension).to_pylist(), strict=True))
     groups = pa.table({
@@ -162,21 +175,46 @@ def _with_tag(table: pa.Table, tag: str) -> pa.Table:
     return table.filter(pa.array(np.isin(index, [i for i, t in enumerate(lists) if tag in t])))
 
 
-def _grouped(table: pa.Table, dimension: str) -> list[tuple[Any, dict[str, Any]]]:
-    if dimension != "tag":
+def _memberships(ws: Workspace) -> dict[str, list[str]]:
+    """The current members of every applied segment, by key."""
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import members_at
+
+    return {key: members_at(ws, key) for key in sorted(defs.applied(ws))}
+
+
+def _segment_parts(table: pa.Table, memberships: dict[str, list[str]]
+                   ) -> list[tuple[str | None, np.ndarray]]:
+    """The rows of ``table`` in each segment, and (key None) those in none."""
+    ids = table.column("customer_id")
+    parts: list[tuple[str | None, np.ndarray]] = []
+    anywhere = np.zeros(table.num_rows, dtype=bool)
+    for key, members in memberships.items():
+        inside = pc.is_in(ids, pa.array(members, pa.string())).to_numpy(zero_copy_only=False)
+        anywhere |= inside
+        parts.append((key, np.flatnonzero(inside)))
+    parts.append((None, np.flatnonzero(~anywhere)))
+    return parts
+
+
+def _grouped(table: pa.Table, dimension: str, memberships: dict[str, list[str]]
+             ) -> list[tuple[Any, dict[str, Any]]]:
+    if dimension not in ("tag", SEGMENT_DIMENSION):
         return kpis_by(table, table.column(dimension).combine_chunks())
-    lists, index = _tag_sets(table)
-    tags = sorted({t for listed in lists for t in listed})
-    untagged = [i for i, listed in enumerate(lists) if not listed]
-    parts: list[tuple[str | None, np.ndarray]] = [
-        (tag, np.flatnonzero(np.isin(index, [i for i, listed in enumerate(lists)
-                                             if tag in listed]))) for tag in tags]
-    parts.append((None, np.flatnonzero(np.isin(index, [-1, *untagged]))))
+    if dimension == SEGMENT_DIMENSION:
+        parts = _segment_parts(table, memberships)
+    else:
+        lists, index = _tag_sets(table)
+        tags = sorted({t for listed in lists for t in listed})
+        untagged = [i for i, listed in enumerate(lists) if not listed]
+        parts = [(tag, np.flatnonzero(np.isin(index, [i for i, listed in enumerate(lists)
+                                                      if tag in listed]))) for tag in tags]
+        parts.append((None, np.flatnonzero(np.isin(index, [-1, *untagged]))))
     rows = np.concatenate([p for _, p in parts]) if parts else np.array([], dtype=np.int64)
     keys = pa.array([tag for tag, p in parts for _ in range(len(p))], pa.string())
     return [g for g in kpis_by(table.take(pa.array(rows, pa.int64())), keys)
             if g[1]["customers"]]
 
 
-__all__ = ["DIMENSIONS", "FIELD_DIMENSIONS", "VALUE_DIMENSIONS", "by_dimension", "known_segment",
-           "members"]
+__all__ = ["DIMENSIONS", "FIELD_DIMENSIONS", "SEGMENT_DIMENSION", "VALUE_DIMENSIONS",
+           "by_dimension", "known_segment", "members"]
