@@ -611,4 +611,24 @@ def test_strategic_overdue_tasks_stand_out_and_the_worklist_exports(tmp_path: Pa
     assert [r["title"] for r in csv.DictReader(io.StringIO(
         target.read_text(encoding="utf-8-sig")))] == ["follow up 1", "follow up 2"]
     assert "★" in tw("tasks", "-w", str(ws.root))
+    # the worklist is paged: 250 tasks more are 3 pages of 100 on the page and in the API
+    with ws.control.write() as conn:
+        for i in range(250):
+            task_store.create_once(conn, f"p{i}", customer_id=other, role="service",
+                                   title=f"bulk {i:03d}", body=None, source="test",
+                                   priority="normal", due_at=now + timedelta(days=2, minutes=i),
+                                   at=now)
+    shown = []
+    for number in (1, 2, 3):
+        html = client.get("/actions", params={"tasks_page": number, "lang": "en"}).text
+        titles = re.findall(r"<li(?: class=\"[^\"]*\")?><strong>([^<]+)</strong>", html)
+        assert len(titles) == (100 if number < 3 else 53), number
+        assert ('rel="next"' in html.split('id="tasks"')[1]) == (number < 3)
+        shown += titles
+    assert len(set(shown)) == 253
+    for wrong in ("0", "x", "99999999999999999999999"):
+        assert client.get("/actions", params={"tasks_page": wrong}).status_code == 400
+    second = client.get("/v1/tasks", params={"status": "active", "limit": 100,
+                                             "offset": 100}).json()
+    assert len(second) == 100 and second[0]["title"] == "bulk 097"
     ws.close()

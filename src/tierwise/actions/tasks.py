@@ -20,10 +20,10 @@ ACTIVE = task_store.ACTIVE
 
 def listing(ws: Workspace, *, owner: str | None = None, team: str | None = None,
             status: str | tuple[str, ...] | None = "open", customer_id: str | None = None,
-            overdue: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+            overdue: bool = False, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
     """Tasks, soonest due first (those without a due time last); ``status="active"`` means
     open or in progress; ``team``: the role a task was given to (sales, service, …);
-    ``overdue``: active tasks past their due time.
+    ``overdue``: active tasks past their due time; ``offset``: skip that many (a page).
 
     One answer, for the API, the CLI and the dashboard, to two questions about each task:
     ``overdue`` — is it late — and ``strategic`` — is its customer in the best tier of the
@@ -35,7 +35,8 @@ def listing(ws: Workspace, *, owner: str | None = None, team: str | None = None,
     with ws.control.read() as conn:
         found = task_store.listing(conn, owner=owner, role=team, status=status,
                                    customer_id=customer_id,
-                                   due_before=now if overdue else None, limit=limit)
+                                   due_before=now if overdue else None, limit=limit,
+                                   offset=offset)
     values = compute.latest_values(ws, (t["customer_id"] for t in found), ["tier"])
     best = compute.best_tier(ws) if values else None
     for task in found:

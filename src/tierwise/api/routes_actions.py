@@ -219,10 +219,12 @@ def list_tasks(request: Request, owner: str | None = Query(None, max_length=200)
                customer_id: str | None = Query(None, max_length=128),
                overdue: bool = Query(False, description="Only tasks past their due time."),
                limit: int = Query(200, ge=1, le=5000),
+               offset: int = Query(0, ge=0, le=10_000_000, description=(
+                   "Skip this many (the next page: offset + limit).")),
                principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
     return [jsonable(t) for t in tasks.listing(
         workspace(request), owner=owner, team=team, status=status, customer_id=customer_id,
-        overdue=overdue, limit=limit)]
+        overdue=overdue, limit=limit, offset=offset)]
 
 
 @router.get("/tasks/export", summary="The worklist as CSV (the same filters)",

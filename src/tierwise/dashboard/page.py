@@ -48,7 +48,7 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
     "/lifecycle": frozenset({"after", "before"}),
     "/segments/{key}": frozenset({"q", "after"}),
     "/actions": frozenset({"status", "source", "action", "customer", "event", "since",
-                           "until", "before", "owner", "team", "overdue"}),
+                           "until", "before", "owner", "team", "overdue", "tasks_page"}),
     "/review": frozenset({"period", "segment"}),
     "/funnel": frozenset({"period", "by", "segment"}),
     "/funnel/customers": frozenset({"period", "by", "segment", "step", "tier", "after"}),

@@ -51,8 +51,16 @@ def actions(request: Request) -> HTMLResponse:
     older = deliveries[-1]["outbox_id"] if len(deliveries) == DELIVERIES_PER_PAGE else None
     status = log.get("status") or ""
     work = task_filters(request)
-    open_tasks = tasks.listing(ws, status="active", limit=500, **work) if principal.can(
-        "customers:read") else []
+    raw = request.query_params.get("tasks_page") or "1"
+    page = int(raw) if raw.isdigit() and len(raw) <= 6 else 0
+    if page < 1:
+        raise Problem(400, say(f"tasks_page={raw[:20]!r}: expected a page number from 1 to "
+                               "999999", f"tasks_page={raw[:20]!r}：应为 1 到 999999 的页码"))
+    open_tasks = tasks.listing(ws, status="active", limit=TASKS_PER_PAGE + 1,
+                               offset=(page - 1) * TASKS_PER_PAGE, **work) \
+        if principal.can("customers:read") else []
+    more_tasks = len(open_tasks) > TASKS_PER_PAGE
+    open_tasks = open_tasks[:TASKS_PER_PAGE]
     by_owner: dict[str, list[dict[str, Any]]] = {}
     for t in sorted(open_tasks, key=lambda t: not (t["overdue"] and t["strategic"])):
         by_owner.setdefault(t.get("owner") or "—", []).append(t)  # late strategic ones first
@@ -60,19 +68,23 @@ def actions(request: Request) -> HTMLResponse:
         {work["team"]} if work.get("team") else set()))
     work_query = {"status": "active", **{k: ("true" if v is True else v)
                                          for k, v in work.items() if v}}
-    kept = {k: v for k, v in request.query_params.items() if k != "before" and v}
+    kept = {k: v for k, v in request.query_params.items()
+            if k not in ("before", "tasks_page") and v}
     return render(request, principal, "actions.html", "actions", triggers=triggers,
                   playbooks=playbooks, deliveries=deliveries,
                   summary=dispatch.summary(ws), status=status, tasks_by_owner=by_owner,
                   can_run=principal.can("actions:run"), log=log, kept=kept, older=older,
                   statuses=dispatch.STATUSES, actions_kinds=dispatch.ACTIONS,
-                  work=work, teams=teams, work_query=work_query,
+                  work=work, teams=teams, work_query=work_query, tasks_page=page,
+                  more_tasks=more_tasks, tasks_per_page=TASKS_PER_PAGE,
                   sources=[f"trigger:{t.key}" for t in triggers]
                   + [f"playbook:{p.key}" for p in playbooks])
 
 
 #: Deliveries on one page of the log (newest first; "older" pages back by keyset).
 DELIVERIES_PER_PAGE = 50
+#: Tasks on one page of the worklist (soonest due first).
+TASKS_PER_PAGE = 100
 #: The delivery log's filters: query parameter → the keyword of ``dispatch.deliveries``.
 DELIVERY_FILTERS = {"status": "status", "source": "source", "action": "action",
                     "customer": "customer_id", "event": "event"}

@@ -23,10 +23,11 @@ STATUSES = (*ACTIVE, "done", "cancelled")
 
 def listing(conn: sa.Connection, *, owner: str | None = None, role: str | None = None,
             status: str | tuple[str, ...] | None = "open", customer_id: str | None = None,
-            due_before: datetime | None = None, limit: int = 200) -> list[dict[str, Any]]:
+            due_before: datetime | None = None, limit: int = 200, offset: int = 0
+            ) -> list[dict[str, Any]]:
     """Tasks, soonest due first (those without a due time last); ``status`` one or several;
     ``role``: the team a task is for; ``due_before``: only tasks due before then (overdue
-    ones, given the time now)."""
+    ones, given the time now); ``offset``: skip that many (a later page)."""
     query = sa.select(tasks)
     if owner is not None:
         query = query.where(tasks.c.owner == owner)
@@ -41,7 +42,7 @@ def listing(conn: sa.Connection, *, owner: str | None = None, role: str | None =
     if customer_id is not None:
         query = query.where(tasks.c.customer_id == customer_id)
     query = query.order_by(tasks.c.due_at.is_(None), tasks.c.due_at, tasks.c.task_id)
-    return [_task(r) for r in conn.execute(query.limit(limit))]
+    return [_task(r) for r in conn.execute(query.limit(limit).offset(offset))]
 
 
 def get(conn: sa.Connection, task_id: int) -> dict[str, Any] | None:

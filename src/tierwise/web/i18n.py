@@ -150,6 +150,8 @@ _WORDS: dict[str, tuple[str, str]] = {
                           "Your role may not read personal data: search looks at customer ids "
                           "only, not names, e-mails or phones."),
     "next_page": ("下一页", "Next page"),
+    "previous_page": ("上一页", "Previous page"),
+    "tasks_shown": ("第 {first}–{last} 项任务", "Tasks {first}–{last}"),
     "first_page": ("第一页", "First page"),
     "newest_page": ("最新", "Newest"),
     "breakdown": ("分组对比", "Breakdown"),
