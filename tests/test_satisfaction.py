@@ -150,8 +150,9 @@ def test_months_segments_and_customers(ws: tierwise.Workspace) -> None:
     tiles = dict(re.findall(r'<span class="kpi-label">([^<]*)</span>'
                             r'<span class="kpi-value">([^<]*)</span>', page))
     assert tiles["最近一次 NPS (1)"] == "9 · 推荐者" and tiles["CSAT 满意度 (2)"] == "3.00"
-    tiers = client.get("/tiers?lang=en").text
-    by_tier = satisfaction(ws, AS_OF, "tier")
-    shown = re.findall(r'<td class="num" data-kpi="nps">([^<]*)</td>', tiers)
-    assert sorted(s for s in shown if s != "—") == sorted(
-        f"{g['nps']:+.1f}" for g in by_tier["groups"] if g["nps"] is not None)
+    for path, by in (("/tiers", "tier"), ("/lifecycle", "lifecycle")):
+        page = client.get(f"{path}?lang=en").text
+        expected = satisfaction(ws, AS_OF, by)
+        shown = re.findall(r'<td class="num" data-kpi="nps">([^<]*)</td>', page)
+        assert sorted(s for s in shown if s != "—") == sorted(
+            f"{g['nps']:+.1f}" for g in expected["groups"] if g["nps"] is not None), path

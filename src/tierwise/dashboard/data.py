@@ -280,6 +280,7 @@ def warm(view: View, lang: str) -> None:
     view.clv_histogram()
     view.at_risk(lang)
     view.satisfaction("tier")
+    view.satisfaction("lifecycle")
     view.satisfaction_trend()
 
 

@@ -164,7 +164,8 @@ def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
                                     view.stage_label(m["to"], lang), m["customers"])
                                    for m in flows if m["customers"]],
                 f"#{before}", f"#{after}")
-    return render(request, principal, "lifecycle.html", "lifecycle", view=view,
+    happy = {g["value"]: g for g in view.satisfaction("lifecycle")["groups"]}
+    return render(request, principal, "lifecycle.html", "lifecycle", view=view, happy=happy,
                   rows=[rows[s] for s in order], figures=figures,
                   links=[customers_url({"lifecycle": s}) for s in order],
                   label=lambda s: view.stage_label(s, lang))
