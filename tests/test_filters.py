@@ -4,6 +4,7 @@ as codes or as the labels the product prints)."""
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -99,3 +100,62 @@ def test_a_value_no_customer_has_is_refused_with_the_closest_ones(tmp_path: Path
     listed = client.get("/v1/customers", params={"city": "上海"}).json()["items"]
     assert [c["customer_id"] for c in listed] == ["C001"]
     served.ws.close()
+
+
+def test_customers_are_grouped_and_filtered_by_an_attribute(tmp_path: Path,
+                                                           control_url: str) -> None:
+    """``attributes.KEY``: a breakdown dimension and a filter of the customer list (on
+    SQLite and PostgreSQL alike, text and other JSON values compared as the breakdown
+    shows them); each group links to exactly its customers; a value nobody has, an
+    attribute nobody has and a sensitive attribute are refused."""
+    from fastapi.testclient import TestClient
+
+    import tierwise
+    from tierwise.models.compute import load_snapshot
+    from tierwise.server.app import create_app
+    from tierwise.services.breakdowns import by_dimension
+    from tierwise.store import accounts
+
+    ws = tierwise.init(tmp_path / "ws", control_store=control_url,
+                       sensitive_attributes=["health"])
+    rows = ['{"plan": "gold", "seats": 5, "vip": true, "health": "x"}',
+            '{"plan": "gold", "seats": 12}', '{"plan": "silver", "vip": false}', '{}']
+    with (tmp_path / "c.csv").open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["customer_id", "attributes"])
+        writer.writerows([f"C{i}", r] for i, r in enumerate(rows))
+    ws.import_file("customers", tmp_path / "c.csv")
+    ws.compute()
+    found = by_dimension(ws, load_snapshot(ws), "attributes.plan")
+    assert {g["value"]: g["customers"] for g in found["groups"]} == {
+        "gold": 2, "silver": 1, None: 1}
+    seats = by_dimension(ws, load_snapshot(ws), "attributes.seats")
+    assert {g["value"] for g in seats["groups"]} == {"5", "12", None}
+    with ws.control.write() as conn:
+        accounts.add_user(conn, "admin", "attribute-pass-1", "admin")
+    client = TestClient(create_app(ws))
+    ok = client.post("/v1/auth/login", json={"username": "admin",
+                                             "password": "attribute-pass-1"})
+    client.headers["X-CSRF-Token"] = ok.json()["csrf_token"]
+    page = client.get("/breakdown", params={"by": "attributes.plan", "lang": "en"}).text
+    assert '<a href="/customers?attributes.plan=gold">gold</a>' in page
+    for name, value, expected in (("attributes.plan", "gold", ["C0", "C1"]),
+                                  ("attributes.seats", "12", ["C1"]),
+                                  ("attributes.vip", "true", ["C0"]),
+                                  ("attributes.vip", "false", ["C2"])):
+        listed = client.get("/customers", params={name: value}).text
+        assert sorted(set(re.findall(r"/customers/(C\d+)", listed))) == expected, (name, value)
+    narrowed = client.get("/breakdown", params={"by": "tier", "attributes.plan": "gold"})
+    assert narrowed.status_code == 200
+    for params in ({"attributes.plan": "bronze"}, {"attributes.health": "x"}):
+        answer = client.get("/customers", params=params)
+        assert answer.status_code == 400, params
+    assert "silver" in client.get("/customers", params={"attributes.plan": "silvr"}
+                                  ).json()["detail"]
+    assert client.get("/breakdown", params={"by": "attributes.health"}).status_code == 400
+    api = client.get("/v1/values/breakdown", params={"by": "attributes.plan"}).json()
+    assert {g["value"]: g["customers"] for g in api["groups"]} == {
+        "gold": 2, "silver": 1, None: 1}
+    assert client.get("/v1/values/breakdown", params={"by": "attributes.nope"}
+                      ).status_code == 400
+    ws.close()

@@ -74,10 +74,11 @@ def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX
 @router.get("/values/breakdown", summary="Customers side by side by a dimension: the overview's "
             "figures per group, after any filters")
 def breakdown_of(request: Request,
-                 by: Literal["tier", "lifecycle", "rfm_segment", "churn_risk", "owner",
-                             "city", "province", "country", "industry", "company_size",
-                             "channel", "gender", "tag", "segment"] = Query("tier", description=(
-                     "segment: each applied segment's current members.")),
+                 by: str = Query("tier", max_length=80, pattern=(
+                     r"^(tier|lifecycle|rfm_segment|churn_risk|owner|city|province|country|"
+                     r"industry|company_size|channel|gender|tag|segment|attributes\.[\w\-]{1,64})$"),
+                     description=("segment: each applied segment's current members; "
+                                  "attributes.KEY: one key of the customers' attributes.")),
                  tier: str | None = Query(None, max_length=128),
                  lifecycle: str | None = Query(None, max_length=128),
                  rfm_segment: str | None = Query(None, max_length=128),

@@ -451,7 +451,7 @@ def report_cmd(
 def breakdown_cmd(
     by: Annotated[str, typer.Option(help=(
         "tier, lifecycle, rfm_segment, churn_risk, owner, city, province, country, industry, "
-        "company_size, channel, gender or tag."))] = "tier",
+        "company_size, channel, gender, tag, segment or attributes.KEY."))] = "tier",
     where: Annotated[list[str] | None, typer.Option(
         "--where", help="A filter FIELD=VALUE (codes or labels), e.g. --where tier=A "
         "--where city=上海; repeat to combine.")] = None,
@@ -469,6 +469,7 @@ def breakdown_cmd(
     from tierwise.errors import spoken
     from tierwise.models import compute
     from tierwise.services import breakdowns
+    from tierwise.store.customers import attribute_key
 
     ws = Workspace.open(workspace)
     given: dict[str, str] = {}
@@ -478,8 +479,9 @@ def breakdown_cmd(
             raise TierwiseError(f"--where {item!r}: expected FIELD=VALUE, e.g. tier=A",
                                 zh=f"--where {item!r}：应为 字段=值，例如 tier=A")
         given[name.strip()] = value.strip()
-    values = {k: v for k, v in given.items() if k not in breakdowns.FIELD_DIMENSIONS}
-    fields = {k: v for k, v in given.items() if k in breakdowns.FIELD_DIMENSIONS}
+    own = [k for k in given if k in breakdowns.FIELD_DIMENSIONS or attribute_key(k)]
+    values = {k: v for k, v in given.items() if k not in own}
+    fields = {k: v for k, v in given.items() if k in own}
     found = breakdowns.by_dimension(ws, compute.load_snapshot(ws), by, values, fields,
                                     spoken(), segment, period)
     if as_json:

@@ -16,7 +16,13 @@ from tierwise.dashboard.page import customers_url, language_of, render, view_of,
 from tierwise.errors import TierwiseError, say
 from tierwise.segments import catalog as defs
 from tierwise.segments.vocabulary import vocabulary
-from tierwise.services.breakdowns import DIMENSIONS, SEGMENT_DIMENSION, by_dimension
+from tierwise.services.breakdowns import (
+    DIMENSIONS,
+    SEGMENT_DIMENSION,
+    attribute_keys,
+    by_dimension,
+)
+from tierwise.store.customers import attribute_key
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
 from tierwise.web.problems import Problem
@@ -33,9 +39,11 @@ def breakdown(request: Request) -> HTMLResponse:
     values, fields = customer_filters(request, lang, "/breakdown", ("by", "period", "lang"))
     period = request.query_params.get("period") or None
     by = request.query_params.get("by") or "tier"
-    if by not in DIMENSIONS:
-        raise Problem(400, say(f"by={by!r}: expected one of {', '.join(DIMENSIONS)}",
-                               f"by={by!r}：应为 {', '.join(DIMENSIONS)} 之一"))
+    attributes = attribute_keys(workspace(request))
+    if by not in DIMENSIONS and by not in attributes:
+        listed = ", ".join([*DIMENSIONS, *attributes])
+        raise Problem(400, say(f"by={by!r}: expected one of {listed}",
+                               f"by={by!r}：应为 {listed} 之一"))
     view = view_of(request)
     if view is None:
         return render(request, principal, "empty.html", "breakdown")
@@ -57,7 +65,7 @@ def breakdown(request: Request) -> HTMLResponse:
             return w["no_value"]
         if by == SEGMENT_DIMENSION:
             return segment_names.get(value, value)
-        return words.column_label(by, value, lang)
+        return str(value) if attribute_key(by) else words.column_label(by, value, lang)
 
     def link(value: Any) -> str | None:
         if by == SEGMENT_DIMENSION and value is None:
@@ -75,8 +83,9 @@ def breakdown(request: Request) -> HTMLResponse:
                                [(w["revenue"], [round(g["revenue"], 2) for g in shown])]),
     }
     return render(request, principal, "breakdown.html", "breakdown", view=view, by=by,
-                  dimensions=DIMENSIONS, groups=groups, total=found["total"],
+                  dimensions=[*DIMENSIONS, *attributes], groups=groups, total=found["total"],
                   figures=figures, links=[g["link"] for g in shown],
-                  filters={k: words.column_label(k, v, lang) for k, v in kept.items()},
+                  filters={k: v if attribute_key(k) else words.column_label(k, v, lang)
+                           for k, v in kept.items()},
                   kept=kept, more=len(groups) > CHART_GROUPS, period=period or "",
                   with_period={**kept, "period": period} if period else kept)

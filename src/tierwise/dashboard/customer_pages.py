@@ -32,11 +32,13 @@ from tierwise.services.customers import FILTERS as CUSTOMER_FIELD_FILTERS
 from tierwise.services.customers import (
     check_values,
     customer_profile,
+    is_attribute,
     present_profile,
     search,
     searched_by,
 )
 from tierwise.store.control import utcnow
+from tierwise.store.customers import attribute_key
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
@@ -71,13 +73,16 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
     taken too) and customer-field filters; an unknown parameter (beyond ``others``, the
     page's own) or value is a 400 naming the valid ones, never an unfiltered list."""
     params = request.query_params
-    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, "segment", *others),
-                         path)
+    attributes = [p for p in params if attribute_key(p)]  # attributes.plan=gold
+    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, "segment", *others,
+                                   *attributes), path)
     words = vocabulary(workspace(request), lang)
     try:
         values = {c: words.column_code(c, v) for c in VALUE_FILTERS
                   if (v := params.get(c))}
-        fields = {c: v for c in CUSTOMER_FILTERS if (v := params.get(c))}
+        fields = {c: v for c in (*CUSTOMER_FILTERS, *attributes) if (v := params.get(c))}
+        for name in attributes:
+            is_attribute(workspace(request), name)  # not a sensitive one
         if "gender" in fields:
             fields["gender"] = words.column_code("gender", fields["gender"])
         check_values(workspace(request), fields)  # a value nobody has: refused, not empty

@@ -8,10 +8,11 @@ the same filters, so each group links to exactly its customers). Per group it gi
 ``summaries.kpis`` — the figures of the overview — and the group's shares of customers and
 revenue. The CLI, the API and the dashboard all call this one function.
 
-``segment`` groups by segment membership: each applied segment's current members are a
-group. A customer with several tags, or in several segments, is in each of their groups
-(shares can add up to more than 1); customers without a value (no tag, no segment) are one
-group (value ``None``).
+``attributes.KEY`` groups (and filters) by one key of the customers' attributes (not a
+sensitive one); ``segment`` groups by segment membership: each applied segment's current
+members are a group. A customer with several tags, or in several segments, is in each of
+their groups (shares can add up to more than 1); customers without a value (no tag, no
+segment) are one group (value ``None``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from tierwise.errors import TierwiseError
 from tierwise.models.compute import Snapshot
 from tierwise.models.summaries import kpis, kpis_by
 from tierwise.segments.vocabulary import vocabulary
-from tierwise.services.customers import check_values
+from tierwise.services.customers import check_values, is_attribute
 from tierwise.store import customer_mirror
 from tierwise.store import customers as customer_store
+from tierwise.store.customers import ATTRIBUTE_PREFIX, attribute_key, attribute_text
 from tierwise.workspace import Workspace
 
 #: Computed values (snapshot columns) a breakdown groups or filters by.
@@ -55,13 +57,18 @@ def by_dimension(ws: Workspace, snapshot: Snapshot, dimension: str,
     and the total also get what its customers did in that period and the one before
     (``period``: buyers, orders, revenue, conversion, repurchase, order value, reactivation,
     churn — the periodic review's figures, ``services.review.period_kpis``)."""
-    if dimension not in DIMENSIONS:
+    if attribute_key(dimension) and is_attribute(ws, dimension) \
+            and dimension not in attribute_keys(ws):
+        listed = ", ".join(attribute_keys(ws)) or "none"
+        raise TierwiseError(f"no customer has the attribute {dimension!r}; the attributes are "
+                            f"{listed}", zh=f"没有客户带有属性 {dimension!r}；已有的属性：{listed}")
+    if dimension not in DIMENSIONS and not is_attribute(ws, dimension):
         raise TierwiseError(f"cannot group customers by {dimension!r}; expected one of "
                             f"{', '.join(DIMENSIONS)}",
                             zh=f"不能按 {dimension!r} 分组：可用的维度有 {', '.join(DIMENSIONS)}")
     values, fields = dict(values or {}), dict(fields or {})
     unknown = sorted(set(values) - set(VALUE_DIMENSIONS)) + sorted(
-        set(fields) - set(FIELD_DIMENSIONS))
+        f for f in set(fields) - set(FIELD_DIMENSIONS) if not is_attribute(ws, f))
     if unknown:
         raise TierwiseError(f"unknown filter(s) {', '.join(unknown)}; expected some of "
                             f"{', '.join(DIMENSIONS)}",
@@ -151,14 +158,49 @@ def members(ws: Workspace, key: str) -> list[str]:
 
 def _joined(ws: Workspace, snap: pa.Table, dimension: str,
             fields: dict[str, str]) -> pa.Table:
-    """The snapshot with the customer fields the breakdown reads (none personal)."""
+    """The snapshot with the customer fields the breakdown reads (none personal); an
+    attribute ``attributes.KEY`` as a column of that name (``attribute_text`` values)."""
     wanted = [c for c in dict.fromkeys([dimension, *fields])
-              if c in FIELD_DIMENSIONS]
+              if c in FIELD_DIMENSIONS or attribute_key(c)]
     if not wanted:
         return snap
-    columns = ["customer_id", *("tags" if c == "tag" else c for c in wanted)]
+    columns = list(dict.fromkeys(["customer_id", *(
+        "tags" if c == "tag" else "attributes" if attribute_key(c) else c for c in wanted)]))
     people = customer_mirror.read(ws.root, ws.control).select(columns)
+    for name in wanted:
+        key = attribute_key(name)
+        if key is not None:
+            people = people.append_column(name, _attribute_values(people["attributes"], key))
     return snap.join(people, "customer_id", join_type="left outer")
+
+
+def _attribute_values(column: pa.ChunkedArray, key: str) -> pa.Array:
+    """One key of the customers' attributes (JSON text), each distinct text parsed once."""
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    parsed = []
+    for text in encoded.dictionary.to_pylist():
+        try:
+            data = json.loads(text) if isinstance(text, str) else {}
+        except ValueError:
+            data = {}
+        parsed.append(attribute_text(data.get(key)) if isinstance(data, dict) else None)
+    return pa.array(parsed, pa.string()).take(encoded.indices)
+
+
+def attribute_keys(ws: Workspace) -> list[str]:
+    """The attribute keys customers have, as dimensions (``attributes.KEY``), sensitive
+    ones left out."""
+    column = customer_mirror.read(ws.root, ws.control)["attributes"]
+    keys: set[str] = set()
+    for text in pc.unique(column).to_pylist():
+        try:
+            data = json.loads(text) if isinstance(text, str) else {}
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            keys.update(k for k in data if attribute_key(ATTRIBUTE_PREFIX + k))
+    return [ATTRIBUTE_PREFIX + k for k in sorted(keys)
+            if not ws.personal_data.is_sensitive_key(k)]
 
 
 def _tag_sets(table: pa.Table) -> tuple[list[list[str]], np.ndarray]:
@@ -217,4 +259,4 @@ def _grouped(table: pa.Table, dimension: str, memberships: dict[str, list[str]]
 
 
 __all__ = ["DIMENSIONS", "FIELD_DIMENSIONS", "SEGMENT_DIMENSION", "VALUE_DIMENSIONS",
-           "by_dimension", "known_segment", "members"]
+           "attribute_keys", "by_dimension", "known_segment", "members"]

@@ -121,6 +121,19 @@ def _exact(q: str, region: str) -> dict[str, str]:
 FILTERS = (*customer_store.FILTER_COLUMNS, "tag")
 
 
+def is_attribute(ws: Workspace, name: str) -> bool:
+    """Whether ``name`` is a filter on one of the customers' attributes (``attributes.plan``);
+    one on a sensitive attribute (personal data, stored sealed) is an error."""
+    key = customer_store.attribute_key(name)
+    if key is None:
+        return False
+    if ws.personal_data.is_sensitive_key(key):
+        raise TierwiseError(f"{name}: the attribute {key!r} is personal data; customers are "
+                            "not filtered or grouped by it",
+                            zh=f"{name}：属性 {key!r} 属于个人敏感信息，不能按它筛选或分组")
+    return True
+
+
 #: Values named in a "no such value" error: the closest, then the most common.
 SHOWN_VALUES = 20
 
@@ -133,7 +146,9 @@ def check_values(ws: Workspace, where: dict[str, str]) -> None:
 
     with ws.control.read() as conn:
         for column, value in where.items():
-            if column not in FILTERS or customer_store.has_value(conn, column, value):
+            if column not in FILTERS and not is_attribute(ws, column):
+                continue
+            if customer_store.has_value(conn, column, value):
                 continue
             if column == "tag":
                 raise TierwiseError(f"no customer has the tag {value!r}",

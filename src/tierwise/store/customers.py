@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -175,6 +176,46 @@ FILTER_COLUMNS = ("owner", "city", "province", "country", "industry", "company_s
                   "channel", "gender")
 
 
+#: A filter on one key of the customer's attributes: ``attributes.plan``.
+ATTRIBUTE_PREFIX = "attributes."
+_ATTRIBUTE_KEY = re.compile(r"^[\w\-]{1,64}$")
+
+
+def attribute_key(name: str) -> str | None:
+    """The key of an attribute filter (``attributes.plan`` → ``plan``), else None."""
+    if not name.startswith(ATTRIBUTE_PREFIX):
+        return None
+    key = name[len(ATTRIBUTE_PREFIX):]
+    return key if _ATTRIBUTE_KEY.match(key) else None
+
+
+def attribute_text(value: Any) -> str | None:
+    """An attribute's value as filters compare it: text as it is, other JSON values as
+    JSON (``true``, ``5``, ``2.5``); what the SQL below gives on either database."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _attribute(conn: sa.Connection, key: str) -> sa.ColumnElement[Any]:
+    """One key of the customers' attributes (JSON text) as text, as ``attribute_text``."""
+    if conn.dialect.name == "postgresql":
+        return sa.cast(customers.c.attributes, postgresql.JSONB).op("->>")(key)
+    path = f'$."{key}"'
+    kind = sa.func.json_type(customers.c.attributes, path)
+    return sa.case((kind == "true", "true"), (kind == "false", "false"),
+                   else_=sa.cast(sa.func.json_extract(customers.c.attributes, path), sa.Text))
+
+
+def _filter_column(conn: sa.Connection, column: str) -> sa.ColumnElement[Any]:
+    if column in FILTER_COLUMNS:
+        return customers.c[column]
+    key = attribute_key(column)
+    if key is None:
+        raise ValueError(f"not a filter column: {column}")
+    return _attribute(conn, key)
+
+
 def page(conn: sa.Connection, *, id_prefix: str | None = None,
          exact: dict[str, str] | None = None, owner: str | None = None,
          city: str | None = None, segment: str | None = None, after: str | None = None,
@@ -205,9 +246,7 @@ def page(conn: sa.Connection, *, id_prefix: str | None = None,
     if city:
         query = query.where(customers.c.city == city)
     for column, value in (where or {}).items():
-        if column not in FILTER_COLUMNS:
-            raise ValueError(f"not a filter column: {column}")
-        query = query.where(customers.c[column] == value)
+        query = query.where(_filter_column(conn, column) == value)
     if tag:  # tags are a JSON list of strings: match the quoted element
         quoted = json.dumps(tag, ensure_ascii=False)
         query = query.where(customers.c.tags.like(f"%{_escape_like(quoted)}%", escape="\\"))
@@ -236,22 +275,18 @@ def has_value(conn: sa.Connection, column: str, value: str) -> bool:
     if column == "tag":
         quoted = json.dumps(value, ensure_ascii=False)
         test = customers.c.tags.like(f"%{_escape_like(quoted)}%", escape="\\")
-    elif column in FILTER_COLUMNS:
-        test = customers.c[column] == value
     else:
-        raise ValueError(f"not a filter column: {column}")
+        test = _filter_column(conn, column) == value
     return conn.execute(sa.select(customers.c.customer_id).where(test).limit(1)).first() \
         is not None
 
 
 def common_values(conn: sa.Connection, column: str, limit: int = 200) -> list[str]:
-    """The most common values of a filter column (``FILTER_COLUMNS``), most customers
-    first."""
-    if column not in FILTER_COLUMNS:
-        raise ValueError(f"not a filter column: {column}")
-    found = conn.execute(sa.select(customers.c[column]).where(customers.c[column].is_not(None))
-                         .group_by(customers.c[column])
-                         .order_by(sa.func.count().desc(), customers.c[column]).limit(limit))
+    """The most common values of a filter column (``FILTER_COLUMNS`` or an attribute),
+    most customers first."""
+    value = _filter_column(conn, column).label("value")
+    found = conn.execute(sa.select(value).where(value.is_not(None)).group_by(value)
+                         .order_by(sa.func.count().desc(), value).limit(limit))
     return [str(r[0]) for r in found]
 
 
