@@ -897,7 +897,8 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
     client = _client(demo)
     checked = 0
     for path, chart in (("/", "tier-mix"), ("/", "risk"), ("/", "stages"),
-                        ("/tiers", "tier-dist"), ("/lifecycle", "funnel")):
+                        ("/tiers", "tier-dist"), ("/lifecycle", "funnel"),
+                        ("/rfm", "rf-count")):
         html = client.get(path, params={"lang": "en"}).text
         links = json.loads(re.search(rf'<script type="application/json" id="links-{chart}">'
                                      r"(.*?)</script>", html, re.S).group(1))
@@ -908,6 +909,9 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
             if link is None:
                 continue
             value = point["value"] if isinstance(point, dict) else point
+            if chart == "rf-count":  # [r - 1, f - 1, customers]: the cell's R and F scores
+                assert link == f"/customers?rfm_r={value[0] + 1}&rfm_f={value[1] + 1}"
+                value = value[2]
             listed = client.get(link + "&lang=en").text
             matched = re.search(r"· ([\d,]+) Customers", listed)
             if chart == "tier-dist":  # that chart shows shares, not counts: compare shares
@@ -916,7 +920,9 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
             else:
                 assert int(matched.group(1).replace(",", "")) == value, (chart, link)
             checked += 1
-    assert checked >= 10
+    assert checked >= 20
+    for wrong in ("rfm_r=0", "rfm_r=x", "rfm_f=11"):
+        assert client.get(f"/customers?{wrong}").status_code == 400, wrong
 
 
 def test_a_breakdown_over_a_period_shows_what_each_group_bought(

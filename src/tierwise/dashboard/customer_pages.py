@@ -67,19 +67,32 @@ def _filters(request: Request, lang: str) -> tuple[dict[str, str], dict[str, str
     return customer_filters(request, lang, "/customers", PAGE_PARAMS)
 
 
+#: R and F scores of the latest snapshot (the RFM heatmap's cells link here).
+SCORE_FILTERS = ("rfm_r", "rfm_f")
+MAX_SCORE = 10
+
+
+def _score(column: str, text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_SCORE:
+        raise TierwiseError(f"{column}={text[:20]!r}: expected a score from 1 to {MAX_SCORE}",
+                            zh=f"{column}={text[:20]!r}：应为 1 到 {MAX_SCORE} 的分数")
+    return int(text)
+
+
 def customer_filters(request: Request, lang: str, path: str, others: tuple[str, ...]
-                     ) -> tuple[dict[str, str], dict[str, str]]:
+                     ) -> tuple[dict[str, Any], dict[str, str]]:
     """A page's value filters (snapshot values, as codes: a label in either language is
     taken too) and customer-field filters; an unknown parameter (beyond ``others``, the
     page's own) or value is a 400 naming the valid ones, never an unfiltered list."""
     params = request.query_params
     attributes = [p for p in params if attribute_key(p)]  # attributes.plan=gold
-    refuse_unknown_query(request, (*VALUE_FILTERS, *CUSTOMER_FILTERS, "segment", *others,
-                                   *attributes), path)
+    refuse_unknown_query(request, (*VALUE_FILTERS, *SCORE_FILTERS, *CUSTOMER_FILTERS,
+                                   "segment", *others, *attributes), path)
     words = vocabulary(workspace(request), lang)
     try:
-        values = {c: words.column_code(c, v) for c in VALUE_FILTERS
-                  if (v := params.get(c))}
+        values: dict[str, Any] = {c: words.column_code(c, v) for c in VALUE_FILTERS
+                                  if (v := params.get(c))}
+        values.update({c: _score(c, v) for c in SCORE_FILTERS if (v := params.get(c))})
         fields = {c: v for c in (*CUSTOMER_FILTERS, *attributes) if (v := params.get(c))}
         for name in attributes:
             is_attribute(workspace(request), name)  # not a sensitive one
@@ -93,7 +106,7 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
     return values, fields
 
 
-def _combined(request: Request, principal: Principal, view: View, values: dict[str, str],
+def _combined(request: Request, principal: Principal, view: View, values: dict[str, Any],
               fields: dict[str, str], q: str | None, after: str | None,
               segment: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """A page of customers whose snapshot values match ``values`` and whose fields match
@@ -147,10 +160,10 @@ def customers(request: Request) -> HTMLResponse:
                                    where=where, segment=segment)
     labels = {"tier": view.tier_label, "lifecycle": View.stage_label,
               "rfm_segment": view.rfm_label} if view else {}
-    shown = {c: (labels[c](v, lang) if c in labels else i18n.table(lang).get(f"risk_{v}", v))
-             for c, v in filters.items()}
+    shown = {c: (labels[c](v, lang) if c in labels else str(v) if c in SCORE_FILTERS
+                 else i18n.table(lang).get(f"risk_{v}", v)) for c, v in filters.items()}
     shown.update(fields)
-    base = "&".join(f"{c}={quote(v)}" for c, v in (*filters.items(), *fields.items()))
+    base = "&".join(f"{c}={quote(str(v))}" for c, v in (*filters.items(), *fields.items()))
     return render(request, principal, "customers.html", "customers", items=items,
                   next_after=next_after, q=q or "", filters=shown, matched=matched,
                   filter_query=base, search_pii=len(searched_by(principal)) > 1)

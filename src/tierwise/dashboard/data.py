@@ -206,7 +206,7 @@ class View:
                     for r in found.to_pylist()]
         return self._once(f"monthly:{months}", make)  # type: ignore[no-any-return]
 
-    def matching(self, filters: dict[str, str], after: str | None, limit: int) -> tuple[
+    def matching(self, filters: dict[str, Any], after: str | None, limit: int) -> tuple[
             list[str], int]:
         """Customer ids (in id order, after ``after``, at most ``limit``) whose values in
         this snapshot equal ``filters`` (column -> value), and how many match in all."""

@@ -95,8 +95,9 @@ def rfm(request: Request, page: ValuePage) -> HTMLResponse:
         "rfm-tree": charts.treemap(w["rfm_treemap"], [(view.rfm_label(s["segment"], lang),
                                                        s["customers"]) for s in segments]),
     }
+    cells = [customers_url({"rfm_r": c["r"], "rfm_f": c["f"]}) for c in grid]
     return render(request, principal, "rfm.html", "rfm", view=view, segments=segments,
-                  figures=figures, label=lambda s: view.rfm_label(s, lang))
+                  figures=figures, label=lambda s: view.rfm_label(s, lang), cells=cells)
 
 
 def _snapshot_pair(request: Request, view: View) -> tuple[list[dict[str, Any]], int | None,

@@ -260,6 +260,8 @@ _WORDS: dict[str, tuple[str, str]] = {
                      "or first order) and how far they have gone since; each step is within the "
                      "one before."),
     "nav_funnel": ("漏斗", "Funnel"),
+    "rfm_r": ("R 分", "R score"),
+    "rfm_f": ("F 分", "F score"),
     "step": ("步骤", "Step"),
     "step_leads": ("线索", "Leads"),
     "step_qualified": ("合格线索", "Qualified"),
