@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -922,6 +923,27 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
             checked += 1
     assert checked >= 20
     for wrong in ("rfm_r=0", "rfm_r=x", "rfm_f=11"):
+        assert client.get(f"/customers?{wrong}").status_code == 400, wrong
+    # every flow of the migration Sankeys: the customers who moved that way
+    flows = 0
+    for path, chart in (("/tiers", "migration"), ("/lifecycle", "flows")):
+        html = client.get(path, params={"lang": "en"}).text
+        links = json.loads(re.search(rf'<script type="application/json" id="links-{chart}">'
+                                     r"(.*?)</script>", html, re.S).group(1))
+        edges = _chart_options(html)[f"opt-{chart}"]["series"][0]["links"]
+        assert len(links) == len(edges)
+        for link, edge in list(zip(links, edges, strict=True))[:8]:
+            if link is None:  # a customer who came or left: no value on one side
+                continue
+            assert "since=" in link and "was_" in link
+            time.sleep(0.06)  # under the per-user rate limit (20 requests a second)
+            listed = client.get(link + "&lang=en").text
+            matched = re.search(r"· ([\d,]+) Customers", listed)
+            assert matched, (link, listed[:400])
+            assert int(matched.group(1).replace(",", "")) == edge["value"], (chart, link)
+            flows += 1
+    assert flows >= 4
+    for wrong in ("was_tier=A", "since=1", "since=999&was_tier=A", "since=1&was_tier=Z"):
         assert client.get(f"/customers?{wrong}").status_code == 400, wrong
 
 

@@ -49,6 +49,7 @@ function drawCharts() {
     const links = el.dataset.links ? readJson(el.dataset.links) : null;
     if (links) {
       chart.on("click", (params) => {
+        if (params.dataType === "node") return; // a Sankey's links are its flows
         const target = links[params.dataIndex];
         if (target) window.location.href = target;
       });

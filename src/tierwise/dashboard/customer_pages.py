@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import pyarrow as pa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from tierwise.actions import playbooks
 from tierwise.dashboard.data import View, value_history
 from tierwise.dashboard.page import (
+    int_param,
     language_of,
     render,
     view_of,
@@ -57,8 +59,11 @@ TIMELINE_ITEMS = 200
 # -- customers -----------------------------------------------------------------------------
 
 
-#: Query parameters of the customers page besides the filters.
-PAGE_PARAMS = ("q", "after", "lang")
+#: Query parameters of the customers page besides the filters: ``since`` (a snapshot) with
+#: ``was_tier`` / ``was_lifecycle`` keeps the customers who had that value then (the
+#: migration Sankeys' flows link here).
+PAGE_PARAMS = ("q", "after", "lang", "since", "was_tier", "was_lifecycle")
+EARLIER = {"was_tier": "tier", "was_lifecycle": "lifecycle"}
 #: Ids looked at per step when value filters and customer fields are combined.
 STEP = 2_000
 
@@ -106,16 +111,44 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
     return values, fields
 
 
+def _earlier(request: Request, lang: str) -> tuple[pa.Array | None, dict[str, str]]:
+    """The customers who had the ``was_*`` values in snapshot ``since`` (None: no such
+    filter), and those filters as shown."""
+    params = request.query_params
+    asked = {EARLIER[k]: v for k in EARLIER if (v := params.get(k))}
+    if not asked and not params.get("since"):
+        return None, {}
+    since = int_param(params.get("since"))
+    old = view_of(request, since) if since is not None else None
+    if not asked or old is None or old.snapshot.snapshot_id != since:
+        raise Problem(400, say("since=<snapshot id> and was_tier or was_lifecycle go together: "
+                               "the customers who had that value in that snapshot; "
+                               f"since={params.get('since')!r} is no snapshot"
+                               if asked else "since needs was_tier or was_lifecycle",
+                               "since=<快照编号> 需与 was_tier 或 was_lifecycle 同用（当时取该值的"
+                               f"客户）；since={params.get('since')!r} 不是已有的快照"))
+    words = vocabulary(workspace(request), lang)
+    try:
+        codes = {c: words.column_code(c, v) for c, v in asked.items()}
+    except TierwiseError as exc:
+        raise Problem(400, str(exc)) from None
+    ids, _ = old.matching(codes, None, old.table.num_rows)
+    shown = {f"was_{c}": f"{(old.tier_label if c == 'tier' else View.stage_label)(v, lang)} "
+                         f"(#{since})" for c, v in codes.items()}
+    return pa.array(ids, pa.string()), shown
+
+
 def _combined(request: Request, principal: Principal, view: View, values: dict[str, Any],
               fields: dict[str, str], q: str | None, after: str | None,
-              segment: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+              segment: str | None = None, within: pa.Array | None = None
+              ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of customers whose snapshot values match ``values`` and whose fields match
     ``fields`` (and ``q``): the value matches in id order, a step at a time, narrowed in the
     control store, until the page is full."""
     ws, cursor = workspace(request), after
     found: list[dict[str, Any]] = []
     while len(found) <= PAGE:
-        ids, _ = view.matching(values, cursor, STEP)
+        ids, _ = view.matching(values, cursor, STEP, within)
         if not ids:
             break
         rows, _ = search(ws, principal, q=q, ids=ids, limit=STEP, where=fields,
@@ -138,7 +171,8 @@ def customers(request: Request) -> HTMLResponse:
     segment = fields.get("segment")
     where = {k: v for k, v in fields.items() if k != "segment"}
     matched = None
-    if filters:
+    within, earlier = _earlier(request, lang)
+    if filters or within is not None:
         if not principal.can("values:read"):
             raise Problem(403, say(f"role {principal.role} may not read values",
                                    f"角色 {principal.role} 不能读取客户价值数据"))
@@ -150,9 +184,9 @@ def customers(request: Request) -> HTMLResponse:
                                    "），再按等级、生命周期、RFM 分群或流失风险筛选"))
         if fields or q:
             items, next_after = _combined(request, principal, view, filters, where, q, after,
-                                          segment)
+                                          segment, within)
         else:
-            page_ids, matched = view.matching(filters, after, PAGE + 1)
+            page_ids, matched = view.matching(filters, after, PAGE + 1, within)
             items, _ = search(workspace(request), principal, ids=page_ids[:PAGE], limit=PAGE)
             next_after = page_ids[PAGE - 1] if len(page_ids) > PAGE else None
     else:
@@ -163,7 +197,10 @@ def customers(request: Request) -> HTMLResponse:
     shown = {c: (labels[c](v, lang) if c in labels else str(v) if c in SCORE_FILTERS
                  else i18n.table(lang).get(f"risk_{v}", v)) for c, v in filters.items()}
     shown.update(fields)
-    base = "&".join(f"{c}={quote(str(v))}" for c, v in (*filters.items(), *fields.items()))
+    shown.update(earlier)
+    kept = {**filters, **fields, **{k: v for k in (*EARLIER, "since")
+                                    if (v := request.query_params.get(k))}}
+    base = "&".join(f"{c}={quote(str(v))}" for c, v in kept.items())
     return render(request, principal, "customers.html", "customers", items=items,
                   next_after=next_after, q=q or "", filters=shown, matched=matched,
                   filter_query=base, search_pii=len(searched_by(principal)) > 1)

@@ -206,12 +206,13 @@ class View:
                     for r in found.to_pylist()]
         return self._once(f"monthly:{months}", make)  # type: ignore[no-any-return]
 
-    def matching(self, filters: dict[str, Any], after: str | None, limit: int) -> tuple[
-            list[str], int]:
+    def matching(self, filters: dict[str, Any], after: str | None, limit: int,
+                 within: pa.Array | None = None) -> tuple[list[str], int]:
         """Customer ids (in id order, after ``after``, at most ``limit``) whose values in
-        this snapshot equal ``filters`` (column -> value), and how many match in all."""
+        this snapshot equal ``filters`` (column -> value) — and who are among ``within``
+        when given — and how many match in all."""
         t = self.table
-        mask = None
+        mask = None if within is None else pc.is_in(t.column("customer_id"), within)
         for column, value in filters.items():
             hit = pc.fill_null(pc.equal(t.column(column), value), False)
             mask = hit if mask is None else pc.and_(mask, hit)

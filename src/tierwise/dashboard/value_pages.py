@@ -114,6 +114,17 @@ def _snapshot_pair(request: Request, view: View) -> tuple[list[dict[str, Any]], 
 
 
 
+def _flow_links(flows: list[dict[str, Any]], column: str, before: int, to_latest: bool
+                ) -> list[str | None]:
+    """Per flow of a migration Sankey, the customers who moved that way: those with the
+    value now (the latest snapshot) who had the other one in snapshot ``before``; none
+    when the flow ends in an older snapshot, or a side has no value (came or left)."""
+    if not to_latest:
+        return [None] * len(flows)
+    return [customers_url({column: m["to"], f"was_{column}": m["from"], "since": before})
+            for m in flows]
+
+
 @router.get("/tiers", response_class=HTMLResponse)
 @value_page("tiers")
 def tiers(request: Request, page: ValuePage) -> HTMLResponse:
@@ -130,19 +141,22 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
         "pareto": charts.curve(w["pareto"], view.pareto(), w["top_customers_share"],
                                w["revenue_share"]),
     }
+    flow_links: list[str | None] = []
     if before is not None and after is not None and before != after:
         old, new = view_of(request, before), view_of(request, after)
         if old is not None and new is not None:
-            flows = new.moves_from(old, "tier")
+            flows = [m for m in new.moves_from(old, "tier") if m["customers"]]
             figures["migration"] = charts.sankey(
                 w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
-                                 for m in flows if m["customers"]],
-                f"#{before}", f"#{after}")
+                                 for m in flows], f"#{before}", f"#{after}")
+            flow_links = _flow_links(flows, "tier", before,
+                                     after == view.snapshot.snapshot_id)
     spec = json.dumps(view.settings.tiers.model_dump(mode="json"), ensure_ascii=False, indent=2)
     happy = {g["value"]: g for g in view.satisfaction("tier")["groups"]}
     return render(request, principal, "tiers.html", "tiers", view=view, rows=rows, happy=happy,
                   figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
                   links=[customers_url({"tier": r["value"]}) for r in rows],
+                  flow_links=flow_links,
                   can_write=principal.can("values:write"), metrics=TIER_METRICS,
                   label=lambda t: view.tier_label(t, lang))
 
@@ -156,17 +170,19 @@ def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
     figures = {"funnel": charts.funnel(w["stage_funnel"], [
         (view.stage_label(s, lang), rows[s]["customers"]) for s in order])}
     snapshots, before, after = _snapshot_pair(request, view)
+    flow_links: list[str | None] = []
     if before is not None:
         old = view_of(request, before)
         if old is not None:
-            flows = view.moves_from(old, "lifecycle")
+            flows = [m for m in view.moves_from(old, "lifecycle") if m["customers"]]
             figures["flows"] = charts.sankey(
                 w["stage_flows"], [(view.stage_label(m["from"], lang),
                                     view.stage_label(m["to"], lang), m["customers"])
-                                   for m in flows if m["customers"]],
-                f"#{before}", f"#{after}")
+                                   for m in flows], f"#{before}", f"#{after}")
+            flow_links = _flow_links(flows, "lifecycle", before, True)
     happy = {g["value"]: g for g in view.satisfaction("lifecycle")["groups"]}
     return render(request, principal, "lifecycle.html", "lifecycle", view=view, happy=happy,
+                  flow_links=flow_links,
                   rows=[rows[s] for s in order], figures=figures,
                   links=[customers_url({"lifecycle": s}) for s in order],
                   label=lambda s: view.stage_label(s, lang))

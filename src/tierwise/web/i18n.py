@@ -261,6 +261,8 @@ _WORDS: dict[str, tuple[str, str]] = {
                      "one before."),
     "nav_funnel": ("漏斗", "Funnel"),
     "rfm_r": ("R 分", "R score"),
+    "was_tier": ("当时等级", "Tier then"),
+    "was_lifecycle": ("当时阶段", "Stage then"),
     "rfm_f": ("F 分", "F score"),
     "step": ("步骤", "Step"),
     "step_leads": ("线索", "Leads"),
