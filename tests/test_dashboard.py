@@ -1049,3 +1049,21 @@ def test_a_breakdown_by_segment_has_each_segments_members(demo: tierwise.Workspa
     api = client.get("/v1/values/breakdown", params={"by": "segment"}).json()
     assert {g["value"]: g["customers"] for g in api["groups"]} == {
         k: g["customers"] for k, g in groups.items()}
+
+
+def test_a_template_segment_is_described_in_the_page_language(
+        demo: tierwise.Workspace) -> None:
+    """A segment saved from a template (with its Chinese description, in a zh-CN
+    workspace) reads in English on an English page; a description someone wrote stays."""
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.templates import DESCRIPTIONS
+
+    client = _client(demo)
+    key = "new_customers"
+    assert defs.applied(demo)[key].definition.description == DESCRIPTIONS[key]["zh-CN"]
+    for lang in ("zh-CN", "en"):
+        page = client.get(f"/segments/{key}", params={"lang": lang}).text
+        assert f"<p>{DESCRIPTIONS[key][lang]}</p>" in page, lang
+    defs.save(demo, defs.SegmentDefinition(key="own_words", rule="COUNT(orders) >= 3",
+                                           description="我们自己的说明"))
+    assert "<p>我们自己的说明</p>" in client.get("/segments/own_words?lang=en").text

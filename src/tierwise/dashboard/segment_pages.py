@@ -16,6 +16,7 @@ from tierwise.definitions.roles import Principal
 from tierwise.errors import say
 from tierwise.insights import satisfaction
 from tierwise.segments import catalog as defs
+from tierwise.segments.templates import described
 from tierwise.services.customers import search
 from tierwise.store import memberships, sizes
 from tierwise.store.control import utcnow
@@ -108,7 +109,8 @@ def segment(key: str, request: Request) -> HTMLResponse:
         runs = memberships.runs(conn, key, 20)
     d = found.definition
     shown = d.model_copy(update={"rule": rule_as_shown(principal, d.canonical().get("rule"),
-                                                       ws.personal_data)})
+                                                       ws.personal_data),
+                                 "description": described(d, lang)})
     happy, figures = None, {}
     if principal.can("values:read"):  # the members' satisfaction, now and by month
         now = utcnow()

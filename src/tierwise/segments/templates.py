@@ -76,6 +76,15 @@ TEMPLATES: dict[str, SegmentDefinition] = {t.key: t for t, _ in _ALL}
 DESCRIPTIONS: dict[str, dict[str, str]] = {t.key: texts for t, texts in _ALL}
 
 
+def described(definition: SegmentDefinition, lang: str) -> str:
+    """A segment's description in ``lang`` when it is a template's own text (in either
+    language, as saved); a description the user wrote stays as written."""
+    texts = DESCRIPTIONS.get(definition.key, {})
+    if definition.description and definition.description in texts.values():
+        return texts.get(lang, definition.description)
+    return definition.description
+
+
 def template(key: str, lang: str) -> SegmentDefinition:
     """The template ``key`` with its description in ``lang``."""
     if key not in TEMPLATES:
