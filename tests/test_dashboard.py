@@ -945,6 +945,29 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
     assert flows >= 4
     for wrong in ("was_tier=A", "since=1", "since=999&was_tier=A", "since=1&was_tier=Z"):
         assert client.get(f"/customers?{wrong}").status_code == 400, wrong
+    # the monthly trend's bars: the month's buyers; the Pareto curve's points: the top N
+    html = client.get("/", params={"lang": "en"}).text
+    links = json.loads(re.search(r'<script type="application/json" id="links-trend">'
+                                 r"(.*?)</script>", html, re.S).group(1))
+    months = VIEWS.get(demo).monthly()
+    assert len(links) == len(months)
+    for link, month in list(zip(links, months, strict=True))[-3:]:
+        time.sleep(0.06)
+        listed = client.get(link + "&lang=en").text
+        assert int(re.search(r"· ([\d,]+) Customers", listed).group(1).replace(",", "")) \
+            == month["buyers"], link
+    html = client.get("/tiers", params={"lang": "en"}).text
+    links = json.loads(re.search(r'<script type="application/json" id="links-pareto">'
+                                 r"(.*?)</script>", html, re.S).group(1))
+    assert links[0] is None and links[-1] == f"/customers?top={VIEWS.get(demo).table.num_rows}"
+    tenth = links[10]
+    n = int(tenth.split("=")[1])
+    listed = client.get(tenth + "&lang=en").text
+    assert int(re.search(r"· ([\d,]+) Customers", listed).group(1).replace(",", "")) == n
+    best = max(VIEWS.get(demo).table.to_pylist(), key=lambda r: (r["revenue_total"] or 0))
+    assert f'/customers/{best["customer_id"]}"' in client.get("/customers?top=1").text
+    for wrong in ("bought=2026-13", "bought=x", "top=0", "top=99999999"):
+        assert client.get(f"/customers?{wrong}").status_code == 400, wrong
 
 
 def test_a_breakdown_over_a_period_shows_what_each_group_bought(

@@ -136,7 +136,7 @@ def curve(title: str, points: list[tuple[float, float]], x_name: str, y_name: st
     option["yAxis"] = {"type": "value", "min": 0, "max": 100,
                        "axisLabel": {"formatter": "{value}%"}}
     option["series"] = [
-        {"type": "line", "name": y_name, "showSymbol": False, "areaStyle": {"opacity": 0.15},
+        {"type": "line", "name": y_name, "symbolSize": 4, "areaStyle": {"opacity": 0.15},
          "data": [[round(100 * x, 2), round(100 * y, 2)] for x, y in points]},
         {"type": "line", "name": "—", "showSymbol": False, "silent": True,
          "lineStyle": {"type": "dashed", "color": "#868e96"}, "data": [[0, 0], [100, 100]]}]

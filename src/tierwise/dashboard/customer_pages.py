@@ -3,10 +3,12 @@ timeline."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
@@ -61,8 +63,10 @@ TIMELINE_ITEMS = 200
 
 #: Query parameters of the customers page besides the filters: ``since`` (a snapshot) with
 #: ``was_tier`` / ``was_lifecycle`` keeps the customers who had that value then (the
-#: migration Sankeys' flows link here).
-PAGE_PARAMS = ("q", "after", "lang", "since", "was_tier", "was_lifecycle")
+#: migration Sankeys' flows link here); ``bought=2026-07`` those with a paid order in that
+#: month (the monthly trend's bars); ``top=N`` the N with the most revenue (the Pareto
+#: curve's points).
+PAGE_PARAMS = ("q", "after", "lang", "since", "was_tier", "was_lifecycle", "bought", "top")
 EARLIER = {"was_tier": "tier", "was_lifecycle": "lifecycle"}
 #: Ids looked at per step when value filters and customer fields are combined.
 STEP = 2_000
@@ -109,6 +113,41 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
     return values, fields
+
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def _within(request: Request, lang: str, view: View | None
+            ) -> tuple[pa.Array | None, dict[str, str]]:
+    """The customers the ``was_*``/``since``, ``bought`` and ``top`` parameters keep (None:
+    none of them given), and those filters as shown."""
+    params = request.query_params
+    found, shown = _earlier(request, lang)
+    parts = [found] if found is not None else []
+    if params.get("bought") or params.get("top"):
+        if view is None:
+            raise Problem(409, say("no computed values yet: run `tierwise compute` first",
+                                   "还没有计算结果：请先运行 `tierwise compute`"))
+        if bought := params.get("bought"):
+            if not _MONTH.match(bought):
+                raise Problem(400, say(f"bought={bought[:20]!r}: expected a month, e.g. 2026-07",
+                                       f"bought={bought[:20]!r}：应为月份，例如 2026-07"))
+            parts.append(view.buyers_in_month(bought))
+            shown["bought"] = bought
+        if top := params.get("top"):
+            if not top.isdigit() or not 1 <= int(top) <= view.table.num_rows:
+                raise Problem(400, say(f"top={top[:20]!r}: expected 1 to "
+                                       f"{view.table.num_rows} customers",
+                                       f"top={top[:20]!r}：应为 1 到 {view.table.num_rows}"))
+            parts.append(view.top_by_revenue(int(top)))
+            shown["top"] = f"{int(top):,}"
+    if not parts:
+        return None, shown
+    chosen = parts[0]
+    for more in parts[1:]:
+        chosen = chosen.filter(pc.is_in(chosen, more))
+    return chosen, shown
 
 
 def _earlier(request: Request, lang: str) -> tuple[pa.Array | None, dict[str, str]]:
@@ -171,7 +210,7 @@ def customers(request: Request) -> HTMLResponse:
     segment = fields.get("segment")
     where = {k: v for k, v in fields.items() if k != "segment"}
     matched = None
-    within, earlier = _earlier(request, lang)
+    within, earlier = _within(request, lang, view)
     if filters or within is not None:
         if not principal.can("values:read"):
             raise Problem(403, say(f"role {principal.role} may not read values",
@@ -198,7 +237,7 @@ def customers(request: Request) -> HTMLResponse:
                  else i18n.table(lang).get(f"risk_{v}", v)) for c, v in filters.items()}
     shown.update(fields)
     shown.update(earlier)
-    kept = {**filters, **fields, **{k: v for k in (*EARLIER, "since")
+    kept = {**filters, **fields, **{k: v for k in (*EARLIER, "since", "bought", "top")
                                     if (v := request.query_params.get(k))}}
     base = "&".join(f"{c}={quote(str(v))}" for c, v in kept.items())
     return render(request, principal, "customers.html", "customers", items=items,

@@ -47,6 +47,12 @@ GROUP BY 1 ORDER BY 1
 """
 
 
+BUYERS_SQL = """
+SELECT DISTINCT customer_id FROM orders
+WHERE status = 'paid' AND ordered_at >= :start AND ordered_at < :end AND ordered_at <= :as_of
+"""
+
+
 @dataclass
 class View:
     """One snapshot and its settings, with aggregates computed on first use."""
@@ -142,7 +148,8 @@ class View:
         return self._once("rfm_segments", make)  # type: ignore[no-any-return]
 
     def pareto(self) -> list[tuple[float, float]]:
-        """(share of customers, share of revenue) with customers sorted best first."""
+        """(share of customers, share of revenue) with customers sorted best first; the
+        point at share x holds the first ``round(x × customers)`` of them."""
         def make() -> list[tuple[float, float]]:
             revenue = np.sort(np.nan_to_num(column_floats(self.table, "revenue_total")))[::-1]
             total = revenue.sum()
@@ -205,6 +212,30 @@ class View:
                      "orders": int(r["orders"]), "buyers": int(r["buyers"])}
                     for r in found.to_pylist()]
         return self._once(f"monthly:{months}", make)  # type: ignore[no-any-return]
+
+    def buyers_in_month(self, month: str) -> pa.Array:
+        """The customers with a paid order in a calendar month (``2026-07``, the workspace's
+        zone) up to the snapshot's instant: the buyers of ``monthly``'s month."""
+        from datetime import datetime
+
+        from tierwise.compile.dialects import render
+
+        year, number = (int(part) for part in month.split("-"))
+        zone = self.ws.config.zone
+        start = datetime(year, number, 1, tzinfo=zone)
+        end = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+        with self.ws.engine.session({"orders": self.ws.facts.scan("orders")}) as session:
+            found = session.query(render(BUYERS_SQL, self.ws.engine.name), {
+                "start": start, "end": end, "as_of": self.as_of})
+        return found.column("customer_id").combine_chunks()
+
+    def top_by_revenue(self, n: int) -> pa.Array:
+        """The ``n`` customers with the most revenue to date (ties by id): the first ``n``
+        of the Pareto curve."""
+        t = pa.table({"customer_id": self.table.column("customer_id"),
+                      "revenue": pc.fill_null(self.table.column("revenue_total"), 0.0)})
+        order = pc.sort_indices(t, [("revenue", "descending"), ("customer_id", "ascending")])
+        return t.take(order.slice(0, n)).column("customer_id").combine_chunks()
 
     def matching(self, filters: dict[str, Any], after: str | None, limit: int,
                  within: pa.Array | None = None) -> tuple[list[str], int]:

@@ -75,6 +75,7 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
         "risk": [customers_url({"churn_risk": r["value"]}) for r in risk],
         "stages": [customers_url({"lifecycle": s}) for s in view.stage_order()],
         "nps": [customers_url({"tier": g["value"]}) for g in groups],
+        "trend": [customers_url({"bought": m["month"]}) for m in monthly],
     }
     return render(request, principal, "overview.html", "overview", view=view,
                   kpis=view.kpis(), figures=figures, happy=happy, links=links)
@@ -156,7 +157,9 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
     return render(request, principal, "tiers.html", "tiers", view=view, rows=rows, happy=happy,
                   figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
                   links=[customers_url({"tier": r["value"]}) for r in rows],
-                  flow_links=flow_links,
+                  flow_links=flow_links, pareto_links=[
+                      customers_url({"top": n}) if (n := round(x * view.table.num_rows))
+                      else None for x, _ in view.pareto()],
                   can_write=principal.can("values:write"), metrics=TIER_METRICS,
                   label=lambda t: view.tier_label(t, lang))
 

@@ -262,6 +262,8 @@ _WORDS: dict[str, tuple[str, str]] = {
     "nav_funnel": ("漏斗", "Funnel"),
     "rfm_r": ("R 分", "R score"),
     "was_tier": ("当时等级", "Tier then"),
+    "bought": ("下单月份", "Bought in"),
+    "top": ("销售额最高的前几位", "Top by revenue"),
     "was_lifecycle": ("当时阶段", "Stage then"),
     "rfm_f": ("F 分", "F score"),
     "step": ("步骤", "Step"),
