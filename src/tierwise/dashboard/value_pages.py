@@ -206,5 +206,6 @@ def clv(request: Request, page: ValuePage) -> HTMLResponse:
                                 [(w["customers"], [h["customers"] for h in histogram])]),
     }
     return render(request, principal, "clv.html", "clv", view=view, by_tier=by_tier,
+                  tier_links=[customers_url({"tier": r["tier"]}) for r in by_tier],
                   at_risk=view.at_risk(lang), kpis=view.kpis(), figures=figures,
                   label=lambda t: view.tier_label(t, lang))
