@@ -12,6 +12,7 @@ import io
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SCREENS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screens"
+#: The served workspace's folder (set by the ``server`` fixture).
+SERVED: dict[str, Path] = {}
 BUNDLE = Path(tierwise.__file__).parent / "dashboard" / "static" / "build" / "app.js"
 USER, PASSWORD = "analyst", "dashboard-pass-1"
 PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/segments", "/customers", "/clv", "/actions",
@@ -58,9 +61,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(reason)
     SCREENS.mkdir(parents=True, exist_ok=True)
     root = tmp_path_factory.mktemp("dash") / "ws"
+    SERVED["root"] = root
     ws = tierwise.init(root)
     load_generated(ws, DemoSpec(customers=600, seed=11, locale="zh-CN"))
     showcase(ws)
+    from tierwise.actions.channels import Channels
+    from tierwise.actions.dispatch import dispatch_due
+
+    while dispatch_due(ws, Channels(ws)):  # the showcase's tasks, on the worklist now
+        pass
     with ws.control.write() as conn:
         accounts.add_user(conn, USER, PASSWORD, "admin")
     ws.close()
@@ -315,3 +324,81 @@ def test_tier_rule_form_previews_before_saving(page: Any) -> None:
     expect(first.locator("td").nth(2)).to_have_text("60")  # 10 % of 600 customers in A
     expect(page.locator("#tier-save-button")).to_be_enabled()
     page.screenshot(path=str(SCREENS / "tier-plan.png"), full_page=True)
+
+
+def test_the_worklist_flow_and_the_satisfaction_figures(page: Any) -> None:
+    """In the browser: a task is started, snoozed a day and completed from the worklist
+    (each shown after the page reloads); the overview's NPS and CSAT tiles are the figures
+    computed directly from the feedback; the tier page's NPS per tier too."""
+    from tierwise.insights.satisfaction import satisfaction
+
+    ws = tierwise.Workspace.open(SERVED["root"])
+    try:
+        from tierwise.dashboard.data import Views
+
+        view = Views().get(ws)
+        whole, by_tier = satisfaction(ws, view.as_of), satisfaction(ws, view.as_of, "tier")
+    finally:
+        ws.close()
+    page.goto("/?lang=en")
+    tiles = dict(zip(page.locator(".kpi-label").all_inner_texts(),
+                     page.locator(".kpi-value").all_inner_texts(), strict=True))
+    assert tiles[f"NPS ({whole['respondents']:,})"] == f"{whole['nps']:+.1f}"
+    assert tiles[f"CSAT ({whole['rated']:,})"].startswith(f"{whole['csat']:.2f}")
+    page.goto("/tiers?lang=en")
+    shown = sorted(t for t in page.locator("td[data-kpi=nps]").all_inner_texts() if t != "—")
+    assert shown == sorted(f"{g['nps']:+.1f}" for g in by_tier["groups"]
+                           if g["nps"] is not None)
+    def task_now(task_id: str) -> dict[str, Any]:
+        for status in ("active", "done"):
+            listed = page.request.get(f"/v1/tasks?status={status}&limit=5000").json()
+            found = next((t for t in listed if str(t["task_id"]) == task_id), None)
+            if found:
+                return found
+        raise AssertionError(f"task {task_id} is gone")
+
+    def eventually(test: Any) -> None:
+        for _ in range(100):
+            if test():
+                return
+            time.sleep(0.1)
+        raise AssertionError("the page's action did not take")
+
+    page.goto("/actions?lang=en#tasks")
+    start = page.locator("button[data-post$='/start']")
+    assert start.count() > 0, "the showcase's tasks are on the worklist"
+    task = start.first.get_attribute("data-post").split("/")[3]
+    due = task_now(task)["due_at"]
+    start.first.click()  # start: in progress
+    eventually(lambda: task_now(task)["status"] == "in_progress")
+    page.goto("/actions?lang=en#tasks")
+    page.locator(f"button[data-post='/v1/tasks/{task}/snooze']").click()  # a day later
+    eventually(lambda: task_now(task)["due_at"] != due)
+    page.goto("/actions?lang=en#tasks")
+    complete = page.locator(f"button[data-post='/v1/tasks/{task}/complete']")
+    if complete.count() == 0:  # snoozed down the worklist: find it on its owner's list
+        owner = task_now(task)["owner"]
+        page.goto(f"/actions?lang=en&owner={owner}#tasks" if owner else "/actions?lang=en")
+    complete.click()
+    eventually(lambda: task_now(task)["status"] == "done")
+    assert page.problems == []
+
+
+def test_the_review_report_downloads_with_every_section(page: Any, tmp_path: Path) -> None:
+    """From the Review page, in both languages: the PDF download has the KPI, satisfaction,
+    migration and movers sections as text, with no replacement glyph."""
+    from pypdf import PdfReader
+
+    for lang, words in (("zh-CN", ("客户群指标", "满意度", "等级迁移", "收入增加最多的客户")),
+                        ("en", ("Segment KPIs", "Satisfaction", "Tier migration",
+                                "Biggest increases in revenue"))):
+        page.goto(f"/review?period=2026Q3&lang={lang}")
+        with page.expect_download() as caught:
+            page.locator("a[href^='/review/report.pdf']").click()
+        target = tmp_path / f"review-{lang}.pdf"
+        caught.value.save_as(target)
+        text = "".join(p.extract_text() for p in PdfReader(target).pages).replace("\n", "")
+        for word in words:
+            assert word in text, (lang, word)
+        assert "\ufffd" not in text
+    assert page.problems == []
