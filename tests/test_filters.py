@@ -158,4 +158,13 @@ def test_customers_are_grouped_and_filtered_by_an_attribute(tmp_path: Path,
         "gold": 2, "silver": 1, None: 1}
     assert client.get("/v1/values/breakdown", params={"by": "attributes.nope"}
                       ).status_code == 400
+    # the API takes the same filters
+    listed = client.get("/v1/customers", params={"attributes.plan": "gold"}).json()["items"]
+    assert [c["customer_id"] for c in listed] == ["C0", "C1"]
+    narrowed = client.get("/v1/values/breakdown", params={"by": "tier",
+                                                          "attributes.vip": "true"}).json()
+    assert narrowed["total"]["customers"] == 1
+    for params in ({"attributes.plan": "bronze"}, {"attributes.health": "x"},
+                   {"attributes.a b": "1"}, {"attribute.plan": "gold"}):
+        assert client.get("/v1/customers", params=params).status_code == 400, params
     ws.close()

@@ -18,6 +18,7 @@ from tierwise.security.consent import may_contact, set_preference
 from tierwise.segments.membership import customer_segments
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.services.customers import (
+    attribute_filters,
     check_values,
     customer_profile,
     present_customer,
@@ -30,7 +31,7 @@ from tierwise.store import memberships
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import require, workspace
-from tierwise.web.problems import RESPONSES, Problem
+from tierwise.web.problems import ATTRIBUTE_FILTERS, RESPONSES, Problem
 from tierwise.web.views import LatestValues, json_response
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"], responses=RESPONSES)
@@ -71,7 +72,10 @@ def _values(request: Request) -> LatestValues:
     return cache
 
 
-@router.get("", response_model=CustomerPage, summary="List and search customers")
+@router.get("", response_model=CustomerPage, summary="List and search customers",
+            description="Besides the parameters below, ``attributes.KEY=value`` narrows by one "
+            "key of the customers' attributes (not a sensitive one).",
+            openapi_extra=ATTRIBUTE_FILTERS)
 def list_customers(
     request: Request,
     q: str | None = Query(None, max_length=320, description=(
@@ -94,6 +98,7 @@ def list_customers(
     given = {"province": province, "country": country, "industry": industry,
              "company_size": company_size, "channel": channel, "gender": gender, "tag": tag}
     where = {k: v for k, v in given.items() if v}
+    where.update(attribute_filters(workspace(request), request.query_params.items()))
     if gender:  # an enumerated field: its labels are taken too, others refused
         where["gender"] = vocabulary(workspace(request), spoken()).code("gender", gender)
     if after is None:  # a value nobody has is refused, not an empty list

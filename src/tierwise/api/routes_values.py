@@ -19,12 +19,13 @@ from tierwise.models.tiers import TierSpec
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.services import breakdowns
 from tierwise.services import funnel as funnels
+from tierwise.services.customers import attribute_filters
 from tierwise.services.tiers import tier_plan
 from tierwise.web.auth import require, workspace
 from tierwise.web.fields import Instant
 from tierwise.web.i18n import language
 from tierwise.web.jobs import runner
-from tierwise.web.problems import MAX_ID, RESPONSES, Problem
+from tierwise.web.problems import ATTRIBUTE_FILTERS, MAX_ID, RESPONSES, Problem
 from tierwise.workspace import Workspace
 
 router = APIRouter(prefix="/v1", tags=["values"], responses=RESPONSES)
@@ -72,7 +73,10 @@ def summary(request: Request, snapshot_id: int | None = Query(None, ge=1, le=MAX
 
 
 @router.get("/values/breakdown", summary="Customers side by side by a dimension: the overview's "
-            "figures per group, after any filters")
+            "figures per group, after any filters",
+            description="Besides the parameters below, ``attributes.KEY=value`` narrows by one "
+            "key of the customers' attributes (not a sensitive one).",
+            openapi_extra=ATTRIBUTE_FILTERS)
 def breakdown_of(request: Request,
                  by: str = Query("tier", max_length=80, pattern=(
                      r"^(tier|lifecycle|rfm_segment|churn_risk|owner|city|province|country|"
@@ -107,6 +111,7 @@ def breakdown_of(request: Request,
              "channel": channel, "gender": gender, "tag": tag}
     values = {k: v for k, v in given.items() if v and k in breakdowns.VALUE_DIMENSIONS}
     fields = {k: v for k, v in given.items() if v and k in breakdowns.FIELD_DIMENSIONS}
+    fields.update(attribute_filters(ws, request.query_params.items()))
     found = breakdowns.by_dimension(ws, _snapshot(ws, snapshot_id), by, values, fields,
                                     language(request, ws.config.locale), segment, period)
     return jsonable(found)  # type: ignore[no-any-return]

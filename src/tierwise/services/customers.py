@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -132,6 +133,23 @@ def is_attribute(ws: Workspace, name: str) -> bool:
                             "not filtered or grouped by it",
                             zh=f"{name}：属性 {key!r} 属于个人敏感信息，不能按它筛选或分组")
     return True
+
+
+def attribute_filters(ws: Workspace, params: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The ``attributes.KEY=value`` filters among ``params``: a malformed key or a
+    sensitive attribute is an error."""
+    found = {}
+    for name, value in params:
+        if not name.startswith(customer_store.ATTRIBUTE_PREFIX):
+            continue
+        if customer_store.attribute_key(name) is None:
+            raise TierwiseError(f"{name[:80]!r}: an attribute filter is attributes.KEY, the key "
+                                "letters, digits, _ or - (at most 64)",
+                                zh=f"{name[:80]!r}：属性筛选应为 attributes.KEY，"
+                                   "KEY 由字母、数字、_ 或 - 组成（最多 64 个字符）")
+        is_attribute(ws, name)
+        found[name] = value
+    return found
 
 
 #: Values named in a "no such value" error: the closest, then the most common.

@@ -52,13 +52,21 @@ def refuse_unknown_query(request: Request, allowed: Iterable[str], where: str) -
                       unknown=unknown, allowed=takes)
 
 
+#: ``openapi_extra`` of a route that takes filters on customer attributes
+#: (``attributes.plan=gold``): those parameters are known to it.
+ATTRIBUTE_FILTERS = {"x-attribute-filters": True}
+
+
 def known_query(request: Request) -> None:
     """Refuse query parameters the route does not take (``?industry=…`` on a route without
     such a filter) instead of answering as if they were not there."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is not None:
-        refuse_unknown_query(request, _query_names(dependant),
+        extra = [p for p in request.query_params if p.startswith("attributes.")] \
+            if (getattr(route, "openapi_extra", None) or {}).get("x-attribute-filters") \
+            else []
+        refuse_unknown_query(request, (*_query_names(dependant), *extra),
                              getattr(route, "path", "this route"))
 
 
