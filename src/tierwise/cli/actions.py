@@ -216,6 +216,8 @@ def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] 
     if ctx.invoked_subcommand is not None:
         return
     from tierwise.actions import tasks
+    from tierwise.cli import render
+    from tierwise.store.control import as_utc
 
     if status not in (*tasks.STATUSES, "active"):
         raise TierwiseError(f"--status {status!r}: expected one of "
@@ -234,7 +236,8 @@ def tasks_list(ctx: typer.Context, owner: Annotated[str | None, typer.Option()] 
         table.add_row(str(t["task_id"]), ("★ " if t["strategic"] else "") + t["customer_id"],
                       t["owner"] or f"({t['role']})",
                       t["title"], t["priority"],
-                      f"{t['due_at']:%Y-%m-%d %H:%M}" if t["due_at"] else "",
+                      render.shown(as_utc(t["due_at"]), ws.config.zone)
+                      if t["due_at"] else "",
                       t["status"] + (" · overdue" if t["overdue"] else ""))
     out.print(table)
 
