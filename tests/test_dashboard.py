@@ -252,7 +252,9 @@ def test_periods() -> None:
     assert last_full_quarter(datetime(2026, 11, 15, tzinfo=UTC)) == "2026Q3"
     assert last_full_quarter(datetime(2026, 1, 10, tzinfo=UTC)) == "2025Q4"
     for bad in ("2026Q5", "26Q1", "2026-13", "Q3", "2026-07-10..2026-07-01",
-                "2026-02-30..2026-03-01", "2026-01-01..2036-12-31"):
+                "2026-02-30..2026-03-01", "2026-01-01..2036-12-31", "9999", "9999H2",
+                "9999-12", "0001Q1", "1900", "9999-12-31..9999-12-31",
+                "0001-01-01..0001-01-02"):
         with pytest.raises(TierwiseError, match="period"):
             parse_period(bad)
     # any stretch of days, both ends included; the one before is as many days before it

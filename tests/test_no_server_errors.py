@@ -227,3 +227,34 @@ def test_a_chunked_body_over_the_limit_gets_413(served: Served) -> None:
         assert "exceeds" in answer.json()["detail"]
     assert client.post("/v1/segments/check", json={"rule": "COUNT(orders) > 1"}
                        ).status_code == 200
+
+
+def test_edges_of_periods_months_and_ids_are_refused_not_crashes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Periods at the ends of the calendar (9999, 0001-01-01..), months and snapshot ids
+    out of range, on every page and route that takes them: a 400 or 422, never a 500."""
+    import time
+
+    from tests.api_helpers import build
+
+    served = build(tmp_path)
+    client = served.client("admin")
+    urls = []
+    for period in ("9999", "9999H2", "9999-12", "0001Q1", "9999-12-31..9999-12-31",
+                   "0000-01-01..0000-01-02", "x" * 5000):
+        urls += [("/funnel", {"period": period}), ("/review", {"period": period}),
+                 ("/funnel/customers", {"period": period, "step": "leads"}),
+                 ("/breakdown", {"period": period}), ("/review/report.pdf", {"period": period}),
+                 ("/v1/values/funnel", {"period": period, "trend": "4"}),
+                 ("/v1/values/breakdown", {"period": period})]
+    urls += [("/customers", {"bought": "9999-12"}), ("/customers", {"bought": "0000-01"}),
+             ("/customers", {"top": "1" * 30}), ("/customers", {"since": "1" * 30,
+                                                               "was_tier": "A"}),
+             ("/customers", {"rfm_r": "5" * 30}), ("/actions", {"tasks_page": "9" * 30})]
+    for path, params in urls:
+        time.sleep(0.05)  # under the rate limit
+        answer = client.get(path, params=params)
+        if path == "/review":  # the page says what is wrong above its form
+            assert answer.status_code == 200 and 'class="error"' in answer.text, params
+            continue
+        assert answer.status_code in (400, 404, 409, 422), (path, params, answer.status_code)
+    served.ws.close()

@@ -46,7 +46,7 @@ from tierwise.store.customers import attribute_key
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
-from tierwise.web.problems import Problem, refuse_unknown_query
+from tierwise.web.problems import MAX_ID, Problem, refuse_unknown_query
 from tierwise.web.templating import number
 
 router = APIRouter(include_in_schema=False)
@@ -130,7 +130,7 @@ def _within(request: Request, lang: str, view: View | None
             raise Problem(409, say("no computed values yet: run `tierwise compute` first",
                                    "还没有计算结果：请先运行 `tierwise compute`"))
         if bought := params.get("bought"):
-            if not _MONTH.match(bought):
+            if not _MONTH.match(bought) or not 1900 <= int(bought[:4]) <= 2999:
                 raise Problem(400, say(f"bought={bought[:20]!r}: expected a month, e.g. 2026-07",
                                        f"bought={bought[:20]!r}：应为月份，例如 2026-07"))
             parts.append(view.buyers_in_month(bought))
@@ -158,7 +158,7 @@ def _earlier(request: Request, lang: str) -> tuple[pa.Array | None, dict[str, st
     if not asked and not params.get("since"):
         return None, {}
     since = int_param(params.get("since"))
-    old = view_of(request, since) if since is not None else None
+    old = view_of(request, since) if since is not None and 0 < since <= MAX_ID else None
     if not asked or old is None or old.snapshot.snapshot_id != since:
         raise Problem(400, say("since=<snapshot id> and was_tier or was_lifecycle go together: "
                                "the customers who had that value in that snapshot; "

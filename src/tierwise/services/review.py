@@ -99,9 +99,24 @@ def _name(start: datetime, months: int) -> str:
     return f"{start.year}-{start.month:02d}"
 
 
+#: The years a period (and the one before it) may fall in.
+YEARS = (1900, 2999)
+
+
 def parse_period(text: str, zone: str = "UTC") -> Period:
     """``2026Q3`` → 1 July 2026 00:00 to 1 October 2026 00:00 in ``zone``;
-    ``2026-07-01..2026-07-10`` → 1 July 00:00 to 11 July 00:00."""
+    ``2026-07-01..2026-07-10`` → 1 July 00:00 to 11 July 00:00. Periods (and the ones
+    before them) fall within the years ``YEARS``."""
+    found = _parse_period(text, zone)
+    first, last = YEARS
+    if found.start.year - 1 < first or found.end.year > last:
+        raise TierwiseError(f"period {text[:40]!r}: expected a period between {first + 1} "
+                            f"and {last - 1}",
+                            zh=f"期间 {text[:40]!r}：应在 {first + 1} 年到 {last - 1} 年之间")
+    return found
+
+
+def _parse_period(text: str, zone: str) -> Period:
     days = _DAYS.match(text.strip())
     if days:
         return _parse_days(text, days.group(1), days.group(2), ZoneInfo(zone))
@@ -113,6 +128,11 @@ def parse_period(text: str, zone: str = "UTC") -> Period:
                             zh=f"期间 {text!r}：应为年份（2026）、半年（2026H2）、季度（2026Q3）、"
                             "月份（2026-07）或日期范围（2026-07-01..2026-08-15）")
     year = int(found.group(1))
+    if not YEARS[0] < year < YEARS[1]:
+        raise TierwiseError(f"period {text[:40]!r}: expected a year between {YEARS[0] + 1} and "
+                            f"{YEARS[1] - 1}",
+                            zh=f"期间 {text[:40]!r}：年份应在 {YEARS[0] + 1} 到 "
+                               f"{YEARS[1] - 1} 之间")
     quarter, half, month = found.group(2), found.group(3), found.group(4)
     tz = ZoneInfo(zone)
     if quarter:
@@ -138,6 +158,11 @@ def _parse_days(text: str, first: str, last: str, tz: ZoneInfo) -> Period:
     except ValueError as exc:
         raise TierwiseError(f"period {text!r}: {exc}", zh=f"期间 {text!r}：{exc}") from None
     days = (end - start).days + 1
+    if not (YEARS[0] < start.year and end.year < YEARS[1]):
+        raise TierwiseError(f"period {text[:40]!r}: expected days between {YEARS[0] + 1} and "
+                            f"{YEARS[1] - 1}",
+                            zh=f"期间 {text[:40]!r}：日期应在 {YEARS[0] + 1} 年到 "
+                               f"{YEARS[1] - 1} 年之间")
     if not 1 <= days <= MAX_DAYS:
         raise TierwiseError(f"period {text!r}: the last day must be on or after the first, "
                             f"at most {MAX_DAYS} days later",
