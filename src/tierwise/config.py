@@ -24,6 +24,35 @@ LOCALES = ("zh-CN", "en")
 ENGINES = ("duckdb", "spark")
 
 
+ROBOT_PLATFORMS = ("wecom", "dingtalk", "feishu")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+
+
+def _robot_problem(name: str, robot: object) -> tuple[str, str] | None:
+    """What is wrong with one robot setting (English, Chinese), or None."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+        return ("a robot's name is lower-case letters, digits and _",
+                "机器人名称由小写字母、数字和 _ 组成")
+    if not isinstance(robot, dict) or not all(isinstance(v, str) for v in robot.values()):
+        return ("expected a table such as {platform = \"dingtalk\", url_env = \"TW_URL\"}",
+                "应为表，例如 {platform = \"dingtalk\", url_env = \"TW_URL\"}")
+    unknown = sorted(set(robot) - {"platform", "url_env", "secret_env"})
+    if unknown:
+        return (f"unknown key(s) {', '.join(unknown)}; expected platform, url_env, secret_env",
+                f"未知的键 {', '.join(unknown)}；可用：platform、url_env、secret_env")
+    if robot.get("platform") not in ROBOT_PLATFORMS:
+        return (f"platform {robot.get('platform')!r}: expected one of "
+                f"{', '.join(ROBOT_PLATFORMS)}",
+                f"platform {robot.get('platform')!r}：应为 {'、'.join(ROBOT_PLATFORMS)} 之一")
+    for key in ("url_env", "secret_env"):
+        value = robot.get(key)
+        if (key == "url_env" or value is not None) and not _ENV_NAME.match(value or ""):
+            return (f"{key} {value!r}: expected the name of an environment variable "
+                    "(TW_SALES_ROBOT_URL)",
+                    f"{key} {value!r}：应为环境变量名（TW_SALES_ROBOT_URL）")
+    return None
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """What ``tierwise init`` writes. Paths in ``control_store`` may be relative to the workspace.
@@ -76,6 +105,15 @@ class WorkspaceConfig:
     sensitive_attributes: list[str] = field(default_factory=list)
     #: Keys the common names would catch that are not personal data here.
     public_attributes: list[str] = field(default_factory=list)
+    #: Team chat robots ``notify`` actions post to, by name: ``{sales = {platform =
+    #: "dingtalk", url_env = "TW_SALES_ROBOT_URL", secret_env = "TW_SALES_ROBOT_SECRET"}}``
+    #: — platform wecom (企业微信), dingtalk (钉钉) or feishu (飞书); the robot's webhook
+    #: address (which holds its key) and its signing secret are read from those environment
+    #: variables, never written here.
+    robots: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The dashboard's address as people reach it (``https://tierwise.example.com``):
+    #: robot messages link to the customer's 360 page under it.
+    dashboard_url: str = ""
     #: Longest life of an API key in days (``--no-expiry`` lets an admin go beyond).
     api_key_max_days: int = 366
     #: When ``tierwise serve`` recomputes values and re-evaluates every segment: a local
@@ -190,6 +228,17 @@ class WorkspaceConfig:
                                  "expected a list of e-mail addresses",
                                  zh=f"review_subscribers = {self.review_subscribers!r}："
                                  "应为电子邮件地址列表")
+        for name, robot in self.robots.items():
+            problem = _robot_problem(name, robot)
+            if problem is not None:
+                raise WorkspaceError(f"robots.{name}: {problem[0]}",
+                                     zh=f"robots.{name}：{problem[1]}")
+        if self.dashboard_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?",
+                                                   self.dashboard_url):
+            raise WorkspaceError(f"dashboard_url = {self.dashboard_url!r}: expected an address "
+                                 "such as https://tierwise.example.com",
+                                 zh=f"dashboard_url = {self.dashboard_url!r}：应为网址，例如 "
+                                 "https://tierwise.example.com")
         if len(self.currency) != 3 or not self.currency.isalpha():
             raise WorkspaceError(
                 f"currency {self.currency!r} is not a three-letter ISO 4217 code such as CNY",

@@ -13,6 +13,7 @@ from tierwise.definitions.automations import (
     EVENTS,
     MODELS,
     LeadScoring,
+    Notify,
     Playbook,
     Trigger,
     Webhook,
@@ -32,11 +33,19 @@ def _stored(model: _Strict) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def _actions(model: Any) -> list[Any]:
+    return [model.action] if isinstance(model, Trigger) else \
+        [s.action for s in model.steps] if isinstance(model, Playbook) else []
+
+
 def webhook_urls(model: Any) -> list[str]:
     """The webhook URLs a trigger or playbook sends to."""
-    actions = [model.action] if isinstance(model, Trigger) else \
-        [s.action for s in model.steps] if isinstance(model, Playbook) else []
-    return [a.url for a in actions if isinstance(a, Webhook)]
+    return [a.url for a in _actions(model) if isinstance(a, Webhook)]
+
+
+def robot_names(model: Any) -> list[str]:
+    """The team chat robots a trigger or playbook posts to."""
+    return [a.robot for a in _actions(model) if isinstance(a, Notify)]
 
 
 _KIND_ZH = {"trigger": "触发器", "playbook": "行动手册", "lead_scoring": "线索评分"}
@@ -67,7 +76,8 @@ def in_codes(model: Any, words: Vocabulary) -> Any:
 
 
 def save(conn: Connection, kind: str, model: Any, note: str | None = None, *,
-         allowed_targets: Iterable[str], vocabulary: Vocabulary | None) -> int:
+         allowed_targets: Iterable[str], vocabulary: Vocabulary | None,
+         robots: Iterable[str] | None = None) -> int:
     """Store a validated definition as the next version; returns the version. Webhook
     targets of an enabled definition must be allowed (``security.targets``;
     ``allowed_targets`` is the workspace's ``webhook_allowed_targets``). Tiers and stages
@@ -81,6 +91,13 @@ def save(conn: Connection, kind: str, model: Any, note: str | None = None, *,
             targets.check_at_save(url, allowed)
         except targets.TargetRefused as exc:
             raise TierwiseError.about(f"{kind} {model.key}", exc) from None
+    known = sorted(robots or ())
+    for name in robot_names(model) if robots is not None else []:
+        if name not in known:
+            raise TierwiseError(f"{kind} {model.key}: no robot {name!r} in tierwise.toml's "
+                                f"robots; the robots are {', '.join(known) or 'none'}",
+                                zh=f"{_KIND_ZH.get(kind, kind)} {model.key}：tierwise.toml 的 "
+                                   f"robots 中没有 {name!r}；已有：{'、'.join(known) or '无'}")
     return versions.save(conn, kind, model.key, _stored(model), note)
 
 

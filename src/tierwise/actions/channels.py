@@ -1,4 +1,4 @@
-"""How each kind of action is carried out: webhook, e-mail, task, tag.
+"""How each kind of action is carried out: webhook, e-mail, task, tag, team chat (notify).
 
 Every channel gets the outbox row (its idempotency key and payload) and either returns
 (delivered), raises ``Retry`` (try again later) or ``Refused`` (never deliver: no consent,
@@ -32,6 +32,7 @@ import httpx
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
+from tierwise.actions import robots
 from tierwise.config import WorkspaceConfig
 from tierwise.errors import TierwiseError
 from tierwise.security import consent, targets
@@ -57,6 +58,16 @@ class Retry(Exception):
 
 class Refused(Exception):
     """The action must not be delivered (recorded as ``suppressed``)."""
+
+
+class Failed(Exception):
+    """The receiver refused the message itself (a wrong key or signature, a malformed
+    request): trying again cannot help. Recorded as ``dead`` at once, to be replayed once
+    the cause is fixed."""
+
+    def __init__(self, message: str, reply: str | None = None) -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 def webhook_secret(ws: Workspace) -> bytes:
@@ -228,6 +239,59 @@ class Channels:
                 source=row.source, priority=action.get("priority", "normal"),
                 due_at=now + timedelta(hours=due) if due else None, at=now)
 
+    def _notify(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
+        robot = self.ws.config.robots.get(action["robot"])
+        if robot is None:
+            raise Failed(f"no robot {action['robot']!r} in tierwise.toml's robots: add it "
+                         "and replay the delivery")
+        url = os.environ.get(robot["url_env"], "")
+        if not url:
+            raise Retry(f"${robot['url_env']} (robot {action['robot']!r}'s address) is not "
+                        "set: the message waits until it is")
+        secret = os.environ.get(robot["secret_env"], "") if robot.get("secret_env") else ""
+        if robot.get("secret_env") and not secret:
+            raise Retry(f"${robot['secret_env']} (robot {action['robot']!r}'s signing secret) "
+                        "is not set: the message waits until it is")
+        try:
+            targets.check(url, self.ws.config.webhook_allowed_targets)
+        except targets.TargetRefused as exc:
+            raise Failed(f"robot {action['robot']!r}: {exc}") from None
+        except OSError as exc:
+            raise Retry(f"cannot resolve the robot's host: {exc}") from None
+        text = self._robot_text(row, event, action)
+        platform = robots.PLATFORMS[robot["platform"]]
+        address, body = platform.request(url, text, secret, time.time())
+        try:
+            answer = self.http.post(address, json=body,
+                                    headers={"User-Agent": USER_AGENT})
+        except httpx.HTTPError as exc:
+            raise Retry(f"{type(exc).__name__}: {exc}") from None
+        outcome, reason = platform.outcome(answer.status_code, answer.text)
+        if outcome == "retry":
+            raise Retry(reason, reply=answer.text[:200])
+        if outcome == "failed":
+            raise Failed(reason, reply=answer.text[:200])
+
+    def _robot_text(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> str:
+        """The message: the action's template in the workspace's language, else the
+        built-in one — who (masked), why, and the link to their 360 page."""
+        lang = self.ws.config.locale
+        with self.ws.control.read() as conn:
+            customer = customer_store.get(conn, row.customer_id) or {
+                "customer_id": row.customer_id}
+        shown = {k: v for k, v in customer.items() if not k.endswith("_hash")}
+        self.ws.personal_data.mask_customer(shown)
+        base = self.ws.config.dashboard_url.rstrip("/")
+        link = f"{base}/customers/{row.customer_id}" if base else ""
+        reason = robots.reason(event, lang)
+        context = {"customer": shown, "event": event, "segment": event.get("segment"),
+                   "reason": reason, "link": link}
+        template = action.get("text", {}).get(lang) or next(iter(
+            action.get("text", {}).values()), None)
+        if template:
+            return self._render(template, context)
+        return robots.default_text(shown, reason, link, lang)
+
     def _tag(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
         with self.ws.control.write() as conn:
             current = customer_store.tags_of(conn, row.customer_id)
@@ -245,4 +309,4 @@ class Channels:
                                       {"tags": json.dumps(tags, ensure_ascii=False)})
 
 
-__all__ = ["Channels", "Refused", "Retry", "sign", "verify", "webhook_secret"]
+__all__ = ["Channels", "Failed", "Refused", "Retry", "sign", "verify", "webhook_secret"]

@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from tierwise.actions.channels import Channels, Refused, Retry
+from tierwise.actions.channels import Channels, Failed, Refused, Retry
 from tierwise.actions.outbox import EVENT_NAMES
 from tierwise.errors import TierwiseError
 from tierwise.store import outbox as outbox_store
@@ -33,7 +33,7 @@ MAX_DELAY_SECONDS = 6 * 3600.0
 PARALLEL = 8
 STATUSES = ("pending", "delivered", "dead", "held_out", "suppressed", "held")
 #: The kinds of action a delivery carries out (its channel).
-ACTIONS = ("webhook", "email", "task", "tag")
+ACTIONS = ("webhook", "email", "task", "tag", "notify")
 
 
 def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:
@@ -48,6 +48,8 @@ def _attempt(channels: Channels, row: Any) -> tuple[str, str | None, str | None]
         channels.deliver(row)
     except Refused as exc:
         return "suppressed", str(exc), None
+    except Failed as exc:
+        return "dead", str(exc), exc.reply
     except Retry as exc:
         return "retry", str(exc), exc.reply
     except Exception as exc:  # noqa: BLE001 - a bug in one delivery must not stop the rest
@@ -76,6 +78,8 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
                                       "last_reply": reply}
             if outcome in ("delivered", "suppressed"):
                 values.update(status=outcome, delivered_at=finished)
+            elif outcome == "dead":  # refused for good: replay once the cause is fixed
+                values["status"] = "dead"
             else:
                 extra = json.loads(row.payload)
                 if attempts >= int(extra.get("max_attempts", 8)):

@@ -74,7 +74,7 @@ def _put(request: Request, principal: Principal, kind: str, key: str,
     with ws.control.write() as conn:
         version = automations.save(conn, kind, model, body.get("note"),
                                    allowed_targets=ws.config.webhook_allowed_targets,
-                                   vocabulary=words)
+                                   vocabulary=words, robots=ws.config.robots)
     record(request, principal, f"{kind}_save", f"{kind}:{key}", {"version": version})
     return {"key": key, "version": version}
 

@@ -126,7 +126,28 @@ class Tag(_Strict):
     op: Literal["add", "remove"] = "add"
 
 
-Action = Annotated[Webhook | Email | Task | Tag, Field(discriminator="type")]
+class Notify(_Strict):
+    """A message to a team's chat (企业微信, 钉钉 or 飞书 group robot) about a customer: for
+    the people who act, not the customer (no consent needed; personal data masked)."""
+
+    type: Literal["notify"]
+    #: A robot of the workspace's ``robots`` setting.
+    robot: str
+    #: Per language (the workspace locale picks): Jinja2 (sandboxed) with ``customer``
+    #: (masked), ``event``, ``segment``, ``reason`` and ``link`` (the customer 360); empty:
+    #: the built-in message (who, why, the link).
+    text: dict[Literal["zh-CN", "en"], str] = Field(default_factory=dict)
+
+    @field_validator("robot")
+    @classmethod
+    def _robot(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
+            raise Invalid("a robot's name is lower-case letters, digits and _",
+                          zh="机器人名称由小写字母、数字和 _ 组成")
+        return value
+
+
+Action = Annotated[Webhook | Email | Task | Tag | Notify, Field(discriminator="type")]
 
 
 class On(_Strict):
