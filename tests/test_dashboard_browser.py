@@ -402,3 +402,36 @@ def test_the_review_report_downloads_with_every_section(page: Any, tmp_path: Pat
             assert word in text, (lang, word)
         assert "\ufffd" not in text
     assert page.problems == []
+
+
+def test_a_treemap_rectangle_opens_its_segment(page: Any) -> None:
+    """The RFM treemap lays its rectangles out by size; a click still opens the customers
+    of the segment drawn there (each item carries its own position)."""
+    page.goto("/rfm?lang=en")
+    assert _charts_drawn(page) >= 3
+    links = page.evaluate(
+        "JSON.parse(document.getElementById('links-rfm-tree').textContent)")
+    option = page.evaluate(
+        "JSON.parse(document.getElementById('opt-rfm-tree').textContent)")
+    names = [item["name"] for item in option["series"][0]["data"]]
+    shapes = page.locator("[data-chart=opt-rfm-tree] svg path[fill^='#']")
+    boxes = [b for b in (shapes.nth(i).bounding_box() for i in range(shapes.count()))
+             if b and b["width"] > 30 and b["height"] > 30]
+    smallest = min(boxes, key=lambda b: b["width"] * b["height"])  # not the first item
+    texts = page.locator("[data-chart=opt-rfm-tree] svg text")
+    drawn = ""
+    for i in range(texts.count()):  # the label drawn inside the rectangle clicked
+        box = texts.nth(i).bounding_box()
+        if box and smallest["x"] <= box["x"] + box["width"] / 2 <= smallest["x"] + \
+                smallest["width"] and smallest["y"] <= box["y"] + box["height"] / 2 <= \
+                smallest["y"] + smallest["height"]:
+            drawn += texts.nth(i).text_content() or ""
+    page.mouse.move(smallest["x"] + 5, smallest["y"] + 5)
+    page.mouse.click(smallest["x"] + smallest["width"] / 2,
+                     smallest["y"] + smallest["height"] / 2)
+    page.wait_for_url(re.compile(r"/customers\?rfm_segment="))
+    shown = page.locator("p.filters .tag").first.inner_text()
+    index = links.index(page.url[page.url.index("/customers"):])
+    assert shown.endswith(names[index]), (shown, names[index])
+    assert drawn.startswith(names[index]), (drawn, names[index])
+    assert page.problems == []

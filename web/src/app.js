@@ -50,7 +50,10 @@ function drawCharts() {
     if (links) {
       chart.on("click", (params) => {
         if (params.dataType === "node") return; // a Sankey's links are its flows
-        const target = links[params.dataIndex];
+        // a treemap item names its own position; other charts count by data index
+        const index = params.data && Number.isInteger(params.data.index)
+          ? params.data.index : params.dataIndex;
+        const target = links[index];
         if (target) window.location.href = target;
       });
       chart.getZr().setCursorStyle("pointer");

@@ -89,11 +89,14 @@ def heatmap(title: str, cells: list[tuple[int, int, float]], x_name: str, y_name
 
 
 def treemap(title: str, items: list[tuple[str, float]]) -> Option:
+    """Rectangles by value; each item carries its position (``index``) so that a click
+    finds its link whatever order the chart lays them out in."""
     option = _base(title)
     option["tooltip"] = {"formatter": "{b}: {c}"}
     option["series"] = [{"type": "treemap", "roam": False, "nodeClick": False,
                          "breadcrumb": {"show": False}, "label": {"formatter": "{b}\n{c}"},
-                         "data": [{"name": n, "value": v} for n, v in items]}]
+                         "data": [{"name": n, "value": v, "index": i}
+                                  for i, (n, v) in enumerate(items)]}]
     return option
 
 

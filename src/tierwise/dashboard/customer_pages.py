@@ -66,7 +66,8 @@ TIMELINE_ITEMS = 200
 #: migration Sankeys' flows link here); ``bought=2026-07`` those with a paid order in that
 #: month (the monthly trend's bars); ``top=N`` the N with the most revenue (the Pareto
 #: curve's points).
-PAGE_PARAMS = ("q", "after", "lang", "since", "was_tier", "was_lifecycle", "bought", "top")
+PAGE_PARAMS = ("q", "after", "lang", "since", "was_tier", "was_lifecycle", "bought", "top",
+               "clv_band")
 EARLIER = {"was_tier": "tier", "was_lifecycle": "lifecycle"}
 #: Ids looked at per step when value filters and customer fields are combined.
 STEP = 2_000
@@ -125,7 +126,7 @@ def _within(request: Request, lang: str, view: View | None
     params = request.query_params
     found, shown = _earlier(request, lang)
     parts = [found] if found is not None else []
-    if params.get("bought") or params.get("top"):
+    if params.get("bought") or params.get("top") or params.get("clv_band"):
         if view is None:
             raise Problem(409, say("no computed values yet: run `tierwise compute` first",
                                    "还没有计算结果：请先运行 `tierwise compute`"))
@@ -142,6 +143,14 @@ def _within(request: Request, lang: str, view: View | None
                                        f"top={top[:20]!r}：应为 1 到 {view.table.num_rows}"))
             parts.append(view.top_by_revenue(int(top)))
             shown["top"] = f"{int(top):,}"
+        if band := params.get("clv_band"):  # a bar of the CLV histogram
+            bands = view.clv_histogram()
+            if not band.isdigit() or not int(band) < len(bands):
+                raise Problem(400, say(f"clv_band={band[:20]!r}: expected 0 to {len(bands) - 1}",
+                                       f"clv_band={band[:20]!r}：应为 0 到 {len(bands) - 1}"))
+            parts.append(view.clv_band_members(int(band)))
+            chosen_band = bands[int(band)]
+            shown["clv_band"] = f"{chosen_band['low']:,.0f}–{chosen_band['high']:,.0f}"
     if not parts:
         return None, shown
     chosen = parts[0]
@@ -237,7 +246,8 @@ def customers(request: Request) -> HTMLResponse:
                  else i18n.table(lang).get(f"risk_{v}", v)) for c, v in filters.items()}
     shown.update(fields)
     shown.update(earlier)
-    kept = {**filters, **fields, **{k: v for k in (*EARLIER, "since", "bought", "top")
+    kept = {**filters, **fields, **{k: v for k in (*EARLIER, "since", "bought", "top",
+                                                     "clv_band")
                                     if (v := request.query_params.get(k))}}
     base = "&".join(f"{c}={quote(str(v))}" for c, v in kept.items())
     return render(request, principal, "customers.html", "customers", items=items,

@@ -175,12 +175,33 @@ class View:
             values = values[~np.isnan(values) & (values > 0)]
             if not len(values):
                 return []
-            top = float(np.quantile(values, 0.99))
-            edges = np.linspace(0, top, bins + 1)
-            counts, _ = np.histogram(np.minimum(values, top), edges)
+            edges = self._clv_edges(values, bins)
+            counts = np.bincount(self._clv_band(values, edges), minlength=bins)
             return [{"low": float(a), "high": float(b), "customers": int(c)}
                     for a, b, c in zip(edges[:-1], edges[1:], counts, strict=True)]
         return self._once(f"clv_histogram:{bins}", make)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _clv_edges(values: np.ndarray, bins: int) -> np.ndarray:
+        return np.linspace(0, float(np.quantile(values, 0.99)), bins + 1)
+
+    @staticmethod
+    def _clv_band(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        """Each value's band: [low, high), the last band also holding the top and above."""
+        bins = len(edges) - 1
+        return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, bins - 1)
+
+    def clv_band_members(self, band: int, bins: int = 20) -> pa.Array:
+        """The customers in one band of ``clv_histogram`` (the same bands, the same
+        customers: a positive CLV)."""
+        values = column_floats(self.table, "clv")
+        positive = ~np.isnan(values) & (values > 0)
+        if not positive.any():
+            return pa.array([], pa.string())
+        edges = self._clv_edges(values[positive], bins)
+        chosen = np.zeros(len(values), dtype=bool)
+        chosen[positive] = self._clv_band(values[positive], edges) == band
+        return self.table.column("customer_id").filter(pa.array(chosen)).combine_chunks()
 
     def at_risk(self, lang: str, limit: int = AT_RISK_ROWS) -> list[dict[str, Any]]:
         """High-risk customers with the most value at stake first, each with its reasons."""

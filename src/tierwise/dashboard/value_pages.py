@@ -98,7 +98,9 @@ def rfm(request: Request, page: ValuePage) -> HTMLResponse:
     }
     cells = [customers_url({"rfm_r": c["r"], "rfm_f": c["f"]}) for c in grid]
     return render(request, principal, "rfm.html", "rfm", view=view, segments=segments,
-                  figures=figures, label=lambda s: view.rfm_label(s, lang), cells=cells)
+                  figures=figures, label=lambda s: view.rfm_label(s, lang), cells=cells,
+                  segment_links=[customers_url({"rfm_segment": s["segment"]})
+                                 for s in segments])
 
 
 def _snapshot_pair(request: Request, view: View) -> tuple[list[dict[str, Any]], int | None,
@@ -207,5 +209,6 @@ def clv(request: Request, page: ValuePage) -> HTMLResponse:
     }
     return render(request, principal, "clv.html", "clv", view=view, by_tier=by_tier,
                   tier_links=[customers_url({"tier": r["tier"]}) for r in by_tier],
+                  band_links=[customers_url({"clv_band": i}) for i in range(len(histogram))],
                   at_risk=view.at_risk(lang), kpis=view.kpis(), figures=figures,
                   label=lambda t: view.tier_label(t, lang))
