@@ -1114,3 +1114,42 @@ def test_a_template_segment_is_described_in_the_page_language(
     defs.save(demo, defs.SegmentDefinition(key="own_words", rule="COUNT(orders) >= 3",
                                            description="我们自己的说明"))
     assert "<p>我们自己的说明</p>" in client.get("/segments/own_words?lang=en").text
+
+
+def test_the_reviews_migration_flows_open_their_customers(demo: tierwise.Workspace) -> None:
+    """On the review of the quarter under way (closed by the latest snapshot), each flow of
+    the tier migration opens the customers who moved that way — of the segment reviewed,
+    when it is a segment's review."""
+    from tierwise.store.control import utcnow
+
+    signed_in = _client(demo)
+    now = utcnow()
+    quarter = f"{now.year}Q{(now.month - 1) // 3 + 1}"
+    for segment in ("", "churn_risk"):
+        time.sleep(0.1)
+        html = signed_in.get("/review", params={"period": quarter, "segment": segment,
+                                                "lang": "en"}).text
+        found = re.search(r'<script type="application/json" id="links-migration">(.*?)'
+                          r"</script>", html, re.S)
+        assert found, segment
+        links = json.loads(found.group(1))
+        edges = _chart_options(html)["opt-migration"]["series"][0]["links"]
+        assert len(links) == len(edges)
+        followed = 0
+        for link, edge in list(zip(links, edges, strict=True))[:6]:
+            if link is None:
+                continue
+            assert ("segment=churn_risk" in link) == bool(segment)
+            listed, after = [], None
+            while True:  # every page of the list
+                time.sleep(0.1)
+                page = signed_in.get(link + "&lang=en" + (f"&after={after}" if after else ""))
+                listed += re.findall(r'<th scope="row"><a href="/customers/([^"]+)"',
+                                     page.text)
+                nxt = re.search(r'after=([^"&]+)" rel="next"', page.text)
+                if not nxt:
+                    break
+                after = nxt.group(1)
+            assert len(listed) == edge["value"], link
+            followed += 1
+        assert followed >= 1, segment

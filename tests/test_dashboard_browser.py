@@ -369,17 +369,18 @@ def test_the_worklist_flow_and_the_satisfaction_figures(page: Any) -> None:
     assert start.count() > 0, "the showcase's tasks are on the worklist"
     task = start.first.get_attribute("data-post").split("/")[3]
     due = task_now(task)["due_at"]
-    start.first.click()  # start: in progress
+    with page.expect_navigation():  # each action reloads the page once it took
+        start.first.click()  # start: in progress
     eventually(lambda: task_now(task)["status"] == "in_progress")
-    page.goto("/actions?lang=en#tasks")
-    page.locator(f"button[data-post='/v1/tasks/{task}/snooze']").click()  # a day later
+    with page.expect_navigation():
+        page.locator(f"button[data-post='/v1/tasks/{task}/snooze']").click()  # a day later
     eventually(lambda: task_now(task)["due_at"] != due)
-    page.goto("/actions?lang=en#tasks")
     complete = page.locator(f"button[data-post='/v1/tasks/{task}/complete']")
     if complete.count() == 0:  # snoozed down the worklist: find it on its owner's list
         owner = task_now(task)["owner"]
         page.goto(f"/actions?lang=en&owner={owner}#tasks" if owner else "/actions?lang=en")
-    complete.click()
+    with page.expect_navigation():
+        complete.click()
     eventually(lambda: task_now(task)["status"] == "done")
     assert page.problems == []
 

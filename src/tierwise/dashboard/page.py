@@ -150,6 +150,18 @@ def customers_url(filters: Mapping[str, object]) -> str | None:
     return "/customers?" + urlencode({k: str(v) for k, v in filters.items()})
 
 
+def flow_links(flows: list[dict[str, Any]], column: str, before: int, to_latest: bool,
+               also: Mapping[str, object] | None = None) -> list[str | None]:
+    """Per flow of a migration Sankey, the customers who moved that way: those with the
+    value now (the latest snapshot) who had the other one in snapshot ``before`` (and the
+    filters ``also``); none when the flow ends in an older snapshot, or a side has no value
+    (came or left)."""
+    if not to_latest:
+        return [None] * len(flows)
+    return [customers_url({column: m["to"], f"was_{column}": m["from"], "since": before,
+                           **(also or {})}) for m in flows]
+
+
 def int_param(text: str | None) -> int | None:
     try:
         return int(text) if text else None

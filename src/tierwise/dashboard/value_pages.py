@@ -13,6 +13,7 @@ from tierwise.dashboard.data import View
 from tierwise.dashboard.page import (
     ValuePage,
     customers_url,
+    flow_links,
     int_param,
     render,
     value_page,
@@ -117,17 +118,6 @@ def _snapshot_pair(request: Request, view: View) -> tuple[list[dict[str, Any]], 
 
 
 
-def _flow_links(flows: list[dict[str, Any]], column: str, before: int, to_latest: bool
-                ) -> list[str | None]:
-    """Per flow of a migration Sankey, the customers who moved that way: those with the
-    value now (the latest snapshot) who had the other one in snapshot ``before``; none
-    when the flow ends in an older snapshot, or a side has no value (came or left)."""
-    if not to_latest:
-        return [None] * len(flows)
-    return [customers_url({column: m["to"], f"was_{column}": m["from"], "since": before})
-            for m in flows]
-
-
 @router.get("/tiers", response_class=HTMLResponse)
 @value_page("tiers")
 def tiers(request: Request, page: ValuePage) -> HTMLResponse:
@@ -144,7 +134,7 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
         "pareto": charts.curve(w["pareto"], view.pareto(), w["top_customers_share"],
                                w["revenue_share"]),
     }
-    flow_links: list[str | None] = []
+    flows_to: list[str | None] = []
     if before is not None and after is not None and before != after:
         old, new = view_of(request, before), view_of(request, after)
         if old is not None and new is not None:
@@ -152,14 +142,14 @@ def tiers(request: Request, page: ValuePage) -> HTMLResponse:
             figures["migration"] = charts.sankey(
                 w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
                                  for m in flows], f"#{before}", f"#{after}")
-            flow_links = _flow_links(flows, "tier", before,
-                                     after == view.snapshot.snapshot_id)
+            flows_to = flow_links(flows, "tier", before,
+                                  after == view.snapshot.snapshot_id)
     spec = json.dumps(view.settings.tiers.model_dump(mode="json"), ensure_ascii=False, indent=2)
     happy = {g["value"]: g for g in view.satisfaction("tier")["groups"]}
     return render(request, principal, "tiers.html", "tiers", view=view, rows=rows, happy=happy,
                   figures=figures, snapshots=snapshots, before=before, after=after, spec=spec,
                   links=[customers_url({"tier": r["value"]}) for r in rows],
-                  flow_links=flow_links, pareto_links=[
+                  flow_links=flows_to, pareto_links=[
                       customers_url({"top": n}) if (n := round(x * view.table.num_rows))
                       else None for x, _ in view.pareto()],
                   can_write=principal.can("values:write"), metrics=TIER_METRICS,
@@ -175,7 +165,7 @@ def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
     figures = {"funnel": charts.funnel(w["stage_funnel"], [
         (view.stage_label(s, lang), rows[s]["customers"]) for s in order])}
     snapshots, before, after = _snapshot_pair(request, view)
-    flow_links: list[str | None] = []
+    flows_to: list[str | None] = []
     if before is not None:
         old = view_of(request, before)
         if old is not None:
@@ -184,10 +174,10 @@ def lifecycle(request: Request, page: ValuePage) -> HTMLResponse:
                 w["stage_flows"], [(view.stage_label(m["from"], lang),
                                     view.stage_label(m["to"], lang), m["customers"])
                                    for m in flows], f"#{before}", f"#{after}")
-            flow_links = _flow_links(flows, "lifecycle", before, True)
+            flows_to = flow_links(flows, "lifecycle", before, True)
     happy = {g["value"]: g for g in view.satisfaction("lifecycle")["groups"]}
     return render(request, principal, "lifecycle.html", "lifecycle", view=view, happy=happy,
-                  flow_links=flow_links,
+                  flow_links=flows_to,
                   rows=[rows[s] for s in order], figures=figures,
                   links=[customers_url({"lifecycle": s}) for s in order],
                   label=lambda s: view.stage_label(s, lang))

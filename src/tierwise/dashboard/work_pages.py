@@ -12,7 +12,14 @@ from fastapi.responses import HTMLResponse, Response
 from tierwise.actions import catalog as automations
 from tierwise.actions import dispatch, tasks
 from tierwise.dashboard import charts
-from tierwise.dashboard.page import int_param, language_of, render, view_of, viewer
+from tierwise.dashboard.page import (
+    flow_links,
+    int_param,
+    language_of,
+    render,
+    view_of,
+    viewer,
+)
 from tierwise.dashboard.plans import inspect_file
 from tierwise.definitions.roles import Principal
 from tierwise.definitions.schemas import TABLES
@@ -149,15 +156,22 @@ def review_page(request: Request) -> HTMLResponse:
     figures = {"kpi": charts.bars(w["revenue"], [label(g["group"]) for g in found.groups], [
         (found.previous.name, [round(g["before"]["revenue"], 2) for g in found.groups]),
         (found.period.name, [round(g["now"]["revenue"], 2) for g in found.groups])])}
+    migration_links: list[str | None] = []
     if found.migration:
+        flows = [m for m in found.migration if m["customers"]]
         figures["migration"] = charts.sankey(
             w["migration"], [(str(m["from"] or "—"), str(m["to"] or "—"), m["customers"])
-                             for m in found.migration if m["customers"]],
-            found.previous.name, found.period.name)
+                             for m in flows], found.previous.name, found.period.name)
+        opening, closing = found.snapshots
+        migration_links = flow_links(
+            flows, "tier", opening or 0, view is not None and closing is not None
+            and closing == view.snapshot.snapshot_id,
+            {"segment": segment_key} if segment_key else None)
     said = report.content(workspace(request), found, lang)
     return render(request, principal, "review.html", "review", period=period, error=None,
                   result=found, figures=figures, label=label, segment=segment_key or "",
-                  segment_keys=keys, notes=said.notes, migration_note=said.migration_note)
+                  segment_keys=keys, notes=said.notes, migration_note=said.migration_note,
+                  migration_links=migration_links)
 
 
 @router.get("/review/report.{fmt}")
