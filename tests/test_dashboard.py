@@ -992,6 +992,18 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
     assert [i["index"] for i in items] == list(range(len(links)))
     assert all(link.startswith("/customers?rfm_segment=") for link in links)
     assert client.get("/customers?clv_band=99").status_code == 400
+    # the NPS trend's months: the customers who gave a score in each
+    html = client.get("/", params={"lang": "en"}).text
+    links = json.loads(re.search(r'<script type="application/json" id="links-nps-trend">'
+                                 r"(.*?)</script>", html, re.S).group(1))
+    months = VIEWS.get(demo).satisfaction_trend()
+    assert len(links) == len(months)
+    for link, month in [(lk, m) for lk, m in zip(links, months, strict=True) if lk][-3:]:
+        listed = client.get(link + "&lang=en").text
+        shown = re.search(r"· ([\d,]+) Customers", listed)
+        assert int(shown.group(1).replace(",", "")) == month["respondents"], link
+    for wrong in ("answered=1999-01", "answered=x"):
+        assert client.get(f"/customers?{wrong}").status_code == 400, wrong
 
 
 def test_a_breakdown_over_a_period_shows_what_each_group_bought(

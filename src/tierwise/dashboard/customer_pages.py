@@ -67,7 +67,7 @@ TIMELINE_ITEMS = 200
 #: month (the monthly trend's bars); ``top=N`` the N with the most revenue (the Pareto
 #: curve's points).
 PAGE_PARAMS = ("q", "after", "lang", "since", "was_tier", "was_lifecycle", "bought", "top",
-               "clv_band")
+               "clv_band", "answered")
 EARLIER = {"was_tier": "tier", "was_lifecycle": "lifecycle"}
 #: Ids looked at per step when value filters and customer fields are combined.
 STEP = 2_000
@@ -126,7 +126,8 @@ def _within(request: Request, lang: str, view: View | None
     params = request.query_params
     found, shown = _earlier(request, lang)
     parts = [found] if found is not None else []
-    if params.get("bought") or params.get("top") or params.get("clv_band"):
+    if params.get("bought") or params.get("top") or params.get("clv_band") \
+            or params.get("answered"):
         if view is None:
             raise Problem(409, say("no computed values yet: run `tierwise compute` first",
                                    "还没有计算结果：请先运行 `tierwise compute`"))
@@ -143,6 +144,16 @@ def _within(request: Request, lang: str, view: View | None
                                        f"top={top[:20]!r}：应为 1 到 {view.table.num_rows}"))
             parts.append(view.top_by_revenue(int(top)))
             shown["top"] = f"{int(top):,}"
+        if answered := params.get("answered"):  # a month of the NPS trend
+            found_ids = view.respondents_in_month(answered) if _MONTH.match(answered) \
+                else None
+            if found_ids is None:
+                raise Problem(400, say(f"answered={answered[:20]!r}: expected one of the "
+                                       "trend's twelve months, e.g. 2026-07",
+                                       f"answered={answered[:20]!r}：应为趋势中的十二个月之一，"
+                                       "例如 2026-07"))
+            parts.append(found_ids)
+            shown["answered"] = answered
         if band := params.get("clv_band"):  # a bar of the CLV histogram
             bands = view.clv_histogram()
             if not band.isdigit() or not int(band) < len(bands):
@@ -247,7 +258,7 @@ def customers(request: Request) -> HTMLResponse:
     shown.update(fields)
     shown.update(earlier)
     kept = {**filters, **fields, **{k: v for k in (*EARLIER, "since", "bought", "top",
-                                                     "clv_band")
+                                                     "clv_band", "answered")
                                     if (v := request.query_params.get(k))}}
     base = "&".join(f"{c}={quote(str(v))}" for c, v in kept.items())
     return render(request, principal, "customers.html", "customers", items=items,

@@ -108,6 +108,15 @@ class View:
         return self._once("satisfaction_trend",  # type: ignore[no-any-return]
                           lambda: trend(self.ws, self.as_of))
 
+    def respondents_in_month(self, month: str) -> pa.Array | None:
+        """The customers behind a month of ``satisfaction_trend`` (those who gave an NPS
+        score in it, up to the snapshot's instant); None for a month outside the trend."""
+        from tierwise.insights.satisfaction import months_to, respondents
+
+        window = next(((start, end) for name, start, end in months_to(
+            self.as_of, self.ws.config.zone) if name == month), None)
+        return None if window is None else respondents(self.ws, *window)
+
     def value_at_risk(self) -> float:
         return value_at_risk(self.table)
 

@@ -77,6 +77,8 @@ def overview(request: Request, page: ValuePage) -> HTMLResponse:
         "stages": [customers_url({"lifecycle": s}) for s in view.stage_order()],
         "nps": [customers_url({"tier": g["value"]}) for g in groups],
         "trend": [customers_url({"bought": m["month"]}) for m in monthly],
+        "nps-trend": [customers_url({"answered": m["month"]}) if m["respondents"] else None
+                      for m in months],  # a month's NPS: the customers who gave a score
     }
     return render(request, principal, "overview.html", "overview", view=view,
                   kpis=view.kpis(), figures=figures, happy=happy, links=links)

@@ -253,6 +253,19 @@ def trend(ws: Workspace, until: datetime, months: int = MONTHS,
              **w["figures"]} for (name, start, end), w in zip(windows, found, strict=True)]
 
 
+def respondents(ws: Workspace, start: datetime, end: datetime) -> pa.Array:
+    """The customers who gave an NPS score in ``[start, end)``: those ``in_windows``
+    counts as that window's respondents."""
+    query = """
+    SELECT DISTINCT customer_id FROM feedback
+    WHERE nps IS NOT NULL AND "at" >= :start AND "at" < :end
+    """
+    with ws.engine.session(ws.facts.scans(("feedback",))) as session:
+        found = session.query(render(query, ws.engine.name),
+                              {"start": naive_utc(start), "end": naive_utc(end)})
+    return found.column("customer_id").combine_chunks()
+
+
 def of_customer(ws: Workspace, customer_id: str, as_of: datetime) -> dict[str, Any]:
     """One customer's satisfaction at ``as_of``: their latest NPS score and its class, the
     mean of their CSAT ratings, and how many answers of each they gave."""
@@ -278,4 +291,4 @@ def _empty() -> dict[str, Any]:
 
 
 __all__ = ["MONTHS", "SATISFIED", "default_as_of", "dimensions", "from_counts", "in_windows",
-           "labelled", "months_to", "of_customer", "satisfaction", "trend"]
+           "labelled", "months_to", "of_customer", "respondents", "satisfaction", "trend"]

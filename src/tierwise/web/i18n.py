@@ -263,6 +263,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "rfm_r": ("R 分", "R score"),
     "was_tier": ("当时等级", "Tier then"),
     "bought": ("下单月份", "Bought in"),
+    "answered": ("评分月份（NPS）", "Gave an NPS score in"),
     "top": ("销售额最高的前几位", "Top by revenue"),
     "was_lifecycle": ("当时阶段", "Stage then"),
     "rfm_f": ("F 分", "F score"),
