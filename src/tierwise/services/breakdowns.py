@@ -18,6 +18,7 @@ segment) are one group (value ``None``).
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 import numpy as np
@@ -187,10 +188,28 @@ def _attribute_values(column: pa.ChunkedArray, key: str) -> pa.Array:
     return pa.array(parsed, pa.string()).take(encoded.indices)
 
 
+#: The keys found in the customers' copy last read, by workspace: (a weak reference to
+#: that copy, the keys). The copy is replaced whenever customers change, so its identity
+#: says whether the keys still hold; every breakdown page asks, and a million distinct
+#: attribute texts take seconds to parse.
+_KEYS: dict[str, tuple[weakref.ref[pa.Table], set[str]]] = {}
+
+
 def attribute_keys(ws: Workspace) -> list[str]:
     """The attribute keys customers have, as dimensions (``attributes.KEY``), sensitive
     ones left out."""
-    column = customer_mirror.read(ws.root, ws.control)["attributes"]
+    people = customer_mirror.read(ws.root, ws.control)
+    kept = _KEYS.get(str(ws.root))
+    if kept is not None and kept[0]() is people:
+        keys = kept[1]
+    else:
+        keys = _parsed_keys(people["attributes"])
+        _KEYS[str(ws.root)] = (weakref.ref(people), keys)
+    return [ATTRIBUTE_PREFIX + k for k in sorted(keys)
+            if not ws.personal_data.is_sensitive_key(k)]
+
+
+def _parsed_keys(column: pa.ChunkedArray) -> set[str]:
     keys: set[str] = set()
     for text in pc.unique(column).to_pylist():
         try:
@@ -199,8 +218,7 @@ def attribute_keys(ws: Workspace) -> list[str]:
             continue
         if isinstance(data, dict):
             keys.update(k for k in data if attribute_key(ATTRIBUTE_PREFIX + k))
-    return [ATTRIBUTE_PREFIX + k for k in sorted(keys)
-            if not ws.personal_data.is_sensitive_key(k)]
+    return keys
 
 
 def _tag_sets(table: pa.Table) -> tuple[list[list[str]], np.ndarray]:
