@@ -53,6 +53,21 @@ def _client(ws: tierwise.Workspace, user: str | None = "admin") -> TestClient:
     return client
 
 
+def _links(html: str, chart: str) -> list[str | None]:
+    """The links of a chart's elements on a page (its ``links-<chart>`` script)."""
+    found = re.search(rf'<script type="application/json" id="links-{chart}">(.*?)</script>',
+                      html, re.S)
+    assert found, chart
+    return json.loads(found.group(1))  # type: ignore[no-any-return]
+
+
+def _shown_count(listed: str) -> int:
+    """How many customers a filtered customer list says it holds."""
+    found = re.search(r"· ([\d,]+) Customers", listed)
+    assert found, listed[:400]
+    return int(found.group(1).replace(",", ""))
+
+
 def _chart_options(html: str) -> dict[str, Any]:
     found = re.findall(r'<script type="application/json" id="(opt-[^"]+)">(.*?)</script>',
                        html, re.S)
@@ -910,8 +925,7 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
                         ("/tiers", "tier-dist"), ("/lifecycle", "funnel"),
                         ("/rfm", "rf-count")):
         html = client.get(path, params={"lang": "en"}).text
-        links = json.loads(re.search(rf'<script type="application/json" id="links-{chart}">'
-                                     r"(.*?)</script>", html, re.S).group(1))
+        links = _links(html, chart)
         option = _chart_options(html)[f"opt-{chart}"]
         data = option["series"][0]["data"]
         assert len(links) == len(data), (path, chart)
@@ -922,13 +936,12 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
             if chart == "rf-count":  # [r - 1, f - 1, customers]: the cell's R and F scores
                 assert link == f"/customers?rfm_r={value[0] + 1}&rfm_f={value[1] + 1}"
                 value = value[2]
-            listed = client.get(link + "&lang=en").text
-            matched = re.search(r"· ([\d,]+) Customers", listed)
+            count = _shown_count(client.get(link + "&lang=en").text)
             if chart == "tier-dist":  # that chart shows shares, not counts: compare shares
                 total = VIEWS.get(demo).table.num_rows
-                assert round(100 * int(matched.group(1).replace(",", "")) / total, 2) == value
+                assert round(100 * count / total, 2) == value
             else:
-                assert int(matched.group(1).replace(",", "")) == value, (chart, link)
+                assert count == value, (chart, link)
             checked += 1
     assert checked >= 20
     for wrong in ("rfm_r=0", "rfm_r=x", "rfm_f=11"):
@@ -937,71 +950,59 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
     flows = 0
     for path, chart in (("/tiers", "migration"), ("/lifecycle", "flows")):
         html = client.get(path, params={"lang": "en"}).text
-        links = json.loads(re.search(rf'<script type="application/json" id="links-{chart}">'
-                                     r"(.*?)</script>", html, re.S).group(1))
+        links = _links(html, chart)
         edges = _chart_options(html)[f"opt-{chart}"]["series"][0]["links"]
         assert len(links) == len(edges)
         for link, edge in list(zip(links, edges, strict=True))[:8]:
             if link is None:  # a customer who came or left: no value on one side
                 continue
             assert "since=" in link and "was_" in link
-            listed = client.get(link + "&lang=en").text
-            matched = re.search(r"· ([\d,]+) Customers", listed)
-            assert matched, (link, listed[:400])
-            assert int(matched.group(1).replace(",", "")) == edge["value"], (chart, link)
+            assert _shown_count(client.get(link + "&lang=en").text) == edge["value"], \
+                (chart, link)
             flows += 1
     assert flows >= 4
     for wrong in ("was_tier=A", "since=1", "since=999&was_tier=A", "since=1&was_tier=Z"):
         assert client.get(f"/customers?{wrong}").status_code == 400, wrong
     # the monthly trend's bars: the month's buyers; the Pareto curve's points: the top N
     html = client.get("/", params={"lang": "en"}).text
-    links = json.loads(re.search(r'<script type="application/json" id="links-trend">'
-                                 r"(.*?)</script>", html, re.S).group(1))
+    links = _links(html, "trend")
     months = VIEWS.get(demo).monthly()
     assert len(links) == len(months)
     for link, month in list(zip(links, months, strict=True))[-3:]:
         listed = client.get(link + "&lang=en").text
-        assert int(re.search(r"· ([\d,]+) Customers", listed).group(1).replace(",", "")) \
+        assert _shown_count(listed) \
             == month["buyers"], link
     html = client.get("/tiers", params={"lang": "en"}).text
-    links = json.loads(re.search(r'<script type="application/json" id="links-pareto">'
-                                 r"(.*?)</script>", html, re.S).group(1))
+    links = _links(html, "pareto")
     assert links[0] is None and links[-1] == f"/customers?top={VIEWS.get(demo).table.num_rows}"
     tenth = links[10]
     n = int(tenth.split("=")[1])
     listed = client.get(tenth + "&lang=en").text
-    assert int(re.search(r"· ([\d,]+) Customers", listed).group(1).replace(",", "")) == n
+    assert _shown_count(listed) == n
     best = max(VIEWS.get(demo).table.to_pylist(), key=lambda r: (r["revenue_total"] or 0))
     assert f'/customers/{best["customer_id"]}"' in client.get("/customers?top=1").text
     for wrong in ("bought=2026-13", "bought=x", "top=0", "top=99999999"):
         assert client.get(f"/customers?{wrong}").status_code == 400, wrong
     # the CLV histogram's bars: the customers of each band; the RFM treemap: each segment
     html = client.get("/clv", params={"lang": "en"}).text
-    links = json.loads(re.search(r'<script type="application/json" id="links-clv-hist">'
-                                 r"(.*?)</script>", html, re.S).group(1))
+    links = _links(html, "clv-hist")
     bands = VIEWS.get(demo).clv_histogram()
     assert len(links) == len(bands)
     for link, band in [(links[i], bands[i]) for i in (0, len(bands) // 2, len(bands) - 1)]:
-        listed = client.get(link + "&lang=en").text
-        shown = re.search(r"· ([\d,]+) Customers", listed)
-        assert int(shown.group(1).replace(",", "")) == band["customers"], link
+        assert _shown_count(client.get(link + "&lang=en").text) == band["customers"], link
     html = client.get("/rfm", params={"lang": "en"}).text
-    links = json.loads(re.search(r'<script type="application/json" id="links-rfm-tree">'
-                                 r"(.*?)</script>", html, re.S).group(1))
+    links = _links(html, "rfm-tree")
     items = _chart_options(html)["opt-rfm-tree"]["series"][0]["data"]
     assert [i["index"] for i in items] == list(range(len(links)))
     assert all(link.startswith("/customers?rfm_segment=") for link in links)
     assert client.get("/customers?clv_band=99").status_code == 400
     # the NPS trend's months: the customers who gave a score in each
     html = client.get("/", params={"lang": "en"}).text
-    links = json.loads(re.search(r'<script type="application/json" id="links-nps-trend">'
-                                 r"(.*?)</script>", html, re.S).group(1))
+    links = _links(html, "nps-trend")
     months = VIEWS.get(demo).satisfaction_trend()
     assert len(links) == len(months)
     for link, month in [(lk, m) for lk, m in zip(links, months, strict=True) if lk][-3:]:
-        listed = client.get(link + "&lang=en").text
-        shown = re.search(r"· ([\d,]+) Customers", listed)
-        assert int(shown.group(1).replace(",", "")) == month["respondents"], link
+        assert _shown_count(client.get(link + "&lang=en").text) == month["respondents"], link
     for wrong in ("answered=1999-01", "answered=x"):
         assert client.get(f"/customers?{wrong}").status_code == 400, wrong
 
@@ -1141,10 +1142,7 @@ def test_the_reviews_migration_flows_open_their_customers(demo: tierwise.Workspa
         time.sleep(0.1)
         html = signed_in.get("/review", params={"period": quarter, "segment": segment,
                                                 "lang": "en"}).text
-        found = re.search(r'<script type="application/json" id="links-migration">(.*?)'
-                          r"</script>", html, re.S)
-        assert found, segment
-        links = json.loads(found.group(1))
+        links = _links(html, "migration")
         edges = _chart_options(html)["opt-migration"]["series"][0]["links"]
         assert len(links) == len(edges)
         followed = 0

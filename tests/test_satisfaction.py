@@ -156,3 +156,14 @@ def test_months_segments_and_customers(ws: tierwise.Workspace) -> None:
         shown = re.findall(r'<td class="num" data-kpi="nps">([^<]*)</td>', page)
         assert sorted(s for s in shown if s != "—") == sorted(
             f"{g['nps']:+.1f}" for g in expected["groups"] if g["nps"] is not None), path
+
+
+def test_the_two_ways_to_the_figures_agree(ws: tierwise.Workspace) -> None:
+    """Everyone's NPS and CSAT at an instant (the rule language's fields, compiled) and
+    the answers given up to that instant (``in_windows``, behind segments, the review
+    and the trend) are the same figures."""
+    from tierwise.insights.satisfaction import EPOCH, EPSILON, in_windows
+
+    whole = satisfaction(ws, AS_OF)
+    [window] = in_windows(ws, [(EPOCH, AS_OF + EPSILON)])
+    assert {k: whole[k] for k in window["figures"]} == window["figures"]
