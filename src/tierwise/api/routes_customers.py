@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.errors import say, spoken
+from tierwise.identity.arrivals import match_arrivals
 from tierwise.ingest import imports
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
@@ -26,8 +27,8 @@ from tierwise.services.customers import (
     search,
     searched_by,
 )
+from tierwise.store import audit, memberships
 from tierwise.store import customers as customer_store
-from tierwise.store import memberships
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import require, workspace
@@ -59,6 +60,8 @@ class ImportSummary(BaseModel):
     import_id: int | None = None
     cleaned: dict[str, int] = Field(default_factory=dict)
     extras: list[str] = Field(default_factory=list)
+    #: What matching the written customers against the others did (customers only).
+    matching: dict[str, Any] | None = None
 
 
 class Preference(BaseModel):
@@ -110,23 +113,42 @@ def list_customers(
                           "searched_by": searched_by(principal) if q else []})
 
 
-def _import_records(request: Request, records: list[dict[str, Any]]) -> ImportSummary:
+def _import_records(request: Request, records: list[dict[str, Any]],
+                    actor: str) -> ImportSummary:
     ws = workspace(request)
     report = reject_report_path(ws.root, f"api-{uuid.uuid4().hex[:12]}.rejected.csv")
     result = imports.import_source(ws, "customers",
                                    RecordsSource.from_dicts("api request", records),
                                    report_path=report)
+    matching = None
+    if result.import_id is not None and (result.inserted or result.updated):
+        with ws.control.read() as conn:
+            written = customer_store.ids_of_import(conn, result.import_id)
+        found = match_arrivals(ws, written, actor=actor)
+        if found.merged:  # the request's own audit entry still follows (the import)
+            with ws.control.write() as conn:
+                for m in found.merged:
+                    audit.append(conn, actor, "merge", f"customer:{m.survivor_id}",
+                                 {"merge_id": m.merge_id, "merged": m.merged_ids,
+                                  "reason": "arrival"})
+        matching = {"checked": found.checked, "pairs_scored": found.pairs,
+                    "merged": [{"survivor_id": m.survivor_id, "merged_ids": m.merged_ids,
+                                "merge_id": m.merge_id} for m in found.merged],
+                    "queued_for_review": found.queued, "model_trained": found.trained}
     return ImportSummary(table=result.table, rows_read=result.rows_read,
                          inserted=result.inserted, updated=result.updated,
                          unchanged=result.unchanged, import_id=result.import_id,
-                         cleaned=result.cleaned, extras=result.extras)
+                         cleaned=result.cleaned, extras=result.extras, matching=matching)
 
 
 @router.post("", response_model=ImportSummary, summary="Create or update customers (a batch)")
 def upsert_customers(body: CustomerBatch, request: Request,
                      principal: Principal = require("customers:write")) -> ImportSummary:
-    """Rows are validated and cleaned like an import; any bad row rejects the whole batch."""
-    return _import_records(request, body.customers)
+    """Rows are validated and cleaned like an import; any bad row rejects the whole batch.
+    The written customers are then matched against the others with the saved model (see
+    ``matching``): sure duplicates merge into the older record, likely ones are queued for
+    review."""
+    return _import_records(request, body.customers, principal.actor)
 
 
 @router.get("/{customer_id}", summary="A customer with computed values and segments",
@@ -157,7 +179,7 @@ def update_customer(customer_id: str, body: dict[str, Any], request: Request,
                                    f"没有编号为 {customer_id!r} 的客户"))
     if not body:
         raise Problem(422, say("give at least one field to change", "请至少给出一个要修改的字段"))
-    return _import_records(request, [{**body, "customer_id": customer_id}])
+    return _import_records(request, [{**body, "customer_id": customer_id}], principal.actor)
 
 
 @router.get("/{customer_id}/profile", summary="The 360° profile: orders, events, tickets, "

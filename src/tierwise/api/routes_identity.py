@@ -12,7 +12,7 @@ from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.errors import say
 from tierwise.identity import review
-from tierwise.identity.match import find_duplicates, score_records
+from tierwise.identity.match import explain, find_duplicates, score_records
 from tierwise.identity.merge import merge, merges_of, undo
 from tierwise.store import audit
 from tierwise.web.auth import record, require, workspace
@@ -82,6 +82,19 @@ def pairs(request: Request, status: str = Query("pending", pattern="^(pending|me
           limit: int = Query(100, ge=1, le=1000),
           principal: Principal = require("customers:read")) -> list[dict[str, Any]]:
     return [jsonable(p) for p in review.pending(workspace(request), limit, status)]
+
+
+@router.get("/duplicates/explain", summary="Why two customers may or may not be the same")
+def explain_pair(request: Request,
+                 left: str = Query(min_length=1, max_length=128),
+                 right: str = Query(min_length=1, max_length=128),
+                 principal: Principal = require("customers:read")) -> dict[str, Any]:
+    """The saved model's verdict on two customers: the prior, each field's match weight
+    (log2 Bayes factor; > 0 speaks for the same customer) with the level of agreement it
+    reached and the part that comes from how rare the agreeing value is, the total and the
+    probability. No field values are returned: read the records through
+    ``/v1/customers/{id}``, masked for your role."""
+    return jsonable(explain(workspace(request), left, right))  # type: ignore[no-any-return]
 
 
 @router.post("/duplicates/{pair_id}/accept", summary="Merge a pending pair")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,7 +12,7 @@ from rich.table import Table
 from tierwise.cli import render
 from tierwise.cli.audit import actor, record
 from tierwise.identity import review
-from tierwise.identity.match import find_duplicates
+from tierwise.identity.match import explain, find_duplicates
 from tierwise.identity.merge import merge, merges_of, undo
 from tierwise.ingest.report import write_safe_csv
 from tierwise.workspace import Workspace
@@ -87,6 +87,29 @@ def review_cmd(limit: int = 30, status: Annotated[str, typer.Option(
     out.print(grid)
 
 
+@duplicates_app.command("explain")
+def explain_cmd(left: str, right: str, workspace: WorkspaceOpt = None) -> None:
+    """Why two customers may or may not be the same: each field's weight and its reason."""
+    ws = Workspace.open(workspace)
+    why = explain(ws, left, right)
+    out.print(explanation_text(why))
+
+
+def explanation_text(why: dict[str, Any]) -> Table:
+    """An explanation (``identity.match.explain``) as a table, field by field."""
+    grid = Table(title=f"{why['left_id']} ~ {why['right_id']}: match probability "
+                       f"{why['match_probability']:.3f}"
+                       + (" (names disagree: capped)" if why["capped"] else ""))
+    for name in ("field", "agreement", "weight (bits)", "of which rarity"):
+        grid.add_column(name)
+    grid.add_row("prior", "two records picked at random", f"{why['prior_weight']:+.1f}", "")
+    for f in why["fields"]:
+        grid.add_row(f["field"], f["reason"], f"{f['weight']:+.1f}",
+                     f"{f['rarity']:+.1f}" if f["rarity"] else "")
+    grid.add_row("total", "", f"{why['match_weight']:+.1f}", "")
+    return grid
+
+
 @duplicates_app.command("accept")
 def accept_cmd(pair_id: int, survivor: Annotated[str | None, typer.Option(
                    help="The id to keep (default: the older record).")] = None,
@@ -145,20 +168,29 @@ def undo_cmd(merge_id: int, workspace: WorkspaceOpt = None) -> None:
 
 
 def match_import(ws: Workspace, import_id: int) -> None:
-    """Match the records an import wrote against all customers and act on the pairs."""
+    """Match the records an import wrote against all customers and act on the pairs: each
+    record against its candidates for a small import once a model is trained, else one
+    scan (which trains the model the first time)."""
+    from tierwise.identity.arrivals import MAX_ARRIVALS, match_arrivals
+    from tierwise.identity.scoring import model_path
     from tierwise.store import customers as customer_store
 
     with ws.control.read() as conn:
-        ids = set(customer_store.ids_of_import(conn, import_id))
+        ids = customer_store.ids_of_import(conn, import_id)
     if not ids:
         return
     with render.Spinner(out, "Matching the imported customers"):
-        pairs, _ = find_duplicates(ws, review.LOWER, only=ids)
-        result = review.queue(ws, pairs, actor=actor())
-    for m in result.merged:
+        if len(ids) <= MAX_ARRIVALS and model_path(ws.root).exists():
+            found = match_arrivals(ws, ids, actor=actor())
+            merged, queued = found.merged, found.queued
+        else:
+            pairs, _ = find_duplicates(ws, review.LOWER, only=set(ids))
+            result = review.queue(ws, pairs, actor=actor())
+            merged, queued = result.merged, result.queued
+    for m in merged:
         record(ws, "merge", f"customer:{m.survivor_id}",
              {"merge_id": m.merge_id, "merged": m.merged_ids, "reason": "auto"})
-    out.print(f"matching: merged {len(result.merged):,} group(s), queued {result.queued:,} "
+    out.print(f"matching: merged {len(merged):,} group(s), queued {queued:,} "
               "pair(s) for review (`tierwise duplicates review`)")
 
 

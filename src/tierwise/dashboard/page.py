@@ -30,7 +30,8 @@ SCRIPT_WORDS = ("counting", "customers", "ignore", "rows", "queued", "running", 
 NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/lifecycle"),
        ("segments", "/segments"), ("customers", "/customers"), ("breakdown", "/breakdown"),
        ("funnel", "/funnel"), ("clv", "/clv"),
-       ("actions", "/actions"), ("review", "/review"), ("imports", "/imports"))
+       ("actions", "/actions"), ("review", "/review"), ("duplicates", "/duplicates"),
+       ("imports", "/imports"))
 
 
 
@@ -54,6 +55,7 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
     "/funnel/customers": frozenset({"period", "by", "segment", "step", "tier", "after"}),
     "/review/report.{fmt}": frozenset({"period", "segment"}),
     "/imports": frozenset({"job"}),
+    "/duplicates": frozenset({"status", "limit"}),
 }
 OWN_CHECK = frozenset({"/customers", "/breakdown"})
 

@@ -13,6 +13,7 @@ from tierwise.dashboard import (
     breakdown_pages,
     customer_pages,
     funnel_pages,
+    identity_pages,
     segment_pages,
     value_pages,
     work_pages,
@@ -50,6 +51,6 @@ def install(app: FastAPI) -> None:
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     for pages in (value_pages, segment_pages, customer_pages, breakdown_pages, funnel_pages,
-                  work_pages):
+                  work_pages, identity_pages):
         app.include_router(pages.router)
     app.include_router(router)

@@ -254,3 +254,12 @@ def _first_line(exc: Exception) -> str:
         return (f"{first} (queries read the registered tables only: orders, events, "
                 "tickets, feedback, referrals, customers)")
     return first
+
+
+def separate_database(memory_limit: str = "1500MB") -> duckdb.DuckDBPyConnection:
+    """An in-memory database of its own for a library that runs its own SQL on it (the
+    duplicate matcher's splink), with a memory limit so that its big joins spill to a
+    temporary folder instead of growing the process past what a laptop has."""
+    database = duckdb.connect(":memory:")
+    database.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+    return database

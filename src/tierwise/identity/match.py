@@ -13,36 +13,27 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from tierwise.ingest.cleaning import clean_email, clean_region, match_key, phone_cleaner
+from tierwise.errors import TierwiseError
+from tierwise.identity.keys import comparison_table
+from tierwise.identity.scoring import (
+    FIELDS,
+    capped,
+    frequencies_path,
+    model_path,
+    register_frequencies,
+    scorer,
+    term_frequencies,
+)
+from tierwise.ingest.cleaning import clean_email, phone_cleaner
 
 if TYPE_CHECKING:
     from tierwise.workspace import Workspace
-
-
-def comparison_table(records: pa.Table, phone_region: str = "CN") -> pa.Table:
-    """The columns the matcher compares, one row per record."""
-    phone = phone_cleaner(phone_region)
-    rows = []
-    for r in records.to_pylist():
-        email = r.get("email")
-        phone_value = r.get("phone")
-        company = r.get("industry") is not None
-        name = r.get("name")
-        rows.append({
-            "unique_id": r["customer_id"],
-            "name_key": match_key(name, company=company),
-            "email_key": clean_email(email)[0] if email else None,
-            "phone_key": phone(phone_value)[0] if phone_value else None,
-            "city_key": match_key(clean_region(r["city"])[0]) if r.get("city") else None,
-            "birth_date": str(r["birth_date"]) if r.get("birth_date") else None,
-        })
-    return pa.Table.from_pylist(rows)
 
 
 def _shares_contact(table: pa.Table) -> bool:
@@ -58,6 +49,8 @@ def _shares_contact(table: pa.Table) -> bool:
 class MatchResult:
     pairs: pa.Table  # unique_id_l, unique_id_r, match_probability
     model: dict[str, Any]  # the trained splink settings (saved for reuse)
+    blocking: dict[str, int]  # pairs each blocking rule makes
+    frequencies: pa.Table  # column, value, tf of the records (``scoring.term_frequencies``)
 
 
 def _backend(engine: str, table: pa.Table) -> tuple[Any, Any]:
@@ -72,63 +65,183 @@ def _backend(engine: str, table: pa.Table) -> tuple[Any, Any]:
         return spark_api, spark_api.register(spark.createDataFrame(table.to_pandas()))
     from splink import DuckDBAPI
 
-    duck_api = DuckDBAPI()
+    from tierwise.engines.duckdb import separate_database
+
+    duck_api = DuckDBAPI(connection=separate_database())
     return duck_api, duck_api.register(table)
+
+
+def _settings() -> Any:
+    """The comparisons (each a ladder of levels, best first) and the blocking rules."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator
+
+    # Each level is labelled with a code of ``LEVELS`` (the words people read).
+    def ladder(name: str, column: str, *levels: Any) -> Any:
+        return cl.CustomComparison(output_column_name=name, comparison_levels=[
+            cll.NullLevel(column).configure(label_for_charts="missing"), *levels,
+            cll.ElseLevel().configure(label_for_charts="different")])
+
+    def exact(column: str, label: str = "same", tf: bool = True) -> Any:
+        return cll.ExactMatchLevel(column, term_frequency_adjustments=tf).configure(
+            label_for_charts=label)
+
+    def similar(column: str, threshold: float) -> Any:
+        return cll.JaroWinklerLevel(column, threshold).configure(
+            label_for_charts=f"similar_{threshold}")
+
+    def shared(column: str, label: str) -> Any:
+        return cll.ArrayIntersectLevel(column, 1).configure(label_for_charts=label)
+
+    def near(column: str, edits: int, prefix: int) -> Any:
+        # The edit distance is the dear part of a comparison: most pairs that are compared
+        # at all (and all the random pairs that estimate u) already differ in the first
+        # characters, which is cheap to check first.
+        # (DuckDB evaluates both sides of an AND; a CASE skips the THEN for rows it rejects.)
+        left, right = f"{column}_l", f"{column}_r"
+        return cll.CustomLevel(
+            f"CASE WHEN substr({left}, 1, {prefix}) = substr({right}, 1, {prefix}) "
+            f"THEN damerau_levenshtein({left}, {right}) <= {edits} ELSE FALSE END",
+            label_for_charts=f"edits_{edits}")
+
+    comparisons = [
+        ladder("name", "name_key", exact("name_key"),
+               exact("name_canonical", "same_spelling"), shared("name_forms", "nickname"),
+               similar("name_key", 0.9), shared("name_initials", "initials"),
+               similar("name_key", 0.8), similar("name_key", 0.7)),
+        ladder("email", "email_key", exact("email_key"),
+               exact("email_user", "same_user"), near("email_key", 2, 2)),
+        ladder("phone", "phone_key", exact("phone_key"), near("phone_key", 1, 6)),
+        ladder("city", "city_key", exact("city_key"), shared("region_keys", "regions")),
+        ladder("birth_date", "birth_date", exact("birth_date", tf=False),
+               near("birth_date", 1, 2)),
+        ladder("gender", "gender", exact("gender", tf=False)),
+        ladder("address", "address_key", exact("address_key"), similar("address_key", 0.9)),
+        ladder("firm", "industry_key", cll.And(
+            cll.ExactMatchLevel("industry_key"), cll.ExactMatchLevel("size_key")).configure(
+                label_for_charts="same_industry_size"),
+            exact("industry_key", "same_industry", tf=False)),
+    ]
+    return SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=comparisons,
+        blocking_rules_to_generate_predictions=blocking_rules(),
+        retain_intermediate_calculation_columns=False,
+    )
+
+
+#: Which pairs are compared at all: each rule pairs the records that agree on all its keys
+#: (a list key — the spellings of a name — pairs records that share any element). Each
+#: rule's pair count is logged and returned with the result (``blocking_counts``).
+BLOCKING: tuple[tuple[str, ...], ...] = (
+    ("email_key",), ("phone_key",), ("email_user",), ("address_key",), ("company_key",),
+    ("name_key", "city_key"), ("name_key", "birth_date"), ("name_key", "gender"),
+    ("birth_date", "city_key"), ("name_forms", "city_key"), ("name_forms", "birth_date"),
+)
+_LIST_KEYS = {"name_forms"}
+
+
+def blocking_rules() -> list[Any]:
+    """``BLOCKING`` as splink rules."""
+    from splink import block_on
+
+    return [block_on(*keys, arrays_to_explode=[k for k in keys if k in _LIST_KEYS] or None)
+            for keys in BLOCKING]
+
+
+def blocking_counts(table: pa.Table) -> dict[str, int]:
+    """How many pairs each blocking rule makes on a comparison table (pairs made by
+    earlier rules counted again; a list key counts a pair once per shared element)."""
+    counts = {}
+    for keys in BLOCKING:
+        columns = {k: table[k] for k in keys}
+        for k in keys:
+            if k in _LIST_KEYS:  # one row per element of the list
+                parents = pc.list_parent_indices(table[k])
+                columns = {c: pc.list_flatten(table[c]) if c == k else pc.take(v, parents)
+                           for c, v in columns.items()}
+        flat = pa.table(columns)
+        for k in keys:
+            flat = flat.filter(pc.is_valid(flat[k]))
+        sizes = flat.group_by(list(keys)).aggregate([([], "count_all")])["count_all"]
+        sizes = pc.cast(sizes, pa.int64())
+        counts[" & ".join(keys)] = int(pc.sum(pc.divide(pc.multiply(
+            sizes, pc.subtract(sizes, 1)), 2)).as_py() or 0)
+    logging.getLogger(__name__).info("pairs per blocking rule: %s", counts)
+    return counts
+
+
+#: The least m (share of true duplicates) and u (share of other pairs) a level may have.
+#: A level the training data never showed — no duplicate with two different birth dates,
+#: no random pair on the nickname level — gets no estimate, and splink weighs it 0, so a
+#: different birth date would count for nothing; a floor makes it rare, not impossible.
+M_FLOOR, U_FLOOR = 0.005, 5e-7
+
+
+def _floored(model: dict[str, Any]) -> dict[str, Any]:
+    """The trained model with missing or zero m and u values raised to the floors (each
+    comparison's m values then scaled to sum to 1 again)."""
+    for comparison in model["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        for level in levels:
+            level["m_probability"] = max(level.get("m_probability") or 0.0, M_FLOOR)
+            level["u_probability"] = max(level.get("u_probability") or 0.0, U_FLOOR)
+        total = sum(lv["m_probability"] for lv in levels)
+        for level in levels:
+            level["m_probability"] /= total
+    return model
 
 
 def match(records: pa.Table, threshold: float = 0.5, phone_region: str = "CN",
           model: dict[str, Any] | None = None, engine: str = "duckdb") -> MatchResult:
     """Scored candidate pairs of records that may be the same customer."""
-    import splink.comparison_library as cl
-    from splink import Linker, SettingsCreator, block_on
+    from splink import Linker, block_on
 
     table = comparison_table(records, phone_region)
-    _, frame = _backend(engine, table)
-    settings: Any = model or SettingsCreator(
-        link_type="dedupe_only",
-        comparisons=[
-            cl.JaroWinklerAtThresholds("name_key", [0.95, 0.85]),
-            cl.ExactMatch("email_key"),
-            cl.ExactMatch("phone_key"),
-            cl.ExactMatch("city_key"),
-            cl.ExactMatch("birth_date"),
-        ],
-        blocking_rules_to_generate_predictions=[
-            block_on("email_key"), block_on("phone_key"), block_on("name_key", "city_key"),
-            block_on("name_key", "birth_date"),
-        ],
-        retain_intermediate_calculation_columns=False,
-    )
+    api, frame = _backend(engine, table)
+    settings: Any = model or _settings()
     logging.getLogger("splink").setLevel(logging.ERROR)  # training chatter is not news
     linker = Linker(frame, settings, log_level=None)
     if model is None:
         if _shares_contact(table):  # else the estimate is 0: keep splink's small default
             linker.training.estimate_probability_two_random_records_match(
-                [block_on("email_key"), block_on("phone_key")], recall=0.8)
-        linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
+                [block_on("email_key"), block_on("phone_key")], recall=0.7)
+        linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1, num_chunks=1)
         from splink.internals.exceptions import EMTrainingException
 
-        # Blocks must stay small: EM on a single low-cardinality column such as the city
-        # pairs up every two customers of a city (tried: it filled the disk on 1M records).
-        for rule in (block_on("phone_key"), block_on("email_key"),
-                     block_on("name_key", "birth_date")):
+        # EM learns how true duplicates differ from the pairs in a block; the blocks must
+        # stay small (EM on a single low-cardinality column such as the city pairs up every
+        # two customers of a city: it filled the disk on 1M records), and must not be full
+        # of look-alikes: pairs sharing a phone or an address are often a family or a
+        # switchboard, which taught the model that a wholly different name is common among
+        # duplicates. A personal e-mail, or the name with the birth date, is shared by few
+        # people who are not the same customer.
+        for rule in (block_on("email_key"), block_on("name_key", "birth_date")):
+            before = linker.misc.save_model_to_json()
             try:
                 linker.training.estimate_parameters_using_expectation_maximisation(rule)
             except EMTrainingException:
                 # No pairs share this block (data without duplicates yet): the m values
-                # keep their estimates from the other blocks, or splink's defaults.
-                continue
+                # keep their estimates from the other blocks, or splink's defaults. (A
+                # failed session leaves the comparisons it set aside out of the linker's
+                # settings: start again from the model as it was.)
+                linker = Linker(frame, before, log_level=None)
+        linker = Linker(frame, _floored(linker.misc.save_model_to_json()), log_level=None)
+    frequencies = term_frequencies(table)
+    register_frequencies(linker, api, frequencies)
     # splink filters on the match weight, log2(p / (1 - p)), which is infinite at p = 1
     # (its SQL then names a column "inf"): ask for a little less, keep the exact threshold
     asked = min(threshold, 1 - 1e-9)
     predictions = linker.inference.predict(threshold_match_probability=asked)
-    pairs = pa.Table.from_pandas(predictions.as_pandas_dataframe()[
-        ["unique_id_l", "unique_id_r", "match_probability"]], preserve_index=False) \
-        if engine == "spark" else predictions.as_duckdbpyrelation().select(
-        "unique_id_l, unique_id_r, match_probability").to_arrow_table()
-    if asked < threshold:
-        pairs = pairs.filter(pc.greater_equal(pairs["match_probability"], threshold))
-    return MatchResult(pairs, linker.misc.save_model_to_json())
+    pairs = capped(pa.Table.from_pandas(predictions.as_pandas_dataframe()[
+        ["unique_id_l", "unique_id_r", "match_probability", "gamma_name", "gamma_email"]],
+        preserve_index=False) if engine == "spark" else predictions.as_duckdbpyrelation().select(
+        "unique_id_l, unique_id_r, match_probability, gamma_name, gamma_email"
+    ).to_arrow_table())
+    pairs = pairs.filter(pc.greater_equal(pairs["match_probability"], threshold))
+    return MatchResult(pairs, linker.misc.save_model_to_json(), blocking_counts(table),
+                       frequencies)
 
 
 def pair_scores(pairs: pa.Table, truth: dict[str, str],
@@ -148,21 +261,26 @@ def pair_scores(pairs: pa.Table, truth: dict[str, str],
             "true_pairs": true_pairs}
 
 
-def model_path(root: Path) -> Path:
-    return root / "identity" / "model.json"
+def _current(model: dict[str, Any]) -> bool:
+    """Whether a saved model compares what this version compares (older ones are
+    retrained: they lack fields such as the address)."""
+    return {c["output_column_name"] for c in model.get("comparisons", [])} == set(FIELDS)
 
 
 def find_duplicates(ws: Workspace, threshold: float = 0.5, retrain: bool = False,
                     only: set[str] | None = None) -> tuple[pa.Table, bool]:
     """Scored pairs among the workspace's customers with the saved model (trained and saved
-    on first use or with ``retrain``); ``only`` keeps pairs that touch those ids. Returns
-    the pairs and whether a saved model was reused."""
+    on first use, with ``retrain``, or when saved by an older version); ``only`` keeps pairs
+    that touch those ids. Returns the pairs and whether a saved model was reused."""
     path = model_path(ws.root)
     model = None if retrain or not path.exists() else json.loads(
         path.read_text(encoding="utf-8"))
+    if model is not None and not _current(model):
+        model = None
     result = match(ws.table("customers"), threshold, ws.config.phone_region, model,
                    ws.config.engine)
     path.parent.mkdir(exist_ok=True)
+    pq.write_table(result.frequencies, frequencies_path(ws.root))
     path.write_text(json.dumps(result.model, ensure_ascii=False, indent=1), encoding="utf-8")
     pairs = result.pairs
     if only is not None:
@@ -172,58 +290,67 @@ def find_duplicates(ws: Workspace, threshold: float = 0.5, retrain: bool = False
     return pairs, model is not None
 
 
-def score_records(ws: Workspace, records: list[dict[str, Any]]
-                  ) -> list[list[dict[str, Any]]]:
-    """For each new record (not imported), the existing customers it may be, best first.
-
-    Candidates are customers with the same e-mail, phone or name (through the search
-    hashes, so this stays fast on a million customers); with a saved model each candidate
-    gets its match probability, else the rule that found it.
-    """
+def candidates(ws: Workspace, record: dict[str, Any], limit: int = 50) -> dict[str, str]:
+    """Existing customers a record may be, found through the search hashes (so this stays
+    fast on a million customers): same e-mail, phone or name → the rule that found each."""
     from tierwise.store import customers as customer_store
 
-    path = model_path(ws.root)
-    model = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
     phone = phone_cleaner(ws.config.phone_region)
+    found: dict[str, str] = {}
+    with ws.control.read() as conn:
+        for column in ("email", "phone", "name"):
+            value = record.get(column)
+            if not value:
+                continue
+            value = (clean_email(value)[0] if column == "email" else
+                     phone(value)[0] if column == "phone" else value)
+            for cid in customer_store.find(conn, column, value)[:limit]:
+                if cid != record.get("customer_id"):
+                    found.setdefault(cid, f"same {column}")
+    return found
+
+
+def score_records(ws: Workspace, records: list[dict[str, Any]]
+                  ) -> list[list[dict[str, Any]]]:
+    """For each new record (not imported), the existing customers it may be, best first:
+    candidates (``candidates``) with their match probability under the saved model, or
+    only the rule that found them while no model has been trained."""
+    from tierwise.store import customers as customer_store
+
+    trained = model_path(ws.root).exists()
     out: list[list[dict[str, Any]]] = []
     for record in records:
-        found: dict[str, str] = {}
+        found = candidates(ws, record)
         with ws.control.read() as conn:
-            for column in ("email", "phone", "name"):
-                value = record.get(column)
-                if not value:
-                    continue
-                value = (clean_email(value)[0] if column == "email" else
-                         phone(value)[0] if column == "phone" else value)
-                for cid in customer_store.find(conn, column, value)[:50]:
-                    found.setdefault(cid, f"same {column}")
-            rows = [customer_store.get(conn, cid) for cid in found]
-        candidates = [r for r in rows if r is not None]
-        if not candidates:
-            out.append([])
+            rows = [r for r in (customer_store.get(conn, cid) for cid in found) if r]
+        if not rows or not trained:
+            out.append([{"customer_id": r["customer_id"], "found_by": found[r["customer_id"]],
+                         "match_probability": None} for r in rows])
             continue
-        if model is None:
-            out.append([{"customer_id": c["customer_id"], "found_by": found[c["customer_id"]],
-                         "match_probability": None} for c in candidates])
-            continue
-        out.append(_score(model, record, candidates, found, ws.config.phone_region))
+        scored = scorer(ws.root).score([{**record, "customer_id": "_new"}], rows,
+                                       ws.config.phone_region)
+        out.append(sorted(({"customer_id": s["right_id"], "found_by": found[s["right_id"]],
+                            "match_probability": s["match_probability"]} for s in scored),
+                          key=lambda r: -r["match_probability"]))
     return out
 
 
-def _score(model: dict[str, Any], record: dict[str, Any], candidates: list[dict[str, Any]],
-           found: dict[str, str], region: str) -> list[dict[str, Any]]:
-    from splink import DuckDBAPI, Linker
+def explain(ws: Workspace, left_id: str, right_id: str) -> dict[str, Any]:
+    """Why two customers may or may not be the same: the prior, each field's match weight
+    with the level it reached, and the probability. Holds no personal data (the records
+    themselves are read through the masked customer view)."""
+    from tierwise.errors import NotFoundError
+    from tierwise.store import customers as customer_store
 
-    new = comparison_table(pa.Table.from_pylist([{**record, "customer_id": "_new"}]),
-                           region).to_pylist()
-    existing = comparison_table(pa.Table.from_pylist(
-        [{k: c.get(k) for k in ("customer_id", "name", "email", "phone", "city", "birth_date",
-                                 "industry")} for c in candidates]), region)
-    logging.getLogger("splink").setLevel(logging.ERROR)
-    api = DuckDBAPI()
-    linker = Linker(api.register(existing), model, log_level=None)
-    scored = linker.inference.score_pairs(new, existing.to_pylist()).as_record_list()
-    ranked = sorted(({"customer_id": r["unique_id_r"], "found_by": found[r["unique_id_r"]],
-                      "match_probability": float(r["match_probability"])} for r in scored),
-                    key=lambda r: -r["match_probability"])
-    return ranked
+    with ws.control.read() as conn:
+        rows = {cid: customer_store.get(conn, cid) for cid in (left_id, right_id)}
+    for cid, row in rows.items():
+        if row is None:
+            raise NotFoundError(f"no customer {cid}", zh=f"没有客户 {cid}")
+    if left_id == right_id:
+        raise TierwiseError("a customer is compared with another one, not with itself",
+                            zh="请选择两个不同的客户进行比较")
+    result = scorer(ws.root).score([rows[left_id] or {}], [rows[right_id] or {}],
+                                   ws.config.phone_region)[0]
+    return {**result, "left_id": left_id, "right_id": right_id,
+            "fields": [vars(f) for f in result["fields"]]}

@@ -70,32 +70,47 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
                             f"{upper}",
                             zh=f"阈值应满足 0 < lower ≤ upper ≤ 1，实际为 {lower} 和 {upper}")
     result = QueueResult()
-    rows = [(min(a, b), max(a, b), float(p)) for a, b, p in zip(
-        pairs["unique_id_l"].to_pylist(), pairs["unique_id_r"].to_pylist(),
-        pairs["match_probability"].to_pylist(), strict=True) if p >= lower]
+    best: dict[tuple[str, str], float] = {}  # a pair found from both sides counts once
+    for a, b, p in zip(pairs["unique_id_l"].to_pylist(), pairs["unique_id_r"].to_pylist(),
+                       pairs["match_probability"].to_pylist(), strict=True):
+        if p >= lower and a != b:
+            key = (min(a, b), max(a, b))
+            best[key] = max(best.get(key, 0.0), float(p))
+    rows = [(a, b, p) for (a, b), p in best.items()]
     with ws.control.read() as conn:
         decided = merge_store.known_pairs(conn)
     fresh = [r for r in rows if (r[0], r[1]) not in decided]
     result.known = len(rows) - len(fresh)
     now = utcnow()
-    review = [r for r in fresh if r[2] < upper]
-    if review:
-        with ws.control.write() as conn:
-            merge_store.add_pairs(conn, [
-                {"left_id": a, "right_id": b, "probability": p, "status": "pending",
-                 "found_at": now} for a, b, p in review])
-    result.queued = len(review)
     sure = [r for r in fresh if r[2] >= upper]
+    moved: dict[str, str] = {}  # merged id → its survivor
     for group in _groups([(a, b) for a, b, _ in sure]):
         survivor = _survivor(ws, group)
         done = merge(ws, survivor, sorted(group - {survivor}), actor=actor, reason="auto",
                      rules=rules)
         result.merged.append(done)
+        moved.update({i: survivor for i in done.merged_ids})
         with ws.control.write() as conn:  # remembered, so the pair is not merged twice
             merge_store.add_pairs(conn, [
                 {"left_id": a, "right_id": b, "probability": p, "status": "merged",
                  "found_at": now, "decided_by": actor, "decided_at": now,
                  "merge_id": done.merge_id} for a, b, p in sure if a in group])
+    # Pairs for review name the records as they are after the merges above: a record
+    # merged away is asked about as its survivor (once, and not against itself).
+    waiting: dict[tuple[str, str], float] = {}
+    for a, b, p in fresh:
+        if p >= upper:
+            continue
+        a, b = moved.get(a, a), moved.get(b, b)
+        key = (min(a, b), max(a, b))
+        if a != b and key not in decided:
+            waiting[key] = max(waiting.get(key, 0.0), p)
+    if waiting:
+        with ws.control.write() as conn:
+            merge_store.add_pairs(conn, [
+                {"left_id": a, "right_id": b, "probability": p, "status": "pending",
+                 "found_at": now} for (a, b), p in waiting.items()])
+    result.queued = len(waiting)
     return result
 
 

@@ -1,10 +1,11 @@
 """Merges (``merges``, ``customer_redirects``, ``duplicate_pairs``): folding customer
 records into a survivor and putting them back exactly, in one transaction each.
 
-A merge moves the merged ids' history, memberships and contact preferences to the
-survivor, redirects the merged ids (facts keep them; engines read them through the
-redirects), deletes the merged records and keeps everything needed to undo it in a sealed
-record (encrypted like PII: it holds the merged customers' values).
+A merge moves the merged ids' history, memberships, contact preferences and pending
+actions (``merge_actions``: without acting twice) to the survivor, redirects the merged ids
+(facts keep them; engines read them through the redirects), deletes the merged records and
+keeps everything needed to undo it in a sealed record (encrypted like PII: it holds the
+merged customers' values).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.store import customers as customer_store
-from tierwise.store import sizes
+from tierwise.store import merge_actions, sizes
 from tierwise.store.control import as_utc
 from tierwise.store.sealing import KeyRing
 from tierwise.store.tables import (
@@ -61,12 +62,13 @@ def apply(conn: sa.Connection, *, survivor_id: str, merged_ids: list[str],
     earlier = [dict(r._mapping) for r in conn.execute(
         sa.select(customer_redirects).where(
             customer_redirects.c.survivor_id.in_(merged_ids)))]
+    actions = merge_actions.move(conn, survivor_id, merged_ids, now)
     merge_id = int(conn.execute(merges.insert().values(
         survivor_id=survivor_id, merged_ids=json.dumps(merged_ids), reason=reason,
         fields=json.dumps(sources), created_by=actor, created_at=now,
         undo=seal(conn, {"records": records, "history": moved_history,
                          "memberships": memberships, "preferences": preferences,
-                         "redirects": earlier}),
+                         "redirects": earlier, "actions": actions}),
     )).inserted_primary_key[0])  # type: ignore[index]
     if changed:
         customer_store.set_fields(conn, survivor_id, changed)
@@ -196,6 +198,7 @@ def undo(conn: sa.Connection, merge_id: int, *, actor: str, now: datetime
         conn.execute(contact_preferences.insert().values(
             {**pref, "updated_at": _instant(pref["updated_at"]),
              "unsubscribed_at": _instant(pref["unsubscribed_at"])}))
+    merge_actions.put_back(conn, row.survivor_id, saved.get("actions", {}))
     conn.execute(merges.update().where(merges.c.merge_id == merge_id).values(
         undone_at=now, undone_by=actor))
     conn.execute(duplicate_pairs.update().where(duplicate_pairs.c.merge_id == merge_id)

@@ -25,6 +25,27 @@ _WORDS: dict[str, tuple[str, str]] = {
     "actions": ("自动化动作", "Actions"),
     "review": ("定期复盘", "Review"),
     "imports": ("数据导入", "Imports"),
+    "duplicates": ("重复客户", "Duplicates"),
+    "dup_intro": ("匹配模型无法确定的客户对：并排比较两条记录和每个字段的证据，"
+                  "再决定合并（保留哪一条）或标记为不同客户。",
+                  "Pairs the matcher was not sure of: compare the two records and each "
+                  "field's evidence, then merge (keeping either record) or mark them as "
+                  "different customers."),
+    "dup_pending": ("待审核", "Pending"), "dup_merged": ("已合并", "Merged"),
+    "dup_rejected": ("不是同一客户", "Not the same"),
+    "dup_probability": ("匹配概率", "Match probability"),
+    "dup_keep_left": ("合并，保留左侧", "Merge, keep left"),
+    "dup_keep_right": ("合并，保留右侧", "Merge, keep right"),
+    "dup_not_same": ("不是同一客户", "Not the same customer"),
+    "dup_field": ("字段", "Field"), "dup_agreement": ("一致程度", "Agreement"),
+    "dup_weight": ("证据（比特）", "Evidence (bits)"),
+    "dup_prior": ("先验：随机两条记录是同一客户", "Prior: two records picked at random"),
+    "dup_total": ("合计", "Total"),
+    "dup_capped": ("姓名完全不同且没有共同的个人邮箱：概率最高 0.3"
+                   "（家人、同事常共用电话和地址）。",
+                   "The names differ outright and no personal e-mail is shared: at most 0.3 "
+                   "(families and colleagues share phones and addresses)."),
+    "dup_rarity": ("其中来自取值的稀有程度", "of which from the value's rarity"),
     "sign_out": ("退出登录", "Sign out"),
     "language": ("语言", "Language"),
     "main_nav": ("主导航", "Main navigation"),
@@ -352,6 +373,10 @@ _WORDS: dict[str, tuple[str, str]] = {
     "city": ("城市", "City"),
     "email": ("邮箱", "E-mail"),
     "phone": ("手机号", "Phone"),
+    "province": ("省份", "Province"),
+    "address": ("地址", "Address"),
+    "birth_date": ("生日", "Birth date"),
+    "gender": ("性别", "Gender"),
     "signup_at": ("注册时间", "Signed up"),
     "name": ("姓名", "Name"),
     "amount": ("金额", "Amount"),
