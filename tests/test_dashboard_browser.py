@@ -37,7 +37,7 @@ BUNDLE = Path(tierwise.__file__).parent / "dashboard" / "static" / "build" / "ap
 USER, PASSWORD = "analyst", "dashboard-pass-1"
 PAGES = ["/", "/rfm", "/tiers", "/lifecycle", "/segments", "/customers", "/clv", "/actions",
          "/review?period=2026Q3", "/imports", "/segments/new", "/breakdown?by=city",
-         "/funnel?by=tier"]
+         "/funnel?by=tier", "/duplicates"]
 
 
 def _missing() -> str | None:
@@ -435,4 +435,41 @@ def test_a_treemap_rectangle_opens_its_segment(page: Any) -> None:
     index = links.index(page.url[page.url.index("/customers"):])
     assert shown.endswith(names[index]), (shown, names[index])
     assert drawn.startswith(names[index]), (drawn, names[index])
+    assert page.problems == []
+
+
+def test_a_duplicate_pair_is_judged_on_its_evidence(page: Any) -> None:
+    """The review queue shows both records and the evidence field by field; "not the same
+    customer" takes the pair off the queue (the page reloads once the decision is saved)."""
+    import pyarrow as pa
+
+    from tierwise.identity import review
+    from tierwise.identity.match import find_duplicates
+
+    ws = tierwise.Workspace.open(SERVED["root"])
+    try:
+        find_duplicates(ws, review.LOWER)  # trains the model the page explains with
+        left, right = sorted(ws.table("customers")["customer_id"].to_pylist())[:2]
+        review.queue(ws, pa.table({"unique_id_l": [left], "unique_id_r": [right],
+                                   "match_probability": [0.6]}), actor="test")
+        pair = next(p for p in review.pending(ws, 1000)
+                    if {p["left_id"], p["right_id"]} == {left, right})
+    finally:
+        ws.close()
+    page.goto("/duplicates?lang=en")
+    section = page.locator(f"section[aria-labelledby='pair-{pair['pair_id']}']")
+    assert section.locator(f"a[href='/customers/{left}']").count() == 1
+    evidence = section.locator("table.evidence tbody tr")
+    assert evidence.count() == 1 + 8 + 1  # prior, eight fields, total
+    assert "Prior" in evidence.first.inner_text()
+    with page.expect_navigation():
+        section.locator(f"button[data-post='/v1/duplicates/{pair['pair_id']}/reject']").click()
+    for _ in range(100):
+        rejected = page.request.get("/v1/duplicates?status=rejected").json()
+        if any(p["pair_id"] == pair["pair_id"] for p in rejected):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the decision did not take")
+    assert page.locator(f"section[aria-labelledby='pair-{pair['pair_id']}']").count() == 0
     assert page.problems == []
