@@ -457,6 +457,7 @@ def test_a_duplicate_pair_is_judged_on_its_evidence(page: Any) -> None:
     finally:
         ws.close()
     page.goto("/duplicates?lang=en")
+    page.screenshot(path=str(SCREENS / "duplicates-pair-en.png"), full_page=True)
     section = page.locator(f"section[aria-labelledby='pair-{pair['pair_id']}']")
     assert section.locator(f"a[href='/customers/{left}']").count() == 1
     evidence = section.locator("table.evidence tbody tr")

@@ -97,7 +97,7 @@ def capped(pairs: pa.Table) -> pa.Table:
 #: The levels of the comparison ladders (``match._settings`` labels each with its code), in
 #: the dashboard's languages.
 LEVELS: dict[str, tuple[str, str]] = {
-    "missing": ("一方缺失", "missing on one side"),
+    "missing": ("一方或双方缺失", "missing on one side or both"),
     "same": ("完全相同", "the same"),
     "same_spelling": ("同名的另一种写法（拼音、顺序、去掉城市或分支）",
                       "the same name in pinyin, another order, or without place and branch"),

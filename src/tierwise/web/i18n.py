@@ -34,6 +34,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "dup_pending": ("待审核", "Pending"), "dup_merged": ("已合并", "Merged"),
     "dup_rejected": ("不是同一客户", "Not the same"),
     "dup_probability": ("匹配概率", "Match probability"),
+    "dup_when_found": ("发现时", "when found"),
     "dup_keep_left": ("合并，保留左侧", "Merge, keep left"),
     "dup_keep_right": ("合并，保留右侧", "Merge, keep right"),
     "dup_not_same": ("不是同一客户", "Not the same customer"),
