@@ -45,8 +45,11 @@ def test_comparison_columns_use_the_cleaners():
     assert a["email_user"] is None  # a shared mailbox says nothing about who wrote
     assert b["email_user"] == "wm.zhang"
     assert "robert smith" in c["name_forms"]  # Bob is a Robert
-    assert set(d["name_initials"]) & set(comparison_table(pa.Table.from_pylist([
-        {"customer_id": "x", "name": "Robert Smith"}]))["name_initials"][0].as_py())
+    # an initial agrees with the full name, two full names with one initial do not
+    full = comparison_table(_table([{"customer_id": "x", "name": "Robert Smith"},
+                                    {"customer_id": "y", "name": "Rachel Smith"}])).to_pylist()
+    assert set(d["name_abbreviated"]) & set(full[0]["name_initials"])
+    assert full[0]["name_abbreviated"] is None and d["name_initials"] is None
     assert e["company_key"] == "北京华盛科技" and e["name_canonical"] == f["name_canonical"] == \
         "华盛科技"
     assert address_key("12 Main Street, Apt 4") == address_key("12 main st apt 4")

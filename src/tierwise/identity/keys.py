@@ -12,8 +12,9 @@ names, cities and addresses), with the same cleaners imports use:
   sorted and each first name also as its nickname family (Bob Smith ~ Robert Smith),
   companies also without a leading city or province and without a branch
   (北京华盛科技 ~ 华盛科技, 华盛科技上海分公司 ~ 华盛科技).
-- ``name_initials`` — each Latin token but one reduced to its initial (R. Smith ~ Robert
-  Smith): a weaker agreement than a form.
+- ``name_initials`` — a full Latin name with each token but one reduced to its initial,
+  and ``name_abbreviated`` — a name that holds an initial, as written: R. Smith agrees with
+  Robert Smith, but Steven Smith does not with Sam Smith.
 - ``email_key``, ``email_user`` — the cleaned address, and its part before the @ (a typo in
   the domain still agrees on the user; shared mailboxes such as info@ or kefu@ have none).
 - ``company_key`` — ``name_key`` of companies only (a company name is rare enough to compare
@@ -104,26 +105,27 @@ def _pinyin_tokens(name: str) -> list[str]:
     return ["".join(s) for s in syllables]
 
 
-def _person_forms(text: str) -> tuple[str | None, list[str], list[str]]:
+def _person_forms(text: str) -> tuple[str | None, list[str], list[str], str | None]:
     """The name's tokens (pinyin for Chinese) sorted, its sorted-token spellings with
-    nickname families, and its initial forms."""
+    nickname families, the abbreviations of a full name (each token but one as its
+    initial), and the name itself when it is abbreviated (holds an initial)."""
     compact = re.sub(r"\s+", "", text)
     tokens = _pinyin_tokens(compact) if _is_cjk(compact) else _LATIN_TOKEN.findall(text)
     if not tokens:
-        return None, [], []
+        return None, [], [], None
     canonical = " ".join(sorted(tokens))
     forms = {canonical}
     for i, token in enumerate(tokens):
         if len(token) > 1:
             for variant in _name_family(token):
                 forms.add(" ".join(sorted(tokens[:i] + [variant] + tokens[i + 1:])))
+    abbreviated = any(len(t) == 1 for t in tokens)
     initials: set[str] = set()
-    if len(tokens) > 1 and not _is_cjk(compact):
+    if len(tokens) > 1 and not abbreviated and not _is_cjk(compact):
         for keep in range(len(tokens)):  # the surname may stand first or last
-            if len(tokens[keep]) > 1:
-                initials.add(" ".join(sorted(
-                    t if i == keep else t[0] for i, t in enumerate(tokens))))
-    return canonical, sorted(forms), sorted(initials)
+            initials.add(" ".join(sorted(
+                t if i == keep else t[0] for i, t in enumerate(tokens))))
+    return canonical, sorted(forms), sorted(initials), canonical if abbreviated else None
 
 
 def _company_forms(key: str | None) -> tuple[str | None, list[str]]:
@@ -142,19 +144,19 @@ def _company_forms(key: str | None) -> tuple[str | None, list[str]]:
 
 @cache
 def _name_keys(name: str, company: bool
-               ) -> tuple[str | None, str | None, list[str], list[str]]:
-    """name_key, name_canonical, name_forms, name_initials of one name."""
+               ) -> tuple[str | None, str | None, list[str], list[str], str | None]:
+    """name_key, name_canonical, name_forms, name_initials, name_abbreviated of a name."""
     text = unicodedata.normalize("NFKC", name).strip()
     key = match_key(text, company=company)
     if company:
         simplified = match_key(_BRANCH.sub("", text.lower()).strip(), company=True) or key
         core, forms = _company_forms(simplified)
-        return key, core, forms, []
+        return key, core, forms, [], None
     simplified_text = match_key(text) or ""
     # Forms are built from the simplified text, with the spaces of Latin names kept.
     spaced = text if not _is_cjk(simplified_text) else simplified_text
-    canonical, forms, initials = _person_forms(spaced.lower())
-    return key, canonical, forms, initials
+    canonical, forms, initials, abbreviated = _person_forms(spaced.lower())
+    return key, canonical, forms, initials, abbreviated
 
 
 @cache
@@ -215,6 +217,8 @@ def comparison_table(records: pa.Table, phone_region: str = "CN") -> pa.Table:
         "name_forms": pa.array([k[2] if k else None for k in keyed], pa.list_(pa.string())),
         "name_initials": pa.array([k[3] if k and k[3] else None for k in keyed],
                                   pa.list_(pa.string())),
+        "name_abbreviated": pa.array([[k[4]] if k and k[4] else None for k in keyed],
+                                     pa.list_(pa.string())),
         "email_key": pa.array(emails, pa.string()),
         "email_user": pa.array([_email_user(e) for e in emails], pa.string()),
         "phone_key": pa.array(_mapped(_column(records, "phone"), lambda v: phone(v)[0]),

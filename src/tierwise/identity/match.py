@@ -1,11 +1,16 @@
-"""Finding records of the same customer: deterministic rules plus a splink model.
+"""Finding records of the same customer: a Fellegi-Sunter model (splink) trained on the
+customers themselves.
 
-Records are first reduced to comparison columns — cleaned e-mail and E.164 phone (the same
-cleaners as imports use) and ``match_key`` forms of name, company and city (simplified
-characters, no suffixes, no punctuation). Pairs that share an e-mail or a phone are always
-candidates; a Fellegi-Sunter model (splink, on DuckDB) weighs name, phone, e-mail, city
-and birth date, trained without labels (u by random sampling, m by EM on small blocks:
-shared phone, shared e-mail, same name and birth date).
+Records are reduced to comparison keys (``keys.py``: cleaned e-mail and phone, name
+spellings in pinyin and with nicknames, company names without place and branch, normalised
+addresses, city and province, company profile). ``BLOCKING`` says which pairs are
+compared; ``_settings`` how each field agrees, as a ladder of levels. Training needs no
+labels: the prior from pairs sharing an e-mail or a phone, u from random pairs, m by
+expectation maximisation on pairs sharing a personal e-mail or a name and birth date.
+Agreement on rare values weighs more (leave-one-out term frequencies, ``scoring``), and a
+pair whose names disagree outright is capped below the threshold unless it shares a
+personal e-mail (``scoring.NAMES_DISAGREE_CAP``). The saved model scores single pairs
+later (``scoring.Scorer``: arrivals, explanations).
 """
 
 from __future__ import annotations
@@ -62,7 +67,12 @@ def _backend(engine: str, table: pa.Table) -> tuple[Any, Any]:
 
         spark = spark_session()
         spark_api = SparkAPI(spark_session=spark, break_lineage_method="persist")
-        return spark_api, spark_api.register(spark.createDataFrame(table.to_pandas()))
+        # The schema is given: a column with no value at all (no abbreviated names) would
+        # otherwise come through pandas without a type.
+        ddl = ", ".join(f"`{f.name}` {'array<string>' if pa.types.is_list(f.type) else 'string'}"
+                        for f in table.schema)
+        return spark_api, spark_api.register(spark.createDataFrame(table.to_pandas(),
+                                                                   schema=ddl))
     from splink import DuckDBAPI
 
     from tierwise.engines.duckdb import separate_database
@@ -94,22 +104,28 @@ def _settings() -> Any:
     def shared(column: str, label: str) -> Any:
         return cll.ArrayIntersectLevel(column, 1).configure(label_for_charts=label)
 
-    def near(column: str, edits: int, prefix: int) -> Any:
+    def near(column: str, edits: int, prefix: int, shortest: int = 0) -> Any:
         # The edit distance is the dear part of a comparison: most pairs that are compared
         # at all (and all the random pairs that estimate u) already differ in the first
         # characters, which is cheap to check first.
         # (DuckDB evaluates both sides of an AND; a CASE skips the THEN for rows it rejects.)
         left, right = f"{column}_l", f"{column}_r"
+        long_enough = f" AND length({left}) >= {shortest}" if shortest else ""
         return cll.CustomLevel(
-            f"CASE WHEN substr({left}, 1, {prefix}) = substr({right}, 1, {prefix}) "
-            f"THEN damerau_levenshtein({left}, {right}) <= {edits} ELSE FALSE END",
-            label_for_charts=f"edits_{edits}")
+            f"CASE WHEN substr({left}, 1, {prefix}) = substr({right}, 1, {prefix})"
+            f"{long_enough} THEN damerau_levenshtein({left}, {right}) <= {edits} "
+            "ELSE FALSE END", label_for_charts=f"edits_{edits}")
 
     comparisons = [
         ladder("name", "name_key", exact("name_key"),
                exact("name_canonical", "same_spelling"), shared("name_forms", "nickname"),
-               similar("name_key", 0.9), shared("name_initials", "initials"),
-               similar("name_key", 0.8), similar("name_key", 0.7)),
+               similar("name_key", 0.9), cll.CustomLevel(
+                   "array_length(array_intersect(name_initials_l, name_abbreviated_r)) > 0 "
+                   "OR array_length(array_intersect(name_abbreviated_l, name_initials_r)) > 0",
+                   label_for_charts="initials"),
+               # A typo, not a likeness: Jaro-Winkler rates "jordanwells" and "jordanstone"
+               # (two colleagues) 0.8 for the first name they share.
+               near("name_key", 1, 1), near("name_key", 2, 1, shortest=6)),
         ladder("email", "email_key", exact("email_key"),
                exact("email_user", "same_user"), near("email_key", 2, 2)),
         ladder("phone", "phone_key", exact("phone_key"), near("phone_key", 1, 6)),
@@ -179,6 +195,37 @@ def blocking_counts(table: pa.Table) -> dict[str, int]:
 M_FLOOR, U_FLOOR = 0.005, 5e-7
 
 
+#: How often a true duplicate stands on each level of each ladder when the data cannot say
+#: (a population with no duplicates yet to learn from: EM then fits coincidences, such as
+#: two people who share a name and a birth date, and learns that duplicates rarely share a
+#: phone). Rough shares from the duplicates of CRM exports; every field's sum is 1.
+PRIOR_M: dict[str, dict[str, float]] = {
+    "name": {"same": 0.55, "same_spelling": 0.1, "nickname": 0.03, "similar_0.9": 0.1,
+             "initials": 0.02, "edits_1": 0.1, "edits_2": 0.03, "different": 0.07},
+    "email": {"same": 0.6, "same_user": 0.1, "edits_2": 0.05, "different": 0.25},
+    "phone": {"same": 0.6, "edits_1": 0.05, "different": 0.35},
+    "city": {"same": 0.85, "regions": 0.05, "different": 0.1},
+    "birth_date": {"same": 0.9, "edits_1": 0.05, "different": 0.05},
+    "gender": {"same": 0.97, "different": 0.03},
+    "address": {"same": 0.6, "similar_0.9": 0.2, "different": 0.2},
+    "firm": {"same_industry_size": 0.8, "same_industry": 0.1, "different": 0.1},
+}
+
+
+def _sane(model: dict[str, Any]) -> dict[str, Any]:
+    """The trained model with ``PRIOR_M`` in place of what training got backwards: a field
+    whose top level (agreeing exactly) is not more common among duplicates than its last
+    (different) was not learnt from duplicates."""
+    for comparison in model["comparisons"]:
+        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        top, last = (lv.get("m_probability") or 0.0 for lv in (levels[0], levels[-1]))
+        if top <= last:
+            prior = PRIOR_M[comparison["output_column_name"]]
+            for level in levels:
+                level["m_probability"] = prior[level["label_for_charts"]]
+    return model
+
+
 def _floored(model: dict[str, Any]) -> dict[str, Any]:
     """The trained model with missing or zero m and u values raised to the floors (each
     comparison's m values then scaled to sum to 1 again)."""
@@ -227,7 +274,8 @@ def match(records: pa.Table, threshold: float = 0.5, phone_region: str = "CN",
                 # failed session leaves the comparisons it set aside out of the linker's
                 # settings: start again from the model as it was.)
                 linker = Linker(frame, before, log_level=None)
-        linker = Linker(frame, _floored(linker.misc.save_model_to_json()), log_level=None)
+        linker = Linker(frame, _floored(_sane(linker.misc.save_model_to_json())),
+                        log_level=None)
     frequencies = term_frequencies(table)
     register_frequencies(linker, api, frequencies)
     # splink filters on the match weight, log2(p / (1 - p)), which is infinite at p = 1

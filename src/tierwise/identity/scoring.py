@@ -10,6 +10,7 @@ A loaded scorer is kept per workspace while the saved model does not change.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tierwise.engines.duckdb import separate_database
 from tierwise.errors import TierwiseError
 from tierwise.identity.keys import RECORD_COLUMNS, comparison_table
 
@@ -107,7 +109,8 @@ LEVELS: dict[str, tuple[str, str]] = {
     "similar_0.8": ("相似（相似度 ≥ 0.8）", "similar (similarity ≥ 0.8)"),
     "similar_0.7": ("有些相似（相似度 ≥ 0.7）", "somewhat similar (similarity ≥ 0.7)"),
     "same_user": ("用户名相同、域名不同", "the same user at another domain"),
-    "edits_1": ("相差一个字符（如两位数字颠倒）", "one character apart (e.g. two digits swapped)"),
+    "edits_1": ("相差一个字符（错字，或两个字符颠倒）",
+                "one character apart (a typo, or two characters swapped)"),
     "edits_2": ("相差不超过两个字符", "at most two characters apart"),
     "regions": ("城市与省份填反但一致", "city and province agree across the two columns"),
     "same_industry_size": ("行业与规模相同", "the same industry and size"),
@@ -152,6 +155,30 @@ def _labels(model: dict[str, Any]) -> dict[str, dict[int, str]]:
     return out
 
 
+class _Lookup:
+    """Term frequencies by value, for scoring a few records without joining the tables:
+    the values held by three records or more, sorted, searched by bisection (the others
+    have the floor, 1 / (records − 1))."""
+
+    def __init__(self, frequencies: pa.Table | None) -> None:
+        self.floor: float | None = None
+        self.values: dict[str, tuple[list[str], list[float]]] = {}
+        if frequencies is None or frequencies.num_rows == 0:
+            return
+        self.floor = float(pc.min(frequencies["tf"]).as_py())
+        common = frequencies.filter(pc.greater(frequencies["tf"], self.floor * 1.5))
+        for column in TF_COLUMNS:
+            rows = common.filter(pc.equal(common["column"], column)).sort_by("value")
+            self.values[column] = (rows["value"].to_pylist(), rows["tf"].to_pylist())
+
+    def of(self, column: str, value: str | None) -> float | None:
+        if value is None or self.floor is None:
+            return None
+        keys, tfs = self.values.get(column, ([], []))
+        at = bisect.bisect_left(keys, value)
+        return tfs[at] if at < len(keys) and keys[at] == value else self.floor
+
+
 class Scorer:
     """The saved model, ready to score pairs of customer-shaped records."""
 
@@ -162,11 +189,10 @@ class Scorer:
         self.model = model
         self.labels = _labels(model)
         self._lock = threading.Lock()  # one DuckDB connection: one query at a time
-        self._api = DuckDBAPI()
+        self._api = DuckDBAPI(connection=separate_database("256MB"))
         empty = comparison_table(pa.table({"customer_id": pa.array([], pa.string())}))
         self._linker = Linker(self._api.register(empty), model, log_level=None)
-        if frequencies is not None:
-            register_frequencies(self._linker, self._api, frequencies)
+        self._frequencies = _Lookup(frequencies)
 
     def score(self, left: list[dict[str, Any]], right: list[dict[str, Any]],
               phone_region: str = "CN") -> list[dict[str, Any]]:
@@ -176,7 +202,11 @@ class Scorer:
             return []
         def keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             trimmed = [{c: r.get(c) for c in RECORD_COLUMNS} for r in rows]
-            return comparison_table(pa.Table.from_pylist(trimmed), phone_region).to_pylist()
+            keyed = comparison_table(pa.Table.from_pylist(trimmed), phone_region).to_pylist()
+            for row in keyed:  # given with the records, splink joins no lookup table
+                for column in TF_COLUMNS:
+                    row[f"tf_{column}"] = self._frequencies.of(column, row[column])
+            return keyed
 
         keys_left, keys_right = keys(left), keys(right)
         with self._lock:
