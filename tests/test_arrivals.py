@@ -153,3 +153,54 @@ def test_arrivals_through_the_api_and_without_a_model(served: Served) -> None:
         assert "Prior" in client.get("/duplicates?lang=en").text
     assert client.get("/duplicates?status=bogus").status_code == 400
     assert client.get("/duplicates?color=red").status_code == 400
+
+
+def test_a_copy_arriving_between_real_time_rounds_is_merged_without_a_new_entry(
+        tmp_path: Path) -> None:
+    """A customer written again under a new id (another system's copy) is merged into the
+    one the real-time worker already knows, before any round sees it: the next round finds
+    no new member and enters nobody a second time — even when an order arrives under the
+    copy's id (the redirect hands it to the survivor)."""
+    from datetime import date
+
+    from tierwise.demo.generator import DemoSpec
+    from tierwise.demo.load import load_generated
+    from tierwise.realtime.worker import Worker
+    from tierwise.segments import catalog as defs
+    from tierwise.segments import membership
+    from tierwise.store.tables import segment_history
+
+    ws = tierwise.init(tmp_path / "ws")
+    try:
+        load_generated(ws, DemoSpec(customers=400, seed=11, end=date(2026, 6, 30)))
+        defs.save(ws, defs.SegmentDefinition(key="buyers", rule="COUNT(orders) >= 1"))
+        worker = Worker(ws)
+        worker.catch_up()
+        worker.run_batch()
+        find_duplicates(ws, review.LOWER)  # the model, trained on customers without copies
+        members = membership.members_at(ws, "buyers")
+        original = next(c for c in ws.table("customers").to_pylist()
+                        if c["customer_id"] in members and c["phone"] and c["email"])
+        with ws.control.read() as conn:
+            entries = conn.execute(sa.select(sa.func.count()).select_from(segment_history)
+                                   ).scalar()
+        copy = {**original, "customer_id": "COPY-1", "email": original["email"].upper(),
+                "signup_at": datetime.now(UTC)}
+        ws.import_source("customers", RecordsSource.from_dicts("crm", [
+            {k: v for k, v in copy.items() if k in ("customer_id", "name", "email", "phone",
+                                                    "city", "gender", "birth_date",
+                                                    "signup_at")}]))
+        found = match_arrivals(ws, ["COPY-1"], actor="test")
+        assert [(m.survivor_id, m.merged_ids) for m in found.merged] == \
+            [(original["customer_id"], ["COPY-1"])]
+        ws.import_source("orders", RecordsSource.from_dicts("shop", [
+            {"order_id": "ARRIVAL-O1", "customer_id": "COPY-1",
+             "ordered_at": datetime.now(UTC).isoformat(), "amount": 10}]))
+        worker.run_batch()
+        assert "COPY-1" not in membership.members_at(ws, "buyers")
+        assert original["customer_id"] in membership.members_at(ws, "buyers")
+        with ws.control.read() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(segment_history)
+                                ).scalar() == entries
+    finally:
+        ws.close()
