@@ -142,7 +142,8 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
 
     now = utcnow()
     earlier = now - timedelta(days=SHOWCASE_GAP_DAYS)
-    stages = [("compute", lambda: compute(ws, earlier)),
+    stages = [("duplicates", lambda: _showcase_duplicates(ws)),
+              ("compute", lambda: compute(ws, earlier)),
               ("segments", lambda: [defs.save(ws, template(k, ws.config.locale), "demo showcase")
                                     for k in TEMPLATES]),
               ("evaluate", lambda: evaluate_all(ws, earlier)),
@@ -155,6 +156,36 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
         run()
         if step:
             step(name, i, len(stages))
+
+
+def _showcase_duplicates(ws: Workspace) -> None:
+    """About one customer in a hundred known a second time, as another system typed it
+    (phone format, e-mail case, traditional characters or a typo in the name, the city's
+    long form; every third without e-mail and phone), then a duplicate scan: sure pairs
+    merge, the others wait on the duplicates page."""
+    import numpy as np
+
+    from tierwise.demo.duplicates import _vary_email, _vary_name, _vary_phone
+    from tierwise.identity import review
+    from tierwise.identity.match import find_duplicates
+
+    rng = np.random.default_rng(17)
+    people = ws.table("customers").to_pylist()
+    chosen = people[:: max(1, len(people) // min(30, max(3, len(people) // 100)))]
+    copies = []
+    for i, row in enumerate(chosen):
+        contact = i % 3 != 0  # every third copy without e-mail and phone: less sure
+        copies.append({
+            "customer_id": f"{row['customer_id']}-CRM", "name": _vary_name(rng, row["name"]),
+            "email": _vary_email(rng, row["email"]) if contact else None,
+            "phone": _vary_phone(rng, row["phone"]) if contact else None,
+            "city": f"{row['city']}市" if i % 2 and row["city"] else row["city"],
+            "province": row["province"], "gender": row["gender"],
+            "birth_date": row["birth_date"].isoformat() if row["birth_date"] else None,
+            "channel": "CRM"})
+    imports.import_source(ws, "customers", RecordsSource.from_dicts("crm export", copies))
+    pairs, _ = find_duplicates(ws, review.LOWER)
+    review.queue(ws, pairs, actor="demo showcase")
 
 
 SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {

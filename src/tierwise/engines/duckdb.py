@@ -262,4 +262,5 @@ def separate_database(memory_limit: str = "1500MB") -> duckdb.DuckDBPyConnection
     temporary folder instead of growing the process past what a laptop has."""
     database = duckdb.connect(":memory:")
     database.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
+    database.execute("SET enable_progress_bar = false")  # not on the caller's terminal
     return database

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -40,6 +41,45 @@ class Arrivals:
     seconds: float = 0.0
 
 
+def score_arrivals(ws: Workspace, records: dict[str, dict[str, Any]]) -> pa.Table:
+    """Each record (by id; written or not) against the customers sharing its e-mail, phone
+    or name: unique_id_l (the record), unique_id_r, match_probability. Writes nothing."""
+    model = scorer(ws.root)
+    wanted: dict[str, set[str]] = {}  # arriving id → the candidates to score it against
+    for cid, record in records.items():
+        others = {c for c in candidates(ws, record) if c != cid}
+        if others:
+            wanted[cid] = others
+    every = sorted(set().union(*wanted.values())) if wanted else []
+    with ws.control.read() as conn:
+        rows = {c: r for c in every if (r := customer_store.get(conn, c)) is not None}
+    # One scoring call costs ~70 ms however few pairs it holds: arrivals are scored in
+    # groups against all their group's candidates at once (a cross product), each group
+    # as large as keeps that product under CROSS_PRODUCT_LIMIT pairs.
+    batches: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+    group: list[str] = []
+    seen: set[str] = set()
+    for cid, others in wanted.items():
+        grown = seen | others
+        if group and (len(group) + 1) * len(grown) > CROSS_PRODUCT_LIMIT:
+            batches.append(([records[g] for g in group], [rows[c] for c in seen if c in rows]))
+            group, grown = [], set(others)
+        group.append(cid)
+        seen = grown
+    if group:
+        batches.append(([records[g] for g in group], [rows[c] for c in seen if c in rows]))
+    left, right, found = [], [], []
+    for batch_left, batch_right in batches:
+        for scored in model.score(batch_left, batch_right, ws.config.phone_region):
+            if scored["right_id"] in wanted.get(scored["left_id"], ()):
+                left.append(scored["left_id"])
+                right.append(scored["right_id"])
+                found.append(scored["match_probability"])
+    return pa.table({"unique_id_l": pa.array(left, pa.string()),
+                     "unique_id_r": pa.array(right, pa.string()),
+                     "match_probability": pa.array(found, pa.float64())})
+
+
 def match_arrivals(ws: Workspace, ids: list[str], *, actor: str) -> Arrivals:
     """Score ``ids`` (customers just written) against the others and act on the pairs."""
     started = time.perf_counter()
@@ -49,38 +89,12 @@ def match_arrivals(ws: Workspace, ids: list[str], *, actor: str) -> Arrivals:
     if not model_path(ws.root).exists():
         result.trained = False
         return result
-    model = scorer(ws.root)
     with ws.control.read() as conn:  # (an id merged away by an earlier arrival is gone)
         records = {cid: r for cid in ids if (r := customer_store.get(conn, cid)) is not None}
-    wanted: dict[str, set[str]] = {}  # arriving id → the candidates to score it against
-    for cid, record in records.items():
-        others = {c for c in candidates(ws, record) if c != cid}
-        if others:
-            wanted[cid] = others
-    every = sorted(set().union(*wanted.values())) if wanted else []
-    with ws.control.read() as conn:
-        rows = {c: r for c in every if (r := customer_store.get(conn, c)) is not None}
-    left, right, found = [], [], []
-    arriving = [records[cid] for cid in wanted]
-    # One scoring call costs ~70 ms however few pairs it holds: score the arrivals of a
-    # batch against all their candidates at once (a cross product) while that stays small.
-    if len(arriving) * len(rows) <= CROSS_PRODUCT_LIMIT:
-        batches = [(arriving, list(rows.values()))]
-    else:
-        batches = [([records[cid]], [rows[c] for c in sorted(others) if c in rows])
-                   for cid, others in wanted.items()]
-    for batch_left, batch_right in batches:
-        for scored in model.score(batch_left, batch_right, ws.config.phone_region):
-            if scored["right_id"] in wanted.get(scored["left_id"], ()):
-                left.append(scored["left_id"])
-                right.append(scored["right_id"])
-                found.append(scored["match_probability"])
-    result.pairs = len(found)
-    if found:
-        queued = review.queue(ws, pa.table({
-            "unique_id_l": pa.array(left, pa.string()),
-            "unique_id_r": pa.array(right, pa.string()),
-            "match_probability": pa.array(found, pa.float64())}), actor=actor)
+    pairs = score_arrivals(ws, records)
+    result.pairs = pairs.num_rows
+    if pairs.num_rows:
+        queued = review.queue(ws, pairs, actor=actor)
         result.merged, result.queued = queued.merged, queued.queued
     result.seconds = time.perf_counter() - started
     return result
