@@ -1,7 +1,7 @@
 """Real-time intake, incremental segments, time-based exits and webhook deliveries.
 
     python bench/realtime.py [--rate 2000] [--seconds 600] [--customers 100000]
-                             [--new-customers 0.0]
+                             [--new-customers 0.0] [--arrivals]
 
 Workspace bench/out/ws-rt, copied afresh for every run from bench/out/ws-rt-base
 (``tierwise demo --customers 100000 --activity 5`` ending yesterday, computed), with 20
@@ -16,6 +16,11 @@ Measured:
 * **2xx → membership readable**: twice a second the load process posts one probe event for
   a customer that is in no probe segment yet, then polls ``GET /v1/customers/{id}/segments``
   every 50 ms until ``bench_rt_probe`` shows up; p50 / p99 of that delay (target p99 < 1 s);
+* with ``--arrivals``: each probe first writes its customer through ``POST /v1/customers``
+  — half copies of the probe customer (merged into it by matching on arrival), half new
+  people — and the delay runs from that request to the membership being readable (on the
+  customer the copy was merged into); the matching model is trained before the server
+  starts;
 * **time-based exits**: before the server starts, 60 customers get one event each timed so
   that ``COUNT(events WHERE type = 'rt_expiry', LAST 1d) >= 1`` turns false at known
   instants spread over the run; the lag between each true instant and the ``exited_at``
@@ -88,6 +93,10 @@ host, port, key, rate, seconds, ids_file, probes_file, out, new_share = sys.argv
 port, rate, seconds, new_share = int(port), float(rate), float(seconds), float(new_share)
 ids = json.load(open(ids_file))
 probes = json.load(open(probes_file))
+# with --arrivals, each probe first writes a customer (a copy of the probe customer or a new
+# person) through POST /v1/customers, and is timed from that request
+arrivals = json.load(open(sys.argv[10])) if len(sys.argv) > 10 and sys.argv[10] else None
+arrived = []  # (status of the customer POST, whether it was merged into a known customer)
 BATCH, CONNECTIONS = 100, 16
 TYPES = [("page_view", {"page": "/pricing"}), ("page_view", {"page": "/home"}),
          ("email_open", {}), ("click", {}), ("page_view", {"page": "/docs"})]
@@ -126,15 +135,28 @@ async def sender(queue, results):
             status, writer = type(exc).__name__, None
         results.append((time.perf_counter() - start, status, len(batch)))
 
-async def probe(customer, delays, timeline):
+async def probe(customer, delays, timeline, arrival=None):
     reader, writer = await asyncio.open_connection(host, port)
+    target = customer
+    if arrival is not None:  # the clock starts at the customer's creation
+        started = time.perf_counter()
+        status, body = await request(reader, writer, "POST", "/v1/customers",
+                                     {"customers": [arrival]})
+        merged = json.loads(body).get("matching", {}).get("merged", []) if status == 200 \
+            else []
+        customer = target = arrival["customer_id"]
+        if merged:  # a copy: the customer it was merged into is the one to watch
+            target = merged[0]["survivor_id"]
+        arrived.append((status, bool(merged)))
     event = {"event_id": "probe-" + customer, "customer_id": customer, "type": "rt_latency",
              "occurred_at": now_iso()}
     status, _ = await request(reader, writer, "POST", "/v1/events", [event])
     acked, acked_at, polls, last_get = time.perf_counter(), time.time(), 0, 0.0
+    if arrival is not None:
+        acked = started
     while time.perf_counter() - acked < 30:
         asked = time.perf_counter()
-        status, body = await request(reader, writer, "GET", f"/v1/customers/{customer}/segments")
+        status, body = await request(reader, writer, "GET", f"/v1/customers/{target}/segments")
         polls, last_get = polls + 1, time.perf_counter() - asked
         if b"bench_rt_probe" in body:
             delays.append(time.perf_counter() - acked)
@@ -169,12 +191,14 @@ async def main():
                           "type": kind, "properties": props, "occurred_at": stamp})
         queue.put_nowait((batch, start))
         if start - t0 >= next_probe * 0.5 and next_probe < len(probes):
-            tasks.append(asyncio.create_task(probe(probes[next_probe], delays, timeline)))
+            tasks.append(asyncio.create_task(probe(
+                probes[next_probe], delays, timeline,
+                arrivals[next_probe] if arrivals else None)))
             next_probe += 1
     for _ in senders:
         queue.put_nowait(None)
     await asyncio.gather(*senders, *tasks)
-    json.dump({"results": results, "delays": delays, "timeline": timeline,
+    json.dump({"results": results, "delays": delays, "timeline": timeline, "arrived": arrived,
                "elapsed": time.perf_counter() - t0}, open(out, "w"))
 
 asyncio.run(main())
@@ -235,6 +259,37 @@ def ensure_workspace(customers: int) -> None:
     toml = WS / "tierwise.toml"
     toml.write_text(re.sub(r"(?m)^sweep_seconds = \d+$", "sweep_seconds = 10",
                            toml.read_text()))
+
+
+def arrival_records(probes: list[str]) -> list[dict[str, object]]:
+    """For each probe, the customer written before its event: a copy of the probe customer
+    as another system types it (even probes) or a new person (odd ones). Trains the
+    matching model first, as a workspace that matches arrivals has one."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tierwise import open as open_ws
+    from tierwise.identity import review
+    from tierwise.identity.match import find_duplicates
+
+    ws = open_ws(WS)
+    find_duplicates(ws, review.LOWER)
+    table = ws.table("customers")
+    people = {r["customer_id"]: r for r in table.filter(
+        pc.is_in(table["customer_id"], pa.array(probes[::2]))).to_pylist()}
+    ws.close()
+    tag = int(time.time())
+    records: list[dict[str, object]] = []
+    for i, probe in enumerate(probes):
+        if i % 2 == 0 and probe in people:
+            row = people[probe]
+            records.append({"customer_id": f"copy-{tag}-{i}", "name": row["name"],
+                            "phone": row["phone"], "city": row["city"],
+                            "email": (row["email"] or "").upper() or None})
+        else:
+            records.append({"customer_id": f"new-{tag}-{i}", "name": f"新客户{tag % 10_000}{i}",
+                            "phone": f"+86139{(tag * 7 + i) % 10**8:08d}", "city": "上海"})
+    return records
 
 
 def prepare(receiver_url: str, seconds: float) -> tuple[str, list[str], list[str],
@@ -353,6 +408,10 @@ def main() -> None:
     parser.add_argument("--new-customers", type=float, default=0.0,
                         help="share of events from customers not seen before (each "
                              "creates one)")
+    parser.add_argument("--arrivals", action="store_true",
+                        help="each latency probe first writes its customer through "
+                             "POST /v1/customers (matched against the others), timed from "
+                             "there")
     args = parser.parse_args()
     ensure_workspace(args.customers)
     receiver_port = free_port()
@@ -365,6 +424,10 @@ def main() -> None:
         events_at_start = ws.count("events")
     (OUT / "rt-ids.json").write_text(json.dumps(ids))
     (OUT / "rt-probes.json").write_text(json.dumps(probes))
+    arrivals_file = ""
+    if args.arrivals:
+        arrivals_file = str(OUT / "rt-arrivals.json")
+        Path(arrivals_file).write_text(json.dumps(arrival_records(probes), ensure_ascii=False))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = psutil.Popen([sys.executable, "-m", "tierwise.cli.main", "serve", "-w", str(WS),
@@ -389,7 +452,7 @@ def main() -> None:
         load = psutil.Popen([sys.executable, "-c", LOAD, "127.0.0.1", str(port), key,
                              str(args.rate), str(args.seconds), str(OUT / "rt-ids.json"),
                              str(OUT / "rt-probes.json"), str(out),
-                             str(args.new_customers)])
+                             str(args.new_customers), arrivals_file])
         while load.poll() is None:
             peak = max(peak, tree_rss(server))
             time.sleep(0.5)
@@ -426,6 +489,12 @@ def main() -> None:
                    "events_per_second": round(sum(r[2] for r in ok) / data["elapsed"], 1),
                    "failed_posts": len(posts) - len(ok),
                    "post_p50_ms": pct(latencies, 0.5), "post_p99_ms": pct(latencies, 0.99)},
+        "probes_start_at": "POST /v1/customers (matched), then the event" if args.arrivals
+        else "the event's 2xx",
+        "arrivals": {"posted": len(data["arrived"]),
+                     "failed": sum(1 for status, _ in data["arrived"] if status != 200),
+                     "merged_into_known": sum(1 for _, m in data["arrived"] if m)}
+        if args.arrivals else None,
         "ack_to_membership": {"probes": len(data["delays"]), "seen": len(delays),
                               "p50_ms": pct(delays, 0.5), "p90_ms": pct(delays, 0.9),
                               "p99_ms": pct(delays, 0.99), "max_ms": pct(delays, 1.0)},
