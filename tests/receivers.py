@@ -33,6 +33,20 @@ class Hook:
 
 
 @contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """An HTTP server on a free loopback port, answering with ``handler`` in a thread of its
+    own while the block runs; yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def webhook_receiver() -> Iterator[Hook]:
     hook = Hook("")
 
@@ -52,15 +66,9 @@ def webhook_receiver() -> Iterator[Hook]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as port:
+        hook.url = f"http://127.0.0.1:{port}/hook"
         yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass

@@ -61,8 +61,9 @@ def _links(html: str, chart: str) -> list[str | None]:
     return json.loads(found.group(1))  # type: ignore[no-any-return]
 
 
-def _shown_count(listed: str) -> int:
-    """How many customers a filtered customer list says it holds."""
+def _shown_count(client: Any, link: str) -> int:
+    """How many customers the list a chart element links to says it holds."""
+    listed = client.get(link + "&lang=en").text
     found = re.search(r"· ([\d,]+) Customers", listed)
     assert found, listed[:400]
     return int(found.group(1).replace(",", ""))
@@ -936,7 +937,7 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
             if chart == "rf-count":  # [r - 1, f - 1, customers]: the cell's R and F scores
                 assert link == f"/customers?rfm_r={value[0] + 1}&rfm_f={value[1] + 1}"
                 value = value[2]
-            count = _shown_count(client.get(link + "&lang=en").text)
+            count = _shown_count(client, link)
             if chart == "tier-dist":  # that chart shows shares, not counts: compare shares
                 total = VIEWS.get(demo).table.num_rows
                 assert round(100 * count / total, 2) == value
@@ -957,7 +958,7 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
             if link is None:  # a customer who came or left: no value on one side
                 continue
             assert "since=" in link and "was_" in link
-            assert _shown_count(client.get(link + "&lang=en").text) == edge["value"], \
+            assert _shown_count(client, link) == edge["value"], \
                 (chart, link)
             flows += 1
     assert flows >= 4
@@ -969,16 +970,13 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
     months = VIEWS.get(demo).monthly()
     assert len(links) == len(months)
     for link, month in list(zip(links, months, strict=True))[-3:]:
-        listed = client.get(link + "&lang=en").text
-        assert _shown_count(listed) \
-            == month["buyers"], link
+        assert _shown_count(client, link) == month["buyers"], link
     html = client.get("/tiers", params={"lang": "en"}).text
     links = _links(html, "pareto")
     assert links[0] is None and links[-1] == f"/customers?top={VIEWS.get(demo).table.num_rows}"
     tenth = links[10]
     n = int(tenth.split("=")[1])
-    listed = client.get(tenth + "&lang=en").text
-    assert _shown_count(listed) == n
+    assert _shown_count(client, tenth) == n
     best = max(VIEWS.get(demo).table.to_pylist(), key=lambda r: (r["revenue_total"] or 0))
     assert f'/customers/{best["customer_id"]}"' in client.get("/customers?top=1").text
     for wrong in ("bought=2026-13", "bought=x", "top=0", "top=99999999"):
@@ -989,7 +987,7 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
     bands = VIEWS.get(demo).clv_histogram()
     assert len(links) == len(bands)
     for link, band in [(links[i], bands[i]) for i in (0, len(bands) // 2, len(bands) - 1)]:
-        assert _shown_count(client.get(link + "&lang=en").text) == band["customers"], link
+        assert _shown_count(client, link) == band["customers"], link
     html = client.get("/rfm", params={"lang": "en"}).text
     links = _links(html, "rfm-tree")
     items = _chart_options(html)["opt-rfm-tree"]["series"][0]["data"]
@@ -1002,7 +1000,7 @@ def test_chart_elements_open_the_customers_behind_them(demo: tierwise.Workspace)
     months = VIEWS.get(demo).satisfaction_trend()
     assert len(links) == len(months)
     for link, month in [(lk, m) for lk, m in zip(links, months, strict=True) if lk][-3:]:
-        assert _shown_count(client.get(link + "&lang=en").text) == month["respondents"], link
+        assert _shown_count(client, link) == month["respondents"], link
     for wrong in ("answered=1999-01", "answered=x"):
         assert client.get(f"/customers?{wrong}").status_code == 400, wrong
 

@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from tests.api_helpers import Served, build
+from tests.receivers import serving
 from tests.test_actions import _define, _deliver, _rows
 
 import tierwise
@@ -91,18 +92,11 @@ def fake(platform: str) -> Iterator[Fake]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    port = server.server_address[1]
-    found.url = {"wecom": f"http://127.0.0.1:{port}/cgi-bin/webhook/send?key={KEY}",
-                 "dingtalk": f"http://127.0.0.1:{port}/robot/send?access_token={KEY}",
-                 "feishu": f"http://127.0.0.1:{port}/open-apis/bot/v2/hook/{KEY}"}[platform]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as port:
+        found.url = {"wecom": f"http://127.0.0.1:{port}/cgi-bin/webhook/send?key={KEY}",
+                     "dingtalk": f"http://127.0.0.1:{port}/robot/send?access_token={KEY}",
+                     "feishu": f"http://127.0.0.1:{port}/open-apis/bot/v2/hook/{KEY}"}[platform]
         yield found
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 ROBOTS = {name: {"platform": name, "url_env": f"TW_{name.upper()}_URL",
