@@ -7,7 +7,7 @@ saves the matching model on its million customers (``tierwise duplicates``; the 
 reported). Then ``records`` arriving records — copies of random customers as another
 system would type them, and new people — are each scored against the customers who share
 their e-mail, phone or name, the way ``POST /v1/customers`` matches what it wrote
-(``identity.match.score_records``; nothing is written, so the workspace stays as it is).
+(``identity.arrivals.score_records``; nothing is written, so the workspace stays as it is).
 The baseline in the same run is finding the candidates alone (the keyed search-hash
 lookups, no scoring). Figures: median and p99 milliseconds per record.
 """
@@ -46,8 +46,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=300)
     args = parser.parse_args()
     import tierwise
-    from tierwise.identity.arrivals import score_arrivals
-    from tierwise.identity.match import candidates, find_duplicates, score_records
+    from tierwise.identity.arrivals import candidates, score_arrivals, score_records
+    from tierwise.identity.match import find_duplicates
     from tierwise.identity.scoring import model_path, scorer
 
     root = OUT / "ws-seg"

@@ -12,7 +12,8 @@ from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.errors import say
 from tierwise.identity import review
-from tierwise.identity.match import explain, find_duplicates, score_records
+from tierwise.identity.arrivals import score_records
+from tierwise.identity.match import explain, find_duplicates
 from tierwise.identity.merge import merge, merges_of, undo
 from tierwise.store import audit
 from tierwise.web.auth import record, require, workspace

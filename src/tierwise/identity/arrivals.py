@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 
 from tierwise.identity import review
-from tierwise.identity.match import candidates
 from tierwise.identity.scoring import model_path, scorer
+from tierwise.ingest.cleaning import clean_email, phone_cleaner
 from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
@@ -41,43 +41,99 @@ class Arrivals:
     seconds: float = 0.0
 
 
-def score_arrivals(ws: Workspace, records: dict[str, dict[str, Any]]) -> pa.Table:
-    """Each record (by id; written or not) against the customers sharing its e-mail, phone
-    or name: unique_id_l (the record), unique_id_r, match_probability. Writes nothing."""
-    model = scorer(ws.root)
-    wanted: dict[str, set[str]] = {}  # arriving id → the candidates to score it against
-    for cid, record in records.items():
-        others = {c for c in candidates(ws, record) if c != cid}
-        if others:
-            wanted[cid] = others
-    every = sorted(set().union(*wanted.values())) if wanted else []
+def candidates(ws: Workspace, record: dict[str, Any], limit: int = 50) -> dict[str, str]:
+    """Existing customers a record may be, found through the search hashes (so this stays
+    fast on a million customers): same e-mail, phone or name → the rule that found each."""
+    phone = phone_cleaner(ws.config.phone_region)
+    found: dict[str, str] = {}
+    with ws.control.read() as conn:
+        for column in ("email", "phone", "name"):
+            value = record.get(column)
+            if not value:
+                continue
+            value = (clean_email(value)[0] if column == "email" else
+                     phone(value)[0] if column == "phone" else value)
+            for cid in customer_store.find(conn, column, value)[:limit]:
+                if cid != record.get("customer_id"):
+                    found.setdefault(cid, f"same {column}")
+    return found
+
+
+def _looked_up(ws: Workspace, records: dict[str, dict[str, Any]]
+               ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
+    """Each record's candidates (by the record's key: candidate → the rule that found it),
+    and the candidates' rows (those still customers)."""
+    found = {key: c for key, record in records.items() if (c := candidates(ws, record))}
+    every = sorted(set().union(*found.values())) if found else []
     with ws.control.read() as conn:
         rows = {c: r for c in every if (r := customer_store.get(conn, c)) is not None}
-    # One scoring call costs ~70 ms however few pairs it holds: arrivals are scored in
+    return found, rows
+
+
+def _scored(ws: Workspace, records: dict[str, dict[str, Any]],
+            found: dict[str, dict[str, str]], rows: dict[str, dict[str, Any]]) -> pa.Table:
+    """unique_id_l (a record's key), unique_id_r (a candidate), match_probability."""
+    model = scorer(ws.root)
+    # One scoring call costs ~70 ms however few pairs it holds: records are scored in
     # groups against all their group's candidates at once (a cross product), each group
     # as large as keeps that product under CROSS_PRODUCT_LIMIT pairs.
     batches: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
     group: list[str] = []
     seen: set[str] = set()
-    for cid, others in wanted.items():
-        grown = seen | others
+
+    def close() -> None:
+        batches.append(([{**records[g], "customer_id": g} for g in group],
+                        [rows[c] for c in seen if c in rows]))
+
+    for key, others in found.items():
+        grown = seen | set(others)
         if group and (len(group) + 1) * len(grown) > CROSS_PRODUCT_LIMIT:
-            batches.append(([records[g] for g in group], [rows[c] for c in seen if c in rows]))
+            close()
             group, grown = [], set(others)
-        group.append(cid)
+        group.append(key)
         seen = grown
     if group:
-        batches.append(([records[g] for g in group], [rows[c] for c in seen if c in rows]))
-    left, right, found = [], [], []
+        close()
+    left, right, probability = [], [], []
     for batch_left, batch_right in batches:
         for scored in model.score(batch_left, batch_right, ws.config.phone_region):
-            if scored["right_id"] in wanted.get(scored["left_id"], ()):
+            if scored["right_id"] in found.get(scored["left_id"], ()):
                 left.append(scored["left_id"])
                 right.append(scored["right_id"])
-                found.append(scored["match_probability"])
+                probability.append(scored["match_probability"])
     return pa.table({"unique_id_l": pa.array(left, pa.string()),
                      "unique_id_r": pa.array(right, pa.string()),
-                     "match_probability": pa.array(found, pa.float64())})
+                     "match_probability": pa.array(probability, pa.float64())})
+
+
+def score_arrivals(ws: Workspace, records: dict[str, dict[str, Any]]) -> pa.Table:
+    """Each record (by id; written or not) against the customers sharing its e-mail, phone
+    or name: unique_id_l (the record), unique_id_r, match_probability. Writes nothing."""
+    return _scored(ws, records, *_looked_up(ws, records))
+
+
+def score_records(ws: Workspace, records: list[dict[str, Any]]
+                  ) -> list[list[dict[str, Any]]]:
+    """For each new record (not imported), the existing customers it may be, best first:
+    candidates (``candidates``) with their match probability under the saved model, or
+    only the rule that found them while no model has been trained."""
+    keyed = {f"_new{i}": record for i, record in enumerate(records)}
+    found, rows = _looked_up(ws, keyed)
+    scores: dict[tuple[str, str], float] = {}
+    if model_path(ws.root).exists():
+        pairs = _scored(ws, keyed, found, rows)
+        scores = {(a, b): p for a, b, p in zip(
+            pairs["unique_id_l"].to_pylist(), pairs["unique_id_r"].to_pylist(),
+            pairs["match_probability"].to_pylist(), strict=True)}
+    out = []
+    for key in keyed:
+        listed: list[dict[str, Any]] = [
+            {"customer_id": c, "found_by": rule, "match_probability": scores.get((key, c))}
+            for c, rule in found.get(key, {}).items() if c in rows]
+        if scores:
+            listed.sort(key=lambda r: -(r["match_probability"] or 0.0))
+        out.append(listed)
+    return out
 
 
 def match_arrivals(ws: Workspace, ids: list[str], *, actor: str) -> Arrivals:

@@ -30,12 +30,12 @@ from tierwise.identity.scoring import (
     FIELDS,
     capped,
     frequencies_path,
+    ladder,
     model_path,
     register_frequencies,
     scorer,
     term_frequencies,
 )
-from tierwise.ingest.cleaning import clean_email, phone_cleaner
 
 if TYPE_CHECKING:
     from tierwise.workspace import Workspace
@@ -217,7 +217,7 @@ def _sane(model: dict[str, Any]) -> dict[str, Any]:
     whose top level (agreeing exactly) is not more common among duplicates than its last
     (different) was not learnt from duplicates."""
     for comparison in model["comparisons"]:
-        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        levels = ladder(comparison)
         top, last = (lv.get("m_probability") or 0.0 for lv in (levels[0], levels[-1]))
         if top <= last:
             prior = PRIOR_M[comparison["output_column_name"]]
@@ -230,7 +230,7 @@ def _floored(model: dict[str, Any]) -> dict[str, Any]:
     """The trained model with missing or zero m and u values raised to the floors (each
     comparison's m values then scaled to sum to 1 again)."""
     for comparison in model["comparisons"]:
-        levels = [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+        levels = ladder(comparison)
         for level in levels:
             level["m_probability"] = max(level.get("m_probability") or 0.0, M_FLOOR)
             level["u_probability"] = max(level.get("u_probability") or 0.0, U_FLOOR)
@@ -336,51 +336,6 @@ def find_duplicates(ws: Workspace, threshold: float = 0.5, retrain: bool = False
         pairs = pairs.filter(pc.or_(pc.is_in(pairs["unique_id_l"], wanted),
                                     pc.is_in(pairs["unique_id_r"], wanted)))
     return pairs, model is not None
-
-
-def candidates(ws: Workspace, record: dict[str, Any], limit: int = 50) -> dict[str, str]:
-    """Existing customers a record may be, found through the search hashes (so this stays
-    fast on a million customers): same e-mail, phone or name → the rule that found each."""
-    from tierwise.store import customers as customer_store
-
-    phone = phone_cleaner(ws.config.phone_region)
-    found: dict[str, str] = {}
-    with ws.control.read() as conn:
-        for column in ("email", "phone", "name"):
-            value = record.get(column)
-            if not value:
-                continue
-            value = (clean_email(value)[0] if column == "email" else
-                     phone(value)[0] if column == "phone" else value)
-            for cid in customer_store.find(conn, column, value)[:limit]:
-                if cid != record.get("customer_id"):
-                    found.setdefault(cid, f"same {column}")
-    return found
-
-
-def score_records(ws: Workspace, records: list[dict[str, Any]]
-                  ) -> list[list[dict[str, Any]]]:
-    """For each new record (not imported), the existing customers it may be, best first:
-    candidates (``candidates``) with their match probability under the saved model, or
-    only the rule that found them while no model has been trained."""
-    from tierwise.store import customers as customer_store
-
-    trained = model_path(ws.root).exists()
-    out: list[list[dict[str, Any]]] = []
-    for record in records:
-        found = candidates(ws, record)
-        with ws.control.read() as conn:
-            rows = [r for r in (customer_store.get(conn, cid) for cid in found) if r]
-        if not rows or not trained:
-            out.append([{"customer_id": r["customer_id"], "found_by": found[r["customer_id"]],
-                         "match_probability": None} for r in rows])
-            continue
-        scored = scorer(ws.root).score([{**record, "customer_id": "_new"}], rows,
-                                       ws.config.phone_region)
-        out.append(sorted(({"customer_id": s["right_id"], "found_by": found[s["right_id"]],
-                            "match_probability": s["match_probability"]} for s in scored),
-                          key=lambda r: -r["match_probability"]))
-    return out
 
 
 def explain(ws: Workspace, left_id: str, right_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ survives.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,17 @@ def _groups(pairs: list[tuple[str, str]]) -> list[set[str]]:
     return list(groups.values())
 
 
+def _strongest(pairs: Iterable[tuple[str, str, float]]) -> dict[tuple[str, str], float]:
+    """Each pair once, as (smaller id, larger id), at its highest probability (a pair found
+    from both sides counts once; a record is not paired with itself)."""
+    best: dict[tuple[str, str], float] = {}
+    for a, b, p in pairs:
+        if a != b:
+            key = (min(a, b), max(a, b))
+            best[key] = max(best.get(key, 0.0), float(p))
+    return best
+
+
 def _survivor(ws: Workspace, ids: set[str]) -> str:
     with ws.control.read() as conn:
         rows = customer_store.page(conn, ids=sorted(ids), limit=len(ids))
@@ -70,13 +82,11 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
                             f"{upper}",
                             zh=f"阈值应满足 0 < lower ≤ upper ≤ 1，实际为 {lower} 和 {upper}")
     result = QueueResult()
-    best: dict[tuple[str, str], float] = {}  # a pair found from both sides counts once
-    for a, b, p in zip(pairs["unique_id_l"].to_pylist(), pairs["unique_id_r"].to_pylist(),
-                       pairs["match_probability"].to_pylist(), strict=True):
-        if p >= lower and a != b:
-            key = (min(a, b), max(a, b))
-            best[key] = max(best.get(key, 0.0), float(p))
-    rows = [(a, b, p) for (a, b), p in best.items()]
+    rows = [(a, b, p) for (a, b), p in _strongest(
+        (a, b, p) for a, b, p in zip(pairs["unique_id_l"].to_pylist(),
+                                     pairs["unique_id_r"].to_pylist(),
+                                     pairs["match_probability"].to_pylist(), strict=True)
+        if p >= lower).items()]
     with ws.control.read() as conn:
         decided = merge_store.known_pairs(conn)
     fresh = [r for r in rows if (r[0], r[1]) not in decided]
@@ -97,14 +107,9 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
                  "merge_id": done.merge_id} for a, b, p in sure if a in group])
     # Pairs for review name the records as they are after the merges above: a record
     # merged away is asked about as its survivor (once, and not against itself).
-    waiting: dict[tuple[str, str], float] = {}
-    for a, b, p in fresh:
-        if p >= upper:
-            continue
-        a, b = moved.get(a, a), moved.get(b, b)
-        key = (min(a, b), max(a, b))
-        if a != b and key not in decided:
-            waiting[key] = max(waiting.get(key, 0.0), p)
+    waiting = {key: p for key, p in _strongest(
+        (moved.get(a, a), moved.get(b, b), p) for a, b, p in fresh if p < upper).items()
+        if key not in decided}
     if waiting:
         with ws.control.write() as conn:
             merge_store.add_pairs(conn, [

@@ -78,15 +78,9 @@ def register_frequencies(linker: Any, api: Any, frequencies: pa.Table) -> None:
         linker.table_management.register_term_frequency_lookup(api.register(lookup), column)
 
 
-def cap(probability: float, gamma_name: int, gamma_email: int) -> float:
-    """``NAMES_DISAGREE_CAP`` applied (gamma 0 is the name ladder's last level)."""
-    disagree = gamma_name == 0 and gamma_email < _SAME_EMAIL_USER
-    return min(probability, NAMES_DISAGREE_CAP) if disagree else probability
-
-
 def capped(pairs: pa.Table) -> pa.Table:
-    """``cap`` over a table of predictions (unique_id_l, unique_id_r, match_probability,
-    gamma_name, gamma_email)."""
+    """Predictions (unique_id_l, unique_id_r, match_probability, gamma_name, gamma_email)
+    with ``NAMES_DISAGREE_CAP`` applied (gamma 0 is the name ladder's last level)."""
     disagree = pc.and_(pc.equal(pairs["gamma_name"], 0),
                        pc.less(pairs["gamma_email"], _SAME_EMAIL_USER))
     probability = pc.if_else(disagree, pc.min_element_wise(pairs["match_probability"],
@@ -106,8 +100,6 @@ LEVELS: dict[str, tuple[str, str]] = {
     "nickname": ("昵称或名字的其他形式", "a nickname or another form of the name"),
     "initials": ("首字母一致", "initials agree"),
     "similar_0.9": ("几乎相同（相似度 ≥ 0.9）", "nearly the same (similarity ≥ 0.9)"),
-    "similar_0.8": ("相似（相似度 ≥ 0.8）", "similar (similarity ≥ 0.8)"),
-    "similar_0.7": ("有些相似（相似度 ≥ 0.7）", "somewhat similar (similarity ≥ 0.7)"),
     "same_user": ("用户名相同、域名不同", "the same user at another domain"),
     "edits_1": ("相差一个字符（错字，或两个字符颠倒）",
                 "one character apart (a typo, or two characters swapped)"),
@@ -140,13 +132,17 @@ class FieldWeight:
     rarity: float  # the part of ``weight`` from how rare the agreeing value is
 
 
+def ladder(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    """A saved comparison's levels without its null level, best first."""
+    return [lv for lv in comparison["comparison_levels"] if not lv.get("is_null_level")]
+
+
 def _labels(model: dict[str, Any]) -> dict[str, dict[int, str]]:
     """For each comparison, its levels' labels by gamma (splink numbers the levels that
     are not the null level from the top down to 0; the null level is -1)."""
     out: dict[str, dict[int, str]] = {}
     for comparison in model["comparisons"]:
-        levels = comparison["comparison_levels"]
-        real = [lv for lv in levels if not lv.get("is_null_level")]
+        real = ladder(comparison)
         labels = {-1: "missing"}
         for rank, level in enumerate(real):
             labels[len(real) - 1 - rank] = str(level.get("label_for_charts") or
@@ -212,8 +208,12 @@ class Scorer:
         with self._lock:
             rows = self._linker.inference.score_pairs(keys_left, keys_right).as_record_list()
         prior = self.model["probability_two_random_records_match"]
+        limited = capped(pa.Table.from_pylist([
+            {k: row[k] for k in ("unique_id_l", "unique_id_r", "match_probability",
+                                 "gamma_name", "gamma_email")} for row in rows]))
         out = []
-        for row in rows:
+        for row, probability in zip(rows, limited["match_probability"].to_pylist(),
+                                    strict=True):
             levels = [self.labels[name].get(int(row[f"gamma_{name}"]), "?")
                       for name in FIELDS]
             fields = [FieldWeight(
@@ -221,8 +221,6 @@ class Scorer:
                 float(row[f"mw_{name}"] or 0) + float(row.get(f"mw_tf_adj_{name}") or 0),
                 float(row.get(f"mw_tf_adj_{name}") or 0))
                 for name, level in zip(FIELDS, levels, strict=True)]
-            probability = cap(float(row["match_probability"]), int(row["gamma_name"]),
-                              int(row["gamma_email"]))
             out.append({"left_id": row["unique_id_l"], "right_id": row["unique_id_r"],
                         "match_probability": probability,
                         "capped": probability < float(row["match_probability"]),
