@@ -217,3 +217,21 @@ def test_matching_on_spark_agrees_in_quality():
     result = match(data.records, threshold=0.3, engine="spark")
     scores = pair_scores(result.pairs, data.truth, 0.5)
     assert scores["precision"] >= 0.95 and scores["recall"] >= 0.90, scores
+
+
+def test_a_pair_scored_alone_gets_the_probability_the_scan_gave_it():
+    """The explanation, the review page and matching on arrival score single pairs with
+    the saved model and its term frequencies (``Scorer``); the scan scores all pairs at
+    once in splink. Both must give one pair one number."""
+    from tierwise.identity.scoring import Scorer
+
+    data = with_duplicates(800, share=0.2, seed=12)
+    result = match(data.records, threshold=0.05)
+    rows = {r["customer_id"]: r for r in data.records.to_pylist()}
+    scorer = Scorer(result.model, result.frequencies)
+    pairs = result.pairs.to_pylist()
+    assert len(pairs) > 50
+    for pair in pairs[:: max(1, len(pairs) // 60)]:
+        alone = scorer.score([rows[pair["unique_id_l"]]], [rows[pair["unique_id_r"]]])[0]
+        assert alone["match_probability"] == pytest.approx(pair["match_probability"],
+                                                           abs=1e-9), pair
