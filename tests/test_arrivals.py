@@ -102,6 +102,13 @@ def test_arrivals_merge_sure_duplicates_and_queue_likely_ones(population) -> Non
     merged = {i: m.survivor_id for m in found.merged for i in m.merged_ids}
     # every automatic merge joined records of one customer
     assert merged and all(truth[i] == truth[s] for i, s in merged.items())
+    from tierwise.store import audit
+
+    with ws.control.read() as conn:  # each merge is in the audit log, as an arrival's
+        logged = audit.entries(conn, action="merge", limit=1000)
+    assert sorted(e["detail"]["merge_id"] for e in logged) == sorted(
+        m.merge_id for m in found.merged)
+    assert {e["detail"]["reason"] for e in logged} == {"arrival"}
     waiting = {i for p in review.pending(ws, 1000) for i in (p["left_id"], p["right_id"])}
     handled = [i for i in ids if i in merged or i in merged.values() or i in waiting]
     assert len(handled) >= 0.7 * len(ids), (len(handled), len(ids))

@@ -27,8 +27,8 @@ from tierwise.services.customers import (
     search,
     searched_by,
 )
-from tierwise.store import audit, memberships
 from tierwise.store import customers as customer_store
+from tierwise.store import memberships
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import require, workspace
@@ -125,12 +125,6 @@ def _import_records(request: Request, records: list[dict[str, Any]],
         with ws.control.read() as conn:
             written = customer_store.ids_of_import(conn, result.import_id)
         found = match_arrivals(ws, written, actor=actor)
-        if found.merged:  # the request's own audit entry still follows (the import)
-            with ws.control.write() as conn:
-                for m in found.merged:
-                    audit.append(conn, actor, "merge", f"customer:{m.survivor_id}",
-                                 {"merge_id": m.merge_id, "merged": m.merged_ids,
-                                  "reason": "arrival"})
         matching = {"checked": found.checked, "pairs_scored": found.pairs,
                     "merged": [{"survivor_id": m.survivor_id, "merged_ids": m.merged_ids,
                                 "merge_id": m.merge_id} for m in found.merged],

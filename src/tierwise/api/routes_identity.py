@@ -15,7 +15,6 @@ from tierwise.identity import review
 from tierwise.identity.arrivals import score_records
 from tierwise.identity.match import explain, find_duplicates
 from tierwise.identity.merge import merge, merges_of, undo
-from tierwise.store import audit
 from tierwise.web.auth import record, require, workspace
 from tierwise.web.jobs import runner
 from tierwise.web.problems import MAX_ID, RESPONSES, Problem
@@ -65,11 +64,6 @@ def scan(body: ScanIn, request: Request,
         pairs, reused = find_duplicates(ws, body.lower, body.retrain)
         result = review.queue(ws, pairs, actor=principal.actor, upper=body.upper,
                               lower=body.lower)
-        with ws.control.write() as conn:
-            for m in result.merged:
-                audit.append(conn, principal.actor, "merge", f"customer:{m.survivor_id}",
-                             {"merge_id": m.merge_id, "merged": m.merged_ids,
-                              "reason": "auto"})
         return {"pairs": pairs.num_rows, "merged": len(result.merged),
                 "queued": result.queued, "seen_before": result.known, "model_reused": reused}
 

@@ -53,9 +53,6 @@ def duplicates_cmd(
         out.print(f"wrote {output}")
     if apply:
         result = review.queue(ws, found, actor=actor(), upper=upper, lower=threshold)
-        for m in result.merged:
-            record(ws, "merge", f"customer:{m.survivor_id}",
-                 {"merge_id": m.merge_id, "merged": m.merged_ids, "reason": "auto"})
         out.print(f"merged {len(result.merged):,} group(s) at ≥ {upper}; queued "
                   f"{result.queued:,} pair(s) for review ({result.known:,} seen before)")
 
@@ -187,9 +184,6 @@ def match_import(ws: Workspace, import_id: int) -> None:
             pairs, _ = find_duplicates(ws, review.LOWER, only=set(ids))
             result = review.queue(ws, pairs, actor=actor())
             merged, queued = result.merged, result.queued
-    for m in merged:
-        record(ws, "merge", f"customer:{m.survivor_id}",
-             {"merge_id": m.merge_id, "merged": m.merged_ids, "reason": "auto"})
     out.print(f"matching: merged {len(merged):,} group(s), queued {queued:,} "
               "pair(s) for review (`tierwise duplicates review`)")
 

@@ -150,7 +150,7 @@ def match_arrivals(ws: Workspace, ids: list[str], *, actor: str) -> Arrivals:
     pairs = score_arrivals(ws, records)
     result.pairs = pairs.num_rows
     if pairs.num_rows:
-        queued = review.queue(ws, pairs, actor=actor)
+        queued = review.queue(ws, pairs, actor=actor, audited_as="arrival")
         result.merged, result.queued = queued.merged, queued.queued
     result.seconds = time.perf_counter() - started
     return result

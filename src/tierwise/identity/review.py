@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.identity.merge import MergeResult, Survivorship, merge
+from tierwise.store import audit
 from tierwise.store import customers as customer_store
 from tierwise.store import merges as merge_store
 from tierwise.store.control import utcnow
@@ -75,8 +76,10 @@ def _survivor(ws: Workspace, ids: set[str]) -> str:
 
 
 def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
-          lower: float = LOWER, rules: Survivorship | None = None) -> QueueResult:
-    """Merge pairs ≥ ``upper``; queue pairs in [``lower``, ``upper``) for review."""
+          lower: float = LOWER, rules: Survivorship | None = None,
+          audited_as: str = "auto") -> QueueResult:
+    """Merge pairs ≥ ``upper`` (each merge in the audit log, its reason ``audited_as``);
+    queue pairs in [``lower``, ``upper``) for review."""
     if not 0 < lower <= upper <= 1:
         raise TierwiseError(f"thresholds must satisfy 0 < lower ≤ upper ≤ 1, got {lower} and "
                             f"{upper}",
@@ -101,6 +104,9 @@ def queue(ws: Workspace, pairs: pa.Table, *, actor: str, upper: float = UPPER,
         result.merged.append(done)
         moved.update({i: survivor for i in done.merged_ids})
         with ws.control.write() as conn:  # remembered, so the pair is not merged twice
+            audit.append(conn, actor, "merge", f"customer:{done.survivor_id}",
+                         {"merge_id": done.merge_id, "merged": done.merged_ids,
+                          "reason": audited_as})
             merge_store.add_pairs(conn, [
                 {"left_id": a, "right_id": b, "probability": p, "status": "merged",
                  "found_at": now, "decided_by": actor, "decided_at": now,
