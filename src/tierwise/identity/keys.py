@@ -74,7 +74,7 @@ _ROLE_MAILBOXES = frozenset({
     "hello", "help", "team", "marketing", "finance", "account", "accounts", "billing",
     "noreply", "no-reply", "webmaster", "kefu", "fuwu", "xiaoshou", "caiwu", "test"})
 # Words of Chinese addresses that are written in more than one way.
-_ADDRESS_SYNONYMS = (("号楼", "栋"), ("幢", "栋"), ("单元", "单元"), ("弄", "弄"))
+_ADDRESS_SYNONYMS = (("号楼", "栋"), ("幢", "栋"))
 
 
 def _is_cjk(text: str) -> bool:
@@ -142,7 +142,6 @@ def _company_forms(key: str | None) -> tuple[str | None, list[str]]:
     return core, sorted(forms)
 
 
-@cache
 def _name_keys(name: str, company: bool
                ) -> tuple[str | None, str | None, list[str], list[str], str | None]:
     """name_key, name_canonical, name_forms, name_initials, name_abbreviated of a name."""
@@ -159,7 +158,6 @@ def _name_keys(name: str, company: bool
     return key, canonical, forms, initials, abbreviated
 
 
-@cache
 def address_key(address: str) -> str | None:
     """上海市浦东新区张江路８８号 → 浦东新区张江路88号; 12 Main Street → 12mainst."""
     text = unicodedata.normalize("NFKC", address).lower()
@@ -201,8 +199,10 @@ def comparison_table(records: pa.Table, phone_region: str = "CN") -> pa.Table:
     phone = phone_cleaner(phone_region)
     names = _column(records, "name")
     companies = [i is not None for i in _column(records, "industry")]
-    keyed = [None if n is None else _name_keys(n, c) for n, c in zip(
-        names, companies, strict=True)]
+    # computed once per distinct name in this table (a cache across calls would keep every
+    # name of a million-customer scan in the server's memory for good)
+    keyed = _mapped([(n, c) if n else None for n, c in zip(names, companies, strict=True)],
+                    lambda pair: _name_keys(*pair))
     emails = _mapped(_column(records, "email"), lambda v: clean_email(v)[0])
     genders = [g if g in ("male", "female") else None for g in _column(records, "gender")]
     births = _column(records, "birth_date")

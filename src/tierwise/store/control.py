@@ -63,6 +63,12 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
+def saved_instant(value: Any) -> Any:
+    """A datetime kept in a JSON record (written with ``str``), as a datetime again;
+    anything else as it is."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def advisory_lock(conn: sa.Connection, name: str) -> None:
     """Serialise writers that touch ``name`` until ``conn``'s transaction ends.
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tierwise.store.control import saved_instant
 from tierwise.store.tables import outbox, playbook_runs, tasks, trigger_fires
 
 _SENT_OR_DUE = ("pending", "delivered")
@@ -99,15 +100,11 @@ def put_back(conn: sa.Connection, survivor_id: str, done: dict[str, Any]) -> Non
         ids = sorted({row["customer_id"] for row in fires} | {survivor_id})
         conn.execute(trigger_fires.delete().where(f.customer_id.in_(ids)))
         conn.execute(trigger_fires.insert(), [
-            {**row, "first_at": _instant(row["first_at"]),
-             "last_at": _instant(row["last_at"])} for row in fires])
+            {**row, "first_at": saved_instant(row["first_at"]),
+             "last_at": saved_instant(row["last_at"])} for row in fires])
     for row in done.get("tasks", []):
         conn.execute(tasks.update().where(t.task_id == row["task_id"]).values(
             customer_id=row["customer_id"]))
     for row in done.get("runs", []):
         conn.execute(playbook_runs.update().where(r.run_id == row["run_id"]).values(
             customer_id=row["customer_id"], status="active", ended_at=None))
-
-
-def _instant(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.store import customers as customer_store
 from tierwise.store import merge_actions, sizes
-from tierwise.store.control import as_utc
+from tierwise.store.control import as_utc, saved_instant
 from tierwise.store.sealing import KeyRing
 from tierwise.store.tables import (
     contact_preferences,
@@ -188,16 +188,16 @@ def undo(conn: sa.Connection, merge_id: int, *, actor: str, now: datetime
     for membership in saved["memberships"]:
         gone = conn.execute(segment_members.delete().where(
             m.segment_key == membership["segment_key"], m.customer_id == row.survivor_id,
-            m.entered_at == _instant(membership["entered_at"]))).rowcount
+            m.entered_at == saved_instant(membership["entered_at"]))).rowcount
         conn.execute(segment_members.insert().values(
-            {**membership, "entered_at": _instant(membership["entered_at"])}))
+            {**membership, "entered_at": saved_instant(membership["entered_at"])}))
         change[membership["segment_key"]] = change.get(membership["segment_key"], 0) \
             + 1 - max(gone, 0)
     sizes.change(conn, change)
     for pref in saved["preferences"]:
         conn.execute(contact_preferences.insert().values(
-            {**pref, "updated_at": _instant(pref["updated_at"]),
-             "unsubscribed_at": _instant(pref["unsubscribed_at"])}))
+            {**pref, "updated_at": saved_instant(pref["updated_at"]),
+             "unsubscribed_at": saved_instant(pref["unsubscribed_at"])}))
     merge_actions.put_back(conn, row.survivor_id, saved.get("actions", {}))
     conn.execute(merges.update().where(merges.c.merge_id == merge_id).values(
         undone_at=now, undone_by=actor))
@@ -207,8 +207,6 @@ def undo(conn: sa.Connection, merge_id: int, *, actor: str, now: datetime
     return row.survivor_id, merged_ids
 
 
-def _instant(value: Any) -> Any:
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
 def recent(conn: sa.Connection, limit: int = 100) -> list[dict[str, Any]]:
