@@ -147,7 +147,7 @@ async def probe(customer, delays, timeline, arrival=None):
         customer = target = arrival["customer_id"]
         if merged:  # a copy: the customer it was merged into is the one to watch
             target = merged[0]["survivor_id"]
-        arrived.append((status, bool(merged)))
+        arrived.append((status, bool(merged), time.perf_counter() - started))
     event = {"event_id": "probe-" + customer, "customer_id": customer, "type": "rt_latency",
              "occurred_at": now_iso()}
     status, _ = await request(reader, writer, "POST", "/v1/events", [event])
@@ -466,7 +466,13 @@ def main() -> None:
         peak = max(peak, tree_rss(server))
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(30)
+        except psutil.TimeoutExpired:
+            print("the server did not stop within 30 s of SIGTERM; killed", file=sys.stderr)
+            for child in server.children(recursive=True):
+                child.kill()
+            server.kill()
         receiver_proc.terminate()
     data = json.loads(out.read_text())
     posts = data["results"]
@@ -492,8 +498,10 @@ def main() -> None:
         "probes_start_at": "POST /v1/customers (matched), then the event" if args.arrivals
         else "the event's 2xx",
         "arrivals": {"posted": len(data["arrived"]),
-                     "failed": sum(1 for status, _ in data["arrived"] if status != 200),
-                     "merged_into_known": sum(1 for _, m in data["arrived"] if m)}
+                     "failed": sum(1 for status, _, _ in data["arrived"] if status != 200),
+                     "merged_into_known": sum(1 for _, m, _ in data["arrived"] if m),
+                     "post_p50_ms": pct(sorted(s for _, _, s in data["arrived"]), 0.5),
+                     "post_p99_ms": pct(sorted(s for _, _, s in data["arrived"]), 0.99)}
         if args.arrivals else None,
         "ack_to_membership": {"probes": len(data["delays"]), "seen": len(delays),
                               "p50_ms": pct(delays, 0.5), "p90_ms": pct(delays, 0.9),

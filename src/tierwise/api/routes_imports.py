@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pathlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
@@ -55,7 +57,6 @@ async def upload(
     dry_run: bool = Form(False),
     principal: Principal = require("imports:write"),
 ) -> dict[str, Any]:
-    ws = workspace(request)
     if table not in TABLES:
         raise Problem(422, say(f"unknown table {table!r}; expected one of {', '.join(TABLES)}",
                                f"未知的表 {table!r}：应为 {', '.join(TABLES)} 之一"))
@@ -63,11 +64,23 @@ async def upload(
         raise Problem(422, say("unknown_customers is 'reject' or 'create'",
                                "unknown_customers 应为 'reject' 或 'create'"))
     uploads.one_of(file, upload_id)
-    resolved = _mapping(ws, mapping)
+    # The database and the files are read and written on worker threads: the event loop,
+    # which answers every other request, never waits for them.
+    resolved = await run_in_threadpool(_mapping, workspace(request), mapping)
+    saved = await save_upload(file) if file is not None else None
+    return await run_in_threadpool(
+        _submit_import, request, principal, table, saved,
+        file.filename if file is not None else None, upload_id, resolved,
+        unknown_customers, dry_run)
+
+
+def _submit_import(request: Request, principal: Principal, table: str, saved: pathlib.Path | None,
+                   filename: str | None, upload_id: str | None, resolved: Mapping,
+                   unknown_customers: str, dry_run: bool) -> dict[str, Any]:
+    ws = workspace(request)
     # Uploads wait outside the workspace and are deleted when the job ends.
-    if file is not None:
-        target = await save_upload(file)
-        name = file.filename
+    if saved is not None:
+        target, name = saved, filename
     else:
         assert upload_id is not None
         target, name = uploads.take(ws.root, principal.actor, upload_id)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body, Request
 from tierwise.definitions.roles import Principal
 from tierwise.errors import say
 from tierwise.realtime import intake
-from tierwise.web.auth import require, workspace
+from tierwise.web.auth import require, workspace, written_with
 from tierwise.web.problems import RESPONSES, Problem
 
 router = APIRouter(prefix="/v1", tags=["intake"], responses=RESPONSES)
@@ -22,12 +22,15 @@ MAX_ROWS = 1_000
 Rows = dict[str, Any] | list[dict[str, Any]]
 
 
-def _receive(request: Request, table: str, body: Rows) -> dict[str, int]:
+def _receive(request: Request, principal: Principal, table: str, body: Rows
+             ) -> dict[str, int]:
     rows = body if isinstance(body, list) else [body]
     if not rows or len(rows) > MAX_ROWS:
         raise Problem(422, say(f"send between 1 and {MAX_ROWS:,} rows, got {len(rows):,}",
                                f"请发送 1 到 {MAX_ROWS:,} 行，实际 {len(rows):,} 行"))
-    result = intake.receive(workspace(request), table, rows)
+    result = intake.receive(workspace(request), table, rows,
+                            also=written_with(request, principal, 202))
+    request.state.audited = True
     if result.accepted:
         request.app.state.worker.notify()
     return {"accepted": result.accepted, "duplicates": result.duplicates}
@@ -37,25 +40,25 @@ def _receive(request: Request, table: str, body: Rows) -> dict[str, int]:
              "idempotent by event_id")
 def events(request: Request, body: Rows = Body(...),
            principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, "events", body)
+    return _receive(request, principal, "events", body)
 
 
 @router.post("/orders", status_code=202, summary="Record orders (one or a batch)")
 def orders(request: Request, body: Rows = Body(...),
            principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, "orders", body)
+    return _receive(request, principal, "orders", body)
 
 
 @router.post("/tickets", status_code=202, summary="Record service tickets (one or a batch)")
 def tickets(request: Request, body: Rows = Body(...),
             principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, "tickets", body)
+    return _receive(request, principal, "tickets", body)
 
 
 @router.post("/feedback", status_code=202, summary="Record feedback (one or a batch)")
 def feedback(request: Request, body: Rows = Body(...),
              principal: Principal = require("imports:write")) -> dict[str, int]:
-    return _receive(request, "feedback", body)
+    return _receive(request, principal, "feedback", body)
 
 
 @router.get("/intake", summary="Rows received and not yet in the fact store, per table")

@@ -4,10 +4,12 @@ and its report, imports."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from tierwise.actions import catalog as automations
 from tierwise.actions import dispatch, tasks
@@ -220,13 +222,20 @@ async def inspect_upload(request: Request, file: UploadFile | None = File(None),
     file is held (``api.uploads``): the answer's ``upload_id`` stands for it in a second
     inspection (another table) and in the import, so the browser sends it once."""
 
-    root = workspace(request).root
     uploads.one_of(file, upload_id)
-    if file is not None:
-        saved = await save_upload(file)
-        upload_id = uploads.hold(root, principal.actor, saved, file.filename or saved.name)
+    saved = await save_upload(file) if file is not None else None
+    # reading the file (up to its sample) on a worker thread, not the event loop
+    return await run_in_threadpool(
+        _inspect, workspace(request).root, principal.actor, saved,
+        file.filename if file is not None else None, upload_id, table)
+
+
+def _inspect(root: Path, actor: str, saved: Path | None, filename: str | None,
+             upload_id: str | None, table: str) -> dict[str, Any]:
+    if saved is not None:
+        upload_id = uploads.hold(root, actor, saved, filename or saved.name)
     assert upload_id is not None
-    path, sent_as = uploads.find(root, principal.actor, upload_id)
+    path, sent_as = uploads.find(root, actor, upload_id)
     try:
         found = inspect_file(path, sent_as, table)
     except TierwiseError as exc:

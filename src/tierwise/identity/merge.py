@@ -141,7 +141,8 @@ def merge(ws: Workspace, survivor_id: str, merged_ids: list[str], *, actor: str,
         merge_id = merge_store.apply(conn, survivor_id=survivor_id, merged_ids=merged_ids,
                                      records=records, changed=changed, sources=sources,
                                      reason=reason, actor=actor, now=now)
-    customer_mirror.invalidate(ws.root)
+    # (the copies of the customers in memory catch up by themselves: the survivor's
+    # updated_at changed, the merged ids are gone)
     return MergeResult(merge_id, survivor_id, merged_ids, sources)
 
 
@@ -154,6 +155,7 @@ def undo(ws: Workspace, merge_id: int, *, actor: str) -> MergeResult:
     with ws.control.write() as conn:
         merge_store.lock(conn)
         survivor_id, merged_ids = merge_store.undo(conn, merge_id, actor=actor, now=utcnow())
+    # the records come back with their old updated_at, which no copy can catch up with
     customer_mirror.invalidate(ws.root)
     return MergeResult(merge_id, survivor_id, merged_ids)
 

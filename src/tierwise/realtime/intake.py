@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -65,8 +66,11 @@ def _row_key(table: str, row: dict[str, Any]) -> str:
     return f"{row[key]}#{content}" if key else content
 
 
-def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
-    """Validate ``rows`` like an import (all or nothing) and store them durably."""
+def receive(ws: Workspace, table: str, rows: list[dict[str, Any]],
+            also: Callable[[Any], object] | None = None) -> Received:
+    """Validate ``rows`` like an import (all or nothing) and store them durably; ``also``
+    writes in the same transaction (the request's audit entry: one turn of the write lock
+    a request, not two)."""
     if table not in KEYS:
         raise TierwiseError(f"intake takes {', '.join(KEYS)}, not {table!r}",
                             zh=f"实时接收只接受 {', '.join(KEYS)}，不接受 {table!r}")
@@ -81,13 +85,18 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]]) -> Received:
     check_rows(ws, table, _source(table, rows), _report_path(ws))
     now = utcnow()
     keyed = [_row_key(table, row) for row in rows]
+    # Everything but the two statements is done before the write lock is taken: on
+    # SQLite every writer of the workspace waits while it is held.
+    texts: dict[str, str] = {}
+    for row, row_key in zip(rows, keyed, strict=True):
+        if row_key not in texts:  # a row sent twice in one request counts once
+            texts[row_key] = intake_store.payload(row)
     with ws.control.write() as conn:
         seen = intake_store.known_keys(conn, table, keyed)
-        fresh: dict[str, dict[str, Any]] = {}
-        for row, row_key in zip(rows, keyed, strict=True):
-            if row_key not in seen and row_key not in fresh:
-                fresh[row_key] = row
+        fresh = {k: text for k, text in texts.items() if k not in seen}
         intake_store.add(conn, table, fresh, now)
+        if also is not None:
+            also(conn)
     return Received(len(fresh), len(rows) - len(fresh))
 
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import Depends, FastAPI
 
 from tierwise.errors import speaking
@@ -23,7 +24,7 @@ from tierwise.realtime.process import WorkerProcess
 from tierwise.realtime.worker import Worker
 from tierwise.store import audit
 from tierwise.web import problems
-from tierwise.web.auth import SAFE_METHODS, RateLimiter
+from tierwise.web.auth import SAFE_METHODS, RateLimiter, audit_request
 from tierwise.web.jobs import JobRunner
 from tierwise.web.views import LatestValues
 from tierwise.workspace import Workspace
@@ -181,17 +182,22 @@ class AuditWrites(_HttpMiddleware):
             # Routes that write their own entry set "audited"; requests refused before anyone
             # was identified are not recorded (sign-in failures are, by the sign-in route).
             if not state.get("audited") and (principal is not None or status != 401):
-                route = scope.get("route")
-                detail = {"status": status, "route": getattr(route, "path", None)}
+                route = getattr(scope.get("route"), "path", None)
                 actor = principal.actor if principal else "anonymous"
                 client = scope["client"][0] if scope.get("client") else None
-                try:
-                    with self.ws.control.write() as conn:
-                        audit.append(conn, actor, f"{scope['method']} {scope['path']}"[:64],
-                                     scope["path"], detail, client)
-                except Exception:  # the answer is sent; losing the entry must be loud
-                    log.exception("could not write the audit entry for %s %s",
-                                  scope["method"], scope["path"])
+                # On a worker thread: waiting here for the database (a busy write lock, a
+                # pool with every connection taken) would stop the event loop, and with it
+                # every other request the server is answering.
+                await anyio.to_thread.run_sync(
+                    self._record, actor, scope["method"], scope["path"], route, status, client)
+
+    def _record(self, actor: str, method: str, path: str, route: str | None, status: int,
+                client: str | None) -> None:
+        try:
+            with self.ws.control.write() as conn:
+                audit_request(conn, actor, method, path, route, status, client)
+        except Exception:  # the answer is sent; losing the entry must be loud
+            log.exception("could not write the audit entry for %s %s", method, path)
 
 
 access_log = logging.getLogger("tierwise.access")

@@ -27,6 +27,12 @@ log = logging.getLogger("tierwise.control")
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: How long a writer waits for another process's write transaction before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 120_000
+#: Connections a process keeps open to the control store, and how many more it may open
+#: when busy. The server answers requests on up to 40 threads (the thread pool of its web
+#: framework) besides its own background threads; a pool smaller than that made requests
+#: queue for a connection (30 s, then an error) instead of for the data.
+POOL_SIZE = 10
+POOL_OVERFLOW = {"sqlite": 54, "postgresql": 30}
 
 
 #: A connection to the control store, for the type hints of layers above the store (which
@@ -69,6 +75,14 @@ def saved_instant(value: Any) -> Any:
     return datetime.fromisoformat(value) if isinstance(value, str) else value
 
 
+def busy(exc: BaseException) -> bool:
+    """The control store could not be had in time: the pool's wait ran out, or SQLite's
+    write lock stayed taken. The transaction was rolled back; a retry may pass."""
+    if isinstance(exc, sa.exc.TimeoutError):
+        return True
+    return isinstance(exc, sa.exc.OperationalError) and "database is locked" in str(exc)
+
+
 def advisory_lock(conn: sa.Connection, name: str) -> None:
     """Serialise writers that touch ``name`` until ``conn``'s transaction ends.
 
@@ -79,7 +93,10 @@ def advisory_lock(conn: sa.Connection, name: str) -> None:
 
 
 def _sqlite_engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    in_memory = url in ("sqlite://", "sqlite:///:memory:")  # one connection per thread
+    pool = {} if in_memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW["sqlite"]}
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                              **pool)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -139,7 +156,8 @@ def create_engine(url: str) -> sa.Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     try:
-        return sa.create_engine(url, pool_pre_ping=True)
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                                max_overflow=POOL_OVERFLOW["postgresql"])
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         raise WorkspaceError(f"cannot use control store URL {url!r}: {exc}",
                              zh=f"无法使用控制库 URL {url!r}：{exc}") from None
@@ -151,7 +169,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0011'
+    '0012'
     """
 
     def __init__(self, url: str, pii: KeyRing | None = None) -> None:
@@ -164,6 +182,9 @@ class ControlStore:
         #: is migrated. Without one (bare stores in tests) entries are chained unkeyed.
         self.audit: AuditKey | None = None
         self._checkpointer: tuple[threading.Thread, threading.Event] | None = None
+        #: SQLite: this process's writers, one at a time (re-entrant: a writer that opens a
+        #: second write transaction on its own thread fails on the database, as before).
+        self._writers = threading.RLock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             # Registered here, before any thread connects: adding a listener later races with
             # a first connection on another thread (SQLAlchemy iterates the listener deque
@@ -225,13 +246,35 @@ class ControlStore:
 
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
-        """One transaction that commits on success and rolls back on any exception."""
-        with self.engine.connect() as conn:
-            conn.execution_options(tierwise_write=True)
-            conn.info["pii"] = self.pii
-            conn.info["audit"] = self.audit
-            with conn.begin():
-                yield conn
+        """One transaction that commits on success and rolls back on any exception.
+
+        On SQLite the threads of this process queue for the write lock here, blocked (no
+        CPU), and only the first asks the database for it: forty request threads retrying
+        BEGIN IMMEDIATE every few milliseconds each took the interpreter's lock that often,
+        and the thread holding the write lock, needing it too, finished its transaction
+        ten times slower (the server stalled under events and customer writes together).
+        """
+        with self._queue_for_writing():
+            with self.engine.connect() as conn:
+                conn.execution_options(tierwise_write=True)
+                conn.info["pii"] = self.pii
+                conn.info["audit"] = self.audit
+                with conn.begin():
+                    yield conn
+
+    @contextmanager
+    def _queue_for_writing(self) -> Iterator[None]:
+        if self._writers is None:
+            yield
+            return
+        if not self._writers.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise sa.exc.OperationalError(
+                "BEGIN IMMEDIATE", None,
+                Exception("database is locked: waited for this process's other writers"))
+        try:
+            yield
+        finally:
+            self._writers.release()
 
     def lock(self, conn: sa.Connection, name: str) -> None:
         """Serialise writers that touch ``name`` until ``conn``'s transaction ends.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +49,16 @@ def known_ids(conn: sa.Connection) -> pa.Array:
         cursor.close()
 
 
+def ids(conn: sa.Connection) -> pa.Array:
+    """Every stored customer's id (not the ids merged away: ``known_ids`` has those)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("SELECT customer_id FROM customers")
+        return pa.array([r[0] for r in cursor.fetchall()], pa.string())
+    finally:
+        cursor.close()
+
+
 def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
     """Which of ``ids`` are known (customers or merged ids): for small batches, where
     reading every id (``known_ids``) would cost more than asking about these."""
@@ -65,14 +75,20 @@ def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
 
 
 def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
-             where: sa.ColumnElement[bool] | None = None, sealed: bool = False) -> pa.Table:
+             where: sa.ColumnElement[bool] | None = None, sealed: bool = False,
+             ids: Sequence[str] | None = None) -> pa.Table:
     """Customers as an Arrow table with the canonical column types; with ``sealed`` the PII
-    columns and sensitive attributes stay encrypted as stored (``reveal`` opens them)."""
+    columns and sensitive attributes stay encrypted as stored (``reveal`` opens them); with
+    ``ids`` only those customers (asked in slices, any number of them)."""
     names = columns or CUSTOMERS.names + list(BOOKKEEPING)
     query = sa.select(*[customers.c[n] for n in names])
     if where is not None:
         query = query.where(where)
-    rows = conn.execute(query).all()
+    if ids is None:
+        rows = conn.execute(query).all()
+    else:
+        rows = [r for part in chunked(ids)
+                for r in conn.execute(query.where(customers.c.customer_id.in_(part)))]
     ring = None if sealed else _ring(conn)
     data: dict[str, pa.Array] = {}
     for i, name in enumerate(names):

@@ -20,14 +20,17 @@ def known_keys(conn: sa.Connection, table: str, keys: list[str]) -> set[str]:
         intake.c.table_name == table, intake.c.row_key.in_(keys)))}
 
 
-def add(conn: sa.Connection, table: str, rows: dict[str, dict[str, Any]],
-        at: datetime) -> None:
-    """Store received rows by key."""
+def payload(row: dict[str, Any]) -> str:
+    """A received row as stored (``add``)."""
+    return json.dumps(row, ensure_ascii=False, default=str)
+
+
+def add(conn: sa.Connection, table: str, rows: dict[str, str], at: datetime) -> None:
+    """Store received rows (their ``payload`` text) by key."""
     if rows:
         conn.execute(intake.insert(), [
-            {"table_name": table, "row_key": k, "received_at": at,
-             "payload": json.dumps(v, ensure_ascii=False, default=str)}
-            for k, v in rows.items()])
+            {"table_name": table, "row_key": k, "received_at": at, "payload": text}
+            for k, text in rows.items()])
 
 
 def waiting(conn: sa.Connection, table: str, limit: int) -> list[tuple[int, dict[str, Any]]]:

@@ -74,6 +74,7 @@ customers = sa.Table(
     sa.Index("ix_customers_phone_hash", "phone_hash"),
     sa.Index("ix_customers_owner", "owner"),
     sa.Index("ix_customers_updated_at", "updated_at"),
+    sa.Index("ix_customers_import", "import_id"),
 )
 
 imports = sa.Table(

@@ -126,6 +126,31 @@ def require(permission: str) -> Any:
     return Depends(check)
 
 
+def audit_request(conn: Any, actor: str, method: str, path: str,
+                  route: str | None, status: int, client: str | None) -> None:
+    """The entry a write request leaves in the audit log: written by the audit middleware
+    once the answer is sent, or by a route inside its own transaction (``written_with``)."""
+    from tierwise.store import audit
+
+    audit.append(conn, actor, f"{method} {path}"[:64], path,
+                 {"status": status, "route": route}, client)
+
+
+def written_with(request: Request, principal: Principal, status: int
+                 ) -> Callable[[Any], None]:
+    """The request's audit entry, to be written in the transaction of its change;
+    ``status`` is the answer it gets when that commits. The route then sets
+    ``request.state.audited`` (only then: a change rolled back leaves its entry to the
+    middleware, with the status the request really got)."""
+    route = getattr(request.scope.get("route"), "path", None)
+
+    def write(conn: Any) -> None:
+        audit_request(conn, principal.actor, request.method, request.url.path, route, status,
+                      client_of(request))
+
+    return write
+
+
 def record(request: Request, principal: Principal, action: str, target: str | None,
            detail: dict[str, Any]) -> None:
     """An audit entry for this request (in its own transaction); the generic entry of the

@@ -20,8 +20,10 @@ from tierwise.errors import (
     say,
 )
 from tierwise.store.accounts import AuthError
+from tierwise.store.control import busy
 
 log = logging.getLogger("tierwise.api")
+
 MEDIA_TYPE = "application/problem+json"
 #: Largest id or cursor a route accepts (ids are 64-bit in the control store).
 MAX_ID = 2**62
@@ -153,6 +155,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if busy(exc):
+            log.warning("busy store on %s %s: %s", request.method, request.url.path, exc)
+            return problem_response(
+                503, say("the workspace is busy (every connection to its store is taken or "
+                         "its write lock held); nothing was changed, try again in a moment",
+                         "工作区繁忙（存储的连接已用尽或写锁被占用）；未做任何更改，请稍后重试"),
+                None, request.url.path, {"Retry-After": "2"})
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "the server failed to handle this request; the error "
                                 "was logged", None, request.url.path)
