@@ -464,7 +464,7 @@ def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> Non
     give after appends, compaction, erasure, merges and changed rows."""
     import pyarrow.dataset as ds
 
-    from tierwise.identity.merge import merge
+    from tierwise.identity.merge import merge, undo
     from tierwise.security import privacy
 
     with ws.control.read() as conn:
@@ -498,8 +498,24 @@ def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> Non
     assert not ws.facts.customer_rows("events")._prefetched  # taken in by the refresh
     ws.facts.drop_rows("events", ds.field("customer_id") == chosen[0])
     same()
+    events = ws.facts.customer_rows("events")
+    parts = dict(events._parts)
     merge(ws, chosen[1], [chosen[2]], actor="test")
     same()
+    # merges are followed without reading the rows again, also a survivor merged in turn
+    # (the rows of the first merged id follow it) ...
+    later = merge(ws, chosen[8], [chosen[1]], actor="test")
+    assert not any(chosen[1] in members for members in same())  # merged away
+    assert events._moved == {chosen[1]: chosen[8], chosen[2]: chosen[8]}
+    assert all(events._parts[path] is part for path, part in parts.items())
+    # ... and the edge search names the survivor
+    assert chosen[8] in events.customers_between("occurred_at", [(T - timedelta(days=3650), T)])
+    assert not {chosen[1], chosen[2]} & events.customers_between(
+        "occurred_at", [(T - timedelta(days=3650), T)])
+    undo(ws, later.merge_id, actor="test")  # redirects taken away: the copy starts over
+    same()
+    assert events._moved == {}  # read again with the redirects as they are
+    assert not any(events._parts.get(path) is part for path, part in parts.items())
     privacy.erase_customer(ws, chosen[3])
     same()
     # changed rows stored again: the newest version wins across files, also when the

@@ -254,13 +254,12 @@ class ControlStore:
         and the thread holding the write lock, needing it too, finished its transaction
         ten times slower (the server stalled under events and customer writes together).
         """
-        with self._queue_for_writing():
-            with self.engine.connect() as conn:
-                conn.execution_options(tierwise_write=True)
-                conn.info["pii"] = self.pii
-                conn.info["audit"] = self.audit
-                with conn.begin():
-                    yield conn
+        with self._queue_for_writing(), self.engine.connect() as conn:
+            conn.execution_options(tierwise_write=True)
+            conn.info["pii"] = self.pii
+            conn.info["audit"] = self.audit
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def _queue_for_writing(self) -> Iterator[None]:

@@ -22,6 +22,14 @@ rows superseded by newer parts). A hash shared by two different keys would hide 
 millions stored. A change of the redirects or a column not kept yet starts the copy over,
 as does a file removed while keys are stored twice (the marks are then recomputed).
 
+A merge of customers only adds redirects (the merged ids, and the ids merged into them
+before, now read as the survivor): the copy does not start over then but keeps a map from
+the ids its rows are filed under to the customers they now belong to (``_moved``), asks
+for a customer's rows under every id filed for it, and hands them out under its own id.
+With customers matched and merged as they arrive, a merge a second had made every
+micro-batch read the whole table again (3–5 s a round on 2.8M events). Redirects taken
+away (a merge undone) start the copy over, as does a map grown past ``MAX_MOVED``.
+
 Each part also keeps, for each column of instants (``occurred_at``, ``ordered_at``, …), its
 values sorted with their rows: the real-time worker's search for the customers on a time
 edge (``segments.incremental.crossing``) is then two binary searches a part instead of a scan
@@ -128,6 +136,27 @@ def _part(table: pa.Table, seq: int) -> _Part:
                  instants=instants)
 
 
+#: Customers moved by merges since the copy was read, at most; past it the copy starts over
+#: (the map is looked up for every batch, the rows re-read take seconds).
+MAX_MOVED = 20_000
+
+
+def _moved(old: tuple[tuple[str, str], ...], new: tuple[tuple[str, str], ...]
+           ) -> dict[str, str] | None:
+    """How the ids rows were filed under with redirects ``old`` map to those of ``new``
+    ({old id: new id}, only ids that change); None when ``new`` does not just add to
+    ``old`` (a redirect removed, or one old id going two ways)."""
+    before, after = dict(old), dict(new)
+    if any(merged not in after for merged in before):
+        return None
+    moved: dict[str, str] = {}
+    for merged, survivor in after.items():
+        filed = before.get(merged, merged)
+        if filed != survivor and moved.setdefault(filed, survivor) != survivor:
+            return None
+    return moved
+
+
 #: What a null instant counts as: below every range a search asks for.
 NO_INSTANT = np.iinfo(np.int64).min
 _PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
@@ -156,6 +185,10 @@ class CustomerRows:
         self._parts: dict[str, _Part] = {}
         self._columns: tuple[str, ...] = ()
         self._redirects: tuple[tuple[str, str], ...] = ()
+        #: Ids rows are filed under → the customer they belong to now (merged since they
+        #: were read), and the other way round.
+        self._moved: dict[str, str] = {}
+        self._filed: dict[str, list[str]] = {}
         self._schema = pa.schema([])
         #: Parts read ahead by ``prefetch`` (another thread), by path, with the columns and
         #: redirects they were read with; only ``refresh`` installs them.
@@ -178,8 +211,10 @@ class CustomerRows:
             return False
         with self._lock:
             missing = [c for c in columns if c not in self._columns]
-            if missing or scan.redirects != self._redirects:
+            if missing or (scan.redirects != self._redirects
+                           and not self._follow_merges(scan.redirects)):
                 self._parts = {}
+                self._moved, self._filed = {}, {}
                 self._columns = tuple(n for n in scan.schema.names
                                       if n in self._columns or n in columns)
                 self._redirects = scan.redirects
@@ -206,6 +241,22 @@ class CustomerRows:
                 if scan.dedupe:
                     self._supersede(list(added.values()))
             return True
+
+    def _follow_merges(self, redirects: tuple[tuple[str, str], ...]) -> bool:
+        """Take in redirects that only add merges (see the module); False when the copy
+        must start over."""
+        moved = _moved(self._redirects, redirects)
+        if moved is None or len(self._moved) + len(moved) > MAX_MOVED:
+            return False
+        # ids filed before an earlier merge follow their customer into this one
+        self._moved = {filed: moved.get(now, now) for filed, now in self._moved.items()}
+        for filed, now in moved.items():
+            self._moved.setdefault(filed, now)
+        self._filed = {}
+        for filed, now in self._moved.items():
+            self._filed.setdefault(now, []).append(filed)
+        self._redirects = redirects
+        return True
 
     def prefetch(self, engine: Any, scan: TableScan, names: dict[str, str] | None = None
                  ) -> None:
@@ -281,27 +332,45 @@ class CustomerRows:
         highs = [_ticks(high, kind.unit, up=True) for _, high in ranges]
         found = [part.customers_between(column, lows, highs) for part in parts
                  if len(part.ids)]
-        return set(np.concatenate(found).tolist()) if found else set()
+        hits = set(np.concatenate(found).tolist()) if found else set()
+        moved = self._moved
+        return {moved.get(c, c) for c in hits} if moved else hits
 
     def of(self, customers: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
         """The rows of ``customers`` (a sorted array of unique ids), ``columns`` only."""
         with self._lock:
-            pieces = []
-            for part in self._parts.values():
-                if len(part.ids) == 0:
-                    continue
-                at = np.searchsorted(part.ids, customers)
-                inside = at < len(part.ids)
-                at = at[inside][part.ids[at[inside]] == customers[inside]]
-                if len(at) == 0:
-                    continue
-                index = _ranges(part.starts[at], part.starts[at + 1])
-                if part.alive is not None:
-                    index = index[part.alive[index]]
-                pieces.append(part.table.select(list(columns)).take(pa.array(index)))
-            if not pieces:
-                return pa.schema([self._schema.field(c) for c in columns]).empty_table()
-            return pa.concat_tables(pieces)
+            if not self._moved:
+                return self._of(customers, columns)
+            # a merged id has no rows of its own any more; a survivor has its merged ids'
+            filed = [c for c in customers.tolist() if c not in self._moved]
+            extra = [f for c in filed for f in self._filed.get(c, ())]
+            wanted = np.unique(np.array(filed + extra, dtype=customers.dtype)
+                               if filed or extra else customers[:0])
+            table = self._of(wanted, columns)
+            if extra and CUSTOMER in columns and table.num_rows:
+                at = table.schema.get_field_index(CUSTOMER)
+                owners = [self._moved.get(c, c) for c in table[CUSTOMER].to_pylist()]
+                table = table.set_column(at, table.schema.field(at),
+                                         pa.array(owners, table.schema.field(at).type))
+            return table
 
+    def _of(self, customers: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
+        """The rows filed under ``customers`` (sorted, unique), with the lock held."""
+        pieces = []
+        for part in self._parts.values():
+            if len(part.ids) == 0:
+                continue
+            at = np.searchsorted(part.ids, customers)
+            inside = at < len(part.ids)
+            at = at[inside][part.ids[at[inside]] == customers[inside]]
+            if len(at) == 0:
+                continue
+            index = _ranges(part.starts[at], part.starts[at + 1])
+            if part.alive is not None:
+                index = index[part.alive[index]]
+            pieces.append(part.table.select(list(columns)).take(pa.array(index)))
+        if not pieces:
+            return pa.schema([self._schema.field(c) for c in columns]).empty_table()
+        return pa.concat_tables(pieces)
 
 __all__ = ["CustomerRows"]
