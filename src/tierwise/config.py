@@ -53,6 +53,43 @@ def _robot_problem(name: str, robot: object) -> tuple[str, str] | None:
     return None
 
 
+SMS_PROVIDERS = ("aliyun", "tencent")
+_SMS_KEYS = ("provider", "sign_name", "key_id_env", "secret_env", "url_env", "region",
+             "app_id")
+
+
+def _sms_problem(name: str, sender: object) -> tuple[str, str] | None:
+    """What is wrong with one SMS sender setting (English, Chinese), or None."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+        return ("a sender's name is lower-case letters, digits and _",
+                "短信发送方名称由小写字母、数字和 _ 组成")
+    if not isinstance(sender, dict) or not all(isinstance(v, str) for v in sender.values()):
+        return ("expected a table such as {provider = \"aliyun\", sign_name = \"某某商城\", "
+                "key_id_env = \"TW_SMS_KEY_ID\", secret_env = \"TW_SMS_SECRET\"}",
+                "应为表，例如 {provider = \"aliyun\", sign_name = \"某某商城\", "
+                "key_id_env = \"TW_SMS_KEY_ID\", secret_env = \"TW_SMS_SECRET\"}")
+    unknown = sorted(set(sender) - set(_SMS_KEYS))
+    if unknown:
+        return (f"unknown key(s) {', '.join(unknown)}; expected {', '.join(_SMS_KEYS)}",
+                f"未知的键 {', '.join(unknown)}；可用：{'、'.join(_SMS_KEYS)}")
+    if sender.get("provider") not in SMS_PROVIDERS:
+        return (f"provider {sender.get('provider')!r}: expected one of "
+                f"{', '.join(SMS_PROVIDERS)}",
+                f"provider {sender.get('provider')!r}：应为 {'、'.join(SMS_PROVIDERS)} 之一")
+    if not sender.get("sign_name", "").strip():
+        return ("sign_name: the approved signature (签名) the messages go out under",
+                "sign_name：短信签名（须已审核通过）")
+    if sender["provider"] == "tencent" and not sender.get("app_id", "").strip():
+        return ("app_id: Tencent Cloud's SmsSdkAppId of the application",
+                "app_id：腾讯云短信应用的 SmsSdkAppId")
+    for key in ("key_id_env", "secret_env", "url_env"):
+        value = sender.get(key)
+        if (key != "url_env" or value is not None) and not _ENV_NAME.match(value or ""):
+            return (f"{key} {value!r}: expected the name of an environment variable "
+                    "(TW_SMS_SECRET)", f"{key} {value!r}：应为环境变量名（TW_SMS_SECRET）")
+    return None
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """What ``tierwise init`` writes. Paths in ``control_store`` may be relative to the workspace.
@@ -111,6 +148,12 @@ class WorkspaceConfig:
     #: address (which holds its key) and its signing secret are read from those environment
     #: variables, never written here.
     robots: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: SMS senders ``sms`` actions go out through, by name: ``{shop = {provider = "aliyun",
+    #: sign_name = "某某商城", key_id_env = "TW_SMS_KEY_ID", secret_env = "TW_SMS_SECRET"}}``
+    #: — provider aliyun (阿里云短信) or tencent (腾讯云短信, with ``app_id``, its
+    #: SmsSdkAppId); ``region`` and ``url_env`` (another endpoint) are optional. The
+    #: credentials are read from those environment variables, never written here.
+    sms_senders: dict[str, dict[str, str]] = field(default_factory=dict)
     #: The dashboard's address as people reach it (``https://tierwise.example.com``):
     #: robot messages link to the customer's 360 page under it.
     dashboard_url: str = ""
@@ -233,6 +276,11 @@ class WorkspaceConfig:
             if problem is not None:
                 raise WorkspaceError(f"robots.{name}: {problem[0]}",
                                      zh=f"robots.{name}：{problem[1]}")
+        for name, sender in self.sms_senders.items():
+            problem = _sms_problem(name, sender)
+            if problem is not None:
+                raise WorkspaceError(f"sms_senders.{name}: {problem[0]}",
+                                     zh=f"sms_senders.{name}：{problem[1]}")
         if self.dashboard_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?",
                                                    self.dashboard_url):
             raise WorkspaceError(f"dashboard_url = {self.dashboard_url!r}: expected an address "

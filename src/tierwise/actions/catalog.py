@@ -15,6 +15,7 @@ from tierwise.definitions.automations import (
     LeadScoring,
     Notify,
     Playbook,
+    Sms,
     Trigger,
     Webhook,
     _Strict,
@@ -48,6 +49,11 @@ def robot_names(model: Any) -> list[str]:
     return [a.robot for a in _actions(model) if isinstance(a, Notify)]
 
 
+def sender_names(model: Any) -> list[str]:
+    """The SMS senders a trigger or playbook sends through."""
+    return [a.sender for a in _actions(model) if isinstance(a, Sms)]
+
+
 _KIND_ZH = {"trigger": "触发器", "playbook": "行动手册", "lead_scoring": "线索评分"}
 
 
@@ -77,7 +83,7 @@ def in_codes(model: Any, words: Vocabulary) -> Any:
 
 def save(conn: Connection, kind: str, model: Any, note: str | None = None, *,
          allowed_targets: Iterable[str], vocabulary: Vocabulary | None,
-         robots: Iterable[str] | None = None) -> int:
+         robots: Iterable[str] | None = None, senders: Iterable[str] | None = None) -> int:
     """Store a validated definition as the next version; returns the version. Webhook
     targets of an enabled definition must be allowed (``security.targets``;
     ``allowed_targets`` is the workspace's ``webhook_allowed_targets``). Tiers and stages
@@ -91,13 +97,16 @@ def save(conn: Connection, kind: str, model: Any, note: str | None = None, *,
             targets.check_at_save(url, allowed)
         except targets.TargetRefused as exc:
             raise TierwiseError.about(f"{kind} {model.key}", exc) from None
-    known = sorted(robots or ())
-    for name in robot_names(model) if robots is not None else []:
-        if name not in known:
-            raise TierwiseError(f"{kind} {model.key}: no robot {name!r} in tierwise.toml's "
-                                f"robots; the robots are {', '.join(known) or 'none'}",
-                                zh=f"{_KIND_ZH.get(kind, kind)} {model.key}：tierwise.toml 的 "
-                                   f"robots 中没有 {name!r}；已有：{'、'.join(known) or '无'}")
+    for setting, named, given in (("robots", robot_names, robots),
+                                  ("sms_senders", sender_names, senders)):
+        known = sorted(given or ())
+        for name in named(model) if given is not None else []:
+            if name not in known:
+                raise TierwiseError(
+                    f"{kind} {model.key}: no {name!r} in tierwise.toml's {setting}; there "
+                    f"are {', '.join(known) or 'none'}",
+                    zh=f"{_KIND_ZH.get(kind, kind)} {model.key}：tierwise.toml 的 {setting} "
+                       f"中没有 {name!r}；已有：{'、'.join(known) or '无'}")
     return versions.save(conn, kind, model.key, _stored(model), note)
 
 

@@ -1,4 +1,5 @@
-"""How each kind of action is carried out: webhook, e-mail, task, tag, team chat (notify).
+"""How each kind of action is carried out: webhook, e-mail, task, tag, team chat (notify),
+text message (sms).
 
 Every channel gets the outbox row (its idempotency key and payload) and either returns
 (delivered), raises ``Retry`` (try again later) or ``Refused`` (never deliver: no consent,
@@ -22,7 +23,7 @@ import secrets
 import smtplib
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from importlib.metadata import version as package_version
 from typing import Any
@@ -32,9 +33,10 @@ import httpx
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
-from tierwise.actions import robots
+from tierwise.actions import robots, sms
 from tierwise.config import WorkspaceConfig
 from tierwise.errors import TierwiseError
+from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.security import consent, targets
 from tierwise.store import customers as customer_store
 from tierwise.store import tasks as task_store
@@ -267,6 +269,54 @@ class Channels:
         except httpx.HTTPError as exc:
             raise Retry(f"{type(exc).__name__}: {exc}") from None
         outcome, reason = platform.outcome(answer.status_code, answer.text)
+        if outcome == "retry":
+            raise Retry(reason, reply=answer.text[:200])
+        if outcome == "failed":
+            raise Failed(reason, reply=answer.text[:200])
+
+    def _sms(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
+        self._may_contact(row.customer_id, "sms", action.get("purpose", "marketing"))
+        sender = self.ws.config.sms_senders.get(action["sender"])
+        if sender is None:
+            raise Failed(f"no SMS sender {action['sender']!r} in tierwise.toml's sms_senders: "
+                         "add it and replay the delivery")
+        credentials = {}
+        for key in ("key_id_env", "secret_env"):
+            credentials[key] = os.environ.get(sender[key], "")
+            if not credentials[key]:
+                raise Retry(f"${sender[key]} (SMS sender {action['sender']!r}'s "
+                            f"{'key id' if key == 'key_id_env' else 'secret'}) is not set: "
+                            "the message waits until it is")
+        provider = sms.PROVIDERS[sender["provider"]]
+        url = os.environ.get(sender["url_env"], "") if sender.get("url_env") else ""
+        url = url or sms.ENDPOINTS[provider.name]
+        try:
+            targets.check(url, self.ws.config.webhook_allowed_targets)
+        except targets.TargetRefused as exc:
+            raise Failed(f"SMS sender {action['sender']!r}: {exc}") from None
+        except OSError as exc:
+            raise Retry(f"cannot resolve the SMS provider's host: {exc}") from None
+        with self.ws.control.read() as conn:
+            customer = customer_store.get(conn, row.customer_id)
+        if customer is None or not customer.get("phone"):
+            raise Refused("the customer has no phone number")
+        phone, flag = phone_cleaner(self.ws.config.phone_region)(str(customer["phone"]))
+        if flag == "flag_phone_invalid":
+            raise Refused("the customer's phone number is not a valid number")
+        context = {"customer": customer, "event": event, "segment": event.get("segment")}
+        message = sms.Message(
+            phone=phone, sign_name=sender["sign_name"], template=action["template"],
+            params={k: self._render(v, context) for k, v in action.get("params", {}).items()},
+            reference=row.idempotency_key)
+        request = provider.request(url, message, sms.Credentials(
+            credentials["key_id_env"], credentials["secret_env"], sender.get("region", ""),
+            sender.get("app_id", "")), datetime.now(UTC))
+        try:
+            answer = self.http.post(request.url, content=request.body,
+                                    headers={**request.headers, "User-Agent": USER_AGENT})
+        except httpx.HTTPError as exc:
+            raise Retry(f"{type(exc).__name__}: {exc}") from None
+        outcome, reason = provider.outcome(answer.status_code, answer.text)
         if outcome == "retry":
             raise Retry(reason, reply=answer.text[:200])
         if outcome == "failed":

@@ -33,7 +33,7 @@ MAX_DELAY_SECONDS = 6 * 3600.0
 PARALLEL = 8
 STATUSES = ("pending", "delivered", "dead", "held_out", "suppressed", "held")
 #: The kinds of action a delivery carries out (its channel).
-ACTIONS = ("webhook", "email", "task", "tag", "notify")
+ACTIONS = ("webhook", "email", "task", "tag", "notify", "sms")
 
 
 def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:

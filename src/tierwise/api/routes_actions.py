@@ -74,7 +74,8 @@ def _put(request: Request, principal: Principal, kind: str, key: str,
     with ws.control.write() as conn:
         version = automations.save(conn, kind, model, body.get("note"),
                                    allowed_targets=ws.config.webhook_allowed_targets,
-                                   vocabulary=words, robots=ws.config.robots)
+                                   vocabulary=words, robots=ws.config.robots,
+                                   senders=ws.config.sms_senders)
     record(request, principal, f"{kind}_save", f"{kind}:{key}", {"version": version})
     return {"key": key, "version": version}
 

@@ -52,7 +52,7 @@ def _apply(kind: str, path: Path, workspace: Path | None) -> None:
         versions = [(m.key, automations.save(
             conn, kind, m, f"applied from {path.name}",
             allowed_targets=ws.config.webhook_allowed_targets, vocabulary=words,
-            robots=ws.config.robots))
+            robots=ws.config.robots, senders=ws.config.sms_senders))
             for m in models]
         for key, version in versions:  # recorded in the same transaction
             audit.append(conn, cli_audit.actor(), f"{kind}_save", f"{kind}:{key}",

@@ -14,7 +14,8 @@ A trigger (``triggers/welcome_vip.yaml``)::
     holdout: 0.1                              # 10 % of customers get nothing (a control group)
 
 Actions: ``webhook`` (url, channel), ``email`` (template per language), ``task`` (title,
-role, due_hours, priority) and ``tag`` (tag, op add|remove).
+role, due_hours, priority), ``tag`` (tag, op add|remove), ``notify`` (a team chat robot)
+and ``sms`` (sender, template, params, purpose).
 """
 
 from __future__ import annotations
@@ -147,7 +148,42 @@ class Notify(_Strict):
         return value
 
 
-Action = Annotated[Webhook | Email | Task | Tag | Notify, Field(discriminator="type")]
+class Sms(_Strict):
+    """A text message to the customer through an SMS provider's approved template (短信):
+    consent for ``sms`` and the purpose is checked when it is sent."""
+
+    type: Literal["sms"]
+    #: A sender of the workspace's ``sms_senders`` setting.
+    sender: str
+    #: The provider's template: Alibaba's TemplateCode (SMS_123456789), Tencent's
+    #: TemplateId (1234567).
+    template: str
+    #: The template's parameters, in its order (Tencent's are positional): each value a
+    #: Jinja2 template (sandboxed) with ``customer``, ``event`` and ``segment``.
+    params: dict[str, str] = Field(default_factory=dict)
+    #: Marketing messages need consent given; service messages the absence of an opt-out.
+    purpose: Literal["marketing", "service"] = "marketing"
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
+            raise Invalid("a sender's name is lower-case letters, digits and _",
+                          zh="短信发送方名称由小写字母、数字和 _ 组成")
+        return value
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", value):
+            raise Invalid(f"template {value!r}: the provider's template code or id, such as "
+                          "SMS_123456789 or 1234567",
+                          zh=f"template {value!r}：应为服务商的模板代码或 ID，例如 SMS_123456789 "
+                             "或 1234567")
+        return value
+
+
+Action = Annotated[Webhook | Email | Task | Tag | Notify | Sms, Field(discriminator="type")]
 
 
 class On(_Strict):

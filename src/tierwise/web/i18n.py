@@ -416,6 +416,7 @@ _WORDS.update({
     "act_webhook": ("Webhook", "Webhook"), "act_email": ("邮件", "E-mail"),
     "act_task": ("任务", "Task"), "act_tag": ("标签", "Tag"),
     "act_notify": ("群机器人", "Team chat"),
+    "act_sms": ("短信", "Text message"),
     "pri_low": ("低", "Low"), "pri_normal": ("普通", "Normal"), "pri_high": ("高", "High"),
     "pri_urgent": ("紧急", "Urgent"),
     "ch_email": ("邮件", "E-mail"), "ch_sms": ("短信", "SMS"), "ch_phone": ("电话", "Phone"),
