@@ -177,7 +177,8 @@ def test_refusals_are_dead_at_once_and_replayed(served: Served,
     model = automations.parse_definition("trigger", {
         "key": "nowhere", "on": {"event": "enter", "segment": "vip_list"},
         "action": {"type": "notify", "robot": "sales"}}, "test")
-    with pytest.raises(TierwiseError, match="no 'sales' in tierwise.toml's robots"), ws.control.write() as conn:
+    with pytest.raises(TierwiseError, match="no 'sales' in tierwise.toml's robots"), \
+            ws.control.write() as conn:
         automations.save(conn, "trigger", model, allowed_targets=[],
                          vocabulary=vocabulary(ws), robots=ws.config.robots)
 
