@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from tests.test_actions import _define, _deliver, _rows
 
 import tierwise
 from tierwise.actions import dispatch, robots
-from tierwise.errors import TierwiseError
+from tierwise.config import WorkspaceConfig
+from tierwise.errors import TierwiseError, WorkspaceError
 from tierwise.segments import membership
 
 SECRET = "SEC0123456789abcdef"
@@ -227,3 +228,50 @@ def test_the_message_template_is_the_users(served: Served,
     text = sent["body"]["content"]["text"]
     assert text.startswith("VIP C002 · entered segment vip_list · ")
     assert "李四" not in text and text.endswith("https://tw.example.com/customers/C002")
+
+
+def test_a_rate_limit_makes_deliveries_wait_without_spending_attempts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a channel's messages a minute (``rate_limits``; robots default to their
+    platform's documented limit), a delivery waits for the minute to have room: pending,
+    no attempt counted, sent later."""
+    from tierwise.actions.channels import Channels, Later, Pacer
+
+    served = build(tmp_path, webhook_allowed_targets=["127.0.0.1"], robots=ROBOTS,
+                   rate_limits={"robot:wecom": 2}, locale="zh-CN")
+    ws = served.ws
+    assert Channels(ws).pacer.limits == {"robot:wecom": 2, "robot:dingtalk": 20,
+                                         "robot:feishu": 100}
+    with fake("wecom") as robot:
+        monkeypatch.setenv("TW_WECOM_URL", robot.url)
+        _trigger(ws, "wecom")
+        # three customers enter (C001 and C004 were in the list already)
+        membership.edit_static(ws, "vip_list", add=["C002", "C003"], remove=["C001"],
+                               at=datetime.now(UTC))
+        membership.edit_static(ws, "vip_list", add=["C001"], at=datetime.now(UTC))
+        channels = Channels(ws)
+        try:
+            first = dict(dispatch.dispatch_due(ws, channels))
+            assert first == {"delivered": 2, "later": 1}
+            waiting = [r for r in _rows(ws, source="trigger:tell_wecom")
+                       if r.status == "pending"]
+            assert len(waiting) == 1 and all(r.attempts == 0 for r in waiting)
+            assert all("2 messages a minute" in r.last_error for r in waiting)
+            assert dict(dispatch.dispatch_due(ws, channels)) == {}  # not due yet
+        finally:
+            channels.close()
+        assert len(robot.accepted) == 2
+        # a minute later (a new dispatcher's count starts empty, as after a restart)
+        assert _deliver(ws, datetime.now(UTC) + timedelta(minutes=2)) == {"delivered": 1}
+        assert len(robot.accepted) == 3
+    pacer = Pacer({"sms:shop": 1})
+    pacer.take("sms:shop", now=100.0)
+    with pytest.raises(Later) as later:
+        pacer.take("sms:shop", now=130.0)
+    assert later.value.seconds == pytest.approx(30.0)
+    pacer.take("sms:shop", now=160.0)  # a minute after the first: room again
+    pacer.take("webhook", now=160.0)  # no limit set
+    with pytest.raises(WorkspaceError, match="rate_limits.robot:Sales"):
+        WorkspaceConfig(rate_limits={"robot:Sales": 5})
+    with pytest.raises(WorkspaceError, match="rate_limits.sms:shop = 0"):
+        WorkspaceConfig(rate_limits={"sms:shop": 0})

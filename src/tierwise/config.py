@@ -90,6 +90,12 @@ def _sms_problem(name: str, sender: object) -> tuple[str, str] | None:
     return None
 
 
+#: Messages a minute a team chat robot takes, as each platform documents it (企业微信 and
+#: 钉钉: 20; 飞书: 100); ``rate_limits`` may set others.
+ROBOT_RATES = {"wecom": 20, "dingtalk": 20, "feishu": 100}
+_RATE_KEY = re.compile(r"^(webhook|email|(robot|sms):[a-z][a-z0-9_]{0,40})$")
+
+
 @dataclass(frozen=True)
 class WorkspaceConfig:
     """What ``tierwise init`` writes. Paths in ``control_store`` may be relative to the workspace.
@@ -154,6 +160,10 @@ class WorkspaceConfig:
     #: SmsSdkAppId); ``region`` and ``url_env`` (another endpoint) are optional. The
     #: credentials are read from those environment variables, never written here.
     sms_senders: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: Most messages a minute per channel: ``{"robot:sales" = 20, "sms:shop" = 600,
+    #: webhook = 3000, email = 300}``. A delivery over the limit waits (no attempt counted)
+    #: until the minute has room. Robots default to their platform's documented limit.
+    rate_limits: dict[str, int] = field(default_factory=dict)
     #: The dashboard's address as people reach it (``https://tierwise.example.com``):
     #: robot messages link to the customer's 360 page under it.
     dashboard_url: str = ""
@@ -276,6 +286,14 @@ class WorkspaceConfig:
             if problem is not None:
                 raise WorkspaceError(f"robots.{name}: {problem[0]}",
                                      zh=f"robots.{name}：{problem[1]}")
+        for key, limit in self.rate_limits.items():
+            if not _RATE_KEY.match(key) or isinstance(limit, bool) or not isinstance(
+                    limit, int) or limit < 1:
+                raise WorkspaceError(
+                    f"rate_limits.{key} = {limit!r}: expected a key webhook, email, "
+                    "robot:<name> or sms:<name> and a whole number of messages a minute ≥ 1",
+                    zh=f"rate_limits.{key} = {limit!r}：键应为 webhook、email、robot:<名称> 或 "
+                       "sms:<名称>，值为每分钟消息数（不小于 1 的整数）")
         for name, sender in self.sms_senders.items():
             problem = _sms_problem(name, sender)
             if problem is not None:

@@ -14,6 +14,7 @@ Webhook requests are signed: ``X-Tierwise-Signature: t=<unix seconds>,v1=<hex>``
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -34,7 +35,7 @@ from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from tierwise.actions import robots, sms
-from tierwise.config import WorkspaceConfig
+from tierwise.config import ROBOT_RATES, WorkspaceConfig
 from tierwise.errors import TierwiseError
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.security import consent, targets
@@ -60,6 +61,40 @@ class Retry(Exception):
 
 class Refused(Exception):
     """The action must not be delivered (recorded as ``suppressed``)."""
+
+
+class Later(Exception):
+    """Not now: the channel's rate limit is reached. The delivery waits ``seconds``
+    without counting an attempt."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class Pacer:
+    """At most ``rate_limits`` messages a minute per channel key, over a sliding minute,
+    for the deliveries of one process (the dispatcher runs in one process at a time)."""
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self.limits = limits
+        self._sent: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> None:
+        limit = self.limits.get(key)
+        if limit is None:
+            return
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            sent = self._sent.setdefault(key, collections.deque())
+            while sent and now - sent[0] >= 60.0:
+                sent.popleft()
+            if len(sent) >= limit:
+                wait = 60.0 - (now - sent[0])
+                raise Later(f"{key}: {limit} messages a minute reached; waits {wait:.0f} s",
+                            wait)
+            sent.append(now)
 
 
 class Failed(Exception):
@@ -150,6 +185,10 @@ class Channels:
         #: few, and compiling one costs far more than rendering it.
         self._compiled: dict[str, Template] = {}
         self._compiled_lock = threading.Lock()
+        config = ws.config
+        self.pacer = Pacer({**{f"robot:{name}": ROBOT_RATES[robot["platform"]]
+                               for name, robot in config.robots.items()},
+                            **config.rate_limits})
 
     def _render(self, source: str, context: dict[str, Any]) -> str:
         with self._compiled_lock:
@@ -192,6 +231,7 @@ class Channels:
             raise Refused(str(exc)) from None
         except OSError as exc:
             raise Retry(f"cannot resolve the webhook's host: {exc}") from None
+        self.pacer.take("webhook")
         body = json.dumps(event, ensure_ascii=False, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key":
                    row.idempotency_key, "X-Tierwise-Event": event["event"],
@@ -226,6 +266,7 @@ class Channels:
         message["Message-ID"] = f"<{row.idempotency_key}@tierwise>"
         message["X-Tierwise-Idempotency-Key"] = row.idempotency_key
         message.set_content(self._render(template["body"], context))
+        self.pacer.take("email")
         self._send(message)
 
     def _send(self, message: EmailMessage) -> None:
@@ -262,6 +303,7 @@ class Channels:
             raise Retry(f"cannot resolve the robot's host: {exc}") from None
         text = self._robot_text(row, event, action)
         platform = robots.PLATFORMS[robot["platform"]]
+        self.pacer.take(f"robot:{action['robot']}")
         address, body = platform.request(url, text, secret, time.time())
         try:
             answer = self.http.post(address, json=body,
@@ -311,6 +353,7 @@ class Channels:
         request = provider.request(url, message, sms.Credentials(
             credentials["key_id_env"], credentials["secret_env"], sender.get("region", ""),
             sender.get("app_id", "")), datetime.now(UTC))
+        self.pacer.take(f"sms:{action['sender']}")
         try:
             answer = self.http.post(request.url, content=request.body,
                                     headers={**request.headers, "User-Agent": USER_AGENT})

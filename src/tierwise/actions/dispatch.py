@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from tierwise.actions.channels import Channels, Failed, Refused, Retry
+from tierwise.actions.channels import Channels, Failed, Later, Refused, Retry
 from tierwise.actions.outbox import EVENT_NAMES
 from tierwise.errors import TierwiseError
 from tierwise.store import outbox as outbox_store
@@ -43,9 +43,12 @@ def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:
 
 
 def _attempt(channels: Channels, row: Any) -> tuple[str, str | None, str | None]:
-    """The outcome of one delivery, the error, and the receiver's reply (if any)."""
+    """The outcome of one delivery, the error, and the receiver's reply (if any); for
+    ``later`` the reply is the seconds to wait."""
     try:
         channels.deliver(row)
+    except Later as exc:
+        return "later", str(exc), str(exc.seconds)
     except Refused as exc:
         return "suppressed", str(exc), None
     except Failed as exc:
@@ -76,7 +79,10 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
             attempts = row.attempts + 1
             values: dict[str, Any] = {"attempts": attempts, "last_error": error,
                                       "last_reply": reply}
-            if outcome in ("delivered", "suppressed"):
+            if outcome == "later":  # the channel's rate limit: no attempt counted
+                values = {"attempts": row.attempts, "last_error": error,
+                          "next_attempt_at": finished + timedelta(seconds=float(reply or 1))}
+            elif outcome in ("delivered", "suppressed"):
                 values.update(status=outcome, delivered_at=finished)
             elif outcome == "dead":  # refused for good: replay once the cause is fixed
                 values["status"] = "dead"
