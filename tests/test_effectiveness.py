@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 from tests.test_cli import tw
 
 import tierwise
@@ -112,8 +113,13 @@ def test_uplift_of_a_triggered_action_against_its_holdout(tmp_path: Path) -> Non
             orders.append({"order_id": f"B{c}", "customer_id": c, "amount": 80,
                            "ordered_at": (start + timedelta(days=day)).isoformat()})
     ws.import_source("orders", RecordsSource.from_dicts("after", orders))
-    treated, held, effects = action_uplift(ws, "trigger:winback_offer", days=30)
+    found = action_uplift(ws, "trigger:winback_offer", days=30)
+    treated, held, effects = found.treated, found.held_out, found.effects
     assert treated + held == 2000 and 0.25 < held / 2000 < 0.35
+    revenue = effects[2]
+    assert revenue.metric == "revenue_per_customer"
+    assert found.incremental_revenue == pytest.approx(revenue.difference * treated)
+    assert found.cost == 0 and found.return_on_cost is None  # tags cost nothing
     repurchase = effects[0]
     assert repurchase.metric == "repurchase_rate" and repurchase.significant
     assert repurchase.low < 0.15 < repurchase.high

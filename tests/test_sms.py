@@ -28,6 +28,7 @@ from tierwise.actions import dispatch
 from tierwise.errors import TierwiseError, WorkspaceError
 from tierwise.security.consent import set_preference
 from tierwise.segments import membership
+from tierwise.store.outbox import cost_of_source
 
 KEY_ID = "LTAI5tExampleKeyId"
 SECRET = "exampleSecret0123456789abcdef"
@@ -169,12 +170,13 @@ SENDERS = {
            "secret_env": "TW_TENCENT_SECRET", "url_env": "TW_TENCENT_URL", "app_id": APP_ID},
 }
 SENDER_OF = {"aliyun": "shop", "tencent": "tx"}
+COSTS = {"sms:shop": 0.045, "sms:tx": 0.05}
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     found = build(tmp_path, webhook_allowed_targets=["127.0.0.1"], sms_senders=SENDERS,
-                  locale="zh-CN")
+                  message_costs=COSTS, locale="zh-CN")
     yield found
     found.ws.close()
 
@@ -219,6 +221,11 @@ def test_a_text_message_is_signed_as_the_provider_documents(
         assert row.status == "pending" and "limit" in row.last_error.lower()
         assert _deliver(ws, datetime.now(UTC).replace(year=2100)) == {"delivered": 1}
         [sent] = server.accepted
+    # what it cost is recorded with the delivery, once (the busy attempt cost nothing)
+    [row] = _rows(ws, source=f"trigger:text_{provider}")
+    assert row.cost == COSTS[f"sms:{SENDER_OF[provider]}"]
+    with ws.control.read() as conn:
+        assert cost_of_source(conn, f"trigger:text_{provider}") == (1, row.cost)
     request = sent["request"]
     if provider == "aliyun":
         assert request["PhoneNumbers"] == "13900139000"  # mainland: no country code

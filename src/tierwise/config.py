@@ -164,6 +164,10 @@ class WorkspaceConfig:
     #: webhook = 3000, email = 300}``. A delivery over the limit waits (no attempt counted)
     #: until the minute has room. Robots default to their platform's documented limit.
     rate_limits: dict[str, int] = field(default_factory=dict)
+    #: What one message costs per channel, in ``currency`` (same keys as ``rate_limits``):
+    #: ``{"sms:shop" = 0.045, email = 0.001}``. Recorded with each delivered message, so
+    #: each trigger's and playbook's cost and return can be computed.
+    message_costs: dict[str, float] = field(default_factory=dict)
     #: The dashboard's address as people reach it (``https://tierwise.example.com``):
     #: robot messages link to the customer's 360 page under it.
     dashboard_url: str = ""
@@ -294,6 +298,14 @@ class WorkspaceConfig:
                     "robot:<name> or sms:<name> and a whole number of messages a minute ≥ 1",
                     zh=f"rate_limits.{key} = {limit!r}：键应为 webhook、email、robot:<名称> 或 "
                        "sms:<名称>，值为每分钟消息数（不小于 1 的整数）")
+        for key, cost in self.message_costs.items():
+            if not _RATE_KEY.match(key) or isinstance(cost, bool) or not isinstance(
+                    cost, int | float) or not 0 <= cost < 1e6:
+                raise WorkspaceError(
+                    f"message_costs.{key} = {cost!r}: expected a key webhook, email, "
+                    "robot:<name> or sms:<name> and the cost of one message (≥ 0)",
+                    zh=f"message_costs.{key} = {cost!r}：键应为 webhook、email、robot:<名称> 或 "
+                       "sms:<名称>，值为单条消息的费用（不小于 0）")
         for name, sender in self.sms_senders.items():
             problem = _sms_problem(name, sender)
             if problem is not None:

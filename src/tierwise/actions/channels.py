@@ -72,6 +72,20 @@ class Later(Exception):
         self.seconds = seconds
 
 
+def channel_key(action: dict[str, Any]) -> str | None:
+    """The channel an action's messages go through, as ``rate_limits`` and
+    ``message_costs`` name it: ``webhook``, ``email``, ``robot:<name>``, ``sms:<name>``;
+    None for tasks and tags."""
+    kind = action.get("type")
+    if kind in ("webhook", "email"):
+        return str(kind)
+    if kind == "notify":
+        return f"robot:{action['robot']}"
+    if kind == "sms":
+        return f"sms:{action['sender']}"
+    return None
+
+
 class Pacer:
     """At most ``rate_limits`` messages a minute per channel key, over a sliding minute,
     for the deliveries of one process (the dispatcher runs in one process at a time)."""
@@ -81,11 +95,12 @@ class Pacer:
         self._sent: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
 
-    def take(self, key: str, now: float | None = None) -> None:
-        limit = self.limits.get(key)
+    def take(self, key: str | None, now: float | None = None) -> None:
+        limit = self.limits.get(key) if key else None
         if limit is None:
             return
         now = time.monotonic() if now is None else now
+        assert key is not None
         with self._lock:
             sent = self._sent.setdefault(key, collections.deque())
             while sent and now - sent[0] >= 60.0:
@@ -219,6 +234,12 @@ class Channels:
         payload = json.loads(row.payload)
         getattr(self, f"_{row.action}")(row, payload["event"], payload["action"])
 
+    def cost(self, row: Any) -> float | None:
+        """What delivering ``row`` cost, by the channel's ``message_costs`` (None: no cost
+        set, or a task or tag)."""
+        key = channel_key(json.loads(row.payload)["action"])
+        return self.ws.config.message_costs.get(key) if key else None
+
     # -- channels ------------------------------------------------------------------------
     def _webhook(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> None:
         if action.get("channel"):
@@ -231,7 +252,7 @@ class Channels:
             raise Refused(str(exc)) from None
         except OSError as exc:
             raise Retry(f"cannot resolve the webhook's host: {exc}") from None
-        self.pacer.take("webhook")
+        self.pacer.take(channel_key(action))
         body = json.dumps(event, ensure_ascii=False, sort_keys=True).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key":
                    row.idempotency_key, "X-Tierwise-Event": event["event"],
@@ -266,7 +287,7 @@ class Channels:
         message["Message-ID"] = f"<{row.idempotency_key}@tierwise>"
         message["X-Tierwise-Idempotency-Key"] = row.idempotency_key
         message.set_content(self._render(template["body"], context))
-        self.pacer.take("email")
+        self.pacer.take(channel_key(action))
         self._send(message)
 
     def _send(self, message: EmailMessage) -> None:
@@ -303,7 +324,7 @@ class Channels:
             raise Retry(f"cannot resolve the robot's host: {exc}") from None
         text = self._robot_text(row, event, action)
         platform = robots.PLATFORMS[robot["platform"]]
-        self.pacer.take(f"robot:{action['robot']}")
+        self.pacer.take(channel_key(action))
         address, body = platform.request(url, text, secret, time.time())
         try:
             answer = self.http.post(address, json=body,
@@ -353,7 +374,7 @@ class Channels:
         request = provider.request(url, message, sms.Credentials(
             credentials["key_id_env"], credentials["secret_env"], sender.get("region", ""),
             sender.get("app_id", "")), datetime.now(UTC))
-        self.pacer.take(f"sms:{action['sender']}")
+        self.pacer.take(channel_key(action))
         try:
             answer = self.http.post(request.url, content=request.body,
                                     headers={**request.headers, "User-Agent": USER_AGENT})

@@ -84,6 +84,8 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
                           "next_attempt_at": finished + timedelta(seconds=float(reply or 1))}
             elif outcome in ("delivered", "suppressed"):
                 values.update(status=outcome, delivered_at=finished)
+                if outcome == "delivered":
+                    values["cost"] = channels.cost(row)
             elif outcome == "dead":  # refused for good: replay once the cause is fixed
                 values["status"] = "dead"
             else:

@@ -185,7 +185,7 @@ def action_uplift(request: Request,
                   principal: Principal = require("values:read")) -> dict[str, Any]:
     from tierwise.insights.effectiveness import action_uplift as measure
 
-    treated, held, effects = measure(workspace(request), source, days)
-    return {"source": source, "treated": treated, "held_out": held,
+    found = measure(workspace(request), source, days)
+    return {**{k: v for k, v in asdict(found).items() if k != "effects"},
             "effects": [jsonable({**asdict(e), "significant": e.significant})
-                        for e in effects]}
+                        for e in found.effects]}

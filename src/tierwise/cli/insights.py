@@ -255,8 +255,13 @@ def uplift_cmd(
 
     ws = Workspace.open(workspace)
     if action is not None:
-        n_treated, n_held, effects = action_uplift(ws, action, days)
-        out.print(f"{action}: {n_treated:,} treated, {n_held:,} held out")
+        found = action_uplift(ws, action, days)
+        effects = found.effects
+        out.print(f"{action}: {found.treated:,} treated, {found.held_out:,} held out; "
+                  f"{found.delivered:,} messages delivered, cost {found.cost:,.2f} "
+                  f"{found.currency}, incremental revenue {found.incremental_revenue:+,.2f} "
+                  f"{found.currency}" + (f", return {found.return_on_cost:,.2f}× the cost"
+                                         if found.return_on_cost is not None else ""))
     elif treated and holdout and since:
         start = datetime.combine(datetime.strptime(since, "%Y-%m-%d").date(), time(0),
                                  ws.config.zone)

@@ -109,18 +109,37 @@ def _effects(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> list[Effec
             _mean_effect("revenue_per_customer", a[2], b[2])]
 
 
-def action_uplift(ws: Workspace, source: str, days: int = 30) -> tuple[int, int,
-                                                                       list[Effect]]:
+@dataclass
+class ActionEffect:
+    """A trigger's or playbook's effect against its holdout group, and what it cost."""
+
+    source: str
+    treated: int
+    held_out: int
+    effects: list[Effect]
+    #: Messages delivered and their cost (``message_costs``, in ``currency``).
+    delivered: int
+    cost: float
+    currency: str
+    #: Revenue per treated customer above the holdout's, times the treated customers.
+    incremental_revenue: float
+    #: incremental revenue ÷ cost (None when nothing was spent).
+    return_on_cost: float | None
+
+
+def action_uplift(ws: Workspace, source: str, days: int = 30) -> ActionEffect:
     """Uplift of a trigger's or playbook's actions (``source``: ``trigger:<key>`` or
     ``playbook:<key>``) against its holdout group, each customer measured over ``days``
     from the instant the action was due for them. The treated group is everyone the action
     was meant for (intention to treat: failed and suppressed deliveries count as treated),
-    the holdout group everyone the ``holdout`` share kept out. Returns (treated, held,
-    effects)."""
+    the holdout group everyone the ``holdout`` share kept out. The cost is what its
+    delivered messages cost (each recorded when sent); the return, the incremental revenue
+    (the revenue-per-customer difference times the treated customers) over that cost."""
     from tierwise.store import outbox as outbox_store
 
     with ws.control.read() as conn:
         rows = outbox_store.of_source(conn, source)
+        delivered, cost = outbox_store.cost_of_source(conn, source)
     first: dict[str, tuple[str, datetime]] = {}
     for customer, status, created in rows:  # a customer's first action decides the group
         first.setdefault(customer, (status, created))
@@ -134,4 +153,8 @@ def action_uplift(ws: Workspace, source: str, days: int = 30) -> tuple[int, int,
                             "组都至少需要两位（请在触发器或行动手册上设置留出比例）")
     a = _window_outcomes(ws, [c for c, _ in treated], [t for _, t in treated], days)
     b = _window_outcomes(ws, [c for c, _ in held], [t for _, t in held], days)
-    return len(treated), len(held), _effects(a, b)
+    effects = _effects(a, b)
+    revenue = next(e for e in effects if e.metric == "revenue_per_customer")
+    incremental = revenue.difference * len(treated)
+    return ActionEffect(source, len(treated), len(held), effects, delivered, cost,
+                        ws.config.currency, incremental, incremental / cost if cost else None)

@@ -92,6 +92,15 @@ def of_source(conn: sa.Connection, source: str) -> list[tuple[str, str, datetime
         .where(outbox.c.source == source).order_by(outbox.c.created_at))]
 
 
+def cost_of_source(conn: sa.Connection, source: str) -> tuple[int, float]:
+    """(messages delivered, their cost) of every row a source queued."""
+    row = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(outbox.c.cost),
+                                                                   0.0))
+                       .where(outbox.c.source == source,
+                              outbox.c.status == "delivered")).one()
+    return int(row[0]), float(row[1])
+
+
 # -- trigger fires -------------------------------------------------------------------------
 
 def last_fired(conn: sa.Connection, trigger_key: str, customers: list[str]

@@ -408,6 +408,8 @@ outbox = sa.Table(
     sa.Column("last_reply", sa.Text),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("delivered_at", UtcDateTime()),
+    # what the delivered message cost (the channel's ``message_costs`` when it was sent)
+    sa.Column("cost", sa.Float),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),
     sa.Index("ix_outbox_customer", "customer_id"),
 )
