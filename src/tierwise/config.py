@@ -285,32 +285,27 @@ class WorkspaceConfig:
                                  "expected a list of e-mail addresses",
                                  zh=f"review_subscribers = {self.review_subscribers!r}："
                                  "应为电子邮件地址列表")
-        for name, robot in self.robots.items():
-            problem = _robot_problem(name, robot)
-            if problem is not None:
-                raise WorkspaceError(f"robots.{name}: {problem[0]}",
-                                     zh=f"robots.{name}：{problem[1]}")
-        for key, limit in self.rate_limits.items():
-            if not _RATE_KEY.match(key) or isinstance(limit, bool) or not isinstance(
-                    limit, int) or limit < 1:
-                raise WorkspaceError(
-                    f"rate_limits.{key} = {limit!r}: expected a key webhook, email, "
-                    "robot:<name> or sms:<name> and a whole number of messages a minute ≥ 1",
-                    zh=f"rate_limits.{key} = {limit!r}：键应为 webhook、email、robot:<名称> 或 "
-                       "sms:<名称>，值为每分钟消息数（不小于 1 的整数）")
-        for key, cost in self.message_costs.items():
-            if not _RATE_KEY.match(key) or isinstance(cost, bool) or not isinstance(
-                    cost, int | float) or not 0 <= cost < 1e6:
-                raise WorkspaceError(
-                    f"message_costs.{key} = {cost!r}: expected a key webhook, email, "
-                    "robot:<name> or sms:<name> and the cost of one message (≥ 0)",
-                    zh=f"message_costs.{key} = {cost!r}：键应为 webhook、email、robot:<名称> 或 "
-                       "sms:<名称>，值为单条消息的费用（不小于 0）")
-        for name, sender in self.sms_senders.items():
-            problem = _sms_problem(name, sender)
-            if problem is not None:
-                raise WorkspaceError(f"sms_senders.{name}: {problem[0]}",
-                                     zh=f"sms_senders.{name}：{problem[1]}")
+        for setting, entries, check in (("robots", self.robots, _robot_problem),
+                                        ("sms_senders", self.sms_senders, _sms_problem)):
+            for name, setting_value in entries.items():
+                problem = check(name, setting_value)
+                if problem is not None:
+                    raise WorkspaceError(f"{setting}.{name}: {problem[0]}",
+                                         zh=f"{setting}.{name}：{problem[1]}")
+        for setting, values, valid, en, zh in (
+                ("rate_limits", self.rate_limits,
+                 lambda v: not isinstance(v, bool) and isinstance(v, int) and v >= 1,
+                 "a whole number of messages a minute ≥ 1", "每分钟消息数（不小于 1 的整数）"),
+                ("message_costs", self.message_costs,
+                 lambda v: not isinstance(v, bool) and isinstance(v, int | float)
+                 and 0 <= v < 1e6, "the cost of one message (≥ 0)", "单条消息的费用（不小于 0）")):
+            for key, value in values.items():
+                if not _RATE_KEY.match(key) or not valid(value):
+                    raise WorkspaceError(
+                        f"{setting}.{key} = {value!r}: expected a key webhook, email, "
+                        f"robot:<name> or sms:<name> and {en}",
+                        zh=f"{setting}.{key} = {value!r}：键应为 webhook、email、robot:<名称> 或 "
+                           f"sms:<名称>，值为{zh}")
         if self.dashboard_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?",
                                                    self.dashboard_url):
             raise WorkspaceError(f"dashboard_url = {self.dashboard_url!r}: expected an address "

@@ -24,6 +24,7 @@ import secrets
 import smtplib
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from importlib.metadata import version as package_version
@@ -326,12 +327,20 @@ class Channels:
         platform = robots.PLATFORMS[robot["platform"]]
         self.pacer.take(channel_key(action))
         address, body = platform.request(url, text, secret, time.time())
+        self._post_judged(platform.outcome, address,
+                          content=json.dumps(body, ensure_ascii=False).encode(),
+                          headers={"Content-Type": "application/json; charset=utf-8"})
+
+    def _post_judged(self, judge: Callable[[int, str], tuple[str, str]], url: str, *,
+                     content: bytes, headers: dict[str, str]) -> None:
+        """Post to a provider and act on its answer as ``judge`` reads it (``ok``,
+        ``retry`` or ``failed``, and why)."""
         try:
-            answer = self.http.post(address, json=body,
-                                    headers={"User-Agent": USER_AGENT})
+            answer = self.http.post(url, content=content,
+                                    headers={**headers, "User-Agent": USER_AGENT})
         except httpx.HTTPError as exc:
             raise Retry(f"{type(exc).__name__}: {exc}") from None
-        outcome, reason = platform.outcome(answer.status_code, answer.text)
+        outcome, reason = judge(answer.status_code, answer.text)
         if outcome == "retry":
             raise Retry(reason, reply=answer.text[:200])
         if outcome == "failed":
@@ -375,16 +384,8 @@ class Channels:
             credentials["key_id_env"], credentials["secret_env"], sender.get("region", ""),
             sender.get("app_id", "")), datetime.now(UTC))
         self.pacer.take(channel_key(action))
-        try:
-            answer = self.http.post(request.url, content=request.body,
-                                    headers={**request.headers, "User-Agent": USER_AGENT})
-        except httpx.HTTPError as exc:
-            raise Retry(f"{type(exc).__name__}: {exc}") from None
-        outcome, reason = provider.outcome(answer.status_code, answer.text)
-        if outcome == "retry":
-            raise Retry(reason, reply=answer.text[:200])
-        if outcome == "failed":
-            raise Failed(reason, reply=answer.text[:200])
+        self._post_judged(provider.outcome, request.url, content=request.body,
+                          headers=request.headers)
 
     def _robot_text(self, row: Any, event: dict[str, Any], action: dict[str, Any]) -> str:
         """The message: the action's template in the workspace's language, else the

@@ -28,7 +28,8 @@ from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 
-def _answer(text: str) -> dict[str, Any]:
+def json_answer(text: str) -> dict[str, Any]:
+    """A provider's JSON answer as a dict ({} when it is not one)."""
     try:
         found = json.loads(text)
     except ValueError:
@@ -55,7 +56,7 @@ class Platform:
             return "retry", f"HTTP {status}"
         if status >= 400:
             return "failed", f"HTTP {status}: the robot refused the request"
-        answer = _answer(text)
+        answer = json_answer(text)
         code = next((answer[f] for f in self.code_fields if f in answer), None)
         if code == 0:
             return "ok", ""

@@ -38,8 +38,9 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import quote, urlsplit
+
+from tierwise.actions.robots import json_answer
 
 #: The providers' endpoints (a sender's ``url_env`` may name another: a region's
 #: endpoint, a proxy, a test server).
@@ -88,14 +89,6 @@ class Provider:
     def outcome(self, status: int, text: str) -> tuple[str, str]:
         """``ok``, ``retry`` or ``failed``, and why, from the HTTP status and the body."""
         raise NotImplementedError
-
-
-def _answer(text: str) -> dict[str, Any]:
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
 
 
 def percent(text: str) -> str:
@@ -149,7 +142,7 @@ class Aliyun(Provider):
                        body.encode())
 
     def outcome(self, status: int, text: str) -> tuple[str, str]:
-        answer = _answer(text)
+        answer = json_answer(text)
         code = str(answer.get("Code") or "")
         message = str(answer.get("Message") or text[:120])
         if status < 300 and code == "OK":
@@ -208,7 +201,7 @@ class Tencent(Provider):
     def outcome(self, status: int, text: str) -> tuple[str, str]:
         if status >= 500 or status == 429:
             return "retry", f"tencent HTTP {status}"
-        response = _answer(text).get("Response")
+        response = json_answer(text).get("Response")
         if not isinstance(response, dict):
             return "retry", f"tencent HTTP {status}: an answer without Response: {text[:120]}"
         error = response.get("Error")

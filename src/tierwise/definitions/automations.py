@@ -52,6 +52,14 @@ def duration(text: str) -> timedelta:
         hours=amount * {"h": 1, "d": 24, "w": 168}[unit])
 
 
+def _setting_name(value: str, whose: str, whose_zh: str) -> str:
+    """A robot's or SMS sender's name, as the workspace settings name it."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
+        raise Invalid(f"{whose} name is lower-case letters, digits and _",
+                      zh=f"{whose_zh}名称由小写字母、数字和 _ 组成")
+    return value
+
+
 def _check_key(value: str) -> str:
     if not _KEY.match(value):
         raise Invalid("a key is lower-case letters, digits and _, starting with a letter "
@@ -139,13 +147,8 @@ class Notify(_Strict):
     #: the built-in message (who, why, the link).
     text: dict[Literal["zh-CN", "en"], str] = Field(default_factory=dict)
 
-    @field_validator("robot")
-    @classmethod
-    def _robot(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
-            raise Invalid("a robot's name is lower-case letters, digits and _",
-                          zh="机器人名称由小写字母、数字和 _ 组成")
-        return value
+    _robot = field_validator("robot")(classmethod(
+        lambda cls, v: _setting_name(v, "a robot's", "机器人")))
 
 
 class Sms(_Strict):
@@ -164,13 +167,8 @@ class Sms(_Strict):
     #: Marketing messages need consent given; service messages the absence of an opt-out.
     purpose: Literal["marketing", "service"] = "marketing"
 
-    @field_validator("sender")
-    @classmethod
-    def _sender(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", value):
-            raise Invalid("a sender's name is lower-case letters, digits and _",
-                          zh="短信发送方名称由小写字母、数字和 _ 组成")
-        return value
+    _sender = field_validator("sender")(classmethod(
+        lambda cls, v: _setting_name(v, "a sender's", "短信发送方")))
 
     @field_validator("template")
     @classmethod
