@@ -275,6 +275,44 @@ def test_playbook_sequence_starts_on_entry_and_stops_on_exit(served: Served, now
     assert playbooks.applying(ws, ["C001", "C002", "C003"]).keys() == {"C001", "C002"}
 
 
+def test_a_journey_waits_branches_and_exits_on_its_goal(served: Served, now: datetime) -> None:
+    """A playbook as a journey, on a controlled clock: a tag at once; after 3 days a call
+    task only for those who have not ordered since (the branch: a small order skips it);
+    a last offer after 7 days, except for those who reached the goal (an order of 100 or
+    more in the last 7 days: the run is converted and stops there)."""
+    ws = served.ws
+    _define(ws, "playbook", {
+        "key": "win_back", "applies_to": {"segment": "vip_list"},
+        "exit_when": "COUNT(orders WHERE amount >= 100, LAST 7d) >= 1",
+        "steps": [
+            {"after": "0d", "action": {"type": "tag", "tag": "win-back"}},
+            {"after": "3d", "only_if": "COUNT(orders, LAST 3d) = 0",
+             "action": {"type": "task", "title": "Call"}},
+            {"after": "7d", "action": {"type": "tag", "tag": "last-offer"}}]})
+    start = now
+    membership.edit_static(ws, "vip_list", add=["C002", "C003"], at=start)
+    assert playbooks.advance(ws, start) == 2  # both tagged at once
+    _order(ws, "J1", "C003", 50, at=start + timedelta(days=2))  # small: not the goal
+    assert playbooks.advance(ws, start + timedelta(days=3)) == 1  # C002's call only
+    steps = {(r.customer_id, r.action) for r in _rows(ws, source="playbook:win_back")}
+    assert steps == {("C002", "tag"), ("C003", "tag"), ("C002", "task")}
+    _order(ws, "J2", "C002", 500, at=start + timedelta(days=5))  # the goal
+    assert playbooks.advance(ws, start + timedelta(days=7)) == 1  # C003's last offer only
+    [converted] = playbooks.runs(ws, customer_id="C002")
+    assert converted["status"] == "converted" and converted["next_step"] == 2
+    [done] = playbooks.runs(ws, customer_id="C003")
+    assert done["status"] == "done"
+    assert [r.action for r in _rows(ws, source="playbook:win_back", customer_id="C003")] \
+        == ["tag", "tag"]
+    assert [r.action for r in _rows(ws, source="playbook:win_back", customer_id="C002")] \
+        == ["tag", "task"]
+    with pytest.raises(TierwiseError, match="only_if"):
+        automations.parse_definition("playbook", {
+            "key": "bad", "applies_to": {"segment": "vip_list"},
+            "steps": [{"action": {"type": "tag", "tag": "x"}, "only_if": "COUNT(ordres) = 0"}]},
+            "test")
+
+
 def test_sla_escalation_and_breach_alert(served: Served, now: datetime) -> None:
     ws = served.ws
     _define(ws, "playbook", {"key": "vip_service", "applies_to": {"segment": "vip_list"},

@@ -318,3 +318,66 @@ def test_consent_numbers_and_settings_are_checked(served: Served,
     with pytest.raises(WorkspaceError, match="provider 'twilio'"):
         WorkspaceConfig(sms_senders={"x": {**SENDERS["shop"], "provider": "twilio"}})
 
+
+
+def test_quiet_hours_and_the_frequency_cap(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A marketing text due in the quiet hours waits for their end (no attempt counted);
+    over the cap across e-mail and SMS it is suppressed — also when the messages over it
+    go out in the same round; service texts are held by neither."""
+    from zoneinfo import ZoneInfo
+
+    from tierwise.actions.channels import quiet_until
+
+    zone = ZoneInfo("Asia/Shanghai")
+    local = datetime.now(zone)
+    window = f"{(local.hour - 1) % 24:02d}:00-{(local.hour + 2) % 24:02d}:00"
+    served = build(tmp_path / "quiet", webhook_allowed_targets=["127.0.0.1"],
+                   sms_senders=SENDERS, quiet_hours=window)
+    ws = served.ws
+    set_preference(ws, "C002", "sms", consent=True)
+    with fake("aliyun") as server:
+        _credentials(monkeypatch, "aliyun", server.url)
+        _trigger(served, "aliyun")
+        membership.edit_static(ws, "vip_list", add=["C002"], at=datetime.now(UTC))
+        assert _deliver(ws) == {"later": 1}
+        [row] = _rows(ws, source="trigger:text_aliyun")
+        assert row.status == "pending" and row.attempts == 0
+        assert "quiet hours" in row.last_error
+        assert row.next_attempt_at.astimezone(zone).hour == (local.hour + 2) % 24
+        assert server.accepted == []
+    ws.close()
+
+    served = build(tmp_path / "cap", webhook_allowed_targets=["127.0.0.1"],
+                   sms_senders=SENDERS, contact_cap={"messages": 2, "days": 7})
+    ws = served.ws
+    set_preference(ws, "C002", "sms", consent=True)
+    with fake("aliyun") as server:
+        _credentials(monkeypatch, "aliyun", server.url)
+        for n in range(3):  # three marketing texts on one entry, in one round
+            _define(ws, "trigger", {
+                "key": f"offer_{n}", "on": {"event": "enter", "segment": "vip_list"},
+                "action": {"type": "sms", "sender": "shop", "template": f"SMS_{n}"}})
+        _define(ws, "trigger", {
+            "key": "notice", "on": {"event": "enter", "segment": "vip_list"},
+            "action": {"type": "sms", "sender": "shop", "template": "SMS_9",
+                       "purpose": "service"}})
+        membership.edit_static(ws, "vip_list", add=["C002"], at=datetime.now(UTC))
+        assert _deliver(ws) == {"delivered": 3, "suppressed": 1}
+        capped = [r for r in _rows(ws, customer_id="C002") if r.status == "suppressed"]
+        assert len(capped) == 1 and "frequency cap" in capped[0].last_error
+        assert capped[0].source != "trigger:notice"
+    ws.close()
+
+    # the window's edges, across midnight
+    at = datetime(2026, 12, 4, 22, 30, tzinfo=zone)
+    assert quiet_until("21:00-08:00", at, zone) == datetime(2026, 12, 5, 8, 0, tzinfo=zone)
+    assert quiet_until("21:00-08:00", at.replace(hour=7), zone) == at.replace(hour=8,
+                                                                              minute=0)
+    assert quiet_until("21:00-08:00", at.replace(hour=8, minute=0), zone) is None
+    assert quiet_until("12:00-13:00", at.replace(hour=12), zone) == at.replace(hour=13,
+                                                                               minute=0)
+    with pytest.raises(WorkspaceError, match="quiet_hours"):
+        from tierwise.config import WorkspaceConfig
+
+        WorkspaceConfig(quiet_hours="9pm-8am")

@@ -9,6 +9,7 @@ import re
 import tomllib
 import typing
 from dataclasses import asdict, dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -168,6 +169,13 @@ class WorkspaceConfig:
     #: ``{"sms:shop" = 0.045, email = 0.001}``. Recorded with each delivered message, so
     #: each trigger's and playbook's cost and return can be computed.
     message_costs: dict[str, float] = field(default_factory=dict)
+    #: Local hours when no marketing message reaches a customer ("21:00-08:00"; empty:
+    #: none). A message due then waits for the end, no attempt counted.
+    quiet_hours: str = ""
+    #: Most marketing messages a customer gets across e-mail and SMS:
+    #: ``{messages = 3, days = 7}`` (empty: no cap). Every delivered e-mail and text counts;
+    #: a marketing message over the cap is suppressed. Service messages are never held.
+    contact_cap: dict[str, int] = field(default_factory=dict)
     #: The dashboard's address as people reach it (``https://tierwise.example.com``):
     #: robot messages link to the customer's 360 page under it.
     dashboard_url: str = ""
@@ -285,6 +293,20 @@ class WorkspaceConfig:
                                  "expected a list of e-mail addresses",
                                  zh=f"review_subscribers = {self.review_subscribers!r}："
                                  "应为电子邮件地址列表")
+        if self.quiet_hours and quiet_window(self.quiet_hours) is None:
+            raise WorkspaceError(
+                f"quiet_hours = {self.quiet_hours!r}: expected local hours such as "
+                "'21:00-08:00' (two different times)",
+                zh=f"quiet_hours = {self.quiet_hours!r}：应为本地时段，例如 '21:00-08:00'"
+                   "（两个不同的时间）")
+        if self.contact_cap and (set(self.contact_cap) != {"messages", "days"} or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                for v in self.contact_cap.values())):
+            raise WorkspaceError(
+                f"contact_cap = {self.contact_cap!r}: expected {{messages = 3, days = 7}} "
+                "(whole numbers ≥ 1)",
+                zh=f"contact_cap = {self.contact_cap!r}：应为 {{messages = 3, days = 7}}"
+                   "（不小于 1 的整数）")
         for setting, entries, check in (("robots", self.robots, _robot_problem),
                                         ("sms_senders", self.sms_senders, _sms_problem)):
             for name, setting_value in entries.items():
@@ -369,6 +391,21 @@ def local_time(text: str) -> tuple[int, int] | None:
 
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)"
                    r"(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$")
+
+
+def quiet_window(text: str) -> tuple[time, time] | None:
+    """``"21:00-08:00"`` as (start, end) local times; None when it is not such a window.
+
+    >>> quiet_window("21:00-08:00")
+    (datetime.time(21, 0), datetime.time(8, 0))
+    """
+    found = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if not found:
+        return None
+    h1, m1, h2, m2 = (int(g) for g in found.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59 or (h1, m1) == (h2, m2):
+        return None
+    return time(h1, m1), time(h2, m2)
 
 
 def allowed_target(entry: str) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network | None:

@@ -30,17 +30,19 @@ from email.message import EmailMessage
 from importlib.metadata import version as package_version
 from typing import Any
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 
 from tierwise.actions import robots, sms
-from tierwise.config import ROBOT_RATES, WorkspaceConfig
+from tierwise.config import ROBOT_RATES, WorkspaceConfig, quiet_window
 from tierwise.errors import TierwiseError
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.security import consent, targets
 from tierwise.store import customers as customer_store
+from tierwise.store import outbox as outbox_store
 from tierwise.store import tasks as task_store
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
@@ -85,6 +87,26 @@ def channel_key(action: dict[str, Any]) -> str | None:
     if kind == "sms":
         return f"sms:{action['sender']}"
     return None
+
+
+#: Actions that reach the customer: the frequency cap counts and holds these.
+TO_CUSTOMERS = ("email", "sms")
+
+
+def quiet_until(window: str, now: datetime, zone: ZoneInfo) -> datetime | None:
+    """When the quiet hours ``window`` ("21:00-08:00", local) that hold ``now`` end; None
+    outside them (or without a window)."""
+    hours = quiet_window(window) if window else None
+    if hours is None:
+        return None
+    start, end = hours
+    local = now.astimezone(zone)
+    at = local.time()
+    inside = start <= at < end if start < end else (at >= start or at < end)
+    if not inside:
+        return None
+    day = local.date() if at < end else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, zone)
 
 
 class Pacer:
@@ -201,6 +223,11 @@ class Channels:
         #: few, and compiling one costs far more than rendering it.
         self._compiled: dict[str, Template] = {}
         self._compiled_lock = threading.Lock()
+        #: Per customer, the messages this process delivered (or is delivering) that the
+        #: frequency cap counts: outbox id → when. The outbox learns of them only when a
+        #: round settles, so a round with several messages for one customer asks here too.
+        self._contacts: dict[str, dict[int, datetime]] = {}
+        self._contacts_lock = threading.Lock()
         config = ws.config
         self.pacer = Pacer({**{f"robot:{name}": ROBOT_RATES[robot["platform"]]
                                for name, robot in config.robots.items()},
@@ -233,7 +260,41 @@ class Channels:
 
     def deliver(self, row: Any) -> None:
         payload = json.loads(row.payload)
-        getattr(self, f"_{row.action}")(row, payload["event"], payload["action"])
+        action = payload["action"]
+        if row.action in TO_CUSTOMERS and action.get("purpose", "marketing") == "marketing":
+            self._mind_the_customer(row)
+            try:
+                getattr(self, f"_{row.action}")(row, payload["event"], action)
+            except BaseException:
+                with self._contacts_lock:  # not sent: it does not count
+                    self._contacts.get(row.customer_id, {}).pop(row.outbox_id, None)
+                raise
+        else:
+            getattr(self, f"_{row.action}")(row, payload["event"], action)
+
+    def _mind_the_customer(self, row: Any) -> None:
+        """Quiet hours (the message waits) and the frequency cap (suppressed); on passing,
+        the message is counted for the customer."""
+        config = self.ws.config
+        now = utcnow()
+        until = quiet_until(config.quiet_hours, now, config.zone)
+        if until is not None:
+            raise Later(f"quiet hours {config.quiet_hours}: waits until "
+                        f"{until.strftime('%H:%M')}", (until - now).total_seconds())
+        if not config.contact_cap:
+            return
+        limit, days = config.contact_cap["messages"], config.contact_cap["days"]
+        since = now - timedelta(days=days)
+        with self.ws.control.read() as conn:
+            stored = outbox_store.contacted(conn, row.customer_id, since, TO_CUSTOMERS)
+        with self._contacts_lock:
+            mine = self._contacts.setdefault(row.customer_id, {})
+            for outbox_id in [i for i, at in mine.items() if at < since]:
+                del mine[outbox_id]
+            if len(stored | set(mine)) >= limit:
+                raise Refused(f"frequency cap: {limit} messages in {days} days reached "
+                              "(contact_cap)")
+            mine[row.outbox_id] = now
 
     def cost(self, row: Any) -> float | None:
         """What delivering ``row`` cost, by the channel's ``message_costs`` (None: no cost

@@ -4,6 +4,11 @@ steps.
 A run starts when a customer enters the playbook's segment or tier (``actions.outbox``)
 and stops when they leave. ``advance`` turns each due step into an outbox row in the same
 transaction that moves the run on, so a step is neither skipped nor sent twice.
+
+A playbook is a journey: steps wait (``after``), branch (a step's ``only_if`` rule is
+checked when it falls due: false skips it), and end when the customer reaches the goal
+(``exit_when``: the run is ``converted``). The rules are evaluated for the due customers
+before the write lock is taken; a run that fell due since waits for the next round.
 """
 
 from __future__ import annotations
@@ -15,10 +20,39 @@ from tierwise.actions import catalog as automations
 from tierwise.actions.outbox import enqueue
 from tierwise.definitions.automations import Playbook
 from tierwise.models import compute
+from tierwise.segments.evaluate import holding
 from tierwise.store import memberships
 from tierwise.store import outbox as outbox_store
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
+
+
+def _verdicts(ws: Workspace, due: list[Any], books: dict[str, Playbook], now: datetime
+              ) -> dict[tuple[int, int], str]:
+    """For each due run whose playbook asks something of the customer: ``exit`` (the goal
+    is reached), ``skip`` (the step's condition does not hold) or ``go``."""
+    asked: dict[str, set[str]] = {}
+    runs = []
+    for run in due:
+        book = books.get(run.playbook_key)
+        if book is None or run.next_step >= len(book.steps):
+            continue
+        rules = [r for r in (book.exit_when, book.steps[run.next_step].only_if) if r]
+        for rule in rules:
+            asked.setdefault(rule, set()).add(run.customer_id)
+        if rules:
+            runs.append((run, book))
+    if not runs:
+        return {}
+    customers = set().union(*asked.values())
+    holds = holding(ws, asked, customers, now)
+    verdicts = {}
+    for run, book in runs:
+        condition = book.steps[run.next_step].only_if
+        verdicts[(run.run_id, run.next_step)] = (
+            "exit" if book.exit_when and run.customer_id in holds[book.exit_when] else
+            "skip" if condition and run.customer_id not in holds[condition] else "go")
+    return verdicts
 
 
 def advance(ws: Workspace, now: datetime | None = None, limit: int = 1000) -> int:
@@ -28,6 +62,8 @@ def advance(ws: Workspace, now: datetime | None = None, limit: int = 1000) -> in
     with ws.control.read() as conn:  # most rounds have nothing due: no write lock for them
         if not outbox_store.any_run_due(conn, now):
             return 0
+        books = automations.all_of(conn, "playbook", enabled_only=True)
+        verdicts = _verdicts(ws, outbox_store.due_runs(conn, now, limit), books, now)
     with ws.control.write() as conn:
         due = outbox_store.due_runs(conn, now, limit)
         books = automations.all_of(conn, "playbook", enabled_only=True)
@@ -39,10 +75,18 @@ def advance(ws: Workspace, now: datetime | None = None, limit: int = 1000) -> in
                     "next_at": None})
                 continue
             step = book.steps[run.next_step]
-            done += enqueue(conn, f"playbook:{book.key}", "playbook_step", step.action,
-                            [{"customer_id": run.customer_id, "playbook": book.key,
-                              "step": f"{run.run_id}:{run.next_step}"}], run.next_at,
-                            book.holdout)
+            verdict = verdicts.get((run.run_id, run.next_step))
+            if verdict is None and (book.exit_when or step.only_if):
+                continue  # fell due after the rules were evaluated: the next round
+            if verdict == "exit":
+                outbox_store.update_run(conn, run.run_id, {
+                    "status": "converted", "ended_at": now, "next_at": None})
+                continue
+            if verdict != "skip":
+                done += enqueue(conn, f"playbook:{book.key}", "playbook_step", step.action,
+                                [{"customer_id": run.customer_id, "playbook": book.key,
+                                  "step": f"{run.run_id}:{run.next_step}"}], run.next_at,
+                                book.holdout)
             following = run.next_step + 1
             if following < len(book.steps):
                 values: dict[str, Any] = {"next_step": following, "next_at": run.started_at

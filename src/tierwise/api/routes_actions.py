@@ -124,7 +124,7 @@ def _definition_routes(kind: str, plural: str, what: str) -> None:
 
 def playbook_runs(request: Request, customer_id: str | None = Query(None, max_length=128),
                   playbook: str | None = Query(None, max_length=128),
-                  status: Literal["active", "done", "stopped"] | None = None,
+                  status: Literal["active", "done", "stopped", "converted"] | None = None,
                   limit: int = Query(200, ge=1, le=5000),
                   principal: Principal = require("segments:read")) -> list[dict[str, Any]]:
     return [jsonable(r) for r in playbooks.runs(workspace(request), customer_id, playbook,

@@ -222,12 +222,28 @@ class Trigger(_Strict):
     _cooldown = field_validator("cooldown")(classmethod(lambda cls, v: _check_duration(v)))
 
 
+def _rule(value: str | None) -> str | None:
+    """A condition on the customer, in the segment language (checked when saved); a
+    mistake is that field's error."""
+    if value is not None:
+        try:
+            validate(parse(value))
+        except TierwiseError as exc:
+            raise Invalid(getattr(exc, "en", None) or str(exc),
+                          zh=getattr(exc, "zh", None)) from None
+    return value
+
+
 class Step(_Strict):
     #: Delay after the customer entered (0d: at once).
     after: str = "0d"
     action: Action
+    #: Carried out only if this holds for the customer when the step is due (a segment
+    #: rule: ``COUNT(orders, LAST 3d) = 0``); otherwise skipped and the run moves on.
+    only_if: str | None = None
 
     _after = field_validator("after")(classmethod(lambda cls, v: _check_duration(v)))
+    _only_if = field_validator("only_if")(classmethod(lambda cls, v: _rule(v)))
 
 
 class AppliesTo(_Strict):
@@ -257,10 +273,15 @@ class Playbook(_Strict):
     channels: list[str] = Field(default_factory=list)
     offers: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(default_factory=list)
+    #: The customer's goal (a segment rule: ``COUNT(orders, LAST 7d) >= 1``): when it holds
+    #: as a step falls due, the run ends as ``converted`` and no further step is taken.
+    #: Leaving the segment or tier ends a run too (``stopped``).
+    exit_when: str | None = None
     holdout: float = Field(default=0.0, ge=0.0, lt=1.0)
     enabled: bool = True
 
     _key = field_validator("key")(classmethod(lambda cls, v: _check_key(v)))
+    _exit_when = field_validator("exit_when")(classmethod(lambda cls, v: _rule(v)))
 
 
 class EventPoints(_Strict):

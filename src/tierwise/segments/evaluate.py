@@ -258,6 +258,19 @@ def run_compiled(ws: Workspace, compiled: CompiledRule, as_of: datetime) -> pa.T
         return evaluation.run(compiled)
 
 
+def holding(ws: Workspace, rules: Iterable[str], customers: Collection[str],
+            as_of: datetime) -> dict[str, set[str]]:
+    """For each rule, those of ``customers`` it holds for at ``as_of`` (one session)."""
+    words = vocabulary(ws)
+    found: dict[str, set[str]] = {}
+    with Evaluation(ws, as_of, sorted(customers)) as evaluation:
+        for rule in dict.fromkeys(rules):
+            compiled = compile_rule(parse(rule), ws.engine.name, as_of, ws.config.zone,
+                                    vocabulary=words)
+            found[rule] = set(evaluation.run(compiled)["customer_id"].to_pylist())
+    return found
+
+
 def evaluate_rule(ws: Workspace, rule: str | Condition, as_of: datetime | None = None,
                   resolve: Callable[[str], Condition | None] | None = None,
                   key: str | None = None) -> pa.Table:

@@ -92,6 +92,14 @@ def of_source(conn: sa.Connection, source: str) -> list[tuple[str, str, datetime
         .where(outbox.c.source == source).order_by(outbox.c.created_at))]
 
 
+def contacted(conn: sa.Connection, customer_id: str, since: datetime,
+              actions: Iterable[str]) -> set[int]:
+    """The rows of ``actions`` delivered to a customer since ``since`` (their ids)."""
+    return {r[0] for r in conn.execute(sa.select(outbox.c.outbox_id).where(
+        outbox.c.customer_id == customer_id, outbox.c.status == "delivered",
+        outbox.c.action.in_(list(actions)), outbox.c.delivered_at >= since))}
+
+
 def cost_of_source(conn: sa.Connection, source: str) -> tuple[int, float]:
     """(messages delivered, their cost) of every row a source queued."""
     row = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(outbox.c.cost),

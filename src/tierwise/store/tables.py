@@ -457,7 +457,8 @@ playbook_runs = sa.Table(
     sa.Column("started_at", UtcDateTime(), nullable=False),
     sa.Column("next_step", sa.Integer, nullable=False),
     sa.Column("next_at", UtcDateTime()),
-    sa.Column("status", sa.String(16), nullable=False),  # active, done, stopped
+    # active, done, stopped (left the segment or tier), converted (reached exit_when)
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("ended_at", UtcDateTime()),
     sa.Index("ix_playbook_runs_due", "status", "next_at"),
     sa.Index("ix_playbook_runs_customer", "customer_id", "playbook_key"),
