@@ -91,6 +91,8 @@ def channel_key(action: dict[str, Any]) -> str | None:
 
 #: Actions that reach the customer: the frequency cap counts and holds these.
 TO_CUSTOMERS = ("email", "sms")
+#: A message this process delivered is in the outbox (delivered) within this time.
+SETTLED_WITHIN = timedelta(minutes=10)
 
 
 def quiet_until(window: str, now: datetime, zone: ZoneInfo) -> datetime | None:
@@ -288,8 +290,14 @@ class Channels:
         with self.ws.control.read() as conn:
             stored = outbox_store.contacted(conn, row.customer_id, since, TO_CUSTOMERS)
         with self._contacts_lock:
+            # The outbox has a message once its round settled (seconds): older ones are
+            # only kept here until then.
+            settled = now - SETTLED_WITHIN
+            if len(self._contacts) > 10_000:
+                self._contacts = {c: kept for c, kept in self._contacts.items()
+                                  if any(at >= settled for at in kept.values())}
             mine = self._contacts.setdefault(row.customer_id, {})
-            for outbox_id in [i for i, at in mine.items() if at < since]:
+            for outbox_id in [i for i, at in mine.items() if at < settled]:
                 del mine[outbox_id]
             if len(stored | set(mine)) >= limit:
                 raise Refused(f"frequency cap: {limit} messages in {days} days reached "

@@ -50,6 +50,7 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
     "/segments/{key}": frozenset({"q", "after"}),
     "/actions": frozenset({"status", "source", "action", "customer", "event", "since",
                            "until", "before", "owner", "team", "overdue", "tasks_page"}),
+    "/actions/effect": frozenset({"source", "days"}),
     "/review": frozenset({"period", "segment"}),
     "/funnel": frozenset({"period", "by", "segment"}),
     "/funnel/customers": frozenset({"period", "by", "segment", "step", "tier", "after"}),

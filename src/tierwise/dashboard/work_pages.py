@@ -3,6 +3,7 @@ and its report, imports."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,31 @@ def actions(request: Request) -> HTMLResponse:
                   more_tasks=more_tasks, tasks_per_page=TASKS_PER_PAGE,
                   sources=[f"trigger:{t.key}" for t in triggers]
                   + [f"playbook:{p.key}" for p in playbooks])
+
+
+@router.get("/actions/effect", response_class=HTMLResponse)
+def action_effect(request: Request) -> HTMLResponse:
+    """A trigger's or playbook's effect against its holdout group, and its cost and return
+    (``insights.effectiveness.action_uplift``: the numbers of `tierwise uplift --action`
+    and ``GET /v1/insights/uplift/action``)."""
+    from tierwise.insights.effectiveness import action_uplift
+
+    principal = viewer(request, "values:read")
+    source = request.query_params.get("source") or ""
+    if not re.fullmatch(r"(trigger|playbook):[a-z][a-z0-9_]{0,63}", source):
+        raise Problem(400, say(f"source={source[:80]!r}: expected trigger:KEY or playbook:KEY",
+                               f"source={source[:80]!r}：应为 trigger:KEY 或 playbook:KEY"))
+    raw = request.query_params.get("days") or "30"
+    if not raw.isdigit() or not 1 <= int(raw) <= 730:
+        raise Problem(400, say(f"days={raw[:20]!r}: expected 1 to 730",
+                               f"days={raw[:20]!r}：应为 1 到 730"))
+    found, problem = None, None
+    try:
+        found = action_uplift(workspace(request), source, int(raw))
+    except TierwiseError as exc:  # no holdout yet, too few customers: said on the page
+        problem = str(exc)
+    return render(request, principal, "action_effect.html", "actions", source=source,
+                  days=int(raw), found=found, problem=problem)
 
 
 #: Deliveries on one page of the log (newest first; "older" pages back by keyset).

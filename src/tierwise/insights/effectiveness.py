@@ -134,12 +134,16 @@ def action_uplift(ws: Workspace, source: str, days: int = 30) -> ActionEffect:
     was meant for (intention to treat: failed and suppressed deliveries count as treated),
     the holdout group everyone the ``holdout`` share kept out. The cost is what its
     delivered messages cost (each recorded when sent); the return, the incremental revenue
-    (the revenue-per-customer difference times the treated customers) over that cost."""
+    (the revenue-per-customer difference times the treated customers) over that cost. For
+    a journey whose goal (``exit_when``) was reached by someone, the conversion rate of
+    its runs comes first."""
     from tierwise.store import outbox as outbox_store
 
     with ws.control.read() as conn:
         rows = outbox_store.of_source(conn, source)
         delivered, cost = outbox_store.cost_of_source(conn, source)
+        runs = outbox_store.first_runs(conn, source.split(":", 1)[1]) \
+            if source.startswith("playbook:") else {}
     first: dict[str, tuple[str, datetime]] = {}
     for customer, status, created in rows:  # a customer's first action decides the group
         first.setdefault(customer, (status, created))
@@ -154,6 +158,12 @@ def action_uplift(ws: Workspace, source: str, days: int = 30) -> ActionEffect:
     a = _window_outcomes(ws, [c for c, _ in treated], [t for _, t in treated], days)
     b = _window_outcomes(ws, [c for c, _ in held], [t for _, t in held], days)
     effects = _effects(a, b)
+    if any(status == "converted" for status in runs.values()):
+        # a journey's goal (exit_when) is checked for held-out customers too
+        effects.insert(0, _rate_effect(
+            "conversion_rate",
+            np.array([runs.get(c) == "converted" for c, _ in treated], dtype=float),
+            np.array([runs.get(c) == "converted" for c, _ in held], dtype=float)))
     revenue = next(e for e in effects if e.metric == "revenue_per_customer")
     incremental = revenue.difference * len(treated)
     return ActionEffect(source, len(treated), len(held), effects, delivered, cost,

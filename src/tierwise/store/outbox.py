@@ -190,6 +190,17 @@ def runs(conn: sa.Connection, *, customer_id: str | None = None, playbook: str |
         query.order_by(playbook_runs.c.run_id.desc()).limit(limit))]
 
 
+def first_runs(conn: sa.Connection, playbook_key: str) -> dict[str, str]:
+    """Each customer's first run of a playbook: its status (``converted`` when the
+    customer reached the playbook's goal)."""
+    found: dict[str, str] = {}
+    for r in conn.execute(sa.select(playbook_runs.c.customer_id, playbook_runs.c.status)
+                          .where(playbook_runs.c.playbook_key == playbook_key)
+                          .order_by(playbook_runs.c.run_id)):
+        found.setdefault(r.customer_id, r.status)
+    return found
+
+
 #: Statuses of deliveries that are over: nothing will send them again by itself.
 FINISHED = ("delivered", "dead", "suppressed", "held_out")
 

@@ -268,6 +268,30 @@ _WORDS: dict[str, tuple[str, str]] = {
     "period": ("周期", "Period"),
     "compare_with": ("对比周期", "Compared with"),
     "repurchase_rate": ("复购率", "Repurchase rate"),
+    "retention_rate": ("留存率", "Retention rate"),
+    "action_effect": ("效果", "Effect"),
+    "effect_days": ("观察天数", "Days observed"),
+    "effect_about": ("每位客户从动作到期的时刻起观察；实验组包括所有应收到动作的客户"
+                     "（投递失败或被抑制的也算），留出组是按留出比例稳定抽出、从未收到的客户。",
+                     "Each customer is observed from the instant the action was due for them; "
+                     "the treated group is everyone it was meant for (failed or suppressed "
+                     "deliveries included), the held-out group the stable share that never "
+                     "got it."),
+    "treated": ("实验组", "Treated"),
+    "held_out": ("留出组", "Held out"),
+    "metric": ("指标", "Metric"),
+    "difference": ("差值", "Difference"),
+    "ci95": ("95% 置信区间", "95% CI"),
+    "relative_change": ("相对变化", "Relative"),
+    "effect_significant": ("* 表示区间不含 0（差异显著）；比率的区间以百分点表示。",
+                           "* the interval excludes zero (a significant difference); "
+                           "intervals of rates are in percentage points."),
+    "cost_and_return": ("成本与回报", "Cost and return"),
+    "messages_delivered": ("已送达消息", "Messages delivered"),
+    "cost": ("成本", "Cost"),
+    "incremental_revenue": ("增量收入", "Incremental revenue"),
+    "return_on_cost": ("投入产出比", "Return on cost"),
+    "holdout_share": ("留出比例", "Holdout"),
     "conversion_rate": ("转化率", "Conversion rate"),
     "reactivation_rate": ("唤醒率", "Reactivation rate"),
     "churn_rate": ("流失率", "Churn rate"),
