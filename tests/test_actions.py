@@ -233,6 +233,65 @@ def test_tasks_emails_and_consent(served: Served, now: datetime) -> None:
         assert conn.execute(sa.select(sa.func.count()).select_from(tasks)).scalar() == 2
 
 
+def test_an_unsubscribe_link_in_marketing_mail_sets_consent(served: Served,
+                                                              now: datetime) -> None:
+    """Marketing mail carries a signed unsubscribe link (in the body and the List-Unsubscribe
+    headers); following it shows a button and changes nothing, the button (or a mail
+    client's one-click POST) unsubscribes from e-mail, and the next marketing mail is
+    suppressed; a changed link unsubscribes nobody."""
+    from urllib.parse import parse_qs, urlsplit
+
+    ws = served.ws
+    _define(ws, "trigger", {"key": "news", "on": {"event": "enter", "segment": "vip_list"},
+                            "action": {"type": "email", "templates": {
+                                "zh-CN": {"subject": "新品", "body": "您好 {{ customer.name }}"}}}})
+    set_preference(ws, "C002", "email", consent=True)
+    membership.edit_static(ws, "vip_list", add=["C002"], at=now)
+    config = ws.config
+    with smtp_receiver() as box:
+        ws.config = replace(config, smtp_url=f"smtp://127.0.0.1:{box.port}",  # type: ignore[misc]
+                            dashboard_url="https://tw.example.com")
+        try:
+            assert _deliver(ws) == {"delivered": 1}
+        finally:
+            ws.config = config  # type: ignore[misc]
+        [mail] = box.messages
+    link = mail["List-Unsubscribe"].strip("<>")
+    assert link.startswith("https://tw.example.com/unsubscribe?")
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert link in mail.get_content()  # the template did not place it: appended
+    query = {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+    client = served.client()
+    page = client.get("/unsubscribe", params=query)
+    assert page.status_code == 200 and 'method="post"' in page.text
+    assert "unsubscribed" not in str(consent_decision(ws, "C002"))  # a GET changes nothing
+    forged = client.post("/unsubscribe", data={**query, "c": "QzAwMw"})  # C003's id
+    assert forged.status_code == 400
+    assert "unsubscribed" not in str(consent_decision(ws, "C003"))
+    one_click = client.post(f"/unsubscribe?{urlsplit(link).query}",
+                            data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    assert "unsubscribed (email)" in str(consent_decision(ws, "C002"))
+    with ws.control.read() as conn:
+        [entry] = [e for e in audit_entries(conn) if e["action"] == "unsubscribe"]
+    assert entry["target"] == "customer:C002"
+    membership.edit_static(ws, "vip_list", remove=["C002"], at=now + timedelta(minutes=1))
+    membership.edit_static(ws, "vip_list", add=["C002"], at=now + timedelta(minutes=2))
+    assert _deliver(ws, now + timedelta(minutes=3)) == {"suppressed": 1}
+
+
+def consent_decision(ws: tierwise.Workspace, customer: str) -> object:
+    from tierwise.security.consent import may_contact
+
+    return may_contact(ws, customer, "email", "marketing").reason
+
+
+def audit_entries(conn: sa.Connection) -> list[dict[str, object]]:
+    from tierwise.store import audit
+
+    return audit.entries(conn, limit=50)
+
+
 def test_tier_changes_fire_on_compute(served: Served, now: datetime) -> None:
     ws = served.ws
     _define(ws, "trigger", {"key": "to_a", "on": {"event": "tier_change", "to": ["A"]},

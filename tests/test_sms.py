@@ -185,7 +185,9 @@ def _trigger(served: Served, provider: str, purpose: str = "marketing") -> None:
     _define(served.ws, "trigger", {
         "key": f"text_{provider}", "on": {"event": "enter", "segment": "vip_list"},
         "action": {"type": "sms", "sender": SENDER_OF[provider],
-                   "template": "SMS_153055065" if provider == "aliyun" else "1234567",
+                   # one template per language: the workspace's (zh-CN) is picked
+                   "template": {"zh-CN": "SMS_153055065", "en": "SMS_153055066"}
+                   if provider == "aliyun" else "1234567",
                    "params": {"name": "{{ customer.name }}", "segment": "{{ segment }}"},
                    "purpose": purpose}})
 

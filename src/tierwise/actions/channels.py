@@ -40,7 +40,7 @@ from tierwise.actions import robots, sms
 from tierwise.config import ROBOT_RATES, WorkspaceConfig, quiet_window
 from tierwise.errors import TierwiseError
 from tierwise.ingest.cleaning import phone_cleaner
-from tierwise.security import consent, targets
+from tierwise.security import consent, targets, unsubscribe
 from tierwise.store import customers as customer_store
 from tierwise.store import outbox as outbox_store
 from tierwise.store import tasks as task_store
@@ -344,21 +344,37 @@ class Channels:
             customer = customer_store.get(conn, row.customer_id)
         if customer is None or not customer.get("email"):
             raise Refused("the customer has no e-mail address")
-        attributes = json.loads(customer.get("attributes") or "{}")
-        language = attributes.get("language") or self.ws.config.locale
-        templates = action["templates"]
-        template = templates.get(language) or templates.get(self.ws.config.locale) or \
-            next(iter(templates.values()))
-        context = {"customer": customer, "event": event, "segment": event.get("segment")}
+        template = self._in_language(customer, action["templates"])
+        # marketing mail carries a link that unsubscribes from e-mail (and the headers
+        # mail clients show as their own unsubscribe button, RFC 2369 / 8058)
+        leave = unsubscribe.link(self.ws, row.customer_id, "email") \
+            if action.get("purpose", "marketing") == "marketing" else None
+        context = {"customer": customer, "event": event, "segment": event.get("segment"),
+                   "unsubscribe_url": leave or ""}
         message = EmailMessage()
         message["Subject"] = self._render(template["subject"], context)
         message["From"] = self.ws.config.mail_from
         message["To"] = customer["email"]
         message["Message-ID"] = f"<{row.idempotency_key}@tierwise>"
         message["X-Tierwise-Idempotency-Key"] = row.idempotency_key
-        message.set_content(self._render(template["body"], context))
+        if leave:
+            message["List-Unsubscribe"] = f"<{leave}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        body = self._render(template["body"], context)
+        if leave and leave not in body:  # the template did not place it: at the end
+            body += ("\n\n退订：" if self.ws.config.locale == "zh-CN" else
+                     "\n\nUnsubscribe: ") + leave
+        message.set_content(body)
         self.pacer.take(channel_key(action))
         self._send(message)
+
+    def _in_language(self, customer: dict[str, Any], versions: dict[str, Any]) -> Any:
+        """The version for the customer's ``attributes.language``, else the workspace's
+        locale, else the first there is."""
+        attributes = json.loads(customer.get("attributes") or "{}")
+        language = attributes.get("language") or self.ws.config.locale
+        return versions.get(language) or versions.get(self.ws.config.locale) or \
+            next(iter(versions.values()))
 
     def _send(self, message: EmailMessage) -> None:
         send_mail(self.ws.config, message)
@@ -445,8 +461,11 @@ class Channels:
         if flag == "flag_phone_invalid":
             raise Refused("the customer's phone number is not a valid number")
         context = {"customer": customer, "event": event, "segment": event.get("segment")}
+        template = action["template"]
+        if isinstance(template, dict):
+            template = self._in_language(customer, template)
         message = sms.Message(
-            phone=phone, sign_name=sender["sign_name"], template=action["template"],
+            phone=phone, sign_name=sender["sign_name"], template=template,
             params={k: self._render(v, context) for k, v in action.get("params", {}).items()},
             reference=row.idempotency_key)
         request = provider.request(url, message, sms.Credentials(

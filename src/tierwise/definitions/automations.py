@@ -159,8 +159,9 @@ class Sms(_Strict):
     #: A sender of the workspace's ``sms_senders`` setting.
     sender: str
     #: The provider's template: Alibaba's TemplateCode (SMS_123456789), Tencent's
-    #: TemplateId (1234567).
-    template: str
+    #: TemplateId (1234567); or one per language (``{zh-CN: SMS_1, en: SMS_2}``: the
+    #: customer's ``attributes.language``, else the workspace locale, picks).
+    template: str | dict[Literal["zh-CN", "en"], str]
     #: The template's parameters, in its order (Tencent's are positional): each value a
     #: Jinja2 template (sandboxed) with ``customer``, ``event`` and ``segment``.
     params: dict[str, str] = Field(default_factory=dict)
@@ -172,12 +173,13 @@ class Sms(_Strict):
 
     @field_validator("template")
     @classmethod
-    def _template(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", value):
-            raise Invalid(f"template {value!r}: the provider's template code or id, such as "
-                          "SMS_123456789 or 1234567",
-                          zh=f"template {value!r}：应为服务商的模板代码或 ID，例如 SMS_123456789 "
-                             "或 1234567")
+    def _template(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        for code in [value] if isinstance(value, str) else list(value.values()) or [""]:
+            if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", code):
+                raise Invalid(f"template {code!r}: the provider's template code or id, such "
+                              "as SMS_123456789 or 1234567",
+                              zh=f"template {code!r}：应为服务商的模板代码或 ID，例如 "
+                                 "SMS_123456789 或 1234567")
         return value
 
 

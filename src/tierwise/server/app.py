@@ -351,6 +351,7 @@ def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
         routes_insights,
         routes_intake,
         routes_segments,
+        routes_unsubscribe,
         routes_values,
     )
 
@@ -381,6 +382,7 @@ def create_app(ws: Workspace, worker: str = "thread") -> FastAPI:
                    routes_actions, routes_admin, routes_docs):
         app.include_router(module.router, dependencies=[Depends(problems.known_query)])
     app.include_router(routes_auth.pages)
+    app.include_router(routes_unsubscribe.pages)
     from tierwise.server import metrics
 
     app.include_router(metrics.router)
