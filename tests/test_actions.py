@@ -278,6 +278,14 @@ def test_an_unsubscribe_link_in_marketing_mail_sets_consent(served: Served,
     membership.edit_static(ws, "vip_list", remove=["C002"], at=now + timedelta(minutes=1))
     membership.edit_static(ws, "vip_list", add=["C002"], at=now + timedelta(minutes=2))
     assert _deliver(ws, now + timedelta(minutes=3)) == {"suppressed": 1}
+    # a link of a customer merged into another since the mail unsubscribes the survivor
+    from tierwise.identity.merge import merge
+    from tierwise.security import unsubscribe
+
+    merge(ws, "C001", ["C003"], actor="test")
+    assert client.post("/unsubscribe", data=unsubscribe.query(ws, "C003", "email")
+                       ).status_code == 200
+    assert "unsubscribed (email)" in str(consent_decision(ws, "C001"))
 
 
 def consent_decision(ws: tierwise.Workspace, customer: str) -> object:

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 from tierwise.errors import TierwiseError
 from tierwise.security.consent import set_preference
 from tierwise.store import audit
+from tierwise.store import intake as intake_store
 from tierwise.workspace import Workspace
 
 KEY_FILE = "unsubscribe.key"
@@ -86,6 +87,8 @@ def unsubscribe(ws: Workspace, encoded: str, channel: str, signature: str,
     """Unsubscribe the customer a valid link names from its channel (audited); returns the
     customer id. Following it again changes nothing more."""
     customer_id = customer_of(ws, encoded, channel, signature)
+    with ws.control.read() as conn:  # merged into another since the mail: that customer
+        [customer_id] = intake_store.survivors(conn, {customer_id})
     set_preference(ws, customer_id, channel, unsubscribed=True)
     with ws.control.write() as conn:
         audit.append(conn, "customer:unsubscribe-link", "unsubscribe",
