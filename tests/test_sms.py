@@ -383,3 +383,48 @@ def test_quiet_hours_and_the_frequency_cap(tmp_path: Path,
         from tierwise.config import WorkspaceConfig
 
         WorkspaceConfig(quiet_hours="9pm-8am")
+
+
+def test_credentials_kept_in_the_workspace_encrypted(served: Served,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender's secret kept with `tierwise secrets set` (from standard input) signs the
+    messages when the environment does not have it; the store holds only ciphertext; the
+    list shows names, never values; an environment variable of the same name wins; key
+    rotation re-encrypts it."""
+    import sqlalchemy as sa
+    from typer.testing import CliRunner
+
+    from tierwise.cli.main import app
+    from tierwise.security.rotation import rotate
+    from tierwise.store.tables import channel_secrets
+
+    ws = served.ws
+    set_preference(ws, "C002", "sms", consent=True)
+    runner = CliRunner()
+    kept = runner.invoke(app, ["secrets", "set", "TW_ALIYUN_SECRET", "-w", str(ws.root)],
+                         input=SECRET + "\n")
+    assert kept.exit_code == 0, kept.output
+    assert SECRET not in kept.output
+    with ws.control.read() as conn:
+        [stored] = conn.execute(sa.select(channel_secrets.c.value)).scalars().all()
+    assert SECRET not in stored
+    listed = runner.invoke(app, ["secrets", "list", "-w", str(ws.root)])
+    assert "TW_ALIYUN_SECRET" in listed.output and SECRET not in listed.output
+    assert runner.invoke(app, ["secrets", "set", "bad name", "-w", str(ws.root)],
+                         input="x\n").exit_code != 0
+    rotate(ws)  # the kept secret survives a key rotation
+    with fake("aliyun") as server:
+        _credentials(monkeypatch, "aliyun", server.url)
+        monkeypatch.delenv("TW_ALIYUN_SECRET")
+        _trigger(served, "aliyun")
+        membership.edit_static(ws, "vip_list", add=["C002"], at=datetime.now(UTC))
+        assert _deliver(ws) == {"delivered": 1}  # signed with the kept secret
+        monkeypatch.setenv("TW_ALIYUN_SECRET", "not-the-secret")  # the environment wins
+        membership.edit_static(ws, "vip_list", remove=["C002"], at=datetime.now(UTC))
+        membership.edit_static(ws, "vip_list", add=["C002"], at=datetime.now(UTC))
+        assert _deliver(ws) == {"dead": 1}
+    assert runner.invoke(app, ["secrets", "delete", "TW_ALIYUN_SECRET", "-w", str(ws.root)]
+                         ).exit_code == 0
+    with ws.control.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(channel_secrets)
+                            ).scalar() == 0

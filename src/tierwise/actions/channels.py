@@ -41,6 +41,7 @@ from tierwise.config import ROBOT_RATES, WorkspaceConfig, quiet_window
 from tierwise.errors import TierwiseError
 from tierwise.ingest.cleaning import phone_cleaner
 from tierwise.security import consent, targets, unsubscribe
+from tierwise.store import channel_secrets
 from tierwise.store import customers as customer_store
 from tierwise.store import outbox as outbox_store
 from tierwise.store import tasks as task_store
@@ -89,6 +90,9 @@ def channel_key(action: dict[str, Any]) -> str | None:
     return None
 
 
+#: Seconds a credential read from the workspace is used before it is read again (a
+#: changed secret takes effect within this time).
+CREDENTIALS_KEPT_SECONDS = 30.0
 #: Actions that reach the customer: the frequency cap counts and holds these.
 TO_CUSTOMERS = ("email", "sms")
 #: A message this process delivered is in the outbox (delivered) within this time.
@@ -229,11 +233,29 @@ class Channels:
         #: frequency cap counts: outbox id → when. The outbox learns of them only when a
         #: round settles, so a round with several messages for one customer asks here too.
         self._contacts: dict[str, dict[int, datetime]] = {}
+        #: Credentials read from the workspace, by name: (when read, value).
+        self._credentials: dict[str, tuple[float, str]] = {}
         self._contacts_lock = threading.Lock()
         config = ws.config
         self.pacer = Pacer({**{f"robot:{name}": ROBOT_RATES[robot["platform"]]
                                for name, robot in config.robots.items()},
                             **config.rate_limits})
+
+    def credential(self, name: str) -> str:
+        """A channel credential by the name a setting gives it: the environment variable
+        of that name, else the value kept encrypted in the workspace (``tierwise secrets
+        set``); empty when neither has it."""
+        if os.environ.get(name):
+            return os.environ[name]
+        now = time.monotonic()
+        with self._compiled_lock:
+            kept = self._credentials.get(name)
+        if kept is None or now - kept[0] > CREDENTIALS_KEPT_SECONDS:
+            with self.ws.control.read() as conn:
+                kept = (now, channel_secrets.get(conn, name) or "")
+            with self._compiled_lock:
+                self._credentials[name] = kept
+        return kept[1]
 
     def _render(self, source: str, context: dict[str, Any]) -> str:
         with self._compiled_lock:
@@ -394,14 +416,16 @@ class Channels:
         if robot is None:
             raise Failed(f"no robot {action['robot']!r} in tierwise.toml's robots: add it "
                          "and replay the delivery")
-        url = os.environ.get(robot["url_env"], "")
+        url = self.credential(robot["url_env"])
         if not url:
             raise Retry(f"${robot['url_env']} (robot {action['robot']!r}'s address) is not "
-                        "set: the message waits until it is")
-        secret = os.environ.get(robot["secret_env"], "") if robot.get("secret_env") else ""
+                        "set, in the environment or `tierwise secrets`: the message waits "
+                        "until it is")
+        secret = self.credential(robot["secret_env"]) if robot.get("secret_env") else ""
         if robot.get("secret_env") and not secret:
             raise Retry(f"${robot['secret_env']} (robot {action['robot']!r}'s signing secret) "
-                        "is not set: the message waits until it is")
+                        "is not set, in the environment or `tierwise secrets`: the message "
+                        "waits until it is")
         try:
             targets.check(url, self.ws.config.webhook_allowed_targets)
         except targets.TargetRefused as exc:
@@ -439,13 +463,14 @@ class Channels:
                          "add it and replay the delivery")
         credentials = {}
         for key in ("key_id_env", "secret_env"):
-            credentials[key] = os.environ.get(sender[key], "")
+            credentials[key] = self.credential(sender[key])
             if not credentials[key]:
                 raise Retry(f"${sender[key]} (SMS sender {action['sender']!r}'s "
-                            f"{'key id' if key == 'key_id_env' else 'secret'}) is not set: "
-                            "the message waits until it is")
+                            f"{'key id' if key == 'key_id_env' else 'secret'}) is not set, in "
+                            "the environment or `tierwise secrets`: the message waits until "
+                            "it is")
         provider = sms.PROVIDERS[sender["provider"]]
-        url = os.environ.get(sender["url_env"], "") if sender.get("url_env") else ""
+        url = self.credential(sender["url_env"]) if sender.get("url_env") else ""
         url = url or sms.ENDPOINTS[provider.name]
         try:
             targets.check(url, self.ws.config.webhook_allowed_targets)

@@ -29,6 +29,9 @@ audit_app = typer.Typer(help="The append-only audit log.", no_args_is_help=True)
 privacy_app = typer.Typer(help="Privacy rights: export, erase, retention.",
                           no_args_is_help=True)
 pii_app = typer.Typer(help="Encryption of personal data at rest.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Credentials of SMS senders and chat robots, kept in the "
+                          "workspace encrypted under the PII key.", no_args_is_help=True)
+_SECRET_NAME = r"[A-Z_][A-Z0-9_]{0,127}"
 
 
 def _password(given: str | None) -> str:
@@ -364,6 +367,62 @@ def pii_rotate(keep_old: Annotated[bool, typer.Option(
               f"cleaning-log values under key {result['key_id']} ({result['key_source']})")
 
 
+@secrets_app.command("set")
+def secrets_set(name: Annotated[str, typer.Argument(
+                    help="The name a setting gives it (secret_env, key_id_env, url_env).")],
+                workspace: WorkspaceOpt = None) -> None:
+    """Keep a credential in the workspace, encrypted; the value is read from standard
+    input (or asked for, hidden), never from the command line. An environment variable
+    of the same name still wins."""
+    import re
+    import sys
+
+    from tierwise.store import channel_secrets
+
+    if not re.fullmatch(_SECRET_NAME, name):
+        raise TierwiseError(f"{name!r}: a credential's name is upper-case letters, digits "
+                            "and _ (TW_SMS_SECRET)",
+                            zh=f"{name!r}：凭据名称由大写字母、数字和 _ 组成（TW_SMS_SECRET）")
+    value = (getpass.getpass(f"{name}: ") if sys.stdin.isatty()
+             else sys.stdin.read()).strip()
+    if not value:
+        raise TierwiseError(f"no value for {name} on standard input",
+                            zh=f"标准输入中没有 {name} 的值")
+    ws = Workspace.open(workspace)
+    with ws.control.write() as conn:
+        channel_secrets.put(conn, name, value, actor(), utcnow())
+        audit.append(conn, actor(), "secret_set", f"secret:{name}", {})
+    out.print(f"{name} kept, encrypted; channels read it within 30 s")
+
+
+@secrets_app.command("list")
+def secrets_list(workspace: WorkspaceOpt = None) -> None:
+    """The credentials kept (names, when and by whom; never the values)."""
+    from tierwise.store import channel_secrets
+
+    ws = Workspace.open(workspace)
+    with ws.control.read() as conn:
+        rows = channel_secrets.listing(conn)
+    table = Table("name", "set at", "by", "overridden by the environment")
+    for r in rows:
+        table.add_row(str(r["name"]), f"{r['updated_at']:%Y-%m-%d %H:%M}", str(r["updated_by"]),
+                      "yes" if os.environ.get(str(r["name"])) else "")
+    out.print(table)
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: str, workspace: WorkspaceOpt = None) -> None:
+    """Forget a kept credential."""
+    from tierwise.store import channel_secrets
+
+    ws = Workspace.open(workspace)
+    with ws.control.write() as conn:
+        if not channel_secrets.delete(conn, name):
+            raise TierwiseError(f"no kept credential {name!r}", zh=f"没有保存名为 {name!r} 的凭据")
+        audit.append(conn, actor(), "secret_delete", f"secret:{name}", {})
+    out.print(f"{name} deleted")
+
+
 @pii_app.command("new-key")
 def pii_new_key(workspace: WorkspaceOpt = None) -> None:
     """Create a PII key for a workspace that has lost its key before storing anything
@@ -383,3 +442,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(privacy_app, name="privacy")
     app.add_typer(pii_app, name="pii")
+    app.add_typer(secrets_app, name="secrets")

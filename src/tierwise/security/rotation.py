@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from tierwise.store import cleaning_log, customer_mirror, merges
+from tierwise.store import channel_secrets, cleaning_log, customer_mirror, merges
 from tierwise.store import customers as customer_store
 from tierwise.store.sealing import (
     ENV_KEY,
@@ -37,12 +37,13 @@ def rotate(ws: Workspace, drop_old: bool = True) -> dict[str, object]:
     before = ws.control.pii
     ring.sensitive_key = before.sensitive_key if before is not None else None
     ws.control.pii = ring
-    counts = {"customers": 0, "cleaning_log": 0, "merges": 0}
+    counts = {"customers": 0, "cleaning_log": 0, "merges": 0, "channel_secrets": 0}
     try:
         with ws.control.write() as conn:
             counts["customers"] = customer_store.reseal(conn, ring)
             counts["cleaning_log"] = cleaning_log.reseal(conn, ring)
             counts["merges"] = merges.reseal(conn, ring)
+            counts["channel_secrets"] = channel_secrets.reseal(conn, ring)
     except BaseException:
         ws.control.pii = before
         raise

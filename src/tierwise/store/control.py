@@ -169,7 +169,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0013'
+    '0014'
     """
 
     def __init__(self, url: str, pii: KeyRing | None = None) -> None:

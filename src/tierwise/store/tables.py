@@ -414,6 +414,17 @@ outbox = sa.Table(
     sa.Index("ix_outbox_customer", "customer_id"),
 )
 
+# Credentials of SMS senders and chat robots, encrypted under the PII key (the value column
+# holds ciphertext only).
+channel_secrets = sa.Table(
+    "channel_secrets",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(128), nullable=False),
+)
+
 # When each trigger last fired for each customer (fire-once and cooldown).
 trigger_fires = sa.Table(
     "trigger_fires",
