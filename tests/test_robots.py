@@ -256,7 +256,7 @@ def test_a_rate_limit_makes_deliveries_wait_without_spending_attempts(
             waiting = [r for r in _rows(ws, source="trigger:tell_wecom")
                        if r.status == "pending"]
             assert len(waiting) == 1 and all(r.attempts == 0 for r in waiting)
-            assert all("2 messages a minute" in r.last_error for r in waiting)
+            assert all("limit of 2 a minute" in r.last_error for r in waiting)
             assert dict(dispatch.dispatch_due(ws, channels)) == {}  # not due yet
         finally:
             channels.close()

@@ -428,3 +428,28 @@ def test_credentials_kept_in_the_workspace_encrypted(served: Served,
     with ws.control.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(channel_secrets)
                             ).scalar() == 0
+
+
+def test_a_senders_rate_limit_holds_texts_back(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``rate_limits`` on a sender: the text over the minute's limit waits (pending, no
+    attempt counted); the provider saw only the first."""
+    served = build(tmp_path, webhook_allowed_targets=["127.0.0.1"], sms_senders=SENDERS,
+                   rate_limits={"sms:shop": 1})
+    ws = served.ws
+    for customer in ("C002", "C003"):
+        set_preference(ws, customer, "sms", consent=True)
+    with ws.control.write() as conn:  # C003 gets a number
+        from tierwise.store import customers as customer_store
+
+        customer_store.set_fields(conn, "C003", {"phone": "+8613700137000"})
+    with fake("aliyun") as server:
+        _credentials(monkeypatch, "aliyun", server.url)
+        _trigger(served, "aliyun")
+        membership.edit_static(ws, "vip_list", add=["C002", "C003"], at=datetime.now(UTC))
+        assert _deliver(ws) == {"delivered": 1, "later": 1}
+        [waiting] = [r for r in _rows(ws, source="trigger:text_aliyun")
+                     if r.status == "pending"]
+        assert waiting.attempts == 0 and "sms:shop: its limit of 1 a minute" in waiting.last_error
+        assert len(server.accepted) == 1
+    ws.close()

@@ -54,6 +54,14 @@ def _robot_problem(name: str, robot: object) -> tuple[str, str] | None:
     return None
 
 
+#: How each table setting looks, for the error that says one is not a table.
+TABLE_EXAMPLES = {
+    "rate_limits": '{"sms:shop" = 600}', "message_costs": '{"sms:shop" = 0.045}',
+    "contact_cap": "{messages = 3, days = 7}",
+    "robots": '{sales = {platform = "dingtalk", url_env = "TW_SALES_ROBOT_URL"}}',
+    "sms_senders": '{shop = {provider = "aliyun", sign_name = "某某商城", key_id_env = '
+                   '"TW_SMS_KEY_ID", secret_env = "TW_SMS_SECRET"}}',
+}
 SMS_PROVIDERS = ("aliyun", "tencent")
 _SMS_KEYS = ("provider", "sign_name", "key_id_env", "secret_env", "url_env", "region",
              "app_id")
@@ -357,7 +365,8 @@ class WorkspaceConfig:
                 wanted, ok = ("a list such as [\"a\", \"b\"]", "列表，例如 [\"a\", \"b\"]"), \
                     isinstance(value, list)
             elif origin is dict:
-                wanted, ok = ("a table such as {events = 365}", "表，例如 {events = 365}"), \
+                example = TABLE_EXAMPLES.get(name, "{events = 365}")
+                wanted, ok = (f"a table such as {example}", f"表，例如 {example}"), \
                     isinstance(value, dict)
             else:  # pragma: no cover - a new kind of setting must be added here
                 raise TypeError(f"setting {name}: no type check for {hint}")

@@ -136,8 +136,8 @@ class Pacer:
                 sent.popleft()
             if len(sent) >= limit:
                 wait = 60.0 - (now - sent[0])
-                raise Later(f"{key}: {limit} messages a minute reached; waits {wait:.0f} s",
-                            wait)
+                raise Later(f"{key}: its limit of {limit} a minute is reached (rate_limits); "
+                            f"waits {wait:.0f} s", wait)
             sent.append(now)
 
 
