@@ -401,6 +401,49 @@ def test_the_worker_sweeps_the_edges_since_it_last_looked(ws: tierwise.Workspace
     assert reasons == {"time"}
 
 
+def test_a_window_edge_is_evaluated_at_its_instant_not_at_the_next_sweep(
+        ws: tierwise.Workspace) -> None:
+    """The edge search also looks ahead to the next one: a customer whose last event
+    leaves a ``LAST 1d`` window three seconds later is evaluated in the first round after
+    that instant (the exit recorded within a second of it), with no sweep in between."""
+    import time
+
+    from tierwise.realtime.worker import Worker
+    from tierwise.store.control import utcnow
+
+    with ws.control.read() as conn:
+        customer = sorted(known_ids(conn).to_pylist())[0]
+    defs.save(ws, defs.SegmentDefinition(
+        key="seen_today", rule="COUNT(events WHERE type = 'rt_expiry', LAST 1d) >= 1"))
+    start = utcnow()
+    leaves = start + timedelta(seconds=3)
+    ws.import_source("events", RecordsSource.from_dicts("t", [
+        {"event_id": "EDGE1", "customer_id": customer, "type": "rt_expiry",
+         "occurred_at": (leaves - timedelta(days=1)).isoformat()}]))
+    worker = Worker(ws)
+    ws.facts.keep_rows = True  # as ``Worker.start`` sets it on DuckDB
+    worker.catch_up()
+    worker.run_batch()
+    assert customer in membership.members_at(ws, "seen_today")
+    worker._last_edge_sweep = 0.0
+    worker.sweep_step()  # the edge search: nobody crossed yet, one crosses in 3 s
+    worker.run_batch()
+    assert [c for _, c in worker._timers] == [customer]
+    assert abs((worker._timers[0][0] - leaves).total_seconds()) < 0.001
+    time.sleep(max(0.0, (leaves - utcnow()).total_seconds()) + 0.05)
+    assert worker._search is None and time.monotonic() - worker._last_edge_sweep < 10
+    worker.run_batch()  # a round, not a sweep
+    assert customer not in membership.members_at(ws, "seen_today")
+    with ws.control.read() as conn:
+        exited, reason = conn.execute(sa.select(
+            segment_history.c.exited_at, segment_history.c.exit_reason).where(
+            segment_history.c.segment_key == "seen_today",
+            segment_history.c.customer_id == customer)).one()
+    exited = exited.replace(tzinfo=UTC) if exited.tzinfo is None else exited
+    assert reason == "time" and timedelta(0) <= exited - leaves < timedelta(seconds=1)
+    assert not worker._timers
+
+
 def test_a_pass_with_new_rows_and_the_clock_records_each_change_under_its_reason(
         ws: tierwise.Workspace) -> None:
     """An edge search's customers join a micro-batch's pass: a customer with new rows in a

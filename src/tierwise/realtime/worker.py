@@ -28,6 +28,7 @@ The server runs it in a child process (``realtime.process``).
 from __future__ import annotations
 
 import gc
+import heapq
 import logging
 import os
 import socket
@@ -38,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 
@@ -126,6 +127,9 @@ class Worker:
         self._carried: dict[str, int] = {}
         #: The search for customers on time edges under way: (result, segments, instant).
         self._search: tuple[Future[set[str]], list[str], datetime] | None = None
+        #: Customers whose value crosses a time edge before the next search, by the instant
+        #: it does (a heap): each is evaluated in the first round after its instant.
+        self._timers: list[tuple[datetime, str]] = []
         #: One thread for work that only reads, or that other readers and writers may see
         #: happen at any moment: the edge search, merging micro-batch files.
         self._background = ThreadPoolExecutor(1, thread_name_prefix="tierwise-background",
@@ -365,6 +369,10 @@ class Worker:
             try:
                 future.set_result(incremental.crossing(self.ws, edges, since, as_of,
                                                     in_memory=True))
+                # and who crosses before the next search, each at its own instant
+                ahead = as_of + timedelta(seconds=self.ws.config.sweep_seconds + 1)
+                self._timers = list(heapq.merge(self._timers, incremental.upcoming(
+                    self.ws, edges, as_of, ahead)))
             except Exception as exc:  # noqa: BLE001 - reported like a failed search
                 future.set_exception(exc)
         else:
@@ -388,6 +396,13 @@ class Worker:
         keys = [k for k in keys if k in self._clock and (r := self._reads.get(k)) is not None
                 and r.on_edges]
         return keys, customers, searched_at
+
+    def _due_timers(self) -> set[str]:
+        """The customers whose timers are due (taken off the heap)."""
+        now, due = utcnow(), set()
+        while self._timers and self._timers[0][0] <= now:
+            due.add(heapq.heappop(self._timers)[1])
+        return due
 
     def _count_sweep(self, results: list[RunResult], seconds: float) -> None:
         self.stats.sweeps += 1
@@ -421,6 +436,11 @@ class Worker:
             merging=int(self._merging is not None and not self._merging.done()))
         with self._step("evaluate"):
             clock = searched[:2] if searched and searched[0] and searched[1] else None
+            due = self._due_timers()
+            if due:  # crossed an edge since the last round: evaluated now, not at a sweep
+                edged = [k for k, r in self._reads.items() if r.on_edges and k in self._clock]
+                clock = (sorted(set(edged) | set(clock[0] if clock else ())),
+                         due | set(clock[1] if clock else ()))
             if any(changes.values()) or clock:
                 results += incremental.evaluate_changed(ws, changes, read_by=self._reads,
                                                      clock=clock)

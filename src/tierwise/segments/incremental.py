@@ -147,6 +147,13 @@ class Edge:
             return as_of - timedelta(seconds=self.amount)
         return shift(as_of, self.amount, self.unit, zone)
 
+    def passing(self, value: datetime, zone: ZoneInfo) -> datetime:
+        """When the edge passes ``value`` (the inverse of ``at``; calendar months clamp
+        like ``at``, ``pad`` added so that a rule on local dates has changed by then)."""
+        if self.unit == "s":
+            return value + timedelta(seconds=self.amount) + self.pad
+        return shift(value, -self.amount, self.unit, zone) + self.pad
+
     def band(self, since: datetime, now: datetime, zone: ZoneInfo
              ) -> tuple[datetime, datetime]:
         """Values that the edge passed while the clock went from ``since`` to ``now``
@@ -368,6 +375,34 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
             rows = session.query(sql, params)
             found.update(str(v) for v in rows.column(0).to_pylist())
     return found
+
+
+def upcoming(ws: Workspace, edges: Iterable[Edge], start: datetime, until: datetime,
+             limit: int = 200_000) -> list[tuple[datetime, str]]:
+    """The instants in (``start``, ``until``] at which a customer's value crosses one of
+    ``edges``, with the customer, from the facts kept in memory (fact tables only: other
+    edges are left to the sweep); at most ``limit`` (the earliest), none when more would
+    be needed than that. For a timer that evaluates each customer when its value crosses
+    instead of at the next sweep; the sweep still covers everything."""
+    found: list[tuple[datetime, str]] = []
+    if not ws.facts.keep_rows:
+        return found
+    zone = ws.config.zone
+    for edge in set(edges):
+        if CUSTOMER_COLUMN.get(edge.table) != "customer_id":
+            continue
+        rows = ws.facts.customer_rows(edge.table)
+        low, high = edge.band(start, until, zone)
+        hits = rows.instants_between(edge.column, [(low, high)])
+        if hits is None:
+            continue
+        for customer, value in hits:
+            when = edge.passing(value, zone)
+            if start < when <= until:
+                found.append((when, customer))
+        if len(found) > limit:
+            return []
+    return sorted(found)
 
 
 def _crossing_in_memory(ws: Workspace, table: str,

@@ -90,6 +90,21 @@ class _Part:
             return self.ids[:0]
         return self.ids[np.searchsorted(self.starts, np.concatenate(pieces), "right") - 1]
 
+    def values_between(self, column: str, lows: list[int], highs: list[int]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """``customers_between`` with each row's value: (customers, values as ticks)."""
+        values, rows = self.instants[column]
+        picked, found = [], []
+        for low, high in zip(lows, highs, strict=True):
+            a, b = np.searchsorted(values, low, "left"), np.searchsorted(values, high, "right")
+            if b > a:
+                picked.append(rows[a:b])
+                found.append(values[a:b])
+        if not picked:
+            return self.ids[:0], values[:0]
+        at = np.searchsorted(self.starts, np.concatenate(picked), "right") - 1
+        return self.ids[at], np.concatenate(found)
+
     def rows_with(self, hashes: np.ndarray) -> np.ndarray:
         """Positions of this part's rows whose key hash is among ``hashes``."""
         if len(self.sorted_hashes) == 0 or len(hashes) == 0:
@@ -335,6 +350,31 @@ class CustomerRows:
         hits = set(np.concatenate(found).tolist()) if found else set()
         moved = self._moved
         return {moved.get(c, c) for c in hits} if moved else hits
+
+    def instants_between(self, column: str, ranges: list[tuple[datetime, datetime]]
+                         ) -> list[tuple[str, datetime]] | None:
+        """The (customer, value) of every row whose ``column`` lies in one of ``ranges``,
+        values as aware instants; None when the copy cannot tell (as
+        ``customers_between``). For scheduling: when a value will cross a time edge."""
+        with self._lock:
+            if column not in self._columns:
+                return None
+            kind = self._schema.field(column).type
+            parts = list(self._parts.values())
+            moved = self._moved
+        if not _instant(kind):
+            return None
+        lows = [_ticks(low, kind.unit, up=False) for low, _ in ranges]
+        highs = [_ticks(high, kind.unit, up=True) for _, high in ranges]
+        per = _PER_SECOND[kind.unit]
+        found = []
+        for part in parts:
+            if len(part.ids):
+                ids, values = part.values_between(column, lows, highs)
+                found += [(moved.get(c, c), _EPOCH + timedelta(microseconds=int(v) * 10**6
+                                                               // per))
+                          for c, v in zip(ids.tolist(), values.tolist(), strict=True)]
+        return found
 
     def of(self, customers: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
         """The rows of ``customers`` (a sorted array of unique ids), ``columns`` only."""
