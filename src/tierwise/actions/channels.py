@@ -15,12 +15,10 @@ Webhook requests are signed: ``X-Tierwise-Signature: t=<unix seconds>,v1=<hex>``
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import hmac
 import json
 import os
-import secrets
 import smtplib
 import threading
 import time
@@ -40,7 +38,7 @@ from tierwise.actions import robots, sms
 from tierwise.config import ROBOT_RATES, WorkspaceConfig, quiet_window
 from tierwise.errors import TierwiseError
 from tierwise.ingest.cleaning import phone_cleaner
-from tierwise.security import consent, targets, unsubscribe
+from tierwise.security import consent, key_files, targets, unsubscribe
 from tierwise.store import channel_secrets
 from tierwise.store import customers as customer_store
 from tierwise.store import outbox as outbox_store
@@ -155,17 +153,7 @@ def webhook_secret(ws: Workspace) -> bytes:
     """The secret webhook signatures are made with."""
     if os.environ.get(ENV_SECRET):
         return os.environ[ENV_SECRET].encode()
-    path = ws.root / "keys" / "webhook.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{secrets.token_hex(6)}.key")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)  # the first writer wins; a concurrent one reads its key
-        tmp.unlink()
-    return path.read_text().strip().encode()
+    return key_files.secret(ws, "webhook.key")
 
 
 def send_mail(config: WorkspaceConfig, message: EmailMessage) -> None:
@@ -426,12 +414,7 @@ class Channels:
             raise Retry(f"${robot['secret_env']} (robot {action['robot']!r}'s signing secret) "
                         "is not set, in the environment or `tierwise secrets`: the message "
                         "waits until it is")
-        try:
-            targets.check(url, self.ws.config.webhook_allowed_targets)
-        except targets.TargetRefused as exc:
-            raise Failed(f"robot {action['robot']!r}: {exc}") from None
-        except OSError as exc:
-            raise Retry(f"cannot resolve the robot's host: {exc}") from None
+        self._reachable(url, f"robot {action['robot']!r}")
         text = self._robot_text(row, event, action)
         platform = robots.PLATFORMS[robot["platform"]]
         self.pacer.take(channel_key(action))
@@ -439,6 +422,16 @@ class Channels:
         self._post_judged(platform.outcome, address,
                           content=json.dumps(body, ensure_ascii=False).encode(),
                           headers={"Content-Type": "application/json; charset=utf-8"})
+
+    def _reachable(self, url: str, what: str) -> None:
+        """A provider's address may be reached (``security.targets``: public, or allowed);
+        a refused one is dead until the setting is fixed, an unresolved one retried."""
+        try:
+            targets.check(url, self.ws.config.webhook_allowed_targets)
+        except targets.TargetRefused as exc:
+            raise Failed(f"{what}: {exc}") from None
+        except OSError as exc:
+            raise Retry(f"{what}: cannot resolve the host: {exc}") from None
 
     def _post_judged(self, judge: Callable[[int, str], tuple[str, str]], url: str, *,
                      content: bytes, headers: dict[str, str]) -> None:
@@ -472,12 +465,7 @@ class Channels:
         provider = sms.PROVIDERS[sender["provider"]]
         url = self.credential(sender["url_env"]) if sender.get("url_env") else ""
         url = url or sms.ENDPOINTS[provider.name]
-        try:
-            targets.check(url, self.ws.config.webhook_allowed_targets)
-        except targets.TargetRefused as exc:
-            raise Failed(f"SMS sender {action['sender']!r}: {exc}") from None
-        except OSError as exc:
-            raise Retry(f"cannot resolve the SMS provider's host: {exc}") from None
+        self._reachable(url, f"SMS sender {action['sender']!r}")
         with self.ws.control.read() as conn:
             customer = customer_store.get(conn, row.customer_id)
         if customer is None or not customer.get("phone"):

@@ -11,7 +11,9 @@ seconds; another server process takes over within ``LEASE_SECONDS`` of the holde
   search for those customers, ``incremental.crossing``, looks them up in the facts kept in
   memory; where they are not kept it reads whole tables, on a thread of its own while the
   loop goes on; the next round evaluates what it found), checks SLA deadlines and merges
-  the micro-batch files of the fact store; one clock-driven segment per round is swept
+  the micro-batch files of the fact store (the search also lists who crosses an edge
+  before the next one, and when: those customers are evaluated in the first round after
+  their instant, ``_timers``); one clock-driven segment per round is swept
   for everyone when its turn comes (every ``full_sweep_seconds``, or every
   ``sweep_seconds`` for rules without edges). A new
   snapshot or an import by another process re-evaluates every segment;

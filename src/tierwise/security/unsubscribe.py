@@ -12,14 +12,12 @@ itself is a POST, so that mail scanners that open every link unsubscribe nobody.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import hmac
-import os
-import secrets
 from urllib.parse import urlencode
 
 from tierwise.errors import TierwiseError
+from tierwise.security import key_files
 from tierwise.security.consent import set_preference
 from tierwise.store import audit
 from tierwise.store import intake as intake_store
@@ -29,17 +27,7 @@ KEY_FILE = "unsubscribe.key"
 
 
 def _key(ws: Workspace) -> bytes:
-    path = ws.root / "keys" / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{secrets.token_hex(6)}.key")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32))
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)  # the first writer wins; a concurrent one reads its key
-        tmp.unlink()
-    return path.read_text().strip().encode()
+    return key_files.secret(ws, KEY_FILE)
 
 
 def _encode(customer_id: str) -> str:
