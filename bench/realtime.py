@@ -508,8 +508,12 @@ def main() -> None:
                               "p99_ms": pct(delays, 0.99), "max_ms": pct(delays, 1.0)},
         "baseline_health": {"p50_ms": baseline["p50_ms"], "p99_ms": baseline["p99_ms"]},
         "time_based_exits": {"due": len(lags) + missing, "recorded": len(lags),
-                             "lag_p50_s": round(sorted(lags)[len(lags) // 2], 1) if lags
-                             else None, "lag_max_s": round(max(lags), 1) if lags else None},
+                             "lag_p50_s": round(sorted(lags)[len(lags) // 2], 3) if lags
+                             else None,
+                             "lag_p99_s": round(sorted(lags)[min(len(lags) - 1,
+                                                                 int(0.99 * len(lags)))], 3)
+                             if lags else None,
+                             "lag_max_s": round(max(lags), 3) if lags else None},
         "webhooks": delivery, "worker": status["worker"],
         "server_and_worker_peak_rss_mb": round(peak / 1e6)}])
 
