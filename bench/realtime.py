@@ -28,7 +28,8 @@ Measured:
 * **webhook deliveries per second**: after the load, 5,000 deliveries are queued and timed
   until the server's dispatcher has delivered them to a local receiver process; baseline:
   the same receiver driven directly by 8 client threads (no tierwise in between);
-* peak RSS of the server process and its worker process together.
+* peak RSS of the server process and its worker process together, and the cores each
+  used during the load (CPU seconds over the load's wall time).
 
 The baseline for latencies is ``GET /health`` at the same rate in the same run.
 """
@@ -243,6 +244,18 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def cpu_seconds(server: psutil.Process) -> dict[str, float]:
+    """CPU seconds (user + system) so far of the server process and of its worker."""
+    found = {"server": 0.0, "worker": 0.0}
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for member in [server, *server.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = member.cpu_times()
+                role = "worker" if "worker" in " ".join(member.cmdline()) else "server"
+                found[role] += times.user + times.system
+    return found
+
+
 def ensure_workspace(customers: int) -> None:
     """A fresh copy of the pristine workspace for every run: each run adds its events, and
     the per-batch cost grows with the history (runs on a grown workspace do not compare)."""
@@ -449,6 +462,7 @@ def main() -> None:
         catch_up = time.perf_counter() - t_catch
         baseline = run_load(base, key, 20, 30, ["/health"], server, "rt-baseline")
         out = OUT / "rt-load.json"
+        cpu_before, load_started = cpu_seconds(server), time.perf_counter()
         load = psutil.Popen([sys.executable, "-c", LOAD, "127.0.0.1", str(port), key,
                              str(args.rate), str(args.seconds), str(OUT / "rt-ids.json"),
                              str(OUT / "rt-probes.json"), str(out),
@@ -456,6 +470,9 @@ def main() -> None:
         while load.poll() is None:
             peak = max(peak, tree_rss(server))
             time.sleep(0.5)
+        cpu_after, load_seconds = cpu_seconds(server), time.perf_counter() - load_started
+        cores = {f"{role}_cores": round((cpu_after[role] - cpu_before[role]) / load_seconds, 2)
+                 for role in cpu_before}
         status = httpx.get(f"{base}/v1/realtime", headers=headers).json()
         for _ in range(120):  # let intake drain before the delivery phase
             status = httpx.get(f"{base}/v1/realtime", headers=headers).json()
@@ -515,6 +532,7 @@ def main() -> None:
                              if lags else None,
                              "lag_max_s": round(max(lags), 3) if lags else None},
         "webhooks": delivery, "worker": status["worker"],
+        "cpu_during_load": cores,
         "server_and_worker_peak_rss_mb": round(peak / 1e6)}])
 
 
