@@ -275,3 +275,8 @@ def test_a_rate_limit_makes_deliveries_wait_without_spending_attempts(
         WorkspaceConfig(rate_limits={"robot:Sales": 5})
     with pytest.raises(WorkspaceError, match="rate_limits.sms:shop = 0"):
         WorkspaceConfig(rate_limits={"sms:shop": 0})
+    # a typo in a robot's or sender's name would limit nothing: refused, the names listed
+    with pytest.raises(WorkspaceError, match="no 'shpo' in sms_senders; there are none"):
+        WorkspaceConfig(rate_limits={"sms:shpo": 5})
+    with pytest.raises(WorkspaceError, match="no 'wecon' in robots; there are dingtalk"):
+        WorkspaceConfig(robots=ROBOTS, message_costs={"robot:wecon": 0.1})

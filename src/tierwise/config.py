@@ -26,7 +26,8 @@ ENGINES = ("duckdb", "spark")
 
 
 ROBOT_PLATFORMS = ("wecom", "dingtalk", "feishu")
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+#: The name of an environment variable, which also names a kept channel credential.
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 
 
 def _robot_problem(name: str, robot: object) -> tuple[str, str] | None:
@@ -47,7 +48,7 @@ def _robot_problem(name: str, robot: object) -> tuple[str, str] | None:
                 f"platform {robot.get('platform')!r}：应为 {'、'.join(ROBOT_PLATFORMS)} 之一")
     for key in ("url_env", "secret_env"):
         value = robot.get(key)
-        if (key == "url_env" or value is not None) and not _ENV_NAME.match(value or ""):
+        if (key == "url_env" or value is not None) and not ENV_NAME.match(value or ""):
             return (f"{key} {value!r}: expected the name of an environment variable "
                     "(TW_SALES_ROBOT_URL)",
                     f"{key} {value!r}：应为环境变量名（TW_SALES_ROBOT_URL）")
@@ -93,7 +94,7 @@ def _sms_problem(name: str, sender: object) -> tuple[str, str] | None:
                 "app_id：腾讯云短信应用的 SmsSdkAppId")
     for key in ("key_id_env", "secret_env", "url_env"):
         value = sender.get(key)
-        if (key != "url_env" or value is not None) and not _ENV_NAME.match(value or ""):
+        if (key != "url_env" or value is not None) and not ENV_NAME.match(value or ""):
             return (f"{key} {value!r}: expected the name of an environment variable "
                     "(TW_SMS_SECRET)", f"{key} {value!r}：应为环境变量名（TW_SMS_SECRET）")
     return None
@@ -160,14 +161,16 @@ class WorkspaceConfig:
     #: Team chat robots ``notify`` actions post to, by name: ``{sales = {platform =
     #: "dingtalk", url_env = "TW_SALES_ROBOT_URL", secret_env = "TW_SALES_ROBOT_SECRET"}}``
     #: — platform wecom (企业微信), dingtalk (钉钉) or feishu (飞书); the robot's webhook
-    #: address (which holds its key) and its signing secret are read from those environment
-    #: variables, never written here.
+    #: address (which holds its key) and its signing secret are read from the environment
+    #: variables so named, else from the workspace's encrypted store (``tierwise secrets``);
+    #: never written here.
     robots: dict[str, dict[str, str]] = field(default_factory=dict)
     #: SMS senders ``sms`` actions go out through, by name: ``{shop = {provider = "aliyun",
     #: sign_name = "某某商城", key_id_env = "TW_SMS_KEY_ID", secret_env = "TW_SMS_SECRET"}}``
     #: — provider aliyun (阿里云短信) or tencent (腾讯云短信, with ``app_id``, its
     #: SmsSdkAppId); ``region`` and ``url_env`` (another endpoint) are optional. The
-    #: credentials are read from those environment variables, never written here.
+    #: credentials are read from the environment variables so named, else from the
+    #: workspace's encrypted store (``tierwise secrets``); never written here.
     sms_senders: dict[str, dict[str, str]] = field(default_factory=dict)
     #: Most messages a minute per channel: ``{"robot:sales" = 20, "sms:shop" = 600,
     #: webhook = 3000, email = 300}``. A delivery over the limit waits (no attempt counted)
@@ -336,6 +339,16 @@ class WorkspaceConfig:
                         f"robot:<name> or sms:<name> and {en}",
                         zh=f"{setting}.{key} = {value!r}：键应为 webhook、email、robot:<名称> 或 "
                            f"sms:<名称>，值为{zh}")
+                # a robot or sender that is not set up would make the entry apply to nothing
+                kind, _, name = key.partition(":")
+                named = {"robot": ("robots", self.robots),
+                         "sms": ("sms_senders", self.sms_senders)}.get(kind)
+                if named is not None and name not in named[1]:
+                    known = ", ".join(sorted(named[1])) or "none"
+                    raise WorkspaceError(
+                        f"{setting}.{key}: there is no {name!r} in {named[0]}; there are "
+                        f"{known}",
+                        zh=f"{setting}.{key}：{named[0]} 中没有 {name!r}；已有：{known}")
         if self.dashboard_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?",
                                                    self.dashboard_url):
             raise WorkspaceError(f"dashboard_url = {self.dashboard_url!r}: expected an address "

@@ -223,6 +223,7 @@ class Channels:
         self._contacts: dict[str, dict[int, datetime]] = {}
         #: Credentials read from the workspace, by name: (when read, value).
         self._credentials: dict[str, tuple[float, str]] = {}
+        self._credentials_lock = threading.Lock()
         self._contacts_lock = threading.Lock()
         config = ws.config
         self.pacer = Pacer({**{f"robot:{name}": ROBOT_RATES[robot["platform"]]
@@ -236,12 +237,12 @@ class Channels:
         if os.environ.get(name):
             return os.environ[name]
         now = time.monotonic()
-        with self._compiled_lock:
+        with self._credentials_lock:
             kept = self._credentials.get(name)
         if kept is None or now - kept[0] > CREDENTIALS_KEPT_SECONDS:
             with self.ws.control.read() as conn:
                 kept = (now, channel_secrets.get(conn, name) or "")
-            with self._compiled_lock:
+            with self._credentials_lock:
                 self._credentials[name] = kept
         return kept[1]
 

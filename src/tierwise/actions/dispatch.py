@@ -42,22 +42,23 @@ def backoff(attempts: int, base: float, jitter: float = 0.2) -> float:
     return delay * (1 + random.uniform(-jitter, jitter)) if jitter else delay
 
 
-def _attempt(channels: Channels, row: Any) -> tuple[str, str | None, str | None]:
-    """The outcome of one delivery, the error, and the receiver's reply (if any); for
-    ``later`` the reply is the seconds to wait."""
+def _attempt(channels: Channels, row: Any
+             ) -> tuple[str, str | None, str | None, float | None]:
+    """The outcome of one delivery, the error, the receiver's reply (if any) and, for
+    ``later``, the seconds to wait."""
     try:
         channels.deliver(row)
     except Later as exc:
-        return "later", str(exc), str(exc.seconds)
+        return "later", str(exc), None, exc.seconds
     except Refused as exc:
-        return "suppressed", str(exc), None
+        return "suppressed", str(exc), None, None
     except Failed as exc:
-        return "dead", str(exc), exc.reply
+        return "dead", str(exc), exc.reply, None
     except Retry as exc:
-        return "retry", str(exc), exc.reply
+        return "retry", str(exc), exc.reply, None
     except Exception as exc:  # noqa: BLE001 - a bug in one delivery must not stop the rest
-        return "retry", f"{type(exc).__name__}: {exc}", None
-    return "delivered", None, None
+        return "retry", f"{type(exc).__name__}: {exc}", None, None
+    return "delivered", None, None, None
 
 
 def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
@@ -75,13 +76,13 @@ def dispatch_due(ws: Workspace, channels: Channels, limit: int = 500,
         results = list(executor.map(lambda r: _attempt(channels, r), rows))
     finished = utcnow()
     with ws.control.write() as conn:
-        for row, (outcome, error, reply) in zip(rows, results, strict=True):
+        for row, (outcome, error, reply, wait) in zip(rows, results, strict=True):
             attempts = row.attempts + 1
             values: dict[str, Any] = {"attempts": attempts, "last_error": error,
                                       "last_reply": reply}
             if outcome == "later":  # the channel's rate limit: no attempt counted
                 values = {"attempts": row.attempts, "last_error": error,
-                          "next_attempt_at": finished + timedelta(seconds=float(reply or 1))}
+                          "next_attempt_at": finished + timedelta(seconds=wait or 1.0)}
             elif outcome in ("delivered", "suppressed"):
                 values.update(status=outcome, delivered_at=finished)
                 if outcome == "delivered":

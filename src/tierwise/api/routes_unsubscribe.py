@@ -71,9 +71,7 @@ def _fields(params: dict[str, str]) -> tuple[str, str, str] | None:
 def ask(request: Request) -> HTMLResponse:
     fields = _fields(dict(request.query_params))
     if fields is None:
-        return _refused(request, TierwiseError(
-            "this unsubscribe link is not valid (changed or cut short)",
-            zh="退订链接无效（被修改或不完整）"))
+        return _refused(request, unsubscribe.invalid_link())
     try:
         unsubscribe.customer_of(workspace(request), *fields)
     except TierwiseError as exc:
@@ -95,9 +93,7 @@ async def confirm(request: Request) -> HTMLResponse:
     fields = _fields(params)
     request.state.audited = True  # the unsubscribe writes its own entry (or nothing)
     if fields is None:
-        return _refused(request, TierwiseError(
-            "this unsubscribe link is not valid (changed or cut short)",
-            zh="退订链接无效（被修改或不完整）"))
+        return _refused(request, unsubscribe.invalid_link())
     from starlette.concurrency import run_in_threadpool
 
     try:

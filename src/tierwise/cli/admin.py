@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tierwise.cli.audit import actor, named_role, require
+from tierwise.config import ENV_NAME
 from tierwise.errors import TierwiseError
 from tierwise.store import accounts, audit
 from tierwise.store.control import utcnow
@@ -31,7 +32,6 @@ privacy_app = typer.Typer(help="Privacy rights: export, erase, retention.",
 pii_app = typer.Typer(help="Encryption of personal data at rest.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Credentials of SMS senders and chat robots, kept in the "
                           "workspace encrypted under the PII key.", no_args_is_help=True)
-_SECRET_NAME = r"[A-Z_][A-Z0-9_]{0,127}"
 
 
 def _password(given: str | None) -> str:
@@ -374,12 +374,11 @@ def secrets_set(name: Annotated[str, typer.Argument(
     """Keep a credential in the workspace, encrypted; the value is read from standard
     input (or asked for, hidden), never from the command line. An environment variable
     of the same name still wins."""
-    import re
     import sys
 
     from tierwise.store import channel_secrets
 
-    if not re.fullmatch(_SECRET_NAME, name):
+    if not ENV_NAME.match(name):
         raise TierwiseError(f"{name!r}: a credential's name is upper-case letters, digits "
                             "and _ (TW_SMS_SECRET)",
                             zh=f"{name!r}：凭据名称由大写字母、数字和 _ 组成（TW_SMS_SECRET）")

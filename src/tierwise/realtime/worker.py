@@ -335,7 +335,7 @@ class Worker:
         swept = False
         if self._search is None and now - self._last_edge_sweep >= config.sweep_seconds:
             self._last_edge_sweep = now
-            keys = [k for k, r in self._reads.items() if r.on_edges and k in self._clock]
+            keys = self._edged_keys()
             if keys:
                 self._search_edges(keys)
         due = []
@@ -373,8 +373,8 @@ class Worker:
                                                     in_memory=True))
                 # and who crosses before the next search, each at its own instant
                 ahead = as_of + timedelta(seconds=self.ws.config.sweep_seconds + 1)
-                self._timers = list(heapq.merge(self._timers, incremental.upcoming(
-                    self.ws, edges, as_of, ahead)))
+                for timer in incremental.upcoming(self.ws, edges, as_of, ahead):
+                    heapq.heappush(self._timers, timer)
             except Exception as exc:  # noqa: BLE001 - reported like a failed search
                 future.set_exception(exc)
         else:
@@ -398,6 +398,10 @@ class Worker:
         keys = [k for k in keys if k in self._clock and (r := self._reads.get(k)) is not None
                 and r.on_edges]
         return keys, customers, searched_at
+
+    def _edged_keys(self) -> list[str]:
+        """The clock-driven segments whose changes the edges find."""
+        return [k for k, r in self._reads.items() if r.on_edges and k in self._clock]
 
     def _due_timers(self) -> set[str]:
         """The customers whose timers are due (taken off the heap)."""
@@ -440,8 +444,7 @@ class Worker:
             clock = searched[:2] if searched and searched[0] and searched[1] else None
             due = self._due_timers()
             if due:  # crossed an edge since the last round: evaluated now, not at a sweep
-                edged = [k for k, r in self._reads.items() if r.on_edges and k in self._clock]
-                clock = (sorted(set(edged) | set(clock[0] if clock else ())),
+                clock = (sorted(set(self._edged_keys()) | set(clock[0] if clock else ())),
                          due | set(clock[1] if clock else ()))
             if any(changes.values()) or clock:
                 results += incremental.evaluate_changed(ws, changes, read_by=self._reads,

@@ -60,13 +60,17 @@ def link(ws: Workspace, customer_id: str, channel: str) -> str | None:
     return f"{base}/unsubscribe?{urlencode(query(ws, customer_id, channel))}"
 
 
+def invalid_link() -> TierwiseError:
+    return TierwiseError("this unsubscribe link is not valid (changed or cut short)",
+                         zh="退订链接无效（被修改或不完整）")
+
+
 def customer_of(ws: Workspace, encoded: str, channel: str, signature: str) -> str:
     """The customer a link names, when its signature is right; else an error."""
     customer_id = _decode(encoded)
     if customer_id is None or not hmac.compare_digest(
             token(ws, customer_id, channel).encode(), signature.encode()):
-        raise TierwiseError("this unsubscribe link is not valid (changed or cut short)",
-                            zh="退订链接无效（被修改或不完整）")
+        raise invalid_link()
     return customer_id
 
 

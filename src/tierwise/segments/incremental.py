@@ -381,8 +381,8 @@ def upcoming(ws: Workspace, edges: Iterable[Edge], start: datetime, until: datet
              limit: int = 200_000) -> list[tuple[datetime, str]]:
     """The instants in (``start``, ``until``] at which a customer's value crosses one of
     ``edges``, with the customer, from the facts kept in memory (fact tables only: other
-    edges are left to the sweep); at most ``limit`` (the earliest), none when more would
-    be needed than that. For a timer that evaluates each customer when its value crosses
+    edges are left to the sweep); none at all when there are more than ``limit`` (the
+    sweep then finds them). For a timer that evaluates each customer when its value crosses
     instead of at the next sweep; the sweep still covers everything."""
     found: list[tuple[datetime, str]] = []
     if not ws.facts.keep_rows:

@@ -80,19 +80,12 @@ class _Part:
                           ) -> np.ndarray:
         """The customers of the rows whose ``column`` lies in one of the ranges (both
         ends included; values as ``_ticks`` gives them), repeated as often as they occur."""
-        values, rows = self.instants[column]
-        pieces = []
-        for low, high in zip(lows, highs, strict=True):
-            a, b = np.searchsorted(values, low, "left"), np.searchsorted(values, high, "right")
-            if b > a:
-                pieces.append(rows[a:b])
-        if not pieces:
-            return self.ids[:0]
-        return self.ids[np.searchsorted(self.starts, np.concatenate(pieces), "right") - 1]
+        return self.values_between(column, lows, highs)[0]
 
     def values_between(self, column: str, lows: list[int], highs: list[int]
                        ) -> tuple[np.ndarray, np.ndarray]:
-        """``customers_between`` with each row's value: (customers, values as ticks)."""
+        """The customers of the rows whose ``column`` lies in one of the ranges, with each
+        row's value: (customers, values as ticks)."""
         values, rows = self.instants[column]
         picked, found = [], []
         for low, high in zip(lows, highs, strict=True):
@@ -384,7 +377,8 @@ class CustomerRows:
             # a merged id has no rows of its own any more; a survivor has its merged ids'
             filed = [c for c in customers.tolist() if c not in self._moved]
             extra = [f for c in filed for f in self._filed.get(c, ())]
-            wanted = np.unique(np.array(filed + extra, dtype=customers.dtype)
+            # (the array's own width: a merged id may be longer than the ids asked for)
+            wanted = np.unique(np.array(filed + extra, dtype=str)
                                if filed or extra else customers[:0])
             table = self._of(wanted, columns)
             if extra and CUSTOMER in columns and table.num_rows:

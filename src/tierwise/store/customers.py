@@ -37,26 +37,26 @@ def _ring(conn: sa.Connection) -> KeyRing | None:
     return conn.info.get("pii")
 
 
-def known_ids(conn: sa.Connection) -> pa.Array:
-    # The driver's own cursor: SQLAlchemy's row objects cost more than the query here.
+def _id_column(conn: sa.Connection, sql: str) -> pa.Array:
+    """The one column of ids ``sql`` selects, read with the driver's own cursor:
+    SQLAlchemy's row objects cost more than the query here."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        # Ids merged into another customer stay known: their systems keep sending them.
-        cursor.execute("SELECT customer_id FROM customers UNION ALL "
-                       "SELECT customer_id FROM customer_redirects")
+        cursor.execute(sql)
         return pa.array([r[0] for r in cursor.fetchall()], pa.string())
     finally:
         cursor.close()
+
+
+def known_ids(conn: sa.Connection) -> pa.Array:
+    # Ids merged into another customer stay known: their systems keep sending them.
+    return _id_column(conn, "SELECT customer_id FROM customers UNION ALL "
+                            "SELECT customer_id FROM customer_redirects")
 
 
 def ids(conn: sa.Connection) -> pa.Array:
     """Every stored customer's id (not the ids merged away: ``known_ids`` has those)."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute("SELECT customer_id FROM customers")
-        return pa.array([r[0] for r in cursor.fetchall()], pa.string())
-    finally:
-        cursor.close()
+    return _id_column(conn, "SELECT customer_id FROM customers")
 
 
 def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
