@@ -559,6 +559,19 @@ def test_facts_kept_in_memory_read_like_the_files(ws: tierwise.Workspace) -> Non
     same()
     assert events._moved == {}  # read again with the redirects as they are
     assert not any(events._parts.get(path) is part for path, part in parts.items())
+    # a merged id longer than every id asked for is still found under its survivor
+    long_id = "CUSTOMER-FROM-ANOTHER-SYSTEM-0001"
+    ws.import_source("events", RecordsSource.from_dicts("batch", [
+        {"event_id": f"KL{n}", "customer_id": long_id, "occurred_at": when,
+         "type": "page_view", "properties": {"page": "/pricing"}} for n in range(3)]),
+        unknown_customers="create")
+    pricing = FACT_RULES.index(
+        "COUNT(events WHERE type = 'page_view' AND properties.page = '/pricing') >= 1")
+    survivor = next(c for c in chosen[10:] if c not in same()[pricing])
+    merge(ws, survivor, [long_id], actor="test")
+    members = same()
+    assert events._moved.get(long_id) == survivor  # followed, not read again
+    assert survivor in members[pricing]  # through the long id's rows
     privacy.erase_customer(ws, chosen[3])
     same()
     # changed rows stored again: the newest version wins across files, also when the
