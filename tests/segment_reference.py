@@ -36,7 +36,8 @@ from tierwise.definitions.segment_ast import (
 )
 
 TIME = {"orders": "ordered_at", "events": "occurred_at", "tickets": "opened_at",
-        "feedback": "at", "referrals": "at"}
+        "feedback": "at", "referrals": "at", "opportunities": "created_at",
+        "opportunity_stages": "at"}
 #: Whom a row counts for, where it is not ``customer_id``: a referral, for the referrer.
 WHO = {"referrals": "referrer_id"}
 SNAPSHOT = {"rfm.r": "rfm_r", "rfm.f": "rfm_f", "rfm.m": "rfm_m", "rfm.score": "rfm_score",

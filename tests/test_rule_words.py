@@ -16,6 +16,7 @@ import tierwise
 from test_engines import SPARK_MISSING
 from tierwise.compile.segments import compile_rule
 from tierwise.definitions.roles import ROLES
+from tierwise.definitions.segment_ast import SOURCES
 from tierwise.definitions.segment_parser import parse
 from tierwise.definitions.vocabulary import Enumeration
 from tierwise.demo.generator import DemoSpec
@@ -47,8 +48,9 @@ def _rule(enumeration: Enumeration, literal: str) -> str:
     quoted = "'" + literal.replace("'", "''") + "'"
     if enumeration.name == "DAYS_UNTIL_HOLIDAY":  # every holiday is within a year
         return f"DAYS_UNTIL_HOLIDAY({quoted}) <= 400"
-    if enumeration.name.startswith("orders."):
-        return f"COUNT(orders WHERE {enumeration.name[7:]} = {quoted}) >= 1"
+    if "." in enumeration.name and enumeration.name.split(".")[0] in SOURCES:
+        source, column = enumeration.name.split(".")
+        return f"COUNT({source} WHERE {column} = {quoted}) >= 1"
     return f"{enumeration.name} = {quoted}"
 
 
@@ -84,7 +86,9 @@ def _check_labels(ws: tierwise.Workspace) -> dict[str, int]:
 def test_every_label_selects_what_its_code_selects(ws: tierwise.Workspace):
     found = _check_labels(ws)
     assert set(found) == {"lifecycle", "churn_risk", "gender", "orders.status", "tier",
-                          "rfm.segment", "DAYS_UNTIL_HOLIDAY", "nps_class"}
+                          "rfm.segment", "DAYS_UNTIL_HOLIDAY", "nps_class",
+                          "opportunities.stage", "opportunity_stages.stage",
+                          "opportunity_stages.from_stage"}
     # not vacuous: every field has members under its codes
     assert all(n > 0 for n in found.values()), found
     # the issue's own examples

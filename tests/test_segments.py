@@ -251,6 +251,16 @@ def _atoms(rng: random.Random) -> list[str]:
         f"COUNT(referrals, LAST {rng.choice([6, 12, 24])}m) >= 1",
         f"DAYS_SINCE_LAST(referrals) < {rng.choice([180, 365])}",
         "COUNT_DISTINCT(referrals.referred_id) >= 1",
+        "COUNT(opportunities WHERE stage = '赢单') >= 1",
+        f"SUM(opportunities.amount WHERE stage IN ('赢单', '谈判'), LAST {rng.randint(6, 24)}m)"
+        f" > {rng.choice([5000, 20000, 80000])}",
+        "COUNT(opportunities WHERE stage NOT IN ('赢单', '输单')) >= 1",
+        f"COUNT(opportunity_stages WHERE stage = '{rng.choice(['商机', '方案', '谈判'])}', "
+        f"LAST {rng.choice([90, 180, 365])}d) >= 1",
+        f"DAYS_SINCE_LAST(opportunity_stages) < {rng.choice([30, 90, 365])}",
+        "COUNT(opportunities WHERE stage = '谈判' AND stage_at < -30d) >= 1",
+        f"MAX(opportunities.probability) >= {rng.choice([25, 50, 100])}",
+        "COUNT(opportunity_stages WHERE from_stage = '方案' AND stage = '输单') >= 1",
     ]
 
 

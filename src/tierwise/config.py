@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import tomli_w
 
+from tierwise.definitions.opportunities import DEFAULT_LOST, DEFAULT_STAGES, DEFAULT_WON
+from tierwise.definitions.opportunities import stage_problem as opportunity_stage_problem
 from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import WorkspaceError
 
@@ -210,6 +212,11 @@ class WorkspaceConfig:
     keep_deliveries_days: int = 180
     keep_snapshots_days: int = 90
     keep_import_reports_days: int = 180
+    #: The stages of a sales opportunity in pipeline order (imports, rules and triggers name
+    #: them; the funnel counts them), and which of them close it won or lost.
+    opportunity_stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
+    won_stage: str = DEFAULT_WON
+    lost_stage: str = DEFAULT_LOST
 
     def __post_init__(self) -> None:
         self._check_types()
@@ -349,6 +356,10 @@ class WorkspaceConfig:
                         f"{setting}.{key}: there is no {name!r} in {named[0]}; there are "
                         f"{known}",
                         zh=f"{setting}.{key}：{named[0]} 中没有 {name!r}；已有：{known}")
+        stage_problem = opportunity_stage_problem(self.opportunity_stages, self.won_stage,
+                                                  self.lost_stage)
+        if stage_problem is not None:
+            raise WorkspaceError(stage_problem[0], zh=stage_problem[1])
         if self.dashboard_url and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?",
                                                    self.dashboard_url):
             raise WorkspaceError(f"dashboard_url = {self.dashboard_url!r}: expected an address "

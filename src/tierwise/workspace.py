@@ -132,7 +132,8 @@ class Workspace:
         """Run one read-only SELECT over the fact tables and customers (DuckDB).
 
         The query sees the views ``orders``, ``events``, ``tickets``, ``feedback``,
-        ``referrals`` and ``customers`` and nothing else: no other file, no writing, no
+        ``referrals``, ``opportunities``, ``opportunity_stages`` and ``customers`` and
+        nothing else: no other file, no writing, no
         settings (``engines.duckdb.sandbox``). Customers' name, e-mail, phone, address and
         sensitive attributes are masked unless ``pii`` is true. ``limit`` keeps the first
         rows only (the rest is never computed).

@@ -58,14 +58,17 @@ _KIND_ZH = {"trigger": "触发器", "playbook": "行动手册", "lead_scoring": 
 
 
 def in_codes(model: Any, words: Vocabulary) -> Any:
-    """``model`` with the tiers and stages it names as codes: a trigger on tier or
-    lifecycle changes ``from`` / ``to`` and a playbook's ``applies_to.tier`` may use the
+    """``model`` with the tiers and stages it names as codes: a trigger on tier, lifecycle
+    or opportunity stage changes ``from`` / ``to`` and a playbook's ``applies_to.tier`` may
+    use the
     labels the workspace shows (``'A 类'``, ``'流失预警'``); a value that names none is an
     error with the valid ones, never a trigger that silently never fires."""
     try:
         if isinstance(model, Trigger) and model.on.event in ("tier_change",
-                                                             "lifecycle_change"):
-            name = "tier" if model.on.event == "tier_change" else "lifecycle"
+                                                             "lifecycle_change",
+                                                             "stage_change"):
+            name = {"tier_change": "tier", "lifecycle_change": "lifecycle",
+                    "stage_change": "opportunities.stage"}[model.on.event]
             on = model.on.model_copy(update={
                 "from_": None if model.on.from_ is None else
                 [words.code(name, v) for v in model.on.from_],

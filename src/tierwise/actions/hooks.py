@@ -1,5 +1,6 @@
 """The actions' listener of changes (``store.changes``): triggers and playbooks for
-membership, tier and lifecycle changes and for qualified leads, written to the outbox in the
+membership, tier and lifecycle changes, for qualified leads and for opportunities' stage
+changes, written to the outbox in the
 transaction that announces them. Installed once per process by ``tierwise/__init__.py``."""
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class OutboxListener:
         outbox.on_event(conn, "lead_qualified", items, at)
         if task is not None:
             outbox.enqueue(conn, "lead_scoring:default", "lead_qualified", task, items, at)
+
+    def stage_changed(self, conn: Connection, items: list[dict[str, Any]], reason: str,
+                      at: datetime) -> None:
+        outbox.on_stage_change(conn, items, reason, at)
 
 
 def install() -> None:

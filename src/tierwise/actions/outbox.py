@@ -30,7 +30,7 @@ from tierwise.store.control import Connection
 EVENT_NAMES = {"enter": "segment.entered", "exit": "segment.exited",
                "tier_change": "tier.changed", "lifecycle_change": "lifecycle.changed",
                "lead_qualified": "lead.qualified", "sla_breach": "ticket.sla_breached",
-               "playbook_step": "playbook.step"}
+               "playbook_step": "playbook.step", "stage_change": "opportunity.stage_changed"}
 
 
 def idempotency_key(*parts: object) -> str:
@@ -151,6 +151,22 @@ def on_value_change(conn: Connection, event: str,
     return written
 
 
+def on_stage_change(conn: Connection, items: list[dict[str, Any]], reason: str,
+                    at: datetime) -> int:
+    """Triggers for ``stage_change``: one item per opportunity that moved (or was created,
+    ``from`` None), filtered by the trigger's ``from`` / ``to`` stages."""
+    written = 0
+    for trigger in automations.all_of(conn, "trigger", enabled_only=True).values():
+        if trigger.on.event != "stage_change" or reason not in trigger.fire_on:
+            continue
+        chosen = [{**item, "reason": reason} for item in items
+                  if (trigger.on.from_ is None or item["from"] in trigger.on.from_)
+                  and (trigger.on.to is None or item["to"] in trigger.on.to)]
+        if chosen:
+            written += fire(conn, trigger, chosen, at)
+    return written
+
+
 def on_event(conn: Connection, event: str, items: list[dict[str, Any]],
              at: datetime) -> int:
     """Triggers for ``lead_qualified`` and ``sla_breach`` (one item per customer)."""
@@ -178,4 +194,4 @@ def stop_runs(conn: Connection, playbook: Playbook, customers: Iterable[str],
 
 __all__ = ["enqueue", "fire", "idempotency_key", "in_holdout", "membership_hooks", "on_event",
            "on_membership",
-           "on_value_change", "start_runs", "stop_runs"]
+           "on_stage_change", "on_value_change", "start_runs", "stop_runs"]

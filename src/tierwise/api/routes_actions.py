@@ -171,10 +171,12 @@ def list_deliveries(request: Request,
                     source: str | None = Query(None, max_length=160, description=(
                         "trigger:<key> or playbook:<key>")),
                     customer_id: str | None = Query(None, max_length=128),
-                    action: Literal["webhook", "email", "task", "tag"] | None = Query(
-                        None, description="The channel: webhook, email, task or tag."),
+                    action: Literal["webhook", "email", "task", "tag", "notify", "sms"] | None
+                    = Query(None, description=(
+                        "The channel: webhook, email, task, tag, notify or sms.")),
                     event: Literal["enter", "exit", "tier_change", "lifecycle_change",
-                                   "lead_qualified", "sla_breach", "playbook_step"] | None
+                                   "lead_qualified", "sla_breach", "stage_change",
+                                   "playbook_step"] | None
                     = None,
                     since: Instant | None = Query(None, description="Queued at or after."),
                     until: Instant | None = Query(None, description="Queued before."),

@@ -1,4 +1,5 @@
-"""Real-time intake: events, orders, tickets and feedback, one row or a batch per request.
+"""Real-time intake: events, orders, tickets, feedback and opportunities, one row or a batch
+per request.
 
 A 202 means the rows are committed in the control store; the server's worker moves them to
 the fact store at once in micro-batches and updates the segments they affect
@@ -59,6 +60,16 @@ def tickets(request: Request, body: Rows = Body(...),
 def feedback(request: Request, body: Rows = Body(...),
              principal: Principal = require("imports:write")) -> dict[str, int]:
     return _receive(request, principal, "feedback", body)
+
+
+@router.post("/opportunities", status_code=202,
+             summary="Record opportunities (one or a batch): a new one, or a new stage")
+def opportunities(request: Request, body: Rows = Body(...),
+                  principal: Principal = require("imports:write")) -> dict[str, int]:
+    """Each row is an opportunity's current state; one whose stage differs from the stored
+    one moves it (history in ``opportunity_stages``, ``stage_change`` triggers). Several
+    versions of one opportunity in a request are applied in the order sent."""
+    return _receive(request, principal, "opportunities", body)
 
 
 @router.get("/intake", summary="Rows received and not yet in the fact store, per table")

@@ -82,7 +82,8 @@ def init(
 @app.command("import")
 def import_(
     table: Annotated[str, typer.Argument(
-        help="customers, orders, events, tickets, feedback or referrals.")],
+        help="customers, orders, events, tickets, feedback, referrals, opportunities or "
+        "opportunity_stages.")],
     file: Annotated[Path | None, typer.Argument(
         help="CSV, XLSX, Parquet (file or folder) or JSON Lines file.")] = None,
     mapping: Annotated[str | None, typer.Option(
@@ -245,7 +246,8 @@ def compact(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="One SELECT over orders, events, tickets, "
-                                              "feedback, referrals and customers.")],
+                                              "feedback, referrals, opportunities, "
+                                              "opportunity_stages and customers.")],
     limit: Annotated[int | None, typer.Option(
         min=1, help="Rows to show (default: 50 in a table, all as CSV or JSON).")] = None,
     format_: Annotated[str, typer.Option(

@@ -6,7 +6,7 @@ A trigger (``triggers/welcome_vip.yaml``)::
 
     key: welcome_vip
     on: {event: enter, segment: vip}          # enter | exit | tier_change | lifecycle_change
-                                              # | lead_qualified | sla_breach
+                                              # | lead_qualified | sla_breach | stage_change
     action: {type: webhook, url: "https://crm.example.com/hooks/vip"}
     fire: every_entry                         # or once (per customer, ever)
     cooldown: 7d                              # no second firing within 7 days
@@ -34,7 +34,8 @@ from tierwise.errors import Invalid, TierwiseError
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _DURATION = re.compile(r"^(\d+)\s*([mhdw])$")
-EVENTS = ("enter", "exit", "tier_change", "lifecycle_change", "lead_qualified", "sla_breach")
+EVENTS = ("enter", "exit", "tier_change", "lifecycle_change", "lead_qualified", "sla_breach",
+          "stage_change")
 #: Reasons a membership change fires triggers by default: a rule edit or a backfill that
 #: moves 10,000 customers does not send 10,000 webhooks unless asked to.
 Reason = Literal["data_change", "time", "manual", "rule_change", "backfill"]
@@ -188,9 +189,10 @@ Action = Annotated[Webhook | Email | Task | Tag | Notify | Sms, Field(discrimina
 
 class On(_Strict):
     event: Literal["enter", "exit", "tier_change", "lifecycle_change", "lead_qualified",
-                   "sla_breach"]
+                   "sla_breach", "stage_change"]
     segment: str | None = None
-    #: For tier_change / lifecycle_change: only changes from / to these values.
+    #: For tier_change / lifecycle_change / stage_change (an opportunity's): only changes
+    #: from / to these values.
     from_: list[str] | None = Field(default=None, alias="from")
     to: list[str] | None = None
 

@@ -66,6 +66,9 @@ class TableSchema:
     home: Literal["control", "facts"] = "facts"
     #: Column that receives source columns no mapping names (a JSON object), if any.
     extras_column: str | None = None
+    #: For a table without a key: the columns that identify a row (a row with the same
+    #: values replaces it); empty: all of them.
+    identity: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -230,8 +233,69 @@ REFERRALS = TableSchema(
     ),
 )
 
+_OPPORTUNITY_ID = ("opportunity_id", "商机编号", "商机id", "商机号", "机会编号", "opportunity id",
+                   "opportunity", "opp_id", "deal_id", "deal id")
+_ACCOUNT_ID = (*_CUSTOMER_ID, "account_id", "account id", "account", "客户账户", "企业id",
+               "公司编号", "公司id")
+
+#: Sales opportunities of an account (a customer): one row per opportunity, its current
+#: state; re-importing it with another stage moves it and records the move in
+#: ``opportunity_stages``. ``stage`` takes the workspace's ``opportunity_stages``;
+#: ``stage_at`` (when it reached its stage) and ``closed_at`` are filled in when the source
+#: does not give them (``ingest.opportunities``).
+OPPORTUNITIES = TableSchema(
+    name="opportunities",
+    key=("opportunity_id",),
+    customer_refs=("customer_id",),
+    time_column="created_at",
+    extras_column="properties",
+    columns=(
+        _c("opportunity_id", "string", *_OPPORTUNITY_ID, required=True, max_length=128),
+        _c("customer_id", "string", *_ACCOUNT_ID, required=True, max_length=128),
+        _c("name", "string", "商机名称", "机会名称", "项目名称", "opportunity_name", "deal_name",
+           "title"),
+        _c("stage", "string", "阶段", "商机阶段", "销售阶段", "stage_name", "deal_stage",
+           required=True, max_length=64),
+        _c("amount", "float", "金额", "商机金额", "预计金额", "合同金额", "deal_amount", "value",
+           min_value=0),
+        _c("probability", "float", "赢率", "成交概率", "win_probability", min_value=0,
+           max_value=100),
+        _c("created_at", "timestamp", "创建时间", "创建日期", "立项时间", "created",
+           "create_time", "created_date", required=True),
+        _c("expected_close", "date", "预计成交日期", "预计签约日期", "预计结单日期", "close_date",
+           "expected_close_date"),
+        _c("stage_at", "timestamp", "阶段时间", "进入阶段时间", "阶段变更时间", "stage_changed_at",
+           "stage_date"),
+        _c("closed_at", "timestamp", "成交时间", "结单时间", "关闭时间", "closed", "closed_date"),
+        _c("owner", "string", "负责人", "销售", "商机负责人", "销售负责人", "owner_name"),
+        _c("reason", "string", "输赢原因", "赢单原因", "输单原因", "win_loss_reason",
+           "lost_reason", "loss_reason"),
+        _c("properties", "json", "商机属性", "扩展属性", "props", max_length=MAX_LONG_TEXT),
+    ),
+)
+
+#: Each move of an opportunity into a stage (``from_stage`` None for a new one), written
+#: by the opportunity imports; importing it directly adds history from another system.
+OPPORTUNITY_STAGES = TableSchema(
+    name="opportunity_stages",
+    key=None,
+    identity=("opportunity_id", "stage", "at"),
+    customer_refs=("customer_id",),
+    time_column="at",
+    columns=(
+        _c("opportunity_id", "string", *_OPPORTUNITY_ID, required=True, max_length=128),
+        _c("customer_id", "string", *_ACCOUNT_ID, required=True, max_length=128),
+        _c("stage", "string", "阶段", "新阶段", "to_stage", required=True, max_length=64),
+        _c("from_stage", "string", "原阶段", "上一阶段", "previous_stage", max_length=64),
+        _c("at", "timestamp", "时间", "变更时间", "日期", "changed_at", "date", required=True),
+        _c("amount", "float", "金额", "商机金额", min_value=0),
+        _c("owner", "string", "负责人", "销售"),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {
-    t.name: t for t in (CUSTOMERS, ORDERS, EVENTS, TICKETS, FEEDBACK, REFERRALS)
+    t.name: t for t in (CUSTOMERS, ORDERS, EVENTS, TICKETS, FEEDBACK, REFERRALS, OPPORTUNITIES,
+                        OPPORTUNITY_STAGES)
 }
 FACT_TABLES = [t for t in TABLES.values() if t.home == "facts"]
 

@@ -208,7 +208,8 @@ FUNCTIONS = ("YEAR", "MONTH", "DAY", "WEEKDAY", "HOUR", "DAYS_UNTIL_ANNIVERSARY"
              "DAYS_UNTIL_HOLIDAY")
 #: Sources a rule can aggregate: a row counts for its customer; a referral counts for the one
 #: who referred (``COUNT(referrals) >= 3``).
-SOURCES = ("orders", "events", "tickets", "feedback", "referrals")
+SOURCES = ("orders", "events", "tickets", "feedback", "referrals", "opportunities",
+           "opportunity_stages")
 COMPARE_OPS = ("=", "!=", ">", ">=", "<", "<=")
 
 # -- text form -----------------------------------------------------------------------------

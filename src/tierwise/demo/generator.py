@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -225,8 +226,76 @@ def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
     })
 
     customers = _customers(rng, lang, ids, b2b, signup, end, cust_channel)
+    opportunities, stages = _pipeline(rng, lang, ids, b2b, signup, end, spend,
+                                      customers["owner"].to_pylist())
     return {"customers": customers, "orders": orders, "events": events, "tickets": tickets,
-            "feedback": feedback, "referrals": referrals}
+            "feedback": feedback, "referrals": referrals, "opportunities": opportunities,
+            "opportunity_stages": stages}
+
+
+#: The default pipeline, the chance to move on from each open stage (else lost), the
+#: mean days spent in it, and the win probability a sales rep would record.
+_STAGES = ("线索", "商机", "方案", "谈判")
+_ADVANCE = (0.6, 0.65, 0.7, 0.6)
+_STAGE_DAYS = (10.0, 14.0, 18.0, 12.0)
+_PROBABILITY = {"线索": 10.0, "商机": 25.0, "方案": 45.0, "谈判": 70.0, "赢单": 100.0,
+                "输单": 0.0}
+
+
+def _pipeline(rng: np.random.Generator, lang: _Lang, ids: np.ndarray, b2b: np.ndarray,
+              signup: np.ndarray, end: float, spend: np.ndarray,
+              owners: list[str | None]) -> tuple[pa.Table, pa.Table]:
+    """Opportunities of the B2B accounts and each one's moves through the stages: most
+    stop along the way (lost), a few are still open at the end of the history."""
+    count = np.where(b2b, rng.poisson(1.6, len(ids)), 0)
+    oc = np.repeat(np.arange(len(ids)), count)
+    created = signup[oc] + rng.random(len(oc)) * np.maximum(end - DAY - signup[oc], DAY)
+    amount = np.round(spend[oc] * rng.gamma(3, 1 / 1.5, len(oc)), -2) + 1000
+    names = lang.pick(vocab.DEAL_NAMES_ZH, vocab.DEAL_NAMES_EN)
+    wins = lang.pick(vocab.WIN_REASONS_ZH, vocab.WIN_REASONS_EN)
+    losses = lang.pick(vocab.LOSS_REASONS_ZH, vocab.LOSS_REASONS_EN)
+    opp_ids = _per_customer_ids("D", ids, oc)
+    rows: dict[str, list[Any]] = {k: [] for k in (
+        "opportunity_id", "customer_id", "name", "stage", "amount", "probability",
+        "created_at", "expected_close", "stage_at", "closed_at", "owner", "reason")}
+    moves: dict[str, list[Any]] = {k: [] for k in (
+        "opportunity_id", "customer_id", "stage", "from_stage", "at", "amount", "owner")}
+    for j, k in enumerate(oc.tolist()):
+        at, stage = float(created[j]), _STAGES[0]
+        path: list[tuple[str, str | None, float]] = [(stage, None, at)]
+        for step, advance in enumerate(_ADVANCE):
+            later = at + rng.exponential(_STAGE_DAYS[step]) * DAY
+            if later > end:
+                break
+            previous, at = stage, later
+            stage = (_STAGES[step + 1] if step + 1 < len(_STAGES) else "赢单") \
+                if rng.random() < advance else "输单"
+            path.append((stage, previous, at))
+            if stage in ("赢单", "输单"):
+                break
+        owner = owners[k]
+        for moved_to, moved_from, moved_at in path:
+            for column, value in (("opportunity_id", opp_ids[j]), ("customer_id", ids[k]),
+                                  ("stage", moved_to), ("from_stage", moved_from),
+                                  ("at", int(moved_at * US)), ("amount", float(amount[j])),
+                                  ("owner", owner)):
+                moves[column].append(value)
+        closed = stage in ("赢单", "输单")
+        reasons = wins if stage == "赢单" else losses
+        for column, value in (
+                ("opportunity_id", opp_ids[j]), ("customer_id", ids[k]),
+                ("name", str(rng.choice(names))), ("stage", stage),
+                ("amount", float(amount[j])), ("probability", _PROBABILITY[stage]),
+                ("created_at", int(created[j] * US)),
+                ("expected_close", int((created[j] + rng.uniform(45, 120) * DAY) // DAY)),
+                ("stage_at", int(at * US)), ("closed_at", int(at * US) if closed else None),
+                ("owner", owner), ("reason", str(rng.choice(reasons)) if closed else None)):
+            rows[column].append(value)
+    stamp = pa.timestamp("us", tz="UTC")
+    types = {"amount": pa.float64(), "probability": pa.float64(), "created_at": stamp,
+             "expected_close": pa.date32(), "stage_at": stamp, "closed_at": stamp, "at": stamp}
+    return (pa.table({c: pa.array(v, types.get(c, pa.string())) for c, v in rows.items()}),
+            pa.table({c: pa.array(v, types.get(c, pa.string())) for c, v in moves.items()}))
 
 
 def _customers(rng: np.random.Generator, lang: _Lang, ids: np.ndarray, b2b: np.ndarray,

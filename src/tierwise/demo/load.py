@@ -20,7 +20,10 @@ from tierwise.ingest.results import ImportResult
 from tierwise.models.compute import compute
 from tierwise.workspace import Workspace
 
-ORDER = ["customers", "orders", "events", "tickets", "feedback", "referrals"]
+#: Opportunities before their stage history: the history file's moves (with the stage each
+#: came from) take the place of the one-move history an import of opportunities records.
+ORDER = ["customers", "orders", "events", "tickets", "feedback", "referrals", "opportunities",
+         "opportunity_stages"]
 Step = Callable[[str, int, int], None]
 
 

@@ -61,3 +61,13 @@ TAGS_EN = ["vip", "high_value", "price_sensitive", "loyal", "b2b", "promo_respon
 COMPANY_SIZES = ["1-10", "11-50", "51-200", "201-1000", "1000+"]
 EVENT_PAGES = ["/", "/products", "/pricing", "/docs", "/blog", "/cart", "/checkout"]
 CAMPAIGNS = ["spring_sale", "618", "double11", "newsletter", "webinar", "retargeting"]
+
+#: Why opportunities were won or lost (the demo's pipeline).
+WIN_REASONS_ZH = ["价格有优势", "产品功能匹配", "客户关系好", "交付周期短"]
+LOSS_REASONS_ZH = ["价格过高", "选择了竞品", "预算取消", "需求变更", "决策延迟"]
+WIN_REASONS_EN = ["Better price", "Product fit", "Relationship", "Faster delivery"]
+LOSS_REASONS_EN = ["Too expensive", "Chose a competitor", "Budget cut", "Needs changed",
+                   "Decision postponed"]
+DEAL_NAMES_ZH = ["年度采购", "系统升级", "新项目", "续约", "扩容", "试点"]
+DEAL_NAMES_EN = ["Annual purchase", "System upgrade", "New project", "Renewal", "Expansion",
+                 "Pilot"]

@@ -252,7 +252,7 @@ def _first_line(exc: Exception) -> str:
     first = " ".join(lines) if lines else type(exc).__name__
     if "file system operations are disabled" in text or "Permission Error" in text:
         return (f"{first} (queries read the registered tables only: orders, events, "
-                "tickets, feedback, referrals, customers)")
+                "tickets, feedback, referrals, opportunities, opportunity_stages, customers)")
     return first
 
 

@@ -19,17 +19,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tierwise.definitions.personal_data import PII_COLUMNS, PersonalData, mask, mask_value
-from tierwise.definitions.schemas import TableSchema, table_schema
+from tierwise.definitions.schemas import (
+    OPPORTUNITIES,
+    OPPORTUNITY_STAGES,
+    TableSchema,
+    table_schema,
+)
 from tierwise.engines.base import TableScan
 from tierwise.engines.duckdb import ident
 from tierwise.errors import ImportRejected, Said, SourceError, say, speaking
-from tierwise.ingest import checks
+from tierwise.ingest import checks, opportunities
 from tierwise.ingest.cleaning import Change, Cleaner, cleaners
 from tierwise.ingest.convert import ConvertedBatch, Reject, clean_batch, convert_batch
 from tierwise.ingest.mapping import Mapping, Resolved, resolve
 from tierwise.ingest.readers import RawBatch, RetryRead, Source
 from tierwise.ingest.report import MAX_VALUE_CHARS, write_reject_report
 from tierwise.ingest.results import ImportResult
+from tierwise.store import changes as announce
 from tierwise.store import cleaning_log, import_log
 from tierwise.store import customers as customer_store
 from tierwise.store.control import utcnow
@@ -98,6 +104,7 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
         raise SourceError(Said(f"{source.info.path}: could not read the file consistently",
                                f"{source.info.path}：两次读取文件的结果不一致"))
 
+    settled = opportunities.Settled()
     try:
         if staged.rows == 0:
             raise SourceError(Said(f"{source.info.path}: the file has a header but no data rows",
@@ -117,6 +124,11 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
             unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
             rejects.add(duplicates + missing, len(duplicates) + len(missing))
+            if schema is OPPORTUNITIES:
+                stages, settled = opportunities.settle(
+                    ws, session, staged, resolved, started,
+                    lambda rows: _content_keys(session, rows, OPPORTUNITY_STAGES))
+                rejects.add(stages, len(stages))
             if rejects.kept:
                 _reject(source, rejects, options.report_path,
                         _concealer(resolved, ws.personal_data))
@@ -134,11 +146,12 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             result.cleaned = dict(Counter(c.rule for c in changes))
         if not options.dry_run:
             _apply(ws, schema, staged, result, unknown, snapshot, mapping, started, written,
-                   changes)
+                   changes, settled)
         result.seconds = time.perf_counter() - t0
         return result
     finally:
         staged.path.unlink(missing_ok=True)
+        settled.discard()
 
 
 def check_rows(ws: Workspace, table: str, source: Source,
@@ -154,6 +167,9 @@ def check_rows(ws: Workspace, table: str, source: Source,
     for raw in source.batches():
         batch = convert_batch(raw, resolved, ws.config.timezone)
         rejects.add(batch.rejects, batch.bad_rows)
+        if resolved.schema is OPPORTUNITIES:
+            stages = opportunities.named_stages(ws, batch.table, resolved)[1]
+            rejects.add(stages, len(stages))
         rows += batch.table.num_rows
     if rows == 0:
         raise SourceError(Said(f"{source.info.path}: no rows", f"{source.info.path}：没有数据行"))
@@ -231,8 +247,8 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
 def _content_keys(session, table: pa.Table, schema: TableSchema) -> pa.Array:
     """A stable identity for rows of tables without a key: their id column or their content."""
     session.register_arrow("batch", table.drop_columns(["_row"]))
-    parts = ", ".join(f"coalesce(CAST({ident(c.name)} AS VARCHAR), '∅')"
-                      for c in schema.columns)
+    parts = ", ".join(f"coalesce(CAST({ident(name)} AS VARCHAR), '∅')"
+                      for name in schema.identity or schema.names)
     natural = ident(schema.columns[0].name) if schema.columns[0].name == "event_id" else "NULL"
     return session.query(
         f"SELECT coalesce({natural}, md5(concat_ws(chr(31), {parts}))) AS k FROM batch"
@@ -302,8 +318,9 @@ def _reject(source: Source, rejects: _Rejects, report_path: Path | None,
 
 def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: ImportResult,
            new_ids: list[str], snapshot: int, mapping: Mapping, started, columns: list[str],
-           changes: list[Change] | None = None) -> None:
-    published: str | None = None
+           changes: list[Change] | None = None,
+           settled: opportunities.Settled | None = None) -> None:
+    published: list[str] = []
     try:
         with ws.control.write() as conn:
             import_id = import_log.record(
@@ -331,11 +348,18 @@ def _apply(ws: Workspace, schema: TableSchema, staged: StagedFile, result: Impor
             # new key: marking the file overlapping then would make every later reader
             # deduplicate the whole table for nothing.)
             raced = ws.facts.imported_since(conn, schema.name, snapshot)
-            published = ws.facts.publish(conn, staged, import_id=import_id,
-                                         overlaps=result.updated > 0 or raced)
+            published.append(ws.facts.publish(conn, staged, import_id=import_id,
+                                              overlaps=result.updated > 0 or raced))
+            if settled is not None and settled.history is not None:
+                # the moves this import makes, published and announced with it
+                ws.control.lock(conn, f"facts:{OPPORTUNITY_STAGES.name}")
+                published.append(ws.facts.publish(conn, settled.history, import_id=import_id,
+                                                  overlaps=True))
+                for reason, moves in settled.moves.items():
+                    announce.stage_changed(conn, moves, reason, started)
     except BaseException:
-        if published:
-            ws.facts.unpublish(published)
+        for path in published:
+            ws.facts.unpublish(path)
         raise
 
 

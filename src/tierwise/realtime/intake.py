@@ -39,7 +39,11 @@ from tierwise.workspace import Workspace
 
 #: Tables that take rows through intake, with the field that identifies a row.
 KEYS: dict[str, str | None] = {"events": "event_id", "orders": "order_id",
-                               "tickets": "ticket_id", "feedback": None}
+                               "tickets": "ticket_id", "feedback": None,
+                               "opportunities": "opportunity_id"}
+#: Tables whose every version of a row matters (each stage an opportunity passes through is
+#: history), so versions received together are imported one after another, not collapsed.
+VERSIONED = {"opportunities": "opportunity_stages"}
 BATCH = 20_000
 
 
@@ -125,21 +129,42 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
         if not rows:
             continue
         payloads = [row for _, row in rows]
-        key = KEYS[table]
-        if key:  # a later version of a row (a refund) replaces the earlier one
-            payloads = list({str(p[key]): p for p in payloads}.values())
         index = ws.facts.key_index(table) if ws.engine.in_process else None
-        result = import_source(ws, table, _source(table, payloads), unknown_customers="create",
-                                  report_path=_report_path(ws), key_index=index)
+        import_ids = [import_source(ws, table, _source(table, rounds), unknown_customers="create",
+                                    report_path=_report_path(ws), key_index=index).import_id
+                      for rounds in _versions(table, payloads)]
         moved_at = utcnow()
         with ws.control.write() as conn:
-            intake_store.mark_moved(conn, [i for i, _ in rows], result.import_id, moved_at)
+            intake_store.mark_moved(conn, [i for i, _ in rows], import_ids[-1], moved_at)
             ids = intake_store.survivors(conn, {str(p["customer_id"]) for p in payloads})
         done.moved[table] = len(rows)
         done.customers[table] = ids
+        if table in VERSIONED:
+            done.customers[VERSIONED[table]] = ids
         if table == "tickets":
             done.ticket_ids.update(str(p["ticket_id"]) for p in payloads)
     return done
+
+
+def _versions(table: str, payloads: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The imports that move ``payloads``: one, with the last version of each keyed row (a
+    refund replaces the order); for ``VERSIONED`` tables one per version in the order
+    received (the first version of each row, then the second, …)."""
+    key = KEYS[table]
+    if not key:
+        return [payloads]
+    if table not in VERSIONED:
+        return [list({str(p[key]): p for p in payloads}.values())]
+    rounds: list[dict[str, dict[str, Any]]] = []
+    for payload in payloads:
+        name = str(payload[key])
+        for round_ in rounds:
+            if name not in round_:
+                round_[name] = payload
+                break
+        else:
+            rounds.append({name: payload})
+    return [list(round_.values()) for round_ in rounds]
 
 
 def prune(ws: Workspace, keep_hours: float) -> int:

@@ -57,11 +57,11 @@ from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
-#: What a rule can read: the four fact tables, ``customers`` (master data), ``snapshot``
+#: What a rule can read: the fact tables, ``customers`` (master data), ``snapshot``
 #: (computed fields), ``members`` (stored members of static lists) and ``leads`` (lead
 #: scores).
-TABLES = ("orders", "events", "tickets", "feedback", "referrals", "customers", "snapshot",
-          "members", "leads")
+TABLES = ("orders", "events", "tickets", "feedback", "referrals", "opportunities",
+          "opportunity_stages", "customers", "snapshot", "members", "leads")
 _CLOCKED = ("DAYS_SINCE_LAST", "DAYS_SINCE_FIRST")
 
 

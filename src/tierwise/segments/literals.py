@@ -46,7 +46,8 @@ def _text(lang: str, key: str, **values: object) -> str:
 
 _WHO = {None: ("客户", "customer"), "orders": ("订单", "order"), "events": ("事件", "event"),
         "tickets": ("工单", "ticket"), "feedback": ("反馈", "feedback"),
-        "referrals": ("推荐记录", "referral")}
+        "referrals": ("推荐记录", "referral"), "opportunities": ("商机", "opportunity"),
+        "opportunity_stages": ("商机阶段变更", "stage change")}
 
 
 def unseen(ws: Workspace, rule: Condition, as_of: datetime, lang: str | None = None,

@@ -34,6 +34,9 @@ class Listener(Protocol):
     def lead_qualified(self, conn: sa.Connection, items: list[dict[str, Any]],
                        task: Any, at: datetime) -> None: ...
 
+    def stage_changed(self, conn: sa.Connection, items: list[dict[str, Any]], reason: str,
+                      at: datetime) -> None: ...
+
 
 _listener: list[Listener] = []
 
@@ -79,3 +82,11 @@ def lead_qualified(conn: sa.Connection, items: list[dict[str, Any]], task: Any,
     """Leads reached the threshold (``task``: the definition's task for sales, or None)."""
     if items:
         _current().lead_qualified(conn, items, task, at)
+
+
+def stage_changed(conn: sa.Connection, items: list[dict[str, Any]], reason: str,
+                  at: datetime) -> None:
+    """Opportunities moved to another stage (or were created): one item per move, with
+    ``customer_id``, ``opportunity_id``, ``from`` (None for a new one) and ``to``."""
+    if items:
+        _current().stage_changed(conn, items, reason, at)

@@ -1,0 +1,223 @@
+"""Sales opportunities: imports that name stages as the workspace does (or refuse the
+file), the stage history they keep, rules over both tables, and triggers on stage changes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from tests.api_helpers import build
+from tests.conftest import write
+
+import tierwise
+from tierwise.actions import catalog as automations
+from tierwise.definitions.segment_fields import RuleError
+from tierwise.errors import ImportRejected, TierwiseError, WorkspaceError
+from tierwise.ingest.readers import RecordsSource
+from tierwise.realtime import intake
+from tierwise.segments import literals
+from tierwise.segments.evaluate import evaluate_rule
+from tierwise.segments.vocabulary import vocabulary
+from tierwise.store.tables import outbox
+
+HEADER = "商机编号,客户编号,商机名称,阶段,金额,创建时间,负责人\n"
+
+
+def _history(ws: tierwise.Workspace) -> list[tuple[str, str | None, str]]:
+    rows = ws.sql("SELECT opportunity_id, from_stage, stage FROM opportunity_stages "
+                  "ORDER BY opportunity_id, \"at\", stage").to_pylist()
+    return [(r["opportunity_id"], r["from_stage"], r["stage"]) for r in rows]
+
+
+def _opportunities(ws: tierwise.Workspace) -> dict[str, dict[str, object]]:
+    return {r["opportunity_id"]: r for r in ws.table("opportunities").to_pylist()}
+
+
+@pytest.fixture
+def accounts(ws: tierwise.Workspace, tmp_path: Path) -> tierwise.Workspace:
+    ws.import_file("customers", write(tmp_path / "c.csv", "customer_id,name,industry\n"
+                                      "A1,甲公司,制造业\nA2,乙公司,零售\nA3,丙公司,金融\n"))
+    return ws
+
+
+def test_stages_are_named_as_the_workspace_names_them(accounts: tierwise.Workspace,
+                                                      tmp_path: Path):
+    ws = accounts
+    result = ws.import_file("opportunities", write(tmp_path / "o.csv", HEADER + (
+        "D1,A1,ERP,线索,100000,2026-10-01,王\n"
+        "D2,A1,CRM,Negotiation,50000,2026-11-01,李\n"
+        "D3,A2,BI,WON,20000,2026-09-01 10:00,王\n")))
+    assert result.inserted == 3
+    found = _opportunities(ws)
+    assert [found[k]["stage"] for k in ("D1", "D2", "D3")] == ["线索", "谈判", "赢单"]
+    # the first stage of a new opportunity was reached when it was created
+    assert found["D1"]["stage_at"] == found["D1"]["created_at"]
+    # a won one is closed when it was won (here: when the import saw it)
+    assert found["D3"]["closed_at"] == found["D3"]["stage_at"] is not None
+    assert found["D1"]["closed_at"] is None and found["D2"]["closed_at"] is None
+    assert _history(ws) == [("D1", None, "线索"), ("D2", None, "谈判"), ("D3", None, "赢单")]
+
+
+def test_an_unknown_stage_rejects_the_whole_file(accounts: tierwise.Workspace,
+                                                 tmp_path: Path):
+    ws = accounts
+    ws.import_file("opportunities", write(tmp_path / "o.csv", HEADER +
+                                          "D1,A1,ERP,线索,100000,2026-10-01,王\n"))
+    before = (_opportunities(ws), _history(ws))
+    bad = write(tmp_path / "bad.csv", HEADER + "D1,A1,ERP,商机,100000,2026-10-01,王\n"
+                                               "D4,A2,BI,closing,5000,2026-10-02,李\n")
+    with pytest.raises(ImportRejected) as caught:
+        ws.import_file("opportunities", bad, report_path=tmp_path / "r.csv")
+    text = str(caught.value)
+    assert "row 3" in text and "'阶段'" in text and "'closing'" in text and "'赢单'" in text
+    assert "opportunity_stages" in text  # the setting that lists them
+    assert (_opportunities(ws), _history(ws)) == before  # D1 did not move either
+
+
+def test_moves_are_kept_as_history_once(accounts: tierwise.Workspace, tmp_path: Path):
+    ws = accounts
+    first = write(tmp_path / "o1.csv", HEADER + "D1,A1,ERP,线索,100000,2026-10-01,王\n"
+                                                "D2,A2,BI,商机,8000,2026-10-05,李\n")
+    ws.import_file("opportunities", first)
+    stage_at = _opportunities(ws)["D2"]["stage_at"]
+    ws.import_file("opportunities", first)  # the same file again: nothing moved
+    assert _history(ws) == [("D1", None, "线索"), ("D2", None, "商机")]
+    assert _opportunities(ws)["D2"]["stage_at"] == stage_at  # kept, not "now" again
+    ws.import_file("opportunities", write(tmp_path / "o2.csv", HEADER + (
+        "D1,A1,ERP,方案,120000,2026-10-01,王\nD2,A2,BI,输单,8000,2026-10-05,李\n")))
+    ws.import_file("opportunities", write(tmp_path / "o3.csv", HEADER + (
+        "D1,A1,ERP,谈判,120000,2026-10-01,王\n")))
+    assert _history(ws) == [("D1", None, "线索"), ("D1", "线索", "方案"), ("D1", "方案", "谈判"),
+                            ("D2", None, "商机"), ("D2", "商机", "输单")]
+    assert _opportunities(ws)["D2"]["closed_at"] is not None
+    assert ws.count("opportunities") == 2
+
+
+def test_given_stage_times_are_kept_and_history_imports_merge(accounts: tierwise.Workspace,
+                                                              tmp_path: Path):
+    ws = accounts
+    ws.import_file("opportunities", write(tmp_path / "o.csv", (
+        "opportunity_id,customer_id,stage,amount,created_at,stage_at\n"
+        "D1,A1,谈判,100000,2026-01-01,2026-03-01\n")))
+    assert _opportunities(ws)["D1"]["stage_at"] == datetime(2026, 2, 28, 16, tzinfo=UTC)
+    # the CRM's own history: its move into 谈判 is the same move (same stage and time)
+    ws.import_file("opportunity_stages", write(tmp_path / "h.csv", (
+        "opportunity_id,customer_id,from_stage,stage,at\n"
+        "D1,A1,,线索,2026-01-01\nD1,A1,线索,方案,2026-02-01\nD1,A1,方案,谈判,2026-03-01\n")))
+    assert _history(ws) == [("D1", None, "线索"), ("D1", "线索", "方案"), ("D1", "方案", "谈判")]
+
+
+def test_rules_over_opportunities_and_their_moves(accounts: tierwise.Workspace,
+                                                  tmp_path: Path):
+    ws = accounts
+    old = (datetime.now(UTC) - timedelta(days=60)).strftime("%Y-%m-%d %H:%M")
+    ws.import_file("opportunities", write(tmp_path / "o.csv", (
+        "opportunity_id,customer_id,stage,amount,created_at,stage_at,owner\n"
+        f"D1,A1,谈判,100000,2026-01-01,{old},王\n"
+        "D2,A1,赢单,30000,2026-01-01,,李\n"
+        "D3,A2,方案,5000,2026-02-01,,王\n")))
+
+    def members(rule: str) -> list[str]:
+        checked = literals.check(ws, rule)
+        return sorted(evaluate_rule(ws, checked.rule)["customer_id"].to_pylist())
+
+    assert members("SUM(opportunities.amount WHERE stage = 'won') >= 30000") == ["A1"]
+    assert members("COUNT(opportunities WHERE stage NOT IN ('Won', '输单')) >= 1") == [
+        "A1", "A2"]
+    assert members("COUNT(opportunities WHERE stage = '谈判' AND stage_at < -30d) >= 1") == [
+        "A1"]
+    assert members("COUNT(opportunity_stages WHERE stage = 'proposal', LAST 7d) >= 1") == [
+        "A2"]
+    assert members("COUNT(opportunities) = 0") == ["A3"]
+    with pytest.raises(RuleError) as caught:
+        literals.check(ws, "COUNT(opportunities WHERE stage = 'closing') >= 1")
+    assert "'谈判'" in caught.value.en and "closing" in caught.value.en
+
+
+def test_stage_settings_are_checked(tmp_path: Path):
+    ws = tierwise.init(tmp_path / "ws", opportunity_stages=["Lead", "Demo", "Closed Won",
+                                                            "Closed Lost"],
+                       won_stage="Closed Won", lost_stage="Closed Lost")
+    ws.import_file("customers", write(tmp_path / "c.csv", "customer_id\nA1\n"))
+    ws.import_file("opportunities", write(tmp_path / "o.csv", (
+        "opportunity_id,customer_id,stage,created_at\nD1,A1,closed won,2026-01-01\n")))
+    assert _opportunities(ws)["D1"]["stage"] == "Closed Won"
+    assert _opportunities(ws)["D1"]["closed_at"] is not None
+    with pytest.raises(ImportRejected):  # the default stages are not this workspace's
+        ws.import_file("opportunities", write(tmp_path / "o2.csv", (
+            "opportunity_id,customer_id,stage,created_at\nD2,A1,赢单,2026-01-01\n")),
+            report_path=tmp_path / "r.csv")
+    ws.close()
+    for settings, words in (({"won_stage": "won"}, "won_stage = 'won'"),
+                            ({"opportunity_stages": ["线索", " 线索"]}, "twice"),
+                            ({"opportunity_stages": ["线索"]}, "at least two"),
+                            ({"won_stage": "输单"}, "both")):
+        with pytest.raises(WorkspaceError, match=words):
+            tierwise.init(tmp_path / f"bad{len(words)}", **settings)
+
+
+def test_stage_changes_fire_triggers_once_and_not_for_old_history(tmp_path: Path):
+    served = build(tmp_path)
+    ws = served.ws
+    words = vocabulary(ws)
+
+    def define(data: dict[str, object]) -> None:
+        model = automations.parse_definition("trigger", data, "test")
+        with ws.control.write() as conn:
+            automations.save(conn, "trigger", model, allowed_targets=[], vocabulary=words)
+
+    define({"key": "won_deal", "on": {"event": "stage_change", "from": ["Negotiation"],
+                                      "to": ["won"]},
+            "action": {"type": "task", "title": "Kick-off"}})
+    define({"key": "any_move", "on": {"event": "stage_change"},
+            "action": {"type": "tag", "tag": "pipeline"}})
+    with pytest.raises(TierwiseError, match="closing"):
+        define({"key": "typo", "on": {"event": "stage_change", "to": ["closing"]},
+                "action": {"type": "tag", "tag": "x"}})
+    now = datetime.now(UTC)
+
+    def post(rows: list[dict[str, object]]) -> None:
+        ws.import_source("opportunities", RecordsSource.from_dicts("test", rows))
+
+    # loading last year's deals is a backfill: no trigger fires by default
+    post([{"opportunity_id": "OLD", "customer_id": "C002", "stage": "赢单",
+           "created_at": "2025-01-01", "stage_at": "2025-03-01"}])
+    post([{"opportunity_id": "D1", "customer_id": "C001", "stage": "谈判",
+           "created_at": now.isoformat(), "amount": 5000}])
+    post([{"opportunity_id": "D1", "customer_id": "C001", "stage": "赢单",
+           "created_at": now.isoformat(), "amount": 5000}])
+    post([{"opportunity_id": "D1", "customer_id": "C001", "stage": "赢单",
+           "created_at": now.isoformat(), "amount": 5000}])  # no move: nothing fires
+    with ws.control.read() as conn:
+        rows = list(conn.execute(sa.select(outbox).order_by(outbox.c.outbox_id)))
+    fired = sorted(((r.source, json.loads(r.payload)["event"]) for r in rows),
+                   key=lambda f: (f[0], f[1]["to"]))
+    assert [(s, e["opportunity_id"], e["from"], e["to"]) for s, e in fired] == [
+        ("trigger:any_move", "D1", None, "谈判"), ("trigger:any_move", "D1", "谈判", "赢单"),
+        ("trigger:won_deal", "D1", "谈判", "赢单")]
+    won = fired[2][1]
+    assert won["event"] == "opportunity.stage_changed" and won["reason"] == "data_change"
+    assert won["customer_id"] == "C001" and won["amount"] == 5000
+    ws.close()
+
+
+def test_intake_keeps_every_stage_posted_together(tmp_path: Path):
+    served = build(tmp_path)
+    ws = served.ws
+    client = served.client("admin")
+    now = datetime.now(UTC).isoformat()
+    rows = [{"opportunity_id": "D9", "customer_id": "C001", "stage": stage,
+             "created_at": now, "amount": 1000} for stage in ("线索", "商机", "方案")]
+    answer = client.post("/v1/opportunities", json=rows)
+    assert answer.status_code == 202, answer.text
+    refused = client.post("/v1/opportunities", json=[{**rows[0], "stage": "closing"}])
+    assert refused.status_code == 422 and "closing" in refused.text
+    moved = intake.flush(ws)
+    assert moved.moved == {"opportunities": 3}
+    assert moved.customers["opportunity_stages"] == {"C001"}
+    assert _history(ws) == [("D9", None, "线索"), ("D9", "线索", "商机"), ("D9", "商机", "方案")]
+    assert _opportunities(ws)["D9"]["stage"] == "方案"
+    ws.close()
