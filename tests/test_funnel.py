@@ -188,3 +188,103 @@ def test_page_api_and_cli_show_the_same_funnel(ws: tierwise.Workspace) -> None:
                           capture_output=True, text=True, check=True)
     cli = json.loads(done.stdout)
     assert [s["customers"] for s in cli["steps"]] == [s["customers"] for s in expected.steps]
+
+
+@pytest.fixture(scope="module")
+def sales(tmp_path_factory: pytest.TempPathFactory) -> tierwise.Workspace:
+    """Accounts with opportunities; no lead scoring (the qualified step is left out)."""
+    root = tmp_path_factory.mktemp("sales")
+    made = tierwise.init(root / "ws")
+    made.import_file("customers", write(root / "c.csv", (
+        "customer_id,signup_at,industry,owner\n"
+        "B1,2026-07-01,制造业,王\nB2,2026-07-05,制造业,李\nB3,2026-07-10,零售,王\n"
+        "B4,2026-08-01,零售,李\nB5,2026-09-01,,\nB6,2026-06-01,零售,王\n")))
+    # each import records the move into the current stage at stage_at
+    made.import_file("opportunities", write(root / "o.csv", (
+        "opportunity_id,customer_id,stage,amount,created_at,stage_at\n"
+        "D1,B1,赢单,1000,2026-07-03,2026-07-20\nD2,B1,won,2000,2026-08-01,2026-09-10\n"
+        "D3,B2,输单,500,2026-07-15,2026-08-01\nD4,B3,谈判,800,2026-07-20,2026-07-28\n"
+        "D5,B3,赢单,900,2026-07-25,2026-08-04\n"
+        "D6,B5,赢单,700,2026-09-05,2026-10-20\n"      # won after as_of: not yet
+        "D7,B6,赢单,100,2026-07-01,2026-07-10\n")))   # B6 came in during Q2
+    made.compute(AS_OF)
+    with made.control.write() as conn:
+        accounts.add_user(conn, "admin", PASSWORD, "admin")
+    return made
+
+
+def test_the_opportunities_flow_by_hand(sales: tierwise.Workspace) -> None:
+    found = funnels.funnel(sales, "2026Q3", as_of=AS_OF, flow="opportunities")
+    assert [s["step"] for s in found.steps] == ["leads", "opportunity", "won", "renewal"]
+    assert [s["customers"] for s in found.steps] == [5, 4, 2, 1]
+    steps = {s["step"]: s for s in found.steps}
+    # entry → first opportunity: B1 2, B2 10, B3 10, B5 4 days; → first win: B1 17, B3 15;
+    # → second win: B1 52
+    assert [steps[s]["median_days"] for s in ("opportunity", "won", "renewal")] == [
+        7.0, 16.0, 52.0]
+    assert steps["won"]["rate"] == pytest.approx(2 / 4)
+    assert steps["renewal"]["of_leads"] == pytest.approx(1 / 5)
+    assert funnels.customers_at(sales, "2026Q3", "won", as_of=AS_OF,
+                                flow="opportunities") == ["B1", "B3"]
+    by_industry = funnels.funnel(sales, "2026Q3", "industry", as_of=AS_OF,
+                                 flow="opportunities")
+    assert {g["group"]: [s["customers"] for s in g["steps"]] for g in by_industry.groups} == {
+        "制造业": [2, 2, 1, 1], "零售": [2, 1, 1, 0], None: [1, 1, 0, 0]}
+    by_owner = funnels.funnel(sales, "2026Q3", "owner", as_of=AS_OF, flow="opportunities")
+    assert {g["group"]: [s["customers"] for s in g["steps"]] for g in by_owner.groups} == {
+        "王": [2, 2, 2, 1], "李": [2, 1, 0, 0], None: [1, 1, 0, 0]}
+    assert funnels.customers_at(sales, "2026Q3", "opportunity", as_of=AS_OF,
+                                flow="opportunities", by="owner", group="李") == ["B2"]
+    # the orders flow of the same leads: nobody bought
+    orders = funnels.funnel(sales, "2026Q3", as_of=AS_OF)
+    assert [s["customers"] for s in orders.steps] == [5, 0, 0]
+    with pytest.raises(tierwise.TierwiseError, match="flow='deals'"):
+        funnels.funnel(sales, "2026Q3", flow="deals")
+    with pytest.raises(tierwise.TierwiseError, match="opportunities flow's steps"):
+        funnels.customers_at(sales, "2026Q3", "repeat", flow="opportunities")
+    with pytest.raises(tierwise.TierwiseError, match="by and group"):
+        funnels.customers_at(sales, "2026Q3", "won", flow="opportunities", by="owner")
+
+
+def test_the_opportunities_flow_on_the_page_the_api_and_the_cli(
+        sales: tierwise.Workspace) -> None:
+    from urllib.parse import unquote
+
+    expected = funnels.funnel(sales, "2026Q3", "industry", flow="opportunities")
+    client = _client(sales)
+    page = client.get("/funnel", params={"period": "2026Q3", "by": "industry",
+                                         "flow": "opportunities", "lang": "en"})
+    assert page.status_code == 200 and "Renewal" in page.text
+    groups = re.findall(r'<tr data-group="([^"]+)">(.*?)</tr>', page.text)
+    assert [g for g, _ in groups] == ["制造业", "零售"]
+    for group, cells in groups:
+        links = re.findall(r'<a href="([^"]+)">([\d,]+)</a>', cells)
+        mine = next(g for g in expected.groups if g["group"] == group)
+        assert [int(n) for _, n in links] == [s["customers"] for s in mine["steps"]]
+        for (href, count), s in zip(links, mine["steps"], strict=True):
+            listed = client.get(unquote(href.replace("&amp;", "&")))
+            ids = re.findall(r'<th scope="row"><a href="/customers/([^"]+)"', listed.text)
+            assert ids == funnels.customers_at(sales, "2026Q3", s["step"],
+                                               flow="opportunities", by="industry",
+                                               group=group)
+            assert len(ids) == int(count)
+    api = client.get("/v1/values/funnel", params={"period": "2026Q3", "by": "industry",
+                                                  "flow": "opportunities"}).json()
+    assert api["flow"] == "opportunities"
+    assert [s["customers"] for s in api["steps"]] == [s["customers"] for s in expected.steps]
+    listed = client.get("/v1/values/funnel/customers", params={
+        "period": "2026Q3", "step": "won", "flow": "opportunities", "by": "industry",
+        "group": "零售"}).json()
+    assert listed["customer_ids"] == ["B3"]
+    assert client.get("/v1/values/funnel", params={"period": "2026Q3", "flow": "deals"}
+                      ).status_code == 422
+    assert client.get("/funnel", params={"period": "2026Q3", "flow": "deals"}
+                      ).status_code == 400
+    done = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "funnel", "--period",
+                           "2026Q3", "--flow", "opportunities", "--by", "owner", "--json",
+                           "-w", str(sales.root)], capture_output=True, text=True, check=True)
+    cli = json.loads(done.stdout)
+    assert [s["customers"] for s in cli["steps"]] == [s["customers"] for s in expected.steps]
+    # as of now, B5's deal (won on 20 October) is won too
+    assert {g["group"]: g["steps"][2]["customers"] for g in cli["groups"]} == {
+        "王": 2, "李": 0, None: 1}

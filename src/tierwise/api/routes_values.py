@@ -118,7 +118,8 @@ def breakdown_of(request: Request,
 
 
 def _funnel_json(found: funnels.Funnel) -> dict[str, Any]:
-    return jsonable({"period": found.period.name, "start": found.period.start,  # type: ignore[no-any-return]
+    return jsonable({"period": found.period.name, "flow": found.flow,  # type: ignore[no-any-return]
+                     "start": found.period.start,
                      "end": found.period.end, "as_of": found.as_of, "partial": found.partial,
                      "qualifying": found.qualifying, "steps": found.steps,
                      "bought_unqualified": found.bought_unqualified, "by": found.grouping,
@@ -126,37 +127,50 @@ def _funnel_json(found: funnels.Funnel) -> dict[str, Any]:
 
 
 @router.get("/values/funnel", summary=(
-    "The funnel of a period's leads: qualified, first order, repeat (services.funnel)"))
+    "The funnel of a period's leads: qualified, first order, repeat — or opportunity, won, "
+    "renewal (services.funnel)"))
 def funnel(request: Request,
            period: str = Query(..., max_length=32, description="2026, 2026H2, 2026Q3, "
                                "2026-07 or 2026-07-01..2026-08-15: the period the leads "
                                "came in."),
-           by: Literal["tier"] | None = Query(None, description="Also per tier."),
+           by: Literal["tier", "industry", "owner", "channel"] | None = Query(
+               None, description="Also per tier, industry, owner or acquisition channel."),
            segment: str | None = Query(None, max_length=128, description=(
                "Only the members of this segment.")),
            trend: int = Query(0, ge=0, le=12, description=(
                "Also the steps of this many periods up to this one (0: none).")),
+           flow: Literal["orders", "opportunities"] = Query("orders", description=(
+               "orders: leads, qualified, first_order, repeat; opportunities: leads, "
+               "qualified, opportunity, won, renewal.")),
            principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
-    found = _funnel_json(funnels.cached_funnel(ws, period, by, segment))
+    found = _funnel_json(funnels.cached_funnel(ws, period, by, segment, flow))
     if trend:
-        found["trend"] = jsonable(funnels.cached_trend(ws, period, trend, segment))
+        found["trend"] = jsonable(funnels.cached_trend(ws, period, trend, segment, flow))
     return found
 
 
 @router.get("/values/funnel/customers", summary="The leads of a period who reached a step")
 def funnel_customers(request: Request,
                      period: str = Query(..., max_length=32),
-                     step: Literal["leads", "qualified", "first_order", "repeat"] = Query(...),
+                     step: Literal["leads", "qualified", "first_order", "repeat",
+                                   "opportunity", "won", "renewal"] = Query(...),
                      tier: str | None = Query(None, max_length=128),
                      segment: str | None = Query(None, max_length=128),
                      after: str | None = Query(None, max_length=128),
                      limit: int = Query(100, ge=1, le=1000),
+                     flow: Literal["orders", "opportunities"] = Query("orders"),
+                     by: Literal["tier", "industry", "owner", "channel"] | None = Query(
+                         None, description="With group: only the leads of that group."),
+                     group: str | None = Query(None, max_length=256),
                      principal: Principal = require("values:read")) -> dict[str, Any]:
     ws = workspace(request)
-    code = vocabulary(ws, language(request, ws.config.locale)).column_code("tier", tier) \
-        if tier else None
-    ids = funnels.cached_customers_at(ws, period, step, code, segment)
+    words = vocabulary(ws, language(request, ws.config.locale))
+    code = words.column_code("tier", tier) if tier else None
+    if group is not None and by == "tier":
+        group = words.column_code("tier", group)
+    ids = funnels.cached_customers_at(ws, period, step, code, segment, flow=flow, by=by,
+                                      group=group)
     start = bisect_right(ids, after) if after else 0
     chosen = ids[start:start + limit]
     return {"total": len(ids), "customer_ids": chosen,

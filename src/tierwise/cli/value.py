@@ -525,22 +525,29 @@ def funnel_cmd(
     period: Annotated[str, typer.Option(help=(
         "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15: the period the leads came "
         "in."))],
-    by: Annotated[str | None, typer.Option(help="tier: also per tier.")] = None,
+    by: Annotated[str | None, typer.Option(help=(
+        "Also per group: tier, industry, owner or channel."))] = None,
     segment: Annotated[str | None, typer.Option(
         help="Only the members of this segment.")] = None,
     trend: Annotated[int, typer.Option(help=(
         "Also the steps of this many periods up to this one."))] = 0,
+    flow: Annotated[str, typer.Option(help=(
+        "orders (leads, qualified, first_order, repeat) or opportunities (leads, "
+        "qualified, opportunity, won, renewal)."))] = "orders",
     customers: Annotated[str | None, typer.Option(help=(
-        "Instead: list the ids of the leads who reached this step (leads, qualified, "
-        "first_order or repeat; with --tier).")) ] = None,
+        "Instead: list the ids of the leads who reached this step of the flow (with "
+        "--tier, or --by and --group).")) ] = None,
     tier: Annotated[str | None, typer.Option(help="With --customers: only this tier.")]
     = None,
+    group: Annotated[str | None, typer.Option(help=(
+        "With --customers and --by: only this group (an industry, an owner, …)."))] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """The funnel from marketing to sales to service: the leads of a period, how many
-    qualified, bought and bought again, the rates and the median days between steps (the
-    dashboard's Funnel page shows the same)."""
+    qualified, bought and bought again — or got an opportunity, won it and won again — the
+    rates and the median days between steps (the dashboard's Funnel page shows the
+    same)."""
     from tierwise.definitions.json_values import jsonable
     from tierwise.errors import spoken
     from tierwise.segments.vocabulary import vocabulary
@@ -548,18 +555,22 @@ def funnel_cmd(
 
     ws = Workspace.open(workspace)
     if customers is not None:
-        code = vocabulary(ws, spoken()).column_code("tier", tier) if tier else None
-        for customer in funnels.customers_at(ws, period, customers, code, segment):
+        words = vocabulary(ws, spoken())
+        code = words.column_code("tier", tier) if tier else None
+        if group is not None and by == "tier":
+            group = words.column_code("tier", group)
+        for customer in funnels.customers_at(ws, period, customers, code, segment,
+                                             flow=flow, by=by, group=group):
             out.print(customer, highlight=False)
         return
-    if tier is not None:
-        raise TierwiseError("--tier goes with --customers; to see every tier, use --by tier",
-                            zh="--tier 需与 --customers 同用；要看各等级请用 --by tier")
-    found = funnels.funnel(ws, period, by, segment)
-    recent = funnels.trend(ws, period, trend, segment) if trend else []
+    if tier is not None or group is not None:
+        raise TierwiseError("--tier and --group go with --customers; to see every group, use "
+                            "--by", zh="--tier 与 --group 需与 --customers 同用；要看各组请用 --by")
+    found = funnels.funnel(ws, period, by, segment, flow=flow)
+    recent = funnels.trend(ws, period, trend, segment, flow=flow) if trend else []
     if as_json:
         out.print_json(json.dumps(jsonable({
-            "period": found.period.name, "partial": found.partial,
+            "period": found.period.name, "flow": found.flow, "partial": found.partial,
             "qualifying": found.qualifying, "steps": found.steps,
             "bought_unqualified": found.bought_unqualified, "groups": found.groups,
             "trend": recent}), ensure_ascii=False))
@@ -582,13 +593,13 @@ def funnel_cmd(
     elif found.bought_unqualified:
         out.print(f"{found.bought_unqualified:,} more leads bought without qualifying.")
     words = vocabulary(ws, spoken())
-    if found.groups:
-        per = Table(title="by tier", title_justify="left")
-        per.add_column("tier")
+    if found.groups and by is not None:
+        per = Table(title=f"by {by}", title_justify="left")
+        per.add_column(by)
         for s in found.steps:
             per.add_column(s["step"], justify="right")
         for g in found.groups:
-            per.add_row("—" if g["group"] is None else words.column_label("tier", g["group"],
+            per.add_row("—" if g["group"] is None else words.column_label(by, g["group"],
                                                                           spoken()),
                         *[f"{s['customers']:,}" for s in g["steps"]])
         out.print(per)
