@@ -4,6 +4,7 @@ file), the stage history they keep, rules over both tables, and triggers on stag
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -220,4 +221,28 @@ def test_intake_keeps_every_stage_posted_together(tmp_path: Path):
     assert moved.customers["opportunity_stages"] == {"C001"}
     assert _history(ws) == [("D9", None, "线索"), ("D9", "线索", "商机"), ("D9", "商机", "方案")]
     assert _opportunities(ws)["D9"]["stage"] == "方案"
+    ws.close()
+
+
+def test_an_accounts_opportunities_on_its_page_and_in_the_api(tmp_path: Path):
+    served = build(tmp_path)
+    ws = served.ws
+    now = datetime.now(UTC)
+    ws.import_source("opportunities", RecordsSource.from_dicts("test", [
+        {"opportunity_id": "D1", "customer_id": "C001", "name": "ERP 升级", "stage": "谈判",
+         "amount": 10000, "probability": 60, "created_at": now.isoformat()},
+        {"opportunity_id": "D2", "customer_id": "C001", "stage": "won", "amount": 3000,
+         "created_at": (now - timedelta(days=90)).isoformat()},
+        {"opportunity_id": "D3", "customer_id": "C002", "stage": "线索",
+         "created_at": now.isoformat()}]))
+    page = served.client("admin").get("/customers/C001", params={"lang": "en"})
+    assert page.status_code == 200
+    rows = re.findall(r'<tr data-opportunity="([^"]+)"><th scope="row">[^<]*<small[^>]*>'
+                      r'<code>[^<]*</code></small></th><td>([^<]+)', page.text)
+    assert rows == [("D1", "Negotiation"), ("D2", "Won")]  # open first; stages in English
+    assert "1 open (10,000.00, weighted by win probability 6,000.00) · 1 won (3,000.00)" \
+        in page.text
+    answer = served.client("admin").get("/v1/customers/C001/profile").json()
+    assert [o["opportunity_id"] for o in answer["opportunities"]] == ["D1", "D2"]
+    assert answer["pipeline"]["weighted_amount"] == 6000
     ws.close()

@@ -177,7 +177,7 @@ def update_customer(customer_id: str, body: dict[str, Any], request: Request,
 
 
 @router.get("/{customer_id}/profile", summary="The 360° profile: orders, events, tickets, "
-            "feedback, values and segment history")
+            "feedback, opportunities, values and segment history")
 def profile(customer_id: str, request: Request,
             principal: Principal = require("customers:read")) -> dict[str, Any]:
     ws = workspace(request)

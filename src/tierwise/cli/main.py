@@ -286,7 +286,7 @@ def customers_show(
     customer_id: Annotated[str, typer.Argument(help="The customer's id.")],
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """A 360° view: profile, orders, events, tickets, feedback."""
+    """A 360° view: profile, orders, events, tickets, feedback, opportunities."""
     from tierwise.services.customers import customer_profile
 
     ws = _open(workspace)

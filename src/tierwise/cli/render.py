@@ -298,3 +298,11 @@ def profile(console: Console, p: CustomerProfile, config: WorkspaceConfig) -> No
     console.print(_records("Recent events", p.recent_events, zone))
     console.print(_records("Tickets", p.tickets, zone))
     console.print(_records("Feedback", p.feedback, zone))
+    if p.opportunities:
+        pipe = p.pipeline
+        console.print(_records(
+            f"Opportunities · open {pipe['open']} ({money} {pipe['open_amount']:,.2f}, "
+            f"weighted {pipe['weighted_amount']:,.2f}) · won {pipe['won']} "
+            f"({money} {pipe['won_amount']:,.2f}) · lost {pipe['lost']}",
+            [{k: o[k] for k in ("opportunity_id", "name", "stage", "amount", "stage_at",
+                                 "owner")} for o in p.opportunities], zone))

@@ -278,6 +278,7 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
     values = request.app.state.latest_values.of(customer_id)
     history = customer_segments(ws, customer_id)
     names = catalog.names_in(ws, lang)
+    words = vocabulary(ws, lang)
     view = view_of(request)
     timeline = sorted(_timeline(found, history, names, lang)
                       + _value_changes(value_history(ws, customer_id), view, lang),
@@ -295,7 +296,8 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
                   segments=[{**h, "name": names.get(h["segment_key"], h["segment_key"])}
                             for h in history if h.get("exited_at") is None],
                   tier_label=(lambda t: view.tier_label(t, lang)) if view else str,
-                  stage_label=lambda s: View.stage_label(s, lang))
+                  stage_label=lambda s: View.stage_label(s, lang),
+                  stage_name=lambda s: words.column_label("opportunities.stage", s, lang))
 
 
 def _timeline(found: Any, history: list[dict[str, Any]], names: dict[str, str],
@@ -324,6 +326,10 @@ def _timeline(found: Any, history: list[dict[str, Any]], names: dict[str, str],
               for t in found.tickets]
     items += [{"at": at("feedback", f), "kind": w["feedback"],
                "text": joined(f, ("nps", "csat", "comment"))} for f in found.feedback]
+    items += [{"at": o.get("stage_at") or o.get("created_at"), "kind": w["opportunities"],
+               "text": joined(o, ("opportunity_id", "name", "stage")) + (
+                   f" · {number(o['amount'], 2)}" if o.get("amount") is not None else "")}
+              for o in found.opportunities]
     for h in history:
         name = names.get(h["segment_key"], h["segment_key"])
         items.append({"at": h.get("entered_at"), "kind": w["segment_changes"],

@@ -1,5 +1,6 @@
 """Customers as the front ends show them: a page of a search, and the 360° view of one
-customer (master data plus their orders, events, tickets and feedback)."""
+customer (master data plus their orders, events, tickets, feedback and, for an account,
+its opportunities)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class CustomerProfile:
     feedback: list[dict[str, Any]]
     as_of: datetime
     referrals: dict[str, Any] = field(default_factory=dict)
+    #: Open ones first, then the latest; each as it stood at as_of's import.
+    opportunities: list[dict[str, Any]] = field(default_factory=list)
+    #: Open opportunities and their amount (weighted by probability), won ones and theirs.
+    pipeline: dict[str, Any] = field(default_factory=dict)
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -91,8 +96,25 @@ def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = N
             "max(referrer_id) FILTER (WHERE referred_id = $1) AS referred_by "
             "FROM referrals WHERE (referrer_id = $1 OR referred_id = $1) AND \"at\" <= $2",
             params))[0]
+        closing = [ws.config.won_stage, ws.config.lost_stage]
+        opportunities = _rows(s.query(
+            "SELECT opportunity_id, name, stage, amount, probability, created_at, "
+            "expected_close, stage_at, closed_at, owner, reason FROM opportunities "
+            "WHERE customer_id = $1 AND created_at <= $2 "
+            "ORDER BY (stage = $3 OR stage = $4), created_at DESC, opportunity_id "
+            f"LIMIT {RECENT}", [*params, *closing]))
+        pipeline = _rows(s.query(
+            "SELECT count(*) FILTER (WHERE stage <> $3 AND stage <> $4) AS open, "
+            "coalesce(sum(amount) FILTER (WHERE stage <> $3 AND stage <> $4), 0) AS open_amount,"
+            " coalesce(sum(amount * coalesce(probability, 0) / 100) FILTER ("
+            "WHERE stage <> $3 AND stage <> $4), 0) AS weighted_amount, "
+            "count(*) FILTER (WHERE stage = $3) AS won, "
+            "coalesce(sum(amount) FILTER (WHERE stage = $3), 0) AS won_amount, "
+            "count(*) FILTER (WHERE stage = $4) AS lost "
+            "FROM opportunities WHERE customer_id = $1 AND created_at <= $2",
+            [*params, *closing]))[0]
     return CustomerProfile(customer, summary, recent_orders, event_counts, recent_events,
-                           tickets, feedback, as_of, referrals)
+                           tickets, feedback, as_of, referrals, opportunities, pipeline)
 
 
 def searched_by(principal: Principal) -> list[str]:

@@ -322,6 +322,14 @@ _WORDS: dict[str, tuple[str, str]] = {
     "step_won": ("赢单", "Won"),
     "step_renewal": ("续约 / 再次赢单", "Renewal / won again"),
     "flow": ("漏斗", "Flow"),
+    "opportunity": ("商机", "Opportunity"),
+    "probability": ("赢率", "Win probability"),
+    "expected_close": ("预计成交", "Expected close"),
+    "in_stage_since": ("进入本阶段", "In this stage since"),
+    "pipeline_summary": ("进行中 {open} 个（金额 {open_amount}，按赢率加权 {weighted}）· "
+                         "赢单 {won} 个（{won_amount}）· 输单 {lost} 个",
+                         "{open} open ({open_amount}, weighted by win probability {weighted}) · "
+                         "{won} won ({won_amount}) · {lost} lost"),
     "flow_orders": ("下单", "Orders"),
     "flow_opportunities": ("商机（B2B 销售）", "Opportunities (B2B sales)"),
     "industry": ("行业", "Industry"),
