@@ -45,7 +45,8 @@ SNAPSHOT = {"rfm.r": "rfm_r", "rfm.f": "rfm_f", "rfm.m": "rfm_m", "rfm.score": "
             "value_score": "value_score", "lifecycle": "lifecycle", "clv": "clv",
             "profit_clv": "profit_clv", "p_alive": "p_alive",
             "expected_purchases": "expected_purchases", "churn_risk": "churn_risk",
-            "referrals": "referrals", "referral_revenue": "referral_revenue"}
+            "referrals": "referrals", "referral_revenue": "referral_revenue",
+            "profit_contribution": "profit_contribution"}
 
 
 #: A holiday code → its name in the holidays package's English China calendar.

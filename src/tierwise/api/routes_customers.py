@@ -189,6 +189,17 @@ def profile(customer_id: str, request: Request,
     return out
 
 
+@router.get("/{customer_id}/economics", summary="One customer's economics in a period "
+            "(services.economics)")
+def economics_of(customer_id: str, request: Request,
+                 period: str = Query(..., max_length=32, description=(
+                     "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15.")),
+                 principal: Principal = require("values:read")) -> dict[str, Any]:
+    from tierwise.services import economics
+
+    return jsonable(economics.of_customer(workspace(request), customer_id, period))  # type: ignore[no-any-return]
+
+
 @router.get("/{customer_id}/segments", summary="Segments a customer is in and has been in",
             response_model=list[dict[str, Any]])
 def segments_of(customer_id: str, request: Request,

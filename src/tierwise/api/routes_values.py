@@ -18,6 +18,7 @@ from tierwise.models.summaries import breakdown, clv_by_tier, moves, rf_grid, va
 from tierwise.models.tiers import TierSpec
 from tierwise.segments.vocabulary import vocabulary
 from tierwise.services import breakdowns
+from tierwise.services import economics as economy
 from tierwise.services import funnel as funnels
 from tierwise.services.customers import attribute_filters
 from tierwise.services.tiers import tier_plan
@@ -175,6 +176,52 @@ def funnel_customers(request: Request,
     chosen = ids[start:start + limit]
     return {"total": len(ids), "customer_ids": chosen,
             "next_after": chosen[-1] if start + limit < len(ids) else None}
+
+
+def _economics_json(found: economy.Economics) -> dict[str, Any]:
+    return jsonable({"period": found.period.name, "start": found.period.start,  # type: ignore[no-any-return]
+                     "end": found.period.end, "as_of": found.as_of, "partial": found.partial,
+                     "currency": found.currency, "by": found.by, "segment": found.segment,
+                     "totals": found.totals, "groups": found.groups,
+                     "notes": [str(n) for n in found.notes]})
+
+
+Grouping = Literal["tier", "lifecycle", "industry", "owner", "channel"]
+Measure = Literal["revenue", "gross_margin", "acquisition_cost", "ticket_cost", "manager_cost",
+                  "cost_to_serve", "marketing_cost", "profit_contribution", "referral_value"]
+
+
+@router.get("/values/economics", summary=(
+    "Customer economics over a period: revenue, gross margin, acquisition cost, cost to "
+    "serve, marketing cost, profit contribution and referral value, in total and per group "
+    "(services.economics)"))
+def economics_of(request: Request,
+                 period: str = Query(..., max_length=32, description=(
+                     "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15.")),
+                 by: Grouping | None = Query(None, description=(
+                     "Also per tier, lifecycle stage, industry, owner or channel.")),
+                 segment: str | None = Query(None, max_length=128),
+                 principal: Principal = require("values:read")) -> dict[str, Any]:
+    return _economics_json(economy.cached_economics(workspace(request), period, by, segment))
+
+
+@router.get("/values/economics/customers", summary=(
+    "The customers with their economics in a period, ordered by one measure"))
+def economics_customers(request: Request,
+                        period: str = Query(..., max_length=32),
+                        order: Measure = Query("profit_contribution"),
+                        ascending: bool = Query(False, description="Lowest first."),
+                        by: Grouping | None = Query(None),
+                        group: str | None = Query(None, max_length=256),
+                        segment: str | None = Query(None, max_length=128),
+                        limit: int = Query(50, ge=1, le=1000),
+                        principal: Principal = require("values:read")) -> dict[str, Any]:
+    ws = workspace(request)
+    if group is not None and by == "tier":
+        group = vocabulary(ws, language(request, ws.config.locale)).column_code("tier", group)
+    total, rows = economy.customers(ws, period, order, not ascending, by, group, segment,
+                                    limit)
+    return {"total": total, "customers": jsonable(rows)}
 
 
 @router.get("/values/rfm/grid", summary="R × F grid: customers and revenue per cell")

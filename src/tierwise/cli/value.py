@@ -614,8 +614,89 @@ def funnel_cmd(
         out.print(past)
 
 
+def economics_cmd(
+    period: Annotated[str | None, typer.Option(help=(
+        "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15."))] = None,
+    by: Annotated[str | None, typer.Option(help=(
+        "Also per group: tier, lifecycle, industry, owner or channel."))] = None,
+    segment: Annotated[str | None, typer.Option(
+        help="Only the members of this segment.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Instead: one customer's figures.")]
+    = None,
+    top: Annotated[int, typer.Option(help=(
+        "Also the customers with the highest profit contribution (0: none)."))] = 0,
+    settings: Annotated[Path | None, typer.Option(help=(
+        "Instead: save these economics settings (YAML or JSON: default_margin, "
+        "category_margins, ticket_cost, ticket_costs, manager_hours, hourly_cost, "
+        "channel_cac, referral_window_days, referral_credit) as a new version."))] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Customer economics: revenue, gross margin, acquisition cost, cost to serve,
+    marketing cost, profit contribution and referral value over a period (the dashboard's
+    Economics page shows the same; formulas in docs/customer-value.md)."""
+    import yaml
+
+    from tierwise.definitions.json_values import jsonable
+    from tierwise.models.economics import MEASURES, EconomicsSettings
+    from tierwise.services import economics as economy
+
+    ws = Workspace.open(workspace)
+    if settings is not None:
+        try:
+            data = yaml.safe_load(settings.read_text(encoding="utf-8")) or {}
+            spec = EconomicsSettings.model_validate(data)
+        except (OSError, yaml.YAMLError, ValueError) as exc:
+            raise TierwiseError(f"{settings}: {exc}", zh=f"{settings}：{exc}") from None
+        version = compute.save_setting(ws, "economics", spec)
+        out.print(f"economics settings saved as version {version}")
+        return
+    if period is None:
+        raise TierwiseError("--period is needed (or --settings FILE)",
+                            zh="需要 --period（或 --settings FILE）")
+    if customer is not None:
+        found_one = economy.of_customer(ws, customer, period)
+        if as_json:
+            out.print_json(json.dumps(jsonable(found_one), ensure_ascii=False))
+        else:
+            for name, value in found_one.items():
+                out.print(f"{name}: {value:,.2f}" if isinstance(value, float)
+                          else f"{name}: {value}", highlight=False)
+        return
+    found = economy.economics(ws, period, by, segment)
+    best = economy.customers(ws, period, "profit_contribution", True, None, None, segment,
+                             top)[1] if top else []
+    if as_json:
+        out.print_json(json.dumps(jsonable({
+            "period": found.period.name, "partial": found.partial, "currency": found.currency,
+            "totals": found.totals, "by": by, "groups": found.groups,
+            "notes": [str(n) for n in found.notes], "top": best}), ensure_ascii=False))
+        return
+    grid = Table(title=f"{found.period.name} · {found.currency}"
+                 + (" (partial)" if found.partial else ""), title_justify="left")
+    grid.add_column(by or "")
+    grid.add_column("customers", justify="right")
+    for name in MEASURES:
+        grid.add_column(name.replace("_", " "), justify="right")
+    for g in [*found.groups, {**found.totals, "group": "all"}]:
+        grid.add_row("—" if g["group"] is None else str(g["group"]), f"{g['customers']:,}",
+                     *[f"{g[m]:,.2f}" for m in MEASURES])
+    out.print(grid)
+    for note in found.notes:
+        out.print(f"Note: {note}", highlight=False)
+    if best:
+        ranked = Table(title="highest profit contribution", title_justify="left")
+        for name in ("customer", "revenue", "gross margin", "profit contribution"):
+            ranked.add_column(name, justify="left" if name == "customer" else "right")
+        for r in best:
+            ranked.add_row(r["customer_id"], f"{r['revenue']:,.2f}", f"{r['gross_margin']:,.2f}",
+                           f"{r['profit_contribution']:,.2f}")
+        out.print(ranked)
+
+
 def register(app: typer.Typer) -> None:
     app.command("breakdown")(breakdown_cmd)
+    app.command("economics")(economics_cmd)
     app.command("funnel")(funnel_cmd)
     app.command("compute")(compute_cmd)
     app.command("report")(report_cmd)

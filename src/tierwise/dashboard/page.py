@@ -29,7 +29,7 @@ SCRIPT_WORDS = ("counting", "customers", "ignore", "rows", "queued", "running", 
                 "unchanged")
 NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/lifecycle"),
        ("segments", "/segments"), ("customers", "/customers"), ("breakdown", "/breakdown"),
-       ("funnel", "/funnel"), ("clv", "/clv"),
+       ("funnel", "/funnel"), ("economics", "/economics"), ("clv", "/clv"),
        ("actions", "/actions"), ("review", "/review"), ("duplicates", "/duplicates"),
        ("imports", "/imports"))
 
@@ -56,6 +56,7 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
     "/funnel/customers": frozenset({"period", "by", "segment", "step", "tier", "after", "flow",
                                     "group"}),
     "/review/report.{fmt}": frozenset({"period", "segment"}),
+    "/economics": frozenset({"period", "by", "segment", "order", "ascending"}),
     "/imports": frozenset({"job"}),
     "/duplicates": frozenset({"status", "limit"}),
 }

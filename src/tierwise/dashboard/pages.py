@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from tierwise.dashboard import (
     breakdown_pages,
     customer_pages,
+    economics_pages,
     funnel_pages,
     identity_pages,
     segment_pages,
@@ -51,6 +52,6 @@ def install(app: FastAPI) -> None:
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     for pages in (value_pages, segment_pages, customer_pages, breakdown_pages, funnel_pages,
-                  work_pages, identity_pages):
+                  economics_pages, work_pages, identity_pages):
         app.include_router(pages.router)
     app.include_router(router)

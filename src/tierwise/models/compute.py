@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tierwise.compile.segments import compile_rule
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import NotFoundError, TierwiseError
-from tierwise.models import clv, lifecycle, rfm, stats, tiers
+from tierwise.models import clv, economics, lifecycle, rfm, stats, tiers
 from tierwise.models.lifecycle import ChurnBands, LifecycleSpec
 from tierwise.models.rfm import RFMSettings, SegmentScheme
 from tierwise.models.tiers import TierSpec
@@ -66,6 +66,7 @@ SETTINGS: dict[str, tuple[str, str, type[BaseModel]]] = {
     "lifecycle": ("lifecycle", "default", lifecycle.LifecycleSpec),
     "clv": ("clv", "settings", CLVSettings),
     "churn": ("churn", "bands", lifecycle.ChurnBands),
+    "economics": ("economics", "settings", economics.EconomicsSettings),
 }
 
 
@@ -77,6 +78,8 @@ class Settings:
     lifecycle: LifecycleSpec
     clv: CLVSettings
     churn: ChurnBands
+    economics: economics.EconomicsSettings = field(
+        default_factory=economics.EconomicsSettings)
     versions: dict[str, int] = field(default_factory=dict)
 
 
@@ -109,11 +112,21 @@ def load_settings(ws: Workspace, for_compute: bool = True) -> Settings:
                             zh=f"RFM 方案 {scheme.key} 用于 {scheme.bins} 级评分，但 RFM 按 "
                             f"{loaded['rfm'].bins} 级评分")
     return Settings(loaded["rfm"], scheme, loaded["tiers"], loaded["lifecycle"],
-                    loaded["clv"], loaded["churn"], versions)
+                    loaded["clv"], loaded["churn"], loaded["economics"], versions)
 
 
 def save_setting(ws: Workspace, name: str, spec: BaseModel, note: str | None = None) -> int:
     kind, key, model = SETTINGS[name]
+    if name == "economics":
+        assert isinstance(spec, economics.EconomicsSettings)
+        tiers_now = load_settings(ws, for_compute=False).tiers.tiers
+        unknown = sorted(set(spec.manager_hours) - set(tiers_now))
+        if unknown:  # hours of a tier nobody is in would price nothing
+            raise TierwiseError(
+                f"economics.manager_hours names tiers that do not exist: {', '.join(unknown)};"
+                f" the tiers are {', '.join(tiers_now)}",
+                zh=f"economics.manager_hours 中的等级不存在：{'、'.join(unknown)}；现有等级："
+                   f"{'、'.join(tiers_now)}")
     with ws.control.write() as conn:
         return stored.save(conn, kind, key, model.model_validate(
             spec.model_dump()).model_dump(mode="json"), note)
@@ -250,14 +263,25 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         value[b] = clv.discounted_value(cumulative, spend_b, months, MONTH_WEEKS, margin,
                                         monthly)
     acquisition = np.nan_to_num(_np(base, "acquisition_cost"))
-    profit_clv = value - settings.clv.service_cost_per_purchase * np.nan_to_num(expected) \
-        - acquisition
+    # the last twelve months' economics (without the manager's time, which is priced by
+    # the tier this computation decides): the "contribution" metric, and each customer's
+    # cost to serve and market per purchase, which profit CLV subtracts per expected one
+    year = economics.per_customer(ws, settings.economics, as_of - timedelta(days=365),
+                                  as_of + timedelta(microseconds=1))
+    e_idx = pc.index_in(ids, year["customer_id"])
+    ey = pa.table({name: col(year, name, e_idx) for name in (
+        "profit_contribution", "ticket_cost", "marketing_cost", "orders")})
+    contribution = np.nan_to_num(_np(ey, "profit_contribution"))
+    per_purchase = (np.nan_to_num(_np(ey, "ticket_cost")) + np.nan_to_num(
+        _np(ey, "marketing_cost"))) / np.maximum(np.nan_to_num(_np(ey, "orders")), 1)
+    profit_clv = value - (settings.clv.service_cost_per_purchase + per_purchase) \
+        * np.nan_to_num(expected) - acquisition
 
     growth = np.nan_to_num(_np(st, "revenue")) - np.nan_to_num(_np(st, "revenue_previous"))
     metrics = {
         "monetary": _np(sc, "monetary"), "frequency": _np(sc, "frequency"),
         "recency": _np(sc, "recency"), "profit": profit_total, "clv": np.nan_to_num(value),
-        "referrals": referrals_made, "growth": growth,
+        "referrals": referrals_made, "growth": growth, "contribution": contribution,
     }
     score = tiers.value_score(metrics, settings.tiers.weights, bought)
     id_np = np.asarray(ids.to_pylist(), dtype=object)
@@ -307,6 +331,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         "expected_spend": maybe(spend),
         "clv": maybe(value),
         "profit_clv": maybe(profit_clv),
+        # the last twelve months' profit contribution (models.economics; no manager time)
+        "profit_contribution": pa.array(contribution, pa.float64()),
         "churn_risk": pa.array(risk.tolist(), pa.string()),
         # Filled by the insights models (`tierwise churn --save`, `tierwise lookalikes
         # --save`), else empty.

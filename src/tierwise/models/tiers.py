@@ -38,7 +38,8 @@ from tierwise.definitions.segment_fields import (
 from tierwise.definitions.segment_parser import parse
 from tierwise.errors import Invalid
 
-METRICS = ("monetary", "frequency", "recency", "profit", "clv", "referrals", "growth")
+METRICS = ("monetary", "frequency", "recency", "profit", "clv", "referrals", "growth",
+           "contribution")
 
 
 class TierRule(BaseModel):

@@ -21,7 +21,8 @@ from tierwise.workspace import Workspace
 #: Tier metric -> the snapshot column holding it.
 METRIC_COLUMNS = {"monetary": "rfm_monetary", "frequency": "rfm_frequency",
                   "recency": "rfm_recency", "profit": "profit_total", "clv": "clv",
-                  "referrals": "referrals", "growth": "revenue_growth"}
+                  "referrals": "referrals", "growth": "revenue_growth",
+                  "contribution": "profit_contribution"}
 
 
 @dataclass

@@ -109,6 +109,17 @@ def cost_of_source(conn: sa.Connection, source: str) -> tuple[int, float]:
     return int(row[0]), float(row[1])
 
 
+def costs_by_customer(conn: sa.Connection, start: datetime, end: datetime
+                      ) -> list[tuple[str, int, float]]:
+    """(customer, messages delivered, their cost) for the messages delivered in
+    ``[start, end)`` that cost something."""
+    return [(r[0], int(r[1]), float(r[2])) for r in conn.execute(
+        sa.select(outbox.c.customer_id, sa.func.count(), sa.func.sum(outbox.c.cost))
+        .where(outbox.c.status == "delivered", outbox.c.delivered_at >= start,
+               outbox.c.delivered_at < end, outbox.c.cost > 0)
+        .group_by(outbox.c.customer_id))]
+
+
 # -- trigger fires -------------------------------------------------------------------------
 
 def last_fired(conn: sa.Connection, trigger_key: str, customers: list[str]

@@ -306,6 +306,28 @@ _WORDS: dict[str, tuple[str, str]] = {
                      "or first order) and how far they have gone since; each step is within the "
                      "one before."),
     "nav_funnel": ("漏斗", "Funnel"),
+    "nav_economics": ("经济价值", "Economics"),
+    "economics": ("客户经济价值", "Customer economics"),
+    "economics_about": ("每位客户在本期带来的毛利，减去服务成本（工单、客户经理时间）、营销成本"
+                        "（已发送消息）与本期获客成本，即利润贡献；推荐价值单独列出（被推荐客户"
+                        "的毛利已计入其本人）。公式见 docs/customer-value.md。",
+                        "What each customer's gross margin in the period leaves after the cost "
+                        "to serve (tickets, account manager's time), marketing (messages "
+                        "delivered) and acquisition in the period: the profit contribution. "
+                        "Referral value is shown beside it (the referred customers' margin is "
+                        "in their own). Formulas: docs/customer-value.md."),
+    "m_revenue": ("收入", "Revenue"),
+    "m_gross_margin": ("毛利", "Gross margin"),
+    "m_acquisition_cost": ("获客成本", "Acquisition cost"),
+    "m_ticket_cost": ("工单成本", "Ticket cost"),
+    "m_manager_cost": ("客户经理成本", "Account manager cost"),
+    "m_cost_to_serve": ("服务成本", "Cost to serve"),
+    "m_marketing_cost": ("营销成本", "Marketing cost"),
+    "m_profit_contribution": ("利润贡献", "Profit contribution"),
+    "m_referral_value": ("推荐价值", "Referral value"),
+    "economics_top": ("按{measure}排序的客户", "Customers by {measure}"),
+    "lowest_first": ("从低到高", "Lowest first"),
+    "sort_by": ("排序依据", "Sort by"),
     "rfm_r": ("R 分", "R score"),
     "was_tier": ("当时等级", "Tier then"),
     "bought": ("下单月份", "Bought in"),
