@@ -204,3 +204,19 @@ def test_page_api_and_cli_agree(ws: tierwise.Workspace) -> None:
         assert compute.load_settings(ws).economics.ticket_cost == 12
     finally:
         compute.save_setting(ws, "economics", SETTINGS)
+
+
+def test_the_review_shows_economics_per_tier(ws: tierwise.Workspace) -> None:
+    from tierwise.services.review import review
+    from tierwise.web import report
+
+    found = review(ws, "2026Q3")
+    whole = service.economics(ws, "2026Q3", as_of=AS_OF)
+    assert sum(g["customers"] for g in found.economics) == 4
+    assert sum(g["revenue"] for g in found.economics) == whole.totals["revenue"]
+    assert sum(g["profit_contribution"] for g in found.economics) == pytest.approx(
+        whole.totals["profit_contribution"], abs=0.05)
+    page = report.html(ws, found, "en")
+    assert "Customer economics" in page and "Profit contribution" in page
+    chinese = report.html(ws, found, "zh-CN")
+    assert "利润贡献" in chinese and "优先级为 low" in chinese  # the note, in Chinese

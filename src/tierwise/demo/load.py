@@ -18,6 +18,7 @@ from tierwise.ingest import imports
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.results import ImportResult
 from tierwise.models.compute import compute
+from tierwise.models.economics import EconomicsSettings
 from tierwise.workspace import Workspace
 
 #: Opportunities before their stage history: the history file's moves (with the stage each
@@ -146,6 +147,7 @@ def showcase(ws: Workspace, step: Step | None = None) -> None:
     now = utcnow()
     earlier = now - timedelta(days=SHOWCASE_GAP_DAYS)
     stages = [("duplicates", lambda: _showcase_duplicates(ws)),
+              ("economics", lambda: _showcase_economics(ws)),
               ("compute", lambda: compute(ws, earlier)),
               ("segments", lambda: [defs.save(ws, template(k, ws.config.locale), "demo showcase")
                                     for k in TEMPLATES]),
@@ -191,12 +193,24 @@ def _showcase_duplicates(ws: Workspace) -> None:
     review.queue(ws, pairs, actor="demo showcase")
 
 
+#: What serving the demo's customers costs (in the demo's currency): tickets by priority, the
+#: account managers' time for tiers A and B, acquisition by channel where a customer has no
+#: cost of their own, a margin for the few orders without a cost.
+SHOWCASE_ECONOMICS = EconomicsSettings(
+    default_margin=0.35, ticket_cost=25, ticket_costs={"high": 60, "urgent": 150},
+    manager_hours={"A": 3, "B": 1}, hourly_cost=180,
+    channel_cac={"天猫": 45, "京东": 45, "抖音": 60, "Amazon": 45, "Marketplace": 40})
+
 SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {
     "trigger": [{
         "key": "awaken_call", "names": {"zh-CN": "待唤醒客户回访", "en": "Call to awaken"},
         "on": {"event": "enter", "segment": "to_be_awakened"},
         "action": {"type": "task", "title": "回访待唤醒客户 / call a customer to awaken",
-                   "due_hours": 72, "priority": "normal"}}],
+                   "due_hours": 72, "priority": "normal"}},
+        {"key": "deal_won", "names": {"zh-CN": "赢单交接", "en": "Won deal hand-over"},
+         "on": {"event": "stage_change", "to": ["赢单"]},
+         "action": {"type": "task", "title": "安排实施启动会 / schedule the kick-off",
+                    "due_hours": 48, "priority": "high"}}],
     "playbook": [{
         "key": "tier_a_care", "names": {"zh-CN": "A 类客户专属服务", "en": "Tier A care"},
         "applies_to": {"tier": "A"}, "priority": 10, "service_level": "premium",
@@ -216,6 +230,16 @@ SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {
         "task": {"type": "task", "title": "合格线索：一天内联系 / qualified lead: call within a "
                  "day", "role": "sales", "due_hours": 24}}],
 }
+
+
+def _showcase_economics(ws: Workspace) -> None:
+    """The demo's costs, the manager's hours for those of its tiers the workspace has."""
+    from tierwise.models import compute as settings
+
+    tiers = settings.load_settings(ws, for_compute=False).tiers.tiers
+    hours = {t: h for t, h in SHOWCASE_ECONOMICS.manager_hours.items() if t in tiers}
+    settings.save_setting(ws, "economics",
+                          SHOWCASE_ECONOMICS.model_copy(update={"manager_hours": hours}))
 
 
 def _showcase_automations(ws: Workspace) -> None:

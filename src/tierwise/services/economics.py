@@ -24,7 +24,7 @@ from tierwise.errors import NotFoundError, Said, TierwiseError
 from tierwise.models import compute
 from tierwise.models.economics import MEASURES, per_customer
 from tierwise.services.memo import Memo, data_token
-from tierwise.services.review import Period, parse_period
+from tierwise.services.periods import Period, parse_period
 from tierwise.store import customer_mirror
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
@@ -204,6 +204,20 @@ def of_customer(ws: Workspace, customer_id: str, period_text: str,
     return {"period": period.name, **row}
 
 
+def grouped(ws: Workspace, period: Period, groups: pa.Table, as_of: datetime | None = None
+            ) -> tuple[list[dict[str, Any]], list[Said]]:
+    """The measures summed per group of ``groups`` (customer_id, grp) — the review's tiers or
+    segment — in ``period``, with the notes."""
+    table, notes = _table(ws, period, as_of or utcnow(), None)
+    index = pc.index_in(table["customer_id"], groups["customer_id"])
+    grp = pc.take(groups["grp"], index)
+    out = []
+    for value in sorted({v for v in grp.to_pylist() if v is not None}, key=str):
+        out.append({"group": value, **_sums(table.filter(pc.fill_null(pc.equal(grp, value),
+                                                                      False)))})
+    return out, notes
+
+
 _MEMO = Memo()
 
 
@@ -222,4 +236,4 @@ def _settings_token(ws: Workspace) -> tuple[object, ...]:
 
 
 __all__ = ["GROUPINGS", "ORDERS", "Economics", "cached_economics", "customers", "economics",
-           "of_customer"]
+           "grouped", "of_customer"]

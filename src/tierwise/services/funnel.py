@@ -49,7 +49,7 @@ from tierwise.errors import TierwiseError
 from tierwise.models import compute
 from tierwise.models import leads as lead_model
 from tierwise.services.memo import Memo, data_token
-from tierwise.services.review import Period, parse_period
+from tierwise.services.periods import Period, parse_period
 from tierwise.store import customer_mirror
 from tierwise.store import leads as lead_store
 from tierwise.store.control import utcnow

@@ -43,6 +43,10 @@ STATE_COLOURS = ("#0b5cad", "#2b8a3e", "#e67700", "#c92a2a", "#5f3dc4", "#1098ad
 
 # -- the content, once for both files --------------------------------------------------------
 
+#: The customer economics a review shows per group.
+REPORTED = ("revenue", "gross_margin", "cost_to_serve", "marketing_cost", "acquisition_cost",
+            "profit_contribution", "referral_value")
+
 
 @dataclass
 class Series:
@@ -74,6 +78,9 @@ class Content:
     migration_note: str | None
     movers: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
     words: dict[str, str] = field(default_factory=dict)
+    economics_header: list[str] = field(default_factory=list)
+    economics_rows: list[list[str]] = field(default_factory=list)
+    economics_notes: list[str] = field(default_factory=list)
 
 
 def _labeller(ws: Workspace, review: Review, lang: str) -> Callable[[Any], str]:
@@ -180,7 +187,12 @@ def content(ws: Workspace, review: Review, lang: str) -> Content:
         satisfaction_rows=happy_rows, nps=nps, states=states, grid=grid,
         flows=[(label(m["from"]), label(m["to"]), m["customers"]) for m in review.migration
                if m["customers"]],
-        migration_note=_migration_note(review, w), movers=movers, words=w)
+        migration_note=_migration_note(review, w), movers=movers, words=w,
+        economics_header=[w["segment"], w["customers"], *[w[f"m_{m}"] for m in REPORTED]],
+        economics_rows=[[label(g["group"]), f"{g['customers']:,}",
+                         *[f"{g[m]:,.2f}" for m in REPORTED]] for g in review.economics],
+        economics_notes=[n.both()[1 if lang == "zh-CN" else 0]
+                         for n in review.economics_notes])
 
 
 def _matrix(review: Review, label: Callable[[Any], str]) -> tuple[list[str], list[list[int]]]:
@@ -465,6 +477,9 @@ def pdf(ws: Workspace, review: Review, lang: str) -> bytes:
                                                                  strict=True)]]),
             Spacer(1, 3 * mm),
             _pdf_sankey(c.flows, (review.previous.name, review.period.name), font))
+    if c.economics_rows:
+        story += section(c.words["economics"], table([c.economics_header, *c.economics_rows]),
+                         *[para(n, muted) for n in c.economics_notes])
     for title, header, rows in c.movers:
         story += section(title, table([header, *rows]))
     buffer = io.BytesIO()
