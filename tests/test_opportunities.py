@@ -246,3 +246,32 @@ def test_an_accounts_opportunities_on_its_page_and_in_the_api(tmp_path: Path):
     assert [o["opportunity_id"] for o in answer["opportunities"]] == ["D1", "D2"]
     assert answer["pipeline"]["weighted_amount"] == 6000
     ws.close()
+
+
+def test_the_opportunity_sla_template_finds_stalled_deals_of_key_accounts(
+        accounts: tierwise.Workspace, tmp_path: Path):
+    from tierwise.segments.templates import TEMPLATES
+
+    ws = accounts
+    now = datetime.now(UTC)
+    ws.import_file("orders", write(tmp_path / "o.csv", (
+        "order_id,customer_id,ordered_at,amount\n"
+        f"O1,A1,{(now - timedelta(days=40)):%Y-%m-%d},100000\n"
+        f"O2,A2,{(now - timedelta(days=40)):%Y-%m-%d},10\n")))
+    ws.compute(now)
+    ws.import_source("opportunities", RecordsSource.from_dicts("test", [
+        {"opportunity_id": "D1", "customer_id": "A1", "stage": "谈判",
+         "created_at": (now - timedelta(days=20)).isoformat(),
+         "stage_at": (now - timedelta(days=10)).isoformat()},
+        {"opportunity_id": "D2", "customer_id": "A2", "stage": "谈判",   # not tier A
+         "created_at": (now - timedelta(days=40)).isoformat(),
+         "stage_at": (now - timedelta(days=30)).isoformat()},
+        {"opportunity_id": "D3", "customer_id": "A1", "stage": "赢单",   # closed: no SLA
+         "created_at": (now - timedelta(days=60)).isoformat(),
+         "stage_at": (now - timedelta(days=50)).isoformat()}]))
+    rule = TEMPLATES["stalled_key_deals"].rule
+    assert rule is not None
+    assert evaluate_rule(ws, literals.check(ws, rule).rule, now)["customer_id"].to_pylist() == []
+    later = now + timedelta(days=5)  # D1 has now been 15 days in 谈判
+    assert evaluate_rule(ws, literals.check(ws, rule).rule, later)["customer_id"] \
+        .to_pylist() == ["A1"]

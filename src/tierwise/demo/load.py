@@ -210,7 +210,12 @@ SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {
         {"key": "deal_won", "names": {"zh-CN": "赢单交接", "en": "Won deal hand-over"},
          "on": {"event": "stage_change", "to": ["赢单"]},
          "action": {"type": "task", "title": "安排实施启动会 / schedule the kick-off",
-                    "due_hours": 48, "priority": "high"}}],
+                    "due_hours": 48, "priority": "high"}},
+        {"key": "stalled_deal_alert", "names": {"zh-CN": "重点商机停滞提醒",
+                                                "en": "Stalled key deal alert"},
+         "on": {"event": "enter", "segment": "stalled_key_deals"},
+         "action": {"type": "task", "title": "推进停滞商机 / move the stalled deal on",
+                    "due_hours": 24, "priority": "urgent"}}],
     "playbook": [{
         "key": "tier_a_care", "names": {"zh-CN": "A 类客户专属服务", "en": "Tier A care"},
         "applies_to": {"tier": "A"}, "priority": 10, "service_level": "premium",

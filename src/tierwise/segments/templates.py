@@ -61,6 +61,14 @@ _ALL = (
               "春节前 14 天内、近一年有购买的客户：节日问候与礼遇。",
               "Customers who bought in the last year, in the 14 days before the Spring "
               "Festival: greetings and holiday offers.", "care"),
+    _template("stalled_key_deals", "重点客户停滞商机", "Stalled deals of key accounts",
+              "tier = 'A' AND COUNT(opportunities WHERE closed_at IS NULL AND stage_at < -14d)"
+              " >= 1",
+              "A 类客户有进行中的商机在同一阶段停留超过 14 天：商机 SLA，配合触发器给负责人派"
+              "紧急任务。",
+              "Tier A accounts with an open opportunity in the same stage for more than 14 "
+              "days: an opportunity SLA (pair it with a trigger that gives the owner an "
+              "urgent task).", "sales"),
     _template("promoters", "推荐者（NPS 9–10）", "Promoters (NPS 9–10)",
               "nps_class = 'promoter'",
               "最近一次 NPS 评分为 9–10 分：适合邀请推荐、评价和案例。",
