@@ -487,3 +487,15 @@ def test_cli_keys_expire(served: Served) -> None:
     refused = tw("--actor", "viewer", "keys", "create", "y", "--role", "viewer",
                  "--no-expiry", "-w", w, code=1)
     assert "viewer (viewer) may not create API keys" in refused
+
+
+def test_an_instant_written_as_a_number_is_refused(tmp_path: Path) -> None:
+    """A query's ``as_of=0.0`` is a client's bug (seconds since 1970?), not 1 January 1970."""
+    served = build(tmp_path)
+    client = served.client("admin")
+    for value in ("0.0", "1700000000", "1e9"):
+        answer = client.get("/v1/insights/satisfaction", params={"as_of": value})
+        assert answer.status_code == 422 and "ISO 8601" in answer.text, value
+    assert client.get("/v1/insights/satisfaction",
+                      params={"as_of": "2026-06-30T18:00:00+08:00"}).status_code == 200
+    served.ws.close()

@@ -9,6 +9,7 @@ that the answer should name, not guess around. Bodies use ``StrictInt``, ``Stric
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -17,9 +18,12 @@ from pydantic import AfterValidator, BeforeValidator
 from tierwise.definitions.segment_ast import RuleLimitError, check_as_of
 from tierwise.errors import Invalid
 
+#: Text that is a number: pydantic would read it as seconds since 1970.
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
 
 def _text(value: Any) -> Any:
-    if isinstance(value, str | datetime):
+    if isinstance(value, datetime) or (isinstance(value, str) and not _NUMBER.fullmatch(value)):
         return value
     raise Invalid("expected a date-time as ISO 8601 text, such as "
                   "2026-06-30T18:00:00+08:00",
