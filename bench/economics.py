@@ -114,6 +114,7 @@ from datetime import datetime, UTC
 import numpy as np, pandas as pd
 import tierwise
 from tierwise.models import compute
+from tierwise.models import leads as lead_model
 from tierwise.services.periods import parse_period
 from tierwise.store import leads as lead_store
 
@@ -177,8 +178,10 @@ def steps(cols):
             mask &= g[c].notna().to_numpy(); counts.append(int(mask.sum()))
         out[tier] = counts
     return out
-f_orders = steps(["qualified_at", "first_order", "second_order"])
-f_opps = steps(["qualified_at", "first_opportunity", "first_won", "second_won"])
+# without lead-scoring rules the qualified step is left out, as tierwise does
+qualified = ["qualified_at"] if lead_model.definition(ws) is not None else []
+f_orders = steps([*qualified, "first_order", "second_order"])
+f_opps = steps([*qualified, "first_opportunity", "first_won", "second_won"])
 t1 = time.perf_counter()
 # economics, per tier of the latest snapshot
 o = orders[(orders.status == "paid") & (orders.ordered_at >= start) & (orders.ordered_at < end)]
