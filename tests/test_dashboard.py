@@ -24,7 +24,8 @@ from tierwise.demo.generator import DemoSpec
 from tierwise.demo.load import load_generated, showcase
 from tierwise.errors import TierwiseError
 from tierwise.server.app import create_app
-from tierwise.services.review import parse_period, review
+from tierwise.services.periods import parse_period
+from tierwise.services.review import review
 from tierwise.store import accounts
 
 PASSWORD = "dashboard-pass-1"
@@ -464,7 +465,7 @@ def test_a_review_under_way_is_partial_and_compared_with_as_many_days(
 
     import pandas as pd
 
-    from tierwise.services.review import parse_period
+    from tierwise.services.periods import parse_period
     from tierwise.store.control import utcnow
     from tierwise.web import report
 

@@ -121,7 +121,8 @@ def _key(value: Any) -> str:
 def _in_period(ws: Workspace, table: pa.Table, dimension: str, text: str,
                memberships: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
     """The review's period figures per group (by ``_key``) and for all (``\x00all``)."""
-    from tierwise.services.review import parse_period, period_kpis
+    from tierwise.services.periods import parse_period
+    from tierwise.services.review import period_kpis
 
     chosen = parse_period(text, ws.config.timezone)
     ids = table.column("customer_id").to_pylist()

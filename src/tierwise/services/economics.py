@@ -24,7 +24,7 @@ from tierwise.errors import NotFoundError, Said, TierwiseError
 from tierwise.models import compute
 from tierwise.models.economics import MEASURES, per_customer
 from tierwise.services.memo import Memo, data_token
-from tierwise.services.periods import Period, parse_period
+from tierwise.services.periods import Period, begun, parse_period
 from tierwise.store import customer_mirror
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
@@ -149,11 +149,8 @@ def economics(ws: Workspace, period_text: str, by: str | None = None,
               segment: str | None = None, as_of: datetime | None = None) -> Economics:
     """Every measure summed over the customers (of ``segment``), and per group (``by``)."""
     _check_by(by)
-    period = parse_period(period_text, ws.config.timezone)
     as_of = as_of or utcnow()
-    if period.start >= as_of:
-        raise TierwiseError(f"period {period.name} has not started yet",
-                            zh=f"期间 {period.name} 还没有开始")
+    period = begun(period_text, ws.config.timezone, as_of)
     table, notes = _table(ws, period, as_of, segment)
     found = Economics(period, as_of, period.end > as_of, ws.config.currency, _sums(table),
                       by, segment, notes=notes)

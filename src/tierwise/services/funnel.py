@@ -49,7 +49,7 @@ from tierwise.errors import TierwiseError
 from tierwise.models import compute
 from tierwise.models import leads as lead_model
 from tierwise.services.memo import Memo, data_token
-from tierwise.services.periods import Period, parse_period
+from tierwise.services.periods import Period, begun, parse_period
 from tierwise.store import customer_mirror
 from tierwise.store import leads as lead_store
 from tierwise.store.control import utcnow
@@ -236,11 +236,8 @@ def funnel(ws: Workspace, period_text: str, by: str | None = None,
         raise TierwiseError(f"by={by!r}: the funnel is grouped by {', '.join(GROUPINGS)}",
                             zh=f"by={by!r}：漏斗可按 {', '.join(GROUPINGS)} 分组")
     _flow_steps(flow)
-    period = parse_period(period_text, ws.config.timezone)
     as_of = as_of or utcnow()
-    if period.start >= as_of:
-        raise TierwiseError(f"period {period.name} has not started yet",
-                            zh=f"期间 {period.name} 还没有开始")
+    period = begun(period_text, ws.config.timezone, as_of)
     partial = period.end > as_of
     qualifying = lead_model.definition(ws) is not None
     table = _scoped(ws, journeys(ws, period.start, min(period.end, as_of), as_of), segment,

@@ -140,4 +140,14 @@ def _parse_days(text: str, first: str, last: str, tz: ZoneInfo) -> Period:
     return _stretch(start, days, tz)
 
 
-__all__ = ["MAX_DAYS", "YEARS", "Period", "parse_period"]
+def begun(text: str, zone: str, as_of: datetime) -> Period:
+    """``parse_period``, refusing a period that starts at or after ``as_of`` (nothing in it
+    has happened yet)."""
+    period = parse_period(text, zone)
+    if period.start >= as_of:
+        raise TierwiseError(f"period {period.name} has not started yet",
+                            zh=f"期间 {period.name} 还没有开始")
+    return period
+
+
+__all__ = ["MAX_DAYS", "YEARS", "Period", "begun", "parse_period"]

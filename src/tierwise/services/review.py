@@ -39,7 +39,7 @@ from tierwise.engines.base import naive_utc
 from tierwise.errors import Said, TierwiseError
 from tierwise.models import compute
 from tierwise.services.memo import Memo, data_token
-from tierwise.services.periods import Period, parse_period
+from tierwise.services.periods import Period, begun
 from tierwise.workspace import Workspace
 
 LAPSE_DAYS = 90
@@ -177,12 +177,9 @@ def review(ws: Workspace, period_text: str, segment: str | None = None) -> Revie
     from tierwise.models.summaries import moves
     from tierwise.store.control import utcnow
 
-    period = parse_period(period_text, ws.config.timezone)
-    previous = period.previous()
     now, partial = utcnow(), False
-    if period.start >= now:
-        raise TierwiseError(f"period {period.name} has not started yet",
-                            zh=f"期间 {period.name} 还没有开始")
+    period = begun(period_text, ws.config.timezone, now)
+    previous = period.previous()
     if period.end > now:  # under way: to now, against as long a stretch before
         partial = True
         period = Period(period.name, period.start, now.astimezone(period.start.tzinfo))
