@@ -275,3 +275,73 @@ def test_the_opportunity_sla_template_finds_stalled_deals_of_key_accounts(
     later = now + timedelta(days=5)  # D1 has now been 15 days in 谈判
     assert evaluate_rule(ws, literals.check(ws, rule).rule, later)["customer_id"] \
         .to_pylist() == ["A1"]
+
+
+def test_the_pipeline_by_hand_on_the_page_the_api_and_the_cli(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from tierwise.services import pipeline
+
+    served = build(tmp_path)
+    ws = served.ws
+    now = datetime.now(UTC)
+
+    def days_ago(n: float) -> str:
+        return (now - timedelta(days=n)).isoformat()
+
+    ws.import_source("opportunities", RecordsSource.from_dicts("test", [
+        {"opportunity_id": "D1", "customer_id": "C001", "stage": "谈判", "amount": 10000,
+         "probability": 60, "created_at": days_ago(30), "stage_at": days_ago(10),
+         "owner": "王"},
+        {"opportunity_id": "D2", "customer_id": "C002", "stage": "谈判", "amount": 5000,
+         "created_at": days_ago(20), "stage_at": days_ago(4), "owner": "李"},  # no probability
+        {"opportunity_id": "D3", "customer_id": "C001", "stage": "线索", "amount": 2000,
+         "probability": 10, "created_at": days_ago(2), "owner": "王"},
+        {"opportunity_id": "D4", "customer_id": "C003", "stage": "赢单", "amount": 8000,
+         "created_at": days_ago(50), "stage_at": days_ago(5), "owner": "王"},
+        {"opportunity_id": "D5", "customer_id": "C002", "stage": "输单", "amount": 3000,
+         "created_at": days_ago(40), "stage_at": days_ago(6), "owner": "李"},
+        {"opportunity_id": "D6", "customer_id": "C002", "stage": "赢单", "amount": 1000,
+         "created_at": "2020-01-01", "stage_at": "2020-02-01", "owner": "李"}]))  # long ago
+    period = f"{(now - timedelta(days=60)):%Y-%m-%d}..{now:%Y-%m-%d}"
+    found = pipeline.pipeline(ws, period, "owner")
+    stages = {s["stage"]: s for s in found.stages}
+    assert [s["stage"] for s in found.stages] == ["线索", "商机", "方案", "谈判"]
+    assert stages["谈判"]["open"] == 2 and stages["谈判"]["amount"] == 15000
+    assert stages["谈判"]["weighted_amount"] == 6000  # D2 has no probability: counts 0
+    assert stages["谈判"]["median_days_in_stage"] == pytest.approx(7.0, abs=0.1)
+    assert stages["线索"]["open"] == 1 and stages["商机"]["open"] == 0
+    assert found.closed["won"] == 1 and found.closed["won_amount"] == 8000  # not D6
+    assert found.closed["lost"] == 1 and found.closed["win_rate"] == 0.5
+    assert found.closed["median_days_to_win"] == pytest.approx(45.0, abs=0.1)
+    assert any("1 open opportunities have no win probability" in n for n in found.notes)
+    groups = {g["group"]: g for g in found.groups}
+    assert groups["王"]["closed"]["won"] == 1 and groups["李"]["closed"]["lost"] == 1
+    assert pipeline.opportunities(ws, period, "Negotiation")[0] == 2
+    assert [r["opportunity_id"] for r in pipeline.opportunities(
+        ws, period, "谈判", by="owner", group="李")[1]] == ["D2"]
+    with pytest.raises(TierwiseError, match="won or lost"):
+        pipeline.opportunities(ws, period, "赢单")
+    with pytest.raises(TierwiseError, match="closing"):
+        pipeline.opportunities(ws, period, "closing")
+    client = served.client("admin")
+    page = client.get("/pipeline", params={"period": period, "by": "owner", "lang": "en"})
+    assert page.status_code == 200 and "Negotiation" in page.text
+    link = re.search(r'<tr data-stage="谈判"><th scope="row">[^<]*</th><td class="num">'
+                     r'<a href="([^"]+)">2</a>', page.text)
+    assert link is not None
+    listed = client.get(link.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<tr data-opportunity="([^"]+)"', listed.text) == ["D1", "D2"]
+    api = client.get("/v1/values/pipeline", params={"period": period}).json()
+    assert api["closed"]["won"] == 1 and api["stages"][3]["open"] == 2
+    won = client.get("/v1/values/pipeline/opportunities",
+                     params={"period": period, "stage": "won"}).json()
+    assert [o["opportunity_id"] for o in won["opportunities"]] == ["D4"]
+    assert client.get("/v1/values/pipeline", params={"period": period, "by": "city"}
+                      ).status_code == 422
+    done = subprocess.run([sys.executable, "-m", "tierwise.cli.main", "pipeline", "--period",
+                           period, "--json", "-w", str(ws.root)],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["closed"] == api["closed"]
+    ws.close()

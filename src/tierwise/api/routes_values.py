@@ -20,6 +20,7 @@ from tierwise.segments.vocabulary import vocabulary
 from tierwise.services import breakdowns
 from tierwise.services import economics as economy
 from tierwise.services import funnel as funnels
+from tierwise.services import pipeline as pipelines
 from tierwise.services.customers import attribute_filters
 from tierwise.services.tiers import tier_plan
 from tierwise.web.auth import require, workspace
@@ -222,6 +223,39 @@ def economics_customers(request: Request,
     total, rows = economy.customers(ws, period, order, not ascending, by, group, segment,
                                     limit)
     return {"total": total, "customers": jsonable(rows)}
+
+
+@router.get("/values/pipeline", summary=(
+    "The sales pipeline: open opportunities per stage (amount, weighted amount, days in "
+    "stage) and those won and lost in a period, per owner, tier or industry"))
+def pipeline_of(request: Request,
+                period: str = Query(..., max_length=32, description=(
+                    "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15: when the won "
+                    "and lost ones closed.")),
+                by: Literal["owner", "tier", "industry"] | None = Query(None),
+                principal: Principal = require("values:read")) -> dict[str, Any]:
+    found = pipelines.pipeline(workspace(request), period, by)
+    return jsonable({"period": found.period.name, "as_of": found.as_of,  # type: ignore[no-any-return]
+                     "stages": found.stages, "closed": found.closed, "by": found.by,
+                     "groups": found.groups, "notes": [str(n) for n in found.notes]})
+
+
+@router.get("/values/pipeline/opportunities", summary=(
+    "The opportunities behind a number of the pipeline: open in a stage, or won / lost in "
+    "the period"))
+def pipeline_opportunities(request: Request,
+                           period: str = Query(..., max_length=32),
+                           stage: str = Query(..., max_length=64, description=(
+                               "An open stage (its name or label), or won / lost.")),
+                           by: Literal["owner", "tier", "industry"] | None = Query(None),
+                           group: str | None = Query(None, max_length=256),
+                           after: str | None = Query(None, max_length=128),
+                           limit: int = Query(100, ge=1, le=1000),
+                           principal: Principal = require("values:read")) -> dict[str, Any]:
+    total, rows = pipelines.opportunities(workspace(request), period, stage, by, group, limit,
+                                          after)
+    return {"total": total, "opportunities": jsonable(rows),
+            "next_after": rows[-1]["opportunity_id"] if rows and len(rows) == limit else None}
 
 
 @router.get("/values/rfm/grid", summary="R × F grid: customers and revenue per cell")

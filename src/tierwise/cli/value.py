@@ -694,8 +694,76 @@ def economics_cmd(
         out.print(ranked)
 
 
+def pipeline_cmd(
+    period: Annotated[str, typer.Option(help=(
+        "2026, 2026H2, 2026Q3, 2026-07 or 2026-07-01..2026-08-15: when the won and lost "
+        "opportunities closed."))],
+    by: Annotated[str | None, typer.Option(help="Also per owner, tier or industry.")] = None,
+    stage: Annotated[str | None, typer.Option(help=(
+        "Instead: list the opportunities open in this stage, or won / lost in the period "
+        "(with --by and --group: of that group)."))] = None,
+    group: Annotated[str | None, typer.Option(help="With --stage and --by: this group.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The sales pipeline: open opportunities per stage (amount, weighted amount, days in
+    stage) and those won and lost in the period (the dashboard's Pipeline page shows the
+    same)."""
+    from tierwise.definitions.json_values import jsonable
+    from tierwise.services import pipeline as pipelines
+
+    ws = Workspace.open(workspace)
+    if stage is not None:
+        total, rows = pipelines.opportunities(ws, period, stage, by, group, limit=10_000)
+        if as_json:
+            out.print_json(json.dumps(jsonable({"total": total, "opportunities": rows}),
+                                      ensure_ascii=False))
+        else:
+            for row in rows:
+                out.print(f"{row['opportunity_id']}\t{row['customer_id']}\t{row['stage']}\t"
+                          f"{row['amount'] or 0:,.2f}\t{row['owner'] or ''}", highlight=False)
+        return
+    found = pipelines.pipeline(ws, period, by)
+    if as_json:
+        out.print_json(json.dumps(jsonable({
+            "period": found.period.name, "stages": found.stages, "closed": found.closed,
+            "by": by, "groups": found.groups, "notes": [str(n) for n in found.notes]}),
+            ensure_ascii=False))
+        return
+    grid = Table(title=f"open now · {ws.config.currency}", title_justify="left")
+    for name in ("stage", "open", "amount", "weighted", "median days in stage"):
+        grid.add_column(name, justify="left" if name == "stage" else "right")
+    for s in found.stages:
+        grid.add_row(s["stage"], f"{s['open']:,}", f"{s['amount']:,.2f}",
+                     f"{s['weighted_amount']:,.2f}", "—" if s["median_days_in_stage"] is None
+                     else f"{s['median_days_in_stage']:.1f}")
+    out.print(grid)
+    c = found.closed
+    rate = "—" if c["win_rate"] is None else f"{c['win_rate']:.1%}"
+    out.print(f"{found.period.name}: won {c['won']:,} ({c['won_amount']:,.2f}), lost "
+              f"{c['lost']:,} ({c['lost_amount']:,.2f}), win rate {rate}", highlight=False)
+    for note in found.notes:
+        out.print(f"Note: {note}", highlight=False)
+    if found.groups:
+        per = Table(title=f"by {by}", title_justify="left")
+        per.add_column(str(by))
+        for s in found.stages:
+            per.add_column(s["stage"], justify="right")
+        for name in ("won", "lost", "win rate"):
+            per.add_column(name, justify="right")
+        for g in found.groups:
+            closed = g["closed"]
+            per.add_row("—" if g["group"] is None else str(g["group"]),
+                        *[f"{s['open']:,}" for s in g["stages"]], f"{closed['won']:,}",
+                        f"{closed['lost']:,}", "—" if closed["win_rate"] is None
+                        else f"{closed['win_rate']:.1%}")
+        out.print(per)
+
+
 def register(app: typer.Typer) -> None:
     app.command("breakdown")(breakdown_cmd)
+    app.command("pipeline")(pipeline_cmd)
     app.command("economics")(economics_cmd)
     app.command("funnel")(funnel_cmd)
     app.command("compute")(compute_cmd)

@@ -29,7 +29,8 @@ SCRIPT_WORDS = ("counting", "customers", "ignore", "rows", "queued", "running", 
                 "unchanged")
 NAV = (("overview", "/"), ("rfm", "/rfm"), ("tiers", "/tiers"), ("lifecycle", "/lifecycle"),
        ("segments", "/segments"), ("customers", "/customers"), ("breakdown", "/breakdown"),
-       ("funnel", "/funnel"), ("economics", "/economics"), ("clv", "/clv"),
+       ("funnel", "/funnel"), ("pipeline", "/pipeline"), ("economics", "/economics"),
+       ("clv", "/clv"),
        ("actions", "/actions"), ("review", "/review"), ("duplicates", "/duplicates"),
        ("imports", "/imports"))
 
@@ -57,6 +58,8 @@ PAGE_QUERY: dict[str, frozenset[str]] = {
                                     "group"}),
     "/review/report.{fmt}": frozenset({"period", "segment"}),
     "/economics": frozenset({"period", "by", "segment", "order", "ascending"}),
+    "/pipeline": frozenset({"period", "by"}),
+    "/pipeline/opportunities": frozenset({"period", "stage", "by", "group", "after"}),
     "/imports": frozenset({"job"}),
     "/duplicates": frozenset({"status", "limit"}),
 }

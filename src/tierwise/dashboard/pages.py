@@ -15,6 +15,7 @@ from tierwise.dashboard import (
     economics_pages,
     funnel_pages,
     identity_pages,
+    pipeline_pages,
     segment_pages,
     value_pages,
     work_pages,
@@ -52,6 +53,6 @@ def install(app: FastAPI) -> None:
 
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     for pages in (value_pages, segment_pages, customer_pages, breakdown_pages, funnel_pages,
-                  economics_pages, work_pages, identity_pages):
+                  economics_pages, pipeline_pages, work_pages, identity_pages):
         app.include_router(pages.router)
     app.include_router(router)

@@ -328,6 +328,20 @@ _WORDS: dict[str, tuple[str, str]] = {
     "economics_top": ("按{measure}排序的客户", "Customers by {measure}"),
     "lowest_first": ("从低到高", "Lowest first"),
     "sort_by": ("排序依据", "Sort by"),
+    "nav_pipeline": ("商机管道", "Pipeline"),
+    "pipeline": ("商机管道", "Sales pipeline"),
+    "pipeline_about": ("进行中的商机（当前）各阶段的数量、金额、按赢率加权的金额和在本阶段停留的"
+                       "天数（中位数）；以及本期赢单与输单（按结束时间）。每个数字都可点开对应商机。",
+                       "Open opportunities now, per stage: how many, their amount, the amount "
+                       "weighted by win probability and the median days in the stage; and "
+                       "those won and lost in the period (by when they closed). Every number "
+                       "opens its opportunities."),
+    "open_count": ("进行中", "Open"),
+    "weighted_amount": ("加权金额", "Weighted amount"),
+    "median_days_in_stage": ("本阶段天数（中位数）", "Median days in stage"),
+    "won": ("赢单", "Won"), "lost": ("输单", "Lost"),
+    "win_rate": ("赢率", "Win rate"),
+    "median_days_to_win": ("赢单周期（天，中位数）", "Median days to win"),
     "rfm_r": ("R 分", "R score"),
     "was_tier": ("当时等级", "Tier then"),
     "bought": ("下单月份", "Bought in"),
@@ -344,6 +358,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "step_won": ("赢单", "Won"),
     "step_renewal": ("续约 / 再次赢单", "Renewal / won again"),
     "flow": ("漏斗", "Flow"),
+    "closed_in_period": ("本期结束的商机", "Closed in the period"),
     "opportunity": ("商机", "Opportunity"),
     "probability": ("赢率", "Win probability"),
     "expected_close": ("预计成交", "Expected close"),
