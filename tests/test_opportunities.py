@@ -345,3 +345,34 @@ def test_the_pipeline_by_hand_on_the_page_the_api_and_the_cli(tmp_path: Path):
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["closed"] == api["closed"]
     ws.close()
+
+
+def test_posted_opportunities_move_segments_in_the_next_micro_batch(tmp_path: Path):
+    """A stage posted through intake reaches the rules on opportunities and on their moves
+    in the worker's next round, with the facts kept in memory and the edge timers."""
+    from tierwise.realtime.worker import Worker
+    from tierwise.segments import catalog as defs
+    from tierwise.segments import membership
+
+    served = build(tmp_path)
+    ws = served.ws
+    for key, rule in (("negotiating", "COUNT(opportunities WHERE stage = 'Negotiation') >= 1"),
+                      ("won_lately", "COUNT(opportunity_stages WHERE stage = 'won', LAST 30d)"
+                                     " >= 1")):
+        defs.save(ws, defs.SegmentDefinition(key=key, rule=rule))
+    worker = Worker(ws)
+    worker.catch_up()
+    worker.run_batch()
+    now = datetime.now(UTC).isoformat()
+    client = served.client("admin")
+    base = {"opportunity_id": "D1", "customer_id": "C003", "created_at": now, "amount": 100}
+    assert client.post("/v1/opportunities", json={**base, "stage": "谈判"}).status_code == 202
+    worker.run_batch()
+    assert membership.members_at(ws, "negotiating") == ["C003"]
+    assert membership.members_at(ws, "won_lately") == []
+    assert client.post("/v1/opportunities", json={**base, "stage": "赢单"}).status_code == 202
+    worker.run_batch()
+    assert membership.members_at(ws, "negotiating") == []
+    assert membership.members_at(ws, "won_lately") == ["C003"]
+    assert _history(ws) == [("D1", None, "谈判"), ("D1", "谈判", "赢单")]
+    ws.close()
