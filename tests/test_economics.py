@@ -220,3 +220,23 @@ def test_the_review_shows_economics_per_tier(ws: tierwise.Workspace) -> None:
     assert "Customer economics" in page and "Profit contribution" in page
     chinese = report.html(ws, found, "zh-CN")
     assert "利润贡献" in chinese and "优先级为 low" in chinese  # the note, in Chinese
+
+
+def test_a_ticket_costs_what_its_most_specific_key_says(tmp_path: Path) -> None:
+    made = tierwise.init(tmp_path / "ws")
+    made.import_file("customers", write(tmp_path / "c.csv", "customer_id\nX\n"))
+    made.import_file("tickets", write(tmp_path / "t.csv", (
+        "工单号,客户编号,创建时间,优先级,受理渠道\n"
+        "T1,X,2026-07-02,urgent,phone\nT2,X,2026-07-03,low,phone\n"
+        "T3,X,2026-07-04,high,web\nT4,X,2026-07-05,high,\nT5,X,2026-07-06,,chat\n"
+        "T6,X,2026-07-07,low,chat\n")))
+    settings = EconomicsSettings(ticket_cost=5, ticket_costs={"phone/urgent": 300, "high": 60,
+                                                              "phone": 40})
+    found = per_customer(made, settings, datetime(2026, 7, 1, tzinfo=UTC),
+                         datetime(2026, 8, 1, tzinfo=UTC)).to_pylist()[0]
+    # 300 (phone/urgent) + 40 (phone) + 60 (high) + 60 (high) + 5 + 5 (chat: no key)
+    assert found["tickets"] == 6 and found["ticket_cost"] == 470
+    compute.save_setting(made, "economics", settings)
+    notes = service.economics(made, "2026Q3", as_of=AS_OF).notes
+    assert any("chat/low" in n for n in notes), notes
+    made.close()

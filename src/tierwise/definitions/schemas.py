@@ -202,6 +202,7 @@ TICKETS = TableSchema(
         _c("status", "string", "状态", "工单状态"),
         _c("category", "string", "类别", "分类", "问题类型"),
         _c("csat", "int", "满意度", "satisfaction", min_value=1, max_value=5),
+        _c("channel", "string", "渠道", "受理渠道", "来源渠道", "工单渠道", "source"),
     ),
 )
 

@@ -11,7 +11,8 @@ For a period ``[start, end)`` (``end`` at most as_of), per customer:
   first paid order, falls in it): their own ``acquisition_cost``, else their acquisition
   channel's (setting ``channel_cac``), else 0.
 - ``cost_to_serve`` = ``ticket_cost`` + ``manager_cost``: each ticket opened in the period
-  at its priority's cost (``ticket_costs``, else ``ticket_cost``), and the account
+  at the cost ``ticket_costs`` gives its channel and priority (``"phone/high"``), else its
+  priority (``"high"``), else its channel (``"phone"``), else ``ticket_cost``; and the account
   manager's time — hours a month for the customer's tier (``manager_hours``, the tier of
   the latest snapshot) × ``hourly_cost`` × the period's months (days ÷ 30.4375).
 - ``marketing_cost`` — what the messages delivered to the customer in the period cost
@@ -79,7 +80,8 @@ class EconomicsSettings(BaseModel):
     default_margin: float | None = Field(default=None, ge=0, le=1)
     #: Gross margin by product category (``{"数码电子": 0.18}``).
     category_margins: dict[str, float] = Field(default_factory=dict)
-    #: Cost of one ticket, and by priority (``{"high": 120, "urgent": 300}``).
+    #: Cost of one ticket, and by priority, channel or both (``{"high": 120, "phone": 40,
+    #: "phone/urgent": 300}``: the most specific key a ticket matches).
     ticket_cost: float = Field(default=0.0, ge=0)
     ticket_costs: dict[str, float] = Field(default_factory=dict)
     #: Account manager's hours a month by tier (``{"A": 6, "B": 2}``), and an hour's cost.
@@ -118,8 +120,12 @@ WITH om AS (
   SELECT customer_id, min(ordered_at) AS first_order_at FROM orders
   WHERE status = 'paid' AND ordered_at < :end GROUP BY customer_id
 ), t AS (
-  SELECT k.customer_id, count(*) AS tickets, sum(coalesce(c.cost, :ticket_cost)) AS ticket_cost
-  FROM tickets k LEFT JOIN _ticket_costs c ON c.priority = k.priority
+  SELECT k.customer_id, count(*) AS tickets,
+    sum(coalesce(both_.cost, p.cost, ch.cost, :ticket_cost)) AS ticket_cost
+  FROM tickets k
+  LEFT JOIN _ticket_costs both_ ON both_."key" = k.channel || '/' || k.priority
+  LEFT JOIN _ticket_costs p ON p."key" = k.priority
+  LEFT JOIN _ticket_costs ch ON ch."key" = k.channel
   WHERE k.opened_at >= :start AND k.opened_at < :end GROUP BY k.customer_id
 ), credited AS (
   SELECT referred_id, referrer_id, "at" FROM (
@@ -184,7 +190,7 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
                           "tier": pa.array([], pa.string())})
     arrow = {"_people": people, "_messages": messages, "_tiers": tiers,
              "_margins": _pairs("category", "margin", settings.category_margins),
-             "_ticket_costs": _pairs("priority", "cost", settings.ticket_costs),
+             "_ticket_costs": _pairs("key", "cost", settings.ticket_costs),
              "_hours": _pairs("tier", "hours", settings.manager_hours),
              "_channel_cac": _pairs("channel", "cost", settings.channel_cac)}
     params: dict[str, Any] = {

@@ -119,16 +119,20 @@ def _table(ws: Workspace, period: Period, as_of: datetime, segment: str | None
 
 def _unpriced_priorities(ws: Workspace, costs: dict[str, float], start: datetime,
                          end: datetime) -> list[str]:
-    """Priorities of the period's tickets that ``ticket_costs`` does not name (when it
-    names any: otherwise every ticket costs ``ticket_cost`` on purpose)."""
+    """Priorities (with their channel, when they have one) of the period's tickets that no
+    key of ``ticket_costs`` prices (when it has any: otherwise every ticket costs
+    ``ticket_cost`` on purpose)."""
     if not costs:
         return []
     with ws.engine.session(ws.facts.scans(("tickets",))) as session:
         seen = session.query(render(
-            "SELECT DISTINCT priority FROM tickets WHERE priority IS NOT NULL "
-            "AND opened_at >= :start AND opened_at < :end ORDER BY priority", ws.engine.name),
-            {"start": naive_utc(start), "end": naive_utc(end)})["priority"].to_pylist()
-    return [p for p in seen if p not in costs]
+            "SELECT DISTINCT channel, priority FROM tickets WHERE priority IS NOT NULL "
+            "AND opened_at >= :start AND opened_at < :end", ws.engine.name),
+            {"start": naive_utc(start), "end": naive_utc(end)}).to_pylist()
+    return sorted({r["priority"] if r["channel"] is None else f"{r['channel']}/{r['priority']}"
+                   for r in seen
+                   if f"{r['channel']}/{r['priority']}" not in costs
+                   and r["priority"] not in costs and r["channel"] not in costs})
 
 
 def _sums(table: pa.Table) -> dict[str, Any]:
