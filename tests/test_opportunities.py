@@ -104,11 +104,18 @@ def test_given_stage_times_are_kept_and_history_imports_merge(accounts: tierwise
         "opportunity_id,customer_id,stage,amount,created_at,stage_at\n"
         "D1,A1,谈判,100000,2026-01-01,2026-03-01\n")))
     assert _opportunities(ws)["D1"]["stage_at"] == datetime(2026, 2, 28, 16, tzinfo=UTC)
-    # the CRM's own history: its move into 谈判 is the same move (same stage and time)
+    # the CRM's own history, its stages in English: its move into 谈判 is the same move
+    # (same stage and time) as the one the import recorded
     ws.import_file("opportunity_stages", write(tmp_path / "h.csv", (
         "opportunity_id,customer_id,from_stage,stage,at\n"
-        "D1,A1,,线索,2026-01-01\nD1,A1,线索,方案,2026-02-01\nD1,A1,方案,谈判,2026-03-01\n")))
+        "D1,A1,,Lead,2026-01-01\nD1,A1,lead,proposal,2026-02-01\n"
+        "D1,A1,Proposal,NEGOTIATION,2026-03-01\n")))
     assert _history(ws) == [("D1", None, "线索"), ("D1", "线索", "方案"), ("D1", "方案", "谈判")]
+    with pytest.raises(ImportRejected, match="'closing'"):  # history names stages too
+        ws.import_file("opportunity_stages", write(tmp_path / "h2.csv", (
+            "opportunity_id,customer_id,from_stage,stage,at\n"
+            "D1,A1,谈判,closing,2026-04-01\n")), report_path=tmp_path / "r.csv")
+    assert len(_history(ws)) == 3
 
 
 def test_rules_over_opportunities_and_their_moves(accounts: tierwise.Workspace,

@@ -133,15 +133,16 @@ def settle(ws: Workspace, session: Any, staged: StagedFile, resolved: Resolved,
     return [], settled
 
 
-def named_stages(ws: Workspace, table: pa.Table, resolved: Resolved
+def named_stages(ws: Workspace, table: pa.Table, resolved: Resolved, column: str = "stage"
                  ) -> tuple[list[str | None], list[Reject]]:
-    """Each row's stage as the workspace names it, and a reject for each row whose stage
-    names none of its ``opportunity_stages`` (imports and real-time intake check alike)."""
+    """Each row's stage (in ``column``) as the workspace names it, and a reject for each row
+    whose stage names none of its ``opportunity_stages`` (imports and real-time intake
+    check alike)."""
     values = stage_values(ws.config.opportunity_stages)
-    label = resolved.sources.get("stage", "stage")
+    label = resolved.sources.get(column, column)
     codes: list[str | None] = []
     rejects: list[Reject] = []
-    for row, value in zip(table["_row"].to_pylist(), table["stage"].to_pylist(), strict=True):
+    for row, value in zip(table["_row"].to_pylist(), table[column].to_pylist(), strict=True):
         code = None if value is None else values.code(value)
         if value is not None and code is None:
             rejects.append(Reject(row, label, value, Said(
@@ -151,6 +152,32 @@ def named_stages(ws: Workspace, table: pa.Table, resolved: Resolved
                 "（设置 opportunity_stages）")))
         codes.append(code)
     return codes, rejects
+
+
+def name_history(ws: Workspace, staged: StagedFile, resolved: Resolved,
+                 keys: Callable[[pa.Table], pa.Array]) -> list[Reject]:
+    """An import of ``opportunity_stages`` (another system's history): both stages of each
+    move named as the workspace names them in the staged file (and each move's identity,
+    ``keys``, computed again from the names), or the rows that name none rejected."""
+    table = pq.read_table(staged.path)
+    if table.num_rows == 0:
+        return []
+    stages, rejects = named_stages(ws, table, resolved, "stage")
+    before, more = named_stages(ws, table, resolved, "from_stage")
+    if rejects or more:
+        return sorted(rejects + more, key=lambda r: r.row)
+    table = _set(table, "stage", pa.array(stages, pa.string()))
+    table = _set(table, "from_stage", pa.array(before, pa.string())).drop_columns(["_key"])
+    table = table.append_column("_key", keys(table))
+    writer = StagingWriter(ws.facts.staging_dir, OPPORTUNITY_STAGES)
+    try:
+        writer.write(table)
+        writer.close()
+    except BaseException:
+        writer.discard()
+        raise
+    writer.staged.path.replace(staged.path)
+    return []
 
 
 def _stored(ws: Workspace, session: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -187,4 +214,4 @@ def _rewrite(ws: Workspace, staged: StagedFile, table: pa.Table) -> None:
     writer.staged.path.replace(staged.path)
 
 
-__all__ = ["Settled", "settle"]
+__all__ = ["Settled", "name_history", "named_stages", "settle"]

@@ -124,6 +124,11 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
             unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
             rejects.add(duplicates + missing, len(duplicates) + len(missing))
+            if schema is OPPORTUNITY_STAGES:
+                stages = opportunities.name_history(
+                    ws, staged, resolved,
+                    lambda rows: _content_keys(session, rows, OPPORTUNITY_STAGES))
+                rejects.add(stages, len({r.row for r in stages}))
             if schema is OPPORTUNITIES:
                 stages, settled = opportunities.settle(
                     ws, session, staged, resolved, started,
