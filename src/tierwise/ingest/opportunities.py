@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tierwise.definitions.opportunities import stage_values
-from tierwise.definitions.schemas import OPPORTUNITIES, OPPORTUNITY_STAGES
+from tierwise.definitions.schemas import OPPORTUNITIES, OPPORTUNITY_STAGES, TableSchema
 from tierwise.errors import Said
 from tierwise.ingest.convert import Reject
 from tierwise.ingest.mapping import Resolved
@@ -168,15 +168,7 @@ def name_history(ws: Workspace, staged: StagedFile, resolved: Resolved,
         return sorted(rejects + more, key=lambda r: r.row)
     table = _set(table, "stage", pa.array(stages, pa.string()))
     table = _set(table, "from_stage", pa.array(before, pa.string())).drop_columns(["_key"])
-    table = table.append_column("_key", keys(table))
-    writer = StagingWriter(ws.facts.staging_dir, OPPORTUNITY_STAGES)
-    try:
-        writer.write(table)
-        writer.close()
-    except BaseException:
-        writer.discard()
-        raise
-    writer.staged.path.replace(staged.path)
+    _rewrite(ws, staged, table.append_column("_key", keys(table)), OPPORTUNITY_STAGES)
     return []
 
 
@@ -203,8 +195,10 @@ def _set(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.set_column(table.schema.get_field_index(name), name, values)
 
 
-def _rewrite(ws: Workspace, staged: StagedFile, table: pa.Table) -> None:
-    writer = StagingWriter(ws.facts.staging_dir, OPPORTUNITIES)
+def _rewrite(ws: Workspace, staged: StagedFile, table: pa.Table,
+             schema: TableSchema = OPPORTUNITIES) -> None:
+    """``staged`` holding ``table`` instead (written aside, then moved over it)."""
+    writer = StagingWriter(ws.facts.staging_dir, schema)
     try:
         writer.write(table)
         writer.close()
