@@ -672,15 +672,26 @@ def economics_cmd(
             "totals": found.totals, "by": by, "groups": found.groups,
             "notes": [str(n) for n in found.notes], "top": best}), ensure_ascii=False))
         return
-    grid = Table(title=f"{found.period.name} · {found.currency}"
-                 + (" (partial)" if found.partial else ""), title_justify="left")
-    grid.add_column(by or "")
-    grid.add_column("customers", justify="right")
-    for name in MEASURES:
-        grid.add_column(name.replace("_", " "), justify="right")
-    for g in [*found.groups, {**found.totals, "group": "all"}]:
-        grid.add_row("—" if g["group"] is None else str(g["group"]), f"{g['customers']:,}",
-                     *[f"{g[m]:,.2f}" for m in MEASURES])
+    title = f"{found.period.name} · {found.currency}" + (" (partial)" if found.partial else "")
+    columns = [*found.groups, {**found.totals, "group": "all"}]
+    grid = Table(title=title, title_justify="left")
+    if len(columns) <= 6:  # a column per group: every measure fits a terminal's width
+        grid.add_column("", no_wrap=True)
+        for g in columns:
+            grid.add_column("—" if g["group"] is None else str(g["group"]), justify="right",
+                            no_wrap=True)
+        grid.add_row("customers", *[f"{g['customers']:,}" for g in columns])
+        for name in MEASURES:  # whole units here; --json has the cents
+            grid.add_row(name.replace("_", " "), *[f"{g[name]:,.0f}" for g in columns])
+    else:  # a row per group, the main measures (every one: --json)
+        shown = ("revenue", "gross_margin", "cost_to_serve", "profit_contribution")
+        grid.add_column(by or "")
+        grid.add_column("customers", justify="right")
+        for name in shown:
+            grid.add_column(name.replace("_", " "), justify="right")
+        for g in columns:
+            grid.add_row("—" if g["group"] is None else str(g["group"]),
+                         f"{g['customers']:,}", *[f"{g[m]:,.2f}" for m in shown])
     out.print(grid)
     for note in found.notes:
         out.print(f"Note: {note}", highlight=False)
