@@ -10,7 +10,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = ["import_orders.py", "demo.py", "value.py", "segments.py", "duplicates.py",
            "match_arrivals.py",
            "clustering.py", "churn.py", "api_reads.py", "realtime.py", "realtime_batch.py",
-           "dashboard.py", "backup.py", "delivery_log.py", "channels.py"]
+           "dashboard.py", "backup.py", "delivery_log.py", "channels.py", "economics.py"]
 
 if __name__ == "__main__":
     for script in SCRIPTS:
