@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from tests.conftest import write
+from tests.test_engines import SPARK_MISSING
 
 import tierwise
 from tierwise.server.app import create_app
@@ -288,3 +289,29 @@ def test_the_opportunities_flow_on_the_page_the_api_and_the_cli(
     # as of now, B5's deal (won on 20 October) is won too
     assert {g["group"]: g["steps"][2]["customers"] for g in cli["groups"]} == {
         "王": 2, "李": 0, None: 1}
+
+
+@pytest.mark.skipif(SPARK_MISSING is not None, reason=str(SPARK_MISSING))
+def test_the_opportunities_flow_economics_and_pipeline_on_spark(
+        sales: tierwise.Workspace) -> None:
+    """The same numbers on a Spark workspace; an account's 360 view reads there too."""
+    from tierwise.engines import make_engine
+    from tierwise.services import economics, pipeline
+    from tierwise.services.customers import customer_profile
+
+    def figures() -> tuple[object, ...]:
+        flow = funnels.funnel(sales, "2026Q3", "owner", as_of=AS_OF, flow="opportunities")
+        money = economics.economics(sales, "2026Q3", "industry", as_of=AS_OF)
+        pipe = pipeline.pipeline(sales, "2026Q3", "owner", as_of=AS_OF)
+        return (flow.steps, flow.groups, money.totals, money.groups, pipe.stages,
+                pipe.closed, pipe.groups)
+
+    duck = figures()
+    sales.engine = make_engine("spark")
+    try:
+        spark = figures()
+        profile = customer_profile(sales, "B1")
+    finally:
+        sales.engine = make_engine("duckdb")
+    assert spark == duck
+    assert [o["opportunity_id"] for o in profile.opportunities] == ["D2", "D1"]

@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tierwise.compile.dialects import render
+from tierwise.engines.base import naive_utc
 from tierwise.errors import Said, TierwiseError
 from tierwise.models import compute
 from tierwise.services.periods import Period, begun
@@ -52,12 +54,13 @@ def _table(ws: Workspace, as_of: datetime) -> pa.Table:
                        "tier": pa.array([], pa.string())}))
     with ws.engine.session({"opportunities": scan},
                            {"_people": people, "_tiers": tiers}) as session:
-        return session.query(
+        return session.query(render(
             "SELECT o.opportunity_id, o.customer_id, o.name, o.stage, o.amount, o.probability,"
             " o.created_at, o.stage_at, o.closed_at, o.expected_close, o.owner, p.industry,"
             " t.tier FROM opportunities o LEFT JOIN _people p ON p.customer_id = o.customer_id"
             " LEFT JOIN _tiers t ON t.customer_id = o.customer_id"
-            " WHERE o.created_at <= $1 ORDER BY o.opportunity_id", [as_of])
+            " WHERE o.created_at <= :as_of ORDER BY o.opportunity_id", ws.engine.name),
+            {"as_of": naive_utc(as_of)})
 
 
 def _days(later: datetime, earlier: pa.ChunkedArray) -> np.ndarray:
