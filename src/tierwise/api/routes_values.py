@@ -220,8 +220,8 @@ def economics_customers(request: Request,
     ws = workspace(request)
     if group is not None and by == "tier":
         group = vocabulary(ws, language(request, ws.config.locale)).column_code("tier", group)
-    total, rows = economy.customers(ws, period, order, not ascending, by, group, segment,
-                                    limit)
+    total, rows = economy.cached_customers(ws, period, order, not ascending, by, group,
+                                           segment, limit)
     return {"total": total, "customers": jsonable(rows)}
 
 

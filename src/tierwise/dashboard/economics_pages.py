@@ -32,8 +32,8 @@ def economics_page(request: Request) -> HTMLResponse:
     ws, lang = workspace(request), language_of(request)
     try:
         found = economy.cached_economics(ws, period, by, segment)
-        total, rows = economy.customers(ws, period, order, not ascending, None, None, segment,
-                                        LISTED)
+        total, rows = economy.cached_customers(ws, period, order, not ascending, None, None,
+                                               segment, LISTED)
     except TierwiseError as exc:
         raise Problem(400, str(exc)) from None
     names = {c["customer_id"]: c for c in search(

@@ -222,12 +222,28 @@ def grouped(ws: Workspace, period: Period, groups: pa.Table, as_of: datetime | N
 _MEMO = Memo()
 
 
+def _token(ws: Workspace, segment: str | None) -> tuple[object, ...]:
+    return (data_token(ws, ("orders", "tickets", "referrals"), segment, customers=True),
+            _settings_token(ws))
+
+
 def cached_economics(ws: Workspace, period_text: str, by: str | None = None,
                      segment: str | None = None) -> Economics:
     """``economics`` as of now, computed once for the same data, settings and hour."""
-    key = (data_token(ws, ("orders", "tickets", "referrals"), segment, customers=True),
-           _settings_token(ws), "economics", period_text.strip().upper(), by, segment)
+    key = (*_token(ws, segment), "economics", period_text.strip().upper(), by, segment)
     return _MEMO.get(key, lambda: economics(ws, period_text, by, segment))
+
+
+def cached_customers(ws: Workspace, period_text: str, order: str = "profit_contribution",
+                     descending: bool = True, by: str | None = None,
+                     group: str | None = None, segment: str | None = None, limit: int = 50
+                     ) -> tuple[int, list[dict[str, Any]]]:
+    """``customers`` as of now, computed once for the same data, settings and hour (the
+    dashboard asks for a list with every page)."""
+    key = (*_token(ws, segment), "customers", period_text.strip().upper(), order, descending,
+           by, group, segment, limit)
+    return _MEMO.get(key, lambda: customers(ws, period_text, order, descending, by, group,
+                                            segment, limit))
 
 
 def _settings_token(ws: Workspace) -> tuple[object, ...]:
@@ -236,5 +252,5 @@ def _settings_token(ws: Workspace) -> tuple[object, ...]:
             tuple(sorted(ws.config.message_costs.items())))
 
 
-__all__ = ["GROUPINGS", "ORDERS", "Economics", "cached_economics", "customers", "economics",
-           "grouped", "of_customer"]
+__all__ = ["GROUPINGS", "ORDERS", "Economics", "cached_customers", "cached_economics",
+           "customers", "economics", "grouped", "of_customer"]
