@@ -123,3 +123,43 @@ def test_a_merge_during_an_import_does_not_make_it_overlap(ws: tierwise.Workspac
     ws.import_source("orders", orders("after-import-"), unknown_customers="create")
     assert last_overlaps()
     assert ws.count("orders") == 18
+
+
+def test_a_file_published_while_an_import_compares_is_not_read_twice(
+        any_ws: tierwise.Workspace, tmp_path: Path, monkeypatch) -> None:
+    """Another import commits just as this one reads the manifest: either this one compares
+    with its file or counts it as a race — never neither. (On PostgreSQL each statement
+    sees what was committed before it: the position read after the file list saw the new
+    file the list had not, and its 100 overlapping keys were read twice.)"""
+    facts = any_ws.facts
+    first = _orders(tmp_path / "a.csv", 0, 1_000, 1.0)
+    second = _orders(tmp_path / "b.csv", 900, 1_000, 2.0)  # 100 keys overlap
+    original = facts.max_file_id
+    done: list[bool] = []
+
+    def publish_first_then_read(conn, table):  # type: ignore[no-untyped-def]
+        if not done and table == "orders":
+            done.append(True)
+            any_ws.import_file("orders", first, unknown_customers="create")
+        return original(conn, table)
+
+    scan = facts.scan
+
+    def list_then_publish(table, conn=None):  # type: ignore[no-untyped-def]
+        found = scan(table, conn)
+        if not done and table == "orders" and conn is not None:
+            done.append(True)
+            any_ws.import_file("orders", first, unknown_customers="create")
+        return found
+
+    for hook in ("max_file_id", "scan"):
+        done.clear()
+        monkeypatch.setattr(facts, hook, publish_first_then_read if hook == "max_file_id"
+                            else list_then_publish)
+        try:
+            any_ws.import_file("orders", second, unknown_customers="create")
+        finally:
+            monkeypatch.undo()
+        assert done
+        orders = any_ws.table("orders")
+        assert orders.num_rows == len(pc.unique(orders["order_id"])) == 1_900, hook

@@ -162,8 +162,11 @@ def classify_facts(ws: Workspace, session: Any, schema: TableSchema, staged: Sta
     reading the stored rows: every row is new.
     """
     with ws.control.read() as conn:
-        live = ws.facts.scan(schema.name, conn)
+        # the position first: on PostgreSQL each statement sees what was committed before
+        # it, so a file published between the two reads would otherwise be neither compared
+        # (not in the scan) nor a race (not after the position) — its keys read twice
         snapshot = ws.facts.max_file_id(conn, schema.name)
+        live = ws.facts.scan(schema.name, conn)
     if not live.files:
         result.inserted = staged.rows
         return snapshot
