@@ -17,6 +17,7 @@ from tierwise.definitions.json_values import jsonable
 from tierwise.definitions.roles import Principal
 from tierwise.errors import NotFoundError, TierwiseError
 from tierwise.ingest.cleaning import phone_cleaner
+from tierwise.services import pipeline as pipelines
 from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
@@ -98,25 +99,17 @@ def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = N
             "max(referrer_id) FILTER (WHERE referred_id = $1) AS referred_by "
             "FROM referrals WHERE (referrer_id = $1 OR referred_id = $1) AND \"at\" <= $2",
             params))[0]
-        closing = [ws.config.won_stage, ws.config.lost_stage]
-        opportunities = _rows(s.query(
+        # all of the account's opportunities (a few): open first, the latest first
+        deals = s.query(
             "SELECT opportunity_id, name, stage, amount, probability, created_at, "
             "expected_close, stage_at, closed_at, owner, reason FROM opportunities "
             "WHERE customer_id = $1 AND created_at <= $2 "
-            "ORDER BY (stage = $3 OR stage = $4), created_at DESC, opportunity_id "
-            f"LIMIT {RECENT}", [*params, *closing]))
-        pipeline = _rows(s.query(
-            "SELECT count(*) FILTER (WHERE stage <> $3 AND stage <> $4) AS open, "
-            "coalesce(sum(amount) FILTER (WHERE stage <> $3 AND stage <> $4), 0) AS open_amount,"
-            " coalesce(sum(amount * coalesce(probability, 0) / 100) FILTER ("
-            "WHERE stage <> $3 AND stage <> $4), 0) AS weighted_amount, "
-            "count(*) FILTER (WHERE stage = $3) AS won, "
-            "coalesce(sum(amount) FILTER (WHERE stage = $3), 0) AS won_amount, "
-            "count(*) FILTER (WHERE stage = $4) AS lost "
-            "FROM opportunities WHERE customer_id = $1 AND created_at <= $2",
-            [*params, *closing]))[0]
+            "ORDER BY (stage = $3 OR stage = $4), created_at DESC, opportunity_id",
+            [*params, ws.config.won_stage, ws.config.lost_stage])
     return CustomerProfile(customer, summary, recent_orders, event_counts, recent_events,
-                           tickets, feedback, as_of, referrals, opportunities, pipeline)
+                           tickets, feedback, as_of, referrals,
+                           _rows(deals.slice(0, RECENT)),
+                           pipelines.summary(deals, ws.config, as_of))
 
 
 def searched_by(principal: Principal) -> list[str]:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tierwise.compile.dialects import render
+from tierwise.config import WorkspaceConfig
 from tierwise.engines.base import naive_utc
 from tierwise.errors import Said, TierwiseError
 from tierwise.models import compute
@@ -104,6 +105,26 @@ def _closed_figures(table: pa.Table, won: str, lost: str, period: Period) -> dic
     return out
 
 
+def _open_stages(config: WorkspaceConfig) -> list[str]:
+    return [s for s in config.opportunity_stages
+            if s not in (config.won_stage, config.lost_stage)]
+
+
+def summary(table: pa.Table, config: WorkspaceConfig, as_of: datetime) -> dict[str, Any]:
+    """One account's pipeline in a line (its 360 view): its open opportunities — how many,
+    their amount and the amount weighted as the Pipeline page weighs it — and all it won
+    and lost. ``table``: the account's opportunities (stage, amount, probability,
+    stage_at)."""
+    stages = _stage_figures(table, _open_stages(config), as_of)
+    won = table.filter(pc.equal(table["stage"], config.won_stage))
+    return {"open": sum(s["open"] for s in stages),
+            "open_amount": round(sum(s["amount"] for s in stages), 2),
+            "weighted_amount": round(sum(s["weighted_amount"] for s in stages), 2),
+            "won": won.num_rows,
+            "won_amount": round(float(pc.sum(won["amount"]).as_py() or 0), 2),
+            "lost": table.filter(pc.equal(table["stage"], config.lost_stage)).num_rows}
+
+
 def _check_by(by: str | None) -> None:
     if by is not None and by not in GROUPINGS:
         raise TierwiseError(f"by={by!r}: the pipeline is grouped by {', '.join(GROUPINGS)}",
@@ -119,8 +140,7 @@ def pipeline(ws: Workspace, period_text: str, by: str | None = None,
     period = begun(period_text, ws.config.timezone, as_of)
     config = ws.config
     table = _table(ws, as_of)
-    open_stages = [s for s in config.opportunity_stages
-                   if s not in (config.won_stage, config.lost_stage)]
+    open_stages = _open_stages(config)
     found = Pipeline(period, as_of, _stage_figures(table, open_stages, as_of),
                      _closed_figures(table, config.won_stage, config.lost_stage, period), by)
     unweighted = table.filter(pc.and_(pc.is_in(table["stage"], pa.array(open_stages)),
@@ -183,4 +203,4 @@ def opportunities(ws: Workspace, period_text: str, stage: str, by: str | None = 
     return table.num_rows, table.slice(start, limit).to_pylist()
 
 
-__all__ = ["CLOSED", "GROUPINGS", "Pipeline", "opportunities", "pipeline"]
+__all__ = ["CLOSED", "GROUPINGS", "Pipeline", "opportunities", "pipeline", "summary"]
