@@ -240,3 +240,20 @@ def test_a_ticket_costs_what_its_most_specific_key_says(tmp_path: Path) -> None:
     notes = service.economics(made, "2026Q3", as_of=AS_OF).notes
     assert any("chat/low" in n for n in notes), notes
     made.close()
+
+
+def test_a_setting_that_names_nothing_is_said(ws: tierwise.Workspace) -> None:
+    """A typo in a category, channel or ticket key prices nothing: said, not ignored."""
+    typo = SETTINGS.model_copy(update={"category_margins": {"B": 0.3, "Bb": 0.4},
+                                       "channel_cac": {"抖音": 50, "抖英": 60},
+                                       "ticket_costs": {"high": 30, "hihg": 20}})
+    compute.save_setting(ws, "economics", typo)
+    try:
+        notes = [str(n) for n in service.economics(ws, "2026Q3", as_of=AS_OF).notes]
+    finally:
+        compute.save_setting(ws, "economics", SETTINGS)
+    for setting, key in (("category_margins", "Bb"), ("channel_cac", "抖英"),
+                         ("ticket_costs", "hihg")):
+        assert any(n.startswith(f"{setting} names {key},") for n in notes), (setting, notes)
+    fine = [str(n) for n in service.economics(ws, "2026Q3", as_of=AS_OF).notes]
+    assert not any("price nothing" in n for n in fine)

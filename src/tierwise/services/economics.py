@@ -22,7 +22,7 @@ from tierwise.compile.dialects import render
 from tierwise.engines.base import naive_utc
 from tierwise.errors import NotFoundError, Said, TierwiseError
 from tierwise.models import compute
-from tierwise.models.economics import MEASURES, per_customer
+from tierwise.models.economics import MEASURES, EconomicsSettings, per_customer
 from tierwise.services.memo import Memo, data_token
 from tierwise.services.periods import Period, begun, parse_period
 from tierwise.store import customer_mirror
@@ -104,7 +104,13 @@ def _table(ws: Workspace, period: Period, as_of: datetime, segment: str | None
             "counted as gross margin",
             f"{missing:,} 笔已支付订单没有成本、所属品类没有毛利率（category_margins），也没有 "
             "default_margin：其全部金额计为毛利"))
-    unpriced = _unpriced_priorities(ws, econ.ticket_costs, period.start, end)
+    unpriced, unused = _unmatched(ws, econ, found, period.start, end)
+    for setting, keys in unused.items():
+        if keys:  # a typo would price nothing: said, not ignored
+            notes.append(Said(f"{setting} names {', '.join(keys)}, which nothing in the period "
+                              "has: those entries price nothing",
+                              f"{setting} 中的 {'、'.join(keys)} 在本期数据中不存在："
+                              "这些设置未起作用"))
     if unpriced:
         notes.append(Said(
             f"tickets of priority {', '.join(unpriced)} have no cost in ticket_costs: each "
@@ -117,22 +123,39 @@ def _table(ws: Workspace, period: Period, as_of: datetime, segment: str | None
     return found, notes
 
 
-def _unpriced_priorities(ws: Workspace, costs: dict[str, float], start: datetime,
-                         end: datetime) -> list[str]:
+def _unmatched(ws: Workspace, econ: EconomicsSettings, table: pa.Table, start: datetime,
+               end: datetime) -> tuple[list[str], dict[str, list[str]]]:
     """Priorities (with their channel, when they have one) of the period's tickets that no
     key of ``ticket_costs`` prices (when it has any: otherwise every ticket costs
-    ``ticket_cost`` on purpose)."""
-    if not costs:
-        return []
-    with ws.engine.session(ws.facts.scans(("tickets",))) as session:
-        seen = session.query(render(
-            "SELECT DISTINCT channel, priority FROM tickets WHERE priority IS NOT NULL "
-            "AND opened_at >= :start AND opened_at < :end", ws.engine.name),
-            {"start": naive_utc(start), "end": naive_utc(end)}).to_pylist()
-    return sorted({r["priority"] if r["channel"] is None else f"{r['channel']}/{r['priority']}"
-                   for r in seen
-                   if f"{r['channel']}/{r['priority']}" not in costs
-                   and r["priority"] not in costs and r["channel"] not in costs})
+    ``ticket_cost`` on purpose); and per setting, its keys that no order category, ticket
+    or customer channel of the period carries. ``table``: the customers' economics."""
+    seen: list[dict[str, Any]] = []
+    categories: set[str] = set()
+    span = {"start": naive_utc(start), "end": naive_utc(end)}
+    with ws.engine.session(ws.facts.scans(("tickets", "orders"))) as session:
+        if econ.ticket_costs:
+            seen = session.query(render(
+                "SELECT DISTINCT channel, priority FROM tickets "
+                "WHERE opened_at >= :start AND opened_at < :end", ws.engine.name),
+                span).to_pylist()
+        if econ.category_margins:
+            categories = {c for c in session.query(render(
+                "SELECT DISTINCT category FROM orders WHERE status = 'paid' "
+                "AND ordered_at >= :start AND ordered_at < :end", ws.engine.name),
+                span)["category"].to_pylist() if c is not None}
+    costs = econ.ticket_costs
+    unpriced = sorted({r["priority"] if r["channel"] is None else
+                       f"{r['channel']}/{r['priority']}"
+                       for r in seen if r["priority"] is not None
+                       and f"{r['channel']}/{r['priority']}" not in costs
+                       and r["priority"] not in costs and r["channel"] not in costs})
+    ticket_keys = ({r["priority"] for r in seen} | {r["channel"] for r in seen}
+                   | {f"{r['channel']}/{r['priority']}" for r in seen})
+    channels = set(pc.unique(table["channel"]).to_pylist())
+    unused = {"ticket_costs": sorted(set(costs) - ticket_keys),
+              "category_margins": sorted(set(econ.category_margins) - categories),
+              "channel_cac": sorted(set(econ.channel_cac) - channels)}
+    return unpriced, unused
 
 
 def _sums(table: pa.Table) -> dict[str, Any]:
