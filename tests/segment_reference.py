@@ -46,7 +46,7 @@ SNAPSHOT = {"rfm.r": "rfm_r", "rfm.f": "rfm_f", "rfm.m": "rfm_m", "rfm.score": "
             "profit_clv": "profit_clv", "p_alive": "p_alive",
             "expected_purchases": "expected_purchases", "churn_risk": "churn_risk",
             "referrals": "referrals", "referral_revenue": "referral_revenue",
-            "profit_contribution": "profit_contribution"}
+            "contribution_12m": "contribution_12m"}
 
 
 #: A holiday code → its name in the holidays package's English China calendar.

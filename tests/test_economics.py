@@ -152,7 +152,7 @@ def test_contribution_feeds_the_tiers_and_rules(ws: tierwise.Workspace) -> None:
     """The snapshot holds each customer's last twelve months' contribution (no manager
     time: the tier prices it); rules and the tier weights read it."""
     snap = compute.load_snapshot(ws).table
-    got = dict(zip(snap["customer_id"].to_pylist(), snap["profit_contribution"].to_pylist(),
+    got = dict(zip(snap["customer_id"].to_pylist(), snap["contribution_12m"].to_pylist(),
                    strict=True))
     # the year to 15 October: O7 (999, no cost, default 50 %) counts too; E3's
     # acquisition (January) is inside the year; messages 1.0 for E1
@@ -160,7 +160,7 @@ def test_contribution_feeds_the_tiers_and_rules(ws: tierwise.Workspace) -> None:
     assert got["E3"] == pytest.approx(200 - 80)
     from tierwise.segments.evaluate import evaluate_rule
 
-    assert sorted(evaluate_rule(ws, "profit_contribution > 500", AS_OF)["customer_id"]
+    assert sorted(evaluate_rule(ws, "contribution_12m > 500", AS_OF)["customer_id"]
                   .to_pylist()) == ["E1"]
 
 

@@ -71,7 +71,7 @@ COMPUTED_FIELDS: dict[str, tuple[str, Kind]] = {
     "lookalike_score": ("lookalike_score", "number"),
     "referrals": ("referrals", "number"),
     "referral_revenue": ("referral_revenue", "number"),
-    "profit_contribution": ("profit_contribution", "number"),
+    "contribution_12m": ("contribution_12m", "number"),
 }
 #: Kept current by the server as events arrive (``models.leads``).
 LEAD_FIELDS: dict[str, tuple[str, Kind]] = {"lead_score": ("lead_score", "number")}

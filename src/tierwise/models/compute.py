@@ -331,8 +331,10 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         "expected_spend": maybe(spend),
         "clv": maybe(value),
         "profit_clv": maybe(profit_clv),
-        # the last twelve months' profit contribution (models.economics; no manager time)
-        "profit_contribution": pa.array(contribution, pa.float64()),
+        # the last twelve months' profit contribution without the manager's time
+        # (models.economics): named apart from the economics page's contribution of a
+        # period, which prices that time
+        "contribution_12m": pa.array(contribution, pa.float64()),
         "churn_risk": pa.array(risk.tolist(), pa.string()),
         # Filled by the insights models (`tierwise churn --save`, `tierwise lookalikes
         # --save`), else empty.

@@ -22,7 +22,7 @@ from tierwise.workspace import Workspace
 METRIC_COLUMNS = {"monetary": "rfm_monetary", "frequency": "rfm_frequency",
                   "recency": "rfm_recency", "profit": "profit_total", "clv": "clv",
                   "referrals": "referrals", "growth": "revenue_growth",
-                  "contribution": "profit_contribution"}
+                  "contribution": "contribution_12m"}
 
 
 @dataclass
