@@ -111,6 +111,22 @@ GENDER = {
     "unknown": "unknown", "未知": "unknown", "other": "other", "其他": "other",
 }
 
+#: A contact's role in its account's decision chain: accepted spellings → code
+#: (``definitions.vocabulary.ROLE_VALUES`` labels the codes in both languages).
+ROLE = {
+    "decision_maker": "decision_maker", "decision maker": "decision_maker",
+    "decision-maker": "decision_maker", "dm": "decision_maker", "决策者": "decision_maker",
+    "决策人": "decision_maker", "拍板人": "decision_maker",
+    "influencer": "influencer", "影响者": "influencer", "影响人": "influencer",
+    "user": "user", "end user": "user", "使用者": "user", "用户": "user", "最终用户": "user",
+    "purchasing": "purchasing", "procurement": "purchasing", "buyer": "purchasing",
+    "采购": "purchasing", "采购员": "purchasing",
+    "finance": "finance", "财务": "finance",
+    "technical": "technical", "technical evaluator": "technical", "it": "technical",
+    "技术": "technical", "技术评估": "technical",
+    "other": "other", "其他": "other",
+}
+
 CUSTOMERS = TableSchema(
     name="customers",
     home="control",
@@ -133,6 +149,11 @@ CUSTOMERS = TableSchema(
         _c("company_size", "string", "公司规模", "企业规模", "员工人数", "employees"),
         _c("channel", "string", "渠道", "来源渠道", "获客渠道", "source"),
         _c("owner", "string", "负责人", "客户经理", "销售", "account_owner"),
+        # a contact (a person) names the account (a company, also a customer) it works
+        # for, and its role there; an account and a private customer leave both empty
+        _c("account_id", "string", "所属客户", "所属账户", "所属公司", "公司编号", "客户账户",
+           "account", "account id", "company_id", max_length=128),
+        _c("role", "enum", "角色", "联系人角色", "决策角色", "contact_role", choices=ROLE),
         _c("signup_at", "timestamp", "注册时间", "注册日期", "创建时间", "created_at",
            "signup_date", "registered_at"),
         _c("acquisition_cost", "float", "获客成本", "cac", min_value=0),

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from tierwise.definitions import holidays
-from tierwise.definitions.schemas import GENDER, ORDER_STATUS
+from tierwise.definitions.schemas import GENDER, ORDER_STATUS, ROLE
 from tierwise.definitions.segment_ast import (
     Aggregate,
     And,
@@ -336,6 +336,15 @@ GENDER_VALUES = Enumeration.of("gender", _labels(
     male=("男", "Male"), female=("女", "Female"), unknown=("未知", "Unknown"),
     other=("其他", "Other")), spellings=GENDER)
 
+_ROLES = _labels(
+    decision_maker=("决策者", "Decision maker"), influencer=("影响者", "Influencer"),
+    user=("使用者", "User"), purchasing=("采购", "Purchasing"), finance=("财务", "Finance"),
+    technical=("技术", "Technical"), other=("其他", "Other"))
+#: A contact's role in its account's decision chain: the customer field ``role`` and the
+#: same column of the ``contacts`` source (``COUNT(contacts WHERE role = '决策者')``).
+ROLE_VALUES = Enumeration.of("role", _ROLES, spellings=ROLE)
+CONTACT_ROLE_VALUES = Enumeration.of("contacts.role", _ROLES, spellings=ROLE)
+
 ORDER_STATUS_VALUES = Enumeration.of("orders.status", _labels(
     paid=("已支付", "Paid"), refunded=("已退款", "Refunded"),
     cancelled=("已取消", "Cancelled")), spellings=ORDER_STATUS)
@@ -352,7 +361,7 @@ HOLIDAY = Enumeration.of("DAYS_UNTIL_HOLIDAY", holidays.LABELS, spellings=holida
 
 #: The enumerations that do not depend on a workspace's settings.
 FIXED: tuple[Enumeration, ...] = (LIFECYCLE, CHURN_RISK, GENDER_VALUES, ORDER_STATUS_VALUES,
-                                  NPS_CLASS, HOLIDAY)
+                                  NPS_CLASS, HOLIDAY, ROLE_VALUES, CONTACT_ROLE_VALUES)
 
 
 def label_of(labels: Labels, code: str | None, lang: str) -> str:

@@ -202,3 +202,92 @@ def classify_customers(ws: Workspace, session: Any, staged: StagedFile, result: 
         session.register_arrow("live", live)
     _classify(session, result, staged, "s.customer_id = l.customer_id", "customer_id",
               [c for c in names if c != "customer_id"], facts)
+
+
+def _said_link(problem: str, *values: object) -> Said:
+    texts = {
+        "self": ("a contact cannot be its own account",
+                 "联系人不能把自己作为所属客户"),
+        "unknown": ("names no customer: import the account (a customer row with this id) "
+                    "first or in the same file",
+                    "没有这个客户：请先导入该客户（公司），或在同一文件中导入"),
+        "merged": ("was merged into {0}: name {0}", "已合并到 {0}：请写 {0}"),
+        "contact": ("is itself a contact of {0}: an account cannot be a contact",
+                    "本身是 {0} 的联系人：联系人不能再作为所属客户"),
+        "has_contacts": ("this customer is the account of {0} contact(s) (e.g. {1}): an "
+                         "account cannot become a contact",
+                         "该客户是 {0} 个联系人的所属客户（如 {1}）：不能再成为联系人"),
+        "role": ("a role is for contacts: this customer names no account (account_id)",
+                 "角色只用于联系人：该客户没有所属客户（account_id）"),
+    }
+    en, zh = texts[problem]
+    return Said(en.format(*values), zh.format(*values))
+
+
+def account_links(ws: Workspace, session: Any, staged: StagedFile, resolved: Resolved,
+                  written: list[str]) -> list[Reject]:
+    """Contacts and their accounts, as they will be once a customers import is applied: a
+    contact's ``account_id`` names a stored customer or one in the file (its survivor when
+    merged: the import names the survivor), not itself and not another contact; a customer
+    that is an account of contacts does not become a contact; a ``role`` belongs to a
+    contact. One level only: accounts and their people, not a tree of companies."""
+    if "account_id" not in written and "role" not in written:
+        return []
+    rows = session.query(
+        "SELECT _row, customer_id, "
+        + ("account_id" if "account_id" in written else "CAST(NULL AS VARCHAR)")
+        + " AS account_id, " + ("role" if "role" in written else "CAST(NULL AS VARCHAR)")
+        + " AS role FROM staged WHERE customer_id IS NOT NULL ORDER BY _row").to_pylist()
+    in_file = {r["customer_id"]: r for r in rows}
+    named = sorted({r["account_id"] for r in rows if r["account_id"]})
+    with ws.control.read() as conn:
+        stored = customer_store.accounts_of(
+            conn, list(in_file) + [n for n in named if n not in in_file])
+        merged = customer_store.survivors_of(conn, named)
+        # the stored contacts of the customers this file makes contacts
+        theirs = customer_store.contacts_of(
+            conn, [r["customer_id"] for r in rows if r["account_id"]])
+    for account, contacts in theirs.items():
+        for contact in contacts:
+            stored.setdefault(contact, account)
+
+    def account_of(customer: str) -> str | None:
+        """The account a customer names once the import is applied."""
+        if customer in in_file and "account_id" in written:
+            return in_file[customer]["account_id"]
+        return stored.get(customer)
+
+    # contacts in the file of each customer in the file
+    for r in rows:
+        if r["account_id"]:
+            theirs.setdefault(r["account_id"], []).append(r["customer_id"])
+    column = resolved.sources.get("account_id", "account_id")
+    found: list[Reject] = []
+    for r in rows:
+        me: str = r["customer_id"]
+        account = account_of(me)
+        if account is not None and "account_id" in written and r["account_id"]:
+            problem: Said | None = None
+            if account == me:
+                problem = _said_link("self")
+            elif account in merged:
+                problem = _said_link("merged", merged[account])
+            elif account not in in_file and account not in stored:
+                problem = _said_link("unknown")
+            elif (above := account_of(account)) is not None:
+                problem = _said_link("contact", above)
+            else:
+                others = [c for c in theirs.get(me, []) if account_of(c) == me and c != me]
+                if others:
+                    problem = _said_link("has_contacts", len(set(others)),
+                                         sorted(set(others))[0])
+            if problem is not None:
+                found.append(Reject(r["_row"], column, account, problem))
+                continue
+        if r["role"] is not None and account is None:
+            found.append(Reject(r["_row"], resolved.sources.get("role", "role"), r["role"],
+                                _said_link("role")))
+        if len(found) >= LISTED:
+            break
+    return found
+

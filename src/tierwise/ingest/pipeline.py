@@ -124,6 +124,9 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
             duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
             unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
             rejects.add(duplicates + missing, len(duplicates) + len(missing))
+            if schema.name == "customers":
+                links = checks.account_links(ws, session, staged, resolved, written)
+                rejects.add(links, len(links))
             if schema is OPPORTUNITY_STAGES:
                 stages = opportunities.name_history(
                     ws, staged, resolved,

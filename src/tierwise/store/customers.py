@@ -431,3 +431,43 @@ def reseal(conn: sa.Connection, ring: KeyRing) -> int:
     if batch:
         conn.execute(stmt, batch)
     return len(rows)
+
+
+def accounts_of(conn: sa.Connection, ids: Sequence[str]) -> dict[str, str | None]:
+    """The stored customers among ``ids`` and the account each names (None: not a contact)."""
+    found: dict[str, str | None] = {}
+    for part in chunked(ids):
+        found.update({a: b for a, b in conn.execute(sa.select(
+            customers.c.customer_id, customers.c.account_id).where(
+            customers.c.customer_id.in_(part)))})
+    return found
+
+
+def contacts_of(conn: sa.Connection, accounts: Sequence[str]) -> dict[str, list[str]]:
+    """The stored contacts of each of ``accounts`` (those that have any)."""
+    found: dict[str, list[str]] = {}
+    for part in chunked(accounts):
+        for contact, account in conn.execute(sa.select(
+                customers.c.customer_id, customers.c.account_id).where(
+                customers.c.account_id.in_(part)).order_by(customers.c.customer_id)):
+            found.setdefault(account, []).append(contact)
+    return found
+
+
+def contact_links(conn: sa.Connection) -> list[tuple[str, str]]:
+    """Every (contact, account) pair."""
+    return [(a, b) for a, b in conn.execute(sa.select(
+        customers.c.customer_id, customers.c.account_id).where(
+        customers.c.account_id.is_not(None)).order_by(customers.c.customer_id))]
+
+
+def survivors_of(conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
+    """The merged ids among ``ids`` and the customer each was merged into."""
+    from tierwise.store.tables import customer_redirects
+
+    found: dict[str, str] = {}
+    for part in chunked(ids):
+        found.update({a: b for a, b in conn.execute(sa.select(
+            customer_redirects.c.customer_id, customer_redirects.c.survivor_id).where(
+            customer_redirects.c.customer_id.in_(part)))})
+    return found

@@ -55,6 +55,8 @@ customers = sa.Table(
     sa.Column("company_size", sa.Text),
     sa.Column("channel", sa.Text),
     sa.Column("owner", sa.Text),
+    sa.Column("account_id", sa.String(128)),
+    sa.Column("role", sa.String(32)),
     sa.Column("signup_at", UtcDateTime()),
     sa.Column("acquisition_cost", sa.Float),
     sa.Column("tags", sa.Text),  # JSON array
@@ -73,6 +75,7 @@ customers = sa.Table(
     sa.Index("ix_customers_email_hash", "email_hash"),
     sa.Index("ix_customers_phone_hash", "phone_hash"),
     sa.Index("ix_customers_owner", "owner"),
+    sa.Index("ix_customers_account", "account_id"),
     sa.Index("ix_customers_updated_at", "updated_at"),
     sa.Index("ix_customers_import", "import_id"),
 )
