@@ -247,9 +247,9 @@ def account_links(ws: Workspace, session: Any, staged: StagedFile, resolved: Res
         # the stored contacts of the customers this file makes contacts
         theirs = customer_store.contacts_of(
             conn, [r["customer_id"] for r in rows if r["account_id"]])
-    for account, contacts in theirs.items():
+    for owner, contacts in theirs.items():
         for contact in contacts:
-            stored.setdefault(contact, account)
+            stored.setdefault(contact, owner)
 
     def account_of(customer: str) -> str | None:
         """The account a customer names once the import is applied."""
