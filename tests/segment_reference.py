@@ -37,9 +37,13 @@ from tierwise.definitions.segment_ast import (
 
 TIME = {"orders": "ordered_at", "events": "occurred_at", "tickets": "opened_at",
         "feedback": "at", "referrals": "at", "opportunities": "created_at",
-        "opportunity_stages": "at"}
-#: Whom a row counts for, where it is not ``customer_id``: a referral, for the referrer.
-WHO = {"referrals": "referrer_id"}
+        "opportunity_stages": "at", "contacts": "added_at", "account_orders": "ordered_at",
+        "account_events": "occurred_at"}
+#: Whom a row counts for, where it is not ``customer_id``: a referral, for the referrer; a
+#: contact, for its account.
+WHO = {"referrals": "referrer_id", "contacts": "account_id"}
+#: An account's rows and its contacts', all counted for the account.
+ROLLED_UP = {"account_orders": "orders", "account_events": "events"}
 SNAPSHOT = {"rfm.r": "rfm_r", "rfm.f": "rfm_f", "rfm.m": "rfm_m", "rfm.score": "rfm_score",
             "rfm.cell": "rfm_cell", "rfm.segment": "rfm_segment", "tier": "tier",
             "value_score": "value_score", "lifecycle": "lifecycle", "clv": "clv",
@@ -74,7 +78,16 @@ class Reference:
         self.zone: ZoneInfo = ws.config.zone
         self.as_of = as_of.astimezone(self.zone)
         self.customers = ws.table("customers").to_pylist()
-        self.rows = {s: ws.table(s).to_pylist() for s in TIME}
+        self.rows = {s: ws.table(s).to_pylist() for s in TIME
+                     if s != "contacts" and s not in ROLLED_UP}
+        account = {c["customer_id"]: c["account_id"] for c in self.customers
+                   if c["account_id"] is not None}
+        self.rows["contacts"] = [{**c, "added_at": c["signup_at"] or c["created_at"]}
+                                 for c in self.customers if c["account_id"] is not None]
+        for rolled, table in ROLLED_UP.items():
+            self.rows[rolled] = [{**r, "customer_id": account.get(r["customer_id"],
+                                                                  r["customer_id"])}
+                                 for r in self.rows[table]]
         self.by_customer: dict[str, dict[str, list[dict[str, Any]]]] = {s: {} for s in TIME}
         for source, rows in self.rows.items():
             for row in rows:
@@ -265,7 +278,8 @@ class Reference:
             moment = row[TIME[node.source]]
             if moment > self.as_of or (start is not None and moment <= start):
                 continue
-            if node.source == "orders" and not _mentions_status(node.where) \
+            if node.source in ("orders", "account_orders") \
+                    and not _mentions_status(node.where) \
                     and row["status"] != "paid":
                 continue
             if node.where is not None and not self.test(node.where, customer, row):

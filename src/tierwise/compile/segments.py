@@ -516,7 +516,7 @@ class _Compiler:
             zone, amount, unit = self.zone, node.window.amount, node.window.unit
             filters.append(exp.GT(this=time_col.copy(), expression=self.bind_clock(
                 lambda t: shift(t, amount, unit, zone))))
-        if node.source == "orders" and not _mentions(node.where, "status"):
+        if node.source in ("orders", "account_orders") and not _mentions(node.where, "status"):
             filters.append(exp.EQ(this=exp.column("status", table="r"),
                                   expression=self.bind("paid")))
         if node.where is not None:

@@ -321,6 +321,40 @@ TABLES: dict[str, TableSchema] = {
 }
 FACT_TABLES = [t for t in TABLES.values() if t.home == "facts"]
 
+#: An account's rows together with its contacts': the rows of the table named, each
+#: contact's counted for the account it works for (what segment rules and the account-level
+#: measures read as ``account_orders`` and ``account_events``).
+ROLLUPS: dict[str, str] = {"account_orders": "orders", "account_events": "events"}
+
+#: The contacts of accounts as a source rules aggregate (``COUNT(contacts WHERE role =
+#: '决策者')``): customers that name an account, counted for it. Not imported as such (a
+#: contact is imported as a customer with ``account_id``); without their personal data.
+#: ``added_at`` places a contact in time: its sign-up, else when it was first stored.
+CONTACTS = TableSchema(
+    name="contacts",
+    home="control",
+    key=("customer_id",),
+    customer_refs=("account_id",),
+    time_column="added_at",
+    columns=(
+        Column("customer_id", "string"), Column("account_id", "string"),
+        CUSTOMERS.column("role"), CUSTOMERS.column("gender"),
+        Column("birth_date", "date"), Column("city", "string"),
+        Column("province", "string"), Column("country", "string"),
+        Column("channel", "string"), Column("owner", "string"),
+        Column("signup_at", "timestamp"), Column("added_at", "timestamp"),
+        Column("tags", "tags"),
+    ),
+)
+
+
+def source_schema(source: str) -> TableSchema:
+    """The schema of a source segment rules aggregate (a fact table, a roll-up of one, or
+    the contacts)."""
+    if source == "contacts":
+        return CONTACTS
+    return TABLES[ROLLUPS.get(source, source)]
+
 
 def table_schema(name: str) -> TableSchema:
     """The canonical schema called ``name``; a clear error lists the valid names."""

@@ -207,9 +207,10 @@ AGGREGATES = ("COUNT", "SUM", "AVG", "MIN", "MAX", "COUNT_DISTINCT", "DAYS_SINCE
 FUNCTIONS = ("YEAR", "MONTH", "DAY", "WEEKDAY", "HOUR", "DAYS_UNTIL_ANNIVERSARY",
              "DAYS_UNTIL_HOLIDAY")
 #: Sources a rule can aggregate: a row counts for its customer; a referral counts for the one
-#: who referred (``COUNT(referrals) >= 3``).
+#: who referred (``COUNT(referrals) >= 3``); a contact for its account, and in
+#: ``account_orders`` / ``account_events`` an account's own rows and its contacts' count for it.
 SOURCES = ("orders", "events", "tickets", "feedback", "referrals", "opportunities",
-           "opportunity_stages")
+           "opportunity_stages", "contacts", "account_orders", "account_events")
 COMPARE_OPS = ("=", "!=", ">", ">=", "<", "<=")
 
 # -- text form -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tierwise.definitions.schemas import TABLES
+from tierwise.definitions.schemas import TABLES, source_schema
 from tierwise.definitions.segment_ast import (
     SOURCES,
     Aggregate,
@@ -51,8 +51,9 @@ RULE_KIND: dict[str, Kind] = {"string": "string", "enum": "string", "float": "nu
 def _columns(table: str) -> dict[str, Kind]:
     """A canonical table's columns as rules see them (``definitions.schemas`` declares
     them once; the customer reference is how a source joins, not a column to ask about)."""
-    return {c.name: RULE_KIND[c.kind] for c in TABLES[table].columns
-            if table == "customers" or c.name != TABLES[table].customer_refs[0]}
+    schema = TABLES["customers"] if table == "customers" else source_schema(table)
+    return {c.name: RULE_KIND[c.kind] for c in schema.columns
+            if table == "customers" or c.name != schema.customer_refs[0]}
 
 
 #: Customer master data; the JSON column is reached through ``attributes.<key>``.
@@ -102,11 +103,16 @@ def nps_class(score: float | None) -> str | None:
     return next((name for name, floor in NPS_CLASSES if score >= floor), None)
 
 SOURCE_COLUMNS: dict[str, dict[str, Kind]] = {source: _columns(source) for source in SOURCES}
-TIME_COLUMN: dict[str, str] = {source: str(TABLES[source].time_column) for source in SOURCES}
-#: The column naming the customer a source's row counts for (``referrer_id`` for referrals).
-CUSTOMER_COLUMN: dict[str, str] = {source: TABLES[source].customer_refs[0] for source in SOURCES}
+TIME_COLUMN: dict[str, str] = {source: str(source_schema(source).time_column)
+                               for source in SOURCES}
+#: The column naming the customer a source's row counts for (``referrer_id`` for referrals,
+#: ``account_id`` for contacts).
+CUSTOMER_COLUMN: dict[str, str] = {source: source_schema(source).customer_refs[0]
+                                   for source in SOURCES}
 JSON_COLUMNS: dict[str, str] = {table: c.name for table in ("customers", *SOURCES)
-                                for c in TABLES[table].columns if c.kind == "json"}
+                                for c in (TABLES["customers"] if table == "customers"
+                                          else source_schema(table)).columns
+                                if c.kind == "json"}
 
 class RuleError(TierwiseError):
     """A rule that parses but names something that does not exist or cannot work."""

@@ -345,9 +345,11 @@ _ROLES = _labels(
 ROLE_VALUES = Enumeration.of("role", _ROLES, spellings=ROLE)
 CONTACT_ROLE_VALUES = Enumeration.of("contacts.role", _ROLES, spellings=ROLE)
 
-ORDER_STATUS_VALUES = Enumeration.of("orders.status", _labels(
-    paid=("已支付", "Paid"), refunded=("已退款", "Refunded"),
-    cancelled=("已取消", "Cancelled")), spellings=ORDER_STATUS)
+_ORDER_STATUSES = _labels(paid=("已支付", "Paid"), refunded=("已退款", "Refunded"),
+                          cancelled=("已取消", "Cancelled"))
+ORDER_STATUS_VALUES = Enumeration.of("orders.status", _ORDER_STATUSES, spellings=ORDER_STATUS)
+ACCOUNT_ORDER_STATUS_VALUES = Enumeration.of("account_orders.status", _ORDER_STATUSES,
+                                             spellings=ORDER_STATUS)
 
 #: NPS classes (``nps_class``): promoters score 9–10, passives 7–8, detractors 0–6.
 NPS_CLASS = Enumeration.of("nps_class", _labels(
@@ -361,7 +363,8 @@ HOLIDAY = Enumeration.of("DAYS_UNTIL_HOLIDAY", holidays.LABELS, spellings=holida
 
 #: The enumerations that do not depend on a workspace's settings.
 FIXED: tuple[Enumeration, ...] = (LIFECYCLE, CHURN_RISK, GENDER_VALUES, ORDER_STATUS_VALUES,
-                                  NPS_CLASS, HOLIDAY, ROLE_VALUES, CONTACT_ROLE_VALUES)
+                                  NPS_CLASS, HOLIDAY, ROLE_VALUES, CONTACT_ROLE_VALUES,
+                                  ACCOUNT_ORDER_STATUS_VALUES)
 
 
 def label_of(labels: Labels, code: str | None, lang: str) -> str:

@@ -228,6 +228,12 @@ def generate_chunk(spec: DemoSpec, index: int) -> dict[str, pa.Table]:
     customers = _customers(rng, lang, ids, b2b, signup, end, cust_channel)
     opportunities, stages = _pipeline(rng, lang, ids, b2b, signup, end, spend,
                                       customers["owner"].to_pylist())
+    # the B2B accounts' people, from a stream of their own (the rest stays as it was)
+    contacts, contact_events = _contacts(
+        np.random.default_rng(np.random.SeedSequence([spec.seed, index, 2])), lang,
+        customers, b2b, signup, horizon, end, page_json, campaign_json)
+    customers = pa.concat_tables([customers, contacts], promote_options="default")
+    events = pa.concat_tables([events, contact_events])
     return {"customers": customers, "orders": orders, "events": events, "tickets": tickets,
             "feedback": feedback, "referrals": referrals, "opportunities": opportunities,
             "opportunity_stages": stages}
@@ -379,6 +385,76 @@ def _customers(rng: np.random.Generator, lang: _Lang, ids: np.ndarray, b2b: np.n
         "attributes": pa.array([json.dumps({"segment": "B2B" if b else "B2C"})
                                 for b in b2b.tolist()], pa.string()),
     })
+
+
+#: Roles of the people at a B2B account and how common each is among them.
+_ROLES = (("decision_maker", 18), ("influencer", 22), ("user", 30), ("purchasing", 12),
+          ("finance", 8), ("technical", 10))
+
+
+def _contacts(rng: np.random.Generator, lang: _Lang, accounts: pa.Table, b2b: np.ndarray,
+              signup: np.ndarray, horizon: np.ndarray, end: float, page_json: np.ndarray,
+              campaign_json: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """Zero to four people at each B2B account (``C000123-1``…), with a role, the account's
+    place, channel and owner, and their own events — webinars, demo requests, pricing
+    pages — while the account is active."""
+    where = np.flatnonzero(b2b)
+    count = rng.choice(5, len(where), p=[0.15, 0.3, 0.3, 0.15, 0.1])
+    account = np.repeat(where, count)
+    n = len(account)
+    seq = np.arange(n) - np.repeat(np.r_[0, np.cumsum(count)[:-1]], count) + 1
+    base = accounts.take(pa.array(account, pa.int64())) if n else accounts.slice(0, 0)
+    ids = [f"{a}-{k}" for a, k in zip(base["customer_id"].to_pylist(), seq.tolist(),
+                                      strict=True)]
+    if lang.zh:
+        names = [a + b for a, b in zip(_choice(rng, vocab.SURNAMES_ZH, n),
+                                       _choice(rng, vocab.GIVEN_ZH, n), strict=True)]
+    else:
+        names = [f"{a} {b}" for a, b in zip(_choice(rng, vocab.FIRST_EN, n),
+                                            _choice(rng, vocab.LAST_EN, n), strict=True)]
+    joined = signup[account] + rng.exponential(60 * DAY, n)
+    joined = np.minimum(joined, end - DAY)
+    roles = _choice(rng, [r for r, _ in _ROLES], n, [w for _, w in _ROLES])
+    contacts = pa.table({
+        "customer_id": pa.array(ids, pa.string()),
+        "name": pa.array(names, pa.string()),
+        "email": pa.array([f"contact{c.replace('-', '.').lower()}@example.com"
+                           for c in ids], pa.string()),
+        "phone": pa.nulls(n, pa.string()),
+        "gender": pa.array(_choice(rng, ["male", "female"], n).tolist(), pa.string()),
+        "birth_date": pa.nulls(n, pa.date32()),
+        "city": base["city"], "province": base["province"], "country": base["country"],
+        "industry": pa.nulls(n, pa.string()), "company_size": pa.nulls(n, pa.string()),
+        "channel": base["channel"], "owner": base["owner"],
+        "account_id": base["customer_id"],
+        "role": pa.array(roles.tolist(), pa.string()),
+        "signup_at": _ts(joined),
+        "acquisition_cost": pa.nulls(n, pa.float64()),
+        "tags": pa.nulls(n, pa.string()),
+        "attributes": pa.array([json.dumps({"segment": "B2B"})] * n, pa.string()),
+    })
+    # events while the account is active: those deciding read more about prices
+    busy = np.where(np.isin(roles, ["decision_maker", "purchasing"]), 5.0, 3.0)
+    n_events = rng.poisson(busy)
+    owner = np.repeat(np.arange(n), n_events)
+    stop = np.maximum(horizon[account][owner], joined[owner])
+    at = joined[owner] + rng.random(len(owner)) * (stop - joined[owner])
+    kind = _choice(rng, ["page_view", "email_open", "webinar", "demo_request"], len(owner),
+                   [50, 25, 15, 10])
+    props = np.full(len(owner), None, dtype=object)
+    views = kind == "page_view"
+    props[views] = page_json[rng.integers(0, len(page_json), len(owner))][views]
+    mails = kind == "email_open"
+    props[mails] = campaign_json[rng.integers(0, len(campaign_json), len(owner))][mails]
+    people = np.array(ids, dtype=object)
+    events = pa.table({
+        "event_id": pa.array(_per_customer_ids("E", people, owner), pa.string()),
+        "customer_id": pa.array(people[owner].tolist(), pa.string()),
+        "occurred_at": _ts(np.minimum(at, end)),
+        "type": pa.array(kind.tolist(), pa.string()),
+        "properties": pa.array(props.tolist(), pa.string()),
+    })
+    return contacts, events
 
 
 def write_demo_files(spec: DemoSpec, out: Path,

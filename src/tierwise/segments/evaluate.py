@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from tierwise.compile.compiled import CompiledBatch, CompiledRule, flat_query
 from tierwise.compile.segments import compile_rule
+from tierwise.definitions.schemas import ROLLUPS
 from tierwise.definitions.segment_ast import SOURCES, Condition
 from tierwise.definitions.segment_fields import CUSTOMER_COLUMN, RuleError
 from tierwise.definitions.segment_parser import parse
@@ -70,10 +71,12 @@ class Evaluation:
     ...     members = ev.run(compiled)
     """
 
-    #: Tables a restricted evaluation (``only``) narrows to the chosen customers.
-    FACTS = SOURCES
+    #: Fact tables rules read (and roll-ups of them), which a restricted evaluation
+    #: (``only``) narrows to the chosen customers.
+    FACTS = tuple(name for name in SOURCES if name != "contacts")
     #: Those that can come from the rows kept in memory by customer (``customer_id``).
-    HELD = tuple(name for name in SOURCES if CUSTOMER_COLUMN[name] == "customer_id")
+    HELD = tuple(name for name in FACTS
+                 if CUSTOMER_COLUMN[name] == "customer_id" and name not in ROLLUPS)
 
     def __init__(self, ws: Workspace, as_of: datetime,
                  only: Collection[str] | None = None) -> None:
@@ -87,6 +90,7 @@ class Evaluation:
         self._snapshot = False
         self._members = False
         self._leads = False
+        self._contacts = False
         #: Fact tables registered on first use (``_facts``), and their columns so far.
         self._held: dict[str, TableScan] = {}
         self._from_memory: dict[str, tuple[str, ...]] = {}
@@ -160,6 +164,14 @@ class Evaluation:
         self._customers = customer_store.reveal(self._customers, self.ws.control.pii, wanted)
         self.session.register_arrow("customers", self._customers)
 
+    def _contacts_for(self, sources: frozenset[str]) -> None:
+        """Register the accounts' contacts (those of the chosen accounts) if ``sources``
+        names them."""
+        if "contacts" in sources and not self._contacts:
+            self.session.register_arrow("contacts", customer_mirror.contacts(
+                self.ws.root, self.ws.control, self._chosen))
+            self._contacts = True
+
     def _register(self, compiled: CompiledRule) -> None:
         """Make what ``compiled`` reads available in the session."""
         self._reveal(compiled.columns_in)
@@ -177,6 +189,7 @@ class Evaluation:
         if compiled.uses_members and not self._members:
             self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
+        self._contacts_for(compiled.sources)
         if compiled.uses_leads and not self._leads:
             self.session.register_arrow("lead_scores", lead_store.as_table(self.ws.control))
             self._leads = True
@@ -239,6 +252,7 @@ class Evaluation:
         """Compute the batch's shared aggregates table (one pass per source)."""
         if batch.aggregates_sql is not None:
             self._reveal(batch.aggregates_columns_in)
+            self._contacts_for(batch.sources)
             if self._held:
                 self._facts(batch.sources, batch.aggregates_columns_in)
             with self._rule_errors():

@@ -30,8 +30,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from tierwise.compile.dialects import render
 from tierwise.compile.segments import shift
+from tierwise.definitions.schemas import ROLLUPS
 from tierwise.definitions.segment_ast import (
     Aggregate,
     Call,
@@ -61,7 +65,8 @@ from tierwise.workspace import Workspace
 #: (computed fields), ``members`` (stored members of static lists) and ``leads`` (lead
 #: scores).
 TABLES = ("orders", "events", "tickets", "feedback", "referrals", "opportunities",
-          "opportunity_stages", "customers", "snapshot", "members", "leads")
+          "opportunity_stages", "contacts", "account_orders", "account_events", "customers",
+          "snapshot", "members", "leads")
 _CLOCKED = ("DAYS_SINCE_LAST", "DAYS_SINCE_FIRST")
 
 
@@ -298,6 +303,7 @@ def evaluate_changed(ws: Workspace, changes: Mapping[str, Collection[str]],
     ``read_by`` is ``segment_reads(ws)`` if the caller keeps it.
     """
     reads = read_by if read_by is not None else segment_reads(ws)
+    changes = _with_accounts(ws, changes, reads)
     clock_keys = [k for k in (clock[0] if clock else ()) if k in reads]
     clock_customers = set(clock[1]) if clock and clock_keys else set()
     keys = [key for key, read in reads.items()
@@ -317,6 +323,31 @@ def evaluate_changed(ws: Workspace, changes: Mapping[str, Collection[str]],
         return "data_change" if customer in fresh[key] else "time"
 
     return evaluate_all(ws, as_of or utcnow(), keys, only=customers, reason_of=reason_of)
+
+
+def _with_accounts(ws: Workspace, changes: Mapping[str, Collection[str]],
+                   reads: dict[str, Reads]) -> Mapping[str, Collection[str]]:
+    """``changes`` with what they change for accounts, when a segment reads an account's
+    contacts or its contacts' rows: new orders or events of a contact change its account's
+    ``account_orders`` / ``account_events``, a contact added or changed its account's
+    ``contacts``."""
+    from tierwise.store import customer_mirror
+
+    wanted = {t for r in reads.values() for t in r.tables} & {"contacts", *ROLLUPS}
+    sources = {"contacts": "customers", **ROLLUPS}
+    touched = {t: changes.get(sources[t], ()) for t in wanted}
+    if not any(touched.values()):
+        return changes
+    customers = customer_mirror.read(ws.root, ws.control)
+    contacts = customers.filter(pc.is_valid(customers["account_id"]))
+    found = dict(changes)
+    for table, ids in touched.items():
+        chosen = contacts.filter(pc.is_in(contacts["customer_id"],
+                                          value_set=pa.array(list(ids), pa.string())))
+        accounts = set(chosen["account_id"].to_pylist())
+        # an account's own rows count in its roll-up too
+        found[table] = accounts if table == "contacts" else accounts | set(ids)
+    return found
 
 
 def unevaluated(ws: Workspace, read_by: dict[str, Reads] | None = None) -> list[str]:
@@ -353,15 +384,18 @@ def crossing(ws: Workspace, edges: Iterable[Edge], since: datetime, now: datetim
         by_table.setdefault(edge.table, []).append((edge.column, low, high))
     found: set[str] = set()
     if in_memory and ws.facts.keep_rows:
-        for table in [t for t in by_table if CUSTOMER_COLUMN.get(t) == "customer_id"]:
+        for table in [t for t in by_table if CUSTOMER_COLUMN.get(t) == "customer_id"
+                      and t not in ROLLUPS]:
             if (hits := _crossing_in_memory(ws, table, by_table[table])) is not None:
                 found |= hits
                 del by_table[table]
     if not by_table:
         return found
-    facts = {t: ws.facts.scan(t) for t in by_table if t != "customers"}
+    facts = {t: ws.facts.scan(t) for t in by_table if t not in ("customers", "contacts")}
     arrow = ({"customers": customer_mirror.read(ws.root, ws.control)}
              if "customers" in by_table else {})
+    if "contacts" in by_table:
+        arrow["contacts"] = customer_mirror.contacts(ws.root, ws.control)
     with ws.engine.session(facts, arrow) as session:
         for table, bands in by_table.items():
             params: dict[str, object] = {}
@@ -389,7 +423,7 @@ def upcoming(ws: Workspace, edges: Iterable[Edge], start: datetime, until: datet
         return found
     zone = ws.config.zone
     for edge in set(edges):
-        if CUSTOMER_COLUMN.get(edge.table) != "customer_id":
+        if CUSTOMER_COLUMN.get(edge.table) != "customer_id" or edge.table in ROLLUPS:
             continue
         rows = ws.facts.customer_rows(edge.table)
         low, high = edge.band(start, until, zone)

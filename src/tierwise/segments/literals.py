@@ -47,7 +47,9 @@ def _text(lang: str, key: str, **values: object) -> str:
 _WHO = {None: ("客户", "customer"), "orders": ("订单", "order"), "events": ("事件", "event"),
         "tickets": ("工单", "ticket"), "feedback": ("反馈", "feedback"),
         "referrals": ("推荐记录", "referral"), "opportunities": ("商机", "opportunity"),
-        "opportunity_stages": ("商机阶段变更", "stage change")}
+        "opportunity_stages": ("商机阶段变更", "stage change"),
+        "contacts": ("联系人", "contact"), "account_orders": ("订单", "order"),
+        "account_events": ("事件", "event")}
 
 
 def unseen(ws: Workspace, rule: Condition, as_of: datetime, lang: str | None = None,

@@ -158,3 +158,31 @@ def invalidate(root: Path, files: bool = False) -> None:
             old.unlink(missing_ok=True)
     for old in folder(root).glob("customers-*.parquet"):
         old.unlink(missing_ok=True)
+
+
+def contacts(root: Path, control: ControlStore, accounts: pa.Array | None = None
+             ) -> pa.Table:
+    """The ``contacts`` source rules aggregate: every customer that names an account, with
+    the account (its survivor when it was merged) and the columns of
+    ``definitions.schemas.CONTACTS`` (no personal data); with ``accounts``, the contacts of
+    those accounts only."""
+    from tierwise.definitions.schemas import CONTACTS
+    from tierwise.store.tables import customer_redirects
+
+    table = read(root, control)
+    table = table.filter(pc.is_valid(table["account_id"]))
+    if table.num_rows:
+        with control.read() as conn:
+            merged = dict(conn.execute(sa.select(customer_redirects.c.customer_id,
+                                                 customer_redirects.c.survivor_id)).all())
+        if merged:
+            named = table["account_id"].to_pylist()
+            table = table.set_column(table.schema.get_field_index("account_id"), "account_id",
+                                     pa.array([merged.get(a, a) for a in named], pa.string()))
+    if accounts is not None:
+        table = table.filter(pc.is_in(table["account_id"], value_set=accounts))
+    added = pc.coalesce(table["signup_at"], table["created_at"])
+    columns = {c.name: added if c.name == "added_at" else table[c.name]
+               for c in CONTACTS.columns}
+    return pa.table(columns, schema=pa.schema([pa.field(c.name, c.arrow_type)
+                                               for c in CONTACTS.columns]))

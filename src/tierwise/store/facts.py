@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from tierwise.definitions.schemas import TABLES, TableSchema
+from tierwise.definitions.schemas import ROLLUPS, TABLES, TableSchema
 from tierwise.engines.base import Engine, ScanFile, TableScan
 from tierwise.store.backup import backup_running
 from tierwise.store.control import ControlStore, as_utc, utcnow
@@ -104,6 +104,21 @@ def _redirects(conn: sa.Connection) -> tuple[tuple[str, str], ...]:
         customer_redirects.c.customer_id, customer_redirects.c.survivor_id)))
 
 
+def rolled_up(conn: sa.Connection, redirects: tuple[tuple[str, str], ...] | None = None
+              ) -> tuple[tuple[str, str], ...]:
+    """The merge redirects followed by each contact's link to its account: every id whose
+    rows count for an account (a contact, an id merged into a contact or into the account)
+    with that account, every other merged id with its survivor."""
+    from tierwise.store.customers import contact_links
+
+    merged = dict(_redirects(conn) if redirects is None else redirects)
+    accounts = {contact: merged.get(account, account)
+                for contact, account in contact_links(conn)}
+    pairs = {old: accounts.get(new, new) for old, new in merged.items()}
+    pairs.update(accounts)
+    return tuple(sorted(pairs.items()))
+
+
 class FactStore:
     """Parquet facts of one workspace. Readers take a ``TableScan`` snapshot of the manifest."""
 
@@ -173,6 +188,8 @@ class FactStore:
 
     def _scan(self, conn: sa.Connection, table: str,
               redirects: tuple[tuple[str, str], ...] | None) -> TableScan:
+        if table in ROLLUPS:  # the table's rows, contacts' counted for their accounts
+            return self._scan(conn, ROLLUPS[table], rolled_up(conn, redirects))
         schema = TABLES[table]
         rows = conn.execute(
             sa.select(fact_files.c.path, fact_files.c.seq, fact_files.c.overlaps)
@@ -203,7 +220,9 @@ class FactStore:
         names = [t.name for t in TABLES.values() if t.home == "facts"] if tables is None \
             else list(tables)
         redirects = _redirects(conn)
-        return {name: self._scan(conn, name, redirects) for name in names}
+        rollup = rolled_up(conn, redirects) if set(names) & set(ROLLUPS) else ()
+        return {name: self._scan(conn, ROLLUPS[name], rollup) if name in ROLLUPS
+                else self._scan(conn, name, redirects) for name in names}
 
     def live_files(self, conn: sa.Connection, table: str) -> tuple[int, int]:
         """How many live files ``table`` has and their bytes."""
