@@ -263,7 +263,8 @@ def _atoms(rng: random.Random) -> list[str]:
         "COUNT(opportunity_stages WHERE from_stage = '方案' AND stage = '输单') >= 1",
         "COUNT(contacts WHERE role = 'decision_maker') >= 1",
         f"COUNT(contacts) >= {rng.randint(2, 3)}",
-        f"COUNT(contacts WHERE role IN ('purchasing', 'finance'), LAST {rng.choice([6, 12])}m) >= 1",
+        f"COUNT(contacts WHERE role IN ('purchasing', 'finance'), LAST {rng.choice([6, 12])}m)"
+        " >= 1",
         "COUNT_DISTINCT(contacts.role) >= 2 AND COUNT(contacts WHERE role = 'user') = 0",
         f"COUNT(account_events WHERE type IN ('webinar', 'demo_request'), LAST {day}d) >= 1",
         f"COUNT(account_events, LAST {day}d) > COUNT(events, LAST {day}d)",
