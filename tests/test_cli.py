@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 import tierwise
 from tierwise.cli.main import app
+from tierwise.demo.generator import DemoSpec, generate_chunk
 
 runner = CliRunner()
 
@@ -94,7 +96,10 @@ def test_exit_codes_of_the_real_command(tmp_path: Path):
 def test_demo_command(tmp_path: Path):
     out = tw("demo", "-w", str(tmp_path / "d"), "--customers", "300", "--seed", "7",
              "--end", "2026-06-30")
-    assert "customers: imported 300 rows" in out
+    # 300 customers and the people at its B2B accounts
+    people = generate_chunk(DemoSpec(customers=300, seed=7, end=date(2026, 6, 30)), 0)
+    assert f"customers: imported {people['customers'].num_rows} rows" in out
+    assert people["customers"].num_rows > 300
     assert tierwise.open(tmp_path / "d").count("orders") > 300
 
 

@@ -4,21 +4,31 @@ account-level measures that roll the contacts' orders up."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from tests.conftest import write
 
 import tierwise
+from tierwise.definitions.roles import Principal
+from tierwise.definitions.segment_fields import RuleError
 from tierwise.errors import ImportRejected
+from tierwise.identity.merge import merge
+from tierwise.ingest.readers import RecordsSource
+from tierwise.segments import catalog as defs
+from tierwise.segments import incremental, membership
+from tierwise.segments.evaluate import evaluate_rule
+from tierwise.services import economics
+from tierwise.services.customers import customer_profile, present_profile
 
 ACCOUNTS = ("customer_id,name,industry,owner\n"
             "A1,甲公司,制造业,王\nA2,乙公司,零售,李\nA3,丙公司,金融,王\n")
-CONTACTS = ("客户编号,姓名,邮箱,所属客户,角色\n"
-            "P1,张三,zs@a1.cn,A1,决策者\n"
-            "P2,李四,ls@a1.cn,A1,Influencer\n"
-            "P3,王五,ww@a2.cn,A2,采购\n"
-            "P4,赵六,zl@a2.cn,A2,\n")
+CONTACTS = ("客户编号,姓名,邮箱,所属客户,角色,注册时间\n"
+            "P1,张三,zs@a1.cn,A1,决策者,2026-01-05\n"
+            "P2,李四,ls@a1.cn,A1,Influencer,2026-02-01\n"
+            "P3,王五,ww@a2.cn,A2,采购,2025-11-11\n"
+            "P4,赵六,zl@a2.cn,A2,,2026-06-01\n")
 
 
 def _links(ws: tierwise.Workspace) -> dict[str, tuple[str | None, str | None]]:
@@ -88,3 +98,133 @@ def test_an_import_without_the_columns_keeps_the_links(accounts: tierwise.Worksp
     accounts.import_file("customers", write(tmp_path / "upd.csv",
                                             "customer_id,city\nP1,上海\n"))
     assert _links(accounts)["P1"] == ("A1", "decision_maker")
+
+
+# -- rules --------------------------------------------------------------------------------
+T = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
+
+
+def _members(ws: tierwise.Workspace, rule: str) -> list[str]:
+    return evaluate_rule(ws, rule, T)["customer_id"].to_pylist()
+
+
+@pytest.fixture
+def active(accounts: tierwise.Workspace, tmp_path: Path) -> tierwise.Workspace:
+    """Events and orders of the accounts and of their people."""
+    accounts.import_file("events", write(tmp_path / "e.csv", (
+        "event_id,customer_id,occurred_at,type\n"
+        "E1,P1,2026-06-29,webinar\nE2,P2,2026-06-20,page_view\nE3,A1,2026-06-28,login\n"
+        "E4,P3,2026-03-01,webinar\nE5,A3,2026-06-29,webinar\nE6,P1,2026-07-02,webinar\n")))
+    accounts.import_file("orders", write(tmp_path / "o.csv", (
+        "order_id,customer_id,ordered_at,amount,status\n"
+        "O1,A1,2026-05-01,1000,paid\nO2,P2,2026-06-01,500,paid\nO3,P3,2026-06-01,800,paid\n"
+        "O4,P4,2026-06-02,300,refunded\nO5,A3,2026-01-01,50,paid\n")))
+    return accounts
+
+
+def test_rules_count_an_accounts_contacts_by_role(active: tierwise.Workspace):
+    ws = active
+    for words in ("决策者", "decision maker", "Decision maker", "decision_maker"):
+        assert _members(ws, f"COUNT(contacts WHERE role = '{words}') >= 1") == ["A1"]
+        assert _members(ws, f"role = '{words}'") == ["P1"]
+    assert _members(ws, "COUNT(contacts) >= 2") == ["A1", "A2"]
+    assert _members(ws, "COUNT(contacts) = 0") == ["A3", "P1", "P2", "P3", "P4"]
+    assert _members(ws, "COUNT_DISTINCT(contacts.role) = 1") == ["A2"]  # P4 has none
+    assert _members(ws, "account_id = 'A2'") == ["P3", "P4"]
+    with pytest.raises(RuleError, match="contacts.role 没有取值 'boss'"):
+        _members(ws, "COUNT(contacts WHERE role = 'boss') >= 1")
+    with pytest.raises(RuleError, match="contacts has no column 'email'"):
+        _members(ws, "COUNT(contacts WHERE email = 'x') >= 1")  # no personal data there
+    assert _members(ws, "COUNT(contacts, LAST 60d) >= 1") == ["A2"]  # P4 joined in June
+    # a contact without a sign-up counts from when it was stored: now, not at T
+    ws.import_source("customers", RecordsSource.from_dicts("crm", [
+        {"customer_id": "P5", "account_id": "A3", "role": "finance"}]))
+    assert _members(ws, "COUNT(contacts WHERE role = 'finance') >= 1") == []
+    now = evaluate_rule(ws, "COUNT(contacts WHERE role = '财务') >= 1")
+    assert now["customer_id"].to_pylist() == ["A3"]
+
+
+def test_rollups_against_a_direct_computation(active: tierwise.Workspace):
+    ws = active
+    account = {c: a for c, (a, _) in _links(ws).items() if a}
+    events = ws.table("events").to_pylist()
+    orders = ws.table("orders").to_pylist()
+    cutoff = T - timedelta(days=30)
+    recent: dict[str, int] = {}
+    for e in events:
+        if cutoff < e["occurred_at"] <= T:
+            who = account.get(e["customer_id"], e["customer_id"])
+            recent[who] = recent.get(who, 0) + 1
+    spent: dict[str, float] = {}
+    for o in orders:
+        if o["status"] == "paid":
+            who = account.get(o["customer_id"], o["customer_id"])
+            spent[who] = spent.get(who, 0) + o["amount"]
+    assert recent == {"A1": 3, "A3": 1}  # E6 is after T; E4 is older than the window
+    assert _members(ws, "COUNT(account_events, LAST 30d) >= 3") == ["A1"]
+    assert _members(ws, "COUNT(account_events, LAST 30d) >= 1") == sorted(recent)
+    assert spent == {"A1": 1500, "A2": 800, "A3": 50}
+    assert _members(ws, "SUM(account_orders.amount) >= 800") == ["A1", "A2"]
+    # the account's own events alone: only A1's login and A3's webinar
+    assert _members(ws, "COUNT(events, LAST 30d) >= 1") == ["A1", "A3", "P1", "P2"]
+    assert _members(ws, "COUNT(account_events WHERE type = '已退款') >= 1") == []
+    assert _members(ws, "COUNT(account_orders WHERE status = '已退款') >= 1") == ["A2"]
+    # a contact's rows count for its account's survivor once the account is merged away
+    merge(ws, "A3", ["A2"], actor="test")
+    assert _members(ws, "SUM(account_orders.amount) >= 800") == ["A1", "A3"]
+    assert _members(ws, "COUNT(contacts) >= 2") == ["A1", "A3"]
+
+
+def test_an_account_moves_when_its_contacts_bring_rows(active: tierwise.Workspace):
+    ws = active
+    defs.save(ws, defs.SegmentDefinition(
+        key="engaged", rule="COUNT(account_events WHERE type = 'webinar', LAST 30d) >= 2"))
+    defs.save(ws, defs.SegmentDefinition(
+        key="decided", rule="COUNT(contacts WHERE role = '决策者') >= 1"))
+    membership.evaluate_all(ws, T)
+    assert membership.members_at(ws, "engaged") == []
+    assert membership.members_at(ws, "decided") == ["A1"]
+    ws.import_source("events", RecordsSource.from_dicts("live", [
+        {"event_id": f"L{i}", "customer_id": "P3", "occurred_at": "2026-06-30T10:00:00Z",
+         "type": "webinar"} for i in range(2)]))
+    ws.import_source("customers", RecordsSource.from_dicts("crm", [
+        {"customer_id": "P4", "role": "决策者"}]))
+    results = incremental.evaluate_changed(ws, {"events": {"P3"}, "customers": {"P4"}}, T)
+    assert {r.key: r.entered for r in results} == {"engaged": 1, "decided": 1}
+    assert membership.members_at(ws, "engaged") == ["A2"]
+    assert membership.members_at(ws, "decided") == ["A1", "A2"]
+
+
+# -- account-level measures and the 360 view ------------------------------------------------
+def test_account_measures_roll_up_their_contacts_orders(active: tierwise.Workspace):
+    ws = active
+    facts = {r["customer_id"]: r for r in ws.compute(T).table.to_pylist()}
+    # contacts are people at an account, not customers of their own: counted once, there
+    assert sorted(facts) == ["A1", "A2", "A3"]
+    assert (facts["A1"]["orders_total"], facts["A1"]["revenue_total"]) == (2, 1500)
+    assert (facts["A2"]["orders_total"], facts["A2"]["revenue_total"]) == (1, 800)
+    assert (facts["A3"]["orders_total"], facts["A3"]["revenue_total"]) == (1, 50)
+    assert _members(ws, "tier IS NOT NULL") == ["A1", "A2", "A3"]
+    total, rows = economics.customers(ws, "2026", as_of=T)
+    revenue = {r["customer_id"]: r["revenue"] for r in rows}
+    assert total == 3
+    assert revenue == {"A1": 1500, "A2": 800, "A3": 50}
+
+
+def test_the_360_view_of_an_account_lists_its_people(active: tierwise.Workspace):
+    ws = active
+    account = customer_profile(ws, "A1", T)
+    people = {p["customer_id"]: p for p in account.people}
+    assert sorted(people) == ["P1", "P2"]
+    assert people["P1"]["role"] == "decision_maker" and people["P1"]["events_30d"] == 1
+    assert people["P2"]["orders"] == 1 and people["P2"]["revenue"] == 500
+    assert account.rollup == {"orders": 2, "revenue": 1500, "events_30d": 3, "people": 2}
+    contact = customer_profile(ws, "P1", T)
+    assert contact.account == {"customer_id": "A1", "name": "甲公司", "owner": "王",
+                               "role": "decision_maker"}
+    assert contact.people == [] and contact.rollup == {}
+    # a viewer without the right to personal data sees the people masked
+    viewer = Principal("user", "viewer", "viewer", frozenset({"customers:read"}))
+    shown = present_profile(ws, viewer, account)
+    assert all(p["pii_masked"] and p["email"] != "zs@a1.cn" for p in shown.people)
+    assert present_profile(ws, viewer, contact).account["name"] != "甲公司"

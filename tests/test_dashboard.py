@@ -1162,3 +1162,26 @@ def test_the_reviews_migration_flows_open_their_customers(demo: tierwise.Workspa
             assert len(listed) == edge["value"], link
             followed += 1
         assert followed >= 1, segment
+
+
+def test_an_accounts_page_lists_its_people_and_a_contacts_page_its_account(
+        demo: tierwise.Workspace) -> None:
+    people = demo.sql("SELECT customer_id, account_id, role FROM customers "
+                      "WHERE account_id IS NOT NULL ORDER BY customer_id").to_pylist()
+    person = people[0]
+    theirs = [p for p in people if p["account_id"] == person["account_id"]]
+    admin, viewer = _client(demo), _client(demo, "viewer")
+    html = admin.get(f"/customers/{person['account_id']}?lang=en").text
+    listed = re.findall(r'<tr data-person="([^"]+)">', html)
+    assert sorted(listed) == sorted(p["customer_id"] for p in theirs)
+    assert "People at this account" in html and f"{len(theirs)} people" in html
+    assert "Decision maker" in html or "Influencer" in html or "User" in html
+    zh = admin.get(f"/customers/{person['account_id']}?lang=zh-CN").text
+    assert "联系人" in zh and "位联系人" in zh
+    page = admin.get(f"/customers/{person['customer_id']}?lang=en").text
+    assert f'href="/customers/{person["account_id"]}"' in page and "Account" in page
+    # a viewer without the right to personal data sees the people's e-mails masked
+    emails = re.findall(r"contact[a-z0-9.]+@example\.com",
+                        viewer.get(f"/customers/{person['account_id']}?lang=en").text)
+    assert emails == []
+    assert re.findall(r"contact[a-z0-9.]+@example\.com", html)

@@ -39,20 +39,30 @@ def demo_ws(tmp_path_factory: pytest.TempPathFactory) -> tierwise.Workspace:
 
 
 def test_every_reference_is_a_known_customer(demo_ws: tierwise.Workspace):
-    assert demo_ws.count("customers") == 4_000
-    ids = set(demo_ws.customers()["customer_id"])
-    assert len(ids) == 4_000 and "C000123" in ids
+    people = demo_ws.customers()
+    accounts = people[people["account_id"].isna()]
+    contacts = people[people["account_id"].notna()]
+    assert len(accounts) == 4_000 and "C000123" in set(accounts["customer_id"])
+    ids = set(people["customer_id"])
     for table, column in (("orders", "customer_id"), ("events", "customer_id"),
                           ("tickets", "customer_id"), ("feedback", "customer_id"),
                           ("referrals", "referrer_id"), ("referrals", "referred_id")):
         assert set(demo_ws.table(table)[column].to_pylist()) <= ids, table
-    assert not demo_ws.customers()["is_stub"].any()
+    assert not people["is_stub"].any()
+    # the B2B accounts' people: each names a B2B account, most have a role
+    b2b = set(accounts[accounts["attributes"].str.contains("B2B")]["customer_id"])
+    assert 0.25 < len(contacts) / len(accounts) < 0.7
+    assert set(contacts["account_id"]) <= b2b
+    assert contacts["role"].notna().all() and contacts["role"].nunique() == 6
+    theirs = demo_ws.sql("SELECT count(*) FROM events WHERE customer_id LIKE '%-%'")
+    assert theirs.column(0)[0].as_py() > 2 * len(contacts)
 
 
 def test_buyers_are_heterogeneous(demo_ws: tierwise.Workspace):
     counts = demo_ws.sql(
         "SELECT c.customer_id, count(o.order_id) AS n FROM customers c LEFT JOIN orders o "
-        "USING (customer_id) GROUP BY 1", with_customers=True)["n"].to_numpy()
+        "USING (customer_id) WHERE c.account_id IS NULL GROUP BY 1",
+        with_customers=True)["n"].to_numpy()
     assert len(counts) == 4_000
     buyers = counts[counts > 0]
     assert 0.7 < len(buyers) / 4_000 < 0.95  # some sign up and never buy

@@ -88,13 +88,16 @@ def test_every_label_selects_what_its_code_selects(ws: tierwise.Workspace):
     assert set(found) == {"lifecycle", "churn_risk", "gender", "orders.status", "tier",
                           "rfm.segment", "DAYS_UNTIL_HOLIDAY", "nps_class",
                           "opportunities.stage", "opportunity_stages.stage",
-                          "opportunity_stages.from_stage"}
+                          "opportunity_stages.from_stage", "role", "contacts.role",
+                          "account_orders.status"}
     # not vacuous: every field has members under its codes
     assert all(n > 0 for n in found.values()), found
     # the issue's own examples
     assert _members(ws, "rfm.segment = '冠军客户'") == _members(ws, "rfm.segment = 'champions'")
     assert _members(ws, "tier = 'A 类'") == _members(ws, "tier = 'A'") != []
     assert _members(ws, "gender = '女'") == _members(ws, "gender = 'female'") != []
+    assert _members(ws, "COUNT(contacts WHERE role = '决策者') >= 1") == \
+        _members(ws, "COUNT(contacts WHERE role = 'decision_maker') >= 1") != []
     assert _members(ws, "lifecycle = '流失'") == _members(ws, "lifecycle = 'churned'")
     assert _members(ws, "lifecycle IN ('流失预警', 'Dormant')") == \
         _members(ws, "lifecycle IN ('at_risk', 'dormant')")

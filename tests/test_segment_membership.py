@@ -14,7 +14,7 @@ from tests.test_cli import tw
 import tierwise
 from tierwise.definitions.segment_fields import RuleError
 from tierwise.definitions.segment_parser import parse
-from tierwise.demo.generator import DemoSpec
+from tierwise.demo.generator import DemoSpec, generate_chunk
 from tierwise.demo.load import load_generated
 from tierwise.segments import catalog as defs
 from tierwise.segments import membership, plan
@@ -163,7 +163,9 @@ def test_segments_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     tw("segments", "check", "citty = 'x'", code=1)
     out = tw("segments", "preview", "COUNT(orders) >= 2", "--as-of", "2026-06-30",
              "--ids-out", "ids.csv")
-    assert "of 500 customers as of 2026-06-30 23:59" in out
+    # everyone: the 500 customers and the people at its B2B accounts
+    people = generate_chunk(DemoSpec(customers=500, seed=2, end=date(2026, 6, 30)), 0)
+    assert f"of {people['customers'].num_rows} customers as of 2026-06-30 23:59" in out
     assert (tmp_path / "ids.csv").read_text(encoding="utf-8-sig").startswith("customer_id")
     assert "待唤醒客户" in tw("segments", "templates")
     tw("compute", "--as-of", "2026-06-30")  # the template reads RFM scores

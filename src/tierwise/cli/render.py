@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tierwise.config import WorkspaceConfig
+from tierwise.definitions.vocabulary import ROLE_VALUES
 from tierwise.services.customers import CustomerProfile
 from tierwise.workspace import Workspace
 
@@ -282,7 +283,10 @@ def profile(console: Console, p: CustomerProfile, config: WorkspaceConfig) -> No
                ("signed up", c.get("signup_at")), ("acquisition cost", c.get("acquisition_cost")),
                ("tags", tags), ("attributes", attributes),
                ("referred by", p.referrals.get("referred_by")),
-               ("referred others", p.referrals.get("referred_others"))], zone)
+               ("referred others", p.referrals.get("referred_others")),
+               *([("account", f"{p.account['name'] or ''} · {p.account['customer_id']}"),
+                  ("role", ROLE_VALUES.label(p.account["role"], "en")
+                   if p.account["role"] else None)] if p.account else [])], zone)
     console.print(Panel(Columns([who, how], padding=(0, 6)), title=title, title_align="left"))
     s = p.order_summary
     money = config.currency
@@ -298,6 +302,16 @@ def profile(console: Console, p: CustomerProfile, config: WorkspaceConfig) -> No
     console.print(_records("Recent events", p.recent_events, zone))
     console.print(_records("Tickets", p.tickets, zone))
     console.print(_records("Feedback", p.feedback, zone))
+    if p.people:
+        r = p.rollup
+        console.print(_records(
+            f"People at this account · {r['people']} · with theirs: {r['orders']} paid "
+            f"orders ({money} {r['revenue']:,.2f}), {r['events_30d']} events in 30 days",
+            [{"customer_id": x["customer_id"], "name": x.get("name"),
+              "role": ROLE_VALUES.label(x["role"], "en") if x.get("role") else None,
+              "email": x.get("email"), "orders": x["orders"], "revenue": x["revenue"],
+              "events 30d": x["events_30d"], "last event": x["last_event_at"]}
+             for x in p.people], zone))
     if p.opportunities:
         pipe = p.pipeline
         console.print(_records(

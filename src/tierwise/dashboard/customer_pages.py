@@ -297,7 +297,8 @@ def customer(customer_id: str, request: Request) -> HTMLResponse:
                             for h in history if h.get("exited_at") is None],
                   tier_label=(lambda t: view.tier_label(t, lang)) if view else str,
                   stage_label=lambda s: View.stage_label(s, lang),
-                  stage_name=lambda s: words.column_label("opportunities.stage", s, lang))
+                  stage_name=lambda s: words.column_label("opportunities.stage", s, lang),
+                  role_name=lambda r: words.column_label("role", r, lang))
 
 
 def _timeline(found: Any, history: list[dict[str, Any]], names: dict[str, str],

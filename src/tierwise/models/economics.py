@@ -178,13 +178,22 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
     orders, orders_without_cost, tickets and messages). ``tiers`` (customer_id, tier) prices
     the manager's time; without it there is none (the value score, which decides the tiers,
     reads it so)."""
-    people = customer_mirror.read(ws.root, ws.control).select(
-        ["customer_id", "signup_at", "acquisition_cost", "channel"])
+    # accounts and private customers: a contact's orders, tickets, referrals and messages
+    # count for its account
+    people = customer_mirror.accounts_and_customers(customer_mirror.read(
+        ws.root, ws.control)).select(["customer_id", "signup_at", "acquisition_cost",
+                                      "channel"])
     with ws.control.read() as conn:
         costs = outbox_store.costs_by_customer(conn, start, end)
-    messages = pa.table({"customer_id": pa.array([c for c, _, _ in costs], pa.string()),
-                         "messages": pa.array([n for _, n, _ in costs], pa.int64()),
-                         "cost": pa.array([x for _, _, x in costs], pa.float64())})
+    account = customer_mirror.account_of(ws.root, ws.control)
+    sent: dict[str, tuple[int, float]] = {}
+    for customer, count, cost in costs:
+        who = account.get(customer, customer)
+        before = sent.get(who, (0, 0.0))
+        sent[who] = (before[0] + count, before[1] + cost)
+    messages = pa.table({"customer_id": pa.array(list(sent), pa.string()),
+                         "messages": pa.array([n for n, _ in sent.values()], pa.int64()),
+                         "cost": pa.array([x for _, x in sent.values()], pa.float64())})
     if tiers is None:
         tiers = pa.table({"customer_id": pa.array([], pa.string()),
                           "tier": pa.array([], pa.string())})
@@ -201,7 +210,7 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
         "months": (end - start).total_seconds() / 86400 / MONTH_DAYS,
         "window_seconds": settings.referral_window_days * 86400,
         "credit": float(settings.referral_credit)}
-    with ws.engine.session(ws.facts.scans(("orders", "tickets", "referrals")),
+    with ws.engine.session(ws.facts.scans(("orders", "tickets", "referrals"), accounts=True),
                            arrow) as session:
         found = session.query(render(_SQL, ws.engine.name), params)
     cost_to_serve = pc.add(found["ticket_cost"], found["manager_cost"])

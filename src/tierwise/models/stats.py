@@ -2,7 +2,9 @@
 
 The statistics feed RFM, CLV, tiers and lifecycle stages. Purchases are paid orders at or
 before ``as_of`` (refunds and cancellations excluded); "purchase days" count at most one
-purchase per calendar day in the workspace's time zone, as the CLV literature does.
+purchase per calendar day in the workspace's time zone, as the CLV literature does. A
+contact's orders count for its account (``FactStore.scan(..., accounts=True)``): the
+account is the customer that buys, its people are not customers of their own.
 
 The SQL is written once, parsed by sqlglot and rendered for the engine's dialect; values
 are bound as named parameters, never pasted into the text.
@@ -165,13 +167,13 @@ def customer_stats(ws: Workspace, as_of: datetime, period: Period | None = None)
     start, prev_start = period.bounds(as_of)
     params: dict[str, Any] = {"tz": ws.config.timezone, "as_of": as_of, "start": start,
                               "prev_start": prev_start}
-    with ws.engine.session({"orders": ws.facts.scan("orders")}) as session:
+    with ws.engine.session({"orders": ws.facts.scan("orders", accounts=True)}) as session:
         return session.query(stats_sql(ws.engine.name), params)
 
 
 def clv_summary(ws: Workspace, as_of: datetime) -> pa.Table:
     """x, t_x_days, t_days, m_x and purchase_days per customer (all history to as_of)."""
-    with ws.engine.session({"orders": ws.facts.scan("orders")}) as session:
+    with ws.engine.session({"orders": ws.facts.scan("orders", accounts=True)}) as session:
         return session.query(render(_CLV_SQL, ws.engine.name),
                              {"tz": ws.config.timezone, "as_of": as_of})
 
@@ -179,7 +181,7 @@ def clv_summary(ws: Workspace, as_of: datetime) -> pa.Table:
 def rfm_summary(ws: Workspace, as_of: datetime, period: Period | None = None) -> pa.Table:
     """Recency (days), orders and revenue in the period, per customer, in one order pass."""
     start, _ = (period or Period()).bounds(as_of)
-    with ws.engine.session({"orders": ws.facts.scan("orders")}) as session:
+    with ws.engine.session({"orders": ws.facts.scan("orders", accounts=True)}) as session:
         return session.query(render(_RFM_SQL, ws.engine.name),
                              {"as_of": as_of, "start": start})
 
@@ -188,5 +190,5 @@ def referrals_made(ws: Workspace, as_of: datetime) -> pa.Table:
     """Referrals each customer made up to ``as_of``, and the paid revenue of the customers
     they referred (``referral_revenue``)."""
     sql = render(_REFERRALS_SQL, ws.engine.name)
-    with ws.engine.session(ws.facts.scans(("referrals", "orders"))) as session:
+    with ws.engine.session(ws.facts.scans(("referrals", "orders"), accounts=True)) as session:
         return session.query(sql, {"as_of": as_of})

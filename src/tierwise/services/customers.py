@@ -39,6 +39,14 @@ class CustomerProfile:
     opportunities: list[dict[str, Any]] = field(default_factory=list)
     #: Open opportunities and their amount (weighted by probability), won ones and theirs.
     pipeline: dict[str, Any] = field(default_factory=dict)
+    #: An account's people (contacts), decision makers first, each with its role, paid
+    #: orders and revenue, and events in the 30 days to as_of.
+    people: list[dict[str, Any]] = field(default_factory=list)
+    #: An account's figures with its people's rows (paid orders, revenue, events in the last
+    #: 30 days, people); empty for a customer without contacts.
+    rollup: dict[str, Any] = field(default_factory=dict)
+    #: A contact's account (customer_id, name, the contact's role); None otherwise.
+    account: dict[str, Any] | None = None
 
 
 def _rows(table: pa.Table) -> list[dict[str, Any]]:
@@ -106,10 +114,60 @@ def customer_profile(ws: Workspace, customer_id: str, as_of: datetime | None = N
             "WHERE customer_id = $1 AND created_at <= $2 "
             "ORDER BY (stage = $3 OR stage = $4), created_at DESC, opportunity_id",
             [*params, ws.config.won_stage, ws.config.lost_stage])
+    people, rollup, account = _account_view(ws, customer, as_of)
     return CustomerProfile(customer, summary, recent_orders, event_counts, recent_events,
                            tickets, feedback, as_of, referrals,
                            _rows(deals.slice(0, RECENT)),
-                           pipelines.summary(deals, ws.config, as_of))
+                           pipelines.summary(deals, ws.config, as_of), people, rollup, account)
+
+
+#: The order an account's people are listed in: by role in the decision chain.
+_ROLE_ORDER = ("decision_maker", "influencer", "purchasing", "finance", "technical", "user",
+               "other")
+
+
+def _account_view(ws: Workspace, customer: dict[str, Any], as_of: datetime
+                  ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
+    """An account's people with their activity and the account's figures with theirs, or a
+    contact's account."""
+    customer_id = customer["customer_id"]
+    with ws.control.read() as conn:
+        if customer.get("account_id"):
+            above = customer_store.get(conn, customer["account_id"])
+            return [], {}, {"customer_id": customer["account_id"],
+                            "name": above.get("name") if above else None,
+                            "owner": above.get("owner") if above else None,
+                            "role": customer.get("role")}
+        ids = customer_store.contacts_of(conn, [customer_id]).get(customer_id, [])
+        people = [p for p in (customer_store.get(conn, c) for c in ids) if p is not None]
+    if not people:
+        return [], {}, None
+    who = [customer_id, *ids]
+    params = [who, as_of]
+    with ws.engine.for_staging().session(ws.facts.scans(("orders", "events"))) as s:
+        orders = {r["customer_id"]: r for r in _rows(s.query(
+            "SELECT customer_id, count(*) AS orders, sum(amount) AS revenue FROM orders "
+            "WHERE list_contains($1, customer_id) AND ordered_at <= $2 AND status = 'paid' "
+            "GROUP BY customer_id", params))}
+        events = {r["customer_id"]: r for r in _rows(s.query(
+            "SELECT customer_id, count(*) FILTER (WHERE occurred_at > $2::TIMESTAMPTZ - "
+            "INTERVAL 30 DAY) AS events_30d, max(occurred_at) AS last_event_at FROM events "
+            "WHERE list_contains($1, customer_id) AND occurred_at <= $2 GROUP BY customer_id",
+            params))}
+    listed = []
+    for person in people:
+        c = person["customer_id"]
+        listed.append({**person, "orders": orders.get(c, {}).get("orders", 0),
+                       "revenue": orders.get(c, {}).get("revenue") or 0,
+                       "events_30d": events.get(c, {}).get("events_30d", 0),
+                       "last_event_at": events.get(c, {}).get("last_event_at")})
+    rank = {role: i for i, role in enumerate(_ROLE_ORDER)}
+    listed.sort(key=lambda p: (rank.get(p.get("role") or "", len(rank)), p["customer_id"]))
+    rollup = {"orders": sum(r["orders"] for r in orders.values()),
+              "revenue": sum(r["revenue"] or 0 for r in orders.values()),
+              "events_30d": sum(r["events_30d"] for r in events.values()),
+              "people": len(people)}
+    return listed, rollup, None
 
 
 def searched_by(principal: Principal) -> list[str]:
@@ -253,4 +311,10 @@ def present_profile(ws: Workspace, principal: Principal, found: CustomerProfile
         {**e, "properties": ws.personal_data.mask_json(e.get("properties"))}
         for e in found.recent_events]
     return dataclasses.replace(found, customer=present_customer(ws, principal, found.customer),
-                               recent_events=events)
+                               recent_events=events,
+                               people=[present_customer(ws, principal, p)
+                                       for p in found.people],
+                               account=None if found.account is None else
+                               ws.personal_data.mask_customer(dict(found.account))
+                               if not principal.sees_pii_of(found.account.get("owner"))
+                               else found.account)

@@ -138,10 +138,12 @@ READS = ("orders", "events", "opportunities", "opportunity_stages")
 def journeys(ws: Workspace, start: datetime, end: datetime, as_of: datetime) -> pa.Table:
     """Per customer who entered in ``[start, end)``: the instant each step was reached by
     ``as_of`` (the ``REACHED`` columns; null: not yet) and the fields it is grouped by."""
-    people = customer_mirror.read(ws.root, ws.control).select(
-        ["customer_id", "signup_at", "industry", "owner", "channel"])
+    # accounts and private customers, a contact's rows counted for its account
+    people = customer_mirror.accounts_and_customers(customer_mirror.read(
+        ws.root, ws.control)).select(["customer_id", "signup_at", "industry", "owner",
+                                      "channel"])
     leads = lead_store.as_qualified(ws.control)
-    with ws.engine.session(ws.facts.scans(READS),
+    with ws.engine.session(ws.facts.scans(READS, accounts=True),
                            {"_people": people, "_leads": leads}) as session:
         return session.query(render(_JOURNEYS, ws.engine.name), {
             "start": naive_utc(start), "end": naive_utc(end), "as_of": naive_utc(as_of),

@@ -160,6 +160,19 @@ def invalidate(root: Path, files: bool = False) -> None:
         old.unlink(missing_ok=True)
 
 
+def accounts_and_customers(table: pa.Table) -> pa.Table:
+    """The customers that are not an account's contacts: the population every model and
+    measure counts (a contact's rows count for its account)."""
+    return table.filter(pc.is_null(table["account_id"]))
+
+
+def account_of(root: Path, control: ControlStore) -> dict[str, str]:
+    """Each contact's account (its survivor when it was merged)."""
+    table = contacts(root, control)
+    return dict(zip(table["customer_id"].to_pylist(), table["account_id"].to_pylist(),
+                    strict=True))
+
+
 def contacts(root: Path, control: ControlStore, accounts: pa.Array | None = None
              ) -> pa.Table:
     """The ``contacts`` source rules aggregate: every customer that names an account, with

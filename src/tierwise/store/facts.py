@@ -180,11 +180,14 @@ class FactStore:
         return self.staging_dir / f"{uuid.uuid4().hex}.parquet"
 
     # -- reading -------------------------------------------------------------------------
-    def scan(self, table: str, conn: sa.Connection | None = None) -> TableScan:
+    def scan(self, table: str, conn: sa.Connection | None = None, *,
+             accounts: bool = False) -> TableScan:
+        """The live files of ``table``; with ``accounts``, contacts' rows read as their
+        accounts' (what account-level measures count)."""
         if conn is None:
             with self.control.read() as c:
-                return self.scan(table, c)
-        return self._scan(conn, table, None)
+                return self.scan(table, c, accounts=accounts)
+        return self._scan(conn, table, rolled_up(conn) if accounts else None)
 
     def _scan(self, conn: sa.Connection, table: str,
               redirects: tuple[tuple[str, str], ...] | None) -> TableScan:
@@ -209,18 +212,22 @@ class FactStore:
         the manifest query for a table of a few dozen files."""
         return os.path.join(str(self.root), relative)
 
-    def scans(self, tables: Iterable[str] | None = None) -> dict[str, TableScan]:
-        """Scans of several fact tables (all of them by default), read in one go."""
+    def scans(self, tables: Iterable[str] | None = None, *,
+              accounts: bool = False) -> dict[str, TableScan]:
+        """Scans of several fact tables (all of them by default), read in one go; with
+        ``accounts``, contacts' rows read as their accounts'."""
         with self.control.read() as conn:
-            return self.scans_in(conn, tables)
+            return self.scans_in(conn, tables, accounts=accounts)
 
-    def scans_in(self, conn: sa.Connection,
-                 tables: Iterable[str] | None = None) -> dict[str, TableScan]:
+    def scans_in(self, conn: sa.Connection, tables: Iterable[str] | None = None, *,
+                 accounts: bool = False) -> dict[str, TableScan]:
         """``scans`` as the manifest is seen by ``conn`` (a backup's instant, for one)."""
         names = [t.name for t in TABLES.values() if t.home == "facts"] if tables is None \
             else list(tables)
         redirects = _redirects(conn)
-        rollup = rolled_up(conn, redirects) if set(names) & set(ROLLUPS) else ()
+        rollup = rolled_up(conn, redirects) if accounts or set(names) & set(ROLLUPS) else ()
+        if accounts:
+            redirects = rollup
         return {name: self._scan(conn, ROLLUPS[name], rollup) if name in ROLLUPS
                 else self._scan(conn, name, redirects) for name in names}
 

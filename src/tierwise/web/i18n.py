@@ -460,6 +460,15 @@ _WORDS: dict[str, tuple[str, str]] = {
     "amount": ("金额", "Amount"),
     "tickets": ("工单", "Tickets"),
     "opportunities": ("商机", "Opportunities"),
+    "people": ("联系人", "People at this account"),
+    "people_summary": ("{people} 位联系人；连同联系人：{orders} 笔已付订单，销售额 {revenue}，"
+                       "近 30 天 {events} 个行为事件",
+                       "{people} people; with theirs: {orders} paid orders, revenue {revenue}, "
+                       "{events} events in the last 30 days"),
+    "role": ("角色", "Role"),
+    "account": ("所属客户", "Account"),
+    "events_30d": ("近 30 天事件", "Events, 30 days"),
+    "last_event": ("最近事件", "Last event"),
     "feedback": ("反馈", "Feedback"),
     "events": ("行为事件", "Events"),
     "segment_changes": ("分群变化", "Segment changes"),
