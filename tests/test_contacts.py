@@ -228,3 +228,53 @@ def test_the_360_view_of_an_account_lists_its_people(active: tierwise.Workspace)
     shown = present_profile(ws, viewer, account)
     assert all(p["pii_masked"] and p["email"] != "zs@a1.cn" for p in shown.people)
     assert present_profile(ws, viewer, contact).account["name"] != "甲公司"
+
+
+# -- identity -------------------------------------------------------------------------------
+def test_contacts_merge_within_and_across_accounts(active: tierwise.Workspace,
+                                                   tmp_path: Path):
+    ws = active
+    # the same person twice at A1 (a second record from another system), and P3 moved
+    # from A2 to A1 and was entered there again as P6
+    ws.import_file("customers", write(tmp_path / "dup.csv", (
+        "customer_id,name,email,account_id,role,signup_at\n"
+        "P1b,张三,zs@a1.cn,A1,,2026-03-01\nP6,王五,ww@a1.cn,A1,finance,2026-05-01\n")))
+    merge(ws, "P1", ["P1b"], actor="test")
+    assert _links(ws)["P1"] == ("A1", "decision_maker")
+    merge(ws, "P6", ["P3"], actor="test")  # the survivor's account and role win
+    assert _links(ws)["P6"] == ("A1", "finance")
+    # P3's order now counts for A1, the account of the person it was merged into
+    assert _members(ws, "SUM(account_orders.amount) >= 2300") == ["A1"]
+    assert _members(ws, "COUNT(contacts) >= 3") == ["A1"]  # P1, P2, P6
+    with pytest.raises(tierwise.TierwiseError, match="A1 is the account of 3 contact"):
+        merge(ws, "A1", ["P2"], actor="test")
+    with pytest.raises(tierwise.TierwiseError, match="cannot be merged"):
+        merge(ws, "P2", ["A1"], actor="test")
+    assert _links(ws)["P2"] == ("A1", "influencer")
+
+
+def test_the_api_takes_contacts_and_lists_an_accounts_people(active: tierwise.Workspace):
+    from fastapi.testclient import TestClient
+
+    from tierwise.server.app import create_app
+    from tierwise.store import accounts as account_store
+
+    ws = active
+    with ws.control.write() as conn:
+        secret = account_store.create_key(conn, "crm", "admin", "test").secret
+    client = TestClient(create_app(ws), raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {secret}"
+    added = client.post("/v1/customers", json={"customers": [
+        {"customer_id": "P7", "name": "周九", "account_id": "A3", "role": "技术"}]})
+    assert added.status_code == 200, added.text
+    bad = client.post("/v1/customers", json={"customers": [
+        {"customer_id": "P8", "account_id": "P7"}, {"customer_id": "P9", "account_id": "A3"}]})
+    assert bad.status_code == 422 and "本身是 A3 的联系人" in bad.text
+    assert "P9" not in _links(ws)  # all or nothing
+    listed = client.get("/v1/customers", params={"account_id": "A1", "role": "决策者"})
+    assert [c["customer_id"] for c in listed.json()["items"]] == ["P1"]
+    assert client.get("/v1/customers", params={"role": "boss"}).status_code in (400, 422)
+    profile = client.get("/v1/customers/A3/profile").json()
+    assert [p["customer_id"] for p in profile["people"]] == ["P7"]
+    assert profile["people"][0]["role"] == "technical"
+    assert client.get("/v1/customers/P7/profile").json()["account"]["customer_id"] == "A3"

@@ -92,6 +92,11 @@ def list_customers(
     company_size: str | None = Query(None, max_length=200),
     channel: str | None = Query(None, max_length=200),
     gender: str | None = Query(None, max_length=32),
+    account_id: str | None = Query(None, max_length=128, description=(
+        "The contacts (people) of this account.")),
+    role: str | None = Query(None, max_length=64, description=(
+        "Contacts with this role: a code (decision_maker, influencer, user, purchasing, "
+        "finance, technical, other) or its label (决策者, Decision maker…).")),
     tag: str | None = Query(None, max_length=200, description="Customers with this tag."),
     segment: str | None = Query(None, max_length=128, description="Current members only."),
     after: str | None = Query(None, max_length=128, description="Cursor: the last id seen."),
@@ -99,11 +104,13 @@ def list_customers(
     principal: Principal = require("customers:read"),
 ) -> Response:
     given = {"province": province, "country": country, "industry": industry,
-             "company_size": company_size, "channel": channel, "gender": gender, "tag": tag}
+             "company_size": company_size, "channel": channel, "gender": gender, "tag": tag,
+             "account_id": account_id, "role": role}
     where = {k: v for k, v in given.items() if v}
     where.update(attribute_filters(workspace(request), request.query_params.items()))
-    if gender:  # an enumerated field: its labels are taken too, others refused
-        where["gender"] = vocabulary(workspace(request), spoken()).code("gender", gender)
+    for name in customer_store.ENUMERATED_FILTERS:  # labels are taken too, others refused
+        if where.get(name):
+            where[name] = vocabulary(workspace(request), spoken()).code(name, where[name])
     if after is None:  # a value nobody has is refused, not an empty list
         check_values(workspace(request), {**where, **({"owner": owner} if owner else {}),
                                           **({"city": city} if city else {})})

@@ -42,7 +42,7 @@ from tierwise.services.customers import (
     searched_by,
 )
 from tierwise.store.control import utcnow
-from tierwise.store.customers import attribute_key
+from tierwise.store.customers import ENUMERATED_FILTERS, attribute_key
 from tierwise.store.preferences import CHANNELS
 from tierwise.web import i18n
 from tierwise.web.auth import workspace
@@ -106,8 +106,9 @@ def customer_filters(request: Request, lang: str, path: str, others: tuple[str, 
         fields = {c: v for c in (*CUSTOMER_FILTERS, *attributes) if (v := params.get(c))}
         for name in attributes:
             is_attribute(workspace(request), name)  # not a sensitive one
-        if "gender" in fields:
-            fields["gender"] = words.column_code("gender", fields["gender"])
+        for name in ENUMERATED_FILTERS:
+            if name in fields:
+                fields[name] = words.column_code(name, fields[name])
         check_values(workspace(request), fields)  # a value nobody has: refused, not empty
         if params.get("segment"):  # the members of a segment: one that exists
             fields["segment"] = known_segment(workspace(request), params["segment"])

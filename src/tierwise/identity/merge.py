@@ -45,7 +45,7 @@ Rule = Literal["most_recent", "most_complete", "earliest", "survivor", "union", 
 DEFAULT_RULES: dict[str, Rule] = {
     "name": "most_complete", "birth_date": "most_complete", "signup_at": "earliest",
     "acquisition_cost": "survivor", "owner": "survivor", "channel": "survivor",
-    "tags": "union", "attributes": "merge"}
+    "account_id": "survivor", "role": "survivor", "tags": "union", "attributes": "merge"}
 
 
 class Survivorship(BaseModel):
@@ -136,6 +136,7 @@ def merge(ws: Workspace, survivor_id: str, merged_ids: list[str], *, actor: str,
     with ws.control.write() as conn:
         merge_store.lock(conn)
         records = _load(conn, [survivor_id, *merged_ids])
+        _check_levels(conn, records)
         values, sources = golden_record(records, rules)
         changed = {k: v for k, v in values.items() if records[0].get(k) != v}
         merge_id = merge_store.apply(conn, survivor_id=survivor_id, merged_ids=merged_ids,
@@ -144,6 +145,24 @@ def merge(ws: Workspace, survivor_id: str, merged_ids: list[str], *, actor: str,
     # (the copies of the customers in memory catch up by themselves: the survivor's
     # updated_at changed, the merged ids are gone)
     return MergeResult(merge_id, survivor_id, merged_ids, sources)
+
+
+def _check_levels(conn: Connection, records: list[dict[str, Any]]) -> None:
+    """Refuse to merge an account that has people with a contact (a company with a person):
+    the golden record would be both, an account of contacts and a contact itself. Two
+    contacts, of one account or of two, merge (the survivor's account and role win)."""
+    people = [r["customer_id"] for r in records if r.get("account_id")]
+    if not people:
+        return
+    theirs = customer_store.contacts_of(conn, [r["customer_id"] for r in records])
+    if theirs:
+        account = sorted(theirs)[0]
+        raise TierwiseError(
+            f"{account} is the account of {len(theirs[account])} contact(s) and {people[0]} "
+            f"is a contact of {next(r['account_id'] for r in records if r.get('account_id'))}"
+            ": an account and a person at one cannot be merged",
+            zh=f"{account} 是 {len(theirs[account])} 个联系人的所属客户，而 {people[0]} 是联系人："
+            "公司客户与联系人不能合并")
 
 
 def undo(ws: Workspace, merge_id: int, *, actor: str) -> MergeResult:

@@ -189,7 +189,9 @@ def _escape_like(text: str) -> str:
 #: Customer columns a list of customers may be narrowed by (equality; ``tag``: one of the
 #: customer's tags).
 FILTER_COLUMNS = ("owner", "city", "province", "country", "industry", "company_size",
-                  "channel", "gender")
+                  "channel", "gender", "account_id", "role")
+#: Those with a fixed set of values: a filter names one by its code or a label.
+ENUMERATED_FILTERS = ("gender", "role")
 
 
 #: A filter on one key of the customer's attributes: ``attributes.plan``.
