@@ -288,7 +288,8 @@ def test_templates_follow_their_words(ws: tierwise.Workspace):
     found = {key: len(_members(ws, str(t.rule))) for key, t in TEMPLATES.items()}
     # on the demo data every template but the 30-day ones selects somebody
     assert all(found[k] > 0 for k in ("to_be_awakened", "churn_risk", "vip_key_accounts",
-                                      "big_spenders_at_risk", "promoters", "detractors")), found
+                                      "big_spenders_at_risk", "promoters", "detractors",
+                                      "deals_without_decision_maker")), found
     awakened = set(_members(ws, "DAYS_SINCE_LAST(orders) > 90"))
     valuable = set(_members(ws, "rfm.m >= 4"))
     assert set(_members(ws, str(TEMPLATES["to_be_awakened"].rule))) == awakened & valuable

@@ -69,6 +69,21 @@ _ALL = (
               "Tier A accounts with an open opportunity in the same stage for more than 14 "
               "days: an opportunity SLA (pair it with a trigger that gives the owner an "
               "urgent task).", "sales"),
+    _template("engaged_buying_committee", "决策链活跃的客户", "Engaged buying committees",
+              "COUNT(contacts WHERE role = 'decision_maker') >= 1 AND COUNT(account_events "
+              "WHERE type IN ('webinar', 'demo_request', 'page_view'), LAST 30d) >= 3",
+              "有决策者在册、且客户及其联系人近 30 天至少 3 次浏览、参会或申请演示：销售跟进的"
+              "好时机。",
+              "Accounts with a decision maker on record whose people (or the account) viewed, "
+              "attended or asked for a demo at least 3 times in 30 days: time for sales to "
+              "follow up.", "sales"),
+    _template("deals_without_decision_maker", "商机缺少决策者", "Open deals without a decision "
+              "maker",
+              "COUNT(opportunities WHERE closed_at IS NULL) >= 1 AND "
+              "COUNT(contacts WHERE role = 'decision_maker') = 0",
+              "有进行中的商机、却没有登记任何决策者的客户：补齐决策链，降低单线联系的风险。",
+              "Accounts with an open opportunity but no decision maker among their people: "
+              "reach the decision chain before the deal depends on one contact.", "sales"),
     _template("promoters", "推荐者（NPS 9–10）", "Promoters (NPS 9–10)",
               "nps_class = 'promoter'",
               "最近一次 NPS 评分为 9–10 分：适合邀请推荐、评价和案例。",
