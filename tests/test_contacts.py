@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from tests.conftest import write
 
 import tierwise
@@ -21,6 +22,7 @@ from tierwise.segments import incremental, membership
 from tierwise.segments.evaluate import evaluate_rule
 from tierwise.services import economics
 from tierwise.services.customers import customer_profile, present_profile
+from tierwise.store.tables import outbox
 
 ACCOUNTS = ("customer_id,name,industry,owner\n"
             "A1,甲公司,制造业,王\nA2,乙公司,零售,李\nA3,丙公司,金融,王\n")
@@ -205,8 +207,16 @@ def test_account_measures_roll_up_their_contacts_orders(active: tierwise.Workspa
     assert (facts["A2"]["orders_total"], facts["A2"]["revenue_total"]) == (1, 800)
     assert (facts["A3"]["orders_total"], facts["A3"]["revenue_total"]) == (1, 50)
     assert _members(ws, "tier IS NOT NULL") == ["A1", "A2", "A3"]
+    with ws.control.write() as conn:  # a message to P1 costs its account
+        when = datetime(2026, 6, 1, tzinfo=UTC)
+        conn.execute(sa.insert(outbox).values(
+            idempotency_key="m1", source="trigger:t", event="enter", customer_id="P1",
+            action="sms", payload="{}", status="delivered", next_attempt_at=when,
+            created_at=when, delivered_at=when, cost=0.2))
     total, rows = economics.customers(ws, "2026", as_of=T)
     revenue = {r["customer_id"]: r["revenue"] for r in rows}
+    assert {r["customer_id"]: r["marketing_cost"] for r in rows} == {"A1": 0.2, "A2": 0,
+                                                                      "A3": 0}
     assert total == 3
     assert revenue == {"A1": 1500, "A2": 800, "A3": 50}
 

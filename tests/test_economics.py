@@ -61,12 +61,15 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> tierwise.Workspace:
         "E1,E2,2026-07-10\nE3,E2,2026-07-20\n"     # E2 is credited to E1, the first
         "E1,E4,2025-01-01\n")))                    # E4's orders: beyond the 365 days
     with made.control.write() as conn:
-        for key, customer, at in (("m1", "E1", "2026-07-25"), ("m2", "E1", "2026-07-26"),
-                                  ("m3", "E2", "2026-10-02")):  # the last: after Q3
+        service = json.dumps({"event": {}, "action": {"type": "sms", "purpose": "service"}})
+        for key, customer, at, payload in (
+                ("m1", "E1", "2026-07-25", "{}"), ("m2", "E1", "2026-07-26", "{}"),
+                ("m3", "E2", "2026-10-02", "{}"),  # after Q3
+                ("m4", "E2", "2026-08-03", service)):  # a service message: cost to serve
             when = datetime.fromisoformat(at).replace(tzinfo=UTC)
             conn.execute(sa.insert(outbox).values(
                 idempotency_key=key, source="trigger:t", event="enter", customer_id=customer,
-                action="email", payload="{}", status="delivered", next_attempt_at=when,
+                action="email", payload=payload, status="delivered", next_attempt_at=when,
                 created_at=when, delivered_at=when, cost=0.5))
     compute.save_setting(made, "economics", SETTINGS)
     made.compute(AS_OF)
@@ -77,19 +80,23 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> tierwise.Workspace:
 
 EXPECTED = {
     "E1": {"revenue": 1500, "gross_margin": 550, "acquisition_cost": 100, "ticket_cost": 40,
-           "manager_cost": MANAGER, "marketing_cost": 1.0, "referral_value": 100},
+           "manager_cost": MANAGER, "marketing_cost": 1.0, "referral_value": 100,
+           "service_message_cost": 0},
     "E2": {"revenue": 200, "gross_margin": 100, "acquisition_cost": 50, "ticket_cost": 10,
-           "manager_cost": MANAGER, "marketing_cost": 0, "referral_value": 0},
+           "manager_cost": MANAGER, "marketing_cost": 0, "referral_value": 0,
+           "service_message_cost": 0.5},
     "E3": {"revenue": 300, "gross_margin": 200, "acquisition_cost": 0, "ticket_cost": 0,
-           "manager_cost": MANAGER, "marketing_cost": 0, "referral_value": 0},
+           "manager_cost": MANAGER, "marketing_cost": 0, "referral_value": 0,
+           "service_message_cost": 0},
     "E4": {"revenue": 250, "gross_margin": 125, "acquisition_cost": 0, "ticket_cost": 0,
-           "manager_cost": MANAGER, "marketing_cost": 0, "referral_value": 0},
+           "manager_cost": MANAGER, "marketing_cost": 0, "referral_value": 0,
+           "service_message_cost": 0},
 }
 
 
 def _contribution(e: dict[str, float]) -> float:
-    return (e["gross_margin"] - e["ticket_cost"] - e["manager_cost"] - e["marketing_cost"]
-            - e["acquisition_cost"])
+    return (e["gross_margin"] - e["ticket_cost"] - e["manager_cost"]
+            - e["service_message_cost"] - e["marketing_cost"] - e["acquisition_cost"])
 
 
 def test_each_measure_by_hand(ws: tierwise.Workspace) -> None:
@@ -97,7 +104,8 @@ def test_each_measure_by_hand(ws: tierwise.Workspace) -> None:
         found = service.of_customer(ws, customer, "2026Q3", as_of=AS_OF)
         for name, value in expected.items():
             assert found[name] == pytest.approx(value), (customer, name)
-        assert found["cost_to_serve"] == pytest.approx(expected["ticket_cost"] + MANAGER)
+        assert found["cost_to_serve"] == pytest.approx(
+            expected["ticket_cost"] + MANAGER + expected["service_message_cost"])
         assert found["profit_contribution"] == pytest.approx(_contribution(expected))
     whole = service.economics(ws, "2026Q3", as_of=AS_OF)
     assert whole.totals["customers"] == 4 and whole.totals["orders"] == 5
@@ -257,3 +265,34 @@ def test_a_setting_that_names_nothing_is_said(ws: tierwise.Workspace) -> None:
         assert any(n.startswith(f"{setting} names {key},") for n in notes), (setting, notes)
     fine = [str(n) for n in service.economics(ws, "2026Q3", as_of=AS_OF).notes]
     assert not any("price nothing" in n for n in fine)
+
+
+def test_the_managers_time_follows_the_playbooks_service_level(ws: tierwise.Workspace
+                                                                 ) -> None:
+    from tierwise.actions import catalog as automations
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import evaluate_all
+
+    defs.save(ws, defs.SegmentDefinition(key="makers", rule="industry = '制造业'"))
+    evaluate_all(ws, AS_OF)
+    book = {"key": "key_accounts", "names": {"zh-CN": "重点客户", "en": "Key accounts"},
+            "applies_to": {"segment": "makers"}, "priority": 1, "service_level": "premium"}
+    with ws.control.write() as conn:
+        automations.save(conn, "playbook", automations.parse_definition(
+            "playbook", book, "test"), "test", allowed_targets=(), vocabulary=None)
+    before = compute.load_settings(ws, for_compute=False).economics
+    try:
+        compute.save_setting(ws, "economics", before.model_copy(update={
+            "service_level_hours": {"premium": 10, "gold": 3}}))
+        premium = 10 * 50 * 92 / 30.4375
+        found = {c: service.of_customer(ws, c, "2026Q3", as_of=AS_OF)["manager_cost"]
+                 for c in ("E1", "E2", "E3", "E4")}
+        # E1 and E2 (manufacturing) by the playbook's level; the others by their tier
+        assert found == pytest.approx({"E1": premium, "E2": premium, "E3": MANAGER,
+                                       "E4": MANAGER})
+        notes = service.economics(ws, "2026Q3", as_of=AS_OF).notes
+        assert any("service_level_hours names gold" in str(n) for n in notes)
+    finally:
+        compute.save_setting(ws, "economics", before)
+        with ws.control.write() as conn:
+            automations.disable(conn, "playbook", "key_accounts", "test")

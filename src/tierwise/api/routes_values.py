@@ -189,7 +189,8 @@ def _economics_json(found: economy.Economics) -> dict[str, Any]:
 
 Grouping = Literal["tier", "lifecycle", "industry", "owner", "channel"]
 Measure = Literal["revenue", "gross_margin", "acquisition_cost", "ticket_cost", "manager_cost",
-                  "cost_to_serve", "marketing_cost", "profit_contribution", "referral_value"]
+                  "service_message_cost", "cost_to_serve", "marketing_cost",
+                  "profit_contribution", "referral_value"]
 
 
 @router.get("/values/economics", summary=(

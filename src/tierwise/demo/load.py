@@ -194,12 +194,14 @@ def _showcase_duplicates(ws: Workspace) -> None:
 
 
 #: What serving the demo's customers costs (in the demo's currency): tickets by priority, the
-#: account managers' time for tiers A and B, acquisition by channel where a customer has no
-#: cost of their own, a margin for the few orders without a cost.
+#: account managers' time by the service level of the playbook that applies (else for tiers
+#: A and B), acquisition by channel where a customer has no cost of their own, a margin for
+#: the few orders without a cost.
 SHOWCASE_ECONOMICS = EconomicsSettings(
     default_margin=0.35, ticket_cost=25,
     ticket_costs={"low": 15, "normal": 25, "high": 60, "urgent": 150},
-    manager_hours={"A": 1.5, "B": 0.2}, hourly_cost=180,
+    manager_hours={"A": 1.5, "B": 0.2}, service_level_hours={"premium": 2.0, "standard": 0.25},
+    hourly_cost=180,
     channel_cac={"天猫": 45, "京东": 45, "抖音": 60, "Amazon": 45, "Marketplace": 40})
 
 SHOWCASE_AUTOMATIONS: dict[str, list[dict[str, Any]]] = {

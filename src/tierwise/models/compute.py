@@ -272,10 +272,12 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
                                   as_of + timedelta(microseconds=1))
     e_idx = pc.index_in(ids, year["customer_id"])
     ey = pa.table({name: col(year, name, e_idx) for name in (
-        "profit_contribution", "ticket_cost", "marketing_cost", "orders")})
+        "profit_contribution", "ticket_cost", "service_message_cost", "marketing_cost",
+        "orders")})
     contribution = np.nan_to_num(_np(ey, "profit_contribution"))
     per_purchase = (np.nan_to_num(_np(ey, "ticket_cost")) + np.nan_to_num(
-        _np(ey, "marketing_cost"))) / np.maximum(np.nan_to_num(_np(ey, "orders")), 1)
+        _np(ey, "service_message_cost")) + np.nan_to_num(_np(ey, "marketing_cost"))) \
+        / np.maximum(np.nan_to_num(_np(ey, "orders")), 1)
     profit_clv = value - (settings.clv.service_cost_per_purchase + per_purchase) \
         * np.nan_to_num(expected) - acquisition
 

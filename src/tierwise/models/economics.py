@@ -10,13 +10,17 @@ For a period ``[start, end)`` (``end`` at most as_of), per customer:
 - ``acquisition_cost`` — for a customer acquired in the period (``signup_at``, else their
   first paid order, falls in it): their own ``acquisition_cost``, else their acquisition
   channel's (setting ``channel_cac``), else 0.
-- ``cost_to_serve`` = ``ticket_cost`` + ``manager_cost``: each ticket opened in the period
-  at the cost ``ticket_costs`` gives its channel and priority (``"phone/high"``), else its
-  priority (``"high"``), else its channel (``"phone"``), else ``ticket_cost``; and the account
-  manager's time — hours a month for the customer's tier (``manager_hours``, the tier of
-  the latest snapshot) × ``hourly_cost`` × the period's months (days ÷ 30.4375).
-- ``marketing_cost`` — what the messages delivered to the customer in the period cost
-  (each delivery records its channel's ``message_costs`` when sent).
+- ``cost_to_serve`` = ``ticket_cost`` + ``manager_cost`` + ``service_message_cost``: each
+  ticket opened in the period at the cost ``ticket_costs`` gives its channel and priority
+  (``"phone/high"``), else its priority (``"high"``), else its channel (``"phone"``), else
+  ``ticket_cost``; the account manager's time — hours a month × ``hourly_cost`` × the
+  period's months (days ÷ 30.4375), the hours those of the service level of the playbook
+  that applies to the customer (``service_level_hours``), else of their tier
+  (``manager_hours``, the tier of the latest snapshot); and what the service messages
+  delivered to them in the period cost (actions with ``purpose: service``; each delivery
+  records its channel's ``message_costs`` when sent).
+- ``marketing_cost`` — what the other (marketing) messages delivered to the customer in
+  the period cost.
 - ``profit_contribution`` = gross margin − cost to serve − marketing cost − acquisition
   cost. It adds up over customers: a tier's or segment's contribution is the sum of its
   customers'.
@@ -46,13 +50,15 @@ from tierwise.engines.base import naive_utc
 from tierwise.errors import Invalid
 from tierwise.store import customer_mirror
 from tierwise.store import outbox as outbox_store
+from tierwise.store.facts import rolled_up
 from tierwise.workspace import Workspace
 
 #: Days in an average month (365.25 / 12): the period's months for the manager's time.
 MONTH_DAYS = 30.4375
 #: The measures, in the order reports show them.
 MEASURES = ("revenue", "gross_margin", "acquisition_cost", "ticket_cost", "manager_cost",
-            "cost_to_serve", "marketing_cost", "profit_contribution", "referral_value")
+            "service_message_cost", "cost_to_serve", "marketing_cost", "profit_contribution",
+            "referral_value")
 
 
 def _shares(value: dict[str, float], name: str) -> dict[str, float]:
@@ -86,6 +92,10 @@ class EconomicsSettings(BaseModel):
     ticket_costs: dict[str, float] = Field(default_factory=dict)
     #: Account manager's hours a month by tier (``{"A": 6, "B": 2}``), and an hour's cost.
     manager_hours: dict[str, float] = Field(default_factory=dict)
+    #: Hours a month by the service level of the playbook that applies to a customer
+    #: (``{"premium": 6, "standard": 1}``); a customer no such playbook covers is priced
+    #: by ``manager_hours``.
+    service_level_hours: dict[str, float] = Field(default_factory=dict)
     hourly_cost: float = Field(default=0.0, ge=0)
     #: Acquisition cost by channel, for customers without their own ``acquisition_cost``.
     channel_cac: dict[str, float] = Field(default_factory=dict)
@@ -98,6 +108,8 @@ class EconomicsSettings(BaseModel):
         classmethod(lambda cls, v: _costs(v, "ticket_costs")))
     _hours = field_validator("manager_hours")(
         classmethod(lambda cls, v: _costs(v, "manager_hours")))
+    _levels = field_validator("service_level_hours")(
+        classmethod(lambda cls, v: _costs(v, "service_level_hours")))
     _cac = field_validator("channel_cac")(classmethod(lambda cls, v: _costs(v, "channel_cac")))
 
 
@@ -150,8 +162,9 @@ SELECT p.customer_id,
        THEN coalesce(p.acquisition_cost, cc.cost, 0) ELSE 0 END AS acquisition_cost,
   coalesce(t.tickets, 0) AS tickets,
   coalesce(t.ticket_cost, 0) AS ticket_cost,
-  coalesce(h.hours, 0) * :hourly_cost * :months AS manager_cost,
-  coalesce(msg.messages, 0) AS messages,
+  coalesce(lv.hours, h.hours, 0) * :hourly_cost * :months AS manager_cost,
+  coalesce(msg.messages, 0) + coalesce(msg.service_messages, 0) AS messages,
+  coalesce(msg.service_cost, 0) AS service_message_cost,
   coalesce(msg.cost, 0) AS marketing_cost,
   coalesce(ref.referred_margin, 0) * :credit AS referral_value
 FROM _people p
@@ -162,6 +175,7 @@ LEFT JOIN ref ON ref.customer_id = p.customer_id
 LEFT JOIN _messages msg ON msg.customer_id = p.customer_id
 LEFT JOIN _tiers tr ON tr.customer_id = p.customer_id
 LEFT JOIN _hours h ON h.tier = tr.tier
+LEFT JOIN _levels lv ON lv.customer_id = p.customer_id
 LEFT JOIN _channel_cac cc ON cc.channel = p.channel
 ORDER BY p.customer_id
 """
@@ -173,10 +187,11 @@ def _pairs(key: str, value: str, items: dict[str, float]) -> pa.Table:
 
 
 def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, end: datetime,
-                 tiers: pa.Table | None = None) -> pa.Table:
+                 tiers: pa.Table | None = None, levels: pa.Table | None = None) -> pa.Table:
     """Every current customer's economics over ``[start, end)`` (the ``MEASURES`` plus
-    orders, orders_without_cost, tickets and messages). ``tiers`` (customer_id, tier) prices
-    the manager's time; without it there is none (the value score, which decides the tiers,
+    orders, orders_without_cost, tickets and messages). ``tiers`` (customer_id, tier) and
+    ``levels`` (customer_id, service_level: of the playbook that applies) price the
+    manager's time; without them there is none (the value score, which decides the tiers,
     reads it so)."""
     # accounts and private customers: a contact's orders, tickets, referrals and messages
     # count for its account
@@ -185,15 +200,25 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
                                       "channel"])
     with ws.control.read() as conn:
         costs = outbox_store.costs_by_customer(conn, start, end)
-    account = customer_mirror.account_of(ws.root, ws.control)
-    sent: dict[str, tuple[int, float]] = {}
-    for customer, count, cost in costs:
-        who = account.get(customer, customer)
-        before = sent.get(who, (0, 0.0))
-        sent[who] = (before[0] + count, before[1] + cost)
-    messages = pa.table({"customer_id": pa.array(list(sent), pa.string()),
-                         "messages": pa.array([n for n, _ in sent.values()], pa.int64()),
-                         "cost": pa.array([x for _, x in sent.values()], pa.float64())})
+        # a merged customer's messages count for the survivor, a contact's for its account
+        account = dict(rolled_up(conn))
+    sent: dict[str, list[float]] = {}  # messages, cost, service messages, their cost
+    for customer, purpose, count, cost in costs:
+        kept = sent.setdefault(account.get(customer, customer), [0, 0.0, 0, 0.0])
+        at = 2 if purpose == "service" else 0
+        kept[at] += count
+        kept[at + 1] += cost
+    messages = pa.table({
+        "customer_id": pa.array(list(sent), pa.string()),
+        "messages": pa.array([int(v[0]) for v in sent.values()], pa.int64()),
+        "cost": pa.array([v[1] for v in sent.values()], pa.float64()),
+        "service_messages": pa.array([int(v[2]) for v in sent.values()], pa.int64()),
+        "service_cost": pa.array([v[3] for v in sent.values()], pa.float64())})
+    hours = {} if levels is None else settings.service_level_hours
+    level_hours = [] if levels is None else [
+        (c, hours[lv]) for c, lv in zip(levels["customer_id"].to_pylist(),
+                                        levels["service_level"].to_pylist(), strict=True)
+        if lv in hours]
     if tiers is None:
         tiers = pa.table({"customer_id": pa.array([], pa.string()),
                           "tier": pa.array([], pa.string())})
@@ -201,6 +226,10 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
              "_margins": _pairs("category", "margin", settings.category_margins),
              "_ticket_costs": _pairs("key", "cost", settings.ticket_costs),
              "_hours": _pairs("tier", "hours", settings.manager_hours),
+             "_levels": pa.table({"customer_id": pa.array([c for c, _ in level_hours],
+                                                          pa.string()),
+                                  "hours": pa.array([h for _, h in level_hours],
+                                                    pa.float64())}),
              "_channel_cac": _pairs("channel", "cost", settings.channel_cac)}
     params: dict[str, Any] = {
         "start": naive_utc(start), "end": naive_utc(end),
@@ -213,7 +242,8 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
     with ws.engine.session(ws.facts.scans(("orders", "tickets", "referrals"), accounts=True),
                            arrow) as session:
         found = session.query(render(_SQL, ws.engine.name), params)
-    cost_to_serve = pc.add(found["ticket_cost"], found["manager_cost"])
+    cost_to_serve = pc.add(pc.add(found["ticket_cost"], found["manager_cost"]),
+                           found["service_message_cost"])
     contribution = pc.subtract(
         pc.subtract(pc.subtract(found["gross_margin"], cost_to_serve),
                             found["marketing_cost"]), found["acquisition_cost"])

@@ -59,6 +59,39 @@ def _snapshot_values(ws: Workspace) -> pa.Table | None:
     return compute.load_snapshot(ws).table.select(["customer_id", "tier", "lifecycle"])
 
 
+def _service_levels(ws: Workspace, econ: EconomicsSettings, tiers: pa.Table | None,
+                    notes: list[Said]) -> pa.Table | None:
+    """The service level of the playbook that applies to each customer (for the account
+    manager's hours, ``service_level_hours``); None when no hours are set by level. A level
+    the setting names and no enabled playbook has is said: it prices nobody."""
+    if not econ.service_level_hours:
+        return None
+    from tierwise.actions import catalog as automations
+    from tierwise.actions import playbooks
+
+    with ws.control.read() as conn:
+        offered = {b.service_level for b in automations.all_of(
+            conn, "playbook", enabled_only=True).values() if b.service_level}
+    unused = sorted(set(econ.service_level_hours) - offered)
+    if unused:
+        notes.append(Said(
+            f"service_level_hours names {', '.join(unused)}, which no enabled playbook has: "
+            "those hours price nobody",
+            f"service_level_hours 中的 {'、'.join(unused)} 没有任何已启用的服务方案使用："
+            "这些工时未计入"))
+    if tiers is None:
+        ids = customer_mirror.accounts_and_customers(
+            customer_mirror.read(ws.root, ws.control))["customer_id"].to_pylist()
+        known: dict[str, str | None] | None = None
+    else:
+        ids = tiers["customer_id"].to_pylist()
+        known = dict(zip(ids, tiers["tier"].to_pylist(), strict=True))
+    books = playbooks.applying(ws, ids, known)
+    return pa.table({"customer_id": pa.array(list(books), pa.string()),
+                     "service_level": pa.array([b.service_level for b in books.values()],
+                                               pa.string())})
+
+
 def _table(ws: Workspace, period: Period, as_of: datetime, segment: str | None
            ) -> tuple[pa.Table, list[Said]]:
     """Every customer's economics in the period (with their groups), and the notes."""
@@ -67,8 +100,9 @@ def _table(ws: Workspace, period: Period, as_of: datetime, segment: str | None
     values = _snapshot_values(ws)
     end = min(period.end, as_of)
     notes: list[Said] = []
-    found = per_customer(ws, econ, period.start, end,
-                         None if values is None else values.select(["customer_id", "tier"]))
+    tiers = None if values is None else values.select(["customer_id", "tier"])
+    levels = _service_levels(ws, econ, tiers, notes)
+    found = per_customer(ws, econ, period.start, end, tiers, levels)
     people = customer_mirror.read(ws.root, ws.control).select(
         ["customer_id", "industry", "owner", "channel"])
     index = pc.index_in(found["customer_id"], people["customer_id"])

@@ -166,13 +166,6 @@ def accounts_and_customers(table: pa.Table) -> pa.Table:
     return table.filter(pc.is_null(table["account_id"]))
 
 
-def account_of(root: Path, control: ControlStore) -> dict[str, str]:
-    """Each contact's account (its survivor when it was merged)."""
-    table = contacts(root, control)
-    return dict(zip(table["customer_id"].to_pylist(), table["account_id"].to_pylist(),
-                    strict=True))
-
-
 def contacts(root: Path, control: ControlStore, accounts: pa.Array | None = None
              ) -> pa.Table:
     """The ``contacts`` source rules aggregate: every customer that names an account, with

@@ -4,6 +4,7 @@ fired for each customer (``trigger_fires``) and the playbook runs (``playbook_ru
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -110,14 +111,23 @@ def cost_of_source(conn: sa.Connection, source: str) -> tuple[int, float]:
 
 
 def costs_by_customer(conn: sa.Connection, start: datetime, end: datetime
-                      ) -> list[tuple[str, int, float]]:
-    """(customer, messages delivered, their cost) for the messages delivered in
-    ``[start, end)`` that cost something."""
-    return [(r[0], int(r[1]), float(r[2])) for r in conn.execute(
-        sa.select(outbox.c.customer_id, sa.func.count(), sa.func.sum(outbox.c.cost))
-        .where(outbox.c.status == "delivered", outbox.c.delivered_at >= start,
-               outbox.c.delivered_at < end, outbox.c.cost > 0)
-        .group_by(outbox.c.customer_id))]
+                      ) -> list[tuple[str, str, int, float]]:
+    """(customer, purpose, messages delivered, their cost) for the messages delivered in
+    ``[start, end)`` that cost something; the purpose is the action's (``service`` or
+    ``marketing``, the default)."""
+    found: dict[tuple[str, str], tuple[int, float]] = {}
+    for customer, cost, payload in conn.execute(
+            sa.select(outbox.c.customer_id, outbox.c.cost, outbox.c.payload)
+            .where(outbox.c.status == "delivered", outbox.c.delivered_at >= start,
+                   outbox.c.delivered_at < end, outbox.c.cost > 0)):
+        try:
+            action = json.loads(payload).get("action") or {}
+        except (ValueError, AttributeError):
+            action = {}
+        purpose = "service" if action.get("purpose") == "service" else "marketing"
+        count, total = found.get((customer, purpose), (0, 0.0))
+        found[customer, purpose] = (count + 1, total + float(cost))
+    return [(c, p, n, x) for (c, p), (n, x) in sorted(found.items())]
 
 
 # -- trigger fires -------------------------------------------------------------------------

@@ -321,6 +321,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "m_acquisition_cost": ("获客成本", "Acquisition cost"),
     "m_ticket_cost": ("工单成本", "Ticket cost"),
     "m_manager_cost": ("客户经理成本", "Account manager cost"),
+    "m_service_message_cost": ("服务消息成本", "Service messages"),
     "m_cost_to_serve": ("服务成本", "Cost to serve"),
     "m_marketing_cost": ("营销成本", "Marketing cost"),
     "m_profit_contribution": ("利润贡献", "Profit contribution"),
