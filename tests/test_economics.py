@@ -296,3 +296,16 @@ def test_the_managers_time_follows_the_playbooks_service_level(ws: tierwise.Work
         compute.save_setting(ws, "economics", before)
         with ws.control.write() as conn:
             automations.disable(conn, "playbook", "key_accounts", "test")
+
+
+def test_the_kept_figures_follow_new_deliveries(ws: tierwise.Workspace) -> None:
+    before = service.cached_economics(ws, "2026Q3").totals["marketing_cost"]
+    when = datetime(2026, 9, 9, tzinfo=UTC)
+    with ws.control.write() as conn:
+        conn.execute(sa.insert(outbox).values(
+            idempotency_key="late", source="trigger:t", event="enter", customer_id="E3",
+            action="email", payload="{}", status="delivered", next_attempt_at=when,
+            created_at=when, delivered_at=when, cost=0.5))
+    assert service.cached_economics(ws, "2026Q3").totals["marketing_cost"] == before + 0.5
+    with ws.control.write() as conn:
+        conn.execute(sa.delete(outbox).where(outbox.c.idempotency_key == "late"))

@@ -304,9 +304,17 @@ def cached_customers(ws: Workspace, period_text: str, order: str = "profit_contr
 
 
 def _settings_token(ws: Workspace) -> tuple[object, ...]:
+    """The settings, the playbooks (their service levels price the manager's time) and the
+    deliveries (what messages cost) the figures read."""
+    from tierwise.store import outbox as outbox_store
+    from tierwise.store import versions
+
     loaded = compute.load_settings(ws, for_compute=False)
+    with ws.control.read() as conn:
+        books = tuple(sorted(versions.latest_versions(conn, "playbook").items()))
+        delivered = outbox_store.delivered_state(conn)
     return (loaded.versions.get("economics"), loaded.versions.get("tiers"),
-            tuple(sorted(ws.config.message_costs.items())))
+            tuple(sorted(ws.config.message_costs.items())), books, delivered)
 
 
 __all__ = ["GROUPINGS", "ORDERS", "Economics", "cached_customers", "cached_economics",

@@ -110,6 +110,13 @@ def cost_of_source(conn: sa.Connection, source: str) -> tuple[int, float]:
     return int(row[0]), float(row[1])
 
 
+def delivered_state(conn: sa.Connection) -> tuple[int, object]:
+    """How many messages were delivered and the latest delivery: changes with each one."""
+    count, latest = conn.execute(sa.select(sa.func.count(), sa.func.max(
+        outbox.c.delivered_at)).where(outbox.c.status == "delivered")).one()
+    return int(count), latest
+
+
 def costs_by_customer(conn: sa.Connection, start: datetime, end: datetime
                       ) -> list[tuple[str, str, int, float]]:
     """(customer, purpose, messages delivered, their cost) for the messages delivered in
