@@ -173,14 +173,12 @@ def contacts(root: Path, control: ControlStore, accounts: pa.Array | None = None
     ``definitions.schemas.CONTACTS`` (no personal data); with ``accounts``, the contacts of
     those accounts only."""
     from tierwise.definitions.schemas import CONTACTS
-    from tierwise.store.tables import customer_redirects
 
     table = read(root, control)
     table = table.filter(pc.is_valid(table["account_id"]))
     if table.num_rows:
         with control.read() as conn:
-            merged = dict(conn.execute(sa.select(customer_redirects.c.customer_id,
-                                                 customer_redirects.c.survivor_id)).all())
+            merged = dict(customer_store.redirects(conn))
         if merged:
             named = table["account_id"].to_pylist()
             table = table.set_column(table.schema.get_field_index("account_id"), "account_id",

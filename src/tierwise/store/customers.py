@@ -463,6 +463,14 @@ def contact_links(conn: sa.Connection) -> list[tuple[str, str]]:
         customers.c.account_id.is_not(None)).order_by(customers.c.customer_id))]
 
 
+def redirects(conn: sa.Connection) -> tuple[tuple[str, str], ...]:
+    """Every merged id and the customer it was merged into."""
+    from tierwise.store.tables import customer_redirects
+
+    return tuple((a, b) for a, b in conn.execute(sa.select(
+        customer_redirects.c.customer_id, customer_redirects.c.survivor_id)))
+
+
 def survivors_of(conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
     """The merged ids among ``ids`` and the customer each was merged into."""
     from tierwise.store.tables import customer_redirects

@@ -27,7 +27,9 @@ from tierwise.definitions.schemas import ROLLUPS, TABLES, TableSchema
 from tierwise.engines.base import Engine, ScanFile, TableScan
 from tierwise.store.backup import backup_running
 from tierwise.store.control import ControlStore, as_utc, utcnow
-from tierwise.store.tables import customer_redirects, fact_files
+from tierwise.store.customers import contact_links
+from tierwise.store.customers import redirects as merge_redirects
+from tierwise.store.tables import fact_files
 
 if TYPE_CHECKING:
     from tierwise.store.customer_rows import CustomerRows
@@ -99,19 +101,12 @@ class StagingWriter:
         self.staged.path.unlink(missing_ok=True)
 
 
-def _redirects(conn: sa.Connection) -> tuple[tuple[str, str], ...]:
-    return tuple((a, b) for a, b in conn.execute(sa.select(
-        customer_redirects.c.customer_id, customer_redirects.c.survivor_id)))
-
-
 def rolled_up(conn: sa.Connection, redirects: tuple[tuple[str, str], ...] | None = None
               ) -> tuple[tuple[str, str], ...]:
     """The merge redirects followed by each contact's link to its account: every id whose
     rows count for an account (a contact, an id merged into a contact or into the account)
     with that account, every other merged id with its survivor."""
-    from tierwise.store.customers import contact_links
-
-    merged = dict(_redirects(conn) if redirects is None else redirects)
+    merged = dict(merge_redirects(conn) if redirects is None else redirects)
     accounts = {contact: merged.get(account, account)
                 for contact, account in contact_links(conn)}
     pairs = {old: accounts.get(new, new) for old, new in merged.items()}
@@ -202,7 +197,7 @@ class FactStore:
         if not schema.customer_refs:
             redirects = ()
         elif redirects is None:
-            redirects = _redirects(conn)
+            redirects = merge_redirects(conn)
         return TableScan(table, files, key_columns(schema), any(r.overlaps for r in rows),
                          visible_schema(schema), redirects, schema.customer_refs)
 
@@ -224,7 +219,7 @@ class FactStore:
         """``scans`` as the manifest is seen by ``conn`` (a backup's instant, for one)."""
         names = [t.name for t in TABLES.values() if t.home == "facts"] if tables is None \
             else list(tables)
-        redirects = _redirects(conn)
+        redirects = merge_redirects(conn)
         rollup = rolled_up(conn, redirects) if accounts or set(names) & set(ROLLUPS) else ()
         if accounts:
             redirects = rollup
