@@ -288,3 +288,28 @@ def test_the_api_takes_contacts_and_lists_an_accounts_people(active: tierwise.Wo
     assert [p["customer_id"] for p in profile["people"]] == ["P7"]
     assert profile["people"][0]["role"] == "technical"
     assert client.get("/v1/customers/P7/profile").json()["account"]["customer_id"] == "A3"
+
+
+def test_a_copy_of_the_customers_from_before_the_columns_is_not_read(
+        accounts: tierwise.Workspace, tmp_path: Path):
+    """A workspace upgraded to a version whose customers have more columns (account_id and
+    role, migration 0015) rebuilds its Parquet copy of them instead of reading the old one."""
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from tierwise.store import customer_mirror
+    from tierwise.store import customers as customer_store
+
+    ws = accounts
+    with ws.control.read() as conn:
+        count, latest = customer_store.state(conn)
+    old = customer_mirror.folder(ws.root) / ("customers-" + hashlib.sha1(
+        f"{count}|{latest}".encode()).hexdigest()[:16] + ".parquet")
+    with ws.control.read() as conn:  # as the version before wrote it, by its name then
+        written = customer_store.as_arrow(conn, sealed=True)
+    customer_mirror.invalidate(ws.root)  # nothing kept in memory or on disk
+    old.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(written.drop(["account_id", "role"]), old)
+    assert "account_id" in customer_mirror.read(ws.root, ws.control).column_names
+    assert _members(ws, "COUNT(contacts) >= 2") == ["A1", "A2"]

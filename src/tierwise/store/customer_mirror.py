@@ -8,8 +8,9 @@ of the workspace holds them in clear.
 The control store stays the system of record. Engines (DuckDB, and Spark on another
 machine) read customers far faster from Parquet than through SQLAlchemy, so the workspace
 keeps ``facts/_mirror/customers-<token>.parquet``, where the token is derived from the
-table's row count and latest ``updated_at``: any import or edit changes the token and the
-next reader rebuilds the copy. Old copies are deleted when a new one is written.
+table's row count, latest ``updated_at`` and columns: any import or edit (or a migration
+that adds a column) changes the token and the next reader rebuilds the copy. Old copies
+are deleted when a new one is written.
 
 Anything that changes customers without touching ``updated_at`` (none today; erasure
 will) must call ``invalidate``.
@@ -30,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.store import customers as customer_store
 from tierwise.store.control import ControlStore, utcnow
 from tierwise.store.tables import customers
@@ -43,8 +45,11 @@ def _state(control: ControlStore) -> tuple[int, datetime | None]:
 
 
 def _token(control: ControlStore) -> str:
+    """Names the copy of the customers as they are: their count, the latest change and the
+    columns (a copy written before a migration added one is not read after it)."""
     count, latest = _state(control)
-    return hashlib.sha1(f"{count}|{latest}".encode()).hexdigest()[:16]
+    columns = ",".join([*CUSTOMERS.names, *customer_store.BOOKKEEPING])
+    return hashlib.sha1(f"{count}|{latest}|{columns}".encode()).hexdigest()[:16]
 
 
 def folder(root: Path) -> Path:
