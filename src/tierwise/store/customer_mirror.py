@@ -165,10 +165,16 @@ def invalidate(root: Path, files: bool = False) -> None:
         old.unlink(missing_ok=True)
 
 
-def accounts_and_customers(table: pa.Table) -> pa.Table:
-    """The customers that are not an account's contacts: the population every model and
-    measure counts (a contact's rows count for its account)."""
-    return table.filter(pc.is_null(table["account_id"]))
+def accounts_and_customers(table: pa.Table, columns: list[str]) -> pa.Table:
+    """``columns`` of the customers that are not an account's contacts: the population
+    every model and measure counts (a contact's rows count for its account). The columns
+    are taken first: filtering the whole copy moves its sealed columns too (0.8 s for a
+    million customers)."""
+    linked = table["account_id"]
+    chosen = table.select(columns)
+    if linked.null_count == len(linked):  # no contacts: nothing to leave out
+        return chosen
+    return chosen.filter(pc.is_null(linked))
 
 
 def contacts(root: Path, control: ControlStore, accounts: pa.Array | None = None

@@ -457,10 +457,13 @@ def contacts_of(conn: sa.Connection, accounts: Sequence[str]) -> dict[str, list[
 
 
 def contact_links(conn: sa.Connection) -> list[tuple[str, str]]:
-    """Every (contact, account) pair."""
-    return [(a, b) for a, b in conn.execute(sa.select(
+    """Every (contact, account) pair, by contact. Asked as ``account_id >= ''`` (every
+    value is): SQLite reads ``IS NOT NULL`` by scanning the whole table (0.3 s for a
+    million customers) and this through the account index (microseconds when there are
+    no contacts)."""
+    return sorted((a, b) for a, b in conn.execute(sa.select(
         customers.c.customer_id, customers.c.account_id).where(
-        customers.c.account_id.is_not(None)).order_by(customers.c.customer_id))]
+        customers.c.account_id >= "")))
 
 
 def redirects(conn: sa.Connection) -> tuple[tuple[str, str], ...]:
