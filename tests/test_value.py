@@ -363,3 +363,18 @@ def test_referral_value(demo: tierwise.Workspace):
     valuable = sorted(c for c, v in expected.items() if v > 1000)
     assert evaluate_rule(demo, "referral_revenue > 1000", AS_OF)["customer_id"].to_pylist() \
         == valuable != []
+
+
+def test_value_changes_between_two_snapshots() -> None:
+    import pyarrow as pa
+
+    from tierwise.models.compute import value_changes
+
+    before = pa.table({"customer_id": ["a", "b", "c", "d", "e"],
+                       "tier": ["A", "B", None, "C", "D"]})
+    after = pa.chunked_array([["e", "d", "c"], ["b", "new", "x"]])
+    after = pa.table({"customer_id": after,
+                      "tier": pa.chunked_array([["D", None, "B"], ["B", "A", None]])})
+    # d lost its tier, c got one, new and x are new (x without a tier: no change)
+    assert value_changes(before, after, "tier") == [("d", "C", None), ("c", None, "B"),
+                                                   ("new", None, "A")]
