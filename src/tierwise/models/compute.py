@@ -224,8 +224,8 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     referrals = stats.referrals_made(ws, as_of)
     # accounts and private customers; an account's people (contacts) are not customers
     # of their own, their orders count for the account (models.stats)
-    people = customer_mirror.accounts_and_customers(
-        customer_mirror.read(ws.root, ws.control), ["customer_id", "acquisition_cost"])
+    people = customer_mirror.accounts_and_customers(ws.root, ws.control,
+                                                    ["customer_id", "acquisition_cost"])
     with ws.engine.session(arrow={"stats": buyer_stats}) as session:
         scores = rfm.score(session, settings.rfm, ws.engine.name)
     # One row per customer (prospects included), ordered by id.

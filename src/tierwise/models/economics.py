@@ -195,8 +195,8 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
     reads it so)."""
     # accounts and private customers: a contact's orders, tickets, referrals and messages
     # count for its account
-    people = customer_mirror.accounts_and_customers(customer_mirror.read(
-        ws.root, ws.control), ["customer_id", "signup_at", "acquisition_cost", "channel"])
+    people = customer_mirror.accounts_and_customers(
+        ws.root, ws.control, ["customer_id", "signup_at", "acquisition_cost", "channel"])
     with ws.control.read() as conn:
         costs = outbox_store.costs_by_customer(conn, start, end)
         # a merged customer's messages count for the survivor, a contact's for its account

@@ -81,8 +81,7 @@ def _service_levels(ws: Workspace, econ: EconomicsSettings, tiers: pa.Table | No
             "这些工时未计入"))
     if tiers is None:
         ids = customer_mirror.accounts_and_customers(
-            customer_mirror.read(ws.root, ws.control), ["customer_id"])["customer_id"] \
-            .to_pylist()
+            ws.root, ws.control, ["customer_id"])["customer_id"].to_pylist()
         known: dict[str, str | None] | None = None
     else:
         ids = tiers["customer_id"].to_pylist()

@@ -139,8 +139,8 @@ def journeys(ws: Workspace, start: datetime, end: datetime, as_of: datetime) -> 
     """Per customer who entered in ``[start, end)``: the instant each step was reached by
     ``as_of`` (the ``REACHED`` columns; null: not yet) and the fields it is grouped by."""
     # accounts and private customers, a contact's rows counted for its account
-    people = customer_mirror.accounts_and_customers(customer_mirror.read(
-        ws.root, ws.control), ["customer_id", "signup_at", "industry", "owner", "channel"])
+    people = customer_mirror.accounts_and_customers(
+        ws.root, ws.control, ["customer_id", "signup_at", "industry", "owner", "channel"])
     leads = lead_store.as_qualified(ws.control)
     with ws.engine.session(ws.facts.scans(READS, accounts=True),
                            {"_people": people, "_leads": leads}) as session:

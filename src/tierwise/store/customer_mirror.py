@@ -89,6 +89,19 @@ _cache_lock = threading.Lock()
 CATCH_UP_MARGIN = timedelta(seconds=5)
 
 
+def read_columns(root: Path, control: ControlStore, columns: list[str]) -> pa.Table:
+    """Some columns of the current customers: from the copy kept in memory if it is
+    current, else from the file, those columns only (a one-off reader such as ``tierwise
+    compute`` needs a few of them; the whole sealed copy takes a second to read for a
+    million customers)."""
+    count, latest = _state(control)
+    with _cache_lock:
+        kept = _cache.get(root)
+    if kept is not None and (kept.count, kept.latest) == (count, latest):
+        return kept.table.select(columns)
+    return pq.read_table(path_for(root, control), columns=columns)
+
+
 def read(root: Path, control: ControlStore) -> pa.Table:
     """The current customers as Arrow, personal data sealed; the last copy read stays in
     memory (the server's worker reads it for every micro-batch).
@@ -165,11 +178,13 @@ def invalidate(root: Path, files: bool = False) -> None:
         old.unlink(missing_ok=True)
 
 
-def accounts_and_customers(table: pa.Table, columns: list[str]) -> pa.Table:
+def accounts_and_customers(root: Path, control: ControlStore, columns: list[str]
+                           ) -> pa.Table:
     """``columns`` of the customers that are not an account's contacts: the population
-    every model and measure counts (a contact's rows count for its account). The columns
-    are taken first: filtering the whole copy moves its sealed columns too (0.8 s for a
-    million customers)."""
+    every model and measure counts (a contact's rows count for its account). Only the
+    columns asked for are read and filtered (the whole sealed copy: 0.8 s to filter and a
+    second to read for a million customers)."""
+    table = read_columns(root, control, list(dict.fromkeys([*columns, "account_id"])))
     linked = table["account_id"]
     chosen = table.select(columns)
     if linked.null_count == len(linked):  # no contacts: nothing to leave out
