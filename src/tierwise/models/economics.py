@@ -31,7 +31,9 @@ For a period ``[start, end)`` (``end`` at most as_of), per customer:
   not in it: the referred customers' margin is already in their own contribution, and
   adding it again would count it twice in any total.
 
-The sources of these formulas are in docs/customer-value.md. ``per_customer`` computes all
+Money is summed as decimals (six places), so every run and every engine gives the same
+figures (float sums depend on the order of the additions). The sources of these formulas
+are in docs/customer-value.md. ``per_customer`` computes all
 of them in one query on the workspace's engine; the value score's ``contribution`` metric
 and profit CLV use the same function (``models.compute``).
 """
@@ -125,7 +127,9 @@ WITH om AS (
   FROM orders r LEFT JOIN _margins m ON m.category = r.category
   WHERE r.status = 'paid' AND r.ordered_at >= :start AND r.ordered_at < :end
 ), o AS (
-  SELECT customer_id, count(*) AS orders, sum(amount) AS revenue, sum(margin) AS gross_margin,
+  SELECT customer_id, count(*) AS orders,
+    CAST(sum(CAST(amount AS DECIMAL(18, 6))) AS DOUBLE) AS revenue,
+    CAST(sum(CAST(margin AS DECIMAL(18, 6))) AS DOUBLE) AS gross_margin,
     sum(no_cost) AS orders_without_cost
   FROM om GROUP BY customer_id
 ), first_paid AS (
@@ -133,7 +137,8 @@ WITH om AS (
   WHERE status = 'paid' AND ordered_at < :end GROUP BY customer_id
 ), t AS (
   SELECT k.customer_id, count(*) AS tickets,
-    sum(coalesce(both_.cost, p.cost, ch.cost, :ticket_cost)) AS ticket_cost
+    CAST(sum(CAST(coalesce(both_.cost, p.cost, ch.cost, :ticket_cost) AS DECIMAL(18, 6)))
+      AS DOUBLE) AS ticket_cost
   FROM tickets k
   LEFT JOIN _ticket_costs both_ ON both_."key" = k.channel || '/' || k.priority
   LEFT JOIN _ticket_costs p ON p."key" = k.priority
@@ -146,7 +151,8 @@ WITH om AS (
     FROM referrals WHERE "at" < :end) x
   WHERE n = 1
 ), ref AS (
-  SELECT c.referrer_id AS customer_id, sum(om.margin) AS referred_margin
+  SELECT c.referrer_id AS customer_id,
+    CAST(sum(CAST(om.margin AS DECIMAL(18, 6))) AS DOUBLE) AS referred_margin
   FROM credited c JOIN om ON om.customer_id = c.referred_id
   WHERE om.ordered_at >= c."at"
     AND date_diff('second', c."at", om.ordered_at) < :window_seconds
