@@ -313,3 +313,16 @@ def test_a_copy_of_the_customers_from_before_the_columns_is_not_read(
     pq.write_table(written.drop(["account_id", "role"]), old)
     assert "account_id" in customer_mirror.read(ws.root, ws.control).column_names
     assert _members(ws, "COUNT(contacts) >= 2") == ["A1", "A2"]
+
+
+def test_an_account_whose_people_leave_in_the_same_file_may_become_a_contact(
+        accounts: tierwise.Workspace, tmp_path: Path):
+    ws = accounts
+    with pytest.raises(ImportRejected, match=r"account of 1 contact\(s\) \(e\.g\. P2\)"):
+        ws.import_file("customers", write(tmp_path / "one.csv", (
+            "customer_id,account_id\nP1,\nA1,A2\n")), report_path=tmp_path / "r.csv")
+    ws.import_file("customers", write(tmp_path / "both.csv", (
+        "customer_id,account_id,role\nP1,A2,决策者\nP2,A3,\nA1,A2,finance\n")))
+    links = _links(ws)
+    assert (links["A1"], links["P1"], links["P2"]) == (
+        ("A2", "finance"), ("A2", "decision_maker"), ("A3", None))  # an empty cell empties

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from tierwise.definitions.schemas import TableSchema
@@ -233,16 +234,19 @@ def account_links(ws: Workspace, session: Any, staged: StagedFile, resolved: Res
     contact. One level only: accounts and their people, not a tree of companies."""
     if "account_id" not in written and "role" not in written:
         return []
+    linking = "account_id" if "account_id" in written else "CAST(NULL AS VARCHAR)"
+    role = "role" if "role" in written else "CAST(NULL AS VARCHAR)"
+    # the rows that link (a file of a million private customers reads none of them)
     rows = session.query(
-        "SELECT _row, customer_id, "
-        + ("account_id" if "account_id" in written else "CAST(NULL AS VARCHAR)")
-        + " AS account_id, " + ("role" if "role" in written else "CAST(NULL AS VARCHAR)")
-        + " AS role FROM staged WHERE customer_id IS NOT NULL ORDER BY _row").to_pylist()
-    in_file = {r["customer_id"]: r for r in rows}
+        f"SELECT _row, customer_id, {linking} AS account_id, {role} AS role FROM staged "
+        f"WHERE customer_id IS NOT NULL AND ({linking} IS NOT NULL OR {role} IS NOT NULL) "
+        "ORDER BY _row").to_pylist()
+    if not rows:
+        return []
     named = sorted({r["account_id"] for r in rows if r["account_id"]})
     with ws.control.read() as conn:
         stored = customer_store.accounts_of(
-            conn, list(in_file) + [n for n in named if n not in in_file])
+            conn, sorted({r["customer_id"] for r in rows} | set(named)))
         merged = customer_store.survivors_of(conn, named)
         # the stored contacts of the customers this file makes contacts
         theirs = customer_store.contacts_of(
@@ -250,6 +254,15 @@ def account_links(ws: Workspace, session: Any, staged: StagedFile, resolved: Res
     for owner, contacts in theirs.items():
         for contact in contacts:
             stored.setdefault(contact, owner)
+    # what the file says of the other customers the checks ask about: the accounts it
+    # names and the stored contacts of those it makes contacts
+    asked = set(named) | {c for contacts in theirs.values() for c in contacts}
+    session.register_arrow("_asked", pa.table({"customer_id": pa.array(sorted(asked),
+                                                                        pa.string())}))
+    in_file = {r["customer_id"]: r for r in session.query(
+        f"SELECT customer_id, {linking} AS account_id FROM staged "
+        "WHERE customer_id IN (SELECT customer_id FROM _asked)").to_pylist()}
+    in_file.update({r["customer_id"]: r for r in rows})
 
     def account_of(customer: str) -> str | None:
         """The account a customer names once the import is applied."""
