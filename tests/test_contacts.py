@@ -326,3 +326,24 @@ def test_an_account_whose_people_leave_in_the_same_file_may_become_a_contact(
     links = _links(ws)
     assert (links["A1"], links["P1"], links["P2"]) == (
         ("A2", "finance"), ("A2", "decision_maker"), ("A3", None))  # an empty cell empties
+
+
+def test_the_account_a_person_leaves_is_looked_at_again(active: tierwise.Workspace):
+    """The worker learns of changed customers by their ``updated_at``: moving a person from
+    A2 to A3 marks A2 changed too, so A2 leaves a segment over its people at once."""
+    from tierwise.realtime.outside import updated_customers
+    from tierwise.store.control import utcnow
+
+    ws = active
+    defs.save(ws, defs.SegmentDefinition(key="buyers_in", rule=(
+        "COUNT(contacts WHERE role = 'purchasing') >= 1")))
+    membership.evaluate_all(ws, T)
+    assert membership.members_at(ws, "buyers_in") == ["A2"]  # P3
+    since = utcnow()
+    ws.import_source("customers", RecordsSource.from_dicts("crm", [
+        {"customer_id": "P3", "account_id": "A3"}]))
+    changed, _ = updated_customers(ws, since)
+    assert changed == {"P3", "A2"}
+    results = incremental.evaluate_changed(ws, {"customers": changed}, T)
+    assert {r.key: (r.entered, r.exited) for r in results}["buyers_in"] == (1, 1)
+    assert membership.members_at(ws, "buyers_in") == ["A3"]

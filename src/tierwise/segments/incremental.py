@@ -330,7 +330,7 @@ def _with_accounts(ws: Workspace, changes: Mapping[str, Collection[str]],
     """``changes`` with what they change for accounts, when a segment reads an account's
     contacts or its contacts' rows: new orders or events of a contact change its account's
     ``account_orders`` / ``account_events``, a contact added or changed its account's
-    ``contacts``."""
+    ``contacts`` (and the account it left: imports mark that one changed too)."""
     from tierwise.store import customer_mirror
 
     wanted = {t for r in reads.values() for t in r.tables} & {"contacts", *ROLLUPS}
@@ -344,9 +344,9 @@ def _with_accounts(ws: Workspace, changes: Mapping[str, Collection[str]],
     for table, ids in touched.items():
         chosen = contacts.filter(pc.is_in(contacts["customer_id"],
                                           value_set=pa.array(list(ids), pa.string())))
-        accounts = set(chosen["account_id"].to_pylist())
-        # an account's own rows count in its roll-up too
-        found[table] = accounts if table == "contacts" else accounts | set(ids)
+        # an account's own rows count in its roll-up, and an account changed (one whose
+        # people left it is marked changed by the import) may have other contacts now
+        found[table] = set(chosen["account_id"].to_pylist()) | set(ids)
     return found
 
 

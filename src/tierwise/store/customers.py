@@ -143,13 +143,30 @@ def upsert(conn: sa.Connection, table: pa.Table, columns: list[str],
     update.update(updated_at=stmt.excluded.updated_at, is_stub=sa.false(),
                   import_id=stmt.excluded.import_id)
     stmt = stmt.on_conflict_do_update(index_elements=["customer_id"], set_=update)
+    left: set[str] = set()
     for batch in table.select(columns).to_batches(UPSERT_CHUNK):
         rows = batch.to_pylist()
+        if "account_id" in columns:
+            left |= _accounts_left(conn, rows)
         for row in rows:
             row.update(created_at=now, updated_at=now, import_id=import_id, is_stub=False)
             if ring is not None:
                 ring.protect_row(row)
         conn.execute(stmt, rows)
+    if left:  # an account whose people changed has changed: readers that follow
+        # ``updated_at`` (the real-time worker) look at it again
+        for part in chunked(sorted(left)):
+            conn.execute(sa.update(customers).where(customers.c.customer_id.in_(part))
+                         .values(updated_at=now))
+
+
+def _accounts_left(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """The accounts that people among ``rows`` leave (for another account or none)."""
+    new = {r["customer_id"]: r.get("account_id") for r in rows}
+    return {old for customer, old in conn.execute(sa.select(
+        customers.c.customer_id, customers.c.account_id).where(
+        customers.c.customer_id.in_(list(new)), customers.c.account_id >= ""))
+        if new.get(customer) != old}
 
 
 def create_stubs(conn: sa.Connection, ids: Iterable[str], import_id: int) -> int:
