@@ -347,3 +347,10 @@ def test_the_account_a_person_leaves_is_looked_at_again(active: tierwise.Workspa
     results = incremental.evaluate_changed(ws, {"customers": changed}, T)
     assert {r.key: (r.entered, r.exited) for r in results}["buyers_in"] == (1, 1)
     assert membership.members_at(ws, "buyers_in") == ["A3"]
+    # a merge that takes a person from an account marks it changed too
+    since = utcnow()
+    merge(ws, "P1", ["P3"], actor="test")  # P3 (A3's buyer) is P1, of A1
+    changed, _ = updated_customers(ws, since)
+    assert changed == {"P1", "A3"}
+    incremental.evaluate_changed(ws, {"customers": changed}, T)
+    assert membership.members_at(ws, "buyers_in") == []

@@ -142,6 +142,10 @@ def merge(ws: Workspace, survivor_id: str, merged_ids: list[str], *, actor: str,
         merge_id = merge_store.apply(conn, survivor_id=survivor_id, merged_ids=merged_ids,
                                      records=records, changed=changed, sources=sources,
                                      reason=reason, actor=actor, now=now)
+        # the accounts that lose a person to the merge have other people now
+        kept = values.get("account_id", records[0].get("account_id"))
+        customer_store.touch(conn, {r["account_id"] for r in records
+                                    if r.get("account_id") and r["account_id"] != kept}, now)
     # (the copies of the customers in memory catch up by themselves: the survivor's
     # updated_at changed, the merged ids are gone)
     return MergeResult(merge_id, survivor_id, merged_ids, sources)

@@ -153,11 +153,17 @@ def upsert(conn: sa.Connection, table: pa.Table, columns: list[str],
             if ring is not None:
                 ring.protect_row(row)
         conn.execute(stmt, rows)
-    if left:  # an account whose people changed has changed: readers that follow
-        # ``updated_at`` (the real-time worker) look at it again
-        for part in chunked(sorted(left)):
-            conn.execute(sa.update(customers).where(customers.c.customer_id.in_(part))
-                         .values(updated_at=now))
+    touch(conn, left, now)
+
+
+def touch(conn: sa.Connection, ids: Iterable[str], now: datetime | None = None) -> None:
+    """Mark customers changed (``updated_at``) whose record did not change but what hangs
+    on it did — an account whose people changed — so that readers following
+    ``updated_at`` (the real-time worker) look at them again."""
+    at = now or utcnow()
+    for part in chunked(sorted(set(ids))):
+        conn.execute(sa.update(customers).where(customers.c.customer_id.in_(part))
+                     .values(updated_at=at))
 
 
 def _accounts_left(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
