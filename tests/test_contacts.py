@@ -354,3 +354,18 @@ def test_the_account_a_person_leaves_is_looked_at_again(active: tierwise.Workspa
     assert changed == {"P1", "A3"}
     incremental.evaluate_changed(ws, {"customers": changed}, T)
     assert membership.members_at(ws, "buyers_in") == []
+
+
+def test_erasing_an_account_or_a_person(active: tierwise.Workspace):
+    from tierwise.realtime.outside import updated_customers
+    from tierwise.security import privacy
+    from tierwise.store.control import utcnow
+
+    ws = active
+    since = utcnow()
+    privacy.erase_customer(ws, "P3")  # A2 has one person fewer: marked changed
+    assert updated_customers(ws, since)[0] == {"A2"}
+    privacy.erase_customer(ws, "A1")  # its people stay, as customers of their own
+    links = _links(ws)
+    assert "A1" not in links and links["P1"] == (None, None) and links["P2"] == (None, None)
+    assert _members(ws, "COUNT(contacts) >= 1") == ["A2"]  # P4

@@ -9,7 +9,8 @@ snapshots, the customers mirror (its files are deleted), and every report under
 ``reports/`` (lines of CSV reports that name the customer by id, name, e-mail, phone,
 address or a sensitive attribute are dropped; other files have those values blanked). On
 SQLite, freed pages are zeroed (``secure_delete``) and the write-ahead log is truncated
-afterwards.
+afterwards. An erased account's people stay, as customers of their own (their account and
+role emptied); they are people with rights of their own, erased only when asked for.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def erase_customer(ws: Workspace, customer_id: str) -> Erasure:
     result.report_lines = _scrub_reports(ws, sorted(set(needles)))
     with ws.control.write() as conn:
         result.control_rows = people.erase(conn, ids)
+        # an erased account's people stay, as customers of their own; an erased person's
+        # account has other people now
+        customer_store.unlink_contacts(conn, ids)
+        if customer.get("account_id"):
+            customer_store.touch(conn, [customer["account_id"]])
     customer_mirror.invalidate(ws.root, files=True)
     _compact_control_store(ws)
     return result

@@ -156,6 +156,16 @@ def upsert(conn: sa.Connection, table: pa.Table, columns: list[str],
     touch(conn, left, now)
 
 
+def unlink_contacts(conn: sa.Connection, accounts: Sequence[str]) -> list[str]:
+    """Make the people of ``accounts`` (being erased) customers of their own again: their
+    account and role emptied, marked changed. Returns them."""
+    people = [c for found in contacts_of(conn, accounts).values() for c in found]
+    for part in chunked(people):
+        conn.execute(sa.update(customers).where(customers.c.customer_id.in_(part))
+                     .values(account_id=None, role=None, updated_at=utcnow()))
+    return people
+
+
 def touch(conn: sa.Connection, ids: Iterable[str], now: datetime | None = None) -> None:
     """Mark customers changed (``updated_at``) whose record did not change but what hangs
     on it did — an account whose people changed — so that readers following
