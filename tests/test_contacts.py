@@ -369,3 +369,28 @@ def test_erasing_an_account_or_a_person(active: tierwise.Workspace):
     links = _links(ws)
     assert "A1" not in links and links["P1"] == (None, None) and links["P2"] == (None, None)
     assert _members(ws, "COUNT(contacts) >= 1") == ["A2"]  # P4
+
+
+def test_breakdowns_are_of_accounts_and_satisfaction_is_by_role(active: tierwise.Workspace,
+                                                                 tmp_path: Path):
+    from tierwise.insights import satisfaction
+    from tierwise.models.compute import load_snapshot
+    from tierwise.services import breakdowns
+
+    ws = active
+    ws.compute(T)
+    snapshot = load_snapshot(ws)
+    # the values grouped have no people: by role or account is refused, not all "none"
+    for by in ("role", "account_id"):
+        with pytest.raises(tierwise.TierwiseError, match="cannot group customers by"):
+            breakdowns.by_dimension(ws, snapshot, by)
+    with pytest.raises(tierwise.TierwiseError, match="unknown filter"):
+        breakdowns.by_dimension(ws, snapshot, "tier", fields={"role": "决策者"})
+    # satisfaction is the answers of whoever answered: a person's role says who
+    ws.import_file("feedback", write(tmp_path / "f.csv", (
+        "customer_id,at,nps\nP1,2026-06-01,9\nP2,2026-06-02,3\nP3,2026-06-03,10\n")))
+    found = satisfaction.satisfaction(ws, T, "role")
+    by_role = {g["value"]: g for g in found["groups"]}
+    assert by_role["decision_maker"]["nps"] == 100 and by_role["influencer"]["nps"] == -100
+    with pytest.raises(tierwise.TierwiseError, match="cannot break satisfaction down"):
+        satisfaction.satisfaction(ws, T, "account_id")

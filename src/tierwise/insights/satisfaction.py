@@ -41,8 +41,9 @@ from tierwise.segments.evaluate import Evaluation
 from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
-#: The customers' own fields satisfaction is broken down by (none of them personal data).
-CUSTOMER_DIMENSIONS = customer_store.FILTER_COLUMNS
+#: The customers' own fields satisfaction is broken down by (none of them personal data;
+#: a person's role at its account, not the account's id: one group per account says nothing).
+CUSTOMER_DIMENSIONS = tuple(c for c in customer_store.FILTER_COLUMNS if c != "account_id")
 SATISFIED = 4.0
 
 

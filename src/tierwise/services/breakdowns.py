@@ -38,8 +38,10 @@ from tierwise.workspace import Workspace
 
 #: Computed values (snapshot columns) a breakdown groups or filters by.
 VALUE_DIMENSIONS = tuple(VALUE_COLUMNS)
-#: The customers' own fields a breakdown groups or filters by.
-FIELD_DIMENSIONS = (*customer_store.FILTER_COLUMNS, "tag")
+#: The customers' own fields a breakdown groups or filters by (not those of an account's
+#: people: the values grouped have no people).
+FIELD_DIMENSIONS = (*(c for c in customer_store.FILTER_COLUMNS
+                      if c not in customer_store.PEOPLE_COLUMNS), "tag")
 #: Grouping by segment membership (each segment's current members).
 SEGMENT_DIMENSION = "segment"
 DIMENSIONS = (*VALUE_DIMENSIONS, *FIELD_DIMENSIONS, SEGMENT_DIMENSION)

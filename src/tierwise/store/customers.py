@@ -225,6 +225,9 @@ FILTER_COLUMNS = ("owner", "city", "province", "country", "industry", "company_s
                   "channel", "gender", "account_id", "role")
 #: Those with a fixed set of values: a filter names one by its code or a label.
 ENUMERATED_FILTERS = ("gender", "role")
+#: Those that only an account's people have: lists of customers filter by them, but the
+#: computed values (breakdowns) have no people to group (their orders count for the account).
+PEOPLE_COLUMNS = ("account_id", "role")
 
 
 #: A filter on one key of the customer's attributes: ``attributes.plan``.
