@@ -394,3 +394,16 @@ def test_breakdowns_are_of_accounts_and_satisfaction_is_by_role(active: tierwise
     assert by_role["decision_maker"]["nps"] == 100 and by_role["influencer"]["nps"] == -100
     with pytest.raises(tierwise.TierwiseError, match="cannot break satisfaction down"):
         satisfaction.satisfaction(ws, T, "account_id")
+
+
+def test_a_value_no_contact_or_rolled_up_row_has_is_said(active: tierwise.Workspace):
+    from tierwise.definitions.segment_parser import parse
+    from tierwise.segments import literals
+
+    ws = active
+    said = literals.unseen(ws, parse("COUNT(account_events WHERE type = 'webnar') >= 1"), T,
+                           "en")
+    assert len(said) == 1 and "'webnar'" in said[0] and "webinar" in said[0]
+    said = literals.unseen(ws, parse("COUNT(contacts WHERE customer_id = 'P9') >= 1"), T,
+                           "en")
+    assert len(said) == 1 and "'P9'" in said[0]

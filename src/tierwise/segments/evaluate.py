@@ -71,12 +71,13 @@ class Evaluation:
     ...     members = ev.run(compiled)
     """
 
-    #: Fact tables rules read (and roll-ups of them), which a restricted evaluation
-    #: (``only``) narrows to the chosen customers.
-    FACTS = tuple(name for name in SOURCES if name != "contacts")
+    #: Fact tables rules read, which a restricted evaluation (``only``) narrows to the
+    #: chosen customers. The roll-ups of them and the contacts are registered when a rule
+    #: reads them (``accounts_for``): their contact links are read then, not for every
+    #: evaluation (the real-time worker makes several a second).
+    FACTS = tuple(name for name in SOURCES if name != "contacts" and name not in ROLLUPS)
     #: Those that can come from the rows kept in memory by customer (``customer_id``).
-    HELD = tuple(name for name in FACTS
-                 if CUSTOMER_COLUMN[name] == "customer_id" and name not in ROLLUPS)
+    HELD = tuple(name for name in FACTS if CUSTOMER_COLUMN[name] == "customer_id")
 
     def __init__(self, ws: Workspace, as_of: datetime,
                  only: Collection[str] | None = None) -> None:
@@ -90,7 +91,8 @@ class Evaluation:
         self._snapshot = False
         self._members = False
         self._leads = False
-        self._contacts = False
+        #: The account sources registered so far (contacts, roll-ups).
+        self._accounts: set[str] = set()
         #: Fact tables registered on first use (``_facts``), and their columns so far.
         self._held: dict[str, TableScan] = {}
         self._from_memory: dict[str, tuple[str, ...]] = {}
@@ -164,13 +166,20 @@ class Evaluation:
         self._customers = customer_store.reveal(self._customers, self.ws.control.pii, wanted)
         self.session.register_arrow("customers", self._customers)
 
-    def _contacts_for(self, sources: frozenset[str]) -> None:
-        """Register the accounts' contacts (those of the chosen accounts) if ``sources``
-        names them."""
-        if "contacts" in sources and not self._contacts:
-            self.session.register_arrow("contacts", customer_mirror.contacts(
-                self.ws.root, self.ws.control, self._chosen))
-            self._contacts = True
+    def accounts_for(self, sources: frozenset[str] | set[str]) -> None:
+        """Register the account sources ``sources`` names: the contacts (of the chosen
+        accounts) and the roll-ups (narrowed to them like the other facts); a query of
+        the session's own (``segments.literals``) asks for them too."""
+        for name in sorted((sources & {"contacts", *ROLLUPS}) - self._accounts):
+            if name == "contacts":
+                self.session.register_arrow("contacts", customer_mirror.contacts(
+                    self.ws.root, self.ws.control, self._chosen))
+            elif self.only is None:
+                self.session.register_scan(name, self.ws.facts.scan(name))
+            else:
+                self.session.register_scan(f"_all_{name}", self.ws.facts.scan(name))
+                self._narrow(name)
+            self._accounts.add(name)
 
     def _register(self, compiled: CompiledRule) -> None:
         """Make what ``compiled`` reads available in the session."""
@@ -189,7 +198,7 @@ class Evaluation:
         if compiled.uses_members and not self._members:
             self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
-        self._contacts_for(compiled.sources)
+        self.accounts_for(compiled.sources)
         if compiled.uses_leads and not self._leads:
             self.session.register_arrow("lead_scores", lead_store.as_table(self.ws.control))
             self._leads = True
@@ -252,7 +261,7 @@ class Evaluation:
         """Compute the batch's shared aggregates table (one pass per source)."""
         if batch.aggregates_sql is not None:
             self._reveal(batch.aggregates_columns_in)
-            self._contacts_for(batch.sources)
+            self.accounts_for(batch.sources)
             if self._held:
                 self._facts(batch.sources, batch.aggregates_columns_in)
             with self._rule_errors():
