@@ -338,8 +338,7 @@ def _with_accounts(ws: Workspace, changes: Mapping[str, Collection[str]],
     touched = {t: changes.get(sources[t], ()) for t in wanted}
     if not any(touched.values()):
         return changes
-    customers = customer_mirror.read(ws.root, ws.control)
-    contacts = customers.filter(pc.is_valid(customers["account_id"]))
+    contacts = customer_mirror.contacts(ws.root, ws.control)  # accounts through merges
     found = dict(changes)
     for table, ids in touched.items():
         chosen = contacts.filter(pc.is_in(contacts["customer_id"],
