@@ -179,10 +179,8 @@ def touch(conn: sa.Connection, ids: Iterable[str], now: datetime | None = None) 
 def _accounts_left(conn: sa.Connection, rows: list[dict[str, Any]]) -> set[str]:
     """The accounts that people among ``rows`` leave (for another account or none)."""
     new = {r["customer_id"]: r.get("account_id") for r in rows}
-    return {old for customer, old in conn.execute(sa.select(
-        customers.c.customer_id, customers.c.account_id).where(
-        customers.c.customer_id.in_(list(new)), customers.c.account_id >= ""))
-        if new.get(customer) != old}
+    return {old for customer, old in accounts_of(conn, list(new)).items()
+            if old is not None and new[customer] != old}
 
 
 def create_stubs(conn: sa.Connection, ids: Iterable[str], import_id: int) -> int:
