@@ -24,7 +24,7 @@ def test_migrations_reach_head_on_both_stores(control_url: str, tmp_path: Path):
     store = ControlStore(url)
     assert store.revision() is None
     store.upgrade()
-    assert store.revision() == store.head() == "0015"
+    assert store.revision() == store.head() == "0016"
     store.upgrade()  # idempotent
     tables = set(sa.inspect(store.engine).get_table_names())
     assert {"customers", "imports", "fact_files", "mappings", "definitions", "snapshots",

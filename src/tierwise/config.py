@@ -18,6 +18,7 @@ import tomli_w
 
 from tierwise.definitions.opportunities import DEFAULT_LOST, DEFAULT_STAGES, DEFAULT_WON
 from tierwise.definitions.opportunities import stage_problem as opportunity_stage_problem
+from tierwise.definitions.partitions import BUCKETS
 from tierwise.definitions.schemas import FACT_TABLES
 from tierwise.errors import WorkspaceError
 
@@ -142,6 +143,10 @@ class WorkspaceConfig:
     #: posted again within them is acknowledged as a duplicate (later, it is accepted and
     #: imported as unchanged).
     intake_keep_hours: float = 168.0
+    #: Real-time workers that share the customers (docs/realtime.md, "Partitions"): each
+    #: `tierwise serve` or `tierwise worker` process takes one partition's lease. More
+    #: than 1 needs a PostgreSQL control store.
+    realtime_partitions: int = 1
     #: Outgoing mail for e-mail actions: smtp://host:port, smtp+starttls://user@host:587 or
     #: smtps://user@host:465 (the password from $TIERWISE_SMTP_PASSWORD). Empty: e-mail
     #: actions wait (they are retried) until it is set.
@@ -259,6 +264,17 @@ class WorkspaceConfig:
                                  "to 8784 (a year)",
                                  zh=f"intake_keep_hours = {self.intake_keep_hours!r}：应为 1 "
                                  "到 8784（一年）")
+        if not 1 <= self.realtime_partitions <= BUCKETS:
+            raise WorkspaceError(f"realtime_partitions = {self.realtime_partitions!r}: expected "
+                                 f"1 to {BUCKETS}",
+                                 zh=f"realtime_partitions = {self.realtime_partitions!r}：应为 1 "
+                                 f"到 {BUCKETS}")
+        if self.realtime_partitions > 1 and self.control_store.startswith("sqlite"):
+            raise WorkspaceError(
+                f"realtime_partitions = {self.realtime_partitions}: several real-time workers "
+                "need a PostgreSQL control store (SQLite has one writer at a time)",
+                zh=f"realtime_partitions = {self.realtime_partitions}：多个实时处理进程需要 "
+                "PostgreSQL 控制库（SQLite 同一时间只有一个写入者）")
         if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://",
                                                           "smtp+starttls://")):
             raise WorkspaceError(f"smtp_url = {self.smtp_url!r}: expected smtp://host:port, "

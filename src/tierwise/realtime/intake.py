@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +29,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from tierwise.definitions.partitions import Partition, bucket
 from tierwise.errors import TierwiseError
 from tierwise.ingest.imports import import_source
 from tierwise.ingest.pipeline import check_rows
 from tierwise.ingest.readers import RecordsSource
 from tierwise.ingest.report import reject_report_path
+from tierwise.store import customers as customer_store
 from tierwise.store import intake as intake_store
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
@@ -45,6 +48,7 @@ KEYS: dict[str, str | None] = {"events": "event_id", "orders": "order_id",
 #: history), so versions received together are imported one after another, not collapsed.
 VERSIONED = {"opportunities": "opportunity_stages"}
 BATCH = 20_000
+log = logging.getLogger("tierwise.worker")
 
 
 @dataclass
@@ -91,10 +95,12 @@ def receive(ws: Workspace, table: str, rows: list[dict[str, Any]],
     keyed = [_row_key(table, row) for row in rows]
     # Everything but the two statements is done before the write lock is taken: on
     # SQLite every writer of the workspace waits while it is held.
-    texts: dict[str, str] = {}
+    owners = _owner_keys(ws, {str(row["customer_id"]) for row in rows})
+    texts: dict[str, tuple[str, int]] = {}
     for row, row_key in zip(rows, keyed, strict=True):
         if row_key not in texts:  # a row sent twice in one request counts once
-            texts[row_key] = intake_store.payload(row)
+            customer = str(row["customer_id"])
+            texts[row_key] = (intake_store.payload(row), bucket(owners.get(customer, customer)))
     with ws.control.write() as conn:
         seen = intake_store.known_keys(conn, table, keyed)
         fresh = {k: text for k, text in texts.items() if k not in seen}
@@ -113,19 +119,37 @@ class Flushed:
     customers: dict[str, set[str]] = field(default_factory=dict)
     #: Ids of the tickets moved (new or changed), for SLA escalation.
     ticket_ids: set[str] = field(default_factory=set)
+    #: Rows handed to another partition (``flush``).
+    handed: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.moved)
 
 
-def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
+def _owner_keys(ws: Workspace, ids: set[str]) -> dict[str, str]:
+    """The owner keys of ``ids`` when the real-time plane is partitioned (one worker: each
+    id is its own key, and nobody reads the buckets)."""
+    if ws.config.realtime_partitions == 1:
+        return {}
+    with ws.control.read() as conn:
+        return customer_store.owner_keys(conn, sorted(ids))
+
+
+def flush(ws: Workspace, batch: int = BATCH, part: Partition | None = None) -> Flushed:
     """Move pending rows to the fact store: for each table, at most ``batch`` of the oldest
     (one import each), so that a caller running this in a loop gets control back between
-    micro-batches however fast rows arrive."""
+    micro-batches however fast rows arrive.
+
+    A worker of a partitioned plane (``part``) moves only the rows in its buckets; a row
+    whose owner is another partition's now (a merge, or a new account, since it was
+    received) is handed to that partition's bucket instead (``Flushed.handed``)."""
+    part = part or Partition()
     done = Flushed()
     for table in KEYS:
         with ws.control.read() as conn:
-            rows = intake_store.waiting(conn, table, batch)
+            rows = intake_store.waiting(conn, table, batch, part)
+        if rows and not part.whole:
+            rows = _hand_over(ws, rows, part, done)
         if not rows:
             continue
         payloads = [row for _, row in rows]
@@ -137,6 +161,16 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
         with ws.control.write() as conn:
             intake_store.mark_moved(conn, [i for i, _ in rows], import_ids[-1], moved_at)
             ids = intake_store.survivors(conn, {str(p["customer_id"]) for p in payloads})
+            if not part.whole:
+                # a merge between the hand-over and the import: the survivor's partition
+                # learns of it as a changed customer record
+                foreign = ids - part.mine(ids, customer_store.owner_keys(conn, sorted(ids)))
+                if foreign:
+                    customer_store.touch(conn, foreign, moved_at)
+                    log.warning("rows of %d customer(s) of other partitions moved by "
+                                "partition %s (merged meanwhile): handed over as changed "
+                                "records", len(foreign), part)
+                    ids -= foreign
         done.moved[table] = len(rows)
         done.customers[table] = ids
         if table in VERSIONED:
@@ -144,6 +178,21 @@ def flush(ws: Workspace, batch: int = BATCH) -> Flushed:
         if table == "tickets":
             done.ticket_ids.update(str(p["ticket_id"]) for p in payloads)
     return done
+
+
+def _hand_over(ws: Workspace, rows: list[tuple[int, dict[str, Any]]], part: Partition,
+               done: Flushed) -> list[tuple[int, dict[str, Any]]]:
+    """The rows ``part`` owns; the others are given to the buckets of their owners."""
+    with ws.control.read() as conn:
+        keys = customer_store.owner_keys(conn, sorted({str(p["customer_id"]) for _, p in rows}))
+    moves = {i: bucket(keys[str(p["customer_id"])]) for i, p in rows
+             if not part.owns(keys[str(p["customer_id"])])}
+    if not moves:
+        return rows
+    with ws.control.write() as conn:
+        intake_store.rebucket(conn, moves)
+    done.handed += len(moves)
+    return [(i, p) for i, p in rows if i not in moves]
 
 
 def _versions(table: str, payloads: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -16,8 +16,12 @@ ROUNDS_KEPT = 1000
 class Stats:
     started_at: datetime = field(default_factory=utcnow)
     holder: bool = False
+    #: The partition this worker holds ("2/4"; empty: one worker for everyone).
+    partition: str = ""
     batches: int = 0
     rows_moved: int = 0
+    #: Rows handed to another partition's worker (their owner changed since received).
+    rows_handed: int = 0
     segment_changes: int = 0
     last_batch_seconds: float = 0.0
     #: Durations of the last ``ROUNDS_KEPT`` rounds that moved rows or swept (a post waits

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -48,15 +48,17 @@ import pyarrow as pa
 from tierwise.actions import playbooks, sla
 from tierwise.actions.channels import Channels
 from tierwise.actions.dispatch import PARALLEL, dispatch_due
+from tierwise.definitions.partitions import Partition
 from tierwise.models import leads
 from tierwise.realtime import compaction, intake
 from tierwise.realtime.compaction import yield_the_cores
 from tierwise.realtime.outside import Outside, definitions_token, updated_customers
 from tierwise.realtime.stats import ROUNDS_KEPT, Stats
+from tierwise.segments import catalog as defs
 from tierwise.segments import incremental
 from tierwise.segments.membership import RunResult, evaluate_all
 from tierwise.store import customers as customer_store
-from tierwise.store import leases
+from tierwise.store import leases, versions
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
@@ -72,15 +74,21 @@ PRUNE_INTAKE_EVERY = 3600.0
 SLOW_ROUND_SECONDS = 1.0
 
 
-def try_lease(ws: Workspace, holder: str, seconds: float = LEASE_SECONDS) -> bool:
-    """Take or renew the worker lease; True when ``holder`` has it."""
-    with ws.control.write() as conn:
-        return leases.take(conn, LEASE, holder, utcnow(), seconds)
+def lease_name(part: Partition) -> str:
+    """The lease of a partition (``LEASE`` itself for the whole of the customers)."""
+    return LEASE if part.whole else f"{LEASE}:{part.index}/{part.count}"
 
 
-def release(ws: Workspace, holder: str) -> None:
+def try_lease(ws: Workspace, holder: str, seconds: float = LEASE_SECONDS,
+              part: Partition | None = None) -> bool:
+    """Take or renew the worker lease (of ``part``); True when ``holder`` has it."""
     with ws.control.write() as conn:
-        leases.release(conn, LEASE, holder)
+        return leases.take(conn, lease_name(part or Partition()), holder, utcnow(), seconds)
+
+
+def release(ws: Workspace, holder: str, part: Partition | None = None) -> None:
+    with ws.control.write() as conn:
+        leases.release(conn, lease_name(part or Partition()), holder)
 
 
 def _tickets(ws: Workspace, ids: set[str]) -> list[dict[str, object]]:
@@ -140,6 +148,11 @@ class Worker:
         self._background_engine = ws.engine.for_background()
         self._merging: Future[object] | None = None
         self._outside: Outside | None = None
+        #: The customers this worker owns (``realtime_partitions``; set with the lease).
+        self.part = Partition(0, ws.config.realtime_partitions)
+        #: The applied version of each segment as this worker last evaluated it for all of
+        #: its customers (partitioned planes: which definitions are new to this worker).
+        self._versions: dict[str, int] = {}
 
     def start(self) -> None:
         # Every evaluation of the loop is for a few customers, and it commits several times
@@ -167,7 +180,7 @@ class Worker:
         self._background.shutdown(wait=False, cancel_futures=True)
         if self.stats.holder:
             try:
-                release(self.ws, self.holder)
+                release(self.ws, self.holder, self.part)
             except Exception:  # noqa: BLE001 - the lease expires by itself
                 log.exception("could not release the worker lease")
 
@@ -189,7 +202,7 @@ class Worker:
         long round (catching up after a start) cannot let it lapse."""
         while not self.stop_event.is_set():
             try:
-                held = try_lease(self.ws, self.holder)
+                held = self._take_lease()
             except Exception:  # noqa: BLE001
                 log.exception("could not renew the worker lease")
                 held = False
@@ -200,6 +213,21 @@ class Worker:
                 self.leased.clear()
             self.stop_event.wait(LEASE_SECONDS / 3)
         self.leased.set()  # let a waiting loop see the stop
+
+    def _take_lease(self) -> bool:
+        """Renew this worker's partition, or take the first partition nobody holds (a
+        process beyond ``realtime_partitions`` waits as a spare, and takes over a partition
+        whose worker stopped within ``LEASE_SECONDS``)."""
+        count = self.part.count
+        for index in [self.part.index, *(i for i in range(count) if i != self.part.index)]:
+            part = Partition(index, count)
+            if try_lease(self.ws, self.holder, part=part):
+                if part != self.part:  # the loop catches up for its new customers
+                    self.caught_up.clear()
+                    self.part = part
+                self.stats.partition = "" if part.whole else str(part)
+                return True
+        return False
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
@@ -267,9 +295,41 @@ class Worker:
     def catch_up(self) -> None:
         self._watermark = as_of = utcnow()
         self._outside = Outside(0, 0).look(self.ws)[0]
-        self._note_full(evaluate_all(self.ws, as_of))
-        leads.update(self.ws)
+        self._versions = self._applied_versions()
+        self._evaluate_everyone(as_of)
+        leads.update(self.ws, self._everyone())
         self._warm()
+
+    # -- the partition -------------------------------------------------------------------
+    def _everyone(self) -> list[str] | None:
+        """The customers of this worker's partition (None: all of them, one worker)."""
+        if self.part.whole:
+            return None
+        with self.ws.control.read() as conn:
+            keys = customer_store.owner_keys(conn)
+        return sorted(c for c, key in keys.items() if self.part.owns(key))
+
+    def _mine(self, ids: Collection[str]) -> set[str]:
+        """Those of ``ids`` this worker's partition owns."""
+        if self.part.whole or not ids:
+            return set(ids)
+        with self.ws.control.read() as conn:
+            return self.part.mine(ids, customer_store.owner_keys(conn, sorted(ids)))
+
+    def _evaluate_everyone(self, as_of: datetime | None = None,
+                           keys: Collection[str] | None = None,
+                           reason: str | None = None) -> list[RunResult]:
+        """``evaluate_all`` for every customer of this worker's partition, remembered as
+        evaluated for everyone at its as_of (``_note_full``)."""
+        only = self._everyone()
+        if only is not None and not only:  # a partition with nobody in it yet
+            return []
+        return self._note_full(evaluate_all(self.ws, as_of or utcnow(), keys, only=only,
+                                            reason=reason))
+
+    def _applied_versions(self) -> dict[str, int]:
+        with self.ws.control.read() as conn:
+            return versions.latest_versions(conn, defs.KIND)
 
     def _warm(self) -> None:
         """Fill the in-memory copies the micro-batches use before reporting caught up: the
@@ -308,10 +368,21 @@ class Worker:
         if token == self._definitions_seen:
             return []
         self._reads = incremental.segment_reads(self.ws)
-        fresh = incremental.unevaluated(self.ws, self._reads)
         self._definitions_seen = token
         self._clock = {k: v for k, v in self._clock.items() if k in self._reads}
-        return self._note_full(evaluate_all(self.ws, keys=fresh)) if fresh else []
+        if self.part.whole:
+            fresh = incremental.unevaluated(self.ws, self._reads)
+            return self._note_full(evaluate_all(self.ws, keys=fresh)) if fresh else []
+        # A partition cannot go by the segments' runs: another partition's run of the new
+        # version says nothing about this one's customers. What this worker evaluated last
+        # says; a changed rule is recorded as one (the other partition's run may carry
+        # the new version already).
+        seen, self._versions = self._versions, self._applied_versions()
+        fresh = [k for k in self._reads if seen.get(k) != self._versions.get(k)]
+        changed = [k for k in fresh if k in seen]
+        new = [k for k in fresh if k not in seen]
+        return ((self._evaluate_everyone(keys=changed, reason="rule_change") if changed
+                 else []) + (self._evaluate_everyone(keys=new) if new else []))
 
     def _refresh_outside(self) -> list[RunResult]:
         """After a compute run or an import by another process: every segment, for
@@ -320,7 +391,7 @@ class Worker:
             self._outside = Outside(0, 0).look(self.ws)[0]
             return []
         self._outside, changed = self._outside.look(self.ws)
-        return self._note_full(evaluate_all(self.ws, utcnow())) if changed else []
+        return self._evaluate_everyone() if changed else []
 
     def sweep_step(self) -> bool:
         """The clock's changes. Every ``sweep_seconds``: start the search for the customers
@@ -352,7 +423,7 @@ class Worker:
         key = min(due)[1]
         self._swept[key] = now
         t0 = time.perf_counter()
-        results = self._note_full(evaluate_all(self.ws, utcnow(), [key], reason="time"))
+        results = self._evaluate_everyone(keys=[key], reason="time")
         self._count_sweep(results, time.perf_counter() - t0)
         return True
 
@@ -369,17 +440,20 @@ class Worker:
         if self.ws.facts.keep_rows:
             future = Future()
             try:
-                future.set_result(incremental.crossing(self.ws, edges, since, as_of,
-                                                    in_memory=True))
+                future.set_result(self._mine(incremental.crossing(self.ws, edges, since, as_of,
+                                                              in_memory=True)))
                 # and who crosses before the next search, each at its own instant
                 ahead = as_of + timedelta(seconds=self.ws.config.sweep_seconds + 1)
-                for timer in incremental.upcoming(self.ws, edges, as_of, ahead):
-                    heapq.heappush(self._timers, timer)
+                timers = incremental.upcoming(self.ws, edges, as_of, ahead)
+                mine = self._mine({c for _, c in timers})
+                for timer in timers:
+                    if timer[1] in mine:
+                        heapq.heappush(self._timers, timer)
             except Exception as exc:  # noqa: BLE001 - reported like a failed search
                 future.set_exception(exc)
         else:
-            future = self._background.submit(incremental.crossing, self.ws, edges, since,
-                                              as_of)
+            future = self._background.submit(
+                lambda: self._mine(incremental.crossing(self.ws, edges, since, as_of)))
         self._search = (future, keys, as_of)
 
     def _searched(self) -> tuple[list[str], set[str], datetime] | None:
@@ -422,12 +496,13 @@ class Worker:
         t0 = time.perf_counter()
         ws = self.ws
         with self._step("flush"):
-            moved = intake.flush(ws)
+            moved = intake.flush(ws, part=self.part)
         # the customers an edge search found join this round's evaluation: one pass (its
         # fixed cost paid once) instead of a round of their own
         searched = self._searched()
         changes: dict[str, set[str]] = dict(moved.customers)
         updated, self._watermark = updated_customers(ws, self._watermark)
+        updated = self._mine(updated)
         if updated:
             changes["customers"] = updated
         if moved.customers.get("events") or updated:
@@ -459,10 +534,12 @@ class Worker:
         with self._step("tickets and playbooks"):
             if moved.ticket_ids:
                 sla.on_tickets(ws, _tickets(ws, moved.ticket_ids))
-            playbooks.advance(ws)
+            if self.part.coordinator:
+                playbooks.advance(ws)
         if moved or results:
             self.stats.batches += 1
             self.stats.rows_moved += sum(moved.moved.values())
+            self.stats.rows_handed += moved.handed
             self.stats.segment_changes += sum((r.entered or 0) + (r.exited or 0)
                                               for r in results)
             self.stats.last_batch_seconds = time.perf_counter() - t0
@@ -476,17 +553,23 @@ class Worker:
         """Every ``sweep_seconds``: SLA deadlines, merging micro-batch files; hourly, lead
         decay and the deletion of intake rows moved long ago."""
         self._last_sweep = time.monotonic()
+        if self.part.coordinator:
+            self._coordinate()
+        if time.monotonic() - self._last_decay >= LEAD_DECAY_EVERY:
+            self._last_decay = time.monotonic()
+            decayed = leads.update(self.ws, self._everyone()).changed
+            if decayed:
+                incremental.evaluate_changed(self.ws, {"leads": decayed}, read_by=self._reads)
+
+    def _coordinate(self) -> None:
+        """What is not per customer, done by one partition: SLA deadlines, merging files,
+        pruning the intake (and, in ``_dispatch_loop``, deliveries)."""
         sla.check(self.ws)
         if self._merging is None or self._merging.done():
             # on the background thread: merging rewrites files (0.1 s and more), and readers
             # see the table before or after it, the same rows either way
             self._merging = self._background.submit(self._guard, "merging micro-batch files",
                                                     self.compact)
-        if time.monotonic() - self._last_decay >= LEAD_DECAY_EVERY:
-            self._last_decay = time.monotonic()
-            decayed = leads.update(self.ws).changed
-            if decayed:
-                incremental.evaluate_changed(self.ws, {"leads": decayed}, read_by=self._reads)
         if time.monotonic() - self._last_prune >= PRUNE_INTAKE_EVERY:
             self._last_prune = time.monotonic()
             intake.prune(self.ws, self.ws.config.intake_keep_hours)
@@ -504,7 +587,7 @@ class Worker:
         pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="tierwise-delivery")
         try:
             while not self.stop_event.is_set():
-                if not self.stats.holder:
+                if not self.stats.holder or not self.part.coordinator:
                     self.stop_event.wait(1.0)
                     continue
                 try:
@@ -524,4 +607,4 @@ class Worker:
             channels.close()
 
 
-__all__ = ["LEASE", "LEASE_SECONDS", "Worker", "release", "try_lease"]
+__all__ = ["LEASE", "LEASE_SECONDS", "Worker", "lease_name", "release", "try_lease"]

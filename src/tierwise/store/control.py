@@ -169,7 +169,7 @@ class ControlStore:
     >>> store = ControlStore("sqlite://")  # in memory
     >>> store.upgrade()
     >>> store.revision()
-    '0015'
+    '0016'
     """
 
     def __init__(self, url: str, pii: KeyRing | None = None) -> None:

@@ -518,3 +518,25 @@ def survivors_of(conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
             customer_redirects.c.customer_id, customer_redirects.c.survivor_id).where(
             customer_redirects.c.customer_id.in_(part)))})
     return found
+
+
+def owner_keys(conn: sa.Connection, among: Sequence[str] | None = None) -> dict[str, str]:
+    """The owner key of each of ``among`` (every stored customer when None) for the
+    real-time partitions (``definitions.partitions``): after merges, a contact's account, anyone
+    else's own id. An id the store does not know is its own key."""
+    if among is None:
+        redirect = dict(redirects(conn))
+        links = dict(contact_links(conn))
+        wanted = ids(conn).to_pylist()
+    else:
+        wanted = list(dict.fromkeys(among))
+        redirect = survivors_of(conn, wanted)
+        links = {c: a for c, a in accounts_of(
+            conn, sorted({redirect.get(i, i) for i in wanted})).items() if a}
+        redirect.update(survivors_of(conn, sorted(set(links.values()))))
+    found: dict[str, str] = {}
+    for customer in wanted:
+        survivor = redirect.get(customer, customer)
+        account = links.get(survivor)
+        found[customer] = survivor if account is None else redirect.get(account, account)
+    return found

@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from tierwise.definitions.partitions import Partition
 from tierwise.store.control import chunked
 from tierwise.store.tables import customer_redirects, intake
 
@@ -25,20 +26,35 @@ def payload(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False, default=str)
 
 
-def add(conn: sa.Connection, table: str, rows: dict[str, str], at: datetime) -> None:
-    """Store received rows (their ``payload`` text) by key."""
+def add(conn: sa.Connection, table: str, rows: dict[str, tuple[str, int]],
+        at: datetime) -> None:
+    """Store received rows by key: their ``payload`` text and the bucket of their owner
+    (``definitions.partitions``)."""
     if rows:
         conn.execute(intake.insert(), [
-            {"table_name": table, "row_key": k, "received_at": at, "payload": text}
-            for k, text in rows.items()])
+            {"table_name": table, "row_key": k, "received_at": at, "payload": text,
+             "bucket": bucket} for k, (text, bucket) in rows.items()])
 
 
-def waiting(conn: sa.Connection, table: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
-    """The oldest rows of ``table`` not moved yet: (intake id, row)."""
+def waiting(conn: sa.Connection, table: str, limit: int,
+            part: Partition | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """The oldest rows of ``table`` not moved yet (those in the buckets of ``part``):
+    (intake id, row)."""
+    query = sa.select(intake.c.intake_id, intake.c.payload).where(
+        intake.c.table_name == table, intake.c.moved_at.is_(None))
+    if part is not None and not part.whole:
+        query = query.where(intake.c.bucket % part.count == part.index)
     return [(int(r.intake_id), json.loads(r.payload)) for r in conn.execute(
-        sa.select(intake.c.intake_id, intake.c.payload).where(
-            intake.c.table_name == table, intake.c.moved_at.is_(None))
-        .order_by(intake.c.intake_id).limit(limit))]
+        query.order_by(intake.c.intake_id).limit(limit))]
+
+
+def rebucket(conn: sa.Connection, buckets: dict[int, int]) -> None:
+    """Give received rows (by intake id) to the buckets of their owners now (a merge or a
+    new account since they were received)."""
+    if buckets:
+        conn.execute(intake.update().where(intake.c.intake_id == sa.bindparam("id_"))
+                     .values(bucket=sa.bindparam("bucket_")),
+                     [{"id_": i, "bucket_": b} for i, b in buckets.items()])
 
 
 def mark_moved(conn: sa.Connection, ids: list[int], import_id: int | None,

@@ -383,6 +383,8 @@ intake = sa.Table(
     sa.Column("received_at", UtcDateTime(), nullable=False),
     sa.Column("moved_at", UtcDateTime()),
     sa.Column("import_id", sa.Integer),
+    # the partition bucket of the row's owner (``definitions.partitions``)
+    sa.Column("bucket", sa.SmallInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("table_name", "row_key", name="uq_intake_key"),
     sa.Index("ix_intake_pending", "table_name", "moved_at"),
 )
