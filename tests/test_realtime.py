@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from tests.conftest import sizes_agree
@@ -632,19 +633,23 @@ def test_rules_of_a_batch_run_in_one_query(ws: tierwise.Workspace) -> None:
                               membership.applied_resolver(ws),
                               subqueries_in_columns=False, vocabulary=WORDS).rules
         assert [k for k, r in spark.items() if r.condition is None] == ["in_vip_or_shanghai"]
-        together = evaluation.run_many(batch.rules)
-        one_by_one = {k: evaluation.run(c)["customer_id"].to_pylist()
+        def members(found: dict[str, pa.Array] | None) -> dict[str, list[str]]:
+            assert found is not None
+            return {k: sorted(v.to_pylist()) for k, v in found.items()}
+
+        together = members(evaluation.run_many(batch.rules))
+        one_by_one = {k: sorted(evaluation.run(c)["customer_id"].to_pylist())
                       for k, c in batch.rules.items()}
         assert together == one_by_one and any(together.values())
         # one rule without a flat form: the rules run as a UNION of their SELECTs
         mixed = {**batch.rules, "r0": replace(batch.rules["r0"], condition=None)}
         assert flat_query(list(mixed.values())) is None
-        assert evaluation.run_many(mixed) == one_by_one
+        assert members(evaluation.run_many(mixed)) == one_by_one
         # the engine refuses the flat form (Spark takes no IN (SELECT …) as a column): the
         # UNION still answers
         refused = {**batch.rules, "r0": replace(batch.rules["r0"],
                                                 condition="c.no_such_column")}
-        assert evaluation.run_many(refused) == one_by_one
+        assert members(evaluation.run_many(refused)) == one_by_one
         for rules in (batch.rules, mixed):
             broken = {**rules, "bad": replace(
                 batch.rules["r0"], sql="SELECT customer_id FROM no_such_table",

@@ -222,12 +222,15 @@ class Evaluation:
             raise RuleError(f"this rule cannot be evaluated: {first[:300]}",
                             zh=f"这条规则无法计算：{first[:300]}") from None
 
-    def run_many(self, rules: dict[str, CompiledRule]) -> dict[str, list[str]] | None:
+    def run_many(self, rules: dict[str, CompiledRule]) -> dict[str, pa.Array] | None:
         """The members of several rules of one batch in one query (each query has a fixed
-        cost of a few milliseconds, which dominates when the rules see a few customers);
-        None when they cannot share one (a parameter bound differently) or the shared
-        query fails, so that the caller runs them one by one and each error is its own.
-        Rules with a flat form run as the columns of one SELECT, others as a UNION."""
+        cost of a few milliseconds, which dominates when the rules see a few customers,
+        and a scan of the customers and the aggregates, which dominates when they see
+        everyone); None when they cannot share one (a parameter bound differently) or the
+        shared query fails, so that the caller runs them one by one and each error is its
+        own. Rules with a flat form run as the columns of one SELECT, others as a UNION.
+        Members come as Arrow arrays in no particular order: the caller compares sets, and
+        millions of members as Python strings at once would cost more than the query."""
         params: dict[str, object] = {}
         for compiled in rules.values():
             if any(k in params and params[k] != v for k, v in compiled.params.items()):
@@ -245,17 +248,13 @@ class Evaluation:
                 flat, table = None, self.session.query(_union(rules), params)
         except Exception:  # noqa: BLE001 - the caller runs each rule on its own
             return None
-        if flat is not None:  # in order, as the rules' own SELECTs give them
-            table = table.sort_by("customer_id")
-            customers = table["customer_id"]
-            return {key: customers.filter(table[f"_r{i}"]).to_pylist()
+        customers = table["customer_id"]
+        if flat is not None:
+            return {key: customers.filter(table[f"_r{i}"]).combine_chunks()
                     for i, key in enumerate(rules)}
-        found: dict[str, list[str]] = {k: [] for k in rules}
-        keys = list(rules)
-        for i, customer in zip(table["_rule"].to_pylist(), table["customer_id"].to_pylist(),
-                               strict=True):
-            found[keys[i]].append(customer)
-        return found
+        positions = table["_rule"]
+        return {key: customers.filter(pc.equal(positions, i)).combine_chunks()
+                for i, key in enumerate(rules)}
 
     def prepare(self, batch: CompiledBatch) -> None:
         """Compute the batch's shared aggregates table (one pass per source)."""

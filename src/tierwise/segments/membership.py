@@ -20,6 +20,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pyarrow as pa
+
 from tierwise.compile.compiled import CompiledBatch, CompiledRule
 from tierwise.compile.segments import compile_batch
 from tierwise.definitions.segment_ast import Condition
@@ -93,11 +95,12 @@ def _why(last: Any, version: int, as_of: datetime, reason: str | None) -> str:
 
 def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
                      compiled: CompiledRule | str, evaluation: Evaluation,
-                     shared_seconds: float = 0.0, *, reason: str | None = None
-                     ) -> RunResult:
+                     shared_seconds: float = 0.0, *, reason: str | None = None,
+                     found: pa.Array | None = None) -> RunResult:
     """Evaluate one compiled rule (or record ``compiled``, an error message) and write the
     diff, history and run. ``shared_seconds`` is this segment's share of the batch's
-    aggregate pass, counted in its duration.
+    aggregate pass, counted in its duration; ``found``, its members if the batch's
+    rules ran together (``Evaluation.run_many``).
 
     When ``evaluation`` is restricted to some customers (``Evaluation(only=…)``), only
     their memberships are compared and changed, and a run is recorded only if one changed.
@@ -109,7 +112,8 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
     try:
         if isinstance(compiled, str):
             raise TierwiseError(compiled)
-        members = set(evaluation.run(compiled)["customer_id"].to_pylist())
+        members = set((evaluation.run(compiled)["customer_id"] if found is None
+                       else found).to_pylist())
         with ws.control.write() as conn:
             ws.control.lock(conn, f"segment:{key}")
             why = _why(memberships.last_succeeded(conn, [key]).get(key), version, as_of,
@@ -174,10 +178,18 @@ def evaluate_all(ws: Workspace, as_of: datetime | None = None,
         if evaluation.only is not None:
             return _evaluate_scoped(ws, {k: applied[k].version for k in chosen}, as_of,
                                     batch, evaluation, share, reason, reason_of)
+        # every rule's members in one query (one scan of the customers and the aggregates
+        # instead of one a rule); a rule that fails there runs and fails on its own below
+        ready = {k: c for k in chosen if isinstance(c := batch.rules.get(k), CompiledRule)}
+        t0 = time.perf_counter()
+        together = (evaluation.run_many(ready) if len(ready) > 1 else None) or {}
+        if together:
+            share += (time.perf_counter() - t0) / len(together)
         for key in chosen:
             compiled = batch.rules.get(key) or batch.errors.get(key, "not compiled")
             results.append(evaluate_segment(ws, key, applied[key].version, as_of, compiled,
-                                            evaluation, share, reason=reason))
+                                            evaluation, share, reason=reason,
+                                            found=together.get(key)))
     return results
 
 
@@ -228,7 +240,7 @@ def _evaluate_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
     together = evaluation.run_many(ready) if len(ready) > 1 else None
     if together is not None:
         own = (time.perf_counter() - t0) / len(ready) + share
-        found = {k: (set(members), own) for k, members in together.items()}
+        found = {k: (set(members.to_pylist()), own) for k, members in together.items()}
     for key, version in versions.items():
         if key in found:
             continue
