@@ -407,3 +407,16 @@ def test_a_value_no_contact_or_rolled_up_row_has_is_said(active: tierwise.Worksp
     said = literals.unseen(ws, parse("COUNT(contacts WHERE customer_id = 'P9') >= 1"), T,
                            "en")
     assert len(said) == 1 and "'P9'" in said[0]
+
+
+def test_rolled_up_rows_follow_a_move_and_a_merge(active: tierwise.Workspace):
+    """The links behind the roll-ups are kept between reads while the customers stay as
+    they are: a person moving to another account, or a merge, is seen by the next read."""
+    rule = "SUM(account_orders.amount) >= 800"
+    assert _members(active, rule) == ["A1", "A2"]  # A1 1000 + P2 500, A2 P3's 800
+    assert _members(active, rule) == ["A1", "A2"]  # kept: the same
+    active.import_source("customers", RecordsSource.from_dicts("crm", [
+        {"customer_id": "P3", "account_id": "A3"}]))
+    assert _members(active, rule) == ["A1", "A3"]  # A3: its 50 + P3's 800
+    merge(active, "A1", ["A3"], actor="test")
+    assert _members(active, rule) == ["A1"]

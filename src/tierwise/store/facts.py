@@ -29,6 +29,7 @@ from tierwise.store.backup import backup_running
 from tierwise.store.control import ControlStore, as_utc, utcnow
 from tierwise.store.customers import contact_links
 from tierwise.store.customers import redirects as merge_redirects
+from tierwise.store.customers import state as customer_state
 from tierwise.store.tables import fact_files
 
 if TYPE_CHECKING:
@@ -105,13 +106,35 @@ def rolled_up(conn: sa.Connection, redirects: tuple[tuple[str, str], ...] | None
               ) -> tuple[tuple[str, str], ...]:
     """The merge redirects followed by each contact's link to its account: every id whose
     rows count for an account (a contact, an id merged into a contact or into the account)
-    with that account, every other merged id with its survivor."""
-    merged = dict(merge_redirects(conn) if redirects is None else redirects)
+    with that account, every other merged id with its survivor.
+
+    Kept for as long as the customers and the redirects stay as they are (their count and
+    latest change, ``customers.state``, and the redirects): reading the links of 437,000
+    contacts takes 0.6 s, and one ``tierwise compute`` asks four times."""
+    pairs_in = merge_redirects(conn) if redirects is None else redirects
+    key = (conn.engine.url.render_as_string(hide_password=True), customer_state(conn),
+           pairs_in)
+    with _rolled_up_lock:
+        if _rolled_up_kept is not None and _rolled_up_kept[0] == key:
+            return _rolled_up_kept[1]
+    merged = dict(pairs_in)
     accounts = {contact: merged.get(account, account)
                 for contact, account in contact_links(conn)}
     pairs = {old: accounts.get(new, new) for old, new in merged.items()}
     pairs.update(accounts)
-    return tuple(sorted(pairs.items()))
+    found = tuple(sorted(pairs.items()))
+    _keep_rolled_up(key, found)
+    return found
+
+
+_rolled_up_lock = threading.Lock()
+_rolled_up_kept: tuple[tuple[object, ...], tuple[tuple[str, str], ...]] | None = None
+
+
+def _keep_rolled_up(key: tuple[object, ...], pairs: tuple[tuple[str, str], ...]) -> None:
+    global _rolled_up_kept
+    with _rolled_up_lock:
+        _rolled_up_kept = (key, pairs)
 
 
 class FactStore:
