@@ -123,6 +123,13 @@ class _Scope:
     uses_shared: bool = False
 
 
+#: Dialects whose grouped passes are faster when they first keep only the rows some
+#: aggregate counts (``_Compiler.aggregates_query``): DuckDB's pass of the 50-segment
+#: benchmark went from 6.4 s to 2.8 s. Spark's went from 28 s to 45 s (it evaluates each
+#: condition again in its FILTER), so it reads every row as before.
+ROWS_FIRST = frozenset({"duckdb"})
+
+
 class _Compiler:
     def __init__(self, as_of: datetime, zone: ZoneInfo,
                  resolve: Callable[[str], Condition | None] | None) -> None:
@@ -477,9 +484,10 @@ class _Compiler:
                 .where(exp.and_(*filters))
                 .group_by(customer.copy()))
 
-    def aggregates_query(self) -> exp.Select | None:
+    def aggregates_query(self, rows_first: bool = False) -> exp.Select | None:
         """Batch mode: every shared aggregate, one grouped pass per source, one row per
-        customer."""
+        customer; ``rows_first``: each pass first keeps the rows some aggregate counts
+        (``ROWS_FIRST``)."""
         if not self.shared:
             return None
         by_source: dict[str, list[tuple[Aggregate, str]]] = {}
@@ -496,7 +504,7 @@ class _Compiler:
                     nodes, filters, strict=True)]
             customer = _customer_of(source)
             where: exp.Expr = exp.LTE(this=time_col, expression=exp.Placeholder(this="as_of"))
-            if all(filters):
+            if rows_first and all(filters):
                 # Only rows some aggregate counts: the others would make each FILTER say
                 # no, row by row (at 30M events and 8 filtered counts, most of the pass).
                 # A customer left with no row reads NULL instead of 0 or NULL, which
@@ -628,7 +636,7 @@ def compile_batch(rules: dict[str, Condition], dialect: str, as_of: datetime,
         compiled[key] = compiled_from(tree, render_tree(tree, dialect), compiler.params,
                                   compiler.uses_snapshot, compiler.uses_members,
                                   compiler.uses_leads, flat)
-    aggregates = compiler.aggregates_query()
+    aggregates = compiler.aggregates_query(rows_first=dialect in ROWS_FIRST)
     return CompiledBatch(render_tree(aggregates, dialect) if aggregates is not None else None,
                          compiled, errors, compiler.params,
                          QueryReads.of(aggregates) if aggregates is not None
