@@ -286,3 +286,56 @@ def _wait_for_leases(ws: tierwise.Workspace, count: int, timeout: float = 60.0) 
         time.sleep(0.5)
     raise AssertionError(f"partitions not taken: {held}")
 
+
+
+def test_a_spare_worker_takes_over_a_stopped_partition(pg_url: str, tmp_path: Path) -> None:
+    """Three processes for two partitions: the third waits. Killing the holder of one
+    partition (no release: its lease runs out) hands that partition to the spare, which
+    catches up and moves the rows posted meanwhile; the memberships end up as a full
+    evaluation gives."""
+    ws = _workspace(tmp_path / "ws", pg_url, 2)
+    try:
+        with ws.control.read() as conn:
+            keys = customer_store.owner_keys(conn)
+        second = sorted(c for c, key in keys.items() if c == key and Partition(1, 2).owns(c))
+        workers = [_start(ws) for _ in range(3)]
+        try:
+            _wait_for_leases(ws, 2)
+            held = _holders(ws)
+            victim = next(w for w in workers if w.pid == held["realtime-worker:1/2"])
+            spare = next(w for w in workers if w.pid not in held.values())
+            _post(ws, "K1", second[:20], [], [])
+            _settle([ws])
+            victim.kill()
+            victim.wait(timeout=30)
+            _post(ws, "K2", second[20:40], [], [])
+            deadline = time.monotonic() + 60
+            while _holders(ws).get("realtime-worker:1/2") != spare.pid:
+                assert time.monotonic() < deadline, _holders(ws)
+                time.sleep(0.5)
+            _settle([ws])
+        finally:
+            survivors = [w for w in workers if w.poll() is None]
+            stats = _stop(survivors)
+        assert sorted(s["partition"] for s in stats) == ["1/2", "2/2"]
+        assert next(s for w, s in zip(survivors, stats, strict=True) if w is spare
+                    )["rows_moved"] > 0
+        found, now = _members(ws), utcnow()
+        resolve = membership.applied_resolver(ws)
+        for key, rule in RULES.items():
+            assert found[key] == sorted(evaluate_rule(ws, rule, now, resolve, key)
+                                        ["customer_id"].to_pylist()), key
+        assert set(second[20:40]) <= set(found["big_spenders"])
+    finally:
+        ws.close()
+
+
+def _holders(ws: tierwise.Workspace) -> dict[str, int]:
+    """The process id holding each live partition lease."""
+    from tierwise.store.tables import leases as lease_table
+
+    with ws.control.read() as conn:
+        rows = conn.execute(sa.select(lease_table.c.name, lease_table.c.holder).where(
+            lease_table.c.expires_at > utcnow(),
+            lease_table.c.name.like("realtime-worker:%"))).all()
+    return {name: int(holder.split(":")[1]) for name, holder in rows}
