@@ -188,7 +188,8 @@ def test_metrics_and_health(tmp_path: Path) -> None:
     assert samples[("tierwise_segment_members", (("segment", "buyers"),))] >= 3
     assert ("tierwise_intake_rows_received_total", ()) in samples
     assert {"tierwise_deliveries", "tierwise_outbox_backlog", "tierwise_worker_round_seconds",
-            "tierwise_job_runs", "tierwise_membership_changes"} <= set(families)
+            "tierwise_job_runs", "tierwise_membership_changes",
+            "tierwise_worker_rows_handed"} <= set(families)
     assert "C001" not in answer.text and "@" not in answer.text
     record = logging.LogRecord("tierwise.api", logging.INFO, __file__, 1, "hello %s", ("世界",),
                                None)

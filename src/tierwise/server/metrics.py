@@ -72,6 +72,8 @@ class _Collector:
                       "(since this server started)", stats.batches)
         yield counter("tierwise_worker_rows_moved", "Rows the worker moved to the fact "
                       "store", stats.rows_moved)
+        yield counter("tierwise_worker_rows_handed", "Received rows the worker handed to "
+                      "another real-time partition (their owner changed)", stats.rows_handed)
         yield counter("tierwise_membership_changes", "Segment entries and exits the worker "
                       "recorded", stats.segment_changes)
         yield counter("tierwise_worker_sweeps", "Clock sweeps (time-window edges)",
@@ -85,7 +87,8 @@ class _Collector:
             rounds.add_metric([q], v)
         yield rounds
         yield gauge("tierwise_worker_holder", "1 when this server's worker holds the "
-                    "workspace's worker lease", 1.0 if stats.holder else 0.0)
+                    "workspace's worker lease (with realtime_partitions, one partition's)",
+                    1.0 if stats.holder else 0.0)
         yield gauge("tierwise_deliveries", "Outbox rows by action and status",
                     labels=["action", "status"],
                     values={k: float(n) for k, n in found["deliveries"].items()})
