@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import sqlalchemy as sa
@@ -129,24 +131,40 @@ def _workspace(path: Path, url: str, partitions: int) -> tierwise.Workspace:
 
 
 def _start(ws: tierwise.Workspace) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "tierwise.cli.main", "worker", "-w",
-                             str(ws.root), "--seconds", "240"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    """A worker process; its output goes to files (a pipe nobody reads while it runs fills
+    up with the log and stops it)."""
+    name = uuid.uuid4().hex[:8]
+    out = open(ws.root / f"worker-{name}.out", "w+b")  # noqa: SIM115 - closed by _stop
+    err = open(ws.root / f"worker-{name}.err", "w+b")  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "tierwise.cli.main", "worker", "-w",
+                               str(ws.root), "--seconds", "240"], stdout=out, stderr=err)
+    _outputs[worker.pid] = (out, err)
+    return worker
+
+
+_outputs: dict[int, tuple[BinaryIO, BinaryIO]] = {}
 
 
 def _stop(workers: list[subprocess.Popen[bytes]]) -> list[dict[str, object]]:
-    """Stop the workers; what each says it did (``tierwise worker`` prints its stats)."""
+    """Stop the workers as a process manager does (SIGTERM); what each says it did
+    (``tierwise worker`` prints its stats)."""
     for worker in workers:
-        worker.send_signal(signal.SIGINT)
+        worker.send_signal(signal.SIGTERM)
     stats = []
     for worker in workers:
         try:
-            out, err = worker.communicate(timeout=60)
+            worker.wait(timeout=60)
         except subprocess.TimeoutExpired:
             worker.kill()
             raise
-        assert b"Traceback" not in err and worker.returncode == 0, err.decode()
-        stats.append(json.loads(out.decode().strip().splitlines()[-1]))
+        texts = []
+        for stream in _outputs.pop(worker.pid):
+            stream.seek(0)
+            texts.append(stream.read().decode())
+            stream.close()
+        out, err = texts
+        assert "Traceback" not in err and worker.returncode == 0, err
+        stats.append(json.loads(out.strip().splitlines()[-1]))
     return stats
 
 
@@ -308,6 +326,8 @@ def test_a_spare_worker_takes_over_a_stopped_partition(pg_url: str, tmp_path: Pa
             _settle([ws])
             victim.kill()
             victim.wait(timeout=30)
+            for stream in _outputs.pop(victim.pid):
+                stream.close()
             _post(ws, "K2", second[20:40], [], [])
             deadline = time.monotonic() + 60
             while _holders(ws).get("realtime-worker:1/2") != spare.pid:

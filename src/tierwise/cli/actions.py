@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -315,12 +317,16 @@ def worker_cmd(seconds: Annotated[float | None, typer.Option(
         serve_child(Workspace.open(workspace), wake_fd, status_fd)
         return
     worker = Worker(Workspace.open(workspace))
+    # SIGTERM (what process managers and `docker stop` send) stops it as Ctrl-C does: the
+    # lease is given up at once instead of running out
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     worker.start()
     out.print(f"worker {worker.holder} running; Ctrl-C stops it")
     deadline = None if seconds is None else time.monotonic() + seconds
     try:
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.5)
+        while not stopping.is_set() and (deadline is None or time.monotonic() < deadline):
+            stopping.wait(0.5)
     except KeyboardInterrupt:
         pass
     finally:
