@@ -153,6 +153,8 @@ class Worker:
         #: The applied version of each segment as this worker last evaluated it for all of
         #: its customers (partitioned planes: which definitions are new to this worker).
         self._versions: dict[str, int] = {}
+        #: This partition's customers, and what they were read for (``_everyone``).
+        self._partition_kept: tuple[tuple[object, ...], list[str]] | None = None
 
     def start(self) -> None:
         # Every evaluation of the loop is for a few customers, and it commits several times
@@ -302,12 +304,19 @@ class Worker:
 
     # -- the partition -------------------------------------------------------------------
     def _everyone(self) -> list[str] | None:
-        """The customers of this worker's partition (None: all of them, one worker)."""
+        """The customers of this worker's partition (None: all of them, one worker). Kept
+        while the customers' count and latest change stay the same (a merge or a new
+        account changes one of them): every sweep of a segment asks, and reading every
+        customer's account each time costs a second at a million customers."""
         if self.part.whole:
             return None
         with self.ws.control.read() as conn:
-            keys = customer_store.owner_keys(conn)
-        return sorted(c for c, key in keys.items() if self.part.owns(key))
+            key = (self.part, customer_store.state(conn))
+            if self._partition_kept is None or self._partition_kept[0] != key:
+                keys = customer_store.owner_keys(conn)
+                self._partition_kept = (key, sorted(c for c, owner in keys.items()
+                                                    if self.part.owns(owner)))
+        return self._partition_kept[1]
 
     def _mine(self, ids: Collection[str]) -> set[str]:
         """Those of ``ids`` this worker's partition owns."""
