@@ -227,3 +227,65 @@ def test_store_backends(any_ws: tierwise.Workspace, tmp_path: Path):
         pa.compute.equal(any_ws.table("orders")["order_id"], "O1"))["amount"][0].as_py() == 1.0
     customers = any_ws.customers().set_index("customer_id")
     assert customers.loc["C002", "signup_at"] == datetime(2025, 3, 1, tzinfo=SH)
+
+
+@pytest.mark.parametrize("policy", ["reject", "create"])
+def test_unknown_customers_among_many(ws: tierwise.Workspace, tmp_path: Path, monkeypatch,
+                                      policy: str):
+    """Past the small look-up (every known id read, the file's distinct ids compared with
+    them) the unknown ids are still found with every row that names them."""
+    from tierwise import ImportRejected
+    from tierwise.ingest import checks
+
+    monkeypatch.setattr(checks, "SMALL_LOOKUP", 10)
+    known = "\n".join(f"K{i}" for i in range(40))
+    ws.import_file("customers", write(tmp_path / "c.csv", "customer_id\n" + known + "\n"))
+    lines = [f"O{i},K{i % 40},2025-01-01,1" for i in range(100)]
+    lines[17] = "O17,U1,2025-01-01,1"
+    lines[60] = "O60,U2,2025-01-01,1"
+    lines[83] = "O83,U1,2025-01-01,1"
+    write(tmp_path / "o.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(lines))
+    if policy == "create":
+        result = ws.import_file("orders", tmp_path / "o.csv", unknown_customers="create")
+        assert result.stubs_created == 2 and result.inserted == 100
+        assert ws.count("customers") == 42
+        return
+    with pytest.raises(ImportRejected) as caught:
+        ws.import_file("orders", tmp_path / "o.csv")
+    rows = [(r["row"], r["column"], r["value"]) for r in caught.value.rejects]
+    assert rows == [(19, "customer_id", "U1"), (62, "customer_id", "U2"),
+                    (85, "customer_id", "U1")]
+    assert ws.count("orders") == 0
+
+
+def test_staged_files_keep_dictionaries_for_repeated_values_only(tmp_path: Path):
+    """Columns whose values mostly differ (timestamps, many customers' ids) are written
+    without a Parquet dictionary; repeated ones (a status, a category) with one."""
+    import numpy as np
+
+    from tierwise.definitions.schemas import ORDERS
+    from tierwise.store.facts import StagingWriter, dictionary_columns
+
+    n = 50_000
+    table = pa.table({
+        "order_id": [f"O{i}" for i in range(n)],
+        "customer_id": [f"C{i % 40_000}" for i in range(n)],
+        "ordered_at": pa.array(np.arange(n) * 1_000_000, pa.timestamp("us", tz="UTC")),
+        "status": ["paid", "refunded"] * (n // 2),
+        "_row": np.arange(n) + 2,
+    })
+    assert dictionary_columns(ORDERS, table) == ["status"]
+    assert dictionary_columns(ORDERS, table.slice(0, 100)) == [
+        "customer_id", "ordered_at", "status"]  # too few rows to tell
+    writer = StagingWriter(tmp_path, ORDERS)
+    full = pa.table({f.name: table[f.name] if f.name in table.column_names
+                     else pa.nulls(n, f.type) for f in writer.arrow_schema})
+    writer.write(full)
+    staged = writer.close()
+    meta = pq.ParquetFile(staged.path).metadata.row_group(0)
+    encoded = {meta.column(i).path_in_schema: meta.column(i).encodings
+               for i in range(meta.num_columns)}
+    assert "RLE_DICTIONARY" in encoded["status"]
+    assert "RLE_DICTIONARY" not in encoded["ordered_at"]
+    assert pq.read_table(staged.path).select(table.column_names).equals(
+        full.select(table.column_names))

@@ -160,3 +160,27 @@ def test_tags_and_json():
 def test_text_length_limit():
     _, reasons = run(["x" * 3000], CUSTOMERS.column("name"))
     assert reasons[0] == "text longer than 2,000 characters"
+
+
+def test_text_length_counts_characters_not_bytes():
+    # 2,000 Chinese characters are 6,000 bytes: within the limit; one more is not
+    _, reasons = run(["上" * 2000, "上" * 2001], CUSTOMERS.column("name"))
+    assert reasons == [None, "text longer than 2,000 characters"]
+
+
+CELLS = ["a", " b", "c ", "\u3000x", "y\xa0", "\ufeffz", "", None, "中文", "é", "\t",
+         "ab\n", "瀀", "  ", "x y"]
+
+
+@pytest.mark.parametrize("cut", [slice(None), slice(1, None), slice(3, 9), slice(7, 8),
+                                 slice(8, 11), slice(12, None)])
+@pytest.mark.parametrize("kind", [pa.string(), pa.large_string()])
+def test_normalized_text_is_trimmed_with_empty_cells_null(cut, kind):
+    """The trim is skipped when no cell can need it: whatever the cells and the slice of
+    the buffers they sit in, the result is each cell stripped of the trimmed characters,
+    empty ones null."""
+    values = pa.array(CELLS, kind)[cut]
+    expected = [None if c is None or not c.strip(" \t\r\n\u3000\ufeff\xa0")
+                else c.strip(" \t\r\n\u3000\ufeff\xa0") for c in CELLS[cut]]
+    assert normalize_text(values).to_pylist() == expected
+    assert normalize_text(pa.chunked_array([values, values])).to_pylist() == expected * 2

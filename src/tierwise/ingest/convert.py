@@ -128,8 +128,8 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
         elif col.name in resolved.constants:
             text = pa.array([resolved.constants[col.name]] * n, pa.string())
             label = col.name
-        else:
-            text = pa.nulls(n, pa.string())
+        else:  # a column the file does not have: empty, nothing to convert
+            text, typed = None, pa.nulls(n, col.arrow_type)
             label = col.name
         if text is None:  # already typed: only emptiness can be wrong
             assert typed is not None
@@ -141,7 +141,9 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
             values = pc.fill_null(values, col.default)
         if col.required:
             present = text if text is not None else values
-            problems.append((pc.is_null(present), Said("required value is empty", "必填值为空")))
+            if present.null_count:
+                problems.append((pc.is_null(present),
+                                 Said("required value is empty", "必填值为空")))
         for mask, reason in problems:
             mask_np = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False),
                                  dtype=bool)

@@ -51,20 +51,70 @@ class Converted:
             self.problems.append((mask, reason))
 
 
+#: Characters trimmed from every cell, and the bytes their UTF-8 forms start and end with.
+_TRIMMED = " \t\r\n\u3000\ufeff\xa0"
+_FIRST_BYTES = np.zeros(256, dtype=bool)
+_LAST_BYTES = np.zeros(256, dtype=bool)
+for _char in _TRIMMED:
+    _encoded = _char.encode()
+    _FIRST_BYTES[_encoded[0]] = _LAST_BYTES[_encoded[-1]] = True
+
+
+def byte_lengths(values: pa.Array) -> np.ndarray:
+    """Each cell's length in bytes (0 for nulls), read from the string array's offsets."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    offsets = _offsets(values)
+    return np.diff(offsets)
+
+
+def _offsets(values: pa.Array) -> np.ndarray:
+    width = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    buffer = values.buffers()[1]
+    if buffer is None:
+        return np.zeros(len(values) + 1, dtype=width)
+    return np.frombuffer(buffer, dtype=width)[values.offset: values.offset + len(values) + 1]
+
+
+def _may_need_trim(values: pa.Array) -> bool:
+    """Whether some cell starts or ends with a byte that one of the trimmed characters
+    starts or ends with: a vector look at each cell's first and last byte, so clean
+    columns skip Arrow's trim (which copies every cell)."""
+    offsets = _offsets(values)
+    data = values.buffers()[2]
+    if data is None or len(offsets) < 2:
+        return False
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if len(raw) == 0:
+        return False
+    # An empty cell reads a neighbour's byte: at worst a needless trim, never a missed one.
+    first = raw[np.minimum(offsets[:-1], len(raw) - 1)]
+    last = raw[np.maximum(offsets[1:] - 1, 0)]
+    return bool(_FIRST_BYTES[first].any() or _LAST_BYTES[last].any())
+
+
 def normalize_text(values: pa.Array) -> pa.Array:
     """Trim whitespace (including full-width spaces) and turn empty cells into nulls."""
     if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
         values = pc.cast(values, pa.string())
-    trimmed = pc.utf8_trim(values, characters=" \t\r\n\u3000\ufeff\xa0")
-    empty = pc.equal(pc.binary_length(trimmed), 0)
-    if not pc.any(empty).as_py():
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    trimmed = (pc.utf8_trim(values, characters=_TRIMMED) if _may_need_trim(values)
+               else values)
+    empty = byte_lengths(trimmed) == 0
+    if trimmed.null_count:
+        empty &= np.asarray(trimmed.is_valid())
+    if not empty.any():
         return trimmed
-    return pc.if_else(empty, pa.scalar(None, pa.string()), trimmed)
+    return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), trimmed)
 
 
 # -- text ----------------------------------------------------------------------------------
 def parse_string(values: pa.Array, col: Column) -> Converted:
     out = Converted(values)
+    # A cell has at most as many characters as bytes: only long cells are counted.
+    if len(values) == 0 or byte_lengths(values).max() <= col.max_length:
+        return out
     too_long = pc.greater(pc.utf8_length(values), col.max_length)
     if pc.any(pc.fill_null(too_long, False)).as_py():
         out.add(too_long, Said(f"text longer than {col.max_length:,} characters",

@@ -17,15 +17,30 @@ optimised on the log scale (they must be positive) with L-BFGS-B.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special
 
 from tierwise.errors import TierwiseError
+
+
+class _OnFirstUse:
+    """A module imported when one of its names is first read: scipy takes 0.4 s to
+    import, and most commands that load this module (an import, a query) fit nothing."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+optimize = _OnFirstUse("scipy.optimize")
+special = _OnFirstUse("scipy.special")
 
 Array = np.ndarray
 
