@@ -128,19 +128,26 @@ def _map_unique(values: pa.Array, fn: Callable[[str], str | None]) -> tuple[pa.A
     ``fn`` returns the new text or raises ValueError. Distinct values are few in practice
     (enums, tags, JSON properties), so this stays fast on millions of rows.
     """
-    uniques = pc.unique(values).drop_null()
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values)  # one hash pass: the distinct values and where
+    distinct = encoded.dictionary.to_pylist()
     mapped: list[str | None] = []
     failed: list[bool] = []
-    for raw in uniques.to_pylist():
+    for raw in distinct:
         try:
             mapped.append(fn(raw))
             failed.append(False)
         except ValueError:
             mapped.append(None)
             failed.append(True)
-    idx = pc.index_in(values, value_set=uniques)
-    new = pc.take(pa.array(mapped, pa.string()), idx)
-    bad = pc.take(pa.array(failed, pa.bool_()), idx)
+    clean = pa.array(np.zeros(len(values), dtype=bool))
+    if mapped == distinct:  # already canonical (the usual case for a clean column)
+        return values, clean
+    new = pc.take(pa.array(mapped, pa.string()), encoded.indices)
+    if not any(failed):
+        return new, clean
+    bad = pc.take(pa.array(failed, pa.bool_()), encoded.indices)
     return new, pc.fill_null(bad, False)
 
 
