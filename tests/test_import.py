@@ -289,3 +289,40 @@ def test_staged_files_keep_dictionaries_for_repeated_values_only(tmp_path: Path)
     assert "RLE_DICTIONARY" not in encoded["ordered_at"]
     assert pq.read_table(staged.path).select(table.column_names).equals(
         full.select(table.column_names))
+
+
+@pytest.mark.parametrize("where", [None, "inside", "first of a batch", "last"])
+def test_repeated_key_found_in_a_file_sorted_by_key(loaded: tierwise.Workspace,
+                                                    tmp_path: Path, monkeypatch,
+                                                    where: str | None):
+    """A file whose keys ascend skips the hash of every key; a key repeated anywhere —
+    inside a batch, or the last key of one batch first in the next — is still found."""
+    from tierwise import ImportRejected
+    from tierwise.ingest import checks, readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1 << 16)
+    seen = []
+    original = checks.duplicate_keys
+    monkeypatch.setattr(checks, "duplicate_keys",
+                        lambda session, schema, staged, *rest:
+                        seen.append(staged.keys_ascending)
+                        or original(session, schema, staged, *rest))
+    ids = [f"S{i:06d}" for i in range(5000)]
+
+    def csv() -> Path:
+        return write(tmp_path / "o.csv", "order_id,customer_id,ordered_at,amount\n"
+                     + "\n".join(f"{k},C001,2025-01-01,1" for k in ids) + "\n")
+
+    first = next(iter(readers.open_file(csv()).batches())).table.num_rows
+    assert first < len(ids)  # more than one batch
+    if where is None:
+        assert loaded.import_file("orders", csv()).inserted == 5000
+        assert seen == [True]
+        return
+    repeat = {"inside": 1000, "first of a batch": first, "last": len(ids) - 1}[where]
+    ids[repeat] = ids[repeat - 1]
+    with pytest.raises(ImportRejected) as caught:
+        loaded.import_file("orders", csv())
+    assert seen == [False]
+    assert [(r["row"], r["value"]) for r in caught.value.rejects] == [
+        (repeat + 2, ids[repeat])]

@@ -36,6 +36,8 @@ UNKNOWN_CUSTOMER = Said("unknown customer: import customers first, or use --unkn
 def duplicate_keys(session: Any, schema: TableSchema, staged: StagedFile,
                    result: ImportResult, facts: FactStore) -> list[Reject]:
     """Keys repeated inside one file: rejected for keyed tables, collapsed for the others."""
+    if staged.keys_ascending:
+        return []
     key = ", ".join(ident(k) for k in key_columns(schema))
     present = " AND ".join(f"{ident(k)} IS NOT NULL" for k in key_columns(schema))
     counts = session.query(f"SELECT count(*) AS n, count(DISTINCT ({key})) AS d FROM staged "

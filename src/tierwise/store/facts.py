@@ -68,6 +68,9 @@ class StagedFile:
     table: str
     path: Path
     rows: int = 0
+    #: Every row has a key and each key is greater than the one before (an export sorted
+    #: by its key): no key repeats, which the writer saw without a hash of every key.
+    keys_ascending: bool = False
 
 
 class StagingWriter:
@@ -79,6 +82,8 @@ class StagingWriter:
         self.arrow_schema = file_schema(schema)
         self.staged = StagedFile(schema.name, staging_dir / f"{uuid.uuid4().hex}.parquet")
         self._writer: pq.ParquetWriter | None = None
+        self.staged.keys_ascending = schema.key is not None and len(schema.key) == 1
+        self._last_key: object = None
 
     def write(self, table: pa.Table) -> None:
         table = table.select(self.arrow_schema.names).cast(self.arrow_schema)
@@ -86,8 +91,19 @@ class StagingWriter:
             self._writer = pq.ParquetWriter(
                 self.staged.path, self.arrow_schema, compression=COMPRESSION,
                 use_dictionary=dictionary_columns(self.schema, table))
+        if self.staged.keys_ascending and table.num_rows:
+            self._follow_keys(table.column(self.schema.key[0]).combine_chunks())
         self._writer.write_table(table)
         self.staged.rows += table.num_rows
+
+    def _follow_keys(self, keys: pa.Array) -> None:
+        """Whether the keys still ascend strictly, within this batch and from the last one."""
+        ascending = (keys.null_count == 0
+                     and (self._last_key is None or self._last_key < keys[0].as_py())
+                     and pc.all(pc.less(keys.slice(0, len(keys) - 1), keys.slice(1))
+                                ).as_py() is not False)
+        self.staged.keys_ascending = ascending
+        self._last_key = keys[-1].as_py()
 
     def close(self) -> StagedFile:
         if self._writer is None:  # nothing written: still leave a valid, empty file
