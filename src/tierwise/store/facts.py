@@ -82,8 +82,10 @@ class StagingWriter:
         self.arrow_schema = file_schema(schema)
         self.staged = StagedFile(schema.name, staging_dir / f"{uuid.uuid4().hex}.parquet")
         self._writer: pq.ParquetWriter | None = None
-        self.staged.keys_ascending = schema.key is not None and len(schema.key) == 1
-        self._last_key: object = None
+        #: the key column whose order the writer follows (tables keyed by one column)
+        self._key = schema.key[0] if schema.key and len(schema.key) == 1 else None
+        self.staged.keys_ascending = self._key is not None
+        self._last_key: Any = None
 
     def write(self, table: pa.Table) -> None:
         table = table.select(self.arrow_schema.names).cast(self.arrow_schema)
@@ -91,8 +93,8 @@ class StagingWriter:
             self._writer = pq.ParquetWriter(
                 self.staged.path, self.arrow_schema, compression=COMPRESSION,
                 use_dictionary=dictionary_columns(self.schema, table))
-        if self.staged.keys_ascending and table.num_rows:
-            self._follow_keys(table.column(self.schema.key[0]).combine_chunks())
+        if self._key is not None and self.staged.keys_ascending and table.num_rows:
+            self._follow_keys(table.column(self._key).combine_chunks())
         self._writer.write_table(table)
         self.staged.rows += table.num_rows
 
