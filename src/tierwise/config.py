@@ -147,6 +147,12 @@ class WorkspaceConfig:
     #: `tierwise serve` or `tierwise worker` process takes one partition's lease. More
     #: than 1 needs a PostgreSQL control store.
     realtime_partitions: int = 1
+    #: Least seconds from the start of one real-time round to the start of the next while
+    #: rows keep arriving: under steady load they gather into fewer, larger rounds (each
+    #: round has a fixed cost), at the price of up to this much more delay before a
+    #: posted row counts. A row that arrives while the worker is idle starts a round at
+    #: once. 0 runs rounds back to back.
+    realtime_round_seconds: float = 0.25
     #: Outgoing mail for e-mail actions: smtp://host:port, smtp+starttls://user@host:587 or
     #: smtps://user@host:465 (the password from $TIERWISE_SMTP_PASSWORD). Empty: e-mail
     #: actions wait (they are retried) until it is set.
@@ -269,6 +275,10 @@ class WorkspaceConfig:
                                  f"1 to {BUCKETS}",
                                  zh=f"realtime_partitions = {self.realtime_partitions!r}：应为 1 "
                                  f"到 {BUCKETS}")
+        if not 0 <= self.realtime_round_seconds <= 10:
+            raise WorkspaceError(
+                f"realtime_round_seconds = {self.realtime_round_seconds!r}: expected 0 to 10",
+                zh=f"realtime_round_seconds = {self.realtime_round_seconds!r}：应为 0 到 10")
         if self.realtime_partitions > 1 and self.control_store.startswith("sqlite"):
             raise WorkspaceError(
                 f"realtime_partitions = {self.realtime_partitions}: several real-time workers "

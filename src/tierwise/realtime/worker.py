@@ -257,10 +257,16 @@ class Worker:
             if not swept and self._maintenance_due():
                 with self._step("maintenance"):
                     self._guard("maintenance", self.run_sweep)
-            if swept or self.stats.batches > batches:
+            worked = self.stats.batches > batches
+            if swept or worked:
                 self._round(time.perf_counter() - t0, bool(swept))
             self._steps.clear()
             self._carried.clear()
+            if worked:
+                # under steady load rows gather for the next round instead of each post
+                # starting one (a round's fixed cost is most of a small round's)
+                self.stop_event.wait(max(0.0, self.ws.config.realtime_round_seconds
+                                         - (time.perf_counter() - t0)))
             self.wake.wait(IDLE_SECONDS)
 
     def _maintenance_due(self) -> bool:
