@@ -1,7 +1,7 @@
 """Real-time intake, incremental segments, time-based exits and webhook deliveries.
 
     python bench/realtime.py [--rate 2000] [--seconds 600] [--customers 100000]
-                             [--new-customers 0.0] [--arrivals]
+                             [--new-customers 0.0] [--arrivals] [--round-seconds S]
 
 Workspace bench/out/ws-rt, copied afresh for every run from bench/out/ws-rt-base
 (``tierwise demo --customers 100000 --activity 5`` ending yesterday, computed), with 20
@@ -13,9 +13,11 @@ creates a customer, as sign-ups do).
 
 Measured:
 * **intake**: events accepted per second, the POST latency, errors;
-* **2xx → membership readable**: twice a second the load process posts one probe event for
-  a customer that is in no probe segment yet, then polls ``GET /v1/customers/{id}/segments``
-  every 50 ms until ``bench_rt_probe`` shows up; p50 / p99 of that delay (target p99 < 1 s);
+* **2xx → membership readable**: twice a second (at a random instant of each half second,
+  so that probes see every phase of the worker's rounds) the load process posts one probe
+  event for a customer that is in no probe segment yet, then polls
+  ``GET /v1/customers/{id}/segments`` every 50 ms until ``bench_rt_probe`` shows up;
+  p50 / p99 of that delay (target p99 < 1 s);
 * with ``--arrivals``: each probe first writes its customer through ``POST /v1/customers``
   — half copies of the probe customer (merged into it by matching on arrival), half new
   people — and the delay runs from that request to the membership being readable (on the
@@ -177,6 +179,10 @@ async def main():
     t0 = time.perf_counter()
     batches = int(rate * seconds / BATCH)
     next_probe = 0
+    # one probe at a random instant of each half second: probes at a fixed period would
+    # land at the same phase of the worker's rounds every time (and see the same delay)
+    jitter = random.Random(11)
+    probe_at = [k * 0.5 + jitter.uniform(0, 0.5) for k in range(len(probes))]
     for i in range(batches):
         start = t0 + i * BATCH / rate
         delay = start - time.perf_counter()
@@ -191,7 +197,7 @@ async def main():
             batch.append({"event_id": uuid.uuid4().hex, "customer_id": customer,
                           "type": kind, "properties": props, "occurred_at": stamp})
         queue.put_nowait((batch, start))
-        if start - t0 >= next_probe * 0.5 and next_probe < len(probes):
+        if next_probe < len(probes) and start - t0 >= probe_at[next_probe]:
             tasks.append(asyncio.create_task(probe(
                 probes[next_probe], delays, timeline,
                 arrivals[next_probe] if arrivals else None)))
@@ -425,8 +431,15 @@ def main() -> None:
                         help="each latency probe first writes its customer through "
                              "POST /v1/customers (matched against the others), timed from "
                              "there")
+    parser.add_argument("--round-seconds", type=float, default=None,
+                        help="realtime_round_seconds for the run (default: the product's)")
     args = parser.parse_args()
     ensure_workspace(args.customers)
+    if args.round_seconds is not None:
+        toml = WS / "tierwise.toml"
+        text = re.sub(r"(?m)^realtime_round_seconds = .*\n", "", toml.read_text())
+        toml.write_text(text.replace("[workspace]\n", "[workspace]\nrealtime_round_seconds = "
+                                     f"{args.round_seconds}\n", 1))
     receiver_port = free_port()
     receiver_proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(receiver_port)])
     receiver = f"http://127.0.0.1:{receiver_port}/hook"

@@ -738,3 +738,62 @@ def test_the_background_thread_yields_the_cores(ws: tierwise.Workspace) -> None:
         assert worker._background_engine.threads == 1  # type: ignore[attr-defined]
     finally:
         worker._background.shutdown()
+
+
+def test_rounds_are_paced_under_steady_load_and_start_at_once_when_idle(
+        ws: tierwise.Workspace) -> None:
+    """With ``realtime_round_seconds``, rows posted every 50 ms gather into rounds at most
+    that often instead of each post starting one; a row arriving while the worker is
+    idle is moved at once, not after the pause."""
+    import time
+    from dataclasses import replace
+
+    from tierwise.realtime import intake
+    from tierwise.realtime.worker import Worker
+
+    with ws.control.read() as conn:
+        someone = known_ids(conn)[0].as_py()
+
+    def post(n: int) -> None:
+        intake.receive(ws, "events", [{"event_id": f"pace-{n}", "customer_id": someone,
+                                       "type": "page_view",
+                                       "occurred_at": datetime.now(UTC).isoformat()}])
+        worker.notify()
+
+    def pending() -> int:
+        return sum(intake.pending(ws).values())
+
+    ws.config = replace(ws.config, realtime_round_seconds=0.6)  # type: ignore[misc]
+    worker = Worker(ws)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not worker.caught_up.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # idle: the first row starts a round at once
+        rounds = worker.stats.batches
+        post(0)
+        posted = time.monotonic()
+        while pending() and time.monotonic() - posted < 5:
+            time.sleep(0.01)
+        assert time.monotonic() - posted < 0.45  # the idle wait is 0.25 s at most
+        for n in range(1, 49):  # 2.4 s of steady posts
+            post(n)
+            time.sleep(0.05)
+        while worker.stats.rows_moved < 49 and time.monotonic() - posted < 10:
+            time.sleep(0.05)
+        assert pending() == 0 and worker.stats.rows_moved == 49
+        # back to back, nearly every post would have had a round of its own
+        assert 3 <= worker.stats.batches - rounds <= 7
+    finally:
+        worker.stop()
+
+
+def test_the_round_setting_is_checked(tmp_path: Path) -> None:
+    from tierwise.config import WorkspaceConfig
+    from tierwise.errors import WorkspaceError
+
+    assert WorkspaceConfig().realtime_round_seconds == 0.25
+    for bad in (-1, 11):
+        with pytest.raises(WorkspaceError, match="realtime_round_seconds .*expected 0 to 10"):
+            WorkspaceConfig(realtime_round_seconds=bad)
