@@ -160,7 +160,9 @@ def flush(ws: Workspace, batch: int = BATCH, part: Partition | None = None) -> F
         moved_at = utcnow()
         with ws.control.write() as conn:
             intake_store.mark_moved(conn, [i for i, _ in rows], import_ids[-1], moved_at)
-            ids = intake_store.survivors(conn, {str(p["customer_id"]) for p in payloads})
+            named = {str(p["customer_id"]) for p in payloads}
+            merged = customer_store.survivors_of(conn, sorted(named))
+            ids = {merged.get(i, i) for i in named}
             if not part.whole:
                 # a merge between the hand-over and the import: the survivor's partition
                 # learns of it as a changed customer record

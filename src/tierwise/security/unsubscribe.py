@@ -20,7 +20,7 @@ from tierwise.errors import TierwiseError
 from tierwise.security import key_files
 from tierwise.security.consent import set_preference
 from tierwise.store import audit
-from tierwise.store import intake as intake_store
+from tierwise.store import customers as customer_store
 from tierwise.workspace import Workspace
 
 KEY_FILE = "unsubscribe.key"
@@ -80,7 +80,8 @@ def unsubscribe(ws: Workspace, encoded: str, channel: str, signature: str,
     customer id. Following it again changes nothing more."""
     customer_id = customer_of(ws, encoded, channel, signature)
     with ws.control.read() as conn:  # merged into another since the mail: that customer
-        [customer_id] = intake_store.survivors(conn, {customer_id})
+        customer_id = customer_store.survivors_of(conn, [customer_id]).get(customer_id,
+                                                                           customer_id)
     set_preference(ws, customer_id, channel, unsubscribed=True)
     with ws.control.write() as conn:
         audit.append(conn, "customer:unsubscribe-link", "unsubscribe",

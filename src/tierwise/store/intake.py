@@ -11,8 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tierwise.definitions.partitions import Partition
-from tierwise.store.control import chunked
-from tierwise.store.tables import customer_redirects, intake
+from tierwise.store.tables import intake
 
 
 def known_keys(conn: sa.Connection, table: str, keys: list[str]) -> set[str]:
@@ -80,13 +79,3 @@ def pending(conn: sa.Connection) -> dict[str, int]:
     return {t: int(n) for t, n in conn.execute(
         sa.select(intake.c.table_name, sa.func.count()).where(intake.c.moved_at.is_(None))
         .group_by(intake.c.table_name))}
-
-
-def survivors(conn: sa.Connection, ids: set[str]) -> set[str]:
-    """``ids`` with merged ids replaced by their survivors."""
-    r = customer_redirects.c
-    found = dict[str, str]()
-    for part in chunked(sorted(ids)):
-        found.update(conn.execute(sa.select(r.customer_id, r.survivor_id).where(
-            r.customer_id.in_(part))).all())
-    return {found.get(i, i) for i in ids}
