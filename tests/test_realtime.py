@@ -744,7 +744,8 @@ def test_rounds_are_paced_under_steady_load_and_start_at_once_when_idle(
         ws: tierwise.Workspace) -> None:
     """With ``realtime_round_seconds``, rows posted every 50 ms gather into rounds at most
     that often instead of each post starting one; a row arriving while the worker is
-    idle is moved at once, not after the pause."""
+    idle is moved without waiting for that pause. (Counts and margins, not speed: a
+    slower machine makes fewer rounds, and the pause is 2 s.)"""
     import time
     from dataclasses import replace
 
@@ -760,31 +761,30 @@ def test_rounds_are_paced_under_steady_load_and_start_at_once_when_idle(
                                        "occurred_at": datetime.now(UTC).isoformat()}])
         worker.notify()
 
-    def pending() -> int:
-        return sum(intake.pending(ws).values())
+    def moved(n: int, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while worker.stats.rows_moved < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return worker.stats.rows_moved >= n
 
-    ws.config = replace(ws.config, realtime_round_seconds=0.6)  # type: ignore[misc]
+    ws.config = replace(ws.config, realtime_round_seconds=2.0)  # type: ignore[misc]
     worker = Worker(ws)
     worker.start()
     try:
         deadline = time.monotonic() + 60
         while not worker.caught_up.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.0)  # idle: the first row starts a round at once
-        rounds = worker.stats.batches
+        time.sleep(2.5)  # idle for longer than the pause
         post(0)
-        posted = time.monotonic()
-        while pending() and time.monotonic() - posted < 5:
-            time.sleep(0.01)
-        assert time.monotonic() - posted < 0.45  # the idle wait is 0.25 s at most
+        assert moved(1, within=1.5)  # at once, not after the 2 s pause
+        rounds = worker.stats.batches
         for n in range(1, 49):  # 2.4 s of steady posts
             post(n)
             time.sleep(0.05)
-        while worker.stats.rows_moved < 49 and time.monotonic() - posted < 10:
-            time.sleep(0.05)
-        assert pending() == 0 and worker.stats.rows_moved == 49
-        # back to back, nearly every post would have had a round of its own
-        assert 3 <= worker.stats.batches - rounds <= 7
+        assert moved(49, within=10)
+        assert intake.pending(ws) == {}
+        # back to back, every post (or every few on a slow machine) would have a round
+        assert worker.stats.batches - rounds <= 4
     finally:
         worker.stop()
 
