@@ -282,6 +282,7 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
         hooks = changes.prepare(conn)
         shared = time.perf_counter() - t0
         changed: dict[str, tuple[set[str], set[str], str]] = {}
+        diffs: list[memberships.Diff] = []
         for key, (members, _) in found.items():
             why = _why(last.get(key), versions[key], as_of, reason)
             before = before_all[key]
@@ -296,20 +297,25 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
                 if parts:
                     why = "data_change" if "data_change" in parts else sorted(parts)[0]
             changed[key] = entered, exited, why
-            for part_reason, (ins, outs) in sorted(parts.items()):
-                if ins or outs:
-                    apply_diff(conn, key, versions[key], as_of, ins, outs, part_reason, hooks)
+            diffs += [(key, versions[key], sorted(ins), sorted(outs), part_reason)
+                      for part_reason, (ins, outs) in sorted(parts.items()) if ins or outs]
+        # every segment's changes written together, then their triggers and playbooks
+        # (which read no memberships) in the same order and transaction
+        memberships.write_diffs(conn, as_of, diffs)
+        for key, _, ins, outs, part_reason in diffs:
+            changes.membership_changed(conn, key, ins, outs, part_reason, as_of, hooks)
         totals = sizes.of(conn, [k for k, (a, b, _) in changed.items() if a or b])
+        runs = []
         for key, (entered, exited, why) in changed.items():
             seconds = found[key][1] + shared / len(found)
             total = totals.get(key)
             if total is not None:
-                memberships.record_run(
-                    conn, segment_key=key, version=versions[key], as_of=as_of,
-                    started_at=started, seconds=seconds, members=total,
-                    entered=len(entered), exited=len(exited), reason=why)
+                runs.append({"segment_key": key, "version": versions[key], "as_of": as_of,
+                             "started_at": started, "seconds": seconds, "members": total,
+                             "entered": len(entered), "exited": len(exited), "reason": why})
             results[key] = RunResult(key, versions[key], as_of, total, len(entered),
                                      len(exited), seconds, why)
+        memberships.record_runs(conn, runs)
     return results
 
 

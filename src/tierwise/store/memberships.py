@@ -134,27 +134,49 @@ def write_diff(conn: sa.Connection, key: str, version: int, at: datetime,
                entered: list[str], exited: list[str], reason: str) -> None:
     """Members who entered and left ``key`` at ``at``: memberships, history and the kept
     member count."""
-    for part in chunked(entered):
+    write_diffs(conn, at, [(key, version, entered, exited, reason)])
+
+
+Diff = tuple[str, int, list[str], list[str], str]  # key, version, entered, exited, reason
+
+
+def write_diffs(conn: sa.Connection, at: datetime, diffs: list[Diff]) -> None:
+    """``write_diff`` for several segments (or several reasons of one) at one instant: the
+    entries of all of them in one insert each for memberships and history (a real-time
+    round writes a dozen segments' changes; a statement per segment and table cost more
+    than the rows)."""
+    entries = [(key, version, c, reason) for key, version, entered, _, reason in diffs
+               for c in entered]
+    for part in chunked(entries):
         conn.execute(segment_members.insert(), [
             {"segment_key": key, "customer_id": c, "entered_at": at, "version": version}
-            for c in part])
+            for key, version, c, _ in part])
         conn.execute(segment_history.insert(), [
-            {"segment_key": key, "customer_id": c, "entered_at": at,
-             "enter_reason": reason, "version": version} for c in part])
-    for part in chunked(exited):
-        conn.execute(segment_members.delete().where(segment_members.c.segment_key == key,
-                                                    segment_members.c.customer_id.in_(part)))
-        conn.execute(segment_history.update().where(
-            segment_history.c.segment_key == key, segment_history.c.customer_id.in_(part),
-            segment_history.c.exited_at.is_(None)).values(exited_at=at, exit_reason=reason))
-    # ``entered`` are not members yet and ``exited`` are: the size moves by the difference
-    sizes.change(conn, {key: len(entered) - len(exited)})
+            {"segment_key": key, "customer_id": c, "entered_at": at, "enter_reason": reason,
+             "version": version} for key, version, c, reason in part])
+    deltas: dict[str, int] = {}
+    for key, _, entered, exited, reason in diffs:
+        for ids in chunked(exited):
+            conn.execute(segment_members.delete().where(
+                segment_members.c.segment_key == key, segment_members.c.customer_id.in_(ids)))
+            conn.execute(segment_history.update().where(
+                segment_history.c.segment_key == key, segment_history.c.customer_id.in_(ids),
+                segment_history.c.exited_at.is_(None)).values(exited_at=at, exit_reason=reason))
+        # ``entered`` are not members yet and ``exited`` are: the size moves by the difference
+        deltas[key] = deltas.get(key, 0) + len(entered) - len(exited)
+    sizes.change(conn, deltas)
 
 
 def record_run(conn: sa.Connection, **values: Any) -> None:
     """An evaluation of a segment (segment_key, version, as_of, started_at, seconds, and
     members, entered, exited, reason — or error)."""
-    conn.execute(segment_runs.insert().values(**values))
+    record_runs(conn, [values])
+
+
+def record_runs(conn: sa.Connection, runs: list[dict[str, Any]]) -> None:
+    """Several evaluations (``record_run``'s values each, the same keys in all)."""
+    if runs:
+        conn.execute(segment_runs.insert(), runs)
 
 
 def last_succeeded(conn: sa.Connection, keys: Collection[str]) -> dict[str, dict[str, Any]]:
