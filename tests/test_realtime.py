@@ -797,3 +797,27 @@ def test_the_round_setting_is_checked(tmp_path: Path) -> None:
     for bad in (-1, 11):
         with pytest.raises(WorkspaceError, match="realtime_round_seconds .*expected 0 to 10"):
             WorkspaceConfig(realtime_round_seconds=bad)
+
+
+def test_the_worker_catches_up_on_every_core_and_runs_its_rounds_on_one(
+        ws: tierwise.Workspace) -> None:
+    """Catching up (every rule for everyone) runs on DuckDB's default, a thread a core;
+    once caught up, the worker's process runs its queries on one."""
+    import time
+
+    from tierwise.realtime.worker import Worker
+
+    def threads() -> int:
+        with ws.engine.session() as session:
+            return int(session.query("SELECT current_setting('threads') AS n")["n"][0].as_py())
+
+    worker = Worker(ws)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not worker.caught_up.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.caught_up.is_set()
+        assert threads() == 1
+    finally:
+        worker.stop()

@@ -92,6 +92,12 @@ class Engine(Protocol):
         engine itself where it is one)."""
         ...
 
+    def limit_threads(self, threads: int) -> None:
+        """Run this process's queries on at most ``threads`` threads from now on, where
+        the engine runs them in this process (the real-time worker's rounds are many
+        queries of a few milliseconds: a second thread costs more than it gives)."""
+        ...
+
 
 def naive_utc(when: datetime) -> datetime:
     """An instant as a query parameter: a naive UTC timestamp (every engine's session runs

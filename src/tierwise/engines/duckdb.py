@@ -48,6 +48,12 @@ class DuckDBEngine(Engine):
         yielding thread that runs it (the shared database would run it on its threads)."""
         return DuckDBEngine(threads=1, memory_limit=self.memory_limit)
 
+    def limit_threads(self, threads: int) -> None:
+        with self._lock:
+            self.threads = threads
+            if self._database is not None and self._database[0] == os.getpid():
+                self._database[1].execute(f"SET threads = {int(threads)}")
+
     def _shared(self) -> duckdb.DuckDBPyConnection:
         """This process's database (a forked child opens its own)."""
         with self._lock:

@@ -69,6 +69,9 @@ class SparkEngine(Engine):
         """The same engine: the cluster's executors do the work, not the calling thread."""
         return self
 
+    def limit_threads(self, threads: int) -> None:
+        """Nothing to limit here: the cluster's executors run the queries."""
+
     def for_staging(self) -> Engine:
         """A DuckDB engine in this process: an import's staged rows are local."""
         from tierwise.engines.duckdb import DuckDBEngine

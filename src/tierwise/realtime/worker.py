@@ -246,6 +246,9 @@ class Worker:
                 # from a round every 20 s or so
                 gc.collect()
                 gc.freeze()
+                # caught up on every core; the rounds' small queries on one thread (the
+                # same work in ~10 % less CPU, and no slower: bench/realtime_batch.py)
+                self.ws.engine.limit_threads(1)
                 self.caught_up.set()
             self.wake.clear()
             t0, batches = time.perf_counter(), self.stats.batches
