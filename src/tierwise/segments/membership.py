@@ -72,11 +72,19 @@ def applied_resolver(ws: Workspace) -> Callable[[str], Condition | None]:
 def apply_diff(conn: Connection, key: str, version: int, as_of: datetime,
                entered: Iterable[str], exited: Iterable[str], reason: str,
                prepared: Any = None) -> None:
-    entered, exited = sorted(entered), sorted(exited)
-    memberships.write_diff(conn, key, version, as_of, entered, exited, reason)
-    # Triggers and playbooks: their outbox rows commit with the change (nothing lost, nothing
-    # recorded twice).
-    changes.membership_changed(conn, key, entered, exited, reason, as_of, prepared)
+    apply_diffs(conn, as_of, [(key, version, sorted(entered), sorted(exited), reason)],
+                prepared)
+
+
+def apply_diffs(conn: Connection, as_of: datetime, diffs: list[memberships.Diff],
+                prepared: Any = None) -> None:
+    """Several segments' changes at one instant (``memberships.write_diffs``: one insert per
+    table for all), then their triggers and playbooks in the same order: their outbox rows
+    commit with the change (nothing lost, nothing recorded twice); they read no
+    memberships, so writing all changes first tells them nothing different."""
+    memberships.write_diffs(conn, as_of, diffs)
+    for key, _, entered, exited, reason in diffs:
+        changes.membership_changed(conn, key, entered, exited, reason, as_of, prepared)
 
 
 def members_among(conn: Connection, key: str, scope: Collection[str]) -> set[str]:
@@ -299,11 +307,7 @@ def _write_scoped(ws: Workspace, versions: dict[str, int], as_of: datetime,
             changed[key] = entered, exited, why
             diffs += [(key, versions[key], sorted(ins), sorted(outs), part_reason)
                       for part_reason, (ins, outs) in sorted(parts.items()) if ins or outs]
-        # every segment's changes written together, then their triggers and playbooks
-        # (which read no memberships) in the same order and transaction
-        memberships.write_diffs(conn, as_of, diffs)
-        for key, _, ins, outs, part_reason in diffs:
-            changes.membership_changed(conn, key, ins, outs, part_reason, as_of, hooks)
+        apply_diffs(conn, as_of, diffs, hooks)
         totals = sizes.of(conn, [k for k, (a, b, _) in changed.items() if a or b])
         runs = []
         for key, (entered, exited, why) in changed.items():

@@ -130,21 +130,14 @@ def among(conn: sa.Connection, keys: Collection[str], scope: Collection[str]
     return found
 
 
-def write_diff(conn: sa.Connection, key: str, version: int, at: datetime,
-               entered: list[str], exited: list[str], reason: str) -> None:
-    """Members who entered and left ``key`` at ``at``: memberships, history and the kept
-    member count."""
-    write_diffs(conn, at, [(key, version, entered, exited, reason)])
-
-
 Diff = tuple[str, int, list[str], list[str], str]  # key, version, entered, exited, reason
 
 
 def write_diffs(conn: sa.Connection, at: datetime, diffs: list[Diff]) -> None:
-    """``write_diff`` for several segments (or several reasons of one) at one instant: the
-    entries of all of them in one insert each for memberships and history (a real-time
-    round writes a dozen segments' changes; a statement per segment and table cost more
-    than the rows)."""
+    """Members who entered and left segments at ``at`` (several segments, or several
+    reasons of one): memberships, history and the kept member counts. The entries of all
+    go in one insert per table (a real-time round writes a dozen segments' changes; a
+    statement per segment and table cost more than the rows)."""
     entries = [(key, version, c, reason) for key, version, entered, _, reason in diffs
                for c in entered]
     for part in chunked(entries):
