@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
@@ -740,6 +743,25 @@ def test_the_background_thread_yields_the_cores(ws: tierwise.Workspace) -> None:
         worker._background.shutdown()
 
 
+@contextmanager
+def _caught_up(ws: tierwise.Workspace) -> Iterator[Any]:
+    """A worker started on ``ws`` (its own thread), once it has caught up; stopped after."""
+    import time
+
+    from tierwise.realtime.worker import Worker
+
+    worker = Worker(ws)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not worker.caught_up.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker.caught_up.is_set()
+        yield worker
+    finally:
+        worker.stop()
+
+
 def test_rounds_are_paced_under_steady_load_and_start_at_once_when_idle(
         ws: tierwise.Workspace) -> None:
     """With ``realtime_round_seconds``, rows posted every 50 ms gather into rounds at most
@@ -750,7 +772,6 @@ def test_rounds_are_paced_under_steady_load_and_start_at_once_when_idle(
     from dataclasses import replace
 
     from tierwise.realtime import intake
-    from tierwise.realtime.worker import Worker
 
     with ws.control.read() as conn:
         someone = known_ids(conn)[0].as_py()
@@ -768,12 +789,7 @@ def test_rounds_are_paced_under_steady_load_and_start_at_once_when_idle(
         return worker.stats.rows_moved >= n
 
     ws.config = replace(ws.config, realtime_round_seconds=2.0)  # type: ignore[misc]
-    worker = Worker(ws)
-    worker.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not worker.caught_up.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with _caught_up(ws) as worker:
         time.sleep(2.5)  # idle for longer than the pause
         post(0)
         assert moved(1, within=1.5)  # at once, not after the 2 s pause
@@ -785,8 +801,6 @@ def test_rounds_are_paced_under_steady_load_and_start_at_once_when_idle(
         assert intake.pending(ws) == {}
         # back to back, every post (or every few on a slow machine) would have a round
         assert worker.stats.batches - rounds <= 4
-    finally:
-        worker.stop()
 
 
 def test_the_round_setting_is_checked(tmp_path: Path) -> None:
@@ -803,21 +817,9 @@ def test_the_worker_catches_up_on_every_core_and_runs_its_rounds_on_one(
         ws: tierwise.Workspace) -> None:
     """Catching up (every rule for everyone) runs on DuckDB's default, a thread a core;
     once caught up, the worker's process runs its queries on one."""
-    import time
-
-    from tierwise.realtime.worker import Worker
-
     def threads() -> int:
         with ws.engine.session() as session:
             return int(session.query("SELECT current_setting('threads') AS n")["n"][0].as_py())
 
-    worker = Worker(ws)
-    worker.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not worker.caught_up.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert worker.caught_up.is_set()
+    with _caught_up(ws):
         assert threads() == 1
-    finally:
-        worker.stop()
