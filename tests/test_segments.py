@@ -356,7 +356,7 @@ def test_batch_evaluation_matches_single_rules(ws: tierwise.Workspace, reference
         assert not batch.errors
         if windowed:  # each source's pass keeps only what some aggregate counts
             assert batch.aggregates_sql is not None
-            kept = re.findall(r"FROM (\w+) AS r WHERE \S+ <= \S+ AND \(",
+            kept = re.findall(r"FROM (\w+) AS r WHERE \S+ <= \$as_of\) AS r WHERE \(",
                               batch.aggregates_sql)
             if engine == "duckdb":
                 assert {"events", "orders", "account_orders"} <= set(kept), kept
@@ -370,6 +370,32 @@ def test_batch_evaluation_matches_single_rules(ws: tierwise.Workspace, reference
         ws.engine = make_engine("duckdb")
     for i, text in enumerate(texts):
         assert got[f"r{i}"] == reference.members(rules[f"r{i}"]), text
+
+
+def test_batch_pass_computes_each_row_condition_once():
+    """Rules that count the same rows over different windows share one condition column
+    in DuckDB's pass: the JSON property is extracted once per row, not once per aggregate
+    and again in the row filter; a condition over another value, or one whose value only
+    looks alike (a number against a string), gets its own."""
+    from tierwise.compile.segments import compile_batch
+
+    pricing = "type = 'page_view' AND properties.page = '/pricing'"
+    texts = [f"COUNT(events WHERE {pricing}, LAST 7d) >= 1",
+             f"COUNT(events WHERE {pricing}, LAST 30d) >= 2",
+             f"COUNT(events WHERE {pricing}) >= 5",
+             "COUNT(events WHERE type = 'page_view' AND properties.page = '/docs', "
+             "LAST 30d) >= 1",
+             "COUNT(events WHERE properties.plan = '3', LAST 30d) >= 1",
+             "COUNT(events WHERE properties.plan = 3, LAST 30d) >= 1"]
+    batch = compile_batch({f"r{i}": parse(t) for i, t in enumerate(texts)}, "duckdb", AS_OF,
+                          SH, vocabulary=WORDS)
+    sql = batch.aggregates_sql
+    assert sql is not None and not batch.errors
+    columns = re.findall(r"AS (_k\d+)", sql)
+    assert columns == ["_k1", "_k2", "_k3", "_k4"], sql
+    assert sql.count("JSON_EXTRACT_STRING") == 4, sql  # page twice, plan twice
+    # every row of the pricing condition counts (one aggregate has no window)
+    assert re.search(r"WHERE \(r\._k1\) OR", sql), sql
 
 
 def test_in_segment_cycles_are_named(ws: tierwise.Workspace):

@@ -25,6 +25,7 @@ from tierwise.store import customer_mirror, memberships
 from tierwise.store import customers as customer_store
 from tierwise.store import leads as lead_store
 from tierwise.store import snapshots as snapshot_store
+from tierwise.store.columns import Columns
 from tierwise.store.control import utcnow
 from tierwise.workspace import Workspace
 
@@ -33,15 +34,10 @@ def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
     """The latest snapshot computed as of ``as_of`` or earlier (else the earliest one)."""
     import pyarrow.parquet as pq
 
-    with ws.control.read() as conn:
-        row = snapshot_store.as_of(conn, as_of)
-    if row is None:
+    found = _snapshot_file(ws, as_of)
+    if found is None:
         return None
-    path = ws.root / row["path"]
-    stat = path.stat()
-    # keep the last one read (the real-time worker reads the same one for every
-    # micro-batch); erasure rewrites a snapshot in place, hence time and size in the key
-    key = (path, stat.st_mtime_ns, stat.st_size)
+    path, key = found
     with _snapshot_lock:
         cached = _snapshot_cache.get(key)
     if cached is None:
@@ -50,6 +46,31 @@ def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
             _snapshot_cache.clear()
             _snapshot_cache[key] = cached
     return cached
+
+
+def snapshot_columns(ws: Workspace, as_of: datetime) -> Columns | None:
+    """``snapshot_for``'s snapshot with its columns read when asked for: a batch reads a
+    few of its 33 (the copy kept in memory when it is the one)."""
+    found = _snapshot_file(ws, as_of)
+    if found is None:
+        return None
+    path, key = found
+    with _snapshot_lock:
+        cached = _snapshot_cache.get(key)
+    return Columns(cached if cached is not None else path)
+
+
+def _snapshot_file(ws: Workspace, as_of: datetime
+                   ) -> tuple[Path, tuple[Path, int, int]] | None:
+    with ws.control.read() as conn:
+        row = snapshot_store.as_of(conn, as_of)
+    if row is None:
+        return None
+    path = ws.root / row["path"]
+    stat = path.stat()
+    # keep the last one read (the real-time worker reads the same one for every
+    # micro-batch); erasure rewrites a snapshot in place, hence time and size in the key
+    return path, (path, stat.st_mtime_ns, stat.st_size)
 
 
 _snapshot_cache: dict[tuple[Path, int, int], pa.Table] = {}
@@ -101,10 +122,18 @@ class Evaluation:
         #: The customers registered, personal data sealed until a query reads it.
         self._customers: pa.Table | None = None
         self._revealed: set[str] = set()
+        #: For everyone (no ``only``): the customers' and the snapshot's columns, read
+        #: when a query first reads them (``_with``); the snapshot's read so far.
+        self._pinned: dict[str, Columns] = {}
+        self._snapshot_table: pa.Table | None = None
 
     def __enter__(self) -> Evaluation:
         ws = self.ws
-        customers = customer_mirror.read(ws.root, ws.control)
+        if self.only is None:
+            self._pinned["customers"] = customer_mirror.pinned(ws.root, ws.control)
+            customers = self._pinned["customers"].read(["customer_id"])
+        else:
+            customers = customer_mirror.read(ws.root, ws.control)
         prefix = "" if self.only is None else "_all_"
         scans = {prefix + name: scan for name, scan in ws.facts.scans(self.FACTS).items()}
         if self.only is not None:
@@ -154,17 +183,66 @@ class Evaluation:
                 self._from_memory[name] = tuple(scan.schema.names)
 
     def __exit__(self, *exc: object) -> None:
-        self._session_cm.__exit__(*exc)
+        try:
+            self._session_cm.__exit__(*exc)
+        finally:
+            for source in self._pinned.values():
+                source.close()
+
+    def _with(self, name: str, table: pa.Table | None, wanted: Iterable[str]
+              ) -> pa.Table | None:
+        """``table`` (the columns of the pinned table ``name`` read so far, or None) with
+        those of ``wanted`` it lacks, read now; None when it lacks none."""
+        source = self._pinned[name]
+        have = set() if table is None else set(table.column_names)
+        wanted = set(wanted)
+        missing = [n for n in source.names if n in wanted and n not in have]
+        if table is not None and not missing:
+            return None
+        extra = source.read(missing)
+        if table is None:
+            return extra
+        for column in missing:
+            table = table.append_column(extra.schema.field(column), extra[column])
+        return table
 
     def _reveal(self, columns_in: Callable[[Iterable[str]], tuple[str, ...]]) -> None:
-        """Open the sealed customer columns (PII, attributes) a query reads."""
+        """Open the sealed customer columns (PII, attributes) a query reads; for everyone,
+        read the customers' columns it reads first."""
         assert self._customers is not None
-        wanted = set(columns_in(customer_store.SEALED_COLUMNS))
-        if wanted <= self._revealed:
+        opening = set(columns_in(customer_store.SEALED_COLUMNS)) - self._revealed
+        pinned = self._pinned.get("customers")
+        more = None if pinned is None else self._with("customers", self._customers,
+                                                       columns_in(pinned.names))
+        if more is None and not opening:
             return
-        self._revealed |= wanted
-        self._customers = customer_store.reveal(self._customers, self.ws.control.pii, wanted)
+        self._revealed |= opening
+        self._customers = customer_store.reveal(more if more is not None else self._customers,
+                                                self.ws.control.pii, opening)
         self.session.register_arrow("customers", self._customers)
+
+    def _register_snapshot(self, compiled: CompiledRule) -> None:
+        """The snapshot's rows of the chosen customers, or for everyone the columns
+        ``compiled`` reads of it."""
+        if self.only is not None:
+            if not self._snapshot:
+                facts = snapshot_for(self.ws, self.as_of)
+                if facts is None:
+                    raise _no_snapshot()
+                self.session.register_arrow("snapshot", facts.filter(
+                    pc.is_in(facts["customer_id"], self._chosen)))
+                self._snapshot = True
+            return
+        pinned = self._pinned.get("snapshot")
+        if pinned is None:
+            pinned = snapshot_columns(self.ws, self.as_of)
+            if pinned is None:
+                raise _no_snapshot()
+            self._pinned["snapshot"] = pinned
+        more = self._with("snapshot", self._snapshot_table, compiled.columns_in(pinned.names))
+        if more is not None:
+            self._snapshot_table = more
+            self.session.register_arrow("snapshot", more)
 
     def accounts_for(self, sources: frozenset[str] | set[str]) -> None:
         """Register the account sources ``sources`` names: the contacts (of the chosen
@@ -184,17 +262,8 @@ class Evaluation:
     def _register(self, compiled: CompiledRule) -> None:
         """Make what ``compiled`` reads available in the session."""
         self._reveal(compiled.columns_in)
-        if compiled.uses_snapshot and not self._snapshot:
-            facts = snapshot_for(self.ws, self.as_of)
-            if facts is None:
-                raise RuleError("this rule uses computed fields (RFM, tier, lifecycle, CLV, "
-                                "…): run `tierwise compute` first",
-                                zh="这条规则用到了计算字段（RFM、等级、生命周期、CLV 等）："
-                                "请先运行 `tierwise compute`")
-            if self._chosen is not None:  # the chosen customers' rows only
-                facts = facts.filter(pc.is_in(facts["customer_id"], self._chosen))
-            self.session.register_arrow("snapshot", facts)
-            self._snapshot = True
+        if compiled.uses_snapshot:
+            self._register_snapshot(compiled)
         if compiled.uses_members and not self._members:
             self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
@@ -266,6 +335,13 @@ class Evaluation:
             with self._rule_errors():
                 self.session.materialize("aggregates", batch.aggregates_sql,
                                          batch.aggregates_params)
+
+
+def _no_snapshot() -> RuleError:
+    return RuleError("this rule uses computed fields (RFM, tier, lifecycle, CLV, …): run "
+                     "`tierwise compute` first",
+                     zh="这条规则用到了计算字段（RFM、等级、生命周期、CLV 等）："
+                     "请先运行 `tierwise compute`")
 
 
 def _union(rules: dict[str, CompiledRule]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tierwise.compile.compiled import CompiledBatch, CompiledRule
 from tierwise.compile.segments import compile_batch
@@ -92,6 +93,18 @@ def members_among(conn: Connection, key: str, scope: Collection[str]) -> set[str
     return memberships.among(conn, [key], scope)[key]
 
 
+def changes_between(members: pa.Array | pa.ChunkedArray, before: pa.Array
+                    ) -> tuple[list[str], list[str]]:
+    """Who entered (in ``members``, not in ``before``) and who left, compared in Arrow:
+    only the changed ids become Python strings (a batch over a million customers finds
+    millions of members and, once settled, few changes)."""
+    if isinstance(members, pa.ChunkedArray):
+        members = members.combine_chunks()
+    entered = members.filter(pc.invert(pc.is_in(members, value_set=before)))
+    exited = before.filter(pc.invert(pc.is_in(before, value_set=members)))
+    return entered.to_pylist(), exited.to_pylist()
+
+
 def _why(last: Any, version: int, as_of: datetime, reason: str | None) -> str:
     """The reason of a run given the segment's last successful one (see the module)."""
     if last is not None and last["version"] != version:
@@ -120,15 +133,14 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
     try:
         if isinstance(compiled, str):
             raise TierwiseError(compiled)
-        members = set((evaluation.run(compiled)["customer_id"] if found is None
-                       else found).to_pylist())
+        members = evaluation.run(compiled)["customer_id"] if found is None else found
         with ws.control.write() as conn:
             ws.control.lock(conn, f"segment:{key}")
             why = _why(memberships.last_succeeded(conn, [key]).get(key), version, as_of,
                        reason)
-            before = memberships.current(conn, key) if scope is None else members_among(
-                conn, key, scope)
-            entered, exited = members - before, before - members
+            before = memberships.current_ids(conn, key) if scope is None else pa.array(
+                sorted(members_among(conn, key, scope)), pa.string())
+            entered, exited = changes_between(members, before)
             apply_diff(conn, key, version, as_of, entered, exited, why)
             seconds = time.perf_counter() - t0
             if scope is None:

@@ -18,6 +18,7 @@ will) must call ``invalidate``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -33,6 +34,7 @@ import sqlalchemy as sa
 
 from tierwise.definitions.schemas import CUSTOMERS
 from tierwise.store import customers as customer_store
+from tierwise.store.columns import Columns
 from tierwise.store.control import ControlStore, utcnow
 from tierwise.store.tables import customers
 
@@ -69,7 +71,9 @@ def path_for(root: Path, control: ControlStore) -> Path:
     os.replace(tmp, target)  # concurrent builders write identical content
     for old in folder(root).glob("customers-*.parquet"):
         if old != target:
-            old.unlink(missing_ok=True)
+            # open in a reader (Windows): the next copy deletes it
+            with contextlib.suppress(PermissionError):
+                old.unlink(missing_ok=True)
     return target
 
 
@@ -94,12 +98,23 @@ def read_columns(root: Path, control: ControlStore, columns: list[str]) -> pa.Ta
     current, else from the file, those columns only (a one-off reader such as ``tierwise
     compute`` needs a few of them; the whole sealed copy takes a second to read for a
     million customers)."""
+    source = pinned(root, control)
+    try:
+        return source.read(columns)
+    finally:
+        source.close()
+
+
+def pinned(root: Path, control: ControlStore) -> Columns:
+    """The current customers, sealed, their columns read when asked for (``Columns``):
+    the copy kept in memory if it is current, else the file, held open — later reads see
+    these customers even if an import writes a newer copy meanwhile."""
     count, latest = _state(control)
     with _cache_lock:
         kept = _cache.get(root)
     if kept is not None and (kept.count, kept.latest) == (count, latest):
-        return kept.table.select(columns)
-    return pq.read_table(path_for(root, control), columns=columns)
+        return Columns(kept.table)
+    return Columns(path_for(root, control))
 
 
 def read(root: Path, control: ControlStore) -> pa.Table:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tierwise.definitions.personal_data import PII_COLUMNS
 from tierwise.definitions.schemas import CUSTOMERS
-from tierwise.store.control import as_utc, chunked, utcnow
+from tierwise.store.control import as_utc, chunked, text_column, utcnow
 from tierwise.store.sealing import ATTRIBUTES, HASHED_COLUMNS, PREFIX, KeyRing
 from tierwise.store.tables import customers
 
@@ -37,26 +37,15 @@ def _ring(conn: sa.Connection) -> KeyRing | None:
     return conn.info.get("pii")
 
 
-def _id_column(conn: sa.Connection, sql: str) -> pa.Array:
-    """The one column of ids ``sql`` selects, read with the driver's own cursor:
-    SQLAlchemy's row objects cost more than the query here."""
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql)
-        return pa.array([r[0] for r in cursor.fetchall()], pa.string())
-    finally:
-        cursor.close()
-
-
 def known_ids(conn: sa.Connection) -> pa.Array:
     # Ids merged into another customer stay known: their systems keep sending them.
-    return _id_column(conn, "SELECT customer_id FROM customers UNION ALL "
+    return text_column(conn, "SELECT customer_id FROM customers UNION ALL "
                             "SELECT customer_id FROM customer_redirects")
 
 
 def ids(conn: sa.Connection) -> pa.Array:
     """Every stored customer's id (not the ids merged away: ``known_ids`` has those)."""
-    return _id_column(conn, "SELECT customer_id FROM customers")
+    return text_column(conn, "SELECT customer_id FROM customers")
 
 
 def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
