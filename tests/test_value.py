@@ -378,3 +378,26 @@ def test_value_changes_between_two_snapshots() -> None:
     # d lost its tier, c got one, new and x are new (x without a tier: no change)
     assert value_changes(before, after, "tier") == [("d", "C", None), ("c", None, "B"),
                                                    ("new", None, "A")]
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_percentile_rank_counts_the_strictly_worse(higher_is_better: bool) -> None:
+    """Each value's rank is the share of the others strictly worse: ties share one rank
+    (0.0 and -0.0 are a tie), NaN is as bad as the worst possible value (a recency of NaN
+    counted as the best before)."""
+    rng = np.random.default_rng(5)
+    values = np.concatenate([np.round(rng.normal(size=2_000), 1), [np.nan, np.nan, 0.0, -0.0,
+                                                                     np.inf, -np.inf, 1.0]])
+    rng.shuffle(values)
+    got = tiers.percentile_rank(values, higher_is_better)
+
+    def key(a: float) -> float:  # NaN as bad as the worst possible value
+        return -np.inf if np.isnan(a) else a if higher_is_better else -a
+
+    def worse(a: float, b: float) -> bool:  # is b worse than a?
+        return key(b) < key(a)
+
+    expected = [sum(worse(a, b) for b in values) / (len(values) - 1) for a in values]
+    assert got.tolist() == expected
+    assert tiers.percentile_rank(np.array([3.0]), higher_is_better).tolist() == [0.0]
+    assert tiers.percentile_rank(np.array([]), higher_is_better).tolist() == []

@@ -38,6 +38,7 @@ from tierwise.store import customer_mirror
 from tierwise.store import snapshots as snapshot_store
 from tierwise.store import versions as stored
 from tierwise.store.control import utcnow
+from tierwise.store.facts import repeating_columns
 from tierwise.workspace import Workspace
 
 WEEK_DAYS = 7.0
@@ -405,7 +406,8 @@ def _save(ws: Workspace, snap: Snapshot) -> None:
     folder.mkdir(exist_ok=True)
     name = f"{snap.as_of.astimezone(ws.config.zone):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     tmp = folder / f".{name}.parquet"
-    pq.write_table(snap.table, tmp, compression="zstd", row_group_size=SNAPSHOT_ROW_GROUP)
+    pq.write_table(snap.table, tmp, compression="zstd", row_group_size=SNAPSHOT_ROW_GROUP,
+                   use_dictionary=repeating_columns(snap.table, ("customer_id",)))
     final = folder / f"{name}.parquet"
     tmp.replace(final)
     with ws.control.read() as conn:

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -129,7 +129,13 @@ def dictionary_columns(schema: TableSchema, first: pa.Table) -> list[str]:
     columns whose first batch is mostly distinct values (timestamps, ids of many
     customers), where the dictionary is built only to be dropped when it overflows —
     a third of the writer's time on 10M orders, for a larger file."""
-    unique = {"_row", "_key", *(schema.key or ())}
+    return repeating_columns(first, {"_row", "_key", *(schema.key or ())})
+
+
+def repeating_columns(first: pa.Table, unique: Collection[str]) -> list[str]:
+    """The columns of ``first`` (a table or its first batch) that are not in ``unique``
+    and repeat their values: at most half of them distinct (``dictionary_columns``; a
+    snapshot's scores and CLV values are mostly distinct, its tiers and stages are not)."""
     names = [n for n in first.column_names if n not in unique]
     if first.num_rows < _SAMPLE_ROWS:
         return names
