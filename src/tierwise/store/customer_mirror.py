@@ -107,13 +107,13 @@ def read_columns(root: Path, control: ControlStore, columns: list[str]) -> pa.Ta
 
 def pinned(root: Path, control: ControlStore) -> Columns:
     """The current customers, sealed, their columns read when asked for (``Columns``):
-    the copy kept in memory if it is current, else the file, held open — later reads see
-    these customers even if an import writes a newer copy meanwhile."""
-    count, latest = _state(control)
+    the copy kept in memory when this process keeps one (brought up to date as ``read``
+    does: the server's worker keeps it), else the file, held open — later reads see these
+    customers even if an import writes a newer copy meanwhile."""
     with _cache_lock:
         kept = _cache.get(root)
-    if kept is not None and (kept.count, kept.latest) == (count, latest):
-        return Columns(kept.table)
+    if kept is not None:
+        return Columns(read(root, control))
     return Columns(path_for(root, control))
 
 
