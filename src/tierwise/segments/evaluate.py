@@ -221,9 +221,10 @@ class Evaluation:
                                                 self.ws.control.pii, opening)
         self.session.register_arrow("customers", self._customers)
 
-    def _register_snapshot(self, compiled: CompiledRule) -> None:
-        """The snapshot's rows of the chosen customers, or for everyone the columns
-        ``compiled`` reads of it."""
+    def _register_snapshot(self, columns_in: Callable[[Iterable[str]], tuple[str, ...]]
+                           ) -> None:
+        """The snapshot's rows of the chosen customers, or for everyone the columns a
+        query reads of it (``columns_in``)."""
         if self.only is not None:
             if not self._snapshot:
                 facts = snapshot_for(self.ws, self.as_of)
@@ -239,7 +240,7 @@ class Evaluation:
             if pinned is None:
                 raise _no_snapshot()
             self._pinned["snapshot"] = pinned
-        more = self._with("snapshot", self._snapshot_table, compiled.columns_in(pinned.names))
+        more = self._with("snapshot", self._snapshot_table, columns_in(pinned.names))
         if more is not None:
             self._snapshot_table = more
             self.session.register_arrow("snapshot", more)
@@ -263,7 +264,7 @@ class Evaluation:
         """Make what ``compiled`` reads available in the session."""
         self._reveal(compiled.columns_in)
         if compiled.uses_snapshot:
-            self._register_snapshot(compiled)
+            self._register_snapshot(compiled.columns_in)
         if compiled.uses_members and not self._members:
             self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
@@ -307,6 +308,12 @@ class Evaluation:
             params.update(compiled.params)
         flat = flat_query(list(rules.values()))
         try:
+            # the columns all of them read first, in one go: an engine outside the process
+            # (Spark) copies each table it is given again
+            self._reveal(_columns_of(rules.values()))
+            if any(r.uses_snapshot for r in rules.values()):
+                self._register_snapshot(_columns_of(
+                    r for r in rules.values() if r.uses_snapshot))
             for compiled in rules.values():
                 self._register(compiled)
             try:
@@ -335,6 +342,18 @@ class Evaluation:
             with self._rule_errors():
                 self.session.materialize("aggregates", batch.aggregates_sql,
                                          batch.aggregates_params)
+
+
+def _columns_of(rules: Iterable[CompiledRule]) -> Callable[[Iterable[str]], tuple[str, ...]]:
+    """``CompiledRule.columns_in`` of several rules together."""
+    chosen = list(rules)
+
+    def columns_in(names: Iterable[str]) -> tuple[str, ...]:
+        names = tuple(names)
+        read = {n for r in chosen for n in r.columns_in(names)}
+        return tuple(n for n in names if n in read)
+
+    return columns_in
 
 
 def _no_snapshot() -> RuleError:
