@@ -269,3 +269,23 @@ def test_batch_evaluation_on_either_store_records_only_the_changes(any_ws: tierw
     assert runs["buyers"].exited == len(before - now) > 0
     assert runs["buyers"].members == len(now)
     sizes_agree(ws)
+
+
+def test_changes_between_members_and_the_stored_ones() -> None:
+    import pyarrow as pa
+
+    def ids(*names: str) -> pa.Array:
+        return pa.array(list(names), pa.string())
+
+    def diff(members: pa.Array | pa.ChunkedArray, before: pa.Array) -> tuple[list, list]:
+        entered, exited = membership.changes_between(members, before)
+        return sorted(entered), sorted(exited)
+
+    assert diff(ids("a", "b", "c"), ids("c", "b", "a")) == ([], [])
+    assert diff(ids("a", "b", "c", "d"), ids("b", "c")) == (["a", "d"], [])
+    assert diff(ids("b"), ids("a", "b", "c")) == ([], ["a", "c"])
+    assert diff(ids("a", "x"), ids("a", "b")) == (["x"], ["b"])
+    assert diff(ids("a", "b"), ids("c", "d")) == (["a", "b"], ["c", "d"])  # same count
+    assert diff(ids(), ids("a")) == ([], ["a"])
+    assert diff(ids("a"), ids()) == (["a"], [])
+    assert diff(pa.chunked_array([ids("a"), ids("b", "z")]), ids("b", "c")) == (["a", "z"], ["c"])

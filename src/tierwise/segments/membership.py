@@ -97,12 +97,18 @@ def changes_between(members: pa.Array | pa.ChunkedArray, before: pa.Array
                     ) -> tuple[list[str], list[str]]:
     """Who entered (in ``members``, not in ``before``) and who left, compared in Arrow:
     only the changed ids become Python strings (a batch over a million customers finds
-    millions of members and, once settled, few changes)."""
+    millions of members and, once settled, few changes). Each side holds an id once (a
+    rule selects rows of the customers; stored members are keyed by segment and id), so
+    when every stored member is found among ``members`` nobody left, and the second look-up
+    (a hash table of every member) is not needed."""
     if isinstance(members, pa.ChunkedArray):
         members = members.combine_chunks()
-    entered = members.filter(pc.invert(pc.is_in(members, value_set=before)))
-    exited = before.filter(pc.invert(pc.is_in(before, value_set=members)))
-    return entered.to_pylist(), exited.to_pylist()
+    stayed = pc.is_in(members, value_set=before)
+    kept = pc.sum(stayed).as_py() or 0
+    entered = members.filter(pc.invert(stayed)).to_pylist() if kept < len(members) else []
+    exited = before.filter(pc.invert(pc.is_in(before, value_set=members))).to_pylist() \
+        if kept < len(before) else []
+    return entered, exited
 
 
 def _why(last: Any, version: int, as_of: datetime, reason: str | None) -> str:
