@@ -34,12 +34,10 @@ def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
     """The latest snapshot computed as of ``as_of`` or earlier (else the earliest one)."""
     import pyarrow.parquet as pq
 
-    found = _snapshot_file(ws, as_of)
+    found = _snapshot(ws, as_of)
     if found is None:
         return None
-    path, key = found
-    with _snapshot_lock:
-        cached = _snapshot_cache.get(key)
+    path, key, cached = found
     if cached is None:
         cached = pq.read_table(path)
         with _snapshot_lock:
@@ -51,17 +49,13 @@ def snapshot_for(ws: Workspace, as_of: datetime) -> pa.Table | None:
 def snapshot_columns(ws: Workspace, as_of: datetime) -> Columns | None:
     """``snapshot_for``'s snapshot with its columns read when asked for: a batch reads a
     few of its 33 (the copy kept in memory when it is the one)."""
-    found = _snapshot_file(ws, as_of)
-    if found is None:
-        return None
-    path, key = found
-    with _snapshot_lock:
-        cached = _snapshot_cache.get(key)
-    return Columns(cached if cached is not None else path)
+    found = _snapshot(ws, as_of)
+    return None if found is None else Columns(found[2] if found[2] is not None else found[0])
 
 
-def _snapshot_file(ws: Workspace, as_of: datetime
-                   ) -> tuple[Path, tuple[Path, int, int]] | None:
+def _snapshot(ws: Workspace, as_of: datetime
+              ) -> tuple[Path, tuple[Path, int, int], pa.Table | None] | None:
+    """The snapshot's file, its key in the cache and the copy kept there, if any."""
     with ws.control.read() as conn:
         row = snapshot_store.as_of(conn, as_of)
     if row is None:
@@ -70,7 +64,9 @@ def _snapshot_file(ws: Workspace, as_of: datetime
     stat = path.stat()
     # keep the last one read (the real-time worker reads the same one for every
     # micro-batch); erasure rewrites a snapshot in place, hence time and size in the key
-    return path, (path, stat.st_mtime_ns, stat.st_size)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    with _snapshot_lock:
+        return path, key, _snapshot_cache.get(key)
 
 
 _snapshot_cache: dict[tuple[Path, int, int], pa.Table] = {}
