@@ -175,3 +175,19 @@ def test_value_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
           "\nrules:\n  - {segment: a, r: 5}\n  - {segment: b, r: 1-3}\n")
     out = tw("rfm", "scheme", str(tmp_path / "s.yaml"))
     assert "uncovered cells: R4F1" in out and "unreachable segments: none" in out
+
+
+def test_a_command_starts_without_loading_what_it_may_not_need() -> None:
+    """pandas (with pyarrow's datasets), scipy and an argon2 hash made to answer logins of
+    unknown users cost every command 0.8 s before it did anything; they are loaded or made
+    when something uses them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tierwise.cli.main\n"
+            "from tierwise.store import accounts\n"
+            "print(sorted(m for m in ('pandas', 'scipy', 'pyarrow.dataset') if m in sys.modules),"
+            " accounts._dummy_hash.cache_info().currsize)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[] 0", out

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tierwise import workspace as _workspace
 from tierwise.actions import hooks as _hooks
@@ -24,6 +22,9 @@ from tierwise.ingest.results import ImportResult
 from tierwise.models import compute as _compute
 from tierwise.models import labels as _labels
 from tierwise.segments import vocabulary as _vocabulary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __version__ = "0.1.0"
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 
 from tierwise.compile.dialects import render
@@ -26,6 +25,9 @@ from tierwise.store.control import Connection, ControlStore
 from tierwise.store.facts import FactStore
 from tierwise.store.key_inventory import sealed_key_ids
 from tierwise.store.sealing import ENV_KEY, KeyRing, MissingPiiKey
+
+if TYPE_CHECKING:  # pyarrow makes the frames; importing pandas costs every command 0.4 s
+    import pandas as pd
 
 
 class Workspace:

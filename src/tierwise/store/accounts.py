@@ -12,6 +12,7 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,8 +30,14 @@ DEFAULT_KEY_RATE = 50.0  # requests per second
 #: A key's life when its creator names none.
 DEFAULT_KEY_DAYS = 90
 _hasher = PasswordHasher()
-# Verified when the user does not exist, so that a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("tierwise-no-such-user")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the user does not exist, so that a wrong name costs as long as a wrong
+    password; made on the first login, not on import (an argon2 hash, 0.2 s, paid by every
+    command before)."""
+    return _hasher.hash("tierwise-no-such-user")
 
 
 class AuthError(TierwiseError):
@@ -96,11 +103,12 @@ def set_user(conn: sa.Connection, username: str, *, disabled: bool | None = None
 
 def authenticate(conn: sa.Connection, username: str, password: str) -> int:
     """The user id for correct credentials of an enabled user; AuthError otherwise."""
+    dummy = _dummy_hash()  # before the look-up: the first login of either kind pays it
     row = conn.execute(sa.select(users.c.user_id, users.c.password_hash,
                                  users.c.disabled_at)
                        .where(users.c.username == username)).first()
     try:
-        _hasher.verify(row.password_hash if row else _DUMMY_HASH, password)
+        _hasher.verify(row.password_hash if row else dummy, password)
     except (VerificationError, InvalidHashError):
         raise AuthError("wrong user name or password",
                         zh="用户名或密码错误") from None
