@@ -10,14 +10,24 @@ compiled together, one aggregate pass per source, then the rules as the columns 
 query. The
 pandas variant implements the same 50 rules with vectorised groupbys; its member sets
 must equal DuckDB's (and Spark's).
+
+    python bench/segments.py --evaluate-all [--repeat 3]
+
+The product command the engines' variant stands for: the 50 rules saved as segments in a
+copy of the workspace (bench/out/ws-seg-eval: its fact files linked, its control store
+copied), evaluated once so that their members are stored, then ``evaluate_all`` (what
+``tierwise segments evaluate`` runs) timed in a fresh process per run, with nothing to
+change: the rules' evaluation, reading each segment's stored members and comparing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -158,6 +168,59 @@ json.dump({"seconds": time.perf_counter() - t0, "members": members}, open(sys.ar
 """
 
 
+EVALUATE_ALL_RUN = """
+import json, sys, time
+from datetime import datetime
+import tierwise
+from tierwise.segments.membership import evaluate_all
+ws = tierwise.open(sys.argv[1])
+t0 = time.perf_counter()
+runs = evaluate_all(ws, datetime.fromisoformat(sys.argv[2]))
+json.dump({"seconds": time.perf_counter() - t0,
+           "members": sum(r.members or 0 for r in runs),
+           "changes": sum((r.entered or 0) + (r.exited or 0) for r in runs),
+           "errors": [r.error for r in runs if r.error]}, open(sys.argv[3], "w"))
+"""
+
+
+def evaluate_all_runs(repeat: int) -> None:
+    """``evaluate_all`` of the 50 rules as saved segments, members settled."""
+    import os
+    import shutil
+
+    from tierwise import open as open_ws
+    from tierwise.segments import catalog as defs
+    from tierwise.segments.membership import evaluate_all
+
+    copy = OUT / "ws-seg-eval"
+    if not (copy / "control.db").exists():
+        shutil.rmtree(copy, ignore_errors=True)
+        # fact files and snapshots are written once and never changed in place: links
+        shutil.copytree(WS, copy, copy_function=os.link,
+                        ignore=shutil.ignore_patterns("control.db*"))
+        for part in WS.glob("control.db*"):  # with its write-ahead log, if any
+            shutil.copy2(part, copy / part.name)
+        ws = open_ws(copy)
+        for i, (text, _, _) in enumerate(rules()):
+            defs.save(ws, defs.SegmentDefinition(key=f"s{i:02d}", rule=text), "benchmark")
+        evaluate_all(ws, datetime.fromisoformat(AS_OF))  # every member enters (minutes)
+        ws.close()
+    target = OUT / "seg-evaluate-all.json"
+    results = []
+    for _ in range(repeat):
+        seconds, peak = measure([sys.executable, "-c", EVALUATE_ALL_RUN, str(copy), AS_OF,
+                                 str(target)])
+        data = json.loads(target.read_text())
+        if data["errors"] or data["changes"]:
+            raise SystemExit(f"the settled run was not settled: {data}")
+        results.append({"evaluate_all_seconds": round(data["seconds"], 2),
+                        "process_seconds": round(seconds, 1), "peak_rss_mb": round(peak),
+                        "members": data["members"]})
+    report("segments_50_evaluate_all", [
+        *results, {"median_evaluate_all_seconds": round(
+            statistics.median(float(r["evaluate_all_seconds"]) for r in results), 2)}])
+
+
 def ensure_workspace() -> None:
     if (WS / "snapshots").exists():
         return
@@ -171,8 +234,14 @@ def ensure_workspace() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--engines", default="duckdb,pandas,spark")
+    parser.add_argument("--evaluate-all", action="store_true",
+                        help="time evaluate_all of the rules saved as segments instead")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     ensure_workspace()
+    if args.evaluate_all:
+        evaluate_all_runs(args.repeat)
+        return
     here = str(Path(__file__).resolve().parent)
     results: dict[str, dict[str, object]] = {}
     for engine in args.engines.split(","):
