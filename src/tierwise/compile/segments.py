@@ -493,8 +493,8 @@ class _Compiler:
         by_source: dict[str, list[tuple[Aggregate, str]]] = {}
         for node, column in self.shared.items():
             by_source.setdefault(node.source, []).append((node, column))
-        select = exp.select(exp.column("customer_id", table="c"))
         parts = []
+        columns: list[exp.Expr] = []
         for source, nodes in sorted(by_source.items()):
             alias = f"s_{source}"
             time_col = exp.column(TIME_COLUMN[source], table="r")
@@ -512,23 +512,24 @@ class _Compiler:
                            .where(where)
                            .group_by(customer.copy()))
             parts.append((alias, grouped))
-            select = select.select(*[exp.column(column, table=alias) for _, column in nodes])
+            columns += [exp.column(column, table=alias) for _, column in nodes]
         if len(parts) == 1:
             return parts[0][1]
         # the passes side by side: a rule LEFT JOINs the table to the customers, so a
         # customer without rows needs no row of it (joining every customer here cost a
         # quarter of a second more at 1.4M customers)
-        first = parts[0][0]
+        (first, pass_), *rest = parts
         ids = [exp.column("customer_id", table=first)]
-        select = select.from_(parts[0][1].subquery().as_(first))
-        for alias, grouped in parts[1:]:
-            select = select.join(grouped.subquery().as_(alias), join_type="full",
-                                 on=exp.EQ(this=exp.column("customer_id", table=alias),
-                                           expression=_first(ids)))
+        joins = []
+        for alias, grouped in rest:
+            joins.append((grouped.subquery().as_(alias), exp.EQ(
+                this=exp.column("customer_id", table=alias), expression=_first(ids))))
             ids.append(exp.column("customer_id", table=alias))
-        expressions = select.expressions
-        expressions[0] = exp.alias_(_first(ids), "customer_id")
-        return select.select(*expressions, append=False)
+        select = (exp.select(exp.alias_(_first(ids), "customer_id"), *columns)
+                  .from_(pass_.subquery().as_(first)))
+        for joined, on in joins:
+            select = select.join(joined, join_type="full", on=on)
+        return select
 
     def _rows_first(self, source: str, nodes: list[tuple[Aggregate, str]],
                     filters: list[list[exp.Expr]]) -> exp.Select:
@@ -570,10 +571,13 @@ class _Compiler:
         outputs = [exp.alias_(self.aggregate_value(node, exp.and_(*f)), column)
                    for (node, column), f in zip(nodes, kept, strict=True)]
         customer = _customer_of(source)
-        counted = exp.or_(*(exp.paren(exp.and_(*(
-            [exp.paren(exp.or_(*bounds))] if bounds else []), *(
-            [exp.column(name, table="r")] if name else [])))
-            for name, bounds in windows.items()))
+        tests = []
+        for name, bounds in windows.items():
+            test: list[exp.Expr] = [exp.paren(exp.or_(*bounds))] if bounds else []
+            if name is not None:
+                test.append(exp.column(name, table="r"))
+            tests.append(exp.paren(exp.and_(*test)))
+        counted = exp.or_(*tests)
         read = sorted({c.name for e in (*outputs, counted, customer)
                        for c in e.find_all(exp.Column) if c.table == "r"} - set(named.values()))
         rows = (exp.select(*(exp.column(name, table="r") for name in read), *computed)
