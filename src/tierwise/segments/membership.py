@@ -145,7 +145,7 @@ def evaluate_segment(ws: Workspace, key: str, version: int, as_of: datetime,
             why = _why(memberships.last_succeeded(conn, [key]).get(key), version, as_of,
                        reason)
             before = memberships.current_ids(conn, key) if scope is None else pa.array(
-                sorted(members_among(conn, key, scope)), pa.string())
+                list(members_among(conn, key, scope)), pa.string())
             entered, exited = changes_between(members, before)
             apply_diff(conn, key, version, as_of, entered, exited, why)
             seconds = time.perf_counter() - t0

@@ -94,10 +94,10 @@ CATCH_UP_MARGIN = timedelta(seconds=5)
 
 
 def read_columns(root: Path, control: ControlStore, columns: list[str]) -> pa.Table:
-    """Some columns of the current customers: from the copy kept in memory if it is
-    current, else from the file, those columns only (a one-off reader such as ``tierwise
-    compute`` needs a few of them; the whole sealed copy takes a second to read for a
-    million customers)."""
+    """Some columns of the current customers (``pinned``): from the copy kept in memory if
+    this process keeps one, else from the file, those columns only (a one-off reader such
+    as ``tierwise compute`` needs a few of them; the whole sealed copy takes a second to
+    read for a million customers)."""
     source = pinned(root, control)
     try:
         return source.read(columns)
