@@ -53,13 +53,17 @@ class Summary:
     t_x: Array
     T: Array
     weights: Array
+    #: From ``compress``: each customer's row (a value per row, taken by this, is one per
+    #: customer in the order given).
+    rows: Array | None = field(default=None, compare=False)
 
     @classmethod
     def compress(cls, x: Array, t_x: Array, T: Array) -> Summary:
         columns = [np.asarray(v, float) for v in (x, t_x, T)]
         firsts, inverse = _unique_rows(columns)
         counts = np.bincount(inverse, minlength=len(firsts)).astype(float)
-        return cls(columns[0][firsts], columns[1][firsts], columns[2][firsts], counts)
+        return cls(columns[0][firsts], columns[1][firsts], columns[2][firsts], counts,
+                   inverse)
 
     @property
     def customers(self) -> int:
@@ -74,6 +78,12 @@ class Summary:
     @cached_property
     def x_tx(self) -> tuple[Array, Array, Array]:
         return _pairs(self.x, self.t_x)
+
+    @cached_property
+    def x_values(self) -> tuple[Array, Array]:
+        """The distinct repeat counts, and each row's index among them."""
+        values, index = np.unique(self.x, return_inverse=True)
+        return values, index
 
     def subsample(self, customers: int, seed: int = 0) -> Summary:
         """A random sample of ``customers`` customers (with replacement), compressed."""
@@ -136,8 +146,17 @@ def _fit(neg_ll: Callable[[Array], Any], start: Array, names: list[str], model: 
     needed.
     """
     def run(x0: Array) -> Any:
-        return optimize.minimize(neg_ll, x0, method="L-BFGS-B", jac=jac,
-                                 options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-8})
+        # L-BFGS-B's few small BLAS calls per step wake OpenBLAS's worker threads, which
+        # then spin between steps: 1.6 s of a second core during a million-customer fit
+        # that another query running beside it (``tierwise compute``) needs. Scoped to the
+        # optimiser (process-wide while it runs); scipy must be loaded for the limit to
+        # reach its copy of OpenBLAS.
+        from threadpoolctl import threadpool_limits
+
+        minimize = optimize.minimize
+        with threadpool_limits(1, user_api="blas"):
+            return minimize(neg_ll, x0, method="L-BFGS-B", jac=jac,
+                            options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-8})
 
     best = run(np.log(start))
     converged = bool(best.success)
@@ -238,15 +257,6 @@ def bgnbd_expected(p: dict[str, float], t: float, x: Array, t_x: Array, T: Array
 
 
 # -- Pareto/NBD ----------------------------------------------------------------------------
-def _log_a0(r: float, alpha: float, s: float, beta: float, x: Array, t_x: Array,
-            T: Array) -> Array:
-    """log of the A0 term of the Pareto/NBD likelihood (Fader & Hardie 2005, eq. 22-23)."""
-    term1 = _log_hyp_term(r, alpha, s, beta, x, t_x)
-    term2 = _log_hyp_term(r, alpha, s, beta, x, T)
-    # term1 > term2 always (the customer could have died in (t_x, T]); log(e^1 - e^2)
-    return term1 + np.log1p(-np.exp(term2 - term1))
-
-
 def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: Array,
                   t: Array) -> Array:
     """log[2F1(r+s+x, ·; r+s+x+1; z) / (max(α, β) + t)^(r+s+x)], one A0 term."""
@@ -260,24 +270,40 @@ def _log_hyp_term(r: float, alpha: float, s: float, beta: float, x: Array,
             - rsx * np.log(big + t))
 
 
-def _log_a0_summary(r: float, alpha: float, s: float, beta: float, d: Summary) -> Array:
-    x1, tx1, index1 = d.x_tx
-    x2, T2, index2 = d.x_T
-    term1 = _log_hyp_term(r, alpha, s, beta, x1, tx1)[index1]
-    term2 = _log_hyp_term(r, alpha, s, beta, x2, T2)[index2]
-    return term1 + np.log1p(-np.exp(term2 - term1))
+def _pareto_parts(r: float, alpha: float, s: float, beta: float, x_T: tuple[Array, Array],
+                  x_tx: tuple[Array, Array]) -> tuple[Array, Array, Array]:
+    """The Pareto/NBD likelihood split into terms of (x, T) and of (x, t_x), per pair.
+
+    With a = r + x, a customer's likelihood (Fader & Hardie 2005, eq. 22) is the head times
+    L = A + s·[J(t_x) − J(T)], where A = (α+T)^−a (β+T)^−s is "alive at T" and
+    J(t) = ∫_t^∞ (α+τ)^−a (β+τ)^−(s+1) dτ, so s·J(t) = s/(r+s+x) · A0-term(t). Grouped as
+    L = [A − s·J(T)] + s·J(t_x) — the first depends on (x, T), the second on (x, t_x),
+    and both are ≥ 0 (A ≥ s·J(T): take (α+τ)^−a ≤ (α+T)^−a out of the integral) — a
+    row's log L is one ``logaddexp`` of two looked-up numbers. Returns log A and
+    log[A − s·J(T)] per (x, T) pair, and log[s·J(t_x)] per (x, t_x) pair.
+    """
+    x2, T2 = x_T
+    x1, tx1 = x_tx
+    log_alive = -(r + x2) * np.log(alpha + T2) - s * np.log(beta + T2)
+    log_k2 = np.log(s) - np.log(r + s + x2)
+    # rounding can put s·J(T) a hair above A: the difference is then 0, not negative
+    gap = np.minimum(log_k2 + _log_hyp_term(r, alpha, s, beta, x2, T2) - log_alive, 0.0)
+    log_rest = log_alive + np.log1p(-np.exp(gap))
+    log_dead = np.log(s) - np.log(r + s + x1) + _log_hyp_term(r, alpha, s, beta, x1, tx1)
+    return log_alive, log_rest, log_dead
 
 
 def pareto_log_likelihood(params: Array, d: Summary) -> Array:
+    """Each row's log-likelihood; the expensive terms are computed once per (x, T) and
+    (x, t_x) pair (``_pareto_parts``)."""
     r, alpha, s, beta = params
-    x, t_x, T = d.x, d.t_x, d.T
-    head = (special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    xs, x_index = d.x_values
+    head = (special.gammaln(r + xs) - special.gammaln(r) + r * np.log(alpha)
             + s * np.log(beta))
-    alive = -(r + x) * np.log(alpha + T) - s * np.log(beta + T)
-    dead = np.log(s) - np.log(r + s + x) + _log_a0_summary(r, alpha, s, beta, d)
-    # Customers with t_x == T have A0 == 0 (log -inf): only the "alive" term remains.
-    dead = np.where(t_x < T, dead, -np.inf)
-    return head + np.logaddexp(alive, dead)
+    x2, T2, index2 = d.x_T
+    x1, tx1, index1 = d.x_tx
+    _, log_rest, log_dead = _pareto_parts(r, alpha, s, beta, (x2, T2), (x1, tx1))
+    return head[x_index] + np.logaddexp(log_rest[index2], log_dead[index1])
 
 
 def fit_pareto_nbd(d: Summary) -> Fitted:
@@ -292,13 +318,29 @@ def fit_pareto_nbd(d: Summary) -> Fitted:
 
 
 def pareto_p_alive(p: dict[str, float], x: Array, t_x: Array, T: Array) -> Array:
-    r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+    """P(alive at T | x, t_x, T) = A / L (see ``_pareto_parts``), computed once per
+    distinct (x, T) and (x, t_x) pair."""
     x, t_x, T = (np.asarray(v, float) for v in (x, t_x, T))
+    return _pareto_alive(p, x, t_x, T, _pairs(x, T), _pairs(x, t_x))
+
+
+def pareto_p_alive_rows(p: dict[str, float], d: Summary) -> Array:
+    """``pareto_p_alive`` of each row of ``d`` (its pairs are already known)."""
+    return _pareto_alive(p, d.x, d.t_x, d.T, d.x_T, d.x_tx)
+
+
+def _pareto_alive(p: dict[str, float], x: Array, t_x: Array, T: Array,
+                  x_T: tuple[Array, Array, Array], x_tx: tuple[Array, Array, Array]
+                  ) -> Array:
+    r, alpha, s, beta = p["r"], p["alpha"], p["s"], p["beta"]
+    x2, T2, index2 = x_T
+    x1, tx1, index1 = x_tx
     with np.errstate(all="ignore"):
-        log_ratio = (np.log(s) - np.log(r + s + x) + (r + x) * np.log(alpha + T)
-                     + s * np.log(beta + T) + _log_a0(r, alpha, s, beta, x, t_x, T))
-    log_ratio = np.where(t_x < T, log_ratio, -np.inf)
-    return 1.0 / (1.0 + np.exp(log_ratio))
+        log_alive, log_rest, log_dead = _pareto_parts(r, alpha, s, beta, (x2, T2),
+                                                      (x1, tx1))
+        alive = np.exp(log_alive[index2] - np.logaddexp(log_rest[index2], log_dead[index1]))
+    # no time between the last purchase and T: nothing says the customer has left
+    return np.where(t_x < T, np.minimum(alive, 1.0), 1.0)
 
 
 def pareto_expected(p: dict[str, float], t: float, x: Array, t_x: Array, T: Array,
@@ -327,23 +369,36 @@ def fit_gamma_gamma(x: Array, m_x: Array, weights: Array | None = None) -> Fitte
         raise TierwiseError("gamma_gamma needs at least 3 customers with repeat purchases",
                             zh="gamma_gamma 至少需要 3 位有复购的客户")
 
-    log_m, log_x, mx = np.log(m_x), np.log(x), m_x * x
+    # Only log(γ + m_x·x) depends on both a row and a parameter; every other term is a
+    # function of x (a few hundred distinct values) or a constant of the data, so each
+    # evaluation is two passes over the rows and the rest per distinct x.
+    xs, x_index = np.unique(x, return_inverse=True)
+    log_xs = np.log(xs)
+    w_x = np.bincount(x_index, w, len(xs))  # weight per distinct x
+    mx = m_x * x
+    log_m = np.log(m_x)
+    sum_x_log_m = float(np.sum(w * x * log_m))  # Σ w·x·log m
+    sum_log_m = float(np.sum(w * log_m))
 
     def objective(log_params: Array) -> tuple[float, Array]:
         """Negative log-likelihood and its analytic gradient in log-parameters."""
         with np.errstate(all="ignore"):
             p, q, gamma = np.exp(log_params)
-            px = p * x
-            log_total = np.log(gamma + mx)
-            ll = (special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q)
-                  + q * np.log(gamma) + (px - 1) * log_m + px * log_x - (px + q) * log_total)
+            px = p * xs
+            total = gamma + mx
+            by_x_log = np.bincount(x_index, w * np.log(total), len(xs))  # Σ w·log(γ+mx)
+            by_x_inv = np.bincount(x_index, w / total, len(xs))  # Σ w/(γ+mx)
+            ll = (np.sum(w_x * (special.gammaln(px + q) - special.gammaln(px)
+                                - special.gammaln(q) + q * np.log(gamma) + px * log_xs))
+                  - np.sum((px + q) * by_x_log) + p * sum_x_log_m - sum_log_m)
             psi = special.digamma(px + q)
-            d_p = x * (psi - special.digamma(px) + log_m + log_x - log_total)
-            d_q = psi - special.digamma(q) + np.log(gamma) - log_total
-            d_gamma = q / gamma - (px + q) / (gamma + mx)
-            value = -float(np.sum(w * ll))
-            grad = -np.array([np.sum(w * d_p) * p, np.sum(w * d_q) * q,
-                              np.sum(w * d_gamma) * gamma])
+            d_p = (np.sum(xs * (w_x * (psi - special.digamma(px) + log_xs) - by_x_log))
+                   + sum_x_log_m)
+            d_q = (np.sum(w_x * (psi - special.digamma(q) + np.log(gamma)))
+                   - np.sum(by_x_log))
+            d_gamma = float(np.sum(w_x)) * q / gamma - np.sum((px + q) * by_x_inv)
+            value = -float(ll)
+            grad = -np.array([d_p * p, d_q * q, d_gamma * gamma])
         if not np.isfinite(value) or not np.all(np.isfinite(grad)):
             return 1e300, np.zeros(3)
         return value, grad

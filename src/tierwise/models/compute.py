@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -165,7 +166,8 @@ def _fit_clv(settings: CLVSettings, x: np.ndarray, t_x: np.ndarray, T: np.ndarra
             return clv.bgnbd_expected(fitted.params, t, x, t_x, T)
     else:
         fitted = clv.fit_pareto_nbd(data)
-        p_alive = clv.pareto_p_alive(fitted.params, x, t_x, T)
+        assert data.rows is not None
+        p_alive = clv.pareto_p_alive_rows(fitted.params, data)[data.rows]
 
         def cumulative(t: float) -> np.ndarray:
             return clv.pareto_expected(fitted.params, t, x, t_x, T, p_alive)
@@ -222,13 +224,29 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     settings = settings or load_settings(ws)
     period = stats.Period(settings.rfm.period_days)
     buyer_stats = stats.customer_stats(ws, as_of, period)
-    referrals = stats.referrals_made(ws, as_of)
     # accounts and private customers; an account's people (contacts) are not customers
     # of their own, their orders count for the account (models.stats)
     people = customer_mirror.accounts_and_customers(ws.root, ws.control,
                                                     ["customer_id", "acquisition_cost"])
     with ws.engine.session(arrow={"stats": buyer_stats}) as session:
         scores = rfm.score(session, settings.rfm, ws.engine.name)
+    referrals = stats.referrals_made(ws, as_of, buyer_stats)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute") as beside:
+        # The last twelve months' economics (without the manager's time, which is priced
+        # by the tier this computation decides): the "contribution" metric, and the costs
+        # to serve and market per purchase that profit CLV subtracts per expected one. A
+        # query that needs nothing computed here: it runs on the engine while the CLV
+        # models fit on this thread (numpy, one core); only that thread uses the engine
+        # until it is back.
+        year = beside.submit(economics.per_customer, ws, settings.economics,
+                             as_of - timedelta(days=365), as_of + timedelta(microseconds=1))
+        return _compute(ws, as_of, settings, t0, buyer_stats, people, scores, referrals,
+                        year, save)
+
+
+def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
+             buyer_stats: pa.Table, people: pa.Table, scores: pa.Table,
+             referrals: pa.Table, economics_year: Future[pa.Table], save: bool) -> Snapshot:
     # One row per customer (prospects included), ordered by id.
     base = people.sort_by("customer_id")
     ids = base["customer_id"]
@@ -248,11 +266,6 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     segment = rfm.assign(settings.scheme, rfm.segment_basis(settings.scheme, settings.rfm,
                                                              scores, buyer_stats))
     segment = segment if sc_idx is None else pc.take(segment, sc_idx)
-    ref_idx = pc.index_in(ids, referrals["customer_id"])
-    referrals_made = np.nan_to_num(_np(pa.table({"n": col(referrals, "referrals", ref_idx)}),
-                                       "n"))
-    referral_revenue = np.nan_to_num(_np(pa.table(
-        {"v": col(referrals, "referral_revenue", ref_idx)}), "v"))
 
     x = np.nan_to_num(_np(st, "x"))
     t_x = np.nan_to_num(_np(st, "t_x_days")) / WEEK_DAYS
@@ -281,11 +294,20 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         value[b] = clv.discounted_value(cumulative, spend_b, months, MONTH_WEEKS, margin,
                                         monthly)
     acquisition = np.nan_to_num(_np(base, "acquisition_cost"))
-    # the last twelve months' economics (without the manager's time, which is priced by
-    # the tier this computation decides): the "contribution" metric, and each customer's
-    # cost to serve and market per purchase, which profit CLV subtracts per expected one
-    year = economics.per_customer(ws, settings.economics, as_of - timedelta(days=365),
-                                  as_of + timedelta(microseconds=1))
+    gap = lifecycle.typical_gap(x, np.nan_to_num(_np(st, "t_x_days")), settings.lifecycle)
+    earlier = lifecycle.prior_gap(x, np.nan_to_num(_np(st, "t_x_days")),
+                                  _np(st, "gap_before_last_days"), settings.lifecycle)
+    stage = lifecycle.stages(settings.lifecycle, bought, _np(st, "recency_days"),
+                             _np(st, "t_days"), np.nan_to_num(_np(st, "purchase_days")), gap,
+                             _np(st, "gap_before_last_days"), earlier)
+    risk = lifecycle.churn_risk(p_alive, settings.churn)
+
+    year = economics_year.result()
+    ref_idx = pc.index_in(ids, referrals["customer_id"])
+    referrals_made = np.nan_to_num(_np(pa.table({"n": col(referrals, "referrals", ref_idx)}),
+                                       "n"))
+    referral_revenue = np.nan_to_num(_np(pa.table(
+        {"v": col(referrals, "referral_revenue", ref_idx)}), "v"))
     e_idx = _positions(ids, year["customer_id"])
     ey = pa.table({name: col(year, name, e_idx) for name in (
         "profit_contribution", "ticket_cost", "service_message_cost", "marketing_cost",
@@ -306,20 +328,13 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     score = tiers.value_score(metrics, settings.tiers.weights, bought)
     id_np = np.asarray(ids.to_pylist(), dtype=object)
     tier = tiers_of(ws, settings.tiers, id_np, score, revenue_total, as_of)
-    gap = lifecycle.typical_gap(x, np.nan_to_num(_np(st, "t_x_days")), settings.lifecycle)
-    earlier = lifecycle.prior_gap(x, np.nan_to_num(_np(st, "t_x_days")),
-                                  _np(st, "gap_before_last_days"), settings.lifecycle)
-    stage = lifecycle.stages(settings.lifecycle, bought, _np(st, "recency_days"),
-                             _np(st, "t_days"), np.nan_to_num(_np(st, "purchase_days")), gap,
-                             _np(st, "gap_before_last_days"), earlier)
-    risk = lifecycle.churn_risk(p_alive, settings.churn)
 
     def maybe(values: np.ndarray) -> pa.Array:
         return pa.array(values, pa.float64(), from_pandas=True)  # NaN → null
 
     table = pa.table({
         "customer_id": ids,
-        "as_of": pa.array([as_of] * len(ids), pa.timestamp("us", tz="UTC")),
+        "as_of": pa.repeat(pa.scalar(as_of, pa.timestamp("us", tz="UTC")), len(ids)),
         "first_order_at": st["first_order_at"],
         "last_order_at": st["last_order_at"],
         "orders_total": st["orders_total"],

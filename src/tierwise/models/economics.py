@@ -206,7 +206,7 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
     with ws.control.read() as conn:
         costs = outbox_store.costs_by_customer(conn, start, end)
         # a merged customer's messages count for the survivor, a contact's for its account
-        account = dict(rolled_up(conn))
+        account = dict(rolled_up(conn)) if costs else {}
     sent: dict[str, list[float]] = {}  # messages, cost, service messages, their cost
     for customer, purpose, count, cost in costs:
         kept = sent.setdefault(account.get(customer, customer), [0, 0.0, 0, 0.0])

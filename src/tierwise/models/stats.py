@@ -24,39 +24,42 @@ from tierwise.workspace import Workspace
 # One row per customer with at least one paid order at or before :as_of.
 # :start bounds the RFM period (orders after it count for frequency and monetary);
 # :prev_start..:start is the previous period of the same length, for growth.
-# The orders are read once, grouped by customer and local calendar day; everything else is
-# aggregated from those day rows (a join back to the orders cost twice as much). Money is
-# summed as DECIMAL: float sums depend on the engine's summation order, decimal sums do not,
-# so every engine and every run gives the same figures (and the same fitted models).
+# Counts and sums of orders are taken per customer; what needs calendar days (purchase
+# days, the first day's amount, the day before the last) comes from the orders grouped by
+# customer and local day, with as few aggregates as possible: nearly every order is a day
+# of its own, so that grouping holds about as many groups as there are orders and each
+# aggregate kept per group costs more than reading the orders a second time. Money is
+# summed as DECIMAL: float sums depend on the engine's summation order, decimal sums do
+# not, so every engine and every run gives the same figures (and the same fitted models).
 _STATS_SQL = """
-WITH days AS (
+WITH totals AS (
+    SELECT customer_id,
+           min(ordered_at) AS first_order_at,
+           max(ordered_at) AS last_order_at,
+           count(*) AS orders_total,
+           sum(CAST(amount AS DECIMAL(18, 4))) AS revenue_total,
+           sum(CAST(amount - coalesce(cost, 0) AS DECIMAL(18, 4))) AS profit_total,
+           count(*) FILTER (WHERE ordered_at > :start) AS orders,
+           coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (WHERE ordered_at > :start), 0)
+               AS revenue,
+           coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (
+               WHERE ordered_at > :prev_start AND ordered_at <= :start), 0) AS revenue_previous
+    FROM orders
+    WHERE status = 'paid' AND ordered_at <= :as_of
+    GROUP BY customer_id
+),
+days AS (
     SELECT customer_id,
            CAST(LOCAL_TS(:tz, ordered_at) AS DATE) AS day,
-           min(ordered_at) AS first_at,
            max(ordered_at) AS last_at,
-           count(*) AS n,
-           sum(CAST(amount AS DECIMAL(18, 4))) AS amount,
-           sum(CAST(amount - coalesce(cost, 0) AS DECIMAL(18, 4))) AS profit,
-           count(*) FILTER (WHERE ordered_at > :start) AS n_period,
-           coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (WHERE ordered_at > :start), 0)
-               AS amount_period,
-           coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (
-               WHERE ordered_at > :prev_start AND ordered_at <= :start), 0) AS amount_previous
+           sum(CAST(amount AS DECIMAL(18, 4))) AS amount
     FROM orders
     WHERE status = 'paid' AND ordered_at <= :as_of
     GROUP BY customer_id, CAST(LOCAL_TS(:tz, ordered_at) AS DATE)
 ),
 per AS (
     SELECT customer_id,
-           min(first_at) AS first_order_at,
-           max(last_at) AS last_order_at,
-           sum(n) AS orders_total,
-           sum(amount) AS revenue_total,
-           sum(profit) AS profit_total,
-           sum(n_period) AS orders,
-           sum(amount_period) AS revenue,
            count(*) FILTER (WHERE last_at > :start) AS purchase_days_period,
-           sum(amount_previous) AS revenue_previous,
            count(*) AS purchase_days,
            min(day) AS first_day,
            max(day) AS last_day,
@@ -64,7 +67,7 @@ per AS (
            sum(amount) - arg_min(amount, day) AS repeat_amount
     FROM days GROUP BY customer_id
 )
-SELECT customer_id, first_order_at, last_order_at, orders_total,
+SELECT t.customer_id, first_order_at, last_order_at, orders_total,
        CAST(revenue_total AS DOUBLE) AS revenue_total,
        CAST(profit_total AS DOUBLE) AS profit_total,
        orders, CAST(revenue AS DOUBLE) AS revenue, purchase_days_period,
@@ -77,8 +80,8 @@ SELECT customer_id, first_order_at, last_order_at, orders_total,
        date_diff('day', previous_day, last_day) AS gap_before_last_days,
        CASE WHEN purchase_days > 1
             THEN CAST(repeat_amount AS DOUBLE) / (purchase_days - 1) END AS m_x
-FROM per
-ORDER BY customer_id
+FROM totals AS t JOIN per AS p ON p.customer_id = t.customer_id
+ORDER BY t.customer_id
 """
 
 # Recency, frequency and monetary at order level only: what RFM needs when frequency
@@ -128,19 +131,19 @@ def stats_sql(dialect: str) -> str:
 
 
 # Referrals made, and the paid revenue (up to as_of) of the customers each one referred,
-# every referred customer counted once per referrer.
+# every referred customer counted once per referrer. The revenue is each customer's
+# revenue_total from the statistics (``_spent``: read from them, not summed from the
+# orders again), summed as DECIMAL like every money total here.
 _REFERRALS_SQL = """
 WITH made AS (
   SELECT referrer_id, count(*) AS referrals FROM referrals WHERE "at" <= :as_of
   GROUP BY referrer_id),
 pairs AS (
   SELECT DISTINCT referrer_id, referred_id FROM referrals WHERE "at" <= :as_of),
-spent AS (
-  SELECT customer_id, sum(amount) AS revenue FROM orders
-  WHERE status = 'paid' AND ordered_at <= :as_of GROUP BY customer_id),
 value AS (
-  SELECT p.referrer_id, sum(s.revenue) AS revenue FROM pairs AS p
-  JOIN spent AS s ON s.customer_id = p.referred_id GROUP BY p.referrer_id)
+  SELECT p.referrer_id, sum(CAST(s.revenue_total AS DECIMAL(38, 4))) AS revenue
+  FROM pairs AS p JOIN _spent AS s ON s.customer_id = p.referred_id
+  GROUP BY p.referrer_id)
 SELECT m.referrer_id AS customer_id, m.referrals,
        CAST(coalesce(v.revenue, 0) AS DOUBLE) AS referral_revenue
 FROM made AS m LEFT JOIN value AS v ON v.referrer_id = m.referrer_id
@@ -186,9 +189,12 @@ def rfm_summary(ws: Workspace, as_of: datetime, period: Period | None = None) ->
                              {"as_of": as_of, "start": start})
 
 
-def referrals_made(ws: Workspace, as_of: datetime) -> pa.Table:
+def referrals_made(ws: Workspace, as_of: datetime, buyer_stats: pa.Table) -> pa.Table:
     """Referrals each customer made up to ``as_of``, and the paid revenue of the customers
-    they referred (``referral_revenue``)."""
+    they referred (``referral_revenue``); ``buyer_stats``: ``customer_stats`` as of the
+    same instant."""
     sql = render(_REFERRALS_SQL, ws.engine.name)
-    with ws.engine.session(ws.facts.scans(("referrals", "orders"), accounts=True)) as session:
+    spent = buyer_stats.select(["customer_id", "revenue_total"])
+    with ws.engine.session(ws.facts.scans(("referrals",), accounts=True),
+                           {"_spent": spent}) as session:
         return session.query(sql, {"as_of": as_of})
