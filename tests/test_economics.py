@@ -250,6 +250,28 @@ def test_a_ticket_costs_what_its_most_specific_key_says(tmp_path: Path) -> None:
     made.close()
 
 
+def test_acquisition_follows_the_first_paid_order_without_a_signup(tmp_path: Path) -> None:
+    """A customer without a signup instant was acquired by their first paid order: counted
+    when that falls in the period, not when it came before; with a signup instant, the
+    signup decides."""
+    made = tierwise.init(tmp_path / "ws")
+    made.import_file("customers", write(tmp_path / "c.csv", (
+        "customer_id,signup_at,channel\nN1,,抖音\nN2,,抖音\nS1,2026-07-03,抖音\n"
+        "S2,2026-05-01,抖音\nN3,,抖音\n")))
+    made.import_file("orders", write(tmp_path / "o.csv", (
+        "order_id,customer_id,ordered_at,amount,status\n"
+        "A,N1,2026-07-09,10,paid\nB,N1,2026-07-20,10,paid\n"   # first paid in July
+        "C,N2,2026-06-20,10,paid\nD,N2,2026-07-09,10,paid\n"   # first paid in June
+        "E,S2,2026-07-09,10,paid\n"                              # signed up in May
+        "F,N3,2026-07-02,10,refunded\nG,N3,2026-08-02,10,paid\n")))  # first paid: August
+    settings = EconomicsSettings(channel_cac={"抖音": 50})
+    found = {r["customer_id"]: r["acquisition_cost"] for r in per_customer(
+        made, settings, datetime(2026, 7, 1, tzinfo=UTC),
+        datetime(2026, 8, 1, tzinfo=UTC)).to_pylist()}
+    assert found == {"N1": 50, "N2": 0, "S1": 50, "S2": 0, "N3": 0}
+    made.close()
+
+
 def test_a_setting_that_names_nothing_is_said(ws: tierwise.Workspace) -> None:
     """A typo in a category, channel or ticket key prices nothing: said, not ignored."""
     typo = SETTINGS.model_copy(update={"category_margins": {"B": 0.3, "Bb": 0.4},

@@ -137,3 +137,26 @@ def test_satisfaction_of_periods_agrees(workspace: tierwise.Workspace, engine: s
     finally:
         workspace.engine = make_engine("duckdb")
     assert got == expected
+
+
+def test_a_scans_redirects_as_arrow_follow_the_scan() -> None:
+    """The Arrow table of a scan's redirects is made once for one tuple of redirects and
+    made again for another, even an equal one built apart."""
+    from tierwise.engines.base import TableScan
+
+    def scan(redirects: tuple[tuple[str, str], ...]) -> TableScan:
+        return TableScan("orders", (), ("order_id",), False, pa.schema([]), redirects,
+                         ("customer_id",))
+
+    first = (("C1-old", "C1"), ("C2-old", "C2"))
+    table = scan(first).redirect_table()
+    assert table.to_pylist() == [{"customer_id": "C1-old", "survivor_id": "C1"},
+                                 {"customer_id": "C2-old", "survivor_id": "C2"}]
+    assert scan(first).redirect_table() is table
+    other = (("C3-old", "C3"),)
+    assert scan(other).redirect_table().to_pylist() == [{"customer_id": "C3-old",
+                                                         "survivor_id": "C3"}]
+    empty = scan(()).redirect_table()
+    assert empty.num_rows == 0
+    assert empty.schema == pa.schema([("customer_id", pa.string()),
+                                      ("survivor_id", pa.string())])

@@ -59,6 +59,45 @@ def test_quantile_ties_share_a_score_on_cdnow(cdnow: tierwise.Workspace):
         sc.sort_values("customer_id").reset_index(drop=True)[["r", "f", "m"]])
 
 
+def test_purchase_statistics_by_hand(tmp_path: Path):
+    """One customer's statistics worked out by hand: two orders on one local calendar day
+    (a day apart in UTC) make one purchase day, a refund and an order after as_of count
+    for nothing, the period and the period before split the revenue."""
+    from tests.conftest import write
+
+    ws = tierwise.init(tmp_path / "ws", timezone="Asia/Shanghai")
+    ws.import_file("customers", write(tmp_path / "c.csv", "customer_id\nK\nL\n"))
+    ws.import_file("orders", write(tmp_path / "o.csv", (
+        "order_id,customer_id,ordered_at,amount,cost,status\n"
+        "1,K,2024-03-01T02:00:00Z,100,60,paid\n"       # local 2024-03-01
+        "2,K,2025-01-10T20:00:00Z,50,,paid\n"          # local 2025-01-11: period before
+        "3,K,2026-02-01T17:00:00Z,30,10,paid\n"        # local 2026-02-02 01:00
+        "4,K,2026-02-02T03:00:00Z,20,,paid\n"          # local 2026-02-02 11:00
+        "5,K,2026-05-05T00:00:00Z,999,,refunded\n"
+        "6,K,2026-06-30T16:00:01Z,5,,paid\n"           # after as_of
+        "7,L,2026-06-01T00:00:00Z,40,,paid\n")))
+    as_of = datetime(2026, 6, 30, 23, 59, 59, tzinfo=ZoneInfo("Asia/Shanghai"))
+    got = {r["customer_id"]: r for r in stats.customer_stats(ws, as_of).to_pylist()}
+    last = datetime.fromisoformat("2026-02-02T03:00:00+00:00")
+    k = got["K"]
+    assert {c: k[c] for c in ("orders_total", "revenue_total", "profit_total", "orders",
+                              "revenue", "revenue_previous", "purchase_days",
+                              "purchase_days_period", "x", "m_x")} == {
+        "orders_total": 4, "revenue_total": 200.0, "profit_total": 130.0, "orders": 2,
+        "revenue": 50.0, "revenue_previous": 50.0, "purchase_days": 3,
+        "purchase_days_period": 1, "x": 2, "m_x": 50.0}  # (200 − the first day's 100) / 2
+    assert k["first_order_at"] == datetime.fromisoformat("2024-03-01T02:00:00+00:00")
+    assert k["last_order_at"] == last
+    assert k["t_x_days"] == (date(2026, 2, 2) - date(2024, 3, 1)).days
+    assert k["t_days"] == (date(2026, 6, 30) - date(2024, 3, 1)).days
+    assert k["gap_before_last_days"] == (date(2026, 2, 2) - date(2025, 1, 11)).days
+    assert k["recency_days"] == int((as_of - last).total_seconds() // 86400)
+    one = got["L"]
+    assert (one["orders_total"], one["purchase_days"], one["x"], one["t_x_days"],
+            one["gap_before_last_days"], one["m_x"]) == (1, 1, 0, 0, None, None)
+    ws.close()
+
+
 def test_three_bins_and_thresholds():
     st = pa.table({"customer_id": ["a", "b", "c", "d"], "recency_days": [5, 40, 100, 400],
                    "orders": [9, 3, 1, 1], "purchase_days_period": [9, 3, 1, 1],
@@ -160,8 +199,10 @@ def test_lifecycle_rules():
     got = lifecycle.stages(spec, bought, recency, tenure, days, gap, before_last)
     assert got.tolist() == ["prospect", "new", "reactivated", "loyal", "at_risk", "dormant",
                             "churned", "churned"]
-    risk = lifecycle.churn_risk(np.array([0.1, 0.5, 0.9, np.nan]), lifecycle.ChurnBands())
-    assert risk.tolist() == ["high", "medium", "low", None]
+    risk = lifecycle.churn_risk(np.array([0.1, 0.5, 0.9, np.nan, 0.3, 0.7, 0.0, 1.0]),
+                                lifecycle.ChurnBands())
+    # a band's bound belongs to the band above it
+    assert risk.tolist() == ["high", "medium", "low", None, "medium", "low", "high", "low"]
 
 
 @pytest.fixture(scope="module")

@@ -225,9 +225,10 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     period = stats.Period(settings.rfm.period_days)
     buyer_stats = stats.customer_stats(ws, as_of, period)
     # accounts and private customers; an account's people (contacts) are not customers
-    # of their own, their orders count for the account (models.stats)
+    # of their own, their orders count for the account (models.stats); read once for
+    # this and for the economics
     people = customer_mirror.accounts_and_customers(ws.root, ws.control,
-                                                    ["customer_id", "acquisition_cost"])
+                                                    economics.PEOPLE_COLUMNS)
     with ws.engine.session(arrow={"stats": buyer_stats}) as session:
         scores = rfm.score(session, settings.rfm, ws.engine.name)
     referrals = stats.referrals_made(ws, as_of, buyer_stats)
@@ -235,11 +236,13 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         # The last twelve months' economics (without the manager's time, which is priced
         # by the tier this computation decides): the "contribution" metric, and the costs
         # to serve and market per purchase that profit CLV subtracts per expected one. A
-        # query that needs nothing computed here: it runs on the engine while the CLV
-        # models fit on this thread (numpy, one core); only that thread uses the engine
-        # until it is back.
+        # query that needs nothing computed here: it runs while the CLV models fit on
+        # this thread (numpy, one core), on the engine for background work (DuckDB: a
+        # database with one thread, so that the fit keeps the other core); only that
+        # thread uses an engine until it is back.
         year = beside.submit(economics.per_customer, ws, settings.economics,
-                             as_of - timedelta(days=365), as_of + timedelta(microseconds=1))
+                             as_of - timedelta(days=365), as_of + timedelta(microseconds=1),
+                             people=people, engine=ws.engine.for_background())
         return _compute(ws, as_of, settings, t0, buyer_stats, people, scores, referrals,
                         year, save)
 

@@ -48,7 +48,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tierwise.compile.dialects import render
-from tierwise.engines.base import naive_utc
+from tierwise.engines.base import Engine, naive_utc
 from tierwise.errors import Invalid
 from tierwise.store import customer_mirror
 from tierwise.store import outbox as outbox_store
@@ -133,8 +133,11 @@ WITH om AS (
     sum(no_cost) AS orders_without_cost
   FROM om GROUP BY customer_id
 ), first_paid AS (
+  -- only asked of customers without a signup instant (it comes first when known)
   SELECT customer_id, min(ordered_at) AS first_order_at FROM orders
-  WHERE status = 'paid' AND ordered_at < :end GROUP BY customer_id
+  WHERE status = 'paid' AND ordered_at < :end
+    AND customer_id IN (SELECT customer_id FROM _people WHERE signup_at IS NULL)
+  GROUP BY customer_id
 ), t AS (
   SELECT k.customer_id, count(*) AS tickets,
     CAST(sum(CAST(coalesce(both_.cost, p.cost, ch.cost, :ticket_cost) AS DECIMAL(18, 6)))
@@ -192,17 +195,25 @@ def _pairs(key: str, value: str, items: dict[str, float]) -> pa.Table:
                      value: pa.array([float(v) for v in items.values()], pa.float64())})
 
 
+#: The customers' columns ``per_customer`` reads.
+PEOPLE_COLUMNS = ["customer_id", "signup_at", "acquisition_cost", "channel"]
+
+
 def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, end: datetime,
-                 tiers: pa.Table | None = None, levels: pa.Table | None = None) -> pa.Table:
+                 tiers: pa.Table | None = None, levels: pa.Table | None = None, *,
+                 people: pa.Table | None = None, engine: Engine | None = None) -> pa.Table:
     """Every current customer's economics over ``[start, end)`` (the ``MEASURES`` plus
     orders, orders_without_cost, tickets and messages). ``tiers`` (customer_id, tier) and
     ``levels`` (customer_id, service_level: of the playbook that applies) price the
     manager's time; without them there is none (the value score, which decides the tiers,
-    reads it so)."""
+    reads it so). ``people``: the ``PEOPLE_COLUMNS`` of ``accounts_and_customers`` when
+    the caller has read them already; ``engine``: another than the workspace's (one
+    with a thread of its own, for work beside other work)."""
     # accounts and private customers: a contact's orders, tickets, referrals and messages
     # count for its account
-    people = customer_mirror.accounts_and_customers(
-        ws.root, ws.control, ["customer_id", "signup_at", "acquisition_cost", "channel"])
+    if people is None:
+        people = customer_mirror.accounts_and_customers(ws.root, ws.control, PEOPLE_COLUMNS)
+    engine = engine or ws.engine
     with ws.control.read() as conn:
         costs = outbox_store.costs_by_customer(conn, start, end)
         # a merged customer's messages count for the survivor, a contact's for its account
@@ -244,9 +255,9 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
         "months": (end - start).total_seconds() / 86400 / MONTH_DAYS,
         "window_seconds": settings.referral_window_days * 86400,
         "credit": float(settings.referral_credit)}
-    with ws.engine.session(ws.facts.scans(("orders", "tickets", "referrals"), accounts=True),
-                           arrow) as session:
-        found = session.query(render(_SQL, ws.engine.name), params)
+    with engine.session(ws.facts.scans(("orders", "tickets", "referrals"), accounts=True),
+                        arrow) as session:
+        found = session.query(render(_SQL, engine.name), params)
     cost_to_serve = pc.add(pc.add(found["ticket_cost"], found["manager_cost"]),
                            found["service_message_cost"])
     contribution = pc.subtract(
@@ -263,4 +274,4 @@ def costs_configured(settings: EconomicsSettings, message_costs: dict[str, float
                 or any(message_costs.values()))
 
 
-__all__ = ["MEASURES", "EconomicsSettings", "costs_configured", "per_customer"]
+__all__ = ["MEASURES", "PEOPLE_COLUMNS", "EconomicsSettings", "costs_configured", "per_customer"]

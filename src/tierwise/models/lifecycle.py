@@ -107,8 +107,10 @@ class ChurnBands(BaseModel):
 
 
 def churn_risk(p_alive: np.ndarray, bands: ChurnBands) -> np.ndarray:
+    """"high", "medium" or "low" for each P(alive); None where it is unknown (NaN)."""
     p = np.asarray(p_alive, float)
-    out = np.where(p < bands.high, "high", np.where(p < bands.medium, "medium", "low"))
-    result = out.astype(object)
-    result[np.isnan(p)] = None
-    return result
+    out = np.full(len(p), None, dtype=object)
+    out[p >= bands.medium] = "low"  # NaN compares false either way
+    out[(p >= bands.high) & (p < bands.medium)] = "medium"
+    out[p < bands.high] = "high"
+    return out

@@ -154,8 +154,9 @@ def percentile_rank(values: np.ndarray, higher_is_better: bool = True) -> np.nda
         return np.zeros(n)
     # one sort: in sorted order, a value's count of worse values is the position where its
     # run of equal values starts (a binary search of each value in the sorted copy took
-    # three times as long at 835,000 buyers)
-    order = np.argsort(v, kind="stable")
+    # three times as long at 835,000 buyers). Every value of a run gets the run's start,
+    # whatever the order within it, so the sort need not be stable (4 × faster).
+    order = np.argsort(v)
     ordered = v[order]
     starts = np.empty(n, dtype=bool)
     starts[0] = True
