@@ -229,31 +229,50 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
     # this and for the economics
     people = customer_mirror.accounts_and_customers(ws.root, ws.control,
                                                     economics.PEOPLE_COLUMNS)
-    with ws.engine.session(arrow={"stats": buyer_stats}) as session:
-        scores = rfm.score(session, settings.rfm, ws.engine.name)
-    referrals = stats.referrals_made(ws, as_of, buyer_stats)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute") as beside:
-        # The last twelve months' economics (without the manager's time, which is priced
-        # by the tier this computation decides): the "contribution" metric, and the costs
-        # to serve and market per purchase that profit CLV subtracts per expected one. A
-        # query that needs nothing computed here: it runs while the CLV models fit on
-        # this thread (numpy, one core), on the engine for background work (DuckDB: a
-        # database with one thread, so that the fit keeps the other core); only that
-        # thread uses an engine until it is back.
+    # One row per customer (prospects included), ordered by id; where each one's
+    # statistics are (None: the same rows in the same order).
+    base = people.sort_by("customer_id")
+    s_idx = _positions(base["customer_id"], buyer_stats["customer_id"])
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="compute") as beside:
+        # Two pieces of work that need nothing else computed here go on beside it: the
+        # CLV models' fit (numpy, one core) and, once this thread's queries are done,
+        # the last twelve months' economics (without the manager's time, which is
+        # priced by the tier this computation decides: the "contribution" metric, and
+        # the costs to serve and market per purchase that profit CLV subtracts per
+        # expected one), on the engine for background work (DuckDB: a database with one
+        # thread). One thread at a time uses an engine.
+        fit = beside.submit(_fit_buyers, settings.clv, buyer_stats, s_idx)
+        with ws.engine.session(arrow={"stats": buyer_stats}) as session:
+            scores = rfm.score(session, settings.rfm, ws.engine.name)
+        referrals = stats.referrals_made(ws, as_of, buyer_stats)
         year = beside.submit(economics.per_customer, ws, settings.economics,
                              as_of - timedelta(days=365), as_of + timedelta(microseconds=1),
                              people=people, engine=ws.engine.for_background())
-        return _compute(ws, as_of, settings, t0, buyer_stats, people, scores, referrals,
-                        year, save)
+        return _compute(ws, as_of, settings, t0, buyer_stats, base, s_idx, scores,
+                        referrals, fit, year, save)
+
+
+#: What ``_fit_clv`` gives: (fitted parameters, P(alive), expected purchases over the
+#: horizon, expected spend), or None with fewer than 10 buyers.
+Fit = tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray] | None
+
+
+def _fit_buyers(settings: CLVSettings, buyer_stats: pa.Table, s_idx: pa.Array | None) -> Fit:
+    """``_fit_clv`` on the buyers that are customers, in the customers' order (those whose
+    orders count for an account missing from the customers are left out)."""
+    rows = buyer_stats if s_idx is None else buyer_stats.take(pc.drop_null(s_idx))
+    if rows.num_rows < 10:
+        return None
+    return _fit_clv(settings, np.nan_to_num(_np(rows, "x")),
+                    np.nan_to_num(_np(rows, "t_x_days")) / WEEK_DAYS,
+                    np.nan_to_num(_np(rows, "t_days")) / WEEK_DAYS, _np(rows, "m_x"))
 
 
 def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
-             buyer_stats: pa.Table, people: pa.Table, scores: pa.Table,
-             referrals: pa.Table, economics_year: Future[pa.Table], save: bool) -> Snapshot:
-    # One row per customer (prospects included), ordered by id.
-    base = people.sort_by("customer_id")
+             buyer_stats: pa.Table, base: pa.Table, s_idx: pa.Array | None,
+             scores: pa.Table, referrals: pa.Table, fit: Future[Fit],
+             economics_year: Future[pa.Table], save: bool) -> Snapshot:
     ids = base["customer_id"]
-    s_idx = _positions(ids, buyer_stats["customer_id"])
     bought = np.ones(len(ids), dtype=bool) if s_idx is None else np.asarray(
         pc.is_valid(s_idx).to_numpy(zero_copy_only=False), dtype=bool)
 
@@ -271,9 +290,6 @@ def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
     segment = segment if sc_idx is None else pc.take(segment, sc_idx)
 
     x = np.nan_to_num(_np(st, "x"))
-    t_x = np.nan_to_num(_np(st, "t_x_days")) / WEEK_DAYS
-    T = np.nan_to_num(_np(st, "t_days")) / WEEK_DAYS
-    m_x = _np(st, "m_x")
     revenue_total = np.nan_to_num(_np(st, "revenue_total"))
     profit_total = np.nan_to_num(_np(st, "profit_total"))
     clv_info: dict[str, Any] = {}
@@ -286,16 +302,6 @@ def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
         cost_known = revenue_total.sum() > 0 and profit_total.sum() < revenue_total.sum()
         margin = float(np.clip(profit_total.sum() / revenue_total.sum(), 0.01, 1.0)) \
             if cost_known else 1.0
-    if bought.sum() >= 10:
-        b = np.flatnonzero(bought)
-        info, pa_b, exp_b, spend_b = _fit_clv(settings.clv, x[b], t_x[b], T[b], m_x[b])
-        cumulative = info.pop("cumulative")
-        clv_info = info
-        p_alive[b], expected[b], spend[b] = pa_b, exp_b, spend_b
-        months = max(1, round(settings.clv.horizon_weeks / MONTH_WEEKS))
-        monthly = (1 + settings.clv.discount_rate) ** (1 / 12) - 1
-        value[b] = clv.discounted_value(cumulative, spend_b, months, MONTH_WEEKS, margin,
-                                        monthly)
     acquisition = np.nan_to_num(_np(base, "acquisition_cost"))
     gap = lifecycle.typical_gap(x, np.nan_to_num(_np(st, "t_x_days")), settings.lifecycle)
     earlier = lifecycle.prior_gap(x, np.nan_to_num(_np(st, "t_x_days")),
@@ -303,6 +309,18 @@ def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
     stage = lifecycle.stages(settings.lifecycle, bought, _np(st, "recency_days"),
                              _np(st, "t_days"), np.nan_to_num(_np(st, "purchase_days")), gap,
                              _np(st, "gap_before_last_days"), earlier)
+
+    fitted = fit.result()
+    if fitted is not None:
+        b = np.flatnonzero(bought)
+        info, pa_b, exp_b, spend_b = fitted
+        cumulative = info.pop("cumulative")
+        clv_info = info
+        p_alive[b], expected[b], spend[b] = pa_b, exp_b, spend_b
+        months = max(1, round(settings.clv.horizon_weeks / MONTH_WEEKS))
+        monthly = (1 + settings.clv.discount_rate) ** (1 / 12) - 1
+        value[b] = clv.discounted_value(cumulative, spend_b, months, MONTH_WEEKS, margin,
+                                        monthly)
     risk = lifecycle.churn_risk(p_alive, settings.churn)
 
     year = economics_year.result()
