@@ -53,8 +53,8 @@ class Summary:
     t_x: Array
     T: Array
     weights: Array
-    #: From ``compress``: each customer's row (a value per row, taken by this, is one per
-    #: customer in the order given).
+    #: From ``compress``: the row of each customer given, so that ``per_row[rows]`` is
+    #: one value per customer, in their order.
     rows: Array | None = field(default=None, compare=False)
 
     @classmethod
