@@ -238,6 +238,31 @@ def test_compute_snapshot(demo: tierwise.Workspace):
     assert compute.list_snapshots(demo)[-1]["rows"] == 3_000
 
 
+@pytest.mark.parametrize("failing", ["economics", "fit"])
+def test_work_done_beside_compute_fails_it_whole(demo: tierwise.Workspace,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  failing: str):
+    """The economics and the CLV fit run on threads of their own; an error there is the
+    computation's error, and nothing is saved."""
+    from tierwise.models import clv, economics
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise tierwise.TierwiseError(f"{failing} broke")
+
+    if failing == "economics":
+        monkeypatch.setattr(economics, "per_customer", broken)
+    else:
+        monkeypatch.setattr(clv, "fit_pareto_nbd", broken)
+    def files() -> list[Path]:
+        return sorted((demo.root / "snapshots").glob("*"))
+
+    before, written = compute.list_snapshots(demo), files()
+    with pytest.raises(tierwise.TierwiseError, match=f"{failing} broke"):
+        compute.compute(demo, AS_OF)
+    assert compute.list_snapshots(demo) == before
+    assert files() == written
+
+
 def test_settings_are_versioned_and_change_results(demo: tierwise.Workspace):
     before = compute.compute(demo, AS_OF, save=False)
     version = compute.save_setting(demo, "tiers", tiers.TierSpec(method="percentile",
