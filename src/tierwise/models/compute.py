@@ -279,8 +279,10 @@ def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
     def col(table: pa.Table, name: str, index: pa.Array | None) -> pa.Array:
         return table[name] if index is None else pc.take(table[name], index)
 
+    # the statistics every customer's row needs (the period's counts went to RFM, the
+    # repeat spend to the fit)
     st = pa.table({name: col(buyer_stats, name, s_idx) for name in buyer_stats.column_names
-                   if name != "customer_id"})
+                   if name not in ("customer_id", "orders", "purchase_days_period", "m_x")})
     sc_idx = s_idx if scores["customer_id"].equals(buyer_stats["customer_id"]) \
         else _positions(ids, scores["customer_id"])
     sc = pa.table({name: col(scores, name, sc_idx) for name in ("recency", "frequency",
@@ -303,12 +305,13 @@ def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
         margin = float(np.clip(profit_total.sum() / revenue_total.sum(), 0.01, 1.0)) \
             if cost_known else 1.0
     acquisition = np.nan_to_num(_np(base, "acquisition_cost"))
-    gap = lifecycle.typical_gap(x, np.nan_to_num(_np(st, "t_x_days")), settings.lifecycle)
-    earlier = lifecycle.prior_gap(x, np.nan_to_num(_np(st, "t_x_days")),
-                                  _np(st, "gap_before_last_days"), settings.lifecycle)
+    t_x_days = np.nan_to_num(_np(st, "t_x_days"))
+    before_last = _np(st, "gap_before_last_days")
+    gap = lifecycle.typical_gap(x, t_x_days, settings.lifecycle)
+    earlier = lifecycle.prior_gap(x, t_x_days, before_last, settings.lifecycle)
     stage = lifecycle.stages(settings.lifecycle, bought, _np(st, "recency_days"),
                              _np(st, "t_days"), np.nan_to_num(_np(st, "purchase_days")), gap,
-                             _np(st, "gap_before_last_days"), earlier)
+                             before_last, earlier)
 
     fitted = fit.result()
     if fitted is not None:
