@@ -14,10 +14,12 @@ import psutil
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def measure(argv: list[str], cwd: Path | None = None) -> tuple[float, float]:
+def measure(argv: list[str], cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of a child process, sampling its whole process tree."""
     start = time.perf_counter()
-    proc = psutil.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = psutil.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE)
     peak = 0
     while proc.poll() is None:
         try:

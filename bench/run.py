@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["import_orders.py", "demo.py", "value.py", "segments.py", "duplicates.py",
+SCRIPTS = ["import_orders.py", "demo.py", "value.py", "segments.py", "compute.py",
+           "duplicates.py",
            "match_arrivals.py",
            "clustering.py", "churn.py", "api_reads.py", "realtime.py", "realtime_batch.py",
            "dashboard.py", "backup.py", "delivery_log.py", "channels.py", "economics.py"]
