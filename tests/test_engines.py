@@ -160,3 +160,32 @@ def test_a_scans_redirects_as_arrow_follow_the_scan() -> None:
     assert empty.num_rows == 0
     assert empty.schema == pa.schema([("customer_id", pa.string()),
                                       ("survivor_id", pa.string())])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_whole_days_are_whole_on_every_engine(tmp_path, engine: str) -> None:
+    """Days elapsed are whole days of 86,400 s, to the microsecond: a last order 0.4 s short
+    of two days before as_of was one day ago (DuckDB's difference in seconds counts second
+    boundaries and said two), in the statistics and in a rule alike."""
+    from tests.conftest import write
+
+    from tierwise.segments.evaluate import evaluate_rule
+
+    ws = tierwise.init(tmp_path / "ws", timezone="UTC")
+    ws.import_file("customers", write(tmp_path / "c.csv", "customer_id\nSHORT\nFULL\n"))
+    ws.import_file("orders", write(tmp_path / "o.csv", (
+        "order_id,customer_id,ordered_at,amount,status\n"
+        "1,SHORT,2026-06-28T12:00:00.600000Z,10,paid\n"   # 2 days − 0.4 s before as_of
+        "2,FULL,2026-06-28T12:00:00.000000Z,10,paid\n")))  # 2 days exactly
+    as_of = datetime.fromisoformat("2026-06-30T12:00:00.200000+00:00")
+    ws.engine = make_engine(engine)
+    try:
+        got = {r["customer_id"]: r["recency_days"]
+               for r in stats.customer_stats(ws, as_of).to_pylist()}
+        assert got == {"SHORT": 1, "FULL": 2}
+        assert stats.rfm_summary(ws, as_of)["recency_days"].to_pylist() == [2, 1]
+        members = evaluate_rule(ws, "DAYS_SINCE_LAST(orders) >= 2", as_of)
+        assert members["customer_id"].to_pylist() == ["FULL"]
+    finally:
+        ws.engine = make_engine("duckdb")
+        ws.close()

@@ -31,6 +31,9 @@ from tierwise.workspace import Workspace
 # aggregate kept per group costs more than reading the orders a second time. Money is
 # summed as DECIMAL: float sums depend on the engine's summation order, decimal sums do
 # not, so every engine and every run gives the same figures (and the same fitted models).
+# Elapsed time is measured in microseconds: DuckDB's difference in seconds counts the
+# second boundaries crossed (an order 0.4 s short of two days before as_of would be two
+# days ago), Spark's truncates; in microseconds both are exact.
 _STATS_SQL = """
 WITH totals AS (
     SELECT customer_id,
@@ -75,7 +78,7 @@ SELECT t.customer_id, first_order_at, last_order_at, orders_total,
        purchase_days - 1 AS x,
        date_diff('day', first_day, last_day) AS t_x_days,
        date_diff('day', first_day, CAST(LOCAL_TS(:tz, :as_of) AS DATE)) AS t_days,
-       CAST(floor(date_diff('second', last_order_at, :as_of) / 86400) AS BIGINT)
+       CAST(floor(date_diff('microsecond', last_order_at, :as_of) / 86400000000) AS BIGINT)
            AS recency_days,
        date_diff('day', previous_day, last_day) AS gap_before_last_days,
        CASE WHEN purchase_days > 1
@@ -89,7 +92,7 @@ ORDER BY t.customer_id
 _RFM_SQL = """
 SELECT customer_id,
        max(ordered_at) AS last_order_at,
-       CAST(floor(date_diff('second', max(ordered_at), :as_of) / 86400) AS BIGINT)
+       CAST(floor(date_diff('microsecond', max(ordered_at), :as_of) / 86400000000) AS BIGINT)
            AS recency_days,
        count(*) FILTER (WHERE ordered_at > :start) AS orders,
        CAST(coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (WHERE ordered_at > :start),
