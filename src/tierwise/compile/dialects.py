@@ -12,6 +12,10 @@ functions a query may call, and how each dialect spells them.
   (DuckDB: ``timezone(zone, ts)`` on a TIMESTAMPTZ; Spark: ``from_utc_timestamp(ts,
   zone)`` with the session time zone set to UTC, see
   https://spark.apache.org/docs/latest/api/sql/#from_utc_timestamp).
+- ``DAYS_ELAPSED(start, end)`` — whole days of 86,400 s from instant ``start`` to ``end``
+  (floor), from their difference in microseconds: exact on every engine, where DuckDB's
+  difference in seconds counts the second boundaries crossed (a day 0.4 s short would
+  count) and Spark's truncates.
 """
 
 from __future__ import annotations
@@ -38,6 +42,17 @@ def _fn(name: str, *args: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
+def _days_elapsed(a: list[exp.Expr]) -> exp.Expr:
+    micros = exp.DateDiff(this=a[1], expression=a[0], unit=exp.var("MICROSECOND"))
+    day = exp.Literal.number(86_400_000_000)
+    return exp.cast(exp.Floor(this=exp.Div(this=micros, expression=day)), "BIGINT")
+
+
+def days_elapsed(start: exp.Expr, end: exp.Expr) -> exp.Expr:
+    """``DAYS_ELAPSED(start, end)`` in an expression tree (spelled out by ``render_tree``)."""
+    return _fn("DAYS_ELAPSED", start, end)
+
+
 HELPERS: dict[str, dict[str, Rewrite]] = {
     "JSON_TEXT": {"duckdb": lambda a: _fn("json_extract_string", a[0], a[1]),
                   "spark": lambda a: _fn("get_json_object", a[0], a[1])},
@@ -54,6 +69,7 @@ HELPERS: dict[str, dict[str, Rewrite]] = {
         "spark": lambda a: exp.maybe_parse(
             f"((dayofweek({a[0].sql('spark')}) + 5) % 7) + 1", dialect="spark"),
     },
+    "DAYS_ELAPSED": {"duckdb": _days_elapsed, "spark": _days_elapsed},
     "LOCAL_TS": {
         "duckdb": lambda a: exp.Anonymous(this="timezone", expressions=[a[0], a[1]]),
         "spark": lambda a: exp.Anonymous(this="from_utc_timestamp", expressions=[a[1], a[0]]),

@@ -36,7 +36,7 @@ from tierwise.compile.compiled import (
     QueryReads,
     compiled_from,
 )
-from tierwise.compile.dialects import render_tree
+from tierwise.compile.dialects import days_elapsed, render_tree
 from tierwise.definitions import holidays
 from tierwise.definitions.segment_ast import (
     Aggregate,
@@ -638,15 +638,10 @@ class _Compiler:
         if fn in ("SUM", "AVG", "MIN", "MAX"):
             return filtered({"SUM": exp.Sum, "AVG": exp.Avg, "MIN": exp.Min,
                              "MAX": exp.Max}[fn](this=column))
-        # DAYS_SINCE_LAST / DAYS_SINCE_FIRST: whole days of 86,400 s elapsed, from the
-        # difference in microseconds (exact on every engine; DuckDB's in seconds counts
-        # second boundaries, so a day 0.4 s short would already count)
+        # DAYS_SINCE_LAST / DAYS_SINCE_FIRST: whole days of 86,400 s elapsed
         edge = filtered(exp.Max(this=time_col) if fn == "DAYS_SINCE_LAST"
                         else exp.Min(this=time_col))
-        micros = exp.DateDiff(this=exp.Placeholder(this="as_of"), expression=edge,
-                              unit=exp.var("MICROSECOND"))
-        day = exp.Literal.number(86_400_000_000)
-        return exp.cast(exp.Floor(this=exp.Div(this=micros, expression=day)), "BIGINT")
+        return days_elapsed(edge, exp.Placeholder(this="as_of"))
 
 
 def _first(values: list[exp.Column]) -> exp.Expr:

@@ -31,9 +31,7 @@ from tierwise.workspace import Workspace
 # aggregate kept per group costs more than reading the orders a second time. Money is
 # summed as DECIMAL: float sums depend on the engine's summation order, decimal sums do
 # not, so every engine and every run gives the same figures (and the same fitted models).
-# Elapsed time is measured in microseconds: DuckDB's difference in seconds counts the
-# second boundaries crossed (an order 0.4 s short of two days before as_of would be two
-# days ago), Spark's truncates; in microseconds both are exact.
+# Whole days elapsed are ``DAYS_ELAPSED`` (compile.dialects), as in rules' DAYS_SINCE_*.
 _STATS_SQL = """
 WITH totals AS (
     SELECT customer_id,
@@ -78,8 +76,7 @@ SELECT t.customer_id, first_order_at, last_order_at, orders_total,
        purchase_days - 1 AS x,
        date_diff('day', first_day, last_day) AS t_x_days,
        date_diff('day', first_day, CAST(LOCAL_TS(:tz, :as_of) AS DATE)) AS t_days,
-       CAST(floor(date_diff('microsecond', last_order_at, :as_of) / 86400000000) AS BIGINT)
-           AS recency_days,
+       DAYS_ELAPSED(last_order_at, :as_of) AS recency_days,
        date_diff('day', previous_day, last_day) AS gap_before_last_days,
        CASE WHEN purchase_days > 1
             THEN CAST(repeat_amount AS DOUBLE) / (purchase_days - 1) END AS m_x
@@ -92,8 +89,7 @@ ORDER BY t.customer_id
 _RFM_SQL = """
 SELECT customer_id,
        max(ordered_at) AS last_order_at,
-       CAST(floor(date_diff('microsecond', max(ordered_at), :as_of) / 86400000000) AS BIGINT)
-           AS recency_days,
+       DAYS_ELAPSED(max(ordered_at), :as_of) AS recency_days,
        count(*) FILTER (WHERE ordered_at > :start) AS orders,
        CAST(coalesce(sum(CAST(amount AS DECIMAL(18, 4))) FILTER (WHERE ordered_at > :start),
                      0) AS DOUBLE) AS revenue
