@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, measure, report  # noqa: E402
+from common import OUT, measure, median, report  # noqa: E402
 
 WS = OUT / "ws-seg"
 AS_OF = "2026-06-30T23:59:59+08:00"
@@ -218,7 +217,7 @@ def evaluate_all_runs(repeat: int) -> None:
                         "members": data["members"]})
     report("segments_50_evaluate_all", [
         *results, {"median_evaluate_all_seconds": round(
-            statistics.median(float(r["evaluate_all_seconds"]) for r in results), 2)}])
+            median([float(r["evaluate_all_seconds"]) for r in results]), 2)}])
 
 
 def ensure_workspace() -> None:
