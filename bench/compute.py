@@ -70,9 +70,14 @@ def compare(before: Path, after: Path) -> dict[str, object]:
     a, b = pq.read_table(before), pq.read_table(after)
     if a["customer_id"].to_pylist() != b["customer_id"].to_pylist():
         return {"same_customers": False}
-    identical, differing = [], {}
+    identical: list[str] = []
+    differing: dict[str, object] = {name: "only before" for name in a.column_names
+                                    if name not in b.column_names}
     for name in b.column_names:
-        if name == "as_of" or name not in a.column_names:
+        if name == "as_of":
+            continue
+        if name not in a.column_names:
+            differing[name] = "only after"
             continue
         old, new = a[name], b[name]
         if old.type != new.type:
