@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -191,3 +192,43 @@ def test_a_command_starts_without_loading_what_it_may_not_need() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[] 0", out
+
+
+_ARENA_FLAGS = """
+import sys
+if sys.argv[1] == "tierwise first":
+    import tierwise
+import pyarrow as pa
+buffer = pa.allocate_buffer(64 << 20)
+address = buffer.address
+with open("/proc/self/smaps") as smaps:
+    inside = False
+    for line in smaps:
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            start, end = (int(part, 16) for part in head.split("-"))
+            inside = start <= address < end
+        elif inside and head == "VmFlags:":
+            print(pa.default_memory_pool().backend_name, "hg" in line.split()[1:])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_arrow_buffers_are_not_given_transparent_huge_pages() -> None:
+    """Arrow's mimalloc marks its arenas for transparent huge pages (VmFlags 'hg') unless
+    MIMALLOC_ALLOW_THP=0 is in the environment when pyarrow loads; importing tierwise first
+    sets it (each huge page of a short-lived buffer cost ~13 ms to fault in on a virtual
+    machine), and a value the user set wins."""
+    import subprocess
+
+    def flags(order: str, **env: str) -> str:
+        environment = {k: v for k, v in os.environ.items() if k != "MIMALLOC_ALLOW_THP"}
+        return subprocess.run([sys.executable, "-c", _ARENA_FLAGS, order], capture_output=True,
+                              text=True, check=True, env={**environment, **env}).stdout.strip()
+
+    if not flags("pyarrow alone").startswith("mimalloc"):
+        pytest.skip("Arrow's default memory pool here is not mimalloc")
+    # The check can see the flag: pyarrow alone, or a user who asks for huge pages, has it.
+    assert flags("pyarrow alone") == "mimalloc True"
+    assert flags("tierwise first", MIMALLOC_ALLOW_THP="1") == "mimalloc True"
+    assert flags("tierwise first") == "mimalloc False"
