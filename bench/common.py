@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -11,15 +12,21 @@ from pathlib import Path
 
 import psutil
 
-OUT = Path(__file__).resolve().parent / "out"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+#: The environment the benchmark started with, for child processes: importing tierwise in
+#: the benchmark's own process adds settings (MIMALLOC_ALLOW_THP) that a baseline's
+#: process must not inherit.
+ENVIRONMENT = dict(os.environ)
 
 
 def measure(argv: list[str], cwd: Path | None = None,
             env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS in MB) of a child process, sampling its whole process tree."""
+    """(seconds, peak RSS in MB) of a child process, sampling its whole process tree; its
+    environment is the one the benchmark started with unless ``env`` is given."""
     start = time.perf_counter()
-    proc = psutil.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE)
+    proc = psutil.Popen(argv, cwd=cwd, env=ENVIRONMENT if env is None else env,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
     while proc.poll() is None:
         try:
@@ -33,6 +40,17 @@ def measure(argv: list[str], cwd: Path | None = None,
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} failed:\n{err.decode()[-3000:]}")
     return seconds, peak / 1e6
+
+
+def baseline_source(commit: str) -> Path:
+    """The ``src`` folder of ``commit``, checked out once beside the benchmarks' data."""
+    resolved = subprocess.run(["git", "rev-parse", "--short", commit], cwd=ROOT, check=True,
+                              capture_output=True, text=True).stdout.strip()
+    tree = OUT / f"baseline-{resolved}"
+    if not tree.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), resolved], cwd=ROOT,
+                       check=True, capture_output=True)
+    return tree / "src"
 
 
 def python(code: str, *args: str) -> list[str]:

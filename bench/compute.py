@@ -21,8 +21,6 @@ and for the others how many customers differ and by how much.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,28 +30,23 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, measure, median, report  # noqa: E402
+from common import (  # noqa: E402
+    ENVIRONMENT,
+    OUT,
+    ROOT,
+    baseline_source,
+    measure,
+    median,
+    report,
+)
 
 import tierwise  # noqa: E402
 from tierwise.models.compute import list_snapshots  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def baseline_source(commit: str) -> Path:
-    """The ``src`` folder of ``commit``, checked out once beside the benchmark's data."""
-    resolved = subprocess.run(["git", "rev-parse", "--short", commit], cwd=ROOT, check=True,
-                              capture_output=True, text=True).stdout.strip()
-    tree = OUT / f"baseline-{resolved}"
-    if not tree.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), resolved], cwd=ROOT,
-                       check=True, capture_output=True)
-    return tree / "src"
-
 
 def run(source: Path, workspace: Path, as_of: str) -> tuple[float, float, Path]:
     """(seconds, peak RSS in MB, the snapshot it saved) of one ``tierwise compute``."""
-    env = {**os.environ, "PYTHONPATH": str(source)}
+    env = {**ENVIRONMENT, "PYTHONPATH": str(source)}
     seconds, peak = measure([sys.executable, "-m", "tierwise.cli.main", "compute", "-w",
                              str(workspace), "--as-of", as_of], env=env)
     ws = tierwise.open(workspace)

@@ -1,9 +1,14 @@
 """Import of a 10M-row orders CSV: rows/s and peak RSS, against pandas in the same run.
 
     python bench/import_orders.py [--rows 10000000] [--repeat 3] [--shuffled]
+                                  [--baseline COMMIT]
 
 The orders are numbered in the order of the file (an export sorted by its key); with
 ``--shuffled`` the same rows come in a random order, so no shortcut for sorted keys applies.
+
+With ``--baseline`` the import of that commit's source (checked out once with ``git
+worktree`` into ``bench/out/baseline-<commit>``, imported through ``PYTHONPATH``) runs
+alternately with this checkout's, one run each in turn.
 
 The baseline is ``pandas.read_csv(path).to_parquet(out)`` on the same file: the plain
 "load it and write Parquet" a user would otherwise do, without tierwise's parsing of
@@ -22,7 +27,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, measure, median, python, report  # noqa: E402
+from common import (  # noqa: E402
+    ENVIRONMENT,
+    OUT,
+    ROOT,
+    baseline_source,
+    measure,
+    median,
+    python,
+    report,
+)
 
 TIERWISE = """
 import sys, tierwise
@@ -72,6 +86,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", default=None,
+                        help="a commit whose import runs alternately with this checkout's")
     parser.add_argument("--shuffled", action="store_true",
                         help="the same rows in a random order (keys not ascending)")
     args = parser.parse_args()
@@ -89,27 +105,41 @@ def main() -> None:
 
         pq.write_table(pa.table({"customer_id": [f"C{c:07d}" for c in range(args.customers)]}),
                        customers)
-    ours, base = [], []
+    sides = {"this": ROOT / "src"}
+    if args.baseline:
+        sides = {"baseline": baseline_source(args.baseline), **sides}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+    base = []
     for _ in range(args.repeat):
-        ws = OUT / "ws-import"
-        shutil.rmtree(ws, ignore_errors=True)
-        measure(python("import sys, tierwise; ws = tierwise.init(sys.argv[1]); "
-                       "ws.import_file('customers', sys.argv[2])", str(ws), str(customers)))
-        ours.append(measure(python(TIERWISE, str(ws), str(csv), str(args.rows))))
+        for name, source in sides.items():
+            env = {**ENVIRONMENT, "PYTHONPATH": str(source)}
+            ws = OUT / "ws-import"
+            shutil.rmtree(ws, ignore_errors=True)
+            measure(python("import sys, tierwise; ws = tierwise.init(sys.argv[1]); "
+                           "ws.import_file('customers', sys.argv[2])", str(ws), str(customers)),
+                    env=env)
+            runs[name].append(measure(python(TIERWISE, str(ws), str(csv), str(args.rows)),
+                                      env=env))
         base.append(measure(python(PANDAS, str(csv), str(OUT / "pandas.parquet"))))
-    t_ours, t_base = median([s for s, _ in ours]), median([s for s, _ in base])
-    report("import_orders_csv", [{
+    t_base = median([s for s, _ in base])
+    row: dict[str, object] = {
         "rows": args.rows, "order": "shuffled" if args.shuffled else "by key",
-        "file_mb": round(csv.stat().st_size / 1e6),
-        "tierwise_seconds": [round(s, 2) for s, _ in ours],
-        "tierwise_rows_per_s": round(args.rows / t_ours),
-        "tierwise_peak_rss_mb": round(max(m for _, m in ours)),
-        "pandas_seconds": [round(s, 2) for s, _ in base],
-        "pandas_rows_per_s": round(args.rows / t_base),
-        "pandas_peak_rss_mb": round(max(m for _, m in base)),
-        "speed_ratio_tierwise_over_pandas": round(t_base / t_ours, 2),
-    }])
-
+        "file_mb": round(csv.stat().st_size / 1e6)}
+    for name, done in runs.items():
+        prefix = "tierwise" if name == "this" else f"baseline_{args.baseline}"
+        seconds = median([s for s, _ in done])
+        row |= {f"{prefix}_seconds": [round(s, 2) for s, _ in done],
+                f"{prefix}_rows_per_s": round(args.rows / seconds),
+                f"{prefix}_peak_rss_mb": round(max(m for _, m in done))}
+    t_ours = median([s for s, _ in runs["this"]])
+    row |= {"pandas_seconds": [round(s, 2) for s, _ in base],
+            "pandas_rows_per_s": round(args.rows / t_base),
+            "pandas_peak_rss_mb": round(max(m for _, m in base)),
+            "speed_ratio_tierwise_over_pandas": round(t_base / t_ours, 2)}
+    if args.baseline:
+        row["ratio_seconds_this_over_baseline"] = round(
+            t_ours / median([s for s, _ in runs["baseline"]]), 2)
+    report("import_orders_csv", [row])
 
 if __name__ == "__main__":
     main()
