@@ -326,3 +326,26 @@ def test_repeated_key_found_in_a_file_sorted_by_key(loaded: tierwise.Workspace,
     assert seen == [False]
     assert [(r["row"], r["value"]) for r in caught.value.rejects] == [
         (repeat + 2, ids[repeat])]
+
+
+def test_a_clean_file_is_imported_without_loading_pandas(ws: tierwise.Workspace,
+                                                         tmp_path: Path) -> None:
+    """The steps every batch of a clean file takes build their Arrow values from buffers
+    (``ingest.arrow_values``): pyarrow's conversion of Python values imports pandas on
+    first use, 0.3 s of a 10M-row import that needs it nowhere. Run in a fresh
+    interpreter, as the command is; the file has a default-filled column (status), known
+    customers, and a second import finds every row unchanged."""
+    import subprocess
+    import sys
+
+    ws.import_file("customers", write(tmp_path / "c.csv", CUSTOMERS_CSV))
+    orders = write(tmp_path / "o.csv", "order_id,customer_id,ordered_at,amount,status\n"
+                   + "".join(f"O{i},C00{i % 3 + 1},2025-04-0{i % 9 + 1} 10:00:00,{i}.50,"
+                             f"{'paid' if i % 2 else ''}\n" for i in range(500)))
+    code = ("import sys, tierwise\n"
+            "ws = tierwise.open(sys.argv[1])\n"
+            "first, second = (ws.import_file('orders', sys.argv[2]) for _ in range(2))\n"
+            "print(first.inserted, second.unchanged, 'pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(ws.root), str(orders)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "500 500 False", out

@@ -344,3 +344,50 @@ def test_background_checkpoints_while_other_threads_connect(tmp_path: Path) -> N
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
     other.dispose()
     store.dispose()
+
+
+@pytest.mark.parametrize("values", [
+    [], ["C1"], ["", ""], ["é", "", "客户", "x" * 300],
+    ["a\x1fb", "c"],  # a value holding the separator SQLite's joined string uses
+    ["a", None, "b"],  # a null, which the joined string would leave out
+])
+def test_a_text_column_is_read_whole_and_exact(control_url: str, tmp_path: Path,
+                                               values: list[str | None]) -> None:
+    """``text_column`` reads SQLite's values as one joined string and cuts it: every value
+    comes back once, byte for byte, whatever it holds, on both stores."""
+    from tierwise.store.control import driver_rows, text_column
+
+    url = control_url.replace("sqlite:///control.db", f"sqlite:///{tmp_path}/c.db")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE texts (v TEXT)"))
+            if values:
+                conn.execute(sa.text("INSERT INTO texts VALUES (:v)"), [{"v": v} for v in values])
+            column = text_column(conn, "SELECT v FROM texts")
+            column.validate(full=True)
+            assert sorted(column.to_pylist(), key=str) == sorted(values, key=str)
+            assert sorted(r[0] for r in driver_rows(conn, "SELECT v FROM texts")
+                          if r[0] is not None) == sorted(v for v in values if v is not None)
+    finally:
+        engine.dispose()
+
+
+def test_a_text_column_longer_than_sqlite_strings_is_read_as_rows(tmp_path: Path) -> None:
+    """More text than SQLite makes into one string (its length limit, lowered here) is read
+    row by row instead of failing."""
+    import sqlite3
+
+    from tierwise.store.control import text_column
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/c.db")
+    ids = [f"C{i:07d}" for i in range(5_000)]
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE texts (v TEXT)"))
+        conn.execute(sa.text("INSERT INTO texts VALUES (:v)"), [{"v": v} for v in ids])
+        conn.connection.dbapi_connection.setlimit(  # type: ignore[union-attr]
+            sqlite3.SQLITE_LIMIT_LENGTH, 10_000)
+        with pytest.raises(sa.exc.DataError, match="too big"):
+            conn.exec_driver_sql("SELECT group_concat(v) FROM texts").fetchall()
+        assert sorted(text_column(conn, "SELECT v FROM texts").to_pylist()) == ids
+    engine.dispose()

@@ -88,9 +88,10 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
         if len(named) > SMALL_LOOKUP:
             known = customer_store.known_ids(conn)
         else:
-            known = _known_among(ws, conn, named.to_pylist())
-            if len(pc.unique(known)) == len(named):  # all of them (most micro-batches)
+            found = _known_among(ws, conn, named.to_pylist())
+            if len(set(found)) == len(named):  # all of them (most micro-batches)
                 return [], []
+            known = pa.array(found, pa.string())
     session.register_arrow("known", _as_table(known))
     session.register_arrow("named", pa.table({"id": named}))
     # The distinct ids first (a million at most, against ten times as many rows): the rows
@@ -115,21 +116,18 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
     return sorted(ids), rejects
 
 
-def _known_among(ws: Workspace, conn: Any, named: list[str]) -> Any:
+def _known_among(ws: Workspace, conn: Any, named: list[str]) -> list[str]:
     """Which of ``named`` are known: where the customers are kept in memory (the real-time
     worker), the ids found there plus what the control store says about the others
     (merged ids, customers created since the copy was made)."""
-    import pyarrow as pa
-
     kept = customer_mirror.read_if_kept(ws.root, ws.control)
     if kept is None:
         return customer_store.known_among(conn, named)
     ids = kept["customer_id"]
-    found = ids.filter(pc.is_in(ids, value_set=pa.array(named, pa.string())))
-    seen = set(found.to_pylist())
+    found = ids.filter(pc.is_in(ids, value_set=pa.array(named, pa.string()))).to_pylist()
+    seen = set(found)
     rest = [n for n in named if n not in seen]
-    others = customer_store.known_among(conn, rest) if rest else pa.array([], pa.string())
-    return pa.concat_arrays([found.combine_chunks(), others])
+    return found + (customer_store.known_among(conn, rest) if rest else [])
 
 
 def _as_table(ids: Any) -> Any:

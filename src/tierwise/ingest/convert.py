@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from tierwise.definitions.schemas import TableSchema
 from tierwise.errors import Said
+from tierwise.ingest.arrow_values import false_where_null, int64s, text_scalar
 from tierwise.ingest.cleaning import Change, Cleaner
 from tierwise.ingest.mapping import Resolved
 from tierwise.ingest.parsers import ColumnFormat, convert, normalize_text
@@ -138,14 +139,15 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
             converted = convert(text, col, fmt, zone)
             values, problems = converted.values, list(converted.problems)
         if col.default is not None:
-            values = pc.fill_null(values, col.default)
+            values = pc.fill_null(values, text_scalar(col.default, col.arrow_type)
+                                  if isinstance(col.default, str) else col.default)
         if col.required:
             present = text if text is not None else values
             if present.null_count:
                 problems.append((pc.is_null(present),
                                  Said("required value is empty", "必填值为空")))
         for mask, reason in problems:
-            mask_np = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False),
+            mask_np = np.asarray(false_where_null(mask).to_numpy(zero_copy_only=False),
                                  dtype=bool)
             if not mask_np.any():
                 continue
@@ -155,5 +157,5 @@ def convert_batch(raw: RawBatch, resolved: Resolved, zone: str,
                     shown = text[int(i)].as_py() if text is not None else None
                     rejects.append(Reject(int(raw.rows[i]), label, shown, reason))
         arrays[col.name] = values.cast(col.arrow_type)
-    arrays["_row"] = pa.array(raw.rows, pa.int64())
+    arrays["_row"] = int64s(raw.rows)
     return ConvertedBatch(pa.table(arrays), rejects, int(bad.sum()))

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from tierwise.definitions.schemas import Column
 from tierwise.errors import Said
+from tierwise.ingest.arrow_values import booleans, false_where_null, falses
 
 Problem = tuple[pa.Array, str]  # (boolean mask of bad rows, reason: Said words)
 
@@ -46,7 +47,7 @@ class Converted:
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, mask: pa.Array, reason: str) -> None:
-        mask = pc.fill_null(mask, False)
+        mask = false_where_null(mask)
         if pc.any(mask).as_py():
             self.problems.append((mask, reason))
 
@@ -106,7 +107,7 @@ def normalize_text(values: pa.Array) -> pa.Array:
         empty &= np.asarray(trimmed.is_valid())
     if not empty.any():
         return trimmed
-    return pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), trimmed)
+    return pc.if_else(booleans(empty), pa.nulls(len(trimmed), trimmed.type), trimmed)
 
 
 # -- text ----------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ def _map_unique(values: pa.Array, fn: Callable[[str], str | None]) -> tuple[pa.A
         except ValueError:
             mapped.append(None)
             failed.append(True)
-    clean = pa.array(np.zeros(len(values), dtype=bool))
+    clean = falses(len(values))
     if mapped == distinct:  # already canonical (the usual case for a clean column)
         return values, clean
     new = pc.take(pa.array(mapped, pa.string()), encoded.indices)

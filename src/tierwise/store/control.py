@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 from alembic import command
@@ -60,13 +61,7 @@ def driver_rows(conn: sa.Connection, statement: sa.Select[Any] | str) -> list[tu
     ``conn``'s transaction: SQLAlchemy's row objects cost more than the query when the
     rows are many (a million customers' ids; 7.5M memberships in 2.5 s against 5.0 s).
     Values come as the driver gives them: for text and numbers, what SQLAlchemy would."""
-    if isinstance(statement, str):
-        sql, params = statement, None
-    else:
-        compiled = statement.compile(dialect=conn.dialect)
-        sql = str(compiled)
-        params = (tuple(compiled.params[name] for name in compiled.positiontup)
-                  if compiled.positiontup is not None else compiled.params)
+    sql, params = _driver_sql(conn, statement)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         if params is None:
@@ -78,9 +73,62 @@ def driver_rows(conn: sa.Connection, statement: sa.Select[Any] | str) -> list[tu
         cursor.close()
 
 
+def _driver_sql(conn: sa.Connection, statement: sa.Select[Any] | str) -> tuple[str, Any]:
+    """``statement`` as the driver's SQL and parameters (None: no parameters)."""
+    if isinstance(statement, str):
+        return statement, None
+    compiled = statement.compile(dialect=conn.dialect)
+    return str(compiled), (tuple(compiled.params[name] for name in compiled.positiontup)
+                           if compiled.positiontup is not None else compiled.params)
+
+
 def text_column(conn: sa.Connection, statement: sa.Select[Any] | str) -> pa.Array:
-    """The one text column ``statement`` selects, as Arrow (``driver_rows``)."""
+    """The one text column ``statement`` selects, as Arrow, in no particular order.
+
+    On SQLite the database joins the values into one string, which is cut into an Arrow
+    array by their separators: a million customers' ids in about half the time of reading
+    them as rows and converting those (``driver_rows``), and without pyarrow's conversion
+    of Python values, whose first use imports pandas (0.3 s of a command that needs it
+    nowhere else). Nulls, a value holding the separator, or more text than SQLite makes
+    into one string take the rows."""
+    if conn.dialect.name == "sqlite":
+        joined = _sqlite_joined(conn, statement)
+        if joined is not None:
+            return joined
     return pa.array([r[0] for r in driver_rows(conn, statement)], pa.string())
+
+
+#: ASCII's unit separator, between the values SQLite joins for ``text_column``.
+_SEPARATOR = 0x1F
+
+
+def _sqlite_joined(conn: sa.Connection, statement: sa.Select[Any] | str) -> pa.Array | None:
+    """``text_column`` on SQLite from one joined string; None where it cannot be."""
+    sql, params = _driver_sql(conn, statement)
+    joined_sql = (f"WITH selected(value) AS ({sql}) SELECT count(*), count(value), "
+                  f"group_concat(value, char({_SEPARATOR})) FROM selected")
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(joined_sql, () if params is None else params)
+        rows, present, text = cursor.fetchone() or (0, 0, None)
+    except sqlite3.DataError:  # more text than SQLite's longest string
+        return None
+    finally:
+        cursor.close()
+    if rows == 0:
+        return pa.nulls(0, pa.string())
+    if present != rows or text is None:  # nulls: group_concat leaves them out
+        return None
+    data = np.frombuffer(text.encode(), dtype=np.uint8)
+    cuts = np.flatnonzero(data == _SEPARATOR)
+    if len(cuts) != rows - 1 or len(data) - len(cuts) >= 2**31:  # a value holds one
+        return None
+    # value i starts after i separators, which the values' bytes leave out
+    offsets = np.empty(rows + 1, dtype=np.int32)
+    offsets[0], offsets[1:-1] = 0, cuts + 1 - np.arange(1, rows)
+    offsets[-1] = len(data) - len(cuts)
+    return pa.Array.from_buffers(pa.string(), rows, [
+        None, pa.py_buffer(offsets), pa.py_buffer(data[data != _SEPARATOR])])
 
 
 def utcnow() -> datetime:

@@ -48,7 +48,7 @@ def ids(conn: sa.Connection) -> pa.Array:
     return text_column(conn, "SELECT customer_id FROM customers")
 
 
-def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
+def known_among(conn: sa.Connection, ids: list[str]) -> list[str]:
     """Which of ``ids`` are known (customers or merged ids): for small batches, where
     reading every id (``known_ids``) would cost more than asking about these."""
     from tierwise.store.tables import customer_redirects
@@ -60,7 +60,7 @@ def known_among(conn: sa.Connection, ids: list[str]) -> pa.Array:
         found += [r[0] for r in conn.execute(sa.select(customer_redirects.c.customer_id)
                                              .where(customer_redirects.c.customer_id
                                                     .in_(part)))]
-    return pa.array(found, pa.string())
+    return found
 
 
 def as_arrow(conn: sa.Connection, columns: list[str] | None = None,
