@@ -349,3 +349,43 @@ def test_a_clean_file_is_imported_without_loading_pandas(ws: tierwise.Workspace,
     out = subprocess.run([sys.executable, "-c", code, str(ws.root), str(orders)],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "500 500 False", out
+
+
+def _many_customers(ws: tierwise.Workspace, tmp_path: Path, count: int) -> list[str]:
+    ids = [f"K{i:06d}" for i in range(count)]
+    ws.import_file("customers", write(tmp_path / "many.csv",
+                                      "customer_id\n" + "".join(f"{c}\n" for c in ids)))
+    return ids
+
+
+def _orders_of(path: Path, ids: list[str]) -> Path:
+    return write(path, "order_id,customer_id,ordered_at,amount\n" + "".join(
+        f"O{i},{c},2025-04-01 10:00:00,10\n" for i, c in enumerate(ids)))
+
+
+def test_a_large_file_checks_its_customers_against_ids_read_while_it_stages(
+        ws: tierwise.Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file naming more customers than a small lookup serves has the known ids read on a
+    thread while it stages (``checks.KnownAhead``); an unknown id is still found, and a
+    customer created after that read but before the check counts as known (the read is
+    taken only if the customers are as they were)."""
+    from tierwise.errors import ImportRejected
+    from tierwise.ingest import checks
+
+    ids = _many_customers(ws, tmp_path, checks.SMALL_LOOKUP + 5_000)
+    reads: list[str] = []
+    original = checks.KnownAhead._known
+
+    def known_then_a_new_customer(self: checks.KnownAhead):  # type: ignore[no-untyped-def]
+        found = original(self)
+        reads.append("ahead")
+        if len(reads) == 1:  # the first import: a customer arrives after the read
+            ws.import_file("customers", write(tmp_path / "new.csv", "customer_id\nNEW1\n"))
+        return found
+
+    monkeypatch.setattr(checks.KnownAhead, "_known", known_then_a_new_customer)
+    result = ws.import_file("orders", _orders_of(tmp_path / "o.csv", [*ids, "NEW1"]))
+    assert reads == ["ahead"] and result.inserted == len(ids) + 1
+    with pytest.raises(ImportRejected, match="GHOST"):
+        ws.import_file("orders", _orders_of(tmp_path / "o2.csv", [*ids, "GHOST"]))
+    assert reads == ["ahead", "ahead"]

@@ -7,6 +7,7 @@ the rows already stored (new / changed / unchanged).
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -72,9 +73,47 @@ def duplicate_keys(session: Any, schema: TableSchema, staged: StagedFile,
 SMALL_LOOKUP = 20_000
 
 
+class KnownAhead:
+    """Every known customer id, read on a thread while a large file is staged.
+
+    Reading a million ids takes ~0.3 s, which the staging's spare CPU absorbs instead of
+    the import's wall time. Started once a batch shows the file names more customers than
+    ``SMALL_LOOKUP`` (so the ids will be read anyway); taken only if the customers are as
+    they were when read (``known_state``), else read again.
+    """
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+        self._pool: ThreadPoolExecutor | None = None
+        self._read: Future[tuple[tuple[object, ...], pa.Array]] | None = None
+
+    def start(self) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="tierwise-known-ids")
+            self._read = self._pool.submit(self._known)
+
+    def _known(self) -> tuple[tuple[object, ...], pa.Array]:
+        with self._ws.control.read() as conn:
+            return customer_store.known_state(conn), customer_store.known_ids(conn)
+
+    def take(self, conn: Any) -> pa.Array:
+        """The known ids as ``conn`` sees them."""
+        if self._read is not None:
+            state, known = self._read.result()
+            if state == customer_store.known_state(conn):
+                return known
+        return customer_store.known_ids(conn)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+
 def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved: Resolved,
-                      policy: str) -> tuple[list[str], list[Reject]]:
-    """Customer ids the facts name but the control store lacks.
+                      policy: str, ahead: KnownAhead | None = None
+                      ) -> tuple[list[str], list[Reject]]:
+    """Customer ids the facts name but the control store lacks (the known ids from
+    ``ahead`` where it read them).
 
     Returns (ids to create as stubs, rejects): one of the two is empty, by ``policy``.
     """
@@ -86,7 +125,7 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
     with ws.control.read() as conn:
         # a few thousand ids (real-time micro-batches): ask about those; else read them all
         if len(named) > SMALL_LOOKUP:
-            known = customer_store.known_ids(conn)
+            known = ahead.take(conn) if ahead is not None else customer_store.known_ids(conn)
         else:
             found = _known_among(ws, conn, named.to_pylist())
             if len(set(found)) == len(named):  # all of them (most micro-batches)

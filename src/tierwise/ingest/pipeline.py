@@ -12,10 +12,12 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tierwise.definitions.personal_data import PII_COLUMNS, PersonalData, mask, mask_value
@@ -87,13 +89,26 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
     resolved = resolve(mapping, table, source.info.header, source.info.path)
     source.prefer_types(_type_hints(resolved))
 
+    ahead = checks.KnownAhead(ws) if schema.customer_refs else None
+    try:
+        return _run_import(ws, table, schema, source, options, policy, resolved, ahead,
+                           started, t0)
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _run_import(ws: Workspace, table: str, schema: TableSchema, source: Source,
+                options: ImportOptions, policy: str, resolved: Resolved,
+                ahead: checks.KnownAhead | None, started: datetime, t0: float) -> ImportResult:
+    mapping = options.mapping
     changes: list[Change] = []
     for _attempt in range(2):
         writer = StagingWriter(ws.facts.staging_dir, schema)
         changes.clear()
         try:
             staged, rejects = _stage(ws, schema, source, resolved, writer, options.progress,
-                                     changes)
+                                     changes, ahead)
             break
         except RetryRead:
             writer.discard()
@@ -122,7 +137,8 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
         with ws.engine.for_staging().session() as session:
             session.register_scan("staged", _staged_scan(staged, schema))
             duplicates = checks.duplicate_keys(session, schema, staged, result, ws.facts)
-            unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy)
+            unknown, missing = checks.unknown_customers(ws, session, schema, resolved, policy,
+                                                        ahead)
             rejects.add(duplicates + missing, len(duplicates) + len(missing))
             if schema.name == "customers":
                 links = checks.account_links(ws, session, staged, resolved, written)
@@ -208,14 +224,16 @@ def _convert_and_clean(raw: RawBatch, resolved: Resolved, zone: str,
 
 
 def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolved,
-           writer: StagingWriter, progress: Progress | None, changes: list[Change]
-           ) -> tuple[StagedFile, _Rejects]:
+           writer: StagingWriter, progress: Progress | None, changes: list[Change],
+           ahead: checks.KnownAhead | None = None) -> tuple[StagedFile, _Rejects]:
     """Read, convert and write the staging file, overlapping the three on threads.
 
     Arrow's kernels and the Parquet writer release the GIL, so reading batch n+1,
     converting batch n and writing batch n-1 run at the same time; batches stay in order.
     Rows with bad cells are written too (the bad cells empty) so that the checks after
     staging still see every key and customer reference; the import is rejected anyway.
+    The first batch that names more customers than a small lookup serves starts reading
+    the known ids (``ahead``).
     """
     rejects = _Rejects()
     zone = ws.config.timezone
@@ -228,10 +246,15 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
             ThreadPoolExecutor(1) as write_pool:
 
         def take(batch: ConvertedBatch) -> None:
-            nonlocal writing
+            nonlocal writing, ahead
             rejects.add(batch.rejects, batch.bad_rows)
             changes.extend(batch.changes)
             table = batch.table
+            if ahead is not None and any(
+                    pc.count_distinct(table[ref]).as_py() > checks.SMALL_LOOKUP
+                    for ref in schema.customer_refs):
+                ahead.start()
+                ahead = None  # started: no more counting
             if not schema.key:
                 table = table.append_column("_key", _content_keys(session, table, schema))
             if writing is not None:

@@ -43,6 +43,15 @@ def known_ids(conn: sa.Connection) -> pa.Array:
                             "SELECT customer_id FROM customer_redirects")
 
 
+def known_state(conn: sa.Connection) -> tuple[object, ...]:
+    """Changes whenever ``known_ids`` would: the customers' ``state`` and the number of
+    merged ids (a merge deletes a customer, so the state changes too; counted anyway)."""
+    from tierwise.store.tables import customer_redirects
+
+    merged = conn.execute(sa.select(sa.func.count()).select_from(customer_redirects)).scalar()
+    return (*state(conn), merged)
+
+
 def ids(conn: sa.Connection) -> pa.Array:
     """Every stored customer's id (not the ids merged away: ``known_ids`` has those)."""
     return text_column(conn, "SELECT customer_id FROM customers")
