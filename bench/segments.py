@@ -11,9 +11,10 @@ query. The
 pandas variant implements the same 50 rules with vectorised groupbys; its member sets
 must equal DuckDB's (and Spark's).
 
-    python bench/segments.py --evaluate-all [--repeat 3]
+    python bench/segments.py --evaluate-all [--repeat 3] [--baseline COMMIT]
 
-The product command the engines' variant stands for: the 50 rules saved as segments in a
+The product command the engines' variant stands for (with ``--baseline``, alternately with a
+commit's, checked out as ``bench/compute.py`` does): the 50 rules saved as segments in a
 copy of the workspace (bench/out/ws-seg-eval: its fact files linked, its control store
 copied), evaluated once so that their members are stored, then ``evaluate_all`` (what
 ``tierwise segments evaluate`` runs) timed in a fresh process per run, with nothing to
@@ -30,7 +31,15 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import OUT, measure, median, report  # noqa: E402
+from common import (  # noqa: E402
+    ENVIRONMENT,
+    OUT,
+    ROOT,
+    baseline_source,
+    measure,
+    median,
+    report,
+)
 
 WS = OUT / "ws-seg"
 AS_OF = "2026-06-30T23:59:59+08:00"
@@ -182,8 +191,9 @@ json.dump({"seconds": time.perf_counter() - t0,
 """
 
 
-def evaluate_all_runs(repeat: int) -> None:
-    """``evaluate_all`` of the 50 rules as saved segments, members settled."""
+def evaluate_all_runs(repeat: int, baseline: str | None = None) -> None:
+    """``evaluate_all`` of the 50 rules as saved segments, members settled; alternately
+    with a baseline commit's (``--baseline``)."""
     import os
     import shutil
 
@@ -205,19 +215,26 @@ def evaluate_all_runs(repeat: int) -> None:
         evaluate_all(ws, datetime.fromisoformat(AS_OF))  # every member enters (minutes)
         ws.close()
     target = OUT / "seg-evaluate-all.json"
-    results = []
+    sides = {"this": ROOT / "src"}
+    if baseline:
+        sides = {f"baseline {baseline}": baseline_source(baseline), **sides}
+    results: dict[str, list[dict[str, object]]] = {name: [] for name in sides}
     for _ in range(repeat):
-        seconds, peak = measure([sys.executable, "-c", EVALUATE_ALL_RUN, str(copy), AS_OF,
-                                 str(target)])
-        data = json.loads(target.read_text())
-        if data["errors"] or data["changes"]:
-            raise SystemExit(f"the settled run was not settled: {data}")
-        results.append({"evaluate_all_seconds": round(data["seconds"], 2),
-                        "process_seconds": round(seconds, 1), "peak_rss_mb": round(peak),
-                        "members": data["members"]})
-    report("segments_50_evaluate_all", [
-        *results, {"median_evaluate_all_seconds": round(
-            median([float(r["evaluate_all_seconds"]) for r in results]), 2)}])
+        for name, source in sides.items():
+            seconds, peak = measure([sys.executable, "-c", EVALUATE_ALL_RUN, str(copy), AS_OF,
+                                     str(target)],
+                                    env={**ENVIRONMENT, "PYTHONPATH": str(source)})
+            data = json.loads(target.read_text())
+            if data["errors"] or data["changes"]:
+                raise SystemExit(f"the settled run was not settled: {data}")
+            results[name].append({"evaluate_all_seconds": round(data["seconds"], 2),
+                                  "process_seconds": round(seconds, 1),
+                                  "peak_rss_mb": round(peak), "members": data["members"]})
+    rows: list[dict[str, object]] = []
+    for name, done in results.items():
+        rows.append({"code": name, "runs": done, "median_evaluate_all_seconds": round(
+            median([float(r["evaluate_all_seconds"]) for r in done]), 2)})
+    report("segments_50_evaluate_all", rows)
 
 
 def ensure_workspace() -> None:
@@ -236,10 +253,12 @@ def main() -> None:
     parser.add_argument("--evaluate-all", action="store_true",
                         help="time evaluate_all of the rules saved as segments instead")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", default=None,
+                        help="with --evaluate-all: a commit whose run alternates with this one")
     args = parser.parse_args()
     ensure_workspace()
     if args.evaluate_all:
-        evaluate_all_runs(args.repeat)
+        evaluate_all_runs(args.repeat, args.baseline)
         return
     here = str(Path(__file__).resolve().parent)
     results: dict[str, dict[str, object]] = {}
