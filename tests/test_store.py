@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.conftest import recount, write
+from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, recount, write
 
 import tierwise
 from tierwise.config import WorkspaceConfig, read_config
@@ -391,3 +391,21 @@ def test_a_text_column_longer_than_sqlite_strings_is_read_as_rows(tmp_path: Path
             conn.exec_driver_sql("SELECT group_concat(v) FROM texts").fetchall()
         assert sorted(text_column(conn, "SELECT v FROM texts").to_pylist()) == ids
     engine.dispose()
+
+
+def test_a_published_file_records_the_range_of_its_times(ws: tierwise.Workspace,
+                                                          tmp_path: Path) -> None:
+    """The manifest's min_time / max_time of a fact file are its earliest and latest time
+    as UTC instants (read from the raw Parquet statistics)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ws.import_file("customers", write(tmp_path / "c.csv", CUSTOMERS_CSV))
+    ws.import_file("orders", write(tmp_path / "o.csv", ORDERS_CSV))
+    with ws.control.read() as conn:
+        (path, low, high), = conn.execute(sa.select(
+            fact_files.c.path, fact_files.c.min_time, fact_files.c.max_time).where(
+            fact_files.c.table_name == "orders")).all()
+    times = pq.read_table(ws.root / path, columns=["ordered_at"])["ordered_at"]
+    assert (low, high) == (pc.min(times).as_py(), pc.max(times).as_py())
+    assert low.utcoffset() == timedelta(0) and low < high

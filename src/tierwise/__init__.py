@@ -14,7 +14,7 @@ import os
 # to, and it reads the setting once, when pyarrow loads: so it is set here, before the first
 # import below brings pyarrow in. The buffers an import or a computation allocates are
 # short-lived; on virtual machines whose freed memory goes back to the host, every huge page
-# is then a fresh 2 MB to be zeroed and backed again, which cost 12 ms a page and half the
+# is then a fresh 2 MB to be zeroed and backed again, which cost ~13 ms a page and half the
 # CPU of a 10M-row import (docs/benchmarks.md, "Huge pages"). A value already in the
 # environment wins; a process that loaded pyarrow before tierwise keeps its own.
 os.environ.setdefault("MIMALLOC_ALLOW_THP", "0")

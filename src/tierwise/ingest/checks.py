@@ -77,7 +77,7 @@ class KnownAhead:
     """Every known customer id, read on a thread while a large file is staged.
 
     Reading a million ids takes ~0.3 s, which the staging's spare CPU absorbs instead of
-    the import's wall time. Started once a batch shows the file names more customers than
+    the import's wall time. Started when the file's first batch names more customers than
     ``SMALL_LOOKUP`` (so the ids will be read anyway); taken only if the customers are as
     they were when read (``known_state``), else read again.
     """

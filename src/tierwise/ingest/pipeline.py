@@ -232,8 +232,8 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
     converting batch n and writing batch n-1 run at the same time; batches stay in order.
     Rows with bad cells are written too (the bad cells empty) so that the checks after
     staging still see every key and customer reference; the import is rejected anyway.
-    The first batch that names more customers than a small lookup serves starts reading
-    the known ids (``ahead``).
+    A first batch that names more customers than a small lookup serves starts reading the
+    known ids (``ahead``).
     """
     rejects = _Rejects()
     zone = ws.config.timezone
@@ -250,11 +250,12 @@ def _stage(ws: Workspace, schema: TableSchema, source: Source, resolved: Resolve
             rejects.add(batch.rejects, batch.bad_rows)
             changes.extend(batch.changes)
             table = batch.table
-            if ahead is not None and any(
-                    pc.count_distinct(table[ref]).as_py() > checks.SMALL_LOOKUP
-                    for ref in schema.customer_refs):
-                ahead.start()
-                ahead = None  # started: no more counting
+            if ahead is not None:  # the first batch tells (a count of each batch would
+                # cost a hash of every row of a file with few customers)
+                if any(pc.count_distinct(table[ref]).as_py() > checks.SMALL_LOOKUP
+                       for ref in schema.customer_refs):
+                    ahead.start()
+                ahead = None
             if not schema.key:
                 table = table.append_column("_key", _content_keys(session, table, schema))
             if writing is not None:
