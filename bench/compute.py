@@ -30,15 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    ENVIRONMENT,
-    OUT,
-    ROOT,
-    baseline_source,
-    measure,
-    median,
-    report,
-)
+from common import ENVIRONMENT, OUT, ROOT, baseline_source, measure, median, report  # noqa: E402
 
 import tierwise  # noqa: E402
 from tierwise.models.compute import list_snapshots  # noqa: E402

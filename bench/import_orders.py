@@ -27,16 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    ENVIRONMENT,
-    OUT,
-    ROOT,
-    baseline_source,
-    measure,
-    median,
-    python,
-    report,
-)
+from common import ENVIRONMENT, OUT, ROOT, baseline_source, measure, median, python, report  # noqa: E402
 
 TIERWISE = """
 import sys, tierwise

@@ -31,15 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    ENVIRONMENT,
-    OUT,
-    ROOT,
-    baseline_source,
-    measure,
-    median,
-    report,
-)
+from common import ENVIRONMENT, OUT, ROOT, baseline_source, measure, median, report  # noqa: E402
 
 WS = OUT / "ws-seg"
 AS_OF = "2026-06-30T23:59:59+08:00"
