@@ -158,7 +158,7 @@ WITH om AS (
     CAST(sum(CAST(om.margin AS DECIMAL(18, 6))) AS DOUBLE) AS referred_margin
   FROM credited c JOIN om ON om.customer_id = c.referred_id
   WHERE om.ordered_at >= c."at"
-    AND date_diff('microsecond', c."at", om.ordered_at) < :window_micros
+    AND DAYS_ELAPSED(c."at", om.ordered_at) < :window_days
   GROUP BY c.referrer_id
 )
 SELECT p.customer_id,
@@ -253,9 +253,8 @@ def per_customer(ws: Workspace, settings: EconomicsSettings, start: datetime, en
         "default_margin": float(settings.default_margin or 0.0),
         "ticket_cost": float(settings.ticket_cost), "hourly_cost": float(settings.hourly_cost),
         "months": (end - start).total_seconds() / 86400 / MONTH_DAYS,
-        # in microseconds: exact on every engine (DuckDB's difference in seconds counts
-        # the second boundaries crossed)
-        "window_micros": settings.referral_window_days * 86_400_000_000,
+        # whole days elapsed as rules and statistics count them (compile.dialects)
+        "window_days": settings.referral_window_days,
         "credit": float(settings.referral_credit)}
     with engine.session(ws.facts.scans(("orders", "tickets", "referrals"), accounts=True),
                         arrow) as session:
