@@ -229,15 +229,19 @@ def test_store_backends(any_ws: tierwise.Workspace, tmp_path: Path):
     assert customers.loc["C002", "signup_at"] == datetime(2025, 3, 1, tzinfo=SH)
 
 
+@pytest.mark.parametrize("ahead", [True, False], ids=["read-ahead", "read-after"])
 @pytest.mark.parametrize("policy", ["reject", "create"])
 def test_unknown_customers_among_many(ws: tierwise.Workspace, tmp_path: Path, monkeypatch,
-                                      policy: str):
-    """Past the small look-up (every known id read, the file's distinct ids compared with
-    them) the unknown ids are still found with every row that names them."""
+                                      policy: str, ahead: bool):
+    """Past the small look-up (every known id read, then compared with every row when the
+    first batch already named many customers, or with the file's distinct ids when only the
+    whole file did) the unknown ids are still found with every row that names them."""
     from tierwise import ImportRejected
     from tierwise.ingest import checks
 
     monkeypatch.setattr(checks, "SMALL_LOOKUP", 10)
+    if not ahead:
+        monkeypatch.setattr(checks.KnownAhead, "start", lambda self: None)
     known = "\n".join(f"K{i}" for i in range(40))
     ws.import_file("customers", write(tmp_path / "c.csv", "customer_id\n" + known + "\n"))
     lines = [f"O{i},K{i % 40},2025-01-01,1" for i in range(100)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ from tests.conftest import CUSTOMERS_CSV, ORDERS_CSV, recount, write
 import tierwise
 from tierwise.config import WorkspaceConfig, read_config
 from tierwise.errors import WorkspaceError, speaking
-from tierwise.store.control import ControlStore
+from tierwise.store.control import HEAD, ControlStore
 from tierwise.store.tables import fact_files
 
 
@@ -24,12 +26,23 @@ def test_migrations_reach_head_on_both_stores(control_url: str, tmp_path: Path):
     store = ControlStore(url)
     assert store.revision() is None
     store.upgrade()
-    assert store.revision() == store.head() == "0016"
+    assert store.revision() == store.head() == HEAD == "0016"
     store.upgrade()  # idempotent
     tables = set(sa.inspect(store.engine).get_table_names())
     assert {"customers", "imports", "fact_files", "mappings", "definitions", "snapshots",
             "alembic_version"} <= tables
     store.dispose()
+
+
+def test_opening_a_workspace_does_not_load_the_migration_tool(tmp_path: Path):
+    """An up-to-date store is recognised without alembic (its import costs every command
+    ~0.1 s); a new one is migrated with it."""
+    script = ("import sys, tierwise; tierwise.{}(sys.argv[1]); "
+              "print('alembic' in sys.modules)")
+    run = [subprocess.run([sys.executable, "-c", script.format(verb), str(tmp_path / "ws")],
+                          capture_output=True, text=True, check=True).stdout.strip()
+           for verb in ("init", "open")]
+    assert run == ["True", "False"]
 
 
 def test_migrations_build_the_schema_the_code_declares(control_url: str, tmp_path: Path):

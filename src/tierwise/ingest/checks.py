@@ -87,6 +87,10 @@ class KnownAhead:
         self._pool: ThreadPoolExecutor | None = None
         self._read: Future[tuple[tuple[object, ...], pa.Array]] | None = None
 
+    @property
+    def started(self) -> bool:
+        return self._pool is not None
+
     def start(self) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="tierwise-known-ids")
@@ -119,25 +123,20 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
     """
     if not schema.customer_refs:
         return [], []
-    refs = " UNION ".join(f"SELECT {ident(r)} AS id FROM staged WHERE {ident(r)} IS NOT NULL"
-                          for r in schema.customer_refs)
-    named = session.query(f"SELECT DISTINCT id FROM ({refs}) AS t").column(0)
-    with ws.control.read() as conn:
-        # a few thousand ids (real-time micro-batches): ask about those; else read them all
-        if len(named) > SMALL_LOOKUP:
-            known = ahead.take(conn) if ahead is not None else customer_store.known_ids(conn)
-        else:
-            found = _known_among(ws, conn, named.to_pylist())
-            if len(set(found)) == len(named):  # all of them (most micro-batches)
-                return [], []
-            known = pa.array(found, pa.string())
-    session.register_arrow("known", _as_table(known))
-    session.register_arrow("named", pa.table({"id": named}))
-    # The distinct ids first (a million at most, against ten times as many rows): the rows
-    # are read again only for the ids that are missing, which are usually none.
-    absent = session.query("SELECT n.id FROM named n ANTI JOIN known k "
-                           "ON n.id = k.customer_id").column(0)
-    if len(absent) == 0:
+    refs = " UNION ALL ".join(f"SELECT {ident(r)} AS id FROM staged WHERE {ident(r)} IS NOT NULL"
+                              for r in schema.customer_refs)
+    if ahead is not None and ahead.started:
+        # The file's first batch named more customers than a lookup serves: every row is
+        # probed against the known ids, then the (usually no) absent ones made distinct —
+        # cheaper than making ten million rows distinct first (0.47 s against 0.57 s).
+        with ws.control.read() as conn:
+            known = ahead.take(conn)
+        session.register_arrow("known", _as_table(known))
+        absent = session.query(f"SELECT DISTINCT t.id FROM ({refs}) AS t ANTI JOIN known k "
+                               "ON t.id = k.customer_id").column(0)
+    else:
+        absent = _absent(ws, session, refs, ahead)
+    if absent is None or len(absent) == 0:
         return [], []
     session.register_arrow("absent", pa.table({"id": absent}))
     ids: set[str] = set()
@@ -153,6 +152,27 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
             rejects += [Reject(m["row"], source, m["id"], UNKNOWN_CUSTOMER)
                         for m in missing[:LISTED]]
     return sorted(ids), rejects
+
+
+def _absent(ws: Workspace, session: Any, refs: str, ahead: KnownAhead | None
+            ) -> pa.Array | None:
+    """The distinct ids ``refs`` selects that the control store lacks (None: all known)."""
+    named = session.query(f"SELECT DISTINCT id FROM ({refs}) AS t").column(0)
+    with ws.control.read() as conn:
+        # a few thousand ids (real-time micro-batches): ask about those; else read them all
+        if len(named) > SMALL_LOOKUP:
+            known = ahead.take(conn) if ahead is not None else customer_store.known_ids(conn)
+        else:
+            found = _known_among(ws, conn, named.to_pylist())
+            if len(set(found)) == len(named):  # all of them (most micro-batches)
+                return None
+            known = pa.array(found, pa.string())
+    session.register_arrow("known", _as_table(known))
+    session.register_arrow("named", pa.table({"id": named}))
+    # The distinct ids first (a million at most, against ten times as many rows): the rows
+    # are read again only for the ids that are missing, which are usually none.
+    return session.query("SELECT n.id FROM named n ANTI JOIN known k "
+                         "ON n.id = k.customer_id").column(0)
 
 
 def _known_among(ws: Workspace, conn: Any, named: list[str]) -> list[str]:
