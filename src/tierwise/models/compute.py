@@ -313,6 +313,36 @@ def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
                              _np(st, "t_days"), np.nan_to_num(_np(st, "purchase_days")), gap,
                              before_last, earlier)
 
+    # What needs neither the fit nor the economics comes first, while they run beside
+    # this thread: the percentile ranks of the value score's other metrics among them
+    # (0.3 s for a million customers, which would otherwise wait for the fit).
+    weights = settings.tiers.weights
+    ref_idx = pc.index_in(ids, referrals["customer_id"])
+    referrals_made = np.nan_to_num(_np(pa.table({"n": col(referrals, "referrals", ref_idx)}),
+                                       "n"))
+    referral_revenue = np.nan_to_num(_np(pa.table(
+        {"v": col(referrals, "referral_revenue", ref_idx)}), "v"))
+    growth = np.nan_to_num(_np(st, "revenue")) - np.nan_to_num(_np(st, "revenue_previous"))
+    metrics = {
+        "monetary": _np(sc, "monetary"), "frequency": _np(sc, "frequency"),
+        "recency": _np(sc, "recency"), "profit": profit_total, "referrals": referrals_made,
+        "growth": growth,
+    }
+    ranks = tiers.metric_ranks(metrics, weights, bought)
+    id_np = np.asarray(ids.to_pylist(), dtype=object)
+
+    year = economics_year.result()
+    e_idx = _positions(ids, year["customer_id"])
+    ey = pa.table({name: col(year, name, e_idx) for name in (
+        "profit_contribution", "ticket_cost", "service_message_cost", "marketing_cost",
+        "orders")})
+    contribution = np.nan_to_num(_np(ey, "profit_contribution"))
+    per_purchase = (np.nan_to_num(_np(ey, "ticket_cost")) + np.nan_to_num(
+        _np(ey, "service_message_cost")) + np.nan_to_num(_np(ey, "marketing_cost"))) \
+        / np.maximum(np.nan_to_num(_np(ey, "orders")), 1)
+    metrics["contribution"] = contribution
+    ranks |= tiers.metric_ranks({"contribution": contribution}, weights, bought)
+
     fitted = fit.result()
     if fitted is not None:
         b = np.flatnonzero(bought)
@@ -325,32 +355,10 @@ def _compute(ws: Workspace, as_of: datetime, settings: Settings, t0: float,
         value[b] = clv.discounted_value(cumulative, spend_b, months, MONTH_WEEKS, margin,
                                         monthly)
     risk = lifecycle.churn_risk(p_alive, settings.churn)
-
-    year = economics_year.result()
-    ref_idx = pc.index_in(ids, referrals["customer_id"])
-    referrals_made = np.nan_to_num(_np(pa.table({"n": col(referrals, "referrals", ref_idx)}),
-                                       "n"))
-    referral_revenue = np.nan_to_num(_np(pa.table(
-        {"v": col(referrals, "referral_revenue", ref_idx)}), "v"))
-    e_idx = _positions(ids, year["customer_id"])
-    ey = pa.table({name: col(year, name, e_idx) for name in (
-        "profit_contribution", "ticket_cost", "service_message_cost", "marketing_cost",
-        "orders")})
-    contribution = np.nan_to_num(_np(ey, "profit_contribution"))
-    per_purchase = (np.nan_to_num(_np(ey, "ticket_cost")) + np.nan_to_num(
-        _np(ey, "service_message_cost")) + np.nan_to_num(_np(ey, "marketing_cost"))) \
-        / np.maximum(np.nan_to_num(_np(ey, "orders")), 1)
     profit_clv = value - (settings.clv.service_cost_per_purchase + per_purchase) \
         * np.nan_to_num(expected) - acquisition
-
-    growth = np.nan_to_num(_np(st, "revenue")) - np.nan_to_num(_np(st, "revenue_previous"))
-    metrics = {
-        "monetary": _np(sc, "monetary"), "frequency": _np(sc, "frequency"),
-        "recency": _np(sc, "recency"), "profit": profit_total, "clv": np.nan_to_num(value),
-        "referrals": referrals_made, "growth": growth, "contribution": contribution,
-    }
-    score = tiers.value_score(metrics, settings.tiers.weights, bought)
-    id_np = np.asarray(ids.to_pylist(), dtype=object)
+    metrics["clv"] = np.nan_to_num(value)
+    score = tiers.value_score(metrics, weights, bought, ranks)
     tier = tiers_of(ws, settings.tiers, id_np, score, revenue_total, as_of)
 
     def maybe(values: np.ndarray) -> pa.Array:

@@ -21,6 +21,7 @@ Ties are broken by customer_id so the same data always gives the same tiers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 import numpy as np
@@ -168,17 +169,31 @@ def percentile_rank(values: np.ndarray, higher_is_better: bool = True) -> np.nda
     return below / (n - 1)
 
 
-def value_score(metrics: dict[str, np.ndarray], weights: dict[str, float],
-                bought: np.ndarray) -> np.ndarray:
-    """Weighted mean of percentile ranks × 100 among buyers; 0 for customers who never bought."""
+def metric_ranks(metrics: Mapping[str, np.ndarray], weights: Mapping[str, float],
+                 bought: np.ndarray) -> dict[str, np.ndarray]:
+    """The percentile rank among buyers of each of ``metrics`` that ``weights`` counts:
+    the parts of ``value_score``, for a caller that has some metrics before the others."""
+    idx = np.flatnonzero(bought)
+    return {name: percentile_rank(np.asarray(values, float)[idx],
+                                  higher_is_better=name != "recency")
+            for name, values in metrics.items() if weights.get(name, 0) != 0}
+
+
+def value_score(metrics: Mapping[str, np.ndarray], weights: Mapping[str, float],
+                bought: np.ndarray, ranks: Mapping[str, np.ndarray] | None = None
+                ) -> np.ndarray:
+    """Weighted mean of percentile ranks × 100 among buyers; 0 for customers who never bought.
+    ``ranks``: some metrics' ranks already made by ``metric_ranks``."""
+    made = dict(ranks or {})
+    made |= metric_ranks({name: values for name, values in metrics.items() if name not in made},
+                         weights, bought)
     total = sum(weights.values())
     score = np.zeros(len(bought))
     idx = np.flatnonzero(bought)
     for name, weight in weights.items():
         if weight == 0:
             continue
-        values = np.asarray(metrics[name], float)[idx]
-        score[idx] += weight * percentile_rank(values, higher_is_better=name != "recency")
+        score[idx] += weight * made[name]
     return np.round(100 * score / total, 4)
 
 
