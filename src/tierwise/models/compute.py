@@ -223,17 +223,16 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
         as_of = as_of.replace(tzinfo=ws.config.zone)
     settings = settings or load_settings(ws)
     period = stats.Period(settings.rfm.period_days)
-    buyer_stats = stats.customer_stats(ws, as_of, period)
-    # accounts and private customers; an account's people (contacts) are not customers
-    # of their own, their orders count for the account (models.stats); read once for
-    # this and for the economics
-    people = customer_mirror.accounts_and_customers(ws.root, ws.control,
-                                                    economics.PEOPLE_COLUMNS)
-    # One row per customer (prospects included), ordered by id; where each one's
-    # statistics are (None: the same rows in the same order).
-    base = people.sort_by("customer_id")
-    s_idx = _positions(base["customer_id"], buyer_stats["customer_id"])
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="compute") as beside:
+        # accounts and private customers; an account's people (contacts) are not
+        # customers of their own, their orders count for the account (models.stats):
+        # read once for this and for the economics, beside the statistics' query, as one
+        # row per customer (prospects included) ordered by id
+        read = beside.submit(_people, ws)
+        buyer_stats = stats.customer_stats(ws, as_of, period)
+        people, base = read.result()
+        # where each customer's statistics are (None: the same rows in the same order)
+        s_idx = _positions(base["customer_id"], buyer_stats["customer_id"])
         # Two pieces of work that need nothing else computed here go on beside it: the
         # CLV models' fit (numpy, one core) and, once this thread's queries are done,
         # the last twelve months' economics (without the manager's time, which is
@@ -250,6 +249,13 @@ def compute(ws: Workspace, as_of: datetime | None = None, save: bool = True,
                              people=people, engine=ws.engine.for_background())
         return _compute(ws, as_of, settings, t0, buyer_stats, base, s_idx, scores,
                         referrals, fit, year, save)
+
+
+def _people(ws: Workspace) -> tuple[pa.Table, pa.Table]:
+    """The accounts and private customers as read, and ordered by id."""
+    people = customer_mirror.accounts_and_customers(ws.root, ws.control,
+                                                    economics.PEOPLE_COLUMNS)
+    return people, people.sort_by("customer_id")
 
 
 #: What ``_fit_clv`` gives: (fitted parameters, P(alive), expected purchases over the

@@ -158,12 +158,15 @@ def rolled_up(conn: sa.Connection, redirects: tuple[tuple[str, str], ...] | None
     with _rolled_up_lock:
         if _rolled_up_kept is not None and _rolled_up_kept[0] == key:
             return _rolled_up_kept[1]
-    merged = dict(pairs_in)
-    accounts = {contact: merged.get(account, account)
-                for contact, account in contact_links(conn)}
-    pairs = {old: accounts.get(new, new) for old, new in merged.items()}
-    pairs.update(accounts)
-    found = tuple(sorted(pairs.items()))
+    links = contact_links(conn)
+    if not pairs_in:  # the links as they are: one per contact, ordered by contact
+        found = tuple(links)
+    else:
+        merged = dict(pairs_in)
+        accounts = {contact: merged.get(account, account) for contact, account in links}
+        pairs = {old: accounts.get(new, new) for old, new in merged.items()}
+        pairs.update(accounts)
+        found = tuple(sorted(pairs.items()))
     _keep_rolled_up(key, found)
     return found
 
