@@ -264,16 +264,18 @@ def cpu_seconds(server: psutil.Process) -> dict[str, float]:
 
 def ensure_workspace(customers: int) -> None:
     """A fresh copy of the pristine workspace for every run: each run adds its events, and
-    the per-batch cost grows with the history (runs on a grown workspace do not compare)."""
-    if not (BASE / "snapshots").exists():
+    the per-batch cost grows with the history (runs on a grown workspace do not compare).
+    One pristine workspace per number of customers (``BASE`` holds the default 100,000)."""
+    base = BASE if customers == 100_000 else OUT / f"ws-rt-base-{customers}"
+    if not (base / "snapshots").exists():
         end = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
-        subprocess.run([sys.executable, "-m", "tierwise.cli.main", "demo", "-w", str(BASE),
+        subprocess.run([sys.executable, "-m", "tierwise.cli.main", "demo", "-w", str(base),
                         "--customers", str(customers), "--activity", "5", "--seed", "7",
                         "--end", end], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([sys.executable, "-m", "tierwise.cli.main", "compute", "-w", str(BASE)],
+        subprocess.run([sys.executable, "-m", "tierwise.cli.main", "compute", "-w", str(base)],
                        check=True, stdout=subprocess.DEVNULL)
     shutil.rmtree(WS, ignore_errors=True)
-    shutil.copytree(BASE, WS)
+    shutil.copytree(base, WS)
     # the base was built when the default was 30 s; runs use today's default
     toml = WS / "tierwise.toml"
     toml.write_text(re.sub(r"(?m)^sweep_seconds = \d+$", "sweep_seconds = 10",
