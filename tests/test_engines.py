@@ -162,6 +162,24 @@ def test_a_scans_redirects_as_arrow_follow_the_scan() -> None:
                                       ("survivor_id", pa.string())])
 
 
+def test_every_duckdb_session_works_in_utc() -> None:
+    """UTC is the shared database's default, so every session starts in it, including one
+    opened after another session chose a zone of its own (and the background engine's)."""
+    from tierwise.engines.duckdb import DuckDBEngine
+
+    engine = DuckDBEngine()
+    for one in (engine, engine.for_background()):
+        with one.session() as session:
+            assert session.scalar("SELECT current_setting('TimeZone')") == "UTC"
+            session.execute("SET TimeZone = 'Asia/Shanghai'")
+            assert session.scalar("SELECT CAST(TIMESTAMPTZ '2026-01-01 00:00:00+00' AS "
+                                  "VARCHAR)") == "2026-01-01 08:00:00+08"
+        with one.session() as session:
+            assert session.scalar("SELECT current_setting('TimeZone')") == "UTC"
+            assert session.scalar("SELECT CAST(TIMESTAMPTZ '2026-01-01 00:00:00+00' AS "
+                                  "VARCHAR)") == "2026-01-01 00:00:00+00"
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_whole_days_are_whole_on_every_engine(tmp_path, engine: str) -> None:
     """Days elapsed are whole days of 86,400 s, to the microsecond: a last order 0.4 s short

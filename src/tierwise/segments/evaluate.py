@@ -90,7 +90,7 @@ class Evaluation:
 
     #: Fact tables rules read, which a restricted evaluation (``only``) narrows to the
     #: chosen customers. The roll-ups of them and the contacts are registered when a rule
-    #: reads them (``accounts_for``): their contact links are read then, not for every
+    #: reads them (``register_sources``): their contact links are read then, not for every
     #: evaluation (the real-time worker makes several a second).
     FACTS = tuple(name for name in SOURCES if name != "contacts" and name not in ROLLUPS)
     #: Those that can come from the rows kept in memory by customer (``customer_id``).
@@ -112,6 +112,8 @@ class Evaluation:
         self._accounts: set[str] = set()
         #: Fact tables registered on first use (``_facts``), and their columns so far.
         self._held: dict[str, TableScan] = {}
+        #: Fact tables registered when a rule first reads them (chosen customers only).
+        self._later: dict[str, TableScan] = {}
         self._from_memory: dict[str, tuple[str, ...]] = {}
         self._wanted: np.ndarray | None = None
         self._chosen: pa.Array | None = None
@@ -139,13 +141,16 @@ class Evaluation:
                 # the facts come from memory (store.customer_rows) once a query names them
                 self._held = {name: scans.pop(prefix + name) for name in self.HELD}
         self._customers = customers
+        if self.only is not None:
+            # the facts not held in memory are narrowed to the chosen customers when a rule
+            # first reads them (two statements each, in a session the real-time worker
+            # opens several times a second for rules that mostly read one or two tables)
+            self._later = {name: scans.pop(prefix + name) for name in self.FACTS
+                           if name not in self._held}
         self._session_cm = ws.engine.session(scans, {"customers": customers})
         self.session = self._session_cm.__enter__()
         if self.only is not None:
             self.session.register_arrow("_only", pa.table({"customer_id": chosen}))
-            for name in self.FACTS:
-                if name not in self._held:
-                    self._narrow(name)
         return self
 
     def _narrow(self, name: str) -> None:
@@ -241,10 +246,14 @@ class Evaluation:
             self._snapshot_table = more
             self.session.register_arrow("snapshot", more)
 
-    def accounts_for(self, sources: frozenset[str] | set[str]) -> None:
-        """Register the account sources ``sources`` names: the contacts (of the chosen
-        accounts) and the roll-ups (narrowed to them like the other facts); a query of
-        the session's own (``segments.literals``) asks for them too."""
+    def register_sources(self, sources: frozenset[str] | set[str]) -> None:
+        """Register the sources ``sources`` names that a session gets on demand: for chosen
+        customers, the facts not held in memory (narrowed to them); the contacts (of the
+        chosen accounts) and the roll-ups (narrowed like the other facts). A query of the
+        session's own (``segments.literals``) asks for them too."""
+        for name in sorted(sources & self._later.keys()):
+            self.session.register_scan(f"_all_{name}", self._later.pop(name))
+            self._narrow(name)
         for name in sorted((sources & {"contacts", *ROLLUPS}) - self._accounts):
             if name == "contacts":
                 self.session.register_arrow("contacts", customer_mirror.contacts(
@@ -264,7 +273,7 @@ class Evaluation:
         if compiled.uses_members and not self._members:
             self.session.register_arrow("segment_members", stored_members(self.ws, self.only))
             self._members = True
-        self.accounts_for(compiled.sources)
+        self.register_sources(compiled.sources)
         if compiled.uses_leads and not self._leads:
             self.session.register_arrow("lead_scores", lead_store.as_table(self.ws.control))
             self._leads = True
@@ -332,7 +341,7 @@ class Evaluation:
         """Compute the batch's shared aggregates table (one pass per source)."""
         if batch.aggregates_sql is not None:
             self._reveal(batch.aggregates_columns_in)
-            self.accounts_for(batch.sources)
+            self.register_sources(batch.sources)
             if self._held:
                 self._facts(batch.sources, batch.aggregates_columns_in)
             with self._rule_errors():

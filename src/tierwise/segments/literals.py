@@ -101,7 +101,7 @@ def _counts(ws: Workspace, evaluation: Evaluation, source: str | None, field: Fi
         found = Counter(str(v) for v in column.to_pylist() if v is not None)
     else:
         name = field.path[-1]
-        evaluation.accounts_for({source})  # contacts and roll-ups are registered on demand
+        evaluation.register_sources({source})  # some are registered on demand
         rows = evaluation.session.query(render(
             f'SELECT "{name}" AS value, count(*) AS n FROM "{source}" '
             f'WHERE "{name}" IS NOT NULL GROUP BY "{name}"', ws.engine.name))
