@@ -60,8 +60,8 @@ class DuckDBEngine(Engine):
             if self._database is None or self._database[0] != os.getpid():
                 database = duckdb.connect(":memory:")
                 # every session works in UTC: the database's default, which each cursor
-                # starts with (a statement per session cost a real-time round ~1 ms a
-                # session; a session's own SET stays its own)
+                # starts with, instead of a statement in every session (a session's own
+                # SET stays its own)
                 database.execute("SET GLOBAL TimeZone = 'UTC'")
                 if self.threads:
                     database.execute(f"SET threads = {int(self.threads)}")
