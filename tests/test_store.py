@@ -34,6 +34,25 @@ def test_migrations_reach_head_on_both_stores(control_url: str, tmp_path: Path):
     store.dispose()
 
 
+def test_a_store_behind_is_migrated_to_head(control_url: str, tmp_path: Path):
+    """A store written by an older version (two revisions behind) is recognised as behind
+    without alembic and brought to ``HEAD`` with it; one at ``HEAD`` is left alone."""
+    from alembic import command
+
+    url = control_url.replace("sqlite:///control.db", f"sqlite:///{tmp_path}/c.db")
+    store = ControlStore(url)
+    store.upgrade()
+    behind = f"{int(HEAD) - 2:04d}"
+    with store.engine.connect() as conn:
+        command.downgrade(store._alembic_config(conn), behind)
+        conn.commit()
+    assert store.revision() == behind
+    store.upgrade()
+    assert store.revision() == HEAD
+    assert "account_id" in {c["name"] for c in sa.inspect(store.engine).get_columns("customers")}
+    store.dispose()
+
+
 def test_opening_a_workspace_does_not_load_the_migration_tool(tmp_path: Path):
     """An up-to-date store is recognised without alembic (its import costs every command
     ~0.1 s); a new one is migrated with it."""
