@@ -7,7 +7,8 @@ the rows already stored (new / changed / unchanged).
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -79,22 +80,29 @@ class KnownAhead:
     Reading a million ids takes ~0.3 s, which the staging's spare CPU absorbs instead of
     the import's wall time. Started when the file's first batch names more customers than
     ``SMALL_LOOKUP`` (so the ids will be read anyway); taken only if the customers are as
-    they were when read (``known_state``), else read again.
+    they were when read (``known_state``), else read again. The thread ends with its read
+    (a daemon: an import that fails before taking the ids leaves nothing to close).
     """
 
     def __init__(self, ws: Workspace) -> None:
         self._ws = ws
-        self._pool: ThreadPoolExecutor | None = None
         self._read: Future[tuple[tuple[object, ...], pa.Array]] | None = None
 
     @property
     def started(self) -> bool:
-        return self._pool is not None
+        return self._read is not None
 
     def start(self) -> None:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="tierwise-known-ids")
-            self._read = self._pool.submit(self._known)
+        if self._read is None:
+            read = self._read = Future()
+            threading.Thread(target=self._fill, args=(read,), name="tierwise-known-ids",
+                             daemon=True).start()
+
+    def _fill(self, read: Future[tuple[tuple[object, ...], pa.Array]]) -> None:
+        try:
+            read.set_result(self._known())
+        except BaseException as exc:  # noqa: BLE001 - raised where the ids are taken
+            read.set_exception(exc)
 
     def _known(self) -> tuple[tuple[object, ...], pa.Array]:
         with self._ws.control.read() as conn:
@@ -107,10 +115,6 @@ class KnownAhead:
             if state == customer_store.known_state(conn):
                 return known
         return customer_store.known_ids(conn)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
 
 
 def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved: Resolved,
@@ -125,18 +129,29 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
         return [], []
     refs = " UNION ALL ".join(f"SELECT {ident(r)} AS id FROM staged WHERE {ident(r)} IS NOT NULL"
                               for r in schema.customer_refs)
-    if ahead is not None and ahead.started:
-        # The file's first batch named more customers than a lookup serves: every row is
-        # probed against the known ids, then the (usually no) absent ones made distinct —
-        # cheaper than making ten million rows distinct first (0.47 s against 0.57 s).
-        with ws.control.read() as conn:
-            known = ahead.take(conn)
-        session.register_arrow("known", _as_table(known))
+    # When the file's first batch already named more customers than a lookup serves, every
+    # known id is read and every row probed against them, the (usually no) absent ones
+    # made distinct after: cheaper than making ten million ids distinct first (0.47 s
+    # against 0.57 s). Otherwise the distinct ids tell whether a lookup of just those does.
+    named = None if ahead is not None and ahead.started else session.query(
+        f"SELECT DISTINCT id FROM ({refs}) AS t").column(0)
+    with ws.control.read() as conn:
+        if named is None or len(named) > SMALL_LOOKUP:
+            known = ahead.take(conn) if ahead is not None else customer_store.known_ids(conn)
+        else:  # a few thousand ids (real-time micro-batches): ask about those
+            found = _known_among(ws, conn, named.to_pylist())
+            if len(set(found)) == len(named):  # all of them (most micro-batches)
+                return [], []
+            known = pa.array(found, pa.string())
+    session.register_arrow("known", _as_table(known))
+    if named is None:
         absent = session.query(f"SELECT DISTINCT t.id FROM ({refs}) AS t ANTI JOIN known k "
                                "ON t.id = k.customer_id").column(0)
-    else:
-        absent = _absent(ws, session, refs, ahead)
-    if absent is None or len(absent) == 0:
+    else:  # the rows are read again only for the ids that are missing
+        session.register_arrow("named", pa.table({"id": named}))
+        absent = session.query("SELECT n.id FROM named n ANTI JOIN known k "
+                               "ON n.id = k.customer_id").column(0)
+    if len(absent) == 0:
         return [], []
     session.register_arrow("absent", pa.table({"id": absent}))
     ids: set[str] = set()
@@ -152,27 +167,6 @@ def unknown_customers(ws: Workspace, session: Any, schema: TableSchema, resolved
             rejects += [Reject(m["row"], source, m["id"], UNKNOWN_CUSTOMER)
                         for m in missing[:LISTED]]
     return sorted(ids), rejects
-
-
-def _absent(ws: Workspace, session: Any, refs: str, ahead: KnownAhead | None
-            ) -> pa.Array | None:
-    """The distinct ids ``refs`` selects that the control store lacks (None: all known)."""
-    named = session.query(f"SELECT DISTINCT id FROM ({refs}) AS t").column(0)
-    with ws.control.read() as conn:
-        # a few thousand ids (real-time micro-batches): ask about those; else read them all
-        if len(named) > SMALL_LOOKUP:
-            known = ahead.take(conn) if ahead is not None else customer_store.known_ids(conn)
-        else:
-            found = _known_among(ws, conn, named.to_pylist())
-            if len(set(found)) == len(named):  # all of them (most micro-batches)
-                return None
-            known = pa.array(found, pa.string())
-    session.register_arrow("known", _as_table(known))
-    session.register_arrow("named", pa.table({"id": named}))
-    # The distinct ids first (a million at most, against ten times as many rows): the rows
-    # are read again only for the ids that are missing, which are usually none.
-    return session.query("SELECT n.id FROM named n ANTI JOIN known k "
-                         "ON n.id = k.customer_id").column(0)
 
 
 def _known_among(ws: Workspace, conn: Any, named: list[str]) -> list[str]:

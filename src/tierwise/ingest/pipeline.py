@@ -12,7 +12,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,18 +89,6 @@ def run_import(ws: Workspace, table: str, source: Source, options: ImportOptions
     source.prefer_types(_type_hints(resolved))
 
     ahead = checks.KnownAhead(ws) if schema.customer_refs else None
-    try:
-        return _run_import(ws, table, schema, source, options, policy, resolved, ahead,
-                           started, t0)
-    finally:
-        if ahead is not None:
-            ahead.close()
-
-
-def _run_import(ws: Workspace, table: str, schema: TableSchema, source: Source,
-                options: ImportOptions, policy: str, resolved: Resolved,
-                ahead: checks.KnownAhead | None, started: datetime, t0: float) -> ImportResult:
-    mapping = options.mapping
     changes: list[Change] = []
     for _attempt in range(2):
         writer = StagingWriter(ws.facts.staging_dir, schema)
