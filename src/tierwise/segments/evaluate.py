@@ -132,28 +132,27 @@ class Evaluation:
             customers = self._pinned["customers"].read(["customer_id"])
         else:
             customers = customer_mirror.read(ws.root, ws.control)
-        prefix = "" if self.only is None else "_all_"
-        scans = {prefix + name: scan for name, scan in ws.facts.scans(self.FACTS).items()}
+        scans = ws.facts.scans(self.FACTS)
         if self.only is not None:
             chosen = self._chosen = pa.array(self.only, pa.string())
             customers = customers.filter(pc.is_in(customers["customer_id"], chosen))
             if ws.facts.keep_rows and ws.engine.in_process:
                 # the facts come from memory (store.customer_rows) once a query names them
-                self._held = {name: scans.pop(prefix + name) for name in self.HELD}
+                self._held = {name: scans.pop(name) for name in self.HELD}
+            # the others are narrowed to the chosen customers when a rule first reads them
+            # (two statements each, in a session the real-time worker opens several times a
+            # second for rules that mostly read one or two tables)
+            self._later, scans = scans, {}
         self._customers = customers
-        if self.only is not None:
-            # the facts not held in memory are narrowed to the chosen customers when a rule
-            # first reads them (two statements each, in a session the real-time worker
-            # opens several times a second for rules that mostly read one or two tables)
-            self._later = {name: scans.pop(prefix + name) for name in self.FACTS
-                           if name not in self._held}
         self._session_cm = ws.engine.session(scans, {"customers": customers})
         self.session = self._session_cm.__enter__()
         if self.only is not None:
             self.session.register_arrow("_only", pa.table({"customer_id": chosen}))
         return self
 
-    def _narrow(self, name: str) -> None:
+    def _narrow(self, name: str, scan: TableScan) -> None:
+        """Register ``scan`` as fact table ``name`` narrowed to the chosen customers."""
+        self.session.register_scan(f"_all_{name}", scan)
         self.session.execute(
             f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM _all_{name} "
             f"WHERE {CUSTOMER_COLUMN[name]} IN (SELECT customer_id FROM _only)")
@@ -179,8 +178,7 @@ class Evaluation:
                 self.session.register_arrow(name, rows.of(self._wanted, columns))
                 self._from_memory[name] = columns
             else:
-                self.session.register_scan(f"_all_{name}", scan)
-                self._narrow(name)
+                self._narrow(name, scan)
                 self._from_memory[name] = tuple(scan.schema.names)
 
     def __exit__(self, *exc: object) -> None:
@@ -252,8 +250,7 @@ class Evaluation:
         chosen accounts) and the roll-ups (narrowed like the other facts). A query of the
         session's own (``segments.literals``) asks for them too."""
         for name in sorted(sources & self._later.keys()):
-            self.session.register_scan(f"_all_{name}", self._later.pop(name))
-            self._narrow(name)
+            self._narrow(name, self._later.pop(name))
         for name in sorted((sources & {"contacts", *ROLLUPS}) - self._accounts):
             if name == "contacts":
                 self.session.register_arrow("contacts", customer_mirror.contacts(
@@ -261,8 +258,7 @@ class Evaluation:
             elif self.only is None:
                 self.session.register_scan(name, self.ws.facts.scan(name))
             else:
-                self.session.register_scan(f"_all_{name}", self.ws.facts.scan(name))
-                self._narrow(name)
+                self._narrow(name, self.ws.facts.scan(name))
             self._accounts.add(name)
 
     def _register(self, compiled: CompiledRule) -> None:
