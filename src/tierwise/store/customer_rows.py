@@ -176,6 +176,16 @@ def _instant(kind: pa.DataType) -> bool:
     return pa.types.is_timestamp(kind) and kind.tz is not None
 
 
+def from_ticks(ticks: int, unit: str) -> datetime:
+    """``ticks`` of ``unit`` since the epoch (a timestamp's stored number) as a UTC datetime,
+    to the microsecond below.
+
+    >>> from_ticks(1_500, "ms").isoformat(), from_ticks(-1, "ns").isoformat()
+    ('1970-01-01T00:00:01.500000+00:00', '1969-12-31T23:59:59.999999+00:00')
+    """
+    return _EPOCH + timedelta(microseconds=int(ticks) * 10**6 // _PER_SECOND[unit])
+
+
 def _ticks(at: datetime, unit: str, *, up: bool) -> int:
     """``at`` in ``unit`` ticks since the epoch, rounded down (or ``up``)."""
     micros = (at - _EPOCH) // timedelta(microseconds=1)
@@ -359,13 +369,11 @@ class CustomerRows:
             return None
         lows = [_ticks(low, kind.unit, up=False) for low, _ in ranges]
         highs = [_ticks(high, kind.unit, up=True) for _, high in ranges]
-        per = _PER_SECOND[kind.unit]
         found = []
         for part in parts:
             if len(part.ids):
                 ids, values = part.values_between(column, lows, highs)
-                found += [(moved.get(c, c), _EPOCH + timedelta(microseconds=int(v) * 10**6
-                                                               // per))
+                found += [(moved.get(c, c), from_ticks(v, kind.unit))
                           for c, v in zip(ids.tolist(), values.tolist(), strict=True)]
         return found
 

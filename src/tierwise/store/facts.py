@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -573,6 +573,8 @@ def _time_range(path: Path, schema: TableSchema) -> tuple[object, object]:
     """Min and max of the table's time column from the Parquet statistics."""
     if not schema.time_column:
         return None, None
+    from tierwise.store.customer_rows import from_ticks
+
     meta = pq.read_metadata(path)
     arrow_schema = meta.schema.to_arrow_schema()
     index = arrow_schema.get_field_index(schema.time_column)
@@ -581,23 +583,12 @@ def _time_range(path: Path, schema: TableSchema) -> tuple[object, object]:
     for g in range(meta.num_row_groups):
         stats = meta.row_group(g).column(index).statistics
         if stats is not None and stats.has_min_max:
-            if pa.types.is_timestamp(type_):  # the raw numbers: see _instant
-                lows.append(_instant(stats.min_raw, type_))
-                highs.append(_instant(stats.max_raw, type_))
+            if pa.types.is_timestamp(type_):  # the raw numbers: pyarrow's own conversion
+                # of a timestamp statistic imports pandas (0.3 s of an import that needs it
+                # nowhere else)
+                lows.append(from_ticks(stats.min_raw, type_.unit))
+                highs.append(from_ticks(stats.max_raw, type_.unit))
             else:
                 lows.append(stats.min)
                 highs.append(stats.max)
     return (min(lows), max(highs)) if lows else (None, None)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _instant(raw: int, type_: pa.TimestampType) -> datetime:
-    """A raw timestamp statistic as a UTC datetime. pyarrow's own conversion of one
-    imports pandas: 0.3 s of an import that needs it nowhere else."""
-    micros = raw // 1_000 if type_.unit == "ns" else raw * _MICROS_PER[type_.unit]
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-_MICROS_PER = {"s": 1_000_000, "ms": 1_000, "us": 1}
